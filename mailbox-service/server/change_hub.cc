@@ -1,0 +1,158 @@
+#include "mailbox-service/server/change_hub.h"
+
+namespace mailbox::server {
+
+void ChangeHub::Publish(const v1::ChangeEvent& event) {
+  std::lock_guard lock(mutex_);
+  auto it = subscribers_.find(event.mailbox_id());
+  if (it == subscribers_.end()) {
+    return;
+  }
+  for (FeedQueue* queue : it->second) {
+    queue->Deliver(event);
+  }
+}
+
+void ChangeHub::Add(uint64_t mailbox_id, FeedQueue* queue) {
+  std::lock_guard lock(mutex_);
+  subscribers_[mailbox_id].insert(queue);
+  queues_.insert(queue);
+}
+
+void ChangeHub::Remove(uint64_t mailbox_id, FeedQueue* queue) {
+  std::lock_guard lock(mutex_);
+  auto it = subscribers_.find(mailbox_id);
+  if (it != subscribers_.end()) {
+    it->second.erase(queue);
+    if (it->second.empty()) {
+      subscribers_.erase(it);
+    }
+  }
+}
+
+void ChangeHub::RemoveAll(FeedQueue* queue) {
+  std::lock_guard lock(mutex_);
+  for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+    it->second.erase(queue);
+    it = it->second.empty() ? subscribers_.erase(it) : std::next(it);
+  }
+  queues_.erase(queue);
+}
+
+void ChangeHub::CloseAll() {
+  std::lock_guard lock(mutex_);
+  for (FeedQueue* queue : queues_) {
+    queue->Close();
+  }
+}
+
+void FeedQueue::BeginReplay(uint64_t mailbox_id, uint64_t from_modseq) {
+  std::lock_guard lock(mutex_);
+  MailboxState& state = mailboxes_[mailbox_id];
+  state = MailboxState{};
+  state.last_modseq = from_modseq;
+}
+
+void FeedQueue::EmitLocked(MailboxState& state, const v1::ChangeEvent& event) {
+  // Both the log replay and the live path may carry the same change; MODSEQs are
+  // strictly increasing per mailbox, so anything not newer was already sent.
+  if (state.resync_sent || (event.modseq() <= state.last_modseq && !event.has_deleted())) {
+    return;
+  }
+  state.last_modseq = std::max(state.last_modseq, event.modseq());
+  PushLocked(event);
+}
+
+void FeedQueue::FinishReplay(uint64_t mailbox_id, const std::vector<v1::ChangeEvent>& replay) {
+  std::lock_guard lock(mutex_);
+  auto it = mailboxes_.find(mailbox_id);
+  if (it == mailboxes_.end()) {
+    return;  // unsubscribed meanwhile
+  }
+  MailboxState& state = it->second;
+  for (const v1::ChangeEvent& event : replay) {
+    EmitLocked(state, event);
+  }
+  state.replaying = false;
+  if (state.resync_sent) {
+    state.buffered.clear();
+    return;
+  }
+  v1::ChangeEvent marker;
+  marker.set_mailbox_id(mailbox_id);
+  marker.set_modseq(state.last_modseq);
+  marker.mutable_subscribed()->set_highest_modseq(state.last_modseq);
+  PushLocked(std::move(marker));
+  for (const v1::ChangeEvent& event : state.buffered) {
+    EmitLocked(state, event);
+  }
+  state.buffered.clear();
+  state.replaying = false;
+}
+
+void FeedQueue::Fail(uint64_t mailbox_id, const v1::ErrorDetail& reason) {
+  std::lock_guard lock(mutex_);
+  mailboxes_.erase(mailbox_id);
+  v1::ChangeEvent event;
+  event.set_mailbox_id(mailbox_id);
+  *event.mutable_resync()->mutable_reason() = reason;
+  PushLocked(std::move(event));
+}
+
+void FeedQueue::Forget(uint64_t mailbox_id) {
+  std::lock_guard lock(mutex_);
+  mailboxes_.erase(mailbox_id);
+}
+
+void FeedQueue::Deliver(const v1::ChangeEvent& event) {
+  std::lock_guard lock(mutex_);
+  auto it = mailboxes_.find(event.mailbox_id());
+  if (it == mailboxes_.end()) {
+    return;
+  }
+  if (it->second.replaying) {
+    it->second.buffered.push_back(event);
+    return;
+  }
+  EmitLocked(it->second, event);
+}
+
+void FeedQueue::PushLocked(v1::ChangeEvent event) {
+  if (pending_.size() >= max_pending_) {
+    // The reader stalled: drop what is queued for this mailbox and ask for a resync.
+    uint64_t mailbox_id = event.mailbox_id();
+    std::erase_if(pending_,
+                  [&](const v1::ChangeEvent& e) { return e.mailbox_id() == mailbox_id; });
+    if (auto it = mailboxes_.find(mailbox_id); it != mailboxes_.end()) {
+      it->second.resync_sent = true;
+    }
+    v1::ChangeEvent resync;
+    resync.set_mailbox_id(mailbox_id);
+    resync.mutable_resync()->mutable_reason()->set_code(v1::RESYNC);
+    resync.mutable_resync()->mutable_reason()->set_message(
+        "change feed fell too far behind; reopen the mailbox");
+    pending_.push_back(std::move(resync));
+  } else {
+    pending_.push_back(std::move(event));
+  }
+  ready_.notify_one();
+}
+
+void FeedQueue::Close() {
+  std::lock_guard lock(mutex_);
+  closed_ = true;
+  ready_.notify_all();
+}
+
+std::optional<v1::ChangeEvent> FeedQueue::Pop() {
+  std::unique_lock lock(mutex_);
+  ready_.wait(lock, [&] { return closed_ || !pending_.empty(); });
+  if (closed_) {
+    return std::nullopt;
+  }
+  v1::ChangeEvent event = std::move(pending_.front());
+  pending_.pop_front();
+  return event;
+}
+
+}  // namespace mailbox::server

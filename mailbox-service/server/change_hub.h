@@ -1,0 +1,84 @@
+// In-process fan-out of committed changes to change-feed streams.
+//
+// The store publishes each committed change (in MODSEQ order per mailbox, under its
+// write lock); the hub hands it to every feed subscribed to that mailbox. A FeedQueue
+// is the per-stream side: it merges the replay of the change log with live events so
+// the stream is gapless and never repeats a MODSEQ, and it bounds its own memory.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "proto/mailbox/v1/mailbox.pb.h"
+
+namespace mailbox::server {
+
+class FeedQueue;
+
+class ChangeHub {
+ public:
+  // Called by the store after commit. Must not block: it only enqueues.
+  void Publish(const v1::ChangeEvent& event);
+
+  void Add(uint64_t mailbox_id, FeedQueue* queue);
+  void Remove(uint64_t mailbox_id, FeedQueue* queue);
+  // Removes `queue` from every mailbox.
+  void RemoveAll(FeedQueue* queue);
+
+  // Ends every feed (graceful shutdown): their Pop returns nullopt.
+  void CloseAll();
+
+ private:
+  std::mutex mutex_;
+  std::map<uint64_t, std::set<FeedQueue*>> subscribers_;
+  std::set<FeedQueue*> queues_;
+};
+
+// The outgoing side of one change-feed stream.
+class FeedQueue {
+ public:
+  // Beyond this many undelivered events the subscriber is told to resynchronise
+  // instead of the service buffering without bound for a stalled gateway.
+  explicit FeedQueue(size_t max_pending = 100000) : max_pending_(max_pending) {}
+
+  // Starts a subscription: live events are buffered until FinishReplay.
+  void BeginReplay(uint64_t mailbox_id, uint64_t from_modseq);
+  // Queues the log replay, then a Subscribed marker, then the buffered live events,
+  // dropping any MODSEQ already delivered.
+  void FinishReplay(uint64_t mailbox_id, const std::vector<v1::ChangeEvent>& replay);
+  // Queues a Resync for the mailbox and forgets it.
+  void Fail(uint64_t mailbox_id, const v1::ErrorDetail& reason);
+  void Forget(uint64_t mailbox_id);
+
+  // From the hub.
+  void Deliver(const v1::ChangeEvent& event);
+  void Close();
+
+  // Blocks until an event is ready or the queue is closed (nullopt).
+  std::optional<v1::ChangeEvent> Pop();
+
+ private:
+  struct MailboxState {
+    bool replaying = true;
+    bool resync_sent = false;  // overflowed: nothing more until resubscribed
+    uint64_t last_modseq = 0;
+    std::vector<v1::ChangeEvent> buffered;
+  };
+  void PushLocked(v1::ChangeEvent event);
+  void EmitLocked(MailboxState& state, const v1::ChangeEvent& event);
+
+  const size_t max_pending_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<v1::ChangeEvent> pending_;
+  std::map<uint64_t, MailboxState> mailboxes_;
+  bool closed_ = false;
+};
+
+}  // namespace mailbox::server

@@ -1,0 +1,451 @@
+#include "mailbox-service/server/service.h"
+
+#include <openssl/crypto.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "proto/mailbox/v1/errors.h"
+
+namespace mailbox::server {
+namespace {
+
+std::optional<std::string> Metadata(const grpc::ServerContext& context, const char* key) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(key);
+  if (it == metadata.end()) {
+    return std::nullopt;
+  }
+  return std::string(it->second.data(), it->second.size());
+}
+
+bool SameSecret(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// Runs `call` for the authenticated caller and converts the outcome to gRPC.
+template <typename Response, typename Call>
+grpc::Status Unary(const MailboxService& service, const grpc::ServerContext& context,
+                   Response* response, Call call) {
+  auto user = service.Caller(context);
+  if (!user.ok()) {
+    return v1::ToGrpcStatus(user.status());
+  }
+  absl::StatusOr<Response> result = call(*user);
+  if (!result.ok()) {
+    return v1::ToGrpcStatus(result.status());
+  }
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+// As Unary, for store calls that return only a status.
+template <typename Call>
+grpc::Status UnaryNoReply(const MailboxService& service, const grpc::ServerContext& context,
+                          Call call) {
+  auto user = service.Caller(context);
+  if (!user.ok()) {
+    return v1::ToGrpcStatus(user.status());
+  }
+  return v1::ToGrpcStatus(call(*user));
+}
+
+class WriterSink final : public store::FetchSink {
+ public:
+  explicit WriterSink(grpc::ServerWriter<v1::FetchResponse>* writer) : writer_(writer) {}
+  bool Send(const v1::FetchResponse& item) override { return writer_->Write(item); }
+
+ private:
+  grpc::ServerWriter<v1::FetchResponse>* writer_;
+};
+
+absl::Status TooBig(uint64_t limit) {
+  return v1::MakeError(absl::StatusCode::kInvalidArgument, v1::TOOBIG,
+                       absl::StrCat("message data exceeds the limit of ", limit, " octets"));
+}
+
+// Reads one message body of exactly `size` octets from chunk items.
+template <typename Request, typename ChunkOf>
+absl::Status ReadBody(grpc::ServerReader<Request>* reader, uint64_t size, std::string* out,
+                      ChunkOf chunk_of) {
+  out->reserve(size);
+  Request item;
+  while (out->size() < size) {
+    if (!reader->Read(&item)) {
+      return v1::BadRequest(absl::StrCat("stream ended after ", out->size(), " of ", size,
+                                         " declared message octets"));
+    }
+    const std::string* chunk = chunk_of(item);
+    if (chunk == nullptr) {
+      return v1::BadRequest("expected message content chunks before the next item");
+    }
+    if (out->size() + chunk->size() > size) {
+      return v1::BadRequest(absl::StrCat("message content longer than its declared size of ",
+                                         size, " octets"));
+    }
+    out->append(*chunk);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+MailboxService::MailboxService(store::Store* store, Authenticator* auth, ChangeHub* hub,
+                               std::string admin_token, store::StoreLimits limits,
+                               ServiceOptions options)
+    : store_(store),
+      auth_(auth),
+      hub_(hub),
+      admin_token_(std::move(admin_token)),
+      limits_(limits),
+      options_(options) {}
+
+bool MailboxService::IsAdmin(const grpc::ServerContext& context) const {
+  auto token = Metadata(context, kAdminMetadata);
+  return token.has_value() && SameSecret(*token, admin_token_);
+}
+
+absl::StatusOr<uint64_t> MailboxService::Caller(const grpc::ServerContext& context) const {
+  if (auto session = Metadata(context, kSessionMetadata); session.has_value()) {
+    return auth_->CheckSessionToken(*session);
+  }
+  if (Metadata(context, kAdminMetadata).has_value()) {
+    if (!IsAdmin(context)) {
+      return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                           "the admin token is wrong");
+    }
+    auto act_as = Metadata(context, kActAsMetadata);
+    if (!act_as.has_value()) {
+      return v1::MakeError(absl::StatusCode::kInvalidArgument, v1::BAD_REQUEST,
+                           "an admin call on a mailbox needs x-mailbox-act-as: <user>");
+    }
+    auto user = store_->FindUser(*act_as);
+    if (!user.ok()) {
+      return v1::MakeError(absl::StatusCode::kNotFound, v1::NONEXISTENT,
+                           absl::StrCat("no such user: ", *act_as));
+    }
+    return user->id;
+  }
+  return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                       "no credential: authenticate first and send x-mailbox-session");
+}
+
+grpc::Status MailboxService::Authenticate(grpc::ServerContext*,
+                                          const v1::AuthenticateRequest* request,
+                                          v1::AuthenticateResponse* response) {
+  auto result = auth_->Authenticate(*request);
+  if (!result.ok()) {
+    return v1::ToGrpcStatus(result.status());
+  }
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+grpc::Status MailboxService::ListMailboxes(grpc::ServerContext* context,
+                                           const v1::ListMailboxesRequest* request,
+                                           v1::ListMailboxesResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->ListMailboxes(user, *request); });
+}
+
+grpc::Status MailboxService::CreateMailbox(grpc::ServerContext* context,
+                                           const v1::CreateMailboxRequest* request,
+                                           v1::CreateMailboxResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->CreateMailbox(user, *request); });
+}
+
+grpc::Status MailboxService::DeleteMailbox(grpc::ServerContext* context,
+                                           const v1::DeleteMailboxRequest* request,
+                                           v1::DeleteMailboxResponse*) {
+  return UnaryNoReply(*this, *context,
+                      [&](uint64_t user) { return store_->DeleteMailbox(user, *request); });
+}
+
+grpc::Status MailboxService::RenameMailbox(grpc::ServerContext* context,
+                                           const v1::RenameMailboxRequest* request,
+                                           v1::RenameMailboxResponse*) {
+  return UnaryNoReply(*this, *context,
+                      [&](uint64_t user) { return store_->RenameMailbox(user, *request); });
+}
+
+grpc::Status MailboxService::SetSubscription(grpc::ServerContext* context,
+                                             const v1::SetSubscriptionRequest* request,
+                                             v1::SetSubscriptionResponse*) {
+  return UnaryNoReply(*this, *context,
+                      [&](uint64_t user) { return store_->SetSubscription(user, *request); });
+}
+
+grpc::Status MailboxService::Status(grpc::ServerContext* context,
+                                    const v1::StatusRequest* request,
+                                    v1::StatusResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->Status(user, *request); });
+}
+
+grpc::Status MailboxService::Open(grpc::ServerContext* context, const v1::OpenRequest* request,
+                                  v1::OpenResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->Open(user, *request); });
+}
+
+grpc::Status MailboxService::Fetch(grpc::ServerContext* context, const v1::FetchRequest* request,
+                                   grpc::ServerWriter<v1::FetchResponse>* writer) {
+  return UnaryNoReply(*this, *context, [&](uint64_t user) {
+    WriterSink sink(writer);
+    return store_->Fetch(user, *request, sink);
+  });
+}
+
+grpc::Status MailboxService::Store(grpc::ServerContext* context,
+                                   const v1::StoreRequest* request,
+                                   v1::StoreResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->StoreFlags(user, *request); });
+}
+
+grpc::Status MailboxService::Copy(grpc::ServerContext* context, const v1::CopyRequest* request,
+                                  v1::CopyResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->Copy(user, *request); });
+}
+
+grpc::Status MailboxService::Move(grpc::ServerContext* context, const v1::MoveRequest* request,
+                                  v1::MoveResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->Move(user, *request); });
+}
+
+grpc::Status MailboxService::Expunge(grpc::ServerContext* context,
+                                     const v1::ExpungeRequest* request,
+                                     v1::ExpungeResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->Expunge(user, *request); });
+}
+
+grpc::Status MailboxService::Append(grpc::ServerContext* context,
+                                    grpc::ServerReader<v1::AppendRequest>* reader,
+                                    v1::AppendResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) -> absl::StatusOr<v1::AppendResponse> {
+                 v1::AppendRequest item;
+                 if (!reader->Read(&item) || !item.has_mailbox()) {
+                   return v1::BadRequest("an Append stream starts with the mailbox name");
+                 }
+                 const std::string mailbox = item.mailbox();
+                 std::vector<store::NewMessage> messages;
+                 uint64_t total = 0;
+                 while (reader->Read(&item)) {
+                   if (!item.has_message()) {
+                     return v1::BadRequest("expected the start of a message (AppendMessage)");
+                   }
+                   const v1::AppendMessage& start = item.message();
+                   if (start.size() > limits_.max_message_octets) {
+                     return TooBig(limits_.max_message_octets);
+                   }
+                   total += start.size();
+                   if (total > options_.max_append_call_octets) {
+                     return TooBig(options_.max_append_call_octets);
+                   }
+                   store::NewMessage message;
+                   message.flags.assign(start.flags().begin(), start.flags().end());
+                   message.has_internal_date = start.has_internal_date();
+                   message.internal_date_unix = start.internal_date_unix();
+                   message.internal_date_tz_minutes = start.internal_date_tz_minutes();
+                   absl::Status read = ReadBody(reader, start.size(), &message.content,
+                                                [](const v1::AppendRequest& r) {
+                                                  return r.has_chunk() ? &r.chunk() : nullptr;
+                                                });
+                   if (!read.ok()) {
+                     return read;
+                   }
+                   messages.push_back(std::move(message));
+                 }
+                 if (context->IsCancelled()) {
+                   return v1::MakeError(absl::StatusCode::kCancelled, v1::CANNOT,
+                                        "append cancelled by the client; nothing was stored");
+                 }
+                 if (messages.empty()) {
+                   return v1::BadRequest("an Append stream must carry at least one message");
+                 }
+                 return store_->Append(user, mailbox, std::move(messages));
+               });
+}
+
+grpc::Status MailboxService::Search(grpc::ServerContext* context,
+                                    const v1::SearchRequest* request,
+                                    v1::SearchResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) { return store_->Search(user, *request); });
+}
+
+grpc::Status MailboxService::Revise(grpc::ServerContext* context,
+                                    grpc::ServerReader<v1::ReviseRequest>* reader,
+                                    v1::ReviseResponse* response) {
+  return Unary(*this, *context, response,
+               [&](uint64_t user) -> absl::StatusOr<v1::ReviseResponse> {
+                 v1::ReviseRequest item;
+                 if (!reader->Read(&item) || !item.has_header()) {
+                   return v1::BadRequest("a Revise stream starts with a ReviseHeader");
+                 }
+                 const v1::ReviseHeader header = item.header();
+                 if (header.size() > limits_.max_message_octets) {
+                   return TooBig(limits_.max_message_octets);
+                 }
+                 std::string content;
+                 absl::Status read = ReadBody(reader, header.size(), &content,
+                                              [](const v1::ReviseRequest& r) {
+                                                return r.has_chunk() ? &r.chunk() : nullptr;
+                                              });
+                 if (!read.ok()) {
+                   return read;
+                 }
+                 if (reader->Read(&item)) {
+                   return v1::BadRequest("data after the revised message's declared size");
+                 }
+                 return store_->Revise(user, header, std::move(content));
+               });
+}
+
+grpc::Status MailboxService::Changes(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::ChangeEvent, v1::ChangeFeedRequest>* stream) {
+  FeedQueue queue;
+  hub_->Add(0, &queue);  // registers the queue for CloseAll; mailbox 0 never exists
+  // One writer thread drains the queue while this thread reads requests: gRPC's
+  // sync API allows one concurrent reader and one writer per stream.
+  std::thread writer([&] {
+    while (auto event = queue.Pop()) {
+      if (!stream->Write(*event)) {
+        break;
+      }
+    }
+    if (shutting_down_.load()) {
+      context->TryCancel();  // unblocks the Read below so the server can drain
+    }
+  });
+  const bool admin = IsAdmin(*context);
+  v1::ChangeFeedRequest request;
+  while (stream->Read(&request)) {
+    if (request.has_subscribe()) {
+      const v1::FeedSubscribe& subscribe = request.subscribe();
+      absl::StatusOr<uint64_t> user =
+          !subscribe.session_token().empty()
+              ? auth_->CheckSessionToken(subscribe.session_token())
+              : (admin ? Caller(*context) : absl::StatusOr<uint64_t>(v1::MakeError(
+                                                absl::StatusCode::kUnauthenticated,
+                                                v1::AUTHENTICATIONFAILED,
+                                                "subscribe needs a session token")));
+      if (!user.ok()) {
+        queue.Fail(subscribe.mailbox_id(), v1::DetailOf(user.status()));
+        continue;
+      }
+      queue.BeginReplay(subscribe.mailbox_id(), subscribe.from_modseq());
+      hub_->Add(subscribe.mailbox_id(), &queue);
+      std::vector<v1::ChangeEvent> replay;
+      absl::Status read = store_->ReadChanges(*user, subscribe.mailbox_id(),
+                                              subscribe.uidvalidity(), subscribe.from_modseq(),
+                                              &replay);
+      if (!read.ok()) {
+        hub_->Remove(subscribe.mailbox_id(), &queue);
+        v1::ErrorDetail detail = v1::DetailOf(read);
+        if (detail.code() == v1::ERROR_CODE_UNSPECIFIED) {
+          detail.set_code(v1::RESYNC);
+          detail.set_message(std::string(read.message()));
+        }
+        queue.Fail(subscribe.mailbox_id(), detail);
+        continue;
+      }
+      queue.FinishReplay(subscribe.mailbox_id(), replay);
+    } else if (request.has_unsubscribe()) {
+      hub_->Remove(request.unsubscribe().mailbox_id(), &queue);
+      queue.Forget(request.unsubscribe().mailbox_id());
+    }
+  }
+  hub_->RemoveAll(&queue);
+  queue.Close();
+  writer.join();
+  return grpc::Status::OK;
+}
+
+void MailboxService::BeginShutdown() {
+  shutting_down_.store(true);
+  hub_->CloseAll();
+}
+
+AdminService::AdminService(store::Store* store, const MailboxService* mailbox,
+                           PasswordHashOptions hash)
+    : store_(store), mailbox_(mailbox), hash_(hash) {}
+
+grpc::Status AdminService::RequireAdmin(const grpc::ServerContext& context) const {
+  if (!mailbox_->IsAdmin(context)) {
+    return v1::ToGrpcStatus(v1::MakeError(absl::StatusCode::kPermissionDenied, v1::NOPERM,
+                                          "admin calls need the service's admin token"));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::CreateUser(grpc::ServerContext* context,
+                                      const v1::CreateUserRequest* request,
+                                      v1::CreateUserResponse* response) {
+  if (auto denied = RequireAdmin(*context); !denied.ok()) {
+    return denied;
+  }
+  if (request->password().empty()) {
+    return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
+  }
+  auto hash = HashPassword(request->password(), hash_);
+  if (!hash.ok()) {
+    return v1::ToGrpcStatus(hash.status());
+  }
+  auto id = store_->CreateUser(request->username(), *hash);
+  if (!id.ok()) {
+    return v1::ToGrpcStatus(id.status());
+  }
+  response->set_user_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::DeleteUser(grpc::ServerContext* context,
+                                      const v1::DeleteUserRequest* request,
+                                      v1::DeleteUserResponse*) {
+  if (auto denied = RequireAdmin(*context); !denied.ok()) {
+    return denied;
+  }
+  return v1::ToGrpcStatus(store_->DeleteUser(request->username()));
+}
+
+grpc::Status AdminService::SetPassword(grpc::ServerContext* context,
+                                       const v1::SetPasswordRequest* request,
+                                       v1::SetPasswordResponse*) {
+  if (auto denied = RequireAdmin(*context); !denied.ok()) {
+    return denied;
+  }
+  if (request->password().empty()) {
+    return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
+  }
+  auto hash = HashPassword(request->password(), hash_);
+  if (!hash.ok()) {
+    return v1::ToGrpcStatus(hash.status());
+  }
+  return v1::ToGrpcStatus(store_->SetPasswordHash(request->username(), *hash));
+}
+
+grpc::Status AdminService::ListUsers(grpc::ServerContext* context, const v1::ListUsersRequest*,
+                                     v1::ListUsersResponse* response) {
+  if (auto denied = RequireAdmin(*context); !denied.ok()) {
+    return denied;
+  }
+  auto users = store_->ListUsers();
+  if (!users.ok()) {
+    return v1::ToGrpcStatus(users.status());
+  }
+  for (const auto& user : *users) {
+    auto* principal = response->add_users();
+    principal->set_user_id(user.id);
+    principal->set_username(user.username);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace mailbox::server

@@ -1,0 +1,115 @@
+// The gRPC face of the mailbox service: authenticates every call, then hands it to
+// the store. Streams (Fetch, Append, Revise, Changes) are adapted here so the store
+// sees whole requests and a sink.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "mailbox-service/server/auth.h"
+#include "mailbox-service/server/change_hub.h"
+#include "mailbox-service/store/store.h"
+#include "proto/mailbox/v1/mailbox.grpc.pb.h"
+
+namespace mailbox::server {
+
+// Metadata keys (see the header of mailbox.proto).
+inline constexpr char kSessionMetadata[] = "x-mailbox-session";
+inline constexpr char kAdminMetadata[] = "x-mailbox-admin";
+inline constexpr char kActAsMetadata[] = "x-mailbox-act-as";
+
+struct ServiceOptions {
+  // Upper bound of one Append call (all messages of a MULTIAPPEND together).
+  uint64_t max_append_call_octets = 256ull << 20;
+};
+
+class MailboxService final : public v1::Mailbox::Service {
+ public:
+  // None of the pointers is owned; all must outlive the service.
+  MailboxService(store::Store* store, Authenticator* auth, ChangeHub* hub,
+                 std::string admin_token, store::StoreLimits limits, ServiceOptions options);
+
+  grpc::Status Authenticate(grpc::ServerContext* context, const v1::AuthenticateRequest* request,
+                            v1::AuthenticateResponse* response) override;
+  grpc::Status ListMailboxes(grpc::ServerContext* context,
+                             const v1::ListMailboxesRequest* request,
+                             v1::ListMailboxesResponse* response) override;
+  grpc::Status CreateMailbox(grpc::ServerContext* context,
+                             const v1::CreateMailboxRequest* request,
+                             v1::CreateMailboxResponse* response) override;
+  grpc::Status DeleteMailbox(grpc::ServerContext* context,
+                             const v1::DeleteMailboxRequest* request,
+                             v1::DeleteMailboxResponse* response) override;
+  grpc::Status RenameMailbox(grpc::ServerContext* context,
+                             const v1::RenameMailboxRequest* request,
+                             v1::RenameMailboxResponse* response) override;
+  grpc::Status SetSubscription(grpc::ServerContext* context,
+                               const v1::SetSubscriptionRequest* request,
+                               v1::SetSubscriptionResponse* response) override;
+  grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
+                      v1::StatusResponse* response) override;
+  grpc::Status Open(grpc::ServerContext* context, const v1::OpenRequest* request,
+                    v1::OpenResponse* response) override;
+  grpc::Status Fetch(grpc::ServerContext* context, const v1::FetchRequest* request,
+                     grpc::ServerWriter<v1::FetchResponse>* writer) override;
+  grpc::Status Store(grpc::ServerContext* context, const v1::StoreRequest* request,
+                     v1::StoreResponse* response) override;
+  grpc::Status Copy(grpc::ServerContext* context, const v1::CopyRequest* request,
+                    v1::CopyResponse* response) override;
+  grpc::Status Move(grpc::ServerContext* context, const v1::MoveRequest* request,
+                    v1::MoveResponse* response) override;
+  grpc::Status Expunge(grpc::ServerContext* context, const v1::ExpungeRequest* request,
+                       v1::ExpungeResponse* response) override;
+  grpc::Status Append(grpc::ServerContext* context,
+                      grpc::ServerReader<v1::AppendRequest>* reader,
+                      v1::AppendResponse* response) override;
+  grpc::Status Search(grpc::ServerContext* context, const v1::SearchRequest* request,
+                      v1::SearchResponse* response) override;
+  grpc::Status Revise(grpc::ServerContext* context,
+                      grpc::ServerReader<v1::ReviseRequest>* reader,
+                      v1::ReviseResponse* response) override;
+  grpc::Status Changes(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::ChangeEvent, v1::ChangeFeedRequest>* stream) override;
+
+  // The user a call acts for: a session token, or the admin token plus act-as.
+  absl::StatusOr<uint64_t> Caller(const grpc::ServerContext& context) const;
+  bool IsAdmin(const grpc::ServerContext& context) const;
+
+  // Graceful shutdown: ends every change feed so the server can drain.
+  void BeginShutdown();
+
+ private:
+  std::atomic<bool> shutting_down_{false};
+  store::Store* store_;
+  Authenticator* auth_;
+  ChangeHub* hub_;
+  std::string admin_token_;
+  store::StoreLimits limits_;
+  ServiceOptions options_;
+};
+
+class AdminService final : public v1::Admin::Service {
+ public:
+  AdminService(store::Store* store, const MailboxService* mailbox, PasswordHashOptions hash);
+
+  grpc::Status CreateUser(grpc::ServerContext* context, const v1::CreateUserRequest* request,
+                          v1::CreateUserResponse* response) override;
+  grpc::Status DeleteUser(grpc::ServerContext* context, const v1::DeleteUserRequest* request,
+                          v1::DeleteUserResponse* response) override;
+  grpc::Status SetPassword(grpc::ServerContext* context, const v1::SetPasswordRequest* request,
+                           v1::SetPasswordResponse* response) override;
+  grpc::Status ListUsers(grpc::ServerContext* context, const v1::ListUsersRequest* request,
+                         v1::ListUsersResponse* response) override;
+
+ private:
+  grpc::Status RequireAdmin(const grpc::ServerContext& context) const;
+
+  store::Store* store_;
+  const MailboxService* mailbox_;
+  PasswordHashOptions hash_;
+};
+
+}  // namespace mailbox::server

@@ -1,0 +1,145 @@
+// The mailbox service's storage interface. The gRPC layer authenticates the caller
+// and hands every request here with the caller's user id; an implementation owns
+// transactions, UID/UIDVALIDITY/MODSEQ allocation, message content and the change log.
+//
+// SQLite (sqlite_store.h) is the embedded implementation; a PostgreSQL backend is a
+// second implementation of this same interface. Requests and replies reuse the
+// mailbox.v1 messages so the two layers cannot drift apart.
+//
+// Threading: every method may be called concurrently from many threads.
+// Durability: a method returns OK only after its transaction committed durably.
+// Change events: after each committing write, the implementation calls the
+// EventSink given at construction, once per affected mailbox, in MODSEQ order and
+// before any later write to that mailbox commits (so a subscriber that receives
+// events from the sink sees them in order, without gaps).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/mailbox/v1/mailbox.pb.h"
+
+namespace mailbox::store {
+
+struct UserRecord {
+  uint64_t id = 0;
+  std::string username;
+  std::string password_hash;  // encoded slow hash (argon2id), never a clear password
+};
+
+// One message handed to Append.
+struct NewMessage {
+  std::string content;  // the whole RFC 5322 message
+  std::vector<std::string> flags;
+  bool has_internal_date = false;  // false: now
+  int64_t internal_date_unix = 0;
+  int32_t internal_date_tz_minutes = 0;
+};
+
+// Receives a fetch as it is read. Returning false cancels the fetch (client gone).
+class FetchSink {
+ public:
+  virtual ~FetchSink() = default;
+  virtual bool Send(const v1::FetchResponse& item) = 0;
+};
+
+using EventSink = std::function<void(const v1::ChangeEvent&)>;
+
+// Limits an implementation enforces; violations return errors with the ErrorDetail
+// codes noted (see ErrorFor in errors.h).
+struct StoreLimits {
+  size_t max_mailbox_name_octets = 250;  // LIMIT
+  int max_mailbox_depth = 31;            // LIMIT
+  uint64_t max_message_octets = 64ull << 20;  // TOOBIG
+  size_t fetch_chunk_octets = 256 << 10;
+  int max_search_depth = 64;             // BAD_REQUEST beyond
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // --- Users and credentials -------------------------------------------------
+  // Creates the user with an INBOX. ALREADYEXISTS if taken.
+  virtual absl::StatusOr<uint64_t> CreateUser(std::string_view username,
+                                              std::string_view password_hash) = 0;
+  // Removes the user and all of their mailboxes and messages.
+  virtual absl::Status DeleteUser(std::string_view username) = 0;
+  virtual absl::Status SetPasswordHash(std::string_view username,
+                                       std::string_view password_hash) = 0;
+  // Usernames are matched exactly. NotFound if absent.
+  virtual absl::StatusOr<UserRecord> FindUser(std::string_view username) = 0;
+  virtual absl::StatusOr<UserRecord> FindUserById(uint64_t user_id) = 0;
+  virtual absl::StatusOr<std::vector<UserRecord>> ListUsers() = 0;
+
+  // Authentication throttling shared by every service replica on this store.
+  // Records a failure for `key` (e.g. "user:alice" or "ip:10.0.0.1") at now_ms and
+  // returns the number of failures recorded for it in [now_ms - window_ms, now_ms].
+  virtual absl::StatusOr<int> RecordAuthFailure(std::string_view key, int64_t now_ms,
+                                                int64_t window_ms) = 0;
+  // Failures for `key` within the window, and the time of the latest (0 if none).
+  virtual absl::StatusOr<std::pair<int, int64_t>> AuthFailures(std::string_view key,
+                                                               int64_t now_ms,
+                                                               int64_t window_ms) = 0;
+  virtual absl::Status ClearAuthFailures(std::string_view key) = 0;
+
+  // A named secret shared by replicas: returns the stored value, storing
+  // `initial_value` first if there is none (first writer wins).
+  virtual absl::StatusOr<std::string> GetOrCreateSecret(std::string_view name,
+                                                        std::string_view initial_value) = 0;
+
+  // --- Mailboxes ---------------------------------------------------------------
+  virtual absl::StatusOr<v1::ListMailboxesResponse> ListMailboxes(
+      uint64_t user_id, const v1::ListMailboxesRequest& request) = 0;
+  virtual absl::StatusOr<v1::CreateMailboxResponse> CreateMailbox(
+      uint64_t user_id, const v1::CreateMailboxRequest& request) = 0;
+  virtual absl::Status DeleteMailbox(uint64_t user_id,
+                                     const v1::DeleteMailboxRequest& request) = 0;
+  virtual absl::Status RenameMailbox(uint64_t user_id,
+                                     const v1::RenameMailboxRequest& request) = 0;
+  virtual absl::Status SetSubscription(uint64_t user_id,
+                                       const v1::SetSubscriptionRequest& request) = 0;
+  virtual absl::StatusOr<v1::StatusResponse> Status(uint64_t user_id,
+                                                    const v1::StatusRequest& request) = 0;
+
+  // --- Selected-mailbox operations ---------------------------------------------
+  virtual absl::StatusOr<v1::OpenResponse> Open(uint64_t user_id,
+                                                const v1::OpenRequest& request) = 0;
+  // Streams metadata and section chunks to `sink` in UID order.
+  virtual absl::Status Fetch(uint64_t user_id, const v1::FetchRequest& request,
+                             FetchSink& sink) = 0;
+  virtual absl::StatusOr<v1::StoreResponse> StoreFlags(uint64_t user_id,
+                                                       const v1::StoreRequest& request) = 0;
+  virtual absl::StatusOr<v1::CopyResponse> Copy(uint64_t user_id,
+                                                const v1::CopyRequest& request) = 0;
+  virtual absl::StatusOr<v1::MoveResponse> Move(uint64_t user_id,
+                                                const v1::MoveRequest& request) = 0;
+  virtual absl::StatusOr<v1::ExpungeResponse> Expunge(uint64_t user_id,
+                                                      const v1::ExpungeRequest& request) = 0;
+  // All messages are committed in one transaction, or none.
+  virtual absl::StatusOr<v1::AppendResponse> Append(uint64_t user_id,
+                                                    std::string_view mailbox,
+                                                    std::vector<NewMessage> messages) = 0;
+  virtual absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id,
+                                                    const v1::SearchRequest& request) = 0;
+  // Stores `content` as a new UID (flags kept unless header.replace_flags) and
+  // expunges header.uid, in one transaction.
+  virtual absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,
+                                                    const v1::ReviseHeader& header,
+                                                    std::string content) = 0;
+
+  // --- Change log ----------------------------------------------------------------
+  // Appends to `out` every logged change of the mailbox with MODSEQ > from_modseq,
+  // in order. OutOfRange (ErrorCode RESYNC) if the log no longer reaches back that far;
+  // NotFound (MAILBOX_CHANGED) if (mailbox_id, uidvalidity) is gone or not the user's.
+  virtual absl::Status ReadChanges(uint64_t user_id, uint64_t mailbox_id,
+                                   uint32_t uidvalidity, uint64_t from_modseq,
+                                   std::vector<v1::ChangeEvent>* out) = 0;
+};
+
+}  // namespace mailbox::store
