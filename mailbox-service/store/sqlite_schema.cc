@@ -1,0 +1,194 @@
+#include "mailbox-service/store/sqlite_schema.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace mailbox::store::sqlite {
+namespace {
+
+// Migration steps; step i (0-based) takes the database to version i + 1.
+const std::vector<const char*>& Steps() {
+  static const auto* steps = new std::vector<const char*>{
+      // Version 1: users, mailboxes, messages, content and the change log.
+      R"sql(
+CREATE TABLE meta (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+);
+-- UIDVALIDITY is drawn from this global counter and never reused
+-- (RFC 3501 §2.3.1.1). Seeding it with the clock keeps values above those of
+-- an earlier database at the same path that was deleted and created again.
+INSERT INTO meta (name, value)
+  VALUES ('uidvalidity_counter', CAST(strftime('%s', 'now') AS INTEGER));
+
+CREATE TABLE users (
+  id INTEGER PRIMARY KEY,
+  username TEXT NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL
+);
+
+CREATE TABLE mailboxes (
+  id INTEGER PRIMARY KEY,
+  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  name TEXT NOT NULL,  -- UTF-8, '/' delimited, INBOX spelled in capitals
+  uidvalidity INTEGER NOT NULL,
+  uidnext INTEGER NOT NULL DEFAULT 1,
+  highest_modseq INTEGER NOT NULL DEFAULT 1,
+  -- Messages with uid >= recent_floor are \Recent for the next session that
+  -- selects the mailbox read-write (RFC 3501 §2.3.2).
+  recent_floor INTEGER NOT NULL DEFAULT 1,
+  -- Changes with modseq <= log_floor were pruned from the log.
+  log_floor INTEGER NOT NULL DEFAULT 0,
+  -- Deleted while it had inferiors (RFC 3501 §6.3.4).
+  noselect INTEGER NOT NULL DEFAULT 0,
+  special_use TEXT NOT NULL DEFAULT '',  -- space-separated RFC 6154 attributes
+  UNIQUE (user_id, name)
+);
+
+-- Keywords ever used in a mailbox, for FLAGS / PERMANENTFLAGS.
+CREATE TABLE mailbox_keywords (
+  mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+  keyword TEXT NOT NULL,
+  PRIMARY KEY (mailbox_id, keyword)
+);
+
+-- Message content, stored once per distinct SHA-256 and shared by copies and
+-- users; parsed once at ingest.
+CREATE TABLE contents (
+  id INTEGER PRIMARY KEY,
+  sha256 BLOB NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  refcount INTEGER NOT NULL DEFAULT 0,
+  parsed BLOB NOT NULL,  -- mime::Serialize
+  envelope TEXT NOT NULL,
+  body TEXT NOT NULL,
+  bodystructure TEXT NOT NULL,
+  sent_date INTEGER,     -- YYYYMMDD of the Date: header
+  header_size INTEGER NOT NULL
+);
+CREATE INDEX contents_unreferenced ON contents (id) WHERE refcount <= 0;
+
+-- The raw bytes apart from their metadata, so that reading metadata never walks
+-- a large blob's overflow pages, and FETCH streams them with incremental I/O.
+CREATE TABLE content_data (
+  content_id INTEGER PRIMARY KEY REFERENCES contents (id) ON DELETE CASCADE,
+  raw BLOB NOT NULL
+);
+
+CREATE TABLE messages (
+  mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+  uid INTEGER NOT NULL,
+  content_id INTEGER NOT NULL REFERENCES contents (id),
+  modseq INTEGER NOT NULL,              -- RFC 7162 per-message MODSEQ
+  system_flags INTEGER NOT NULL DEFAULT 0,  -- bit set, see sqlite_store.cc
+  keywords TEXT NOT NULL DEFAULT '',    -- space-separated, case as first stored
+  internal_date INTEGER NOT NULL,       -- unix seconds
+  internal_tz INTEGER NOT NULL,         -- minutes east of UTC
+  PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX messages_by_modseq ON messages (mailbox_id, modseq);
+CREATE INDEX messages_by_content ON messages (content_id);
+
+CREATE TRIGGER messages_ref AFTER INSERT ON messages BEGIN
+  UPDATE contents SET refcount = refcount + 1 WHERE id = NEW.content_id;
+END;
+CREATE TRIGGER messages_unref AFTER DELETE ON messages BEGIN
+  UPDATE contents SET refcount = refcount - 1 WHERE id = OLD.content_id;
+END;
+
+-- One row per committed change of a mailbox, at the MODSEQ it produced: a
+-- serialized mailbox.v1.ChangeEvent.
+CREATE TABLE changes (
+  mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+  modseq INTEGER NOT NULL,
+  event BLOB NOT NULL,
+  PRIMARY KEY (mailbox_id, modseq)
+) WITHOUT ROWID;
+
+-- By name: a subscription may name a mailbox that does not exist (RFC 3501 §6.3.6).
+CREATE TABLE subscriptions (
+  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  PRIMARY KEY (user_id, name)
+);
+)sql",
+      // Version 2: state shared by service replicas: authentication throttling and
+      // named secrets.
+      R"sql(
+CREATE TABLE auth_failures (
+  key TEXT NOT NULL,
+  at_ms INTEGER NOT NULL
+);
+CREATE INDEX auth_failures_by_key ON auth_failures (key, at_ms);
+
+CREATE TABLE secrets (
+  name TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+);
+)sql",
+  };
+  return *steps;
+}
+
+}  // namespace
+
+int LatestSchemaVersion() { return static_cast<int>(Steps().size()); }
+
+absl::StatusOr<int> SchemaVersion(Connection& conn) {
+  absl::StatusOr<Statement> stmt = conn.Prepare("PRAGMA user_version");
+  if (!stmt.ok()) {
+    return stmt.status();
+  }
+  absl::StatusOr<bool> row = stmt->Step();
+  if (!row.ok()) {
+    return row.status();
+  }
+  return *row ? static_cast<int>(stmt->Int(0)) : 0;
+}
+
+absl::Status Migrate(Connection& conn, int target) {
+  if (target > LatestSchemaVersion()) {
+    return absl::InvalidArgumentError("store: no such schema version");
+  }
+  while (true) {
+    if (absl::Status status = conn.Exec("BEGIN IMMEDIATE"); !status.ok()) {
+      return status;
+    }
+    // Read the version inside the write transaction: another process opening the
+    // same file may have migrated meanwhile.
+    absl::StatusOr<int> version = SchemaVersion(conn);
+    absl::Status status = version.status();
+    bool done = false;
+    if (status.ok()) {
+      if (*version > LatestSchemaVersion()) {
+        status = absl::FailedPreconditionError(
+            absl::StrCat("store: database schema version ", *version,
+                         " is newer than this binary supports (", LatestSchemaVersion(),
+                         "); upgrade the mailbox service"));
+      } else if (*version >= target) {
+        done = true;
+      } else {
+        status = conn.Exec(Steps()[*version]);
+        if (status.ok()) {
+          std::string bump = absl::StrCat("PRAGMA user_version = ", *version + 1);
+          status = conn.Exec(bump.c_str());
+        }
+      }
+    }
+    if (!status.ok()) {
+      conn.Exec("ROLLBACK").IgnoreError();
+      return status;
+    }
+    if (absl::Status commit = conn.Exec("COMMIT"); !commit.ok()) {
+      conn.Exec("ROLLBACK").IgnoreError();
+      return commit;
+    }
+    if (done) {
+      return absl::OkStatus();
+    }
+  }
+}
+
+}  // namespace mailbox::store::sqlite
