@@ -25,8 +25,19 @@ struct Token {
 
 bool IsSpecial(char c) {
   switch (c) {
-    case '(': case ')': case '<': case '>': case '@': case ',': case ';':
-    case ':': case '\\': case '"': case '.': case '[': case ']':
+    case '(':
+    case ')':
+    case '<':
+    case '>':
+    case '@':
+    case ',':
+    case ';':
+    case ':':
+    case '\\':
+    case '"':
+    case '.':
+    case '[':
+    case ']':
       return true;
     default:
       return false;
@@ -323,7 +334,8 @@ bool AppendAddressList(std::string_view value, size_t* budget,
     while (i < n && !IsSpecialToken(tokens[i], ',') &&
            !IsSpecialToken(tokens[i], ';') && !IsSpecialToken(tokens[i], ':')) {
       if (IsSpecialToken(tokens[i], '<')) break;
-      if (tokens[i].kind != Kind::kComment && tokens[i].kind != Kind::kSpecial) {
+      if (tokens[i].kind != Kind::kComment &&
+          tokens[i].kind != Kind::kSpecial) {
         break;
       }
       ++i;

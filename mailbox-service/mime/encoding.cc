@@ -32,9 +32,7 @@ int HexValue(unsigned char c) {
 
 class IdentityDecoder : public Decoder {
  public:
-  void Feed(std::string_view in, std::string* out) override {
-    out->append(in);
-  }
+  void Feed(std::string_view in, std::string* out) override { out->append(in); }
   void Finish(std::string*) override {}
 };
 
@@ -303,10 +301,10 @@ std::string DecodeEncodedWords(std::string_view value) {
     std::string decoded;
     const size_t q1 = value.find('?', start + 2);
     if (q1 != std::string_view::npos && q1 > start + 2 &&
-        q1 - start - 2 <= 64 && q1 + 2 < value.size() &&
-        value[q1 + 2] == '?') {
+        q1 - start - 2 <= 64 && q1 + 2 < value.size() && value[q1 + 2] == '?') {
       const std::string_view charset = value.substr(start + 2, q1 - start - 2);
-      const char enc = absl::ascii_toupper(static_cast<unsigned char>(value[q1 + 1]));
+      const char enc =
+          absl::ascii_toupper(static_cast<unsigned char>(value[q1 + 1]));
       const size_t text_begin = q1 + 3;
       if (!cached_valid || cached_end < text_begin) {
         cached_end = value.find("?=", text_begin);

@@ -80,8 +80,9 @@ uint64_t ScanHeader(std::string_view data, uint64_t begin, uint64_t end,
     const void* nl = std::memchr(data.data() + pos, '\n', end - pos);
     const uint64_t next =
         nl == nullptr ? end
-                      : static_cast<uint64_t>(
-                            static_cast<const char*>(nl) - data.data()) + 1;
+                      : static_cast<uint64_t>(static_cast<const char*>(nl) -
+                                              data.data()) +
+                            1;
     const std::string_view line = data.substr(pos, next - pos);
     if (line == "\n" || line == "\r\n") {
       flush(pos);

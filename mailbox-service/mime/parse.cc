@@ -7,6 +7,7 @@
 // O(depth * size) with depth capped by Limits::max_depth.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -16,7 +17,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "mailbox-service/mime/internal.h"
 #include "mailbox-service/mime/mime.h"
@@ -29,8 +29,20 @@ namespace {
 
 bool IsTspecial(char c) {
   switch (c) {
-    case '(': case ')': case '<': case '>': case '@': case ',': case ';':
-    case ':': case '\\': case '"': case '/': case '[': case ']': case '?':
+    case '(':
+    case ')':
+    case '<':
+    case '>':
+    case '@':
+    case ',':
+    case ';':
+    case ':':
+    case '\\':
+    case '"':
+    case '/':
+    case '[':
+    case ']':
+    case '?':
     case '=':
       return true;
     default:
@@ -213,15 +225,24 @@ struct Fields {
 };
 
 constexpr std::string_view kFieldNames[Fields::kCount] = {
-    "Content-Type", "Content-Transfer-Encoding",
-    "Content-ID",   "Content-Description",
-    "Content-Disposition", "Content-Language",
-    "Content-Location",    "Content-MD5",
-    "Date",         "Subject",
-    "From",         "Sender",
-    "Reply-To",     "To",
-    "Cc",           "Bcc",
-    "In-Reply-To",  "Message-ID"};
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Content-ID",
+    "Content-Description",
+    "Content-Disposition",
+    "Content-Language",
+    "Content-Location",
+    "Content-MD5",
+    "Date",
+    "Subject",
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Bcc",
+    "In-Reply-To",
+    "Message-ID"};
 
 std::optional<std::string> OptionalUnfolded(
     const std::optional<std::string_view>& v) {
@@ -260,9 +281,11 @@ class Parser {
 
 Fields Parser::ReadHeader(Part* part, uint64_t end, bool is_message) {
   Fields f;
+  // Envelope fields (kDate onwards) matter only for messages; a body part's
+  // Subject: is just text.
   const int last = is_message ? Fields::kCount : Fields::kDate;
-  part->header_end = ScanHeader(
-      raw_, part->header_begin, end, [&](const HeaderField& field) {
+  part->header_end =
+      ScanHeader(raw_, part->header_begin, end, [&](const HeaderField& field) {
         if (++header_fields_ > limits_.max_header_fields) return false;
         for (int k = 0; k < last; ++k) {
           if (!f.value[k].has_value() &&
@@ -342,8 +365,7 @@ uint64_t Parser::DecodedSize(const Part& part) const {
 // Anything after the boundary on the delimiter line is ignored (transport
 // padding, and sloppy generators). A missing close delimiter ends the last
 // part at the end of the body.
-void Parser::SplitMultipart(Part* part, std::string_view boundary,
-                            int depth) {
+void Parser::SplitMultipart(Part* part, std::string_view boundary, int depth) {
   const uint64_t end = part->body_end;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   std::optional<uint64_t> part_start;  // nullopt while in the preamble
@@ -353,8 +375,9 @@ void Parser::SplitMultipart(Part* part, std::string_view boundary,
     const void* nl = std::memchr(raw_.data() + pos, '\n', end - pos);
     const uint64_t next =
         nl == nullptr ? end
-                      : static_cast<uint64_t>(
-                            static_cast<const char*>(nl) - raw_.data()) + 1;
+                      : static_cast<uint64_t>(static_cast<const char*>(nl) -
+                                              raw_.data()) +
+                            1;
     const std::string_view line = raw_.substr(pos, next - pos);
     if (line.size() >= 2 + boundary.size() && line[0] == '-' &&
         line[1] == '-' && line.substr(2, boundary.size()) == boundary) {
@@ -451,8 +474,7 @@ Part Parser::ParseEntity(uint64_t begin, uint64_t end, int depth,
   } else if (part.IsEncapsulated()) {
     // RFC 2046 §5.2.1: only 7bit, 8bit or binary; an encoded message has
     // no byte offsets to describe.
-    const bool identity = part.encoding == "7BIT" ||
-                          part.encoding == "8BIT" ||
+    const bool identity = part.encoding == "7BIT" || part.encoding == "8BIT" ||
                           part.encoding == "BINARY";
     if (!identity || !can_descend) {
       part.type = "APPLICATION";

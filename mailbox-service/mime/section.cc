@@ -179,8 +179,7 @@ absl::StatusOr<ResolvedSection> ResolveSection(const ParsedMessage& message,
         if (listed != negate) {
           AddRange(m.header_begin + field.begin, m.header_begin + field.end,
                    &out);
-          if (field.end == field.begin ||
-              block[field.end - 1] != '\n') {
+          if (field.end == field.begin || block[field.end - 1] != '\n') {
             AddGenerated("\r\n", &out);  // last field of an unterminated header
           }
         }

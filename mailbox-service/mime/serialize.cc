@@ -158,8 +158,7 @@ class Reader {
     }
     if (has_disposition) {
       p->disposition.emplace();
-      if (!String(&p->disposition->type) ||
-          !Params(&p->disposition->params)) {
+      if (!String(&p->disposition->type) || !Params(&p->disposition->params)) {
         return false;
       }
     }

@@ -36,9 +36,9 @@
 //  * Within AND (and OR), cheap keys (flags, UIDs, dates, sizes, MODSEQ) are
 //    evaluated before SENT* keys, then HEADER keys, then BODY/TEXT, and
 //    evaluation stops as soon as the result is known. Substring search is
-//    linear in the searched text (folded in bounded chunks, Boyer-Moore-
-//    Horspool), so a 50 MB body costs one pass and O(needle + 64 KiB) memory
-//    beyond the decoded text itself.
+//    O(text + needle) for any needle (Knuth-Morris-Pratt over text folded in
+//    64 KiB chunks), so a 50 MB body costs one pass and O(needle + 64 KiB)
+//    memory beyond the decoded text itself.
 #pragma once
 
 #include <cstdint>
