@@ -150,8 +150,9 @@ absl::Status BlobReader::Read(uint64_t offset, uint64_t length, std::string* out
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path,
                                                             bool read_only) {
   sqlite3* db = nullptr;
-  int flags = SQLITE_OPEN_NOMUTEX | (read_only ? SQLITE_OPEN_READONLY
-                                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  // Readers open read-write but set query_only: a WAL reader must be able to
+  // update the shared-memory index, which a SQLITE_OPEN_READONLY handle may not.
+  int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status status = SqliteError(rc, db, absl::StrCat("open ", path));
@@ -164,7 +165,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
   // writes are serialized by the store's mutex. Readers never wait in WAL mode
   // except during recovery.
   sqlite3_busy_timeout(db, 10000);
-  const char* pragmas = read_only ? "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;"
+  const char* pragmas = read_only ? "PRAGMA foreign_keys=ON; PRAGMA query_only=ON;"
                                   : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                                     "PRAGMA foreign_keys=ON;";
   if (absl::Status status = conn->Exec(pragmas); !status.ok()) {
@@ -220,6 +221,8 @@ absl::StatusOr<BlobReader> Connection::OpenBlob(const char* table, const char* c
   reader.size_ = static_cast<uint64_t>(sqlite3_blob_bytes(reader.blob_));
   return reader;
 }
+
+bool Connection::InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
 
 int64_t Connection::Changes() const { return sqlite3_changes64(db_); }
 int64_t Connection::LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }

@@ -106,6 +106,8 @@ class Connection {
   absl::Status Exec(const char* sql);
   absl::StatusOr<BlobReader> OpenBlob(const char* table, const char* column, int64_t rowid);
 
+  // True while a transaction is open (not in autocommit mode).
+  bool InTransaction() const;
   int64_t Changes() const;
   int64_t LastInsertRowid() const;
   sqlite3* raw() const { return db_; }

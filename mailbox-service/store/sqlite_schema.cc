@@ -50,7 +50,7 @@ CREATE TABLE mailboxes (
 -- Keywords ever used in a mailbox, for FLAGS / PERMANENTFLAGS.
 CREATE TABLE mailbox_keywords (
   mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
-  keyword TEXT NOT NULL,
+  keyword TEXT NOT NULL COLLATE NOCASE,  -- IMAP flags compare case-insensitively
   PRIMARY KEY (mailbox_id, keyword)
 );
 

@@ -1,0 +1,467 @@
+#include "mailbox-service/admin/cli_args.h"
+
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <type_traits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace mailbox::admin {
+namespace {
+
+constexpr char kDefaultServer[] = "127.0.0.1:50051";
+constexpr char kDefaultDataDir[] = "./.data";
+
+absl::Status Usage(std::string_view message) {
+  return absl::InvalidArgumentError(absl::string_view(message.data(), message.size()));
+}
+
+std::optional<std::string> Lookup(const EnvLookup& env, const char* name) {
+  std::optional<std::string> value = env(name);
+  if (value.has_value() && value->empty()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// One argument left after the global options: `literal` ones (after "--" or after
+// --replace-flags) are never options.
+struct Arg {
+  std::string text;
+  bool literal = false;
+};
+
+bool IsOption(const Arg& arg) {
+  return !arg.literal && arg.text.size() > 2 && arg.text.compare(0, 2, "--") == 0;
+}
+
+// "--name=value" or "--name" followed by a value argument.
+struct OptionMatch {
+  bool matched = false;
+  std::optional<std::string> inline_value;
+};
+
+OptionMatch MatchOption(const std::string& arg, std::string_view name) {
+  if (arg.compare(0, name.size(), name.data(), name.size()) != 0) {
+    return {};
+  }
+  if (arg.size() == name.size()) {
+    return {true, std::nullopt};
+  }
+  if (arg[name.size()] == '=') {
+    return {true, arg.substr(name.size() + 1)};
+  }
+  return {};
+}
+
+template <typename Args>
+absl::StatusOr<std::string> OptionValue(const OptionMatch& match, std::string_view name,
+                                        const Args& args, size_t* i) {
+  if (match.inline_value.has_value()) {
+    return *match.inline_value;
+  }
+  if (*i + 1 >= args.size()) {
+    return Usage(absl::StrCat(absl::string_view(name.data(), name.size()), " needs a value"));
+  }
+  ++*i;
+  if constexpr (std::is_same_v<typename Args::value_type, Arg>) {
+    return args[*i].text;
+  } else {
+    return args[*i];
+  }
+}
+
+absl::StatusOr<uint64_t> ParsePositive(std::string_view what, const std::string& text,
+                                       uint64_t max) {
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value == 0 || value > max || text[0] == '+') {
+    return Usage(absl::StrCat(absl::string_view(what.data(), what.size()),
+                              " must be a number from 1 to ", max, ", not \"", text, "\""));
+  }
+  return value;
+}
+
+std::string CommandName(const std::vector<std::string>& words, size_t count) {
+  std::string name;
+  for (size_t i = 0; i < count && i < words.size(); ++i) {
+    absl::StrAppend(&name, i == 0 ? "" : " ", words[i]);
+  }
+  return name;
+}
+
+struct CommandSpec {
+  const char* group;
+  const char* verb;  // nullptr for one-word commands
+  CommandKind kind;
+  std::vector<const char*> positionals;
+  std::set<std::string> options;
+};
+
+const std::vector<CommandSpec>& Specs() {
+  static const auto* specs = new std::vector<CommandSpec>{
+      {"help", nullptr, CommandKind::kHelp, {}, {}},
+      {"user", "add", CommandKind::kUserAdd, {"NAME"}, {"--password", "--password-stdin"}},
+      {"user", "remove", CommandKind::kUserRemove, {"NAME"}, {}},
+      {"user", "passwd", CommandKind::kUserPasswd, {"NAME"}, {"--password", "--password-stdin"}},
+      {"user", "list", CommandKind::kUserList, {}, {}},
+      {"mailbox", "list", CommandKind::kMailboxList, {"USER"}, {}},
+      {"mailbox", "create", CommandKind::kMailboxCreate, {"USER", "NAME"}, {}},
+      {"import",
+       "mbox",
+       CommandKind::kImportMbox,
+       {"USER", "MAILBOX", "FILE"},
+       {"--format", "--batch", "--batch-bytes"}},
+      {"import",
+       "maildir",
+       CommandKind::kImportMaildir,
+       {"USER", "MAILBOX", "DIR"},
+       {"--batch", "--batch-bytes"}},
+      {"revise",
+       nullptr,
+       CommandKind::kRevise,
+       {"USER", "MAILBOX", "UID", "FILE"},
+       {"--replace-flags"}},
+  };
+  return *specs;
+}
+
+}  // namespace
+
+EnvLookup ProcessEnv() {
+  return [](const char* name) -> std::optional<std::string> {
+    const char* value = std::getenv(name);
+    if (value == nullptr) {
+      return std::nullopt;
+    }
+    return std::string(value);
+  };
+}
+
+absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args,
+                                            const EnvLookup& env) {
+  Invocation result;
+  GlobalOptions& global = result.global;
+  std::optional<std::string> server_flag;
+  std::optional<std::string> token_flag;
+  std::optional<std::string> token_file_flag;
+  bool help = false;
+
+  // Pass 1: global options may appear anywhere before "--" or --replace-flags.
+  std::vector<Arg> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      for (++i; i < args.size(); ++i) {
+        rest.push_back({args[i], true});
+      }
+      break;
+    }
+    if (arg == "--replace-flags") {
+      rest.push_back({arg, false});
+      for (++i; i < args.size(); ++i) {
+        rest.push_back({args[i], true});
+      }
+      break;
+    }
+    if (arg == "-h" || arg == "--help") {
+      help = true;
+      continue;
+    }
+    OptionMatch match;
+    if (match = MatchOption(arg, "--server"); match.matched) {
+      auto value = OptionValue(match, "--server", args, &i);
+      if (!value.ok()) {
+        return value.status();
+      }
+      server_flag = *value;
+    } else if (match = MatchOption(arg, "--token-file"); match.matched) {
+      auto value = OptionValue(match, "--token-file", args, &i);
+      if (!value.ok()) {
+        return value.status();
+      }
+      token_file_flag = *value;
+    } else if (match = MatchOption(arg, "--token"); match.matched) {
+      auto value = OptionValue(match, "--token", args, &i);
+      if (!value.ok()) {
+        return value.status();
+      }
+      token_flag = *value;
+    } else if (match = MatchOption(arg, "--timeout"); match.matched) {
+      auto value = OptionValue(match, "--timeout", args, &i);
+      if (!value.ok()) {
+        return value.status();
+      }
+      auto seconds = ParsePositive("--timeout", *value, 86400);
+      if (!seconds.ok()) {
+        return seconds.status();
+      }
+      global.timeout_seconds = static_cast<int>(*seconds);
+    } else {
+      rest.push_back({arg, false});
+    }
+  }
+
+  if (server_flag.has_value() && server_flag->empty()) {
+    return Usage("--server needs an address (host:port)");
+  }
+  global.server = server_flag.value_or(Lookup(env, "MAILBOX_SERVER").value_or(kDefaultServer));
+  if (token_flag.has_value() && token_file_flag.has_value()) {
+    return Usage("give --token or --token-file, not both");
+  }
+  if (token_flag.has_value() && token_flag->empty()) {
+    return Usage("--token needs a value");
+  }
+  if (token_file_flag.has_value() && token_file_flag->empty()) {
+    return Usage("--token-file needs a path");
+  }
+  // The command line beats the environment; an explicit token beats a token file.
+  if (token_flag.has_value()) {
+    global.token = *token_flag;
+  } else if (!token_file_flag.has_value()) {
+    global.token = Lookup(env, "MAILBOX_ADMIN_TOKEN").value_or("");
+  }
+  if (token_file_flag.has_value()) {
+    global.token_file = *token_file_flag;
+  } else if (auto file = Lookup(env, "MAILBOX_ADMIN_TOKEN_FILE"); file.has_value()) {
+    global.token_file = *file;
+  } else {
+    global.token_file =
+        absl::StrCat(Lookup(env, "MAILBOX_DATA_DIR").value_or(kDefaultDataDir), "/admin.token");
+  }
+
+  // Pass 2: the command words, its positional arguments and its options.
+  std::vector<std::string> words;
+  std::map<std::string, std::optional<std::string>> options;
+  Command& command = result.command;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    const Arg& arg = rest[i];
+    if (!IsOption(arg)) {
+      words.push_back(arg.text);
+      continue;
+    }
+    if (arg.text == "--replace-flags") {
+      options["--replace-flags"] = std::nullopt;
+      for (++i; i < rest.size(); ++i) {
+        command.flags.push_back(rest[i].text);
+      }
+      break;
+    }
+    if (arg.text == "--password-stdin") {
+      options[arg.text] = std::nullopt;
+      continue;
+    }
+    bool known = false;
+    for (const char* name : {"--password", "--format", "--batch-bytes", "--batch"}) {
+      OptionMatch match = MatchOption(arg.text, name);
+      if (!match.matched) {
+        continue;
+      }
+      auto value = OptionValue(match, name, rest, &i);
+      if (!value.ok()) {
+        return value.status();
+      }
+      options[name] = *value;
+      known = true;
+      break;
+    }
+    if (!known) {
+      return Usage(absl::StrCat("unknown option ", arg.text));
+    }
+  }
+
+  if (help) {
+    command.kind = CommandKind::kHelp;
+    return result;
+  }
+  if (words.empty()) {
+    return Usage("no command given");
+  }
+
+  const CommandSpec* spec = nullptr;
+  size_t verb_words = 1;
+  bool group_known = false;
+  for (const CommandSpec& candidate : Specs()) {
+    if (words[0] != candidate.group) {
+      continue;
+    }
+    group_known = true;
+    if (candidate.verb == nullptr) {
+      spec = &candidate;
+      break;
+    }
+    if (words.size() >= 2 && words[1] == candidate.verb) {
+      spec = &candidate;
+      verb_words = 2;
+      break;
+    }
+  }
+  if (spec == nullptr) {
+    if (!group_known) {
+      return Usage(absl::StrCat("unknown command \"", words[0], "\""));
+    }
+    std::string verbs;
+    for (const CommandSpec& candidate : Specs()) {
+      if (words[0] == candidate.group && candidate.verb != nullptr) {
+        absl::StrAppend(&verbs, verbs.empty() ? "" : ", ", candidate.verb);
+      }
+    }
+    if (words.size() < 2) {
+      return Usage(absl::StrCat("\"", words[0], "\" needs a subcommand: ", verbs));
+    }
+    return Usage(absl::StrCat("unknown subcommand \"", words[0], " ", words[1],
+                              "\" (expected one of: ", verbs, ")"));
+  }
+  const std::string name = CommandName(words, verb_words);
+  command.kind = spec->kind;
+  if (spec->kind == CommandKind::kHelp) {
+    return result;  // "help anything" is still help
+  }
+
+  std::vector<std::string> positionals(words.begin() + verb_words, words.end());
+  if (positionals.size() != spec->positionals.size()) {
+    std::string expected;
+    for (const char* p : spec->positionals) {
+      absl::StrAppend(&expected, " ", p);
+    }
+    return Usage(absl::StrCat("\"", name, "\" takes ", spec->positionals.size(),
+                              " argument(s):", expected.empty() ? " none" : expected, "; got ",
+                              positionals.size()));
+  }
+  for (const auto& [option, value] : options) {
+    if (spec->options.count(option) == 0) {
+      return Usage(absl::StrCat("option ", option, " does not apply to \"", name, "\""));
+    }
+  }
+  for (size_t k = 0; k < positionals.size(); ++k) {
+    if (positionals[k].empty()) {
+      return Usage(absl::StrCat(spec->positionals[k], " of \"", name, "\" is empty"));
+    }
+  }
+
+  switch (spec->kind) {
+    case CommandKind::kHelp:
+    case CommandKind::kUserList:
+      break;
+    case CommandKind::kUserAdd:
+    case CommandKind::kUserPasswd:
+      command.user = positionals[0];
+      if (options.count("--password") && options.count("--password-stdin")) {
+        return Usage("give --password or --password-stdin, not both");
+      }
+      if (options.count("--password")) {
+        command.password_source = PasswordSource::kArgument;
+        command.password = *options["--password"];
+        if (command.password.empty()) {
+          return Usage("--password needs a non-empty value");
+        }
+      } else if (options.count("--password-stdin")) {
+        command.password_source = PasswordSource::kStdin;
+      }
+      break;
+    case CommandKind::kUserRemove:
+    case CommandKind::kMailboxList:
+      command.user = positionals[0];
+      break;
+    case CommandKind::kMailboxCreate:
+      command.user = positionals[0];
+      command.mailbox = positionals[1];
+      break;
+    case CommandKind::kImportMbox:
+    case CommandKind::kImportMaildir:
+      command.user = positionals[0];
+      command.mailbox = positionals[1];
+      command.path = positionals[2];
+      if (auto it = options.find("--format"); it != options.end()) {
+        if (*it->second == "mboxo") {
+          command.mboxo = true;
+        } else if (*it->second != "mboxrd") {
+          return Usage(absl::StrCat("--format must be mboxrd or mboxo, not \"", *it->second,
+                                    "\""));
+        }
+      }
+      if (auto it = options.find("--batch"); it != options.end()) {
+        auto value = ParsePositive("--batch", *it->second, 10000);
+        if (!value.ok()) {
+          return value.status();
+        }
+        command.batch_messages = static_cast<uint32_t>(*value);
+      }
+      if (auto it = options.find("--batch-bytes"); it != options.end()) {
+        auto value = ParsePositive("--batch-bytes", *it->second, 1ull << 40);
+        if (!value.ok()) {
+          return value.status();
+        }
+        command.batch_bytes = *value;
+      }
+      break;
+    case CommandKind::kRevise: {
+      command.user = positionals[0];
+      command.mailbox = positionals[1];
+      auto uid = ParsePositive("UID", positionals[2], UINT32_MAX);
+      if (!uid.ok()) {
+        return uid.status();
+      }
+      command.uid = static_cast<uint32_t>(*uid);
+      command.path = positionals[3];
+      command.replace_flags = options.count("--replace-flags") > 0;
+      break;
+    }
+  }
+  return result;
+}
+
+std::string UsageText() {
+  return R"USAGE(Usage: mailbox-admin [GLOBAL OPTIONS] COMMAND [ARGS]
+
+Administers a mailbox service over its gRPC API with the service's admin token.
+
+Commands:
+  user add NAME [--password-stdin | --password P]
+      Create a user. Without a password option, asks on the terminal.
+      Prints: created user NAME (id N)
+  user remove NAME
+      Delete a user and all their mailboxes. Prints: removed user NAME
+  user passwd NAME [--password-stdin | --password P]
+      Set a user's password. Prints: changed password of user NAME
+  user list
+      Tab-separated table with a header line: ID USERNAME
+  mailbox list USER
+      Tab-separated table with a header line: NAME ATTRIBUTES MESSAGES UIDNEXT
+      UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE ("-" where a value does not apply)
+  mailbox create USER NAME
+      Prints: created mailbox NAME (id N, uidvalidity V)
+  import mbox USER MAILBOX FILE [--format=mboxrd|mboxo] [--batch=N] [--batch-bytes=N]
+      Append every message of an mbox file ("-": standard input). Flags come from
+      Status:/X-Status: headers, the internal date from the "From " line. The
+      mailbox is created if it does not exist.
+      Prints: imported N messages into MAILBOX (uidvalidity V, uids SET)
+  import maildir USER MAILBOX DIR [--batch=N] [--batch-bytes=N]
+      Append the messages of DIR/cur and DIR/new in delivery order. Flags come from
+      the ":2," suffix, the internal date from the file's mtime.
+      Prints the same line as import mbox.
+  revise USER MAILBOX UID FILE [--replace-flags FLAG...]
+      Replace a message's content with FILE ("-": standard input); the service gives
+      it a new UID. --replace-flags (last on the line) sets these flags instead of
+      keeping the old ones. Prints: revised UID OLD -> NEW (uidvalidity V)
+  help
+      This text.
+
+Global options (anywhere before "--" or --replace-flags):
+  --server=ADDR       service address; default $MAILBOX_SERVER or 127.0.0.1:50051
+  --token=TOKEN       admin token; default $MAILBOX_ADMIN_TOKEN
+  --token-file=PATH   file holding the admin token; default $MAILBOX_ADMIN_TOKEN_FILE
+                      or $MAILBOX_DATA_DIR/admin.token ($MAILBOX_DATA_DIR: ./.data)
+  --timeout=SECONDS   deadline of each call (default 30; streamed imports get at
+                      least 600 per batch)
+
+Import batches: at most --batch messages (default 100) and about --batch-bytes
+octets (default 33554432) per Append call; each batch is committed on its own.
+
+Exit status: 0 success, 1 the service or a file reported an error
+("error: MESSAGE (CODE)"), 2 usage error.
+)USAGE";
+}
+
+}  // namespace mailbox::admin

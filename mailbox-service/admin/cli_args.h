@@ -1,0 +1,84 @@
+// Command-line parsing of mailbox-admin: global options, the command and its
+// arguments. Pure: the environment is passed in, nothing is read or printed here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace mailbox::admin {
+
+// Looks up an environment variable; nullopt (or an empty value) means unset.
+using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
+
+// The process environment.
+EnvLookup ProcessEnv();
+
+struct GlobalOptions {
+  std::string server;      // --server, $MAILBOX_SERVER, 127.0.0.1:50051
+  std::string token;       // --token, $MAILBOX_ADMIN_TOKEN; empty: read token_file
+  std::string token_file;  // --token-file, $MAILBOX_ADMIN_TOKEN_FILE,
+                           // $MAILBOX_DATA_DIR/admin.token, ./.data/admin.token
+  int timeout_seconds = 30;  // --timeout: deadline of each call
+};
+
+enum class PasswordSource {
+  kPrompt,    // neither option: ask on the terminal
+  kStdin,     // --password-stdin: first line of standard input
+  kArgument,  // --password P
+};
+
+enum class CommandKind {
+  kHelp,
+  kUserAdd,
+  kUserRemove,
+  kUserPasswd,
+  kUserList,
+  kMailboxList,
+  kMailboxCreate,
+  kImportMbox,
+  kImportMaildir,
+  kRevise,
+};
+
+struct Command {
+  CommandKind kind = CommandKind::kHelp;
+  std::string user;     // the user a command names or acts for
+  std::string mailbox;  // mailbox name
+  std::string path;     // FILE or DIR; "-" is standard input for files
+  uint32_t uid = 0;
+
+  PasswordSource password_source = PasswordSource::kPrompt;
+  std::string password;
+
+  // import mbox
+  bool mboxo = false;  // --format=mboxo (default mboxrd)
+  // import: messages and octets per Append call.
+  uint32_t batch_messages = 100;
+  uint64_t batch_bytes = 32ull << 20;
+
+  // revise
+  bool replace_flags = false;
+  std::vector<std::string> flags;
+};
+
+struct Invocation {
+  GlobalOptions global;
+  Command command;
+};
+
+// Parses the arguments after the program name. Errors are usage errors
+// (InvalidArgument) whose message says what is wrong; the caller prints it and the
+// usage hint and exits with status 2.
+absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args,
+                                            const EnvLookup& env);
+
+// The full help text.
+std::string UsageText();
+
+}  // namespace mailbox::admin

@@ -1,0 +1,180 @@
+#include "mailbox-service/admin/cli_args.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace mailbox::admin {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+EnvLookup FakeEnv(std::map<std::string, std::string> values) {
+  return [values](const char* name) -> std::optional<std::string> {
+    auto it = values.find(name);
+    if (it == values.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  };
+}
+
+absl::StatusOr<Invocation> Parse(std::vector<std::string> args,
+                                 std::map<std::string, std::string> env = {}) {
+  return ParseCommandLine(args, FakeEnv(std::move(env)));
+}
+
+std::string ErrorOf(std::vector<std::string> args) {
+  auto parsed = Parse(std::move(args));
+  EXPECT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(parsed.status().message());
+}
+
+TEST(CliArgsTest, Defaults) {
+  auto parsed = Parse({"user", "list"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->global.server, "127.0.0.1:50051");
+  EXPECT_EQ(parsed->global.token, "");
+  EXPECT_EQ(parsed->global.token_file, "./.data/admin.token");
+  EXPECT_EQ(parsed->global.timeout_seconds, 30);
+  EXPECT_EQ(parsed->command.kind, CommandKind::kUserList);
+}
+
+TEST(CliArgsTest, EnvironmentDefaults) {
+  auto parsed = Parse({"user", "list"}, {{"MAILBOX_SERVER", "db:1"},
+                                         {"MAILBOX_DATA_DIR", "/var/lib/mailbox"},
+                                         {"MAILBOX_ADMIN_TOKEN", ""}});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->global.server, "db:1");
+  EXPECT_EQ(parsed->global.token, "");  // empty means unset
+  EXPECT_EQ(parsed->global.token_file, "/var/lib/mailbox/admin.token");
+
+  parsed = Parse({"user", "list"},
+                 {{"MAILBOX_ADMIN_TOKEN_FILE", "/t"}, {"MAILBOX_DATA_DIR", "/x"},
+                  {"MAILBOX_ADMIN_TOKEN", "secret"}});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->global.token_file, "/t");
+  EXPECT_EQ(parsed->global.token, "secret");
+}
+
+TEST(CliArgsTest, FlagsBeatEnvironment) {
+  auto parsed = Parse({"--server=a:1", "user", "list", "--token-file", "/f"},
+                      {{"MAILBOX_SERVER", "b:2"}, {"MAILBOX_ADMIN_TOKEN", "env"}});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->global.server, "a:1");
+  EXPECT_EQ(parsed->global.token_file, "/f");
+  EXPECT_EQ(parsed->global.token, "");  // --token-file beats $MAILBOX_ADMIN_TOKEN
+
+  parsed = Parse({"--token", "t1", "--timeout=5", "user", "list"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->global.token, "t1");
+  EXPECT_EQ(parsed->global.timeout_seconds, 5);
+}
+
+TEST(CliArgsTest, UserCommands) {
+  auto parsed = Parse({"user", "add", "alice", "--password", "pw"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->command.kind, CommandKind::kUserAdd);
+  EXPECT_EQ(parsed->command.user, "alice");
+  EXPECT_EQ(parsed->command.password_source, PasswordSource::kArgument);
+  EXPECT_EQ(parsed->command.password, "pw");
+
+  parsed = Parse({"user", "passwd", "--password-stdin", "bob"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->command.kind, CommandKind::kUserPasswd);
+  EXPECT_EQ(parsed->command.password_source, PasswordSource::kStdin);
+
+  parsed = Parse({"user", "add", "carol"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->command.password_source, PasswordSource::kPrompt);
+
+  parsed = Parse({"user", "remove", "--", "--odd-name"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->command.kind, CommandKind::kUserRemove);
+  EXPECT_EQ(parsed->command.user, "--odd-name");
+}
+
+TEST(CliArgsTest, ImportAndMailboxCommands) {
+  auto parsed = Parse({"import", "mbox", "alice", "Archive/2020", "-", "--format=mboxo",
+                       "--batch", "7", "--batch-bytes=1000"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->command.kind, CommandKind::kImportMbox);
+  EXPECT_EQ(parsed->command.mailbox, "Archive/2020");
+  EXPECT_EQ(parsed->command.path, "-");
+  EXPECT_TRUE(parsed->command.mboxo);
+  EXPECT_EQ(parsed->command.batch_messages, 7u);
+  EXPECT_EQ(parsed->command.batch_bytes, 1000u);
+
+  parsed = Parse({"import", "maildir", "alice", "INBOX", "/m"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->command.kind, CommandKind::kImportMaildir);
+  EXPECT_EQ(parsed->command.batch_messages, 100u);
+
+  parsed = Parse({"mailbox", "create", "alice", "Sent Items"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->command.kind, CommandKind::kMailboxCreate);
+  EXPECT_EQ(parsed->command.mailbox, "Sent Items");
+}
+
+TEST(CliArgsTest, Revise) {
+  auto parsed = Parse({"revise", "alice", "INBOX", "42", "new.eml", "--replace-flags", "\\Seen",
+                       "--server=not-a-global-here", "$Label"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->command.kind, CommandKind::kRevise);
+  EXPECT_EQ(parsed->command.uid, 42u);
+  EXPECT_EQ(parsed->command.path, "new.eml");
+  EXPECT_TRUE(parsed->command.replace_flags);
+  EXPECT_THAT(parsed->command.flags,
+              ElementsAre("\\Seen", "--server=not-a-global-here", "$Label"));
+  EXPECT_EQ(parsed->global.server, "127.0.0.1:50051");
+
+  parsed = Parse({"revise", "alice", "INBOX", "42", "new.eml", "--replace-flags"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_TRUE(parsed->command.replace_flags);
+  EXPECT_TRUE(parsed->command.flags.empty());
+
+  parsed = Parse({"revise", "alice", "INBOX", "42", "new.eml"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_FALSE(parsed->command.replace_flags);
+}
+
+TEST(CliArgsTest, Help) {
+  EXPECT_EQ(Parse({"help"})->command.kind, CommandKind::kHelp);
+  EXPECT_EQ(Parse({"--help"})->command.kind, CommandKind::kHelp);
+  EXPECT_EQ(Parse({"user", "add", "-h"})->command.kind, CommandKind::kHelp);
+  EXPECT_THAT(UsageText(), HasSubstr("import mbox USER MAILBOX FILE"));
+}
+
+TEST(CliArgsTest, UsageErrors) {
+  EXPECT_THAT(ErrorOf({}), HasSubstr("no command"));
+  EXPECT_THAT(ErrorOf({"frobnicate"}), HasSubstr("unknown command \"frobnicate\""));
+  EXPECT_THAT(ErrorOf({"user"}), HasSubstr("needs a subcommand: add, remove, passwd, list"));
+  EXPECT_THAT(ErrorOf({"user", "delete", "x"}), HasSubstr("unknown subcommand \"user delete\""));
+  EXPECT_THAT(ErrorOf({"user", "add"}), HasSubstr("\"user add\" takes 1 argument(s): NAME"));
+  EXPECT_THAT(ErrorOf({"user", "list", "extra"}), HasSubstr("takes 0 argument(s): none"));
+  EXPECT_THAT(ErrorOf({"user", "add", "a", "--password"}), HasSubstr("--password needs a value"));
+  EXPECT_THAT(ErrorOf({"user", "add", "a", "--password="}), HasSubstr("non-empty"));
+  EXPECT_THAT(ErrorOf({"user", "add", "a", "--password=x", "--password-stdin"}),
+              HasSubstr("not both"));
+  EXPECT_THAT(ErrorOf({"user", "list", "--password=x"}),
+              HasSubstr("option --password does not apply to \"user list\""));
+  EXPECT_THAT(ErrorOf({"user", "list", "--bogus"}), HasSubstr("unknown option --bogus"));
+  EXPECT_THAT(ErrorOf({"revise", "a", "INBOX", "0", "f"}), HasSubstr("UID must be a number"));
+  EXPECT_THAT(ErrorOf({"revise", "a", "INBOX", "4294967296", "f"}), HasSubstr("UID"));
+  EXPECT_THAT(ErrorOf({"revise", "a", "INBOX", "x1", "f"}), HasSubstr("UID"));
+  EXPECT_THAT(ErrorOf({"import", "mbox", "a", "b", "c", "--format=mmdf"}),
+              HasSubstr("--format must be mboxrd or mboxo"));
+  EXPECT_THAT(ErrorOf({"import", "mbox", "a", "b", "c", "--batch=0"}), HasSubstr("--batch"));
+  EXPECT_THAT(ErrorOf({"--token=a", "--token-file=b", "user", "list"}), HasSubstr("not both"));
+  EXPECT_THAT(ErrorOf({"--timeout=-1", "user", "list"}), HasSubstr("--timeout"));
+  EXPECT_THAT(ErrorOf({"--server"}), HasSubstr("--server needs a value"));
+  EXPECT_THAT(ErrorOf({"mailbox", "create", "alice", ""}), HasSubstr("NAME"));
+}
+
+}  // namespace
+}  // namespace mailbox::admin

@@ -1,0 +1,584 @@
+#include "mailbox-service/admin/commands.h"
+
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "mailbox-service/admin/admin_client.h"
+#include "mailbox-service/admin/importers.h"
+#include "mailbox-service/admin/message_spool.h"
+#include "proto/mailbox/v1/errors.h"
+
+namespace mailbox::admin {
+namespace {
+
+namespace v1 = ::mailbox::v1;
+
+// Files are read in pieces of this size.
+constexpr size_t kReadChunk = 1 << 20;
+
+std::string ErrnoText() { return std::strerror(errno); }
+
+// A local failure of mailbox-admin itself (a file, the terminal): no ErrorDetail.
+absl::Status LocalError(std::string message) {
+  return absl::FailedPreconditionError(message);
+}
+
+// Table cells are tab-separated: a tab or line break inside a name is written as
+// \t, \n or \r so that every row stays one line with a fixed number of fields.
+std::string Cell(std::string_view text) {
+  std::string cell;
+  for (char c : text) {
+    switch (c) {
+      case '\t':
+        cell += "\\t";
+        break;
+      case '\n':
+        cell += "\\n";
+        break;
+      case '\r':
+        cell += "\\r";
+        break;
+      default:
+        cell += c;
+    }
+  }
+  return cell;
+}
+
+// UIDs in APPENDUID order as an IMAP sequence set ("1:3,7", RFC 3501 §9 sequence-set).
+std::string UidSetText(const std::vector<uint32_t>& uids) {
+  std::string text;
+  size_t i = 0;
+  while (i < uids.size()) {
+    size_t j = i;
+    while (j + 1 < uids.size() && uids[j + 1] == uids[j] + 1) {
+      ++j;
+    }
+    absl::StrAppend(&text, text.empty() ? "" : ",", uids[i]);
+    if (j > i) {
+      absl::StrAppend(&text, ":", uids[j]);
+    }
+    i = j + 1;
+  }
+  return text;
+}
+
+absl::StatusOr<std::string> ReadToken(const GlobalOptions& global) {
+  if (!global.token.empty()) {
+    return global.token;
+  }
+  std::ifstream in(global.token_file);
+  if (!in) {
+    return LocalError(absl::StrCat("cannot read the admin token from ", global.token_file, ": ",
+                                   ErrnoText(),
+                                   " (give --token-file, --token or $MAILBOX_ADMIN_TOKEN)"));
+  }
+  std::string token;
+  std::getline(in, token);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) {
+    token.pop_back();
+  }
+  if (token.empty()) {
+    return LocalError(absl::StrCat("the admin token file ", global.token_file, " is empty"));
+  }
+  return token;
+}
+
+// The password of `user add`/`user passwd`. nullopt with a message in `*usage` for a
+// usage error (no password source).
+absl::StatusOr<std::string> ReadPassword(const Command& command, Io io, std::string* usage) {
+  switch (command.password_source) {
+    case PasswordSource::kArgument:
+      return command.password;
+    case PasswordSource::kStdin: {
+      std::string password;
+      if (!std::getline(io.in, password) && password.empty()) {
+        return LocalError("--password-stdin: standard input is empty");
+      }
+      if (!password.empty() && password.back() == '\r') {
+        password.pop_back();
+      }
+      if (password.empty()) {
+        return LocalError("--password-stdin: the first line of standard input is empty");
+      }
+      return password;
+    }
+    case PasswordSource::kPrompt:
+      break;
+  }
+  if (!io.in_is_terminal) {
+    *usage = "no password: give --password-stdin or --password P";
+    return LocalError(*usage);
+  }
+  io.err << "Password for " << command.user << ": " << std::flush;
+  termios saved{};
+  const bool have_termios = ::tcgetattr(STDIN_FILENO, &saved) == 0;
+  if (have_termios) {
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  }
+  std::string password;
+  std::getline(io.in, password);
+  if (have_termios) {
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+  }
+  io.err << "\n";
+  if (password.empty()) {
+    return LocalError("empty password");
+  }
+  return password;
+}
+
+// ---------------------------------------------------------------------------
+// Importing: messages are appended in batches, each batch one Append call.
+
+class Importer {
+ public:
+  Importer(AdminClient* client, const Command& command, Io io)
+      : client_(client), command_(command), io_(io) {}
+
+  // Creates the mailbox if it does not exist: an Append into a missing mailbox would
+  // fail with TRYCREATE only after its whole batch was sent.
+  absl::Status EnsureMailbox() {
+    auto status = client_->Status(command_.user, command_.mailbox);
+    if (status.ok()) {
+      return absl::OkStatus();
+    }
+    const v1::ErrorCode code = v1::DetailOf(status.status()).code();
+    if (code != v1::NONEXISTENT && code != v1::TRYCREATE) {
+      return status.status();
+    }
+    auto created = client_->CreateMailbox(command_.user, command_.mailbox);
+    if (!created.ok()) {
+      return created.status();
+    }
+    io_.out << "created mailbox " << command_.mailbox << " (id " << created->mailbox_id()
+            << ", uidvalidity " << created->uidvalidity() << ")\n";
+    return absl::OkStatus();
+  }
+
+  absl::Status Add(const std::vector<std::string>& flags,
+                   const std::optional<InternalDate>& internal_date, MessageSpool& content) {
+    if (batch_ == nullptr) {
+      batch_ = client_->StartAppend(command_.user, command_.mailbox);
+    }
+    if (absl::Status status = batch_->Add(flags, internal_date, content); !status.ok()) {
+      batch_.reset();  // cancels the call: nothing of this batch is stored
+      return status;
+    }
+    if (batch_->messages() >= command_.batch_messages ||
+        batch_->octets() >= command_.batch_bytes) {
+      return Flush();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Flush() {
+    if (batch_ == nullptr) {
+      return absl::OkStatus();
+    }
+    auto response = batch_->Finish();
+    batch_.reset();
+    if (!response.ok()) {
+      return response.status();
+    }
+    if (imported_ > 0 && response->uidvalidity() != uidvalidity_) {
+      io_.err << "warning: the UIDVALIDITY of " << command_.mailbox << " changed from "
+              << uidvalidity_ << " to " << response->uidvalidity()
+              << " during the import (was it deleted and created again?)\n";
+    }
+    uidvalidity_ = response->uidvalidity();
+    uids_.insert(uids_.end(), response->uids().begin(), response->uids().end());
+    imported_ += static_cast<uint64_t>(response->uids_size());
+    return absl::OkStatus();
+  }
+
+  // The result line; `partial` after an error.
+  void PrintSummary(bool partial) {
+    std::ostream& stream = partial ? io_.err : io_.out;
+    stream << (partial ? "note: " : "") << "imported " << imported_ << " message"
+           << (imported_ == 1 ? "" : "s") << " into " << command_.mailbox;
+    if (imported_ > 0) {
+      stream << " (uidvalidity " << uidvalidity_ << ", uids " << UidSetText(uids_) << ")";
+    }
+    stream << (partial ? " before the error" : "") << "\n";
+  }
+
+ private:
+  AdminClient* client_;
+  const Command& command_;
+  Io io_;
+  std::unique_ptr<AppendStream> batch_;
+  uint64_t imported_ = 0;
+  uint32_t uidvalidity_ = 0;
+  std::vector<uint32_t> uids_;
+};
+
+// Receives the mbox reader's messages and hands them to the importer.
+class MboxImportSink : public MboxSink {
+ public:
+  MboxImportSink(Importer* importer, std::ostream& err) : importer_(importer), err_(err) {}
+
+  absl::Status Data(std::string_view bytes) override { return spool_.Append(bytes); }
+
+  absl::Status EndMessage(const MboxMessage& message) override {
+    absl::Status status;
+    if (message.size == 0) {
+      err_ << "warning: message " << message.index + 1 << " (line " << message.line_number
+           << ") is empty; skipped\n";
+    } else {
+      if (!message.internal_date.has_value()) {
+        err_ << "warning: message " << message.index + 1 << " (line " << message.line_number
+             << "): no date in its \"From \" line; the service's time is used\n";
+      }
+      status = importer_->Add(message.flags, message.internal_date, spool_);
+    }
+    spool_.Clear();
+    return status;
+  }
+
+ private:
+  Importer* importer_;
+  std::ostream& err_;
+  MessageSpool spool_;
+};
+
+absl::Status ImportMbox(Importer& importer, const Command& command, Io io) {
+  std::ifstream file;
+  std::istream* in = &io.in;
+  if (command.path != "-") {
+    file.open(command.path, std::ios::binary);
+    if (!file) {
+      return LocalError(absl::StrCat("cannot open ", command.path, ": ", ErrnoText()));
+    }
+    in = &file;
+  }
+  MboxImportSink sink(&importer, io.err);
+  MboxReader reader(&sink, command.mboxo ? MboxFormat::kMboxo : MboxFormat::kMboxrd);
+  absl::Status status = ReadMbox(*in, reader, kReadChunk);
+  if (!status.ok()) {
+    if (IsRpcError(status)) {
+      return status;
+    }
+    return LocalError(absl::StrCat(command.path == "-" ? "standard input" : command.path, ": ",
+                                   status.message()));
+  }
+  return importer.Flush();
+}
+
+// Reads `path` into `spool` with LF → CRLF.
+absl::Status SpoolFile(const std::string& path, std::istream* in_override, MessageSpool& spool) {
+  std::ifstream file;
+  std::istream* in = in_override;
+  if (in == nullptr) {
+    file.open(path, std::ios::binary);
+    if (!file) {
+      return LocalError(absl::StrCat("cannot open ", path, ": ", ErrnoText()));
+    }
+    in = &file;
+  }
+  CrlfConverter converter;
+  std::string buffer(kReadChunk, '\0');
+  std::string converted;
+  while (*in) {
+    in->read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const std::streamsize got = in->gcount();
+    if (got <= 0) {
+      continue;
+    }
+    converted.clear();
+    converter.Convert(std::string_view(buffer.data(), static_cast<size_t>(got)), &converted);
+    if (absl::Status status = spool.Append(converted); !status.ok()) {
+      return status;
+    }
+  }
+  if (in->bad()) {
+    return LocalError(absl::StrCat("read error in ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ImportMaildir(Importer& importer, const Command& command, Io io) {
+  namespace fs = std::filesystem;
+  struct Entry {
+    std::string name;
+    std::string subdir;
+    fs::path path;
+  };
+  std::vector<Entry> entries;
+  bool found_subdir = false;
+  for (const char* subdir : {"cur", "new"}) {
+    const fs::path dir = fs::path(command.path) / subdir;
+    std::error_code error;
+    if (!fs::is_directory(dir, error)) {
+      continue;
+    }
+    found_subdir = true;
+    fs::directory_iterator it(dir, error);
+    if (error) {
+      return LocalError(absl::StrCat("cannot list ", dir.string(), ": ", error.message()));
+    }
+    for (; it != fs::directory_iterator(); it.increment(error)) {
+      if (error) {
+        return LocalError(absl::StrCat("cannot list ", dir.string(), ": ", error.message()));
+      }
+      std::string name = it->path().filename().string();
+      std::error_code type_error;
+      if (name.empty() || name[0] == '.' || !it->is_regular_file(type_error)) {
+        continue;
+      }
+      entries.push_back({std::move(name), subdir, it->path()});
+    }
+    if (error) {
+      return LocalError(absl::StrCat("cannot list ", dir.string(), ": ", error.message()));
+    }
+  }
+  if (!found_subdir) {
+    return LocalError(absl::StrCat(command.path,
+                                   " is not a Maildir: it has no cur/ or new/ directory"));
+  }
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    if (a.name != b.name) {
+      return MaildirNameLess(a.name, b.name);
+    }
+    return a.subdir < b.subdir;
+  });
+
+  std::string unknown_letters;
+  MessageSpool spool;
+  for (const Entry& entry : entries) {
+    const std::string path = entry.path.string();
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) {
+      return LocalError(absl::StrCat("cannot stat ", path, ": ", ErrnoText()));
+    }
+    spool.Clear();
+    if (absl::Status status = SpoolFile(path, nullptr, spool); !status.ok()) {
+      return status;
+    }
+    if (spool.size() == 0) {
+      io.err << "warning: " << path << " is empty; skipped\n";
+      continue;
+    }
+    MaildirInfo flags = ParseMaildirFlags(entry.name);
+    for (char c : flags.unknown) {
+      if (unknown_letters.find(c) == std::string::npos) {
+        unknown_letters.push_back(c);
+      }
+    }
+    // The delivery time is the file's mtime (the Maildir spec leaves it to the
+    // delivery agent; Dovecot and mbsync keep it as the received date).
+    InternalDate date;
+    date.unix_seconds = static_cast<int64_t>(info.st_mtime);
+    if (absl::Status status = importer.Add(flags.flags, date, spool); !status.ok()) {
+      return status;
+    }
+  }
+  if (!unknown_letters.empty()) {
+    std::sort(unknown_letters.begin(), unknown_letters.end());
+    io.err << "warning: Maildir flag letters \"" << unknown_letters
+           << "\" have no IMAP system flag and were ignored\n";
+  }
+  return importer.Flush();
+}
+
+// ---------------------------------------------------------------------------
+
+absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* exit_code) {
+  const Command& command = invocation.command;
+  switch (command.kind) {
+    case CommandKind::kHelp:
+      io.out << UsageText();
+      return absl::OkStatus();
+
+    case CommandKind::kUserAdd:
+    case CommandKind::kUserPasswd: {
+      std::string usage;
+      auto password = ReadPassword(command, io, &usage);
+      if (!password.ok()) {
+        if (!usage.empty()) {
+          *exit_code = kExitUsage;
+        }
+        return password.status();
+      }
+      if (command.kind == CommandKind::kUserAdd) {
+        auto id = client.CreateUser(command.user, *password);
+        if (!id.ok()) {
+          return id.status();
+        }
+        io.out << "created user " << command.user << " (id " << *id << ")\n";
+      } else {
+        if (absl::Status status = client.SetPassword(command.user, *password); !status.ok()) {
+          return status;
+        }
+        io.out << "changed password of user " << command.user << "\n";
+      }
+      return absl::OkStatus();
+    }
+
+    case CommandKind::kUserRemove:
+      if (absl::Status status = client.DeleteUser(command.user); !status.ok()) {
+        return status;
+      }
+      io.out << "removed user " << command.user << "\n";
+      return absl::OkStatus();
+
+    case CommandKind::kUserList: {
+      auto users = client.ListUsers();
+      if (!users.ok()) {
+        return users.status();
+      }
+      io.out << "ID\tUSERNAME\n";
+      for (const v1::Principal& user : *users) {
+        io.out << user.user_id() << "\t" << Cell(user.username()) << "\n";
+      }
+      return absl::OkStatus();
+    }
+
+    case CommandKind::kMailboxList: {
+      auto list = client.ListMailboxes(command.user);
+      if (!list.ok()) {
+        return list.status();
+      }
+      io.out << "NAME\tATTRIBUTES\tMESSAGES\tUIDNEXT\tUIDVALIDITY\tUNSEEN\tHIGHESTMODSEQ\tSIZE\n";
+      for (const v1::MailboxInfo& mailbox : list->mailboxes()) {
+        std::vector<std::string> attributes(mailbox.attributes().begin(),
+                                            mailbox.attributes().end());
+        attributes.insert(attributes.end(), mailbox.special_use().begin(),
+                          mailbox.special_use().end());
+        const bool selectable =
+            std::none_of(attributes.begin(), attributes.end(), [](const std::string& a) {
+              return a == "\\Noselect" || a == "\\NonExistent";
+            });
+        io.out << Cell(mailbox.name()) << "\t"
+               << (attributes.empty() ? "-" : Cell(absl::StrJoin(attributes, " ")));
+        if (!selectable) {
+          io.out << "\t-\t-\t-\t-\t-\t-\n";
+          continue;
+        }
+        auto status = client.Status(command.user, mailbox.name());
+        if (!status.ok()) {
+          return status.status();
+        }
+        io.out << "\t" << status->messages() << "\t" << status->uidnext() << "\t"
+               << status->uidvalidity() << "\t" << status->unseen() << "\t"
+               << status->highest_modseq() << "\t" << status->size() << "\n";
+      }
+      return absl::OkStatus();
+    }
+
+    case CommandKind::kMailboxCreate: {
+      auto created = client.CreateMailbox(command.user, command.mailbox);
+      if (!created.ok()) {
+        return created.status();
+      }
+      io.out << "created mailbox " << command.mailbox << " (id " << created->mailbox_id()
+             << ", uidvalidity " << created->uidvalidity() << ")\n";
+      return absl::OkStatus();
+    }
+
+    case CommandKind::kImportMbox:
+    case CommandKind::kImportMaildir: {
+      Importer importer(&client, command, io);
+      absl::Status status = importer.EnsureMailbox();
+      if (status.ok()) {
+        status = command.kind == CommandKind::kImportMbox ? ImportMbox(importer, command, io)
+                                                           : ImportMaildir(importer, command, io);
+      }
+      if (!status.ok()) {
+        io.err << FormatError(status) << "\n";
+        importer.PrintSummary(/*partial=*/true);
+        *exit_code = kExitError;
+        return absl::OkStatus();  // already reported
+      }
+      importer.PrintSummary(/*partial=*/false);
+      return absl::OkStatus();
+    }
+
+    case CommandKind::kRevise: {
+      MessageSpool spool;
+      if (absl::Status status =
+              SpoolFile(command.path, command.path == "-" ? &io.in : nullptr, spool);
+          !status.ok()) {
+        return status;
+      }
+      if (spool.size() == 0) {
+        return LocalError(absl::StrCat(command.path, " is empty; a message needs content"));
+      }
+      v1::ReviseHeader header;
+      header.set_mailbox(command.mailbox);
+      header.set_uid(command.uid);
+      header.set_replace_flags(command.replace_flags);
+      for (const std::string& flag : command.flags) {
+        header.add_flags(flag);
+      }
+      auto revised = client.Revise(command.user, std::move(header), spool);
+      if (!revised.ok()) {
+        return revised.status();
+      }
+      io.out << "revised UID " << revised->old_uid() << " -> " << revised->new_uid()
+             << " (uidvalidity " << revised->uidvalidity() << ")\n";
+      return absl::OkStatus();
+    }
+  }
+  return absl::InternalError("unknown command");
+}
+
+}  // namespace
+
+std::string FormatError(const absl::Status& status) {
+  const v1::ErrorDetail detail = v1::DetailOf(status);
+  std::string message(detail.message().empty() ? std::string(status.message())
+                                               : detail.message());
+  if (!IsRpcError(status)) {
+    return absl::StrCat("error: ", message);
+  }
+  const std::string code = detail.code() != v1::ERROR_CODE_UNSPECIFIED
+                               ? v1::ErrorCode_Name(detail.code())
+                               : absl::StatusCodeToString(status.code());
+  return absl::StrCat("error: ", message, " (", code, ")");
+}
+
+int RunCommand(const Invocation& invocation,
+               const std::shared_ptr<grpc::ChannelInterface>& channel, Io io) {
+  if (invocation.command.kind == CommandKind::kHelp) {
+    io.out << UsageText();
+    return kExitOk;
+  }
+  auto token = ReadToken(invocation.global);
+  if (!token.ok()) {
+    io.err << FormatError(token.status()) << "\n";
+    return kExitError;
+  }
+  AdminClient client(channel, *token, absl::Seconds(invocation.global.timeout_seconds));
+  int exit_code = kExitOk;
+  absl::Status status = Run(invocation, client, io, &exit_code);
+  if (!status.ok()) {
+    if (exit_code == kExitUsage) {
+      io.err << "mailbox-admin: " << status.message()
+             << "\nRun \"mailbox-admin help\" for usage.\n";
+      return kExitUsage;
+    }
+    io.err << FormatError(status) << "\n";
+    return kExitError;
+  }
+  io.out.flush();
+  return exit_code;
+}
+
+}  // namespace mailbox::admin

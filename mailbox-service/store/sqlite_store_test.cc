@@ -1,0 +1,1134 @@
+#include "mailbox-service/store/sqlite_store.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mailbox-service/store/sqlite_db.h"
+#include "mailbox-service/store/sqlite_schema.h"
+#include "proto/mailbox/v1/errors.h"
+
+namespace mailbox::store {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+constexpr char kSimple[] =
+    "From: Alice <alice@example.com>\r\n"
+    "To: bob@example.com\r\n"
+    "Subject: hello\r\n"
+    "Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+    "\r\n"
+    "Hello world\r\n";
+
+constexpr char kMultipart[] =
+    "From: alice@example.com\r\n"
+    "Subject: multi\r\n"
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: multipart/mixed; boundary=\"XX\"\r\n"
+    "\r\n"
+    "--XX\r\n"
+    "Content-Type: text/plain\r\n"
+    "\r\n"
+    "part one\r\n"
+    "--XX\r\n"
+    "Content-Type: application/octet-stream\r\n"
+    "Content-Transfer-Encoding: base64\r\n"
+    "\r\n"
+    "aGVsbG8gYmluYXJ5\r\n"
+    "--XX\r\n"
+    "Content-Type: application/x-thing\r\n"
+    "Content-Transfer-Encoding: x-uuencode\r\n"
+    "\r\n"
+    "begin 644 x\r\n"
+    "--XX--\r\n";
+
+v1::ErrorCode CodeOf(const absl::Status& status) { return v1::DetailOf(status).code(); }
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  std::string path = absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + "-wal");
+  std::filesystem::remove(path + "-shm");
+  return path;
+}
+
+v1::UidSet Uids(std::vector<std::pair<uint32_t, uint32_t>> ranges) {
+  v1::UidSet set;
+  for (auto [first, last] : ranges) {
+    v1::UidRange* r = set.add_ranges();
+    r->set_first(first);
+    r->set_last(last);
+  }
+  return set;
+}
+
+std::vector<uint32_t> Expand(const v1::UidSet& set) {
+  std::vector<uint32_t> out;
+  for (const v1::UidRange& r : set.ranges()) {
+    for (uint32_t uid = r.first(); uid <= r.last(); ++uid) {
+      out.push_back(uid);
+    }
+  }
+  return out;
+}
+
+NewMessage Message(std::string content, std::vector<std::string> flags = {}) {
+  NewMessage m;
+  m.content = std::move(content);
+  m.flags = std::move(flags);
+  return m;
+}
+
+class CollectingSink : public FetchSink {
+ public:
+  bool Send(const v1::FetchResponse& item) override {
+    items.push_back(item);
+    return true;
+  }
+  std::vector<v1::FetchedMetadata> Metadata() const {
+    std::vector<v1::FetchedMetadata> out;
+    for (const auto& item : items) {
+      if (item.has_metadata()) {
+        out.push_back(item.metadata());
+      }
+    }
+    return out;
+  }
+  // Concatenated data of (uid, section).
+  std::string Section(uint32_t uid, uint32_t index) const {
+    std::string out;
+    for (const auto& item : items) {
+      if (item.has_chunk() && item.chunk().uid() == uid && item.chunk().section_index() == index) {
+        out += item.chunk().data();
+      }
+    }
+    return out;
+  }
+  std::vector<v1::SectionChunk> Chunks(uint32_t uid, uint32_t index) const {
+    std::vector<v1::SectionChunk> out;
+    for (const auto& item : items) {
+      if (item.has_chunk() && item.chunk().uid() == uid && item.chunk().section_index() == index) {
+        out.push_back(item.chunk());
+      }
+    }
+    return out;
+  }
+  std::vector<v1::FetchResponse> items;
+};
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = TempPath(absl::StrCat(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(), ".db"));
+    Reopen();
+    absl::StatusOr<uint64_t> user = store_->CreateUser("alice", "hash");
+    ASSERT_TRUE(user.ok()) << user.status();
+    user_ = *user;
+  }
+
+  void Reopen(SqliteStore::Options options = {}) {
+    store_.reset();
+    absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(
+        path_, limits_, [this](const v1::ChangeEvent& e) { events_.push_back(e); }, options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+  }
+
+  v1::OpenResponse OpenBox(const std::string& name, bool read_only = false) {
+    v1::OpenRequest request;
+    request.set_name(name);
+    request.set_read_only(read_only);
+    absl::StatusOr<v1::OpenResponse> response = store_->Open(user_, request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : v1::OpenResponse();
+  }
+
+  absl::Status Create(const std::string& name) {
+    v1::CreateMailboxRequest request;
+    request.set_name(name);
+    return store_->CreateMailbox(user_, request).status();
+  }
+
+  std::vector<uint32_t> AppendSome(const std::string& mailbox, int n,
+                                   std::vector<std::string> flags = {}) {
+    std::vector<NewMessage> messages;
+    for (int i = 0; i < n; ++i) {
+      messages.push_back(Message(absl::StrCat(kSimple, "message ", i, " to ", mailbox, "\r\n"),
+                                 flags));
+    }
+    absl::StatusOr<v1::AppendResponse> response =
+        store_->Append(user_, mailbox, std::move(messages));
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? std::vector<uint32_t>(response->uids().begin(), response->uids().end())
+                         : std::vector<uint32_t>{};
+  }
+
+  std::map<std::string, std::vector<std::string>> List(std::vector<std::string> patterns,
+                                                       bool subscribed_only = false) {
+    v1::ListMailboxesRequest request;
+    for (auto& p : patterns) {
+      request.add_patterns(p);
+    }
+    request.set_subscribed_only(subscribed_only);
+    absl::StatusOr<v1::ListMailboxesResponse> response = store_->ListMailboxes(user_, request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    std::map<std::string, std::vector<std::string>> out;
+    if (response.ok()) {
+      EXPECT_EQ(response->delimiter(), "/");
+      for (const auto& info : response->mailboxes()) {
+        out[info.name()] = {info.attributes().begin(), info.attributes().end()};
+      }
+    }
+    return out;
+  }
+
+  int64_t CountRows(const char* sql) {
+    auto conn = sqlite::Connection::Open(path_, true);
+    EXPECT_TRUE(conn.ok());
+    auto stmt = (*conn)->Prepare(sql);
+    EXPECT_TRUE(stmt.ok()) << stmt.status();
+    auto row = stmt->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    return stmt->Int(0);
+  }
+
+  StoreLimits limits_;
+  std::string path_;
+  std::vector<v1::ChangeEvent> events_;
+  std::unique_ptr<SqliteStore> store_;
+  uint64_t user_ = 0;
+};
+
+// --- Schema ------------------------------------------------------------------
+
+TEST(SqliteSchemaTest, UpgradesOldDatabaseAndReopensIdempotently) {
+  std::string path = TempPath("migrate.db");
+  {
+    auto conn = sqlite::Connection::Open(path, false);
+    ASSERT_TRUE(conn.ok());
+    ASSERT_TRUE(sqlite::Migrate(**conn, 1).ok());
+    EXPECT_EQ(*sqlite::SchemaVersion(**conn), 1);
+    ASSERT_TRUE((*conn)->Exec("INSERT INTO users (username, password_hash) VALUES ('old', 'h')").ok());
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto user = (*store)->FindUser("old");
+    ASSERT_TRUE(user.ok()) << user.status();
+    // A version-2 table works after the upgrade.
+    EXPECT_EQ(*(*store)->RecordAuthFailure("user:old", 1000, 100), 1 + i);
+  }
+  auto conn = sqlite::Connection::Open(path, false);
+  ASSERT_TRUE(conn.ok());
+  EXPECT_EQ(*sqlite::SchemaVersion(**conn), sqlite::LatestSchemaVersion());
+  auto mode = (*conn)->Prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(mode.ok());
+  ASSERT_TRUE(*mode->Step());
+  EXPECT_EQ(mode->Text(0), "wal");
+}
+
+TEST(SqliteSchemaTest, RefusesNewerDatabase) {
+  std::string path = TempPath("newer.db");
+  {
+    auto conn = sqlite::Connection::Open(path, false);
+    ASSERT_TRUE(conn.ok());
+    ASSERT_TRUE((*conn)->Exec("PRAGMA user_version = 999").ok());
+  }
+  auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()), ::testing::HasSubstr("newer"));
+}
+
+// --- Users -----------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, Users) {
+  EXPECT_EQ(CodeOf(store_->CreateUser("alice", "x").status()), v1::ALREADYEXISTS);
+  EXPECT_EQ(CodeOf(store_->CreateUser("", "x").status()), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(store_->CreateUser("bad\xff", "x").status()), v1::BAD_REQUEST);
+  auto bob = store_->CreateUser("Alice", "h2");  // case-sensitive: a different user
+  ASSERT_TRUE(bob.ok());
+  EXPECT_NE(*bob, user_);
+  EXPECT_EQ(store_->FindUser("alice")->id, user_);
+  EXPECT_EQ(store_->FindUserById(*bob)->username, "Alice");
+  EXPECT_EQ(store_->FindUser("nobody").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->SetPasswordHash("alice", "new").ok());
+  EXPECT_EQ(store_->FindUser("alice")->password_hash, "new");
+  EXPECT_EQ(store_->ListUsers()->size(), 2u);
+  // CreateUser made an INBOX.
+  EXPECT_EQ(OpenBox("INBOX").messages(), 0u);
+
+  AppendSome("INBOX", 2);
+  ASSERT_TRUE(store_->DeleteUser("alice").ok());
+  EXPECT_EQ(store_->FindUser("alice").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteUser("alice").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM mailboxes WHERE user_id = 1"), 0);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 0);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM content_data"), 0);
+}
+
+TEST_F(SqliteStoreTest, AuthFailuresAndSecrets) {
+  EXPECT_EQ(*store_->RecordAuthFailure("ip:1", 1000, 500), 1);
+  EXPECT_EQ(*store_->RecordAuthFailure("ip:1", 1200, 500), 2);
+  EXPECT_EQ(*store_->RecordAuthFailure("ip:1", 1600, 500), 2);  // 1000 fell out
+  auto failures = store_->AuthFailures("ip:1", 1700, 500);
+  ASSERT_TRUE(failures.ok());
+  EXPECT_EQ(failures->first, 2);
+  EXPECT_EQ(failures->second, 1600);
+  ASSERT_TRUE(store_->ClearAuthFailures("ip:1").ok());
+  EXPECT_EQ(store_->AuthFailures("ip:1", 1700, 500)->first, 0);
+
+  EXPECT_EQ(*store_->GetOrCreateSecret("k", "first"), "first");
+  EXPECT_EQ(*store_->GetOrCreateSecret("k", "second"), "first");
+}
+
+// --- Mailboxes -----------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, CreateMakesSuperiorsAndListMatchesPatterns) {
+  ASSERT_TRUE(Create("a/b/c").ok());
+  ASSERT_TRUE(Create("x").ok());
+  EXPECT_EQ(CodeOf(Create("a/b")), v1::ALREADYEXISTS);
+  EXPECT_EQ(CodeOf(Create("inbox")), v1::ALREADYEXISTS);
+  EXPECT_TRUE(Create("y/").ok());  // trailing delimiter is dropped (RFC 3501 §6.3.3)
+
+  auto all = List({"*"});
+  EXPECT_THAT(all["INBOX"], ElementsAre("\\HasNoChildren"));
+  EXPECT_THAT(all["a"], ElementsAre("\\HasChildren"));
+  EXPECT_THAT(all["a/b"], ElementsAre("\\HasChildren"));
+  EXPECT_THAT(all["a/b/c"], ElementsAre("\\HasNoChildren"));
+  EXPECT_EQ(all.size(), 6u);
+  EXPECT_EQ(all.count("y"), 1u);
+
+  std::vector<std::string> top;
+  for (auto& [name, attrs] : List({"%"})) {
+    top.push_back(name);
+  }
+  EXPECT_THAT(top, ElementsAre("INBOX", "a", "x", "y"));
+  std::vector<std::string> under;
+  for (auto& [name, attrs] : List({"a/%"})) {
+    under.push_back(name);
+  }
+  EXPECT_THAT(under, ElementsAre("a/b"));
+  EXPECT_EQ(List({"inBox"}).count("INBOX"), 1u);
+  ASSERT_TRUE(Create("x y").ok());  // sorts between "x" and any "x/..."
+  ASSERT_TRUE(Create("x/z").ok());
+  EXPECT_THAT(List({"x"})["x"], ElementsAre("\\HasChildren"));
+  EXPECT_EQ(List({"a*c"}).size(), 1u);
+  EXPECT_EQ(List({"a%c"}).size(), 0u);
+}
+
+TEST_F(SqliteStoreTest, SpecialUseAndStatus) {
+  v1::CreateMailboxRequest request;
+  request.set_name("Sent");
+  request.add_special_use("\\Sent");
+  ASSERT_TRUE(store_->CreateMailbox(user_, request).ok());
+  v1::ListMailboxesRequest list;
+  auto response = store_->ListMailboxes(user_, list);
+  ASSERT_TRUE(response.ok());
+  bool found = false;
+  for (const auto& info : response->mailboxes()) {
+    if (info.name() == "Sent") {
+      found = true;
+      EXPECT_THAT(info.special_use(), ElementsAre("\\Sent"));
+    }
+  }
+  EXPECT_TRUE(found);
+  request.set_name("Odd");
+  request.clear_special_use();
+  request.add_special_use("\\Bogus");
+  EXPECT_EQ(CodeOf(store_->CreateMailbox(user_, request).status()), v1::BAD_REQUEST);
+
+  AppendSome("Sent", 3, {"\\Seen"});
+  AppendSome("Sent", 1, {"\\Deleted"});
+  v1::StatusRequest status_request;
+  status_request.set_name("Sent");
+  auto status = store_->Status(user_, status_request);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->messages(), 4u);
+  EXPECT_EQ(status->unseen(), 1u);
+  EXPECT_EQ(status->deleted(), 1u);
+  EXPECT_EQ(status->uidnext(), 5u);
+  EXPECT_EQ(status->recent(), 4u);
+  EXPECT_GT(status->size(), 4 * std::string(kSimple).size());
+  EXPECT_EQ(status->highest_modseq(), 3u);
+  status_request.set_name("nope");
+  EXPECT_EQ(CodeOf(store_->Status(user_, status_request).status()), v1::NONEXISTENT);
+}
+
+TEST_F(SqliteStoreTest, InvalidNamesAreRejectedClearly) {
+  EXPECT_EQ(CodeOf(Create("")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(Create("bad\xc3(")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(Create("a//b")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(Create("/a")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(Create("a*")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(Create(std::string(251, 'n'))), v1::LIMIT);
+  std::string deep;
+  for (int i = 0; i < 32; ++i) {
+    deep += i == 0 ? "d" : "/d";
+  }
+  absl::Status status = Create(deep);
+  EXPECT_EQ(CodeOf(status), v1::LIMIT);
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("hierarchy levels"));
+  EXPECT_TRUE(Create("Entwürfe").ok());
+}
+
+TEST_F(SqliteStoreTest, RenameMovesChildren) {
+  ASSERT_TRUE(Create("a/b").ok());
+  uint32_t validity = OpenBox("a/b").uidvalidity();
+  AppendSome("a/b", 1);
+  v1::RenameMailboxRequest request;
+  request.set_from("a");
+  request.set_to("z/a2");
+  ASSERT_TRUE(store_->RenameMailbox(user_, request).ok());
+  auto all = List({"*"});
+  EXPECT_EQ(all.count("a"), 0u);
+  EXPECT_EQ(all.count("z"), 1u);
+  EXPECT_EQ(all.count("z/a2"), 1u);
+  EXPECT_EQ(all.count("z/a2/b"), 1u);
+  v1::OpenResponse moved = OpenBox("z/a2/b");
+  EXPECT_EQ(moved.uidvalidity(), validity);  // an ordinary rename keeps UIDVALIDITY
+  EXPECT_EQ(moved.messages(), 1u);
+
+  request.set_from("nope");
+  EXPECT_EQ(CodeOf(store_->RenameMailbox(user_, request)), v1::NONEXISTENT);
+  ASSERT_TRUE(Create("q").ok());
+  request.set_from("q");
+  request.set_to("z");
+  EXPECT_EQ(CodeOf(store_->RenameMailbox(user_, request)), v1::ALREADYEXISTS);
+  request.set_to("q/sub");
+  EXPECT_EQ(CodeOf(store_->RenameMailbox(user_, request)), v1::CANNOT);
+}
+
+TEST_F(SqliteStoreTest, RenameInboxMovesMessagesAndLeavesItEmpty) {
+  ASSERT_TRUE(Create("INBOX/child").ok());
+  AppendSome("INBOX", 3, {"\\Flagged"});
+  uint32_t inbox_validity = OpenBox("INBOX").uidvalidity();
+  v1::RenameMailboxRequest request;
+  request.set_from("inbox");
+  request.set_to("Old");
+  ASSERT_TRUE(store_->RenameMailbox(user_, request).ok());
+  v1::OpenResponse inbox = OpenBox("INBOX");
+  EXPECT_EQ(inbox.messages(), 0u);
+  EXPECT_EQ(inbox.uidvalidity(), inbox_validity);
+  EXPECT_EQ(inbox.uidnext(), 4u);  // UIDs are never reused
+  v1::OpenResponse old = OpenBox("Old");
+  EXPECT_EQ(old.messages(), 3u);
+  EXPECT_NE(old.uidvalidity(), inbox_validity);
+  EXPECT_THAT(Expand(old.uids()), ElementsAre(1, 2, 3));
+  EXPECT_EQ(List({"INBOX/child"}).size(), 1u);  // inferiors of INBOX stay
+}
+
+TEST_F(SqliteStoreTest, DeleteWithChildrenBecomesNoselect) {
+  ASSERT_TRUE(Create("p/c").ok());
+  AppendSome("p", 2);
+  v1::OpenResponse opened = OpenBox("p");
+  v1::DeleteMailboxRequest request;
+  request.set_name("p");
+  ASSERT_TRUE(store_->DeleteMailbox(user_, request).ok());
+  EXPECT_THAT(List({"p"})["p"], ElementsAre("\\Noselect", "\\HasChildren"));
+  // The session that had it selected learns it is gone.
+  std::vector<v1::ChangeEvent> changes;
+  EXPECT_EQ(CodeOf(store_->ReadChanges(user_, opened.mailbox_id(), opened.uidvalidity(), 0,
+                                       &changes)),
+            v1::MAILBOX_CHANGED);
+  ASSERT_FALSE(events_.empty());
+  EXPECT_TRUE(events_.back().has_deleted());
+  EXPECT_EQ(CodeOf(store_->DeleteMailbox(user_, request)), v1::CANNOT);
+  v1::OpenRequest open;
+  open.set_name("p");
+  EXPECT_EQ(CodeOf(store_->Open(user_, open).status()), v1::CANNOT);
+
+  request.set_name("p/c");
+  ASSERT_TRUE(store_->DeleteMailbox(user_, request).ok());
+  request.set_name("p");
+  ASSERT_TRUE(store_->DeleteMailbox(user_, request).ok());  // no children left
+  EXPECT_TRUE(List({"p*"}).empty());
+  request.set_name("INBOX");
+  EXPECT_EQ(CodeOf(store_->DeleteMailbox(user_, request)), v1::CANNOT);
+  request.set_name("nope");
+  EXPECT_EQ(CodeOf(store_->DeleteMailbox(user_, request)), v1::NONEXISTENT);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM messages"), 0);
+}
+
+TEST_F(SqliteStoreTest, Subscriptions) {
+  ASSERT_TRUE(Create("news").ok());
+  for (const char* name : {"news", "gone", "INBOX"}) {
+    v1::SetSubscriptionRequest request;
+    request.set_name(name);
+    request.set_subscribed(true);
+    ASSERT_TRUE(store_->SetSubscription(user_, request).ok());
+  }
+  auto subscribed = List({"*"}, true);
+  EXPECT_EQ(subscribed.size(), 3u);
+  EXPECT_THAT(subscribed["gone"], ElementsAre("\\NonExistent", "\\Subscribed"));
+  EXPECT_THAT(subscribed["news"], ElementsAre("\\HasNoChildren", "\\Subscribed"));
+  EXPECT_THAT(List({"*"})["news"], ElementsAre("\\HasNoChildren", "\\Subscribed"));
+  v1::SetSubscriptionRequest request;
+  request.set_name("news");
+  request.set_subscribed(false);
+  ASSERT_TRUE(store_->SetSubscription(user_, request).ok());
+  EXPECT_EQ(List({"*"}, true).count("news"), 0u);
+}
+
+TEST_F(SqliteStoreTest, UidValidityIsNeverReused) {
+  ASSERT_TRUE(Create("t").ok());
+  uint32_t first = OpenBox("t").uidvalidity();
+  v1::DeleteMailboxRequest del;
+  del.set_name("t");
+  ASSERT_TRUE(store_->DeleteMailbox(user_, del).ok());
+  ASSERT_TRUE(Create("t").ok());
+  uint32_t second = OpenBox("t").uidvalidity();
+  EXPECT_GT(second, first);
+  ASSERT_TRUE(store_->DeleteMailbox(user_, del).ok());
+  Reopen();
+  ASSERT_TRUE(Create("t").ok());
+  EXPECT_GT(OpenBox("t").uidvalidity(), second);
+}
+
+// --- Append and fetch -------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, AppendIsAtomic) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Seen", "$Label1"}));
+  messages.push_back(Message(kMultipart));
+  auto response = store_->Append(user_, "inbox", std::move(messages));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_THAT(response->uids(), ElementsAre(1, 2));
+
+  limits_.max_message_octets = 1000;
+  Reopen();
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(std::string(2000, 'x')));
+  auto too_big = store_->Append(user_, "INBOX", std::move(messages));
+  EXPECT_EQ(CodeOf(too_big.status()), v1::TOOBIG);
+  EXPECT_THAT(std::string(too_big.status().message()), ::testing::HasSubstr("message 2 of 2"));
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(kSimple, {"\\Recent"}));
+  EXPECT_EQ(CodeOf(store_->Append(user_, "INBOX", std::move(messages)).status()),
+            v1::BAD_REQUEST);
+  messages.clear();
+  messages.push_back(Message(kSimple, {"bad(keyword"}));
+  EXPECT_EQ(CodeOf(store_->Append(user_, "INBOX", std::move(messages)).status()),
+            v1::BAD_REQUEST);
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  EXPECT_EQ(CodeOf(store_->Append(user_, "Nowhere", std::move(messages)).status()),
+            v1::TRYCREATE);
+  v1::OpenResponse inbox = OpenBox("INBOX");
+  EXPECT_EQ(inbox.messages(), 2u);
+  EXPECT_EQ(inbox.uidnext(), 3u);
+  EXPECT_THAT(inbox.flags(), ::testing::Contains("$Label1"));
+  EXPECT_THAT(inbox.permanent_flags(), ::testing::Contains("\\*"));
+}
+
+TEST_F(SqliteStoreTest, ContentIsStoredOnce) {
+  AppendSome("INBOX", 1);
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(absl::StrCat(kSimple, "message 0 to INBOX\r\n")));
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  auto bob = store_->CreateUser("bob", "h");
+  ASSERT_TRUE(bob.ok());
+  messages.clear();
+  messages.push_back(Message(absl::StrCat(kSimple, "message 0 to INBOX\r\n")));
+  ASSERT_TRUE(store_->Append(*bob, "INBOX", std::move(messages)).ok());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM messages"), 3);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 1);
+  EXPECT_EQ(CountRows("SELECT refcount FROM contents"), 3);
+}
+
+TEST_F(SqliteStoreTest, OpenClaimsRecentOnce) {
+  AppendSome("INBOX", 2);
+  v1::OpenResponse examine = OpenBox("INBOX", true);
+  EXPECT_EQ(examine.recent(), 2u);
+  EXPECT_EQ(examine.recent_uids().ranges_size(), 0);
+  v1::OpenResponse select = OpenBox("INBOX");
+  EXPECT_EQ(select.recent(), 2u);
+  EXPECT_THAT(Expand(select.recent_uids()), ElementsAre(1, 2));
+  EXPECT_EQ(select.unseen(), 2u);
+  EXPECT_EQ(select.first_unseen_uid(), 1u);
+  EXPECT_THAT(select.flags(), ::testing::IsSupersetOf({"\\Seen", "\\Answered", "\\Flagged",
+                                                       "\\Deleted", "\\Draft"}));
+  v1::OpenResponse again = OpenBox("INBOX");
+  EXPECT_EQ(again.recent(), 0u);
+  AppendSome("INBOX", 1);
+  EXPECT_THAT(Expand(OpenBox("INBOX").recent_uids()), ElementsAre(3));
+  v1::OpenRequest request;
+  request.set_name("Missing");
+  EXPECT_EQ(CodeOf(store_->Open(user_, request).status()), v1::NONEXISTENT);
+}
+
+TEST_F(SqliteStoreTest, FetchItemsAndSections) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Flagged"}));
+  messages.push_back(Message(kMultipart));
+  messages[0].has_internal_date = true;
+  messages[0].internal_date_unix = 760686745;
+  messages[0].internal_date_tz_minutes = -480;
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = OpenBox("INBOX");
+
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 10}});
+  request.set_flags(true);
+  request.set_internal_date(true);
+  request.set_size(true);
+  request.set_envelope(true);
+  request.set_body(true);
+  request.set_bodystructure(true);
+  request.set_modseq(true);
+  request.add_sections();  // BODY[]
+  request.add_sections()->set_text(v1::Section::HEADER);
+  request.add_sections()->set_text(v1::Section::TEXT);
+  v1::Section* fields = request.add_sections();
+  fields->set_text(v1::Section::HEADER_FIELDS);
+  fields->add_fields("subject");
+  v1::Section* partial = request.add_sections();
+  partial->set_has_partial(true);
+  partial->set_partial_offset(6);
+  partial->set_partial_count(5);
+  v1::Section* beyond = request.add_sections();
+  beyond->set_has_partial(true);
+  beyond->set_partial_offset(100000);
+  beyond->set_partial_count(5);
+  CollectingSink sink;
+  ASSERT_TRUE(store_->Fetch(user_, request, sink).ok());
+
+  auto meta = sink.Metadata();
+  ASSERT_EQ(meta.size(), 2u);
+  EXPECT_EQ(meta[0].uid(), 1u);
+  EXPECT_THAT(meta[0].flags(), ElementsAre("\\Flagged"));
+  EXPECT_EQ(meta[0].internal_date_unix(), 760686745);
+  EXPECT_EQ(meta[0].internal_date_tz_minutes(), -480);
+  EXPECT_EQ(meta[0].size(), std::string(kSimple).size());
+  EXPECT_THAT(meta[0].envelope(), ::testing::HasSubstr("\"hello\""));
+  EXPECT_THAT(meta[0].bodystructure(), ::testing::HasSubstr("\"TEXT\" \"PLAIN\""));
+  EXPECT_FALSE(meta[0].body().empty());
+  EXPECT_EQ(meta[0].modseq(), 2u);
+  EXPECT_FALSE(meta[0].seen_changed());
+  EXPECT_THAT(meta[1].bodystructure(), ::testing::HasSubstr("\"MIXED\""));
+
+  EXPECT_EQ(sink.Section(1, 0), kSimple);
+  std::string simple = kSimple;
+  size_t split = simple.find("\r\n\r\n") + 4;
+  EXPECT_EQ(sink.Section(1, 1), simple.substr(0, split));
+  EXPECT_EQ(sink.Section(1, 2), simple.substr(split));
+  EXPECT_EQ(sink.Section(1, 3), "Subject: hello\r\n\r\n");
+  EXPECT_EQ(sink.Section(1, 4), simple.substr(6, 5));
+  auto chunks = sink.Chunks(1, 4);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].total_size(), 5u);
+  EXPECT_TRUE(chunks[0].last());
+  auto empty = sink.Chunks(1, 5);
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_EQ(empty[0].total_size(), 0u);
+  EXPECT_EQ(empty[0].data(), "");
+  EXPECT_TRUE(empty[0].last());
+  // Metadata precedes the sections of its message, UIDs ascend.
+  ASSERT_TRUE(sink.items[0].has_metadata());
+  EXPECT_TRUE(sink.items[1].has_chunk());
+}
+
+TEST_F(SqliteStoreTest, FetchBinaryAndParts) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kMultipart));
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 1}});
+  request.add_sections()->add_part(1);                  // 0: BODY[1]
+  request.add_sections()->add_part(2);                  // 1: BODY[2]
+  v1::Section* binary = request.add_sections();         // 2: BINARY[2]
+  binary->add_part(2);
+  binary->set_binary(true);
+  v1::Section* size = request.add_sections();           // 3: BINARY.SIZE[2]
+  size->add_part(2);
+  size->set_size_only(true);
+  v1::Section* unknown = request.add_sections();        // 4: BINARY[3]
+  unknown->add_part(3);
+  unknown->set_binary(true);
+  v1::Section* binary_partial = request.add_sections(); // 5: BINARY[2]<6.100>
+  binary_partial->add_part(2);
+  binary_partial->set_binary(true);
+  binary_partial->set_has_partial(true);
+  binary_partial->set_partial_offset(6);
+  binary_partial->set_partial_count(100);
+  v1::Section* mime_header = request.add_sections();    // 6: BODY[2.MIME]
+  mime_header->add_part(2);
+  mime_header->set_text(v1::Section::MIME);
+  request.add_sections()->add_part(9);                  // 7: BODY[9]: no such part
+  CollectingSink sink;
+  ASSERT_TRUE(store_->Fetch(user_, request, sink).ok());
+  EXPECT_EQ(sink.Section(1, 0), "part one");
+  EXPECT_EQ(sink.Section(1, 1), "aGVsbG8gYmluYXJ5");
+  EXPECT_EQ(sink.Section(1, 2), "hello binary");
+  auto size_chunks = sink.Chunks(1, 3);
+  ASSERT_EQ(size_chunks.size(), 1u);
+  EXPECT_EQ(size_chunks[0].total_size(), 12u);
+  EXPECT_EQ(size_chunks[0].data(), "");
+  auto unknown_chunks = sink.Chunks(1, 4);
+  ASSERT_EQ(unknown_chunks.size(), 1u);
+  EXPECT_TRUE(unknown_chunks[0].error_unknown_cte());
+  EXPECT_EQ(sink.Section(1, 5), "binary");
+  EXPECT_THAT(sink.Section(1, 6), ::testing::HasSubstr("Content-Transfer-Encoding: base64"));
+  EXPECT_EQ(sink.Section(1, 7), "");
+
+  // Statically impossible sections are rejected before anything is read.
+  v1::FetchRequest bad = request;
+  bad.clear_sections();
+  bad.add_sections()->set_text(v1::Section::MIME);
+  EXPECT_EQ(CodeOf(store_->Fetch(user_, bad, sink)), v1::BAD_REQUEST);
+}
+
+TEST_F(SqliteStoreTest, FetchMarkSeenAndChangedSince) {
+  AppendSome("INBOX", 3);
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{2, 2}});
+  request.set_mark_seen(true);
+  request.add_sections();
+  CollectingSink sink;
+  events_.clear();
+  ASSERT_TRUE(store_->Fetch(user_, request, sink).ok());
+  auto meta = sink.Metadata();
+  ASSERT_EQ(meta.size(), 1u);
+  EXPECT_TRUE(meta[0].seen_changed());
+  EXPECT_THAT(meta[0].flags(), ElementsAre("\\Seen"));
+  EXPECT_EQ(meta[0].modseq(), box.highest_modseq() + 1);
+  ASSERT_EQ(events_.size(), 1u);
+  ASSERT_TRUE(events_[0].has_flags_changed());
+  EXPECT_EQ(events_[0].flags_changed().messages(0).uid(), 2u);
+
+  // Already seen: nothing changes the second time.
+  CollectingSink again;
+  ASSERT_TRUE(store_->Fetch(user_, request, again).ok());
+  EXPECT_FALSE(again.Metadata()[0].seen_changed());
+  EXPECT_EQ(events_.size(), 1u);
+
+  v1::FetchRequest since;
+  since.set_mailbox_id(box.mailbox_id());
+  since.set_uidvalidity(box.uidvalidity());
+  *since.mutable_uids() = Uids({{1, 100}});
+  since.set_changed_since(box.highest_modseq());
+  since.set_modseq(true);
+  CollectingSink changed;
+  ASSERT_TRUE(store_->Fetch(user_, since, changed).ok());
+  ASSERT_EQ(changed.Metadata().size(), 1u);
+  EXPECT_EQ(changed.Metadata()[0].uid(), 2u);
+}
+
+TEST_F(SqliteStoreTest, FetchRejectsBadRequests) {
+  AppendSome("INBOX", 1);
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  CollectingSink sink;
+  EXPECT_EQ(CodeOf(store_->Fetch(user_, request, sink)), v1::BAD_REQUEST);  // empty set
+  *request.mutable_uids() = Uids({{5, 2}});
+  absl::Status inverted = store_->Fetch(user_, request, sink);
+  EXPECT_EQ(CodeOf(inverted), v1::BAD_REQUEST);
+  EXPECT_THAT(std::string(inverted.message()), ::testing::HasSubstr("inverted"));
+  *request.mutable_uids() = Uids({{1, 2}});
+  request.set_uidvalidity(box.uidvalidity() + 1);
+  EXPECT_EQ(CodeOf(store_->Fetch(user_, request, sink)), v1::MAILBOX_CHANGED);
+  request.set_uidvalidity(box.uidvalidity());
+  auto other = store_->CreateUser("mallory", "h");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(CodeOf(store_->Fetch(*other, request, sink)), v1::MAILBOX_CHANGED);
+  EXPECT_TRUE(sink.items.empty());
+}
+
+TEST_F(SqliteStoreTest, LargeMessageStreamsInBoundedChunks) {
+  std::string big = "From: big@example.com\r\nSubject: big\r\n\r\n";
+  std::string line(76, 'x');
+  line += "\r\n";
+  while (big.size() < (50u << 20)) {
+    big += line;
+  }
+  const size_t total = big.size();
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(big));
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = OpenBox("INBOX");
+
+  class CheckingSink : public FetchSink {
+   public:
+    explicit CheckingSink(size_t limit) : limit_(limit) {}
+    bool Send(const v1::FetchResponse& item) override {
+      if (item.has_chunk()) {
+        EXPECT_LE(item.chunk().data().size(), limit_);
+        if (chunks_ == 0) {
+          total_size_ = item.chunk().total_size();
+        }
+        ++chunks_;
+        received_ += item.chunk().data().size();
+        if (item.chunk().last()) {
+          last_seen_ = true;
+        }
+      }
+      return true;
+    }
+    size_t limit_, chunks_ = 0, received_ = 0, total_size_ = 0;
+    bool last_seen_ = false;
+  };
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 1}});
+  request.set_size(true);
+  request.add_sections();
+  CheckingSink sink(limits_.fetch_chunk_octets);
+  ASSERT_TRUE(store_->Fetch(user_, request, sink).ok());
+  EXPECT_EQ(sink.total_size_, total);
+  EXPECT_EQ(sink.received_, total);
+  EXPECT_TRUE(sink.last_seen_);
+  EXPECT_EQ(sink.chunks_, (total + limits_.fetch_chunk_octets - 1) / limits_.fetch_chunk_octets);
+
+  // A partial in the middle of the big body.
+  request.mutable_sections(0)->set_has_partial(true);
+  request.mutable_sections(0)->set_partial_offset(40u << 20);
+  request.mutable_sections(0)->set_partial_count(1000);
+  CollectingSink partial;
+  ASSERT_TRUE(store_->Fetch(user_, request, partial).ok());
+  EXPECT_EQ(partial.Section(1, 0), big.substr(40u << 20, 1000));
+
+  // A receiver that goes away cancels the fetch.
+  class CancellingSink : public FetchSink {
+   public:
+    bool Send(const v1::FetchResponse& item) override { return !item.has_chunk(); }
+  } cancelling;
+  request.mutable_sections(0)->set_has_partial(false);
+  EXPECT_EQ(store_->Fetch(user_, request, cancelling).code(), absl::StatusCode::kCancelled);
+}
+
+// --- Store, copy, move, expunge ------------------------------------------------------
+
+TEST_F(SqliteStoreTest, StoreFlagsWithUnchangedSince) {
+  AppendSome("INBOX", 3);
+  v1::OpenResponse box = OpenBox("INBOX");
+  const uint64_t base = box.highest_modseq();
+  v1::StoreRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 1}});
+  request.set_mode(v1::StoreRequest::ADD);
+  request.add_flags("\\seen");  // system flags are case-insensitive
+  request.add_flags("Work");
+  auto first = store_->StoreFlags(user_, request);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->changed_size(), 1);
+  EXPECT_THAT(first->changed(0).flags(), ElementsAre("\\Seen", "Work"));
+  EXPECT_EQ(first->changed(0).modseq(), base + 1);
+  EXPECT_EQ(first->highest_modseq(), base + 1);
+
+  // Message 1 changed after `base`: it fails UNCHANGEDSINCE; 2 and 3 change.
+  *request.mutable_uids() = Uids({{1, 3}});
+  request.set_has_unchanged_since(true);
+  request.set_unchanged_since(base);
+  request.clear_flags();
+  request.add_flags("\\Flagged");
+  auto second = store_->StoreFlags(user_, request);
+  ASSERT_TRUE(second.ok());
+  EXPECT_THAT(Expand(second->modified()), ElementsAre(1));
+  ASSERT_EQ(second->changed_size(), 2);
+  EXPECT_EQ(second->changed(0).uid(), 2u);
+  EXPECT_EQ(second->changed(1).modseq(), base + 2);
+
+  // A no-op store allocates no MODSEQ and reports nothing changed.
+  request.set_has_unchanged_since(false);
+  auto noop = store_->StoreFlags(user_, request);
+  ASSERT_TRUE(noop.ok());
+  EXPECT_EQ(noop->changed_size(), 1);  // only message 1 lacked \Flagged
+  auto noop2 = store_->StoreFlags(user_, request);
+  EXPECT_EQ(noop2->changed_size(), 0);
+  EXPECT_EQ(noop2->highest_modseq(), base + 3);
+
+  request.set_mode(v1::StoreRequest::REMOVE);
+  request.clear_flags();
+  request.add_flags("work");
+  auto removed = store_->StoreFlags(user_, request);
+  ASSERT_EQ(removed->changed_size(), 1);
+  EXPECT_THAT(removed->changed(0).flags(), ElementsAre("\\Flagged", "\\Seen"));
+  request.set_mode(v1::StoreRequest::SET);
+  request.clear_flags();
+  request.add_flags("\\Draft");
+  auto set = store_->StoreFlags(user_, request);
+  ASSERT_EQ(set->changed_size(), 3);
+  EXPECT_THAT(set->changed(2).flags(), ElementsAre("\\Draft"));
+
+  request.clear_flags();
+  request.add_flags("\\Recent");
+  EXPECT_EQ(CodeOf(store_->StoreFlags(user_, request).status()), v1::BAD_REQUEST);
+  request.clear_flags();
+  request.add_flags("\\Bogus");
+  EXPECT_EQ(CodeOf(store_->StoreFlags(user_, request).status()), v1::BAD_REQUEST);
+  request.clear_flags();
+  request.add_flags("a b");
+  EXPECT_EQ(CodeOf(store_->StoreFlags(user_, request).status()), v1::BAD_REQUEST);
+  request.set_mode(v1::StoreRequest::MODE_UNSPECIFIED);
+  EXPECT_EQ(CodeOf(store_->StoreFlags(user_, request).status()), v1::BAD_REQUEST);
+}
+
+TEST_F(SqliteStoreTest, CopyAndMoveReturnMappings) {
+  AppendSome("INBOX", 4, {"\\Flagged"});
+  ASSERT_TRUE(Create("Dest").ok());
+  AppendSome("Dest", 1);
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(box.mailbox_id());
+  copy.set_uidvalidity(box.uidvalidity());
+  *copy.mutable_uids() = Uids({{2, 3}, {9, 12}});
+  copy.set_destination("Dest");
+  auto copied = store_->Copy(user_, copy);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_THAT(copied->source_uids(), ElementsAre(2, 3));
+  EXPECT_THAT(copied->destination_uids(), ElementsAre(2, 3));
+  v1::OpenResponse dest = OpenBox("Dest");
+  EXPECT_EQ(copied->destination_uidvalidity(), dest.uidvalidity());
+  EXPECT_EQ(dest.messages(), 3u);
+  EXPECT_EQ(OpenBox("INBOX").messages(), 4u);
+  copy.set_destination("Missing");
+  EXPECT_EQ(CodeOf(store_->Copy(user_, copy).status()), v1::TRYCREATE);
+
+  events_.clear();
+  v1::MoveRequest move;
+  move.set_mailbox_id(box.mailbox_id());
+  move.set_uidvalidity(box.uidvalidity());
+  *move.mutable_uids() = Uids({{1, 1}, {4, 4}});
+  move.set_destination("Dest");
+  auto moved = store_->Move(user_, move);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_THAT(moved->source_uids(), ElementsAre(1, 4));
+  EXPECT_THAT(moved->destination_uids(), ElementsAre(4, 5));
+  v1::OpenResponse inbox = OpenBox("INBOX");
+  EXPECT_THAT(Expand(inbox.uids()), ElementsAre(2, 3));
+  EXPECT_EQ(moved->highest_modseq(), inbox.highest_modseq());
+  ASSERT_EQ(events_.size(), 2u);
+  EXPECT_EQ(events_[0].mailbox_id(), dest.mailbox_id());
+  EXPECT_TRUE(events_[0].has_added());
+  EXPECT_EQ(events_[0].added().messages(0).flags(0), "\\Flagged");
+  EXPECT_EQ(events_[1].mailbox_id(), box.mailbox_id());
+  EXPECT_THAT(Expand(events_[1].expunged().uids()), ElementsAre(1, 4));
+  // Copies share content: 4 INBOX messages and 1 Dest message.
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 5);
+}
+
+TEST_F(SqliteStoreTest, ExpungeBothForms) {
+  AppendSome("INBOX", 5);
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::StoreRequest store;
+  store.set_mailbox_id(box.mailbox_id());
+  store.set_uidvalidity(box.uidvalidity());
+  *store.mutable_uids() = Uids({{1, 4}});
+  store.set_mode(v1::StoreRequest::ADD);
+  store.add_flags("\\Deleted");
+  ASSERT_TRUE(store_->StoreFlags(user_, store).ok());
+
+  v1::ExpungeRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  request.set_uids_only(true);
+  *request.mutable_uids() = Uids({{2, 3}, {5, 5}});
+  auto some = store_->Expunge(user_, request);
+  ASSERT_TRUE(some.ok()) << some.status();
+  EXPECT_THAT(Expand(some->expunged()), ElementsAre(2, 3));  // 5 is not \Deleted
+
+  request.set_uids_only(false);
+  request.clear_uids();
+  auto all = store_->Expunge(user_, request);
+  ASSERT_TRUE(all.ok());
+  EXPECT_THAT(Expand(all->expunged()), ElementsAre(1, 4));
+  EXPECT_THAT(Expand(OpenBox("INBOX").uids()), ElementsAre(5));
+  EXPECT_EQ(all->highest_modseq(), OpenBox("INBOX").highest_modseq());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 1);
+
+  request.set_uids_only(true);
+  EXPECT_EQ(CodeOf(store_->Expunge(user_, request).status()), v1::BAD_REQUEST);
+}
+
+TEST_F(SqliteStoreTest, ReviseIssuesNewUidAndExpungesOld) {
+  AppendSome("INBOX", 2, {"\\Draft", "Keep"});
+  v1::OpenResponse box = OpenBox("INBOX");
+  events_.clear();
+  v1::ReviseHeader header;
+  header.set_mailbox_id(box.mailbox_id());
+  header.set_uidvalidity(box.uidvalidity());
+  header.set_uid(1);
+  auto revised = store_->Revise(user_, header, std::string(kMultipart));
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  EXPECT_EQ(revised->old_uid(), 1u);
+  EXPECT_EQ(revised->new_uid(), 3u);
+  EXPECT_EQ(revised->uidvalidity(), box.uidvalidity());
+  EXPECT_EQ(revised->modseq(), box.highest_modseq() + 2);
+  ASSERT_EQ(events_.size(), 2u);
+  ASSERT_TRUE(events_[0].has_added());
+  EXPECT_EQ(events_[0].added().messages(0).uid(), 3u);
+  EXPECT_THAT(events_[0].added().messages(0).flags(), ElementsAre("\\Draft", "Keep"));
+  ASSERT_TRUE(events_[1].has_expunged());
+  EXPECT_THAT(Expand(events_[1].expunged().uids()), ElementsAre(1));
+  EXPECT_LT(events_[0].modseq(), events_[1].modseq());
+  EXPECT_THAT(Expand(OpenBox("INBOX").uids()), ElementsAre(2, 3));
+
+  // By name, replacing flags.
+  header.set_mailbox_id(0);
+  header.set_mailbox("inbox");
+  header.set_uid(3);
+  header.set_replace_flags(true);
+  header.add_flags("\\Seen");
+  auto again = store_->Revise(user_, header, std::string(kSimple));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->new_uid(), 4u);
+  EXPECT_THAT(events_[2].added().messages(0).flags(), ElementsAre("\\Seen"));
+  header.set_uid(1);
+  EXPECT_EQ(CodeOf(store_->Revise(user_, header, std::string(kSimple)).status()),
+            v1::EXPUNGEISSUED);
+  header.set_uid(2);
+  header.set_uidvalidity(box.uidvalidity() + 7);
+  EXPECT_EQ(CodeOf(store_->Revise(user_, header, std::string(kSimple)).status()),
+            v1::MAILBOX_CHANGED);
+}
+
+// --- Change log and events ----------------------------------------------------------
+
+TEST_F(SqliteStoreTest, ChangeLogMatchesEventsInModseqOrder) {
+  v1::OpenResponse box = OpenBox("INBOX");
+  const uint64_t start = box.highest_modseq();
+  events_.clear();
+  AppendSome("INBOX", 3);
+  v1::StoreRequest store;
+  store.set_mailbox_id(box.mailbox_id());
+  store.set_uidvalidity(box.uidvalidity());
+  *store.mutable_uids() = Uids({{1, 2}});
+  store.set_mode(v1::StoreRequest::ADD);
+  store.add_flags("\\Deleted");
+  ASSERT_TRUE(store_->StoreFlags(user_, store).ok());
+  v1::ExpungeRequest expunge;
+  expunge.set_mailbox_id(box.mailbox_id());
+  expunge.set_uidvalidity(box.uidvalidity());
+  ASSERT_TRUE(store_->Expunge(user_, expunge).ok());
+
+  std::vector<v1::ChangeEvent> changes;
+  ASSERT_TRUE(store_->ReadChanges(user_, box.mailbox_id(), box.uidvalidity(), start, &changes)
+                  .ok());
+  ASSERT_EQ(changes.size(), 3u);
+  ASSERT_EQ(events_.size(), 3u);
+  for (size_t i = 0; i < changes.size(); ++i) {
+    EXPECT_EQ(changes[i].SerializeAsString(), events_[i].SerializeAsString());
+    EXPECT_EQ(changes[i].modseq(), start + 1 + i);
+    EXPECT_EQ(changes[i].mailbox_id(), box.mailbox_id());
+  }
+  EXPECT_TRUE(changes[0].has_added());
+  EXPECT_EQ(changes[0].added().uidnext(), 4u);
+  EXPECT_TRUE(changes[1].has_flags_changed());
+  EXPECT_THAT(Expand(changes[2].expunged().uids()), ElementsAre(1, 2));
+
+  std::vector<v1::ChangeEvent> tail;
+  ASSERT_TRUE(
+      store_->ReadChanges(user_, box.mailbox_id(), box.uidvalidity(), start + 2, &tail).ok());
+  ASSERT_EQ(tail.size(), 1u);
+  EXPECT_EQ(tail[0].modseq(), start + 3);
+  EXPECT_EQ(CodeOf(store_->ReadChanges(user_, box.mailbox_id(), box.uidvalidity() + 1, 0, &tail)),
+            v1::MAILBOX_CHANGED);
+}
+
+TEST_F(SqliteStoreTest, ChangeLogIsPrunedAndOldResumePointsResync) {
+  SqliteStore::Options options;
+  options.change_log_retention = 5;
+  Reopen(options);
+  v1::OpenResponse box = OpenBox("INBOX");
+  for (int i = 0; i < 12; ++i) {
+    AppendSome("INBOX", 1);
+  }
+  const uint64_t highest = OpenBox("INBOX").highest_modseq();
+  std::vector<v1::ChangeEvent> changes;
+  ASSERT_TRUE(store_->ReadChanges(user_, box.mailbox_id(), box.uidvalidity(), highest - 5,
+                                  &changes)
+                  .ok());
+  EXPECT_EQ(changes.size(), 5u);
+  changes.clear();
+  absl::Status status =
+      store_->ReadChanges(user_, box.mailbox_id(), box.uidvalidity(), highest - 6, &changes);
+  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(CodeOf(status), v1::RESYNC);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM changes"), 5);
+}
+
+TEST_F(SqliteStoreTest, ConcurrentWritersKeepEventOrder) {
+  v1::OpenResponse box = OpenBox("INBOX");
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < 10; ++i) {
+        std::vector<NewMessage> messages;
+        messages.push_back(Message(absl::StrCat(kSimple, t, "-", i)));
+        EXPECT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+        v1::StatusRequest status;
+        status.set_name("INBOX");
+        EXPECT_TRUE(store_->Status(user_, status).ok());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  ASSERT_EQ(events_.size(), 40u);
+  for (size_t i = 1; i < events_.size(); ++i) {
+    EXPECT_EQ(events_[i].modseq(), events_[i - 1].modseq() + 1);
+  }
+  EXPECT_EQ(OpenBox("INBOX").messages(), 40u);
+}
+
+// --- Search ---------------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, SearchUsesEvaluator) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Seen"}));
+  messages.push_back(Message(kMultipart));
+  messages.push_back(Message(kSimple));
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::SearchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  request.mutable_key()->set_not_flag("\\Seen");
+  auto unseen = store_->Search(user_, request);
+  ASSERT_TRUE(unseen.ok()) << unseen.status();
+  EXPECT_THAT(Expand(unseen->uids()), ElementsAre(2, 3));
+  EXPECT_EQ(unseen->highest_modseq(), box.highest_modseq());
+
+  request.mutable_key()->set_body("part one");
+  EXPECT_THAT(Expand(store_->Search(user_, request)->uids()), ElementsAre(2));
+  v1::SearchKey* and_key = request.mutable_key()->mutable_and_()->add_keys();
+  *and_key->mutable_uid() = Uids({{3, 3}});
+  request.mutable_key()->mutable_and_()->add_keys()->mutable_header()->set_field("Subject");
+  request.mutable_key()->mutable_and_()->mutable_keys(1)->mutable_header()->set_value("HELLO");
+  EXPECT_THAT(Expand(store_->Search(user_, request)->uids()), ElementsAre(3));
+
+  request.set_charset("KOI8-R");
+  EXPECT_EQ(CodeOf(store_->Search(user_, request).status()), v1::BADCHARSET);
+  request.set_charset("UTF-8");
+  request.set_uidvalidity(box.uidvalidity() + 1);
+  EXPECT_EQ(CodeOf(store_->Search(user_, request).status()), v1::MAILBOX_CHANGED);
+}
+
+}  // namespace
+}  // namespace mailbox::store

@@ -1,0 +1,1157 @@
+#include "storage-client/fake_mailbox_store.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/use_awaitable.hpp"
+#include "proto/mailbox/v1/errors.h"
+
+namespace mailbox::client {
+namespace {
+
+using boost::asio::awaitable;
+
+constexpr size_t kChunkOctets = 256 << 10;  // as the service chunks sections
+constexpr int kMaxSearchDepth = 64;
+
+absl::string_view View(const std::string& s) { return absl::string_view(s.data(), s.size()); }
+
+// RFC 3501 §5.1: INBOX is case-insensitive, also as the first level of a name.
+std::string CanonicalName(const std::string& name) {
+  if (absl::EqualsIgnoreCase(View(name), "INBOX")) {
+    return "INBOX";
+  }
+  if (name.size() > 6 && absl::StartsWithIgnoreCase(View(name), "INBOX/")) {
+    return "INBOX" + name.substr(5);
+  }
+  return name;
+}
+
+// RFC 3501 §6.3.8: "*" matches anything, "%" anything but the delimiter.
+bool Wildcard(std::string_view pattern, std::string_view name) {
+  if (pattern.empty()) {
+    return name.empty();
+  }
+  if (pattern[0] == '*' || pattern[0] == '%') {
+    for (size_t i = 0; i <= name.size(); ++i) {
+      if (Wildcard(pattern.substr(1), name.substr(i))) {
+        return true;
+      }
+      if (i < name.size() && pattern[0] == '%' && name[i] == '/') {
+        return false;
+      }
+    }
+    return false;
+  }
+  return !name.empty() && pattern[0] == name[0] && Wildcard(pattern.substr(1), name.substr(1));
+}
+
+v1::UidSet ToUidSet(const std::vector<uint32_t>& sorted_uids) {
+  v1::UidSet set;
+  for (uint32_t uid : sorted_uids) {
+    if (set.ranges_size() > 0 && set.ranges(set.ranges_size() - 1).last() + 1 == uid) {
+      set.mutable_ranges(set.ranges_size() - 1)->set_last(uid);
+    } else {
+      v1::UidRange* range = set.add_ranges();
+      range->set_first(uid);
+      range->set_last(uid);
+    }
+  }
+  return set;
+}
+
+bool InSet(const v1::UidSet& set, uint32_t uid) {
+  for (const v1::UidRange& range : set.ranges()) {
+    if (uid >= range.first() && uid <= range.last()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+absl::Status CheckUidSet(const v1::UidSet& set) {
+  if (set.ranges_size() == 0) {
+    return v1::BadRequest("empty UID set");
+  }
+  for (const v1::UidRange& range : set.ranges()) {
+    if (range.first() == 0 || range.first() > range.last()) {
+      return v1::BadRequest("UID range must satisfy 0 < first <= last");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FakeUnsupported(std::string_view what) {
+  return absl::UnimplementedError(absl::StrCat("FakeMailboxStore does not model ",
+                                               absl::string_view(what.data(), what.size())));
+}
+
+void SetFlags(google::protobuf::RepeatedPtrField<std::string>* out,
+              const std::set<std::string>& flags) {
+  out->Clear();
+  for (const std::string& flag : flags) {
+    *out->Add() = flag;
+  }
+}
+
+class FakeFetchStream final : public FetchStream {
+ public:
+  explicit FakeFetchStream(absl::StatusOr<std::deque<v1::FetchResponse>> items)
+      : items_(std::move(items)) {}
+
+  awaitable<absl::StatusOr<std::optional<v1::FetchResponse>>> Next() override {
+    if (cancelled_) {
+      co_return absl::CancelledError("fetch cancelled");
+    }
+    if (!items_.ok()) {
+      co_return items_.status();
+    }
+    if (items_->empty()) {
+      co_return std::nullopt;
+    }
+    v1::FetchResponse item = std::move(items_->front());
+    items_->pop_front();
+    co_return item;
+  }
+  void Cancel() override { cancelled_ = true; }
+
+ private:
+  absl::StatusOr<std::deque<v1::FetchResponse>> items_;
+  bool cancelled_ = false;
+};
+
+// Collects the items and commits them all at Finish, as the service does.
+template <typename Item, typename Reply>
+class FakeUploadStream final : public UploadStream<Item, Reply> {
+ public:
+  using Commit = absl::StatusOr<Reply> (FakeMailboxStore::*)(const Session&,
+                                                             const std::vector<Item>&);
+  FakeUploadStream(FakeMailboxStore* store, Session session, Commit commit)
+      : store_(store), session_(std::move(session)), commit_(commit) {}
+
+  awaitable<absl::Status> Write(Item item) override {
+    if (done_) {
+      co_return absl::FailedPreconditionError("write after the upload finished");
+    }
+    items_.push_back(std::move(item));
+    co_return absl::OkStatus();
+  }
+  awaitable<absl::StatusOr<Reply>> Finish() override {
+    if (done_) {
+      co_return absl::FailedPreconditionError("upload already finished");
+    }
+    done_ = true;
+    co_return (store_->*commit_)(session_, items_);
+  }
+  void Cancel() override { done_ = true; }
+
+ private:
+  FakeMailboxStore* store_;
+  Session session_;
+  Commit commit_;
+  std::vector<Item> items_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+// The fake's change feed: events are queued by the store as it commits.
+class FakeChangeFeed final : public ChangeFeed {
+ public:
+  FakeChangeFeed(FakeMailboxStore* store, boost::asio::any_io_executor executor)
+      : store_(store), signal_(executor) {}
+  ~FakeChangeFeed() override {
+    Close();
+    store_->RemoveFeed(this);
+  }
+
+  void Subscribe(uint64_t mailbox_id, uint32_t uidvalidity, uint64_t from_modseq,
+                 std::string session_token) override {
+    subscribed_.insert(mailbox_id);
+    absl::Status status =
+        store_->SubscribeFeed(this, mailbox_id, uidvalidity, from_modseq, session_token);
+    if (!status.ok()) {
+      v1::ChangeEvent event;
+      event.set_mailbox_id(mailbox_id);
+      *event.mutable_resync()->mutable_reason() = v1::DetailOf(status);
+      Deliver(std::move(event));
+    }
+  }
+
+  void Unsubscribe(uint64_t mailbox_id) override {
+    subscribed_.erase(mailbox_id);
+    std::erase_if(events_, [mailbox_id](const v1::ChangeEvent& event) {
+      return event.mailbox_id() == mailbox_id;
+    });
+  }
+
+  awaitable<absl::StatusOr<v1::ChangeEvent>> Next() override {
+    for (;;) {
+      if (closed_) {
+        co_return absl::CancelledError("change feed closed");
+      }
+      if (!events_.empty()) {
+        v1::ChangeEvent event = std::move(events_.front());
+        events_.pop_front();
+        co_return event;
+      }
+      signal_.expires_at(boost::asio::steady_timer::time_point::max());
+      co_await signal_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+  }
+
+  void Close() override {
+    closed_ = true;
+    signal_.cancel();
+  }
+
+  bool IsSubscribed(uint64_t mailbox_id) const { return subscribed_.contains(mailbox_id); }
+
+  void Deliver(v1::ChangeEvent event) {
+    if (!subscribed_.contains(event.mailbox_id()) || closed_) {
+      return;
+    }
+    if (event.has_resync() || event.has_deleted()) {
+      subscribed_.erase(event.mailbox_id());
+    }
+    events_.push_back(std::move(event));
+    signal_.cancel();
+  }
+
+ private:
+  FakeMailboxStore* store_;
+  boost::asio::steady_timer signal_;
+  std::deque<v1::ChangeEvent> events_;
+  std::set<uint64_t> subscribed_;
+  bool closed_ = false;
+};
+
+FakeMailboxStore::FakeMailboxStore() = default;
+FakeMailboxStore::~FakeMailboxStore() = default;
+
+uint64_t FakeMailboxStore::AddUser(std::string username, std::string password) {
+  User& user = users_[username];
+  user.id = next_user_id_++;
+  user.username = std::move(username);
+  user.password = std::move(password);
+  NewMailbox(user.id, "INBOX");
+  user.subscriptions.insert("INBOX");
+  return user.id;
+}
+
+Session FakeMailboxStore::SessionFor(const std::string& username) {
+  std::string token = absl::StrCat("fake-session-", next_session_++);
+  auto it = users_.find(username);
+  sessions_[token] = it == users_.end() ? 0 : it->second.id;
+  return Session(std::move(token));
+}
+
+void FakeMailboxStore::FailNextCalls(absl::Status status, int count) {
+  injected_error_ = std::move(status);
+  injected_count_ = count;
+}
+
+absl::Status FakeMailboxStore::Enter() {
+  ++calls_;
+  if (injected_count_ > 0) {
+    --injected_count_;
+    return injected_error_;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FakeMailboxStore::User*> FakeMailboxStore::UserOf(const Session& session) {
+  auto it = sessions_.find(session.token);
+  if (it != sessions_.end()) {
+    for (auto& [name, user] : users_) {
+      if (user.id == it->second) {
+        return &user;
+      }
+    }
+  }
+  return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                       "unknown or expired session");
+}
+
+FakeMailboxStore::Mailbox* FakeMailboxStore::FindByName(uint64_t owner, const std::string& name) {
+  const std::string canonical = CanonicalName(name);
+  for (auto& [id, mailbox] : mailboxes_) {
+    if (mailbox->owner == owner && mailbox->name == canonical) {
+      return mailbox.get();
+    }
+  }
+  return nullptr;
+}
+
+absl::StatusOr<FakeMailboxStore::Mailbox*> FakeMailboxStore::Selected(const User& user,
+                                                                      uint64_t mailbox_id,
+                                                                      uint32_t uidvalidity) {
+  auto it = mailboxes_.find(mailbox_id);
+  if (it == mailboxes_.end() || it->second->owner != user.id ||
+      it->second->uidvalidity != uidvalidity) {
+    return v1::MakeError(absl::StatusCode::kNotFound, v1::MAILBOX_CHANGED,
+                         "the selected mailbox no longer exists");
+  }
+  return it->second.get();
+}
+
+FakeMailboxStore::Mailbox& FakeMailboxStore::NewMailbox(uint64_t owner, const std::string& name) {
+  auto mailbox = std::make_unique<Mailbox>();
+  mailbox->id = next_mailbox_id_++;
+  mailbox->owner = owner;
+  mailbox->name = CanonicalName(name);
+  mailbox->uidvalidity = next_uidvalidity_++;
+  Mailbox& result = *mailbox;
+  mailboxes_[result.id] = std::move(mailbox);
+  return result;
+}
+
+void FakeMailboxStore::Publish(Mailbox& mailbox, v1::ChangeEvent event) {
+  event.set_mailbox_id(mailbox.id);
+  mailbox.log.push_back(event);
+  for (FakeChangeFeed* feed : feeds_) {
+    feed->Deliver(event);
+  }
+}
+
+uint32_t FakeMailboxStore::AddMessage(Mailbox& mailbox, Message message, uint64_t modseq) {
+  const uint32_t uid = mailbox.uidnext++;
+  message.modseq = modseq;
+  mailbox.messages[uid] = std::move(message);
+  return uid;
+}
+
+// --- Authentication and mailboxes ----------------------------------------------
+
+awaitable<absl::StatusOr<v1::AuthenticateResponse>> FakeMailboxStore::Authenticate(
+    v1::AuthenticateRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  if (request.mechanism() != v1::PASSWORD) {
+    co_return FakeUnsupported("authentication mechanisms other than PASSWORD");
+  }
+  auto it = users_.find(request.username());
+  if (it == users_.end() || it->second.password != request.password() ||
+      (!request.authzid().empty() && request.authzid() != request.username())) {
+    co_return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                            "invalid credentials");
+  }
+  Session session = SessionFor(request.username());
+  v1::AuthenticateResponse response;
+  response.mutable_principal()->set_user_id(it->second.id);
+  response.mutable_principal()->set_username(it->second.username);
+  response.set_session_token(session.token);
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::ListMailboxesResponse>> FakeMailboxStore::ListMailboxes(
+    Session session, v1::ListMailboxesRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  std::vector<std::string> patterns(request.patterns().begin(), request.patterns().end());
+  if (patterns.empty()) {
+    patterns.push_back("*");
+  }
+  std::map<std::string, const Mailbox*> names;  // sorted output
+  for (const auto& [id, mailbox] : mailboxes_) {
+    if (mailbox->owner == (*user)->id) {
+      names[mailbox->name] = mailbox.get();
+    }
+  }
+  v1::ListMailboxesResponse response;
+  response.set_delimiter("/");
+  for (const auto& [name, mailbox] : names) {
+    const bool subscribed = (*user)->subscriptions.contains(name);
+    if (request.subscribed_only() && !subscribed) {
+      continue;
+    }
+    const bool matched = std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
+      return Wildcard(CanonicalName(p), name);
+    });
+    if (!matched) {
+      continue;
+    }
+    v1::MailboxInfo* info = response.add_mailboxes();
+    info->set_name(name);
+    info->set_mailbox_id(mailbox->id);
+    const bool has_children = std::any_of(names.begin(), names.end(), [&](const auto& entry) {
+      return entry.first.size() > name.size() + 1 && entry.first.starts_with(name + "/");
+    });
+    info->add_attributes(has_children ? "\\HasChildren" : "\\HasNoChildren");
+    if (subscribed) {
+      info->add_attributes("\\Subscribed");
+    }
+    for (const std::string& use : mailbox->special_use) {
+      info->add_special_use(use);
+    }
+  }
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::CreateMailboxResponse>> FakeMailboxStore::CreateMailbox(
+    Session session, v1::CreateMailboxRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  if (request.name().empty() || request.name().front() == '/' || request.name().back() == '/') {
+    co_return v1::BadRequest("invalid mailbox name");
+  }
+  if (FindByName((*user)->id, request.name()) != nullptr) {
+    co_return v1::MakeError(absl::StatusCode::kAlreadyExists, v1::ALREADYEXISTS,
+                            "mailbox already exists");
+  }
+  // RFC 3501 §6.3.3: superiors that do not exist are created too.
+  const std::string name = CanonicalName(request.name());
+  for (size_t slash = name.find('/'); slash != std::string::npos;
+       slash = name.find('/', slash + 1)) {
+    if (FindByName((*user)->id, name.substr(0, slash)) == nullptr) {
+      NewMailbox((*user)->id, name.substr(0, slash));
+    }
+  }
+  Mailbox& mailbox = NewMailbox((*user)->id, name);
+  mailbox.special_use.assign(request.special_use().begin(), request.special_use().end());
+  v1::CreateMailboxResponse response;
+  response.set_mailbox_id(mailbox.id);
+  response.set_uidvalidity(mailbox.uidvalidity);
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::DeleteMailboxResponse>> FakeMailboxStore::DeleteMailbox(
+    Session session, v1::DeleteMailboxRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  Mailbox* mailbox = FindByName((*user)->id, request.name());
+  if (mailbox == nullptr) {
+    co_return v1::Nonexistent("no such mailbox");
+  }
+  if (mailbox->name == "INBOX") {
+    co_return v1::MakeError(absl::StatusCode::kFailedPrecondition, v1::CANNOT,
+                            "INBOX cannot be deleted");
+  }
+  v1::ChangeEvent event;
+  event.set_modseq(++mailbox->highest_modseq);
+  event.mutable_deleted();
+  Publish(*mailbox, std::move(event));
+  mailboxes_.erase(mailbox->id);
+  co_return v1::DeleteMailboxResponse();
+}
+
+awaitable<absl::StatusOr<v1::RenameMailboxResponse>> FakeMailboxStore::RenameMailbox(
+    Session session, v1::RenameMailboxRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  Mailbox* mailbox = FindByName((*user)->id, request.from());
+  if (mailbox == nullptr) {
+    co_return v1::Nonexistent("no such mailbox");
+  }
+  if (mailbox->name == "INBOX") {
+    co_return FakeUnsupported("renaming INBOX");
+  }
+  if (FindByName((*user)->id, request.to()) != nullptr) {
+    co_return v1::MakeError(absl::StatusCode::kAlreadyExists, v1::ALREADYEXISTS,
+                            "target mailbox already exists");
+  }
+  mailbox->name = CanonicalName(request.to());
+  v1::ChangeEvent event;
+  event.set_modseq(++mailbox->highest_modseq);
+  event.mutable_renamed()->set_new_name(mailbox->name);
+  Publish(*mailbox, std::move(event));
+  co_return v1::RenameMailboxResponse();
+}
+
+awaitable<absl::StatusOr<v1::SetSubscriptionResponse>> FakeMailboxStore::SetSubscription(
+    Session session, v1::SetSubscriptionRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  if (request.subscribed()) {
+    (*user)->subscriptions.insert(CanonicalName(request.name()));
+  } else {
+    (*user)->subscriptions.erase(CanonicalName(request.name()));
+  }
+  co_return v1::SetSubscriptionResponse();
+}
+
+awaitable<absl::StatusOr<v1::StatusResponse>> FakeMailboxStore::Status(
+    Session session, v1::StatusRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  const Mailbox* mailbox = FindByName((*user)->id, request.name());
+  if (mailbox == nullptr) {
+    co_return v1::Nonexistent("no such mailbox");
+  }
+  v1::StatusResponse response;
+  response.set_mailbox_id(mailbox->id);
+  response.set_messages(static_cast<uint32_t>(mailbox->messages.size()));
+  response.set_uidnext(mailbox->uidnext);
+  response.set_uidvalidity(mailbox->uidvalidity);
+  response.set_highest_modseq(mailbox->highest_modseq);
+  uint64_t size = 0;
+  for (const auto& [uid, message] : mailbox->messages) {
+    size += message.content.size();
+    response.set_unseen(response.unseen() + (message.flags.contains("\\Seen") ? 0 : 1));
+    response.set_deleted(response.deleted() + (message.flags.contains("\\Deleted") ? 1 : 0));
+  }
+  response.set_size(size);
+  co_return response;
+}
+
+// --- Selected mailbox ------------------------------------------------------------
+
+awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session session,
+                                                                   v1::OpenRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  const Mailbox* mailbox = FindByName((*user)->id, request.name());
+  if (mailbox == nullptr) {
+    co_return v1::Nonexistent("no such mailbox");
+  }
+  v1::OpenResponse response;
+  response.set_mailbox_id(mailbox->id);
+  response.set_uidvalidity(mailbox->uidvalidity);
+  response.set_uidnext(mailbox->uidnext);
+  response.set_highest_modseq(mailbox->highest_modseq);
+  std::set<std::string> flags = {"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"};
+  std::vector<uint32_t> uids;
+  for (const auto& [uid, message] : mailbox->messages) {
+    uids.push_back(uid);
+    flags.insert(message.flags.begin(), message.flags.end());
+    if (!message.flags.contains("\\Seen")) {
+      response.set_unseen(response.unseen() + 1);
+      if (response.first_unseen_uid() == 0) {
+        response.set_first_unseen_uid(uid);
+      }
+    }
+  }
+  SetFlags(response.mutable_flags(), flags);
+  SetFlags(response.mutable_permanent_flags(), flags);
+  response.add_permanent_flags("\\*");
+  response.set_messages(static_cast<uint32_t>(uids.size()));
+  *response.mutable_uids() = ToUidSet(uids);
+  response.set_read_only(request.read_only());
+  co_return response;
+}
+
+std::unique_ptr<FetchStream> FakeMailboxStore::Fetch(Session session, v1::FetchRequest request) {
+  auto build = [&]() -> absl::StatusOr<std::deque<v1::FetchResponse>> {
+    if (absl::Status status = Enter(); !status.ok()) {
+      return status;
+    }
+    absl::StatusOr<User*> user = UserOf(session);
+    if (!user.ok()) {
+      return user.status();
+    }
+    absl::StatusOr<Mailbox*> mailbox =
+        Selected(**user, request.mailbox_id(), request.uidvalidity());
+    if (!mailbox.ok()) {
+      return mailbox.status();
+    }
+    if (absl::Status status = CheckUidSet(request.uids()); !status.ok()) {
+      return status;
+    }
+    if (request.envelope() || request.body() || request.bodystructure()) {
+      return FakeUnsupported("ENVELOPE, BODY or BODYSTRUCTURE");
+    }
+    for (const v1::Section& section : request.sections()) {
+      if (section.part_size() > 0 || section.text() != v1::Section::TEXT_NONE ||
+          section.binary() || section.size_only()) {
+        return FakeUnsupported("sections other than BODY[] / BODY[]<partial>");
+      }
+    }
+    std::deque<v1::FetchResponse> items;
+    std::vector<uint32_t> seen_now;
+    for (auto& [uid, message] : (*mailbox)->messages) {
+      if (!InSet(request.uids(), uid) ||
+          (request.changed_since() > 0 && message.modseq <= request.changed_since())) {
+        continue;
+      }
+      bool seen_changed = false;
+      if (request.mark_seen() && !message.flags.contains("\\Seen")) {
+        message.flags.insert("\\Seen");
+        seen_changed = true;
+        seen_now.push_back(uid);
+      }
+      v1::FetchResponse meta;
+      v1::FetchedMetadata* metadata = meta.mutable_metadata();
+      metadata->set_uid(uid);
+      if (request.flags() || seen_changed) {
+        SetFlags(metadata->mutable_flags(), message.flags);
+      }
+      if (request.internal_date()) {
+        metadata->set_internal_date_unix(message.internal_date_unix);
+        metadata->set_internal_date_tz_minutes(message.internal_date_tz_minutes);
+      }
+      if (request.size()) {
+        metadata->set_size(message.content.size());
+      }
+      metadata->set_seen_changed(seen_changed);
+      items.push_back(std::move(meta));
+      for (int index = 0; index < request.sections_size(); ++index) {
+        const v1::Section& section = request.sections(index);
+        std::string_view data = message.content;
+        if (section.has_partial()) {
+          const uint64_t offset = std::min<uint64_t>(section.partial_offset(), data.size());
+          data = data.substr(offset, section.partial_count());
+        }
+        size_t offset = 0;
+        do {
+          v1::FetchResponse chunk_item;
+          v1::SectionChunk* chunk = chunk_item.mutable_chunk();
+          chunk->set_uid(uid);
+          chunk->set_section_index(static_cast<uint32_t>(index));
+          if (offset == 0) {
+            chunk->set_total_size(data.size());
+          }
+          const std::string_view piece = data.substr(offset, kChunkOctets);
+          chunk->set_data(std::string(piece));
+          offset += piece.size();
+          chunk->set_last(offset >= data.size());
+          items.push_back(std::move(chunk_item));
+        } while (offset < data.size());
+      }
+    }
+    if (!seen_now.empty()) {
+      // One transaction: one MODSEQ for every message it changed.
+      const uint64_t modseq = ++(*mailbox)->highest_modseq;
+      v1::ChangeEvent event;
+      event.set_modseq(modseq);
+      for (uint32_t uid : seen_now) {
+        Message& message = (*mailbox)->messages[uid];
+        message.modseq = modseq;
+        v1::MessageFlags* changed = event.mutable_flags_changed()->add_messages();
+        changed->set_uid(uid);
+        SetFlags(changed->mutable_flags(), message.flags);
+        changed->set_modseq(modseq);
+      }
+      for (v1::FetchResponse& item : items) {
+        if (item.has_metadata() && request.modseq()) {
+          item.mutable_metadata()->set_modseq((*mailbox)->messages[item.metadata().uid()].modseq);
+        }
+      }
+      Publish(**mailbox, std::move(event));
+    } else if (request.modseq()) {
+      for (v1::FetchResponse& item : items) {
+        if (item.has_metadata()) {
+          item.mutable_metadata()->set_modseq((*mailbox)->messages[item.metadata().uid()].modseq);
+        }
+      }
+    }
+    return items;
+  };
+  return std::make_unique<FakeFetchStream>(build());
+}
+
+awaitable<absl::StatusOr<v1::StoreResponse>> FakeMailboxStore::Store(Session session,
+                                                                     v1::StoreRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  if (!mailbox.ok()) {
+    co_return mailbox.status();
+  }
+  if (absl::Status status = CheckUidSet(request.uids()); !status.ok()) {
+    co_return status;
+  }
+  if (request.mode() == v1::StoreRequest::MODE_UNSPECIFIED) {
+    co_return v1::BadRequest("store mode missing");
+  }
+  for (const std::string& flag : request.flags()) {
+    if (absl::EqualsIgnoreCase(View(flag), "\\Recent")) {
+      co_return v1::BadRequest("\\Recent cannot be stored");
+    }
+  }
+  const std::set<std::string> flags(request.flags().begin(), request.flags().end());
+  v1::StoreResponse response;
+  std::vector<uint32_t> modified;
+  const uint64_t modseq = (*mailbox)->highest_modseq + 1;
+  v1::ChangeEvent event;
+  event.set_modseq(modseq);
+  for (auto& [uid, message] : (*mailbox)->messages) {
+    if (!InSet(request.uids(), uid)) {
+      continue;
+    }
+    // RFC 7162 §3.2: UNCHANGEDSINCE fails messages changed after the value.
+    if (request.has_unchanged_since() && message.modseq > request.unchanged_since()) {
+      modified.push_back(uid);
+      continue;
+    }
+    std::set<std::string> updated = message.flags;
+    switch (request.mode()) {
+      case v1::StoreRequest::SET:
+        updated = flags;
+        break;
+      case v1::StoreRequest::ADD:
+        updated.insert(flags.begin(), flags.end());
+        break;
+      default:
+        for (const std::string& flag : flags) {
+          updated.erase(flag);
+        }
+        break;
+    }
+    if (updated == message.flags) {
+      continue;
+    }
+    message.flags = std::move(updated);
+    message.modseq = modseq;
+    v1::MessageFlags* changed = response.add_changed();
+    changed->set_uid(uid);
+    SetFlags(changed->mutable_flags(), message.flags);
+    changed->set_modseq(modseq);
+    *event.mutable_flags_changed()->add_messages() = *changed;
+  }
+  if (response.changed_size() > 0) {
+    (*mailbox)->highest_modseq = modseq;
+    Publish(**mailbox, std::move(event));
+  }
+  *response.mutable_modified() = ToUidSet(modified);
+  response.set_highest_modseq((*mailbox)->highest_modseq);
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::CopyResponse>> FakeMailboxStore::Copy(Session session,
+                                                                   v1::CopyRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  absl::StatusOr<Mailbox*> source = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  if (!source.ok()) {
+    co_return source.status();
+  }
+  if (absl::Status status = CheckUidSet(request.uids()); !status.ok()) {
+    co_return status;
+  }
+  Mailbox* destination = FindByName((*user)->id, request.destination());
+  if (destination == nullptr) {
+    co_return v1::MakeError(absl::StatusCode::kNotFound, v1::TRYCREATE,
+                            "destination mailbox does not exist");
+  }
+  v1::CopyResponse response;
+  response.set_destination_uidvalidity(destination->uidvalidity);
+  const uint64_t modseq = destination->highest_modseq + 1;
+  v1::ChangeEvent event;
+  event.set_modseq(modseq);
+  std::vector<std::pair<uint32_t, Message>> copies;
+  for (const auto& [uid, message] : (*source)->messages) {
+    if (InSet(request.uids(), uid)) {
+      copies.emplace_back(uid, message);
+    }
+  }
+  for (auto& [uid, message] : copies) {
+    const uint32_t new_uid = AddMessage(*destination, std::move(message), modseq);
+    response.add_source_uids(uid);
+    response.add_destination_uids(new_uid);
+    v1::MessageFlags* added = event.mutable_added()->add_messages();
+    added->set_uid(new_uid);
+    SetFlags(added->mutable_flags(), destination->messages[new_uid].flags);
+    added->set_modseq(modseq);
+  }
+  if (!copies.empty()) {
+    destination->highest_modseq = modseq;
+    event.mutable_added()->set_uidnext(destination->uidnext);
+    Publish(*destination, std::move(event));
+  }
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::MoveResponse>> FakeMailboxStore::Move(Session session,
+                                                                   v1::MoveRequest request) {
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(request.mailbox_id());
+  copy.set_uidvalidity(request.uidvalidity());
+  *copy.mutable_uids() = request.uids();
+  copy.set_destination(request.destination());
+  absl::StatusOr<v1::CopyResponse> copied = co_await Copy(session, std::move(copy));
+  if (!copied.ok()) {
+    co_return copied.status();
+  }
+  Mailbox* source = mailboxes_[request.mailbox_id()].get();
+  v1::MoveResponse response;
+  response.set_destination_uidvalidity(copied->destination_uidvalidity());
+  *response.mutable_source_uids() = copied->source_uids();
+  *response.mutable_destination_uids() = copied->destination_uids();
+  std::vector<uint32_t> moved(copied->source_uids().begin(), copied->source_uids().end());
+  if (!moved.empty()) {
+    for (uint32_t uid : moved) {
+      source->messages.erase(uid);
+    }
+    v1::ChangeEvent event;
+    event.set_modseq(++source->highest_modseq);
+    *event.mutable_expunged()->mutable_uids() = ToUidSet(moved);
+    Publish(*source, std::move(event));
+  }
+  response.set_highest_modseq(source->highest_modseq);
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::ExpungeResponse>> FakeMailboxStore::Expunge(
+    Session session, v1::ExpungeRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  if (!mailbox.ok()) {
+    co_return mailbox.status();
+  }
+  std::vector<uint32_t> expunged;
+  for (const auto& [uid, message] : (*mailbox)->messages) {
+    if (message.flags.contains("\\Deleted") &&
+        (!request.uids_only() || InSet(request.uids(), uid))) {
+      expunged.push_back(uid);
+    }
+  }
+  for (uint32_t uid : expunged) {
+    (*mailbox)->messages.erase(uid);
+  }
+  if (!expunged.empty()) {
+    v1::ChangeEvent event;
+    event.set_modseq(++(*mailbox)->highest_modseq);
+    *event.mutable_expunged()->mutable_uids() = ToUidSet(expunged);
+    Publish(**mailbox, std::move(event));
+  }
+  v1::ExpungeResponse response;
+  *response.mutable_expunged() = ToUidSet(expunged);
+  response.set_highest_modseq((*mailbox)->highest_modseq);
+  co_return response;
+}
+
+// --- Search ------------------------------------------------------------------------
+
+absl::StatusOr<bool> FakeMailboxStore::Matches(const Mailbox& mailbox, uint32_t uid,
+                                               const Message& message, const v1::SearchKey& key,
+                                               int depth) const {
+  if (depth > kMaxSearchDepth) {
+    return v1::BadRequest("search key nested too deeply");
+  }
+  const auto contains = [](const std::string& haystack, const std::string& needle) {
+    return absl::StrContains(absl::AsciiStrToLower(View(haystack)),
+                             absl::AsciiStrToLower(View(needle)));
+  };
+  switch (key.key_case()) {
+    case v1::SearchKey::kAll:
+      return true;
+    case v1::SearchKey::kUid:
+      return InSet(key.uid(), uid);
+    case v1::SearchKey::kFlag:
+      return message.flags.contains(key.flag());
+    case v1::SearchKey::kNotFlag:
+      return !message.flags.contains(key.not_flag());
+    case v1::SearchKey::kLarger:
+      return message.content.size() > key.larger();
+    case v1::SearchKey::kSmaller:
+      return message.content.size() < key.smaller();
+    case v1::SearchKey::kModseq:
+      return message.modseq >= key.modseq();
+    case v1::SearchKey::kHeader: {
+      // Substring over the header block: enough for FROM/SUBJECT-style tests.
+      const size_t end = message.content.find("\r\n\r\n");
+      const std::string header = message.content.substr(0, end);
+      return contains(header, key.header().field() + ":") &&
+             contains(header, key.header().value());
+    }
+    case v1::SearchKey::kBody:
+    case v1::SearchKey::kText:
+      return contains(message.content,
+                      key.key_case() == v1::SearchKey::kBody ? key.body() : key.text());
+    case v1::SearchKey::kAnd:
+      for (const v1::SearchKey& sub : key.and_().keys()) {
+        absl::StatusOr<bool> matched = Matches(mailbox, uid, message, sub, depth + 1);
+        if (!matched.ok() || !*matched) {
+          return matched;
+        }
+      }
+      return true;
+    case v1::SearchKey::kOr: {
+      absl::StatusOr<bool> a = Matches(mailbox, uid, message, key.or_().a(), depth + 1);
+      if (!a.ok() || *a) {
+        return a;
+      }
+      return Matches(mailbox, uid, message, key.or_().b(), depth + 1);
+    }
+    case v1::SearchKey::kNot: {
+      absl::StatusOr<bool> matched = Matches(mailbox, uid, message, key.not_(), depth + 1);
+      if (!matched.ok()) {
+        return matched;
+      }
+      return !*matched;
+    }
+    case v1::SearchKey::KEY_NOT_SET:
+      return v1::BadRequest("empty search key");
+    default:
+      return FakeUnsupported("date and \\Recent search keys");
+  }
+}
+
+awaitable<absl::StatusOr<v1::SearchResponse>> FakeMailboxStore::Search(
+    Session session, v1::SearchRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  if (!mailbox.ok()) {
+    co_return mailbox.status();
+  }
+  const std::string charset = absl::AsciiStrToUpper(View(request.charset()));
+  if (!charset.empty() && charset != "US-ASCII" && charset != "UTF-8") {
+    co_return v1::MakeError(absl::StatusCode::kInvalidArgument, v1::BADCHARSET,
+                            "supported charsets: US-ASCII UTF-8");
+  }
+  std::vector<uint32_t> uids;
+  v1::SearchResponse response;
+  for (const auto& [uid, message] : (*mailbox)->messages) {
+    absl::StatusOr<bool> matched = Matches(**mailbox, uid, message, request.key(), 0);
+    if (!matched.ok()) {
+      co_return matched.status();
+    }
+    if (*matched) {
+      uids.push_back(uid);
+      response.set_highest_modseq(std::max(response.highest_modseq(), message.modseq));
+    }
+  }
+  *response.mutable_uids() = ToUidSet(uids);
+  co_return response;
+}
+
+// --- Append, Revise -------------------------------------------------------------
+
+std::unique_ptr<AppendStream> FakeMailboxStore::Append(Session session) {
+  return std::make_unique<FakeUploadStream<v1::AppendRequest, v1::AppendResponse>>(
+      this, std::move(session), &FakeMailboxStore::CommitAppend);
+}
+
+std::unique_ptr<ReviseStream> FakeMailboxStore::Revise(Session session) {
+  return std::make_unique<FakeUploadStream<v1::ReviseRequest, v1::ReviseResponse>>(
+      this, std::move(session), &FakeMailboxStore::CommitRevise);
+}
+
+absl::StatusOr<v1::AppendResponse> FakeMailboxStore::CommitAppend(
+    const Session& session, const std::vector<v1::AppendRequest>& items) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    return user.status();
+  }
+  if (items.empty() || !items[0].has_mailbox()) {
+    return v1::BadRequest("an append starts with the mailbox name");
+  }
+  Mailbox* mailbox = FindByName((*user)->id, items[0].mailbox());
+  if (mailbox == nullptr) {
+    return v1::MakeError(absl::StatusCode::kNotFound, v1::TRYCREATE,
+                         "append target does not exist");
+  }
+  // Parse the whole stream before changing anything: all messages or none.
+  struct Pending {
+    v1::AppendMessage header;
+    std::string content;
+  };
+  std::vector<Pending> pending;
+  for (size_t i = 1; i < items.size(); ++i) {
+    if (items[i].has_message()) {
+      pending.push_back({items[i].message(), ""});
+    } else if (items[i].has_chunk() && !pending.empty()) {
+      pending.back().content += items[i].chunk();
+    } else {
+      return v1::BadRequest("unexpected item in append stream");
+    }
+  }
+  if (pending.empty()) {
+    return v1::BadRequest("append without a message");
+  }
+  for (const Pending& p : pending) {
+    if (p.content.size() != p.header.size()) {
+      return v1::BadRequest(absl::StrCat("message declared ", p.header.size(),
+                                         " octets but carried ", p.content.size()));
+    }
+  }
+  const uint64_t modseq = ++mailbox->highest_modseq;
+  v1::AppendResponse response;
+  response.set_mailbox_id(mailbox->id);
+  response.set_uidvalidity(mailbox->uidvalidity);
+  v1::ChangeEvent event;
+  event.set_modseq(modseq);
+  for (Pending& p : pending) {
+    Message message;
+    message.content = std::move(p.content);
+    message.flags.insert(p.header.flags().begin(), p.header.flags().end());
+    message.internal_date_unix = p.header.internal_date_unix();
+    message.internal_date_tz_minutes = p.header.internal_date_tz_minutes();
+    const uint32_t uid = AddMessage(*mailbox, std::move(message), modseq);
+    response.add_uids(uid);
+    v1::MessageFlags* added = event.mutable_added()->add_messages();
+    added->set_uid(uid);
+    SetFlags(added->mutable_flags(), mailbox->messages[uid].flags);
+    added->set_modseq(modseq);
+  }
+  event.mutable_added()->set_uidnext(mailbox->uidnext);
+  Publish(*mailbox, std::move(event));
+  return response;
+}
+
+absl::StatusOr<v1::ReviseResponse> FakeMailboxStore::CommitRevise(
+    const Session& session, const std::vector<v1::ReviseRequest>& items) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    return user.status();
+  }
+  if (items.empty() || !items[0].has_header()) {
+    return v1::BadRequest("a revise starts with its header");
+  }
+  const v1::ReviseHeader& header = items[0].header();
+  Mailbox* mailbox = nullptr;
+  if (header.mailbox_id() != 0) {
+    auto it = mailboxes_.find(header.mailbox_id());
+    mailbox = it == mailboxes_.end() || it->second->owner != (*user)->id ? nullptr
+                                                                         : it->second.get();
+  } else {
+    mailbox = FindByName((*user)->id, header.mailbox());
+  }
+  if (mailbox == nullptr) {
+    return v1::Nonexistent("no such mailbox");
+  }
+  if (header.uidvalidity() != 0 && header.uidvalidity() != mailbox->uidvalidity) {
+    return v1::MakeError(absl::StatusCode::kNotFound, v1::MAILBOX_CHANGED,
+                         "UIDVALIDITY does not match");
+  }
+  auto old = mailbox->messages.find(header.uid());
+  if (old == mailbox->messages.end()) {
+    return v1::MakeError(absl::StatusCode::kNotFound, v1::NONEXISTENT, "no such message");
+  }
+  std::string content;
+  for (size_t i = 1; i < items.size(); ++i) {
+    if (!items[i].has_chunk()) {
+      return v1::BadRequest("unexpected item in revise stream");
+    }
+    content += items[i].chunk();
+  }
+  if (content.size() != header.size()) {
+    return v1::BadRequest("revised content does not match the declared size");
+  }
+  Message message = old->second;
+  message.content = std::move(content);
+  if (header.replace_flags()) {
+    message.flags = std::set<std::string>(header.flags().begin(), header.flags().end());
+  }
+  // The revision is a new message under a new UID; the old UID is expunged
+  // (an IMAP message is immutable, RFC 3501 §2.3.1.1). Two MODSEQs, as the
+  // service logs two changes.
+  const uint64_t added_modseq = ++mailbox->highest_modseq;
+  const uint32_t new_uid = AddMessage(*mailbox, std::move(message), added_modseq);
+  v1::ChangeEvent added;
+  added.set_modseq(added_modseq);
+  v1::MessageFlags* flags = added.mutable_added()->add_messages();
+  flags->set_uid(new_uid);
+  SetFlags(flags->mutable_flags(), mailbox->messages[new_uid].flags);
+  flags->set_modseq(added_modseq);
+  added.mutable_added()->set_uidnext(mailbox->uidnext);
+  Publish(*mailbox, std::move(added));
+  mailbox->messages.erase(header.uid());
+  v1::ChangeEvent expunged;
+  expunged.set_modseq(++mailbox->highest_modseq);
+  *expunged.mutable_expunged()->mutable_uids() = ToUidSet({header.uid()});
+  Publish(*mailbox, std::move(expunged));
+
+  v1::ReviseResponse response;
+  response.set_uidvalidity(mailbox->uidvalidity);
+  response.set_old_uid(header.uid());
+  response.set_new_uid(new_uid);
+  response.set_modseq(mailbox->highest_modseq);
+  return response;
+}
+
+// --- Change feed --------------------------------------------------------------------
+
+std::unique_ptr<ChangeFeed> FakeMailboxStore::OpenChangeFeed(
+    boost::asio::any_io_executor executor) {
+  auto feed = std::make_unique<FakeChangeFeed>(this, std::move(executor));
+  feeds_.insert(feed.get());
+  return feed;
+}
+
+absl::Status FakeMailboxStore::SubscribeFeed(FakeChangeFeed* feed, uint64_t mailbox_id,
+                                             uint32_t uidvalidity, uint64_t from_modseq,
+                                             const std::string& session_token) {
+  absl::StatusOr<User*> user = UserOf(Session(session_token));
+  if (!user.ok()) {
+    return user.status();
+  }
+  absl::StatusOr<Mailbox*> mailbox = Selected(**user, mailbox_id, uidvalidity);
+  if (!mailbox.ok()) {
+    return mailbox.status();
+  }
+  for (const v1::ChangeEvent& event : (*mailbox)->log) {
+    if (event.modseq() > from_modseq) {
+      feed->Deliver(event);
+    }
+  }
+  v1::ChangeEvent marker;
+  marker.set_mailbox_id(mailbox_id);
+  marker.set_modseq((*mailbox)->highest_modseq);
+  marker.mutable_subscribed()->set_highest_modseq((*mailbox)->highest_modseq);
+  feed->Deliver(std::move(marker));
+  return absl::OkStatus();
+}
+
+void FakeMailboxStore::RemoveFeed(FakeChangeFeed* feed) { feeds_.erase(feed); }
+
+}  // namespace mailbox::client
