@@ -138,6 +138,15 @@ absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token
   if (expires * 1000 < NowMs()) {
     return invalid();
   }
+  // A deleted user's sessions end with the user (the store never reuses ids).
+  auto user = store_->FindUserById(user_id);
+  if (!user.ok()) {
+    if (absl::IsNotFound(user.status())) {
+      return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                           "the user of this session no longer exists");
+    }
+    return user.status();
+  }
   return user_id;
 }
 

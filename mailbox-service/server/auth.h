@@ -57,7 +57,8 @@ class Authenticator {
   // UNIMPLEMENTED for mechanisms not offered yet.
   absl::StatusOr<v1::AuthenticateResponse> Authenticate(const v1::AuthenticateRequest& request);
 
-  // The user id a session token stands for, or UNAUTHENTICATED.
+  // The user id a session token stands for, or UNAUTHENTICATED (also once the
+  // user was deleted).
   absl::StatusOr<uint64_t> CheckSessionToken(std::string_view token) const;
 
   std::string IssueSessionToken(uint64_t user_id, int64_t expires_unix) const;

@@ -80,6 +80,15 @@ TEST_F(AuthTest, ForgedExpiredAndMalformedTokensAreRefused) {
   EXPECT_FALSE(auth_->CheckSessionToken(auth_->IssueSessionToken(1, 1000)).ok());
 }
 
+TEST_F(AuthTest, ASessionEndsWhenItsUserIsDeleted) {
+  auto response = auth_->Authenticate(Login("alice", "correct horse"));
+  ASSERT_TRUE(response.ok());
+  ASSERT_TRUE(store_->DeleteUser("alice").ok());
+  auto user = auth_->CheckSessionToken(response->session_token());
+  ASSERT_FALSE(user.ok());
+  EXPECT_EQ(user.status().code(), absl::StatusCode::kUnauthenticated);
+}
+
 TEST_F(AuthTest, WrongPasswordAndUnknownUserLookTheSame) {
   auto wrong = auth_->Authenticate(Login("alice", "nope"));
   auto unknown = auth_->Authenticate(Login("mallory", "nope"));
