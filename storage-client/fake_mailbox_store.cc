@@ -125,14 +125,22 @@ class FakeFetchStream final : public FetchStream {
   bool cancelled_ = false;
 };
 
+// Commits a finished upload; overloaded per stream type.
+absl::StatusOr<v1::AppendResponse> CommitUpload(FakeMailboxStore& store, const Session& session,
+                                                const std::vector<v1::AppendRequest>& items) {
+  return store.CommitAppend(session, items);
+}
+absl::StatusOr<v1::ReviseResponse> CommitUpload(FakeMailboxStore& store, const Session& session,
+                                                const std::vector<v1::ReviseRequest>& items) {
+  return store.CommitRevise(session, items);
+}
+
 // Collects the items and commits them all at Finish, as the service does.
 template <typename Item, typename Reply>
 class FakeUploadStream final : public UploadStream<Item, Reply> {
  public:
-  using Commit = absl::StatusOr<Reply> (FakeMailboxStore::*)(const Session&,
-                                                             const std::vector<Item>&);
-  FakeUploadStream(FakeMailboxStore* store, Session session, Commit commit)
-      : store_(store), session_(std::move(session)), commit_(commit) {}
+  FakeUploadStream(FakeMailboxStore* store, Session session)
+      : store_(store), session_(std::move(session)) {}
 
   awaitable<absl::Status> Write(Item item) override {
     if (done_) {
@@ -146,14 +154,14 @@ class FakeUploadStream final : public UploadStream<Item, Reply> {
       co_return absl::FailedPreconditionError("upload already finished");
     }
     done_ = true;
-    co_return (store_->*commit_)(session_, items_);
+    absl::StatusOr<Reply> reply = CommitUpload(*store_, session_, items_);
+    co_return reply;
   }
   void Cancel() override { done_ = true; }
 
  private:
   FakeMailboxStore* store_;
   Session session_;
-  Commit commit_;
   std::vector<Item> items_;
   bool done_ = false;
 };
@@ -972,12 +980,12 @@ awaitable<absl::StatusOr<v1::SearchResponse>> FakeMailboxStore::Search(
 
 std::unique_ptr<AppendStream> FakeMailboxStore::Append(Session session) {
   return std::make_unique<FakeUploadStream<v1::AppendRequest, v1::AppendResponse>>(
-      this, std::move(session), &FakeMailboxStore::CommitAppend);
+      this, std::move(session));
 }
 
 std::unique_ptr<ReviseStream> FakeMailboxStore::Revise(Session session) {
   return std::make_unique<FakeUploadStream<v1::ReviseRequest, v1::ReviseResponse>>(
-      this, std::move(session), &FakeMailboxStore::CommitRevise);
+      this, std::move(session));
 }
 
 absl::StatusOr<v1::AppendResponse> FakeMailboxStore::CommitAppend(
