@@ -19,6 +19,7 @@
 //   coroutine still resumes only once gRPC has reported the operation done.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>

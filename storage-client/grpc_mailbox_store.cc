@@ -318,7 +318,7 @@ class GrpcUploadStream final : public UploadStream<Item, Reply> {
       co_return absl::OkStatus();
     }
     // The stream broke: the service's status says why (TOOBIG, TRYCREATE, ...).
-    call_->Cancel();
+    // Not cancelled first, which could mask that status with CANCELLED.
     absl::Status status = co_await call_->Finish();
     if (idle_expired && status.code() == absl::StatusCode::kCancelled) {
       status = IdleTimeoutError(pool_->options.stream_idle_timeout);

@@ -1,0 +1,96 @@
+#include "gateway/session/feed_router.h"
+
+#include <iostream>
+
+#include "boost/asio/co_spawn.hpp"
+
+namespace gateway {
+
+namespace asio = boost::asio;
+namespace v1 = mailbox::v1;
+
+FeedRouter::FeedRouter(mailbox::client::MailboxStore& store, asio::any_io_executor executor)
+    : core_(std::make_shared<Core>()) {
+  core_->feed = store.OpenChangeFeed(executor);
+  asio::co_spawn(executor, Loop(core_), [](std::exception_ptr error) {
+    if (error) {
+      std::cerr << "gateway: change feed loop ended by an exception\n";
+    }
+  });
+}
+
+FeedRouter::~FeedRouter() { Close(); }
+
+void FeedRouter::Close() {
+  if (!core_->closed) {
+    core_->closed = true;
+    core_->mailboxes.clear();
+    core_->feed->Close();
+  }
+}
+
+void FeedRouter::Add(uint64_t mailbox_id, uint32_t uidvalidity, uint64_t modseq,
+                     const std::string& session_token, Listener* listener) {
+  if (core_->closed) {
+    return;
+  }
+  auto [it, inserted] = core_->mailboxes.try_emplace(mailbox_id);
+  MailboxState& state = it->second;
+  if (inserted || state.uidvalidity != uidvalidity || modseq < state.delivered) {
+    // New, or this listener's snapshot is older than what the feed already
+    // delivered: (re)start from its MODSEQ; others drop what they already have.
+    state.uidvalidity = uidvalidity;
+    state.subscribed_from = modseq;
+    state.delivered = modseq;
+    core_->feed->Subscribe(mailbox_id, uidvalidity, modseq, session_token);
+  }
+  state.listeners.insert(listener);
+}
+
+void FeedRouter::Remove(uint64_t mailbox_id, Listener* listener) {
+  auto it = core_->mailboxes.find(mailbox_id);
+  if (it == core_->mailboxes.end()) {
+    return;
+  }
+  it->second.listeners.erase(listener);
+  if (it->second.listeners.empty()) {
+    core_->mailboxes.erase(it);
+    if (!core_->closed) {
+      core_->feed->Unsubscribe(mailbox_id);
+    }
+  }
+}
+
+void FeedRouter::Core::Dispatch(const v1::ChangeEvent& event) {
+  auto it = mailboxes.find(event.mailbox_id());
+  if (it == mailboxes.end()) {
+    return;
+  }
+  MailboxState& state = it->second;
+  if (!event.has_subscribed() && !event.has_resync()) {
+    state.delivered = std::max(state.delivered, event.modseq());
+  }
+  // Copy: a listener may remove itself (or others) while handling the event.
+  std::set<Listener*> listeners = state.listeners;
+  if (event.has_resync()) {
+    mailboxes.erase(it);
+  }
+  for (Listener* listener : listeners) {
+    listener->OnChange(event);
+  }
+}
+
+asio::awaitable<void> FeedRouter::Loop(std::shared_ptr<Core> core) {
+  while (!core->closed) {
+    auto event = co_await core->feed->Next();
+    if (!event.ok()) {
+      if (!core->closed) {
+        std::cerr << "gateway: change feed ended: " << event.status() << "\n";
+      }
+      co_return;
+    }
+    core->Dispatch(*event);
+  }
+}
+
+}  // namespace gateway

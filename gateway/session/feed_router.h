@@ -1,0 +1,70 @@
+// Routes one gateway worker's change feed to the sessions on that worker.
+//
+// DESIGN.md: not one gRPC stream per IMAP session, but one change-feed stream per
+// worker thread. Sessions that select a mailbox register a Listener; the router keeps
+// one subscription per mailbox for all of them and hands each event to every
+// listener of its mailbox. Listeners drop events at or below the MODSEQ they already
+// know, so a subscription may safely restart from an earlier MODSEQ when a session
+// joins with an older snapshot than the feed has delivered.
+//
+// Threading: everything runs on the worker's (single-threaded) executor.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/awaitable.hpp"
+#include "proto/mailbox/v1/mailbox.pb.h"
+#include "storage-client/mailbox_store.h"
+
+namespace gateway {
+
+class FeedRouter {
+ public:
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    // A change, a Subscribed marker, or a Resync (after which the listener is
+    // removed: the session must reopen or drop its selection).
+    virtual void OnChange(const mailbox::v1::ChangeEvent& event) = 0;
+  };
+
+  // `store` must outlive the router. Starts the feed loop on `executor`.
+  FeedRouter(mailbox::client::MailboxStore& store, boost::asio::any_io_executor executor);
+  ~FeedRouter();
+
+  // Registers `listener` for the mailbox; it has seen everything up to `modseq`.
+  // `session_token` authorises the subscription at the service.
+  void Add(uint64_t mailbox_id, uint32_t uidvalidity, uint64_t modseq,
+           const std::string& session_token, Listener* listener);
+  void Remove(uint64_t mailbox_id, Listener* listener);
+
+  // Ends the feed loop (worker shutdown).
+  void Close();
+
+  size_t subscribed_mailboxes() const { return core_->mailboxes.size(); }
+
+ private:
+  struct MailboxState {
+    uint32_t uidvalidity = 0;
+    uint64_t subscribed_from = 0;
+    uint64_t delivered = 0;  // highest MODSEQ handed to listeners
+    std::set<Listener*> listeners;
+  };
+  // Shared with the feed loop, which may resume after the router is gone.
+  struct Core {
+    std::unique_ptr<mailbox::client::ChangeFeed> feed;
+    std::map<uint64_t, MailboxState> mailboxes;
+    bool closed = false;
+    void Dispatch(const mailbox::v1::ChangeEvent& event);
+  };
+  static boost::asio::awaitable<void> Loop(std::shared_ptr<Core> core);
+
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace gateway
