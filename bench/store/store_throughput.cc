@@ -28,6 +28,7 @@ struct Shared {
   client::MailboxStore* store = nullptr;
   client::Session session;
   std::string message;
+  int64_t run_id = 0;
   int64_t total = 0;
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> errors{0};
@@ -38,19 +39,25 @@ struct Shared {
 };
 
 asio::awaitable<void> Appender(Shared& shared) {
-  while (shared.next.fetch_add(1) < shared.total) {
+  int64_t index = 0;
+  while ((index = shared.next.fetch_add(1)) < shared.total) {
+    // Every message is distinct: the store shares identical content, which would
+    // make a benchmark of identical messages measure deduplication, not writes.
+    std::string message = shared.message;
+    std::string stamp = absl::StrCat("X-Bench-Id: ", index, "-", shared.run_id, "\r\n");
+    message.replace(0, stamp.size(), stamp);
     auto stream = shared.store->Append(shared.session);
     v1::AppendRequest item;
     item.set_mailbox("INBOX");
     absl::Status status = co_await stream->Write(item);
     item.Clear();
-    item.mutable_message()->set_size(shared.message.size());
+    item.mutable_message()->set_size(message.size());
     if (status.ok()) {
       status = co_await stream->Write(item);
     }
-    for (size_t offset = 0; status.ok() && offset < shared.message.size(); offset += 256 << 10) {
+    for (size_t offset = 0; status.ok() && offset < message.size(); offset += 256 << 10) {
       item.Clear();
-      item.set_chunk(shared.message.substr(offset, 256 << 10));
+      item.set_chunk(message.substr(offset, 256 << 10));
       status = co_await stream->Write(item);
     }
     // (No co_await inside ?: — g++ 12 miscompiles that.)
@@ -62,7 +69,7 @@ asio::awaitable<void> Appender(Shared& shared) {
       shared.errors.fetch_add(1);
       std::cerr << "append: " << reply.status() << "\n";
     } else {
-      shared.octets.fetch_add(shared.message.size());
+      shared.octets.fetch_add(message.size());
     }
   }
 }
@@ -154,7 +161,10 @@ int Run(int argc, char** argv) {
   shared.store = store->get();
   shared.total = *messages;
 
-  std::string header = "From: bench@example.org\r\nSubject: throughput\r\n\r\n";
+  shared.run_id = std::chrono::system_clock::now().time_since_epoch().count();
+  // The first line is overwritten per message with a unique X-Bench-Id header.
+  std::string header = std::string(62, 'X') + "\r\nFrom: bench@example.org\r\n"
+                       "Subject: throughput\r\n\r\n";
   shared.message = header;
   while (shared.message.size() < static_cast<size_t>(*size)) {
     shared.message += "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/\r\n";
