@@ -1,0 +1,63 @@
+#include "gateway/ops/metrics.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace gateway::ops {
+namespace {
+
+void Write(std::ostringstream& out, const char* name, const char* type, const char* help,
+           int64_t value) {
+  out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n"
+      << name << " " << value << "\n";
+}
+
+int64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+}  // namespace
+
+Metrics& GlobalMetrics() {
+  static Metrics* metrics = new Metrics();
+  return *metrics;
+}
+
+std::string Metrics::Render() const {
+  std::ostringstream out;
+  Write(out, "imap_connections_open", "gauge", "IMAP connections currently open.",
+        connections_open.load());
+  Write(out, "imap_connections_total", "counter", "IMAP connections accepted.",
+        static_cast<int64_t>(connections_total.load()));
+  Write(out, "imap_tls_handshake_failures_total", "counter", "Failed TLS handshakes.",
+        static_cast<int64_t>(tls_handshake_failures.load()));
+  Write(out, "imap_sessions_authenticated", "gauge", "Sessions past LOGIN/AUTHENTICATE.",
+        sessions_authenticated.load());
+  Write(out, "imap_sessions_idling", "gauge", "Sessions in IDLE.", sessions_idling.load());
+  Write(out, "imap_commands_total", "counter", "IMAP commands received.",
+        static_cast<int64_t>(commands_total.load()));
+  Write(out, "imap_commands_bad_total", "counter", "Commands answered BAD.",
+        static_cast<int64_t>(commands_bad.load()));
+  Write(out, "imap_commands_no_total", "counter", "Commands answered NO.",
+        static_cast<int64_t>(commands_no.load()));
+  Write(out, "imap_auth_failures_total", "counter", "Failed authentications.",
+        static_cast<int64_t>(auth_failures.load()));
+  Write(out, "imap_store_unavailable_total", "counter",
+        "Commands answered NO [UNAVAILABLE] because the mailbox service was unreachable.",
+        static_cast<int64_t>(store_unavailable.load()));
+  Write(out, "imap_bytes_received_total", "counter", "Bytes read from clients.",
+        static_cast<int64_t>(bytes_in.load()));
+  Write(out, "imap_bytes_sent_total", "counter", "Bytes written to clients.",
+        static_cast<int64_t>(bytes_out.load()));
+  Write(out, "imap_tls_certificate_reloads_total", "counter", "Certificate reloads.",
+        static_cast<int64_t>(cert_reloads.load()));
+  Write(out, "process_resident_memory_bytes", "gauge", "Resident set size.", ResidentBytes());
+  return out.str();
+}
+
+}  // namespace gateway::ops

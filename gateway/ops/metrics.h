@@ -1,0 +1,37 @@
+// Process-wide gateway metrics in the Prometheus text format.
+//
+// Counters and gauges are plain atomics, bumped from any worker thread without locks;
+// Render() reads them for GET /metrics.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace gateway::ops {
+
+struct Metrics {
+  std::atomic<int64_t> connections_open{0};
+  std::atomic<uint64_t> connections_total{0};
+  std::atomic<uint64_t> tls_handshake_failures{0};
+  std::atomic<int64_t> sessions_authenticated{0};
+  std::atomic<int64_t> sessions_idling{0};
+  std::atomic<uint64_t> commands_total{0};
+  std::atomic<uint64_t> commands_bad{0};
+  std::atomic<uint64_t> commands_no{0};
+  std::atomic<uint64_t> auth_failures{0};
+  std::atomic<uint64_t> store_unavailable{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+  std::atomic<uint64_t> cert_reloads{0};
+  std::atomic<bool> ready{false};
+  std::atomic<bool> draining{false};
+
+  // The whole exposition, with HELP and TYPE lines.
+  std::string Render() const;
+};
+
+// The process's metrics (one gateway per process).
+Metrics& GlobalMetrics();
+
+}  // namespace gateway::ops

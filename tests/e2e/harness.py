@@ -1,0 +1,129 @@
+"""Starts the real system for end-to-end tests: a mailbox service on a fresh data
+directory, users created with mailbox-admin, and one or more IMAP gateways with a
+self-signed certificate. Everything listens on 127.0.0.1 with ports chosen by the
+kernel, and everything is stopped by stop()."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+
+def runfile(path):
+    srcdir = os.environ.get("TEST_SRCDIR")
+    if srcdir:
+        return os.path.join(srcdir, "imapd", path)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(root, "bazel-bin", path)
+
+
+SERVICE = runfile("mailbox-service/server/mailbox-service")
+ADMIN = runfile("mailbox-service/admin/mailbox-admin")
+GATEWAY = runfile("gateway/imap-gateway")
+
+
+def _wait_for_file(path, process, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            return
+        if process.poll() is not None:
+            raise RuntimeError("%s exited with %s during start" % (what, process.returncode))
+        time.sleep(0.02)
+    raise RuntimeError("%s did not start in %.0f s" % (what, timeout))
+
+
+class Gateway:
+    def __init__(self, process, ports, log_path):
+        self.process = process
+        self.imap_port = ports["imap"]
+        self.imaps_port = ports["imaps"]
+        self.http_port = ports.get("http", 0)
+        self.log_path = log_path
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+class System:
+    def __init__(self, name="e2e"):
+        base = os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()
+        self.dir = os.path.join(base, name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(os.path.join(self.dir, "data"))
+        self.service = None
+        self.gateways = []
+        self.cert = os.path.join(self.dir, "cert.pem")
+        self.key = os.path.join(self.dir, "key.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key,
+             "-out", self.cert, "-days", "2", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True)
+
+    def start_service(self, *flags):
+        data = os.path.join(self.dir, "data")
+        port_file = os.path.join(data, "port")
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        listen = "127.0.0.1:%d" % getattr(self, "service_port", 0)
+        log = open(os.path.join(self.dir, "service.log"), "a")
+        self.service = subprocess.Popen(
+            [SERVICE, "--listen=" + listen, "--data-dir=" + data, "--port-file=" + port_file,
+             "--argon2-memory-kib=64", "--argon2-time-cost=1"] + list(flags),
+            stdout=log, stderr=subprocess.STDOUT)
+        _wait_for_file(port_file, self.service, "mailbox-service")
+        with open(port_file) as f:
+            self.service_port = int(f.read())
+        self.service_target = "127.0.0.1:%d" % self.service_port
+        return self
+
+    def admin(self, *args, stdin=None):
+        env = dict(os.environ, MAILBOX_SERVER=self.service_target,
+                   MAILBOX_ADMIN_TOKEN_FILE=os.path.join(self.dir, "data", "admin.token"))
+        result = subprocess.run([ADMIN] + list(args), env=env, input=stdin,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError("mailbox-admin %s: %s" % (" ".join(args), result.stderr))
+        return result.stdout
+
+    def add_user(self, name, password):
+        self.admin("user", "add", name, "--password", password)
+
+    def start_gateway(self, *flags):
+        index = len(self.gateways)
+        ports_file = os.path.join(self.dir, "gateway%d.ports" % index)
+        log_path = os.path.join(self.dir, "gateway%d.log" % index)
+        log = open(log_path, "a")
+        process = subprocess.Popen(
+            [GATEWAY, "--imap-listen=127.0.0.1:0", "--imaps-listen=127.0.0.1:0",
+             "--http-listen=127.0.0.1:0", "--store=" + self.service_target,
+             "--tls-cert=" + self.cert, "--tls-key=" + self.key, "--workers=2",
+             "--ports-file=" + ports_file] + list(flags),
+            stdout=log, stderr=subprocess.STDOUT)
+        _wait_for_file(ports_file, process, "imap-gateway")
+        with open(ports_file) as f:
+            gateway = Gateway(process, json.load(f), log_path)
+        self.gateways.append(gateway)
+        return gateway
+
+    def stop_service(self, sig=signal.SIGTERM):
+        if self.service and self.service.poll() is None:
+            self.service.send_signal(sig)
+            self.service.wait(timeout=30)
+        self.service = None
+
+    def stop(self):
+        for gateway in self.gateways:
+            if gateway.process.poll() is None:
+                gateway.process.send_signal(signal.SIGTERM)
+                try:
+                    gateway.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    gateway.process.kill()
+        self.gateways = []
+        self.stop_service()
