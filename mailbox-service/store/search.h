@@ -92,9 +92,17 @@ class SearchMessage {
 // A missing key (request.has_key() false) is BAD_REQUEST too.
 absl::Status ValidateSearch(const v1::SearchRequest& request, int max_depth);
 
+// Rewrites every UID set in `key` into the form mailbox.v1 defines (ranges
+// sorted, disjoint, non-adjacent); a set already in that form is left as is.
+// Requires a key accepted by ValidateSearch (recursion follows its nesting).
+void CanonicalizeUidSets(v1::SearchKey* key);
+
 // True if `message` matches `key`. Requires a key accepted by ValidateSearch
-// (recursion follows the key's nesting). Reads only the parts of `message`
-// the key needs.
+// whose UID sets are sorted and disjoint (as the proto defines them; pass a
+// key from a sender that may not keep that through CanonicalizeUidSets): a
+// UID key is decided by bisection, so a set of many ranges stays cheap per
+// message. Recursion follows the key's nesting. Reads only the parts of
+// `message` the key needs.
 bool Matches(const v1::SearchKey& key, SearchMessage& message);
 
 namespace search_internal {

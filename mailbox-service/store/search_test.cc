@@ -217,6 +217,38 @@ TEST(CivilDayTest, ZonesAndBoundaries) {
 // ---------------------------------------------------------------------------
 // Cheap keys
 
+TEST(CanonicalizeUidSetsTest, SortsAndMergesEverySetInTheTree) {
+  SearchKey key;
+  SearchKey* a = key.mutable_and_()->add_keys();
+  *a = Uids({{50, 60}, {1, 3}, {4, 4}, {55, 70}, {100, 100}});
+  *key.mutable_and_()->add_keys()->mutable_not_() = Uids({{9, 9}, {7, 7}});
+  CanonicalizeUidSets(&key);
+  const v1::UidSet& first = key.and_().keys(0).uid();
+  ASSERT_EQ(first.ranges_size(), 3);
+  EXPECT_EQ(first.ranges(0).first(), 1u);
+  EXPECT_EQ(first.ranges(0).last(), 4u);
+  EXPECT_EQ(first.ranges(1).first(), 50u);
+  EXPECT_EQ(first.ranges(1).last(), 70u);
+  EXPECT_EQ(first.ranges(2).first(), 100u);
+  const v1::UidSet& second = key.and_().keys(1).not_().uid();
+  ASSERT_EQ(second.ranges_size(), 2);
+  EXPECT_EQ(second.ranges(0).first(), 7u);
+  EXPECT_EQ(second.ranges(1).first(), 9u);
+
+  // Many single-UID ranges: bisection decides membership.
+  SearchKey odd;
+  for (uint32_t uid = 1; uid < 200001; uid += 2) {
+    v1::UidRange* r = odd.mutable_uid()->add_ranges();
+    r->set_first(uid);
+    r->set_last(uid);
+  }
+  FakeSearchMessage m(kSimple);
+  EXPECT_TRUE(Matches(odd, m.Uid(199999)));
+  EXPECT_FALSE(Matches(odd, m.Uid(100000)));
+  EXPECT_FALSE(Matches(odd, m.Uid(200001)));
+  EXPECT_TRUE(Matches(odd, m.Uid(1)));
+}
+
 TEST(MatchesTest, AllUidAndModseq) {
   FakeSearchMessage m(kSimple);
   m.Uid(42).Modseq(100);

@@ -28,8 +28,9 @@ Statement& Statement::operator=(Statement&& other) noexcept {
   if (this != &other) {
     this->~Statement();
     stmt_ = other.stmt_;
-    owned_ = other.owned_;
+    in_use_ = other.in_use_;
     other.stmt_ = nullptr;
+    other.in_use_ = nullptr;
   }
   return *this;
 }
@@ -38,13 +39,15 @@ Statement::~Statement() {
   if (stmt_ == nullptr) {
     return;
   }
-  if (owned_) {
+  if (in_use_ == nullptr) {
     sqlite3_finalize(stmt_);
   } else {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
+    *in_use_ = false;
   }
   stmt_ = nullptr;
+  in_use_ = nullptr;
 }
 
 Statement& Statement::Bind(int index, int64_t value) {
@@ -175,29 +178,38 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
 }
 
 Connection::~Connection() {
-  for (auto& [sql, stmt] : cache_) {
-    sqlite3_finalize(stmt);
+  for (auto& [sql, cached] : cache_) {
+    sqlite3_finalize(cached.stmt);
   }
   sqlite3_close_v2(db_);
 }
 
 absl::StatusOr<Statement> Connection::Prepare(const char* sql) {
+  // Whether the cached statement is lent out is tracked explicitly:
+  // sqlite3_stmt_busy() is false for a statement that is bound but not yet
+  // stepped, and sharing it then would let the second user rebind the first's
+  // parameters.
   auto it = cache_.find(sql);
-  if (it != cache_.end() && !sqlite3_stmt_busy(it->second)) {
-    return Statement(it->second, /*owned=*/false);
+  if (it != cache_.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return Statement(it->second.stmt, &it->second.in_use);
   }
   sqlite3_stmt* stmt = nullptr;
   bool cache = it == cache_.end();
   int rc = sqlite3_prepare_v3(db_, sql, -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &stmt,
                               nullptr);
   if (rc != SQLITE_OK) {
+    sqlite3_finalize(stmt);
     return SqliteError(rc, db_, absl::StrCat("prepare ", sql));
   }
-  if (cache) {
-    cache_.emplace(sql, stmt);
+  if (!cache) {
+    // In use by an outer loop: a private copy.
+    return Statement(stmt, nullptr);
   }
-  // A statement still in use by an outer loop gets a private copy.
-  return Statement(stmt, /*owned=*/!cache);
+  Cached& cached = cache_[sql];
+  cached.stmt = stmt;
+  cached.in_use = true;
+  return Statement(stmt, &cached.in_use);
 }
 
 absl::Status Connection::Exec(const char* sql) {

@@ -26,14 +26,18 @@ namespace mailbox::store::sqlite {
 absl::Status SqliteError(int rc, sqlite3* db, std::string_view what);
 
 // A prepared statement borrowed from a Connection's cache. Destruction resets it
-// and clears its bindings so the next user starts clean.
+// and clears its bindings so the next user starts clean, and returns it to the
+// cache. While one Statement holds a cached statement, Prepare of the same SQL
+// hands out a private copy, so two handles never share bindings or a cursor.
 class Statement {
  public:
   Statement() = default;
-  // `owned`: finalize on destruction instead of returning to the cache.
-  Statement(sqlite3_stmt* stmt, bool owned) : stmt_(stmt), owned_(owned) {}
-  Statement(Statement&& other) noexcept : stmt_(other.stmt_), owned_(other.owned_) {
+  // `in_use`: the cache's flag for `stmt`, cleared on destruction; null for a
+  // private copy, which is finalized on destruction instead.
+  Statement(sqlite3_stmt* stmt, bool* in_use) : stmt_(stmt), in_use_(in_use) {}
+  Statement(Statement&& other) noexcept : stmt_(other.stmt_), in_use_(other.in_use_) {
     other.stmt_ = nullptr;
+    other.in_use_ = nullptr;
   }
   Statement& operator=(Statement&& other) noexcept;
   Statement(const Statement&) = delete;
@@ -64,7 +68,7 @@ class Statement {
 
  private:
   sqlite3_stmt* stmt_ = nullptr;
-  bool owned_ = false;
+  bool* in_use_ = nullptr;
 };
 
 // Incremental blob I/O (sqlite3_blob_*), so FETCH of a large message never holds the
@@ -114,8 +118,13 @@ class Connection {
 
  private:
   explicit Connection(sqlite3* db) : db_(db) {}
+  struct Cached {
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;  // lent to a live Statement
+  };
   sqlite3* db_;
-  std::map<const char*, sqlite3_stmt*> cache_;
+  // std::map: node addresses are stable, so a Statement may point at `in_use`.
+  std::map<const char*, Cached> cache_;
 };
 
 }  // namespace mailbox::store::sqlite

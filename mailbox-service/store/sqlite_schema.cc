@@ -128,6 +128,20 @@ CREATE TABLE secrets (
   value BLOB NOT NULL
 );
 )sql",
+      // Version 3: user and mailbox ids are never reused. An INTEGER PRIMARY KEY
+      // hands out max(id) + 1, so deleting the newest user (or mailbox) and creating
+      // another reused its id: a session token naming the deleted user would act
+      // for the new one, and change events (which name mailboxes by id alone) of a
+      // new mailbox would be taken for those of the deleted one. Ids now come from
+      // counters that only grow, like the UIDVALIDITY counter (and like a
+      // PostgreSQL sequence). They start at the highest id in use: ids deleted
+      // before this upgrade that were above it cannot be known any more.
+      R"sql(
+INSERT INTO meta (name, value)
+  SELECT 'user_id_counter', coalesce(max(id), 0) FROM users;
+INSERT INTO meta (name, value)
+  SELECT 'mailbox_id_counter', coalesce(max(id), 0) FROM mailboxes;
+)sql",
   };
   return *steps;
 }

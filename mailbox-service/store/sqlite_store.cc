@@ -620,17 +620,49 @@ absl::StatusOr<uint32_t> NextUidValidity(Connection& conn) {
   return static_cast<uint32_t>(value);
 }
 
+// Draws the next id from a counter of schema version 3 (`sql` is one of the two
+// statements below). Ids are never reused: session tokens name users by id, and
+// change events name mailboxes by id. The max() keeps the counter above any row
+// written without it (e.g. by hand, or before the counter existed).
+absl::StatusOr<uint64_t> NextId(Connection& conn, const char* sql, std::string_view what) {
+  ASSIGN_OR_RETURN(Statement s, conn.Prepare(sql));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) {
+    return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
+                 absl::StrCat("store: the ", AV(what), " id counter is missing"));
+  }
+  return static_cast<uint64_t>(s.Int(0));
+}
+
+absl::StatusOr<uint64_t> NextUserId(Connection& conn) {
+  return NextId(conn,
+                "UPDATE meta SET value = max(value, (SELECT coalesce(max(id), 0) FROM users)) + 1 "
+                "WHERE name = 'user_id_counter' RETURNING value",
+                "user");
+}
+
+absl::StatusOr<uint64_t> NextMailboxId(Connection& conn) {
+  return NextId(conn,
+                "UPDATE meta SET value = max(value, (SELECT coalesce(max(id), 0) FROM mailboxes)) "
+                "+ 1 WHERE name = 'mailbox_id_counter' RETURNING value",
+                "mailbox");
+}
+
 // Inserts a new selectable mailbox.
 absl::StatusOr<MailboxRow> InsertMailbox(Connection& conn, uint64_t user_id,
                                          std::string_view name, std::string_view special_use) {
   MailboxRow row;
   ASSIGN_OR_RETURN(row.uidvalidity, NextUidValidity(conn));
+  ASSIGN_OR_RETURN(row.id, NextMailboxId(conn));
   ASSIGN_OR_RETURN(Statement s,
-                   conn.Prepare("INSERT INTO mailboxes (user_id, name, uidvalidity, special_use) "
-                                "VALUES (?, ?, ?, ?)"));
-  s.Bind(1, user_id).BindText(2, name).Bind(3, row.uidvalidity).BindText(4, special_use);
+                   conn.Prepare("INSERT INTO mailboxes (id, user_id, name, uidvalidity, "
+                                "special_use) VALUES (?, ?, ?, ?, ?)"));
+  s.Bind(1, row.id)
+      .Bind(2, user_id)
+      .BindText(3, name)
+      .Bind(4, row.uidvalidity)
+      .BindText(5, special_use);
   RETURN_IF_ERROR(s.Run());
-  row.id = conn.LastInsertRowid();
   row.user_id = user_id;
   row.name = std::string(name);
   row.highest_modseq = 1;
@@ -772,12 +804,27 @@ absl::Status ValidateUsername(std::string_view username) {
 }
 
 absl::Status ValidateInternalDate(const NewMessage& message) {
-  if (message.has_internal_date &&
-      (message.internal_date_tz_minutes <= -24 * 60 || message.internal_date_tz_minutes >= 24 * 60)) {
+  if (!message.has_internal_date) {
+    return absl::OkStatus();
+  }
+  if (message.internal_date_tz_minutes <= -24 * 60 || message.internal_date_tz_minutes >= 24 * 60) {
     return BadRequest("internal date zone offset out of range");
+  }
+  // RFC 3501 §9 date-year is 4DIGIT: a date outside 0001..9999 could never be
+  // sent back in FETCH INTERNALDATE.
+  constexpr int64_t kMin = -62135596800;  // 0001-01-01T00:00:00Z
+  constexpr int64_t kMax = 253402300799;  // 9999-12-31T23:59:59Z
+  if (message.internal_date_unix < kMin || message.internal_date_unix > kMax) {
+    return BadRequest(absl::StrCat("internal date ", message.internal_date_unix,
+                                   " is outside the years 1 to 9999"));
   }
   return absl::OkStatus();
 }
+
+// RFC 7162 §7: mod-sequence values are 63-bit. SQLite integers are signed 64-bit,
+// so a larger value bound as a parameter would turn negative and compare below
+// every MODSEQ.
+constexpr uint64_t kMaxModseq = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
 // ---------------------------------------------------------------------------
 // Fetch streaming
@@ -941,8 +988,7 @@ class StoredSearchMessage final : public SearchMessage {
       } else if (absl::StatusOr<BlobReader> blob =
                      conn_.OpenBlob("content_data", "raw", content_id_);
                  blob.ok()) {
-        blob->Read(0, std::min<uint64_t>(header_size_, blob->size()), &*header_)
-            .IgnoreError();
+        status_.Update(blob->Read(0, std::min<uint64_t>(header_size_, blob->size()), &*header_));
       } else {
         status_.Update(blob.status());
       }
@@ -962,7 +1008,10 @@ class StoredSearchMessage final : public SearchMessage {
       absl::StatusOr<bool> row = s->Step();
       if (!row.ok()) {
         status_.Update(row.status());
-      } else if (*row) {
+      } else if (!*row) {
+        status_.Update(Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
+                             "store: message content row is missing"));
+      } else {
         absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(s->Blob(0));
         if (message.ok()) {
           *parsed_ = *std::move(message);
@@ -1023,6 +1072,9 @@ Ranges CandidateRanges(const v1::SearchKey& key) {
     }
   }
   if (set != nullptr) {
+    if (set->ranges_size() == 0) {
+      return Ranges();  // an empty set (a sequence set that resolved to nothing)
+    }
     absl::StatusOr<Ranges> ranges = NormalizeUidSet(*set);
     if (ranges.ok()) {
       return *ranges;
@@ -1258,11 +1310,12 @@ absl::StatusOr<uint64_t> SqliteStore::CreateUser(std::string_view username,
                      absl::StrCat("user \"", AV(username), "\" already exists"));
       }
     }
+    ASSIGN_OR_RETURN(user_id, NextUserId(conn));
     ASSIGN_OR_RETURN(Statement insert,
-                     conn.Prepare("INSERT INTO users (username, password_hash) VALUES (?, ?)"));
-    insert.BindText(1, username).BindText(2, password_hash);
+                     conn.Prepare("INSERT INTO users (id, username, password_hash) "
+                                  "VALUES (?, ?, ?)"));
+    insert.Bind(1, user_id).BindText(2, username).BindText(3, password_hash);
     RETURN_IF_ERROR(insert.Run());
-    user_id = conn.LastInsertRowid();
     return InsertMailbox(conn, user_id, kInbox, "").status();
   }));
   return user_id;
@@ -1639,7 +1692,10 @@ absl::Status SqliteStore::RenameMailbox(uint64_t user_id,
     return Error(absl::StatusCode::kAlreadyExists, v1::ALREADYEXISTS,
                  absl::StrCat("mailbox \"", to, "\" already exists"));
   }
-  if (IsInferiorOf(to, from)) {
+  // RFC 3501 §6.3.5: renaming INBOX moves its messages and leaves INBOX (and its
+  // inferiors) in place, so "RENAME INBOX INBOX/old" is fine; any other mailbox
+  // cannot move under itself.
+  if (from != kInbox && IsInferiorOf(to, from)) {
     return Error(absl::StatusCode::kFailedPrecondition, v1::CANNOT,
                  absl::StrCat("cannot rename \"", from, "\" to its own inferior \"", to, "\""));
   }
@@ -1881,6 +1937,10 @@ absl::Status SqliteStore::Fetch(uint64_t user_id, const v1::FetchRequest& reques
   ASSIGN_OR_RETURN(Ranges ranges, NormalizeUidSet(request.uids()));
   for (const v1::Section& section : request.sections()) {
     RETURN_IF_ERROR(ValidateSection(section));
+  }
+  if (request.changed_since() > kMaxModseq) {
+    return BadRequest(absl::StrCat("CHANGEDSINCE ", request.changed_since(),
+                                   " is not a mod-sequence value (at most 2^63-1, RFC 7162 §7)"));
   }
   const uint64_t changed_since = request.changed_since();
 
@@ -2179,7 +2239,11 @@ absl::StatusOr<v1::StoreResponse> SqliteStore::StoreFlags(uint64_t user_id,
       *response.add_changed() = std::move(changed);
     }
     if (modseq.has_value()) {
-      RETURN_IF_ERROR(RememberKeywords(conn, mailbox.id, flags.keywords));
+      // Only keywords now set on a message join FLAGS; -FLAGS of a keyword no
+      // message has must not add it.
+      if (request.mode() != v1::StoreRequest::REMOVE) {
+        RETURN_IF_ERROR(RememberKeywords(conn, mailbox.id, flags.keywords));
+      }
       RETURN_IF_ERROR(tx.Log(std::move(event)));
     }
     *response.mutable_modified() = modified.Take();
@@ -2505,6 +2569,9 @@ absl::StatusOr<v1::ReviseResponse> SqliteStore::Revise(uint64_t user_id,
 absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
                                                        const v1::SearchRequest& request) {
   RETURN_IF_ERROR(ValidateSearch(request, limits_.max_search_depth));
+  // Matches() bisects UID sets; the gateway need not send them sorted.
+  v1::SearchKey key = request.key();
+  CanonicalizeUidSets(&key);
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
   ReadSnapshot snapshot(*conn);
   RETURN_IF_ERROR(snapshot.Begin());
@@ -2512,7 +2579,7 @@ absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
                                                        request.uidvalidity()));
   UidSetBuilder matches;
   uint64_t highest = 0;
-  for (const auto& [first, last] : CandidateRanges(request.key())) {
+  for (const auto& [first, last] : CandidateRanges(key)) {
     ASSIGN_OR_RETURN(Statement s,
                      conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
                                    "m.content_id, m.internal_date, m.internal_tz, c.size, "
@@ -2527,7 +2594,7 @@ absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
         break;
       }
       StoredSearchMessage message(*conn, s);
-      bool matched = Matches(request.key(), message);
+      bool matched = Matches(key, message);
       RETURN_IF_ERROR(message.status());
       if (matched) {
         matches.Add(message.uid());
@@ -2556,6 +2623,9 @@ absl::Status SqliteStore::ReadChanges(uint64_t user_id, uint64_t mailbox_id,
                  absl::StrCat("changes since MODSEQ ", from_modseq,
                               " are no longer logged (the log starts after ", mailbox.log_floor,
                               "); reopen the mailbox"));
+  }
+  if (from_modseq >= mailbox.highest_modseq) {
+    return absl::OkStatus();  // nothing newer (and no bound that would turn negative)
   }
   ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT event FROM changes WHERE mailbox_id = ? "
                                               "AND modseq > ? ORDER BY modseq"));

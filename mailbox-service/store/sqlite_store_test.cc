@@ -1130,5 +1130,240 @@ TEST_F(SqliteStoreTest, SearchUsesEvaluator) {
   EXPECT_EQ(CodeOf(store_->Search(user_, request).status()), v1::MAILBOX_CHANGED);
 }
 
+// --- Hardening: ids, statement cache, flags, rename, search -------------------------
+
+TEST_F(SqliteStoreTest, UserIdsAreNeverReused) {
+  auto a = store_->CreateUser("a", "h");
+  auto b = store_->CreateUser("b", "h");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(store_->DeleteUser("b").ok());
+  auto c = store_->CreateUser("c", "h");
+  ASSERT_TRUE(c.ok());
+  // A session token naming b's id must never act for c.
+  EXPECT_GT(*c, *b);
+  EXPECT_EQ(store_->FindUserById(*b).status().code(), absl::StatusCode::kNotFound);
+
+  // Also across a reopen (the counter is in the database, not in memory).
+  ASSERT_TRUE(store_->DeleteUser("c").ok());
+  Reopen();
+  auto d = store_->CreateUser("d", "h");
+  ASSERT_TRUE(d.ok());
+  EXPECT_GT(*d, *c);
+}
+
+TEST_F(SqliteStoreTest, MailboxIdsAreNeverReused) {
+  // Change events name mailboxes by id alone: a new mailbox must not take the id
+  // (and restart the MODSEQs) of a deleted one.
+  ASSERT_TRUE(Create("x").ok());
+  const uint64_t x = OpenBox("x").mailbox_id();
+  v1::DeleteMailboxRequest del;
+  del.set_name("x");
+  ASSERT_TRUE(store_->DeleteMailbox(user_, del).ok());
+  Reopen();
+  ASSERT_TRUE(Create("y").ok());
+  EXPECT_GT(OpenBox("y").mailbox_id(), x);
+  // Deleting a user and creating another does not recycle the INBOX id either.
+  const uint64_t inbox = OpenBox("INBOX").mailbox_id();
+  auto other = store_->CreateUser("other", "h");
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(store_->DeleteUser("other").ok());
+  auto again = store_->CreateUser("again", "h");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM mailboxes WHERE user_id = (SELECT max(id) FROM "
+                      "users) AND id > (SELECT max(id) FROM mailboxes WHERE name = 'y')"),
+            1);
+  EXPECT_GT(OpenBox("y").mailbox_id(), inbox);
+}
+
+TEST(SqliteSchemaTest, IdCountersStartAboveRowsOfOlderVersions) {
+  std::string path = TempPath("counters.db");
+  {
+    auto conn = sqlite::Connection::Open(path, false);
+    ASSERT_TRUE(conn.ok());
+    ASSERT_TRUE(sqlite::Migrate(**conn, 2).ok());
+    ASSERT_TRUE((*conn)->Exec("INSERT INTO users (id, username, password_hash) "
+                              "VALUES (41, 'old', 'h');"
+                              "INSERT INTO mailboxes (id, user_id, name, uidvalidity) "
+                              "VALUES (70, 41, 'INBOX', 1)")
+                    .ok());
+  }
+  auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto user = (*store)->CreateUser("new", "h");
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_EQ(*user, 42u);
+  v1::OpenRequest open;
+  open.set_name("INBOX");
+  auto inbox = (*store)->Open(*user, open);
+  ASSERT_TRUE(inbox.ok()) << inbox.status();
+  EXPECT_EQ(inbox->mailbox_id(), 71u);
+}
+
+TEST(SqliteDbTest, SameSqlPreparedTwiceDoesNotShareBindings) {
+  std::string path = TempPath("stmt.db");
+  auto conn = sqlite::Connection::Open(path, false);
+  ASSERT_TRUE(conn.ok());
+  static constexpr char kSql[] = "SELECT ?";
+  // Bound but not yet stepped: sqlite3_stmt_busy() is false for the first one.
+  auto first = (*conn)->Prepare(kSql);
+  auto second = (*conn)->Prepare(kSql);
+  ASSERT_TRUE(first.ok() && second.ok());
+  first->Bind(1, int64_t{1});
+  second->Bind(1, int64_t{2});
+  ASSERT_TRUE(*first->Step());
+  ASSERT_TRUE(*second->Step());
+  EXPECT_EQ(first->Int(0), 1);
+  EXPECT_EQ(second->Int(0), 2);
+  // Back in the cache afterwards, and clean.
+  *first = sqlite::Statement();
+  auto third = (*conn)->Prepare(kSql);
+  ASSERT_TRUE(third.ok());
+  third->Bind(1, int64_t{3});
+  ASSERT_TRUE(*third->Step());
+  EXPECT_EQ(third->Int(0), 3);
+}
+
+TEST_F(SqliteStoreTest, RemovingAKeywordDoesNotAddItToFlags) {
+  AppendSome("INBOX", 1, {"\\Seen"});
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::StoreRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 1}});
+  request.set_mode(v1::StoreRequest::REMOVE);
+  request.add_flags("\\Seen");
+  request.add_flags("NeverSet");
+  auto response = store_->StoreFlags(user_, request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->changed_size(), 1);
+  EXPECT_THAT(OpenBox("INBOX").flags(), ::testing::Not(::testing::Contains("NeverSet")));
+}
+
+TEST_F(SqliteStoreTest, RenameInboxToItsOwnInferior) {
+  AppendSome("INBOX", 2);
+  v1::RenameMailboxRequest request;
+  request.set_from("INBOX");
+  request.set_to("INBOX/old");
+  ASSERT_TRUE(store_->RenameMailbox(user_, request).ok());
+  EXPECT_EQ(OpenBox("INBOX").messages(), 0u);
+  EXPECT_EQ(OpenBox("INBOX/old").messages(), 2u);
+  // Other mailboxes still cannot move under themselves.
+  ASSERT_TRUE(Create("a").ok());
+  request.set_from("a");
+  request.set_to("a/b");
+  EXPECT_EQ(CodeOf(store_->RenameMailbox(user_, request)), v1::CANNOT);
+}
+
+TEST_F(SqliteStoreTest, SearchUidSetsOfManyUnsortedRangesAndEmptySets) {
+  AppendSome("INBOX", 40);
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::SearchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  // Every odd UID from 4294967295 down, as single ranges in descending order,
+  // under NOT so that the store cannot pre-filter by them.
+  v1::UidSet* set = request.mutable_key()->mutable_not_()->mutable_uid();
+  for (uint32_t uid = 4294967295u; uid > 4294967295u - 200000; uid -= 2) {
+    v1::UidRange* r = set->add_ranges();
+    r->set_first(uid);
+    r->set_last(uid);
+  }
+  for (int uid = 39; uid >= 1; uid -= 2) {
+    v1::UidRange* r = set->add_ranges();
+    r->set_first(uid);
+    r->set_last(uid);
+  }
+  v1::UidRange* all = set->add_ranges();  // overlapping ranges are merged
+  all->set_first(38);
+  all->set_last(40);
+  auto response = store_->Search(user_, request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  std::vector<uint32_t> expected;
+  for (uint32_t uid = 2; uid <= 36; uid += 2) {
+    expected.push_back(uid);
+  }
+  EXPECT_EQ(Expand(response->uids()), expected);
+
+  // An empty UID set (a sequence set that resolved to nothing) matches nothing.
+  request.mutable_key()->mutable_uid();
+  response = store_->Search(user_, request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->uids().ranges_size(), 0);
+
+  // 1:4294967295 costs one range, not four billion UIDs.
+  *request.mutable_key()->mutable_uid() = Uids({{1, 4294967295u}});
+  response = store_->Search(user_, request);
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(Expand(response->uids()).size(), 40u);
+}
+
+TEST_F(SqliteStoreTest, ModseqsBeyond63BitsNeverBindNegative) {
+  AppendSome("INBOX", 2);
+  v1::OpenResponse box = OpenBox("INBOX");
+  v1::FetchRequest fetch;
+  fetch.set_mailbox_id(box.mailbox_id());
+  fetch.set_uidvalidity(box.uidvalidity());
+  *fetch.mutable_uids() = Uids({{1, 4294967295u}});
+  fetch.set_changed_since(uint64_t{1} << 63);
+  CollectingSink sink;
+  EXPECT_EQ(CodeOf(store_->Fetch(user_, fetch, sink)), v1::BAD_REQUEST);
+  EXPECT_TRUE(sink.items.empty());
+
+  std::vector<v1::ChangeEvent> changes;
+  ASSERT_TRUE(store_->ReadChanges(user_, box.mailbox_id(), box.uidvalidity(),
+                                  uint64_t{1} << 63, &changes)
+                  .ok());
+  EXPECT_THAT(changes, IsEmpty());
+  ASSERT_TRUE(store_->ReadChanges(user_, box.mailbox_id(), box.uidvalidity(),
+                                  box.highest_modseq(), &changes)
+                  .ok());
+  EXPECT_THAT(changes, IsEmpty());
+}
+
+TEST_F(SqliteStoreTest, AppendRejectsInternalDatesImapCannotExpress) {
+  NewMessage message = Message(kSimple);
+  message.has_internal_date = true;
+  message.internal_date_unix = 253402300800;  // 10000-01-01
+  std::vector<NewMessage> messages;
+  messages.push_back(message);
+  EXPECT_EQ(CodeOf(store_->Append(user_, "INBOX", std::move(messages)).status()),
+            v1::BAD_REQUEST);
+  message.internal_date_unix = 253402300799;  // 9999-12-31T23:59:59Z
+  messages.clear();
+  messages.push_back(message);
+  EXPECT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+}
+
+TEST_F(SqliteStoreTest, ReadersAreReusableAfterCancelledFetchAndErrors) {
+  AppendSome("INBOX", 3);
+  v1::OpenResponse box = OpenBox("INBOX");
+  class CancelAfterOne : public FetchSink {
+   public:
+    bool Send(const v1::FetchResponse&) override { return ++sent < 1; }
+    int sent = 0;
+  };
+  v1::FetchRequest fetch;
+  fetch.set_mailbox_id(box.mailbox_id());
+  fetch.set_uidvalidity(box.uidvalidity());
+  *fetch.mutable_uids() = Uids({{1, 3}});
+  fetch.add_sections();  // BODY[]
+  for (int i = 0; i < 8; ++i) {
+    CancelAfterOne sink;
+    EXPECT_EQ(store_->Fetch(user_, fetch, sink).code(), absl::StatusCode::kCancelled);
+    v1::StatusRequest bad;
+    bad.set_name("nope");
+    EXPECT_EQ(CodeOf(store_->Status(user_, bad).status()), v1::NONEXISTENT);
+  }
+  // A reader left inside its snapshot would fail to BEGIN or show stale data.
+  AppendSome("INBOX", 1);
+  v1::StatusRequest status;
+  status.set_name("INBOX");
+  for (int i = 0; i < 8; ++i) {
+    auto response = store_->Status(user_, status);
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->messages(), 4u);
+  }
+}
+
 }  // namespace
 }  // namespace mailbox::store
