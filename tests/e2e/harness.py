@@ -102,7 +102,7 @@ class System:
         process = subprocess.Popen(
             [GATEWAY, "--imap-listen=127.0.0.1:0", "--imaps-listen=127.0.0.1:0",
              "--http-listen=127.0.0.1:0", "--store=" + self.service_target,
-             "--tls-cert=" + self.cert, "--tls-key=" + self.key, "--workers=2",
+             "--tls-cert-file=" + self.cert, "--tls-key-file=" + self.key, "--workers=2",
              "--ports-file=" + ports_file] + list(flags),
             stdout=log, stderr=subprocess.STDOUT)
         _wait_for_file(ports_file, process, "imap-gateway")
