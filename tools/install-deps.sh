@@ -8,6 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libboost1.81-dev libssl-dev libsqlite3-dev libargon2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  android-libboringssl-dev
   clang-14 libfuzzer-14-dev
 )
 

@@ -1,0 +1,268 @@
+// Typed IMAP commands (RFC 3501 §6, RFC 9051 §6 and the extensions the gateway
+// offers: IDLE, NAMESPACE, UNSELECT, MOVE, ID, ENABLE, CONDSTORE, ESEARCH,
+// LIST-EXTENDED/LIST-STATUS, MULTIAPPEND, BINARY, SASL-IR, UIDPLUS).
+//
+// Every command is its own struct in the Command::Body variant. Strings are
+// the decoded wire values: quoting and literals are gone, but mailbox names
+// are still as sent (modified UTF-7, or UTF-8 after ENABLE UTF8=ACCEPT); the
+// session decodes them with DecodeModifiedUtf7 because that depends on
+// session state. Keywords that are case-insensitive on the wire (status items,
+// fetch attributes, LIST options) are normalized; flags keep their spelling.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "gateway/imap/date_time.h"
+#include "gateway/imap/search.h"
+#include "gateway/imap/sequence_set.h"
+
+namespace imap {
+
+struct CapabilityCommand { bool operator==(const CapabilityCommand&) const = default; };
+struct NoopCommand { bool operator==(const NoopCommand&) const = default; };
+struct LogoutCommand { bool operator==(const LogoutCommand&) const = default; };
+struct StartTlsCommand { bool operator==(const StartTlsCommand&) const = default; };
+struct CheckCommand { bool operator==(const CheckCommand&) const = default; };
+struct CloseCommand { bool operator==(const CloseCommand&) const = default; };
+struct UnselectCommand { bool operator==(const UnselectCommand&) const = default; };
+struct ExpungeCommand { bool operator==(const ExpungeCommand&) const = default; };
+struct IdleCommand { bool operator==(const IdleCommand&) const = default; };
+struct NamespaceCommand { bool operator==(const NamespaceCommand&) const = default; };
+
+// RFC 3501 §6.2.2, RFC 4959 (SASL-IR). The continuation lines are read by
+// the session with Receiver::Mode::kLine.
+struct AuthenticateCommand {
+  std::string mechanism;  // upper-cased
+  // Base64 as sent, or "=" for an empty initial response (RFC 4959 §3).
+  std::optional<std::string> initial_response;
+  bool operator==(const AuthenticateCommand&) const = default;
+};
+
+struct LoginCommand {
+  std::string userid;
+  std::string password;
+  bool operator==(const LoginCommand&) const = default;
+};
+
+// SELECT and EXAMINE (RFC 3501 §6.3.1-2) with the CONDSTORE select parameter
+// (RFC 7162 §3.1.8).
+struct SelectCommand {
+  std::string mailbox;
+  bool condstore = false;
+  bool operator==(const SelectCommand&) const = default;
+};
+struct ExamineCommand {
+  std::string mailbox;
+  bool condstore = false;
+  bool operator==(const ExamineCommand&) const = default;
+};
+
+struct CreateCommand { std::string mailbox; bool operator==(const CreateCommand&) const = default; };
+struct DeleteCommand { std::string mailbox; bool operator==(const DeleteCommand&) const = default; };
+struct SubscribeCommand { std::string mailbox; bool operator==(const SubscribeCommand&) const = default; };
+struct UnsubscribeCommand { std::string mailbox; bool operator==(const UnsubscribeCommand&) const = default; };
+
+struct RenameCommand {
+  std::string from;
+  std::string to;
+  bool operator==(const RenameCommand&) const = default;
+};
+
+enum class StatusItem {
+  kMessages, kRecent, kUidNext, kUidValidity, kUnseen, kDeleted, kSize,
+  kHighestModSeq,
+};
+std::string_view StatusItemName(StatusItem item);
+
+// LIST (RFC 3501 §6.3.8, extended by RFC 5258 and RFC 5819) and LSUB.
+struct ListCommand {
+  bool lsub = false;
+  // RFC 5258 selection options, upper-cased (e.g. "SUBSCRIBED", "SPECIAL-USE").
+  std::vector<std::string> selection_options;
+  std::string reference;
+  // One pattern in the basic form; RFC 5258 allows a parenthesised list.
+  std::vector<std::string> patterns;
+  // RFC 5258 return options other than STATUS, upper-cased.
+  std::vector<std::string> return_options;
+  // RFC 5819 RETURN (STATUS (...)); empty if not requested.
+  std::vector<StatusItem> return_status;
+  bool operator==(const ListCommand&) const = default;
+};
+
+struct StatusCommand {
+  std::string mailbox;
+  std::vector<StatusItem> items;
+  bool operator==(const StatusCommand&) const = default;
+};
+
+// One message of APPEND (RFC 3501 §6.3.11, RFC 3502 MULTIAPPEND).
+struct AppendMessage {
+  std::vector<std::string> flags;
+  std::optional<DateTime> date;
+  std::string data;
+  bool binary = false;  // sent as literal8 (RFC 3516)
+  bool operator==(const AppendMessage&) const = default;
+};
+
+// Produced by ParseCommand() on a complete APPEND. The Receiver never produces
+// it: it streams APPEND as AppendMessageBegin/AppendChunk/AppendEnd events.
+struct AppendCommand {
+  std::string mailbox;
+  std::vector<AppendMessage> messages;
+  bool operator==(const AppendCommand&) const = default;
+};
+
+// UID EXPUNGE (RFC 4315 §2.1).
+struct UidExpungeCommand {
+  SequenceSet uids;
+  bool operator==(const UidExpungeCommand&) const = default;
+};
+
+// RFC 4731 ESEARCH return options. Present (even empty) means an ESEARCH
+// response is wanted; an empty set means ALL (RFC 4731 §3.1).
+struct SearchReturnOptions {
+  bool min = false;
+  bool max = false;
+  bool all = false;
+  bool count = false;
+  bool save = false;  // RFC 5182; parsed so the session can refuse it clearly
+  bool operator==(const SearchReturnOptions&) const = default;
+};
+
+struct SearchCommand {
+  bool uid = false;
+  std::optional<SearchReturnOptions> return_options;
+  std::optional<std::string> charset;  // as sent
+  SearchKey criteria;                  // kind kAnd, one child per top-level key
+  bool operator==(const SearchCommand&) const = default;
+};
+
+// section-spec of BODY[...] / BINARY[...] (RFC 3501 §9, RFC 3516).
+struct Section {
+  enum class Text { kNone, kHeader, kHeaderFields, kHeaderFieldsNot, kText, kMime };
+  std::vector<uint32_t> part;  // e.g. {1, 2} for "1.2"; empty for the message
+  Text text = Text::kNone;
+  std::vector<std::string> fields;  // HEADER.FIELDS[.NOT] names, as sent
+  bool operator==(const Section&) const = default;
+};
+
+struct FetchAttribute {
+  enum class Kind {
+    kEnvelope, kFlags, kInternalDate, kRfc822, kRfc822Header, kRfc822Size,
+    kRfc822Text, kBody, kBodyStructure, kUid, kModSeq,
+    kBodySection,  // BODY[...] / BODY.PEEK[...]
+    kBinary,       // BINARY[...] / BINARY.PEEK[...]
+    kBinarySize,   // BINARY.SIZE[...]
+  };
+  struct Partial {
+    uint32_t offset = 0;
+    uint32_t length = 0;  // nz-number
+    bool operator==(const Partial&) const = default;
+  };
+
+  Kind kind = Kind::kFlags;
+  Section section;                 // kBodySection, kBinary, kBinarySize
+  bool peek = false;               // .PEEK: do not set \Seen
+  std::optional<Partial> partial;  // <offset.length>
+  bool operator==(const FetchAttribute&) const = default;
+};
+
+// The attribute name as it appears in a FETCH response, e.g.
+// "BODY[1.HEADER.FIELDS (From To)]<0>" (RFC 3501 §7.4.2: the origin octet
+// only, and never .PEEK).
+std::string FetchResponseName(const FetchAttribute& attribute);
+
+struct FetchCommand {
+  bool uid = false;
+  SequenceSet set;
+  // ALL, FAST and FULL are expanded here (RFC 3501 §6.4.5).
+  std::vector<FetchAttribute> attributes;
+  std::optional<uint64_t> changed_since;  // RFC 7162 CHANGEDSINCE
+  bool operator==(const FetchCommand&) const = default;
+};
+
+struct StoreCommand {
+  enum class Mode { kReplace, kAdd, kRemove };  // FLAGS, +FLAGS, -FLAGS
+  bool uid = false;
+  SequenceSet set;
+  std::optional<uint64_t> unchanged_since;  // RFC 7162 UNCHANGEDSINCE
+  Mode mode = Mode::kReplace;
+  bool silent = false;
+  std::vector<std::string> flags;
+  bool operator==(const StoreCommand&) const = default;
+};
+
+struct CopyCommand {
+  bool uid = false;
+  SequenceSet set;
+  std::string mailbox;
+  bool operator==(const CopyCommand&) const = default;
+};
+
+// RFC 6851.
+struct MoveCommand {
+  bool uid = false;
+  SequenceSet set;
+  std::string mailbox;
+  bool operator==(const MoveCommand&) const = default;
+};
+
+// RFC 5161; capability names upper-cased.
+struct EnableCommand {
+  std::vector<std::string> capabilities;
+  bool operator==(const EnableCommand&) const = default;
+};
+
+// RFC 2971: NIL or a list of field/value pairs (value may be NIL).
+struct IdCommand {
+  using Params = std::vector<std::pair<std::string, std::optional<std::string>>>;
+  std::optional<Params> params;
+  bool operator==(const IdCommand&) const = default;
+};
+
+struct Command {
+  using Body = std::variant<
+      CapabilityCommand, NoopCommand, LogoutCommand, StartTlsCommand,
+      AuthenticateCommand, LoginCommand, SelectCommand, ExamineCommand,
+      CreateCommand, DeleteCommand, RenameCommand, SubscribeCommand,
+      UnsubscribeCommand, ListCommand, StatusCommand, AppendCommand,
+      CheckCommand, CloseCommand, UnselectCommand, ExpungeCommand,
+      UidExpungeCommand, SearchCommand, FetchCommand, StoreCommand,
+      CopyCommand, MoveCommand, IdleCommand, EnableCommand, NamespaceCommand,
+      IdCommand>;
+
+  std::string tag;
+  Body body;
+
+  bool operator==(const Command&) const = default;
+};
+
+// Protocol facts about each command (STYLE.md item 4), for the session's
+// dispatch table. States are those of RFC 3501 §3.
+enum StateMask : uint8_t {
+  kNotAuthenticated = 1,
+  kAuthenticated = 2,
+  kSelected = 4,
+  kAnyState = kNotAuthenticated | kAuthenticated | kSelected,
+};
+
+struct CommandInfo {
+  std::string_view name;  // e.g. "UID FETCH"
+  uint8_t allowed_states;
+  // Addresses messages by sequence number, so RFC 3501 §7.4.1 forbids sending
+  // EXPUNGE responses while it runs.
+  bool uses_sequence_numbers;
+  // May remove messages from the selected mailbox.
+  bool may_expunge;
+};
+
+// Looks up the facts for a parsed command.
+const CommandInfo& InfoFor(const Command& command);
+
+}  // namespace imap

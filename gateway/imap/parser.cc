@@ -1,0 +1,742 @@
+#include "gateway/imap/parser.h"
+
+#include <cctype>
+#include <utility>
+
+#include "gateway/imap/lexer.h"
+
+namespace imap {
+namespace {
+
+using internal::Lexer;
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// True if the lexer is at " WORD" followed by SP, "(" or the end.
+bool NextIsSpWord(const Lexer& lex, std::string_view word) {
+  std::string_view rest = lex.rest();
+  if (rest.size() < word.size() + 1 || rest[0] != ' ') return false;
+  for (size_t i = 0; i < word.size(); ++i) {
+    if (std::toupper(static_cast<unsigned char>(rest[i + 1])) != word[i]) return false;
+  }
+  return rest.size() == word.size() + 1 || rest[word.size() + 1] == ' ' ||
+         rest[word.size() + 1] == '\r';
+}
+
+bool Mailbox(Lexer& lex, std::string* out) {
+  return lex.Sp() && lex.AString(out, "mailbox name");
+}
+
+// ---- Commands without arguments ----
+
+template <typename T>
+bool ParseNoArgs(Lexer& /*lex*/, Command::Body* body) {
+  *body = T{};
+  return true;
+}
+
+// ---- Authentication ----
+
+bool ParseAuthenticate(Lexer& lex, Command::Body* body) {
+  AuthenticateCommand cmd;
+  if (!lex.Sp() || !lex.Keyword(&cmd.mechanism, "SASL mechanism name")) return false;
+  if (lex.Accept(' ')) {
+    // RFC 4959: initial-response = base64 / "=".
+    std::string ir;
+    auto is_base64 = [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' ||
+             c == '=';
+    };
+    if (!lex.Run(+is_base64, &ir, "base64 initial response")) return false;
+    cmd.initial_response = std::move(ir);
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+bool ParseLogin(Lexer& lex, Command::Body* body) {
+  LoginCommand cmd;
+  if (!lex.Sp() || !lex.AString(&cmd.userid, "user name") || !lex.Sp() ||
+      !lex.AString(&cmd.password, "password")) {
+    return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+// ---- Mailbox commands ----
+
+template <typename T>
+bool ParseSelect(Lexer& lex, Command::Body* body) {
+  T cmd;
+  if (!Mailbox(lex, &cmd.mailbox)) return false;
+  if (lex.Accept(' ')) {
+    // RFC 4466 §2.1 select-params; RFC 7162 §3.1.8 defines CONDSTORE.
+    if (!lex.Expect('(', "'(' starting SELECT parameters") || !lex.Enter()) return false;
+    while (true) {
+      std::string param;
+      if (!lex.Keyword(&param, "SELECT parameter")) return false;
+      if (param != "CONDSTORE") {
+        return lex.Fail("unsupported SELECT/EXAMINE parameter " + param.substr(0, 40));
+      }
+      cmd.condstore = true;
+      if (lex.Accept(')')) break;
+      if (!lex.Sp()) return false;
+    }
+    lex.Leave();
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+template <typename T>
+bool ParseMailboxOnly(Lexer& lex, Command::Body* body) {
+  T cmd;
+  if (!Mailbox(lex, &cmd.mailbox)) return false;
+  *body = std::move(cmd);
+  return true;
+}
+
+bool ParseRename(Lexer& lex, Command::Body* body) {
+  RenameCommand cmd;
+  if (!Mailbox(lex, &cmd.from) || !Mailbox(lex, &cmd.to)) return false;
+  *body = std::move(cmd);
+  return true;
+}
+
+bool StatusItemFromName(std::string_view name, StatusItem* item) {
+  static constexpr StatusItem kAll[] = {
+      StatusItem::kMessages, StatusItem::kRecent, StatusItem::kUidNext,
+      StatusItem::kUidValidity, StatusItem::kUnseen, StatusItem::kDeleted,
+      StatusItem::kSize, StatusItem::kHighestModSeq};
+  for (StatusItem candidate : kAll) {
+    if (StatusItemName(candidate) == name) {
+      *item = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool StatusItems(Lexer& lex, std::vector<StatusItem>* items) {
+  if (!lex.Expect('(', "'(' starting the status item list")) return false;
+  while (true) {
+    std::string name;
+    StatusItem item;
+    if (!lex.Keyword(&name, "status item")) return false;
+    if (!StatusItemFromName(name, &item)) {
+      return lex.Fail("unknown STATUS item " + name.substr(0, 40));
+    }
+    items->push_back(item);
+    if (lex.Accept(')')) return true;
+    if (!lex.Sp()) return false;
+  }
+}
+
+bool ParseStatus(Lexer& lex, Command::Body* body) {
+  StatusCommand cmd;
+  if (!Mailbox(lex, &cmd.mailbox) || !lex.Sp() || !StatusItems(lex, &cmd.items)) {
+    return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+// "(" [atom *(SP atom)] ")" upper-cased.
+bool OptionList(Lexer& lex, std::vector<std::string>* out, std::string_view what) {
+  if (!lex.Expect('(', "'('") || !lex.Enter()) return false;
+  if (!lex.Accept(')')) {
+    while (true) {
+      std::string option;
+      if (!lex.Keyword(&option, what)) return false;
+      out->push_back(std::move(option));
+      if (lex.Accept(')')) break;
+      if (!lex.Sp()) return false;
+    }
+  }
+  lex.Leave();
+  return true;
+}
+
+template <bool kLsub>
+bool ParseList(Lexer& lex, Command::Body* body) {
+  ListCommand cmd;
+  cmd.lsub = kLsub;
+  if (!lex.Sp()) return false;
+  if (!kLsub && lex.PeekIs('(')) {  // RFC 5258 list-select-opts
+    if (!OptionList(lex, &cmd.selection_options, "LIST selection option") ||
+        !lex.Sp()) {
+      return false;
+    }
+  }
+  if (!lex.AString(&cmd.reference, "reference name") || !lex.Sp()) return false;
+  if (!kLsub && lex.Accept('(')) {  // RFC 5258 patterns
+    if (!lex.Enter()) return false;
+    while (true) {
+      std::string pattern;
+      if (!lex.ListMailbox(&pattern)) return false;
+      cmd.patterns.push_back(std::move(pattern));
+      if (lex.Accept(')')) break;
+      if (!lex.Sp()) return false;
+    }
+    lex.Leave();
+  } else {
+    std::string pattern;
+    if (!lex.ListMailbox(&pattern)) return false;
+    cmd.patterns.push_back(std::move(pattern));
+  }
+  if (!kLsub && NextIsSpWord(lex, "RETURN")) {
+    lex.Sp();
+    lex.AcceptWord("RETURN");
+    if (!lex.Sp() || !lex.Expect('(', "'(' starting LIST return options") ||
+        !lex.Enter()) {
+      return false;
+    }
+    if (!lex.Accept(')')) {
+      while (true) {
+        std::string option;
+        if (!lex.Keyword(&option, "LIST return option")) return false;
+        if (option == "STATUS") {  // RFC 5819
+          if (!lex.Sp() || !StatusItems(lex, &cmd.return_status)) return false;
+        } else {
+          cmd.return_options.push_back(std::move(option));
+        }
+        if (lex.Accept(')')) break;
+        if (!lex.Sp()) return false;
+      }
+    }
+    lex.Leave();
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+// ---- APPEND ----
+
+// [flag-list SP] [date-time SP]: the options before one message literal.
+bool AppendOptions(Lexer& lex, std::vector<std::string>* flags,
+                   std::optional<DateTime>* date) {
+  if (lex.PeekIs('(')) {
+    if (!lex.FlagList(flags) || !lex.Sp()) return false;
+  }
+  if (lex.PeekIs('"')) {
+    DateTime dt;
+    if (!lex.DateTimeToken(&dt) || !lex.Sp()) return false;
+    *date = dt;
+  }
+  return true;
+}
+
+bool ParseAppend(Lexer& lex, Command::Body* body) {
+  AppendCommand cmd;
+  if (!Mailbox(lex, &cmd.mailbox)) return false;
+  // RFC 3502: append = "APPEND" SP mailbox 1*append-message.
+  do {
+    AppendMessage message;
+    if (!lex.Sp() || !AppendOptions(lex, &message.flags, &message.date)) return false;
+    if (!lex.PeekIs('{') && !lex.PeekIs('~')) {
+      return lex.Fail("APPEND requires the message as a literal");
+    }
+    if (!lex.Literal(&message.data, /*allow_literal8=*/true, &message.binary)) {
+      return false;
+    }
+    cmd.messages.push_back(std::move(message));
+  } while (!lex.AtCrlf());
+  *body = std::move(cmd);
+  return true;
+}
+
+// Parses "{n}", "{n+}", "~{n}" that must end `text`.
+bool TrailingLiteralMarker(Lexer& lex, AppendHead* head) {
+  head->binary = lex.Accept('~');
+  uint64_t size;
+  if (!lex.Expect('{', "the message literal") || !lex.Number64(&size, "literal size")) {
+    return false;
+  }
+  if (size > UINT32_MAX) return lex.Fail("literal size exceeds 4294967295");
+  head->size = static_cast<uint32_t>(size);
+  head->synchronizing = !lex.Accept('+');
+  if (!lex.Expect('}', "'}'")) return false;
+  if (!lex.AtEnd()) return lex.Fail("unexpected data after the literal size");
+  return true;
+}
+
+bool IsLiteralMarker(std::string_view s) {
+  if (!s.empty() && s[0] == '~') s.remove_prefix(1);
+  if (s.size() < 3 || s.front() != '{' || s.back() != '}') return false;
+  s = s.substr(1, s.size() - 2);
+  if (!s.empty() && s.back() == '+') s.remove_suffix(1);
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!IsDigit(c)) return false;
+  }
+  return true;
+}
+
+// ---- Messages: UID EXPUNGE, SEARCH, FETCH, STORE, COPY, MOVE ----
+
+bool ParseUidExpunge(Lexer& lex, Command::Body* body) {
+  UidExpungeCommand cmd;
+  if (!lex.Sp() || !lex.SequenceSetToken(&cmd.uids)) return false;
+  *body = std::move(cmd);
+  return true;
+}
+
+bool ParseSearch(Lexer& lex, Command::Body* body, bool uid) {
+  SearchCommand cmd;
+  cmd.uid = uid;
+  if (NextIsSpWord(lex, "RETURN")) {  // RFC 4731
+    lex.Sp();
+    lex.AcceptWord("RETURN");
+    std::vector<std::string> options;
+    if (!lex.Sp() || !OptionList(lex, &options, "SEARCH return option")) return false;
+    SearchReturnOptions ret;
+    for (const std::string& option : options) {
+      if (option == "MIN") {
+        ret.min = true;
+      } else if (option == "MAX") {
+        ret.max = true;
+      } else if (option == "ALL") {
+        ret.all = true;
+      } else if (option == "COUNT") {
+        ret.count = true;
+      } else if (option == "SAVE") {
+        ret.save = true;
+      } else {
+        return lex.Fail("unknown SEARCH return option " + option.substr(0, 40));
+      }
+    }
+    cmd.return_options = ret;
+  }
+  if (NextIsSpWord(lex, "CHARSET")) {
+    lex.Sp();
+    lex.AcceptWord("CHARSET");
+    std::string charset;
+    if (!lex.Sp() || !lex.AString(&charset, "charset name")) return false;
+    cmd.charset = std::move(charset);
+  }
+  if (!internal::ParseSearchCriteria(lex, &cmd.criteria)) return false;
+  *body = std::move(cmd);
+  return true;
+}
+
+bool Partial(Lexer& lex, std::optional<FetchAttribute::Partial>* out) {
+  if (!lex.Accept('<')) return true;
+  FetchAttribute::Partial partial;
+  if (!lex.Number(&partial.offset, "partial offset") ||
+      !lex.Expect('.', "'.' in <offset.length>") ||
+      !lex.NzNumber(&partial.length, "partial length") ||
+      !lex.Expect('>', "'>' closing <offset.length>")) {
+    return false;
+  }
+  *out = partial;
+  return true;
+}
+
+bool SectionSpec(Lexer& lex, Section* section, bool binary) {
+  if (!lex.Expect('[', "'['")) return false;
+  if (lex.Accept(']')) return true;
+  bool want_text = true;
+  if (IsDigit(lex.Peek())) {
+    want_text = false;
+    while (true) {
+      uint32_t part;
+      if (!lex.NzNumber(&part, "section part number")) return false;
+      section->part.push_back(part);
+      if (!lex.Accept('.')) break;
+      if (!IsDigit(lex.Peek())) {
+        want_text = true;
+        break;
+      }
+    }
+  }
+  if (want_text) {
+    if (binary) return lex.Fail("BINARY sections may only contain part numbers");
+    std::string word;
+    auto is_word = [](char c) {
+      return std::isalpha(static_cast<unsigned char>(c)) || c == '.';
+    };
+    if (!lex.Run(+is_word, &word, "section text")) return false;
+    for (char& c : word) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (word == "HEADER") {
+      section->text = Section::Text::kHeader;
+    } else if (word == "HEADER.FIELDS" || word == "HEADER.FIELDS.NOT") {
+      section->text = word == "HEADER.FIELDS" ? Section::Text::kHeaderFields
+                                              : Section::Text::kHeaderFieldsNot;
+      if (!lex.Sp() || !lex.Expect('(', "'(' starting the header field list")) {
+        return false;
+      }
+      while (true) {
+        std::string field;
+        if (!lex.AString(&field, "header field name")) return false;
+        section->fields.push_back(std::move(field));
+        if (lex.Accept(')')) break;
+        if (!lex.Sp()) return false;
+      }
+    } else if (word == "TEXT") {
+      section->text = Section::Text::kText;
+    } else if (word == "MIME" && !section->part.empty()) {
+      section->text = Section::Text::kMime;  // RFC 3501 §6.4.5: parts only
+    } else {
+      return lex.Fail("invalid section " + word.substr(0, 40));
+    }
+  }
+  return lex.Expect(']', "']' closing the section");
+}
+
+bool FetchAtt(Lexer& lex, std::vector<FetchAttribute>* out) {
+  using Kind = FetchAttribute::Kind;
+  std::string name;
+  auto is_name = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.';
+  };
+  if (!lex.Run(+is_name, &name, "fetch attribute")) return false;
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  FetchAttribute att;
+  bool has_section = lex.PeekIs('[');
+  if (!has_section) {
+    static constexpr std::pair<std::string_view, Kind> kSimple[] = {
+        {"ENVELOPE", Kind::kEnvelope}, {"FLAGS", Kind::kFlags},
+        {"INTERNALDATE", Kind::kInternalDate}, {"RFC822", Kind::kRfc822},
+        {"RFC822.HEADER", Kind::kRfc822Header}, {"RFC822.SIZE", Kind::kRfc822Size},
+        {"RFC822.TEXT", Kind::kRfc822Text}, {"BODY", Kind::kBody},
+        {"BODYSTRUCTURE", Kind::kBodyStructure}, {"UID", Kind::kUid},
+        {"MODSEQ", Kind::kModSeq}};
+    // ALL, FAST, FULL are macros (RFC 3501 §6.4.5); only valid alone, which the
+    // caller checks.
+    for (const auto& [n, kind] : kSimple) {
+      if (n == name) {
+        att.kind = kind;
+        out->push_back(att);
+        return true;
+      }
+    }
+    return lex.Fail("unknown fetch attribute " + name.substr(0, 40));
+  }
+  bool binary = false;
+  if (name == "BODY" || name == "BODY.PEEK") {
+    att.kind = Kind::kBodySection;
+  } else if (name == "BINARY" || name == "BINARY.PEEK") {
+    att.kind = Kind::kBinary;
+    binary = true;
+  } else if (name == "BINARY.SIZE") {
+    att.kind = Kind::kBinarySize;
+    binary = true;
+  } else {
+    return lex.Fail("unknown fetch attribute " + name.substr(0, 40));
+  }
+  att.peek = name.ends_with(".PEEK");
+  if (!SectionSpec(lex, &att.section, binary)) return false;
+  if (att.kind != Kind::kBinarySize && !Partial(lex, &att.partial)) return false;
+  out->push_back(std::move(att));
+  return true;
+}
+
+void ExpandMacro(std::string_view name, std::vector<FetchAttribute>* out) {
+  using Kind = FetchAttribute::Kind;
+  auto add = [&](Kind kind) {
+    FetchAttribute att;
+    att.kind = kind;
+    out->push_back(att);
+  };
+  // RFC 3501 §6.4.5.
+  add(Kind::kFlags);
+  add(Kind::kInternalDate);
+  add(Kind::kRfc822Size);
+  if (name != "FAST") add(Kind::kEnvelope);
+  if (name == "FULL") add(Kind::kBody);
+}
+
+bool ParseFetch(Lexer& lex, Command::Body* body, bool uid) {
+  FetchCommand cmd;
+  cmd.uid = uid;
+  if (!lex.Sp() || !lex.SequenceSetToken(&cmd.set) || !lex.Sp()) return false;
+  if (lex.Accept('(')) {
+    while (true) {
+      if (!FetchAtt(lex, &cmd.attributes)) return false;
+      if (lex.Accept(')')) break;
+      if (!lex.Sp()) return false;
+    }
+  } else if (lex.AcceptWord("ALL")) {
+    ExpandMacro("ALL", &cmd.attributes);
+  } else if (lex.AcceptWord("FAST")) {
+    ExpandMacro("FAST", &cmd.attributes);
+  } else if (lex.AcceptWord("FULL")) {
+    ExpandMacro("FULL", &cmd.attributes);
+  } else if (!FetchAtt(lex, &cmd.attributes)) {
+    return false;
+  }
+  if (lex.Accept(' ')) {
+    // RFC 4466 fetch-modifiers; RFC 7162 §3.1.4 CHANGEDSINCE.
+    if (!lex.Expect('(', "'(' starting FETCH modifiers") ||
+        !lex.AcceptWord("CHANGEDSINCE")) {
+      return lex.Fail("unsupported FETCH modifier (only CHANGEDSINCE is supported)");
+    }
+    uint64_t modseq;
+    if (!lex.Sp() || !lex.ModSeq(&modseq, /*allow_zero=*/true, "CHANGEDSINCE value") ||
+        !lex.Expect(')', "')' closing FETCH modifiers")) {
+      return false;
+    }
+    cmd.changed_since = modseq;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+bool ParseStore(Lexer& lex, Command::Body* body, bool uid) {
+  StoreCommand cmd;
+  cmd.uid = uid;
+  if (!lex.Sp() || !lex.SequenceSetToken(&cmd.set) || !lex.Sp()) return false;
+  if (lex.Accept('(')) {  // RFC 7162 §3.1.3 store-modifier
+    if (!lex.AcceptWord("UNCHANGEDSINCE")) {
+      return lex.Fail("unsupported STORE modifier (only UNCHANGEDSINCE is supported)");
+    }
+    uint64_t modseq;
+    if (!lex.Sp() || !lex.ModSeq(&modseq, /*allow_zero=*/true, "UNCHANGEDSINCE value") ||
+        !lex.Expect(')', "')' closing STORE modifiers") || !lex.Sp()) {
+      return false;
+    }
+    cmd.unchanged_since = modseq;
+  }
+  if (lex.Accept('+')) {
+    cmd.mode = StoreCommand::Mode::kAdd;
+  } else if (lex.Accept('-')) {
+    cmd.mode = StoreCommand::Mode::kRemove;
+  }
+  std::string item;
+  if (!lex.Keyword(&item, "FLAGS, +FLAGS or -FLAGS")) return false;
+  if (item == "FLAGS.SILENT") {
+    cmd.silent = true;
+  } else if (item != "FLAGS") {
+    return lex.Fail("expected FLAGS, +FLAGS or -FLAGS, got " + item.substr(0, 40));
+  }
+  if (!lex.Sp()) return false;
+  if (lex.PeekIs('(')) {
+    if (!lex.FlagList(&cmd.flags)) return false;
+  } else {
+    // RFC 3501 §9 store-att-flags also allows flags without parentheses.
+    while (true) {
+      std::string flag;
+      if (!lex.Flag(&flag)) return false;
+      cmd.flags.push_back(std::move(flag));
+      if (lex.AtCrlf()) break;
+      if (!lex.Sp()) return false;
+    }
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+template <typename T>
+bool ParseCopyLike(Lexer& lex, Command::Body* body, bool uid) {
+  T cmd;
+  cmd.uid = uid;
+  if (!lex.Sp() || !lex.SequenceSetToken(&cmd.set) || !Mailbox(lex, &cmd.mailbox)) {
+    return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+// ---- Other extensions ----
+
+bool ParseEnable(Lexer& lex, Command::Body* body) {
+  EnableCommand cmd;
+  do {
+    std::string capability;
+    if (!lex.Sp() || !lex.Keyword(&capability, "capability name")) return false;
+    cmd.capabilities.push_back(std::move(capability));
+  } while (!lex.AtCrlf());
+  *body = std::move(cmd);
+  return true;
+}
+
+bool ParseId(Lexer& lex, Command::Body* body) {
+  IdCommand cmd;
+  if (!lex.Sp()) return false;
+  if (!lex.AcceptWord("NIL")) {
+    // RFC 2971 §4: "(" *(string SP nstring) ")"
+    if (!lex.Expect('(', "'(' or NIL") || !lex.Enter()) return false;
+    IdCommand::Params params;
+    if (!lex.Accept(')')) {
+      while (true) {
+        std::string field;
+        std::optional<std::string> value;
+        if (!lex.String(&field, "ID field name") || !lex.Sp() ||
+            !lex.NString(&value, "ID field value")) {
+          return false;
+        }
+        params.emplace_back(std::move(field), std::move(value));
+        if (lex.Accept(')')) break;
+        if (!lex.Sp()) return false;
+      }
+    }
+    lex.Leave();
+    cmd.params = std::move(params);
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+using ParseFn = bool (*)(Lexer&, Command::Body*);
+using UidParseFn = bool (*)(Lexer&, Command::Body*, bool);
+
+struct CommandParser {
+  std::string_view name;
+  ParseFn parse;
+};
+
+constexpr CommandParser kCommands[] = {
+    {"CAPABILITY", ParseNoArgs<CapabilityCommand>},
+    {"NOOP", ParseNoArgs<NoopCommand>},
+    {"LOGOUT", ParseNoArgs<LogoutCommand>},
+    {"STARTTLS", ParseNoArgs<StartTlsCommand>},
+    {"AUTHENTICATE", ParseAuthenticate},
+    {"LOGIN", ParseLogin},
+    {"SELECT", ParseSelect<SelectCommand>},
+    {"EXAMINE", ParseSelect<ExamineCommand>},
+    {"CREATE", ParseMailboxOnly<CreateCommand>},
+    {"DELETE", ParseMailboxOnly<DeleteCommand>},
+    {"RENAME", ParseRename},
+    {"SUBSCRIBE", ParseMailboxOnly<SubscribeCommand>},
+    {"UNSUBSCRIBE", ParseMailboxOnly<UnsubscribeCommand>},
+    {"LIST", ParseList<false>},
+    {"LSUB", ParseList<true>},
+    {"STATUS", ParseStatus},
+    {"APPEND", ParseAppend},
+    {"CHECK", ParseNoArgs<CheckCommand>},
+    {"CLOSE", ParseNoArgs<CloseCommand>},
+    {"UNSELECT", ParseNoArgs<UnselectCommand>},
+    {"EXPUNGE", ParseNoArgs<ExpungeCommand>},
+    {"IDLE", ParseNoArgs<IdleCommand>},
+    {"ENABLE", ParseEnable},
+    {"NAMESPACE", ParseNoArgs<NamespaceCommand>},
+    {"ID", ParseId},
+};
+
+struct UidCommandParser {
+  std::string_view name;
+  UidParseFn parse;
+};
+
+constexpr UidCommandParser kUidCommands[] = {
+    {"SEARCH", ParseSearch},
+    {"FETCH", ParseFetch},
+    {"STORE", ParseStore},
+    {"COPY", ParseCopyLike<CopyCommand>},
+    {"MOVE", ParseCopyLike<MoveCommand>},
+};
+
+bool Tag(Lexer& lex, std::string* tag) {
+  if (!lex.Run(internal::IsTagChar, tag, "a tag")) return false;
+  if (tag->size() > lex.limits().max_tag_length) {
+    return lex.Fail("tag longer than " + std::to_string(lex.limits().max_tag_length) +
+                    " octets");
+  }
+  return true;
+}
+
+bool ParseBody(Lexer& lex, Command* command) {
+  std::string name;
+  if (!Tag(lex, &command->tag) || !lex.Sp() || !lex.Keyword(&name, "a command name")) {
+    return false;
+  }
+  if (name == "UID") {
+    if (!lex.Sp() || !lex.Keyword(&name, "a UID command name")) return false;
+    if (name == "EXPUNGE") return ParseUidExpunge(lex, &command->body);
+    for (const UidCommandParser& p : kUidCommands) {
+      if (p.name == name) return p.parse(lex, &command->body, /*uid=*/true);
+    }
+    return lex.Fail("unknown UID command " + name.substr(0, 40));
+  }
+  for (const UidCommandParser& p : kUidCommands) {
+    if (p.name == name) return p.parse(lex, &command->body, /*uid=*/false);
+  }
+  for (const CommandParser& p : kCommands) {
+    if (p.name == name) return p.parse(lex, &command->body);
+  }
+  return lex.Fail("unknown command " + name.substr(0, 40));
+}
+
+}  // namespace
+
+Result<Command> ParseCommand(std::string_view wire, const Limits& limits) {
+  Lexer lex(wire, limits);
+  Command command;
+  if (!ParseBody(lex, &command) || !lex.ExpectEnd()) return lex.error();
+  return command;
+}
+
+std::string ExtractTag(std::string_view line, size_t max_tag_length) {
+  size_t n = 0;
+  while (n < line.size() && internal::IsTagChar(line[n])) ++n;
+  if (n == 0 || n > max_tag_length) return "";
+  if (n < line.size() && line[n] != ' ' && line[n] != '\r') return "";
+  return std::string(line.substr(0, n));
+}
+
+std::string ExtractCommandName(std::string_view line) {
+  size_t space = line.find(' ');
+  if (space == std::string_view::npos) return "";
+  auto word_at = [&](size_t start) {
+    std::string word;
+    for (size_t i = start; i < line.size() && internal::IsAtomChar(line[i]); ++i) {
+      word += static_cast<char>(std::toupper(static_cast<unsigned char>(line[i])));
+    }
+    return word;
+  };
+  std::string name = word_at(space + 1);
+  if (name == "UID" && space + 4 < line.size() && line[space + 4] == ' ') {
+    name += " " + word_at(space + 5);
+  }
+  return name;
+}
+
+bool IsKnownCommandName(std::string_view name) {
+  if (name.starts_with("UID ")) {
+    name.remove_prefix(4);
+    if (name == "EXPUNGE") return true;
+    for (const UidCommandParser& p : kUidCommands) {
+      if (p.name == name) return true;
+    }
+    return false;
+  }
+  for (const UidCommandParser& p : kUidCommands) {
+    if (p.name == name) return true;
+  }
+  for (const CommandParser& p : kCommands) {
+    if (p.name == name) return true;
+  }
+  return false;
+}
+
+Result<std::optional<AppendHead>> ParseAppendHead(std::string_view text,
+                                                  const Limits& limits) {
+  Lexer lex(text, limits);
+  std::string tag;
+  AppendHead head;
+  if (!Tag(lex, &tag) || !lex.Sp() || !lex.AcceptWord("APPEND") || !lex.Sp()) {
+    return lex.failed() ? lex.error() : Error{"expected APPEND"};
+  }
+  if (IsLiteralMarker(lex.rest())) return std::optional<AppendHead>();
+  if (!lex.AString(&head.mailbox, "mailbox name") || !lex.Sp() ||
+      !AppendOptions(lex, &head.flags, &head.date) ||
+      !TrailingLiteralMarker(lex, &head)) {
+    return lex.error();
+  }
+  return std::optional<AppendHead>(std::move(head));
+}
+
+Result<std::optional<AppendHead>> ParseAppendNext(std::string_view text,
+                                                  const Limits& limits) {
+  if (text.empty()) return std::optional<AppendHead>();
+  Lexer lex(text, limits);
+  AppendHead head;
+  if (!lex.Sp() || !AppendOptions(lex, &head.flags, &head.date) ||
+      !TrailingLiteralMarker(lex, &head)) {
+    return lex.error();
+  }
+  return std::optional<AppendHead>(std::move(head));
+}
+
+}  // namespace imap

@@ -1,0 +1,198 @@
+#include "gateway/imap/parser.h"
+
+#include <gtest/gtest.h>
+
+#include "gateway/imap/serialize.h"
+#include "gateway/imap/test_corpus.h"
+
+namespace imap {
+namespace {
+
+using namespace std::string_literals;
+
+Command MustParse(std::string_view wire) {
+  Result<Command> command = ParseCommand(wire);
+  EXPECT_TRUE(command.ok()) << wire << "\n-> " << command.error().message;
+  return command.ok() ? *command : Command{};
+}
+
+std::string ParseError(std::string_view wire, const Limits& limits = {}) {
+  Result<Command> command = ParseCommand(wire, limits);
+  EXPECT_FALSE(command.ok()) << wire;
+  return command.ok() ? "" : command.error().message;
+}
+
+TEST(ParserTest, EveryCorpusCommandParsesAndRoundTrips) {
+  for (const std::string& wire : testing::ValidCommands()) {
+    Command first = MustParse(wire);
+    for (LiteralForm form : {LiteralForm::kNonSynchronizing, LiteralForm::kSynchronizing}) {
+      std::string serialized = Serialize(first, form);
+      Result<Command> second = ParseCommand(serialized);
+      ASSERT_TRUE(second.ok()) << serialized << "\n-> " << second.error().message;
+      EXPECT_EQ(first, *second) << wire << "\n" << serialized;
+      EXPECT_EQ(Serialize(*second, form), serialized);
+    }
+  }
+}
+
+TEST(ParserTest, TypedFields) {
+  Command login = MustParse("a9 LOGIN \"al ice\" {6+}\r\nse\"cr\\\r\n");
+  EXPECT_EQ(login.tag, "a9");
+  EXPECT_EQ(std::get<LoginCommand>(login.body),
+            (LoginCommand{"al ice", "se\"cr\\"}));
+
+  auto select = std::get<SelectCommand>(MustParse("t select inbox (condstore)\r\n").body);
+  EXPECT_EQ(select.mailbox, "inbox");
+  EXPECT_TRUE(select.condstore);
+
+  auto auth = std::get<AuthenticateCommand>(
+      MustParse("t AUTHENTICATE plain AGFsaWNlAHNlY3JldA==\r\n").body);
+  EXPECT_EQ(auth.mechanism, "PLAIN");
+  EXPECT_EQ(auth.initial_response, "AGFsaWNlAHNlY3JldA==");
+
+  auto fetch = std::get<FetchCommand>(
+      MustParse("t UID FETCH 1:* (BODY.PEEK[1.HEADER.FIELDS (From)]<0.100> UID) "
+                "(CHANGEDSINCE 7)\r\n")
+          .body);
+  EXPECT_TRUE(fetch.uid);
+  ASSERT_EQ(fetch.attributes.size(), 2u);
+  EXPECT_EQ(fetch.attributes[0].kind, FetchAttribute::Kind::kBodySection);
+  EXPECT_TRUE(fetch.attributes[0].peek);
+  EXPECT_EQ(fetch.attributes[0].section.part, std::vector<uint32_t>{1});
+  EXPECT_EQ(fetch.attributes[0].section.text, Section::Text::kHeaderFields);
+  EXPECT_EQ(fetch.attributes[0].section.fields, std::vector<std::string>{"From"});
+  EXPECT_EQ(fetch.attributes[0].partial, (FetchAttribute::Partial{0, 100}));
+  EXPECT_EQ(FetchResponseName(fetch.attributes[0]), "BODY[1.HEADER.FIELDS (From)]<0>");
+  EXPECT_EQ(fetch.changed_since, 7u);
+
+  auto all = std::get<FetchCommand>(MustParse("t FETCH 1 FULL\r\n").body);
+  EXPECT_EQ(all.attributes.size(), 5u);
+
+  auto store = std::get<StoreCommand>(MustParse("t STORE 1 -FLAGS.SILENT \\Seen foo\r\n").body);
+  EXPECT_EQ(store.mode, StoreCommand::Mode::kRemove);
+  EXPECT_TRUE(store.silent);
+  EXPECT_EQ(store.flags, (std::vector<std::string>{"\\Seen", "foo"}));
+
+  auto append = std::get<AppendCommand>(MustParse(
+      "t APPEND INBOX (\\Seen) \" 5-Feb-2024 13:01:02 +0100\" {3}\r\nabc ~{2}\r\nx\0\r\n"s)
+                                            .body);
+  ASSERT_EQ(append.messages.size(), 2u);
+  EXPECT_EQ(append.messages[0].date->ToUnixSeconds(), 1707134462);
+  EXPECT_EQ(append.messages[1].data, "x\0"s);
+  EXPECT_TRUE(append.messages[1].binary);
+
+  auto id = std::get<IdCommand>(MustParse("t ID (\"name\" NIL)\r\n").body);
+  ASSERT_TRUE(id.params.has_value());
+  EXPECT_FALSE((*id.params)[0].second.has_value());
+
+  auto list = std::get<ListCommand>(MustParse("t LIST \"\" %\r\n").body);
+  EXPECT_EQ(list.patterns, std::vector<std::string>{"%"});
+
+  auto uid_expunge = std::get<UidExpungeCommand>(MustParse("t UID EXPUNGE 3:1\r\n").body);
+  EXPECT_EQ(uid_expunge.uids.Resolve(10), (std::vector<Interval>{{1, 3}}));
+}
+
+TEST(ParserTest, Search) {
+  auto search = std::get<SearchCommand>(
+      MustParse("t SEARCH CHARSET UTF-8 OR NOT SEEN (FROM \"a b\" 1:3) UNKEYWORD $x\r\n")
+          .body);
+  EXPECT_EQ(search.charset, "UTF-8");
+  ASSERT_EQ(search.criteria.children.size(), 2u);
+  const SearchKey& orkey = search.criteria.children[0];
+  EXPECT_EQ(orkey.kind, SearchKey::Kind::kOr);
+  EXPECT_EQ(orkey.children[0].kind, SearchKey::Kind::kNot);
+  EXPECT_EQ(orkey.children[1].kind, SearchKey::Kind::kAnd);
+  EXPECT_EQ(orkey.children[1].children[0].text, "a b");
+  EXPECT_EQ(orkey.children[1].children[1].kind, SearchKey::Kind::kSequenceSet);
+
+  auto dates = std::get<SearchCommand>(MustParse("t SEARCH SINCE \"1-Feb-2024\" ON 29-Feb-2024\r\n").body);
+  EXPECT_EQ(dates.criteria.children[0].date, (Date{2024, 2, 1}));
+  EXPECT_EQ(dates.criteria.children[1].date, (Date{2024, 2, 29}));
+
+  auto modseq = std::get<SearchCommand>(
+      MustParse("t SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n").body);
+  EXPECT_EQ(modseq.criteria.children[0].text, "/flags/\\draft");
+  EXPECT_EQ(modseq.criteria.children[0].value, "all");
+  EXPECT_EQ(modseq.criteria.children[0].number, 620162338u);
+
+  for (const char* bad : {
+           "t SEARCH\r\n", "t SEARCH FOO\r\n", "t SEARCH SINCE 30-Feb-2024\r\n",
+           "t SEARCH SINCE 1-Foo-2024\r\n", "t SEARCH OR SEEN\r\n",
+           "t SEARCH (SEEN\r\n", "t SEARCH SEEN)\r\n", "t SEARCH ()\r\n",
+           "t SEARCH 0\r\n", "t SEARCH UID 0:1\r\n", "t SEARCH HEADER X\r\n",
+           "t SEARCH MODSEQ \"/flags/x\" bogus 1\r\n", "t SEARCH LARGER x\r\n",
+           "t SEARCH RETURN (BOGUS) ALL\r\n", "t SEARCH CHARSET\r\n",
+       }) {
+    ParseError(bad);
+  }
+}
+
+TEST(ParserTest, NestingLimitIsExact) {
+  Limits limits;
+  limits.max_nesting_depth = 5;
+  // Depth counts each "(" / NOT / OR, and the key inside the innermost one.
+  auto nested = [](int depth) {
+    return "t SEARCH " + std::string(depth - 1, '(') + "ALL" + std::string(depth - 1, ')') +
+           "\r\n";
+  };
+  EXPECT_TRUE(ParseCommand(nested(5), limits).ok());
+  EXPECT_FALSE(ParseCommand(nested(6), limits).ok());
+  std::string nots = "t SEARCH ";
+  for (int i = 0; i < 4; ++i) nots += "NOT ";
+  EXPECT_TRUE(ParseCommand(nots + "ALL\r\n", limits).ok());
+  EXPECT_FALSE(ParseCommand(nots + "NOT ALL\r\n", limits).ok());
+
+  // 1,000-deep parentheses get an error, never a stack overflow.
+  EXPECT_NE(ParseError(nested(1000)).find("nesting"), std::string::npos);
+  std::string deep_not = "t SEARCH ";
+  for (int i = 0; i < 100000; ++i) deep_not += "NOT ";
+  ParseError(deep_not + "ALL\r\n");
+  ParseError("t FETCH 1 " + std::string(1000, '(') + "FLAGS" + std::string(1000, ')') +
+             "\r\n");
+}
+
+TEST(ParserTest, TagLimitIsExact) {
+  Limits limits;
+  limits.max_tag_length = 8;
+  EXPECT_TRUE(ParseCommand("12345678 NOOP\r\n", limits).ok());
+  EXPECT_NE(ParseError("123456789 NOOP\r\n", limits).find("tag"), std::string::npos);
+  EXPECT_EQ(ExtractTag("12345678 NOOP", 8), "12345678");
+  EXPECT_EQ(ExtractTag("123456789 NOOP", 8), "");
+  EXPECT_EQ(ExtractTag("a+b NOOP", 8), "");
+  EXPECT_EQ(ExtractTag("a] NOOP", 8), "a]");
+}
+
+TEST(ParserTest, RejectsBadInput) {
+  for (const std::string& bad : {
+           "a1 LOGIN \"a\0b\" c\r\n"s,        // NUL in quoted
+           "a1 LOGIN {3}\r\na\0b c\r\n"s,     // NUL in literal
+           "a1 LOGIN ~{1}\r\na c\r\n"s,       // literal8 outside APPEND
+           "a1 LOGIN {4294967296}\r\n"s,      // literal size overflow
+           "a1 LOGIN {5}\r\nabc\r\n"s,        // truncated literal
+           "a1 LOGIN \"abc\r\n"s,             // unterminated quote
+           "a1 LOGIN \"a\\b\" c\r\n"s,        // bad escape
+           "a1 NOOP\n"s, "a1 NOOP"s, "a1 NOOP \r\n"s, "a1 NOOP x\r\n"s,
+           "\r\n"s, " NOOP\r\n"s, "+ NOOP\r\n"s, "a1\r\n"s, "a1 FOO\r\n"s,
+           "a1 UID FOO 1\r\n"s, "a1 FETCH 0 FLAGS\r\n"s, "a1 FETCH 1:4294967296 FLAGS\r\n"s,
+           "a1 FETCH 1 ()\r\n"s, "a1 FETCH 1 (FLAGS ALL)\r\n"s, "a1 FETCH 1 BODY[MIME]\r\n"s,
+           "a1 FETCH 1 BODY[1.FOO]\r\n"s, "a1 FETCH 1 BINARY[HEADER]\r\n"s,
+           "a1 FETCH 1 BODY[]<1.0>\r\n"s, "a1 FETCH 1 BINARY.SIZE[1]<0.1>\r\n"s,
+           "a1 FETCH 1 BODY.PEEK\r\n"s, "a1 FETCH 1 FLAGS (VANISHED)\r\n"s,
+           "a1 STORE 1 FLAGS\r\n"s, "a1 STORE 1 XFLAGS (\\Seen)\r\n"s,
+           "a1 STORE 1 FLAGS (\\Seen\r\n"s, "a1 SELECT INBOX ()\r\n"s,
+           "a1 SELECT INBOX (QRESYNC)\r\n"s, "a1 STATUS INBOX (FOO)\r\n"s,
+           "a1 STATUS INBOX ()\r\n"s, "a1 APPEND INBOX\r\n"s,
+           "a1 APPEND INBOX (\\Seen) \"bad date\" {1}\r\nx\r\n"s,
+           "a1 APPEND INBOX \"31-Feb-2024 00:00:00 +0000\" {1}\r\nx\r\n"s,
+           "a1 ID (\"a\")\r\n"s, "a1 ENABLE\r\n"s, "a1 RENAME a\r\n"s,
+           "a1 LOGIN a b c\r\n"s, "a1 AUTHENTICATE PLAIN ab!c\r\n"s,
+           "a1 COPY 1\r\n"s, "a1 UID EXPUNGE\r\n"s, "a1 LIST \"\"\r\n"s,
+           "a1 FETCH 1 (CHANGEDSINCE 1)\r\n"s,
+           "a1 STORE 1 (UNCHANGEDSINCE 9223372036854775808) FLAGS ()\r\n"s,
+       }) {
+    ParseError(bad);
+  }
+}
+
+}  // namespace
+}  // namespace imap
