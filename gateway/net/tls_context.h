@@ -70,7 +70,8 @@ class TlsContextProvider : public std::enable_shared_from_this<TlsContextProvide
 
   // Polls the files every `interval` on `executor` (a timer loop; no thread of its
   // own) and calls ReloadIfChanged(). Runs until StopWatching() or until the provider
-  // is destroyed. Calling it again restarts the loop with the new interval.
+  // is destroyed. Calling it again restarts the loop with the new interval; an
+  // interval <= 0 only stops the current loop (reload on SIGHUP only).
   void StartWatching(boost::asio::any_io_executor executor,
                      std::chrono::steady_clock::duration interval);
   // Stops the polling loop; safe from any thread.
@@ -81,15 +82,19 @@ class TlsContextProvider : public std::enable_shared_from_this<TlsContextProvide
   struct Watch;
 
   TlsContextProvider(TlsFiles files, LogSink log);
-  absl::StatusOr<bool> ReloadLocked(bool only_if_changed);
+  absl::StatusOr<bool> DoReload(bool only_if_changed);
 
   const TlsFiles files_;
   const LogSink log_;
 
+  // Serialises reloads so that files are read outside `mutex_`: Current() never
+  // waits for disk I/O.
+  std::mutex reload_mutex_;
+  std::unique_ptr<FileIdentity> seen_;  // identity at the last attempt; reload_mutex_
+
   mutable std::mutex mutex_;  // guards the fields below
   std::shared_ptr<SSL_CTX> current_;
   uint64_t generation_ = 0;
-  std::unique_ptr<FileIdentity> seen_;  // identity at the last attempt
   std::shared_ptr<Watch> watch_;
 };
 

@@ -142,6 +142,34 @@ INSERT INTO meta (name, value)
 INSERT INTO meta (name, value)
   SELECT 'mailbox_id_counter', coalesce(max(id), 0) FROM mailboxes;
 )sql",
+      // Version 4: expunged messages are retained for a while. A session learns of
+      // an expunge only between commands (RFC 3501 §7.4.1), and until then a client
+      // may FETCH the message by its sequence number and must get its data; the
+      // gateway keeps no copy, so the store does. A retained row is a message row
+      // plus the time of the expunge, and holds a content reference like a live
+      // one, so the content outlives the message until the row is pruned.
+      R"sql(
+CREATE TABLE expunged_messages (
+  mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+  uid INTEGER NOT NULL,
+  content_id INTEGER NOT NULL REFERENCES contents (id),
+  modseq INTEGER NOT NULL,              -- the message's MODSEQ before the expunge
+  system_flags INTEGER NOT NULL,
+  keywords TEXT NOT NULL,
+  internal_date INTEGER NOT NULL,
+  internal_tz INTEGER NOT NULL,
+  expunged_at_ms INTEGER NOT NULL,      -- unix milliseconds
+  PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX expunged_messages_by_age ON expunged_messages (expunged_at_ms);
+
+CREATE TRIGGER expunged_messages_ref AFTER INSERT ON expunged_messages BEGIN
+  UPDATE contents SET refcount = refcount + 1 WHERE id = NEW.content_id;
+END;
+CREATE TRIGGER expunged_messages_unref AFTER DELETE ON expunged_messages BEGIN
+  UPDATE contents SET refcount = refcount - 1 WHERE id = OLD.content_id;
+END;
+)sql",
   };
   return *steps;
 }

@@ -490,6 +490,25 @@ absl::Status CollectGarbage(Connection& conn) {
   return gc.Run();
 }
 
+// Retained expunged messages pruned per write transaction at most, so that a
+// backlog (e.g. after a mass expunge) never makes one client's write slow.
+constexpr int kExpungedPruneBatch = 1000;
+
+// Drops retained expunged messages older than `before_ms` (a bounded batch,
+// oldest first) and then content nothing refers to any more.
+absl::Status PruneExpunged(Connection& conn, int64_t before_ms) {
+  ASSIGN_OR_RETURN(Statement prune,
+                   conn.Prepare("DELETE FROM expunged_messages WHERE (mailbox_id, uid) IN "
+                                "(SELECT mailbox_id, uid FROM expunged_messages "
+                                "WHERE expunged_at_ms < ? ORDER BY expunged_at_ms LIMIT ?)"));
+  prune.Bind(1, before_ms).Bind(2, kExpungedPruneBatch);
+  RETURN_IF_ERROR(prune.Run());
+  if (conn.Changes() == 0) {
+    return absl::OkStatus();
+  }
+  return CollectGarbage(conn);
+}
+
 // ---------------------------------------------------------------------------
 // Mailbox rows
 
@@ -757,6 +776,21 @@ absl::Status InsertMessage(Connection& conn, uint64_t mailbox_id, uint32_t uid,
       .BindText(6, keywords)
       .Bind(7, internal_date)
       .Bind(8, internal_tz);
+  return s.Run();
+}
+
+// Copies the live messages of [first, last] into expunged_messages, stamped
+// `now_ms`; the insert trigger takes a content reference for each.
+absl::Status RetainMessages(Connection& conn, uint64_t mailbox_id, uint32_t first,
+                            uint32_t last, int64_t now_ms) {
+  ASSIGN_OR_RETURN(Statement s,
+                   conn.Prepare("INSERT INTO expunged_messages (mailbox_id, uid, content_id, "
+                                "modseq, system_flags, keywords, internal_date, internal_tz, "
+                                "expunged_at_ms) "
+                                "SELECT mailbox_id, uid, content_id, modseq, system_flags, "
+                                "keywords, internal_date, internal_tz, ? FROM messages "
+                                "WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"));
+  s.Bind(1, now_ms).Bind(2, mailbox_id).Bind(3, first).Bind(4, last);
   return s.Run();
 }
 
@@ -1110,9 +1144,30 @@ class ReadSnapshot {
 
 class SqliteStore::WriteTx {
  public:
-  WriteTx(Connection& conn, uint64_t retention) : conn_(conn), retention_(retention) {}
+  // `now_ms` stamps messages this transaction expunges; with `retain_expunged`
+  // false they are dropped at once instead of retained.
+  WriteTx(Connection& conn, uint64_t retention, int64_t now_ms, bool retain_expunged)
+      : conn_(conn), retention_(retention), now_ms_(now_ms), retain_expunged_(retain_expunged) {}
 
   Connection& conn() { return conn_; }
+
+  // Expunges one message. It stays fetchable (FetchRequest.include_expunged) for
+  // the retention window, for sessions not yet told (RFC 3501 §7.4.1).
+  absl::Status ExpungeMessage(uint64_t mailbox_id, uint32_t uid) {
+    if (retain_expunged_) {
+      RETURN_IF_ERROR(RetainMessages(conn_, mailbox_id, uid, uid, now_ms_));
+    }
+    return DeleteMessage(conn_, mailbox_id, uid);
+  }
+
+  // Retains every live message of the mailbox, for a caller that then moves them
+  // all out of it (RENAME INBOX).
+  absl::Status RetainAllMessages(uint64_t mailbox_id) {
+    if (!retain_expunged_) {
+      return absl::OkStatus();
+    }
+    return RetainMessages(conn_, mailbox_id, 1, std::numeric_limits<uint32_t>::max(), now_ms_);
+  }
 
   // Allocates the mailbox's next MODSEQ in this transaction (RFC 7162 §3.1.1).
   absl::StatusOr<uint64_t> NextModseq(uint64_t mailbox_id) {
@@ -1190,6 +1245,8 @@ class SqliteStore::WriteTx {
  private:
   Connection& conn_;
   uint64_t retention_;
+  int64_t now_ms_;
+  bool retain_expunged_;
   std::vector<v1::ChangeEvent> events_;
 };
 
@@ -1227,6 +1284,9 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   if (options.change_log_retention == 0) {
     return absl::InvalidArgumentError("store: change_log_retention must be positive");
   }
+  if (options.expunged_retention.count() < 0) {
+    return absl::InvalidArgumentError("store: expunged_retention must not be negative");
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> writer, Connection::Open(path, false));
   RETURN_IF_ERROR(sqlite::Migrate(*writer));
   return std::unique_ptr<SqliteStore>(
@@ -1248,8 +1308,15 @@ absl::Status SqliteStore::Write(Body&& body) {
   std::lock_guard<std::mutex> lock(write_mutex_);
   Connection& conn = *writer_;
   RETURN_IF_ERROR(conn.Exec("BEGIN IMMEDIATE"));
-  WriteTx tx(conn, options_.change_log_retention);
+  const int64_t now_ms = NowMs();
+  const int64_t retention_ms = options_.expunged_retention.count();
+  WriteTx tx(conn, options_.change_log_retention, now_ms, retention_ms > 0);
   absl::Status status = body(tx);
+  if (status.ok()) {
+    // Every write pays a little of the retention cleanup, so no background thread
+    // is needed and the work happens where the write lock is already held.
+    status = PruneExpunged(conn, now_ms - retention_ms);
+  }
   if (status.ok()) {
     status = conn.Exec("COMMIT");
   }
@@ -1265,6 +1332,12 @@ absl::Status SqliteStore::Write(Body&& body) {
     }
   }
   return absl::OkStatus();
+}
+
+int64_t SqliteStore::NowMs() const {
+  std::chrono::system_clock::time_point now =
+      options_.clock ? options_.clock() : std::chrono::system_clock::now();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
 }
 
 absl::StatusOr<SqliteStore::ReaderLease> SqliteStore::Reader() {
@@ -1663,6 +1736,14 @@ absl::Status SqliteStore::DeleteMailbox(uint64_t user_id,
       s.Bind(1, mailbox->id);
       RETURN_IF_ERROR(s.Run());
     }
+    {
+      // Sessions of a deleted mailbox fetch nothing more, and a \Noselect name
+      // made selectable again keeps its id: retained messages go now.
+      ASSIGN_OR_RETURN(Statement s,
+                       conn.Prepare("DELETE FROM expunged_messages WHERE mailbox_id = ?"));
+      s.Bind(1, mailbox->id);
+      RETURN_IF_ERROR(s.Run());
+    }
     if (has_children) {
       // RFC 3501 §6.3.4: the messages go, the name stays as \Noselect so that the
       // inferiors keep their place in the hierarchy.
@@ -1734,6 +1815,8 @@ absl::Status SqliteStore::RenameMailbox(uint64_t user_id,
         RETURN_IF_ERROR(s.Run());
       }
       ASSIGN_OR_RETURN(std::vector<uint32_t> uids, AllUidsOf(conn, source->id));
+      // INBOX sessions see these UIDs expunged and may fetch them until told.
+      RETURN_IF_ERROR(tx.RetainAllMessages(source->id));
       {
         ASSIGN_OR_RETURN(Statement s, conn.Prepare("UPDATE messages SET mailbox_id = ? "
                                                    "WHERE mailbox_id = ?"));
@@ -1983,184 +2066,224 @@ absl::Status SqliteStore::Fetch(uint64_t user_id, const v1::FetchRequest& reques
   ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(*conn, user_id, request.mailbox_id(),
                                                        request.uidvalidity()));
   const size_t chunk_octets = limits_.fetch_chunk_octets;
+  const bool include_expunged =
+      request.include_expunged() && options_.expunged_retention.count() > 0;
+  // Pruning is opportunistic, so rows older than the window may linger; they are
+  // not returned, which keeps the window the contract.
+  const int64_t retained_since_ms = NowMs() - options_.expunged_retention.count();
+
+  // Sends the metadata and the requested sections of the message at the current
+  // row of `s`; live and retained rows have the same columns.
+  auto send_message = [&](const Statement& s, bool expunged) -> absl::Status {
+    const uint32_t uid = static_cast<uint32_t>(s.Int(0));
+    // mark_seen never touches a retained message (it is not in `messages`).
+    const bool seen_now = !expunged && seen_changed.count(uid) > 0;
+    const int64_t content_id = s.Int(10);
+    {
+      v1::FetchResponse response;
+      v1::FetchedMetadata* meta = response.mutable_metadata();
+      meta->set_uid(uid);
+      if (request.flags() || seen_now) {
+        for (std::string& flag :
+             FlagList(static_cast<uint32_t>(s.Int(2)), s.Text(3))) {
+          meta->add_flags(std::move(flag));
+        }
+      }
+      if (request.internal_date()) {
+        meta->set_internal_date_unix(s.Int(4));
+        meta->set_internal_date_tz_minutes(static_cast<int32_t>(s.Int(5)));
+      }
+      if (request.size()) {
+        meta->set_size(s.Int(6));
+      }
+      if (request.envelope()) {
+        meta->set_envelope(std::string(s.Text(7)));
+      }
+      if (request.body()) {
+        meta->set_body(std::string(s.Text(8)));
+      }
+      if (request.bodystructure()) {
+        meta->set_bodystructure(std::string(s.Text(9)));
+      }
+      if (request.modseq() || seen_now) {
+        meta->set_modseq(s.Int(1));
+      }
+      meta->set_seen_changed(seen_now);
+      meta->set_expunged(expunged);
+      if (!sink.Send(response)) {
+        return Cancelled();
+      }
+    }
+    if (request.sections().empty()) {
+      return absl::OkStatus();
+    }
+
+    mime::ParsedMessage parsed;
+    {
+      ASSIGN_OR_RETURN(Statement p, conn->Prepare("SELECT parsed FROM contents WHERE id = ?"));
+      p.Bind(1, content_id);
+      ASSIGN_OR_RETURN(bool found, p.Step());
+      if (!found) {
+        return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
+                     "store: message content row is missing");
+      }
+      absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(p.Blob(0));
+      if (!message.ok()) {
+        return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
+                     absl::StrCat("store: stored structure of UID ", uid,
+                                  " is unreadable: ", message.status().message()));
+      }
+      parsed = *std::move(message);
+    }
+    ASSIGN_OR_RETURN(BlobReader blob, conn->OpenBlob("content_data", "raw", content_id));
+
+    for (int index = 0; index < request.sections_size(); ++index) {
+      const v1::Section& section = request.sections(index);
+      mime::SectionSpec spec = ToSpec(section);
+      std::string header_bytes;
+      if (std::optional<std::pair<uint64_t, uint64_t>> range =
+              mime::RequiredHeaderRange(parsed, spec);
+          range.has_value() && range->first <= range->second &&
+          range->second <= blob.size()) {
+        RETURN_IF_ERROR(blob.Read(range->first, range->second - range->first, &header_bytes));
+      }
+      absl::StatusOr<mime::ResolvedSection> resolved =
+          mime::ResolveSection(parsed, header_bytes, spec);
+      v1::FetchResponse response;
+      v1::SectionChunk* chunk = response.mutable_chunk();
+      chunk->set_uid(uid);
+      chunk->set_section_index(index);
+      chunk->set_last(true);
+      if (!resolved.ok()) {
+        if (resolved.status().code() == absl::StatusCode::kFailedPrecondition) {
+          // RFC 3516 §4.3: BINARY of an encoding we cannot decode.
+          chunk->set_error_unknown_cte(true);
+        }
+        // Otherwise the spec does not apply to this message's structure (e.g.
+        // HEADER of a part that is no message): an empty section, as for a
+        // nonexistent part.
+        if (!sink.Send(response)) {
+          return Cancelled();
+        }
+        continue;
+      }
+      if (section.size_only()) {
+        chunk->set_total_size(resolved->size);
+        if (!sink.Send(response)) {
+          return Cancelled();
+        }
+        continue;
+      }
+      std::unique_ptr<mime::Decoder> decoder;
+      if (!resolved->binary_encoding.empty()) {
+        decoder = mime::Decoder::For(resolved->binary_encoding);
+        if (decoder == nullptr) {
+          chunk->set_error_unknown_cte(true);
+          if (!sink.Send(response)) {
+            return Cancelled();
+          }
+          continue;
+        }
+      }
+      // RFC 3501 §6.4.5 <partial>: an origin beyond the end gives an empty string.
+      uint64_t size = resolved->size;
+      uint64_t skip = 0, total = size;
+      if (section.has_partial()) {
+        skip = std::min(section.partial_offset(), size);
+        total = std::min(section.partial_count(), size - skip);
+      }
+      SectionStreamer streamer(sink, uid, index, skip, total, chunk_octets);
+      std::string block, decoded;
+      for (const mime::Piece& piece : resolved->pieces) {
+        if (streamer.done()) {
+          break;
+        }
+        if (piece.is_generated) {
+          if (!streamer.Feed(piece.generated)) {
+            return Cancelled();
+          }
+          continue;
+        }
+        uint64_t pos = piece.begin;
+        uint64_t end = std::min<uint64_t>(piece.end, blob.size());
+        if (decoder == nullptr && pos < end) {
+          // Raw bytes before the <partial> origin are skipped without reading.
+          uint64_t jump = std::min(streamer.skip_remaining(), end - pos);
+          streamer.Skip(jump);
+          pos += jump;
+        }
+        while (pos < end && !streamer.done()) {
+          uint64_t n = std::min<uint64_t>(chunk_octets, end - pos);
+          block.clear();
+          RETURN_IF_ERROR(blob.Read(pos, n, &block));
+          pos += n;
+          bool ok;
+          if (decoder != nullptr) {
+            decoded.clear();
+            decoder->Feed(block, &decoded);
+            ok = streamer.Feed(decoded);
+          } else {
+            ok = streamer.Feed(block);
+          }
+          if (!ok) {
+            return Cancelled();
+          }
+        }
+      }
+      if (decoder != nullptr && !streamer.done()) {
+        decoded.clear();
+        decoder->Finish(&decoded);
+        if (!streamer.Feed(decoded)) {
+          return Cancelled();
+        }
+      }
+      if (!streamer.Finish()) {
+        return Cancelled();
+      }
+    }
+    return absl::OkStatus();
+  };
+
   for (const auto& [first, last] : ranges) {
-    ASSIGN_OR_RETURN(Statement s,
+    ASSIGN_OR_RETURN(Statement live,
                      conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
                                    "m.internal_date, m.internal_tz, c.size, c.envelope, c.body, "
                                    "c.bodystructure, c.id FROM messages m "
                                    "JOIN contents c ON c.id = m.content_id "
                                    "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? "
                                    "AND m.modseq > ? ORDER BY m.uid"));
-    s.Bind(1, mailbox.id).Bind(2, first).Bind(3, last).Bind(4, changed_since);
-    while (true) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) {
-        break;
-      }
-      const uint32_t uid = static_cast<uint32_t>(s.Int(0));
-      const bool seen_now = seen_changed.count(uid) > 0;
-      const int64_t content_id = s.Int(10);
-      {
-        v1::FetchResponse response;
-        v1::FetchedMetadata* meta = response.mutable_metadata();
-        meta->set_uid(uid);
-        if (request.flags() || seen_now) {
-          for (std::string& flag :
-               FlagList(static_cast<uint32_t>(s.Int(2)), s.Text(3))) {
-            meta->add_flags(std::move(flag));
-          }
-        }
-        if (request.internal_date()) {
-          meta->set_internal_date_unix(s.Int(4));
-          meta->set_internal_date_tz_minutes(static_cast<int32_t>(s.Int(5)));
-        }
-        if (request.size()) {
-          meta->set_size(s.Int(6));
-        }
-        if (request.envelope()) {
-          meta->set_envelope(std::string(s.Text(7)));
-        }
-        if (request.body()) {
-          meta->set_body(std::string(s.Text(8)));
-        }
-        if (request.bodystructure()) {
-          meta->set_bodystructure(std::string(s.Text(9)));
-        }
-        if (request.modseq() || seen_now) {
-          meta->set_modseq(s.Int(1));
-        }
-        meta->set_seen_changed(seen_now);
-        if (!sink.Send(response)) {
-          return Cancelled();
-        }
-      }
-      if (request.sections().empty()) {
-        continue;
-      }
-
-      mime::ParsedMessage parsed;
-      {
-        ASSIGN_OR_RETURN(Statement p, conn->Prepare("SELECT parsed FROM contents WHERE id = ?"));
-        p.Bind(1, content_id);
-        ASSIGN_OR_RETURN(bool found, p.Step());
-        if (!found) {
-          return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
-                       "store: message content row is missing");
-        }
-        absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(p.Blob(0));
-        if (!message.ok()) {
-          return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
-                       absl::StrCat("store: stored structure of UID ", uid,
-                                    " is unreadable: ", message.status().message()));
-        }
-        parsed = *std::move(message);
-      }
-      ASSIGN_OR_RETURN(BlobReader blob, conn->OpenBlob("content_data", "raw", content_id));
-
-      for (int index = 0; index < request.sections_size(); ++index) {
-        const v1::Section& section = request.sections(index);
-        mime::SectionSpec spec = ToSpec(section);
-        std::string header_bytes;
-        if (std::optional<std::pair<uint64_t, uint64_t>> range =
-                mime::RequiredHeaderRange(parsed, spec);
-            range.has_value() && range->first <= range->second &&
-            range->second <= blob.size()) {
-          RETURN_IF_ERROR(blob.Read(range->first, range->second - range->first, &header_bytes));
-        }
-        absl::StatusOr<mime::ResolvedSection> resolved =
-            mime::ResolveSection(parsed, header_bytes, spec);
-        v1::FetchResponse response;
-        v1::SectionChunk* chunk = response.mutable_chunk();
-        chunk->set_uid(uid);
-        chunk->set_section_index(index);
-        chunk->set_last(true);
-        if (!resolved.ok()) {
-          if (resolved.status().code() == absl::StatusCode::kFailedPrecondition) {
-            // RFC 3516 §4.3: BINARY of an encoding we cannot decode.
-            chunk->set_error_unknown_cte(true);
-          }
-          // Otherwise the spec does not apply to this message's structure (e.g.
-          // HEADER of a part that is no message): an empty section, as for a
-          // nonexistent part.
-          if (!sink.Send(response)) {
-            return Cancelled();
-          }
-          continue;
-        }
-        if (section.size_only()) {
-          chunk->set_total_size(resolved->size);
-          if (!sink.Send(response)) {
-            return Cancelled();
-          }
-          continue;
-        }
-        std::unique_ptr<mime::Decoder> decoder;
-        if (!resolved->binary_encoding.empty()) {
-          decoder = mime::Decoder::For(resolved->binary_encoding);
-          if (decoder == nullptr) {
-            chunk->set_error_unknown_cte(true);
-            if (!sink.Send(response)) {
-              return Cancelled();
-            }
-            continue;
-          }
-        }
-        // RFC 3501 §6.4.5 <partial>: an origin beyond the end gives an empty string.
-        uint64_t size = resolved->size;
-        uint64_t skip = 0, total = size;
-        if (section.has_partial()) {
-          skip = std::min(section.partial_offset(), size);
-          total = std::min(section.partial_count(), size - skip);
-        }
-        SectionStreamer streamer(sink, uid, index, skip, total, chunk_octets);
-        std::string block, decoded;
-        for (const mime::Piece& piece : resolved->pieces) {
-          if (streamer.done()) {
-            break;
-          }
-          if (piece.is_generated) {
-            if (!streamer.Feed(piece.generated)) {
-              return Cancelled();
-            }
-            continue;
-          }
-          uint64_t pos = piece.begin;
-          uint64_t end = std::min<uint64_t>(piece.end, blob.size());
-          if (decoder == nullptr && pos < end) {
-            // Raw bytes before the <partial> origin are skipped without reading.
-            uint64_t jump = std::min(streamer.skip_remaining(), end - pos);
-            streamer.Skip(jump);
-            pos += jump;
-          }
-          while (pos < end && !streamer.done()) {
-            uint64_t n = std::min<uint64_t>(chunk_octets, end - pos);
-            block.clear();
-            RETURN_IF_ERROR(blob.Read(pos, n, &block));
-            pos += n;
-            bool ok;
-            if (decoder != nullptr) {
-              decoded.clear();
-              decoder->Feed(block, &decoded);
-              ok = streamer.Feed(decoded);
-            } else {
-              ok = streamer.Feed(block);
-            }
-            if (!ok) {
-              return Cancelled();
-            }
-          }
-        }
-        if (decoder != nullptr && !streamer.done()) {
-          decoded.clear();
-          decoder->Finish(&decoded);
-          if (!streamer.Feed(decoded)) {
-            return Cancelled();
-          }
-        }
-        if (!streamer.Finish()) {
-          return Cancelled();
-        }
-      }
+    live.Bind(1, mailbox.id).Bind(2, first).Bind(3, last).Bind(4, changed_since);
+    Statement gone;
+    bool gone_row = false;
+    if (include_expunged) {
+      // RFC 3501 §7.4.1: a session not yet told of an expunge may still fetch the
+      // message. A UID is either live or retained; the NOT EXISTS only guards
+      // against reporting one twice.
+      ASSIGN_OR_RETURN(gone,
+                       conn->Prepare("SELECT e.uid, e.modseq, e.system_flags, e.keywords, "
+                                     "e.internal_date, e.internal_tz, c.size, c.envelope, "
+                                     "c.body, c.bodystructure, c.id FROM expunged_messages e "
+                                     "JOIN contents c ON c.id = e.content_id "
+                                     "WHERE e.mailbox_id = ? AND e.uid BETWEEN ? AND ? "
+                                     "AND e.modseq > ? AND e.expunged_at_ms >= ? "
+                                     "AND NOT EXISTS (SELECT 1 FROM messages m "
+                                     "WHERE m.mailbox_id = e.mailbox_id AND m.uid = e.uid) "
+                                     "ORDER BY e.uid"));
+      gone.Bind(1, mailbox.id)
+          .Bind(2, first)
+          .Bind(3, last)
+          .Bind(4, changed_since)
+          .Bind(5, retained_since_ms);
+      ASSIGN_OR_RETURN(gone_row, gone.Step());
+    }
+    ASSIGN_OR_RETURN(bool live_row, live.Step());
+    // Both cursors ascend by UID: merge them so the sink sees one UID order.
+    while (live_row || gone_row) {
+      const bool take_gone = gone_row && (!live_row || gone.Int(0) < live.Int(0));
+      Statement& s = take_gone ? gone : live;
+      RETURN_IF_ERROR(send_message(s, take_gone));
+      ASSIGN_OR_RETURN(bool more, s.Step());
+      (take_gone ? gone_row : live_row) = more;
     }
   }
   return absl::OkStatus();
@@ -2354,7 +2477,7 @@ static absl::StatusOr<CopyResult> CopyInTx(SqliteStore::WriteTx& tx, uint64_t us
   if (move) {
     // RFC 6851 §3.3: the source messages are expunged in the same transaction.
     for (const MessageRow& m : messages) {
-      RETURN_IF_ERROR(DeleteMessage(conn, source.id, m.uid));
+      RETURN_IF_ERROR(tx.ExpungeMessage(source.id, m.uid));
     }
     ASSIGN_OR_RETURN(result.source_highest_modseq,
                      tx.LogExpunged(source.id, result.source_uids));
@@ -2383,7 +2506,7 @@ absl::StatusOr<v1::ExpungeResponse> SqliteStore::Expunge(uint64_t user_id,
     std::vector<uint32_t> uids;
     UidSetBuilder set;
     for (const MessageRow& m : deleted) {
-      RETURN_IF_ERROR(DeleteMessage(conn, mailbox.id, m.uid));
+      RETURN_IF_ERROR(tx.ExpungeMessage(mailbox.id, m.uid));
       uids.push_back(m.uid);
       set.Add(m.uid);
     }
@@ -2555,7 +2678,7 @@ absl::StatusOr<v1::ReviseResponse> SqliteStore::Revise(uint64_t user_id,
         MakeMessageFlags(new_uid, system, keywords, added_modseq);
     added.mutable_added()->set_uidnext(new_uid + 1);
     RETURN_IF_ERROR(tx.Log(std::move(added)));
-    RETURN_IF_ERROR(DeleteMessage(conn, mailbox.id, header.uid()));
+    RETURN_IF_ERROR(tx.ExpungeMessage(mailbox.id, header.uid()));
     ASSIGN_OR_RETURN(uint64_t modseq, tx.LogExpunged(mailbox.id, {header.uid()}));
     response.set_uidvalidity(mailbox.uidvalidity);
     response.set_old_uid(header.uid());

@@ -9,7 +9,9 @@
 // events in MODSEQ order.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +36,14 @@ class SqliteStore final : public Store {
     uint64_t change_log_retention = 100000;
     // Idle reader connections kept open (more are opened under load).
     int max_idle_readers = 4;
+    // How long an expunged message stays fetchable with
+    // FetchRequest.include_expunged, for sessions not yet told of the expunge
+    // (RFC 3501 §7.4.1). Retained messages are pruned, and their content released,
+    // a bounded batch at a time by later write transactions. Zero retains nothing.
+    std::chrono::milliseconds expunged_retention = std::chrono::minutes(10);
+    // The time source for expunge retention; empty means the system clock. Tests
+    // inject time here.
+    std::function<std::chrono::system_clock::time_point()> clock;
   };
 
   // Opens or creates the database at `path` (WAL, synchronous=FULL, foreign keys
@@ -117,6 +127,9 @@ class SqliteStore final : public Store {
   // after COMMIT, before the write mutex is released.
   template <typename Body>
   absl::Status Write(Body&& body);
+
+  // Unix milliseconds now, from options_.clock.
+  int64_t NowMs() const;
 
   // Borrows a reader connection for the lifetime of the lease.
   absl::StatusOr<ReaderLease> Reader();

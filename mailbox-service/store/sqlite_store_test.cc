@@ -1,5 +1,6 @@
 #include "mailbox-service/store/sqlite_store.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -204,7 +205,33 @@ class SqliteStoreTest : public ::testing::Test {
     return stmt->Int(0);
   }
 
+  // Sets \Deleted on `uids` and expunges them.
+  void DeleteAndExpunge(const v1::OpenResponse& box, const v1::UidSet& uids) {
+    v1::StoreRequest store;
+    store.set_mailbox_id(box.mailbox_id());
+    store.set_uidvalidity(box.uidvalidity());
+    *store.mutable_uids() = uids;
+    store.set_mode(v1::StoreRequest::ADD);
+    store.add_flags("\\Deleted");
+    ASSERT_TRUE(store_->StoreFlags(user_, store).ok());
+    v1::ExpungeRequest expunge;
+    expunge.set_mailbox_id(box.mailbox_id());
+    expunge.set_uidvalidity(box.uidvalidity());
+    expunge.set_uids_only(true);
+    *expunge.mutable_uids() = uids;
+    auto expunged = store_->Expunge(user_, expunge);
+    ASSERT_TRUE(expunged.ok()) << expunged.status();
+  }
+
+  // Options whose clock is `now_`, which a test moves.
+  SqliteStore::Options ClockedOptions() {
+    SqliteStore::Options options;
+    options.clock = [this] { return now_; };
+    return options;
+  }
+
   StoreLimits limits_;
+  std::chrono::system_clock::time_point now_ = std::chrono::system_clock::now();
   std::string path_;
   std::vector<v1::ChangeEvent> events_;
   std::unique_ptr<SqliteStore> store_;
@@ -959,7 +986,10 @@ TEST_F(SqliteStoreTest, ExpungeBothForms) {
   EXPECT_THAT(Expand(all->expunged()), ElementsAre(1, 4));
   EXPECT_THAT(Expand(OpenBox("INBOX").uids()), ElementsAre(5));
   EXPECT_EQ(all->highest_modseq(), OpenBox("INBOX").highest_modseq());
-  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 1);
+  // The expunged messages are retained, with their content, for sessions not yet
+  // told (see ExpungedMessages* below).
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 4);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 5);
 
   request.set_uids_only(true);
   EXPECT_EQ(CodeOf(store_->Expunge(user_, request).status()), v1::BAD_REQUEST);
@@ -1363,6 +1393,364 @@ TEST_F(SqliteStoreTest, ReadersAreReusableAfterCancelledFetchAndErrors) {
     ASSERT_TRUE(response.ok()) << response.status();
     EXPECT_EQ(response->messages(), 4u);
   }
+}
+
+// --- Expunged messages stay fetchable (RFC 3501 §7.4.1) -------------------------
+
+// Every item and several sections, for comparing a message before and after its
+// expunge.
+v1::FetchRequest FetchEverything(const v1::OpenResponse& box, bool include_expunged) {
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 100}});
+  request.set_flags(true);
+  request.set_internal_date(true);
+  request.set_size(true);
+  request.set_envelope(true);
+  request.set_body(true);
+  request.set_bodystructure(true);
+  request.set_modseq(true);
+  request.add_sections();                                  // BODY[]
+  request.add_sections()->set_text(v1::Section::HEADER);   // BODY[HEADER]
+  request.add_sections()->add_part(1);                     // BODY[1]
+  v1::Section* binary = request.add_sections();            // BINARY[2]
+  binary->add_part(2);
+  binary->set_binary(true);
+  v1::Section* partial = request.add_sections();           // BODY[]<6.5>
+  partial->set_has_partial(true);
+  partial->set_partial_offset(6);
+  partial->set_partial_count(5);
+  request.set_include_expunged(include_expunged);
+  return request;
+}
+
+std::vector<uint32_t> UidsOf(const std::vector<v1::FetchedMetadata>& meta) {
+  std::vector<uint32_t> out;
+  for (const auto& m : meta) {
+    out.push_back(m.uid());
+  }
+  return out;
+}
+
+TEST_F(SqliteStoreTest, ExpungedMessagesStayFetchableWithIncludeExpunged) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Flagged"}));
+  messages.push_back(Message(kMultipart));
+  messages.push_back(Message(kMultipart, {"Later"}));
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = OpenBox("INBOX");
+  CollectingSink before;
+  ASSERT_TRUE(store_->Fetch(user_, FetchEverything(box, false), before).ok());
+  ASSERT_EQ(before.Metadata().size(), 3u);
+
+  DeleteAndExpunge(box, Uids({{1, 1}, {3, 3}}));
+
+  CollectingSink without;
+  ASSERT_TRUE(store_->Fetch(user_, FetchEverything(box, false), without).ok());
+  EXPECT_THAT(UidsOf(without.Metadata()), ElementsAre(2));
+
+  CollectingSink with;
+  ASSERT_TRUE(store_->Fetch(user_, FetchEverything(box, true), with).ok());
+  auto meta = with.Metadata();
+  // Retained and live messages merge into one UID order.
+  ASSERT_THAT(UidsOf(meta), ElementsAre(1, 2, 3));
+  EXPECT_TRUE(meta[0].expunged());
+  EXPECT_FALSE(meta[1].expunged());
+  EXPECT_TRUE(meta[2].expunged());
+  // Everything but the flags (\Deleted was set before the expunge, at a new
+  // MODSEQ) is exactly what the live message gave.
+  for (int i : {0, 2}) {
+    v1::FetchedMetadata expected = before.Metadata()[i];
+    expected.add_flags("\\Deleted");
+    expected.set_expunged(true);
+    v1::FetchedMetadata actual = meta[i];
+    EXPECT_GT(actual.modseq(), expected.modseq());
+    actual.clear_modseq();
+    expected.clear_modseq();
+    std::vector<std::string> actual_flags(actual.flags().begin(), actual.flags().end());
+    std::vector<std::string> expected_flags(expected.flags().begin(), expected.flags().end());
+    EXPECT_THAT(actual_flags, ::testing::UnorderedElementsAreArray(expected_flags));
+    actual.clear_flags();
+    expected.clear_flags();
+    EXPECT_EQ(actual.SerializeAsString(), expected.SerializeAsString()) << "UID " << meta[i].uid();
+    for (uint32_t section = 0; section < 5; ++section) {
+      EXPECT_EQ(with.Section(meta[i].uid(), section), before.Section(meta[i].uid(), section))
+          << "UID " << meta[i].uid() << " section " << section;
+      EXPECT_EQ(with.Chunks(meta[i].uid(), section).size(),
+                before.Chunks(meta[i].uid(), section).size());
+    }
+  }
+  EXPECT_EQ(with.Section(1, 0), kSimple);
+  EXPECT_EQ(with.Section(3, 3), "hello binary");
+
+  // A set naming only expunged UIDs, and CHANGEDSINCE, work as for live ones.
+  v1::FetchRequest only = FetchEverything(box, true);
+  *only.mutable_uids() = Uids({{3, 3}});
+  CollectingSink third;
+  ASSERT_TRUE(store_->Fetch(user_, only, third).ok());
+  EXPECT_THAT(UidsOf(third.Metadata()), ElementsAre(3));
+  only.set_changed_since(meta[2].modseq());
+  CollectingSink unchanged;
+  ASSERT_TRUE(store_->Fetch(user_, only, unchanged).ok());
+  EXPECT_TRUE(unchanged.items.empty());
+
+  // Search, Status and Open see only live messages.
+  v1::SearchRequest search;
+  search.set_mailbox_id(box.mailbox_id());
+  search.set_uidvalidity(box.uidvalidity());
+  search.mutable_key()->set_all(true);
+  auto found = store_->Search(user_, search);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_THAT(Expand(found->uids()), ElementsAre(2));
+  v1::StatusRequest status;
+  status.set_name("INBOX");
+  auto counted = store_->Status(user_, status);
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(counted->messages(), 1u);
+  EXPECT_EQ(counted->size(), std::string(kMultipart).size());
+  EXPECT_THAT(Expand(OpenBox("INBOX").uids()), ElementsAre(2));
+}
+
+TEST_F(SqliteStoreTest, ExpungedMessagesAreNotMarkedSeen) {
+  AppendSome("INBOX", 2);
+  v1::OpenResponse box = OpenBox("INBOX");
+  DeleteAndExpunge(box, Uids({{1, 1}}));
+  const int64_t retained_modseq =
+      CountRows("SELECT modseq FROM expunged_messages WHERE uid = 1");
+  events_.clear();
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 2}});
+  request.set_flags(true);
+  request.set_mark_seen(true);
+  request.set_include_expunged(true);
+  request.add_sections();
+  CollectingSink sink;
+  ASSERT_TRUE(store_->Fetch(user_, request, sink).ok());
+  auto meta = sink.Metadata();
+  ASSERT_THAT(UidsOf(meta), ElementsAre(1, 2));
+  EXPECT_TRUE(meta[0].expunged());
+  EXPECT_FALSE(meta[0].seen_changed());
+  EXPECT_THAT(meta[0].flags(), ElementsAre("\\Deleted"));
+  EXPECT_TRUE(meta[1].seen_changed());
+  EXPECT_THAT(meta[1].flags(), ElementsAre("\\Seen"));
+  // One event, for the live message only.
+  ASSERT_EQ(events_.size(), 1u);
+  ASSERT_EQ(events_[0].flags_changed().messages_size(), 1);
+  EXPECT_EQ(events_[0].flags_changed().messages(0).uid(), 2u);
+  EXPECT_EQ(CountRows("SELECT system_flags FROM expunged_messages WHERE uid = 1"), 4);
+  EXPECT_EQ(CountRows("SELECT modseq FROM expunged_messages WHERE uid = 1"), retained_modseq);
+
+  // Only expunged UIDs: no transaction has anything to mark, no event.
+  *request.mutable_uids() = Uids({{1, 1}});
+  CollectingSink again;
+  ASSERT_TRUE(store_->Fetch(user_, request, again).ok());
+  EXPECT_FALSE(again.Metadata()[0].seen_changed());
+  EXPECT_EQ(events_.size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, MoveReviseAndRenameInboxSourcesAreRetained) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Flagged"}));
+  messages.push_back(Message(kMultipart, {"Keep"}));
+  messages.push_back(Message(absl::StrCat(kSimple, "third\r\n")));
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  ASSERT_TRUE(Create("Dest").ok());
+  v1::OpenResponse box = OpenBox("INBOX");
+
+  v1::MoveRequest move;
+  move.set_mailbox_id(box.mailbox_id());
+  move.set_uidvalidity(box.uidvalidity());
+  *move.mutable_uids() = Uids({{1, 1}});
+  move.set_destination("Dest");
+  ASSERT_TRUE(store_->Move(user_, move).ok());
+  v1::ReviseHeader header;
+  header.set_mailbox_id(box.mailbox_id());
+  header.set_uidvalidity(box.uidvalidity());
+  header.set_uid(2);
+  auto revised = store_->Revise(user_, header, absl::StrCat(kSimple, "revised\r\n"));
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  ASSERT_EQ(revised->new_uid(), 4u);
+
+  CollectingSink sink;
+  ASSERT_TRUE(store_->Fetch(user_, FetchEverything(box, true), sink).ok());
+  auto meta = sink.Metadata();
+  ASSERT_THAT(UidsOf(meta), ElementsAre(1, 2, 3, 4));
+  EXPECT_TRUE(meta[0].expunged());
+  EXPECT_THAT(meta[0].flags(), ElementsAre("\\Flagged"));
+  EXPECT_TRUE(meta[1].expunged());
+  EXPECT_THAT(meta[1].flags(), ElementsAre("Keep"));
+  EXPECT_FALSE(meta[2].expunged());
+  EXPECT_FALSE(meta[3].expunged());
+  EXPECT_EQ(sink.Section(1, 0), kSimple);
+  EXPECT_EQ(sink.Section(2, 0), kMultipart);
+  EXPECT_EQ(sink.Section(4, 0), absl::StrCat(kSimple, "revised\r\n"));
+
+  // RENAME INBOX expunges every INBOX message (RFC 3501 §6.3.5); INBOX sessions
+  // may still fetch them.
+  v1::RenameMailboxRequest rename;
+  rename.set_from("INBOX");
+  rename.set_to("Old");
+  ASSERT_TRUE(store_->RenameMailbox(user_, rename).ok());
+  CollectingSink renamed;
+  ASSERT_TRUE(store_->Fetch(user_, FetchEverything(box, true), renamed).ok());
+  auto gone = renamed.Metadata();
+  ASSERT_THAT(UidsOf(gone), ElementsAre(1, 2, 3, 4));
+  for (const auto& m : gone) {
+    EXPECT_TRUE(m.expunged()) << m.uid();
+  }
+  EXPECT_EQ(renamed.Section(3, 0), absl::StrCat(kSimple, "third\r\n"));
+  EXPECT_EQ(OpenBox("INBOX").messages(), 0u);
+}
+
+TEST_F(SqliteStoreTest, ExpungedMessagesArePrunedAfterRetentionAndReleaseContent) {
+  Reopen(ClockedOptions());
+  ASSERT_TRUE(Create("Dest").ok());
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(kMultipart));
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = OpenBox("INBOX");
+  // UID 2's content is shared with a copy that stays.
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(box.mailbox_id());
+  copy.set_uidvalidity(box.uidvalidity());
+  *copy.mutable_uids() = Uids({{2, 2}});
+  copy.set_destination("Dest");
+  ASSERT_TRUE(store_->Copy(user_, copy).ok());
+  DeleteAndExpunge(box, Uids({{1, 2}}));
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 2);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 2);
+  const std::string shared_refcount =
+      "SELECT c.refcount FROM contents c JOIN messages m ON m.content_id = c.id";
+  EXPECT_EQ(CountRows(shared_refcount.c_str()), 2);
+
+  auto fetch_uids = [&] {
+    CollectingSink sink;
+    EXPECT_TRUE(store_->Fetch(user_, FetchEverything(box, true), sink).ok());
+    return UidsOf(sink.Metadata());
+  };
+  now_ += std::chrono::minutes(10) - std::chrono::milliseconds(1);
+  EXPECT_THAT(fetch_uids(), ElementsAre(1, 2));
+  // Past the window they are no longer returned, even before a write prunes them.
+  now_ += std::chrono::milliseconds(2);
+  EXPECT_THAT(fetch_uids(), IsEmpty());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 2);
+
+  // Any write prunes: UID 1's content goes, UID 2's stays for the copy.
+  v1::SetSubscriptionRequest subscribe;
+  subscribe.set_name("Dest");
+  subscribe.set_subscribed(true);
+  ASSERT_TRUE(store_->SetSubscription(user_, subscribe).ok());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 0);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 1);
+  EXPECT_EQ(CountRows(shared_refcount.c_str()), 1);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM content_data"), 1);
+}
+
+TEST_F(SqliteStoreTest, ExpungedMessagesArePrunedInBoundedBatches) {
+  Reopen(ClockedOptions());
+  std::vector<NewMessage> messages;
+  for (int i = 0; i < 1003; ++i) {
+    messages.push_back(Message(absl::StrCat(kSimple, i, "\r\n")));
+  }
+  ASSERT_TRUE(store_->Append(user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = OpenBox("INBOX");
+  DeleteAndExpunge(box, Uids({{1, 1003}}));
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 1003);
+  now_ += std::chrono::hours(1);
+  ASSERT_TRUE(Create("a").ok());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 3);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 3);
+  ASSERT_TRUE(Create("b").ok());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 0);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 0);
+}
+
+TEST_F(SqliteStoreTest, ZeroRetentionKeepsNothing) {
+  SqliteStore::Options options;
+  options.expunged_retention = std::chrono::milliseconds(0);
+  Reopen(options);
+  AppendSome("INBOX", 2);
+  v1::OpenResponse box = OpenBox("INBOX");
+  DeleteAndExpunge(box, Uids({{1, 1}}));
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 0);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 1);
+  CollectingSink sink;
+  ASSERT_TRUE(store_->Fetch(user_, FetchEverything(box, true), sink).ok());
+  EXPECT_THAT(UidsOf(sink.Metadata()), ElementsAre(2));
+
+  options.expunged_retention = std::chrono::milliseconds(-1);
+  auto refused = SqliteStore::Open(path_, limits_, nullptr, options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SqliteStoreTest, ExpungedMessagesOfADeletedMailboxAreGone) {
+  ASSERT_TRUE(Create("Box").ok());
+  ASSERT_TRUE(Create("p/c").ok());
+  AppendSome("Box", 2);
+  AppendSome("p", 2);
+  v1::OpenResponse box = OpenBox("Box");
+  v1::OpenResponse p = OpenBox("p");
+  DeleteAndExpunge(box, Uids({{1, 1}}));
+  DeleteAndExpunge(p, Uids({{1, 1}}));
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 2);
+
+  v1::DeleteMailboxRequest remove;
+  remove.set_name("Box");
+  ASSERT_TRUE(store_->DeleteMailbox(user_, remove).ok());
+  CollectingSink sink;
+  EXPECT_EQ(CodeOf(store_->Fetch(user_, FetchEverything(box, true), sink)),
+            v1::MAILBOX_CHANGED);
+  EXPECT_TRUE(sink.items.empty());
+
+  // "p" has an inferior: it stays as \Noselect with the same id, and when made
+  // selectable again it must not show the old incarnation's messages.
+  remove.set_name("p");
+  ASSERT_TRUE(store_->DeleteMailbox(user_, remove).ok());
+  EXPECT_EQ(CodeOf(store_->Fetch(user_, FetchEverything(p, true), sink)), v1::MAILBOX_CHANGED);
+  ASSERT_TRUE(Create("p").ok());
+  v1::OpenResponse again = OpenBox("p");
+  ASSERT_EQ(again.mailbox_id(), p.mailbox_id());
+  ASSERT_TRUE(store_->Fetch(user_, FetchEverything(again, true), sink).ok());
+  EXPECT_TRUE(sink.items.empty());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM expunged_messages"), 0);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM contents"), 0);
+}
+
+TEST(SqliteSchemaTest, UpgradeKeepsMessagesAndAddsRetention) {
+  std::string path = TempPath("migrate3.db");
+  {
+    auto conn = sqlite::Connection::Open(path, false);
+    ASSERT_TRUE(conn.ok());
+    ASSERT_TRUE(sqlite::Migrate(**conn, 3).ok());
+  }
+  {
+    auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto user = (*store)->CreateUser("u", "h");
+    ASSERT_TRUE(user.ok());
+    std::vector<NewMessage> messages;
+    messages.push_back(Message(kSimple, {"\\Deleted"}));
+    ASSERT_TRUE((*store)->Append(*user, "INBOX", std::move(messages)).ok());
+    v1::OpenRequest open;
+    open.set_name("INBOX");
+    auto box = (*store)->Open(*user, open);
+    ASSERT_TRUE(box.ok());
+    v1::ExpungeRequest expunge;
+    expunge.set_mailbox_id(box->mailbox_id());
+    expunge.set_uidvalidity(box->uidvalidity());
+    ASSERT_TRUE((*store)->Expunge(*user, expunge).ok());
+    CollectingSink sink;
+    ASSERT_TRUE((*store)->Fetch(*user, FetchEverything(*box, true), sink).ok());
+    ASSERT_EQ(sink.Metadata().size(), 1u);
+    EXPECT_TRUE(sink.Metadata()[0].expunged());
+  }
+  auto conn = sqlite::Connection::Open(path, false);
+  ASSERT_TRUE(conn.ok());
+  EXPECT_EQ(*sqlite::SchemaVersion(**conn), sqlite::LatestSchemaVersion());
 }
 
 }  // namespace

@@ -1,0 +1,282 @@
+// imap-gateway: the stateless IMAP front end. Accepts IMAPS (993) and IMAP with
+// STARTTLS (143) on N worker threads, parses IMAP and turns each command into calls
+// on the mailbox service through storage-client. Each worker has one change-feed
+// stream shared by its sessions.
+//
+// Signals: SIGHUP reloads the TLS certificate and key; SIGTERM/SIGINT drain (stop
+// accepting, let sessions end up to --drain-timeout, then close them) and exit 0.
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/co_spawn.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "gateway/net/config.h"
+#include "gateway/net/listener.h"
+#include "gateway/ops/http_server.h"
+#include "gateway/ops/metrics.h"
+#include "gateway/session/feed_router.h"
+#include "gateway/session/session.h"
+#include "mailbox-service/common/config.h"
+#include "storage-client/grpc_mailbox_store.h"
+
+namespace gateway {
+namespace {
+
+namespace asio = boost::asio;
+
+std::vector<mailbox::config::Setting> Settings() {
+  return {
+      {"store", "IMAPD_STORE", "127.0.0.1:50051", "mailbox service address (host:port)"},
+      {"store-channels", "IMAPD_STORE_CHANNELS", "2", "gRPC channels to the mailbox service"},
+      {"http-listen", "IMAPD_HTTP_LISTEN", "127.0.0.1:8143",
+       "operator endpoint (/healthz /readyz /metrics); empty disables"},
+      {"ports-file", "IMAPD_PORTS_FILE", "", "write the bound ports here as JSON once listening"},
+      {"gateway-id", "IMAPD_GATEWAY_ID", "", "this replica's name in the service's logs"},
+      {"allow-plaintext-auth", "IMAPD_ALLOW_PLAINTEXT_AUTH", "false",
+       "allow LOGIN/AUTHENTICATE without TLS (otherwise LOGINDISABLED)"},
+      {"unauthenticated-timeout", "IMAPD_UNAUTHENTICATED_TIMEOUT", "60",
+       "seconds a connection may stay unauthenticated (not reset by commands)"},
+      {"autologout", "IMAPD_AUTOLOGOUT", "1800", "seconds of inactivity before autologout"},
+      {"idle-keepalive", "IMAPD_IDLE_KEEPALIVE", "120",
+       "seconds between \"* OK Still here\" during IDLE"},
+      {"max-auth-failures", "IMAPD_MAX_AUTH_FAILURES", "4",
+       "failed LOGIN/AUTHENTICATE per connection before BYE"},
+      {"max-line-length", "IMAPD_MAX_LINE_LENGTH", "65536", "command text octets per command"},
+      {"max-literal-size", "IMAPD_MAX_LITERAL_SIZE", "65536",
+       "largest literal outside APPEND message data"},
+      {"max-append-size", "IMAPD_MAX_APPEND_SIZE", "67108864", "largest APPEND message"},
+      {"max-literals", "IMAPD_MAX_LITERALS", "1000", "literals per command"},
+      {"max-nesting", "IMAPD_MAX_NESTING", "32", "parenthesis nesting depth"},
+      {"max-tag-length", "IMAPD_MAX_TAG_LENGTH", "64", "octets in a command tag"},
+      {"literal-minus", "IMAPD_LITERAL_MINUS", "false",
+       "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+"},
+  };
+}
+
+// Reads an integer setting into `out`; prints the error and returns false.
+template <typename T>
+bool ReadInt(const mailbox::config::Config& config, const char* name, T* out) {
+  auto value = config.GetInt(name);
+  if (!value.ok() || *value < 0) {
+    std::cerr << "imap-gateway: --" << name << " needs a non-negative integer\n";
+    return false;
+  }
+  *out = static_cast<T>(*value);
+  return true;
+}
+
+int Run(int argc, char** argv) {
+  net::NetConfig net_config;
+  if (auto status = net::ApplyNetEnvironment(net_config); !status.ok()) {
+    std::cerr << "imap-gateway: " << status.message() << "\n";
+    return 2;
+  }
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto rest = net::ApplyNetFlags(net_config, args);
+  if (!rest.ok()) {
+    std::cerr << "imap-gateway: " << rest.status().message() << "\n";
+    return 2;
+  }
+  std::vector<char*> rest_argv = {argv[0]};
+  for (auto& arg : *rest) {
+    rest_argv.push_back(arg.data());
+  }
+  auto config = mailbox::config::Config::Parse(static_cast<int>(rest_argv.size()),
+                                               rest_argv.data(), Settings());
+  if (!config.ok()) {
+    std::cerr << "imap-gateway: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (config->help_requested()) {
+    std::cout << config->Usage("imap-gateway") << "\nNetwork and TLS:\n"
+              << net::NetFlagsHelp();
+    return 0;
+  }
+  if (auto status = net::ValidateNetConfig(net_config); !status.ok()) {
+    std::cerr << "imap-gateway: " << status.message() << "\n";
+    return 2;
+  }
+
+  SessionOptions options;
+  int64_t unauth = 0, autologout = 0, keepalive = 0;
+  if (!ReadInt(*config, "unauthenticated-timeout", &unauth) ||
+      !ReadInt(*config, "autologout", &autologout) ||
+      !ReadInt(*config, "idle-keepalive", &keepalive) ||
+      !ReadInt(*config, "max-auth-failures", &options.max_auth_failures) ||
+      !ReadInt(*config, "max-line-length", &options.limits.max_line_length) ||
+      !ReadInt(*config, "max-literal-size", &options.limits.max_literal_size) ||
+      !ReadInt(*config, "max-append-size", &options.limits.max_append_literal_size) ||
+      !ReadInt(*config, "max-literals", &options.limits.max_literals_per_command) ||
+      !ReadInt(*config, "max-nesting", &options.limits.max_nesting_depth) ||
+      !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length)) {
+    return 2;
+  }
+  options.unauthenticated_timeout = std::chrono::seconds(unauth);
+  options.autologout = std::chrono::seconds(autologout);
+  options.idle_keepalive = std::chrono::seconds(std::max<int64_t>(keepalive, 1));
+  options.allow_plaintext_auth = config->GetBool("allow-plaintext-auth");
+  options.limits.literal_minus = config->GetBool("literal-minus");
+  options.tls_handshake_timeout =
+      std::chrono::duration_cast<std::chrono::seconds>(net_config.tls_handshake_timeout);
+  options.gateway_id = config->Get("gateway-id");
+
+  // Signals are taken by sigwait below, never by a worker thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto tls = net::TlsContextProvider::Create(net::TlsFilesOf(net_config));
+  if (!tls.ok()) {
+    std::cerr << "imap-gateway: " << tls.status().message() << "\n";
+    return 1;
+  }
+  mailbox::client::GrpcMailboxStoreOptions store_options;
+  store_options.target = config->Get("store");
+  int channels = 2;
+  if (!ReadInt(*config, "store-channels", &channels)) {
+    return 2;
+  }
+  store_options.channels = std::max(channels, 1);
+  if (!options.gateway_id.empty()) {
+    store_options.metadata.emplace_back("x-gateway-id", options.gateway_id);
+  }
+  auto store = mailbox::client::GrpcMailboxStore::Create(store_options);
+  if (!store.ok()) {
+    std::cerr << "imap-gateway: " << store.status().message() << "\n";
+    return 1;
+  }
+
+  // Per-worker context: routers are created on their worker's executor below.
+  auto pool_options = net::WorkerPoolOptionsOf(net_config);
+  size_t workers = pool_options.workers == 0 ? std::max(1u, std::thread::hardware_concurrency())
+                                             : pool_options.workers;
+  pool_options.workers = workers;
+  std::vector<std::unique_ptr<WorkerContext>> contexts(workers);
+  std::vector<std::unique_ptr<FeedRouter>> routers(workers);
+  auto handler = [&contexts](net::Stream stream, net::ConnectionInfo info) {
+    return ServeConnection(std::move(stream), info, contexts[info.worker].get());
+  };
+  auto pool = net::WorkerPool::Create(std::move(pool_options), handler);
+  if (!pool.ok()) {
+    std::cerr << "imap-gateway: " << pool.status().message() << "\n";
+    return 1;
+  }
+  for (size_t i = 0; i < workers; ++i) {
+    routers[i] = std::make_unique<FeedRouter>(**store, (*pool)->worker_executor(i));
+    contexts[i] = std::make_unique<WorkerContext>();
+    contexts[i]->store = store->get();
+    contexts[i]->router = routers[i].get();
+    contexts[i]->tls = tls->get();
+    contexts[i]->options = &options;
+  }
+
+  // Operator endpoint on its own small thread.
+  auto& metrics = ops::GlobalMetrics();
+  asio::io_context http_io;
+  std::unique_ptr<asio::ip::tcp::acceptor> http_acceptor;
+  uint16_t http_port = 0;
+  if (const std::string& http = config->Get("http-listen"); !http.empty()) {
+    auto address = net::ParseListenAddress(http, 8143);
+    if (!address.ok()) {
+      std::cerr << "imap-gateway: --http-listen: " << address.status().message() << "\n";
+      return 2;
+    }
+    boost::system::error_code ec;
+    asio::ip::tcp::endpoint endpoint(asio::ip::make_address(address->host, ec), address->port);
+    if (ec) {
+      std::cerr << "imap-gateway: --http-listen: bad address " << address->host << "\n";
+      return 2;
+    }
+    http_acceptor = std::make_unique<asio::ip::tcp::acceptor>(http_io);
+    http_acceptor->open(endpoint.protocol(), ec);
+    http_acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    http_acceptor->bind(endpoint, ec);
+    if (!ec) {
+      http_acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      std::cerr << "imap-gateway: cannot listen on " << http << ": " << ec.message() << "\n";
+      return 1;
+    }
+    http_port = http_acceptor->local_endpoint().port();
+    asio::co_spawn(http_io, ops::ServeHttp(*http_acceptor, metrics), [](std::exception_ptr e) {
+      if (e) {
+        std::cerr << "imap-gateway: http endpoint stopped by an exception\n";
+      }
+    });
+  }
+  std::thread http_thread([&http_io] { http_io.run(); });
+
+  (*tls)->StartWatching((*pool)->worker_executor(0),
+                        net_config.tls_reload_interval.count() > 0
+                            ? std::chrono::steady_clock::duration(net_config.tls_reload_interval)
+                            : std::chrono::hours(24 * 365));
+  (*pool)->Start();
+  metrics.ready = true;
+
+  // Listener order follows NetConfig: IMAPS addresses first, then IMAP.
+  uint16_t imaps_port = 0, imap_port = 0;
+  size_t listener = 0;
+  for (size_t i = 0; i < net_config.imaps_listen.size(); ++i, ++listener) {
+    if (i == 0) imaps_port = (*pool)->bound_endpoint(listener).port();
+  }
+  for (size_t i = 0; i < net_config.imap_listen.size(); ++i, ++listener) {
+    if (i == 0) imap_port = (*pool)->bound_endpoint(listener).port();
+  }
+  std::string ports = absl::StrCat("{\"imaps\": ", imaps_port, ", \"imap\": ", imap_port,
+                                   ", \"http\": ", http_port, "}");
+  if (const std::string& file = config->Get("ports-file"); !file.empty()) {
+    std::ofstream(file + ".tmp") << ports << "\n";
+    std::rename((file + ".tmp").c_str(), file.c_str());
+  }
+  std::cout << "imap-gateway: " << workers << " workers, IMAPS port " << imaps_port
+            << ", IMAP+STARTTLS port " << imap_port << ", /metrics on port " << http_port
+            << ", mailbox service " << store_options.target << std::endl;
+
+  while (true) {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    if (signal_number == SIGHUP) {
+      auto reloaded = (*tls)->Reload();
+      if (reloaded.ok()) {
+        metrics.cert_reloads.fetch_add(1);
+      }
+      std::cout << "imap-gateway: SIGHUP: certificate reload "
+                << (reloaded.ok() ? "done" : std::string(reloaded.message())) << std::endl;
+      continue;
+    }
+    std::cout << "imap-gateway: " << strsignal(signal_number) << ", draining" << std::endl;
+    break;
+  }
+  metrics.draining = true;
+  (*tls)->StopWatching();
+  (*pool)->Stop(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      net_config.drain_timeout));
+  for (auto& router : routers) {
+    router.reset();
+  }
+  if (http_acceptor) {
+    asio::post(http_io, [&] { http_acceptor->close(); });
+  }
+  http_io.stop();
+  http_thread.join();
+  std::cout << "imap-gateway: stopped" << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace gateway
+
+int main(int argc, char** argv) { return gateway::Run(argc, argv); }

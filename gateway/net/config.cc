@@ -1,0 +1,289 @@
+#include "gateway/net/config.h"
+
+#include <charconv>
+#include <limits>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "boost/asio/ip/address.hpp"
+
+namespace gateway::net {
+namespace {
+
+absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+struct OptionInfo {
+  const char* flag;
+  const char* env;
+  const char* default_text;
+  const char* help;
+};
+
+constexpr OptionInfo kOptions[] = {
+    {"imaps-listen", "IMAPD_IMAPS_LISTEN", "0.0.0.0:993",
+     "implicit-TLS (IMAPS) listen addresses, comma-separated; empty disables"},
+    {"imap-listen", "IMAPD_IMAP_LISTEN", "0.0.0.0:143",
+     "plain IMAP + STARTTLS listen addresses, comma-separated; empty disables"},
+    {"tls-cert-file", "IMAPD_TLS_CERT_FILE", "(required)",
+     "PEM certificate chain, leaf first; reloaded when it changes"},
+    {"tls-key-file", "IMAPD_TLS_KEY_FILE", "(required)",
+     "PEM private key; reloaded when it changes"},
+    {"workers", "IMAPD_WORKERS", "0", "worker threads (0 = one per CPU)"},
+    {"max-connections", "IMAPD_MAX_CONNECTIONS", "0",
+     "open connections across all workers (0 = unlimited)"},
+    {"listen-backlog", "IMAPD_LISTEN_BACKLOG", "1024", "listen(2) backlog per acceptor"},
+    {"tls-handshake-timeout", "IMAPD_TLS_HANDSHAKE_TIMEOUT", "30s",
+     "time allowed for a TLS handshake"},
+    {"tls-reload-interval", "IMAPD_TLS_RELOAD_INTERVAL", "60s",
+     "how often to check the certificate files for changes (0 = only on SIGHUP)"},
+    {"accept-backoff", "IMAPD_ACCEPT_BACKOFF", "100ms",
+     "pause of an acceptor after running out of descriptors"},
+    {"drain-timeout", "IMAPD_DRAIN_TIMEOUT", "30s",
+     "on shutdown, how long sessions may take to finish before they are closed"},
+};
+
+absl::Status Invalid(std::string_view name, std::string_view value, std::string_view want) {
+  return absl::InvalidArgumentError(absl::StrCat("--", Absl(name), "=", Absl(value),
+                                                 ": expected ", Absl(want)));
+}
+
+template <typename T>
+absl::Status ParseNumber(std::string_view name, std::string_view value, T min, T max,
+                         T& out) {
+  T parsed{};
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+  if (ec != std::errc() || end != value.data() + value.size() || parsed < min ||
+      parsed > max) {
+    return Invalid(name, value,
+                   absl::StrCat("an integer from ", min, " to ", max));
+  }
+  out = parsed;
+  return absl::OkStatus();
+}
+
+absl::Status ParseMillis(std::string_view name, std::string_view value, bool allow_zero,
+                         std::chrono::milliseconds& out) {
+  absl::Duration duration;
+  if (!absl::ParseDuration(Absl(value), &duration) || duration < absl::ZeroDuration() ||
+      (!allow_zero && duration == absl::ZeroDuration()) || duration > absl::Hours(24 * 365)) {
+    return Invalid(name, value,
+                   allow_zero ? "a duration such as 250ms, 30s or 2m (0 allowed)"
+                              : "a positive duration such as 250ms, 30s or 2m");
+  }
+  out = absl::ToChronoMilliseconds(duration);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ListenAddress>> ParseListenList(std::string_view name,
+                                                           std::string_view value,
+                                                           uint16_t default_port) {
+  std::vector<ListenAddress> out;
+  for (absl::string_view item : absl::StrSplit(Absl(value), ',', absl::SkipWhitespace())) {
+    item = absl::StripAsciiWhitespace(item);
+    absl::StatusOr<ListenAddress> address =
+        ParseListenAddress(std::string_view(item.data(), item.size()), default_port);
+    if (!address.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", Absl(name), ": ", address.status().message()));
+    }
+    out.push_back(*std::move(address));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text, uint16_t default_port) {
+  std::string_view host = text;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", Absl(text), "': missing ']' after an IPv6 address"));
+    }
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", Absl(text), "': expected ':port' after ']'"));
+      }
+      port_text = rest.substr(1);
+    }
+  } else if (size_t colon = text.rfind(':'); colon != std::string_view::npos) {
+    if (text.find(':') != colon) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", Absl(text), "': write IPv6 addresses in brackets, e.g. [::]:993"));
+    }
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  }
+  ListenAddress out;
+  out.host = std::string(host);
+  out.port = default_port;
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(out.host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", Absl(text), "': '", out.host, "' is not an IP address"));
+  }
+  if (!port_text.empty() || (text.size() > 0 && text.back() == ':')) {
+    unsigned port = 0;
+    auto [end, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(),
+                                       port);
+    if (perr != std::errc() || end != port_text.data() + port_text.size() || port > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", Absl(text), "': port must be a number from 0 to 65535"));
+    }
+    out.port = static_cast<uint16_t>(port);
+  }
+  return out;
+}
+
+absl::Status SetNetOption(NetConfig& config, std::string_view name, std::string_view value) {
+  if (name == "imaps-listen" || name == "imap-listen") {
+    const bool imaps = name == "imaps-listen";
+    absl::StatusOr<std::vector<ListenAddress>> list =
+        ParseListenList(name, value, imaps ? 993 : 143);
+    if (!list.ok()) {
+      return list.status();
+    }
+    (imaps ? config.imaps_listen : config.imap_listen) = *std::move(list);
+    return absl::OkStatus();
+  }
+  if (name == "tls-cert-file") {
+    config.tls_cert_file = std::string(value);
+    return absl::OkStatus();
+  }
+  if (name == "tls-key-file") {
+    config.tls_key_file = std::string(value);
+    return absl::OkStatus();
+  }
+  if (name == "workers") {
+    return ParseNumber<std::size_t>(name, value, 0, 1024, config.workers);
+  }
+  if (name == "max-connections") {
+    return ParseNumber<std::size_t>(name, value, 0, 100'000'000, config.max_connections);
+  }
+  if (name == "listen-backlog") {
+    return ParseNumber<int>(name, value, 1, 1 << 20, config.listen_backlog);
+  }
+  if (name == "tls-handshake-timeout") {
+    return ParseMillis(name, value, false, config.tls_handshake_timeout);
+  }
+  if (name == "tls-reload-interval") {
+    return ParseMillis(name, value, true, config.tls_reload_interval);
+  }
+  if (name == "accept-backoff") {
+    return ParseMillis(name, value, false, config.accept_backoff);
+  }
+  if (name == "drain-timeout") {
+    return ParseMillis(name, value, true, config.drain_timeout);
+  }
+  return absl::NotFoundError(absl::StrCat("unknown network option --", Absl(name)));
+}
+
+absl::Status ApplyNetEnvironment(NetConfig& config,
+                                 const std::function<const char*(const char*)>& getenv) {
+  for (const OptionInfo& option : kOptions) {
+    const char* value = getenv(option.env);
+    if (value == nullptr) {
+      continue;
+    }
+    if (absl::Status status = SetNetOption(config, option.flag, value); !status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("environment ", option.env, ": ", status.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ApplyNetFlags(NetConfig& config,
+                                                       const std::vector<std::string>& args) {
+  std::vector<std::string> rest;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (i == 0 || arg.substr(0, 2) != "--") {
+      rest.push_back(args[i]);
+      continue;
+    }
+    std::string_view body = arg.substr(2);
+    std::string_view name = body;
+    std::string_view value;
+    bool has_value = false;
+    if (size_t eq = body.find('='); eq != std::string_view::npos) {
+      name = body.substr(0, eq);
+      value = body.substr(eq + 1);
+      has_value = true;
+    }
+    bool known = false;
+    for (const OptionInfo& option : kOptions) {
+      known = known || name == option.flag;
+    }
+    if (!known) {
+      rest.push_back(args[i]);
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("--", Absl(name), " needs a value"));
+      }
+      value = args[++i];
+    }
+    if (absl::Status status = SetNetOption(config, name, value); !status.ok()) {
+      return status;
+    }
+  }
+  return rest;
+}
+
+std::string NetFlagsHelp() {
+  std::string out = "Network options (flag / environment variable, default):\n";
+  for (const OptionInfo& option : kOptions) {
+    absl::StrAppend(&out, "  --", option.flag, " / ", option.env, " (default ",
+                    option.default_text, ")\n      ", option.help, "\n");
+  }
+  return out;
+}
+
+absl::Status ValidateNetConfig(const NetConfig& config) {
+  if (config.imaps_listen.empty() && config.imap_listen.empty()) {
+    return absl::InvalidArgumentError(
+        "no listeners: set --imaps-listen and/or --imap-listen");
+  }
+  // STARTTLS needs the certificate too: plaintext LOGIN is refused by default
+  // (RFC 9051 §11.1, DESIGN.md), so a server without TLS could log nobody in.
+  if (config.tls_cert_file.empty() || config.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert-file and --tls-key-file (IMAPD_TLS_CERT_FILE, IMAPD_TLS_KEY_FILE) "
+        "are required");
+  }
+  return absl::OkStatus();
+}
+
+TlsFiles TlsFilesOf(const NetConfig& config) {
+  return TlsFiles{config.tls_cert_file, config.tls_key_file};
+}
+
+WorkerPoolOptions WorkerPoolOptionsOf(const NetConfig& config, LogSink log) {
+  WorkerPoolOptions options;
+  for (const ListenAddress& address : config.imaps_listen) {
+    options.listeners.push_back({address, ListenerKind::kImplicitTls});
+  }
+  for (const ListenAddress& address : config.imap_listen) {
+    options.listeners.push_back({address, ListenerKind::kStartTls});
+  }
+  options.workers = config.workers;
+  options.max_connections = config.max_connections;
+  options.backlog = config.listen_backlog;
+  options.accept_backoff = config.accept_backoff;
+  options.log = std::move(log);
+  return options;
+}
+
+}  // namespace gateway::net

@@ -1,0 +1,81 @@
+// Network settings of the gateway and how operators set them: every setting has a
+// command-line flag and an environment variable (flags win), each with a documented
+// default. The gateway's main() applies these, then builds the TlsContextProvider and
+// the WorkerPool from the result.
+//
+//   flag                      environment                    default
+//   --imaps-listen            IMAPD_IMAPS_LISTEN             0.0.0.0:993
+//   --imap-listen             IMAPD_IMAP_LISTEN              0.0.0.0:143
+//   --tls-cert-file           IMAPD_TLS_CERT_FILE            (required)
+//   --tls-key-file            IMAPD_TLS_KEY_FILE             (required)
+//   --workers                 IMAPD_WORKERS                  0 = one per CPU
+//   --max-connections         IMAPD_MAX_CONNECTIONS          0 = unlimited
+//   --listen-backlog          IMAPD_LISTEN_BACKLOG           1024
+//   --tls-handshake-timeout   IMAPD_TLS_HANDSHAKE_TIMEOUT    30s
+//   --tls-reload-interval     IMAPD_TLS_RELOAD_INTERVAL      60s (0 = only on SIGHUP)
+//   --accept-backoff          IMAPD_ACCEPT_BACKOFF           100ms
+//   --drain-timeout           IMAPD_DRAIN_TIMEOUT            30s
+//
+// Listen values are comma-separated "host:port" items, IPv6 in brackets
+// ("0.0.0.0:993,[::]:993"); an empty value disables that listener. Durations use
+// units ("250ms", "30s", "2m").
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gateway/net/listener.h"
+#include "gateway/net/log.h"
+#include "gateway/net/tls_context.h"
+
+namespace gateway::net {
+
+struct NetConfig {
+  std::vector<ListenAddress> imaps_listen = {{"0.0.0.0", 993}};
+  std::vector<ListenAddress> imap_listen = {{"0.0.0.0", 143}};
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::size_t workers = 0;
+  std::size_t max_connections = 0;
+  int listen_backlog = 1024;
+  std::chrono::milliseconds tls_handshake_timeout{30'000};
+  std::chrono::milliseconds tls_reload_interval{60'000};
+  std::chrono::milliseconds accept_backoff{100};
+  std::chrono::milliseconds drain_timeout{30'000};
+};
+
+// Sets the setting named by its flag (without "--"). Errors name the setting and say
+// what was expected.
+absl::Status SetNetOption(NetConfig& config, std::string_view name, std::string_view value);
+
+// Applies every IMAPD_* variable above that is set. `getenv` is injectable for tests.
+absl::Status ApplyNetEnvironment(
+    NetConfig& config, const std::function<const char*(const char*)>& getenv = ::getenv);
+
+// Consumes the flags above ("--name=value" or "--name value") from `args` and
+// returns the remaining arguments in order, for the other components' parsers.
+absl::StatusOr<std::vector<std::string>> ApplyNetFlags(NetConfig& config,
+                                                       const std::vector<std::string>& args);
+
+// The table above, for --help.
+std::string NetFlagsHelp();
+
+// Parses "host:port", "[v6]:port", or a bare host (then `default_port`).
+absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text,
+                                                 uint16_t default_port);
+
+// Checks the combination: at least one listener, certificate and key set.
+absl::Status ValidateNetConfig(const NetConfig& config);
+
+TlsFiles TlsFilesOf(const NetConfig& config);
+WorkerPoolOptions WorkerPoolOptionsOf(const NetConfig& config, LogSink log = {});
+
+}  // namespace gateway::net

@@ -1,0 +1,139 @@
+// The gateway's accept side: N worker threads, each running its own io_context and
+// its own SO_REUSEPORT acceptors on the same addresses (DESIGN.md "Concurrency"). The
+// kernel spreads incoming connections over the workers; a connection's handler runs
+// on the worker that accepted it for the connection's whole life, so session state
+// needs no locks.
+//
+//   WorkerPoolOptions options;
+//   options.listeners = {{{"0.0.0.0", 993}, ListenerKind::kImplicitTls},
+//                        {{"0.0.0.0", 143}, ListenerKind::kStartTls}};
+//   auto pool = WorkerPool::Create(std::move(options), &ServeImap);  // binds now
+//   (*pool)->Start();
+//   ...                                    // on SIGTERM:
+//   (*pool)->Stop(std::chrono::seconds(30));
+//
+// The pool does not do TLS itself: the handler sees ConnectionInfo::kind and calls
+// Stream::Handshake() for kImplicitTls connections (under its own timeout).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "gateway/net/log.h"
+#include "gateway/net/stream.h"
+
+namespace gateway::net {
+
+enum class ListenerKind {
+  kImplicitTls,  // IMAPS, RFC 8314 §3.3: TLS from the first byte (default port 993)
+  kStartTls,     // IMAP, RFC 3501 §6.2.1: plaintext until STARTTLS (default port 143)
+};
+
+// An IP literal (IPv4 or IPv6, without brackets) and a port; port 0 picks a free one.
+struct ListenAddress {
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct ListenerSpec {
+  ListenAddress address;
+  ListenerKind kind = ListenerKind::kStartTls;
+};
+
+struct ConnectionInfo {
+  ListenerKind kind = ListenerKind::kStartTls;
+  std::size_t listener = 0;  // index into WorkerPoolOptions::listeners
+  std::size_t worker = 0;    // index of the worker thread running the handler
+  uint64_t id = 0;           // unique within the pool, for logs
+};
+
+// Serves one connection. Runs on the accepting worker's executor; the returned
+// coroutine owns the Stream. Must not be a capturing lambda *coroutine* whose closure
+// is a temporary (STYLE.md item 11); a plain function, or a lambda that returns a call
+// to a coroutine function, is fine. Exceptions escaping it are logged.
+using ConnectionHandler = std::function<boost::asio::awaitable<void>(Stream, ConnectionInfo)>;
+
+struct WorkerPoolOptions {
+  std::vector<ListenerSpec> listeners;
+  // Worker threads; 0 means std::thread::hardware_concurrency().
+  std::size_t workers = 0;
+  // Connections open at once across the pool; 0 means no limit. A connection accepted
+  // beyond the limit is closed at once (before any TLS work) and counted in the log.
+  std::size_t max_connections = 0;
+  // listen(2) backlog of each acceptor.
+  int backlog = 1024;
+  // Pause of an acceptor after EMFILE/ENFILE/ENOBUFS/ENOMEM or an unexpected accept
+  // error, so that running out of file descriptors does not spin a core.
+  std::chrono::milliseconds accept_backoff{100};
+  LogSink log;  // default: stderr
+};
+
+class WorkerPool {
+ public:
+  // Validates the options and binds every acceptor of every worker (so a bad address
+  // or a port in use is reported here, and bound ports are known before Start()).
+  static absl::StatusOr<std::unique_ptr<WorkerPool>> Create(WorkerPoolOptions options,
+                                                            ConnectionHandler handler);
+
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  // Stop(0) if still running, then joins the threads.
+  ~WorkerPool();
+
+  // Starts the worker threads; connections are accepted from now on. Call once.
+  void Start();
+
+  // Graceful stop, callable from any thread except a worker: stops accepting, waits up
+  // to `drain_timeout` for sessions to end by themselves, then closes the sockets of
+  // the remaining sessions (their pending operations fail with operation_aborted),
+  // gives them a short grace to unwind, stops the io_contexts and joins the threads.
+  // Work that other components posted to the worker executors ends with it. Idempotent.
+  void Stop(std::chrono::steady_clock::duration drain_timeout);
+
+  std::size_t worker_count() const { return workers_.size(); }
+  // The executor of worker `i`, for components that must share the worker's thread
+  // (e.g. the per-worker change feed).
+  boost::asio::any_io_executor worker_executor(std::size_t i) const;
+  // The thread of worker `i` (valid after Start()).
+  std::thread::id worker_thread_id(std::size_t i) const;
+  // The bound address of listener `i` (useful with port 0).
+  boost::asio::ip::tcp::endpoint bound_endpoint(std::size_t listener) const;
+  // Connections whose handler has not finished yet.
+  std::size_t active_connections() const { return active_.load(); }
+
+ private:
+  struct Worker;
+  friend struct WorkerPoolAccess;
+
+  WorkerPool(WorkerPoolOptions options, ConnectionHandler handler);
+  absl::Status Bind();
+  void SessionEnded();
+
+  const WorkerPoolOptions options_;
+  const ConnectionHandler handler_;
+  const LogSink log_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<boost::asio::ip::tcp::endpoint> bound_;
+  std::atomic<std::size_t> active_{0};
+  std::atomic<uint64_t> next_id_{1};
+  bool started_ = false;
+  bool stopped_ = false;
+  std::mutex mutex_;  // with drained_: Stop() waits for active_ to reach 0
+  std::condition_variable drained_;
+};
+
+}  // namespace gateway::net

@@ -1,0 +1,49 @@
+// Command handlers of the IMAP session, one file per command family (STYLE.md item 4).
+// The dispatch table in ../session.cc says which states allow each command.
+//
+// Contract for every handler: it runs on the session's worker thread, uses only the
+// public part of Session, queues its untagged responses with Session::Send and exactly
+// one tagged completion with Session::Ok/No/Bad/Fail, and co_awaits Session::Flush
+// when it has queued a lot (e.g. every ~256 KiB of FETCH data). Arguments are
+// references into the command the dispatcher keeps alive until the handler returns.
+// Never co_await a call with a brace-initialised aggregate temporary argument: g++ 12
+// destroys such temporaries twice inside coroutines.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "boost/asio/awaitable.hpp"
+#include "gateway/imap/command.h"
+#include "gateway/session/session.h"
+
+namespace gateway::commands {
+
+using boost::asio::awaitable;
+
+// mailboxes.cc: RFC 3501 §6.3.3-6.3.10, RFC 5258/5819 basics, RFC 2342 NAMESPACE.
+awaitable<void> List(Session& session, const imap::ListCommand& command);
+awaitable<void> Status(Session& session, const imap::StatusCommand& command);
+awaitable<void> Create(Session& session, const imap::CreateCommand& command);
+awaitable<void> Delete(Session& session, const imap::DeleteCommand& command);
+awaitable<void> Rename(Session& session, const imap::RenameCommand& command);
+awaitable<void> Subscribe(Session& session, const std::string& mailbox, bool subscribe);
+awaitable<void> Namespace(Session& session);
+// misc.cc: RFC 5161 ENABLE (CONDSTORE, UTF8=ACCEPT), RFC 2971 ID.
+awaitable<void> Enable(Session& session, const imap::EnableCommand& command);
+awaitable<void> Id(Session& session, const imap::IdCommand& command);
+
+// fetch.cc: RFC 3501 §6.4.5 / §6.4.8, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE.
+awaitable<void> Fetch(Session& session, const imap::FetchCommand& command);
+// store.cc: RFC 3501 §6.4.6, RFC 7162 UNCHANGEDSINCE.
+awaitable<void> Store(Session& session, const imap::StoreCommand& command);
+// search.cc: RFC 3501 §6.4.4, RFC 4731 ESEARCH, RFC 7162 MODSEQ.
+awaitable<void> Search(Session& session, const imap::SearchCommand& command);
+// copy.cc: RFC 3501 §6.4.7, RFC 4315 COPYUID, RFC 6851 MOVE.
+awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
+                     const std::string& mailbox, bool move);
+// expunge.cc: RFC 3501 §6.4.3 and §6.4.2 (CLOSE), RFC 4315 UID EXPUNGE, UNSELECT.
+awaitable<void> Expunge(Session& session, const imap::SequenceSet* uids);
+awaitable<void> Close(Session& session, bool expunge);
+
+}  // namespace gateway::commands

@@ -1,0 +1,504 @@
+// FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; RFC 3516 BINARY; RFC 7162
+// CHANGEDSINCE and MODSEQ).
+//
+// One FetchRequest goes to the store, which streams per message a
+// FetchedMetadata followed by the chunks of each requested section. The
+// response items are written in the order the client asked for them; section
+// data is passed through chunk by chunk as the literal's octets and flushed
+// every 256 KiB, so a 50 MB body never sits in the gateway's memory.
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gateway/imap/command.h"
+#include "gateway/imap/date_time.h"
+#include "gateway/imap/response.h"
+#include "gateway/session/commands/commands.h"
+#include "gateway/session/commands/search_mapping.h"
+#include "gateway/session/session.h"
+#include "proto/mailbox/v1/mailbox.pb.h"
+#include "storage-client/mailbox_store.h"
+
+namespace gateway::commands {
+namespace {
+
+namespace v1 = mailbox::v1;
+using Kind = imap::FetchAttribute::Kind;
+
+// Queued response bytes after which the handler writes them out
+// (commands.h: "every ~256 KiB of FETCH data").
+constexpr size_t kFlushEvery = 256 * 1024;
+
+// One item of the FETCH response, in the order the client asked for it.
+struct PlannedItem {
+  Kind kind = Kind::kFlags;
+  std::string name;        // as it appears in the response, e.g. "BODY[TEXT]<0>"
+  int section = -1;        // index into FetchRequest.sections, for message data
+  bool literal8 = false;   // BINARY[...]: may carry NUL, so sent as literal8
+  bool size_only = false;  // BINARY.SIZE[...]: a number, not data
+};
+
+bool IsSectionItem(const PlannedItem& item) { return item.section >= 0; }
+
+// What the command asks for, as a store request and a response layout.
+struct FetchPlan {
+  v1::FetchRequest request;
+  std::vector<PlannedItem> items;
+  bool has_uid = false;
+  bool has_flags = false;
+  bool has_modseq = false;
+};
+
+v1::Section::Text ToProtoText(imap::Section::Text text) {
+  switch (text) {
+    case imap::Section::Text::kNone: return v1::Section::TEXT_NONE;
+    case imap::Section::Text::kHeader: return v1::Section::HEADER;
+    case imap::Section::Text::kHeaderFields: return v1::Section::HEADER_FIELDS;
+    case imap::Section::Text::kHeaderFieldsNot: return v1::Section::HEADER_FIELDS_NOT;
+    case imap::Section::Text::kText: return v1::Section::TEXT;
+    case imap::Section::Text::kMime: return v1::Section::MIME;
+  }
+  return v1::Section::TEXT_NONE;
+}
+
+v1::Section ToProtoSection(const imap::FetchAttribute& attribute) {
+  v1::Section section;
+  for (uint32_t part : attribute.section.part) {
+    section.add_part(part);
+  }
+  section.set_text(ToProtoText(attribute.section.text));
+  for (const std::string& field : attribute.section.fields) {
+    section.add_fields(field);
+  }
+  section.set_binary(attribute.kind == Kind::kBinary || attribute.kind == Kind::kBinarySize);
+  section.set_size_only(attribute.kind == Kind::kBinarySize);
+  if (attribute.partial.has_value()) {
+    section.set_has_partial(true);
+    section.set_partial_offset(attribute.partial->offset);
+    section.set_partial_count(attribute.partial->length);
+  }
+  return section;
+}
+
+// The RFC822 forms are old names for BODY sections (RFC 3501 §6.4.5):
+// RFC822 = BODY[], RFC822.HEADER = BODY.PEEK[HEADER], RFC822.TEXT = BODY[TEXT].
+// The response keeps the old name.
+imap::FetchAttribute AsBodySection(const imap::FetchAttribute& attribute) {
+  imap::FetchAttribute body;
+  body.kind = Kind::kBodySection;
+  switch (attribute.kind) {
+    case Kind::kRfc822Header:
+      body.section.text = imap::Section::Text::kHeader;
+      body.peek = true;
+      break;
+    case Kind::kRfc822Text:
+      body.section.text = imap::Section::Text::kText;
+      break;
+    default:
+      break;
+  }
+  return body;
+}
+
+// Builds the store request and the response layout. Items the client names
+// twice are answered once. `read_only` (EXAMINE) keeps \Seen as it is.
+FetchPlan MakePlan(const imap::FetchCommand& command, bool read_only) {
+  FetchPlan plan;
+  v1::FetchRequest& request = plan.request;
+  std::set<std::string> names;
+  bool sets_seen = false;
+  for (const imap::FetchAttribute& attribute : command.attributes) {
+    PlannedItem item;
+    item.kind = attribute.kind;
+    item.name = imap::FetchResponseName(attribute);
+    const bool is_new = names.insert(item.name).second;
+    switch (attribute.kind) {
+      case Kind::kUid:
+        plan.has_uid = true;
+        break;
+      case Kind::kFlags:
+        plan.has_flags = true;
+        request.set_flags(true);
+        break;
+      case Kind::kInternalDate:
+        request.set_internal_date(true);
+        break;
+      case Kind::kRfc822Size:
+        request.set_size(true);
+        break;
+      case Kind::kEnvelope:
+        request.set_envelope(true);
+        break;
+      case Kind::kBody:
+        request.set_body(true);
+        break;
+      case Kind::kBodyStructure:
+        request.set_bodystructure(true);
+        break;
+      case Kind::kModSeq:
+        plan.has_modseq = true;
+        request.set_modseq(true);
+        break;
+      case Kind::kRfc822:
+      case Kind::kRfc822Header:
+      case Kind::kRfc822Text:
+      case Kind::kBodySection:
+      case Kind::kBinary:
+      case Kind::kBinarySize: {
+        const bool legacy = attribute.kind == Kind::kRfc822 ||
+                            attribute.kind == Kind::kRfc822Header ||
+                            attribute.kind == Kind::kRfc822Text;
+        const imap::FetchAttribute& spec = legacy ? AsBodySection(attribute) : attribute;
+        // RFC 3501 §6.4.5: reading message data sets \Seen unless .PEEK;
+        // RFC 3516 §4.2: BINARY.SIZE does not.
+        if (!spec.peek && attribute.kind != Kind::kBinarySize) {
+          sets_seen = true;
+        }
+        if (is_new) {
+          item.section = request.sections_size();
+          item.literal8 = attribute.kind == Kind::kBinary;
+          item.size_only = attribute.kind == Kind::kBinarySize;
+          *request.add_sections() = ToProtoSection(spec);
+        }
+        break;
+      }
+    }
+    if (is_new) {
+      plan.items.push_back(std::move(item));
+    }
+  }
+  // RFC 3501 §6.4.8: UID FETCH responses always carry the UID; put it first,
+  // where clients look for it.
+  if (command.uid && !plan.has_uid) {
+    plan.has_uid = true;
+    PlannedItem uid;
+    uid.kind = Kind::kUid;
+    uid.name = "UID";
+    plan.items.insert(plan.items.begin(), std::move(uid));
+  }
+  // RFC 7162 §3.1.4.1: CHANGEDSINCE implies the MODSEQ item.
+  if (command.changed_since.has_value()) {
+    request.set_changed_since(*command.changed_since);
+    if (!plan.has_modseq) {
+      plan.has_modseq = true;
+      request.set_modseq(true);
+      PlannedItem modseq;
+      modseq.kind = Kind::kModSeq;
+      modseq.name = "MODSEQ";
+      plan.items.push_back(std::move(modseq));
+    }
+  }
+  request.set_mark_seen(sets_seen && !read_only);
+  // A message expunged elsewhere stays fetchable until this session has reported
+  // the EXPUNGE (RFC 3501 §7.4.1); the service keeps such messages for a while.
+  request.set_include_expunged(true);
+  return plan;
+}
+
+// Turns the store's stream into FETCH responses, one message at a time.
+// Synchronous: the handler feeds it items and does the I/O.
+class FetchResponseWriter {
+ public:
+  FetchResponseWriter(Session& session, SelectedMailbox& mailbox, const FetchPlan& plan,
+                      bool condstore)
+      : session_(session), mailbox_(mailbox), plan_(plan), condstore_(condstore) {}
+
+  // Takes the next item of the stream. An error means the stream does not
+  // follow the contract (a store bug); the caller stops reading.
+  absl::Status Accept(const v1::FetchResponse& item) {
+    if (item.has_metadata()) {
+      StartMessage(item.metadata());
+      return absl::OkStatus();
+    }
+    if (item.has_chunk()) {
+      return TakeChunk(item.chunk());
+    }
+    return absl::OkStatus();  // an item kind newer than this gateway: ignore
+  }
+
+  // Closes the open response, if any. Must not be called inside a literal.
+  void FinishMessage() {
+    if (!builder_.has_value()) {
+      return;
+    }
+    // Items still due, e.g. after a section the store never sent (NIL keeps
+    // the response well-formed).
+    while (next_ < plan_.items.size()) {
+      const PlannedItem& item = plan_.items[next_++];
+      if (IsSectionItem(item)) {
+        builder_->Section(item.name, std::nullopt);
+      } else {
+        AddItem(item);
+      }
+    }
+    // RFC 3501 §6.4.5: when \Seen was set just now, the new flags are sent;
+    // RFC 7162 §3.2.4 (CONDSTORE) adds UID and MODSEQ to such responses.
+    if (metadata_.seen_changed()) {
+      if (!plan_.has_flags) {
+        builder_->Flags(Flags());
+      }
+      if (condstore_ && !plan_.has_modseq) {
+        builder_->ModSeq(metadata_.modseq());
+      }
+    }
+    Send(builder_->Finish());
+    builder_.reset();
+  }
+
+  // True between the announcement of a literal and its last octet: nothing
+  // but the literal's data may be written then.
+  bool in_literal() const { return literal_remaining_.has_value(); }
+  bool unknown_cte() const { return unknown_cte_; }
+  size_t unflushed() const { return unflushed_; }
+  void Flushed() { unflushed_ = 0; }
+  uint64_t literal_remaining() const { return literal_remaining_.value_or(0); }
+
+ private:
+  void StartMessage(const v1::FetchedMetadata& metadata) {
+    FinishMessage();
+    metadata_ = metadata;
+    next_ = 0;
+    if (metadata.seen_changed() && metadata.modseq() != 0) {
+      // This session set \Seen: the responses below report it, so the feed
+      // event of that change must not be reported again.
+      mailbox_.own_modseqs.insert(metadata.modseq());
+    }
+    std::optional<uint32_t> seq = mailbox_.map.SeqOf(metadata.uid());
+    if (!seq.has_value()) {
+      // Added after the view was built and not announced by EXISTS yet: the
+      // client cannot know its sequence number, so it is not reported.
+      skipping_ = true;
+      return;
+    }
+    skipping_ = false;
+    builder_.emplace(*seq);
+    // RFC 7162 §3.2.4: responses of a FETCH that set \Seen carry the UID once
+    // CONDSTORE is enabled.
+    if (metadata.seen_changed() && condstore_ && !plan_.has_uid) {
+      builder_->Uid(metadata.uid());
+    }
+    AddItemsUpToSection();
+  }
+
+  absl::Status TakeChunk(const v1::SectionChunk& chunk) {
+    if (skipping_ || !builder_.has_value() || chunk.uid() != metadata_.uid()) {
+      if (in_literal()) {
+        return absl::InternalError("FETCH: the store interrupted a section with another one");
+      }
+      return absl::OkStatus();  // belongs to a message that is not reported
+    }
+    if (!in_literal()) {
+      if (next_ >= plan_.items.size() ||
+          static_cast<uint32_t>(plan_.items[next_].section) != chunk.section_index()) {
+        return absl::InternalError(
+            absl::StrCat("FETCH: the store sent section ", chunk.section_index(),
+                         " out of order"));
+      }
+      const PlannedItem& item = plan_.items[next_];
+      if (chunk.error_unknown_cte()) {
+        // RFC 3516 §4.3: the data is NIL and the command ends NO [UNKNOWN-CTE].
+        builder_->Section(item.name, std::nullopt);
+        unknown_cte_ = true;
+        return NextItem();
+      }
+      if (item.size_only) {
+        builder_->Raw(item.name, std::to_string(chunk.total_size()));
+        return NextItem();
+      }
+      Send(builder_->StreamSection(item.name, chunk.total_size(), item.literal8));
+      literal_remaining_ = chunk.total_size();
+    }
+    // The literal announced total_size octets; anything beyond would corrupt
+    // the stream, so it is dropped (the store pads short sections itself).
+    const std::string& data = chunk.data();
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(data.size(), *literal_remaining_));
+    Send(std::string_view(data).substr(0, take));
+    *literal_remaining_ -= take;
+    if (!chunk.last()) {
+      return absl::OkStatus();
+    }
+    if (*literal_remaining_ != 0) {
+      return absl::InternalError("FETCH: the store ended a section short of its size");
+    }
+    literal_remaining_.reset();
+    return NextItem();
+  }
+
+  // Moves past the current section item and adds what follows it.
+  absl::Status NextItem() {
+    ++next_;
+    AddItemsUpToSection();
+    return absl::OkStatus();
+  }
+
+  // Adds metadata items until the next section item (which waits for its
+  // chunks) or the end of the list.
+  void AddItemsUpToSection() {
+    while (next_ < plan_.items.size() && !IsSectionItem(plan_.items[next_])) {
+      AddItem(plan_.items[next_++]);
+    }
+  }
+
+  void AddItem(const PlannedItem& item) {
+    switch (item.kind) {
+      case Kind::kUid:
+        builder_->Uid(metadata_.uid());
+        break;
+      case Kind::kFlags:
+        builder_->Flags(Flags());
+        break;
+      case Kind::kInternalDate:
+        builder_->InternalDate(imap::DateTime::FromUnixSeconds(
+            metadata_.internal_date_unix(), metadata_.internal_date_tz_minutes()));
+        break;
+      case Kind::kRfc822Size:
+        builder_->Rfc822Size(metadata_.size());
+        break;
+      case Kind::kEnvelope:
+        builder_->Raw(item.name, metadata_.envelope());
+        break;
+      case Kind::kBody:
+        builder_->Raw(item.name, metadata_.body());
+        break;
+      case Kind::kBodyStructure:
+        builder_->Raw(item.name, metadata_.bodystructure());
+        break;
+      case Kind::kModSeq:
+        builder_->ModSeq(metadata_.modseq());
+        break;
+      default:
+        break;  // section items are handled by TakeChunk
+    }
+  }
+
+  // The stored flags plus \Recent, which only this session knows (RFC 3501 §2.3.2).
+  std::vector<std::string> Flags() const {
+    std::vector<std::string> flags(metadata_.flags().begin(), metadata_.flags().end());
+    if (mailbox_.recent.count(metadata_.uid()) > 0) {
+      flags.push_back("\\Recent");
+    }
+    return flags;
+  }
+
+  void Send(std::string_view bytes) {
+    unflushed_ += bytes.size();
+    session_.Send(bytes);
+  }
+
+  Session& session_;
+  SelectedMailbox& mailbox_;
+  const FetchPlan& plan_;
+  const bool condstore_;
+
+  v1::FetchedMetadata metadata_;                // of the current message
+  std::optional<imap::FetchResponseBuilder> builder_;  // open response, if reported
+  bool skipping_ = false;                       // current message is not reported
+  size_t next_ = 0;                             // next item of plan_.items to add
+  std::optional<uint64_t> literal_remaining_;   // octets owed to the open literal
+  bool unknown_cte_ = false;
+  size_t unflushed_ = 0;
+};
+
+// Ends the connection when a section literal cannot be completed: its length
+// is already on the wire, so the client would take whatever comes next (even
+// a tagged response) as message data and then wait for the rest forever.
+// Closing is the only way to keep corrupt data out of the client's cache.
+//
+awaitable<void> AbandonLiteral(Session& session, uint64_t /*remaining*/, std::string reason) {
+  session.Abort(reason);
+  co_return;
+}
+
+}  // namespace
+
+awaitable<void> Fetch(Session& session, const imap::FetchCommand& command) {
+  SelectedMailbox* mailbox = session.selected();
+  if (mailbox == nullptr) {
+    session.Bad("FETCH needs a selected mailbox");
+    co_return;
+  }
+  // Sequence numbers beyond the mailbox are a client error (RFC 9051 §6.4.5
+  // leaves it open; Dovecot and Cyrus answer BAD, which clients expect and
+  // which tells a confused client to resynchronise). Non-existent UIDs are
+  // ignored without an error (RFC 3501 §6.4.8).
+  if (!command.uid) {
+    if (std::optional<uint32_t> beyond =
+            FirstSequenceNumberBeyond(command.set, mailbox->map.size());
+        beyond.has_value()) {
+      session.Bad(absl::StrCat("Invalid message sequence number ", *beyond, " (the mailbox has ",
+                               mailbox->map.size(), " messages)"));
+      co_return;
+    }
+  }
+  FetchPlan plan = MakePlan(command, mailbox->read_only);
+  // RFC 7162 §3.1: FETCH with MODSEQ or CHANGEDSINCE enables CONDSTORE.
+  if (plan.has_modseq) {
+    session.EnableCondstore();
+  }
+  const bool condstore = session.condstore_enabled() || mailbox->condstore;
+  const std::vector<imap::Interval> uids = session.ResolveSet(command.set, command.uid);
+  if (uids.empty()) {
+    session.Ok("FETCH completed");
+    co_return;
+  }
+  plan.request.set_mailbox_id(mailbox->mailbox_id);
+  plan.request.set_uidvalidity(mailbox->uidvalidity);
+  *plan.request.mutable_uids() = Session::ToUidSet(uids);
+
+  std::unique_ptr<mailbox::client::FetchStream> stream =
+      session.store().Fetch(session.credential(), plan.request);
+  FetchResponseWriter writer(session, *mailbox, plan, condstore);
+  absl::Status failure;
+  while (true) {
+    absl::StatusOr<std::optional<v1::FetchResponse>> next = co_await stream->Next();
+    if (!next.ok()) {
+      failure = next.status();
+      break;
+    }
+    if (!next->has_value()) {
+      break;  // the store sent everything
+    }
+    if (absl::Status accepted = writer.Accept(**next); !accepted.ok()) {
+      stream->Cancel();
+      failure = accepted;
+      break;
+    }
+    if (writer.unflushed() >= kFlushEvery) {
+      writer.Flushed();
+      const bool ok1 = co_await session.Flush();
+      if (!ok1) {
+        stream->Cancel();  // the client is gone; the session ends
+        co_return;
+      }
+    }
+  }
+  if (writer.in_literal()) {
+    const std::string reason =
+        failure.ok() ? "the store ended the stream early" : std::string(failure.message());
+    co_await AbandonLiteral(session, writer.literal_remaining(), reason);
+    co_return;
+  }
+  writer.FinishMessage();
+  if (!failure.ok()) {
+    // Responses already sent stay valid; the NO says the rest is missing.
+    session.Fail(failure, "FETCH");
+    co_return;
+  }
+  if (writer.unknown_cte()) {
+    session.No("FETCH completed, but the encoding of a BINARY section is unknown",
+               "UNKNOWN-CTE");
+    co_return;
+  }
+  session.Ok("FETCH completed");
+}
+
+}  // namespace gateway::commands

@@ -1,0 +1,52 @@
+// ENABLE (RFC 5161) and ID (RFC 2971).
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "boost/asio/awaitable.hpp"
+#include "gateway/imap/command.h"
+#include "gateway/imap/response.h"
+#include "gateway/session/commands/commands.h"
+#include "gateway/session/session.h"
+
+namespace gateway::commands {
+
+awaitable<void> Enable(Session& session, const imap::EnableCommand& command) {
+  // RFC 5161 §3.1: ENABLE belongs before any mailbox is selected; enabling
+  // UTF8=ACCEPT or CONDSTORE under a selection would change the syntax of a view
+  // the client already has.
+  if (session.selected() != nullptr) {
+    session.Bad("ENABLE is only valid before a mailbox is selected (RFC 5161 §3.1)");
+    co_return;
+  }
+  std::vector<std::string> enabled;
+  for (const std::string& capability : command.capabilities) {
+    // Names arrive upper-cased. Only extensions that change the server's
+    // behaviour are enabled; anything else is ignored, not refused (RFC 5161 §3.1).
+    if (capability == "CONDSTORE") {
+      if (!session.condstore_enabled()) {
+        session.EnableCondstore();
+        enabled.push_back(capability);
+      }
+    }
+    // UTF8=ACCEPT (RFC 6855) is not advertised yet, so ENABLE ignores it like any
+    // other unknown capability (RFC 5161 §3.1).
+  }
+  // RFC 5161 §3.2: ENABLED lists what this command enabled, possibly nothing.
+  session.Send(imap::EnabledResponse(enabled));
+  session.Ok("ENABLE completed");
+}
+
+awaitable<void> Id(Session& session, const imap::IdCommand& command) {
+  // RFC 2971 §3.1: the client's fields may be logged; they are not, as they can
+  // identify a person's device. The answer names the software, not the host or
+  // operating system (§3.3 leaves that to the server's discretion).
+  (void)command;
+  const imap::IdCommand::Params ours = {{"name", "imapd"}, {"version", "0.1"}};
+  session.Send(imap::IdResponse(ours));
+  session.Ok("ID completed");
+  co_return;
+}
+
+}  // namespace gateway::commands

@@ -1,0 +1,89 @@
+// SEARCH and UID SEARCH (RFC 3501 §6.4.4, §6.4.8) with RFC 4731 ESEARCH
+// results and the RFC 7162 §3.1.5 MODSEQ criterion.
+//
+// The criteria are translated by MapSearchKey (search_mapping.h), which
+// resolves what only the session knows (sequence numbers, \Recent); the store
+// evaluates the tree and answers with UIDs, which are shown to the client as
+// sequence numbers or UIDs of its view.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "gateway/imap/command.h"
+#include "gateway/imap/response.h"
+#include "gateway/session/commands/commands.h"
+#include "gateway/session/commands/search_mapping.h"
+#include "gateway/session/session.h"
+#include "proto/mailbox/v1/mailbox.pb.h"
+
+namespace gateway::commands {
+
+awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
+  namespace v1 = mailbox::v1;
+  SelectedMailbox* mailbox = session.selected();
+  if (mailbox == nullptr) {
+    session.Bad("SEARCH needs a selected mailbox");
+    co_return;
+  }
+  // RFC 5182 SEARCHRES is not offered, so RETURN (SAVE) cannot be honoured.
+  if (command.return_options.has_value() && command.return_options->save) {
+    session.Bad("SEARCH RETURN (SAVE) needs SEARCHRES, which is not supported");
+    co_return;
+  }
+  absl::StatusOr<MappedSearch> mapped =
+      MapSearchKey(command.criteria, mailbox->map, mailbox->recent, mailbox->map.max_uid());
+  if (!mapped.ok()) {
+    session.Bad(absl::StrCat("Invalid search criteria: ", mapped.status().message()));
+    co_return;
+  }
+  // RFC 7162 §3.1: SEARCH with MODSEQ enables CONDSTORE.
+  if (mapped->uses_modseq) {
+    session.EnableCondstore();
+  }
+
+  v1::SearchRequest request;
+  request.set_mailbox_id(mailbox->mailbox_id);
+  request.set_uidvalidity(mailbox->uidvalidity);
+  // RFC 3501 §6.4.4: no CHARSET means US-ASCII; after ENABLE UTF8=ACCEPT the
+  // strings are UTF-8 (RFC 6855 §3). A CHARSET the store does not know comes
+  // back as BADCHARSET, which Session::Fail answers with
+  // "NO [BADCHARSET (US-ASCII UTF-8)]" as §6.4.4 asks.
+  if (command.charset.has_value()) {
+    request.set_charset(*command.charset);
+  } else {
+    request.set_charset(session.utf8_accept() ? "UTF-8" : "US-ASCII");
+  }
+  *request.mutable_key() = std::move(mapped->key);
+  absl::StatusOr<v1::SearchResponse> response =
+      co_await session.store().Search(session.credential(), request);
+  if (!response.ok()) {
+    session.Fail(response.status(), "SEARCH");
+    co_return;
+  }
+
+  // Matches the client has not been told about yet (no EXISTS) are left out.
+  const std::vector<uint32_t> numbers = ResultNumbers(response->uids(), mailbox->map, command.uid);
+  // RFC 7162 §3.1.5: "(MODSEQ n)" when a MODSEQ criterion was used and
+  // something matched. The store gives the highest MODSEQ of all matches.
+  std::optional<uint64_t> modseq;
+  if (mapped->uses_modseq && !numbers.empty()) {
+    modseq = response->highest_modseq();
+  }
+  if (command.return_options.has_value()) {
+    // RFC 4731 §3.1. RFC 7162 §3.1.10 asks for the highest MODSEQ of the
+    // messages returned; with only MIN or MAX requested the store's figure is
+    // that of all matches (it keeps no per-message list for us).
+    imap::EsearchData data = MakeEsearchData(numbers, *command.return_options);
+    data.modseq = modseq;
+    session.Send(imap::EsearchResponse(session.tag(), command.uid, data));
+  } else {
+    session.Send(imap::SearchResponse(numbers, modseq));
+  }
+  session.Ok(command.uid ? "UID SEARCH completed" : "SEARCH completed");
+}
+
+}  // namespace gateway::commands

@@ -1,0 +1,308 @@
+#include "gateway/session/commands/search_mapping.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+
+namespace gateway::commands {
+namespace {
+
+namespace v1 = mailbox::v1;
+using Kind = imap::SearchKey::Kind;
+
+// Sorted, disjoint intervals to a UidSet. An empty input gives an empty set,
+// which the store accepts and which matches nothing.
+v1::UidSet ToUidSet(const std::vector<imap::Interval>& intervals) {
+  v1::UidSet set;
+  for (const imap::Interval& interval : intervals) {
+    v1::UidRange* range = set.add_ranges();
+    range->set_first(interval.first);
+    range->set_last(interval.last);
+  }
+  return set;
+}
+
+v1::UidSet RecentSet(const std::set<uint32_t>& recent) {
+  std::vector<uint32_t> uids(recent.begin(), recent.end());
+  return ToUidSet(ToRuns(uids));
+}
+
+v1::SearchKey FlagKey(const char* flag, bool present) {
+  v1::SearchKey key;
+  if (present) {
+    key.set_flag(flag);
+  } else {
+    key.set_not_flag(flag);
+  }
+  return key;
+}
+
+v1::SearchKey HeaderKey(const char* field, const std::string& value) {
+  v1::SearchKey key;
+  key.mutable_header()->set_field(field);
+  key.mutable_header()->set_value(value);
+  return key;
+}
+
+class Mapper {
+ public:
+  Mapper(const UidMap& map, const std::set<uint32_t>& recent, uint32_t max_uid)
+      : map_(map), recent_(recent), max_uid_(max_uid) {}
+
+  bool uses_modseq() const { return uses_modseq_; }
+
+  // The parser bounds the nesting depth (DESIGN.md: SEARCH nesting), so the
+  // recursion is bounded too.
+  absl::StatusOr<v1::SearchKey> Map(const imap::SearchKey& in) {
+    v1::SearchKey out;
+    switch (in.kind) {
+      case Kind::kAll:
+        out.set_all(true);
+        return out;
+      // RFC 3501 §6.4.4: the system-flag keys and their UN- forms.
+      case Kind::kAnswered: return FlagKey("\\Answered", true);
+      case Kind::kDeleted: return FlagKey("\\Deleted", true);
+      case Kind::kDraft: return FlagKey("\\Draft", true);
+      case Kind::kFlagged: return FlagKey("\\Flagged", true);
+      case Kind::kSeen: return FlagKey("\\Seen", true);
+      case Kind::kUnanswered: return FlagKey("\\Answered", false);
+      case Kind::kUndeleted: return FlagKey("\\Deleted", false);
+      case Kind::kUndraft: return FlagKey("\\Draft", false);
+      case Kind::kUnflagged: return FlagKey("\\Flagged", false);
+      case Kind::kUnseen: return FlagKey("\\Seen", false);
+      // \Recent belongs to this session (it is never stored), so RECENT is the
+      // session's own UID set. NEW is "RECENT UNSEEN", OLD is "NOT RECENT".
+      case Kind::kRecent:
+        *out.mutable_uid() = RecentSet(recent_);
+        return out;
+      case Kind::kNew: {
+        v1::SearchKey::List* both = out.mutable_and_();
+        *both->add_keys()->mutable_uid() = RecentSet(recent_);
+        *both->add_keys() = FlagKey("\\Seen", false);
+        return out;
+      }
+      case Kind::kOld:
+        *out.mutable_not_()->mutable_uid() = RecentSet(recent_);
+        return out;
+      case Kind::kKeyword:
+        out.set_flag(in.text);
+        return out;
+      case Kind::kUnkeyword:
+        out.set_not_flag(in.text);
+        return out;
+      // The address and subject keys are HEADER searches of that field.
+      case Kind::kBcc: return HeaderKey("Bcc", in.text);
+      case Kind::kCc: return HeaderKey("Cc", in.text);
+      case Kind::kFrom: return HeaderKey("From", in.text);
+      case Kind::kSubject: return HeaderKey("Subject", in.text);
+      case Kind::kTo: return HeaderKey("To", in.text);
+      case Kind::kHeader:
+        out.mutable_header()->set_field(in.text);
+        out.mutable_header()->set_value(in.value);
+        return out;
+      case Kind::kBody:
+        out.set_body(in.text);
+        return out;
+      case Kind::kText:
+        out.set_text(in.text);
+        return out;
+      case Kind::kBefore:
+        out.set_before(CivilDay(in.date));
+        return out;
+      case Kind::kOn:
+        out.set_on(CivilDay(in.date));
+        return out;
+      case Kind::kSince:
+        out.set_since(CivilDay(in.date));
+        return out;
+      case Kind::kSentBefore:
+        out.set_sent_before(CivilDay(in.date));
+        return out;
+      case Kind::kSentOn:
+        out.set_sent_on(CivilDay(in.date));
+        return out;
+      case Kind::kSentSince:
+        out.set_sent_since(CivilDay(in.date));
+        return out;
+      case Kind::kLarger:
+        out.set_larger(in.number);
+        return out;
+      case Kind::kSmaller:
+        out.set_smaller(in.number);
+        return out;
+      case Kind::kSequenceSet:
+        *out.mutable_uid() = SequenceSetUids(in.set);
+        return out;
+      case Kind::kUid:
+        // "*" is the highest UID in the mailbox as this session knows it.
+        *out.mutable_uid() = ToUidSet(in.set.Resolve(max_uid_));
+        return out;
+      case Kind::kModSeq:
+        // RFC 7162 §3.1.5: the store keeps one MODSEQ per message, not per
+        // flag, so the optional entry name and type are answered with the
+        // message's MODSEQ, as that section allows.
+        uses_modseq_ = true;
+        out.set_modseq(in.number);
+        return out;
+      case Kind::kNot: {
+        if (in.children.size() != 1) {
+          return absl::InvalidArgumentError("NOT needs exactly one search key");
+        }
+        absl::StatusOr<v1::SearchKey> child = Map(in.children[0]);
+        if (!child.ok()) {
+          return child.status();
+        }
+        *out.mutable_not_() = *std::move(child);
+        return out;
+      }
+      case Kind::kOr: {
+        if (in.children.size() != 2) {
+          return absl::InvalidArgumentError("OR needs exactly two search keys");
+        }
+        absl::StatusOr<v1::SearchKey> a = Map(in.children[0]);
+        if (!a.ok()) {
+          return a.status();
+        }
+        absl::StatusOr<v1::SearchKey> b = Map(in.children[1]);
+        if (!b.ok()) {
+          return b.status();
+        }
+        *out.mutable_or_()->mutable_a() = *std::move(a);
+        *out.mutable_or_()->mutable_b() = *std::move(b);
+        return out;
+      }
+      case Kind::kAnd: {
+        if (in.children.empty()) {
+          return absl::InvalidArgumentError("empty list of search keys");
+        }
+        v1::SearchKey::List* list = out.mutable_and_();
+        for (const imap::SearchKey& child : in.children) {
+          absl::StatusOr<v1::SearchKey> mapped = Map(child);
+          if (!mapped.ok()) {
+            return mapped.status();
+          }
+          *list->add_keys() = *std::move(mapped);
+        }
+        return out;
+      }
+    }
+    return absl::InvalidArgumentError("unknown search key");
+  }
+
+ private:
+  // Message sequence numbers to the UIDs they stand for in this session's
+  // view; numbers beyond the mailbox simply match nothing.
+  v1::UidSet SequenceSetUids(const imap::SequenceSet& set) const {
+    std::vector<imap::Interval> uids;
+    for (const imap::Interval& seqs : set.Resolve(map_.size())) {
+      for (const auto& [first, last] : map_.UidRangesForSeqs(seqs.first, seqs.last)) {
+        uids.push_back({first, last});
+      }
+    }
+    return ToUidSet(imap::MergeIntervals(std::move(uids)));
+  }
+
+  const UidMap& map_;
+  const std::set<uint32_t>& recent_;
+  uint32_t max_uid_;
+  bool uses_modseq_ = false;
+};
+
+}  // namespace
+
+absl::StatusOr<MappedSearch> MapSearchKey(const imap::SearchKey& key, const UidMap& map,
+                                          const std::set<uint32_t>& recent, uint32_t max_uid) {
+  Mapper mapper(map, recent, max_uid);
+  absl::StatusOr<v1::SearchKey> mapped = mapper.Map(key);
+  if (!mapped.ok()) {
+    return mapped.status();
+  }
+  MappedSearch result;
+  result.key = *std::move(mapped);
+  result.uses_modseq = mapper.uses_modseq();
+  return result;
+}
+
+int32_t CivilDay(const imap::Date& date) {
+  return date.year * 10000 + date.month * 100 + date.day;
+}
+
+std::vector<uint32_t> ResultNumbers(const v1::UidSet& uids, const UidMap& map, bool uid) {
+  std::vector<uint32_t> numbers;
+  for (const v1::UidRange& range : uids.ranges()) {
+    for (const auto& [first, last] : map.PresentUidRanges(range.first(), range.last())) {
+      // A present run of UIDs has consecutive sequence numbers.
+      const uint32_t base = uid ? first : map.SeqOf(first).value_or(0);
+      if (base == 0) {
+        continue;  // cannot happen: PresentUidRanges only returns UIDs in the map
+      }
+      for (uint32_t offset = 0; offset <= last - first; ++offset) {
+        numbers.push_back(base + offset);
+      }
+    }
+  }
+  return numbers;
+}
+
+imap::EsearchData MakeEsearchData(const std::vector<uint32_t>& numbers,
+                                  const imap::SearchReturnOptions& options) {
+  const bool all = options.all || !(options.min || options.max || options.count);
+  imap::EsearchData data;
+  // RFC 4731 §3.1: MIN and MAX are omitted when nothing matched; COUNT is not.
+  if (options.min && !numbers.empty()) {
+    data.min = numbers.front();
+  }
+  if (options.max && !numbers.empty()) {
+    data.max = numbers.back();
+  }
+  if (options.count) {
+    data.count = static_cast<uint32_t>(numbers.size());
+  }
+  if (all) {
+    data.all = ToRuns(numbers);
+  }
+  return data;
+}
+
+std::vector<imap::Interval> ToRuns(const std::vector<uint32_t>& numbers) {
+  std::vector<imap::Interval> runs;
+  for (uint32_t n : numbers) {
+    if (!runs.empty() && runs.back().last != UINT32_MAX && runs.back().last + 1 == n) {
+      runs.back().last = n;
+    } else {
+      runs.push_back({n, n});
+    }
+  }
+  return runs;
+}
+
+std::optional<uint32_t> FirstSequenceNumberBeyond(const imap::SequenceSet& set,
+                                                  uint32_t size) {
+  for (const imap::SequenceRange& range : set.ranges()) {
+    if (range.from == imap::SequenceRange::kStar || range.to == imap::SequenceRange::kStar) {
+      continue;
+    }
+    const uint32_t high = std::max(range.from, range.to);
+    if (high > size) {
+      return high;
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<imap::Interval> UidsToSequenceIntervals(const v1::UidSet& uids, const UidMap& map) {
+  std::vector<imap::Interval> seqs;
+  for (const v1::UidRange& range : uids.ranges()) {
+    for (const auto& [first, last] : map.PresentUidRanges(range.first(), range.last())) {
+      if (std::optional<uint32_t> seq = map.SeqOf(first); seq.has_value()) {
+        seqs.push_back({*seq, *seq + (last - first)});
+      }
+    }
+  }
+  return imap::MergeIntervals(std::move(seqs));
+}
+
+}  // namespace gateway::commands

@@ -1,0 +1,971 @@
+#include "gateway/session/session.h"
+
+#include <algorithm>
+#include <iostream>
+#include <type_traits>
+
+#include "absl/strings/str_cat.h"
+#include "gateway/imap/mutf7.h"
+#include "gateway/ops/metrics.h"
+#include "gateway/session/commands/commands.h"
+#include "proto/mailbox/v1/errors.h"
+
+// Note: g++ 12 miscompiles `if (!co_await f())`; awaited values are stored first.
+namespace gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace v1 = mailbox::v1;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kReadChunk = 16 * 1024;
+// FETCH and similar handlers flush at about this much queued output.
+constexpr size_t kFlushThreshold = 256 * 1024;
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(),
+                    [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+}
+
+// RFC 4648 base64 (SASL responses). nullopt on any invalid character.
+std::optional<std::string> DecodeBase64(std::string_view text) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  while (!text.empty() && text.back() == '=') {
+    text.remove_suffix(1);
+  }
+  std::string out;
+  uint32_t bits = 0;
+  int count = 0;
+  for (char c : text) {
+    int v = value(c);
+    if (v < 0) {
+      return std::nullopt;
+    }
+    bits = (bits << 6) | static_cast<uint32_t>(v);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out.push_back(static_cast<char>((bits >> count) & 0xff));
+    }
+  }
+  return out;
+}
+
+// The RFC 5530 response code for a store error.
+std::string ResponseCodeFor(v1::ErrorCode code) {
+  switch (code) {
+    case v1::NONEXISTENT: return "NONEXISTENT";
+    case v1::ALREADYEXISTS: return "ALREADYEXISTS";
+    case v1::TRYCREATE: return "TRYCREATE";
+    case v1::AUTHENTICATIONFAILED: return "AUTHENTICATIONFAILED";
+    case v1::AUTHORIZATIONFAILED: return "AUTHORIZATIONFAILED";
+    case v1::UNAVAILABLE: return "UNAVAILABLE";
+    case v1::THROTTLED: return "UNAVAILABLE";
+    case v1::RESYNC: return "UNAVAILABLE";
+    case v1::LIMIT: return "LIMIT";
+    case v1::TOOBIG: return "TOOBIG";
+    case v1::OVERQUOTA: return "OVERQUOTA";
+    case v1::CANNOT: return "CANNOT";
+    case v1::INUSE: return "INUSE";
+    case v1::NOPERM: return "NOPERM";
+    case v1::BADCHARSET: return "BADCHARSET (US-ASCII UTF-8)";
+    case v1::UNKNOWN_CTE: return "UNKNOWN-CTE";
+    case v1::EXPUNGEISSUED: return "EXPUNGEISSUED";
+    case v1::MAILBOX_CHANGED: return "NONEXISTENT";
+    default: return "SERVERBUG";
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
+                                      WorkerContext* worker) {
+  auto& metrics = ops::GlobalMetrics();
+  metrics.connections_total.fetch_add(1);
+  if (info.kind == net::ListenerKind::kImplicitTls) {
+    auto error = co_await stream.Handshake(worker->tls->Current(),
+                                           worker->options->tls_handshake_timeout);
+    if (error) {
+      metrics.tls_handshake_failures.fetch_add(1);
+      co_return;
+    }
+  }
+  Session session(std::move(stream), info, worker);
+  co_await session.Run();
+}
+
+Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* worker)
+    : stream_(std::move(stream)),
+      info_(info),
+      worker_(worker),
+      receiver_(worker->options->limits),
+      started_(Clock::now()),
+      last_activity_(started_) {
+  ops::GlobalMetrics().connections_open.fetch_add(1);
+}
+
+Session::~Session() {
+  Deselect();
+  if (state_ == SessionState::kAuthenticated || state_ == SessionState::kSelected ||
+      !credential_.token.empty()) {
+    ops::GlobalMetrics().sessions_authenticated.fetch_sub(1);
+  }
+  ops::GlobalMetrics().connections_open.fetch_sub(1);
+}
+
+std::vector<std::string> Session::Capabilities() const {
+  std::vector<std::string> caps = {"IMAP4rev1"};
+  if (state_ == SessionState::kNotAuthenticated) {
+    if (!stream_.is_tls()) {
+      caps.push_back("STARTTLS");
+    }
+    if (stream_.is_tls() || options().allow_plaintext_auth) {
+      caps.push_back("AUTH=PLAIN");
+    } else {
+      caps.push_back("LOGINDISABLED");
+    }
+  }
+  for (const char* cap :
+       {"SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN",
+        "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH", "BINARY",
+        "MULTIAPPEND"}) {
+    caps.push_back(cap);
+  }
+  caps.push_back(options().limits.literal_minus ? "LITERAL-" : "LITERAL+");
+  return caps;
+}
+
+asio::awaitable<bool> Session::Flush() {
+  if (broken_) {
+    co_return false;
+  }
+  if (out_.empty()) {
+    co_return true;
+  }
+  std::string data;
+  data.swap(out_);
+  auto error = co_await stream_.Write(data, options().write_timeout);
+  if (error) {
+    broken_ = true;
+    co_return false;
+  }
+  ops::GlobalMetrics().bytes_out.fetch_add(data.size());
+  co_return true;
+}
+
+void Session::Tagged(imap::Status status, std::string_view code, std::string_view text) {
+  auto& metrics = ops::GlobalMetrics();
+  if (status == imap::Status::kBad) {
+    metrics.commands_bad.fetch_add(1);
+  } else if (status == imap::Status::kNo) {
+    metrics.commands_no.fetch_add(1);
+  }
+  tagged_ = imap::StatusResponse(tag_.empty() ? "*" : tag_, status, code, text);
+}
+
+void Session::Fail(const absl::Status& status, std::string_view what) {
+  v1::ErrorDetail detail = v1::DetailOf(status);
+  if (detail.code() == v1::BAD_REQUEST) {
+    Bad(absl::StrCat(std::string(what), ": ", std::string(status.message())));
+    return;
+  }
+  if (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
+      (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status))) {
+    detail.set_code(v1::UNAVAILABLE);
+  }
+  if (detail.code() == v1::UNAVAILABLE) {
+    ops::GlobalMetrics().store_unavailable.fetch_add(1);
+    No(absl::StrCat(std::string(what), ": the mailbox service is unavailable, try again"),
+       "UNAVAILABLE");
+    return;
+  }
+  if (detail.code() == v1::MAILBOX_CHANGED && selected_ != nullptr) {
+    // The selected mailbox was deleted and created again underneath us.
+    Deselect();
+    state_ = SessionState::kAuthenticated;
+  }
+  No(absl::StrCat(std::string(what), ": ", std::string(status.message())),
+     ResponseCodeFor(detail.code()));
+}
+
+void Session::Abort(std::string_view reason) {
+  std::cerr << "imap-gateway: connection " << info_.id << " aborted: " << reason << "\n";
+  out_.clear();
+  tagged_.clear();
+  answered_ = true;
+  broken_ = true;
+  stream_.Close();
+}
+
+std::optional<std::string> Session::DecodeMailboxName(std::string_view wire) {
+  if (EqualsIgnoreCase(wire, "INBOX")) {
+    return std::string("INBOX");
+  }
+  if (utf8_accept_) {
+    return std::string(wire);
+  }
+  auto decoded = imap::DecodeModifiedUtf7(wire);
+  if (!decoded.ok()) {
+    Bad(absl::StrCat("Invalid mailbox name: ", decoded.error().message));
+    return std::nullopt;
+  }
+  std::string name = std::move(decoded).value();
+  if (name.size() > 5 && EqualsIgnoreCase(name.substr(0, 6), "INBOX/")) {
+    name.replace(0, 5, "INBOX");
+  }
+  return name;
+}
+
+std::vector<imap::Interval> Session::ResolveSet(const imap::SequenceSet& set, bool uid) const {
+  std::vector<imap::Interval> out;
+  if (selected_ == nullptr) {
+    return out;
+  }
+  const UidMap& map = selected_->map;
+  if (uid) {
+    for (const imap::Interval& range : set.Resolve(map.max_uid())) {
+      for (const auto& [first, last] : map.PresentUidRanges(range.first, range.last)) {
+        out.push_back({first, last});
+      }
+    }
+  } else {
+    for (const imap::Interval& range : set.Resolve(map.size())) {
+      for (const auto& [first, last] : map.UidRangesForSeqs(range.first, range.last)) {
+        out.push_back({first, last});
+      }
+    }
+  }
+  return imap::MergeIntervals(std::move(out));
+}
+
+v1::UidSet Session::ToUidSet(const std::vector<imap::Interval>& intervals) {
+  v1::UidSet set;
+  for (const imap::Interval& interval : intervals) {
+    auto* range = set.add_ranges();
+    range->set_first(interval.first);
+    range->set_last(interval.last);
+  }
+  return set;
+}
+
+void Session::Select(std::unique_ptr<SelectedMailbox> mailbox) {
+  Deselect();
+  selected_ = std::move(mailbox);
+  state_ = SessionState::kSelected;
+  worker_->router->Add(selected_->mailbox_id, selected_->uidvalidity,
+                       selected_->applied_modseq, credential_.token, this);
+}
+
+void Session::Deselect() {
+  if (selected_ != nullptr) {
+    worker_->router->Remove(selected_->mailbox_id, this);
+    selected_.reset();
+  }
+  pending_.clear();
+  if (state_ == SessionState::kSelected) {
+    state_ = SessionState::kAuthenticated;
+  }
+}
+
+void Session::ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modseq) {
+  if (selected_ == nullptr) {
+    return;
+  }
+  if (modseq != 0) {
+    selected_->own_modseqs.insert(modseq);
+  }
+  for (uint32_t uid : uids) {
+    if (auto seq = selected_->map.Expunge(uid); seq.has_value()) {
+      selected_->recent.erase(uid);
+      Send(imap::ExpungeResponse(*seq));
+    }
+  }
+}
+
+void Session::OnChange(const v1::ChangeEvent& event) {
+  if (selected_ == nullptr || event.mailbox_id() != selected_->mailbox_id) {
+    return;
+  }
+  pending_.push_back(event);
+  if (idling_) {
+    stream_.CancelWait();  // IDLE reports changes at once (RFC 2177)
+  }
+}
+
+void Session::ApplyPendingChanges(bool allow_expunge) {
+  while (selected_ != nullptr && !pending_.empty()) {
+    const v1::ChangeEvent& event = pending_.front();
+    SelectedMailbox& box = *selected_;
+    const bool structural = event.has_deleted() || event.has_resync() || event.has_renamed();
+    if (event.has_subscribed() || (!structural && event.modseq() <= box.applied_modseq)) {
+      pending_.pop_front();
+      continue;
+    }
+    if (box.own_modseqs.erase(event.modseq()) > 0 && !structural) {
+      box.applied_modseq = std::max(box.applied_modseq, event.modseq());
+      pending_.pop_front();
+      continue;
+    }
+    if (event.has_expunged() && !allow_expunge) {
+      // RFC 3501 §7.4.1: no EXPUNGE during FETCH, STORE or SEARCH by sequence
+      // number; this and every later change wait for the next allowed moment.
+      return;
+    }
+    if (event.has_added()) {
+      bool grew = false;
+      for (const auto& message : event.added().messages()) {
+        grew = box.map.Append(message.uid()) || grew;
+      }
+      if (grew) {
+        Send(imap::ExistsResponse(box.map.size()));
+      }
+    } else if (event.has_flags_changed()) {
+      for (const auto& message : event.flags_changed().messages()) {
+        auto seq = box.map.SeqOf(message.uid());
+        if (!seq.has_value()) {
+          continue;
+        }
+        imap::FetchResponseBuilder fetch(*seq);
+        std::vector<std::string> flags(message.flags().begin(), message.flags().end());
+        if (box.recent.count(message.uid()) > 0) {
+          flags.push_back("\\Recent");
+        }
+        fetch.Uid(message.uid()).Flags(flags);
+        if (box.condstore || condstore_enabled_) {
+          fetch.ModSeq(message.modseq());
+        }
+        Send(fetch.Finish());
+      }
+    } else if (event.has_expunged()) {
+      for (const auto& range : event.expunged().uids().ranges()) {
+        for (const auto& [first, last] : box.map.PresentUidRanges(range.first(), range.last())) {
+          for (uint32_t uid = first;; ++uid) {
+            if (auto seq = box.map.Expunge(uid); seq.has_value()) {
+              box.recent.erase(uid);
+              Send(imap::ExpungeResponse(*seq));
+            }
+            if (uid == last) {
+              break;
+            }
+          }
+        }
+      }
+    } else if (event.has_renamed()) {
+      box.name = event.renamed().new_name();
+    } else if (event.has_deleted() || event.has_resync()) {
+      Send(imap::StatusResponse(
+          "*", imap::Status::kBye, "",
+          event.has_deleted() ? "The selected mailbox was deleted by another session"
+                              : "The selected mailbox changed in a way this session cannot "
+                                "follow; please reconnect"));
+      pending_.clear();
+      state_ = SessionState::kLogout;
+      return;
+    }
+    box.applied_modseq = std::max(box.applied_modseq, event.modseq());
+    pending_.pop_front();
+  }
+}
+
+Clock::time_point Session::InputDeadline() const {
+  if (state_ == SessionState::kNotAuthenticated) {
+    return started_ + options().unauthenticated_timeout;  // not reset by commands
+  }
+  return last_activity_ + options().autologout;
+}
+
+asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline) {
+  auto error = co_await stream_.WaitReadable(deadline);
+  if (error == asio::error::timed_out) {
+    Send(imap::StatusResponse("*", imap::Status::kBye, "",
+                              state_ == SessionState::kNotAuthenticated
+                                  ? "Login timeout: authenticate sooner"
+                                  : "Autologout: idle for too long"));
+    co_await Flush();
+    co_return false;
+  }
+  if (error) {
+    co_return false;
+  }
+  std::string buffer(kReadChunk, '\0');
+  auto [read_error, size] = co_await stream_.ReadSome(buffer, options().read_timeout);
+  if (read_error || size == 0) {
+    co_return false;
+  }
+  ops::GlobalMetrics().bytes_in.fetch_add(size);
+  receiver_.Feed(std::string_view(buffer.data(), size));
+  co_return true;
+}
+
+asio::awaitable<void> Session::Run() {
+  Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::Capability(Capabilities()),
+                            absl::StrCat(options().server_name, " ready")));
+  const bool ok1 = co_await Flush();
+  if (!ok1) {
+    co_return;
+  }
+  while (state_ != SessionState::kLogout && !broken_) {
+    imap::Event event = receiver_.Next();
+    if (std::holds_alternative<imap::NeedMore>(event)) {
+      const bool ok2 = co_await ReadMore(InputDeadline());
+      if (!ok2) {
+        break;
+      }
+    } else if (auto* command = std::get_if<imap::Command>(&event)) {
+      co_await Dispatch(std::move(*command));
+    } else if (auto* begin = std::get_if<imap::AppendMessageBegin>(&event)) {
+      co_await HandleAppend(std::move(*begin));
+    } else if (auto* literal = std::get_if<imap::NeedContinuation>(&event)) {
+      (void)literal;
+      Send(imap::ContinuationResponse("Ready for literal data"));
+      co_await Flush();
+    } else if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
+      ops::GlobalMetrics().commands_bad.fetch_add(1);
+      Send(imap::StatusResponse(error->tag.empty() ? "*" : error->tag, imap::Status::kBad,
+                                error->code, error->message));
+      if (error->fatal) {
+        Send(imap::StatusResponse("*", imap::Status::kBye, "",
+                                  "Closing the connection after that error"));
+        co_await Flush();
+        break;
+      }
+      co_await Flush();
+    }
+    // AppendChunk, AppendEnd, Line and IdleDone only occur inside the handlers
+    // that switch the receiver into those modes.
+  }
+  co_await stream_.Shutdown();
+}
+
+asio::awaitable<void> Session::Dispatch(imap::Command command) {
+  tag_ = command.tag;
+  tagged_.clear();
+  answered_ = false;
+  last_activity_ = Clock::now();
+  ops::GlobalMetrics().commands_total.fetch_add(1);
+  const imap::CommandInfo& info = imap::InfoFor(command);
+  uint8_t state_bit = state_ == SessionState::kNotAuthenticated ? imap::kNotAuthenticated
+                      : state_ == SessionState::kAuthenticated  ? imap::kAuthenticated
+                                                                : imap::kSelected;
+  auto& body = command.body;
+  if ((info.allowed_states & state_bit) == 0) {
+    Bad(absl::StrCat(std::string(info.name), " is not allowed ",
+                     state_ == SessionState::kNotAuthenticated
+                         ? "before LOGIN or AUTHENTICATE"
+                         : (state_ == SessionState::kAuthenticated ? "without a selected mailbox"
+                                                                   : "now")));
+  } else if (std::holds_alternative<imap::CapabilityCommand>(body)) {
+    Send(imap::CapabilityResponse(Capabilities()));
+    Ok("CAPABILITY completed");
+  } else if (std::holds_alternative<imap::NoopCommand>(body) ||
+             std::holds_alternative<imap::CheckCommand>(body)) {
+    Ok(std::holds_alternative<imap::NoopCommand>(body) ? "NOOP completed" : "CHECK completed");
+  } else if (std::holds_alternative<imap::LogoutCommand>(body)) {
+    Send(imap::StatusResponse("*", imap::Status::kBye, "", "Logging out"));
+    Ok("LOGOUT completed");
+    state_ = SessionState::kLogout;
+  } else if (std::holds_alternative<imap::StartTlsCommand>(body)) {
+    co_await HandleStartTls();
+  } else if (auto* login = std::get_if<imap::LoginCommand>(&body)) {
+    co_await HandleLogin(login->userid, login->password);
+  } else if (auto* authenticate = std::get_if<imap::AuthenticateCommand>(&body)) {
+    co_await HandleAuthenticate(*authenticate);
+  } else if (auto* select = std::get_if<imap::SelectCommand>(&body)) {
+    co_await HandleSelect(select->mailbox, /*read_only=*/false, select->condstore);
+  } else if (auto* examine = std::get_if<imap::ExamineCommand>(&body)) {
+    co_await HandleSelect(examine->mailbox, /*read_only=*/true, examine->condstore);
+  } else if (auto* create = std::get_if<imap::CreateCommand>(&body)) {
+    co_await commands::Create(*this, *create);
+  } else if (auto* remove = std::get_if<imap::DeleteCommand>(&body)) {
+    co_await commands::Delete(*this, *remove);
+  } else if (auto* rename = std::get_if<imap::RenameCommand>(&body)) {
+    co_await commands::Rename(*this, *rename);
+  } else if (auto* subscribe = std::get_if<imap::SubscribeCommand>(&body)) {
+    co_await commands::Subscribe(*this, subscribe->mailbox, true);
+  } else if (auto* unsubscribe = std::get_if<imap::UnsubscribeCommand>(&body)) {
+    co_await commands::Subscribe(*this, unsubscribe->mailbox, false);
+  } else if (auto* list = std::get_if<imap::ListCommand>(&body)) {
+    co_await commands::List(*this, *list);
+  } else if (auto* status = std::get_if<imap::StatusCommand>(&body)) {
+    co_await commands::Status(*this, *status);
+  } else if (std::holds_alternative<imap::NamespaceCommand>(body)) {
+    co_await commands::Namespace(*this);
+  } else if (auto* enable = std::get_if<imap::EnableCommand>(&body)) {
+    co_await commands::Enable(*this, *enable);
+  } else if (auto* id = std::get_if<imap::IdCommand>(&body)) {
+    co_await commands::Id(*this, *id);
+  } else if (auto* fetch = std::get_if<imap::FetchCommand>(&body)) {
+    co_await commands::Fetch(*this, *fetch);
+  } else if (auto* store = std::get_if<imap::StoreCommand>(&body)) {
+    co_await commands::Store(*this, *store);
+  } else if (auto* search = std::get_if<imap::SearchCommand>(&body)) {
+    co_await commands::Search(*this, *search);
+  } else if (auto* copy = std::get_if<imap::CopyCommand>(&body)) {
+    co_await commands::Copy(*this, copy->set, copy->uid, copy->mailbox, /*move=*/false);
+  } else if (auto* move = std::get_if<imap::MoveCommand>(&body)) {
+    co_await commands::Copy(*this, move->set, move->uid, move->mailbox, /*move=*/true);
+  } else if (std::holds_alternative<imap::ExpungeCommand>(body)) {
+    co_await commands::Expunge(*this, nullptr);
+  } else if (auto* uid_expunge = std::get_if<imap::UidExpungeCommand>(&body)) {
+    co_await commands::Expunge(*this, &uid_expunge->uids);
+  } else if (std::holds_alternative<imap::CloseCommand>(body)) {
+    co_await commands::Close(*this, /*expunge=*/true);
+  } else if (std::holds_alternative<imap::UnselectCommand>(body)) {
+    co_await commands::Close(*this, /*expunge=*/false);
+  } else if (std::holds_alternative<imap::IdleCommand>(body)) {
+    co_await HandleIdle();
+  } else if (std::holds_alternative<imap::AppendCommand>(body)) {
+    // The receiver streams APPEND; a whole AppendCommand never reaches here.
+    Bad("APPEND could not be parsed");
+  }
+  // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5).
+  ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
+  if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
+    Bad("internal error: the command produced no response");
+  }
+  if (!broken_) {
+    Send(tagged_);
+  }
+  tagged_.clear();
+  co_await Flush();
+}
+
+asio::awaitable<void> Session::HandleStartTls() {
+  if (stream_.is_tls()) {
+    Bad("TLS is already active");
+    co_return;
+  }
+  // RFC 3501 §6.2.1 / RFC 3207 §6: nothing pipelined before the handshake survives.
+  receiver_.Reset();
+  stream_.DiscardReadable();
+  Send(imap::StatusResponse(tag_, imap::Status::kOk, "", "Begin TLS negotiation now"));
+  const bool ok3 = co_await Flush();
+  if (!ok3) {
+    co_return;
+  }
+  auto error = co_await stream_.Handshake(worker_->tls->Current(),
+                                          options().tls_handshake_timeout);
+  if (error) {
+    ops::GlobalMetrics().tls_handshake_failures.fetch_add(1);
+    broken_ = true;
+  }
+  // The tagged OK was already sent; Dispatch must not send another.
+  tagged_.clear();
+  answered_ = true;
+}
+
+asio::awaitable<void> Session::FinishLogin(const v1::AuthenticateRequest& request) {
+  auto response = co_await store().Authenticate(request);
+  if (!response.ok()) {
+    v1::ErrorDetail detail = v1::DetailOf(response.status());
+    if (detail.code() == v1::UNAVAILABLE ||
+        (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
+         (absl::IsUnavailable(response.status()) || absl::IsDeadlineExceeded(response.status())))) {
+      Fail(response.status(), "Authentication");
+      co_return;
+    }
+    ops::GlobalMetrics().auth_failures.fetch_add(1);
+    ++auth_failures_;
+    std::string text = detail.code() == v1::THROTTLED
+                           ? std::string(response.status().message())
+                           : "Authentication failed: wrong user name or password";
+    No(text, "AUTHENTICATIONFAILED");
+    if (auth_failures_ >= options().max_auth_failures) {
+      Send(tagged_);
+      tagged_.clear();
+      answered_ = true;
+      Send(imap::StatusResponse("*", imap::Status::kBye, "",
+                                "Too many failed authentication attempts"));
+      state_ = SessionState::kLogout;
+    }
+    co_return;
+  }
+  credential_ = mailbox::client::Session(response->session_token());
+  username_ = response->principal().username();
+  state_ = SessionState::kAuthenticated;
+  ops::GlobalMetrics().sessions_authenticated.fetch_add(1);
+  Ok(absl::StrCat("Logged in as ", username_), imap::code::Capability(Capabilities()));
+}
+
+v1::AuthenticateRequest Session::PasswordRequest(std::string user, std::string password,
+                                                 std::string authzid) const {
+  v1::AuthenticateRequest request;
+  request.set_mechanism(v1::PASSWORD);
+  request.set_username(std::move(user));
+  request.set_password(std::move(password));
+  request.set_authzid(std::move(authzid));
+  request.set_client_ip(stream_.remote_endpoint().address().to_string());
+  request.set_gateway_id(options().gateway_id);
+  return request;
+}
+
+bool Session::PlaintextAuthRefused() {
+  if (stream_.is_tls() || options().allow_plaintext_auth) {
+    return false;
+  }
+  No("Plaintext authentication is disabled: use STARTTLS or the IMAPS port first",
+     "PRIVACYREQUIRED");
+  return true;
+}
+
+asio::awaitable<void> Session::HandleLogin(std::string user, std::string password) {
+  if (PlaintextAuthRefused()) {
+    co_return;
+  }
+  v1::AuthenticateRequest request = PasswordRequest(std::move(user), std::move(password), "");
+  co_await FinishLogin(request);
+}
+
+asio::awaitable<void> Session::HandleAuthenticate(const imap::AuthenticateCommand& command) {
+  if (command.mechanism != "PLAIN") {
+    No(absl::StrCat("Unsupported authentication mechanism ", command.mechanism,
+                    "; this server offers PLAIN"),
+       "CANNOT");
+    co_return;
+  }
+  if (PlaintextAuthRefused()) {
+    co_return;
+  }
+  std::string response;
+  if (command.initial_response.has_value()) {
+    response = *command.initial_response == "=" ? "" : *command.initial_response;
+  } else {
+    // RFC 3501 §6.2.2: an empty challenge, then one line of base64.
+    Send("+ \r\n");
+    const bool ok4 = co_await Flush();
+    if (!ok4) {
+      co_return;
+    }
+    receiver_.SetMode(imap::Receiver::Mode::kLine);
+    while (true) {
+      imap::Event event = receiver_.Next();
+      if (std::holds_alternative<imap::NeedMore>(event)) {
+        const bool ok5 = co_await ReadMore(InputDeadline());
+        if (!ok5) {
+          broken_ = true;
+          co_return;
+        }
+        continue;
+      }
+      if (auto* line = std::get_if<imap::Line>(&event)) {
+        response = line->text;
+        break;
+      }
+      if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
+        receiver_.SetMode(imap::Receiver::Mode::kCommand);
+        Bad(error->message);
+        co_return;
+      }
+    }
+    receiver_.SetMode(imap::Receiver::Mode::kCommand);
+    if (response == "*") {
+      Bad("AUTHENTICATE cancelled by the client");
+      co_return;
+    }
+  }
+  auto decoded = DecodeBase64(response);
+  if (!decoded.has_value()) {
+    Bad("The SASL response is not valid base64");
+    co_return;
+  }
+  // RFC 4616: [authzid] NUL authcid NUL passwd
+  size_t first = decoded->find('\0');
+  size_t second = first == std::string::npos ? first : decoded->find('\0', first + 1);
+  if (second == std::string::npos) {
+    Bad("A PLAIN response is authzid NUL user NUL password");
+    co_return;
+  }
+  std::string authzid = decoded->substr(0, first);
+  std::string user = decoded->substr(first + 1, second - first - 1);
+  std::string password = decoded->substr(second + 1);
+  v1::AuthenticateRequest request =
+      PasswordRequest(std::move(user), std::move(password), std::move(authzid));
+  co_await FinishLogin(request);
+}
+
+asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_only,
+                                            bool condstore) {
+  // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+  Deselect();
+  auto name = DecodeMailboxName(wire_name);
+  if (!name.has_value()) {
+    co_return;
+  }
+  v1::OpenRequest request;
+  request.set_name(*name);
+  request.set_read_only(read_only);
+  auto open = co_await store().Open(credential_, request);
+  if (!open.ok()) {
+    Fail(open.status(), absl::StrCat(read_only ? "EXAMINE " : "SELECT ", *name));
+    co_return;
+  }
+  auto box = std::make_unique<SelectedMailbox>();
+  box->name = *name;
+  box->mailbox_id = open->mailbox_id();
+  box->uidvalidity = open->uidvalidity();
+  box->read_only = read_only || open->read_only();
+  box->condstore = condstore || condstore_enabled_;
+  box->applied_modseq = open->highest_modseq();
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;
+  for (const auto& range : open->uids().ranges()) {
+    ranges.emplace_back(range.first(), range.last());
+  }
+  box->map = UidMap(ranges);
+  for (const auto& range : open->recent_uids().ranges()) {
+    for (uint32_t uid = range.first(); uid <= range.last() && uid != 0; ++uid) {
+      box->recent.insert(uid);
+      if (uid == range.last()) {
+        break;
+      }
+    }
+  }
+  if (condstore) {
+    condstore_enabled_ = true;  // RFC 7162 §3.1: SELECT (CONDSTORE) enables it
+  }
+  std::vector<std::string> flags(open->flags().begin(), open->flags().end());
+  Send(imap::FlagsResponse(flags));
+  Send(imap::ExistsResponse(box->map.size()));
+  Send(imap::RecentResponse(open->recent()));
+  if (open->first_unseen_uid() != 0) {
+    if (auto seq = box->map.SeqOf(open->first_unseen_uid()); seq.has_value()) {
+      Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::Unseen(*seq),
+                                absl::StrCat("Message ", *seq, " is first unseen")));
+    }
+  }
+  Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::UidValidity(open->uidvalidity()),
+                            "UIDs valid"));
+  Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::UidNext(open->uidnext()),
+                            "Predicted next UID"));
+  std::vector<std::string> permanent;
+  if (!box->read_only) {
+    permanent.assign(open->permanent_flags().begin(), open->permanent_flags().end());
+  }
+  Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::PermanentFlags(permanent),
+                            box->read_only ? "No permanent flags permitted" : "Limited"));
+  Send(imap::StatusResponse("*", imap::Status::kOk,
+                            imap::code::HighestModSeq(open->highest_modseq()), "Highest"));
+  const bool is_read_only = box->read_only;
+  Select(std::move(box));
+  Ok(is_read_only ? "EXAMINE completed" : "SELECT completed",
+     is_read_only ? imap::code::kReadOnly : imap::code::kReadWrite);
+}
+
+asio::awaitable<void> Session::HandleIdle() {
+  Send(imap::ContinuationResponse("idling"));
+  const bool ok6 = co_await Flush();
+  if (!ok6) {
+    co_return;
+  }
+  receiver_.SetMode(imap::Receiver::Mode::kIdle);
+  idling_ = true;
+  ops::GlobalMetrics().sessions_idling.fetch_add(1);
+  auto keepalive_due = Clock::now() + options().idle_keepalive;
+  bool done = false;
+  while (!done && !broken_ && state_ != SessionState::kLogout) {
+    ApplyPendingChanges(/*allow_expunge=*/true);
+    const bool ok7 = co_await Flush();
+    if (!ok7) {
+      break;
+    }
+    imap::Event event = receiver_.Next();
+    if (std::holds_alternative<imap::IdleDone>(event)) {
+      done = true;
+      break;
+    }
+    if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
+      Send(imap::StatusResponse("*", imap::Status::kBad, error->code, error->message));
+      continue;
+    }
+    const auto autologout = last_activity_ + options().autologout;
+    auto error = co_await stream_.WaitReadable(std::min(keepalive_due, autologout));
+    if (error == asio::error::operation_aborted && !broken_) {
+      continue;  // woken by a change
+    }
+    if (error == asio::error::timed_out) {
+      if (Clock::now() >= autologout) {
+        Send(imap::StatusResponse("*", imap::Status::kBye, "", "Autologout: idle for too long"));
+        co_await Flush();
+        state_ = SessionState::kLogout;
+        break;
+      }
+      // Keeps NAT boxes from dropping a quiet connection.
+      Send(imap::StatusResponse("*", imap::Status::kOk, "", "Still here"));
+      keepalive_due = Clock::now() + options().idle_keepalive;
+      continue;
+    }
+    if (error) {
+      broken_ = true;
+      break;
+    }
+    std::string buffer(kReadChunk, '\0');
+    auto [read_error, size] = co_await stream_.ReadSome(buffer, options().read_timeout);
+    if (read_error || size == 0) {
+      broken_ = true;
+      break;
+    }
+    receiver_.Feed(std::string_view(buffer.data(), size));
+  }
+  idling_ = false;
+  ops::GlobalMetrics().sessions_idling.fetch_sub(1);
+  if (receiver_.mode() == imap::Receiver::Mode::kIdle) {
+    receiver_.SetMode(imap::Receiver::Mode::kCommand);
+  }
+  if (done) {
+    last_activity_ = Clock::now();
+    Ok("IDLE terminated");
+  } else if (state_ == SessionState::kLogout) {
+    tagged_.clear();
+  }
+}
+
+asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
+  tag_ = begin.tag;
+  tagged_.clear();
+  last_activity_ = Clock::now();
+  ops::GlobalMetrics().commands_total.fetch_add(1);
+  // Answers and drops the rest of the command; the client may still be sending.
+  auto refuse = [this](bool synchronizing) {
+    if (synchronizing) {
+      receiver_.RejectLiteral();
+    } else {
+      receiver_.AbortCommand();
+    }
+  };
+  std::optional<std::string> name;
+  if (state_ == SessionState::kNotAuthenticated) {
+    Bad("APPEND is not allowed before LOGIN or AUTHENTICATE");
+  } else {
+    name = DecodeMailboxName(begin.message.mailbox);
+  }
+  if (!name.has_value()) {
+    refuse(begin.message.synchronizing);
+    Send(tagged_);
+    tagged_.clear();
+    co_await Flush();
+    co_return;
+  }
+  std::unique_ptr<mailbox::client::AppendStream> upload = store().Append(credential_);
+  absl::Status status = absl::OkStatus();
+  {
+    v1::AppendRequest item;
+    item.set_mailbox(*name);
+    status = co_await upload->Write(std::move(item));
+  }
+  imap::AppendHead head = begin.message;
+  bool command_done = false;
+  while (status.ok() && !command_done) {
+    // One message: its head, then its literal streamed in chunks.
+    v1::AppendRequest start;
+    for (const std::string& flag : head.flags) {
+      start.mutable_message()->add_flags(flag);
+    }
+    if (head.date.has_value()) {
+      start.mutable_message()->set_has_internal_date(true);
+      start.mutable_message()->set_internal_date_unix(head.date->ToUnixSeconds());
+      start.mutable_message()->set_internal_date_tz_minutes(head.date->zone_minutes);
+    }
+    start.mutable_message()->set_size(head.size);
+    status = co_await upload->Write(std::move(start));
+    if (!status.ok()) {
+      break;
+    }
+    if (head.synchronizing) {
+      Send(imap::ContinuationResponse("Ready for literal data"));
+      const bool ok8 = co_await Flush();
+      if (!ok8) {
+        upload->Cancel();
+        co_return;
+      }
+    }
+    bool message_done = false;
+    while (status.ok() && !message_done) {
+      imap::Event event = receiver_.Next();
+      if (std::holds_alternative<imap::NeedMore>(event)) {
+        const bool ok9 = co_await ReadMore(Clock::now() + options().read_timeout);
+        if (!ok9) {
+          upload->Cancel();
+          broken_ = true;
+          co_return;
+        }
+      } else if (auto* chunk = std::get_if<imap::AppendChunk>(&event)) {
+        if (!chunk->data.empty()) {
+          v1::AppendRequest item;
+          item.set_chunk(std::string(chunk->data));
+          status = co_await upload->Write(std::move(item));
+        }
+        message_done = chunk->last;
+      } else if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
+        upload->Cancel();
+        Send(imap::StatusResponse(tag_, imap::Status::kBad, error->code, error->message));
+        if (error->fatal) {
+          Send(imap::StatusResponse("*", imap::Status::kBye, "", "Closing the connection"));
+          state_ = SessionState::kLogout;
+        }
+        co_await Flush();
+        co_return;
+      }
+    }
+    if (!status.ok()) {
+      break;
+    }
+    // After the literal: another message (MULTIAPPEND) or the end of the command.
+    while (true) {
+      imap::Event event = receiver_.Next();
+      if (std::holds_alternative<imap::NeedMore>(event)) {
+        const bool ok10 = co_await ReadMore(Clock::now() + options().read_timeout);
+        if (!ok10) {
+          upload->Cancel();
+          broken_ = true;
+          co_return;
+        }
+        continue;
+      }
+      if (auto* next = std::get_if<imap::AppendMessageBegin>(&event)) {
+        head = next->message;
+        break;
+      }
+      if (std::holds_alternative<imap::AppendEnd>(event)) {
+        command_done = true;
+        break;
+      }
+      if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
+        upload->Cancel();
+        Send(imap::StatusResponse(tag_, imap::Status::kBad, error->code, error->message));
+        co_await Flush();
+        co_return;
+      }
+    }
+  }
+  if (!status.ok()) {
+    // The store refused (TRYCREATE, TOOBIG, ...): drop what the client still sends.
+    receiver_.AbortCommand();
+    upload->Cancel();
+    Fail(status, "APPEND");
+  } else {
+    auto reply = co_await upload->Finish();
+    if (!reply.ok()) {
+      Fail(reply.status(), "APPEND");
+    } else {
+      std::vector<imap::Interval> uids;
+      for (uint32_t uid : reply->uids()) {
+        uids.push_back({uid, uid});
+      }
+      Ok("APPEND completed",
+         imap::code::AppendUid(reply->uidvalidity(), imap::MergeIntervals(uids)));
+    }
+  }
+  ApplyPendingChanges(/*allow_expunge=*/true);
+  Send(tagged_);
+  tagged_.clear();
+  co_await Flush();
+}
+
+}  // namespace gateway

@@ -1,0 +1,197 @@
+// One IMAP connection: the state machine of RFC 3501 §3 over a net::Stream, turning
+// each parsed command into storage-client calls.
+//
+// The session owns only per-connection state: the authenticated principal and its
+// session token, and the selected-mailbox view (sequence number <-> UID map, pending
+// changes from the feed). Everything else lives in the mailbox service, so a gateway
+// can be killed at any time.
+//
+// Command handlers live in commands/*.cc, one file per command family, listed in the
+// dispatch table in session.cc with the facts of imap::InfoFor (STYLE.md item 4).
+// They use only the public part of this class.
+//
+// Threading: a session runs on its worker's thread from start to end (no locks).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "boost/asio/awaitable.hpp"
+#include "gateway/imap/command.h"
+#include "gateway/imap/limits.h"
+#include "gateway/imap/receiver.h"
+#include "gateway/imap/response.h"
+#include "gateway/net/listener.h"
+#include "gateway/net/stream.h"
+#include "gateway/net/tls_context.h"
+#include "gateway/session/feed_router.h"
+#include "gateway/session/uid_map.h"
+#include "proto/mailbox/v1/mailbox.pb.h"
+#include "storage-client/mailbox_store.h"
+
+namespace gateway {
+
+struct SessionOptions {
+  imap::Limits limits;
+  // RFC 3501 §5.4 and the seed's defaults (DESIGN.md).
+  std::chrono::seconds unauthenticated_timeout{60};  // absolute, not reset by commands
+  std::chrono::seconds autologout{30 * 60};          // idle time once authenticated
+  std::chrono::seconds idle_keepalive{2 * 60};       // "* OK Still here" during IDLE
+  std::chrono::seconds write_timeout{60};
+  std::chrono::seconds read_timeout{60};             // for literal data once announced
+  std::chrono::seconds tls_handshake_timeout{30};
+  int max_auth_failures = 4;             // then BYE
+  bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
+  std::string server_name = "imapd";
+  std::string gateway_id;                // sent to the service for its logs
+};
+
+// What all sessions of one worker thread share.
+struct WorkerContext {
+  mailbox::client::MailboxStore* store = nullptr;
+  FeedRouter* router = nullptr;
+  net::TlsContextProvider* tls = nullptr;
+  const SessionOptions* options = nullptr;
+};
+
+// Serves one accepted connection until it ends.
+boost::asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
+                                             WorkerContext* worker);
+
+enum class SessionState { kNotAuthenticated, kAuthenticated, kSelected, kLogout };
+
+// The selected mailbox (RFC 3501 §6.3.1).
+struct SelectedMailbox {
+  std::string name;  // UTF-8
+  uint64_t mailbox_id = 0;
+  uint32_t uidvalidity = 0;
+  bool read_only = false;
+  bool condstore = false;  // CONDSTORE enabled for this selection (RFC 7162 §3.1)
+  UidMap map;
+  std::set<uint32_t> recent;  // \Recent UIDs claimed by this session
+  uint64_t applied_modseq = 0;  // feed events up to here are reflected
+  // MODSEQs of changes this session made itself: their feed events are already
+  // reflected in the responses it sent.
+  std::set<uint64_t> own_modseqs;
+};
+
+class Session final : public FeedRouter::Listener {
+ public:
+  Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* worker);
+  ~Session() override;
+
+  boost::asio::awaitable<void> Run();
+
+  // --- For command handlers -----------------------------------------------------
+  // Queues bytes for the client; written by Flush (and at the end of each command).
+  void Send(std::string_view bytes) { out_.append(bytes); }
+  // Writes what is queued. False if the connection broke (the session then ends).
+  boost::asio::awaitable<bool> Flush();
+  // Queues the tagged completion of the current command.
+  void Tagged(imap::Status status, std::string_view code, std::string_view text);
+  void Ok(std::string_view text, std::string_view code = {}) {
+    Tagged(imap::Status::kOk, code, text);
+  }
+  void No(std::string_view text, std::string_view code = {}) {
+    Tagged(imap::Status::kNo, code, text);
+  }
+  void Bad(std::string_view text, std::string_view code = {}) {
+    Tagged(imap::Status::kBad, code, text);
+  }
+  // Answers a failed store call: NO with the RFC 5530 code its ErrorDetail maps to
+  // ([UNAVAILABLE] when the service cannot be reached), or BAD for malformed input.
+  void Fail(const absl::Status& status, std::string_view what);
+
+  // Ends the connection without another byte: for when a response cannot be
+  // completed (e.g. a literal whose data stopped arriving from the store).
+  void Abort(std::string_view reason);
+
+  const std::string& tag() const { return tag_; }
+  SessionState state() const { return state_; }
+  mailbox::client::MailboxStore& store() { return *worker_->store; }
+  const mailbox::client::Session& credential() const { return credential_; }
+  const SessionOptions& options() const { return *worker_->options; }
+  bool utf8_accept() const { return utf8_accept_; }
+  bool condstore_enabled() const { return condstore_enabled_; }
+  void EnableCondstore() { condstore_enabled_ = true; }
+  void EnableUtf8Accept() { utf8_accept_ = true; }
+  // The selected mailbox, or null outside the Selected state.
+  SelectedMailbox* selected() { return selected_.get(); }
+
+  // Mailbox name from the wire (modified UTF-7, or UTF-8 after UTF8=ACCEPT) to UTF-8;
+  // nullopt after answering BAD.
+  std::optional<std::string> DecodeMailboxName(std::string_view wire);
+
+  // Sequence set (or UID set) of the current command to UID ranges of the selected
+  // mailbox. UID sets keep UIDs that are not in the mailbox out (RFC 3501 §6.4.8).
+  std::vector<imap::Interval> ResolveSet(const imap::SequenceSet& set, bool uid) const;
+  static mailbox::v1::UidSet ToUidSet(const std::vector<imap::Interval>& intervals);
+
+  // Enters/leaves the Selected state (SELECT, EXAMINE, CLOSE, UNSELECT).
+  void Select(std::unique_ptr<SelectedMailbox> mailbox);
+  void Deselect();
+
+  // Applies an expunge this session caused: sends "* n EXPUNGE" (or VANISHED) for
+  // each UID still in the view.
+  void ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modseq);
+
+  // FeedRouter::Listener.
+  void OnChange(const mailbox::v1::ChangeEvent& event) override;
+
+  // Capabilities advertised in the current state (greeting, CAPABILITY, after login).
+  std::vector<std::string> Capabilities() const;
+
+ private:
+  friend class SessionAccess;
+  struct IdleState;
+
+  boost::asio::awaitable<bool> ReadMore(std::chrono::steady_clock::time_point deadline);
+  boost::asio::awaitable<void> Dispatch(imap::Command command);
+  boost::asio::awaitable<void> HandleStartTls();
+  boost::asio::awaitable<void> HandleIdle();
+  boost::asio::awaitable<void> HandleAuthenticate(const imap::AuthenticateCommand& command);
+  boost::asio::awaitable<void> HandleLogin(std::string user, std::string password);
+  boost::asio::awaitable<void> HandleSelect(std::string wire_name, bool read_only,
+                                            bool condstore);
+  boost::asio::awaitable<void> FinishLogin(const mailbox::v1::AuthenticateRequest& request);
+  mailbox::v1::AuthenticateRequest PasswordRequest(std::string user, std::string password,
+                                                   std::string authzid) const;
+  // Answers NO [PRIVACYREQUIRED] and returns true if plaintext auth is not allowed here.
+  bool PlaintextAuthRefused();
+  boost::asio::awaitable<void> HandleAppend(imap::AppendMessageBegin begin);
+  // Sends pending changes of the selected mailbox that the rules allow now
+  // (RFC 3501 §7.4.1: no EXPUNGE while a sequence-number command runs).
+  void ApplyPendingChanges(bool allow_expunge);
+  std::chrono::steady_clock::time_point InputDeadline() const;
+
+  net::Stream stream_;
+  net::ConnectionInfo info_;
+  WorkerContext* worker_;
+  imap::Receiver receiver_;
+  std::string out_;
+  std::string tag_;
+  std::string tagged_;        // the current command's tagged completion, sent last
+  bool answered_ = false;     // the handler already wrote its completion itself
+  SessionState state_ = SessionState::kNotAuthenticated;
+  mailbox::client::Session credential_;
+  std::string username_;
+  std::unique_ptr<SelectedMailbox> selected_;
+  std::deque<mailbox::v1::ChangeEvent> pending_;
+  bool idling_ = false;
+  bool utf8_accept_ = false;
+  bool condstore_enabled_ = false;
+  int auth_failures_ = 0;
+  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point last_activity_;
+  bool broken_ = false;
+};
+
+}  // namespace gateway
