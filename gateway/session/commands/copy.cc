@@ -58,13 +58,9 @@ awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
     co_return;
   }
   // Out-of-range sequence numbers: BAD, as for FETCH (see fetch.cc).
-  if (!uid) {
-    if (std::optional<uint32_t> beyond = FirstSequenceNumberBeyond(set, mailbox->map.size());
-        beyond.has_value()) {
-      session.Bad(absl::StrCat("Invalid message sequence number ", *beyond, " (the mailbox has ",
-                               mailbox->map.size(), " messages)"));
-      co_return;
-    }
+  if (auto error = SequenceSetError(set, uid, mailbox->map.size())) {
+    session.Bad(*error);
+    co_return;
   }
   std::optional<std::string> destination = session.DecodeMailboxName(mailbox_name);
   if (!destination.has_value()) {

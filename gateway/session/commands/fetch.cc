@@ -430,14 +430,9 @@ awaitable<void> Fetch(Session& session, const imap::FetchCommand& command) {
   // leaves it open; Dovecot and Cyrus answer BAD, which clients expect and
   // which tells a confused client to resynchronise). Non-existent UIDs are
   // ignored without an error (RFC 3501 §6.4.8).
-  if (!command.uid) {
-    if (std::optional<uint32_t> beyond =
-            FirstSequenceNumberBeyond(command.set, mailbox->map.size());
-        beyond.has_value()) {
-      session.Bad(absl::StrCat("Invalid message sequence number ", *beyond, " (the mailbox has ",
-                               mailbox->map.size(), " messages)"));
-      co_return;
-    }
+  if (auto error = SequenceSetError(command.set, command.uid, mailbox->map.size())) {
+    session.Bad(*error);
+    co_return;
   }
   FetchPlan plan = MakePlan(command, mailbox->read_only);
   // RFC 7162 §3.1: FETCH with MODSEQ or CHANGEDSINCE enables CONDSTORE.

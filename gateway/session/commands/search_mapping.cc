@@ -1,5 +1,7 @@
 #include "gateway/session/commands/search_mapping.h"
 
+#include "absl/strings/str_cat.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -303,6 +305,19 @@ std::vector<imap::Interval> UidsToSequenceIntervals(const v1::UidSet& uids, cons
     }
   }
   return imap::MergeIntervals(std::move(seqs));
+}
+
+std::optional<std::string> SequenceSetError(const imap::SequenceSet& set, bool uid,
+                                            uint32_t message_count) {
+  if (uid) {
+    return std::nullopt;
+  }
+  std::optional<uint32_t> beyond = FirstSequenceNumberBeyond(set, message_count);
+  if (!beyond.has_value()) {
+    return std::nullopt;
+  }
+  return absl::StrCat("Invalid message sequence number ", *beyond, " (the mailbox has ",
+                      message_count, " messages)");
 }
 
 }  // namespace gateway::commands

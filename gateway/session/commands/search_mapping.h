@@ -65,6 +65,12 @@ std::vector<imap::Interval> ToRuns(const std::vector<uint32_t>& numbers);
 std::optional<uint32_t> FirstSequenceNumberBeyond(const imap::SequenceSet& set,
                                                   uint32_t size);
 
+// The BAD text for a sequence set that names messages beyond the mailbox (FETCH,
+// STORE, COPY, MOVE by sequence number), or nullopt if it is fine. UID sets are
+// never out of range: unknown UIDs are ignored (RFC 3501 §6.4.8).
+std::optional<std::string> SequenceSetError(const imap::SequenceSet& set, bool uid,
+                                            uint32_t message_count);
+
 // Intervals of sequence numbers for the UIDs in `uids` that are in `map`.
 std::vector<imap::Interval> UidsToSequenceIntervals(const mailbox::v1::UidSet& uids,
                                                     const UidMap& map);

@@ -70,14 +70,9 @@ awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
     }
   }
   // Out-of-range sequence numbers: BAD, as for FETCH (see fetch.cc).
-  if (!command.uid) {
-    if (std::optional<uint32_t> beyond =
-            FirstSequenceNumberBeyond(command.set, mailbox->map.size());
-        beyond.has_value()) {
-      session.Bad(absl::StrCat("Invalid message sequence number ", *beyond, " (the mailbox has ",
-                               mailbox->map.size(), " messages)"));
-      co_return;
-    }
+  if (auto error = SequenceSetError(command.set, command.uid, mailbox->map.size())) {
+    session.Bad(*error);
+    co_return;
   }
   // RFC 3501 §6.3.2: a mailbox opened with EXAMINE is not changed.
   if (mailbox->read_only) {
