@@ -7,6 +7,7 @@
 // Appends --messages messages of --size octets (one message per Append call,
 // --concurrency calls in flight), then fetches every one back as BODY[] with the same
 // concurrency, and prints one JSON object with messages/s and MB/s of each phase.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -132,7 +133,10 @@ int Run(int argc, char** argv) {
        {"messages", "", "2000", "messages to append and fetch"},
        {"size", "", "20000", "octets per message"},
        {"concurrency", "", "16", "calls in flight"},
-       {"channels", "", "2", "gRPC channels in the client's pool"}});
+       {"channels", "", "2", "gRPC channels in the client's pool"},
+       {"latency-samples", "", "0",
+        "then time this many sequential fetches of 20 messages' UID, FLAGS, RFC822.SIZE and "
+        "Subject header (the gateway's FETCH loop in bench/gateway, minus IMAP)"}});
   if (!config.ok() || config->help_requested()) {
     std::cerr << (config.ok() ? config->Usage("store-throughput")
                               : std::string(config.status().message()))
@@ -228,16 +232,54 @@ int Run(int argc, char** argv) {
   double fetch_seconds = RunPhase(io, shared, static_cast<int>(*concurrency), &Fetcher);
   uint64_t fetched_octets = shared.octets;
 
+  // Sequential single-client fetch latency, the same items as the gateway loop.
+  auto latency_samples = config->GetInt("latency-samples");
+  std::vector<double> latencies;
+  if (latency_samples.ok() && *latency_samples > 0 && shared.uids.size() >= 20) {
+    auto timed = [&]() -> asio::awaitable<void> {
+      for (int64_t i = 0; i < *latency_samples; ++i) {
+        v1::FetchRequest request;
+        request.set_mailbox_id(shared.mailbox_id);
+        request.set_uidvalidity(shared.uidvalidity);
+        auto* range = request.mutable_uids()->add_ranges();
+        range->set_first(shared.uids[0]);
+        range->set_last(shared.uids[19]);
+        request.set_flags(true);
+        request.set_size(true);
+        auto* section = request.add_sections();
+        section->set_text(v1::Section::HEADER_FIELDS);
+        section->add_fields("SUBJECT");
+        auto started = Clock::now();
+        auto stream = shared.store->Fetch(shared.session, request);
+        while (true) {
+          auto item = co_await stream->Next();
+          if (!item.ok() || !item->has_value()) {
+            break;
+          }
+        }
+        latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+      }
+    };
+    asio::co_spawn(io, timed(), [](std::exception_ptr) {});
+    io.restart();
+    io.run();
+    std::sort(latencies.begin(), latencies.end());
+  }
+  auto percentile = [&](double p) {
+    return latencies.empty() ? 0.0 : latencies[static_cast<size_t>(p * (latencies.size() - 1))];
+  };
+
   auto rate = [](double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; };
   std::cout << absl::StrFormat(
       "{\"messages\": %d, \"size\": %d, \"concurrency\": %d, "
       "\"append\": {\"seconds\": %.3f, \"messages_per_s\": %.1f, \"mb_per_s\": %.2f}, "
       "\"fetch\": {\"seconds\": %.3f, \"messages_per_s\": %.1f, \"mb_per_s\": %.2f}, "
+      "\"fetch20_latency_ms\": {\"samples\": %d, \"p50\": %.3f, \"p99\": %.3f}, "
       "\"errors\": %d}\n",
       *messages, *size, *concurrency, append_seconds, rate(*messages, append_seconds),
       rate(appended_octets / 1e6, append_seconds), fetch_seconds,
       rate(shared.uids.size(), fetch_seconds), rate(fetched_octets / 1e6, fetch_seconds),
-      shared.errors.load());
+      static_cast<int>(latencies.size()), percentile(0.5), percentile(0.99), shared.errors.load());
   return shared.errors.load() == 0 ? 0 : 1;
 }
 
