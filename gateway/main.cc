@@ -79,13 +79,15 @@ int Run(int argc, char** argv) {
     std::cerr << "imap-gateway: " << status.message() << "\n";
     return 2;
   }
-  std::vector<std::string> args(argv + 1, argv + argc);
+  // ApplyNetFlags takes the whole argv (program name first) and returns the rest
+  // in the same form.
+  std::vector<std::string> args(argv, argv + argc);
   auto rest = net::ApplyNetFlags(net_config, args);
   if (!rest.ok()) {
     std::cerr << "imap-gateway: " << rest.status().message() << "\n";
     return 2;
   }
-  std::vector<char*> rest_argv = {argv[0]};
+  std::vector<char*> rest_argv;
   for (auto& arg : *rest) {
     rest_argv.push_back(arg.data());
   }

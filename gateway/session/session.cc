@@ -5,6 +5,9 @@
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/use_awaitable.hpp"
 #include "gateway/imap/mutf7.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
@@ -287,6 +290,28 @@ void Session::ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modse
       selected_->recent.erase(uid);
       Send(imap::ExpungeResponse(*seq));
     }
+  }
+}
+
+asio::awaitable<void> Session::CatchUp(uint64_t mailbox_id, uint32_t uid) {
+  // The feed normally delivers within a millisecond; give up after two seconds
+  // (the EXISTS then follows with a later command).
+  constexpr auto kPatience = std::chrono::seconds(2);
+  const auto deadline = Clock::now() + kPatience;
+  asio::steady_timer timer(stream_.get_executor());
+  while (selected_ != nullptr && selected_->mailbox_id == mailbox_id &&
+         !selected_->map.SeqOf(uid).has_value() && Clock::now() < deadline) {
+    bool delivered = false;
+    for (const v1::ChangeEvent& event : pending_) {
+      for (const auto& message : event.added().messages()) {
+        delivered = delivered || message.uid() == uid;
+      }
+    }
+    if (delivered) {
+      co_return;
+    }
+    timer.expires_after(std::chrono::milliseconds(2));
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 }
 
@@ -957,6 +982,9 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
       std::vector<imap::Interval> uids;
       for (uint32_t uid : reply->uids()) {
         uids.push_back({uid, uid});
+      }
+      if (reply->uids_size() > 0) {
+        co_await CatchUp(reply->mailbox_id(), reply->uids(reply->uids_size() - 1));
       }
       Ok("APPEND completed",
          imap::code::AppendUid(reply->uidvalidity(), imap::MergeIntervals(uids)));

@@ -143,6 +143,12 @@ class Session final : public FeedRouter::Listener {
   // each UID still in the view.
   void ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modseq);
 
+  // Waits (briefly, bounded) until the change feed has delivered the addition of
+  // `uid` to the selected mailbox, so a command that added messages to it (APPEND,
+  // COPY to itself) can report EXISTS before its tagged OK (RFC 3501 §6.3.11) with
+  // every lower UID in order. No-op if `mailbox_id` is not selected.
+  boost::asio::awaitable<void> CatchUp(uint64_t mailbox_id, uint32_t uid);
+
   // FeedRouter::Listener.
   void OnChange(const mailbox::v1::ChangeEvent& event) override;
 

@@ -17,6 +17,12 @@ def runfile(path):
     if srcdir:
         return os.path.join(srcdir, "imapd", path)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # Outside Bazel: the default (OpenSSL) configuration's outputs. bazel-bin may point
+    # at another configuration (e.g. --config=boringssl) after someone else's build.
+    for out in (os.path.join(root, "bazel-out", "k8-opt", "bin"), os.path.join(root, "bazel-bin")):
+        candidate = os.path.join(out, path)
+        if os.path.exists(candidate):
+            return candidate
     return os.path.join(root, "bazel-bin", path)
 
 
@@ -48,6 +54,9 @@ class Gateway:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def alive(self):
+        return self.process.poll() is None
+
 
 class System:
     def __init__(self, name="e2e"):
@@ -71,11 +80,15 @@ class System:
         if os.path.exists(port_file):
             os.remove(port_file)
         listen = "127.0.0.1:%d" % getattr(self, "service_port", 0)
-        log = open(os.path.join(self.dir, "service.log"), "a")
-        self.service = subprocess.Popen(
-            [SERVICE, "--listen=" + listen, "--data-dir=" + data, "--port-file=" + port_file,
-             "--argon2-memory-kib=64", "--argon2-time-cost=1"] + list(flags),
-            stdout=log, stderr=subprocess.STDOUT)
+        with open(os.path.join(self.dir, "service.log"), "a") as log:
+            self.service = subprocess.Popen(
+                [SERVICE, "--listen=" + listen, "--data-dir=" + data, "--port-file=" + port_file,
+                 "--argon2-memory-kib=64", "--argon2-time-cost=1",
+                 # Tests make many failed logins on purpose; the per-connection limit of
+                 # the gateway is what they check, not the service's throttling.
+                 "--auth-user-free-failures=100000", "--auth-ip-free-failures=100000"]
+                + list(flags),
+                stdout=log, stderr=subprocess.STDOUT)
         _wait_for_file(port_file, self.service, "mailbox-service")
         with open(port_file) as f:
             self.service_port = int(f.read())
@@ -94,17 +107,25 @@ class System:
     def add_user(self, name, password):
         self.admin("user", "add", name, "--password", password)
 
+    def new_user(self, prefix="user", password="secret-pw"):
+        """Creates a user with a fresh name; returns (name, password)."""
+        self._users = getattr(self, "_users", 0) + 1
+        name = "%s%d" % (prefix, self._users)
+        self.add_user(name, password)
+        return name, password
+
     def start_gateway(self, *flags):
         index = len(self.gateways)
         ports_file = os.path.join(self.dir, "gateway%d.ports" % index)
         log_path = os.path.join(self.dir, "gateway%d.log" % index)
-        log = open(log_path, "a")
-        process = subprocess.Popen(
-            [GATEWAY, "--imap-listen=127.0.0.1:0", "--imaps-listen=127.0.0.1:0",
-             "--http-listen=127.0.0.1:0", "--store=" + self.service_target,
-             "--tls-cert-file=" + self.cert, "--tls-key-file=" + self.key, "--workers=2",
-             "--ports-file=" + ports_file] + list(flags),
-            stdout=log, stderr=subprocess.STDOUT)
+        with open(log_path, "a") as log:
+            process = subprocess.Popen(
+                [GATEWAY, "--store=" + self.service_target,
+                 "--imap-listen=127.0.0.1:0", "--imaps-listen=127.0.0.1:0",
+                 "--http-listen=127.0.0.1:0",
+                 "--tls-cert-file=" + self.cert, "--tls-key-file=" + self.key, "--workers=2",
+                 "--ports-file=" + ports_file] + list(flags),
+                stdout=log, stderr=subprocess.STDOUT)
         _wait_for_file(ports_file, process, "imap-gateway")
         with open(ports_file) as f:
             gateway = Gateway(process, json.load(f), log_path)

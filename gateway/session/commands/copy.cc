@@ -91,6 +91,12 @@ awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
       session.Fail(response.status(), "COPY");
       co_return;
     }
+    // A copy into the selected mailbox itself is reported with EXISTS first.
+    if (*destination == mailbox->name && response->destination_uids_size() > 0) {
+      const uint64_t mailbox_id = mailbox->mailbox_id;
+      co_await session.CatchUp(mailbox_id, response->destination_uids(
+                                                response->destination_uids_size() - 1));
+    }
     session.Ok("COPY completed", CopyUidCode(response->destination_uidvalidity(),
                                              response->source_uids(),
                                              response->destination_uids()));

@@ -1,0 +1,632 @@
+"""Pins the behaviour stated in docs/standards-support.md: one class per group of
+sections of the seed statement (reference/MS-STANXIMAP.txt), each test an exact
+exchange over a raw socket against the real mailbox service and gateway.
+
+Where another suite (test_protocol.py, test_imaplib.py, unit tests) already pins a
+statement, the statement cites that test and nothing is repeated here.
+"""
+
+import base64
+import os
+import re
+import ssl
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from raw_client import RawClient  # noqa: E402
+
+SYSTEM = None
+GATEWAY = None            # defaults
+PLAINTEXT_GATEWAY = None  # --allow-plaintext-auth
+
+MESSAGE = (b"From: Alice <alice@example.org>\r\n"
+           b"To: Bob <bob@example.org>\r\n"
+           b"Subject: standards\r\n"
+           b"Date: Mon, 5 Jan 2026 10:00:00 +0000\r\n"
+           b"Message-ID: <std-1@example.org>\r\n"
+           b"\r\n"
+           b"Body of the standards test.\r\n")
+
+
+def setUpModule():
+    global SYSTEM, GATEWAY, PLAINTEXT_GATEWAY
+    SYSTEM = harness.System("standards")
+    SYSTEM.start_service()
+    GATEWAY = SYSTEM.start_gateway("--gateway-id=std-1")
+    PLAINTEXT_GATEWAY = SYSTEM.start_gateway("--gateway-id=std-2", "--allow-plaintext-auth=true")
+
+
+def tearDownModule():
+    if SYSTEM:
+        SYSTEM.stop()
+
+
+def append_raw(client, mailbox, message, flags=b""):
+    """APPEND with a LITERAL+ literal; returns (untagged, tagged)."""
+    tag = client.tag()
+    client.send(b"%s APPEND %s %s{%d+}\r\n%s\r\n"
+                % (tag.encode(), mailbox.encode(), flags, len(message), message))
+    untagged, tagged = client.read_tagged(tag)
+    assert tagged.startswith(tag.encode() + b" OK"), tagged
+    return untagged, tagged
+
+
+def caps_of(line):
+    match = re.search(rb"\[CAPABILITY ([^\]]*)\]", line)
+    return match.group(1).split() if match else None
+
+
+def poll_until(client, command, predicate, timeout=10):
+    """Repeats `command` until one of its untagged lines satisfies predicate."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = client.ok(command)
+        if any(predicate(line) for line in lines):
+            return lines
+        if time.monotonic() > deadline:
+            raise AssertionError("%s never reported the change; last %r" % (command, lines))
+        time.sleep(0.1)
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.user, self.password = SYSTEM.new_user("std")
+        self.clients = []
+
+    def tearDown(self):
+        for client in self.clients:
+            client.close()
+        for gateway in (GATEWAY, PLAINTEXT_GATEWAY):
+            self.assertTrue(gateway.alive(), "gateway died:\n" + gateway.log()[-3000:])
+
+    def connect(self, login=True, select=None, gateway=None, mode="tls"):
+        gateway = gateway or GATEWAY
+        port = gateway.imaps_port if mode == "tls" else gateway.imap_port
+        client = RawClient(port, mode, cafile=SYSTEM.cert)
+        self.clients.append(client)
+        if login:
+            client.login(self.user, self.password)
+        if select:
+            client.ok("SELECT " + select)
+        return client
+
+    def command(self, client, text, tag):
+        return client.command(text, tag=tag)
+
+    def assertTagged(self, line, tag, status, code=None):
+        prefix = ("%s %s " % (tag, status)).encode()
+        self.assertTrue(line.startswith(prefix), "expected %s %s, got %r" % (tag, status, line))
+        rest = line[len(prefix):]
+        if code is not None:
+            self.assertTrue(rest.startswith(b"[" + code),
+                            "expected [%r] in %r" % (code, line))
+        text = re.sub(rb"^\[[^\]]*\]\s*", b"", rest)
+        self.assertTrue(text.strip(), "no human-readable text in %r" % line)
+
+
+# --- 2.1 Normative variations ------------------------------------------------------
+class NormativeVariationsTest(Base):
+    """Sections 2.1.4 to 2.1.7."""
+
+    def test_plaintext_auth_can_be_allowed_by_configuration(self):
+        # 2.1.4: LOGINDISABLED is the default without TLS; --allow-plaintext-auth lifts it.
+        client = self.connect(login=False, gateway=PLAINTEXT_GATEWAY, mode="plain")
+        caps = caps_of(client.greeting)
+        self.assertIn(b"STARTTLS", caps)
+        self.assertIn(b"AUTH=PLAIN", caps)
+        self.assertNotIn(b"LOGINDISABLED", caps)
+        _, tagged = client.command('LOGIN "%s" "%s"' % (self.user, self.password), tag="p1")
+        self.assertTagged(tagged, "p1", "OK", b"CAPABILITY IMAP4rev1")
+
+    def test_command_syntax_is_strict(self):
+        # 2.1.5 / 2.1.6: SP is exactly one space; TAB, doubled or trailing spaces are BAD.
+        client = self.connect()
+        for data, pattern in (
+                (b"s1  NOOP\r\n", rb"^s1 BAD \S"),
+                (b"s2 NOOP \r\n", rb"^s2 BAD unexpected extra arguments"),
+                (b"s3 NOOP\t\r\n", rb"^s3 BAD unexpected extra arguments"),
+                (b"s4 SELECT  INBOX\r\n", rb"^s4 BAD \S"),
+                (b"s5\tNOOP\r\n", rb"^\* BAD expected a space")):
+            with self.subTest(data=data):
+                client.send(data)
+                line = client.read_line()
+                self.assertRegex(line, pattern)
+        # Command names and keywords are case-insensitive (RFC 3501 §9).
+        _, tagged = client.command("noop", tag="s6")
+        self.assertTagged(tagged, "s6", "OK")
+
+    def test_tls_is_1_2_or_later_with_aead_suites_only(self):
+        # 2.1.7 / 2.2.37: no RC4, no 3DES, no CBC; TLS 1.2 and 1.3 with AEAD suites.
+        client = self.connect(login=False)
+        self.assertIn(client.sock.version(), ("TLSv1.2", "TLSv1.3"))
+        context = ssl.create_default_context(cafile=SYSTEM.cert)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        client12 = RawClient(GATEWAY.imaps_port, "plain", cafile=SYSTEM.cert, read_greeting=False)
+        self.clients.append(client12)
+        client12.sock = context.wrap_socket(client12.sock, server_hostname="127.0.0.1")
+        self.assertEqual(client12.sock.version(), "TLSv1.2")
+        self.assertRegex(client12.sock.cipher()[0], r"^ECDHE-(RSA|ECDSA)-(AES\d+-GCM|CHACHA20)")
+        self.assertRegex(client12.read_line(), rb"^\* OK ")
+        # A client that offers only CBC suites gets no handshake.
+        cbc = ssl.create_default_context(cafile=SYSTEM.cert)
+        cbc.maximum_version = ssl.TLSVersion.TLSv1_2
+        cbc.set_ciphers("ECDHE-RSA-AES128-SHA:AES128-SHA:AES256-SHA256")
+        client_cbc = RawClient(GATEWAY.imaps_port, "plain", cafile=SYSTEM.cert, read_greeting=False)
+        self.clients.append(client_cbc)
+        with self.assertRaises(ssl.SSLError):
+            client_cbc.sock.settimeout(10)
+            cbc.wrap_socket(client_cbc.sock, server_hostname="127.0.0.1")
+
+
+# --- 2.2.1 - 2.2.2 Client and server protocol sender/receiver ----------------------
+class ProtocolSenderReceiverTest(Base):
+    def test_tags(self):
+        # C0001: tag = 1*<any ASTRING-CHAR except "+">, at most 64 octets.
+        client = self.connect()
+        _, tagged = client.command("NOOP", tag="a.b_c-1]")
+        self.assertTagged(tagged, "a.b_c-1]", "OK")
+        client.send(b"a+b NOOP\r\n")
+        self.assertRegex(client.read_line(), rb"^\* BAD \S")
+        _, tagged = client.command("NOOP", tag="t" * 64)
+        self.assertTagged(tagged, "t" * 64, "OK")
+        # V0001: a repeated tag is accepted; each command is answered in order.
+        client.send(b"same NOOP\r\nsame CAPABILITY\r\n")
+        first = client.read_line()
+        self.assertTagged(first, "same", "OK")
+        lines = client.read_lines_until(lambda line: line.startswith(b"same "))
+        self.assertTrue(lines[0].startswith(b"* CAPABILITY "), lines)
+        self.assertTagged(lines[-1], "same", "OK")
+
+    def test_no_unilateral_data_outside_idle(self):
+        # V0002 / 2.2.9: changes are queued and reported at the next command (or at
+        # once during IDLE), never written to a connection with no command in progress.
+        watcher = self.connect(select="INBOX")
+        other = self.connect()
+        append_raw(other, "INBOX", MESSAGE)
+        watcher.expect_silence(1.5)
+        poll_until(watcher, "NOOP", lambda line: line == b"* 1 EXISTS")
+
+
+# --- 2.2.3 - 2.2.6 Message attributes ----------------------------------------------
+class MessageAttributesTest(Base):
+    def test_client_defined_keywords(self):
+        # E0001 / V0005: clients may define keywords ($MDNSent among them); \* in
+        # PERMANENTFLAGS says so, and FLAGS lists the keywords in use.
+        client = self.connect()
+        append_raw(client, "INBOX", MESSAGE)
+        untagged = client.ok("SELECT INBOX")
+        self.assertIn(b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)]"
+                      b" Limited", untagged)
+        lines = client.ok("STORE 1 +FLAGS ($MDNSent ProjectX)")
+        self.assertEqual(lines, [b"* 1 FETCH (FLAGS ($MDNSent ProjectX \\Recent))"])
+        untagged = client.ok("SELECT INBOX")
+        self.assertIn(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $MDNSent ProjectX)",
+                      untagged)
+        self.assertIn(b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
+                      b"$MDNSent ProjectX \\*)] Limited", untagged)
+        # (V0054: the FLAGS response above lists the keywords in use.) A keyword
+        # must be an atom.
+        _, tagged = client.command("STORE 1 +FLAGS (bad\"keyword)", tag="k1")
+        self.assertTagged(tagged, "k1", "BAD")
+
+    def test_rfc822_size_is_exact(self):
+        # V0006 / V0045: RFC822.SIZE is the exact octet count of the message as appended.
+        client = self.connect()
+        append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        lines = client.ok("FETCH 1 (RFC822.SIZE)")
+        self.assertEqual(lines, [b"* 1 FETCH (RFC822.SIZE %d)" % len(MESSAGE)])
+        lines = client.ok("FETCH 1 (BODY.PEEK[])")
+        self.assertIn(b"{%d}\r\n%s" % (len(MESSAGE), MESSAGE), lines[0])
+
+    def test_eight_bit_header_text_is_sent_as_a_literal(self):
+        # V0007: 8-bit octets in a message are sent as they are, in literals, never in
+        # quoted strings; 7-bit header text is a quoted string.
+        client = self.connect()
+        message = b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nx\r\n"
+        append_raw(client, "INBOX", message)
+        client.ok("SELECT INBOX")
+        lines = client.ok("FETCH 1 (ENVELOPE)")
+        self.assertTrue(lines[0].startswith(b"* 1 FETCH (ENVELOPE (NIL {7}\r\nGr\xc3\xbc\xc3\x9fe "),
+                        lines)
+
+
+# --- 2.2.7 Mailbox naming ----------------------------------------------------------
+class MailboxNamingTest(Base):
+    def test_case_sensitivity(self):
+        # V0008: names other than INBOX are case-sensitive; INBOX (also as the first
+        # hierarchy level) is not.
+        client = self.connect()
+        client.ok("CREATE Work")
+        client.ok("CREATE work")
+        _, tagged = client.command("CREATE inbox", tag="c1")
+        self.assertTagged(tagged, "c1", "NO", b"ALREADYEXISTS")
+        client.ok('CREATE "inbox/Sub"')
+        lines = client.ok('LIST "" *')
+        self.assertEqual(lines, [b'* LIST (\\HasChildren) "/" INBOX',
+                                 b'* LIST (\\HasNoChildren) "/" INBOX/Sub',
+                                 b'* LIST (\\HasNoChildren) "/" Work',
+                                 b'* LIST (\\HasNoChildren) "/" work'])
+
+    def test_special_characters(self):
+        # V0009 / V0030 / V0033: backslash and double quote come back as escaped
+        # quoted strings; V0010: wildcards are refused; V0012: "&" must be encoded
+        # as "&-", "#" is an ordinary character.
+        client = self.connect()
+        client.ok('CREATE "back\\\\slash"')
+        client.ok('CREATE "say \\"hi\\""')
+        client.ok('CREATE "#news"')
+        client.ok('CREATE "R&-D"')
+        client.ok('CREATE "Entw&APw-rfe"')
+        for name in ('"w*c"', '"w%c"'):
+            _, tagged = client.command("CREATE " + name, tag="w1")
+            self.assertTagged(tagged, "w1", "BAD")
+            self.assertIn(b"wildcard", tagged)
+        _, tagged = client.command('CREATE "R&D"', tag="a1")
+        self.assertTagged(tagged, "a1", "BAD")
+        self.assertIn(b"modified UTF-7", tagged)
+        _, tagged = client.command(b'CREATE "Entw\xc3\xbcrfe"', tag="a2")
+        self.assertTagged(tagged, "a2", "BAD")
+        lines = client.ok('LIST "" *')
+        self.assertEqual(lines, [b'* LIST (\\HasNoChildren) "/" INBOX',
+                                 b'* LIST (\\HasNoChildren) "/" #news',
+                                 b'* LIST (\\HasNoChildren) "/" Entw&APw-rfe',
+                                 b'* LIST (\\HasNoChildren) "/" R&-D',
+                                 b'* LIST (\\HasNoChildren) "/" "back\\\\slash"',
+                                 b'* LIST (\\HasNoChildren) "/" "say \\"hi\\""'])
+        lines = client.ok('LSUB "" *')
+        self.assertEqual(lines, [])
+        client.ok('SUBSCRIBE "back\\\\slash"')
+        lines = client.ok('LSUB "" *')
+        self.assertEqual(lines, [b'* LSUB () "/" "back\\\\slash"'])
+
+    def test_delimiter_and_empty_levels(self):
+        # V0011: the hierarchy delimiter is "/"; empty levels are refused.
+        client = self.connect()
+        self.assertEqual(client.ok('LIST "" ""'), [b'* LIST (\\Noselect) "/" ""'])
+        for name in ('"/lead"', '"a//b"'):
+            _, tagged = client.command("CREATE " + name, tag="d1")
+            self.assertTagged(tagged, "d1", "BAD")
+            self.assertIn(b"empty hierarchy level", tagged)
+
+    def test_length_and_depth_limits(self):
+        # C0002 / C0003: 31 levels and 250 octets are accepted; one more is refused
+        # with NO [LIMIT]; nothing is ever truncated.
+        client = self.connect()
+        name250 = "n" * 250
+        client.ok("CREATE " + name250)
+        _, tagged = client.command("CREATE " + "n" * 251, tag="l1")
+        self.assertEqual(tagged, b"l1 NO [LIMIT] CREATE: mailbox name is 251 octets, "
+                                 b"longer than the limit of 250")
+        deep31 = "/".join(["d"] * 31)
+        client.ok('CREATE "%s"' % deep31)
+        _, tagged = client.command('CREATE "%s/d"' % deep31, tag="l2")
+        self.assertEqual(tagged, b"l2 NO [LIMIT] CREATE: mailbox name has 32 hierarchy levels, "
+                                 b"more than the limit of 31")
+        lines = client.ok('LIST "" "n*"')
+        self.assertEqual(lines, [b'* LIST (\\HasNoChildren) "/" ' + name250.encode()])
+        lines = client.ok('LIST "" "%s"' % deep31)
+        self.assertEqual(lines, [b'* LIST (\\HasNoChildren) "/" ' + deep31.encode()])
+        # The limit is on the name's UTF-8 octets: 125 "ü" (250 octets) fit, 126 do not.
+        umlauts = "\u00fc" * 125
+        wire = "&" + base64.b64encode(umlauts.encode("utf-16-be")).decode().rstrip("=") \
+            .replace("/", ",") + "-"
+        client.ok('CREATE "%s"' % wire)
+        umlauts = "\u00fc" * 126
+        wire = "&" + base64.b64encode(umlauts.encode("utf-16-be")).decode().rstrip("=") \
+            .replace("/", ",") + "-"
+        _, tagged = client.command('CREATE "%s"' % wire, tag="l3")
+        self.assertTagged(tagged, "l3", "NO", b"LIMIT")
+
+
+# --- 2.2.8 - 2.2.11 Updates, timers, command processing ---------------------------
+class SessionUpdatesTest(Base):
+    def test_external_flag_change_and_expunge_reported_at_next_command(self):
+        # V0013 / V0046: changes made by other sessions (or other protocols) are
+        # reported as untagged FETCH/EXPUNGE at the next command that allows them.
+        writer = self.connect()
+        append_raw(writer, "INBOX", MESSAGE)
+        append_raw(writer, "INBOX", MESSAGE)
+        watcher = self.connect(select="INBOX")
+        writer.ok("SELECT INBOX")
+        writer.ok("STORE 1 +FLAGS.SILENT (\\Flagged)")
+        poll_until(watcher, "NOOP",
+                   lambda line: line == b"* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))")
+        writer.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        writer.ok("EXPUNGE")
+        # No EXPUNGE during FETCH by sequence number (RFC 3501 §7.4.1) ...
+        time.sleep(0.5)
+        lines = watcher.ok("FETCH 2 (UID)")
+        self.assertFalse(any(b"EXPUNGE" in line for line in lines), lines)
+        self.assertIn(b"* 2 FETCH (UID 2)", lines)
+        # ... but at the next NOOP (CHECK behaves the same: V0036).
+        lines = poll_until(watcher, "CHECK", lambda line: line == b"* 2 EXPUNGE")
+        lines = watcher.ok("FETCH 1:* (UID)")
+        self.assertEqual(lines, [b"* 1 FETCH (UID 1)"])
+
+
+# --- 2.2.12 - 2.2.15 Not authenticated state, STARTTLS, AUTHENTICATE, LOGIN --------
+class AuthenticationTest(Base):
+    def test_no_anonymous_access(self):
+        # V0018 / V0019.
+        client = self.connect(login=False)
+        _, tagged = client.command("AUTHENTICATE ANONYMOUS", tag="a1")
+        self.assertTagged(tagged, "a1", "NO", b"CANNOT")
+        _, tagged = client.command('LOGIN anonymous "guest@example.org"', tag="a2")
+        self.assertTagged(tagged, "a2", "NO", b"AUTHENTICATIONFAILED")
+        _, tagged = client.command("SELECT INBOX", tag="a3")
+        self.assertTagged(tagged, "a3", "BAD")
+
+    def test_only_plain_and_no_security_layer(self):
+        # E0003 / V0021: PLAIN only; success carries a CAPABILITY code (V0023).
+        client = self.connect(login=False)
+        caps = caps_of(client.greeting)
+        self.assertEqual([c for c in caps if c.startswith(b"AUTH=")], [b"AUTH=PLAIN"])
+        for mechanism in ("GSSAPI", "NTLM", "CRAM-MD5", "SCRAM-SHA-256"):
+            _, tagged = client.command("AUTHENTICATE " + mechanism, tag="m1")
+            self.assertTagged(tagged, "m1", "NO", b"CANNOT")
+        client.send(b"m2 AUTHENTICATE PLAIN\r\n")
+        self.assertEqual(client.read_line(), b"+ ")
+        client.send(base64.b64encode(b"\0%s\0%s" % (self.user.encode(), self.password.encode()))
+                    + b"\r\n")
+        _, tagged = client.read_tagged("m2")
+        self.assertTagged(tagged, "m2", "OK", b"CAPABILITY IMAP4rev1")
+        self.assertNotIn(b"AUTH=PLAIN", tagged)
+
+    def test_plaintext_authenticate_refused_without_tls(self):
+        # V0022 / V0025: without TLS both LOGIN and AUTHENTICATE get NO [PRIVACYREQUIRED].
+        client = self.connect(login=False, mode="plain")
+        initial = base64.b64encode(b"\0%s\0%s" % (self.user.encode(), self.password.encode()))
+        _, tagged = client.command(b"AUTHENTICATE PLAIN " + initial, tag="p1")
+        self.assertTagged(tagged, "p1", "NO", b"PRIVACYREQUIRED")
+        _, tagged = client.command("AUTHENTICATE PLAIN", tag="p2")
+        self.assertTagged(tagged, "p2", "NO", b"PRIVACYREQUIRED")
+
+    def test_starttls_ok_has_no_capability_code(self):
+        # V0020: the tagged OK of STARTTLS carries no capabilities (RFC 3501 §6.2.1:
+        # the client must ask again); CAPABILITY afterwards shows the TLS set.
+        client = self.connect(login=False, mode="plain")
+        tagged = client.starttls(tag="s1")
+        self.assertEqual(tagged, b"s1 OK Begin TLS negotiation now")
+        untagged = client.ok("CAPABILITY")
+        caps = untagged[0].split()
+        self.assertIn(b"AUTH=PLAIN", caps)
+        self.assertNotIn(b"STARTTLS", caps)
+        self.assertNotIn(b"LOGINDISABLED", caps)
+
+
+# --- 2.2.16 - 2.2.21 CREATE, DELETE, RENAME, SUBSCRIBE, LIST, LSUB ----------------
+class MailboxCommandsTest(Base):
+    def test_create_makes_superiors(self):
+        # V0026.
+        client = self.connect()
+        client.ok('CREATE "a/b/c"')
+        client.ok('CREATE "t/"')  # a trailing delimiter is dropped
+        self.assertEqual(client.ok('LIST "" "*"'), [
+            b'* LIST (\\HasNoChildren) "/" INBOX',
+            b'* LIST (\\HasChildren) "/" a',
+            b'* LIST (\\HasChildren) "/" a/b',
+            b'* LIST (\\HasNoChildren) "/" a/b/c',
+            b'* LIST (\\HasNoChildren) "/" t'])
+
+    def test_delete_with_inferiors_leaves_a_noselect_name(self):
+        # V0027: allowed; the name stays as \Noselect until its inferiors are gone.
+        client = self.connect()
+        client.ok('CREATE "p/q"')
+        append_raw(client, "p", MESSAGE)
+        client.ok("DELETE p")
+        self.assertEqual(client.ok('LIST "" "p*"'), [
+            b'* LIST (\\Noselect \\HasChildren) "/" p',
+            b'* LIST (\\HasNoChildren) "/" p/q'])
+        _, tagged = client.command("SELECT p", tag="d1")
+        self.assertTagged(tagged, "d1", "NO")
+        client.ok('DELETE "p/q"')
+        client.ok("DELETE p")
+        self.assertEqual(client.ok('LIST "" "p*"'), [])
+
+    def test_rename_creates_superiors(self):
+        # V0028: the new name may contain the delimiter; superiors are created.
+        client = self.connect()
+        client.ok("CREATE Old")
+        append_raw(client, "Old", MESSAGE)
+        client.ok('RENAME Old "new/deep/Name"')
+        self.assertEqual(client.ok('LIST "" "*"'), [
+            b'* LIST (\\HasNoChildren) "/" INBOX',
+            b'* LIST (\\HasChildren) "/" new',
+            b'* LIST (\\HasChildren) "/" new/deep',
+            b'* LIST (\\HasNoChildren) "/" new/deep/Name'])
+        lines = client.ok('STATUS "new/deep/Name" (MESSAGES)')
+        self.assertEqual(lines, [b'* STATUS new/deep/Name (MESSAGES 1)'])
+
+    def test_subscribe_does_not_require_the_mailbox(self):
+        # V0029 / V0034: SUBSCRIBE is not validated; LSUB marks what cannot be
+        # selected \Noselect and reports unsubscribed superiors for "%".
+        client = self.connect()
+        client.ok("SUBSCRIBE nosuch")
+        client.ok('CREATE "x/y"')
+        client.ok('SUBSCRIBE "x/y"')
+        self.assertEqual(client.ok('LSUB "" "*"'), [b'* LSUB (\\Noselect) "/" nosuch',
+                                                    b'* LSUB () "/" x/y'])
+        self.assertEqual(client.ok('LSUB "" "%"'), [b'* LSUB (\\Noselect) "/" nosuch',
+                                                    b'* LSUB (\\Noselect) "/" x'])
+        self.assertEqual(client.ok('LIST (SUBSCRIBED) "" "*"'), [
+            b'* LIST (\\NonExistent \\Subscribed) "/" nosuch',
+            b'* LIST (\\HasNoChildren \\Subscribed) "/" x/y'])
+
+    def test_list_reference_rules(self):
+        # V0031: the reference is joined to the pattern as RFC 3501 §6.3.8 describes,
+        # also when it does not end with the delimiter; V0032: nothing is hidden.
+        client = self.connect()
+        client.ok('CREATE "x/y"')
+        self.assertEqual(client.ok('LIST "x/" "%"'), [b'* LIST (\\HasNoChildren) "/" x/y'])
+        # "x" + "%" is the pattern "x%"; a pattern starting with "/" ignores the reference.
+        self.assertEqual(client.ok('LIST "x" "%"'), [b'* LIST (\\HasChildren) "/" x'])
+        self.assertEqual(client.ok('LIST "x" "/y"'), [])
+        self.assertEqual(client.ok('LIST "x" "y"'), [])
+        self.assertEqual(client.ok('LIST "" "%"'), [b'* LIST (\\HasNoChildren) "/" INBOX',
+                                                    b'* LIST (\\HasChildren) "/" x'])
+
+
+# --- 2.2.22 - 2.2.26 APPEND, CHECK, SEARCH, FETCH, STORE ---------------------------
+class MessageCommandsTest(Base):
+    def setUp(self):
+        super().setUp()
+        self.client = self.connect()
+        append_raw(self.client, "INBOX", MESSAGE, b"(NewKw) ")
+        append_raw(self.client, "INBOX",
+                   MESSAGE.replace(b"Subject: standards", b"Subject: other") + b"more more\r\n")
+        self.client.ok("SELECT INBOX")
+
+    def test_search_charsets(self):
+        # V0037 / V0038: US-ASCII and UTF-8; others get NO [BADCHARSET (US-ASCII UTF-8)].
+        client = self.client
+        self.assertEqual(client.ok("SEARCH CHARSET US-ASCII SUBJECT standards"), [b"* SEARCH 1"])
+        self.assertEqual(client.ok("SEARCH CHARSET UTF-8 SUBJECT other"), [b"* SEARCH 2"])
+        _, tagged = client.command("SEARCH CHARSET ISO-8859-1 SUBJECT x", tag="c1")
+        self.assertTagged(tagged, "c1", "NO", b"BADCHARSET (US-ASCII UTF-8)")
+        _, tagged = client.command(b'SEARCH SUBJECT "\xc3\xbc"', tag="c2")
+        self.assertTagged(tagged, "c2", "BAD")
+        self.assertIn(b"CHARSET UTF-8", tagged)
+
+    def test_keyword_and_size_keys(self):
+        # V0039 - V0042: any keyword; sizes compare the exact RFC822.SIZE.
+        client = self.client
+        self.assertEqual(client.ok("SEARCH KEYWORD NewKw"), [b"* SEARCH 1"])
+        self.assertEqual(client.ok("SEARCH KEYWORD newkw"), [b"* SEARCH 1"])
+        self.assertEqual(client.ok("SEARCH UNKEYWORD NewKw"), [b"* SEARCH 2"])
+        self.assertEqual(client.ok("SEARCH KEYWORD Unused"), [b"* SEARCH"])
+        size = len(MESSAGE)
+        self.assertEqual(client.ok("SEARCH LARGER %d" % (size - 1)), [b"* SEARCH 1 2"])
+        self.assertEqual(client.ok("SEARCH LARGER %d" % size), [b"* SEARCH 2"])
+        self.assertEqual(client.ok("SEARCH SMALLER %d" % (size + 1)), [b"* SEARCH 1"])
+        self.assertEqual(client.ok("SEARCH SMALLER %d" % size), [b"* SEARCH"])
+
+    def test_search_nesting_limit(self):
+        # V0043: 31 nested parenthesised groups are accepted (the seed: 10), 32 get BAD.
+        client = self.client
+        self.assertEqual(client.ok("SEARCH " + "(" * 31 + "ALL" + ")" * 31), [b"* SEARCH 1 2"])
+        self.assertEqual(client.ok("SEARCH (SUBJECT x (OR SUBJECT standards (OR SUBJECT y "
+                                   "(OR SUBJECT z ALL))))"), [b"* SEARCH"])
+        self.assertEqual(client.ok("SEARCH OR SUBJECT other (OR SUBJECT y (OR SUBJECT z "
+                                   "(SUBJECT w)))"), [b"* SEARCH 2"])
+        _, tagged = client.command("SEARCH " + "(" * 32 + "ALL" + ")" * 32, tag="n1")
+        self.assertTagged(tagged, "n1", "BAD")
+        self.assertIn(b"nesting", tagged)
+
+    def test_fetch_dynamic_items_change_static_ones_never(self):
+        # V0044: FLAGS (and MODSEQ) change; everything else of a UID is immutable.
+        client = self.client
+        before = client.ok("FETCH 1 (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE INTERNALDATE)")
+        client.ok("STORE 1 +FLAGS (\\Answered)")
+        lines = client.ok("FETCH 1 (FLAGS)")
+        self.assertEqual(lines, [b"* 1 FETCH (FLAGS (\\Answered NewKw \\Recent))"])
+        after = client.ok("FETCH 1 (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE INTERNALDATE)")
+        self.assertEqual(before, after)
+
+    def test_check_is_noop(self):
+        # V0036: CHECK does what NOOP does (reports pending changes); there is nothing
+        # to checkpoint, every acknowledged change is already committed.
+        other = self.connect(select="INBOX")
+        other.ok("STORE 2 +FLAGS.SILENT (\\Seen)")
+        lines = poll_until(self.client, "CHECK", lambda line: re.match(
+            rb"^\* 2 FETCH \(UID 2 FLAGS \([^)]*\\Seen", line) is not None)
+        _, tagged = self.client.command("CHECK", tag="k1")
+        self.assertEqual(tagged, b"k1 OK CHECK completed")
+
+
+# --- 2.2.27 - 2.2.36 Extensions and server responses --------------------------------
+class ResponsesTest(Base):
+    def test_unknown_and_experimental_commands(self):
+        # V0047: no X-commands; an unknown command is BAD and the session goes on.
+        client = self.connect()
+        for tag, command in (("x1", "XLIST \"\" *"), ("x2", "X-FOO"), ("x3", "FROB")):
+            _, tagged = client.command(command, tag=tag)
+            self.assertTagged(tagged, tag, "BAD")
+            self.assertIn(b"unknown command", tagged)
+        self.assertTrue(client.alive())
+
+    def test_greeting_is_ok_never_preauth(self):
+        # V0051 / V0052: the greeting is OK with a CAPABILITY code, never PREAUTH.
+        client = self.connect(login=False)
+        self.assertRegex(client.greeting, rb"^\* OK \[CAPABILITY IMAP4rev1 [^\]]+\] imapd ready$")
+
+    def test_select_response_codes(self):
+        # V0048 / V0050: untagged OKs carry response codes on SELECT.
+        client = self.connect()
+        append_raw(client, "INBOX", MESSAGE)
+        untagged = client.ok("SELECT INBOX")
+        codes = [re.match(rb"^\* OK \[([A-Z-]+)", line).group(1)
+                 for line in untagged if line.startswith(b"* OK")]
+        self.assertEqual(codes, [b"UNSEEN", b"UIDVALIDITY", b"UIDNEXT", b"PERMANENTFLAGS",
+                                 b"HIGHESTMODSEQ"])
+        _, tagged = client.command("EXAMINE INBOX", tag="e1")
+        self.assertTagged(tagged, "e1", "OK", b"READ-ONLY")
+
+    def test_expunge_sends_no_exists(self):
+        # V0055: after EXPUNGE only the EXPUNGE responses; the count is implied.
+        client = self.connect()
+        for _ in range(3):
+            append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        client.ok("STORE 1,3 +FLAGS.SILENT (\\Deleted)")
+        lines = client.ok("EXPUNGE")
+        self.assertEqual(lines, [b"* 1 EXPUNGE", b"* 2 EXPUNGE"])
+
+    def test_bodystructure_extension_data_and_envelope_nil(self):
+        # V0056: BODYSTRUCTURE has extension data, BODY none. V0057: an empty header
+        # is "", an absent one NIL.
+        client = self.connect()
+        message = (b"Subject:\r\n"
+                   b"MIME-Version: 1.0\r\n"
+                   b"Content-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Language: de\r\n"
+                   b"\r\n"
+                   b"hallo\r\n")
+        append_raw(client, "INBOX", message)
+        client.ok("SELECT INBOX")
+        lines = client.ok("FETCH 1 (BODY BODYSTRUCTURE ENVELOPE)")
+        self.assertEqual(lines, [
+            b'* 1 FETCH (BODY ("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 7 1) '
+            b'BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 7 1 NIL NIL '
+            b'"de" NIL) '
+            b'ENVELOPE (NIL "" NIL NIL NIL NIL NIL NIL NIL NIL))'])
+
+    def test_literal_in_uid_search_gets_a_continuation(self):
+        # V0058: every synchronizing literal is answered with "+", UID SEARCH included.
+        client = self.connect()
+        append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        client.send(b"u1 UID SEARCH SUBJECT {9}\r\n")
+        self.assertEqual(client.read_line(), b"+ Ready for literal data")
+        client.send(b"standards\r\n")
+        untagged, tagged = client.read_tagged("u1")
+        self.assertEqual(untagged, [b"* SEARCH 1"])
+        self.assertTagged(tagged, "u1", "OK")
+
+
+# --- Leniencies --------------------------------------------------------------------
+class LeniencyTest(Base):
+    def test_utf8_in_quoted_strings(self):
+        # RFC 3501 quoted strings are 7-bit; UTF-8 is accepted (RFC 9051 allows it).
+        client = self.connect()
+        append_raw(client, "INBOX", b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nx\r\n")
+        client.ok("SELECT INBOX")
+        lines = client.ok(b'SEARCH CHARSET UTF-8 SUBJECT "Gr\xc3\xbc\xc3\x9f"')
+        self.assertEqual(lines, [b"* SEARCH 1"])
+
+    def test_unpadded_base64_in_sasl(self):
+        # RFC 4648 padding may be left out of a SASL response.
+        SYSTEM.add_user("lenientuser", "pw-1")
+        client = self.connect(login=False)
+        initial = base64.b64encode(b"\0lenientuser\0pw-1")
+        self.assertTrue(initial.endswith(b"="))
+        initial = initial.rstrip(b"=")
+        _, tagged = client.command(b"AUTHENTICATE PLAIN " + initial, tag="b1")
+        self.assertTagged(tagged, "b1", "OK")
+
+
+if __name__ == "__main__":
+    unittest.main()
