@@ -1,0 +1,127 @@
+"""The gateway when the mailbox service goes away and comes back, big messages
+streamed with bounded gateway memory, and a graceful SIGTERM drain."""
+
+import os
+import re
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from raw_client import RawClient  # noqa: E402
+
+SYSTEM = None
+GATEWAY = None
+
+
+def setUpModule():
+    global SYSTEM, GATEWAY
+    SYSTEM = harness.System("resilience")
+    unittest.addModuleCleanup(SYSTEM.stop)
+    SYSTEM.start_service()
+    GATEWAY = SYSTEM.start_gateway()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def client():
+    return RawClient(GATEWAY.imaps_port, "tls", cafile=SYSTEM.cert, timeout=60)
+
+
+class UnavailableTest(unittest.TestCase):
+    def test_service_outage_gives_no_unavailable_and_the_session_recovers(self):
+        user, password = SYSTEM.new_user("outage")
+        c = client()
+        c.login(user, password)
+        c.ok("SELECT INBOX")
+        SYSTEM.stop_service()
+        try:
+            untagged, tagged = c.command("STATUS INBOX (MESSAGES)", timeout=40)
+            self.assertRegex(tagged, rb"^\S+ NO \[UNAVAILABLE\] .+")
+            # The session stays up while the service is away.
+            c.ok("NOOP")
+        finally:
+            SYSTEM.start_service()  # same port and data directory
+        deadline = time.monotonic() + 30
+        while True:
+            untagged, tagged = c.command("STATUS INBOX (MESSAGES)", timeout=40)
+            if b" OK " in tagged or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertIn(b" OK ", tagged)
+        self.assertTrue(any(b"MESSAGES 0" in line for line in untagged), untagged)
+        c.ok("LOGOUT")
+        c.close()
+
+
+class BigMessageTest(unittest.TestCase):
+    def test_fifty_megabyte_append_and_fetch_stream_through_bounded_memory(self):
+        user, password = SYSTEM.new_user("big")
+        size = 50 * 1024 * 1024
+        header = b"From: big@example.org\r\nSubject: fifty megabytes\r\n\r\n"
+        line = b"x" * 78 + b"\r\n"
+        body_size = size - len(header)
+        c = client()
+        c.login(user, password)
+        before = rss_kib(GATEWAY.process.pid)
+        tag = c.tag()
+        c.send(b"%s APPEND INBOX {%d}\r\n" % (tag.encode(), size))
+        c.expect_continuation()
+        c.send(header)
+        sent = 0
+        block = line * 13107  # about 1 MiB
+        while sent < body_size:
+            chunk = block[: body_size - sent]
+            c.send(chunk)
+            sent += len(chunk)
+        c.send(b"\r\n")
+        _, tagged = c.read_tagged(tag, timeout=120)
+        self.assertRegex(tagged, rb"OK \[APPENDUID \d+ \d+\]")
+        after_append = rss_kib(GATEWAY.process.pid)
+
+        c.ok("SELECT INBOX")
+        tag = c.tag()
+        c.send(b"%s FETCH 1 BODY.PEEK[]\r\n" % tag.encode())
+        # Read the literal as it streams, without the driver's line assembly.
+        data = b""
+        while b"}\r\n" not in data:
+            data += c.sock.recv(65536)
+        announced = int(re.search(rb"\{(\d+)\}\r\n", data).group(1))
+        self.assertEqual(announced, size)
+        received = len(data) - data.index(b"}\r\n") - 3
+        peak = rss_kib(GATEWAY.process.pid)
+        while received < size:
+            chunk = c.sock.recv(1 << 20)
+            self.assertTrue(chunk)
+            received += len(chunk)
+            peak = max(peak, rss_kib(GATEWAY.process.pid))
+        c.buffer = b""
+        c.close()
+        print("gateway RSS growth: APPEND %d KiB, FETCH %d KiB" % (after_append - before, peak - before),
+              file=sys.stderr)
+        # Neither direction held the message: far less than 50 MB of growth.
+        self.assertLess(after_append - before, 24 * 1024, "APPEND grew RSS by %d KiB" % (after_append - before))
+        self.assertLess(peak - before, 24 * 1024, "FETCH grew RSS by %d KiB" % (peak - before))
+
+
+class DrainTest(unittest.TestCase):
+    def test_sigterm_ends_sessions_and_exits_zero(self):
+        gateway = SYSTEM.start_gateway("--drain-timeout=2s")
+        user, password = SYSTEM.new_user("drain")
+        c = RawClient(gateway.imaps_port, "tls", cafile=SYSTEM.cert)
+        c.login(user, password)
+        gateway.process.send_signal(signal.SIGTERM)
+        self.assertEqual(gateway.process.wait(timeout=30), 0)
+        c.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
