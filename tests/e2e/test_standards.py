@@ -34,9 +34,14 @@ MESSAGE = (b"From: Alice <alice@example.org>\r\n"
 def setUpModule():
     global SYSTEM, GATEWAY, PLAINTEXT_GATEWAY
     SYSTEM = harness.System("standards")
-    SYSTEM.start_service()
-    GATEWAY = SYSTEM.start_gateway("--gateway-id=std-1")
-    PLAINTEXT_GATEWAY = SYSTEM.start_gateway("--gateway-id=std-2", "--allow-plaintext-auth=true")
+    try:
+        SYSTEM.start_service()
+        GATEWAY = SYSTEM.start_gateway("--gateway-id=std-1")
+        PLAINTEXT_GATEWAY = SYSTEM.start_gateway("--gateway-id=std-2",
+                                                 "--allow-plaintext-auth=true")
+    except Exception:
+        SYSTEM.stop()  # tearDownModule does not run when setUpModule fails
+        raise
 
 
 def tearDownModule():
