@@ -112,6 +112,50 @@ class BigMessageTest(unittest.TestCase):
         self.assertLess(peak - before, 24 * 1024, "FETCH grew RSS by %d KiB" % (peak - before))
 
 
+def peer_certificate_subject(port):
+    import ssl
+    import socket
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+    import subprocess
+    out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"],
+                         input=der, capture_output=True, check=True)
+    return out.stdout.decode()
+
+
+class CertificateReloadTest(unittest.TestCase):
+    def test_sighup_reloads_the_certificate_without_a_restart(self):
+        import shutil
+        import subprocess
+        cert = os.path.join(SYSTEM.dir, "reload-cert.pem")
+        key = os.path.join(SYSTEM.dir, "reload-key.pem")
+        shutil.copy(SYSTEM.cert, cert)
+        shutil.copy(SYSTEM.key, key)
+        gateway = SYSTEM.start_gateway("--tls-cert-file=" + cert, "--tls-key-file=" + key,
+                                       "--tls-reload-interval=0")
+        self.assertIn("CN = localhost", peer_certificate_subject(gateway.imaps_port))
+        # An operator rotates the secret: new files, then SIGHUP.
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", key + ".new", "-out", cert + ".new", "-days", "2",
+                        "-subj", "/CN=rotated.example"], check=True, capture_output=True)
+        os.replace(key + ".new", key)
+        os.replace(cert + ".new", cert)
+        gateway.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        subject = ""
+        while time.monotonic() < deadline:
+            subject = peer_certificate_subject(gateway.imaps_port)
+            if "rotated.example" in subject:
+                break
+            time.sleep(0.2)
+        self.assertIn("rotated.example", subject)
+        self.assertTrue(gateway.alive())
+
+
 class DrainTest(unittest.TestCase):
     def test_sigterm_ends_sessions_and_exits_zero(self):
         gateway = SYSTEM.start_gateway("--drain-timeout=2s")
