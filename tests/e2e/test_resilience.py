@@ -62,6 +62,33 @@ class UnavailableTest(unittest.TestCase):
         c.close()
 
 
+class ExpungedElsewhereTest(unittest.TestCase):
+    def test_a_message_expunged_elsewhere_stays_fetchable_until_the_session_is_told(self):
+        user, password = SYSTEM.new_user("told")
+        a = client()
+        a.login(user, password)
+        message = b"From: x@example.org\r\nSubject: still here\r\n\r\nthe body\r\n"
+        a.send(b"t1 APPEND INBOX {%d+}\r\n%s\r\n" % (len(message), message))
+        a.read_tagged("t1")
+        a.ok("SELECT INBOX")
+        b = client()
+        b.login(user, password)
+        b.ok("SELECT INBOX")
+        b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        b.ok("EXPUNGE")
+        b.close()
+        time.sleep(0.3)  # the change has reached session A's gateway by now
+        # RFC 3501 §7.4.1: no EXPUNGE during FETCH by sequence number, and the
+        # message is still there for A until A has been told.
+        untagged, tagged = a.command("FETCH 1 (UID BODY.PEEK[TEXT])")
+        self.assertIn(b" OK ", tagged)
+        self.assertTrue(any(b"the body" in line for line in untagged), untagged)
+        self.assertFalse(any(b"EXPUNGE" in line for line in untagged), untagged)
+        untagged, tagged = a.command("NOOP")
+        self.assertIn(b"* 1 EXPUNGE", untagged)
+        a.close()
+
+
 class BigMessageTest(unittest.TestCase):
     def test_fifty_megabyte_append_and_fetch_stream_through_bounded_memory(self):
         user, password = SYSTEM.new_user("big")
