@@ -266,9 +266,8 @@ int Run(int argc, char** argv) {
   (*tls)->StopWatching();
   (*pool)->Stop(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       net_config.drain_timeout));
-  for (auto& router : routers) {
-    router.reset();
-  }
+  // The routers outlive the pool (declared before it): a session frame the pool
+  // destroys last still unsubscribes from its worker's router.
   if (http_acceptor) {
     asio::post(http_io, [&] { http_acceptor->close(); });
   }
