@@ -266,8 +266,12 @@ int Run(int argc, char** argv) {
   (*tls)->StopWatching();
   (*pool)->Stop(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       net_config.drain_timeout));
-  // The routers outlive the pool (declared before it): a session frame the pool
-  // destroys last still unsubscribes from its worker's router.
+  // The routers' feeds run on the workers' executors, so they go while the pool's
+  // io_contexts still exist; a session frame the pool destroys later sees no router.
+  for (size_t i = 0; i < workers; ++i) {
+    contexts[i]->router = nullptr;
+    routers[i].reset();
+  }
   if (http_acceptor) {
     asio::post(http_io, [&] { http_acceptor->close(); });
   }

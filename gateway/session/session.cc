@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
+#include "boost/asio/co_spawn.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "gateway/imap/mutf7.h"
@@ -153,9 +154,16 @@ asio::awaitable<bool> Session::Flush() {
   if (out_.empty()) {
     co_return true;
   }
+  const bool reading_ahead = read_ahead_running_ && !read_ahead_paused_;
+  if (reading_ahead) {
+    co_await PauseReadAhead();
+  }
   std::string data;
   data.swap(out_);
   auto error = co_await stream_.Write(data, options().write_timeout);
+  if (reading_ahead) {
+    ResumeReadAhead();
+  }
   if (error) {
     broken_ = true;
     co_return false;
@@ -263,13 +271,18 @@ void Session::Select(std::unique_ptr<SelectedMailbox> mailbox) {
   Deselect();
   selected_ = std::move(mailbox);
   state_ = SessionState::kSelected;
+  if (worker_->router == nullptr) {
+    return;  // shutting down
+  }
   worker_->router->Add(selected_->mailbox_id, selected_->uidvalidity,
                        selected_->applied_modseq, credential_.token, this);
 }
 
 void Session::Deselect() {
   if (selected_ != nullptr) {
-    worker_->router->Remove(selected_->mailbox_id, this);
+    if (worker_->router != nullptr) {
+      worker_->router->Remove(selected_->mailbox_id, this);
+    }
     selected_.reset();
   }
   pending_.clear();
@@ -430,6 +443,82 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline) {
   co_return true;
 }
 
+asio::awaitable<void> Session::WaitABit() {
+  asio::steady_timer timer(stream_.get_executor(), std::chrono::microseconds(200));
+  co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<void> Session::ReadAheadLoop() {
+  constexpr size_t kReadAheadLimit = 64 * 1024;
+  asio::steady_timer wake(stream_.get_executor());
+  read_ahead_wake_ = &wake;
+  std::string buffer;
+  while (!read_ahead_stop_ && !broken_) {
+    if (read_ahead_paused_ || receiver_.buffered() >= kReadAheadLimit) {
+      wake.expires_at(Clock::time_point::max());
+      co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    read_ahead_in_io_ = true;
+    auto error = co_await stream_.WaitReadable(Clock::now() + std::chrono::hours(1));
+    if (error) {
+      read_ahead_in_io_ = false;
+      if (error == asio::error::operation_aborted) {
+        continue;  // paused or stopped
+      }
+      break;  // the main path meets the same condition on its next read
+    }
+    buffer.resize(kReadChunk);
+    // Short: a partial TLS record stays buffered in the TLS library and is
+    // completed by a later read, while a pause must not wait long.
+    auto [read_error, size] = co_await stream_.ReadSome(buffer, std::chrono::milliseconds(50));
+    read_ahead_in_io_ = false;
+    if (read_error == asio::error::timed_out) {
+      continue;
+    }
+    if (read_error || size == 0) {
+      break;  // end of stream or an error: left for the main path to report
+    }
+    ops::GlobalMetrics().bytes_in.fetch_add(size);
+    receiver_.Feed(std::string_view(buffer.data(), size));
+  }
+  read_ahead_wake_ = nullptr;
+  read_ahead_running_ = false;
+}
+
+asio::awaitable<void> Session::PauseReadAhead() {
+  read_ahead_paused_ = true;
+  if (read_ahead_in_io_) {
+    stream_.CancelWait();
+  }
+  while (read_ahead_in_io_) {
+    co_await WaitABit();
+  }
+}
+
+void Session::ResumeReadAhead() {
+  read_ahead_paused_ = false;
+  if (read_ahead_wake_ != nullptr) {
+    read_ahead_wake_->cancel();
+  }
+}
+
+asio::awaitable<void> Session::StopReadAhead() {
+  if (!read_ahead_running_) {
+    co_return;
+  }
+  read_ahead_stop_ = true;
+  co_await PauseReadAhead();
+  if (read_ahead_wake_ != nullptr) {
+    read_ahead_wake_->cancel();
+  }
+  while (read_ahead_running_) {
+    co_await WaitABit();
+  }
+  read_ahead_stop_ = false;
+  read_ahead_paused_ = false;
+}
+
 asio::awaitable<void> Session::Run() {
   Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::Capability(Capabilities()),
                             absl::StrCat(options().server_name, " ready")));
@@ -481,6 +570,21 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
                       : state_ == SessionState::kAuthenticated  ? imap::kAuthenticated
                                                                 : imap::kSelected;
   auto& body = command.body;
+  // Pipelined commands are read while this one runs (see ReadAheadLoop), except
+  // around commands that take over the input themselves or end it.
+  const bool read_ahead =
+      !std::holds_alternative<imap::StartTlsCommand>(body) &&
+      !std::holds_alternative<imap::IdleCommand>(body) &&
+      !std::holds_alternative<imap::AuthenticateCommand>(body) &&
+      !std::holds_alternative<imap::LogoutCommand>(body);
+  if (read_ahead && !broken_) {
+    read_ahead_running_ = true;
+    asio::co_spawn(stream_.get_executor(), ReadAheadLoop(), [](std::exception_ptr error) {
+      if (error) {
+        std::cerr << "imap-gateway: read-ahead ended by an exception\n";
+      }
+    });
+  }
   if ((info.allowed_states & state_bit) == 0) {
     Bad(absl::StrCat(std::string(info.name), " is not allowed ",
                      state_ == SessionState::kNotAuthenticated
@@ -551,6 +655,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
     // The receiver streams APPEND; a whole AppendCommand never reaches here.
     Bad("APPEND could not be parsed");
   }
+  co_await StopReadAhead();
   // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5).
   ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
   if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {

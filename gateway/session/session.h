@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "boost/asio/awaitable.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "gateway/imap/command.h"
 #include "gateway/imap/limits.h"
 #include "gateway/imap/receiver.h"
@@ -57,7 +58,7 @@ struct SessionOptions {
 // What all sessions of one worker thread share.
 struct WorkerContext {
   mailbox::client::MailboxStore* store = nullptr;
-  FeedRouter* router = nullptr;
+  FeedRouter* router = nullptr;  // null once the gateway is shutting down
   net::TlsContextProvider* tls = nullptr;
   const SessionOptions* options = nullptr;
 };
@@ -178,6 +179,15 @@ class Session final : public FeedRouter::Listener {
   void ApplyPendingChanges(bool allow_expunge);
   std::chrono::steady_clock::time_point InputDeadline() const;
 
+  // Read-ahead: while an ordinary command runs, pipelined bytes are read from the
+  // socket into the receiver (bounded), pausing whenever the command writes, since a
+  // Stream runs one operation at a time.
+  boost::asio::awaitable<void> ReadAheadLoop();
+  boost::asio::awaitable<void> PauseReadAhead();
+  void ResumeReadAhead();
+  boost::asio::awaitable<void> StopReadAhead();
+  boost::asio::awaitable<void> WaitABit();
+
   net::Stream stream_;
   net::ConnectionInfo info_;
   WorkerContext* worker_;
@@ -198,6 +208,11 @@ class Session final : public FeedRouter::Listener {
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   bool broken_ = false;
+  bool read_ahead_running_ = false;  // the loop coroutine exists
+  bool read_ahead_paused_ = false;
+  bool read_ahead_stop_ = false;
+  bool read_ahead_in_io_ = false;    // inside WaitReadable/ReadSome
+  boost::asio::steady_timer* read_ahead_wake_ = nullptr;
 };
 
 }  // namespace gateway

@@ -154,6 +154,44 @@ def peer_certificate_subject(port):
     return out.stdout.decode()
 
 
+def bytes_received(gateway):
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % gateway.http_port,
+                                  timeout=10).read().decode()
+    return int(re.search(r"^imap_bytes_received_total (\d+)$", text, re.M).group(1))
+
+
+class PipeliningTest(unittest.TestCase):
+    def test_pipelined_commands_are_read_while_an_earlier_one_waits_for_the_store(self):
+        gateway = SYSTEM.start_gateway()
+        user, password = SYSTEM.new_user("pipe")
+        c = RawClient(gateway.imaps_port, "tls", cafile=SYSTEM.cert, timeout=60)
+        c.login(user, password)
+        before = bytes_received(gateway)
+        # Freeze the mailbox service so the first command waits on it.
+        SYSTEM.service.send_signal(signal.SIGSTOP)
+        try:
+            c.send(b"p1 STATUS INBOX (MESSAGES)\r\n")
+            time.sleep(0.3)
+            pipelined = b"p2 NOOP\r\np3 CAPABILITY\r\n"
+            c.send(pipelined)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if bytes_received(gateway) - before >= len(b"p1 STATUS INBOX (MESSAGES)\r\n") + len(pipelined):
+                    break
+                time.sleep(0.1)
+            received = bytes_received(gateway) - before
+        finally:
+            SYSTEM.service.send_signal(signal.SIGCONT)
+        # Read while p1 was still waiting for the service...
+        self.assertGreaterEqual(received, len(b"p1 STATUS INBOX (MESSAGES)\r\n") + len(pipelined))
+        # ...and answered in order once it returned (RFC 3501 §5.5).
+        lines = c.read_lines_until(lambda line: line.startswith(b"p3 "), timeout=60)
+        tagged = [line.split(b" ")[0] for line in lines if line.startswith(b"p")]
+        self.assertEqual(tagged, [b"p1", b"p2", b"p3"])
+        c.close()
+
+
 class CertificateReloadTest(unittest.TestCase):
     def test_sighup_reloads_the_certificate_without_a_restart(self):
         import shutil
@@ -189,9 +227,13 @@ class DrainTest(unittest.TestCase):
         user, password = SYSTEM.new_user("drain")
         c = RawClient(gateway.imaps_port, "tls", cafile=SYSTEM.cert)
         c.login(user, password)
+        selected = RawClient(gateway.imaps_port, "tls", cafile=SYSTEM.cert)
+        selected.login(user, password)
+        selected.ok("SELECT INBOX")
         gateway.process.send_signal(signal.SIGTERM)
         self.assertEqual(gateway.process.wait(timeout=30), 0)
         c.close()
+        selected.close()
 
 
 if __name__ == "__main__":
