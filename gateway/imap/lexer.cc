@@ -211,12 +211,12 @@ bool Lexer::Literal(std::string* out, bool allow_literal8, bool* binary) {
 
 bool Lexer::String(std::string* out, std::string_view what) {
   if (PeekIs('"')) return Quoted(out);
-  if (PeekIs('{') || PeekIs('~')) return Literal(out);
+  if (PeekIs('{') || AtLiteral8()) return Literal(out);
   return Fail("expected " + std::string(what) + " (quoted string or literal) " + Where());
 }
 
 bool Lexer::AString(std::string* out, std::string_view what) {
-  if (PeekIs('"') || PeekIs('{') || PeekIs('~')) return String(out, what);
+  if (PeekIs('"') || PeekIs('{') || AtLiteral8()) return String(out, what);
   if (!IsAStringChar(Peek())) {
     return Fail("expected " + std::string(what) + " " + Where());
   }
@@ -235,7 +235,7 @@ bool Lexer::NString(std::optional<std::string>* out, std::string_view what) {
 }
 
 bool Lexer::ListMailbox(std::string* out) {
-  if (PeekIs('"') || PeekIs('{') || PeekIs('~')) return String(out, "mailbox pattern");
+  if (PeekIs('"') || PeekIs('{') || AtLiteral8()) return String(out, "mailbox pattern");
   return Run(IsListChar, out, "mailbox pattern");
 }
 

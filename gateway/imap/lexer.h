@@ -42,6 +42,10 @@ class Lexer {
   bool AtCrlf() const;
   char Peek() const { return AtEnd() ? '\0' : input_[pos_]; }
   bool PeekIs(char c) const { return !AtEnd() && input_[pos_] == c; }
+  // At "~{": a literal8 (RFC 3516). A lone "~" is an ordinary ATOM-CHAR.
+  bool AtLiteral8() const {
+    return PeekIs('~') && pos_ + 1 < input_.size() && input_[pos_ + 1] == '{';
+  }
   bool Accept(char c);
   bool Expect(char c, std::string_view what);
   bool Sp();

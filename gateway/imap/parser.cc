@@ -234,7 +234,7 @@ bool ParseAppend(Lexer& lex, Command::Body* body) {
   do {
     AppendMessage message;
     if (!lex.Sp() || !AppendOptions(lex, &message.flags, &message.date)) return false;
-    if (!lex.PeekIs('{') && !lex.PeekIs('~')) {
+    if (!lex.PeekIs('{') && !lex.AtLiteral8()) {
       return lex.Fail("APPEND requires the message as a literal");
     }
     if (!lex.Literal(&message.data, /*allow_literal8=*/true, &message.binary)) {

@@ -35,6 +35,17 @@ TEST(ParserTest, EveryCorpusCommandParsesAndRoundTrips) {
   }
 }
 
+// Found by the fuzzer: "~" is an ATOM-CHAR; only "~{" starts a literal8 (RFC 3516).
+TEST(ParserTest, AnAtomMayStartWithTilde) {
+  Command login = MustParse("a9 LOGIN ~ciale \"p\"\r\n");
+  EXPECT_EQ(std::get<LoginCommand>(login.body).userid, "~ciale");
+  std::string serialized = Serialize(login, LiteralForm::kNonSynchronizing);
+  Result<Command> again = ParseCommand(serialized);
+  ASSERT_TRUE(again.ok()) << serialized << "\n-> " << again.error().message;
+  EXPECT_EQ(login, *again);
+  EXPECT_EQ(std::get<SelectCommand>(MustParse("s SELECT ~box\r\n").body).mailbox, "~box");
+}
+
 TEST(ParserTest, TypedFields) {
   Command login = MustParse("a9 LOGIN \"al ice\" {6+}\r\nse\"cr\\\r\n");
   EXPECT_EQ(login.tag, "a9");
