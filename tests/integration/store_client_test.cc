@@ -81,6 +81,14 @@ class StoreClientTest : public ::testing::Test {
     session_.token = auth->session_token();
   }
 
+  // RunTask returns as soon as its task is done, so handlers of finished gRPC
+  // streams may still be queued; let them run before the store (and its channels)
+  // is destroyed, or a stream would be torn down after its channel.
+  void TearDown() override {
+    io_.restart();
+    io_.run_for(std::chrono::seconds(10));
+  }
+
   // Appends messages (with flags / internal dates) in one call.
   absl::StatusOr<v1::AppendResponse> Append(const std::string& mailbox,
                                             std::vector<v1::AppendMessage> starts,
