@@ -237,6 +237,19 @@ asio::awaitable<error_code> WaitSocket(Impl& s, tcp::socket::wait_type what) {
   co_return s.Cause(ec);
 }
 
+// After an SSL_* call returned `r` (<= 0 or -1): when the library only needs the socket
+// readable or writable, waits for that and returns no error (the caller retries the
+// same call with the same arguments); otherwise returns the TLS error, never empty.
+asio::awaitable<error_code> AfterTlsCall(Impl& s, int r) {
+  const int err = SSL_get_error(s.ssl, r);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    co_return co_await WaitSocket(
+        s, err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write);
+  }
+  co_return s.TlsError(err);
+}
+
+
 enum class PeekResult { kData, kWantRead, kWantWrite, kError };
 
 // Lets the TLS library process whatever records have arrived, without consuming
@@ -324,17 +337,9 @@ asio::awaitable<std::pair<error_code, std::size_t>> DoReadSome(std::shared_ptr<I
         got = static_cast<std::size_t>(r);
         break;
       }
-      int err = SSL_get_error(s->ssl, r);
-      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read
-                                               : tcp::socket::wait_write;
-        error_code ec = co_await WaitSocket(*s, what);
-        if (ec) {
-          result = ec;
-          break;
-        }
-      } else {
-        result = s->TlsError(err);
+      error_code ec = co_await AfterTlsCall(*s, r);
+      if (ec) {
+        result = ec;
         break;
       }
     }
@@ -369,17 +374,9 @@ asio::awaitable<error_code> DoWrite(std::shared_ptr<Impl> s, std::string_view da
         done += static_cast<std::size_t>(r);
         continue;
       }
-      int err = SSL_get_error(s->ssl, r);
-      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read
-                                               : tcp::socket::wait_write;
-        error_code ec = co_await WaitSocket(*s, what);
-        if (ec) {
-          result = ec;
-          break;
-        }
-      } else {
-        result = s->TlsError(err);
+      error_code ec = co_await AfterTlsCall(*s, r);
+      if (ec) {
+        result = ec;
         break;
       }
     }
@@ -425,20 +422,10 @@ asio::awaitable<error_code> DoHandshake(std::shared_ptr<Impl> s, std::shared_ptr
     if (r == 1) {
       break;
     }
-    int err = SSL_get_error(ssl, r);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read
-                                             : tcp::socket::wait_write;
-      error_code ec = co_await WaitSocket(*s, what);
-      if (ec) {
-        result = ec;
-        break;
-      }
-    } else {
-      result = s->TlsError(err);
-      if (result == asio::error::eof) {
-        result = MakeErrorCode(NetErrc::kTlsTruncated);
-      }
+    error_code ec = co_await AfterTlsCall(*s, r);
+    if (ec) {
+      // A peer that closes during the handshake truncated it.
+      result = ec == asio::error::eof ? MakeErrorCode(NetErrc::kTlsTruncated) : ec;
       break;
     }
   }
