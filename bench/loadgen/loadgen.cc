@@ -55,6 +55,9 @@ constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 constexpr int64_t kOpenFileCeiling = 20'000;
 // Descriptors kept back for stdio, output files and the resolver.
 constexpr int64_t kReservedFiles = 32;
+// The idle scenario's setup (connect, LOGIN, SELECT, IDLE for every client) must finish
+// within this; then the run ends anyway.
+constexpr auto kIdleSetupLimit = std::chrono::hours(1);
 // A response line without literals longer than this is a server fault, not load.
 constexpr size_t kMaxLineLength = 1 << 20;
 
@@ -65,6 +68,10 @@ constexpr int kKinds = kStepKindCount + 1;
 std::string KindName(int kind) {
   return kind == kConnectKind ? "connect" : std::string(StepKindName(static_cast<StepKind>(kind)));
 }
+
+// --scenario: `profile` runs the profile's mix; `idle` parks every client in IDLE and
+// records when each one is told of a change (see PROFILES.md, "The idle scenario").
+enum class Scenario { kProfile, kIdle };
 
 struct Options {
   std::string host;
@@ -82,6 +89,8 @@ struct Options {
   int64_t populate = 0;
   int64_t populate_size = 0;
   uint64_t seed = 1;
+  Scenario scenario = Scenario::kProfile;
+  int64_t setup_concurrency = 0;  // idle scenario: sessions being set up at once
 };
 
 enum class Outcome { kOk, kNo, kBad, kIo };
@@ -125,6 +134,7 @@ struct Run {
   Stats stats;
   std::mt19937_64 rng;
   bool populating = false;
+  bool end_known = true;  // false while the idle scenario sets up
 };
 
 std::string QuoteImap(std::string_view s) {
@@ -927,15 +937,18 @@ void Tick(Run& run, Ticker& ticker) {
   ticker.samples.flush();
   const int64_t total_seconds =
       std::chrono::duration_cast<std::chrono::seconds>(run.end - run.start).count();
+  const std::string clock =
+      run.end_known ? absl::StrFormat("%*d/%ds", static_cast<int>(absl::StrCat(total_seconds).size()),
+                                      ticker.second, total_seconds)
+                    : absl::StrFormat("%ds setting up", ticker.second);
   const std::string progress = absl::StrFormat(
-      "[%*d/%ds] connections %d  commands/s %d  errors %d  p50 %.1f ms  p99 %.1f ms",
-      static_cast<int>(absl::StrCat(total_seconds).size()), ticker.second, total_seconds,
+      "[%s] connections %d  commands/s %d  errors %d  p50 %.1f ms  p99 %.1f ms", clock,
       stats.open_connections, commands, stats.errors.Total(),
       stats.second_latency.ValueAtPercentile(50) / 1000.0,
       stats.second_latency.ValueAtPercentile(99) / 1000.0);
   if (ticker.terminal) {
     std::cerr << "\r" << progress << "\033[K" << std::flush;
-  } else if (ticker.second % 5 == 0 || ticker.second == total_seconds) {
+  } else if (ticker.second % 5 == 0 || (run.end_known && ticker.second == total_seconds)) {
     std::cerr << progress << "\n";
   }
   stats.this_second.fill(0);
@@ -956,6 +969,31 @@ awaitable<void> RunTicker(Run* run, Ticker* ticker) {
   if (ticker->terminal) {
     std::cerr << "\n";
   }
+}
+
+// The latency distribution as [[upper_us, cumulative_fraction], ...] at 21
+// percentiles from 1 to 100, for the report's CDF plot.
+std::string CdfJson(const Histogram& h) {
+  // Several percentiles can share a bucket; the point keeps the highest fraction.
+  std::vector<std::pair<int64_t, double>> points;
+  if (h.count() > 0) {
+    for (double p : {1.0,  5.0,  10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0,
+                     85.0, 90.0, 92.5, 95.0, 97.5, 99.0, 99.5, 99.9, 99.99, 100.0}) {
+      const int64_t value = h.ValueAtPercentile(p);
+      if (!points.empty() && points.back().first == value) {
+        points.back().second = p / 100.0;
+      } else {
+        points.emplace_back(value, p / 100.0);
+      }
+    }
+  }
+  std::string out = "[";
+  for (const auto& [value, fraction] : points) {
+    absl::StrAppend(&out, out.size() > 1 ? "," : "", "[", value, ",",
+                    absl::StrFormat("%.4f", fraction), "]");
+  }
+  out += "]";
+  return out;
 }
 
 std::string SummaryJson(const Run& run, double seconds) {
@@ -991,7 +1029,180 @@ std::string SummaryJson(const Run& run, double seconds) {
       all.ValueAtPercentile(90), ",\"p99\":", all.ValueAtPercentile(99),
       ",\"p999\":", all.ValueAtPercentile(99.9), ",\"max\":", all.max(),
       "},\"bytes_appended\":", stats.bytes_appended, ",\"errors\":", ErrorsJson(stats.errors),
-      ",\"kinds\":{", kinds, "}}");
+      ",\"kinds\":{", kinds, "},\"latency_cdf\":", CdfJson(all), "}");
+}
+
+
+void LogSpawnFailure(std::exception_ptr e) {
+  if (!e) {
+    return;
+  }
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    std::cerr << "imap-loadgen: client failed: " << ex.what() << "\n";
+  }
+}
+
+// ---- The idle scenario --------------------------------------------------------------
+//
+// Every client connects, logs in, selects the profile's mailbox and enters IDLE (RFC
+// 2177), at most --setup-concurrency of them setting up at once. When the last one is
+// idling (or has failed), `ready.json` is written and the clients hold for --duration;
+// meanwhile each notes the wall-clock time of every untagged EXISTS or EXPUNGE it is
+// sent (RFC 3501 §7.3.1, §7.4.1). The bench changes the mailbox from outside and works
+// out each client's delay from those times; memory is measured while they hold.
+
+struct IdleState {
+  int64_t setting_up = 0;
+  int64_t idling = 0;
+  int64_t failed = 0;
+  bool holding = false;
+  Clock::time_point setup_start;
+  std::vector<std::shared_ptr<Connection>> connections;
+  std::vector<std::vector<int64_t>> arrivals_unix_us;  // per client
+};
+
+int64_t UnixMicros() {
+  return std::chrono::duration_cast<microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool IsChangeLine(std::string_view line) {
+  return line.ends_with(" EXISTS") || line.ends_with(" EXPUNGE");
+}
+
+// Connects one client and takes it into IDLE. False when any step failed.
+awaitable<bool> EnterIdle(Session& s) {
+  const bool opened = co_await OpenSession(s);
+  if (!opened) {
+    co_return false;
+  }
+  Step login;
+  login.kind = StepKind::kLogin;
+  Step select;
+  select.kind = StepKind::kSelect;
+  select.mailbox = s.run->profile.mailbox;
+  for (const Step* step : {&login, &select}) {
+    std::optional<Outcome> outcome = co_await ExecuteStep(s, *step, Clock::now());
+    if (outcome != Outcome::kOk) {
+      co_return false;
+    }
+  }
+  const Clock::time_point start = Clock::now();
+  const std::string tag = absl::StrCat("a", s.next_tag++);
+  absl::Status written = co_await s.conn->Write(absl::StrCat(tag, " IDLE\r\n"));
+  if (!written.ok()) {
+    s.last_error = std::string(written.message());
+    co_return false;
+  }
+  bool idling = false;
+  Outcome outcome = co_await ReadUntilTagged(s, tag, &idling);
+  if (outcome != Outcome::kOk || !idling) {
+    CountError(*s.run, outcome == Outcome::kOk ? Outcome::kBad : outcome, s.conn->timed_out());
+    co_return false;
+  }
+  s.run->stats.Record(static_cast<int>(StepKind::kIdle),
+                      std::chrono::duration_cast<microseconds>(Clock::now() - start));
+  co_return true;
+}
+
+void WriteReady(const Run& run, const IdleState& state) {
+  const double setup_s =
+      std::chrono::duration<double>(Clock::now() - state.setup_start).count();
+  std::ofstream ready(run.options.out_dir + "/ready.json.tmp", std::ios::trunc);
+  ready << "{\"idling\":" << state.idling << ",\"failed\":" << state.failed
+        << ",\"setup_s\":" << absl::StrFormat("%.3f", setup_s)
+        << ",\"unix_us\":" << UnixMicros() << "}\n";
+  ready.close();
+  // Renamed into place so a poller never reads half a file.
+  std::filesystem::rename(run.options.out_dir + "/ready.json.tmp",
+                          run.options.out_dir + "/ready.json");
+  std::cerr << "imap-loadgen: " << state.idling << " client(s) idling, " << state.failed
+            << " failed, set up in " << absl::StrFormat("%.1f", setup_s) << " s\n";
+}
+
+// Ends the hold: closes every connection, which ends each client's read loop.
+awaitable<void> HoldThenStop(Run* run, IdleState* state) {
+  state->holding = true;
+  run->end = Clock::now() + run->options.duration;
+  run->end_known = true;
+  co_await SleepUntil(*run, run->end);
+  state->holding = false;
+  for (const std::shared_ptr<Connection>& conn : state->connections) {
+    if (conn) {
+      conn->Close();
+    }
+  }
+}
+
+awaitable<void> IdleClient(Run* run, IdleState* state, int64_t index) {
+  Session s;
+  s.run = run;
+  s.user = index % run->options.users + 1;
+  const bool idling = co_await EnterIdle(s);
+  --state->setting_up;
+  if (idling) {
+    ++state->idling;
+    state->connections[index] = s.conn;
+  } else {
+    ++state->failed;
+    if (state->failed <= 5) {
+      std::cerr << "imap-loadgen: client " << index << " could not enter IDLE: " << s.last_error
+                << "\n";
+    }
+    CloseSession(s);
+  }
+  if (state->idling + state->failed == run->options.clients) {
+    WriteReady(*run, *state);
+    asio::co_spawn(*run->io, HoldThenStop(run, state), LogSpawnFailure);
+  }
+  if (!idling) {
+    co_return;
+  }
+  s.conn->SetDeadline(Clock::time_point::max());
+  std::vector<int64_t>& arrivals = state->arrivals_unix_us[index];
+  while (true) {
+    absl::StatusOr<std::string> line = co_await s.conn->ReadLine();
+    if (!line.ok()) {
+      if (state->holding) {  // the server dropped an idling client
+        CountError(*run, Outcome::kIo, false);
+      }
+      break;
+    }
+    if (IsChangeLine(*line)) {
+      arrivals.push_back(UnixMicros());
+    }
+  }
+  CloseSession(s);
+}
+
+// Starts clients while fewer than --setup-concurrency are setting up.
+awaitable<void> LaunchIdleClients(Run* run, IdleState* state) {
+  state->setup_start = Clock::now();
+  for (int64_t i = 0; i < run->options.clients; ++i) {
+    while (state->setting_up >= run->options.setup_concurrency) {
+      co_await SleepUntil(*run, Clock::now() + std::chrono::milliseconds(2));
+    }
+    ++state->setting_up;
+    asio::co_spawn(*run->io, IdleClient(run, state, i), LogSpawnFailure);
+  }
+}
+
+void WriteIdleArrivals(const Run& run, const IdleState& state) {
+  std::ofstream out(run.options.out_dir + "/arrivals.json", std::ios::trunc);
+  out << "{\"clients\":" << run.options.clients << ",\"idling\":" << state.idling
+      << ",\"failed\":" << state.failed << ",\"arrivals_unix_us\":[";
+  for (size_t i = 0; i < state.arrivals_unix_us.size(); ++i) {
+    out << (i == 0 ? "[" : ",[");
+    const std::vector<int64_t>& times = state.arrivals_unix_us[i];
+    for (size_t j = 0; j < times.size(); ++j) {
+      out << (j == 0 ? "" : ",") << times[j];
+    }
+    out << "]";
+  }
+  out << "]}\n";
 }
 
 // ---- Setup --------------------------------------------------------------------------
@@ -1009,13 +1220,17 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
           {"clients", "", "10", "simulated clients (one connection each)"},
           {"duration", "", "10s", "length of the measured run"},
           {"timeout", "", "30s", "per-command deadline; a miss counts as a timeout error"},
-          {"profile", "", "", "profile file (see PROFILES.md) (required)"},
+          {"profile", "", "",
+           "profile file (see PROFILES.md); required unless --scenario=idle"},
           {"open-loop-rate", "", "0",
            "mix groups started per second over all clients (Poisson); 0 = closed loop"},
           {"out-dir", "", "loadgen-out", "directory for samples.jsonl and summary.json"},
           {"populate", "", "0", "before the run, top each user's mailbox up to N messages"},
           {"populate-size", "", "4096", "size in octets of populated messages"},
           {"seed", "", "1", "random seed"},
+          {"scenario", "", "profile",
+           "profile (run the profile's mix) or idle (park every client in IDLE)"},
+          {"setup-concurrency", "", "64", "idle scenario: clients setting up at once"},
       });
   if (!config.ok()) {
     return config.status();
@@ -1058,11 +1273,13 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
   absl::StatusOr<int64_t> populate = get_int("populate", 0, 10'000'000);
   absl::StatusOr<int64_t> populate_size = get_int("populate-size", 200, 64 << 20);
   absl::StatusOr<int64_t> seed = get_int("seed", 0, INT64_MAX);
+  absl::StatusOr<int64_t> setup_concurrency = get_int("setup-concurrency", 1, 100'000);
   absl::StatusOr<microseconds> duration = get_duration("duration");
   absl::StatusOr<microseconds> timeout = get_duration("timeout");
   for (const absl::Status& status :
        {port.status(), users.status(), clients.status(), populate.status(),
-        populate_size.status(), seed.status(), duration.status(), timeout.status()}) {
+        populate_size.status(), seed.status(), duration.status(), timeout.status(),
+        setup_concurrency.status()}) {
     if (!status.ok()) {
       return status;
     }
@@ -1075,8 +1292,17 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
   o.clients = *clients;
   o.duration = *duration;
   o.timeout = *timeout;
+  const std::string& scenario = config->Get("scenario");
+  if (scenario == "profile") {
+    o.scenario = Scenario::kProfile;
+  } else if (scenario == "idle") {
+    o.scenario = Scenario::kIdle;
+  } else {
+    return absl::InvalidArgumentError("--scenario must be profile or idle");
+  }
+  o.setup_concurrency = *setup_concurrency;
   o.profile_path = config->Get("profile");
-  if (o.profile_path.empty()) {
+  if (o.profile_path.empty() && o.scenario == Scenario::kProfile) {
     return absl::InvalidArgumentError("--profile is required");
   }
   const std::string& rate = config->Get("open-loop-rate");
@@ -1116,16 +1342,6 @@ absl::Status CheckOpenFiles(int64_t clients) {
   return absl::OkStatus();
 }
 
-void LogSpawnFailure(std::exception_ptr e) {
-  if (!e) {
-    return;
-  }
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    std::cerr << "imap-loadgen: client failed: " << ex.what() << "\n";
-  }
-}
 
 int Main(int argc, char** argv) {
   absl::StatusOr<Options> options = ParseOptions(argc, argv);
@@ -1133,7 +1349,11 @@ int Main(int argc, char** argv) {
     std::cerr << "imap-loadgen: " << options.status().message() << "\n";
     return 2;
   }
-  absl::StatusOr<Profile> profile = LoadProfile(options->profile_path);
+  absl::StatusOr<Profile> profile = Profile();
+  profile->name = "idle";
+  if (!options->profile_path.empty()) {
+    profile = LoadProfile(options->profile_path);
+  }
   if (!profile.ok()) {
     std::cerr << "imap-loadgen: " << profile.status().message() << "\n";
     return 2;
@@ -1199,12 +1419,26 @@ int Main(int argc, char** argv) {
             << std::chrono::duration_cast<std::chrono::seconds>(options->duration).count()
             << " s" << (options->open_loop_rate > 0 ? " (open loop)" : "") << "\n";
   run.start = Clock::now();
-  run.end = run.start + options->duration;
-  asio::co_spawn(io, RunTicker(&run, &ticker), LogSpawnFailure);
-  for (int64_t i = 0; i < options->clients; ++i) {
-    asio::co_spawn(io, RunClient(&run, i), LogSpawnFailure);
+  IdleState idle;
+  if (options->scenario == Scenario::kIdle) {
+    // The hold starts once every client is idling; until then the run is bounded by
+    // kIdleSetupLimit so it always stops by itself.
+    run.end = run.start + kIdleSetupLimit;
+    run.end_known = false;
+    idle.connections.resize(options->clients);
+    idle.arrivals_unix_us.resize(options->clients);
+    asio::co_spawn(io, LaunchIdleClients(&run, &idle), LogSpawnFailure);
+  } else {
+    run.end = run.start + options->duration;
+    for (int64_t i = 0; i < options->clients; ++i) {
+      asio::co_spawn(io, RunClient(&run, i), LogSpawnFailure);
+    }
   }
+  asio::co_spawn(io, RunTicker(&run, &ticker), LogSpawnFailure);
   io.run();
+  if (options->scenario == Scenario::kIdle) {
+    WriteIdleArrivals(run, idle);
+  }
   const double seconds =
       std::chrono::duration<double>(std::min(Clock::now(), run.end) - run.start).count();
   const std::string summary = SummaryJson(run, std::max(seconds, 1e-3));

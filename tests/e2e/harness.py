@@ -59,8 +59,8 @@ class Gateway:
 
 
 class System:
-    def __init__(self, name="e2e"):
-        base = os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()
+    def __init__(self, name="e2e", base=None):
+        base = base or os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()
         self.dir = os.path.join(base, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(os.path.join(self.dir, "data"))
@@ -118,6 +118,8 @@ class System:
         index = len(self.gateways)
         ports_file = os.path.join(self.dir, "gateway%d.ports" % index)
         log_path = os.path.join(self.dir, "gateway%d.log" % index)
+        if os.path.exists(ports_file):  # left by a gateway stopped before this one
+            os.remove(ports_file)
         with open(log_path, "a") as log:
             process = subprocess.Popen(
                 [GATEWAY, "--store=" + self.service_target,
