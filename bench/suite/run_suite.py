@@ -1,0 +1,581 @@
+#!/usr/bin/env python3
+"""The standard bench suite (issue 4): runs every scenario against our system and, side
+by side, against Dovecot, then writes results.json and a self-contained report.html.
+
+Scenarios, each on loopback with the same client (imap-loadgen) and data on both sides:
+  profiles   each load profile at 10, 100 and 1,000 clients over IMAPS: commands/s,
+             latency percentiles, CPU seconds per 1,000 commands, peak memory;
+  idle       1,000, 5,000 and 15,000 TLS connections in IDLE: memory per connection
+             (a fresh front end for each count);
+  push       5,000 clients in IDLE on one mailbox; one message appended over IMAP, then
+             one revised (our Revise API; Dovecot has none, so there APPEND + UID
+             EXPUNGE over IMAP): time until each client was told (p50, p99, max);
+  transfer   a 50 MB APPEND and FETCH: MB/s and the front end's peak memory;
+  login      login storm over TLS: handshakes + LOGIN per second.
+
+Usage (bench/run.sh installs, builds and calls this):
+  python3 bench/suite/run_suite.py [--out DIR] [--no-dovecot] [--smoke] [--only SCENARIO,...]
+Everything it starts listens on 127.0.0.1 and is stopped before it exits; every phase
+is bounded in time.
+"""
+
+import argparse
+import concurrent.futures
+import datetime
+import imaplib
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import harness  # noqa: E402
+import procstat  # noqa: E402
+import report  # noqa: E402
+
+LOADGEN = harness.runfile("bench/loadgen/imap-loadgen")
+PASSWORD = "secret-pw"
+SCENARIOS = ("profiles", "idle", "push", "transfer", "login")
+PROFILES = ("imaptest-default", "desktop", "webmail", "mobile", "ingest")
+
+
+def profile_path(name):
+    srcdir = os.environ.get("TEST_SRCDIR")
+    base = os.path.join(srcdir, "imapd") if srcdir else ROOT
+    return os.path.join(base, "bench", "loadgen", "profiles", name + ".profile")
+
+
+def log(message):
+    print("bench: %s" % message, file=sys.stderr, flush=True)
+
+
+def bench_message(subject):
+    return ("From: bench <bench@example.test>\r\nTo: user1@example.test\r\n"
+            "Subject: %s\r\nMessage-ID: <%s@bench.example.test>\r\n\r\n"
+            "A message from the bench suite.\r\n" % (subject, subject.replace(" ", "."))).encode()
+
+
+def imap_client(port):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=context, timeout=60)
+    # imaplib writes a literal and its closing CRLF separately; without TCP_NODELAY the
+    # CRLF waits for the server's delayed ACK (~40 ms), which the push figures would show.
+    client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.login("user1", PASSWORD)
+    return client
+
+
+def append_uid(response):
+    """The UID from an APPEND's [APPENDUID uidvalidity uid] (RFC 4315 §3)."""
+    match = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(r for r in response if r))
+    if not match:
+        raise RuntimeError("APPEND gave no APPENDUID: %r" % (response,))
+    return int(match.group(1))
+
+
+class Imapd:
+    """Our mailbox service and one gateway (2 workers, one per core)."""
+
+    name = "imapd"
+    memory_what = "gateway RSS"
+
+    def __init__(self, work, argon2_memory_kib, argon2_time_cost):
+        self.system = harness.System("imapd", base=work)
+        self.system.start_service("--argon2-memory-kib=%d" % argon2_memory_kib,
+                                  "--argon2-time-cost=%d" % argon2_time_cost)
+        self.gateway = self.system.start_gateway()
+        self.port = self.gateway.imaps_port
+        self.description = (
+            "mailbox-service (SQLite, WAL, synchronous=FULL) and one imap-gateway with 2 "
+            "workers, default limits; argon2id m=%d KiB, t=%d, p=1."
+            % (argon2_memory_kib, argon2_time_cost))
+
+    def add_users(self, names):
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda name: self.system.add_user(name, PASSWORD), names))
+
+    def roles(self):
+        return {"gateway": [self.gateway.process.pid],
+                "service": [self.system.service.pid]}
+
+    def memory_kib(self):
+        return procstat.rss_kib(self.gateway.process.pid)
+
+    def service_memory_kib(self):
+        return procstat.rss_kib(self.system.service.pid)
+
+    def reset_peak(self):
+        procstat.reset_peak_rss(self.gateway.process.pid)
+
+    def peak_kib(self):
+        return procstat.peak_rss_kib(self.gateway.process.pid)
+
+    def restart_front_end(self):
+        self.gateway.process.send_signal(signal.SIGTERM)
+        self.gateway.process.wait(timeout=60)
+        self.system.gateways.remove(self.gateway)
+        self.gateway = self.system.start_gateway()
+        self.port = self.gateway.imaps_port
+
+    def revise(self, user, uid):
+        """Revises message `uid` through the Revise API (mailbox-admin revise). The
+        tool is started first and blocks reading the new message from stdin; the clock
+        starts when the message is handed over, so process start-up is not counted."""
+        env = dict(os.environ, MAILBOX_SERVER=self.system.service_target,
+                   MAILBOX_ADMIN_TOKEN_FILE=os.path.join(self.system.dir, "data", "admin.token"))
+        process = subprocess.Popen([harness.ADMIN, "revise", user, "INBOX", str(uid), "-"],
+                                   env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        t0 = time.time()
+        out, err = process.communicate(bench_message("revised %d" % uid), timeout=60)
+        if process.returncode != 0:
+            raise RuntimeError("mailbox-admin revise: %s" % err.decode(errors="replace"))
+        return t0, "Revise API (mailbox-admin revise)"
+
+    def stop(self):
+        self.system.stop()
+
+
+class Dovecot:
+    """Debian's Dovecot on its own configuration, users and Maildir (bench/suite/dovecot.py)."""
+
+    name = "dovecot"
+    memory_what = "PSS of all Dovecot processes"
+
+    def __init__(self, work, argon2_memory_kib, argon2_time_cost, cert, key):
+        import dovecot
+        self.server = dovecot.Dovecot(os.path.join(work, "dovecot"), cert, key,
+                                      argon2_memory_kib=argon2_memory_kib,
+                                      argon2_time_cost=argon2_time_cost)
+        self.users = []
+        self.port = None
+        self.description = ""
+
+    def add_users(self, names):
+        """Dovecot reads its users from a passwd-file written at start."""
+        self.users.extend((name, PASSWORD) for name in names)
+        self.restart_front_end()
+        self.description = self.server.describe()
+
+    def roles(self):
+        return {"dovecot": self.server.pids()}
+
+    def memory_kib(self):
+        return procstat.pss_kib(self.server.pids())
+
+    def service_memory_kib(self):
+        return None  # one figure covers every Dovecot process
+
+    def reset_peak(self):
+        pass  # sampled instead: a peak over many processes has no single counter
+
+    def peak_kib(self):
+        return 0
+
+    def restart_front_end(self):
+        self.server.stop()  # idempotent: nothing to stop before the first start
+        self.server.start(self.users)
+        self.port = self.server.imaps_port
+
+    def revise(self, user, uid):
+        """Dovecot has no revision API; the IMAP equivalent is APPEND of the new
+        version, then UID EXPUNGE of the old one (RFC 4315 §2.1)."""
+        client = imap_client(self.port)
+        client.select("INBOX")
+        t0 = time.time()
+        client.append("INBOX", None, None, bench_message("revised %d" % uid))
+        client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+        client.uid("EXPUNGE", str(uid))
+        client.logout()
+        return t0, "APPEND + UID EXPUNGE over IMAP (no revision API)"
+
+    def stop(self):
+        self.server.stop()
+
+
+# ---- Running the load generator -------------------------------------------------------
+
+def run_loadgen(target, out_dir, args, timeout):
+    os.makedirs(out_dir, exist_ok=True)
+    command = [LOADGEN, "--port=%d" % target.port, "--tls", "--out-dir=" + out_dir] + args
+    with open(os.path.join(out_dir, "loadgen.log"), "w") as err:
+        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=err, timeout=timeout)
+    if result.returncode != 0:
+        with open(os.path.join(out_dir, "loadgen.log")) as f:
+            raise RuntimeError("imap-loadgen %s failed: %s" % (" ".join(args), f.read()[-2000:]))
+    return load_outputs(out_dir)
+
+
+def load_outputs(out_dir):
+    with open(os.path.join(out_dir, "summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(out_dir, "samples.jsonl")) as f:
+        samples = [json.loads(line) for line in f if line.strip()]
+    return summary, samples
+
+
+def cpu_snapshot(target):
+    return {role: procstat.cpu_seconds(pids) for role, pids in target.roles().items()}
+
+
+def cpu_delta(before, after):
+    delta = {role: round(after[role] - before[role], 3) for role in before}
+    delta["total"] = round(sum(delta.values()), 3)
+    return delta
+
+
+def per_thousand(cpu, count):
+    return {role: round(seconds * 1000.0 / count, 4) if count else None
+            for role, seconds in cpu.items()}
+
+
+def memory_roles(target):
+    if isinstance(target, Imapd):
+        return {"gateway": lambda: procstat.rss_kib(target.gateway.process.pid),
+                "service": lambda: procstat.rss_kib(target.system.service.pid)}
+    return {"total": target.memory_kib}
+
+
+def measured_run(target, out_dir, args, timeout, sample_interval=1.0):
+    """A loadgen run with CPU and memory of the server taken around it."""
+    base = {role: fn() for role, fn in memory_roles(target).items()}
+    before = cpu_snapshot(target)
+    with procstat.Sampler(memory_roles(target), sample_interval) as sampler:
+        summary, samples = run_loadgen(target, out_dir, args, timeout)
+    cpu = cpu_delta(before, cpu_snapshot(target))
+    peak = dict(sampler.peak)
+    if "total" not in peak:
+        peak["total"] = sum(peak.values())
+    return summary, samples, cpu, peak, base
+
+
+# ---- Scenarios ------------------------------------------------------------------------
+
+def scenario_profiles(target, opts, out):
+    rows = []
+    for profile in opts.profiles:
+        for clients in opts.clients:
+            name = "%s-%d" % (profile, clients)
+            log("%s: profile %s, %d clients, %d s" % (target.name, profile, clients, opts.duration))
+            users = min(clients, opts.users)
+            # Populate first, outside the measured run (a run of 1 ms starts no session).
+            run_loadgen(target, os.path.join(out, name + "-populate"),
+                        ["--profile=" + profile_path(profile), "--users=%d" % users,
+                         "--clients=%d" % min(users, 32), "--duration=1ms",
+                         "--populate=%d" % opts.populate], timeout=1800)
+            summary, samples, cpu, peak, base = measured_run(
+                target, os.path.join(out, name),
+                ["--profile=" + profile_path(profile), "--users=%d" % users,
+                 "--clients=%d" % clients, "--duration=%ds" % opts.duration,
+                 "--seed=%d" % clients], timeout=opts.duration + 600)
+            front = "gateway" if "gateway" in peak else "total"
+            rows.append({
+                "profile": profile, "clients": clients, "duration_s": opts.duration,
+                "summary": summary, "samples": samples, "cpu_s": cpu,
+                "cpu_s_per_1000_commands": per_thousand(cpu, summary["commands"]),
+                "rss_kib_peak": peak,
+                "rss_kib_per_connection": round(max(0, peak[front] - base.get(front, 0)) / clients, 2),
+            })
+    return rows
+
+
+def wait_for_ready(out_dir, process, timeout):
+    path = os.path.join(out_dir, "ready.json")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+        if process.poll() is not None:
+            raise RuntimeError("imap-loadgen exited before its clients were idling; see %s"
+                               % os.path.join(out_dir, "loadgen.log"))
+        time.sleep(0.1)
+    raise RuntimeError("clients not idling after %d s" % timeout)
+
+
+def start_idlers(target, out_dir, clients, users, hold_s):
+    os.makedirs(out_dir, exist_ok=True)
+    err = open(os.path.join(out_dir, "loadgen.log"), "w")
+    process = subprocess.Popen(
+        [LOADGEN, "--port=%d" % target.port, "--tls", "--out-dir=" + out_dir,
+         "--scenario=idle", "--clients=%d" % clients, "--users=%d" % users,
+         "--duration=%ds" % hold_s, "--timeout=120s"],
+        stdout=subprocess.DEVNULL, stderr=err)
+    err.close()
+    return process
+
+
+def scenario_idle(target, opts, out):
+    rows = []
+    for count in opts.idle_counts:
+        log("%s: %d idle TLS connections in IDLE" % (target.name, count))
+        target.restart_front_end()
+        time.sleep(1)
+        before = target.memory_kib()
+        service_before = target.service_memory_kib()
+        out_dir = os.path.join(out, "idle-%d" % count)
+        process = start_idlers(target, out_dir, count, min(count, opts.users), hold_s=8)
+        try:
+            ready = wait_for_ready(out_dir, process, timeout=3600)
+            time.sleep(3)  # let per-connection buffers settle to their idle size
+            after = target.memory_kib()
+            service_after = target.service_memory_kib()
+        finally:
+            process.wait(timeout=600)
+        established = ready["idling"]
+        rows.append({
+            "connections": count, "established": established, "failed": ready["failed"],
+            "setup_s": ready["setup_s"], "memory_kib_before": before,
+            "memory_kib_after": after, "what": target.memory_what,
+            "kib_per_connection": round((after - before) / established, 2) if established else None,
+        })
+        if service_before is not None and established:
+            # Allocator noise can shrink the service a little; that is no growth.
+            rows[-1]["service_kib_per_connection"] = round(
+                max(0, service_after - service_before) / established, 2)
+    return rows
+
+
+def latency_stats(t0, t_next, arrivals_us):
+    """For each client, its first notification at or after t0 (and before the next
+    event); returns the summary the report shows."""
+    delays = []
+    for times in arrivals_us:
+        seen = [t / 1e6 - t0 for t in times if t0 * 1e6 <= t < t_next * 1e6]
+        if seen:
+            delays.append(min(seen) * 1000.0)
+    delays.sort()
+    n = len(delays)
+
+    def pct(p):
+        return round(delays[min(n - 1, max(0, int(-(-p * n // 100)) - 1))], 3) if n else None
+
+    cdf = []
+    if n:
+        for p in (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100):
+            cdf.append([pct(p), p / 100.0])
+    return {"seen": n, "missed": len(arrivals_us) - n, "p50_ms": pct(50), "p99_ms": pct(99),
+            "max_ms": round(delays[-1], 3) if n else None, "cdf": cdf}
+
+
+def scenario_push(target, opts, out):
+    clients = opts.push_clients
+    log("%s: IDLE push to %d clients" % (target.name, clients))
+    out_dir = os.path.join(out, "push")
+    gap = opts.push_gap  # between the events, so each client's first arrival is unambiguous
+    process = start_idlers(target, out_dir, clients, users=1, hold_s=int(3 * gap + 4))
+    try:
+        wait_for_ready(out_dir, process, timeout=3600)
+        time.sleep(1)
+        client = imap_client(target.port)
+        t_append = time.time()
+        uid = append_uid(client.append("INBOX", None, None, bench_message("push append"))[1])
+        client.logout()
+        time.sleep(gap)
+        t_revise, how = target.revise("user1", uid)
+        time.sleep(gap)
+    finally:
+        process.wait(timeout=600)
+    with open(os.path.join(out_dir, "arrivals.json")) as f:
+        arrivals = json.load(f)["arrivals_unix_us"]
+    append = latency_stats(t_append, t_revise, arrivals)
+    revise = latency_stats(t_revise, float("inf"), arrivals)
+    append.update(kind="append", how="IMAP APPEND from another connection")
+    revise.update(kind="revise", how=how)
+    return {"clients": clients, "events": [append, revise]}
+
+
+def scenario_transfer(target, opts, out):
+    log("%s: 50 MB APPEND and FETCH" % target.name)
+    target.reset_peak()
+    summary, _, _, peak, base = measured_run(
+        target, os.path.join(out, "transfer"),
+        ["--profile=" + profile_path("transfer-50m"), "--users=1", "--clients=1",
+         "--duration=%ds" % opts.transfer_duration, "--timeout=300s"],
+        timeout=opts.transfer_duration + 900, sample_interval=0.05)
+    size = 50 << 20
+    kinds = summary["kinds"]
+    front = "gateway" if "gateway" in peak else "total"
+
+    def mb_s(kind):
+        row = kinds.get(kind)
+        return round(size / (row["mean_us"] / 1e6) / 1e6, 1) if row and row["mean_us"] else None
+
+    return {"size_bytes": size, "append_mb_s": mb_s("append"), "fetch_mb_s": mb_s("fetch2"),
+            "appends": kinds.get("append", {}).get("count", 0),
+            "fetches": kinds.get("fetch2", {}).get("count", 0),
+            "memory_kib_base": base[front],
+            "memory_kib_peak": max(peak[front], target.peak_kib()),
+            "what": target.memory_what, "errors": summary["errors"]}
+
+
+def scenario_login(target, opts, out):
+    clients = opts.login_clients
+    log("%s: login storm, %d clients" % (target.name, clients))
+    summary, samples, cpu, _, _ = measured_run(
+        target, os.path.join(out, "login"),
+        ["--profile=" + profile_path("login-storm"), "--users=%d" % min(clients, opts.users),
+         "--clients=%d" % clients, "--duration=%ds" % opts.login_duration],
+        timeout=opts.login_duration + 600)
+    kinds = summary["kinds"]
+    logins = kinds.get("login", {})
+    connect = kinds.get("connect", {})
+    return {"clients": clients, "duration_s": opts.login_duration,
+            "logins_per_s": logins.get("per_s"), "handshakes_per_s": connect.get("per_s"),
+            "login_p50_ms": logins.get("p50_us", 0) / 1000.0,
+            "login_p99_ms": logins.get("p99_us", 0) / 1000.0,
+            "connect_p50_ms": connect.get("p50_us", 0) / 1000.0,
+            "cpu_s": cpu, "cpu_s_per_1000_logins": per_thousand(cpu, logins.get("count", 0)),
+            "errors": summary["errors"], "samples": samples}
+
+
+RUNNERS = {"profiles": scenario_profiles, "idle": scenario_idle, "push": scenario_push,
+           "transfer": scenario_transfer, "login": scenario_login}
+# results.json section of each scenario (the schema report.py reads).
+SECTIONS = {"profiles": "profiles", "idle": "idle", "push": "push", "transfer": "transfer",
+            "login": "login_storm"}
+
+
+# ---- The suite ------------------------------------------------------------------------
+
+def host_info():
+    info = {"cores": os.cpu_count(), "kernel": os.uname().release, "cpu_model": ""}
+    with open("/proc/meminfo") as f:
+        info["mem_total_kib"] = int(f.readline().split()[1])
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    return info
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", help="output directory (default bench-results/DATE)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds of each scenario at tiny sizes; checks the bench runs")
+    parser.add_argument("--no-dovecot", action="store_true", help="our system only")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help="comma-separated scenarios: " + ", ".join(SCENARIOS))
+    parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument("--clients", default="10,100,1000", help="clients per profile run")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per profile run")
+    parser.add_argument("--populate", type=int, default=60, help="messages per user before runs")
+    parser.add_argument("--idle-counts", default="1000,5000,15000")
+    parser.add_argument("--push-clients", type=int, default=5000)
+    parser.add_argument("--push-gap", type=float, default=4.0,
+                        help="seconds between the push events")
+    parser.add_argument("--transfer-duration", type=int, default=15)
+    parser.add_argument("--login-clients", type=int, default=50)
+    parser.add_argument("--login-duration", type=int, default=15)
+    parser.add_argument("--argon2-memory-kib", type=int, default=19456,
+                        help="password hash memory, both systems (our service's default)")
+    parser.add_argument("--argon2-time-cost", type=int, default=2)
+    opts = parser.parse_args(argv)
+    if opts.smoke:
+        opts.clients, opts.duration, opts.populate = "3", 2, 10
+        opts.idle_counts, opts.push_clients, opts.push_gap = "20", 20, 1.0
+        opts.transfer_duration, opts.login_clients, opts.login_duration = 2, 2, 2
+        opts.argon2_memory_kib, opts.argon2_time_cost = 64, 1
+    opts.only = [s for s in opts.only.split(",") if s]
+    opts.profiles = [p for p in opts.profiles.split(",") if p]
+    opts.clients = [int(c) for c in opts.clients.split(",")]
+    opts.idle_counts = [int(c) for c in opts.idle_counts.split(",")]
+    for name in opts.only:
+        if name not in RUNNERS:
+            parser.error("unknown scenario %r (choose from %s)" % (name, ", ".join(SCENARIOS)))
+    for name in opts.profiles:
+        if not os.path.exists(profile_path(name)):
+            parser.error("no profile %r in bench/loadgen/profiles" % name)
+    opts.users = max(opts.clients + [opts.login_clients, 1])
+    if not opts.out:
+        opts.out = os.path.join(ROOT, "bench-results",
+                                datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return opts
+
+
+def start_targets(opts, work):
+    targets = [Imapd(work, opts.argon2_memory_kib, opts.argon2_time_cost)]
+    if not opts.no_dovecot:
+        import dovecot
+        problem = dovecot.check_installed()
+        if problem:
+            raise SystemExit("bench: %s (or run with --no-dovecot)" % problem)
+        ours = targets[0].system
+        targets.append(Dovecot(work, opts.argon2_memory_kib, opts.argon2_time_cost,
+                               ours.cert, ours.key))
+    names = ["user%d" % i for i in range(1, opts.users + 1)]
+    for target in targets:
+        log("%s: creating %d users" % (target.name, len(names)))
+        target.add_users(names)
+    return targets
+
+
+def main(argv=None):
+    opts = parse_args(argv)
+    out = os.path.abspath(opts.out)
+    work = os.path.join(out, "work")
+    os.makedirs(work, exist_ok=True)
+    results = {"meta": {
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(), "smoke": opts.smoke, "host": host_info(),
+        "password_hash": "argon2id, m=%d KiB, t=%d, p=1 (both systems)"
+                         % (opts.argon2_memory_kib, opts.argon2_time_cost),
+        "scenarios": [SECTIONS[s] for s in opts.only], "systems": [], "notes": {}},
+        "systems": {}}
+    targets = []
+    try:
+        targets = start_targets(opts, work)
+        for target in targets:
+            results["meta"]["systems"].append(target.name)
+            results["meta"]["notes"][target.name] = target.description
+            results["systems"][target.name] = {}
+        # Scenario by scenario, both systems back to back, so that they run under the
+        # same conditions of the machine.
+        for scenario in opts.only:
+            for target in targets:
+                section = results["systems"][target.name]
+                try:
+                    section[SECTIONS[scenario]] = RUNNERS[scenario](
+                        target, opts, os.path.join(out, target.name))
+                except (RuntimeError, subprocess.TimeoutExpired, OSError, imaplib.IMAP4.error) as e:
+                    log("%s: %s failed: %s" % (target.name, scenario, e))
+                    section[SECTIONS[scenario]] = {"error": str(e)}
+    finally:
+        for target in targets:
+            target.stop()
+    results["meta"]["finished"] = datetime.datetime.now(
+        datetime.timezone.utc).isoformat(timespec="seconds")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(out, "report.html"), "w") as f:
+        f.write(report.render_html(results))
+    print("bench: results in %s/results.json, report in %s/report.html" % (out, out))
+    failed = [(name, scenario) for name, section in results["systems"].items()
+              for scenario, value in section.items()
+              if isinstance(value, dict) and "error" in value]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
