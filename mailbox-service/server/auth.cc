@@ -200,9 +200,9 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
   auto user = store_->FindUser(request.username());
   bool ok = false;
   if (user.ok()) {
-    ok = VerifyPassword(user->password_hash, request.password());
+    ok = verifier_.Verify(user->password_hash, request.password());
   } else if (absl::IsNotFound(user.status())) {
-    VerifyPassword(dummy_hash_, request.password());
+    verifier_.Verify(dummy_hash_, request.password());
   } else {
     return user.status();
   }

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "mailbox-service/server/password_verifier.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
@@ -75,6 +76,7 @@ class Authenticator {
   AuthOptions options_;
   std::string key_;
   std::string dummy_hash_;  // verified against for unknown users, to equalise timing
+  PasswordVerifier verifier_;
 };
 
 // Random bytes as lowercase hex (OpenSSL RAND_bytes).
