@@ -10,6 +10,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   android-libboringssl-dev
   clang-14 libfuzzer-14-dev
+  # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.
+  dovecot-imapd dovecot-sqlite argon2 linux-perf
 )
 
 missing=()
@@ -30,4 +32,26 @@ if [[ $(id -u) != 0 ]]; then
   sudo="sudo"
 fi
 $sudo apt-get update -q
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# The bench starts its own Dovecot on loopback when it needs one. Installing
+# dovecot-imapd must not leave a system-wide Dovecot listening on 143/993, so while
+# packages are installed no service may start (policy-rc.d, which invoke-rc.d and
+# deb-systemd-invoke honour), and a newly installed dovecot.service is disabled.
+policy=/usr/sbin/policy-rc.d
+placed_policy=0
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  placed_policy=1
+fi
+status=0
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+  "${missing[@]}" || status=$?
+if ((placed_policy)); then
+  $sudo rm -f "$policy"
+fi
+if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null \
+    && [[ -d /run/systemd/system ]]; then
+  $sudo systemctl disable --now dovecot.service dovecot.socket 2>/dev/null || true
+fi
+exit $status

@@ -82,6 +82,15 @@ def reset_peak_rss(pid):
         pass
 
 
+def comm(pid):
+    """The process's command name (/proc/PID/comm), "" once it has exited."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def pss_kib(pids):
     """Proportional set size summed over pids: shared pages are split between the
     processes that map them, so a many-process server is not charged its shared

@@ -211,6 +211,87 @@ def headline_rows(results):
     return rows
 
 
+# ---- Targets --------------------------------------------------------------------------
+
+# What the gateway is held to in this bench (issue 4).
+TARGET_IDLE_KIB = 16.0
+TARGET_PUSH_P99_MS = 50.0
+TARGET_PUSH_CLIENTS = 5_000
+TARGET_THROUGHPUT_CLIENTS = 100
+
+
+@dataclass
+class TargetRow:
+    target: str
+    measured: str
+    status: str  # "met", "missed" or "not measured"
+
+
+def target_rows(results):
+    rows = []
+    # 1. Throughput on imaptest-default at 100 clients, at least Dovecot's.
+    ours = theirs = None
+    for system in ("imapd", "dovecot"):
+        for run in profile_runs(results, system):
+            if (run.get("profile") == "imaptest-default"
+                    and run.get("clients") == TARGET_THROUGHPUT_CLIENTS and "error" not in run):
+                value = dig(run, "summary", "commands_per_s")
+                if system == "imapd":
+                    ours = value
+                else:
+                    theirs = value
+    label = (f"imaptest-default at {TARGET_THROUGHPUT_CLIENTS} clients: at least Dovecot's "
+             "commands/s")
+    if is_number(ours) and is_number(theirs):
+        rows.append(TargetRow(label, f"{fmt(ours)} vs {fmt(theirs)} commands/s "
+                              f"({ours / theirs:.2f}×)" if theirs else f"{fmt(ours)} vs 0",
+                              "met" if ours >= theirs else "missed"))
+    else:
+        rows.append(TargetRow(label, "needs both systems at this client count", "not measured"))
+    # 2. Gateway memory per idle TLS connection (in IDLE), at every count measured.
+    entries = [e for e in idle_entries(results, "imapd") if is_number(e.get("kib_per_connection"))]
+    label = f"Gateway RSS per idle TLS connection: at most {TARGET_IDLE_KIB:g} KiB"
+    if entries:
+        worst = max(e["kib_per_connection"] for e in entries)
+        shown = ", ".join(f"{fmt(e['kib_per_connection'])} KiB at {e['connections']:,}"
+                          for e in entries)
+        rows.append(TargetRow(label, shown, "met" if worst <= TARGET_IDLE_KIB else "missed"))
+    else:
+        rows.append(TargetRow(label, "idle scenario not run for imapd", "not measured"))
+    # 3. IDLE push p99 for 5,000 clients, both the append and the revision.
+    push, _ = section(results, "imapd", "push")
+    events = [e for e in (push or {}).get("events") or []
+              if is_number(e.get("p99_ms")) and not e.get("missed")]
+    clients = (push or {}).get("clients")
+    label = (f"IDLE push p99 for {TARGET_PUSH_CLIENTS:,} clients: under "
+             f"{TARGET_PUSH_P99_MS:g} ms")
+    if events and len(events) == len((push or {}).get("events") or []):
+        worst = max(e["p99_ms"] for e in events)
+        shown = ", ".join(f"{e.get('kind')} {fmt(e['p99_ms'])} ms" for e in events)
+        shown += f" ({clients:,} clients)" if is_number(clients) else ""
+        if not is_number(clients) or clients < TARGET_PUSH_CLIENTS:
+            rows.append(TargetRow(label, shown + "; fewer clients than the target",
+                                  "not measured"))
+        else:
+            rows.append(TargetRow(label, shown,
+                                  "met" if worst < TARGET_PUSH_P99_MS else "missed"))
+    else:
+        rows.append(TargetRow(label, "push scenario not run, or some client was never told",
+                              "not measured" if not events else "missed"))
+    return rows
+
+
+def render_targets(results):
+    body = []
+    for row in target_rows(results):
+        css = {"met": "good", "missed": "bad"}.get(row.status, "muted")
+        body.append([text(row.target), text(row.measured),
+                     f'<td class="{css}">{esc(row.status)}</td>'])
+    return (table(["Target", "Measured", "Status"], body)
+            + '<p class="small">The targets the gateway is held to in this bench. A smoke '
+            "run is too small to meet or miss them.</p>")
+
+
 # ---- Capacity model -------------------------------------------------------------------
 
 
@@ -880,6 +961,7 @@ def render_html(results):
     """The whole report as one HTML document."""
     sections = [
         ("Headline", render_headline(results)),
+        ("Targets", render_targets(results)),
         ("Capacity summary", render_capacity(results)),
         ("Profiles", render_profiles(results)),
         ("Throughput over time", render_throughput_charts(results)),

@@ -245,6 +245,22 @@ class RenderTest(unittest.TestCase):
         self.assertEqual(rows["Login storm"].cells["imapd"], "not run")
         self.assertIsNone(rows["Login storm"].ratio)
 
+    def test_targets(self):
+        rows = report.target_rows(synthetic_results())
+        self.assertEqual([r.status for r in rows], ["met", "missed", "not measured"])
+        self.assertIn("1.50×", rows[0].measured)
+        self.assertIn("20.0 KiB at 1,000", rows[1].measured)
+        self.assertIn("fewer clients", rows[2].measured)  # 1,000 push clients, not 5,000
+        results = synthetic_results()
+        results["systems"]["imapd"]["push"]["clients"] = 5000
+        results["systems"]["imapd"]["idle"] = idle([1000], 12.0, 9000, "gateway RSS")
+        rows = report.target_rows(results)
+        self.assertEqual([r.status for r in rows[1:]], ["met", "met"])
+        results["systems"]["imapd"]["push"]["events"][0]["p99_ms"] = 50.0
+        self.assertEqual(report.target_rows(results)[2].status, "missed")
+        degraded = report.target_rows(degraded_results())
+        self.assertEqual([r.status for r in degraded], ["not measured"] * 3)
+
     def test_empty_results(self):
         checker = parse(report.render_html({}))
         self.assertEqual((checker.problems, checker.stack), ([], []))
