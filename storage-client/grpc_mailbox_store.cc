@@ -152,8 +152,10 @@ using Pool = GrpcMailboxStore::Pool;
 template <typename Response, typename Request, typename Invoke>
 awaitable<absl::StatusOr<Response>> CallUnary(std::shared_ptr<Pool> pool,
                                               std::string session_token, Request request,
-                                              bool idempotent, Invoke invoke) {
-  const Clock::time_point deadline = Clock::now() + pool->options.unary_deadline;
+                                              bool idempotent, Invoke invoke,
+                                              std::chrono::milliseconds budget = {}) {
+  const Clock::time_point deadline =
+      Clock::now() + (budget.count() > 0 ? budget : pool->options.unary_deadline);
   const int max_attempts = idempotent ? std::max(1, pool->options.retry.max_attempts) : 1;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext context;
@@ -611,7 +613,8 @@ awaitable<absl::StatusOr<v1::AuthenticateResponse>> GrpcMailboxStore::Authentica
     v1::AuthenticateRequest request) {
   co_return co_await CallUnary<v1::AuthenticateResponse>(
       pool_, "", std::move(request), /*idempotent=*/false,
-      MAILBOX_UNARY_INVOKER(Authenticate, AuthenticateRequest, AuthenticateResponse));
+      MAILBOX_UNARY_INVOKER(Authenticate, AuthenticateRequest, AuthenticateResponse),
+      pool_->options.authenticate_deadline);
 }
 
 awaitable<absl::StatusOr<v1::ListMailboxesResponse>> GrpcMailboxStore::ListMailboxes(

@@ -43,6 +43,11 @@ struct GrpcMailboxStoreOptions {
   int channels = 2;
 
   std::chrono::milliseconds unary_deadline{10'000};
+  // Authenticate waits longer: in a login storm (every client of a restarted replica
+  // reconnecting) logins queue for the password hash, and many clients take a NO to
+  // LOGIN, even with [UNAVAILABLE], as a wrong password and ask the user for it. The
+  // service drops a login whose deadline passed before its hash started.
+  std::chrono::milliseconds authenticate_deadline{60'000};
   // A stream (Fetch, Append, Revise) fails with DEADLINE_EXCEEDED when one read or
   // write waits longer than stream_idle_timeout, or the whole call lasts longer
   // than stream_deadline.

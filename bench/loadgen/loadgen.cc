@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -111,6 +112,10 @@ struct Stats {
   Histogram second_latency;  // every kind, reset each second for the progress line
   ErrorCounts errors;
   ErrorCounts errors_this_second;
+  // What the errors said (the server's text without its tag, or the I/O error), so
+  // that a run with errors tells why; at most kErrorExamples distinct texts.
+  std::map<std::string, int64_t> error_examples;
+  int64_t other_errors = 0;  // errors whose text did not fit in error_examples
   int64_t open_connections = 0;
   int64_t bytes_appended = 0;
 
@@ -387,7 +392,30 @@ struct Session {
   bool open_counted = false;  // counted in Stats::open_connections
 };
 
-void CountError(Run& run, Outcome outcome, bool timed_out) {
+constexpr size_t kErrorExamples = 20;
+
+// The text an error is filed under: a tagged response loses its tag, and every text is
+// cut to 160 bytes.
+std::string ErrorText(std::string_view message) {
+  if (const size_t space = message.find(' ');
+      space != std::string_view::npos && !message.starts_with("* ") &&
+      (message.substr(space + 1).starts_with("NO ") ||
+       message.substr(space + 1).starts_with("BAD "))) {
+    message.remove_prefix(space + 1);
+  }
+  return std::string(message.substr(0, 160));
+}
+
+void CountError(Run& run, Outcome outcome, bool timed_out, std::string_view message) {
+  std::string text = ErrorText(message.empty() ? "(no message)" : message);
+  auto& examples = run.stats.error_examples;
+  if (auto it = examples.find(text); it != examples.end()) {
+    ++it->second;
+  } else if (examples.size() < kErrorExamples) {
+    examples.emplace(std::move(text), 1);
+  } else {
+    ++run.stats.other_errors;
+  }
   ErrorCounts* both[] = {&run.stats.errors, &run.stats.errors_this_second};
   for (ErrorCounts* e : both) {
     if (outcome == Outcome::kNo) {
@@ -646,7 +674,7 @@ awaitable<std::optional<Outcome>> ExecuteStep(Session& s, const Step& step,
       s.selected = true;
     }
   } else if (!s.run->populating) {
-    CountError(*s.run, outcome, s.conn->timed_out());
+    CountError(*s.run, outcome, s.conn->timed_out(), s.last_error);
   }
   co_return outcome;
 }
@@ -679,6 +707,11 @@ awaitable<bool> RunStep(Session& s, const Step& step, Clock::time_point start) {
     start = Clock::now();
   }
   std::optional<Outcome> outcome = co_await ExecuteStep(s, step, start);
+  if (step.kind == StepKind::kLogin && outcome != Outcome::kOk) {
+    // Not logged in, every further command would fail too; the client hangs up and
+    // connects again, as a real one would after a failed login.
+    co_return false;
+  }
   co_return outcome != Outcome::kIo;
 }
 
@@ -703,13 +736,13 @@ awaitable<bool> OpenSession(Session& s) {
       ok = false;
     } else if (!greeting->starts_with("* OK")) {
       s.last_error = absl::StrCat("greeting: ", *greeting);
-      CountError(run, Outcome::kBad, false);
+      CountError(run, Outcome::kBad, false, s.last_error);
       co_return false;
     }
   }
   if (!ok) {
     if (!run.populating) {
-      CountError(run, Outcome::kIo, s.conn->timed_out());
+      CountError(run, Outcome::kIo, s.conn->timed_out(), s.last_error);
     }
     co_return false;
   }
@@ -805,6 +838,11 @@ awaitable<void> RunClient(Run* run, int64_t index) {
       healthy = co_await RunStep(s, step, Clock::now());
     }
     CloseSession(s);
+    if (!healthy) {
+      // A session that broke (or whose LOGIN failed) is retried after a second, as
+      // mail clients do, rather than at once against a server that is struggling.
+      co_await SleepUntil(*run, std::min(run->end, Clock::now() + std::chrono::seconds(1)));
+    }
   }
 }
 
@@ -906,6 +944,17 @@ std::string JsonString(std::string_view s) {
 std::string ErrorsJson(const ErrorCounts& e) {
   return absl::StrCat("{\"protocol\":", e.protocol, ",\"no\":", e.no, ",\"io\":", e.io,
                       ",\"timeout\":", e.timeout, ",\"total\":", e.Total(), "}");
+}
+
+std::string ErrorExamplesJson(const Stats& stats) {
+  std::string out = "{";
+  for (const auto& [text, count] : stats.error_examples) {
+    absl::StrAppend(&out, out.size() > 1 ? "," : "", JsonString(text), ":", count);
+  }
+  if (stats.other_errors > 0) {
+    absl::StrAppend(&out, out.size() > 1 ? "," : "", "\"(other)\":", stats.other_errors);
+  }
+  return out + "}";
 }
 
 struct Ticker {
@@ -1029,7 +1078,7 @@ std::string SummaryJson(const Run& run, double seconds) {
       all.ValueAtPercentile(90), ",\"p99\":", all.ValueAtPercentile(99),
       ",\"p999\":", all.ValueAtPercentile(99.9), ",\"max\":", all.max(),
       "},\"bytes_appended\":", stats.bytes_appended, ",\"errors\":", ErrorsJson(stats.errors),
-      ",\"kinds\":{", kinds, "},\"latency_cdf\":", CdfJson(all), "}");
+      ",\"error_examples\":", ErrorExamplesJson(stats), ",\"kinds\":{", kinds, "},\"latency_cdf\":", CdfJson(all), "}");
 }
 
 
@@ -1100,7 +1149,8 @@ awaitable<bool> EnterIdle(Session& s) {
   bool idling = false;
   Outcome outcome = co_await ReadUntilTagged(s, tag, &idling);
   if (outcome != Outcome::kOk || !idling) {
-    CountError(*s.run, outcome == Outcome::kOk ? Outcome::kBad : outcome, s.conn->timed_out());
+    CountError(*s.run, outcome == Outcome::kOk ? Outcome::kBad : outcome, s.conn->timed_out(),
+               outcome == Outcome::kOk ? "IDLE: no continuation" : s.last_error);
     co_return false;
   }
   s.run->stats.Record(static_cast<int>(StepKind::kIdle),
@@ -1167,7 +1217,8 @@ awaitable<void> IdleClient(Run* run, IdleState* state, int64_t index) {
     absl::StatusOr<std::string> line = co_await s.conn->ReadLine();
     if (!line.ok()) {
       if (state->holding) {  // the server dropped an idling client
-        CountError(*run, Outcome::kIo, false);
+        CountError(*run, Outcome::kIo, false,
+                   absl::StrCat("connection lost while idling: ", line.status().message()));
       }
       break;
     }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -167,7 +168,7 @@ absl::StatusOr<int64_t> Authenticator::ThrottleDelay(std::string_view key, int f
 }
 
 absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
-    const v1::AuthenticateRequest& request) {
+    const v1::AuthenticateRequest& request, absl::Time deadline) {
   if (request.mechanism() != v1::PASSWORD) {
     return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
                          "only password authentication is offered by this service");
@@ -198,15 +199,24 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
   }
 
   auto user = store_->FindUser(request.username());
-  bool ok = false;
+  std::optional<bool> verified;
   if (user.ok()) {
-    ok = verifier_.Verify(user->password_hash, request.password());
+    verified = verifier_.VerifyBy(user->password_hash, request.password(), deadline);
   } else if (absl::IsNotFound(user.status())) {
-    verifier_.Verify(dummy_hash_, request.password());
+    // Same work as for a real user, so timing does not tell which names exist.
+    verified = verifier_.VerifyBy(dummy_hash_, request.password(), deadline);
+    if (verified.has_value()) {
+      verified = false;
+    }
   } else {
     return user.status();
   }
-  if (!ok) {
+  if (!verified.has_value()) {
+    return v1::MakeError(absl::StatusCode::kDeadlineExceeded, v1::UNAVAILABLE,
+                         "Too many logins at once: the password could not be checked in "
+                         "time; try again");
+  }
+  if (!*verified) {
     for (const std::string* key : {&user_key, &ip_key}) {
       if (key == &ip_key && request.client_ip().empty()) {
         continue;

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "mailbox-service/server/password_verifier.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
@@ -55,8 +56,11 @@ class Authenticator {
 
   // Checks a password login. Errors: UNAUTHENTICATED/AUTHENTICATIONFAILED (wrong user
   // or password, indistinguishable), RESOURCE_EXHAUSTED/THROTTLED with retry_after_ms,
-  // UNIMPLEMENTED for mechanisms not offered yet.
-  absl::StatusOr<v1::AuthenticateResponse> Authenticate(const v1::AuthenticateRequest& request);
+  // UNIMPLEMENTED for mechanisms not offered yet, DEADLINE_EXCEEDED/UNAVAILABLE when
+  // the password could not be checked by `deadline` (the caller's own deadline: too
+  // many logins were waiting for the hash; no failure is recorded).
+  absl::StatusOr<v1::AuthenticateResponse> Authenticate(
+      const v1::AuthenticateRequest& request, absl::Time deadline = absl::InfiniteFuture());
 
   // The user id a session token stands for, or UNAUTHENTICATED (also once the
   // user was deleted).

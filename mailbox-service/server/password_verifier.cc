@@ -83,10 +83,13 @@ PasswordVerifier::PasswordVerifier(int slots) {
   }
 }
 
-PasswordVerifier::Slot* PasswordVerifier::Acquire() {
+PasswordVerifier::Slot* PasswordVerifier::Acquire(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](std::vector<Slot*>* free) { return !free->empty(); }, &free_));
+  if (!mu_.AwaitWithDeadline(
+          absl::Condition(+[](std::vector<Slot*>* free) { return !free->empty(); }, &free_),
+          deadline)) {
+    return nullptr;
+  }
   Slot* slot = free_.back();
   free_.pop_back();
   return slot;
@@ -98,6 +101,12 @@ void PasswordVerifier::Release(Slot* slot) {
 }
 
 bool PasswordVerifier::Verify(std::string_view encoded, std::string_view password) {
+  return *VerifyBy(encoded, password, absl::InfiniteFuture());
+}
+
+std::optional<bool> PasswordVerifier::VerifyBy(std::string_view encoded,
+                                               std::string_view password,
+                                               absl::Time deadline) {
   std::optional<Argon2Params> p = ParseEncoded(encoded);
   if (!p) {
     const std::string terminated(encoded);
@@ -121,7 +130,10 @@ bool PasswordVerifier::Verify(std::string_view encoded, std::string_view passwor
   ctx.free_cbk = KeepSlotMemory;
   ctx.flags = ARGON2_DEFAULT_FLAGS;
 
-  Slot* slot = Acquire();
+  Slot* slot = Acquire(deadline);
+  if (slot == nullptr) {
+    return std::nullopt;
+  }
   if (slot->size < bytes) {
     slot->memory.reset();  // free the old buffer before taking a bigger one
     slot->memory = std::make_unique<uint8_t[]>(bytes);

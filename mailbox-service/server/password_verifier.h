@@ -15,11 +15,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace mailbox::server {
 
@@ -33,6 +35,13 @@ class PasswordVerifier {
   // other forms are checked by libargon2 directly, without a slot's buffer.
   bool Verify(std::string_view encoded, std::string_view password);
 
+  // As Verify, but gives up when no slot has come free by `deadline`: nullopt then,
+  // and no hash was computed. Under a login storm the queue can outlast the caller's
+  // own deadline; hashing for a caller that has already given up would only delay
+  // the callers still waiting.
+  std::optional<bool> VerifyBy(std::string_view encoded, std::string_view password,
+                               absl::Time deadline);
+
   int slots() const { return static_cast<int>(slots_.size()); }
 
  private:
@@ -41,7 +50,7 @@ class PasswordVerifier {
     size_t size = 0;
   };
 
-  Slot* Acquire();
+  Slot* Acquire(absl::Time deadline);  // null when the deadline passed first
   void Release(Slot* slot);
 
   std::vector<std::unique_ptr<Slot>> slots_;

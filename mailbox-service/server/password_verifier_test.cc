@@ -3,6 +3,7 @@
 #include <argon2.h>
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,6 +54,28 @@ TEST(PasswordVerifierTest, MalformedHashesNeverMatch) {
        }) {
     EXPECT_FALSE(verifier.Verify(bad, "secret")) << bad;
   }
+}
+
+TEST(PasswordVerifierTest, GivesUpWhenNoSlotFreesBeforeTheDeadline) {
+  PasswordVerifier verifier(1);
+  const std::string slow = Hash("pw", 64 * 1024, 3);  // a few hundred ms
+  const std::string quick = Hash("pw");
+  // A free slot is taken even when the deadline has passed: nothing was waited for.
+  EXPECT_EQ(verifier.VerifyBy(quick, "pw", absl::InfinitePast()), std::optional<bool>(true));
+  std::atomic<bool> slow_result{false};
+  std::thread holder([&] { slow_result = verifier.Verify(slow, "pw"); });
+  // Once the slow check holds the only slot, a caller whose deadline comes first
+  // gets nullopt (no hash computed).
+  bool gave_up = false;
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  while (!gave_up && absl::Now() < until) {
+    gave_up = !verifier.VerifyBy(quick, "pw", absl::Now() + absl::Milliseconds(1)).has_value();
+  }
+  holder.join();
+  EXPECT_TRUE(gave_up);
+  EXPECT_TRUE(slow_result);
+  EXPECT_EQ(verifier.VerifyBy(quick, "pw", absl::Now() + absl::Seconds(10)),
+            std::optional<bool>(true));
 }
 
 TEST(PasswordVerifierTest, ManyThreadsShareFewSlots) {

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::server {
@@ -130,10 +131,12 @@ absl::StatusOr<uint64_t> MailboxService::Caller(const grpc::ServerContext& conte
                        "no credential: authenticate first and send x-mailbox-session");
 }
 
-grpc::Status MailboxService::Authenticate(grpc::ServerContext*,
+grpc::Status MailboxService::Authenticate(grpc::ServerContext* context,
                                           const v1::AuthenticateRequest* request,
                                           v1::AuthenticateResponse* response) {
-  auto result = auth_->Authenticate(*request);
+  // The caller's deadline (the gateway sets one on every call): a login still queued
+  // for the password hash when it passes is given up, not hashed for nobody.
+  auto result = auth_->Authenticate(*request, absl::FromChrono(context->deadline()));
   if (!result.ok()) {
     return v1::ToGrpcStatus(result.status());
   }
