@@ -16,11 +16,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/co_spawn.hpp"
+#include "boost/asio/detached.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "gateway/net/config.h"
 #include "gateway/net/listener.h"
 #include "gateway/ops/http_server.h"
+#include "gateway/ops/memory_return.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/feed_router.h"
 #include "gateway/session/session.h"
@@ -219,6 +221,9 @@ int Run(int argc, char** argv) {
       }
     });
   }
+  // Also on the operator thread: heap memory freed by closed connections goes back
+  // to the kernel once their number has fallen (ops/memory_return.h).
+  asio::co_spawn(http_io, ops::ReturnFreedMemory(metrics), asio::detached);
   std::thread http_thread([&http_io] { http_io.run(); });
 
   (*tls)->StartWatching((*pool)->worker_executor(0),

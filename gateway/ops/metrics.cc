@@ -56,6 +56,9 @@ std::string Metrics::Render() const {
         static_cast<int64_t>(bytes_out.load()));
   Write(out, "imap_tls_certificate_reloads_total", "counter", "Certificate reloads.",
         static_cast<int64_t>(cert_reloads.load()));
+  Write(out, "imap_heap_trims_total", "counter",
+        "Times freed heap memory was returned to the kernel after connections fell.",
+        static_cast<int64_t>(heap_trims.load()));
   Write(out, "process_resident_memory_bytes", "gauge", "Resident set size.", ResidentBytes());
   return out.str();
 }

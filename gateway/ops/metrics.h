@@ -12,6 +12,9 @@ namespace gateway::ops {
 
 struct Metrics {
   std::atomic<int64_t> connections_open{0};
+  // The most connections open at once since ops/memory_return last looked (bursts
+  // between its looks count too).
+  std::atomic<int64_t> connections_high_water{0};
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint64_t> tls_handshake_failures{0};
   std::atomic<int64_t> sessions_authenticated{0};
@@ -24,8 +27,16 @@ struct Metrics {
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
   std::atomic<uint64_t> cert_reloads{0};
+  std::atomic<uint64_t> heap_trims{0};
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
+
+  void ConnectionOpened() {
+    const int64_t open = connections_open.fetch_add(1) + 1;
+    int64_t high = connections_high_water.load(std::memory_order_relaxed);
+    while (open > high && !connections_high_water.compare_exchange_weak(high, open)) {
+    }
+  }
 
   // The whole exposition, with HELP and TYPE lines.
   std::string Render() const;

@@ -113,7 +113,7 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
       receiver_(worker->options->limits),
       started_(Clock::now()),
       last_activity_(started_) {
-  ops::GlobalMetrics().connections_open.fetch_add(1);
+  ops::GlobalMetrics().ConnectionOpened();
 }
 
 Session::~Session() {
