@@ -11,7 +11,9 @@ Writes DIR/perf.data and DIR/{gateway,service}-{symbols,dsos}.txt. Needs Debian'
 """
 
 import argparse
+import collections
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,17 +23,32 @@ sys.path.insert(0, HERE)
 import run_suite  # noqa: E402
 
 
-def perf_report(perf_data, pid, sort, path, lines=40):
-    """Flat profile of one process, percentages of that process's samples."""
+def samples_by_process(perf_data):
+    """(pid, dso, symbol) of every sample's own frame, from `perf script`. Grouped by
+    process id here because `perf report --pid` keeps only the threads it saw start,
+    and gRPC's threads of both processes share names."""
     result = subprocess.run(
-        ["perf", "report", "-i", perf_data, "--stdio", "--no-children", "-g", "none",
-         "--pid", str(pid), "--percentage", "relative", "--sort", sort,
-         "--percent-limit", "0.3"],
+        ["perf", "script", "-i", perf_data, "-G", "-F", "pid,tid,ip,sym,dso"],
         capture_output=True, text=True)
-    body = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    for line in result.stdout.splitlines():
+        match = re.match(r"\s*(\d+)/\d+\s+[0-9a-f]+\s+(.*?)\s+\((.*)\)\s*$", line)
+        if match:
+            pid, sym, dso = match.groups()
+            yield int(pid), os.path.basename(dso), sym
+
+
+def flat_profile(samples, pid, key, path, lines=40):
+    """Percentages of one process's samples by dso or by dso+symbol, hottest first."""
+    counts = collections.Counter()
+    for sample_pid, dso, sym in samples:
+        if sample_pid == pid:
+            counts[dso if key == "dso" else "%s  %s" % (dso, sym)] += 1
+    total = sum(counts.values()) or 1
+    body = ["%6.2f%%  %s" % (100.0 * n / total, name) for name, n in counts.most_common()
+            if 100.0 * n / total >= 0.3]
     with open(path, "w") as f:
-        f.write("\n".join(body) + "\n")
-    return body[:lines]
+        f.write("# %d samples of process %d\n" % (total, pid) + "\n".join(body) + "\n")
+    return body[:lines], total
 
 
 def main():
@@ -70,11 +87,17 @@ def main():
         print("%s at %d clients: %.0f commands/s, p50 %.2f ms, p99 %.2f ms"
               % (opts.profile, opts.clients, summary["commands_per_s"],
                  summary["latency_us"]["p50"] / 1000, summary["latency_us"]["p99"] / 1000))
+        samples = list(samples_by_process(perf_data))
+        shares = collections.Counter(pid for pid, _, _ in samples)
+        everything = len(samples) or 1
         for name, pid in (("gateway", gateway), ("service", service)):
+            print("\n%s: %.1f%% of all samples on the machine"
+                  % (name, 100.0 * shares[pid] / everything))
             for sort in ("dso", "sym"):
                 path = os.path.join(opts.out, "%s-%ss.txt" % (name, sort))
-                print("\n== %s by %s (%s)" % (name, sort, path))
-                print("\n".join(perf_report(perf_data, pid, sort, path, 25)))
+                body, _ = flat_profile(samples, pid, sort, path)
+                print("== %s by %s (%s)" % (name, sort, path))
+                print("\n".join(body[:25]))
     finally:
         target.stop()
 
