@@ -413,10 +413,14 @@ def scenario_push(target, opts, out):
     log("%s: IDLE push to %d clients" % (target.name, clients))
     out_dir = os.path.join(out, "push")
     gap = opts.push_gap  # between the events, so each client's first arrival is unambiguous
-    process = start_idlers(target, out_dir, clients, users=1, hold_s=int(3 * gap + 4))
+    process = start_idlers(target, out_dir, clients, users=1,
+                           hold_s=int(opts.push_settle + 3 * gap + 4))
     try:
         wait_for_ready(out_dir, process, timeout=3600)
-        time.sleep(1)
+        # Every client has its IDLE continuation; a few seconds more let a server that
+        # starts a process per session finish setting each one up (Dovecot's first
+        # notification after a mass login was seconds late with 1 s here).
+        time.sleep(opts.push_settle)
         client = imap_client(target.port)
         t_append = time.time()
         uid = append_uid(client.append("INBOX", None, None, bench_message("push append"))[1])
@@ -527,6 +531,8 @@ def parse_args(argv):
     parser.add_argument("--push-clients", type=int, default=5000)
     parser.add_argument("--push-gap", type=float, default=8.0,
                         help="seconds between the push events")
+    parser.add_argument("--push-settle", type=float, default=5.0,
+                        help="seconds between all clients idling and the first push event")
     parser.add_argument("--transfer-duration", type=int, default=15)
     parser.add_argument("--login-clients", type=int, default=50)
     parser.add_argument("--login-duration", type=int, default=15)
@@ -537,6 +543,7 @@ def parse_args(argv):
     if opts.smoke:
         opts.clients, opts.duration, opts.populate = "3", 2, 10
         opts.idle_counts, opts.push_clients, opts.push_gap = "20", 20, 2.0
+        opts.push_settle = 1.0
         opts.transfer_duration, opts.login_clients, opts.login_duration = 2, 2, 2
         opts.argon2_memory_kib, opts.argon2_time_cost = 64, 1
     opts.only = [s for s in opts.only.split(",") if s]
