@@ -154,6 +154,7 @@ awaitable<absl::StatusOr<Response>> CallUnary(std::shared_ptr<Pool> pool,
                                               std::string session_token, Request request,
                                               bool idempotent, Invoke invoke,
                                               std::chrono::milliseconds budget = {}) {
+  // No budget given: the options' unary deadline (Create checks both are positive).
   const Clock::time_point deadline =
       Clock::now() + (budget.count() > 0 ? budget : pool->options.unary_deadline);
   const int max_attempts = idempotent ? std::max(1, pool->options.retry.max_attempts) : 1;
@@ -572,8 +573,8 @@ absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("channel pool size must be 1..64, got ", options.channels));
   }
-  if (options.unary_deadline.count() <= 0 || options.stream_idle_timeout.count() <= 0 ||
-      options.stream_deadline.count() <= 0) {
+  if (options.unary_deadline.count() <= 0 || options.authenticate_deadline.count() <= 0 ||
+      options.stream_idle_timeout.count() <= 0 || options.stream_deadline.count() <= 0) {
     return absl::InvalidArgumentError("deadlines and timeouts must be positive");
   }
   if (options.stream_window_bytes < 0) {

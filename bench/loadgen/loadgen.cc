@@ -1078,7 +1078,8 @@ std::string SummaryJson(const Run& run, double seconds) {
       all.ValueAtPercentile(90), ",\"p99\":", all.ValueAtPercentile(99),
       ",\"p999\":", all.ValueAtPercentile(99.9), ",\"max\":", all.max(),
       "},\"bytes_appended\":", stats.bytes_appended, ",\"errors\":", ErrorsJson(stats.errors),
-      ",\"error_examples\":", ErrorExamplesJson(stats), ",\"kinds\":{", kinds, "},\"latency_cdf\":", CdfJson(all), "}");
+      ",\"error_examples\":", ErrorExamplesJson(stats), ",\"kinds\":{", kinds,
+      "},\"latency_cdf\":", CdfJson(all), "}");
 }
 
 

@@ -191,7 +191,7 @@ class Dovecot:
             self.restart_front_end()
 
     def add_users(self, names):
-        """Dovecot reads its users from a passwd-file written at start."""
+        """Dovecot reads its users from the SQLite table dovecot.py writes at start."""
         self.users.extend((name, PASSWORD) for name in names)
         self.restart_front_end()
         self.description = self.server.describe() + (

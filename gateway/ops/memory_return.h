@@ -12,7 +12,6 @@
 #include <cstdint>
 
 #include "boost/asio/awaitable.hpp"
-#include "boost/asio/io_context.hpp"
 #include "gateway/ops/metrics.h"
 
 namespace gateway::ops {
