@@ -21,15 +21,18 @@ namespace {
 
 constexpr size_t kSaltBytes = 16;
 constexpr size_t kHashBytes = 32;
-constexpr std::string_view kTokenVersion = "v1";
+// v2: user id, credential generation, expiry. v1 (before generations): user id,
+// expiry.
+constexpr std::string_view kTokenVersion = "v2";
+constexpr std::string_view kOldTokenVersion = "v1";
 
-int64_t NowMs() {
+int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-std::string Hex(const unsigned char* data, size_t size) {
+std::string Hex(const unsigned char *data, size_t size) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
   out.reserve(size * 2);
@@ -41,11 +44,12 @@ std::string Hex(const unsigned char* data, size_t size) {
 }
 
 absl::Status AuthFailed() {
-  return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+  return v1::MakeError(absl::StatusCode::kUnauthenticated,
+                       v1::AUTHENTICATIONFAILED,
                        "Authentication failed: wrong user name or password");
 }
 
-}  // namespace
+} // namespace
 
 std::string RandomHex(size_t bytes) {
   std::vector<unsigned char> buffer(bytes);
@@ -57,19 +61,22 @@ std::string RandomHex(size_t bytes) {
 }
 
 absl::StatusOr<std::string> HashPassword(std::string_view password,
-                                         const PasswordHashOptions& options) {
+                                         const PasswordHashOptions &options) {
   unsigned char salt[kSaltBytes];
   if (RAND_bytes(salt, sizeof(salt)) != 1) {
     return absl::InternalError("no randomness for a password salt");
   }
   std::string encoded(argon2_encodedlen(options.time_cost, options.memory_kib,
-                                        options.parallelism, kSaltBytes, kHashBytes, Argon2_id),
+                                        options.parallelism, kSaltBytes,
+                                        kHashBytes, Argon2_id),
                       '\0');
-  int rc = argon2id_hash_encoded(options.time_cost, options.memory_kib, options.parallelism,
-                                 password.data(), password.size(), salt, sizeof(salt),
+  int rc = argon2id_hash_encoded(options.time_cost, options.memory_kib,
+                                 options.parallelism, password.data(),
+                                 password.size(), salt, sizeof(salt),
                                  kHashBytes, encoded.data(), encoded.size());
   if (rc != ARGON2_OK) {
-    return absl::InternalError(absl::StrCat("argon2id: ", argon2_error_message(rc)));
+    return absl::InternalError(
+        absl::StrCat("argon2id: ", argon2_error_message(rc)));
   }
   encoded.resize(strlen(encoded.c_str()));
   return encoded;
@@ -77,17 +84,39 @@ absl::StatusOr<std::string> HashPassword(std::string_view password,
 
 bool VerifyPassword(std::string_view encoded, std::string_view password) {
   std::string terminated(encoded);
-  return argon2id_verify(terminated.c_str(), password.data(), password.size()) == ARGON2_OK;
+  return argon2id_verify(terminated.c_str(), password.data(),
+                         password.size()) == ARGON2_OK;
 }
 
-absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(store::Store* store,
-                                                                     AuthOptions options) {
-  auto key = store->GetOrCreateSecret("session-hmac-key", RandomHex(32));
-  if (!key.ok()) {
-    return key.status();
+int64_t ThrottleDelayMs(const ThrottleOptions &options,
+                        const store::AuthAttemptState &pair,
+                        const store::AuthAttemptState *ip, int64_t now_ms) {
+  int allowance = options.user_free_failures;
+  if (ip != nullptr && ip->failures >= options.ip_free_failures) {
+    // Many failures from this address, over many user names (password
+    // spraying), or one attacker behind the same NAT or load balancer as honest
+    // users. Its clients keep one try per user name: whoever has not failed for
+    // a user yet still gets their password checked, everyone else waits.
+    allowance = std::min(allowance, 1);
   }
-  auto authenticator =
-      std::unique_ptr<Authenticator>(new Authenticator(store, options, *std::move(key)));
+  if (pair.failures < allowance) {
+    return 0;
+  }
+  // Doubling delays past the allowance: 1 s, 2 s, 4 s ... capped.
+  int shift = std::min(pair.failures - allowance, 30);
+  int64_t delay =
+      std::min<int64_t>(int64_t{1000} << shift, options.max_delay_ms);
+  return std::max<int64_t>(0, pair.latest_ms + delay - now_ms);
+}
+
+absl::StatusOr<std::unique_ptr<Authenticator>>
+Authenticator::Create(store::Store *store, AuthOptions options,
+                      SessionKeyRing keys) {
+  if (keys.keys.empty()) {
+    return absl::InvalidArgumentError("no session key to sign tokens with");
+  }
+  auto authenticator = std::unique_ptr<Authenticator>(
+      new Authenticator(store, options, std::move(keys)));
   auto dummy = HashPassword(RandomHex(16), options.hash);
   if (!dummy.ok()) {
     return dummy.status();
@@ -96,44 +125,72 @@ absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(store::Stor
   return authenticator;
 }
 
-Authenticator::Authenticator(store::Store* store, AuthOptions options, std::string key)
-    : store_(store), options_(options), key_(std::move(key)) {}
+Authenticator::Authenticator(store::Store *store, AuthOptions options,
+                             SessionKeyRing keys)
+    : store_(store), options_(std::move(options)), keys_(std::move(keys)) {}
 
-std::string Authenticator::Mac(std::string_view payload) const {
+int64_t Authenticator::NowMs() const {
+  return options_.clock_ms ? options_.clock_ms() : SystemNowMs();
+}
+
+std::string Authenticator::Mac(std::string_view key, std::string_view payload) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int mac_size = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
-       reinterpret_cast<const unsigned char*>(payload.data()), payload.size(), mac, &mac_size);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char *>(payload.data()), payload.size(),
+       mac, &mac_size);
   return Hex(mac, mac_size);
 }
 
-std::string Authenticator::IssueSessionToken(uint64_t user_id, int64_t expires_unix) const {
-  std::string payload = absl::StrCat(std::string(kTokenVersion), ".", user_id, ".", expires_unix);
-  return absl::StrCat(payload, ".", Mac(payload));
+std::string Authenticator::IssueSessionToken(uint64_t user_id,
+                                             uint64_t credential_generation,
+                                             int64_t expires_unix) const {
+  std::string payload =
+      absl::StrCat(std::string(kTokenVersion), ".", user_id, ".",
+                   credential_generation, ".", expires_unix);
+  return absl::StrCat(payload, ".", Mac(keys_.keys.front(), payload));
 }
 
-absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token) const {
+absl::StatusOr<uint64_t>
+Authenticator::CheckSessionToken(std::string_view token) const {
   auto invalid = [] {
-    return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
-                         "session credential is missing, malformed, expired or forged");
+    return v1::MakeError(
+        absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+        "session credential is missing, malformed, expired or forged");
   };
   size_t last_dot = token.rfind('.');
   if (last_dot == std::string_view::npos) {
     return invalid();
   }
   std::string_view payload = token.substr(0, last_dot);
-  std::string expected = Mac(payload);
   std::string_view given = token.substr(last_dot + 1);
-  if (given.size() != expected.size() ||
-      CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
+  bool signed_by_us = false;
+  for (const std::string &key : keys_.keys) {
+    std::string expected = Mac(key, payload);
+    signed_by_us = signed_by_us || (given.size() == expected.size() &&
+                                    CRYPTO_memcmp(given.data(), expected.data(),
+                                                  expected.size()) == 0);
+  }
+  if (!signed_by_us) {
     return invalid();
   }
   std::vector<std::string> parts =
       absl::StrSplit(absl::string_view(payload.data(), payload.size()), '.');
   uint64_t user_id = 0;
+  uint64_t generation = 0;
   int64_t expires = 0;
-  if (parts.size() != 3 || parts[0] != kTokenVersion || !absl::SimpleAtoi(parts[1], &user_id) ||
-      !absl::SimpleAtoi(parts[2], &expires)) {
+  if (parts.size() == 3 && parts[0] == kOldTokenVersion) {
+    // Issued before tokens carried a generation: valid while the password is
+    // the one it was issued under, i.e. has never been changed since the
+    // upgrade.
+    if (!absl::SimpleAtoi(parts[1], &user_id) ||
+        !absl::SimpleAtoi(parts[2], &expires)) {
+      return invalid();
+    }
+  } else if (parts.size() != 4 || parts[0] != kTokenVersion ||
+             !absl::SimpleAtoi(parts[1], &user_id) ||
+             !absl::SimpleAtoi(parts[2], &generation) ||
+             !absl::SimpleAtoi(parts[3], &expires)) {
     return invalid();
   }
   if (expires * 1000 < NowMs()) {
@@ -143,65 +200,74 @@ absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token
   auto user = store_->FindUserById(user_id);
   if (!user.ok()) {
     if (absl::IsNotFound(user.status())) {
-      return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+      return v1::MakeError(absl::StatusCode::kUnauthenticated,
+                           v1::AUTHENTICATIONFAILED,
                            "the user of this session no longer exists");
     }
     return user.status();
   }
+  if (user->credential_generation != generation) {
+    return v1::MakeError(
+        absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+        "the password of this account was changed after this session "
+        "logged in; log in again");
+  }
   return user_id;
 }
 
-absl::StatusOr<int64_t> Authenticator::ThrottleDelay(std::string_view key, int free_failures,
-                                                     int64_t now_ms) {
-  auto state = store_->AuthFailures(key, now_ms, options_.throttle.window_ms);
-  if (!state.ok()) {
-    return state.status();
-  }
-  auto [count, last_ms] = *state;
-  if (count < free_failures) {
-    return 0;
-  }
-  // Doubling delays past the free allowance: 1 s, 2 s, 4 s ... capped.
-  int shift = std::min(count - free_failures, 30);
-  int64_t delay = std::min<int64_t>(int64_t{1000} << shift, options_.throttle.max_delay_ms);
-  return std::max<int64_t>(0, last_ms + delay - now_ms);
-}
-
-absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
-    const v1::AuthenticateRequest& request, absl::Time deadline) {
+absl::StatusOr<v1::AuthenticateResponse>
+Authenticator::Authenticate(const v1::AuthenticateRequest &request,
+                            absl::Time deadline) {
   if (request.mechanism() != v1::PASSWORD) {
-    return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
-                         "only password authentication is offered by this service");
+    return v1::MakeError(
+        absl::StatusCode::kUnimplemented, v1::CANNOT,
+        "only password authentication is offered by this service");
+  }
+  if (request.username().size() > kMaxUsernameOctets) {
+    return v1::BadRequest(absl::StrCat("user name is longer than ",
+                                       kMaxUsernameOctets, " octets"));
   }
   if (!request.authzid().empty() && request.authzid() != request.username()) {
-    return v1::MakeError(absl::StatusCode::kPermissionDenied, v1::AUTHORIZATIONFAILED,
+    return v1::MakeError(absl::StatusCode::kPermissionDenied,
+                         v1::AUTHORIZATIONFAILED,
                          "acting as another user is not permitted");
   }
   const int64_t now_ms = NowMs();
-  const std::string user_key = absl::StrCat("user:", request.username());
-  const std::string ip_key = absl::StrCat("ip:", request.client_ip());
-  for (auto [key, allowance] : {std::pair<const std::string*, int>{&user_key,
-                                                                  options_.throttle.user_free_failures},
-                                {&ip_key, options_.throttle.ip_free_failures}}) {
-    if (key == &ip_key && request.client_ip().empty()) {
-      continue;
-    }
-    auto delay = ThrottleDelay(*key, allowance, now_ms);
-    if (!delay.ok()) {
-      return delay.status();
-    }
-    if (*delay > 0) {
-      return v1::MakeError(absl::StatusCode::kResourceExhausted, v1::THROTTLED,
-                           absl::StrCat("Too many failed logins; try again in ",
-                                        (*delay + 999) / 1000, " s"),
-                           *delay);
-    }
+  const bool ip_known = !request.client_ip().empty();
+  // Length-prefixed, so no user name can make one pair's key equal another's.
+  const std::string pair_key =
+      absl::StrCat("pair:", request.client_ip().size(), ":",
+                   request.client_ip(), ":", request.username());
+  std::vector<std::string> keys = {pair_key};
+  if (ip_known) {
+    keys.push_back(absl::StrCat("ip:", request.client_ip()));
+  }
+  const ThrottleOptions &throttle = options_.throttle;
+  // The check and the record are one transaction: the attempt counts as a
+  // failure before its password is checked, so parallel attempts see each
+  // other.
+  auto reservation = store_->ReserveAuthAttempt(
+      keys, now_ms, throttle.window_ms, throttle.max_records,
+      [&](const std::vector<store::AuthAttemptState> &states) {
+        return ThrottleDelayMs(throttle, states[0],
+                               ip_known ? &states[1] : nullptr, now_ms);
+      });
+  if (!reservation.ok()) {
+    return reservation.status();
+  }
+  if (reservation->retry_after_ms > 0) {
+    const int64_t delay = reservation->retry_after_ms;
+    return v1::MakeError(absl::StatusCode::kResourceExhausted, v1::THROTTLED,
+                         absl::StrCat("Too many failed logins; try again in ",
+                                      (delay + 999) / 1000, " s"),
+                         delay);
   }
 
   auto user = store_->FindUser(request.username());
   std::optional<bool> verified;
   if (user.ok()) {
-    verified = verifier_.VerifyBy(user->password_hash, request.password(), deadline);
+    verified =
+        verifier_.VerifyBy(user->password_hash, request.password(), deadline);
   } else if (absl::IsNotFound(user.status())) {
     // Same work as for a real user, so timing does not tell which names exist.
     verified = verifier_.VerifyBy(dummy_hash_, request.password(), deadline);
@@ -209,35 +275,41 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
       verified = false;
     }
   } else {
+    store_->ReleaseAuthAttempt(reservation->rows).IgnoreError();
     return user.status();
   }
   if (!verified.has_value()) {
-    return v1::MakeError(absl::StatusCode::kDeadlineExceeded, v1::UNAVAILABLE,
-                         "Too many logins at once: the password could not be checked in "
-                         "time; try again");
+    // Not a failure of the client's: nothing is held against it.
+    if (auto released = store_->ReleaseAuthAttempt(reservation->rows);
+        !released.ok()) {
+      return released;
+    }
+    return v1::MakeError(
+        absl::StatusCode::kDeadlineExceeded, v1::UNAVAILABLE,
+        "Too many logins at once: the password could not be checked in "
+        "time; try again");
   }
   if (!*verified) {
-    for (const std::string* key : {&user_key, &ip_key}) {
-      if (key == &ip_key && request.client_ip().empty()) {
-        continue;
-      }
-      auto recorded = store_->RecordAuthFailure(*key, now_ms, options_.throttle.window_ms);
-      if (!recorded.ok()) {
-        return recorded.status();
-      }
-    }
+    // The reserved rows stay: they are the recorded failure.
     return AuthFailed();
   }
-  if (auto cleared = store_->ClearAuthFailures(user_key); !cleared.ok()) {
+  if (auto released = store_->ReleaseAuthAttempt(reservation->rows);
+      !released.ok()) {
+    return released;
+  }
+  // This client knows the password: its earlier failures for the user are
+  // forgiven.
+  if (auto cleared = store_->ClearAuthFailures(pair_key); !cleared.ok()) {
     return cleared;
   }
   v1::AuthenticateResponse response;
   response.mutable_principal()->set_user_id(user->id);
   response.mutable_principal()->set_username(user->username);
   int64_t expires = now_ms / 1000 + options_.session_lifetime_s;
-  response.set_session_token(IssueSessionToken(user->id, expires));
+  response.set_session_token(
+      IssueSessionToken(user->id, user->credential_generation, expires));
   response.set_expires_unix(expires);
   return response;
 }
 
-}  // namespace mailbox::server
+} // namespace mailbox::server

@@ -3,16 +3,22 @@
 //
 // Passwords are kept only as argon2id hashes (libargon2). A successful Authenticate
 // yields a session token that the gateway sends on every later call; the token is
-// an HMAC over (user id, expiry) with a key shared by all replicas through the
-// store, so any replica can check it and no gateway can mint one.
+// an HMAC over (user id, credential generation, expiry) with a key kept outside
+// the database (data_dir.h), so any replica given the same key file can check it
+// and no gateway can mint one. A password change bumps the user's credential
+// generation, which ends every session made before it.
 //
-// Failures are counted in the store per user and per client IP, so the limits hold
-// across connections, gateway replicas and service replicas.
+// Failed attempts are counted in the store per (user, client IP) and per client IP,
+// so the limits hold across connections and replicas; see ThrottleDelayMs for the
+// policy and docs/security.md ("Login throttling") for why.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -35,24 +41,52 @@ absl::StatusOr<std::string> HashPassword(std::string_view password,
 // True if `password` matches `encoded`. Never throws; a malformed hash is a mismatch.
 bool VerifyPassword(std::string_view encoded, std::string_view password);
 
+// Longest user name accepted by Authenticate (as by CreateUser): longer ones are
+// refused before any lookup, hash or throttle record.
+inline constexpr size_t kMaxUsernameOctets = 255;
+
 struct ThrottleOptions {
   int64_t window_ms = 15 * 60 * 1000;
-  int user_free_failures = 5;   // failures per user before delays start
-  int ip_free_failures = 20;    // failures per client IP before delays start
+  // Failures of one user name from one client IP before that client waits.
+  int user_free_failures = 5;
+  // Failures from one client IP (any user names) past which its clients get only one
+  // failure per user name before they wait.
+  int ip_free_failures = 20;
   int64_t max_delay_ms = 15 * 60 * 1000;
+  // Rows the store keeps for throttling, in all; the oldest go first.
+  int64_t max_records = 100000;
 };
+
+// The throttle policy: how long an attempt must wait (0: check its password) given
+// the recent failures (attempts in flight included) of its (user, client IP) pair
+// and of its client IP (nullptr when the IP is unknown). Doubling delays from 1 s,
+// capped at max_delay_ms, past the pair's allowance; the allowance is
+// user_free_failures, or 1 while the IP is over ip_free_failures. A client that has
+// not failed for this user is never made to wait: an attacker can neither lock a
+// user out from elsewhere nor lock out the other users behind a shared address.
+int64_t ThrottleDelayMs(const ThrottleOptions& options, const store::AuthAttemptState& pair,
+                        const store::AuthAttemptState* ip, int64_t now_ms);
 
 struct AuthOptions {
   PasswordHashOptions hash;
   ThrottleOptions throttle;
   int64_t session_lifetime_s = 24 * 3600;
+  // Unix milliseconds now; empty means the system clock. Tests fix the time here.
+  std::function<int64_t()> clock_ms;
+};
+
+// Keys that sign and check session tokens: `keys[0]` signs, every key checks (so a
+// rotation does not end sessions signed with the previous key).
+struct SessionKeyRing {
+  std::vector<std::string> keys;
 };
 
 class Authenticator {
  public:
-  // `store` must outlive this. Loads (or creates) the shared session key.
+  // `store` must outlive this. `keys` must hold at least one key.
   static absl::StatusOr<std::unique_ptr<Authenticator>> Create(store::Store* store,
-                                                               AuthOptions options);
+                                                               AuthOptions options,
+                                                               SessionKeyRing keys);
 
   // Checks a password login. Errors: UNAUTHENTICATED/AUTHENTICATIONFAILED (wrong user
   // or password, indistinguishable), RESOURCE_EXHAUSTED/THROTTLED with retry_after_ms,
@@ -63,22 +97,22 @@ class Authenticator {
       const v1::AuthenticateRequest& request, absl::Time deadline = absl::InfiniteFuture());
 
   // The user id a session token stands for, or UNAUTHENTICATED (also once the
-  // user was deleted).
+  // user was deleted or their password changed).
   absl::StatusOr<uint64_t> CheckSessionToken(std::string_view token) const;
 
-  std::string IssueSessionToken(uint64_t user_id, int64_t expires_unix) const;
+  std::string IssueSessionToken(uint64_t user_id, uint64_t credential_generation,
+                                int64_t expires_unix) const;
 
   const AuthOptions& options() const { return options_; }
 
  private:
-  Authenticator(store::Store* store, AuthOptions options, std::string key);
-  std::string Mac(std::string_view payload) const;
-  // Delay still owed for `key`, or 0.
-  absl::StatusOr<int64_t> ThrottleDelay(std::string_view key, int free_failures, int64_t now_ms);
+  Authenticator(store::Store* store, AuthOptions options, SessionKeyRing keys);
+  static std::string Mac(std::string_view key, std::string_view payload);
+  int64_t NowMs() const;
 
   store::Store* store_;
   AuthOptions options_;
-  std::string key_;
+  SessionKeyRing keys_;
   std::string dummy_hash_;  // verified against for unknown users, to equalise timing
   PasswordVerifier verifier_;
 };

@@ -2,6 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "absl/strings/str_cat.h"
 #include "mailbox-service/store/sqlite_store.h"
 #include "proto/mailbox/v1/errors.h"
 
@@ -19,30 +27,55 @@ AuthOptions FastOptions() {
 }
 
 class AuthTest : public ::testing::Test {
- protected:
+protected:
   void SetUp() override {
-    std::string path = std::string(getenv("TEST_TMPDIR")) + "/" +
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
+    std::string path =
+        std::string(getenv("TEST_TMPDIR")) + "/" +
+        ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
     std::remove(path.c_str());
-    auto store = store::SqliteStore::Open(path, {}, [](const v1::ChangeEvent&) {});
+    auto store =
+        store::SqliteStore::Open(path, {}, [](const v1::ChangeEvent &) {});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     auto hash = HashPassword("correct horse", FastOptions().hash);
     ASSERT_TRUE(hash.ok());
     ASSERT_TRUE(store_->CreateUser("alice", *hash).ok());
-    auto auth = Authenticator::Create(store_.get(), FastOptions());
+    ASSERT_TRUE(store_->CreateUser("bob", *hash).ok());
+    Restart(FastOptions(), {kKeyA});
+  }
+
+  // A new Authenticator on the same store (as after a restart of the service).
+  void Restart(AuthOptions options, std::vector<std::string> keys) {
+    auto auth = Authenticator::Create(store_.get(), std::move(options),
+                                      {std::move(keys)});
     ASSERT_TRUE(auth.ok()) << auth.status();
     auth_ = *std::move(auth);
   }
 
-  v1::AuthenticateRequest Login(std::string user, std::string password) {
+  // Time stands still: delays never run out while a test looks at them.
+  AuthOptions FixedClock(AuthOptions options) {
+    options.clock_ms = [] { return int64_t{1'800'000'000'000}; };
+    return options;
+  }
+
+  v1::AuthenticateRequest Login(std::string user, std::string password,
+                                std::string ip = "192.0.2.1") {
     v1::AuthenticateRequest request;
     request.set_mechanism(v1::PASSWORD);
     request.set_username(user);
     request.set_password(password);
-    request.set_client_ip("192.0.2.1");
+    request.set_client_ip(ip);
     return request;
   }
+
+  v1::ErrorCode Outcome(const v1::AuthenticateRequest &request) {
+    auto response = auth_->Authenticate(request);
+    return response.ok() ? v1::ERROR_CODE_UNSPECIFIED
+                         : v1::DetailOf(response.status()).code();
+  }
+
+  static constexpr const char *kKeyA = "0123456789abcdef0123456789abcdef-key-a";
+  static constexpr const char *kKeyB = "fedcba9876543210fedcba9876543210-key-b";
 
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Authenticator> auth_;
@@ -73,11 +106,12 @@ TEST_F(AuthTest, ForgedExpiredAndMalformedTokensAreRefused) {
   ASSERT_TRUE(response.ok());
   std::string token = response->session_token();
   std::string forged = token;
-  forged[3] = forged[3] == '1' ? '2' : '1';  // another user id, same MAC
+  forged[3] = forged[3] == '1' ? '2' : '1'; // another user id, same MAC
   EXPECT_FALSE(auth_->CheckSessionToken(forged).ok());
   EXPECT_FALSE(auth_->CheckSessionToken("").ok());
   EXPECT_FALSE(auth_->CheckSessionToken("v1.1.1.").ok());
-  EXPECT_FALSE(auth_->CheckSessionToken(auth_->IssueSessionToken(1, 1000)).ok());
+  EXPECT_FALSE(
+      auth_->CheckSessionToken(auth_->IssueSessionToken(1, 0, 1000)).ok());
 }
 
 TEST_F(AuthTest, ASessionEndsWhenItsUserIsDeleted) {
@@ -99,9 +133,11 @@ TEST_F(AuthTest, WrongPasswordAndUnknownUserLookTheSame) {
   EXPECT_EQ(v1::DetailOf(wrong.status()).code(), v1::AUTHENTICATIONFAILED);
 }
 
-TEST_F(AuthTest, RepeatedFailuresAreThrottledWithARetryHintEvenForTheRightPassword) {
+TEST_F(AuthTest,
+       RepeatedFailuresAreThrottledWithARetryHintEvenForTheRightPassword) {
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(v1::DetailOf(auth_->Authenticate(Login("alice", "nope")).status()).code(),
+    EXPECT_EQ(v1::DetailOf(auth_->Authenticate(Login("alice", "nope")).status())
+                  .code(),
               v1::AUTHENTICATIONFAILED);
   }
   auto throttled = auth_->Authenticate(Login("alice", "correct horse"));
@@ -115,11 +151,156 @@ TEST_F(AuthTest, RepeatedFailuresAreThrottledWithARetryHintEvenForTheRightPasswo
 TEST_F(AuthTest, OtherMechanismsAndForeignAuthzidAreRefusedClearly) {
   auto request = Login("alice", "correct horse");
   request.set_authzid("bob");
-  EXPECT_EQ(v1::DetailOf(auth_->Authenticate(request).status()).code(), v1::AUTHORIZATIONFAILED);
+  EXPECT_EQ(v1::DetailOf(auth_->Authenticate(request).status()).code(),
+            v1::AUTHORIZATIONFAILED);
   request = Login("alice", "correct horse");
   request.set_mechanism(v1::BEARER);
-  EXPECT_EQ(auth_->Authenticate(request).status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(auth_->Authenticate(request).status().code(),
+            absl::StatusCode::kUnimplemented);
 }
 
-}  // namespace
-}  // namespace mailbox::server
+TEST(ThrottlePolicyTest,
+     DelaysDoubleFromTheAllowanceOfThePairAndTightenOverTheIpBudget) {
+  ThrottleOptions options;
+  options.user_free_failures = 5;
+  options.ip_free_failures = 20;
+  options.max_delay_ms = 60'000;
+  const int64_t now = 1'000'000;
+  store::AuthAttemptState quiet_ip{3, now};
+  store::AuthAttemptState busy_ip{20, now};
+  // Under the allowance: no wait, whatever the IP did if this client never
+  // failed.
+  EXPECT_EQ(ThrottleDelayMs(options, {4, now}, &quiet_ip, now), 0);
+  EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, &busy_ip, now), 0);
+  EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, nullptr, now), 0);
+  // At it: 1 s after the latest failure, then 2 s, 4 s ... up to the cap.
+  EXPECT_EQ(ThrottleDelayMs(options, {5, now}, &quiet_ip, now), 1000);
+  EXPECT_EQ(ThrottleDelayMs(options, {5, now - 400}, &quiet_ip, now), 600);
+  EXPECT_EQ(ThrottleDelayMs(options, {5, now - 1000}, &quiet_ip, now), 0);
+  EXPECT_EQ(ThrottleDelayMs(options, {7, now}, nullptr, now), 4000);
+  EXPECT_EQ(ThrottleDelayMs(options, {40, now}, nullptr, now), 60'000);
+  // Over the IP budget a client that failed once for this user waits.
+  EXPECT_EQ(ThrottleDelayMs(options, {1, now}, &busy_ip, now), 1000);
+  EXPECT_EQ(ThrottleDelayMs(options, {1, now}, &quiet_ip, now), 0);
+}
+
+TEST_F(AuthTest, ParallelAttemptsGetAtMostTheAllowanceOfPasswordChecks) {
+  // The attempts reserve their place before the hash: 60 at once may not all
+  // pass a check made before any of them was recorded.
+  Restart(FixedClock(FastOptions()), {kKeyA});
+  constexpr int kAttempts = 60;
+  std::atomic<int> checked{0};
+  std::atomic<int> throttled{0};
+  std::atomic<int> other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kAttempts; ++i) {
+    threads.emplace_back([&, i] {
+      switch (Outcome(Login("alice", absl::StrCat("guess", i)))) {
+      case v1::AUTHENTICATIONFAILED:
+        checked.fetch_add(1);
+        break;
+      case v1::THROTTLED:
+        throttled.fetch_add(1);
+        break;
+      default:
+        other.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread &thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(checked.load(), FastOptions().throttle.user_free_failures);
+  EXPECT_EQ(throttled.load(),
+            kAttempts - FastOptions().throttle.user_free_failures);
+  EXPECT_EQ(other.load(), 0);
+}
+
+TEST_F(AuthTest,
+       AnAttackOnOneUserLocksOutNeitherThatUserElsewhereNorOthersOnTheSameIp) {
+  AuthOptions options = FixedClock(FastOptions());
+  options.throttle.ip_free_failures = 4;
+  Restart(options, {kKeyA});
+  // The attacker spends alice's allowance from the shared address and then some
+  // names it sprays, which takes the address over its budget.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Outcome(Login("alice", "guess")), v1::AUTHENTICATIONFAILED);
+  }
+  EXPECT_EQ(Outcome(Login("alice", "guess")), v1::THROTTLED);
+  EXPECT_EQ(Outcome(Login("carol", "guess")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("dave", "guess")), v1::AUTHENTICATIONFAILED);
+  // Over the budget, a sprayed name gets one try from this address, not three.
+  EXPECT_EQ(Outcome(Login("carol", "guess")), v1::THROTTLED);
+  // bob, behind the same address and never failed: his password is checked.
+  EXPECT_EQ(Outcome(Login("bob", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
+  // alice herself, from her own address: not locked out by the attack.
+  EXPECT_EQ(Outcome(Login("alice", "correct horse", "198.51.100.7")),
+            v1::ERROR_CODE_UNSPECIFIED);
+  // The attacking client still waits, even with the right password.
+  EXPECT_EQ(Outcome(Login("alice", "correct horse")), v1::THROTTLED);
+}
+
+TEST_F(AuthTest, OverlongUserNamesAreRefusedBeforeAnyWork) {
+  auto response = auth_->Authenticate(Login(std::string(256, 'a'), "x"));
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(v1::DetailOf(response.status()).code(), v1::BAD_REQUEST);
+  EXPECT_NE(std::string(response.status().message()).find("255 octets"),
+            std::string::npos);
+  // 255 octets is an ordinary (unknown) name.
+  EXPECT_EQ(Outcome(Login(std::string(255, 'a'), "x")),
+            v1::AUTHENTICATIONFAILED);
+}
+
+TEST_F(AuthTest, APasswordChangeEndsTheSessionsMadeBeforeIt) {
+  auto response = auth_->Authenticate(Login("alice", "correct horse"));
+  ASSERT_TRUE(response.ok());
+  ASSERT_TRUE(auth_->CheckSessionToken(response->session_token()).ok());
+  auto hash = HashPassword("battery staple", FastOptions().hash);
+  ASSERT_TRUE(hash.ok());
+  ASSERT_TRUE(store_->SetPasswordHash("alice", *hash).ok());
+  auto old_session = auth_->CheckSessionToken(response->session_token());
+  ASSERT_FALSE(old_session.ok());
+  EXPECT_EQ(old_session.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(std::string(old_session.status().message()).find("password"),
+            std::string::npos);
+  auto again = auth_->Authenticate(Login("alice", "battery staple"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(auth_->CheckSessionToken(again->session_token()).ok());
+}
+
+TEST_F(AuthTest, TokensFromBeforeGenerationsLastUntilThePasswordChanges) {
+  auto alice = store_->FindUser("alice");
+  ASSERT_TRUE(alice.ok());
+  // A v1 token as the previous version made it: HMAC-SHA256 over
+  // "v1.<id>.<expiry>".
+  std::string payload =
+      absl::StrCat("v1.", alice->id, ".", int64_t{4'000'000'000});
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_size = 0;
+  HMAC(EVP_sha256(), kKeyA, static_cast<int>(strlen(kKeyA)),
+       reinterpret_cast<const unsigned char *>(payload.data()), payload.size(),
+       mac, &mac_size);
+  std::string token = payload + ".";
+  for (unsigned int i = 0; i < mac_size; ++i) {
+    absl::StrAppend(&token, absl::Hex(mac[i], absl::kZeroPad2));
+  }
+  EXPECT_TRUE(auth_->CheckSessionToken(token).ok());
+  ASSERT_TRUE(store_->SetPasswordHash("alice", alice->password_hash).ok());
+  EXPECT_FALSE(auth_->CheckSessionToken(token).ok());
+}
+
+TEST_F(AuthTest, RotatedKeysCheckOldTokensUntilTheOldKeyIsRemoved) {
+  auto response = auth_->Authenticate(Login("alice", "correct horse"));
+  ASSERT_TRUE(response.ok());
+  const std::string signed_by_a = response->session_token();
+  Restart(FastOptions(), {kKeyB, kKeyA});
+  EXPECT_TRUE(auth_->CheckSessionToken(signed_by_a).ok());
+  auto fresh = auth_->Authenticate(Login("alice", "correct horse"));
+  ASSERT_TRUE(fresh.ok());
+  Restart(FastOptions(), {kKeyB});
+  EXPECT_FALSE(auth_->CheckSessionToken(signed_by_a).ok());
+  EXPECT_TRUE(auth_->CheckSessionToken(fresh->session_token()).ok());
+}
+
+} // namespace
+} // namespace mailbox::server

@@ -1,8 +1,9 @@
 // mailbox-service: the gRPC server that owns users, mailboxes, UIDs and MODSEQs.
 //
-// Starts on the embedded SQLite store in --data-dir, writes the admin token to
-// <data-dir>/admin.token (mode 0600) for mailbox-admin, and drains gracefully on
-// SIGTERM/SIGINT: feeds end, in-flight calls finish (up to --drain-seconds), then exit.
+// Starts on the embedded SQLite store in --data-dir (0700, locked against a second
+// service: data_dir.h), writes the admin token to <data-dir>/admin.token (mode 0600)
+// for mailbox-admin, and drains gracefully on SIGTERM/SIGINT: feeds end, in-flight
+// calls finish (up to --drain-seconds), then exit.
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -20,6 +21,7 @@
 #include "mailbox-service/common/config.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
+#include "mailbox-service/server/data_dir.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/sqlite_store.h"
 
@@ -43,33 +45,17 @@ std::vector<config::Setting> Settings() {
       {"max-message-bytes", "MAILBOX_MAX_MESSAGE_BYTES", "67108864",
        "largest message accepted by Append/Revise"},
       {"auth-user-free-failures", "MAILBOX_AUTH_USER_FREE_FAILURES", "5",
-       "failed logins per user (15 min window) before delays start"},
+       "failed logins of one user from one client IP (15 min window) before that client "
+       "waits"},
       {"auth-ip-free-failures", "MAILBOX_AUTH_IP_FREE_FAILURES", "20",
-       "failed logins per client IP (15 min window) before delays start"},
+       "failed logins from one client IP (15 min window) past which its clients get one "
+       "failure per user before they wait"},
+      {"auth-max-failure-records", "MAILBOX_AUTH_MAX_FAILURE_RECORDS", "100000",
+       "failed-login records kept for throttling, in all (the oldest go first)"},
+      {"session-key-file", "MAILBOX_SESSION_KEY_FILE", "",
+       "file of the keys that sign session tokens (default <data-dir>/session.key, made "
+       "if missing); first line signs, every line checks"},
   };
-}
-
-absl::StatusOr<std::string> LoadOrCreateAdminToken(const std::filesystem::path& path) {
-  if (std::ifstream in(path); in) {
-    std::string token;
-    std::getline(in, token);
-    if (!token.empty()) {
-      return token;
-    }
-  }
-  std::string token = RandomHex(32);
-  std::filesystem::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << token << "\n";
-    if (!out) {
-      return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
-    }
-  }
-  ::chmod(tmp.c_str(), 0600);
-  std::filesystem::rename(tmp, path);
-  return token;
 }
 
 int Run(int argc, char** argv) {
@@ -94,12 +80,22 @@ int Run(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::filesystem::path data_dir = config->Get("data-dir");
-  std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
-  if (ec) {
-    std::cerr << "mailbox-service: cannot create data directory " << data_dir << ": "
-              << ec.message() << "\n";
+  const std::filesystem::path data_dir = config->Get("data-dir");
+  const std::filesystem::path admin_token_file = data_dir / "admin.token";
+  const std::string& key_flag = config->Get("session-key-file");
+  const std::filesystem::path session_key_file =
+      key_flag.empty() ? data_dir / "session.key" : std::filesystem::path(key_flag);
+  auto tightened = PrepareDataDir(data_dir, {admin_token_file, session_key_file});
+  if (!tightened.ok()) {
+    std::cerr << "mailbox-service: " << tightened.status().message() << "\n";
+    return 1;
+  }
+  for (const std::string& change : *tightened) {
+    std::cerr << "mailbox-service: warning: others could read " << change << "\n";
+  }
+  auto data_dir_lock = DataDirLock::Acquire(data_dir);
+  if (!data_dir_lock.ok()) {
+    std::cerr << "mailbox-service: " << data_dir_lock.status().message() << "\n";
     return 1;
   }
 
@@ -109,8 +105,10 @@ int Run(int argc, char** argv) {
   auto passes = config->GetInt("argon2-time-cost");
   auto user_free = config->GetInt("auth-user-free-failures");
   auto ip_free = config->GetInt("auth-ip-free-failures");
+  auto max_records = config->GetInt("auth-max-failure-records");
   auto drain = config->GetInt("drain-seconds");
-  for (const auto* value : {&max_message, &memory, &passes, &user_free, &ip_free, &drain}) {
+  for (const auto* value :
+       {&max_message, &memory, &passes, &user_free, &ip_free, &max_records, &drain}) {
     if (!value->ok()) {
       std::cerr << "mailbox-service: " << value->status().message() << "\n";
       return 2;
@@ -130,12 +128,22 @@ int Run(int argc, char** argv) {
   auth_options.hash.time_cost = static_cast<uint32_t>(*passes);
   auth_options.throttle.user_free_failures = static_cast<int>(*user_free);
   auth_options.throttle.ip_free_failures = static_cast<int>(*ip_free);
-  auto auth = Authenticator::Create(store->get(), auth_options);
+  if (*max_records < 1) {
+    std::cerr << "mailbox-service: --auth-max-failure-records must be at least 1\n";
+    return 2;
+  }
+  auth_options.throttle.max_records = *max_records;
+  auto session_keys = LoadOrCreateSessionKeys(session_key_file, store->get());
+  if (!session_keys.ok()) {
+    std::cerr << "mailbox-service: session keys: " << session_keys.status().message() << "\n";
+    return 1;
+  }
+  auto auth = Authenticator::Create(store->get(), auth_options, *std::move(session_keys));
   if (!auth.ok()) {
     std::cerr << "mailbox-service: " << auth.status().message() << "\n";
     return 1;
   }
-  auto admin_token = LoadOrCreateAdminToken(data_dir / "admin.token");
+  auto admin_token = LoadOrCreateAdminToken(admin_token_file);
   if (!admin_token.ok()) {
     std::cerr << "mailbox-service: " << admin_token.status().message() << "\n";
     return 1;
@@ -169,9 +177,13 @@ int Run(int argc, char** argv) {
   builder.RegisterService(&admin_service);
   builder.SetMaxReceiveMessageSize(8 << 20);
   builder.SetMaxSendMessageSize(8 << 20);
+  // gRPC sets SO_REUSEPORT by default: a second service would then bind the same
+  // port silently and take half the connections (and change feeds) of the first.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
-    std::cerr << "mailbox-service: cannot listen on " << config->Get("listen") << "\n";
+    std::cerr << "mailbox-service: cannot listen on " << config->Get("listen")
+              << " (is another process using that address?)\n";
     return 1;
   }
   if (const std::string& port_file = config->Get("port-file"); !port_file.empty()) {

@@ -170,6 +170,14 @@ CREATE TRIGGER expunged_messages_unref AFTER DELETE ON expunged_messages BEGIN
   UPDATE contents SET refcount = refcount - 1 WHERE id = OLD.content_id;
 END;
 )sql",
+      // Version 5: session tokens name the credential generation they were issued
+      // under, so a password change ends the sessions made with the old password;
+      // and throttle rows are pruned by age across all keys (a key that never
+      // repeats would otherwise keep its rows forever).
+      R"sql(
+ALTER TABLE users ADD COLUMN credential_generation INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX auth_failures_by_age ON auth_failures (at_ms);
+)sql",
   };
   return *steps;
 }

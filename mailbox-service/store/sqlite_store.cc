@@ -1422,7 +1422,9 @@ absl::Status SqliteStore::SetPasswordHash(std::string_view username,
                                           std::string_view password_hash) {
   return Write([&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Statement s,
-                     tx.conn().Prepare("UPDATE users SET password_hash = ? WHERE username = ?"));
+                     tx.conn().Prepare("UPDATE users SET password_hash = ?, "
+                                       "credential_generation = credential_generation + 1 "
+                                       "WHERE username = ?"));
     s.BindText(1, password_hash).BindText(2, username);
     RETURN_IF_ERROR(s.Run());
     if (tx.conn().Changes() == 0) {
@@ -1435,7 +1437,7 @@ absl::Status SqliteStore::SetPasswordHash(std::string_view username,
 absl::StatusOr<UserRecord> SqliteStore::FindUser(std::string_view username) {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
   ASSIGN_OR_RETURN(Statement s,
-                   conn->Prepare("SELECT id, username, password_hash FROM users "
+                   conn->Prepare("SELECT id, username, password_hash, credential_generation FROM users "
                                  "WHERE username = ?"));
   s.BindText(1, username);
   ASSIGN_OR_RETURN(bool row, s.Step());
@@ -1443,12 +1445,12 @@ absl::StatusOr<UserRecord> SqliteStore::FindUser(std::string_view username) {
     return absl::NotFoundError(absl::StrCat("user \"", AV(username), "\" does not exist"));
   }
   return UserRecord{static_cast<uint64_t>(s.Int(0)), std::string(s.Text(1)),
-                    std::string(s.Text(2))};
+                    std::string(s.Text(2)), static_cast<uint64_t>(s.Int(3))};
 }
 
 absl::StatusOr<UserRecord> SqliteStore::FindUserById(uint64_t user_id) {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
-  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT id, username, password_hash FROM users "
+  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT id, username, password_hash, credential_generation FROM users "
                                               "WHERE id = ?"));
   s.Bind(1, user_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
@@ -1456,12 +1458,12 @@ absl::StatusOr<UserRecord> SqliteStore::FindUserById(uint64_t user_id) {
     return absl::NotFoundError(absl::StrCat("user id ", user_id, " does not exist"));
   }
   return UserRecord{static_cast<uint64_t>(s.Int(0)), std::string(s.Text(1)),
-                    std::string(s.Text(2))};
+                    std::string(s.Text(2)), static_cast<uint64_t>(s.Int(3))};
 }
 
 absl::StatusOr<std::vector<UserRecord>> SqliteStore::ListUsers() {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
-  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT id, username, password_hash FROM users "
+  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT id, username, password_hash, credential_generation FROM users "
                                               "ORDER BY username"));
   std::vector<UserRecord> out;
   while (true) {
@@ -1470,22 +1472,53 @@ absl::StatusOr<std::vector<UserRecord>> SqliteStore::ListUsers() {
       return out;
     }
     out.push_back(UserRecord{static_cast<uint64_t>(s.Int(0)), std::string(s.Text(1)),
-                             std::string(s.Text(2))});
+                             std::string(s.Text(2)), static_cast<uint64_t>(s.Int(3))});
   }
 }
+
+namespace {
+
+// Without a cap given by the caller, the throttle table keeps at most this many rows.
+constexpr int64_t kDefaultMaxAuthRows = 100000;
+// Rows deleted by age per call: bounded work per login, and enough to keep up with
+// any rate of inserts, since every insert comes with one such call.
+constexpr int64_t kAuthPruneBatch = 256;
+
+// Drops throttle rows older than `oldest_ms`, of any key, a batch at a time, and
+// then the oldest rows beyond `max_rows`. Rows are inserted with growing rowids, so
+// the rowid span bounds the row count without a scan.
+absl::Status PruneAuthFailures(Connection& conn, int64_t oldest_ms, int64_t max_rows) {
+  {
+    ASSIGN_OR_RETURN(Statement prune,
+                     conn.Prepare("DELETE FROM auth_failures WHERE rowid IN "
+                                  "(SELECT rowid FROM auth_failures WHERE at_ms < ? "
+                                  "ORDER BY at_ms LIMIT ?)"));
+    prune.Bind(1, oldest_ms).Bind(2, kAuthPruneBatch);
+    RETURN_IF_ERROR(prune.Run());
+  }
+  ASSIGN_OR_RETURN(Statement span,
+                   conn.Prepare("SELECT min(rowid), max(rowid) FROM auth_failures"));
+  ASSIGN_OR_RETURN(bool row, span.Step());
+  if (!row || span.IsNull(0)) {
+    return absl::OkStatus();
+  }
+  const int64_t newest = span.Int(1);
+  if (newest - span.Int(0) + 1 <= max_rows) {
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(Statement cap, conn.Prepare("DELETE FROM auth_failures WHERE rowid <= ?"));
+  cap.Bind(1, newest - max_rows);
+  return cap.Run();
+}
+
+}  // namespace
 
 absl::StatusOr<int> SqliteStore::RecordAuthFailure(std::string_view key, int64_t now_ms,
                                                    int64_t window_ms) {
   int count = 0;
   RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
-    {
-      // Rows outside the window are never counted again: drop them.
-      ASSIGN_OR_RETURN(Statement prune,
-                       conn.Prepare("DELETE FROM auth_failures WHERE key = ? AND at_ms < ?"));
-      prune.BindText(1, key).Bind(2, now_ms - window_ms);
-      RETURN_IF_ERROR(prune.Run());
-    }
+    RETURN_IF_ERROR(PruneAuthFailures(conn, now_ms - window_ms, kDefaultMaxAuthRows));
     {
       ASSIGN_OR_RETURN(Statement insert,
                        conn.Prepare("INSERT INTO auth_failures (key, at_ms) VALUES (?, ?)"));
@@ -1521,6 +1554,83 @@ absl::Status SqliteStore::ClearAuthFailures(std::string_view key) {
   return Write([&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare("DELETE FROM auth_failures WHERE key = ?"));
     s.BindText(1, key);
+    return s.Run();
+  });
+}
+
+absl::StatusOr<AuthReservation> SqliteStore::ReserveAuthAttempt(
+    const std::vector<std::string>& keys, int64_t now_ms, int64_t window_ms, int64_t max_rows,
+    const AuthAttemptPolicy& policy) {
+  AuthReservation reservation;
+  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+    Connection& conn = tx.conn();
+    reservation = AuthReservation();
+    // max_rows - keys.size(): the rows inserted below fit under the cap.
+    RETURN_IF_ERROR(PruneAuthFailures(
+        conn, now_ms - window_ms,
+        std::max<int64_t>(max_rows - static_cast<int64_t>(keys.size()), 0)));
+    std::vector<AuthAttemptState> states;
+    states.reserve(keys.size());
+    for (const std::string& key : keys) {
+      ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT count(*), coalesce(max(at_ms), 0) "
+                                                 "FROM auth_failures "
+                                                 "WHERE key = ? AND at_ms BETWEEN ? AND ?"));
+      s.BindText(1, key).Bind(2, now_ms - window_ms).Bind(3, now_ms);
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      AuthAttemptState state;
+      if (row) {
+        state.failures = static_cast<int>(s.Int(0));
+        state.latest_ms = s.Int(1);
+      }
+      states.push_back(state);
+    }
+    reservation.retry_after_ms = policy(states);
+    if (reservation.retry_after_ms > 0) {
+      return absl::OkStatus();
+    }
+    reservation.retry_after_ms = 0;
+    for (const std::string& key : keys) {
+      ASSIGN_OR_RETURN(Statement insert,
+                       conn.Prepare("INSERT INTO auth_failures (key, at_ms) VALUES (?, ?)"));
+      insert.BindText(1, key).Bind(2, now_ms);
+      RETURN_IF_ERROR(insert.Run());
+      reservation.rows.push_back(conn.LastInsertRowid());
+    }
+    return absl::OkStatus();
+  }));
+  return reservation;
+}
+
+absl::Status SqliteStore::ReleaseAuthAttempt(const std::vector<int64_t>& rows) {
+  if (rows.empty()) {
+    return absl::OkStatus();
+  }
+  return Write([&](WriteTx& tx) -> absl::Status {
+    for (int64_t row : rows) {
+      ASSIGN_OR_RETURN(Statement s,
+                       tx.conn().Prepare("DELETE FROM auth_failures WHERE rowid = ?"));
+      s.Bind(1, row);
+      RETURN_IF_ERROR(s.Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::string> SqliteStore::FindSecret(std::string_view name) {
+  ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT value FROM secrets WHERE name = ?"));
+  s.BindText(1, name);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat("no secret \"", AV(name), "\" is stored"));
+  }
+  return std::string(s.Blob(0));
+}
+
+absl::Status SqliteStore::DeleteSecret(std::string_view name) {
+  return Write([&](WriteTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare("DELETE FROM secrets WHERE name = ?"));
+    s.BindText(1, name);
     return s.Run();
   });
 }

@@ -72,8 +72,15 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::pair<int, int64_t>> AuthFailures(std::string_view key, int64_t now_ms,
                                                        int64_t window_ms) override;
   absl::Status ClearAuthFailures(std::string_view key) override;
+  absl::StatusOr<AuthReservation> ReserveAuthAttempt(const std::vector<std::string>& keys,
+                                                     int64_t now_ms, int64_t window_ms,
+                                                     int64_t max_rows,
+                                                     const AuthAttemptPolicy& policy) override;
+  absl::Status ReleaseAuthAttempt(const std::vector<int64_t>& rows) override;
   absl::StatusOr<std::string> GetOrCreateSecret(std::string_view name,
                                                 std::string_view initial_value) override;
+  absl::StatusOr<std::string> FindSecret(std::string_view name) override;
+  absl::Status DeleteSecret(std::string_view name) override;
 
   absl::StatusOr<v1::ListMailboxesResponse> ListMailboxes(
       uint64_t user_id, const v1::ListMailboxesRequest& request) override;

@@ -320,6 +320,65 @@ TEST_F(SqliteStoreTest, AuthFailuresAndSecrets) {
   EXPECT_EQ(*store_->GetOrCreateSecret("k", "second"), "first");
 }
 
+TEST_F(SqliteStoreTest, PasswordChangesBumpTheCredentialGeneration) {
+  const uint64_t before = store_->FindUser("alice")->credential_generation;
+  ASSERT_TRUE(store_->SetPasswordHash("alice", "new").ok());
+  EXPECT_EQ(store_->FindUser("alice")->credential_generation, before + 1);
+  EXPECT_EQ(store_->FindUserById(user_)->credential_generation, before + 1);
+}
+
+TEST_F(SqliteStoreTest, AuthReservationsCountAtOnceAndAreReleasedOrKept) {
+  auto allow_two = [](const std::vector<AuthAttemptState>& states) -> int64_t {
+    return states[0].failures >= 2 ? 5000 : 0;
+  };
+  auto first = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, 1000, 500, 100, allow_two);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->retry_after_ms, 0);
+  EXPECT_EQ(first->rows.size(), 2u);
+  auto second = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, 1000, 500, 100, allow_two);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->retry_after_ms, 0);
+  // Two in flight: the third is refused and records nothing.
+  auto third = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, 1000, 500, 100, allow_two);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->retry_after_ms, 5000);
+  EXPECT_TRUE(third->rows.empty());
+  EXPECT_EQ(store_->AuthFailures("ip:1", 1000, 500)->first, 2);
+  // The first turned out right: released. The second stays as a failure.
+  ASSERT_TRUE(store_->ReleaseAuthAttempt(first->rows).ok());
+  EXPECT_EQ(store_->AuthFailures("pair:a", 1000, 500)->first, 1);
+  EXPECT_EQ(store_->AuthFailures("ip:1", 1000, 500)->first, 1);
+}
+
+TEST_F(SqliteStoreTest, AuthRecordsArePrunedAcrossKeysAndBoundedInAll) {
+  auto allow = [](const std::vector<AuthAttemptState>&) -> int64_t { return 0; };
+  // Keys that never repeat (a new IP each time): their old rows still go.
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(store_->ReserveAuthAttempt({absl::StrCat("ip:old", i)}, 1000, 500, 1000, allow)
+                    .ok());
+  }
+  ASSERT_TRUE(store_->ReserveAuthAttempt({"ip:new"}, 2000, 500, 1000, allow).ok());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM auth_failures"), 1);
+  // Within the window, the cap holds: the oldest rows give way.
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(store_->ReserveAuthAttempt({absl::StrCat("pair:", i), absl::StrCat("ip:", i)},
+                                           3000, 5000, 100, allow)
+                    .ok());
+  }
+  EXPECT_LE(CountRows("SELECT count(*) FROM auth_failures"), 100);
+  EXPECT_EQ(store_->AuthFailures("ip:299", 3000, 5000)->first, 1);
+  EXPECT_EQ(store_->AuthFailures("ip:0", 3000, 5000)->first, 0);
+}
+
+TEST_F(SqliteStoreTest, SecretsCanBeFoundAndDeleted) {
+  EXPECT_EQ(store_->FindSecret("k").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->GetOrCreateSecret("k", "v").ok());
+  EXPECT_EQ(*store_->FindSecret("k"), "v");
+  ASSERT_TRUE(store_->DeleteSecret("k").ok());
+  ASSERT_TRUE(store_->DeleteSecret("k").ok());
+  EXPECT_EQ(store_->FindSecret("k").status().code(), absl::StatusCode::kNotFound);
+}
+
 // --- Mailboxes -----------------------------------------------------------------------
 
 TEST_F(SqliteStoreTest, CreateMakesSuperiorsAndListMatchesPatterns) {

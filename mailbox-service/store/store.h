@@ -30,6 +30,25 @@ struct UserRecord {
   uint64_t id = 0;
   std::string username;
   std::string password_hash;  // encoded slow hash (argon2id), never a clear password
+  // Bumped whenever the user's credentials change (SetPasswordHash). A session token
+  // carries the generation it was issued under, so a password change ends every
+  // session made with the old password.
+  uint64_t credential_generation = 0;
+};
+
+// Recent authentication attempts recorded under one throttle key.
+struct AuthAttemptState {
+  int failures = 0;       // rows in the window, including attempts still in flight
+  int64_t latest_ms = 0;  // time of the latest of them (0 if none)
+};
+
+// Given the state of each key passed to ReserveAuthAttempt (same order), how long
+// the attempt must wait, in milliseconds; 0 lets it go ahead.
+using AuthAttemptPolicy = std::function<int64_t(const std::vector<AuthAttemptState>&)>;
+
+struct AuthReservation {
+  int64_t retry_after_ms = 0;  // > 0: refused, nothing was recorded
+  std::vector<int64_t> rows;   // the rows recorded for the attempt (one per key)
 };
 
 // One message handed to Append.
@@ -88,10 +107,28 @@ class Store {
                                                                int64_t window_ms) = 0;
   virtual absl::Status ClearAuthFailures(std::string_view key) = 0;
 
+  // The throttle's check and record in one write transaction, so that parallel
+  // attempts cannot all pass the check before any of them is counted. Reads the
+  // state of every key within [now_ms - window_ms, now_ms], asks `policy`, and when
+  // it allows the attempt records one row per key at now_ms: the attempt counts as a
+  // failure from before its password is checked. The caller then releases the rows
+  // (ReleaseAuthAttempt) if the password was right or could not be checked, and keeps
+  // them as the recorded failure if it was wrong. Each call also deletes a bounded
+  // batch of rows that fell out of the window (of any key), and the oldest rows
+  // beyond `max_rows` in all, so the table stays bounded whatever the keys.
+  virtual absl::StatusOr<AuthReservation> ReserveAuthAttempt(
+      const std::vector<std::string>& keys, int64_t now_ms, int64_t window_ms,
+      int64_t max_rows, const AuthAttemptPolicy& policy) = 0;
+  virtual absl::Status ReleaseAuthAttempt(const std::vector<int64_t>& rows) = 0;
+
   // A named secret shared by replicas: returns the stored value, storing
   // `initial_value` first if there is none (first writer wins).
   virtual absl::StatusOr<std::string> GetOrCreateSecret(std::string_view name,
                                                         std::string_view initial_value) = 0;
+  // The stored secret, or NotFound.
+  virtual absl::StatusOr<std::string> FindSecret(std::string_view name) = 0;
+  // Removes the secret (OK if there was none).
+  virtual absl::Status DeleteSecret(std::string_view name) = 0;
 
   // --- Mailboxes ---------------------------------------------------------------
   virtual absl::StatusOr<v1::ListMailboxesResponse> ListMailboxes(

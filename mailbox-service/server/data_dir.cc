@@ -1,0 +1,383 @@
+#include "mailbox-service/server/data_dir.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "mailbox-service/server/auth.h"
+
+namespace mailbox::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The name older versions stored the session key under, in the store's secrets.
+constexpr std::string_view kStoredSessionKey = "session-hmac-key";
+constexpr size_t kMinSessionKeyChars = 32;
+// A secret file is one line of hex or a few key lines; anything much larger is
+// not one of ours.
+constexpr off_t kMaxSecretFileBytes = 64 * 1024;
+
+std::string ErrnoText(int error) { return std::strerror(error); }
+
+absl::Status PosixError(const char* what, const fs::path &path,
+                        int error) {
+  return absl::InternalError(
+      absl::StrCat(what, " ", path.string(), ": ", ErrnoText(error)));
+}
+
+class Fd {
+public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd &) = delete;
+  Fd &operator=(const Fd &) = delete;
+  ~Fd() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  int get() const { return fd_; }
+
+private:
+  int fd_;
+};
+
+absl::Status FsyncDir(const fs::path &dir) {
+  Fd fd(::open(dir.empty() ? "." : dir.c_str(),
+               O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    return PosixError("cannot open directory", dir, errno);
+  }
+  if (::fsync(fd.get()) != 0) {
+    return PosixError("cannot sync directory", dir, errno);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadWholeSecret(const fs::path &path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) {
+    const int error = errno;
+    if (error == ENOENT) {
+      return absl::NotFoundError(
+          absl::StrCat(path.string(), " does not exist"));
+    }
+    if (error == ELOOP) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path.string(), " is a symbolic link; a secret file must be a regular "
+                         "file of the service's user"));
+    }
+    return PosixError("cannot open", path, error);
+  }
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) {
+    return PosixError("cannot stat", path, errno);
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path.string(), " is not a regular file"));
+  }
+  if ((info.st_mode & 0077) != 0) {
+    // Someone else may already have read it: using it as if nothing happened
+    // would hide that. The operator either replaces it or vouches for it with
+    // chmod.
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s has mode %04o: group or others may have read it. If they may have, "
+        "delete it "
+        "(a new one is made at start) and let the tools that use it pick up "
+        "the new one; "
+        "if not, run chmod 600 on it. The service will not use it as it is",
+        path.string(), info.st_mode & 07777));
+  }
+  if (info.st_uid != ::geteuid()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path.string(), " belongs to uid ", info.st_uid,
+                     ", not to the service's user (uid ", ::geteuid(), ")"));
+  }
+  if (info.st_size > kMaxSecretFileBytes) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path.string(), " is ", info.st_size, " bytes: not a secret file"));
+  }
+  std::string content(static_cast<size_t>(info.st_size), '\0');
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t got =
+        ::read(fd.get(), content.data() + done, content.size() - done);
+    if (got < 0 && errno == EINTR) {
+      continue;
+    }
+    if (got < 0) {
+      return PosixError("cannot read", path, errno);
+    }
+    if (got == 0) {
+      break;
+    }
+    done += static_cast<size_t>(got);
+  }
+  content.resize(done);
+  return content;
+}
+
+} // namespace
+
+absl::StatusOr<std::vector<std::string>>
+PrepareDataDir(const fs::path &dir, const std::vector<fs::path> &keep_as_is) {
+  // Everything this process creates from here on (database, -wal, -shm, lock
+  // and secret files, the port file) is for the service's user alone.
+  ::umask(077);
+  std::vector<std::string> changes;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("cannot create data directory ",
+                                            dir.string(), ": ", ec.message()));
+  }
+  struct stat info {};
+  if (::lstat(dir.c_str(), &info) != 0) {
+    return PosixError("cannot stat data directory", dir, errno);
+  }
+  if (!S_ISDIR(info.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data directory ", dir.string(),
+                     " is not a directory (a symbolic link "
+                     "or a file); give the real directory's path"));
+  }
+  if ((info.st_mode & 0077) != 0) {
+    if (::chmod(dir.c_str(), info.st_mode & 0700) != 0) {
+      return PosixError("cannot restrict the permissions of data directory",
+                        dir, errno);
+    }
+    changes.push_back(absl::StrFormat("data directory %s: mode %04o -> %04o",
+                                      dir.string(), info.st_mode & 07777,
+                                      info.st_mode & 0700));
+  }
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("cannot list data directory ",
+                                            dir.string(), ": ", ec.message()));
+  }
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) {
+      return absl::InternalError(absl::StrCat(
+          "cannot list data directory ", dir.string(), ": ", ec.message()));
+    }
+    const fs::path &path = it->path();
+    bool keep = false;
+    for (const fs::path &secret : keep_as_is) {
+      keep = keep || fs::equivalent(path, secret, ec);
+    }
+    if (keep) {
+      continue;
+    }
+    struct stat entry {};
+    if (::lstat(path.c_str(), &entry) != 0 || !S_ISREG(entry.st_mode) ||
+        (entry.st_mode & 0077) == 0) {
+      continue;
+    }
+    if (::chmod(path.c_str(), entry.st_mode & 0700) != 0) {
+      return PosixError("cannot restrict the permissions of", path, errno);
+    }
+    changes.push_back(absl::StrFormat("%s: mode %04o -> %04o", path.string(),
+                                      entry.st_mode & 07777,
+                                      entry.st_mode & 0700));
+  }
+  return changes;
+}
+
+absl::StatusOr<DataDirLock> DataDirLock::Acquire(const fs::path &dir) {
+  const fs::path path = dir / "service.lock";
+  int fd =
+      ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    return PosixError("cannot open the lock file", path, errno);
+  }
+  DataDirLock lock(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    if (error != EWOULDBLOCK) {
+      return PosixError("cannot lock", path, error);
+    }
+    char buffer[32] = {};
+    ssize_t got = ::pread(fd, buffer, sizeof(buffer) - 1, 0);
+    std::string holder =
+        got > 0 ? std::string(absl::StripAsciiWhitespace(
+                      absl::string_view(buffer, static_cast<size_t>(got))))
+                : "unknown";
+    return absl::FailedPreconditionError(
+        absl::StrCat("data directory ", dir.string(),
+                     " is in use by another mailbox-service (pid ", holder,
+                     "): one service per data directory; stop the other one or "
+                     "give another --data-dir"));
+  }
+  std::string pid = absl::StrCat(::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) !=
+                                     static_cast<ssize_t>(pid.size())) {
+    return PosixError("cannot write the pid to", path, errno);
+  }
+  return lock;
+}
+
+DataDirLock::~DataDirLock() {
+  if (fd_ >= 0) {
+    ::close(fd_); // releases the flock
+  }
+}
+
+absl::StatusOr<std::string> ReadSecretFile(const fs::path &path) {
+  auto content = ReadWholeSecret(path);
+  if (!content.ok()) {
+    return content.status();
+  }
+  std::string_view first = *content;
+  first = first.substr(0, first.find('\n'));
+  return std::string(absl::StripAsciiWhitespace(
+      absl::string_view(first.data(), first.size())));
+}
+
+absl::StatusOr<std::vector<std::string>> ReadSecretLines(const fs::path &path) {
+  auto content = ReadWholeSecret(path);
+  if (!content.ok()) {
+    return content.status();
+  }
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(*content, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (!line.empty() && line[0] != '#') {
+      lines.emplace_back(line);
+    }
+  }
+  return lines;
+}
+
+absl::Status WriteSecretFile(const fs::path &path, std::string_view content) {
+  fs::path tmp = path;
+  tmp += ".new";
+  // A leftover from a start that died mid-write holds nothing anyone relies on.
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) {
+    return PosixError("cannot remove", tmp, errno);
+  }
+  {
+    Fd fd(::open(tmp.c_str(),
+                 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (fd.get() < 0) {
+      return PosixError("cannot create", tmp, errno);
+    }
+    size_t done = 0;
+    while (done < content.size()) {
+      ssize_t put =
+          ::write(fd.get(), content.data() + done, content.size() - done);
+      if (put < 0 && errno == EINTR) {
+        continue;
+      }
+      if (put <= 0) {
+        const int error = errno;
+        ::unlink(tmp.c_str());
+        return PosixError("cannot write", tmp, error);
+      }
+      done += static_cast<size_t>(put);
+    }
+    if (::fsync(fd.get()) != 0) {
+      const int error = errno;
+      ::unlink(tmp.c_str());
+      return PosixError("cannot sync", tmp, error);
+    }
+  }
+  // link(2), unlike rename(2), fails rather than replace a file made meanwhile.
+  if (::link(tmp.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(tmp.c_str());
+    return PosixError("cannot create", path, error);
+  }
+  if (::unlink(tmp.c_str()) != 0) {
+    return PosixError("cannot remove", tmp, errno);
+  }
+  return FsyncDir(path.parent_path());
+}
+
+absl::StatusOr<std::string> LoadOrCreateAdminToken(const fs::path &path) {
+  auto token = ReadSecretFile(path);
+  if (token.ok()) {
+    if (token->empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path.string(), " is empty; delete it so that a new token is made"));
+    }
+    return token;
+  }
+  if (!absl::IsNotFound(token.status())) {
+    return token.status();
+  }
+  std::string fresh = RandomHex(32);
+  if (absl::Status written = WriteSecretFile(path, absl::StrCat(fresh, "\n"));
+      !written.ok()) {
+    return written;
+  }
+  return fresh;
+}
+
+absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const fs::path &path,
+                                                       store::Store *store) {
+  auto lines = ReadSecretLines(path);
+  if (absl::IsNotFound(lines.status())) {
+    std::string key;
+    std::string origin;
+    auto stored = store->FindSecret(kStoredSessionKey);
+    if (stored.ok() && stored->size() >= kMinSessionKeyChars) {
+      key = *stored;
+      origin = "moved from the database, where older versions kept it";
+    } else if (stored.ok() || absl::IsNotFound(stored.status())) {
+      key = RandomHex(32);
+      origin = "new";
+    } else {
+      return stored.status();
+    }
+    std::string content = absl::StrCat(
+        "# mailbox-service session-token keys (", origin, ").\n",
+        "# The first key signs new tokens; every key listed checks them. To "
+        "rotate, put a\n",
+        "# new key (openssl rand -hex 32) on the first line, keep the old one "
+        "below it,\n",
+        "# restart the service, and remove the old line once a session "
+        "lifetime (24 h)\n",
+        "# has passed. Every replica needs the same file.\n", key, "\n");
+    if (absl::Status written = WriteSecretFile(path, content); !written.ok()) {
+      return written;
+    }
+    lines = ReadSecretLines(path);
+  }
+  if (!lines.ok()) {
+    return lines.status();
+  }
+  SessionKeyRing keys;
+  for (std::string &line : *lines) {
+    if (line.size() < kMinSessionKeyChars) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path.string(), ": a key line has ", line.size(),
+                       " characters; each key needs at least ",
+                       kMinSessionKeyChars, " (e.g. openssl rand -hex 32)"));
+    }
+    keys.keys.push_back(std::move(line));
+  }
+  if (keys.keys.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path.string(), " holds no key; delete it so that a new one is made"));
+  }
+  // The file is durable now: the database must not keep a copy of a signing
+  // key.
+  if (absl::Status deleted = store->DeleteSecret(kStoredSessionKey);
+      !deleted.ok()) {
+    return deleted;
+  }
+  return keys;
+}
+
+} // namespace mailbox::server

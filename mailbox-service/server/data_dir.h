@@ -1,0 +1,82 @@
+// The mailbox service's data directory: its permissions, the lock that keeps a
+// second service off it, and the secret files kept in it (the admin token and
+// the session-token signing keys).
+//
+// The directory holds the password hashes (in the database) and the keys that
+// sign session tokens: anyone who can read it can log in as anyone. So the
+// service creates everything in it for its own user only (umask 077), tightens
+// what an older version left readable, and refuses secret files that others can
+// read.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mailbox-service/server/auth.h"
+#include "mailbox-service/store/store.h"
+
+namespace mailbox::server {
+
+// Sets the process umask to 077 (so the database and SQLite's -wal and -shm
+// files, created later, are 0600), creates `dir` (0700) if missing, and removes
+// group and other permissions from it and from the files directly in it. Secret
+// files
+// (`keep_as_is`: the admin token, the session key file) are not touched: their
+// readers check them and refuse them instead. Returns one line per change made,
+// for the log.
+absl::StatusOr<std::vector<std::string>>
+PrepareDataDir(const std::filesystem::path &dir,
+               const std::vector<std::filesystem::path> &keep_as_is);
+
+// An exclusive flock on <dir>/service.lock, held until destruction (or exit). A
+// second service on the same directory would split the change feed and race the
+// first one's migrations, so it must not start.
+class DataDirLock {
+public:
+  // FailedPrecondition naming the holder's pid when another process holds the
+  // lock.
+  static absl::StatusOr<DataDirLock> Acquire(const std::filesystem::path &dir);
+
+  DataDirLock(DataDirLock &&other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  DataDirLock &operator=(DataDirLock &&) = delete;
+  DataDirLock(const DataDirLock &) = delete;
+  ~DataDirLock();
+
+private:
+  explicit DataDirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// Reads the first line of a secret file. NotFound if it does not exist;
+// FailedPrecondition if it is not a regular file of ours or if its mode gives
+// any access to group or others (it may have been read: the operator must
+// decide).
+absl::StatusOr<std::string> ReadSecretFile(const std::filesystem::path &path);
+// Like ReadSecretFile, every non-empty line that does not start with '#'.
+absl::StatusOr<std::vector<std::string>>
+ReadSecretLines(const std::filesystem::path &path);
+
+// Writes `content` to a new file at `path`, mode 0600 from its creation
+// (O_CREAT | O_EXCL, never a chmod afterwards), durably (fsync of file and
+// directory). Fails if `path` exists.
+absl::Status WriteSecretFile(const std::filesystem::path &path,
+                             std::string_view content);
+
+// The admin token in `path`, made (32 random bytes, hex) if the file does not
+// exist.
+absl::StatusOr<std::string>
+LoadOrCreateAdminToken(const std::filesystem::path &path);
+
+// The session keys from `path` (one per line, newest first; '#' lines are
+// comments; each at least 32 characters). If the file does not exist it is
+// created, with the key an older version kept in the store if there is one (so
+// existing sessions survive the upgrade), else a fresh random key. The key is
+// then deleted from the store: the database no longer holds what signs
+// sessions.
+absl::StatusOr<SessionKeyRing>
+LoadOrCreateSessionKeys(const std::filesystem::path &path, store::Store *store);
+
+} // namespace mailbox::server

@@ -1,0 +1,161 @@
+#include "mailbox-service/server/data_dir.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "mailbox-service/store/sqlite_store.h"
+
+namespace mailbox::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+class DataDirTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    dir_ = fs::path(getenv("TEST_TMPDIR")) /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+  }
+
+  static mode_t Mode(const fs::path &path) {
+    struct stat info {};
+    EXPECT_EQ(::lstat(path.c_str(), &info), 0) << path;
+    return info.st_mode & 07777;
+  }
+
+  static void Write(const fs::path &path, const std::string &content,
+                    mode_t mode) {
+    { std::ofstream(path) << content; }
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(DataDirTest, CreatesTheDirectoryAndEverythingInItForTheServiceAlone) {
+  ::umask(022);
+  auto changes = PrepareDataDir(dir_, {});
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_TRUE(changes->empty());
+  EXPECT_EQ(Mode(dir_), 0700);
+  // The store opened afterwards, with its WAL, is 0600 whatever the umask was.
+  auto store =
+      store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->CreateUser("alice", "hash").ok());
+  EXPECT_EQ(Mode(dir_ / "mailbox.db"), 0600);
+  ASSERT_TRUE(fs::exists(dir_ / "mailbox.db-wal"));
+  EXPECT_EQ(Mode(dir_ / "mailbox.db-wal"), 0600);
+  EXPECT_EQ(Mode(dir_ / "mailbox.db-shm"), 0600);
+}
+
+TEST_F(DataDirTest, TightensWhatAnOlderVersionLeftOpenButNotTheSecrets) {
+  fs::create_directories(dir_);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  Write(dir_ / "mailbox.db", "x", 0644);
+  Write(dir_ / "mailbox.db-wal", "x", 0664);
+  Write(dir_ / "admin.token", "t\n", 0644);
+  auto changes = PrepareDataDir(dir_, {dir_ / "admin.token"});
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_EQ(changes->size(), 3u);
+  EXPECT_EQ(Mode(dir_), 0700);
+  EXPECT_EQ(Mode(dir_ / "mailbox.db"), 0600);
+  EXPECT_EQ(Mode(dir_ / "mailbox.db-wal"), 0600);
+  // Left for LoadOrCreateAdminToken to refuse: it may already have been read.
+  EXPECT_EQ(Mode(dir_ / "admin.token"), 0644);
+  auto token = LoadOrCreateAdminToken(dir_ / "admin.token");
+  ASSERT_FALSE(token.ok());
+  EXPECT_EQ(token.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(token.status().message()).find("0644"),
+            std::string::npos);
+}
+
+TEST_F(DataDirTest, AdminTokenIsMadeOnceWithMode0600) {
+  ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
+  ::umask(0); // the mode must not depend on the umask
+  auto made = LoadOrCreateAdminToken(dir_ / "admin.token");
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_EQ(made->size(), 64u);
+  EXPECT_EQ(Mode(dir_ / "admin.token"), 0600);
+  EXPECT_FALSE(fs::exists(dir_ / "admin.token.new"));
+  auto again = LoadOrCreateAdminToken(dir_ / "admin.token");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *made);
+  // A symbolic link is not followed to someone else's file.
+  fs::remove(dir_ / "admin.token");
+  fs::create_symlink(dir_ / "elsewhere", dir_ / "admin.token");
+  EXPECT_FALSE(LoadOrCreateAdminToken(dir_ / "admin.token").ok());
+  EXPECT_FALSE(fs::exists(dir_ / "elsewhere"));
+}
+
+TEST_F(DataDirTest, ASecondLockOnTheSameDirectoryIsRefusedWithTheHoldersPid) {
+  ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
+  auto first = DataDirLock::Acquire(dir_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  // flock is per open file description: a second open in this process conflicts
+  // too.
+  auto second = DataDirLock::Acquire(dir_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(
+      std::string(second.status().message()).find(std::to_string(::getpid())),
+      std::string::npos);
+  { DataDirLock released = *std::move(first); }
+  EXPECT_TRUE(DataDirLock::Acquire(dir_).ok());
+}
+
+TEST_F(DataDirTest, SessionKeyMovesFromTheDatabaseToItsOwnFile) {
+  ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
+  auto store =
+      store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
+  ASSERT_TRUE(store.ok());
+  const std::string old_key(64, 'k');
+  ASSERT_TRUE((*store)->GetOrCreateSecret("session-hmac-key", old_key).ok());
+  auto keys = LoadOrCreateSessionKeys(dir_ / "session.key", store->get());
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_EQ(keys->keys.size(), 1u);
+  EXPECT_EQ(keys->keys[0], old_key);
+  EXPECT_EQ(Mode(dir_ / "session.key"), 0600);
+  EXPECT_EQ((*store)->FindSecret("session-hmac-key").status().code(),
+            absl::StatusCode::kNotFound);
+  // Next start: same key from the file.
+  auto reloaded = LoadOrCreateSessionKeys(dir_ / "session.key", store->get());
+  ASSERT_TRUE(reloaded.ok());
+  EXPECT_EQ(reloaded->keys, keys->keys);
+}
+
+TEST_F(DataDirTest, SessionKeyFileHoldsTheCurrentKeyThenPreviousOnes) {
+  ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
+  auto store =
+      store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
+  ASSERT_TRUE(store.ok());
+  const fs::path path = dir_ / "operator.key";
+  Write(path,
+        "# rotated today\n" + std::string(40, 'n') + "\n\n" +
+            std::string(40, 'o') + "\n",
+        0600);
+  auto keys = LoadOrCreateSessionKeys(path, store->get());
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->keys, (std::vector<std::string>{std::string(40, 'n'),
+                                                  std::string(40, 'o')}));
+  Write(path, "short\n", 0600);
+  EXPECT_EQ(LoadOrCreateSessionKeys(path, store->get()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  Write(path, std::string(40, 'n') + "\n", 0640);
+  EXPECT_EQ(LoadOrCreateSessionKeys(path, store->get()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A fresh data directory gets a fresh random key.
+  auto fresh = LoadOrCreateSessionKeys(dir_ / "session.key", store->get());
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->keys.size(), 1u);
+  EXPECT_EQ(fresh->keys[0].size(), 64u);
+}
+
+} // namespace
+} // namespace mailbox::server
