@@ -203,6 +203,15 @@ void Session::Fail(const absl::Status& status, std::string_view what) {
     Deselect();
     state_ = SessionState::kAuthenticated;
   }
+  if (detail.code() == v1::AUTHENTICATIONFAILED &&
+      (state_ == SessionState::kAuthenticated || state_ == SessionState::kSelected)) {
+    // The session's credential no longer holds (password changed, user deleted,
+    // token expired): every later command would fail the same way, so the session
+    // ends here (RFC 3501 §7.1.5) and the client logs in again.
+    Send(imap::StatusResponse("*", imap::Status::kBye, "",
+                              absl::StrCat("Session ended: ", std::string(status.message()))));
+    state_ = SessionState::kLogout;
+  }
   No(absl::StrCat(std::string(what), ": ", std::string(status.message())),
      ResponseCodeFor(detail.code()));
 }
@@ -700,6 +709,12 @@ asio::awaitable<void> Session::FinishLogin(const v1::AuthenticateRequest& reques
         (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
          (absl::IsUnavailable(response.status()) || absl::IsDeadlineExceeded(response.status())))) {
       Fail(response.status(), "Authentication");
+      co_return;
+    }
+    if (detail.code() == v1::BAD_REQUEST) {
+      // E.g. a user name over the service's 255-octet limit: say so, nothing was
+      // checked.
+      Bad(absl::StrCat("Authentication: ", std::string(response.status().message())));
       co_return;
     }
     ops::GlobalMetrics().auth_failures.fetch_add(1);

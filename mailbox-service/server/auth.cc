@@ -21,8 +21,7 @@ namespace {
 
 constexpr size_t kSaltBytes = 16;
 constexpr size_t kHashBytes = 32;
-// v2: user id, credential generation, expiry. v1 (before generations): user id,
-// expiry.
+// v2: user id, credential generation, expiry. v1 (before generations): user id, expiry.
 constexpr std::string_view kTokenVersion = "v2";
 constexpr std::string_view kOldTokenVersion = "v1";
 
@@ -32,7 +31,7 @@ int64_t SystemNowMs() {
       .count();
 }
 
-std::string Hex(const unsigned char *data, size_t size) {
+std::string Hex(const unsigned char* data, size_t size) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
   out.reserve(size * 2);
@@ -44,12 +43,11 @@ std::string Hex(const unsigned char *data, size_t size) {
 }
 
 absl::Status AuthFailed() {
-  return v1::MakeError(absl::StatusCode::kUnauthenticated,
-                       v1::AUTHENTICATIONFAILED,
+  return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
                        "Authentication failed: wrong user name or password");
 }
 
-} // namespace
+}  // namespace
 
 std::string RandomHex(size_t bytes) {
   std::vector<unsigned char> buffer(bytes);
@@ -61,22 +59,19 @@ std::string RandomHex(size_t bytes) {
 }
 
 absl::StatusOr<std::string> HashPassword(std::string_view password,
-                                         const PasswordHashOptions &options) {
+                                         const PasswordHashOptions& options) {
   unsigned char salt[kSaltBytes];
   if (RAND_bytes(salt, sizeof(salt)) != 1) {
     return absl::InternalError("no randomness for a password salt");
   }
   std::string encoded(argon2_encodedlen(options.time_cost, options.memory_kib,
-                                        options.parallelism, kSaltBytes,
-                                        kHashBytes, Argon2_id),
+                                        options.parallelism, kSaltBytes, kHashBytes, Argon2_id),
                       '\0');
-  int rc = argon2id_hash_encoded(options.time_cost, options.memory_kib,
-                                 options.parallelism, password.data(),
-                                 password.size(), salt, sizeof(salt),
+  int rc = argon2id_hash_encoded(options.time_cost, options.memory_kib, options.parallelism,
+                                 password.data(), password.size(), salt, sizeof(salt),
                                  kHashBytes, encoded.data(), encoded.size());
   if (rc != ARGON2_OK) {
-    return absl::InternalError(
-        absl::StrCat("argon2id: ", argon2_error_message(rc)));
+    return absl::InternalError(absl::StrCat("argon2id: ", argon2_error_message(rc)));
   }
   encoded.resize(strlen(encoded.c_str()));
   return encoded;
@@ -84,13 +79,11 @@ absl::StatusOr<std::string> HashPassword(std::string_view password,
 
 bool VerifyPassword(std::string_view encoded, std::string_view password) {
   std::string terminated(encoded);
-  return argon2id_verify(terminated.c_str(), password.data(),
-                         password.size()) == ARGON2_OK;
+  return argon2id_verify(terminated.c_str(), password.data(), password.size()) == ARGON2_OK;
 }
 
-int64_t ThrottleDelayMs(const ThrottleOptions &options,
-                        const store::AuthAttemptState &pair,
-                        const store::AuthAttemptState *ip, int64_t now_ms) {
+int64_t ThrottleDelayMs(const ThrottleOptions& options, const store::AuthAttemptState& pair,
+                        const store::AuthAttemptState* ip, int64_t now_ms) {
   int allowance = options.user_free_failures;
   if (ip != nullptr && ip->failures >= options.ip_free_failures) {
     // Many failures from this address, over many user names (password
@@ -104,19 +97,18 @@ int64_t ThrottleDelayMs(const ThrottleOptions &options,
   }
   // Doubling delays past the allowance: 1 s, 2 s, 4 s ... capped.
   int shift = std::min(pair.failures - allowance, 30);
-  int64_t delay =
-      std::min<int64_t>(int64_t{1000} << shift, options.max_delay_ms);
+  int64_t delay = std::min<int64_t>(int64_t{1000} << shift, options.max_delay_ms);
   return std::max<int64_t>(0, pair.latest_ms + delay - now_ms);
 }
 
-absl::StatusOr<std::unique_ptr<Authenticator>>
-Authenticator::Create(store::Store *store, AuthOptions options,
-                      SessionKeyRing keys) {
+absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(store::Store* store,
+                                                                     AuthOptions options,
+                                                                     SessionKeyRing keys) {
   if (keys.keys.empty()) {
     return absl::InvalidArgumentError("no session key to sign tokens with");
   }
-  auto authenticator = std::unique_ptr<Authenticator>(
-      new Authenticator(store, options, std::move(keys)));
+  auto authenticator =
+      std::unique_ptr<Authenticator>(new Authenticator(store, options, std::move(keys)));
   auto dummy = HashPassword(RandomHex(16), options.hash);
   if (!dummy.ok()) {
     return dummy.status();
@@ -125,8 +117,7 @@ Authenticator::Create(store::Store *store, AuthOptions options,
   return authenticator;
 }
 
-Authenticator::Authenticator(store::Store *store, AuthOptions options,
-                             SessionKeyRing keys)
+Authenticator::Authenticator(store::Store* store, AuthOptions options, SessionKeyRing keys)
     : store_(store), options_(std::move(options)), keys_(std::move(keys)) {}
 
 int64_t Authenticator::NowMs() const {
@@ -137,26 +128,21 @@ std::string Authenticator::Mac(std::string_view key, std::string_view payload) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int mac_size = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char *>(payload.data()), payload.size(),
-       mac, &mac_size);
+       reinterpret_cast<const unsigned char*>(payload.data()), payload.size(), mac, &mac_size);
   return Hex(mac, mac_size);
 }
 
-std::string Authenticator::IssueSessionToken(uint64_t user_id,
-                                             uint64_t credential_generation,
+std::string Authenticator::IssueSessionToken(uint64_t user_id, uint64_t credential_generation,
                                              int64_t expires_unix) const {
-  std::string payload =
-      absl::StrCat(std::string(kTokenVersion), ".", user_id, ".",
-                   credential_generation, ".", expires_unix);
+  std::string payload = absl::StrCat(std::string(kTokenVersion), ".", user_id, ".",
+                                     credential_generation, ".", expires_unix);
   return absl::StrCat(payload, ".", Mac(keys_.keys.front(), payload));
 }
 
-absl::StatusOr<uint64_t>
-Authenticator::CheckSessionToken(std::string_view token) const {
+absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token) const {
   auto invalid = [] {
-    return v1::MakeError(
-        absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
-        "session credential is missing, malformed, expired or forged");
+    return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                         "session credential is missing, malformed, expired or forged");
   };
   size_t last_dot = token.rfind('.');
   if (last_dot == std::string_view::npos) {
@@ -165,11 +151,11 @@ Authenticator::CheckSessionToken(std::string_view token) const {
   std::string_view payload = token.substr(0, last_dot);
   std::string_view given = token.substr(last_dot + 1);
   bool signed_by_us = false;
-  for (const std::string &key : keys_.keys) {
+  for (const std::string& key : keys_.keys) {
     std::string expected = Mac(key, payload);
-    signed_by_us = signed_by_us || (given.size() == expected.size() &&
-                                    CRYPTO_memcmp(given.data(), expected.data(),
-                                                  expected.size()) == 0);
+    signed_by_us =
+        signed_by_us || (given.size() == expected.size() &&
+                         CRYPTO_memcmp(given.data(), expected.data(), expected.size()) == 0);
   }
   if (!signed_by_us) {
     return invalid();
@@ -183,13 +169,11 @@ Authenticator::CheckSessionToken(std::string_view token) const {
     // Issued before tokens carried a generation: valid while the password is
     // the one it was issued under, i.e. has never been changed since the
     // upgrade.
-    if (!absl::SimpleAtoi(parts[1], &user_id) ||
-        !absl::SimpleAtoi(parts[2], &expires)) {
+    if (!absl::SimpleAtoi(parts[1], &user_id) || !absl::SimpleAtoi(parts[2], &expires)) {
       return invalid();
     }
   } else if (parts.size() != 4 || parts[0] != kTokenVersion ||
-             !absl::SimpleAtoi(parts[1], &user_id) ||
-             !absl::SimpleAtoi(parts[2], &generation) ||
+             !absl::SimpleAtoi(parts[1], &user_id) || !absl::SimpleAtoi(parts[2], &generation) ||
              !absl::SimpleAtoi(parts[3], &expires)) {
     return invalid();
   }
@@ -200,74 +184,64 @@ Authenticator::CheckSessionToken(std::string_view token) const {
   auto user = store_->FindUserById(user_id);
   if (!user.ok()) {
     if (absl::IsNotFound(user.status())) {
-      return v1::MakeError(absl::StatusCode::kUnauthenticated,
-                           v1::AUTHENTICATIONFAILED,
+      return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
                            "the user of this session no longer exists");
     }
     return user.status();
   }
   if (user->credential_generation != generation) {
-    return v1::MakeError(
-        absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
-        "the password of this account was changed after this session "
-        "logged in; log in again");
+    return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                         "the password of this account was changed after this session "
+                         "logged in; log in again");
   }
   return user_id;
 }
 
-absl::StatusOr<v1::AuthenticateResponse>
-Authenticator::Authenticate(const v1::AuthenticateRequest &request,
-                            absl::Time deadline) {
+absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
+    const v1::AuthenticateRequest& request, absl::Time deadline) {
   if (request.mechanism() != v1::PASSWORD) {
-    return v1::MakeError(
-        absl::StatusCode::kUnimplemented, v1::CANNOT,
-        "only password authentication is offered by this service");
+    return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
+                         "only password authentication is offered by this service");
   }
   if (request.username().size() > kMaxUsernameOctets) {
-    return v1::BadRequest(absl::StrCat("user name is longer than ",
-                                       kMaxUsernameOctets, " octets"));
+    return v1::BadRequest(absl::StrCat("user name is longer than ", kMaxUsernameOctets, " octets"));
   }
   if (!request.authzid().empty() && request.authzid() != request.username()) {
-    return v1::MakeError(absl::StatusCode::kPermissionDenied,
-                         v1::AUTHORIZATIONFAILED,
+    return v1::MakeError(absl::StatusCode::kPermissionDenied, v1::AUTHORIZATIONFAILED,
                          "acting as another user is not permitted");
   }
   const int64_t now_ms = NowMs();
   const bool ip_known = !request.client_ip().empty();
   // Length-prefixed, so no user name can make one pair's key equal another's.
-  const std::string pair_key =
-      absl::StrCat("pair:", request.client_ip().size(), ":",
-                   request.client_ip(), ":", request.username());
+  const std::string pair_key = absl::StrCat("pair:", request.client_ip().size(), ":",
+                                            request.client_ip(), ":", request.username());
   std::vector<std::string> keys = {pair_key};
   if (ip_known) {
     keys.push_back(absl::StrCat("ip:", request.client_ip()));
   }
-  const ThrottleOptions &throttle = options_.throttle;
+  const ThrottleOptions& throttle = options_.throttle;
   // The check and the record are one transaction: the attempt counts as a
   // failure before its password is checked, so parallel attempts see each
   // other.
   auto reservation = store_->ReserveAuthAttempt(
       keys, now_ms, throttle.window_ms, throttle.max_records,
-      [&](const std::vector<store::AuthAttemptState> &states) {
-        return ThrottleDelayMs(throttle, states[0],
-                               ip_known ? &states[1] : nullptr, now_ms);
+      [&](const std::vector<store::AuthAttemptState>& states) {
+        return ThrottleDelayMs(throttle, states[0], ip_known ? &states[1] : nullptr, now_ms);
       });
   if (!reservation.ok()) {
     return reservation.status();
   }
   if (reservation->retry_after_ms > 0) {
     const int64_t delay = reservation->retry_after_ms;
-    return v1::MakeError(absl::StatusCode::kResourceExhausted, v1::THROTTLED,
-                         absl::StrCat("Too many failed logins; try again in ",
-                                      (delay + 999) / 1000, " s"),
-                         delay);
+    return v1::MakeError(
+        absl::StatusCode::kResourceExhausted, v1::THROTTLED,
+        absl::StrCat("Too many failed logins; try again in ", (delay + 999) / 1000, " s"), delay);
   }
 
   auto user = store_->FindUser(request.username());
   std::optional<bool> verified;
   if (user.ok()) {
-    verified =
-        verifier_.VerifyBy(user->password_hash, request.password(), deadline);
+    verified = verifier_.VerifyBy(user->password_hash, request.password(), deadline);
   } else if (absl::IsNotFound(user.status())) {
     // Same work as for a real user, so timing does not tell which names exist.
     verified = verifier_.VerifyBy(dummy_hash_, request.password(), deadline);
@@ -280,21 +254,18 @@ Authenticator::Authenticate(const v1::AuthenticateRequest &request,
   }
   if (!verified.has_value()) {
     // Not a failure of the client's: nothing is held against it.
-    if (auto released = store_->ReleaseAuthAttempt(reservation->rows);
-        !released.ok()) {
+    if (auto released = store_->ReleaseAuthAttempt(reservation->rows); !released.ok()) {
       return released;
     }
-    return v1::MakeError(
-        absl::StatusCode::kDeadlineExceeded, v1::UNAVAILABLE,
-        "Too many logins at once: the password could not be checked in "
-        "time; try again");
+    return v1::MakeError(absl::StatusCode::kDeadlineExceeded, v1::UNAVAILABLE,
+                         "Too many logins at once: the password could not be checked in "
+                         "time; try again");
   }
   if (!*verified) {
     // The reserved rows stay: they are the recorded failure.
     return AuthFailed();
   }
-  if (auto released = store_->ReleaseAuthAttempt(reservation->rows);
-      !released.ok()) {
+  if (auto released = store_->ReleaseAuthAttempt(reservation->rows); !released.ok()) {
     return released;
   }
   // This client knows the password: its earlier failures for the user are
@@ -306,10 +277,9 @@ Authenticator::Authenticate(const v1::AuthenticateRequest &request,
   response.mutable_principal()->set_user_id(user->id);
   response.mutable_principal()->set_username(user->username);
   int64_t expires = now_ms / 1000 + options_.session_lifetime_s;
-  response.set_session_token(
-      IssueSessionToken(user->id, user->credential_generation, expires));
+  response.set_session_token(IssueSessionToken(user->id, user->credential_generation, expires));
   response.set_expires_unix(expires);
   return response;
 }
 
-} // namespace mailbox::server
+}  // namespace mailbox::server

@@ -1,13 +1,13 @@
 #include "mailbox-service/server/auth.h"
 
 #include <gtest/gtest.h>
-
-#include <atomic>
-#include <thread>
-#include <vector>
-
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "mailbox-service/store/sqlite_store.h"
@@ -27,14 +27,12 @@ AuthOptions FastOptions() {
 }
 
 class AuthTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
-    std::string path =
-        std::string(getenv("TEST_TMPDIR")) + "/" +
-        ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
+    std::string path = std::string(getenv("TEST_TMPDIR")) + "/" +
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
     std::remove(path.c_str());
-    auto store =
-        store::SqliteStore::Open(path, {}, [](const v1::ChangeEvent &) {});
+    auto store = store::SqliteStore::Open(path, {}, [](const v1::ChangeEvent&) {});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     auto hash = HashPassword("correct horse", FastOptions().hash);
@@ -46,8 +44,7 @@ protected:
 
   // A new Authenticator on the same store (as after a restart of the service).
   void Restart(AuthOptions options, std::vector<std::string> keys) {
-    auto auth = Authenticator::Create(store_.get(), std::move(options),
-                                      {std::move(keys)});
+    auto auth = Authenticator::Create(store_.get(), std::move(options), {std::move(keys)});
     ASSERT_TRUE(auth.ok()) << auth.status();
     auth_ = *std::move(auth);
   }
@@ -68,14 +65,16 @@ protected:
     return request;
   }
 
-  v1::ErrorCode Outcome(const v1::AuthenticateRequest &request) {
+  v1::ErrorCode Outcome(const v1::AuthenticateRequest& request) {
     auto response = auth_->Authenticate(request);
-    return response.ok() ? v1::ERROR_CODE_UNSPECIFIED
-                         : v1::DetailOf(response.status()).code();
+    return response.ok() ? v1::ERROR_CODE_UNSPECIFIED : v1::DetailOf(response.status()).code();
   }
 
-  static constexpr const char *kKeyA = "0123456789abcdef0123456789abcdef-key-a";
-  static constexpr const char *kKeyB = "fedcba9876543210fedcba9876543210-key-b";
+  // 60 guesses for alice from one client, all at once.
+  void ExpectParallelGuessesChecked(int allowance);
+
+  static constexpr const char* kKeyA = "0123456789abcdef0123456789abcdef-key-a";
+  static constexpr const char* kKeyB = "fedcba9876543210fedcba9876543210-key-b";
 
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Authenticator> auth_;
@@ -106,12 +105,11 @@ TEST_F(AuthTest, ForgedExpiredAndMalformedTokensAreRefused) {
   ASSERT_TRUE(response.ok());
   std::string token = response->session_token();
   std::string forged = token;
-  forged[3] = forged[3] == '1' ? '2' : '1'; // another user id, same MAC
+  forged[3] = forged[3] == '1' ? '2' : '1';  // another user id, same MAC
   EXPECT_FALSE(auth_->CheckSessionToken(forged).ok());
   EXPECT_FALSE(auth_->CheckSessionToken("").ok());
   EXPECT_FALSE(auth_->CheckSessionToken("v1.1.1.").ok());
-  EXPECT_FALSE(
-      auth_->CheckSessionToken(auth_->IssueSessionToken(1, 0, 1000)).ok());
+  EXPECT_FALSE(auth_->CheckSessionToken(auth_->IssueSessionToken(1, 0, 1000)).ok());
 }
 
 TEST_F(AuthTest, ASessionEndsWhenItsUserIsDeleted) {
@@ -133,11 +131,9 @@ TEST_F(AuthTest, WrongPasswordAndUnknownUserLookTheSame) {
   EXPECT_EQ(v1::DetailOf(wrong.status()).code(), v1::AUTHENTICATIONFAILED);
 }
 
-TEST_F(AuthTest,
-       RepeatedFailuresAreThrottledWithARetryHintEvenForTheRightPassword) {
+TEST_F(AuthTest, RepeatedFailuresAreThrottledWithARetryHintEvenForTheRightPassword) {
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(v1::DetailOf(auth_->Authenticate(Login("alice", "nope")).status())
-                  .code(),
+    EXPECT_EQ(v1::DetailOf(auth_->Authenticate(Login("alice", "nope")).status()).code(),
               v1::AUTHENTICATIONFAILED);
   }
   auto throttled = auth_->Authenticate(Login("alice", "correct horse"));
@@ -151,16 +147,13 @@ TEST_F(AuthTest,
 TEST_F(AuthTest, OtherMechanismsAndForeignAuthzidAreRefusedClearly) {
   auto request = Login("alice", "correct horse");
   request.set_authzid("bob");
-  EXPECT_EQ(v1::DetailOf(auth_->Authenticate(request).status()).code(),
-            v1::AUTHORIZATIONFAILED);
+  EXPECT_EQ(v1::DetailOf(auth_->Authenticate(request).status()).code(), v1::AUTHORIZATIONFAILED);
   request = Login("alice", "correct horse");
   request.set_mechanism(v1::BEARER);
-  EXPECT_EQ(auth_->Authenticate(request).status().code(),
-            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(auth_->Authenticate(request).status().code(), absl::StatusCode::kUnimplemented);
 }
 
-TEST(ThrottlePolicyTest,
-     DelaysDoubleFromTheAllowanceOfThePairAndTightenOverTheIpBudget) {
+TEST(ThrottlePolicyTest, DelaysDoubleFromTheAllowanceOfThePairAndTightenOverTheIpBudget) {
   ThrottleOptions options;
   options.user_free_failures = 5;
   options.ip_free_failures = 20;
@@ -185,9 +178,23 @@ TEST(ThrottlePolicyTest,
 }
 
 TEST_F(AuthTest, ParallelAttemptsGetAtMostTheAllowanceOfPasswordChecks) {
-  // The attempts reserve their place before the hash: 60 at once may not all
-  // pass a check made before any of them was recorded.
+  // The attempts reserve their place before the hash: 60 at once may not all pass
+  // a check made before any of them was recorded.
   Restart(FixedClock(FastOptions()), {kKeyA});
+  ExpectParallelGuessesChecked(FastOptions().throttle.user_free_failures);
+}
+
+TEST_F(AuthTest, ParallelAttemptsThatReadTheClockOutOfOrderStillSeeEachOther) {
+  // Under load an attempt reads the clock and then waits for the store, so later
+  // ones in the store may carry earlier times. Here every call reads an earlier time.
+  AuthOptions options = FastOptions();
+  auto ticks = std::make_shared<std::atomic<int64_t>>(0);
+  options.clock_ms = [ticks] { return int64_t{1'800'000'000'000} - ticks->fetch_add(1); };
+  Restart(options, {kKeyA});
+  ExpectParallelGuessesChecked(FastOptions().throttle.user_free_failures);
+}
+
+void AuthTest::ExpectParallelGuessesChecked(int allowance) {
   constexpr int kAttempts = 60;
   std::atomic<int> checked{0};
   std::atomic<int> throttled{0};
@@ -196,28 +203,26 @@ TEST_F(AuthTest, ParallelAttemptsGetAtMostTheAllowanceOfPasswordChecks) {
   for (int i = 0; i < kAttempts; ++i) {
     threads.emplace_back([&, i] {
       switch (Outcome(Login("alice", absl::StrCat("guess", i)))) {
-      case v1::AUTHENTICATIONFAILED:
-        checked.fetch_add(1);
-        break;
-      case v1::THROTTLED:
-        throttled.fetch_add(1);
-        break;
-      default:
-        other.fetch_add(1);
+        case v1::AUTHENTICATIONFAILED:
+          checked.fetch_add(1);
+          break;
+        case v1::THROTTLED:
+          throttled.fetch_add(1);
+          break;
+        default:
+          other.fetch_add(1);
       }
     });
   }
-  for (std::thread &thread : threads) {
+  for (std::thread& thread : threads) {
     thread.join();
   }
-  EXPECT_EQ(checked.load(), FastOptions().throttle.user_free_failures);
-  EXPECT_EQ(throttled.load(),
-            kAttempts - FastOptions().throttle.user_free_failures);
+  EXPECT_EQ(checked.load(), allowance);
+  EXPECT_EQ(throttled.load(), kAttempts - allowance);
   EXPECT_EQ(other.load(), 0);
 }
 
-TEST_F(AuthTest,
-       AnAttackOnOneUserLocksOutNeitherThatUserElsewhereNorOthersOnTheSameIp) {
+TEST_F(AuthTest, AnAttackOnOneUserLocksOutNeitherThatUserElsewhereNorOthersOnTheSameIp) {
   AuthOptions options = FixedClock(FastOptions());
   options.throttle.ip_free_failures = 4;
   Restart(options, {kKeyA});
@@ -234,8 +239,7 @@ TEST_F(AuthTest,
   // bob, behind the same address and never failed: his password is checked.
   EXPECT_EQ(Outcome(Login("bob", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
   // alice herself, from her own address: not locked out by the attack.
-  EXPECT_EQ(Outcome(Login("alice", "correct horse", "198.51.100.7")),
-            v1::ERROR_CODE_UNSPECIFIED);
+  EXPECT_EQ(Outcome(Login("alice", "correct horse", "198.51.100.7")), v1::ERROR_CODE_UNSPECIFIED);
   // The attacking client still waits, even with the right password.
   EXPECT_EQ(Outcome(Login("alice", "correct horse")), v1::THROTTLED);
 }
@@ -244,11 +248,9 @@ TEST_F(AuthTest, OverlongUserNamesAreRefusedBeforeAnyWork) {
   auto response = auth_->Authenticate(Login(std::string(256, 'a'), "x"));
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(v1::DetailOf(response.status()).code(), v1::BAD_REQUEST);
-  EXPECT_NE(std::string(response.status().message()).find("255 octets"),
-            std::string::npos);
+  EXPECT_NE(std::string(response.status().message()).find("255 octets"), std::string::npos);
   // 255 octets is an ordinary (unknown) name.
-  EXPECT_EQ(Outcome(Login(std::string(255, 'a'), "x")),
-            v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login(std::string(255, 'a'), "x")), v1::AUTHENTICATIONFAILED);
 }
 
 TEST_F(AuthTest, APasswordChangeEndsTheSessionsMadeBeforeIt) {
@@ -261,8 +263,7 @@ TEST_F(AuthTest, APasswordChangeEndsTheSessionsMadeBeforeIt) {
   auto old_session = auth_->CheckSessionToken(response->session_token());
   ASSERT_FALSE(old_session.ok());
   EXPECT_EQ(old_session.status().code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_NE(std::string(old_session.status().message()).find("password"),
-            std::string::npos);
+  EXPECT_NE(std::string(old_session.status().message()).find("password"), std::string::npos);
   auto again = auth_->Authenticate(Login("alice", "battery staple"));
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(auth_->CheckSessionToken(again->session_token()).ok());
@@ -273,13 +274,11 @@ TEST_F(AuthTest, TokensFromBeforeGenerationsLastUntilThePasswordChanges) {
   ASSERT_TRUE(alice.ok());
   // A v1 token as the previous version made it: HMAC-SHA256 over
   // "v1.<id>.<expiry>".
-  std::string payload =
-      absl::StrCat("v1.", alice->id, ".", int64_t{4'000'000'000});
+  std::string payload = absl::StrCat("v1.", alice->id, ".", int64_t{4'000'000'000});
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int mac_size = 0;
   HMAC(EVP_sha256(), kKeyA, static_cast<int>(strlen(kKeyA)),
-       reinterpret_cast<const unsigned char *>(payload.data()), payload.size(),
-       mac, &mac_size);
+       reinterpret_cast<const unsigned char*>(payload.data()), payload.size(), mac, &mac_size);
   std::string token = payload + ".";
   for (unsigned int i = 0; i < mac_size; ++i) {
     absl::StrAppend(&token, absl::Hex(mac[i], absl::kZeroPad2));
@@ -302,5 +301,5 @@ TEST_F(AuthTest, RotatedKeysCheckOldTokensUntilTheOldKeyIsRemoved) {
   EXPECT_TRUE(auth_->CheckSessionToken(fresh->session_token()).ok());
 }
 
-} // namespace
-} // namespace mailbox::server
+}  // namespace
+}  // namespace mailbox::server

@@ -30,17 +30,15 @@ constexpr off_t kMaxSecretFileBytes = 64 * 1024;
 
 std::string ErrnoText(int error) { return std::strerror(error); }
 
-absl::Status PosixError(const char* what, const fs::path &path,
-                        int error) {
-  return absl::InternalError(
-      absl::StrCat(what, " ", path.string(), ": ", ErrnoText(error)));
+absl::Status PosixError(const char* what, const fs::path& path, int error) {
+  return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", ErrnoText(error)));
 }
 
 class Fd {
-public:
+ public:
   explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd &) = delete;
-  Fd &operator=(const Fd &) = delete;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
   ~Fd() {
     if (fd_ >= 0) {
       ::close(fd_);
@@ -48,13 +46,12 @@ public:
   }
   int get() const { return fd_; }
 
-private:
+ private:
   int fd_;
 };
 
-absl::Status FsyncDir(const fs::path &dir) {
-  Fd fd(::open(dir.empty() ? "." : dir.c_str(),
-               O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+absl::Status FsyncDir(const fs::path& dir) {
+  Fd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) {
     return PosixError("cannot open directory", dir, errno);
   }
@@ -64,18 +61,18 @@ absl::Status FsyncDir(const fs::path &dir) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadWholeSecret(const fs::path &path) {
+absl::StatusOr<std::string> ReadWholeSecret(const fs::path& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) {
     const int error = errno;
     if (error == ENOENT) {
-      return absl::NotFoundError(
-          absl::StrCat(path.string(), " does not exist"));
+      return absl::NotFoundError(absl::StrCat(path.string(), " does not exist"));
     }
     if (error == ELOOP) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path.string(), " is a symbolic link; a secret file must be a regular "
-                         "file of the service's user"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path.string(),
+                       " is a symbolic link; a secret file must be a regular "
+                       "file of the service's user"));
     }
     return PosixError("cannot open", path, error);
   }
@@ -84,20 +81,19 @@ absl::StatusOr<std::string> ReadWholeSecret(const fs::path &path) {
     return PosixError("cannot stat", path, errno);
   }
   if (!S_ISREG(info.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path.string(), " is not a regular file"));
+    return absl::FailedPreconditionError(absl::StrCat(path.string(), " is not a regular file"));
   }
   if ((info.st_mode & 0077) != 0) {
     // Someone else may already have read it: using it as if nothing happened
     // would hide that. The operator either replaces it or vouches for it with
     // chmod.
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s has mode %04o: group or others may have read it. If they may have, "
-        "delete it "
-        "(a new one is made at start) and let the tools that use it pick up "
-        "the new one; "
-        "if not, run chmod 600 on it. The service will not use it as it is",
-        path.string(), info.st_mode & 07777));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s has mode %04o: group or others may have read it. If they may have, "
+                        "delete it "
+                        "(a new one is made at start) and let the tools that use it pick up "
+                        "the new one; "
+                        "if not, run chmod 600 on it. The service will not use it as it is",
+                        path.string(), info.st_mode & 07777));
   }
   if (info.st_uid != ::geteuid()) {
     return absl::FailedPreconditionError(
@@ -105,14 +101,13 @@ absl::StatusOr<std::string> ReadWholeSecret(const fs::path &path) {
                      ", not to the service's user (uid ", ::geteuid(), ")"));
   }
   if (info.st_size > kMaxSecretFileBytes) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path.string(), " is ", info.st_size, " bytes: not a secret file"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path.string(), " is ", info.st_size, " bytes: not a secret file"));
   }
   std::string content(static_cast<size_t>(info.st_size), '\0');
   size_t done = 0;
   while (done < content.size()) {
-    ssize_t got =
-        ::read(fd.get(), content.data() + done, content.size() - done);
+    ssize_t got = ::read(fd.get(), content.data() + done, content.size() - done);
     if (got < 0 && errno == EINTR) {
       continue;
     }
@@ -128,10 +123,10 @@ absl::StatusOr<std::string> ReadWholeSecret(const fs::path &path) {
   return content;
 }
 
-} // namespace
+}  // namespace
 
-absl::StatusOr<std::vector<std::string>>
-PrepareDataDir(const fs::path &dir, const std::vector<fs::path> &keep_as_is) {
+absl::StatusOr<std::vector<std::string>> PrepareDataDir(const fs::path& dir,
+                                                        const std::vector<fs::path>& keep_as_is) {
   // Everything this process creates from here on (database, -wal, -shm, lock
   // and secret files, the port file) is for the service's user alone.
   ::umask(077);
@@ -139,8 +134,8 @@ PrepareDataDir(const fs::path &dir, const std::vector<fs::path> &keep_as_is) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("cannot create data directory ",
-                                            dir.string(), ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot create data directory ", dir.string(), ": ", ec.message()));
   }
   struct stat info {};
   if (::lstat(dir.c_str(), &info) != 0) {
@@ -154,26 +149,24 @@ PrepareDataDir(const fs::path &dir, const std::vector<fs::path> &keep_as_is) {
   }
   if ((info.st_mode & 0077) != 0) {
     if (::chmod(dir.c_str(), info.st_mode & 0700) != 0) {
-      return PosixError("cannot restrict the permissions of data directory",
-                        dir, errno);
+      return PosixError("cannot restrict the permissions of data directory", dir, errno);
     }
-    changes.push_back(absl::StrFormat("data directory %s: mode %04o -> %04o",
-                                      dir.string(), info.st_mode & 07777,
-                                      info.st_mode & 0700));
+    changes.push_back(absl::StrFormat("data directory %s: mode %04o -> %04o", dir.string(),
+                                      info.st_mode & 07777, info.st_mode & 0700));
   }
   fs::directory_iterator it(dir, ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("cannot list data directory ",
-                                            dir.string(), ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot list data directory ", dir.string(), ": ", ec.message()));
   }
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     if (ec) {
-      return absl::InternalError(absl::StrCat(
-          "cannot list data directory ", dir.string(), ": ", ec.message()));
+      return absl::InternalError(
+          absl::StrCat("cannot list data directory ", dir.string(), ": ", ec.message()));
     }
-    const fs::path &path = it->path();
+    const fs::path& path = it->path();
     bool keep = false;
-    for (const fs::path &secret : keep_as_is) {
+    for (const fs::path& secret : keep_as_is) {
       keep = keep || fs::equivalent(path, secret, ec);
     }
     if (keep) {
@@ -187,17 +180,15 @@ PrepareDataDir(const fs::path &dir, const std::vector<fs::path> &keep_as_is) {
     if (::chmod(path.c_str(), entry.st_mode & 0700) != 0) {
       return PosixError("cannot restrict the permissions of", path, errno);
     }
-    changes.push_back(absl::StrFormat("%s: mode %04o -> %04o", path.string(),
-                                      entry.st_mode & 07777,
+    changes.push_back(absl::StrFormat("%s: mode %04o -> %04o", path.string(), entry.st_mode & 07777,
                                       entry.st_mode & 0700));
   }
   return changes;
 }
 
-absl::StatusOr<DataDirLock> DataDirLock::Acquire(const fs::path &dir) {
+absl::StatusOr<DataDirLock> DataDirLock::Acquire(const fs::path& dir) {
   const fs::path path = dir / "service.lock";
-  int fd =
-      ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     return PosixError("cannot open the lock file", path, errno);
   }
@@ -209,19 +200,17 @@ absl::StatusOr<DataDirLock> DataDirLock::Acquire(const fs::path &dir) {
     }
     char buffer[32] = {};
     ssize_t got = ::pread(fd, buffer, sizeof(buffer) - 1, 0);
-    std::string holder =
-        got > 0 ? std::string(absl::StripAsciiWhitespace(
-                      absl::string_view(buffer, static_cast<size_t>(got))))
-                : "unknown";
-    return absl::FailedPreconditionError(
-        absl::StrCat("data directory ", dir.string(),
-                     " is in use by another mailbox-service (pid ", holder,
-                     "): one service per data directory; stop the other one or "
-                     "give another --data-dir"));
+    std::string holder = got > 0 ? std::string(absl::StripAsciiWhitespace(
+                                       absl::string_view(buffer, static_cast<size_t>(got))))
+                                 : "unknown";
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data directory ", dir.string(), " is in use by another mailbox-service (pid ", holder,
+        "): one service per data directory; stop the other one or "
+        "give another --data-dir"));
   }
   std::string pid = absl::StrCat(::getpid(), "\n");
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) !=
-                                     static_cast<ssize_t>(pid.size())) {
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
     return PosixError("cannot write the pid to", path, errno);
   }
   return lock;
@@ -229,22 +218,21 @@ absl::StatusOr<DataDirLock> DataDirLock::Acquire(const fs::path &dir) {
 
 DataDirLock::~DataDirLock() {
   if (fd_ >= 0) {
-    ::close(fd_); // releases the flock
+    ::close(fd_);  // releases the flock
   }
 }
 
-absl::StatusOr<std::string> ReadSecretFile(const fs::path &path) {
+absl::StatusOr<std::string> ReadSecretFile(const fs::path& path) {
   auto content = ReadWholeSecret(path);
   if (!content.ok()) {
     return content.status();
   }
   std::string_view first = *content;
   first = first.substr(0, first.find('\n'));
-  return std::string(absl::StripAsciiWhitespace(
-      absl::string_view(first.data(), first.size())));
+  return std::string(absl::StripAsciiWhitespace(absl::string_view(first.data(), first.size())));
 }
 
-absl::StatusOr<std::vector<std::string>> ReadSecretLines(const fs::path &path) {
+absl::StatusOr<std::vector<std::string>> ReadSecretLines(const fs::path& path) {
   auto content = ReadWholeSecret(path);
   if (!content.ok()) {
     return content.status();
@@ -259,7 +247,7 @@ absl::StatusOr<std::vector<std::string>> ReadSecretLines(const fs::path &path) {
   return lines;
 }
 
-absl::Status WriteSecretFile(const fs::path &path, std::string_view content) {
+absl::Status WriteSecretFile(const fs::path& path, std::string_view content) {
   fs::path tmp = path;
   tmp += ".new";
   // A leftover from a start that died mid-write holds nothing anyone relies on.
@@ -267,15 +255,13 @@ absl::Status WriteSecretFile(const fs::path &path, std::string_view content) {
     return PosixError("cannot remove", tmp, errno);
   }
   {
-    Fd fd(::open(tmp.c_str(),
-                 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (fd.get() < 0) {
       return PosixError("cannot create", tmp, errno);
     }
     size_t done = 0;
     while (done < content.size()) {
-      ssize_t put =
-          ::write(fd.get(), content.data() + done, content.size() - done);
+      ssize_t put = ::write(fd.get(), content.data() + done, content.size() - done);
       if (put < 0 && errno == EINTR) {
         continue;
       }
@@ -304,12 +290,12 @@ absl::Status WriteSecretFile(const fs::path &path, std::string_view content) {
   return FsyncDir(path.parent_path());
 }
 
-absl::StatusOr<std::string> LoadOrCreateAdminToken(const fs::path &path) {
+absl::StatusOr<std::string> LoadOrCreateAdminToken(const fs::path& path) {
   auto token = ReadSecretFile(path);
   if (token.ok()) {
     if (token->empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path.string(), " is empty; delete it so that a new token is made"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path.string(), " is empty; delete it so that a new token is made"));
     }
     return token;
   }
@@ -317,15 +303,13 @@ absl::StatusOr<std::string> LoadOrCreateAdminToken(const fs::path &path) {
     return token.status();
   }
   std::string fresh = RandomHex(32);
-  if (absl::Status written = WriteSecretFile(path, absl::StrCat(fresh, "\n"));
-      !written.ok()) {
+  if (absl::Status written = WriteSecretFile(path, absl::StrCat(fresh, "\n")); !written.ok()) {
     return written;
   }
   return fresh;
 }
 
-absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const fs::path &path,
-                                                       store::Store *store) {
+absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const fs::path& path, store::Store* store) {
   auto lines = ReadSecretLines(path);
   if (absl::IsNotFound(lines.status())) {
     std::string key;
@@ -340,15 +324,15 @@ absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const fs::path &path,
     } else {
       return stored.status();
     }
-    std::string content = absl::StrCat(
-        "# mailbox-service session-token keys (", origin, ").\n",
-        "# The first key signs new tokens; every key listed checks them. To "
-        "rotate, put a\n",
-        "# new key (openssl rand -hex 32) on the first line, keep the old one "
-        "below it,\n",
-        "# restart the service, and remove the old line once a session "
-        "lifetime (24 h)\n",
-        "# has passed. Every replica needs the same file.\n", key, "\n");
+    std::string content =
+        absl::StrCat("# mailbox-service session-token keys (", origin, ").\n",
+                     "# The first key signs new tokens; every key listed checks them. To "
+                     "rotate, put a\n",
+                     "# new key (openssl rand -hex 32) on the first line, keep the old one "
+                     "below it,\n",
+                     "# restart the service, and remove the old line once a session "
+                     "lifetime (24 h)\n",
+                     "# has passed. Every replica needs the same file.\n", key, "\n");
     if (absl::Status written = WriteSecretFile(path, content); !written.ok()) {
       return written;
     }
@@ -358,26 +342,24 @@ absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const fs::path &path,
     return lines.status();
   }
   SessionKeyRing keys;
-  for (std::string &line : *lines) {
+  for (std::string& line : *lines) {
     if (line.size() < kMinSessionKeyChars) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path.string(), ": a key line has ", line.size(),
-                       " characters; each key needs at least ",
-                       kMinSessionKeyChars, " (e.g. openssl rand -hex 32)"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          path.string(), ": a key line has ", line.size(), " characters; each key needs at least ",
+          kMinSessionKeyChars, " (e.g. openssl rand -hex 32)"));
     }
     keys.keys.push_back(std::move(line));
   }
   if (keys.keys.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path.string(), " holds no key; delete it so that a new one is made"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path.string(), " holds no key; delete it so that a new one is made"));
   }
   // The file is durable now: the database must not keep a copy of a signing
   // key.
-  if (absl::Status deleted = store->DeleteSecret(kStoredSessionKey);
-      !deleted.ok()) {
+  if (absl::Status deleted = store->DeleteSecret(kStoredSessionKey); !deleted.ok()) {
     return deleted;
   }
   return keys;
 }
 
-} // namespace mailbox::server
+}  // namespace mailbox::server

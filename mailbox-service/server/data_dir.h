@@ -27,25 +27,24 @@ namespace mailbox::server {
 // (`keep_as_is`: the admin token, the session key file) are not touched: their
 // readers check them and refuse them instead. Returns one line per change made,
 // for the log.
-absl::StatusOr<std::vector<std::string>>
-PrepareDataDir(const std::filesystem::path &dir,
-               const std::vector<std::filesystem::path> &keep_as_is);
+absl::StatusOr<std::vector<std::string>> PrepareDataDir(
+    const std::filesystem::path& dir, const std::vector<std::filesystem::path>& keep_as_is);
 
 // An exclusive flock on <dir>/service.lock, held until destruction (or exit). A
 // second service on the same directory would split the change feed and race the
 // first one's migrations, so it must not start.
 class DataDirLock {
-public:
+ public:
   // FailedPrecondition naming the holder's pid when another process holds the
   // lock.
-  static absl::StatusOr<DataDirLock> Acquire(const std::filesystem::path &dir);
+  static absl::StatusOr<DataDirLock> Acquire(const std::filesystem::path& dir);
 
-  DataDirLock(DataDirLock &&other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  DataDirLock &operator=(DataDirLock &&) = delete;
-  DataDirLock(const DataDirLock &) = delete;
+  DataDirLock(DataDirLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  DataDirLock& operator=(DataDirLock&&) = delete;
+  DataDirLock(const DataDirLock&) = delete;
   ~DataDirLock();
 
-private:
+ private:
   explicit DataDirLock(int fd) : fd_(fd) {}
   int fd_;
 };
@@ -54,21 +53,18 @@ private:
 // FailedPrecondition if it is not a regular file of ours or if its mode gives
 // any access to group or others (it may have been read: the operator must
 // decide).
-absl::StatusOr<std::string> ReadSecretFile(const std::filesystem::path &path);
+absl::StatusOr<std::string> ReadSecretFile(const std::filesystem::path& path);
 // Like ReadSecretFile, every non-empty line that does not start with '#'.
-absl::StatusOr<std::vector<std::string>>
-ReadSecretLines(const std::filesystem::path &path);
+absl::StatusOr<std::vector<std::string>> ReadSecretLines(const std::filesystem::path& path);
 
 // Writes `content` to a new file at `path`, mode 0600 from its creation
 // (O_CREAT | O_EXCL, never a chmod afterwards), durably (fsync of file and
 // directory). Fails if `path` exists.
-absl::Status WriteSecretFile(const std::filesystem::path &path,
-                             std::string_view content);
+absl::Status WriteSecretFile(const std::filesystem::path& path, std::string_view content);
 
 // The admin token in `path`, made (32 random bytes, hex) if the file does not
 // exist.
-absl::StatusOr<std::string>
-LoadOrCreateAdminToken(const std::filesystem::path &path);
+absl::StatusOr<std::string> LoadOrCreateAdminToken(const std::filesystem::path& path);
 
 // The session keys from `path` (one per line, newest first; '#' lines are
 // comments; each at least 32 characters). If the file does not exist it is
@@ -76,7 +72,7 @@ LoadOrCreateAdminToken(const std::filesystem::path &path);
 // existing sessions survive the upgrade), else a fresh random key. The key is
 // then deleted from the store: the database no longer holds what signs
 // sessions.
-absl::StatusOr<SessionKeyRing>
-LoadOrCreateSessionKeys(const std::filesystem::path &path, store::Store *store);
+absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const std::filesystem::path& path,
+                                                       store::Store* store);
 
-} // namespace mailbox::server
+}  // namespace mailbox::server

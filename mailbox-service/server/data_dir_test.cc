@@ -16,21 +16,20 @@ namespace {
 namespace fs = std::filesystem;
 
 class DataDirTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     dir_ = fs::path(getenv("TEST_TMPDIR")) /
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     fs::remove_all(dir_);
   }
 
-  static mode_t Mode(const fs::path &path) {
+  static mode_t Mode(const fs::path& path) {
     struct stat info {};
     EXPECT_EQ(::lstat(path.c_str(), &info), 0) << path;
     return info.st_mode & 07777;
   }
 
-  static void Write(const fs::path &path, const std::string &content,
-                    mode_t mode) {
+  static void Write(const fs::path& path, const std::string& content, mode_t mode) {
     { std::ofstream(path) << content; }
     ASSERT_EQ(::chmod(path.c_str(), mode), 0);
   }
@@ -45,8 +44,7 @@ TEST_F(DataDirTest, CreatesTheDirectoryAndEverythingInItForTheServiceAlone) {
   EXPECT_TRUE(changes->empty());
   EXPECT_EQ(Mode(dir_), 0700);
   // The store opened afterwards, with its WAL, is 0600 whatever the umask was.
-  auto store =
-      store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
+  auto store = store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
   ASSERT_TRUE(store.ok()) << store.status();
   ASSERT_TRUE((*store)->CreateUser("alice", "hash").ok());
   EXPECT_EQ(Mode(dir_ / "mailbox.db"), 0600);
@@ -72,13 +70,12 @@ TEST_F(DataDirTest, TightensWhatAnOlderVersionLeftOpenButNotTheSecrets) {
   auto token = LoadOrCreateAdminToken(dir_ / "admin.token");
   ASSERT_FALSE(token.ok());
   EXPECT_EQ(token.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(std::string(token.status().message()).find("0644"),
-            std::string::npos);
+  EXPECT_NE(std::string(token.status().message()).find("0644"), std::string::npos);
 }
 
 TEST_F(DataDirTest, AdminTokenIsMadeOnceWithMode0600) {
   ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
-  ::umask(0); // the mode must not depend on the umask
+  ::umask(0);  // the mode must not depend on the umask
   auto made = LoadOrCreateAdminToken(dir_ / "admin.token");
   ASSERT_TRUE(made.ok()) << made.status();
   EXPECT_EQ(made->size(), 64u);
@@ -103,17 +100,15 @@ TEST_F(DataDirTest, ASecondLockOnTheSameDirectoryIsRefusedWithTheHoldersPid) {
   auto second = DataDirLock::Acquire(dir_);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(
-      std::string(second.status().message()).find(std::to_string(::getpid())),
-      std::string::npos);
+  EXPECT_NE(std::string(second.status().message()).find(std::to_string(::getpid())),
+            std::string::npos);
   { DataDirLock released = *std::move(first); }
   EXPECT_TRUE(DataDirLock::Acquire(dir_).ok());
 }
 
 TEST_F(DataDirTest, SessionKeyMovesFromTheDatabaseToItsOwnFile) {
   ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
-  auto store =
-      store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
+  auto store = store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
   ASSERT_TRUE(store.ok());
   const std::string old_key(64, 'k');
   ASSERT_TRUE((*store)->GetOrCreateSecret("session-hmac-key", old_key).ok());
@@ -122,8 +117,7 @@ TEST_F(DataDirTest, SessionKeyMovesFromTheDatabaseToItsOwnFile) {
   ASSERT_EQ(keys->keys.size(), 1u);
   EXPECT_EQ(keys->keys[0], old_key);
   EXPECT_EQ(Mode(dir_ / "session.key"), 0600);
-  EXPECT_EQ((*store)->FindSecret("session-hmac-key").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->FindSecret("session-hmac-key").status().code(), absl::StatusCode::kNotFound);
   // Next start: same key from the file.
   auto reloaded = LoadOrCreateSessionKeys(dir_ / "session.key", store->get());
   ASSERT_TRUE(reloaded.ok());
@@ -132,18 +126,14 @@ TEST_F(DataDirTest, SessionKeyMovesFromTheDatabaseToItsOwnFile) {
 
 TEST_F(DataDirTest, SessionKeyFileHoldsTheCurrentKeyThenPreviousOnes) {
   ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
-  auto store =
-      store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
+  auto store = store::SqliteStore::Open((dir_ / "mailbox.db").string(), {}, nullptr);
   ASSERT_TRUE(store.ok());
   const fs::path path = dir_ / "operator.key";
-  Write(path,
-        "# rotated today\n" + std::string(40, 'n') + "\n\n" +
-            std::string(40, 'o') + "\n",
+  Write(path, "# rotated today\n" + std::string(40, 'n') + "\n\n" + std::string(40, 'o') + "\n",
         0600);
   auto keys = LoadOrCreateSessionKeys(path, store->get());
   ASSERT_TRUE(keys.ok()) << keys.status();
-  EXPECT_EQ(keys->keys, (std::vector<std::string>{std::string(40, 'n'),
-                                                  std::string(40, 'o')}));
+  EXPECT_EQ(keys->keys, (std::vector<std::string>{std::string(40, 'n'), std::string(40, 'o')}));
   Write(path, "short\n", 0600);
   EXPECT_EQ(LoadOrCreateSessionKeys(path, store->get()).status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -157,5 +147,5 @@ TEST_F(DataDirTest, SessionKeyFileHoldsTheCurrentKeyThenPreviousOnes) {
   EXPECT_EQ(fresh->keys[0].size(), 64u);
 }
 
-} // namespace
-} // namespace mailbox::server
+}  // namespace
+}  // namespace mailbox::server

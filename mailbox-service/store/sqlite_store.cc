@@ -1572,10 +1572,12 @@ absl::StatusOr<AuthReservation> SqliteStore::ReserveAuthAttempt(
     std::vector<AuthAttemptState> states;
     states.reserve(keys.size());
     for (const std::string& key : keys) {
+      // No upper bound: an attempt that read the clock before waiting for this
+      // transaction must still count the rows of attempts that read it later.
       ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT count(*), coalesce(max(at_ms), 0) "
                                                  "FROM auth_failures "
-                                                 "WHERE key = ? AND at_ms BETWEEN ? AND ?"));
-      s.BindText(1, key).Bind(2, now_ms - window_ms).Bind(3, now_ms);
+                                                 "WHERE key = ? AND at_ms >= ?"));
+      s.BindText(1, key).Bind(2, now_ms - window_ms);
       ASSIGN_OR_RETURN(bool row, s.Step());
       AuthAttemptState state;
       if (row) {

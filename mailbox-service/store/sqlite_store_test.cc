@@ -344,6 +344,10 @@ TEST_F(SqliteStoreTest, AuthReservationsCountAtOnceAndAreReleasedOrKept) {
   EXPECT_EQ(third->retry_after_ms, 5000);
   EXPECT_TRUE(third->rows.empty());
   EXPECT_EQ(store_->AuthFailures("ip:1", 1000, 500)->first, 2);
+  // An attempt that read the clock earlier, before waiting its turn, still sees them.
+  auto late = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, 990, 500, 100, allow_two);
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->retry_after_ms, 5000);
   // The first turned out right: released. The second stays as a failure.
   ASSERT_TRUE(store_->ReleaseAuthAttempt(first->rows).ok());
   EXPECT_EQ(store_->AuthFailures("pair:a", 1000, 500)->first, 1);

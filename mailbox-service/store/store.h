@@ -109,7 +109,8 @@ class Store {
 
   // The throttle's check and record in one write transaction, so that parallel
   // attempts cannot all pass the check before any of them is counted. Reads the
-  // state of every key within [now_ms - window_ms, now_ms], asks `policy`, and when
+  // state of every key from now_ms - window_ms on (rows of attempts that read the
+  // clock after this one count too), asks `policy`, and when
   // it allows the attempt records one row per key at now_ms: the attempt counts as a
   // failure from before its password is checked. The caller then releases the rows
   // (ReleaseAuthAttempt) if the password was right or could not be checked, and keeps
