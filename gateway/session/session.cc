@@ -113,6 +113,9 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
       receiver_(worker->options->limits),
       started_(Clock::now()),
       last_activity_(started_) {
+  // A connection that has not logged in gets only a small literal budget
+  // (docs/security.md, "Bounds per command and per session in the gateway").
+  receiver_.SetUnauthenticated(true);
   ops::GlobalMetrics().ConnectionOpened();
 }
 
@@ -721,6 +724,7 @@ asio::awaitable<void> Session::FinishLogin(const v1::AuthenticateRequest& reques
   credential_ = mailbox::client::Session(response->session_token());
   username_ = response->principal().username();
   state_ = SessionState::kAuthenticated;
+  receiver_.SetUnauthenticated(false);
   ops::GlobalMetrics().sessions_authenticated.fetch_add(1);
   Ok(absl::StrCat("Logged in as ", username_), imap::code::Capability(Capabilities()));
 }
