@@ -88,6 +88,23 @@ std::string ResponseCodeFor(v1::ErrorCode code) {
   }
 }
 
+// The BAD text for a command that is not valid in the session's state.
+std::string WrongStateText(const imap::CommandInfo& info, SessionState state) {
+  const std::string name(info.name);
+  if (state == SessionState::kNotAuthenticated) {
+    return absl::StrCat(name, " is not allowed before LOGIN or AUTHENTICATE");
+  }
+  // RFC 3501 §6.2: STARTTLS, AUTHENTICATE and LOGIN are valid only in the Not
+  // Authenticated state (§3.1); after a login they can only be refused.
+  if (info.allowed_states == imap::kNotAuthenticated) {
+    return absl::StrCat(name, " is not allowed: the session is already authenticated");
+  }
+  if (state == SessionState::kAuthenticated && (info.allowed_states & imap::kSelected) != 0) {
+    return absl::StrCat(name, " is not allowed without a selected mailbox");
+  }
+  return absl::StrCat(name, " is not allowed now");
+}
+
 }  // namespace
 
 asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
@@ -589,11 +606,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
     });
   }
   if ((info.allowed_states & state_bit) == 0) {
-    Bad(absl::StrCat(std::string(info.name), " is not allowed ",
-                     state_ == SessionState::kNotAuthenticated
-                         ? "before LOGIN or AUTHENTICATE"
-                         : (state_ == SessionState::kAuthenticated ? "without a selected mailbox"
-                                                                   : "now")));
+    Bad(WrongStateText(info, state_));
   } else if (std::holds_alternative<imap::CapabilityCommand>(body)) {
     Send(imap::CapabilityResponse(Capabilities()));
     Ok("CAPABILITY completed");
