@@ -60,6 +60,10 @@ std::vector<mailbox::config::Setting> Settings() {
       {"max-unauthenticated-literal", "IMAPD_MAX_UNAUTHENTICATED_LITERAL", "8192",
        "literal octets per command before LOGIN/AUTHENTICATE"},
       {"max-nesting", "IMAPD_MAX_NESTING", "32", "parenthesis nesting depth"},
+      {"max-search-ranges", "IMAPD_MAX_SEARCH_RANGES", "100000",
+       "UID ranges one SEARCH may send to the mailbox service, over all its keys"},
+      {"max-pending-changes", "IMAPD_MAX_PENDING_CHANGES", "20000",
+       "unreported changes of the selected mailbox a session may hold before BYE"},
       {"max-tag-length", "IMAPD_MAX_TAG_LENGTH", "64", "octets in a command tag"},
       {"literal-minus", "IMAPD_LITERAL_MINUS", "false",
        "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+"},
@@ -125,6 +129,8 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "max-unauthenticated-literal",
                &options.limits.max_unauthenticated_literal_octets) ||
       !ReadInt(*config, "max-nesting", &options.limits.max_nesting_depth) ||
+      !ReadInt(*config, "max-search-ranges", &options.max_search_uid_ranges) ||
+      !ReadInt(*config, "max-pending-changes", &options.max_pending_changes) ||
       !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length)) {
     return 2;
   }

@@ -128,6 +128,7 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
       info_(info),
       worker_(worker),
       receiver_(worker->options->limits),
+      pending_(worker->options->max_pending_changes),
       started_(Clock::now()),
       last_activity_(started_) {
   // A connection that has not logged in gets only a small literal budget
@@ -349,13 +350,53 @@ asio::awaitable<void> Session::CatchUp(uint64_t mailbox_id, uint32_t uid) {
 }
 
 void Session::OnChange(const v1::ChangeEvent& event) {
-  if (selected_ == nullptr || event.mailbox_id() != selected_->mailbox_id) {
+  if (change_overflow_ || selected_ == nullptr || event.mailbox_id() != selected_->mailbox_id) {
     return;
   }
-  pending_.push_back(event);
+  const uint64_t coalesced = pending_.coalesced();
+  const bool fits = pending_.Push(event);
+  if (pending_.coalesced() != coalesced) {
+    ops::GlobalMetrics().changes_coalesced.fetch_add(pending_.coalesced() - coalesced);
+  }
+  if (!fits && !in_command_) {
+    // While a command runs, its own changes arrive here too and are applied
+    // when it ends, so the bound is checked then (CheckChangeQueue).
+    OverflowChanges();
+    return;
+  }
   if (idling_) {
     stream_.CancelWait();  // IDLE reports changes at once (RFC 2177)
   }
+}
+
+void Session::OverflowChanges() {
+  // The client has not read its updates for too long. Holding more would let
+  // any busy mailbox grow this session without bound; the selection cannot be
+  // dropped here (a command may be using it), so the queue is emptied, later
+  // events are ignored, and the session ends with BYE as soon as it may write
+  // (EndIfChangesOverflowed). The client reconnects and resynchronises.
+  change_overflow_ = true;
+  pending_.clear();
+  ops::GlobalMetrics().change_queue_overflows.fetch_add(1);
+  stream_.CancelWait();  // wakes a session waiting for input or in IDLE
+}
+
+void Session::CheckChangeQueue() {
+  if (!change_overflow_ && pending_.items() > options().max_pending_changes) {
+    OverflowChanges();
+  }
+}
+
+bool Session::EndIfChangesOverflowed() {
+  if (!change_overflow_ || state_ == SessionState::kLogout) {
+    return change_overflow_;
+  }
+  Send(imap::StatusResponse(
+      "*", imap::Status::kBye, "",
+      absl::StrCat("Too many changes to the selected mailbox (over ", options().max_pending_changes,
+                   ") waited to be reported to this session; please reconnect")));
+  state_ = SessionState::kLogout;
+  return true;
 }
 
 void Session::ApplyPendingChanges(bool allow_expunge) {
@@ -367,7 +408,10 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
       pending_.pop_front();
       continue;
     }
-    if (box.own_modseqs.erase(event.modseq()) > 0 && !structural) {
+    // A flag-change event may hold changes of several MODSEQs (ChangeQueue
+    // merges them); its messages are checked one by one below.
+    if (!event.has_flags_changed() && box.own_modseqs.erase(event.modseq()) > 0 &&
+        !structural) {
       box.applied_modseq = std::max(box.applied_modseq, event.modseq());
       pending_.pop_front();
       continue;
@@ -387,6 +431,12 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
       }
     } else if (event.has_flags_changed()) {
       for (const auto& message : event.flags_changed().messages()) {
+        // Already reflected: older than the view, or this session's own change,
+        // whose response already carried the flags.
+        const uint64_t modseq = message.modseq() != 0 ? message.modseq() : event.modseq();
+        if (modseq <= box.applied_modseq || box.own_modseqs.count(modseq) > 0) {
+          continue;
+        }
         auto seq = box.map.SeqOf(message.uid());
         if (!seq.has_value()) {
           continue;
@@ -431,6 +481,12 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
     box.applied_modseq = std::max(box.applied_modseq, event.modseq());
     pending_.pop_front();
   }
+  // The feed delivers in MODSEQ order, so an own change at or below what has
+  // been applied will never come again.
+  if (selected_ != nullptr) {
+    std::set<uint64_t>& own = selected_->own_modseqs;
+    own.erase(own.begin(), own.upper_bound(selected_->applied_modseq));
+  }
 }
 
 Clock::time_point Session::InputDeadline() const {
@@ -442,6 +498,10 @@ Clock::time_point Session::InputDeadline() const {
 
 asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline) {
   auto error = co_await stream_.WaitReadable(deadline);
+  if (EndIfChangesOverflowed()) {
+    co_await Flush();
+    co_return false;
+  }
   if (error == asio::error::timed_out) {
     Send(imap::StatusResponse("*", imap::Status::kBye, "",
                               state_ == SessionState::kNotAuthenticated
@@ -575,6 +635,13 @@ asio::awaitable<void> Session::Run() {
     }
     // AppendChunk, AppendEnd, Line and IdleDone only occur inside the handlers
     // that switch the receiver into those modes.
+    // Waiting for input again (also after a handler that returned early).
+    in_command_ = false;
+    CheckChangeQueue();
+    if (!broken_ && EndIfChangesOverflowed()) {
+      co_await Flush();
+      break;
+    }
   }
   co_await stream_.Shutdown();
 }
@@ -583,6 +650,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   tag_ = command.tag;
   tagged_.clear();
   answered_ = false;
+  in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
   const imap::CommandInfo& info = imap::InfoFor(command);
@@ -674,6 +742,8 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   co_await StopReadAhead();
   // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5).
   ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
+  in_command_ = false;
+  CheckChangeQueue();
   if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
     Bad("internal error: the command produced no response");
   }
@@ -913,10 +983,16 @@ asio::awaitable<void> Session::HandleIdle() {
   }
   receiver_.SetMode(imap::Receiver::Mode::kIdle);
   idling_ = true;
+  in_command_ = false;  // waiting for input: the change queue's bound applies at once
+  CheckChangeQueue();
   ops::GlobalMetrics().sessions_idling.fetch_add(1);
   auto keepalive_due = Clock::now() + options().idle_keepalive;
   bool done = false;
   while (!done && !broken_ && state_ != SessionState::kLogout) {
+    if (EndIfChangesOverflowed()) {
+      co_await Flush();
+      break;
+    }
     ApplyPendingChanges(/*allow_expunge=*/true);
     const bool ok7 = co_await Flush();
     if (!ok7) {
@@ -961,6 +1037,7 @@ asio::awaitable<void> Session::HandleIdle() {
     receiver_.Feed(std::string_view(buffer.data(), size));
   }
   idling_ = false;
+  in_command_ = true;
   ops::GlobalMetrics().sessions_idling.fetch_sub(1);
   if (receiver_.mode() == imap::Receiver::Mode::kIdle) {
     receiver_.SetMode(imap::Receiver::Mode::kCommand);
@@ -976,6 +1053,7 @@ asio::awaitable<void> Session::HandleIdle() {
 asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
   tag_ = begin.tag;
   tagged_.clear();
+  in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
   // Answers and drops the rest of the command; the client may still be sending.
@@ -1113,6 +1191,8 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
     }
   }
   ApplyPendingChanges(/*allow_expunge=*/true);
+  in_command_ = false;
+  CheckChangeQueue();
   Send(tagged_);
   tagged_.clear();
   co_await Flush();
