@@ -57,7 +57,13 @@ std::vector<mailbox::config::Setting> Settings() {
        "largest literal outside APPEND message data"},
       {"max-append-size", "IMAPD_MAX_APPEND_SIZE", "67108864", "largest APPEND message"},
       {"max-literals", "IMAPD_MAX_LITERALS", "1000", "literals per command"},
+      {"max-unauthenticated-literal", "IMAPD_MAX_UNAUTHENTICATED_LITERAL", "8192",
+       "literal octets per command before LOGIN/AUTHENTICATE"},
       {"max-nesting", "IMAPD_MAX_NESTING", "32", "parenthesis nesting depth"},
+      {"max-search-ranges", "IMAPD_MAX_SEARCH_RANGES", "100000",
+       "UID ranges one SEARCH may send to the mailbox service, over all its keys"},
+      {"max-pending-changes", "IMAPD_MAX_PENDING_CHANGES", "20000",
+       "unreported changes of the selected mailbox a session may hold before BYE"},
       {"max-tag-length", "IMAPD_MAX_TAG_LENGTH", "64", "octets in a command tag"},
       {"literal-minus", "IMAPD_LITERAL_MINUS", "false",
        "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+"},
@@ -120,7 +126,11 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "max-literal-size", &options.limits.max_literal_size) ||
       !ReadInt(*config, "max-append-size", &options.limits.max_append_literal_size) ||
       !ReadInt(*config, "max-literals", &options.limits.max_literals_per_command) ||
+      !ReadInt(*config, "max-unauthenticated-literal",
+               &options.limits.max_unauthenticated_literal_octets) ||
       !ReadInt(*config, "max-nesting", &options.limits.max_nesting_depth) ||
+      !ReadInt(*config, "max-search-ranges", &options.max_search_uid_ranges) ||
+      !ReadInt(*config, "max-pending-changes", &options.max_pending_changes) ||
       !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length)) {
     return 2;
   }

@@ -22,6 +22,10 @@ struct Limits {
   size_t max_literals_per_command = 1000;
   // Total octets of buffered (non-APPEND-message) literal data in a command.
   size_t max_command_literal_octets = 1024 * 1024;
+  // The same total before authentication (Receiver::SetUnauthenticated): a
+  // LOGIN needs two short strings, so an anonymous connection gets a small
+  // budget and cannot make the gateway hold max_command_literal_octets.
+  size_t max_unauthenticated_literal_octets = 8 * 1024;
   // Parenthesis/NOT/OR nesting (SEARCH keys, LIST options, ID lists, ...).
   int max_nesting_depth = 32;
   // RFC 3501 sets no limit; Stalwart and Dovecot cap tags similarly.

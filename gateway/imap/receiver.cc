@@ -430,6 +430,13 @@ std::optional<Event> Receiver::OnCommandLine() {
                             std::to_string(limits_.max_literal_size) + "-octet limit",
                         "TOOBIG", size, m.synchronizing, append);
   }
+  if (unauthenticated_ &&
+      literal_octets_ + m.size > limits_.max_unauthenticated_literal_octets) {
+    return LiteralError("literals before authentication may total at most " +
+                            std::to_string(limits_.max_unauthenticated_literal_octets) +
+                            " octets per command; log in first",
+                        "TOOBIG", size, m.synchronizing, append);
+  }
   if (literal_octets_ + m.size > limits_.max_command_literal_octets) {
     return LiteralError("literals of this command exceed " +
                             std::to_string(limits_.max_command_literal_octets) +

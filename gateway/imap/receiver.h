@@ -154,6 +154,13 @@ class Receiver {
   // §6.2.1: data pipelined before the TLS handshake must be discarded).
   void Reset();
 
+  // Before authentication the literals of one command may total only
+  // Limits::max_unauthenticated_literal_octets (checked when a literal is
+  // announced, so a synchronizing one is refused instead of getting "+").
+  // The session turns this on for a new connection and off after a login.
+  void SetUnauthenticated(bool unauthenticated) { unauthenticated_ = unauthenticated; }
+  bool unauthenticated() const { return unauthenticated_; }
+
   // Octets fed but not yet consumed.
   size_t buffered() const { return buffer_.size() - pos_; }
   const Limits& limits() const { return limits_; }
@@ -180,6 +187,7 @@ class Receiver {
   void EnterSkipLine(uint64_t skip_limit);
 
   Limits limits_;
+  bool unauthenticated_ = false;
   Mode mode_ = Mode::kCommand;
   State state_ = State::kText;
 

@@ -17,8 +17,9 @@ using namespace std::string_literals;
 // comparable strings. Acts like a simple session: accepts every literal,
 // enters IDLE mode after IDLE and line mode after AUTHENTICATE until "*".
 std::vector<std::string> Drive(std::string_view input, size_t chunk,
-                               const Limits& limits = {}) {
+                               const Limits& limits = {}, bool unauthenticated = false) {
   Receiver receiver(limits);
+  receiver.SetUnauthenticated(unauthenticated);
   std::vector<std::string> out;
   auto drain = [&] {
     while (true) {
@@ -70,10 +71,11 @@ std::vector<std::string> Drive(std::string_view input, size_t chunk,
   return out;
 }
 
-std::vector<std::string> DriveAllWays(std::string_view input, const Limits& limits = {}) {
-  std::vector<std::string> whole = Drive(input, input.size() + 1, limits);
+std::vector<std::string> DriveAllWays(std::string_view input, const Limits& limits = {},
+                                      bool unauthenticated = false) {
+  std::vector<std::string> whole = Drive(input, input.size() + 1, limits, unauthenticated);
   for (size_t chunk : {1, 2, 3, 7, 64}) {
-    EXPECT_EQ(Drive(input, chunk, limits), whole) << "chunk size " << chunk;
+    EXPECT_EQ(Drive(input, chunk, limits, unauthenticated), whole) << "chunk size " << chunk;
   }
   return whole;
 }
@@ -273,6 +275,33 @@ TEST(ReceiverTest, CommandLiteralTotalIsLimited) {
             (Events{"CMD a LOGIN 01234 56789\r\n"}));
   EXPECT_EQ(DriveAllWays("a LOGIN {5+}\r\n01234 {6+}\r\n567890\r\nb NOOP\r\n", limits),
             (Events{"ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+}
+
+TEST(ReceiverTest, UnauthenticatedLiteralBudgetIsExact) {
+  Limits limits;
+  limits.max_unauthenticated_literal_octets = 10;
+  const bool unauthenticated = true;
+  // Exactly the budget, over two literals: accepted, "+" for each.
+  EXPECT_EQ(DriveAllWays("a LOGIN {5}\r\n01234 {5}\r\n56789\r\n", limits, unauthenticated),
+            (Events{"CONT a 5", "CONT a 5", "CMD a LOGIN 01234 56789\r\n"}));
+  // One octet more: the second literal is refused before "+" is sent, so the
+  // client never sends its data and the next line is a new command.
+  EXPECT_EQ(DriveAllWays("a LOGIN {5}\r\n01234 {6}\r\nb NOOP\r\n", limits, unauthenticated),
+            (Events{"CONT a 5", "ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+  // A single big synchronizing literal never gets "+".
+  EXPECT_EQ(DriveAllWays("a LOGIN {1048576}\r\nb NOOP\r\n", limits, unauthenticated),
+            (Events{"ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+  // Non-synchronizing over the budget but within max_literal_size: the data
+  // is read and discarded (never buffered), the connection stays usable.
+  EXPECT_EQ(DriveAllWays("a LOGIN {11+}\r\n01234567890 x\r\nb NOOP\r\n", limits,
+                         unauthenticated),
+            (Events{"ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+  // Non-synchronizing beyond max_literal_size cannot be skipped: BAD + BYE.
+  EXPECT_EQ(DriveAllWays("a LOGIN {1048576+}\r\nxxxx", limits, unauthenticated),
+            (Events{"ERR a [TOOBIG] FATAL"}));
+  // After authentication the ordinary limits apply.
+  EXPECT_EQ(DriveAllWays("a LOGIN {11+}\r\n01234567890 x\r\n", limits),
+            (Events{"CMD a LOGIN 01234567890 x\r\n"}));
 }
 
 TEST(ReceiverTest, LiteralMinus) {

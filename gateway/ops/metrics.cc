@@ -59,6 +59,15 @@ std::string Metrics::Render() const {
   Write(out, "imap_heap_trims_total", "counter",
         "Times freed heap memory was returned to the kernel after connections fell.",
         static_cast<int64_t>(heap_trims.load()));
+  Write(out, "imap_search_limit_refusals_total", "counter",
+        "SEARCH commands answered NO [LIMIT] for naming too many message ranges.",
+        static_cast<int64_t>(search_limit_refusals.load()));
+  Write(out, "imap_changes_coalesced_total", "counter",
+        "Unreported flag changes replaced by a later change of the same message.",
+        static_cast<int64_t>(changes_coalesced.load()));
+  Write(out, "imap_change_queue_overflows_total", "counter",
+        "Sessions ended with BYE because too many changes waited to be reported.",
+        static_cast<int64_t>(change_queue_overflows.load()));
   Write(out, "process_resident_memory_bytes", "gauge", "Resident set size.", ResidentBytes());
   return out.str();
 }

@@ -28,6 +28,12 @@ struct Metrics {
   std::atomic<uint64_t> bytes_out{0};
   std::atomic<uint64_t> cert_reloads{0};
   std::atomic<uint64_t> heap_trims{0};
+  // SEARCHes answered NO [LIMIT] for naming too many message ranges.
+  std::atomic<uint64_t> search_limit_refusals{0};
+  // Pending flag changes replaced by a later change of the same message.
+  std::atomic<uint64_t> changes_coalesced{0};
+  // Sessions ended with BYE because their queue of unreported changes was full.
+  std::atomic<uint64_t> change_queue_overflows{0};
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
 

@@ -88,6 +88,23 @@ std::string ResponseCodeFor(v1::ErrorCode code) {
   }
 }
 
+// The BAD text for a command that is not valid in the session's state.
+std::string WrongStateText(const imap::CommandInfo& info, SessionState state) {
+  const std::string name(info.name);
+  if (state == SessionState::kNotAuthenticated) {
+    return absl::StrCat(name, " is not allowed before LOGIN or AUTHENTICATE");
+  }
+  // RFC 3501 §6.2: STARTTLS, AUTHENTICATE and LOGIN are valid only in the Not
+  // Authenticated state (§3.1); after a login they can only be refused.
+  if (info.allowed_states == imap::kNotAuthenticated) {
+    return absl::StrCat(name, " is not allowed: the session is already authenticated");
+  }
+  if (state == SessionState::kAuthenticated && (info.allowed_states & imap::kSelected) != 0) {
+    return absl::StrCat(name, " is not allowed without a selected mailbox");
+  }
+  return absl::StrCat(name, " is not allowed now");
+}
+
 }  // namespace
 
 asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
@@ -111,8 +128,12 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
       info_(info),
       worker_(worker),
       receiver_(worker->options->limits),
+      pending_(worker->options->max_pending_changes),
       started_(Clock::now()),
       last_activity_(started_) {
+  // A connection that has not logged in gets only a small literal budget
+  // (docs/security.md, "Bounds per command and per session in the gateway").
+  receiver_.SetUnauthenticated(true);
   ops::GlobalMetrics().ConnectionOpened();
 }
 
@@ -338,13 +359,53 @@ asio::awaitable<void> Session::CatchUp(uint64_t mailbox_id, uint32_t uid) {
 }
 
 void Session::OnChange(const v1::ChangeEvent& event) {
-  if (selected_ == nullptr || event.mailbox_id() != selected_->mailbox_id) {
+  if (change_overflow_ || selected_ == nullptr || event.mailbox_id() != selected_->mailbox_id) {
     return;
   }
-  pending_.push_back(event);
+  const uint64_t coalesced = pending_.coalesced();
+  const bool fits = pending_.Push(event);
+  if (pending_.coalesced() != coalesced) {
+    ops::GlobalMetrics().changes_coalesced.fetch_add(pending_.coalesced() - coalesced);
+  }
+  if (!fits && !in_command_) {
+    // While a command runs, its own changes arrive here too and are applied
+    // when it ends, so the bound is checked then (CheckChangeQueue).
+    OverflowChanges();
+    return;
+  }
   if (idling_) {
     stream_.CancelWait();  // IDLE reports changes at once (RFC 2177)
   }
+}
+
+void Session::OverflowChanges() {
+  // The client has not read its updates for too long. Holding more would let
+  // any busy mailbox grow this session without bound; the selection cannot be
+  // dropped here (a command may be using it), so the queue is emptied, later
+  // events are ignored, and the session ends with BYE as soon as it may write
+  // (EndIfChangesOverflowed). The client reconnects and resynchronises.
+  change_overflow_ = true;
+  pending_.clear();
+  ops::GlobalMetrics().change_queue_overflows.fetch_add(1);
+  stream_.CancelWait();  // wakes a session waiting for input or in IDLE
+}
+
+void Session::CheckChangeQueue() {
+  if (!change_overflow_ && pending_.items() > options().max_pending_changes) {
+    OverflowChanges();
+  }
+}
+
+bool Session::EndIfChangesOverflowed() {
+  if (!change_overflow_ || state_ == SessionState::kLogout) {
+    return change_overflow_;
+  }
+  Send(imap::StatusResponse(
+      "*", imap::Status::kBye, "",
+      absl::StrCat("Too many changes to the selected mailbox (over ", options().max_pending_changes,
+                   ") waited to be reported to this session; please reconnect")));
+  state_ = SessionState::kLogout;
+  return true;
 }
 
 void Session::ApplyPendingChanges(bool allow_expunge) {
@@ -356,7 +417,10 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
       pending_.pop_front();
       continue;
     }
-    if (box.own_modseqs.erase(event.modseq()) > 0 && !structural) {
+    // A flag-change event may hold changes of several MODSEQs (ChangeQueue
+    // merges them); its messages are checked one by one below.
+    if (!event.has_flags_changed() && box.own_modseqs.erase(event.modseq()) > 0 &&
+        !structural) {
       box.applied_modseq = std::max(box.applied_modseq, event.modseq());
       pending_.pop_front();
       continue;
@@ -376,6 +440,12 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
       }
     } else if (event.has_flags_changed()) {
       for (const auto& message : event.flags_changed().messages()) {
+        // Already reflected: older than the view, or this session's own change,
+        // whose response already carried the flags.
+        const uint64_t modseq = message.modseq() != 0 ? message.modseq() : event.modseq();
+        if (modseq <= box.applied_modseq || box.own_modseqs.count(modseq) > 0) {
+          continue;
+        }
         auto seq = box.map.SeqOf(message.uid());
         if (!seq.has_value()) {
           continue;
@@ -420,6 +490,12 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
     box.applied_modseq = std::max(box.applied_modseq, event.modseq());
     pending_.pop_front();
   }
+  // The feed delivers in MODSEQ order, so an own change at or below what has
+  // been applied will never come again.
+  if (selected_ != nullptr) {
+    std::set<uint64_t>& own = selected_->own_modseqs;
+    own.erase(own.begin(), own.upper_bound(selected_->applied_modseq));
+  }
 }
 
 Clock::time_point Session::InputDeadline() const {
@@ -431,6 +507,10 @@ Clock::time_point Session::InputDeadline() const {
 
 asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline) {
   auto error = co_await stream_.WaitReadable(deadline);
+  if (EndIfChangesOverflowed()) {
+    co_await Flush();
+    co_return false;
+  }
   if (error == asio::error::timed_out) {
     Send(imap::StatusResponse("*", imap::Status::kBye, "",
                               state_ == SessionState::kNotAuthenticated
@@ -564,6 +644,13 @@ asio::awaitable<void> Session::Run() {
     }
     // AppendChunk, AppendEnd, Line and IdleDone only occur inside the handlers
     // that switch the receiver into those modes.
+    // Waiting for input again (also after a handler that returned early).
+    in_command_ = false;
+    CheckChangeQueue();
+    if (!broken_ && EndIfChangesOverflowed()) {
+      co_await Flush();
+      break;
+    }
   }
   co_await stream_.Shutdown();
 }
@@ -572,6 +659,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   tag_ = command.tag;
   tagged_.clear();
   answered_ = false;
+  in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
   const imap::CommandInfo& info = imap::InfoFor(command);
@@ -595,11 +683,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
     });
   }
   if ((info.allowed_states & state_bit) == 0) {
-    Bad(absl::StrCat(std::string(info.name), " is not allowed ",
-                     state_ == SessionState::kNotAuthenticated
-                         ? "before LOGIN or AUTHENTICATE"
-                         : (state_ == SessionState::kAuthenticated ? "without a selected mailbox"
-                                                                   : "now")));
+    Bad(WrongStateText(info, state_));
   } else if (std::holds_alternative<imap::CapabilityCommand>(body)) {
     Send(imap::CapabilityResponse(Capabilities()));
     Ok("CAPABILITY completed");
@@ -667,6 +751,8 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   co_await StopReadAhead();
   // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5).
   ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
+  in_command_ = false;
+  CheckChangeQueue();
   if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
     Bad("internal error: the command produced no response");
   }
@@ -736,6 +822,7 @@ asio::awaitable<void> Session::FinishLogin(const v1::AuthenticateRequest& reques
   credential_ = mailbox::client::Session(response->session_token());
   username_ = response->principal().username();
   state_ = SessionState::kAuthenticated;
+  receiver_.SetUnauthenticated(false);
   ops::GlobalMetrics().sessions_authenticated.fetch_add(1);
   Ok(absl::StrCat("Logged in as ", username_), imap::code::Capability(Capabilities()));
 }
@@ -911,10 +998,16 @@ asio::awaitable<void> Session::HandleIdle() {
   }
   receiver_.SetMode(imap::Receiver::Mode::kIdle);
   idling_ = true;
+  in_command_ = false;  // waiting for input: the change queue's bound applies at once
+  CheckChangeQueue();
   ops::GlobalMetrics().sessions_idling.fetch_add(1);
   auto keepalive_due = Clock::now() + options().idle_keepalive;
   bool done = false;
   while (!done && !broken_ && state_ != SessionState::kLogout) {
+    if (EndIfChangesOverflowed()) {
+      co_await Flush();
+      break;
+    }
     ApplyPendingChanges(/*allow_expunge=*/true);
     const bool ok7 = co_await Flush();
     if (!ok7) {
@@ -959,6 +1052,7 @@ asio::awaitable<void> Session::HandleIdle() {
     receiver_.Feed(std::string_view(buffer.data(), size));
   }
   idling_ = false;
+  in_command_ = true;
   ops::GlobalMetrics().sessions_idling.fetch_sub(1);
   if (receiver_.mode() == imap::Receiver::Mode::kIdle) {
     receiver_.SetMode(imap::Receiver::Mode::kCommand);
@@ -974,6 +1068,7 @@ asio::awaitable<void> Session::HandleIdle() {
 asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
   tag_ = begin.tag;
   tagged_.clear();
+  in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
   // Answers and drops the rest of the command; the client may still be sending.
@@ -1111,6 +1206,8 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
     }
   }
   ApplyPendingChanges(/*allow_expunge=*/true);
+  in_command_ = false;
+  CheckChangeQueue();
   Send(tagged_);
   tagged_.clear();
   co_await Flush();

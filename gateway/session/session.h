@@ -33,6 +33,8 @@
 #include "gateway/net/listener.h"
 #include "gateway/net/stream.h"
 #include "gateway/net/tls_context.h"
+#include "gateway/session/change_queue.h"
+#include "gateway/session/commands/search_mapping.h"
 #include "gateway/session/feed_router.h"
 #include "gateway/session/uid_map.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
@@ -50,6 +52,12 @@ struct SessionOptions {
   std::chrono::seconds read_timeout{60};             // for literal data once announced
   std::chrono::seconds tls_handshake_timeout{30};
   int max_auth_failures = 4;             // then BYE
+  // UID ranges one SEARCH may send to the store, over all its keys
+  // (commands/search_mapping.h); over it the SEARCH gets NO [LIMIT].
+  size_t max_search_uid_ranges = commands::kDefaultMaxSearchUidRanges;
+  // Changes of the selected mailbox a session may hold before it reports them
+  // (flag changes of one UID count once: change_queue.h); over it, BYE.
+  size_t max_pending_changes = kDefaultMaxPendingChanges;
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
   std::string server_name = "imapd";
   std::string gateway_id;                // sent to the service for its logs
@@ -177,6 +185,12 @@ class Session final : public FeedRouter::Listener {
   // Sends pending changes of the selected mailbox that the rules allow now
   // (RFC 3501 §7.4.1: no EXPUNGE while a sequence-number command runs).
   void ApplyPendingChanges(bool allow_expunge);
+  // If the change queue overflowed: queues the BYE, enters Logout, returns true.
+  bool EndIfChangesOverflowed();
+  // Empties the change queue and marks the session to end with BYE.
+  void OverflowChanges();
+  // Applies the change queue's bound (after a command, its own changes gone).
+  void CheckChangeQueue();
   std::chrono::steady_clock::time_point InputDeadline() const;
 
   // Read-ahead: while an ordinary command runs, pipelined bytes are read from the
@@ -200,7 +214,14 @@ class Session final : public FeedRouter::Listener {
   mailbox::client::Session credential_;
   std::string username_;
   std::unique_ptr<SelectedMailbox> selected_;
-  std::deque<mailbox::v1::ChangeEvent> pending_;
+  ChangeQueue pending_;
+  // The change queue went over SessionOptions::max_pending_changes: the
+  // session ends with BYE at the next point where it may write.
+  bool change_overflow_ = false;
+  // A command is running: the queue's bound is checked when it ends, since its
+  // own changes (a STORE or EXPUNGE of many messages) arrive meanwhile and are
+  // applied then. Between commands and in IDLE it applies at once.
+  bool in_command_ = false;
   bool idling_ = false;
   bool utf8_accept_ = false;
   bool condstore_enabled_ = false;

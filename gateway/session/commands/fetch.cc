@@ -258,6 +258,8 @@ class FetchResponseWriter {
   // but the literal's data may be written then.
   bool in_literal() const { return literal_remaining_.has_value(); }
   bool unknown_cte() const { return unknown_cte_; }
+  // A BODY[]/RFC822 section held NUL octets, which a literal cannot carry.
+  bool nul_refused() const { return nul_refused_; }
   size_t unflushed() const { return unflushed_; }
   void Flushed() { unflushed_ = 0; }
   uint64_t literal_remaining() const { return literal_remaining_.value_or(0); }
@@ -314,14 +316,37 @@ class FetchResponseWriter {
         builder_->Raw(item.name, std::to_string(chunk.total_size()));
         return NextItem();
       }
+      if (!item.literal8 && chunk.data().find('\0') != std::string::npos) {
+        // RFC 3501 §4.3: a literal may not contain NUL, and RFC 3516 §4.3
+        // keeps literal8 for BINARY[] responses. Message data with NUL (it can
+        // only come from a literal8 APPEND, RFC 3516 §4.1) is refused for
+        // BODY[]/RFC822: the item is NIL and the command ends NO
+        // [UNKNOWN-CTE], telling the client to ask with BINARY[] instead.
+        builder_->Section(item.name, std::nullopt);
+        nul_refused_ = true;
+        return NextItem();
+      }
       Send(builder_->StreamSection(item.name, chunk.total_size(), item.literal8));
       literal_remaining_ = chunk.total_size();
+      literal8_ = item.literal8;
     }
     // The literal announced total_size octets; anything beyond would corrupt
     // the stream, so it is dropped (the store pads short sections itself).
     const std::string& data = chunk.data();
     const size_t take = static_cast<size_t>(std::min<uint64_t>(data.size(), *literal_remaining_));
-    Send(std::string_view(data).substr(0, take));
+    std::string_view piece = std::string_view(data).substr(0, take);
+    if (!literal8_ && piece.find('\0') != std::string_view::npos) {
+      // A NUL after the first chunk: the literal's size is already on the
+      // wire, so the octets cannot be withheld. Each NUL is sent as 0x80,
+      // which keeps the response well-formed (RFC 3501 §4.3), and the command
+      // ends NO [UNKNOWN-CTE] so the client knows the data is not exact.
+      std::string cleaned(piece);
+      std::replace(cleaned.begin(), cleaned.end(), '\0', '\x80');
+      Send(cleaned);
+      nul_refused_ = true;
+    } else {
+      Send(piece);
+    }
     *literal_remaining_ -= take;
     if (!chunk.last()) {
       return absl::OkStatus();
@@ -404,7 +429,9 @@ class FetchResponseWriter {
   bool skipping_ = false;                       // current message is not reported
   size_t next_ = 0;                             // next item of plan_.items to add
   std::optional<uint64_t> literal_remaining_;   // octets owed to the open literal
+  bool literal8_ = false;                       // the open literal is a literal8
   bool unknown_cte_ = false;
+  bool nul_refused_ = false;
   size_t unflushed_ = 0;
 };
 
@@ -486,6 +513,12 @@ awaitable<void> Fetch(Session& session, const imap::FetchCommand& command) {
   if (!failure.ok()) {
     // Responses already sent stay valid; the NO says the rest is missing.
     session.Fail(failure, "FETCH");
+    co_return;
+  }
+  if (writer.nul_refused()) {
+    session.No("FETCH completed, but message data with NUL octets cannot be sent as BODY[] or "
+               "RFC822 (RFC 3501 §4.3); fetch it with BINARY[] (RFC 3516)",
+               "UNKNOWN-CTE");
     co_return;
   }
   if (writer.unknown_cte()) {

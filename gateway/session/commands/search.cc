@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "gateway/imap/command.h"
 #include "gateway/imap/response.h"
+#include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
 #include "gateway/session/commands/search_mapping.h"
 #include "gateway/session/session.h"
@@ -35,7 +36,14 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
     co_return;
   }
   absl::StatusOr<MappedSearch> mapped =
-      MapSearchKey(command.criteria, mailbox->map, mailbox->recent, mailbox->map.max_uid());
+      MapSearchKey(command.criteria, mailbox->map, mailbox->recent, mailbox->map.max_uid(),
+                   session.options().max_search_uid_ranges);
+  if (absl::IsResourceExhausted(mapped.status())) {
+    // RFC 5530 §3: LIMIT, an implementation limit the client can work around.
+    ops::GlobalMetrics().search_limit_refusals.fetch_add(1);
+    session.No(absl::StrCat("SEARCH refused: ", mapped.status().message()), "LIMIT");
+    co_return;
+  }
   if (!mapped.ok()) {
     session.Bad(absl::StrCat("Invalid search criteria: ", mapped.status().message()));
     co_return;

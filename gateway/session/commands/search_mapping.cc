@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "storage-client/status_macros.h"
 
 namespace gateway::commands {
 namespace {
@@ -51,8 +53,9 @@ v1::SearchKey HeaderKey(const char* field, const std::string& value) {
 
 class Mapper {
  public:
-  Mapper(const UidMap& map, const std::set<uint32_t>& recent, uint32_t max_uid)
-      : map_(map), recent_(recent), max_uid_(max_uid) {}
+  Mapper(const UidMap& map, const std::set<uint32_t>& recent, uint32_t max_uid,
+         size_t max_ranges)
+      : map_(map), recent_(recent), max_uid_(max_uid), max_ranges_(max_ranges) {}
 
   bool uses_modseq() const { return uses_modseq_; }
 
@@ -78,16 +81,19 @@ class Mapper {
       // \Recent belongs to this session (it is never stored), so RECENT is the
       // session's own UID set. NEW is "RECENT UNSEEN", OLD is "NOT RECENT".
       case Kind::kRecent:
-        *out.mutable_uid() = RecentSet(recent_);
+        RETURN_IF_ERROR(Charge(recent_set().ranges_size()));
+        *out.mutable_uid() = recent_set();
         return out;
       case Kind::kNew: {
+        RETURN_IF_ERROR(Charge(recent_set().ranges_size()));
         v1::SearchKey::List* both = out.mutable_and_();
-        *both->add_keys()->mutable_uid() = RecentSet(recent_);
+        *both->add_keys()->mutable_uid() = recent_set();
         *both->add_keys() = FlagKey("\\Seen", false);
         return out;
       }
       case Kind::kOld:
-        *out.mutable_not_()->mutable_uid() = RecentSet(recent_);
+        RETURN_IF_ERROR(Charge(recent_set().ranges_size()));
+        *out.mutable_not_()->mutable_uid() = recent_set();
         return out;
       case Kind::kKeyword:
         out.set_flag(in.text);
@@ -135,13 +141,19 @@ class Mapper {
       case Kind::kSmaller:
         out.set_smaller(in.number);
         return out;
-      case Kind::kSequenceSet:
-        *out.mutable_uid() = SequenceSetUids(in.set);
+      case Kind::kSequenceSet: {
+        std::vector<imap::Interval> uids = SequenceSetUids(in.set);
+        RETURN_IF_ERROR(Charge(uids.size()));
+        *out.mutable_uid() = ToUidSet(uids);
         return out;
-      case Kind::kUid:
+      }
+      case Kind::kUid: {
         // "*" is the highest UID in the mailbox as this session knows it.
-        *out.mutable_uid() = ToUidSet(in.set.Resolve(max_uid_));
+        std::vector<imap::Interval> uids = in.set.Resolve(max_uid_);
+        RETURN_IF_ERROR(Charge(uids.size()));
+        *out.mutable_uid() = ToUidSet(uids);
         return out;
+      }
       case Kind::kModSeq:
         // RFC 7162 §3.1.5: the store keeps one MODSEQ per message, not per
         // flag, so the optional entry name and type are answered with the
@@ -195,29 +207,62 @@ class Mapper {
   }
 
  private:
+  // Counts `ranges` more UID ranges against the bound of the whole SEARCH.
+  absl::Status Charge(size_t ranges) {
+    used_ranges_ += ranges;
+    if (used_ranges_ > max_ranges_) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the search criteria name more than ", max_ranges_,
+          " message ranges in total; search with fewer or simpler sets"));
+    }
+    return absl::OkStatus();
+  }
+
   // Message sequence numbers to the UIDs they stand for in this session's
-  // view; numbers beyond the mailbox simply match nothing.
-  v1::UidSet SequenceSetUids(const imap::SequenceSet& set) const {
+  // view; numbers beyond the mailbox simply match nothing. Each sequence range
+  // becomes one UID range from the UID of its first message to that of its
+  // last (see MapSearchKey), so the holes of the mailbox cost nothing.
+  std::vector<imap::Interval> SequenceSetUids(const imap::SequenceSet& set) const {
     std::vector<imap::Interval> uids;
     for (const imap::Interval& seqs : set.Resolve(map_.size())) {
-      for (const auto& [first, last] : map_.UidRangesForSeqs(seqs.first, seqs.last)) {
-        uids.push_back({first, last});
+      const uint32_t last_seq = std::min(seqs.last, map_.size());
+      if (seqs.first == 0 || seqs.first > last_seq) {
+        continue;
+      }
+      std::optional<uint32_t> first_uid = map_.UidAt(seqs.first);
+      std::optional<uint32_t> last_uid = map_.UidAt(last_seq);
+      if (first_uid.has_value() && last_uid.has_value()) {
+        uids.push_back({*first_uid, *last_uid});
       }
     }
-    return ToUidSet(imap::MergeIntervals(std::move(uids)));
+    // Sequence ranges are sorted and disjoint, so their UID ranges are too;
+    // merging joins neighbours such as 1:3,4:6.
+    return imap::MergeIntervals(std::move(uids));
+  }
+
+  // \Recent as a UID set, built once per SEARCH however often it is named.
+  const v1::UidSet& recent_set() {
+    if (!recent_set_.has_value()) {
+      recent_set_ = RecentSet(recent_);
+    }
+    return *recent_set_;
   }
 
   const UidMap& map_;
   const std::set<uint32_t>& recent_;
   uint32_t max_uid_;
+  size_t max_ranges_;
+  size_t used_ranges_ = 0;
+  std::optional<v1::UidSet> recent_set_;
   bool uses_modseq_ = false;
 };
 
 }  // namespace
 
 absl::StatusOr<MappedSearch> MapSearchKey(const imap::SearchKey& key, const UidMap& map,
-                                          const std::set<uint32_t>& recent, uint32_t max_uid) {
-  Mapper mapper(map, recent, max_uid);
+                                          const std::set<uint32_t>& recent, uint32_t max_uid,
+                                          size_t max_uid_ranges) {
+  Mapper mapper(map, recent, max_uid, max_uid_ranges);
   absl::StatusOr<v1::SearchKey> mapped = mapper.Map(key);
   if (!mapped.ok()) {
     return mapped.status();

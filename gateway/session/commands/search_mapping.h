@@ -7,6 +7,7 @@
 // (search_mapping_test.cc).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -28,6 +29,10 @@ struct MappedSearch {
   bool uses_modseq = false;
 };
 
+// The default bound on the UID ranges one SEARCH may send to the store, summed
+// over all its keys (SessionOptions::max_search_uid_ranges).
+inline constexpr size_t kDefaultMaxSearchUidRanges = 100000;
+
 // Translates the parsed SEARCH criteria into the store's key tree.
 //
 // Everything that depends on the session is resolved here, because the store
@@ -36,9 +41,17 @@ struct MappedSearch {
 // * UID sets get "*" = `max_uid`, the highest UID the session knows of;
 // * RECENT (and NEW, OLD) become the UID set `recent`.
 // Fails with InvalidArgument on a malformed tree (an OR without two operands, a
-// NOT without one), which the parser never produces.
+// NOT without one), which the parser never produces, and with ResourceExhausted
+// once the UID sets of all keys together would exceed `max_uid_ranges` ranges
+// (the caller answers NO [LIMIT]); the work done is bounded by that too.
+//
+// A sequence range a:b becomes the single UID range UidAt(a):UidAt(b), however
+// many holes the mailbox has between them: UIDs in between that are not in the
+// view are never shown to the client (ResultNumbers), so the result is the
+// same, and a set costs as many UID ranges as it has ranges itself.
 absl::StatusOr<MappedSearch> MapSearchKey(const imap::SearchKey& key, const UidMap& map,
-                                          const std::set<uint32_t>& recent, uint32_t max_uid);
+                                          const std::set<uint32_t>& recent, uint32_t max_uid,
+                                          size_t max_uid_ranges = kDefaultMaxSearchUidRanges);
 
 // Days as the store compares them: the civil day YYYYMMDD.
 int32_t CivilDay(const imap::Date& date);

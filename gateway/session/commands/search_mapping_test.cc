@@ -98,13 +98,24 @@ TEST(MapSearchKeyTest, EmptyRecentSetMatchesNothing) {
 }
 
 TEST(MapSearchKeyTest, SequenceSetsBecomeUidsOfTheView) {
-  // Sequence numbers 2-4 are UIDs 2, 3 and 10.
-  ExpectMapsTo(WithSet(Kind::kSequenceSet, "2:4"),
-               R"pb(uid { ranges { first: 2 last: 3 } ranges { first: 10 last: 10 } })pb");
+  // Sequence numbers 2-4 are UIDs 2, 3 and 10: one UID range from the first
+  // to the last, across the hole (UIDs 4-9 are not in the view, so results
+  // never show them).
+  ExpectMapsTo(WithSet(Kind::kSequenceSet, "2:4"), R"pb(uid { ranges { first: 2 last: 10 } })pb");
   // "*" is the last message (sequence number 6 = UID 12).
   ExpectMapsTo(WithSet(Kind::kSequenceSet, "*"), R"pb(uid { ranges { first: 12 last: 12 } })pb");
-  ExpectMapsTo(WithSet(Kind::kSequenceSet, "1:*"),
-               R"pb(uid { ranges { first: 1 last: 3 } ranges { first: 10 last: 12 } })pb");
+  ExpectMapsTo(WithSet(Kind::kSequenceSet, "1:*"), R"pb(uid { ranges { first: 1 last: 12 } })pb");
+  // Separate sequence ranges stay separate; adjacent ones merge.
+  ExpectMapsTo(WithSet(Kind::kSequenceSet, "1,3,5"),
+               R"pb(uid {
+                      ranges { first: 1 last: 1 }
+                      ranges { first: 3 last: 3 }
+                      ranges { first: 11 last: 11 }
+                    })pb");
+  ExpectMapsTo(WithSet(Kind::kSequenceSet, "1:2,3:4"),
+               R"pb(uid { ranges { first: 1 last: 10 } })pb");
+  // Partly beyond the mailbox: clamped to the last message.
+  ExpectMapsTo(WithSet(Kind::kSequenceSet, "5:9"), R"pb(uid { ranges { first: 11 last: 12 } })pb");
   // Beyond the mailbox: matches nothing, no error.
   ExpectMapsTo(WithSet(Kind::kSequenceSet, "7:9"), R"pb(uid {})pb");
 }
@@ -194,6 +205,73 @@ TEST(MapSearchKeyTest, MalformedTreesAreErrorsNotCrashes) {
       MapSearchKey(Node(Kind::kAnd, {Node(Kind::kNot, {Node(Kind::kOr, {})})}), HoleyMap(), {},
                    12)
           .ok());
+}
+
+// A mailbox of 2,000 messages with every other one expunged: 1,000 holes.
+UidMap GappyMap() {
+  std::vector<std::pair<uint32_t, uint32_t>> runs;
+  for (uint32_t uid = 1; uid < 2000; uid += 2) {
+    runs.emplace_back(uid, uid);
+  }
+  return UidMap(runs);
+}
+
+size_t TotalRanges(const v1::SearchKey& key) {
+  size_t total = key.uid().ranges_size();
+  for (const v1::SearchKey& child : key.and_().keys()) {
+    total += TotalRanges(child);
+  }
+  if (key.has_not_()) total += TotalRanges(key.not_());
+  if (key.has_or_()) total += TotalRanges(key.or_().a()) + TotalRanges(key.or_().b());
+  return total;
+}
+
+TEST(MapSearchKeyTest, HolesDoNotMultiplyTheRanges) {
+  // "SEARCH 1:* 1:* ... 1:*" used to cost one UID range per hole per key
+  // (1,000 x 2,000 here); now each key is one range.
+  const UidMap map = GappyMap();
+  std::vector<imap::SearchKey> keys(2000, WithSet(Kind::kSequenceSet, "1:*"));
+  absl::StatusOr<MappedSearch> mapped =
+      MapSearchKey(Node(Kind::kAnd, std::move(keys)), map, {}, map.max_uid());
+  ASSERT_TRUE(mapped.ok()) << mapped.status();
+  EXPECT_EQ(TotalRanges(mapped->key), 2000u);
+  EXPECT_EQ(mapped->key.and_().keys(0).uid().ranges(0).first(), 1u);
+  EXPECT_EQ(mapped->key.and_().keys(0).uid().ranges(0).last(), 1999u);
+}
+
+TEST(MapSearchKeyTest, TotalUidRangesAreBoundedExactly) {
+  const UidMap map = GappyMap();
+  // 2:3,5:6 -> two ranges per key; \Recent of three separate UIDs -> three.
+  auto keys = [](int sets, int recents) {
+    std::vector<imap::SearchKey> out;
+    for (int i = 0; i < sets; ++i) out.push_back(WithSet(Kind::kSequenceSet, "2:3,5:6"));
+    for (int i = 0; i < recents; ++i) out.push_back(Leaf(Kind::kRecent));
+    return Node(Kind::kAnd, std::move(out));
+  };
+  const std::set<uint32_t> recent = {1, 5, 9};
+  // 3 x 2 + 2 x 3 = 12 ranges: exactly at a bound of 12.
+  absl::StatusOr<MappedSearch> at = MapSearchKey(keys(3, 2), map, recent, map.max_uid(), 12);
+  ASSERT_TRUE(at.ok()) << at.status();
+  EXPECT_EQ(TotalRanges(at->key), 12u);
+  // One range more is refused, whichever key crosses the bound.
+  absl::StatusOr<MappedSearch> over = MapSearchKey(keys(3, 2), map, recent, map.max_uid(), 11);
+  EXPECT_TRUE(absl::IsResourceExhausted(over.status())) << over.status();
+  EXPECT_THAT(std::string(over.status().message()), ::testing::HasSubstr("11"));
+  // UID sets, under NOT and OR, count as well.
+  imap::SearchKey nested =
+      Node(Kind::kOr, {Node(Kind::kNot, {WithSet(Kind::kUid, "1,3,5")}),
+                       WithSet(Kind::kUid, "7,9")});
+  EXPECT_TRUE(MapSearchKey(nested, map, {}, map.max_uid(), 5).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(
+      MapSearchKey(nested, map, {}, map.max_uid(), 4).status()));
+  // NEW and OLD use the \Recent set too.
+  EXPECT_TRUE(MapSearchKey(Node(Kind::kAnd, {Leaf(Kind::kNew), Leaf(Kind::kOld)}), map, recent,
+                           map.max_uid(), 6)
+                  .ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(
+      MapSearchKey(Node(Kind::kAnd, {Leaf(Kind::kNew), Leaf(Kind::kOld)}), map, recent,
+                   map.max_uid(), 5)
+          .status()));
 }
 
 TEST(MapSearchKeyTest, EmptyMailbox) {

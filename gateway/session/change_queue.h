@@ -1,0 +1,67 @@
+// The changes of the selected mailbox that a session has received from the
+// change feed but not reported to its client yet.
+//
+// A session reports changes only between commands or during IDLE (RFC 3501
+// §5.2, §7.4.1), so a client that selects a mailbox and then stays quiet makes
+// the queue grow with every change another session makes. Two things bound it:
+//
+// * Coalescing: a flag change of a UID replaces a pending flag change of the
+//   same UID when nothing else (an addition, an expunge) lies between them.
+//   The client is told the message's latest flags, which is all an untagged
+//   FETCH FLAGS says anyway (RFC 3501 §7.4.2), so any number of STOREs on a
+//   mailbox of N messages costs at most N entries.
+// * A cap on the entries held (`max_items`: one per message added, flag change
+//   or expunged UID range, one per other event). Push() reports going over it;
+//   the session then ends with BYE and the client reconnects and resynchronises.
+//
+// Not thread-safe: a session and its FeedRouter run on one worker thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <unordered_map>
+
+#include "proto/mailbox/v1/mailbox.pb.h"
+
+namespace gateway {
+
+// The default of SessionOptions::max_pending_changes.
+inline constexpr size_t kDefaultMaxPendingChanges = 20000;
+
+class ChangeQueue {
+ public:
+  explicit ChangeQueue(size_t max_items = kDefaultMaxPendingChanges) : max_items_(max_items) {}
+
+  // Queues `event`. Returns false if the queue now holds more than max_items
+  // entries; the caller is expected to clear() it and end the session.
+  bool Push(const mailbox::v1::ChangeEvent& event);
+
+  bool empty() const { return events_.empty(); }
+  const mailbox::v1::ChangeEvent& front() const { return events_.front(); }
+  void pop_front();
+  void clear();
+
+  // Entries held, as counted against max_items.
+  size_t items() const { return items_; }
+  // Flag changes dropped because a later one of the same UID replaced them.
+  uint64_t coalesced() const { return coalesced_; }
+
+  std::deque<mailbox::v1::ChangeEvent>::const_iterator begin() const { return events_.begin(); }
+  std::deque<mailbox::v1::ChangeEvent>::const_iterator end() const { return events_.end(); }
+
+ private:
+  static size_t Weight(const mailbox::v1::ChangeEvent& event);
+  void ForgetTail();
+
+  size_t max_items_;
+  std::deque<mailbox::v1::ChangeEvent> events_;
+  size_t items_ = 0;
+  uint64_t coalesced_ = 0;
+  // When the last queued event is a flag change, where each of its UIDs sits
+  // in it, so a later flag change of the same UID can take its place.
+  bool tail_is_flags_ = false;
+  std::unordered_map<uint32_t, int> tail_index_;
+};
+
+}  // namespace gateway

@@ -1,0 +1,411 @@
+"""Bounds per command and per session in the gateway (docs/security.md): SEARCH
+amplification over a mailbox with many holes, literals held by connections that have
+not logged in, the queue of unreported changes of idle sessions, BODY[] of message
+data that holds NUL, and LOGIN after login. Each attack runs at a size that takes
+seconds, gets a clear answer, keeps the gateway's memory growth bounded and leaves the
+canary session working."""
+
+import os
+import re
+import sys
+import threading
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import abuse_util  # noqa: E402
+from abuse_util import ConnectionClosed  # noqa: E402
+
+SYSTEM = None
+# Small enough that the overflow test reaches it with a few MULTIAPPENDs; the
+# coalescing test stays far below it.
+MAX_PENDING_CHANGES = 1000
+
+
+def setUpModule():
+    global SYSTEM
+    SYSTEM = abuse_util.AbuseSystem(
+        "session", gateway_flags=("--max-pending-changes=%d" % MAX_PENDING_CHANGES,))
+    unittest.addModuleCleanup(SYSTEM.stop)
+
+
+class Sampler:
+    """Polls the RSS of both processes every 20 ms while an attack runs, so the peak
+    of a short burst is seen, not only the reading at the end."""
+
+    def __init__(self, measurement):
+        self.measurement = measurement
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            self.measurement.sample()
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def metric(name):
+    text = urllib.request.urlopen(
+        "http://127.0.0.1:%d/metrics" % SYSTEM.gateway.http_port, timeout=10).read().decode()
+    match = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    if match is None:
+        raise AssertionError("metric %s missing" % name)
+    return int(match.group(1))
+
+
+def message(i, size=0):
+    body = b"body %d\r\n" % i
+    if size:
+        body = body + b"x" * size + b"\r\n"
+    return b"Subject: m%d\r\nFrom: a@example.org\r\n\r\n" % i + body
+
+
+def multiappend(client, mailbox, count, first=0, per_command=400):
+    """Appends `count` messages to `mailbox` with MULTIAPPEND (RFC 3502) and
+    non-synchronizing literals, `per_command` messages per command."""
+    done = 0
+    while done < count:
+        n = min(per_command, count - done)
+        tag = client.tag()
+        parts = [b"%s APPEND %s" % (tag.encode(), mailbox.encode())]
+        for i in range(first + done, first + done + n):
+            data = message(i)
+            parts.append(b" {%d+}\r\n%s" % (len(data), data))
+        client.send(b"".join(parts) + b"\r\n")
+        _, tagged = client.read_tagged(tag, timeout=60)
+        if not tagged.startswith(tag.encode() + b" OK"):
+            raise AssertionError("MULTIAPPEND failed: %r" % tagged)
+        done += n
+
+
+def assert_tagged(test, tagged, tag, status):
+    test.assertTrue(tagged.startswith(("%s %s " % (tag, status)).encode()), tagged)
+
+
+class SearchAmplificationTest(unittest.TestCase):
+    """A SEARCH of many sequence-set keys in a mailbox with 1,000 holes used to be
+    expanded into one UID range per hole per key on the worker thread (an 8 KB
+    "SEARCH 1:* 1:* ..." took the gateway from 36 to 258 MiB)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = SYSTEM.client(login=True, timeout=60)
+        cls.client.ok("CREATE gaps")
+        multiappend(cls.client, "gaps", 2000)
+        # Selected after the appends, so this session holds \Recent for all of them.
+        cls.client.ok("SELECT gaps")
+        # Expunge every even UID: UIDs 1, 3, ..., 1999 remain, with 999 holes.
+        cls.client.ok("UID STORE %s +FLAGS.SILENT (\\Deleted)"
+                      % ",".join(str(uid) for uid in range(2, 2001, 2)))
+        cls.client.ok("EXPUNGE", timeout=60)
+        lines = cls.client.ok("SEARCH ALL")
+        assert len(lines[0].split()) == 2 + 1000, lines[0][:100]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+
+    def timed(self, text):
+        start = time.monotonic()
+        tag = self.client.tag()
+        untagged, tagged = self.client.command(text, tag=tag, timeout=30)
+        return tag, untagged, tagged, time.monotonic() - start
+
+    def test_many_whole_mailbox_sets(self):
+        # 16,000 keys in one 64 KiB line. Each "1:*" costs one UID range now.
+        text = "SEARCH" + " 1:*" * 16000
+        with SYSTEM.measure("SEARCH 1:* x 16,000 (1,000 holes)") as m, Sampler(m):
+            tag, untagged, tagged, seconds = self.timed(text)
+            m.check(gateway_kib=32 * 1024, service_kib=128 * 1024)
+        self.assertLess(seconds, 10, tagged)
+        # Either answered (every message matches) or refused with a clear limit by the
+        # mailbox service's own bounds on the size of a search.
+        if tagged.startswith(tag.encode() + b" OK"):
+            self.assertEqual(len(untagged[-1].split()), 2 + 1000, untagged[-1][:80])
+        else:
+            self.assertRegex(tagged, rb"^\S+ NO \[LIMIT\] \S")
+        SYSTEM.assert_canary_alive()
+
+    def test_many_sparse_sets(self):
+        # "1,3,5,...,999" names 500 messages that are not adjacent UIDs either; 28
+        # such keys fill most of a line.
+        sparse = ",".join(str(seq) for seq in range(1, 1000, 2))
+        text = "SEARCH" + (" " + sparse) * 28
+        with SYSTEM.measure("SEARCH 1,3,5,... x 28 (1,000 holes)") as m, Sampler(m):
+            tag, untagged, tagged, seconds = self.timed(text)
+            m.check(gateway_kib=32 * 1024, service_kib=128 * 1024)
+        self.assertLess(seconds, 10, tagged)
+        if tagged.startswith(tag.encode() + b" OK"):
+            self.assertEqual(untagged[-1].split()[2:],
+                             [b"%d" % seq for seq in range(1, 1000, 2)])
+        else:
+            self.assertRegex(tagged, rb"^\S+ NO \[LIMIT\] \S")
+        SYSTEM.assert_canary_alive()
+
+    def test_range_bound_is_exact_and_answered_no_limit(self):
+        # \Recent is 1,000 separate UIDs here: each RECENT key is 1,000 ranges, so
+        # 100 keys are exactly the default bound of 100,000 and 101 are over it.
+        refusals = metric("imap_search_limit_refusals_total")
+        with SYSTEM.measure("SEARCH RECENT x 2,000 (over the range bound)") as m, Sampler(m):
+            tag, _, tagged, seconds = self.timed("SEARCH" + " RECENT" * 2000)
+            m.check(gateway_kib=32 * 1024, service_kib=64 * 1024)
+        self.assertLess(seconds, 5, tagged)
+        self.assertRegex(tagged, rb"^\S+ NO \[LIMIT\] SEARCH refused: .*100000")
+        tag, _, tagged, _ = self.timed("SEARCH" + " RECENT" * 101)
+        assert_tagged(self, tagged, tag, "NO")
+        self.assertIn(b"[LIMIT]", tagged)
+        tag, untagged, tagged, _ = self.timed("SEARCH" + " RECENT" * 100)
+        if tagged.startswith(tag.encode() + b" OK"):
+            self.assertEqual(len(untagged[-1].split()), 2 + 1000, untagged[-1][:80])
+        else:
+            # Within the gateway's bound; only the service's own bound may refuse it.
+            self.assertRegex(tagged, rb"^\S+ NO \[LIMIT\] \S")
+            self.assertNotIn(b"SEARCH refused: the search criteria", tagged)
+        self.assertGreaterEqual(metric("imap_search_limit_refusals_total"), refusals + 2)
+        # The session is still usable.
+        self.client.ok("NOOP")
+        SYSTEM.assert_canary_alive()
+
+
+class UnauthenticatedLiteralTest(unittest.TestCase):
+    """Before login a connection could make the gateway buffer 1 MiB of literals (200
+    connections took it from 19 to 234 MiB). Now literals before authentication may
+    total 8 KiB per command, checked before "+" is sent."""
+
+    def test_hundred_connections_with_big_literals_are_refused(self):
+        # The attack: LOGIN with 16 literals of 60,000 octets each (each within the
+        # 64 KiB literal limit, 1 MiB in total) on 100 connections that never log in.
+        literal = b"x" * 60000
+        clients = []
+        with SYSTEM.measure("100 unauthenticated connections, 1 MiB of literals") as m, \
+                Sampler(m):
+            try:
+                for _ in range(100):
+                    c = SYSTEM.client(mode="plain")
+                    clients.append(c)
+                    c.send(b"a LOGIN {60000}\r\n")
+                for c in clients:
+                    # Refused instead of "+": the client never sends the data.
+                    self.assertRegex(c.read_line(), rb"^a BAD \[TOOBIG\] .*log in first")
+                # Non-synchronizing: the data is on its way. Within the literal limit
+                # it is read and dropped, never held, and the connection stays usable.
+                for c in clients:
+                    c.send(b"b LOGIN" + b"".join(b" {60000+}\r\n" + literal
+                                                 for _ in range(16)) + b"\r\n")
+                for c in clients:
+                    self.assertRegex(c.read_line(), rb"^b BAD \[TOOBIG\] .*log in first")
+                    self.assertTrue(c.alive())
+                # Beyond what can be skipped: BAD, then BYE.
+                for c in clients[:20]:
+                    c.send_tolerant(b"d LOGIN {1048576+}\r\n" + b"x" * 65536)
+                for c in clients[:20]:
+                    self.assertRegex(c.read_line(), rb"^d BAD \[TOOBIG\] ")
+                    self.assertTrue(c.read_line().startswith(b"* BYE "))
+                m.check(gateway_kib=16 * 1024, service_kib=16 * 1024)
+            finally:
+                for c in clients:
+                    c.close()
+        SYSTEM.assert_canary_alive()
+
+    def test_budget_boundary(self):
+        c = SYSTEM.client()
+        try:
+            # 4,096 + 4,096 octets: exactly the default budget of 8,192.
+            user = SYSTEM.user.encode().ljust(4096, b"_")
+            c.send(b"l1 LOGIN {4096}\r\n")
+            c.expect_continuation()
+            c.send(user + b" {4096}\r\n")
+            c.expect_continuation()
+            c.send(b"p" * 4096 + b"\r\n")
+            _, tagged = c.read_tagged("l1")
+            # Parsed and answered by LOGIN itself (a wrong password), not refused.
+            self.assertRegex(tagged, rb"^l1 (NO|BAD) ")
+            self.assertNotIn(b"TOOBIG", tagged)
+            # One octet more is refused before "+".
+            c.send(b"l2 LOGIN {4096}\r\n")
+            c.expect_continuation()
+            c.send(user + b" {4097}\r\n")
+            self.assertRegex(c.read_line(), rb"^l2 BAD \[TOOBIG\] ")
+            # After login the ordinary limits apply: a 60,000-octet literal is fine.
+            c.login(SYSTEM.user, SYSTEM.password)
+            c.send(b"s1 STATUS {60000}\r\n")
+            c.expect_continuation()
+            c.send(b"n" * 60000 + b" (MESSAGES)\r\n")
+            _, tagged = c.read_tagged("s1")
+            # No such mailbox, but the literal was taken.
+            self.assertRegex(tagged, rb"^s1 (NO|BAD) ")
+            self.assertNotIn(b"TOOBIG", tagged)
+        finally:
+            c.close()
+
+
+class ChangeQueueTest(unittest.TestCase):
+    """Sessions that select a mailbox and stop reading used to queue every change
+    another session made (20 idle EXAMINE sessions, 80 toggles of 1,000 messages: 21
+    to 193 MiB). Flag changes of one message now replace each other, and a session
+    whose queue still overflows is ended with BYE."""
+
+    def idle_sessions(self, mailbox, count):
+        sessions = []
+        for _ in range(count):
+            c = SYSTEM.client(login=True, timeout=60)
+            c.ok("EXAMINE %s" % mailbox)
+            sessions.append(c)
+        return sessions
+
+    def test_flag_storms_coalesce(self):
+        writer = SYSTEM.client(login=True, timeout=60)
+        writer.ok("CREATE storm")
+        multiappend(writer, "storm", 500)
+        writer.ok("SELECT storm")
+        idle = self.idle_sessions("storm", 10)
+        coalesced = metric("imap_changes_coalesced_total")
+        try:
+            with SYSTEM.measure("10 idle sessions, 40 STOREs of 500 messages") as m, Sampler(m):
+                for i in range(40):
+                    writer.ok("STORE 1:* %sFLAGS.SILENT (\\Flagged)" % ("+" if i % 2 == 0 else "-"))
+                # Let the feed deliver everything to the idle sessions' queues.
+                time.sleep(1.0)
+                m.check(gateway_kib=32 * 1024, service_kib=64 * 1024)
+            self.assertGreater(metric("imap_changes_coalesced_total"), coalesced)
+            for c in idle:
+                # One FETCH per message with its latest flags, not one per change.
+                untagged = c.ok("NOOP", timeout=30)
+                fetches = [line for line in untagged if b" FETCH " in line]
+                self.assertEqual(len(fetches), 500, untagged[:3])
+                self.assertTrue(all(b"\\Flagged" not in line for line in fetches), fetches[:3])
+        finally:
+            for c in idle:
+                c.close()
+            writer.close()
+        SYSTEM.assert_canary_alive()
+
+    def test_overflowing_session_gets_bye(self):
+        writer = SYSTEM.client(login=True, timeout=60)
+        writer.ok("CREATE flood")
+        idle = self.idle_sessions("flood", 3)
+        overflows = metric("imap_change_queue_overflows_total")
+        try:
+            with SYSTEM.measure("3 idle sessions, 1,200 messages added") as m, Sampler(m):
+                multiappend(writer, "flood", MAX_PENDING_CHANGES + 200)
+                for c in idle:
+                    # Woken without sending anything: BYE, then the connection closes.
+                    line = c.read_line(timeout=10)
+                    self.assertRegex(line, rb"^\* BYE Too many changes .*reconnect")
+                    with self.assertRaises(ConnectionClosed):
+                        c.read_line(timeout=10)
+                m.check(gateway_kib=32 * 1024, service_kib=64 * 1024)
+            self.assertGreaterEqual(metric("imap_change_queue_overflows_total"), overflows + 3)
+            # The writer's own session was reading: it is fine, and a reconnecting
+            # client sees everything.
+            writer.ok("NOOP")
+            fresh = SYSTEM.client(login=True)
+            lines = fresh.ok("EXAMINE flood")
+            self.assertIn(b"* %d EXISTS" % (MAX_PENDING_CHANGES + 200), lines)
+            fresh.close()
+        finally:
+            for c in idle:
+                c.close()
+            writer.close()
+        SYSTEM.assert_canary_alive()
+
+
+class NulInMessageDataTest(unittest.TestCase):
+    """A literal8 APPEND (RFC 3516 §4.1) may store NUL octets, which an ordinary
+    literal may not carry (RFC 3501 §4.3): BODY[] and RFC822 of such data are refused
+    with NO [UNKNOWN-CTE]; BINARY[] returns it as literal8."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.client = SYSTEM.client(login=True, timeout=30)
+        cls.client.ok("CREATE nul")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+
+    def append_binary(self, data):
+        tag = self.client.tag()
+        self.client.send(b"%s APPEND nul ~{%d}\r\n" % (tag.encode(), len(data)))
+        self.client.expect_continuation()
+        self.client.send(data + b"\r\n")
+        _, tagged = self.client.read_tagged(tag)
+        assert_tagged(self, tagged, tag, "OK")
+        match = re.search(rb"\[APPENDUID \d+ (\d+)\]", tagged)
+        return int(match.group(1))
+
+    def server_bytes(self):
+        return b"".join(data for direction, data in self.client.transcript if direction == "S")
+
+    def test_small_message_with_nul(self):
+        data = (b"Subject: nul\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Transfer-Encoding: binary\r\n\r\nab\x00cd\r\n")
+        uid = self.append_binary(data)
+        self.client.ok("SELECT nul")
+        self.client.transcript.clear()
+        for item in ("BODY.PEEK[]", "RFC822", "BODY.PEEK[TEXT]", "BODY.PEEK[1]"):
+            with self.subTest(item=item):
+                tag = self.client.tag()
+                untagged, tagged = self.client.command("UID FETCH %d (%s)" % (uid, item), tag=tag)
+                self.assertRegex(tagged, rb"^\S+ NO \[UNKNOWN-CTE\] .*BINARY")
+                self.assertTrue(any(b" NIL" in line for line in untagged), untagged)
+        self.assertNotIn(b"\x00", self.server_bytes())
+        # The header has no NUL: fine as BODY[HEADER].
+        lines = self.client.ok("UID FETCH %d (BODY.PEEK[HEADER])" % uid)
+        self.assertIn(b"Subject: nul", lines[0])
+        # BINARY[] carries it as literal8, byte for byte.
+        lines = self.client.ok("UID FETCH %d (BINARY.PEEK[])" % uid)
+        self.assertIn(b"BINARY[] ~{%d}\r\n" % len(data) + data, lines[0])
+
+    def test_nul_beyond_the_first_chunk(self):
+        # The store sends sections in 256 KiB chunks; the literal's size is on the
+        # wire before a NUL in a later chunk shows up. The NUL is replaced, the
+        # response stays well-formed, and the command still ends NO [UNKNOWN-CTE].
+        body = b"y" * (300 * 1024) + b"\x00tail\r\n"
+        data = b"Subject: big nul\r\n\r\n" + body
+        uid = self.append_binary(data)
+        self.client.ok("SELECT nul")
+        self.client.transcript.clear()
+        tag = self.client.tag()
+        untagged, tagged = self.client.command("UID FETCH %d (BODY.PEEK[])" % uid, tag=tag)
+        self.assertRegex(tagged, rb"^\S+ NO \[UNKNOWN-CTE\] ")
+        self.assertIn(b"BODY[] {%d}\r\n" % len(data), untagged[0])
+        self.assertNotIn(b"\x00", self.server_bytes())
+        self.assertTrue(untagged[0].endswith(b"\x80tail\r\n)"), untagged[0][-20:])
+        self.assertTrue(self.client.alive())
+
+
+class LoginAfterLoginTest(unittest.TestCase):
+    def test_login_when_authenticated_says_so(self):
+        c = SYSTEM.client(login=True)
+        try:
+            # RFC 3501 §6.2.3: LOGIN is valid only in the Not Authenticated state.
+            for state in ("authenticated", "selected"):
+                for command in ('LOGIN "%s" "%s"' % (SYSTEM.user, SYSTEM.password),
+                                "AUTHENTICATE PLAIN", "STARTTLS"):
+                    with self.subTest(state=state, command=command):
+                        tag = c.tag()
+                        _, tagged = c.command(command, tag=tag)
+                        self.assertRegex(
+                            tagged, rb"^\S+ BAD \S+ is not allowed: the session is already "
+                                    rb"authenticated")
+                c.ok("SELECT INBOX")
+            # Commands that need a selected mailbox still say that.
+            c.ok("UNSELECT")
+            _, tagged = c.command("FETCH 1 (FLAGS)")
+            self.assertIn(b"without a selected mailbox", tagged)
+        finally:
+            c.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
