@@ -20,6 +20,7 @@
 #include "mailbox-service/common/config.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
+#include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/sqlite_store.h"
 
@@ -73,7 +74,7 @@ absl::StatusOr<std::string> LoadOrCreateAdminToken(const std::filesystem::path& 
 }
 
 int Run(int argc, char** argv) {
-  auto config = config::Config::Parse(argc, argv, Settings());
+  auto config = config::Config::Parse(argc, argv, WithServerTlsSettings(Settings()));
   if (!config.ok()) {
     std::cerr << "mailbox-service: " << config.status().message() << "\n";
     return 2;
@@ -81,6 +82,12 @@ int Run(int argc, char** argv) {
   if (config->help_requested()) {
     std::cout << config->Usage("mailbox-service");
     return 0;
+  }
+  ServerTlsOptions link;
+  auto credentials = ListenerCredentials(*config, &link);
+  if (!credentials.ok()) {
+    std::cerr << "mailbox-service: " << credentials.status().message() << "\n";
+    return 2;
   }
   if (config->Get("backend") != "sqlite") {
     std::cerr << "mailbox-service: unknown --backend \"" << config->Get("backend")
@@ -164,7 +171,7 @@ int Run(int argc, char** argv) {
   AdminService admin_service(store->get(), &mailbox_service, auth_options.hash);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config->Get("listen"), grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config->Get("listen"), *credentials, &port);
   builder.RegisterService(&mailbox_service);
   builder.RegisterService(&admin_service);
   builder.SetMaxReceiveMessageSize(8 << 20);
@@ -179,7 +186,8 @@ int Run(int argc, char** argv) {
     std::filesystem::rename(port_file + ".tmp", port_file);
   }
   std::cout << "mailbox-service listening on " << config->Get("listen") << " (port " << port
-            << "), data in " << std::filesystem::absolute(data_dir).string() << std::endl;
+            << (link.tls() ? ", TLS" : ", plaintext") << "), data in "
+            << std::filesystem::absolute(data_dir).string() << std::endl;
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

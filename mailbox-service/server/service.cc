@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "mailbox-service/server/link_trust.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::server {
@@ -136,7 +137,12 @@ grpc::Status MailboxService::Authenticate(grpc::ServerContext* context,
                                           v1::AuthenticateResponse* response) {
   // The caller's deadline (the gateway sets one on every call): a login still queued
   // for the password hash when it passes is given up, not hashed for nobody.
-  auto result = auth_->Authenticate(*request, absl::FromChrono(context->deadline()));
+  // The client IP counts for throttling only from a caller the operator vouched for
+  // (link_trust.h); anyone else is throttled by its own address.
+  v1::AuthenticateRequest checked = *request;
+  checked.set_client_ip(
+      ThrottleClientIp(context->auth_context().get(), context->peer(), request->client_ip()));
+  auto result = auth_->Authenticate(checked, absl::FromChrono(context->deadline()));
   if (!result.ok()) {
     return v1::ToGrpcStatus(result.status());
   }
