@@ -181,14 +181,16 @@ class MutualTlsLinkTest(unittest.TestCase):
 
     def test_mailbox_admin_needs_a_client_certificate_too(self):
         # The admin token never reaches the service without a verified certificate.
-        for tls in ({"ca": SYSTEM.ca["cert"]},
-                    {"ca": SYSTEM.ca["cert"], "cert": SYSTEM.rogue["cert"],
-                     "key": SYSTEM.rogue["key"]},
-                    {"ca": SYSTEM.other_ca["cert"], "cert": SYSTEM.admin_cert["cert"],
-                     "key": SYSTEM.admin_cert["key"]}):
+        # What the person is told to check names the missing piece.
+        for tls, hint in (({"ca": SYSTEM.ca["cert"]}, "give --cert-file and --key-file"),
+                          ({"ca": SYSTEM.ca["cert"], "cert": SYSTEM.rogue["cert"],
+                            "key": SYSTEM.rogue["key"]}, "its client CA signed --cert-file"),
+                          ({"ca": SYSTEM.other_ca["cert"], "cert": SYSTEM.admin_cert["cert"],
+                            "key": SYSTEM.admin_cert["key"]}, "--ca-file signed its certificate")):
             with self.assertRaises(RuntimeError) as raised:
                 SYSTEM.system.admin("--timeout=5", "user", "list", tls=tls)
             self.assertIn("UNAVAILABLE", str(raised.exception))
+            self.assertIn(hint, str(raised.exception))
         self.assertIn(SYSTEM.canary_user, SYSTEM.system.admin("user", "list"))
 
     def test_gateway_without_a_client_certificate_answers_unavailable(self):
