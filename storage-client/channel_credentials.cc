@@ -24,16 +24,15 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
         "or neither");
   }
   if (options.reload_seconds < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the link's certificate reload interval must be at least 1 s, got ",
-        options.reload_seconds));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the link's certificate reload interval must be at least 1 s, got ",
+                     options.reload_seconds));
   }
   if (auto status = tls::CheckCertificateFile(options.ca_file, "CA file"); !status.ok()) {
     return status;
   }
   if (has_identity) {
-    if (auto status = tls::CheckKeyPair(options.cert_file, options.key_file,
-                                        "client certificate");
+    if (auto status = tls::CheckKeyPair(options.cert_file, options.key_file, "client certificate");
         !status.ok()) {
       return status;
     }

@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<FILE, FileCloser>> Open(const std::string& path,
 
 // The first certificate of a PEM file, or an error naming the file.
 absl::StatusOr<std::unique_ptr<X509, X509Free>> FirstCertificate(const std::string& path,
-                                                                  const std::string& what) {
+                                                                 const std::string& what) {
   auto file = Open(path, what);
   if (!file.ok()) {
     return file.status();
@@ -48,8 +48,7 @@ absl::StatusOr<std::unique_ptr<X509, X509Free>> FirstCertificate(const std::stri
   std::unique_ptr<X509, X509Free> cert(PEM_read_X509(file->get(), nullptr, nullptr, nullptr));
   ERR_clear_error();
   if (cert == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": ", path, " holds no PEM certificate"));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", path, " holds no PEM certificate"));
   }
   return cert;
 }
@@ -83,9 +82,8 @@ absl::Status CheckKeyPair(const std::string& cert_path, const std::string& key_p
   }
   if (X509_check_private_key(cert->get(), key.get()) != 1) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(what, ": the key in ", key_path,
-                                                   " does not belong to the certificate in ",
-                                                   cert_path));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": the key in ", key_path, " does not belong to the certificate in ", cert_path));
   }
   return absl::OkStatus();
 }

@@ -41,9 +41,14 @@ bool HasVerifiedClientCertificate(const grpc::AuthContext* auth) {
 }
 
 std::string PeerHost(std::string_view peer) {
-  std::string decoded = absl::StrReplaceAll(std::string(peer), {{"%5B", "["}, {"%5D", "]"}, {"%3A", ":"},
-                                                   {"%5b", "["}, {"%5d", "]"}, {"%3a", ":"},
-                                                   {"%25", "%"}});
+  // Newer gRPC releases percent-encode the brackets and colons of IPv6 peers.
+  std::string decoded = absl::StrReplaceAll(std::string(peer), {{"%5B", "["},
+                                                                {"%5D", "]"},
+                                                                {"%3A", ":"},
+                                                                {"%5b", "["},
+                                                                {"%5d", "]"},
+                                                                {"%3a", ":"},
+                                                                {"%25", "%"}});
   std::string_view rest = decoded;
   if (rest.starts_with("ipv4:")) {
     rest.remove_prefix(5);

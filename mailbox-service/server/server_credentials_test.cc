@@ -26,14 +26,13 @@ absl::StatusOr<config::Config> Parse(std::vector<std::string> args) {
 }
 
 TEST(ServerCredentialsTest, LoopbackAddresses) {
-  for (const char* listen : {"127.0.0.1:50051", "127.3.4.5:1", "localhost:50051",
-                             "LOCALHOST:1", "[::1]:50051", "unix:/run/mailbox.sock",
-                             "unix-abstract:mailbox"}) {
+  for (const char* listen : {"127.0.0.1:50051", "127.3.4.5:1", "localhost:50051", "LOCALHOST:1",
+                             "[::1]:50051", "unix:/run/mailbox.sock", "unix-abstract:mailbox"}) {
     EXPECT_TRUE(IsLoopbackListen(listen)) << listen;
   }
-  for (const char* listen : {"0.0.0.0:50051", ":50051", "[::]:50051", "192.0.2.1:50051",
-                             "10.0.0.1:1", "[2001:db8::1]:1", "mail.example:50051",
-                             "128.0.0.1:1", "[::1"}) {
+  for (const char* listen :
+       {"0.0.0.0:50051", ":50051", "[::]:50051", "192.0.2.1:50051", "10.0.0.1:1", "[2001:db8::1]:1",
+        "mail.example:50051", "128.0.0.1:1", "[::1"}) {
     EXPECT_FALSE(IsLoopbackListen(listen)) << listen;
   }
 }
@@ -84,8 +83,8 @@ TEST(ServerCredentialsTest, InconsistentFlagsAreRefused) {
     EXPECT_THAT(options.status().message(), HasSubstr(c.message));
   }
   // Server-only TLS is allowed when asked for explicitly.
-  auto config = Parse({"--tls-cert-file=c.pem", "--tls-key-file=k.pem",
-                       "--tls-require-client-cert=false"});
+  auto config =
+      Parse({"--tls-cert-file=c.pem", "--tls-key-file=k.pem", "--tls-require-client-cert=false"});
   ASSERT_TRUE(config.ok());
   EXPECT_TRUE(ServerTlsFromConfig(*config).ok());
 }

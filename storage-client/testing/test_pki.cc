@@ -46,12 +46,12 @@ absl::StatusOr<CertFiles> MakeLeaf(const std::string& dir, const std::string& na
         << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
   }
   auto status = Run(absl::StrCat(
-      "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=",
-      name, " -keyout ", files.key, " -out ", csr));
+      "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=", name,
+      " -keyout ", files.key, " -out ", csr));
   if (status.ok()) {
     status = Run(absl::StrCat("openssl x509 -req -days 2 -set_serial ", std::rand() % 1000000 + 1,
-                              " -in ", csr, " -CA ", ca.cert, " -CAkey ", ca.key, " -extfile ",
-                              ext, " -out ", files.cert));
+                              " -in ", csr, " -CA ", ca.cert, " -CAkey ", ca.key, " -extfile ", ext,
+                              " -out ", files.cert));
   }
   if (!status.ok()) {
     return status;

@@ -2,14 +2,13 @@
 // certificates, callers without a verified certificate refused (or, where the service
 // lets them in, throttled by their own address rather than the client IP they
 // report), and the plaintext listen policy.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
@@ -47,8 +46,7 @@ class LinkTlsTest : public ::testing::Test {
 
   // A channel trusting `ca` (empty: plaintext) presenting `identity` (may be null).
   static std::shared_ptr<grpc::Channel> Channel(const ServiceProcess& service,
-                                                const std::string& ca,
-                                                const CertFiles* identity,
+                                                const std::string& ca, const CertFiles* identity,
                                                 const std::string& server_name = "") {
     client::ChannelTlsOptions options;
     options.ca_file = ca;
