@@ -75,12 +75,14 @@ class LinkSystem(abuse_util.AbuseSystem):
         self.server_cert_file = os.path.join(self.pki_dir, "live-service.pem")
         self.server_key_file = os.path.join(self.pki_dir, "live-service.key")
         install(self.server, self.server_cert_file, self.server_key_file)
+        self.client_ca_file = os.path.join(self.pki_dir, "live-client-ca.pem")
+        replace_file(self.ca["cert"], self.client_ca_file)
         self.system.admin_tls = {"ca": self.ca["cert"], "cert": self.admin_cert["cert"],
                                  "key": self.admin_cert["key"]}
         self.system.start_service(
             "--tls-reload-seconds=1",
             tls={"cert": self.server_cert_file, "key": self.server_key_file,
-                 "client_ca": self.ca["cert"]})
+                 "client_ca": self.client_ca_file})
         self.service = self.system.service
         self.gateway = self.system.start_gateway(store_tls=self.store_tls(self.gateway_cert))
         self.canary_user, self.canary_password = self.system.new_user("canary")
@@ -96,14 +98,29 @@ class LinkSystem(abuse_util.AbuseSystem):
         return tls
 
 
+def replace_file(source, target):
+    """Puts a copy of source at target by a rename, as an operator should, so the
+    service never reads half a file."""
+    with open(source, "rb") as f:
+        data = f.read()
+    with open(target + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(target + ".tmp", target)
+
+
 def install(files, cert_path, key_path):
-    """Replaces the watched files, each by a rename, key first."""
-    for source, target in ((files["key"], key_path), (files["cert"], cert_path)):
-        with open(source, "rb") as f:
-            data = f.read()
-        with open(target + ".tmp", "wb") as f:
-            f.write(data)
-        os.replace(target + ".tmp", target)
+    """Replaces a watched certificate and key, key first."""
+    replace_file(files["key"], key_path)
+    replace_file(files["cert"], cert_path)
+
+
+def wait_for(predicate, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return predicate()
 
 
 def setUpModule():
@@ -216,13 +233,10 @@ class MutualTlsLinkTest(unittest.TestCase):
             # --tls-reload-seconds=1: within a few seconds new handshakes see it.
             with open(renewed["cert"]) as f:
                 renewed_der = ssl.PEM_cert_to_DER_cert(f.read())
-            deadline = time.monotonic() + 15
-            seen = before
-            while time.monotonic() < deadline and seen != renewed_der:
-                time.sleep(0.25)
-                ok, seen = service_handshake(SYSTEM.gateway_cert)
-                self.assertTrue(ok, seen)
-            self.assertEqual(seen, renewed_der, "the renewed certificate was not served")
+            self.assertNotEqual(before, renewed_der)
+            self.assertTrue(wait_for(lambda: service_handshake(SYSTEM.gateway_cert)
+                                     == (True, renewed_der)),
+                            "the renewed certificate was not served")
             # The gateway, which verifies the service against the CA, still gets in
             # on new connections.
             fresh = SYSTEM.system.start_gateway(store_tls=SYSTEM.store_tls(SYSTEM.gateway_cert))
@@ -238,6 +252,22 @@ class MutualTlsLinkTest(unittest.TestCase):
                 SYSTEM.system.gateways.remove(fresh)
         finally:
             install(SYSTEM.server, SYSTEM.server_cert_file, SYSTEM.server_key_file)
+        SYSTEM.assert_canary_alive()
+
+
+    def test_client_ca_is_reloaded_for_new_connections(self):
+        self.assertFalse(service_handshake(SYSTEM.rogue)[0])
+        try:
+            # The operator moves the link to another CA: its certificates get in, the
+            # old CA's no longer do.
+            replace_file(SYSTEM.other_ca["cert"], SYSTEM.client_ca_file)
+            self.assertTrue(wait_for(lambda: service_handshake(SYSTEM.rogue)[0]),
+                            "the new client CA was not used")
+            self.assertFalse(service_handshake(SYSTEM.gateway_cert)[0])
+        finally:
+            replace_file(SYSTEM.ca["cert"], SYSTEM.client_ca_file)
+        self.assertTrue(wait_for(lambda: service_handshake(SYSTEM.gateway_cert)[0]))
+        self.assertFalse(service_handshake(SYSTEM.rogue)[0])
         SYSTEM.assert_canary_alive()
 
 
