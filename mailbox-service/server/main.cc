@@ -20,6 +20,7 @@
 #include "mailbox-service/common/config.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
+#include "mailbox-service/server/grpc_log_limit.h"
 #include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/sqlite_store.h"
@@ -89,6 +90,7 @@ int Run(int argc, char** argv) {
     std::cerr << "mailbox-service: " << credentials.status().message() << "\n";
     return 2;
   }
+  InstallGrpcLogRateLimit(link.grpc_log_lines_per_second);
   if (config->Get("backend") != "sqlite") {
     std::cerr << "mailbox-service: unknown --backend \"" << config->Get("backend")
               << "\"; this build has: sqlite\n";

@@ -26,6 +26,9 @@ std::vector<config::Setting> ServerTlsSettings() {
       {"insecure-listen", "MAILBOX_INSECURE_LISTEN", "false",
        "allow a plaintext listener on a non-loopback address (passwords and tokens "
        "cross the network in clear)"},
+      {"grpc-log-lines-per-second", "MAILBOX_GRPC_LOG_LINES_PER_SECOND", "20",
+       "at most this many gRPC log lines a second (one per refused handshake), the rest "
+       "counted; 0: no bound"},
   };
 }
 
@@ -52,6 +55,15 @@ absl::StatusOr<ServerTlsOptions> ServerTlsFromConfig(const config::Config& confi
         absl::StrCat("--tls-reload-seconds must be 1..86400, got ", *reload));
   }
   options.reload_seconds = static_cast<int>(*reload);
+  auto log_rate = config.GetInt("grpc-log-lines-per-second");
+  if (!log_rate.ok()) {
+    return log_rate.status();
+  }
+  if (*log_rate < 0 || *log_rate > 1'000'000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--grpc-log-lines-per-second must be 0..1000000, got ", *log_rate));
+  }
+  options.grpc_log_lines_per_second = static_cast<int>(*log_rate);
   if (options.cert_file.empty() != options.key_file.empty()) {
     return absl::InvalidArgumentError("--tls-cert-file and --tls-key-file go together");
   }

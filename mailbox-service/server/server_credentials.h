@@ -29,6 +29,9 @@ struct ServerTlsOptions {
   bool require_client_cert = true;
   int reload_seconds = 60;
   bool insecure_listen = false;  // allow plaintext on a non-loopback address
+  // gRPC logs a line per refused handshake; at most this many a second reach stderr
+  // (grpc_log_limit.h). 0: no bound.
+  int grpc_log_lines_per_second = 20;
 
   bool tls() const { return !cert_file.empty() || !key_file.empty(); }
 };

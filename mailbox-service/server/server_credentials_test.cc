@@ -61,6 +61,7 @@ TEST(ServerCredentialsTest, Defaults) {
   EXPECT_TRUE(options->require_client_cert);
   EXPECT_FALSE(options->insecure_listen);
   EXPECT_EQ(options->reload_seconds, 60);
+  EXPECT_EQ(options->grpc_log_lines_per_second, 20);
 }
 
 TEST(ServerCredentialsTest, InconsistentFlagsAreRefused) {
@@ -74,6 +75,7 @@ TEST(ServerCredentialsTest, InconsistentFlagsAreRefused) {
       {{"--tls-cert-file=c.pem", "--tls-key-file=k.pem"}, "needs --tls-client-ca-file"},
       {{"--tls-reload-seconds=0"}, "1..86400"},
       {{"--tls-reload-seconds=soon"}, "needs an integer"},
+      {{"--grpc-log-lines-per-second=-1"}, "0..1000000"},
   };
   for (const Case& c : cases) {
     auto config = Parse(c.args);

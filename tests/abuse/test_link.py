@@ -177,6 +177,9 @@ class MutualTlsLinkTest(unittest.TestCase):
     def test_callers_without_a_verified_certificate_are_refused(self):
         ok, _ = service_handshake(SYSTEM.gateway_cert)
         self.assertTrue(ok, "a gateway certificate must be accepted")
+        log_path = os.path.join(SYSTEM.system.dir, "service.log")
+        log_offset = os.path.getsize(log_path)
+        started = time.monotonic()
         with SYSTEM.measure("300 handshakes without a valid client certificate") as m:
             for i in range(100):
                 for identity in (None, SYSTEM.rogue):
@@ -194,6 +197,16 @@ class MutualTlsLinkTest(unittest.TestCase):
                 if i % 20 == 0:
                     m.sample()
             m.check(gateway_kib=4 * 1024, service_kib=8 * 1024)
+        elapsed = time.monotonic() - started
+        # gRPC logs each refused handshake; --grpc-log-lines-per-second (20) bounds
+        # what reaches the log, and the next line that passes counts the rest.
+        time.sleep(0.2)
+        self.assertFalse(service_handshake(None)[0])
+        with open(log_path, errors="replace") as f:
+            f.seek(log_offset)
+            logged = f.read().splitlines()
+        self.assertLessEqual(len(logged), 2 * (20 + 20 * elapsed) + 2, logged[-5:])
+        self.assertTrue(any("gRPC log lines dropped" in line for line in logged), logged[-5:])
         SYSTEM.assert_canary_alive()
 
     def test_mailbox_admin_needs_a_client_certificate_too(self):
