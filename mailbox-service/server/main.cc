@@ -91,6 +91,9 @@ int Run(int argc, char** argv) {
     return 2;
   }
   InstallGrpcLogRateLimit(link.grpc_log_lines_per_second);
+  if (std::string warning = link.Warning(config->Get("listen")); !warning.empty()) {
+    std::cerr << "mailbox-service: " << warning << std::endl;
+  }
   if (config->Get("backend") != "sqlite") {
     std::cerr << "mailbox-service: unknown --backend \"" << config->Get("backend")
               << "\"; this build has: sqlite\n";

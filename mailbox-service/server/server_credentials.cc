@@ -110,6 +110,20 @@ bool IsLoopbackListen(std::string_view listen) {
   return false;
 }
 
+std::string ServerTlsOptions::Warning(std::string_view listen) const {
+  if (!tls() && !IsLoopbackListen(listen)) {
+    return absl::StrCat("warning: listening on ", std::string(listen),
+                        " without TLS (--insecure-listen): passwords and tokens cross the "
+                        "network in clear, and every caller may report any client IP");
+  }
+  if (tls() && client_ca_file.empty()) {
+    return "warning: TLS without --tls-client-ca-file: no caller can be verified, so logins "
+           "are throttled by the caller's own address and all users of a gateway share one "
+           "throttle";
+  }
+  return "";
+}
+
 absl::Status CheckListenPolicy(std::string_view listen, const ServerTlsOptions& options) {
   if (options.tls() || options.insecure_listen || IsLoopbackListen(listen)) {
     return absl::OkStatus();

@@ -34,6 +34,9 @@ struct ServerTlsOptions {
   int grpc_log_lines_per_second = 20;
 
   bool tls() const { return !cert_file.empty() || !key_file.empty(); }
+  // What the operator should know about a setup that works but weakens the link
+  // (empty if nothing): plaintext off loopback, or TLS that cannot tell gateways apart.
+  std::string Warning(std::string_view listen) const;
 };
 
 // The flags (and environment variables) of the link, to add to the service's own.

@@ -52,6 +52,19 @@ TEST(ServerCredentialsTest, PlaintextOnNonLoopbackNeedsInsecureListen) {
   EXPECT_TRUE(CheckListenPolicy("0.0.0.0:50051", tls).ok());
 }
 
+TEST(ServerCredentialsTest, WarningsForWeakButAllowedSetups) {
+  ServerTlsOptions options;
+  EXPECT_EQ(options.Warning("127.0.0.1:50051"), "");
+  options.insecure_listen = true;
+  EXPECT_THAT(options.Warning("0.0.0.0:50051"), HasSubstr("cross the network in clear"));
+  options.cert_file = "c.pem";
+  options.key_file = "k.pem";
+  options.require_client_cert = false;
+  EXPECT_THAT(options.Warning("0.0.0.0:50051"), HasSubstr("share one throttle"));
+  options.client_ca_file = "ca.pem";
+  EXPECT_EQ(options.Warning("0.0.0.0:50051"), "");
+}
+
 TEST(ServerCredentialsTest, Defaults) {
   auto config = Parse({});
   ASSERT_TRUE(config.ok());

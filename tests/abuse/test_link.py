@@ -299,10 +299,10 @@ class PlaintextListenTest(unittest.TestCase):
             return process.returncode, out.decode(errors="replace")
         try:
             harness._wait_for_file(port_file, process, "mailbox-service")
-            return None, ""
         finally:
             process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=30)
+            out, _ = process.communicate(timeout=30)
+        return process.returncode, out.decode(errors="replace")
 
     def test_plaintext_on_every_address_refuses_to_start(self):
         code, out = self.run_service("--listen=0.0.0.0:0")
@@ -313,7 +313,9 @@ class PlaintextListenTest(unittest.TestCase):
         self.assertEqual(code, 2, out)
 
     def test_insecure_listen_is_the_operators_explicit_choice(self):
-        self.run_service("--listen=0.0.0.0:0", "--insecure-listen", wait_for_port=True)
+        _, out = self.run_service("--listen=0.0.0.0:0", "--insecure-listen",
+                                  wait_for_port=True)
+        self.assertIn("warning: listening on 0.0.0.0:0 without TLS", out)
 
     def test_tls_on_every_address_starts(self):
         self.run_service("--listen=0.0.0.0:0", "--tls-cert-file=" + SYSTEM.server["cert"],
