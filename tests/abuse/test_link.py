@@ -268,6 +268,38 @@ class MutualTlsLinkTest(unittest.TestCase):
         SYSTEM.assert_canary_alive()
 
 
+    def test_gateway_client_certificate_is_reloaded(self):
+        # A gateway whose certificate files hold another CA's certificate is refused;
+        # once the operator puts a good one in their place, its next connection
+        # attempt presents that, without a restart.
+        cert = os.path.join(SYSTEM.pki_dir, "live-gateway.pem")
+        key = os.path.join(SYSTEM.pki_dir, "live-gateway.key")
+        install(SYSTEM.rogue, cert, key)
+        gateway = SYSTEM.system.start_gateway(
+            "--store-tls-reload-seconds=1",
+            store_tls={"ca": SYSTEM.ca["cert"], "cert": cert, "key": key})
+
+        def login():
+            client = abuse_util.RawClient(gateway.imaps_port, "tls",
+                                          cafile=SYSTEM.system.cert, timeout=30)
+            try:
+                _, tagged = client.command('LOGIN "%s" "%s"' % (SYSTEM.user, SYSTEM.password))
+                return tagged
+            finally:
+                client.close()
+
+        try:
+            self.assertIn(b" NO [UNAVAILABLE]", login())
+            install(SYSTEM.gateway_cert, cert, key)
+            # gRPC retries a failed connection with a backoff that starts at 1 s.
+            self.assertTrue(wait_for(lambda: b" OK " in login(), seconds=30),
+                            "the gateway did not pick up its new certificate")
+        finally:
+            gateway.process.send_signal(signal.SIGTERM)
+            gateway.process.wait(timeout=30)
+            SYSTEM.system.gateways.remove(gateway)
+        SYSTEM.assert_canary_alive()
+
     def test_client_ca_is_reloaded_for_new_connections(self):
         self.assertFalse(service_handshake(SYSTEM.rogue)[0])
         try:
