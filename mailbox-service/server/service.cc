@@ -135,13 +135,13 @@ absl::StatusOr<uint64_t> MailboxService::Caller(const grpc::ServerContext& conte
 grpc::Status MailboxService::Authenticate(grpc::ServerContext* context,
                                           const v1::AuthenticateRequest* request,
                                           v1::AuthenticateResponse* response) {
-  // The caller's deadline (the gateway sets one on every call): a login still queued
-  // for the password hash when it passes is given up, not hashed for nobody.
   // The client IP counts for throttling only from a caller the operator vouched for
   // (link_trust.h); anyone else is throttled by its own address.
   v1::AuthenticateRequest checked = *request;
   checked.set_client_ip(
       ThrottleClientIp(context->auth_context().get(), context->peer(), request->client_ip()));
+  // The caller's deadline (the gateway sets one on every call): a login still queued
+  // for the password hash when it passes is given up, not hashed for nobody.
   auto result = auth_->Authenticate(checked, absl::FromChrono(context->deadline()));
   if (!result.ok()) {
     return v1::ToGrpcStatus(result.status());
