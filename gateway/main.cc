@@ -28,6 +28,7 @@
 #include "gateway/session/feed_router.h"
 #include "gateway/session/session.h"
 #include "mailbox-service/common/config.h"
+#include "storage-client/channel_credentials.h"
 #include "storage-client/grpc_mailbox_store.h"
 
 namespace gateway {
@@ -39,6 +40,15 @@ std::vector<mailbox::config::Setting> Settings() {
   return {
       {"store", "IMAPD_STORE", "127.0.0.1:50051", "mailbox service address (host:port)"},
       {"store-channels", "IMAPD_STORE_CHANNELS", "2", "gRPC channels to the mailbox service"},
+      {"store-ca-file", "IMAPD_STORE_CA_FILE", "",
+       "PEM CA of the mailbox service's certificate; turns TLS on for the link"},
+      {"store-cert-file", "IMAPD_STORE_CERT_FILE", "",
+       "PEM client certificate this gateway presents to the mailbox service"},
+      {"store-key-file", "IMAPD_STORE_KEY_FILE", "", "PEM key of --store-cert-file"},
+      {"store-tls-server-name", "IMAPD_STORE_TLS_SERVER_NAME", "",
+       "name the service's certificate must carry, if not the host in --store"},
+      {"store-tls-reload-seconds", "IMAPD_STORE_TLS_RELOAD_SECONDS", "60",
+       "how often the link's CA, certificate and key files are re-read"},
       {"http-listen", "IMAPD_HTTP_LISTEN", "127.0.0.1:8143",
        "operator endpoint (/healthz /readyz /metrics); empty disables"},
       {"ports-file", "IMAPD_PORTS_FILE", "", "write the bound ports here as JSON once listening"},
@@ -167,6 +177,22 @@ int Run(int argc, char** argv) {
   if (!options.gateway_id.empty()) {
     store_options.metadata.emplace_back("x-gateway-id", options.gateway_id);
   }
+  mailbox::client::ChannelTlsOptions link;
+  link.ca_file = config->Get("store-ca-file");
+  link.cert_file = config->Get("store-cert-file");
+  link.key_file = config->Get("store-key-file");
+  link.server_name = config->Get("store-tls-server-name");
+  if (!ReadInt(*config, "store-tls-reload-seconds", &link.reload_seconds)) {
+    return 2;
+  }
+  auto credentials = mailbox::client::MakeChannelCredentials(link);
+  if (!credentials.ok()) {
+    std::cerr << "imap-gateway: the mailbox service link: " << credentials.status().message()
+              << "\n";
+    return 2;
+  }
+  store_options.credentials = *credentials;
+  mailbox::client::ApplyChannelTlsArgs(link, &store_options.channel_args);
   auto store = mailbox::client::GrpcMailboxStore::Create(store_options);
   if (!store.ok()) {
     std::cerr << "imap-gateway: " << store.status().message() << "\n";
@@ -261,7 +287,11 @@ int Run(int argc, char** argv) {
   }
   std::cout << "imap-gateway: " << workers << " workers, IMAPS port " << imaps_port
             << ", IMAP+STARTTLS port " << imap_port << ", /metrics on port " << http_port
-            << ", mailbox service " << store_options.target << std::endl;
+            << ", mailbox service " << store_options.target
+            << (!link.tls()                ? " (plaintext)"
+                : link.cert_file.empty() ? " (TLS)"
+                                         : " (mutual TLS)")
+            << std::endl;
 
   while (true) {
     int signal_number = 0;

@@ -37,8 +37,8 @@ struct RetryPolicy {
 
 struct GrpcMailboxStoreOptions {
   std::string target = "127.0.0.1:50051";
-  // Null means insecure (plaintext; for loopback and unix sockets). Pass
-  // grpc::SslCredentials(...) for TLS.
+  // Null means insecure (plaintext; for loopback and unix sockets). For TLS with a
+  // client certificate, see MakeChannelCredentials in channel_credentials.h.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   int channels = 2;
 

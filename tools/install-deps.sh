@@ -5,6 +5,8 @@ set -euo pipefail
 
 packages=(
   bazel-bootstrap g++ pkg-config git python3 procps
+  # The tests make their TLS certificates with the openssl command.
+  openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libboost1.81-dev libssl-dev libsqlite3-dev libargon2-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <map>
 #include <set>
+#include <tuple>
 #include <type_traits>
 
 #include "absl/strings/numbers.h"
@@ -91,6 +92,26 @@ std::string CommandName(const std::vector<std::string>& words, size_t count) {
   return name;
 }
 
+// One of the options of the link to the service (TLS files, server name) into *out;
+// nullopt if `arg` is none of them.
+std::optional<absl::Status> LinkOption(const std::string& arg,
+                                       const std::vector<std::string>& args, size_t* i,
+                                       std::map<std::string, std::string>* out) {
+  for (const char* name : {"--ca-file", "--cert-file", "--key-file", "--tls-server-name"}) {
+    OptionMatch match = MatchOption(arg, name);
+    if (!match.matched) {
+      continue;
+    }
+    auto value = OptionValue(match, name, args, i);
+    if (!value.ok()) {
+      return value.status();
+    }
+    (*out)[name] = *value;
+    return absl::OkStatus();
+  }
+  return std::nullopt;
+}
+
 struct CommandSpec {
   const char* group;
   const char* verb;  // nullptr for one-word commands
@@ -146,6 +167,8 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
   std::optional<std::string> server_flag;
   std::optional<std::string> token_flag;
   std::optional<std::string> token_file_flag;
+  // --ca-file, --cert-file, --key-file, --tls-server-name as given.
+  std::map<std::string, std::string> link_flags;
   bool help = false;
 
   // Pass 1: global options may appear anywhere before "--" or --replace-flags.
@@ -188,6 +211,10 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
         return value.status();
       }
       token_flag = *value;
+    } else if (auto link = LinkOption(arg, args, &i, &link_flags); link.has_value()) {
+      if (!link->ok()) {
+        return *link;
+      }
     } else if (match = MatchOption(arg, "--timeout"); match.matched) {
       auto value = OptionValue(match, "--timeout", args, &i);
       if (!value.ok()) {
@@ -207,6 +234,28 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     return Usage("--server needs an address (host:port)");
   }
   global.server = server_flag.value_or(Lookup(env, "MAILBOX_SERVER").value_or(kDefaultServer));
+  // The link to the service (TLS when a CA file is given): flag, then environment.
+  for (auto [flag, variable, field] :
+       {std::tuple{"--ca-file", "MAILBOX_CA_FILE", &global.ca_file},
+        std::tuple{"--cert-file", "MAILBOX_CERT_FILE", &global.cert_file},
+        std::tuple{"--key-file", "MAILBOX_KEY_FILE", &global.key_file},
+        std::tuple{"--tls-server-name", "MAILBOX_TLS_SERVER_NAME", &global.tls_server_name}}) {
+    if (auto it = link_flags.find(flag); it != link_flags.end()) {
+      if (it->second.empty()) {
+        return Usage(absl::StrCat(flag, " needs a value"));
+      }
+      *field = it->second;
+    } else {
+      *field = Lookup(env, variable).value_or("");
+    }
+  }
+  if (global.cert_file.empty() != global.key_file.empty()) {
+    return Usage("--cert-file and --key-file go together");
+  }
+  if (global.ca_file.empty() && (!global.cert_file.empty() || !global.tls_server_name.empty())) {
+    return Usage(
+        "--cert-file and --tls-server-name need --ca-file (the CA of the service's certificate)");
+  }
   if (token_flag.has_value() && token_file_flag.has_value()) {
     return Usage("give --token or --token-file, not both");
   }
@@ -455,6 +504,14 @@ Global options (anywhere before "--" or --replace-flags):
                       or $MAILBOX_DATA_DIR/admin.token ($MAILBOX_DATA_DIR: ./.data)
   --timeout=SECONDS   deadline of each call (default 30; streamed imports get at
                       least 600 per batch)
+  --ca-file=PATH      connect over TLS, trusting this CA for the service's
+                      certificate; default $MAILBOX_CA_FILE (none: plaintext, for a
+                      service on loopback)
+  --cert-file=PATH    client certificate to present (with --key-file), for a
+  --key-file=PATH     service that requires one; default $MAILBOX_CERT_FILE and
+                      $MAILBOX_KEY_FILE
+  --tls-server-name=NAME  name the service's certificate must carry, if not the
+                      host in --server; default $MAILBOX_TLS_SERVER_NAME
 
 Import batches: at most --batch messages (default 100) and about --batch-bytes
 octets (default 33554432) per Append call; each batch is committed on its own.

@@ -25,6 +25,12 @@ struct GlobalOptions {
   std::string token_file;  // --token-file, $MAILBOX_ADMIN_TOKEN_FILE,
                            // $MAILBOX_DATA_DIR/admin.token, ./.data/admin.token
   int timeout_seconds = 30;  // --timeout: deadline of each call
+  // The link: TLS when ca_file is set (the admin token must not cross a network in
+  // clear); cert_file/key_file for a service that requires client certificates.
+  std::string ca_file;          // --ca-file, $MAILBOX_CA_FILE
+  std::string cert_file;        // --cert-file, $MAILBOX_CERT_FILE
+  std::string key_file;         // --key-file, $MAILBOX_KEY_FILE
+  std::string tls_server_name;  // --tls-server-name, $MAILBOX_TLS_SERVER_NAME
 };
 
 enum class PasswordSource {

@@ -76,6 +76,40 @@ TEST(CliArgsTest, FlagsBeatEnvironment) {
   EXPECT_EQ(parsed->global.timeout_seconds, 5);
 }
 
+TEST(CliArgsTest, LinkOptions) {
+  auto parsed = Parse({"user", "list"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->global.ca_file, "");  // plaintext by default
+  EXPECT_EQ(parsed->global.cert_file, "");
+
+  parsed = Parse({"user", "list"}, {{"MAILBOX_CA_FILE", "/etc/ca.pem"},
+                                    {"MAILBOX_CERT_FILE", "/etc/admin.pem"},
+                                    {"MAILBOX_KEY_FILE", "/etc/admin.key"},
+                                    {"MAILBOX_TLS_SERVER_NAME", "mailbox.internal"}});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->global.ca_file, "/etc/ca.pem");
+  EXPECT_EQ(parsed->global.cert_file, "/etc/admin.pem");
+  EXPECT_EQ(parsed->global.key_file, "/etc/admin.key");
+  EXPECT_EQ(parsed->global.tls_server_name, "mailbox.internal");
+
+  parsed = Parse({"--ca-file=/a/ca.pem", "user", "list", "--cert-file", "/a/c.pem",
+                  "--key-file=/a/k.pem", "--tls-server-name=svc"},
+                 {{"MAILBOX_CA_FILE", "/etc/ca.pem"}});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->global.ca_file, "/a/ca.pem");
+  EXPECT_EQ(parsed->global.cert_file, "/a/c.pem");
+  EXPECT_EQ(parsed->global.key_file, "/a/k.pem");
+  EXPECT_EQ(parsed->global.tls_server_name, "svc");
+  EXPECT_EQ(parsed->command.kind, CommandKind::kUserList);
+
+  EXPECT_THAT(ErrorOf({"--cert-file=/c.pem", "--ca-file=/ca.pem", "user", "list"}),
+              HasSubstr("--cert-file and --key-file go together"));
+  EXPECT_THAT(ErrorOf({"--cert-file=/c.pem", "--key-file=/k.pem", "user", "list"}),
+              HasSubstr("need --ca-file"));
+  EXPECT_THAT(ErrorOf({"--ca-file=", "user", "list"}), HasSubstr("--ca-file needs a value"));
+  EXPECT_THAT(ErrorOf({"user", "list", "--ca-file"}), HasSubstr("--ca-file needs a value"));
+}
+
 TEST(CliArgsTest, UserCommands) {
   auto parsed = Parse({"user", "add", "alice", "--password", "pw"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();

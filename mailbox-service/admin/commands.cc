@@ -554,6 +554,25 @@ std::string FormatError(const absl::Status& status) {
   return absl::StrCat("error: ", message, " (", code, ")");
 }
 
+std::string UnavailableHint(const GlobalOptions& global) {
+  // A TLS handshake the service refused looks like any unreachable service to gRPC
+  // ("Socket closed"), so the hint names the link's options too.
+  std::string hint = absl::StrCat("hint: is the mailbox service running at ", global.server, "? ");
+  if (global.ca_file.empty()) {
+    absl::StrAppend(&hint,
+                    "If it listens with TLS, give --ca-file (and --cert-file/--key-file when it "
+                    "requires client certificates).");
+  } else if (global.cert_file.empty()) {
+    absl::StrAppend(&hint,
+                    "If it requires client certificates, give --cert-file and --key-file.");
+  } else {
+    absl::StrAppend(&hint,
+                    "Check that --ca-file signed its certificate and its client CA signed "
+                    "--cert-file.");
+  }
+  return hint;
+}
+
 int RunCommand(const Invocation& invocation,
                const std::shared_ptr<grpc::ChannelInterface>& channel, Io io) {
   if (invocation.command.kind == CommandKind::kHelp) {
@@ -575,6 +594,9 @@ int RunCommand(const Invocation& invocation,
       return kExitUsage;
     }
     io.err << FormatError(status) << "\n";
+    if (IsRpcError(status) && status.code() == absl::StatusCode::kUnavailable) {
+      io.err << UnavailableHint(invocation.global) << "\n";
+    }
     return kExitError;
   }
   io.out.flush();

@@ -34,4 +34,7 @@ int RunCommand(const Invocation& invocation, const std::shared_ptr<grpc::Channel
 // "error: MESSAGE (CODE)" for a service error, "error: MESSAGE" for a local one.
 std::string FormatError(const absl::Status& status);
 
+// What to check when the service cannot be reached, given the link's options.
+std::string UnavailableHint(const GlobalOptions& global);
+
 }  // namespace mailbox::admin

@@ -567,7 +567,20 @@ TEST_F(CommandsTest, UnreachableServer) {
   auto channel = grpc::CreateChannel("127.0.0.1:1",
                                      grpc::InsecureChannelCredentials());
   EXPECT_EQ(RunCommand(*invocation, channel, Io{in, out, err, false}), 1);
-  EXPECT_THAT(err.str(), ::testing::MatchesRegex("error: .* \\(UNAVAILABLE\\)\n"));
+  EXPECT_THAT(err.str(), ::testing::MatchesRegex("error: .* \\(UNAVAILABLE\\)\nhint: .*\n"));
+  EXPECT_THAT(err.str(), ::testing::HasSubstr("give --ca-file"));
+}
+
+TEST(UnavailableHintTest, NamesWhatIsMissingFromTheLink) {
+  GlobalOptions global;
+  global.server = "mailbox.internal:50051";
+  EXPECT_THAT(UnavailableHint(global), ::testing::HasSubstr("mailbox.internal:50051"));
+  EXPECT_THAT(UnavailableHint(global), ::testing::HasSubstr("give --ca-file"));
+  global.ca_file = "/etc/ca.pem";
+  EXPECT_THAT(UnavailableHint(global), ::testing::HasSubstr("give --cert-file and --key-file"));
+  global.cert_file = "/etc/admin.pem";
+  global.key_file = "/etc/admin.key";
+  EXPECT_THAT(UnavailableHint(global), ::testing::HasSubstr("client CA signed --cert-file"));
 }
 
 }  // namespace

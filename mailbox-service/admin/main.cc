@@ -10,6 +10,7 @@
 #include "grpcpp/security/credentials.h"
 #include "mailbox-service/admin/cli_args.h"
 #include "mailbox-service/admin/commands.h"
+#include "storage-client/channel_credentials.h"
 
 int main(int argc, char** argv) {
   using namespace mailbox::admin;
@@ -20,10 +21,22 @@ int main(int argc, char** argv) {
               << "\nRun \"mailbox-admin help\" for usage.\n";
     return kExitUsage;
   }
-  // The service is reached in plaintext: it is meant to listen on a private network
-  // or on loopback, as the gateways reach it.
-  auto channel =
-      grpc::CreateChannel(invocation->global.server, grpc::InsecureChannelCredentials());
+  // Plaintext unless a CA file is given: the service listens in plaintext only on
+  // loopback (or where its operator said --insecure-listen).
+  const GlobalOptions& global = invocation->global;
+  mailbox::client::ChannelTlsOptions link;
+  link.ca_file = global.ca_file;
+  link.cert_file = global.cert_file;
+  link.key_file = global.key_file;
+  link.server_name = global.tls_server_name;
+  auto credentials = mailbox::client::MakeChannelCredentials(link);
+  if (!credentials.ok()) {
+    std::cerr << "mailbox-admin: " << credentials.status().message() << "\n";
+    return kExitError;
+  }
+  grpc::ChannelArguments channel_args;
+  mailbox::client::ApplyChannelTlsArgs(link, &channel_args);
+  auto channel = grpc::CreateCustomChannel(global.server, *credentials, channel_args);
   Io io{std::cin, std::cout, std::cerr, ::isatty(STDIN_FILENO) == 1};
   return RunCommand(*invocation, channel, io);
 }

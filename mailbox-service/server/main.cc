@@ -22,6 +22,8 @@
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
 #include "mailbox-service/server/data_dir.h"
+#include "mailbox-service/server/grpc_log_limit.h"
+#include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/sqlite_store.h"
 
@@ -59,7 +61,7 @@ std::vector<config::Setting> Settings() {
 }
 
 int Run(int argc, char** argv) {
-  auto config = config::Config::Parse(argc, argv, Settings());
+  auto config = config::Config::Parse(argc, argv, WithServerTlsSettings(Settings()));
   if (!config.ok()) {
     std::cerr << "mailbox-service: " << config.status().message() << "\n";
     return 2;
@@ -67,6 +69,16 @@ int Run(int argc, char** argv) {
   if (config->help_requested()) {
     std::cout << config->Usage("mailbox-service");
     return 0;
+  }
+  ServerTlsOptions link;
+  auto credentials = ListenerCredentials(*config, &link);
+  if (!credentials.ok()) {
+    std::cerr << "mailbox-service: " << credentials.status().message() << "\n";
+    return 2;
+  }
+  InstallGrpcLogRateLimit(link.grpc_log_lines_per_second);
+  if (std::string warning = link.Warning(config->Get("listen")); !warning.empty()) {
+    std::cerr << "mailbox-service: " << warning << std::endl;
   }
   if (config->Get("backend") != "sqlite") {
     std::cerr << "mailbox-service: unknown --backend \"" << config->Get("backend")
@@ -172,7 +184,7 @@ int Run(int argc, char** argv) {
   AdminService admin_service(store->get(), &mailbox_service, auth_options.hash);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config->Get("listen"), grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config->Get("listen"), *credentials, &port);
   builder.RegisterService(&mailbox_service);
   builder.RegisterService(&admin_service);
   builder.SetMaxReceiveMessageSize(8 << 20);
@@ -191,7 +203,8 @@ int Run(int argc, char** argv) {
     std::filesystem::rename(port_file + ".tmp", port_file);
   }
   std::cout << "mailbox-service listening on " << config->Get("listen") << " (port " << port
-            << "), data in " << std::filesystem::absolute(data_dir).string() << std::endl;
+            << (link.tls() ? ", TLS" : ", plaintext") << "), data in "
+            << std::filesystem::absolute(data_dir).string() << std::endl;
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

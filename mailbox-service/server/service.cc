@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "mailbox-service/server/link_trust.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::server {
@@ -134,9 +135,14 @@ absl::StatusOr<uint64_t> MailboxService::Caller(const grpc::ServerContext& conte
 grpc::Status MailboxService::Authenticate(grpc::ServerContext* context,
                                           const v1::AuthenticateRequest* request,
                                           v1::AuthenticateResponse* response) {
+  // The client IP counts for throttling only from a caller the operator vouched for
+  // (link_trust.h); anyone else is throttled by its own address.
+  v1::AuthenticateRequest checked = *request;
+  checked.set_client_ip(
+      ThrottleClientIp(context->auth_context().get(), context->peer(), request->client_ip()));
   // The caller's deadline (the gateway sets one on every call): a login still queued
   // for the password hash when it passes is given up, not hashed for nobody.
-  auto result = auth_->Authenticate(*request, absl::FromChrono(context->deadline()));
+  auto result = auth_->Authenticate(checked, absl::FromChrono(context->deadline()));
   if (!result.ok()) {
     return v1::ToGrpcStatus(result.status());
   }

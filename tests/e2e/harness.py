@@ -74,7 +74,16 @@ class System:
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
             check=True, capture_output=True)
 
-    def start_service(self, *flags):
+    def start_service(self, *flags, tls=None):
+        """tls: None (plaintext on loopback) or a dict with "cert", "key" and optionally
+        "client_ca" and "require_client_cert" (default True) for the gRPC listener."""
+        if tls:
+            require = tls.get("require_client_cert", True)
+            link = ["--tls-cert-file=" + tls["cert"], "--tls-key-file=" + tls["key"],
+                    "--tls-require-client-cert=" + ("true" if require else "false")]
+            if tls.get("client_ca"):
+                link.append("--tls-client-ca-file=" + tls["client_ca"])
+            flags = tuple(link) + tuple(flags)
         data = os.path.join(self.dir, "data")
         port_file = os.path.join(data, "port")
         if os.path.exists(port_file):
@@ -95,9 +104,16 @@ class System:
         self.service_target = "127.0.0.1:%d" % self.service_port
         return self
 
-    def admin(self, *args, stdin=None):
+    def admin(self, *args, stdin=None, tls=None):
+        """tls: the link's files for mailbox-admin, a dict with "ca" and optionally "cert"
+        and "key"; default self.admin_tls (None: plaintext)."""
         env = dict(os.environ, MAILBOX_SERVER=self.service_target,
                    MAILBOX_ADMIN_TOKEN_FILE=os.path.join(self.dir, "data", "admin.token"))
+        tls = tls if tls is not None else getattr(self, "admin_tls", None)
+        for key, variable in (("ca", "MAILBOX_CA_FILE"), ("cert", "MAILBOX_CERT_FILE"),
+                              ("key", "MAILBOX_KEY_FILE")):
+            if tls and tls.get(key):
+                env[variable] = tls[key]
         result = subprocess.run([ADMIN] + list(args), env=env, input=stdin,
                                 capture_output=True, text=True)
         if result.returncode != 0:
@@ -114,7 +130,14 @@ class System:
         self.add_user(name, password)
         return name, password
 
-    def start_gateway(self, *flags):
+    def start_gateway(self, *flags, store_tls=None):
+        """store_tls: the link to the service, a dict with "ca" and optionally "cert",
+        "key" and "server_name" (None: plaintext)."""
+        for key, flag in (("ca", "--store-ca-file="), ("cert", "--store-cert-file="),
+                          ("key", "--store-key-file="),
+                          ("server_name", "--store-tls-server-name=")):
+            if store_tls and store_tls.get(key):
+                flags = (flag + store_tls[key],) + tuple(flags)
         index = len(self.gateways)
         ports_file = os.path.join(self.dir, "gateway%d.ports" % index)
         log_path = os.path.join(self.dir, "gateway%d.log" % index)
