@@ -208,6 +208,17 @@ class SecondInstanceTest(unittest.TestCase):
                       result.stderr)
         SYSTEM.assert_canary_alive()
 
+    def test_throttle_and_session_settings_below_one_are_refused(self):
+        other = harness.System("auth-flags")
+        for flag in ("--auth-max-failure-records=0", "--auth-failure-window-seconds=0",
+                     "--auth-max-delay-seconds=0", "--session-lifetime-seconds=0"):
+            result = subprocess.run(
+                [harness.SERVICE, "--listen=127.0.0.1:0",
+                 "--data-dir=" + os.path.join(other.dir, "data"), flag],
+                capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 2, (flag, result.stderr))
+            self.assertIn("must be at least 1", result.stderr)
+
     def test_a_second_service_cannot_bind_the_same_port(self):
         other = harness.System("auth-second-port")
         started = time.monotonic()
