@@ -161,6 +161,20 @@ class PasswordChangeTest(unittest.TestCase):
         SYSTEM.assert_canary_alive()
 
 
+    def test_removing_the_user_ends_existing_sessions(self):
+        user, password = SYSTEM.system.new_user("removed")
+        c = SYSTEM.client()
+        c.login(user, password)
+        c.ok("SELECT INBOX")
+        SYSTEM.system.admin("user", "remove", user)
+        untagged, tagged = c.command("STATUS INBOX (MESSAGES)")
+        self.assertIn(b" NO ", tagged)
+        self.assertTrue(any(line.startswith(b"* BYE") for line in untagged), untagged)
+        self.assertFalse(c.alive())
+        c.close()
+        SYSTEM.assert_canary_alive()
+
+
 class SecretsOnDiskTest(unittest.TestCase):
     def test_the_data_directory_and_its_files_are_for_the_service_alone(self):
         def mode(name):
