@@ -137,10 +137,16 @@ int Run(int argc, char** argv) {
   auth_options.hash.time_cost = static_cast<uint32_t>(*passes);
   auth_options.throttle.user_free_failures = static_cast<int>(*user_free);
   auth_options.throttle.ip_free_failures = static_cast<int>(*ip_free);
-  if (*max_records < 1 || *window < 1 || *max_delay < 1 || *lifetime < 1) {
-    std::cerr << "mailbox-service: --auth-max-failure-records, --auth-failure-window-seconds, "
-                 "--auth-max-delay-seconds and --session-lifetime-seconds must be at least 1\n";
-    return 2;
+  // The upper bound only keeps the millisecond arithmetic far from overflow.
+  constexpr int64_t kLargest = 1'000'000'000;
+  for (int64_t value : {*max_records, *window, *max_delay, *lifetime}) {
+    if (value < 1 || value > kLargest) {
+      std::cerr << "mailbox-service: --auth-max-failure-records, --auth-failure-window-seconds, "
+                   "--auth-max-delay-seconds and --session-lifetime-seconds must be at least 1 "
+                   "and at most "
+                << kLargest << "\n";
+      return 2;
+    }
   }
   auth_options.throttle.max_records = *max_records;
   auth_options.throttle.window_ms = *window * 1000;
