@@ -314,62 +314,46 @@ absl::Status SpoolFile(const std::string& path, std::istream* in_override, Messa
 }
 
 absl::Status ImportMaildir(Importer& importer, const Command& command, Io io) {
-  namespace fs = std::filesystem;
-  struct Entry {
-    std::string name;
-    std::string subdir;
-    fs::path path;
-  };
-  std::vector<Entry> entries;
-  bool found_subdir = false;
-  for (const char* subdir : {"cur", "new"}) {
-    const fs::path dir = fs::path(command.path) / subdir;
-    std::error_code error;
-    if (!fs::is_directory(dir, error)) {
-      continue;
-    }
-    found_subdir = true;
-    fs::directory_iterator it(dir, error);
-    if (error) {
-      return LocalError(absl::StrCat("cannot list ", dir.string(), ": ", error.message()));
-    }
-    for (; it != fs::directory_iterator(); it.increment(error)) {
-      if (error) {
-        return LocalError(absl::StrCat("cannot list ", dir.string(), ": ", error.message()));
-      }
-      std::string name = it->path().filename().string();
-      std::error_code type_error;
-      if (name.empty() || name[0] == '.' || !it->is_regular_file(type_error)) {
-        continue;
-      }
-      entries.push_back({std::move(name), subdir, it->path()});
-    }
-    if (error) {
-      return LocalError(absl::StrCat("cannot list ", dir.string(), ": ", error.message()));
-    }
+  absl::StatusOr<MaildirListing> listing = ListMaildir(command.path);
+  if (!listing.ok()) {
+    return LocalError(std::string(listing.status().message()));
   }
-  if (!found_subdir) {
+  if (!listing->has_subdir) {
     return LocalError(absl::StrCat(command.path,
                                    " is not a Maildir: it has no cur/ or new/ directory"));
   }
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    if (a.name != b.name) {
-      return MaildirNameLess(a.name, b.name);
-    }
-    return a.subdir < b.subdir;
-  });
+  std::vector<std::string> skipped = listing->skipped;
 
   std::string unknown_letters;
   MessageSpool spool;
-  for (const Entry& entry : entries) {
-    const std::string path = entry.path.string();
-    struct stat info {};
-    if (::stat(path.c_str(), &info) != 0) {
-      return LocalError(absl::StrCat("cannot stat ", path, ": ", ErrnoText()));
+  std::string buffer(kReadChunk, '\0');
+  std::string converted;
+  for (const MaildirEntry& entry : listing->entries) {
+    const std::string path = absl::StrCat(command.path, "/", entry.subdir, "/", entry.name);
+    absl::StatusOr<MaildirFile> file = OpenMaildirMessage(command.path, entry);
+    if (absl::IsFailedPrecondition(file.status())) {
+      // Swapped for a link or a device since it was listed.
+      skipped.push_back(std::string(file.status().message()));
+      continue;
+    }
+    if (!file.ok()) {
+      return LocalError(std::string(file.status().message()));
     }
     spool.Clear();
-    if (absl::Status status = SpoolFile(path, nullptr, spool); !status.ok()) {
-      return status;
+    CrlfConverter converter;
+    while (true) {
+      absl::StatusOr<size_t> got = file->Read(buffer.data(), buffer.size());
+      if (!got.ok()) {
+        return LocalError(absl::StrCat(path, ": ", got.status().message()));
+      }
+      if (*got == 0) {
+        break;
+      }
+      converted.clear();
+      converter.Convert(std::string_view(buffer.data(), *got), &converted);
+      if (absl::Status status = spool.Append(converted); !status.ok()) {
+        return status;
+      }
     }
     if (spool.size() == 0) {
       io.err << "warning: " << path << " is empty; skipped\n";
@@ -384,7 +368,7 @@ absl::Status ImportMaildir(Importer& importer, const Command& command, Io io) {
     // The delivery time is the file's mtime (the Maildir spec leaves it to the
     // delivery agent; Dovecot and mbsync keep it as the received date).
     InternalDate date;
-    date.unix_seconds = static_cast<int64_t>(info.st_mtime);
+    date.unix_seconds = file->mtime_unix();
     if (absl::Status status = importer.Add(flags.flags, date, spool); !status.ok()) {
       return status;
     }
@@ -393,6 +377,9 @@ absl::Status ImportMaildir(Importer& importer, const Command& command, Io io) {
     std::sort(unknown_letters.begin(), unknown_letters.end());
     io.err << "warning: Maildir flag letters \"" << unknown_letters
            << "\" have no IMAP system flag and were ignored\n";
+  }
+  for (const std::string& item : skipped) {
+    io.err << "warning: skipped " << item << "\n";
   }
   return importer.Flush();
 }

@@ -526,6 +526,17 @@ TEST_F(CommandsTest, ImportMaildir) {
   EXPECT_THAT(box.messages[2].flags, ElementsAre("\\Flagged", "\\Deleted"));
   EXPECT_EQ(box.messages[2].date, 3000);
 
+  // A link to a file the Maildir's owner cannot read is skipped and reported.
+  WriteFile("secret", "Subject: secret\n\n");
+  std::filesystem::create_symlink(dir_ / "secret", dir_ / "Maildir" / "cur" / "400.d.host");
+  r = Run({"import", "maildir", "alice", "INBOX", (dir_ / "Maildir").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("warning: skipped cur/400.d.host: a symbolic link, not followed"));
+  ASSERT_EQ(box.messages.size(), 6u);
+  for (const auto& message : box.messages) {
+    EXPECT_EQ(message.content.find("secret"), std::string::npos);
+  }
+
   r = Run({"import", "maildir", "alice", "INBOX", dir_.string() + "/nothing"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("is not a Maildir: it has no cur/ or new/ directory"));

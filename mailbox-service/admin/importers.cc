@@ -1,7 +1,13 @@
 #include "mailbox-service/admin/importers.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -742,6 +748,200 @@ bool MaildirNameLess(std::string_view a, std::string_view b) {
     return *ta < *tb;
   }
   return a < b;
+}
+
+// ---------------------------------------------------------------------------
+// Maildir files, never through a symbolic link
+
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string RootPath(const std::string& root) {
+  // "dir/" would make open(2) resolve a link named dir despite O_NOFOLLOW.
+  std::string path = root;
+  while (path.size() > 1 && path.back() == '/') {
+    path.pop_back();
+  }
+  return path;
+}
+
+absl::Status Errno(const std::string& what, const std::string& path, int error) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(error)));
+}
+
+// Opens the Maildir root as a directory without following a link named by its last
+// component. -1 with errno ENOENT/ENOTDIR when there is no such directory.
+absl::StatusOr<int> OpenRoot(const std::string& root) {
+  const std::string path = RootPath(root);
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) == 0 && S_ISLNK(info.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        root, " is a symbolic link; give the Maildir's real path (links are not followed, "
+              "so that a Maildir's owner cannot point the import at files they cannot read)"));
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno != ENOENT && errno != ENOTDIR) {
+    return Errno("cannot open", root, errno);
+  }
+  return fd;
+}
+
+}  // namespace
+
+absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
+  MaildirListing listing;
+  absl::StatusOr<int> root_fd_or = OpenRoot(root);
+  if (!root_fd_or.ok()) {
+    return root_fd_or.status();
+  }
+  if (*root_fd_or < 0) {
+    return listing;
+  }
+  Fd root_fd(*root_fd_or);
+  for (const char* subdir : {"cur", "new"}) {
+    struct stat info {};
+    if (::fstatat(root_fd.get(), subdir, &info, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) {
+        continue;
+      }
+      return Errno("cannot stat", absl::StrCat(root, "/", subdir), errno);
+    }
+    if (S_ISLNK(info.st_mode)) {
+      listing.skipped.push_back(absl::StrCat(subdir, "/: a symbolic link, not followed"));
+      continue;
+    }
+    if (!S_ISDIR(info.st_mode)) {
+      continue;
+    }
+    listing.has_subdir = true;
+    Fd dir_fd(::openat(root_fd.get(), subdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (dir_fd.get() < 0) {
+      return Errno("cannot open", absl::StrCat(root, "/", subdir), errno);
+    }
+    DIR* dir = ::fdopendir(dir_fd.get());
+    if (dir == nullptr) {
+      return Errno("cannot list", absl::StrCat(root, "/", subdir), errno);
+    }
+    dir_fd.release();  // closedir closes it
+    absl::Status status;
+    while (true) {
+      errno = 0;
+      struct dirent* item = ::readdir(dir);
+      if (item == nullptr) {
+        if (errno != 0) {
+          status = Errno("cannot list", absl::StrCat(root, "/", subdir), errno);
+        }
+        break;
+      }
+      std::string name = item->d_name;
+      if (name.empty() || name[0] == '.') {
+        continue;
+      }
+      struct stat file {};
+      if (::fstatat(::dirfd(dir), name.c_str(), &file, AT_SYMLINK_NOFOLLOW) != 0) {
+        status = Errno("cannot stat", absl::StrCat(root, "/", subdir, "/", name), errno);
+        break;
+      }
+      if (S_ISLNK(file.st_mode)) {
+        listing.skipped.push_back(
+            absl::StrCat(subdir, "/", name, ": a symbolic link, not followed"));
+      } else if (!S_ISREG(file.st_mode)) {
+        listing.skipped.push_back(absl::StrCat(subdir, "/", name, ": not a regular file"));
+      } else {
+        listing.entries.push_back({subdir, std::move(name)});
+      }
+    }
+    ::closedir(dir);
+    if (!status.ok()) {
+      return status;
+    }
+  }
+  std::sort(listing.entries.begin(), listing.entries.end(),
+            [](const MaildirEntry& a, const MaildirEntry& b) {
+              if (a.name != b.name) {
+                return MaildirNameLess(a.name, b.name);
+              }
+              return a.subdir < b.subdir;
+            });
+  return listing;
+}
+
+MaildirFile::~MaildirFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+absl::StatusOr<size_t> MaildirFile::Read(char* buffer, size_t size) {
+  while (true) {
+    ssize_t got = ::read(fd_, buffer, size);
+    if (got >= 0) {
+      return static_cast<size_t>(got);
+    }
+    if (errno != EINTR) {
+      return absl::InternalError(absl::StrCat("read error: ", std::strerror(errno)));
+    }
+  }
+}
+
+absl::StatusOr<MaildirFile> OpenMaildirMessage(const std::string& root,
+                                               const MaildirEntry& entry) {
+  const std::string shown = absl::StrCat(root, "/", entry.subdir, "/", entry.name);
+  absl::StatusOr<int> root_fd_or = OpenRoot(root);
+  if (!root_fd_or.ok()) {
+    return root_fd_or.status();
+  }
+  if (*root_fd_or < 0) {
+    return Errno("cannot open", root, errno);
+  }
+  Fd root_fd(*root_fd_or);
+  Fd dir_fd(::openat(root_fd.get(), entry.subdir.c_str(),
+                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (dir_fd.get() < 0) {
+    if (errno == ELOOP || errno == ENOTDIR) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(root, "/", entry.subdir, "/: became a symbolic link, not followed"));
+    }
+    return Errno("cannot open", absl::StrCat(root, "/", entry.subdir), errno);
+  }
+  // O_NONBLOCK: a FIFO put in the file's place must not hang the import.
+  Fd fd(::openat(dir_fd.get(), entry.name.c_str(),
+                 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0) {
+    if (errno == ELOOP) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(shown, ": became a symbolic link, not followed"));
+    }
+    return Errno("cannot open", shown, errno);
+  }
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) {
+    return Errno("cannot stat", shown, errno);
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(shown, ": not a regular file"));
+  }
+  return MaildirFile(fd.release(), static_cast<int64_t>(info.st_mtime));
 }
 
 }  // namespace mailbox::admin

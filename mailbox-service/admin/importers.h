@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace mailbox::admin {
 
@@ -180,5 +181,56 @@ std::optional<uint64_t> MaildirTimestamp(std::string_view filename);
 // messages in delivery order and the same directory always imports the same way.
 // Names without a timestamp sort after those with one.
 bool MaildirNameLess(std::string_view a, std::string_view b);
+
+// A message file of a Maildir: `name` in `subdir` ("cur" or "new").
+struct MaildirEntry {
+  std::string subdir;
+  std::string name;
+};
+
+struct MaildirListing {
+  bool has_subdir = false;  // false: neither cur/ nor new/ is a directory (not a Maildir)
+  std::vector<MaildirEntry> entries;  // in import order (MaildirNameLess, then subdir)
+  // What was left out and why, one line each ("cur/x: a symbolic link, not followed").
+  std::vector<std::string> skipped;
+};
+
+// Lists the message files of the Maildir at `root` without following a symbolic
+// link anywhere below it: the administrator who imports may be able to read files
+// the Maildir's owner cannot, and a link planted in the Maildir would copy them into
+// a mailbox. `root` itself must not be a link (FailedPrecondition; its parent
+// directories are the administrator's own choice and are followed); a cur/ or new/
+// that is a link, and links and other non-regular files inside them, are skipped
+// and reported. Names starting with '.' are ignored.
+absl::StatusOr<MaildirListing> ListMaildir(const std::string& root);
+
+// A message file opened for reading, with its modification time.
+class MaildirFile {
+ public:
+  MaildirFile(MaildirFile&& other) noexcept : fd_(other.fd_), mtime_(other.mtime_) {
+    other.fd_ = -1;
+  }
+  MaildirFile& operator=(MaildirFile&&) = delete;
+  MaildirFile(const MaildirFile&) = delete;
+  ~MaildirFile();
+
+  int64_t mtime_unix() const { return mtime_; }
+  // Reads up to `size` octets; 0 at the end.
+  absl::StatusOr<size_t> Read(char* buffer, size_t size);
+
+ private:
+  friend absl::StatusOr<MaildirFile> OpenMaildirMessage(const std::string&,
+                                                        const MaildirEntry&);
+  MaildirFile(int fd, int64_t mtime) : fd_(fd), mtime_(mtime) {}
+  int fd_;
+  int64_t mtime_;
+};
+
+// Opens `entry` below `root` with O_NOFOLLOW at every step (root, subdir, file) and
+// checks that it is a regular file, so a file swapped for a link after ListMaildir
+// is not followed either. FailedPrecondition for a link or non-regular file (the
+// caller skips it), other errors as they come.
+absl::StatusOr<MaildirFile> OpenMaildirMessage(const std::string& root,
+                                               const MaildirEntry& entry);
 
 }  // namespace mailbox::admin

@@ -1,6 +1,12 @@
 #include "mailbox-service/admin/importers.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -431,6 +437,108 @@ TEST(MaildirTest, TimestampAndOrder) {
   std::sort(names.begin(), names.end(),
             [](const std::string& a, const std::string& b) { return MaildirNameLess(a, b); });
   EXPECT_THAT(names, ElementsAre("30.c", "200.a", "200.b:2,S", "1000.a", "aaa", "zzz"));
+}
+
+// --- Maildir files ---------------------------------------------------------------
+
+class MaildirFilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_ = std::filesystem::path(std::getenv("TEST_TMPDIR")) /
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(base_);
+    root_ = base_ / "Maildir";
+    std::filesystem::create_directories(root_ / "cur");
+    std::filesystem::create_directories(root_ / "new");
+    // What the Maildir's owner must not reach through the import: a file only the
+    // administrator can read, and a directory of someone else's mail.
+    Write(base_ / "secret", "Subject: root's secret\n\n");
+    Write(base_ / "other" / "cur" / "1.x.host", "Subject: other user's mail\n\n");
+  }
+
+  static void Write(const std::filesystem::path& path, const std::string& content) {
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path, std::ios::binary) << content;
+  }
+
+  static std::string ReadAll(MaildirFile& file) {
+    std::string out;
+    char buffer[7];
+    while (true) {
+      auto got = file.Read(buffer, sizeof(buffer));
+      EXPECT_TRUE(got.ok());
+      if (!got.ok() || *got == 0) {
+        return out;
+      }
+      out.append(buffer, *got);
+    }
+  }
+
+  std::filesystem::path base_;
+  std::filesystem::path root_;
+};
+
+TEST_F(MaildirFilesTest, LinksAreSkippedAndReportedNotFollowed) {
+  Write(root_ / "cur" / "200.b.host:2,S", "Subject: b\n\n");
+  Write(root_ / "new" / "100.a.host", "Subject: a\n\n");
+  std::filesystem::create_symlink(base_ / "secret", root_ / "cur" / "150.evil.host:2,S");
+  ASSERT_EQ(::mkfifo((root_ / "new" / "160.fifo.host").c_str(), 0600), 0);
+  auto listing = ListMaildir(root_.string());
+  ASSERT_TRUE(listing.ok()) << listing.status();
+  EXPECT_TRUE(listing->has_subdir);
+  ASSERT_EQ(listing->entries.size(), 2u);
+  EXPECT_EQ(listing->entries[0].name, "100.a.host");
+  EXPECT_EQ(listing->entries[0].subdir, "new");
+  EXPECT_EQ(listing->entries[1].name, "200.b.host:2,S");
+  std::vector<std::string> skipped = listing->skipped;
+  std::sort(skipped.begin(), skipped.end());
+  EXPECT_THAT(skipped, ElementsAre("cur/150.evil.host:2,S: a symbolic link, not followed",
+                                   "new/160.fifo.host: not a regular file"));
+  auto file = OpenMaildirMessage(root_.string(), listing->entries[0]);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(ReadAll(*file), "Subject: a\n\n");
+}
+
+TEST_F(MaildirFilesTest, LinkedSubdirectoriesAreSkippedAndALinkedRootIsRefused) {
+  std::filesystem::remove(root_ / "cur");
+  std::filesystem::create_symlink(base_ / "other" / "cur", root_ / "cur");
+  auto listing = ListMaildir(root_.string());
+  ASSERT_TRUE(listing.ok()) << listing.status();
+  EXPECT_TRUE(listing->entries.empty());
+  EXPECT_THAT(listing->skipped, ElementsAre("cur/: a symbolic link, not followed"));
+
+  std::filesystem::create_symlink(base_ / "other", base_ / "LinkedMaildir");
+  for (std::string path : {(base_ / "LinkedMaildir").string(),
+                           (base_ / "LinkedMaildir").string() + "/"}) {
+    auto linked = ListMaildir(path);
+    ASSERT_FALSE(linked.ok()) << path;
+    EXPECT_EQ(linked.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(std::string(linked.status().message()).find("symbolic link"), std::string::npos);
+  }
+}
+
+TEST_F(MaildirFilesTest, AFileSwappedForALinkAfterListingIsNotOpened) {
+  Write(root_ / "cur" / "100.a.host", "Subject: a\n\n");
+  auto listing = ListMaildir(root_.string());
+  ASSERT_TRUE(listing.ok());
+  ASSERT_EQ(listing->entries.size(), 1u);
+  std::filesystem::remove(root_ / "cur" / "100.a.host");
+  std::filesystem::create_symlink(base_ / "secret", root_ / "cur" / "100.a.host");
+  auto file = OpenMaildirMessage(root_.string(), listing->entries[0]);
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kFailedPrecondition);
+  // And the subdirectory swapped for a link.
+  std::filesystem::remove_all(root_ / "cur");
+  std::filesystem::create_symlink(base_ / "other" / "cur", root_ / "cur");
+  MaildirEntry other{"cur", "1.x.host"};
+  EXPECT_EQ(OpenMaildirMessage(root_.string(), other).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MaildirFilesTest, NoMaildirAtAllIsNotAnError) {
+  auto listing = ListMaildir((base_ / "nothing").string());
+  ASSERT_TRUE(listing.ok());
+  EXPECT_FALSE(listing->has_subdir);
 }
 
 }  // namespace

@@ -52,8 +52,14 @@ std::vector<config::Setting> Settings() {
       {"auth-ip-free-failures", "MAILBOX_AUTH_IP_FREE_FAILURES", "20",
        "failed logins from one client IP (15 min window) past which its clients get one "
        "failure per user before they wait"},
+      {"auth-failure-window-seconds", "MAILBOX_AUTH_FAILURE_WINDOW_SECONDS", "900",
+       "how long a failed login counts against its client and address"},
+      {"auth-max-delay-seconds", "MAILBOX_AUTH_MAX_DELAY_SECONDS", "900",
+       "longest wait the login throttle imposes (delays double from 1 s up to this)"},
       {"auth-max-failure-records", "MAILBOX_AUTH_MAX_FAILURE_RECORDS", "100000",
        "failed-login records kept for throttling, in all (the oldest go first)"},
+      {"session-lifetime-seconds", "MAILBOX_SESSION_LIFETIME_SECONDS", "86400",
+       "how long a session token from a login stays valid"},
       {"session-key-file", "MAILBOX_SESSION_KEY_FILE", "",
        "file of the keys that sign session tokens (default <data-dir>/session.key, made "
        "if missing); first line signs, every line checks"},
@@ -118,9 +124,12 @@ int Run(int argc, char** argv) {
   auto user_free = config->GetInt("auth-user-free-failures");
   auto ip_free = config->GetInt("auth-ip-free-failures");
   auto max_records = config->GetInt("auth-max-failure-records");
+  auto window = config->GetInt("auth-failure-window-seconds");
+  auto max_delay = config->GetInt("auth-max-delay-seconds");
+  auto lifetime = config->GetInt("session-lifetime-seconds");
   auto drain = config->GetInt("drain-seconds");
-  for (const auto* value :
-       {&max_message, &memory, &passes, &user_free, &ip_free, &max_records, &drain}) {
+  for (const auto* value : {&max_message, &memory, &passes, &user_free, &ip_free, &max_records,
+                            &window, &max_delay, &lifetime, &drain}) {
     if (!value->ok()) {
       std::cerr << "mailbox-service: " << value->status().message() << "\n";
       return 2;
@@ -140,11 +149,21 @@ int Run(int argc, char** argv) {
   auth_options.hash.time_cost = static_cast<uint32_t>(*passes);
   auth_options.throttle.user_free_failures = static_cast<int>(*user_free);
   auth_options.throttle.ip_free_failures = static_cast<int>(*ip_free);
-  if (*max_records < 1) {
-    std::cerr << "mailbox-service: --auth-max-failure-records must be at least 1\n";
-    return 2;
+  // The upper bound only keeps the millisecond arithmetic far from overflow.
+  constexpr int64_t kLargest = 1'000'000'000;
+  for (int64_t value : {*max_records, *window, *max_delay, *lifetime}) {
+    if (value < 1 || value > kLargest) {
+      std::cerr << "mailbox-service: --auth-max-failure-records, --auth-failure-window-seconds, "
+                   "--auth-max-delay-seconds and --session-lifetime-seconds must be at least 1 "
+                   "and at most "
+                << kLargest << "\n";
+      return 2;
+    }
   }
   auth_options.throttle.max_records = *max_records;
+  auth_options.throttle.window_ms = *window * 1000;
+  auth_options.throttle.max_delay_ms = *max_delay * 1000;
+  auth_options.session_lifetime_s = *lifetime;
   auto session_keys = LoadOrCreateSessionKeys(session_key_file, store->get());
   if (!session_keys.ok()) {
     std::cerr << "mailbox-service: session keys: " << session_keys.status().message() << "\n";

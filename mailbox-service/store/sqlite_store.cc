@@ -1437,8 +1437,8 @@ absl::Status SqliteStore::SetPasswordHash(std::string_view username,
 absl::StatusOr<UserRecord> SqliteStore::FindUser(std::string_view username) {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
   ASSIGN_OR_RETURN(Statement s,
-                   conn->Prepare("SELECT id, username, password_hash, credential_generation FROM users "
-                                 "WHERE username = ?"));
+                   conn->Prepare("SELECT id, username, password_hash, credential_generation "
+                                 "FROM users WHERE username = ?"));
   s.BindText(1, username);
   ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) {
@@ -1450,8 +1450,9 @@ absl::StatusOr<UserRecord> SqliteStore::FindUser(std::string_view username) {
 
 absl::StatusOr<UserRecord> SqliteStore::FindUserById(uint64_t user_id) {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
-  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT id, username, password_hash, credential_generation FROM users "
-                                              "WHERE id = ?"));
+  ASSIGN_OR_RETURN(Statement s,
+                   conn->Prepare("SELECT id, username, password_hash, credential_generation "
+                                 "FROM users WHERE id = ?"));
   s.Bind(1, user_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) {
@@ -1463,8 +1464,9 @@ absl::StatusOr<UserRecord> SqliteStore::FindUserById(uint64_t user_id) {
 
 absl::StatusOr<std::vector<UserRecord>> SqliteStore::ListUsers() {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
-  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT id, username, password_hash, credential_generation FROM users "
-                                              "ORDER BY username"));
+  ASSIGN_OR_RETURN(Statement s,
+                   conn->Prepare("SELECT id, username, password_hash, credential_generation "
+                                 "FROM users ORDER BY username"));
   std::vector<UserRecord> out;
   while (true) {
     ASSIGN_OR_RETURN(bool row, s.Step());

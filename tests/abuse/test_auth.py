@@ -161,6 +161,20 @@ class PasswordChangeTest(unittest.TestCase):
         SYSTEM.assert_canary_alive()
 
 
+    def test_removing_the_user_ends_existing_sessions(self):
+        user, password = SYSTEM.system.new_user("removed")
+        c = SYSTEM.client()
+        c.login(user, password)
+        c.ok("SELECT INBOX")
+        SYSTEM.system.admin("user", "remove", user)
+        untagged, tagged = c.command("STATUS INBOX (MESSAGES)")
+        self.assertIn(b" NO ", tagged)
+        self.assertTrue(any(line.startswith(b"* BYE") for line in untagged), untagged)
+        self.assertFalse(c.alive())
+        c.close()
+        SYSTEM.assert_canary_alive()
+
+
 class SecretsOnDiskTest(unittest.TestCase):
     def test_the_data_directory_and_its_files_are_for_the_service_alone(self):
         def mode(name):
@@ -207,6 +221,17 @@ class SecondInstanceTest(unittest.TestCase):
         self.assertIn("is in use by another mailbox-service (pid %d)" % SYSTEM.service.pid,
                       result.stderr)
         SYSTEM.assert_canary_alive()
+
+    def test_throttle_and_session_settings_below_one_are_refused(self):
+        other = harness.System("auth-flags")
+        for flag in ("--auth-max-failure-records=0", "--auth-failure-window-seconds=0",
+                     "--auth-max-delay-seconds=0", "--session-lifetime-seconds=0"):
+            result = subprocess.run(
+                [harness.SERVICE, "--listen=127.0.0.1:0",
+                 "--data-dir=" + os.path.join(other.dir, "data"), flag],
+                capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 2, (flag, result.stderr))
+            self.assertIn("must be at least 1", result.stderr)
 
     def test_a_second_service_cannot_bind_the_same_port(self):
         other = harness.System("auth-second-port")
