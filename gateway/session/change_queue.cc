@@ -27,13 +27,13 @@ bool ChangeQueue::Push(const v1::ChangeEvent& event) {
   if (!event.has_flags_changed()) {
     ForgetTail();
     items_ += Weight(event);
-    events_.push_back(event);
+    events_.push_back(Entry{event, {}});
     return items_ <= max_items_;
   }
   if (!tail_is_flags_) {
     // Starts a new run of flag changes; later ones merge into this event.
     events_.emplace_back();
-    v1::ChangeEvent& tail = events_.back();
+    v1::ChangeEvent& tail = events_.back().event;
     tail.set_mailbox_id(event.mailbox_id());
     tail.set_modseq(event.modseq());
     tail.mutable_flags_changed();
@@ -41,7 +41,7 @@ bool ChangeQueue::Push(const v1::ChangeEvent& event) {
     tail_index_.clear();
     items_ += 1;  // an empty event still weighs one until it holds messages
   }
-  v1::ChangeEvent& tail = events_.back();
+  v1::ChangeEvent& tail = events_.back().event;
   // Weight() of the tail is max(messages, 1): take off its old weight and add
   // the new one below.
   items_ -= Weight(tail);
@@ -55,6 +55,7 @@ bool ChangeQueue::Push(const v1::ChangeEvent& event) {
       // RFC 3501 §7.4.2: FETCH FLAGS carries the whole flag list, so only the
       // latest one matters.
       (*messages)[it->second] = message;
+      events_.back().replaced.insert(message.uid());
       ++coalesced_;
     }
   }
@@ -66,11 +67,22 @@ void ChangeQueue::pop_front() {
   if (events_.empty()) {
     return;
   }
-  items_ -= std::min(items_, Weight(events_.front()));
+  items_ -= std::min(items_, Weight(events_.front().event));
   events_.pop_front();
   if (events_.empty()) {
     ForgetTail();
   }
+}
+
+bool ChangeQueue::HasAdded(uint32_t uid) const {
+  for (const Entry& entry : events_) {
+    for (const v1::MessageFlags& message : entry.event.added().messages()) {
+      if (message.uid() == uid) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 void ChangeQueue::clear() {

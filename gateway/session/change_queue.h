@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "proto/mailbox/v1/mailbox.pb.h"
 
@@ -38,7 +39,13 @@ class ChangeQueue {
   bool Push(const mailbox::v1::ChangeEvent& event);
 
   bool empty() const { return events_.empty(); }
-  const mailbox::v1::ChangeEvent& front() const { return events_.front(); }
+  const mailbox::v1::ChangeEvent& front() const { return events_.front().event; }
+  // True if the flag change of `uid` in front() took the place of an earlier
+  // one. Such an entry must be reported even when its own MODSEQ is one of the
+  // session's own changes: the change it replaced may have been another's.
+  bool FrontReplaced(uint32_t uid) const { return events_.front().replaced.count(uid) > 0; }
+  // True if an addition of `uid` is queued.
+  bool HasAdded(uint32_t uid) const;
   void pop_front();
   void clear();
 
@@ -47,15 +54,17 @@ class ChangeQueue {
   // Flag changes dropped because a later one of the same UID replaced them.
   uint64_t coalesced() const { return coalesced_; }
 
-  std::deque<mailbox::v1::ChangeEvent>::const_iterator begin() const { return events_.begin(); }
-  std::deque<mailbox::v1::ChangeEvent>::const_iterator end() const { return events_.end(); }
-
  private:
+  struct Entry {
+    mailbox::v1::ChangeEvent event;
+    std::unordered_set<uint32_t> replaced;  // UIDs whose flag change was replaced
+  };
+
   static size_t Weight(const mailbox::v1::ChangeEvent& event);
   void ForgetTail();
 
   size_t max_items_;
-  std::deque<mailbox::v1::ChangeEvent> events_;
+  std::deque<Entry> events_;
   size_t items_ = 0;
   uint64_t coalesced_ = 0;
   // When the last queued event is a flag change, where each of its UIDs sits

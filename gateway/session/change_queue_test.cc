@@ -78,15 +78,19 @@ TEST(ChangeQueueTest, FlagChangesDoNotMergeAcrossOtherEvents) {
   ASSERT_TRUE(queue.Push(Flags(6, {3}, "\\Deleted")));
   // 2 + 1 + 1 + 2 (UID 3 coalesced).
   EXPECT_EQ(queue.items(), 6u);
+  EXPECT_TRUE(queue.HasAdded(3));
+  EXPECT_FALSE(queue.HasAdded(1));
   std::vector<std::string> kinds;
-  for (const v1::ChangeEvent& event : queue) {
+  while (queue.items() > 2) {
+    const v1::ChangeEvent& event = queue.front();
     kinds.push_back(event.has_flags_changed() ? "flags" : event.has_expunged() ? "expunged"
                                                                                  : "added");
+    queue.pop_front();
   }
-  EXPECT_EQ(kinds, (std::vector<std::string>{"flags", "expunged", "added", "flags"}));
-  queue.pop_front();
-  queue.pop_front();
-  queue.pop_front();
+  EXPECT_EQ(kinds, (std::vector<std::string>{"flags", "expunged", "added"}));
+  // UID 3's change at MODSEQ 6 replaced the one at 5; UID 1's did not.
+  EXPECT_TRUE(queue.FrontReplaced(3));
+  EXPECT_FALSE(queue.FrontReplaced(1));
   ASSERT_EQ(queue.front().flags_changed().messages_size(), 2);
   EXPECT_EQ(queue.front().flags_changed().messages(1).uid(), 3u);
   EXPECT_EQ(queue.front().flags_changed().messages(1).flags(0), "\\Deleted");

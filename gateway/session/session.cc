@@ -344,13 +344,7 @@ asio::awaitable<void> Session::CatchUp(uint64_t mailbox_id, uint32_t uid) {
   asio::steady_timer timer(stream_.get_executor());
   while (selected_ != nullptr && selected_->mailbox_id == mailbox_id &&
          !selected_->map.SeqOf(uid).has_value() && Clock::now() < deadline) {
-    bool delivered = false;
-    for (const v1::ChangeEvent& event : pending_) {
-      for (const auto& message : event.added().messages()) {
-        delivered = delivered || message.uid() == uid;
-      }
-    }
-    if (delivered) {
+    if (pending_.HasAdded(uid)) {
       co_return;
     }
     timer.expires_after(std::chrono::milliseconds(2));
@@ -441,9 +435,11 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
     } else if (event.has_flags_changed()) {
       for (const auto& message : event.flags_changed().messages()) {
         // Already reflected: older than the view, or this session's own change,
-        // whose response already carried the flags.
+        // whose response already carried the flags (unless it replaced another
+        // session's change, which the client has not seen).
         const uint64_t modseq = message.modseq() != 0 ? message.modseq() : event.modseq();
-        if (modseq <= box.applied_modseq || box.own_modseqs.count(modseq) > 0) {
+        if (modseq <= box.applied_modseq ||
+            (box.own_modseqs.count(modseq) > 0 && !pending_.FrontReplaced(message.uid()))) {
           continue;
         }
         auto seq = box.map.SeqOf(message.uid());
