@@ -1,7 +1,8 @@
 // mailbox-service: the gRPC server that owns users, mailboxes, UIDs and MODSEQs.
 //
 // Starts on the embedded SQLite store in --data-dir, writes the admin token to
-// <data-dir>/admin.token (mode 0600) for mailbox-admin, and drains gracefully on
+// <data-dir>/admin.token (mode 0600) for mailbox-admin and the gateway token to
+// <data-dir>/gateway.token (0600) for the gateways, and drains gracefully on
 // SIGTERM/SIGINT: feeds end, in-flight calls finish (up to --drain-seconds), then exit.
 #include <signal.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/sqlite_store.h"
+#include "storage-client/link_token.h"
 
 namespace mailbox::server {
 namespace {
@@ -48,6 +50,9 @@ std::vector<config::Setting> Settings() {
        "failed logins per user (15 min window) before delays start"},
       {"auth-ip-free-failures", "MAILBOX_AUTH_IP_FREE_FAILURES", "20",
        "failed logins per client IP (15 min window) before delays start"},
+      {"gateway-token-file", "MAILBOX_GATEWAY_TOKEN_FILE", "",
+       "file of the token that lets a gateway report its clients' IPs (default "
+       "<data-dir>/gateway.token, made with mode 0600 if missing; re-read when it changes)"},
   };
 }
 
@@ -152,6 +157,20 @@ int Run(int argc, char** argv) {
     std::cerr << "mailbox-service: " << admin_token.status().message() << "\n";
     return 1;
   }
+  // The gateways read it too (--store-token-file); only with it may a caller report
+  // its clients' IPs for the login throttle (link_trust.h).
+  const std::string& token_flag = config->Get("gateway-token-file");
+  const std::string gateway_token_path =
+      token_flag.empty() ? (data_dir / "gateway.token").string() : token_flag;
+  auto gateway_token = client::LoadOrCreateLinkToken(gateway_token_path);
+  if (!gateway_token.ok()) {
+    std::cerr << "mailbox-service: gateway token: " << gateway_token.status().message() << "\n";
+    return 1;
+  }
+  client::LinkTokenFile gateway_token_file(gateway_token_path, *std::move(gateway_token),
+                                           {.must_be_own = true});
+  ServiceOptions service_options;
+  service_options.gateway_token = &gateway_token_file;
 
   if (const std::string& demo = config->Get("demo-user"); !demo.empty()) {
     size_t colon = demo.find(':');
@@ -172,7 +191,8 @@ int Run(int argc, char** argv) {
     }
   }
 
-  MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits, {});
+  MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits,
+                                 service_options);
   AdminService admin_service(store->get(), &mailbox_service, auth_options.hash);
   grpc::ServerBuilder builder;
   int port = 0;
