@@ -117,10 +117,9 @@ absl::StatusOr<std::string> ReadLinkToken(const std::string& path, bool must_be_
   std::string token(absl::StripAsciiWhitespace(
       absl::string_view(content.data(), std::min(content.size(), content.find('\n')))));
   if (token.size() < kMinGatewayTokenChars) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, " holds a token of ", token.size(), " characters; at least ",
-                     kMinGatewayTokenChars,
-                     " are needed (delete the file and the service makes a new one)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " holds a token of ", token.size(), " characters; at least ", kMinGatewayTokenChars,
+        " are needed (delete the file and the service makes a new one)"));
   }
   return token;
 }

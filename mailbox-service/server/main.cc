@@ -1,8 +1,7 @@
 // mailbox-service: the gRPC server that owns users, mailboxes, UIDs and MODSEQs.
 //
 // Starts on the embedded SQLite store in --data-dir, writes the admin token to
-// <data-dir>/admin.token (mode 0600) for mailbox-admin and the gateway token to
-// <data-dir>/gateway.token (0600) for the gateways, and drains gracefully on
+// <data-dir>/admin.token (mode 0600) for mailbox-admin, and drains gracefully on
 // SIGTERM/SIGINT: feeds end, in-flight calls finish (up to --drain-seconds), then exit.
 #include <signal.h>
 #include <sys/stat.h>
@@ -39,6 +38,9 @@ std::vector<config::Setting> Settings() {
       {"demo-user", "MAILBOX_DEMO_USER", "",
        "create this user at start if missing, as name:password (for local use)"},
       {"port-file", "MAILBOX_PORT_FILE", "", "write the bound port here once listening"},
+      {"gateway-token-file", "MAILBOX_GATEWAY_TOKEN_FILE", "",
+       "file of the token that lets a gateway report its clients' IPs (default "
+       "<data-dir>/gateway.token, made with mode 0600 if missing; re-read when it changes)"},
       {"drain-seconds", "MAILBOX_DRAIN_SECONDS", "20",
        "on SIGTERM, how long in-flight calls may take before they are cancelled"},
       {"argon2-memory-kib", "MAILBOX_ARGON2_MEMORY_KIB", "19456",
@@ -50,9 +52,6 @@ std::vector<config::Setting> Settings() {
        "failed logins per user (15 min window) before delays start"},
       {"auth-ip-free-failures", "MAILBOX_AUTH_IP_FREE_FAILURES", "20",
        "failed logins per client IP (15 min window) before delays start"},
-      {"gateway-token-file", "MAILBOX_GATEWAY_TOKEN_FILE", "",
-       "file of the token that lets a gateway report its clients' IPs (default "
-       "<data-dir>/gateway.token, made with mode 0600 if missing; re-read when it changes)"},
   };
 }
 
@@ -157,20 +156,6 @@ int Run(int argc, char** argv) {
     std::cerr << "mailbox-service: " << admin_token.status().message() << "\n";
     return 1;
   }
-  // The gateways read it too (--store-token-file); only with it may a caller report
-  // its clients' IPs for the login throttle (link_trust.h).
-  const std::string& token_flag = config->Get("gateway-token-file");
-  const std::string gateway_token_path =
-      token_flag.empty() ? (data_dir / "gateway.token").string() : token_flag;
-  auto gateway_token = client::LoadOrCreateLinkToken(gateway_token_path);
-  if (!gateway_token.ok()) {
-    std::cerr << "mailbox-service: gateway token: " << gateway_token.status().message() << "\n";
-    return 1;
-  }
-  client::LinkTokenFile gateway_token_file(gateway_token_path, *std::move(gateway_token),
-                                           {.must_be_own = true});
-  ServiceOptions service_options;
-  service_options.gateway_token = &gateway_token_file;
 
   if (const std::string& demo = config->Get("demo-user"); !demo.empty()) {
     size_t colon = demo.find(':');
@@ -190,6 +175,22 @@ int Run(int argc, char** argv) {
       }
     }
   }
+
+  // <data-dir>/gateway.token (0600), which the gateways read too (--store-token-file):
+  // only with it may a caller report its clients' IPs for the login throttle
+  // (link_trust.h).
+  const std::string& token_flag = config->Get("gateway-token-file");
+  const std::string gateway_token_path =
+      token_flag.empty() ? (data_dir / "gateway.token").string() : token_flag;
+  auto gateway_token = client::LoadOrCreateLinkToken(gateway_token_path);
+  if (!gateway_token.ok()) {
+    std::cerr << "mailbox-service: gateway token: " << gateway_token.status().message() << "\n";
+    return 1;
+  }
+  client::LinkTokenFile gateway_token_file(gateway_token_path, *std::move(gateway_token),
+                                           {.must_be_own = true});
+  ServiceOptions service_options;
+  service_options.gateway_token = &gateway_token_file;
 
   MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits,
                                  service_options);

@@ -153,8 +153,8 @@ TEST_F(LinkTlsTest, ReportedClientIpCountsOnlyFromVerifiedGateways) {
   auto guesser = Channel(service, pki_->ca.cert, nullptr);
   std::vector<grpc::StatusCode> codes;
   for (int i = 0; i < 5; ++i) {
-    codes.push_back(Authenticate(guesser, "nobody", "guess", absl::StrCat("198.51.100.", i + 1))
-                        .error_code());
+    codes.push_back(
+        Authenticate(guesser, "nobody", "guess", absl::StrCat("198.51.100.", i + 1)).error_code());
   }
   EXPECT_EQ(codes, (std::vector<grpc::StatusCode>{
                        grpc::StatusCode::UNAUTHENTICATED, grpc::StatusCode::UNAUTHENTICATED,
@@ -165,9 +165,9 @@ TEST_F(LinkTlsTest, ReportedClientIpCountsOnlyFromVerifiedGateways) {
   // apart (its own address, throttled above, does not matter)...
   auto gateway = Channel(service, pki_->ca.cert, &pki_->gateway);
   for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(Authenticate(gateway, "someone", "guess", absl::StrCat("203.0.113.", i + 1))
-                  .error_code(),
-              grpc::StatusCode::UNAUTHENTICATED)
+    EXPECT_EQ(
+        Authenticate(gateway, "someone", "guess", absl::StrCat("203.0.113.", i + 1)).error_code(),
+        grpc::StatusCode::UNAUTHENTICATED)
         << i;
   }
   // ...and one client IP is throttled as that client.
@@ -244,10 +244,10 @@ TEST_F(PlaintextLinkTest, AWrongTokenCountsAsNone) {
   wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
   ExpectThrottledByPeer(RotatingGuesses(service_->Channel(), wrong));
   // Nor does a prefix of the right one, or the right one with more after it.
-  EXPECT_EQ(Authenticate(service_->Channel(), "alice", "guess", "198.51.100.99",
-                         token_.substr(0, 32))
-                .error_code(),
-            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(
+      Authenticate(service_->Channel(), "alice", "guess", "198.51.100.99", token_.substr(0, 32))
+          .error_code(),
+      grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(Authenticate(service_->Channel(), "alice", "guess", "198.51.100.99", token_ + "0")
                 .error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
