@@ -477,6 +477,32 @@ class GatewayTokenTest(unittest.TestCase):
         self.assertEqual(again[-1], RESOURCE_EXHAUSTED, again)
         self.sys.assert_canary_alive()
 
+    def imap_login(self, source, password):
+        """LOGIN as the attacker user through the gateway, from the IMAP client address
+        `source`. Returns the tagged reply."""
+        raw = socket.create_connection(("127.0.0.1", self.sys.gateway.imaps_port), timeout=30,
+                                       source_address=(source, 0))
+        context = ssl.create_default_context(cafile=self.sys.system.cert)
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            reader = sock.makefile("rb")
+            reader.readline()  # greeting
+            sock.sendall(b'a LOGIN "%s" "%s"\r\n' % (self.sys.user.encode(), password.encode()))
+            while True:
+                line = reader.readline()
+                if not line or line.startswith(b"a "):
+                    return line.decode(errors="replace").strip()
+
+    def test_the_gateway_sends_the_token_so_its_clients_are_throttled_apart(self):
+        # The harness's gateway has the token: the service throttles 127.0.0.5, the
+        # IMAP client, not the gateway's own address. Without the token both clients
+        # below would be 127.0.0.1 to the service, and the second one refused too.
+        replies = [self.imap_login("127.0.0.5", "wrong") for _ in range(FREE_FAILURES + 1)]
+        self.assertTrue(all(" NO " in reply for reply in replies), replies)
+        refused = self.imap_login("127.0.0.5", self.sys.password)
+        self.assertIn("Too many failed logins", refused)
+        self.assertIn("a OK", self.imap_login("127.0.0.6", self.sys.password))
+        self.sys.assert_canary_alive()
+
     def test_token_file_is_the_services_alone(self):
         self.assertEqual(os.stat(self.token_file).st_mode & 0o777, 0o600)
         self.assertEqual(len(self.token), 64)
