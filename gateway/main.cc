@@ -30,6 +30,7 @@
 #include "mailbox-service/common/config.h"
 #include "storage-client/channel_credentials.h"
 #include "storage-client/grpc_mailbox_store.h"
+#include "storage-client/link_token.h"
 
 namespace gateway {
 namespace {
@@ -49,6 +50,10 @@ std::vector<mailbox::config::Setting> Settings() {
        "name the service's certificate must carry, if not the host in --store"},
       {"store-tls-reload-seconds", "IMAPD_STORE_TLS_RELOAD_SECONDS", "60",
        "how often the link's CA, certificate and key files are re-read"},
+      {"store-token-file", "IMAPD_STORE_TOKEN_FILE", "",
+       "the mailbox service's gateway token file (its <data-dir>/gateway.token): with it "
+       "the service throttles logins by the IMAP client's IP, not this gateway's "
+       "(re-read when it changes)"},
       {"http-listen", "IMAPD_HTTP_LISTEN", "127.0.0.1:8143",
        "operator endpoint (/healthz /readyz /metrics); empty disables"},
       {"ports-file", "IMAPD_PORTS_FILE", "", "write the bound ports here as JSON once listening"},
@@ -193,6 +198,29 @@ int Run(int argc, char** argv) {
   }
   store_options.credentials = *credentials;
   mailbox::client::ApplyChannelTlsArgs(link, &store_options.channel_args);
+  if (const std::string& token_path = config->Get("store-token-file"); !token_path.empty()) {
+    // A missing file is waited for (a gateway may start before the service that makes
+    // it); a file that is there but refused is a setup error to fix now.
+    auto token = mailbox::client::ReadLinkToken(token_path, /*must_be_own=*/false);
+    if (!token.ok() && !absl::IsNotFound(token.status())) {
+      std::cerr << "imap-gateway: --store-token-file: " << token.status().message() << "\n";
+      return 2;
+    }
+    if (!token.ok()) {
+      std::cerr << "imap-gateway: warning: " << token_path
+                << " does not exist yet; until the service makes it, logins are throttled "
+                   "by this gateway's address"
+                << std::endl;
+    }
+    store_options.gateway_token = std::make_shared<mailbox::client::LinkTokenFile>(
+        token_path, token.ok() ? *std::move(token) : std::string(),
+        mailbox::client::LinkTokenFileOptions{});
+  } else if (link.cert_file.empty()) {
+    std::cerr << "imap-gateway: warning: neither --store-token-file nor --store-cert-file: "
+                 "the mailbox service will throttle all logins through this gateway as one "
+                 "client (its address)"
+              << std::endl;
+  }
   auto store = mailbox::client::GrpcMailboxStore::Create(store_options);
   if (!store.ok()) {
     std::cerr << "imap-gateway: " << store.status().message() << "\n";

@@ -120,6 +120,11 @@ struct GrpcMailboxStore::Pool {
     if (!session_token.empty()) {
       context.AddMetadata(kSessionHeader, session_token);
     }
+    if (options.gateway_token != nullptr) {
+      if (std::string token = options.gateway_token->Current(); !token.empty()) {
+        context.AddMetadata(kGatewayTokenMetadata, token);
+      }
+    }
   }
 
   // `base` scaled by a random factor in [1 - jitter, 1 + jitter], so that many

@@ -23,6 +23,7 @@
 #include "boost/asio/awaitable.hpp"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "storage-client/link_token.h"
 #include "storage-client/mailbox_store.h"
 
 namespace mailbox::client {
@@ -70,6 +71,10 @@ struct GrpcMailboxStoreOptions {
 
   // Sent with every call (e.g. a gateway id for the service's logs).
   std::vector<std::pair<std::string, std::string>> metadata;
+
+  // The gateway token file (link_token.h; null: none): its current token is sent with
+  // every call, so the service believes the client IPs this gateway reports.
+  std::shared_ptr<LinkTokenFile> gateway_token;
 
   // Extra channel arguments (keepalive, reconnect backoff, message size...).
   grpc::ChannelArguments channel_args;

@@ -2,8 +2,13 @@
 // whose hand-written service stands in for the mailbox service.
 #include "storage-client/grpc_mailbox_store.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -63,6 +68,10 @@ class TestService final : public v1::Mailbox::Service {
                       v1::StatusResponse* response) override {
     ++status_calls;
     session_seen = SessionOf(context);
+    auto token = context->client_metadata().find("x-mailbox-gateway-token");
+    gateway_token_seen = token == context->client_metadata().end()
+                             ? ""
+                             : std::string(token->second.data(), token->second.size());
     if (status_calls == 1 && request->name() == "flaky") {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "try again");
     }
@@ -201,6 +210,7 @@ class TestService final : public v1::Mailbox::Service {
   std::atomic<int> fetch_written{0};
   std::atomic<bool> fetch_cancelled{false};
   std::string session_seen;  // written before the reply, read after it
+  std::string gateway_token_seen;
   std::string append_mailbox;
   std::atomic<uint64_t> append_declared{0};
   std::atomic<uint64_t> append_bytes{0};
@@ -291,6 +301,41 @@ awaitable<void> UnaryResumesOnCallerThread(GrpcMailboxStore& store, TestService&
 
 TEST_F(GrpcMailboxStoreTest, UnaryCallResumesOnCallersThread) {
   Run(UnaryResumesOnCallerThread(Store(), service_));
+}
+
+// The gateway token goes with every call, and a rewritten file's new token with the
+// calls after it.
+awaitable<void> SendsGatewayToken(GrpcMailboxStore& store, TestService& service,
+                                  std::string path) {
+  CO_ASSERT_OK(co_await store.Status(Session{"t"}, v1::StatusRequest()));
+  EXPECT_EQ(service.gateway_token_seen, std::string(40, 'a'));
+  ::unlink(path.c_str());
+  std::ofstream(path) << std::string(40, 'b') << "\n";
+  ::chmod(path.c_str(), 0600);
+  CO_ASSERT_OK(co_await store.Status(Session{"t"}, v1::StatusRequest()));
+  EXPECT_EQ(service.gateway_token_seen, std::string(40, 'b'));
+}
+
+TEST_F(GrpcMailboxStoreTest, SendsTheGatewayToken) {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/gateway.token";
+  std::ofstream(path) << std::string(40, 'a') << "\n";
+  ::chmod(path.c_str(), 0600);
+  auto token = ReadLinkToken(path, true);
+  ASSERT_TRUE(token.ok()) << token.status();
+  LinkTokenFileOptions file_options;
+  file_options.check_interval = std::chrono::milliseconds(0);
+  GrpcMailboxStoreOptions options;
+  options.gateway_token = std::make_shared<LinkTokenFile>(path, *token, file_options);
+  Run(SendsGatewayToken(Store(std::move(options)), service_, path));
+}
+
+awaitable<void> SendsNoGatewayToken(GrpcMailboxStore& store, TestService& service) {
+  CO_ASSERT_OK(co_await store.Status(Session{"t"}, v1::StatusRequest()));
+  EXPECT_EQ(service.gateway_token_seen, "");
+}
+
+TEST_F(GrpcMailboxStoreTest, NoGatewayTokenWithoutAFile) {
+  Run(SendsNoGatewayToken(Store(), service_));
 }
 
 awaitable<void> DeadlineExceeded(GrpcMailboxStore& store) {

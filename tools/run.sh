@@ -47,7 +47,7 @@ rm -f "$data_dir/service.port"
 
 "$bin/gateway/imap-gateway" --store="$listen" --imaps-listen="$imaps" --imap-listen="$imap" \
   --http-listen="$http" --tls-cert-file="$data_dir/tls-cert.pem" \
-  --tls-key-file="$data_dir/tls-key.pem" &
+  --tls-key-file="$data_dir/tls-key.pem" --store-token-file="$data_dir/gateway.token" &
 gateway_pid=$!
 
 user=${demo%%:*}

@@ -67,7 +67,8 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$data/key.pem" -out "$data/ce
 
 "$bin_gateway" --store="$store" --imap-listen=127.0.0.1:0 --imaps-listen=127.0.0.1:0 \
   --http-listen=127.0.0.1:0 --tls-cert-file="$data/cert.pem" --tls-key-file="$data/key.pem" \
-  --allow-plaintext-auth=true --ports-file="$data/gateway.ports" >"$data/gateway.log" 2>&1 &
+  --allow-plaintext-auth=true --ports-file="$data/gateway.ports" \
+  --store-token-file="$data/store/gateway.token" >"$data/gateway.log" 2>&1 &
 pids+=($!)
 wait_for "$data/gateway.ports"
 read -r imap_port imaps_port < <(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p["imap"], p["imaps"])' "$data/gateway.ports")

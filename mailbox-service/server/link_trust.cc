@@ -1,5 +1,7 @@
 #include "mailbox-service/server/link_trust.h"
 
+#include <openssl/crypto.h>
+
 #include "absl/strings/str_replace.h"
 #include "grpc/grpc_security_constants.h"
 
@@ -68,11 +70,16 @@ std::string PeerHost(std::string_view peer) {
   return decoded;
 }
 
+bool GatewayTokenMatches(std::optional<std::string_view> presented, std::string_view expected) {
+  return presented.has_value() && !expected.empty() && presented->size() == expected.size() &&
+         CRYPTO_memcmp(presented->data(), expected.data(), expected.size()) == 0;
+}
+
 std::string ThrottleClientIp(const grpc::AuthContext* auth, std::string_view peer,
-                             const std::string& claimed) {
-  // Fails closed: a link that is neither known plaintext nor TLS with a verified
-  // certificate (a transport gRPC might add) does not get to name the client.
-  if (IsPlaintextLink(auth) || HasVerifiedClientCertificate(auth)) {
+                             const std::string& claimed, bool token_matches) {
+  // Fails closed: a link that is neither TLS with a verified certificate nor carries
+  // the token (plaintext, a transport gRPC might add) does not get to name the client.
+  if (token_matches || HasVerifiedClientCertificate(auth)) {
     return claimed;
   }
   return PeerHost(peer);

@@ -5,15 +5,17 @@
 // the service could send a fresh made-up address with each guess and never be slowed.
 // So the reported IP is taken only from callers the operator vouched for:
 //
-// * over a TLS link, a caller whose client certificate verified against the
-//   service's client CA (the listener only accepts verified certificates);
-// * over a plaintext link, every caller: plaintext is only allowed on loopback (one
-//   machine, the operator's) or where the operator said --insecure-listen.
+// * a caller whose client certificate verified against the service's client CA (TLS
+//   link; the listener only accepts verified certificates);
+// * a caller that sent the gateway token (storage-client/link_token.h), a secret in a
+//   file only the operator's processes can read, on any link. A plaintext listener on
+//   loopback is not enough by itself: every local user can reach it.
 //
-// Any other caller (TLS without a client certificate) is throttled by its own network
-// address instead of the one it reports.
+// Any other caller is throttled by its own network address instead of the one it
+// reports.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,9 +40,15 @@ bool HasVerifiedClientCertificate(const grpc::AuthContext* auth);
 // "unix:/path" -> "unix:/path").
 std::string PeerHost(std::string_view peer);
 
+// True if the caller sent a gateway token (`presented`, from the call's metadata)
+// equal to `expected`. Constant time in the token's content; an empty `expected`
+// (no token file) matches nothing.
+bool GatewayTokenMatches(std::optional<std::string_view> presented, std::string_view expected);
+
 // The client IP to throttle this login by: `claimed` from a trusted caller (see
-// above), else the caller's own address from `peer`.
+// above; `token_matches` from GatewayTokenMatches), else the caller's own address
+// from `peer`.
 std::string ThrottleClientIp(const grpc::AuthContext* auth, std::string_view peer,
-                             const std::string& claimed);
+                             const std::string& claimed, bool token_matches);
 
 }  // namespace mailbox::server

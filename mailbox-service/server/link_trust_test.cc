@@ -69,26 +69,50 @@ FakeAuthContext TlsWithCertificate() {
   return auth;
 }
 
-TEST(LinkTrustTest, PlaintextLinkTrustsTheReportedAddress) {
+// Every local user reaches a loopback listener: plaintext alone vouches for no one.
+TEST(LinkTrustTest, PlaintextLinkWithoutTokenIsThrottledByItsOwnAddress) {
   FakeAuthContext auth = Plaintext();
   EXPECT_TRUE(IsPlaintextLink(&auth));
   EXPECT_FALSE(IsTlsLink(&auth));
-  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:127.0.0.1:40000", "198.51.100.7"), "198.51.100.7");
+  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:127.0.0.1:40000", "198.51.100.7", false), "127.0.0.1");
+  EXPECT_EQ(ThrottleClientIp(&auth, "unix:/run/mailbox.sock", "198.51.100.7", false),
+            "unix:/run/mailbox.sock");
+}
+
+TEST(LinkTrustTest, GatewayTokenTrustsTheReportedAddress) {
+  FakeAuthContext plaintext = Plaintext();
+  EXPECT_EQ(ThrottleClientIp(&plaintext, "ipv4:127.0.0.1:40000", "198.51.100.7", true),
+            "198.51.100.7");
+  FakeAuthContext tls = TlsWithoutCertificate();
+  EXPECT_EQ(ThrottleClientIp(&tls, "ipv4:10.0.0.5:40000", "198.51.100.7", true), "198.51.100.7");
+}
+
+TEST(LinkTrustTest, GatewayTokenMatches) {
+  const std::string token(64, 'c');
+  EXPECT_TRUE(GatewayTokenMatches(token, token));
+  EXPECT_FALSE(GatewayTokenMatches(std::nullopt, token));
+  EXPECT_FALSE(GatewayTokenMatches(std::string(64, 'd'), token));
+  EXPECT_FALSE(GatewayTokenMatches(token.substr(0, 63), token));
+  EXPECT_FALSE(GatewayTokenMatches(token + "c", token));
+  EXPECT_FALSE(GatewayTokenMatches("", token));
+  // No token file: nothing matches, not even an empty token.
+  EXPECT_FALSE(GatewayTokenMatches("", ""));
+  EXPECT_FALSE(GatewayTokenMatches(token, ""));
 }
 
 TEST(LinkTrustTest, VerifiedClientCertificateTrustsTheReportedAddress) {
   FakeAuthContext auth = TlsWithCertificate();
   EXPECT_TRUE(IsTlsLink(&auth));
   EXPECT_TRUE(HasVerifiedClientCertificate(&auth));
-  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:10.0.0.5:40000", "198.51.100.7"), "198.51.100.7");
+  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:10.0.0.5:40000", "198.51.100.7", false), "198.51.100.7");
 }
 
 TEST(LinkTrustTest, TlsWithoutCertificateIsThrottledByItsOwnAddress) {
   FakeAuthContext auth = TlsWithoutCertificate();
   EXPECT_FALSE(HasVerifiedClientCertificate(&auth));
-  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:10.0.0.5:40000", "198.51.100.7"), "10.0.0.5");
+  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:10.0.0.5:40000", "198.51.100.7", false), "10.0.0.5");
   // An empty report does not switch the address throttle off either.
-  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:10.0.0.5:40000", ""), "10.0.0.5");
+  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:10.0.0.5:40000", "", false), "10.0.0.5");
 }
 
 TEST(LinkTrustTest, PeerIdentityWithoutCertificateIsNotEnough) {
@@ -97,13 +121,13 @@ TEST(LinkTrustTest, PeerIdentityWithoutCertificateIsNotEnough) {
   auth.AddProperty("x-custom", "someone");
   auth.SetPeerIdentityPropertyName("x-custom");
   EXPECT_FALSE(HasVerifiedClientCertificate(&auth));
-  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:10.0.0.5:1", "198.51.100.7"), "10.0.0.5");
+  EXPECT_EQ(ThrottleClientIp(&auth, "ipv4:10.0.0.5:1", "198.51.100.7", false), "10.0.0.5");
 }
 
 TEST(LinkTrustTest, UnknownLinkFailsClosed) {
   FakeAuthContext unknown;  // no transport security type at all
-  EXPECT_EQ(ThrottleClientIp(&unknown, "ipv4:10.0.0.5:1", "198.51.100.7"), "10.0.0.5");
-  EXPECT_EQ(ThrottleClientIp(nullptr, "ipv4:10.0.0.5:1", "198.51.100.7"), "10.0.0.5");
+  EXPECT_EQ(ThrottleClientIp(&unknown, "ipv4:10.0.0.5:1", "198.51.100.7", false), "10.0.0.5");
+  EXPECT_EQ(ThrottleClientIp(nullptr, "ipv4:10.0.0.5:1", "198.51.100.7", false), "10.0.0.5");
 }
 
 TEST(LinkTrustTest, PeerHost) {

@@ -26,6 +26,7 @@
 #include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/sqlite_store.h"
+#include "storage-client/link_token.h"
 
 namespace mailbox::server {
 namespace {
@@ -39,6 +40,9 @@ std::vector<config::Setting> Settings() {
       {"demo-user", "MAILBOX_DEMO_USER", "",
        "create this user at start if missing, as name:password (for local use)"},
       {"port-file", "MAILBOX_PORT_FILE", "", "write the bound port here once listening"},
+      {"gateway-token-file", "MAILBOX_GATEWAY_TOKEN_FILE", "",
+       "file of the token that lets a gateway report its clients' IPs (default "
+       "<data-dir>/gateway.token, made with mode 0600 if missing; re-read when it changes)"},
       {"drain-seconds", "MAILBOX_DRAIN_SECONDS", "20",
        "on SIGTERM, how long in-flight calls may take before they are cancelled"},
       {"argon2-memory-kib", "MAILBOX_ARGON2_MEMORY_KIB", "19456",
@@ -199,7 +203,24 @@ int Run(int argc, char** argv) {
     }
   }
 
-  MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits, {});
+  // <data-dir>/gateway.token (0600), which the gateways read too (--store-token-file):
+  // only with it may a caller report its clients' IPs for the login throttle
+  // (link_trust.h).
+  const std::string& token_flag = config->Get("gateway-token-file");
+  const std::string gateway_token_path =
+      token_flag.empty() ? (data_dir / "gateway.token").string() : token_flag;
+  auto gateway_token = client::LoadOrCreateLinkToken(gateway_token_path);
+  if (!gateway_token.ok()) {
+    std::cerr << "mailbox-service: gateway token: " << gateway_token.status().message() << "\n";
+    return 1;
+  }
+  client::LinkTokenFile gateway_token_file(gateway_token_path, *std::move(gateway_token),
+                                           {.must_be_own = true});
+  ServiceOptions service_options;
+  service_options.gateway_token = &gateway_token_file;
+
+  MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits,
+                                 service_options);
   AdminService admin_service(store->get(), &mailbox_service, auth_options.hash);
   grpc::ServerBuilder builder;
   int port = 0;

@@ -81,7 +81,13 @@ absl::StatusOr<ServerTlsOptions> ServerTlsFromConfig(const config::Config& confi
 }
 
 bool IsLoopbackListen(std::string_view listen) {
-  if (listen.starts_with("unix:") || listen.starts_with("unix-abstract:")) {
+  // A unix socket in the file system is guarded by its file's permissions; an
+  // abstract one has none: every process of the host (and of its network namespace)
+  // can connect, so it counts as a network address.
+  if (listen.starts_with("unix-abstract:")) {
+    return false;
+  }
+  if (listen.starts_with("unix:")) {
     return true;
   }
   // host:port, [v6]:port, or a bare host; an empty host means every address.
@@ -113,8 +119,9 @@ bool IsLoopbackListen(std::string_view listen) {
 std::string ServerTlsOptions::Warning(std::string_view listen) const {
   if (!tls() && !IsLoopbackListen(listen)) {
     return absl::StrCat("warning: listening on ", std::string(listen),
-                        " without TLS (--insecure-listen): passwords and tokens cross the "
-                        "network in clear, and every caller may report any client IP");
+                        " without TLS (--insecure-listen): passwords and tokens (the "
+                        "gateway token too, which lets its holder report client IPs) cross "
+                        "the network in clear");
   }
   if (tls() && client_ca_file.empty()) {
     return "warning: TLS without --tls-client-ca-file: no caller can be verified, so logins "
@@ -130,8 +137,8 @@ absl::Status CheckListenPolicy(std::string_view listen, const ServerTlsOptions& 
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "refusing to listen on ", std::string(listen),
-      " without TLS: passwords, session tokens and the admin token would cross the network "
-      "in clear, and anyone who reaches the port could report any client IP. Give "
+      " without TLS: passwords, session tokens, the admin token and the gateway token would "
+      "cross the network in clear, for anyone who reaches the address to read or reuse. Give "
       "--tls-cert-file, --tls-key-file and --tls-client-ca-file (see docs/security.md), "
       "listen on a loopback address, or pass --insecure-listen if this network is private"));
 }

@@ -1,8 +1,8 @@
 // How the mailbox service listens: plaintext on loopback (the embedded default), or
 // TLS with client certificates from files that are watched and reloaded.
 //
-// The gateway-service link carries passwords and the admin token, and the service
-// trusts the client IP a verified gateway reports (link_trust.h). A plaintext
+// The gateway-service link carries passwords, the admin token and the gateway token,
+// and the service trusts the client IP a verified gateway reports (link_trust.h). A plaintext
 // listener anyone else can reach would give all of that away, so the service refuses
 // to listen without TLS on an address other than loopback unless the operator says
 // --insecure-listen (docs/security.md, "The gateway-service link").
@@ -48,7 +48,8 @@ std::vector<config::Setting> WithServerTlsSettings(std::vector<config::Setting> 
 absl::StatusOr<ServerTlsOptions> ServerTlsFromConfig(const config::Config& config);
 
 // True for addresses only this host can reach: 127.0.0.0/8, [::1], localhost and
-// unix sockets ("unix:/path", "unix-abstract:name").
+// unix sockets in the file system ("unix:/path"). Not "unix-abstract:name": such a
+// socket has no file permissions, so it is treated like a network address.
 bool IsLoopbackListen(std::string_view listen);
 
 // Refuses a plaintext listener on a non-loopback address unless insecure_listen.

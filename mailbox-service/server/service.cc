@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <iostream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -137,9 +138,26 @@ grpc::Status MailboxService::Authenticate(grpc::ServerContext* context,
                                           v1::AuthenticateResponse* response) {
   // The client IP counts for throttling only from a caller the operator vouched for
   // (link_trust.h); anyone else is throttled by its own address.
+  const bool token_matches =
+      options_.gateway_token != nullptr &&
+      GatewayTokenMatches(Metadata(*context, client::kGatewayTokenMetadata),
+                          options_.gateway_token->Current());
   v1::AuthenticateRequest checked = *request;
-  checked.set_client_ip(
-      ThrottleClientIp(context->auth_context().get(), context->peer(), request->client_ip()));
+  checked.set_client_ip(ThrottleClientIp(context->auth_context().get(), context->peer(),
+                                         request->client_ip(), token_matches));
+  // A gateway set up without the token would throttle all its users as one address;
+  // say so once, where the operator looks.
+  if (checked.client_ip() != request->client_ip() && !request->client_ip().empty() &&
+      !ignored_client_ip_logged_.exchange(true)) {
+    std::cerr << "mailbox-service: ignoring the client IP reported by " << context->peer()
+              << " (no valid gateway token"
+              << (options_.gateway_token != nullptr
+                      ? absl::StrCat(" from ", options_.gateway_token->path())
+                      : std::string())
+              << ", no verified client certificate): its logins are throttled by its own "
+                 "address. Give the gateway --store-token-file. Logged once."
+              << std::endl;
+  }
   // The caller's deadline (the gateway sets one on every call): a login still queued
   // for the password hash when it passes is given up, not hashed for nobody.
   auto result = auth_->Authenticate(checked, absl::FromChrono(context->deadline()));

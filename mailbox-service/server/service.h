@@ -12,6 +12,7 @@
 #include "mailbox-service/server/change_hub.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.grpc.pb.h"
+#include "storage-client/link_token.h"
 
 namespace mailbox::server {
 
@@ -23,6 +24,9 @@ inline constexpr char kActAsMetadata[] = "x-mailbox-act-as";
 struct ServiceOptions {
   // Upper bound of one Append call (all messages of a MULTIAPPEND together).
   uint64_t max_append_call_octets = 256ull << 20;
+  // The gateway token (not owned; null: none). A caller that sends it may report its
+  // clients' IPs for the login throttle (link_trust.h).
+  client::LinkTokenFile* gateway_token = nullptr;
 };
 
 class MailboxService final : public v1::Mailbox::Service {
@@ -83,6 +87,8 @@ class MailboxService final : public v1::Mailbox::Service {
 
  private:
   std::atomic<bool> shutting_down_{false};
+  // Set once a caller's reported client IP was ignored (logged once, for the operator).
+  std::atomic<bool> ignored_client_ip_logged_{false};
   store::Store* store_;
   Authenticator* auth_;
   ChangeHub* hub_;

@@ -4,9 +4,12 @@ The mailbox service here listens with TLS and requires a client certificate sign
 its client CA; the gateway presents one. Attacks: reaching the service's port without
 a certificate, with a certificate of another CA, or in plaintext (all refused during
 the handshake, so no password guess and no admin call ever reaches the service);
-starting the service in plaintext on every address (refused unless
---insecure-listen). And the operator's side: a renewed server certificate is used for
-new connections without a restart."""
+starting the service in plaintext on every address or an abstract unix socket
+(refused unless --insecure-listen); and, on the plaintext loopback default, a local
+user's own gRPC calls that report a made-up client IP with each password guess
+(ignored without the gateway token: throttled by the caller's address). And the
+operator's side: a renewed server certificate is used for new connections without a
+restart."""
 
 import os
 import signal
@@ -316,6 +319,220 @@ class MutualTlsLinkTest(unittest.TestCase):
         SYSTEM.assert_canary_alive()
 
 
+# --- The gateway token on a plaintext link -------------------------------------------
+#
+# Every local user can reach the service's loopback port. A password guesser there
+# speaks gRPC itself and reports a made-up client IP with each guess; only a caller
+# with the gateway token (data/gateway.token) may name the client, anyone else is
+# throttled by its own address. The guesser below binds other loopback addresses
+# (127.0.0.2...) so that its throttle is not the gateway's clients' (127.0.0.1).
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _proto_field(number, value):
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _hpack_literal(name, value):
+    """A header as an HPACK literal without indexing, new name, no Huffman coding
+    (RFC 7541 §6.2.2); lengths below 127 fit the 7-bit prefix."""
+    name, value = name.encode(), value.encode()
+    assert len(name) < 127 and len(value) < 127
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def _frame(kind, flags, stream, payload):
+    return (len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big")
+            + payload)
+
+
+def _read_exact(sock, count):
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("the service closed the connection")
+        data += chunk
+    return data
+
+
+def raw_authenticate(port, username, password, client_ip, token=None, source="127.0.0.2"):
+    """One Authenticate call in plaintext HTTP/2 from `source`, as a local user's own
+    program would make it. Returns (grpc-status, grpc-message)."""
+    request = (_proto_field(1, 1) + _proto_field(2, username.encode())
+               + _proto_field(3, password.encode()) + _proto_field(7, client_ip.encode()))
+    headers = b"".join(_hpack_literal(n, v) for n, v in (
+        (":method", "POST"), (":scheme", "http"),
+        (":path", "/mailbox.v1.Mailbox/Authenticate"), (":authority", "127.0.0.1:%d" % port),
+        ("content-type", "application/grpc"), ("te", "trailers")))
+    if token is not None:
+        headers += _hpack_literal("x-mailbox-gateway-token", token)
+    message = b"\x00" + len(request).to_bytes(4, "big") + request
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30,
+                                    source_address=(source, 0))
+    try:
+        sock.sendall(H2_PREFACE + _frame(1, 0x4, 1, headers) + _frame(0, 0x1, 1, message))
+        blocks = b""
+        while True:
+            head = _read_exact(sock, 9)
+            length, kind, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+            payload = _read_exact(sock, length)
+            if kind == 4 and not flags & 0x1:  # the service's SETTINGS: acknowledge
+                sock.sendall(_frame(4, 0x1, 0, b""))
+            elif kind in (1, 9):  # HEADERS, CONTINUATION
+                blocks += payload
+                if flags & 0x1:  # END_STREAM: the trailers are in
+                    break
+            elif kind in (3, 7):  # RST_STREAM, GOAWAY
+                raise ConnectionError("the service reset the call (frame type %d)" % kind)
+    finally:
+        sock.close()
+    # gRPC sends its trailers as literal, not Huffman-coded, strings on a fresh
+    # connection (the first use of each name), so they can be found as bytes.
+    found = {}
+    for name in (b"grpc-status", b"grpc-message"):
+        at = blocks.find(name)
+        if at >= 0:
+            size = blocks[at + len(name)] & 0x7F
+            found[name] = blocks[at + len(name) + 1:at + len(name) + 1 + size].decode(
+                errors="replace")
+    if b"grpc-status" not in found:
+        raise AssertionError("no grpc-status in the service's answer: %r" % blocks)
+    return int(found[b"grpc-status"]), found.get(b"grpc-message", "")
+
+
+UNAUTHENTICATED, RESOURCE_EXHAUSTED = 16, 8
+FREE_FAILURES = 5
+
+
+class GatewayTokenTest(unittest.TestCase):
+    """The embedded default (plaintext on loopback) with a low per-address allowance."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sys = abuse_util.AbuseSystem(
+            "link-token", service_flags=("--auth-ip-free-failures=%d" % FREE_FAILURES,))
+        cls.port = cls.sys.system.service_port
+        cls.token_file = os.path.join(cls.sys.system.dir, "data", "gateway.token")
+        with open(cls.token_file) as f:
+            cls.token = f.read().strip()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sys.stop()
+
+    def guesses(self, count, token, source):
+        """`count` wrong passwords for one user, each reporting a new client IP."""
+        results = []
+        which = "no" if token is None else "the" if token == self.token else "a wrong"
+        with self.sys.measure("link: %d guesses, new client IPs, %s token" % (count, which)) as m:
+            for i in range(count):
+                results.append(raw_authenticate(self.port, self.sys.user, "wrong-%d" % i,
+                                                "198.51.%d.%d" % (i // 250, i % 250 + 1),
+                                                token=token, source=source))
+                m.sample()
+            m.check(gateway_kib=4096, service_kib=16384)
+        return results
+
+    def assert_throttled_by_address(self, results):
+        codes = [code for code, _ in results]
+        self.assertEqual(codes[:FREE_FAILURES], [UNAUTHENTICATED] * FREE_FAILURES, results)
+        # Past the allowance of the caller's own address, guesses are refused unchecked
+        # (one more may be checked where the allowance counts per user and address).
+        self.assertGreaterEqual(codes.count(RESOURCE_EXHAUSTED), len(codes) - FREE_FAILURES - 1,
+                                results)
+        self.assertIn("Too many failed logins", results[-1][1])
+
+    def test_made_up_client_ips_without_the_token_are_ignored(self):
+        self.assert_throttled_by_address(self.guesses(40, None, "127.0.0.2"))
+        # Said once (for this test's caller or the one before), for the operator.
+        with open(os.path.join(self.sys.system.dir, "service.log"), errors="replace") as f:
+            self.assertEqual(f.read().count("ignoring the client IP reported by ipv4:127.0.0."), 1)
+        self.sys.assert_canary_alive()
+
+    def test_a_wrong_token_is_no_token(self):
+        wrong = ("0" if self.token[0] != "0" else "1") + self.token[1:]
+        self.assert_throttled_by_address(self.guesses(40, wrong, "127.0.0.3"))
+        self.sys.assert_canary_alive()
+
+    def test_the_gateway_token_lets_the_caller_name_the_client(self):
+        results = self.guesses(20, self.token, "127.0.0.4")
+        self.assertEqual([code for code, _ in results], [UNAUTHENTICATED] * 20, results)
+        # One client IP named again and again is throttled as that client.
+        again = [raw_authenticate(self.port, self.sys.user, "wrong", "203.0.113.7",
+                                  token=self.token, source="127.0.0.4")[0]
+                 for _ in range(FREE_FAILURES + 2)]
+        self.assertEqual(again[-1], RESOURCE_EXHAUSTED, again)
+        self.sys.assert_canary_alive()
+
+    def imap_login(self, source, password):
+        """LOGIN as the attacker user through the gateway, from the IMAP client address
+        `source`. Returns the tagged reply."""
+        raw = socket.create_connection(("127.0.0.1", self.sys.gateway.imaps_port), timeout=30,
+                                       source_address=(source, 0))
+        context = ssl.create_default_context(cafile=self.sys.system.cert)
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            reader = sock.makefile("rb")
+            reader.readline()  # greeting
+            sock.sendall(b'a LOGIN "%s" "%s"\r\n' % (self.sys.user.encode(), password.encode()))
+            while True:
+                line = reader.readline()
+                if not line or line.startswith(b"a "):
+                    return line.decode(errors="replace").strip()
+
+    def test_the_gateway_sends_the_token_so_its_clients_are_throttled_apart(self):
+        # The harness's gateway has the token: the service throttles 127.0.0.5, the
+        # IMAP client, not the gateway's own address. Without the token both clients
+        # below would be 127.0.0.1 to the service, and the second one refused too.
+        replies = [self.imap_login("127.0.0.5", "wrong") for _ in range(FREE_FAILURES + 1)]
+        self.assertTrue(all(" NO " in reply for reply in replies), replies)
+        refused = self.imap_login("127.0.0.5", self.sys.password)
+        self.assertIn("Too many failed logins", refused)
+        self.assertIn("a OK", self.imap_login("127.0.0.6", self.sys.password))
+        self.sys.assert_canary_alive()
+
+    def test_token_file_is_the_services_alone(self):
+        self.assertEqual(os.stat(self.token_file).st_mode & 0o777, 0o600)
+        self.assertEqual(len(self.token), 64)
+        # A copy others can read is refused by the gateway at start, naming the fix.
+        exposed = os.path.join(self.sys.system.dir, "exposed.token")
+        with open(exposed, "w") as f:
+            f.write(self.token + "\n")
+        os.chmod(exposed, 0o644)
+        result = subprocess.run(
+            [harness.GATEWAY, "--store=127.0.0.1:%d" % self.port, "--store-token-file=" + exposed,
+             "--imap-listen=127.0.0.1:0", "--imaps-listen=127.0.0.1:0", "--http-listen=",
+             "--tls-cert-file=" + self.sys.system.cert, "--tls-key-file=" + self.sys.system.key],
+            capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("every local user can read the gateway token", result.stderr)
+
+    def test_gateway_without_the_token_says_so_and_still_works(self):
+        gateway = self.sys.system.start_gateway(store_token_file="")
+        try:
+            client = abuse_util.RawClient(gateway.imaps_port, "tls", cafile=self.sys.system.cert,
+                                          timeout=30)
+            client.login(self.sys.canary_user, self.sys.canary_password)
+            client.close()
+            self.assertIn("neither --store-token-file nor --store-cert-file", gateway.log())
+        finally:
+            gateway.process.send_signal(signal.SIGTERM)
+            gateway.process.wait(timeout=30)
+            self.sys.system.gateways.remove(gateway)
+
+
 class PlaintextListenTest(unittest.TestCase):
     def run_service(self, *flags, wait_for_port=False):
         data = os.path.join(SYSTEM.system.dir, "plaintext-data")
@@ -348,6 +565,13 @@ class PlaintextListenTest(unittest.TestCase):
         _, out = self.run_service("--listen=0.0.0.0:0", "--insecure-listen",
                                   wait_for_port=True)
         self.assertIn("warning: listening on 0.0.0.0:0 without TLS", out)
+
+    def test_abstract_unix_socket_is_not_private(self):
+        # No file permissions guard it: any local process can connect, so plaintext
+        # there needs the operator's --insecure-listen like a network address.
+        code, out = self.run_service("--listen=unix-abstract:imapd-link-test")
+        self.assertEqual(code, 2, out)
+        self.assertIn("refusing to listen on unix-abstract:imapd-link-test without TLS", out)
 
     def test_tls_on_every_address_starts(self):
         self.run_service("--listen=0.0.0.0:0", "--tls-cert-file=" + SYSTEM.server["cert"],

@@ -130,9 +130,14 @@ class System:
         self.add_user(name, password)
         return name, password
 
-    def start_gateway(self, *flags, store_tls=None):
+    def start_gateway(self, *flags, store_tls=None, store_token_file=None):
         """store_tls: the link to the service, a dict with "ca" and optionally "cert",
-        "key" and "server_name" (None: plaintext)."""
+        "key" and "server_name" (None: plaintext). store_token_file: the gateway token
+        the gateway sends (None: the service's, data/gateway.token; "": none)."""
+        if store_token_file is None:
+            store_token_file = os.path.join(self.dir, "data", "gateway.token")
+        if store_token_file:
+            flags = ("--store-token-file=" + store_token_file,) + tuple(flags)
         for key, flag in (("ca", "--store-ca-file="), ("cert", "--store-cert-file="),
                           ("key", "--store-key-file="),
                           ("server_name", "--store-tls-server-name=")):

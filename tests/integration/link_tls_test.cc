@@ -3,10 +3,14 @@
 // lets them in, throttled by their own address rather than the client IP they
 // report), and the plaintext listen policy.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,7 +29,7 @@ struct Pki {
 };
 
 class LinkTlsTest : public ::testing::Test {
- protected:
+ public:
   static void SetUpTestSuite() {
     std::string dir = TempDir("link_tls_pki");
     auto ca = MakeCa(dir, "ca");
@@ -64,10 +68,14 @@ class LinkTlsTest : public ::testing::Test {
 
   static grpc::Status Authenticate(const std::shared_ptr<grpc::Channel>& channel,
                                    const std::string& user, const std::string& password,
-                                   const std::string& client_ip) {
+                                   const std::string& client_ip,
+                                   const std::string& gateway_token = "") {
     auto stub = v1::Mailbox::NewStub(channel);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!gateway_token.empty()) {
+      context.AddMetadata("x-mailbox-gateway-token", gateway_token);
+    }
     v1::AuthenticateRequest request;
     request.set_mechanism(v1::PASSWORD);
     request.set_username(user);
@@ -145,9 +153,8 @@ TEST_F(LinkTlsTest, ReportedClientIpCountsOnlyFromVerifiedGateways) {
   auto guesser = Channel(service, pki_->ca.cert, nullptr);
   std::vector<grpc::StatusCode> codes;
   for (int i = 0; i < 5; ++i) {
-    codes.push_back(Authenticate(guesser, absl::StrCat("nobody", i), "guess",
-                                 absl::StrCat("198.51.100.", i + 1))
-                        .error_code());
+    codes.push_back(
+        Authenticate(guesser, "nobody", "guess", absl::StrCat("198.51.100.", i + 1)).error_code());
   }
   EXPECT_EQ(codes, (std::vector<grpc::StatusCode>{
                        grpc::StatusCode::UNAUTHENTICATED, grpc::StatusCode::UNAUTHENTICATED,
@@ -158,35 +165,130 @@ TEST_F(LinkTlsTest, ReportedClientIpCountsOnlyFromVerifiedGateways) {
   // apart (its own address, throttled above, does not matter)...
   auto gateway = Channel(service, pki_->ca.cert, &pki_->gateway);
   for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(Authenticate(gateway, absl::StrCat("someone", i), "guess",
-                           absl::StrCat("203.0.113.", i + 1))
-                  .error_code(),
-              grpc::StatusCode::UNAUTHENTICATED)
+    EXPECT_EQ(
+        Authenticate(gateway, "someone", "guess", absl::StrCat("203.0.113.", i + 1)).error_code(),
+        grpc::StatusCode::UNAUTHENTICATED)
         << i;
   }
   // ...and one client IP is throttled as that client.
   codes.clear();
   for (int i = 0; i < 4; ++i) {
-    codes.push_back(
-        Authenticate(gateway, absl::StrCat("other", i), "guess", "203.0.113.200").error_code());
+    codes.push_back(Authenticate(gateway, "other", "guess", "203.0.113.200").error_code());
   }
   EXPECT_EQ(codes.back(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
-// The embedded default: plaintext on loopback, one machine, the caller is trusted to
-// report the client IP as before.
-TEST_F(LinkTlsTest, PlaintextLoopbackTrustsTheReportedClientIp) {
-  ServiceProcess service(TempDir("link_plaintext"),
-                         {"--auth-ip-free-failures=3", "--auth-user-free-failures=1000"});
-  ASSERT_TRUE(service.Start().ok());
-  auto channel = service.Channel();
-  for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(Authenticate(channel, absl::StrCat("nobody", i), "guess",
-                           absl::StrCat("198.51.100.", i + 1))
-                  .error_code(),
-              grpc::StatusCode::UNAUTHENTICATED)
-        << i;
+std::string ReadToken(const ServiceProcess& service) {
+  std::string token;
+  if (FILE* f = std::fopen((service.data_dir() + "/gateway.token").c_str(), "r")) {
+    char buffer[256] = {};
+    if (std::fgets(buffer, sizeof buffer, f) != nullptr) {
+      token = buffer;
+    }
+    std::fclose(f);
   }
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) {
+    token.pop_back();
+  }
+  return token;
+}
+
+// One user's password guessed six times, each guess reporting a new client IP:
+// the status codes.
+std::vector<grpc::StatusCode> RotatingGuesses(const std::shared_ptr<grpc::Channel>& channel,
+                                              const std::string& token) {
+  std::vector<grpc::StatusCode> codes;
+  for (int i = 0; i < 6; ++i) {
+    codes.push_back(LinkTlsTest::Authenticate(channel, "alice", "guess",
+                                              absl::StrCat("198.51.100.", i + 1), token)
+                        .error_code());
+  }
+  return codes;
+}
+
+// The embedded default: plaintext on loopback, which every local user can reach.
+// Without the gateway token a caller's made-up client IPs are ignored: after the free
+// failures it is throttled by its own address (127.0.0.1), however many it invents.
+class PlaintextLinkTest : public LinkTlsTest {
+ protected:
+  void SetUp() override {
+    service_ = std::make_unique<ServiceProcess>(
+        TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name()),
+        std::vector<std::string>{"--auth-ip-free-failures=3", "--auth-user-free-failures=1000"});
+    ASSERT_TRUE(service_->Start().ok());
+    ASSERT_TRUE(service_->CreateUser("alice", "pw-alice").ok());
+    token_ = ReadToken(*service_);
+    ASSERT_EQ(token_.size(), 64u);
+  }
+
+  // The first three guesses are checked; by the sixth the caller's own address is
+  // over its allowance.
+  static void ExpectThrottledByPeer(const std::vector<grpc::StatusCode>& codes) {
+    ASSERT_EQ(codes.size(), 6u);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(codes[i], grpc::StatusCode::UNAUTHENTICATED) << i;
+    }
+    EXPECT_EQ(codes.back(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+
+  std::unique_ptr<ServiceProcess> service_;
+  std::string token_;
+};
+
+TEST_F(PlaintextLinkTest, WithoutTokenTheReportedClientIpIsIgnored) {
+  ExpectThrottledByPeer(RotatingGuesses(service_->Channel(), ""));
+}
+
+TEST_F(PlaintextLinkTest, AWrongTokenCountsAsNone) {
+  std::string wrong = token_;
+  wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
+  ExpectThrottledByPeer(RotatingGuesses(service_->Channel(), wrong));
+  // Nor does a prefix of the right one, or the right one with more after it.
+  EXPECT_EQ(
+      Authenticate(service_->Channel(), "alice", "guess", "198.51.100.99", token_.substr(0, 32))
+          .error_code(),
+      grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Authenticate(service_->Channel(), "alice", "guess", "198.51.100.99", token_ + "0")
+                .error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(PlaintextLinkTest, WithTheTokenTheReportedClientIpIsUsed) {
+  // Six client IPs, each with one failure: none is throttled...
+  EXPECT_EQ(RotatingGuesses(service_->Channel(), token_),
+            std::vector<grpc::StatusCode>(6, grpc::StatusCode::UNAUTHENTICATED));
+  // ...while one client IP is throttled as that client.
+  std::vector<grpc::StatusCode> codes;
+  for (int i = 0; i < 5; ++i) {
+    codes.push_back(
+        Authenticate(service_->Channel(), "alice", "guess", "203.0.113.200", token_).error_code());
+  }
+  EXPECT_EQ(codes.front(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(codes.back(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // The right password still logs in from a fresh client IP.
+  EXPECT_TRUE(Authenticate(service_->Channel(), "alice", "pw-alice", "203.0.113.9", token_).ok());
+}
+
+// The token made at the first start is kept across restarts (gateways keep using it).
+TEST_F(PlaintextLinkTest, TheTokenFileIsMadeOnceWithMode0600) {
+  struct stat info {};
+  ASSERT_EQ(::stat((service_->data_dir() + "/gateway.token").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 07777, 0600u);
+  service_->Stop(SIGTERM);
+  ASSERT_TRUE(service_->Start().ok());
+  EXPECT_EQ(ReadToken(*service_), token_);
+}
+
+// A TLS caller without a client certificate may also vouch for itself with the token.
+TEST_F(LinkTlsTest, TokenAlsoCountsOnTls) {
+  std::vector<std::string> flags = TlsFlags(false);
+  flags.push_back("--auth-ip-free-failures=3");
+  flags.push_back("--auth-user-free-failures=1000");
+  ServiceProcess service(TempDir("link_tls_token"), flags);
+  ASSERT_TRUE(service.Start().ok());
+  auto caller = Channel(service, pki_->ca.cert, nullptr);
+  EXPECT_EQ(RotatingGuesses(caller, ReadToken(service)),
+            std::vector<grpc::StatusCode>(6, grpc::StatusCode::UNAUTHENTICATED));
 }
 
 // Runs the binary to its exit; returns the exit code and what it printed.
