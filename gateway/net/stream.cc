@@ -401,11 +401,21 @@ asio::awaitable<error_code> DoHandshake(std::shared_ptr<Impl> s, std::shared_ptr
   if (ctx == nullptr) {
     co_return make_error_code(asio::error::invalid_argument);
   }
+  // The SSL object and the library's handshake buffers (about 40 KiB with OpenSSL 3)
+  // are made only once the ClientHello's first bytes have arrived: a connection that
+  // never speaks costs the socket, this frame and a timer, not a TLS state.
+  s->Arm(Stream::Clock::now() + timeout);
+  if (error_code ec = co_await WaitSocket(*s, tcp::socket::wait_read); ec) {
+    s->Disarm();
+    s->broken = true;
+    co_return ec;
+  }
   ERR_clear_error();
   SSL* ssl = SSL_new(ctx.get());  // takes its own reference on ctx
   BIO* bio = ssl != nullptr ? BIO_new(SocketBioMethod()) : nullptr;
   if (bio == nullptr) {
     SSL_free(ssl);
+    s->Disarm();
     s->broken = true;
     co_return s->TlsError(SSL_ERROR_SSL);
   }
@@ -414,7 +424,7 @@ asio::awaitable<error_code> DoHandshake(std::shared_ptr<Impl> s, std::shared_ptr
   SSL_set_accept_state(ssl);
   s->ssl = ssl;  // so that TlsError() and the destructor see it
 
-  s->Arm(Stream::Clock::now() + timeout);
+  // The deadline armed above covers the whole handshake.
   error_code result;
   for (;;) {
     ERR_clear_error();

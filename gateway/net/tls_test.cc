@@ -18,6 +18,7 @@
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/use_future.hpp"
 #include "gateway/net/errors.h"
@@ -264,6 +265,35 @@ TEST_F(TlsTest, HandshakeTimesOutOnSilentPeer) {
   client.join();
   EXPECT_EQ(ec, asio::error::timed_out) << ec.message();
   EXPECT_LT(took, seconds(3));
+}
+
+// A client that connects and never sends a ClientHello must not cost a TLS state
+// (the hardening issue: 3,000 such connections held ~40 KiB each): the SSL object is
+// made only when the first bytes arrive.
+asio::awaitable<std::pair<error_code, bool>> SilentHandshake(tcp::acceptor& acceptor,
+                                                              std::shared_ptr<SSL_CTX> ctx) {
+  Stream stream = co_await Accept(acceptor);
+  bool ssl_while_waiting = true;
+  asio::steady_timer look(co_await asio::this_coro::executor, milliseconds(150));
+  Stream* watched = &stream;
+  look.async_wait([watched, &ssl_while_waiting](const error_code&) {
+    ssl_while_waiting = watched->native_ssl() != nullptr;
+  });
+  error_code ec = co_await stream.Handshake(ctx, milliseconds(400));
+  co_return std::make_pair(ec, ssl_while_waiting);
+}
+
+TEST_F(TlsTest, SilentPeerHoldsNoTlsStateWhileTheHandshakeWaits) {
+  std::thread client([&] {
+    BlockingClient c;
+    ASSERT_TRUE(c.Connect(port_));
+    c.ReadToEnd();
+  });
+  auto [ec, ssl_while_waiting] =
+      RunToCompletion(context_, SilentHandshake(acceptor_, provider_->Current()));
+  client.join();
+  EXPECT_EQ(ec, asio::error::timed_out) << ec.message();
+  EXPECT_FALSE(ssl_while_waiting);
 }
 
 TEST_F(TlsTest, PeerGoneDuringHandshakeIsTruncation) {
