@@ -165,6 +165,13 @@ int Run(int argc, char** argv) {
 
   // Per-worker context: routers are created on their worker's executor below.
   auto pool_options = net::WorkerPoolOptionsOf(net_config);
+  pool_options.on_refused = [](net::Refusal reason) {
+    auto& m = ops::GlobalMetrics();
+    (reason == net::Refusal::kMaxConnections ? m.refused_max_connections
+     : reason == net::Refusal::kPerIpLimit   ? m.refused_per_ip
+                                             : m.refused_proxy_header)
+        .fetch_add(1);
+  };
   size_t workers = pool_options.workers == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                              : pool_options.workers;
   pool_options.workers = workers;

@@ -59,6 +59,16 @@ std::string Metrics::Render() const {
   Write(out, "imap_heap_trims_total", "counter",
         "Times freed heap memory was returned to the kernel after connections fell.",
         static_cast<int64_t>(heap_trims.load()));
+  out << "# HELP imap_connections_refused_total Connections refused before a session: "
+         "over --max-connections, over --max-connections-per-ip, or a trusted proxy's "
+         "connection without a valid PROXY header.\n"
+         "# TYPE imap_connections_refused_total counter\n"
+      << "imap_connections_refused_total{reason=\"max_connections\"} "
+      << refused_max_connections.load() << "\n"
+      << "imap_connections_refused_total{reason=\"max_connections_per_ip\"} "
+      << refused_per_ip.load() << "\n"
+      << "imap_connections_refused_total{reason=\"proxy_header\"} "
+      << refused_proxy_header.load() << "\n";
   Write(out, "process_resident_memory_bytes", "gauge", "Resident set size.", ResidentBytes());
   return out.str();
 }

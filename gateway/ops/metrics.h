@@ -28,6 +28,10 @@ struct Metrics {
   std::atomic<uint64_t> bytes_out{0};
   std::atomic<uint64_t> cert_reloads{0};
   std::atomic<uint64_t> heap_trims{0};
+  // Connections the worker pool turned away (net/listener.h Refusal).
+  std::atomic<uint64_t> refused_max_connections{0};
+  std::atomic<uint64_t> refused_per_ip{0};
+  std::atomic<uint64_t> refused_proxy_header{0};
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
 

@@ -92,7 +92,8 @@ BlockingClient::~BlockingClient() {
   }
 }
 
-bool BlockingClient::Connect(uint16_t port, const std::string& host) {
+bool BlockingClient::Connect(uint16_t port, const std::string& host,
+                             const std::string& source) {
   bool v6 = host.find(':') != std::string::npos;
   fd_ = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
   if (fd_ < 0) {
@@ -106,6 +107,14 @@ bool BlockingClient::Connect(uint16_t port, const std::string& host) {
     addr.sin6_port = htons(port);
     ::inet_pton(AF_INET6, host.c_str(), &addr.sin6_addr);
     return ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  if (!source.empty()) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source.c_str(), &local.sin_addr);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+      return false;
+    }
   }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;

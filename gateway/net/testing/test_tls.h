@@ -37,8 +37,10 @@ class BlockingClient {
   BlockingClient& operator=(const BlockingClient&) = delete;
   ~BlockingClient();
 
-  // TCP connect; false on failure.
-  bool Connect(uint16_t port, const std::string& host = "127.0.0.1");
+  // TCP connect; false on failure. A non-empty `source` binds the local address
+  // first (any 127.0.0.0/8 address is loopback, so tests can be "other clients").
+  bool Connect(uint16_t port, const std::string& host = "127.0.0.1",
+               const std::string& source = "");
   // Client handshake on the connected socket. Returns "" on success, else the reason.
   std::string StartTls(const ClientOptions& options = {});
 
