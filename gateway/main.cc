@@ -142,7 +142,8 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto tls = net::TlsContextProvider::Create(net::TlsFilesOf(net_config));
+  auto tls = net::TlsContextProvider::Create(net::TlsFilesOf(net_config), {},
+                                             net_config.tls_ticket_key_rotation);
   if (!tls.ok()) {
     std::cerr << "imap-gateway: " << tls.status().message() << "\n";
     return 1;

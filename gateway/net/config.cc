@@ -51,6 +51,9 @@ constexpr OptionInfo kOptions[] = {
      "time allowed for a TLS handshake"},
     {"tls-reload-interval", "IMAPD_TLS_RELOAD_INTERVAL", "60s",
      "how often to check the certificate files for changes (0 = only on SIGHUP)"},
+    {"tls-ticket-key-rotation", "IMAPD_TLS_TICKET_KEY_ROTATION", "1h",
+     "how often the session-ticket key is replaced; the previous one is still accepted "
+     "(0 = no session tickets)"},
     {"accept-backoff", "IMAPD_ACCEPT_BACKOFF", "100ms",
      "pause of an acceptor after running out of descriptors"},
     {"drain-timeout", "IMAPD_DRAIN_TIMEOUT", "30s",
@@ -211,6 +214,9 @@ absl::Status SetNetOption(NetConfig& config, std::string_view name, std::string_
   }
   if (name == "tls-reload-interval") {
     return ParseMillis(name, value, true, config.tls_reload_interval);
+  }
+  if (name == "tls-ticket-key-rotation") {
+    return ParseMillis(name, value, true, config.tls_ticket_key_rotation);
   }
   if (name == "accept-backoff") {
     return ParseMillis(name, value, false, config.accept_backoff);

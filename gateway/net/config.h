@@ -17,6 +17,7 @@
 //   --listen-backlog          IMAPD_LISTEN_BACKLOG           1024
 //   --tls-handshake-timeout   IMAPD_TLS_HANDSHAKE_TIMEOUT    30s
 //   --tls-reload-interval     IMAPD_TLS_RELOAD_INTERVAL      60s (0 = only on SIGHUP)
+//   --tls-ticket-key-rotation IMAPD_TLS_TICKET_KEY_ROTATION  1h (0 = no session tickets)
 //   --accept-backoff          IMAPD_ACCEPT_BACKOFF           100ms
 //   --drain-timeout           IMAPD_DRAIN_TIMEOUT            30s
 //
@@ -59,6 +60,7 @@ struct NetConfig {
   int listen_backlog = 1024;
   std::chrono::milliseconds tls_handshake_timeout{30'000};
   std::chrono::milliseconds tls_reload_interval{60'000};
+  std::chrono::milliseconds tls_ticket_key_rotation{kDefaultTicketKeyRotation};
   std::chrono::milliseconds accept_backoff{100};
   std::chrono::milliseconds drain_timeout{30'000};
 };

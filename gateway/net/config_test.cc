@@ -95,6 +95,12 @@ TEST(NetConfigTest, ConnectionCapsHaveRealDefaults) {
   EXPECT_TRUE(config.trusted_proxies.empty());  // no PROXY header believed by default
   EXPECT_EQ(config.proxy_protocol_timeout, std::chrono::seconds(5));
   EXPECT_EQ(config.proxy_protocol_max_header, 1024u);
+  EXPECT_EQ(config.tls_ticket_key_rotation, std::chrono::hours(1));
+  EXPECT_TRUE(SetNetOption(config, "tls-ticket-key-rotation", "0").ok());  // no tickets
+  EXPECT_EQ(config.tls_ticket_key_rotation, std::chrono::milliseconds(0));
+  EXPECT_TRUE(SetNetOption(config, "tls-ticket-key-rotation", "6h").ok());
+  EXPECT_EQ(config.tls_ticket_key_rotation, std::chrono::hours(6));
+  EXPECT_FALSE(SetNetOption(config, "tls-ticket-key-rotation", "6").ok());
   WorkerPoolOptions options = WorkerPoolOptionsOf(config);
   EXPECT_EQ(options.max_connections, 10000u);
   EXPECT_EQ(options.max_connections_per_ip, 100u);
