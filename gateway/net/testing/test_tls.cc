@@ -160,8 +160,13 @@ std::string BlockingClient::StartTls(const ClientOptions& options) {
       return "client ALPN list rejected";
     }
   }
+#ifdef OPENSSL_IS_BORINGSSL
+  // BoringSSL gives TLS 1.3 tickets only to this callback. (OpenSSL updates the SSL's
+  // session instead; with a client cache it would also mark a resumed TLS 1.3
+  // session unusable once a new ticket arrives, which the rotation test relies on.)
   SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(ctx_, &BlockingClient::OnNewSession);
+#endif
   ssl_ = SSL_new(ctx_);
   SSL_set_app_data(ssl_, this);
   SSL_set_fd(ssl_, fd_);
