@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -55,8 +56,18 @@ absl::Status CheckReadable(const std::string& kind, const std::string& path) {
   return absl::OkStatus();
 }
 
-// A TLS session's lifetime, and so a ticket's (RFC 8446 §4.6.1 allows up to 7 days).
-constexpr long kSessionLifetimeSeconds = 2 * 60 * 60;
+// A TLS session's lifetime, and so a ticket's: two rotation intervals, the longest a
+// ticket's key is accepted; at most the 7 days RFC 8446 §4.6.1 allows.
+long SessionLifetimeSeconds(const TicketKeyRing* tickets) {
+  constexpr long kWithoutTickets = 2 * 60 * 60;
+  constexpr long kMost = 7 * 24 * 60 * 60;
+  if (tickets == nullptr) {
+    return kWithoutTickets;
+  }
+  const long seconds = static_cast<long>(
+      std::chrono::duration_cast<std::chrono::seconds>(2 * tickets->interval()).count());
+  return std::clamp(seconds, 1L, kMost);
+}
 
 // RFC 7301 §3.2: select "imap" if the client offers it; if it offers ALPN without
 // it, fail with no_application_protocol (ALPACA, see tls_context.h). Not called at
@@ -258,10 +269,11 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(
   // Replicas share no state, so a server-side session cache would only cost memory;
   // resumption uses stateless tickets (RFC 8446 §4.6.1, RFC 5077).
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_timeout(c, kSessionLifetimeSeconds);
+  const long lifetime = SessionLifetimeSeconds(tickets.get());
+  SSL_CTX_set_timeout(c, lifetime);
 #ifdef OPENSSL_IS_BORINGSSL
   // BoringSSL gives TLS 1.3 resumption its own, longer (7-day) default.
-  SSL_CTX_set_session_psk_dhe_timeout(c, kSessionLifetimeSeconds);
+  SSL_CTX_set_session_psk_dhe_timeout(c, static_cast<uint32_t>(lifetime));
 #endif
   if (tickets != nullptr) {
     // The ring decides which key protects and opens each ticket, for TLS 1.2 and 1.3.

@@ -69,6 +69,7 @@ class TicketKeyRing {
   Match ForDecryption(const unsigned char* name, Key* out);
   // How many keys have been made (1 after construction).
   uint64_t keys_made() const;
+  std::chrono::steady_clock::duration interval() const { return interval_; }
 
  private:
   void RotateIfDue();  // with mutex_ held
@@ -92,7 +93,7 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(
 absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(const TlsFiles& files);
 
 // One hour: with the previous key still accepted, a ticket stays usable for up to two
-// hours, the lifetime of a TLS session (SSL_CTX_set_timeout below).
+// hours; the TLS session lifetime is set to twice the rotation interval to match.
 inline constexpr std::chrono::hours kDefaultTicketKeyRotation{1};
 
 // Holds the current server SSL_CTX and replaces it when the certificate files change.

@@ -458,6 +458,16 @@ TEST_F(TlsTest, SessionTicketsFollowKeyRotation) {
   }
 }
 
+TEST_F(TlsTest, SessionLifetimeIsTwoRotationIntervals) {
+  auto ring = std::make_shared<TicketKeyRing>(std::chrono::minutes(30));
+  auto ctx = NewServerTlsContext(files_, ring);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  EXPECT_EQ(SSL_CTX_get_timeout(ctx->get()), 3600);
+  auto defaults = NewServerTlsContext(files_);
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(SSL_CTX_get_timeout(defaults->get()), 7200);
+}
+
 TEST_F(TlsTest, TicketsCanBeTurnedOff) {
   auto ctx = NewServerTlsContext(files_, nullptr);
   ASSERT_TRUE(ctx.ok()) << ctx.status();
