@@ -100,7 +100,8 @@ struct WorkerPoolOptions {
   // Worker threads; 0 means std::thread::hardware_concurrency().
   std::size_t workers = 0;
   // Connections open at once across the pool; 0 means no limit. A connection accepted
-  // beyond the limit is closed at once (before any TLS work) and counted in the log.
+  // beyond the limit is refused at once (before any TLS work or PROXY header read; see
+  // the file comment) and logged once per run of refusals.
   std::size_t max_connections = 0;
   // listen(2) backlog of each acceptor.
   int backlog = 1024;
