@@ -167,7 +167,8 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto tls = net::TlsContextProvider::Create(net::TlsFilesOf(net_config));
+  auto tls = net::TlsContextProvider::Create(net::TlsFilesOf(net_config), {},
+                                             net_config.tls_ticket_key_rotation);
   if (!tls.ok()) {
     std::cerr << "imap-gateway: " << tls.status().message() << "\n";
     return 1;
@@ -229,6 +230,13 @@ int Run(int argc, char** argv) {
 
   // Per-worker context: routers are created on their worker's executor below.
   auto pool_options = net::WorkerPoolOptionsOf(net_config);
+  pool_options.on_refused = [](net::Refusal reason) {
+    auto& m = ops::GlobalMetrics();
+    (reason == net::Refusal::kMaxConnections ? m.refused_max_connections
+     : reason == net::Refusal::kPerIpLimit   ? m.refused_per_ip
+                                             : m.refused_proxy_header)
+        .fetch_add(1);
+  };
   size_t workers = pool_options.workers == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                              : pool_options.workers;
   pool_options.workers = workers;

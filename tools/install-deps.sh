@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   android-libboringssl-dev
   clang-14 libfuzzer-14-dev
+  # The PROXY protocol test puts a real HAProxy in front of two gateways.
+  haproxy
   # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.
   dovecot-imapd dovecot-sqlite argon2 linux-perf
 )
@@ -55,5 +57,10 @@ fi
 if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null \
     && [[ -d /run/systemd/system ]]; then
   $sudo systemctl disable --now dovecot.service dovecot.socket 2>/dev/null || true
+fi
+# Likewise the tests start their own haproxy on loopback ports; none system-wide.
+if [[ " ${missing[*]} " == *" haproxy "* ]] && command -v systemctl >/dev/null \
+    && [[ -d /run/systemd/system ]]; then
+  $sudo systemctl disable --now haproxy.service 2>/dev/null || true
 fi
 exit $status

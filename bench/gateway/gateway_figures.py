@@ -131,7 +131,8 @@ def main():
     try:
         system.start_service()
         system.add_user("bench", "bench")
-        gateway = system.start_gateway("--workers=2", "--max-connections=0")
+        gateway = system.start_gateway("--workers=2", "--max-connections=0",
+                                         "--max-connections-per-ip=0")
         # 20 small messages for the FETCH loop.
         import imaplib
         client = imaplib.IMAP4_SSL("127.0.0.1", gateway.imaps_port,
@@ -147,7 +148,8 @@ def main():
         # Each idle mode on a fresh gateway process, so freed memory of one phase
         # does not hide the cost of the next.
         for mode in ("plain", "tls", "idle"):
-            fresh = system.start_gateway("--workers=2", "--max-connections=0")
+            fresh = system.start_gateway("--workers=2", "--max-connections=0",
+                                         "--max-connections-per-ip=0")
             time.sleep(0.5)
             report["idle_" + mode] = loop.run_until_complete(
                 measure_idle(fresh, mode, args.connections, "bench", "bench"))

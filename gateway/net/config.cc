@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <limits>
+#include <optional>
 #include <system_error>
 #include <utility>
 
@@ -33,13 +34,26 @@ constexpr OptionInfo kOptions[] = {
     {"tls-key-file", "IMAPD_TLS_KEY_FILE", "(required)",
      "PEM private key; reloaded when it changes"},
     {"workers", "IMAPD_WORKERS", "0", "worker threads (0 = one per CPU)"},
-    {"max-connections", "IMAPD_MAX_CONNECTIONS", "0",
-     "open connections across all workers (0 = unlimited)"},
+    {"max-connections", "IMAPD_MAX_CONNECTIONS", "10000",
+     "open connections across all workers; more are refused (0 = unlimited)"},
+    {"max-connections-per-ip", "IMAPD_MAX_CONNECTIONS_PER_IP", "100",
+     "open connections from one client address (the PROXY header's when one is "
+     "accepted); more are refused (0 = unlimited)"},
+    {"trusted-proxies", "IMAPD_TRUSTED_PROXIES", "(none)",
+     "comma-separated address ranges (10.0.0.0/8, 192.0.2.7, fd00::/8) whose connections "
+     "must start with a PROXY protocol v1/v2 header naming the client"},
+    {"proxy-protocol-timeout", "IMAPD_PROXY_PROTOCOL_TIMEOUT", "5s",
+     "time a trusted proxy has to send the PROXY header"},
+    {"proxy-protocol-max-header", "IMAPD_PROXY_PROTOCOL_MAX_HEADER", "1024",
+     "largest PROXY protocol v2 header accepted, in bytes (v1 is at most 107)"},
     {"listen-backlog", "IMAPD_LISTEN_BACKLOG", "1024", "listen(2) backlog per acceptor"},
     {"tls-handshake-timeout", "IMAPD_TLS_HANDSHAKE_TIMEOUT", "30s",
      "time allowed for a TLS handshake"},
     {"tls-reload-interval", "IMAPD_TLS_RELOAD_INTERVAL", "60s",
      "how often to check the certificate files for changes (0 = only on SIGHUP)"},
+    {"tls-ticket-key-rotation", "IMAPD_TLS_TICKET_KEY_ROTATION", "1h",
+     "how often the session-ticket key is replaced; the previous one is still accepted "
+     "(0 = no session tickets)"},
     {"accept-backoff", "IMAPD_ACCEPT_BACKOFF", "100ms",
      "pause of an acceptor after running out of descriptors"},
     {"drain-timeout", "IMAPD_DRAIN_TIMEOUT", "30s",
@@ -170,6 +184,28 @@ absl::Status SetNetOption(NetConfig& config, std::string_view name, std::string_
   if (name == "max-connections") {
     return ParseNumber<std::size_t>(name, value, 0, 100'000'000, config.max_connections);
   }
+  if (name == "max-connections-per-ip") {
+    return ParseNumber<std::size_t>(name, value, 0, 100'000'000, config.max_connections_per_ip);
+  }
+  if (name == "trusted-proxies") {
+    std::string error;
+    std::optional<proxy::TrustedNetworks> networks =
+        proxy::TrustedNetworks::Parse(value, &error);
+    if (!networks.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", Absl(name), "=", Absl(value), ": ", error));
+    }
+    config.trusted_proxies = *std::move(networks);
+    return absl::OkStatus();
+  }
+  if (name == "proxy-protocol-timeout") {
+    return ParseMillis(name, value, false, config.proxy_protocol_timeout);
+  }
+  if (name == "proxy-protocol-max-header") {
+    // 232: the fixed part and the largest address block (AF_UNIX, PROXY §2.2);
+    // 65551: the most the 16-bit length field can announce.
+    return ParseNumber<std::size_t>(name, value, 232, 65'551, config.proxy_protocol_max_header);
+  }
   if (name == "listen-backlog") {
     return ParseNumber<int>(name, value, 1, 1 << 20, config.listen_backlog);
   }
@@ -178,6 +214,9 @@ absl::Status SetNetOption(NetConfig& config, std::string_view name, std::string_
   }
   if (name == "tls-reload-interval") {
     return ParseMillis(name, value, true, config.tls_reload_interval);
+  }
+  if (name == "tls-ticket-key-rotation") {
+    return ParseMillis(name, value, true, config.tls_ticket_key_rotation);
   }
   if (name == "accept-backoff") {
     return ParseMillis(name, value, false, config.accept_backoff);
@@ -280,6 +319,10 @@ WorkerPoolOptions WorkerPoolOptionsOf(const NetConfig& config, LogSink log) {
   }
   options.workers = config.workers;
   options.max_connections = config.max_connections;
+  options.max_connections_per_ip = config.max_connections_per_ip;
+  options.trusted_proxies = config.trusted_proxies;
+  options.proxy_header_timeout = config.proxy_protocol_timeout;
+  options.proxy_header_max_length = config.proxy_protocol_max_header;
   options.backlog = config.listen_backlog;
   options.accept_backoff = config.accept_backoff;
   options.log = std::move(log);

@@ -9,10 +9,15 @@
 //   --tls-cert-file           IMAPD_TLS_CERT_FILE            (required)
 //   --tls-key-file            IMAPD_TLS_KEY_FILE             (required)
 //   --workers                 IMAPD_WORKERS                  0 = one per CPU
-//   --max-connections         IMAPD_MAX_CONNECTIONS          0 = unlimited
+//   --max-connections         IMAPD_MAX_CONNECTIONS          10000 (0 = unlimited)
+//   --max-connections-per-ip  IMAPD_MAX_CONNECTIONS_PER_IP   100 (0 = unlimited)
+//   --trusted-proxies         IMAPD_TRUSTED_PROXIES          (none)
+//   --proxy-protocol-timeout  IMAPD_PROXY_PROTOCOL_TIMEOUT   5s
+//   --proxy-protocol-max-header IMAPD_PROXY_PROTOCOL_MAX_HEADER 1024
 //   --listen-backlog          IMAPD_LISTEN_BACKLOG           1024
 //   --tls-handshake-timeout   IMAPD_TLS_HANDSHAKE_TIMEOUT    30s
 //   --tls-reload-interval     IMAPD_TLS_RELOAD_INTERVAL      60s (0 = only on SIGHUP)
+//   --tls-ticket-key-rotation IMAPD_TLS_TICKET_KEY_ROTATION  1h (0 = no session tickets)
 //   --accept-backoff          IMAPD_ACCEPT_BACKOFF           100ms
 //   --drain-timeout           IMAPD_DRAIN_TIMEOUT            30s
 //
@@ -44,10 +49,18 @@ struct NetConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::size_t workers = 0;
-  std::size_t max_connections = 0;
+  // Sized for a host with 20,000 descriptors: each connection takes one, and the
+  // gRPC channels, the operator endpoint and the accept back-off need headroom
+  // (docs/security.md, "Connections, TLS and the PROXY protocol").
+  std::size_t max_connections = 10'000;
+  std::size_t max_connections_per_ip = 100;
+  proxy::TrustedNetworks trusted_proxies;
+  std::chrono::milliseconds proxy_protocol_timeout{5'000};
+  std::size_t proxy_protocol_max_header = 1024;
   int listen_backlog = 1024;
   std::chrono::milliseconds tls_handshake_timeout{30'000};
   std::chrono::milliseconds tls_reload_interval{60'000};
+  std::chrono::milliseconds tls_ticket_key_rotation{kDefaultTicketKeyRotation};
   std::chrono::milliseconds accept_backoff{100};
   std::chrono::milliseconds drain_timeout{30'000};
 };

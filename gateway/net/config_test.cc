@@ -88,5 +88,64 @@ TEST(NetConfigTest, BadValuesNameTheSetting) {
   EXPECT_NE(NetFlagsHelp().find("IMAPD_TLS_CERT_FILE"), std::string::npos);
 }
 
+TEST(NetConfigTest, ConnectionCapsHaveRealDefaults) {
+  NetConfig config;
+  EXPECT_EQ(config.max_connections, 10000u);
+  EXPECT_EQ(config.max_connections_per_ip, 100u);
+  EXPECT_TRUE(config.trusted_proxies.empty());  // no PROXY header believed by default
+  EXPECT_EQ(config.proxy_protocol_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(config.proxy_protocol_max_header, 1024u);
+  EXPECT_EQ(config.tls_ticket_key_rotation, std::chrono::hours(1));
+  EXPECT_TRUE(SetNetOption(config, "tls-ticket-key-rotation", "0").ok());  // no tickets
+  EXPECT_EQ(config.tls_ticket_key_rotation, std::chrono::milliseconds(0));
+  EXPECT_TRUE(SetNetOption(config, "tls-ticket-key-rotation", "6h").ok());
+  EXPECT_EQ(config.tls_ticket_key_rotation, std::chrono::hours(6));
+  EXPECT_FALSE(SetNetOption(config, "tls-ticket-key-rotation", "6").ok());
+  WorkerPoolOptions options = WorkerPoolOptionsOf(config);
+  EXPECT_EQ(options.max_connections, 10000u);
+  EXPECT_EQ(options.max_connections_per_ip, 100u);
+  EXPECT_EQ(options.proxy_header_max_length, 1024u);
+  EXPECT_NE(NetFlagsHelp().find("IMAPD_MAX_CONNECTIONS_PER_IP (default 100)"),
+            std::string::npos);
+  EXPECT_NE(NetFlagsHelp().find("IMAPD_TRUSTED_PROXIES"), std::string::npos);
+}
+
+TEST(NetConfigTest, ConnectionAndProxySettings) {
+  std::map<std::string, std::string> env = {
+      {"IMAPD_MAX_CONNECTIONS_PER_IP", "3"},
+      {"IMAPD_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"},
+      {"IMAPD_PROXY_PROTOCOL_TIMEOUT", "750ms"},
+  };
+  NetConfig config;
+  ASSERT_TRUE(ApplyNetEnvironment(config, [&](const char* name) -> const char* {
+                auto it = env.find(name);
+                return it == env.end() ? nullptr : it->second.c_str();
+              }).ok());
+  EXPECT_EQ(config.max_connections_per_ip, 3u);
+  ASSERT_EQ(config.trusted_proxies.networks().size(), 2u);
+  EXPECT_EQ(config.proxy_protocol_timeout, std::chrono::milliseconds(750));
+  auto rest = ApplyNetFlags(config, {"imapd", "--max-connections=0",
+                                     "--max-connections-per-ip", "0",
+                                     "--proxy-protocol-max-header=232"});
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(config.max_connections, 0u);  // 0 turns a cap off
+  EXPECT_EQ(config.max_connections_per_ip, 0u);
+  EXPECT_EQ(config.proxy_protocol_max_header, 232u);
+  WorkerPoolOptions options = WorkerPoolOptionsOf(config);
+  EXPECT_TRUE(options.trusted_proxies.Contains(*proxy::IpAddress::Parse("10.1.2.3")));
+  EXPECT_EQ(options.proxy_header_timeout, std::chrono::milliseconds(750));
+  // The bounds of each setting.
+  EXPECT_FALSE(SetNetOption(config, "proxy-protocol-max-header", "231").ok());
+  EXPECT_TRUE(SetNetOption(config, "proxy-protocol-max-header", "65551").ok());
+  EXPECT_FALSE(SetNetOption(config, "proxy-protocol-max-header", "65552").ok());
+  EXPECT_FALSE(SetNetOption(config, "proxy-protocol-timeout", "0").ok());
+  EXPECT_FALSE(SetNetOption(config, "max-connections-per-ip", "-1").ok());
+  absl::Status status = SetNetOption(config, "trusted-proxies", "10.0.0.1/8");
+  EXPECT_NE(status.message().find("--trusted-proxies=10.0.0.1/8"), absl::string_view::npos)
+      << status;
+  EXPECT_TRUE(SetNetOption(config, "trusted-proxies", "").ok());
+  EXPECT_TRUE(config.trusted_proxies.empty());
+}
+
 }  // namespace
 }  // namespace gateway::net

@@ -2,14 +2,17 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <exception>
 #include <future>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
@@ -93,6 +96,10 @@ struct WorkerPoolAccess {
                                           std::size_t listener);
   static void StartSession(WorkerPool* pool, WorkerPool::Worker* worker, std::size_t listener,
                            tcp::socket socket);
+  // PROXY header (from trusted proxies), per-IP limit, then the handler.
+  static asio::awaitable<void> Admit(WorkerPool* pool, Stream stream, ConnectionInfo info);
+  static void Refuse(WorkerPool* pool, Refusal reason);
+  class PerIpSlot;
 };
 
 asio::awaitable<void> WorkerPoolAccess::AcceptLoop(WorkerPool* pool, WorkerPool::Worker* worker,
@@ -129,17 +136,174 @@ asio::awaitable<void> WorkerPoolAccess::AcceptLoop(WorkerPool* pool, WorkerPool:
   }
 }
 
+namespace {
+
+// The client address as the per-IP map's key: IPv4-mapped IPv6 folded to IPv4, so a
+// client counts once whichever socket family accepted it.
+proxy::IpAddress ToIp(const asio::ip::address& address) {
+  proxy::IpAddress out;
+  if (address.is_v4()) {
+    auto bytes = address.to_v4().to_bytes();
+    std::copy(bytes.begin(), bytes.end(), out.bytes.begin());
+  } else {
+    out.v6 = true;
+    auto bytes = address.to_v6().to_bytes();
+    std::copy(bytes.begin(), bytes.end(), out.bytes.begin());
+  }
+  return out.Canonical();
+}
+
+tcp::endpoint ToEndpoint(const proxy::Endpoint& endpoint) {
+  if (!endpoint.address.v6) {
+    asio::ip::address_v4::bytes_type bytes;
+    std::copy_n(endpoint.address.bytes.begin(), bytes.size(), bytes.begin());
+    return tcp::endpoint(asio::ip::address_v4(bytes), endpoint.port);
+  }
+  asio::ip::address_v6::bytes_type bytes;
+  std::copy_n(endpoint.address.bytes.begin(), bytes.size(), bytes.begin());
+  return tcp::endpoint(asio::ip::address_v6(bytes), endpoint.port);
+}
+
+std::string IpKey(const tcp::endpoint& endpoint) {
+  proxy::IpAddress ip = ToIp(endpoint.address());
+  return std::string(reinterpret_cast<const char*>(ip.bytes.data()), ip.v6 ? 16 : 4);
+}
+
+// The line a refused plain-IMAP client gets (RFC 9051 §7.1.5: BYE when the server is
+// closing the connection; RFC 9051 §7.1 allows it in place of the greeting).
+std::string ByeLine(Refusal reason, std::size_t limit) {
+  if (reason == Refusal::kPerIpLimit) {
+    return absl::StrCat("* BYE [UNAVAILABLE] Too many connections from your address (limit ",
+                        limit, "); close some and try again\r\n");
+  }
+  return "* BYE [UNAVAILABLE] This server has too many connections; try again later\r\n";
+}
+
+// Best effort, never waits: a refused client is not worth a pending operation.
+void SendByeNow(tcp::socket& socket, std::string_view line) {
+  (void)::send(socket.native_handle(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+// Reads a PROXY protocol header off `stream`, consuming exactly its bytes. Its own
+// coroutine so that the header buffer lives only while the header is read.
+asio::awaitable<std::optional<proxy::Header>> ReadProxyHeader(Stream& stream,
+                                                              Stream::Clock::time_point deadline,
+                                                              std::size_t max_length,
+                                                              std::string* why) {
+  const std::size_t bound = std::max(max_length, proxy::kV1MaxLength);
+  std::string have;  // bytes known to belong to the header, already consumed
+  std::vector<char> window(bound);
+  for (;;) {
+    auto [ec, n] = co_await stream.Peek(std::span<char>(window.data(), bound - have.size()),
+                                        deadline);
+    if (ec) {
+      *why = ec == asio::error::timed_out ? "no PROXY header in time" : ec.message();
+      co_return std::nullopt;
+    }
+    std::string candidate = have;
+    candidate.append(window.data(), n);
+    proxy::ParseResult parsed = proxy::Parse(candidate, max_length);
+    if (parsed.state == proxy::ParseState::kInvalid) {
+      *why = parsed.error;
+      co_return std::nullopt;
+    }
+    if (parsed.state == proxy::ParseState::kComplete) {
+      if (!stream.Consume(parsed.header.length - have.size())) {
+        *why = "connection failed while reading the PROXY header";
+        co_return std::nullopt;
+      }
+      co_return std::move(parsed.header);
+    }
+    // Everything seen so far is header: take it off the socket so that the next Peek
+    // waits for new bytes instead of seeing these again.
+    if (!stream.Consume(n)) {
+      *why = "connection failed while reading the PROXY header";
+      co_return std::nullopt;
+    }
+    have.append(window.data(), n);
+    if (have.size() >= bound) {
+      *why = "PROXY header over the size limit";
+      co_return std::nullopt;
+    }
+  }
+}
+
+}  // namespace
+
+// Holds one connection's place in the per-IP count for as long as the connection
+// lives (also when the worker's io_context is destroyed with the coroutine pending).
+class WorkerPoolAccess::PerIpSlot {
+ public:
+  PerIpSlot() = default;
+  PerIpSlot(const PerIpSlot&) = delete;
+  PerIpSlot& operator=(const PerIpSlot&) = delete;
+  ~PerIpSlot() {
+    if (pool_ == nullptr) {
+      return;
+    }
+    std::lock_guard<std::mutex> lock(pool_->per_ip_mutex_);
+    auto it = pool_->per_ip_.find(key_);
+    if (it != pool_->per_ip_.end() && --it->second.open == 0) {
+      pool_->per_ip_.erase(it);
+    } else if (it != pool_->per_ip_.end() &&
+               it->second.open < pool_->options_.max_connections_per_ip) {
+      it->second.refusal_logged = false;
+    }
+  }
+
+  // Takes a place for `key`; false (and a log line the first time in a row) if the
+  // address is at its limit.
+  bool Take(WorkerPool* pool, std::string key, const tcp::endpoint& client) {
+    const std::size_t limit = pool->options_.max_connections_per_ip;
+    bool log = false;
+    {
+      std::lock_guard<std::mutex> lock(pool->per_ip_mutex_);
+      WorkerPool::PerIp& entry = pool->per_ip_[key];
+      if (limit != 0 && entry.open >= limit) {
+        log = !entry.refusal_logged;
+        entry.refusal_logged = true;
+      } else {
+        ++entry.open;
+        pool_ = pool;
+        key_ = std::move(key);
+      }
+    }
+    if (log) {
+      pool->log_(absl::StrCat("net: ", client.address().to_string(), " has ", limit,
+                              " connections open (--max-connections-per-ip); refusing more "
+                              "from it until some close"));
+    }
+    return pool_ != nullptr;
+  }
+
+ private:
+  WorkerPool* pool_ = nullptr;
+  std::string key_;
+};
+
+void WorkerPoolAccess::Refuse(WorkerPool* pool, Refusal reason) {
+  if (pool->options_.on_refused) {
+    pool->options_.on_refused(reason);
+  }
+}
+
 void WorkerPoolAccess::StartSession(WorkerPool* pool, WorkerPool::Worker* worker,
                                     std::size_t listener, tcp::socket socket) {
+  const ListenerKind kind = pool->options_.listeners[listener].kind;
   const std::size_t limit = pool->options_.max_connections;
   if (limit != 0 && pool->active_.load() >= limit) {
     if (!worker->over_limit_logged) {
       pool->log_(absl::StrCat("net: connection limit ", limit,
-                              " reached; closing new connections until sessions end"));
+                              " reached (--max-connections); refusing new connections until "
+                              "sessions end"));
       worker->over_limit_logged = true;
+    }
+    if (kind == ListenerKind::kStartTls) {
+      SendByeNow(socket, ByeLine(Refusal::kMaxConnections, limit));
     }
     error_code ignored;
     socket.close(ignored);
+    Refuse(pool, Refusal::kMaxConnections);
     return;
   }
   worker->over_limit_logged = false;
@@ -151,26 +315,17 @@ void WorkerPoolAccess::StartSession(WorkerPool* pool, WorkerPool::Worker* worker
   socket.set_option(asio::socket_base::keep_alive(true), ignored);
 
   ConnectionInfo info;
-  info.kind = pool->options_.listeners[listener].kind;
+  info.kind = kind;
   info.listener = listener;
   info.worker = worker->index;
   info.id = pool->next_id_.fetch_add(1);
 
   Stream stream(std::move(socket));
+  info.peer = stream.remote_endpoint();
+  info.client = info.peer;
   worker->sessions.emplace(info.id, stream.GetCloser());
   pool->active_.fetch_add(1);
-
-  asio::awaitable<void> session;
-  try {
-    session = pool->handler_(std::move(stream), info);
-  } catch (...) {
-    pool->log_(absl::StrCat("net: connection ", info.id,
-                            " handler failed to start: ", ErrorText(std::current_exception())));
-    worker->sessions.erase(info.id);
-    pool->SessionEnded();
-    return;
-  }
-  asio::co_spawn(worker->context, std::move(session),
+  asio::co_spawn(worker->context, Admit(pool, std::move(stream), info),
                  [pool, worker, id = info.id](std::exception_ptr error) {
                    if (error != nullptr) {
                      pool->log_(absl::StrCat("net: connection ", id,
@@ -179,6 +334,49 @@ void WorkerPoolAccess::StartSession(WorkerPool* pool, WorkerPool::Worker* worker
                    worker->sessions.erase(id);
                    pool->SessionEnded();
                  });
+}
+
+asio::awaitable<void> WorkerPoolAccess::Admit(WorkerPool* pool, Stream stream,
+                                              ConnectionInfo info) {
+  const WorkerPoolOptions& options = pool->options_;
+  if (!options.trusted_proxies.empty() &&
+      options.trusted_proxies.Contains(ToIp(info.peer.address()))) {
+    std::string why;
+    std::optional<proxy::Header> header = co_await ReadProxyHeader(
+        stream, Stream::Clock::now() + options.proxy_header_timeout,
+        options.proxy_header_max_length, &why);
+    if (!header.has_value()) {
+      // PROXY §2: a trusted proxy that sends no valid header is misconfigured or is
+      // not the proxy; nothing is sent, so the bytes cannot be read as a response.
+      pool->log_(absl::StrCat("net: connection ", info.id, " from trusted proxy ",
+                              Describe(info.peer), " closed: ", why));
+      Refuse(pool, Refusal::kProxyHeader);
+      co_return;
+    }
+    // LOCAL (health checks) and UNKNOWN carry no client: the proxy itself is served.
+    if (header->source.has_value()) {
+      info.client = ToEndpoint(*header->source);
+      info.proxied = true;
+    }
+  }
+  PerIpSlot slot;
+  if (!slot.Take(pool, IpKey(info.client), info.client)) {
+    if (info.kind == ListenerKind::kStartTls) {
+      (void)co_await stream.Write(ByeLine(Refusal::kPerIpLimit, options.max_connections_per_ip),
+                                  std::chrono::seconds(1));
+    }
+    Refuse(pool, Refusal::kPerIpLimit);
+    co_return;
+  }
+  asio::awaitable<void> session;
+  try {
+    session = pool->handler_(std::move(stream), info);
+  } catch (...) {
+    pool->log_(absl::StrCat("net: connection ", info.id,
+                            " handler failed to start: ", ErrorText(std::current_exception())));
+    co_return;
+  }
+  co_await std::move(session);
 }
 
 WorkerPool::WorkerPool(WorkerPoolOptions options, ConnectionHandler handler)

@@ -14,6 +14,19 @@
 //
 // The pool does not do TLS itself: the handler sees ConnectionInfo::kind and calls
 // Stream::Handshake() for kImplicitTls connections (under its own timeout).
+//
+// Before the handler runs, the pool admits the connection:
+//  1. Over max_connections it is refused at once (no TLS work, no PROXY header read).
+//  2. From a trusted proxy (trusted_proxies) it must start with a PROXY protocol v1 or
+//     v2 header (proxy_protocol.h), read within proxy_header_timeout and
+//     proxy_header_max_length; otherwise it is closed with nothing sent. The header's
+//     source becomes ConnectionInfo::client. From anyone else no header is looked for:
+//     its bytes reach the handler as they are.
+//  3. Over max_connections_per_ip open connections from ConnectionInfo::client's
+//     address it is refused.
+// A refused connection on a plain (STARTTLS) listener gets one "* BYE" line saying
+// why; on an implicit-TLS listener it is closed without a handshake, since a BYE
+// could only be sent after one, which is the work a flood wants the server to do.
 #pragma once
 
 #include <atomic>
@@ -26,6 +39,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,6 +48,7 @@
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "gateway/net/log.h"
+#include "gateway/net/proxy_protocol.h"
 #include "gateway/net/stream.h"
 
 namespace gateway::net {
@@ -59,6 +74,19 @@ struct ConnectionInfo {
   std::size_t listener = 0;  // index into WorkerPoolOptions::listeners
   std::size_t worker = 0;    // index of the worker thread running the handler
   uint64_t id = 0;           // unique within the pool, for logs
+  // The client: the source named by an accepted PROXY header, else the TCP peer. Use
+  // this (not Stream::remote_endpoint()) for throttling, limits and logs.
+  boost::asio::ip::tcp::endpoint client;
+  // The TCP peer; differs from `client` only when a PROXY header was accepted.
+  boost::asio::ip::tcp::endpoint peer;
+  bool proxied = false;  // a PROXY header named the client
+};
+
+// Why the pool turned a connection away (WorkerPoolOptions::on_refused).
+enum class Refusal {
+  kMaxConnections,  // max_connections reached
+  kPerIpLimit,      // max_connections_per_ip reached for the client's address
+  kProxyHeader,     // a trusted proxy's connection without a valid PROXY header in time
 };
 
 // Serves one connection. Runs on the accepting worker's executor; the returned
@@ -72,13 +100,25 @@ struct WorkerPoolOptions {
   // Worker threads; 0 means std::thread::hardware_concurrency().
   std::size_t workers = 0;
   // Connections open at once across the pool; 0 means no limit. A connection accepted
-  // beyond the limit is closed at once (before any TLS work) and counted in the log.
+  // beyond the limit is refused at once (before any TLS work or PROXY header read; see
+  // the file comment) and logged once per run of refusals.
   std::size_t max_connections = 0;
   // listen(2) backlog of each acceptor.
   int backlog = 1024;
   // Pause of an acceptor after EMFILE/ENFILE/ENOBUFS/ENOMEM or an unexpected accept
   // error, so that running out of file descriptors does not spin a core.
   std::chrono::milliseconds accept_backoff{100};
+  // Connections open at once from one client address (after PROXY header
+  // resolution); 0 means no limit.
+  std::size_t max_connections_per_ip = 0;
+  // Peers whose PROXY protocol headers are required and believed; empty: none.
+  proxy::TrustedNetworks trusted_proxies;
+  // Time a trusted proxy has to deliver the whole header, and its largest size (a v2
+  // header; v1 is at most 107 bytes by definition).
+  std::chrono::milliseconds proxy_header_timeout{5000};
+  std::size_t proxy_header_max_length = 1024;
+  // Called on the worker's thread for each refused connection (e.g. for metrics).
+  std::function<void(Refusal)> on_refused;
   LogSink log;  // default: stderr
 };
 
@@ -134,6 +174,14 @@ class WorkerPool {
   bool stopped_ = false;
   std::mutex mutex_;  // with drained_: Stop() waits for active_ to reach 0
   std::condition_variable drained_;
+  // Open connections per client address (canonical bytes), across workers; an
+  // address leaves the map when its count falls to 0.
+  struct PerIp {
+    std::size_t open = 0;
+    bool refusal_logged = false;
+  };
+  std::mutex per_ip_mutex_;
+  std::unordered_map<std::string, PerIp> per_ip_;
 };
 
 }  // namespace gateway::net

@@ -401,11 +401,21 @@ asio::awaitable<error_code> DoHandshake(std::shared_ptr<Impl> s, std::shared_ptr
   if (ctx == nullptr) {
     co_return make_error_code(asio::error::invalid_argument);
   }
+  // The SSL object and the library's handshake buffers (about 40 KiB with OpenSSL 3)
+  // are made only once the ClientHello's first bytes have arrived: a connection that
+  // never speaks costs the socket, this frame and a timer, not a TLS state.
+  s->Arm(Stream::Clock::now() + timeout);
+  if (error_code ec = co_await WaitSocket(*s, tcp::socket::wait_read); ec) {
+    s->Disarm();
+    s->broken = true;
+    co_return ec;
+  }
   ERR_clear_error();
   SSL* ssl = SSL_new(ctx.get());  // takes its own reference on ctx
   BIO* bio = ssl != nullptr ? BIO_new(SocketBioMethod()) : nullptr;
   if (bio == nullptr) {
     SSL_free(ssl);
+    s->Disarm();
     s->broken = true;
     co_return s->TlsError(SSL_ERROR_SSL);
   }
@@ -414,7 +424,7 @@ asio::awaitable<error_code> DoHandshake(std::shared_ptr<Impl> s, std::shared_ptr
   SSL_set_accept_state(ssl);
   s->ssl = ssl;  // so that TlsError() and the destructor see it
 
-  s->Arm(Stream::Clock::now() + timeout);
+  // The deadline armed above covers the whole handshake.
   error_code result;
   for (;;) {
     ERR_clear_error();
@@ -439,6 +449,43 @@ asio::awaitable<error_code> DoHandshake(std::shared_ptr<Impl> s, std::shared_ptr
     s->ReleaseTlsBuffers();
   }
   co_return result;
+}
+
+asio::awaitable<std::pair<error_code, std::size_t>> DoPeek(std::shared_ptr<Impl> s,
+                                                           std::span<char> out,
+                                                           Stream::Clock::time_point deadline) {
+  if (s->broken || !s->socket.is_open() || s->ssl != nullptr) {
+    co_return std::make_pair(MakeErrorCode(NetErrc::kStreamBroken), std::size_t{0});
+  }
+  if (out.empty()) {
+    co_return std::make_pair(make_error_code(asio::error::invalid_argument), std::size_t{0});
+  }
+  s->Arm(deadline);
+  error_code result;
+  std::size_t got = 0;
+  for (;;) {
+    auto [ec] = co_await s->socket.async_wait(tcp::socket::wait_read, kAwait);
+    if (ec) {
+      result = s->Cause(ec);
+      break;
+    }
+    ssize_t n = ::recv(s->socket.native_handle(), out.data(), out.size(),
+                       MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+      got = static_cast<std::size_t>(n);
+      break;
+    }
+    if (n == 0) {
+      result = asio::error::eof;
+      break;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      result = error_code(errno, boost::system::system_category());
+      break;
+    }
+  }
+  s->Disarm();
+  co_return std::make_pair(result, got);
 }
 
 asio::awaitable<void> DoShutdown(std::shared_ptr<Impl> s, Stream::Clock::duration timeout) {
@@ -504,6 +551,30 @@ asio::awaitable<error_code> Stream::Handshake(std::shared_ptr<SSL_CTX> ctx,
 
 asio::awaitable<void> Stream::Shutdown(Clock::duration timeout) {
   return DoShutdown(impl_, timeout);
+}
+
+asio::awaitable<std::pair<error_code, std::size_t>> Stream::Peek(std::span<char> out,
+                                                                 Clock::time_point deadline) {
+  return DoPeek(impl_, out, deadline);
+}
+
+bool Stream::Consume(std::size_t n) {
+  if (impl_ == nullptr || impl_->ssl != nullptr || !impl_->socket.is_open()) {
+    return false;
+  }
+  char sink[512];
+  while (n > 0) {
+    ssize_t got = ::recv(impl_->socket.native_handle(), sink, std::min(n, sizeof(sink)),
+                         MSG_DONTWAIT);
+    if (got < 0 && errno == EINTR) {
+      continue;
+    }
+    if (got <= 0) {
+      return false;
+    }
+    n -= static_cast<std::size_t>(got);
+  }
+  return true;
 }
 
 std::size_t Stream::DiscardReadable() {

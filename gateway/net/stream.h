@@ -102,6 +102,18 @@ class Stream {
   // reason). Fails with NetErrc::kAlreadyTls if TLS is already active.
   awaitable<error_code> Handshake(std::shared_ptr<SSL_CTX> ctx, Clock::duration timeout);
 
+  // Plain mode only; for a header that precedes the protocol, such as the PROXY
+  // protocol's (listener.cc), which must be taken off the socket without taking any
+  // of what follows. Waits until the socket is readable or `deadline`, then copies up
+  // to out.size() received bytes into `out` *without consuming them*. Errors as for
+  // WaitReadable; the peer's EOF is asio::error::eof.
+  awaitable<std::pair<error_code, std::size_t>> Peek(std::span<char> out,
+                                                     Clock::time_point deadline);
+
+  // Plain mode only: consumes exactly `n` bytes that Peek() has shown (so they are in
+  // the kernel already); never waits. False if fewer than `n` could be taken.
+  bool Consume(std::size_t n);
+
   // Drops the bytes already received in plain mode and returns how many; never waits.
   // See the STARTTLS recipe above. Returns 0 in TLS mode.
   std::size_t DiscardReadable();

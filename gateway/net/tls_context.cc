@@ -3,11 +3,14 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/ssl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -53,9 +56,174 @@ absl::Status CheckReadable(const std::string& kind, const std::string& path) {
   return absl::OkStatus();
 }
 
+// A TLS session's lifetime, and so a ticket's: two rotation intervals, the longest a
+// ticket's key is accepted; at most the 7 days RFC 8446 §4.6.1 allows.
+long SessionLifetimeSeconds(const TicketKeyRing* tickets) {
+  constexpr long kWithoutTickets = 2 * 60 * 60;
+  constexpr long kMost = 7 * 24 * 60 * 60;
+  if (tickets == nullptr) {
+    return kWithoutTickets;
+  }
+  const long seconds = static_cast<long>(
+      std::chrono::duration_cast<std::chrono::seconds>(2 * tickets->interval()).count());
+  return std::clamp(seconds, 1L, kMost);
+}
+
+// RFC 7301 §3.2: select "imap" if the client offers it; if it offers ALPN without
+// it, fail with no_application_protocol (ALPACA, see tls_context.h). Not called at
+// all when the client offers no ALPN.
+int SelectAlpn(SSL*, const unsigned char** out, unsigned char* out_length,
+               const unsigned char* in, unsigned int in_length, void*) {
+  static constexpr unsigned char kImap[] = {'i', 'm', 'a', 'p'};
+  unsigned int at = 0;
+  while (at < in_length) {
+    const unsigned int length = in[at];
+    if (length == 0 || at + 1 + length > in_length) {
+      break;  // malformed list: the library would have refused it already
+    }
+    if (length == sizeof(kImap) && std::memcmp(in + at + 1, kImap, sizeof(kImap)) == 0) {
+      *out = in + at + 1;
+      *out_length = static_cast<unsigned char>(length);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    at += 1 + length;
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;  // sends no_application_protocol (RFC 7301 §3.2)
+}
+
+// The SSL_CTX keeps a reference to its ring in its ex_data, released with the SSL_CTX.
+void FreeRing(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<std::shared_ptr<TicketKeyRing>*>(ptr);
+}
+
+int RingIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, &FreeRing);
+  return index;
+}
+
+// RFC 5077 §4 recommended ticket protection (key name, AES-256-CBC, HMAC-SHA256), in
+// the form SSL_CTX_set_tlsext_ticket_key_cb has in OpenSSL 3 and BoringSSL alike.
+// Returns 1 (ticket made / accepted), 2 (accepted, issue a fresh one), 0 (unknown
+// key: full handshake), -1 (error).
+int TicketKeyCallback(SSL* ssl, unsigned char* key_name, unsigned char* iv,
+                      EVP_CIPHER_CTX* cipher, HMAC_CTX* hmac, int encrypt) {
+  auto* ring = static_cast<std::shared_ptr<TicketKeyRing>*>(
+      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), RingIndex()));
+  if (ring == nullptr || *ring == nullptr) {
+    return -1;
+  }
+  TicketKeyRing::Key key;
+  int result = 1;
+  if (encrypt != 0) {
+    key = (*ring)->ForEncryption();
+    if (RAND_bytes(iv, 16) != 1) {
+      return -1;
+    }
+    std::memcpy(key_name, key.name.data(), key.name.size());
+    if (EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes.data(), iv) != 1) {
+      result = -1;
+    }
+  } else {
+    TicketKeyRing::Match match = (*ring)->ForDecryption(key_name, &key);
+    if (match == TicketKeyRing::Match::kNone) {
+      return 0;
+    }
+    result = match == TicketKeyRing::Match::kCurrent ? 1 : 2;
+    if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes.data(), iv) != 1) {
+      result = -1;
+    }
+  }
+  if (result > 0 &&
+      HMAC_Init_ex(hmac, key.hmac.data(), static_cast<int>(key.hmac.size()), EVP_sha256(),
+                   nullptr) != 1) {
+    result = -1;
+  }
+  OPENSSL_cleanse(&key, sizeof(key));
+  return result;
+}
+
+TicketKeyRing::Key MakeKey(std::chrono::steady_clock::time_point now) {
+  TicketKeyRing::Key key;
+  key.made = now;
+  if (RAND_bytes(key.name.data(), key.name.size()) != 1 ||
+      RAND_bytes(key.aes.data(), key.aes.size()) != 1 ||
+      RAND_bytes(key.hmac.data(), key.hmac.size()) != 1) {
+    // The library's random generator failed; no handshake can succeed then either.
+    // A zero key must never protect a ticket: mark it unusable.
+    key.name.fill(0);
+  }
+  return key;
+}
+
+bool Usable(const TicketKeyRing::Key& key) {
+  for (unsigned char c : key.name) {
+    if (c != 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
+TicketKeyRing::TicketKeyRing(std::chrono::steady_clock::duration interval, Clock clock)
+    : interval_(interval > std::chrono::steady_clock::duration::zero()
+                    ? interval
+                    : std::chrono::steady_clock::duration(kDefaultTicketKeyRotation)),
+      clock_(std::move(clock)) {
+  current_ = MakeKey(clock_());
+  keys_made_ = 1;
+}
+
+void TicketKeyRing::RotateIfDue() {
+  const auto now = clock_();
+  if (now - current_.made < interval_) {
+    return;
+  }
+  // The current key's tickets stay readable for one more interval; if a whole
+  // interval passed without a rotation, they are too old for that as well.
+  if (now - current_.made < 2 * interval_) {
+    previous_ = current_;
+  } else {
+    previous_.reset();
+  }
+  OPENSSL_cleanse(&current_, sizeof(current_));
+  current_ = MakeKey(now);
+  ++keys_made_;
+}
+
+TicketKeyRing::Key TicketKeyRing::ForEncryption() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  RotateIfDue();
+  return current_;
+}
+
+TicketKeyRing::Match TicketKeyRing::ForDecryption(const unsigned char* name, Key* out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  RotateIfDue();
+  if (Usable(current_) && std::memcmp(name, current_.name.data(), current_.name.size()) == 0) {
+    *out = current_;
+    return Match::kCurrent;
+  }
+  if (previous_.has_value() && Usable(*previous_) &&
+      std::memcmp(name, previous_->name.data(), previous_->name.size()) == 0) {
+    *out = *previous_;
+    return Match::kPrevious;
+  }
+  return Match::kNone;
+}
+
+uint64_t TicketKeyRing::keys_made() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return keys_made_;
+}
+
 absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(const TlsFiles& files) {
+  return NewServerTlsContext(files, std::make_shared<TicketKeyRing>(kDefaultTicketKeyRotation));
+}
+
+absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(
+    const TlsFiles& files, std::shared_ptr<TicketKeyRing> tickets) {
   if (absl::Status s = CheckReadable("certificate", files.cert_chain_file); !s.ok()) {
     return s;
   }
@@ -101,6 +269,25 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(const TlsFiles& fil
   // Replicas share no state, so a server-side session cache would only cost memory;
   // resumption uses stateless tickets (RFC 8446 §4.6.1, RFC 5077).
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+  const long lifetime = SessionLifetimeSeconds(tickets.get());
+  SSL_CTX_set_timeout(c, lifetime);
+#ifdef OPENSSL_IS_BORINGSSL
+  // BoringSSL gives TLS 1.3 resumption its own, longer (7-day) default.
+  SSL_CTX_set_session_psk_dhe_timeout(c, static_cast<uint32_t>(lifetime));
+#endif
+  if (tickets != nullptr) {
+    // The ring decides which key protects and opens each ticket, for TLS 1.2 and 1.3.
+    if (SSL_CTX_set_ex_data(c, RingIndex(), new std::shared_ptr<TicketKeyRing>(tickets)) != 1) {
+      return absl::InternalError(absl::StrCat("storing ticket keys: ", DrainTlsErrors()));
+    }
+    SSL_CTX_set_tlsext_ticket_key_cb(c, &TicketKeyCallback);
+  } else {
+    SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+#ifndef OPENSSL_IS_BORINGSSL
+    SSL_CTX_set_num_tickets(c, 0);
+#endif
+  }
+  SSL_CTX_set_alpn_select_cb(c, &SelectAlpn, nullptr);
 
   ERR_clear_error();
   if (SSL_CTX_use_certificate_chain_file(c, files.cert_chain_file.c_str()) != 1) {
@@ -201,20 +388,25 @@ boost::asio::awaitable<void> WatchLoop(std::weak_ptr<TlsContextProvider> weak,
 
 }  // namespace
 
-TlsContextProvider::TlsContextProvider(TlsFiles files, LogSink log)
-    : files_(std::move(files)), log_(OrStderr(std::move(log))) {}
+TlsContextProvider::TlsContextProvider(TlsFiles files, LogSink log,
+                                       std::shared_ptr<TicketKeyRing> tickets)
+    : files_(std::move(files)), log_(OrStderr(std::move(log))), tickets_(std::move(tickets)) {}
 
 TlsContextProvider::~TlsContextProvider() { StopWatching(); }
 
 absl::StatusOr<std::shared_ptr<TlsContextProvider>> TlsContextProvider::Create(
-    TlsFiles files, LogSink log) {
+    TlsFiles files, LogSink log, std::chrono::steady_clock::duration ticket_key_rotation) {
+  std::shared_ptr<TicketKeyRing> tickets;
+  if (ticket_key_rotation > std::chrono::steady_clock::duration::zero()) {
+    tickets = std::make_shared<TicketKeyRing>(ticket_key_rotation);
+  }
   std::shared_ptr<TlsContextProvider> provider(
-      new TlsContextProvider(std::move(files), std::move(log)));
+      new TlsContextProvider(std::move(files), std::move(log), std::move(tickets)));
   std::lock_guard<std::mutex> reload_lock(provider->reload_mutex_);
   provider->seen_ = std::make_unique<FileIdentity>(
       FileIdentity{FileIdentity::Of(provider->files_.cert_chain_file),
                    FileIdentity::Of(provider->files_.private_key_file)});
-  absl::StatusOr<std::shared_ptr<SSL_CTX>> ctx = NewServerTlsContext(provider->files_);
+  absl::StatusOr<std::shared_ptr<SSL_CTX>> ctx = NewServerTlsContext(provider->files_, provider->tickets_);
   if (!ctx.ok()) {
     return ctx.status();
   }
@@ -248,7 +440,7 @@ absl::StatusOr<bool> TlsContextProvider::DoReload(bool only_if_changed) {
   // Remember this identity even if loading fails: a half-written pair is retried when
   // the next write changes the files again, not on every poll.
   seen_ = std::make_unique<FileIdentity>(now);
-  absl::StatusOr<std::shared_ptr<SSL_CTX>> ctx = NewServerTlsContext(files_);
+  absl::StatusOr<std::shared_ptr<SSL_CTX>> ctx = NewServerTlsContext(files_, tickets_);
   if (!ctx.ok()) {
     log_(absl::StrCat("tls: reload failed, keeping the current certificate: ",
                       ctx.status().ToString()));

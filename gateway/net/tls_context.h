@@ -6,15 +6,29 @@
 // compression (CRIME), no renegotiation, stateless session tickets and no server-side
 // session cache (gateway replicas share nothing). Buffers are released while idle.
 //
+// ALPN (RFC 7301): a client that offers protocols must offer "imap" (RFC 9051 §11.1
+// / the IANA registry), or the handshake fails with no_application_protocol. This
+// closes the cross-protocol attacks of ALPACA (a browser's HTTPS request redirected
+// to the IMAP port and interpreted as commands): browsers always offer ALPN, never
+// "imap". A client that offers no ALPN at all is served, as IMAP clients mostly do.
+//
+// Session tickets (RFC 5077 for TLS 1.2, RFC 8446 §4.6.1 for TLS 1.3) are encrypted
+// under keys that this process makes itself and rotates (TicketKeyRing): a stolen key
+// opens only the sessions of the last two rotation intervals, not every session since
+// start-up (RFC 8446 §C.4, RFC 9325 §3.4).
+//
 // Works with OpenSSL 3 and with BoringSSL (`--config=boringssl`).
 #pragma once
 
 #include <openssl/ssl.h>
 
 #include <chrono>
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -30,10 +44,57 @@ struct TlsFiles {
   std::string private_key_file;
 };
 
+// The session-ticket keys: one current key that encrypts new tickets, and the one it
+// replaced, which still decrypts (and causes a fresh ticket to be issued), so a
+// rotation does not cost every client a full handshake. A key is made at random when
+// it becomes current; keys never leave the process. Thread-safe.
+class TicketKeyRing {
+ public:
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+  struct Key {
+    std::array<unsigned char, 16> name{};  // sent in the ticket, picks the key
+    std::array<unsigned char, 32> aes{};   // AES-256-CBC
+    std::array<unsigned char, 32> hmac{};  // HMAC-SHA256
+    std::chrono::steady_clock::time_point made;
+  };
+  enum class Match { kNone, kCurrent, kPrevious };
+
+  // `interval` must be positive; `clock` is injectable for tests.
+  explicit TicketKeyRing(std::chrono::steady_clock::duration interval,
+                         Clock clock = &std::chrono::steady_clock::now);
+
+  // The key for a new ticket (rotating first when the current one is due).
+  Key ForEncryption();
+  // The key named by a ticket, if it is still accepted.
+  Match ForDecryption(const unsigned char* name, Key* out);
+  // How many keys have been made (1 after construction).
+  uint64_t keys_made() const;
+  std::chrono::steady_clock::duration interval() const { return interval_; }
+
+ private:
+  void RotateIfDue();  // with mutex_ held
+
+  const std::chrono::steady_clock::duration interval_;
+  const Clock clock_;
+  mutable std::mutex mutex_;
+  Key current_;
+  std::optional<Key> previous_;
+  uint64_t keys_made_ = 0;
+};
+
 // Builds a fresh server SSL_CTX with the policy above and the given certificate and
 // key. Errors name the file and OpenSSL's reason (missing file, bad PEM, key that
-// does not match the certificate).
+// does not match the certificate). Tickets use `tickets` (shared by the contexts of
+// one provider, so a certificate reload keeps resumption working); null disables
+// session tickets altogether.
+absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(
+    const TlsFiles& files, std::shared_ptr<TicketKeyRing> tickets);
+// The same with a ring of its own rotated every kDefaultTicketKeyRotation.
 absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(const TlsFiles& files);
+
+// One hour: with the previous key still accepted, a ticket stays usable for up to two
+// hours; the TLS session lifetime is set to twice the rotation interval to match.
+inline constexpr std::chrono::hours kDefaultTicketKeyRotation{1};
 
 // Holds the current server SSL_CTX and replaces it when the certificate files change.
 // New connections take Current(); an SSL object keeps a reference to the SSL_CTX it
@@ -43,9 +104,11 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> NewServerTlsContext(const TlsFiles& fil
 // (worker threads, the SIGHUP handler, the watcher).
 class TlsContextProvider : public std::enable_shared_from_this<TlsContextProvider> {
  public:
-  // Loads `files` once; fails if they are missing or invalid.
-  static absl::StatusOr<std::shared_ptr<TlsContextProvider>> Create(TlsFiles files,
-                                                                    LogSink log = {});
+  // Loads `files` once; fails if they are missing or invalid. Session-ticket keys
+  // rotate every `ticket_key_rotation`; zero disables session tickets.
+  static absl::StatusOr<std::shared_ptr<TlsContextProvider>> Create(
+      TlsFiles files, LogSink log = {},
+      std::chrono::steady_clock::duration ticket_key_rotation = kDefaultTicketKeyRotation);
 
   TlsContextProvider(const TlsContextProvider&) = delete;
   TlsContextProvider& operator=(const TlsContextProvider&) = delete;
@@ -81,11 +144,12 @@ class TlsContextProvider : public std::enable_shared_from_this<TlsContextProvide
   struct FileIdentity;
   struct Watch;
 
-  TlsContextProvider(TlsFiles files, LogSink log);
+  TlsContextProvider(TlsFiles files, LogSink log, std::shared_ptr<TicketKeyRing> tickets);
   absl::StatusOr<bool> DoReload(bool only_if_changed);
 
   const TlsFiles files_;
   const LogSink log_;
+  const std::shared_ptr<TicketKeyRing> tickets_;  // null: no session tickets
 
   // Serialises reloads so that files are read outside `mutex_`: Current() never
   // waits for disk I/O.

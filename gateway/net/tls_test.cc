@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -18,6 +20,7 @@
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/use_future.hpp"
 #include "gateway/net/errors.h"
@@ -264,6 +267,218 @@ TEST_F(TlsTest, HandshakeTimesOutOnSilentPeer) {
   client.join();
   EXPECT_EQ(ec, asio::error::timed_out) << ec.message();
   EXPECT_LT(took, seconds(3));
+}
+
+// A client that connects and never sends a ClientHello must not cost a TLS state
+// (the hardening issue: 3,000 such connections held ~40 KiB each): the SSL object is
+// made only when the first bytes arrive.
+asio::awaitable<std::pair<error_code, bool>> SilentHandshake(tcp::acceptor& acceptor,
+                                                              std::shared_ptr<SSL_CTX> ctx) {
+  Stream stream = co_await Accept(acceptor);
+  bool ssl_while_waiting = true;
+  asio::steady_timer look(co_await asio::this_coro::executor, milliseconds(150));
+  Stream* watched = &stream;
+  look.async_wait([watched, &ssl_while_waiting](const error_code&) {
+    ssl_while_waiting = watched->native_ssl() != nullptr;
+  });
+  error_code ec = co_await stream.Handshake(ctx, milliseconds(400));
+  co_return std::make_pair(ec, ssl_while_waiting);
+}
+
+TEST_F(TlsTest, SilentPeerHoldsNoTlsStateWhileTheHandshakeWaits) {
+  std::thread client([&] {
+    BlockingClient c;
+    ASSERT_TRUE(c.Connect(port_));
+    c.ReadToEnd();
+  });
+  auto [ec, ssl_while_waiting] =
+      RunToCompletion(context_, SilentHandshake(acceptor_, provider_->Current()));
+  client.join();
+  EXPECT_EQ(ec, asio::error::timed_out) << ec.message();
+  EXPECT_FALSE(ssl_while_waiting);
+}
+
+// The server side of one handshake: returns its error and the ALPN protocol chosen.
+asio::awaitable<std::pair<error_code, std::string>> HandshakeAndClose(
+    tcp::acceptor& acceptor, std::shared_ptr<SSL_CTX> ctx) {
+  Stream stream = co_await Accept(acceptor);
+  error_code ec = co_await stream.Handshake(ctx, seconds(5));
+  std::string alpn;
+  if (!ec) {
+    const unsigned char* data = nullptr;
+    unsigned length = 0;
+    SSL_get0_alpn_selected(stream.native_ssl(), &data, &length);
+    alpn.assign(reinterpret_cast<const char*>(data), data == nullptr ? 0 : length);
+    // The client reads one byte, so a TLS 1.3 ticket sent after the handshake has
+    // arrived before it looks at its session.
+    co_await stream.Write("k", seconds(5));
+  }
+  co_await stream.Shutdown();
+  co_return std::make_pair(ec, alpn);
+}
+
+struct ClientOutcome {
+  std::string error;
+  std::string alpn;
+  bool reused = false;
+  SSL_SESSION* session = nullptr;  // owned by the test
+};
+
+// One client handshake against HandshakeAndClose on `ctx`.
+std::pair<ClientOutcome, std::pair<error_code, std::string>> OneHandshake(
+    asio::io_context& context, tcp::acceptor& acceptor, uint16_t port,
+    std::shared_ptr<SSL_CTX> ctx, ClientOptions options) {
+  ClientOutcome outcome;
+  std::thread client([&] {
+    BlockingClient c;
+    ASSERT_TRUE(c.Connect(port));
+    outcome.error = c.StartTls(options);
+    if (outcome.error.empty()) {
+      c.ReadExactly(1);
+      outcome.alpn = c.alpn_selected();
+      outcome.reused = c.session_reused();
+      outcome.session = c.TakeSession();
+    }
+    c.Close();
+  });
+  auto server = RunToCompletion(context, HandshakeAndClose(acceptor, std::move(ctx)));
+  client.join();
+  return {outcome, server};
+}
+
+std::string Lower(std::string text) {
+  for (char& c : text) {
+    c = c == '_' ? ' ' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return text;
+}
+
+// ALPACA: a client that offers ALPN without "imap" (a browser, say) is refused with
+// no_application_protocol (RFC 7301 §3.2).
+TEST_F(TlsTest, AlpnWithoutImapFailsTheHandshake) {
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    ClientOptions options{version, version, ""};
+    options.alpn = {"http/1.1"};
+    auto [client, server] =
+        OneHandshake(context_, acceptor_, port_, provider_->Current(), options);
+    EXPECT_NE(Lower(client.error).find("no application protocol"), std::string::npos)
+        << client.error;
+    EXPECT_TRUE(server.first);
+    std::printf("ALPN http/1.1 (TLS %x): client %s; server %s\n", version,
+                client.error.c_str(), server.first.message().c_str());
+  }
+}
+
+TEST_F(TlsTest, AlpnImapIsSelected) {
+  for (std::vector<std::string> offer : {std::vector<std::string>{"imap"},
+                                         std::vector<std::string>{"http/1.1", "imap"}}) {
+    ClientOptions options;
+    options.alpn = offer;
+    auto [client, server] =
+        OneHandshake(context_, acceptor_, port_, provider_->Current(), options);
+    EXPECT_EQ(client.error, "");
+    EXPECT_FALSE(server.first) << server.first.message();
+    EXPECT_EQ(client.alpn, "imap");
+    EXPECT_EQ(server.second, "imap");
+    SSL_SESSION_free(client.session);
+  }
+}
+
+TEST_F(TlsTest, NoAlpnOfferedIsServed) {
+  auto [client, server] = OneHandshake(context_, acceptor_, port_, provider_->Current(), {});
+  EXPECT_EQ(client.error, "");
+  EXPECT_FALSE(server.first) << server.first.message();
+  EXPECT_EQ(client.alpn, "");
+  EXPECT_EQ(server.second, "");
+  SSL_SESSION_free(client.session);
+}
+
+TEST(TicketKeyRingTest, RotatesAndKeepsThePreviousKeyOneInterval) {
+  auto now = std::chrono::steady_clock::time_point() + std::chrono::hours(1000);
+  TicketKeyRing ring(std::chrono::hours(1), [&now] { return now; });
+  TicketKeyRing::Key first = ring.ForEncryption();
+  TicketKeyRing::Key found;
+  EXPECT_EQ(ring.ForDecryption(first.name.data(), &found), TicketKeyRing::Match::kCurrent);
+  EXPECT_EQ(found.aes, first.aes);
+  now += std::chrono::minutes(59);
+  EXPECT_EQ(ring.ForEncryption().name, first.name);  // not due yet
+  EXPECT_EQ(ring.keys_made(), 1u);
+  now += std::chrono::minutes(1);
+  TicketKeyRing::Key second = ring.ForEncryption();  // due: a new key
+  EXPECT_NE(second.name, first.name);
+  EXPECT_NE(second.aes, first.aes);
+  EXPECT_EQ(ring.keys_made(), 2u);
+  // The first key still opens its tickets, as the previous one.
+  EXPECT_EQ(ring.ForDecryption(first.name.data(), &found), TicketKeyRing::Match::kPrevious);
+  EXPECT_EQ(found.hmac, first.hmac);
+  now += std::chrono::hours(1);
+  // Rotating again (here on a decryption) retires the first key.
+  EXPECT_EQ(ring.ForDecryption(first.name.data(), &found), TicketKeyRing::Match::kNone);
+  EXPECT_EQ(ring.ForDecryption(second.name.data(), &found), TicketKeyRing::Match::kPrevious);
+  EXPECT_EQ(ring.keys_made(), 3u);
+  // After two idle intervals both old keys are gone.
+  now += std::chrono::hours(2);
+  EXPECT_EQ(ring.ForDecryption(second.name.data(), &found), TicketKeyRing::Match::kNone);
+  std::array<unsigned char, 16> unknown{};
+  unknown.fill(7);
+  EXPECT_EQ(ring.ForDecryption(unknown.data(), &found), TicketKeyRing::Match::kNone);
+}
+
+// Resumption through the real handshake: a ticket made under one key resumes while
+// that key is current or previous, and not after the next rotation.
+TEST_F(TlsTest, SessionTicketsFollowKeyRotation) {
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    auto now = std::chrono::steady_clock::now();
+    auto ring = std::make_shared<TicketKeyRing>(std::chrono::hours(1), [&now] { return now; });
+    auto ctx = NewServerTlsContext(files_, ring);
+    ASSERT_TRUE(ctx.ok()) << ctx.status();
+    ClientOptions fresh{version, version, ""};
+    auto [first, s1] = OneHandshake(context_, acceptor_, port_, *ctx, fresh);
+    ASSERT_EQ(first.error, "");
+    ASSERT_NE(first.session, nullptr);
+    EXPECT_FALSE(first.reused);
+
+    ClientOptions resume = fresh;
+    resume.session = first.session;
+    auto [second, s2] = OneHandshake(context_, acceptor_, port_, *ctx, resume);
+    EXPECT_TRUE(second.reused) << "version " << version;
+
+    now += std::chrono::hours(1);  // rotation: the first key becomes the previous one
+    auto [third, s3] = OneHandshake(context_, acceptor_, port_, *ctx, resume);
+    EXPECT_TRUE(third.reused) << "version " << version;
+
+    now += std::chrono::hours(1);  // and now it is retired
+    auto [fourth, s4] = OneHandshake(context_, acceptor_, port_, *ctx, resume);
+    EXPECT_EQ(fourth.error, "");
+    EXPECT_FALSE(fourth.reused) << "version " << version;
+    EXPECT_GE(ring->keys_made(), 3u);
+    for (SSL_SESSION* session : {first.session, second.session, third.session, fourth.session}) {
+      SSL_SESSION_free(session);
+    }
+  }
+}
+
+TEST_F(TlsTest, SessionLifetimeIsTwoRotationIntervals) {
+  auto ring = std::make_shared<TicketKeyRing>(std::chrono::minutes(30));
+  auto ctx = NewServerTlsContext(files_, ring);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  EXPECT_EQ(SSL_CTX_get_timeout(ctx->get()), 3600);
+  auto defaults = NewServerTlsContext(files_);
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(SSL_CTX_get_timeout(defaults->get()), 7200);
+}
+
+TEST_F(TlsTest, TicketsCanBeTurnedOff) {
+  auto ctx = NewServerTlsContext(files_, nullptr);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  ClientOptions options{TLS1_2_VERSION, TLS1_2_VERSION, ""};
+  auto [first, s1] = OneHandshake(context_, acceptor_, port_, *ctx, options);
+  ASSERT_EQ(first.error, "");
+  options.session = first.session;
+  auto [second, s2] = OneHandshake(context_, acceptor_, port_, *ctx, options);
+  EXPECT_FALSE(second.reused);
+  SSL_SESSION_free(first.session);
+  SSL_SESSION_free(second.session);
 }
 
 TEST_F(TlsTest, PeerGoneDuringHandshakeIsTruncation) {

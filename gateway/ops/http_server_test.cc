@@ -45,7 +45,12 @@ TEST(HttpServerTest, HealthReadinessAndMetrics) {
   metrics.draining = true;
   EXPECT_NE(Get(io, port, "/readyz").find("draining"), std::string::npos);
   metrics.connections_open = 7;
+  metrics.refused_per_ip = 3;
   std::string text = Get(io, port, "/metrics");
+  EXPECT_NE(text.find("imap_connections_refused_total{reason=\"max_connections_per_ip\"} 3"),
+            std::string::npos);
+  EXPECT_NE(text.find("imap_connections_refused_total{reason=\"proxy_header\"} 0"),
+            std::string::npos);
   EXPECT_NE(text.find("imap_connections_open 7"), std::string::npos);
   EXPECT_NE(text.find("process_resident_memory_bytes"), std::string::npos);
   EXPECT_NE(Get(io, port, "/nope").find("404"), std::string::npos);

@@ -68,6 +68,16 @@ std::string Metrics::Render() const {
   Write(out, "imap_change_queue_overflows_total", "counter",
         "Sessions ended with BYE because too many changes waited to be reported.",
         static_cast<int64_t>(change_queue_overflows.load()));
+  out << "# HELP imap_connections_refused_total Connections refused before a session: "
+         "over --max-connections, over --max-connections-per-ip, or a trusted proxy's "
+         "connection without a valid PROXY header.\n"
+         "# TYPE imap_connections_refused_total counter\n"
+      << "imap_connections_refused_total{reason=\"max_connections\"} "
+      << refused_max_connections.load() << "\n"
+      << "imap_connections_refused_total{reason=\"max_connections_per_ip\"} "
+      << refused_per_ip.load() << "\n"
+      << "imap_connections_refused_total{reason=\"proxy_header\"} "
+      << refused_proxy_header.load() << "\n";
   Write(out, "process_resident_memory_bytes", "gauge", "Resident set size.", ResidentBytes());
   return out.str();
 }

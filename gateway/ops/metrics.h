@@ -34,6 +34,10 @@ struct Metrics {
   std::atomic<uint64_t> changes_coalesced{0};
   // Sessions ended with BYE because their queue of unreported changes was full.
   std::atomic<uint64_t> change_queue_overflows{0};
+  // Connections the worker pool turned away (net/listener.h Refusal).
+  std::atomic<uint64_t> refused_max_connections{0};
+  std::atomic<uint64_t> refused_per_ip{0};
+  std::atomic<uint64_t> refused_proxy_header{0};
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
 

@@ -237,6 +237,24 @@ void Session::Fail(const absl::Status& status, std::string_view what) {
      ResponseCodeFor(detail.code()));
 }
 
+void Session::LogConnection(std::string_view event) const {
+  // One write per line: std::cerr flushes after every insertion.
+  std::string line = absl::StrCat("imap-gateway: connection ", info_.id, " from ",
+                                  info_.client.address().to_string(), ":", info_.client.port());
+  if (info_.proxied) {
+    absl::StrAppend(&line, " (via proxy ", info_.peer.address().to_string(), ")");
+  }
+  // User names come from the client: no control characters (log injection), bounded.
+  std::string safe(event.substr(0, 200));
+  for (char& c : safe) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      c = '?';
+    }
+  }
+  absl::StrAppend(&line, ": ", safe, "\n");
+  std::cerr << line;
+}
+
 void Session::Abort(std::string_view reason) {
   std::cerr << "imap-gateway: connection " << info_.id << " aborted: " << reason << "\n";
   out_.clear();
@@ -801,6 +819,7 @@ asio::awaitable<void> Session::FinishLogin(const v1::AuthenticateRequest& reques
     }
     ops::GlobalMetrics().auth_failures.fetch_add(1);
     ++auth_failures_;
+    LogConnection(absl::StrCat("authentication failed for ", request.username()));
     std::string text = detail.code() == v1::THROTTLED
                            ? std::string(response.status().message())
                            : "Authentication failed: wrong user name or password";
@@ -820,6 +839,7 @@ asio::awaitable<void> Session::FinishLogin(const v1::AuthenticateRequest& reques
   state_ = SessionState::kAuthenticated;
   receiver_.SetUnauthenticated(false);
   ops::GlobalMetrics().sessions_authenticated.fetch_add(1);
+  LogConnection(absl::StrCat("logged in as ", username_));
   Ok(absl::StrCat("Logged in as ", username_), imap::code::Capability(Capabilities()));
 }
 
@@ -830,7 +850,9 @@ v1::AuthenticateRequest Session::PasswordRequest(std::string user, std::string p
   request.set_username(std::move(user));
   request.set_password(std::move(password));
   request.set_authzid(std::move(authzid));
-  request.set_client_ip(stream_.remote_endpoint().address().to_string());
+  // The client's address, from the PROXY header when a trusted proxy sent one
+  // (net/listener.h): the service throttles failed logins per client_ip.
+  request.set_client_ip(info_.client.address().to_string());
   request.set_gateway_id(options().gateway_id);
   return request;
 }

@@ -119,6 +119,10 @@ class Session final : public FeedRouter::Listener {
   // ([UNAVAILABLE] when the service cannot be reached), or BAD for malformed input.
   void Fail(const absl::Status& status, std::string_view what);
 
+  // Writes "imap-gateway: connection N from CLIENT[ (via proxy P)]: EVENT" to the log;
+  // CLIENT is the PROXY header's address when one was accepted.
+  void LogConnection(std::string_view event) const;
+
   // Ends the connection without another byte: for when a response cannot be
   // completed (e.g. a literal whose data stopped arriving from the store).
   void Abort(std::string_view reason);

@@ -32,17 +32,20 @@ class RawClient:
     """One IMAP connection. mode: "plain" or "tls" (implicit TLS)."""
 
     def __init__(self, port, mode="plain", cafile=None, host="127.0.0.1",
-                 timeout=DEFAULT_TIMEOUT, read_greeting=True, source=None):
+                 timeout=DEFAULT_TIMEOUT, read_greeting=True, source=None, preamble=None):
+        """source: local address to connect from (any 127.0.0.0/8 address is
+        loopback, so a test can be several clients); preamble: bytes written before
+        anything else, e.g. a PROXY protocol header, ahead of the TLS handshake."""
         self.host = host
         self.cafile = cafile
         self.timeout = timeout
         self.buffer = b""
         self.transcript = []  # (direction, bytes) for failure messages
-        # source: the local address to connect from (e.g. "127.0.0.2", to look like
-        # another client to the gateway).
         raw = socket.create_connection((host, port), timeout=timeout,
                                        source_address=(source, 0) if source else None)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if preamble:
+            raw.sendall(preamble)
         if mode == "tls":
             self.sock = tls_context(cafile).wrap_socket(raw, server_hostname=host)
         else:

@@ -81,6 +81,9 @@ TlsFiles WriteSelfSignedCert(const std::string& dir, const std::string& stem,
 }
 
 BlockingClient::~BlockingClient() {
+  if (newest_session_ != nullptr) {
+    SSL_SESSION_free(newest_session_);
+  }
   if (ssl_ != nullptr) {
     SSL_free(ssl_);
   }
@@ -92,7 +95,8 @@ BlockingClient::~BlockingClient() {
   }
 }
 
-bool BlockingClient::Connect(uint16_t port, const std::string& host) {
+bool BlockingClient::Connect(uint16_t port, const std::string& host,
+                             const std::string& source) {
   bool v6 = host.find(':') != std::string::npos;
   fd_ = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
   if (fd_ < 0) {
@@ -106,6 +110,14 @@ bool BlockingClient::Connect(uint16_t port, const std::string& host) {
     addr.sin6_port = htons(port);
     ::inet_pton(AF_INET6, host.c_str(), &addr.sin6_addr);
     return ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  if (!source.empty()) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source.c_str(), &local.sin_addr);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+      return false;
+    }
   }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -136,9 +148,32 @@ std::string BlockingClient::StartTls(const ClientOptions& options) {
       return "client cipher list rejected";
     }
   }
+  if (!options.alpn.empty()) {
+    std::string wire;
+    for (const std::string& protocol : options.alpn) {
+      wire.push_back(static_cast<char>(protocol.size()));
+      wire += protocol;
+    }
+    // Returns 0 on success (unlike most of the API), in both libraries.
+    if (SSL_CTX_set_alpn_protos(ctx_, reinterpret_cast<const unsigned char*>(wire.data()),
+                                static_cast<unsigned>(wire.size())) != 0) {
+      return "client ALPN list rejected";
+    }
+  }
+#ifdef OPENSSL_IS_BORINGSSL
+  // BoringSSL gives TLS 1.3 tickets only to this callback. (OpenSSL updates the SSL's
+  // session instead; with a client cache it would also mark a resumed TLS 1.3
+  // session unusable once a new ticket arrives, which the rotation test relies on.)
+  SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx_, &BlockingClient::OnNewSession);
+#endif
   ssl_ = SSL_new(ctx_);
+  SSL_set_app_data(ssl_, this);
   SSL_set_fd(ssl_, fd_);
   SSL_set_tlsext_host_name(ssl_, "localhost");
+  if (options.session != nullptr) {
+    SSL_set_session(ssl_, options.session);
+  }
   if (SSL_connect(ssl_) != 1) {
     char buffer[256];
     unsigned long error = ERR_get_error();
@@ -221,6 +256,38 @@ std::string BlockingClient::peer_common_name() const {
   X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
   X509_free(cert);
   return cn;
+}
+
+std::string BlockingClient::alpn_selected() const {
+  if (ssl_ == nullptr) {
+    return "";
+  }
+  const unsigned char* data = nullptr;
+  unsigned length = 0;
+  SSL_get0_alpn_selected(ssl_, &data, &length);
+  return std::string(reinterpret_cast<const char*>(data), data == nullptr ? 0 : length);
+}
+
+bool BlockingClient::session_reused() const {
+  return ssl_ != nullptr && SSL_session_reused(ssl_) == 1;
+}
+
+int BlockingClient::OnNewSession(SSL* ssl, SSL_SESSION* session) {
+  auto* self = static_cast<BlockingClient*>(SSL_get_app_data(ssl));
+  if (self->newest_session_ != nullptr) {
+    SSL_SESSION_free(self->newest_session_);
+  }
+  self->newest_session_ = session;
+  return 1;  // we keep the reference
+}
+
+SSL_SESSION* BlockingClient::TakeSession() {
+  if (newest_session_ != nullptr) {
+    SSL_SESSION* session = newest_session_;
+    newest_session_ = nullptr;
+    return session;
+  }
+  return ssl_ != nullptr ? SSL_get1_session(ssl_) : nullptr;
 }
 
 void BlockingClient::DropTlsKeepSocket() {
