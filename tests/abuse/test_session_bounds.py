@@ -405,6 +405,47 @@ class NulInMessageDataTest(unittest.TestCase):
         self.assertTrue(self.client.alive())
 
 
+    def test_nul_in_the_first_chunk_of_a_large_section(self):
+        # A section over 256 KiB comes from the store in several chunks. When the
+        # first one holds NUL the item is NIL, and the later chunks of that section
+        # must be dropped, not taken for the next item (which ended the whole FETCH
+        # with an internal error and lost the other message's items).
+        self.client.ok("CREATE nulbig")
+        big = (b"Subject: big nul first\r\n\r\nab\x00cd\r\n" + b"z" * (300 * 1024) + b"\r\n")
+        tag = self.client.tag()
+        self.client.send(b"%s APPEND nulbig ~{%d}\r\n" % (tag.encode(), len(big)))
+        self.client.expect_continuation()
+        self.client.send(big + b"\r\n")
+        _, tagged = self.client.read_tagged(tag)
+        assert_tagged(self, tagged, tag, "OK")
+        plain = b"Subject: plain\r\n\r\nno nul here\r\n"
+        self.client.ok("APPEND nulbig {%d+}\r\n%s" % (len(plain), plain.decode()))
+        self.client.ok("SELECT nulbig")
+        self.client.transcript.clear()
+        tag = self.client.tag()
+        untagged, tagged = self.client.command("FETCH 1:2 (BODY[] FLAGS)", tag=tag)
+        self.assertRegex(tagged, rb"^\S+ NO \[UNKNOWN-CTE\] .*BINARY")
+        first = [line for line in untagged if line.startswith(b"* 1 FETCH (BODY[] ")]
+        second = [line for line in untagged if line.startswith(b"* 2 FETCH (BODY[] ")]
+        self.assertEqual(len(first), 1, untagged)
+        self.assertTrue(first[0].startswith(b"* 1 FETCH (BODY[] NIL FLAGS ("), first[0][:80])
+        self.assertEqual(len(second), 1, untagged)
+        self.assertIn(b"BODY[] {%d}\r\n" % len(plain) + plain + b" FLAGS (", second[0])
+        self.assertNotIn(b"\x00", self.server_bytes())
+        # RFC 3501 §6.4.5: \Seen follows reading the data. The refused message was
+        # not read, so its \Seen is taken back; the delivered one keeps it.
+        flags = self.client.ok("FETCH 1:2 (FLAGS)")
+        self.assertTrue(any(line.startswith(b"* 1 FETCH (FLAGS (") and b"\\Seen" not in line
+                            for line in flags), flags)
+        self.assertTrue(any(line.startswith(b"* 2 FETCH (FLAGS (") and b"\\Seen" in line
+                            for line in flags), flags)
+        # The whole message is still there for BINARY[].
+        lines = self.client.ok("FETCH 1 (BINARY.PEEK[])")
+        self.assertIn(b"BINARY[] ~{%d}\r\n" % len(big) + big, lines[0])
+        self.assertTrue(self.client.alive())
+        SYSTEM.assert_canary_alive()
+
+
 class LoginAfterLoginTest(unittest.TestCase):
     def test_login_when_authenticated_says_so(self):
         c = SYSTEM.client(login=True)

@@ -45,6 +45,7 @@ struct PlannedItem {
   int section = -1;        // index into FetchRequest.sections, for message data
   bool literal8 = false;   // BINARY[...]: may carry NUL, so sent as literal8
   bool size_only = false;  // BINARY.SIZE[...]: a number, not data
+  bool sets_seen = false;  // not .PEEK: reading it sets \Seen (RFC 3501 §6.4.5)
 };
 
 bool IsSectionItem(const PlannedItem& item) { return item.section >= 0; }
@@ -162,6 +163,7 @@ FetchPlan MakePlan(const imap::FetchCommand& command, bool read_only) {
         // RFC 3516 §4.2: BINARY.SIZE does not.
         if (!spec.peek && attribute.kind != Kind::kBinarySize) {
           sets_seen = true;
+          item.sets_seen = true;
         }
         if (is_new) {
           item.section = request.sections_size();
@@ -230,6 +232,11 @@ class FetchResponseWriter {
     if (!builder_.has_value()) {
       return;
     }
+    // \Seen was set by this FETCH only for sections that were then refused
+    // for NUL: the client read nothing, so the flag is taken back (Fetch()).
+    if (metadata_.seen_changed() && refused_seen_ && !delivered_seen_) {
+      seen_reverts_.emplace_back(metadata_.uid(), metadata_.modseq());
+    }
     // Items still due, e.g. after a section the store never sent (NIL keeps
     // the response well-formed).
     while (next_ < plan_.items.size()) {
@@ -260,6 +267,11 @@ class FetchResponseWriter {
   bool unknown_cte() const { return unknown_cte_; }
   // A BODY[]/RFC822 section held NUL octets, which a literal cannot carry.
   bool nul_refused() const { return nul_refused_; }
+  // (UID, MODSEQ of the \Seen change) of messages whose \Seen this FETCH set
+  // although every section that would set it was refused for NUL.
+  const std::vector<std::pair<uint32_t, uint64_t>>& seen_reverts() const {
+    return seen_reverts_;
+  }
   size_t unflushed() const { return unflushed_; }
   void Flushed() { unflushed_ = 0; }
   uint64_t literal_remaining() const { return literal_remaining_.value_or(0); }
@@ -269,6 +281,9 @@ class FetchResponseWriter {
     FinishMessage();
     metadata_ = metadata;
     next_ = 0;
+    dropping_ = false;
+    refused_seen_ = false;
+    delivered_seen_ = false;
     if (metadata.seen_changed() && metadata.modseq() != 0) {
       // This session set \Seen: the responses below report it, so the feed
       // event of that change must not be reported again.
@@ -292,6 +307,15 @@ class FetchResponseWriter {
   }
 
   absl::Status TakeChunk(const v1::SectionChunk& chunk) {
+    if (dropping_) {
+      // The rest of a section answered without its data (NIL or a size):
+      // the store still streams all its chunks, up to the last one.
+      if (chunk.uid() != metadata_.uid() || chunk.section_index() != dropped_section_) {
+        return absl::InternalError("FETCH: the store interrupted a section with another one");
+      }
+      dropping_ = !chunk.last();
+      return absl::OkStatus();
+    }
     if (skipping_ || !builder_.has_value() || chunk.uid() != metadata_.uid()) {
       if (in_literal()) {
         return absl::InternalError("FETCH: the store interrupted a section with another one");
@@ -310,11 +334,11 @@ class FetchResponseWriter {
         // RFC 3516 §4.3: the data is NIL and the command ends NO [UNKNOWN-CTE].
         builder_->Section(item.name, std::nullopt);
         unknown_cte_ = true;
-        return NextItem();
+        return SkipSection(chunk);
       }
       if (item.size_only) {
         builder_->Raw(item.name, std::to_string(chunk.total_size()));
-        return NextItem();
+        return SkipSection(chunk);
       }
       if (!item.literal8 && chunk.data().find('\0') != std::string::npos) {
         // RFC 3501 §4.3: a literal may not contain NUL, and RFC 3516 §4.3
@@ -324,9 +348,11 @@ class FetchResponseWriter {
         // [UNKNOWN-CTE], telling the client to ask with BINARY[] instead.
         builder_->Section(item.name, std::nullopt);
         nul_refused_ = true;
-        return NextItem();
+        refused_seen_ = refused_seen_ || item.sets_seen;
+        return SkipSection(chunk);
       }
       Send(builder_->StreamSection(item.name, chunk.total_size(), item.literal8));
+      delivered_seen_ = delivered_seen_ || item.sets_seen;
       literal_remaining_ = chunk.total_size();
       literal8_ = item.literal8;
     }
@@ -355,6 +381,14 @@ class FetchResponseWriter {
       return absl::InternalError("FETCH: the store ended a section short of its size");
     }
     literal_remaining_.reset();
+    return NextItem();
+  }
+
+  // The current section item is answered without its data: its remaining
+  // chunks (a section over 256 KiB comes in several) are dropped as they come.
+  absl::Status SkipSection(const v1::SectionChunk& chunk) {
+    dropping_ = !chunk.last();
+    dropped_section_ = chunk.section_index();
     return NextItem();
   }
 
@@ -430,6 +464,11 @@ class FetchResponseWriter {
   size_t next_ = 0;                             // next item of plan_.items to add
   std::optional<uint64_t> literal_remaining_;   // octets owed to the open literal
   bool literal8_ = false;                       // the open literal is a literal8
+  bool dropping_ = false;                       // dropping the chunks of a section
+  uint32_t dropped_section_ = 0;                //   with this index (SkipSection)
+  bool refused_seen_ = false;    // current message: a \Seen-setting section was refused
+  bool delivered_seen_ = false;  // current message: a \Seen-setting section was sent
+  std::vector<std::pair<uint32_t, uint64_t>> seen_reverts_;
   bool unknown_cte_ = false;
   bool nul_refused_ = false;
   size_t unflushed_ = 0;
@@ -443,6 +482,52 @@ class FetchResponseWriter {
 awaitable<void> AbandonLiteral(Session& session, uint64_t /*remaining*/, std::string reason) {
   session.Abort(reason);
   co_return;
+}
+
+// Clears \Seen again on messages where this FETCH set it only for sections it
+// then refused (NUL in BODY[]/RFC822): RFC 3501 §6.4.5 ties \Seen to the data
+// being read, and none was. UNCHANGEDSINCE the MODSEQ of that change (RFC 7162
+// §3.1.3) leaves the flag alone if anyone changed the message since, e.g.
+// another session that really read it. The new flags are reported like a STORE's.
+awaitable<void> RevertSeen(Session& session, SelectedMailbox& mailbox,
+                           const std::vector<std::pair<uint32_t, uint64_t>>& reverts,
+                           bool condstore) {
+  for (const auto& [uid, modseq] : reverts) {
+    v1::StoreRequest request;
+    request.set_mailbox_id(mailbox.mailbox_id);
+    request.set_uidvalidity(mailbox.uidvalidity);
+    auto* range = request.mutable_uids()->add_ranges();
+    range->set_first(uid);
+    range->set_last(uid);
+    request.set_mode(v1::StoreRequest::REMOVE);
+    request.add_flags("\\Seen");
+    request.set_has_unchanged_since(true);
+    request.set_unchanged_since(modseq);
+    absl::StatusOr<v1::StoreResponse> response =
+        co_await session.store().Store(session.credential(), request);
+    if (!response.ok()) {
+      continue;  // the flag stays set; the FETCH itself is still answered
+    }
+    for (const v1::MessageFlags& message : response->changed()) {
+      if (message.modseq() != 0) {
+        mailbox.own_modseqs.insert(message.modseq());
+      }
+      std::optional<uint32_t> seq = mailbox.map.SeqOf(message.uid());
+      if (!seq.has_value()) {
+        continue;
+      }
+      std::vector<std::string> flags(message.flags().begin(), message.flags().end());
+      if (mailbox.recent.count(message.uid()) > 0) {
+        flags.push_back("\\Recent");
+      }
+      imap::FetchResponseBuilder fetch(*seq);
+      fetch.Flags(flags);
+      if (condstore) {
+        fetch.Uid(message.uid()).ModSeq(message.modseq());
+      }
+      session.Send(fetch.Finish());
+    }
+  }
 }
 
 }  // namespace
@@ -510,6 +595,7 @@ awaitable<void> Fetch(Session& session, const imap::FetchCommand& command) {
     co_return;
   }
   writer.FinishMessage();
+  co_await RevertSeen(session, *mailbox, writer.seen_reverts(), condstore);
   if (!failure.ok()) {
     // Responses already sent stay valid; the NO says the rest is missing.
     session.Fail(failure, "FETCH");
