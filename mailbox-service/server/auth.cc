@@ -6,7 +6,10 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <cstring>
 #include <chrono>
 #include <optional>
 #include <vector>
@@ -82,23 +85,88 @@ bool VerifyPassword(std::string_view encoded, std::string_view password) {
   return argon2id_verify(terminated.c_str(), password.data(), password.size()) == ARGON2_OK;
 }
 
-int64_t ThrottleDelayMs(const ThrottleOptions& options, const store::AuthAttemptState& pair,
-                        const store::AuthAttemptState* ip, int64_t now_ms) {
-  int allowance = options.user_free_failures;
-  if (ip != nullptr && ip->failures >= options.ip_free_failures) {
-    // Many failures from this address, over many user names (password
-    // spraying), or one attacker behind the same NAT or load balancer as honest
-    // users. Its clients keep one try per user name: whoever has not failed for
-    // a user yet still gets their password checked, everyone else waits.
-    allowance = std::min(allowance, 1);
-  }
-  if (pair.failures < allowance) {
+namespace {
+
+// Doubling delays from 1 s past `allowance` failures, capped; the time left to wait
+// after `latest_ms`.
+int64_t Backoff(const ThrottleOptions& options, int failures, int allowance, int64_t latest_ms,
+                int64_t now_ms) {
+  if (failures < allowance) {
     return 0;
   }
-  // Doubling delays past the allowance: 1 s, 2 s, 4 s ... capped.
-  int shift = std::min(pair.failures - allowance, 30);
+  int shift = std::min(failures - allowance, 30);
   int64_t delay = std::min<int64_t>(int64_t{1000} << shift, options.max_delay_ms);
-  return std::max<int64_t>(0, pair.latest_ms + delay - now_ms);
+  return std::max<int64_t>(0, latest_ms + delay - now_ms);
+}
+
+}  // namespace
+
+int64_t ThrottleDelayMs(const ThrottleOptions& options, const store::AuthAttemptState& pair,
+                        const store::AuthAttemptState* ip, int64_t now_ms, bool recent_login) {
+  int allowance = options.user_free_failures;
+  int64_t ip_wait = 0;
+  if (!recent_login && ip != nullptr && ip->failures >= options.ip_free_failures) {
+    // Many failures from this address, over many user names (password
+    // spraying), or an attacker behind the same NAT or load balancer as honest
+    // users. A client that already failed for this user waits after one failure,
+    // and the address as a whole is slowed, whatever user name it tries next.
+    allowance = std::min(allowance, 1);
+    ip_wait = Backoff(options, ip->failures, options.ip_free_failures, ip->latest_ms, now_ms);
+  }
+  return std::max(ip_wait, Backoff(options, pair.failures, allowance, pair.latest_ms, now_ms));
+}
+
+std::string ThrottleAddress(std::string_view client_ip, int ipv6_prefix_bits) {
+  constexpr size_t kMaxUnparsed = 64;
+  std::string text(client_ip.substr(0, std::min<size_t>(client_ip.size(), 128)));
+  // A scoped link-local address ("fe80::1%eth0"): the zone is not part of it.
+  if (size_t zone = text.find('%'); zone != std::string::npos) {
+    text.resize(zone);
+  }
+  unsigned char bytes[16];
+  if (inet_pton(AF_INET, text.c_str(), bytes) == 1) {
+    char out[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, bytes, out, sizeof(out));
+    return out;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), bytes) == 1) {
+    static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(bytes, kMapped, sizeof(kMapped)) == 0) {
+      // ::ffff:a.b.c.d is the IPv4 client a.b.c.d on a dual-stack socket.
+      char out[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, bytes + 12, out, sizeof(out));
+      return out;
+    }
+    const int bits = std::clamp(ipv6_prefix_bits, 0, 128);
+    for (int i = 0; i < 16; ++i) {
+      const int keep = std::clamp(bits - i * 8, 0, 8);
+      bytes[i] &= static_cast<unsigned char>(0xff00 >> keep);
+    }
+    char out[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, bytes, out, sizeof(out));
+    return absl::StrCat(out, "/", bits);
+  }
+  return std::string(client_ip.substr(0, std::min(client_ip.size(), kMaxUnparsed)));
+}
+
+int64_t MaxRecordsPerAddress(const ThrottleOptions& options) {
+  if (options.max_records_per_address > 0) {
+    return options.max_records_per_address;
+  }
+  // Attempts an address can make in one window: its free failures, then one per
+  // doubling delay until the delays fill the window.
+  int64_t attempts = options.ip_free_failures;
+  int64_t elapsed = 0;
+  int64_t delay = 1000;
+  for (; delay < options.max_delay_ms && elapsed <= options.window_ms; delay *= 2) {
+    elapsed += delay;
+    ++attempts;
+  }
+  if (elapsed <= options.window_ms) {
+    // At the cap: one attempt per max_delay_ms for the rest of the window.
+    attempts += (options.window_ms - elapsed) / std::max<int64_t>(options.max_delay_ms, 1) + 1;
+  }
+  return 2 * (attempts + 2);
 }
 
 absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(store::Store* store,
@@ -212,21 +280,33 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
   }
   const int64_t now_ms = NowMs();
   const bool ip_known = !request.client_ip().empty();
+  const ThrottleOptions& throttle = options_.throttle;
+  // Clients are counted by address group (an IPv6 /64, an IPv4 address however
+  // written), so neither a fresh address from the same prefix nor another
+  // spelling of one gives a new allowance.
+  const std::string address =
+      ip_known ? ThrottleAddress(request.client_ip(), throttle.ipv6_prefix_bits) : "";
   // Length-prefixed, so no user name can make one pair's key equal another's.
-  const std::string pair_key = absl::StrCat("pair:", request.client_ip().size(), ":",
-                                            request.client_ip(), ":", request.username());
+  const std::string pair_key =
+      absl::StrCat("pair:", address.size(), ":", address, ":", request.username());
   std::vector<std::string> keys = {pair_key};
   if (ip_known) {
-    keys.push_back(absl::StrCat("ip:", request.client_ip()));
+    keys.push_back(absl::StrCat("ip:", address));
   }
-  const ThrottleOptions& throttle = options_.throttle;
+  store::Store::AuthAttemptLimits limits;
+  limits.window_ms = throttle.window_ms;
+  limits.max_rows = throttle.max_records;
+  limits.max_rows_per_address = MaxRecordsPerAddress(throttle);
+  // A row under this key marks a recent successful login of the pair.
+  const std::string login_key = absl::StrCat("login:", pair_key);
+  limits.read_only_keys = {login_key};
   // The check and the record are one transaction: the attempt counts as a
   // failure before its password is checked, so parallel attempts see each
   // other.
   auto reservation = store_->ReserveAuthAttempt(
-      keys, now_ms, throttle.window_ms, throttle.max_records,
-      [&](const std::vector<store::AuthAttemptState>& states) {
-        return ThrottleDelayMs(throttle, states[0], ip_known ? &states[1] : nullptr, now_ms);
+      keys, address, now_ms, limits, [&](const std::vector<store::AuthAttemptState>& states) {
+        return ThrottleDelayMs(throttle, states[0], ip_known ? &states[1] : nullptr, now_ms,
+                               states.back().failures > 0);
       });
   if (!reservation.ok()) {
     return reservation.status();
@@ -265,13 +345,23 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
     // The reserved rows stay: they are the recorded failure.
     return AuthFailed();
   }
+  // Only this attempt's own rows go. Earlier failures of the pair stay until they
+  // leave the window: behind a shared address the pair may be an attacker's as
+  // well as the user's, and a user's login must not hand the attacker a new
+  // allowance (nor delete rows other attempts in flight reserved).
   if (auto released = store_->ReleaseAuthAttempt(reservation->rows); !released.ok()) {
     return released;
   }
-  // This client knows the password: its earlier failures for the user are
-  // forgiven.
-  if (auto cleared = store_->ClearAuthFailures(pair_key); !cleared.ok()) {
-    return cleared;
+  // Remember the login for a window (one row per pair): this client is exempt
+  // from its address's wait (see ThrottleDelayMs).
+  if (ip_known) {
+    if (auto cleared = store_->ClearAuthFailures(login_key); !cleared.ok()) {
+      return cleared;
+    }
+    if (auto noted = store_->RecordAuthFailure(login_key, now_ms, throttle.window_ms);
+        !noted.ok()) {
+      return noted.status();
+    }
   }
   v1::AuthenticateResponse response;
   response.mutable_principal()->set_user_id(user->id);

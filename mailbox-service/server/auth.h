@@ -47,25 +47,51 @@ inline constexpr size_t kMaxUsernameOctets = 255;
 
 struct ThrottleOptions {
   int64_t window_ms = 15 * 60 * 1000;
-  // Failures of one user name from one client IP before that client waits.
+  // Failures of one user name from one client address before that client waits.
   int user_free_failures = 5;
-  // Failures from one client IP (any user names) past which its clients get only one
-  // failure per user name before they wait.
+  // Failures from one client address (any user names) before the address itself is
+  // slowed: past it, each further attempt from the address waits 1 s after the
+  // address's latest failure, then 2 s, 4 s ... up to max_delay_ms.
   int ip_free_failures = 20;
   int64_t max_delay_ms = 15 * 60 * 1000;
-  // Rows the store keeps for throttling, in all; the oldest go first.
+  // Rows the store keeps for throttling, in all; when full, the address holding the
+  // most rows is refused (or pays with its oldest rows for another's attempt).
   int64_t max_records = 100000;
+  // Rows one address may hold in the window; 0: derived from the policy
+  // (MaxRecordsPerAddress).
+  int64_t max_records_per_address = 0;
+  // IPv6 clients are counted by this prefix of their address (one /64 is usually
+  // one subscriber, who can pick any address in it).
+  int ipv6_prefix_bits = 64;
 };
 
+// The address key the throttle counts a client under: an IPv4-mapped IPv6 address
+// as its IPv4 address, other IPv6 addresses as their first `ipv6_prefix_bits` bits
+// ("2001:db8:1:2::/64"), IPv4 as is; anything unparseable as given, cut at 64
+// octets.
+std::string ThrottleAddress(std::string_view client_ip, int ipv6_prefix_bits);
+
+// The rows one address can hold in a window when it tries as fast as the policy
+// lets it (two rows per attempt: its pair and its address), with room for two
+// more attempts: options.max_records_per_address if set.
+int64_t MaxRecordsPerAddress(const ThrottleOptions& options);
+
 // The throttle policy: how long an attempt must wait (0: check its password) given
-// the recent failures (attempts in flight included) of its (user, client IP) pair
-// and of its client IP (nullptr when the IP is unknown). Doubling delays from 1 s,
-// capped at max_delay_ms, past the pair's allowance; the allowance is
-// user_free_failures, or 1 while the IP is over ip_free_failures. A client that has
-// not failed for this user is never made to wait: an attacker can neither lock a
-// user out from elsewhere nor lock out the other users behind a shared address.
+// the recent failures (attempts in flight included) of its (user, client address)
+// pair and of its client address (nullptr when unknown). The longer of two waits:
+// * the pair's: doubling delays from 1 s, capped at max_delay_ms, after
+//   user_free_failures failures (after 1 while the address is over its budget);
+// * the address's: past ip_free_failures failures of the address, doubling delays
+//   from 1 s after the address's latest failure, capped at max_delay_ms, for every
+//   attempt from the address, so a sprayer gets a few tries per window however many
+//   user names it goes through.
+// Failures from one address never delay the same user from another address. A pair
+// that logged in successfully within the window (`recent_login`) is exempt from the
+// address's wait and keeps user_free_failures: users who already logged in from a
+// shared address are not slowed by an attacker behind it.
 int64_t ThrottleDelayMs(const ThrottleOptions& options, const store::AuthAttemptState& pair,
-                        const store::AuthAttemptState* ip, int64_t now_ms);
+                        const store::AuthAttemptState* ip, int64_t now_ms,
+                        bool recent_login = false);
 
 struct AuthOptions {
   PasswordHashOptions hash;

@@ -161,11 +161,18 @@ TEST(ThrottlePolicyTest, DelaysDoubleFromTheAllowanceOfThePairAndTightenOverTheI
   const int64_t now = 1'000'000;
   store::AuthAttemptState quiet_ip{3, now};
   store::AuthAttemptState busy_ip{20, now};
-  // Under the allowance: no wait, whatever the IP did if this client never
-  // failed.
+  // Under the allowance, from an address under its budget: no wait.
   EXPECT_EQ(ThrottleDelayMs(options, {4, now}, &quiet_ip, now), 0);
-  EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, &busy_ip, now), 0);
+  EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, &quiet_ip, now), 0);
   EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, nullptr, now), 0);
+  // Over its budget the address itself waits, even for a user name it never
+  // tried (password spraying): 1 s after its latest failure, then 2 s, 4 s ...
+  EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, &busy_ip, now), 1000);
+  EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, &busy_ip, now + 1000), 0);
+  store::AuthAttemptState busier_ip{23, now};
+  EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, &busier_ip, now), 8000);
+  store::AuthAttemptState flooding_ip{500, now};
+  EXPECT_EQ(ThrottleDelayMs(options, {0, 0}, &flooding_ip, now), 60'000);
   // At it: 1 s after the latest failure, then 2 s, 4 s ... up to the cap.
   EXPECT_EQ(ThrottleDelayMs(options, {5, now}, &quiet_ip, now), 1000);
   EXPECT_EQ(ThrottleDelayMs(options, {5, now - 400}, &quiet_ip, now), 600);
@@ -173,8 +180,84 @@ TEST(ThrottlePolicyTest, DelaysDoubleFromTheAllowanceOfThePairAndTightenOverTheI
   EXPECT_EQ(ThrottleDelayMs(options, {7, now}, nullptr, now), 4000);
   EXPECT_EQ(ThrottleDelayMs(options, {40, now}, nullptr, now), 60'000);
   // Over the IP budget a client that failed once for this user waits.
-  EXPECT_EQ(ThrottleDelayMs(options, {1, now}, &busy_ip, now), 1000);
+  store::AuthAttemptState busy_ip_earlier{20, now - 1000};  // its own delay is over
+  EXPECT_EQ(ThrottleDelayMs(options, {1, now}, &busy_ip_earlier, now), 1000);
   EXPECT_EQ(ThrottleDelayMs(options, {1, now}, &quiet_ip, now), 0);
+}
+
+TEST(ThrottlePolicyTest, RecordsPerAddressFollowThePolicy) {
+  ThrottleOptions options;  // 20 free, delays 1 s ... 512 s fill a 900 s window
+  EXPECT_EQ(MaxRecordsPerAddress(options), 2 * (20 + 10 + 2));
+  options.max_delay_ms = 1000;  // then one a second for the rest of the window
+  EXPECT_EQ(MaxRecordsPerAddress(options), 2 * (20 + 901 + 2));  // at 0 s, 1 s ... 900 s
+  options.max_records_per_address = 7;
+  EXPECT_EQ(MaxRecordsPerAddress(options), 7);
+}
+
+TEST(ThrottleAddressTest, GroupsIpv6ByPrefixAndMapsIpv4) {
+  EXPECT_EQ(ThrottleAddress("192.0.2.1", 64), "192.0.2.1");
+  EXPECT_EQ(ThrottleAddress("::ffff:192.0.2.1", 64), "192.0.2.1");
+  EXPECT_EQ(ThrottleAddress("::FFFF:c000:0201", 64), "192.0.2.1");
+  EXPECT_EQ(ThrottleAddress("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(ThrottleAddress("2001:0db8:0001:0002::1", 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(ThrottleAddress("2001:db8:1:2:3:4:5:6", 48), "2001:db8:1::/48");
+  EXPECT_EQ(ThrottleAddress("2001:db8:1:2:3:4:5:6", 56), "2001:db8:1::/56");
+  EXPECT_EQ(ThrottleAddress("2001:db8:1:2ff:3:4:5:6", 60), "2001:db8:1:2f0::/60");
+  EXPECT_EQ(ThrottleAddress("2001:db8::1", 128), "2001:db8::1/128");
+  EXPECT_EQ(ThrottleAddress("fe80::1%eth0", 64), "fe80::/64");
+  // Not an address: used as given, bounded.
+  EXPECT_EQ(ThrottleAddress("unix-socket", 64), "unix-socket");
+  EXPECT_EQ(ThrottleAddress(std::string(1000, 'x'), 64), std::string(64, 'x'));
+}
+
+TEST_F(AuthTest, AddressesOfOneIpv6PrefixAndBothSpellingsOfAnIpv4ShareTheirCount) {
+  Restart(FixedClock(FastOptions()), {kKeyA});
+  // Three failures from three addresses of one /64: the fourth address waits.
+  EXPECT_EQ(Outcome(Login("alice", "guess", "2001:db8:1:2::1")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("alice", "guess", "2001:db8:1:2::2")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("alice", "guess", "2001:db8:1:2:ffff::3")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("alice", "correct horse", "2001:db8:1:2::4")), v1::THROTTLED);
+  // Another /64 is another client.
+  EXPECT_EQ(Outcome(Login("alice", "correct horse", "2001:db8:1:3::1")),
+            v1::ERROR_CODE_UNSPECIFIED);
+  // An IPv4 client seen through a dual-stack socket is the same client.
+  EXPECT_EQ(Outcome(Login("bob", "guess", "198.51.100.9")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("bob", "guess", "::ffff:198.51.100.9")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("bob", "guess", "198.51.100.9")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("bob", "correct horse", "::ffff:198.51.100.9")), v1::THROTTLED);
+}
+
+TEST_F(AuthTest, ALoginOfTheUserDoesNotResetTheFailuresOfItsAddress) {
+  // Behind a shared address the (user, address) pair is the attacker's as well as
+  // the user's: the user's logins must not give the attacker new tries.
+  Restart(FixedClock(FastOptions()), {kKeyA});
+  EXPECT_EQ(Outcome(Login("alice", "guess")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("alice", "guess")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(Outcome(Login("alice", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
+  EXPECT_EQ(Outcome(Login("alice", "guess")), v1::AUTHENTICATIONFAILED);
+  // Three failures in the window, the login in between notwithstanding.
+  EXPECT_EQ(Outcome(Login("alice", "guess")), v1::THROTTLED);
+}
+
+TEST_F(AuthTest, SprayingFromOneAddressIsSlowedWhateverTheUserNames) {
+  auto now = std::make_shared<std::atomic<int64_t>>(1'800'000'000'000);
+  AuthOptions options = FastOptions();
+  options.throttle.ip_free_failures = 4;
+  options.clock_ms = [now] { return now->load(); };
+  Restart(options, {kKeyA});
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(Outcome(Login(absl::StrCat("user", i), "guess")), v1::AUTHENTICATIONFAILED);
+  }
+  // Over the budget: a name never tried from here waits too, 1 s, then 2 s.
+  EXPECT_EQ(Outcome(Login("user4", "guess")), v1::THROTTLED);
+  now->fetch_add(1000);
+  EXPECT_EQ(Outcome(Login("user4", "guess")), v1::AUTHENTICATIONFAILED);
+  now->fetch_add(1000);
+  EXPECT_EQ(Outcome(Login("user5", "guess")), v1::THROTTLED);
+  now->fetch_add(1000);
+  EXPECT_EQ(Outcome(Login("user5", "guess")), v1::AUTHENTICATIONFAILED);
+  // Another address is not slowed by this one.
+  EXPECT_EQ(Outcome(Login("user6", "guess", "203.0.113.5")), v1::AUTHENTICATIONFAILED);
 }
 
 TEST_F(AuthTest, ParallelAttemptsGetAtMostTheAllowanceOfPasswordChecks) {
@@ -223,9 +306,16 @@ void AuthTest::ExpectParallelGuessesChecked(int allowance) {
 }
 
 TEST_F(AuthTest, AnAttackOnOneUserLocksOutNeitherThatUserElsewhereNorOthersOnTheSameIp) {
-  AuthOptions options = FixedClock(FastOptions());
+  auto now = std::make_shared<std::atomic<int64_t>>(1'800'000'000'000);
+  AuthOptions options = FastOptions();
   options.throttle.ip_free_failures = 4;
+  options.clock_ms = [now] { return now->load(); };
   Restart(options, {kKeyA});
+  auto hash = HashPassword("correct horse", FastOptions().hash);
+  ASSERT_TRUE(hash.ok());
+  ASSERT_TRUE(store_->CreateUser("erin", *hash).ok());
+  // bob logged in from the shared address before the attack.
+  EXPECT_EQ(Outcome(Login("bob", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
   // The attacker spends alice's allowance from the shared address and then some
   // names it sprays, which takes the address over its budget.
   for (int i = 0; i < 3; ++i) {
@@ -233,11 +323,13 @@ TEST_F(AuthTest, AnAttackOnOneUserLocksOutNeitherThatUserElsewhereNorOthersOnThe
   }
   EXPECT_EQ(Outcome(Login("alice", "guess")), v1::THROTTLED);
   EXPECT_EQ(Outcome(Login("carol", "guess")), v1::AUTHENTICATIONFAILED);
-  EXPECT_EQ(Outcome(Login("dave", "guess")), v1::AUTHENTICATIONFAILED);
-  // Over the budget, a sprayed name gets one try from this address, not three.
-  EXPECT_EQ(Outcome(Login("carol", "guess")), v1::THROTTLED);
-  // bob, behind the same address and never failed: his password is checked.
+  // bob, who logged in from here within the window and never failed: not slowed.
   EXPECT_EQ(Outcome(Login("bob", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
+  // erin, new behind this address, waits with the address (1 s here), then her
+  // password is checked and lets her in.
+  EXPECT_EQ(Outcome(Login("erin", "correct horse")), v1::THROTTLED);
+  now->fetch_add(1000);
+  EXPECT_EQ(Outcome(Login("erin", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
   // alice herself, from her own address: not locked out by the attack.
   EXPECT_EQ(Outcome(Login("alice", "correct horse", "198.51.100.7")), v1::ERROR_CODE_UNSPECIFIED);
   // The attacking client still waits, even with the right password.

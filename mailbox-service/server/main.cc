@@ -54,14 +54,20 @@ std::vector<config::Setting> Settings() {
        "failed logins of one user from one client IP (15 min window) before that client "
        "waits"},
       {"auth-ip-free-failures", "MAILBOX_AUTH_IP_FREE_FAILURES", "20",
-       "failed logins from one client IP (15 min window) past which its clients get one "
-       "failure per user before they wait"},
+       "failed logins from one client address (15 min window) past which the address is "
+       "slowed (doubling delays) and its clients get one failure per user before they wait"},
       {"auth-failure-window-seconds", "MAILBOX_AUTH_FAILURE_WINDOW_SECONDS", "900",
        "how long a failed login counts against its client and address"},
       {"auth-max-delay-seconds", "MAILBOX_AUTH_MAX_DELAY_SECONDS", "900",
        "longest wait the login throttle imposes (delays double from 1 s up to this)"},
       {"auth-max-failure-records", "MAILBOX_AUTH_MAX_FAILURE_RECORDS", "100000",
-       "failed-login records kept for throttling, in all (the oldest go first)"},
+       "failed-login records kept for throttling, in all (when full, the address holding "
+       "the most is refused)"},
+      {"auth-max-records-per-address", "MAILBOX_AUTH_MAX_RECORDS_PER_ADDRESS", "0",
+       "failed-login records one client address may hold in the window (0: as many as "
+       "the throttle lets an address make, plus room for two attempts)"},
+      {"auth-ipv6-prefix", "MAILBOX_AUTH_IPV6_PREFIX", "64",
+       "IPv6 clients are throttled by this prefix length of their address (32 to 128)"},
       {"session-lifetime-seconds", "MAILBOX_SESSION_LIFETIME_SECONDS", "86400",
        "how long a session token from a login stays valid"},
       {"session-key-file", "MAILBOX_SESSION_KEY_FILE", "",
@@ -130,10 +136,12 @@ int Run(int argc, char** argv) {
   auto max_records = config->GetInt("auth-max-failure-records");
   auto window = config->GetInt("auth-failure-window-seconds");
   auto max_delay = config->GetInt("auth-max-delay-seconds");
+  auto per_address = config->GetInt("auth-max-records-per-address");
+  auto ipv6_prefix = config->GetInt("auth-ipv6-prefix");
   auto lifetime = config->GetInt("session-lifetime-seconds");
   auto drain = config->GetInt("drain-seconds");
   for (const auto* value : {&max_message, &memory, &passes, &user_free, &ip_free, &max_records,
-                            &window, &max_delay, &lifetime, &drain}) {
+                            &window, &max_delay, &lifetime, &drain, &per_address, &ipv6_prefix}) {
     if (!value->ok()) {
       std::cerr << "mailbox-service: " << value->status().message() << "\n";
       return 2;
@@ -164,6 +172,18 @@ int Run(int argc, char** argv) {
       return 2;
     }
   }
+  if (*ipv6_prefix < 32 || *ipv6_prefix > 128) {
+    std::cerr << "mailbox-service: --auth-ipv6-prefix must be between 32 and 128\n";
+    return 2;
+  }
+  if (*per_address < 0 || *per_address > kLargest) {
+    std::cerr << "mailbox-service: --auth-max-records-per-address must be between 0 (derived) "
+                 "and "
+              << kLargest << "\n";
+    return 2;
+  }
+  auth_options.throttle.ipv6_prefix_bits = static_cast<int>(*ipv6_prefix);
+  auth_options.throttle.max_records_per_address = *per_address;
   auth_options.throttle.max_records = *max_records;
   auth_options.throttle.window_ms = *window * 1000;
   auth_options.throttle.max_delay_ms = *max_delay * 1000;

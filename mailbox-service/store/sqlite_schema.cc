@@ -178,6 +178,28 @@ END;
 ALTER TABLE users ADD COLUMN credential_generation INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX auth_failures_by_age ON auth_failures (at_ms);
 )sql",
+      // Version 6: throttle rows get ids that are never reused (AUTOINCREMENT) and
+      // name the client address they count against. A plain rowid table hands out
+      // max(rowid) + 1, so once the newest rows were deleted a new attempt could get
+      // the id an attempt still in flight had reserved, and that attempt's release
+      // deleted the newcomer's row. The address lets the store cap rows per address
+      // and, when the table is full, charge the address holding the most rows
+      // instead of forgetting everyone's oldest rows. Rows copied from before have
+      // no address; they leave with the window.
+      R"sql(
+CREATE TABLE auth_failures_v6 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  key TEXT NOT NULL,
+  address TEXT NOT NULL DEFAULT '',
+  at_ms INTEGER NOT NULL
+);
+INSERT INTO auth_failures_v6 (key, at_ms) SELECT key, at_ms FROM auth_failures ORDER BY rowid;
+DROP TABLE auth_failures;
+ALTER TABLE auth_failures_v6 RENAME TO auth_failures;
+CREATE INDEX auth_failures_by_key ON auth_failures (key, at_ms);
+CREATE INDEX auth_failures_by_age ON auth_failures (at_ms);
+CREATE INDEX auth_failures_by_address ON auth_failures (address, at_ms);
+)sql",
   };
   return *steps;
 }

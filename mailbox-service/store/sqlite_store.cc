@@ -1480,37 +1480,42 @@ absl::StatusOr<std::vector<UserRecord>> SqliteStore::ListUsers() {
 
 namespace {
 
-// Without a cap given by the caller, the throttle table keeps at most this many rows.
-constexpr int64_t kDefaultMaxAuthRows = 100000;
 // Rows deleted by age per call: bounded work per login, and enough to keep up with
 // any rate of inserts, since every insert comes with one such call.
 constexpr int64_t kAuthPruneBatch = 256;
 
-// Drops throttle rows older than `oldest_ms`, of any key, a batch at a time, and
-// then the oldest rows beyond `max_rows`. Rows are inserted with growing rowids, so
-// the rowid span bounds the row count without a scan.
-absl::Status PruneAuthFailures(Connection& conn, int64_t oldest_ms, int64_t max_rows) {
-  {
-    ASSIGN_OR_RETURN(Statement prune,
-                     conn.Prepare("DELETE FROM auth_failures WHERE rowid IN "
-                                  "(SELECT rowid FROM auth_failures WHERE at_ms < ? "
-                                  "ORDER BY at_ms LIMIT ?)"));
-    prune.Bind(1, oldest_ms).Bind(2, kAuthPruneBatch);
-    RETURN_IF_ERROR(prune.Run());
+// Drops throttle rows older than `oldest_ms`, of any key, a batch at a time.
+absl::Status PruneAuthFailures(Connection& conn, int64_t oldest_ms) {
+  ASSIGN_OR_RETURN(Statement prune,
+                   conn.Prepare("DELETE FROM auth_failures WHERE id IN "
+                                "(SELECT id FROM auth_failures WHERE at_ms < ? "
+                                "ORDER BY at_ms LIMIT ?)"));
+  prune.Bind(1, oldest_ms).Bind(2, kAuthPruneBatch);
+  return prune.Run();
+}
+
+absl::StatusOr<int64_t> CountAuthRows(Connection& conn, const char* sql,
+                                      std::optional<std::string_view> text = std::nullopt,
+                                      int64_t since_ms = 0) {
+  ASSIGN_OR_RETURN(Statement s, conn.Prepare(sql));
+  if (text.has_value()) {
+    s.BindText(1, *text).Bind(2, since_ms);
   }
-  ASSIGN_OR_RETURN(Statement span,
-                   conn.Prepare("SELECT min(rowid), max(rowid) FROM auth_failures"));
-  ASSIGN_OR_RETURN(bool row, span.Step());
-  if (!row || span.IsNull(0)) {
-    return absl::OkStatus();
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? s.Int(0) : 0;
+}
+
+// How long until the oldest row of `address` in the window leaves it (at least 1 ms).
+absl::StatusOr<int64_t> UntilAddressFrees(Connection& conn, std::string_view address,
+                                          int64_t now_ms, int64_t window_ms) {
+  ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT min(at_ms) FROM auth_failures "
+                                             "WHERE address = ? AND at_ms >= ?"));
+  s.BindText(1, address).Bind(2, now_ms - window_ms);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row || s.IsNull(0)) {
+    return int64_t{1000};
   }
-  const int64_t newest = span.Int(1);
-  if (newest - span.Int(0) + 1 <= max_rows) {
-    return absl::OkStatus();
-  }
-  ASSIGN_OR_RETURN(Statement cap, conn.Prepare("DELETE FROM auth_failures WHERE rowid <= ?"));
-  cap.Bind(1, newest - max_rows);
-  return cap.Run();
+  return std::max<int64_t>(1, s.Int(0) + window_ms - now_ms);
 }
 
 }  // namespace
@@ -1520,7 +1525,7 @@ absl::StatusOr<int> SqliteStore::RecordAuthFailure(std::string_view key, int64_t
   int count = 0;
   RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
-    RETURN_IF_ERROR(PruneAuthFailures(conn, now_ms - window_ms, kDefaultMaxAuthRows));
+    RETURN_IF_ERROR(PruneAuthFailures(conn, now_ms - window_ms));
     {
       ASSIGN_OR_RETURN(Statement insert,
                        conn.Prepare("INSERT INTO auth_failures (key, at_ms) VALUES (?, ?)"));
@@ -1561,19 +1566,32 @@ absl::Status SqliteStore::ClearAuthFailures(std::string_view key) {
 }
 
 absl::StatusOr<AuthReservation> SqliteStore::ReserveAuthAttempt(
-    const std::vector<std::string>& keys, int64_t now_ms, int64_t window_ms, int64_t max_rows,
-    const AuthAttemptPolicy& policy) {
+    const std::vector<std::string>& keys, std::string_view address, int64_t now_ms,
+    const AuthAttemptLimits& limits, const AuthAttemptPolicy& policy) {
   AuthReservation reservation;
+  const int64_t window_ms = limits.window_ms;
+  const int64_t adding = static_cast<int64_t>(keys.size());
   RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     reservation = AuthReservation();
-    // max_rows - keys.size(): the rows inserted below fit under the cap.
-    RETURN_IF_ERROR(PruneAuthFailures(
-        conn, now_ms - window_ms,
-        std::max<int64_t>(max_rows - static_cast<int64_t>(keys.size()), 0)));
+    RETURN_IF_ERROR(PruneAuthFailures(conn, now_ms - window_ms));
+    // The address's own cap first: past it the address waits, and no other
+    // address's rows are touched.
+    ASSIGN_OR_RETURN(int64_t held,
+                     CountAuthRows(conn,
+                                   "SELECT count(*) FROM auth_failures "
+                                   "WHERE address = ? AND at_ms >= ?",
+                                   address, now_ms - window_ms));
+    if (held + adding > limits.max_rows_per_address) {
+      ASSIGN_OR_RETURN(reservation.retry_after_ms,
+                       UntilAddressFrees(conn, address, now_ms, window_ms));
+      return absl::OkStatus();
+    }
+    std::vector<std::string> read = keys;
+    read.insert(read.end(), limits.read_only_keys.begin(), limits.read_only_keys.end());
     std::vector<AuthAttemptState> states;
-    states.reserve(keys.size());
-    for (const std::string& key : keys) {
+    states.reserve(read.size());
+    for (const std::string& key : read) {
       // No upper bound: an attempt that read the clock before waiting for this
       // transaction must still count the rows of attempts that read it later.
       ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT count(*), coalesce(max(at_ms), 0) "
@@ -1593,10 +1611,34 @@ absl::StatusOr<AuthReservation> SqliteStore::ReserveAuthAttempt(
       return absl::OkStatus();
     }
     reservation.retry_after_ms = 0;
+    ASSIGN_OR_RETURN(int64_t total, CountAuthRows(conn, "SELECT count(*) FROM auth_failures"));
+    const int64_t excess = total + adding - limits.max_rows;
+    if (excess > 0) {
+      // Full (many addresses, each under its own cap). The address holding the
+      // most rows pays: it is refused, or its oldest rows make room for another
+      // address's attempt. Nobody else's records are forgotten.
+      ASSIGN_OR_RETURN(Statement top,
+                       conn.Prepare("SELECT address, count(*) AS n FROM auth_failures "
+                                    "GROUP BY address ORDER BY n DESC LIMIT 1"));
+      ASSIGN_OR_RETURN(bool found, top.Step());
+      const std::string top_address = found ? std::string(top.Text(0)) : std::string(address);
+      const int64_t top_rows = found ? top.Int(1) : 0;
+      if (top_address == address || held >= top_rows) {
+        ASSIGN_OR_RETURN(reservation.retry_after_ms,
+                         UntilAddressFrees(conn, address, now_ms, window_ms));
+        return absl::OkStatus();
+      }
+      ASSIGN_OR_RETURN(Statement evict,
+                       conn.Prepare("DELETE FROM auth_failures WHERE id IN "
+                                    "(SELECT id FROM auth_failures WHERE address = ? "
+                                    "ORDER BY at_ms, id LIMIT ?)"));
+      evict.BindText(1, top_address).Bind(2, excess);
+      RETURN_IF_ERROR(evict.Run());
+    }
     for (const std::string& key : keys) {
-      ASSIGN_OR_RETURN(Statement insert,
-                       conn.Prepare("INSERT INTO auth_failures (key, at_ms) VALUES (?, ?)"));
-      insert.BindText(1, key).Bind(2, now_ms);
+      ASSIGN_OR_RETURN(Statement insert, conn.Prepare("INSERT INTO auth_failures "
+                                                      "(key, address, at_ms) VALUES (?, ?, ?)"));
+      insert.BindText(1, key).BindText(2, address).Bind(3, now_ms);
       RETURN_IF_ERROR(insert.Run());
       reservation.rows.push_back(conn.LastInsertRowid());
     }
@@ -1611,8 +1653,9 @@ absl::Status SqliteStore::ReleaseAuthAttempt(const std::vector<int64_t>& rows) {
   }
   return Write([&](WriteTx& tx) -> absl::Status {
     for (int64_t row : rows) {
-      ASSIGN_OR_RETURN(Statement s,
-                       tx.conn().Prepare("DELETE FROM auth_failures WHERE rowid = ?"));
+      // Ids come from AUTOINCREMENT (schema version 6): a row deleted meanwhile
+      // (expired, evicted) leaves nothing here to delete, never a newer row.
+      ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare("DELETE FROM auth_failures WHERE id = ?"));
       s.Bind(1, row);
       RETURN_IF_ERROR(s.Run());
     }

@@ -73,8 +73,8 @@ class SqliteStore final : public Store {
                                                        int64_t window_ms) override;
   absl::Status ClearAuthFailures(std::string_view key) override;
   absl::StatusOr<AuthReservation> ReserveAuthAttempt(const std::vector<std::string>& keys,
-                                                     int64_t now_ms, int64_t window_ms,
-                                                     int64_t max_rows,
+                                                     std::string_view address, int64_t now_ms,
+                                                     const AuthAttemptLimits& limits,
                                                      const AuthAttemptPolicy& policy) override;
   absl::Status ReleaseAuthAttempt(const std::vector<int64_t>& rows) override;
   absl::StatusOr<std::string> GetOrCreateSecret(std::string_view name,

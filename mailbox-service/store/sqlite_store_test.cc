@@ -327,25 +327,35 @@ TEST_F(SqliteStoreTest, PasswordChangesBumpTheCredentialGeneration) {
   EXPECT_EQ(store_->FindUserById(user_)->credential_generation, before + 1);
 }
 
+Store::AuthAttemptLimits AuthLimits(int64_t window_ms, int64_t max_rows,
+                                    int64_t max_rows_per_address = 1'000'000) {
+  Store::AuthAttemptLimits limits;
+  limits.window_ms = window_ms;
+  limits.max_rows = max_rows;
+  limits.max_rows_per_address = max_rows_per_address;
+  return limits;
+}
+
 TEST_F(SqliteStoreTest, AuthReservationsCountAtOnceAndAreReleasedOrKept) {
   auto allow_two = [](const std::vector<AuthAttemptState>& states) -> int64_t {
     return states[0].failures >= 2 ? 5000 : 0;
   };
-  auto first = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, 1000, 500, 100, allow_two);
+  const auto limits = AuthLimits(500, 100);
+  auto first = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, "1", 1000, limits, allow_two);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->retry_after_ms, 0);
   EXPECT_EQ(first->rows.size(), 2u);
-  auto second = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, 1000, 500, 100, allow_two);
+  auto second = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, "1", 1000, limits, allow_two);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->retry_after_ms, 0);
   // Two in flight: the third is refused and records nothing.
-  auto third = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, 1000, 500, 100, allow_two);
+  auto third = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, "1", 1000, limits, allow_two);
   ASSERT_TRUE(third.ok());
   EXPECT_EQ(third->retry_after_ms, 5000);
   EXPECT_TRUE(third->rows.empty());
   EXPECT_EQ(store_->AuthFailures("ip:1", 1000, 500)->first, 2);
   // An attempt that read the clock earlier, before waiting its turn, still sees them.
-  auto late = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, 990, 500, 100, allow_two);
+  auto late = store_->ReserveAuthAttempt({"pair:a", "ip:1"}, "1", 990, limits, allow_two);
   ASSERT_TRUE(late.ok());
   EXPECT_EQ(late->retry_after_ms, 5000);
   // The first turned out right: released. The second stays as a failure.
@@ -354,24 +364,83 @@ TEST_F(SqliteStoreTest, AuthReservationsCountAtOnceAndAreReleasedOrKept) {
   EXPECT_EQ(store_->AuthFailures("ip:1", 1000, 500)->first, 1);
 }
 
-TEST_F(SqliteStoreTest, AuthRecordsArePrunedAcrossKeysAndBoundedInAll) {
+TEST_F(SqliteStoreTest, AuthRecordsArePrunedAcrossKeys) {
   auto allow = [](const std::vector<AuthAttemptState>&) -> int64_t { return 0; };
   // Keys that never repeat (a new IP each time): their old rows still go.
   for (int i = 0; i < 50; ++i) {
-    ASSERT_TRUE(store_->ReserveAuthAttempt({absl::StrCat("ip:old", i)}, 1000, 500, 1000, allow)
+    const std::string address = absl::StrCat("old", i);
+    ASSERT_TRUE(store_
+                    ->ReserveAuthAttempt({absl::StrCat("ip:", address)}, address, 1000,
+                                         AuthLimits(500, 1000), allow)
                     .ok());
   }
-  ASSERT_TRUE(store_->ReserveAuthAttempt({"ip:new"}, 2000, 500, 1000, allow).ok());
+  ASSERT_TRUE(
+      store_->ReserveAuthAttempt({"ip:new"}, "new", 2000, AuthLimits(500, 1000), allow).ok());
   EXPECT_EQ(CountRows("SELECT count(*) FROM auth_failures"), 1);
-  // Within the window, the cap holds: the oldest rows give way.
-  for (int i = 0; i < 300; ++i) {
-    ASSERT_TRUE(store_->ReserveAuthAttempt({absl::StrCat("pair:", i), absl::StrCat("ip:", i)},
-                                           3000, 5000, 100, allow)
-                    .ok());
+}
+
+TEST_F(SqliteStoreTest, AnAddressIsCappedAndAFullTableCostsOnlyTheLargestHolder) {
+  auto allow = [](const std::vector<AuthAttemptState>&) -> int64_t { return 0; };
+  auto attempt = [&](const std::string& address, int64_t now_ms,
+                     const Store::AuthAttemptLimits& limits) {
+    auto reservation = store_->ReserveAuthAttempt(
+        {absl::StrCat("pair:", address, ":u"), absl::StrCat("ip:", address)}, address, now_ms,
+        limits, allow);
+    EXPECT_TRUE(reservation.ok()) << reservation.status();
+    return reservation.ok() ? *reservation : AuthReservation{};
+  };
+  // Per address: 6 rows (3 attempts) and the fourth waits until the first leaves
+  // the window.
+  const auto capped = AuthLimits(5000, 1000, 6);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(attempt("a", 1000 + i, capped).retry_after_ms, 0);
   }
-  EXPECT_LE(CountRows("SELECT count(*) FROM auth_failures"), 100);
-  EXPECT_EQ(store_->AuthFailures("ip:299", 3000, 5000)->first, 1);
-  EXPECT_EQ(store_->AuthFailures("ip:0", 3000, 5000)->first, 0);
+  AuthReservation refused = attempt("a", 1100, capped);
+  EXPECT_EQ(refused.retry_after_ms, 1000 + 5000 - 1100);
+  EXPECT_TRUE(refused.rows.empty());
+  EXPECT_EQ(attempt("b", 1100, capped).retry_after_ms, 0);  // other addresses unaffected
+
+  ASSERT_TRUE(store_->ClearAuthFailures("pair:a:u").ok());
+  ASSERT_TRUE(store_->ClearAuthFailures("ip:a").ok());
+  ASSERT_TRUE(store_->ClearAuthFailures("pair:b:u").ok());
+  ASSERT_TRUE(store_->ClearAuthFailures("ip:b").ok());
+  // 12 rows in all. "early" records first, then "flood" holds the most.
+  const auto full = AuthLimits(5000, 12);
+  EXPECT_EQ(attempt("early", 2000, full).retry_after_ms, 0);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(attempt("flood", 2001 + i, full).retry_after_ms, 0);
+  }
+  EXPECT_EQ(attempt("other", 2010, full).retry_after_ms, 0);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM auth_failures"), 12);
+  // Full: the largest holder is refused ...
+  AuthReservation flood = attempt("flood", 2020, full);
+  EXPECT_GT(flood.retry_after_ms, 0);
+  EXPECT_TRUE(flood.rows.empty());
+  // ... and another address's attempt takes the place of the flood's oldest rows,
+  // not of the oldest rows in the table ("early"'s).
+  EXPECT_EQ(attempt("late", 2030, full).retry_after_ms, 0);
+  EXPECT_EQ(CountRows("SELECT count(*) FROM auth_failures"), 12);
+  EXPECT_EQ(store_->AuthFailures("ip:early", 2030, 5000)->first, 1);
+  EXPECT_EQ(store_->AuthFailures("ip:other", 2030, 5000)->first, 1);
+  EXPECT_EQ(store_->AuthFailures("ip:late", 2030, 5000)->first, 1);
+  EXPECT_EQ(store_->AuthFailures("ip:flood", 2030, 5000)->first, 3);
+}
+
+TEST_F(SqliteStoreTest, ReleasingAReservationWhoseRowsWentNeverDeletesANewerAttempt) {
+  auto allow = [](const std::vector<AuthAttemptState>&) -> int64_t { return 0; };
+  auto old = store_->ReserveAuthAttempt({"pair:x", "ip:x"}, "x", 1000, AuthLimits(500, 100),
+                                        allow);
+  ASSERT_TRUE(old.ok());
+  // The old attempt's rows leave the window (pruned by this later attempt) while
+  // its password is still being checked; the newer attempt is recorded after.
+  auto newer = store_->ReserveAuthAttempt({"pair:y", "ip:y"}, "y", 2000, AuthLimits(500, 100),
+                                          allow);
+  ASSERT_TRUE(newer.ok());
+  EXPECT_EQ(CountRows("SELECT count(*) FROM auth_failures"), 2);
+  // A reused row id would make this delete the newer attempt's rows.
+  ASSERT_TRUE(store_->ReleaseAuthAttempt(old->rows).ok());
+  EXPECT_EQ(store_->AuthFailures("pair:y", 2000, 500)->first, 1);
+  EXPECT_EQ(store_->AuthFailures("ip:y", 2000, 500)->first, 1);
 }
 
 TEST_F(SqliteStoreTest, SecretsCanBeFoundAndDeleted) {

@@ -42,7 +42,8 @@ struct AuthAttemptState {
   int64_t latest_ms = 0;  // time of the latest of them (0 if none)
 };
 
-// Given the state of each key passed to ReserveAuthAttempt (same order), how long
+// Given the state of each key passed to ReserveAuthAttempt (same order, then the
+// read-only keys), how long
 // the attempt must wait, in milliseconds; 0 lets it go ahead.
 using AuthAttemptPolicy = std::function<int64_t(const std::vector<AuthAttemptState>&)>;
 
@@ -111,15 +112,31 @@ class Store {
   // attempts cannot all pass the check before any of them is counted. Reads the
   // state of every key from now_ms - window_ms on (rows of attempts that read the
   // clock after this one count too), asks `policy`, and when
-  // it allows the attempt records one row per key at now_ms: the attempt counts as a
-  // failure from before its password is checked. The caller then releases the rows
+  // it allows the attempt records one row per key at now_ms, each naming `address`
+  // (the client address the rows count against): the attempt counts as a failure
+  // from before its password is checked. The caller then releases the rows
   // (ReleaseAuthAttempt) if the password was right or could not be checked, and keeps
-  // them as the recorded failure if it was wrong. Each call also deletes a bounded
-  // batch of rows that fell out of the window (of any key), and the oldest rows
-  // beyond `max_rows` in all, so the table stays bounded whatever the keys.
+  // them as the recorded failure if it was wrong. Bounds, so that the table stays
+  // bounded whatever the keys and no address can push out another's rows:
+  // * each call deletes a bounded batch of rows that fell out of the window;
+  // * an address holding `limits.max_rows_per_address` rows in the window is refused
+  //   (retry_after_ms until its oldest row leaves the window);
+  // * with `limits.max_rows` rows in all, the address holding the most rows is
+  //   refused, and any other address's attempt takes the place of that address's
+  //   oldest rows.
+  struct AuthAttemptLimits {
+    int64_t window_ms = 15 * 60 * 1000;
+    int64_t max_rows = 100000;
+    int64_t max_rows_per_address = 100000;
+    // Keys whose state is read (after those of `keys`, in this order, for the
+    // policy) but that get no row.
+    std::vector<std::string> read_only_keys;
+  };
   virtual absl::StatusOr<AuthReservation> ReserveAuthAttempt(
-      const std::vector<std::string>& keys, int64_t now_ms, int64_t window_ms,
-      int64_t max_rows, const AuthAttemptPolicy& policy) = 0;
+      const std::vector<std::string>& keys, std::string_view address, int64_t now_ms,
+      const AuthAttemptLimits& limits, const AuthAttemptPolicy& policy) = 0;
+  // Deletes exactly the rows a reservation recorded (row ids are never reused, so a
+  // row deleted meanwhile is not confused with a newer attempt's).
   virtual absl::Status ReleaseAuthAttempt(const std::vector<int64_t>& rows) = 0;
 
   // A named secret shared by replicas: returns the stored value, storing
