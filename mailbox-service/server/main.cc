@@ -113,7 +113,15 @@ int Run(int argc, char** argv) {
   const std::string& key_flag = config->Get("session-key-file");
   const std::filesystem::path session_key_file =
       key_flag.empty() ? data_dir / "session.key" : std::filesystem::path(key_flag);
-  auto tightened = PrepareDataDir(data_dir, {admin_token_file, session_key_file});
+  // <data-dir>/gateway.token (0600), which the gateways read too (--store-token-file):
+  // only with it may a caller report its clients' IPs for the login throttle
+  // (link_trust.h). Like the other secrets, its mode is checked when it is read,
+  // not silently changed (an operator may give a gateway's group read access).
+  const std::string& token_flag = config->Get("gateway-token-file");
+  const std::string gateway_token_path =
+      token_flag.empty() ? (data_dir / "gateway.token").string() : token_flag;
+  auto tightened = PrepareDataDir(
+      data_dir, {admin_token_file, session_key_file, std::filesystem::path(gateway_token_path)});
   if (!tightened.ok()) {
     std::cerr << "mailbox-service: " << tightened.status().message() << "\n";
     return 1;
@@ -223,12 +231,6 @@ int Run(int argc, char** argv) {
     }
   }
 
-  // <data-dir>/gateway.token (0600), which the gateways read too (--store-token-file):
-  // only with it may a caller report its clients' IPs for the login throttle
-  // (link_trust.h).
-  const std::string& token_flag = config->Get("gateway-token-file");
-  const std::string gateway_token_path =
-      token_flag.empty() ? (data_dir / "gateway.token").string() : token_flag;
   auto gateway_token = client::LoadOrCreateLinkToken(gateway_token_path);
   if (!gateway_token.ok()) {
     std::cerr << "mailbox-service: gateway token: " << gateway_token.status().message() << "\n";
