@@ -20,6 +20,7 @@
 #include "mailbox-service/common/config.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
+#include "mailbox-service/server/limits.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/sqlite_store.h"
 
@@ -73,7 +74,11 @@ absl::StatusOr<std::string> LoadOrCreateAdminToken(const std::filesystem::path& 
 }
 
 int Run(int argc, char** argv) {
-  auto config = config::Config::Parse(argc, argv, Settings());
+  std::vector<config::Setting> settings = Settings();
+  for (config::Setting& setting : LimitSettings()) {
+    settings.push_back(std::move(setting));
+  }
+  auto config = config::Config::Parse(argc, argv, std::move(settings));
   if (!config.ok()) {
     std::cerr << "mailbox-service: " << config.status().message() << "\n";
     return 2;
@@ -117,6 +122,14 @@ int Run(int argc, char** argv) {
     }
   }
   limits.max_message_octets = static_cast<uint64_t>(*max_message);
+  auto server_limits = ReadServerLimits(*config);
+  if (!server_limits.ok()) {
+    std::cerr << "mailbox-service: " << server_limits.status().message() << "\n";
+    return 2;
+  }
+  ApplyLimits(*server_limits, &limits);
+  ServiceOptions service_options;
+  ApplyLimits(*server_limits, &service_options);
 
   ChangeHub hub;
   auto store = store::SqliteStore::Open((data_dir / "mailbox.db").string(), limits,
@@ -160,7 +173,8 @@ int Run(int argc, char** argv) {
     }
   }
 
-  MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits, {});
+  MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits,
+                                 service_options);
   AdminService admin_service(store->get(), &mailbox_service, auth_options.hash);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -169,6 +183,7 @@ int Run(int argc, char** argv) {
   builder.RegisterService(&admin_service);
   builder.SetMaxReceiveMessageSize(8 << 20);
   builder.SetMaxSendMessageSize(8 << 20);
+  ApplyLimits(*server_limits, &builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     std::cerr << "mailbox-service: cannot listen on " << config->Get("listen") << "\n";

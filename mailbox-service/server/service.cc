@@ -24,15 +24,16 @@ bool SameSecret(std::string_view a, std::string_view b) {
   return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-// Runs `call` for the authenticated caller and converts the outcome to gRPC.
+// Runs `call` for the authenticated caller, within the caller's limit of calls
+// in flight, and converts the outcome to gRPC.
 template <typename Response, typename Call>
-grpc::Status Unary(const MailboxService& service, const grpc::ServerContext& context,
+grpc::Status Unary(MailboxService& service, const grpc::ServerContext& context,
                    Response* response, Call call) {
-  auto user = service.Caller(context);
-  if (!user.ok()) {
-    return v1::ToGrpcStatus(user.status());
+  auto admitted = service.Admit(context);
+  if (!admitted.ok()) {
+    return v1::ToGrpcStatus(admitted.status());
   }
-  absl::StatusOr<Response> result = call(*user);
+  absl::StatusOr<Response> result = call(admitted->first);
   if (!result.ok()) {
     return v1::ToGrpcStatus(result.status());
   }
@@ -42,13 +43,13 @@ grpc::Status Unary(const MailboxService& service, const grpc::ServerContext& con
 
 // As Unary, for store calls that return only a status.
 template <typename Call>
-grpc::Status UnaryNoReply(const MailboxService& service, const grpc::ServerContext& context,
+grpc::Status UnaryNoReply(MailboxService& service, const grpc::ServerContext& context,
                           Call call) {
-  auto user = service.Caller(context);
-  if (!user.ok()) {
-    return v1::ToGrpcStatus(user.status());
+  auto admitted = service.Admit(context);
+  if (!admitted.ok()) {
+    return v1::ToGrpcStatus(admitted.status());
   }
-  return v1::ToGrpcStatus(call(*user));
+  return v1::ToGrpcStatus(call(admitted->first));
 }
 
 class WriterSink final : public store::FetchSink {
@@ -91,6 +92,36 @@ absl::Status ReadBody(grpc::ServerReader<Request>* reader, uint64_t size, std::s
 
 }  // namespace
 
+absl::StatusOr<CallLimiter::Slot> CallLimiter::Acquire(uint64_t user) {
+  if (max_per_user_ <= 0) {
+    return Slot();
+  }
+  absl::MutexLock lock(&mutex_);
+  int& count = in_flight_[user];
+  if (count >= max_per_user_) {
+    return v1::MakeError(absl::StatusCode::kResourceExhausted, v1::LIMIT,
+                         absl::StrCat("this user already has ", max_per_user_,
+                                      " requests in progress; wait for some to finish (close "
+                                      "idle connections or read pending responses)"));
+  }
+  ++count;
+  return Slot(this, user);
+}
+
+void CallLimiter::Release(uint64_t user) {
+  absl::MutexLock lock(&mutex_);
+  auto it = in_flight_.find(user);
+  if (it != in_flight_.end() && --it->second <= 0) {
+    in_flight_.erase(it);  // the map holds only users with calls in flight
+  }
+}
+
+int CallLimiter::InFlight(uint64_t user) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = in_flight_.find(user);
+  return it == in_flight_.end() ? 0 : it->second;
+}
+
 MailboxService::MailboxService(store::Store* store, Authenticator* auth, ChangeHub* hub,
                                std::string admin_token, store::StoreLimits limits,
                                ServiceOptions options)
@@ -99,7 +130,21 @@ MailboxService::MailboxService(store::Store* store, Authenticator* auth, ChangeH
       hub_(hub),
       admin_token_(std::move(admin_token)),
       limits_(limits),
-      options_(options) {}
+      options_(options),
+      calls_(options.max_calls_per_user) {}
+
+absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> MailboxService::Admit(
+    const grpc::ServerContext& context) {
+  absl::StatusOr<uint64_t> user = Caller(context);
+  if (!user.ok()) {
+    return user.status();
+  }
+  absl::StatusOr<CallLimiter::Slot> slot = calls_.Acquire(*user);
+  if (!slot.ok()) {
+    return slot.status();
+  }
+  return std::make_pair(*user, *std::move(slot));
+}
 
 bool MailboxService::IsAdmin(const grpc::ServerContext& context) const {
   auto token = Metadata(context, kAdminMetadata);
@@ -278,8 +323,14 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
 grpc::Status MailboxService::Search(grpc::ServerContext* context,
                                     const v1::SearchRequest* request,
                                     v1::SearchResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->Search(user, *request); });
+  return Unary(*this, *context, response, [&](uint64_t user) {
+    // The search stops when the caller cancels or its deadline passes (the gateway
+    // gives up after its unary deadline), and when it has scanned its budget.
+    store::WorkBudget budget(limits_.max_search_scan_octets,
+                             absl::FromChrono(context->deadline()),
+                             [context] { return context->IsCancelled(); });
+    return store_->Search(user, *request, budget);
+  });
 }
 
 grpc::Status MailboxService::Revise(grpc::ServerContext* context,

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "mailbox-service/server/auth.h"
@@ -23,6 +25,49 @@ inline constexpr char kActAsMetadata[] = "x-mailbox-act-as";
 struct ServiceOptions {
   // Upper bound of one Append call (all messages of a MULTIAPPEND together).
   uint64_t max_append_call_octets = 256ull << 20;
+  // Calls one user may have in flight at once (every call that acts for a user,
+  // streams included, except the change feed). A stalled reader holds a server
+  // thread until its deadline; this keeps one user from holding them all.
+  // 0: no limit.
+  int max_calls_per_user = 16;
+};
+
+// Counts the calls in flight per user. Thread-safe.
+class CallLimiter {
+ public:
+  explicit CallLimiter(int max_per_user) : max_per_user_(max_per_user) {}
+
+  // Held for the duration of one call.
+  class Slot {
+   public:
+    Slot() = default;
+    Slot(Slot&& other) noexcept : limiter_(other.limiter_), user_(other.user_) {
+      other.limiter_ = nullptr;
+    }
+    Slot& operator=(Slot&&) = delete;
+    ~Slot() {
+      if (limiter_ != nullptr) limiter_->Release(user_);
+    }
+
+   private:
+    friend class CallLimiter;
+    Slot(CallLimiter* limiter, uint64_t user) : limiter_(limiter), user_(user) {}
+    CallLimiter* limiter_ = nullptr;
+    uint64_t user_ = 0;
+  };
+
+  // A slot for one more call of `user`, or RESOURCE_EXHAUSTED (ErrorCode LIMIT)
+  // when the user already has max_per_user calls in flight.
+  absl::StatusOr<Slot> Acquire(uint64_t user);
+  // Calls of `user` in flight now (for tests).
+  int InFlight(uint64_t user) const;
+
+ private:
+  void Release(uint64_t user);
+
+  const int max_per_user_;
+  mutable absl::Mutex mutex_;
+  absl::flat_hash_map<uint64_t, int> in_flight_ ABSL_GUARDED_BY(mutex_);
 };
 
 class MailboxService final : public v1::Mailbox::Service {
@@ -76,6 +121,10 @@ class MailboxService final : public v1::Mailbox::Service {
 
   // The user a call acts for: a session token, or the admin token plus act-as.
   absl::StatusOr<uint64_t> Caller(const grpc::ServerContext& context) const;
+  // Caller(), plus one of that user's call slots, held until the returned slot
+  // is destroyed.
+  absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> Admit(
+      const grpc::ServerContext& context);
   bool IsAdmin(const grpc::ServerContext& context) const;
 
   // Graceful shutdown: ends every change feed so the server can drain.
@@ -89,6 +138,7 @@ class MailboxService final : public v1::Mailbox::Service {
   std::string admin_token_;
   store::StoreLimits limits_;
   ServiceOptions options_;
+  CallLimiter calls_;
 };
 
 class AdminService final : public v1::Admin::Service {

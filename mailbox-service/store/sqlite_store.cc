@@ -2690,8 +2690,14 @@ absl::StatusOr<v1::ReviseResponse> SqliteStore::Revise(uint64_t user_id,
 }
 
 absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
-                                                       const v1::SearchRequest& request) {
-  RETURN_IF_ERROR(ValidateSearch(request, limits_.max_search_depth));
+                                                       const v1::SearchRequest& request,
+                                                       WorkBudget& budget) {
+  SearchLimits search_limits;
+  search_limits.max_depth = limits_.max_search_depth;
+  search_limits.max_keys = limits_.max_search_keys;
+  search_limits.max_uid_ranges = limits_.max_search_uid_ranges;
+  search_limits.max_string_octets = limits_.max_search_string_octets;
+  RETURN_IF_ERROR(ValidateSearch(request, search_limits));
   // Matches() bisects UID sets; the gateway need not send them sorted.
   v1::SearchKey key = request.key();
   CanonicalizeUidSets(&key);
@@ -2703,6 +2709,9 @@ absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
   UidSetBuilder matches;
   uint64_t highest = 0;
   for (const auto& [first, last] : CandidateRanges(key)) {
+    if (!budget.KeepGoing()) {
+      return budget.status();
+    }
     ASSIGN_OR_RETURN(Statement s,
                      conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
                                    "m.content_id, m.internal_date, m.internal_tz, c.size, "
@@ -2716,9 +2725,17 @@ absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
       if (!row) {
         break;
       }
+      // Per message as well as inside long scans: a search of cheap keys over a
+      // huge mailbox also stops once its caller is gone.
+      if (!budget.KeepGoing()) {
+        return budget.status();
+      }
       StoredSearchMessage message(*conn, s);
-      bool matched = Matches(key, message);
+      bool matched = Matches(key, message, budget);
       RETURN_IF_ERROR(message.status());
+      if (budget.stopped()) {
+        return budget.status();
+      }
       if (matched) {
         matches.Add(message.uid());
         highest = std::max(highest, message.modseq());

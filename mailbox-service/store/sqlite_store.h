@@ -102,8 +102,9 @@ class SqliteStore final : public Store {
                                               const v1::ExpungeRequest& request) override;
   absl::StatusOr<v1::AppendResponse> Append(uint64_t user_id, std::string_view mailbox,
                                             std::vector<NewMessage> messages) override;
-  absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id,
-                                            const v1::SearchRequest& request) override;
+  using Store::Search;
+  absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id, const v1::SearchRequest& request,
+                                            WorkBudget& budget) override;
   absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,
                                             const v1::ReviseHeader& header,
                                             std::string content) override;
