@@ -54,6 +54,14 @@ std::vector<config::Setting> LimitSettings() {
       {"search-max-scan-mib", "MAILBOX_SEARCH_MAX_SCAN_MIB",
        std::to_string(d.max_search_scan_octets >> 20),
        "MiB of message text one Search may scan, summed over its keys; 0: no limit"},
+      {"append-memory-kib", "MAILBOX_APPEND_MEMORY_KIB",
+       std::to_string(d.append_memory_octets >> 10),
+       "KiB of one Append/Revise call's messages kept in memory while the stream "
+       "arrives; the rest waits in a file under <data-dir>/spool"},
+      {"commit-memory-mib", "MAILBOX_COMMIT_MEMORY_MIB",
+       std::to_string(d.commit_memory_octets >> 20),
+       "MiB of appended message content being stored at once, all calls together; "
+       "0: no limit"},
   };
 }
 
@@ -82,6 +90,11 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
     return v.status();
   }
   limits.max_search_scan_octets = *v << 20;
+  if (v = ReadInt(config, {"append-memory-kib", 0, 1 << 20}); !v.ok()) return v.status();
+  limits.append_memory_octets = *v << 10;
+  if (v = ReadInt(config, {"commit-memory-mib", 0, 1 << 20}); !v.ok()) return v.status();
+  limits.commit_memory_octets = *v << 20;
+  limits.spool_dir = config.Get("data-dir") + "/spool";
   return limits;
 }
 
@@ -94,6 +107,9 @@ void ApplyLimits(const ServerLimits& limits, store::StoreLimits* store) {
 
 void ApplyLimits(const ServerLimits& limits, ServiceOptions* service) {
   service->max_calls_per_user = limits.max_calls_per_user;
+  service->spool_dir = limits.spool_dir;
+  service->append_memory_octets = static_cast<uint64_t>(limits.append_memory_octets);
+  service->commit_memory_octets = static_cast<uint64_t>(limits.commit_memory_octets);
 }
 
 void ApplyLimits(const ServerLimits& limits, grpc::ServerBuilder* builder) {

@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <limits>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -66,26 +67,33 @@ absl::Status TooBig(uint64_t limit) {
                        absl::StrCat("message data exceeds the limit of ", limit, " octets"));
 }
 
-// Reads one message body of exactly `size` octets from chunk items.
+// Reads one message body of exactly `size` octets from chunk items into the
+// spool, as its next message.
 template <typename Request, typename ChunkOf>
-absl::Status ReadBody(grpc::ServerReader<Request>* reader, uint64_t size, std::string* out,
+absl::Status ReadBody(grpc::ServerReader<Request>* reader, uint64_t size, MessageSpool* spool,
                       ChunkOf chunk_of) {
-  out->reserve(size);
+  if (absl::Status begun = spool->Begin(size); !begun.ok()) {
+    return begun;
+  }
   Request item;
-  while (out->size() < size) {
+  uint64_t read = 0;
+  while (read < size) {
     if (!reader->Read(&item)) {
-      return v1::BadRequest(absl::StrCat("stream ended after ", out->size(), " of ", size,
+      return v1::BadRequest(absl::StrCat("stream ended after ", read, " of ", size,
                                          " declared message octets"));
     }
     const std::string* chunk = chunk_of(item);
     if (chunk == nullptr) {
       return v1::BadRequest("expected message content chunks before the next item");
     }
-    if (out->size() + chunk->size() > size) {
+    if (read + chunk->size() > size) {
       return v1::BadRequest(absl::StrCat("message content longer than its declared size of ",
                                          size, " octets"));
     }
-    out->append(*chunk);
+    if (absl::Status added = spool->Add(*chunk); !added.ok()) {
+      return added;
+    }
+    read += chunk->size();
   }
   return absl::OkStatus();
 }
@@ -131,7 +139,14 @@ MailboxService::MailboxService(store::Store* store, Authenticator* auth, ChangeH
       admin_token_(std::move(admin_token)),
       limits_(limits),
       options_(options),
-      calls_(options.max_calls_per_user) {}
+      calls_(options.max_calls_per_user),
+      commit_gate_(options.commit_memory_octets) {}
+
+MessageSpool MailboxService::NewSpool() const {
+  return MessageSpool(options_.spool_dir, options_.spool_dir.empty()
+                                              ? std::numeric_limits<uint64_t>::max()
+                                              : options_.append_memory_octets);
+}
 
 absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> MailboxService::Admit(
     const grpc::ServerContext& context) {
@@ -282,6 +297,7 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
                  }
                  const std::string mailbox = item.mailbox();
                  std::vector<store::NewMessage> messages;
+                 MessageSpool spool = NewSpool();
                  uint64_t total = 0;
                  while (reader->Read(&item)) {
                    if (!item.has_message()) {
@@ -300,7 +316,7 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
                    message.has_internal_date = start.has_internal_date();
                    message.internal_date_unix = start.internal_date_unix();
                    message.internal_date_tz_minutes = start.internal_date_tz_minutes();
-                   absl::Status read = ReadBody(reader, start.size(), &message.content,
+                   absl::Status read = ReadBody(reader, start.size(), &spool,
                                                 [](const v1::AppendRequest& r) {
                                                   return r.has_chunk() ? &r.chunk() : nullptr;
                                                 });
@@ -315,6 +331,19 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
                  }
                  if (messages.empty()) {
                    return v1::BadRequest("an Append stream must carry at least one message");
+                 }
+                 // The bodies come back into memory only now, a bounded amount
+                 // at a time over all calls.
+                 absl::StatusOr<CommitGate::Hold> hold = commit_gate_.Acquire(
+                     spool.total_octets(), absl::FromChrono(context->deadline()));
+                 if (!hold.ok()) {
+                   return hold.status();
+                 }
+                 for (size_t i = 0; i < messages.size(); ++i) {
+                   if (absl::Status taken = spool.Take(i, &messages[i].content);
+                       !taken.ok()) {
+                     return taken;
+                   }
                  }
                  return store_->Append(user, mailbox, std::move(messages));
                });
@@ -346,8 +375,8 @@ grpc::Status MailboxService::Revise(grpc::ServerContext* context,
                  if (header.size() > limits_.max_message_octets) {
                    return TooBig(limits_.max_message_octets);
                  }
-                 std::string content;
-                 absl::Status read = ReadBody(reader, header.size(), &content,
+                 MessageSpool spool = NewSpool();
+                 absl::Status read = ReadBody(reader, header.size(), &spool,
                                               [](const v1::ReviseRequest& r) {
                                                 return r.has_chunk() ? &r.chunk() : nullptr;
                                               });
@@ -356,6 +385,15 @@ grpc::Status MailboxService::Revise(grpc::ServerContext* context,
                  }
                  if (reader->Read(&item)) {
                    return v1::BadRequest("data after the revised message's declared size");
+                 }
+                 absl::StatusOr<CommitGate::Hold> hold = commit_gate_.Acquire(
+                     spool.total_octets(), absl::FromChrono(context->deadline()));
+                 if (!hold.ok()) {
+                   return hold.status();
+                 }
+                 std::string content;
+                 if (absl::Status taken = spool.Take(0, &content); !taken.ok()) {
+                   return taken;
                  }
                  return store_->Revise(user, header, std::move(content));
                });

@@ -12,6 +12,7 @@
 #include "grpcpp/grpcpp.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
+#include "mailbox-service/server/spool.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.grpc.pb.h"
 
@@ -30,6 +31,14 @@ struct ServiceOptions {
   // thread until its deadline; this keeps one user from holding them all.
   // 0: no limit.
   int max_calls_per_user = 16;
+  // Where Append/Revise bodies wait for the end of their stream (spool.h); empty
+  // keeps them in memory (tests).
+  std::string spool_dir;
+  // Octets of one call's bodies kept in memory before the rest goes to the spool.
+  uint64_t append_memory_octets = 1 << 20;
+  // Octets of message content being committed at once, over all calls (0: no
+  // limit). A call waits for room, up to its deadline.
+  uint64_t commit_memory_octets = 256ull << 20;
 };
 
 // Counts the calls in flight per user. Thread-safe.
@@ -131,6 +140,8 @@ class MailboxService final : public v1::Mailbox::Service {
   void BeginShutdown();
 
  private:
+  MessageSpool NewSpool() const;
+
   std::atomic<bool> shutting_down_{false};
   store::Store* store_;
   Authenticator* auth_;
@@ -139,6 +150,7 @@ class MailboxService final : public v1::Mailbox::Service {
   store::StoreLimits limits_;
   ServiceOptions options_;
   CallLimiter calls_;
+  CommitGate commit_gate_;
 };
 
 class AdminService final : public v1::Admin::Service {
