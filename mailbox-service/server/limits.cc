@@ -62,6 +62,9 @@ std::vector<config::Setting> LimitSettings() {
        std::to_string(d.commit_memory_octets >> 20),
        "MiB of appended message content being stored at once, all calls together; "
        "0: no limit"},
+      {"reader-cache-kib", "MAILBOX_READER_CACHE_KIB", std::to_string(d.reader_cache_kib),
+       "SQLite page cache of each reader connection (a stalled FETCH holds one); 0: "
+       "SQLite's default"},
   };
 }
 
@@ -94,6 +97,8 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
   limits.append_memory_octets = *v << 10;
   if (v = ReadInt(config, {"commit-memory-mib", 0, 1 << 20}); !v.ok()) return v.status();
   limits.commit_memory_octets = *v << 20;
+  if (v = ReadInt(config, {"reader-cache-kib", 0, 1 << 20}); !v.ok()) return v.status();
+  limits.reader_cache_kib = static_cast<int>(*v);
   limits.spool_dir = config.Get("data-dir") + "/spool";
   return limits;
 }
@@ -103,6 +108,7 @@ void ApplyLimits(const ServerLimits& limits, store::StoreLimits* store) {
   store->max_search_uid_ranges = limits.max_search_uid_ranges;
   store->max_search_string_octets = static_cast<uint64_t>(limits.max_search_string_octets);
   store->max_search_scan_octets = static_cast<uint64_t>(limits.max_search_scan_octets);
+  store->reader_cache_kib = limits.reader_cache_kib;
 }
 
 void ApplyLimits(const ServerLimits& limits, ServiceOptions* service) {

@@ -35,6 +35,7 @@ struct ServerLimits {
   std::string spool_dir;
   // Message content being committed at once, over all calls.
   int64_t commit_memory_octets = 256ll << 20;
+  int reader_cache_kib = 256;
 };
 
 // The flags (and environment variables) of ServerLimits, with their defaults.

@@ -1350,6 +1350,10 @@ absl::StatusOr<SqliteStore::ReaderLease> SqliteStore::Reader() {
     }
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(path_, true));
+  if (limits_.reader_cache_kib > 0) {
+    RETURN_IF_ERROR(
+        conn->Exec(absl::StrCat("PRAGMA cache_size = -", limits_.reader_cache_kib).c_str()));
+  }
   return ReaderLease(this, std::move(conn));
 }
 

@@ -67,6 +67,9 @@ struct StoreLimits {
   // over a 1 GiB mailbox scans 1 GiB, ten of them 10 GiB. LIMIT beyond. The
   // caller puts it in the WorkBudget it passes (0: no limit).
   uint64_t max_search_scan_octets = 2ull << 30;
+  // Page cache of each reader connection (SQLite's default is 2000 KiB). A fetch
+  // streams its message through it, so a reader that stalls holds this much.
+  int reader_cache_kib = 256;
 };
 
 class Store {

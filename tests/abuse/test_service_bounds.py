@@ -185,7 +185,7 @@ class StalledFetchTest(unittest.TestCase):
                                  "service threads %d -> %d" % (threads_before, peak_threads))
             # Only MAX_CALLS_PER_USER fetches are in flight for the attacker; each holds
             # a thread, a reader connection and at most a window of data.
-            m.check(gateway_kib=64 * 1024, service_kib=48 * 1024)
+            m.check(gateway_kib=64 * 1024, service_kib=32 * 1024)
         # The fetches that got a slot are streaming (their first line announces the
         # literal); the others were refused at once with a clear answer.
         streaming, refused = 0, []
@@ -255,7 +255,7 @@ class ThreadQuotaTest(unittest.TestCase):
                 # which existed before; without it every reader would add one.
                 self.assertLessEqual(peak - threads_before, self.CAP,
                                      "threads %d -> %d" % (threads_before, peak))
-                m.check(service_kib=48 * 1024)
+                m.check(service_kib=32 * 1024)
             refused = []
             for r in readers:
                 deadline = time.monotonic() + 30
@@ -301,7 +301,7 @@ class HeldMultiappendTest(unittest.TestCase):
             time.sleep(1.0)
             m.sample()
             # 48 MiB of literals are waiting; the service holds them on disk.
-            m.check(service_kib=24 * 1024)
+            m.check(service_kib=16 * 1024)
             for c, tag in held:
                 c.send(b"\r\n")
                 _, tagged = c.read_tagged(tag, timeout=60)
