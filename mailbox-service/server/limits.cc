@@ -44,6 +44,8 @@ std::vector<config::Setting> LimitSettings() {
       {"max-calls-per-user", "MAILBOX_MAX_CALLS_PER_USER", std::to_string(d.max_calls_per_user),
        "calls one user may have in flight (streams included, not the change feed); 0: no "
        "limit"},
+      {"search-max-depth", "MAILBOX_SEARCH_MAX_DEPTH", std::to_string(d.max_search_depth),
+       "nesting of AND/OR/NOT in one Search request (deeper is BAD)"},
       {"search-max-keys", "MAILBOX_SEARCH_MAX_KEYS", std::to_string(d.max_search_keys),
        "search keys in one Search request (AND/OR/NOT count)"},
       {"search-max-uid-ranges", "MAILBOX_SEARCH_MAX_UID_RANGES",
@@ -58,6 +60,9 @@ std::vector<config::Setting> LimitSettings() {
        std::to_string(d.append_memory_octets >> 10),
        "KiB of one Append/Revise call's messages kept in memory while the stream "
        "arrives; the rest waits in a file under <data-dir>/spool"},
+      {"max-append-call-mib", "MAILBOX_MAX_APPEND_CALL_MIB",
+       std::to_string(d.max_append_call_octets >> 20),
+       "MiB of all messages of one Append call (a MULTIAPPEND) together"},
       {"commit-memory-mib", "MAILBOX_COMMIT_MEMORY_MIB",
        std::to_string(d.commit_memory_octets >> 20),
        "MiB of appended message content being stored at once, all calls together; "
@@ -83,6 +88,8 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
   }
   if (v = ReadInt(config, {"max-calls-per-user", 0, kIntMax}); !v.ok()) return v.status();
   limits.max_calls_per_user = static_cast<int>(*v);
+  if (v = ReadInt(config, {"search-max-depth", 1, 10000}); !v.ok()) return v.status();
+  limits.max_search_depth = static_cast<int>(*v);
   if (v = ReadInt(config, {"search-max-keys", 1, kIntMax}); !v.ok()) return v.status();
   limits.max_search_keys = static_cast<int>(*v);
   if (v = ReadInt(config, {"search-max-uid-ranges", 1, kIntMax}); !v.ok()) return v.status();
@@ -95,6 +102,8 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
   limits.max_search_scan_octets = *v << 20;
   if (v = ReadInt(config, {"append-memory-kib", 0, 1 << 20}); !v.ok()) return v.status();
   limits.append_memory_octets = *v << 10;
+  if (v = ReadInt(config, {"max-append-call-mib", 1, 1 << 20}); !v.ok()) return v.status();
+  limits.max_append_call_octets = *v << 20;
   if (v = ReadInt(config, {"commit-memory-mib", 0, 1 << 20}); !v.ok()) return v.status();
   limits.commit_memory_octets = *v << 20;
   if (v = ReadInt(config, {"reader-cache-kib", 0, 1 << 20}); !v.ok()) return v.status();
@@ -104,6 +113,7 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
 }
 
 void ApplyLimits(const ServerLimits& limits, store::StoreLimits* store) {
+  store->max_search_depth = limits.max_search_depth;
   store->max_search_keys = limits.max_search_keys;
   store->max_search_uid_ranges = limits.max_search_uid_ranges;
   store->max_search_string_octets = static_cast<uint64_t>(limits.max_search_string_octets);
@@ -115,6 +125,7 @@ void ApplyLimits(const ServerLimits& limits, ServiceOptions* service) {
   service->max_calls_per_user = limits.max_calls_per_user;
   service->spool_dir = limits.spool_dir;
   service->append_memory_octets = static_cast<uint64_t>(limits.append_memory_octets);
+  service->max_append_call_octets = static_cast<uint64_t>(limits.max_append_call_octets);
   service->commit_memory_octets = static_cast<uint64_t>(limits.commit_memory_octets);
 }
 

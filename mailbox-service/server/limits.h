@@ -25,6 +25,7 @@ struct ServerLimits {
   int64_t grpc_memory_bytes = 256ll << 20;
   int max_pollers = 2;
   int max_calls_per_user = 16;
+  int max_search_depth = 64;
   int max_search_keys = 1000;
   int max_search_uid_ranges = 100000;
   int64_t max_search_string_octets = 64 << 10;
@@ -32,6 +33,7 @@ struct ServerLimits {
   // Append/Revise bodies: in memory up to this per call, then in a spool file
   // under <data-dir>/spool.
   int64_t append_memory_octets = 1 << 20;
+  int64_t max_append_call_octets = 256ll << 20;
   std::string spool_dir;
   // Message content being committed at once, over all calls.
   int64_t commit_memory_octets = 256ll << 20;
