@@ -137,12 +137,14 @@ class AbandonedSearchTest(unittest.TestCase):
                 c.close()
                 busy = cpu_seconds_over(pid, 1.5)
                 # The search really is running (else this test shows nothing).
-                self.assertGreater(busy, 0.3, "the search did not load the service")
+                # (On a shared 2-core machine it gets 0.4-0.8 s of CPU per 1.5 s.)
+                self.assertGreater(busy, 0.15, "the search did not load the service")
                 m.sample()
                 # The gateway gives up at its deadline; allow a little for the poll.
                 time.sleep(max(0.0, sent + self.GATEWAY_DEADLINE + 1.5 - time.monotonic()))
                 after = cpu_seconds_over(pid, 1.0)
-                self.assertLess(after, max(0.15, idle + 0.1),
+                # Before the fix it was still burning 0.3-1 s per second here.
+                self.assertLess(after, max(0.08, idle + 0.05),
                                 "service still burning %.2f s CPU per second after the "
                                 "gateway's deadline" % after)
                 m.check(service_kib=96 * 1024)
