@@ -22,9 +22,8 @@ absl::StatusOr<int64_t> ReadInt(const config::Config& config, const IntFlag& fla
     return value.status();
   }
   if (*value < flag.min || *value > flag.max) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag.name, " must be between ",
-                                                   flag.min, " and ", flag.max, ", not ",
-                                                   *value));
+    return absl::InvalidArgumentError(absl::StrCat("--", flag.name, " must be between ", flag.min,
+                                                   " and ", flag.max, ", not ", *value));
   }
   return *value;
 }

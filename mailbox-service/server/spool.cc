@@ -16,8 +16,9 @@ namespace mailbox::server {
 namespace {
 
 absl::Status SpoolError(std::string_view what, int error) {
-  return v1::MakeError(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
-                       absl::StrCat("message spool: ", std::string(what), ": ", std::strerror(error)));
+  return v1::MakeError(
+      absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
+      absl::StrCat("message spool: ", std::string(what), ": ", std::strerror(error)));
 }
 
 }  // namespace
@@ -113,9 +114,7 @@ absl::StatusOr<CommitGate::Hold> CommitGate::Acquire(uint64_t octets, absl::Time
   }
   octets = std::min(octets, capacity_);
   absl::MutexLock lock(&mutex_);
-  auto fits = [this, octets] {
-    return in_use_ + octets <= capacity_;
-  };
+  auto fits = [this, octets] { return in_use_ + octets <= capacity_; };
   if (!mutex_.AwaitWithDeadline(absl::Condition(&fits), deadline)) {
     return v1::MakeError(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
                          "the mailbox service is busy storing other messages; try again");

@@ -9,9 +9,7 @@ namespace mailbox::store {
 
 WorkBudget::WorkBudget(uint64_t max_scan_octets, absl::Time deadline,
                        std::function<bool()> cancelled)
-    : max_scan_octets_(max_scan_octets),
-      deadline_(deadline),
-      cancelled_(std::move(cancelled)) {}
+    : max_scan_octets_(max_scan_octets), deadline_(deadline), cancelled_(std::move(cancelled)) {}
 
 bool WorkBudget::Charge(uint64_t octets) {
   if (stopped()) {
