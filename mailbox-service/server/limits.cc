@@ -69,6 +69,10 @@ std::vector<config::Setting> LimitSettings() {
       {"reader-cache-kib", "MAILBOX_READER_CACHE_KIB", std::to_string(d.reader_cache_kib),
        "SQLite page cache of each reader connection (a stalled FETCH holds one); 0: "
        "SQLite's default"},
+      {"fetch-stall-seconds", "MAILBOX_FETCH_STALL_SECONDS",
+       std::to_string(d.fetch_stall_seconds),
+       "cancel a Fetch whose reader has taken nothing for this long (it holds a thread "
+       "until then); 0: never"},
   };
 }
 
@@ -107,6 +111,8 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
   limits.commit_memory_octets = *v << 20;
   if (v = ReadInt(config, {"reader-cache-kib", 0, 1 << 20}); !v.ok()) return v.status();
   limits.reader_cache_kib = static_cast<int>(*v);
+  if (v = ReadInt(config, {"fetch-stall-seconds", 0, 86400}); !v.ok()) return v.status();
+  limits.fetch_stall_seconds = static_cast<int>(*v);
   limits.spool_dir = config.Get("data-dir") + "/spool";
   return limits;
 }
@@ -125,6 +131,7 @@ void ApplyLimits(const ServerLimits& limits, ServiceOptions* service) {
   service->spool_dir = limits.spool_dir;
   service->append_memory_octets = static_cast<uint64_t>(limits.append_memory_octets);
   service->max_append_call_octets = static_cast<uint64_t>(limits.max_append_call_octets);
+  service->fetch_stall_timeout = absl::Seconds(limits.fetch_stall_seconds);
   service->commit_memory_octets = static_cast<uint64_t>(limits.commit_memory_octets);
 }
 

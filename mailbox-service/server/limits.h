@@ -38,6 +38,7 @@ struct ServerLimits {
   // Message content being committed at once, over all calls.
   int64_t commit_memory_octets = 256ll << 20;
   int reader_cache_kib = 256;
+  int fetch_stall_seconds = 120;
 };
 
 // The flags (and environment variables) of ServerLimits, with their defaults.

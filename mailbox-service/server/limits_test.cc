@@ -36,6 +36,7 @@ TEST(ServerLimitsTest, DefaultsMatchTheStructAndReachEveryPart) {
   ApplyLimits(*limits, &service);
   EXPECT_EQ(service.spool_dir, "/srv/mail/spool");
   EXPECT_EQ(service.max_append_call_octets, 256ull << 20);
+  EXPECT_EQ(service.fetch_stall_timeout, absl::Seconds(120));
 }
 
 TEST(ServerLimitsTest, FlagsAreReadAndCheckedAtTheirBounds) {

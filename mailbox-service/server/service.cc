@@ -55,11 +55,18 @@ grpc::Status UnaryNoReply(MailboxService& service, const grpc::ServerContext& co
 
 class WriterSink final : public store::FetchSink {
  public:
-  explicit WriterSink(grpc::ServerWriter<v1::FetchResponse>* writer) : writer_(writer) {}
-  bool Send(const v1::FetchResponse& item) override { return writer_->Write(item); }
+  WriterSink(grpc::ServerWriter<v1::FetchResponse>* writer, StallWatch::Call* watched)
+      : writer_(writer), watched_(watched) {}
+  bool Send(const v1::FetchResponse& item) override {
+    watched_->BeginWrite();
+    const bool written = writer_->Write(item);
+    watched_->EndWrite();
+    return written;
+  }
 
  private:
   grpc::ServerWriter<v1::FetchResponse>* writer_;
+  StallWatch::Call* watched_;
 };
 
 absl::Status TooBig(uint64_t limit) {
@@ -140,7 +147,8 @@ MailboxService::MailboxService(store::Store* store, Authenticator* auth, ChangeH
       limits_(limits),
       options_(options),
       calls_(options.max_calls_per_user),
-      commit_gate_(options.commit_memory_octets) {}
+      commit_gate_(options.commit_memory_octets),
+      stall_watch_(options.fetch_stall_timeout) {}
 
 MessageSpool MailboxService::NewSpool() const {
   return MessageSpool(options_.spool_dir, options_.spool_dir.empty()
@@ -255,7 +263,8 @@ grpc::Status MailboxService::Open(grpc::ServerContext* context, const v1::OpenRe
 grpc::Status MailboxService::Fetch(grpc::ServerContext* context, const v1::FetchRequest* request,
                                    grpc::ServerWriter<v1::FetchResponse>* writer) {
   return UnaryNoReply(*this, *context, [&](uint64_t user) {
-    WriterSink sink(writer);
+    StallWatch::Call watched(&stall_watch_, context);
+    WriterSink sink(writer, &watched);
     return store_->Fetch(user, *request, sink);
   });
 }

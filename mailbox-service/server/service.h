@@ -13,6 +13,7 @@
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
 #include "mailbox-service/server/spool.h"
+#include "mailbox-service/server/stall_watch.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.grpc.pb.h"
 
@@ -39,6 +40,9 @@ struct ServiceOptions {
   // Octets of message content being committed at once, over all calls (0: no
   // limit). A call waits for room, up to its deadline.
   uint64_t commit_memory_octets = 256ull << 20;
+  // A Fetch whose reader has not taken a response for this long is cancelled
+  // (stall_watch.h); zero: never.
+  absl::Duration fetch_stall_timeout = absl::Seconds(120);
 };
 
 // Counts the calls in flight per user. Thread-safe.
@@ -151,6 +155,7 @@ class MailboxService final : public v1::Mailbox::Service {
   ServiceOptions options_;
   CallLimiter calls_;
   CommitGate commit_gate_;
+  StallWatch stall_watch_;
 };
 
 class AdminService final : public v1::Admin::Service {

@@ -281,6 +281,54 @@ class ThreadQuotaTest(unittest.TestCase):
             system.stop()
 
 
+class FetchStallTimeoutTest(unittest.TestCase):
+    """A reader that never reads gives its thread and its user's call slot back
+    after --fetch-stall-seconds, while its connection stays open."""
+
+    SLOTS = 4
+    STALL_SECONDS = 2
+
+    def test_stalled_fetches_are_ended_after_the_stall_timeout(self):
+        system = abuse_util.AbuseSystem(
+            "svcbounds-stall",
+            service_flags=("--max-calls-per-user=%d" % self.SLOTS,
+                           "--fetch-stall-seconds=%d" % self.STALL_SECONDS))
+        try:
+            c = system.client(login=True, timeout=60)
+            fill_mailbox(c, "Stall", 1, 8 << 20)
+            pid = system.service.pid
+            threads_before = abuse_util.threads(pid)
+            readers = []
+            for _ in range(self.SLOTS):
+                r = system.client(login=True, timeout=60)
+                r.ok("SELECT Stall")
+                r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                readers.append(r)
+            with system.measure("%d FETCHes stalled past the stall timeout" % self.SLOTS) as m:
+                for r in readers:
+                    r.send("f1 FETCH 1 BODY[]\r\n")
+                time.sleep(0.5)
+                # Every slot of the user is taken by a stalled reader now.
+                _, tagged = c.command("STATUS Stall (MESSAGES)")
+                self.assertIn(b" NO [LIMIT] ", tagged)
+                self.assertGreaterEqual(abuse_util.threads(pid), threads_before + self.SLOTS)
+                # Within 1.25 timeouts (plus a margin) the stalled calls are ended,
+                # although their IMAP connections are still open and not reading.
+                # (With --fetch-stall-seconds=0 they are still there at this point.)
+                self.assertTrue(abuse_util.wait_until(
+                    lambda: abuse_util.threads(pid) <= threads_before + 1,
+                    timeout=self.STALL_SECONDS * 1.25 + 3))
+                _, tagged = c.command("STATUS Stall (MESSAGES)")
+                self.assertIn(b" OK ", tagged)
+                m.check(service_kib=32 * 1024)
+            for r in readers:
+                r.close()
+            c.close()
+            system.assert_canary_alive()
+        finally:
+            system.stop()
+
+
 class HeldMultiappendTest(unittest.TestCase):
     LITERAL = 8 << 20
 
