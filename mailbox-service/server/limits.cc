@@ -55,6 +55,10 @@ std::vector<config::Setting> LimitSettings() {
       {"search-max-scan-mib", "MAILBOX_SEARCH_MAX_SCAN_MIB",
        std::to_string(d.max_search_scan_octets >> 20),
        "MiB of message text one Search may scan, summed over its keys; 0: no limit"},
+      {"search-memory-mib", "MAILBOX_SEARCH_MEMORY_MIB",
+       std::to_string(d.max_search_memory_octets >> 20),
+       "MiB of message content all searches together may hold (a message scanned counts "
+       "twice its size); a search waits for room until its deadline; 0: no limit"},
       {"append-memory-kib", "MAILBOX_APPEND_MEMORY_KIB",
        std::to_string(d.append_memory_octets >> 10),
        "KiB of one Append/Revise call's messages kept in memory while the stream "
@@ -103,6 +107,8 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
     return v.status();
   }
   limits.max_search_scan_octets = *v << 20;
+  if (v = ReadInt(config, {"search-memory-mib", 0, 1 << 20}); !v.ok()) return v.status();
+  limits.max_search_memory_octets = *v << 20;
   if (v = ReadInt(config, {"append-memory-kib", 0, 1 << 20}); !v.ok()) return v.status();
   limits.append_memory_octets = *v << 10;
   if (v = ReadInt(config, {"max-append-call-mib", 1, 1 << 20}); !v.ok()) return v.status();
@@ -124,6 +130,7 @@ void ApplyLimits(const ServerLimits& limits, store::StoreLimits* store) {
   store->max_search_string_octets = static_cast<uint64_t>(limits.max_search_string_octets);
   store->max_search_scan_octets = static_cast<uint64_t>(limits.max_search_scan_octets);
   store->reader_cache_kib = limits.reader_cache_kib;
+  store->max_search_memory_octets = static_cast<uint64_t>(limits.max_search_memory_octets);
 }
 
 void ApplyLimits(const ServerLimits& limits, ServiceOptions* service) {

@@ -30,6 +30,7 @@ struct ServerLimits {
   int max_search_uid_ranges = 100000;
   int64_t max_search_string_octets = 64 << 10;
   int64_t max_search_scan_octets = 2048ll << 20;
+  int64_t max_search_memory_octets = 256ll << 20;
   // Append/Revise bodies: in memory up to this per call, then in a spool file
   // under <data-dir>/spool.
   int64_t append_memory_octets = 1 << 20;

@@ -32,6 +32,7 @@ TEST(ServerLimitsTest, DefaultsMatchTheStructAndReachEveryPart) {
   EXPECT_EQ(store.max_search_keys, 1000);
   EXPECT_EQ(store.max_search_depth, 64);
   EXPECT_EQ(store.reader_cache_kib, 256);
+  EXPECT_EQ(store.max_search_memory_octets, 256ull << 20);
   ServiceOptions service;
   ApplyLimits(*limits, &service);
   EXPECT_EQ(service.spool_dir, "/srv/mail/spool");

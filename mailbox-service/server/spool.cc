@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "absl/status/statusor.h"
@@ -106,31 +105,6 @@ absl::Status MessageSpool::Take(size_t index, std::string* out) {
     done += static_cast<uint64_t>(n);
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<CommitGate::Hold> CommitGate::Acquire(uint64_t octets, absl::Time deadline) {
-  if (capacity_ == 0) {
-    return Hold();
-  }
-  octets = std::min(octets, capacity_);
-  absl::MutexLock lock(&mutex_);
-  auto fits = [this, octets] { return in_use_ + octets <= capacity_; };
-  if (!mutex_.AwaitWithDeadline(absl::Condition(&fits), deadline)) {
-    return v1::MakeError(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
-                         "the mailbox service is busy storing other messages; try again");
-  }
-  in_use_ += octets;
-  return Hold(this, octets);
-}
-
-void CommitGate::Release(uint64_t octets) {
-  absl::MutexLock lock(&mutex_);
-  in_use_ -= octets;
-}
-
-uint64_t CommitGate::in_use() const {
-  absl::MutexLock lock(&mutex_);
-  return in_use_;
 }
 
 }  // namespace mailbox::server

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "mailbox-service/store/work_budget.h"
 
 namespace mailbox::server {
 
@@ -58,41 +59,7 @@ class MessageSpool {
   uint64_t file_size_ = 0;
 };
 
-// A counting semaphore over octets: the message content being committed at once,
-// over all calls. A call larger than the whole capacity waits until it is alone.
-class CommitGate {
- public:
-  explicit CommitGate(uint64_t capacity) : capacity_(capacity) {}
-
-  class Hold {
-   public:
-    Hold() = default;
-    Hold(Hold&& other) noexcept : gate_(other.gate_), octets_(other.octets_) {
-      other.gate_ = nullptr;
-    }
-    Hold& operator=(Hold&&) = delete;
-    ~Hold() {
-      if (gate_ != nullptr) gate_->Release(octets_);
-    }
-
-   private:
-    friend class CommitGate;
-    Hold(CommitGate* gate, uint64_t octets) : gate_(gate), octets_(octets) {}
-    CommitGate* gate_ = nullptr;
-    uint64_t octets_ = 0;
-  };
-
-  // Waits until `octets` fit (capped at the capacity) or `deadline`; UNAVAILABLE
-  // after the deadline. A capacity of 0 means no limit.
-  absl::StatusOr<Hold> Acquire(uint64_t octets, absl::Time deadline);
-  uint64_t in_use() const;
-
- private:
-  void Release(uint64_t octets);
-
-  const uint64_t capacity_;
-  mutable absl::Mutex mutex_;
-  uint64_t in_use_ ABSL_GUARDED_BY(mutex_) = 0;
-};
+// The gate for message content being committed (see store::OctetGate).
+using CommitGate = store::OctetGate;
 
 }  // namespace mailbox::server

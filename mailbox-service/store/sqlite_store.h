@@ -144,6 +144,8 @@ class SqliteStore final : public Store {
   std::mutex write_mutex_;
   std::unique_ptr<sqlite::Connection> writer_;  // guarded by write_mutex_
 
+  OctetGate search_memory_;
+
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<sqlite::Connection>> idle_readers_;  // guarded by readers_mutex_
 };

@@ -1193,6 +1193,15 @@ TEST_F(SqliteStoreTest, SearchStopsWhenItsBudgetIsSpentOrItsCallerIsGone) {
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
   EXPECT_LE(gone.scanned_octets(), 2 * WorkBudget::kPollOctets);
 
+  // With room for less than one message's content, searches still run, one
+  // large message at a time.
+  limits_.max_search_memory_octets = 1 << 20;
+  Reopen();
+  WorkBudget tight(0, absl::Now() + absl::Seconds(30), {});
+  auto one_at_a_time = store_->Search(user_, request, tight);
+  ASSERT_TRUE(one_at_a_time.ok()) << one_at_a_time.status();
+  EXPECT_THAT(Expand(one_at_a_time->uids()), ElementsAre(1, 2, 3, 4));
+
   // The request's shape is checked against the store's limits first.
   limits_.max_search_keys = 4;
   Reopen();

@@ -67,6 +67,10 @@ struct StoreLimits {
   // over a 1 GiB mailbox scans 1 GiB, ten of them 10 GiB. LIMIT beyond. The
   // caller puts it in the WorkBudget it passes (0: no limit).
   uint64_t max_search_scan_octets = 2ull << 30;
+  // Message content loaded by searches at once, over all searches (0: no limit).
+  // A message being scanned is held whole, and its decoded text beside it, so
+  // each counts twice its size. A search waits for room up to its deadline.
+  uint64_t max_search_memory_octets = 256ull << 20;
   // Page cache of each reader connection (SQLite's default is 2000 KiB). A fetch
   // streams its message through it, so a reader that stalls holds this much.
   int reader_cache_kib = 256;

@@ -1,5 +1,6 @@
 #include "mailbox-service/store/work_budget.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -49,6 +50,30 @@ bool WorkBudget::Poll() {
     return false;
   }
   return true;
+}
+
+absl::StatusOr<OctetGate::Hold> OctetGate::Acquire(uint64_t octets, absl::Time deadline) {
+  if (capacity_ == 0) {
+    return Hold();
+  }
+  octets = std::min(octets, capacity_);
+  absl::MutexLock lock(&mutex_);
+  auto fits = [this, octets] { return in_use_ + octets <= capacity_; };
+  if (!mutex_.AwaitWithDeadline(absl::Condition(&fits), deadline)) {
+    return v1::MakeError(absl::StatusCode::kUnavailable, v1::UNAVAILABLE, busy_);
+  }
+  in_use_ += octets;
+  return Hold(this, octets);
+}
+
+void OctetGate::Release(uint64_t octets) {
+  absl::MutexLock lock(&mutex_);
+  in_use_ -= octets;
+}
+
+uint64_t OctetGate::in_use() const {
+  absl::MutexLock lock(&mutex_);
+  return in_use_;
 }
 
 }  // namespace mailbox::store

@@ -9,8 +9,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace mailbox::store {
@@ -44,6 +48,7 @@ class WorkBudget {
   const absl::Status& status() const { return status_; }
   uint64_t scanned_octets() const { return scanned_; }
   uint64_t max_scan_octets() const { return max_scan_octets_; }
+  absl::Time deadline() const { return deadline_; }
 
   static constexpr int kPollEvery = 64;
   static constexpr uint64_t kPollOctets = 1 << 20;
@@ -58,6 +63,57 @@ class WorkBudget {
   uint64_t scanned_at_poll_ = 0;
   int calls_since_poll_ = 0;
   absl::Status status_;
+};
+
+// A counting semaphore over octets of memory: message content being committed,
+// or being searched, at once over all calls. A request larger than the whole
+// capacity waits until it is alone.
+class OctetGate {
+ public:
+  // A capacity of 0 means no limit. `busy` is the error text when a wait ends
+  // at its deadline.
+  OctetGate(uint64_t capacity, std::string busy) : capacity_(capacity), busy_(std::move(busy)) {}
+  explicit OctetGate(uint64_t capacity)
+      : OctetGate(capacity, "the mailbox service is busy storing other messages; try again") {}
+
+  class Hold {
+   public:
+    Hold() = default;
+    Hold(Hold&& other) noexcept : gate_(other.gate_), octets_(other.octets_) {
+      other.gate_ = nullptr;
+    }
+    Hold& operator=(Hold&& other) noexcept {
+      if (this != &other) {
+        if (gate_ != nullptr) gate_->Release(octets_);
+        gate_ = other.gate_;
+        octets_ = other.octets_;
+        other.gate_ = nullptr;
+      }
+      return *this;
+    }
+    ~Hold() {
+      if (gate_ != nullptr) gate_->Release(octets_);
+    }
+
+   private:
+    friend class OctetGate;
+    Hold(OctetGate* gate, uint64_t octets) : gate_(gate), octets_(octets) {}
+    OctetGate* gate_ = nullptr;
+    uint64_t octets_ = 0;
+  };
+
+  // Waits until `octets` fit (capped at the capacity) or `deadline`; UNAVAILABLE
+  // after the deadline.
+  absl::StatusOr<Hold> Acquire(uint64_t octets, absl::Time deadline);
+  uint64_t in_use() const;
+
+ private:
+  void Release(uint64_t octets);
+
+  const uint64_t capacity_;
+  const std::string busy_;
+  mutable absl::Mutex mutex_;
+  uint64_t in_use_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace mailbox::store
