@@ -24,6 +24,7 @@
 #include "mailbox-service/server/data_dir.h"
 #include "mailbox-service/server/grpc_log_limit.h"
 #include "mailbox-service/server/server_credentials.h"
+#include "mailbox-service/server/limits.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/sqlite_store.h"
 #include "storage-client/link_token.h"
@@ -77,7 +78,11 @@ std::vector<config::Setting> Settings() {
 }
 
 int Run(int argc, char** argv) {
-  auto config = config::Config::Parse(argc, argv, WithServerTlsSettings(Settings()));
+  std::vector<config::Setting> settings = WithServerTlsSettings(Settings());
+  for (config::Setting& setting : LimitSettings()) {
+    settings.push_back(std::move(setting));
+  }
+  auto config = config::Config::Parse(argc, argv, std::move(settings));
   if (!config.ok()) {
     std::cerr << "mailbox-service: " << config.status().message() << "\n";
     return 2;
@@ -156,6 +161,14 @@ int Run(int argc, char** argv) {
     }
   }
   limits.max_message_octets = static_cast<uint64_t>(*max_message);
+  auto server_limits = ReadServerLimits(*config);
+  if (!server_limits.ok()) {
+    std::cerr << "mailbox-service: " << server_limits.status().message() << "\n";
+    return 2;
+  }
+  ApplyLimits(*server_limits, &limits);
+  ServiceOptions service_options;
+  ApplyLimits(*server_limits, &service_options);
 
   ChangeHub hub;
   auto store = store::SqliteStore::Open((data_dir / "mailbox.db").string(), limits,
@@ -238,7 +251,6 @@ int Run(int argc, char** argv) {
   }
   client::LinkTokenFile gateway_token_file(gateway_token_path, *std::move(gateway_token),
                                            {.must_be_own = true});
-  ServiceOptions service_options;
   service_options.gateway_token = &gateway_token_file;
 
   MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits,
@@ -254,6 +266,7 @@ int Run(int argc, char** argv) {
   // gRPC sets SO_REUSEPORT by default: a second service would then bind the same
   // port silently and take half the connections (and change feeds) of the first.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  ApplyLimits(*server_limits, &builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     std::cerr << "mailbox-service: cannot listen on " << config->Get("listen")

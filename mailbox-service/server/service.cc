@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -26,15 +27,16 @@ bool SameSecret(std::string_view a, std::string_view b) {
   return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-// Runs `call` for the authenticated caller and converts the outcome to gRPC.
+// Runs `call` for the authenticated caller, within the caller's limit of calls
+// in flight, and converts the outcome to gRPC.
 template <typename Response, typename Call>
-grpc::Status Unary(const MailboxService& service, const grpc::ServerContext& context,
+grpc::Status Unary(MailboxService& service, const grpc::ServerContext& context,
                    Response* response, Call call) {
-  auto user = service.Caller(context);
-  if (!user.ok()) {
-    return v1::ToGrpcStatus(user.status());
+  auto admitted = service.Admit(context);
+  if (!admitted.ok()) {
+    return v1::ToGrpcStatus(admitted.status());
   }
-  absl::StatusOr<Response> result = call(*user);
+  absl::StatusOr<Response> result = call(admitted->first);
   if (!result.ok()) {
     return v1::ToGrpcStatus(result.status());
   }
@@ -44,22 +46,29 @@ grpc::Status Unary(const MailboxService& service, const grpc::ServerContext& con
 
 // As Unary, for store calls that return only a status.
 template <typename Call>
-grpc::Status UnaryNoReply(const MailboxService& service, const grpc::ServerContext& context,
+grpc::Status UnaryNoReply(MailboxService& service, const grpc::ServerContext& context,
                           Call call) {
-  auto user = service.Caller(context);
-  if (!user.ok()) {
-    return v1::ToGrpcStatus(user.status());
+  auto admitted = service.Admit(context);
+  if (!admitted.ok()) {
+    return v1::ToGrpcStatus(admitted.status());
   }
-  return v1::ToGrpcStatus(call(*user));
+  return v1::ToGrpcStatus(call(admitted->first));
 }
 
 class WriterSink final : public store::FetchSink {
  public:
-  explicit WriterSink(grpc::ServerWriter<v1::FetchResponse>* writer) : writer_(writer) {}
-  bool Send(const v1::FetchResponse& item) override { return writer_->Write(item); }
+  WriterSink(grpc::ServerWriter<v1::FetchResponse>* writer, StallWatch::Call* watched)
+      : writer_(writer), watched_(watched) {}
+  bool Send(const v1::FetchResponse& item) override {
+    watched_->BeginWrite();
+    const bool written = writer_->Write(item);
+    watched_->EndWrite();
+    return written;
+  }
 
  private:
   grpc::ServerWriter<v1::FetchResponse>* writer_;
+  StallWatch::Call* watched_;
 };
 
 absl::Status TooBig(uint64_t limit) {
@@ -67,31 +76,68 @@ absl::Status TooBig(uint64_t limit) {
                        absl::StrCat("message data exceeds the limit of ", limit, " octets"));
 }
 
-// Reads one message body of exactly `size` octets from chunk items.
+// Reads one message body of exactly `size` octets from chunk items into the
+// spool, as its next message.
 template <typename Request, typename ChunkOf>
-absl::Status ReadBody(grpc::ServerReader<Request>* reader, uint64_t size, std::string* out,
+absl::Status ReadBody(grpc::ServerReader<Request>* reader, uint64_t size, MessageSpool* spool,
                       ChunkOf chunk_of) {
-  out->reserve(size);
+  if (absl::Status begun = spool->Begin(size); !begun.ok()) {
+    return begun;
+  }
   Request item;
-  while (out->size() < size) {
+  uint64_t read = 0;
+  while (read < size) {
     if (!reader->Read(&item)) {
-      return v1::BadRequest(absl::StrCat("stream ended after ", out->size(), " of ", size,
+      return v1::BadRequest(absl::StrCat("stream ended after ", read, " of ", size,
                                          " declared message octets"));
     }
     const std::string* chunk = chunk_of(item);
     if (chunk == nullptr) {
       return v1::BadRequest("expected message content chunks before the next item");
     }
-    if (out->size() + chunk->size() > size) {
+    if (read + chunk->size() > size) {
       return v1::BadRequest(absl::StrCat("message content longer than its declared size of ",
                                          size, " octets"));
     }
-    out->append(*chunk);
+    if (absl::Status added = spool->Add(*chunk); !added.ok()) {
+      return added;
+    }
+    read += chunk->size();
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+absl::StatusOr<CallLimiter::Slot> CallLimiter::Acquire(uint64_t user) {
+  if (max_per_user_ <= 0) {
+    return Slot();
+  }
+  absl::MutexLock lock(&mutex_);
+  int& count = in_flight_[user];
+  if (count >= max_per_user_) {
+    return v1::MakeError(absl::StatusCode::kResourceExhausted, v1::LIMIT,
+                         absl::StrCat("this user already has ", max_per_user_,
+                                      " requests in progress; wait for some to finish (close "
+                                      "idle connections or read pending responses)"));
+  }
+  ++count;
+  return Slot(this, user);
+}
+
+void CallLimiter::Release(uint64_t user) {
+  absl::MutexLock lock(&mutex_);
+  auto it = in_flight_.find(user);
+  if (it != in_flight_.end() && --it->second <= 0) {
+    in_flight_.erase(it);  // the map holds only users with calls in flight
+  }
+}
+
+int CallLimiter::InFlight(uint64_t user) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = in_flight_.find(user);
+  return it == in_flight_.end() ? 0 : it->second;
+}
 
 MailboxService::MailboxService(store::Store* store, Authenticator* auth, ChangeHub* hub,
                                std::string admin_token, store::StoreLimits limits,
@@ -101,7 +147,29 @@ MailboxService::MailboxService(store::Store* store, Authenticator* auth, ChangeH
       hub_(hub),
       admin_token_(std::move(admin_token)),
       limits_(limits),
-      options_(options) {}
+      options_(options),
+      calls_(options.max_calls_per_user),
+      commit_gate_(options.commit_memory_octets),
+      stall_watch_(options.fetch_stall_timeout) {}
+
+MessageSpool MailboxService::NewSpool() const {
+  return MessageSpool(options_.spool_dir, options_.spool_dir.empty()
+                                              ? std::numeric_limits<uint64_t>::max()
+                                              : options_.append_memory_octets);
+}
+
+absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> MailboxService::Admit(
+    const grpc::ServerContext& context) {
+  absl::StatusOr<uint64_t> user = Caller(context);
+  if (!user.ok()) {
+    return user.status();
+  }
+  absl::StatusOr<CallLimiter::Slot> slot = calls_.Acquire(*user);
+  if (!slot.ok()) {
+    return slot.status();
+  }
+  return std::make_pair(*user, *std::move(slot));
+}
 
 bool MailboxService::IsAdmin(const grpc::ServerContext& context) const {
   auto token = Metadata(context, kAdminMetadata);
@@ -219,7 +287,8 @@ grpc::Status MailboxService::Open(grpc::ServerContext* context, const v1::OpenRe
 grpc::Status MailboxService::Fetch(grpc::ServerContext* context, const v1::FetchRequest* request,
                                    grpc::ServerWriter<v1::FetchResponse>* writer) {
   return UnaryNoReply(*this, *context, [&](uint64_t user) {
-    WriterSink sink(writer);
+    StallWatch::Call watched(&stall_watch_, context);
+    WriterSink sink(writer, &watched);
     return store_->Fetch(user, *request, sink);
   });
 }
@@ -261,6 +330,7 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
                  }
                  const std::string mailbox = item.mailbox();
                  std::vector<store::NewMessage> messages;
+                 MessageSpool spool = NewSpool();
                  uint64_t total = 0;
                  while (reader->Read(&item)) {
                    if (!item.has_message()) {
@@ -279,7 +349,7 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
                    message.has_internal_date = start.has_internal_date();
                    message.internal_date_unix = start.internal_date_unix();
                    message.internal_date_tz_minutes = start.internal_date_tz_minutes();
-                   absl::Status read = ReadBody(reader, start.size(), &message.content,
+                   absl::Status read = ReadBody(reader, start.size(), &spool,
                                                 [](const v1::AppendRequest& r) {
                                                   return r.has_chunk() ? &r.chunk() : nullptr;
                                                 });
@@ -295,6 +365,19 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
                  if (messages.empty()) {
                    return v1::BadRequest("an Append stream must carry at least one message");
                  }
+                 // The bodies come back into memory only now, a bounded amount
+                 // at a time over all calls.
+                 absl::StatusOr<CommitGate::Hold> hold = commit_gate_.Acquire(
+                     spool.total_octets(), absl::FromChrono(context->deadline()));
+                 if (!hold.ok()) {
+                   return hold.status();
+                 }
+                 for (size_t i = 0; i < messages.size(); ++i) {
+                   if (absl::Status taken = spool.Take(i, &messages[i].content);
+                       !taken.ok()) {
+                     return taken;
+                   }
+                 }
                  return store_->Append(user, mailbox, std::move(messages));
                });
 }
@@ -302,8 +385,14 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
 grpc::Status MailboxService::Search(grpc::ServerContext* context,
                                     const v1::SearchRequest* request,
                                     v1::SearchResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->Search(user, *request); });
+  return Unary(*this, *context, response, [&](uint64_t user) {
+    // The search stops when the caller cancels or its deadline passes (the gateway
+    // gives up after its unary deadline), and when it has scanned its budget.
+    store::WorkBudget budget(limits_.max_search_scan_octets,
+                             absl::FromChrono(context->deadline()),
+                             [context] { return context->IsCancelled(); });
+    return store_->Search(user, *request, budget);
+  });
 }
 
 grpc::Status MailboxService::Revise(grpc::ServerContext* context,
@@ -319,8 +408,8 @@ grpc::Status MailboxService::Revise(grpc::ServerContext* context,
                  if (header.size() > limits_.max_message_octets) {
                    return TooBig(limits_.max_message_octets);
                  }
-                 std::string content;
-                 absl::Status read = ReadBody(reader, header.size(), &content,
+                 MessageSpool spool = NewSpool();
+                 absl::Status read = ReadBody(reader, header.size(), &spool,
                                               [](const v1::ReviseRequest& r) {
                                                 return r.has_chunk() ? &r.chunk() : nullptr;
                                               });
@@ -329,6 +418,15 @@ grpc::Status MailboxService::Revise(grpc::ServerContext* context,
                  }
                  if (reader->Read(&item)) {
                    return v1::BadRequest("data after the revised message's declared size");
+                 }
+                 absl::StatusOr<CommitGate::Hold> hold = commit_gate_.Acquire(
+                     spool.total_octets(), absl::FromChrono(context->deadline()));
+                 if (!hold.ok()) {
+                   return hold.status();
+                 }
+                 std::string content;
+                 if (absl::Status taken = spool.Take(0, &content); !taken.ok()) {
+                   return taken;
                  }
                  return store_->Revise(user, header, std::move(content));
                });

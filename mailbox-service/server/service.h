@@ -6,10 +6,14 @@
 #include <atomic>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
+#include "mailbox-service/server/spool.h"
+#include "mailbox-service/server/stall_watch.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.grpc.pb.h"
 #include "storage-client/link_token.h"
@@ -27,6 +31,60 @@ struct ServiceOptions {
   // The gateway token (not owned; null: none). A caller that sends it may report its
   // clients' IPs for the login throttle (link_trust.h).
   client::LinkTokenFile* gateway_token = nullptr;
+  // Calls one user may have in flight at once (every call that acts for a user,
+  // streams included, except the change feed). A stalled reader holds a server
+  // thread until its deadline; this keeps one user from holding them all.
+  // 0: no limit.
+  int max_calls_per_user = 16;
+  // Where Append/Revise bodies wait for the end of their stream (spool.h); empty
+  // keeps them in memory (tests).
+  std::string spool_dir;
+  // Octets of one call's bodies kept in memory before the rest goes to the spool.
+  uint64_t append_memory_octets = 1 << 20;
+  // Octets of message content being committed at once, over all calls (0: no
+  // limit). A call waits for room, up to its deadline.
+  uint64_t commit_memory_octets = 256ull << 20;
+  // A Fetch whose reader has not taken a response for this long is cancelled
+  // (stall_watch.h); zero: never.
+  absl::Duration fetch_stall_timeout = absl::Seconds(120);
+};
+
+// Counts the calls in flight per user. Thread-safe.
+class CallLimiter {
+ public:
+  explicit CallLimiter(int max_per_user) : max_per_user_(max_per_user) {}
+
+  // Held for the duration of one call.
+  class Slot {
+   public:
+    Slot() = default;
+    Slot(Slot&& other) noexcept : limiter_(other.limiter_), user_(other.user_) {
+      other.limiter_ = nullptr;
+    }
+    Slot& operator=(Slot&&) = delete;
+    ~Slot() {
+      if (limiter_ != nullptr) limiter_->Release(user_);
+    }
+
+   private:
+    friend class CallLimiter;
+    Slot(CallLimiter* limiter, uint64_t user) : limiter_(limiter), user_(user) {}
+    CallLimiter* limiter_ = nullptr;
+    uint64_t user_ = 0;
+  };
+
+  // A slot for one more call of `user`, or RESOURCE_EXHAUSTED (ErrorCode LIMIT)
+  // when the user already has max_per_user calls in flight.
+  absl::StatusOr<Slot> Acquire(uint64_t user);
+  // Calls of `user` in flight now (for tests).
+  int InFlight(uint64_t user) const;
+
+ private:
+  void Release(uint64_t user);
+
+  const int max_per_user_;
+  mutable absl::Mutex mutex_;
+  absl::flat_hash_map<uint64_t, int> in_flight_ ABSL_GUARDED_BY(mutex_);
 };
 
 class MailboxService final : public v1::Mailbox::Service {
@@ -80,12 +138,18 @@ class MailboxService final : public v1::Mailbox::Service {
 
   // The user a call acts for: a session token, or the admin token plus act-as.
   absl::StatusOr<uint64_t> Caller(const grpc::ServerContext& context) const;
+  // Caller(), plus one of that user's call slots, held until the returned slot
+  // is destroyed.
+  absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> Admit(
+      const grpc::ServerContext& context);
   bool IsAdmin(const grpc::ServerContext& context) const;
 
   // Graceful shutdown: ends every change feed so the server can drain.
   void BeginShutdown();
 
  private:
+  MessageSpool NewSpool() const;
+
   std::atomic<bool> shutting_down_{false};
   // Set once a caller's reported client IP was ignored (logged once, for the operator).
   std::atomic<bool> ignored_client_ip_logged_{false};
@@ -95,6 +159,9 @@ class MailboxService final : public v1::Mailbox::Service {
   std::string admin_token_;
   store::StoreLimits limits_;
   ServiceOptions options_;
+  CallLimiter calls_;
+  CommitGate commit_gate_;
+  StallWatch stall_watch_;
 };
 
 class AdminService final : public v1::Admin::Service {

@@ -246,12 +246,20 @@ std::string Printable(std::string_view s) {
 
 class Validator {
  public:
-  Validator(int max_depth, bool ascii_only) : max_depth_(max_depth), ascii_only_(ascii_only) {}
+  Validator(const SearchLimits& limits, bool ascii_only)
+      : limits_(limits), ascii_only_(ascii_only) {}
 
-  absl::Status Key(const SearchKey& key, int depth) const {
-    if (depth > max_depth_) {
+  absl::Status Key(const SearchKey& key, int depth) {
+    if (depth > limits_.max_depth) {
       // Checked before descending, so the walk is at most max_depth + 1 deep.
-      return v1::BadRequest(absl::StrCat("search nesting deeper than ", max_depth_));
+      return v1::BadRequest(absl::StrCat("search nesting deeper than ", limits_.max_depth));
+    }
+    // Counted before descending too, so a request of a million keys is refused
+    // after max_keys of them have been looked at.
+    if (++keys_ > limits_.max_keys) {
+      return v1::MakeError(absl::StatusCode::kResourceExhausted, v1::LIMIT,
+                           absl::StrCat("search has more than ", limits_.max_keys,
+                                        " keys; split it into several searches"));
     }
     switch (key.key_case()) {
       case SearchKey::KEY_NOT_SET:
@@ -270,6 +278,13 @@ class Validator {
       case SearchKey::kUid:
         // An empty set is allowed: it is what a sequence set or RECENT resolves
         // to when no message qualifies, and it matches nothing.
+        uid_ranges_ += key.uid().ranges_size();
+        if (uid_ranges_ > limits_.max_uid_ranges) {
+          return v1::MakeError(
+              absl::StatusCode::kResourceExhausted, v1::LIMIT,
+              absl::StrCat("search has more than ", limits_.max_uid_ranges,
+                           " UID ranges; use fewer, larger ranges (e.g. 1:500 not 1,2,3,...)"));
+        }
         for (const v1::UidRange& range : key.uid().ranges()) {
           if (range.first() == 0 || range.last() == 0) {
             return v1::BadRequest("UID 0 in search UID set");
@@ -315,7 +330,13 @@ class Validator {
   }
 
  private:
-  absl::Status String(std::string_view s) const {
+  absl::Status String(std::string_view s) {
+    string_octets_ += s.size();
+    if (string_octets_ > limits_.max_string_octets) {
+      return v1::MakeError(absl::StatusCode::kResourceExhausted, v1::LIMIT,
+                           absl::StrCat("search strings exceed ", limits_.max_string_octets,
+                                        " octets in all; search for shorter strings"));
+    }
     if (ascii_only_) {
       for (const char c : s) {
         if (static_cast<unsigned char>(c) >= 0x80) {
@@ -331,8 +352,11 @@ class Validator {
     return absl::OkStatus();
   }
 
-  int max_depth_;
+  const SearchLimits& limits_;
   bool ascii_only_;
+  int keys_ = 0;
+  int uid_ranges_ = 0;
+  uint64_t string_octets_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -361,8 +385,9 @@ class FoldedNeedle {
   bool empty() const { return folded_.empty(); }
 
   // True if the case fold of `haystack` contains the needle. The haystack is
-  // folded in bounded chunks; the matcher's state carries across them.
-  bool FoundIn(std::string_view haystack) const {
+  // folded in bounded chunks; the matcher's state carries across them. Each
+  // chunk is charged to `budget` first; when it refuses, the answer is false.
+  bool FoundIn(std::string_view haystack, WorkBudget& budget) const {
     if (folded_.empty()) return true;
     constexpr size_t kChunk = 64 * 1024;
     std::string folded;
@@ -376,6 +401,7 @@ class FoldedNeedle {
            ++i) {
         ++end;
       }
+      if (!budget.Charge(end - pos)) return false;
       folded.clear();
       AppendCaseFolded(haystack.substr(pos, end - pos), &folded);
       if (Advance(folded, &state)) return true;
@@ -438,39 +464,47 @@ bool AnyUnfoldedField(std::string_view block,
   return have_field && visit(field);
 }
 
-bool HeaderMatches(const SearchKey::Header& header, SearchMessage& message) {
-  const std::vector<std::string> values =
-      mime::HeaderValues(message.header_block(), header.field());
+bool HeaderMatches(const SearchKey::Header& header, SearchMessage& message,
+                   WorkBudget& budget) {
+  // Finding the field reads the whole header section.
+  const std::string_view block = message.header_block();
+  if (!budget.Charge(block.size())) return false;
+  const std::vector<std::string> values = mime::HeaderValues(block, header.field());
   // RFC 3501 §6.4.4 HEADER: an empty string matches every message that has a
   // header line with the field name.
   if (header.value().empty()) return !values.empty();
+  if (!budget.Charge(header.value().size())) return false;
   const FoldedNeedle needle(header.value());
   for (const std::string& value : values) {
-    if (needle.FoundIn(mime::DecodeEncodedWords(value))) return true;
+    if (needle.FoundIn(mime::DecodeEncodedWords(value), budget)) return true;
   }
   return false;
 }
 
-bool BodyMatches(const FoldedNeedle& needle, SearchMessage& message) {
+bool BodyMatches(const FoldedNeedle& needle, SearchMessage& message, WorkBudget& budget) {
+  // Decoding cannot be interrupted either, so a spent budget skips it.
+  if (budget.stopped()) return false;
   bool found = false;
   const mime::ParsedMessage& parsed = message.parsed();
   // ForEachTextBody cannot be stopped early; once found, the rest is skipped.
   mime::ForEachTextBody(parsed, message.content(), [&](std::string_view text) {
-    if (!found) found = needle.FoundIn(text);
+    if (!found && !budget.stopped()) found = needle.FoundIn(text, budget);
   });
   return found;
 }
 
-bool TextMatches(std::string_view text, SearchMessage& message) {
+bool TextMatches(std::string_view text, SearchMessage& message, WorkBudget& budget) {
+  if (!budget.Charge(text.size())) return false;
   const FoldedNeedle needle(text);
   if (needle.empty()) return true;
   // RFC 3501 §6.4.4 TEXT: "in the header or body of the message". Header
   // fields are searched decoded, like HEADER, so a UTF-8 needle finds an
   // encoded-word subject.
   const bool in_header = AnyUnfoldedField(message.header_block(), [&](std::string_view field) {
-    return needle.FoundIn(mime::DecodeEncodedWords(field));
+    return budget.stopped() || needle.FoundIn(mime::DecodeEncodedWords(field), budget);
   });
-  return in_header || BodyMatches(needle, message);
+  if (budget.stopped()) return false;
+  return in_header || BodyMatches(needle, message, budget);
 }
 
 // ---------------------------------------------------------------------------
@@ -574,6 +608,12 @@ bool SentMatches(const SearchKey& key, SearchMessage& message) {
 }  // namespace
 
 absl::Status ValidateSearch(const v1::SearchRequest& request, int max_depth) {
+  SearchLimits limits;
+  limits.max_depth = max_depth;
+  return ValidateSearch(request, limits);
+}
+
+absl::Status ValidateSearch(const v1::SearchRequest& request, const SearchLimits& limits) {
   const std::string& charset = request.charset();
   bool ascii_only = true;
   if (absl::EqualsIgnoreCase(charset, "UTF-8")) {
@@ -586,7 +626,7 @@ absl::Status ValidateSearch(const v1::SearchRequest& request, int max_depth) {
                      " is not supported; use UTF-8 or US-ASCII"));
   }
   if (!request.has_key()) return v1::BadRequest("search request has no key");
-  return Validator(max_depth, ascii_only).Key(request.key(), 1);
+  return Validator(limits, ascii_only).Key(request.key(), 1);
 }
 
 void CanonicalizeUidSets(v1::SearchKey* key) {
@@ -612,6 +652,11 @@ void CanonicalizeUidSets(v1::SearchKey* key) {
 }
 
 bool Matches(const SearchKey& key, SearchMessage& message) {
+  WorkBudget unlimited;
+  return Matches(key, message, unlimited);
+}
+
+bool Matches(const SearchKey& key, SearchMessage& message, WorkBudget& budget) {
   switch (key.key_case()) {
     case SearchKey::KEY_NOT_SET:
     case SearchKey::kRecent:  // rejected by ValidateSearch
@@ -644,13 +689,14 @@ bool Matches(const SearchKey& key, SearchMessage& message) {
     case SearchKey::kSmaller:
       return message.size() < key.smaller();
     case SearchKey::kHeader:
-      return HeaderMatches(key.header(), message);
+      return HeaderMatches(key.header(), message, budget);
     case SearchKey::kBody: {
+      if (!budget.Charge(key.body().size())) return false;
       const FoldedNeedle needle(key.body());
-      return needle.empty() || BodyMatches(needle, message);
+      return needle.empty() || BodyMatches(needle, message, budget);
     }
     case SearchKey::kText:
-      return TextMatches(key.text(), message);
+      return TextMatches(key.text(), message, budget);
     case SearchKey::kAnd: {
       const auto& keys = key.and_().keys();
       absl::InlinedVector<int8_t, 16> costs;
@@ -663,7 +709,7 @@ bool Matches(const SearchKey& key, SearchMessage& message) {
       for (int tier = kCheap; tier <= kContent; ++tier) {
         if ((present & (1 << tier)) == 0) continue;
         for (int i = 0; i < keys.size(); ++i) {
-          if (costs[i] == tier && !Matches(keys[i], message)) return false;
+          if (costs[i] == tier && !Matches(keys[i], message, budget)) return false;
         }
       }
       return true;
@@ -671,11 +717,13 @@ bool Matches(const SearchKey& key, SearchMessage& message) {
     case SearchKey::kOr: {
       const SearchKey& a = key.or_().a();
       const SearchKey& b = key.or_().b();
-      if (CostOf(b) < CostOf(a)) return Matches(b, message) || Matches(a, message);
-      return Matches(a, message) || Matches(b, message);
+      if (CostOf(b) < CostOf(a)) {
+        return Matches(b, message, budget) || Matches(a, message, budget);
+      }
+      return Matches(a, message, budget) || Matches(b, message, budget);
     }
     case SearchKey::kNot:
-      return !Matches(key.not_(), message);
+      return !Matches(key.not_(), message, budget);
     case SearchKey::kModseq:
       // RFC 7162 §3.1.5: messages whose MODSEQ is greater than or equal.
       return message.modseq() >= key.modseq();

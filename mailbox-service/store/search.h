@@ -49,6 +49,7 @@
 
 #include "absl/status/status.h"
 #include "mailbox-service/mime/mime.h"
+#include "mailbox-service/store/work_budget.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
 namespace mailbox::store {
@@ -76,6 +77,19 @@ class SearchMessage {
   virtual std::string_view content() = 0;
 };
 
+// The shape one search request may have. A request is at most a few MiB on the
+// wire, but without these a few MiB of keys multiply into work per message.
+struct SearchLimits {
+  int max_depth = 64;  // BAD_REQUEST beyond (a parser-style limit)
+  // Every node counts: a NOT TEXT "x" is two keys. RESOURCE_EXHAUSTED (LIMIT) beyond.
+  int max_keys = 1000;
+  // UID ranges over all UID keys (sequence sets arrive as UID sets).
+  int max_uid_ranges = 100000;
+  // Octets over all strings (flags, header names and values, BODY/TEXT needles):
+  // each needle is folded and indexed again for every message it is tried on.
+  uint64_t max_string_octets = 64 << 10;
+};
+
 // Checks the whole request before any message is read, so that a bad request
 // fails with one clear error instead of matching nothing:
 //  * charset empty, "US-ASCII" or "UTF-8" (case-insensitive); anything else is
@@ -89,7 +103,12 @@ class SearchMessage {
 //    non-zero with first <= last (BAD_REQUEST).
 //  * RECENT is rejected (BAD_REQUEST): the gateway resolves it to a UID set,
 //    since only the session knows which messages are \Recent for it.
+//  * at most limits.max_keys keys, limits.max_uid_ranges UID ranges and
+//    limits.max_string_octets octets of strings in all, else RESOURCE_EXHAUSTED
+//    with ErrorCode LIMIT, which names the limit.
 // A missing key (request.has_key() false) is BAD_REQUEST too.
+absl::Status ValidateSearch(const v1::SearchRequest& request, const SearchLimits& limits);
+// As above with the default limits except the nesting depth.
 absl::Status ValidateSearch(const v1::SearchRequest& request, int max_depth);
 
 // Rewrites every UID set in `key` into the form mailbox.v1 defines (ranges
@@ -103,6 +122,14 @@ void CanonicalizeUidSets(v1::SearchKey* key);
 // UID key is decided by bisection, so a set of many ranges stays cheap per
 // message. Recursion follows the key's nesting. Reads only the parts of
 // `message` the key needs.
+//
+// Every octet of text a key scans (header fields, decoded bodies, and each
+// needle as it is prepared) is charged to `budget`; once the budget refuses,
+// string keys stop scanning and do not match, so the result is meaningless and
+// the caller must return budget.status() instead. Substring scans also poll the
+// budget for the caller's cancellation between 64 KiB chunks.
+bool Matches(const v1::SearchKey& key, SearchMessage& message, WorkBudget& budget);
+// As above without a bound (for tests and trusted callers).
 bool Matches(const v1::SearchKey& key, SearchMessage& message);
 
 namespace search_internal {

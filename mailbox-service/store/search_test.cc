@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mailbox-service/mime/mime.h"
+#include "mailbox-service/store/work_budget.h"
 #include "proto/mailbox/v1/errors.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
@@ -623,6 +625,121 @@ TEST(ValidateSearchTest, Structure) {
   EXPECT_EQ(code(Request(recent)), v1::BAD_REQUEST);
   v1::SearchRequest no_key;
   EXPECT_EQ(code(no_key), v1::BAD_REQUEST);
+}
+
+
+// ---------------------------------------------------------------------------
+// Request limits and the work budget
+
+TEST(ValidateSearchTest, KeyCountLimit) {
+  SearchLimits limits;
+  limits.max_keys = 10;
+  // AND + 9 children = 10 keys: at the limit.
+  std::vector<SearchKey> nine(9, Flag("\\Seen"));
+  EXPECT_TRUE(ValidateSearch(Request(And(nine)), limits).ok());
+  std::vector<SearchKey> ten(10, Flag("\\Seen"));
+  const absl::Status s = ValidateSearch(Request(And(ten)), limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(v1::DetailOf(s).code(), v1::LIMIT);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("more than 10 keys"));
+  // NOT counts as a key of its own: five NOT TEXT pairs plus the AND are 11.
+  std::vector<SearchKey> nots(5, Not(Text("x")));
+  EXPECT_EQ(v1::DetailOf(ValidateSearch(Request(And(nots)), limits)).code(), v1::LIMIT);
+}
+
+TEST(ValidateSearchTest, UidRangeLimit) {
+  SearchLimits limits;
+  limits.max_uid_ranges = 4;
+  EXPECT_TRUE(
+      ValidateSearch(Request(And({Uids({{1, 1}, {3, 3}}), Not(Uids({{5, 5}, {7, 9}}))})), limits)
+          .ok());
+  // The ranges of all UID keys are summed.
+  const absl::Status s = ValidateSearch(
+      Request(And({Uids({{1, 1}, {3, 3}, {5, 5}}), Not(Uids({{7, 7}, {9, 9}}))})), limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(v1::DetailOf(s).code(), v1::LIMIT);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("more than 4 UID ranges"));
+}
+
+TEST(ValidateSearchTest, StringOctetLimit) {
+  SearchLimits limits;
+  limits.max_string_octets = 100;
+  EXPECT_TRUE(
+      ValidateSearch(Request(And({Text(std::string(50, 'a')), Body(std::string(50, 'b'))})),
+                     limits)
+          .ok());
+  const absl::Status s = ValidateSearch(
+      Request(And({Text(std::string(50, 'a')), Header("Subject", std::string(44, 'b'))})),
+      limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(v1::DetailOf(s).code(), v1::LIMIT);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("exceed 100 octets"));
+}
+
+std::string BigMessage(size_t body_octets) {
+  std::string raw = "Subject: big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
+  raw.append(body_octets, 'a');
+  return raw;
+}
+
+TEST(WorkBudgetTest, SearchOverTheScanLimitStopsWithLimit) {
+  FakeSearchMessage m(BigMessage(4u << 20));
+  // Ten NOT TEXT keys over 4 MiB would scan 40 MiB; the budget allows 10 MiB.
+  std::vector<SearchKey> keys;
+  for (int i = 0; i < 10; ++i) keys.push_back(Not(Text("needle" + std::to_string(i))));
+  const SearchKey key = And(keys);
+  WorkBudget budget(10u << 20, absl::InfiniteFuture(), {});
+  Matches(key, m, budget);
+  ASSERT_TRUE(budget.stopped());
+  EXPECT_EQ(budget.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(v1::DetailOf(budget.status()).code(), v1::LIMIT);
+  EXPECT_THAT(std::string(budget.status().message()), HasSubstr("more than 10 MiB"));
+  // It stopped at the limit, not after scanning everything: at most one chunk over.
+  EXPECT_LE(budget.scanned_octets(), (10u << 20) + (64u << 10) + 64);
+
+  // The same search within a large enough budget completes and matches.
+  WorkBudget roomy(64u << 20, absl::InfiniteFuture(), {});
+  EXPECT_TRUE(Matches(key, m, roomy));
+  EXPECT_FALSE(roomy.stopped());
+  EXPECT_GE(roomy.scanned_octets(), 40u << 20);
+}
+
+TEST(WorkBudgetTest, CancelledCallerStopsTheScanEarly) {
+  FakeSearchMessage m(BigMessage(8u << 20));
+  std::vector<SearchKey> keys;
+  for (int i = 0; i < 20; ++i) keys.push_back(Not(Text("needle" + std::to_string(i))));
+  const SearchKey key = And(keys);
+  // The caller goes away after the budget first looks (about 1 MiB in).
+  int polls = 0;
+  WorkBudget budget(0, absl::InfiniteFuture(), [&polls] { return ++polls >= 2; });
+  Matches(key, m, budget);
+  ASSERT_TRUE(budget.stopped());
+  EXPECT_EQ(budget.status().code(), absl::StatusCode::kCancelled);
+  // 160 MiB of work; it stopped within a couple of poll intervals.
+  EXPECT_LE(budget.scanned_octets(), 3 * WorkBudget::kPollOctets);
+  EXPECT_EQ(polls, 2);
+}
+
+TEST(WorkBudgetTest, PassedDeadlineStopsTheScan) {
+  FakeSearchMessage m(BigMessage(8u << 20));
+  WorkBudget budget(0, absl::Now() - absl::Seconds(1), {});
+  Matches(Text("nothing like it"), m, budget);
+  ASSERT_TRUE(budget.stopped());
+  EXPECT_EQ(budget.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_LE(budget.scanned_octets(), 2 * WorkBudget::kPollOctets);
+}
+
+TEST(WorkBudgetTest, KeepGoingPollsOnlyNowAndThen) {
+  int polls = 0;
+  WorkBudget budget(0, absl::InfiniteFuture(), [&polls] {
+    ++polls;
+    return false;
+  });
+  for (int i = 0; i < 10 * WorkBudget::kPollEvery; ++i) ASSERT_TRUE(budget.KeepGoing());
+  EXPECT_EQ(polls, 10);
+  WorkBudget unlimited;
+  EXPECT_TRUE(unlimited.Charge(1ull << 40));
+  EXPECT_TRUE(unlimited.status().ok());
 }
 
 }  // namespace

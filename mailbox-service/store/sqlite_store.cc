@@ -992,7 +992,11 @@ absl::Status Cancelled() { return absl::CancelledError("fetch cancelled by the r
 
 class StoredSearchMessage final : public SearchMessage {
  public:
-  StoredSearchMessage(Connection& conn, const Statement& row) : conn_(conn) {
+  // Loading the whole content takes room from `memory` (see
+  // StoreLimits::max_search_memory_octets), waiting for it until `deadline`.
+  StoredSearchMessage(Connection& conn, const Statement& row, OctetGate& memory,
+                      absl::Time deadline)
+      : conn_(conn), memory_(memory), deadline_(deadline) {
     uid_ = static_cast<uint32_t>(row.Int(0));
     modseq_ = row.Int(1);
     flags_ = FlagList(static_cast<uint32_t>(row.Int(2)), row.Text(3));
@@ -1061,11 +1065,17 @@ class StoredSearchMessage final : public SearchMessage {
     if (!content_.has_value()) {
       content_.emplace();
       absl::StatusOr<BlobReader> blob = conn_.OpenBlob("content_data", "raw", content_id_);
-      if (blob.ok()) {
-        status_.Update(blob->Read(0, blob->size(), &*content_));
-      } else {
+      if (!blob.ok()) {
         status_.Update(blob.status());
+        return *content_;
       }
+      absl::StatusOr<OctetGate::Hold> hold = memory_.Acquire(2 * blob->size(), deadline_);
+      if (!hold.ok()) {
+        status_.Update(hold.status());
+        return *content_;
+      }
+      memory_hold_ = *std::move(hold);
+      status_.Update(blob->Read(0, blob->size(), &*content_));
     }
     return *content_;
   }
@@ -1087,7 +1097,10 @@ class StoredSearchMessage final : public SearchMessage {
   uint64_t header_size_;
   std::optional<std::string> header_;
   std::optional<mime::ParsedMessage> parsed_;
+  OctetGate::Hold memory_hold_;  // declared first, so released after content_ is freed
   std::optional<std::string> content_;
+  OctetGate& memory_;
+  absl::Time deadline_;
   absl::Status status_;
 };
 
@@ -1299,7 +1312,10 @@ SqliteStore::SqliteStore(std::string path, StoreLimits limits, EventSink events,
       limits_(limits),
       events_(std::move(events)),
       options_(options),
-      writer_(std::move(writer)) {}
+      writer_(std::move(writer)),
+      search_memory_(limits.max_search_memory_octets,
+                     "the mailbox service is busy with other searches of large messages; try "
+                     "again") {}
 
 SqliteStore::~SqliteStore() = default;
 
@@ -1350,6 +1366,10 @@ absl::StatusOr<SqliteStore::ReaderLease> SqliteStore::Reader() {
     }
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(path_, true));
+  if (limits_.reader_cache_kib > 0) {
+    RETURN_IF_ERROR(
+        conn->Exec(absl::StrCat("PRAGMA cache_size = -", limits_.reader_cache_kib).c_str()));
+  }
   return ReaderLease(this, std::move(conn));
 }
 
@@ -2847,8 +2867,14 @@ absl::StatusOr<v1::ReviseResponse> SqliteStore::Revise(uint64_t user_id,
 }
 
 absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
-                                                       const v1::SearchRequest& request) {
-  RETURN_IF_ERROR(ValidateSearch(request, limits_.max_search_depth));
+                                                       const v1::SearchRequest& request,
+                                                       WorkBudget& budget) {
+  SearchLimits search_limits;
+  search_limits.max_depth = limits_.max_search_depth;
+  search_limits.max_keys = limits_.max_search_keys;
+  search_limits.max_uid_ranges = limits_.max_search_uid_ranges;
+  search_limits.max_string_octets = limits_.max_search_string_octets;
+  RETURN_IF_ERROR(ValidateSearch(request, search_limits));
   // Matches() bisects UID sets; the gateway need not send them sorted.
   v1::SearchKey key = request.key();
   CanonicalizeUidSets(&key);
@@ -2860,6 +2886,9 @@ absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
   UidSetBuilder matches;
   uint64_t highest = 0;
   for (const auto& [first, last] : CandidateRanges(key)) {
+    if (!budget.KeepGoing()) {
+      return budget.status();
+    }
     ASSIGN_OR_RETURN(Statement s,
                      conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
                                    "m.content_id, m.internal_date, m.internal_tz, c.size, "
@@ -2873,9 +2902,17 @@ absl::StatusOr<v1::SearchResponse> SqliteStore::Search(uint64_t user_id,
       if (!row) {
         break;
       }
-      StoredSearchMessage message(*conn, s);
-      bool matched = Matches(key, message);
+      // Per message as well as inside long scans: a search of cheap keys over a
+      // huge mailbox also stops once its caller is gone.
+      if (!budget.KeepGoing()) {
+        return budget.status();
+      }
+      StoredSearchMessage message(*conn, s, search_memory_, budget.deadline());
+      bool matched = Matches(key, message, budget);
       RETURN_IF_ERROR(message.status());
+      if (budget.stopped()) {
+        return budget.status();
+      }
       if (matched) {
         matches.Add(message.uid());
         highest = std::max(highest, message.modseq());

@@ -109,8 +109,9 @@ class SqliteStore final : public Store {
                                               const v1::ExpungeRequest& request) override;
   absl::StatusOr<v1::AppendResponse> Append(uint64_t user_id, std::string_view mailbox,
                                             std::vector<NewMessage> messages) override;
-  absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id,
-                                            const v1::SearchRequest& request) override;
+  using Store::Search;
+  absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id, const v1::SearchRequest& request,
+                                            WorkBudget& budget) override;
   absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,
                                             const v1::ReviseHeader& header,
                                             std::string content) override;
@@ -149,6 +150,8 @@ class SqliteStore final : public Store {
 
   std::mutex write_mutex_;
   std::unique_ptr<sqlite::Connection> writer_;  // guarded by write_mutex_
+
+  OctetGate search_memory_;
 
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<sqlite::Connection>> idle_readers_;  // guarded by readers_mutex_

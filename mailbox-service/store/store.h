@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "mailbox-service/store/work_budget.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
 namespace mailbox::store {
@@ -78,6 +79,21 @@ struct StoreLimits {
   uint64_t max_message_octets = 64ull << 20;  // TOOBIG
   size_t fetch_chunk_octets = 256 << 10;
   int max_search_depth = 64;             // BAD_REQUEST beyond
+  // The shape of one Search request (see SearchLimits in search.h): LIMIT beyond.
+  int max_search_keys = 1000;
+  int max_search_uid_ranges = 100000;
+  uint64_t max_search_string_octets = 64 << 10;
+  // Octets of message text one Search may scan, summed over its keys: a TEXT key
+  // over a 1 GiB mailbox scans 1 GiB, ten of them 10 GiB. LIMIT beyond. The
+  // caller puts it in the WorkBudget it passes (0: no limit).
+  uint64_t max_search_scan_octets = 2ull << 30;
+  // Message content loaded by searches at once, over all searches (0: no limit).
+  // A message being scanned is held whole, and its decoded text beside it, so
+  // each counts twice its size. A search waits for room up to its deadline.
+  uint64_t max_search_memory_octets = 256ull << 20;
+  // Page cache of each reader connection (SQLite's default is 2000 KiB). A fetch
+  // streams its message through it, so a reader that stalls holds this much.
+  int reader_cache_kib = 256;
 };
 
 class Store {
@@ -180,8 +196,16 @@ class Store {
   virtual absl::StatusOr<v1::AppendResponse> Append(uint64_t user_id,
                                                     std::string_view mailbox,
                                                     std::vector<NewMessage> messages) = 0;
+  // Evaluation charges `budget` and stops, returning budget.status(), once it
+  // refuses (scan limit reached, or the caller cancelled or past its deadline).
   virtual absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id,
-                                                    const v1::SearchRequest& request) = 0;
+                                                    const v1::SearchRequest& request,
+                                                    WorkBudget& budget) = 0;
+  // As above with no scan limit and no caller to watch (tests, local tools).
+  absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id, const v1::SearchRequest& request) {
+    WorkBudget unlimited;
+    return Search(user_id, request, unlimited);
+  }
   // Stores `content` as a new UID (flags kept unless header.replace_flags) and
   // expunges header.uid, in one transaction.
   virtual absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,

@@ -55,6 +55,13 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
     detail.set_code(UNAVAILABLE);
     detail.set_message(status.error_message());
     result.SetPayload(absl::string_view(kErrorDetailPayload.data(), kErrorDetailPayload.size()), absl::Cord(detail.SerializeAsString()));
+  } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // Without a detail this is gRPC's own resource quota refusing the call (e.g.
+    // "Server Threadpool Exhausted" when every server thread is busy): the
+    // service is overloaded for now, so it is UNAVAILABLE, not a server bug.
+    detail.set_code(UNAVAILABLE);
+    detail.set_message(status.error_message());
+    result.SetPayload(absl::string_view(kErrorDetailPayload.data(), kErrorDetailPayload.size()), absl::Cord(detail.SerializeAsString()));
   }
   return result;
 }

@@ -1,0 +1,62 @@
+#include "mailbox-service/server/limits.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace mailbox::server {
+namespace {
+
+absl::StatusOr<ServerLimits> Parse(std::vector<std::string> args) {
+  std::vector<config::Setting> settings = LimitSettings();
+  settings.push_back({"data-dir", "", "./.data", "data"});
+  std::vector<char*> argv = {const_cast<char*>("mailbox-service")};
+  for (std::string& arg : args) argv.push_back(arg.data());
+  auto config = config::Config::Parse(static_cast<int>(argv.size()), argv.data(), settings);
+  if (!config.ok()) return config.status();
+  return ReadServerLimits(*config);
+}
+
+TEST(ServerLimitsTest, DefaultsMatchTheStructAndReachEveryPart) {
+  auto limits = Parse({"--data-dir=/srv/mail"});
+  ASSERT_TRUE(limits.ok()) << limits.status();
+  const ServerLimits defaults;
+  EXPECT_EQ(limits->max_threads, defaults.max_threads);
+  EXPECT_EQ(limits->max_calls_per_user, 16);
+  EXPECT_EQ(limits->max_search_scan_octets, 2048ll << 20);
+  EXPECT_EQ(limits->spool_dir, "/srv/mail/spool");
+
+  store::StoreLimits store;
+  ApplyLimits(*limits, &store);
+  EXPECT_EQ(store.max_search_keys, 1000);
+  EXPECT_EQ(store.max_search_depth, 64);
+  EXPECT_EQ(store.reader_cache_kib, 256);
+  EXPECT_EQ(store.max_search_memory_octets, 256ull << 20);
+  ServiceOptions service;
+  ApplyLimits(*limits, &service);
+  EXPECT_EQ(service.spool_dir, "/srv/mail/spool");
+  EXPECT_EQ(service.max_append_call_octets, 256ull << 20);
+  EXPECT_EQ(service.fetch_stall_timeout, absl::Seconds(120));
+}
+
+TEST(ServerLimitsTest, FlagsAreReadAndCheckedAtTheirBounds) {
+  auto limits = Parse({"--max-threads=4", "--max-pollers=3", "--max-calls-per-user=0",
+                       "--search-max-scan-mib=0", "--append-memory-kib=0"});
+  ASSERT_TRUE(limits.ok()) << limits.status();
+  EXPECT_EQ(limits->max_threads, 4);
+  EXPECT_EQ(limits->max_calls_per_user, 0);
+  EXPECT_EQ(limits->max_search_scan_octets, 0);
+  EXPECT_EQ(limits->append_memory_octets, 0);
+
+  EXPECT_FALSE(Parse({"--max-threads=3"}).ok());
+  EXPECT_FALSE(Parse({"--max-threads=8", "--max-pollers=8"}).ok());
+  EXPECT_FALSE(Parse({"--max-calls-per-user=-1"}).ok());
+  EXPECT_FALSE(Parse({"--search-max-keys=0"}).ok());
+  auto typo = Parse({"--search-max-keys=ten"});
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("search-max-keys"), absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace mailbox::server
