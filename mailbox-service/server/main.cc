@@ -97,7 +97,9 @@ int Run(int argc, char** argv) {
   const std::string& key_flag = config->Get("session-key-file");
   const std::filesystem::path session_key_file =
       key_flag.empty() ? data_dir / "session.key" : std::filesystem::path(key_flag);
-  auto tightened = PrepareDataDir(data_dir, {admin_token_file, session_key_file});
+  std::vector<std::filesystem::path> tightened_paths;
+  auto tightened =
+      PrepareDataDir(data_dir, {admin_token_file, session_key_file}, &tightened_paths);
   if (!tightened.ok()) {
     std::cerr << "mailbox-service: " << tightened.status().message() << "\n";
     return 1;
@@ -172,7 +174,13 @@ int Run(int argc, char** argv) {
   auth_options.throttle.window_ms = *window * 1000;
   auth_options.throttle.max_delay_ms = *max_delay * 1000;
   auth_options.session_lifetime_s = *lifetime;
-  auto session_keys = LoadOrCreateSessionKeys(session_key_file, store->get());
+  std::vector<std::string> key_log;
+  auto session_keys = LoadOrCreateSessionKeys(
+      session_key_file, store->get(),
+      DatabaseWasExposed(data_dir / "mailbox.db", tightened_paths), &key_log);
+  for (const std::string& line : key_log) {
+    std::cerr << "mailbox-service: warning: " << line << "\n";
+  }
   if (!session_keys.ok()) {
     std::cerr << "mailbox-service: session keys: " << session_keys.status().message() << "\n";
     return 1;

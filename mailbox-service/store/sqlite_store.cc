@@ -1675,11 +1675,26 @@ absl::StatusOr<std::string> SqliteStore::FindSecret(std::string_view name) {
 }
 
 absl::Status SqliteStore::DeleteSecret(std::string_view name) {
-  return Write([&](WriteTx& tx) -> absl::Status {
+  // A deleted row stays in its page's free space and in older WAL frames until
+  // overwritten. secure_delete zeroes it in the page; the truncating checkpoint
+  // then copies the zeroed page into the database and empties the WAL, so the
+  // secret is not left in either file.
+  {
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    RETURN_IF_ERROR(writer_->Exec("PRAGMA secure_delete = ON"));
+  }
+  absl::Status deleted = Write([&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare("DELETE FROM secrets WHERE name = ?"));
     s.BindText(1, name);
     return s.Run();
   });
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  absl::Status checkpoint =
+      deleted.ok() ? writer_->Exec("PRAGMA wal_checkpoint(TRUNCATE)") : absl::OkStatus();
+  absl::Status restored = writer_->Exec("PRAGMA secure_delete = OFF");
+  RETURN_IF_ERROR(deleted);
+  RETURN_IF_ERROR(checkpoint);
+  return restored;
 }
 
 absl::StatusOr<std::string> SqliteStore::GetOrCreateSecret(std::string_view name,
