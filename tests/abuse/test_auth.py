@@ -178,6 +178,34 @@ class PasswordChangeTest(unittest.TestCase):
         SYSTEM.assert_canary_alive()
 
 
+    def test_a_password_change_ends_a_session_in_idle_at_once(self):
+        # IDLE sends nothing the service could refuse: before the fix the session
+        # kept receiving the mailbox's changes with the old password until autologout.
+        user, password = SYSTEM.system.new_user("idler")
+        with SYSTEM.measure("IDLE session ended by a password change") as m:
+            c = SYSTEM.client()
+            c.login(user, password)
+            c.ok("SELECT INBOX")
+            c.send(b"i1 IDLE\r\n")
+            self.assertTrue(c.expect_continuation()[-1].startswith(b"+ "))
+            started = time.monotonic()
+            SYSTEM.system.admin("user", "passwd", user, "--password", "changed-secret")
+            lines = c.read_lines_until(lambda line: line.startswith(b"* BYE"), timeout=5)
+            self.assertLess(time.monotonic() - started, 5)
+            self.assertIn(b"Session ended: the password of this account was changed",
+                          lines[-1])
+            m.sample()
+            # The gateway closes the connection after the BYE.
+            with self.assertRaises((abuse_util.ConnectionClosed, ConnectionResetError)):
+                c.read_line(timeout=5)
+            c.close()
+            m.check(gateway_kib=16 * 1024, service_kib=16 * 1024)
+        fresh = SYSTEM.client()
+        fresh.login(user, "changed-secret")
+        fresh.ok("SELECT INBOX")
+        fresh.close()
+        SYSTEM.assert_canary_alive()
+
     def test_removing_the_user_ends_existing_sessions(self):
         user, password = SYSTEM.system.new_user("removed")
         c = SYSTEM.client()
