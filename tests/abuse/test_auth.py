@@ -278,6 +278,32 @@ class SecondInstanceTest(unittest.TestCase):
             self.assertEqual(result.returncode, 2, (flag, result.stderr))
             self.assertIn("must be at least 1", result.stderr)
 
+    def test_address_grouping_and_per_address_settings_out_of_range_are_refused(self):
+        other = harness.System("auth-flags-range")
+        cases = (("--auth-ipv6-prefix=31", "between 32 and 128"),
+                 ("--auth-ipv6-prefix=129", "between 32 and 128"),
+                 ("--auth-max-records-per-address=-1", "between 0 (derived)"))
+        for flag, message in cases:
+            result = subprocess.run(
+                [harness.SERVICE, "--listen=127.0.0.1:0",
+                 "--data-dir=" + os.path.join(other.dir, "data"), flag],
+                capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 2, (flag, result.stderr))
+            self.assertIn(message, result.stderr)
+        # The bounds themselves are accepted: the service gets as far as listening.
+        for flag in ("--auth-ipv6-prefix=32", "--auth-ipv6-prefix=128",
+                     "--auth-max-records-per-address=0"):
+            proc = subprocess.Popen(
+                [harness.SERVICE, "--listen=127.0.0.1:0",
+                 "--data-dir=" + os.path.join(other.dir, "data"), flag],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                with self.assertRaises(subprocess.TimeoutExpired, msg=flag):
+                    proc.wait(timeout=2)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+
     def test_a_second_service_cannot_bind_the_same_port(self):
         other = harness.System("auth-second-port")
         started = time.monotonic()
