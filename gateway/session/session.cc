@@ -492,11 +492,15 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
     } else if (event.has_renamed()) {
       box.name = event.renamed().new_name();
     } else if (event.has_deleted() || event.has_resync()) {
+      // AUTHENTICATIONFAILED: the password changed or the token expired.
+      const bool revoked = event.has_resync() &&
+                           event.resync().reason().code() == v1::AUTHENTICATIONFAILED;
       Send(imap::StatusResponse(
           "*", imap::Status::kBye, "",
           event.has_deleted() ? "The selected mailbox was deleted by another session"
-                              : "The selected mailbox changed in a way this session cannot "
-                                "follow; please reconnect"));
+          : revoked ? absl::StrCat("Session ended: ", event.resync().reason().message())
+                    : "The selected mailbox changed in a way this session cannot "
+                      "follow; please reconnect"));
       pending_.clear();
       state_ = SessionState::kLogout;
       return;
@@ -1028,8 +1032,8 @@ asio::awaitable<void> Session::HandleIdle() {
     }
     ApplyPendingChanges(/*allow_expunge=*/true);
     const bool ok7 = co_await Flush();
-    if (!ok7) {
-      break;
+    if (!ok7 || state_ == SessionState::kLogout) {
+      break;  // a change ended the session (BYE sent): close now, not at keepalive
     }
     imap::Event event = receiver_.Next();
     if (std::holds_alternative<imap::IdleDone>(event)) {

@@ -806,6 +806,17 @@ absl::StatusOr<int> OpenRoot(const std::string& root) {
   return fd;
 }
 
+// Why a regular file in the Maildir is not imported although it is no link: it
+// belongs to someone other than the Maildir's owner. A hard link to another user's
+// file (or to root's) looks like a regular file; the Maildir's owner could not
+// have read it, so the import must not copy it for them.
+std::string NotOwnedReason(const struct stat& file, const struct stat& root) {
+  return absl::StrCat("owned by uid ", file.st_uid, ", not by the Maildir's owner (uid ",
+                      root.st_uid, ")",
+                      file.st_nlink > 1 ? "; a hard link to another user's file?" : "",
+                      ", not imported");
+}
+
 }  // namespace
 
 absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
@@ -818,6 +829,10 @@ absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
     return listing;
   }
   Fd root_fd(*root_fd_or);
+  struct stat root_info {};
+  if (::fstat(root_fd.get(), &root_info) != 0) {
+    return Errno("cannot stat", root, errno);
+  }
   for (const char* subdir : {"cur", "new"}) {
     struct stat info {};
     if (::fstatat(root_fd.get(), subdir, &info, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -867,6 +882,9 @@ absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
             absl::StrCat(subdir, "/", name, ": a symbolic link, not followed"));
       } else if (!S_ISREG(file.st_mode)) {
         listing.skipped.push_back(absl::StrCat(subdir, "/", name, ": not a regular file"));
+      } else if (file.st_uid != root_info.st_uid) {
+        listing.skipped.push_back(
+            absl::StrCat(subdir, "/", name, ": ", NotOwnedReason(file, root_info)));
       } else {
         listing.entries.push_back({subdir, std::move(name)});
       }
@@ -940,6 +958,15 @@ absl::StatusOr<MaildirFile> OpenMaildirMessage(const std::string& root,
   }
   if (!S_ISREG(info.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(shown, ": not a regular file"));
+  }
+  struct stat root_info {};
+  if (::fstat(root_fd.get(), &root_info) != 0) {
+    return Errno("cannot stat", root, errno);
+  }
+  // Checked again on the open file: it may have been replaced since the listing.
+  if (info.st_uid != root_info.st_uid) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(shown, ": ", NotOwnedReason(info, root_info)));
   }
   return MaildirFile(fd.release(), static_cast<int64_t>(info.st_mtime));
 }

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -533,6 +536,51 @@ TEST_F(MaildirFilesTest, AFileSwappedForALinkAfterListingIsNotOpened) {
   MaildirEntry other{"cur", "1.x.host"};
   EXPECT_EQ(OpenMaildirMessage(root_.string(), other).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MaildirFilesTest, FilesOfAnotherOwnerAreSkippedEvenAsHardLinks) {
+  // A hard link is a regular file: only its owner tells the import that the
+  // Maildir's owner could not read it. The owner's own hard links are fine.
+  Write(root_ / "cur" / "100.own.host", "Subject: own\n\n");
+  std::filesystem::create_hard_link(root_ / "cur" / "100.own.host",
+                                    root_ / "new" / "101.own.host");
+  std::filesystem::create_hard_link(base_ / "secret", root_ / "cur" / "150.evil.host:2,S");
+  constexpr uid_t kOtherUid = 54321;
+  // As when an administrator imports a user's Maildir: the linked file is
+  // someone else's (here the secret, given to another uid). Only root can give a
+  // file away (BUILD runs this test unsandboxed, as root here).
+  const bool root = ::chown((base_ / "secret").c_str(), kOtherUid, kOtherUid) == 0;
+  if (!root) {
+    // The link stays the importer's own and is imported as such (nothing the
+    // importer could not already read).
+    EXPECT_TRUE(errno == EPERM || errno == EINVAL) << errno;
+    EXPECT_NE(::geteuid(), 0u) << "root, but chown failed: " << std::strerror(errno);
+  }
+  auto listing = ListMaildir(root_.string());
+  ASSERT_TRUE(listing.ok()) << listing.status();
+  std::vector<std::string> names;
+  for (const MaildirEntry& entry : listing->entries) {
+    names.push_back(entry.subdir + "/" + entry.name);
+  }
+  if (root) {
+    EXPECT_THAT(names, ElementsAre("cur/100.own.host", "new/101.own.host"));
+    ASSERT_EQ(listing->skipped.size(), 1u);
+    EXPECT_EQ(listing->skipped[0],
+              absl::StrCat("cur/150.evil.host:2,S: owned by uid ", kOtherUid,
+                           ", not by the Maildir's owner (uid ", ::geteuid(),
+                           "); a hard link to another user's file?, not imported"));
+    // Opening it by name (as after a listing made before a swap) is refused too.
+    MaildirEntry evil{"cur", "150.evil.host:2,S"};
+    EXPECT_EQ(OpenMaildirMessage(root_.string(), evil).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  } else {
+    EXPECT_THAT(names, ElementsAre("cur/100.own.host", "new/101.own.host",
+                                   "cur/150.evil.host:2,S"));
+    EXPECT_TRUE(listing->skipped.empty());
+  }
+  auto own = OpenMaildirMessage(root_.string(), listing->entries[1]);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(ReadAll(*own), "Subject: own\n\n");
 }
 
 TEST_F(MaildirFilesTest, NoMaildirAtAllIsNotAnError) {

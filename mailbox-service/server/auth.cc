@@ -207,7 +207,8 @@ std::string Authenticator::IssueSessionToken(uint64_t user_id, uint64_t credenti
   return absl::StrCat(payload, ".", Mac(keys_.keys.front(), payload));
 }
 
-absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token) const {
+absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token,
+                                                          int64_t* expires_unix) const {
   auto invalid = [] {
     return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
                          "session credential is missing, malformed, expired or forged");
@@ -261,6 +262,9 @@ absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token
     return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
                          "the password of this account was changed after this session "
                          "logged in; log in again");
+  }
+  if (expires_unix != nullptr) {
+    *expires_unix = expires;
   }
   return user_id;
 }

@@ -124,7 +124,9 @@ class Authenticator {
 
   // The user id a session token stands for, or UNAUTHENTICATED (also once the
   // user was deleted or their password changed).
-  absl::StatusOr<uint64_t> CheckSessionToken(std::string_view token) const;
+  // `expires_unix`, if given, receives the token's expiry (Unix seconds).
+  absl::StatusOr<uint64_t> CheckSessionToken(std::string_view token,
+                                             int64_t* expires_unix = nullptr) const;
 
   std::string IssueSessionToken(uint64_t user_id, uint64_t credential_generation,
                                 int64_t expires_unix) const;

@@ -1,5 +1,7 @@
 #include "mailbox-service/server/change_hub.h"
 
+#include <algorithm>
+
 namespace mailbox::server {
 
 void ChangeHub::Publish(const v1::ChangeEvent& event) {
@@ -46,11 +48,17 @@ void ChangeHub::CloseAll() {
   }
 }
 
-void FeedQueue::BeginReplay(uint64_t mailbox_id, uint64_t from_modseq) {
+void FeedQueue::BeginReplay(uint64_t mailbox_id, uint64_t from_modseq,
+                            std::chrono::system_clock::time_point expires) {
   std::lock_guard lock(mutex_);
   MailboxState& state = mailboxes_[mailbox_id];
   state = MailboxState{};
   state.last_modseq = from_modseq;
+  state.expires = expires;
+  if (expires < next_expiry_) {
+    next_expiry_ = expires;
+    ready_.notify_one();  // Pop has to wake at this expiry
+  }
 }
 
 void FeedQueue::EmitLocked(MailboxState& state, const v1::ChangeEvent& event) {
@@ -110,6 +118,13 @@ void FeedQueue::Deliver(const v1::ChangeEvent& event) {
   if (it == mailboxes_.end()) {
     return;
   }
+  if (event.has_resync()) {
+    // Not a change (no MODSEQ): it goes out at once, and nothing after it until
+    // the gateway subscribes again with a credential that holds.
+    mailboxes_.erase(it);
+    PushLocked(event);
+    return;
+  }
   if (it->second.replaying) {
     it->second.buffered.push_back(event);
     return;
@@ -144,9 +159,42 @@ void FeedQueue::Close() {
   ready_.notify_all();
 }
 
+std::chrono::system_clock::time_point FeedQueue::ExpireLocked(
+    std::chrono::system_clock::time_point now) {
+  auto earliest = std::chrono::system_clock::time_point::max();
+  for (auto it = mailboxes_.begin(); it != mailboxes_.end();) {
+    if (it->second.expires > now) {
+      earliest = std::min(earliest, it->second.expires);
+      ++it;
+      continue;
+    }
+    v1::ChangeEvent event;
+    event.set_mailbox_id(it->first);
+    v1::ErrorDetail* reason = event.mutable_resync()->mutable_reason();
+    reason->set_code(v1::AUTHENTICATIONFAILED);
+    reason->set_message("the session expired; log in again");
+    it = mailboxes_.erase(it);
+    PushLocked(std::move(event));
+  }
+  return earliest;
+}
+
 std::optional<v1::ChangeEvent> FeedQueue::Pop() {
   std::unique_lock lock(mutex_);
-  ready_.wait(lock, [&] { return closed_ || !pending_.empty(); });
+  while (!closed_) {
+    // Checked on every Pop, so a busy feed cannot delay an expiry.
+    if (std::chrono::system_clock::now() >= next_expiry_) {
+      next_expiry_ = ExpireLocked(std::chrono::system_clock::now());
+    }
+    if (!pending_.empty()) {
+      break;
+    }
+    if (next_expiry_ == std::chrono::system_clock::time_point::max()) {
+      ready_.wait(lock);
+    } else {
+      ready_.wait_until(lock, next_expiry_);
+    }
+  }
   if (closed_) {
     return std::nullopt;
   }

@@ -6,6 +6,7 @@
 // the stream is gapless and never repeats a MODSEQ, and it bounds its own memory.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,8 +48,13 @@ class FeedQueue {
   // instead of the service buffering without bound for a stalled gateway.
   explicit FeedQueue(size_t max_pending = 100000) : max_pending_(max_pending) {}
 
-  // Starts a subscription: live events are buffered until FinishReplay.
-  void BeginReplay(uint64_t mailbox_id, uint64_t from_modseq);
+  // Starts a subscription: live events are buffered until FinishReplay. At
+  // `expires` (the expiry of the session token it was made with) the subscription
+  // ends with a Resync whose reason is AUTHENTICATIONFAILED, so a session that only
+  // listens (IDLE) does not outlive its credential.
+  void BeginReplay(uint64_t mailbox_id, uint64_t from_modseq,
+                   std::chrono::system_clock::time_point expires =
+                       std::chrono::system_clock::time_point::max());
   // Queues the log replay, then a Subscribed marker, then the buffered live events,
   // dropping any MODSEQ already delivered.
   void FinishReplay(uint64_t mailbox_id, const std::vector<v1::ChangeEvent>& replay);
@@ -56,7 +62,8 @@ class FeedQueue {
   void Fail(uint64_t mailbox_id, const v1::ErrorDetail& reason);
   void Forget(uint64_t mailbox_id);
 
-  // From the hub.
+  // From the hub. A Resync (the store announces one when the credential behind
+  // the mailbox's subscriptions is revoked) ends the subscription.
   void Deliver(const v1::ChangeEvent& event);
   void Close();
 
@@ -68,9 +75,13 @@ class FeedQueue {
     bool replaying = true;
     bool resync_sent = false;  // overflowed: nothing more until resubscribed
     uint64_t last_modseq = 0;
+    std::chrono::system_clock::time_point expires =
+        std::chrono::system_clock::time_point::max();
     std::vector<v1::ChangeEvent> buffered;
   };
   void PushLocked(v1::ChangeEvent event);
+  // Ends the subscriptions whose token expired by `now`; the earliest expiry left.
+  std::chrono::system_clock::time_point ExpireLocked(std::chrono::system_clock::time_point now);
   void EmitLocked(MailboxState& state, const v1::ChangeEvent& event);
 
   const size_t max_pending_;
@@ -79,6 +90,9 @@ class FeedQueue {
   std::deque<v1::ChangeEvent> pending_;
   std::map<uint64_t, MailboxState> mailboxes_;
   bool closed_ = false;
+  // No subscription expires before this.
+  std::chrono::system_clock::time_point next_expiry_ =
+      std::chrono::system_clock::time_point::max();
 };
 
 }  // namespace mailbox::server

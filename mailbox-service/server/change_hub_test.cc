@@ -1,5 +1,6 @@
 #include "mailbox-service/server/change_hub.h"
 
+#include <chrono>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -86,6 +87,58 @@ TEST(ChangeHubTest, CloseAllWakesBlockedReaders) {
   std::thread reader([&] { EXPECT_FALSE(queue.Pop().has_value()); });
   hub.CloseAll();
   reader.join();
+}
+
+TEST(ChangeHubTest, ASubscriptionEndsWhenItsTokenExpires) {
+  ChangeHub hub;
+  FeedQueue queue;
+  const auto start = std::chrono::system_clock::now();
+  queue.BeginReplay(7, 0, start + std::chrono::milliseconds(100));
+  hub.Add(7, &queue);
+  queue.FinishReplay(7, {});
+  queue.BeginReplay(8, 0);  // no expiry (an admin's subscription)
+  hub.Add(8, &queue);
+  queue.FinishReplay(8, {});
+  EXPECT_TRUE(queue.Pop()->has_subscribed());
+  EXPECT_TRUE(queue.Pop()->has_subscribed());
+  // Nothing else happens: the expiry alone wakes the reader.
+  auto ended = queue.Pop();
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_GE(std::chrono::system_clock::now() - start, std::chrono::milliseconds(100));
+  EXPECT_EQ(ended->mailbox_id(), 7u);
+  ASSERT_TRUE(ended->has_resync());
+  EXPECT_EQ(ended->resync().reason().code(), v1::AUTHENTICATIONFAILED);
+  // Nothing more for the ended subscription; the other goes on.
+  hub.Publish(Added(7, 1, 1));
+  hub.Publish(Added(8, 1, 1));
+  auto next = queue.Pop();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->mailbox_id(), 8u);
+}
+
+TEST(ChangeHubTest, ARevokedCredentialEndsTheSubscriptionAtOnce) {
+  ChangeHub hub;
+  FeedQueue queue;
+  queue.BeginReplay(7, 50);
+  hub.Add(7, &queue);
+  queue.FinishReplay(7, {});
+  EXPECT_TRUE(queue.Pop()->has_subscribed());
+  // As the store announces a password change: no MODSEQ, not in the log.
+  v1::ChangeEvent revoked;
+  revoked.set_mailbox_id(7);
+  revoked.mutable_resync()->mutable_reason()->set_code(v1::AUTHENTICATIONFAILED);
+  hub.Publish(revoked);
+  hub.Publish(Added(7, 51, 1));
+  auto event = queue.Pop();
+  ASSERT_TRUE(event.has_value());
+  ASSERT_TRUE(event->has_resync());
+  EXPECT_EQ(event->resync().reason().code(), v1::AUTHENTICATIONFAILED);
+  queue.BeginReplay(9, 0);
+  hub.Add(9, &queue);
+  queue.FinishReplay(9, {});
+  auto next = queue.Pop();  // not mailbox 7's change
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->mailbox_id(), 9u);
 }
 
 }  // namespace

@@ -125,8 +125,20 @@ absl::StatusOr<std::string> ReadWholeSecret(const fs::path& path) {
 
 }  // namespace
 
+bool DatabaseWasExposed(const fs::path& db, const std::vector<fs::path>& tightened) {
+  for (const fs::path& path : tightened) {
+    if (path.filename() == db.filename() ||
+        path.filename() == db.filename().string() + "-wal" ||
+        path.filename() == db.filename().string() + "-shm") {
+      return true;
+    }
+  }
+  return false;
+}
+
 absl::StatusOr<std::vector<std::string>> PrepareDataDir(const fs::path& dir,
-                                                        const std::vector<fs::path>& keep_as_is) {
+                                                        const std::vector<fs::path>& keep_as_is,
+                                                        std::vector<fs::path>* tightened) {
   // Everything this process creates from here on (database, -wal, -shm, lock
   // and secret files, the port file) is for the service's user alone.
   ::umask(077);
@@ -182,6 +194,9 @@ absl::StatusOr<std::vector<std::string>> PrepareDataDir(const fs::path& dir,
     }
     changes.push_back(absl::StrFormat("%s: mode %04o -> %04o", path.string(), entry.st_mode & 07777,
                                       entry.st_mode & 0700));
+    if (tightened != nullptr) {
+      tightened->push_back(path);
+    }
   }
   return changes;
 }
@@ -309,13 +324,27 @@ absl::StatusOr<std::string> LoadOrCreateAdminToken(const fs::path& path) {
   return fresh;
 }
 
-absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const fs::path& path, store::Store* store) {
+absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const fs::path& path, store::Store* store,
+                                                       bool database_exposed,
+                                                       std::vector<std::string>* log) {
   auto lines = ReadSecretLines(path);
   if (absl::IsNotFound(lines.status())) {
     std::string key;
     std::string origin;
     auto stored = store->FindSecret(kStoredSessionKey);
-    if (stored.ok() && stored->size() >= kMinSessionKeyChars) {
+    if (stored.ok() && database_exposed) {
+      // Anyone who could read the database may have the key and could sign
+      // tokens for any user with it: carrying it over would keep that power
+      // alive.
+      key = RandomHex(32);
+      origin = "new; the key in the database was readable by others";
+      if (log != nullptr) {
+        log->push_back(
+            "the session key older versions kept in the database was readable by others: "
+            "it is not carried over; a new key signs sessions and every existing session "
+            "ends (users log in again)");
+      }
+    } else if (stored.ok() && stored->size() >= kMinSessionKeyChars) {
       key = *stored;
       origin = "moved from the database, where older versions kept it";
     } else if (stored.ok() || absl::IsNotFound(stored.status())) {

@@ -26,9 +26,15 @@ namespace mailbox::server {
 // files
 // (`keep_as_is`: the admin token, the session key file) are not touched: their
 // readers check them and refuse them instead. Returns one line per change made,
-// for the log.
+// for the log; `tightened`, if given, receives the paths whose mode was changed.
 absl::StatusOr<std::vector<std::string>> PrepareDataDir(
-    const std::filesystem::path& dir, const std::vector<std::filesystem::path>& keep_as_is);
+    const std::filesystem::path& dir, const std::vector<std::filesystem::path>& keep_as_is,
+    std::vector<std::filesystem::path>* tightened = nullptr);
+
+// True if `tightened` (from PrepareDataDir) names the database `db` or its -wal or
+// -shm file: others could have read what the database holds.
+bool DatabaseWasExposed(const std::filesystem::path& db,
+                        const std::vector<std::filesystem::path>& tightened);
 
 // An exclusive flock on <dir>/service.lock, held until destruction (or exit). A
 // second service on the same directory would split the change feed and race the
@@ -69,10 +75,15 @@ absl::StatusOr<std::string> LoadOrCreateAdminToken(const std::filesystem::path& 
 // The session keys from `path` (one per line, newest first; '#' lines are
 // comments; each at least 32 characters). If the file does not exist it is
 // created, with the key an older version kept in the store if there is one (so
-// existing sessions survive the upgrade), else a fresh random key. The key is
-// then deleted from the store: the database no longer holds what signs
-// sessions.
+// existing sessions survive the upgrade), else a fresh random key. When
+// `database_exposed` (older versions left the database readable by others), a key
+// found there is not carried over: a fresh one is made and every existing session
+// ends. The key is then deleted from the store (secure_delete, then a truncating
+// WAL checkpoint): the database no longer holds what signs sessions. `log`, if
+// given, receives a line for the operator when the old key was discarded.
 absl::StatusOr<SessionKeyRing> LoadOrCreateSessionKeys(const std::filesystem::path& path,
-                                                       store::Store* store);
+                                                       store::Store* store,
+                                                       bool database_exposed = false,
+                                                       std::vector<std::string>* log = nullptr);
 
 }  // namespace mailbox::server

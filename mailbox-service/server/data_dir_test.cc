@@ -15,6 +15,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Whether `needle` is anywhere in the bytes of `path` (missing file: no).
+bool FileHolds(const fs::path& path, const std::string& needle) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return bytes.find(needle) != std::string::npos;
+}
+
 class DataDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -118,10 +125,51 @@ TEST_F(DataDirTest, SessionKeyMovesFromTheDatabaseToItsOwnFile) {
   EXPECT_EQ(keys->keys[0], old_key);
   EXPECT_EQ(Mode(dir_ / "session.key"), 0600);
   EXPECT_EQ((*store)->FindSecret("session-hmac-key").status().code(), absl::StatusCode::kNotFound);
+  // Moved, and erased from the database's files.
+  EXPECT_FALSE(FileHolds(dir_ / "mailbox.db", old_key));
+  EXPECT_FALSE(FileHolds(dir_ / "mailbox.db-wal", old_key));
   // Next start: same key from the file.
   auto reloaded = LoadOrCreateSessionKeys(dir_ / "session.key", store->get());
   ASSERT_TRUE(reloaded.ok());
   EXPECT_EQ(reloaded->keys, keys->keys);
+}
+
+TEST_F(DataDirTest, AKeyFromADatabaseOthersCouldReadIsReplacedAndErased) {
+  const fs::path db = dir_ / "mailbox.db";
+  const std::string old_key = "exposed-session-key-0123456789abcdef0123456789abcdef";
+  {
+    ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
+    auto store = store::SqliteStore::Open(db.string(), {}, nullptr);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->GetOrCreateSecret("session-hmac-key", old_key).ok());
+  }
+  // As an older version left it: readable by everyone.
+  ASSERT_EQ(::chmod(db.c_str(), 0644), 0);
+  std::vector<fs::path> tightened;
+  ASSERT_TRUE(PrepareDataDir(dir_, {}, &tightened).ok());
+  EXPECT_EQ(Mode(db), 0600);
+  ASSERT_TRUE(DatabaseWasExposed(db, tightened));
+  auto store = store::SqliteStore::Open(db.string(), {}, nullptr);
+  ASSERT_TRUE(store.ok());
+  std::vector<std::string> log;
+  auto keys = LoadOrCreateSessionKeys(dir_ / "session.key", store->get(), true, &log);
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_EQ(keys->keys.size(), 1u);
+  EXPECT_NE(keys->keys[0], old_key);
+  EXPECT_EQ(keys->keys[0].size(), 64u);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_NE(log[0].find("every existing session ends"), std::string::npos);
+  EXPECT_EQ((*store)->FindSecret("session-hmac-key").status().code(), absl::StatusCode::kNotFound);
+  // Not in the database's free space nor in its WAL.
+  EXPECT_FALSE(FileHolds(db, old_key));
+  EXPECT_FALSE(FileHolds(dir_ / "mailbox.db-wal", old_key));
+}
+
+TEST_F(DataDirTest, OnlyTheDatabaseAndItsJournalsCountAsExposed) {
+  EXPECT_TRUE(DatabaseWasExposed(dir_ / "mailbox.db", {dir_ / "mailbox.db-wal"}));
+  EXPECT_TRUE(DatabaseWasExposed(dir_ / "mailbox.db", {dir_ / "mailbox.db-shm"}));
+  EXPECT_FALSE(DatabaseWasExposed(dir_ / "mailbox.db", {dir_ / "service.lock"}));
+  EXPECT_FALSE(DatabaseWasExposed(dir_ / "mailbox.db", {}));
 }
 
 TEST_F(DataDirTest, SessionKeyFileHoldsTheCurrentKeyThenPreviousOnes) {

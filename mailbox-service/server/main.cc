@@ -125,8 +125,10 @@ int Run(int argc, char** argv) {
   const std::string& token_flag = config->Get("gateway-token-file");
   const std::string gateway_token_path =
       token_flag.empty() ? (data_dir / "gateway.token").string() : token_flag;
+  std::vector<std::filesystem::path> tightened_paths;
   auto tightened = PrepareDataDir(
-      data_dir, {admin_token_file, session_key_file, std::filesystem::path(gateway_token_path)});
+      data_dir, {admin_token_file, session_key_file, std::filesystem::path(gateway_token_path)},
+      &tightened_paths);
   if (!tightened.ok()) {
     std::cerr << "mailbox-service: " << tightened.status().message() << "\n";
     return 1;
@@ -209,7 +211,13 @@ int Run(int argc, char** argv) {
   auth_options.throttle.window_ms = *window * 1000;
   auth_options.throttle.max_delay_ms = *max_delay * 1000;
   auth_options.session_lifetime_s = *lifetime;
-  auto session_keys = LoadOrCreateSessionKeys(session_key_file, store->get());
+  std::vector<std::string> key_log;
+  auto session_keys = LoadOrCreateSessionKeys(
+      session_key_file, store->get(),
+      DatabaseWasExposed(data_dir / "mailbox.db", tightened_paths), &key_log);
+  for (const std::string& line : key_log) {
+    std::cerr << "mailbox-service: warning: " << line << "\n";
+  }
   if (!session_keys.ok()) {
     std::cerr << "mailbox-service: session keys: " << session_keys.status().message() << "\n";
     return 1;

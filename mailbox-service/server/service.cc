@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <chrono>
 #include <iostream>
 #include <limits>
 #include <thread>
@@ -454,9 +455,10 @@ grpc::Status MailboxService::Changes(
   while (stream->Read(&request)) {
     if (request.has_subscribe()) {
       const v1::FeedSubscribe& subscribe = request.subscribe();
+      int64_t expires_unix = 0;
       absl::StatusOr<uint64_t> user =
           !subscribe.session_token().empty()
-              ? auth_->CheckSessionToken(subscribe.session_token())
+              ? auth_->CheckSessionToken(subscribe.session_token(), &expires_unix)
               : (admin ? Caller(*context) : absl::StatusOr<uint64_t>(v1::MakeError(
                                                 absl::StatusCode::kUnauthenticated,
                                                 v1::AUTHENTICATIONFAILED,
@@ -465,7 +467,13 @@ grpc::Status MailboxService::Changes(
         queue.Fail(subscribe.mailbox_id(), v1::DetailOf(user.status()));
         continue;
       }
-      queue.BeginReplay(subscribe.mailbox_id(), subscribe.from_modseq());
+      // The subscription lasts as long as the token it was made with (a session
+      // in IDLE sends nothing else the service could refuse); an admin's has none.
+      const auto expires =
+          subscribe.session_token().empty()
+              ? std::chrono::system_clock::time_point::max()
+              : std::chrono::system_clock::time_point(std::chrono::seconds(expires_unix + 1));
+      queue.BeginReplay(subscribe.mailbox_id(), subscribe.from_modseq(), expires);
       hub_->Add(subscribe.mailbox_id(), &queue);
       std::vector<v1::ChangeEvent> replay;
       absl::Status read = store_->ReadChanges(*user, subscribe.mailbox_id(),

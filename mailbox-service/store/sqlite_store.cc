@@ -1253,6 +1253,10 @@ class SqliteStore::WriteTx {
                      [](v1::ChangeEvent& event, uint64_t) { event.mutable_deleted(); });
   }
 
+  // An event for subscribers that is not a change of the mailbox: it gets no MODSEQ
+  // and no row in the change log (so no replay sees it), only the live feeds.
+  void Announce(v1::ChangeEvent event) { events_.push_back(std::move(event)); }
+
   std::vector<v1::ChangeEvent>& events() { return events_; }
 
  private:
@@ -1449,6 +1453,29 @@ absl::Status SqliteStore::SetPasswordHash(std::string_view username,
     RETURN_IF_ERROR(s.Run());
     if (tx.conn().Changes() == 0) {
       return absl::NotFoundError(absl::StrCat("user \"", AV(username), "\" does not exist"));
+    }
+    // Sessions that only listen to the change feed (IDLE) send nothing the
+    // service could refuse: tell every feed of the user's mailboxes that the
+    // credential behind its subscription is gone, as DeleteUser does with its
+    // Deleted events, so the gateway ends those sessions now.
+    ASSIGN_OR_RETURN(Statement find,
+                     tx.conn().Prepare("SELECT id FROM users WHERE username = ?"));
+    find.BindText(1, username);
+    ASSIGN_OR_RETURN(bool found, find.Step());
+    if (!found) {
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(std::vector<MailboxRow> mailboxes,
+                     UserMailboxes(tx.conn(), static_cast<uint64_t>(find.Int(0))));
+    for (const MailboxRow& mailbox : mailboxes) {
+      v1::ChangeEvent event;
+      event.set_mailbox_id(mailbox.id);
+      v1::ErrorDetail* reason = event.mutable_resync()->mutable_reason();
+      reason->set_code(v1::AUTHENTICATIONFAILED);
+      reason->set_message(
+          "the password of this account was changed after this session logged in; log in "
+          "again");
+      tx.Announce(std::move(event));
     }
     return absl::OkStatus();
   });
@@ -1695,11 +1722,26 @@ absl::StatusOr<std::string> SqliteStore::FindSecret(std::string_view name) {
 }
 
 absl::Status SqliteStore::DeleteSecret(std::string_view name) {
-  return Write([&](WriteTx& tx) -> absl::Status {
+  // A deleted row stays in its page's free space and in older WAL frames until
+  // overwritten. secure_delete zeroes it in the page; the truncating checkpoint
+  // then copies the zeroed page into the database and empties the WAL, so the
+  // secret is not left in either file.
+  {
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    RETURN_IF_ERROR(writer_->Exec("PRAGMA secure_delete = ON"));
+  }
+  absl::Status deleted = Write([&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare("DELETE FROM secrets WHERE name = ?"));
     s.BindText(1, name);
     return s.Run();
   });
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  absl::Status checkpoint =
+      deleted.ok() ? writer_->Exec("PRAGMA wal_checkpoint(TRUNCATE)") : absl::OkStatus();
+  absl::Status restored = writer_->Exec("PRAGMA secure_delete = OFF");
+  RETURN_IF_ERROR(deleted);
+  RETURN_IF_ERROR(checkpoint);
+  return restored;
 }
 
 absl::StatusOr<std::string> SqliteStore::GetOrCreateSecret(std::string_view name,

@@ -329,6 +329,21 @@ TEST_F(SqliteStoreTest, PasswordChangesBumpTheCredentialGeneration) {
   EXPECT_EQ(store_->FindUserById(user_)->credential_generation, before + 1);
 }
 
+TEST_F(SqliteStoreTest, APasswordChangeTellsTheFeedsOfEveryMailboxOfTheUser) {
+  ASSERT_TRUE(Create("Archive").ok());
+  const int64_t mailboxes =
+      CountRows(absl::StrCat("SELECT count(*) FROM mailboxes WHERE user_id = ", user_).c_str());
+  ASSERT_GE(mailboxes, 2);
+  events_.clear();
+  ASSERT_TRUE(store_->SetPasswordHash("alice", "new").ok());
+  ASSERT_EQ(static_cast<int64_t>(events_.size()), mailboxes);
+  for (const v1::ChangeEvent& event : events_) {
+    ASSERT_TRUE(event.has_resync());
+    EXPECT_EQ(event.resync().reason().code(), v1::AUTHENTICATIONFAILED);
+    EXPECT_EQ(event.modseq(), 0u);  // not a change of the mailbox
+  }
+}
+
 Store::AuthAttemptLimits AuthLimits(int64_t window_ms, int64_t max_rows,
                                     int64_t max_rows_per_address = 1'000'000) {
   Store::AuthAttemptLimits limits;

@@ -178,6 +178,34 @@ class PasswordChangeTest(unittest.TestCase):
         SYSTEM.assert_canary_alive()
 
 
+    def test_a_password_change_ends_a_session_in_idle_at_once(self):
+        # IDLE sends nothing the service could refuse: before the fix the session
+        # kept receiving the mailbox's changes with the old password until autologout.
+        user, password = SYSTEM.system.new_user("idler")
+        with SYSTEM.measure("IDLE session ended by a password change") as m:
+            c = SYSTEM.client()
+            c.login(user, password)
+            c.ok("SELECT INBOX")
+            c.send(b"i1 IDLE\r\n")
+            self.assertTrue(c.expect_continuation()[-1].startswith(b"+ "))
+            started = time.monotonic()
+            SYSTEM.system.admin("user", "passwd", user, "--password", "changed-secret")
+            lines = c.read_lines_until(lambda line: line.startswith(b"* BYE"), timeout=5)
+            self.assertLess(time.monotonic() - started, 5)
+            self.assertIn(b"Session ended: the password of this account was changed",
+                          lines[-1])
+            m.sample()
+            # The gateway closes the connection after the BYE.
+            with self.assertRaises((abuse_util.ConnectionClosed, ConnectionResetError)):
+                c.read_line(timeout=5)
+            c.close()
+            m.check(gateway_kib=16 * 1024, service_kib=16 * 1024)
+        fresh = SYSTEM.client()
+        fresh.login(user, "changed-secret")
+        fresh.ok("SELECT INBOX")
+        fresh.close()
+        SYSTEM.assert_canary_alive()
+
     def test_removing_the_user_ends_existing_sessions(self):
         user, password = SYSTEM.system.new_user("removed")
         c = SYSTEM.client()
@@ -249,6 +277,32 @@ class SecondInstanceTest(unittest.TestCase):
                 capture_output=True, text=True, timeout=60)
             self.assertEqual(result.returncode, 2, (flag, result.stderr))
             self.assertIn("must be at least 1", result.stderr)
+
+    def test_address_grouping_and_per_address_settings_out_of_range_are_refused(self):
+        other = harness.System("auth-flags-range")
+        cases = (("--auth-ipv6-prefix=31", "between 32 and 128"),
+                 ("--auth-ipv6-prefix=129", "between 32 and 128"),
+                 ("--auth-max-records-per-address=-1", "between 0 (derived)"))
+        for flag, message in cases:
+            result = subprocess.run(
+                [harness.SERVICE, "--listen=127.0.0.1:0",
+                 "--data-dir=" + os.path.join(other.dir, "data"), flag],
+                capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 2, (flag, result.stderr))
+            self.assertIn(message, result.stderr)
+        # The bounds themselves are accepted: the service gets as far as listening.
+        for flag in ("--auth-ipv6-prefix=32", "--auth-ipv6-prefix=128",
+                     "--auth-max-records-per-address=0"):
+            proc = subprocess.Popen(
+                [harness.SERVICE, "--listen=127.0.0.1:0",
+                 "--data-dir=" + os.path.join(other.dir, "data"), flag],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                with self.assertRaises(subprocess.TimeoutExpired, msg=flag):
+                    proc.wait(timeout=2)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
 
     def test_a_second_service_cannot_bind_the_same_port(self):
         other = harness.System("auth-second-port")
