@@ -48,7 +48,7 @@ constexpr OptionInfo kOptions[] = {
      "largest PROXY protocol v2 header accepted, in bytes (v1 is at most 107)"},
     {"listen-backlog", "IMAPD_LISTEN_BACKLOG", "1024", "listen(2) backlog per acceptor"},
     {"tls-handshake-timeout", "IMAPD_TLS_HANDSHAKE_TIMEOUT", "30s",
-     "time allowed for a TLS handshake"},
+     "time allowed for a TLS handshake, including the wait for the ClientHello"},
     {"tls-reload-interval", "IMAPD_TLS_RELOAD_INTERVAL", "60s",
      "how often to check the certificate files for changes (0 = only on SIGHUP)"},
     {"tls-ticket-key-rotation", "IMAPD_TLS_TICKET_KEY_ROTATION", "1h",
