@@ -40,6 +40,7 @@ def fuzz_library(name, srcs, hdrs = [], visibility = None):
                   for i, s in enumerate(ccs)
               ]) +
               "ar rcs $@ $${objs[@]}",
+        tags = ["fuzz"],
         visibility = visibility,
     )
 
@@ -71,7 +72,8 @@ def fuzz_test(
       max_len: longest input libFuzzer generates.
       seconds: upper bound on the fuzzing time, a safety net over `runs`.
       size: test size.
-      tags: extra tags; "fuzz" is always added.
+      tags: extra tags of the test; "fuzz" is always added (to the genrules
+        too, so --build_tag_filters=-fuzz leaves them out).
     """
     if not name.endswith("_fuzz_test"):
         fail("fuzz_test names end in _fuzz_test")
@@ -87,6 +89,7 @@ def fuzz_test(
               " -o $@" +
               (" $$(pkg-config --libs %s)" % " ".join(packages) if packages else ""),
         executable = True,
+        tags = ["fuzz"],
         testonly = True,
     )
     native.sh_test(
