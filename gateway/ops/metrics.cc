@@ -68,6 +68,9 @@ std::string Metrics::Render() const {
   Write(out, "imap_change_queue_overflows_total", "counter",
         "Sessions ended with BYE because too many changes waited to be reported.",
         static_cast<int64_t>(change_queue_overflows.load()));
+  Write(out, "imap_append_too_slow_total", "counter",
+        "APPEND connections ended because message data arrived below the minimum rate.",
+        static_cast<int64_t>(append_too_slow.load()));
   Write(out, "process_resident_memory_bytes", "gauge", "Resident set size.", ResidentBytes());
   return out.str();
 }

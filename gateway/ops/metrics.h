@@ -34,6 +34,8 @@ struct Metrics {
   std::atomic<uint64_t> changes_coalesced{0};
   // Sessions ended with BYE because their queue of unreported changes was full.
   std::atomic<uint64_t> change_queue_overflows{0};
+  // APPEND connections ended because a message literal arrived too slowly.
+  std::atomic<uint64_t> append_too_slow{0};
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
 
