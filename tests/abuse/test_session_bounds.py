@@ -581,6 +581,9 @@ class NulInMessageDataTest(unittest.TestCase):
         # The whole message is still there for BINARY[].
         lines = self.client.ok("FETCH 1 (BINARY.PEEK[])")
         self.assertIn(b"BINARY[] ~{%d}\r\n" % len(big) + big, lines[0])
+        # RFC 3516 §4.3: BINARY[] data without NUL is an ordinary literal.
+        lines = self.client.ok("FETCH 2 (BINARY.PEEK[])")
+        self.assertIn(b"BINARY[] {%d}\r\n" % len(plain) + plain, lines[0])
         self.assertTrue(self.client.alive())
         SYSTEM.assert_canary_alive()
 
