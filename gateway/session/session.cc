@@ -428,6 +428,7 @@ bool Session::DropOwnChanges(v1::ChangeEvent& event) {
     const v1::MessageFlags& message = messages->Get(i);
     const uint64_t modseq = message.modseq() != 0 ? message.modseq() : event.modseq();
     if (box.own_modseqs.count(modseq) > 0 && !pending_.TailHasFlags(message.uid())) {
+      box.dropped_own_modseq = std::max({box.dropped_own_modseq, modseq, event.modseq()});
       continue;
     }
     if (kept != i) {
@@ -552,6 +553,13 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
     }
     box.applied_modseq = std::max(box.applied_modseq, event.modseq());
     pending_.pop_front();
+  }
+  // The feed delivers in MODSEQ order, so with the queue empty every change up
+  // to an own one left out of it has been applied (without this, a client
+  // storing in a quiet mailbox again and again would grow own_modseqs).
+  if (selected_ != nullptr && pending_.empty()) {
+    selected_->applied_modseq =
+        std::max(selected_->applied_modseq, selected_->dropped_own_modseq);
   }
   // The feed delivers in MODSEQ order, so an own change at or below what has
   // been applied will never come again.

@@ -97,6 +97,9 @@ struct SelectedMailbox {
   // MODSEQs of changes this session made itself: their feed events are already
   // reflected in the responses it sent.
   std::set<uint64_t> own_modseqs;
+  // Highest MODSEQ of an own change the session left out of its queue
+  // (Session::DropOwnChanges): applied once the queue ahead of it is empty.
+  uint64_t dropped_own_modseq = 0;
 };
 
 class Session final : public FeedRouter::Listener {
