@@ -175,16 +175,16 @@ asio::awaitable<bool> Session::Flush() {
   if (out_.empty()) {
     co_return true;
   }
-  const bool reading_ahead = read_ahead_running_ && !read_ahead_paused_;
-  if (reading_ahead) {
-    co_await PauseReadAhead();
-  }
   if (change_overflow_ && in_command_ && state_ != SessionState::kLogout) {
     // The change queue overflowed in the middle of a command whose output is
     // half written (OnChange): a BYE cannot be placed in it, so the
     // connection ends here.
     Abort("too many changes to the selected mailbox waited while a command ran");
     co_return false;
+  }
+  const bool reading_ahead = read_ahead_running_ && !read_ahead_paused_;
+  if (reading_ahead) {
+    co_await PauseReadAhead();
   }
   std::string data;
   data.swap(out_);
