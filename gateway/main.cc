@@ -79,6 +79,11 @@ std::vector<mailbox::config::Setting> Settings() {
        "UID ranges one SEARCH may send to the mailbox service, over all its keys"},
       {"max-pending-changes", "IMAPD_MAX_PENDING_CHANGES", "20000",
        "unreported changes of the selected mailbox a session may hold before BYE"},
+      {"read-timeout", "IMAPD_READ_TIMEOUT", "60",
+       "seconds to wait for the next octets of a literal the client announced"},
+      {"min-append-rate", "IMAPD_MIN_APPEND_RATE", "1024",
+       "octets per second an APPEND message literal must average (plus --read-timeout "
+       "seconds of grace); 0 disables"},
       {"max-tag-length", "IMAPD_MAX_TAG_LENGTH", "64", "octets in a command tag"},
       {"literal-minus", "IMAPD_LITERAL_MINUS", "false",
        "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+"},
@@ -132,7 +137,7 @@ int Run(int argc, char** argv) {
   }
 
   SessionOptions options;
-  int64_t unauth = 0, autologout = 0, keepalive = 0;
+  int64_t unauth = 0, autologout = 0, keepalive = 0, read_timeout = 0;
   if (!ReadInt(*config, "unauthenticated-timeout", &unauth) ||
       !ReadInt(*config, "autologout", &autologout) ||
       !ReadInt(*config, "idle-keepalive", &keepalive) ||
@@ -146,11 +151,14 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "max-nesting", &options.limits.max_nesting_depth) ||
       !ReadInt(*config, "max-search-ranges", &options.max_search_uid_ranges) ||
       !ReadInt(*config, "max-pending-changes", &options.max_pending_changes) ||
+      !ReadInt(*config, "read-timeout", &read_timeout) ||
+      !ReadInt(*config, "min-append-rate", &options.min_append_rate) ||
       !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length)) {
     return 2;
   }
   options.unauthenticated_timeout = std::chrono::seconds(unauth);
   options.autologout = std::chrono::seconds(autologout);
+  options.read_timeout = std::chrono::seconds(std::max<int64_t>(read_timeout, 1));
   options.idle_keepalive = std::chrono::seconds(std::max<int64_t>(keepalive, 1));
   options.allow_plaintext_auth = config->GetBool("allow-plaintext-auth");
   options.limits.literal_minus = config->GetBool("literal-minus");

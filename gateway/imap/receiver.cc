@@ -455,6 +455,19 @@ std::optional<Event> Receiver::OnCommandLine() {
 }
 
 std::optional<Event> Receiver::BeginAppendMessage(AppendHead head) {
+  if (unauthenticated_) {
+    // The session refuses APPEND before login anyway, but only after the
+    // literal's "+" (or its data, for LITERAL+): the unauthenticated budget
+    // applies to message data as to any literal, and a non-synchronizing one is
+    // skipped only up to max_literal_size (docs/security.md).
+    if (literal_octets_ + head.size > limits_.max_unauthenticated_literal_octets) {
+      return LiteralError("literals before authentication may total at most " +
+                              std::to_string(limits_.max_unauthenticated_literal_octets) +
+                              " octets per command; log in first",
+                          "TOOBIG", head.size, head.synchronizing, /*append=*/false);
+    }
+    literal_octets_ += head.size;
+  }
   if (head.size > limits_.max_append_literal_size) {
     return LiteralError("message of " + std::to_string(head.size) +
                             " octets exceeds the " +

@@ -304,6 +304,34 @@ TEST(ReceiverTest, UnauthenticatedLiteralBudgetIsExact) {
             (Events{"CMD a LOGIN 01234567890 x\r\n"}));
 }
 
+TEST(ReceiverTest, UnauthenticatedAppendDataHasTheSameBudget) {
+  Limits limits;
+  limits.max_unauthenticated_literal_octets = 10;
+  const bool unauthenticated = true;
+  // Within the budget the message reaches the session (which answers BAD).
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX {10}\r\n", limits, unauthenticated),
+            (Events{"BEGIN a INBOX  - 10 sync first"}));
+  // One octet more: refused before "+", the next line is a new command.
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX {11}\r\nb NOOP\r\n", limits, unauthenticated),
+            (Events{"ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX ~{11}\r\nb NOOP\r\n", limits, unauthenticated),
+            (Events{"ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+  // The mailbox name as a literal counts too.
+  EXPECT_EQ(DriveAllWays("a APPEND {5}\r\nINBOX {6}\r\nb NOOP\r\n", limits,
+                         unauthenticated),
+            (Events{"CONT a 5", "ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+  // Non-synchronizing within max_literal_size: skipped, the connection stays.
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX {11+}\r\n01234567890\r\nb NOOP\r\n", limits,
+                         unauthenticated),
+            (Events{"ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+  // Beyond max_literal_size (not max_append_literal_size): BAD + BYE.
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX {1048576+}\r\nxxxx", limits, unauthenticated),
+            (Events{"ERR a [TOOBIG] FATAL"}));
+  // After authentication the ordinary APPEND limits apply.
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX {11}\r\n", limits),
+            (Events{"BEGIN a INBOX  - 11 sync first"}));
+}
+
 TEST(ReceiverTest, LiteralMinus) {
   Limits limits;
   limits.literal_minus = true;

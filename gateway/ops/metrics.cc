@@ -78,6 +78,9 @@ std::string Metrics::Render() const {
       << refused_per_ip.load() << "\n"
       << "imap_connections_refused_total{reason=\"proxy_header\"} "
       << refused_proxy_header.load() << "\n";
+  Write(out, "imap_append_too_slow_total", "counter",
+        "APPEND connections ended because message data arrived below the minimum rate.",
+        static_cast<int64_t>(append_too_slow.load()));
   Write(out, "process_resident_memory_bytes", "gauge", "Resident set size.", ResidentBytes());
   return out.str();
 }

@@ -38,6 +38,8 @@ struct Metrics {
   std::atomic<uint64_t> refused_max_connections{0};
   std::atomic<uint64_t> refused_per_ip{0};
   std::atomic<uint64_t> refused_proxy_header{0};
+  // APPEND connections ended because a message literal arrived too slowly.
+  std::atomic<uint64_t> append_too_slow{0};
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
 

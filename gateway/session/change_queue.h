@@ -46,6 +46,11 @@ class ChangeQueue {
   bool FrontReplaced(uint32_t uid) const { return events_.front().replaced.count(uid) > 0; }
   // True if an addition of `uid` is queued.
   bool HasAdded(uint32_t uid) const;
+  // True if a flag change of `uid` is in the last run of flag changes, where a
+  // new flag change of it would take its place.
+  bool TailHasFlags(uint32_t uid) const {
+    return tail_is_flags_ && tail_index_.count(uid) > 0;
+  }
   void pop_front();
   void clear();
 

@@ -175,13 +175,22 @@ asio::awaitable<bool> Session::Flush() {
   if (out_.empty()) {
     co_return true;
   }
+  if (change_overflow_ && in_command_ && state_ != SessionState::kLogout) {
+    // The change queue overflowed in the middle of a command whose output is
+    // half written (OnChange): a BYE cannot be placed in it, so the
+    // connection ends here.
+    Abort("too many changes to the selected mailbox waited while a command ran");
+    co_return false;
+  }
   const bool reading_ahead = read_ahead_running_ && !read_ahead_paused_;
   if (reading_ahead) {
     co_await PauseReadAhead();
   }
   std::string data;
   data.swap(out_);
+  writing_ = true;
   auto error = co_await stream_.Write(data, options().write_timeout);
+  writing_ = false;
   if (reading_ahead) {
     ResumeReadAhead();
   }
@@ -374,14 +383,29 @@ void Session::OnChange(const v1::ChangeEvent& event) {
   if (change_overflow_ || selected_ == nullptr || event.mailbox_id() != selected_->mailbox_id) {
     return;
   }
+  // The session's own changes usually come back after the command that made
+  // them ended, when they would count against the bound of an idle session
+  // (a STORE of more messages than that would end its own session).
+  v1::ChangeEvent copy;
+  const v1::ChangeEvent* queued = &event;
+  if (!selected_->own_modseqs.empty()) {
+    copy = event;
+    if (!DropOwnChanges(copy)) {
+      return;
+    }
+    queued = &copy;
+  }
   const uint64_t coalesced = pending_.coalesced();
-  const bool fits = pending_.Push(event);
+  const bool fits = pending_.Push(*queued);
   if (pending_.coalesced() != coalesced) {
     ops::GlobalMetrics().changes_coalesced.fetch_add(pending_.coalesced() - coalesced);
   }
-  if (!fits && !in_command_) {
-    // While a command runs, its own changes arrive here too and are applied
-    // when it ends, so the bound is checked then (CheckChangeQueue).
+  // While a command runs, its own changes arrive here too and are applied
+  // when it ends, so the ordinary bound is checked then (CheckChangeQueue).
+  // A command can last as long as the client makes it (a literal sent an
+  // octet at a time, a FETCH to a client that reads slowly), so a hard bound
+  // applies meanwhile too.
+  if (!fits && (!in_command_ || pending_.items() > CommandChangeLimit())) {
     OverflowChanges();
     return;
   }
@@ -399,7 +423,60 @@ void Session::OverflowChanges() {
   change_overflow_ = true;
   pending_.clear();
   ops::GlobalMetrics().change_queue_overflows.fetch_add(1);
-  stream_.CancelWait();  // wakes a session waiting for input or in IDLE
+  if (in_command_ && writing_) {
+    // A command is writing to a client that does not read: the write may
+    // take write_timeout, and the response cannot take a BYE in its middle.
+    Abort("too many changes to the selected mailbox waited while a command wrote");
+    return;
+  }
+  stream_.CancelWait();  // wakes a session waiting for input, in IDLE or in APPEND
+}
+
+bool Session::DropOwnChanges(v1::ChangeEvent& event) {
+  SelectedMailbox& box = *selected_;
+  const bool structural = event.has_deleted() || event.has_resync() || event.has_renamed();
+  if (!event.has_flags_changed()) {
+    // An own expunge: the session already sent its EXPUNGE responses
+    // (ReportOwnExpunge), so with nothing queued before it, it is applied now
+    // as ApplyPendingChanges would. Behind other changes it must wait, since
+    // applied_modseq may not pass theirs.
+    if (!structural && !event.has_added() && pending_.empty() &&
+        box.own_modseqs.erase(event.modseq()) > 0) {
+      box.applied_modseq = std::max(box.applied_modseq, event.modseq());
+      return false;
+    }
+    return true;
+  }
+  // An own flag change is left out unless it takes the place of a pending one
+  // of the same message, which must then be reported (ChangeQueue::FrontReplaced).
+  auto* messages = event.mutable_flags_changed()->mutable_messages();
+  int kept = 0;
+  for (int i = 0; i < messages->size(); ++i) {
+    const v1::MessageFlags& message = messages->Get(i);
+    const uint64_t modseq = message.modseq() != 0 ? message.modseq() : event.modseq();
+    if (box.own_modseqs.count(modseq) > 0 && !pending_.TailHasFlags(message.uid())) {
+      box.dropped_own_modseq = std::max({box.dropped_own_modseq, modseq, event.modseq()});
+      continue;
+    }
+    if (kept != i) {
+      messages->SwapElements(kept, i);
+    }
+    ++kept;
+  }
+  if (kept == 0) {
+    return false;
+  }
+  messages->DeleteSubrange(kept, messages->size() - kept);
+  return true;
+}
+
+size_t Session::CommandChangeLimit() const {
+  // One command changes each message of the view at most once (STORE,
+  // EXPUNGE, COPY to the mailbox itself), or adds at most max-literals
+  // messages (MULTIAPPEND), far fewer than max_pending_changes: so room for
+  // the view plus the bound again covers any command's own changes.
+  const size_t view = selected_ != nullptr ? selected_->map.size() : 0;
+  return 2 * options().max_pending_changes + view;
 }
 
 void Session::CheckChangeQueue() {
@@ -508,6 +585,13 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
     box.applied_modseq = std::max(box.applied_modseq, event.modseq());
     pending_.pop_front();
   }
+  // The feed delivers in MODSEQ order, so with the queue empty every change up
+  // to an own one left out of it has been applied (without this, a client
+  // storing in a quiet mailbox again and again would grow own_modseqs).
+  if (selected_ != nullptr && pending_.empty()) {
+    selected_->applied_modseq =
+        std::max(selected_->applied_modseq, selected_->dropped_own_modseq);
+  }
   // The feed delivers in MODSEQ order, so an own change at or below what has
   // been applied will never come again.
   if (selected_ != nullptr) {
@@ -523,7 +607,14 @@ Clock::time_point Session::InputDeadline() const {
   return last_activity_ + options().autologout;
 }
 
-asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline) {
+asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline,
+                                        std::string_view timeout_text) {
+  // Also before waiting: the queue may have overflowed while no wait was
+  // pending to be cancelled (e.g. during an APPEND's write to the store).
+  if (EndIfChangesOverflowed()) {
+    co_await Flush();
+    co_return false;
+  }
   auto error = co_await stream_.WaitReadable(deadline);
   if (EndIfChangesOverflowed()) {
     co_await Flush();
@@ -531,7 +622,8 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline) {
   }
   if (error == asio::error::timed_out) {
     Send(imap::StatusResponse("*", imap::Status::kBye, "",
-                              state_ == SessionState::kNotAuthenticated
+                              !timeout_text.empty() ? timeout_text
+                              : state_ == SessionState::kNotAuthenticated
                                   ? "Login timeout: authenticate sooner"
                                   : "Autologout: idle for too long"));
     co_await Flush();
@@ -1139,6 +1231,12 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
     if (!status.ok()) {
       break;
     }
+    if (EndIfChangesOverflowed()) {
+      // BYE rather than "+": the session ends (OverflowChanges).
+      upload->Cancel();
+      co_await Flush();
+      co_return;
+    }
     if (head.synchronizing) {
       Send(imap::ContinuationResponse("Ready for literal data"));
       const bool ok8 = co_await Flush();
@@ -1147,12 +1245,39 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
         co_return;
       }
     }
+    // The whole literal must arrive within read_timeout plus its size at
+    // min_append_rate (docs/security.md), not only each read within read_timeout.
+    auto literal_deadline = Clock::time_point::max();
+    std::string too_slow;
+    if (options().min_append_rate > 0) {
+      literal_deadline = Clock::now() + options().read_timeout +
+                         std::chrono::seconds(head.size / options().min_append_rate);
+      too_slow = absl::StrCat("APPEND message data arrived too slowly: ", head.size,
+                              " octets must arrive at ", options().min_append_rate,
+                              " octets per second or faster; closing the connection");
+    }
     bool message_done = false;
     while (status.ok() && !message_done) {
       imap::Event event = receiver_.Next();
       if (std::holds_alternative<imap::NeedMore>(event)) {
-        const bool ok9 = co_await ReadMore(Clock::now() + options().read_timeout);
+        const auto now = Clock::now();
+        if (now >= literal_deadline) {
+          // Checked here too: a client that keeps trickling is always readable.
+          ops::GlobalMetrics().append_too_slow.fetch_add(1);
+          upload->Cancel();
+          Send(imap::StatusResponse("*", imap::Status::kBye, "", too_slow));
+          state_ = SessionState::kLogout;
+          co_await Flush();
+          co_return;
+        }
+        const auto read_deadline = now + options().read_timeout;
+        const bool rate_bound = literal_deadline <= read_deadline;
+        const bool ok9 = co_await ReadMore(std::min(read_deadline, literal_deadline),
+                                           rate_bound ? too_slow : std::string_view());
         if (!ok9) {
+          if (rate_bound && Clock::now() >= literal_deadline) {
+            ops::GlobalMetrics().append_too_slow.fetch_add(1);
+          }
           upload->Cancel();
           broken_ = true;
           co_return;

@@ -50,13 +50,20 @@ struct SessionOptions {
   std::chrono::seconds idle_keepalive{2 * 60};       // "* OK Still here" during IDLE
   std::chrono::seconds write_timeout{60};
   std::chrono::seconds read_timeout{60};             // for literal data once announced
+  // An APPEND message literal must arrive within read_timeout plus its size
+  // divided by this rate (octets per second), however it is spread out: each
+  // read restarts read_timeout, so without it one octet a minute would keep a
+  // command (and everything it holds) alive for ever. 0: no bound.
+  uint64_t min_append_rate = 1024;
   std::chrono::seconds tls_handshake_timeout{30};
   int max_auth_failures = 4;             // then BYE
   // UID ranges one SEARCH may send to the store, over all its keys
   // (commands/search_mapping.h); over it the SEARCH gets NO [LIMIT].
   size_t max_search_uid_ranges = commands::kDefaultMaxSearchUidRanges;
   // Changes of the selected mailbox a session may hold before it reports them
-  // (flag changes of one UID count once: change_queue.h); over it, BYE.
+  // (flag changes of one UID count once: change_queue.h); over it, BYE. While
+  // a command runs the session may hold its own changes on top (see
+  // Session::CommandChangeLimit).
   size_t max_pending_changes = kDefaultMaxPendingChanges;
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
   std::string server_name = "imapd";
@@ -90,6 +97,9 @@ struct SelectedMailbox {
   // MODSEQs of changes this session made itself: their feed events are already
   // reflected in the responses it sent.
   std::set<uint64_t> own_modseqs;
+  // Highest MODSEQ of an own change the session left out of its queue
+  // (Session::DropOwnChanges): applied once the queue ahead of it is empty.
+  uint64_t dropped_own_modseq = 0;
 };
 
 class Session final : public FeedRouter::Listener {
@@ -172,7 +182,10 @@ class Session final : public FeedRouter::Listener {
   friend class SessionAccess;
   struct IdleState;
 
-  boost::asio::awaitable<bool> ReadMore(std::chrono::steady_clock::time_point deadline);
+  // Reads more input, waiting until `deadline`; at the deadline the session
+  // ends with "* BYE <timeout_text>" (a default text when empty).
+  boost::asio::awaitable<bool> ReadMore(std::chrono::steady_clock::time_point deadline,
+                                        std::string_view timeout_text = {});
   boost::asio::awaitable<void> Dispatch(imap::Command command);
   boost::asio::awaitable<void> HandleStartTls();
   boost::asio::awaitable<void> HandleIdle();
@@ -195,6 +208,12 @@ class Session final : public FeedRouter::Listener {
   void OverflowChanges();
   // Applies the change queue's bound (after a command, its own changes gone).
   void CheckChangeQueue();
+  // The bound while a command runs: max_pending_changes for other sessions'
+  // changes, plus room for the command's own.
+  size_t CommandChangeLimit() const;
+  // Drops from `event` what this session already reported itself (OnChange).
+  // Returns false if nothing of it is left to queue.
+  bool DropOwnChanges(mailbox::v1::ChangeEvent& event);
   std::chrono::steady_clock::time_point InputDeadline() const;
 
   // Read-ahead: while an ordinary command runs, pipelined bytes are read from the
@@ -226,6 +245,7 @@ class Session final : public FeedRouter::Listener {
   // own changes (a STORE or EXPUNGE of many messages) arrive meanwhile and are
   // applied then. Between commands and in IDLE it applies at once.
   bool in_command_ = false;
+  bool writing_ = false;  // Flush() is inside a Write
   bool idling_ = false;
   bool utf8_accept_ = false;
   bool condstore_enabled_ = false;

@@ -21,12 +21,21 @@ SYSTEM = None
 # Small enough that the overflow test reaches it with a few MULTIAPPENDs; the
 # coalescing test stays far below it.
 MAX_PENDING_CHANGES = 1000
+# Short, so the slow-literal test ends in seconds: each APPEND literal must arrive
+# within READ_TIMEOUT s plus its size at MIN_APPEND_RATE octets/s.
+READ_TIMEOUT = 8
+MIN_APPEND_RATE = 2000
 
 
 def setUpModule():
     global SYSTEM
     SYSTEM = abuse_util.AbuseSystem(
-        "session", gateway_flags=("--max-pending-changes=%d" % MAX_PENDING_CHANGES,))
+        "session", gateway_flags=("--max-pending-changes=%d" % MAX_PENDING_CHANGES,
+                                  "--read-timeout=%d" % READ_TIMEOUT,
+                                  "--min-append-rate=%d" % MIN_APPEND_RATE,
+                                  # 100 unauthenticated connections come from one
+                                  # address here; the per-IP cap has its own tests.
+                                  "--max-connections-per-ip=1000"))
     unittest.addModuleCleanup(SYSTEM.stop)
 
 
@@ -310,6 +319,22 @@ class ChangeQueueTest(unittest.TestCase):
             a.close()
             b.close()
 
+    def test_own_large_store_does_not_end_the_session(self):
+        # The feed may deliver a session's own changes after its STORE has ended;
+        # 1,200 of them are more than --max-pending-changes but must not end it.
+        c = SYSTEM.client(login=True, timeout=60)
+        try:
+            c.ok("CREATE ownstore")
+            multiappend(c, "ownstore", MAX_PENDING_CHANGES + 200)
+            c.ok("SELECT ownstore")
+            for i in range(4):
+                c.ok("STORE 1:* %sFLAGS.SILENT (\\Flagged)" % ("+" if i % 2 == 0 else "-"),
+                     timeout=60)
+                time.sleep(0.3)
+                c.ok("NOOP")
+        finally:
+            c.close()
+
     def test_overflowing_session_gets_bye(self):
         writer = SYSTEM.client(login=True, timeout=60)
         writer.ok("CREATE flood")
@@ -337,6 +362,123 @@ class ChangeQueueTest(unittest.TestCase):
             for c in idle:
                 c.close()
             writer.close()
+        SYSTEM.assert_canary_alive()
+
+
+class LongCommandTest(unittest.TestCase):
+    """A client decides how long a command lasts: an APPEND literal sent an octet at a
+    time, a FETCH it does not read. Changes other sessions make meanwhile used to be
+    queued without any bound until the command ended; a second session of the same
+    user appending and storing could grow the stalled one until the gateway ran out
+    of memory. Now a hard bound applies during a command too (twice
+    --max-pending-changes plus the mailbox size), and one literal must arrive at
+    --min-append-rate."""
+
+    def flood(self, writer, mailbox, rounds):
+        """Alternates MULTIAPPENDs and STOREs of the whole mailbox: an addition between
+        two flag changes keeps them from coalescing."""
+        for i in range(rounds):
+            multiappend(writer, mailbox, 400, first=i * 400)
+            writer.ok("STORE 1:* %sFLAGS.SILENT (\\Flagged)" % ("+" if i % 2 == 0 else "-"),
+                      timeout=60)
+
+    def test_session_stalled_in_an_append_literal_is_ended(self):
+        writer = SYSTEM.client(login=True, timeout=60)
+        writer.ok("CREATE stall")
+        writer.ok("SELECT stall")
+        stalled = SYSTEM.client(login=True, timeout=30)
+        stalled.ok("SELECT stall")
+        # A large literal, of which only the first octets come.
+        tag = stalled.tag()
+        stalled.send(b"%s APPEND INBOX {100000}\r\n" % tag.encode())
+        stalled.expect_continuation()
+        stalled.send(b"Subject: never finished\r\n")
+        overflows = metric("imap_change_queue_overflows_total")
+        try:
+            with SYSTEM.measure("session stalled in APPEND, 6 x (400 APPEND + STORE)") as m, \
+                    Sampler(m):
+                # 2,400 additions and 8,400 flag changes; the bound during the
+                # command is 2 * 1,000 + 0 messages in the view.
+                self.flood(writer, "stall", 6)
+                line = stalled.read_line(timeout=READ_TIMEOUT - 2)
+                self.assertRegex(line, rb"^\* BYE Too many changes .*reconnect")
+                with self.assertRaises(ConnectionClosed):
+                    stalled.read_line(timeout=10)
+                m.check(gateway_kib=16 * 1024, service_kib=64 * 1024)
+            self.assertGreater(metric("imap_change_queue_overflows_total"), overflows)
+            writer.ok("NOOP")
+        finally:
+            stalled.close()
+            writer.close()
+        SYSTEM.assert_canary_alive()
+
+    def test_session_fetching_without_reading_is_ended(self):
+        writer = SYSTEM.client(login=True, timeout=60)
+        writer.ok("CREATE slowread")
+        writer.ok("SELECT slowread")
+        big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 3000  # 3 MB
+        for _ in range(8):
+            writer.ok("APPEND slowread {%d+}\r\n%s" % (len(big), big.decode()), timeout=60)
+        reader = SYSTEM.client(login=True, timeout=30)
+        reader.ok("SELECT slowread")
+        tag = reader.tag()
+        # 24 MB of FETCH data that the client does not read: the gateway's write
+        # blocks once the socket buffers are full.
+        reader.send(b"%s FETCH 1:* (BODY.PEEK[])\r\n" % tag.encode())
+        time.sleep(1.0)
+        try:
+            with SYSTEM.measure("session not reading a FETCH, 6 x (400 APPEND + STORE)") as m, \
+                    Sampler(m):
+                self.flood(writer, "slowread", 6)
+                m.check(gateway_kib=16 * 1024, service_kib=64 * 1024)
+            # The connection was closed in the middle of the response: reading what
+            # the socket still holds ends without the FETCH's tagged completion.
+            lines = []
+            with self.assertRaises(ConnectionClosed):
+                while True:
+                    lines.append(reader.read_line(timeout=20))
+            self.assertFalse(any(line.startswith(tag.encode() + b" ") for line in lines))
+            writer.ok("NOOP")
+        finally:
+            reader.close()
+            writer.close()
+        SYSTEM.assert_canary_alive()
+
+    def test_append_literal_trickled_below_the_minimum_rate(self):
+        c = SYSTEM.client(login=True, timeout=30)
+        size = 4000  # may take READ_TIMEOUT + 2 s at MIN_APPEND_RATE
+        too_slow = metric("imap_append_too_slow_total")
+        try:
+            tag = c.tag()
+            c.send(b"%s APPEND INBOX {%d}\r\n" % (tag.encode(), size))
+            c.expect_continuation()
+            start = time.monotonic()
+            sent = 0
+            # 100 octets per second, each read well within --read-timeout: this
+            # literal would take 40 s.
+            bye = None
+            while sent < size and time.monotonic() - start < 30:
+                if not c.send_tolerant(b"y" * 50):
+                    break
+                sent += 50
+                try:
+                    bye = c.read_line(timeout=0.5)
+                    break
+                except TimeoutError:
+                    pass
+            if bye is None:
+                bye = c.read_line(timeout=5)
+            elapsed = time.monotonic() - start
+            self.assertRegex(bye, rb"^\* BYE APPEND message data arrived too slowly: 4000 "
+                                  rb"octets must arrive at 2000 octets per second")
+            self.assertLess(sent, size)
+            self.assertGreater(elapsed, READ_TIMEOUT + size / MIN_APPEND_RATE - 1)
+            self.assertLess(elapsed, READ_TIMEOUT + size / MIN_APPEND_RATE + 3)
+            with self.assertRaises(ConnectionClosed):
+                c.read_line(timeout=10)
+            self.assertEqual(metric("imap_append_too_slow_total"), too_slow + 1)
+        finally:
+            c.close()
         SYSTEM.assert_canary_alive()
 
 
@@ -442,6 +584,9 @@ class NulInMessageDataTest(unittest.TestCase):
         # The whole message is still there for BINARY[].
         lines = self.client.ok("FETCH 1 (BINARY.PEEK[])")
         self.assertIn(b"BINARY[] ~{%d}\r\n" % len(big) + big, lines[0])
+        # RFC 3516 §4.3: BINARY[] data without NUL is an ordinary literal.
+        lines = self.client.ok("FETCH 2 (BINARY.PEEK[])")
+        self.assertIn(b"BINARY[] {%d}\r\n" % len(plain) + plain, lines[0])
         self.assertTrue(self.client.alive())
         SYSTEM.assert_canary_alive()
 

@@ -351,10 +351,16 @@ class FetchResponseWriter {
         refused_seen_ = refused_seen_ || item.sets_seen;
         return SkipSection(chunk);
       }
-      Send(builder_->StreamSection(item.name, chunk.total_size(), item.literal8));
+      // RFC 3516 §4.3: BINARY[] content without NUL should be an ordinary
+      // literal; that is known only when the whole section is in this chunk
+      // (a later chunk could still hold NUL after the size was sent).
+      const bool literal8 = item.literal8 && !(chunk.last() &&
+                                               chunk.data().size() == chunk.total_size() &&
+                                               chunk.data().find('\0') == std::string::npos);
+      Send(builder_->StreamSection(item.name, chunk.total_size(), literal8));
       delivered_seen_ = delivered_seen_ || item.sets_seen;
       literal_remaining_ = chunk.total_size();
-      literal8_ = item.literal8;
+      literal8_ = literal8;
     }
     // The literal announced total_size octets; anything beyond would corrupt
     // the stream, so it is dropped (the store pads short sections itself).
