@@ -988,5 +988,17 @@ TEST(HostileTest, RandomizedCorpusMutations) {
   }
 }
 
+// Found by the MIME fuzzer: a comment in a parameter list whose last character is a
+// backslash made the parser step past the end of the field and throw out_of_range,
+// which would have ended the service. The field ends the comment instead.
+TEST(RobustnessTest, BackslashEndingAnUnclosedCommentInContentType) {
+  for (const char* field : {"text/plain; (x\\", "text/plain (x\\", "text/plain; a=b (\\"}) {
+    const std::string message =
+        absl::StrCat("Content-Type: ", field, "\r\nSubject: s\r\n\r\nbody\r\n");
+    const ParsedMessage m = MustParse(message);
+    EXPECT_NE(m.bodystructure.find("\"TEXT\" \"PLAIN\""), std::string::npos) << field;
+  }
+}
+
 }  // namespace
 }  // namespace mailbox::mime

@@ -55,7 +55,10 @@ void SkipCfws(std::string_view s, size_t* i) {
   while (*i < s.size()) {
     const char c = s[*i];
     if (depth > 0) {
-      if (c == '\\') {
+      // A quoted-pair (RFC 5322 §3.2.1) skips the next character, but a backslash
+      // that ends the field has none: stop at the end, never past it (found by the
+      // MIME fuzzer: ParseContentType then read a token from beyond the string).
+      if (c == '\\' && *i + 1 < s.size()) {
         ++*i;
       } else if (c == '(') {
         ++depth;
