@@ -1,20 +1,17 @@
 #include "storage-client/link_token.h"
 
-#include <fcntl.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <iostream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "storage-client/posix_file.h"
 
 namespace mailbox::client {
 namespace {
@@ -22,65 +19,15 @@ namespace {
 // A token file is one line; anything much larger is not one.
 constexpr off_t kMaxTokenFileBytes = 4096;
 
-absl::Status Errno(const char* what, const std::string& path, int error) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(error)));
-}
-
-// Closes the descriptor on every return path.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-absl::Status WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t written = ::write(fd, data.data(), data.size());
-    if (written < 0 && errno == EINTR) {
-      continue;
-    }
-    if (written <= 0) {
-      return absl::InternalError(std::strerror(errno));
-    }
-    data.remove_prefix(static_cast<size_t>(written));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> ReadLinkToken(const std::string& path, bool must_be_own) {
-  // O_NOFOLLOW: a symbolic link could point the reader at a file of someone else's
-  // choosing; O_NONBLOCK: a FIFO put in its place must not hang the process.
-  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (fd.get() < 0) {
-    const int error = errno;
-    if (error == ENOENT) {
-      return absl::NotFoundError(absl::StrCat(path, " does not exist"));
-    }
-    if (error == ELOOP) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, " is a symbolic link; the gateway token must be a regular file"));
-    }
-    return Errno("cannot open", path, error);
+  absl::StatusOr<posix::OpenFile> file =
+      posix::OpenRegularFile(path, "the gateway token must be a regular file");
+  if (!file.ok()) {
+    return file.status();
   }
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) {
-    return Errno("cannot stat", path, errno);
-  }
-  if (!S_ISREG(info.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
-  }
+  const struct stat& info = file->info;
   if ((info.st_mode & 0007) != 0) {
     // Any local user may have read it and may now report made-up client IPs.
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -98,24 +45,13 @@ absl::StatusOr<std::string> ReadLinkToken(const std::string& path, bool must_be_
     return absl::FailedPreconditionError(
         absl::StrCat(path, " is ", info.st_size, " bytes: not a gateway token file"));
   }
-  std::string content(static_cast<size_t>(info.st_size), '\0');
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t got = ::read(fd.get(), content.data() + done, content.size() - done);
-    if (got < 0 && errno == EINTR) {
-      continue;
-    }
-    if (got < 0) {
-      return Errno("cannot read", path, errno);
-    }
-    if (got == 0) {
-      break;
-    }
-    done += static_cast<size_t>(got);
+  absl::StatusOr<std::string> content =
+      posix::ReadAll(file->fd.get(), static_cast<size_t>(info.st_size), path);
+  if (!content.ok()) {
+    return content.status();
   }
-  content.resize(done);
   std::string token(absl::StripAsciiWhitespace(
-      absl::string_view(content.data(), std::min(content.size(), content.find('\n')))));
+      absl::string_view(content->data(), std::min(content->size(), content->find('\n')))));
   if (token.size() < kMinGatewayTokenChars) {
     return absl::FailedPreconditionError(absl::StrCat(
         path, " holds a token of ", token.size(), " characters; at least ", kMinGatewayTokenChars,
@@ -132,43 +68,10 @@ absl::StatusOr<std::string> CreateLinkToken(const std::string& path) {
   std::string token = absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(random), sizeof random));
   // Written under a temporary name and linked into place, so a reader never sees a
-  // half-written file; link(2) fails rather than replace a file made meanwhile.
-  const std::string tmp = path + ".new";
-  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) {
-    return Errno("cannot remove", tmp, errno);
-  }
-  {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (fd.get() < 0) {
-      return Errno("cannot create", tmp, errno);
-    }
-    // The mode given to open(2) is masked by the umask; fchmod makes it exactly 0600
-    // on a file no one else has opened yet.
-    if (::fchmod(fd.get(), 0600) != 0) {
-      const int error = errno;
-      ::unlink(tmp.c_str());
-      return Errno("cannot set the mode of", tmp, error);
-    }
-    if (absl::Status status = WriteAll(fd.get(), absl::StrCat(token, "\n")); !status.ok()) {
-      ::unlink(tmp.c_str());
-      return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", status.message()));
-    }
-    if (::fsync(fd.get()) != 0) {
-      const int error = errno;
-      ::unlink(tmp.c_str());
-      return Errno("cannot sync", tmp, error);
-    }
-  }
-  if (::link(tmp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(tmp.c_str());
-    return Errno("cannot create", path, error);
-  }
-  ::unlink(tmp.c_str());
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  Fd dir_fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() < 0 || ::fsync(dir_fd.get()) != 0) {
-    return Errno("cannot sync the directory of", path, errno);
+  // half-written file; an existing file is never replaced.
+  if (absl::Status written = posix::WriteNewPrivateFile(path, absl::StrCat(token, "\n"));
+      !written.ok()) {
+    return written;
   }
   return token;
 }

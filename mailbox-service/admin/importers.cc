@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
+#include "storage-client/posix_file.h"
 
 namespace mailbox::admin {
 namespace {
@@ -755,26 +756,8 @@ bool MaildirNameLess(std::string_view a, std::string_view b) {
 
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
+using posix::ErrnoError;
+using posix::UniqueFd;
 
 std::string RootPath(const std::string& root) {
   // "dir/" would make open(2) resolve a link named dir despite O_NOFOLLOW.
@@ -783,10 +766,6 @@ std::string RootPath(const std::string& root) {
     path.pop_back();
   }
   return path;
-}
-
-absl::Status Errno(const std::string& what, const std::string& path, int error) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(error)));
 }
 
 // Opens the Maildir root as a directory without following a link named by its last
@@ -801,7 +780,7 @@ absl::StatusOr<int> OpenRoot(const std::string& root) {
   }
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && errno != ENOENT && errno != ENOTDIR) {
-    return Errno("cannot open", root, errno);
+    return ErrnoError("cannot open", root, errno);
   }
   return fd;
 }
@@ -828,10 +807,10 @@ absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
   if (*root_fd_or < 0) {
     return listing;
   }
-  Fd root_fd(*root_fd_or);
+  UniqueFd root_fd(*root_fd_or);
   struct stat root_info {};
   if (::fstat(root_fd.get(), &root_info) != 0) {
-    return Errno("cannot stat", root, errno);
+    return ErrnoError("cannot stat", root, errno);
   }
   for (const char* subdir : {"cur", "new"}) {
     struct stat info {};
@@ -839,7 +818,7 @@ absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
       if (errno == ENOENT) {
         continue;
       }
-      return Errno("cannot stat", absl::StrCat(root, "/", subdir), errno);
+      return ErrnoError("cannot stat", absl::StrCat(root, "/", subdir), errno);
     }
     if (S_ISLNK(info.st_mode)) {
       listing.skipped.push_back(absl::StrCat(subdir, "/: a symbolic link, not followed"));
@@ -849,13 +828,14 @@ absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
       continue;
     }
     listing.has_subdir = true;
-    Fd dir_fd(::openat(root_fd.get(), subdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd dir_fd(
+        ::openat(root_fd.get(), subdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (dir_fd.get() < 0) {
-      return Errno("cannot open", absl::StrCat(root, "/", subdir), errno);
+      return ErrnoError("cannot open", absl::StrCat(root, "/", subdir), errno);
     }
     DIR* dir = ::fdopendir(dir_fd.get());
     if (dir == nullptr) {
-      return Errno("cannot list", absl::StrCat(root, "/", subdir), errno);
+      return ErrnoError("cannot list", absl::StrCat(root, "/", subdir), errno);
     }
     dir_fd.release();  // closedir closes it
     absl::Status status;
@@ -864,7 +844,7 @@ absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
       struct dirent* item = ::readdir(dir);
       if (item == nullptr) {
         if (errno != 0) {
-          status = Errno("cannot list", absl::StrCat(root, "/", subdir), errno);
+          status = ErrnoError("cannot list", absl::StrCat(root, "/", subdir), errno);
         }
         break;
       }
@@ -874,7 +854,7 @@ absl::StatusOr<MaildirListing> ListMaildir(const std::string& root) {
       }
       struct stat file {};
       if (::fstatat(::dirfd(dir), name.c_str(), &file, AT_SYMLINK_NOFOLLOW) != 0) {
-        status = Errno("cannot stat", absl::StrCat(root, "/", subdir, "/", name), errno);
+        status = ErrnoError("cannot stat", absl::StrCat(root, "/", subdir, "/", name), errno);
         break;
       }
       if (S_ISLNK(file.st_mode)) {
@@ -930,38 +910,38 @@ absl::StatusOr<MaildirFile> OpenMaildirMessage(const std::string& root,
     return root_fd_or.status();
   }
   if (*root_fd_or < 0) {
-    return Errno("cannot open", root, errno);
+    return ErrnoError("cannot open", root, errno);
   }
-  Fd root_fd(*root_fd_or);
-  Fd dir_fd(::openat(root_fd.get(), entry.subdir.c_str(),
-                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd root_fd(*root_fd_or);
+  UniqueFd dir_fd(::openat(root_fd.get(), entry.subdir.c_str(),
+                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (dir_fd.get() < 0) {
     if (errno == ELOOP || errno == ENOTDIR) {
       return absl::FailedPreconditionError(
           absl::StrCat(root, "/", entry.subdir, "/: became a symbolic link, not followed"));
     }
-    return Errno("cannot open", absl::StrCat(root, "/", entry.subdir), errno);
+    return ErrnoError("cannot open", absl::StrCat(root, "/", entry.subdir), errno);
   }
   // O_NONBLOCK: a FIFO put in the file's place must not hang the import.
-  Fd fd(::openat(dir_fd.get(), entry.name.c_str(),
-                 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  UniqueFd fd(::openat(dir_fd.get(), entry.name.c_str(),
+                       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) {
     if (errno == ELOOP) {
       return absl::FailedPreconditionError(
           absl::StrCat(shown, ": became a symbolic link, not followed"));
     }
-    return Errno("cannot open", shown, errno);
+    return ErrnoError("cannot open", shown, errno);
   }
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) {
-    return Errno("cannot stat", shown, errno);
+    return ErrnoError("cannot stat", shown, errno);
   }
   if (!S_ISREG(info.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(shown, ": not a regular file"));
   }
   struct stat root_info {};
   if (::fstat(root_fd.get(), &root_info) != 0) {
-    return Errno("cannot stat", root, errno);
+    return ErrnoError("cannot stat", root, errno);
   }
   // Checked again on the open file: it may have been replaced since the listing.
   if (info.st_uid != root_info.st_uid) {

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
@@ -15,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "mailbox-service/server/auth.h"
+#include "storage-client/posix_file.h"
 
 namespace mailbox::server {
 namespace {
@@ -28,61 +28,17 @@ constexpr size_t kMinSessionKeyChars = 32;
 // not one of ours.
 constexpr off_t kMaxSecretFileBytes = 64 * 1024;
 
-std::string ErrnoText(int error) { return std::strerror(error); }
-
 absl::Status PosixError(const char* what, const fs::path& path, int error) {
-  return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", ErrnoText(error)));
-}
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-absl::Status FsyncDir(const fs::path& dir) {
-  Fd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    return PosixError("cannot open directory", dir, errno);
-  }
-  if (::fsync(fd.get()) != 0) {
-    return PosixError("cannot sync directory", dir, errno);
-  }
-  return absl::OkStatus();
+  return posix::ErrnoError(what, path.string(), error);
 }
 
 absl::StatusOr<std::string> ReadWholeSecret(const fs::path& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
-  if (fd.get() < 0) {
-    const int error = errno;
-    if (error == ENOENT) {
-      return absl::NotFoundError(absl::StrCat(path.string(), " does not exist"));
-    }
-    if (error == ELOOP) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path.string(),
-                       " is a symbolic link; a secret file must be a regular "
-                       "file of the service's user"));
-    }
-    return PosixError("cannot open", path, error);
+  absl::StatusOr<posix::OpenFile> file = posix::OpenRegularFile(
+      path.string(), "a secret file must be a regular file of the service's user");
+  if (!file.ok()) {
+    return file.status();
   }
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) {
-    return PosixError("cannot stat", path, errno);
-  }
-  if (!S_ISREG(info.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(path.string(), " is not a regular file"));
-  }
+  const struct stat& info = file->info;
   if ((info.st_mode & 0077) != 0) {
     // Someone else may already have read it: using it as if nothing happened
     // would hide that. The operator either replaces it or vouches for it with
@@ -104,23 +60,7 @@ absl::StatusOr<std::string> ReadWholeSecret(const fs::path& path) {
     return absl::FailedPreconditionError(
         absl::StrCat(path.string(), " is ", info.st_size, " bytes: not a secret file"));
   }
-  std::string content(static_cast<size_t>(info.st_size), '\0');
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t got = ::read(fd.get(), content.data() + done, content.size() - done);
-    if (got < 0 && errno == EINTR) {
-      continue;
-    }
-    if (got < 0) {
-      return PosixError("cannot read", path, errno);
-    }
-    if (got == 0) {
-      break;
-    }
-    done += static_cast<size_t>(got);
-  }
-  content.resize(done);
-  return content;
+  return posix::ReadAll(file->fd.get(), static_cast<size_t>(info.st_size), path.string());
 }
 
 }  // namespace
@@ -263,46 +203,7 @@ absl::StatusOr<std::vector<std::string>> ReadSecretLines(const fs::path& path) {
 }
 
 absl::Status WriteSecretFile(const fs::path& path, std::string_view content) {
-  fs::path tmp = path;
-  tmp += ".new";
-  // A leftover from a start that died mid-write holds nothing anyone relies on.
-  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) {
-    return PosixError("cannot remove", tmp, errno);
-  }
-  {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (fd.get() < 0) {
-      return PosixError("cannot create", tmp, errno);
-    }
-    size_t done = 0;
-    while (done < content.size()) {
-      ssize_t put = ::write(fd.get(), content.data() + done, content.size() - done);
-      if (put < 0 && errno == EINTR) {
-        continue;
-      }
-      if (put <= 0) {
-        const int error = errno;
-        ::unlink(tmp.c_str());
-        return PosixError("cannot write", tmp, error);
-      }
-      done += static_cast<size_t>(put);
-    }
-    if (::fsync(fd.get()) != 0) {
-      const int error = errno;
-      ::unlink(tmp.c_str());
-      return PosixError("cannot sync", tmp, error);
-    }
-  }
-  // link(2), unlike rename(2), fails rather than replace a file made meanwhile.
-  if (::link(tmp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(tmp.c_str());
-    return PosixError("cannot create", path, error);
-  }
-  if (::unlink(tmp.c_str()) != 0) {
-    return PosixError("cannot remove", tmp, errno);
-  }
-  return FsyncDir(path.parent_path());
+  return posix::WriteNewPrivateFile(path.string(), content);
 }
 
 absl::StatusOr<std::string> LoadOrCreateAdminToken(const fs::path& path) {

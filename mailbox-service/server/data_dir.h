@@ -64,8 +64,8 @@ absl::StatusOr<std::string> ReadSecretFile(const std::filesystem::path& path);
 absl::StatusOr<std::vector<std::string>> ReadSecretLines(const std::filesystem::path& path);
 
 // Writes `content` to a new file at `path`, mode 0600 from its creation
-// (O_CREAT | O_EXCL, never a chmod afterwards), durably (fsync of file and
-// directory). Fails if `path` exists.
+// (O_CREAT | O_EXCL, its mode set before anything is written), durably (fsync of
+// file and directory). Fails if `path` exists. See posix::WriteNewPrivateFile.
 absl::Status WriteSecretFile(const std::filesystem::path& path, std::string_view content);
 
 // The admin token in `path`, made (32 random bytes, hex) if the file does not
