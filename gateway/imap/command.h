@@ -243,7 +243,7 @@ struct Command {
   bool operator==(const Command&) const = default;
 };
 
-// Protocol facts about each command (STYLE.md item 4), for the session's
+// Protocol facts about each command, for the session's
 // dispatch table. States are those of RFC 3501 §3.
 enum StateMask : uint8_t {
   kNotAuthenticated = 1,

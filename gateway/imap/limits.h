@@ -1,4 +1,4 @@
-// Resource limits of the IMAP receiver and parser (STYLE.md item 2).
+// Resource limits of the IMAP receiver and parser.
 //
 // Every limit is checked at a precise boundary: a value equal to the limit is
 // accepted, one more is refused with BAD. The defaults suit a public server.

@@ -1,4 +1,4 @@
-// The byte-fed IMAP command receiver (STYLE.md item 1).
+// The byte-fed IMAP command receiver.
 //
 // A resumable state machine: the session Feed()s whatever the socket gave it
 // and calls Next() until it returns NeedMore. The receiver never does I/O and

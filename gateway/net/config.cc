@@ -296,7 +296,7 @@ absl::Status ValidateNetConfig(const NetConfig& config) {
         "no listeners: set --imaps-listen and/or --imap-listen");
   }
   // STARTTLS needs the certificate too: plaintext LOGIN is refused by default
-  // (RFC 9051 §11.1, DESIGN.md), so a server without TLS could log nobody in.
+  // (RFC 9051 §11.1), so a server without TLS could log nobody in.
   if (config.tls_cert_file.empty() || config.tls_key_file.empty()) {
     return absl::InvalidArgumentError(
         "--tls-cert-file and --tls-key-file (IMAPD_TLS_CERT_FILE, IMAPD_TLS_KEY_FILE) "

@@ -1,8 +1,7 @@
 // The gateway's accept side: N worker threads, each running its own io_context and
-// its own SO_REUSEPORT acceptors on the same addresses (DESIGN.md "Concurrency"). The
-// kernel spreads incoming connections over the workers; a connection's handler runs
-// on the worker that accepted it for the connection's whole life, so session state
-// needs no locks.
+// its own SO_REUSEPORT acceptors on the same addresses. The kernel spreads incoming
+// connections over the workers; a connection's handler runs on the worker that
+// accepted it for the connection's whole life, so session state needs no locks.
 //
 //   WorkerPoolOptions options;
 //   options.listeners = {{{"0.0.0.0", 993}, ListenerKind::kImplicitTls},
@@ -91,7 +90,7 @@ enum class Refusal {
 
 // Serves one connection. Runs on the accepting worker's executor; the returned
 // coroutine owns the Stream. Must not be a capturing lambda *coroutine* whose closure
-// is a temporary (STYLE.md item 11); a plain function, or a lambda that returns a call
+// is a temporary; a plain function, or a lambda that returns a call
 // to a coroutine function, is fine. Exceptions escaping it are logged.
 using ConnectionHandler = std::function<boost::asio::awaitable<void>(Stream, ConnectionInfo)>;
 

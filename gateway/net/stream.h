@@ -1,10 +1,9 @@
 // The byte stream an IMAP session talks over: one type for plain TCP and for TLS, so
-// session code is written once and STARTTLS upgrades a connection in place
-// (STYLE.md item 10).
+// session code is written once and STARTTLS upgrades a connection in place.
 //
 // Why not boost::asio::ssl::stream: it keeps ~68 KiB of fixed buffers per connection
-// (DESIGN.md "TLS"). Here the SSL object reads and writes the socket directly through
-// a small custom BIO (recv/send with MSG_DONTWAIT), so ciphertext waits in the kernel
+// while idle. Here the SSL object reads and writes the socket directly through a
+// small custom BIO (recv/send with MSG_DONTWAIT), so ciphertext waits in the kernel
 // until the TLS library asks for it, and the library's own record buffers exist only
 // while a record is being read or written (SSL_MODE_RELEASE_BUFFERS, plus
 // SSL_free_buffers after each operation; BoringSSL releases them by itself). An idle

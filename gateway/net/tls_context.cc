@@ -362,8 +362,8 @@ struct TlsContextProvider::Watch {
 
 namespace {
 
-// A free function rather than a lambda: the coroutine's state lives in its parameters
-// (STYLE.md item 11). It holds the provider weakly so that destroying the provider
+// A free function rather than a lambda: the coroutine's state lives in its parameters,
+// not in a closure that dies first. It holds the provider weakly so that destroying the provider
 // ends the loop at the next tick.
 boost::asio::awaitable<void> WatchLoop(std::weak_ptr<TlsContextProvider> weak,
                                        std::shared_ptr<void> watch_keepalive,

@@ -1,6 +1,6 @@
 // Routes one gateway worker's change feed to the sessions on that worker.
 //
-// DESIGN.md: not one gRPC stream per IMAP session, but one change-feed stream per
+// Not one gRPC stream per IMAP session, but one change-feed stream per
 // worker thread. Sessions that select a mailbox register a Listener; the router keeps
 // one subscription per mailbox for all of them and hands each event to every
 // listener of its mailbox. Listeners drop events at or below the MODSEQ they already

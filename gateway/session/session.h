@@ -7,7 +7,7 @@
 // can be killed at any time.
 //
 // Command handlers live in commands/*.cc, one file per command family, listed in the
-// dispatch table in session.cc with the facts of imap::InfoFor (STYLE.md item 4).
+// dispatch table in session.cc with the facts of imap::InfoFor.
 // They use only the public part of this class.
 //
 // Threading: a session runs on its worker's thread from start to end (no locks).
@@ -44,7 +44,7 @@ namespace gateway {
 
 struct SessionOptions {
   imap::Limits limits;
-  // RFC 3501 §5.4 and the seed's defaults (DESIGN.md).
+  // RFC 3501 §5.4 and the defaults of Exchange's IMAP statement.
   std::chrono::seconds unauthenticated_timeout{60};  // absolute, not reset by commands
   std::chrono::seconds autologout{30 * 60};          // idle time once authenticated
   std::chrono::seconds idle_keepalive{2 * 60};       // "* OK Still here" during IDLE

@@ -1,4 +1,4 @@
-// libFuzzer target for the IMAP protocol library (STYLE.md item 3).
+// libFuzzer target for the IMAP protocol library.
 //
 // Feeds arbitrary bytes to the Receiver in splits derived from the input and
 // checks, beyond "no crash / no sanitizer report":

@@ -1,4 +1,4 @@
-// libFuzzer target for the PROXY protocol header parser (STYLE.md item 3).
+// libFuzzer target for the PROXY protocol header parser.
 //
 // Beyond "no crash / no sanitizer report" it checks the properties the gateway's
 // reading loop relies on (listener.cc reads the header in pieces, calling Parse on the

@@ -1,4 +1,4 @@
-// Command handlers of the IMAP session, one file per command family (STYLE.md item 4).
+// Command handlers of the IMAP session, one file per command family.
 // The dispatch table in ../session.cc says which states allow each command.
 //
 // Contract for every handler: it runs on the session's worker thread, uses only the

@@ -59,7 +59,7 @@ class Mapper {
 
   bool uses_modseq() const { return uses_modseq_; }
 
-  // The parser bounds the nesting depth (DESIGN.md: SEARCH nesting), so the
+  // The parser bounds the nesting depth (--max-nesting), so the
   // recursion is bounded too.
   absl::StatusOr<v1::SearchKey> Map(const imap::SearchKey& in) {
     v1::SearchKey out;
