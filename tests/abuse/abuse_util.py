@@ -167,8 +167,8 @@ def print_report(path):
     print("abuse memory figures (RSS, MiB): attack | gateway before/peak/after | "
           "service before/peak/after")
     for row in rows:
-        print("  %-48s | %6.1f %6.1f %6.1f | %6.1f %6.1f %6.1f" % (
-            row["attack"][:48],
+        print("  %-60s | %6.1f %6.1f %6.1f | %6.1f %6.1f %6.1f" % (
+            row["attack"][:60],
             row["gateway_before_kib"] / 1024, row["gateway_peak_kib"] / 1024,
             row["gateway_after_kib"] / 1024,
             row["service_before_kib"] / 1024, row["service_peak_kib"] / 1024,
