@@ -46,7 +46,8 @@ import report  # noqa: E402
 LOADGEN = harness.runfile("bench/loadgen/imap-loadgen")
 PASSWORD = "secret-pw"
 SCENARIOS = ("profiles", "idle", "push", "transfer", "login")
-PROFILES = ("imaptest-default", "desktop", "webmail", "mobile", "ingest")
+PROFILES = ("imaptest-persistent", "imaptest-default", "desktop", "webmail", "mobile", "ingest")
+TRANSPORTS = ("tls", "plain")
 
 
 def profile_path(name):
@@ -87,8 +88,10 @@ def append_uid(response):
 
 # The bench loads one gateway from a single loopback address with up to 15,000
 # connections: the per-address cap (100) and the global cap (10,000) that protect a
-# production gateway would refuse most of them.
-GATEWAY_CAPS_OFF = ("--max-connections=0", "--max-connections-per-ip=0")
+# production gateway would refuse most of them. Plain IMAP profiles log in without
+# STARTTLS (on loopback only), as Dovecot's bench configuration allows too.
+GATEWAY_FLAGS = ("--max-connections=0", "--max-connections-per-ip=0",
+                 "--allow-plaintext-auth")
 
 
 class Imapd:
@@ -102,12 +105,14 @@ class Imapd:
         self.system = harness.System("imapd", base=work)
         self.system.start_service("--argon2-memory-kib=%d" % argon2_memory_kib,
                                   "--argon2-time-cost=%d" % argon2_time_cost)
-        self.gateway = self.system.start_gateway(*GATEWAY_CAPS_OFF)
+        self.gateway = self.system.start_gateway(*GATEWAY_FLAGS)
         self.port = self.gateway.imaps_port
+        self.plain_port = self.gateway.imap_port
         self.description = (
             "mailbox-service (SQLite, WAL, synchronous=FULL) and one imap-gateway with 2 "
             "workers, default limits except the connection caps (off: every client "
-            "connects from 127.0.0.1 and the idle phase holds 15,000); argon2id m=%d KiB, "
+            "connects from 127.0.0.1 and the idle phase holds 15,000), plaintext LOGIN "
+            "allowed for the plain IMAP runs; argon2id m=%d KiB, "
             "t=%d, p=1."
             % (argon2_memory_kib, argon2_time_cost))
 
@@ -138,8 +143,9 @@ class Imapd:
         self.gateway.process.send_signal(signal.SIGTERM)
         self.gateway.process.wait(timeout=60)
         self.system.gateways.remove(self.gateway)
-        self.gateway = self.system.start_gateway(*GATEWAY_CAPS_OFF)
+        self.gateway = self.system.start_gateway(*GATEWAY_FLAGS)
         self.port = self.gateway.imaps_port
+        self.plain_port = self.gateway.imap_port
 
     def revise(self, user, uid):
         """Revises message `uid` through the Revise API (mailbox-admin revise). The
@@ -186,6 +192,7 @@ class Dovecot:
             argon2_memory_kib=argon2_memory_kib, argon2_time_cost=argon2_time_cost)
         self.users = []
         self.port = None
+        self.plain_port = None
         self.description = ""
 
     def configure_for(self, scenario):
@@ -230,6 +237,7 @@ class Dovecot:
         self.server.stop()  # idempotent: nothing to stop before the first start
         self.server.start(self.users)
         self.port = self.server.imaps_port
+        self.plain_port = self.server.imap_port
 
     def revise(self, user, uid):
         """Dovecot has no revision API; the IMAP equivalent is APPEND of the new
@@ -252,12 +260,32 @@ class Dovecot:
 
 # ---- Running the load generator -------------------------------------------------------
 
-def run_loadgen(target, out_dir, args, timeout):
+def run_loadgen(target, out_dir, args, timeout, transport="tls", cpu=None):
+    """Runs the load generator to completion. transport "tls" connects to the IMAPS
+    port, "plain" to the plain IMAP port. If `cpu` is a dict, its "loadgen" entry is set
+    to the load generator's own CPU seconds (user + system, from wait4)."""
     os.makedirs(out_dir, exist_ok=True)
-    command = [LOADGEN, "--port=%d" % target.port, "--tls", "--out-dir=" + out_dir] + args
+    if transport == "tls":
+        command = [LOADGEN, "--port=%d" % target.port, "--tls"]
+    else:
+        command = [LOADGEN, "--port=%d" % target.plain_port]
+    command += ["--out-dir=" + out_dir] + args
     with open(os.path.join(out_dir, "loadgen.log"), "w") as err:
-        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=err, timeout=timeout)
-    if result.returncode != 0:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise subprocess.TimeoutExpired(command, timeout)
+            time.sleep(0.05)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if cpu is not None:
+        cpu["loadgen"] = round(usage.ru_utime + usage.ru_stime, 3)
+    if process.returncode != 0:
         with open(os.path.join(out_dir, "loadgen.log")) as f:
             raise RuntimeError("imap-loadgen %s failed: %s" % (" ".join(args), f.read()[-2000:]))
     return load_outputs(out_dir)
@@ -276,6 +304,8 @@ def cpu_snapshot(target):
 
 
 def cpu_delta(before, after):
+    """CPU seconds each server role spent; "total" is the server's (every role but the
+    load generator, which is added beside it by measured_run)."""
     delta = {role: round(after[role] - before[role], 3) for role in before}
     delta["total"] = round(sum(delta.values()), 3)
     return delta
@@ -293,13 +323,17 @@ def memory_roles(target):
     return {"total": target.memory_kib}
 
 
-def measured_run(target, out_dir, args, timeout, sample_interval=1.0):
-    """A loadgen run with CPU and memory of the server taken around it."""
+def measured_run(target, out_dir, args, timeout, sample_interval=1.0, transport="tls"):
+    """A loadgen run with CPU and memory of the server taken around it, and the load
+    generator's own CPU (it shares the machine's cores with the server)."""
     base = {role: fn() for role, fn in memory_roles(target).items()}
     before = cpu_snapshot(target)
+    loadgen_cpu = {}
     with procstat.Sampler(memory_roles(target), sample_interval) as sampler:
-        summary, samples = run_loadgen(target, out_dir, args, timeout)
+        summary, samples = run_loadgen(target, out_dir, args, timeout, transport=transport,
+                                       cpu=loadgen_cpu)
     cpu = cpu_delta(before, cpu_snapshot(target))
+    cpu.update(loadgen_cpu)
     peak = dict(sampler.peak)
     if "total" not in peak:
         peak["total"] = sum(peak.values())
@@ -310,30 +344,41 @@ def measured_run(target, out_dir, args, timeout, sample_interval=1.0):
 
 def scenario_profiles(target, opts, out):
     rows = []
+    for profile, clients, transport in profile_runs(opts):
+        name = "%s-%d%s" % (profile, clients, "" if transport == "tls" else "-plain")
+        log("%s: profile %s, %d clients over %s, %d s"
+            % (target.name, profile, clients, transport, opts.duration))
+        users = min(clients, opts.users)
+        # Populate first, outside the measured run (a run of 1 ms starts no session).
+        run_loadgen(target, os.path.join(out, name + "-populate"),
+                    ["--profile=" + profile_path(profile), "--users=%d" % users,
+                     "--clients=%d" % min(users, 32), "--duration=1ms",
+                     "--populate=%d" % opts.populate], timeout=1800)
+        summary, samples, cpu, peak, base = measured_run(
+            target, os.path.join(out, name),
+            ["--profile=" + profile_path(profile), "--users=%d" % users,
+             "--clients=%d" % clients, "--duration=%ds" % opts.duration,
+             "--seed=%d" % clients], timeout=opts.duration + 600, transport=transport)
+        front = "gateway" if "gateway" in peak else "total"
+        rows.append({
+            "profile": profile, "clients": clients, "transport": transport,
+            "duration_s": opts.duration,
+            "summary": summary, "samples": samples, "cpu_s": cpu,
+            "cpu_s_per_1000_commands": per_thousand(cpu, summary["commands"]),
+            "rss_kib_peak": peak,
+            "rss_kib_per_connection": round(max(0, peak[front] - base.get(front, 0)) / clients, 2),
+        })
+    return rows
+
+
+def profile_runs(opts):
+    """(profile, clients, transport) of every profile run: each profile at each client
+    count over IMAPS; the profiles named by --plain-profiles also over plain IMAP."""
     for profile in opts.profiles:
         for clients in opts.clients:
-            name = "%s-%d" % (profile, clients)
-            log("%s: profile %s, %d clients, %d s" % (target.name, profile, clients, opts.duration))
-            users = min(clients, opts.users)
-            # Populate first, outside the measured run (a run of 1 ms starts no session).
-            run_loadgen(target, os.path.join(out, name + "-populate"),
-                        ["--profile=" + profile_path(profile), "--users=%d" % users,
-                         "--clients=%d" % min(users, 32), "--duration=1ms",
-                         "--populate=%d" % opts.populate], timeout=1800)
-            summary, samples, cpu, peak, base = measured_run(
-                target, os.path.join(out, name),
-                ["--profile=" + profile_path(profile), "--users=%d" % users,
-                 "--clients=%d" % clients, "--duration=%ds" % opts.duration,
-                 "--seed=%d" % clients], timeout=opts.duration + 600)
-            front = "gateway" if "gateway" in peak else "total"
-            rows.append({
-                "profile": profile, "clients": clients, "duration_s": opts.duration,
-                "summary": summary, "samples": samples, "cpu_s": cpu,
-                "cpu_s_per_1000_commands": per_thousand(cpu, summary["commands"]),
-                "rss_kib_peak": peak,
-                "rss_kib_per_connection": round(max(0, peak[front] - base.get(front, 0)) / clients, 2),
-            })
-    return rows
+            for transport in TRANSPORTS:
+                if transport == "tls" or profile in opts.plain_profiles:
+                    yield profile, clients, transport
 
 
 def wait_for_ready(out_dir, process, timeout):
@@ -533,6 +578,8 @@ def parse_args(argv):
                         help="comma-separated scenarios: " + ", ".join(SCENARIOS))
     parser.add_argument("--profiles", default=",".join(PROFILES))
     parser.add_argument("--clients", default="10,100,1000", help="clients per profile run")
+    parser.add_argument("--plain-profiles", default="imaptest-persistent",
+                        help="profiles also run over plain IMAP (all run over IMAPS)")
     parser.add_argument("--duration", type=int, default=20, help="seconds per profile run")
     parser.add_argument("--populate", type=int, default=60, help="messages per user before runs")
     parser.add_argument("--idle-counts", default="1000,5000,15000")
@@ -556,6 +603,7 @@ def parse_args(argv):
         opts.argon2_memory_kib, opts.argon2_time_cost = 64, 1
     opts.only = [s for s in opts.only.split(",") if s]
     opts.profiles = [p for p in opts.profiles.split(",") if p]
+    opts.plain_profiles = [p for p in opts.plain_profiles.split(",") if p]
     opts.clients = [int(c) for c in opts.clients.split(",")]
     opts.idle_counts = [int(c) for c in opts.idle_counts.split(",")]
     for name in opts.only:
