@@ -25,9 +25,24 @@ def check_profiles(rows, system):
         assert fractions == sorted(fractions), (name, summary["latency_cdf"])
         assert row["samples"], name
         assert row["cpu_s"]["total"] >= 0, name
-        if row["profile"] == "imaptest-default":
+        assert row["cpu_s"]["loadgen"] >= 0, name
+        assert row.get("transport", "tls") in ("tls", "plain"), name
+        if row["profile"] in ("imaptest-default", "imaptest-persistent"):
             assert summary["commands"] > 0, name
             assert row["cpu_s_per_1000_commands"]["total"] is not None, name
+    transports = {(row["profile"], row.get("transport", "tls")) for row in rows}
+    assert ("imaptest-persistent", "plain") in transports, (system, sorted(transports))
+
+
+def check_flame(flame, system):
+    """perf may be missing or refused on a machine; then the scenario says why."""
+    if "skipped" in flame:
+        assert flame["skipped"], system
+        return
+    assert flame["commands"] > 0, (system, flame)
+    assert flame["svg"], (system, flame)
+    for role, count in flame["samples"].items():
+        assert count > 0 and flame["top_frames"][role], (system, role)
 
 
 def check_idle(rows, system):
@@ -37,10 +52,16 @@ def check_idle(rows, system):
 
 
 def check_push(push, system):
-    kinds = [event["kind"] for event in push["events"]]
+    runs = [push[k]["events"] for k in ("pinned", "unpinned") if k in push] or [push["events"]]
+    for events in runs:
+        check_push_events(events, push["clients"], system)
+
+
+def check_push_events(events, clients, system):
+    kinds = [event["kind"] for event in events]
     assert kinds == ["append", "revise"], (system, kinds)
-    for event in push["events"]:
-        assert event["seen"] == push["clients"] and event["missed"] == 0, (system, event)
+    for event in events:
+        assert event["seen"] == clients and event["missed"] == 0, (system, event)
         assert 0 <= event["p50_ms"] <= event["p99_ms"] <= event["max_ms"], (system, event)
 
 
@@ -55,7 +76,7 @@ def check_login(login, system):
     assert login["errors"]["total"] == 0, (system, login)
 
 
-CHECKS = {"profiles": check_profiles, "idle": check_idle, "push": check_push,
+CHECKS = {"profiles": check_profiles, "flame": check_flame, "idle": check_idle, "push": check_push,
           "transfer": check_transfer, "login_storm": check_login}
 
 

@@ -212,10 +212,11 @@ class RenderTest(unittest.TestCase):
 
     def test_headline_ratios(self):
         rows = {r.label: r for r in report.headline_rows(synthetic_results())}
-        throughput = rows["imaptest-default, 100 clients"]
+        throughput = rows["imaptest-default (a login every 9 commands), 100 clients"]
         self.assertAlmostEqual(throughput.ratio, 1.5)
         self.assertEqual(report.verdict(throughput.ratio, True), "imapd better")
-        self.assertAlmostEqual(rows["imaptest-default, 10 clients"].ratio, 0.8)
+        self.assertAlmostEqual(
+            rows["imaptest-default (a login every 9 commands), 10 clients"].ratio, 0.8)
         memory = rows["TLS + IDLE memory per connection, 1,000 connections"]
         self.assertAlmostEqual(memory.ratio, 0.5)
         self.assertEqual(report.verdict(memory.ratio, False), "imapd better")
@@ -247,19 +248,89 @@ class RenderTest(unittest.TestCase):
 
     def test_targets(self):
         rows = report.target_rows(synthetic_results())
-        self.assertEqual([r.status for r in rows], ["met", "missed", "not measured"])
-        self.assertIn("1.50×", rows[0].measured)
-        self.assertIn("20.0 KiB at 1,000", rows[1].measured)
-        self.assertIn("fewer clients", rows[2].measured)  # 1,000 push clients, not 5,000
+        by_name = {r.target.split(":")[0]: r for r in rows}
+        statuses = [r.status for r in rows]
+        # No persistent-session runs: eight CPU and throughput targets not measured.
+        self.assertEqual(statuses[:8], ["not measured"] * 8)
+        login10, login100 = rows[8], rows[9]
+        self.assertIn("bound by password hashing", login10.target)
+        self.assertEqual((login10.status, login100.status), ("missed", "met"))
+        self.assertIn("1.50×", login100.measured)
+        append, fetch, memory, idle_row, push_row = rows[10:]
+        self.assertEqual((append.status, fetch.status), ("met", "missed"))
+        self.assertEqual(memory.status, "not measured")
+        self.assertEqual(idle_row.status, "missed")
+        self.assertIn("20.0 KiB at 1,000", idle_row.measured)
+        # Push measured only unpinned (older results): the pinned target is not measured.
+        self.assertEqual(push_row.status, "not measured")
+        self.assertIn("unpinned", push_row.measured)
+        self.assertIn("transfer (one 50 MB message, IMAPS)", by_name)
+
         results = synthetic_results()
-        results["systems"]["imapd"]["push"]["clients"] = 5000
-        results["systems"]["imapd"]["idle"] = idle([1000], 12.0, 9000, "gateway RSS")
+        imapd = results["systems"]["imapd"]
+        pinned = push(5000, 5.0, 10.0, "Revise API")
+        imapd["push"] = {"clients": 5000, "pinned": {"events": pinned["events"]},
+                         "unpinned": {"events": push(5000, 30.0, 40.0, "Revise API")["events"]}}
+        imapd["idle"] = idle([1000], 12.0, 9000, "gateway RSS")
+        imapd["transfer"]["service_memory_kib_growth"] = 4096
         rows = report.target_rows(results)
-        self.assertEqual([r.status for r in rows[1:]], ["met", "met"])
-        results["systems"]["imapd"]["push"]["events"][0]["p99_ms"] = 50.0
-        self.assertEqual(report.target_rows(results)[2].status, "missed")
+        self.assertEqual([r.status for r in rows[12:]], ["met", "met", "met"])
+        self.assertIn("unpinned: append 120", rows[14].measured)
+        imapd["push"]["pinned"]["events"][1]["p99_ms"] = 50.0
+        self.assertEqual(report.target_rows(results)[14].status, "missed")
         degraded = report.target_rows(degraded_results())
-        self.assertEqual([r.status for r in degraded], ["not measured"] * 3)
+        self.assertEqual({r.status for r in degraded}, {"not measured"})
+
+    def test_persistent_targets(self):
+        results = synthetic_results()
+        for system, rate, cpu in (("imapd", 3000.0, 0.3), ("dovecot", 1000.0, 0.7)):
+            for transport in ("tls", "plain"):
+                for clients in (10, 100):
+                    run = profile_run("imaptest-persistent", clients, rate, cpu, 30_000,
+                                      dovecot=system == "dovecot")
+                    run["transport"] = transport
+                    run["cpu_s"]["loadgen"] = run["cpu_s"]["total"] / 4
+                    results["systems"][system]["profiles"].append(run)
+        rows = report.persistent_targets(results)
+        self.assertEqual(len(rows), 8)
+        self.assertEqual({r.status for r in rows}, {"met"})
+        self.assertIn("300 ms (gateway 120, service 180) vs 700 ms (0.43×)", rows[0].measured)
+        self.assertIn("3.00×", rows[1].measured)
+        self.assertIn("load generator's share of the CPU used: 20%", rows[1].measured)
+        self.assertIn("plain IMAP", rows[-1].target)
+        # CPU just above half of Dovecot's misses; throughput below 1.5× misses.
+        results["systems"]["imapd"]["profiles"][-1]["cpu_s_per_1000_commands"]["total"] = 0.36
+        results["systems"]["imapd"]["profiles"][-1]["summary"]["commands_per_s"] = 1400.0
+        rows = report.persistent_targets(results)
+        self.assertEqual([r.status for r in rows[-2:]], ["missed", "missed"])
+        page = report.render_html(results)
+        self.assertIn("imaptest-persistent over plain IMAP", page)
+        rows = {r.label: r for r in report.headline_rows(results)}
+        self.assertAlmostEqual(
+            rows["imaptest-persistent, 10 clients, IMAPS"].ratio, 3.0)
+        self.assertAlmostEqual(
+            rows["imaptest-persistent, 10 clients, IMAPS, server CPU"].ratio, 0.3 / 0.7)
+
+    def test_flame_graphs_are_inlined(self):
+        results = synthetic_results()
+        with tempfile.TemporaryDirectory() as tmp:
+            os.makedirs(os.path.join(tmp, "imapd", "flame"))
+            with open(os.path.join(tmp, "imapd", "flame", "flame-gateway.svg"), "w") as f:
+                f.write('<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>')
+            results["systems"]["imapd"]["flame"] = {
+                "profile": "imaptest-persistent", "clients": 10, "duration_s": 5,
+                "commands": 1000, "samples": {"gateway": 10, "service": 20},
+                "svg": {"gateway": "imapd/flame/flame-gateway.svg",
+                        "service": "imapd/flame/flame-service.svg"},
+                "top_frames": {"gateway": [["epoll_wait", 12.5]]}}
+            results["systems"]["dovecot"]["flame"] = {"skipped": "perf is not installed"}
+            page = report.render_html(results, base_dir=tmp)
+        checker = parse(page)
+        self.assertEqual((checker.problems, checker.stack), ([], []))
+        self.assertIn('<div class="flame"><svg', page)
+        self.assertIn("flame-service.svg (not found next to results.json)", page)
+        self.assertIn("epoll_wait", page)
+        self.assertIn("not measured (perf is not installed)", page)
 
     def test_empty_results(self):
         checker = parse(report.render_html({}))

@@ -33,19 +33,22 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import flamegraph  # noqa: E402
 import harness  # noqa: E402
 import procstat  # noqa: E402
 import report  # noqa: E402
 
 LOADGEN = harness.runfile("bench/loadgen/imap-loadgen")
 PASSWORD = "secret-pw"
-SCENARIOS = ("profiles", "idle", "push", "transfer", "login")
+SCENARIOS = ("profiles", "flame", "idle", "push", "transfer", "login")
+FLAME_PROFILE, FLAME_CLIENTS = "imaptest-persistent", 10
 PROFILES = ("imaptest-persistent", "imaptest-default", "desktop", "webmail", "mobile", "ingest")
 TRANSPORTS = ("tls", "plain")
 
@@ -260,7 +263,7 @@ class Dovecot:
 
 # ---- Running the load generator -------------------------------------------------------
 
-def run_loadgen(target, out_dir, args, timeout, transport="tls", cpu=None):
+def run_loadgen(target, out_dir, args, timeout, transport="tls", cpu=None, started=None):
     """Runs the load generator to completion. transport "tls" connects to the IMAPS
     port, "plain" to the plain IMAP port. If `cpu` is a dict, its "loadgen" entry is set
     to the load generator's own CPU seconds (user + system, from wait4)."""
@@ -272,6 +275,8 @@ def run_loadgen(target, out_dir, args, timeout, transport="tls", cpu=None):
     command += ["--out-dir=" + out_dir] + args
     with open(os.path.join(out_dir, "loadgen.log"), "w") as err:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        if started:
+            started(process)
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -379,6 +384,73 @@ def profile_runs(opts):
             for transport in TRANSPORTS:
                 if transport == "tls" or profile in opts.plain_profiles:
                     yield profile, clients, transport
+
+
+def perf_problem():
+    """Why `perf record` cannot sample the machine here, or None."""
+    if not shutil.which("perf"):
+        return "perf is not installed (Debian's linux-perf)"
+    probe = subprocess.run(["perf", "record", "-a", "-g", "-o", "/dev/null", "--", "true"],
+                           capture_output=True, text=True)
+    return None if probe.returncode == 0 else "perf record failed: " + probe.stderr[-300:]
+
+
+def scenario_flame(target, opts, out):
+    """The persistent-session profile at 10 clients over IMAPS under `perf record -a -g`,
+    folded into one CPU flame graph per process role (the load generator included)."""
+    problem = perf_problem()
+    if problem:
+        return {"skipped": problem}
+    out_dir = os.path.join(out, "flame")
+    profile = profile_path(FLAME_PROFILE)
+    users = min(FLAME_CLIENTS, opts.users)
+    log("%s: flame graphs, profile %s, %d clients, %d s"
+        % (target.name, FLAME_PROFILE, FLAME_CLIENTS, opts.flame_duration))
+    run_loadgen(target, os.path.join(out_dir, "populate"),
+                ["--profile=" + profile, "--users=%d" % users, "--clients=%d" % users,
+                 "--duration=1ms", "--populate=%d" % opts.populate], timeout=1800)
+    roles = {role: set(pids) for role, pids in target.roles().items()}
+    perf_data = os.path.join(out_dir, "perf.data")
+    perf = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "499", "-o", perf_data],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Dovecot starts a process per session: its roles are read again while the run goes.
+    done = threading.Event()
+
+    def watch_roles():
+        while not done.wait(0.5):
+            for role, pids in target.roles().items():
+                roles.setdefault(role, set()).update(pids)
+
+    watcher = threading.Thread(target=watch_roles, daemon=True)
+    watcher.start()
+    try:
+        summary, _ = run_loadgen(
+            target, out_dir,
+            ["--profile=" + profile, "--users=%d" % users, "--clients=%d" % FLAME_CLIENTS,
+             "--duration=%ds" % opts.flame_duration, "--seed=%d" % FLAME_CLIENTS],
+            timeout=opts.flame_duration + 600,
+            started=lambda process: roles.setdefault("loadgen", set()).add(process.pid))
+    finally:
+        done.set()
+        watcher.join()
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=300)
+    stacks = flamegraph.fold(perf_data, roles)
+    os.remove(perf_data)  # hundreds of MB; the folded stacks are kept
+    files, samples, top = {}, {}, {}
+    for role, folded in sorted(stacks.items()):
+        path = os.path.join(out_dir, "flame-%s.svg" % role)
+        with open(path, "w") as f:
+            f.write(flamegraph.render_svg(
+                folded, "%s: %s, %d clients, IMAPS" % (role, FLAME_PROFILE, FLAME_CLIENTS)))
+        with open(os.path.join(out_dir, "folded-%s.txt" % role), "w") as f:
+            f.writelines("%s %d\n" % item for item in sorted(folded.items()))
+        files[role] = os.path.relpath(path, os.path.dirname(out))
+        samples[role] = sum(folded.values())
+        top[role] = flamegraph.top_frames(folded)
+    return {"profile": FLAME_PROFILE, "clients": FLAME_CLIENTS, "transport": "tls",
+            "duration_s": opts.flame_duration, "commands": summary["commands"],
+            "samples": samples, "svg": files, "top_frames": top}
 
 
 def wait_for_ready(out_dir, process, timeout):
@@ -539,10 +611,12 @@ def scenario_login(target, opts, out):
             "errors": summary["errors"], "samples": samples}
 
 
-RUNNERS = {"profiles": scenario_profiles, "idle": scenario_idle, "push": scenario_push,
+RUNNERS = {"profiles": scenario_profiles, "flame": scenario_flame, "idle": scenario_idle,
+           "push": scenario_push,
            "transfer": scenario_transfer, "login": scenario_login}
 # results.json section of each scenario (the schema report.py reads).
-SECTIONS = {"profiles": "profiles", "idle": "idle", "push": "push", "transfer": "transfer",
+SECTIONS = {"profiles": "profiles", "flame": "flame", "idle": "idle", "push": "push",
+            "transfer": "transfer",
             "login": "login_storm"}
 
 
@@ -581,6 +655,8 @@ def parse_args(argv):
     parser.add_argument("--plain-profiles", default="imaptest-persistent",
                         help="profiles also run over plain IMAP (all run over IMAPS)")
     parser.add_argument("--duration", type=int, default=20, help="seconds per profile run")
+    parser.add_argument("--flame-duration", type=int, default=15,
+                        help="seconds of the persistent-session run sampled by perf")
     parser.add_argument("--populate", type=int, default=60, help="messages per user before runs")
     parser.add_argument("--idle-counts", default="1000,5000,15000")
     parser.add_argument("--push-clients", type=int, default=5000)
@@ -597,6 +673,7 @@ def parse_args(argv):
     opts = parser.parse_args(argv)
     if opts.smoke:
         opts.clients, opts.duration, opts.populate = "3", 2, 10
+        opts.flame_duration = 2
         opts.idle_counts, opts.push_clients, opts.push_gap = "20", 20, 2.0
         opts.push_settle = 1.0
         opts.transfer_duration, opts.login_clients, opts.login_duration = 2, 2, 2
@@ -675,7 +752,7 @@ def main(argv=None):
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     with open(os.path.join(out, "report.html"), "w") as f:
-        f.write(report.render_html(results))
+        f.write(report.render_html(results, base_dir=out))
     print("bench: results in %s/results.json, report in %s/report.html" % (out, out))
     failed = [(name, scenario) for name, section in results["systems"].items()
               for scenario, value in section.items()
