@@ -33,9 +33,15 @@ absl::StatusOr<int64_t> ReadInt(const config::Config& config, const IntFlag& fla
 std::vector<config::Setting> LimitSettings() {
   const ServerLimits d;
   return {
+      {"workers", "MAILBOX_WORKERS", std::to_string(d.workers),
+       "threads that run calls (SQLite, password hashes, a Fetch's writes), started "
+       "once; each call being handled holds one"},
+      {"work-queue", "MAILBOX_WORK_QUEUE", std::to_string(d.work_queue),
+       "calls that may wait for a free worker; calls beyond are refused at once with "
+       "RESOURCE_EXHAUSTED (the gateway answers NO [UNAVAILABLE])"},
       {"max-threads", "MAILBOX_MAX_THREADS", std::to_string(d.max_threads),
-       "gRPC server threads at most (each call being handled holds one); calls beyond "
-       "are refused with RESOURCE_EXHAUSTED"},
+       "threads of the synchronous gRPC handlers (change feeds, admin calls) at most; "
+       "calls beyond are refused with RESOURCE_EXHAUSTED"},
       {"grpc-memory-mib", "MAILBOX_GRPC_MEMORY_MIB", std::to_string(d.grpc_memory_bytes >> 20),
        "memory gRPC may use for connection and call buffers (resource quota)"},
       {"max-pollers", "MAILBOX_MAX_POLLERS", std::to_string(d.max_pollers),
@@ -84,6 +90,10 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
   ServerLimits limits;
   constexpr int64_t kIntMax = 1 << 30;
   absl::StatusOr<int64_t> v;
+  if (v = ReadInt(config, {"workers", 1, 10000}); !v.ok()) return v.status();
+  limits.workers = static_cast<int>(*v);
+  if (v = ReadInt(config, {"work-queue", 0, 1000000}); !v.ok()) return v.status();
+  limits.work_queue = static_cast<int>(*v);
   if (v = ReadInt(config, {"max-threads", 4, 100000}); !v.ok()) return v.status();
   limits.max_threads = static_cast<int>(*v);
   if (v = ReadInt(config, {"grpc-memory-mib", 16, 1 << 20}); !v.ok()) return v.status();
@@ -140,6 +150,8 @@ void ApplyLimits(const ServerLimits& limits, ServiceOptions* service) {
   service->max_append_call_octets = static_cast<uint64_t>(limits.max_append_call_octets);
   service->fetch_stall_timeout = absl::Seconds(limits.fetch_stall_seconds);
   service->commit_memory_octets = static_cast<uint64_t>(limits.commit_memory_octets);
+  service->workers = limits.workers;
+  service->work_queue = limits.work_queue;
 }
 
 void ApplyLimits(const ServerLimits& limits, grpc::ServerBuilder* builder) {
@@ -148,8 +160,9 @@ void ApplyLimits(const ServerLimits& limits, grpc::ServerBuilder* builder) {
   quota.SetMaxThreads(limits.max_threads);
   quota.Resize(static_cast<size_t>(limits.grpc_memory_bytes));
   builder->SetResourceQuota(quota);
-  // The server is synchronous: one CQ, and few threads waiting on it; the rest of
-  // the thread budget is for calls being handled.
+  // The change feeds and the admin calls are synchronous: one CQ, and few threads
+  // waiting on it; the rest of the thread budget is for those calls being handled.
+  // Every other call uses the callback API and the service's WorkPool.
   builder->SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
   builder->SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
   builder->SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,

@@ -18,9 +18,14 @@
 namespace mailbox::server {
 
 struct ServerLimits {
-  // gRPC resource quota: threads of the synchronous server (one per call being
-  // handled, plus pollers); a call that would need another is refused with
-  // RESOURCE_EXHAUSTED. And the memory gRPC may use for its buffers.
+  // Threads that run calls (WorkPool), started once, and calls that may wait for
+  // one; a call that finds the queue full is refused with RESOURCE_EXHAUSTED.
+  int workers = 64;
+  int work_queue = 256;
+  // gRPC resource quota: threads of the synchronous part of the server (the change
+  // feeds and the admin calls: one per call being handled, plus pollers); a call
+  // that would need another is refused with RESOURCE_EXHAUSTED. And the memory
+  // gRPC may use for its buffers.
   int max_threads = 128;
   int64_t grpc_memory_bytes = 256ll << 20;
   int max_pollers = 2;

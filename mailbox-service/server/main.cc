@@ -173,8 +173,13 @@ int Run(int argc, char** argv) {
   ApplyLimits(*server_limits, &service_options);
 
   ChangeHub hub;
+  store::SqliteStore::Options store_options;
+  // Each worker may hold a reader connection; keeping that many open spares a
+  // reopen (and the re-preparing of its statements) per call under load.
+  store_options.max_idle_readers = server_limits->workers;
   auto store = store::SqliteStore::Open((data_dir / "mailbox.db").string(), limits,
-                                        [&hub](const v1::ChangeEvent& e) { hub.Publish(e); });
+                                        [&hub](const v1::ChangeEvent& e) { hub.Publish(e); },
+                                        store_options);
   if (!store.ok()) {
     std::cerr << "mailbox-service: cannot open the store: " << store.status().message() << "\n";
     return 1;
