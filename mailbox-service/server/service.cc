@@ -718,72 +718,168 @@ grpc::ServerReadReactor<v1::ReviseRequest>* MailboxService::Revise(
   return call;
 }
 
-grpc::Status MailboxService::Changes(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::ChangeEvent, v1::ChangeFeedRequest>* stream) {
-  FeedQueue queue;
-  hub_->Add(0, &queue);  // registers the queue for CloseAll; mailbox 0 never exists
-  // One writer thread drains the queue while this thread reads requests: gRPC's
-  // sync API allows one concurrent reader and one writer per stream.
-  std::thread writer([&] {
-    while (auto event = queue.Pop()) {
-      if (!stream->Write(*event)) {
+// A change feed. The requests are read on gRPC's threads; a subscription, which
+// checks a token and replays the change log from the store, runs on the pool, and
+// the next request is read only after it. Events go out from a thread of the
+// feed's own that waits on its FeedQueue (one per feed stream: a gateway opens
+// one per worker thread, and --max-feeds bounds them).
+class MailboxService::FeedCall final
+    : public grpc::ServerBidiReactor<v1::ChangeFeedRequest, v1::ChangeEvent> {
+ public:
+  FeedCall(MailboxService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context), admin_(service->IsAdmin(*context)) {
+    if (service_->feeds_.fetch_add(1) >= service_->options_.max_feeds) {
+      service_->feeds_.fetch_sub(1);
+      counted_ = false;
+      Finish(v1::ToGrpcStatus(v1::MakeError(
+          absl::StatusCode::kResourceExhausted, v1::UNAVAILABLE,
+          absl::StrCat("the mailbox service already serves ", service_->options_.max_feeds,
+                       " change feeds; try again later"))));
+      return;
+    }
+    // Registers the queue for CloseAll; mailbox 0 never exists.
+    service_->hub_->Add(0, &queue_);
+    writer_ = std::thread([this] { WriteEvents(); });
+    StartRead(&request_);
+  }
+
+  ~FeedCall() override {
+    if (counted_) {
+      service_->feeds_.fetch_sub(1);
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The gateway closed its side, or the call ended.
+      service_->hub_->RemoveAll(&queue_);
+      queue_.Close();
+      EndHalf();
+      return;
+    }
+    if (request_.has_subscribe()) {
+      v1::FeedSubscribe subscribe = request_.subscribe();
+      const uint64_t mailbox_id = subscribe.mailbox_id();
+      if (!service_->pool_.TrySubmit([this, subscribe = std::move(subscribe)] {
+            Subscribe(subscribe);
+            StartRead(&request_);  // the last use of this object on this thread
+          })) {
+        v1::ErrorDetail busy;
+        busy.set_code(v1::UNAVAILABLE);
+        busy.set_message("the mailbox service is busy; subscribe again");
+        queue_.Fail(mailbox_id, busy);
+        StartRead(&request_);
+      }
+      return;
+    }
+    if (request_.has_unsubscribe()) {
+      service_->hub_->Remove(request_.unsubscribe().mailbox_id(), &queue_);
+      queue_.Forget(request_.unsubscribe().mailbox_id());
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      write_done_ = true;
+      write_ok_ = ok;
+    }
+    written_.notify_one();
+  }
+
+  void OnDone() override {
+    if (writer_.joinable()) {
+      writer_.join();  // it has ended its loop: EndHalf was its last step
+    }
+    delete this;
+  }
+
+ private:
+  // On a pool thread.
+  void Subscribe(const v1::FeedSubscribe& subscribe) {
+    int64_t expires_unix = 0;
+    absl::StatusOr<uint64_t> user =
+        !subscribe.session_token().empty()
+            ? service_->auth_->CheckSessionToken(subscribe.session_token(), &expires_unix)
+            : (admin_ ? service_->Caller(*context_)
+                      : absl::StatusOr<uint64_t>(v1::MakeError(
+                            absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                            "subscribe needs a session token")));
+    if (!user.ok()) {
+      queue_.Fail(subscribe.mailbox_id(), v1::DetailOf(user.status()));
+      return;
+    }
+    // The subscription lasts as long as the token it was made with (a session in
+    // IDLE sends nothing else the service could refuse); an admin's has none.
+    const auto expires =
+        subscribe.session_token().empty()
+            ? std::chrono::system_clock::time_point::max()
+            : std::chrono::system_clock::time_point(std::chrono::seconds(expires_unix + 1));
+    queue_.BeginReplay(subscribe.mailbox_id(), subscribe.from_modseq(), expires);
+    service_->hub_->Add(subscribe.mailbox_id(), &queue_);
+    std::vector<v1::ChangeEvent> replay;
+    absl::Status read =
+        service_->store_->ReadChanges(*user, subscribe.mailbox_id(), subscribe.uidvalidity(),
+                                      subscribe.from_modseq(), &replay);
+    if (!read.ok()) {
+      service_->hub_->Remove(subscribe.mailbox_id(), &queue_);
+      v1::ErrorDetail detail = v1::DetailOf(read);
+      if (detail.code() == v1::ERROR_CODE_UNSPECIFIED) {
+        detail.set_code(v1::RESYNC);
+        detail.set_message(std::string(read.message()));
+      }
+      queue_.Fail(subscribe.mailbox_id(), detail);
+      return;
+    }
+    queue_.FinishReplay(subscribe.mailbox_id(), replay);
+  }
+
+  // On the feed's thread.
+  void WriteEvents() {
+    while (std::optional<v1::ChangeEvent> event = queue_.Pop()) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        write_done_ = false;
+      }
+      StartWrite(&*event);
+      std::unique_lock<std::mutex> lock(mutex_);
+      written_.wait(lock, [this] { return write_done_; });
+      if (!write_ok_) {
         break;
       }
     }
-    if (shutting_down_.load()) {
-      context->TryCancel();  // unblocks the Read below so the server can drain
+    if (service_->shutting_down_.load()) {
+      context_->TryCancel();  // ends the reads so the server can drain
     }
-  });
-  const bool admin = IsAdmin(*context);
-  v1::ChangeFeedRequest request;
-  while (stream->Read(&request)) {
-    if (request.has_subscribe()) {
-      const v1::FeedSubscribe& subscribe = request.subscribe();
-      int64_t expires_unix = 0;
-      absl::StatusOr<uint64_t> user =
-          !subscribe.session_token().empty()
-              ? auth_->CheckSessionToken(subscribe.session_token(), &expires_unix)
-              : (admin ? Caller(*context) : absl::StatusOr<uint64_t>(v1::MakeError(
-                                                absl::StatusCode::kUnauthenticated,
-                                                v1::AUTHENTICATIONFAILED,
-                                                "subscribe needs a session token")));
-      if (!user.ok()) {
-        queue.Fail(subscribe.mailbox_id(), v1::DetailOf(user.status()));
-        continue;
-      }
-      // The subscription lasts as long as the token it was made with (a session
-      // in IDLE sends nothing else the service could refuse); an admin's has none.
-      const auto expires =
-          subscribe.session_token().empty()
-              ? std::chrono::system_clock::time_point::max()
-              : std::chrono::system_clock::time_point(std::chrono::seconds(expires_unix + 1));
-      queue.BeginReplay(subscribe.mailbox_id(), subscribe.from_modseq(), expires);
-      hub_->Add(subscribe.mailbox_id(), &queue);
-      std::vector<v1::ChangeEvent> replay;
-      absl::Status read = store_->ReadChanges(*user, subscribe.mailbox_id(),
-                                              subscribe.uidvalidity(), subscribe.from_modseq(),
-                                              &replay);
-      if (!read.ok()) {
-        hub_->Remove(subscribe.mailbox_id(), &queue);
-        v1::ErrorDetail detail = v1::DetailOf(read);
-        if (detail.code() == v1::ERROR_CODE_UNSPECIFIED) {
-          detail.set_code(v1::RESYNC);
-          detail.set_message(std::string(read.message()));
-        }
-        queue.Fail(subscribe.mailbox_id(), detail);
-        continue;
-      }
-      queue.FinishReplay(subscribe.mailbox_id(), replay);
-    } else if (request.has_unsubscribe()) {
-      hub_->Remove(request.unsubscribe().mailbox_id(), &queue);
-      queue.Forget(request.unsubscribe().mailbox_id());
+    EndHalf();
+  }
+
+  // Called once when the reads end and once when the writes end; the second
+  // finishes the call.
+  void EndHalf() {
+    if (halves_ended_.fetch_add(1) == 1) {
+      Finish(grpc::Status::OK);
     }
   }
-  hub_->RemoveAll(&queue);
-  queue.Close();
-  writer.join();
-  return grpc::Status::OK;
+
+  MailboxService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const bool admin_;
+  bool counted_ = true;
+  v1::ChangeFeedRequest request_;
+  FeedQueue queue_;
+  std::thread writer_;
+  std::atomic<int> halves_ended_{0};
+  std::mutex mutex_;
+  std::condition_variable written_;
+  bool write_done_ = false;  // guarded by mutex_
+  bool write_ok_ = false;    // guarded by mutex_
+};
+
+grpc::ServerBidiReactor<v1::ChangeFeedRequest, v1::ChangeEvent>* MailboxService::Changes(
+    grpc::CallbackServerContext* context) {
+  return new FeedCall(this, context);
 }
 
 void MailboxService::BeginShutdown() {
@@ -791,7 +887,7 @@ void MailboxService::BeginShutdown() {
   hub_->CloseAll();
 }
 
-AdminService::AdminService(store::Store* store, const MailboxService* mailbox,
+AdminService::AdminService(store::Store* store, MailboxService* mailbox,
                            PasswordHashOptions hash)
     : store_(store), mailbox_(mailbox), hash_(hash) {}
 
@@ -803,67 +899,76 @@ grpc::Status AdminService::RequireAdmin(const grpc::ServerContextBase& context) 
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::CreateUser(grpc::ServerContext* context,
-                                      const v1::CreateUserRequest* request,
-                                      v1::CreateUserResponse* response) {
-  if (auto denied = RequireAdmin(*context); !denied.ok()) {
-    return denied;
-  }
-  if (request->password().empty()) {
-    return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
-  }
-  auto hash = HashPassword(request->password(), hash_);
-  if (!hash.ok()) {
-    return v1::ToGrpcStatus(hash.status());
-  }
-  auto id = store_->CreateUser(request->username(), *hash);
-  if (!id.ok()) {
-    return v1::ToGrpcStatus(id.status());
-  }
-  response->set_user_id(*id);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* AdminService::CreateUser(grpc::CallbackServerContext* context,
+                                                   const v1::CreateUserRequest* request,
+                                                   v1::CreateUserResponse* response) {
+  return mailbox_->Offload(context, [this, context, request, response]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    if (request->password().empty()) {
+      return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
+    }
+    auto hash = HashPassword(request->password(), hash_);
+    if (!hash.ok()) {
+      return v1::ToGrpcStatus(hash.status());
+    }
+    auto id = store_->CreateUser(request->username(), *hash);
+    if (!id.ok()) {
+      return v1::ToGrpcStatus(id.status());
+    }
+    response->set_user_id(*id);
+    return grpc::Status::OK;
+  });
 }
 
-grpc::Status AdminService::DeleteUser(grpc::ServerContext* context,
-                                      const v1::DeleteUserRequest* request,
-                                      v1::DeleteUserResponse*) {
-  if (auto denied = RequireAdmin(*context); !denied.ok()) {
-    return denied;
-  }
-  return v1::ToGrpcStatus(store_->DeleteUser(request->username()));
+grpc::ServerUnaryReactor* AdminService::DeleteUser(grpc::CallbackServerContext* context,
+                                                   const v1::DeleteUserRequest* request,
+                                                   v1::DeleteUserResponse*) {
+  return mailbox_->Offload(context, [this, context, request]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    return v1::ToGrpcStatus(store_->DeleteUser(request->username()));
+  });
 }
 
-grpc::Status AdminService::SetPassword(grpc::ServerContext* context,
-                                       const v1::SetPasswordRequest* request,
-                                       v1::SetPasswordResponse*) {
-  if (auto denied = RequireAdmin(*context); !denied.ok()) {
-    return denied;
-  }
-  if (request->password().empty()) {
-    return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
-  }
-  auto hash = HashPassword(request->password(), hash_);
-  if (!hash.ok()) {
-    return v1::ToGrpcStatus(hash.status());
-  }
-  return v1::ToGrpcStatus(store_->SetPasswordHash(request->username(), *hash));
+grpc::ServerUnaryReactor* AdminService::SetPassword(grpc::CallbackServerContext* context,
+                                                    const v1::SetPasswordRequest* request,
+                                                    v1::SetPasswordResponse*) {
+  return mailbox_->Offload(context, [this, context, request]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    if (request->password().empty()) {
+      return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
+    }
+    auto hash = HashPassword(request->password(), hash_);
+    if (!hash.ok()) {
+      return v1::ToGrpcStatus(hash.status());
+    }
+    return v1::ToGrpcStatus(store_->SetPasswordHash(request->username(), *hash));
+  });
 }
 
-grpc::Status AdminService::ListUsers(grpc::ServerContext* context, const v1::ListUsersRequest*,
-                                     v1::ListUsersResponse* response) {
-  if (auto denied = RequireAdmin(*context); !denied.ok()) {
-    return denied;
-  }
-  auto users = store_->ListUsers();
-  if (!users.ok()) {
-    return v1::ToGrpcStatus(users.status());
-  }
-  for (const auto& user : *users) {
-    auto* principal = response->add_users();
-    principal->set_user_id(user.id);
-    principal->set_username(user.username);
-  }
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* AdminService::ListUsers(grpc::CallbackServerContext* context,
+                                                  const v1::ListUsersRequest*,
+                                                  v1::ListUsersResponse* response) {
+  return mailbox_->Offload(context, [this, context, response]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    auto users = store_->ListUsers();
+    if (!users.ok()) {
+      return v1::ToGrpcStatus(users.status());
+    }
+    for (const auto& user : *users) {
+      auto* principal = response->add_users();
+      principal->set_user_id(user.id);
+      principal->set_username(user.username);
+    }
+    return grpc::Status::OK;
+  });
 }
 
 }  // namespace mailbox::server

@@ -2,11 +2,11 @@
 // the store. Streams (Fetch, Append, Revise, Changes) are adapted here so the store
 // sees whole requests and a sink.
 //
-// Every call but the change feed uses gRPC's callback API: gRPC's own threads
-// receive it and do only non-blocking work (reading stream items into the spool);
-// whatever may block (SQLite, password hashes, a Fetch waiting for its reader) runs
-// on the service's WorkPool, a fixed set of threads behind a bounded queue. The
-// change feed (one long-lived stream per gateway) keeps a synchronous handler.
+// Every call uses gRPC's callback API: gRPC's own threads receive it and do only
+// non-blocking work (reading stream items into the spool); whatever may block
+// (SQLite, password hashes, a Fetch waiting for its reader) runs on the service's
+// WorkPool, a fixed set of threads behind a bounded queue. So no thread is made or
+// ended per call.
 #pragma once
 
 #include <atomic>
@@ -57,8 +57,11 @@ struct ServiceOptions {
   // Threads that run calls (work_pool.h), and calls that may wait for one of them;
   // a call that finds the queue full is refused with RESOURCE_EXHAUSTED (detail
   // UNAVAILABLE: the service is busy, nothing was done).
-  int workers = 64;
-  int work_queue = 256;
+  int workers = 128;
+  int work_queue = 8;
+  // Change-feed streams at once (each has a thread that waits for its events);
+  // beyond, a feed is refused with RESOURCE_EXHAUSTED.
+  int max_feeds = 64;
 };
 
 // Counts the calls in flight per user. Thread-safe.
@@ -99,20 +102,7 @@ class CallLimiter {
   absl::flat_hash_map<uint64_t, int> in_flight_ ABSL_GUARDED_BY(mutex_);
 };
 
-// The methods served through the callback API: all but Changes.
-using MailboxCallbackBase = v1::Mailbox::WithCallbackMethod_Authenticate<
-    v1::Mailbox::WithCallbackMethod_ListMailboxes<v1::Mailbox::WithCallbackMethod_CreateMailbox<
-        v1::Mailbox::WithCallbackMethod_DeleteMailbox<v1::Mailbox::WithCallbackMethod_RenameMailbox<
-            v1::Mailbox::WithCallbackMethod_SetSubscription<v1::Mailbox::WithCallbackMethod_Status<
-                v1::Mailbox::WithCallbackMethod_Open<v1::Mailbox::WithCallbackMethod_Fetch<
-                    v1::Mailbox::WithCallbackMethod_Store<v1::Mailbox::WithCallbackMethod_Copy<
-                        v1::Mailbox::WithCallbackMethod_Move<v1::Mailbox::WithCallbackMethod_Expunge<
-                            v1::Mailbox::WithCallbackMethod_Append<
-                                v1::Mailbox::WithCallbackMethod_Search<
-                                    v1::Mailbox::WithCallbackMethod_Revise<
-                                        v1::Mailbox::Service>>>>>>>>>>>>>>>>;
-
-class MailboxService final : public MailboxCallbackBase {
+class MailboxService final : public v1::Mailbox::CallbackService {
  public:
   // None of the pointers is owned; all must outlive the service.
   MailboxService(store::Store* store, Authenticator* auth, ChangeHub* hub,
@@ -163,9 +153,8 @@ class MailboxService final : public MailboxCallbackBase {
                                    v1::SearchResponse* response) override;
   grpc::ServerReadReactor<v1::ReviseRequest>* Revise(grpc::CallbackServerContext* context,
                                                      v1::ReviseResponse* response) override;
-  grpc::Status Changes(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::ChangeEvent, v1::ChangeFeedRequest>* stream) override;
+  grpc::ServerBidiReactor<v1::ChangeFeedRequest, v1::ChangeEvent>* Changes(
+      grpc::CallbackServerContext* context) override;
 
   // The user a call acts for: a session token, or the admin token plus act-as.
   absl::StatusOr<uint64_t> Caller(const grpc::ServerContextBase& context) const;
@@ -184,6 +173,8 @@ class MailboxService final : public MailboxCallbackBase {
   class UploadCall;
   class AppendCall;
   class ReviseCall;
+  class FeedCall;
+  friend class AdminService;  // runs its calls on the pool
 
   MessageSpool NewSpool() const;
   // Runs `work` on the pool and finishes the call with its status; refuses the call
@@ -203,28 +194,34 @@ class MailboxService final : public MailboxCallbackBase {
   CallLimiter calls_;
   CommitGate commit_gate_;
   StallWatch stall_watch_;
+  std::atomic<int> feeds_{0};  // change-feed streams open
   // Last: destroyed first, so the work still queued finds everything above alive.
   WorkPool pool_;
 };
 
-class AdminService final : public v1::Admin::Service {
+class AdminService final : public v1::Admin::CallbackService {
  public:
-  AdminService(store::Store* store, const MailboxService* mailbox, PasswordHashOptions hash);
+  // `mailbox` runs the calls on its pool and checks the admin token.
+  AdminService(store::Store* store, MailboxService* mailbox, PasswordHashOptions hash);
 
-  grpc::Status CreateUser(grpc::ServerContext* context, const v1::CreateUserRequest* request,
-                          v1::CreateUserResponse* response) override;
-  grpc::Status DeleteUser(grpc::ServerContext* context, const v1::DeleteUserRequest* request,
-                          v1::DeleteUserResponse* response) override;
-  grpc::Status SetPassword(grpc::ServerContext* context, const v1::SetPasswordRequest* request,
-                           v1::SetPasswordResponse* response) override;
-  grpc::Status ListUsers(grpc::ServerContext* context, const v1::ListUsersRequest* request,
-                         v1::ListUsersResponse* response) override;
+  grpc::ServerUnaryReactor* CreateUser(grpc::CallbackServerContext* context,
+                                       const v1::CreateUserRequest* request,
+                                       v1::CreateUserResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteUser(grpc::CallbackServerContext* context,
+                                       const v1::DeleteUserRequest* request,
+                                       v1::DeleteUserResponse* response) override;
+  grpc::ServerUnaryReactor* SetPassword(grpc::CallbackServerContext* context,
+                                        const v1::SetPasswordRequest* request,
+                                        v1::SetPasswordResponse* response) override;
+  grpc::ServerUnaryReactor* ListUsers(grpc::CallbackServerContext* context,
+                                      const v1::ListUsersRequest* request,
+                                      v1::ListUsersResponse* response) override;
 
  private:
   grpc::Status RequireAdmin(const grpc::ServerContextBase& context) const;
 
   store::Store* store_;
-  const MailboxService* mailbox_;
+  MailboxService* mailbox_;
   PasswordHashOptions hash_;
 };
 
