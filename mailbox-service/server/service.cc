@@ -285,9 +285,11 @@ grpc::ServerUnaryReactor* MailboxService::Open(grpc::CallbackServerContext* cont
 }
 
 // A Fetch: the store runs on a pool thread and hands each response to Send, which
-// waits until gRPC has taken it (the callback API allows one write in flight). A
-// reader that stops reading thus holds one pool thread, until the stall watch or
-// the deadline cancels the call and the write fails.
+// passes a copy to gRPC and returns, so the store reads the next message while
+// gRPC sends this one; the callback API allows one write in flight, so Send first
+// waits for the previous write. A reader that stops reading thus holds one pool
+// thread, until the stall watch or the deadline cancels the call and the write
+// fails.
 class MailboxService::FetchCall final : public grpc::ServerWriteReactor<v1::FetchResponse>,
                                         public store::FetchSink {
  public:
@@ -300,20 +302,17 @@ class MailboxService::FetchCall final : public grpc::ServerWriteReactor<v1::Fetc
   }
 
   bool Send(const v1::FetchResponse& item) override {
-    watched_->BeginWrite();
+    if (!AwaitWrite()) {
+      return false;
+    }
+    in_flight_ = item;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       write_done_ = false;
     }
-    StartWrite(&item);
-    bool ok = false;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      written_.wait(lock, [this] { return write_done_; });
-      ok = write_ok_;
-    }
-    watched_->EndWrite();
-    return ok;
+    watched_->BeginWrite();
+    StartWrite(&in_flight_);
+    return true;
   }
 
   void OnWriteDone(bool ok) override {
@@ -335,6 +334,10 @@ class MailboxService::FetchCall final : public grpc::ServerWriteReactor<v1::Fetc
         StallWatch::Call watched(&service_->stall_watch_, context_);
         watched_ = &watched;
         absl::Status fetched = service_->store_->Fetch(user, *request_, *this);
+        if (!AwaitWrite() && fetched.ok()) {
+          fetched = v1::MakeError(absl::StatusCode::kCancelled, v1::CANNOT,
+                                  "the client stopped reading the fetch");
+        }
         watched_ = nullptr;
         return fetched;
       });
@@ -343,14 +346,27 @@ class MailboxService::FetchCall final : public grpc::ServerWriteReactor<v1::Fetc
     Finish(status);
   }
 
+  // Waits for the write in flight, if any; false if it failed (the call is over).
+  bool AwaitWrite() {
+    bool ok = false;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      written_.wait(lock, [this] { return write_done_; });
+      ok = write_ok_;
+    }
+    watched_->EndWrite();
+    return ok;
+  }
+
   MailboxService* const service_;
   grpc::CallbackServerContext* const context_;
   const v1::FetchRequest* const request_;
   StallWatch::Call* watched_ = nullptr;
+  v1::FetchResponse in_flight_;  // the response being written
   std::mutex mutex_;
   std::condition_variable written_;
-  bool write_done_ = false;  // guarded by mutex_
-  bool write_ok_ = false;    // guarded by mutex_
+  bool write_done_ = true;  // guarded by mutex_
+  bool write_ok_ = true;    // guarded by mutex_
 };
 
 grpc::ServerWriteReactor<v1::FetchResponse>* MailboxService::Fetch(
