@@ -119,6 +119,9 @@ TEST_F(ServiceTest, AFullWorkPoolRefusesAtOnceAndACancelledFetchFreesItsThread) 
   range->set_last(uid);
   fetch.add_sections();
   auto reader = stub_->Fetch(stalled.get(), fetch);
+  // The first response proves the Fetch holds the worker; the reader takes no more.
+  v1::FetchResponse first;
+  ASSERT_TRUE(reader->Read(&first));
 
   // Every thread busy and no queue: the next call is refused at once, with the
   // detail that tells the gateway the service is busy.
@@ -146,7 +149,8 @@ TEST_F(ServiceTest, AFullWorkPoolRefusesAtOnceAndACancelledFetchFreesItsThread) 
     absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_TRUE(answered.ok()) << answered.error_message();
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  grpc::Status finished = reader->Finish();
+  EXPECT_EQ(finished.error_code(), grpc::StatusCode::CANCELLED) << finished.error_message();
 }
 
 TEST_F(ServiceTest, AChangeFeedOverTheLimitIsRefused) {
@@ -161,7 +165,7 @@ TEST_F(ServiceTest, AChangeFeedOverTheLimitIsRefused) {
   v1::ChangeEvent event;
   EXPECT_FALSE(second->Read(&event));
   grpc::Status refused = second->Finish();
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 
   v1::ChangeFeedRequest subscribe;
   subscribe.mutable_subscribe()->set_mailbox_id(12345);  // no such mailbox: a Resync
