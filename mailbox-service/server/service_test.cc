@@ -159,20 +159,24 @@ TEST_F(ServiceTest, AChangeFeedOverTheLimitIsRefused) {
   Start(options);
   auto first_context = Context();
   auto first = stub_->Changes(first_context.get());
-  // The second feed is refused; the first one still works.
-  auto second_context = Context();
-  auto second = stub_->Changes(second_context.get());
-  v1::ChangeEvent event;
-  EXPECT_FALSE(second->Read(&event));
-  grpc::Status refused = second->Finish();
-  ASSERT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-
+  // A round trip on the first feed, so it is known to be counted.
   v1::ChangeFeedRequest subscribe;
   subscribe.mutable_subscribe()->set_mailbox_id(12345);  // no such mailbox: a Resync
   ASSERT_TRUE(first->Write(subscribe));
+  v1::ChangeEvent event;
   ASSERT_TRUE(first->Read(&event));
   EXPECT_TRUE(event.has_resync());
   EXPECT_EQ(event.mailbox_id(), 12345u);
+
+  // The second feed is refused; the first one still works.
+  auto second_context = Context();
+  auto second = stub_->Changes(second_context.get());
+  EXPECT_FALSE(second->Read(&event));
+  grpc::Status refused = second->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(first->Write(subscribe));
+  ASSERT_TRUE(first->Read(&event));
+  EXPECT_TRUE(event.has_resync());
   first->WritesDone();
   EXPECT_FALSE(first->Read(&event));
   EXPECT_TRUE(first->Finish().ok());
