@@ -4,10 +4,10 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
-#include <optional>
 #include <iostream>
 #include <limits>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
