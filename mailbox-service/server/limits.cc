@@ -34,12 +34,16 @@ std::vector<config::Setting> LimitSettings() {
   const ServerLimits d;
   return {
       {"max-threads", "MAILBOX_MAX_THREADS", std::to_string(d.max_threads),
-       "gRPC server threads at most (each call being handled holds one); calls beyond "
-       "are refused with RESOURCE_EXHAUSTED"},
+       "threads that run calls (SQLite, password hashes, a Fetch's writes), all started "
+       "at once; each call being handled holds one"},
+      {"work-queue", "MAILBOX_WORK_QUEUE", std::to_string(d.work_queue),
+       "calls that may wait for a free thread; calls beyond are refused at once with "
+       "RESOURCE_EXHAUSTED (the gateway answers NO [UNAVAILABLE])"},
+      {"max-feeds", "MAILBOX_MAX_FEEDS", std::to_string(d.max_feeds),
+       "change-feed streams at once (a gateway opens one per worker thread; each holds "
+       "a thread); more are refused with RESOURCE_EXHAUSTED"},
       {"grpc-memory-mib", "MAILBOX_GRPC_MEMORY_MIB", std::to_string(d.grpc_memory_bytes >> 20),
        "memory gRPC may use for connection and call buffers (resource quota)"},
-      {"max-pollers", "MAILBOX_MAX_POLLERS", std::to_string(d.max_pollers),
-       "gRPC server threads waiting for new calls at most"},
       {"max-calls-per-user", "MAILBOX_MAX_CALLS_PER_USER", std::to_string(d.max_calls_per_user),
        "calls one user may have in flight (streams included, not the change feed); 0: no "
        "limit"},
@@ -86,13 +90,12 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
   absl::StatusOr<int64_t> v;
   if (v = ReadInt(config, {"max-threads", 4, 100000}); !v.ok()) return v.status();
   limits.max_threads = static_cast<int>(*v);
+  if (v = ReadInt(config, {"work-queue", 0, 1000000}); !v.ok()) return v.status();
+  limits.work_queue = static_cast<int>(*v);
+  if (v = ReadInt(config, {"max-feeds", 1, 100000}); !v.ok()) return v.status();
+  limits.max_feeds = static_cast<int>(*v);
   if (v = ReadInt(config, {"grpc-memory-mib", 16, 1 << 20}); !v.ok()) return v.status();
   limits.grpc_memory_bytes = *v << 20;
-  if (v = ReadInt(config, {"max-pollers", 1, 1000}); !v.ok()) return v.status();
-  limits.max_pollers = static_cast<int>(*v);
-  if (limits.max_pollers >= limits.max_threads) {
-    return absl::InvalidArgumentError("--max-pollers must be below --max-threads");
-  }
   if (v = ReadInt(config, {"max-calls-per-user", 0, kIntMax}); !v.ok()) return v.status();
   limits.max_calls_per_user = static_cast<int>(*v);
   if (v = ReadInt(config, {"search-max-depth", 1, 10000}); !v.ok()) return v.status();
@@ -140,20 +143,18 @@ void ApplyLimits(const ServerLimits& limits, ServiceOptions* service) {
   service->max_append_call_octets = static_cast<uint64_t>(limits.max_append_call_octets);
   service->fetch_stall_timeout = absl::Seconds(limits.fetch_stall_seconds);
   service->commit_memory_octets = static_cast<uint64_t>(limits.commit_memory_octets);
+  service->workers = limits.max_threads;
+  service->work_queue = limits.work_queue;
+  service->max_feeds = limits.max_feeds;
 }
 
 void ApplyLimits(const ServerLimits& limits, grpc::ServerBuilder* builder) {
-  // The builder keeps its own reference to the quota's core object.
+  // The builder keeps its own reference to the quota's core object. Every method
+  // uses the callback API, so the quota bounds memory only; the threads that run
+  // calls are the service's WorkPool (ServiceOptions::workers).
   grpc::ResourceQuota quota("mailbox-service");
-  quota.SetMaxThreads(limits.max_threads);
   quota.Resize(static_cast<size_t>(limits.grpc_memory_bytes));
   builder->SetResourceQuota(quota);
-  // The server is synchronous: one CQ, and few threads waiting on it; the rest of
-  // the thread budget is for calls being handled.
-  builder->SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-  builder->SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-  builder->SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
-                               limits.max_pollers);
 }
 
 }  // namespace mailbox::server

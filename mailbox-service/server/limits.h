@@ -1,5 +1,5 @@
-// The bounds of the mailbox service that are set by flags: threads and memory of
-// the gRPC server, calls in flight per user, and the size and work of one Search.
+// The bounds of the mailbox service that are set by flags: the threads that run
+// calls, gRPC's memory, calls in flight per user, and the size and work of one Search.
 // main.cc adds LimitSettings() to its flags, reads them with ReadServerLimits and
 // hands them to the store, the service and the ServerBuilder; everything else
 // about the limits lives here.
@@ -18,12 +18,15 @@
 namespace mailbox::server {
 
 struct ServerLimits {
-  // gRPC resource quota: threads of the synchronous server (one per call being
-  // handled, plus pollers); a call that would need another is refused with
-  // RESOURCE_EXHAUSTED. And the memory gRPC may use for its buffers.
+  // Threads that run calls (WorkPool, started once: each call being handled holds
+  // one), and calls that may wait for one; a call that finds the queue full is
+  // refused with RESOURCE_EXHAUSTED.
   int max_threads = 128;
+  int work_queue = 8;
+  // Change-feed streams at once (each has a thread of its own).
+  int max_feeds = 64;
+  // gRPC resource quota: the memory gRPC may use for its buffers.
   int64_t grpc_memory_bytes = 256ll << 20;
-  int max_pollers = 2;
   int max_calls_per_user = 16;
   int max_search_depth = 64;
   int max_search_keys = 1000;

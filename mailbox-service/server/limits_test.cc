@@ -36,21 +36,33 @@ TEST(ServerLimitsTest, DefaultsMatchTheStructAndReachEveryPart) {
   ServiceOptions service;
   ApplyLimits(*limits, &service);
   EXPECT_EQ(service.spool_dir, "/srv/mail/spool");
+  EXPECT_EQ(service.workers, defaults.max_threads);
+  EXPECT_EQ(service.work_queue, defaults.work_queue);
+  EXPECT_EQ(service.max_feeds, defaults.max_feeds);
   EXPECT_EQ(service.max_append_call_octets, 256ull << 20);
   EXPECT_EQ(service.fetch_stall_timeout, absl::Seconds(120));
 }
 
 TEST(ServerLimitsTest, FlagsAreReadAndCheckedAtTheirBounds) {
-  auto limits = Parse({"--max-threads=4", "--max-pollers=3", "--max-calls-per-user=0",
+  auto limits = Parse({"--max-threads=4", "--work-queue=0", "--max-feeds=1",
+                       "--max-calls-per-user=0",
                        "--search-max-scan-mib=0", "--append-memory-kib=0"});
   ASSERT_TRUE(limits.ok()) << limits.status();
   EXPECT_EQ(limits->max_threads, 4);
+  EXPECT_EQ(limits->work_queue, 0);
+  EXPECT_EQ(limits->max_feeds, 1);
+  ServiceOptions service;
+  ApplyLimits(*limits, &service);
+  EXPECT_EQ(service.workers, 4);
+  EXPECT_EQ(service.work_queue, 0);
+  EXPECT_EQ(service.max_feeds, 1);
   EXPECT_EQ(limits->max_calls_per_user, 0);
   EXPECT_EQ(limits->max_search_scan_octets, 0);
   EXPECT_EQ(limits->append_memory_octets, 0);
 
   EXPECT_FALSE(Parse({"--max-threads=3"}).ok());
-  EXPECT_FALSE(Parse({"--max-threads=8", "--max-pollers=8"}).ok());
+  EXPECT_FALSE(Parse({"--work-queue=-1"}).ok());
+  EXPECT_FALSE(Parse({"--max-feeds=0"}).ok());
   EXPECT_FALSE(Parse({"--max-calls-per-user=-1"}).ok());
   EXPECT_FALSE(Parse({"--search-max-keys=0"}).ok());
   auto typo = Parse({"--search-max-keys=ten"});

@@ -3,8 +3,11 @@
 #include <openssl/crypto.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <iostream>
 #include <limits>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -15,7 +18,7 @@
 namespace mailbox::server {
 namespace {
 
-std::optional<std::string> Metadata(const grpc::ServerContext& context, const char* key) {
+std::optional<std::string> Metadata(const grpc::ServerContextBase& context, const char* key) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(key);
   if (it == metadata.end()) {
@@ -31,7 +34,7 @@ bool SameSecret(std::string_view a, std::string_view b) {
 // Runs `call` for the authenticated caller, within the caller's limit of calls
 // in flight, and converts the outcome to gRPC.
 template <typename Response, typename Call>
-grpc::Status Unary(MailboxService& service, const grpc::ServerContext& context,
+grpc::Status Unary(MailboxService& service, const grpc::ServerContextBase& context,
                    Response* response, Call call) {
   auto admitted = service.Admit(context);
   if (!admitted.ok()) {
@@ -47,7 +50,7 @@ grpc::Status Unary(MailboxService& service, const grpc::ServerContext& context,
 
 // As Unary, for store calls that return only a status.
 template <typename Call>
-grpc::Status UnaryNoReply(MailboxService& service, const grpc::ServerContext& context,
+grpc::Status UnaryNoReply(MailboxService& service, const grpc::ServerContextBase& context,
                           Call call) {
   auto admitted = service.Admit(context);
   if (!admitted.ok()) {
@@ -56,56 +59,21 @@ grpc::Status UnaryNoReply(MailboxService& service, const grpc::ServerContext& co
   return v1::ToGrpcStatus(call(admitted->first));
 }
 
-class WriterSink final : public store::FetchSink {
- public:
-  WriterSink(grpc::ServerWriter<v1::FetchResponse>* writer, StallWatch::Call* watched)
-      : writer_(writer), watched_(watched) {}
-  bool Send(const v1::FetchResponse& item) override {
-    watched_->BeginWrite();
-    const bool written = writer_->Write(item);
-    watched_->EndWrite();
-    return written;
-  }
-
- private:
-  grpc::ServerWriter<v1::FetchResponse>* writer_;
-  StallWatch::Call* watched_;
-};
-
 absl::Status TooBig(uint64_t limit) {
   return v1::MakeError(absl::StatusCode::kInvalidArgument, v1::TOOBIG,
                        absl::StrCat("message data exceeds the limit of ", limit, " octets"));
 }
 
-// Reads one message body of exactly `size` octets from chunk items into the
-// spool, as its next message.
-template <typename Request, typename ChunkOf>
-absl::Status ReadBody(grpc::ServerReader<Request>* reader, uint64_t size, MessageSpool* spool,
-                      ChunkOf chunk_of) {
-  if (absl::Status begun = spool->Begin(size); !begun.ok()) {
-    return begun;
-  }
-  Request item;
-  uint64_t read = 0;
-  while (read < size) {
-    if (!reader->Read(&item)) {
-      return v1::BadRequest(absl::StrCat("stream ended after ", read, " of ", size,
-                                         " declared message octets"));
-    }
-    const std::string* chunk = chunk_of(item);
-    if (chunk == nullptr) {
-      return v1::BadRequest("expected message content chunks before the next item");
-    }
-    if (read + chunk->size() > size) {
-      return v1::BadRequest(absl::StrCat("message content longer than its declared size of ",
-                                         size, " octets"));
-    }
-    if (absl::Status added = spool->Add(*chunk); !added.ok()) {
-      return added;
-    }
-    read += chunk->size();
-  }
-  return absl::OkStatus();
+// The answer to a call the pool had no room for.
+grpc::Status Busy() {
+  return v1::ToGrpcStatus(v1::MakeError(
+      absl::StatusCode::kResourceExhausted, v1::UNAVAILABLE,
+      "the mailbox service is busy with other requests; try again"));
+}
+
+// The answer to a call whose client went away before its work started.
+grpc::Status Cancelled() {
+  return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call");
 }
 
 }  // namespace
@@ -151,7 +119,8 @@ MailboxService::MailboxService(store::Store* store, Authenticator* auth, ChangeH
       options_(options),
       calls_(options.max_calls_per_user),
       commit_gate_(options.commit_memory_octets),
-      stall_watch_(options.fetch_stall_timeout) {}
+      stall_watch_(options.fetch_stall_timeout),
+      pool_(options.workers, static_cast<size_t>(options.work_queue)) {}
 
 MessageSpool MailboxService::NewSpool() const {
   return MessageSpool(options_.spool_dir, options_.spool_dir.empty()
@@ -160,7 +129,7 @@ MessageSpool MailboxService::NewSpool() const {
 }
 
 absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> MailboxService::Admit(
-    const grpc::ServerContext& context) {
+    const grpc::ServerContextBase& context) {
   absl::StatusOr<uint64_t> user = Caller(context);
   if (!user.ok()) {
     return user.status();
@@ -172,12 +141,12 @@ absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> MailboxService::Admit(
   return std::make_pair(*user, *std::move(slot));
 }
 
-bool MailboxService::IsAdmin(const grpc::ServerContext& context) const {
+bool MailboxService::IsAdmin(const grpc::ServerContextBase& context) const {
   auto token = Metadata(context, kAdminMetadata);
   return token.has_value() && SameSecret(*token, admin_token_);
 }
 
-absl::StatusOr<uint64_t> MailboxService::Caller(const grpc::ServerContext& context) const {
+absl::StatusOr<uint64_t> MailboxService::Caller(const grpc::ServerContextBase& context) const {
   if (auto session = Metadata(context, kSessionMetadata); session.has_value()) {
     return auth_->CheckSessionToken(*session);
   }
@@ -202,303 +171,731 @@ absl::StatusOr<uint64_t> MailboxService::Caller(const grpc::ServerContext& conte
                        "no credential: authenticate first and send x-mailbox-session");
 }
 
-grpc::Status MailboxService::Authenticate(grpc::ServerContext* context,
-                                          const v1::AuthenticateRequest* request,
-                                          v1::AuthenticateResponse* response) {
-  // The client IP counts for throttling only from a caller the operator vouched for
-  // (link_trust.h); anyone else is throttled by its own address.
-  const bool token_matches =
-      options_.gateway_token != nullptr &&
-      GatewayTokenMatches(Metadata(*context, client::kGatewayTokenMetadata),
-                          options_.gateway_token->Current());
-  v1::AuthenticateRequest checked = *request;
-  checked.set_client_ip(ThrottleClientIp(context->auth_context().get(), context->peer(),
-                                         request->client_ip(), token_matches));
-  // A gateway set up without the token would throttle all its users as one address;
-  // say so once, where the operator looks.
-  if (checked.client_ip() != request->client_ip() && !request->client_ip().empty() &&
-      !ignored_client_ip_logged_.exchange(true)) {
-    std::cerr << "mailbox-service: ignoring the client IP reported by " << context->peer()
-              << " (no valid gateway token"
-              << (options_.gateway_token != nullptr
-                      ? absl::StrCat(" from ", options_.gateway_token->path())
-                      : std::string())
-              << ", no verified client certificate): its logins are throttled by its own "
-                 "address. Give the gateway --store-token-file. Logged once."
-              << std::endl;
+grpc::ServerUnaryReactor* MailboxService::Offload(grpc::CallbackServerContext* context,
+                                                  absl::AnyInvocable<grpc::Status() &&> work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const bool queued = pool_.TrySubmit([context, reactor, work = std::move(work)]() mutable {
+    // The request, response and context stay valid until Finish.
+    reactor->Finish(context->IsCancelled() ? Cancelled() : std::move(work)());
+  });
+  if (!queued) {
+    reactor->Finish(Busy());
   }
-  // The caller's deadline (the gateway sets one on every call): a login still queued
-  // for the password hash when it passes is given up, not hashed for nobody.
-  auto result = auth_->Authenticate(checked, absl::FromChrono(context->deadline()));
-  if (!result.ok()) {
-    return v1::ToGrpcStatus(result.status());
-  }
-  *response = *std::move(result);
-  return grpc::Status::OK;
+  return reactor;
 }
 
-grpc::Status MailboxService::ListMailboxes(grpc::ServerContext* context,
-                                           const v1::ListMailboxesRequest* request,
-                                           v1::ListMailboxesResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->ListMailboxes(user, *request); });
-}
-
-grpc::Status MailboxService::CreateMailbox(grpc::ServerContext* context,
-                                           const v1::CreateMailboxRequest* request,
-                                           v1::CreateMailboxResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->CreateMailbox(user, *request); });
-}
-
-grpc::Status MailboxService::DeleteMailbox(grpc::ServerContext* context,
-                                           const v1::DeleteMailboxRequest* request,
-                                           v1::DeleteMailboxResponse*) {
-  return UnaryNoReply(*this, *context,
-                      [&](uint64_t user) { return store_->DeleteMailbox(user, *request); });
-}
-
-grpc::Status MailboxService::RenameMailbox(grpc::ServerContext* context,
-                                           const v1::RenameMailboxRequest* request,
-                                           v1::RenameMailboxResponse*) {
-  return UnaryNoReply(*this, *context,
-                      [&](uint64_t user) { return store_->RenameMailbox(user, *request); });
-}
-
-grpc::Status MailboxService::SetSubscription(grpc::ServerContext* context,
-                                             const v1::SetSubscriptionRequest* request,
-                                             v1::SetSubscriptionResponse*) {
-  return UnaryNoReply(*this, *context,
-                      [&](uint64_t user) { return store_->SetSubscription(user, *request); });
-}
-
-grpc::Status MailboxService::Status(grpc::ServerContext* context,
-                                    const v1::StatusRequest* request,
-                                    v1::StatusResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->Status(user, *request); });
-}
-
-grpc::Status MailboxService::Open(grpc::ServerContext* context, const v1::OpenRequest* request,
-                                  v1::OpenResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->Open(user, *request); });
-}
-
-grpc::Status MailboxService::Fetch(grpc::ServerContext* context, const v1::FetchRequest* request,
-                                   grpc::ServerWriter<v1::FetchResponse>* writer) {
-  return UnaryNoReply(*this, *context, [&](uint64_t user) {
-    StallWatch::Call watched(&stall_watch_, context);
-    WriterSink sink(writer, &watched);
-    return store_->Fetch(user, *request, sink);
+grpc::ServerUnaryReactor* MailboxService::Authenticate(grpc::CallbackServerContext* context,
+                                                       const v1::AuthenticateRequest* request,
+                                                       v1::AuthenticateResponse* response) {
+  return Offload(context, [this, context, request, response]() -> grpc::Status {
+    // The client IP counts for throttling only from a caller the operator vouched
+    // for (link_trust.h); anyone else is throttled by its own address.
+    const bool token_matches =
+        options_.gateway_token != nullptr &&
+        GatewayTokenMatches(Metadata(*context, client::kGatewayTokenMetadata),
+                            options_.gateway_token->Current());
+    v1::AuthenticateRequest checked = *request;
+    checked.set_client_ip(ThrottleClientIp(context->auth_context().get(), context->peer(),
+                                           request->client_ip(), token_matches));
+    // A gateway set up without the token would throttle all its users as one
+    // address; say so once, where the operator looks.
+    if (checked.client_ip() != request->client_ip() && !request->client_ip().empty() &&
+        !ignored_client_ip_logged_.exchange(true)) {
+      std::cerr << "mailbox-service: ignoring the client IP reported by " << context->peer()
+                << " (no valid gateway token"
+                << (options_.gateway_token != nullptr
+                        ? absl::StrCat(" from ", options_.gateway_token->path())
+                        : std::string())
+                << ", no verified client certificate): its logins are throttled by its own "
+                   "address. Give the gateway --store-token-file. Logged once."
+                << std::endl;
+    }
+    // The caller's deadline (the gateway sets one on every call): a login still
+    // queued for the password hash when it passes is given up, not hashed for nobody.
+    auto result = auth_->Authenticate(checked, absl::FromChrono(context->deadline()));
+    if (!result.ok()) {
+      return v1::ToGrpcStatus(result.status());
+    }
+    *response = *std::move(result);
+    return grpc::Status::OK;
   });
 }
 
-grpc::Status MailboxService::Store(grpc::ServerContext* context,
-                                   const v1::StoreRequest* request,
-                                   v1::StoreResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->StoreFlags(user, *request); });
-}
-
-grpc::Status MailboxService::Copy(grpc::ServerContext* context, const v1::CopyRequest* request,
-                                  v1::CopyResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->Copy(user, *request); });
-}
-
-grpc::Status MailboxService::Move(grpc::ServerContext* context, const v1::MoveRequest* request,
-                                  v1::MoveResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->Move(user, *request); });
-}
-
-grpc::Status MailboxService::Expunge(grpc::ServerContext* context,
-                                     const v1::ExpungeRequest* request,
-                                     v1::ExpungeResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) { return store_->Expunge(user, *request); });
-}
-
-grpc::Status MailboxService::Append(grpc::ServerContext* context,
-                                    grpc::ServerReader<v1::AppendRequest>* reader,
-                                    v1::AppendResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) -> absl::StatusOr<v1::AppendResponse> {
-                 v1::AppendRequest item;
-                 if (!reader->Read(&item) || !item.has_mailbox()) {
-                   return v1::BadRequest("an Append stream starts with the mailbox name");
-                 }
-                 const std::string mailbox = item.mailbox();
-                 std::vector<store::NewMessage> messages;
-                 MessageSpool spool = NewSpool();
-                 uint64_t total = 0;
-                 while (reader->Read(&item)) {
-                   if (!item.has_message()) {
-                     return v1::BadRequest("expected the start of a message (AppendMessage)");
-                   }
-                   const v1::AppendMessage& start = item.message();
-                   if (start.size() > limits_.max_message_octets) {
-                     return TooBig(limits_.max_message_octets);
-                   }
-                   total += start.size();
-                   if (total > options_.max_append_call_octets) {
-                     return TooBig(options_.max_append_call_octets);
-                   }
-                   store::NewMessage message;
-                   message.flags.assign(start.flags().begin(), start.flags().end());
-                   message.has_internal_date = start.has_internal_date();
-                   message.internal_date_unix = start.internal_date_unix();
-                   message.internal_date_tz_minutes = start.internal_date_tz_minutes();
-                   absl::Status read = ReadBody(reader, start.size(), &spool,
-                                                [](const v1::AppendRequest& r) {
-                                                  return r.has_chunk() ? &r.chunk() : nullptr;
-                                                });
-                   if (!read.ok()) {
-                     return read;
-                   }
-                   messages.push_back(std::move(message));
-                 }
-                 if (context->IsCancelled()) {
-                   return v1::MakeError(absl::StatusCode::kCancelled, v1::CANNOT,
-                                        "append cancelled by the client; nothing was stored");
-                 }
-                 if (messages.empty()) {
-                   return v1::BadRequest("an Append stream must carry at least one message");
-                 }
-                 // The bodies come back into memory only now, a bounded amount
-                 // at a time over all calls.
-                 absl::StatusOr<CommitGate::Hold> hold = commit_gate_.Acquire(
-                     spool.total_octets(), absl::FromChrono(context->deadline()));
-                 if (!hold.ok()) {
-                   return hold.status();
-                 }
-                 for (size_t i = 0; i < messages.size(); ++i) {
-                   if (absl::Status taken = spool.Take(i, &messages[i].content);
-                       !taken.ok()) {
-                     return taken;
-                   }
-                 }
-                 return store_->Append(user, mailbox, std::move(messages));
-               });
-}
-
-grpc::Status MailboxService::Search(grpc::ServerContext* context,
-                                    const v1::SearchRequest* request,
-                                    v1::SearchResponse* response) {
-  return Unary(*this, *context, response, [&](uint64_t user) {
-    // The search stops when the caller cancels or its deadline passes (the gateway
-    // gives up after its unary deadline), and when it has scanned its budget.
-    store::WorkBudget budget(limits_.max_search_scan_octets,
-                             absl::FromChrono(context->deadline()),
-                             [context] { return context->IsCancelled(); });
-    return store_->Search(user, *request, budget);
+grpc::ServerUnaryReactor* MailboxService::ListMailboxes(grpc::CallbackServerContext* context,
+                                                        const v1::ListMailboxesRequest* request,
+                                                        v1::ListMailboxesResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response,
+                 [&](uint64_t user) { return store_->ListMailboxes(user, *request); });
   });
 }
 
-grpc::Status MailboxService::Revise(grpc::ServerContext* context,
-                                    grpc::ServerReader<v1::ReviseRequest>* reader,
-                                    v1::ReviseResponse* response) {
-  return Unary(*this, *context, response,
-               [&](uint64_t user) -> absl::StatusOr<v1::ReviseResponse> {
-                 v1::ReviseRequest item;
-                 if (!reader->Read(&item) || !item.has_header()) {
-                   return v1::BadRequest("a Revise stream starts with a ReviseHeader");
-                 }
-                 const v1::ReviseHeader header = item.header();
-                 if (header.size() > limits_.max_message_octets) {
-                   return TooBig(limits_.max_message_octets);
-                 }
-                 MessageSpool spool = NewSpool();
-                 absl::Status read = ReadBody(reader, header.size(), &spool,
-                                              [](const v1::ReviseRequest& r) {
-                                                return r.has_chunk() ? &r.chunk() : nullptr;
-                                              });
-                 if (!read.ok()) {
-                   return read;
-                 }
-                 if (reader->Read(&item)) {
-                   return v1::BadRequest("data after the revised message's declared size");
-                 }
-                 absl::StatusOr<CommitGate::Hold> hold = commit_gate_.Acquire(
-                     spool.total_octets(), absl::FromChrono(context->deadline()));
-                 if (!hold.ok()) {
-                   return hold.status();
-                 }
-                 std::string content;
-                 if (absl::Status taken = spool.Take(0, &content); !taken.ok()) {
-                   return taken;
-                 }
-                 return store_->Revise(user, header, std::move(content));
-               });
+grpc::ServerUnaryReactor* MailboxService::CreateMailbox(grpc::CallbackServerContext* context,
+                                                        const v1::CreateMailboxRequest* request,
+                                                        v1::CreateMailboxResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response,
+                 [&](uint64_t user) { return store_->CreateMailbox(user, *request); });
+  });
 }
 
-grpc::Status MailboxService::Changes(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::ChangeEvent, v1::ChangeFeedRequest>* stream) {
-  FeedQueue queue;
-  hub_->Add(0, &queue);  // registers the queue for CloseAll; mailbox 0 never exists
-  // One writer thread drains the queue while this thread reads requests: gRPC's
-  // sync API allows one concurrent reader and one writer per stream.
-  std::thread writer([&] {
-    while (auto event = queue.Pop()) {
-      if (!stream->Write(*event)) {
+grpc::ServerUnaryReactor* MailboxService::DeleteMailbox(grpc::CallbackServerContext* context,
+                                                        const v1::DeleteMailboxRequest* request,
+                                                        v1::DeleteMailboxResponse*) {
+  return Offload(context, [this, context, request] {
+    return UnaryNoReply(*this, *context,
+                        [&](uint64_t user) { return store_->DeleteMailbox(user, *request); });
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::RenameMailbox(grpc::CallbackServerContext* context,
+                                                        const v1::RenameMailboxRequest* request,
+                                                        v1::RenameMailboxResponse*) {
+  return Offload(context, [this, context, request] {
+    return UnaryNoReply(*this, *context,
+                        [&](uint64_t user) { return store_->RenameMailbox(user, *request); });
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::SetSubscription(
+    grpc::CallbackServerContext* context, const v1::SetSubscriptionRequest* request,
+    v1::SetSubscriptionResponse*) {
+  return Offload(context, [this, context, request] {
+    return UnaryNoReply(*this, *context,
+                        [&](uint64_t user) { return store_->SetSubscription(user, *request); });
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Status(grpc::CallbackServerContext* context,
+                                                 const v1::StatusRequest* request,
+                                                 v1::StatusResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response,
+                 [&](uint64_t user) { return store_->Status(user, *request); });
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Open(grpc::CallbackServerContext* context,
+                                               const v1::OpenRequest* request,
+                                               v1::OpenResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response,
+                 [&](uint64_t user) { return store_->Open(user, *request); });
+  });
+}
+
+// A Fetch: the store runs on a pool thread and hands each response to Send, which
+// passes a copy to gRPC and returns, so the store reads the next message while
+// gRPC sends this one; the callback API allows one write in flight, so Send first
+// waits for the previous write. A reader that stops reading thus holds one pool
+// thread, until the stall watch or the deadline cancels the call and the write
+// fails.
+class MailboxService::FetchCall final : public grpc::ServerWriteReactor<v1::FetchResponse>,
+                                        public store::FetchSink {
+ public:
+  FetchCall(MailboxService* service, grpc::CallbackServerContext* context,
+            const v1::FetchRequest* request)
+      : service_(service), context_(context), request_(request) {
+    if (!service_->pool_.TrySubmit([this] { Run(); })) {
+      Finish(Busy());
+    }
+  }
+
+  bool Send(const v1::FetchResponse& item) override {
+    if (!AwaitWrite()) {
+      return false;
+    }
+    in_flight_ = item;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      write_done_ = false;
+    }
+    watched_->BeginWrite();
+    StartWrite(&in_flight_);
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      write_done_ = true;
+      write_ok_ = ok;
+    }
+    written_.notify_one();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Run() {
+    grpc::Status status = Cancelled();
+    if (!context_->IsCancelled()) {
+      status = UnaryNoReply(*service_, *context_, [&](uint64_t user) {
+        StallWatch::Call watched(&service_->stall_watch_, context_);
+        watched_ = &watched;
+        absl::Status fetched = service_->store_->Fetch(user, *request_, *this);
+        if (!AwaitWrite() && fetched.ok()) {
+          fetched = v1::MakeError(absl::StatusCode::kCancelled, v1::CANNOT,
+                                  "the client stopped reading the fetch");
+        }
+        watched_ = nullptr;
+        return fetched;
+      });
+    }
+    // The last use of this object: OnDone may delete it as soon as Finish is called.
+    Finish(status);
+  }
+
+  // Waits for the write in flight, if any; false if it failed (the call is over).
+  bool AwaitWrite() {
+    bool ok = false;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      written_.wait(lock, [this] { return write_done_; });
+      ok = write_ok_;
+    }
+    watched_->EndWrite();
+    return ok;
+  }
+
+  MailboxService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const v1::FetchRequest* const request_;
+  StallWatch::Call* watched_ = nullptr;
+  v1::FetchResponse in_flight_;  // the response being written
+  std::mutex mutex_;
+  std::condition_variable written_;
+  bool write_done_ = true;  // guarded by mutex_
+  bool write_ok_ = true;    // guarded by mutex_
+};
+
+grpc::ServerWriteReactor<v1::FetchResponse>* MailboxService::Fetch(
+    grpc::CallbackServerContext* context, const v1::FetchRequest* request) {
+  return new FetchCall(this, context, request);
+}
+
+grpc::ServerUnaryReactor* MailboxService::Store(grpc::CallbackServerContext* context,
+                                                const v1::StoreRequest* request,
+                                                v1::StoreResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response,
+                 [&](uint64_t user) { return store_->StoreFlags(user, *request); });
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Copy(grpc::CallbackServerContext* context,
+                                               const v1::CopyRequest* request,
+                                               v1::CopyResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response,
+                 [&](uint64_t user) { return store_->Copy(user, *request); });
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Move(grpc::CallbackServerContext* context,
+                                               const v1::MoveRequest* request,
+                                               v1::MoveResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response,
+                 [&](uint64_t user) { return store_->Move(user, *request); });
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Expunge(grpc::CallbackServerContext* context,
+                                                  const v1::ExpungeRequest* request,
+                                                  v1::ExpungeResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response,
+                 [&](uint64_t user) { return store_->Expunge(user, *request); });
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Search(grpc::CallbackServerContext* context,
+                                                 const v1::SearchRequest* request,
+                                                 v1::SearchResponse* response) {
+  return Offload(context, [this, context, request, response] {
+    return Unary(*this, *context, response, [&](uint64_t user) {
+      // The search stops when the caller cancels or its deadline passes (the gateway
+      // gives up after its unary deadline), and when it has scanned its budget.
+      store::WorkBudget budget(limits_.max_search_scan_octets,
+                               absl::FromChrono(context->deadline()),
+                               [context] { return context->IsCancelled(); });
+      return store_->Search(user, *request, budget);
+    });
+  });
+}
+
+// A client stream of message bodies (Append, Revise). The caller is admitted on a
+// pool thread (checking a session token reads the store); the items are then read
+// on gRPC's threads, which only parse them and put the bodies into the spool; at
+// the end of the stream the commit runs on a pool thread again.
+template <typename Request, typename Response>
+class MailboxService::UploadCall : public grpc::ServerReadReactor<Request> {
+ public:
+  UploadCall(MailboxService* service, grpc::CallbackServerContext* context, Response* response)
+      : service_(service), context_(context), response_(response), spool_(service->NewSpool()) {}
+
+  // Starts the call (not in the constructor: the subclass must be complete).
+  void Start() {
+    if (!service_->pool_.TrySubmit([this] { Admit(); })) {
+      this->Finish(Busy());
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The end of the stream, or the call was cancelled.
+      if (absl::Status ended = End(); !ended.ok()) {
+        this->Finish(v1::ToGrpcStatus(ended));
+        return;
+      }
+      if (context_->IsCancelled()) {
+        this->Finish(v1::ToGrpcStatus(
+            v1::MakeError(absl::StatusCode::kCancelled, v1::CANNOT,
+                          "the call was cancelled by the client; nothing was stored")));
+        return;
+      }
+      if (!service_->pool_.TrySubmit([this] { Commit(); })) {
+        this->Finish(Busy());
+      }
+      return;
+    }
+    if (absl::Status taken = Take(item_); !taken.ok()) {
+      this->Finish(v1::ToGrpcStatus(taken));
+      return;
+    }
+    this->StartRead(&item_);
+  }
+
+  void OnDone() override { delete this; }
+
+ protected:
+  // One stream item, on a gRPC thread.
+  virtual absl::Status Take(const Request& item) = 0;
+  // At the end of the stream, on a gRPC thread: whether it was complete.
+  virtual absl::Status End() = 0;
+  // On a pool thread, with the content of the spool's messages.
+  virtual absl::StatusOr<Response> Commit(uint64_t user) = 0;
+
+  // Reads one chunk of the message being received into the spool; true once the
+  // message has its declared size.
+  absl::StatusOr<bool> AddChunk(const std::string* chunk) {
+    if (chunk == nullptr) {
+      return v1::BadRequest("expected message content chunks before the next item");
+    }
+    if (body_read_ + chunk->size() > body_size_) {
+      return v1::BadRequest(absl::StrCat("message content longer than its declared size of ",
+                                         body_size_, " octets"));
+    }
+    if (absl::Status added = spool_.Add(*chunk); !added.ok()) {
+      return added;
+    }
+    body_read_ += chunk->size();
+    return body_read_ == body_size_;
+  }
+
+  // Begins the next message of `size` octets in the spool.
+  absl::Status BeginBody(uint64_t size) {
+    body_size_ = size;
+    body_read_ = 0;
+    return spool_.Begin(size);
+  }
+
+  absl::Status Truncated() const {
+    return v1::BadRequest(absl::StrCat("stream ended after ", body_read_, " of ", body_size_,
+                                       " declared message octets"));
+  }
+
+  // Waits (up to the call's deadline) for room to hold the spool's bodies in memory.
+  absl::StatusOr<CommitGate::Hold> HoldContent() {
+    return service_->commit_gate_.Acquire(spool_.total_octets(),
+                                          absl::FromChrono(context_->deadline()));
+  }
+
+  MailboxService* const service_;
+  MessageSpool spool_;
+
+ private:
+  void Admit() {
+    absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> admitted =
+        service_->Admit(*context_);
+    if (!admitted.ok()) {
+      this->Finish(v1::ToGrpcStatus(admitted.status()));
+      return;
+    }
+    user_ = admitted->first;
+    slot_.emplace(std::move(admitted->second));
+    this->StartRead(&item_);
+  }
+
+  void Commit() {
+    absl::StatusOr<Response> result = Commit(user_);
+    // The call ends here: its slot goes back before the answer does.
+    slot_.reset();
+    if (!result.ok()) {
+      this->Finish(v1::ToGrpcStatus(result.status()));
+      return;
+    }
+    *response_ = *std::move(result);
+    this->Finish(grpc::Status::OK);
+  }
+
+  grpc::CallbackServerContext* const context_;
+  Response* const response_;
+  Request item_;
+  uint64_t user_ = 0;
+  std::optional<CallLimiter::Slot> slot_;
+  uint64_t body_size_ = 0;
+  uint64_t body_read_ = 0;
+};
+
+class MailboxService::AppendCall final
+    : public UploadCall<v1::AppendRequest, v1::AppendResponse> {
+ public:
+  using UploadCall::UploadCall;
+
+ private:
+  enum class Expect { kMailbox, kMessage, kChunk };
+
+  absl::Status Take(const v1::AppendRequest& item) override {
+    switch (expect_) {
+      case Expect::kMailbox:
+        if (!item.has_mailbox()) {
+          return StartError();
+        }
+        mailbox_ = item.mailbox();
+        expect_ = Expect::kMessage;
+        return absl::OkStatus();
+      case Expect::kMessage: {
+        if (!item.has_message()) {
+          return v1::BadRequest("expected the start of a message (AppendMessage)");
+        }
+        const v1::AppendMessage& start = item.message();
+        const uint64_t max_message = service_->limits_.max_message_octets;
+        if (start.size() > max_message) {
+          return TooBig(max_message);
+        }
+        total_ += start.size();
+        if (total_ > service_->options_.max_append_call_octets) {
+          return TooBig(service_->options_.max_append_call_octets);
+        }
+        store::NewMessage message;
+        message.flags.assign(start.flags().begin(), start.flags().end());
+        message.has_internal_date = start.has_internal_date();
+        message.internal_date_unix = start.internal_date_unix();
+        message.internal_date_tz_minutes = start.internal_date_tz_minutes();
+        messages_.push_back(std::move(message));
+        if (absl::Status begun = BeginBody(start.size()); !begun.ok()) {
+          return begun;
+        }
+        if (start.size() > 0) {
+          expect_ = Expect::kChunk;
+        }
+        return absl::OkStatus();
+      }
+      case Expect::kChunk: {
+        absl::StatusOr<bool> complete = AddChunk(item.has_chunk() ? &item.chunk() : nullptr);
+        if (!complete.ok()) {
+          return complete.status();
+        }
+        if (*complete) {
+          expect_ = Expect::kMessage;
+        }
+        return absl::OkStatus();
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status End() override {
+    switch (expect_) {
+      case Expect::kMailbox:
+        return StartError();
+      case Expect::kChunk:
+        return Truncated();
+      case Expect::kMessage:
+        break;
+    }
+    if (messages_.empty()) {
+      return v1::BadRequest("an Append stream must carry at least one message");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::AppendResponse> Commit(uint64_t user) override {
+    // The bodies come back into memory only now, a bounded amount at a time over
+    // all calls.
+    absl::StatusOr<CommitGate::Hold> hold = HoldContent();
+    if (!hold.ok()) {
+      return hold.status();
+    }
+    for (size_t i = 0; i < messages_.size(); ++i) {
+      if (absl::Status taken = spool_.Take(i, &messages_[i].content); !taken.ok()) {
+        return taken;
+      }
+    }
+    return service_->store_->Append(user, mailbox_, std::move(messages_));
+  }
+
+  static absl::Status StartError() {
+    return v1::BadRequest("an Append stream starts with the mailbox name");
+  }
+
+  Expect expect_ = Expect::kMailbox;
+  std::string mailbox_;
+  std::vector<store::NewMessage> messages_;
+  uint64_t total_ = 0;
+};
+
+grpc::ServerReadReactor<v1::AppendRequest>* MailboxService::Append(
+    grpc::CallbackServerContext* context, v1::AppendResponse* response) {
+  auto* call = new AppendCall(this, context, response);
+  call->Start();
+  return call;
+}
+
+class MailboxService::ReviseCall final
+    : public UploadCall<v1::ReviseRequest, v1::ReviseResponse> {
+ public:
+  using UploadCall::UploadCall;
+
+ private:
+  enum class Expect { kHeader, kChunk, kEnd };
+
+  absl::Status Take(const v1::ReviseRequest& item) override {
+    switch (expect_) {
+      case Expect::kHeader: {
+        if (!item.has_header()) {
+          return StartError();
+        }
+        header_ = item.header();
+        const uint64_t max_message = service_->limits_.max_message_octets;
+        if (header_.size() > max_message) {
+          return TooBig(max_message);
+        }
+        if (absl::Status begun = BeginBody(header_.size()); !begun.ok()) {
+          return begun;
+        }
+        expect_ = header_.size() > 0 ? Expect::kChunk : Expect::kEnd;
+        return absl::OkStatus();
+      }
+      case Expect::kChunk: {
+        absl::StatusOr<bool> complete = AddChunk(item.has_chunk() ? &item.chunk() : nullptr);
+        if (!complete.ok()) {
+          return complete.status();
+        }
+        if (*complete) {
+          expect_ = Expect::kEnd;
+        }
+        return absl::OkStatus();
+      }
+      case Expect::kEnd:
+        return v1::BadRequest("data after the revised message's declared size");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status End() override {
+    switch (expect_) {
+      case Expect::kHeader:
+        return StartError();
+      case Expect::kChunk:
+        return Truncated();
+      case Expect::kEnd:
+        break;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::ReviseResponse> Commit(uint64_t user) override {
+    absl::StatusOr<CommitGate::Hold> hold = HoldContent();
+    if (!hold.ok()) {
+      return hold.status();
+    }
+    std::string content;
+    if (absl::Status taken = spool_.Take(0, &content); !taken.ok()) {
+      return taken;
+    }
+    return service_->store_->Revise(user, header_, std::move(content));
+  }
+
+  static absl::Status StartError() {
+    return v1::BadRequest("a Revise stream starts with a ReviseHeader");
+  }
+
+  Expect expect_ = Expect::kHeader;
+  v1::ReviseHeader header_;
+};
+
+grpc::ServerReadReactor<v1::ReviseRequest>* MailboxService::Revise(
+    grpc::CallbackServerContext* context, v1::ReviseResponse* response) {
+  auto* call = new ReviseCall(this, context, response);
+  call->Start();
+  return call;
+}
+
+// A change feed. The requests are read on gRPC's threads; a subscription, which
+// checks a token and replays the change log from the store, runs on the pool, and
+// the next request is read only after it. Events go out from a thread of the
+// feed's own that waits on its FeedQueue (one per feed stream: a gateway opens
+// one per worker thread, and --max-feeds bounds them).
+class MailboxService::FeedCall final
+    : public grpc::ServerBidiReactor<v1::ChangeFeedRequest, v1::ChangeEvent> {
+ public:
+  FeedCall(MailboxService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context), admin_(service->IsAdmin(*context)) {
+    if (service_->feeds_.fetch_add(1) >= service_->options_.max_feeds) {
+      service_->feeds_.fetch_sub(1);
+      counted_ = false;
+      Finish(v1::ToGrpcStatus(v1::MakeError(
+          absl::StatusCode::kResourceExhausted, v1::UNAVAILABLE,
+          absl::StrCat("the mailbox service already serves ", service_->options_.max_feeds,
+                       " change feeds; try again later"))));
+      return;
+    }
+    // Registers the queue for CloseAll; mailbox 0 never exists.
+    service_->hub_->Add(0, &queue_);
+    writer_ = std::thread([this] { WriteEvents(); });
+    StartRead(&request_);
+  }
+
+  ~FeedCall() override {
+    if (counted_) {
+      service_->feeds_.fetch_sub(1);
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The gateway closed its side, or the call ended.
+      service_->hub_->RemoveAll(&queue_);
+      queue_.Close();
+      EndHalf();
+      return;
+    }
+    if (request_.has_subscribe()) {
+      v1::FeedSubscribe subscribe = request_.subscribe();
+      const uint64_t mailbox_id = subscribe.mailbox_id();
+      if (!service_->pool_.TrySubmit([this, subscribe = std::move(subscribe)] {
+            Subscribe(subscribe);
+            StartRead(&request_);  // the last use of this object on this thread
+          })) {
+        v1::ErrorDetail busy;
+        busy.set_code(v1::UNAVAILABLE);
+        busy.set_message("the mailbox service is busy; subscribe again");
+        queue_.Fail(mailbox_id, busy);
+        StartRead(&request_);
+      }
+      return;
+    }
+    if (request_.has_unsubscribe()) {
+      service_->hub_->Remove(request_.unsubscribe().mailbox_id(), &queue_);
+      queue_.Forget(request_.unsubscribe().mailbox_id());
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      write_done_ = true;
+      write_ok_ = ok;
+    }
+    written_.notify_one();
+  }
+
+  void OnDone() override {
+    if (writer_.joinable()) {
+      writer_.join();  // it has ended its loop: EndHalf was its last step
+    }
+    delete this;
+  }
+
+ private:
+  // On a pool thread.
+  void Subscribe(const v1::FeedSubscribe& subscribe) {
+    int64_t expires_unix = 0;
+    absl::StatusOr<uint64_t> user =
+        !subscribe.session_token().empty()
+            ? service_->auth_->CheckSessionToken(subscribe.session_token(), &expires_unix)
+            : (admin_ ? service_->Caller(*context_)
+                      : absl::StatusOr<uint64_t>(v1::MakeError(
+                            absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                            "subscribe needs a session token")));
+    if (!user.ok()) {
+      queue_.Fail(subscribe.mailbox_id(), v1::DetailOf(user.status()));
+      return;
+    }
+    // The subscription lasts as long as the token it was made with (a session in
+    // IDLE sends nothing else the service could refuse); an admin's has none.
+    const auto expires =
+        subscribe.session_token().empty()
+            ? std::chrono::system_clock::time_point::max()
+            : std::chrono::system_clock::time_point(std::chrono::seconds(expires_unix + 1));
+    queue_.BeginReplay(subscribe.mailbox_id(), subscribe.from_modseq(), expires);
+    service_->hub_->Add(subscribe.mailbox_id(), &queue_);
+    std::vector<v1::ChangeEvent> replay;
+    absl::Status read =
+        service_->store_->ReadChanges(*user, subscribe.mailbox_id(), subscribe.uidvalidity(),
+                                      subscribe.from_modseq(), &replay);
+    if (!read.ok()) {
+      service_->hub_->Remove(subscribe.mailbox_id(), &queue_);
+      v1::ErrorDetail detail = v1::DetailOf(read);
+      if (detail.code() == v1::ERROR_CODE_UNSPECIFIED) {
+        detail.set_code(v1::RESYNC);
+        detail.set_message(std::string(read.message()));
+      }
+      queue_.Fail(subscribe.mailbox_id(), detail);
+      return;
+    }
+    queue_.FinishReplay(subscribe.mailbox_id(), replay);
+  }
+
+  // On the feed's thread.
+  void WriteEvents() {
+    while (std::optional<v1::ChangeEvent> event = queue_.Pop()) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        write_done_ = false;
+      }
+      StartWrite(&*event);
+      std::unique_lock<std::mutex> lock(mutex_);
+      written_.wait(lock, [this] { return write_done_; });
+      if (!write_ok_) {
         break;
       }
     }
-    if (shutting_down_.load()) {
-      context->TryCancel();  // unblocks the Read below so the server can drain
+    if (service_->shutting_down_.load()) {
+      context_->TryCancel();  // ends the reads so the server can drain
     }
-  });
-  const bool admin = IsAdmin(*context);
-  v1::ChangeFeedRequest request;
-  while (stream->Read(&request)) {
-    if (request.has_subscribe()) {
-      const v1::FeedSubscribe& subscribe = request.subscribe();
-      int64_t expires_unix = 0;
-      absl::StatusOr<uint64_t> user =
-          !subscribe.session_token().empty()
-              ? auth_->CheckSessionToken(subscribe.session_token(), &expires_unix)
-              : (admin ? Caller(*context) : absl::StatusOr<uint64_t>(v1::MakeError(
-                                                absl::StatusCode::kUnauthenticated,
-                                                v1::AUTHENTICATIONFAILED,
-                                                "subscribe needs a session token")));
-      if (!user.ok()) {
-        queue.Fail(subscribe.mailbox_id(), v1::DetailOf(user.status()));
-        continue;
-      }
-      // The subscription lasts as long as the token it was made with (a session
-      // in IDLE sends nothing else the service could refuse); an admin's has none.
-      const auto expires =
-          subscribe.session_token().empty()
-              ? std::chrono::system_clock::time_point::max()
-              : std::chrono::system_clock::time_point(std::chrono::seconds(expires_unix + 1));
-      queue.BeginReplay(subscribe.mailbox_id(), subscribe.from_modseq(), expires);
-      hub_->Add(subscribe.mailbox_id(), &queue);
-      std::vector<v1::ChangeEvent> replay;
-      absl::Status read = store_->ReadChanges(*user, subscribe.mailbox_id(),
-                                              subscribe.uidvalidity(), subscribe.from_modseq(),
-                                              &replay);
-      if (!read.ok()) {
-        hub_->Remove(subscribe.mailbox_id(), &queue);
-        v1::ErrorDetail detail = v1::DetailOf(read);
-        if (detail.code() == v1::ERROR_CODE_UNSPECIFIED) {
-          detail.set_code(v1::RESYNC);
-          detail.set_message(std::string(read.message()));
-        }
-        queue.Fail(subscribe.mailbox_id(), detail);
-        continue;
-      }
-      queue.FinishReplay(subscribe.mailbox_id(), replay);
-    } else if (request.has_unsubscribe()) {
-      hub_->Remove(request.unsubscribe().mailbox_id(), &queue);
-      queue.Forget(request.unsubscribe().mailbox_id());
+    EndHalf();
+  }
+
+  // Called once when the reads end and once when the writes end; the second
+  // finishes the call.
+  void EndHalf() {
+    if (halves_ended_.fetch_add(1) == 1) {
+      Finish(grpc::Status::OK);
     }
   }
-  hub_->RemoveAll(&queue);
-  queue.Close();
-  writer.join();
-  return grpc::Status::OK;
+
+  MailboxService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const bool admin_;
+  bool counted_ = true;
+  v1::ChangeFeedRequest request_;
+  FeedQueue queue_;
+  std::thread writer_;
+  std::atomic<int> halves_ended_{0};
+  std::mutex mutex_;
+  std::condition_variable written_;
+  bool write_done_ = false;  // guarded by mutex_
+  bool write_ok_ = false;    // guarded by mutex_
+};
+
+grpc::ServerBidiReactor<v1::ChangeFeedRequest, v1::ChangeEvent>* MailboxService::Changes(
+    grpc::CallbackServerContext* context) {
+  return new FeedCall(this, context);
 }
 
 void MailboxService::BeginShutdown() {
@@ -506,11 +903,11 @@ void MailboxService::BeginShutdown() {
   hub_->CloseAll();
 }
 
-AdminService::AdminService(store::Store* store, const MailboxService* mailbox,
+AdminService::AdminService(store::Store* store, MailboxService* mailbox,
                            PasswordHashOptions hash)
     : store_(store), mailbox_(mailbox), hash_(hash) {}
 
-grpc::Status AdminService::RequireAdmin(const grpc::ServerContext& context) const {
+grpc::Status AdminService::RequireAdmin(const grpc::ServerContextBase& context) const {
   if (!mailbox_->IsAdmin(context)) {
     return v1::ToGrpcStatus(v1::MakeError(absl::StatusCode::kPermissionDenied, v1::NOPERM,
                                           "admin calls need the service's admin token"));
@@ -518,67 +915,76 @@ grpc::Status AdminService::RequireAdmin(const grpc::ServerContext& context) cons
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::CreateUser(grpc::ServerContext* context,
-                                      const v1::CreateUserRequest* request,
-                                      v1::CreateUserResponse* response) {
-  if (auto denied = RequireAdmin(*context); !denied.ok()) {
-    return denied;
-  }
-  if (request->password().empty()) {
-    return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
-  }
-  auto hash = HashPassword(request->password(), hash_);
-  if (!hash.ok()) {
-    return v1::ToGrpcStatus(hash.status());
-  }
-  auto id = store_->CreateUser(request->username(), *hash);
-  if (!id.ok()) {
-    return v1::ToGrpcStatus(id.status());
-  }
-  response->set_user_id(*id);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* AdminService::CreateUser(grpc::CallbackServerContext* context,
+                                                   const v1::CreateUserRequest* request,
+                                                   v1::CreateUserResponse* response) {
+  return mailbox_->Offload(context, [this, context, request, response]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    if (request->password().empty()) {
+      return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
+    }
+    auto hash = HashPassword(request->password(), hash_);
+    if (!hash.ok()) {
+      return v1::ToGrpcStatus(hash.status());
+    }
+    auto id = store_->CreateUser(request->username(), *hash);
+    if (!id.ok()) {
+      return v1::ToGrpcStatus(id.status());
+    }
+    response->set_user_id(*id);
+    return grpc::Status::OK;
+  });
 }
 
-grpc::Status AdminService::DeleteUser(grpc::ServerContext* context,
-                                      const v1::DeleteUserRequest* request,
-                                      v1::DeleteUserResponse*) {
-  if (auto denied = RequireAdmin(*context); !denied.ok()) {
-    return denied;
-  }
-  return v1::ToGrpcStatus(store_->DeleteUser(request->username()));
+grpc::ServerUnaryReactor* AdminService::DeleteUser(grpc::CallbackServerContext* context,
+                                                   const v1::DeleteUserRequest* request,
+                                                   v1::DeleteUserResponse*) {
+  return mailbox_->Offload(context, [this, context, request]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    return v1::ToGrpcStatus(store_->DeleteUser(request->username()));
+  });
 }
 
-grpc::Status AdminService::SetPassword(grpc::ServerContext* context,
-                                       const v1::SetPasswordRequest* request,
-                                       v1::SetPasswordResponse*) {
-  if (auto denied = RequireAdmin(*context); !denied.ok()) {
-    return denied;
-  }
-  if (request->password().empty()) {
-    return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
-  }
-  auto hash = HashPassword(request->password(), hash_);
-  if (!hash.ok()) {
-    return v1::ToGrpcStatus(hash.status());
-  }
-  return v1::ToGrpcStatus(store_->SetPasswordHash(request->username(), *hash));
+grpc::ServerUnaryReactor* AdminService::SetPassword(grpc::CallbackServerContext* context,
+                                                    const v1::SetPasswordRequest* request,
+                                                    v1::SetPasswordResponse*) {
+  return mailbox_->Offload(context, [this, context, request]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    if (request->password().empty()) {
+      return v1::ToGrpcStatus(v1::BadRequest("a user needs a non-empty password"));
+    }
+    auto hash = HashPassword(request->password(), hash_);
+    if (!hash.ok()) {
+      return v1::ToGrpcStatus(hash.status());
+    }
+    return v1::ToGrpcStatus(store_->SetPasswordHash(request->username(), *hash));
+  });
 }
 
-grpc::Status AdminService::ListUsers(grpc::ServerContext* context, const v1::ListUsersRequest*,
-                                     v1::ListUsersResponse* response) {
-  if (auto denied = RequireAdmin(*context); !denied.ok()) {
-    return denied;
-  }
-  auto users = store_->ListUsers();
-  if (!users.ok()) {
-    return v1::ToGrpcStatus(users.status());
-  }
-  for (const auto& user : *users) {
-    auto* principal = response->add_users();
-    principal->set_user_id(user.id);
-    principal->set_username(user.username);
-  }
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* AdminService::ListUsers(grpc::CallbackServerContext* context,
+                                                  const v1::ListUsersRequest*,
+                                                  v1::ListUsersResponse* response) {
+  return mailbox_->Offload(context, [this, context, response]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    auto users = store_->ListUsers();
+    if (!users.ok()) {
+      return v1::ToGrpcStatus(users.status());
+    }
+    for (const auto& user : *users) {
+      auto* principal = response->add_users();
+      principal->set_user_id(user.id);
+      principal->set_username(user.username);
+    }
+    return grpc::Status::OK;
+  });
 }
 
 }  // namespace mailbox::server

@@ -1,6 +1,12 @@
 // The gRPC face of the mailbox service: authenticates every call, then hands it to
 // the store. Streams (Fetch, Append, Revise, Changes) are adapted here so the store
 // sees whole requests and a sink.
+//
+// Every call uses gRPC's callback API: gRPC's own threads receive it and do only
+// non-blocking work (reading stream items into the spool); whatever may block
+// (SQLite, password hashes, a Fetch waiting for its reader) runs on the service's
+// WorkPool, a fixed set of threads behind a bounded queue. So no thread is made or
+// ended per call.
 #pragma once
 
 #include <atomic>
@@ -14,6 +20,7 @@
 #include "mailbox-service/server/change_hub.h"
 #include "mailbox-service/server/spool.h"
 #include "mailbox-service/server/stall_watch.h"
+#include "mailbox-service/server/work_pool.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.grpc.pb.h"
 #include "storage-client/link_token.h"
@@ -47,6 +54,14 @@ struct ServiceOptions {
   // A Fetch whose reader has not taken a response for this long is cancelled
   // (stall_watch.h); zero: never.
   absl::Duration fetch_stall_timeout = absl::Seconds(120);
+  // Threads that run calls (work_pool.h), and calls that may wait for one of them;
+  // a call that finds the queue full is refused with RESOURCE_EXHAUSTED (detail
+  // UNAVAILABLE: the service is busy, nothing was done).
+  int workers = 128;
+  int work_queue = 8;
+  // Change-feed streams at once (each has a thread that waits for its events);
+  // beyond, a feed is refused with RESOURCE_EXHAUSTED.
+  int max_feeds = 64;
 };
 
 // Counts the calls in flight per user. Thread-safe.
@@ -87,68 +102,85 @@ class CallLimiter {
   absl::flat_hash_map<uint64_t, int> in_flight_ ABSL_GUARDED_BY(mutex_);
 };
 
-class MailboxService final : public v1::Mailbox::Service {
+class MailboxService final : public v1::Mailbox::CallbackService {
  public:
   // None of the pointers is owned; all must outlive the service.
   MailboxService(store::Store* store, Authenticator* auth, ChangeHub* hub,
                  std::string admin_token, store::StoreLimits limits, ServiceOptions options);
 
-  grpc::Status Authenticate(grpc::ServerContext* context, const v1::AuthenticateRequest* request,
-                            v1::AuthenticateResponse* response) override;
-  grpc::Status ListMailboxes(grpc::ServerContext* context,
-                             const v1::ListMailboxesRequest* request,
-                             v1::ListMailboxesResponse* response) override;
-  grpc::Status CreateMailbox(grpc::ServerContext* context,
-                             const v1::CreateMailboxRequest* request,
-                             v1::CreateMailboxResponse* response) override;
-  grpc::Status DeleteMailbox(grpc::ServerContext* context,
-                             const v1::DeleteMailboxRequest* request,
-                             v1::DeleteMailboxResponse* response) override;
-  grpc::Status RenameMailbox(grpc::ServerContext* context,
-                             const v1::RenameMailboxRequest* request,
-                             v1::RenameMailboxResponse* response) override;
-  grpc::Status SetSubscription(grpc::ServerContext* context,
-                               const v1::SetSubscriptionRequest* request,
-                               v1::SetSubscriptionResponse* response) override;
-  grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
-                      v1::StatusResponse* response) override;
-  grpc::Status Open(grpc::ServerContext* context, const v1::OpenRequest* request,
-                    v1::OpenResponse* response) override;
-  grpc::Status Fetch(grpc::ServerContext* context, const v1::FetchRequest* request,
-                     grpc::ServerWriter<v1::FetchResponse>* writer) override;
-  grpc::Status Store(grpc::ServerContext* context, const v1::StoreRequest* request,
-                     v1::StoreResponse* response) override;
-  grpc::Status Copy(grpc::ServerContext* context, const v1::CopyRequest* request,
-                    v1::CopyResponse* response) override;
-  grpc::Status Move(grpc::ServerContext* context, const v1::MoveRequest* request,
-                    v1::MoveResponse* response) override;
-  grpc::Status Expunge(grpc::ServerContext* context, const v1::ExpungeRequest* request,
-                       v1::ExpungeResponse* response) override;
-  grpc::Status Append(grpc::ServerContext* context,
-                      grpc::ServerReader<v1::AppendRequest>* reader,
-                      v1::AppendResponse* response) override;
-  grpc::Status Search(grpc::ServerContext* context, const v1::SearchRequest* request,
-                      v1::SearchResponse* response) override;
-  grpc::Status Revise(grpc::ServerContext* context,
-                      grpc::ServerReader<v1::ReviseRequest>* reader,
-                      v1::ReviseResponse* response) override;
-  grpc::Status Changes(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::ChangeEvent, v1::ChangeFeedRequest>* stream) override;
+  grpc::ServerUnaryReactor* Authenticate(grpc::CallbackServerContext* context,
+                                         const v1::AuthenticateRequest* request,
+                                         v1::AuthenticateResponse* response) override;
+  grpc::ServerUnaryReactor* ListMailboxes(grpc::CallbackServerContext* context,
+                                          const v1::ListMailboxesRequest* request,
+                                          v1::ListMailboxesResponse* response) override;
+  grpc::ServerUnaryReactor* CreateMailbox(grpc::CallbackServerContext* context,
+                                          const v1::CreateMailboxRequest* request,
+                                          v1::CreateMailboxResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteMailbox(grpc::CallbackServerContext* context,
+                                          const v1::DeleteMailboxRequest* request,
+                                          v1::DeleteMailboxResponse* response) override;
+  grpc::ServerUnaryReactor* RenameMailbox(grpc::CallbackServerContext* context,
+                                          const v1::RenameMailboxRequest* request,
+                                          v1::RenameMailboxResponse* response) override;
+  grpc::ServerUnaryReactor* SetSubscription(grpc::CallbackServerContext* context,
+                                            const v1::SetSubscriptionRequest* request,
+                                            v1::SetSubscriptionResponse* response) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
+                                   const v1::StatusRequest* request,
+                                   v1::StatusResponse* response) override;
+  grpc::ServerUnaryReactor* Open(grpc::CallbackServerContext* context,
+                                 const v1::OpenRequest* request,
+                                 v1::OpenResponse* response) override;
+  grpc::ServerWriteReactor<v1::FetchResponse>* Fetch(grpc::CallbackServerContext* context,
+                                                     const v1::FetchRequest* request) override;
+  grpc::ServerUnaryReactor* Store(grpc::CallbackServerContext* context,
+                                  const v1::StoreRequest* request,
+                                  v1::StoreResponse* response) override;
+  grpc::ServerUnaryReactor* Copy(grpc::CallbackServerContext* context,
+                                 const v1::CopyRequest* request,
+                                 v1::CopyResponse* response) override;
+  grpc::ServerUnaryReactor* Move(grpc::CallbackServerContext* context,
+                                 const v1::MoveRequest* request,
+                                 v1::MoveResponse* response) override;
+  grpc::ServerUnaryReactor* Expunge(grpc::CallbackServerContext* context,
+                                    const v1::ExpungeRequest* request,
+                                    v1::ExpungeResponse* response) override;
+  grpc::ServerReadReactor<v1::AppendRequest>* Append(grpc::CallbackServerContext* context,
+                                                     v1::AppendResponse* response) override;
+  grpc::ServerUnaryReactor* Search(grpc::CallbackServerContext* context,
+                                   const v1::SearchRequest* request,
+                                   v1::SearchResponse* response) override;
+  grpc::ServerReadReactor<v1::ReviseRequest>* Revise(grpc::CallbackServerContext* context,
+                                                     v1::ReviseResponse* response) override;
+  grpc::ServerBidiReactor<v1::ChangeFeedRequest, v1::ChangeEvent>* Changes(
+      grpc::CallbackServerContext* context) override;
 
   // The user a call acts for: a session token, or the admin token plus act-as.
-  absl::StatusOr<uint64_t> Caller(const grpc::ServerContext& context) const;
+  absl::StatusOr<uint64_t> Caller(const grpc::ServerContextBase& context) const;
   // Caller(), plus one of that user's call slots, held until the returned slot
   // is destroyed.
   absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> Admit(
-      const grpc::ServerContext& context);
-  bool IsAdmin(const grpc::ServerContext& context) const;
+      const grpc::ServerContextBase& context);
+  bool IsAdmin(const grpc::ServerContextBase& context) const;
 
   // Graceful shutdown: ends every change feed so the server can drain.
   void BeginShutdown();
 
  private:
+  class FetchCall;
+  template <typename Request, typename Response>
+  class UploadCall;
+  class AppendCall;
+  class ReviseCall;
+  class FeedCall;
+  friend class AdminService;  // runs its calls on the pool
+
   MessageSpool NewSpool() const;
+  // Runs `work` on the pool and finishes the call with its status; refuses the call
+  // at once when the pool's queue is full.
+  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* context,
+                                    absl::AnyInvocable<grpc::Status() &&> work);
 
   std::atomic<bool> shutting_down_{false};
   // Set once a caller's reported client IP was ignored (logged once, for the operator).
@@ -162,26 +194,34 @@ class MailboxService final : public v1::Mailbox::Service {
   CallLimiter calls_;
   CommitGate commit_gate_;
   StallWatch stall_watch_;
+  std::atomic<int> feeds_{0};  // change-feed streams open
+  // Last: destroyed first, so the work still queued finds everything above alive.
+  WorkPool pool_;
 };
 
-class AdminService final : public v1::Admin::Service {
+class AdminService final : public v1::Admin::CallbackService {
  public:
-  AdminService(store::Store* store, const MailboxService* mailbox, PasswordHashOptions hash);
+  // `mailbox` runs the calls on its pool and checks the admin token.
+  AdminService(store::Store* store, MailboxService* mailbox, PasswordHashOptions hash);
 
-  grpc::Status CreateUser(grpc::ServerContext* context, const v1::CreateUserRequest* request,
-                          v1::CreateUserResponse* response) override;
-  grpc::Status DeleteUser(grpc::ServerContext* context, const v1::DeleteUserRequest* request,
-                          v1::DeleteUserResponse* response) override;
-  grpc::Status SetPassword(grpc::ServerContext* context, const v1::SetPasswordRequest* request,
-                           v1::SetPasswordResponse* response) override;
-  grpc::Status ListUsers(grpc::ServerContext* context, const v1::ListUsersRequest* request,
-                         v1::ListUsersResponse* response) override;
+  grpc::ServerUnaryReactor* CreateUser(grpc::CallbackServerContext* context,
+                                       const v1::CreateUserRequest* request,
+                                       v1::CreateUserResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteUser(grpc::CallbackServerContext* context,
+                                       const v1::DeleteUserRequest* request,
+                                       v1::DeleteUserResponse* response) override;
+  grpc::ServerUnaryReactor* SetPassword(grpc::CallbackServerContext* context,
+                                        const v1::SetPasswordRequest* request,
+                                        v1::SetPasswordResponse* response) override;
+  grpc::ServerUnaryReactor* ListUsers(grpc::CallbackServerContext* context,
+                                      const v1::ListUsersRequest* request,
+                                      v1::ListUsersResponse* response) override;
 
  private:
-  grpc::Status RequireAdmin(const grpc::ServerContext& context) const;
+  grpc::Status RequireAdmin(const grpc::ServerContextBase& context) const;
 
   store::Store* store_;
-  const MailboxService* mailbox_;
+  MailboxService* mailbox_;
   PasswordHashOptions hash_;
 };
 

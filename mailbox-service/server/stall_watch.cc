@@ -20,7 +20,7 @@ StallWatch::~StallWatch() {
   }
 }
 
-StallWatch::Call::Call(StallWatch* watch, grpc::ServerContext* context)
+StallWatch::Call::Call(StallWatch* watch, grpc::ServerContextBase* context)
     : watch_(watch), context_(context) {
   if (watch_->timeout_ > absl::ZeroDuration()) {
     absl::MutexLock lock(&watch_->mutex_);

@@ -1,6 +1,7 @@
-// Ends server-streaming calls whose reader stopped reading. The server is
-// synchronous: a Write to a stream whose flow-control window stays closed blocks
-// its thread until the call's deadline (30 minutes for a gateway's FETCH). The
+// Ends server-streaming calls whose reader stopped reading. A Fetch's writes are
+// made from a pool thread that waits for each one: a write to a stream whose
+// flow-control window stays closed blocks that thread until the call's deadline
+// (30 minutes for a gateway's FETCH). The
 // watch cancels a call once one of its writes has been blocked for longer than a
 // timeout; the blocked Write then returns false and the handler ends, giving its
 // thread and its user's call slot back.
@@ -30,7 +31,7 @@ class StallWatch {
   // before the call's handler returns).
   class Call {
    public:
-    Call(StallWatch* watch, grpc::ServerContext* context);
+    Call(StallWatch* watch, grpc::ServerContextBase* context);
     ~Call();
     Call(const Call&) = delete;
     Call& operator=(const Call&) = delete;
@@ -42,7 +43,7 @@ class StallWatch {
    private:
     friend class StallWatch;
     StallWatch* watch_;
-    grpc::ServerContext* context_;
+    grpc::ServerContextBase* context_;
     std::atomic<int64_t> write_started_ns_{0};
     bool cancelled_ = false;  // guarded by watch_->mutex_
   };

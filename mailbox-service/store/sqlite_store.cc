@@ -10,6 +10,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -1323,35 +1324,118 @@ SqliteStore::SqliteStore(std::string path, StoreLimits limits, EventSink events,
 
 SqliteStore::~SqliteStore() = default;
 
+struct SqliteStore::PendingWrite {
+  absl::FunctionRef<absl::Status(WriteTx&)> body;
+  absl::Status status;
+  bool done = false;  // guarded by commit_mutex_
+};
+
 template <typename Body>
 absl::Status SqliteStore::Write(Body&& body) {
+  PendingWrite write{absl::FunctionRef<absl::Status(WriteTx&)>(body)};
+  std::unique_lock<std::mutex> lock(commit_mutex_);
+  commit_queue_.push_back(&write);
+  commit_ready_.wait(lock, [&] { return write.done || !committing_; });
+  if (write.done) {
+    return write.status;  // committed (or failed) in another caller's batch
+  }
+  // This caller commits every write queued meanwhile, its own included: those that
+  // arrived during the previous commit's fsync share this one.
+  committing_ = true;
+  std::vector<PendingWrite*> batch;
+  batch.swap(commit_queue_);
+  lock.unlock();
+  CommitBatch(batch);
+  lock.lock();
+  for (PendingWrite* pending : batch) {
+    pending->done = true;
+  }
+  committing_ = false;
+  lock.unlock();
+  commit_ready_.notify_all();
+  return write.status;
+}
+
+void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
   std::lock_guard<std::mutex> lock(write_mutex_);
   Connection& conn = *writer_;
-  RETURN_IF_ERROR(conn.Exec("BEGIN IMMEDIATE"));
+  auto fail_all = [&](const absl::Status& status) {
+    for (PendingWrite* pending : batch) {
+      pending->status = status;
+    }
+  };
+  if (absl::Status begun = conn.Exec("BEGIN IMMEDIATE"); !begun.ok()) {
+    fail_all(begun);
+    return;
+  }
   const int64_t now_ms = NowMs();
   const int64_t retention_ms = options_.expunged_retention.count();
-  WriteTx tx(conn, options_.change_log_retention, now_ms, retention_ms > 0);
-  absl::Status status = body(tx);
-  if (status.ok()) {
-    // Every write pays a little of the retention cleanup, so no background thread
-    // is needed and the work happens where the write lock is already held.
-    status = PruneExpunged(conn, now_ms - retention_ms);
+  const bool grouped = batch.size() > 1;
+  std::vector<std::vector<v1::ChangeEvent>> events(batch.size());
+  bool any_ok = false;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    PendingWrite& write = *batch[i];
+    if (grouped) {
+      if (absl::Status saved = conn.Exec("SAVEPOINT one_write"); !saved.ok()) {
+        conn.Exec("ROLLBACK").IgnoreError();
+        fail_all(saved);
+        return;
+      }
+    }
+    WriteTx tx(conn, options_.change_log_retention, now_ms, retention_ms > 0);
+    write.status = write.body(tx);
+    if (!conn.InTransaction()) {
+      // SQLite rolled the whole transaction back itself (an I/O error, a full
+      // disk): the writes before this one are lost with it, the rest not tried.
+      fail_all(write.status.ok() ? Error(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
+                                         "store: the transaction was rolled back")
+                                 : write.status);
+      return;
+    }
+    if (grouped) {
+      absl::Status ended = write.status.ok()
+                               ? conn.Exec("RELEASE one_write")
+                               : conn.Exec("ROLLBACK TO one_write; RELEASE one_write");
+      if (!ended.ok()) {
+        conn.Exec("ROLLBACK").IgnoreError();
+        fail_all(ended);
+        return;
+      }
+    }
+    if (write.status.ok()) {
+      events[i] = std::move(tx.events());
+      any_ok = true;
+    }
   }
-  if (status.ok()) {
-    status = conn.Exec("COMMIT");
+  absl::Status status = absl::OkStatus();
+  if (any_ok) {
+    // Every transaction pays a little of the retention cleanup, so no background
+    // thread is needed and the work happens where the write lock is already held.
+    status = PruneExpunged(conn, now_ms - retention_ms);
+    if (status.ok()) {
+      status = conn.Exec("COMMIT");
+    }
+  } else {
+    status = conn.Exec("ROLLBACK");
   }
   if (!status.ok()) {
     conn.Exec("ROLLBACK").IgnoreError();
-    return status;
+    for (PendingWrite* pending : batch) {
+      if (pending->status.ok()) {
+        pending->status = status;
+      }
+    }
+    return;
   }
-  // After COMMIT (the change is durable) and still under the write mutex, so the
+  // After COMMIT (the changes are durable) and still under the write mutex, so the
   // sink receives each mailbox's events in MODSEQ order (store.h).
   if (events_) {
-    for (const v1::ChangeEvent& event : tx.events()) {
-      events_(event);
+    for (const std::vector<v1::ChangeEvent>& logged : events) {
+      for (const v1::ChangeEvent& event : logged) {
+        events_(event);
+      }
     }
   }
-  return absl::OkStatus();
 }
 
 int64_t SqliteStore::NowMs() const {

@@ -1,8 +1,11 @@
 // The embedded SQLite implementation of the mailbox store (store.h).
 //
 // One file holds everything (schema in sqlite_schema.cc). Writes go through a single
-// connection guarded by a mutex, each in a BEGIN IMMEDIATE transaction with
-// synchronous=FULL, so a method returns only after its change is durable. Reads use
+// connection guarded by a mutex, in BEGIN IMMEDIATE transactions with
+// synchronous=FULL, so a method returns only after its change is durable. Writes
+// that arrive while another commits wait and are then committed together (group
+// commit): one transaction, each write in a savepoint of its own so that a failing
+// one leaves the others, and one fsync for all. Reads use
 // a pool of WAL reader connections and never wait for writers. Change events are
 // logged in the same transaction as the change and passed to the EventSink after
 // COMMIT while the write mutex is still held, so the sink sees every mailbox's
@@ -10,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -126,15 +130,21 @@ class SqliteStore final : public Store {
 
  private:
   class ReaderLease;
+  struct PendingWrite;
 
   SqliteStore(std::string path, StoreLimits limits, EventSink events, Options options,
               std::unique_ptr<sqlite::Connection> writer);
 
   // Runs `body` in a BEGIN IMMEDIATE transaction on the write connection; commits if
   // it returns OK, else rolls back. Events the body logged are passed to the sink
-  // after COMMIT, before the write mutex is released.
+  // after COMMIT, before the write mutex is released. Returns once the change is
+  // durable; concurrent calls share a transaction (see CommitBatch).
   template <typename Body>
   absl::Status Write(Body&& body);
+
+  // Runs the bodies of `batch` in order in one transaction, each in a savepoint
+  // when there are several, commits, and sets each write's status.
+  void CommitBatch(const std::vector<PendingWrite*>& batch);
 
   // Unix milliseconds now, from options_.clock.
   int64_t NowMs() const;
@@ -150,6 +160,13 @@ class SqliteStore final : public Store {
 
   std::mutex write_mutex_;
   std::unique_ptr<sqlite::Connection> writer_;  // guarded by write_mutex_
+
+  // Group commit: writes waiting for the next transaction. Each waiting caller has
+  // one entry, so the queue is bounded by the threads that call the store.
+  std::mutex commit_mutex_;
+  std::condition_variable commit_ready_;
+  std::vector<PendingWrite*> commit_queue_;  // guarded by commit_mutex_
+  bool committing_ = false;                  // guarded by commit_mutex_
 
   OctetGate search_memory_;
 

@@ -1276,6 +1276,48 @@ TEST_F(SqliteStoreTest, ConcurrentWritersKeepEventOrder) {
   EXPECT_EQ(OpenBox("INBOX").messages(), 40u);
 }
 
+TEST_F(SqliteStoreTest, ConcurrentWritesThatFailLeaveTheOthersCommitted) {
+  // Writers that overlap share transactions (group commit): the failing ones must
+  // leave no trace and take nothing of the others with them.
+  constexpr int kThreads = 6;
+  constexpr int kRounds = 10;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        EXPECT_TRUE(Create(absl::StrCat("box-", t, "-", i)).ok());
+        EXPECT_EQ(CodeOf(Create("INBOX")), v1::ALREADYEXISTS);
+        std::vector<NewMessage> messages;
+        messages.push_back(Message(absl::StrCat(kSimple, t, "-", i)));
+        EXPECT_EQ(CodeOf(store_->Append(user_, "nowhere", std::move(messages)).status()),
+                  v1::TRYCREATE);
+        std::vector<NewMessage> kept;
+        kept.push_back(Message(absl::StrCat(kSimple, t, "-", i)));
+        EXPECT_TRUE(store_->Append(user_, "INBOX", std::move(kept)).ok());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  // Durable: all of it is there after the store is opened again.
+  Reopen();
+  v1::ListMailboxesRequest list;
+  list.add_patterns("box-*");
+  auto boxes = store_->ListMailboxes(user_, list);
+  ASSERT_TRUE(boxes.ok()) << boxes.status();
+  EXPECT_EQ(boxes->mailboxes_size(), kThreads * kRounds);
+  EXPECT_EQ(OpenBox("INBOX").messages(), static_cast<uint32_t>(kThreads * kRounds));
+  std::map<uint64_t, uint64_t> last_modseq;
+  for (const v1::ChangeEvent& event : events_) {
+    if (event.modseq() == 0) {
+      continue;  // an announcement, not a change
+    }
+    EXPECT_GT(event.modseq(), last_modseq[event.mailbox_id()]);
+    last_modseq[event.mailbox_id()] = event.modseq();
+  }
+}
+
 // --- Search ---------------------------------------------------------------------------
 
 TEST_F(SqliteStoreTest, SearchUsesEvaluator) {
