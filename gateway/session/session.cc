@@ -107,6 +107,35 @@ std::string WrongStateText(const imap::CommandInfo& info, SessionState state) {
 
 }  // namespace
 
+void SelectedMailbox::ObserveChange(const v1::ChangeEvent& event, size_t limit) {
+  auto modseq_of = [&event](const v1::MessageFlags& message) {
+    return message.modseq() != 0 ? message.modseq() : event.modseq();
+  };
+  if (event.has_added()) {
+    for (const v1::MessageFlags& message : event.added().messages()) {
+      LearnFlags(message.uid(), message.flags(), modseq_of(message), limit);
+    }
+  } else if (event.has_flags_changed()) {
+    for (const v1::MessageFlags& message : event.flags_changed().messages()) {
+      LearnFlags(message.uid(), message.flags(), modseq_of(message), limit);
+    }
+  } else if (event.has_expunged()) {
+    for (const v1::UidRange& range : event.expunged().uids().ranges()) {
+      if (static_cast<uint64_t>(range.last()) - range.first() >= flags.size()) {
+        std::erase_if(flags, [&range](const auto& entry) {
+          return entry.first >= range.first() && entry.first <= range.last();
+        });
+      } else {
+        for (uint64_t uid = range.first(); uid <= range.last(); ++uid) {
+          flags.erase(static_cast<uint32_t>(uid));
+        }
+      }
+    }
+  } else if (event.has_deleted() || event.has_resync()) {
+    flags.clear();
+  }
+}
+
 asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
                                       WorkerContext* worker) {
   auto& metrics = ops::GlobalMetrics();
@@ -127,6 +156,7 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
     : stream_(std::move(stream)),
       info_(info),
       worker_(worker),
+      store_(worker->store),
       receiver_(worker->options->limits),
       pending_(worker->options->max_pending_changes),
       started_(Clock::now()),
@@ -356,6 +386,7 @@ void Session::ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modse
     selected_->own_modseqs.insert(modseq);
   }
   for (uint32_t uid : uids) {
+    selected_->flags.erase(uid);
     if (auto seq = selected_->map.Expunge(uid); seq.has_value()) {
       selected_->recent.erase(uid);
       Send(imap::ExpungeResponse(*seq));
@@ -383,6 +414,7 @@ void Session::OnChange(const v1::ChangeEvent& event) {
   if (change_overflow_ || selected_ == nullptr || event.mailbox_id() != selected_->mailbox_id) {
     return;
   }
+  selected_->ObserveChange(event, options().max_known_flags);
   // The session's own changes usually come back after the command that made
   // them ended, when they would count against the bound of an idle session
   // (a STORE of more messages than that would end its own session).
@@ -772,6 +804,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
+  store_.Take();
   const imap::CommandInfo& info = imap::InfoFor(command);
   uint8_t state_bit = state_ == SessionState::kNotAuthenticated ? imap::kNotAuthenticated
                       : state_ == SessionState::kAuthenticated  ? imap::kAuthenticated
@@ -859,6 +892,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
     Bad("APPEND could not be parsed");
   }
   co_await StopReadAhead();
+  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(info.name), store_.Take());
   // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5).
   ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
   in_command_ = false;
@@ -1039,9 +1073,14 @@ asio::awaitable<void> Session::HandleAuthenticate(const imap::AuthenticateComman
 
 asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_only,
                                             bool condstore) {
-  // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
-  Deselect();
   auto name = DecodeMailboxName(wire_name);
+  // Selecting the selected mailbox again keeps its change-feed registration
+  // while Open runs, so the worker's subscription is not dropped and made
+  // again (and the flags the session knows stay current, see below).
+  if (!name.has_value() || selected_ == nullptr || selected_->name != *name) {
+    // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+    Deselect();
+  }
   if (!name.has_value()) {
     co_return;
   }
@@ -1050,6 +1089,7 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
   request.set_read_only(read_only);
   auto open = co_await store().Open(credential_, request);
   if (!open.ok()) {
+    Deselect();
     Fail(open.status(), absl::StrCat(read_only ? "EXAMINE " : "SELECT ", *name));
     co_return;
   }
@@ -1099,7 +1139,21 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
   Send(imap::StatusResponse("*", imap::Status::kOk,
                             imap::code::HighestModSeq(open->highest_modseq()), "Highest"));
   const bool is_read_only = box->read_only;
-  Select(std::move(box));
+  if (selected_ != nullptr && selected_->mailbox_id == box->mailbox_id &&
+      selected_->uidvalidity == box->uidvalidity && worker_->router != nullptr) {
+    // The same mailbox: every change since the previous selection reached
+    // OnChange, so the flags it learnt are still current. What the queue holds
+    // belongs to the old view; the router restarts the feed from this Open's
+    // MODSEQ if it already delivered past it (FeedRouter::Add).
+    box->flags = std::move(selected_->flags);
+    selected_ = std::move(box);
+    pending_.clear();
+    state_ = SessionState::kSelected;
+    worker_->router->Add(selected_->mailbox_id, selected_->uidvalidity,
+                         selected_->applied_modseq, credential_.token, this);
+  } else {
+    Select(std::move(box));
+  }
   Ok(is_read_only ? "EXAMINE completed" : "SELECT completed",
      is_read_only ? imap::code::kReadOnly : imap::code::kReadWrite);
 }
@@ -1185,6 +1239,7 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
   in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
+  store_.Take();
   // Answers and drops the rest of the command; the client may still be sending.
   auto refuse = [this](bool synchronizing) {
     if (synchronizing) {
@@ -1352,6 +1407,7 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
          imap::code::AppendUid(reply->uidvalidity(), imap::MergeIntervals(uids)));
     }
   }
+  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex("APPEND"), store_.Take());
   ApplyPendingChanges(/*allow_expunge=*/true);
   in_command_ = false;
   CheckChangeQueue();
