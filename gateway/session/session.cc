@@ -1270,6 +1270,13 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
   }
   imap::AppendHead head = begin.message;
   bool command_done = false;
+  // The content of small messages, kept to seed the FETCH cache once the
+  // service has given them UIDs: a message is often fetched soon after it was
+  // added. Bounded by kMaxCachedSection per message and kMaxAppendSeed in all;
+  // an empty optional is a message not kept.
+  constexpr size_t kMaxAppendSeed = 1 << 20;
+  std::vector<std::optional<std::string>> seeds;
+  size_t seed_bytes = 0;
   while (status.ok() && !command_done) {
     // One message: its head, then its literal streamed in chunks.
     v1::AppendRequest start;
@@ -1282,6 +1289,14 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
       start.mutable_message()->set_internal_date_tz_minutes(head.date->zone_minutes);
     }
     start.mutable_message()->set_size(head.size);
+    if (fetch_cache() != nullptr && head.size <= kMaxCachedSection &&
+        seed_bytes + head.size <= kMaxAppendSeed) {
+      seed_bytes += head.size;
+      seeds.emplace_back(std::string());
+      seeds.back()->reserve(head.size);
+    } else {
+      seeds.emplace_back(std::nullopt);
+    }
     status = co_await upload->Write(std::move(start));
     if (!status.ok()) {
       break;
@@ -1339,6 +1354,9 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
         }
       } else if (auto* chunk = std::get_if<imap::AppendChunk>(&event)) {
         if (!chunk->data.empty()) {
+          if (seeds.back().has_value()) {
+            seeds.back()->append(chunk->data);
+          }
           v1::AppendRequest item;
           item.set_chunk(std::string(chunk->data));
           status = co_await upload->Write(std::move(item));
@@ -1399,6 +1417,22 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
       std::vector<imap::Interval> uids;
       for (uint32_t uid : reply->uids()) {
         uids.push_back({uid, uid});
+      }
+      if (fetch_cache() != nullptr && static_cast<size_t>(reply->uids_size()) == seeds.size()) {
+        // BODY[] (the empty section) is the message as appended, and
+        // RFC822.SIZE its length (RFC 3501 §6.4.5).
+        const std::string whole = v1::Section().SerializeAsString();
+        for (size_t i = 0; i < seeds.size(); ++i) {
+          if (!seeds[i].has_value()) {
+            continue;
+          }
+          CachedMessage message;
+          message.has_size = true;
+          message.size = seeds[i]->size();
+          message.sections.emplace_back(whole, std::move(*seeds[i]));
+          fetch_cache()->Add({reply->mailbox_id(), reply->uidvalidity(), reply->uids(i)},
+                             message);
+        }
       }
       if (reply->uids_size() > 0) {
         co_await CatchUp(reply->mailbox_id(), reply->uids(reply->uids_size() - 1));

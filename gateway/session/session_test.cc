@@ -188,6 +188,17 @@ TEST_F(SessionTest, CallsPerCommand) {
       EXPECT_TRUE(absl::StrContains(reply, "t OK")) << step.command << ": " << reply;
       EXPECT_EQ(Calls(step.family) - calls, step.calls) << step.command << ": " << reply;
     }
+    // A message this session appended: BODY[] and RFC822.SIZE are known from
+    // the APPEND itself.
+    std::string third = "Subject: three\r\n\r\nthird body\r\n";
+    co_await Append(*client, third);
+    const uint64_t calls = Calls("FETCH");
+    std::string fetched = co_await client->Run("t", "UID FETCH 3 (UID RFC822.SIZE BODY.PEEK[])");
+    EXPECT_EQ(Calls("FETCH"), calls) << fetched;
+    EXPECT_TRUE(absl::StrContains(
+        fetched, absl::StrCat("(UID 3 RFC822.SIZE ", third.size(), " BODY[] {", third.size(),
+                              "}\r\n", third, ")")))
+        << fetched;
     client->Close();
   });
 }
