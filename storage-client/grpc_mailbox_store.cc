@@ -600,6 +600,9 @@ absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
     // Without a local subchannel pool, channels to the same target share one
     // connection, and the pool would spread nothing.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    // Retries are this client's own (CallUnary, GrpcFetchStream): gRPC's retry
+    // filter would only copy every call's messages into its replay buffer.
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
     if (pool->options.stream_window_bytes > 0) {
       // A fixed window: the BDP probe would otherwise grow it past the bound.
       args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);

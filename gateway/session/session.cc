@@ -674,12 +674,26 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline,
   co_return true;
 }
 
-asio::awaitable<void> Session::WaitABit() {
-  asio::steady_timer timer(stream_.get_executor(), std::chrono::microseconds(200));
-  co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+asio::awaitable<void> Session::WaitForReadAhead() {
+  asio::steady_timer signal(stream_.get_executor(), Clock::time_point::max());
+  read_ahead_signal_ = &signal;
+  co_await signal.async_wait(asio::as_tuple(asio::use_awaitable));
+  read_ahead_signal_ = nullptr;
 }
 
-asio::awaitable<void> Session::ReadAheadLoop() {
+void Session::SignalReadAhead() {
+  if (read_ahead_signal_ != nullptr) {
+    read_ahead_signal_->cancel();
+  }
+}
+
+asio::awaitable<void> Session::ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ticket) {
+  if (ticket->cancelled) {
+    // The command ended before this coroutine first ran (StopReadAhead); the
+    // session may be gone, so `this` is not touched.
+    co_return;
+  }
+  read_ahead_started_ = true;
   constexpr size_t kReadAheadLimit = 64 * 1024;
   asio::steady_timer wake(stream_.get_executor());
   read_ahead_wake_ = &wake;
@@ -694,6 +708,7 @@ asio::awaitable<void> Session::ReadAheadLoop() {
     auto error = co_await stream_.WaitReadable(Clock::now() + std::chrono::hours(1));
     if (error) {
       read_ahead_in_io_ = false;
+      SignalReadAhead();
       if (error == asio::error::operation_aborted) {
         continue;  // paused or stopped
       }
@@ -704,6 +719,7 @@ asio::awaitable<void> Session::ReadAheadLoop() {
     // completed by a later read, while a pause must not wait long.
     auto [read_error, size] = co_await stream_.ReadSome(buffer, std::chrono::milliseconds(50));
     read_ahead_in_io_ = false;
+    SignalReadAhead();
     if (read_error == asio::error::timed_out) {
       continue;
     }
@@ -715,6 +731,8 @@ asio::awaitable<void> Session::ReadAheadLoop() {
   }
   read_ahead_wake_ = nullptr;
   read_ahead_running_ = false;
+  read_ahead_started_ = false;
+  SignalReadAhead();
 }
 
 asio::awaitable<void> Session::PauseReadAhead() {
@@ -723,7 +741,7 @@ asio::awaitable<void> Session::PauseReadAhead() {
     stream_.CancelWait();
   }
   while (read_ahead_in_io_) {
-    co_await WaitABit();
+    co_await WaitForReadAhead();
   }
 }
 
@@ -738,13 +756,21 @@ asio::awaitable<void> Session::StopReadAhead() {
   if (!read_ahead_running_) {
     co_return;
   }
+  if (!read_ahead_started_) {
+    // A command that never waited: the loop has not run yet, and now never
+    // will (no wake-up, no timer).
+    read_ahead_ticket_->cancelled = true;
+    read_ahead_running_ = false;
+    read_ahead_paused_ = false;
+    co_return;
+  }
   read_ahead_stop_ = true;
   co_await PauseReadAhead();
   if (read_ahead_wake_ != nullptr) {
     read_ahead_wake_->cancel();
   }
   while (read_ahead_running_) {
-    co_await WaitABit();
+    co_await WaitForReadAhead();
   }
   read_ahead_stop_ = false;
   read_ahead_paused_ = false;
@@ -819,7 +845,9 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
       !std::holds_alternative<imap::LogoutCommand>(body);
   if (read_ahead && !broken_) {
     read_ahead_running_ = true;
-    asio::co_spawn(stream_.get_executor(), ReadAheadLoop(), [](std::exception_ptr error) {
+    read_ahead_ticket_ = std::make_shared<ReadAheadTicket>();
+    asio::co_spawn(stream_.get_executor(), ReadAheadLoop(read_ahead_ticket_),
+                   [](std::exception_ptr error) {
       if (error) {
         std::cerr << "imap-gateway: read-ahead ended by an exception\n";
       }

@@ -261,11 +261,18 @@ class Session final : public FeedRouter::Listener {
   // Read-ahead: while an ordinary command runs, pipelined bytes are read from the
   // socket into the receiver (bounded), pausing whenever the command writes, since a
   // Stream runs one operation at a time.
-  boost::asio::awaitable<void> ReadAheadLoop();
+  // Set when a command ends before its loop coroutine first ran; shared with
+  // the coroutine, which then ends without touching the session.
+  struct ReadAheadTicket {
+    bool cancelled = false;
+  };
+  boost::asio::awaitable<void> ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ticket);
   boost::asio::awaitable<void> PauseReadAhead();
   void ResumeReadAhead();
   boost::asio::awaitable<void> StopReadAhead();
-  boost::asio::awaitable<void> WaitABit();
+  // Waits until the loop leaves its I/O or ends (SignalReadAhead).
+  boost::asio::awaitable<void> WaitForReadAhead();
+  void SignalReadAhead();
 
   net::Stream stream_;
   net::ConnectionInfo info_;
@@ -300,7 +307,10 @@ class Session final : public FeedRouter::Listener {
   bool read_ahead_paused_ = false;
   bool read_ahead_stop_ = false;
   bool read_ahead_in_io_ = false;    // inside WaitReadable/ReadSome
+  bool read_ahead_started_ = false;  // the loop coroutine has run
+  std::shared_ptr<ReadAheadTicket> read_ahead_ticket_;
   boost::asio::steady_timer* read_ahead_wake_ = nullptr;
+  boost::asio::steady_timer* read_ahead_signal_ = nullptr;  // WaitForReadAhead's
 };
 
 }  // namespace gateway
