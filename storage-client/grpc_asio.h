@@ -19,6 +19,8 @@
 //   coroutine still resumes only once gRPC has reported the operation done.
 #pragma once
 
+#include <algorithm>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -130,9 +132,12 @@ boost::asio::awaitable<absl::StatusOr<Response>> AwaitUnary(grpc::ClientContext&
 // sent at start), grpc::ClientWriteReactor<Request> (client streaming: `response()`
 // holds the reply after Finish) or grpc::ClientBidiReactor<Request, Response>.
 //
-// Flow control: a read is started only when the consumer awaits Read(), so at most
-// one message is held here (gRPC's HTTP/2 window bounds what the transport buffers).
-// At most one Read and one Write may be outstanding at a time (gRPC's rule).
+// Flow control: reads run ahead of the consumer on gRPC's thread, so a burst of
+// small messages (a FETCH of many messages) reaches the consumer's executor in one
+// hand-off rather than one per message; a new read starts only while fewer than
+// kReadAheadMessages messages and kReadAheadBytes bytes wait here, so a stream of
+// 256 KiB chunks holds one at a time (gRPC's HTTP/2 window bounds what the
+// transport buffers). At most one Write may be outstanding at a time (gRPC's rule).
 //
 // Lifetime: create with std::make_shared, set up context() (deadline, metadata),
 // then Start(). The object keeps itself alive until gRPC's last callback (OnDone),
@@ -148,6 +153,9 @@ class StreamCall final : public Reactor,
       kBidi || std::is_base_of_v<grpc::ClientReadReactor<Response>, Reactor>;
   static constexpr bool kWrites =
       kBidi || std::is_base_of_v<grpc::ClientWriteReactor<Request>, Reactor>;
+
+  static constexpr size_t kReadAheadMessages = 16;
+  static constexpr size_t kReadAheadBytes = 64 * 1024;
 
   StreamCall() = default;
   StreamCall(const StreamCall&) = delete;
@@ -171,33 +179,41 @@ class StreamCall final : public Reactor,
     this->StartCall();
   }
 
+  // A message that already arrived, without waiting; nullopt if none is here.
+  std::optional<Response> TryRead()
+    requires kReads
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    return TakeReadyLocked();
+  }
+
   // The next message, or nullopt once the stream has ended (then await Finish for
   // the status) or after Cancel.
   boost::asio::awaitable<std::optional<Response>> Read()
     requires kReads
   {
-    const bool ok = co_await AwaitCompletion<bool>(
+    if (std::optional<Response> ready = TryRead()) {
+      co_return ready;
+    }
+    co_await AwaitCompletion<bool>(
         [this](std::function<void(bool)> done) {
           std::unique_lock<std::recursive_mutex> lock(mutex_);
           // Checked under the lock that Cancel takes, so a read never starts after
           // the hold is gone (gRPC forbids that once OnDone may have run).
-          if (hold_removed_ || read_ended_) {
+          if (!ready_.empty() || hold_removed_ || read_ended_) {
             lock.unlock();
-            done(false);
+            done(true);
             return;
           }
           on_read_done_ = std::move(done);
-          this->StartRead(&read_buffer_);
+          if (!read_pending_) {
+            read_pending_ = true;
+            this->StartRead(&read_buffer_);
+          }
         },
         [this] { context_.TryCancel(); });
-    if (!ok) {
-      std::lock_guard<std::recursive_mutex> lock(mutex_);
-      read_ended_ = true;
-      co_return std::nullopt;
-    }
-    std::optional<Response> message(std::move(read_buffer_));
-    read_buffer_.Clear();
-    co_return message;
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    co_return TakeReadyLocked();
   }
 
   // Sends one message. False means the stream is broken or was cancelled: await
@@ -260,6 +276,10 @@ class StreamCall final : public Reactor,
   // CANCELLED (unless the call had already completed). Safe to call repeatedly and
   // from any thread; does not block.
   void Cancel() {
+    {
+      std::lock_guard<std::recursive_mutex> lock(mutex_);
+      cancelled_ = true;
+    }
     context_.TryCancel();
     RemoveHoldOnce();
   }
@@ -269,7 +289,30 @@ class StreamCall final : public Reactor,
   // (and overrides the base's virtual where it does).
   void OnReadDone(bool ok) {
     if constexpr (kReads) {
-      TakeAndCall(on_read_done_, ok);
+      std::function<void(bool)> callback;
+      {
+        std::lock_guard<std::recursive_mutex> lock(mutex_);
+        read_pending_ = false;
+        if (ok) {
+          ready_bytes_ += read_buffer_.ByteSizeLong();
+          ready_.push_back(std::move(read_buffer_));
+          read_buffer_.Clear();
+          // Read on while little waits here; inside this reaction a new read
+          // is allowed even after the hold is gone.
+          if (!cancelled_ && ready_.size() < kReadAheadMessages &&
+              ready_bytes_ < kReadAheadBytes) {
+            read_pending_ = true;
+            this->StartRead(&read_buffer_);
+          }
+        } else {
+          read_ended_ = true;
+        }
+        callback = std::move(on_read_done_);
+        on_read_done_ = nullptr;
+      }
+      if (callback) {
+        callback(ok);
+      }
     }
   }
   void OnWriteDone(bool ok) {
@@ -296,6 +339,25 @@ class StreamCall final : public Reactor,
   }
 
  private:
+  // The oldest message that arrived (mutex_ held), starting the next read if the
+  // consumer has made room for it.
+  std::optional<Response> TakeReadyLocked()
+    requires kReads
+  {
+    if (ready_.empty()) {
+      return std::nullopt;
+    }
+    std::optional<Response> message(std::move(ready_.front()));
+    ready_.pop_front();
+    ready_bytes_ -= std::min(ready_bytes_, message->ByteSizeLong());
+    if (!read_pending_ && !read_ended_ && !hold_removed_ && !cancelled_ &&
+        ready_.size() < kReadAheadMessages && ready_bytes_ < kReadAheadBytes) {
+      read_pending_ = true;
+      this->StartRead(&read_buffer_);
+    }
+    return message;
+  }
+
   void RemoveHoldOnce() {
     std::unique_lock<std::recursive_mutex> lock(mutex_);
     if (hold_removed_ || self_ == nullptr) {
@@ -334,6 +396,10 @@ class StreamCall final : public Reactor,
   std::function<void(bool)> on_write_done_;
   std::function<void(grpc::Status)> on_done_;
   bool hold_removed_ = false;
+  bool cancelled_ = false;
+  bool read_pending_ = false;      // a StartRead has not reported yet
+  std::deque<Response> ready_;     // arrived, not yet taken by Read
+  size_t ready_bytes_ = 0;
   bool read_ended_ = false;
   bool writes_done_ = false;
   bool finished_ = false;

@@ -223,7 +223,12 @@ class GrpcFetchStream final : public FetchStream {
       }
       std::shared_ptr<FetchCall> call = call_;
       bool idle_expired = false;
-      std::optional<v1::FetchResponse> item;
+      // Items that already arrived are taken without the idle timer.
+      std::optional<v1::FetchResponse> item = call->TryRead();
+      if (item.has_value()) {
+        received_any_ = true;
+        co_return std::move(item);
+      }
       {
         IdleWatch watch(co_await boost::asio::this_coro::executor,
                         pool_->options.stream_idle_timeout, call);
