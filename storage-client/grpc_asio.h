@@ -137,7 +137,11 @@ boost::asio::awaitable<absl::StatusOr<Response>> AwaitUnary(grpc::ClientContext&
 // hand-off rather than one per message; a new read starts only while fewer than
 // kReadAheadMessages messages and kReadAheadBytes bytes wait here, so a stream of
 // 256 KiB chunks holds one at a time (gRPC's HTTP/2 window bounds what the
-// transport buffers). At most one Write may be outstanding at a time (gRPC's rule).
+// transport buffers). Writes run behind the producer the same way: Write returns
+// at once while at most kWriteBehindBytes wait behind the message gRPC is sending,
+// and gRPC's thread starts the next one (and a requested half-close) as each
+// completes, so an APPEND of a small message costs one hand-off (Finish), not one
+// per message. A failed write shows in the next Write or in Finish.
 //
 // Lifetime: create with std::make_shared, set up context() (deadline, metadata),
 // then Start(). The object keeps itself alive until gRPC's last callback (OnDone),
@@ -156,6 +160,7 @@ class StreamCall final : public Reactor,
 
   static constexpr size_t kReadAheadMessages = 16;
   static constexpr size_t kReadAheadBytes = 64 * 1024;
+  static constexpr size_t kWriteBehindBytes = 64 * 1024;
 
   StreamCall() = default;
   StreamCall(const StreamCall&) = delete;
@@ -216,27 +221,53 @@ class StreamCall final : public Reactor,
     co_return TakeReadyLocked();
   }
 
-  // Sends one message. False means the stream is broken or was cancelled: await
-  // Finish for the reason.
+  // True if Write of a message of `bytes` would return without waiting for gRPC.
+  bool WriteWouldNotWait(size_t bytes)
+    requires kWrites
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    return !write_in_flight_ || queued_bytes_ + bytes <= kWriteBehindBytes;
+  }
+
+  // Sends one message: hands it to gRPC, or queues it behind the one gRPC is
+  // sending, and waits only while more than kWriteBehindBytes are queued. False
+  // means the stream is broken or was cancelled: await Finish for the reason.
   boost::asio::awaitable<bool> Write(Request message)
     requires kWrites
   {
-    write_buffer_ = std::move(message);
+    {
+      std::lock_guard<std::recursive_mutex> lock(mutex_);
+      if (hold_removed_ || writes_done_ || write_failed_) {
+        co_return false;
+      }
+      if (!write_in_flight_) {
+        write_in_flight_ = true;
+        write_buffer_ = std::move(message);
+        this->StartWrite(&write_buffer_);
+      } else {
+        queued_bytes_ += message.ByteSizeLong();
+        write_queue_.push_back(std::move(message));
+      }
+      if (queued_bytes_ <= kWriteBehindBytes) {
+        co_return true;
+      }
+    }
     co_return co_await AwaitCompletion<bool>(
         [this](std::function<void(bool)> done) {
           std::unique_lock<std::recursive_mutex> lock(mutex_);
-          if (hold_removed_ || writes_done_) {
+          if (queued_bytes_ <= kWriteBehindBytes || write_failed_) {
+            const bool ok = !write_failed_;
             lock.unlock();
-            done(false);
+            done(ok);
             return;
           }
           on_write_done_ = std::move(done);
-          this->StartWrite(&write_buffer_);
         },
         [this] { context_.TryCancel(); });
   }
 
-  // Half-closes the sending side without waiting for the end of the call.
+  // Half-closes the sending side without waiting for the end of the call; after
+  // the queued writes, if any.
   void WritesDone()
     requires kWrites
   {
@@ -245,7 +276,9 @@ class StreamCall final : public Reactor,
       return;
     }
     writes_done_ = true;
-    this->StartWritesDone();
+    if (!write_in_flight_) {
+      this->StartWritesDone();
+    }  // else OnWriteDone starts it once the queue is empty
   }
 
   // Ends our side (half-close for client streams; a bidi caller half-closes with
@@ -317,7 +350,34 @@ class StreamCall final : public Reactor,
   }
   void OnWriteDone(bool ok) {
     if constexpr (kWrites) {
-      TakeAndCall(on_write_done_, ok);
+      std::function<void(bool)> callback;
+      bool result = true;
+      {
+        std::lock_guard<std::recursive_mutex> lock(mutex_);
+        write_in_flight_ = false;
+        if (!ok) {
+          write_failed_ = true;
+          write_queue_.clear();
+          queued_bytes_ = 0;
+        } else if (!write_queue_.empty()) {
+          // Inside this reaction a new write is allowed even after the hold is gone.
+          write_buffer_ = std::move(write_queue_.front());
+          write_queue_.pop_front();
+          queued_bytes_ -= std::min(queued_bytes_, write_buffer_.ByteSizeLong());
+          write_in_flight_ = true;
+          this->StartWrite(&write_buffer_);
+        } else if (writes_done_ && !cancelled_) {
+          this->StartWritesDone();
+        }
+        if (on_write_done_ && (write_failed_ || queued_bytes_ <= kWriteBehindBytes)) {
+          callback = std::move(on_write_done_);
+          on_write_done_ = nullptr;
+          result = !write_failed_;
+        }
+      }
+      if (callback) {
+        callback(result);
+      }
     }
   }
   void OnDone(const grpc::Status& status) override {
@@ -371,19 +431,6 @@ class StreamCall final : public Reactor,
     this->RemoveHold();
   }
 
-  template <typename Value>
-  void TakeAndCall(std::function<void(Value)>& slot, Value value) {
-    std::function<void(Value)> callback;
-    {
-      std::lock_guard<std::recursive_mutex> lock(mutex_);
-      callback = std::move(slot);
-      slot = nullptr;
-    }
-    if (callback) {
-      callback(value);
-    }
-  }
-
   grpc::ClientContext context_;
   Request request_;
   Response response_;
@@ -399,6 +446,10 @@ class StreamCall final : public Reactor,
   bool cancelled_ = false;
   bool read_pending_ = false;      // a StartRead has not reported yet
   std::deque<Response> ready_;     // arrived, not yet taken by Read
+  bool write_in_flight_ = false;   // a StartWrite has not reported yet
+  bool write_failed_ = false;
+  std::deque<Request> write_queue_;  // behind the write in flight
+  size_t queued_bytes_ = 0;
   size_t ready_bytes_ = 0;
   bool read_ended_ = false;
   bool writes_done_ = false;

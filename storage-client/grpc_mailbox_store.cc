@@ -321,7 +321,9 @@ class GrpcUploadStream final : public UploadStream<Item, Reply> {
     }
     bool ok = false;
     bool idle_expired = false;
-    {
+    if (call_->WriteWouldNotWait(item.ByteSizeLong())) {
+      ok = co_await call_->Write(std::move(item));  // queued: no idle timer needed
+    } else {
       IdleWatch watch(co_await boost::asio::this_coro::executor,
                       pool_->options.stream_idle_timeout, call_);
       ok = co_await call_->Write(std::move(item));
