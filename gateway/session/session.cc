@@ -1268,6 +1268,18 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
   store_.Take();
+  // Counted however the command ends (there are many early returns below).
+  struct CountOnExit {
+    CountingStore& store;
+    bool counted = false;
+    void Count() {
+      if (!counted) {
+        counted = true;
+        ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex("APPEND"), store.Take());
+      }
+    }
+    ~CountOnExit() { Count(); }
+  } count_on_exit{store_};
   // Answers and drops the rest of the command; the client may still be sending.
   auto refuse = [this](bool synchronizing) {
     if (synchronizing) {
@@ -1469,7 +1481,7 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
          imap::code::AppendUid(reply->uidvalidity(), imap::MergeIntervals(uids)));
     }
   }
-  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex("APPEND"), store_.Take());
+  count_on_exit.Count();
   ApplyPendingChanges(/*allow_expunge=*/true);
   in_command_ = false;
   CheckChangeQueue();
