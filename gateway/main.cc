@@ -79,6 +79,13 @@ std::vector<mailbox::config::Setting> Settings() {
        "UID ranges one SEARCH may send to the mailbox service, over all its keys"},
       {"max-pending-changes", "IMAPD_MAX_PENDING_CHANGES", "20000",
        "unreported changes of the selected mailbox a session may hold before BYE"},
+      {"fetch-cache-mib", "IMAPD_FETCH_CACHE_MIB", "64",
+       "MiB of static message data (ENVELOPE, BODYSTRUCTURE, sizes, dates, sections up "
+       "to 64 KiB) each worker keeps to answer FETCH without the mailbox service; 0 "
+       "disables"},
+      {"max-known-flags", "IMAPD_MAX_KNOWN_FLAGS", "10000",
+       "messages of the selected mailbox whose flags a session keeps to answer FETCH "
+       "FLAGS without the mailbox service"},
       {"read-timeout", "IMAPD_READ_TIMEOUT", "60",
        "seconds to wait for the next octets of a literal the client announced"},
       {"min-append-rate", "IMAPD_MIN_APPEND_RATE", "1024",
@@ -138,6 +145,7 @@ int Run(int argc, char** argv) {
 
   SessionOptions options;
   int64_t unauth = 0, autologout = 0, keepalive = 0, read_timeout = 0;
+  size_t fetch_cache_mib = kDefaultFetchCacheMib;
   if (!ReadInt(*config, "unauthenticated-timeout", &unauth) ||
       !ReadInt(*config, "autologout", &autologout) ||
       !ReadInt(*config, "idle-keepalive", &keepalive) ||
@@ -151,6 +159,8 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "max-nesting", &options.limits.max_nesting_depth) ||
       !ReadInt(*config, "max-search-ranges", &options.max_search_uid_ranges) ||
       !ReadInt(*config, "max-pending-changes", &options.max_pending_changes) ||
+      !ReadInt(*config, "max-known-flags", &options.max_known_flags) ||
+      !ReadInt(*config, "fetch-cache-mib", &fetch_cache_mib) ||
       !ReadInt(*config, "read-timeout", &read_timeout) ||
       !ReadInt(*config, "min-append-rate", &options.min_append_rate) ||
       !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length)) {
@@ -250,6 +260,8 @@ int Run(int argc, char** argv) {
   pool_options.workers = workers;
   std::vector<std::unique_ptr<WorkerContext>> contexts(workers);
   std::vector<std::unique_ptr<FeedRouter>> routers(workers);
+  // Declared before the pool: session frames the pool destroys may still use them.
+  std::vector<std::unique_ptr<FetchCache>> fetch_caches(workers);
   auto handler = [&contexts](net::Stream stream, net::ConnectionInfo info) {
     return ServeConnection(std::move(stream), info, contexts[info.worker].get());
   };
@@ -265,6 +277,10 @@ int Run(int argc, char** argv) {
     contexts[i]->router = routers[i].get();
     contexts[i]->tls = tls->get();
     contexts[i]->options = &options;
+    if (fetch_cache_mib > 0) {
+      fetch_caches[i] = std::make_unique<FetchCache>(fetch_cache_mib << 20);
+      contexts[i]->fetch_cache = fetch_caches[i].get();
+    }
   }
 
   // Operator endpoint on its own small thread.

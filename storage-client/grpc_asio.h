@@ -19,6 +19,8 @@
 //   coroutine still resumes only once gRPC has reported the operation done.
 #pragma once
 
+#include <algorithm>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -130,9 +132,16 @@ boost::asio::awaitable<absl::StatusOr<Response>> AwaitUnary(grpc::ClientContext&
 // sent at start), grpc::ClientWriteReactor<Request> (client streaming: `response()`
 // holds the reply after Finish) or grpc::ClientBidiReactor<Request, Response>.
 //
-// Flow control: a read is started only when the consumer awaits Read(), so at most
-// one message is held here (gRPC's HTTP/2 window bounds what the transport buffers).
-// At most one Read and one Write may be outstanding at a time (gRPC's rule).
+// Flow control: reads run ahead of the consumer on gRPC's thread, so a burst of
+// small messages (a FETCH of many messages) reaches the consumer's executor in one
+// hand-off rather than one per message; a new read starts only while fewer than
+// kReadAheadMessages messages and kReadAheadBytes bytes wait here, so a stream of
+// 256 KiB chunks holds one at a time (gRPC's HTTP/2 window bounds what the
+// transport buffers). Writes run behind the producer the same way: Write returns
+// at once while at most kWriteBehindBytes wait behind the message gRPC is sending,
+// and gRPC's thread starts the next one (and a requested half-close) as each
+// completes, so an APPEND of a small message costs one hand-off (Finish), not one
+// per message. A failed write shows in the next Write or in Finish.
 //
 // Lifetime: create with std::make_shared, set up context() (deadline, metadata),
 // then Start(). The object keeps itself alive until gRPC's last callback (OnDone),
@@ -148,6 +157,10 @@ class StreamCall final : public Reactor,
       kBidi || std::is_base_of_v<grpc::ClientReadReactor<Response>, Reactor>;
   static constexpr bool kWrites =
       kBidi || std::is_base_of_v<grpc::ClientWriteReactor<Request>, Reactor>;
+
+  static constexpr size_t kReadAheadMessages = 16;
+  static constexpr size_t kReadAheadBytes = 64 * 1024;
+  static constexpr size_t kWriteBehindBytes = 64 * 1024;
 
   StreamCall() = default;
   StreamCall(const StreamCall&) = delete;
@@ -171,56 +184,90 @@ class StreamCall final : public Reactor,
     this->StartCall();
   }
 
+  // A message that already arrived, without waiting; nullopt if none is here.
+  std::optional<Response> TryRead()
+    requires kReads
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    return TakeReadyLocked();
+  }
+
   // The next message, or nullopt once the stream has ended (then await Finish for
   // the status) or after Cancel.
   boost::asio::awaitable<std::optional<Response>> Read()
     requires kReads
   {
-    const bool ok = co_await AwaitCompletion<bool>(
+    if (std::optional<Response> ready = TryRead()) {
+      co_return ready;
+    }
+    co_await AwaitCompletion<bool>(
         [this](std::function<void(bool)> done) {
           std::unique_lock<std::recursive_mutex> lock(mutex_);
           // Checked under the lock that Cancel takes, so a read never starts after
           // the hold is gone (gRPC forbids that once OnDone may have run).
-          if (hold_removed_ || read_ended_) {
+          if (!ready_.empty() || hold_removed_ || read_ended_) {
             lock.unlock();
-            done(false);
+            done(true);
             return;
           }
           on_read_done_ = std::move(done);
-          this->StartRead(&read_buffer_);
+          if (!read_pending_) {
+            read_pending_ = true;
+            this->StartRead(&read_buffer_);
+          }
         },
         [this] { context_.TryCancel(); });
-    if (!ok) {
-      std::lock_guard<std::recursive_mutex> lock(mutex_);
-      read_ended_ = true;
-      co_return std::nullopt;
-    }
-    std::optional<Response> message(std::move(read_buffer_));
-    read_buffer_.Clear();
-    co_return message;
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    co_return TakeReadyLocked();
   }
 
-  // Sends one message. False means the stream is broken or was cancelled: await
-  // Finish for the reason.
+  // True if Write of a message of `bytes` would return without waiting for gRPC.
+  bool WriteWouldNotWait(size_t bytes)
+    requires kWrites
+  {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    return !write_in_flight_ || queued_bytes_ + bytes <= kWriteBehindBytes;
+  }
+
+  // Sends one message: hands it to gRPC, or queues it behind the one gRPC is
+  // sending, and waits only while more than kWriteBehindBytes are queued. False
+  // means the stream is broken or was cancelled: await Finish for the reason.
   boost::asio::awaitable<bool> Write(Request message)
     requires kWrites
   {
-    write_buffer_ = std::move(message);
+    {
+      std::lock_guard<std::recursive_mutex> lock(mutex_);
+      if (hold_removed_ || writes_done_ || write_failed_) {
+        co_return false;
+      }
+      if (!write_in_flight_) {
+        write_in_flight_ = true;
+        write_buffer_ = std::move(message);
+        this->StartWrite(&write_buffer_);
+      } else {
+        queued_bytes_ += message.ByteSizeLong();
+        write_queue_.push_back(std::move(message));
+      }
+      if (queued_bytes_ <= kWriteBehindBytes) {
+        co_return true;
+      }
+    }
     co_return co_await AwaitCompletion<bool>(
         [this](std::function<void(bool)> done) {
           std::unique_lock<std::recursive_mutex> lock(mutex_);
-          if (hold_removed_ || writes_done_) {
+          if (queued_bytes_ <= kWriteBehindBytes || write_failed_) {
+            const bool ok = !write_failed_;
             lock.unlock();
-            done(false);
+            done(ok);
             return;
           }
           on_write_done_ = std::move(done);
-          this->StartWrite(&write_buffer_);
         },
         [this] { context_.TryCancel(); });
   }
 
-  // Half-closes the sending side without waiting for the end of the call.
+  // Half-closes the sending side without waiting for the end of the call; after
+  // the queued writes, if any.
   void WritesDone()
     requires kWrites
   {
@@ -229,7 +276,9 @@ class StreamCall final : public Reactor,
       return;
     }
     writes_done_ = true;
-    this->StartWritesDone();
+    if (!write_in_flight_) {
+      this->StartWritesDone();
+    }  // else OnWriteDone starts it once the queue is empty
   }
 
   // Ends our side (half-close for client streams; a bidi caller half-closes with
@@ -260,6 +309,10 @@ class StreamCall final : public Reactor,
   // CANCELLED (unless the call had already completed). Safe to call repeatedly and
   // from any thread; does not block.
   void Cancel() {
+    {
+      std::lock_guard<std::recursive_mutex> lock(mutex_);
+      cancelled_ = true;
+    }
     context_.TryCancel();
     RemoveHoldOnce();
   }
@@ -269,12 +322,62 @@ class StreamCall final : public Reactor,
   // (and overrides the base's virtual where it does).
   void OnReadDone(bool ok) {
     if constexpr (kReads) {
-      TakeAndCall(on_read_done_, ok);
+      std::function<void(bool)> callback;
+      {
+        std::lock_guard<std::recursive_mutex> lock(mutex_);
+        read_pending_ = false;
+        if (ok) {
+          ready_bytes_ += read_buffer_.ByteSizeLong();
+          ready_.push_back(std::move(read_buffer_));
+          read_buffer_.Clear();
+          // Read on while little waits here; inside this reaction a new read
+          // is allowed even after the hold is gone.
+          if (!cancelled_ && ready_.size() < kReadAheadMessages &&
+              ready_bytes_ < kReadAheadBytes) {
+            read_pending_ = true;
+            this->StartRead(&read_buffer_);
+          }
+        } else {
+          read_ended_ = true;
+        }
+        callback = std::move(on_read_done_);
+        on_read_done_ = nullptr;
+      }
+      if (callback) {
+        callback(ok);
+      }
     }
   }
   void OnWriteDone(bool ok) {
     if constexpr (kWrites) {
-      TakeAndCall(on_write_done_, ok);
+      std::function<void(bool)> callback;
+      bool result = true;
+      {
+        std::lock_guard<std::recursive_mutex> lock(mutex_);
+        write_in_flight_ = false;
+        if (!ok) {
+          write_failed_ = true;
+          write_queue_.clear();
+          queued_bytes_ = 0;
+        } else if (!write_queue_.empty()) {
+          // Inside this reaction a new write is allowed even after the hold is gone.
+          write_buffer_ = std::move(write_queue_.front());
+          write_queue_.pop_front();
+          queued_bytes_ -= std::min(queued_bytes_, write_buffer_.ByteSizeLong());
+          write_in_flight_ = true;
+          this->StartWrite(&write_buffer_);
+        } else if (writes_done_ && !cancelled_) {
+          this->StartWritesDone();
+        }
+        if (on_write_done_ && (write_failed_ || queued_bytes_ <= kWriteBehindBytes)) {
+          callback = std::move(on_write_done_);
+          on_write_done_ = nullptr;
+          result = !write_failed_;
+        }
+      }
+      if (callback) {
+        callback(result);
+      }
     }
   }
   void OnDone(const grpc::Status& status) override {
@@ -296,6 +399,25 @@ class StreamCall final : public Reactor,
   }
 
  private:
+  // The oldest message that arrived (mutex_ held), starting the next read if the
+  // consumer has made room for it.
+  std::optional<Response> TakeReadyLocked()
+    requires kReads
+  {
+    if (ready_.empty()) {
+      return std::nullopt;
+    }
+    std::optional<Response> message(std::move(ready_.front()));
+    ready_.pop_front();
+    ready_bytes_ -= std::min(ready_bytes_, message->ByteSizeLong());
+    if (!read_pending_ && !read_ended_ && !hold_removed_ && !cancelled_ &&
+        ready_.size() < kReadAheadMessages && ready_bytes_ < kReadAheadBytes) {
+      read_pending_ = true;
+      this->StartRead(&read_buffer_);
+    }
+    return message;
+  }
+
   void RemoveHoldOnce() {
     std::unique_lock<std::recursive_mutex> lock(mutex_);
     if (hold_removed_ || self_ == nullptr) {
@@ -307,19 +429,6 @@ class StreamCall final : public Reactor,
     std::shared_ptr<StreamCall> keep_alive = self_;
     lock.unlock();
     this->RemoveHold();
-  }
-
-  template <typename Value>
-  void TakeAndCall(std::function<void(Value)>& slot, Value value) {
-    std::function<void(Value)> callback;
-    {
-      std::lock_guard<std::recursive_mutex> lock(mutex_);
-      callback = std::move(slot);
-      slot = nullptr;
-    }
-    if (callback) {
-      callback(value);
-    }
   }
 
   grpc::ClientContext context_;
@@ -334,6 +443,14 @@ class StreamCall final : public Reactor,
   std::function<void(bool)> on_write_done_;
   std::function<void(grpc::Status)> on_done_;
   bool hold_removed_ = false;
+  bool cancelled_ = false;
+  bool read_pending_ = false;      // a StartRead has not reported yet
+  std::deque<Response> ready_;     // arrived, not yet taken by Read
+  bool write_in_flight_ = false;   // a StartWrite has not reported yet
+  bool write_failed_ = false;
+  std::deque<Request> write_queue_;  // behind the write in flight
+  size_t queued_bytes_ = 0;
+  size_t ready_bytes_ = 0;
   bool read_ended_ = false;
   bool writes_done_ = false;
   bool finished_ = false;

@@ -223,7 +223,12 @@ class GrpcFetchStream final : public FetchStream {
       }
       std::shared_ptr<FetchCall> call = call_;
       bool idle_expired = false;
-      std::optional<v1::FetchResponse> item;
+      // Items that already arrived are taken without the idle timer.
+      std::optional<v1::FetchResponse> item = call->TryRead();
+      if (item.has_value()) {
+        received_any_ = true;
+        co_return std::move(item);
+      }
       {
         IdleWatch watch(co_await boost::asio::this_coro::executor,
                         pool_->options.stream_idle_timeout, call);
@@ -316,7 +321,9 @@ class GrpcUploadStream final : public UploadStream<Item, Reply> {
     }
     bool ok = false;
     bool idle_expired = false;
-    {
+    if (call_->WriteWouldNotWait(item.ByteSizeLong())) {
+      ok = co_await call_->Write(std::move(item));  // queued: no idle timer needed
+    } else {
       IdleWatch watch(co_await boost::asio::this_coro::executor,
                       pool_->options.stream_idle_timeout, call_);
       ok = co_await call_->Write(std::move(item));
@@ -600,6 +607,9 @@ absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
     // Without a local subchannel pool, channels to the same target share one
     // connection, and the pool would spread nothing.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    // Retries are this client's own (CallUnary, GrpcFetchStream): gRPC's retry
+    // filter would only copy every call's messages into its replay buffer.
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
     if (pool->options.stream_window_bytes > 0) {
       // A fixed window: the BDP probe would otherwise grow it past the bound.
       args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);

@@ -55,8 +55,9 @@ class ItemStream {
   virtual ~ItemStream() = default;
 
   // The next item; nullopt after the last one (the call completed OK); an error if
-  // the call failed. Items are read from the network only when asked for, so a
-  // large fetch holds about one chunk (256 KiB) here at a time.
+  // the call failed. Items are read from the network a little ahead of the asking
+  // (a few small items; a 256 KiB chunk stops it), so a large fetch holds about
+  // one chunk here at a time.
   virtual boost::asio::awaitable<absl::StatusOr<std::optional<Item>>> Next() = 0;
 
   // Abandons the call; a later Next returns CANCELLED. Does not block.
@@ -70,9 +71,11 @@ class UploadStream {
  public:
   virtual ~UploadStream() = default;
 
-  // Sends one item; waits until the transport accepted it (flow control). An error
-  // means the call failed (e.g. TOOBIG, TRYCREATE or the service went away) and
-  // carries the service's status; the stream is then finished.
+  // Sends one item; waits while more than a small bound (64 KiB over GrpcMailboxStore)
+  // waits for the transport (flow control). An error means the call failed (e.g.
+  // TOOBIG, TRYCREATE or the service went away) and carries the service's status;
+  // the stream is then finished. A failure may show only in a later Write or in
+  // Finish.
   virtual boost::asio::awaitable<absl::Status> Write(Item item) = 0;
 
   // Ends the upload and returns the service's reply. Nothing is committed unless

@@ -23,6 +23,18 @@ int64_t ResidentBytes() {
 
 }  // namespace
 
+size_t CommandFamilyIndex(std::string_view command_name) {
+  if (command_name.starts_with("UID ")) {
+    command_name.remove_prefix(4);
+  }
+  for (size_t i = 0; i + 1 < kCommandFamilies.size(); ++i) {
+    if (kCommandFamilies[i] == command_name) {
+      return i;
+    }
+  }
+  return kCommandFamilies.size() - 1;
+}
+
 Metrics& GlobalMetrics() {
   static Metrics* metrics = new Metrics();
   return *metrics;
@@ -81,6 +93,38 @@ std::string Metrics::Render() const {
   Write(out, "imap_append_too_slow_total", "counter",
         "APPEND connections ended because message data arrived below the minimum rate.",
         static_cast<int64_t>(append_too_slow.load()));
+  out << "# HELP imap_family_commands_total IMAP commands run, per command family (UID "
+         "FETCH counts as FETCH).\n# TYPE imap_family_commands_total counter\n";
+  for (size_t i = 0; i < kCommandFamilies.size(); ++i) {
+    if (uint64_t n = family_commands[i].load(std::memory_order_relaxed); n != 0) {
+      out << "imap_family_commands_total{command=\"" << kCommandFamilies[i] << "\"} " << n
+          << "\n";
+    }
+  }
+  out << "# HELP imap_store_calls_total Calls to the mailbox service (unary RPCs and "
+         "streams) made by IMAP commands, per command family; divided by "
+         "imap_family_commands_total it is the calls per command.\n"
+         "# TYPE imap_store_calls_total counter\n";
+  for (size_t i = 0; i < kCommandFamilies.size(); ++i) {
+    if (family_commands[i].load(std::memory_order_relaxed) != 0) {
+      out << "imap_store_calls_total{command=\"" << kCommandFamilies[i] << "\"} "
+          << family_store_calls[i].load(std::memory_order_relaxed) << "\n";
+    }
+  }
+  Write(out, "imap_fetch_cache_hits_total", "counter",
+        "Messages a FETCH answered from the gateway's cache, without the mailbox service.",
+        static_cast<int64_t>(fetch_cache_hits.load()));
+  Write(out, "imap_fetch_cache_misses_total", "counter",
+        "Messages a FETCH had to ask the mailbox service for.",
+        static_cast<int64_t>(fetch_cache_misses.load()));
+  Write(out, "imap_fetch_cache_evictions_total", "counter",
+        "Messages dropped from the FETCH cache to stay within --fetch-cache-mib.",
+        static_cast<int64_t>(fetch_cache_evictions.load()));
+  Write(out, "imap_fetch_cache_bytes", "gauge",
+        "Bytes held by the FETCH caches of all workers (bounded by --fetch-cache-mib each).",
+        fetch_cache_bytes.load());
+  Write(out, "imap_fetch_cache_entries", "gauge", "Messages held by the FETCH caches.",
+        fetch_cache_entries.load());
   Write(out, "process_resident_memory_bytes", "gauge", "Resident set size.", ResidentBytes());
   return out.str();
 }

@@ -4,11 +4,25 @@
 // Render() reads them for GET /metrics.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace gateway::ops {
+
+// IMAP command families counted per family: "UID FETCH" counts as FETCH. Names
+// not in the list count as "OTHER" (the last index).
+inline constexpr std::array<std::string_view, 31> kCommandFamilies = {
+    "CAPABILITY", "NOOP",     "LOGOUT",    "STARTTLS", "AUTHENTICATE", "LOGIN",   "SELECT",
+    "EXAMINE",    "CREATE",   "DELETE",    "RENAME",   "SUBSCRIBE",    "UNSUBSCRIBE",
+    "LIST",       "LSUB",     "STATUS",    "APPEND",   "CHECK",        "CLOSE",   "UNSELECT",
+    "EXPUNGE",    "SEARCH",   "FETCH",     "STORE",    "COPY",         "MOVE",    "IDLE",
+    "ENABLE",     "NAMESPACE", "ID",       "OTHER"};
+
+// The index in kCommandFamilies of a command name as imap::InfoFor spells it.
+size_t CommandFamilyIndex(std::string_view command_name);
 
 struct Metrics {
   std::atomic<int64_t> connections_open{0};
@@ -40,6 +54,16 @@ struct Metrics {
   std::atomic<uint64_t> refused_proxy_header{0};
   // APPEND connections ended because a message literal arrived too slowly.
   std::atomic<uint64_t> append_too_slow{0};
+  // Per command family (kCommandFamilies): commands run, and the calls they made
+  // to the mailbox service (unary RPCs and streams, each counted once).
+  std::array<std::atomic<uint64_t>, kCommandFamilies.size()> family_commands{};
+  std::array<std::atomic<uint64_t>, kCommandFamilies.size()> family_store_calls{};
+  // The per-worker FETCH cache (session/fetch_cache.h), summed over workers.
+  std::atomic<uint64_t> fetch_cache_hits{0};    // messages answered without the service
+  std::atomic<uint64_t> fetch_cache_misses{0};  // messages that needed the service
+  std::atomic<uint64_t> fetch_cache_evictions{0};
+  std::atomic<int64_t> fetch_cache_bytes{0};
+  std::atomic<int64_t> fetch_cache_entries{0};
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
 
@@ -47,6 +71,14 @@ struct Metrics {
     const int64_t open = connections_open.fetch_add(1) + 1;
     int64_t high = connections_high_water.load(std::memory_order_relaxed);
     while (open > high && !connections_high_water.compare_exchange_weak(high, open)) {
+    }
+  }
+
+  // Counts one command of `family` (CommandFamilyIndex) and the store calls it made.
+  void CommandDone(size_t family, uint64_t store_calls) {
+    family_commands[family].fetch_add(1, std::memory_order_relaxed);
+    if (store_calls != 0) {
+      family_store_calls[family].fetch_add(store_calls, std::memory_order_relaxed);
     }
   }
 

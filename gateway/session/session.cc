@@ -107,6 +107,35 @@ std::string WrongStateText(const imap::CommandInfo& info, SessionState state) {
 
 }  // namespace
 
+void SelectedMailbox::ObserveChange(const v1::ChangeEvent& event, size_t limit) {
+  auto modseq_of = [&event](const v1::MessageFlags& message) {
+    return message.modseq() != 0 ? message.modseq() : event.modseq();
+  };
+  if (event.has_added()) {
+    for (const v1::MessageFlags& message : event.added().messages()) {
+      LearnFlags(message.uid(), message.flags(), modseq_of(message), limit);
+    }
+  } else if (event.has_flags_changed()) {
+    for (const v1::MessageFlags& message : event.flags_changed().messages()) {
+      LearnFlags(message.uid(), message.flags(), modseq_of(message), limit);
+    }
+  } else if (event.has_expunged()) {
+    for (const v1::UidRange& range : event.expunged().uids().ranges()) {
+      if (static_cast<uint64_t>(range.last()) - range.first() >= flags.size()) {
+        std::erase_if(flags, [&range](const auto& entry) {
+          return entry.first >= range.first() && entry.first <= range.last();
+        });
+      } else {
+        for (uint64_t uid = range.first(); uid <= range.last(); ++uid) {
+          flags.erase(static_cast<uint32_t>(uid));
+        }
+      }
+    }
+  } else if (event.has_deleted() || event.has_resync()) {
+    flags.clear();
+  }
+}
+
 asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
                                       WorkerContext* worker) {
   auto& metrics = ops::GlobalMetrics();
@@ -127,6 +156,7 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
     : stream_(std::move(stream)),
       info_(info),
       worker_(worker),
+      store_(worker->store),
       receiver_(worker->options->limits),
       pending_(worker->options->max_pending_changes),
       started_(Clock::now()),
@@ -356,6 +386,7 @@ void Session::ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modse
     selected_->own_modseqs.insert(modseq);
   }
   for (uint32_t uid : uids) {
+    selected_->flags.erase(uid);
     if (auto seq = selected_->map.Expunge(uid); seq.has_value()) {
       selected_->recent.erase(uid);
       Send(imap::ExpungeResponse(*seq));
@@ -383,6 +414,7 @@ void Session::OnChange(const v1::ChangeEvent& event) {
   if (change_overflow_ || selected_ == nullptr || event.mailbox_id() != selected_->mailbox_id) {
     return;
   }
+  selected_->ObserveChange(event, options().max_known_flags);
   // The session's own changes usually come back after the command that made
   // them ended, when they would count against the bound of an idle session
   // (a STORE of more messages than that would end its own session).
@@ -642,12 +674,26 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline,
   co_return true;
 }
 
-asio::awaitable<void> Session::WaitABit() {
-  asio::steady_timer timer(stream_.get_executor(), std::chrono::microseconds(200));
-  co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+asio::awaitable<void> Session::WaitForReadAhead() {
+  asio::steady_timer signal(stream_.get_executor(), Clock::time_point::max());
+  read_ahead_signal_ = &signal;
+  co_await signal.async_wait(asio::as_tuple(asio::use_awaitable));
+  read_ahead_signal_ = nullptr;
 }
 
-asio::awaitable<void> Session::ReadAheadLoop() {
+void Session::SignalReadAhead() {
+  if (read_ahead_signal_ != nullptr) {
+    read_ahead_signal_->cancel();
+  }
+}
+
+asio::awaitable<void> Session::ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ticket) {
+  if (ticket->cancelled) {
+    // The command ended before this coroutine first ran (StopReadAhead); the
+    // session may be gone, so `this` is not touched.
+    co_return;
+  }
+  read_ahead_started_ = true;
   constexpr size_t kReadAheadLimit = 64 * 1024;
   asio::steady_timer wake(stream_.get_executor());
   read_ahead_wake_ = &wake;
@@ -662,6 +708,7 @@ asio::awaitable<void> Session::ReadAheadLoop() {
     auto error = co_await stream_.WaitReadable(Clock::now() + std::chrono::hours(1));
     if (error) {
       read_ahead_in_io_ = false;
+      SignalReadAhead();
       if (error == asio::error::operation_aborted) {
         continue;  // paused or stopped
       }
@@ -672,6 +719,7 @@ asio::awaitable<void> Session::ReadAheadLoop() {
     // completed by a later read, while a pause must not wait long.
     auto [read_error, size] = co_await stream_.ReadSome(buffer, std::chrono::milliseconds(50));
     read_ahead_in_io_ = false;
+    SignalReadAhead();
     if (read_error == asio::error::timed_out) {
       continue;
     }
@@ -683,6 +731,8 @@ asio::awaitable<void> Session::ReadAheadLoop() {
   }
   read_ahead_wake_ = nullptr;
   read_ahead_running_ = false;
+  read_ahead_started_ = false;
+  SignalReadAhead();
 }
 
 asio::awaitable<void> Session::PauseReadAhead() {
@@ -691,7 +741,7 @@ asio::awaitable<void> Session::PauseReadAhead() {
     stream_.CancelWait();
   }
   while (read_ahead_in_io_) {
-    co_await WaitABit();
+    co_await WaitForReadAhead();
   }
 }
 
@@ -706,13 +756,21 @@ asio::awaitable<void> Session::StopReadAhead() {
   if (!read_ahead_running_) {
     co_return;
   }
+  if (!read_ahead_started_) {
+    // A command that never waited: the loop has not run yet, and now never
+    // will (no wake-up, no timer).
+    read_ahead_ticket_->cancelled = true;
+    read_ahead_running_ = false;
+    read_ahead_paused_ = false;
+    co_return;
+  }
   read_ahead_stop_ = true;
   co_await PauseReadAhead();
   if (read_ahead_wake_ != nullptr) {
     read_ahead_wake_->cancel();
   }
   while (read_ahead_running_) {
-    co_await WaitABit();
+    co_await WaitForReadAhead();
   }
   read_ahead_stop_ = false;
   read_ahead_paused_ = false;
@@ -772,6 +830,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
+  store_.Take();
   const imap::CommandInfo& info = imap::InfoFor(command);
   uint8_t state_bit = state_ == SessionState::kNotAuthenticated ? imap::kNotAuthenticated
                       : state_ == SessionState::kAuthenticated  ? imap::kAuthenticated
@@ -786,7 +845,9 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
       !std::holds_alternative<imap::LogoutCommand>(body);
   if (read_ahead && !broken_) {
     read_ahead_running_ = true;
-    asio::co_spawn(stream_.get_executor(), ReadAheadLoop(), [](std::exception_ptr error) {
+    read_ahead_ticket_ = std::make_shared<ReadAheadTicket>();
+    asio::co_spawn(stream_.get_executor(), ReadAheadLoop(read_ahead_ticket_),
+                   [](std::exception_ptr error) {
       if (error) {
         std::cerr << "imap-gateway: read-ahead ended by an exception\n";
       }
@@ -859,6 +920,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
     Bad("APPEND could not be parsed");
   }
   co_await StopReadAhead();
+  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(info.name), store_.Take());
   // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5).
   ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
   in_command_ = false;
@@ -1039,9 +1101,14 @@ asio::awaitable<void> Session::HandleAuthenticate(const imap::AuthenticateComman
 
 asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_only,
                                             bool condstore) {
-  // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
-  Deselect();
   auto name = DecodeMailboxName(wire_name);
+  // Selecting the selected mailbox again keeps its change-feed registration
+  // while Open runs, so the worker's subscription is not dropped and made
+  // again (and the flags the session knows stay current, see below).
+  if (!name.has_value() || selected_ == nullptr || selected_->name != *name) {
+    // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+    Deselect();
+  }
   if (!name.has_value()) {
     co_return;
   }
@@ -1050,6 +1117,7 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
   request.set_read_only(read_only);
   auto open = co_await store().Open(credential_, request);
   if (!open.ok()) {
+    Deselect();
     Fail(open.status(), absl::StrCat(read_only ? "EXAMINE " : "SELECT ", *name));
     co_return;
   }
@@ -1099,7 +1167,21 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
   Send(imap::StatusResponse("*", imap::Status::kOk,
                             imap::code::HighestModSeq(open->highest_modseq()), "Highest"));
   const bool is_read_only = box->read_only;
-  Select(std::move(box));
+  if (selected_ != nullptr && selected_->mailbox_id == box->mailbox_id &&
+      selected_->uidvalidity == box->uidvalidity && worker_->router != nullptr) {
+    // The same mailbox: every change since the previous selection reached
+    // OnChange, so the flags it learnt are still current. What the queue holds
+    // belongs to the old view; the router restarts the feed from this Open's
+    // MODSEQ if it already delivered past it (FeedRouter::Add).
+    box->flags = std::move(selected_->flags);
+    selected_ = std::move(box);
+    pending_.clear();
+    state_ = SessionState::kSelected;
+    worker_->router->Add(selected_->mailbox_id, selected_->uidvalidity,
+                         selected_->applied_modseq, credential_.token, this);
+  } else {
+    Select(std::move(box));
+  }
   Ok(is_read_only ? "EXAMINE completed" : "SELECT completed",
      is_read_only ? imap::code::kReadOnly : imap::code::kReadWrite);
 }
@@ -1185,6 +1267,19 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
   in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
+  store_.Take();
+  // Counted however the command ends (there are many early returns below).
+  struct CountOnExit {
+    CountingStore& store;
+    bool counted = false;
+    void Count() {
+      if (!counted) {
+        counted = true;
+        ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex("APPEND"), store.Take());
+      }
+    }
+    ~CountOnExit() { Count(); }
+  } count_on_exit{store_};
   // Answers and drops the rest of the command; the client may still be sending.
   auto refuse = [this](bool synchronizing) {
     if (synchronizing) {
@@ -1215,6 +1310,13 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
   }
   imap::AppendHead head = begin.message;
   bool command_done = false;
+  // The content of small messages, kept to seed the FETCH cache once the
+  // service has given them UIDs: a message is often fetched soon after it was
+  // added. Bounded by kMaxCachedSection per message and kMaxAppendSeed in all;
+  // an empty optional is a message not kept.
+  constexpr size_t kMaxAppendSeed = 1 << 20;
+  std::vector<std::optional<std::string>> seeds;
+  size_t seed_bytes = 0;
   while (status.ok() && !command_done) {
     // One message: its head, then its literal streamed in chunks.
     v1::AppendRequest start;
@@ -1227,6 +1329,14 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
       start.mutable_message()->set_internal_date_tz_minutes(head.date->zone_minutes);
     }
     start.mutable_message()->set_size(head.size);
+    if (fetch_cache() != nullptr && head.size <= kMaxCachedSection &&
+        seed_bytes + head.size <= kMaxAppendSeed) {
+      seed_bytes += head.size;
+      seeds.emplace_back(std::string());
+      seeds.back()->reserve(head.size);
+    } else {
+      seeds.emplace_back(std::nullopt);
+    }
     status = co_await upload->Write(std::move(start));
     if (!status.ok()) {
       break;
@@ -1284,6 +1394,9 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
         }
       } else if (auto* chunk = std::get_if<imap::AppendChunk>(&event)) {
         if (!chunk->data.empty()) {
+          if (seeds.back().has_value()) {
+            seeds.back()->append(chunk->data);
+          }
           v1::AppendRequest item;
           item.set_chunk(std::string(chunk->data));
           status = co_await upload->Write(std::move(item));
@@ -1345,6 +1458,22 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
       for (uint32_t uid : reply->uids()) {
         uids.push_back({uid, uid});
       }
+      if (fetch_cache() != nullptr && static_cast<size_t>(reply->uids_size()) == seeds.size()) {
+        // BODY[] (the empty section) is the message as appended, and
+        // RFC822.SIZE its length (RFC 3501 §6.4.5).
+        const std::string whole = v1::Section().SerializeAsString();
+        for (size_t i = 0; i < seeds.size(); ++i) {
+          if (!seeds[i].has_value()) {
+            continue;
+          }
+          CachedMessage message;
+          message.has_size = true;
+          message.size = seeds[i]->size();
+          message.sections.emplace_back(whole, std::move(*seeds[i]));
+          fetch_cache()->Add({reply->mailbox_id(), reply->uidvalidity(), reply->uids(i)},
+                             message);
+        }
+      }
       if (reply->uids_size() > 0) {
         co_await CatchUp(reply->mailbox_id(), reply->uids(reply->uids_size() - 1));
       }
@@ -1352,6 +1481,7 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
          imap::code::AppendUid(reply->uidvalidity(), imap::MergeIntervals(uids)));
     }
   }
+  count_on_exit.Count();
   ApplyPendingChanges(/*allow_expunge=*/true);
   in_command_ = false;
   CheckChangeQueue();

@@ -21,6 +21,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -35,12 +36,17 @@
 #include "gateway/net/tls_context.h"
 #include "gateway/session/change_queue.h"
 #include "gateway/session/commands/search_mapping.h"
+#include "gateway/session/counting_store.h"
 #include "gateway/session/feed_router.h"
+#include "gateway/session/fetch_cache.h"
 #include "gateway/session/uid_map.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 #include "storage-client/mailbox_store.h"
 
 namespace gateway {
+
+// The default of SessionOptions::max_known_flags.
+inline constexpr size_t kDefaultMaxKnownFlags = 10000;
 
 struct SessionOptions {
   imap::Limits limits;
@@ -65,6 +71,10 @@ struct SessionOptions {
   // a command runs the session may hold its own changes on top (see
   // Session::CommandChangeLimit).
   size_t max_pending_changes = kDefaultMaxPendingChanges;
+  // Messages of the selected mailbox whose flags a session keeps (learnt from
+  // FETCH, STORE and the change feed) to answer FETCH FLAGS without the
+  // service; past it, further messages are not kept. 0: none.
+  size_t max_known_flags = kDefaultMaxKnownFlags;
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
   std::string server_name = "imapd";
   std::string gateway_id;                // sent to the service for its logs
@@ -76,6 +86,7 @@ struct WorkerContext {
   FeedRouter* router = nullptr;  // null once the gateway is shutting down
   net::TlsContextProvider* tls = nullptr;
   const SessionOptions* options = nullptr;
+  FetchCache* fetch_cache = nullptr;  // null: FETCH always asks the service
 };
 
 // Serves one accepted connection until it ends.
@@ -100,6 +111,35 @@ struct SelectedMailbox {
   // Highest MODSEQ of an own change the session left out of its queue
   // (Session::DropOwnChanges): applied once the queue ahead of it is empty.
   uint64_t dropped_own_modseq = 0;
+
+  // The current flags of messages, as the mailbox service last told this
+  // session: from FETCH and STORE replies and from every change-feed event as
+  // it arrives (before it is reported), so they are as current as the feed.
+  // Lets FETCH answer FLAGS and MODSEQ without the service.
+  struct KnownFlags {
+    std::vector<std::string> flags;
+    uint64_t modseq = 0;  // of the message, RFC 7162
+  };
+  std::unordered_map<uint32_t, KnownFlags> flags;
+  // Records the flags of `uid` at `modseq` unless newer ones are known; a new
+  // UID is not recorded once `limit` are.
+  template <typename Flags>
+  void LearnFlags(uint32_t uid, const Flags& new_flags, uint64_t modseq, size_t limit) {
+    auto it = flags.find(uid);
+    if (it == flags.end()) {
+      if (flags.size() >= limit) {
+        return;
+      }
+      it = flags.emplace(uid, KnownFlags()).first;
+    } else if (modseq < it->second.modseq) {
+      return;
+    }
+    it->second.flags.assign(new_flags.begin(), new_flags.end());
+    it->second.modseq = modseq;
+  }
+  // Forgets what is known of the messages a change-feed event names, and
+  // learns their new flags (FeedRouter hands every event to OnChange).
+  void ObserveChange(const mailbox::v1::ChangeEvent& event, size_t limit);
 };
 
 class Session final : public FeedRouter::Listener {
@@ -139,7 +179,9 @@ class Session final : public FeedRouter::Listener {
 
   const std::string& tag() const { return tag_; }
   SessionState state() const { return state_; }
-  mailbox::client::MailboxStore& store() { return *worker_->store; }
+  // Every call a command makes goes through here (counted per command family).
+  mailbox::client::MailboxStore& store() { return store_; }
+  FetchCache* fetch_cache() const { return worker_->fetch_cache; }
   const mailbox::client::Session& credential() const { return credential_; }
   const SessionOptions& options() const { return *worker_->options; }
   bool utf8_accept() const { return utf8_accept_; }
@@ -219,15 +261,23 @@ class Session final : public FeedRouter::Listener {
   // Read-ahead: while an ordinary command runs, pipelined bytes are read from the
   // socket into the receiver (bounded), pausing whenever the command writes, since a
   // Stream runs one operation at a time.
-  boost::asio::awaitable<void> ReadAheadLoop();
+  // Set when a command ends before its loop coroutine first ran; shared with
+  // the coroutine, which then ends without touching the session.
+  struct ReadAheadTicket {
+    bool cancelled = false;
+  };
+  boost::asio::awaitable<void> ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ticket);
   boost::asio::awaitable<void> PauseReadAhead();
   void ResumeReadAhead();
   boost::asio::awaitable<void> StopReadAhead();
-  boost::asio::awaitable<void> WaitABit();
+  // Waits until the loop leaves its I/O or ends (SignalReadAhead).
+  boost::asio::awaitable<void> WaitForReadAhead();
+  void SignalReadAhead();
 
   net::Stream stream_;
   net::ConnectionInfo info_;
   WorkerContext* worker_;
+  CountingStore store_;
   imap::Receiver receiver_;
   std::string out_;
   std::string tag_;
@@ -257,7 +307,10 @@ class Session final : public FeedRouter::Listener {
   bool read_ahead_paused_ = false;
   bool read_ahead_stop_ = false;
   bool read_ahead_in_io_ = false;    // inside WaitReadable/ReadSome
+  bool read_ahead_started_ = false;  // the loop coroutine has run
+  std::shared_ptr<ReadAheadTicket> read_ahead_ticket_;
   boost::asio::steady_timer* read_ahead_wake_ = nullptr;
+  boost::asio::steady_timer* read_ahead_signal_ = nullptr;  // WaitForReadAhead's
 };
 
 }  // namespace gateway

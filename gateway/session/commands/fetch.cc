@@ -22,8 +22,10 @@
 #include "gateway/imap/command.h"
 #include "gateway/imap/date_time.h"
 #include "gateway/imap/response.h"
+#include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
 #include "gateway/session/commands/search_mapping.h"
+#include "gateway/session/fetch_cache.h"
 #include "gateway/session/session.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 #include "storage-client/mailbox_store.h"
@@ -129,6 +131,9 @@ FetchPlan MakePlan(const imap::FetchCommand& command, bool read_only) {
       case Kind::kFlags:
         plan.has_flags = true;
         request.set_flags(true);
+        // The MODSEQ says how current the flags are (SelectedMailbox::flags);
+        // it is printed only if asked for.
+        request.set_modseq(true);
         break;
       case Kind::kInternalDate:
         request.set_internal_date(true);
@@ -518,6 +523,8 @@ awaitable<void> RevertSeen(Session& session, SelectedMailbox& mailbox,
       if (message.modseq() != 0) {
         mailbox.own_modseqs.insert(message.modseq());
       }
+      mailbox.LearnFlags(message.uid(), message.flags(), message.modseq(),
+                         session.options().max_known_flags);
       std::optional<uint32_t> seq = mailbox.map.SeqOf(message.uid());
       if (!seq.has_value()) {
         continue;
@@ -534,6 +541,245 @@ awaitable<void> RevertSeen(Session& session, SelectedMailbox& mailbox,
       session.Send(fetch.Finish());
     }
   }
+}
+
+
+// The cache key of each requested section (fetch_cache.h).
+std::vector<std::string> SectionKeys(const v1::FetchRequest& request) {
+  std::vector<std::string> keys;
+  keys.reserve(request.sections_size());
+  for (const v1::Section& section : request.sections()) {
+    keys.push_back(section.SerializeAsString());
+  }
+  return keys;
+}
+
+// True if `cached` (and the session's flags `known`) answer every item of
+// `request` for one message.
+bool Answers(const v1::FetchRequest& request, const std::vector<std::string>& section_keys,
+             const CachedMessage* cached, const SelectedMailbox::KnownFlags* known) {
+  if (cached == nullptr || ((request.flags() || request.modseq()) && known == nullptr)) {
+    return false;
+  }
+  if ((request.internal_date() && !cached->has_internal_date) ||
+      (request.size() && !cached->has_size) || (request.envelope() && !cached->has_envelope) ||
+      (request.body() && !cached->has_body) ||
+      (request.bodystructure() && !cached->has_bodystructure)) {
+    return false;
+  }
+  for (const std::string& key : section_keys) {
+    if (cached->FindSection(key) == nullptr) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The items the service would have streamed for one message, made from the
+// cache: its metadata, then one complete chunk per section.
+std::vector<v1::FetchResponse> CachedItems(uint32_t uid, const v1::FetchRequest& request,
+                                           const std::vector<std::string>& section_keys,
+                                           const CachedMessage& cached,
+                                           const SelectedMailbox::KnownFlags* known) {
+  std::vector<v1::FetchResponse> items(1 + section_keys.size());
+  v1::FetchedMetadata& metadata = *items[0].mutable_metadata();
+  metadata.set_uid(uid);
+  if (known != nullptr) {
+    for (const std::string& flag : known->flags) {
+      metadata.add_flags(flag);
+    }
+    metadata.set_modseq(known->modseq);
+  }
+  if (request.internal_date()) {
+    metadata.set_internal_date_unix(cached.internal_date_unix);
+    metadata.set_internal_date_tz_minutes(cached.internal_date_tz_minutes);
+  }
+  if (request.size()) {
+    metadata.set_size(cached.size);
+  }
+  if (request.envelope()) {
+    metadata.set_envelope(cached.envelope);
+  }
+  if (request.body()) {
+    metadata.set_body(cached.body);
+  }
+  if (request.bodystructure()) {
+    metadata.set_bodystructure(cached.bodystructure);
+  }
+  for (size_t i = 0; i < section_keys.size(); ++i) {
+    const std::string& content = *cached.FindSection(section_keys[i]);
+    v1::SectionChunk& chunk = *items[1 + i].mutable_chunk();
+    chunk.set_uid(uid);
+    chunk.set_section_index(static_cast<uint32_t>(i));
+    chunk.set_total_size(content.size());
+    chunk.set_data(content);
+    chunk.set_last(true);
+  }
+  return items;
+}
+
+// Watches the service's stream and keeps what it can: the static data of each
+// message in the worker's cache, its flags in the session's view.
+class CacheFiller {
+ public:
+  CacheFiller(FetchCache* cache, SelectedMailbox& mailbox, const v1::FetchRequest& request,
+              const std::vector<std::string>& section_keys, size_t max_known_flags)
+      : cache_(cache),
+        mailbox_(mailbox),
+        request_(request),
+        section_keys_(section_keys),
+        max_known_flags_(max_known_flags) {}
+
+  void Observe(const v1::FetchResponse& item) {
+    if (item.has_metadata()) {
+      Finish();
+      const v1::FetchedMetadata& metadata = item.metadata();
+      if (request_.flags() && !metadata.expunged()) {
+        mailbox_.LearnFlags(metadata.uid(), metadata.flags(), metadata.modseq(),
+                            max_known_flags_);
+      }
+      open_ = cache_ != nullptr;
+      uid_ = metadata.uid();
+      in_section_ = false;
+      message_ = CachedMessage();
+      if (request_.internal_date()) {
+        message_.has_internal_date = true;
+        message_.internal_date_unix = metadata.internal_date_unix();
+        message_.internal_date_tz_minutes = metadata.internal_date_tz_minutes();
+      }
+      if (request_.size()) {
+        message_.has_size = true;
+        message_.size = metadata.size();
+      }
+      if (request_.envelope()) {
+        message_.has_envelope = true;
+        message_.envelope = metadata.envelope();
+      }
+      if (request_.body()) {
+        message_.has_body = true;
+        message_.body = metadata.body();
+      }
+      if (request_.bodystructure()) {
+        message_.has_bodystructure = true;
+        message_.bodystructure = metadata.bodystructure();
+      }
+      return;
+    }
+    if (!open_ || !item.has_chunk()) {
+      return;
+    }
+    const v1::SectionChunk& chunk = item.chunk();
+    const bool first = !in_section_;
+    in_section_ = !chunk.last();
+    // Only a section that came whole in its first chunk is kept.
+    if (chunk.uid() == uid_ && first && chunk.last() && !chunk.error_unknown_cte() &&
+        chunk.section_index() < section_keys_.size() &&
+        chunk.data().size() == chunk.total_size() && chunk.total_size() <= kMaxCachedSection) {
+      message_.sections.emplace_back(section_keys_[chunk.section_index()], chunk.data());
+    }
+  }
+
+  // Stores the last message (after the stream ended).
+  void Finish() {
+    if (open_) {
+      cache_->Add({mailbox_.mailbox_id, mailbox_.uidvalidity, uid_}, message_);
+    }
+    open_ = false;
+  }
+
+ private:
+  FetchCache* cache_;
+  SelectedMailbox& mailbox_;
+  const v1::FetchRequest& request_;
+  const std::vector<std::string>& section_keys_;
+  const size_t max_known_flags_;
+  bool open_ = false;  // a message is being collected
+  uint32_t uid_ = 0;
+  bool in_section_ = false;  // chunks of a section are still to come
+  CachedMessage message_;
+};
+
+// Streams the service's answer for `uids` (none: no call) into `writer`, with
+// the cached messages `hits` in UID order among them; cached messages found
+// evicted when their turn came are added to `evicted`. Sets `client_gone` if a
+// write to the client failed (the stream is then cancelled).
+awaitable<absl::Status> Pump(Session& session, SelectedMailbox& mailbox,
+                             v1::FetchRequest request,
+                             const std::vector<std::string>& section_keys, FetchCache* cache,
+                             std::vector<imap::Interval> uids, std::vector<uint32_t> hits,
+                             FetchResponseWriter& writer, CacheFiller& filler,
+                             std::vector<uint32_t>& evicted, bool& client_gone) {
+  std::unique_ptr<mailbox::client::FetchStream> stream;
+  if (!uids.empty()) {
+    *request.mutable_uids() = Session::ToUidSet(uids);
+    stream = session.store().Fetch(session.credential(), request);
+  }
+  size_t next_hit = 0;
+  bool stream_done = stream == nullptr;
+  while (true) {
+    std::optional<v1::FetchResponse> item;
+    if (!stream_done) {
+      absl::StatusOr<std::optional<v1::FetchResponse>> next = co_await stream->Next();
+      if (!next.ok()) {
+        co_return next.status();
+      }
+      if (next->has_value()) {
+        item = std::move(**next);
+      } else {
+        stream_done = true;  // the store sent everything
+      }
+    }
+    // Cached messages go out in UID order among the service's, each before
+    // the first message of the stream with a higher UID.
+    if ((!item.has_value() || item->has_metadata()) && !writer.in_literal()) {
+      const uint64_t bound = item.has_value() ? item->metadata().uid() : UINT64_MAX;
+      while (next_hit < hits.size() && hits[next_hit] < bound) {
+        const uint32_t uid = hits[next_hit++];
+        const CachedMessage* cached = cache->Find({mailbox.mailbox_id, mailbox.uidvalidity, uid});
+        if (cached == nullptr) {
+          evicted.push_back(uid);
+          continue;
+        }
+        auto known = mailbox.flags.find(uid);
+        for (const v1::FetchResponse& cached_item :
+             CachedItems(uid, request, section_keys, *cached,
+                         known == mailbox.flags.end() ? nullptr : &known->second)) {
+          // Cannot fail: the items are complete and in order.
+          (void)writer.Accept(cached_item);
+        }
+        if (writer.unflushed() >= kFlushEvery) {
+          writer.Flushed();
+          const bool ok2 = co_await session.Flush();
+          if (!ok2) {
+            if (stream != nullptr) {
+              stream->Cancel();
+            }
+            client_gone = true;
+            co_return absl::OkStatus();
+          }
+        }
+      }
+    }
+    if (!item.has_value()) {
+      break;
+    }
+    filler.Observe(*item);
+    if (absl::Status accepted = writer.Accept(*item); !accepted.ok()) {
+      stream->Cancel();
+      co_return accepted;
+    }
+    if (writer.unflushed() >= kFlushEvery) {
+      writer.Flushed();
+      const bool ok1 = co_await session.Flush();
+      if (!ok1) {
+        stream->Cancel();
+        client_gone = true;
+            co_return absl::OkStatus();
+      }
+    }
+  }
+  filler.Finish();
+  co_return absl::OkStatus();
 }
 
 }  // namespace
@@ -565,34 +811,61 @@ awaitable<void> Fetch(Session& session, const imap::FetchCommand& command) {
   }
   plan.request.set_mailbox_id(mailbox->mailbox_id);
   plan.request.set_uidvalidity(mailbox->uidvalidity);
-  *plan.request.mutable_uids() = Session::ToUidSet(uids);
 
-  std::unique_ptr<mailbox::client::FetchStream> stream =
-      session.store().Fetch(session.credential(), plan.request);
-  FetchResponseWriter writer(session, *mailbox, plan, condstore);
-  absl::Status failure;
-  while (true) {
-    absl::StatusOr<std::optional<v1::FetchResponse>> next = co_await stream->Next();
-    if (!next.ok()) {
-      failure = next.status();
-      break;
-    }
-    if (!next->has_value()) {
-      break;  // the store sent everything
-    }
-    if (absl::Status accepted = writer.Accept(**next); !accepted.ok()) {
-      stream->Cancel();
-      failure = accepted;
-      break;
-    }
-    if (writer.unflushed() >= kFlushEvery) {
-      writer.Flushed();
-      const bool ok1 = co_await session.Flush();
-      if (!ok1) {
-        stream->Cancel();  // the client is gone; the session ends
-        co_return;
+  // Messages the cache and the session's flags answer in full are not asked of
+  // the service (fetch_cache.h). Not for a FETCH that sets \Seen (a write) or
+  // with CHANGEDSINCE (a condition the service evaluates).
+  FetchCache* cache = session.fetch_cache();
+  const std::vector<std::string> section_keys = SectionKeys(plan.request);
+  std::vector<uint32_t> hits;
+  std::vector<imap::Interval> misses = uids;
+  if (cache != nullptr && !plan.request.mark_seen() && !command.changed_since.has_value()) {
+    misses.clear();
+    for (const imap::Interval& range : uids) {
+      for (uint64_t uid = range.first; uid <= range.last; ++uid) {
+        const uint32_t u = static_cast<uint32_t>(uid);
+        auto known = mailbox->flags.find(u);
+        if (Answers(plan.request, section_keys,
+                    cache->Find({mailbox->mailbox_id, mailbox->uidvalidity, u}),
+                    known == mailbox->flags.end() ? nullptr : &known->second)) {
+          hits.push_back(u);
+        } else if (!misses.empty() && misses.back().last + 1 == uid) {
+          misses.back().last = u;
+        } else {
+          misses.push_back({u, u});
+        }
       }
     }
+    auto& metrics = ops::GlobalMetrics();
+    metrics.fetch_cache_hits.fetch_add(hits.size(), std::memory_order_relaxed);
+    uint64_t missed = 0;
+    for (const imap::Interval& range : misses) {
+      missed += range.last - range.first + 1;
+    }
+    metrics.fetch_cache_misses.fetch_add(missed, std::memory_order_relaxed);
+  }
+
+  FetchResponseWriter writer(session, *mailbox, plan, condstore);
+  CacheFiller filler(cache, *mailbox, plan.request, section_keys,
+                     session.options().max_known_flags);
+  std::vector<uint32_t> evicted;
+  bool client_gone = false;
+  absl::Status failure = co_await Pump(session, *mailbox, plan.request, section_keys, cache,
+                                       misses, hits, writer, filler, evicted, client_gone);
+  if (failure.ok() && !client_gone && !evicted.empty()) {
+    // Cached messages this FETCH's own additions pushed out of the cache
+    // before they were sent (a FETCH of more than the cache holds): asked of
+    // the service after the rest.
+    std::vector<imap::Interval> again;
+    for (uint32_t uid : evicted) {
+      again.push_back({uid, uid});
+    }
+    failure = co_await Pump(session, *mailbox, plan.request, section_keys, cache,
+                            imap::MergeIntervals(std::move(again)), {}, writer, filler,
+                            evicted, client_gone);
+  }
+  if (client_gone) {
+    co_return;  // Pump cancelled the stream; the session ends
   }
   if (writer.in_literal()) {
     const std::string reason =

@@ -122,6 +122,8 @@ awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
     if (message.modseq() != 0) {
       mailbox->own_modseqs.insert(message.modseq());
     }
+    mailbox->LearnFlags(message.uid(), message.flags(), message.modseq(),
+                        session.options().max_known_flags);
     if (report) {
       session.Send(ChangedFlagsResponse(*mailbox, message, with_uid, condstore));
     }
