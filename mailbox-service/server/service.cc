@@ -366,18 +366,16 @@ grpc::Status MailboxService::Append(grpc::ServerContext* context,
                  if (messages.empty()) {
                    return v1::BadRequest("an Append stream must carry at least one message");
                  }
-                 // The bodies come back into memory only now, a bounded amount
-                 // at a time over all calls.
+                 // Bodies in the spool file stay there (the store reads them in
+                 // pieces); those in memory are committed a bounded amount at a
+                 // time over all calls.
                  absl::StatusOr<CommitGate::Hold> hold = commit_gate_.Acquire(
-                     spool.total_octets(), absl::FromChrono(context->deadline()));
+                     spool.memory_octets(), absl::FromChrono(context->deadline()));
                  if (!hold.ok()) {
                    return hold.status();
                  }
                  for (size_t i = 0; i < messages.size(); ++i) {
-                   if (absl::Status taken = spool.Take(i, &messages[i].content);
-                       !taken.ok()) {
-                     return taken;
-                   }
+                   spool.Lend(i, &messages[i]);
                  }
                  return store_->Append(user, mailbox, std::move(messages));
                });
