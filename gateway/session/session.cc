@@ -409,7 +409,10 @@ void Session::OnChange(const v1::ChangeEvent& event) {
     OverflowChanges();
     return;
   }
-  if (idling_) {
+}
+
+void Session::OnChangesDelivered() {
+  if (idling_ && !pending_.empty()) {
     stream_.CancelWait();  // IDLE reports changes at once (RFC 2177)
   }
 }

@@ -178,6 +178,7 @@ class Session final : public FeedRouter::Listener {
 
   // FeedRouter::Listener.
   void OnChange(const mailbox::v1::ChangeEvent& event) override;
+  void OnChangesDelivered() override;
 
   // Capabilities advertised in the current state (greeting, CAPABILITY, after login).
   std::vector<std::string> Capabilities() const;

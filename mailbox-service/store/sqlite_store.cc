@@ -3058,6 +3058,7 @@ absl::StatusOr<v1::ReviseResponse> SqliteStore::Revise(uint64_t user_id,
     *added.mutable_added()->add_messages() =
         MakeMessageFlags(new_uid, system, keywords, added_modseq);
     added.mutable_added()->set_uidnext(new_uid + 1);
+    added.set_more(true);  // the expunge below follows in this commit
     RETURN_IF_ERROR(tx.Log(std::move(added)));
     RETURN_IF_ERROR(tx.ExpungeMessage(mailbox.id, header.uid()));
     ASSIGN_OR_RETURN(uint64_t modseq, tx.LogExpunged(mailbox.id, {header.uid()}));
