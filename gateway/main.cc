@@ -91,6 +91,9 @@ std::vector<mailbox::config::Setting> Settings() {
       {"min-append-rate", "IMAPD_MIN_APPEND_RATE", "1024",
        "octets per second an APPEND message literal must average (plus --read-timeout "
        "seconds of grace); 0 disables"},
+      {"append-chunk-kib", "IMAPD_APPEND_CHUNK_KIB", "256",
+       "KiB of an APPEND literal a session gathers before sending them to the store; "
+       "0 sends each network read"},
       {"max-tag-length", "IMAPD_MAX_TAG_LENGTH", "64", "octets in a command tag"},
       {"literal-minus", "IMAPD_LITERAL_MINUS", "false",
        "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+"},
@@ -144,7 +147,7 @@ int Run(int argc, char** argv) {
   }
 
   SessionOptions options;
-  int64_t unauth = 0, autologout = 0, keepalive = 0, read_timeout = 0;
+  int64_t unauth = 0, autologout = 0, keepalive = 0, read_timeout = 0, append_chunk_kib = 0;
   size_t fetch_cache_mib = kDefaultFetchCacheMib;
   if (!ReadInt(*config, "unauthenticated-timeout", &unauth) ||
       !ReadInt(*config, "autologout", &autologout) ||
@@ -163,9 +166,16 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "fetch-cache-mib", &fetch_cache_mib) ||
       !ReadInt(*config, "read-timeout", &read_timeout) ||
       !ReadInt(*config, "min-append-rate", &options.min_append_rate) ||
-      !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length)) {
+      !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length) ||
+      !ReadInt(*config, "append-chunk-kib", &append_chunk_kib)) {
     return 2;
   }
+  if (append_chunk_kib > 1024) {
+    // A gRPC message carries at most 4 MiB by default; a chunk stays well below.
+    std::cerr << "imap-gateway: --append-chunk-kib is at most 1024\n";
+    return 2;
+  }
+  options.append_chunk_octets = static_cast<size_t>(append_chunk_kib) << 10;
   options.unauthenticated_timeout = std::chrono::seconds(unauth);
   options.autologout = std::chrono::seconds(autologout);
   options.read_timeout = std::chrono::seconds(std::max<int64_t>(read_timeout, 1));

@@ -1112,6 +1112,7 @@ absl::StatusOr<v1::ReviseResponse> FakeMailboxStore::CommitRevise(
   SetFlags(flags->mutable_flags(), mailbox->messages[new_uid].flags);
   flags->set_modseq(added_modseq);
   added.mutable_added()->set_uidnext(mailbox->uidnext);
+  added.set_more(true);  // the expunge follows in the same commit
   Publish(*mailbox, std::move(added));
   mailbox->messages.erase(header.uid());
   v1::ChangeEvent expunged;

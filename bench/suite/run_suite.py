@@ -467,13 +467,15 @@ def wait_for_ready(out_dir, process, timeout):
     raise RuntimeError("clients not idling after %d s" % timeout)
 
 
-def start_idlers(target, out_dir, clients, users, hold_s):
+def start_idlers(target, out_dir, clients, users, hold_s, cpus=None):
+    """cpus: a CPU list for taskset (e.g. "1") to pin the load generator to."""
     os.makedirs(out_dir, exist_ok=True)
     err = open(os.path.join(out_dir, "loadgen.log"), "w")
+    pin = ["taskset", "-c", cpus] if cpus else []
     process = subprocess.Popen(
-        [LOADGEN, "--port=%d" % target.port, "--tls", "--out-dir=" + out_dir,
-         "--scenario=idle", "--clients=%d" % clients, "--users=%d" % users,
-         "--duration=%ds" % hold_s, "--timeout=120s"],
+        pin + [LOADGEN, "--port=%d" % target.port, "--tls", "--out-dir=" + out_dir,
+               "--scenario=idle", "--clients=%d" % clients, "--users=%d" % users,
+               "--duration=%ds" % hold_s, "--timeout=120s"],
         stdout=subprocess.DEVNULL, stderr=err)
     err.close()
     return process
@@ -533,35 +535,83 @@ def latency_stats(t0, t_next, arrivals_us):
             "max_ms": round(delays[-1], 3) if n else None, "cdf": cdf}
 
 
-def scenario_push(target, opts, out):
+def set_affinity(pids, cpus):
+    """Pins every thread of `pids` (and so the processes and threads they start
+    later) to the CPU set `cpus`. Threads that exit meanwhile are skipped."""
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir("/proc/%d/task" % pid)]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass
+
+
+def push_round(target, opts, out_dir, pinned):
+    """One IDLE push measurement: every client idles, then an APPEND from another
+    connection and a revision of that message. Pinned: the load generator (and this
+    script, which sends the APPEND and starts the revision) on CPU 1, the servers'
+    processes on CPU 0, so the figures are the servers' and not the client's."""
     clients = opts.push_clients
-    log("%s: IDLE push to %d clients" % (target.name, clients))
-    out_dir = os.path.join(out, "push")
     gap = opts.push_gap  # between the events, so each client's first arrival is unambiguous
-    process = start_idlers(target, out_dir, clients, users=1,
-                           hold_s=int(opts.push_settle + 3 * gap + 4))
+    all_cpus = os.sched_getaffinity(0)
+    server_pids = [pid for pids in target.roles().values() for pid in pids]
+    if pinned:
+        set_affinity(server_pids, {0})
+        os.sched_setaffinity(0, {1})
     try:
-        wait_for_ready(out_dir, process, timeout=3600)
-        # Every client has its IDLE continuation; a few seconds more let a server that
-        # starts a process per session finish setting each one up (Dovecot's first
-        # notification after a mass login was seconds late with 1 s here).
-        time.sleep(opts.push_settle)
-        client = imap_client(target.port)
-        t_append = time.time()
-        uid = append_uid(client.append("INBOX", None, None, bench_message("push append"))[1])
-        client.logout()
-        time.sleep(gap)
-        t_revise, how = target.revise("user1", uid)
-        time.sleep(gap)
+        process = start_idlers(target, out_dir, clients, users=1,
+                               hold_s=int(opts.push_settle + 3 * gap + 4),
+                               cpus="1" if pinned else None)
+        try:
+            wait_for_ready(out_dir, process, timeout=3600)
+            # Every client has its IDLE continuation; a few seconds more let a server
+            # that starts a process per session finish setting each one up (Dovecot's
+            # first notification after a mass login was seconds late with 1 s here).
+            time.sleep(opts.push_settle)
+            client = imap_client(target.port)
+            message = bench_message("push append %s" % ("pinned" if pinned else "unpinned"))
+            # The clock starts just before the APPEND command's first byte is sent and
+            # stops at each idling client's receipt of the EXISTS (loadgen's clock).
+            t_append = time.time()
+            uid = append_uid(client.append("INBOX", None, None, message)[1])
+            client.logout()
+            time.sleep(gap)
+            t_revise, how = target.revise("user1", uid)
+            time.sleep(gap)
+        finally:
+            process.wait(timeout=600)
     finally:
-        process.wait(timeout=600)
+        if pinned:
+            os.sched_setaffinity(0, all_cpus)
+            set_affinity([pid for pids in target.roles().values() for pid in pids], all_cpus)
     with open(os.path.join(out_dir, "arrivals.json")) as f:
         arrivals = json.load(f)["arrivals_unix_us"]
     append = latency_stats(t_append, t_revise, arrivals)
     revise = latency_stats(t_revise, float("inf"), arrivals)
     append.update(kind="append", how="IMAP APPEND from another connection")
     revise.update(kind="revise", how=how)
-    return {"clients": clients, "events": [append, revise]}
+    return [append, revise]
+
+
+def scenario_push(target, opts, out):
+    clients = opts.push_clients
+    result = {"clients": clients}
+    pinnable = len(os.sched_getaffinity(0)) >= 2 and shutil.which("taskset")
+    for mode in ("pinned", "unpinned"):
+        if mode == "pinned" and not pinnable:
+            log("%s: IDLE push, pinned: needs two CPUs and taskset; skipped" % target.name)
+            continue
+        log("%s: IDLE push to %d clients, %s" % (target.name, clients, mode))
+        result[mode] = {"events": push_round(target, opts, os.path.join(out, "push-" + mode),
+                                             pinned=(mode == "pinned"))}
+    # The headline figure is the pinned one: the servers' latency, not the client's.
+    result["events"] = result.get("pinned", result["unpinned"])["events"]
+    result["events_from"] = "pinned" if "pinned" in result else "unpinned"
+    return result
 
 
 def scenario_transfer(target, opts, out):
@@ -579,11 +629,18 @@ def scenario_transfer(target, opts, out):
     kinds = summary["kinds"]
     front = "gateway" if "gateway" in peak else "total"
 
-    def mb_s(kind):
+    # Each command's latency is the client's wall time from the first byte of the
+    # command (for APPEND: the command line, the wait for its continuation and the
+    # whole literal) to its tagged OK; the load generator's own work of building
+    # the message is not in it. MB/s = 10^6 octets per second of that time.
+    def mb_s(kind, field="mean_us"):
         row = kinds.get(kind)
-        return round(size / (row["mean_us"] / 1e6) / 1e6, 1) if row and row["mean_us"] else None
+        return round(size / (row[field] / 1e6) / 1e6, 1) if row and row.get(field) else None
 
     return {"size_bytes": size, "append_mb_s": mb_s("append"), "fetch_mb_s": mb_s("fetch2"),
+            "append_mb_s_p50": mb_s("append", "p50_us"),
+            "fetch_mb_s_p50": mb_s("fetch2", "p50_us"),
+            "how": "client wall time from the command's first byte to its tagged OK",
             "appends": kinds.get("append", {}).get("count", 0),
             "fetches": kinds.get("fetch2", {}).get("count", 0),
             "memory_kib_base": base[front],

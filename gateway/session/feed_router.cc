@@ -1,6 +1,7 @@
 #include "gateway/session/feed_router.h"
 
 #include <iostream>
+#include <utility>
 
 #include "boost/asio/co_spawn.hpp"
 
@@ -44,7 +45,9 @@ void FeedRouter::Add(uint64_t mailbox_id, uint32_t uidvalidity, uint64_t modseq,
     state.delivered = modseq;
     core_->feed->Subscribe(mailbox_id, uidvalidity, modseq, session_token);
   }
-  state.listeners.insert(listener);
+  if (state.index.try_emplace(listener, state.listeners.size()).second) {
+    state.listeners.push_back(listener);
+  }
 }
 
 void FeedRouter::Remove(uint64_t mailbox_id, Listener* listener) {
@@ -52,8 +55,18 @@ void FeedRouter::Remove(uint64_t mailbox_id, Listener* listener) {
   if (it == core_->mailboxes.end()) {
     return;
   }
-  it->second.listeners.erase(listener);
-  if (it->second.listeners.empty()) {
+  MailboxState& state = it->second;
+  auto found = state.index.find(listener);
+  if (found != state.index.end()) {
+    const size_t slot = found->second;
+    state.index.erase(found);
+    if (slot + 1 != state.listeners.size()) {
+      state.listeners[slot] = state.listeners.back();
+      state.index[state.listeners[slot]] = slot;
+    }
+    state.listeners.pop_back();
+  }
+  if (state.listeners.empty()) {
     core_->mailboxes.erase(it);
     if (!core_->closed) {
       core_->feed->Unsubscribe(mailbox_id);
@@ -61,9 +74,26 @@ void FeedRouter::Remove(uint64_t mailbox_id, Listener* listener) {
   }
 }
 
+void FeedRouter::Core::Release(uint64_t mailbox_id) {
+  auto it = mailboxes.find(mailbox_id);
+  if (it == mailboxes.end()) {
+    return;
+  }
+  scratch = it->second.listeners;
+  for (Listener* listener : scratch) {
+    listener->OnChangesDelivered();
+  }
+}
+
 void FeedRouter::Core::Dispatch(const v1::ChangeEvent& event) {
+  if (held.has_value() && *held != event.mailbox_id()) {
+    // The rest of that commit did not follow (it cannot, but a session must
+    // never wait on it): its listeners hear of what they have.
+    Release(*std::exchange(held, std::nullopt));
+  }
   auto it = mailboxes.find(event.mailbox_id());
   if (it == mailboxes.end()) {
+    held.reset();
     return;
   }
   MailboxState& state = it->second;
@@ -71,12 +101,20 @@ void FeedRouter::Core::Dispatch(const v1::ChangeEvent& event) {
     state.delivered = std::max(state.delivered, event.modseq());
   }
   // Copy: a listener may remove itself (or others) while handling the event.
-  std::set<Listener*> listeners = state.listeners;
+  scratch = state.listeners;
   if (event.has_resync()) {
     mailboxes.erase(it);
   }
-  for (Listener* listener : listeners) {
+  for (Listener* listener : scratch) {
     listener->OnChange(event);
+  }
+  if (event.more() && !event.has_resync()) {
+    held = event.mailbox_id();
+    return;
+  }
+  held.reset();
+  for (Listener* listener : scratch) {
+    listener->OnChangesDelivered();
   }
 }
 
@@ -84,6 +122,9 @@ asio::awaitable<void> FeedRouter::Loop(std::shared_ptr<Core> core) {
   while (!core->closed) {
     auto event = co_await core->feed->Next();
     if (!event.ok()) {
+      if (core->held.has_value() && !core->closed) {
+        core->Release(*std::exchange(core->held, std::nullopt));
+      }
       if (!core->closed) {
         std::cerr << "gateway: change feed ended: " << event.status() << "\n";
       }

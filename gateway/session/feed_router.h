@@ -13,8 +13,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <set>
+#include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/awaitable.hpp"
@@ -31,6 +33,10 @@ class FeedRouter {
     // A change, a Subscribed marker, or a Resync (after which the listener is
     // removed: the session must reopen or drop its selection).
     virtual void OnChange(const mailbox::v1::ChangeEvent& event) = 0;
+    // Called after OnChange once the events of one commit have all been handed
+    // over (a Revise's new UID and expunge come as two events): the time to
+    // tell a waiting client, once for both.
+    virtual void OnChangesDelivered() {}
   };
 
   // `store` must outlive the router. Starts the feed loop on `executor`.
@@ -53,14 +59,23 @@ class FeedRouter {
     uint32_t uidvalidity = 0;
     uint64_t subscribed_from = 0;
     uint64_t delivered = 0;  // highest MODSEQ handed to listeners
-    std::set<Listener*> listeners;
+    // A vector, cheap to walk for every event; `index` finds an entry to remove
+    // (swapped with the last).
+    std::vector<Listener*> listeners;
+    std::unordered_map<Listener*, size_t> index;
   };
   // Shared with the feed loop, which may resume after the router is gone.
   struct Core {
     std::unique_ptr<mailbox::client::ChangeFeed> feed;
     std::map<uint64_t, MailboxState> mailboxes;
     bool closed = false;
+    // The listeners an event is handed to (reused: Dispatch is not reentrant).
+    std::vector<Listener*> scratch;
+    // A mailbox whose listeners have an event of an unfinished commit (`more`)
+    // and await OnChangesDelivered.
+    std::optional<uint64_t> held;
     void Dispatch(const mailbox::v1::ChangeEvent& event);
+    void Release(uint64_t mailbox_id);
   };
   static boost::asio::awaitable<void> Loop(std::shared_ptr<Core> core);
 

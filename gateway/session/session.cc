@@ -441,7 +441,10 @@ void Session::OnChange(const v1::ChangeEvent& event) {
     OverflowChanges();
     return;
   }
-  if (idling_) {
+}
+
+void Session::OnChangesDelivered() {
+  if (idling_ && !pending_.empty()) {
     stream_.CancelWait();  // IDLE reports changes at once (RFC 2177)
   }
 }
@@ -1367,6 +1370,7 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
                               " octets per second or faster; closing the connection");
     }
     bool message_done = false;
+    std::string forward;  // literal octets not yet handed to the store
     while (status.ok() && !message_done) {
       imap::Event event = receiver_.Next();
       if (std::holds_alternative<imap::NeedMore>(event)) {
@@ -1393,15 +1397,21 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
           co_return;
         }
       } else if (auto* chunk = std::get_if<imap::AppendChunk>(&event)) {
-        if (!chunk->data.empty()) {
-          if (seeds.back().has_value()) {
-            seeds.back()->append(chunk->data);
-          }
+        if (!chunk->data.empty() && seeds.back().has_value()) {
+          seeds.back()->append(chunk->data);
+        }
+        // The literal goes to the store in pieces of up to append_chunk_octets:
+        // one gRPC message (and one wait for its write) per network read would
+        // make a large APPEND as slow as thousands of round trips.
+        forward.append(chunk->data);
+        message_done = chunk->last;
+        if (!forward.empty() &&
+            (message_done || forward.size() >= options().append_chunk_octets)) {
           v1::AppendRequest item;
-          item.set_chunk(std::string(chunk->data));
+          item.set_chunk(std::move(forward));
+          forward = std::string();
           status = co_await upload->Write(std::move(item));
         }
-        message_done = chunk->last;
       } else if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
         upload->Cancel();
         Send(imap::StatusResponse(tag_, imap::Status::kBad, error->code, error->message));

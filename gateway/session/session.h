@@ -61,6 +61,10 @@ struct SessionOptions {
   // read restarts read_timeout, so without it one octet a minute would keep a
   // command (and everything it holds) alive for ever. 0: no bound.
   uint64_t min_append_rate = 1024;
+  // Octets of an APPEND literal gathered before they go to the store as one
+  // message: at most this much literal data is held per APPENDing session.
+  // 0: each network read is sent as it arrives.
+  size_t append_chunk_octets = 256 << 10;
   std::chrono::seconds tls_handshake_timeout{30};
   int max_auth_failures = 4;             // then BYE
   // UID ranges one SEARCH may send to the store, over all its keys
@@ -216,6 +220,7 @@ class Session final : public FeedRouter::Listener {
 
   // FeedRouter::Listener.
   void OnChange(const mailbox::v1::ChangeEvent& event) override;
+  void OnChangesDelivered() override;
 
   // Capabilities advertised in the current state (greeting, CAPABILITY, after login).
   std::vector<std::string> Capabilities() const;

@@ -506,10 +506,9 @@ class MailboxService::UploadCall : public grpc::ServerReadReactor<Request> {
                                        " declared message octets"));
   }
 
-  // Waits (up to the call's deadline) for room to hold the spool's bodies in memory.
-  absl::StatusOr<CommitGate::Hold> HoldContent() {
-    return service_->commit_gate_.Acquire(spool_.total_octets(),
-                                          absl::FromChrono(context_->deadline()));
+  // Waits (up to the call's deadline) for room to hold `octets` of bodies in memory.
+  absl::StatusOr<CommitGate::Hold> HoldContent(uint64_t octets) {
+    return service_->commit_gate_.Acquire(octets, absl::FromChrono(context_->deadline()));
   }
 
   MailboxService* const service_;
@@ -623,16 +622,14 @@ class MailboxService::AppendCall final
   }
 
   absl::StatusOr<v1::AppendResponse> Commit(uint64_t user) override {
-    // The bodies come back into memory only now, a bounded amount at a time over
-    // all calls.
-    absl::StatusOr<CommitGate::Hold> hold = HoldContent();
+    // Bodies in the spool file stay there (the store reads them in pieces); those
+    // in memory are committed a bounded amount at a time over all calls.
+    absl::StatusOr<CommitGate::Hold> hold = HoldContent(spool_.memory_octets());
     if (!hold.ok()) {
       return hold.status();
     }
     for (size_t i = 0; i < messages_.size(); ++i) {
-      if (absl::Status taken = spool_.Take(i, &messages_[i].content); !taken.ok()) {
-        return taken;
-      }
+      spool_.Lend(i, &messages_[i]);
     }
     return service_->store_->Append(user, mailbox_, std::move(messages_));
   }
@@ -708,7 +705,9 @@ class MailboxService::ReviseCall final
   }
 
   absl::StatusOr<v1::ReviseResponse> Commit(uint64_t user) override {
-    absl::StatusOr<CommitGate::Hold> hold = HoldContent();
+    // A revision's body comes back into memory whole (the store takes it as one
+    // string), a bounded amount at a time over all calls.
+    absl::StatusOr<CommitGate::Hold> hold = HoldContent(spool_.total_octets());
     if (!hold.ok()) {
       return hold.status();
     }

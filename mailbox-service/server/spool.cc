@@ -107,4 +107,15 @@ absl::Status MessageSpool::Take(size_t index, std::string* out) {
   return absl::OkStatus();
 }
 
+void MessageSpool::Lend(size_t index, store::NewMessage* message) {
+  Entry& entry = entries_[index];
+  if (!entry.in_file) {
+    message->content = std::move(entry.data);
+    message->file.reset();
+    return;
+  }
+  message->content.clear();
+  message->file = store::ContentFile{fd_, entry.offset, entry.size};
+}
+
 }  // namespace mailbox::server

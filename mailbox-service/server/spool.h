@@ -3,8 +3,9 @@
 // between literals for as long as the gateway allows), so the bodies go to an
 // unnamed file in the spool directory (mode 0600, unlinked from the start, so
 // nothing is left behind even after a crash) once a call's bodies pass a small
-// in-memory allowance. They are read back only when the stream is complete and
-// the call is committed, under a process-wide CommitGate.
+// in-memory allowance. A body in the file never comes back into memory whole:
+// the store reads it from the file in pieces as it commits it (Lend). Bodies
+// still in memory are committed under a process-wide CommitGate.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "mailbox-service/store/store.h"
 #include "mailbox-service/store/work_budget.h"
 
 namespace mailbox::server {
@@ -38,8 +40,14 @@ class MessageSpool {
   uint64_t total_octets() const { return total_; }
   // Octets that went to the file (for tests and metrics).
   uint64_t spooled_octets() const { return file_size_; }
+  // Octets held in memory (not in the file).
+  uint64_t memory_octets() const { return in_memory_; }
   // Moves message `index` into *out (from memory, or read back from the file).
   absl::Status Take(size_t index, std::string* out);
+  // Hands message `index` to the store without reading it back: its content
+  // moves into message->content when it is in memory; otherwise message->file
+  // names its range of the spool file, valid while this spool lives.
+  void Lend(size_t index, store::NewMessage* message);
 
  private:
   struct Entry {

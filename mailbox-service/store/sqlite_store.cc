@@ -1,11 +1,16 @@
 #include "mailbox-service/store/sqlite_store.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
+#include <sqlite3.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <set>
 #include <utility>
@@ -404,12 +409,103 @@ class UidSetBuilder {
 // Content
 
 struct PreparedContent {
-  std::string raw;
-  std::string sha256;  // 32 bytes
+  std::string raw;                  // the content, unless `file` is set
+  std::optional<ContentFile> file;  // where to read it in pieces instead
+  std::string sha256;               // 32 bytes
   bool parsed = false;
   std::string parsed_blob, envelope, body, bodystructure;
   std::optional<int32_t> sent_date;
   uint64_t header_size = 0;
+
+  uint64_t size() const { return file.has_value() ? file->size : raw.size(); }
+};
+
+// Content read from a ContentFile is handled this many octets at a time, so a
+// message of any size costs the service one such buffer, not its size.
+constexpr size_t kContentPieceOctets = 256 << 10;
+
+absl::Status ContentFileError(std::string_view what, int error) {
+  return Error(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
+               absl::StrCat("store: message content file: ", std::string(what), ": ",
+                            std::strerror(error)));
+}
+
+// Reads `length` octets at `offset` of the content into `out`.
+absl::Status ReadContentFile(const ContentFile& file, uint64_t offset, size_t length,
+                             char* out) {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = ::pread(file.fd, out + done, length - done,
+                        static_cast<off_t>(file.offset + offset + done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return ContentFileError("cannot read", n < 0 ? errno : EIO);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+// Calls `piece` with the content in order, kContentPieceOctets at a time.
+template <typename Piece>
+absl::Status ForEachContentPiece(const ContentFile& file, Piece piece) {
+  std::string buffer(std::min<uint64_t>(kContentPieceOctets, file.size), '\0');
+  for (uint64_t done = 0; done < file.size;) {
+    const size_t length = static_cast<size_t>(std::min<uint64_t>(buffer.size(), file.size - done));
+    RETURN_IF_ERROR(ReadContentFile(file, done, length, buffer.data()));
+    RETURN_IF_ERROR(piece(done, std::string_view(buffer.data(), length)));
+    done += length;
+  }
+  return absl::OkStatus();
+}
+
+// A read-only shared mapping of a ContentFile for the MIME parser, which needs
+// the message as one string: its pages are the file's, in the page cache, not
+// copies on the heap, and they are unmapped when this object goes.
+class MappedContent {
+ public:
+  static absl::StatusOr<MappedContent> Map(const ContentFile& file) {
+    MappedContent mapped;
+    if (file.size == 0) {
+      return mapped;
+    }
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t start = file.offset - file.offset % page;
+    mapped.skip_ = static_cast<size_t>(file.offset - start);
+    mapped.size_ = static_cast<size_t>(file.size);
+    mapped.length_ = mapped.skip_ + mapped.size_;
+    void* base = ::mmap(nullptr, mapped.length_, PROT_READ, MAP_SHARED, file.fd,
+                        static_cast<off_t>(start));
+    if (base == MAP_FAILED) {
+      return ContentFileError("cannot map", errno);
+    }
+    ::madvise(base, mapped.length_, MADV_SEQUENTIAL);
+    mapped.base_ = static_cast<char*>(base);
+    return mapped;
+  }
+  MappedContent(MappedContent&& other) noexcept
+      : base_(std::exchange(other.base_, nullptr)),
+        length_(other.length_),
+        skip_(other.skip_),
+        size_(other.size_) {}
+  MappedContent& operator=(MappedContent&&) = delete;
+  ~MappedContent() {
+    if (base_ != nullptr) {
+      ::munmap(base_, length_);
+    }
+  }
+  std::string_view bytes() const {
+    return base_ == nullptr ? std::string_view() : std::string_view(base_ + skip_, size_);
+  }
+
+ private:
+  MappedContent() = default;
+  char* base_ = nullptr;
+  size_t length_ = 0;
+  size_t skip_ = 0;
+  size_t size_ = 0;
 };
 
 std::string Sha256(std::string_view data) {
@@ -419,8 +515,36 @@ std::string Sha256(std::string_view data) {
   return std::string(reinterpret_cast<const char*>(digest), size);
 }
 
+// The content's SHA-256, read from its file a piece at a time when it has one.
+absl::StatusOr<std::string> ContentSha256(const PreparedContent& content) {
+  if (!content.file.has_value()) {
+    return Sha256(content.raw);
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
+                                                                  &EVP_MD_CTX_free);
+  if (context == nullptr || EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1) {
+    return Error(absl::StatusCode::kInternal, v1::SERVER_BUG, "store: cannot start SHA-256");
+  }
+  RETURN_IF_ERROR(ForEachContentPiece(
+      *content.file, [&](uint64_t, std::string_view piece) -> absl::Status {
+        EVP_DigestUpdate(context.get(), piece.data(), piece.size());
+        return absl::OkStatus();
+      }));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(context.get(), digest, &size);
+  return std::string(reinterpret_cast<const char*>(digest), size);
+}
+
 absl::Status ParseContent(PreparedContent& content) {
-  absl::StatusOr<mime::ParsedMessage> parsed = mime::Parse(content.raw);
+  std::optional<MappedContent> mapped;
+  std::string_view raw = content.raw;
+  if (content.file.has_value()) {
+    ASSIGN_OR_RETURN(MappedContent map, MappedContent::Map(*content.file));
+    mapped.emplace(std::move(map));
+    raw = mapped->bytes();
+  }
+  absl::StatusOr<mime::ParsedMessage> parsed = mime::Parse(raw);
   if (!parsed.ok()) {
     return BadRequest(absl::StrCat("the message cannot be parsed: ", parsed.status().message()));
   }
@@ -434,16 +558,44 @@ absl::Status ParseContent(PreparedContent& content) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateContentSize(std::string_view content, const StoreLimits& limits) {
-  if (content.empty()) {
+absl::Status ValidateContentSize(uint64_t size, const StoreLimits& limits) {
+  if (size == 0) {
     return BadRequest("a message must not be empty");
   }
-  if (content.size() > limits.max_message_octets) {
+  if (size > limits.max_message_octets) {
     return Error(absl::StatusCode::kInvalidArgument, v1::TOOBIG,
-                 absl::StrCat("message of ", content.size(), " octets exceeds the limit of ",
+                 absl::StrCat("message of ", size, " octets exceeds the limit of ",
                               limits.max_message_octets, " octets"));
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateContentSize(std::string_view content, const StoreLimits& limits) {
+  return ValidateContentSize(content.size(), limits);
+}
+
+// Copies content from its file into the blob content_data.raw of row `rowid`
+// (created as a zeroblob of the content's size) a piece at a time, through
+// SQLite's incremental blob I/O: the content is never whole in memory.
+absl::Status WriteContentBlob(Connection& conn, int64_t rowid, const ContentFile& file) {
+  sqlite3_blob* blob = nullptr;
+  int rc = sqlite3_blob_open(conn.raw(), "main", "content_data", "raw", rowid, /*flags=*/1,
+                             &blob);
+  if (rc != SQLITE_OK) {
+    return sqlite::SqliteError(rc, conn.raw(), "blob open content_data.raw for writing");
+  }
+  absl::Status written = ForEachContentPiece(
+      file, [&](uint64_t offset, std::string_view piece) -> absl::Status {
+        int rc = sqlite3_blob_write(blob, piece.data(), static_cast<int>(piece.size()),
+                                    static_cast<int>(offset));
+        return rc == SQLITE_OK ? absl::OkStatus()
+                               : sqlite::SqliteError(rc, conn.raw(), "blob write");
+      });
+  rc = sqlite3_blob_close(blob);
+  if (written.ok() && rc != SQLITE_OK) {
+    return sqlite::SqliteError(rc, conn.raw(), "blob close");
+  }
+  return written;
 }
 
 // Finds the content row with this hash, or stores it (parsing now if the caller
@@ -465,7 +617,7 @@ absl::StatusOr<int64_t> EnsureContent(Connection& conn, PreparedContent& content
                                 "bodystructure, sent_date, header_size) "
                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
   insert.BindBlob(1, content.sha256)
-      .Bind(2, static_cast<uint64_t>(content.raw.size()))
+      .Bind(2, content.size())
       .BindBlob(3, content.parsed_blob)
       .BindText(4, content.envelope)
       .BindText(5, content.body)
@@ -478,6 +630,14 @@ absl::StatusOr<int64_t> EnsureContent(Connection& conn, PreparedContent& content
   }
   RETURN_IF_ERROR(insert.Run());
   int64_t id = conn.LastInsertRowid();
+  if (content.file.has_value()) {
+    ASSIGN_OR_RETURN(Statement data, conn.Prepare("INSERT INTO content_data (content_id, raw) "
+                                                  "VALUES (?, zeroblob(?))"));
+    data.Bind(1, id).Bind(2, content.size());
+    RETURN_IF_ERROR(data.Run());
+    RETURN_IF_ERROR(WriteContentBlob(conn, id, *content.file));
+    return id;
+  }
   ASSIGN_OR_RETURN(Statement data,
                    conn.Prepare("INSERT INTO content_data (content_id, raw) VALUES (?, ?)"));
   data.Bind(1, id).BindBlob(2, content.raw);
@@ -2834,7 +2994,8 @@ absl::StatusOr<v1::AppendResponse> SqliteStore::Append(uint64_t user_id,
   std::vector<FlagSet> flags(messages.size());
   for (size_t i = 0; i < messages.size(); ++i) {
     NewMessage& message = messages[i];
-    absl::Status valid = ValidateContentSize(message.content, limits_);
+    absl::Status valid = ValidateContentSize(
+        message.file.has_value() ? message.file->size : message.content.size(), limits_);
     if (valid.ok()) {
       valid = ValidateInternalDate(message);
     }
@@ -2852,7 +3013,8 @@ absl::StatusOr<v1::AppendResponse> SqliteStore::Append(uint64_t user_id,
     }
     flags[i] = *std::move(parsed_flags);
     contents[i].raw = std::move(message.content);
-    contents[i].sha256 = Sha256(contents[i].raw);
+    contents[i].file = message.file;
+    ASSIGN_OR_RETURN(contents[i].sha256, ContentSha256(contents[i]));
   }
   {
     // Content already stored (a copy of a message another user also received)
@@ -2980,6 +3142,7 @@ absl::StatusOr<v1::ReviseResponse> SqliteStore::Revise(uint64_t user_id,
     *added.mutable_added()->add_messages() =
         MakeMessageFlags(new_uid, system, keywords, added_modseq);
     added.mutable_added()->set_uidnext(new_uid + 1);
+    added.set_more(true);  // the expunge below follows in this commit
     RETURN_IF_ERROR(tx.Log(std::move(added)));
     RETURN_IF_ERROR(tx.ExpungeMessage(mailbox.id, header.uid()));
     ASSIGN_OR_RETURN(uint64_t modseq, tx.LogExpunged(mailbox.id, {header.uid()}));

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,8 +55,17 @@ struct AuthReservation {
 };
 
 // One message handed to Append.
+// A message the store reads from a file in pieces rather than holding it whole:
+// `size` octets at `offset` of the open file `fd` (the service's spool).
+struct ContentFile {
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+};
+
 struct NewMessage {
-  std::string content;  // the whole RFC 5322 message
+  std::string content;  // the whole RFC 5322 message, unless `file` is set
+  std::optional<ContentFile> file;
   std::vector<std::string> flags;
   bool has_internal_date = false;  // false: now
   int64_t internal_date_unix = 0;
