@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -184,6 +185,18 @@ grpc::ServerUnaryReactor* MailboxService::Offload(grpc::CallbackServerContext* c
   return reactor;
 }
 
+template <typename Response, typename Call>
+grpc::ServerUnaryReactor* MailboxService::OffloadCall(grpc::CallbackServerContext* context,
+                                                      Response* response, Call call) {
+  return Offload(context, [this, context, response, call = std::move(call)] {
+    if constexpr (std::is_same_v<std::invoke_result_t<Call, uint64_t>, absl::Status>) {
+      return UnaryNoReply(*this, *context, call);
+    } else {
+      return Unary(*this, *context, response, call);
+    }
+  });
+}
+
 grpc::ServerUnaryReactor* MailboxService::Authenticate(grpc::CallbackServerContext* context,
                                                        const v1::AuthenticateRequest* request,
                                                        v1::AuthenticateResponse* response) {
@@ -224,64 +237,50 @@ grpc::ServerUnaryReactor* MailboxService::Authenticate(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* MailboxService::ListMailboxes(grpc::CallbackServerContext* context,
                                                         const v1::ListMailboxesRequest* request,
                                                         v1::ListMailboxesResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response,
-                 [&](uint64_t user) { return store_->ListMailboxes(user, *request); });
-  });
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->ListMailboxes(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::CreateMailbox(grpc::CallbackServerContext* context,
                                                         const v1::CreateMailboxRequest* request,
                                                         v1::CreateMailboxResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response,
-                 [&](uint64_t user) { return store_->CreateMailbox(user, *request); });
-  });
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->CreateMailbox(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::DeleteMailbox(grpc::CallbackServerContext* context,
                                                         const v1::DeleteMailboxRequest* request,
-                                                        v1::DeleteMailboxResponse*) {
-  return Offload(context, [this, context, request] {
-    return UnaryNoReply(*this, *context,
-                        [&](uint64_t user) { return store_->DeleteMailbox(user, *request); });
-  });
+                                                        v1::DeleteMailboxResponse* response) {
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->DeleteMailbox(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::RenameMailbox(grpc::CallbackServerContext* context,
                                                         const v1::RenameMailboxRequest* request,
-                                                        v1::RenameMailboxResponse*) {
-  return Offload(context, [this, context, request] {
-    return UnaryNoReply(*this, *context,
-                        [&](uint64_t user) { return store_->RenameMailbox(user, *request); });
-  });
+                                                        v1::RenameMailboxResponse* response) {
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->RenameMailbox(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::SetSubscription(
     grpc::CallbackServerContext* context, const v1::SetSubscriptionRequest* request,
-    v1::SetSubscriptionResponse*) {
-  return Offload(context, [this, context, request] {
-    return UnaryNoReply(*this, *context,
-                        [&](uint64_t user) { return store_->SetSubscription(user, *request); });
-  });
+    v1::SetSubscriptionResponse* response) {
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->SetSubscription(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::Status(grpc::CallbackServerContext* context,
                                                  const v1::StatusRequest* request,
                                                  v1::StatusResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response,
-                 [&](uint64_t user) { return store_->Status(user, *request); });
-  });
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->Status(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::Open(grpc::CallbackServerContext* context,
                                                const v1::OpenRequest* request,
                                                v1::OpenResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response,
-                 [&](uint64_t user) { return store_->Open(user, *request); });
-  });
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->Open(user, *request); });
 }
 
 // A Fetch: the store runs on a pool thread and hands each response to Send, which
@@ -377,37 +376,29 @@ grpc::ServerWriteReactor<v1::FetchResponse>* MailboxService::Fetch(
 grpc::ServerUnaryReactor* MailboxService::Store(grpc::CallbackServerContext* context,
                                                 const v1::StoreRequest* request,
                                                 v1::StoreResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response,
-                 [&](uint64_t user) { return store_->StoreFlags(user, *request); });
-  });
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->StoreFlags(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::Copy(grpc::CallbackServerContext* context,
                                                const v1::CopyRequest* request,
                                                v1::CopyResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response,
-                 [&](uint64_t user) { return store_->Copy(user, *request); });
-  });
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->Copy(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::Move(grpc::CallbackServerContext* context,
                                                const v1::MoveRequest* request,
                                                v1::MoveResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response,
-                 [&](uint64_t user) { return store_->Move(user, *request); });
-  });
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->Move(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::Expunge(grpc::CallbackServerContext* context,
                                                   const v1::ExpungeRequest* request,
                                                   v1::ExpungeResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response,
-                 [&](uint64_t user) { return store_->Expunge(user, *request); });
-  });
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->Expunge(user, *request); });
 }
 
 grpc::ServerUnaryReactor* MailboxService::Search(grpc::CallbackServerContext* context,

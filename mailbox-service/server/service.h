@@ -181,6 +181,12 @@ class MailboxService final : public v1::Mailbox::CallbackService {
   // at once when the pool's queue is full.
   grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* context,
                                     absl::AnyInvocable<grpc::Status() &&> work);
+  // Offload of a store call for the authenticated caller: `call(user_id)` returns
+  // the reply (absl::StatusOr<Response>), or an absl::Status for calls whose reply
+  // is empty.
+  template <typename Response, typename Call>
+  grpc::ServerUnaryReactor* OffloadCall(grpc::CallbackServerContext* context,
+                                        Response* response, Call call);
 
   std::atomic<bool> shutting_down_{false};
   // Set once a caller's reported client IP was ignored (logged once, for the operator).
