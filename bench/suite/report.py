@@ -15,8 +15,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-SYSTEM_NAMES = {"imapd": "imapd", "dovecot": "Dovecot"}
-SYSTEM_COLOURS = {"imapd": "#0072B2", "dovecot": "#D55E00"}
+# "imapd-baseline": our system from an earlier build's binaries (run_suite.py
+# --baseline-bin), shown beside the current one.
+SYSTEM_NAMES = {"imapd": "imapd", "imapd-baseline": "imapd (baseline build)",
+                "dovecot": "Dovecot"}
+SYSTEM_COLOURS = {"imapd": "#0072B2", "imapd-baseline": "#56B4E9", "dovecot": "#D55E00"}
 # Okabe-Ito colours (readable for colour-blind readers), for lines told apart by client count.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#555555"]
 PROFILE_ORDER = ["imaptest-persistent", "imaptest-default", "desktop", "webmail", "mobile",

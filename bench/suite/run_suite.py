@@ -49,6 +49,7 @@ LOADGEN = harness.runfile("bench/loadgen/imap-loadgen")
 PASSWORD = "secret-pw"
 SCENARIOS = ("profiles", "flame", "idle", "push", "transfer", "login")
 FLAME_PROFILE, FLAME_CLIENTS = "imaptest-persistent", 10
+BASELINE = "imapd-baseline"
 PROFILES = ("imaptest-persistent", "imaptest-default", "desktop", "webmail", "mobile", "ingest")
 TRANSPORTS = ("tls", "plain")
 
@@ -104,8 +105,11 @@ class Imapd:
     memory_what = "gateway RSS"
     idle_settle_s = 3  # per-connection buffers return to their idle size
 
-    def __init__(self, work, argon2_memory_kib, argon2_time_cost):
-        self.system = harness.System("imapd", base=work)
+    def __init__(self, work, argon2_memory_kib, argon2_time_cost, name="imapd", bin_dir=None):
+        """name/bin_dir: a second copy of our system from another build's binaries
+        (--baseline-bin), run side by side under the same conditions."""
+        self.name = name
+        self.system = harness.System(name, base=work, bin_dir=bin_dir)
         self.system.start_service("--argon2-memory-kib=%d" % argon2_memory_kib,
                                   "--argon2-time-cost=%d" % argon2_time_cost)
         self.gateway = self.system.start_gateway(*GATEWAY_FLAGS)
@@ -118,6 +122,8 @@ class Imapd:
             "allowed for the plain IMAP runs; argon2id m=%d KiB, "
             "t=%d, p=1."
             % (argon2_memory_kib, argon2_time_cost))
+        if bin_dir:
+            self.description += " Binaries from %s." % bin_dir
 
     def configure_for(self, scenario):
         pass  # one configuration for every scenario
@@ -156,7 +162,7 @@ class Imapd:
         starts when the message is handed over, so process start-up is not counted."""
         env = dict(os.environ, MAILBOX_SERVER=self.system.service_target,
                    MAILBOX_ADMIN_TOKEN_FILE=os.path.join(self.system.dir, "data", "admin.token"))
-        process = subprocess.Popen([harness.ADMIN, "revise", user, "INBOX", str(uid), "-"],
+        process = subprocess.Popen([self.system.admin_bin, "revise", user, "INBOX", str(uid), "-"],
                                    env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
         time.sleep(0.5)
@@ -705,6 +711,9 @@ def parse_args(argv):
     parser.add_argument("--smoke", action="store_true",
                         help="a few seconds of each scenario at tiny sizes; checks the bench runs")
     parser.add_argument("--no-dovecot", action="store_true", help="our system only")
+    parser.add_argument("--baseline-bin", metavar="DIR",
+                        help="also run our system from the binaries under DIR (same layout "
+                             "as bazel-bin, e.g. an earlier commit's), named imapd-baseline")
     parser.add_argument("--only", default=",".join(SCENARIOS),
                         help="comma-separated scenarios: " + ", ".join(SCENARIOS))
     parser.add_argument("--profiles", default=",".join(PROFILES))
@@ -755,6 +764,9 @@ def parse_args(argv):
 
 def start_targets(opts, work):
     targets = [Imapd(work, opts.argon2_memory_kib, opts.argon2_time_cost)]
+    if opts.baseline_bin:
+        targets.append(Imapd(work, opts.argon2_memory_kib, opts.argon2_time_cost,
+                             name=BASELINE, bin_dir=opts.baseline_bin))
     if not opts.no_dovecot:
         import dovecot
         problem = dovecot.check_installed()

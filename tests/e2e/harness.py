@@ -12,11 +12,11 @@ import tempfile
 import time
 
 
-def runfile(path):
-    # IMAPD_BIN_DIR: a tree of binaries from another build (say, an earlier commit's,
-    # to measure before and after in one bench run); paths it does not hold are looked
-    # up as usual.
-    override = os.environ.get("IMAPD_BIN_DIR")
+def runfile(path, bin_dir=None):
+    # bin_dir (or IMAPD_BIN_DIR): a tree of binaries from another build, say an
+    # earlier commit's, to measure before and after in one bench run; paths it does
+    # not hold are looked up as usual.
+    override = bin_dir or os.environ.get("IMAPD_BIN_DIR")
     if override and os.path.exists(os.path.join(override, path)):
         return os.path.join(override, path)
     srcdir = os.environ.get("TEST_SRCDIR")
@@ -65,7 +65,12 @@ class Gateway:
 
 
 class System:
-    def __init__(self, name="e2e", base=None):
+    def __init__(self, name="e2e", base=None, bin_dir=None):
+        """bin_dir: run the service, gateway and admin tool from this tree of binaries
+        (runfile) instead of this build's."""
+        self.service_bin = runfile("mailbox-service/server/mailbox-service", bin_dir)
+        self.admin_bin = runfile("mailbox-service/admin/mailbox-admin", bin_dir)
+        self.gateway_bin = runfile("gateway/imap-gateway", bin_dir)
         base = base or os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()
         self.dir = os.path.join(base, name)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -99,7 +104,7 @@ class System:
         listen = "127.0.0.1:%d" % getattr(self, "service_port", 0)
         with open(os.path.join(self.dir, "service.log"), "a") as log:
             self.service = subprocess.Popen(
-                [SERVICE, "--listen=" + listen, "--data-dir=" + data, "--port-file=" + port_file,
+                [self.service_bin, "--listen=" + listen, "--data-dir=" + data, "--port-file=" + port_file,
                  "--argon2-memory-kib=64", "--argon2-time-cost=1",
                  # Tests make many failed logins on purpose; the per-connection limit of
                  # the gateway is what they check, not the service's throttling.
@@ -122,7 +127,7 @@ class System:
                               ("key", "MAILBOX_KEY_FILE")):
             if tls and tls.get(key):
                 env[variable] = tls[key]
-        result = subprocess.run([ADMIN] + list(args), env=env, input=stdin,
+        result = subprocess.run([self.admin_bin] + list(args), env=env, input=stdin,
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError("mailbox-admin %s: %s" % (" ".join(args), result.stderr))
@@ -158,7 +163,7 @@ class System:
             os.remove(ports_file)
         with open(log_path, "a") as log:
             process = subprocess.Popen(
-                [GATEWAY, "--store=" + self.service_target,
+                [self.gateway_bin, "--store=" + self.service_target,
                  "--imap-listen=127.0.0.1:0", "--imaps-listen=127.0.0.1:0",
                  "--http-listen=127.0.0.1:0",
                  "--tls-cert-file=" + self.cert, "--tls-key-file=" + self.key, "--workers=2",
