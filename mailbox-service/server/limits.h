@@ -22,7 +22,7 @@ struct ServerLimits {
   // one), and calls that may wait for one; a call that finds the queue full is
   // refused with RESOURCE_EXHAUSTED.
   int max_threads = 128;
-  int work_queue = 8;
+  int work_queue = 4096;
   // Change-feed streams at once (each has a thread of its own).
   int max_feeds = 64;
   // gRPC resource quota: the memory gRPC may use for its buffers.
