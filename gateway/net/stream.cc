@@ -596,6 +596,50 @@ std::size_t Stream::DiscardReadable() {
   }
 }
 
+std::pair<error_code, std::size_t> Stream::TryWrite(std::string_view data) {
+  Impl* s = impl_.get();
+  if (s == nullptr || s->broken || !s->socket.is_open()) {
+    return {MakeErrorCode(NetErrc::kStreamBroken), 0};
+  }
+  std::size_t done = 0;
+  error_code result;
+  if (s->ssl == nullptr) {
+    while (done < data.size()) {
+      ssize_t n = ::send(s->socket.native_handle(), data.data() + done, data.size() - done,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) {
+        done += static_cast<std::size_t>(n);
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      } else if (errno != EINTR) {
+        result = error_code(errno, boost::system::system_category());
+        break;
+      }
+    }
+  } else {
+    while (done < data.size()) {
+      ERR_clear_error();
+      int r = SSL_write(s->ssl, data.data() + done, ClampToInt(data.size() - done));
+      if (r > 0) {
+        done += static_cast<std::size_t>(r);
+        continue;
+      }
+      const int err = SSL_get_error(s->ssl, r);
+      if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ) {
+        result = s->TlsError(err);
+      }
+      break;
+    }
+    if (done == data.size()) {
+      s->ReleaseTlsBuffers();
+    }
+  }
+  if (result) {
+    s->broken = true;
+  }
+  return {result, done};
+}
+
 void Stream::CancelWait() {
   if (impl_ != nullptr && impl_->waiting_readable) {
     error_code ignored;

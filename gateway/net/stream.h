@@ -30,8 +30,9 @@
 // A client that still manages to get plaintext in after the OK fails the handshake.
 //
 // Threading: a Stream belongs to the thread of its socket's executor (one io_context
-// per worker). At most one operation runs at a time; CancelWait() and Close() may be
-// called from other code on that same thread while WaitReadable() is pending.
+// per worker). At most one operation runs at a time; CancelWait(), TryWrite() and
+// Close() may be called from other code on that same thread while WaitReadable() is
+// pending.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -92,6 +93,16 @@ class Stream {
   // completion. On any error, including timed_out, the stream is broken: later
   // operations fail with NetErrc::kStreamBroken.
   awaitable<error_code> Write(std::string_view data, Clock::duration timeout);
+
+  // Writes what the socket takes now, never waiting, and returns how many leading bytes
+  // of `data` were taken. Unlike the other operations it may run while a
+  // WaitReadable() is pending, which it leaves alone (no re-arm of its deadline, no
+  // change to its registration): an IDLE session writes its updates this way and keeps
+  // waiting for DONE. If fewer than data.size() bytes were taken, the caller must pass
+  // the rest, data.substr(n), to Write() before anything else is written (in TLS mode
+  // the library may hold a record it has sent only in part; Write() finishes it). On
+  // an error the stream is broken, as for Write().
+  std::pair<error_code, std::size_t> TryWrite(std::string_view data);
 
   // Runs the server side of a TLS handshake with `ctx` (from
   // TlsContextProvider::Current()); used right after accept for implicit TLS

@@ -9,10 +9,12 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -530,6 +532,117 @@ TEST_F(TlsTest, TimeoutsFireOnSilentPeer) {
   EXPECT_EQ(results.cancelled, asio::error::operation_aborted) << results.cancelled.message();
   EXPECT_EQ(results.write, asio::error::timed_out) << results.write.message();
   ::close(client_fd);
+}
+
+struct TryWriteResults {
+  error_code handshake;
+  error_code try_error;
+  size_t try_written = 0;
+  bool wait_pending_during_try = false;
+  error_code wait;
+  std::string read;
+  error_code big_try_error;
+  size_t big_try_written = 0;
+  error_code big_write;
+};
+
+// An IDLE-like server: writes an update with TryWrite() while WaitReadable() is
+// pending, then a write too large for the socket buffers, finished by Write().
+asio::awaitable<TryWriteResults> TryWriteServer(tcp::acceptor& acceptor,
+                                                std::shared_ptr<SSL_CTX> ctx,
+                                                const std::string& big,
+                                                std::promise<void>& big_tried) {
+  Stream stream = co_await Accept(acceptor);
+  TryWriteResults results;
+  if (ctx != nullptr) {
+    results.handshake = co_await stream.Handshake(ctx, seconds(10));
+    if (results.handshake) {
+      co_return results;
+    }
+  }
+  bool waiting = false;
+  asio::steady_timer poke(co_await asio::this_coro::executor, milliseconds(20));
+  poke.async_wait([&](const error_code&) {
+    results.wait_pending_during_try = waiting;
+    std::tie(results.try_error, results.try_written) = stream.TryWrite("* 1 EXISTS\r\n");
+  });
+  waiting = true;
+  // Completes only when the client, having read the update, sends DONE.
+  results.wait = co_await stream.WaitReadable(Stream::Clock::now() + seconds(20));
+  waiting = false;
+  std::vector<char> buffer(100);
+  auto [read_ec, n] = co_await stream.ReadSome(buffer, seconds(10));
+  results.read.assign(buffer.data(), read_ec ? 0 : n);
+  // The client reads nothing until told to: the socket buffers fill.
+  std::tie(results.big_try_error, results.big_try_written) = stream.TryWrite(big);
+  big_tried.set_value();
+  if (!results.big_try_error) {
+    results.big_write = co_await stream.Write(
+        std::string_view(big).substr(results.big_try_written), seconds(20));
+  }
+  co_await stream.Shutdown();
+  co_return results;
+}
+
+class TryWriteTest : public TlsTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(TryWriteTest, WritesWhileWaitReadableStaysPendingAndWriteFinishesTheRest) {
+  const bool tls = GetParam();
+  std::string big(32 * 1024 * 1024, '\0');
+  for (size_t i = 0; i < big.size(); ++i) {
+    big[i] = static_cast<char>('a' + i % 23);
+  }
+  std::promise<void> big_tried;
+  std::future<void> big_tried_future = big_tried.get_future();
+  std::string update;
+  std::string big_received;
+  std::thread client([&] {
+    BlockingClient c;
+    ASSERT_TRUE(c.Connect(port_));
+    if (tls) {
+      ASSERT_EQ(c.StartTls(), "");
+    }
+    update = c.ReadExactly(12);
+    c.WriteAll("DONE\r\n");
+    big_tried_future.wait();
+    big_received = c.ReadExactly(big.size());
+    c.Close();
+  });
+  TryWriteResults results = RunToCompletion(
+      context_, TryWriteServer(acceptor_, tls ? provider_->Current() : nullptr, big, big_tried));
+  client.join();
+  ASSERT_FALSE(results.handshake) << results.handshake.message();
+  EXPECT_TRUE(results.wait_pending_during_try);
+  EXPECT_FALSE(results.try_error) << results.try_error.message();
+  EXPECT_EQ(results.try_written, 12u);
+  EXPECT_EQ(update, "* 1 EXISTS\r\n");
+  EXPECT_FALSE(results.wait) << results.wait.message();
+  EXPECT_EQ(results.read, "DONE\r\n");
+  EXPECT_FALSE(results.big_try_error) << results.big_try_error.message();
+  EXPECT_LT(results.big_try_written, big.size());
+  EXPECT_FALSE(results.big_write) << results.big_write.message();
+  EXPECT_TRUE(big_received == big) << big_received.size();
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, TryWriteTest, ::testing::Bool(), [](const auto& info) {
+  return info.param ? std::string("Tls") : std::string("Plain");
+});
+
+TEST_F(TlsTest, TryWriteOnABrokenStreamFails) {
+  std::thread client([&] {
+    BlockingClient c;
+    ASSERT_TRUE(c.Connect(port_));
+  });
+  auto closed_then_try = [](tcp::acceptor& acceptor)
+      -> asio::awaitable<std::pair<error_code, std::size_t>> {
+    Stream stream = co_await Accept(acceptor);
+    stream.Close();
+    co_return stream.TryWrite("x");
+  };
+  auto [ec, n] = RunToCompletion(context_, closed_then_try(acceptor_));
+  client.join();
+  EXPECT_EQ(ec, MakeErrorCode(NetErrc::kStreamBroken)) << ec.message();
+  EXPECT_EQ(n, 0u);
 }
 
 struct StartTlsResult {

@@ -444,9 +444,33 @@ void Session::OnChange(const v1::ChangeEvent& event) {
 }
 
 void Session::OnChangesDelivered() {
-  if (idling_ && !pending_.empty()) {
-    stream_.CancelWait();  // IDLE reports changes at once (RFC 2177)
+  if (!idling_ || pending_.empty()) {
+    return;
   }
+  // IDLE reports changes at once (RFC 2177 §3). While the IDLE loop waits for
+  // input, the updates are written here, without waking it: its wait for DONE
+  // stays registered and its deadline armed, so an update costs one write. The
+  // loop takes over whatever cannot be done at once (a BYE, output the socket
+  // does not take now, an error).
+  if (idle_waiting_ && !change_overflow_ && !broken_) {
+    ApplyPendingChanges(/*allow_expunge=*/true);
+    if (out_.empty() && state_ != SessionState::kLogout) {
+      return;  // nothing to tell (e.g. the session's own changes)
+    }
+    if (state_ != SessionState::kLogout) {
+      auto [error, written] = stream_.TryWrite(out_);
+      ops::GlobalMetrics().bytes_out.fetch_add(written);
+      if (!error && written == out_.size()) {
+        out_.clear();
+        return;
+      }
+      out_.erase(0, written);
+      if (error) {
+        broken_ = true;
+      }
+    }
+  }
+  stream_.CancelWait();
 }
 
 void Session::OverflowChanges() {
@@ -1222,7 +1246,9 @@ asio::awaitable<void> Session::HandleIdle() {
       continue;
     }
     const auto autologout = last_activity_ + options().autologout;
+    idle_waiting_ = true;
     auto error = co_await stream_.WaitReadable(std::min(keepalive_due, autologout));
+    idle_waiting_ = false;
     if (error == asio::error::operation_aborted && !broken_) {
       continue;  // woken by a change
     }

@@ -302,6 +302,9 @@ class Session final : public FeedRouter::Listener {
   bool in_command_ = false;
   bool writing_ = false;  // Flush() is inside a Write
   bool idling_ = false;
+  // IDLE is suspended in its wait for input: OnChangesDelivered() writes the
+  // updates itself and leaves that wait (and its deadline) in place.
+  bool idle_waiting_ = false;
   bool utf8_accept_ = false;
   bool condstore_enabled_ = false;
   int auth_failures_ = 0;
