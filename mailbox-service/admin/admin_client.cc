@@ -127,10 +127,13 @@ absl::StatusOr<v1::AppendResponse> AppendStream::Finish() {
 
 AdminClient::AdminClient(std::shared_ptr<grpc::ChannelInterface> channel, std::string token,
                          absl::Duration timeout)
-    : admin_(v1::Admin::NewStub(channel)),
+    : channel_(channel),
+      admin_(v1::Admin::NewStub(channel)),
       mailbox_(v1::Mailbox::NewStub(channel)),
       token_(std::move(token)),
       timeout_(timeout) {}
+
+void AdminClient::StartConnecting() { channel_->GetState(/*try_to_connect=*/true); }
 
 void AdminClient::Prepare(grpc::ClientContext* context, const std::string* user,
                           bool streamed) const {

@@ -69,6 +69,11 @@ class AdminClient {
   AdminClient(std::shared_ptr<grpc::ChannelInterface> channel, std::string token,
               absl::Duration timeout);
 
+  // Starts connecting to the service in the background (gRPC connects lazily, at
+  // the first call), so a call made after a slow local step, such as reading a
+  // message from stdin, does not wait for the connection as well.
+  void StartConnecting();
+
   // Admin service.
   absl::StatusOr<uint64_t> CreateUser(const std::string& username, const std::string& password);
   absl::Status DeleteUser(const std::string& username);
@@ -90,6 +95,7 @@ class AdminClient {
  private:
   void Prepare(grpc::ClientContext* context, const std::string* user, bool streamed) const;
 
+  std::shared_ptr<grpc::ChannelInterface> channel_;
   std::unique_ptr<mailbox::v1::Admin::StubInterface> admin_;
   std::unique_ptr<mailbox::v1::Mailbox::StubInterface> mailbox_;
   std::string token_;

@@ -498,6 +498,9 @@ absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* 
     }
 
     case CommandKind::kRevise: {
+      // The connection is made while the message is read (from a pipe, that can be
+      // any time later): a program handing over a revision waits only for the call.
+      client.StartConnecting();
       MessageSpool spool;
       if (absl::Status status =
               SpoolFile(command.path, command.path == "-" ? &io.in : nullptr, spool);
