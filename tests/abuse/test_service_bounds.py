@@ -231,15 +231,18 @@ class StalledFetchTest(unittest.TestCase):
 
 
 class ThreadQuotaTest(unittest.TestCase):
-    """With no per-user limit (or many users), gRPC's thread quota is what holds."""
+    """With no per-user limit (or many users), the work pool's threads and its queue
+    are what hold: stalled readers beyond both are refused at once."""
 
     CAP = 16
+    QUEUE = 4
     READERS = 30
 
     def test_thread_quota_caps_service_threads_under_stalled_readers(self):
         system = abuse_util.AbuseSystem(
             "svcbounds-threads",
-            service_flags=("--max-calls-per-user=0", "--max-threads=%d" % self.CAP))
+            service_flags=("--max-calls-per-user=0", "--max-threads=%d" % self.CAP,
+                           "--work-queue=%d" % self.QUEUE))
         try:
             c = system.client(login=True, timeout=60)
             fill_mailbox(c, "Stall", 1, 4 << 20)
