@@ -52,7 +52,8 @@ def check_idle(rows, system):
 
 
 def check_push(push, system):
-    runs = [push[k]["events"] for k in ("pinned", "unpinned") if k in push] or [push["events"]]
+    runs = [push[k]["events"] for k in ("pinned", "unpinned") if "events" in push.get(k, {})]
+    runs = runs or [push["events"]]
     for events in runs:
         check_push_events(events, push["clients"], system)
 
