@@ -410,7 +410,9 @@ def push_target(results):
         return ", ".join(f"{e.get('kind')} {fmt(e.get('p99_ms'))} ms" for e in events)
 
     events = pinned
-    measured = shown(pinned) if pinned else "not run pinned"
+    pinned_error = dig(push or {}, "pinned", "error")
+    measured = (shown(pinned) if pinned else
+                f"pinned round failed: {pinned_error}" if pinned_error else "not run pinned")
     if unpinned:
         measured += f" (unpinned: {shown(unpinned)})"
     if is_number(clients):
@@ -1024,6 +1026,9 @@ def render_push(results):
             notes.append(status_line(system, error))
             continue
         name = SYSTEM_NAMES.get(system, system)
+        if dig(push, "pinned", "error"):
+            rows.append([text(name), text("pinned"), text("—"),
+                         status_cells(push["pinned"]["error"], 6)])
         for placement, events in (("pinned", pinned), ("unpinned", unpinned)):
             for event in events:
                 kind = event.get("kind", "?")

@@ -278,6 +278,13 @@ class RenderTest(unittest.TestCase):
         self.assertIn("unpinned: append 120", rows[14].measured)
         imapd["push"]["pinned"]["events"][1]["p99_ms"] = 50.0
         self.assertEqual(report.target_rows(results)[14].status, "missed")
+        imapd["push"]["pinned"] = {"error": "The read operation timed out"}
+        row = report.target_rows(results)[14]
+        self.assertEqual(row.status, "not measured")
+        self.assertIn("pinned round failed: The read operation timed out", row.measured)
+        page = report.render_html(results)
+        self.assertEqual(parse(page).problems, [])
+        self.assertIn("The read operation timed out", page)
         degraded = report.target_rows(degraded_results())
         self.assertEqual({r.status for r in degraded}, {"not measured"})
 
