@@ -1,4 +1,4 @@
-// imap-loadgen: simulates many IMAP clients from one process (issue 4).
+// imap-loadgen: simulates many IMAP clients from one process.
 //
 // One single-threaded io_context runs one coroutine per simulated client; each follows
 // a profile (profile.h) against 127.0.0.1 over plain IMAP or IMAPS. Latencies go into

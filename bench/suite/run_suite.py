@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The standard bench suite (issue 4): runs every scenario against our system and, side
+"""The standard bench suite: runs every scenario against our system and, side
 by side, against Dovecot, then writes results.json and a self-contained report.html.
 
 Scenarios, each on loopback with the same client (imap-loadgen) and data on both sides:
