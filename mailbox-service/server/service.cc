@@ -404,15 +404,13 @@ grpc::ServerUnaryReactor* MailboxService::Expunge(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* MailboxService::Search(grpc::CallbackServerContext* context,
                                                  const v1::SearchRequest* request,
                                                  v1::SearchResponse* response) {
-  return Offload(context, [this, context, request, response] {
-    return Unary(*this, *context, response, [&](uint64_t user) {
-      // The search stops when the caller cancels or its deadline passes (the gateway
-      // gives up after its unary deadline), and when it has scanned its budget.
-      store::WorkBudget budget(limits_.max_search_scan_octets,
-                               absl::FromChrono(context->deadline()),
-                               [context] { return context->IsCancelled(); });
-      return store_->Search(user, *request, budget);
-    });
+  return OffloadCall(context, response, [this, context, request](uint64_t user) {
+    // The search stops when the caller cancels or its deadline passes (the gateway
+    // gives up after its unary deadline), and when it has scanned its budget.
+    store::WorkBudget budget(limits_.max_search_scan_octets,
+                             absl::FromChrono(context->deadline()),
+                             [context] { return context->IsCancelled(); });
+    return store_->Search(user, *request, budget);
   });
 }
 
