@@ -27,7 +27,7 @@
 #include "gateway/ops/metrics.h"
 #include "gateway/session/feed_router.h"
 #include "gateway/session/session.h"
-#include "mailbox-service/common/config.h"
+#include "common/config.h"
 #include "storage-client/channel_credentials.h"
 #include "storage-client/grpc_mailbox_store.h"
 #include "storage-client/link_token.h"
@@ -39,7 +39,9 @@ namespace asio = boost::asio;
 
 std::vector<mailbox::config::Setting> Settings() {
   return {
-      {"store", "IMAPD_STORE", "127.0.0.1:50051", "mailbox service address (host:port)"},
+      {"store", "IMAPD_STORE", "127.0.0.1:50051",
+       "mailbox service address (host:port, unix:/path, a DNS name resolving to every "
+       "replica, or a comma-separated list of numeric host:port of replicas)"},
       {"store-channels", "IMAPD_STORE_CHANNELS", "2", "gRPC channels to the mailbox service"},
       {"store-ca-file", "IMAPD_STORE_CA_FILE", "",
        "PEM CA of the mailbox service's certificate; turns TLS on for the link"},

@@ -9,6 +9,10 @@
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "common/mailbox/flags.h"
+#include "common/mailbox/list.h"
+#include "common/mailbox/names.h"
+#include "common/mailbox/uid_sets.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::client {
@@ -20,71 +24,6 @@ constexpr size_t kChunkOctets = 256 << 10;  // as the service chunks sections
 constexpr int kMaxSearchDepth = 64;
 
 absl::string_view View(const std::string& s) { return absl::string_view(s.data(), s.size()); }
-
-// RFC 3501 §5.1: INBOX is case-insensitive, also as the first level of a name.
-std::string CanonicalName(const std::string& name) {
-  if (absl::EqualsIgnoreCase(View(name), "INBOX")) {
-    return "INBOX";
-  }
-  if (name.size() > 6 && absl::StartsWithIgnoreCase(View(name), "INBOX/")) {
-    return "INBOX" + name.substr(5);
-  }
-  return name;
-}
-
-// RFC 3501 §6.3.8: "*" matches anything, "%" anything but the delimiter.
-bool Wildcard(std::string_view pattern, std::string_view name) {
-  if (pattern.empty()) {
-    return name.empty();
-  }
-  if (pattern[0] == '*' || pattern[0] == '%') {
-    for (size_t i = 0; i <= name.size(); ++i) {
-      if (Wildcard(pattern.substr(1), name.substr(i))) {
-        return true;
-      }
-      if (i < name.size() && pattern[0] == '%' && name[i] == '/') {
-        return false;
-      }
-    }
-    return false;
-  }
-  return !name.empty() && pattern[0] == name[0] && Wildcard(pattern.substr(1), name.substr(1));
-}
-
-v1::UidSet ToUidSet(const std::vector<uint32_t>& sorted_uids) {
-  v1::UidSet set;
-  for (uint32_t uid : sorted_uids) {
-    if (set.ranges_size() > 0 && set.ranges(set.ranges_size() - 1).last() + 1 == uid) {
-      set.mutable_ranges(set.ranges_size() - 1)->set_last(uid);
-    } else {
-      v1::UidRange* range = set.add_ranges();
-      range->set_first(uid);
-      range->set_last(uid);
-    }
-  }
-  return set;
-}
-
-bool InSet(const v1::UidSet& set, uint32_t uid) {
-  for (const v1::UidRange& range : set.ranges()) {
-    if (uid >= range.first() && uid <= range.last()) {
-      return true;
-    }
-  }
-  return false;
-}
-
-absl::Status CheckUidSet(const v1::UidSet& set) {
-  if (set.ranges_size() == 0) {
-    return v1::BadRequest("empty UID set");
-  }
-  for (const v1::UidRange& range : set.ranges()) {
-    if (range.first() == 0 || range.first() > range.last()) {
-      return v1::BadRequest("UID range must satisfy 0 < first <= last");
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::Status FakeUnsupported(std::string_view what) {
   return absl::UnimplementedError(absl::StrCat("FakeMailboxStore does not model ",
@@ -287,7 +226,7 @@ absl::StatusOr<FakeMailboxStore::User*> FakeMailboxStore::UserOf(const Session& 
 }
 
 FakeMailboxStore::Mailbox* FakeMailboxStore::FindByName(uint64_t owner, const std::string& name) {
-  const std::string canonical = CanonicalName(name);
+  const std::string canonical = rules::CanonicalMailboxName(name);
   for (auto& [id, mailbox] : mailboxes_) {
     if (mailbox->owner == owner && mailbox->name == canonical) {
       return mailbox.get();
@@ -312,7 +251,7 @@ FakeMailboxStore::Mailbox& FakeMailboxStore::NewMailbox(uint64_t owner, const st
   auto mailbox = std::make_unique<Mailbox>();
   mailbox->id = next_mailbox_id_++;
   mailbox->owner = owner;
-  mailbox->name = CanonicalName(name);
+  mailbox->name = rules::CanonicalMailboxName(name);
   mailbox->uidvalidity = next_uidvalidity_++;
   Mailbox& result = *mailbox;
   mailboxes_[result.id] = std::move(mailbox);
@@ -367,44 +306,14 @@ awaitable<absl::StatusOr<v1::ListMailboxesResponse>> FakeMailboxStore::ListMailb
   if (!user.ok()) {
     co_return user.status();
   }
-  std::vector<std::string> patterns(request.patterns().begin(), request.patterns().end());
-  if (patterns.empty()) {
-    patterns.push_back("*");
-  }
-  std::map<std::string, const Mailbox*> names;  // sorted output
+  std::vector<rules::ListedMailbox> mailboxes;
   for (const auto& [id, mailbox] : mailboxes_) {
     if (mailbox->owner == (*user)->id) {
-      names[mailbox->name] = mailbox.get();
+      mailboxes.push_back({.name = mailbox->name, .id = mailbox->id,
+                           .special_use = mailbox->special_use});
     }
   }
-  v1::ListMailboxesResponse response;
-  response.set_delimiter("/");
-  for (const auto& [name, mailbox] : names) {
-    const bool subscribed = (*user)->subscriptions.contains(name);
-    if (request.subscribed_only() && !subscribed) {
-      continue;
-    }
-    const bool matched = std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
-      return Wildcard(CanonicalName(p), name);
-    });
-    if (!matched) {
-      continue;
-    }
-    v1::MailboxInfo* info = response.add_mailboxes();
-    info->set_name(name);
-    info->set_mailbox_id(mailbox->id);
-    const bool has_children = std::any_of(names.begin(), names.end(), [&](const auto& entry) {
-      return entry.first.size() > name.size() + 1 && entry.first.starts_with(name + "/");
-    });
-    info->add_attributes(has_children ? "\\HasChildren" : "\\HasNoChildren");
-    if (subscribed) {
-      info->add_attributes("\\Subscribed");
-    }
-    for (const std::string& use : mailbox->special_use) {
-      info->add_special_use(use);
-    }
-  }
-  co_return response;
+  co_return rules::BuildListResponse(request, std::move(mailboxes), (*user)->subscriptions);
 }
 
 awaitable<absl::StatusOr<v1::CreateMailboxResponse>> FakeMailboxStore::CreateMailbox(
@@ -424,7 +333,7 @@ awaitable<absl::StatusOr<v1::CreateMailboxResponse>> FakeMailboxStore::CreateMai
                             "mailbox already exists");
   }
   // RFC 3501 §6.3.3: superiors that do not exist are created too.
-  const std::string name = CanonicalName(request.name());
+  const std::string name = rules::CanonicalMailboxName(request.name());
   for (size_t slash = name.find('/'); slash != std::string::npos;
        slash = name.find('/', slash + 1)) {
     if (FindByName((*user)->id, name.substr(0, slash)) == nullptr) {
@@ -484,7 +393,7 @@ awaitable<absl::StatusOr<v1::RenameMailboxResponse>> FakeMailboxStore::RenameMai
     co_return v1::MakeError(absl::StatusCode::kAlreadyExists, v1::ALREADYEXISTS,
                             "target mailbox already exists");
   }
-  mailbox->name = CanonicalName(request.to());
+  mailbox->name = rules::CanonicalMailboxName(request.to());
   v1::ChangeEvent event;
   event.set_modseq(++mailbox->highest_modseq);
   event.mutable_renamed()->set_new_name(mailbox->name);
@@ -502,9 +411,9 @@ awaitable<absl::StatusOr<v1::SetSubscriptionResponse>> FakeMailboxStore::SetSubs
     co_return user.status();
   }
   if (request.subscribed()) {
-    (*user)->subscriptions.insert(CanonicalName(request.name()));
+    (*user)->subscriptions.insert(rules::CanonicalMailboxName(request.name()));
   } else {
-    (*user)->subscriptions.erase(CanonicalName(request.name()));
+    (*user)->subscriptions.erase(rules::CanonicalMailboxName(request.name()));
   }
   co_return v1::SetSubscriptionResponse();
 }
@@ -574,7 +483,7 @@ awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session sessi
   SetFlags(response.mutable_permanent_flags(), flags);
   response.add_permanent_flags("\\*");
   response.set_messages(static_cast<uint32_t>(uids.size()));
-  *response.mutable_uids() = ToUidSet(uids);
+  *response.mutable_uids() = rules::ToUidSet(uids);
   response.set_read_only(request.read_only());
   co_return response;
 }
@@ -593,7 +502,7 @@ std::unique_ptr<FetchStream> FakeMailboxStore::Fetch(Session session, v1::FetchR
     if (!mailbox.ok()) {
       return mailbox.status();
     }
-    if (absl::Status status = CheckUidSet(request.uids()); !status.ok()) {
+    if (absl::Status status = rules::NormalizeUidSet(request.uids()).status(); !status.ok()) {
       return status;
     }
     if (request.envelope() || request.body() || request.bodystructure()) {
@@ -608,7 +517,7 @@ std::unique_ptr<FetchStream> FakeMailboxStore::Fetch(Session session, v1::FetchR
     std::deque<v1::FetchResponse> items;
     std::vector<uint32_t> seen_now;
     for (auto& [uid, message] : (*mailbox)->messages) {
-      if (!InSet(request.uids(), uid) ||
+      if (!rules::Contains(request.uids(), uid) ||
           (request.changed_since() > 0 && message.modseq <= request.changed_since())) {
         continue;
       }
@@ -701,16 +610,14 @@ awaitable<absl::StatusOr<v1::StoreResponse>> FakeMailboxStore::Store(Session ses
   if (!mailbox.ok()) {
     co_return mailbox.status();
   }
-  if (absl::Status status = CheckUidSet(request.uids()); !status.ok()) {
+  if (absl::Status status = rules::NormalizeUidSet(request.uids()).status(); !status.ok()) {
     co_return status;
   }
   if (request.mode() == v1::StoreRequest::MODE_UNSPECIFIED) {
     co_return v1::BadRequest("store mode missing");
   }
-  for (const std::string& flag : request.flags()) {
-    if (absl::EqualsIgnoreCase(View(flag), "\\Recent")) {
-      co_return v1::BadRequest("\\Recent cannot be stored");
-    }
+  if (absl::Status valid = rules::ParseFlags(request.flags()).status(); !valid.ok()) {
+    co_return valid;
   }
   const std::set<std::string> flags(request.flags().begin(), request.flags().end());
   v1::StoreResponse response;
@@ -719,7 +626,7 @@ awaitable<absl::StatusOr<v1::StoreResponse>> FakeMailboxStore::Store(Session ses
   v1::ChangeEvent event;
   event.set_modseq(modseq);
   for (auto& [uid, message] : (*mailbox)->messages) {
-    if (!InSet(request.uids(), uid)) {
+    if (!rules::Contains(request.uids(), uid)) {
       continue;
     }
     // RFC 7162 §3.2: UNCHANGEDSINCE fails messages changed after the value.
@@ -756,7 +663,7 @@ awaitable<absl::StatusOr<v1::StoreResponse>> FakeMailboxStore::Store(Session ses
     (*mailbox)->highest_modseq = modseq;
     Publish(**mailbox, std::move(event));
   }
-  *response.mutable_modified() = ToUidSet(modified);
+  *response.mutable_modified() = rules::ToUidSet(modified);
   response.set_highest_modseq((*mailbox)->highest_modseq);
   co_return response;
 }
@@ -774,7 +681,7 @@ awaitable<absl::StatusOr<v1::CopyResponse>> FakeMailboxStore::Copy(Session sessi
   if (!source.ok()) {
     co_return source.status();
   }
-  if (absl::Status status = CheckUidSet(request.uids()); !status.ok()) {
+  if (absl::Status status = rules::NormalizeUidSet(request.uids()).status(); !status.ok()) {
     co_return status;
   }
   Mailbox* destination = FindByName((*user)->id, request.destination());
@@ -789,7 +696,7 @@ awaitable<absl::StatusOr<v1::CopyResponse>> FakeMailboxStore::Copy(Session sessi
   event.set_modseq(modseq);
   std::vector<std::pair<uint32_t, Message>> copies;
   for (const auto& [uid, message] : (*source)->messages) {
-    if (InSet(request.uids(), uid)) {
+    if (rules::Contains(request.uids(), uid)) {
       copies.emplace_back(uid, message);
     }
   }
@@ -833,7 +740,7 @@ awaitable<absl::StatusOr<v1::MoveResponse>> FakeMailboxStore::Move(Session sessi
     }
     v1::ChangeEvent event;
     event.set_modseq(++source->highest_modseq);
-    *event.mutable_expunged()->mutable_uids() = ToUidSet(moved);
+    *event.mutable_expunged()->mutable_uids() = rules::ToUidSet(moved);
     Publish(*source, std::move(event));
   }
   response.set_highest_modseq(source->highest_modseq);
@@ -856,7 +763,7 @@ awaitable<absl::StatusOr<v1::ExpungeResponse>> FakeMailboxStore::Expunge(
   std::vector<uint32_t> expunged;
   for (const auto& [uid, message] : (*mailbox)->messages) {
     if (message.flags.contains("\\Deleted") &&
-        (!request.uids_only() || InSet(request.uids(), uid))) {
+        (!request.uids_only() || rules::Contains(request.uids(), uid))) {
       expunged.push_back(uid);
     }
   }
@@ -866,11 +773,11 @@ awaitable<absl::StatusOr<v1::ExpungeResponse>> FakeMailboxStore::Expunge(
   if (!expunged.empty()) {
     v1::ChangeEvent event;
     event.set_modseq(++(*mailbox)->highest_modseq);
-    *event.mutable_expunged()->mutable_uids() = ToUidSet(expunged);
+    *event.mutable_expunged()->mutable_uids() = rules::ToUidSet(expunged);
     Publish(**mailbox, std::move(event));
   }
   v1::ExpungeResponse response;
-  *response.mutable_expunged() = ToUidSet(expunged);
+  *response.mutable_expunged() = rules::ToUidSet(expunged);
   response.set_highest_modseq((*mailbox)->highest_modseq);
   co_return response;
 }
@@ -891,7 +798,7 @@ absl::StatusOr<bool> FakeMailboxStore::Matches(const Mailbox& mailbox, uint32_t 
     case v1::SearchKey::kAll:
       return true;
     case v1::SearchKey::kUid:
-      return InSet(key.uid(), uid);
+      return rules::Contains(key.uid(), uid);
     case v1::SearchKey::kFlag:
       return message.flags.contains(key.flag());
     case v1::SearchKey::kNotFlag:
@@ -972,7 +879,7 @@ awaitable<absl::StatusOr<v1::SearchResponse>> FakeMailboxStore::Search(
       response.set_highest_modseq(std::max(response.highest_modseq(), message.modseq));
     }
   }
-  *response.mutable_uids() = ToUidSet(uids);
+  *response.mutable_uids() = rules::ToUidSet(uids);
   co_return response;
 }
 
@@ -1117,7 +1024,7 @@ absl::StatusOr<v1::ReviseResponse> FakeMailboxStore::CommitRevise(
   mailbox->messages.erase(header.uid());
   v1::ChangeEvent expunged;
   expunged.set_modseq(++mailbox->highest_modseq);
-  *expunged.mutable_expunged()->mutable_uids() = ToUidSet({header.uid()});
+  *expunged.mutable_expunged()->mutable_uids() = rules::ToUidSet({header.uid()});
   Publish(*mailbox, std::move(expunged));
 
   v1::ReviseResponse response;

@@ -13,7 +13,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "gtest/gtest.h"
 #include "proto/mailbox/v1/errors.h"
-#include "storage-client/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mailbox::client {
 namespace {

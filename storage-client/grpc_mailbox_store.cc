@@ -1,5 +1,7 @@
 #include "storage-client/grpc_mailbox_store.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -10,7 +12,10 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/steady_timer.hpp"
@@ -576,11 +581,41 @@ class GrpcChangeFeed final : public ChangeFeed {
 
 // ---------------------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
-    GrpcMailboxStoreOptions options) {
-  if (options.target.empty()) {
+absl::StatusOr<std::string> ServiceTarget(const std::string& addresses) {
+  std::vector<std::string> list = absl::StrSplit(addresses, ',', absl::SkipWhitespace());
+  if (list.empty()) {
     return absl::InvalidArgumentError("mailbox service target is empty");
   }
+  if (list.size() == 1) {
+    return std::string(absl::StripAsciiWhitespace(list[0]));
+  }
+  bool v4 = true, v6 = true;
+  for (std::string& address : list) {
+    address = std::string(absl::StripAsciiWhitespace(address));
+    const size_t colon = address.rfind(':');
+    const std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
+    in_addr a4;
+    in6_addr a6;
+    v4 = v4 && inet_pton(AF_INET, host.c_str(), &a4) == 1;
+    v6 = v6 && host.size() > 2 && host.front() == '[' && host.back() == ']' &&
+         inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a6) == 1;
+  }
+  if (!v4 && !v6) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mailbox service addresses \"", addresses,
+        "\": a list must be numeric host:port addresses of one family; for names, give one "
+        "DNS name that resolves to every replica"));
+  }
+  return absl::StrCat(v4 ? "ipv4:" : "ipv6:", absl::StrJoin(list, ","));
+}
+
+absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
+    GrpcMailboxStoreOptions options) {
+  absl::StatusOr<std::string> target = ServiceTarget(options.target);
+  if (!target.ok()) {
+    return target.status();
+  }
+  options.target = *std::move(target);
   if (options.channels < 1 || options.channels > 64) {
     return absl::InvalidArgumentError(
         absl::StrCat("channel pool size must be 1..64, got ", options.channels));
@@ -610,6 +645,9 @@ absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
     // Retries are this client's own (CallUnary, GrpcFetchStream): gRPC's retry
     // filter would only copy every call's messages into its replay buffer.
     args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+    // Every address the target names (several replicas) carries calls, and one
+    // that cannot be reached is left out until it can.
+    args.SetLoadBalancingPolicyName("round_robin");
     if (pool->options.stream_window_bytes > 0) {
       // A fixed window: the BDP probe would otherwise grow it past the bound.
       args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);

@@ -1,7 +1,11 @@
 // MailboxStore over the mailbox service's gRPC API (mailbox.v1.Mailbox).
 //
-// * A small pool of channels (round robin, each with its own connection) carries
-//   the calls; the target is "host:port" or "unix:/path".
+// * A small pool of channels (round robin, each with its own connections) carries
+//   the calls. The target is "host:port", "unix:/path", a DNS name resolving to
+//   several replicas, or a comma-separated list of numeric addresses of replicas;
+//   each channel spreads its calls over every reachable replica (gRPC's
+//   round_robin policy, which leaves out a replica it cannot connect to), so a
+//   replica that dies costs an idempotent call one retry.
 // * Every unary call has a deadline; streams have an overall deadline and an idle
 //   timeout per read or write. The change feed, which lives as long as the worker,
 //   has no deadline; it reconnects by itself.
@@ -36,8 +40,14 @@ struct RetryPolicy {
   double jitter = 0.2;  // each wait is scaled by a random factor in [1-j, 1+j]
 };
 
+// The gRPC target for `addresses`: one address as it is, a list of numeric
+// "host:port" addresses ("127.0.0.1:5001,127.0.0.1:5002", or bracketed IPv6) as an
+// ipv4: or ipv6: target. INVALID_ARGUMENT for a list of names (use one DNS name
+// that resolves to every replica instead).
+absl::StatusOr<std::string> ServiceTarget(const std::string& addresses);
+
 struct GrpcMailboxStoreOptions {
-  std::string target = "127.0.0.1:50051";
+  std::string target = "127.0.0.1:50051";  // see ServiceTarget
   // Null means insecure (plaintext; for loopback and unix sockets). For TLS with a
   // client certificate, see MakeChannelCredentials in channel_credentials.h.
   std::shared_ptr<grpc::ChannelCredentials> credentials;

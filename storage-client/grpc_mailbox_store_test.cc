@@ -28,7 +28,7 @@
 #include "gtest/gtest.h"
 #include "proto/mailbox/v1/errors.h"
 #include "proto/mailbox/v1/mailbox.grpc.pb.h"
-#include "storage-client/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mailbox::client {
 namespace {
@@ -297,6 +297,19 @@ awaitable<void> UnaryResumesOnCallerThread(GrpcMailboxStore& store, TestService&
   EXPECT_EQ(std::this_thread::get_id(), caller);
   EXPECT_TRUE(executor.target<boost::asio::io_context::executor_type>()->running_in_this_thread());
   EXPECT_EQ(service.session_seen, "tok-1");
+}
+
+TEST(ServiceTargetTest, OneAddressAsItIsAListOfReplicasAsOneTarget) {
+  EXPECT_EQ(*ServiceTarget("127.0.0.1:50051"), "127.0.0.1:50051");
+  EXPECT_EQ(*ServiceTarget("unix:/run/mailbox.sock"), "unix:/run/mailbox.sock");
+  EXPECT_EQ(*ServiceTarget("mailbox.example:50051"), "mailbox.example:50051");
+  EXPECT_EQ(*ServiceTarget("127.0.0.1:5001, 127.0.0.2:5002"), "ipv4:127.0.0.1:5001,127.0.0.2:5002");
+  EXPECT_EQ(*ServiceTarget("[::1]:5001,[::1]:5002"), "ipv6:[::1]:5001,[::1]:5002");
+  absl::StatusOr<std::string> names = ServiceTarget("a.example:1,b.example:2");
+  EXPECT_EQ(names.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(names.status().message().find("DNS name"), std::string::npos);
+  EXPECT_FALSE(ServiceTarget("127.0.0.1:1,[::1]:2").ok());
+  EXPECT_FALSE(ServiceTarget("").ok());
 }
 
 TEST_F(GrpcMailboxStoreTest, UnaryCallResumesOnCallersThread) {

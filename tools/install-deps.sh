@@ -12,6 +12,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   android-libboringssl-dev
   clang-14 libfuzzer-14-dev
+  # The PostgreSQL backend (libpq) and the private servers its tests start
+  # (initdb + pg_ctl; a system cluster the package may create is not used).
+  libpq-dev postgresql-15
   # The PROXY protocol test puts a real HAProxy in front of two gateways.
   haproxy
   # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.

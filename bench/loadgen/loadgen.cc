@@ -40,7 +40,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
-#include "mailbox-service/common/config.h"
+#include "common/config.h"
 
 namespace bench::loadgen {
 namespace {

@@ -16,7 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/io_context.hpp"
-#include "mailbox-service/common/config.h"
+#include "common/config.h"
 #include "storage-client/grpc_mailbox_store.h"
 
 namespace mailbox::bench {

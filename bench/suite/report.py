@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 # "imapd-baseline": our system from an earlier build's binaries (run_suite.py
 # --baseline-bin), shown beside the current one.
 SYSTEM_NAMES = {"imapd": "imapd", "imapd-baseline": "imapd (baseline build)",
-                "dovecot": "Dovecot"}
-SYSTEM_COLOURS = {"imapd": "#0072B2", "imapd-baseline": "#56B4E9", "dovecot": "#D55E00"}
+                "dovecot": "Dovecot", "imapd-pg1": "imapd on PostgreSQL, 1 replica",
+                "imapd-pg2": "imapd on PostgreSQL, 2 replicas",
+                "imapd-pg3": "imapd on PostgreSQL, 3 replicas"}
+SYSTEM_COLOURS = {"imapd": "#0072B2", "imapd-baseline": "#56B4E9", "dovecot": "#D55E00",
+                  "imapd-pg1": "#009E73", "imapd-pg2": "#CC79A7", "imapd-pg3": "#E69F00"}
 # Okabe-Ito colours (readable for colour-blind readers), for lines told apart by client count.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#555555"]
 PROFILE_ORDER = ["imaptest-persistent", "imaptest-default", "desktop", "webmail", "mobile",
@@ -774,9 +777,10 @@ def render_profiles(results):
     head_rows = (
         '<tr><th rowspan="2">Clients</th><th rowspan="2">System</th><th rowspan="2">Run s</th>'
         '<th rowspan="2">Commands/s</th><th colspan="3">Latency ms</th>'
-        '<th rowspan="2">Errors</th><th colspan="5">CPU s per 1000 commands</th>'
+        '<th rowspan="2">Errors</th><th colspan="6">CPU s per 1000 commands</th>'
         '<th colspan="3">Peak RSS MiB</th></tr>'
         '<tr><th>p50</th><th>p99</th><th>p99.9</th><th>gateway</th><th>service</th>'
+        '<th>PostgreSQL</th>'
         '<th>server total</th><th>load generator</th><th>load generator share</th>'
         '<th>gateway</th><th>service</th><th>total</th></tr>')
     for profile in names:
@@ -790,7 +794,7 @@ def render_profiles(results):
             for clients, _, system, run in sorted(runs, key=lambda t: t[:2]):
                 cells = [num(clients), text(SYSTEM_NAMES.get(system, system))]
                 if "error" in run:
-                    cells.append(status_cells(run["error"], 14))
+                    cells.append(status_cells(run["error"], 15))
                     rows.append(cells)
                     continue
                 summary = run.get("summary") or {}
@@ -801,14 +805,16 @@ def render_profiles(results):
                           num(ms(latency.get("p50"))), num(ms(latency.get("p99"))),
                           num(ms(latency.get("p999")))]
                 cells.append(errors_cell(summary.get("errors")))
-                cells += [num(cpu.get(k), 3) for k in ("gateway", "service", "total", "loadgen")]
+                cells += [num(cpu.get(k), 3)
+                          for k in ("gateway", "service", "postgres", "total", "loadgen")]
                 share = loadgen_share(run)
                 cells.append(num(share * 100 if is_number(share) else None, 0))
                 cells += [num(mib(rss.get(k)), 1) for k in ("gateway", "service", "total")]
                 rows.append(cells)
             out.append(f"<h3>{esc(profile)} over {esc(TRANSPORT_NAMES[transport])}</h3>"
                        + table(None, rows, head_rows))
-    out.append('<p class="small">Server total: gateway + mailbox service, or every Dovecot '
+    out.append('<p class="small">Server total: gateway + mailbox service (every replica) + '
+               "PostgreSQL's processes where the topology has them, or every Dovecot "
                "process. Load generator share: its CPU as a percentage of all CPU the run "
                "used (server + load generator), on the same cores.</p>")
     return "".join(out)

@@ -40,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "replicas"))
 import flamegraph  # noqa: E402
 import harness  # noqa: E402
 import procstat  # noqa: E402
@@ -174,6 +175,76 @@ class Imapd:
 
     def stop(self):
         self.system.stop()
+
+
+class ImapdCluster(Imapd):
+    """Our system on PostgreSQL: `replicas` mailbox-service replicas on one private
+    PostgreSQL server and one gateway spreading its calls over all of them
+    (tests/replicas/cluster.py). PostgreSQL's processes are a role of their own, so
+    its CPU is counted beside the gateway's and the replicas'."""
+
+    def __init__(self, work, argon2_memory_kib, argon2_time_cost, replicas):
+        import cluster
+        self.name = "imapd-pg%d" % replicas
+        os.environ.setdefault("TEST_TMPDIR", work)
+        self.cluster = cluster.Cluster(self.name)
+        for _ in range(replicas):
+            self.cluster.start_replica("--argon2-memory-kib=%d" % argon2_memory_kib,
+                                       "--argon2-time-cost=%d" % argon2_time_cost)
+        self.system = self.cluster.system
+        self.gateway = self.cluster.start_gateway(*GATEWAY_FLAGS)
+        self.port = self.gateway.imaps_port
+        self.plain_port = self.gateway.imap_port
+        self.description = (
+            "%d mailbox-service replica%s (--backend=postgres) on one PostgreSQL %s server "
+            "(Unix socket, fsync on, default settings otherwise) and one imap-gateway with 2 "
+            "workers over all replicas; gateway flags and argon2id (m=%d KiB, t=%d) as for "
+            "imapd." % (replicas, "" if replicas == 1 else "s",
+                        os.path.basename(os.path.dirname(self.cluster.postgres.bin)),
+                        argon2_memory_kib, argon2_time_cost))
+
+    def add_users(self, names):
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda name: self.cluster.admin("user", "add", name, "--password",
+                                                          PASSWORD), names))
+
+    def _postgres_pids(self):
+        with open(os.path.join(self.cluster.postgres.dir, "data", "postmaster.pid")) as f:
+            return procstat.descendants(int(f.readline()))
+
+    def roles(self):
+        return {"gateway": [self.gateway.process.pid],
+                "service": [r.process.pid for r in self.cluster.replicas],
+                "postgres": self._postgres_pids()}
+
+    def service_memory_kib(self):
+        return sum(procstat.rss_kib(r.process.pid) for r in self.cluster.replicas)
+
+    def restart_front_end(self):
+        self.gateway.process.send_signal(signal.SIGTERM)
+        self.gateway.process.wait(timeout=60)
+        self.system.gateways.remove(self.gateway)
+        self.cluster.gateways.remove(self.gateway)
+        self.gateway = self.cluster.start_gateway(*GATEWAY_FLAGS)
+        self.port = self.gateway.imaps_port
+        self.plain_port = self.gateway.imap_port
+
+    def revise(self, user, uid):
+        env = dict(os.environ, MAILBOX_SERVER=self.cluster.replicas[0].target,
+                   MAILBOX_ADMIN_TOKEN_FILE=os.path.join(self.cluster.replicas[0].data,
+                                                         "admin.token"))
+        process = subprocess.Popen([self.system.admin_bin, "revise", user, "INBOX", str(uid), "-"],
+                                   env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        t0 = time.time()
+        out, err = process.communicate(bench_message("revised %d" % uid), timeout=60)
+        if process.returncode != 0:
+            raise RuntimeError("mailbox-admin revise: %s" % err.decode(errors="replace"))
+        return t0, "Revise API (mailbox-admin revise)"
+
+    def stop(self):
+        self.cluster.stop()
 
 
 class Dovecot:
@@ -328,6 +399,9 @@ def per_thousand(cpu, count):
 
 
 def memory_roles(target):
+    if isinstance(target, ImapdCluster):
+        return {"gateway": lambda: procstat.rss_kib(target.gateway.process.pid),
+                "service": target.service_memory_kib}
     if isinstance(target, Imapd):
         return {"gateway": lambda: procstat.rss_kib(target.gateway.process.pid),
                 "service": lambda: procstat.rss_kib(target.system.service.pid)}
@@ -748,6 +822,10 @@ def parse_args(argv):
     parser.add_argument("--transfer-duration", type=int, default=15)
     parser.add_argument("--login-clients", type=int, default=50)
     parser.add_argument("--login-duration", type=int, default=15)
+    parser.add_argument("--topologies", default="sqlite",
+                        help="our system's topologies, side by side: sqlite (one service on "
+                             "SQLite) and postgres:N (N replicas on PostgreSQL, one gateway "
+                             "over them), e.g. sqlite,postgres:1,postgres:2")
     parser.add_argument("--argon2-memory-kib", type=int, default=19456,
                         help="password hash memory, both systems (our service's default)")
     parser.add_argument("--argon2-time-cost", type=int, default=2)
@@ -759,6 +837,10 @@ def parse_args(argv):
         opts.push_settle = 1.0
         opts.transfer_duration, opts.login_clients, opts.login_duration = 2, 2, 2
         opts.argon2_memory_kib, opts.argon2_time_cost = 64, 1
+    opts.topologies = [t for t in opts.topologies.split(",") if t]
+    for topology in opts.topologies:
+        if topology != "sqlite" and not re.fullmatch(r"postgres:[1-9]", topology):
+            parser.error("unknown topology %r (sqlite or postgres:N, N from 1 to 9)" % topology)
     opts.only = [s for s in opts.only.split(",") if s]
     opts.profiles = [p for p in opts.profiles.split(",") if p]
     opts.plain_profiles = [p for p in opts.plain_profiles.split(",") if p]
@@ -778,7 +860,13 @@ def parse_args(argv):
 
 
 def start_targets(opts, work):
-    targets = [Imapd(work, opts.argon2_memory_kib, opts.argon2_time_cost)]
+    targets = []
+    for topology in opts.topologies:
+        if topology == "sqlite":
+            targets.append(Imapd(work, opts.argon2_memory_kib, opts.argon2_time_cost))
+        else:
+            targets.append(ImapdCluster(work, opts.argon2_memory_kib, opts.argon2_time_cost,
+                                        int(topology.split(":")[1])))
     if opts.baseline_bin:
         targets.append(Imapd(work, opts.argon2_memory_kib, opts.argon2_time_cost,
                              name=BASELINE, bin_dir=opts.baseline_bin))

@@ -144,6 +144,7 @@ const std::vector<CommandSpec>& Specs() {
        CommandKind::kRevise,
        {"USER", "MAILBOX", "UID", "FILE"},
        {"--replace-flags"}},
+      {"store", "copy", CommandKind::kStoreCopy, {"SQLITE_FILE", "POSTGRES"}, {}},
   };
   return *specs;
 }
@@ -457,6 +458,10 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
       command.replace_flags = options.count("--replace-flags") > 0;
       break;
     }
+    case CommandKind::kStoreCopy:
+      command.path = positionals[0];
+      command.target = positionals[1];
+      break;
   }
   return result;
 }
@@ -494,6 +499,13 @@ Commands:
       Replace a message's content with FILE ("-": standard input); the service gives
       it a new UID. --replace-flags (last on the line) sets these flags instead of
       keeping the old ones. Prints: revised UID OLD -> NEW (uidvalidity V)
+  store copy SQLITE_FILE POSTGRES
+      Copy a whole store from the SQLite file (the service's <data-dir>/mailbox.db,
+      with the service stopped) into an empty PostgreSQL database (a libpq
+      connection string or URI), keeping every id, UIDVALIDITY, UID and MODSEQ, so
+      clients need no resync and session tokens stay valid. Works on the files
+      directly: needs no service, token or --server. Prints a line per table:
+      copied N rows of TABLE
   help
       This text.
 

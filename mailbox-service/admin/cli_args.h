@@ -50,6 +50,7 @@ enum class CommandKind {
   kImportMbox,
   kImportMaildir,
   kRevise,
+  kStoreCopy,
 };
 
 struct Command {
@@ -67,6 +68,9 @@ struct Command {
   // import: messages and octets per Append call.
   uint32_t batch_messages = 100;
   uint64_t batch_bytes = 32ull << 20;
+
+  // store copy: `path` is the SQLite file, `target` the PostgreSQL connection string.
+  std::string target;
 
   // revise
   bool replace_flags = false;

@@ -525,6 +525,10 @@ absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* 
              << " (uidvalidity " << revised->uidvalidity() << ")\n";
       return absl::OkStatus();
     }
+
+    case CommandKind::kStoreCopy:
+      // Works on the databases, not through the service: main() runs it.
+      return LocalError("store copy does not go through the service");
   }
   return absl::InternalError("unknown command");
 }

@@ -10,6 +10,7 @@
 #include "grpcpp/security/credentials.h"
 #include "mailbox-service/admin/cli_args.h"
 #include "mailbox-service/admin/commands.h"
+#include "mailbox-service/store/store_copy.h"
 #include "storage-client/channel_credentials.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +21,18 @@ int main(int argc, char** argv) {
     std::cerr << "mailbox-admin: " << invocation.status().message()
               << "\nRun \"mailbox-admin help\" for usage.\n";
     return kExitUsage;
+  }
+  if (invocation->command.kind == CommandKind::kStoreCopy) {
+    absl::Status copied = mailbox::store::CopySqliteToPostgres(
+        invocation->command.path, invocation->command.target,
+        [](std::string_view table, int64_t rows) {
+          std::cout << "copied " << rows << " rows of " << table << std::endl;
+        });
+    if (!copied.ok()) {
+      std::cerr << "mailbox-admin: store copy: " << copied.message() << "\n";
+      return kExitError;
+    }
+    return 0;
   }
   // Plaintext unless a CA file is given: the service listens in plaintext only on
   // loopback (or where its operator said --insecure-listen).

@@ -6,6 +6,14 @@ namespace mailbox::server {
 
 void ChangeHub::Publish(const v1::ChangeEvent& event) {
   std::lock_guard lock(mutex_);
+  if (event.mailbox_id() == 0 && event.has_resync()) {
+    // The store may have missed changes: every feed ends, and its gateway
+    // subscribes again from its last MODSEQ, which the change log replays.
+    for (FeedQueue* queue : queues_) {
+      queue->Close();
+    }
+    return;
+  }
   auto it = subscribers_.find(event.mailbox_id());
   if (it == subscribers_.end()) {
     return;

@@ -24,7 +24,10 @@ class FeedQueue;
 
 class ChangeHub {
  public:
-  // Called by the store after commit. Must not block: it only enqueues.
+  // Called by the store after commit. Must not block: it only enqueues. A Resync
+  // for mailbox 0 means the store may have missed changes (a backend that lost its
+  // database connection): every feed is closed, so that each gateway subscribes
+  // again from its last MODSEQ.
   void Publish(const v1::ChangeEvent& event);
 
   void Add(uint64_t mailbox_id, FeedQueue* queue);

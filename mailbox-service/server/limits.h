@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server_builder.h"
-#include "mailbox-service/common/config.h"
+#include "common/config.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/store.h"
 

@@ -19,9 +19,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
-#include "mailbox-service/common/config.h"
+#include "common/config.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
 #include "mailbox-service/server/data_dir.h"
@@ -29,7 +30,7 @@
 #include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/limits.h"
 #include "mailbox-service/server/service.h"
-#include "mailbox-service/store/sqlite_store.h"
+#include "mailbox-service/store/backend.h"
 #include "storage-client/link_token.h"
 
 namespace mailbox::server {
@@ -40,7 +41,13 @@ std::vector<config::Setting> Settings() {
       {"listen", "MAILBOX_LISTEN", "127.0.0.1:50051",
        "gRPC listen address (host:port, port 0 picks one; or unix:/path)"},
       {"data-dir", "MAILBOX_DATA_DIR", "./.data", "directory of the embedded store"},
-      {"backend", "MAILBOX_BACKEND", "sqlite", "store backend (sqlite)"},
+      {"backend", "MAILBOX_BACKEND", "sqlite",
+       "store backend: sqlite (embedded, in --data-dir) or postgres (--postgres)"},
+      {"postgres", "MAILBOX_POSTGRES", "",
+       "with --backend=postgres: libpq connection string or URI of the shared database, e.g. "
+       "\"host=/run/postgresql dbname=mail\""},
+      {"postgres-max-connections", "MAILBOX_POSTGRES_MAX_CONNECTIONS", "16",
+       "with --backend=postgres: most connections this replica opens to the database"},
       {"demo-user", "MAILBOX_DEMO_USER", "",
        "create this user at start if missing, as name:password (for local use)"},
       {"port-file", "MAILBOX_PORT_FILE", "", "write the bound port here once listening"},
@@ -104,9 +111,10 @@ int Run(int argc, char** argv) {
   if (std::string warning = link.Warning(config->Get("listen")); !warning.empty()) {
     std::cerr << "mailbox-service: " << warning << std::endl;
   }
-  if (config->Get("backend") != "sqlite") {
+  if (const std::vector<std::string> backends = store::Backends();
+      std::find(backends.begin(), backends.end(), config->Get("backend")) == backends.end()) {
     std::cerr << "mailbox-service: unknown --backend \"" << config->Get("backend")
-              << "\"; this build has: sqlite\n";
+              << "\"; this build has: " << absl::StrJoin(backends, ", ") << "\n";
     return 2;
   }
   // Block the shutdown signals before any thread starts, so only sigwait sees them.
@@ -176,13 +184,20 @@ int Run(int argc, char** argv) {
   ApplyLimits(*server_limits, &service_options);
 
   ChangeHub hub;
-  store::SqliteStore::Options store_options;
-  // Each worker may hold a reader connection; keeping that many open spares a
-  // reopen (and the re-preparing of its statements) per call under load.
-  store_options.max_idle_readers = server_limits->max_threads;
-  auto store = store::SqliteStore::Open((data_dir / "mailbox.db").string(), limits,
-                                        [&hub](const v1::ChangeEvent& e) { hub.Publish(e); },
-                                        store_options);
+  store::BackendConfig backend;
+  backend.backend = config->Get("backend");
+  backend.data_dir = data_dir;
+  backend.max_threads = server_limits->max_threads;
+  backend.postgres = config->Get("postgres");
+  if (auto pg_connections = config->GetInt("postgres-max-connections");
+      !pg_connections.ok() || *pg_connections < 2 || *pg_connections > 10000) {
+    std::cerr << "mailbox-service: --postgres-max-connections must be between 2 and 10000\n";
+    return 2;
+  } else {
+    backend.postgres_max_connections = static_cast<int>(*pg_connections);
+  }
+  auto store = store::OpenBackend(backend, limits,
+                                  [&hub](const v1::ChangeEvent& e) { hub.Publish(e); });
   if (!store.ok()) {
     std::cerr << "mailbox-service: cannot open the store: " << store.status().message() << "\n";
     return 1;

@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/security/server_credentials.h"
-#include "mailbox-service/common/config.h"
+#include "common/config.h"
 
 namespace mailbox::server {
 

@@ -756,6 +756,7 @@ class MailboxService::FeedCall final
   void OnReadDone(bool ok) override {
     if (!ok) {
       // The gateway closed its side, or the call ended.
+      reads_ended_ = true;
       service_->hub_->RemoveAll(&queue_);
       queue_.Close();
       EndHalf();
@@ -853,8 +854,11 @@ class MailboxService::FeedCall final
         break;
       }
     }
-    if (service_->shutting_down_.load()) {
-      context_->TryCancel();  // ends the reads so the server can drain
+    if (!reads_ended_) {
+      // The queue was closed by the hub (shutdown, or the store may have missed
+      // changes) or a write failed: end the reads too, so the call finishes and the
+      // gateway subscribes again (elsewhere, during a shutdown) from its last MODSEQ.
+      context_->TryCancel();
     }
     EndHalf();
   }
@@ -875,6 +879,7 @@ class MailboxService::FeedCall final
   FeedQueue queue_;
   std::thread writer_;
   std::atomic<int> halves_ended_{0};
+  std::atomic<bool> reads_ended_{false};
   std::mutex mutex_;
   std::condition_variable written_;
   bool write_done_ = false;  // guarded by mutex_

@@ -731,4 +731,28 @@ bool Matches(const SearchKey& key, SearchMessage& message, WorkBudget& budget) {
   return false;
 }
 
+rules::UidRanges CandidateUids(const v1::SearchKey& key) {
+  const v1::UidSet* set = nullptr;
+  if (key.key_case() == v1::SearchKey::kUid) {
+    set = &key.uid();
+  } else if (key.key_case() == v1::SearchKey::kAnd) {
+    for (const v1::SearchKey& member : key.and_().keys()) {
+      if (member.key_case() == v1::SearchKey::kUid) {
+        set = &member.uid();
+        break;
+      }
+    }
+  }
+  if (set != nullptr) {
+    if (set->ranges_size() == 0) {
+      return rules::UidRanges();  // an empty set (a sequence set that resolved to nothing)
+    }
+    absl::StatusOr<rules::UidRanges> ranges = rules::NormalizeUidSet(*set);
+    if (ranges.ok()) {
+      return *ranges;
+    }
+  }
+  return rules::AllUids();
+}
+
 }  // namespace mailbox::store

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/mailbox/uid_sets.h"
 #include "mailbox-service/mime/mime.h"
 #include "mailbox-service/store/work_budget.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
@@ -131,6 +132,11 @@ void CanonicalizeUidSets(v1::SearchKey* key);
 bool Matches(const v1::SearchKey& key, SearchMessage& message, WorkBudget& budget);
 // As above without a bound (for tests and trusted callers).
 bool Matches(const v1::SearchKey& key, SearchMessage& message);
+
+// The UIDs a search for `key` can match at most: the key's own UID set, or that of
+// a member of a top-level AND; every UID otherwise. A cheap pre-filter for the
+// backend's scan; Matches() still decides.
+rules::UidRanges CandidateUids(const v1::SearchKey& key);
 
 namespace search_internal {
 

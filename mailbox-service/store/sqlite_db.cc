@@ -24,102 +24,63 @@ absl::Status SqliteError(int rc, sqlite3* db, std::string_view what) {
   }
 }
 
-Statement& Statement::operator=(Statement&& other) noexcept {
-  if (this != &other) {
-    this->~Statement();
-    stmt_ = other.stmt_;
-    in_use_ = other.in_use_;
-    other.stmt_ = nullptr;
-    other.in_use_ = nullptr;
-  }
-  return *this;
-}
+namespace {
 
-Statement::~Statement() {
-  if (stmt_ == nullptr) {
-    return;
+// One sqlite3_stmt. Bound text and blobs are not copied (SQLITE_STATIC).
+class SqliteCursor final : public sql::Cursor {
+ public:
+  explicit SqliteCursor(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~SqliteCursor() override { sqlite3_finalize(stmt_); }
+
+  void BindInt(int index, int64_t value) override { sqlite3_bind_int64(stmt_, index, value); }
+  void BindText(int index, std::string_view value) override {
+    // A non-null pointer even for "", so the value is '' and not NULL.
+    sqlite3_bind_text64(stmt_, index, value.empty() ? "" : value.data(), value.size(),
+                        SQLITE_STATIC, SQLITE_UTF8);
   }
-  if (in_use_ == nullptr) {
-    sqlite3_finalize(stmt_);
-  } else {
+  void BindBlob(int index, std::string_view value) override {
+    sqlite3_bind_blob64(stmt_, index, value.empty() ? "" : value.data(), value.size(),
+                        SQLITE_STATIC);
+  }
+  void BindNull(int index) override { sqlite3_bind_null(stmt_, index); }
+
+  absl::StatusOr<bool> Step() override {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    return SqliteError(rc, sqlite3_db_handle(stmt_), sqlite3_sql(stmt_));
+  }
+
+  int64_t Int(int column) const override { return sqlite3_column_int64(stmt_, column); }
+  bool IsNull(int column) const override {
+    return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+  }
+  std::string_view Text(int column) const override {
+    const unsigned char* text = sqlite3_column_text(stmt_, column);
+    const int size = sqlite3_column_bytes(stmt_, column);
+    return text == nullptr ? std::string_view()
+                           : std::string_view(reinterpret_cast<const char*>(text), size);
+  }
+  std::string_view Blob(int column) const override {
+    const void* blob = sqlite3_column_blob(stmt_, column);
+    const int size = sqlite3_column_bytes(stmt_, column);
+    return blob == nullptr ? std::string_view()
+                           : std::string_view(static_cast<const char*>(blob), size);
+  }
+  void Reset() override {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
-    *in_use_ = false;
   }
-  stmt_ = nullptr;
-  in_use_ = nullptr;
-}
 
-Statement& Statement::Bind(int index, int64_t value) {
-  sqlite3_bind_int64(stmt_, index, value);
-  return *this;
-}
+ private:
+  sqlite3_stmt* stmt_;
+};
 
-Statement& Statement::BindText(int index, std::string_view value) {
-  // A non-null pointer even for "", so the value is '' and not NULL.
-  sqlite3_bind_text64(stmt_, index, value.empty() ? "" : value.data(), value.size(),
-                      SQLITE_STATIC, SQLITE_UTF8);
-  return *this;
-}
-
-Statement& Statement::BindBlob(int index, std::string_view value) {
-  sqlite3_bind_blob64(stmt_, index, value.empty() ? "" : value.data(), value.size(),
-                      SQLITE_STATIC);
-  return *this;
-}
-
-Statement& Statement::BindNull(int index) {
-  sqlite3_bind_null(stmt_, index);
-  return *this;
-}
-
-absl::StatusOr<bool> Statement::Step() {
-  int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) {
-    return true;
-  }
-  if (rc == SQLITE_DONE) {
-    return false;
-  }
-  sqlite3* db = sqlite3_db_handle(stmt_);
-  return SqliteError(rc, db, sqlite3_sql(stmt_));
-}
-
-absl::Status Statement::Run() {
-  while (true) {
-    absl::StatusOr<bool> row = Step();
-    if (!row.ok()) {
-      return row.status();
-    }
-    if (!*row) {
-      return absl::OkStatus();
-    }
-  }
-}
-
-int64_t Statement::Int(int column) const { return sqlite3_column_int64(stmt_, column); }
-
-bool Statement::IsNull(int column) const {
-  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
-}
-
-std::string_view Statement::Text(int column) const {
-  const unsigned char* text = sqlite3_column_text(stmt_, column);
-  int size = sqlite3_column_bytes(stmt_, column);
-  if (text == nullptr) {
-    return {};
-  }
-  return std::string_view(reinterpret_cast<const char*>(text), size);
-}
-
-std::string_view Statement::Blob(int column) const {
-  const void* blob = sqlite3_column_blob(stmt_, column);
-  int size = sqlite3_column_bytes(stmt_, column);
-  if (blob == nullptr) {
-    return {};
-  }
-  return std::string_view(static_cast<const char*>(blob), size);
-}
+}  // namespace
 
 BlobReader::~BlobReader() {
   if (blob_ != nullptr) {
@@ -178,38 +139,19 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
 }
 
 Connection::~Connection() {
-  for (auto& [sql, cached] : cache_) {
-    sqlite3_finalize(cached.stmt);
-  }
+  ClearCache();  // finalizes the statements before the handle closes
   sqlite3_close_v2(db_);
 }
 
-absl::StatusOr<Statement> Connection::Prepare(const char* sql) {
-  // Whether the cached statement is lent out is tracked explicitly:
-  // sqlite3_stmt_busy() is false for a statement that is bound but not yet
-  // stepped, and sharing it then would let the second user rebind the first's
-  // parameters.
-  auto it = cache_.find(sql);
-  if (it != cache_.end() && !it->second.in_use) {
-    it->second.in_use = true;
-    return Statement(it->second.stmt, &it->second.in_use);
-  }
+absl::StatusOr<std::unique_ptr<sql::Cursor>> Connection::NewCursor(const char* sql, bool cached) {
   sqlite3_stmt* stmt = nullptr;
-  bool cache = it == cache_.end();
-  int rc = sqlite3_prepare_v3(db_, sql, -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &stmt,
-                              nullptr);
+  const int rc =
+      sqlite3_prepare_v3(db_, sql, -1, cached ? SQLITE_PREPARE_PERSISTENT : 0, &stmt, nullptr);
   if (rc != SQLITE_OK) {
     sqlite3_finalize(stmt);
     return SqliteError(rc, db_, absl::StrCat("prepare ", sql));
   }
-  if (!cache) {
-    // In use by an outer loop: a private copy.
-    return Statement(stmt, nullptr);
-  }
-  Cached& cached = cache_[sql];
-  cached.stmt = stmt;
-  cached.in_use = true;
-  return Statement(stmt, &cached.in_use);
+  return std::unique_ptr<sql::Cursor>(new SqliteCursor(stmt));
 }
 
 absl::Status Connection::Exec(const char* sql) {
@@ -237,6 +179,5 @@ absl::StatusOr<BlobReader> Connection::OpenBlob(const char* table, const char* c
 bool Connection::InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
 
 int64_t Connection::Changes() const { return sqlite3_changes64(db_); }
-int64_t Connection::LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
 
 }  // namespace mailbox::store::sqlite

@@ -14,6 +14,7 @@
 // events from the sink sees them in order, without gaps).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -23,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/mailbox/names.h"
 #include "mailbox-service/store/work_budget.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
@@ -105,6 +107,29 @@ struct StoreLimits {
   // streams its message through it, so a reader that stalls holds this much.
   int reader_cache_kib = 256;
 };
+
+// What every backend keeps for how long, and its clock.
+struct StoreOptions {
+  // Change-log rows kept per mailbox; ReadChanges from further back is RESYNC.
+  uint64_t change_log_retention = 100000;
+  // How long an expunged message stays fetchable with
+  // FetchRequest.include_expunged, for sessions not yet told of the expunge
+  // (RFC 3501 §7.4.1). Retained messages are pruned, and their content released,
+  // a bounded batch at a time by later write transactions. Zero retains nothing;
+  // a negative value is refused when the store opens.
+  std::chrono::milliseconds expunged_retention = std::chrono::minutes(10);
+  // The time source for expunge retention; empty means the system clock. Tests
+  // inject time here.
+  std::function<std::chrono::system_clock::time_point()> clock;
+};
+
+// A mailbox name a caller gave, validated against `limits` and in canonical form
+// (see rules::NormalizeMailboxName).
+inline absl::StatusOr<std::string> NormalizeMailboxName(std::string_view name,
+                                                        const StoreLimits& limits) {
+  return rules::NormalizeMailboxName(name, {.max_octets = limits.max_mailbox_name_octets,
+                                            .max_depth = limits.max_mailbox_depth});
+}
 
 class Store {
  public:

@@ -20,10 +20,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
+#include "common/mailbox/names.h"
 #include "gateway/imap/command.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
-#include "gateway/session/commands/list_pattern.h"
 #include "gateway/session/session.h"
 #include "proto/mailbox/v1/errors.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
@@ -32,6 +32,13 @@ namespace gateway::commands {
 namespace {
 
 namespace v1 = ::mailbox::v1;
+using ::mailbox::rules::CanonicalMailboxName;
+using ::mailbox::rules::IsInbox;
+using ::mailbox::rules::JoinListReference;
+using ::mailbox::rules::kHierarchyDelimiter;
+using ::mailbox::rules::ListPatternMatches;
+using ::mailbox::rules::MatchingSuperiors;
+using ::mailbox::rules::WidenListPattern;
 
 // Flush LIST output in pieces so a user with many mailboxes (and RETURN STATUS)
 // does not build one huge buffer.

@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "storage-client/status_macros.h"
+#include "common/status_macros.h"
 
 namespace gateway::commands {
 namespace {

@@ -1,13 +1,16 @@
-#include "gateway/session/commands/list_pattern.h"
+#include "common/mailbox/names.h"
 
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/mailbox/v1/errors.h"
 
-namespace gateway::commands {
+namespace mailbox::rules {
 namespace {
+
+namespace v1 = ::mailbox::v1;
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -104,5 +107,54 @@ TEST(MatchingSuperiorsTest, Rfc3501LsubExample) {
   EXPECT_THAT(MatchingSuperiors("*", "a"), IsEmpty());
 }
 
+TEST(NormalizeMailboxNameTest, CanonicalFormAndErrors) {
+  const NameLimits limits{.max_octets = 20, .max_depth = 3};
+  EXPECT_EQ(*NormalizeMailboxName("inbox/Sub", limits), "INBOX/Sub");
+  EXPECT_EQ(*NormalizeMailboxName("Archive/inbox", limits), "Archive/inbox");
+  for (const char* bad : {"", "a//b", "/a", "a/", "a*b", "a%", "a\x01" "b", "\xc3\x28"}) {
+    absl::StatusOr<std::string> name = NormalizeMailboxName(bad, limits);
+    ASSERT_FALSE(name.ok()) << bad;
+    EXPECT_EQ(v1::DetailOf(name.status()).code(), v1::BAD_REQUEST) << bad;
+  }
+  EXPECT_EQ(v1::DetailOf(NormalizeMailboxName(std::string(21, 'x'), limits).status()).code(),
+            v1::LIMIT);
+  EXPECT_EQ(v1::DetailOf(NormalizeMailboxName("a/b/c/d", limits).status()).code(), v1::LIMIT);
+  EXPECT_TRUE(NormalizeMailboxName(std::string(20, 'x'), limits).ok());
+  EXPECT_TRUE(NormalizeMailboxName("a/b/c", limits).ok());
+}
+
+TEST(Utf8Test, RejectsOverlongSurrogatesAndTruncation) {
+  EXPECT_TRUE(IsValidUtf8("Entw\xc3\xbcrfe \xe2\x82\xac \xf0\x9f\x93\xa7"));
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong "/"
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));           // truncated
+}
+
+TEST(HierarchyTest, SuperiorsAndInferiors) {
+  EXPECT_THAT(Superiors("a/b/c"), ElementsAre("a", "a/b"));
+  EXPECT_THAT(Superiors("a"), IsEmpty());
+  EXPECT_TRUE(IsInferiorOf("a/b", "a"));
+  EXPECT_TRUE(IsInferiorOf("a/b/c", "a"));
+  EXPECT_FALSE(IsInferiorOf("ab", "a"));
+  EXPECT_FALSE(IsInferiorOf("a/", "a"));
+  EXPECT_FALSE(IsInferiorOf("a", "a"));
+}
+
+TEST(ValidateUsernameTest, Bounds) {
+  EXPECT_TRUE(ValidateUsername("alice@example.org").ok());
+  EXPECT_TRUE(ValidateUsername(std::string(255, 'u')).ok());
+  EXPECT_FALSE(ValidateUsername(std::string(256, 'u')).ok());
+  EXPECT_FALSE(ValidateUsername("").ok());
+  EXPECT_FALSE(ValidateUsername("a\nb").ok());
+  EXPECT_FALSE(ValidateUsername("\xff").ok());
+}
+
+TEST(SpecialUseTest, KnownAnyCase) {
+  EXPECT_TRUE(IsKnownSpecialUse("\\Sent"));
+  EXPECT_TRUE(IsKnownSpecialUse("\\junk"));
+  EXPECT_FALSE(IsKnownSpecialUse("\\Outbox"));
+}
+
 }  // namespace
-}  // namespace gateway::commands
+}  // namespace mailbox::rules

@@ -1,4 +1,4 @@
-#include "mailbox-service/common/config.h"
+#include "common/config.h"
 
 #include <cstdlib>
 

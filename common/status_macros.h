@@ -22,7 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace mailbox::client::status_internal {
+namespace mailbox::status_internal {
 
 inline const absl::Status& AsStatus(const absl::Status& status) { return status; }
 template <typename T>
@@ -30,7 +30,7 @@ const absl::Status& AsStatus(const absl::StatusOr<T>& status_or) {
   return status_or.status();
 }
 
-}  // namespace mailbox::client::status_internal
+}  // namespace mailbox::status_internal
 
 #define MAILBOX_STATUS_CONCAT_INNER_(a, b) a##b
 #define MAILBOX_STATUS_CONCAT_(a, b) MAILBOX_STATUS_CONCAT_INNER_(a, b)
@@ -40,14 +40,14 @@ const absl::Status& AsStatus(const absl::StatusOr<T>& status_or) {
 #define RETURN_IF_ERROR(expr)                                                          \
   do {                                                                                 \
     if (auto&& status_tmp_ = (expr); !status_tmp_.ok()) {                              \
-      return ::mailbox::client::status_internal::AsStatus(status_tmp_);                \
+      return ::mailbox::status_internal::AsStatus(status_tmp_);                \
     }                                                                                  \
   } while (false)
 
 #define CO_RETURN_IF_ERROR(expr)                                                       \
   do {                                                                                 \
     if (auto&& status_tmp_ = (expr); !status_tmp_.ok()) {                              \
-      co_return ::mailbox::client::status_internal::AsStatus(status_tmp_);             \
+      co_return ::mailbox::status_internal::AsStatus(status_tmp_);             \
     }                                                                                  \
   } while (false)
 

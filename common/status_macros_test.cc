@@ -1,4 +1,4 @@
-#include "storage-client/status_macros.h"
+#include "common/status_macros.h"
 
 #include <exception>
 #include <string>

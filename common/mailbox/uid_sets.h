@@ -1,0 +1,41 @@
+// UID sets as the mailbox.v1 API carries them (ranges of first..last), and the
+// sorted, merged form backends evaluate them in.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/mailbox/v1/mailbox.pb.h"
+
+namespace mailbox::rules {
+
+// Ascending, non-overlapping, non-adjacent [first, last] ranges.
+using UidRanges = std::vector<std::pair<uint32_t, uint32_t>>;
+
+// The sorted, merged ranges of a set a caller sent. BAD_REQUEST if it is empty,
+// names UID 0 or has an inverted range.
+absl::StatusOr<UidRanges> NormalizeUidSet(const v1::UidSet& set);
+
+// 1 to 4294967295.
+const UidRanges& AllUids();
+
+// True if `uid` is in any range of `set` (which need not be normalized).
+bool Contains(const v1::UidSet& set, uint32_t uid);
+
+// Builds a UidSet from ascending UIDs, joining runs into ranges.
+class UidSetBuilder {
+ public:
+  void Add(uint32_t uid);
+  const v1::UidSet& set() const { return set_; }
+  v1::UidSet Take() { return std::move(set_); }
+
+ private:
+  v1::UidSet set_;
+};
+
+// The set of ascending `uids`.
+v1::UidSet ToUidSet(const std::vector<uint32_t>& uids);
+
+}  // namespace mailbox::rules

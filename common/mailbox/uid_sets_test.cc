@@ -1,0 +1,54 @@
+#include "common/mailbox/uid_sets.h"
+
+#include <limits>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/mailbox/v1/errors.h"
+
+namespace mailbox::rules {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+v1::UidSet Set(std::initializer_list<std::pair<uint32_t, uint32_t>> ranges) {
+  v1::UidSet set;
+  for (auto [first, last] : ranges) {
+    v1::UidRange* range = set.add_ranges();
+    range->set_first(first);
+    range->set_last(last);
+  }
+  return set;
+}
+
+TEST(NormalizeUidSetTest, SortsAndMergesAdjacent) {
+  absl::StatusOr<UidRanges> ranges = NormalizeUidSet(Set({{9, 12}, {1, 3}, {4, 4}, {11, 20}}));
+  ASSERT_TRUE(ranges.ok());
+  EXPECT_THAT(*ranges, ElementsAre(Pair(1u, 4u), Pair(9u, 20u)));
+  const uint32_t max = std::numeric_limits<uint32_t>::max();
+  EXPECT_THAT(*NormalizeUidSet(Set({{max, max}, {1, max}})), ElementsAre(Pair(1u, max)));
+}
+
+TEST(NormalizeUidSetTest, Refusals) {
+  for (const v1::UidSet& bad : {Set({}), Set({{0, 3}}), Set({{5, 4}})}) {
+    absl::StatusOr<UidRanges> ranges = NormalizeUidSet(bad);
+    ASSERT_FALSE(ranges.ok());
+    EXPECT_EQ(v1::DetailOf(ranges.status()).code(), v1::BAD_REQUEST);
+  }
+}
+
+TEST(UidSetBuilderTest, RunsBecomeRanges) {
+  v1::UidSet set = ToUidSet({1, 2, 3, 7, 9, 10});
+  ASSERT_EQ(set.ranges_size(), 3);
+  EXPECT_EQ(set.ranges(0).last(), 3u);
+  EXPECT_EQ(set.ranges(1).first(), 7u);
+  EXPECT_EQ(set.ranges(2).first(), 9u);
+  EXPECT_TRUE(Contains(set, 2));
+  EXPECT_TRUE(Contains(set, 10));
+  EXPECT_FALSE(Contains(set, 8));
+  EXPECT_EQ(ToUidSet({}).ranges_size(), 0);
+}
+
+}  // namespace
+}  // namespace mailbox::rules

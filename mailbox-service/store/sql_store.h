@@ -1,0 +1,180 @@
+// The mailbox store (store.h) on a SQL database: every query and rule of the store,
+// written once for the backends. A backend (sqlite_store.h, postgres/pg_store.h)
+// supplies connections, transactions and the bytes of message content:
+//
+// * Write runs a body in a write transaction and returns once it is durable. It
+//   may run the body more than once (PostgreSQL retries a transaction that lost a
+//   serialization conflict), so a body assigns its results rather than adding to
+//   them. It then hands the events the body logged to the sink (RunWrite collects
+//   them), each mailbox's in MODSEQ order.
+// * Reader lends a connection for reads; ReadSnapshot opens one consistent snapshot
+//   on it where a method reads more than once.
+// * StoreContentBytes and OpenContent keep and read message bytes, which SQLite
+//   holds in one blob and PostgreSQL in pieces.
+//
+// The schema every backend provides has the same tables and columns (see
+// sqlite_schema.cc, postgres/pg_schema.cc): all integers 64-bit, names compared as
+// bytes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mailbox-service/store/message_content.h"
+#include "mailbox-service/store/sql_db.h"
+#include "mailbox-service/store/store.h"
+#include "mailbox-service/store/work_budget.h"
+#include "proto/mailbox/v1/mailbox.pb.h"
+
+namespace mailbox::store {
+
+// Reads one message's stored bytes.
+class ContentReader {
+ public:
+  virtual ~ContentReader() = default;
+  virtual uint64_t size() const = 0;
+  // Appends bytes [offset, offset + length) to *out.
+  virtual absl::Status Read(uint64_t offset, uint64_t length, std::string* out) = 0;
+};
+
+class SqlStore : public Store {
+ public:
+  ~SqlStore() override;
+
+  absl::StatusOr<uint64_t> CreateUser(std::string_view username,
+                                      std::string_view password_hash) override;
+  absl::Status DeleteUser(std::string_view username) override;
+  absl::Status SetPasswordHash(std::string_view username,
+                               std::string_view password_hash) override;
+  absl::StatusOr<UserRecord> FindUser(std::string_view username) override;
+  absl::StatusOr<UserRecord> FindUserById(uint64_t user_id) override;
+  absl::StatusOr<std::vector<UserRecord>> ListUsers() override;
+
+  absl::StatusOr<int> RecordAuthFailure(std::string_view key, int64_t now_ms,
+                                        int64_t window_ms) override;
+  absl::StatusOr<std::pair<int, int64_t>> AuthFailures(std::string_view key, int64_t now_ms,
+                                                       int64_t window_ms) override;
+  absl::Status ClearAuthFailures(std::string_view key) override;
+  absl::StatusOr<AuthReservation> ReserveAuthAttempt(const std::vector<std::string>& keys,
+                                                     std::string_view address, int64_t now_ms,
+                                                     const AuthAttemptLimits& limits,
+                                                     const AuthAttemptPolicy& policy) override;
+  absl::Status ReleaseAuthAttempt(const std::vector<int64_t>& rows) override;
+  absl::StatusOr<std::string> GetOrCreateSecret(std::string_view name,
+                                                std::string_view initial_value) override;
+  absl::StatusOr<std::string> FindSecret(std::string_view name) override;
+  absl::Status DeleteSecret(std::string_view name) override;
+
+  absl::StatusOr<v1::ListMailboxesResponse> ListMailboxes(
+      uint64_t user_id, const v1::ListMailboxesRequest& request) override;
+  absl::StatusOr<v1::CreateMailboxResponse> CreateMailbox(
+      uint64_t user_id, const v1::CreateMailboxRequest& request) override;
+  absl::Status DeleteMailbox(uint64_t user_id,
+                             const v1::DeleteMailboxRequest& request) override;
+  absl::Status RenameMailbox(uint64_t user_id,
+                             const v1::RenameMailboxRequest& request) override;
+  absl::Status SetSubscription(uint64_t user_id,
+                               const v1::SetSubscriptionRequest& request) override;
+  absl::StatusOr<v1::StatusResponse> Status(uint64_t user_id,
+                                            const v1::StatusRequest& request) override;
+
+  absl::StatusOr<v1::OpenResponse> Open(uint64_t user_id,
+                                        const v1::OpenRequest& request) override;
+  absl::Status Fetch(uint64_t user_id, const v1::FetchRequest& request,
+                     FetchSink& sink) override;
+  absl::StatusOr<v1::StoreResponse> StoreFlags(uint64_t user_id,
+                                               const v1::StoreRequest& request) override;
+  absl::StatusOr<v1::CopyResponse> Copy(uint64_t user_id,
+                                        const v1::CopyRequest& request) override;
+  absl::StatusOr<v1::MoveResponse> Move(uint64_t user_id,
+                                        const v1::MoveRequest& request) override;
+  absl::StatusOr<v1::ExpungeResponse> Expunge(uint64_t user_id,
+                                              const v1::ExpungeRequest& request) override;
+  absl::StatusOr<v1::AppendResponse> Append(uint64_t user_id, std::string_view mailbox,
+                                            std::vector<NewMessage> messages) override;
+  using Store::Search;
+  absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id, const v1::SearchRequest& request,
+                                            WorkBudget& budget) override;
+  absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,
+                                            const v1::ReviseHeader& header,
+                                            std::string content) override;
+
+  absl::Status ReadChanges(uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity,
+                           uint64_t from_modseq,
+                           std::vector<v1::ChangeEvent>* out) override;
+
+  // The transaction context of a write body; public only so that helpers in the
+  // .cc file can name it.
+  class WriteTx;
+
+  // A reference to a write body (a callable taking WriteTx&), like
+  // absl::FunctionRef, which cannot name the incomplete WriteTx. The body must
+  // outlive the call it is passed to.
+  class WriteBody {
+   public:
+    template <typename F,
+              typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, WriteBody>>>
+    WriteBody(F&& body)  // NOLINT(google-explicit-constructor): as absl::FunctionRef
+        : body_(const_cast<void*>(static_cast<const void*>(std::addressof(body)))),
+          call_([](void* target, WriteTx& tx) -> absl::Status {
+            return (*static_cast<std::remove_reference_t<F>*>(target))(tx);
+          }) {}
+    absl::Status operator()(WriteTx& tx) const { return call_(body_, tx); }
+
+   private:
+    void* body_;
+    absl::Status (*call_)(void*, WriteTx&);
+  };
+
+  // Refuses limits and options no backend can honour.
+  static absl::Status ValidateConfig(const StoreLimits& limits, const StoreOptions& options);
+
+ protected:
+  SqlStore(StoreLimits limits, EventSink events, StoreOptions options);
+
+  // A connection lent for one call; the deleter gives it back to the backend.
+  using ReaderLease = std::unique_ptr<sql::Connection, std::function<void(sql::Connection*)>>;
+
+  // --- What a backend provides ---------------------------------------------------
+  virtual absl::Status Write(WriteBody body) = 0;
+  virtual absl::StatusOr<ReaderLease> Reader() = 0;
+  // Stores the bytes of the content row `content_id` just inserted.
+  virtual absl::Status StoreContentBytes(sql::Connection& conn, int64_t content_id,
+                                         const PreparedContent& content) = 0;
+  virtual absl::StatusOr<std::unique_ptr<ContentReader>> OpenContent(sql::Connection& conn,
+                                                                     int64_t content_id) = 0;
+
+  // --- For backends ------------------------------------------------------------------
+  // Runs `body` as one write on `conn`, inside the backend's transaction; when it
+  // succeeds, appends the events it logged to *events.
+  absl::Status RunWrite(sql::Connection& conn, WriteBody body, int64_t now_ms,
+                        std::vector<v1::ChangeEvent>* events);
+  // Every write transaction's share of the retention cleanup (a bounded batch).
+  absl::Status PruneExpired(sql::Connection& conn, int64_t now_ms);
+  // Unix milliseconds now, from options().clock.
+  int64_t NowMs() const;
+
+  const StoreLimits& limits() const { return limits_; }
+  const StoreOptions& options() const { return options_; }
+  const EventSink& events() const { return events_; }
+
+ private:
+  // Finds the content row with this hash, or stores it (parsing now if the caller
+  // did not, e.g. because the content was garbage-collected after it looked).
+  absl::StatusOr<int64_t> EnsureContent(sql::Connection& conn, PreparedContent& content);
+
+  const StoreLimits limits_;
+  const EventSink events_;
+  const StoreOptions options_;
+  OctetGate search_memory_;
+};
+
+}  // namespace mailbox::store

@@ -1,0 +1,1897 @@
+// The store conformance suite: what every backend of the Store interface must do,
+// run against each backend (typed tests). A backend is added to StoreBackends
+// below with a policy that opens a store on a private database (the same one
+// again after a reopen) and counts rows with SQL; every backend keeps the logical
+// tables the counts name (users, mailboxes, messages, contents, content_data,
+// expunged_messages, changes, auth_failures).
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mailbox-service/store/postgres/pg_db.h"
+#include "mailbox-service/store/postgres/pg_store.h"
+#include "mailbox-service/store/postgres/pg_test_server.h"
+#include "mailbox-service/store/sqlite_db.h"
+#include "mailbox-service/store/sqlite_store.h"
+#include "mailbox-service/store/store.h"
+#include "mailbox-service/store/store_test_util.h"
+#include "mailbox-service/store/work_budget.h"
+#include "proto/mailbox/v1/errors.h"
+
+namespace mailbox::store {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+// --- Backends ---------------------------------------------------------------------
+
+class SqliteBackend {
+ public:
+  explicit SqliteBackend(const std::string& test_name) : path_(TempPath(test_name + ".db")) {}
+
+  absl::StatusOr<std::unique_ptr<Store>> Open(const StoreLimits& limits, EventSink events,
+                                              const StoreOptions& options) {
+    SqliteStore::Options sqlite_options;
+    static_cast<StoreOptions&>(sqlite_options) = options;
+    absl::StatusOr<std::unique_ptr<SqliteStore>> store =
+        SqliteStore::Open(path_, limits, std::move(events), sqlite_options);
+    if (!store.ok()) {
+      return store.status();
+    }
+    return std::unique_ptr<Store>(*std::move(store));
+  }
+
+  int64_t CountRows(const std::string& sql) {
+    auto conn = sqlite::Connection::Open(path_, true);
+    EXPECT_TRUE(conn.ok());
+    auto stmt = (*conn)->Prepare(sql.c_str());  // a fresh connection: no stale cache key
+    EXPECT_TRUE(stmt.ok()) << stmt.status();
+    auto row = stmt->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    return stmt->Int(0);
+  }
+
+  absl::Status FlushEvents(Store&) { return absl::OkStatus(); }  // delivered at commit
+
+ private:
+  std::string path_;
+};
+
+// One private PostgreSQL server for the whole test program, stopped at its end.
+class PgServerEnvironment : public ::testing::Environment {
+ public:
+  static absl::StatusOr<pg::TestServer*> Get() {
+    if (server_ == nullptr) {
+      absl::StatusOr<pg::TestServer> started = pg::TestServer::Start();
+      if (!started.ok()) {
+        return started.status();
+      }
+      server_ = new pg::TestServer(*std::move(started));
+    }
+    return server_;
+  }
+  void TearDown() override {
+    delete server_;
+    server_ = nullptr;
+  }
+
+ private:
+  static pg::TestServer* server_;
+};
+pg::TestServer* PgServerEnvironment::server_ = nullptr;
+[[maybe_unused]] ::testing::Environment* const kPgEnvironment =
+    ::testing::AddGlobalTestEnvironment(new PgServerEnvironment);
+
+// Each test gets a database of its own on the shared server.
+class PgBackend {
+ public:
+  explicit PgBackend(const std::string&) {
+    static int databases = 0;
+    dbname_ = absl::StrCat("conformance_", ++databases);
+    absl::StatusOr<pg::TestServer*> server = PgServerEnvironment::Get();
+    if (!server.ok()) {
+      ready_ = server.status();
+      return;
+    }
+    server_ = *server;
+    ready_ = server_->CreateDatabase(dbname_);
+  }
+
+  absl::StatusOr<std::unique_ptr<Store>> Open(const StoreLimits& limits, EventSink events,
+                                              const StoreOptions& options) {
+    if (!ready_.ok()) {
+      return ready_;
+    }
+    pg::PgStore::Options pg_options;
+    static_cast<StoreOptions&>(pg_options) = options;
+    pg_options.conninfo = server_->conninfo(dbname_);
+    pg_options.max_connections = 8;
+    absl::StatusOr<std::unique_ptr<pg::PgStore>> store =
+        pg::PgStore::Open(limits, std::move(events), pg_options);
+    if (!store.ok()) {
+      return store.status();
+    }
+    return std::unique_ptr<Store>(*std::move(store));
+  }
+
+  int64_t CountRows(const std::string& sql) {
+    auto conn = pg::Connection::Open(server_->conninfo(dbname_), absl::Now() + absl::Seconds(10));
+    EXPECT_TRUE(conn.ok()) << conn.status();
+    if (!conn.ok()) {
+      return -1;
+    }
+    auto result = (*conn)->Query(sql, absl::Now() + absl::Seconds(10));
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (!result.ok() || result->rows() == 0) {
+      return -1;
+    }
+    return result->Int(0, 0);
+  }
+
+  absl::Status FlushEvents(Store& store) {
+    return static_cast<pg::PgStore&>(store).FlushEvents(absl::Seconds(10));
+  }
+
+ private:
+  absl::Status ready_;
+  pg::TestServer* server_ = nullptr;
+  std::string dbname_;
+};
+
+template <typename Backend>
+class StoreConformanceTest : public ::testing::Test {
+ protected:
+  StoreConformanceTest()
+      : backend_(::testing::UnitTest::GetInstance()->current_test_info()->name()) {}
+
+  void SetUp() override {
+    Reopen();
+    absl::StatusOr<uint64_t> user = store_->CreateUser("alice", "hash");
+    ASSERT_TRUE(user.ok()) << user.status();
+    user_ = *user;
+  }
+
+  void Reopen(StoreOptions options = {}) {
+    store_.reset();
+    absl::StatusOr<std::unique_ptr<Store>> store = backend_.Open(
+        limits_,
+        [this](const v1::ChangeEvent& e) {
+          std::lock_guard<std::mutex> lock(events_mutex_);
+          events_.push_back(e);
+        },
+        options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+  }
+
+  int64_t CountRows(const std::string& sql) { return backend_.CountRows(sql); }
+
+  // The events the sink received for every change committed so far (a backend that
+  // delivers them from another thread is waited for).
+  std::vector<v1::ChangeEvent> Events() {
+    EXPECT_TRUE(backend_.FlushEvents(*store_).ok());
+    std::lock_guard<std::mutex> lock(events_mutex_);
+    return events_;
+  }
+  void ClearEvents() {
+    EXPECT_TRUE(backend_.FlushEvents(*store_).ok());
+    std::lock_guard<std::mutex> lock(events_mutex_);
+    events_.clear();
+  }
+
+  v1::OpenResponse OpenBox(const std::string& name, bool read_only = false) {
+    v1::OpenRequest request;
+    request.set_name(name);
+    request.set_read_only(read_only);
+    absl::StatusOr<v1::OpenResponse> response = store_->Open(user_, request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : v1::OpenResponse();
+  }
+
+  absl::Status Create(const std::string& name) {
+    v1::CreateMailboxRequest request;
+    request.set_name(name);
+    return store_->CreateMailbox(user_, request).status();
+  }
+
+  std::vector<uint32_t> AppendSome(const std::string& mailbox, int n,
+                                   std::vector<std::string> flags = {}) {
+    std::vector<NewMessage> messages;
+    for (int i = 0; i < n; ++i) {
+      messages.push_back(
+          Message(absl::StrCat(kSimple, "message ", i, " to ", mailbox, "\r\n"), flags));
+    }
+    absl::StatusOr<v1::AppendResponse> response =
+        store_->Append(user_, mailbox, std::move(messages));
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? std::vector<uint32_t>(response->uids().begin(), response->uids().end())
+                         : std::vector<uint32_t>{};
+  }
+
+  std::map<std::string, std::vector<std::string>> List(std::vector<std::string> patterns,
+                                                       bool subscribed_only = false) {
+    v1::ListMailboxesRequest request;
+    for (auto& p : patterns) {
+      request.add_patterns(p);
+    }
+    request.set_subscribed_only(subscribed_only);
+    absl::StatusOr<v1::ListMailboxesResponse> response = store_->ListMailboxes(user_, request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    std::map<std::string, std::vector<std::string>> out;
+    if (response.ok()) {
+      EXPECT_EQ(response->delimiter(), "/");
+      for (const auto& info : response->mailboxes()) {
+        out[info.name()] = {info.attributes().begin(), info.attributes().end()};
+      }
+    }
+    return out;
+  }
+
+  // Sets \Deleted on `uids` and expunges them.
+  void DeleteAndExpunge(const v1::OpenResponse& box, const v1::UidSet& uids) {
+    v1::StoreRequest store;
+    store.set_mailbox_id(box.mailbox_id());
+    store.set_uidvalidity(box.uidvalidity());
+    *store.mutable_uids() = uids;
+    store.set_mode(v1::StoreRequest::ADD);
+    store.add_flags("\\Deleted");
+    ASSERT_TRUE(store_->StoreFlags(user_, store).ok());
+    v1::ExpungeRequest expunge;
+    expunge.set_mailbox_id(box.mailbox_id());
+    expunge.set_uidvalidity(box.uidvalidity());
+    expunge.set_uids_only(true);
+    *expunge.mutable_uids() = uids;
+    auto expunged = store_->Expunge(user_, expunge);
+    ASSERT_TRUE(expunged.ok()) << expunged.status();
+  }
+
+  // Options whose clock is `now_`, which a test moves.
+  StoreOptions ClockedOptions() {
+    StoreOptions options;
+    options.clock = [this] { return now_; };
+    return options;
+  }
+
+  Backend backend_;
+  StoreLimits limits_;
+  std::chrono::system_clock::time_point now_ = std::chrono::system_clock::now();
+  std::mutex events_mutex_;
+  std::vector<v1::ChangeEvent> events_;  // guarded by events_mutex_
+  std::unique_ptr<Store> store_;
+  uint64_t user_ = 0;
+};
+
+using StoreBackends = ::testing::Types<SqliteBackend, PgBackend>;
+TYPED_TEST_SUITE(StoreConformanceTest, StoreBackends);
+
+// --- Users -----------------------------------------------------------------------
+
+TYPED_TEST(StoreConformanceTest, Users) {
+  EXPECT_EQ(CodeOf(this->store_->CreateUser("alice", "x").status()), v1::ALREADYEXISTS);
+  EXPECT_EQ(CodeOf(this->store_->CreateUser("", "x").status()), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(this->store_->CreateUser("bad\xff", "x").status()), v1::BAD_REQUEST);
+  auto bob = this->store_->CreateUser("Alice", "h2");  // case-sensitive: a different user
+  ASSERT_TRUE(bob.ok());
+  EXPECT_NE(*bob, this->user_);
+  EXPECT_EQ(this->store_->FindUser("alice")->id, this->user_);
+  EXPECT_EQ(this->store_->FindUserById(*bob)->username, "Alice");
+  EXPECT_EQ(this->store_->FindUser("nobody").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(this->store_->SetPasswordHash("alice", "new").ok());
+  EXPECT_EQ(this->store_->FindUser("alice")->password_hash, "new");
+  EXPECT_EQ(this->store_->ListUsers()->size(), 2u);
+  // CreateUser made an INBOX.
+  EXPECT_EQ(this->OpenBox("INBOX").messages(), 0u);
+
+  this->AppendSome("INBOX", 2);
+  ASSERT_TRUE(this->store_->DeleteUser("alice").ok());
+  EXPECT_EQ(this->store_->FindUser("alice").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(this->store_->DeleteUser("alice").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM mailboxes WHERE user_id = 1"), 0);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 0);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM content_data"), 0);
+}
+
+TYPED_TEST(StoreConformanceTest, AuthFailuresAndSecrets) {
+  EXPECT_EQ(*this->store_->RecordAuthFailure("ip:1", 1000, 500), 1);
+  EXPECT_EQ(*this->store_->RecordAuthFailure("ip:1", 1200, 500), 2);
+  EXPECT_EQ(*this->store_->RecordAuthFailure("ip:1", 1600, 500), 2);  // 1000 fell out
+  auto failures = this->store_->AuthFailures("ip:1", 1700, 500);
+  ASSERT_TRUE(failures.ok());
+  EXPECT_EQ(failures->first, 2);
+  EXPECT_EQ(failures->second, 1600);
+  ASSERT_TRUE(this->store_->ClearAuthFailures("ip:1").ok());
+  EXPECT_EQ(this->store_->AuthFailures("ip:1", 1700, 500)->first, 0);
+
+  EXPECT_EQ(*this->store_->GetOrCreateSecret("k", "first"), "first");
+  EXPECT_EQ(*this->store_->GetOrCreateSecret("k", "second"), "first");
+}
+
+TYPED_TEST(StoreConformanceTest, PasswordChangesBumpTheCredentialGeneration) {
+  const uint64_t before = this->store_->FindUser("alice")->credential_generation;
+  ASSERT_TRUE(this->store_->SetPasswordHash("alice", "new").ok());
+  EXPECT_EQ(this->store_->FindUser("alice")->credential_generation, before + 1);
+  EXPECT_EQ(this->store_->FindUserById(this->user_)->credential_generation, before + 1);
+}
+
+TYPED_TEST(StoreConformanceTest, APasswordChangeTellsTheFeedsOfEveryMailboxOfTheUser) {
+  ASSERT_TRUE(this->Create("Archive").ok());
+  const int64_t mailboxes = this->CountRows(
+      absl::StrCat("SELECT count(*) FROM mailboxes WHERE user_id = ", this->user_).c_str());
+  ASSERT_GE(mailboxes, 2);
+  this->ClearEvents();
+  ASSERT_TRUE(this->store_->SetPasswordHash("alice", "new").ok());
+  ASSERT_EQ(static_cast<int64_t>(this->Events().size()), mailboxes);
+  for (const v1::ChangeEvent& event : this->Events()) {
+    ASSERT_TRUE(event.has_resync());
+    EXPECT_EQ(event.resync().reason().code(), v1::AUTHENTICATIONFAILED);
+    EXPECT_EQ(event.modseq(), 0u);  // not a change of the mailbox
+  }
+}
+
+Store::AuthAttemptLimits AuthLimits(int64_t window_ms, int64_t max_rows,
+                                    int64_t max_rows_per_address = 1'000'000) {
+  Store::AuthAttemptLimits limits;
+  limits.window_ms = window_ms;
+  limits.max_rows = max_rows;
+  limits.max_rows_per_address = max_rows_per_address;
+  return limits;
+}
+
+TYPED_TEST(StoreConformanceTest, AuthReservationsCountAtOnceAndAreReleasedOrKept) {
+  auto allow_two = [](const std::vector<AuthAttemptState>& states) -> int64_t {
+    return states[0].failures >= 2 ? 5000 : 0;
+  };
+  const auto limits = AuthLimits(500, 100);
+  auto first = this->store_->ReserveAuthAttempt({"pair:a", "ip:1"}, "1", 1000, limits, allow_two);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->retry_after_ms, 0);
+  EXPECT_EQ(first->rows.size(), 2u);
+  auto second = this->store_->ReserveAuthAttempt({"pair:a", "ip:1"}, "1", 1000, limits, allow_two);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->retry_after_ms, 0);
+  // Two in flight: the third is refused and records nothing.
+  auto third = this->store_->ReserveAuthAttempt({"pair:a", "ip:1"}, "1", 1000, limits, allow_two);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->retry_after_ms, 5000);
+  EXPECT_TRUE(third->rows.empty());
+  EXPECT_EQ(this->store_->AuthFailures("ip:1", 1000, 500)->first, 2);
+  // An attempt that read the clock earlier, before waiting its turn, still sees them.
+  auto late = this->store_->ReserveAuthAttempt({"pair:a", "ip:1"}, "1", 990, limits, allow_two);
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->retry_after_ms, 5000);
+  // The first turned out right: released. The second stays as a failure.
+  ASSERT_TRUE(this->store_->ReleaseAuthAttempt(first->rows).ok());
+  EXPECT_EQ(this->store_->AuthFailures("pair:a", 1000, 500)->first, 1);
+  EXPECT_EQ(this->store_->AuthFailures("ip:1", 1000, 500)->first, 1);
+}
+
+TYPED_TEST(StoreConformanceTest, AuthRecordsArePrunedAcrossKeys) {
+  auto allow = [](const std::vector<AuthAttemptState>&) -> int64_t { return 0; };
+  // Keys that never repeat (a new IP each time): their old rows still go.
+  for (int i = 0; i < 50; ++i) {
+    const std::string address = absl::StrCat("old", i);
+    ASSERT_TRUE(this->store_
+                    ->ReserveAuthAttempt({absl::StrCat("ip:", address)}, address, 1000,
+                                         AuthLimits(500, 1000), allow)
+                    .ok());
+  }
+  ASSERT_TRUE(
+      this->store_->ReserveAuthAttempt({"ip:new"}, "new", 2000, AuthLimits(500, 1000), allow).ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM auth_failures"), 1);
+}
+
+TYPED_TEST(StoreConformanceTest, AnAddressIsCappedAndAFullTableCostsOnlyTheLargestHolder) {
+  auto allow = [](const std::vector<AuthAttemptState>&) -> int64_t { return 0; };
+  auto attempt = [&](const std::string& address, int64_t now_ms,
+                     const Store::AuthAttemptLimits& limits) {
+    auto reservation = this->store_->ReserveAuthAttempt(
+        {absl::StrCat("pair:", address, ":u"), absl::StrCat("ip:", address)}, address, now_ms,
+        limits, allow);
+    EXPECT_TRUE(reservation.ok()) << reservation.status();
+    return reservation.ok() ? *reservation : AuthReservation{};
+  };
+  // Per address: 6 rows (3 attempts) and the fourth waits until the first leaves
+  // the window.
+  const auto capped = AuthLimits(5000, 1000, 6);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(attempt("a", 1000 + i, capped).retry_after_ms, 0);
+  }
+  AuthReservation refused = attempt("a", 1100, capped);
+  EXPECT_EQ(refused.retry_after_ms, 1000 + 5000 - 1100);
+  EXPECT_TRUE(refused.rows.empty());
+  EXPECT_EQ(attempt("b", 1100, capped).retry_after_ms, 0);  // other addresses unaffected
+
+  ASSERT_TRUE(this->store_->ClearAuthFailures("pair:a:u").ok());
+  ASSERT_TRUE(this->store_->ClearAuthFailures("ip:a").ok());
+  ASSERT_TRUE(this->store_->ClearAuthFailures("pair:b:u").ok());
+  ASSERT_TRUE(this->store_->ClearAuthFailures("ip:b").ok());
+  // 12 rows in all. "early" records first, then "flood" holds the most.
+  const auto full = AuthLimits(5000, 12);
+  EXPECT_EQ(attempt("early", 2000, full).retry_after_ms, 0);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(attempt("flood", 2001 + i, full).retry_after_ms, 0);
+  }
+  EXPECT_EQ(attempt("other", 2010, full).retry_after_ms, 0);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM auth_failures"), 12);
+  // Full: the largest holder is refused ...
+  AuthReservation flood = attempt("flood", 2020, full);
+  EXPECT_GT(flood.retry_after_ms, 0);
+  EXPECT_TRUE(flood.rows.empty());
+  // ... and another address's attempt takes the place of the flood's oldest rows,
+  // not of the oldest rows in the table ("early"'s).
+  EXPECT_EQ(attempt("late", 2030, full).retry_after_ms, 0);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM auth_failures"), 12);
+  EXPECT_EQ(this->store_->AuthFailures("ip:early", 2030, 5000)->first, 1);
+  EXPECT_EQ(this->store_->AuthFailures("ip:other", 2030, 5000)->first, 1);
+  EXPECT_EQ(this->store_->AuthFailures("ip:late", 2030, 5000)->first, 1);
+  EXPECT_EQ(this->store_->AuthFailures("ip:flood", 2030, 5000)->first, 3);
+}
+
+TYPED_TEST(StoreConformanceTest, ReleasingAReservationWhoseRowsWentNeverDeletesANewerAttempt) {
+  auto allow = [](const std::vector<AuthAttemptState>&) -> int64_t { return 0; };
+  auto old =
+      this->store_->ReserveAuthAttempt({"pair:x", "ip:x"}, "x", 1000, AuthLimits(500, 100), allow);
+  ASSERT_TRUE(old.ok());
+  // The old attempt's rows leave the window (pruned by this later attempt) while
+  // its password is still being checked; the newer attempt is recorded after.
+  auto newer =
+      this->store_->ReserveAuthAttempt({"pair:y", "ip:y"}, "y", 2000, AuthLimits(500, 100), allow);
+  ASSERT_TRUE(newer.ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM auth_failures"), 2);
+  // A reused row id would make this delete the newer attempt's rows.
+  ASSERT_TRUE(this->store_->ReleaseAuthAttempt(old->rows).ok());
+  EXPECT_EQ(this->store_->AuthFailures("pair:y", 2000, 500)->first, 1);
+  EXPECT_EQ(this->store_->AuthFailures("ip:y", 2000, 500)->first, 1);
+}
+
+TYPED_TEST(StoreConformanceTest, SecretsCanBeFoundAndDeleted) {
+  EXPECT_EQ(this->store_->FindSecret("k").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(this->store_->GetOrCreateSecret("k", "v").ok());
+  EXPECT_EQ(*this->store_->FindSecret("k"), "v");
+  ASSERT_TRUE(this->store_->DeleteSecret("k").ok());
+  ASSERT_TRUE(this->store_->DeleteSecret("k").ok());
+  EXPECT_EQ(this->store_->FindSecret("k").status().code(), absl::StatusCode::kNotFound);
+}
+
+// --- Mailboxes -----------------------------------------------------------------------
+
+TYPED_TEST(StoreConformanceTest, CreateMakesSuperiorsAndListMatchesPatterns) {
+  ASSERT_TRUE(this->Create("a/b/c").ok());
+  ASSERT_TRUE(this->Create("x").ok());
+  EXPECT_EQ(CodeOf(this->Create("a/b")), v1::ALREADYEXISTS);
+  EXPECT_EQ(CodeOf(this->Create("inbox")), v1::ALREADYEXISTS);
+  EXPECT_TRUE(this->Create("y/").ok());  // trailing delimiter is dropped (RFC 3501 §6.3.3)
+
+  auto all = this->List({"*"});
+  EXPECT_THAT(all["INBOX"], ElementsAre("\\HasNoChildren"));
+  EXPECT_THAT(all["a"], ElementsAre("\\HasChildren"));
+  EXPECT_THAT(all["a/b"], ElementsAre("\\HasChildren"));
+  EXPECT_THAT(all["a/b/c"], ElementsAre("\\HasNoChildren"));
+  EXPECT_EQ(all.size(), 6u);
+  EXPECT_EQ(all.count("y"), 1u);
+
+  std::vector<std::string> top;
+  for (auto& [name, attrs] : this->List({"%"})) {
+    top.push_back(name);
+  }
+  EXPECT_THAT(top, ElementsAre("INBOX", "a", "x", "y"));
+  std::vector<std::string> under;
+  for (auto& [name, attrs] : this->List({"a/%"})) {
+    under.push_back(name);
+  }
+  EXPECT_THAT(under, ElementsAre("a/b"));
+  EXPECT_EQ(this->List({"inBox"}).count("INBOX"), 1u);
+  ASSERT_TRUE(this->Create("x y").ok());  // sorts between "x" and any "x/..."
+  ASSERT_TRUE(this->Create("x/z").ok());
+  EXPECT_THAT(this->List({"x"})["x"], ElementsAre("\\HasChildren"));
+  EXPECT_EQ(this->List({"a*c"}).size(), 1u);
+  EXPECT_EQ(this->List({"a%c"}).size(), 0u);
+}
+
+TYPED_TEST(StoreConformanceTest, SpecialUseAndStatus) {
+  v1::CreateMailboxRequest request;
+  request.set_name("Sent");
+  request.add_special_use("\\Sent");
+  ASSERT_TRUE(this->store_->CreateMailbox(this->user_, request).ok());
+  v1::ListMailboxesRequest list;
+  auto response = this->store_->ListMailboxes(this->user_, list);
+  ASSERT_TRUE(response.ok());
+  bool found = false;
+  for (const auto& info : response->mailboxes()) {
+    if (info.name() == "Sent") {
+      found = true;
+      EXPECT_THAT(info.special_use(), ElementsAre("\\Sent"));
+    }
+  }
+  EXPECT_TRUE(found);
+  request.set_name("Odd");
+  request.clear_special_use();
+  request.add_special_use("\\Bogus");
+  EXPECT_EQ(CodeOf(this->store_->CreateMailbox(this->user_, request).status()), v1::BAD_REQUEST);
+
+  this->AppendSome("Sent", 3, {"\\Seen"});
+  this->AppendSome("Sent", 1, {"\\Deleted"});
+  v1::StatusRequest status_request;
+  status_request.set_name("Sent");
+  auto status = this->store_->Status(this->user_, status_request);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->messages(), 4u);
+  EXPECT_EQ(status->unseen(), 1u);
+  EXPECT_EQ(status->deleted(), 1u);
+  EXPECT_EQ(status->uidnext(), 5u);
+  EXPECT_EQ(status->recent(), 4u);
+  EXPECT_GT(status->size(), 4 * std::string(kSimple).size());
+  EXPECT_EQ(status->highest_modseq(), 3u);
+  status_request.set_name("nope");
+  EXPECT_EQ(CodeOf(this->store_->Status(this->user_, status_request).status()), v1::NONEXISTENT);
+}
+
+TYPED_TEST(StoreConformanceTest, InvalidNamesAreRejectedClearly) {
+  EXPECT_EQ(CodeOf(this->Create("")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(this->Create("bad\xc3(")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(this->Create("a//b")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(this->Create("/a")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(this->Create("a*")), v1::BAD_REQUEST);
+  EXPECT_EQ(CodeOf(this->Create(std::string(251, 'n'))), v1::LIMIT);
+  std::string deep;
+  for (int i = 0; i < 32; ++i) {
+    deep += i == 0 ? "d" : "/d";
+  }
+  absl::Status status = this->Create(deep);
+  EXPECT_EQ(CodeOf(status), v1::LIMIT);
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("hierarchy levels"));
+  EXPECT_TRUE(this->Create("Entwürfe").ok());
+}
+
+TYPED_TEST(StoreConformanceTest, RenameMovesChildren) {
+  ASSERT_TRUE(this->Create("a/b").ok());
+  uint32_t validity = this->OpenBox("a/b").uidvalidity();
+  this->AppendSome("a/b", 1);
+  v1::RenameMailboxRequest request;
+  request.set_from("a");
+  request.set_to("z/a2");
+  ASSERT_TRUE(this->store_->RenameMailbox(this->user_, request).ok());
+  auto all = this->List({"*"});
+  EXPECT_EQ(all.count("a"), 0u);
+  EXPECT_EQ(all.count("z"), 1u);
+  EXPECT_EQ(all.count("z/a2"), 1u);
+  EXPECT_EQ(all.count("z/a2/b"), 1u);
+  v1::OpenResponse moved = this->OpenBox("z/a2/b");
+  EXPECT_EQ(moved.uidvalidity(), validity);  // an ordinary rename keeps UIDVALIDITY
+  EXPECT_EQ(moved.messages(), 1u);
+
+  request.set_from("nope");
+  EXPECT_EQ(CodeOf(this->store_->RenameMailbox(this->user_, request)), v1::NONEXISTENT);
+  ASSERT_TRUE(this->Create("q").ok());
+  request.set_from("q");
+  request.set_to("z");
+  EXPECT_EQ(CodeOf(this->store_->RenameMailbox(this->user_, request)), v1::ALREADYEXISTS);
+  request.set_to("q/sub");
+  EXPECT_EQ(CodeOf(this->store_->RenameMailbox(this->user_, request)), v1::CANNOT);
+}
+
+TYPED_TEST(StoreConformanceTest, RenameInboxMovesMessagesAndLeavesItEmpty) {
+  ASSERT_TRUE(this->Create("INBOX/child").ok());
+  this->AppendSome("INBOX", 3, {"\\Flagged"});
+  uint32_t inbox_validity = this->OpenBox("INBOX").uidvalidity();
+  v1::RenameMailboxRequest request;
+  request.set_from("inbox");
+  request.set_to("Old");
+  ASSERT_TRUE(this->store_->RenameMailbox(this->user_, request).ok());
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  EXPECT_EQ(inbox.messages(), 0u);
+  EXPECT_EQ(inbox.uidvalidity(), inbox_validity);
+  EXPECT_EQ(inbox.uidnext(), 4u);  // UIDs are never reused
+  v1::OpenResponse old = this->OpenBox("Old");
+  EXPECT_EQ(old.messages(), 3u);
+  EXPECT_NE(old.uidvalidity(), inbox_validity);
+  EXPECT_THAT(Expand(old.uids()), ElementsAre(1, 2, 3));
+  EXPECT_EQ(this->List({"INBOX/child"}).size(), 1u);  // inferiors of INBOX stay
+}
+
+TYPED_TEST(StoreConformanceTest, DeleteWithChildrenBecomesNoselect) {
+  ASSERT_TRUE(this->Create("p/c").ok());
+  this->AppendSome("p", 2);
+  v1::OpenResponse opened = this->OpenBox("p");
+  v1::DeleteMailboxRequest request;
+  request.set_name("p");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, request).ok());
+  EXPECT_THAT(this->List({"p"})["p"], ElementsAre("\\Noselect", "\\HasChildren"));
+  // The session that had it selected learns it is gone.
+  std::vector<v1::ChangeEvent> changes;
+  EXPECT_EQ(CodeOf(this->store_->ReadChanges(this->user_, opened.mailbox_id(), opened.uidvalidity(),
+                                             0, &changes)),
+            v1::MAILBOX_CHANGED);
+  ASSERT_FALSE(this->Events().empty());
+  EXPECT_TRUE(this->Events().back().has_deleted());
+  EXPECT_EQ(CodeOf(this->store_->DeleteMailbox(this->user_, request)), v1::CANNOT);
+  v1::OpenRequest open;
+  open.set_name("p");
+  EXPECT_EQ(CodeOf(this->store_->Open(this->user_, open).status()), v1::CANNOT);
+
+  request.set_name("p/c");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, request).ok());
+  request.set_name("p");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, request).ok());  // no children left
+  EXPECT_TRUE(this->List({"p*"}).empty());
+  request.set_name("INBOX");
+  EXPECT_EQ(CodeOf(this->store_->DeleteMailbox(this->user_, request)), v1::CANNOT);
+  request.set_name("nope");
+  EXPECT_EQ(CodeOf(this->store_->DeleteMailbox(this->user_, request)), v1::NONEXISTENT);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM messages"), 0);
+}
+
+TYPED_TEST(StoreConformanceTest, Subscriptions) {
+  ASSERT_TRUE(this->Create("news").ok());
+  for (const char* name : {"news", "gone", "INBOX"}) {
+    v1::SetSubscriptionRequest request;
+    request.set_name(name);
+    request.set_subscribed(true);
+    ASSERT_TRUE(this->store_->SetSubscription(this->user_, request).ok());
+  }
+  auto subscribed = this->List({"*"}, true);
+  EXPECT_EQ(subscribed.size(), 3u);
+  EXPECT_THAT(subscribed["gone"], ElementsAre("\\NonExistent", "\\Subscribed"));
+  EXPECT_THAT(subscribed["news"], ElementsAre("\\HasNoChildren", "\\Subscribed"));
+  EXPECT_THAT(this->List({"*"})["news"], ElementsAre("\\HasNoChildren", "\\Subscribed"));
+  v1::SetSubscriptionRequest request;
+  request.set_name("news");
+  request.set_subscribed(false);
+  ASSERT_TRUE(this->store_->SetSubscription(this->user_, request).ok());
+  EXPECT_EQ(this->List({"*"}, true).count("news"), 0u);
+}
+
+TYPED_TEST(StoreConformanceTest, UidValidityIsNeverReused) {
+  ASSERT_TRUE(this->Create("t").ok());
+  uint32_t first = this->OpenBox("t").uidvalidity();
+  v1::DeleteMailboxRequest del;
+  del.set_name("t");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, del).ok());
+  ASSERT_TRUE(this->Create("t").ok());
+  uint32_t second = this->OpenBox("t").uidvalidity();
+  EXPECT_GT(second, first);
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, del).ok());
+  this->Reopen();
+  ASSERT_TRUE(this->Create("t").ok());
+  EXPECT_GT(this->OpenBox("t").uidvalidity(), second);
+}
+
+// --- Append and fetch -------------------------------------------------------------
+
+TYPED_TEST(StoreConformanceTest, AppendIsAtomic) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Seen", "$Label1"}));
+  messages.push_back(Message(kMultipart));
+  auto response = this->store_->Append(this->user_, "inbox", std::move(messages));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_THAT(response->uids(), ElementsAre(1, 2));
+
+  this->limits_.max_message_octets = 1000;
+  this->Reopen();
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(std::string(2000, 'x')));
+  auto too_big = this->store_->Append(this->user_, "INBOX", std::move(messages));
+  EXPECT_EQ(CodeOf(too_big.status()), v1::TOOBIG);
+  EXPECT_THAT(std::string(too_big.status().message()), ::testing::HasSubstr("message 2 of 2"));
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(kSimple, {"\\Recent"}));
+  EXPECT_EQ(CodeOf(this->store_->Append(this->user_, "INBOX", std::move(messages)).status()),
+            v1::BAD_REQUEST);
+  messages.clear();
+  messages.push_back(Message(kSimple, {"bad(keyword"}));
+  EXPECT_EQ(CodeOf(this->store_->Append(this->user_, "INBOX", std::move(messages)).status()),
+            v1::BAD_REQUEST);
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  EXPECT_EQ(CodeOf(this->store_->Append(this->user_, "Nowhere", std::move(messages)).status()),
+            v1::TRYCREATE);
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  EXPECT_EQ(inbox.messages(), 2u);
+  EXPECT_EQ(inbox.uidnext(), 3u);
+  EXPECT_THAT(inbox.flags(), ::testing::Contains("$Label1"));
+  EXPECT_THAT(inbox.permanent_flags(), ::testing::Contains("\\*"));
+}
+
+TYPED_TEST(StoreConformanceTest, ContentIsStoredOnce) {
+  this->AppendSome("INBOX", 1);
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(absl::StrCat(kSimple, "message 0 to INBOX\r\n")));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  auto bob = this->store_->CreateUser("bob", "h");
+  ASSERT_TRUE(bob.ok());
+  messages.clear();
+  messages.push_back(Message(absl::StrCat(kSimple, "message 0 to INBOX\r\n")));
+  ASSERT_TRUE(this->store_->Append(*bob, "INBOX", std::move(messages)).ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM messages"), 3);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 1);
+  EXPECT_EQ(this->CountRows("SELECT refcount FROM contents"), 3);
+}
+
+TYPED_TEST(StoreConformanceTest, OpenClaimsRecentOnce) {
+  this->AppendSome("INBOX", 2);
+  v1::OpenResponse examine = this->OpenBox("INBOX", true);
+  EXPECT_EQ(examine.recent(), 2u);
+  EXPECT_EQ(examine.recent_uids().ranges_size(), 0);
+  v1::OpenResponse select = this->OpenBox("INBOX");
+  EXPECT_EQ(select.recent(), 2u);
+  EXPECT_THAT(Expand(select.recent_uids()), ElementsAre(1, 2));
+  EXPECT_EQ(select.unseen(), 2u);
+  EXPECT_EQ(select.first_unseen_uid(), 1u);
+  EXPECT_THAT(select.flags(), ::testing::IsSupersetOf(
+                                  {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"}));
+  v1::OpenResponse again = this->OpenBox("INBOX");
+  EXPECT_EQ(again.recent(), 0u);
+  this->AppendSome("INBOX", 1);
+  EXPECT_THAT(Expand(this->OpenBox("INBOX").recent_uids()), ElementsAre(3));
+  v1::OpenRequest request;
+  request.set_name("Missing");
+  EXPECT_EQ(CodeOf(this->store_->Open(this->user_, request).status()), v1::NONEXISTENT);
+}
+
+TYPED_TEST(StoreConformanceTest, FetchItemsAndSections) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Flagged"}));
+  messages.push_back(Message(kMultipart));
+  messages[0].has_internal_date = true;
+  messages[0].internal_date_unix = 760686745;
+  messages[0].internal_date_tz_minutes = -480;
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 10}});
+  request.set_flags(true);
+  request.set_internal_date(true);
+  request.set_size(true);
+  request.set_envelope(true);
+  request.set_body(true);
+  request.set_bodystructure(true);
+  request.set_modseq(true);
+  request.add_sections();  // BODY[]
+  request.add_sections()->set_text(v1::Section::HEADER);
+  request.add_sections()->set_text(v1::Section::TEXT);
+  v1::Section* fields = request.add_sections();
+  fields->set_text(v1::Section::HEADER_FIELDS);
+  fields->add_fields("subject");
+  v1::Section* partial = request.add_sections();
+  partial->set_has_partial(true);
+  partial->set_partial_offset(6);
+  partial->set_partial_count(5);
+  v1::Section* beyond = request.add_sections();
+  beyond->set_has_partial(true);
+  beyond->set_partial_offset(100000);
+  beyond->set_partial_count(5);
+  CollectingSink sink;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, request, sink).ok());
+
+  auto meta = sink.Metadata();
+  ASSERT_EQ(meta.size(), 2u);
+  EXPECT_EQ(meta[0].uid(), 1u);
+  EXPECT_THAT(meta[0].flags(), ElementsAre("\\Flagged"));
+  EXPECT_EQ(meta[0].internal_date_unix(), 760686745);
+  EXPECT_EQ(meta[0].internal_date_tz_minutes(), -480);
+  EXPECT_EQ(meta[0].size(), std::string(kSimple).size());
+  EXPECT_THAT(meta[0].envelope(), ::testing::HasSubstr("\"hello\""));
+  EXPECT_THAT(meta[0].bodystructure(), ::testing::HasSubstr("\"TEXT\" \"PLAIN\""));
+  EXPECT_FALSE(meta[0].body().empty());
+  EXPECT_EQ(meta[0].modseq(), 2u);
+  EXPECT_FALSE(meta[0].seen_changed());
+  EXPECT_THAT(meta[1].bodystructure(), ::testing::HasSubstr("\"MIXED\""));
+
+  EXPECT_EQ(sink.Section(1, 0), kSimple);
+  std::string simple = kSimple;
+  size_t split = simple.find("\r\n\r\n") + 4;
+  EXPECT_EQ(sink.Section(1, 1), simple.substr(0, split));
+  EXPECT_EQ(sink.Section(1, 2), simple.substr(split));
+  EXPECT_EQ(sink.Section(1, 3), "Subject: hello\r\n\r\n");
+  EXPECT_EQ(sink.Section(1, 4), simple.substr(6, 5));
+  auto chunks = sink.Chunks(1, 4);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].total_size(), 5u);
+  EXPECT_TRUE(chunks[0].last());
+  auto empty = sink.Chunks(1, 5);
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_EQ(empty[0].total_size(), 0u);
+  EXPECT_EQ(empty[0].data(), "");
+  EXPECT_TRUE(empty[0].last());
+  // Metadata precedes the sections of its message, UIDs ascend.
+  ASSERT_TRUE(sink.items[0].has_metadata());
+  EXPECT_TRUE(sink.items[1].has_chunk());
+}
+
+TYPED_TEST(StoreConformanceTest, FetchBinaryAndParts) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kMultipart));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 1}});
+  request.add_sections()->add_part(1);           // 0: BODY[1]
+  request.add_sections()->add_part(2);           // 1: BODY[2]
+  v1::Section* binary = request.add_sections();  // 2: BINARY[2]
+  binary->add_part(2);
+  binary->set_binary(true);
+  v1::Section* size = request.add_sections();  // 3: BINARY.SIZE[2]
+  size->add_part(2);
+  size->set_size_only(true);
+  v1::Section* unknown = request.add_sections();  // 4: BINARY[3]
+  unknown->add_part(3);
+  unknown->set_binary(true);
+  v1::Section* binary_partial = request.add_sections();  // 5: BINARY[2]<6.100>
+  binary_partial->add_part(2);
+  binary_partial->set_binary(true);
+  binary_partial->set_has_partial(true);
+  binary_partial->set_partial_offset(6);
+  binary_partial->set_partial_count(100);
+  v1::Section* mime_header = request.add_sections();  // 6: BODY[2.MIME]
+  mime_header->add_part(2);
+  mime_header->set_text(v1::Section::MIME);
+  request.add_sections()->add_part(9);  // 7: BODY[9]: no such part
+  CollectingSink sink;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, request, sink).ok());
+  EXPECT_EQ(sink.Section(1, 0), "part one");
+  EXPECT_EQ(sink.Section(1, 1), "aGVsbG8gYmluYXJ5");
+  EXPECT_EQ(sink.Section(1, 2), "hello binary");
+  auto size_chunks = sink.Chunks(1, 3);
+  ASSERT_EQ(size_chunks.size(), 1u);
+  EXPECT_EQ(size_chunks[0].total_size(), 12u);
+  EXPECT_EQ(size_chunks[0].data(), "");
+  auto unknown_chunks = sink.Chunks(1, 4);
+  ASSERT_EQ(unknown_chunks.size(), 1u);
+  EXPECT_TRUE(unknown_chunks[0].error_unknown_cte());
+  EXPECT_EQ(sink.Section(1, 5), "binary");
+  EXPECT_THAT(sink.Section(1, 6), ::testing::HasSubstr("Content-Transfer-Encoding: base64"));
+  EXPECT_EQ(sink.Section(1, 7), "");
+
+  // Statically impossible sections are rejected before anything is read.
+  v1::FetchRequest bad = request;
+  bad.clear_sections();
+  bad.add_sections()->set_text(v1::Section::MIME);
+  EXPECT_EQ(CodeOf(this->store_->Fetch(this->user_, bad, sink)), v1::BAD_REQUEST);
+}
+
+TYPED_TEST(StoreConformanceTest, FetchMarkSeenAndChangedSince) {
+  this->AppendSome("INBOX", 3);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{2, 2}});
+  request.set_mark_seen(true);
+  request.add_sections();
+  CollectingSink sink;
+  this->ClearEvents();
+  ASSERT_TRUE(this->store_->Fetch(this->user_, request, sink).ok());
+  auto meta = sink.Metadata();
+  ASSERT_EQ(meta.size(), 1u);
+  EXPECT_TRUE(meta[0].seen_changed());
+  EXPECT_THAT(meta[0].flags(), ElementsAre("\\Seen"));
+  EXPECT_EQ(meta[0].modseq(), box.highest_modseq() + 1);
+  ASSERT_EQ(this->Events().size(), 1u);
+  ASSERT_TRUE(this->Events()[0].has_flags_changed());
+  EXPECT_EQ(this->Events()[0].flags_changed().messages(0).uid(), 2u);
+
+  // Already seen: nothing changes the second time.
+  CollectingSink again;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, request, again).ok());
+  EXPECT_FALSE(again.Metadata()[0].seen_changed());
+  EXPECT_EQ(this->Events().size(), 1u);
+
+  v1::FetchRequest since;
+  since.set_mailbox_id(box.mailbox_id());
+  since.set_uidvalidity(box.uidvalidity());
+  *since.mutable_uids() = Uids({{1, 100}});
+  since.set_changed_since(box.highest_modseq());
+  since.set_modseq(true);
+  CollectingSink changed;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, since, changed).ok());
+  ASSERT_EQ(changed.Metadata().size(), 1u);
+  EXPECT_EQ(changed.Metadata()[0].uid(), 2u);
+}
+
+TYPED_TEST(StoreConformanceTest, FetchRejectsBadRequests) {
+  this->AppendSome("INBOX", 1);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  CollectingSink sink;
+  EXPECT_EQ(CodeOf(this->store_->Fetch(this->user_, request, sink)), v1::BAD_REQUEST);  // empty set
+  *request.mutable_uids() = Uids({{5, 2}});
+  absl::Status inverted = this->store_->Fetch(this->user_, request, sink);
+  EXPECT_EQ(CodeOf(inverted), v1::BAD_REQUEST);
+  EXPECT_THAT(std::string(inverted.message()), ::testing::HasSubstr("inverted"));
+  *request.mutable_uids() = Uids({{1, 2}});
+  request.set_uidvalidity(box.uidvalidity() + 1);
+  EXPECT_EQ(CodeOf(this->store_->Fetch(this->user_, request, sink)), v1::MAILBOX_CHANGED);
+  request.set_uidvalidity(box.uidvalidity());
+  auto other = this->store_->CreateUser("mallory", "h");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(CodeOf(this->store_->Fetch(*other, request, sink)), v1::MAILBOX_CHANGED);
+  EXPECT_TRUE(sink.items.empty());
+}
+
+TYPED_TEST(StoreConformanceTest, LargeMessageStreamsInBoundedChunks) {
+  std::string big = "From: big@example.com\r\nSubject: big\r\n\r\n";
+  std::string line(76, 'x');
+  line += "\r\n";
+  while (big.size() < (50u << 20)) {
+    big += line;
+  }
+  const size_t total = big.size();
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(big));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+
+  class CheckingSink : public FetchSink {
+   public:
+    explicit CheckingSink(size_t limit) : limit_(limit) {}
+    bool Send(const v1::FetchResponse& item) override {
+      if (item.has_chunk()) {
+        EXPECT_LE(item.chunk().data().size(), limit_);
+        if (chunks_ == 0) {
+          total_size_ = item.chunk().total_size();
+        }
+        ++chunks_;
+        received_ += item.chunk().data().size();
+        if (item.chunk().last()) {
+          last_seen_ = true;
+        }
+      }
+      return true;
+    }
+    size_t limit_, chunks_ = 0, received_ = 0, total_size_ = 0;
+    bool last_seen_ = false;
+  };
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 1}});
+  request.set_size(true);
+  request.add_sections();
+  CheckingSink sink(this->limits_.fetch_chunk_octets);
+  ASSERT_TRUE(this->store_->Fetch(this->user_, request, sink).ok());
+  EXPECT_EQ(sink.total_size_, total);
+  EXPECT_EQ(sink.received_, total);
+  EXPECT_TRUE(sink.last_seen_);
+  EXPECT_EQ(sink.chunks_,
+            (total + this->limits_.fetch_chunk_octets - 1) / this->limits_.fetch_chunk_octets);
+
+  // A partial in the middle of the big body.
+  request.mutable_sections(0)->set_has_partial(true);
+  request.mutable_sections(0)->set_partial_offset(40u << 20);
+  request.mutable_sections(0)->set_partial_count(1000);
+  CollectingSink partial;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, request, partial).ok());
+  EXPECT_EQ(partial.Section(1, 0), big.substr(40u << 20, 1000));
+
+  // A receiver that goes away cancels the fetch.
+  class CancellingSink : public FetchSink {
+   public:
+    bool Send(const v1::FetchResponse& item) override { return !item.has_chunk(); }
+  } cancelling;
+  request.mutable_sections(0)->set_has_partial(false);
+  EXPECT_EQ(this->store_->Fetch(this->user_, request, cancelling).code(),
+            absl::StatusCode::kCancelled);
+}
+
+// --- Store, copy, move, expunge ------------------------------------------------------
+
+TYPED_TEST(StoreConformanceTest, StoreFlagsWithUnchangedSince) {
+  this->AppendSome("INBOX", 3);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  const uint64_t base = box.highest_modseq();
+  v1::StoreRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 1}});
+  request.set_mode(v1::StoreRequest::ADD);
+  request.add_flags("\\seen");  // system flags are case-insensitive
+  request.add_flags("Work");
+  auto first = this->store_->StoreFlags(this->user_, request);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->changed_size(), 1);
+  EXPECT_THAT(first->changed(0).flags(), ElementsAre("\\Seen", "Work"));
+  EXPECT_EQ(first->changed(0).modseq(), base + 1);
+  EXPECT_EQ(first->highest_modseq(), base + 1);
+
+  // Message 1 changed after `base`: it fails UNCHANGEDSINCE; 2 and 3 change.
+  *request.mutable_uids() = Uids({{1, 3}});
+  request.set_has_unchanged_since(true);
+  request.set_unchanged_since(base);
+  request.clear_flags();
+  request.add_flags("\\Flagged");
+  auto second = this->store_->StoreFlags(this->user_, request);
+  ASSERT_TRUE(second.ok());
+  EXPECT_THAT(Expand(second->modified()), ElementsAre(1));
+  ASSERT_EQ(second->changed_size(), 2);
+  EXPECT_EQ(second->changed(0).uid(), 2u);
+  EXPECT_EQ(second->changed(1).modseq(), base + 2);
+
+  // A no-op store allocates no MODSEQ and reports nothing changed.
+  request.set_has_unchanged_since(false);
+  auto noop = this->store_->StoreFlags(this->user_, request);
+  ASSERT_TRUE(noop.ok());
+  EXPECT_EQ(noop->changed_size(), 1);  // only message 1 lacked \Flagged
+  auto noop2 = this->store_->StoreFlags(this->user_, request);
+  EXPECT_EQ(noop2->changed_size(), 0);
+  EXPECT_EQ(noop2->highest_modseq(), base + 3);
+
+  request.set_mode(v1::StoreRequest::REMOVE);
+  request.clear_flags();
+  request.add_flags("work");
+  auto removed = this->store_->StoreFlags(this->user_, request);
+  ASSERT_EQ(removed->changed_size(), 1);
+  EXPECT_THAT(removed->changed(0).flags(), ElementsAre("\\Flagged", "\\Seen"));
+  request.set_mode(v1::StoreRequest::SET);
+  request.clear_flags();
+  request.add_flags("\\Draft");
+  auto set = this->store_->StoreFlags(this->user_, request);
+  ASSERT_EQ(set->changed_size(), 3);
+  EXPECT_THAT(set->changed(2).flags(), ElementsAre("\\Draft"));
+
+  request.clear_flags();
+  request.add_flags("\\Recent");
+  EXPECT_EQ(CodeOf(this->store_->StoreFlags(this->user_, request).status()), v1::BAD_REQUEST);
+  request.clear_flags();
+  request.add_flags("\\Bogus");
+  EXPECT_EQ(CodeOf(this->store_->StoreFlags(this->user_, request).status()), v1::BAD_REQUEST);
+  request.clear_flags();
+  request.add_flags("a b");
+  EXPECT_EQ(CodeOf(this->store_->StoreFlags(this->user_, request).status()), v1::BAD_REQUEST);
+  request.set_mode(v1::StoreRequest::MODE_UNSPECIFIED);
+  EXPECT_EQ(CodeOf(this->store_->StoreFlags(this->user_, request).status()), v1::BAD_REQUEST);
+}
+
+TYPED_TEST(StoreConformanceTest, CopyAndMoveReturnMappings) {
+  this->AppendSome("INBOX", 4, {"\\Flagged"});
+  ASSERT_TRUE(this->Create("Dest").ok());
+  this->AppendSome("Dest", 1);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(box.mailbox_id());
+  copy.set_uidvalidity(box.uidvalidity());
+  *copy.mutable_uids() = Uids({{2, 3}, {9, 12}});
+  copy.set_destination("Dest");
+  auto copied = this->store_->Copy(this->user_, copy);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_THAT(copied->source_uids(), ElementsAre(2, 3));
+  EXPECT_THAT(copied->destination_uids(), ElementsAre(2, 3));
+  v1::OpenResponse dest = this->OpenBox("Dest");
+  EXPECT_EQ(copied->destination_uidvalidity(), dest.uidvalidity());
+  EXPECT_EQ(dest.messages(), 3u);
+  EXPECT_EQ(this->OpenBox("INBOX").messages(), 4u);
+  copy.set_destination("Missing");
+  EXPECT_EQ(CodeOf(this->store_->Copy(this->user_, copy).status()), v1::TRYCREATE);
+
+  this->ClearEvents();
+  v1::MoveRequest move;
+  move.set_mailbox_id(box.mailbox_id());
+  move.set_uidvalidity(box.uidvalidity());
+  *move.mutable_uids() = Uids({{1, 1}, {4, 4}});
+  move.set_destination("Dest");
+  auto moved = this->store_->Move(this->user_, move);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_THAT(moved->source_uids(), ElementsAre(1, 4));
+  EXPECT_THAT(moved->destination_uids(), ElementsAre(4, 5));
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  EXPECT_THAT(Expand(inbox.uids()), ElementsAre(2, 3));
+  EXPECT_EQ(moved->highest_modseq(), inbox.highest_modseq());
+  ASSERT_EQ(this->Events().size(), 2u);
+  EXPECT_EQ(this->Events()[0].mailbox_id(), dest.mailbox_id());
+  EXPECT_TRUE(this->Events()[0].has_added());
+  EXPECT_EQ(this->Events()[0].added().messages(0).flags(0), "\\Flagged");
+  EXPECT_EQ(this->Events()[1].mailbox_id(), box.mailbox_id());
+  EXPECT_THAT(Expand(this->Events()[1].expunged().uids()), ElementsAre(1, 4));
+  // Copies share content: 4 INBOX messages and 1 Dest message.
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 5);
+}
+
+TYPED_TEST(StoreConformanceTest, ExpungeBothForms) {
+  this->AppendSome("INBOX", 5);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::StoreRequest store;
+  store.set_mailbox_id(box.mailbox_id());
+  store.set_uidvalidity(box.uidvalidity());
+  *store.mutable_uids() = Uids({{1, 4}});
+  store.set_mode(v1::StoreRequest::ADD);
+  store.add_flags("\\Deleted");
+  ASSERT_TRUE(this->store_->StoreFlags(this->user_, store).ok());
+
+  v1::ExpungeRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  request.set_uids_only(true);
+  *request.mutable_uids() = Uids({{2, 3}, {5, 5}});
+  auto some = this->store_->Expunge(this->user_, request);
+  ASSERT_TRUE(some.ok()) << some.status();
+  EXPECT_THAT(Expand(some->expunged()), ElementsAre(2, 3));  // 5 is not \Deleted
+
+  request.set_uids_only(false);
+  request.clear_uids();
+  auto all = this->store_->Expunge(this->user_, request);
+  ASSERT_TRUE(all.ok());
+  EXPECT_THAT(Expand(all->expunged()), ElementsAre(1, 4));
+  EXPECT_THAT(Expand(this->OpenBox("INBOX").uids()), ElementsAre(5));
+  EXPECT_EQ(all->highest_modseq(), this->OpenBox("INBOX").highest_modseq());
+  // The expunged messages are retained, with their content, for sessions not yet
+  // told (see ExpungedMessages* below).
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 4);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 5);
+
+  request.set_uids_only(true);
+  EXPECT_EQ(CodeOf(this->store_->Expunge(this->user_, request).status()), v1::BAD_REQUEST);
+}
+
+TYPED_TEST(StoreConformanceTest, ReviseIssuesNewUidAndExpungesOld) {
+  this->AppendSome("INBOX", 2, {"\\Draft", "Keep"});
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  this->ClearEvents();
+  v1::ReviseHeader header;
+  header.set_mailbox_id(box.mailbox_id());
+  header.set_uidvalidity(box.uidvalidity());
+  header.set_uid(1);
+  auto revised = this->store_->Revise(this->user_, header, std::string(kMultipart));
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  EXPECT_EQ(revised->old_uid(), 1u);
+  EXPECT_EQ(revised->new_uid(), 3u);
+  EXPECT_EQ(revised->uidvalidity(), box.uidvalidity());
+  EXPECT_EQ(revised->modseq(), box.highest_modseq() + 2);
+  ASSERT_EQ(this->Events().size(), 2u);
+  ASSERT_TRUE(this->Events()[0].has_added());
+  EXPECT_EQ(this->Events()[0].added().messages(0).uid(), 3u);
+  EXPECT_THAT(this->Events()[0].added().messages(0).flags(), ElementsAre("\\Draft", "Keep"));
+  ASSERT_TRUE(this->Events()[1].has_expunged());
+  EXPECT_THAT(Expand(this->Events()[1].expunged().uids()), ElementsAre(1));
+  EXPECT_LT(this->Events()[0].modseq(), this->Events()[1].modseq());
+  EXPECT_THAT(Expand(this->OpenBox("INBOX").uids()), ElementsAre(2, 3));
+
+  // By name, replacing flags.
+  header.set_mailbox_id(0);
+  header.set_mailbox("inbox");
+  header.set_uid(3);
+  header.set_replace_flags(true);
+  header.add_flags("\\Seen");
+  auto again = this->store_->Revise(this->user_, header, std::string(kSimple));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->new_uid(), 4u);
+  EXPECT_THAT(this->Events()[2].added().messages(0).flags(), ElementsAre("\\Seen"));
+  header.set_uid(1);
+  EXPECT_EQ(CodeOf(this->store_->Revise(this->user_, header, std::string(kSimple)).status()),
+            v1::EXPUNGEISSUED);
+  header.set_uid(2);
+  header.set_uidvalidity(box.uidvalidity() + 7);
+  EXPECT_EQ(CodeOf(this->store_->Revise(this->user_, header, std::string(kSimple)).status()),
+            v1::MAILBOX_CHANGED);
+}
+
+// --- Change log and events ----------------------------------------------------------
+
+TYPED_TEST(StoreConformanceTest, ChangeLogMatchesEventsInModseqOrder) {
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  const uint64_t start = box.highest_modseq();
+  this->ClearEvents();
+  this->AppendSome("INBOX", 3);
+  v1::StoreRequest store;
+  store.set_mailbox_id(box.mailbox_id());
+  store.set_uidvalidity(box.uidvalidity());
+  *store.mutable_uids() = Uids({{1, 2}});
+  store.set_mode(v1::StoreRequest::ADD);
+  store.add_flags("\\Deleted");
+  ASSERT_TRUE(this->store_->StoreFlags(this->user_, store).ok());
+  v1::ExpungeRequest expunge;
+  expunge.set_mailbox_id(box.mailbox_id());
+  expunge.set_uidvalidity(box.uidvalidity());
+  ASSERT_TRUE(this->store_->Expunge(this->user_, expunge).ok());
+
+  std::vector<v1::ChangeEvent> changes;
+  ASSERT_TRUE(
+      this->store_->ReadChanges(this->user_, box.mailbox_id(), box.uidvalidity(), start, &changes)
+          .ok());
+  ASSERT_EQ(changes.size(), 3u);
+  ASSERT_EQ(this->Events().size(), 3u);
+  for (size_t i = 0; i < changes.size(); ++i) {
+    EXPECT_EQ(changes[i].SerializeAsString(), this->Events()[i].SerializeAsString());
+    EXPECT_EQ(changes[i].modseq(), start + 1 + i);
+    EXPECT_EQ(changes[i].mailbox_id(), box.mailbox_id());
+  }
+  EXPECT_TRUE(changes[0].has_added());
+  EXPECT_EQ(changes[0].added().uidnext(), 4u);
+  EXPECT_TRUE(changes[1].has_flags_changed());
+  EXPECT_THAT(Expand(changes[2].expunged().uids()), ElementsAre(1, 2));
+
+  std::vector<v1::ChangeEvent> tail;
+  ASSERT_TRUE(
+      this->store_->ReadChanges(this->user_, box.mailbox_id(), box.uidvalidity(), start + 2, &tail)
+          .ok());
+  ASSERT_EQ(tail.size(), 1u);
+  EXPECT_EQ(tail[0].modseq(), start + 3);
+  EXPECT_EQ(CodeOf(this->store_->ReadChanges(this->user_, box.mailbox_id(), box.uidvalidity() + 1,
+                                             0, &tail)),
+            v1::MAILBOX_CHANGED);
+}
+
+TYPED_TEST(StoreConformanceTest, ChangeLogIsPrunedAndOldResumePointsResync) {
+  StoreOptions options;
+  options.change_log_retention = 5;
+  this->Reopen(options);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  for (int i = 0; i < 12; ++i) {
+    this->AppendSome("INBOX", 1);
+  }
+  const uint64_t highest = this->OpenBox("INBOX").highest_modseq();
+  std::vector<v1::ChangeEvent> changes;
+  ASSERT_TRUE(
+      this->store_
+          ->ReadChanges(this->user_, box.mailbox_id(), box.uidvalidity(), highest - 5, &changes)
+          .ok());
+  EXPECT_EQ(changes.size(), 5u);
+  changes.clear();
+  absl::Status status = this->store_->ReadChanges(this->user_, box.mailbox_id(), box.uidvalidity(),
+                                                  highest - 6, &changes);
+  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(CodeOf(status), v1::RESYNC);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM changes"), 5);
+}
+
+TYPED_TEST(StoreConformanceTest, ConcurrentWritersKeepEventOrder) {
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < 10; ++i) {
+        std::vector<NewMessage> messages;
+        messages.push_back(Message(absl::StrCat(kSimple, t, "-", i)));
+        EXPECT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+        v1::StatusRequest status;
+        status.set_name("INBOX");
+        EXPECT_TRUE(this->store_->Status(this->user_, status).ok());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  ASSERT_EQ(this->Events().size(), 40u);
+  for (size_t i = 1; i < this->Events().size(); ++i) {
+    EXPECT_EQ(this->Events()[i].modseq(), this->Events()[i - 1].modseq() + 1);
+  }
+  EXPECT_EQ(this->OpenBox("INBOX").messages(), 40u);
+}
+
+TYPED_TEST(StoreConformanceTest, ConcurrentWritesThatFailLeaveTheOthersCommitted) {
+  // Writers that overlap share transactions (group commit): the failing ones must
+  // leave no trace and take nothing of the others with them.
+  constexpr int kThreads = 6;
+  constexpr int kRounds = 10;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        EXPECT_TRUE(this->Create(absl::StrCat("box-", t, "-", i)).ok());
+        EXPECT_EQ(CodeOf(this->Create("INBOX")), v1::ALREADYEXISTS);
+        std::vector<NewMessage> messages;
+        messages.push_back(Message(absl::StrCat(kSimple, t, "-", i)));
+        EXPECT_EQ(
+            CodeOf(this->store_->Append(this->user_, "nowhere", std::move(messages)).status()),
+            v1::TRYCREATE);
+        std::vector<NewMessage> kept;
+        kept.push_back(Message(absl::StrCat(kSimple, t, "-", i)));
+        EXPECT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(kept)).ok());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  // Durable: all of it is there after the store is opened again.
+  this->Reopen();
+  v1::ListMailboxesRequest list;
+  list.add_patterns("box-*");
+  auto boxes = this->store_->ListMailboxes(this->user_, list);
+  ASSERT_TRUE(boxes.ok()) << boxes.status();
+  EXPECT_EQ(boxes->mailboxes_size(), kThreads * kRounds);
+  EXPECT_EQ(this->OpenBox("INBOX").messages(), static_cast<uint32_t>(kThreads * kRounds));
+  std::map<uint64_t, uint64_t> last_modseq;
+  for (const v1::ChangeEvent& event : this->Events()) {
+    if (event.modseq() == 0) {
+      continue;  // an announcement, not a change
+    }
+    EXPECT_GT(event.modseq(), last_modseq[event.mailbox_id()]);
+    last_modseq[event.mailbox_id()] = event.modseq();
+  }
+}
+
+// --- Search ---------------------------------------------------------------------------
+
+TYPED_TEST(StoreConformanceTest, SearchUsesEvaluator) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Seen"}));
+  messages.push_back(Message(kMultipart));
+  messages.push_back(Message(kSimple));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::SearchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  request.mutable_key()->set_not_flag("\\Seen");
+  auto unseen = this->store_->Search(this->user_, request);
+  ASSERT_TRUE(unseen.ok()) << unseen.status();
+  EXPECT_THAT(Expand(unseen->uids()), ElementsAre(2, 3));
+  EXPECT_EQ(unseen->highest_modseq(), box.highest_modseq());
+
+  request.mutable_key()->set_body("part one");
+  EXPECT_THAT(Expand(this->store_->Search(this->user_, request)->uids()), ElementsAre(2));
+  v1::SearchKey* and_key = request.mutable_key()->mutable_and_()->add_keys();
+  *and_key->mutable_uid() = Uids({{3, 3}});
+  request.mutable_key()->mutable_and_()->add_keys()->mutable_header()->set_field("Subject");
+  request.mutable_key()->mutable_and_()->mutable_keys(1)->mutable_header()->set_value("HELLO");
+  EXPECT_THAT(Expand(this->store_->Search(this->user_, request)->uids()), ElementsAre(3));
+
+  request.set_charset("KOI8-R");
+  EXPECT_EQ(CodeOf(this->store_->Search(this->user_, request).status()), v1::BADCHARSET);
+  request.set_charset("UTF-8");
+  request.set_uidvalidity(box.uidvalidity() + 1);
+  EXPECT_EQ(CodeOf(this->store_->Search(this->user_, request).status()), v1::MAILBOX_CHANGED);
+}
+
+TYPED_TEST(StoreConformanceTest, SearchStopsWhenItsBudgetIsSpentOrItsCallerIsGone) {
+  std::string big = "Subject: big\r\nContent-Type: text/plain\r\n\r\n";
+  big.append(1 << 20, 'z');
+  std::vector<NewMessage> messages;
+  for (int i = 0; i < 4; ++i) messages.push_back(Message(big));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::SearchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  for (int i = 0; i < 4; ++i) {
+    v1::SearchKey* key = request.mutable_key()->mutable_and_()->add_keys();
+    key->mutable_not_()->set_text("absent " + std::to_string(i));
+  }
+  // 4 keys x 4 MiB = 16 MiB of scanning.
+  WorkBudget small(8 << 20, absl::InfiniteFuture(), {});
+  auto over = this->store_->Search(this->user_, request, small);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(CodeOf(over.status()), v1::LIMIT);
+
+  WorkBudget enough(32 << 20, absl::InfiniteFuture(), {});
+  auto within = this->store_->Search(this->user_, request, enough);
+  ASSERT_TRUE(within.ok()) << within.status();
+  EXPECT_THAT(Expand(within->uids()), ElementsAre(1, 2, 3, 4));
+
+  WorkBudget gone(0, absl::InfiniteFuture(), [] { return true; });
+  auto cancelled = this->store_->Search(this->user_, request, gone);
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_LE(gone.scanned_octets(), 2 * WorkBudget::kPollOctets);
+
+  // With room for less than one message's content, searches still run, one
+  // large message at a time.
+  this->limits_.max_search_memory_octets = 1 << 20;
+  this->Reopen();
+  WorkBudget tight(0, absl::Now() + absl::Seconds(30), {});
+  auto one_at_a_time = this->store_->Search(this->user_, request, tight);
+  ASSERT_TRUE(one_at_a_time.ok()) << one_at_a_time.status();
+  EXPECT_THAT(Expand(one_at_a_time->uids()), ElementsAre(1, 2, 3, 4));
+
+  // The request's shape is checked against the store's limits first.
+  this->limits_.max_search_keys = 4;
+  this->Reopen();
+  auto too_many = this->store_->Search(this->user_, request);
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(CodeOf(too_many.status()), v1::LIMIT);
+}
+
+// --- Hardening: ids, statement cache, flags, rename, search -------------------------
+
+TYPED_TEST(StoreConformanceTest, UserIdsAreNeverReused) {
+  auto a = this->store_->CreateUser("a", "h");
+  auto b = this->store_->CreateUser("b", "h");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(this->store_->DeleteUser("b").ok());
+  auto c = this->store_->CreateUser("c", "h");
+  ASSERT_TRUE(c.ok());
+  // A session token naming b's id must never act for c.
+  EXPECT_GT(*c, *b);
+  EXPECT_EQ(this->store_->FindUserById(*b).status().code(), absl::StatusCode::kNotFound);
+
+  // Also across a reopen (the counter is in the database, not in memory).
+  ASSERT_TRUE(this->store_->DeleteUser("c").ok());
+  this->Reopen();
+  auto d = this->store_->CreateUser("d", "h");
+  ASSERT_TRUE(d.ok());
+  EXPECT_GT(*d, *c);
+}
+
+TYPED_TEST(StoreConformanceTest, MailboxIdsAreNeverReused) {
+  // Change events name mailboxes by id alone: a new mailbox must not take the id
+  // (and restart the MODSEQs) of a deleted one.
+  ASSERT_TRUE(this->Create("x").ok());
+  const uint64_t x = this->OpenBox("x").mailbox_id();
+  v1::DeleteMailboxRequest del;
+  del.set_name("x");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, del).ok());
+  this->Reopen();
+  ASSERT_TRUE(this->Create("y").ok());
+  EXPECT_GT(this->OpenBox("y").mailbox_id(), x);
+  // Deleting a user and creating another does not recycle the INBOX id either.
+  const uint64_t inbox = this->OpenBox("INBOX").mailbox_id();
+  auto other = this->store_->CreateUser("other", "h");
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(this->store_->DeleteUser("other").ok());
+  auto again = this->store_->CreateUser("again", "h");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM mailboxes WHERE user_id = (SELECT max(id) FROM "
+                            "users) AND id > (SELECT max(id) FROM mailboxes WHERE name = 'y')"),
+            1);
+  EXPECT_GT(this->OpenBox("y").mailbox_id(), inbox);
+}
+
+TYPED_TEST(StoreConformanceTest, RemovingAKeywordDoesNotAddItToFlags) {
+  this->AppendSome("INBOX", 1, {"\\Seen"});
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::StoreRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 1}});
+  request.set_mode(v1::StoreRequest::REMOVE);
+  request.add_flags("\\Seen");
+  request.add_flags("NeverSet");
+  auto response = this->store_->StoreFlags(this->user_, request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->changed_size(), 1);
+  EXPECT_THAT(this->OpenBox("INBOX").flags(), ::testing::Not(::testing::Contains("NeverSet")));
+}
+
+TYPED_TEST(StoreConformanceTest, RenameInboxToItsOwnInferior) {
+  this->AppendSome("INBOX", 2);
+  v1::RenameMailboxRequest request;
+  request.set_from("INBOX");
+  request.set_to("INBOX/old");
+  ASSERT_TRUE(this->store_->RenameMailbox(this->user_, request).ok());
+  EXPECT_EQ(this->OpenBox("INBOX").messages(), 0u);
+  EXPECT_EQ(this->OpenBox("INBOX/old").messages(), 2u);
+  // Other mailboxes still cannot move under themselves.
+  ASSERT_TRUE(this->Create("a").ok());
+  request.set_from("a");
+  request.set_to("a/b");
+  EXPECT_EQ(CodeOf(this->store_->RenameMailbox(this->user_, request)), v1::CANNOT);
+}
+
+TYPED_TEST(StoreConformanceTest, SearchUidSetsOfManyUnsortedRangesAndEmptySets) {
+  // Over the default of max_search_uid_ranges (which a gateway's line length
+  // keeps far below): this test is about the evaluation of many ranges.
+  this->limits_.max_search_uid_ranges = 200000;
+  this->Reopen();
+  this->AppendSome("INBOX", 40);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::SearchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  // Every odd UID from 4294967295 down, as single ranges in descending order,
+  // under NOT so that the store cannot pre-filter by them.
+  v1::UidSet* set = request.mutable_key()->mutable_not_()->mutable_uid();
+  for (uint32_t uid = 4294967295u; uid > 4294967295u - 200000; uid -= 2) {
+    v1::UidRange* r = set->add_ranges();
+    r->set_first(uid);
+    r->set_last(uid);
+  }
+  for (int uid = 39; uid >= 1; uid -= 2) {
+    v1::UidRange* r = set->add_ranges();
+    r->set_first(uid);
+    r->set_last(uid);
+  }
+  v1::UidRange* all = set->add_ranges();  // overlapping ranges are merged
+  all->set_first(38);
+  all->set_last(40);
+  auto response = this->store_->Search(this->user_, request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  std::vector<uint32_t> expected;
+  for (uint32_t uid = 2; uid <= 36; uid += 2) {
+    expected.push_back(uid);
+  }
+  EXPECT_EQ(Expand(response->uids()), expected);
+
+  // An empty UID set (a sequence set that resolved to nothing) matches nothing.
+  request.mutable_key()->mutable_uid();
+  response = this->store_->Search(this->user_, request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->uids().ranges_size(), 0);
+
+  // 1:4294967295 costs one range, not four billion UIDs.
+  *request.mutable_key()->mutable_uid() = Uids({{1, 4294967295u}});
+  response = this->store_->Search(this->user_, request);
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(Expand(response->uids()).size(), 40u);
+}
+
+TYPED_TEST(StoreConformanceTest, ModseqsBeyond63BitsNeverBindNegative) {
+  this->AppendSome("INBOX", 2);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  v1::FetchRequest fetch;
+  fetch.set_mailbox_id(box.mailbox_id());
+  fetch.set_uidvalidity(box.uidvalidity());
+  *fetch.mutable_uids() = Uids({{1, 4294967295u}});
+  fetch.set_changed_since(uint64_t{1} << 63);
+  CollectingSink sink;
+  EXPECT_EQ(CodeOf(this->store_->Fetch(this->user_, fetch, sink)), v1::BAD_REQUEST);
+  EXPECT_TRUE(sink.items.empty());
+
+  std::vector<v1::ChangeEvent> changes;
+  ASSERT_TRUE(this->store_
+                  ->ReadChanges(this->user_, box.mailbox_id(), box.uidvalidity(), uint64_t{1} << 63,
+                                &changes)
+                  .ok());
+  EXPECT_THAT(changes, IsEmpty());
+  ASSERT_TRUE(this->store_
+                  ->ReadChanges(this->user_, box.mailbox_id(), box.uidvalidity(),
+                                box.highest_modseq(), &changes)
+                  .ok());
+  EXPECT_THAT(changes, IsEmpty());
+}
+
+TYPED_TEST(StoreConformanceTest, AppendRejectsInternalDatesImapCannotExpress) {
+  NewMessage message = Message(kSimple);
+  message.has_internal_date = true;
+  message.internal_date_unix = 253402300800;  // 10000-01-01
+  std::vector<NewMessage> messages;
+  messages.push_back(message);
+  EXPECT_EQ(CodeOf(this->store_->Append(this->user_, "INBOX", std::move(messages)).status()),
+            v1::BAD_REQUEST);
+  message.internal_date_unix = 253402300799;  // 9999-12-31T23:59:59Z
+  messages.clear();
+  messages.push_back(message);
+  EXPECT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+}
+
+TYPED_TEST(StoreConformanceTest, ReadersAreReusableAfterCancelledFetchAndErrors) {
+  this->AppendSome("INBOX", 3);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  class CancelAfterOne : public FetchSink {
+   public:
+    bool Send(const v1::FetchResponse&) override { return ++sent < 1; }
+    int sent = 0;
+  };
+  v1::FetchRequest fetch;
+  fetch.set_mailbox_id(box.mailbox_id());
+  fetch.set_uidvalidity(box.uidvalidity());
+  *fetch.mutable_uids() = Uids({{1, 3}});
+  fetch.add_sections();  // BODY[]
+  for (int i = 0; i < 8; ++i) {
+    CancelAfterOne sink;
+    EXPECT_EQ(this->store_->Fetch(this->user_, fetch, sink).code(), absl::StatusCode::kCancelled);
+    v1::StatusRequest bad;
+    bad.set_name("nope");
+    EXPECT_EQ(CodeOf(this->store_->Status(this->user_, bad).status()), v1::NONEXISTENT);
+  }
+  // A reader left inside its snapshot would fail to BEGIN or show stale data.
+  this->AppendSome("INBOX", 1);
+  v1::StatusRequest status;
+  status.set_name("INBOX");
+  for (int i = 0; i < 8; ++i) {
+    auto response = this->store_->Status(this->user_, status);
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->messages(), 4u);
+  }
+}
+
+// --- Expunged messages stay fetchable (RFC 3501 §7.4.1) -------------------------
+
+std::vector<uint32_t> UidsOf(const std::vector<v1::FetchedMetadata>& meta) {
+  std::vector<uint32_t> out;
+  for (const auto& m : meta) {
+    out.push_back(m.uid());
+  }
+  return out;
+}
+
+TYPED_TEST(StoreConformanceTest, ExpungedMessagesStayFetchableWithIncludeExpunged) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Flagged"}));
+  messages.push_back(Message(kMultipart));
+  messages.push_back(Message(kMultipart, {"Later"}));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  CollectingSink before;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, FetchEverything(box, false), before).ok());
+  ASSERT_EQ(before.Metadata().size(), 3u);
+
+  this->DeleteAndExpunge(box, Uids({{1, 1}, {3, 3}}));
+
+  CollectingSink without;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, FetchEverything(box, false), without).ok());
+  EXPECT_THAT(UidsOf(without.Metadata()), ElementsAre(2));
+
+  CollectingSink with;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, FetchEverything(box, true), with).ok());
+  auto meta = with.Metadata();
+  // Retained and live messages merge into one UID order.
+  ASSERT_THAT(UidsOf(meta), ElementsAre(1, 2, 3));
+  EXPECT_TRUE(meta[0].expunged());
+  EXPECT_FALSE(meta[1].expunged());
+  EXPECT_TRUE(meta[2].expunged());
+  // Everything but the flags (\Deleted was set before the expunge, at a new
+  // MODSEQ) is exactly what the live message gave.
+  for (int i : {0, 2}) {
+    v1::FetchedMetadata expected = before.Metadata()[i];
+    expected.add_flags("\\Deleted");
+    expected.set_expunged(true);
+    v1::FetchedMetadata actual = meta[i];
+    EXPECT_GT(actual.modseq(), expected.modseq());
+    actual.clear_modseq();
+    expected.clear_modseq();
+    std::vector<std::string> actual_flags(actual.flags().begin(), actual.flags().end());
+    std::vector<std::string> expected_flags(expected.flags().begin(), expected.flags().end());
+    EXPECT_THAT(actual_flags, ::testing::UnorderedElementsAreArray(expected_flags));
+    actual.clear_flags();
+    expected.clear_flags();
+    EXPECT_EQ(actual.SerializeAsString(), expected.SerializeAsString()) << "UID " << meta[i].uid();
+    for (uint32_t section = 0; section < 5; ++section) {
+      EXPECT_EQ(with.Section(meta[i].uid(), section), before.Section(meta[i].uid(), section))
+          << "UID " << meta[i].uid() << " section " << section;
+      EXPECT_EQ(with.Chunks(meta[i].uid(), section).size(),
+                before.Chunks(meta[i].uid(), section).size());
+    }
+  }
+  EXPECT_EQ(with.Section(1, 0), kSimple);
+  EXPECT_EQ(with.Section(3, 3), "hello binary");
+
+  // A set naming only expunged UIDs, and CHANGEDSINCE, work as for live ones.
+  v1::FetchRequest only = FetchEverything(box, true);
+  *only.mutable_uids() = Uids({{3, 3}});
+  CollectingSink third;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, only, third).ok());
+  EXPECT_THAT(UidsOf(third.Metadata()), ElementsAre(3));
+  only.set_changed_since(meta[2].modseq());
+  CollectingSink unchanged;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, only, unchanged).ok());
+  EXPECT_TRUE(unchanged.items.empty());
+
+  // Search, Status and Open see only live messages.
+  v1::SearchRequest search;
+  search.set_mailbox_id(box.mailbox_id());
+  search.set_uidvalidity(box.uidvalidity());
+  search.mutable_key()->set_all(true);
+  auto found = this->store_->Search(this->user_, search);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_THAT(Expand(found->uids()), ElementsAre(2));
+  v1::StatusRequest status;
+  status.set_name("INBOX");
+  auto counted = this->store_->Status(this->user_, status);
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(counted->messages(), 1u);
+  EXPECT_EQ(counted->size(), std::string(kMultipart).size());
+  EXPECT_THAT(Expand(this->OpenBox("INBOX").uids()), ElementsAre(2));
+}
+
+TYPED_TEST(StoreConformanceTest, ExpungedMessagesAreNotMarkedSeen) {
+  this->AppendSome("INBOX", 2);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  this->DeleteAndExpunge(box, Uids({{1, 1}}));
+  const int64_t retained_modseq =
+      this->CountRows("SELECT modseq FROM expunged_messages WHERE uid = 1");
+  this->ClearEvents();
+  v1::FetchRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  *request.mutable_uids() = Uids({{1, 2}});
+  request.set_flags(true);
+  request.set_mark_seen(true);
+  request.set_include_expunged(true);
+  request.add_sections();
+  CollectingSink sink;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, request, sink).ok());
+  auto meta = sink.Metadata();
+  ASSERT_THAT(UidsOf(meta), ElementsAre(1, 2));
+  EXPECT_TRUE(meta[0].expunged());
+  EXPECT_FALSE(meta[0].seen_changed());
+  EXPECT_THAT(meta[0].flags(), ElementsAre("\\Deleted"));
+  EXPECT_TRUE(meta[1].seen_changed());
+  EXPECT_THAT(meta[1].flags(), ElementsAre("\\Seen"));
+  // One event, for the live message only.
+  ASSERT_EQ(this->Events().size(), 1u);
+  ASSERT_EQ(this->Events()[0].flags_changed().messages_size(), 1);
+  EXPECT_EQ(this->Events()[0].flags_changed().messages(0).uid(), 2u);
+  EXPECT_EQ(this->CountRows("SELECT system_flags FROM expunged_messages WHERE uid = 1"), 4);
+  EXPECT_EQ(this->CountRows("SELECT modseq FROM expunged_messages WHERE uid = 1"), retained_modseq);
+
+  // Only expunged UIDs: no transaction has anything to mark, no event.
+  *request.mutable_uids() = Uids({{1, 1}});
+  CollectingSink again;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, request, again).ok());
+  EXPECT_FALSE(again.Metadata()[0].seen_changed());
+  EXPECT_EQ(this->Events().size(), 1u);
+}
+
+TYPED_TEST(StoreConformanceTest, MoveReviseAndRenameInboxSourcesAreRetained) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Flagged"}));
+  messages.push_back(Message(kMultipart, {"Keep"}));
+  messages.push_back(Message(absl::StrCat(kSimple, "third\r\n")));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  ASSERT_TRUE(this->Create("Dest").ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+
+  v1::MoveRequest move;
+  move.set_mailbox_id(box.mailbox_id());
+  move.set_uidvalidity(box.uidvalidity());
+  *move.mutable_uids() = Uids({{1, 1}});
+  move.set_destination("Dest");
+  ASSERT_TRUE(this->store_->Move(this->user_, move).ok());
+  v1::ReviseHeader header;
+  header.set_mailbox_id(box.mailbox_id());
+  header.set_uidvalidity(box.uidvalidity());
+  header.set_uid(2);
+  auto revised = this->store_->Revise(this->user_, header, absl::StrCat(kSimple, "revised\r\n"));
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  ASSERT_EQ(revised->new_uid(), 4u);
+
+  CollectingSink sink;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, FetchEverything(box, true), sink).ok());
+  auto meta = sink.Metadata();
+  ASSERT_THAT(UidsOf(meta), ElementsAre(1, 2, 3, 4));
+  EXPECT_TRUE(meta[0].expunged());
+  EXPECT_THAT(meta[0].flags(), ElementsAre("\\Flagged"));
+  EXPECT_TRUE(meta[1].expunged());
+  EXPECT_THAT(meta[1].flags(), ElementsAre("Keep"));
+  EXPECT_FALSE(meta[2].expunged());
+  EXPECT_FALSE(meta[3].expunged());
+  EXPECT_EQ(sink.Section(1, 0), kSimple);
+  EXPECT_EQ(sink.Section(2, 0), kMultipart);
+  EXPECT_EQ(sink.Section(4, 0), absl::StrCat(kSimple, "revised\r\n"));
+
+  // RENAME INBOX expunges every INBOX message (RFC 3501 §6.3.5); INBOX sessions
+  // may still fetch them.
+  v1::RenameMailboxRequest rename;
+  rename.set_from("INBOX");
+  rename.set_to("Old");
+  ASSERT_TRUE(this->store_->RenameMailbox(this->user_, rename).ok());
+  CollectingSink renamed;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, FetchEverything(box, true), renamed).ok());
+  auto gone = renamed.Metadata();
+  ASSERT_THAT(UidsOf(gone), ElementsAre(1, 2, 3, 4));
+  for (const auto& m : gone) {
+    EXPECT_TRUE(m.expunged()) << m.uid();
+  }
+  EXPECT_EQ(renamed.Section(3, 0), absl::StrCat(kSimple, "third\r\n"));
+  EXPECT_EQ(this->OpenBox("INBOX").messages(), 0u);
+}
+
+TYPED_TEST(StoreConformanceTest, ExpungedMessagesArePrunedAfterRetentionAndReleaseContent) {
+  this->Reopen(this->ClockedOptions());
+  ASSERT_TRUE(this->Create("Dest").ok());
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(kMultipart));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  // UID 2's content is shared with a copy that stays.
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(box.mailbox_id());
+  copy.set_uidvalidity(box.uidvalidity());
+  *copy.mutable_uids() = Uids({{2, 2}});
+  copy.set_destination("Dest");
+  ASSERT_TRUE(this->store_->Copy(this->user_, copy).ok());
+  this->DeleteAndExpunge(box, Uids({{1, 2}}));
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 2);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 2);
+  const std::string shared_refcount =
+      "SELECT c.refcount FROM contents c JOIN messages m ON m.content_id = c.id";
+  EXPECT_EQ(this->CountRows(shared_refcount.c_str()), 2);
+
+  auto fetch_uids = [&] {
+    CollectingSink sink;
+    EXPECT_TRUE(this->store_->Fetch(this->user_, FetchEverything(box, true), sink).ok());
+    return UidsOf(sink.Metadata());
+  };
+  this->now_ += std::chrono::minutes(10) - std::chrono::milliseconds(1);
+  EXPECT_THAT(fetch_uids(), ElementsAre(1, 2));
+  // Past the window they are no longer returned, even before a write prunes them.
+  this->now_ += std::chrono::milliseconds(2);
+  EXPECT_THAT(fetch_uids(), IsEmpty());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 2);
+
+  // Any write prunes: UID 1's content goes, UID 2's stays for the copy.
+  v1::SetSubscriptionRequest subscribe;
+  subscribe.set_name("Dest");
+  subscribe.set_subscribed(true);
+  ASSERT_TRUE(this->store_->SetSubscription(this->user_, subscribe).ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 0);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 1);
+  EXPECT_EQ(this->CountRows(shared_refcount.c_str()), 1);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM content_data"), 1);
+}
+
+TYPED_TEST(StoreConformanceTest, ExpungedMessagesArePrunedInBoundedBatches) {
+  this->Reopen(this->ClockedOptions());
+  std::vector<NewMessage> messages;
+  for (int i = 0; i < 1003; ++i) {
+    messages.push_back(Message(absl::StrCat(kSimple, i, "\r\n")));
+  }
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  this->DeleteAndExpunge(box, Uids({{1, 1003}}));
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 1003);
+  this->now_ += std::chrono::hours(1);
+  ASSERT_TRUE(this->Create("a").ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 3);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 3);
+  ASSERT_TRUE(this->Create("b").ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 0);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 0);
+}
+
+TYPED_TEST(StoreConformanceTest, ZeroRetentionKeepsNothing) {
+  StoreOptions options;
+  options.expunged_retention = std::chrono::milliseconds(0);
+  this->Reopen(options);
+  this->AppendSome("INBOX", 2);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  this->DeleteAndExpunge(box, Uids({{1, 1}}));
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 0);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 1);
+  CollectingSink sink;
+  ASSERT_TRUE(this->store_->Fetch(this->user_, FetchEverything(box, true), sink).ok());
+  EXPECT_THAT(UidsOf(sink.Metadata()), ElementsAre(2));
+
+  options.expunged_retention = std::chrono::milliseconds(-1);
+  auto refused = this->backend_.Open(this->limits_, nullptr, options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TYPED_TEST(StoreConformanceTest, ExpungedMessagesOfADeletedMailboxAreGone) {
+  ASSERT_TRUE(this->Create("Box").ok());
+  ASSERT_TRUE(this->Create("p/c").ok());
+  this->AppendSome("Box", 2);
+  this->AppendSome("p", 2);
+  v1::OpenResponse box = this->OpenBox("Box");
+  v1::OpenResponse p = this->OpenBox("p");
+  this->DeleteAndExpunge(box, Uids({{1, 1}}));
+  this->DeleteAndExpunge(p, Uids({{1, 1}}));
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 2);
+
+  v1::DeleteMailboxRequest remove;
+  remove.set_name("Box");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, remove).ok());
+  CollectingSink sink;
+  EXPECT_EQ(CodeOf(this->store_->Fetch(this->user_, FetchEverything(box, true), sink)),
+            v1::MAILBOX_CHANGED);
+  EXPECT_TRUE(sink.items.empty());
+
+  // "p" has an inferior: it stays as \Noselect with the same id, and when made
+  // selectable again it must not show the old incarnation's messages.
+  remove.set_name("p");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, remove).ok());
+  EXPECT_EQ(CodeOf(this->store_->Fetch(this->user_, FetchEverything(p, true), sink)),
+            v1::MAILBOX_CHANGED);
+  ASSERT_TRUE(this->Create("p").ok());
+  v1::OpenResponse again = this->OpenBox("p");
+  ASSERT_EQ(again.mailbox_id(), p.mailbox_id());
+  ASSERT_TRUE(this->store_->Fetch(this->user_, FetchEverything(again, true), sink).ok());
+  EXPECT_TRUE(sink.items.empty());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM expunged_messages"), 0);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 0);
+}
+
+}  // namespace
+}  // namespace mailbox::store

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The multi-replica suite: PostgreSQL, two or three mailbox-service replicas and
+# gateways on them (tests/replicas/cluster.py). Under Bazel:
+# bazel test //tests/replicas:replicas_test. By hand, after building the binaries:
+# python3 tests/replicas/test_replicas.py
+set -euo pipefail
+if [[ -n "${TEST_SRCDIR:-}" ]]; then
+  here="$TEST_SRCDIR/imapd/tests/replicas"
+else
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+fi
+export PYTHONDONTWRITEBYTECODE=1
+cd "$here"
+exec /usr/bin/python3 -m unittest -v test_replicas

@@ -1,0 +1,237 @@
+"""The mailbox service as replicas on one PostgreSQL database, end to end: real
+replicas, real gateways, a real PostgreSQL server, real IMAP over TLS."""
+
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from cluster import Cluster  # noqa: E402
+from raw_client import ConnectionClosed, RawClient  # noqa: E402
+
+CLUSTER = None
+PASSWORD = "secret-pw"
+
+
+def setUpModule():
+    global CLUSTER
+    CLUSTER = Cluster()
+    CLUSTER.start_replica()
+    CLUSTER.start_replica()
+
+
+def tearDownModule():
+    if CLUSTER:
+        CLUSTER.stop()
+
+
+def connect(gateway, user):
+    client = RawClient(gateway.imaps_port, "tls", cafile=CLUSTER.system.cert, timeout=30)
+    client.login(user, PASSWORD)
+    return client
+
+
+def message(subject):
+    return (b"From: a@example.org\r\nTo: b@example.org\r\nSubject: %s\r\n"
+            b"Message-ID: <%s@example.org>\r\n\r\nbody of %s\r\n"
+            % (subject.encode(), subject.encode(), subject.encode()))
+
+
+def append(client, mailbox, body):
+    """Returns the tagged response line (OK or NO)."""
+    tag = client.tag()
+    client.send(b"%s APPEND %s {%d+}\r\n%s\r\n" % (tag.encode(), mailbox.encode(), len(body), body))
+    _, tagged = client.read_tagged(tag, timeout=60)
+    return tagged
+
+
+_users = 0
+
+
+def new_user(prefix):
+    global _users
+    _users += 1
+    name = "%s%d" % (prefix, _users)
+    CLUSTER.admin("user", "add", name, "--password", PASSWORD)
+    return name
+
+
+def subjects_in(client, mailbox):
+    """Subject of every message in the mailbox, in UID order, with its UID."""
+    client.ok("SELECT %s" % mailbox)
+    untagged = client.ok("UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    out = []
+    for line in untagged:
+        uid = re.search(rb"UID (\d+)", line)
+        subject = re.search(rb"Subject: ([^\r\n]+)", line)
+        if uid and subject:
+            out.append((int(uid.group(1)), subject.group(1).decode()))
+    return out
+
+
+class AcrossReplicasTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.gateway_a = CLUSTER.start_gateway(replicas=[0])
+        cls.gateway_b = CLUSTER.start_gateway(replicas=[1])
+
+    def test_append_through_one_replica_reaches_idle_on_the_other(self):
+        user = new_user("idle")
+        watcher = connect(self.gateway_b, user)
+        watcher.ok("SELECT INBOX")
+        watcher.send(b"i1 IDLE\r\n")
+        watcher.expect_continuation()
+        writer = connect(self.gateway_a, user)
+        started = time.monotonic()
+        self.assertIn(b" OK ", append(writer, "INBOX", message("across")))
+        watcher.read_lines_until(lambda line: line == b"* 1 EXISTS", timeout=10)
+        self.assertLess(time.monotonic() - started, 10)
+        watcher.send(b"DONE\r\n")
+        watcher.read_tagged("i1")
+        writer.close()
+        watcher.close()
+
+    def test_revise_through_the_other_replica_reaches_every_session(self):
+        user = new_user("revise")
+        writer = connect(self.gateway_a, user)
+        self.assertIn(b" OK ", append(writer, "INBOX", message("first version")))
+        watcher = connect(self.gateway_b, user)
+        watcher.ok("SELECT INBOX")
+        watcher.send(b"i1 IDLE\r\n")
+        watcher.expect_continuation()
+        with tempfile.NamedTemporaryFile(suffix=".eml") as revised:
+            revised.write(message("second version"))
+            revised.flush()
+            output = CLUSTER.admin("revise", user, "INBOX", "1", revised.name, replica=1)
+        self.assertRegex(output, r"revised UID 1 -> 2")
+        seen = set()
+
+        def told(line):
+            if line == b"* 1 EXPUNGE" or re.match(rb"^\* \d+ EXISTS$", line):
+                seen.add(b"EXPUNGE" if b"EXPUNGE" in line else b"EXISTS")
+            return len(seen) == 2
+
+        watcher.read_lines_until(told, timeout=10)  # the new UID, and the old one gone
+        watcher.send(b"DONE\r\n")
+        watcher.read_tagged("i1")
+        self.assertEqual(subjects_in(watcher, "INBOX"), [(2, "second version")])
+        self.assertEqual(subjects_in(writer, "INBOX"), [(2, "second version")])
+        writer.close()
+        watcher.close()
+
+    def test_concurrent_writers_on_two_replicas_get_gap_free_uids(self):
+        user = new_user("uids")
+        per_client = 15
+        results = {}
+
+        def run(name, gateway):
+            client = connect(gateway, user)
+            results[name] = [append(client, "INBOX", message("%s-%d" % (name, i)))
+                             for i in range(per_client)]
+            client.close()
+
+        threads = [threading.Thread(target=run, args=("w%d" % i, gateway))
+                   for i, gateway in enumerate([self.gateway_a, self.gateway_b] * 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for name, tagged in results.items():
+            self.assertTrue(all(b" OK " in t for t in tagged), (name, tagged))
+        reader = connect(self.gateway_a, user)
+        found = subjects_in(reader, "INBOX")
+        self.assertEqual([uid for uid, _ in found], list(range(1, 4 * per_client + 1)))
+        self.assertEqual(len({subject for _, subject in found}), 4 * per_client)
+        reader.close()
+
+
+class OutageTest(unittest.TestCase):
+    """Appends from many clients through a gateway on both replicas while a replica
+    is killed, or the database restarted: every APPEND answered OK is there
+    afterwards exactly once, and the clients go on."""
+
+    def run_load(self, user, gateway, disrupt, clients=6, seconds=8.0):
+        acknowledged = []
+        lock = threading.Lock()
+        stop = time.monotonic() + seconds
+
+        def run(index):
+            client = None
+            i = 0
+            while time.monotonic() < stop:
+                try:
+                    if client is None:
+                        client = connect(gateway, user)
+                    subject = "c%d-%d" % (index, i)
+                    i += 1
+                    tagged = append(client, "INBOX", message(subject))
+                    if b" OK " in tagged:
+                        with lock:
+                            acknowledged.append(subject)
+                except (ConnectionClosed, OSError, TimeoutError, AssertionError):
+                    # The connection broke, or LOGIN was refused while the store was
+                    # away (NO [UNAVAILABLE]): as a client would, log in again.
+                    if client is not None:
+                        client.close()
+                    client = None
+                    time.sleep(0.2)
+            if client is not None:
+                client.close()
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds / 3)
+        disrupt()
+        for thread in threads:
+            thread.join()
+        return acknowledged
+
+    def check(self, user, gateway, acknowledged):
+        self.assertGreater(len(acknowledged), 20)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                reader = connect(gateway, user)
+                found = [subject for _, subject in subjects_in(reader, "INBOX")]
+                reader.close()
+                break
+            except (ConnectionClosed, OSError, TimeoutError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        counts = {}
+        for subject in found:
+            counts[subject] = counts.get(subject, 0) + 1
+        missing = [s for s in acknowledged if s not in counts]
+        doubled = [s for s, n in counts.items() if n > 1]
+        self.assertEqual(missing, [])
+        self.assertEqual(doubled, [])
+        return len(found)
+
+    def test_kill_9_of_a_replica_under_appends(self):
+        user = new_user("kill")
+        victim = CLUSTER.start_replica()
+        index = CLUSTER.replicas.index(victim)
+        gateway = CLUSTER.start_gateway(replicas=[0, index])
+        acknowledged = self.run_load(user, gateway, lambda: CLUSTER.kill_replica(index))
+        stored = self.check(user, gateway, acknowledged)
+        print("kill -9 of a replica: %d APPENDs acknowledged, %d stored, none lost or doubled"
+              % (len(acknowledged), stored))
+
+    def test_database_restart_under_appends(self):
+        user = new_user("restart")
+        gateway = CLUSTER.start_gateway(replicas=[0, 1])
+        acknowledged = self.run_load(user, gateway, CLUSTER.postgres.restart)
+        stored = self.check(user, gateway, acknowledged)
+        print("PostgreSQL restart: %d APPENDs acknowledged, %d stored, none lost or doubled"
+              % (len(acknowledged), stored))
+
+
+if __name__ == "__main__":
+    unittest.main()
