@@ -157,12 +157,16 @@ class Imapd:
         self.port = self.gateway.imaps_port
         self.plain_port = self.gateway.imap_port
 
+    def admin_endpoint(self):
+        """Where mailbox-admin reaches the service, and its admin token file."""
+        return self.system.service_target, os.path.join(self.system.dir, "data", "admin.token")
+
     def revise(self, user, uid):
         """Revises message `uid` through the Revise API (mailbox-admin revise). The
         tool is started first and blocks reading the new message from stdin; the clock
         starts when the message is handed over, so process start-up is not counted."""
-        env = dict(os.environ, MAILBOX_SERVER=self.system.service_target,
-                   MAILBOX_ADMIN_TOKEN_FILE=os.path.join(self.system.dir, "data", "admin.token"))
+        server, token_file = self.admin_endpoint()
+        env = dict(os.environ, MAILBOX_SERVER=server, MAILBOX_ADMIN_TOKEN_FILE=token_file)
         process = subprocess.Popen([self.system.admin_bin, "revise", user, "INBOX", str(uid), "-"],
                                    env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
@@ -229,19 +233,9 @@ class ImapdCluster(Imapd):
         self.port = self.gateway.imaps_port
         self.plain_port = self.gateway.imap_port
 
-    def revise(self, user, uid):
-        env = dict(os.environ, MAILBOX_SERVER=self.cluster.replicas[0].target,
-                   MAILBOX_ADMIN_TOKEN_FILE=os.path.join(self.cluster.replicas[0].data,
-                                                         "admin.token"))
-        process = subprocess.Popen([self.system.admin_bin, "revise", user, "INBOX", str(uid), "-"],
-                                   env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
-        time.sleep(0.5)
-        t0 = time.time()
-        out, err = process.communicate(bench_message("revised %d" % uid), timeout=60)
-        if process.returncode != 0:
-            raise RuntimeError("mailbox-admin revise: %s" % err.decode(errors="replace"))
-        return t0, "Revise API (mailbox-admin revise)"
+    def admin_endpoint(self):
+        return (self.cluster.replicas[0].target,
+                os.path.join(self.cluster.replicas[0].data, "admin.token"))
 
     def stop(self):
         self.cluster.stop()
