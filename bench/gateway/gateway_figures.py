@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Measures the gateway figures issue 3 asks for, on loopback, against the real
-mailbox service and gateway (started by tests/e2e/harness.py):
+"""Measures the gateway's own figures (memory per connection, a FETCH loop), on
+loopback, against the real mailbox service and gateway (started by tests/e2e/harness.py):
 
   * gateway RSS per idle connection with N connections: plain (greeting read),
     TLS (handshake + greeting), and TLS in IDLE (LOGIN, SELECT INBOX, IDLE);
