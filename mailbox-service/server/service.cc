@@ -812,6 +812,10 @@ class MailboxService::FeedCall final
                             absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
                             "subscribe needs a session token")));
     if (!user.ok()) {
+      if (absl::IsUnavailable(user.status())) {
+        EndForResubscribe();
+        return;
+      }
       queue_.Fail(subscribe.mailbox_id(), v1::DetailOf(user.status()));
       return;
     }
@@ -829,6 +833,10 @@ class MailboxService::FeedCall final
                                       subscribe.from_modseq(), &replay);
     if (!read.ok()) {
       service_->hub_->Remove(subscribe.mailbox_id(), &queue_);
+      if (absl::IsUnavailable(read)) {
+        EndForResubscribe();
+        return;
+      }
       v1::ErrorDetail detail = v1::DetailOf(read);
       if (detail.code() == v1::ERROR_CODE_UNSPECIFIED) {
         detail.set_code(v1::RESYNC);
@@ -839,6 +847,12 @@ class MailboxService::FeedCall final
     }
     queue_.FinishReplay(subscribe.mailbox_id(), replay);
   }
+
+  // The store could not serve a subscription for now (its database is away):
+  // rather than tell the gateway the mailbox changed beyond following (which ends
+  // its sessions), end the whole feed, so that the gateway subscribes again, to
+  // this replica or another, from its last MODSEQ once the store is back.
+  void EndForResubscribe() { context_->TryCancel(); }
 
   // On the feed's thread.
   void WriteEvents() {

@@ -224,6 +224,34 @@ class OutageTest(unittest.TestCase):
         print("kill -9 of a replica: %d APPENDs acknowledged, %d stored, none lost or doubled"
               % (len(acknowledged), stored))
 
+    def test_an_idle_session_hears_changes_made_after_a_database_restart(self):
+        """The replicas' listening connections drop with the database: they end
+        every change feed, and the gateway subscribes again from its last MODSEQ."""
+        user = new_user("resume")
+        gateway = CLUSTER.start_gateway(replicas=[0, 1])
+        watcher = connect(gateway, user)
+        watcher.ok("SELECT INBOX")
+        watcher.send(b"i1 IDLE\r\n")
+        watcher.expect_continuation()
+        CLUSTER.postgres.restart()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                writer = connect(gateway, user)
+                tagged = append(writer, "INBOX", message("after the restart"))
+                writer.close()
+                if b" OK " in tagged:
+                    break
+            except (ConnectionClosed, OSError, TimeoutError, AssertionError):
+                pass
+            self.assertLess(time.monotonic(), deadline, "no APPEND succeeded after the restart")
+            time.sleep(0.5)
+        watcher.read_lines_until(lambda line: line == b"* 1 EXISTS", timeout=30)
+        watcher.send(b"DONE\r\n")
+        watcher.read_tagged("i1")
+        self.assertEqual([s for _, s in subjects_in(watcher, "INBOX")], ["after the restart"])
+        watcher.close()
+
     def test_database_restart_under_appends(self):
         user = new_user("restart")
         gateway = CLUSTER.start_gateway(replicas=[0, 1])

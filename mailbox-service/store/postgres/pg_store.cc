@@ -152,13 +152,17 @@ absl::Status PgStore::Write(WriteBody body) {
     if (!Retryable(status) && !lost_before_commit) {
       return status;
     }
-    // Lost a serialization conflict with a write of another session or replica:
-    // run it again, after a short random pause so the two do not collide again.
-    absl::SleepFor(absl::Microseconds(
-        std::uniform_int_distribution<int>(100, 1000 * std::min(attempt, 10))(jitter)));
-    if (absl::Now() >= deadline) {
+    // Lost a conflict with a concurrent write (of this replica or another), or the
+    // database was briefly away: run it again after a random pause that grows with
+    // each attempt (1 ms, 2 ms, 4 ms ... up to 64 ms), so that writers that keep
+    // colliding spread out.
+    const int64_t cap_us = 1000LL << std::min(attempt - 1, 6);
+    const absl::Duration pause = absl::Microseconds(
+        std::uniform_int_distribution<int64_t>(cap_us / 2, cap_us)(jitter));
+    if (absl::Now() + pause >= deadline) {
       break;
     }
+    absl::SleepFor(pause);
   }
   return v1::MakeError(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
                        absl::StrCat("store: the write kept conflicting with concurrent writes (",

@@ -3,7 +3,7 @@
 //
 // * Writes run in SERIALIZABLE transactions. Two replicas allocating UIDs or
 //   MODSEQs of one mailbox at once both update its row, so one of them fails with
-//   a serialization conflict and is run again (up to Options::max_write_attempts):
+//   a serialization conflict and is run again (Options::max_write_attempts):
 //   allocation stays gap-free and in commit order.
 // * Every committed change is in the table `changes`; the transaction also sends
 //   one NOTIFY mailbox_changes per event, carrying the event (or, for one too large
@@ -43,8 +43,9 @@ class PgStore final : public SqlStore {
     // Deadline of the queries of one store call.
     absl::Duration call_timeout = absl::Seconds(30);
     // Runs of a write that keeps losing serialization conflicts before it fails
-    // with UNAVAILABLE.
-    int max_write_attempts = 20;
+    // with UNAVAILABLE (the pauses between them grow to 64 ms; the call's
+    // deadline ends them too).
+    int max_write_attempts = 100;
   };
 
   // Connects, runs the schema migrations and, if `events` is set, starts the
