@@ -163,7 +163,6 @@ class SqlStore : public Store {
   int64_t NowMs() const;
 
   const StoreLimits& limits() const { return limits_; }
-  const StoreOptions& options() const { return options_; }
   const EventSink& events() const { return events_; }
 
  private:

@@ -152,7 +152,6 @@ class Pool {
 
   absl::StatusOr<Lease> Acquire(absl::Time deadline);
 
-  int max_connections() const { return max_connections_; }
   // Connections open now, leased or idle.
   int open_connections() const;
 

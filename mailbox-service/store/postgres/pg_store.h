@@ -55,8 +55,6 @@ class PgStore final : public SqlStore {
   ~PgStore() override;
   using SqlStore::Open;  // the mailbox Open, beside the static ones above
 
-  int open_connections() const { return pool_.open_connections(); }
-
   // Returns once every change committed (through any replica) before the call has
   // been handed to the EventSink, or DEADLINE_EXCEEDED after `timeout`.
   absl::Status FlushEvents(absl::Duration timeout);
