@@ -36,6 +36,21 @@ def rss_kib(pid):
     return 0
 
 
+def own_threads(pid):
+    """Threads still named like the process: the service's own pools, not the threads
+    gRPC starts (and names) as its executor grows on demand."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            name = f.read().strip()
+        count = 0
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
+                count += f.read().strip() == name
+        return count
+    except OSError:
+        return 0
+
+
 def threads(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
