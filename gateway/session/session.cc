@@ -1236,6 +1236,11 @@ asio::awaitable<void> Session::HandleIdle() {
     if (!ok7 || state_ == SessionState::kLogout) {
       break;  // a change ended the session (BYE sent): close now, not at keepalive
     }
+    if (!pending_.empty() || change_overflow_) {
+      // Changes delivered while Flush() wrote: OnChangesDelivered found no wait
+      // to wake, so they are reported now rather than at the next keepalive.
+      continue;
+    }
     imap::Event event = receiver_.Next();
     if (std::holds_alternative<imap::IdleDone>(event)) {
       done = true;
