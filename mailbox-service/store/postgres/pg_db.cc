@@ -257,10 +257,17 @@ absl::Status Connection::Send(std::string_view sql, const Params* params, absl::
   if (broken_) {
     return Unavailable("the connection was lost");
   }
-  const std::string query(sql);
+  const std::string* name = nullptr;
+  if (params != nullptr) {
+    absl::StatusOr<const std::string*> prepared = Prepared(sql, *params, deadline);
+    if (!prepared.ok()) {
+      return prepared.status();
+    }
+    name = *prepared;
+  }
   int sent;
   if (params == nullptr) {
-    sent = PQsendQuery(conn_, query.c_str());
+    sent = PQsendQuery(conn_, std::string(sql).c_str());
   } else {
     const int n = static_cast<int>(params->size());
     std::vector<const char*> values(n);
@@ -271,12 +278,20 @@ absl::Status Connection::Send(std::string_view sql, const Params* params, absl::
       lengths[i] = static_cast<int>(params->values_[i].size());
       types[i] = params->oids_[i];
     }
-    sent = PQsendQueryParams(conn_, query.c_str(), n, types.data(), values.data(), lengths.data(),
-                             formats.data(), /*resultFormat=*/1);
+    sent = name != nullptr
+               ? PQsendQueryPrepared(conn_, name->c_str(), n, values.data(), lengths.data(),
+                                     formats.data(), /*resultFormat=*/1)
+               : PQsendQueryParams(conn_, std::string(sql).c_str(), n, types.data(),
+                                   values.data(), lengths.data(), formats.data(),
+                                   /*resultFormat=*/1);
   }
   if (sent == 0) {
     return Lost("cannot send the query");
   }
+  return FlushOutput(deadline);
+}
+
+absl::Status Connection::FlushOutput(absl::Time deadline) {
   while (true) {
     const int flushed = PQflush(conn_);
     if (flushed == 0) {
@@ -294,6 +309,35 @@ absl::Status Connection::Send(std::string_view sql, const Params* params, absl::
       return Lost("connection lost while sending");
     }
   }
+}
+
+absl::StatusOr<const std::string*> Connection::Prepared(std::string_view sql,
+                                                        const Params& params,
+                                                        absl::Time deadline) {
+  std::string key(sql);
+  key.push_back('\0');
+  for (uint32_t oid : params.oids_) {
+    absl::StrAppend(&key, oid, ",");
+  }
+  if (auto it = prepared_.find(key); it != prepared_.end()) {
+    return &it->second;
+  }
+  if (prepared_.size() >= kMaxPrepared) {
+    return nullptr;
+  }
+  std::string name = absl::StrCat("s", ++statements_made_);
+  const std::vector<Oid> types(params.oids_.begin(), params.oids_.end());
+  if (PQsendPrepare(conn_, name.c_str(), std::string(sql).c_str(), static_cast<int>(types.size()),
+                    types.data()) == 0) {
+    return Lost("cannot send the query");
+  }
+  if (absl::Status flushed = FlushOutput(deadline); !flushed.ok()) {
+    return flushed;
+  }
+  if (absl::StatusOr<Result> prepared = Receive(deadline); !prepared.ok()) {
+    return prepared.status();
+  }
+  return &prepared_.emplace(std::move(key), std::move(name)).first->second;
 }
 
 absl::StatusOr<Result> Connection::Receive(absl::Time deadline) {

@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -118,12 +119,26 @@ class Connection {
   // Waits for the socket to be readable (or writable) until `deadline`.
   absl::Status WaitSocket(bool for_write, absl::Time deadline);
   absl::Status Send(std::string_view sql, const Params* params, absl::Time deadline);
+  // Sends what libpq holds of a command, waiting for the socket until `deadline`.
+  absl::Status FlushOutput(absl::Time deadline);
+  // The server-side prepared statement for `sql` with the types of `params`,
+  // prepared on first use (one round trip); null once kMaxPrepared are held, when
+  // the query is sent unnamed (parsed and planned each time).
+  absl::StatusOr<const std::string*> Prepared(std::string_view sql, const Params& params,
+                                              absl::Time deadline);
   absl::StatusOr<Result> Receive(absl::Time deadline);
   absl::Status Lost(std::string_view what);
   void Cancel();
 
+  // Bounds the statements one connection keeps prepared on the server. The store's
+  // queries are a fixed set far below it; the rest are sent unnamed.
+  static constexpr size_t kMaxPrepared = 256;
+
   pg_conn* conn_;
   bool broken_ = false;
+  // SQL text and parameter types -> statement name.
+  std::unordered_map<std::string, std::string> prepared_;
+  uint64_t statements_made_ = 0;  // names are never reused, even after a failed prepare
 };
 
 // Connections to one database, at most `max_connections` at once. Acquire waits

@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "mailbox-service/store/postgres/pg_schema.h"
@@ -57,6 +58,49 @@ TEST_F(PgDbTest, ParametersAndResultsRoundTripInBinary) {
   EXPECT_TRUE(result->Bool(0, 4));
   EXPECT_EQ(result->Int(0, 5), 7);
   EXPECT_EQ(result->Int(0, 6), -9);
+}
+
+TEST_F(PgDbTest, QueriesArePreparedOncePerConnectionWithinABound) {
+  std::unique_ptr<Connection> conn = Connect();
+  ASSERT_NE(conn, nullptr);
+  auto prepared = [&conn]() {
+    absl::StatusOr<Result> count =
+        conn->Query("SELECT count(*)::int8 FROM pg_prepared_statements", Soon());
+    EXPECT_TRUE(count.ok()) << count.status();
+    return count.ok() ? count->Int(0, 0) : -1;
+  };
+  const int64_t before = prepared();  // the count query itself
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<Result> same = conn->Query("SELECT $1::int8 + 1", Params().Int(i), Soon());
+    ASSERT_TRUE(same.ok()) << same.status();
+    EXPECT_EQ(same->Int(0, 0), i + 1);
+  }
+  EXPECT_EQ(prepared(), before + 1);
+  // The same text with a parameter of another type is a statement of its own.
+  absl::StatusOr<Result> null =
+      conn->Query("SELECT $1::int8 IS NULL", Params().Null(), Soon());
+  ASSERT_TRUE(null.ok()) << null.status();
+  absl::StatusOr<Result> number =
+      conn->Query("SELECT $1::int8 IS NULL", Params().Int(5), Soon());
+  ASSERT_TRUE(number.ok()) << number.status();
+  EXPECT_TRUE(null->Bool(0, 0));
+  EXPECT_FALSE(number->Bool(0, 0));
+  EXPECT_EQ(prepared(), before + 3);
+  // Past the bound, queries still run, unnamed.
+  for (int i = 0; i < 300; ++i) {
+    absl::StatusOr<Result> distinct =
+        conn->Query(absl::StrCat("SELECT $1::int8 * ", i), Params().Int(2), Soon());
+    ASSERT_TRUE(distinct.ok()) << distinct.status();
+    EXPECT_EQ(distinct->Int(0, 0), 2 * i);
+  }
+  EXPECT_EQ(prepared(), 256);
+  // A failed prepare leaves the connection usable and names nothing twice.
+  std::unique_ptr<Connection> fresh = Connect();
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_FALSE(fresh->Query("SELECT $1::int8 FROM missing_table", Params().Int(1), Soon()).ok());
+  absl::StatusOr<Result> after = fresh->Query("SELECT $1::int8", Params().Int(9), Soon());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->Int(0, 0), 9);
 }
 
 TEST_F(PgDbTest, ErrorsCarryTheirSqlStateAndMeaning) {
