@@ -86,18 +86,19 @@ absl::Status CollectGarbage(Connection& conn) {
 constexpr int kExpungedPruneBatch = 1000;
 
 // Drops retained expunged messages older than `before_ms` (a bounded batch,
-// oldest first) and then content nothing refers to any more.
-absl::Status PruneExpunged(Connection& conn, int64_t before_ms) {
+// oldest first) and then content nothing refers to any more; returns how many.
+absl::StatusOr<int64_t> PruneExpunged(Connection& conn, int64_t before_ms) {
   ASSIGN_OR_RETURN(Statement prune,
                    conn.Prepare("DELETE FROM expunged_messages WHERE (mailbox_id, uid) IN "
                                 "(SELECT mailbox_id, uid FROM expunged_messages "
                                 "WHERE expunged_at_ms < ? ORDER BY expunged_at_ms LIMIT ?)"));
   prune.Bind(1, before_ms).Bind(2, kExpungedPruneBatch);
   RETURN_IF_ERROR(prune.Run());
-  if (conn.Changes() == 0) {
-    return absl::OkStatus();
+  const int64_t pruned = conn.Changes();
+  if (pruned > 0) {
+    RETURN_IF_ERROR(CollectGarbage(conn));
   }
-  return CollectGarbage(conn);
+  return pruned;
 }
 
 // ---------------------------------------------------------------------------
@@ -706,9 +707,17 @@ absl::Status SqlStore::RunWrite(Connection& conn, WriteBody body, int64_t now_ms
   return absl::OkStatus();
 }
 
-absl::Status SqlStore::PruneExpired(Connection& conn, int64_t now_ms) {
+absl::StatusOr<int64_t> SqlStore::PruneExpired(Connection& conn, int64_t now_ms) {
   return PruneExpunged(conn, now_ms - options_.expunged_retention.count());
 }
+
+int64_t SqlStore::PruneBatch() { return kExpungedPruneBatch; }
+
+absl::Status SqlStore::CollectUnreferencedContent(Connection& conn) {
+  return CollectGarbage(conn);
+}
+
+absl::Status SqlStore::ContentReleased(Connection& conn) { return CollectGarbage(conn); }
 
 absl::StatusOr<int64_t> SqlStore::EnsureContent(Connection& conn, PreparedContent& content) {
   {
@@ -756,7 +765,7 @@ absl::StatusOr<uint64_t> SqlStore::CreateUser(std::string_view username,
                                                  std::string_view password_hash) {
   RETURN_IF_ERROR(rules::ValidateUsername(username));
   uint64_t user_id = 0;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::Accounts(), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     {
       ASSIGN_OR_RETURN(Statement find, conn.Prepare("SELECT 1 FROM users WHERE username = ?"));
@@ -779,7 +788,7 @@ absl::StatusOr<uint64_t> SqlStore::CreateUser(std::string_view username,
 }
 
 absl::Status SqlStore::DeleteUser(std::string_view username) {
-  return Write([&](WriteTx& tx) -> absl::Status {
+  return Write(WriteScope::Accounts(), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     ASSIGN_OR_RETURN(Statement find, conn.Prepare("SELECT id FROM users WHERE username = ?"));
     find.BindText(1, username);
@@ -798,13 +807,13 @@ absl::Status SqlStore::DeleteUser(std::string_view username) {
     // Cascades to mailboxes, messages (whose trigger drops content references),
     // the change log and subscriptions.
     RETURN_IF_ERROR(del.Run());
-    return CollectGarbage(conn);
+    return ContentReleased(conn);
   });
 }
 
 absl::Status SqlStore::SetPasswordHash(std::string_view username,
                                           std::string_view password_hash) {
-  return Write([&](WriteTx& tx) -> absl::Status {
+  return Write(WriteScope::Accounts(), [&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Statement s,
                      tx.conn().Prepare("UPDATE users SET password_hash = ?, "
                                        "credential_generation = credential_generation + 1 "
@@ -930,7 +939,7 @@ absl::StatusOr<int64_t> UntilAddressFrees(Connection& conn, std::string_view add
 absl::StatusOr<int> SqlStore::RecordAuthFailure(std::string_view key, int64_t now_ms,
                                                    int64_t window_ms) {
   int count = 0;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::Auth(), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     RETURN_IF_ERROR(PruneAuthFailures(conn, now_ms - window_ms));
     {
@@ -965,7 +974,7 @@ absl::StatusOr<std::pair<int, int64_t>> SqlStore::AuthFailures(std::string_view 
 }
 
 absl::Status SqlStore::ClearAuthFailures(std::string_view key) {
-  return Write([&](WriteTx& tx) -> absl::Status {
+  return Write(WriteScope::Auth(), [&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare("DELETE FROM auth_failures WHERE key = ?"));
     s.BindText(1, key);
     return s.Run();
@@ -978,7 +987,7 @@ absl::StatusOr<AuthReservation> SqlStore::ReserveAuthAttempt(
   AuthReservation reservation;
   const int64_t window_ms = limits.window_ms;
   const int64_t adding = static_cast<int64_t>(keys.size());
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::Auth(), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     reservation = AuthReservation();
     RETURN_IF_ERROR(PruneAuthFailures(conn, now_ms - window_ms));
@@ -1062,7 +1071,7 @@ absl::Status SqlStore::ReleaseAuthAttempt(const std::vector<int64_t>& rows) {
   if (rows.empty()) {
     return absl::OkStatus();
   }
-  return Write([&](WriteTx& tx) -> absl::Status {
+  return Write(WriteScope::Auth(), [&](WriteTx& tx) -> absl::Status {
     for (int64_t row : rows) {
       // Ids come from AUTOINCREMENT (schema version 6): a row deleted meanwhile
       // (expired, evicted) leaves nothing here to delete, never a newer row.
@@ -1086,7 +1095,7 @@ absl::StatusOr<std::string> SqlStore::FindSecret(std::string_view name) {
 }
 
 absl::Status SqlStore::DeleteSecret(std::string_view name) {
-  return Write([&](WriteTx& tx) -> absl::Status {
+  return Write(WriteScope::Secrets(), [&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare("DELETE FROM secrets WHERE name = ?"));
     s.BindText(1, name);
     return s.Run();
@@ -1096,7 +1105,7 @@ absl::Status SqlStore::DeleteSecret(std::string_view name) {
 absl::StatusOr<std::string> SqlStore::GetOrCreateSecret(std::string_view name,
                                                            std::string_view initial_value) {
   std::string value;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::Secrets(), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     {
       ASSIGN_OR_RETURN(Statement insert,
@@ -1170,7 +1179,7 @@ absl::StatusOr<v1::CreateMailboxResponse> SqlStore::CreateMailbox(
   }
   std::string special_use = absl::StrJoin(uses, " ");
   v1::CreateMailboxResponse response;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     ASSIGN_OR_RETURN(bool user_exists, UserExists(conn, user_id));
     if (!user_exists) {
@@ -1220,7 +1229,7 @@ absl::Status SqlStore::DeleteMailbox(uint64_t user_id,
     return Error(absl::StatusCode::kFailedPrecondition, v1::CANNOT,
                  "INBOX cannot be deleted (RFC 3501 §6.3.4)");
   }
-  return Write([&](WriteTx& tx) -> absl::Status {
+  return Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     ASSIGN_OR_RETURN(std::optional<MailboxRow> mailbox, MailboxByName(conn, user_id, name));
     if (!mailbox.has_value()) {
@@ -1266,7 +1275,7 @@ absl::Status SqlStore::DeleteMailbox(uint64_t user_id,
       s.Bind(1, mailbox->id);
       RETURN_IF_ERROR(s.Run());
     }
-    return CollectGarbage(conn);
+    return ContentReleased(conn);
   });
 }
 
@@ -1285,7 +1294,7 @@ absl::Status SqlStore::RenameMailbox(uint64_t user_id,
     return Error(absl::StatusCode::kFailedPrecondition, v1::CANNOT,
                  absl::StrCat("cannot rename \"", from, "\" to its own inferior \"", to, "\""));
   }
-  return Write([&](WriteTx& tx) -> absl::Status {
+  return Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     ASSIGN_OR_RETURN(std::optional<MailboxRow> source, MailboxByName(conn, user_id, from));
     if (!source.has_value()) {
@@ -1376,7 +1385,7 @@ absl::Status SqlStore::RenameMailbox(uint64_t user_id,
 absl::Status SqlStore::SetSubscription(uint64_t user_id,
                                           const v1::SetSubscriptionRequest& request) {
   ASSIGN_OR_RETURN(std::string name, NormalizeMailboxName(request.name(), limits_));
-  return Write([&](WriteTx& tx) -> absl::Status {
+  return Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     ASSIGN_OR_RETURN(bool user_exists, UserExists(conn, user_id));
     if (!user_exists) {
@@ -1518,7 +1527,7 @@ absl::StatusOr<v1::OpenResponse> SqlStore::Open(uint64_t user_id,
     RETURN_IF_ERROR(fill(*conn, false));
   }
   if (!request.read_only() && has_recent) {
-    RETURN_IF_ERROR(Write([&](WriteTx& tx) { return fill(tx.conn(), true); }));
+    RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) { return fill(tx.conn(), true); }));
   }
   return response;
 }
@@ -1539,7 +1548,7 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
   // below already shows it.
   std::set<uint32_t> seen_changed;
   if (request.mark_seen()) {
-    RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+    RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
       Connection& conn = tx.conn();
       seen_changed.clear();  // a retried write starts afresh
       ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(conn, user_id, request.mailbox_id(),
@@ -1807,7 +1816,7 @@ absl::StatusOr<v1::StoreResponse> SqlStore::StoreFlags(uint64_t user_id,
   }
   ASSIGN_OR_RETURN(FlagSet flags, ParseFlags(request.flags()));
   v1::StoreResponse response;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     response = v1::StoreResponse();  // a retried write starts afresh
     ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(conn, user_id, request.mailbox_id(),
@@ -1907,7 +1916,7 @@ static absl::StatusOr<CopyResult> CopyInTx(SqlStore::WriteTx& tx, uint64_t user_
 absl::StatusOr<v1::CopyResponse> SqlStore::Copy(uint64_t user_id,
                                                    const v1::CopyRequest& request) {
   CopyResult result;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(result, CopyInTx(tx, user_id, request.mailbox_id(), request.uidvalidity(),
                                       request.uids(), request.destination(), false, limits_));
     return absl::OkStatus();
@@ -1923,7 +1932,7 @@ absl::StatusOr<v1::CopyResponse> SqlStore::Copy(uint64_t user_id,
 absl::StatusOr<v1::MoveResponse> SqlStore::Move(uint64_t user_id,
                                                    const v1::MoveRequest& request) {
   CopyResult result;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(result, CopyInTx(tx, user_id, request.mailbox_id(), request.uidvalidity(),
                                       request.uids(), request.destination(), true, limits_));
     return absl::OkStatus();
@@ -2003,7 +2012,7 @@ absl::StatusOr<v1::ExpungeResponse> SqlStore::Expunge(uint64_t user_id,
     ASSIGN_OR_RETURN(ranges, NormalizeUidSet(request.uids()));
   }
   v1::ExpungeResponse response;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     response = v1::ExpungeResponse();  // a retried write starts afresh
     ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(conn, user_id, request.mailbox_id(),
@@ -2027,7 +2036,7 @@ absl::StatusOr<v1::ExpungeResponse> SqlStore::Expunge(uint64_t user_id,
     ASSIGN_OR_RETURN(uint64_t modseq, tx.LogExpunged(mailbox.id, uids));
     response.set_highest_modseq(modseq);
     *response.mutable_expunged() = set.Take();
-    return CollectGarbage(conn);
+    return ContentReleased(conn);
   }));
   return response;
 }
@@ -2082,7 +2091,7 @@ absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
   }
   const int64_t now = NowUnix();
   v1::AppendResponse response;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     response = v1::AppendResponse();  // a retried write starts afresh
     ASSIGN_OR_RETURN(std::optional<MailboxRow> mailbox, MailboxByName(conn, user_id, name));
@@ -2142,7 +2151,7 @@ absl::StatusOr<v1::ReviseResponse> SqlStore::Revise(uint64_t user_id,
   RETURN_IF_ERROR(ParseContent(prepared));
   const int64_t now = NowUnix();
   v1::ReviseResponse response;
-  RETURN_IF_ERROR(Write([&](WriteTx& tx) -> absl::Status {
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
     response = v1::ReviseResponse();  // a retried write starts afresh
     MailboxRow mailbox;
@@ -2203,7 +2212,7 @@ absl::StatusOr<v1::ReviseResponse> SqlStore::Revise(uint64_t user_id,
     response.set_old_uid(header.uid());
     response.set_new_uid(new_uid);
     response.set_modseq(modseq);
-    return CollectGarbage(conn);
+    return ContentReleased(conn);
   }));
   return response;
 }

@@ -2,10 +2,13 @@
 // written once for the backends. A backend (sqlite_store.h, postgres/pg_store.h)
 // supplies connections, transactions and the bytes of message content:
 //
-// * Write runs a body in a write transaction and returns once it is durable. It
-//   may run the body more than once (PostgreSQL retries a transaction that lost a
-//   serialization conflict), so a body assigns its results rather than adding to
-//   them. It then hands the events the body logged to the sink (RunWrite collects
+// * Write runs a body in a write transaction and returns once it is durable. Its
+//   WriteScope names what the body changes (one user's mailboxes, the accounts,
+//   the login throttle, the secrets): writes of one scope run one at a time, so a
+//   body sees every earlier write of its scope, on any backend. It may run the body
+//   more than once (PostgreSQL retries a transaction that met a concurrent write of
+//   shared rows, such as message content), so a body assigns its results rather
+//   than adding to them. It then hands the events the body logged to the sink (RunWrite collects
 //   them), each mailbox's in MODSEQ order.
 // * Reader lends a connection for reads; ReadSnapshot opens one consistent snapshot
 //   on it where a method reads more than once.
@@ -134,6 +137,24 @@ class SqlStore : public Store {
     absl::Status (*call_)(void*, WriteTx&);
   };
 
+  // What a write serializes with (see Write above). Scopes are coarse on purpose:
+  // one lock per write, so writes never wait on each other in a cycle.
+  struct WriteScope {
+    enum class Kind : uint8_t { kUser = 1, kAccounts = 2, kAuth = 3, kSecrets = 4 };
+    static WriteScope User(uint64_t user_id) { return {Kind::kUser, user_id}; }
+    static WriteScope Accounts() { return {Kind::kAccounts, 0}; }
+    static WriteScope Auth() { return {Kind::kAuth, 0}; }
+    static WriteScope Secrets() { return {Kind::kSecrets, 0}; }
+    // One 64-bit number per scope (the kind in the top byte); two scopes sharing
+    // one would only wait for each other.
+    int64_t Key() const {
+      return static_cast<int64_t>((static_cast<uint64_t>(kind) << 56) |
+                                  (id & ((uint64_t{1} << 56) - 1)));
+    }
+    Kind kind;
+    uint64_t id;
+  };
+
   // Refuses limits and options no backend can honour.
   static absl::Status ValidateConfig(const StoreLimits& limits, const StoreOptions& options);
 
@@ -144,21 +165,29 @@ class SqlStore : public Store {
   using ReaderLease = std::unique_ptr<sql::Connection, std::function<void(sql::Connection*)>>;
 
   // --- What a backend provides ---------------------------------------------------
-  virtual absl::Status Write(WriteBody body) = 0;
+  virtual absl::Status Write(WriteScope scope, WriteBody body) = 0;
   virtual absl::StatusOr<ReaderLease> Reader() = 0;
   // Stores the bytes of the content row `content_id` just inserted.
   virtual absl::Status StoreContentBytes(sql::Connection& conn, int64_t content_id,
                                          const PreparedContent& content) = 0;
   virtual absl::StatusOr<std::unique_ptr<ContentReader>> OpenContent(sql::Connection& conn,
                                                                      int64_t content_id) = 0;
+  // Called inside a write that may have left content no message refers to. The
+  // default drops it in that transaction; a backend with concurrent writers may
+  // defer it (the scan reads every user's unreferenced content).
+  virtual absl::Status ContentReleased(sql::Connection& conn);
 
   // --- For backends ------------------------------------------------------------------
   // Runs `body` as one write on `conn`, inside the backend's transaction; when it
   // succeeds, appends the events it logged to *events.
   absl::Status RunWrite(sql::Connection& conn, WriteBody body, int64_t now_ms,
                         std::vector<v1::ChangeEvent>* events);
-  // Every write transaction's share of the retention cleanup (a bounded batch).
-  absl::Status PruneExpired(sql::Connection& conn, int64_t now_ms);
+  // A share of the retention cleanup: at most PruneBatch() expunged messages past
+  // their retention, then the content that freed. Returns how many it pruned.
+  absl::StatusOr<int64_t> PruneExpired(sql::Connection& conn, int64_t now_ms);
+  static int64_t PruneBatch();
+  // Drops content rows no message refers to.
+  static absl::Status CollectUnreferencedContent(sql::Connection& conn);
   // Unix milliseconds now, from options().clock.
   int64_t NowMs() const;
 

@@ -121,7 +121,8 @@ struct SqliteStore::PendingWrite {
   bool done = false;  // guarded by commit_mutex_
 };
 
-absl::Status SqliteStore::Write(WriteBody body) {
+// SQLite has one writer at a time, which serializes every scope already.
+absl::Status SqliteStore::Write(WriteScope /*scope*/, WriteBody body) {
   PendingWrite write{body};
   std::unique_lock<std::mutex> lock(commit_mutex_);
   commit_queue_.push_back(&write);
@@ -200,7 +201,7 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
   if (any_ok) {
     // Every transaction pays a little of the retention cleanup, so no background
     // thread is needed and the work happens where the write lock is already held.
-    status = PruneExpired(conn, now_ms);
+    status = PruneExpired(conn, now_ms).status();
     if (status.ok()) {
       status = conn.Exec("COMMIT");
     }

@@ -55,7 +55,7 @@ class SqliteStore final : public SqlStore {
   absl::Status DeleteSecret(std::string_view name) override;
 
  protected:
-  absl::Status Write(WriteBody body) override;
+  absl::Status Write(WriteScope scope, WriteBody body) override;
   absl::StatusOr<ReaderLease> Reader() override;
   absl::Status StoreContentBytes(sql::Connection& conn, int64_t content_id,
                                  const PreparedContent& content) override;

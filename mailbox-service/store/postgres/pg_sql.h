@@ -33,6 +33,9 @@ class SqlConnection final : public sql::Connection {
   pg::Connection& raw() { return *lease_; }
   absl::Time deadline() const { return deadline_; }
   void set_changes(int64_t changes) { changes_ = changes; }
+  // Set by a write that released content, for the cleanup after its COMMIT.
+  bool content_released() const { return content_released_; }
+  void set_content_released(bool released) { content_released_ = released; }
 
  protected:
   absl::StatusOr<std::unique_ptr<sql::Cursor>> NewCursor(const char* sql, bool cached) override;
@@ -41,6 +44,7 @@ class SqlConnection final : public sql::Connection {
   Pool::Lease lease_;
   absl::Time deadline_;
   int64_t changes_ = 0;
+  bool content_released_ = false;
 };
 
 }  // namespace mailbox::store::pg

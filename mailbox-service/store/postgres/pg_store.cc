@@ -24,13 +24,14 @@ constexpr char kChannel[] = "mailbox_changes";
 // NOTIFY payloads must stay below 8,000 bytes.
 constexpr size_t kMaxInlineOctets = 7000;
 
-// Serialization failures and deadlocks, and unique violations: a body checks
-// before it inserts (the content of a SHA-256, a user name), so a violation means a
+// Serialization failures and deadlocks; unique violations: a body checks before
+// it inserts (the content of a SHA-256, a user name), so a violation means a
 // concurrent transaction inserted the same row first, which the body, run again,
-// now sees.
+// now sees; foreign-key violations: a row the body found (content nothing referred
+// to) was removed by a concurrent transaction before the body referred to it.
 bool Retryable(const absl::Status& status) {
   const std::string state = SqlStateOf(status);
-  return state == "40001" || state == "40P01" || state == "23505";
+  return state == "40001" || state == "40P01" || state == "23505" || state == "23503";
 }
 
 // Reads one content's rows of kContentPieceOctets (the last one shorter).
@@ -142,17 +143,17 @@ PgStore::~PgStore() {
   }
 }
 
-absl::Status PgStore::Write(WriteBody body) {
+absl::Status PgStore::Write(WriteScope scope, WriteBody body) {
   const absl::Time deadline = absl::Now() + pg_options_.call_timeout;
   thread_local std::minstd_rand jitter(std::random_device{}());
   absl::Status status;
   for (int attempt = 1; attempt <= pg_options_.max_write_attempts; ++attempt) {
     bool lost_before_commit = false;
-    status = WriteOnce(body, deadline, &lost_before_commit);
+    status = WriteOnce(scope, body, deadline, &lost_before_commit);
     if (!Retryable(status) && !lost_before_commit) {
       return status;
     }
-    // Lost a conflict with a concurrent write (of this replica or another), or the
+    // Met a concurrent write (of this replica or another) of shared rows, or the
     // database was briefly away: run it again after a random pause that grows with
     // each attempt (1 ms, 2 ms, 4 ms ... up to 64 ms), so that writers that keep
     // colliding spread out.
@@ -169,7 +170,8 @@ absl::Status PgStore::Write(WriteBody body) {
                                     status.message(), "); try again"));
 }
 
-absl::Status PgStore::WriteOnce(WriteBody body, absl::Time deadline, bool* lost_before_commit) {
+absl::Status PgStore::WriteOnce(WriteScope scope, WriteBody body, absl::Time deadline,
+                                bool* lost_before_commit) {
   absl::StatusOr<Pool::Lease> lease = pool_.Acquire(deadline);
   if (!lease.ok()) {
     *lost_before_commit = absl::Now() < deadline;  // the database is unreachable
@@ -177,17 +179,19 @@ absl::Status PgStore::WriteOnce(WriteBody body, absl::Time deadline, bool* lost_
   }
   SqlConnection conn(*std::move(lease), deadline);
   bool commit_sent = false;
-  absl::Status status = conn.Exec("BEGIN ISOLATION LEVEL SERIALIZABLE");
+  // One round trip: the transaction and its scope's lock, held until it ends.
+  const std::string begin =
+      absl::StrCat("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(",
+                   scope.Key(), ")");
+  absl::Status status = conn.Exec(begin.c_str());
   if (!status.ok()) {
     *lost_before_commit = conn.raw().broken();
     return status;
   }
   const int64_t now_ms = NowMs();
   std::vector<v1::ChangeEvent> events;
+  conn.set_content_released(false);
   status = RunWrite(conn, body, now_ms, &events);
-  if (status.ok()) {
-    status = PruneExpired(conn, now_ms);
-  }
   if (status.ok()) {
     // Sent at COMMIT, in commit order, to every replica listening.
     for (const std::string& payload : Payloads(events)) {
@@ -211,7 +215,29 @@ absl::Status PgStore::WriteOnce(WriteBody body, absl::Time deadline, bool* lost_
   // again on another. Lost during COMMIT, the outcome is unknown: the caller is
   // told it failed.
   *lost_before_commit = !status.ok() && conn.raw().broken() && !commit_sent;
+  if (status.ok()) {
+    Tidy(conn, now_ms);
+  }
   return status;
+}
+
+absl::Status PgStore::ContentReleased(sql::Connection& conn) {
+  static_cast<SqlConnection&>(conn).set_content_released(true);
+  return absl::OkStatus();
+}
+
+void PgStore::Tidy(SqlConnection& conn, int64_t now_ms) {
+  int64_t pruned = 0;
+  if (now_ms >= next_prune_ms_.load(std::memory_order_relaxed)) {
+    absl::StatusOr<int64_t> done = PruneExpired(conn, now_ms);
+    pruned = done.value_or(0);
+    // A full batch means more are due: the next write goes on with them.
+    next_prune_ms_.store(pruned >= PruneBatch() ? now_ms : now_ms + 1000,
+                         std::memory_order_relaxed);
+  }
+  if (conn.content_released() && pruned == 0) {
+    CollectUnreferencedContent(conn).IgnoreError();
+  }
 }
 
 absl::StatusOr<SqlStore::ReaderLease> PgStore::Reader() {

@@ -1,10 +1,18 @@
 // The PostgreSQL backend of the mailbox store (sql_store.h holds the queries), for
 // several interchangeable replicas of the mailbox service on one database.
 //
-// * Writes run in SERIALIZABLE transactions. Two replicas allocating UIDs or
-//   MODSEQs of one mailbox at once both update its row, so one of them fails with
-//   a serialization conflict and is run again (Options::max_write_attempts):
-//   allocation stays gap-free and in commit order.
+// * Writes run in READ COMMITTED transactions whose first statement takes the
+//   transaction-level advisory lock of their WriteScope: the writes of one user (or
+//   of the accounts, the login throttle, the secrets) run one at a time across
+//   every replica, and each statement after the lock sees every earlier write of
+//   the scope. UID and MODSEQ allocation is therefore gap-free and in commit order.
+//   Rows shared between scopes (message content and its reference count) are
+//   changed by single statements, which PostgreSQL applies to the latest version;
+//   a write that meets a concurrent change it cannot apply (content collected
+//   after the body found it, two inserts of one new content, a deadlock) fails and
+//   is run again (Options::max_write_attempts). SERIALIZABLE would also be correct,
+//   but its predicate locks cover index pages, not rows: under load most writes of
+//   unrelated users failed and ran again.
 // * Every committed change is in the table `changes`; the transaction also sends
 //   one NOTIFY mailbox_changes per event, carrying the event (or, for one too large
 //   for a notification, naming its row in `changes`). NOTIFY is delivered at
@@ -14,6 +22,11 @@
 //   events may have been missed while it was down, so the sink gets a Resync for
 //   mailbox 0 ("every feed"): the feeds end and their gateways resume from their
 //   last MODSEQ, which the log replays.
+// * Dropping content no message refers to any more, and pruning expunged messages
+//   past their retention, read rows of every user: inside a SERIALIZABLE write they
+//   would make concurrent writes of unrelated users conflict. They run after the
+//   write's COMMIT instead, as statements of their own (READ COMMITTED), the
+//   pruning at most once a second unless a backlog remains.
 // * Message bytes are rows of at most 256 KiB (content_data.seq), written and read
 //   a piece at a time.
 // * Connections come from a bounded pool; every query has the call's deadline;
@@ -35,6 +48,8 @@
 
 namespace mailbox::store::pg {
 
+class SqlConnection;
+
 class PgStore final : public SqlStore {
  public:
   struct Options : StoreOptions {
@@ -42,7 +57,7 @@ class PgStore final : public SqlStore {
     int max_connections = 16;
     // Deadline of the queries of one store call.
     absl::Duration call_timeout = absl::Seconds(30);
-    // Runs of a write that keeps losing serialization conflicts before it fails
+    // Runs of a write that keeps meeting concurrent writes before it fails
     // with UNAVAILABLE (the pauses between them grow to 64 ms; the call's
     // deadline ends them too).
     int max_write_attempts = 100;
@@ -60,18 +75,23 @@ class PgStore final : public SqlStore {
   absl::Status FlushEvents(absl::Duration timeout);
 
  protected:
-  absl::Status Write(WriteBody body) override;
+  absl::Status Write(WriteScope scope, WriteBody body) override;
   absl::StatusOr<ReaderLease> Reader() override;
   absl::Status StoreContentBytes(sql::Connection& conn, int64_t content_id,
                                  const PreparedContent& content) override;
   absl::StatusOr<std::unique_ptr<ContentReader>> OpenContent(sql::Connection& conn,
                                                              int64_t content_id) override;
+  absl::Status ContentReleased(sql::Connection& conn) override;
 
  private:
   PgStore(StoreLimits limits, EventSink events, Options options);
   // *lost_before_commit: it failed because the database was unreachable or the
   // connection was lost before COMMIT went out, so nothing was committed.
-  absl::Status WriteOnce(WriteBody body, absl::Time deadline, bool* lost_before_commit);
+  absl::Status WriteOnce(WriteScope scope, WriteBody body, absl::Time deadline,
+                         bool* lost_before_commit);
+  // After a committed write: the retention cleanup when due, and dropping the
+  // content the write released. Failures are left for a later write.
+  void Tidy(SqlConnection& conn, int64_t now_ms);
   void Listen(std::unique_ptr<Connection> conn);
   // Handles one notification; false if the connection failed.
   bool Deliver(Connection& conn, const Notification& notification);
@@ -82,6 +102,7 @@ class PgStore final : public SqlStore {
   absl::Mutex flush_mu_;
   uint64_t flush_sent_ ABSL_GUARDED_BY(flush_mu_) = 0;
   uint64_t flushed_ ABSL_GUARDED_BY(flush_mu_) = 0;
+  std::atomic<int64_t> next_prune_ms_{0};
   std::atomic<bool> stopping_{false};
   std::thread listener_;
 };
