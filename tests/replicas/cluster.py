@@ -28,7 +28,10 @@ def pg_bin_dir():
 
 
 class Postgres:
-    def __init__(self, base):
+    """A private server. With `primary`, a streaming standby of it (pg_basebackup),
+    read-only until promote()."""
+
+    def __init__(self, base, primary=None):
         self.bin = pg_bin_dir()
         # Under /tmp: the server's user must reach it and socket paths stay short.
         self.dir = tempfile.mkdtemp(prefix="imapd-pg-", dir="/tmp")
@@ -36,12 +39,30 @@ class Postgres:
         if self.as_postgres:
             user = pwd.getpwnam("postgres")
             os.chown(self.dir, user.pw_uid, user.pw_gid)
-        self._run("%s/initdb -D %s/data -U postgres --auth=trust --no-sync -E UTF8 "
-                  "--locale=C.UTF-8 > %s/initdb.log 2>&1" % (self.bin, self.dir, self.dir))
+        if primary is None:
+            self._run("%s/initdb -D %s/data -U postgres --auth=trust --no-sync -E UTF8 "
+                      "--locale=C.UTF-8 > %s/initdb.log 2>&1" % (self.bin, self.dir, self.dir))
+        else:
+            self._run("%s/pg_basebackup -h %s -p %d -U postgres -D %s/data -R -X stream -c fast "
+                      "> %s/basebackup.log 2>&1" % (self.bin, primary.dir, PG_PORT, self.dir,
+                                                    self.dir))
         self.running = False
         self.start()
-        self._run("%s/createdb -h %s -p %d -U postgres mail" % (self.bin, self.dir, PG_PORT))
+        if primary is None:
+            self._run("%s/createdb -h %s -p %d -U postgres mail" % (self.bin, self.dir, PG_PORT))
         self.conninfo = "host=%s port=%d dbname=mail user=postgres" % (self.dir, PG_PORT)
+
+    def query(self, sql):
+        """Runs `sql` in database mail; returns psql's unaligned output."""
+        command = ["%s/psql" % self.bin, "-h", self.dir, "-p", str(PG_PORT), "-U", "postgres",
+                   "-d", "mail", "-Atc", sql]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--"] + command
+        return subprocess.run(command, check=True, cwd="/", capture_output=True,
+                              text=True).stdout.strip()
+
+    def promote(self):
+        self._run("%s/pg_ctl -D %s/data -w promote > /dev/null" % (self.bin, self.dir))
 
     def _run(self, command):
         if self.as_postgres:
@@ -83,7 +104,7 @@ class Replica:
 
 
 class Cluster:
-    def __init__(self, name="replicas"):
+    def __init__(self, name="replicas", standby=False):
         base = os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()
         self.dir = os.path.join(base, name)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -91,6 +112,23 @@ class Cluster:
         # The gateways' certificate and binaries come from the single-node harness.
         self.system = harness.System(name + "-tls", base=base)
         self.postgres = Postgres(self.dir)
+        self.conninfo = self.postgres.conninfo
+        self.standby = None
+        if standby:
+            # A synchronous standby: a write is acknowledged once it is on both, so a
+            # failover to the standby loses nothing acknowledged. The replicas try
+            # both servers and use the one that accepts writes.
+            self.standby = Postgres(self.dir, primary=self.postgres)
+            self.postgres.query("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            self.postgres.query("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 60
+            while self.postgres.query("SELECT sync_state FROM pg_stat_replication") != "sync":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the standby did not become synchronous")
+                time.sleep(0.2)
+            self.conninfo = ("host=%s,%s port=%d,%d dbname=mail user=postgres "
+                             "target_session_attrs=read-write"
+                             % (self.postgres.dir, self.standby.dir, PG_PORT, PG_PORT))
         self.replicas = []
         self.gateways = []
 
@@ -111,7 +149,7 @@ class Cluster:
             process = subprocess.Popen(
                 [self.system.service_bin, "--listen=127.0.0.1:0", "--data-dir=" + data,
                  "--port-file=" + port_file, "--backend=postgres",
-                 "--postgres=" + self.postgres.conninfo, "--postgres-max-connections=16",
+                 "--postgres=" + self.conninfo, "--postgres-max-connections=16",
                  "--argon2-memory-kib=64", "--argon2-time-cost=1",
                  "--auth-user-free-failures=100000", "--auth-ip-free-failures=100000"]
                 + list(flags), stdout=log, stderr=subprocess.STDOUT)
@@ -157,3 +195,5 @@ class Cluster:
                         replica.process.kill()
         finally:
             self.postgres.remove()
+            if self.standby:
+                self.standby.remove()
