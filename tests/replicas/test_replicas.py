@@ -150,6 +150,19 @@ class AcrossReplicasTest(unittest.TestCase):
         reader.close()
 
 
+def watch_until_told(watcher, count):
+    """Reads a session in IDLE (tag i1) until it is told of at least `count`
+    messages, then ends the IDLE and closes it. (A write whose COMMIT was cut off is
+    reported failed but may be stored, so there may be more than acknowledged.)"""
+    def told_all(line):
+        told = re.fullmatch(rb"\* (\d+) EXISTS", line)
+        return told is not None and int(told.group(1)) >= count
+    watcher.read_lines_until(told_all, timeout=60)
+    watcher.send(b"DONE\r\n")
+    watcher.read_tagged("i1")
+    watcher.close()
+
+
 class OutageTest(unittest.TestCase):
     """Appends from many clients through a gateway on both replicas while a replica
     is killed, or the database restarted: every APPEND answered OK is there
@@ -218,8 +231,16 @@ class OutageTest(unittest.TestCase):
         user = new_user("kill")
         victim = CLUSTER.start_replica()
         index = CLUSTER.replicas.index(victim)
-        gateway = CLUSTER.start_gateway(replicas=[0, index])
+        # The gateway's change feeds (one per worker) are spread over both replicas:
+        # one on the victim moves to the survivor and resumes from its last MODSEQ,
+        # and the session in IDLE is told of every APPEND all the same.
+        gateway = CLUSTER.start_gateway(replicas=[index, 0])
+        watcher = connect(gateway, user)
+        watcher.ok("SELECT INBOX")
+        watcher.send(b"i1 IDLE\r\n")
+        watcher.expect_continuation()
         acknowledged = self.run_load(user, gateway, lambda: CLUSTER.kill_replica(index))
+        watch_until_told(watcher, len(acknowledged))
         stored = self.check(user, gateway, acknowledged)
         print("kill -9 of a replica: %d APPENDs acknowledged, %d stored, none lost or doubled"
               % (len(acknowledged), stored))
@@ -293,15 +314,7 @@ class FailoverTest(unittest.TestCase):
             try:
                 acknowledged = load.run_load(user, gateway, fail_over)
                 # The IDLE session heard every APPEND, those after the failover too.
-                # (A write whose COMMIT was cut off is reported failed but may be
-                # stored, so there may be more messages than acknowledged.)
-                def heard_all(line):
-                    told = re.fullmatch(rb"\* (\d+) EXISTS", line)
-                    return told is not None and int(told.group(1)) >= len(acknowledged)
-                watcher.read_lines_until(heard_all, timeout=60)
-                watcher.send(b"DONE\r\n")
-                watcher.read_tagged("i1")
-                watcher.close()
+                watch_until_told(watcher, len(acknowledged))
                 stored = load.check(user, gateway, acknowledged)
             finally:
                 CLUSTER = saved
