@@ -30,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "bench/loadgen/histogram.h"
 #include "bench/loadgen/profile.h"
 #include "boost/asio/as_tuple.hpp"
@@ -76,7 +77,7 @@ enum class Scenario { kProfile, kIdle };
 
 struct Options {
   std::string host;
-  int port = 0;
+  std::vector<int> ports;  // several: each new connection takes the next, in turn
   bool tls = false;
   int64_t users = 1;
   std::string user_prefix;
@@ -133,7 +134,8 @@ struct Run {
   Profile profile;
   asio::io_context* io = nullptr;
   asio::ssl::context* tls = nullptr;
-  tcp::endpoint endpoint;
+  std::vector<tcp::endpoint> endpoints;
+  size_t next_endpoint = 0;
   Clock::time_point start;
   Clock::time_point end;
   Stats stats;
@@ -731,7 +733,8 @@ awaitable<bool> OpenSession(Session& s) {
   s.conn = std::make_shared<Connection>(*run.io, run.tls);
   s.conn->StartWatchdog();
   s.conn->SetDeadline(start + run.options.timeout);
-  absl::Status connected = co_await s.conn->Connect(run.endpoint);
+  const tcp::endpoint& endpoint = run.endpoints[run.next_endpoint++ % run.endpoints.size()];
+  absl::Status connected = co_await s.conn->Connect(endpoint);
   bool ok = connected.ok();
   if (!ok) {
     s.last_error = std::string(connected.message());
@@ -1078,7 +1081,7 @@ std::string SummaryJson(const Run& run, double seconds) {
   const Options& o = run.options;
   return absl::StrCat(
       "{\"profile\":", JsonString(run.profile.name), ",\"host\":", JsonString(o.host),
-      ",\"port\":", o.port, ",\"tls\":", o.tls ? "true" : "false", ",\"clients\":", o.clients,
+      ",\"port\":", o.ports.front(), ",\"tls\":", o.tls ? "true" : "false", ",\"clients\":", o.clients,
       ",\"users\":", o.users, ",\"open_loop_rate\":", absl::StrFormat("%.3f", o.open_loop_rate),
       ",\"duration_s\":", absl::StrFormat("%.3f", seconds), ",\"commands\":", commands,
       ",\"commands_per_s\":", absl::StrFormat("%.2f", commands / seconds),
@@ -1272,7 +1275,9 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
       argc, argv,
       {
           {"host", "", "127.0.0.1", "server address; loopback only"},
-          {"port", "", "0", "server port (required)"},
+          {"port", "", "0",
+           "server port (required); several, comma-separated, spread the connections over "
+           "them in turn (one gateway each)"},
           {"tls", "", "false", "IMAPS (TLS from the first byte); certificates are not checked"},
           {"users", "", "1", "users user1..userN exist; client i logs in as user (i mod N)+1"},
           {"user-prefix", "", "user", "user names are this prefix plus the number"},
@@ -1327,7 +1332,14 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
     }
     return value;
   };
-  absl::StatusOr<int64_t> port = get_int("port", 1, 65535);
+  for (absl::string_view text : absl::StrSplit(config->Get("port"), ',')) {
+    int port = 0;
+    if (!absl::SimpleAtoi(text, &port) || port < 1 || port > 65535) {
+      return absl::InvalidArgumentError(
+          "--port must be a port from 1 to 65535, or several separated by commas");
+    }
+    o.ports.push_back(port);
+  }
   absl::StatusOr<int64_t> users = get_int("users", 1, 100'000'000);
   absl::StatusOr<int64_t> clients = get_int("clients", 1, 1'000'000);
   absl::StatusOr<int64_t> populate = get_int("populate", 0, 10'000'000);
@@ -1337,14 +1349,13 @@ absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
   absl::StatusOr<microseconds> duration = get_duration("duration");
   absl::StatusOr<microseconds> timeout = get_duration("timeout");
   for (const absl::Status& status :
-       {port.status(), users.status(), clients.status(), populate.status(),
+       {users.status(), clients.status(), populate.status(),
         populate_size.status(), seed.status(), duration.status(), timeout.status(),
         setup_concurrency.status()}) {
     if (!status.ok()) {
       return status;
     }
   }
-  o.port = static_cast<int>(*port);
   o.tls = config->GetBool("tls");
   o.users = *users;
   o.user_prefix = config->Get("user-prefix");
@@ -1442,8 +1453,10 @@ int Main(int argc, char** argv) {
   run.tls = options->tls ? &tls : nullptr;
   run.rng.seed(options->seed);
   boost::system::error_code ec;
-  run.endpoint = tcp::endpoint(asio::ip::make_address(options->host, ec),
-                               static_cast<unsigned short>(options->port));
+  for (int port : options->ports) {
+    run.endpoints.emplace_back(asio::ip::make_address(options->host, ec),
+                               static_cast<unsigned short>(port));
+  }
 
   if (options->populate > 0) {
     std::cerr << "imap-loadgen: populating " << options->users << " user(s) to "

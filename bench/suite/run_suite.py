@@ -183,29 +183,51 @@ class Imapd:
 
 class ImapdCluster(Imapd):
     """Our system on PostgreSQL: `replicas` mailbox-service replicas on one private
-    PostgreSQL server and one gateway spreading its calls over all of them
-    (tests/replicas/cluster.py). PostgreSQL's processes are a role of their own, so
-    its CPU is counted beside the gateway's and the replicas'."""
+    PostgreSQL server and `gateways` gateways, each spreading its calls over all the
+    replicas (tests/replicas/cluster.py); the load generator spreads its connections
+    over the gateways in turn, as a load balancer would. PostgreSQL's processes are a
+    role of their own, so its CPU is counted beside the gateways' and the replicas'."""
 
-    def __init__(self, work, argon2_memory_kib, argon2_time_cost, replicas):
+    def __init__(self, work, argon2_memory_kib, argon2_time_cost, replicas, gateways=1):
         import cluster
-        self.name = "imapd-pg%d" % replicas
+        self.name = "imapd-pg%d" % replicas + ("" if gateways == 1 else "-gw%d" % gateways)
         os.environ.setdefault("TEST_TMPDIR", work)
         self.cluster = cluster.Cluster(self.name)
         for _ in range(replicas):
             self.cluster.start_replica("--argon2-memory-kib=%d" % argon2_memory_kib,
                                        "--argon2-time-cost=%d" % argon2_time_cost)
         self.system = self.cluster.system
-        self.gateway = self.cluster.start_gateway(*GATEWAY_FLAGS)
-        self.port = self.gateway.imaps_port
-        self.plain_port = self.gateway.imap_port
+        self.gateways = [self.cluster.start_gateway(*GATEWAY_FLAGS) for _ in range(gateways)]
+        self._set_ports()
         self.description = (
             "%d mailbox-service replica%s (--backend=postgres) on one PostgreSQL %s server "
-            "(Unix socket, fsync on, default settings otherwise) and one imap-gateway with 2 "
-            "workers over all replicas; gateway flags and argon2id (m=%d KiB, t=%d) as for "
+            "(Unix socket, fsync on, default settings otherwise) and %d imap-gateway%s with 2 "
+            "workers over all replicas%s; gateway flags and argon2id (m=%d KiB, t=%d) as for "
             "imapd." % (replicas, "" if replicas == 1 else "s",
                         os.path.basename(os.path.dirname(self.cluster.postgres.bin)),
+                        gateways, "" if gateways == 1 else "s",
+                        "" if gateways == 1 else ", connections spread over the gateways in turn",
                         argon2_memory_kib, argon2_time_cost))
+
+    def _set_ports(self):
+        self.gateway = self.gateways[0]  # the bench's own commands use the first
+        self.port = self.gateway.imaps_port
+        self.plain_port = self.gateway.imap_port
+        self.loadgen_ports = ",".join(str(g.imaps_port) for g in self.gateways)
+        self.loadgen_plain_ports = ",".join(str(g.imap_port) for g in self.gateways)
+
+    def _gateway_pids(self):
+        return [g.process.pid for g in self.gateways]
+
+    def memory_kib(self):
+        return sum(procstat.rss_kib(pid) for pid in self._gateway_pids())
+
+    def reset_peak(self):
+        for pid in self._gateway_pids():
+            procstat.reset_peak_rss(pid)
+
+    def peak_kib(self):
+        return sum(procstat.peak_rss_kib(pid) for pid in self._gateway_pids())
 
     def add_users(self, names):
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -217,7 +239,7 @@ class ImapdCluster(Imapd):
             return procstat.descendants(int(f.readline()))
 
     def roles(self):
-        return {"gateway": [self.gateway.process.pid],
+        return {"gateway": self._gateway_pids(),
                 "service": [r.process.pid for r in self.cluster.replicas],
                 "postgres": self._postgres_pids()}
 
@@ -225,13 +247,13 @@ class ImapdCluster(Imapd):
         return sum(procstat.rss_kib(r.process.pid) for r in self.cluster.replicas)
 
     def restart_front_end(self):
-        self.gateway.process.send_signal(signal.SIGTERM)
-        self.gateway.process.wait(timeout=60)
-        self.system.gateways.remove(self.gateway)
-        self.cluster.gateways.remove(self.gateway)
-        self.gateway = self.cluster.start_gateway(*GATEWAY_FLAGS)
-        self.port = self.gateway.imaps_port
-        self.plain_port = self.gateway.imap_port
+        for gateway in self.gateways:
+            gateway.process.send_signal(signal.SIGTERM)
+            gateway.process.wait(timeout=60)
+            self.system.gateways.remove(gateway)
+            self.cluster.gateways.remove(gateway)
+        self.gateways = [self.cluster.start_gateway(*GATEWAY_FLAGS) for _ in self.gateways]
+        self._set_ports()
 
     def admin_endpoint(self):
         return (self.cluster.replicas[0].target,
@@ -340,9 +362,10 @@ def run_loadgen(target, out_dir, args, timeout, transport="tls", cpu=None, start
     to the load generator's own CPU seconds (user + system, from wait4)."""
     os.makedirs(out_dir, exist_ok=True)
     if transport == "tls":
-        command = [LOADGEN, "--port=%d" % target.port, "--tls"]
+        command = [LOADGEN, "--port=%s" % getattr(target, "loadgen_ports", target.port), "--tls"]
     else:
-        command = [LOADGEN, "--port=%d" % target.plain_port]
+        command = [LOADGEN,
+                   "--port=%s" % getattr(target, "loadgen_plain_ports", target.plain_port)]
     command += ["--out-dir=" + out_dir] + args
     with open(os.path.join(out_dir, "loadgen.log"), "w") as err:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
@@ -394,8 +417,7 @@ def per_thousand(cpu, count):
 
 def memory_roles(target):
     if isinstance(target, ImapdCluster):
-        return {"gateway": lambda: procstat.rss_kib(target.gateway.process.pid),
-                "service": target.service_memory_kib}
+        return {"gateway": target.memory_kib, "service": target.service_memory_kib}
     if isinstance(target, Imapd):
         return {"gateway": lambda: procstat.rss_kib(target.gateway.process.pid),
                 "service": lambda: procstat.rss_kib(target.system.service.pid)}
@@ -818,8 +840,10 @@ def parse_args(argv):
     parser.add_argument("--login-duration", type=int, default=15)
     parser.add_argument("--topologies", default="sqlite",
                         help="our system's topologies, side by side: sqlite (one service on "
-                             "SQLite) and postgres:N (N replicas on PostgreSQL, one gateway "
-                             "over them), e.g. sqlite,postgres:1,postgres:2")
+                             "SQLite, one gateway), postgres:R (R replicas on PostgreSQL, one "
+                             "gateway over them) and postgres:R:G (R replicas, G gateways, the "
+                             "load generator's connections spread over the gateways in turn), "
+                             "e.g. sqlite,postgres:1,postgres:2,postgres:2:2")
     parser.add_argument("--argon2-memory-kib", type=int, default=19456,
                         help="password hash memory, both systems (our service's default)")
     parser.add_argument("--argon2-time-cost", type=int, default=2)
@@ -833,8 +857,9 @@ def parse_args(argv):
         opts.argon2_memory_kib, opts.argon2_time_cost = 64, 1
     opts.topologies = [t for t in opts.topologies.split(",") if t]
     for topology in opts.topologies:
-        if topology != "sqlite" and not re.fullmatch(r"postgres:[1-9]", topology):
-            parser.error("unknown topology %r (sqlite or postgres:N, N from 1 to 9)" % topology)
+        if topology != "sqlite" and not re.fullmatch(r"postgres:[1-9](:[1-9])?", topology):
+            parser.error("unknown topology %r (sqlite, or postgres:R or postgres:R:G with R "
+                         "replicas and G gateways, each from 1 to 9)" % topology)
     opts.only = [s for s in opts.only.split(",") if s]
     opts.profiles = [p for p in opts.profiles.split(",") if p]
     opts.plain_profiles = [p for p in opts.plain_profiles.split(",") if p]
@@ -859,8 +884,9 @@ def start_targets(opts, work):
         if topology == "sqlite":
             targets.append(Imapd(work, opts.argon2_memory_kib, opts.argon2_time_cost))
         else:
+            counts = [int(n) for n in topology.split(":")[1:]]
             targets.append(ImapdCluster(work, opts.argon2_memory_kib, opts.argon2_time_cost,
-                                        int(topology.split(":")[1])))
+                                        *counts))
     if opts.baseline_bin:
         targets.append(Imapd(work, opts.argon2_memory_kib, opts.argon2_time_cost,
                              name=BASELINE, bin_dir=opts.baseline_bin))
