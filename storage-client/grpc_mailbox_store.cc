@@ -645,9 +645,13 @@ absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
     // Retries are this client's own (CallUnary, GrpcFetchStream): gRPC's retry
     // filter would only copy every call's messages into its replay buffer.
     args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-    // Every address the target names (several replicas) carries calls, and one
-    // that cannot be reached is left out until it can.
-    args.SetLoadBalancingPolicyName("round_robin");
+    // Every address the target names (several replicas) carries calls; one that
+    // cannot be reached, or whose health check (grpc.health.v1) says NOT_SERVING, is
+    // left out until it serves again. A service without the health service counts
+    // as serving.
+    args.SetServiceConfigJSON(
+        R"({"loadBalancingConfig": [{"round_robin": {}}],)"
+        R"( "healthCheckConfig": {"serviceName": ""}})");
     if (pool->options.stream_window_bytes > 0) {
       // A fixed window: the BDP probe would otherwise grow it past the bound.
       args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);

@@ -21,7 +21,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "common/config.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/change_hub.h"
@@ -287,6 +289,9 @@ int Run(int argc, char** argv) {
   MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits,
                                  service_options);
   AdminService admin_service(store->get(), &mailbox_service, auth_options.hash);
+  // grpc.health.v1.Health, unauthenticated (it tells only whether this replica
+  // serves): gateways check it and leave out a replica that reports NOT_SERVING.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config->Get("listen"), *credentials, &port);
@@ -312,9 +317,31 @@ int Run(int argc, char** argv) {
             << (link.tls() ? ", TLS" : ", plaintext") << "), data in "
             << std::filesystem::absolute(data_dir).string() << std::endl;
 
+  // Serving while the store can serve; checked four times a second.
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  absl::Notification stop_health;
+  std::thread health_watch([&] {
+    bool serving = true;
+    while (!stop_health.WaitForNotificationWithTimeout(absl::Milliseconds(250))) {
+      const bool healthy = (*store)->Healthy();
+      if (healthy != serving) {
+        serving = healthy;
+        health->SetServingStatus(serving);
+        std::cout << "mailbox-service: "
+                  << (serving ? "the store is back; serving"
+                              : "the store is out of reach; health checks say NOT_SERVING")
+                  << std::endl;
+      }
+    }
+  });
+
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   std::cout << "mailbox-service: " << strsignal(signal_number) << ", draining" << std::endl;
+  stop_health.Notify();
+  health_watch.join();
+  // Gateways stop choosing this replica for new calls while it drains.
+  health->SetServingStatus(false);
   mailbox_service.BeginShutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(*drain));
   server->Wait();

@@ -135,6 +135,11 @@ class Store {
  public:
   virtual ~Store() = default;
 
+  // False while the store knows it cannot serve (its database is out of reach):
+  // the service then answers health checks with NOT_SERVING, and gateways send
+  // their calls to the other replicas.
+  virtual bool Healthy() const { return true; }
+
   // --- Users and credentials -------------------------------------------------
   // Creates the user with an INBOX. ALREADYEXISTS if taken.
   virtual absl::StatusOr<uint64_t> CreateUser(std::string_view username,

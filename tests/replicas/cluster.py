@@ -7,11 +7,14 @@ or in the temporary directory, and stop() ends it all."""
 import glob
 import os
 import pwd
+import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
@@ -132,7 +135,8 @@ class Cluster:
         self.replicas = []
         self.gateways = []
 
-    def start_replica(self, *flags):
+    def start_replica(self, *flags, conninfo=None):
+        """A replica on the database (through `conninfo` if given), with `flags`."""
         index = len(self.replicas)
         data = os.path.join(self.dir, "replica%d" % index)
         os.makedirs(data, exist_ok=True)
@@ -149,7 +153,7 @@ class Cluster:
             process = subprocess.Popen(
                 [self.system.service_bin, "--listen=127.0.0.1:0", "--data-dir=" + data,
                  "--port-file=" + port_file, "--backend=postgres",
-                 "--postgres=" + self.conninfo, "--postgres-max-connections=16",
+                 "--postgres=" + (conninfo or self.conninfo), "--postgres-max-connections=16",
                  "--argon2-memory-kib=64", "--argon2-time-cost=1",
                  "--auth-user-free-failures=100000", "--auth-ip-free-failures=100000"]
                 + list(flags), stdout=log, stderr=subprocess.STDOUT)
@@ -197,3 +201,76 @@ class Cluster:
             self.postgres.remove()
             if self.standby:
                 self.standby.remove()
+
+
+class Partition:
+    """A TCP relay on 127.0.0.1 to the PostgreSQL server's Unix socket, for a replica
+    that is to lose its database while the others keep it: cut() closes every relayed
+    connection and refuses new ones; heal() accepts them again on the same port."""
+
+    def __init__(self, postgres):
+        self.target = os.path.join(postgres.dir, ".s.PGSQL.%d" % PG_PORT)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conninfo = "host=127.0.0.1 port=%d dbname=mail user=postgres" % self.port
+        self.lock = threading.Lock()
+        self.open = []
+        self.cut_off = False
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.cut_off:
+                    client.close()
+                    continue
+                server = socket.socket(socket.AF_UNIX)
+                try:
+                    server.connect(self.target)
+                except OSError:
+                    client.close()
+                    continue
+                self.open += [client, server]
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, a, b):
+        selector = selectors.DefaultSelector()
+        selector.register(a, selectors.EVENT_READ, b)
+        selector.register(b, selectors.EVENT_READ, a)
+        try:
+            while True:
+                for key, _ in selector.select():
+                    data = key.fileobj.recv(65536)
+                    if not data:
+                        return
+                    key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            a.close()
+            b.close()
+
+    def cut(self):
+        with self.lock:
+            self.cut_off = True
+            for sock in self.open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open = []
+
+    def heal(self):
+        with self.lock:
+            self.cut_off = False
+
+    def close(self):
+        self.cut()
+        self.listener.close()

@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from cluster import Cluster  # noqa: E402
+from cluster import Cluster, Partition  # noqa: E402
 from raw_client import ConnectionClosed, RawClient  # noqa: E402
 
 CLUSTER = None
@@ -280,6 +280,56 @@ class OutageTest(unittest.TestCase):
         stored = self.check(user, gateway, acknowledged)
         print("PostgreSQL restart: %d APPENDs acknowledged, %d stored, none lost or doubled"
               % (len(acknowledged), stored))
+
+
+class HealthTest(unittest.TestCase):
+    """A replica that loses the database while the others keep it says NOT_SERVING
+    to health checks; the gateway then sends every call to the others, so clients
+    see no error at all. When it reaches the database again it serves again."""
+
+    def wait_for_log(self, replica_index, text, after):
+        path = os.path.join(CLUSTER.dir, "replica%d.log" % replica_index)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with open(path, errors="replace") as f:
+                if text in f.read()[after:]:
+                    return
+            time.sleep(0.1)
+        self.fail("replica %d did not log %r" % (replica_index, text))
+
+    def log_size(self, replica_index):
+        return os.path.getsize(os.path.join(CLUSTER.dir, "replica%d.log" % replica_index))
+
+    def test_a_replica_cut_off_from_the_database_gets_no_calls(self):
+        user = new_user("health")
+        partition = Partition(CLUSTER.postgres)
+        try:
+            cut = CLUSTER.start_replica(conninfo=partition.conninfo)
+            index = CLUSTER.replicas.index(cut)
+            gateway = CLUSTER.start_gateway(replicas=[0, index])
+            client = connect(gateway, user)
+            for i in range(10):
+                self.assertIn(b" OK ", append(client, "INBOX", message("before %d" % i)))
+            mark = self.log_size(index)
+            partition.cut()
+            self.wait_for_log(index, "NOT_SERVING", mark)
+            time.sleep(0.5)  # the gateway's health watch hears it
+            # Without health checks about half of these would reach the cut-off
+            # replica and fail (writes are not retried).
+            for i in range(40):
+                self.assertIn(b" OK ", append(client, "INBOX", message("during %d" % i)))
+                client.ok("NOOP")
+            other = connect(gateway, user)
+            self.assertEqual(len(subjects_in(other, "INBOX")), 50)
+            other.close()
+            mark = self.log_size(index)
+            partition.heal()
+            self.wait_for_log(index, "the store is back; serving", mark)
+            for i in range(10):
+                self.assertIn(b" OK ", append(client, "INBOX", message("after %d" % i)))
+            client.close()
+        finally:
+            partition.close()
 
 
 class FailoverTest(unittest.TestCase):

@@ -312,6 +312,10 @@ absl::Status PgStore::FlushEvents(absl::Duration timeout) {
 }
 
 void PgStore::Listen(std::unique_ptr<Connection> conn) {
+  // A quiet connection is probed this often, so that a database that went away
+  // without closing it (a partition, a host that died) is noticed.
+  constexpr absl::Duration kProbeInterval = absl::Seconds(2);
+  absl::Time last_heard = absl::Now();
   while (!stopping_) {
     if (conn == nullptr) {
       absl::StatusOr<std::unique_ptr<Connection>> reopened =
@@ -320,10 +324,13 @@ void PgStore::Listen(std::unique_ptr<Connection> conn) {
           !(*reopened)
                ->Exec(absl::StrCat("LISTEN ", kChannel), absl::Now() + absl::Seconds(5))
                .ok()) {
+        healthy_ = false;
         absl::SleepFor(absl::Milliseconds(200));
         continue;
       }
       conn = *std::move(reopened);
+      healthy_ = true;
+      last_heard = absl::Now();
       // Changes committed while nobody listened were not heard: every feed ends
       // and resumes from its last MODSEQ, which the change log replays.
       v1::ChangeEvent resync;
@@ -336,6 +343,12 @@ void PgStore::Listen(std::unique_ptr<Connection> conn) {
     absl::StatusOr<std::vector<Notification>> heard =
         conn->WaitForNotifications(absl::Now() + absl::Milliseconds(200));
     bool failed = !heard.ok();
+    if (heard.ok() && !heard->empty()) {
+      last_heard = absl::Now();
+    } else if (heard.ok() && absl::Now() - last_heard >= kProbeInterval) {
+      failed = !conn->Exec("SELECT 1", absl::Now() + kProbeInterval).ok();
+      last_heard = absl::Now();
+    }
     if (heard.ok()) {
       for (const Notification& notification : *heard) {
         if (!Deliver(*conn, notification)) {
@@ -345,6 +358,7 @@ void PgStore::Listen(std::unique_ptr<Connection> conn) {
       }
     }
     if (failed) {
+      healthy_ = false;
       conn.reset();
     }
   }

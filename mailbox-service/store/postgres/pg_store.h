@@ -74,6 +74,10 @@ class PgStore final : public SqlStore {
   // been handed to the EventSink, or DEADLINE_EXCEEDED after `timeout`.
   absl::Status FlushEvents(absl::Duration timeout);
 
+  // Whether the listening connection is up: it notices a lost database within
+  // about kProbeInterval even when nothing is written.
+  bool Healthy() const override { return healthy_.load(std::memory_order_relaxed); }
+
  protected:
   absl::Status Write(WriteScope scope, WriteBody body) override;
   absl::StatusOr<ReaderLease> Reader() override;
@@ -104,6 +108,7 @@ class PgStore final : public SqlStore {
   uint64_t flushed_ ABSL_GUARDED_BY(flush_mu_) = 0;
   std::atomic<int64_t> next_prune_ms_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> healthy_{true};
   std::thread listener_;
 };
 
