@@ -6,19 +6,26 @@
 # included; the data stays in ./.cluster for the next start.
 #
 #   tools/run-cluster.sh          # IMAPS on 127.0.0.1:9993 and :9994, user demo/demo
+#
+# For its test (tests/replicas): IMAPD_BIN_DIR runs binaries built already (no
+# install, no build), IMAPD_CLUSTER_DIR moves the data, and IMAPD_CLUSTER_PORT_OFFSET
+# is added to every port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools/install-deps.sh
-echo "== build"
-if ! bazel build //mailbox-service/... //gateway:imap-gateway > /tmp/imapd-build.log 2>&1; then
-  grep -vE 'linux-sandbox' /tmp/imapd-build.log | tail -60
-  echo "build failed"
-  exit 1
+if [[ -z "${IMAPD_BIN_DIR:-}" ]]; then
+  tools/install-deps.sh
+  echo "== build"
+  if ! bazel build //mailbox-service/... //gateway:imap-gateway > /tmp/imapd-build.log 2>&1; then
+    grep -vE 'linux-sandbox' /tmp/imapd-build.log | tail -60
+    echo "build failed"
+    exit 1
+  fi
 fi
 
 dir=${IMAPD_CLUSTER_DIR:-$PWD/.cluster}
-bin=bazel-bin
+bin=${IMAPD_BIN_DIR:-bazel-bin}
+offset=${IMAPD_CLUSTER_PORT_OFFSET:-0}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 mkdir -p "$dir"
 # PostgreSQL refuses to run as root: then it runs as Debian's "postgres" user, in a
@@ -26,7 +33,7 @@ mkdir -p "$dir"
 pg_dir=$dir/pg
 as_pg=()
 if [[ $(id -u) == 0 ]]; then
-  pg_dir=/tmp/imapd-cluster-pg
+  pg_dir=/tmp/imapd-cluster-pg-$(printf %s "$dir" | md5sum | cut -c1-8)
   mkdir -p "$pg_dir"
   chown postgres: "$pg_dir"
   as_pg=(runuser -u postgres --)
@@ -64,7 +71,7 @@ for i in 1 2; do
   if [[ $i == 2 ]]; then  # one deployment, one set of tokens
     cp "$dir/replica1/admin.token" "$dir/replica1/gateway.token" "$dir/replica1/session.key" "$data/"
   fi
-  listen=127.0.0.1:$((50060 + i))
+  listen=127.0.0.1:$((50060 + offset + i))
   extra=()
   [[ $i == 1 ]] && extra=(--demo-user=demo:demo)
   "$bin/mailbox-service/server/mailbox-service" --listen="$listen" --data-dir="$data" \
@@ -76,8 +83,8 @@ for i in 1 2; do
 done
 store=$(IFS=,; echo "${targets[*]}")
 for i in 1 2; do
-  "$bin/gateway/imap-gateway" --store="$store" --imaps-listen=127.0.0.1:$((9992 + i)) \
-    --imap-listen=127.0.0.1:$((9142 + i)) --http-listen=127.0.0.1:$((8142 + i)) \
+  "$bin/gateway/imap-gateway" --store="$store" --imaps-listen=127.0.0.1:$((9992 + offset + i)) \
+    --imap-listen=127.0.0.1:$((9142 + offset + i)) --http-listen=127.0.0.1:$((8142 + offset + i)) \
     --tls-cert-file="$dir/tls-cert.pem" --tls-key-file="$dir/tls-key.pem" \
     --store-token-file="$dir/replica1/gateway.token" --gateway-id="gateway$i" &
   pids+=($!)
@@ -88,11 +95,11 @@ cat <<MSG
 == running
   PostgreSQL      $conninfo
   replicas        ${targets[*]}   (mailbox-service --backend=postgres)
-  gateways        IMAPS 127.0.0.1:9993 and 127.0.0.1:9994 (each on both replicas)
+  gateways        IMAPS 127.0.0.1:$((9993 + offset)) and 127.0.0.1:$((9994 + offset)) (each on both replicas)
   user / password demo / demo
   certificate     $dir/tls-cert.pem
 
-Try it: log in on 9993, IDLE, and APPEND through 9994; kill one replica and go on.
+Try it: log in on $((9993 + offset)), IDLE, and APPEND through $((9994 + offset)); kill one replica and go on.
   $bin/mailbox-service/admin/mailbox-admin --server=${targets[1]} --token-file=$dir/replica1/admin.token user list
 
 Ctrl-C stops everything.

@@ -1,8 +1,10 @@
 """The mailbox service as replicas on one PostgreSQL database, end to end: real
 replicas, real gateways, a real PostgreSQL server, real IMAP over TLS."""
 
+import hashlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -12,6 +14,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from cluster import Cluster, Partition  # noqa: E402
+import harness  # noqa: E402
 from raw_client import ConnectionClosed, RawClient  # noqa: E402
 
 CLUSTER = None
@@ -373,6 +376,78 @@ class FailoverTest(unittest.TestCase):
                   "doubled" % (len(acknowledged), stored))
         finally:
             cluster.stop()
+
+
+class RunClusterScriptTest(unittest.TestCase):
+    """tools/run-cluster.sh, as a person trying the topology runs it: it prints how
+    to connect, a client IDLE on one gateway hears an APPEND through the other, and
+    SIGTERM stops everything, PostgreSQL included."""
+
+    def test_the_script_starts_a_working_topology_and_stops_it(self):
+        import signal
+        import subprocess
+        script = harness.runfile("tools/run-cluster.sh")
+        if not os.path.exists(script):  # by hand, outside Bazel: the source tree's
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                  "tools", "run-cluster.sh")
+        work = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        # Away from the script's defaults (a person's own run) and from the ephemeral
+        # ports other tests bind.
+        offset = 1000 + os.getpid() % 100 * 10
+        env = dict(os.environ, IMAPD_CLUSTER_DIR=os.path.join(work, "cluster"),
+                   IMAPD_BIN_DIR=os.path.dirname(os.path.dirname(
+                       harness.runfile("gateway/imap-gateway"))),
+                   IMAPD_CLUSTER_PORT_OFFSET=str(offset))
+        script_process = subprocess.Popen(["bash", script], env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            output = b""
+            deadline = time.monotonic() + 120
+            while b"Ctrl-C stops everything" not in output:
+                self.assertLess(time.monotonic(), deadline, output.decode(errors="replace"))
+                line = script_process.stdout.readline()
+                self.assertTrue(line, "the script ended: " + output.decode(errors="replace"))
+                output += line
+            self.assertIn(b"user / password demo / demo", output)
+            cert = os.path.join(work, "cluster", "tls-cert.pem")
+            ports = (9993 + offset, 9994 + offset)
+            self.assertIn(("127.0.0.1:%d and 127.0.0.1:%d" % ports).encode(), output)
+
+            def login(port):
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        client = RawClient(port, "tls", cafile=cert, timeout=30)
+                        client.login("demo", "demo")
+                        return client
+                    except (ConnectionClosed, OSError, AssertionError):
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
+
+            watcher = login(ports[0])
+            watcher.ok("SELECT INBOX")
+            watcher.send(b"i1 IDLE\r\n")
+            watcher.expect_continuation()
+            writer = login(ports[1])
+            self.assertIn(b" OK ", append(writer, "INBOX", message("through the other")))
+            writer.close()
+            watch_until_told(watcher, 1)
+        finally:
+            os.killpg(script_process.pid, signal.SIGTERM)
+            script_process.wait(timeout=120)
+            script_process.stdout.close()
+        # Nothing is left running: no replica, gateway or PostgreSQL of this script
+        # (whose directory, when run as root, is one under /tmp named after it).
+        cluster_dir = os.path.join(work, "cluster")
+        pg_dir = "/tmp/imapd-cluster-pg-" + hashlib.md5(cluster_dir.encode()).hexdigest()[:8]
+        try:
+            for pattern in (cluster_dir, pg_dir):
+                leftovers = subprocess.run(["pgrep", "-f", pattern], capture_output=True,
+                                           text=True).stdout.split()
+                self.assertEqual(leftovers, [], pattern)
+        finally:
+            shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
