@@ -145,6 +145,7 @@ const std::vector<CommandSpec>& Specs() {
        {"USER", "MAILBOX", "UID", "FILE"},
        {"--replace-flags"}},
       {"store", "copy", CommandKind::kStoreCopy, {"SQLITE_FILE", "POSTGRES"}, {}},
+      {"store", "migrate", CommandKind::kStoreMigrate, {"POSTGRES"}, {}},
   };
   return *specs;
 }
@@ -462,6 +463,9 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
       command.path = positionals[0];
       command.target = positionals[1];
       break;
+    case CommandKind::kStoreMigrate:
+      command.target = positionals[0];
+      break;
   }
   return result;
 }
@@ -506,6 +510,11 @@ Commands:
       clients need no resync and session tokens stay valid. Works on the files
       directly: needs no service, token or --server. Prints a line per table:
       copied N rows of TABLE
+  store migrate POSTGRES
+      Bring the PostgreSQL database (a libpq connection string or URI) to this
+      build's schema version, as a replica does when it starts; for upgrades that
+      migrate before any new replica runs. Refuses a database of a newer version.
+      Needs no service, token or --server. Prints: schema version OLD -> NEW
   help
       This text.
 

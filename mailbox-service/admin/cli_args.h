@@ -51,6 +51,7 @@ enum class CommandKind {
   kImportMaildir,
   kRevise,
   kStoreCopy,
+  kStoreMigrate,
 };
 
 struct Command {
@@ -70,6 +71,7 @@ struct Command {
   uint64_t batch_bytes = 32ull << 20;
 
   // store copy: `path` is the SQLite file, `target` the PostgreSQL connection string.
+  // store migrate: `target` is the PostgreSQL connection string.
   std::string target;
 
   // revise

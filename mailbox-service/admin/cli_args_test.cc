@@ -210,5 +210,18 @@ TEST(CliArgsTest, UsageErrors) {
   EXPECT_THAT(ErrorOf({"mailbox", "create", "alice", ""}), HasSubstr("NAME"));
 }
 
+TEST(CliArgsTest, StoreCommandsTakeTheirDatabases) {
+  auto copy = Parse({"store", "copy", "/data/mailbox.db", "dbname=mail"});
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ(copy->command.kind, CommandKind::kStoreCopy);
+  EXPECT_EQ(copy->command.path, "/data/mailbox.db");
+  EXPECT_EQ(copy->command.target, "dbname=mail");
+  auto migrate = Parse({"store", "migrate", "postgresql://db1,db2/mail"});
+  ASSERT_TRUE(migrate.ok()) << migrate.status();
+  EXPECT_EQ(migrate->command.kind, CommandKind::kStoreMigrate);
+  EXPECT_EQ(migrate->command.target, "postgresql://db1,db2/mail");
+  EXPECT_THAT(ErrorOf({"store", "migrate"}), HasSubstr("POSTGRES"));
+}
+
 }  // namespace
 }  // namespace mailbox::admin

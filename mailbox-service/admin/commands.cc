@@ -527,8 +527,9 @@ absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* 
     }
 
     case CommandKind::kStoreCopy:
-      // Works on the databases, not through the service: main() runs it.
-      return LocalError("store copy does not go through the service");
+    case CommandKind::kStoreMigrate:
+      // Work on the databases, not through the service: main() runs them.
+      return LocalError("store commands do not go through the service");
   }
   return absl::InternalError("unknown command");
 }

@@ -34,6 +34,15 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (invocation->command.kind == CommandKind::kStoreMigrate) {
+    auto migrated = mailbox::store::MigratePostgres(invocation->command.target);
+    if (!migrated.ok()) {
+      std::cerr << "mailbox-admin: store migrate: " << migrated.status().message() << "\n";
+      return kExitError;
+    }
+    std::cout << "schema version " << migrated->first << " -> " << migrated->second << std::endl;
+    return 0;
+  }
   // Plaintext unless a CA file is given: the service listens in plaintext only on
   // loopback (or where its operator said --insecure-listen).
   const GlobalOptions& global = invocation->global;

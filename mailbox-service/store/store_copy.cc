@@ -137,6 +137,15 @@ absl::StatusOr<int64_t> CopyContentData(sqlite::Connection& from, pg::Connection
 
 }  // namespace
 
+absl::StatusOr<std::pair<int, int>> MigratePostgres(const std::string& conninfo) {
+  ASSIGN_OR_RETURN(std::unique_ptr<pg::Connection> conn,
+                   pg::Connection::Open(conninfo, Deadline()));
+  ASSIGN_OR_RETURN(int before, pg::SchemaVersion(*conn, Deadline()));
+  RETURN_IF_ERROR(pg::Migrate(*conn, pg::LatestSchemaVersion(), Deadline()));
+  ASSIGN_OR_RETURN(int after, pg::SchemaVersion(*conn, Deadline()));
+  return std::make_pair(before, after);
+}
+
 absl::Status CopySqliteToPostgres(const std::string& sqlite_path, const std::string& conninfo,
                                   const CopyProgress& progress) {
   ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Connection> from,

@@ -14,8 +14,10 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace mailbox::store {
 
@@ -24,5 +26,9 @@ using CopyProgress = std::function<void(std::string_view table, int64_t rows)>;
 
 absl::Status CopySqliteToPostgres(const std::string& sqlite_path, const std::string& conninfo,
                                   const CopyProgress& progress);
+
+// Migrates the PostgreSQL database to this build's schema (mailbox-admin store
+// migrate); returns its version before and after.
+absl::StatusOr<std::pair<int, int>> MigratePostgres(const std::string& conninfo);
 
 }  // namespace mailbox::store

@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mailbox-service/store/postgres/pg_store.h"
+#include "mailbox-service/store/postgres/pg_schema.h"
 #include "mailbox-service/store/postgres/pg_test_server.h"
 #include "mailbox-service/store/sqlite_store.h"
 #include "mailbox-service/store/store_test_util.h"
@@ -130,6 +131,25 @@ TEST(StoreCopyTest, EverythingArrivesWithItsIds) {
   // A second copy would mix two stores: refused.
   absl::Status again = CopySqliteToPostgres(path, server->conninfo("copy_target"), nullptr);
   EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+}
+
+TEST(StoreCopyTest, MigrateBringsAnEmptyDatabaseToThisBuildsSchemaOnce) {
+  absl::StatusOr<pg::TestServer> server = pg::TestServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(server->CreateDatabase("migrated").ok());
+  absl::StatusOr<std::pair<int, int>> first = MigratePostgres(server->conninfo("migrated"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->first, 0);
+  EXPECT_EQ(first->second, pg::LatestSchemaVersion());
+  absl::StatusOr<std::pair<int, int>> again = MigratePostgres(server->conninfo("migrated"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->first, pg::LatestSchemaVersion());
+  EXPECT_EQ(again->second, pg::LatestSchemaVersion());
+  // A replica starts on it without migrating anything more.
+  pg::PgStore::Options options;
+  options.conninfo = server->conninfo("migrated");
+  EXPECT_TRUE(pg::PgStore::Open({}, nullptr, options).ok());
+  EXPECT_FALSE(MigratePostgres("host=/nonexistent dbname=none").ok());
 }
 
 }  // namespace
