@@ -4,6 +4,7 @@
 #include <iostream>
 #include <type_traits>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/co_spawn.hpp"
@@ -303,7 +304,33 @@ void Session::Abort(std::string_view reason) {
   stream_.Close();
 }
 
-std::optional<std::string> Session::DecodeMailboxName(std::string_view wire) {
+void Session::AnnounceKeywordsOf(SelectedMailbox& mailbox,
+                                 const std::vector<std::string>& flags) {
+  bool added = false;
+  for (const std::string& flag : flags) {
+    if (flag.empty() || flag[0] == '\\') {
+      continue;  // system flags are always in FLAGS
+    }
+    if (mailbox.announced_keywords.insert(absl::AsciiStrToLower(flag)).second) {
+      mailbox.announced_flags.push_back(flag);
+      if (!mailbox.read_only) {
+        // Before "\*", which stays last.
+        auto star = std::find(mailbox.announced_permanent.begin(),
+                              mailbox.announced_permanent.end(), "\\*");
+        mailbox.announced_permanent.insert(star, flag);
+      }
+      added = true;
+    }
+  }
+  if (added) {
+    Send(imap::FlagsResponse(mailbox.announced_flags));
+    Send(imap::StatusResponse("*", imap::Status::kOk,
+                              imap::code::PermanentFlags(mailbox.announced_permanent),
+                              mailbox.read_only ? "No permanent flags permitted" : "Limited"));
+  }
+}
+
+std::optional<std::string> Session::DecodeMailboxName(std::string_view wire, NameUse use) {
   if (EqualsIgnoreCase(wire, "INBOX")) {
     return std::string("INBOX");
   }
@@ -312,7 +339,15 @@ std::optional<std::string> Session::DecodeMailboxName(std::string_view wire) {
   }
   auto decoded = imap::DecodeModifiedUtf7(wire);
   if (!decoded.ok()) {
-    Bad(absl::StrCat("Invalid mailbox name: ", decoded.error().message));
+    // RFC 3501 §5.1.3: names are modified UTF-7, so no mailbox has this one. The
+    // command is well formed, so it is a NO (a LIST pattern matches nothing).
+    const std::string why =
+        absl::StrCat("the name is not valid modified UTF-7 (", decoded.error().message, ")");
+    if (use == NameUse::kExisting) {
+      No(absl::StrCat("No such mailbox: ", why), imap::code::kNonExistent);
+    } else if (use == NameUse::kNew) {
+      No(absl::StrCat("Cannot create that mailbox: ", why), imap::code::kCannot);
+    }
     return std::nullopt;
   }
   std::string name = std::move(decoded).value();
@@ -581,6 +616,7 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
     if (event.has_added()) {
       bool grew = false;
       for (const auto& message : event.added().messages()) {
+        AnnounceKeywordsOf(box, {message.flags().begin(), message.flags().end()});
         grew = box.map.Append(message.uid()) || grew;
       }
       if (grew) {
@@ -602,6 +638,7 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
         }
         imap::FetchResponseBuilder fetch(*seq);
         std::vector<std::string> flags(message.flags().begin(), message.flags().end());
+        AnnounceKeywordsOf(box, flags);
         if (box.recent.count(message.uid()) > 0) {
           flags.push_back("\\Recent");
         }
@@ -889,6 +926,10 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
              std::holds_alternative<imap::CheckCommand>(body)) {
     Ok(std::holds_alternative<imap::NoopCommand>(body) ? "NOOP completed" : "CHECK completed");
   } else if (std::holds_alternative<imap::LogoutCommand>(body)) {
+    // Changes not yet reported stay unreported: after LOGOUT the client no longer
+    // tracks the mailbox, and an EXPUNGE now would name sequence numbers it has
+    // forgotten (RFC 3501 §6.1.3 lists only BYE before the tagged OK).
+    pending_.clear();
     Send(imap::StatusResponse("*", imap::Status::kBye, "", "Logging out"));
     Ok("LOGOUT completed");
     state_ = SessionState::kLogout;
@@ -948,8 +989,11 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   }
   co_await StopReadAhead();
   ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(info.name), store_.Take());
-  // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5).
-  ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
+  // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5);
+  // none after LOGOUT (above).
+  if (state_ != SessionState::kLogout) {
+    ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
+  }
   in_command_ = false;
   CheckChangeQueue();
   if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
@@ -1171,8 +1215,13 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
   if (condstore) {
     condstore_enabled_ = true;  // RFC 7162 §3.1: SELECT (CONDSTORE) enables it
   }
-  std::vector<std::string> flags(open->flags().begin(), open->flags().end());
-  Send(imap::FlagsResponse(flags));
+  box->announced_flags.assign(open->flags().begin(), open->flags().end());
+  for (const std::string& flag : box->announced_flags) {
+    if (!flag.empty() && flag[0] != '\\') {
+      box->announced_keywords.insert(absl::AsciiStrToLower(flag));
+    }
+  }
+  Send(imap::FlagsResponse(box->announced_flags));
   Send(imap::ExistsResponse(box->map.size()));
   Send(imap::RecentResponse(open->recent()));
   if (open->first_unseen_uid() != 0) {
@@ -1185,11 +1234,12 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
                             "UIDs valid"));
   Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::UidNext(open->uidnext()),
                             "Predicted next UID"));
-  std::vector<std::string> permanent;
   if (!box->read_only) {
-    permanent.assign(open->permanent_flags().begin(), open->permanent_flags().end());
+    box->announced_permanent.assign(open->permanent_flags().begin(),
+                                    open->permanent_flags().end());
   }
-  Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::PermanentFlags(permanent),
+  Send(imap::StatusResponse("*", imap::Status::kOk,
+                            imap::code::PermanentFlags(box->announced_permanent),
                             box->read_only ? "No permanent flags permitted" : "Limited"));
   Send(imap::StatusResponse("*", imap::Status::kOk,
                             imap::code::HighestModSeq(open->highest_modseq()), "Highest"));

@@ -116,6 +116,13 @@ struct SelectedMailbox {
   // (Session::DropOwnChanges): applied once the queue ahead of it is empty.
   uint64_t dropped_own_modseq = 0;
 
+  // The FLAGS and PERMANENTFLAGS lists last sent (SELECT, then Session::
+  // AnnounceKeywords), and the keywords in them, lowercased (keywords compare
+  // without case, as the store keeps them).
+  std::vector<std::string> announced_flags;
+  std::vector<std::string> announced_permanent;
+  std::set<std::string> announced_keywords;
+
   // The current flags of messages, as the mailbox service last told this
   // session: from FETCH and STORE replies and from every change-feed event as
   // it arrives (before it is reported), so they are as current as the feed.
@@ -156,6 +163,15 @@ class Session final : public FeedRouter::Listener {
   // --- For command handlers -----------------------------------------------------
   // Queues bytes for the client; written by Flush (and at the end of each command).
   void Send(std::string_view bytes) { out_.append(bytes); }
+  // Before a response shows these flags: sends FLAGS and PERMANENTFLAGS again if a
+  // keyword among them is not in the lists the client was given (RFC 3501 §7.2.6:
+  // the client learns the mailbox's flags from FLAGS; §7.1 PERMANENTFLAGS).
+  template <typename Flags>
+  void AnnounceKeywords(const Flags& flags) {
+    if (selected_ != nullptr) {
+      AnnounceKeywordsOf(*selected_, std::vector<std::string>(flags.begin(), flags.end()));
+    }
+  }
   // Writes what is queued. False if the connection broke (the session then ends).
   boost::asio::awaitable<bool> Flush();
   // Queues the tagged completion of the current command.
@@ -195,9 +211,18 @@ class Session final : public FeedRouter::Listener {
   // The selected mailbox, or null outside the Selected state.
   SelectedMailbox* selected() { return selected_.get(); }
 
+  void AnnounceKeywordsOf(SelectedMailbox& mailbox, const std::vector<std::string>& flags);
+
+  // What a command does with a mailbox name, which decides the answer when the
+  // name is not valid modified UTF-7: no mailbox can have it, so a command on an
+  // existing mailbox gets NO [NONEXISTENT], one making a mailbox NO [CANNOT], and
+  // a LIST pattern simply matches nothing (the caller skips it, nothing is sent).
+  enum class NameUse { kExisting, kNew, kPattern };
+
   // Mailbox name from the wire (modified UTF-7, or UTF-8 after UTF8=ACCEPT) to UTF-8;
-  // nullopt after answering BAD.
-  std::optional<std::string> DecodeMailboxName(std::string_view wire);
+  // nullopt when it is not valid, after answering as `use` says.
+  std::optional<std::string> DecodeMailboxName(std::string_view wire,
+                                               NameUse use = NameUse::kExisting);
 
   // Sequence set (or UID set) of the current command to UID ranges of the selected
   // mailbox. UID sets keep UIDs that are not in the mailbox out (RFC 3501 §6.4.8).

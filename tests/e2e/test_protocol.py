@@ -561,13 +561,30 @@ class BadInputTest(Base):
         self.case(b"x SEARCH " + b"OR ALL " * 1000 + b"ALL\r\n")
 
     def test_invalid_modified_utf7(self):
+        # RFC 3501 §5.1.3: names are modified UTF-7, so no mailbox has one that is
+        # not. The commands are well formed: NO, not BAD; a LIST pattern matches
+        # nothing.
         for name in (b'"&Jjo"', b'"a&AGE-b"', b'"&ZeVnLIqe"', b'"&-&"', b'"caf\xc3\xa9"',
                      b'"&AGEAYgBj-"', b'"&2D0-"'):
             with self.subTest(name=name):
-                self.case(b"x CREATE " + name + b"\r\n", allow_bye=False)
-        self.case(b'x SELECT "&Jjo"\r\n', allow_bye=False)
-        lines = self.client.ok("LIST \"\" *")
-        self.assertFalse(any(b"Jjo" in line for line in lines), lines)
+                for verb, code in ((b"CREATE", b"CANNOT"), (b"SELECT", b"NONEXISTENT"),
+                                   (b"EXAMINE", b"NONEXISTENT"), (b"DELETE", b"NONEXISTENT")):
+                    self.client.send(b"n1 " + verb + b" " + name + b"\r\n")
+                    _, tagged = self.client.read_tagged("n1")
+                    self.assertTrue(tagged.startswith(b"n1 NO [" + code + b"] "), tagged)
+                    self.assertIn(b"not valid modified UTF-7", tagged)
+                self.client.send(b"n2 STATUS " + name + b" (MESSAGES)\r\n")
+                untagged, tagged = self.client.read_tagged("n2")
+                self.assertTrue(tagged.startswith(b"n2 NO [NONEXISTENT] "), tagged)
+                self.assertEqual(untagged, [])
+                self.client.send(b'n3 LIST "" ' + name + b"\r\n")
+                untagged, tagged = self.client.read_tagged("n3")
+                self.assertTrue(tagged.startswith(b"n3 OK "), tagged)
+                self.assertEqual(untagged, [])
+        # Only the invalid pattern matches nothing; the others of the command still do.
+        lines = self.client.ok('LIST "" ("&Jjo" INBOX)')
+        self.assertEqual(lines, [b'* LIST (\\HasNoChildren) "/" INBOX'])
+        self.client.ok("SELECT INBOX")  # the session goes on
 
     def test_sequence_set_edge_cases(self):
         # 4294967295 is a valid number but no such message exists.

@@ -206,7 +206,12 @@ class MessageAttributesTest(Base):
         self.assertIn(b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)]"
                       b" Limited", untagged)
         lines = client.ok("STORE 1 +FLAGS ($MDNSent ProjectX)")
-        self.assertEqual(lines, [b"* 1 FETCH (FLAGS ($MDNSent ProjectX \\Recent))"])
+        # New keywords: FLAGS and PERMANENTFLAGS again, before the FETCH shows them.
+        self.assertEqual(lines, [
+            b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $MDNSent ProjectX)",
+            b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
+            b"$MDNSent ProjectX \\*)] Limited",
+            b"* 1 FETCH (FLAGS ($MDNSent ProjectX \\Recent))"])
         untagged = client.ok("SELECT INBOX")
         self.assertIn(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $MDNSent ProjectX)",
                       untagged)
@@ -271,10 +276,10 @@ class MailboxNamingTest(Base):
             self.assertTagged(tagged, "w1", "BAD")
             self.assertIn(b"wildcard", tagged)
         _, tagged = client.command('CREATE "R&D"', tag="a1")
-        self.assertTagged(tagged, "a1", "BAD")
+        self.assertTagged(tagged, "a1", "NO", b"CANNOT")
         self.assertIn(b"modified UTF-7", tagged)
         _, tagged = client.command(b'CREATE "Entw\xc3\xbcrfe"', tag="a2")
-        self.assertTagged(tagged, "a2", "BAD")
+        self.assertTagged(tagged, "a2", "NO", b"CANNOT")
         lines = client.ok('LIST "" *')
         self.assertEqual(lines, [b'* LIST (\\HasNoChildren) "/" INBOX',
                                  b'* LIST (\\HasNoChildren) "/" #news',
@@ -351,6 +356,71 @@ class SessionUpdatesTest(Base):
         lines = poll_until(watcher, "CHECK", lambda line: line == b"* 2 EXPUNGE")
         lines = watcher.ok("FETCH 1:* (UID)")
         self.assertEqual(lines, [b"* 1 FETCH (UID 1)"])
+
+
+    def test_new_keywords_are_announced_before_a_fetch_shows_them(self):
+        # RFC 3501 §7.2.6 / §7.1: the client learns the mailbox's keywords from FLAGS
+        # (and which it may store from PERMANENTFLAGS); a FETCH must not show one
+        # it was never told of.
+        def first_with(lines, keyword):
+            return next(i for i, line in enumerate(lines) if keyword in line)
+
+        writer = self.connect()
+        append_raw(writer, "INBOX", MESSAGE)
+        watcher = self.connect()
+        selected = watcher.ok("SELECT INBOX")
+        self.assertFalse(any(b"$Custom1" in line for line in selected), selected)
+        writer.ok("SELECT INBOX")
+        writer.ok("STORE 1 +FLAGS.SILENT ($Custom1)")
+        lines = poll_until(watcher, "NOOP", lambda line: b"$Custom1" in line)
+        at = first_with(lines, b"$Custom1")
+        self.assertTrue(lines[at].startswith(b"* FLAGS ("), lines)
+        self.assertTrue(lines[at + 1].startswith(b"* OK [PERMANENTFLAGS ("), lines)
+        self.assertIn(b"$Custom1 \\*)]", lines[at + 1])
+        self.assertIn(b"* 1 FETCH (UID 1 FLAGS ($Custom1 \\Recent))", lines[at + 2:])
+        # A keyword this session stores itself, even silently.
+        untagged = watcher.ok("STORE 1 +FLAGS.SILENT (Own2)")
+        self.assertEqual(len(untagged), 2, untagged)
+        self.assertTrue(untagged[0].startswith(b"* FLAGS (") and b"Own2" in untagged[0])
+        self.assertIn(b"$Custom1", untagged[0])
+        # Told once: the next FETCH shows it with no FLAGS before.
+        self.assertEqual(watcher.ok("FETCH 1 (FLAGS)"),
+                         [b"* 1 FETCH (FLAGS ($Custom1 Own2 \\Recent))"])
+        # A message appended with a new keyword: FLAGS comes with its EXISTS.
+        append_raw(writer, "INBOX", MESSAGE, flags=b"(Third3) ")
+        lines = poll_until(watcher, "NOOP", lambda line: line == b"* 2 EXISTS")
+        self.assertLess(first_with(lines, b"Third3"), lines.index(b"* 2 EXISTS"), lines)
+        self.assertTrue(lines[first_with(lines, b"Third3")].startswith(b"* FLAGS ("))
+        # SELECT lists every keyword in use, here and where a COPY took one.
+        writer.ok("CREATE Copies")
+        writer.ok("COPY 1 Copies")
+        for mailbox in ("INBOX", "Copies"):
+            flags_line = next(line for line in self.connect().ok("SELECT " + mailbox)
+                              if line.startswith(b"* FLAGS ("))
+            for keyword in (b"$Custom1", b"Own2") + ((b"Third3",) if mailbox == "INBOX" else ()):
+                self.assertIn(keyword, flags_line, mailbox)
+
+    def test_logout_reports_no_pending_updates(self):
+        # RFC 3501 §6.1.3: LOGOUT answers BYE and its tagged OK. Changes waiting to
+        # be reported are not sent: the client no longer tracks the mailbox, and an
+        # EXPUNGE would name sequence numbers it has forgotten.
+        writer = self.connect()
+        append_raw(writer, "INBOX", MESSAGE)
+        append_raw(writer, "INBOX", MESSAGE)
+        leaving = self.connect(select="INBOX")
+        control = self.connect(select="INBOX")
+        writer.ok("SELECT INBOX")
+        writer.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")
+        writer.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        writer.ok("EXPUNGE")
+        # The changes have reached both sessions' gateway: the control session,
+        # selected just as long, is told of them at its next command.
+        poll_until(control, "NOOP", lambda line: line == b"* 1 EXPUNGE")
+        time.sleep(0.3)  # (the two may be on different gateway workers)
+        untagged, tagged = leaving.command("LOGOUT", tag="z1")
+        self.assertTagged(tagged, "z1", "OK")
+        self.assertEqual(len(untagged), 1, untagged)
+        self.assertTrue(untagged[0].startswith(b"* BYE "), untagged)
 
 
 # --- 2.2.12 - 2.2.15 Not authenticated state, STARTTLS, AUTHENTICATE, LOGIN --------

@@ -64,7 +64,7 @@ awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
   }
   std::optional<std::string> destination = session.DecodeMailboxName(mailbox_name);
   if (!destination.has_value()) {
-    co_return;  // DecodeMailboxName answered BAD
+    co_return;  // DecodeMailboxName answered
   }
   // MOVE expunges from the source (RFC 6851 §3.3), which EXAMINE forbids.
   if (move && mailbox->read_only) {

@@ -302,6 +302,11 @@ class FetchResponseWriter {
       return;
     }
     skipping_ = false;
+    if (plan_.has_flags || metadata.seen_changed()) {
+      // Before this message's FETCH response begins: FLAGS if it shows a keyword
+      // the client was not told of.
+      session_.AnnounceKeywords(metadata.flags());
+    }
     builder_.emplace(*seq);
     // RFC 7162 §3.2.4: responses of a FETCH that set \Seen carry the UID once
     // CONDSTORE is enabled.
@@ -530,6 +535,7 @@ awaitable<void> RevertSeen(Session& session, SelectedMailbox& mailbox,
         continue;
       }
       std::vector<std::string> flags(message.flags().begin(), message.flags().end());
+      session.AnnounceKeywords(flags);
       if (mailbox.recent.count(message.uid()) > 0) {
         flags.push_back("\\Recent");
       }

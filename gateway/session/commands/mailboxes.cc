@@ -226,18 +226,19 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
     session.Bad(*complaint);
     co_return;
   }
-  std::optional<std::string> reference = session.DecodeMailboxName(command.reference);
-  if (!reference.has_value()) {
-    co_return;  // answered BAD
-  }
+  // A reference or pattern that is not valid modified UTF-7 matches no mailbox.
+  std::optional<std::string> reference =
+      session.DecodeMailboxName(command.reference, Session::NameUse::kPattern);
+  const bool reference_valid = reference.has_value();
   bool root_requested = false;
   std::vector<std::string> patterns;
   for (const std::string& wire_pattern : command.patterns) {
     // "*" and "%" are printable ASCII, which modified UTF-7 leaves alone, so a
     // pattern decodes like a name.
-    std::optional<std::string> pattern = session.DecodeMailboxName(wire_pattern);
-    if (!pattern.has_value()) {
-      co_return;
+    std::optional<std::string> pattern =
+        session.DecodeMailboxName(wire_pattern, Session::NameUse::kPattern);
+    if (!pattern.has_value() || !reference_valid) {
+      continue;
     }
     if (pattern->empty()) {
       // RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root of
@@ -444,7 +445,8 @@ awaitable<void> Status(Session& session, const imap::StatusCommand& command) {
 }
 
 awaitable<void> Create(Session& session, const imap::CreateCommand& command) {
-  std::optional<std::string> decoded = session.DecodeMailboxName(command.mailbox);
+  std::optional<std::string> decoded =
+      session.DecodeMailboxName(command.mailbox, Session::NameUse::kNew);
   if (!decoded.has_value()) {
     co_return;
   }
@@ -502,7 +504,7 @@ awaitable<void> Rename(Session& session, const imap::RenameCommand& command) {
   if (!from.has_value()) {
     co_return;
   }
-  std::optional<std::string> to = session.DecodeMailboxName(command.to);
+  std::optional<std::string> to = session.DecodeMailboxName(command.to, Session::NameUse::kNew);
   if (!to.has_value()) {
     co_return;
   }

@@ -124,6 +124,8 @@ awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
     }
     mailbox->LearnFlags(message.uid(), message.flags(), message.modseq(),
                         session.options().max_known_flags);
+    // Even for .SILENT: the mailbox now has the keyword, so FLAGS lists it.
+    session.AnnounceKeywords(message.flags());
     if (report) {
       session.Send(ChangedFlagsResponse(*mailbox, message, with_uid, condstore));
     }
