@@ -867,20 +867,17 @@ awaitable<absl::StatusOr<v1::SearchResponse>> FakeMailboxStore::Search(
     co_return v1::MakeError(absl::StatusCode::kInvalidArgument, v1::BADCHARSET,
                             "supported charsets: US-ASCII UTF-8");
   }
-  std::vector<uint32_t> uids;
-  v1::SearchResponse response;
+  rules::SearchMatches matches(request.view_last_uid());
   for (const auto& [uid, message] : (*mailbox)->messages) {
     absl::StatusOr<bool> matched = Matches(**mailbox, uid, message, request.key(), 0);
     if (!matched.ok()) {
       co_return matched.status();
     }
     if (*matched) {
-      uids.push_back(uid);
-      response.set_highest_modseq(std::max(response.highest_modseq(), message.modseq));
+      matches.Add(uid, message.modseq);
     }
   }
-  *response.mutable_uids() = rules::ToUidSet(uids);
-  co_return response;
+  co_return matches.Take();
 }
 
 // --- Append, Revise -------------------------------------------------------------

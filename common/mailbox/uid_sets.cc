@@ -57,6 +57,22 @@ void UidSetBuilder::Add(uint32_t uid) {
   range->set_last(uid);
 }
 
+void SearchMatches::Add(uint32_t uid, uint64_t modseq) {
+  if (uids_.set().ranges_size() == 0) {
+    response_.set_first_match_modseq(modseq);
+  }
+  uids_.Add(uid);
+  response_.set_highest_modseq(std::max(response_.highest_modseq(), modseq));
+  if (view_last_uid_ == 0 || uid <= view_last_uid_) {
+    response_.set_last_match_modseq(modseq);
+  }
+}
+
+v1::SearchResponse SearchMatches::Take() {
+  *response_.mutable_uids() = uids_.Take();
+  return std::move(response_);
+}
+
 v1::UidSet ToUidSet(const std::vector<uint32_t>& uids) {
   UidSetBuilder builder;
   for (uint32_t uid : uids) {

@@ -38,4 +38,19 @@ class UidSetBuilder {
 // The set of ascending `uids`.
 v1::UidSet ToUidSet(const std::vector<uint32_t>& uids);
 
+// Collects a search's matches, in ascending UID order, into its response: the UID
+// set, the highest MODSEQ of all, and those of the first match and of the last one
+// within the caller's view (SearchRequest.view_last_uid).
+class SearchMatches {
+ public:
+  explicit SearchMatches(uint32_t view_last_uid) : view_last_uid_(view_last_uid) {}
+  void Add(uint32_t uid, uint64_t modseq);
+  v1::SearchResponse Take();
+
+ private:
+  const uint32_t view_last_uid_;
+  UidSetBuilder uids_;
+  v1::SearchResponse response_;
+};
+
 }  // namespace mailbox::rules

@@ -50,5 +50,25 @@ TEST(UidSetBuilderTest, RunsBecomeRanges) {
   EXPECT_EQ(ToUidSet({}).ranges_size(), 0);
 }
 
+TEST(SearchMatchesTest, GivesTheModseqsOfTheFirstAndOfTheLastMatchInTheView) {
+  SearchMatches matches(/*view_last_uid=*/7);
+  matches.Add(2, 50);
+  matches.Add(3, 90);
+  matches.Add(7, 20);
+  matches.Add(9, 70);  // not in the caller's view yet
+  v1::SearchResponse response = matches.Take();
+  EXPECT_EQ(response.highest_modseq(), 90u);
+  EXPECT_EQ(response.first_match_modseq(), 50u);
+  EXPECT_EQ(response.last_match_modseq(), 20u);
+  ASSERT_EQ(response.uids().ranges_size(), 3);
+  EXPECT_EQ(response.uids().ranges(1).first(), 7u);
+
+  SearchMatches none(0);
+  v1::SearchResponse empty = none.Take();
+  EXPECT_EQ(empty.uids().ranges_size(), 0);
+  EXPECT_EQ(empty.first_match_modseq(), 0u);
+  EXPECT_EQ(empty.last_match_modseq(), 0u);
+}
+
 }  // namespace
 }  // namespace mailbox::rules

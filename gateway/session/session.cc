@@ -304,6 +304,18 @@ void Session::Abort(std::string_view reason) {
   stream_.Close();
 }
 
+void Session::EnableCondstore() {
+  condstore_enabled_ = true;
+  if (selected_ != nullptr && !selected_->condstore) {
+    selected_->condstore = true;
+    if (selected_->applied_modseq > 0) {
+      Send(imap::StatusResponse("*", imap::Status::kOk,
+                                imap::code::HighestModSeq(selected_->applied_modseq),
+                                "Highest"));
+    }
+  }
+}
+
 void Session::AnnounceKeywordsOf(SelectedMailbox& mailbox,
                                  const std::vector<std::string>& flags) {
   bool added = false;

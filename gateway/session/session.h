@@ -206,7 +206,10 @@ class Session final : public FeedRouter::Listener {
   const SessionOptions& options() const { return *worker_->options; }
   bool utf8_accept() const { return utf8_accept_; }
   bool condstore_enabled() const { return condstore_enabled_; }
-  void EnableCondstore() { condstore_enabled_ = true; }
+  // For a CONDSTORE-enabling command (RFC 7162 §3.1). The first one while a
+  // mailbox is selected sends "* OK [HIGHESTMODSEQ n]" for it, so the client
+  // learns where its MODSEQs start.
+  void EnableCondstore();
   void EnableUtf8Accept() { utf8_accept_ = true; }
   // The selected mailbox, or null outside the Selected state.
   SelectedMailbox* selected() { return selected_.get(); }

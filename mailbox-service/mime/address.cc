@@ -360,3 +360,28 @@ bool AppendAddressList(std::string_view value, size_t* budget,
 }
 
 }  // namespace mailbox::mime::internal
+
+namespace mailbox::mime {
+
+std::string AddressesWithoutComments(std::string_view value) {
+  std::string out;
+  const internal::Token* previous = nullptr;
+  for (const internal::Token& t : internal::Tokenize(value)) {
+    if (t.kind == internal::Kind::kComment) {
+      continue;  // RFC 5322 §3.2.2: CFWS, even inside an addr-spec (§4.4)
+    }
+    // Words of a phrase keep one space between them; an addr-spec closes up
+    // around "@" and "." and inside "<...>".
+    const bool glue_before = previous == nullptr || internal::IsSpecialToken(*previous, '@') ||
+                             internal::IsSpecialToken(*previous, '.') || internal::IsSpecialToken(*previous, '<');
+    const bool glue_after = t.kind == internal::Kind::kSpecial && !internal::IsSpecialToken(t, '<');
+    if (!glue_before && !glue_after) {
+      out.push_back(' ');
+    }
+    out.append(t.raw);
+    previous = &t;
+  }
+  return out;
+}
+
+}  // namespace mailbox::mime

@@ -223,6 +223,12 @@ class Decoder {
 std::vector<std::string> HeaderValues(std::string_view header_block,
                                       std::string_view name);
 
+// An address field's value without its comments, each addr-spec closed up:
+// "<a (x)@ (y) b.org>" gives "<a@b.org>" (RFC 5322 §3.2.2 allows CFWS between
+// the tokens of an addr-spec, §4.4 obsolete syntax). For searching addresses as
+// they are meant, not as they happen to be written.
+std::string AddressesWithoutComments(std::string_view value);
+
 // Decodes RFC 2047 encoded-words (B and Q) to UTF-8 for charsets utf-8,
 // us-ascii, iso-8859-1 and windows-1252. Words in other charsets, and
 // malformed words, are left as sent. Whitespace between two adjacent

@@ -1000,5 +1000,14 @@ TEST(RobustnessTest, BackslashEndingAnUnclosedCommentInContentType) {
   }
 }
 
+TEST(AddressTest, CommentsAreLeftOutAndAddrSpecsClosedUp) {
+  EXPECT_EQ(AddressesWithoutComments("<user-from (comment)@ (comment) domain.org>"),
+            "<user-from@domain.org>");
+  EXPECT_EQ(AddressesWithoutComments("John (the) Doe <j . d @ x.org>, b@y.org (B)"),
+            "John Doe <j.d@x.org>, b@y.org");
+  EXPECT_EQ(AddressesWithoutComments("\"A, B\" <a@b>; (unterminated"), "\"A, B\" <a@b>;");
+  EXPECT_EQ(AddressesWithoutComments(""), "");
+}
+
 }  // namespace
 }  // namespace mailbox::mime

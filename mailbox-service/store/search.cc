@@ -464,6 +464,13 @@ bool AnyUnfoldedField(std::string_view block,
   return have_field && visit(field);
 }
 
+bool IsAddressField(const std::string& field) {
+  for (const char* name : {"from", "to", "cc", "bcc", "sender", "reply-to"}) {
+    if (absl::EqualsIgnoreCase(field, name)) return true;
+  }
+  return false;
+}
+
 bool HeaderMatches(const SearchKey::Header& header, SearchMessage& message,
                    WorkBudget& budget) {
   // Finding the field reads the whole header section.
@@ -475,8 +482,15 @@ bool HeaderMatches(const SearchKey::Header& header, SearchMessage& message,
   if (header.value().empty()) return !values.empty();
   if (!budget.Charge(header.value().size())) return false;
   const FoldedNeedle needle(header.value());
+  // Address fields are also matched with their comments left out, so that
+  // "FROM a@b.org" finds "<a (x)@ (y) b.org>" (RFC 5322 §4.4).
+  const bool addresses = IsAddressField(header.field());
   for (const std::string& value : values) {
     if (needle.FoundIn(mime::DecodeEncodedWords(value), budget)) return true;
+    if (addresses && !budget.stopped() &&
+        needle.FoundIn(mime::DecodeEncodedWords(mime::AddressesWithoutComments(value)), budget)) {
+      return true;
+    }
   }
   return false;
 }

@@ -2237,8 +2237,7 @@ absl::StatusOr<v1::SearchResponse> SqlStore::Search(uint64_t user_id,
   const StoredSearchMessage::Opener open = [&](int64_t content_id) {
     return OpenContent(*conn, content_id);
   };
-  UidSetBuilder matches;
-  uint64_t highest = 0;
+  rules::SearchMatches matches(request.view_last_uid());
   for (const auto& [first, last] : CandidateUids(key)) {
     if (!budget.KeepGoing()) {
       return budget.status();
@@ -2268,15 +2267,11 @@ absl::StatusOr<v1::SearchResponse> SqlStore::Search(uint64_t user_id,
         return budget.status();
       }
       if (matched) {
-        matches.Add(message.uid());
-        highest = std::max(highest, message.modseq());
+        matches.Add(message.uid(), message.modseq());
       }
     }
   }
-  v1::SearchResponse response;
-  *response.mutable_uids() = matches.Take();
-  response.set_highest_modseq(highest);
-  return response;
+  return matches.Take();
 }
 
 // ---------------------------------------------------------------------------

@@ -703,5 +703,117 @@ class LeniencyTest(Base):
         self.assertTagged(tagged, "b1", "OK")
 
 
+
+# --- RFC 7162 CONDSTORE details ------------------------------------------------------
+class CondstoreTest(Base):
+    def test_the_first_enabling_command_while_selected_reports_highestmodseq(self):
+        # RFC 7162 §3.1: a CONDSTORE-enabling command issued while a mailbox is
+        # selected produces "* OK [HIGHESTMODSEQ n]" for it, once.
+        writer = self.connect()
+        append_raw(writer, "INBOX", MESSAGE)
+        client = self.connect()
+        selected = client.ok("SELECT INBOX")
+        highest = next(int(re.search(rb"HIGHESTMODSEQ (\d+)", line).group(1))
+                       for line in selected if b"HIGHESTMODSEQ" in line)
+        untagged = client.ok("FETCH 1 (MODSEQ)")
+        self.assertEqual(untagged[0], b"* OK [HIGHESTMODSEQ %d] Highest" % highest)
+        self.assertTrue(untagged[1].startswith(b"* 1 FETCH (MODSEQ ("), untagged)
+        self.assertEqual(len(client.ok("FETCH 1 (MODSEQ)")), 1)  # not again
+
+    def test_esearch_min_and_max_carry_the_modseq_of_the_messages_returned(self):
+        # RFC 7162 §3.1.10 with RFC 4731: the MODSEQ of an ESEARCH result is the
+        # highest of the messages returned; for MIN or MAX alone, of that message.
+        client = self.connect()
+        for _ in range(3):
+            append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        client.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")
+        client.ok("STORE 1 +FLAGS.SILENT (\\Seen)")
+
+        def modseq_of(seq):
+            line = client.ok("FETCH %d (MODSEQ)" % seq)[-1]
+            return int(re.search(rb"MODSEQ \((\d+)\)", line).group(1))
+
+        m1, m2, m3 = modseq_of(1), modseq_of(2), modseq_of(3)
+        self.assertGreater(m1, m2)
+        self.assertGreater(m2, m3)
+
+        def esearch(returns):
+            lines = client.ok("SEARCH RETURN (%s) MODSEQ 1" % returns)
+            return lines[0]
+
+        self.assertIn(b"MIN 1 MODSEQ %d" % m1, esearch("MIN"))
+        self.assertIn(b"MAX 3 MODSEQ %d" % m3, esearch("MAX"))
+        self.assertIn(b"MIN 1 MAX 3 MODSEQ %d" % m1, esearch("MIN MAX"))
+        self.assertIn(b"COUNT 3 MODSEQ %d" % m1, esearch("COUNT"))
+        self.assertIn(b"ALL 1:3 MODSEQ %d" % m1, esearch("ALL"))
+        # Only messages changed after m3: MAX is now 2, with its own MODSEQ.
+        lines = client.ok("SEARCH RETURN (MAX) MODSEQ %d" % (m3 + 1))
+        self.assertIn(b"MAX 2 MODSEQ %d" % m2, lines[0])
+
+
+
+# --- RFC 5258 LIST-EXTENDED ----------------------------------------------------------
+class ListExtendedTest(Base):
+    def test_childinfo_only_for_children_not_returned_themselves(self):
+        # RFC 5258 §3.5: with RECURSIVEMATCH, a parent that does not meet the
+        # selection is returned with CHILDINFO ("SUBSCRIBED") for a subscribed
+        # child the response does not show; when another pattern of the same
+        # command returns that child, the parent has nothing to report.
+        client = self.connect()
+        for name in ("Fruit", "Fruit/Banana", "Tofu", "Vegetable", "Vegetable/Broccoli"):
+            client.ok("CREATE " + name)
+        for name in ("Fruit/Banana", "Tofu", "Vegetable/Broccoli"):
+            client.ok("SUBSCRIBE " + name)
+
+        def listed(command):
+            entries = {}
+            for line in client.ok(command):
+                match = re.match(rb'\* LIST \(([^)]*)\) "/" (\S+)(.*)', line)
+                self.assertIsNotNone(match, line)
+                entries[match.group(2).decode()] = match.group(3)
+            return entries
+
+        one = listed('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+        self.assertEqual(sorted(one), ["Fruit", "Tofu", "Vegetable"])
+        self.assertIn(b'("CHILDINFO" ("SUBSCRIBED"))', one["Fruit"])
+        self.assertIn(b'("CHILDINFO" ("SUBSCRIBED"))', one["Vegetable"])
+        self.assertNotIn(b"CHILDINFO", one["Tofu"])
+
+        both = listed('LIST (SUBSCRIBED RECURSIVEMATCH) "" ("%" "%/%")')
+        self.assertEqual(sorted(both), ["Fruit/Banana", "Tofu", "Vegetable/Broccoli"])
+        self.assertFalse(any(b"CHILDINFO" in rest for rest in both.values()), both)
+
+        # A parent keeps CHILDINFO for a child that no pattern returns.
+        client.ok("CREATE Fruit/Dried/Fig")
+        client.ok("SUBSCRIBE Fruit/Dried/Fig")
+        mixed = listed('LIST (SUBSCRIBED RECURSIVEMATCH) "" ("%" "%/%")')
+        self.assertIn(b'("CHILDINFO" ("SUBSCRIBED"))', mixed["Fruit/Dried"])
+        self.assertIn(b'("CHILDINFO" ("SUBSCRIBED"))', mixed["Fruit"])
+        self.assertNotIn(b"CHILDINFO", mixed["Fruit/Banana"])
+
+
+
+# --- RFC 5322 addresses in SEARCH and ENVELOPE -------------------------------------
+class AddressSyntaxTest(Base):
+    def test_address_search_sees_through_comments_in_addr_specs(self):
+        # RFC 5322 §3.2.2 / §4.4: comments (CFWS) may sit between the tokens of an
+        # addr-spec. SEARCH FROM matches the address as meant; ENVELOPE gives
+        # mailbox and host without the comments.
+        message = (b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+                   b"To: Someone <someone@example.org>\r\n"
+                   b"Subject: obsolete syntax\r\n\r\nBody.\r\n")
+        client = self.connect()
+        append_raw(client, "INBOX", message)
+        append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        self.assertEqual(client.ok("SEARCH FROM user-from@domain.org"), [b"* SEARCH 1"])
+        self.assertEqual(client.ok("SEARCH FROM DOMAIN.ORG"), [b"* SEARCH 1"])
+        self.assertEqual(client.ok("SEARCH FROM comment"), [b"* SEARCH 1"])  # as written
+        self.assertEqual(client.ok("SEARCH TO someone@example.org"), [b"* SEARCH 1"])
+        envelope = client.ok("FETCH 1 (ENVELOPE)")[0]
+        self.assertIn(b' NIL "user-from" "domain.org"))', envelope)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -192,15 +192,6 @@ void EnableCondstoreForStatus(Session& session,
     return;
   }
   session.EnableCondstore();
-  SelectedMailbox* selected = session.selected();
-  if (selected != nullptr && !selected->condstore) {
-    selected->condstore = true;
-    if (selected->applied_modseq > 0) {
-      session.Send(imap::StatusResponse("*", imap::Status::kOk,
-                                        imap::code::HighestModSeq(selected->applied_modseq),
-                                        "Highest"));
-    }
-  }
 }
 
 bool ServiceUnreachable(const absl::Status& status) {
@@ -299,7 +290,13 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
       matches = std::any_of(patterns.begin(), patterns.end(), [&](const std::string& p) {
         return ListPatternMatches(p, info.name());
       });
+      // A subscribed name this command returns itself gives its superiors nothing
+      // to report (RFC 5258 §3.5: CHILDINFO is for children the client does not
+      // see in the same response).
       for (const std::string& pattern : superior_patterns) {
+        if (matches) {
+          break;
+        }
         for (std::string& superior : MatchingSuperiors(pattern, info.name())) {
           superiors.insert(std::move(superior));
         }

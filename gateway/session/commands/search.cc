@@ -66,6 +66,8 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
     request.set_charset(session.utf8_accept() ? "UTF-8" : "US-ASCII");
   }
   *request.mutable_key() = std::move(mapped->key);
+  // Matches above it were not announced (no EXISTS yet) and are left out below.
+  request.set_view_last_uid(mailbox->map.max_uid());
   absl::StatusOr<v1::SearchResponse> response =
       co_await session.store().Search(session.credential(), request);
   if (!response.ok()) {
@@ -82,10 +84,15 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
     modseq = response->highest_modseq();
   }
   if (command.return_options.has_value()) {
-    // RFC 4731 §3.1. RFC 7162 §3.1.10 asks for the highest MODSEQ of the
-    // messages returned; with only MIN or MAX requested the store's figure is
-    // that of all matches (it keeps no per-message list for us).
-    imap::EsearchData data = MakeEsearchData(numbers, *command.return_options);
+    // RFC 4731 §3.1. RFC 7162 §3.1.10: the MODSEQ is the highest of the messages
+    // returned; with only MIN and/or MAX requested, those are the only ones.
+    const imap::SearchReturnOptions& options = *command.return_options;
+    if (modseq.has_value() && (options.min || options.max) && !options.all &&
+        !options.count) {
+      modseq = std::max(options.min ? response->first_match_modseq() : 0,
+                        options.max ? response->last_match_modseq() : 0);
+    }
+    imap::EsearchData data = MakeEsearchData(numbers, options);
     data.modseq = modseq;
     session.Send(imap::EsearchResponse(session.tag(), command.uid, data));
   } else {
