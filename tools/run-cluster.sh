@@ -14,13 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ -z "${IMAPD_BIN_DIR:-}" ]]; then
-  tools/install-deps.sh
-  echo "== build"
-  if ! bazel build //mailbox-service/... //gateway:imap-gateway > /tmp/imapd-build.log 2>&1; then
-    grep -vE 'linux-sandbox' /tmp/imapd-build.log | tail -60
-    echo "build failed"
-    exit 1
-  fi
+  tools/install-and-build.sh
 fi
 
 dir=${IMAPD_CLUSTER_DIR:-$PWD/.cluster}

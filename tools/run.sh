@@ -6,13 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools/install-deps.sh
-echo "== build"
-if ! bazel build //mailbox-service/... //gateway:imap-gateway > /tmp/imapd-build.log 2>&1; then
-  grep -vE 'linux-sandbox' /tmp/imapd-build.log | tail -60
-  echo "build failed"
-  exit 1
-fi
+tools/install-and-build.sh
 
 data_dir=${MAILBOX_DATA_DIR:-$PWD/.data}
 listen=${MAILBOX_LISTEN:-127.0.0.1:50051}
