@@ -63,7 +63,12 @@ struct ExamineCommand {
   bool operator==(const ExamineCommand&) const = default;
 };
 
-struct CreateCommand { std::string mailbox; bool operator==(const CreateCommand&) const = default; };
+struct CreateCommand {
+  std::string mailbox;
+  // RFC 6154 §3 CREATE-SPECIAL-USE: the attributes of "(USE (...))", as written.
+  std::vector<std::string> special_use;
+  bool operator==(const CreateCommand&) const = default;
+};
 struct DeleteCommand { std::string mailbox; bool operator==(const DeleteCommand&) const = default; };
 struct SubscribeCommand { std::string mailbox; bool operator==(const SubscribeCommand&) const = default; };
 struct UnsubscribeCommand { std::string mailbox; bool operator==(const UnsubscribeCommand&) const = default; };

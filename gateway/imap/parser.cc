@@ -97,6 +97,26 @@ bool ParseMailboxOnly(Lexer& lex, Command::Body* body) {
   return true;
 }
 
+// RFC 3501 §6.3.3, with RFC 4466 §2.2 create-params as RFC 6154 §5 extends them:
+// CREATE name [SP "(" "USE" SP "(" [use-attr *(SP use-attr)] ")" ")"].
+bool ParseCreate(Lexer& lex, Command::Body* body) {
+  CreateCommand cmd;
+  if (!Mailbox(lex, &cmd.mailbox)) return false;
+  if (!lex.AtCrlf()) {
+    if (!lex.Sp() || !lex.Expect('(', "'(' starting the CREATE parameters")) return false;
+    std::string parameter;
+    if (!lex.Keyword(&parameter, "a CREATE parameter")) return false;
+    if (parameter != "USE") {
+      return lex.Fail("unknown CREATE parameter " + parameter.substr(0, 40) +
+                      " (USE is the one supported, RFC 6154)");
+    }
+    if (!lex.Sp() || !lex.FlagList(&cmd.special_use)) return false;
+    if (!lex.Expect(')', "')' ending the CREATE parameters")) return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
 bool ParseRename(Lexer& lex, Command::Body* body) {
   RenameCommand cmd;
   if (!Mailbox(lex, &cmd.from) || !Mailbox(lex, &cmd.to)) return false;
@@ -595,7 +615,7 @@ constexpr CommandParser kCommands[] = {
     {"LOGIN", ParseLogin},
     {"SELECT", ParseSelect<SelectCommand>},
     {"EXAMINE", ParseSelect<ExamineCommand>},
-    {"CREATE", ParseMailboxOnly<CreateCommand>},
+    {"CREATE", ParseCreate},
     {"DELETE", ParseMailboxOnly<DeleteCommand>},
     {"RENAME", ParseRename},
     {"SUBSCRIBE", ParseMailboxOnly<SubscribeCommand>},

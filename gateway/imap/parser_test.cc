@@ -46,6 +46,19 @@ TEST(ParserTest, AnAtomMayStartWithTilde) {
   EXPECT_EQ(std::get<SelectCommand>(MustParse("s SELECT ~box\r\n").body).mailbox, "~box");
 }
 
+TEST(ParserTest, CreateSpecialUse) {
+  auto create = std::get<CreateCommand>(MustParse("c CREATE Mail/Sent (USE (\\Sent))\r\n").body);
+  EXPECT_EQ(create.mailbox, "Mail/Sent");
+  EXPECT_EQ(create.special_use, std::vector<std::string>{"\\Sent"});
+  EXPECT_TRUE(std::get<CreateCommand>(MustParse("c CREATE x (USE ())\r\n").body)
+                  .special_use.empty());
+  EXPECT_NE(ParseError("c CREATE x (FOO (bar))\r\n").find("unknown CREATE parameter FOO"),
+            std::string::npos);
+  ParseError("c CREATE x (USE \\Sent)\r\n");
+  ParseError("c CREATE x (USE (\\Sent)\r\n");
+  ParseError("c CREATE x USE (\\Sent)\r\n");
+}
+
 TEST(ParserTest, TypedFields) {
   Command login = MustParse("a9 LOGIN \"al ice\" {6+}\r\nse\"cr\\\r\n");
   EXPECT_EQ(login.tag, "a9");

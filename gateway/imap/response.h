@@ -100,6 +100,8 @@ inline constexpr std::string_view kLimit = "LIMIT";
 inline constexpr std::string_view kOverQuota = "OVERQUOTA";
 inline constexpr std::string_view kAlreadyExists = "ALREADYEXISTS";
 inline constexpr std::string_view kNonExistent = "NONEXISTENT";
+// RFC 6154 §3.
+inline constexpr std::string_view kUseAttr = "USEATTR";
 }  // namespace code
 
 // Untagged data responses.

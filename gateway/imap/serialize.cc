@@ -177,7 +177,12 @@ struct BodyWriter {
     w.Raw("EXAMINE ").AString(c.mailbox);
     if (c.condstore) w.Raw(" (CONDSTORE)");
   }
-  void operator()(const CreateCommand& c) { w.Raw("CREATE ").AString(c.mailbox); }
+  void operator()(const CreateCommand& c) {
+    w.Raw("CREATE ").AString(c.mailbox);
+    if (!c.special_use.empty()) {
+      w.Raw(" (USE ").Flags(c.special_use).Raw(")");
+    }
+  }
   void operator()(const DeleteCommand& c) { w.Raw("DELETE ").AString(c.mailbox); }
   void operator()(const SubscribeCommand& c) { w.Raw("SUBSCRIBE ").AString(c.mailbox); }
   void operator()(const UnsubscribeCommand& c) {

@@ -24,6 +24,7 @@ inline std::vector<std::string> ValidCommands() {
       "b2 SELECT \"Sent Items\" (CONDSTORE)\r\n",
       "b3 EXAMINE {6}\r\nDrafts\r\n",
       "b4 CREATE foo/bar\r\n",
+      "b4 CREATE Sent (USE (\\Sent \\Archive))\r\n",
       "b5 DELETE \"a\\\\b\"\r\n",
       "b6 RENAME old \"new name\"\r\n",
       "b7 SUBSCRIBE &U,BTFw-\r\n",

@@ -191,8 +191,8 @@ std::vector<std::string> Session::Capabilities() const {
   }
   for (const char* cap :
        {"SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN",
-        "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH", "BINARY",
-        "MULTIAPPEND"}) {
+        "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE",
+        "ESEARCH", "BINARY", "MULTIAPPEND"}) {
     caps.push_back(cap);
   }
   caps.push_back(options().limits.literal_minus ? "LITERAL-" : "LITERAL+");

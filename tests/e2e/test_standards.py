@@ -815,5 +815,30 @@ class AddressSyntaxTest(Base):
         self.assertIn(b' NIL "user-from" "domain.org"))', envelope)
 
 
+
+# --- RFC 6154 CREATE-SPECIAL-USE ------------------------------------------------------
+class CreateSpecialUseTest(Base):
+    def test_create_with_use_marks_the_mailbox(self):
+        client = self.connect(login=False)
+        client.login(self.user, self.password)
+        self.assertIn(b"CREATE-SPECIAL-USE", client.ok("CAPABILITY")[0])
+        client.ok("CREATE Outbox/Sent (USE (\\Sent))")
+        client.ok('CREATE "Old Mail" (USE (\\Archive \\Flagged))')
+        self.assertEqual(client.ok('LIST "" "Outbox/Sent"'),
+                         [b'* LIST (\\HasNoChildren \\Sent) "/" Outbox/Sent'])
+        lines = client.ok('LIST (SPECIAL-USE) "" *')
+        self.assertEqual(sorted(lines), [
+            b'* LIST (\\HasNoChildren \\Archive \\Flagged) "/" "Old Mail"',
+            b'* LIST (\\HasNoChildren \\Sent) "/" Outbox/Sent'])
+        # RFC 6154 §3: a use the server cannot give is NO [USEATTR], and nothing is
+        # created; a parameter other than USE is a syntax error.
+        _, tagged = client.command("CREATE Bogus (USE (\\Bogus))", tag="u1")
+        self.assertTagged(tagged, "u1", "NO", b"USEATTR")
+        self.assertEqual(client.ok('LIST "" Bogus'), [])
+        _, tagged = client.command("CREATE Other (COLOR (red))", tag="u2")
+        self.assertTagged(tagged, "u2", "BAD")
+        self.assertIn(b"unknown CREATE parameter COLOR", tagged)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -459,6 +459,16 @@ awaitable<void> Create(Session& session, const imap::CreateCommand& command) {
   }
   v1::CreateMailboxRequest request;
   request.set_name(name);
+  for (const std::string& use : command.special_use) {
+    // RFC 6154 §3: a special use the server cannot give is a NO [USEATTR].
+    if (!::mailbox::rules::IsKnownSpecialUse(use)) {
+      session.No(absl::StrCat("cannot give a mailbox the special use ", use,
+                              ": not one of those RFC 6154 §2 defines"),
+                 imap::code::kUseAttr);
+      co_return;
+    }
+    request.add_special_use(use);
+  }
   absl::StatusOr<v1::CreateMailboxResponse> created =
       co_await session.store().CreateMailbox(session.credential(), std::move(request));
   if (!created.ok()) {
