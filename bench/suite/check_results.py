@@ -62,6 +62,8 @@ def check_push_events(events, clients, system):
     kinds = [event["kind"] for event in events]
     assert kinds == ["append", "revise"], (system, kinds)
     for event in events:
+        assert event.get("not_idling", 0) == 0, (
+            system, "%d clients never entered IDLE (see push-*/loadgen.log)" % event["not_idling"])
         assert event["seen"] == clients and event["missed"] == 0, (system, event)
         assert 0 <= event["p50_ms"] <= event["p99_ms"] <= event["max_ms"], (system, event)
 
