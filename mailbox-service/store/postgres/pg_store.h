@@ -23,10 +23,11 @@
 //   mailbox 0 ("every feed"): the feeds end and their gateways resume from their
 //   last MODSEQ, which the log replays.
 // * Dropping content no message refers to any more, and pruning expunged messages
-//   past their retention, read rows of every user: inside a SERIALIZABLE write they
-//   would make concurrent writes of unrelated users conflict. They run after the
-//   write's COMMIT instead, as statements of their own (READ COMMITTED), the
-//   pruning at most once a second unless a backlog remains.
+//   past their retention, touch rows of every user: inside a write they would lock
+//   other users' rows under this user's scope (and, under SERIALIZABLE, made
+//   unrelated writes conflict). They run after the write's COMMIT instead, as
+//   statements of their own, the pruning at most once a second unless a backlog
+//   remains.
 // * Message bytes are rows of at most 256 KiB (content_data.seq), written and read
 //   a piece at a time.
 // * Connections come from a bounded pool; every query has the call's deadline;
