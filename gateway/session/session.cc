@@ -316,30 +316,34 @@ void Session::EnableCondstore() {
   }
 }
 
-void Session::AnnounceKeywordsOf(SelectedMailbox& mailbox,
-                                 const std::vector<std::string>& flags) {
-  bool added = false;
-  for (const std::string& flag : flags) {
-    if (flag.empty() || flag[0] == '\\') {
-      continue;  // system flags are always in FLAGS
-    }
-    if (mailbox.announced_keywords.insert(absl::AsciiStrToLower(flag)).second) {
-      mailbox.announced_flags.push_back(flag);
-      if (!mailbox.read_only) {
-        // Before "\*", which stays last.
-        auto star = std::find(mailbox.announced_permanent.begin(),
-                              mailbox.announced_permanent.end(), "\\*");
-        mailbox.announced_permanent.insert(star, flag);
-      }
-      added = true;
-    }
+bool SelectedMailbox::CaseInsensitiveLess::operator()(std::string_view a,
+                                                      std::string_view b) const {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return absl::ascii_tolower(static_cast<unsigned char>(x)) <
+           absl::ascii_tolower(static_cast<unsigned char>(y));
+  });
+}
+
+bool SelectedMailbox::AddKeyword(std::string_view flag) {
+  // System flags are always in FLAGS.
+  if (flag.empty() || flag[0] == '\\' || announced_keywords.contains(flag)) {
+    return false;
   }
-  if (added) {
-    Send(imap::FlagsResponse(mailbox.announced_flags));
-    Send(imap::StatusResponse("*", imap::Status::kOk,
-                              imap::code::PermanentFlags(mailbox.announced_permanent),
-                              mailbox.read_only ? "No permanent flags permitted" : "Limited"));
+  announced_keywords.emplace(flag);
+  announced_flags.emplace_back(flag);
+  if (!read_only) {
+    // Before "\*", which stays last.
+    auto star = std::find(announced_permanent.begin(), announced_permanent.end(), "\\*");
+    announced_permanent.emplace(star, flag);
   }
+  return true;
+}
+
+void Session::SendFlagLists(const SelectedMailbox& mailbox) {
+  Send(imap::FlagsResponse(mailbox.announced_flags));
+  Send(imap::StatusResponse("*", imap::Status::kOk,
+                            imap::code::PermanentFlags(mailbox.announced_permanent),
+                            mailbox.read_only ? "No permanent flags permitted" : "Limited"));
 }
 
 std::optional<std::string> Session::DecodeMailboxName(std::string_view wire, NameUse use) {
@@ -628,7 +632,7 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
     if (event.has_added()) {
       bool grew = false;
       for (const auto& message : event.added().messages()) {
-        AnnounceKeywordsOf(box, {message.flags().begin(), message.flags().end()});
+        AnnounceKeywordsOf(box, message.flags());
         grew = box.map.Append(message.uid()) || grew;
       }
       if (grew) {
@@ -1230,7 +1234,7 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
   box->announced_flags.assign(open->flags().begin(), open->flags().end());
   for (const std::string& flag : box->announced_flags) {
     if (!flag.empty() && flag[0] != '\\') {
-      box->announced_keywords.insert(absl::AsciiStrToLower(flag));
+      box->announced_keywords.insert(flag);
     }
   }
   Send(imap::FlagsResponse(box->announced_flags));

@@ -117,11 +117,17 @@ struct SelectedMailbox {
   uint64_t dropped_own_modseq = 0;
 
   // The FLAGS and PERMANENTFLAGS lists last sent (SELECT, then Session::
-  // AnnounceKeywords), and the keywords in them, lowercased (keywords compare
-  // without case, as the store keeps them).
+  // AnnounceKeywords), and the keywords in them (compared without case, as the
+  // store keeps them; looked up without a copy).
+  struct CaseInsensitiveLess {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const;
+  };
   std::vector<std::string> announced_flags;
   std::vector<std::string> announced_permanent;
-  std::set<std::string> announced_keywords;
+  std::set<std::string, CaseInsensitiveLess> announced_keywords;
+  // Adds `flag` to the lists if it is a keyword not in them; true if it did.
+  bool AddKeyword(std::string_view flag);
 
   // The current flags of messages, as the mailbox service last told this
   // session: from FETCH and STORE replies and from every change-feed event as
@@ -169,7 +175,7 @@ class Session final : public FeedRouter::Listener {
   template <typename Flags>
   void AnnounceKeywords(const Flags& flags) {
     if (selected_ != nullptr) {
-      AnnounceKeywordsOf(*selected_, std::vector<std::string>(flags.begin(), flags.end()));
+      AnnounceKeywordsOf(*selected_, flags);
     }
   }
   // Writes what is queued. False if the connection broke (the session then ends).
@@ -214,7 +220,18 @@ class Session final : public FeedRouter::Listener {
   // The selected mailbox, or null outside the Selected state.
   SelectedMailbox* selected() { return selected_.get(); }
 
-  void AnnounceKeywordsOf(SelectedMailbox& mailbox, const std::vector<std::string>& flags);
+  template <typename Flags>
+  void AnnounceKeywordsOf(SelectedMailbox& mailbox, const Flags& flags) {
+    bool added = false;
+    for (const auto& flag : flags) {
+      added = mailbox.AddKeyword(flag) || added;
+    }
+    if (added) {
+      SendFlagLists(mailbox);
+    }
+  }
+  // "* FLAGS" and "* OK [PERMANENTFLAGS]" as the mailbox's lists now stand.
+  void SendFlagLists(const SelectedMailbox& mailbox);
 
   // What a command does with a mailbox name, which decides the answer when the
   // name is not valid modified UTF-7: no mailbox can have it, so a command on an
