@@ -33,8 +33,10 @@ def tearDownModule():
         CLUSTER.stop()
 
 
-def connect(gateway, user):
-    client = RawClient(gateway.imaps_port, "tls", cafile=CLUSTER.system.cert, timeout=30)
+def connect(gateway, user, cluster=None):
+    """A logged-in client through `gateway` of `cluster` (the module's by default)."""
+    cert = (cluster or CLUSTER).system.cert
+    client = RawClient(gateway.imaps_port, "tls", cafile=cert, timeout=30)
     client.login(user, PASSWORD)
     return client
 
@@ -166,10 +168,11 @@ def watch_until_told(watcher, count):
     watcher.close()
 
 
-class OutageTest(unittest.TestCase):
-    """Appends from many clients through a gateway on both replicas while a replica
-    is killed, or the database restarted: every APPEND answered OK is there
-    afterwards exactly once, and the clients go on."""
+class AppendsUnderOutage:
+    """For tests of a cluster (`self.cluster`; the module's by default) under
+    appends from many clients while something fails."""
+
+    cluster = None
 
     def run_load(self, user, gateway, disrupt, clients=6, seconds=8.0):
         acknowledged = []
@@ -182,7 +185,7 @@ class OutageTest(unittest.TestCase):
             while time.monotonic() < stop:
                 try:
                     if client is None:
-                        client = connect(gateway, user)
+                        client = connect(gateway, user, self.cluster)
                     subject = "c%d-%d" % (index, i)
                     i += 1
                     tagged = append(client, "INBOX", message(subject))
@@ -213,7 +216,7 @@ class OutageTest(unittest.TestCase):
         deadline = time.monotonic() + 60
         while True:
             try:
-                reader = connect(gateway, user)
+                reader = connect(gateway, user, self.cluster)
                 found = [subject for _, subject in subjects_in(reader, "INBOX")]
                 reader.close()
                 break
@@ -229,6 +232,13 @@ class OutageTest(unittest.TestCase):
         self.assertEqual(missing, [])
         self.assertEqual(doubled, [])
         return len(found)
+
+
+
+class OutageTest(AppendsUnderOutage, unittest.TestCase):
+    """Appends from many clients through a gateway on both replicas while a replica
+    is killed, or the database restarted: every APPEND answered OK is there
+    afterwards exactly once, and the clients go on."""
 
     def test_kill_9_of_a_replica_under_appends(self):
         user = new_user("kill")
@@ -335,7 +345,7 @@ class HealthTest(unittest.TestCase):
             partition.close()
 
 
-class FailoverTest(unittest.TestCase):
+class FailoverTest(AppendsUnderOutage, unittest.TestCase):
     """PostgreSQL fails over to its synchronous standby under appends: the primary
     stops at once (as if its machine died) and the standby is promoted. The
     replicas, which were given both servers, reconnect to the new primary; every
@@ -361,16 +371,11 @@ class FailoverTest(unittest.TestCase):
                 cluster.postgres.stop()
                 cluster.standby.promote()
 
-            load = OutageTest()
-            global CLUSTER
-            saved, CLUSTER = CLUSTER, cluster  # connect() and check() use CLUSTER
-            try:
-                acknowledged = load.run_load(user, gateway, fail_over)
-                # The IDLE session heard every APPEND, those after the failover too.
-                watch_until_told(watcher, len(acknowledged))
-                stored = load.check(user, gateway, acknowledged)
-            finally:
-                CLUSTER = saved
+            self.cluster = cluster
+            acknowledged = self.run_load(user, gateway, fail_over)
+            # The IDLE session heard every APPEND, those after the failover too.
+            watch_until_told(watcher, len(acknowledged))
+            stored = self.check(user, gateway, acknowledged)
             self.assertEqual(cluster.standby.query("SELECT pg_is_in_recovery()"), "f")
             print("failover to the standby: %d APPENDs acknowledged, %d stored, none lost or "
                   "doubled" % (len(acknowledged), stored))
