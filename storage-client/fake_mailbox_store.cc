@@ -458,11 +458,12 @@ awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session sessi
   if (!user.ok()) {
     co_return user.status();
   }
-  const Mailbox* mailbox = FindByName((*user)->id, request.name());
+  Mailbox* mailbox = FindByName((*user)->id, request.name());
   if (mailbox == nullptr) {
     co_return v1::Nonexistent("no such mailbox");
   }
   v1::OpenResponse response;
+  std::vector<uint32_t> recent;
   response.set_mailbox_id(mailbox->id);
   response.set_uidvalidity(mailbox->uidvalidity);
   response.set_uidnext(mailbox->uidnext);
@@ -471,6 +472,9 @@ awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session sessi
   std::vector<uint32_t> uids;
   for (const auto& [uid, message] : mailbox->messages) {
     uids.push_back(uid);
+    if (uid >= mailbox->recent_floor) {
+      recent.push_back(uid);
+    }
     flags.insert(message.flags.begin(), message.flags.end());
     if (!message.flags.contains("\\Seen")) {
       response.set_unseen(response.unseen() + 1);
@@ -485,6 +489,73 @@ awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session sessi
   response.set_messages(static_cast<uint32_t>(uids.size()));
   *response.mutable_uids() = rules::ToUidSet(uids);
   response.set_read_only(request.read_only());
+  response.set_recent(static_cast<uint32_t>(recent.size()));
+  if (!request.read_only()) {
+    *response.mutable_recent_uids() = rules::ToUidSet(recent);
+    mailbox->recent_floor = mailbox->uidnext;
+  }
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::ClaimRecentResponse>> FakeMailboxStore::ClaimRecent(
+    Session session, v1::ClaimRecentRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  if (!mailbox.ok()) {
+    co_return mailbox.status();
+  }
+  v1::ClaimRecentResponse response;
+  Mailbox& box = **mailbox;
+  if (box.recent_floor > request.up_to_uid()) {
+    co_return response;
+  }
+  std::vector<uint32_t> claimed;
+  for (auto it = box.messages.lower_bound(box.recent_floor);
+       it != box.messages.end() && it->first <= request.up_to_uid(); ++it) {
+    claimed.push_back(it->first);
+  }
+  *response.mutable_claimed() = rules::ToUidSet(claimed);
+  box.recent_floor = std::min(request.up_to_uid(), box.uidnext - 1) + 1;
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::VanishedResponse>> FakeMailboxStore::Vanished(
+    Session session, v1::VanishedRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  if (!mailbox.ok()) {
+    co_return mailbox.status();
+  }
+  rules::UidRanges within = rules::AllUids();
+  if (request.uids().ranges_size() > 0) {
+    absl::StatusOr<rules::UidRanges> ranges = rules::NormalizeUidSet(request.uids());
+    if (!ranges.ok()) {
+      co_return ranges.status();
+    }
+    within = *std::move(ranges);
+  }
+  // The fake logs every change, so its answer is always exact.
+  std::vector<v1::ChangeEvent> events;
+  for (const v1::ChangeEvent& event : (*mailbox)->log) {
+    if (event.modseq() > request.since_modseq()) {
+      events.push_back(event);
+    }
+  }
+  v1::VanishedResponse response;
+  *response.mutable_uids() = rules::ExpungedWithin(events, within);
+  response.set_exact(true);
   co_return response;
 }
 

@@ -69,6 +69,10 @@ class FakeMailboxStore final : public MailboxStore {
       Session session, v1::StatusRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(
       Session session, v1::OpenRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::ClaimRecentResponse>> ClaimRecent(
+      Session session, v1::ClaimRecentRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::VanishedResponse>> Vanished(
+      Session session, v1::VanishedRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::StoreResponse>> Store(
       Session session, v1::StoreRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::CopyResponse>> Copy(
@@ -108,6 +112,7 @@ class FakeMailboxStore final : public MailboxStore {
     uint32_t uidvalidity = 0;
     uint32_t uidnext = 1;
     uint64_t highest_modseq = 1;
+    uint32_t recent_floor = 1;  // UIDs from here on are \Recent for the next claim
     std::vector<std::string> special_use;
     std::map<uint32_t, Message> messages;
     std::vector<v1::ChangeEvent> log;  // every change, for feed replay

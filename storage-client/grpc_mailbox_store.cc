@@ -217,7 +217,8 @@ class GrpcFetchStream final : public FetchStream {
 
   awaitable<absl::StatusOr<std::optional<v1::FetchResponse>>> Next() override {
     for (;;) {
-      if (!final_status_.has_value() && call_ == nullptr) {
+      // After Cancel, items that had already arrived are not handed out either.
+      if (!final_status_.has_value() && (call_ == nullptr || cancelled_)) {
         final_status_ = absl::CancelledError("fetch cancelled");
       }
       if (final_status_.has_value()) {
@@ -725,6 +726,23 @@ awaitable<absl::StatusOr<v1::OpenResponse>> GrpcMailboxStore::Open(Session sessi
   co_return co_await CallUnary<v1::OpenResponse>(
       pool_, std::move(session.token), std::move(request), /*idempotent=*/true,
       MAILBOX_UNARY_INVOKER(Open, OpenRequest, OpenResponse));
+}
+
+awaitable<absl::StatusOr<v1::ClaimRecentResponse>> GrpcMailboxStore::ClaimRecent(
+    Session session, v1::ClaimRecentRequest request) {
+  // Retried like Open: after a lost reply the retry finds the messages claimed
+  // and returns none, so they are \Recent in no session, which RFC 3501 §2.3.2
+  // allows (\Recent is advisory).
+  co_return co_await CallUnary<v1::ClaimRecentResponse>(
+      pool_, std::move(session.token), std::move(request), /*idempotent=*/true,
+      MAILBOX_UNARY_INVOKER(ClaimRecent, ClaimRecentRequest, ClaimRecentResponse));
+}
+
+awaitable<absl::StatusOr<v1::VanishedResponse>> GrpcMailboxStore::Vanished(
+    Session session, v1::VanishedRequest request) {
+  co_return co_await CallUnary<v1::VanishedResponse>(
+      pool_, std::move(session.token), std::move(request), /*idempotent=*/true,
+      MAILBOX_UNARY_INVOKER(Vanished, VanishedRequest, VanishedResponse));
 }
 
 awaitable<absl::StatusOr<v1::StoreResponse>> GrpcMailboxStore::Store(Session session,

@@ -112,6 +112,10 @@ class GrpcMailboxStore final : public MailboxStore {
       Session session, v1::StatusRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(
       Session session, v1::OpenRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::ClaimRecentResponse>> ClaimRecent(
+      Session session, v1::ClaimRecentRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::VanishedResponse>> Vanished(
+      Session session, v1::VanishedRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::StoreResponse>> Store(
       Session session, v1::StoreRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::CopyResponse>> Copy(

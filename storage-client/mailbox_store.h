@@ -146,6 +146,10 @@ class MailboxStore {
 
   virtual boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(
       Session session, v1::OpenRequest request) = 0;
+  virtual boost::asio::awaitable<absl::StatusOr<v1::ClaimRecentResponse>> ClaimRecent(
+      Session session, v1::ClaimRecentRequest request) = 0;
+  virtual boost::asio::awaitable<absl::StatusOr<v1::VanishedResponse>> Vanished(
+      Session session, v1::VanishedRequest request) = 0;
   virtual boost::asio::awaitable<absl::StatusOr<v1::StoreResponse>> Store(
       Session session, v1::StoreRequest request) = 0;
   virtual boost::asio::awaitable<absl::StatusOr<v1::CopyResponse>> Copy(

@@ -8,6 +8,34 @@
 
 namespace mailbox::rules {
 
+namespace {
+
+// Sorts `ranges` and joins overlapping and adjacent ones.
+UidRanges Merge(UidRanges ranges) {
+  std::sort(ranges.begin(), ranges.end());
+  UidRanges merged;
+  for (const auto& r : ranges) {
+    if (!merged.empty() && static_cast<uint64_t>(merged.back().second) + 1 >= r.first) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  return merged;
+}
+
+v1::UidSet FromRanges(const UidRanges& ranges) {
+  v1::UidSet set;
+  for (const auto& [first, last] : ranges) {
+    v1::UidRange* range = set.add_ranges();
+    range->set_first(first);
+    range->set_last(last);
+  }
+  return set;
+}
+
+}  // namespace
+
 absl::StatusOr<UidRanges> NormalizeUidSet(const v1::UidSet& set) {
   if (set.ranges_size() == 0) {
     return v1::BadRequest("the UID set is empty");
@@ -24,16 +52,7 @@ absl::StatusOr<UidRanges> NormalizeUidSet(const v1::UidSet& set) {
     }
     ranges.emplace_back(range.first(), range.last());
   }
-  std::sort(ranges.begin(), ranges.end());
-  UidRanges merged;
-  for (const auto& r : ranges) {
-    if (!merged.empty() && static_cast<uint64_t>(merged.back().second) + 1 >= r.first) {
-      merged.back().second = std::max(merged.back().second, r.second);
-    } else {
-      merged.push_back(r);
-    }
-  }
-  return merged;
+  return Merge(std::move(ranges));
 }
 
 const UidRanges& AllUids() {
@@ -79,6 +98,49 @@ v1::UidSet ToUidSet(const std::vector<uint32_t>& uids) {
     builder.Add(uid);
   }
   return builder.Take();
+}
+
+v1::UidSet ExpungedWithin(const std::vector<v1::ChangeEvent>& events, const UidRanges& within) {
+  UidRanges found;
+  for (const v1::ChangeEvent& event : events) {
+    if (!event.has_expunged()) {
+      continue;
+    }
+    for (const v1::UidRange& range : event.expunged().uids().ranges()) {
+      // `within` is sorted and merged: clip the range to each piece it meets.
+      auto it = std::lower_bound(
+          within.begin(), within.end(), range.first(),
+          [](const std::pair<uint32_t, uint32_t>& piece, uint32_t uid) { return piece.second < uid; });
+      for (; it != within.end() && it->first <= range.last(); ++it) {
+        found.emplace_back(std::max(it->first, range.first()), std::min(it->second, range.last()));
+      }
+    }
+  }
+  return FromRanges(Merge(std::move(found)));
+}
+
+v1::UidSet AbsentWithin(const std::vector<uint32_t>& live, const UidRanges& within,
+                        uint32_t uidnext) {
+  UidRanges absent;
+  auto next_live = live.begin();
+  for (const auto& [first, last_in_set] : within) {
+    if (uidnext <= 1 || first >= uidnext) {
+      break;
+    }
+    const uint32_t last = std::min(last_in_set, uidnext - 1);
+    next_live = std::lower_bound(next_live, live.end(), first);
+    uint64_t from = first;  // the first UID not yet accounted for
+    for (; next_live != live.end() && *next_live <= last; ++next_live) {
+      if (*next_live > from) {
+        absent.emplace_back(static_cast<uint32_t>(from), *next_live - 1);
+      }
+      from = static_cast<uint64_t>(*next_live) + 1;
+    }
+    if (from <= last) {
+      absent.emplace_back(static_cast<uint32_t>(from), last);
+    }
+  }
+  return FromRanges(Merge(std::move(absent)));
 }
 
 }  // namespace mailbox::rules

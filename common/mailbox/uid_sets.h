@@ -38,6 +38,15 @@ class UidSetBuilder {
 // The set of ascending `uids`.
 v1::UidSet ToUidSet(const std::vector<uint32_t>& uids);
 
+// QRESYNC (RFC 7162 §3.2.5, §3.2.6). The UIDs within `within` that the
+// Expunged changes among `events` name, in ascending order.
+v1::UidSet ExpungedWithin(const std::vector<v1::ChangeEvent>& events, const UidRanges& within);
+
+// The UIDs within `within`, below `uidnext`, that are not among `live`
+// (ascending): what may have been expunged when the log no longer tells.
+v1::UidSet AbsentWithin(const std::vector<uint32_t>& live, const UidRanges& within,
+                        uint32_t uidnext);
+
 // Collects a search's matches, in ascending UID order, into its response: the UID
 // set, the highest MODSEQ of all, and those of the first match and of the last one
 // within the caller's view (SearchRequest.view_last_uid).

@@ -70,5 +70,44 @@ TEST(SearchMatchesTest, GivesTheModseqsOfTheFirstAndOfTheLastMatchInTheView) {
   EXPECT_EQ(empty.last_match_modseq(), 0u);
 }
 
+v1::ChangeEvent ExpungeOf(std::initializer_list<std::pair<uint32_t, uint32_t>> ranges) {
+  v1::ChangeEvent event;
+  *event.mutable_expunged()->mutable_uids() = Set(ranges);
+  return event;
+}
+
+UidRanges RangesOf(const v1::UidSet& set) {
+  UidRanges out;
+  for (const v1::UidRange& range : set.ranges()) {
+    out.emplace_back(range.first(), range.last());
+  }
+  return out;
+}
+
+TEST(ExpungedWithinTest, CollectsExpungesClippedToTheSetInOrder) {
+  v1::ChangeEvent added;
+  added.mutable_added()->set_uidnext(30);
+  std::vector<v1::ChangeEvent> events = {ExpungeOf({{20, 25}}), added, ExpungeOf({{3, 3}, {5, 9}}),
+                                         ExpungeOf({{10, 10}})};
+  EXPECT_THAT(RangesOf(ExpungedWithin(events, AllUids())),
+              ElementsAre(Pair(3u, 3u), Pair(5u, 10u), Pair(20u, 25u)));
+  EXPECT_THAT(RangesOf(ExpungedWithin(events, {{1, 6}, {8, 21}})),
+              ElementsAre(Pair(3u, 3u), Pair(5u, 6u), Pair(8u, 10u), Pair(20u, 21u)));
+  EXPECT_EQ(ExpungedWithin(events, {{11, 19}}).ranges_size(), 0);
+  EXPECT_EQ(ExpungedWithin({}, AllUids()).ranges_size(), 0);
+}
+
+TEST(AbsentWithinTest, NamesTheGapsBelowUidnext) {
+  EXPECT_THAT(RangesOf(AbsentWithin({2, 3, 7}, AllUids(), 10)),
+              ElementsAre(Pair(1u, 1u), Pair(4u, 6u), Pair(8u, 9u)));
+  EXPECT_THAT(RangesOf(AbsentWithin({2, 3, 7}, {{3, 5}, {7, 8}, {9, 40}}, 10)),
+              ElementsAre(Pair(4u, 5u), Pair(8u, 9u)));
+  EXPECT_EQ(AbsentWithin({1, 2, 3}, AllUids(), 4).ranges_size(), 0);
+  EXPECT_EQ(AbsentWithin({}, AllUids(), 1).ranges_size(), 0);
+  const uint32_t max = std::numeric_limits<uint32_t>::max();
+  EXPECT_THAT(RangesOf(AbsentWithin({max - 1}, AllUids(), max)),
+              ElementsAre(Pair(1u, max - 2)));
+}
+
 }  // namespace
 }  // namespace mailbox::rules

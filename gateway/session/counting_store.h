@@ -69,6 +69,16 @@ class CountingStore final : public mailbox::client::MailboxStore {
     ++calls_;
     return inner_->Open(std::move(session), std::move(request));
   }
+  Awaitable<mailbox::v1::ClaimRecentResponse> ClaimRecent(
+      Session session, mailbox::v1::ClaimRecentRequest request) override {
+    ++calls_;
+    return inner_->ClaimRecent(std::move(session), std::move(request));
+  }
+  Awaitable<mailbox::v1::VanishedResponse> Vanished(Session session,
+                                                    mailbox::v1::VanishedRequest request) override {
+    ++calls_;
+    return inner_->Vanished(std::move(session), std::move(request));
+  }
   Awaitable<mailbox::v1::StoreResponse> Store(Session session,
                                               mailbox::v1::StoreRequest request) override {
     ++calls_;

@@ -445,6 +445,36 @@ void Session::ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modse
   }
 }
 
+asio::awaitable<void> Session::ClaimRecent() {
+  if (selected_ == nullptr || selected_->claim_up_to == 0) {
+    co_return;
+  }
+  v1::ClaimRecentRequest request;
+  request.set_mailbox_id(selected_->mailbox_id);
+  request.set_uidvalidity(selected_->uidvalidity);
+  request.set_up_to_uid(selected_->claim_up_to);
+  selected_->claim_up_to = 0;
+  auto reply = co_await store().ClaimRecent(credential_, request);
+  if (selected_ == nullptr || selected_->mailbox_id != request.mailbox_id()) {
+    co_return;  // the selection changed meanwhile
+  }
+  // \Recent is advisory (RFC 3501 §2.3.2): if the service could not answer, the
+  // messages are \Recent in no session, and the count is reported unchanged.
+  if (reply.ok()) {
+    for (const auto& range : reply->claimed().ranges()) {
+      for (const auto& [first, last] : selected_->map.PresentUidRanges(range.first(), range.last())) {
+        for (uint32_t uid = first;; ++uid) {
+          selected_->recent.insert(uid);
+          if (uid == last) {
+            break;
+          }
+        }
+      }
+    }
+  }
+  Send(imap::RecentResponse(static_cast<uint32_t>(selected_->recent.size())));
+}
+
 asio::awaitable<void> Session::CatchUp(uint64_t mailbox_id, uint32_t uid) {
   // The feed normally delivers within a millisecond; give up after two seconds
   // (the EXISTS then follows with a later command).
@@ -508,10 +538,13 @@ void Session::OnChangesDelivered() {
     if (out_.empty() && state_ != SessionState::kLogout) {
       return;  // nothing to tell (e.g. the session's own changes)
     }
+    // New messages to claim for \Recent need a call to the service, which the
+    // loop makes.
+    const bool claim = selected_ != nullptr && selected_->claim_up_to != 0;
     if (state_ != SessionState::kLogout) {
       auto [error, written] = stream_.TryWrite(out_);
       ops::GlobalMetrics().bytes_out.fetch_add(written);
-      if (!error && written == out_.size()) {
+      if (!error && written == out_.size() && !claim) {
         out_.clear();
         return;
       }
@@ -637,6 +670,13 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
       }
       if (grew) {
         Send(imap::ExistsResponse(box.map.size()));
+        // RFC 3501 §7.3.2: RECENT follows a change of the mailbox's size. A
+        // read-write view claims the new messages first (ClaimRecent sends it).
+        if (box.read_only) {
+          Send(imap::RecentResponse(static_cast<uint32_t>(box.recent.size())));
+        } else {
+          box.claim_up_to = std::max(box.claim_up_to, box.map.max_uid());
+        }
       }
     } else if (event.has_flags_changed()) {
       for (const auto& message : event.flags_changed().messages()) {
@@ -1009,6 +1049,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   // none after LOGOUT (above).
   if (state_ != SessionState::kLogout) {
     ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
+    co_await ClaimRecent();
   }
   in_command_ = false;
   CheckChangeQueue();
@@ -1298,6 +1339,7 @@ asio::awaitable<void> Session::HandleIdle() {
       break;
     }
     ApplyPendingChanges(/*allow_expunge=*/true);
+    co_await ClaimRecent();
     const bool ok7 = co_await Flush();
     if (!ok7 || state_ == SessionState::kLogout) {
       break;  // a change ended the session (BYE sent): close now, not at keepalive
@@ -1590,6 +1632,7 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
   }
   count_on_exit.Count();
   ApplyPendingChanges(/*allow_expunge=*/true);
+  co_await ClaimRecent();
   in_command_ = false;
   CheckChangeQueue();
   Send(tagged_);

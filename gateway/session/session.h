@@ -108,6 +108,9 @@ struct SelectedMailbox {
   bool condstore = false;  // CONDSTORE enabled for this selection (RFC 7162 §3.1)
   UidMap map;
   std::set<uint32_t> recent;  // \Recent UIDs claimed by this session
+  // Messages up to this UID were announced with EXISTS and are not yet claimed
+  // for \Recent (Session::ClaimRecent); 0 if none.
+  uint32_t claim_up_to = 0;
   uint64_t applied_modseq = 0;  // feed events up to here are reflected
   // MODSEQs of changes this session made itself: their feed events are already
   // reflected in the responses it sent.
@@ -261,6 +264,9 @@ class Session final : public FeedRouter::Listener {
   // `uid` to the selected mailbox, so a command that added messages to it (APPEND,
   // COPY to itself) can report EXISTS before its tagged OK (RFC 3501 §6.3.11) with
   // every lower UID in order. No-op if `mailbox_id` is not selected.
+  // Claims \Recent for the messages announced since the last claim and sends
+  // RECENT (RFC 3501 §2.3.2, §7.3.2).
+  boost::asio::awaitable<void> ClaimRecent();
   boost::asio::awaitable<void> CatchUp(uint64_t mailbox_id, uint32_t uid);
 
   // FeedRouter::Listener.

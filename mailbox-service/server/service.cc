@@ -283,6 +283,21 @@ grpc::ServerUnaryReactor* MailboxService::Open(grpc::CallbackServerContext* cont
                      [this, request](uint64_t user) { return store_->Open(user, *request); });
 }
 
+grpc::ServerUnaryReactor* MailboxService::ClaimRecent(grpc::CallbackServerContext* context,
+                                                      const v1::ClaimRecentRequest* request,
+                                                      v1::ClaimRecentResponse* response) {
+  return OffloadCall(context, response, [this, request](uint64_t user) {
+    return store_->ClaimRecent(user, *request);
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Vanished(grpc::CallbackServerContext* context,
+                                                   const v1::VanishedRequest* request,
+                                                   v1::VanishedResponse* response) {
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->Vanished(user, *request); });
+}
+
 // A Fetch: the store runs on a pool thread and hands each response to Send, which
 // passes a copy to gRPC and returns, so the store reads the next message while
 // gRPC sends this one; the callback API allows one write in flight, so Send first

@@ -132,6 +132,12 @@ class MailboxService final : public v1::Mailbox::CallbackService {
   grpc::ServerUnaryReactor* Open(grpc::CallbackServerContext* context,
                                  const v1::OpenRequest* request,
                                  v1::OpenResponse* response) override;
+  grpc::ServerUnaryReactor* ClaimRecent(grpc::CallbackServerContext* context,
+                                        const v1::ClaimRecentRequest* request,
+                                        v1::ClaimRecentResponse* response) override;
+  grpc::ServerUnaryReactor* Vanished(grpc::CallbackServerContext* context,
+                                     const v1::VanishedRequest* request,
+                                     v1::VanishedResponse* response) override;
   grpc::ServerWriteReactor<v1::FetchResponse>* Fetch(grpc::CallbackServerContext* context,
                                                      const v1::FetchRequest* request) override;
   grpc::ServerUnaryReactor* Store(grpc::CallbackServerContext* context,

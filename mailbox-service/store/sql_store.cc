@@ -181,6 +181,27 @@ absl::StatusOr<MailboxRow> SelectedMailbox(Connection& conn, uint64_t user_id,
   return mailbox;
 }
 
+// The logged changes of a mailbox after `from_modseq`, in MODSEQ order.
+absl::Status ReadLog(Connection& conn, uint64_t mailbox_id, uint64_t from_modseq,
+                    std::vector<v1::ChangeEvent>* out) {
+  ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT event FROM changes WHERE mailbox_id = ? "
+                                             "AND modseq > ? ORDER BY modseq"));
+  s.Bind(1, mailbox_id).Bind(2, from_modseq);
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) {
+      return absl::OkStatus();
+    }
+    v1::ChangeEvent event;
+    std::string_view blob = s.Blob(0);
+    if (!event.ParseFromArray(blob.data(), static_cast<int>(blob.size()))) {
+      return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
+                   "store: a change-log row is unreadable");
+    }
+    out->push_back(std::move(event));
+  }
+}
+
 absl::StatusOr<std::vector<MailboxRow>> UserMailboxes(Connection& conn, uint64_t user_id) {
   ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT " MAILBOX_COLUMNS
                                              " FROM mailboxes WHERE user_id = ? ORDER BY name"));
@@ -1532,6 +1553,83 @@ absl::StatusOr<v1::OpenResponse> SqlStore::Open(uint64_t user_id,
   return response;
 }
 
+absl::StatusOr<v1::ClaimRecentResponse> SqlStore::ClaimRecent(
+    uint64_t user_id, const v1::ClaimRecentRequest& request) {
+  v1::ClaimRecentResponse response;
+  {
+    // Usually another session claimed them first: find that out with a read.
+    ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+    ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(*conn, user_id, request.mailbox_id(),
+                                                         request.uidvalidity()));
+    if (mailbox.recent_floor > request.up_to_uid()) {
+      return response;
+    }
+  }
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
+    Connection& conn = tx.conn();
+    response.Clear();
+    ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(conn, user_id, request.mailbox_id(),
+                                                         request.uidvalidity()));
+    if (mailbox.recent_floor > request.up_to_uid() || mailbox.uidnext <= 1) {
+      return absl::OkStatus();
+    }
+    const uint32_t up_to = std::min(request.up_to_uid(), mailbox.uidnext - 1);
+    ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT uid FROM messages WHERE mailbox_id = ? "
+                                               "AND uid >= ? AND uid <= ? ORDER BY uid"));
+    s.Bind(1, mailbox.id).Bind(2, mailbox.recent_floor).Bind(3, up_to);
+    UidSetBuilder claimed;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) {
+        break;
+      }
+      claimed.Add(static_cast<uint32_t>(s.Int(0)));
+    }
+    *response.mutable_claimed() = claimed.Take();
+    ASSIGN_OR_RETURN(Statement update,
+                     conn.Prepare("UPDATE mailboxes SET recent_floor = ? WHERE id = ?"));
+    update.Bind(1, static_cast<int64_t>(up_to) + 1).Bind(2, mailbox.id);
+    return update.Run();
+  }));
+  return response;
+}
+
+absl::StatusOr<v1::VanishedResponse> SqlStore::Vanished(uint64_t user_id,
+                                                        const v1::VanishedRequest& request) {
+  Ranges within = AllUids();
+  if (request.uids().ranges_size() > 0) {
+    ASSIGN_OR_RETURN(within, NormalizeUidSet(request.uids()));
+  }
+  ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+  ReadSnapshot snapshot(*conn);
+  RETURN_IF_ERROR(snapshot.Begin());
+  ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(*conn, user_id, request.mailbox_id(),
+                                                       request.uidvalidity()));
+  v1::VanishedResponse response;
+  if (request.since_modseq() >= mailbox.log_floor) {
+    // The log holds every change after since_modseq (at most change_log_retention
+    // of them), expunges included.
+    std::vector<v1::ChangeEvent> events;
+    RETURN_IF_ERROR(ReadLog(*conn, mailbox.id, request.since_modseq(), &events));
+    *response.mutable_uids() = rules::ExpungedWithin(events, within);
+    response.set_exact(true);
+    return response;
+  }
+  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT uid FROM messages WHERE mailbox_id = ? "
+                                              "ORDER BY uid"));
+  s.Bind(1, mailbox.id);
+  std::vector<uint32_t> live;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) {
+      break;
+    }
+    live.push_back(static_cast<uint32_t>(s.Int(0)));
+  }
+  *response.mutable_uids() = rules::AbsentWithin(live, within, mailbox.uidnext);
+  return response;
+}
+
 absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
                                 FetchSink& sink) {
   ASSIGN_OR_RETURN(Ranges ranges, NormalizeUidSet(request.uids()));
@@ -2293,22 +2391,7 @@ absl::Status SqlStore::ReadChanges(uint64_t user_id, uint64_t mailbox_id,
   if (from_modseq >= mailbox.highest_modseq) {
     return absl::OkStatus();  // nothing newer (and no bound that would turn negative)
   }
-  ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT event FROM changes WHERE mailbox_id = ? "
-                                              "AND modseq > ? ORDER BY modseq"));
-  s.Bind(1, mailbox.id).Bind(2, from_modseq);
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) {
-      return absl::OkStatus();
-    }
-    v1::ChangeEvent event;
-    std::string_view blob = s.Blob(0);
-    if (!event.ParseFromArray(blob.data(), static_cast<int>(blob.size()))) {
-      return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
-                   "store: a change-log row is unreadable");
-    }
-    out->push_back(std::move(event));
-  }
+  return ReadLog(*conn, mailbox.id, from_modseq, out);
 }
 
 }  // namespace mailbox::store

@@ -91,6 +91,10 @@ class SqlStore : public Store {
 
   absl::StatusOr<v1::OpenResponse> Open(uint64_t user_id,
                                         const v1::OpenRequest& request) override;
+  absl::StatusOr<v1::ClaimRecentResponse> ClaimRecent(
+      uint64_t user_id, const v1::ClaimRecentRequest& request) override;
+  absl::StatusOr<v1::VanishedResponse> Vanished(uint64_t user_id,
+                                                const v1::VanishedRequest& request) override;
   absl::Status Fetch(uint64_t user_id, const v1::FetchRequest& request,
                      FetchSink& sink) override;
   absl::StatusOr<v1::StoreResponse> StoreFlags(uint64_t user_id,

@@ -221,6 +221,14 @@ class Store {
   // --- Selected-mailbox operations ---------------------------------------------
   virtual absl::StatusOr<v1::OpenResponse> Open(uint64_t user_id,
                                                 const v1::OpenRequest& request) = 0;
+  // Moves the mailbox's \Recent floor past request.up_to_uid and returns the
+  // messages that were below it and above the old floor (RFC 3501 §2.3.2).
+  virtual absl::StatusOr<v1::ClaimRecentResponse> ClaimRecent(
+      uint64_t user_id, const v1::ClaimRecentRequest& request) = 0;
+  // The UIDs expunged after request.since_modseq, from the change log; past the
+  // log's start, every UID below UIDNEXT that is absent (exact = false).
+  virtual absl::StatusOr<v1::VanishedResponse> Vanished(uint64_t user_id,
+                                                        const v1::VanishedRequest& request) = 0;
   // Streams metadata and section chunks to `sink` in UID order.
   virtual absl::Status Fetch(uint64_t user_id, const v1::FetchRequest& request,
                              FetchSink& sink) = 0;

@@ -200,6 +200,14 @@ class StoreConformanceTest : public ::testing::Test {
     return response.ok() ? *response : v1::OpenResponse();
   }
 
+  v1::StatusResponse StatusOf(const std::string& name) {
+    v1::StatusRequest request;
+    request.set_name(name);
+    absl::StatusOr<v1::StatusResponse> response = store_->Status(user_, request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : v1::StatusResponse();
+  }
+
   absl::Status Create(const std::string& name) {
     v1::CreateMailboxRequest request;
     request.set_name(name);
@@ -1251,6 +1259,83 @@ TYPED_TEST(StoreConformanceTest, ChangeLogIsPrunedAndOldResumePointsResync) {
   EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(CodeOf(status), v1::RESYNC);
   EXPECT_EQ(this->CountRows("SELECT count(*) FROM changes"), 5);
+}
+
+TYPED_TEST(StoreConformanceTest, ClaimRecentGivesEachArrivalToOneSession) {
+  this->AppendSome("INBOX", 1);
+  v1::OpenResponse box = this->OpenBox("INBOX");  // claims UID 1
+  this->AppendSome("INBOX", 3);                    // UIDs 2..4 arrive
+  EXPECT_EQ(this->StatusOf("INBOX").recent(), 3u);
+  v1::ClaimRecentRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  request.set_up_to_uid(3);
+  auto first = this->store_->ClaimRecent(this->user_, request);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_THAT(Expand(first->claimed()), ElementsAre(2, 3));
+  auto second = this->store_->ClaimRecent(this->user_, request);  // another session
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->claimed().ranges_size(), 0);
+  // STATUS counts what no session has claimed (RFC 3501 §6.3.10).
+  EXPECT_EQ(this->StatusOf("INBOX").recent(), 1u);
+  request.set_up_to_uid(100);  // past UIDNEXT: only what exists
+  auto rest = this->store_->ClaimRecent(this->user_, request);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_THAT(Expand(rest->claimed()), ElementsAre(4));
+  EXPECT_EQ(this->StatusOf("INBOX").recent(), 0u);
+  this->AppendSome("INBOX", 1);  // UID 5 is not lost to the claim that went past it
+  EXPECT_THAT(Expand(this->OpenBox("INBOX").recent_uids()), ElementsAre(5));
+  request.set_uidvalidity(box.uidvalidity() + 1);
+  EXPECT_EQ(CodeOf(this->store_->ClaimRecent(this->user_, request).status()),
+            v1::MAILBOX_CHANGED);
+}
+
+TYPED_TEST(StoreConformanceTest, VanishedNamesExpungesAfterAModseq) {
+  this->AppendSome("INBOX", 6);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  this->DeleteAndExpunge(box, Uids({{2, 2}}));
+  const uint64_t after_first = this->OpenBox("INBOX").highest_modseq();
+  this->DeleteAndExpunge(box, Uids({{4, 5}}));
+  v1::VanishedRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  request.set_since_modseq(box.highest_modseq());
+  auto all = this->store_->Vanished(this->user_, request);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_TRUE(all->exact());
+  EXPECT_THAT(Expand(all->uids()), ElementsAre(2, 4, 5));
+  request.set_since_modseq(after_first);
+  EXPECT_THAT(Expand(this->store_->Vanished(this->user_, request)->uids()), ElementsAre(4, 5));
+  request.set_since_modseq(box.highest_modseq());
+  *request.mutable_uids() = Uids({{1, 4}});
+  EXPECT_THAT(Expand(this->store_->Vanished(this->user_, request)->uids()), ElementsAre(2, 4));
+  request.set_uidvalidity(box.uidvalidity() + 1);
+  EXPECT_EQ(CodeOf(this->store_->Vanished(this->user_, request).status()), v1::MAILBOX_CHANGED);
+}
+
+TYPED_TEST(StoreConformanceTest, VanishedPastTheLogNamesEveryAbsentUid) {
+  StoreOptions options;
+  options.change_log_retention = 3;
+  this->Reopen(options);
+  this->AppendSome("INBOX", 5);
+  v1::OpenResponse box = this->OpenBox("INBOX");
+  this->DeleteAndExpunge(box, Uids({{1, 1}}));
+  const uint64_t old = this->OpenBox("INBOX").highest_modseq();
+  this->DeleteAndExpunge(box, Uids({{3, 3}}));
+  for (int i = 0; i < 4; ++i) {
+    this->AppendSome("INBOX", 1);  // UIDs 6..9 push the expunges out of the log
+  }
+  v1::VanishedRequest request;
+  request.set_mailbox_id(box.mailbox_id());
+  request.set_uidvalidity(box.uidvalidity());
+  request.set_since_modseq(old);
+  auto past = this->store_->Vanished(this->user_, request);
+  ASSERT_TRUE(past.ok()) << past.status();
+  EXPECT_FALSE(past->exact());
+  // UID 1 went before `old`; the answer may name it (RFC 7162 §3.2.5.2).
+  EXPECT_THAT(Expand(past->uids()), ElementsAre(1, 3));
+  *request.mutable_uids() = Uids({{2, 100}});
+  EXPECT_THAT(Expand(this->store_->Vanished(this->user_, request)->uids()), ElementsAre(3));
 }
 
 TYPED_TEST(StoreConformanceTest, ConcurrentWritersKeepEventOrder) {

@@ -424,6 +424,69 @@ class SessionUpdatesTest(Base):
 
 
 # --- 2.2.12 - 2.2.15 Not authenticated state, STARTTLS, AUTHENTICATE, LOGIN --------
+class RecentTest(Base):
+    # RFC 3501 §2.3.2: \Recent goes to the first session told of a message; §7.3.2:
+    # RECENT follows a change of the mailbox's size; §6.3.10: STATUS counts it.
+    def test_copy_into_a_selected_mailbox_is_recent_in_exactly_one_session(self):
+        writer = self.connect()
+        writer.ok("CREATE Target")
+        for _ in range(3):
+            append_raw(writer, "INBOX", MESSAGE)
+        first = self.connect(select="Target")
+        second = self.connect(select="Target")
+        examiner = self.connect()
+        examiner.ok("EXAMINE Target")
+        writer.ok("SELECT INBOX")
+        writer.ok("COPY 1:2 Target")
+        sessions = [first, second]
+        reports = [poll_until(client, "NOOP", lambda line: line == b"* 2 EXISTS")
+                   for client in sessions]
+        counts = [[line for line in lines if line.endswith(b" RECENT")] for lines in reports]
+        self.assertEqual(sorted(counts), [[b"* 0 RECENT"], [b"* 2 RECENT"]], reports)
+        claimer, other = (first, second) if counts[0] == [b"* 2 RECENT"] else (second, first)
+        self.assertEqual(claimer.ok("FETCH 1:2 (FLAGS)"),
+                         [b"* 1 FETCH (FLAGS (\\Recent))", b"* 2 FETCH (FLAGS (\\Recent))"])
+        self.assertEqual(other.ok("FETCH 1:2 (FLAGS)"),
+                         [b"* 1 FETCH (FLAGS ())", b"* 2 FETCH (FLAGS ())"])
+        self.assertEqual(claimer.ok("SEARCH RECENT"), [b"* SEARCH 1 2"])
+        self.assertEqual(other.ok("SEARCH RECENT"), [b"* SEARCH"])
+        # EXAMINE claims nothing, and is told the count is unchanged.
+        lines = poll_until(examiner, "NOOP", lambda line: line == b"* 2 EXISTS")
+        self.assertIn(b"* 0 RECENT", lines)
+        # Claimed messages are no longer counted by STATUS, as no later session
+        # will see them \Recent.
+        self.assertEqual(writer.ok("STATUS Target (MESSAGES RECENT)"),
+                         [b"* STATUS Target (MESSAGES 2 RECENT 0)"])
+
+    def test_status_counts_what_no_session_was_told_of(self):
+        writer = self.connect()
+        writer.ok("CREATE Quiet")
+        watcher = self.connect(select="INBOX")
+        append_raw(writer, "Quiet", MESSAGE)
+        append_raw(writer, "INBOX", MESSAGE)
+        # No session has Quiet selected: its message is \Recent for the next.
+        self.assertEqual(writer.ok("STATUS Quiet (RECENT)"), [b"* STATUS Quiet (RECENT 1)"])
+        # The watcher is told of the INBOX message, so it holds its \Recent.
+        lines = poll_until(watcher, "NOOP", lambda line: line == b"* 1 EXISTS")
+        self.assertIn(b"* 1 RECENT", lines)
+        self.assertEqual(writer.ok("STATUS INBOX (RECENT)"), [b"* STATUS INBOX (RECENT 0)"])
+        lines = watcher.ok("SELECT Quiet")
+        self.assertIn(b"* 1 RECENT", lines)
+
+    def test_idle_reports_recent_with_the_new_message(self):
+        writer = self.connect()
+        watcher = self.connect(select="INBOX")
+        tag = watcher.tag()
+        watcher.send(b"%s IDLE\r\n" % tag.encode())
+        self.assertTrue(watcher.read_line().startswith(b"+ "))
+        append_raw(writer, "INBOX", MESSAGE)
+        self.assertEqual(watcher.read_line(), b"* 1 EXISTS")
+        self.assertEqual(watcher.read_line(), b"* 1 RECENT")
+        watcher.send(b"DONE\r\n")
+        _, tagged = watcher.read_tagged(tag)
+        self.assertTrue(tagged.startswith(tag.encode() + b" OK"), tagged)
+
+
 class AuthenticationTest(Base):
     def test_no_anonymous_access(self):
         # V0018 / V0019.
