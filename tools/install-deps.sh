@@ -17,6 +17,8 @@ packages=(
   libpq-dev postgresql-15
   # The PROXY protocol test puts a real HAProxy in front of two gateways.
   haproxy
+  # A QRESYNC sync client for the end-to-end tests (its local side is Dovecot's imap).
+  interimap
   # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.
   dovecot-imapd dovecot-sqlite argon2 linux-perf
 )

@@ -50,16 +50,30 @@ struct LoginCommand {
   bool operator==(const LoginCommand&) const = default;
 };
 
+// The QRESYNC select parameter (RFC 7162 §3.2.5): what the client last knew of
+// the mailbox. None of the sets may hold "*" (the parser refuses it).
+struct QresyncParameter {
+  uint32_t uidvalidity = 0;
+  uint64_t modseq = 0;
+  std::optional<SequenceSet> known_uids;
+  // seq-match-data (§3.2.5.2): message numbers and the UIDs they had.
+  std::optional<SequenceSet> known_sequence_set;
+  std::optional<SequenceSet> known_uid_set;
+  bool operator==(const QresyncParameter&) const = default;
+};
+
 // SELECT and EXAMINE (RFC 3501 §6.3.1-2) with the CONDSTORE select parameter
-// (RFC 7162 §3.1.8).
+// (RFC 7162 §3.1.8) and QRESYNC's (§3.2.5).
 struct SelectCommand {
   std::string mailbox;
   bool condstore = false;
+  std::optional<QresyncParameter> qresync;
   bool operator==(const SelectCommand&) const = default;
 };
 struct ExamineCommand {
   std::string mailbox;
   bool condstore = false;
+  std::optional<QresyncParameter> qresync;
   bool operator==(const ExamineCommand&) const = default;
 };
 
@@ -189,6 +203,7 @@ struct FetchCommand {
   // ALL, FAST and FULL are expanded here (RFC 3501 §6.4.5).
   std::vector<FetchAttribute> attributes;
   std::optional<uint64_t> changed_since;  // RFC 7162 CHANGEDSINCE
+  bool vanished = false;                  // RFC 7162 §3.2.6 VANISHED modifier
   bool operator==(const FetchCommand&) const = default;
 };
 

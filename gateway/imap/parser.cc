@@ -66,20 +66,61 @@ bool ParseLogin(Lexer& lex, Command::Body* body) {
 
 // ---- Mailbox commands ----
 
+// A sequence set of QRESYNC's select parameter, where "*" is not allowed
+// (RFC 7162 §7: known-uids and seq-match-data).
+bool StarlessSet(Lexer& lex, SequenceSet* out, std::string_view what) {
+  if (!lex.SequenceSetToken(out)) return false;
+  if (out->HasStar()) {
+    return lex.Fail("'*' is not allowed in the " + std::string(what) + " of QRESYNC");
+  }
+  return true;
+}
+
+// RFC 7162 §3.2.5: "(" uidvalidity SP mod-sequence-value [SP known-uids]
+// [SP seq-match-data] ")", seq-match-data = "(" sequence-set SP uid-set ")".
+bool Qresync(Lexer& lex, QresyncParameter* out) {
+  if (!lex.Sp() || !lex.Expect('(', "'(' starting the QRESYNC parameter") ||
+      !lex.NzNumber(&out->uidvalidity, "QRESYNC UIDVALIDITY") || !lex.Sp() ||
+      !lex.ModSeq(&out->modseq, /*allow_zero=*/true, "QRESYNC mod-sequence")) {
+    return false;
+  }
+  if (lex.Accept(' ')) {
+    if (lex.Peek() != '(') {
+      out->known_uids.emplace();
+      if (!StarlessSet(lex, &*out->known_uids, "known UIDs")) return false;
+      if (!lex.Accept(' ')) return lex.Expect(')', "')' closing the QRESYNC parameter");
+    }
+    out->known_sequence_set.emplace();
+    out->known_uid_set.emplace();
+    if (!lex.Expect('(', "'(' starting the QRESYNC sequence match data") ||
+        !StarlessSet(lex, &*out->known_sequence_set, "known message numbers") || !lex.Sp() ||
+        !StarlessSet(lex, &*out->known_uid_set, "known UIDs of the sequence match data") ||
+        !lex.Expect(')', "')' closing the QRESYNC sequence match data")) {
+      return false;
+    }
+  }
+  return lex.Expect(')', "')' closing the QRESYNC parameter");
+}
+
 template <typename T>
 bool ParseSelect(Lexer& lex, Command::Body* body) {
   T cmd;
   if (!Mailbox(lex, &cmd.mailbox)) return false;
   if (lex.Accept(' ')) {
-    // RFC 4466 §2.1 select-params; RFC 7162 §3.1.8 defines CONDSTORE.
+    // RFC 4466 §2.1 select-params; RFC 7162 §3.1.8 defines CONDSTORE, §3.2.5 QRESYNC.
     if (!lex.Expect('(', "'(' starting SELECT parameters") || !lex.Enter()) return false;
     while (true) {
       std::string param;
       if (!lex.Keyword(&param, "SELECT parameter")) return false;
-      if (param != "CONDSTORE") {
-        return lex.Fail("unsupported SELECT/EXAMINE parameter " + param.substr(0, 40));
+      if (param == "CONDSTORE" && !cmd.condstore) {
+        cmd.condstore = true;
+      } else if (param == "QRESYNC" && !cmd.qresync.has_value()) {
+        cmd.qresync.emplace();
+        if (!Qresync(lex, &*cmd.qresync)) return false;
+      } else {
+        return lex.Fail("unsupported or repeated SELECT/EXAMINE parameter " +
+                        param.substr(0, 40) + " (CONDSTORE and QRESYNC are supported)");
       }
-      cmd.condstore = true;
       if (lex.Accept(')')) break;
       if (!lex.Sp()) return false;
     }
@@ -487,17 +528,28 @@ bool ParseFetch(Lexer& lex, Command::Body* body, bool uid) {
     return false;
   }
   if (lex.Accept(' ')) {
-    // RFC 4466 fetch-modifiers; RFC 7162 §3.1.4 CHANGEDSINCE.
-    if (!lex.Expect('(', "'(' starting FETCH modifiers") ||
-        !lex.AcceptWord("CHANGEDSINCE")) {
-      return lex.Fail("unsupported FETCH modifier (only CHANGEDSINCE is supported)");
+    // RFC 4466 fetch-modifiers; RFC 7162 §3.1.4 CHANGEDSINCE, §3.2.6 VANISHED.
+    if (!lex.Expect('(', "'(' starting FETCH modifiers")) return false;
+    while (true) {
+      if (!cmd.changed_since.has_value() && lex.AcceptWord("CHANGEDSINCE")) {
+        uint64_t modseq;
+        if (!lex.Sp() || !lex.ModSeq(&modseq, /*allow_zero=*/true, "CHANGEDSINCE value")) {
+          return false;
+        }
+        cmd.changed_since = modseq;
+      } else if (!cmd.vanished && lex.AcceptWord("VANISHED")) {
+        cmd.vanished = true;
+      } else {
+        return lex.Fail(
+            "unsupported or repeated FETCH modifier (CHANGEDSINCE and VANISHED are supported)");
+      }
+      if (lex.Accept(')')) break;
+      if (!lex.Sp()) return false;
     }
-    uint64_t modseq;
-    if (!lex.Sp() || !lex.ModSeq(&modseq, /*allow_zero=*/true, "CHANGEDSINCE value") ||
-        !lex.Expect(')', "')' closing FETCH modifiers")) {
-      return false;
+    // §3.2.6: VANISHED only goes with CHANGEDSINCE.
+    if (cmd.vanished && !cmd.changed_since.has_value()) {
+      return lex.Fail("the VANISHED FETCH modifier needs CHANGEDSINCE (RFC 7162 §3.2.6)");
     }
-    cmd.changed_since = modseq;
   }
   *body = std::move(cmd);
   return true;

@@ -69,6 +69,28 @@ TEST(ParserTest, TypedFields) {
   EXPECT_EQ(select.mailbox, "inbox");
   EXPECT_TRUE(select.condstore);
 
+  auto qresync = std::get<ExamineCommand>(
+      MustParse("t EXAMINE INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541 "
+                "(1:5,7 2,4:7,9)) CONDSTORE)\r\n")
+          .body);
+  EXPECT_TRUE(qresync.condstore);
+  ASSERT_TRUE(qresync.qresync.has_value());
+  EXPECT_EQ(qresync.qresync->uidvalidity, 67890007u);
+  EXPECT_EQ(qresync.qresync->modseq, 20050715194045000u);
+  EXPECT_EQ(qresync.qresync->known_uids->ToString(), "41,43:211,214:541");
+  EXPECT_EQ(qresync.qresync->known_sequence_set->ToString(), "1:5,7");
+  EXPECT_EQ(qresync.qresync->known_uid_set->ToString(), "2,4:7,9");
+  auto short_form = std::get<SelectCommand>(MustParse("t SELECT a (QRESYNC (1 0))\r\n").body);
+  EXPECT_FALSE(short_form.qresync->known_uids.has_value());
+  auto match_only =
+      std::get<SelectCommand>(MustParse("t SELECT a (QRESYNC (1 5 (3 9)))\r\n").body);
+  EXPECT_FALSE(match_only.qresync->known_uids.has_value());
+  EXPECT_EQ(match_only.qresync->known_uid_set->ToString(), "9");
+  auto vanished = std::get<FetchCommand>(
+      MustParse("t UID FETCH 1:* (FLAGS) (VANISHED CHANGEDSINCE 12)\r\n").body);
+  EXPECT_TRUE(vanished.vanished);
+  EXPECT_EQ(vanished.changed_since, 12u);
+
   auto auth = std::get<AuthenticateCommand>(
       MustParse("t AUTHENTICATE plain AGFsaWNlAHNlY3JldA==\r\n").body);
   EXPECT_EQ(auth.mechanism, "PLAIN");
@@ -212,6 +234,12 @@ TEST(ParserTest, RejectsBadInput) {
            "a1 LOGIN a b c\r\n"s, "a1 AUTHENTICATE PLAIN ab!c\r\n"s,
            "a1 COPY 1\r\n"s, "a1 UID EXPUNGE\r\n"s, "a1 LIST \"\"\r\n"s,
            "a1 FETCH 1 (CHANGEDSINCE 1)\r\n"s,
+           "a1 UID FETCH 1 (FLAGS) (VANISHED)\r\n"s,
+           "a1 UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED VANISHED)\r\n"s,
+           "a1 SELECT INBOX (QRESYNC (1 2 1:*))\r\n"s,
+           "a1 SELECT INBOX (QRESYNC (0 2))\r\n"s,
+           "a1 SELECT INBOX (QRESYNC (1 2 3 (1)))\r\n"s,
+           "a1 SELECT INBOX (QRESYNC (1 2) QRESYNC (1 2))\r\n"s,
            "a1 STORE 1 (UNCHANGEDSINCE 9223372036854775808) FLAGS ()\r\n"s,
        }) {
     ParseError(bad);

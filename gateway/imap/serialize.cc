@@ -169,13 +169,28 @@ struct BodyWriter {
   void operator()(const LoginCommand& c) {
     w.Raw("LOGIN ").AString(c.userid).Sp().AString(c.password);
   }
+  void SelectParameters(bool condstore, const std::optional<QresyncParameter>& qresync) {
+    if (!condstore && !qresync.has_value()) return;
+    w.Raw(" (");
+    if (condstore) w.Raw(qresync.has_value() ? "CONDSTORE " : "CONDSTORE");
+    if (qresync.has_value()) {
+      w.Raw("QRESYNC (").Number(qresync->uidvalidity).Sp().Number(qresync->modseq);
+      if (qresync->known_uids.has_value()) w.Sp().Raw(qresync->known_uids->ToString());
+      if (qresync->known_sequence_set.has_value()) {
+        w.Raw(" (").Raw(qresync->known_sequence_set->ToString()).Sp();
+        w.Raw(qresync->known_uid_set->ToString()).Raw(")");
+      }
+      w.Raw(")");
+    }
+    w.Raw(")");
+  }
   void operator()(const SelectCommand& c) {
     w.Raw("SELECT ").AString(c.mailbox);
-    if (c.condstore) w.Raw(" (CONDSTORE)");
+    SelectParameters(c.condstore, c.qresync);
   }
   void operator()(const ExamineCommand& c) {
     w.Raw("EXAMINE ").AString(c.mailbox);
-    if (c.condstore) w.Raw(" (CONDSTORE)");
+    SelectParameters(c.condstore, c.qresync);
   }
   void operator()(const CreateCommand& c) {
     w.Raw("CREATE ").AString(c.mailbox);
@@ -256,7 +271,7 @@ struct BodyWriter {
     }
     w.Raw(")");
     if (c.changed_since.has_value()) {
-      w.Raw(" (CHANGEDSINCE ").Number(*c.changed_since).Raw(")");
+      w.Raw(" (CHANGEDSINCE ").Number(*c.changed_since).Raw(c.vanished ? " VANISHED)" : ")");
     }
   }
   void operator()(const StoreCommand& c) {

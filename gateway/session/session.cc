@@ -192,7 +192,7 @@ std::vector<std::string> Session::Capabilities() const {
   for (const char* cap :
        {"SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN",
         "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE",
-        "ESEARCH", "BINARY", "MULTIAPPEND"}) {
+        "QRESYNC", "ESEARCH", "BINARY", "MULTIAPPEND"}) {
     caps.push_back(cap);
   }
   caps.push_back(options().limits.literal_minus ? "LITERAL-" : "LITERAL+");
@@ -436,12 +436,38 @@ void Session::ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modse
   if (modseq != 0) {
     selected_->own_modseqs.insert(modseq);
   }
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;
   for (uint32_t uid : uids) {
     selected_->flags.erase(uid);
-    if (auto seq = selected_->map.Expunge(uid); seq.has_value()) {
-      selected_->recent.erase(uid);
-      Send(imap::ExpungeResponse(*seq));
+    ranges.emplace_back(uid, uid);
+  }
+  ReportExpunged(*selected_, ranges);
+}
+
+void Session::ReportExpunged(SelectedMailbox& box,
+                             const std::vector<std::pair<uint32_t, uint32_t>>& ranges) {
+  std::vector<imap::Interval> vanished;
+  for (const auto& [range_first, range_last] : ranges) {
+    for (const auto& [first, last] : box.map.PresentUidRanges(range_first, range_last)) {
+      for (uint32_t uid = first;; ++uid) {
+        if (auto seq = box.map.Expunge(uid); seq.has_value()) {
+          box.recent.erase(uid);
+          if (!qresync_enabled_) {
+            Send(imap::ExpungeResponse(*seq));
+          } else if (!vanished.empty() && vanished.back().last + 1 == uid) {
+            vanished.back().last = uid;
+          } else {
+            vanished.push_back({uid, uid});
+          }
+        }
+        if (uid == last) {
+          break;
+        }
+      }
     }
+  }
+  if (!vanished.empty()) {
+    Send(imap::VanishedResponse(imap::MergeIntervals(std::move(vanished)), /*earlier=*/false));
   }
 }
 
@@ -473,6 +499,26 @@ asio::awaitable<void> Session::ClaimRecent() {
     }
   }
   Send(imap::RecentResponse(static_cast<uint32_t>(selected_->recent.size())));
+}
+
+asio::awaitable<bool> Session::CatchUpTo(uint64_t modseq, bool allow_expunge) {
+  constexpr auto kPatience = std::chrono::seconds(2);
+  const auto deadline = Clock::now() + kPatience;
+  asio::steady_timer timer(stream_.get_executor());
+  const uint64_t mailbox_id = selected_ != nullptr ? selected_->mailbox_id : 0;
+  while (selected_ != nullptr && selected_->mailbox_id == mailbox_id) {
+    ApplyPendingChanges(allow_expunge);
+    if (selected_ == nullptr || selected_->applied_modseq >= modseq) {
+      break;
+    }
+    if (!pending_.empty() || Clock::now() >= deadline) {
+      co_return false;  // held back (an expunge, by the rules) or not delivered in time
+    }
+    timer.expires_after(std::chrono::milliseconds(2));
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return selected_ != nullptr && selected_->mailbox_id == mailbox_id &&
+      selected_->applied_modseq >= modseq;
 }
 
 asio::awaitable<void> Session::CatchUp(uint64_t mailbox_id, uint32_t uid) {
@@ -667,6 +713,7 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
       for (const auto& message : event.added().messages()) {
         AnnounceKeywordsOf(box, message.flags());
         grew = box.map.Append(message.uid()) || grew;
+        box.uidnext = std::max(box.uidnext, message.uid() + 1);
       }
       if (grew) {
         Send(imap::ExistsResponse(box.map.size()));
@@ -705,19 +752,11 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
         Send(fetch.Finish());
       }
     } else if (event.has_expunged()) {
+      std::vector<std::pair<uint32_t, uint32_t>> ranges;
       for (const auto& range : event.expunged().uids().ranges()) {
-        for (const auto& [first, last] : box.map.PresentUidRanges(range.first(), range.last())) {
-          for (uint32_t uid = first;; ++uid) {
-            if (auto seq = box.map.Expunge(uid); seq.has_value()) {
-              box.recent.erase(uid);
-              Send(imap::ExpungeResponse(*seq));
-            }
-            if (uid == last) {
-              break;
-            }
-          }
-        }
+        ranges.emplace_back(range.first(), range.last());
       }
+      ReportExpunged(box, ranges);
     } else if (event.has_renamed()) {
       box.name = event.renamed().new_name();
     } else if (event.has_deleted() || event.has_resync()) {
@@ -996,9 +1035,11 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   } else if (auto* authenticate = std::get_if<imap::AuthenticateCommand>(&body)) {
     co_await HandleAuthenticate(*authenticate);
   } else if (auto* select = std::get_if<imap::SelectCommand>(&body)) {
-    co_await HandleSelect(select->mailbox, /*read_only=*/false, select->condstore);
+    co_await HandleSelect(select->mailbox, /*read_only=*/false, select->condstore,
+                          select->qresync);
   } else if (auto* examine = std::get_if<imap::ExamineCommand>(&body)) {
-    co_await HandleSelect(examine->mailbox, /*read_only=*/true, examine->condstore);
+    co_await HandleSelect(examine->mailbox, /*read_only=*/true, examine->condstore,
+                          examine->qresync);
   } else if (auto* create = std::get_if<imap::CreateCommand>(&body)) {
     co_await commands::Create(*this, *create);
   } else if (auto* remove = std::get_if<imap::DeleteCommand>(&body)) {
@@ -1227,8 +1268,21 @@ asio::awaitable<void> Session::HandleAuthenticate(const imap::AuthenticateComman
   co_await FinishLogin(request);
 }
 
-asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_only,
-                                            bool condstore) {
+asio::awaitable<void> Session::HandleSelect(
+    std::string wire_name, bool read_only, bool condstore,
+    const std::optional<imap::QresyncParameter>& qresync) {
+  // RFC 7162 §3.2.5: the QRESYNC parameter is BAD unless QRESYNC was enabled; a
+  // BAD changes nothing, so the selected mailbox stays selected.
+  if (qresync.has_value() && !qresync_enabled_) {
+    Bad("the QRESYNC parameter needs ENABLE QRESYNC first (RFC 7162 §3.2.5)");
+    co_return;
+  }
+  // RFC 7162 §3.2.11, RFC 9051 §7.1: the responses after this one belong to the
+  // mailbox being selected, whatever becomes of this command.
+  if (selected_ != nullptr) {
+    Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::kClosed,
+                              "Previous mailbox closed"));
+  }
   auto name = DecodeMailboxName(wire_name);
   // Selecting the selected mailbox again keeps its change-feed registration
   // while Open runs, so the worker's subscription is not dropped and made
@@ -1256,6 +1310,7 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
   box->read_only = read_only || open->read_only();
   box->condstore = condstore || condstore_enabled_;
   box->applied_modseq = open->highest_modseq();
+  box->uidnext = open->uidnext();
   std::vector<std::pair<uint32_t, uint32_t>> ranges;
   for (const auto& range : open->uids().ranges()) {
     ranges.emplace_back(range.first(), range.last());
@@ -1315,6 +1370,16 @@ asio::awaitable<void> Session::HandleSelect(std::string wire_name, bool read_onl
                          selected_->applied_modseq, credential_.token, this);
   } else {
     Select(std::move(box));
+  }
+  // RFC 7162 §3.2.5.1: with the client's UIDVALIDITY, what changed since its
+  // MODSEQ; with another, nothing more (the client sees UIDVALIDITY changed).
+  if (qresync.has_value() && qresync->uidvalidity == open->uidvalidity()) {
+    const absl::Status resynced = co_await commands::Resync(*this, *qresync);
+    if (!resynced.ok()) {
+      Deselect();
+      Fail(resynced, absl::StrCat(read_only ? "EXAMINE " : "SELECT ", *name, " (QRESYNC)"));
+      co_return;
+    }
   }
   Ok(is_read_only ? "EXAMINE completed" : "SELECT completed",
      is_read_only ? imap::code::kReadOnly : imap::code::kReadWrite);

@@ -111,6 +111,9 @@ struct SelectedMailbox {
   // Messages up to this UID were announced with EXISTS and are not yet claimed
   // for \Recent (Session::ClaimRecent); 0 if none.
   uint32_t claim_up_to = 0;
+  // UIDNEXT as far as this view knows it (from Open, then from additions): a
+  // UID below it that the view lacks was expunged before the client heard of it.
+  uint32_t uidnext = 1;
   uint64_t applied_modseq = 0;  // feed events up to here are reflected
   // MODSEQs of changes this session made itself: their feed events are already
   // reflected in the responses it sent.
@@ -215,6 +218,13 @@ class Session final : public FeedRouter::Listener {
   const SessionOptions& options() const { return *worker_->options; }
   bool utf8_accept() const { return utf8_accept_; }
   bool condstore_enabled() const { return condstore_enabled_; }
+  bool qresync_enabled() const { return qresync_enabled_; }
+  // ENABLE QRESYNC (RFC 7162 §3.2.3): CONDSTORE too, and from now on expunges are
+  // reported with VANISHED.
+  void EnableQresync() {
+    EnableCondstore();
+    qresync_enabled_ = true;
+  }
   // For a CONDSTORE-enabling command (RFC 7162 §3.1). The first one while a
   // mailbox is selected sends "* OK [HIGHESTMODSEQ n]" for it, so the client
   // learns where its MODSEQs start.
@@ -260,14 +270,19 @@ class Session final : public FeedRouter::Listener {
   // each UID still in the view.
   void ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modseq);
 
+  // Claims \Recent for the messages announced since the last claim and sends
+  // RECENT (RFC 3501 §2.3.2, §7.3.2).
+  boost::asio::awaitable<void> ClaimRecent();
   // Waits (briefly, bounded) until the change feed has delivered the addition of
   // `uid` to the selected mailbox, so a command that added messages to it (APPEND,
   // COPY to itself) can report EXISTS before its tagged OK (RFC 3501 §6.3.11) with
   // every lower UID in order. No-op if `mailbox_id` is not selected.
-  // Claims \Recent for the messages announced since the last claim and sends
-  // RECENT (RFC 3501 §2.3.2, §7.3.2).
-  boost::asio::awaitable<void> ClaimRecent();
   boost::asio::awaitable<void> CatchUp(uint64_t mailbox_id, uint32_t uid);
+  // Waits (briefly, bounded) until the change feed has delivered the selected
+  // mailbox's changes up to `modseq`, and applies them (expunges only if
+  // `allow_expunge`). True if the view is then current up to `modseq`, so a
+  // tagged OK may carry [HIGHESTMODSEQ modseq] (RFC 7162 §3.2.7).
+  boost::asio::awaitable<bool> CatchUpTo(uint64_t modseq, bool allow_expunge);
 
   // FeedRouter::Listener.
   void OnChange(const mailbox::v1::ChangeEvent& event) override;
@@ -290,7 +305,13 @@ class Session final : public FeedRouter::Listener {
   boost::asio::awaitable<void> HandleAuthenticate(const imap::AuthenticateCommand& command);
   boost::asio::awaitable<void> HandleLogin(std::string user, std::string password);
   boost::asio::awaitable<void> HandleSelect(std::string wire_name, bool read_only,
-                                            bool condstore);
+                                            bool condstore,
+                                            const std::optional<imap::QresyncParameter>& qresync);
+  // Removes the messages of `ranges` (UID ranges) the view still shows and tells
+  // the client: "* n EXPUNGE" for each, or one "* VANISHED" once QRESYNC is enabled
+  // (RFC 7162 §3.2.10).
+  void ReportExpunged(SelectedMailbox& box,
+                      const std::vector<std::pair<uint32_t, uint32_t>>& ranges);
   boost::asio::awaitable<void> FinishLogin(const mailbox::v1::AuthenticateRequest& request);
   mailbox::v1::AuthenticateRequest PasswordRequest(std::string user, std::string password,
                                                    std::string authzid) const;
@@ -358,6 +379,7 @@ class Session final : public FeedRouter::Listener {
   bool idle_waiting_ = false;
   bool utf8_accept_ = false;
   bool condstore_enabled_ = false;
+  bool qresync_enabled_ = false;
   int auth_failures_ = 0;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;

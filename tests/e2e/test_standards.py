@@ -768,6 +768,115 @@ class LeniencyTest(Base):
 
 
 # --- RFC 7162 CONDSTORE details ------------------------------------------------------
+def highest_modseq_of(lines):
+    return next(int(re.search(rb"HIGHESTMODSEQ (\d+)", line).group(1))
+                for line in lines if b"HIGHESTMODSEQ" in line)
+
+
+def uidvalidity_of(lines):
+    return next(int(re.search(rb"UIDVALIDITY (\d+)", line).group(1))
+                for line in lines if b"UIDVALIDITY" in line)
+
+
+class QresyncTest(Base):
+    # RFC 7162 §3.2.
+    def qresync_client(self):
+        client = self.connect()
+        self.assertIn(b"QRESYNC", client.ok("CAPABILITY")[0].split())
+        self.assertEqual(client.ok("ENABLE QRESYNC"), [b"* ENABLED QRESYNC"])
+        return client
+
+    def test_refused_until_enabled_and_only_on_uid_fetch(self):
+        client = self.connect()
+        append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        tag = client.tag()
+        client.send(b"%s SELECT INBOX (QRESYNC (1 1))\r\n" % tag.encode())
+        _, tagged = client.read_tagged(tag)
+        self.assertTagged(tagged, tag, "BAD")
+        # A BAD changes nothing: INBOX is still selected.
+        self.assertEqual(client.ok("FETCH 1 (UID)"), [b"* 1 FETCH (UID 1)"])
+        line = client.command("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)", tag="v1")
+        self.assertTagged(line[-1], "v1", "BAD")
+        client.ok("UNSELECT")
+        client.ok("ENABLE QRESYNC")
+        client.ok("SELECT INBOX")
+        line = client.command("FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)", tag="v2")
+        self.assertTagged(line[-1], "v2", "BAD")
+        line = client.command("UID FETCH 1:* (FLAGS) (VANISHED)", tag="v3")
+        self.assertTagged(line[-1], "v3", "BAD")
+
+    def test_select_reports_what_changed_since_the_clients_modseq(self):
+        writer = self.connect()
+        for _ in range(6):
+            append_raw(writer, "INBOX", MESSAGE)
+        client = self.qresync_client()
+        selected = client.ok("SELECT INBOX")
+        validity, known = uidvalidity_of(selected), highest_modseq_of(selected)
+        client.ok("UNSELECT")
+        writer.ok("SELECT INBOX")
+        writer.ok("STORE 2 +FLAGS.SILENT (\\Seen)")
+        writer.ok("STORE 3:4 +FLAGS.SILENT (\\Deleted)")
+        writer.ok("EXPUNGE")
+        writer.ok("UID STORE 5 +FLAGS.SILENT (\\Deleted)")
+        writer.ok("EXPUNGE")
+        lines = client.ok("SELECT INBOX (QRESYNC (%d %d))" % (validity, known))
+        vanished = lines.index(b"* VANISHED (EARLIER) 3:5")
+        fetches = [line for line in lines if b" FETCH " in line]
+        self.assertEqual(len(fetches), 1, lines)
+        self.assertRegex(fetches[0], rb"^\* 2 FETCH \(FLAGS \(\\Seen\) UID 2 MODSEQ \(\d+\)\)$")
+        self.assertLess(vanished, lines.index(fetches[0]))
+        self.assertIn(b"* 3 EXISTS", lines)
+        # Known UIDs narrow both reports; the selected mailbox is closed first.
+        lines = client.ok("SELECT INBOX (QRESYNC (%d %d 1,4:6))" % (validity, known))
+        self.assertEqual(lines[0], b"* OK [CLOSED] Previous mailbox closed")
+        self.assertIn(b"* VANISHED (EARLIER) 4:5", lines)
+        self.assertFalse(any(b" FETCH " in line for line in lines), lines)
+        # seq-match-data: message 1 is still UID 1 and 2 is UID 2, so the client
+        # knows of no expunge below UID 3; it does not hold for 3 (now UID 6).
+        lines = client.ok("EXAMINE INBOX (QRESYNC (%d %d 1:6 (1:3 1:3)))" % (validity, known))
+        self.assertIn(b"* VANISHED (EARLIER) 3:5", lines)
+        # Another UIDVALIDITY: a plain SELECT, nothing more.
+        lines = client.ok("SELECT INBOX (QRESYNC (%d %d))" % (validity + 1, known))
+        self.assertFalse(any(b"VANISHED" in line or b" FETCH " in line for line in lines), lines)
+        # From MODSEQ 0, every message's flags and every absent UID.
+        lines = client.ok("SELECT INBOX (QRESYNC (%d 0))" % validity)
+        self.assertIn(b"* VANISHED (EARLIER) 3:5", lines)
+        self.assertEqual(len([line for line in lines if b" FETCH " in line]), 3, lines)
+
+    def test_expunges_are_reported_with_vanished_once_enabled(self):
+        writer = self.connect()
+        for _ in range(4):
+            append_raw(writer, "INBOX", MESSAGE)
+        client = self.qresync_client()
+        client.ok("SELECT INBOX")
+        writer.ok("SELECT INBOX")
+        writer.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        writer.ok("EXPUNGE")
+        lines = poll_until(client, "NOOP", lambda line: line.startswith(b"* VANISHED"))
+        self.assertIn(b"* VANISHED 1", lines)
+        self.assertFalse(any(line.endswith(b" EXPUNGE") for line in lines), lines)
+        client.ok("STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+        tag = client.tag()
+        client.send(b"%s EXPUNGE\r\n" % tag.encode())
+        untagged, tagged = client.read_tagged(tag)
+        self.assertEqual(untagged, [b"* VANISHED 2:3"])
+        self.assertTagged(tagged, tag, "OK", b"HIGHESTMODSEQ ")
+        # UID FETCH with VANISHED: the expunged UIDs of the set, then the changes.
+        since = highest_modseq_of([tagged]) - 3
+        lines = client.ok("UID FETCH 1:10 (FLAGS) (CHANGEDSINCE %d VANISHED)" % since)
+        self.assertEqual(lines[0], b"* VANISHED (EARLIER) 1:3")
+
+    def test_closed_when_a_selection_replaces_another(self):
+        # RFC 7162 §3.2.11: whether or not anything was enabled.
+        client = self.connect()
+        client.ok("CREATE Other")
+        client.ok("SELECT INBOX")
+        lines = client.ok("EXAMINE Other")
+        self.assertEqual(lines[0], b"* OK [CLOSED] Previous mailbox closed")
+        self.assertFalse(any(b"CLOSED" in line for line in client.ok("SELECT INBOX")[1:]))
+
+
 class CondstoreTest(Base):
     def test_the_first_enabling_command_while_selected_reports_highestmodseq(self):
         # RFC 7162 §3.1: a CONDSTORE-enabling command issued while a mailbox is

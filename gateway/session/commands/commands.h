@@ -12,7 +12,9 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "boost/asio/awaitable.hpp"
 #include "gateway/imap/command.h"
 #include "gateway/session/session.h"
@@ -32,6 +34,19 @@ awaitable<void> Namespace(Session& session);
 // misc.cc: RFC 5161 ENABLE (CONDSTORE, UTF8=ACCEPT), RFC 2971 ID.
 awaitable<void> Enable(Session& session, const imap::EnableCommand& command);
 awaitable<void> Id(Session& session, const imap::IdCommand& command);
+
+// qresync.cc: RFC 7162 §3.2.5 SELECT/EXAMINE (QRESYNC ...) after the mailbox
+// was selected: VANISHED (EARLIER) and the flags changed since the client's MODSEQ.
+awaitable<absl::Status> Resync(Session& session, const imap::QresyncParameter& parameter);
+// RFC 7162 §3.2.6: "* VANISHED (EARLIER)" for the UIDs among `uids` expunged
+// after `since`, leaving out those the view still shows (reported later).
+awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
+                                              const std::vector<imap::Interval>& uids);
+// "* n FETCH (FLAGS (...) [UID u] [MODSEQ (m)])" for a message of the view, with
+// \Recent if this session holds it; "" if the view does not show the message.
+std::string FlagsFetchResponse(const SelectedMailbox& mailbox,
+                               const mailbox::v1::MessageFlags& message, bool with_uid,
+                               bool with_modseq);
 
 // fetch.cc: RFC 3501 §6.4.5 / §6.4.8, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE.
 awaitable<void> Fetch(Session& session, const imap::FetchCommand& command);

@@ -83,8 +83,16 @@ awaitable<void> Expunge(Session& session, const imap::SequenceSet* uid_set) {
     co_return;
   }
   const std::vector<uint32_t> expunged = Expunged(*response);
-  // Sends "* n EXPUNGE" for each (RFC 3501 §7.4.1).
+  // Sends "* n EXPUNGE" for each (RFC 3501 §7.4.1), or VANISHED.
   session.ReportOwnExpunge(expunged, expunged.empty() ? 0 : response->highest_modseq());
+  // RFC 7162 §3.2.7, §3.2.9: with QRESYNC, the tagged OK of an expunge carries the
+  // mailbox's new HIGHESTMODSEQ, once every change up to it has been reported.
+  if (!expunged.empty() && session.qresync_enabled() &&
+      co_await session.CatchUpTo(response->highest_modseq(), /*allow_expunge=*/true)) {
+    session.Ok(absl::StrCat(verb, " completed"),
+               imap::code::HighestModSeq(response->highest_modseq()));
+    co_return;
+  }
   session.Ok(absl::StrCat(verb, " completed"));
 }
 

@@ -810,6 +810,24 @@ awaitable<void> Fetch(Session& session, const imap::FetchCommand& command) {
     session.EnableCondstore();
   }
   const bool condstore = session.condstore_enabled() || mailbox->condstore;
+  if (command.vanished) {
+    // RFC 7162 §3.2.6: a UID FETCH modifier, after ENABLE QRESYNC; the expunged
+    // UIDs of the set come first, as VANISHED (EARLIER).
+    if (!command.uid) {
+      session.Bad("VANISHED is a UID FETCH modifier (RFC 7162 §3.2.6)");
+      co_return;
+    }
+    if (!session.qresync_enabled()) {
+      session.Bad("the VANISHED modifier needs ENABLE QRESYNC first (RFC 7162 §3.2.6)");
+      co_return;
+    }
+    const absl::Status vanished = co_await ReportVanishedEarlier(
+        session, *command.changed_since, command.set.Resolve(mailbox->map.max_uid()));
+    if (!vanished.ok()) {
+      session.Fail(vanished, "UID FETCH (VANISHED)");
+      co_return;
+    }
+  }
   const std::vector<imap::Interval> uids = session.ResolveSet(command.set, command.uid);
   if (uids.empty()) {
     session.Ok("FETCH completed");

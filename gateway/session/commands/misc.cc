@@ -1,4 +1,4 @@
-// ENABLE (RFC 5161) and ID (RFC 2971).
+// ENABLE (RFC 5161: CONDSTORE, QRESYNC) and ID (RFC 2971).
 
 #include <optional>
 #include <string>
@@ -27,6 +27,12 @@ awaitable<void> Enable(Session& session, const imap::EnableCommand& command) {
     if (capability == "CONDSTORE") {
       if (!session.condstore_enabled()) {
         session.EnableCondstore();
+        enabled.push_back(capability);
+      }
+    } else if (capability == "QRESYNC") {
+      // RFC 7162 §3.2.3: enables CONDSTORE as well (listed only if asked for).
+      if (!session.qresync_enabled()) {
+        session.EnableQresync();
         enabled.push_back(capability);
       }
     }

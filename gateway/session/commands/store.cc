@@ -29,11 +29,10 @@ v1::StoreRequest::Mode ToProtoMode(imap::StoreCommand::Mode mode) {
   return v1::StoreRequest::MODE_UNSPECIFIED;
 }
 
-// "* seq FETCH (FLAGS (...) [UID u] [MODSEQ (m)])" for one changed message, or
-// "" if the session has not announced it (it cannot have, since the UIDs came
-// from the view, but the map is the authority).
-std::string ChangedFlagsResponse(const SelectedMailbox& mailbox, const v1::MessageFlags& message,
-                                 bool with_uid, bool with_modseq) {
+}  // namespace
+
+std::string FlagsFetchResponse(const SelectedMailbox& mailbox, const v1::MessageFlags& message,
+                               bool with_uid, bool with_modseq) {
   std::optional<uint32_t> seq = mailbox.map.SeqOf(message.uid());
   if (!seq.has_value()) {
     return "";
@@ -53,8 +52,6 @@ std::string ChangedFlagsResponse(const SelectedMailbox& mailbox, const v1::Messa
   }
   return fetch.Finish();
 }
-
-}  // namespace
 
 awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
   SelectedMailbox* mailbox = session.selected();
@@ -127,7 +124,7 @@ awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
     // Even for .SILENT: the mailbox now has the keyword, so FLAGS lists it.
     session.AnnounceKeywords(message.flags());
     if (report) {
-      session.Send(ChangedFlagsResponse(*mailbox, message, with_uid, condstore));
+      session.Send(FlagsFetchResponse(*mailbox, message, with_uid, condstore));
     }
   }
 

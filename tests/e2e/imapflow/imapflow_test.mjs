@@ -146,6 +146,62 @@ test('IDLE gets EXISTS from an append by a second connection', async () => {
   await withTimeout(idling, 10000, 'IDLE to end');
 });
 
+test('QRESYNC: expunges come as VANISHED, and a reopen gets what changed meanwhile', async () => {
+  const sync = client({ qresync: true });
+  await sync.connect();
+  const other = client();
+  try {
+    assert.ok(sync.enabled.has('QRESYNC'), 'QRESYNC was enabled');
+    await sync.mailboxCreate('Resync');
+    const uids = [];
+    for (const n of [1, 2, 3]) {
+      uids.push((await sync.append('Resync', message(`resync ${n}`))).uid);
+    }
+    const opened = await sync.mailboxOpen('Resync');
+    const { uidValidity, highestModseq } = opened;
+    assert.ok(highestModseq > 0n, 'HIGHESTMODSEQ on select');
+
+    // Another client flags the first message and deletes the second.
+    await other.connect();
+    await other.mailboxOpen('Resync');
+    await other.messageFlagsAdd(String(uids[0]), ['\\Seen'], { uid: true });
+    await other.messageDelete(String(uids[1]), { uid: true });
+
+    // Told live, by UID.
+    const live = new Promise((resolve) => sync.once('expunge', resolve));
+    let event;
+    for (let i = 0; i < 50 && !event; i++) {
+      await sync.noop();
+      event = await Promise.race([live, new Promise((r) => setTimeout(() => r(undefined), 100))]);
+    }
+    assert.ok(event, 'an expunge event');
+    assert.equal(event.vanished, true);
+    assert.equal(event.uid, uids[1]);
+
+    // Reconnected with the state it had: VANISHED (EARLIER) and the changed flags.
+    await sync.mailboxClose();
+    const vanished = [];
+    const flags = [];
+    const onExpunge = (e) => vanished.push(e);
+    const onFlags = (e) => flags.push(e);
+    sync.on('expunge', onExpunge);
+    sync.on('flags', onFlags);
+    const reopened = await sync.mailboxOpen('Resync', { uidValidity, changedSince: highestModseq });
+    sync.off('expunge', onExpunge);
+    sync.off('flags', onFlags);
+    assert.equal(reopened.qresync, true, 'the reopen was a QRESYNC select');
+    assert.equal(reopened.exists, 2);
+    assert.deepEqual(vanished.map((e) => [e.uid, e.earlier]), [[uids[1], true]]);
+    assert.equal(flags.length, 1);
+    assert.equal(flags[0].uid, uids[0]);
+    assert.ok(flags[0].flags.has('\\Seen'));
+    assert.ok(flags[0].modseq > highestModseq);
+  } finally {
+    await other.logout().catch(() => {});
+    await sync.logout().catch(() => {});
+  }
+});
+
 test('wrong password is refused', async () => {
   const bad = client({ auth: { user, pass: 'wrong' } });
   await assert.rejects(bad.connect(), (error) => {
