@@ -442,6 +442,7 @@ awaitable<absl::StatusOr<v1::StatusResponse>> FakeMailboxStore::Status(
     size += message.content.size();
     response.set_unseen(response.unseen() + (message.flags.contains("\\Seen") ? 0 : 1));
     response.set_deleted(response.deleted() + (message.flags.contains("\\Deleted") ? 1 : 0));
+    response.set_recent(response.recent() + (uid >= mailbox->recent_floor ? 1 : 0));
   }
   response.set_size(size);
   co_return response;
@@ -490,8 +491,8 @@ awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session sessi
   *response.mutable_uids() = rules::ToUidSet(uids);
   response.set_read_only(request.read_only());
   response.set_recent(static_cast<uint32_t>(recent.size()));
+  *response.mutable_recent_uids() = rules::ToUidSet(recent);
   if (!request.read_only()) {
-    *response.mutable_recent_uids() = rules::ToUidSet(recent);
     mailbox->recent_floor = mailbox->uidnext;
   }
   co_return response;
@@ -880,6 +881,10 @@ absl::StatusOr<bool> FakeMailboxStore::Matches(const Mailbox& mailbox, uint32_t 
       return message.content.size() < key.smaller();
     case v1::SearchKey::kModseq:
       return message.modseq >= key.modseq();
+    case v1::SearchKey::kInternalBeforeUnix:
+      return message.internal_date_unix < key.internal_before_unix();
+    case v1::SearchKey::kInternalSinceUnix:
+      return message.internal_date_unix >= key.internal_since_unix();
     case v1::SearchKey::kHeader: {
       // Substring over the header block: enough for FROM/SUBJECT-style tests.
       const size_t end = message.content.find("\r\n\r\n");

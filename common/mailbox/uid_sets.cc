@@ -100,23 +100,29 @@ v1::UidSet ToUidSet(const std::vector<uint32_t>& uids) {
   return builder.Take();
 }
 
+void CollectExpunged(const v1::ChangeEvent& event, const UidRanges& within, UidRanges* found) {
+  if (!event.has_expunged()) {
+    return;
+  }
+  for (const v1::UidRange& range : event.expunged().uids().ranges()) {
+    // `within` is sorted and merged: clip the range to each piece it meets.
+    auto it = std::lower_bound(
+        within.begin(), within.end(), range.first(),
+        [](const std::pair<uint32_t, uint32_t>& piece, uint32_t uid) { return piece.second < uid; });
+    for (; it != within.end() && it->first <= range.last(); ++it) {
+      found->emplace_back(std::max(it->first, range.first()), std::min(it->second, range.last()));
+    }
+  }
+}
+
+v1::UidSet MergedUidSet(UidRanges ranges) { return FromRanges(Merge(std::move(ranges))); }
+
 v1::UidSet ExpungedWithin(const std::vector<v1::ChangeEvent>& events, const UidRanges& within) {
   UidRanges found;
   for (const v1::ChangeEvent& event : events) {
-    if (!event.has_expunged()) {
-      continue;
-    }
-    for (const v1::UidRange& range : event.expunged().uids().ranges()) {
-      // `within` is sorted and merged: clip the range to each piece it meets.
-      auto it = std::lower_bound(
-          within.begin(), within.end(), range.first(),
-          [](const std::pair<uint32_t, uint32_t>& piece, uint32_t uid) { return piece.second < uid; });
-      for (; it != within.end() && it->first <= range.last(); ++it) {
-        found.emplace_back(std::max(it->first, range.first()), std::min(it->second, range.last()));
-      }
-    }
+    CollectExpunged(event, within, &found);
   }
-  return FromRanges(Merge(std::move(found)));
+  return MergedUidSet(std::move(found));
 }
 
 v1::UidSet AbsentWithin(const std::vector<uint32_t>& live, const UidRanges& within,

@@ -38,8 +38,13 @@ class UidSetBuilder {
 // The set of ascending `uids`.
 v1::UidSet ToUidSet(const std::vector<uint32_t>& uids);
 
-// QRESYNC (RFC 7162 §3.2.5, §3.2.6). The UIDs within `within` that the
-// Expunged changes among `events` name, in ascending order.
+// QRESYNC (RFC 7162 §3.2.5, §3.2.6). Adds to `found` the UIDs within `within`
+// (sorted and merged) that `event` reports expunged, if it is an expunge.
+void CollectExpunged(const v1::ChangeEvent& event, const UidRanges& within, UidRanges* found);
+// `ranges` sorted and merged, as a UidSet.
+v1::UidSet MergedUidSet(UidRanges ranges);
+// The UIDs within `within` that the Expunged changes among `events` name, in
+// ascending order.
 v1::UidSet ExpungedWithin(const std::vector<v1::ChangeEvent>& events, const UidRanges& within);
 
 // The UIDs within `within`, below `uidnext`, that are not among `live`

@@ -16,6 +16,7 @@ std::string_view StatusItemName(StatusItem item) {
     case StatusItem::kDeleted: return "DELETED";
     case StatusItem::kSize: return "SIZE";
     case StatusItem::kHighestModSeq: return "HIGHESTMODSEQ";
+    case StatusItem::kAppendLimit: return "APPENDLIMIT";
   }
   return "";
 }

@@ -96,6 +96,7 @@ struct RenameCommand {
 enum class StatusItem {
   kMessages, kRecent, kUidNext, kUidValidity, kUnseen, kDeleted, kSize,
   kHighestModSeq,
+  kAppendLimit,  // RFC 7889 §3.2
 };
 std::string_view StatusItemName(StatusItem item);
 

@@ -169,7 +169,7 @@ bool StatusItemFromName(std::string_view name, StatusItem* item) {
   static constexpr StatusItem kAll[] = {
       StatusItem::kMessages, StatusItem::kRecent, StatusItem::kUidNext,
       StatusItem::kUidValidity, StatusItem::kUnseen, StatusItem::kDeleted,
-      StatusItem::kSize, StatusItem::kHighestModSeq};
+      StatusItem::kSize, StatusItem::kHighestModSeq, StatusItem::kAppendLimit};
   for (StatusItem candidate : kAll) {
     if (StatusItemName(candidate) == name) {
       *item = candidate;

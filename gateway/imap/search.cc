@@ -16,7 +16,7 @@ struct KeyName {
 };
 
 // RFC 3501 §6.4.4 and RFC 7162 §3.1.5. Order matters only for lookups.
-constexpr std::array<KeyName, 37> kKeyNames = {{
+constexpr std::array<KeyName, 39> kKeyNames = {{
     {Kind::kAll, "ALL"}, {Kind::kAnswered, "ANSWERED"}, {Kind::kDeleted, "DELETED"},
     {Kind::kDraft, "DRAFT"}, {Kind::kFlagged, "FLAGGED"}, {Kind::kNew, "NEW"},
     {Kind::kOld, "OLD"}, {Kind::kRecent, "RECENT"}, {Kind::kSeen, "SEEN"},
@@ -29,7 +29,8 @@ constexpr std::array<KeyName, 37> kKeyNames = {{
     {Kind::kBefore, "BEFORE"}, {Kind::kOn, "ON"}, {Kind::kSince, "SINCE"},
     {Kind::kSentBefore, "SENTBEFORE"}, {Kind::kSentOn, "SENTON"},
     {Kind::kSentSince, "SENTSINCE"}, {Kind::kLarger, "LARGER"},
-    {Kind::kSmaller, "SMALLER"}, {Kind::kUid, "UID"}, {Kind::kModSeq, "MODSEQ"},
+    {Kind::kSmaller, "SMALLER"}, {Kind::kOlder, "OLDER"}, {Kind::kYounger, "YOUNGER"},
+    {Kind::kUid, "UID"}, {Kind::kModSeq, "MODSEQ"},
     {Kind::kNot, "NOT"}, {Kind::kOr, "OR"}, {Kind::kSequenceSet, ""},
 }};
 
@@ -86,6 +87,13 @@ bool ParseKey(internal::Lexer& lex, SearchKey* key) {
         return lex.Sp() && lex.SearchDate(&key->date);
       case Kind::kLarger: case Kind::kSmaller:
         return lex.Sp() && lex.Number64(&key->number, "size");
+      case Kind::kOlder: case Kind::kYounger: {
+        // RFC 5032 §4: interval = nz-number (seconds).
+        uint32_t seconds;
+        if (!lex.Sp() || !lex.NzNumber(&seconds, "interval in seconds")) return false;
+        key->number = seconds;
+        return true;
+      }
       case Kind::kUid:
         return lex.Sp() && lex.SequenceSetToken(&key->set);
       case Kind::kModSeq:

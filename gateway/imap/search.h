@@ -31,6 +31,8 @@ struct SearchKey {
     kBefore, kOn, kSince, kSentBefore, kSentOn, kSentSince,
     // `number` (octets).
     kLarger, kSmaller,
+    // `number` (seconds before now): RFC 5032 WITHIN.
+    kOlder, kYounger,
     // `set`: message sequence numbers or UIDs.
     kSequenceSet, kUid,
     // `number` is the mod-sequence; `text` the optional entry name

@@ -98,7 +98,7 @@ void WriteKey(Writer& w, const SearchKey& key) {
     case Kind::kSentBefore: case Kind::kSentOn: case Kind::kSentSince:
       w.Sp().Raw(key.date.ToString());
       break;
-    case Kind::kLarger: case Kind::kSmaller:
+    case Kind::kLarger: case Kind::kSmaller: case Kind::kOlder: case Kind::kYounger:
       w.Sp().Number(key.number);
       break;
     case Kind::kUid:

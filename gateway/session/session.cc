@@ -196,6 +196,11 @@ std::vector<std::string> Session::Capabilities() const {
     caps.push_back(cap);
   }
   caps.push_back(options().limits.literal_minus ? "LITERAL-" : "LITERAL+");
+  // RFC 8438; RFC 7889 §3.1: the gateway's limit, which the operator keeps at or
+  // below the mailbox service's --max-message-bytes.
+  caps.push_back("STATUS=SIZE");
+  caps.push_back("WITHIN");  // RFC 5032
+  caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   return caps;
 }
 
@@ -475,6 +480,10 @@ asio::awaitable<void> Session::ClaimRecent() {
   if (selected_ == nullptr || selected_->claim_up_to == 0) {
     co_return;
   }
+  if (state_ == SessionState::kLogout) {
+    selected_->claim_up_to = 0;  // a BYE went out: nothing may follow it
+    co_return;
+  }
   v1::ClaimRecentRequest request;
   request.set_mailbox_id(selected_->mailbox_id);
   request.set_uidvalidity(selected_->uidvalidity);
@@ -506,6 +515,9 @@ asio::awaitable<bool> Session::CatchUpTo(uint64_t modseq, bool allow_expunge) {
   const auto deadline = Clock::now() + kPatience;
   asio::steady_timer timer(stream_.get_executor());
   const uint64_t mailbox_id = selected_ != nullptr ? selected_->mailbox_id : 0;
+  if (worker_->router == nullptr || state_ == SessionState::kLogout) {
+    co_return false;  // no feed to wait for
+  }
   while (selected_ != nullptr && selected_->mailbox_id == mailbox_id) {
     ApplyPendingChanges(allow_expunge);
     if (selected_ == nullptr || selected_->applied_modseq >= modseq) {
@@ -713,14 +725,14 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
       for (const auto& message : event.added().messages()) {
         AnnounceKeywordsOf(box, message.flags());
         grew = box.map.Append(message.uid()) || grew;
-        box.uidnext = std::max(box.uidnext, message.uid() + 1);
+        box.uidnext = std::max<uint64_t>(box.uidnext, uint64_t{message.uid()} + 1);
       }
       if (grew) {
         Send(imap::ExistsResponse(box.map.size()));
         // RFC 3501 §7.3.2: RECENT follows a change of the mailbox's size. A
         // read-write view claims the new messages first (ClaimRecent sends it).
         if (box.read_only) {
-          Send(imap::RecentResponse(static_cast<uint32_t>(box.recent.size())));
+          Send(imap::RecentResponse(box.examined_recent));
         } else {
           box.claim_up_to = std::max(box.claim_up_to, box.map.max_uid());
         }
@@ -1311,6 +1323,9 @@ asio::awaitable<void> Session::HandleSelect(
   box->condstore = condstore || condstore_enabled_;
   box->applied_modseq = open->highest_modseq();
   box->uidnext = open->uidnext();
+  if (box->read_only) {
+    box->examined_recent = open->recent();
+  }
   std::vector<std::pair<uint32_t, uint32_t>> ranges;
   for (const auto& range : open->uids().ranges()) {
     ranges.emplace_back(range.first(), range.last());

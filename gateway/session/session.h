@@ -108,12 +108,15 @@ struct SelectedMailbox {
   bool condstore = false;  // CONDSTORE enabled for this selection (RFC 7162 §3.1)
   UidMap map;
   std::set<uint32_t> recent;  // \Recent UIDs claimed by this session
+  // EXAMINE claims nothing: the RECENT count it reported (messages no session had
+  // claimed then, which it shows \Recent), repeated when the mailbox grows.
+  uint32_t examined_recent = 0;
   // Messages up to this UID were announced with EXISTS and are not yet claimed
   // for \Recent (Session::ClaimRecent); 0 if none.
   uint32_t claim_up_to = 0;
   // UIDNEXT as far as this view knows it (from Open, then from additions): a
   // UID below it that the view lacks was expunged before the client heard of it.
-  uint32_t uidnext = 1;
+  uint64_t uidnext = 1;
   uint64_t applied_modseq = 0;  // feed events up to here are reflected
   // MODSEQs of changes this session made itself: their feed events are already
   // reflected in the responses it sent.

@@ -274,6 +274,8 @@ class Validator {
       case SearchKey::kLarger:
       case SearchKey::kSmaller:
       case SearchKey::kModseq:
+      case SearchKey::kInternalBeforeUnix:
+      case SearchKey::kInternalSinceUnix:
         return absl::OkStatus();
       case SearchKey::kUid:
         // An empty set is allowed: it is what a sequence set or RECENT resolves
@@ -698,6 +700,11 @@ bool Matches(const SearchKey& key, SearchMessage& message, WorkBudget& budget) {
     case SearchKey::kSentOn:
     case SearchKey::kSentSince:
       return SentMatches(key, message);
+    // RFC 5032 OLDER/YOUNGER: the instant, time and zone included.
+    case SearchKey::kInternalBeforeUnix:
+      return message.internal_date_unix() < key.internal_before_unix();
+    case SearchKey::kInternalSinceUnix:
+      return message.internal_date_unix() >= key.internal_since_unix();
     case SearchKey::kLarger:
       return message.size() > key.larger();
     case SearchKey::kSmaller:

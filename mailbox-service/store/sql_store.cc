@@ -181,9 +181,11 @@ absl::StatusOr<MailboxRow> SelectedMailbox(Connection& conn, uint64_t user_id,
   return mailbox;
 }
 
-// The logged changes of a mailbox after `from_modseq`, in MODSEQ order.
-absl::Status ReadLog(Connection& conn, uint64_t mailbox_id, uint64_t from_modseq,
-                    std::vector<v1::ChangeEvent>* out) {
+// Calls `each` with the logged changes of a mailbox after `from_modseq`, one at a
+// time, in MODSEQ order.
+template <typename Each>
+absl::Status ForEachLogged(Connection& conn, uint64_t mailbox_id, uint64_t from_modseq,
+                           Each each) {
   ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT event FROM changes WHERE mailbox_id = ? "
                                              "AND modseq > ? ORDER BY modseq"));
   s.Bind(1, mailbox_id).Bind(2, from_modseq);
@@ -198,7 +200,7 @@ absl::Status ReadLog(Connection& conn, uint64_t mailbox_id, uint64_t from_modseq
       return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
                    "store: a change-log row is unreadable");
     }
-    out->push_back(std::move(event));
+    each(std::move(event));
   }
 }
 
@@ -1521,7 +1523,8 @@ absl::StatusOr<v1::OpenResponse> SqlStore::Open(uint64_t user_id,
       }
       if (uid >= mailbox.recent_floor) {
         ++recent_count;
-        if (claim) {
+        // RFC 3501 §2.3.2: EXAMINE sees \Recent without taking it from others.
+        if (claim || request.read_only()) {
           recent.Add(uid);
         }
       }
@@ -1586,9 +1589,13 @@ absl::StatusOr<v1::ClaimRecentResponse> SqlStore::ClaimRecent(
       claimed.Add(static_cast<uint32_t>(s.Int(0)));
     }
     *response.mutable_claimed() = claimed.Take();
+    // The floor only moves up (every writer of it holds the user's write scope).
     ASSIGN_OR_RETURN(Statement update,
-                     conn.Prepare("UPDATE mailboxes SET recent_floor = ? WHERE id = ?"));
-    update.Bind(1, static_cast<int64_t>(up_to) + 1).Bind(2, mailbox.id);
+                     conn.Prepare("UPDATE mailboxes SET recent_floor = ? "
+                                  "WHERE id = ? AND recent_floor < ?"));
+    update.Bind(1, static_cast<int64_t>(up_to) + 1)
+        .Bind(2, mailbox.id)
+        .Bind(3, static_cast<int64_t>(up_to) + 1);
     return update.Run();
   }));
   return response;
@@ -1607,17 +1614,27 @@ absl::StatusOr<v1::VanishedResponse> SqlStore::Vanished(uint64_t user_id,
                                                        request.uidvalidity()));
   v1::VanishedResponse response;
   if (request.since_modseq() >= mailbox.log_floor) {
-    // The log holds every change after since_modseq (at most change_log_retention
-    // of them), expunges included.
-    std::vector<v1::ChangeEvent> events;
-    RETURN_IF_ERROR(ReadLog(*conn, mailbox.id, request.since_modseq(), &events));
-    *response.mutable_uids() = rules::ExpungedWithin(events, within);
     response.set_exact(true);
+    if (request.since_modseq() >= mailbox.highest_modseq) {
+      return response;  // nothing happened since
+    }
+    // The log holds every change after since_modseq (at most change_log_retention
+    // of them), expunges included; read one at a time, keeping only expunges.
+    Ranges found;
+    RETURN_IF_ERROR(ForEachLogged(*conn, mailbox.id, request.since_modseq(),
+                                  [&](const v1::ChangeEvent& event) {
+                                    rules::CollectExpunged(event, within, &found);
+                                  }));
+    *response.mutable_uids() = rules::MergedUidSet(std::move(found));
     return response;
   }
+  // Only the UIDs the request spans are read.
+  const uint64_t lowest = within.front().first;
+  const uint64_t highest =
+      std::min<uint64_t>(within.back().second, mailbox.uidnext > 0 ? mailbox.uidnext - 1 : 0);
   ASSIGN_OR_RETURN(Statement s, conn->Prepare("SELECT uid FROM messages WHERE mailbox_id = ? "
-                                              "ORDER BY uid"));
-  s.Bind(1, mailbox.id);
+                                              "AND uid >= ? AND uid <= ? ORDER BY uid"));
+  s.Bind(1, mailbox.id).Bind(2, static_cast<int64_t>(lowest)).Bind(3, static_cast<int64_t>(highest));
   std::vector<uint32_t> live;
   while (true) {
     ASSIGN_OR_RETURN(bool row, s.Step());
@@ -2391,7 +2408,8 @@ absl::Status SqlStore::ReadChanges(uint64_t user_id, uint64_t mailbox_id,
   if (from_modseq >= mailbox.highest_modseq) {
     return absl::OkStatus();  // nothing newer (and no bound that would turn negative)
   }
-  return ReadLog(*conn, mailbox.id, from_modseq, out);
+  return ForEachLogged(*conn, mailbox.id, from_modseq,
+                       [out](v1::ChangeEvent event) { out->push_back(std::move(event)); });
 }
 
 }  // namespace mailbox::store

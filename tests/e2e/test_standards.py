@@ -473,6 +473,21 @@ class RecentTest(Base):
         lines = watcher.ok("SELECT Quiet")
         self.assertIn(b"* 1 RECENT", lines)
 
+    def test_examine_keeps_reporting_the_count_it_started_with(self):
+        writer = self.connect()
+        writer.ok("CREATE Looked")
+        append_raw(writer, "Looked", MESSAGE)
+        append_raw(writer, "Looked", MESSAGE)
+        examiner = self.connect()
+        self.assertIn(b"* 2 RECENT", examiner.ok("EXAMINE Looked"))
+        append_raw(writer, "Looked", MESSAGE)
+        lines = poll_until(examiner, "NOOP", lambda line: line == b"* 3 EXISTS")
+        self.assertIn(b"* 2 RECENT", lines)
+        # It sees those two \\Recent without taking them from the next SELECT.
+        self.assertEqual(examiner.ok("SEARCH RECENT"), [b"* SEARCH 1 2"])
+        selector = self.connect()
+        self.assertIn(b"* 3 RECENT", selector.ok("SELECT Looked"))
+
     def test_idle_reports_recent_with_the_new_message(self):
         writer = self.connect()
         watcher = self.connect(select="INBOX")
@@ -862,10 +877,13 @@ class QresyncTest(Base):
         untagged, tagged = client.read_tagged(tag)
         self.assertEqual(untagged, [b"* VANISHED 2:3"])
         self.assertTagged(tagged, tag, "OK", b"HIGHESTMODSEQ ")
-        # UID FETCH with VANISHED: the expunged UIDs of the set, then the changes.
+        # UID FETCH with VANISHED: the expunged UIDs of the set, then the changes;
+        # "*" reaches past the highest UID left, which was expunged too.
         since = highest_modseq_of([tagged]) - 3
-        lines = client.ok("UID FETCH 1:10 (FLAGS) (CHANGEDSINCE %d VANISHED)" % since)
-        self.assertEqual(lines[0], b"* VANISHED (EARLIER) 1:3")
+        client.ok("UID STORE 4 +FLAGS.SILENT (\\Deleted)")
+        self.assertEqual(client.ok("UID EXPUNGE 4"), [b"* VANISHED 4"])
+        lines = client.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % since)
+        self.assertEqual(lines, [b"* VANISHED (EARLIER) 1:4"])
 
     def test_closed_when_a_selection_replaces_another(self):
         # RFC 7162 §3.2.11: whether or not anything was enabled.
@@ -875,6 +893,39 @@ class QresyncTest(Base):
         lines = client.ok("EXAMINE Other")
         self.assertEqual(lines[0], b"* OK [CLOSED] Previous mailbox closed")
         self.assertFalse(any(b"CLOSED" in line for line in client.ok("SELECT INBOX")[1:]))
+
+
+class SmallExtensionsTest(Base):
+    def test_status_size_and_appendlimit(self):
+        # RFC 8438 STATUS=SIZE; RFC 7889 APPENDLIMIT (one limit for every mailbox).
+        client = self.connect()
+        caps = client.ok("CAPABILITY")[0].split()
+        self.assertIn(b"STATUS=SIZE", caps)
+        limit = next(int(c.split(b"=")[1]) for c in caps if c.startswith(b"APPENDLIMIT="))
+        self.assertGreater(limit, 0)
+        append_raw(client, "INBOX", MESSAGE)
+        self.assertEqual(client.ok("STATUS INBOX (MESSAGES SIZE APPENDLIMIT)"),
+                         [b"* STATUS INBOX (MESSAGES 1 SIZE %d APPENDLIMIT %d)"
+                          % (len(MESSAGE), limit)])
+        lines = client.ok('LIST "" INBOX RETURN (STATUS (APPENDLIMIT))')
+        self.assertIn(b"* STATUS INBOX (APPENDLIMIT %d)" % limit, lines)
+
+    def test_within_older_and_younger(self):
+        # RFC 5032: intervals in seconds back from now, on the internal date.
+        client = self.connect()
+        self.assertIn(b"WITHIN", client.ok("CAPABILITY")[0].split())
+        tag = client.tag()
+        old = b"%s APPEND INBOX \"01-Jan-2020 00:00:00 +0000\" {%d+}\r\n%s\r\n" % (
+            tag.encode(), len(MESSAGE), MESSAGE)
+        client.send(old)
+        client.read_tagged(tag)
+        append_raw(client, "INBOX", MESSAGE)  # now
+        client.ok("SELECT INBOX")
+        self.assertEqual(client.ok("SEARCH OLDER 86400"), [b"* SEARCH 1"])
+        self.assertEqual(client.ok("SEARCH YOUNGER 86400"), [b"* SEARCH 2"])
+        self.assertEqual(client.ok("SEARCH NOT YOUNGER 3600"), [b"* SEARCH 1"])
+        line = client.command("SEARCH OLDER 0", tag="w1")
+        self.assertTagged(line[-1], "w1", "BAD")
 
 
 class CondstoreTest(Base):

@@ -42,6 +42,13 @@ awaitable<absl::Status> Resync(Session& session, const imap::QresyncParameter& p
 // after `since`, leaving out those the view still shows (reported later).
 awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
                                               const std::vector<imap::Interval>& uids);
+// The [HIGHESTMODSEQ] code for the tagged OK of a command that expunged messages
+// with QRESYNC enabled (RFC 7162 §3.2.7, §3.2.9; RFC 6851 §4.4): `modseq`, the
+// mailbox's after the command, once every change up to it has been reported;
+// if the feed has not caught up (or an expunge must wait), the highest MODSEQ up
+// to which the view is complete, which §3.2 allows (lower, never higher).
+awaitable<std::string> ReportedHighestModseq(Session& session, uint64_t modseq,
+                                             bool allow_expunge);
 // "* n FETCH (FLAGS (...) [UID u] [MODSEQ (m)])" for a message of the view, with
 // \Recent if this session holds it; "" if the view does not show the message.
 std::string FlagsFetchResponse(const SelectedMailbox& mailbox,

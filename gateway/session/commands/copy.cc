@@ -126,11 +126,11 @@ awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
                                     response->source_uids().end());
   // RFC 6851 §3.3: the source messages are expunged, and reported as such.
   session.ReportOwnExpunge(moved, moved.empty() ? 0 : response->highest_modseq());
-  // RFC 6851 §4.4 with QRESYNC: the new HIGHESTMODSEQ, once every change up to it
-  // has been reported (expunges only by UID MOVE, by RFC 3501 §7.4.1).
-  if (!moved.empty() && session.qresync_enabled() &&
-      co_await session.CatchUpTo(response->highest_modseq(), /*allow_expunge=*/uid)) {
-    session.Ok("MOVE completed", imap::code::HighestModSeq(response->highest_modseq()));
+  // RFC 6851 §4.4 with QRESYNC: HIGHESTMODSEQ (expunges of others are reported
+  // meanwhile only by UID MOVE, by RFC 3501 §7.4.1).
+  if (!moved.empty() && session.qresync_enabled()) {
+    session.Ok("MOVE completed", co_await ReportedHighestModseq(
+                                     session, response->highest_modseq(), /*allow_expunge=*/uid));
     co_return;
   }
   session.Ok("MOVE completed");

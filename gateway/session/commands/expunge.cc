@@ -85,12 +85,12 @@ awaitable<void> Expunge(Session& session, const imap::SequenceSet* uid_set) {
   const std::vector<uint32_t> expunged = Expunged(*response);
   // Sends "* n EXPUNGE" for each (RFC 3501 §7.4.1), or VANISHED.
   session.ReportOwnExpunge(expunged, expunged.empty() ? 0 : response->highest_modseq());
-  // RFC 7162 §3.2.7, §3.2.9: with QRESYNC, the tagged OK of an expunge carries the
-  // mailbox's new HIGHESTMODSEQ, once every change up to it has been reported.
-  if (!expunged.empty() && session.qresync_enabled() &&
-      co_await session.CatchUpTo(response->highest_modseq(), /*allow_expunge=*/true)) {
+  // RFC 7162 §3.2.7, §3.2.9: with QRESYNC, the tagged OK of an expunge carries
+  // HIGHESTMODSEQ (which value: ReportedHighestModseq).
+  if (!expunged.empty() && session.qresync_enabled()) {
     session.Ok(absl::StrCat(verb, " completed"),
-               imap::code::HighestModSeq(response->highest_modseq()));
+               co_await ReportedHighestModseq(session, response->highest_modseq(),
+                                              /*allow_expunge=*/true));
     co_return;
   }
   session.Ok(absl::StrCat(verb, " completed"));

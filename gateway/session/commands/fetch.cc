@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <set>
@@ -821,8 +822,11 @@ awaitable<void> Fetch(Session& session, const imap::FetchCommand& command) {
       session.Bad("the VANISHED modifier needs ENABLE QRESYNC first (RFC 7162 §3.2.6)");
       co_return;
     }
+    // "*" reaches past the view's highest UID: the newest messages are the ones
+    // most often expunged (ReportVanishedEarlier stops at the view's UIDNEXT).
     const absl::Status vanished = co_await ReportVanishedEarlier(
-        session, *command.changed_since, command.set.Resolve(mailbox->map.max_uid()));
+        session, *command.changed_since,
+        command.set.Resolve(std::numeric_limits<uint32_t>::max()));
     if (!vanished.ok()) {
       session.Fail(vanished, "UID FETCH (VANISHED)");
       co_return;

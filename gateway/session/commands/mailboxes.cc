@@ -150,7 +150,10 @@ bool ListOrder(const ListEntry& a, const ListEntry& b) {
   return a.name < b.name;
 }
 
-uint64_t StatusValue(const v1::StatusResponse& status, imap::StatusItem item) {
+// `append_limit`: the largest message APPEND takes (RFC 7889 §3.2), the same for
+// every mailbox.
+uint64_t StatusValue(const v1::StatusResponse& status, imap::StatusItem item,
+                     uint64_t append_limit) {
   switch (item) {
     case imap::StatusItem::kMessages:
       return status.messages();
@@ -168,16 +171,19 @@ uint64_t StatusValue(const v1::StatusResponse& status, imap::StatusItem item) {
       return status.size();
     case imap::StatusItem::kHighestModSeq:
       return status.highest_modseq();
+    case imap::StatusItem::kAppendLimit:
+      return append_limit;
   }
   return 0;
 }
 
 std::string StatusLine(const std::string& name, const std::vector<imap::StatusItem>& items,
-                       const v1::StatusResponse& status, bool utf8_accept) {
+                       const v1::StatusResponse& status, bool utf8_accept,
+                       uint64_t append_limit) {
   std::vector<std::pair<imap::StatusItem, uint64_t>> values;
   values.reserve(items.size());
   for (imap::StatusItem item : items) {
-    values.emplace_back(item, StatusValue(status, item));
+    values.emplace_back(item, StatusValue(status, item, append_limit));
   }
   return imap::StatusDataResponse(name, values, utf8_accept);
 }
@@ -389,7 +395,8 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
           co_await session.store().Status(session.credential(), std::move(status_request));
       if (status.ok()) {
         std::string status_line =
-            StatusLine(entry.name, command.return_status, *status, utf8);
+            StatusLine(entry.name, command.return_status, *status, utf8,
+                       session.options().limits.max_append_literal_size);
         queued += status_line.size();
         session.Send(status_line);
       } else if (ServiceUnreachable(status.status())) {
@@ -431,7 +438,8 @@ awaitable<void> Status(Session& session, const imap::StatusCommand& command) {
   }
   // The service spells INBOX canonically; echo that rather than the client's case.
   std::string line = StatusLine(CanonicalMailboxName(*name), command.items, *status,
-                                session.utf8_accept());
+                                session.utf8_accept(),
+                                session.options().limits.max_append_literal_size);
   if (line.empty()) {
     session.Bad("mailbox name is not valid UTF-8");
     co_return;

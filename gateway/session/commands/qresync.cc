@@ -13,6 +13,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -102,7 +103,8 @@ awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
   Intervals asked;
   for (const imap::Interval& range : uids) {
     if (range.first < mailbox->uidnext) {
-      asked.push_back({range.first, std::min(range.last, mailbox->uidnext - 1)});
+      asked.push_back(
+          {range.first, static_cast<uint32_t>(std::min<uint64_t>(range.last, mailbox->uidnext - 1))});
     }
   }
   asked = Partition(*mailbox, asked, /*present=*/false);
@@ -131,6 +133,16 @@ awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
   co_return absl::OkStatus();
 }
 
+awaitable<std::string> ReportedHighestModseq(Session& session, uint64_t modseq,
+                                             bool allow_expunge) {
+  if (co_await session.CatchUpTo(modseq, allow_expunge)) {
+    co_return imap::code::HighestModSeq(modseq);
+  }
+  const SelectedMailbox* mailbox = session.selected();
+  co_return mailbox == nullptr ? std::string()
+                               : imap::code::HighestModSeq(mailbox->applied_modseq);
+}
+
 awaitable<absl::Status> Resync(Session& session, const imap::QresyncParameter& parameter) {
   SelectedMailbox* mailbox = session.selected();
   if (mailbox == nullptr) {
@@ -141,7 +153,7 @@ awaitable<absl::Status> Resync(Session& session, const imap::QresyncParameter& p
   if (parameter.known_uids.has_value()) {
     known = parameter.known_uids->Resolve(std::numeric_limits<uint32_t>::max());
   } else if (mailbox->uidnext > 1) {
-    known.push_back({1, mailbox->uidnext - 1});
+    known.push_back({1, static_cast<uint32_t>(mailbox->uidnext - 1)});
   }
   if (known.empty()) {
     co_return absl::OkStatus();

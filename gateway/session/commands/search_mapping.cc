@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <utility>
@@ -137,6 +138,15 @@ class Mapper {
         return out;
       case Kind::kLarger:
         out.set_larger(in.number);
+        return out;
+      // RFC 5032: an interval back from now, on the gateway's clock.
+      case Kind::kOlder:
+        out.set_internal_before_unix(static_cast<int64_t>(std::time(nullptr)) -
+                                     static_cast<int64_t>(in.number));
+        return out;
+      case Kind::kYounger:
+        out.set_internal_since_unix(static_cast<int64_t>(std::time(nullptr)) -
+                                    static_cast<int64_t>(in.number));
         return out;
       case Kind::kSmaller:
         out.set_smaller(in.number);

@@ -1,5 +1,6 @@
 #include "gateway/session/commands/search_mapping.h"
 
+#include <ctime>
 #include <set>
 #include <string>
 #include <utility>
@@ -78,6 +79,22 @@ TEST(MapSearchKeyTest, SystemFlagsAndTheirNegations) {
 TEST(MapSearchKeyTest, KeywordsKeepTheirSpelling) {
   ExpectMapsTo(WithText(Kind::kKeyword, "$Forwarded"), R"pb(flag: "$Forwarded")pb");
   ExpectMapsTo(WithText(Kind::kUnkeyword, "Junk"), R"pb(not_flag: "Junk")pb");
+}
+
+TEST(MapSearchKeyTest, OlderAndYoungerBecomeInstantsBackFromNow) {
+  imap::SearchKey older = Leaf(Kind::kOlder);
+  older.number = 3600;
+  const int64_t before = static_cast<int64_t>(std::time(nullptr));
+  absl::StatusOr<MappedSearch> mapped = MapSearchKey(older, HoleyMap(), {}, 12);
+  const int64_t after = static_cast<int64_t>(std::time(nullptr));
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_GE(mapped->key.internal_before_unix(), before - 3600);
+  EXPECT_LE(mapped->key.internal_before_unix(), after - 3600);
+  imap::SearchKey younger = Leaf(Kind::kYounger);
+  younger.number = 60;
+  mapped = MapSearchKey(younger, HoleyMap(), {}, 12);
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_GE(mapped->key.internal_since_unix(), before - 60);
 }
 
 TEST(MapSearchKeyTest, RecentNewAndOldUseTheSessionsRecentSet) {
