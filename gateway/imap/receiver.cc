@@ -469,11 +469,15 @@ std::optional<Event> Receiver::BeginAppendMessage(AppendHead head) {
     literal_octets_ += head.size;
   }
   if (head.size > limits_.max_append_literal_size) {
-    return LiteralError("message of " + std::to_string(head.size) +
-                            " octets exceeds the " +
-                            std::to_string(limits_.max_append_literal_size) +
-                            "-octet limit",
-                        "TOOBIG", head.size, head.synchronizing, true);
+    Event event = LiteralError("message of " + std::to_string(head.size) +
+                                   " octets exceeds the " +
+                                   std::to_string(limits_.max_append_literal_size) +
+                                   "-octet limit (APPENDLIMIT)",
+                               "TOOBIG", head.size, head.synchronizing, true);
+    if (auto* error = std::get_if<ProtocolError>(&event); error != nullptr && !error->fatal) {
+      error->refused = true;
+    }
+    return event;
   }
   AppendMessageBegin begin;
   begin.first = !in_append_;

@@ -108,6 +108,9 @@ struct ProtocolError {
   std::string code;  // e.g. "TOOBIG", or empty
   std::string message;
   bool fatal = false;
+  // Well-formed, but declined (a message over the APPEND limit): a tagged NO
+  // rather than BAD (RFC 7889 §4, RFC 4469 [TOOBIG]).
+  bool refused = false;
   bool operator==(const ProtocolError&) const = default;
 };
 

@@ -59,7 +59,8 @@ std::vector<std::string> Drive(std::string_view input, size_t chunk,
       } else if (std::holds_alternative<IdleDone>(event)) {
         out.push_back("DONE");
       } else if (auto* p = std::get_if<ProtocolError>(&event)) {
-        out.push_back("ERR " + p->tag + " [" + p->code + "]" + (p->fatal ? " FATAL" : ""));
+        out.push_back("ERR " + p->tag + " [" + p->code + "]" + (p->fatal ? " FATAL" : "") +
+                      (p->refused ? " NO" : ""));
       }
     }
   };
@@ -257,8 +258,9 @@ TEST(ReceiverTest, LiteralSizeLimitIsExact) {
             (Events{"BEGIN a INBOX  - 20 nonsync first", "DATA " + std::string(20, 'm') +
                                                              "<last>",
                     "END a"}));
+  // Over the APPEND limit: declined (NO [TOOBIG]), not malformed.
   EXPECT_EQ(DriveAllWays("a APPEND INBOX {21}\r\nb NOOP\r\n", limits),
-            (Events{"ERR a [TOOBIG]", "CMD b NOOP\r\n"}));
+            (Events{"ERR a [TOOBIG] NO", "CMD b NOOP\r\n"}));
   EXPECT_EQ(DriveAllWays("a APPEND INBOX {21+}\r\n", limits),
             (Events{"ERR a [TOOBIG] FATAL"}));
   // {4294967296}: overflow.

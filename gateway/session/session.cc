@@ -970,8 +970,10 @@ asio::awaitable<void> Session::Run() {
       Send(imap::ContinuationResponse("Ready for literal data"));
       co_await Flush();
     } else if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
-      ops::GlobalMetrics().commands_bad.fetch_add(1);
-      Send(imap::StatusResponse(error->tag.empty() ? "*" : error->tag, imap::Status::kBad,
+      (error->refused ? ops::GlobalMetrics().commands_no : ops::GlobalMetrics().commands_bad)
+          .fetch_add(1);
+      Send(imap::StatusResponse(error->tag.empty() ? "*" : error->tag,
+                                error->refused ? imap::Status::kNo : imap::Status::kBad,
                                 error->code, error->message));
       if (error->fatal) {
         Send(imap::StatusResponse("*", imap::Status::kBye, "",
@@ -1633,7 +1635,8 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
         }
       } else if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
         upload->Cancel();
-        Send(imap::StatusResponse(tag_, imap::Status::kBad, error->code, error->message));
+        Send(imap::StatusResponse(tag_, error->refused ? imap::Status::kNo : imap::Status::kBad,
+                                  error->code, error->message));
         if (error->fatal) {
           Send(imap::StatusResponse("*", imap::Status::kBye, "", "Closing the connection"));
           state_ = SessionState::kLogout;
@@ -1667,7 +1670,8 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
       }
       if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
         upload->Cancel();
-        Send(imap::StatusResponse(tag_, imap::Status::kBad, error->code, error->message));
+        Send(imap::StatusResponse(tag_, error->refused ? imap::Status::kNo : imap::Status::kBad,
+                                  error->code, error->message));
         co_await Flush();
         co_return;
       }
