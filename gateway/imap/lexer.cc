@@ -264,6 +264,11 @@ bool Lexer::FlagList(std::vector<std::string>* out) {
 }
 
 bool Lexer::SequenceSetToken(SequenceSet* out) {
+  // RFC 5182 §2.1: "$" stands alone for the saved search result.
+  if (Accept('$')) {
+    *out = SequenceSet::Saved();
+    return true;
+  }
   size_t start = pos_;
   while (!AtEnd() && (IsDigit(input_[pos_]) || input_[pos_] == '*' ||
                       input_[pos_] == ':' || input_[pos_] == ',')) {

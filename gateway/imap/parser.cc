@@ -70,6 +70,9 @@ bool ParseLogin(Lexer& lex, Command::Body* body) {
 // (RFC 7162 §7: known-uids and seq-match-data).
 bool StarlessSet(Lexer& lex, SequenceSet* out, std::string_view what) {
   if (!lex.SequenceSetToken(out)) return false;
+  if (out->saved()) {
+    return lex.Fail("'$' is not allowed in the " + std::string(what) + " of QRESYNC");
+  }
   if (out->HasStar()) {
     return lex.Fail("'*' is not allowed in the " + std::string(what) + " of QRESYNC");
   }

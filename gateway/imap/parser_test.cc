@@ -86,6 +86,13 @@ TEST(ParserTest, TypedFields) {
       std::get<SelectCommand>(MustParse("t SELECT a (QRESYNC (1 5 (3 9)))\r\n").body);
   EXPECT_FALSE(match_only.qresync->known_uids.has_value());
   EXPECT_EQ(match_only.qresync->known_uid_set->ToString(), "9");
+  // RFC 5182 "$", alone, wherever a sequence set goes.
+  auto saved = std::get<FetchCommand>(MustParse("t FETCH $ (FLAGS)\r\n").body);
+  EXPECT_TRUE(saved.set.saved());
+  EXPECT_EQ(saved.set.ToString(), "$");
+  auto saved_key = std::get<SearchCommand>(MustParse("t UID SEARCH $ UID $\r\n").body);
+  EXPECT_TRUE(saved_key.criteria.children[0].set.saved());
+  EXPECT_TRUE(saved_key.criteria.children[1].set.saved());
   auto vanished = std::get<FetchCommand>(
       MustParse("t UID FETCH 1:* (FLAGS) (VANISHED CHANGEDSINCE 12)\r\n").body);
   EXPECT_TRUE(vanished.vanished);
@@ -240,6 +247,8 @@ TEST(ParserTest, RejectsBadInput) {
            "a1 SELECT INBOX (QRESYNC (0 2))\r\n"s,
            "a1 SELECT INBOX (QRESYNC (1 2 3 (1)))\r\n"s,
            "a1 SELECT INBOX (QRESYNC (1 2) QRESYNC (1 2))\r\n"s,
+           "a1 SELECT INBOX (QRESYNC (1 2 $))\r\n"s, "a1 FETCH $1 (FLAGS)\r\n"s,
+           "a1 FETCH 1,$ (FLAGS)\r\n"s,
            "a1 STORE 1 (UNCHANGEDSINCE 9223372036854775808) FLAGS ()\r\n"s,
        }) {
     ParseError(bad);

@@ -58,7 +58,7 @@ bool ParseKey(internal::Lexer& lex, SearchKey* key) {
       return lex.Expect(')', "')'");
     }
     char c = lex.Peek();
-    if ((c >= '1' && c <= '9') || c == '*' || c == '0') {
+    if ((c >= '1' && c <= '9') || c == '*' || c == '0' || c == '$') {
       key->kind = Kind::kSequenceSet;
       return lex.SequenceSetToken(&key->set);
     }

@@ -88,6 +88,12 @@ SequenceSet SequenceSet::FromIntervals(const std::vector<Interval>& intervals) {
 
 void SequenceSet::Add(uint32_t from, uint32_t to) { ranges_.push_back({from, to}); }
 
+SequenceSet SequenceSet::Saved() {
+  SequenceSet set;
+  set.saved_ = true;
+  return set;
+}
+
 bool SequenceSet::HasStar() const {
   return std::any_of(ranges_.begin(), ranges_.end(), [](const SequenceRange& r) {
     return r.from == SequenceRange::kStar || r.to == SequenceRange::kStar;
@@ -139,6 +145,7 @@ bool SequenceSet::Contains(uint32_t number, uint32_t star_value) const {
 }
 
 std::string SequenceSet::ToString() const {
+  if (saved_) return "$";
   std::string out;
   for (size_t i = 0; i < ranges_.size(); ++i) {
     if (i > 0) out += ',';

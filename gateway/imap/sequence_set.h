@@ -43,13 +43,17 @@ class SequenceSet {
 
   // Builds a set from intervals (e.g. for APPENDUID/COPYUID response codes).
   static SequenceSet FromIntervals(const std::vector<Interval>& intervals);
+  // RFC 5182 "$": the messages the last SEARCH RETURN (SAVE) saved. It has no
+  // ranges of its own; the session resolves it.
+  static SequenceSet Saved();
+  bool saved() const { return saved_; }
 
   // Appends one element; either endpoint may be SequenceRange::kStar.
   void Add(uint32_t from, uint32_t to);
   void Add(uint32_t number) { Add(number, number); }
 
   const std::vector<SequenceRange>& ranges() const { return ranges_; }
-  bool empty() const { return ranges_.empty(); }
+  bool empty() const { return ranges_.empty() && !saved_; }
   bool HasStar() const;
 
   // Substitutes `star_value` for "*" and returns sorted, merged, disjoint
@@ -61,13 +65,14 @@ class SequenceSet {
   // True if `number` is in the set once "*" is `star_value`.
   bool Contains(uint32_t number, uint32_t star_value) const;
 
-  // The wire form, e.g. "1:*,5,7:9". Requires !empty().
+  // The wire form, e.g. "1:*,5,7:9", or "$". Requires !empty().
   std::string ToString() const;
 
   bool operator==(const SequenceSet&) const = default;
 
  private:
   std::vector<SequenceRange> ranges_;
+  bool saved_ = false;
 };
 
 // Formats sorted disjoint intervals compactly: "1:3,5,9:12".

@@ -199,7 +199,8 @@ std::vector<std::string> Session::Capabilities() const {
   // RFC 8438; RFC 7889 §3.1: the gateway's limit, which the operator keeps at or
   // below the mailbox service's --max-message-bytes.
   caps.push_back("STATUS=SIZE");
-  caps.push_back("WITHIN");  // RFC 5032
+  caps.push_back("WITHIN");     // RFC 5032
+  caps.push_back("SEARCHRES");  // RFC 5182
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   return caps;
 }
@@ -384,7 +385,14 @@ std::vector<imap::Interval> Session::ResolveSet(const imap::SequenceSet& set, bo
     return out;
   }
   const UidMap& map = selected_->map;
-  if (uid) {
+  if (set.saved()) {
+    // RFC 5182 §2.1: the saved messages still in the view, by UID either way.
+    for (const imap::Interval& range : selected_->saved_result) {
+      for (const auto& [first, last] : map.PresentUidRanges(range.first, range.last)) {
+        out.push_back({first, last});
+      }
+    }
+  } else if (uid) {
     for (const imap::Interval& range : set.Resolve(map.max_uid())) {
       for (const auto& [first, last] : map.PresentUidRanges(range.first, range.last)) {
         out.push_back({first, last});

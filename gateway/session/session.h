@@ -111,6 +111,9 @@ struct SelectedMailbox {
   // EXAMINE claims nothing: the RECENT count it reported (messages no session had
   // claimed then, which it shows \Recent), repeated when the mailbox grows.
   uint32_t examined_recent = 0;
+  // RFC 5182: the UIDs the last SEARCH RETURN (SAVE) saved, which "$" names;
+  // empty until then, and for each new selection.
+  std::vector<imap::Interval> saved_result;
   // Messages up to this UID were announced with EXISTS and are not yet claimed
   // for \Recent (Session::ClaimRecent); 0 if none.
   uint32_t claim_up_to = 0;

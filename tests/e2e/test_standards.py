@@ -910,6 +910,38 @@ class SmallExtensionsTest(Base):
         lines = client.ok('LIST "" INBOX RETURN (STATUS (APPENDLIMIT))')
         self.assertIn(b"* STATUS INBOX (APPENDLIMIT %d)" % limit, lines)
 
+    def test_searchres_saves_a_result_for_later_commands(self):
+        # RFC 5182.
+        client = self.connect()
+        self.assertIn(b"SEARCHRES", client.ok("CAPABILITY")[0].split())
+        for _ in range(5):
+            append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        self.assertEqual(client.ok("FETCH $ (UID)"), [])  # nothing saved yet: empty
+        client.ok("STORE 2,4:5 +FLAGS.SILENT (\\Flagged)")
+        # SAVE alone: no response, the result goes to "$".
+        self.assertEqual(client.ok("SEARCH RETURN (SAVE) FLAGGED"), [])
+        self.assertEqual(client.ok("FETCH $ (UID)"),
+                         [b"* 2 FETCH (UID 2)", b"* 4 FETCH (UID 4)", b"* 5 FETCH (UID 5)"])
+        self.assertEqual(client.ok("UID SEARCH UID $ NOT UID 4"), [b"* SEARCH 2 5"])
+        client.ok("UID STORE $ +FLAGS.SILENT (\\Seen)")
+        self.assertEqual(client.ok("SEARCH SEEN"), [b"* SEARCH 2 4 5"])
+        # Expunged messages leave "$"; numbers follow the view.
+        client.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+        client.ok("EXPUNGE")
+        self.assertEqual(client.ok("FETCH $ (UID)"), [b"* 3 FETCH (UID 4)", b"* 4 FETCH (UID 5)"])
+        # With MIN/MAX, "$" holds just those; the other options answer as usual.
+        lines = client.ok("UID SEARCH RETURN (SAVE MIN COUNT) ALL")
+        self.assertRegex(lines[0], rb"^\* ESEARCH \(TAG \"[^\"]+\"\) UID MIN 1 COUNT 4$")
+        self.assertEqual(client.ok("UID FETCH $ (UID)"),
+                         [b"* 1 FETCH (UID 1)", b"* 2 FETCH (UID 3)", b"* 3 FETCH (UID 4)",
+                          b"* 4 FETCH (UID 5)"])
+        client.ok("SEARCH RETURN (SAVE MAX) ALL")
+        self.assertEqual(client.ok("FETCH $ (UID)"), [b"* 4 FETCH (UID 5)"])
+        # A new selection forgets it.
+        client.ok("SELECT INBOX")
+        self.assertEqual(client.ok("FETCH $ (UID)"), [])
+
     def test_within_older_and_younger(self):
         # RFC 5032: intervals in seconds back from now, on the internal date.
         client = self.connect()

@@ -30,14 +30,16 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
     session.Bad("SEARCH needs a selected mailbox");
     co_return;
   }
-  // RFC 5182 SEARCHRES is not offered, so RETURN (SAVE) cannot be honoured.
-  if (command.return_options.has_value() && command.return_options->save) {
-    session.Bad("SEARCH RETURN (SAVE) needs SEARCHRES, which is not supported");
-    co_return;
+  // RFC 5182 §2.1: a SAVE search replaces "$"; if it fails, "$" is empty.
+  const bool save = command.return_options.has_value() && command.return_options->save;
+  std::vector<imap::Interval> previous;
+  if (save) {
+    previous = std::move(mailbox->saved_result);
+    mailbox->saved_result.clear();
   }
   absl::StatusOr<MappedSearch> mapped =
       MapSearchKey(command.criteria, mailbox->map, mailbox->recent, mailbox->map.max_uid(),
-                   session.options().max_search_uid_ranges);
+                   session.options().max_search_uid_ranges, save ? &previous : &mailbox->saved_result);
   if (absl::IsResourceExhausted(mapped.status())) {
     // RFC 5530 §3: LIMIT, an implementation limit the client can work around.
     ops::GlobalMetrics().search_limit_refusals.fetch_add(1);
@@ -82,6 +84,33 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
   std::optional<uint64_t> modseq;
   if (mapped->uses_modseq && !numbers.empty()) {
     modseq = response->highest_modseq();
+  }
+  if (save) {
+    // RFC 5182 §2.4: with only MIN and/or MAX, "$" holds those messages; else all.
+    const imap::SearchReturnOptions& options = *command.return_options;
+    std::vector<uint32_t> uids =
+        command.uid ? numbers : ResultNumbers(response->uids(), mailbox->map, /*uid=*/true);
+    if ((options.min || options.max) && !options.all && !options.count && !uids.empty()) {
+      std::vector<uint32_t> ends;
+      if (options.min) ends.push_back(uids.front());
+      if (options.max && (!options.min || uids.back() != uids.front())) ends.push_back(uids.back());
+      uids = std::move(ends);
+    }
+    std::vector<imap::Interval> saved;
+    for (uint32_t uid : uids) {
+      if (!saved.empty() && saved.back().last + 1 == uid) {
+        saved.back().last = uid;
+      } else {
+        saved.push_back({uid, uid});
+      }
+    }
+    mailbox->saved_result = std::move(saved);
+    if (!options.min && !options.max && !options.all && !options.count) {
+      // SAVE alone: the result goes to "$" only, no response (§2.4).
+      session.Ok(command.uid ? "UID SEARCH completed, result saved"
+                             : "SEARCH completed, result saved");
+      co_return;
+    }
   }
   if (command.return_options.has_value()) {
     // RFC 4731 §3.1. RFC 7162 §3.1.10: the MODSEQ is the highest of the messages

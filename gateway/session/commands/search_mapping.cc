@@ -55,8 +55,8 @@ v1::SearchKey HeaderKey(const char* field, const std::string& value) {
 class Mapper {
  public:
   Mapper(const UidMap& map, const std::set<uint32_t>& recent, uint32_t max_uid,
-         size_t max_ranges)
-      : map_(map), recent_(recent), max_uid_(max_uid), max_ranges_(max_ranges) {}
+         size_t max_ranges, const std::vector<imap::Interval>* saved)
+      : map_(map), recent_(recent), max_uid_(max_uid), max_ranges_(max_ranges), saved_(saved) {}
 
   bool uses_modseq() const { return uses_modseq_; }
 
@@ -151,15 +151,20 @@ class Mapper {
       case Kind::kSmaller:
         out.set_smaller(in.number);
         return out;
-      case Kind::kSequenceSet: {
-        std::vector<imap::Interval> uids = SequenceSetUids(in.set);
-        RETURN_IF_ERROR(Charge(uids.size()));
-        *out.mutable_uid() = ToUidSet(uids);
-        return out;
-      }
+      case Kind::kSequenceSet:
       case Kind::kUid: {
-        // "*" is the highest UID in the mailbox as this session knows it.
-        std::vector<imap::Interval> uids = in.set.Resolve(max_uid_);
+        std::vector<imap::Interval> uids;
+        if (in.set.saved()) {
+          // RFC 5182 §2.1: "$" is the saved UIDs, by sequence number or UID alike.
+          if (saved_ != nullptr) {
+            uids = *saved_;
+          }
+        } else if (in.kind == Kind::kUid) {
+          // "*" is the highest UID in the mailbox as this session knows it.
+          uids = in.set.Resolve(max_uid_);
+        } else {
+          uids = SequenceSetUids(in.set);
+        }
         RETURN_IF_ERROR(Charge(uids.size()));
         *out.mutable_uid() = ToUidSet(uids);
         return out;
@@ -262,6 +267,7 @@ class Mapper {
   const std::set<uint32_t>& recent_;
   uint32_t max_uid_;
   size_t max_ranges_;
+  const std::vector<imap::Interval>* saved_;
   size_t used_ranges_ = 0;
   std::optional<v1::UidSet> recent_set_;
   bool uses_modseq_ = false;
@@ -271,8 +277,9 @@ class Mapper {
 
 absl::StatusOr<MappedSearch> MapSearchKey(const imap::SearchKey& key, const UidMap& map,
                                           const std::set<uint32_t>& recent, uint32_t max_uid,
-                                          size_t max_uid_ranges) {
-  Mapper mapper(map, recent, max_uid, max_uid_ranges);
+                                          size_t max_uid_ranges,
+                                          const std::vector<imap::Interval>* saved) {
+  Mapper mapper(map, recent, max_uid, max_uid_ranges, saved);
   absl::StatusOr<v1::SearchKey> mapped = mapper.Map(key);
   if (!mapped.ok()) {
     return mapped.status();
@@ -364,7 +371,7 @@ std::vector<imap::Interval> UidsToSequenceIntervals(const v1::UidSet& uids, cons
 
 std::optional<std::string> SequenceSetError(const imap::SequenceSet& set, bool uid,
                                             uint32_t message_count) {
-  if (uid) {
+  if (uid || set.saved()) {
     return std::nullopt;
   }
   std::optional<uint32_t> beyond = FirstSequenceNumberBeyond(set, message_count);

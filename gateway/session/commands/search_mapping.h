@@ -49,9 +49,11 @@ inline constexpr size_t kDefaultMaxSearchUidRanges = 100000;
 // many holes the mailbox has between them: UIDs in between that are not in the
 // view are never shown to the client (ResultNumbers), so the result is the
 // same, and a set costs as many UID ranges as it has ranges itself.
+// "$" (RFC 5182) becomes the UIDs in `saved` (none if null).
 absl::StatusOr<MappedSearch> MapSearchKey(const imap::SearchKey& key, const UidMap& map,
                                           const std::set<uint32_t>& recent, uint32_t max_uid,
-                                          size_t max_uid_ranges = kDefaultMaxSearchUidRanges);
+                                          size_t max_uid_ranges = kDefaultMaxSearchUidRanges,
+                                          const std::vector<imap::Interval>* saved = nullptr);
 
 // Days as the store compares them: the civil day YYYYMMDD.
 int32_t CivilDay(const imap::Date& date);
