@@ -12,11 +12,23 @@
 #include "common/mailbox/flags.h"
 #include "common/mailbox/list.h"
 #include "common/mailbox/names.h"
+#include "common/mailbox/object_ids.h"
 #include "common/mailbox/uid_sets.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::client {
 namespace {
+
+// An EMAILID for the fake: stable for the same content within a process (the
+// store derives it from the content's SHA-256).
+std::string FakeEmailId(const std::string& content) {
+  const uint64_t h = std::hash<std::string>{}(content);
+  std::string digest(12, '\0');
+  for (int i = 0; i < 8; ++i) {
+    digest[i] = static_cast<char>(h >> (8 * i));
+  }
+  return rules::EmailObjectId(digest);
+}
 
 using boost::asio::awaitable;
 
@@ -664,6 +676,14 @@ std::unique_ptr<FetchStream> FakeMailboxStore::Fetch(Session session, v1::FetchR
         }
       }
     }
+    if (request.email_id()) {
+      for (v1::FetchResponse& item : items) {
+        if (item.has_metadata()) {
+          item.mutable_metadata()->set_email_id(
+              FakeEmailId((*mailbox)->messages[item.metadata().uid()].content));
+        }
+      }
+    }
     return items;
   };
   return std::make_unique<FakeFetchStream>(build());
@@ -881,6 +901,8 @@ absl::StatusOr<bool> FakeMailboxStore::Matches(const Mailbox& mailbox, uint32_t 
       return message.content.size() < key.smaller();
     case v1::SearchKey::kModseq:
       return message.modseq >= key.modseq();
+    case v1::SearchKey::kEmailId:
+      return FakeEmailId(message.content) == key.email_id();
     case v1::SearchKey::kInternalBeforeUnix:
       return message.internal_date_unix < key.internal_before_unix();
     case v1::SearchKey::kInternalSinceUnix:

@@ -17,6 +17,7 @@ std::string_view StatusItemName(StatusItem item) {
     case StatusItem::kSize: return "SIZE";
     case StatusItem::kHighestModSeq: return "HIGHESTMODSEQ";
     case StatusItem::kAppendLimit: return "APPENDLIMIT";
+    case StatusItem::kMailboxId: return "MAILBOXID";
   }
   return "";
 }
@@ -65,6 +66,8 @@ std::string FetchResponseName(const FetchAttribute& att) {
     case Kind::kBodyStructure: return "BODYSTRUCTURE";
     case Kind::kUid: return "UID";
     case Kind::kModSeq: return "MODSEQ";
+    case Kind::kEmailId: return "EMAILID";
+    case Kind::kThreadId: return "THREADID";
     case Kind::kBodySection:
     case Kind::kBinary:
     case Kind::kBinarySize: {

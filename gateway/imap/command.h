@@ -97,6 +97,7 @@ enum class StatusItem {
   kMessages, kRecent, kUidNext, kUidValidity, kUnseen, kDeleted, kSize,
   kHighestModSeq,
   kAppendLimit,  // RFC 7889 §3.2
+  kMailboxId,    // RFC 8474 §4.3
 };
 std::string_view StatusItemName(StatusItem item);
 
@@ -176,6 +177,7 @@ struct FetchAttribute {
   enum class Kind {
     kEnvelope, kFlags, kInternalDate, kRfc822, kRfc822Header, kRfc822Size,
     kRfc822Text, kBody, kBodyStructure, kUid, kModSeq,
+    kEmailId, kThreadId,  // RFC 8474 §5
     kBodySection,  // BODY[...] / BODY.PEEK[...]
     kBinary,       // BINARY[...] / BINARY.PEEK[...]
     kBinarySize,   // BINARY.SIZE[...]

@@ -172,7 +172,8 @@ bool StatusItemFromName(std::string_view name, StatusItem* item) {
   static constexpr StatusItem kAll[] = {
       StatusItem::kMessages, StatusItem::kRecent, StatusItem::kUidNext,
       StatusItem::kUidValidity, StatusItem::kUnseen, StatusItem::kDeleted,
-      StatusItem::kSize, StatusItem::kHighestModSeq, StatusItem::kAppendLimit};
+      StatusItem::kSize, StatusItem::kHighestModSeq, StatusItem::kAppendLimit,
+      StatusItem::kMailboxId};
   for (StatusItem candidate : kAll) {
     if (StatusItemName(candidate) == name) {
       *item = candidate;
@@ -465,7 +466,8 @@ bool FetchAtt(Lexer& lex, std::vector<FetchAttribute>* out) {
         {"RFC822.HEADER", Kind::kRfc822Header}, {"RFC822.SIZE", Kind::kRfc822Size},
         {"RFC822.TEXT", Kind::kRfc822Text}, {"BODY", Kind::kBody},
         {"BODYSTRUCTURE", Kind::kBodyStructure}, {"UID", Kind::kUid},
-        {"MODSEQ", Kind::kModSeq}};
+        {"MODSEQ", Kind::kModSeq}, {"EMAILID", Kind::kEmailId},
+        {"THREADID", Kind::kThreadId}};
     // ALL, FAST, FULL are macros (RFC 3501 §6.4.5); only valid alone, which the
     // caller checks.
     for (const auto& [n, kind] : kSimple) {

@@ -225,7 +225,7 @@ std::string ListResponse(bool lsub, const std::vector<std::string>& attributes,
 }
 
 std::string StatusDataResponse(std::string_view utf8_name,
-                               const std::vector<std::pair<StatusItem, uint64_t>>& items,
+                               const std::vector<std::pair<StatusItem, StatusValue>>& items,
                                bool utf8_accept) {
   std::string out = "* STATUS ";
   if (!AppendMailbox(out, utf8_name, utf8_accept)) return "";
@@ -234,7 +234,11 @@ std::string StatusDataResponse(std::string_view utf8_name,
     if (i > 0) out += ' ';
     out += StatusItemName(items[i].first);
     out += ' ';
-    out += std::to_string(items[i].second);
+    if (const auto* number = std::get_if<uint64_t>(&items[i].second)) {
+      out += std::to_string(*number);
+    } else {
+      out += '(' + std::get<std::string>(items[i].second) + ')';
+    }
   }
   return out + ")\r\n";
 }

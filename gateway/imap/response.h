@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "gateway/imap/command.h"
@@ -118,9 +119,12 @@ std::string VanishedResponse(const std::vector<Interval>& uids, bool earlier);
 std::string ListResponse(bool lsub, const std::vector<std::string>& attributes,
                          char delimiter, std::string_view utf8_name,
                          bool utf8_accept = false);
-// STATUS (RFC 3501 §7.2.4); returns "" if the name is not valid UTF-8.
+// STATUS (RFC 3501 §7.2.4); returns "" if the name is not valid UTF-8. Values
+// are numbers, except MAILBOXID's object id (RFC 8474 §4.3), which is written
+// in parentheses.
+using StatusValue = std::variant<uint64_t, std::string>;
 std::string StatusDataResponse(std::string_view utf8_name,
-                               const std::vector<std::pair<StatusItem, uint64_t>>& items,
+                               const std::vector<std::pair<StatusItem, StatusValue>>& items,
                                bool utf8_accept = false);
 // SEARCH (RFC 3501 §7.2.5) with RFC 7162 "(MODSEQ n)".
 std::string SearchResponse(const std::vector<uint32_t>& numbers,

@@ -73,7 +73,8 @@ TEST(ResponseTest, DataResponses) {
   EXPECT_EQ(ListResponse(false, {"\\HasNoChildren"}, '/', "a\"b"),
             "* LIST (\\HasNoChildren) \"/\" \"a\\\"b\"\r\n");
   EXPECT_EQ(ListResponse(true, {}, 0, "INBOX"), "* LSUB () NIL INBOX\r\n");
-  EXPECT_EQ(StatusDataResponse("INBOX", {{StatusItem::kMessages, 3}, {StatusItem::kUidNext, 9}}),
+  EXPECT_EQ(StatusDataResponse("INBOX", {{StatusItem::kMessages, uint64_t{3}},
+                                         {StatusItem::kUidNext, uint64_t{9}}}),
             "* STATUS INBOX (MESSAGES 3 UIDNEXT 9)\r\n");
   EXPECT_EQ(SearchResponse({1, 5}, 99), "* SEARCH 1 5 (MODSEQ 99)\r\n");
   EXPECT_EQ(SearchResponse({}), "* SEARCH\r\n");

@@ -1,6 +1,8 @@
 #include "gateway/imap/search.h"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <utility>
 
 #include "gateway/imap/lexer.h"
@@ -16,7 +18,7 @@ struct KeyName {
 };
 
 // RFC 3501 §6.4.4 and RFC 7162 §3.1.5. Order matters only for lookups.
-constexpr std::array<KeyName, 39> kKeyNames = {{
+constexpr std::array<KeyName, 41> kKeyNames = {{
     {Kind::kAll, "ALL"}, {Kind::kAnswered, "ANSWERED"}, {Kind::kDeleted, "DELETED"},
     {Kind::kDraft, "DRAFT"}, {Kind::kFlagged, "FLAGGED"}, {Kind::kNew, "NEW"},
     {Kind::kOld, "OLD"}, {Kind::kRecent, "RECENT"}, {Kind::kSeen, "SEEN"},
@@ -30,6 +32,7 @@ constexpr std::array<KeyName, 39> kKeyNames = {{
     {Kind::kSentBefore, "SENTBEFORE"}, {Kind::kSentOn, "SENTON"},
     {Kind::kSentSince, "SENTSINCE"}, {Kind::kLarger, "LARGER"},
     {Kind::kSmaller, "SMALLER"}, {Kind::kOlder, "OLDER"}, {Kind::kYounger, "YOUNGER"},
+    {Kind::kEmailId, "EMAILID"}, {Kind::kThreadId, "THREADID"},
     {Kind::kUid, "UID"}, {Kind::kModSeq, "MODSEQ"},
     {Kind::kNot, "NOT"}, {Kind::kOr, "OR"}, {Kind::kSequenceSet, ""},
 }};
@@ -87,6 +90,16 @@ bool ParseKey(internal::Lexer& lex, SearchKey* key) {
         return lex.Sp() && lex.SearchDate(&key->date);
       case Kind::kLarger: case Kind::kSmaller:
         return lex.Sp() && lex.Number64(&key->number, "size");
+      case Kind::kEmailId: case Kind::kThreadId: {
+        // RFC 8474 §6: objectid = 1*255(ALPHA / DIGIT / "_" / "-").
+        if (!lex.Sp() || !lex.Atom(&key->text, "object id")) return false;
+        const bool valid = key->text.size() <= 255 &&
+                           std::all_of(key->text.begin(), key->text.end(), [](char ch) {
+                             return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' ||
+                                    ch == '-';
+                           });
+        return valid || lex.Fail("an object id is letters, digits, '_' and '-' (RFC 8474)");
+      }
       case Kind::kOlder: case Kind::kYounger: {
         // RFC 5032 §4: interval = nz-number (seconds).
         uint32_t seconds;

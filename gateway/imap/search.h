@@ -33,6 +33,8 @@ struct SearchKey {
     kLarger, kSmaller,
     // `number` (seconds before now): RFC 5032 WITHIN.
     kOlder, kYounger,
+    // `text` is an RFC 8474 objectid.
+    kEmailId, kThreadId,
     // `set`: message sequence numbers or UIDs.
     kSequenceSet, kUid,
     // `number` is the mod-sequence; `text` the optional entry name

@@ -101,6 +101,9 @@ void WriteKey(Writer& w, const SearchKey& key) {
     case Kind::kLarger: case Kind::kSmaller: case Kind::kOlder: case Kind::kYounger:
       w.Sp().Number(key.number);
       break;
+    case Kind::kEmailId: case Kind::kThreadId:
+      w.Sp().Raw(key.text);
+      break;
     case Kind::kUid:
       w.Sp().Raw(key.set.ToString());
       break;

@@ -1,3 +1,4 @@
+#include "common/mailbox/object_ids.h"
 #include "gateway/session/session.h"
 
 #include <algorithm>
@@ -201,6 +202,7 @@ std::vector<std::string> Session::Capabilities() const {
   caps.push_back("STATUS=SIZE");
   caps.push_back("WITHIN");     // RFC 5032
   caps.push_back("SEARCHRES");  // RFC 5182
+  caps.push_back("OBJECTID");   // RFC 8474
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   return caps;
 }
@@ -1380,6 +1382,12 @@ asio::awaitable<void> Session::HandleSelect(
                             box->read_only ? "No permanent flags permitted" : "Limited"));
   Send(imap::StatusResponse("*", imap::Status::kOk,
                             imap::code::HighestModSeq(open->highest_modseq()), "Highest"));
+  // RFC 8474 §4.2.
+  Send(imap::StatusResponse(
+      "*", imap::Status::kOk,
+      absl::StrCat("MAILBOXID (",
+                   mailbox::rules::MailboxObjectId(open->mailbox_id(), open->uidvalidity()), ")"),
+      "Ok"));
   const bool is_read_only = box->read_only;
   if (selected_ != nullptr && selected_->mailbox_id == box->mailbox_id &&
       selected_->uidvalidity == box->uidvalidity && worker_->router != nullptr) {

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/mailbox/object_ids.h"
 #include "mailbox-service/mime/mime.h"
 #include "proto/mailbox/v1/errors.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
@@ -277,6 +278,8 @@ class Validator {
       case SearchKey::kInternalBeforeUnix:
       case SearchKey::kInternalSinceUnix:
         return absl::OkStatus();
+      case SearchKey::kEmailId:
+        return String(key.email_id());
       case SearchKey::kUid:
         // An empty set is allowed: it is what a sequence set or RECENT resolves
         // to when no message qualifies, and it matches nothing.
@@ -748,6 +751,8 @@ bool Matches(const SearchKey& key, SearchMessage& message, WorkBudget& budget) {
     case SearchKey::kModseq:
       // RFC 7162 §3.1.5: messages whose MODSEQ is greater than or equal.
       return message.modseq() >= key.modseq();
+    case SearchKey::kEmailId:
+      return rules::EmailObjectId(message.content_sha256()) == key.email_id();
   }
   return false;
 }

@@ -76,6 +76,8 @@ class SearchMessage {
   virtual const mime::ParsedMessage& parsed() = 0;
   // The whole raw message, the bytes parsed() refers to.
   virtual std::string_view content() = 0;
+  // The SHA-256 of content(), which names the content (and its EMAILID).
+  virtual std::string_view content_sha256() = 0;
 };
 
 // The shape one search request may have. A request is at most a few MiB on the

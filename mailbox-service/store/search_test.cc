@@ -42,6 +42,7 @@ class FakeSearchMessage : public SearchMessage {
   }
 
   uint32_t uid() const override { return uid_; }
+  std::string_view content_sha256() override { return "fake-sha256-of-the-content"; }
   uint64_t modseq() const override { return modseq_; }
   const std::vector<std::string>& flags() const override { return flags_; }
   int64_t internal_date_unix() const override { return internal_unix_; }

@@ -23,6 +23,7 @@
 #include "common/mailbox/flags.h"
 #include "common/mailbox/list.h"
 #include "common/mailbox/names.h"
+#include "common/mailbox/object_ids.h"
 #include "common/mailbox/uid_sets.h"
 #include "common/status_macros.h"
 #include "mailbox-service/mime/mime.h"
@@ -457,6 +458,7 @@ class StoredSearchMessage final : public SearchMessage {
       sent_date_ = static_cast<int32_t>(row.Int(8));
     }
     header_size_ = row.Int(9);
+    sha256_ = std::string(row.Blob(10));
   }
 
   uint32_t uid() const override { return uid_; }
@@ -466,6 +468,7 @@ class StoredSearchMessage final : public SearchMessage {
   int32_t internal_date_tz_minutes() const override { return tz_; }
   uint64_t size() const override { return size_; }
   std::optional<int32_t> sent_date() override { return sent_date_; }
+  std::string_view content_sha256() override { return sha256_; }
 
   std::string_view header_block() override {
     if (!header_.has_value()) {
@@ -545,6 +548,7 @@ class StoredSearchMessage final : public SearchMessage {
   uint64_t size_;
   std::optional<int32_t> sent_date_;
   uint64_t header_size_;
+  std::string sha256_;
   std::optional<std::string> header_;
   std::optional<mime::ParsedMessage> parsed_;
   OctetGate::Hold memory_hold_;  // declared first, so released after content_ is freed
@@ -1741,6 +1745,9 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
       if (request.modseq() || seen_now) {
         meta->set_modseq(s.Int(1));
       }
+      if (request.email_id()) {
+        meta->set_email_id(rules::EmailObjectId(s.Blob(11)));
+      }
       meta->set_seen_changed(seen_now);
       meta->set_expunged(expunged);
       if (!sink.Send(response)) {
@@ -1881,7 +1888,7 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
     ASSIGN_OR_RETURN(Statement live,
                      conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
                                    "m.internal_date, m.internal_tz, c.size, c.envelope, c.body, "
-                                   "c.bodystructure, c.id FROM messages m "
+                                   "c.bodystructure, c.id, c.sha256 FROM messages m "
                                    "JOIN contents c ON c.id = m.content_id "
                                    "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? "
                                    "AND m.modseq > ? ORDER BY m.uid"));
@@ -1895,7 +1902,8 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
       ASSIGN_OR_RETURN(gone,
                        conn->Prepare("SELECT e.uid, e.modseq, e.system_flags, e.keywords, "
                                      "e.internal_date, e.internal_tz, c.size, c.envelope, "
-                                     "c.body, c.bodystructure, c.id FROM expunged_messages e "
+                                     "c.body, c.bodystructure, c.id, c.sha256 "
+                                     "FROM expunged_messages e "
                                      "JOIN contents c ON c.id = e.content_id "
                                      "WHERE e.mailbox_id = ? AND e.uid BETWEEN ? AND ? "
                                      "AND e.modseq > ? AND e.expunged_at_ms >= ? "
@@ -2360,7 +2368,7 @@ absl::StatusOr<v1::SearchResponse> SqlStore::Search(uint64_t user_id,
     ASSIGN_OR_RETURN(Statement s,
                      conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
                                    "m.content_id, m.internal_date, m.internal_tz, c.size, "
-                                   "c.sent_date, c.header_size FROM messages m "
+                                   "c.sent_date, c.header_size, c.sha256 FROM messages m "
                                    "JOIN contents c ON c.id = m.content_id "
                                    "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? "
                                    "ORDER BY m.uid"));

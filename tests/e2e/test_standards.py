@@ -714,7 +714,7 @@ class ResponsesTest(Base):
         codes = [re.match(rb"^\* OK \[([A-Z-]+)", line).group(1)
                  for line in untagged if line.startswith(b"* OK")]
         self.assertEqual(codes, [b"UNSEEN", b"UIDVALIDITY", b"UIDNEXT", b"PERMANENTFLAGS",
-                                 b"HIGHESTMODSEQ"])
+                                 b"HIGHESTMODSEQ", b"MAILBOXID"])
         _, tagged = client.command("EXAMINE INBOX", tag="e1")
         self.assertTagged(tagged, "e1", "OK", b"READ-ONLY")
 
@@ -941,6 +941,43 @@ class SmallExtensionsTest(Base):
         # A new selection forgets it.
         client.ok("SELECT INBOX")
         self.assertEqual(client.ok("FETCH $ (UID)"), [])
+
+    def test_objectid(self):
+        # RFC 8474: MAILBOXID on CREATE, SELECT and STATUS, kept by RENAME; EMAILID
+        # kept by COPY and MOVE; THREADID NIL; SEARCH EMAILID / THREADID.
+        client = self.connect()
+        self.assertIn(b"OBJECTID", client.ok("CAPABILITY")[0].split())
+        tag = client.tag()
+        client.send(b"%s CREATE Things\r\n" % tag.encode())
+        _, tagged = client.read_tagged(tag)
+        created = re.search(rb"\[MAILBOXID \(([A-Za-z0-9_-]+)\)\]", tagged).group(1)
+        self.assertEqual(client.ok("STATUS Things (MAILBOXID MESSAGES)"),
+                         [b"* STATUS Things (MAILBOXID (%s) MESSAGES 0)" % created])
+        client.ok("RENAME Things Stuff")
+        self.assertIn(b"* OK [MAILBOXID (%s)] Ok" % created, client.ok("SELECT Stuff"))
+        append_raw(client, "INBOX", MESSAGE)
+        append_raw(client, "INBOX", MESSAGE.replace(b"standards", b"other one"))
+        client.ok("SELECT INBOX")
+        lines = client.ok("FETCH 1:2 (EMAILID THREADID)")
+        ids = [re.search(rb"EMAILID \(([A-Za-z0-9_-]+)\)", line).group(1) for line in lines]
+        self.assertNotEqual(ids[0], ids[1])
+        self.assertIn(b"THREADID NIL", lines[0])
+        client.ok("COPY 1 Stuff")
+        client.ok("MOVE 2 Stuff")
+        client.ok("SELECT Stuff")
+        moved = client.ok("FETCH 1:2 (EMAILID)")
+        self.assertEqual([re.search(rb"EMAILID \(([^)]+)\)", line).group(1) for line in moved], ids)
+        self.assertEqual(client.ok("SEARCH EMAILID %s" % ids[1].decode()), [b"* SEARCH 2"])
+        self.assertEqual(client.ok("SEARCH THREADID T1"), [b"* SEARCH"])
+        line = client.command("SEARCH EMAILID a.b", tag="o1")
+        self.assertTagged(line[-1], "o1", "BAD")
+        # Deleted and made again: another mailbox, another id.
+        client.ok("UNSELECT")
+        client.ok("DELETE Stuff")
+        tag = client.tag()
+        client.send(b"%s CREATE Stuff\r\n" % tag.encode())
+        _, tagged = client.read_tagged(tag)
+        self.assertNotIn(b"(%s)" % created, tagged)
 
     def test_within_older_and_younger(self):
         # RFC 5032: intervals in seconds back from now, on the internal date.

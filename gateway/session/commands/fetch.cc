@@ -155,6 +155,11 @@ FetchPlan MakePlan(const imap::FetchCommand& command, bool read_only) {
         plan.has_modseq = true;
         request.set_modseq(true);
         break;
+      case Kind::kEmailId:
+        request.set_email_id(true);
+        break;
+      case Kind::kThreadId:
+        break;  // always NIL: no threads are computed (RFC 8474 §5.2 allows it)
       case Kind::kRfc822:
       case Kind::kRfc822Header:
       case Kind::kRfc822Text:
@@ -451,6 +456,12 @@ class FetchResponseWriter {
       case Kind::kModSeq:
         builder_->ModSeq(metadata_.modseq());
         break;
+      case Kind::kEmailId:
+        builder_->Raw(item.name, absl::StrCat("(", metadata_.email_id(), ")"));
+        break;
+      case Kind::kThreadId:
+        builder_->Raw(item.name, "NIL");
+        break;
       default:
         break;  // section items are handled by TakeChunk
     }
@@ -565,7 +576,8 @@ std::vector<std::string> SectionKeys(const v1::FetchRequest& request) {
 // `request` for one message.
 bool Answers(const v1::FetchRequest& request, const std::vector<std::string>& section_keys,
              const CachedMessage* cached, const SelectedMailbox::KnownFlags* known) {
-  if (cached == nullptr || ((request.flags() || request.modseq()) && known == nullptr)) {
+  if (cached == nullptr || ((request.flags() || request.modseq()) && known == nullptr) ||
+      request.email_id()) {
     return false;
   }
   if ((request.internal_date() && !cached->has_internal_date) ||

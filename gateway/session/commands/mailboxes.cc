@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
 #include "common/mailbox/names.h"
+#include "common/mailbox/object_ids.h"
 #include "gateway/imap/command.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
@@ -152,8 +153,8 @@ bool ListOrder(const ListEntry& a, const ListEntry& b) {
 
 // `append_limit`: the largest message APPEND takes (RFC 7889 §3.2), the same for
 // every mailbox.
-uint64_t StatusValue(const v1::StatusResponse& status, imap::StatusItem item,
-                     uint64_t append_limit) {
+imap::StatusValue StatusValue(const v1::StatusResponse& status, imap::StatusItem item,
+                              uint64_t append_limit) {
   switch (item) {
     case imap::StatusItem::kMessages:
       return status.messages();
@@ -173,14 +174,16 @@ uint64_t StatusValue(const v1::StatusResponse& status, imap::StatusItem item,
       return status.highest_modseq();
     case imap::StatusItem::kAppendLimit:
       return append_limit;
+    case imap::StatusItem::kMailboxId:
+      return ::mailbox::rules::MailboxObjectId(status.mailbox_id(), status.uidvalidity());
   }
-  return 0;
+  return uint64_t{0};
 }
 
 std::string StatusLine(const std::string& name, const std::vector<imap::StatusItem>& items,
                        const v1::StatusResponse& status, bool utf8_accept,
                        uint64_t append_limit) {
-  std::vector<std::pair<imap::StatusItem, uint64_t>> values;
+  std::vector<std::pair<imap::StatusItem, imap::StatusValue>> values;
   values.reserve(items.size());
   for (imap::StatusItem item : items) {
     values.emplace_back(item, StatusValue(status, item, append_limit));
@@ -483,7 +486,11 @@ awaitable<void> Create(Session& session, const imap::CreateCommand& command) {
     session.Fail(created.status(), "CREATE");
     co_return;
   }
-  session.Ok("CREATE completed");
+  // RFC 8474 §4.1: the new mailbox's id in the tagged OK.
+  session.Ok("CREATE completed",
+             absl::StrCat("MAILBOXID (",
+                          ::mailbox::rules::MailboxObjectId(created->mailbox_id(), created->uidvalidity()),
+                          ")"));
 }
 
 awaitable<void> Delete(Session& session, const imap::DeleteCommand& command) {

@@ -139,6 +139,14 @@ class Mapper {
       case Kind::kLarger:
         out.set_larger(in.number);
         return out;
+      // RFC 8474 §6. No THREADID is ever given out (FETCH THREADID is NIL), so
+      // none matches (§5.2).
+      case Kind::kEmailId:
+        out.set_email_id(in.text);
+        return out;
+      case Kind::kThreadId:
+        out.mutable_not_()->set_all(true);
+        return out;
       // RFC 5032: an interval back from now, on the gateway's clock.
       case Kind::kOlder:
         out.set_internal_before_unix(static_cast<int64_t>(std::time(nullptr)) -
