@@ -63,6 +63,10 @@ std::vector<config::Setting> Settings() {
       {"argon2-time-cost", "MAILBOX_ARGON2_TIME_COST", "2", "argon2id passes"},
       {"max-message-bytes", "MAILBOX_MAX_MESSAGE_BYTES", "67108864",
        "largest message accepted by Append/Revise"},
+      {"default-mailboxes", "MAILBOX_DEFAULT_MAILBOXES",
+       "Sent:\\Sent,Drafts:\\Drafts,Trash:\\Trash,Junk:\\Junk,Archive:\\Archive",
+       "mailboxes every new user gets besides INBOX, subscribed, as Name:\\SpecialUse "
+       "pairs (RFC 6154); empty for none"},
       {"auth-user-free-failures", "MAILBOX_AUTH_USER_FREE_FAILURES", "5",
        "failed logins of one user from one client IP (15 min window) before that client "
        "waits"},
@@ -191,6 +195,12 @@ int Run(int argc, char** argv) {
   backend.data_dir = data_dir;
   backend.max_threads = server_limits->max_threads;
   backend.postgres = config->Get("postgres");
+  auto default_mailboxes = store::ParseDefaultMailboxes(config->Get("default-mailboxes"), limits);
+  if (!default_mailboxes.ok()) {
+    std::cerr << "mailbox-service: " << default_mailboxes.status().message() << "\n";
+    return 2;
+  }
+  backend.options.default_mailboxes = *std::move(default_mailboxes);
   if (auto pg_connections = config->GetInt("postgres-max-connections");
       !pg_connections.ok() || *pg_connections < 2 || *pg_connections > 10000) {
     std::cerr << "mailbox-service: --postgres-max-connections must be between 2 and 10000\n";

@@ -2,14 +2,46 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/mailbox/names.h"
 #include "mailbox-service/store/postgres/pg_store.h"
 #include "mailbox-service/store/sqlite_store.h"
 
 namespace mailbox::store {
 
 std::vector<std::string> Backends() { return {"sqlite", "postgres"}; }
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseDefaultMailboxes(
+    std::string_view spec, const StoreLimits& limits) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (absl::string_view entry :
+       absl::StrSplit(absl::string_view(spec.data(), spec.size()), ',', absl::SkipWhitespace())) {
+    const size_t colon = entry.rfind(':');
+    if (colon == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--default-mailboxes: \"", entry, "\" is not Name:\\Use (e.g. Sent:\\Sent)"));
+    }
+    const std::string use(absl::StripAsciiWhitespace(entry.substr(colon + 1)));
+    const std::string requested(absl::StripAsciiWhitespace(entry.substr(0, colon)));
+    absl::StatusOr<std::string> name = NormalizeMailboxName(requested, limits);
+    if (!name.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--default-mailboxes: ", name.status().message()));
+    }
+    if (rules::IsInbox(*name)) {
+      return absl::InvalidArgumentError("--default-mailboxes: INBOX always exists");
+    }
+    if (!rules::IsKnownSpecialUse(use)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--default-mailboxes: ", use, " is not a special use RFC 6154 §2 defines"));
+    }
+    out.emplace_back(*std::move(name), use);
+  }
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<Store>> OpenBackend(const BackendConfig& config,
                                                    const StoreLimits& limits, EventSink events) {

@@ -24,6 +24,12 @@ struct BackendConfig {
   StoreOptions options;
 };
 
+// Parses --default-mailboxes: "Name:\\Use,Name:\\Use" (empty: none). Each name must
+// be valid and not INBOX, each use one RFC 6154 §2 defines; INVALID_ARGUMENT says
+// which is not.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseDefaultMailboxes(
+    std::string_view spec, const StoreLimits& limits);
+
 // The backends this build has, for --help and error messages.
 std::vector<std::string> Backends();
 

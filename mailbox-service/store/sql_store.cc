@@ -809,7 +809,17 @@ absl::StatusOr<uint64_t> SqlStore::CreateUser(std::string_view username,
                                   "VALUES (?, ?, ?)"));
     insert.Bind(1, user_id).BindText(2, username).BindText(3, password_hash);
     RETURN_IF_ERROR(insert.Run());
-    return InsertMailbox(conn, user_id, kInbox, "").status();
+    RETURN_IF_ERROR(InsertMailbox(conn, user_id, kInbox, "").status());
+    // RFC 6154: the special-use mailboxes clients look for, made and subscribed.
+    for (const auto& [name, use] : options_.default_mailboxes) {
+      RETURN_IF_ERROR(InsertMailbox(conn, user_id, name, use).status());
+      ASSIGN_OR_RETURN(Statement subscribe,
+                       conn.Prepare("INSERT INTO subscriptions (user_id, name) VALUES (?, ?) "
+                                    "ON CONFLICT DO NOTHING"));
+      subscribe.Bind(1, user_id).BindText(2, name);
+      RETURN_IF_ERROR(subscribe.Run());
+    }
+    return absl::OkStatus();
   }));
   return user_id;
 }

@@ -121,6 +121,10 @@ struct StoreOptions {
   // The time source for expunge retention; empty means the system clock. Tests
   // inject time here.
   std::function<std::chrono::system_clock::time_point()> clock;
+  // Mailboxes every new user gets besides INBOX, subscribed, each with its RFC 6154
+  // special use (e.g. {"Sent", "\\Sent"}). The service sets them from
+  // --default-mailboxes; the library default is none.
+  std::vector<std::pair<std::string, std::string>> default_mailboxes;
 };
 
 // A mailbox name a caller gave, validated against `limits` and in canonical form

@@ -508,6 +508,27 @@ TYPED_TEST(StoreConformanceTest, CreateMakesSuperiorsAndListMatchesPatterns) {
   EXPECT_EQ(this->List({"a%c"}).size(), 0u);
 }
 
+TYPED_TEST(StoreConformanceTest, NewUsersGetTheDefaultMailboxesSubscribed) {
+  StoreOptions options;
+  options.default_mailboxes = {{"Sent", "\\Sent"}, {"Trash", "\\Trash"}};
+  this->Reopen(options);
+  auto carol = this->store_->CreateUser("carol", "h");
+  ASSERT_TRUE(carol.ok()) << carol.status();
+  v1::ListMailboxesRequest list;
+  list.set_subscribed_only(true);
+  auto response = this->store_->ListMailboxes(*carol, list);
+  ASSERT_TRUE(response.ok()) << response.status();
+  std::map<std::string, std::vector<std::string>> uses;
+  for (const auto& info : response->mailboxes()) {
+    uses[info.name()] = {info.special_use().begin(), info.special_use().end()};
+  }
+  EXPECT_THAT(uses, ElementsAre(::testing::Pair("Sent", ElementsAre("\\Sent")),
+                                ::testing::Pair("Trash", ElementsAre("\\Trash"))));
+  v1::OpenRequest open;
+  open.set_name("Trash");
+  EXPECT_TRUE(this->store_->Open(*carol, open).ok());
+}
+
 TYPED_TEST(StoreConformanceTest, SpecialUseAndStatus) {
   v1::CreateMailboxRequest request;
   request.set_name("Sent");

@@ -87,9 +87,12 @@ class System:
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
             check=True, capture_output=True)
 
-    def start_service(self, *flags, tls=None):
+    def start_service(self, *flags, tls=None, default_mailboxes=""):
         """tls: None (plaintext on loopback) or a dict with "cert", "key" and optionally
-        "client_ca" and "require_client_cert" (default True) for the gRPC listener."""
+        "client_ca" and "require_client_cert" (default True) for the gRPC listener.
+        default_mailboxes: --default-mailboxes; "" (users start with INBOX alone, so
+        that tests see only the mailboxes they make) or None for the service's own
+        default."""
         if tls:
             require = tls.get("require_client_cert", True)
             link = ["--tls-cert-file=" + tls["cert"], "--tls-key-file=" + tls["key"],
@@ -102,6 +105,8 @@ class System:
         if os.path.exists(port_file):
             os.remove(port_file)
         listen = "127.0.0.1:%d" % getattr(self, "service_port", 0)
+        if default_mailboxes is not None:
+            flags = ("--default-mailboxes=" + default_mailboxes,) + tuple(flags)
         with open(os.path.join(self.dir, "service.log"), "a") as log:
             self.service = subprocess.Popen(
                 [self.service_bin, "--listen=" + listen, "--data-dir=" + data, "--port-file=" + port_file,

@@ -997,6 +997,37 @@ class SmallExtensionsTest(Base):
         self.assertTagged(line[-1], "w1", "BAD")
 
 
+class DefaultMailboxesTest(unittest.TestCase):
+    # RFC 6154: a new user has the special-use mailboxes clients look for, made
+    # and subscribed by the mailbox service (--default-mailboxes, on by default).
+    def test_new_users_get_the_special_use_mailboxes(self):
+        system = harness.System("std-defaults")
+        try:
+            system.start_service(default_mailboxes=None)  # the service's default
+            gateway = system.start_gateway()
+            user, password = system.new_user("fresh")
+            client = RawClient(gateway.imaps_port, "tls", cafile=system.cert)
+            client.login(user, password)
+            self.assertEqual(client.ok('LIST "" *'), [
+                b'* LIST (\\HasNoChildren) "/" INBOX',
+                b'* LIST (\\HasNoChildren \\Archive) "/" Archive',
+                b'* LIST (\\HasNoChildren \\Drafts) "/" Drafts',
+                b'* LIST (\\HasNoChildren \\Junk) "/" Junk',
+                b'* LIST (\\HasNoChildren \\Sent) "/" Sent',
+                b'* LIST (\\HasNoChildren \\Trash) "/" Trash'])
+            self.assertEqual(len(client.ok('LSUB "" *')), 5)
+            lines = client.ok('LIST (SPECIAL-USE) "" *')
+            self.assertEqual(len(lines), 5, lines)
+            client.close()
+            # A bad list stops the service at start, with a message.
+            system.stop_service()
+            with self.assertRaises(Exception):
+                system.start_service(default_mailboxes="Sent:\\Bogus")
+            self.assertIn("--default-mailboxes", open(os.path.join(system.dir, "service.log")).read())
+        finally:
+            system.stop()
+
+
 class CondstoreTest(Base):
     def test_the_first_enabling_command_while_selected_reports_highestmodseq(self):
         # RFC 7162 §3.1: a CONDSTORE-enabling command issued while a mailbox is
