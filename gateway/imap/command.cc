@@ -1,6 +1,5 @@
 #include "gateway/imap/command.h"
 
-#include <type_traits>
 
 #include "gateway/imap/response.h"
 
@@ -81,82 +80,6 @@ std::string FetchResponseName(const FetchAttribute& att) {
     }
   }
   return "";
-}
-
-namespace {
-
-constexpr uint8_t kAuth = kAuthenticated | kSelected;
-
-// Indexed by Command::Body alternative; UID variants are looked up separately.
-constexpr CommandInfo kInfo[] = {
-    {"CAPABILITY", kAnyState, false, false},
-    {"NOOP", kAnyState, false, false},
-    {"LOGOUT", kAnyState, false, false},
-    {"STARTTLS", kNotAuthenticated, false, false},
-    {"AUTHENTICATE", kNotAuthenticated, false, false},
-    {"LOGIN", kNotAuthenticated, false, false},
-    {"SELECT", kAuth, false, false},
-    {"EXAMINE", kAuth, false, false},
-    {"CREATE", kAuth, false, false},
-    {"DELETE", kAuth, false, false},
-    {"RENAME", kAuth, false, false},
-    {"SUBSCRIBE", kAuth, false, false},
-    {"UNSUBSCRIBE", kAuth, false, false},
-    {"LIST", kAuth, false, false},
-    {"STATUS", kAuth, false, false},
-    {"APPEND", kAuth, false, false},
-    {"CHECK", kSelected, false, false},
-    {"CLOSE", kSelected, false, true},
-    {"UNSELECT", kSelected, false, false},
-    {"EXPUNGE", kSelected, false, true},
-    {"UID EXPUNGE", kSelected, false, true},
-    {"SEARCH", kSelected, true, false},
-    {"FETCH", kSelected, true, false},
-    {"STORE", kSelected, true, false},
-    {"COPY", kSelected, true, false},
-    {"MOVE", kSelected, true, true},
-    {"IDLE", kAuth, false, false},
-    {"ENABLE", kAuth, false, false},
-    {"NAMESPACE", kAuth, false, false},
-    {"ID", kAnyState, false, false},
-};
-static_assert(std::size(kInfo) == std::variant_size_v<Command::Body>);
-
-// RFC 3501 §7.4.1: UID commands do not use sequence numbers, so EXPUNGE
-// responses may be sent during them.
-constexpr CommandInfo kLsubInfo = {"LSUB", kAuth, false, false};
-constexpr CommandInfo kUidInfo[] = {
-    {"UID SEARCH", kSelected, false, false},
-    {"UID FETCH", kSelected, false, false},
-    {"UID STORE", kSelected, false, false},
-    {"UID COPY", kSelected, false, false},
-    {"UID MOVE", kSelected, false, true},
-};
-
-}  // namespace
-
-const CommandInfo& InfoFor(const Command& command) {
-  const Command::Body& body = command.body;
-  if (const auto* list = std::get_if<ListCommand>(&body); list && list->lsub) {
-    return kLsubInfo;
-  }
-  bool uid = std::visit(
-      [](const auto& c) {
-        if constexpr (requires { c.uid; }) {
-          return c.uid;
-        } else {
-          return false;
-        }
-      },
-      body);
-  if (uid) {
-    if (std::holds_alternative<SearchCommand>(body)) return kUidInfo[0];
-    if (std::holds_alternative<FetchCommand>(body)) return kUidInfo[1];
-    if (std::holds_alternative<StoreCommand>(body)) return kUidInfo[2];
-    if (std::holds_alternative<CopyCommand>(body)) return kUidInfo[3];
-    return kUidInfo[4];
-  }
-  return kInfo[body.index()];
 }
 
 }  // namespace imap

@@ -249,25 +249,8 @@ struct IdCommand {
   bool operator==(const IdCommand&) const = default;
 };
 
-struct Command {
-  using Body = std::variant<
-      CapabilityCommand, NoopCommand, LogoutCommand, StartTlsCommand,
-      AuthenticateCommand, LoginCommand, SelectCommand, ExamineCommand,
-      CreateCommand, DeleteCommand, RenameCommand, SubscribeCommand,
-      UnsubscribeCommand, ListCommand, StatusCommand, AppendCommand,
-      CheckCommand, CloseCommand, UnselectCommand, ExpungeCommand,
-      UidExpungeCommand, SearchCommand, FetchCommand, StoreCommand,
-      CopyCommand, MoveCommand, IdleCommand, EnableCommand, NamespaceCommand,
-      IdCommand>;
 
-  std::string tag;
-  Body body;
-
-  bool operator==(const Command&) const = default;
-};
-
-// Protocol facts about each command, for the session's
-// dispatch table. States are those of RFC 3501 §3.
+// States of RFC 3501 §3, as a mask.
 enum StateMask : uint8_t {
   kNotAuthenticated = 1,
   kAuthenticated = 2,
@@ -275,17 +258,47 @@ enum StateMask : uint8_t {
   kAnyState = kNotAuthenticated | kAuthenticated | kSelected,
 };
 
-struct CommandInfo {
-  std::string_view name;  // e.g. "UID FETCH"
+namespace internal {
+class Lexer;
+}  // namespace internal
+
+using CommandBody = std::variant<
+    CapabilityCommand, NoopCommand, LogoutCommand, StartTlsCommand, AuthenticateCommand,
+    LoginCommand, SelectCommand, ExamineCommand, CreateCommand, DeleteCommand, RenameCommand,
+    SubscribeCommand, UnsubscribeCommand, ListCommand, StatusCommand, AppendCommand,
+    CheckCommand, CloseCommand, UnselectCommand, ExpungeCommand, UidExpungeCommand,
+    SearchCommand, FetchCommand, StoreCommand, CopyCommand, MoveCommand, IdleCommand,
+    EnableCommand, NamespaceCommand, IdCommand>;
+
+// One command the gateway accepts, declared once, in the table of parser.cc
+// (FindCommand): its name on the wire, its grammar, and what the session needs
+// to know to run it. The handler is bound by the body type the grammar fills
+// (Session::Dispatch visits it; a body type without a handler does not compile).
+struct CommandSpec {
+  std::string_view name;  // upper case, e.g. "FETCH", "UID FETCH", "LSUB"
+  // Parses the arguments after the name (and its SP, if any) into the body.
+  bool (*parse)(internal::Lexer& lex, CommandBody* body);
   uint8_t allowed_states;
   // Addresses messages by sequence number, so RFC 3501 §7.4.1 forbids sending
   // EXPUNGE responses while it runs.
   bool uses_sequence_numbers;
   // May remove messages from the selected mailbox.
   bool may_expunge;
+  // Takes over the input itself (STARTTLS, AUTHENTICATE, IDLE) or ends it
+  // (LOGOUT): pipelined commands are not read ahead while it runs.
+  bool owns_input;
 };
 
-// Looks up the facts for a parsed command.
-const CommandInfo& InfoFor(const Command& command);
+struct Command {
+  using Body = CommandBody;
+
+  std::string tag;
+  Body body;
+  // The table entry the command was parsed by; null only for commands built
+  // by hand (tests).
+  const CommandSpec* spec = nullptr;
+
+  bool operator==(const Command&) const = default;
+};
 
 }  // namespace imap

@@ -655,53 +655,61 @@ bool ParseId(Lexer& lex, Command::Body* body) {
   return true;
 }
 
-using ParseFn = bool (*)(Lexer&, Command::Body*);
 using UidParseFn = bool (*)(Lexer&, Command::Body*, bool);
 
-struct CommandParser {
-  std::string_view name;
-  ParseFn parse;
-};
+// The grammar of a command that has a UID form, as the plain or the UID form.
+template <UidParseFn kParse>
+bool Plain(Lexer& lex, Command::Body* body) {
+  return kParse(lex, body, /*uid=*/false);
+}
+template <UidParseFn kParse>
+bool WithUid(Lexer& lex, Command::Body* body) {
+  return kParse(lex, body, /*uid=*/true);
+}
 
-constexpr CommandParser kCommands[] = {
-    {"CAPABILITY", ParseNoArgs<CapabilityCommand>},
-    {"NOOP", ParseNoArgs<NoopCommand>},
-    {"LOGOUT", ParseNoArgs<LogoutCommand>},
-    {"STARTTLS", ParseNoArgs<StartTlsCommand>},
-    {"AUTHENTICATE", ParseAuthenticate},
-    {"LOGIN", ParseLogin},
-    {"SELECT", ParseSelect<SelectCommand>},
-    {"EXAMINE", ParseSelect<ExamineCommand>},
-    {"CREATE", ParseCreate},
-    {"DELETE", ParseMailboxOnly<DeleteCommand>},
-    {"RENAME", ParseRename},
-    {"SUBSCRIBE", ParseMailboxOnly<SubscribeCommand>},
-    {"UNSUBSCRIBE", ParseMailboxOnly<UnsubscribeCommand>},
-    {"LIST", ParseList<false>},
-    {"LSUB", ParseList<true>},
-    {"STATUS", ParseStatus},
-    {"APPEND", ParseAppend},
-    {"CHECK", ParseNoArgs<CheckCommand>},
-    {"CLOSE", ParseNoArgs<CloseCommand>},
-    {"UNSELECT", ParseNoArgs<UnselectCommand>},
-    {"EXPUNGE", ParseNoArgs<ExpungeCommand>},
-    {"IDLE", ParseNoArgs<IdleCommand>},
-    {"ENABLE", ParseEnable},
-    {"NAMESPACE", ParseNoArgs<NamespaceCommand>},
-    {"ID", ParseId},
-};
+constexpr uint8_t kAuth = kAuthenticated | kSelected;
 
-struct UidCommandParser {
-  std::string_view name;
-  UidParseFn parse;
-};
-
-constexpr UidCommandParser kUidCommands[] = {
-    {"SEARCH", ParseSearch},
-    {"FETCH", ParseFetch},
-    {"STORE", ParseStore},
-    {"COPY", ParseCopyLike<CopyCommand>},
-    {"MOVE", ParseCopyLike<MoveCommand>},
+// Every command the gateway accepts (see CommandSpec). States are RFC 3501 §3's;
+// UID forms name messages by UID, so EXPUNGE responses may be sent while they
+// run (RFC 3501 §7.4.1).
+//   name, grammar, allowed states, sequence numbers, may expunge, owns input
+constexpr CommandSpec kCommandTable[] = {
+    {"CAPABILITY", ParseNoArgs<CapabilityCommand>, kAnyState, false, false, false},
+    {"NOOP", ParseNoArgs<NoopCommand>, kAnyState, false, false, false},
+    {"LOGOUT", ParseNoArgs<LogoutCommand>, kAnyState, false, false, true},
+    {"ID", ParseId, kAnyState, false, false, false},
+    {"STARTTLS", ParseNoArgs<StartTlsCommand>, kNotAuthenticated, false, false, true},
+    {"AUTHENTICATE", ParseAuthenticate, kNotAuthenticated, false, false, true},
+    {"LOGIN", ParseLogin, kNotAuthenticated, false, false, false},
+    {"SELECT", ParseSelect<SelectCommand>, kAuth, false, false, false},
+    {"EXAMINE", ParseSelect<ExamineCommand>, kAuth, false, false, false},
+    {"CREATE", ParseCreate, kAuth, false, false, false},
+    {"DELETE", ParseMailboxOnly<DeleteCommand>, kAuth, false, false, false},
+    {"RENAME", ParseRename, kAuth, false, false, false},
+    {"SUBSCRIBE", ParseMailboxOnly<SubscribeCommand>, kAuth, false, false, false},
+    {"UNSUBSCRIBE", ParseMailboxOnly<UnsubscribeCommand>, kAuth, false, false, false},
+    {"LIST", ParseList<false>, kAuth, false, false, false},
+    {"LSUB", ParseList<true>, kAuth, false, false, false},
+    {"STATUS", ParseStatus, kAuth, false, false, false},
+    {"APPEND", ParseAppend, kAuth, false, false, false},
+    {"IDLE", ParseNoArgs<IdleCommand>, kAuth, false, false, true},
+    {"ENABLE", ParseEnable, kAuth, false, false, false},
+    {"NAMESPACE", ParseNoArgs<NamespaceCommand>, kAuth, false, false, false},
+    {"CHECK", ParseNoArgs<CheckCommand>, kSelected, false, false, false},
+    {"CLOSE", ParseNoArgs<CloseCommand>, kSelected, false, true, false},
+    {"UNSELECT", ParseNoArgs<UnselectCommand>, kSelected, false, false, false},
+    {"EXPUNGE", ParseNoArgs<ExpungeCommand>, kSelected, false, true, false},
+    {"UID EXPUNGE", ParseUidExpunge, kSelected, false, true, false},
+    {"SEARCH", Plain<ParseSearch>, kSelected, true, false, false},
+    {"UID SEARCH", WithUid<ParseSearch>, kSelected, false, false, false},
+    {"FETCH", Plain<ParseFetch>, kSelected, true, false, false},
+    {"UID FETCH", WithUid<ParseFetch>, kSelected, false, false, false},
+    {"STORE", Plain<ParseStore>, kSelected, true, false, false},
+    {"UID STORE", WithUid<ParseStore>, kSelected, false, false, false},
+    {"COPY", Plain<ParseCopyLike<CopyCommand>>, kSelected, true, false, false},
+    {"UID COPY", WithUid<ParseCopyLike<CopyCommand>>, kSelected, false, false, false},
+    {"MOVE", Plain<ParseCopyLike<MoveCommand>>, kSelected, true, true, false},
+    {"UID MOVE", WithUid<ParseCopyLike<MoveCommand>>, kSelected, false, true, false},
 };
 
 bool Tag(Lexer& lex, std::string* tag) {
@@ -719,20 +727,15 @@ bool ParseBody(Lexer& lex, Command* command) {
     return false;
   }
   if (name == "UID") {
-    if (!lex.Sp() || !lex.Keyword(&name, "a UID command name")) return false;
-    if (name == "EXPUNGE") return ParseUidExpunge(lex, &command->body);
-    for (const UidCommandParser& p : kUidCommands) {
-      if (p.name == name) return p.parse(lex, &command->body, /*uid=*/true);
-    }
-    return lex.Fail("unknown UID command " + name.substr(0, 40));
+    std::string rest;
+    if (!lex.Sp() || !lex.Keyword(&rest, "a UID command name")) return false;
+    name += " " + rest;
   }
-  for (const UidCommandParser& p : kUidCommands) {
-    if (p.name == name) return p.parse(lex, &command->body, /*uid=*/false);
+  command->spec = FindCommand(name);
+  if (command->spec == nullptr) {
+    return lex.Fail("unknown command " + name.substr(0, 44));
   }
-  for (const CommandParser& p : kCommands) {
-    if (p.name == name) return p.parse(lex, &command->body);
-  }
-  return lex.Fail("unknown command " + name.substr(0, 40));
+  return command->spec->parse(lex, &command->body);
 }
 
 }  // namespace
@@ -769,23 +772,14 @@ std::string ExtractCommandName(std::string_view line) {
   return name;
 }
 
-bool IsKnownCommandName(std::string_view name) {
-  if (name.starts_with("UID ")) {
-    name.remove_prefix(4);
-    if (name == "EXPUNGE") return true;
-    for (const UidCommandParser& p : kUidCommands) {
-      if (p.name == name) return true;
-    }
-    return false;
+const CommandSpec* FindCommand(std::string_view name) {
+  for (const CommandSpec& spec : kCommandTable) {
+    if (spec.name == name) return &spec;
   }
-  for (const UidCommandParser& p : kUidCommands) {
-    if (p.name == name) return true;
-  }
-  for (const CommandParser& p : kCommands) {
-    if (p.name == name) return true;
-  }
-  return false;
+  return nullptr;
 }
+
+bool IsKnownCommandName(std::string_view name) { return FindCommand(name) != nullptr; }
 
 Result<std::optional<AppendHead>> ParseAppendHead(std::string_view text,
                                                   const Limits& limits) {

@@ -31,8 +31,12 @@ std::string ExtractTag(std::string_view line, size_t max_tag_length);
 // "" if there is none.
 std::string ExtractCommandName(std::string_view line);
 
-// True for the names ParseCommand knows ("FETCH", "UID FETCH", ...), so the
-// Receiver can refuse a literal of a command that will fail anyway.
+// The table entry of an upper-cased command name ("FETCH", "UID FETCH", ...),
+// or null.
+const CommandSpec* FindCommand(std::string_view upper_case_name);
+
+// True for the names ParseCommand knows, so the Receiver can refuse a literal
+// of a command that will fail anyway.
 bool IsKnownCommandName(std::string_view upper_case_name);
 
 // --- For the Receiver's streaming APPEND (RFC 3501 §6.3.11, RFC 3502). ---

@@ -21,7 +21,8 @@ inline constexpr std::array<std::string_view, 31> kCommandFamilies = {
     "EXPUNGE",    "SEARCH",   "FETCH",     "STORE",    "COPY",         "MOVE",    "IDLE",
     "ENABLE",     "NAMESPACE", "ID",       "OTHER"};
 
-// The index in kCommandFamilies of a command name as imap::InfoFor spells it.
+// The index in kCommandFamilies of a command name as the command table spells it
+// (imap::CommandSpec::name).
 size_t CommandFamilyIndex(std::string_view command_name);
 
 struct Metrics {

@@ -90,8 +90,16 @@ std::string ResponseCodeFor(v1::ErrorCode code) {
   }
 }
 
+// One callable of several lambdas, for std::visit.
+template <typename... Lambdas>
+struct Overloaded : Lambdas... {
+  using Lambdas::operator()...;
+};
+template <typename... Lambdas>
+Overloaded(Lambdas...) -> Overloaded<Lambdas...>;
+
 // The BAD text for a command that is not valid in the session's state.
-std::string WrongStateText(const imap::CommandInfo& info, SessionState state) {
+std::string WrongStateText(const imap::CommandSpec& info, SessionState state) {
   const std::string name(info.name);
   if (state == SessionState::kNotAuthenticated) {
     return absl::StrCat(name, " is not allowed before LOGIN or AUTHENTICATE");
@@ -418,6 +426,13 @@ v1::UidSet Session::ToUidSet(const std::vector<imap::Interval>& intervals) {
     range->set_last(interval.last);
   }
   return set;
+}
+
+void Session::Logout() {
+  pending_.clear();
+  Send(imap::StatusResponse("*", imap::Status::kBye, "", "Logging out"));
+  Ok("LOGOUT completed");
+  state_ = SessionState::kLogout;
 }
 
 void Session::Select(std::unique_ptr<SelectedMailbox> mailbox) {
@@ -1014,19 +1029,17 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
   store_.Take();
-  const imap::CommandInfo& info = imap::InfoFor(command);
+  if (command.spec == nullptr) {
+    Bad("internal error: the command has no table entry");
+    co_return;
+  }
+  const imap::CommandSpec& info = *command.spec;
   uint8_t state_bit = state_ == SessionState::kNotAuthenticated ? imap::kNotAuthenticated
                       : state_ == SessionState::kAuthenticated  ? imap::kAuthenticated
                                                                 : imap::kSelected;
-  auto& body = command.body;
   // Pipelined commands are read while this one runs (see ReadAheadLoop), except
   // around commands that take over the input themselves or end it.
-  const bool read_ahead =
-      !std::holds_alternative<imap::StartTlsCommand>(body) &&
-      !std::holds_alternative<imap::IdleCommand>(body) &&
-      !std::holds_alternative<imap::AuthenticateCommand>(body) &&
-      !std::holds_alternative<imap::LogoutCommand>(body);
-  if (read_ahead && !broken_) {
+  if (!info.owns_input && !broken_) {
     read_ahead_running_ = true;
     read_ahead_ticket_ = std::make_shared<ReadAheadTicket>();
     asio::co_spawn(stream_.get_executor(), ReadAheadLoop(read_ahead_ticket_),
@@ -1038,75 +1051,60 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
   }
   if ((info.allowed_states & state_bit) == 0) {
     Bad(WrongStateText(info, state_));
-  } else if (std::holds_alternative<imap::CapabilityCommand>(body)) {
-    Send(imap::CapabilityResponse(Capabilities()));
-    Ok("CAPABILITY completed");
-  } else if (std::holds_alternative<imap::NoopCommand>(body) ||
-             std::holds_alternative<imap::CheckCommand>(body)) {
-    Ok(std::holds_alternative<imap::NoopCommand>(body) ? "NOOP completed" : "CHECK completed");
-  } else if (std::holds_alternative<imap::LogoutCommand>(body)) {
-    // Changes not yet reported stay unreported: after LOGOUT the client no longer
-    // tracks the mailbox, and an EXPUNGE now would name sequence numbers it has
-    // forgotten (RFC 3501 §6.1.3 lists only BYE before the tagged OK).
-    pending_.clear();
-    Send(imap::StatusResponse("*", imap::Status::kBye, "", "Logging out"));
-    Ok("LOGOUT completed");
-    state_ = SessionState::kLogout;
-  } else if (std::holds_alternative<imap::StartTlsCommand>(body)) {
-    co_await HandleStartTls();
-  } else if (auto* login = std::get_if<imap::LoginCommand>(&body)) {
-    co_await HandleLogin(login->userid, login->password);
-  } else if (auto* authenticate = std::get_if<imap::AuthenticateCommand>(&body)) {
-    co_await HandleAuthenticate(*authenticate);
-  } else if (auto* select = std::get_if<imap::SelectCommand>(&body)) {
-    co_await HandleSelect(select->mailbox, /*read_only=*/false, select->condstore,
-                          select->qresync);
-  } else if (auto* examine = std::get_if<imap::ExamineCommand>(&body)) {
-    co_await HandleSelect(examine->mailbox, /*read_only=*/true, examine->condstore,
-                          examine->qresync);
-  } else if (auto* create = std::get_if<imap::CreateCommand>(&body)) {
-    co_await commands::Create(*this, *create);
-  } else if (auto* remove = std::get_if<imap::DeleteCommand>(&body)) {
-    co_await commands::Delete(*this, *remove);
-  } else if (auto* rename = std::get_if<imap::RenameCommand>(&body)) {
-    co_await commands::Rename(*this, *rename);
-  } else if (auto* subscribe = std::get_if<imap::SubscribeCommand>(&body)) {
-    co_await commands::Subscribe(*this, subscribe->mailbox, true);
-  } else if (auto* unsubscribe = std::get_if<imap::UnsubscribeCommand>(&body)) {
-    co_await commands::Subscribe(*this, unsubscribe->mailbox, false);
-  } else if (auto* list = std::get_if<imap::ListCommand>(&body)) {
-    co_await commands::List(*this, *list);
-  } else if (auto* status = std::get_if<imap::StatusCommand>(&body)) {
-    co_await commands::Status(*this, *status);
-  } else if (std::holds_alternative<imap::NamespaceCommand>(body)) {
-    co_await commands::Namespace(*this);
-  } else if (auto* enable = std::get_if<imap::EnableCommand>(&body)) {
-    co_await commands::Enable(*this, *enable);
-  } else if (auto* id = std::get_if<imap::IdCommand>(&body)) {
-    co_await commands::Id(*this, *id);
-  } else if (auto* fetch = std::get_if<imap::FetchCommand>(&body)) {
-    co_await commands::Fetch(*this, *fetch);
-  } else if (auto* store = std::get_if<imap::StoreCommand>(&body)) {
-    co_await commands::Store(*this, *store);
-  } else if (auto* search = std::get_if<imap::SearchCommand>(&body)) {
-    co_await commands::Search(*this, *search);
-  } else if (auto* copy = std::get_if<imap::CopyCommand>(&body)) {
-    co_await commands::Copy(*this, copy->set, copy->uid, copy->mailbox, /*move=*/false);
-  } else if (auto* move = std::get_if<imap::MoveCommand>(&body)) {
-    co_await commands::Copy(*this, move->set, move->uid, move->mailbox, /*move=*/true);
-  } else if (std::holds_alternative<imap::ExpungeCommand>(body)) {
-    co_await commands::Expunge(*this, nullptr);
-  } else if (auto* uid_expunge = std::get_if<imap::UidExpungeCommand>(&body)) {
-    co_await commands::Expunge(*this, &uid_expunge->uids);
-  } else if (std::holds_alternative<imap::CloseCommand>(body)) {
-    co_await commands::Close(*this, /*expunge=*/true);
-  } else if (std::holds_alternative<imap::UnselectCommand>(body)) {
-    co_await commands::Close(*this, /*expunge=*/false);
-  } else if (std::holds_alternative<imap::IdleCommand>(body)) {
-    co_await HandleIdle();
-  } else if (std::holds_alternative<imap::AppendCommand>(body)) {
-    // The receiver streams APPEND; a whole AppendCommand never reaches here.
-    Bad("APPEND could not be parsed");
+  } else {
+    // The handler of each command, chosen by the type of its body: a body type
+    // without one here does not compile. Each returns the handler's coroutine,
+    // whose arguments live in `command` until it is done.
+    co_await std::visit(
+        Overloaded{
+            [this](const imap::CapabilityCommand&) { return commands::Capability(*this); },
+            [this](const imap::NoopCommand&) { return commands::Noop(*this, "NOOP"); },
+            [this](const imap::CheckCommand&) { return commands::Noop(*this, "CHECK"); },
+            [this](const imap::LogoutCommand&) { return commands::Logout(*this); },
+            [this](const imap::IdCommand& c) { return commands::Id(*this, c); },
+            [this](const imap::StartTlsCommand&) { return HandleStartTls(); },
+            [this](const imap::AuthenticateCommand& c) { return HandleAuthenticate(c); },
+            [this](const imap::LoginCommand& c) { return HandleLogin(c.userid, c.password); },
+            [this](const imap::SelectCommand& c) {
+              return HandleSelect(c.mailbox, /*read_only=*/false, c.condstore, c.qresync);
+            },
+            [this](const imap::ExamineCommand& c) {
+              return HandleSelect(c.mailbox, /*read_only=*/true, c.condstore, c.qresync);
+            },
+            [this](const imap::CreateCommand& c) { return commands::Create(*this, c); },
+            [this](const imap::DeleteCommand& c) { return commands::Delete(*this, c); },
+            [this](const imap::RenameCommand& c) { return commands::Rename(*this, c); },
+            [this](const imap::SubscribeCommand& c) {
+              return commands::Subscribe(*this, c.mailbox, true);
+            },
+            [this](const imap::UnsubscribeCommand& c) {
+              return commands::Subscribe(*this, c.mailbox, false);
+            },
+            [this](const imap::ListCommand& c) { return commands::List(*this, c); },
+            [this](const imap::StatusCommand& c) { return commands::Status(*this, c); },
+            [this](const imap::NamespaceCommand&) { return commands::Namespace(*this); },
+            [this](const imap::EnableCommand& c) { return commands::Enable(*this, c); },
+            [this](const imap::FetchCommand& c) { return commands::Fetch(*this, c); },
+            [this](const imap::StoreCommand& c) { return commands::Store(*this, c); },
+            [this](const imap::SearchCommand& c) { return commands::Search(*this, c); },
+            [this](const imap::CopyCommand& c) {
+              return commands::Copy(*this, c.set, c.uid, c.mailbox, /*move=*/false);
+            },
+            [this](const imap::MoveCommand& c) {
+              return commands::Copy(*this, c.set, c.uid, c.mailbox, /*move=*/true);
+            },
+            [this](const imap::ExpungeCommand&) { return commands::Expunge(*this, nullptr); },
+            [this](const imap::UidExpungeCommand& c) {
+              return commands::Expunge(*this, &c.uids);
+            },
+            [this](const imap::CloseCommand&) { return commands::Close(*this, true); },
+            [this](const imap::UnselectCommand&) { return commands::Close(*this, false); },
+            [this](const imap::IdleCommand&) { return HandleIdle(); },
+            // The receiver streams APPEND (HandleAppend); a whole AppendCommand
+            // never reaches here.
+            [this](const imap::AppendCommand&) { return commands::Unparsed(*this, "APPEND"); },
+        },
+        command.body);
   }
   co_await StopReadAhead();
   ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(info.name), store_.Take());

@@ -6,9 +6,11 @@
 // changes from the feed). Everything else lives in the mailbox service, so a gateway
 // can be killed at any time.
 //
-// Command handlers live in commands/*.cc, one file per command family, listed in the
-// dispatch table in session.cc with the facts of imap::InfoFor.
-// They use only the public part of this class.
+// Every command is declared once, in the command table (gateway/imap/parser.cc:
+// name, grammar, allowed states, sequence numbers, expunges); Dispatch binds each
+// body type to its handler. Handlers live in commands/*.cc, one file per command
+// family, and use only the public part of this class; SELECT/EXAMINE, LOGIN,
+// AUTHENTICATE, STARTTLS, IDLE and the streaming APPEND are still Session methods.
 //
 // Threading: a session runs on its worker's thread from start to end (no locks).
 #pragma once
@@ -267,6 +269,12 @@ class Session final : public FeedRouter::Listener {
   // mailbox. UID sets keep UIDs that are not in the mailbox out (RFC 3501 §6.4.8).
   std::vector<imap::Interval> ResolveSet(const imap::SequenceSet& set, bool uid) const;
   static mailbox::v1::UidSet ToUidSet(const std::vector<imap::Interval>& intervals);
+
+  // LOGOUT (RFC 3501 §6.1.3): BYE and the tagged OK, then the session ends.
+  // Changes not yet reported stay unreported: after LOGOUT the client no longer
+  // tracks the mailbox, and an EXPUNGE now would name sequence numbers it has
+  // forgotten (§6.1.3 lists only BYE before the tagged OK).
+  void Logout();
 
   // Enters/leaves the Selected state (SELECT, EXAMINE, CLOSE, UNSELECT).
   void Select(std::unique_ptr<SelectedMailbox> mailbox);

@@ -1,5 +1,6 @@
-// Command handlers of the IMAP session, one file per command family.
-// The dispatch table in ../session.cc says which states allow each command.
+// Command handlers of the IMAP session, one file per command family. The
+// command table (gateway/imap/parser.cc) says which states allow each command;
+// Session::Dispatch calls the handler of its body type.
 //
 // Contract for every handler: it runs on the session's worker thread, uses only the
 // public part of Session, queues its untagged responses with Session::Send and exactly
@@ -12,6 +13,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -31,7 +33,14 @@ awaitable<void> Delete(Session& session, const imap::DeleteCommand& command);
 awaitable<void> Rename(Session& session, const imap::RenameCommand& command);
 awaitable<void> Subscribe(Session& session, const std::string& mailbox, bool subscribe);
 awaitable<void> Namespace(Session& session);
-// misc.cc: RFC 5161 ENABLE (CONDSTORE, UTF8=ACCEPT), RFC 2971 ID.
+// misc.cc: RFC 3501 §6.1 CAPABILITY, NOOP, LOGOUT and §6.4.1 CHECK; RFC 5161
+// ENABLE (CONDSTORE, QRESYNC), RFC 2971 ID.
+awaitable<void> Capability(Session& session);
+// NOOP, and CHECK, which has nothing to do here (`name` says which).
+awaitable<void> Noop(Session& session, std::string_view name);
+awaitable<void> Logout(Session& session);
+// A command whose body only a streaming path produces (APPEND).
+awaitable<void> Unparsed(Session& session, std::string_view name);
 awaitable<void> Enable(Session& session, const imap::EnableCommand& command);
 awaitable<void> Id(Session& session, const imap::IdCommand& command);
 

@@ -12,6 +12,28 @@
 
 namespace gateway::commands {
 
+awaitable<void> Capability(Session& session) {
+  session.Send(imap::CapabilityResponse(session.Capabilities()));
+  session.Ok("CAPABILITY completed");
+  co_return;
+}
+
+awaitable<void> Noop(Session& session, std::string_view name) {
+  // Pending updates go out before the tagged OK, as after every command.
+  session.Ok(std::string(name) + " completed");
+  co_return;
+}
+
+awaitable<void> Logout(Session& session) {
+  session.Logout();
+  co_return;
+}
+
+awaitable<void> Unparsed(Session& session, std::string_view name) {
+  session.Bad(std::string(name) + " could not be parsed");
+  co_return;
+}
+
 awaitable<void> Enable(Session& session, const imap::EnableCommand& command) {
   // RFC 5161 §3.1: ENABLE belongs before any mailbox is selected; enabling
   // UTF8=ACCEPT or CONDSTORE under a selection would change the syntax of a view
