@@ -247,6 +247,18 @@ FakeMailboxStore::Mailbox* FakeMailboxStore::FindByName(uint64_t owner, const st
   return nullptr;
 }
 
+absl::StatusOr<FakeMailboxStore::Mailbox*> FakeMailboxStore::EnterSelected(
+    const Session& session, uint64_t mailbox_id, uint32_t uidvalidity) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    return user.status();
+  }
+  return Selected(**user, mailbox_id, uidvalidity);
+}
+
 absl::StatusOr<FakeMailboxStore::Mailbox*> FakeMailboxStore::Selected(const User& user,
                                                                       uint64_t mailbox_id,
                                                                       uint32_t uidvalidity) {
@@ -512,14 +524,8 @@ awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session sessi
 
 awaitable<absl::StatusOr<v1::ClaimRecentResponse>> FakeMailboxStore::ClaimRecent(
     Session session, v1::ClaimRecentRequest request) {
-  if (absl::Status status = Enter(); !status.ok()) {
-    co_return status;
-  }
-  absl::StatusOr<User*> user = UserOf(session);
-  if (!user.ok()) {
-    co_return user.status();
-  }
-  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  absl::StatusOr<Mailbox*> mailbox =
+      EnterSelected(session, request.mailbox_id(), request.uidvalidity());
   if (!mailbox.ok()) {
     co_return mailbox.status();
   }
@@ -540,14 +546,8 @@ awaitable<absl::StatusOr<v1::ClaimRecentResponse>> FakeMailboxStore::ClaimRecent
 
 awaitable<absl::StatusOr<v1::VanishedResponse>> FakeMailboxStore::Vanished(
     Session session, v1::VanishedRequest request) {
-  if (absl::Status status = Enter(); !status.ok()) {
-    co_return status;
-  }
-  absl::StatusOr<User*> user = UserOf(session);
-  if (!user.ok()) {
-    co_return user.status();
-  }
-  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  absl::StatusOr<Mailbox*> mailbox =
+      EnterSelected(session, request.mailbox_id(), request.uidvalidity());
   if (!mailbox.ok()) {
     co_return mailbox.status();
   }
@@ -691,14 +691,8 @@ std::unique_ptr<FetchStream> FakeMailboxStore::Fetch(Session session, v1::FetchR
 
 awaitable<absl::StatusOr<v1::StoreResponse>> FakeMailboxStore::Store(Session session,
                                                                      v1::StoreRequest request) {
-  if (absl::Status status = Enter(); !status.ok()) {
-    co_return status;
-  }
-  absl::StatusOr<User*> user = UserOf(session);
-  if (!user.ok()) {
-    co_return user.status();
-  }
-  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  absl::StatusOr<Mailbox*> mailbox =
+      EnterSelected(session, request.mailbox_id(), request.uidvalidity());
   if (!mailbox.ok()) {
     co_return mailbox.status();
   }
@@ -841,14 +835,8 @@ awaitable<absl::StatusOr<v1::MoveResponse>> FakeMailboxStore::Move(Session sessi
 
 awaitable<absl::StatusOr<v1::ExpungeResponse>> FakeMailboxStore::Expunge(
     Session session, v1::ExpungeRequest request) {
-  if (absl::Status status = Enter(); !status.ok()) {
-    co_return status;
-  }
-  absl::StatusOr<User*> user = UserOf(session);
-  if (!user.ok()) {
-    co_return user.status();
-  }
-  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  absl::StatusOr<Mailbox*> mailbox =
+      EnterSelected(session, request.mailbox_id(), request.uidvalidity());
   if (!mailbox.ok()) {
     co_return mailbox.status();
   }
@@ -949,14 +937,8 @@ absl::StatusOr<bool> FakeMailboxStore::Matches(const Mailbox& mailbox, uint32_t 
 
 awaitable<absl::StatusOr<v1::SearchResponse>> FakeMailboxStore::Search(
     Session session, v1::SearchRequest request) {
-  if (absl::Status status = Enter(); !status.ok()) {
-    co_return status;
-  }
-  absl::StatusOr<User*> user = UserOf(session);
-  if (!user.ok()) {
-    co_return user.status();
-  }
-  absl::StatusOr<Mailbox*> mailbox = Selected(**user, request.mailbox_id(), request.uidvalidity());
+  absl::StatusOr<Mailbox*> mailbox =
+      EnterSelected(session, request.mailbox_id(), request.uidvalidity());
   if (!mailbox.ok()) {
     co_return mailbox.status();
   }

@@ -128,6 +128,9 @@ class FakeMailboxStore final : public MailboxStore {
   absl::StatusOr<User*> UserOf(const Session& session);
   Mailbox* FindByName(uint64_t owner, const std::string& name);
   absl::StatusOr<Mailbox*> Selected(const User& user, uint64_t mailbox_id, uint32_t uidvalidity);
+  // Enter, then the caller's selected mailbox.
+  absl::StatusOr<Mailbox*> EnterSelected(const Session& session, uint64_t mailbox_id,
+                                         uint32_t uidvalidity);
   Mailbox& NewMailbox(uint64_t owner, const std::string& name);
   void Publish(Mailbox& mailbox, v1::ChangeEvent event);
   uint32_t AddMessage(Mailbox& mailbox, Message message, uint64_t modseq);

@@ -309,6 +309,14 @@ absl::StatusOr<MailboxRow> InsertMailbox(Connection& conn, uint64_t user_id,
   return row;
 }
 
+// Subscribes the user to `name` (RFC 3501 §6.3.6: the name need not exist).
+absl::Status AddSubscription(Connection& conn, uint64_t user_id, std::string_view name) {
+  ASSIGN_OR_RETURN(Statement s, conn.Prepare("INSERT INTO subscriptions (user_id, name) "
+                                             "VALUES (?, ?) ON CONFLICT DO NOTHING"));
+  s.Bind(1, user_id).BindText(2, name);
+  return s.Run();
+}
+
 absl::Status RememberKeywords(Connection& conn, uint64_t mailbox_id,
                               const std::vector<std::string>& keywords) {
   for (const std::string& keyword : keywords) {
@@ -813,11 +821,7 @@ absl::StatusOr<uint64_t> SqlStore::CreateUser(std::string_view username,
     // RFC 6154: the special-use mailboxes clients look for, made and subscribed.
     for (const auto& [name, use] : options_.default_mailboxes) {
       RETURN_IF_ERROR(InsertMailbox(conn, user_id, name, use).status());
-      ASSIGN_OR_RETURN(Statement subscribe,
-                       conn.Prepare("INSERT INTO subscriptions (user_id, name) VALUES (?, ?) "
-                                    "ON CONFLICT DO NOTHING"));
-      subscribe.Bind(1, user_id).BindText(2, name);
-      RETURN_IF_ERROR(subscribe.Run());
+      RETURN_IF_ERROR(AddSubscription(conn, user_id, name));
     }
     return absl::OkStatus();
   }));
@@ -1429,11 +1433,7 @@ absl::Status SqlStore::SetSubscription(uint64_t user_id,
       return absl::NotFoundError(absl::StrCat("user id ", user_id, " does not exist"));
     }
     if (request.subscribed()) {
-      ASSIGN_OR_RETURN(Statement s,
-                       conn.Prepare("INSERT INTO subscriptions (user_id, name) VALUES (?, ?) "
-                                    "ON CONFLICT DO NOTHING"));
-      s.Bind(1, user_id).BindText(2, name);
-      return s.Run();
+      return AddSubscription(conn, user_id, name);
     }
     ASSIGN_OR_RETURN(Statement s,
                      conn.Prepare("DELETE FROM subscriptions WHERE user_id = ? AND name = ?"));

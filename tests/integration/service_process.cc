@@ -52,6 +52,9 @@ absl::Status ServiceProcess::Start() {
       // Cheap password hashes: tests check behaviour, not hashing cost.
       "--argon2-memory-kib=64",
       "--argon2-time-cost=1",
+      // Users start with INBOX alone, so that tests see only the mailboxes they
+      // make (a later --default-mailboxes among the extra flags wins).
+      "--default-mailboxes=",
   };
   args.insert(args.end(), extra_flags_.begin(), extra_flags_.end());
   pid_t pid = fork();
