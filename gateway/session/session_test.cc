@@ -311,5 +311,74 @@ TEST_F(SessionTest, KnownFlagsStopAtTheirLimit) {
   });
 }
 
+// RFC 3501 §2.3.2, §7.3.2: a message that arrives while two sessions have the
+// mailbox selected is \Recent in exactly one, which says so with RECENT.
+TEST_F(SessionTest, AnArrivalIsRecentInExactlyOneSession) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> a = co_await Connect();
+    std::unique_ptr<Client> b = co_await Connect();
+    std::unique_ptr<Client> writer = co_await Connect();
+    co_await a->Run("s", "SELECT INBOX");
+    co_await b->Run("s", "SELECT INBOX");
+    co_await Append(*writer, "Subject: new\r\n\r\nnew\r\n");
+    std::string seen_a = co_await NoopUntil(*a, "* 1 EXISTS");
+    std::string seen_b = co_await NoopUntil(*b, "* 1 EXISTS");
+    const bool a_has = absl::StrContains(seen_a, "* 1 RECENT");
+    const bool b_has = absl::StrContains(seen_b, "* 1 RECENT");
+    EXPECT_NE(a_has, b_has) << seen_a << seen_b;
+    EXPECT_TRUE(absl::StrContains(a_has ? seen_b : seen_a, "* 0 RECENT"));
+    std::string flags = co_await (a_has ? a : b)->Run("f", "FETCH 1 (FLAGS)");
+    EXPECT_TRUE(absl::StrContains(flags, "\\Recent")) << flags;
+    std::string status = co_await writer->Run("t", "STATUS INBOX (RECENT)");
+    EXPECT_TRUE(absl::StrContains(status, "RECENT 0")) << status;
+    a->Close();
+    b->Close();
+    writer->Close();
+  });
+}
+
+// RFC 7162 §3.2.5.1: a QRESYNC select reports what was expunged since the
+// client's MODSEQ, then the flags changed since, with UID and MODSEQ; once
+// enabled, expunges come as VANISHED.
+TEST_F(SessionTest, QresyncSelectReportsVanishedThenChangedFlags) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> client = co_await Connect();
+    std::unique_ptr<Client> writer = co_await Connect();
+    for (int i = 0; i < 3; ++i) {
+      co_await Append(*writer, absl::StrCat("Subject: ", i, "\r\n\r\nbody\r\n"));
+    }
+    std::string enabled = co_await client->Run("e", "ENABLE QRESYNC");
+    EXPECT_TRUE(absl::StrContains(enabled, "* ENABLED QRESYNC")) << enabled;
+    std::string selected = co_await client->Run("s", "SELECT INBOX");
+    const size_t at = selected.find("HIGHESTMODSEQ ");
+    EXPECT_NE(at, std::string::npos) << selected;
+    if (at == std::string::npos) {
+      co_return;
+    }
+    const std::string modseq = selected.substr(at + 14, selected.find(']', at) - at - 14);
+    const size_t v = selected.find("UIDVALIDITY ");
+    const std::string validity = selected.substr(v + 12, selected.find(']', v) - v - 12);
+    co_await client->Run("u", "UNSELECT");
+    co_await writer->Run("s", "SELECT INBOX");
+    co_await writer->Run("t", "STORE 1 +FLAGS.SILENT (\\Seen)");
+    co_await writer->Run("t", "STORE 2 +FLAGS.SILENT (\\Deleted)");
+    co_await writer->Run("x", "EXPUNGE");
+    std::string resync = co_await client->Run(
+        "q", absl::StrCat("SELECT INBOX (QRESYNC (", validity, " ", modseq, "))"));
+    const size_t vanished = resync.find("* VANISHED (EARLIER) 2\r\n");
+    const size_t fetch = resync.find("* 1 FETCH (FLAGS (\\Seen) UID 1 MODSEQ (");
+    EXPECT_NE(vanished, std::string::npos) << resync;
+    EXPECT_NE(fetch, std::string::npos) << resync;
+    EXPECT_LT(vanished, fetch) << resync;
+    EXPECT_FALSE(absl::StrContains(resync, "UID 3")) << resync;  // unchanged
+    co_await writer->Run("t", "UID STORE 3 +FLAGS.SILENT (\\Deleted)");
+    co_await writer->Run("x", "EXPUNGE");
+    std::string told = co_await NoopUntil(*client, "* VANISHED 3");
+    EXPECT_FALSE(absl::StrContains(told, " EXPUNGE")) << told;
+    client->Close();
+    writer->Close();
+  });
+}
+
 }  // namespace
 }  // namespace gateway
