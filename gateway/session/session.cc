@@ -1107,13 +1107,14 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
         command.body);
   }
   co_await StopReadAhead();
-  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(info.name), store_.Take());
   // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5);
   // none after LOGOUT (above).
   if (state_ != SessionState::kLogout) {
     ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
     co_await ClaimRecent();
   }
+  // The \Recent claim counts with the command that announced the messages.
+  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(info.name), store_.Take());
   in_command_ = false;
   CheckChangeQueue();
   if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
@@ -1728,9 +1729,9 @@ asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
          imap::code::AppendUid(reply->uidvalidity(), imap::MergeIntervals(uids)));
     }
   }
-  count_on_exit.Count();
   ApplyPendingChanges(/*allow_expunge=*/true);
-  co_await ClaimRecent();
+  co_await ClaimRecent();  // counted with the APPEND that brought the messages
+  count_on_exit.Count();
   in_command_ = false;
   CheckChangeQueue();
   Send(tagged_);

@@ -189,9 +189,12 @@ TEST_F(SessionTest, CallsPerCommand) {
       EXPECT_EQ(Calls(step.family) - calls, step.calls) << step.command << ": " << reply;
     }
     // A message this session appended: BODY[] and RFC822.SIZE are known from
-    // the APPEND itself.
+    // the APPEND itself. Appended to the selected mailbox, it is announced and
+    // claimed for \Recent (RFC 3501 §2.3.2): one more call.
     std::string third = "Subject: three\r\n\r\nthird body\r\n";
+    const uint64_t appends = Calls("APPEND");
     co_await Append(*client, third);
+    EXPECT_EQ(Calls("APPEND") - appends, 2u);
     const uint64_t calls = Calls("FETCH");
     std::string fetched = co_await client->Run("t", "UID FETCH 3 (UID RFC822.SIZE BODY.PEEK[])");
     EXPECT_EQ(Calls("FETCH"), calls) << fetched;
