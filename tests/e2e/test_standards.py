@@ -1,5 +1,5 @@
 """Pins the behaviour stated in docs/standards-support.md: one class per group of
-sections of the seed statement (reference/MS-STANXIMAP.txt), each test an exact
+sections of the seed statement (Microsoft's [MS-STANXIMAP]), each test an exact
 exchange over a raw socket against the real mailbox service and gateway.
 
 Where another suite (test_protocol.py, test_imaplib.py, unit tests) already pins a
