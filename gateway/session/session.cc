@@ -1,4 +1,3 @@
-#include "common/mailbox/object_ids.h"
 #include "gateway/session/session.h"
 
 #include <algorithm>
@@ -436,6 +435,20 @@ void Session::Logout() {
 }
 
 void Session::Select(std::unique_ptr<SelectedMailbox> mailbox) {
+  if (selected_ != nullptr && selected_->mailbox_id == mailbox->mailbox_id &&
+      selected_->uidvalidity == mailbox->uidvalidity && worker_->router != nullptr) {
+    // The same mailbox: every change since the previous selection reached
+    // OnChange, so the flags it learnt are still current. What the queue holds
+    // belongs to the old view; the router restarts the feed from the new view's
+    // MODSEQ if it already delivered past it (FeedRouter::Add).
+    mailbox->flags = std::move(selected_->flags);
+    selected_ = std::move(mailbox);
+    pending_.clear();
+    state_ = SessionState::kSelected;
+    worker_->router->Add(selected_->mailbox_id, selected_->uidvalidity,
+                         selected_->applied_modseq, credential_.token, this);
+    return;
+  }
   Deselect();
   selected_ = std::move(mailbox);
   state_ = SessionState::kSelected;
@@ -522,7 +535,8 @@ asio::awaitable<void> Session::ClaimRecent() {
   // messages are \Recent in no session, and the count is reported unchanged.
   if (reply.ok()) {
     for (const auto& range : reply->claimed().ranges()) {
-      for (const auto& [first, last] : selected_->map.PresentUidRanges(range.first(), range.last())) {
+      for (const auto& [first, last] :
+           selected_->map.PresentUidRanges(range.first(), range.last())) {
         for (uint32_t uid = first;; ++uid) {
           selected_->recent.insert(uid);
           if (uid == last) {
@@ -1066,10 +1080,12 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             [this](const imap::AuthenticateCommand& c) { return HandleAuthenticate(c); },
             [this](const imap::LoginCommand& c) { return HandleLogin(c.userid, c.password); },
             [this](const imap::SelectCommand& c) {
-              return HandleSelect(c.mailbox, /*read_only=*/false, c.condstore, c.qresync);
+              return commands::Select(*this, c.mailbox, /*read_only=*/false, c.condstore,
+                                      c.qresync);
             },
             [this](const imap::ExamineCommand& c) {
-              return HandleSelect(c.mailbox, /*read_only=*/true, c.condstore, c.qresync);
+              return commands::Select(*this, c.mailbox, /*read_only=*/true, c.condstore,
+                                      c.qresync);
             },
             [this](const imap::CreateCommand& c) { return commands::Create(*this, c); },
             [this](const imap::DeleteCommand& c) { return commands::Delete(*this, c); },
@@ -1289,132 +1305,6 @@ asio::awaitable<void> Session::HandleAuthenticate(const imap::AuthenticateComman
   v1::AuthenticateRequest request =
       PasswordRequest(std::move(user), std::move(password), std::move(authzid));
   co_await FinishLogin(request);
-}
-
-asio::awaitable<void> Session::HandleSelect(
-    std::string wire_name, bool read_only, bool condstore,
-    const std::optional<imap::QresyncParameter>& qresync) {
-  // RFC 7162 §3.2.5: the QRESYNC parameter is BAD unless QRESYNC was enabled; a
-  // BAD changes nothing, so the selected mailbox stays selected.
-  if (qresync.has_value() && !qresync_enabled_) {
-    Bad("the QRESYNC parameter needs ENABLE QRESYNC first (RFC 7162 §3.2.5)");
-    co_return;
-  }
-  // RFC 7162 §3.2.11, RFC 9051 §7.1: the responses after this one belong to the
-  // mailbox being selected, whatever becomes of this command.
-  if (selected_ != nullptr) {
-    Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::kClosed,
-                              "Previous mailbox closed"));
-  }
-  auto name = DecodeMailboxName(wire_name);
-  // Selecting the selected mailbox again keeps its change-feed registration
-  // while Open runs, so the worker's subscription is not dropped and made
-  // again (and the flags the session knows stay current, see below).
-  if (!name.has_value() || selected_ == nullptr || selected_->name != *name) {
-    // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
-    Deselect();
-  }
-  if (!name.has_value()) {
-    co_return;
-  }
-  v1::OpenRequest request;
-  request.set_name(*name);
-  request.set_read_only(read_only);
-  auto open = co_await store().Open(credential_, request);
-  if (!open.ok()) {
-    Deselect();
-    Fail(open.status(), absl::StrCat(read_only ? "EXAMINE " : "SELECT ", *name));
-    co_return;
-  }
-  auto box = std::make_unique<SelectedMailbox>();
-  box->name = *name;
-  box->mailbox_id = open->mailbox_id();
-  box->uidvalidity = open->uidvalidity();
-  box->read_only = read_only || open->read_only();
-  box->condstore = condstore || condstore_enabled_;
-  box->applied_modseq = open->highest_modseq();
-  box->uidnext = open->uidnext();
-  if (box->read_only) {
-    box->examined_recent = open->recent();
-  }
-  std::vector<std::pair<uint32_t, uint32_t>> ranges;
-  for (const auto& range : open->uids().ranges()) {
-    ranges.emplace_back(range.first(), range.last());
-  }
-  box->map = UidMap(ranges);
-  for (const auto& range : open->recent_uids().ranges()) {
-    for (uint32_t uid = range.first(); uid <= range.last() && uid != 0; ++uid) {
-      box->recent.insert(uid);
-      if (uid == range.last()) {
-        break;
-      }
-    }
-  }
-  if (condstore) {
-    condstore_enabled_ = true;  // RFC 7162 §3.1: SELECT (CONDSTORE) enables it
-  }
-  box->announced_flags.assign(open->flags().begin(), open->flags().end());
-  for (const std::string& flag : box->announced_flags) {
-    if (!flag.empty() && flag[0] != '\\') {
-      box->announced_keywords.insert(flag);
-    }
-  }
-  Send(imap::FlagsResponse(box->announced_flags));
-  Send(imap::ExistsResponse(box->map.size()));
-  Send(imap::RecentResponse(open->recent()));
-  if (open->first_unseen_uid() != 0) {
-    if (auto seq = box->map.SeqOf(open->first_unseen_uid()); seq.has_value()) {
-      Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::Unseen(*seq),
-                                absl::StrCat("Message ", *seq, " is first unseen")));
-    }
-  }
-  Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::UidValidity(open->uidvalidity()),
-                            "UIDs valid"));
-  Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::UidNext(open->uidnext()),
-                            "Predicted next UID"));
-  if (!box->read_only) {
-    box->announced_permanent.assign(open->permanent_flags().begin(),
-                                    open->permanent_flags().end());
-  }
-  Send(imap::StatusResponse("*", imap::Status::kOk,
-                            imap::code::PermanentFlags(box->announced_permanent),
-                            box->read_only ? "No permanent flags permitted" : "Limited"));
-  Send(imap::StatusResponse("*", imap::Status::kOk,
-                            imap::code::HighestModSeq(open->highest_modseq()), "Highest"));
-  // RFC 8474 §4.2.
-  Send(imap::StatusResponse(
-      "*", imap::Status::kOk,
-      absl::StrCat("MAILBOXID (",
-                   mailbox::rules::MailboxObjectId(open->mailbox_id(), open->uidvalidity()), ")"),
-      "Ok"));
-  const bool is_read_only = box->read_only;
-  if (selected_ != nullptr && selected_->mailbox_id == box->mailbox_id &&
-      selected_->uidvalidity == box->uidvalidity && worker_->router != nullptr) {
-    // The same mailbox: every change since the previous selection reached
-    // OnChange, so the flags it learnt are still current. What the queue holds
-    // belongs to the old view; the router restarts the feed from this Open's
-    // MODSEQ if it already delivered past it (FeedRouter::Add).
-    box->flags = std::move(selected_->flags);
-    selected_ = std::move(box);
-    pending_.clear();
-    state_ = SessionState::kSelected;
-    worker_->router->Add(selected_->mailbox_id, selected_->uidvalidity,
-                         selected_->applied_modseq, credential_.token, this);
-  } else {
-    Select(std::move(box));
-  }
-  // RFC 7162 §3.2.5.1: with the client's UIDVALIDITY, what changed since its
-  // MODSEQ; with another, nothing more (the client sees UIDVALIDITY changed).
-  if (qresync.has_value() && qresync->uidvalidity == open->uidvalidity()) {
-    const absl::Status resynced = co_await commands::Resync(*this, *qresync);
-    if (!resynced.ok()) {
-      Deselect();
-      Fail(resynced, absl::StrCat(read_only ? "EXAMINE " : "SELECT ", *name, " (QRESYNC)"));
-      co_return;
-    }
-  }
-  Ok(is_read_only ? "EXAMINE completed" : "SELECT completed",
-     is_read_only ? imap::code::kReadOnly : imap::code::kReadWrite);
 }
 
 asio::awaitable<void> Session::HandleIdle() {

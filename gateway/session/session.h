@@ -9,8 +9,8 @@
 // Every command is declared once, in the command table (gateway/imap/parser.cc:
 // name, grammar, allowed states, sequence numbers, expunges); Dispatch binds each
 // body type to its handler. Handlers live in commands/*.cc, one file per command
-// family, and use only the public part of this class; SELECT/EXAMINE, LOGIN,
-// AUTHENTICATE, STARTTLS, IDLE and the streaming APPEND are still Session methods.
+// family, and use only the public part of this class; LOGIN, AUTHENTICATE,
+// STARTTLS, IDLE and the streaming APPEND are still Session methods.
 //
 // Threading: a session runs on its worker's thread from start to end (no locks).
 #pragma once
@@ -276,7 +276,9 @@ class Session final : public FeedRouter::Listener {
   // forgotten (§6.1.3 lists only BYE before the tagged OK).
   void Logout();
 
-  // Enters/leaves the Selected state (SELECT, EXAMINE, CLOSE, UNSELECT).
+  // Enters/leaves the Selected state (SELECT, EXAMINE, CLOSE, UNSELECT). Selecting
+  // the selected mailbox again keeps its change-feed registration and the flags
+  // the session learnt.
   void Select(std::unique_ptr<SelectedMailbox> mailbox);
   void Deselect();
 
@@ -318,9 +320,6 @@ class Session final : public FeedRouter::Listener {
   boost::asio::awaitable<void> HandleIdle();
   boost::asio::awaitable<void> HandleAuthenticate(const imap::AuthenticateCommand& command);
   boost::asio::awaitable<void> HandleLogin(std::string user, std::string password);
-  boost::asio::awaitable<void> HandleSelect(std::string wire_name, bool read_only,
-                                            bool condstore,
-                                            const std::optional<imap::QresyncParameter>& qresync);
   // Removes the messages of `ranges` (UID ranges) the view still shows and tells
   // the client: "* n EXPUNGE" for each, or one "* VANISHED" once QRESYNC is enabled
   // (RFC 7162 §3.2.10).

@@ -44,6 +44,10 @@ awaitable<void> Unparsed(Session& session, std::string_view name);
 awaitable<void> Enable(Session& session, const imap::EnableCommand& command);
 awaitable<void> Id(Session& session, const imap::IdCommand& command);
 
+// select.cc: RFC 3501 §6.3.1-2 SELECT and EXAMINE, with CONDSTORE and QRESYNC
+// parameters.
+awaitable<void> Select(Session& session, const std::string& wire_name, bool read_only,
+                       bool condstore, const std::optional<imap::QresyncParameter>& qresync);
 // qresync.cc: RFC 7162 §3.2.5 SELECT/EXAMINE (QRESYNC ...) after the mailbox
 // was selected: VANISHED (EARLIER) and the flags changed since the client's MODSEQ.
 awaitable<absl::Status> Resync(Session& session, const imap::QresyncParameter& parameter);

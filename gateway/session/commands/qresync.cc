@@ -103,8 +103,8 @@ awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
   Intervals asked;
   for (const imap::Interval& range : uids) {
     if (range.first < mailbox->uidnext) {
-      asked.push_back(
-          {range.first, static_cast<uint32_t>(std::min<uint64_t>(range.last, mailbox->uidnext - 1))});
+      const uint64_t last = std::min<uint64_t>(range.last, mailbox->uidnext - 1);
+      asked.push_back({range.first, static_cast<uint32_t>(last)});
     }
   }
   asked = Partition(*mailbox, asked, /*present=*/false);

@@ -39,7 +39,8 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
   }
   absl::StatusOr<MappedSearch> mapped =
       MapSearchKey(command.criteria, mailbox->map, mailbox->recent, mailbox->map.max_uid(),
-                   session.options().max_search_uid_ranges, save ? &previous : &mailbox->saved_result);
+                   session.options().max_search_uid_ranges,
+                   save ? &previous : &mailbox->saved_result);
   if (absl::IsResourceExhausted(mapped.status())) {
     // RFC 5530 §3: LIMIT, an implementation limit the client can work around.
     ops::GlobalMetrics().search_limit_refusals.fetch_add(1);
