@@ -427,6 +427,15 @@ v1::UidSet Session::ToUidSet(const std::vector<imap::Interval>& intervals) {
   return set;
 }
 
+std::vector<imap::Interval> Session::ToIntervals(const v1::UidSet& set) {
+  std::vector<imap::Interval> intervals;
+  intervals.reserve(set.ranges_size());
+  for (const v1::UidRange& range : set.ranges()) {
+    intervals.push_back({range.first(), range.last()});
+  }
+  return imap::MergeIntervals(std::move(intervals));
+}
+
 void Session::Logout() {
   pending_.clear();
   Send(imap::StatusResponse("*", imap::Status::kBye, "", "Logging out"));
@@ -771,7 +780,7 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
         // RFC 3501 §7.3.2: RECENT follows a change of the mailbox's size. A
         // read-write view claims the new messages first (ClaimRecent sends it).
         if (box.read_only) {
-          Send(imap::RecentResponse(box.examined_recent));
+          Send(imap::RecentResponse(static_cast<uint32_t>(box.recent.size())));
         } else {
           box.claim_up_to = std::max(box.claim_up_to, box.map.max_uid());
         }

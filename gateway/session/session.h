@@ -109,10 +109,9 @@ struct SelectedMailbox {
   bool read_only = false;
   bool condstore = false;  // CONDSTORE enabled for this selection (RFC 7162 §3.1)
   UidMap map;
-  std::set<uint32_t> recent;  // \Recent UIDs claimed by this session
-  // EXAMINE claims nothing: the RECENT count it reported (messages no session had
-  // claimed then, which it shows \Recent), repeated when the mailbox grows.
-  uint32_t examined_recent = 0;
+  // \Recent UIDs: claimed by this session, or (EXAMINE, which claims nothing)
+  // those no session had claimed when it opened the mailbox.
+  std::set<uint32_t> recent;
   // RFC 5182: the UIDs the last SEARCH RETURN (SAVE) saved, which "$" names;
   // empty until then, and for each new selection.
   std::vector<imap::Interval> saved_result;
@@ -269,6 +268,8 @@ class Session final : public FeedRouter::Listener {
   // mailbox. UID sets keep UIDs that are not in the mailbox out (RFC 3501 §6.4.8).
   std::vector<imap::Interval> ResolveSet(const imap::SequenceSet& set, bool uid) const;
   static mailbox::v1::UidSet ToUidSet(const std::vector<imap::Interval>& intervals);
+  // The ranges of a UID set the service sent, sorted and merged.
+  static std::vector<imap::Interval> ToIntervals(const mailbox::v1::UidSet& set);
 
   // LOGOUT (RFC 3501 §6.1.3): BYE and the tagged OK, then the session ends.
   // Changes not yet reported stay unreported: after LOGOUT the client no longer

@@ -121,12 +121,9 @@ awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
   if (!reply.ok()) {
     co_return reply.status();
   }
-  Intervals vanished;
-  for (const v1::UidRange& range : reply->uids().ranges()) {
-    vanished.push_back({range.first(), range.last()});
-  }
   // The view may have changed while the service answered.
-  vanished = Partition(*mailbox, imap::MergeIntervals(std::move(vanished)), /*present=*/false);
+  const Intervals vanished =
+      Partition(*mailbox, Session::ToIntervals(reply->uids()), /*present=*/false);
   if (!vanished.empty()) {
     session.Send(imap::VanishedResponse(vanished, /*earlier=*/true));
   }

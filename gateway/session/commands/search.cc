@@ -97,15 +97,7 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
       if (options.max && (!options.min || uids.back() != uids.front())) ends.push_back(uids.back());
       uids = std::move(ends);
     }
-    std::vector<imap::Interval> saved;
-    for (uint32_t uid : uids) {
-      if (!saved.empty() && saved.back().last + 1 == uid) {
-        saved.back().last = uid;
-      } else {
-        saved.push_back({uid, uid});
-      }
-    }
-    mailbox->saved_result = std::move(saved);
+    mailbox->saved_result = ToRuns(uids);  // ascending, so runs are sorted ranges
     if (!options.min && !options.max && !options.all && !options.count) {
       // SAVE alone: the result goes to "$" only, no response (§2.4).
       session.Ok(command.uid ? "UID SEARCH completed, result saved"

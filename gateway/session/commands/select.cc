@@ -61,9 +61,6 @@ awaitable<void> Select(Session& session, const std::string& wire_name, bool read
   box->condstore = condstore || session.condstore_enabled();
   box->applied_modseq = open->highest_modseq();
   box->uidnext = open->uidnext();
-  if (box->read_only) {
-    box->examined_recent = open->recent();
-  }
   std::vector<std::pair<uint32_t, uint32_t>> ranges;
   for (const auto& range : open->uids().ranges()) {
     ranges.emplace_back(range.first(), range.last());

@@ -131,15 +131,9 @@ awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
   // RFC 7162 §3.1.3: messages that failed UNCHANGEDSINCE, as UIDs for UID
   // STORE and as sequence numbers otherwise.
   if (response->modified().ranges_size() > 0) {
-    std::vector<imap::Interval> modified;
-    if (command.uid) {
-      for (const v1::UidRange& range : response->modified().ranges()) {
-        modified.push_back({range.first(), range.last()});
-      }
-      modified = imap::MergeIntervals(std::move(modified));
-    } else {
-      modified = UidsToSequenceIntervals(response->modified(), mailbox->map);
-    }
+    const std::vector<imap::Interval> modified =
+        command.uid ? Session::ToIntervals(response->modified())
+                    : UidsToSequenceIntervals(response->modified(), mailbox->map);
     if (!modified.empty()) {
       session.Ok("Conditional STORE failed for some messages", imap::code::Modified(modified));
       co_return;
