@@ -515,8 +515,10 @@ awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session sessi
   *response.mutable_uids() = rules::ToUidSet(uids);
   response.set_read_only(request.read_only());
   response.set_recent(static_cast<uint32_t>(recent.size()));
-  *response.mutable_recent_uids() = rules::ToUidSet(recent);
-  if (!request.read_only()) {
+  if (!request.keep_recent()) {
+    *response.mutable_recent_uids() = rules::ToUidSet(recent);
+  }
+  if (!request.read_only() && !request.keep_recent()) {
     mailbox->recent_floor = mailbox->uidnext;
   }
   co_return response;

@@ -299,20 +299,33 @@ bool ParseAppend(Lexer& lex, Command::Body* body) {
   do {
     AppendMessage message;
     if (!lex.Sp() || !AppendOptions(lex, &message.flags, &message.date)) return false;
-    if (!lex.PeekIs('{') && !lex.AtLiteral8()) {
-      return lex.Fail("APPEND requires the message as a literal");
+    // RFC 6855 §4: "UTF8" SP "(" literal8 ")".
+    const bool utf8 = lex.AcceptWord("UTF8");
+    if (utf8 && (!lex.Sp() || !lex.Expect('(', "'(' after UTF8"))) return false;
+    if (utf8 ? !lex.AtLiteral8() : (!lex.PeekIs('{') && !lex.AtLiteral8())) {
+      return lex.Fail(utf8 ? "UTF8 message data must be a literal8 (~{n}), RFC 6855 §4"
+                           : "APPEND requires the message as a literal");
     }
     if (!lex.Literal(&message.data, /*allow_literal8=*/true, &message.binary)) {
       return false;
     }
+    if (utf8 && !lex.Expect(')', "')' after the UTF8 message data")) return false;
     cmd.messages.push_back(std::move(message));
   } while (!lex.AtCrlf());
   *body = std::move(cmd);
   return true;
 }
 
-// Parses "{n}", "{n+}", "~{n}" that must end `text`.
+// Parses "{n}", "{n+}", "~{n}" that must end `text`, or RFC 6855 §4's
+// "UTF8 (~{n}" (the ")" comes after the literal data).
 bool TrailingLiteralMarker(Lexer& lex, AppendHead* head) {
+  if (lex.AcceptWord("UTF8")) {
+    head->utf8 = true;
+    if (!lex.Sp() || !lex.Expect('(', "'(' after UTF8")) return false;
+    if (!lex.AtLiteral8()) {
+      return lex.Fail("UTF8 message data must be a literal8 (~{n}), RFC 6855 §4");
+    }
+  }
   head->binary = lex.Accept('~');
   uint64_t size;
   if (!lex.Expect('{', "the message literal") || !lex.Number64(&size, "literal size")) {
@@ -799,7 +812,13 @@ Result<std::optional<AppendHead>> ParseAppendHead(std::string_view text,
 }
 
 Result<std::optional<AppendHead>> ParseAppendNext(std::string_view text,
-                                                  const Limits& limits) {
+                                                  const Limits& limits, bool after_utf8) {
+  if (after_utf8) {
+    if (text.empty() || text[0] != ')') {
+      return Error{"expected ')' after the UTF8 message data (RFC 6855 §4)"};
+    }
+    text.remove_prefix(1);
+  }
   if (text.empty()) return std::optional<AppendHead>();
   Lexer lex(text, limits);
   AppendHead head;

@@ -49,6 +49,9 @@ struct AppendHead {
   uint32_t size = 0;
   bool synchronizing = true;
   bool binary = false;  // literal8 (RFC 3516)
+  // RFC 6855 §4: "UTF8 (~{n}": a message whose header may be UTF-8, sent as a
+  // literal8 inside parentheses; the ")" follows the data.
+  bool utf8 = false;
 };
 
 // `text` is the command so far, from the tag up to and including the "}" of a
@@ -58,9 +61,11 @@ Result<std::optional<AppendHead>> ParseAppendHead(std::string_view text,
                                                   const Limits& limits);
 
 // `text` is what follows a message literal up to (not including) the CRLF or
-// the "}" of the next literal announcement. Empty text ends the command
-// (nullopt); otherwise it must be the head of another message.
+// the "}" of the next literal announcement; it starts with the ")" that closes
+// a UTF8 message (`after_utf8`). Empty text (or only that ")") ends the
+// command (nullopt); otherwise it must be the head of another message.
 Result<std::optional<AppendHead>> ParseAppendNext(std::string_view text,
-                                                  const Limits& limits);
+                                                  const Limits& limits,
+                                                  bool after_utf8 = false);
 
 }  // namespace imap

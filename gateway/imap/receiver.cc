@@ -109,6 +109,7 @@ void Receiver::StartCommand() {
   remaining_ = 0;
   literal_started_ = false;
   in_append_ = false;
+  append_utf8_ = false;
   append_tag_.clear();
   append_mailbox_.clear();
 }
@@ -356,7 +357,7 @@ std::optional<Event> Receiver::OnCommandLine() {
 
   if (!m.found) {
     if (in_append_) {
-      Result<std::optional<AppendHead>> next = ParseAppendNext(body, limits_);
+      Result<std::optional<AppendHead>> next = ParseAppendNext(body, limits_, append_utf8_);
       std::string tag = append_tag_;
       StartCommand();
       if (next.ok() && !next->has_value()) return AppendEnd{std::move(tag)};
@@ -394,8 +395,7 @@ std::optional<Event> Receiver::OnCommandLine() {
   }
 
   if (in_append_) {
-    Result<std::optional<AppendHead>> next =
-        ParseAppendNext(body.substr(0, body.size()), limits_);
+    Result<std::optional<AppendHead>> next = ParseAppendNext(body, limits_, append_utf8_);
     if (!next.ok()) {
       return LiteralError(next.error().message, next.error().code, size,
                           m.synchronizing, true);
@@ -492,6 +492,7 @@ std::optional<Event> Receiver::BeginAppendMessage(AppendHead head) {
   remaining_ = head.size;
   literal_synchronizing_ = head.synchronizing;
   literal_binary_ = head.binary;
+  append_utf8_ = head.utf8;
   literal_started_ = false;
   begin.message = std::move(head);
   state_ = State::kAppendData;

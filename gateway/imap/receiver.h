@@ -209,6 +209,7 @@ class Receiver {
   bool literal_synchronizing_ = false;
   bool literal_started_ = false;  // some of its octets have arrived
   bool literal_binary_ = false;
+  bool append_utf8_ = false;  // the message being read is RFC 6855 UTF8 data
 
   // APPEND in progress (after its first message literal was announced).
   bool in_append_ = false;

@@ -143,6 +143,24 @@ TEST(ReceiverTest, StreamsAppend) {
               "END a"}));
 }
 
+TEST(ReceiverTest, StreamsUtf8AppendData) {
+  // RFC 6855 §4: "UTF8 (~{n}" ... ")", alone and in a MULTIAPPEND.
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX UTF8 (~{4+}\r\nS\xc3\xbc!)\r\nb NOOP\r\n"),
+            (Events{"BEGIN a INBOX  - 4 nonsync binary first", "DATA S\xc3\xbc!<last>",
+                    "END a", "CMD b NOOP\r\n"}));
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX (\\Seen) UTF8 (~{2}\r\nhi) UTF8 (~{1}\r\nx) {1}\r\n"
+                         "y\r\n"),
+            (Events{"BEGIN a INBOX \\Seen, - 2 sync binary first", "DATA hi<last>",
+                    "BEGIN a INBOX  - 1 sync binary", "DATA x<last>",
+                    "BEGIN a INBOX  - 1 sync", "DATA y<last>", "END a"}));
+  // The ")" is required after UTF8 data, and UTF8 takes only a literal8.
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX UTF8 (~{2+}\r\nhi\r\nb NOOP\r\n"),
+            (Events{"BEGIN a INBOX  - 2 nonsync binary first", "DATA hi<last>", "ERR a []",
+                    "CMD b NOOP\r\n"}));
+  EXPECT_EQ(DriveAllWays("a APPEND INBOX UTF8 ({2}\r\nb NOOP\r\n"),
+            (Events{"ERR a []", "CMD b NOOP\r\n"}));
+}
+
 TEST(ReceiverTest, AppendDataIsNotBuffered) {
   Receiver receiver;
   receiver.Feed("a APPEND INBOX {50000000+}\r\n");

@@ -114,6 +114,14 @@ std::string WrongStateText(const imap::CommandSpec& info, SessionState state) {
   return absl::StrCat(name, " is not allowed now");
 }
 
+// "inbox/x" names INBOX's child: INBOX is case-insensitive (RFC 3501 §5.1).
+std::string NormalizeInbox(std::string name) {
+  if (name.size() > 5 && EqualsIgnoreCase(name.substr(0, 6), "INBOX/")) {
+    name.replace(0, 5, "INBOX");
+  }
+  return name;
+}
+
 }  // namespace
 
 void SelectedMailbox::ObserveChange(const v1::ChangeEvent& event, size_t limit) {
@@ -186,7 +194,8 @@ Session::~Session() {
 }
 
 std::vector<std::string> Session::Capabilities() const {
-  std::vector<std::string> caps = {"IMAP4rev1"};
+  // RFC 9051 §7.2.2: both revisions; RFC 3501 rules hold until ENABLE IMAP4rev2.
+  std::vector<std::string> caps = {"IMAP4rev1", "IMAP4rev2"};
   if (state_ == SessionState::kNotAuthenticated) {
     if (!stream_.is_tls()) {
       caps.push_back("STARTTLS");
@@ -210,6 +219,7 @@ std::vector<std::string> Session::Capabilities() const {
   caps.push_back("WITHIN");     // RFC 5032
   caps.push_back("SEARCHRES");  // RFC 5182
   caps.push_back("OBJECTID");   // RFC 8474
+  caps.push_back("UTF8=ACCEPT");  // RFC 6855
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   return caps;
 }
@@ -365,8 +375,17 @@ std::optional<std::string> Session::DecodeMailboxName(std::string_view wire, Nam
   if (EqualsIgnoreCase(wire, "INBOX")) {
     return std::string("INBOX");
   }
-  if (utf8_accept_) {
-    return std::string(wire);
+  if (utf8_accept()) {
+    // RFC 6855 §3: names are UTF-8 now, and "&" is only a character.
+    // Octets that are not UTF-8 are a syntax error; as a LIST pattern they
+    // match nothing, like a pattern that is not modified UTF-7.
+    if (!imap::IsValidUtf8(wire)) {
+      if (use != NameUse::kPattern) {
+        Bad("the mailbox name is not valid UTF-8 (RFC 6855 §3)");
+      }
+      return std::nullopt;
+    }
+    return NormalizeInbox(std::string(wire));
   }
   auto decoded = imap::DecodeModifiedUtf7(wire);
   if (!decoded.ok()) {
@@ -381,11 +400,7 @@ std::optional<std::string> Session::DecodeMailboxName(std::string_view wire, Nam
     }
     return std::nullopt;
   }
-  std::string name = std::move(decoded).value();
-  if (name.size() > 5 && EqualsIgnoreCase(name.substr(0, 6), "INBOX/")) {
-    name.replace(0, 5, "INBOX");
-  }
-  return name;
+  return NormalizeInbox(std::move(decoded).value());
 }
 
 std::vector<imap::Interval> Session::ResolveSet(const imap::SequenceSet& set, bool uid) const {
@@ -525,6 +540,12 @@ void Session::ReportExpunged(SelectedMailbox& box,
 
 asio::awaitable<void> Session::ClaimRecent() {
   if (selected_ == nullptr || selected_->claim_up_to == 0) {
+    co_return;
+  }
+  if (imap4rev2_) {
+    // RFC 9051 has no \Recent (Appendix E item 12): the messages stay for a
+    // session that has it.
+    selected_->claim_up_to = 0;
     co_return;
   }
   if (state_ == SessionState::kLogout) {
@@ -779,7 +800,9 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
         Send(imap::ExistsResponse(box.map.size()));
         // RFC 3501 §7.3.2: RECENT follows a change of the mailbox's size. A
         // read-write view claims the new messages first (ClaimRecent sends it).
-        if (box.read_only) {
+        if (imap4rev2_) {
+          // RFC 9051: no RECENT.
+        } else if (box.read_only) {
           Send(imap::RecentResponse(static_cast<uint32_t>(box.recent.size())));
         } else {
           box.claim_up_to = std::max(box.claim_up_to, box.map.max_uid());

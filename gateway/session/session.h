@@ -223,7 +223,16 @@ class Session final : public FeedRouter::Listener {
   FetchCache* fetch_cache() const { return worker_->fetch_cache; }
   const mailbox::client::Session& credential() const { return credential_; }
   const SessionOptions& options() const { return *worker_->options; }
-  bool utf8_accept() const { return utf8_accept_; }
+  // Mailbox names and strings are UTF-8 on the wire (RFC 6855 §3): after ENABLE
+  // UTF8=ACCEPT or ENABLE IMAP4rev2 (RFC 9051 §5.1).
+  bool utf8_accept() const { return utf8_accept_ || imap4rev2_; }
+  // ENABLE UTF8=ACCEPT itself was given (it is still listed in ENABLED after
+  // ENABLE IMAP4rev2).
+  bool utf8_accept_enabled() const { return utf8_accept_; }
+  // ENABLE IMAP4rev2 was given: responses follow RFC 9051 instead of RFC 3501
+  // (§7.2.2): no \Recent or RECENT, SEARCH answered with ESEARCH, SELECT with
+  // an untagged LIST and without [UNSEEN].
+  bool imap4rev2() const { return imap4rev2_; }
   bool condstore_enabled() const { return condstore_enabled_; }
   bool qresync_enabled() const { return qresync_enabled_; }
   // ENABLE QRESYNC (RFC 7162 §3.2.3): CONDSTORE too, and from now on expunges are
@@ -237,6 +246,7 @@ class Session final : public FeedRouter::Listener {
   // learns where its MODSEQs start.
   void EnableCondstore();
   void EnableUtf8Accept() { utf8_accept_ = true; }
+  void EnableImap4rev2() { imap4rev2_ = true; }
   // The selected mailbox, or null outside the Selected state.
   SelectedMailbox* selected() { return selected_.get(); }
 
@@ -392,6 +402,7 @@ class Session final : public FeedRouter::Listener {
   // updates itself and leaves that wait (and its deadline) in place.
   bool idle_waiting_ = false;
   bool utf8_accept_ = false;
+  bool imap4rev2_ = false;
   bool condstore_enabled_ = false;
   bool qresync_enabled_ = false;
   int auth_failures_ = 0;

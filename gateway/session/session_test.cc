@@ -340,6 +340,33 @@ TEST_F(SessionTest, AnArrivalIsRecentInExactlyOneSession) {
   });
 }
 
+// RFC 9051 after ENABLE IMAP4rev2: SELECT sends the mailbox's LIST and no
+// RECENT or [UNSEEN], takes no \Recent (an RFC 3501 session still gets it), and
+// SEARCH answers with ESEARCH.
+TEST_F(SessionTest, Imap4rev2SessionFollowsRfc9051) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> rev2 = co_await Connect();
+    std::unique_ptr<Client> rev1 = co_await Connect();
+    co_await Append(*rev1, "Subject: 1\r\n\r\nbody\r\n");
+    co_await Append(*rev1, "Subject: 2\r\n\r\nbody\r\n");
+    std::string enabled = co_await rev2->Run("e", "ENABLE IMAP4rev2");
+    EXPECT_TRUE(absl::StrContains(enabled, "* ENABLED IMAP4rev2\r\n")) << enabled;
+    std::string selected = co_await rev2->Run("s", "SELECT INBOX");
+    EXPECT_TRUE(absl::StrContains(selected, "* LIST (")) << selected;
+    EXPECT_TRUE(absl::StrContains(selected, ") \"/\" INBOX\r\n")) << selected;
+    EXPECT_FALSE(absl::StrContains(selected, "RECENT")) << selected;
+    EXPECT_FALSE(absl::StrContains(selected, "UNSEEN")) << selected;
+    std::string flags = co_await rev2->Run("f", "FETCH 1:2 (FLAGS)");
+    EXPECT_FALSE(absl::StrContains(flags, "\\Recent")) << flags;
+    std::string found = co_await rev2->Run("q", "SEARCH ALL");
+    EXPECT_TRUE(absl::StrContains(found, "* ESEARCH (TAG \"q\") ALL 1:2\r\n")) << found;
+    std::string old = co_await rev1->Run("s", "SELECT INBOX");
+    EXPECT_TRUE(absl::StrContains(old, "* 2 RECENT\r\n")) << old;
+    rev2->Close();
+    rev1->Close();
+  });
+}
+
 // RFC 7162 §3.2.5.1: a QRESYNC select reports what was expunged since the
 // client's MODSEQ, then the flags changed since, with UID and MODSEQ; once
 // enabled, expunges come as VANISHED.

@@ -1564,7 +1564,7 @@ absl::StatusOr<v1::OpenResponse> SqlStore::Open(uint64_t user_id,
     RETURN_IF_ERROR(snapshot.Begin());
     RETURN_IF_ERROR(fill(*conn, false));
   }
-  if (!request.read_only() && has_recent) {
+  if (!request.read_only() && !request.keep_recent() && has_recent) {
     RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) { return fill(tx.conn(), true); }));
   }
   return response;

@@ -1311,6 +1311,21 @@ TYPED_TEST(StoreConformanceTest, ClaimRecentGivesEachArrivalToOneSession) {
             v1::MAILBOX_CHANGED);
 }
 
+// An IMAP4rev2 session (RFC 9051 has no \Recent) opens read-write without
+// taking the messages from a session that has it.
+TYPED_TEST(StoreConformanceTest, OpenKeepingRecentClaimsNothing) {
+  this->AppendSome("INBOX", 2);
+  v1::OpenRequest request;
+  request.set_name("INBOX");
+  request.set_keep_recent(true);
+  auto kept = this->store_->Open(this->user_, request);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_FALSE(kept->read_only());
+  EXPECT_EQ(kept->recent_uids().ranges_size(), 0);
+  EXPECT_EQ(this->StatusOf("INBOX").recent(), 2u);
+  EXPECT_THAT(Expand(this->OpenBox("INBOX").recent_uids()), ElementsAre(1, 2));
+}
+
 TYPED_TEST(StoreConformanceTest, VanishedNamesExpungesAfterAModseq) {
   this->AppendSome("INBOX", 6);
   v1::OpenResponse box = this->OpenBox("INBOX");

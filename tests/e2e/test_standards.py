@@ -1165,3 +1165,138 @@ class CreateSpecialUseTest(Base):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Imap4rev2Test(Base):
+    # RFC 9051 §7.2.2: both revisions are offered; RFC 3501 rules hold until the
+    # client sends ENABLE IMAP4rev2 (Appendix E, docs/standards-support.md).
+    def rev2(self, select=None):
+        client = self.connect()
+        self.assertEqual(client.ok("ENABLE IMAP4rev2"), [b"* ENABLED IMAP4rev2"])
+        if select:
+            client.ok("SELECT " + select)
+        return client
+
+    def test_both_revisions_are_advertised_and_enable_lists_it_once(self):
+        client = self.connect()
+        caps = client.ok("CAPABILITY")[0].split()
+        self.assertIn(b"IMAP4rev1", caps)
+        self.assertIn(b"IMAP4rev2", caps)
+        self.assertEqual(client.ok("ENABLE imap4REV2"), [b"* ENABLED IMAP4rev2"])
+        self.assertEqual(client.ok("ENABLE IMAP4rev2"), [b"* ENABLED"])
+        # The capability list does not change with ENABLE (RFC 5161 §3.1).
+        self.assertEqual(client.ok("CAPABILITY")[0].split(), caps)
+
+    def test_select_sends_list_and_no_recent_or_unseen(self):
+        writer = self.connect()
+        writer.ok("CREATE Outbox (USE (\\Sent))")
+        for _ in range(2):
+            append_raw(writer, "Outbox", MESSAGE)
+        client = self.rev2()
+        lines = client.ok("SELECT Outbox")
+        self.assertIn(b"* 2 EXISTS", lines)
+        listed = [line for line in lines if line.startswith(b"* LIST ")]
+        self.assertEqual(len(listed), 1, lines)
+        self.assertRegex(listed[0], rb'^\* LIST \([^)]*\\Sent[^)]*\) "/" Outbox$')
+        self.assertFalse([line for line in lines if b"RECENT" in line or b"UNSEEN" in line],
+                         lines)
+        self.assertEqual(client.ok("FETCH 1:2 (FLAGS)"),
+                         [b"* 1 FETCH (FLAGS ())", b"* 2 FETCH (FLAGS ())"])
+        # The IMAP4rev2 session took no \Recent: an RFC 3501 session still gets it.
+        old = self.connect()
+        self.assertIn(b"* 2 RECENT", old.ok("SELECT Outbox"))
+
+    def test_arrivals_are_announced_without_recent(self):
+        client = self.rev2(select="INBOX")
+        writer = self.connect()
+        append_raw(writer, "INBOX", MESSAGE)
+        lines = poll_until(client, "NOOP", lambda line: line == b"* 1 EXISTS")
+        self.assertFalse([line for line in lines if line.endswith(b"RECENT")], lines)
+        self.assertEqual(client.ok("FETCH 1 (FLAGS)"), [b"* 1 FETCH (FLAGS ())"])
+        # Nobody was told of it with \Recent, so STATUS still counts it.
+        self.assertEqual(writer.ok("STATUS INBOX (RECENT)"), [b"* STATUS INBOX (RECENT 1)"])
+
+    def test_search_is_answered_with_esearch(self):
+        writer = self.connect()
+        for _ in range(3):
+            append_raw(writer, "INBOX", MESSAGE)
+        client = self.rev2(select="INBOX")
+        client.ok("STORE 2 +FLAGS.SILENT (\\Seen)")
+        tag = client.tag()
+        untagged, tagged = client.command("SEARCH UNSEEN", tag=tag)
+        self.assertEqual(untagged, [b'* ESEARCH (TAG "%s") ALL 1,3' % tag.encode()])
+        tag = client.tag()
+        untagged, tagged = client.command("UID SEARCH DELETED", tag=tag)
+        self.assertEqual(untagged, [b'* ESEARCH (TAG "%s") UID' % tag.encode()])
+        tag = client.tag()
+        untagged, tagged = client.command("SEARCH RETURN (COUNT) ALL", tag=tag)
+        self.assertEqual(untagged, [b'* ESEARCH (TAG "%s") COUNT 3' % tag.encode()])
+        # An RFC 3501 session keeps "* SEARCH".
+        old = self.connect(select="INBOX")
+        self.assertEqual(old.ok("SEARCH UNSEEN"), [b"* SEARCH 1 3"])
+
+    def test_mailbox_names_are_utf8(self):
+        client = self.rev2()
+        client.ok('CREATE "Entwürfe"'.encode("utf-8"))
+        client.ok('CREATE "R&D"')
+        names = b"\n".join(client.ok('LIST "" *'))
+        self.assertIn("Entwürfe".encode("utf-8"), names)
+        self.assertIn(b'"/" R&D', names)
+        # An RFC 3501 session sees the same mailboxes in modified UTF-7.
+        old = self.connect()
+        names = b"\n".join(old.ok('LIST "" *'))
+        self.assertIn(b"Entw&APw-rfe", names)
+        self.assertIn(b"R&-D", names)
+
+
+class Utf8AcceptTest(Base):
+    # RFC 6855.
+    def test_enable_utf8_names_and_utf8_append(self):
+        client = self.connect()
+        self.assertIn(b"UTF8=ACCEPT", client.ok("CAPABILITY")[0].split())
+        self.assertEqual(client.ok("ENABLE UTF8=ACCEPT"), [b"* ENABLED UTF8=ACCEPT"])
+        name = "Grüße".encode("utf-8")
+        client.send(b"c1 CREATE \"" + name + b"\"\r\n")
+        _, tagged = client.read_tagged("c1")
+        self.assertTagged(tagged, "c1", "OK")
+        self.assertIn(name, b"\n".join(client.ok('LIST "" *')))
+        # §4: a message with a UTF-8 header, sent as UTF8 (~{n}).
+        message = ("From: Jörg <jorg@example.org>\r\nSubject: Grüße aus Köln\r\n\r\n"
+                   "Hallo\r\n").encode("utf-8")
+        client.send(b"a1 APPEND \"" + name + b"\" UTF8 (~{%d+}\r\n" % len(message) + message
+                    + b")\r\n")
+        _, tagged = client.read_tagged("a1")
+        self.assertTagged(tagged, "a1", "OK", b"APPENDUID")
+        client.send(b"s1 SELECT \"" + name + b"\"\r\n")
+        _, tagged = client.read_tagged("s1")
+        self.assertTagged(tagged, "s1", "OK")
+        client.send(b"f1 FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+        lines, tagged = client.read_tagged("f1")
+        self.assertTagged(tagged, "f1", "OK")
+        self.assertIn("Grüße aus Köln".encode("utf-8"), lines[0])
+        # Search strings are UTF-8 without a CHARSET.
+        client.send("t1 SEARCH SUBJECT \"Köln\"\r\n".encode("utf-8"))
+        lines, tagged = client.read_tagged("t1")
+        self.assertEqual(lines, [b"* SEARCH 1"])
+        # An RFC 3501 session names the mailbox in modified UTF-7.
+        old = self.connect()
+        self.assertEqual(old.ok("STATUS Gr&APwA3w-e (MESSAGES)"),
+                         [b"* STATUS Gr&APwA3w-e (MESSAGES 1)"])
+
+    def test_bad_utf8_data(self):
+        client = self.connect()
+        client.ok("ENABLE UTF8=ACCEPT")
+        # Octets that are not UTF-8 in a mailbox name are a syntax error (§3).
+        client.send(b"b1 SELECT \"Gr\xfc\xdfe\"\r\n")
+        _, tagged = client.read_tagged("b1")
+        self.assertTagged(tagged, "b1", "BAD")
+        # UTF8 takes a literal8 and is closed by ")".
+        _, tagged = client.command("APPEND INBOX UTF8 ({2+}\r\nhi)", tag="b2")
+        self.assertTagged(tagged, "b2", "BAD")
+        _, tagged = client.command("APPEND INBOX UTF8 (~{2+}\r\nhi", tag="b3")
+        self.assertTagged(tagged, "b3", "BAD")
+        self.assertEqual(client.ok("STATUS INBOX (MESSAGES)"), [b"* STATUS INBOX (MESSAGES 0)"])
+        # ENABLE belongs before SELECT (RFC 6855 §3).
+        client.ok("SELECT INBOX")
+        _, tagged = client.command("ENABLE UTF8=ACCEPT", tag="b4")
+        self.assertTagged(tagged, "b4", "BAD")

@@ -33,6 +33,9 @@ awaitable<void> Delete(Session& session, const imap::DeleteCommand& command);
 awaitable<void> Rename(Session& session, const imap::RenameCommand& command);
 awaitable<void> Subscribe(Session& session, const std::string& mailbox, bool subscribe);
 awaitable<void> Namespace(Session& session);
+// RFC 9051 §6.3.2: the untagged LIST that SELECT and EXAMINE send an IMAP4rev2
+// session for the mailbox they opened (`name`, UTF-8), with its attributes.
+awaitable<void> SendListOfSelected(Session& session, const std::string& name);
 // misc.cc: RFC 3501 §6.1 CAPABILITY, NOOP, LOGOUT and §6.4.1 CHECK; RFC 5161
 // ENABLE (CONDSTORE, QRESYNC), RFC 2971 ID.
 awaitable<void> Capability(Session& session);

@@ -424,6 +424,28 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
   session.Ok(std::string(verb) + " completed");
 }
 
+awaitable<void> SendListOfSelected(Session& session, const std::string& name) {
+  v1::ListMailboxesRequest request;
+  request.add_patterns(name);
+  absl::StatusOr<v1::ListMailboxesResponse> listed =
+      co_await session.store().ListMailboxes(session.credential(), std::move(request));
+  ListEntry entry;
+  entry.name = name;
+  if (listed.ok()) {
+    // A name with "*" or "%" is a pattern that may match others too.
+    for (const v1::MailboxInfo& info : listed->mailboxes()) {
+      if (info.name() == name) {
+        entry = EntryFor(info, /*lsub=*/false, ListOptions());
+        break;
+      }
+    }
+  }
+  // Without the service's answer the line still names the mailbox, with no
+  // attributes: the selection itself has succeeded.
+  session.Send(imap::ListResponse(/*lsub=*/false, entry.attributes, kHierarchyDelimiter,
+                                  entry.name, session.utf8_accept()));
+}
+
 awaitable<void> Status(Session& session, const imap::StatusCommand& command) {
   std::optional<std::string> name = session.DecodeMailboxName(command.mailbox);
   if (!name.has_value()) {

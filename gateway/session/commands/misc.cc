@@ -35,9 +35,9 @@ awaitable<void> Unparsed(Session& session, std::string_view name) {
 }
 
 awaitable<void> Enable(Session& session, const imap::EnableCommand& command) {
-  // RFC 5161 §3.1: ENABLE belongs before any mailbox is selected; enabling
-  // UTF8=ACCEPT or CONDSTORE under a selection would change the syntax of a view
-  // the client already has.
+  // RFC 5161 §3.1 (and RFC 6855 §3, RFC 9051 §6.3.1): ENABLE belongs before
+  // any mailbox is selected; enabling UTF8=ACCEPT, IMAP4rev2 or CONDSTORE under
+  // a selection would change the syntax of a view the client already has.
   if (session.selected() != nullptr) {
     session.Bad("ENABLE is only valid before a mailbox is selected (RFC 5161 §3.1)");
     co_return;
@@ -57,9 +57,20 @@ awaitable<void> Enable(Session& session, const imap::EnableCommand& command) {
         session.EnableQresync();
         enabled.push_back(capability);
       }
+    } else if (capability == "UTF8=ACCEPT") {
+      // RFC 6855 §3: UTF-8 mailbox names and strings from here on.
+      if (!session.utf8_accept_enabled()) {
+        session.EnableUtf8Accept();
+        enabled.push_back(capability);
+      }
+    } else if (capability == "IMAP4REV2") {
+      // RFC 9051 §7.2.2: the client takes the RFC 9051 behaviour, UTF-8
+      // names (§5.1) included.
+      if (!session.imap4rev2()) {
+        session.EnableImap4rev2();
+        enabled.push_back("IMAP4rev2");
+      }
     }
-    // UTF8=ACCEPT (RFC 6855) is not advertised yet, so ENABLE ignores it like any
-    // other unknown capability (RFC 5161 §3.1).
   }
   // RFC 5161 §3.2: ENABLED lists what this command enabled, possibly nothing.
   session.Send(imap::EnabledResponse(enabled));

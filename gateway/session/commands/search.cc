@@ -105,10 +105,13 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
       co_return;
     }
   }
-  if (command.return_options.has_value()) {
-    // RFC 4731 §3.1. RFC 7162 §3.1.10: the MODSEQ is the highest of the messages
-    // returned; with only MIN and/or MAX requested, those are the only ones.
-    const imap::SearchReturnOptions& options = *command.return_options;
+  if (command.return_options.has_value() || session.imap4rev2()) {
+    // RFC 4731 §3.1; RFC 9051 §6.4.4: after ENABLE IMAP4rev2 every SEARCH is
+    // answered with ESEARCH, as RETURN (ALL) when the client asked for nothing.
+    // RFC 7162 §3.1.10: the MODSEQ is the highest of the messages returned;
+    // with only MIN and/or MAX requested, those are the only ones.
+    const imap::SearchReturnOptions options =
+        command.return_options.value_or(imap::SearchReturnOptions());
     if (modseq.has_value() && (options.min || options.max) && !options.all &&
         !options.count) {
       modseq = std::max(options.min ? response->first_match_modseq() : 0,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/mailbox/names.h"
 #include "common/mailbox/object_ids.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
@@ -47,6 +48,7 @@ awaitable<void> Select(Session& session, const std::string& wire_name, bool read
   v1::OpenRequest request;
   request.set_name(*name);
   request.set_read_only(read_only);
+  request.set_keep_recent(session.imap4rev2());
   auto open = co_await session.store().Open(session.credential(), request);
   if (!open.ok()) {
     session.Deselect();
@@ -82,8 +84,11 @@ awaitable<void> Select(Session& session, const std::string& wire_name, bool read
   }
   session.Send(imap::FlagsResponse(box->announced_flags));
   session.Send(imap::ExistsResponse(box->map.size()));
-  session.Send(imap::RecentResponse(open->recent()));
-  if (open->first_unseen_uid() != 0) {
+  // RFC 9051 has neither RECENT nor [UNSEEN] (Appendix E items 11, 12).
+  if (!session.imap4rev2()) {
+    session.Send(imap::RecentResponse(open->recent()));
+  }
+  if (open->first_unseen_uid() != 0 && !session.imap4rev2()) {
     if (auto seq = box->map.SeqOf(open->first_unseen_uid()); seq.has_value()) {
       session.Send(imap::StatusResponse("*", imap::Status::kOk, imap::code::Unseen(*seq),
                                         absl::StrCat("Message ", *seq, " is first unseen")));
@@ -110,6 +115,11 @@ awaitable<void> Select(Session& session, const std::string& wire_name, bool read
       "Ok"));
   const bool is_read_only = box->read_only;
   session.Select(std::move(box));
+  // RFC 9051 §6.3.2: an IMAP4rev2 session also gets the mailbox's LIST. Asked
+  // for once the view is registered for changes, which may arrive meanwhile.
+  if (session.imap4rev2()) {
+    co_await SendListOfSelected(session, ::mailbox::rules::CanonicalMailboxName(*name));
+  }
   if (condstore) {
     session.EnableCondstore();  // RFC 7162 §3.1: SELECT (CONDSTORE) enables it
   }
