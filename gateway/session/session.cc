@@ -4,13 +4,11 @@
 #include <iostream>
 #include <type_traits>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
-#include "gateway/imap/mutf7.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
 #include "proto/mailbox/v1/errors.h"
@@ -26,68 +24,6 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kReadChunk = 16 * 1024;
 // FETCH and similar handlers flush at about this much queued output.
 constexpr size_t kFlushThreshold = 256 * 1024;
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(),
-                    [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-}
-
-// RFC 4648 base64 (SASL responses). nullopt on any invalid character.
-std::optional<std::string> DecodeBase64(std::string_view text) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  while (!text.empty() && text.back() == '=') {
-    text.remove_suffix(1);
-  }
-  std::string out;
-  uint32_t bits = 0;
-  int count = 0;
-  for (char c : text) {
-    int v = value(c);
-    if (v < 0) {
-      return std::nullopt;
-    }
-    bits = (bits << 6) | static_cast<uint32_t>(v);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out.push_back(static_cast<char>((bits >> count) & 0xff));
-    }
-  }
-  return out;
-}
-
-// The RFC 5530 response code for a store error.
-std::string ResponseCodeFor(v1::ErrorCode code) {
-  switch (code) {
-    case v1::NONEXISTENT: return "NONEXISTENT";
-    case v1::ALREADYEXISTS: return "ALREADYEXISTS";
-    case v1::TRYCREATE: return "TRYCREATE";
-    case v1::AUTHENTICATIONFAILED: return "AUTHENTICATIONFAILED";
-    case v1::AUTHORIZATIONFAILED: return "AUTHORIZATIONFAILED";
-    case v1::UNAVAILABLE: return "UNAVAILABLE";
-    case v1::THROTTLED: return "UNAVAILABLE";
-    case v1::RESYNC: return "UNAVAILABLE";
-    case v1::LIMIT: return "LIMIT";
-    case v1::TOOBIG: return "TOOBIG";
-    case v1::OVERQUOTA: return "OVERQUOTA";
-    case v1::CANNOT: return "CANNOT";
-    case v1::INUSE: return "INUSE";
-    case v1::NOPERM: return "NOPERM";
-    case v1::BADCHARSET: return "BADCHARSET (US-ASCII UTF-8)";
-    case v1::UNKNOWN_CTE: return "UNKNOWN-CTE";
-    case v1::EXPUNGEISSUED: return "EXPUNGEISSUED";
-    case v1::MAILBOX_CHANGED: return "NONEXISTENT";
-    default: return "SERVERBUG";
-  }
-}
 
 // One callable of several lambdas, for std::visit.
 template <typename... Lambdas>
@@ -114,44 +50,7 @@ std::string WrongStateText(const imap::CommandSpec& info, SessionState state) {
   return absl::StrCat(name, " is not allowed now");
 }
 
-// "inbox/x" names INBOX's child: INBOX is case-insensitive (RFC 3501 §5.1).
-std::string NormalizeInbox(std::string name) {
-  if (name.size() > 5 && EqualsIgnoreCase(name.substr(0, 6), "INBOX/")) {
-    name.replace(0, 5, "INBOX");
-  }
-  return name;
-}
-
 }  // namespace
-
-void SelectedMailbox::ObserveChange(const v1::ChangeEvent& event, size_t limit) {
-  auto modseq_of = [&event](const v1::MessageFlags& message) {
-    return message.modseq() != 0 ? message.modseq() : event.modseq();
-  };
-  if (event.has_added()) {
-    for (const v1::MessageFlags& message : event.added().messages()) {
-      LearnFlags(message.uid(), message.flags(), modseq_of(message), limit);
-    }
-  } else if (event.has_flags_changed()) {
-    for (const v1::MessageFlags& message : event.flags_changed().messages()) {
-      LearnFlags(message.uid(), message.flags(), modseq_of(message), limit);
-    }
-  } else if (event.has_expunged()) {
-    for (const v1::UidRange& range : event.expunged().uids().ranges()) {
-      if (static_cast<uint64_t>(range.last()) - range.first() >= flags.size()) {
-        std::erase_if(flags, [&range](const auto& entry) {
-          return entry.first >= range.first() && entry.first <= range.last();
-        });
-      } else {
-        for (uint64_t uid = range.first(); uid <= range.last(); ++uid) {
-          flags.erase(static_cast<uint32_t>(uid));
-        }
-      }
-    }
-  } else if (event.has_deleted() || event.has_resync()) {
-    flags.clear();
-  }
-}
 
 asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
                                       WorkerContext* worker) {
@@ -170,10 +69,9 @@ asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo in
 }
 
 Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* worker)
-    : stream_(std::move(stream)),
+    : CommandContext(worker),
+      stream_(std::move(stream)),
       info_(info),
-      worker_(worker),
-      store_(worker->store),
       receiver_(worker->options->limits),
       pending_(worker->options->max_pending_changes),
       started_(Clock::now()),
@@ -258,50 +156,6 @@ asio::awaitable<bool> Session::Flush() {
   co_return true;
 }
 
-void Session::Tagged(imap::Status status, std::string_view code, std::string_view text) {
-  auto& metrics = ops::GlobalMetrics();
-  if (status == imap::Status::kBad) {
-    metrics.commands_bad.fetch_add(1);
-  } else if (status == imap::Status::kNo) {
-    metrics.commands_no.fetch_add(1);
-  }
-  tagged_ = imap::StatusResponse(tag_.empty() ? "*" : tag_, status, code, text);
-}
-
-void Session::Fail(const absl::Status& status, std::string_view what) {
-  v1::ErrorDetail detail = v1::DetailOf(status);
-  if (detail.code() == v1::BAD_REQUEST) {
-    Bad(absl::StrCat(std::string(what), ": ", std::string(status.message())));
-    return;
-  }
-  if (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
-      (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status))) {
-    detail.set_code(v1::UNAVAILABLE);
-  }
-  if (detail.code() == v1::UNAVAILABLE) {
-    ops::GlobalMetrics().store_unavailable.fetch_add(1);
-    No(absl::StrCat(std::string(what), ": the mailbox service is unavailable, try again"),
-       "UNAVAILABLE");
-    return;
-  }
-  if (detail.code() == v1::MAILBOX_CHANGED && selected_ != nullptr) {
-    // The selected mailbox was deleted and created again underneath us.
-    Deselect();
-    state_ = SessionState::kAuthenticated;
-  }
-  if (detail.code() == v1::AUTHENTICATIONFAILED &&
-      (state_ == SessionState::kAuthenticated || state_ == SessionState::kSelected)) {
-    // The session's credential no longer holds (password changed, user deleted,
-    // token expired): every later command would fail the same way, so the session
-    // ends here (RFC 3501 §7.1.5) and the client logs in again.
-    Send(imap::StatusResponse("*", imap::Status::kBye, "",
-                              absl::StrCat("Session ended: ", std::string(status.message()))));
-    state_ = SessionState::kLogout;
-  }
-  No(absl::StrCat(std::string(what), ": ", std::string(status.message())),
-     ResponseCodeFor(detail.code()));
-}
-
 void Session::LogConnection(std::string_view event) const {
   // One write per line: std::cerr flushes after every insertion.
   std::string line = absl::StrCat("imap-gateway: connection ", info_.id, " from ",
@@ -327,128 +181,6 @@ void Session::Abort(std::string_view reason) {
   answered_ = true;
   broken_ = true;
   stream_.Close();
-}
-
-void Session::EnableCondstore() {
-  condstore_enabled_ = true;
-  if (selected_ != nullptr && !selected_->condstore) {
-    selected_->condstore = true;
-    if (selected_->applied_modseq > 0) {
-      Send(imap::StatusResponse("*", imap::Status::kOk,
-                                imap::code::HighestModSeq(selected_->applied_modseq),
-                                "Highest"));
-    }
-  }
-}
-
-bool SelectedMailbox::CaseInsensitiveLess::operator()(std::string_view a,
-                                                      std::string_view b) const {
-  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return absl::ascii_tolower(static_cast<unsigned char>(x)) <
-           absl::ascii_tolower(static_cast<unsigned char>(y));
-  });
-}
-
-bool SelectedMailbox::AddKeyword(std::string_view flag) {
-  // System flags are always in FLAGS.
-  if (flag.empty() || flag[0] == '\\' || announced_keywords.contains(flag)) {
-    return false;
-  }
-  announced_keywords.emplace(flag);
-  announced_flags.emplace_back(flag);
-  if (!read_only) {
-    // Before "\*", which stays last.
-    auto star = std::find(announced_permanent.begin(), announced_permanent.end(), "\\*");
-    announced_permanent.emplace(star, flag);
-  }
-  return true;
-}
-
-void Session::SendFlagLists(const SelectedMailbox& mailbox) {
-  Send(imap::FlagsResponse(mailbox.announced_flags));
-  Send(imap::StatusResponse("*", imap::Status::kOk,
-                            imap::code::PermanentFlags(mailbox.announced_permanent),
-                            mailbox.read_only ? "No permanent flags permitted" : "Limited"));
-}
-
-std::optional<std::string> Session::DecodeMailboxName(std::string_view wire, NameUse use) {
-  if (EqualsIgnoreCase(wire, "INBOX")) {
-    return std::string("INBOX");
-  }
-  if (utf8_accept()) {
-    // RFC 6855 §3: names are UTF-8 now, and "&" is only a character.
-    // Octets that are not UTF-8 are a syntax error; as a LIST pattern they
-    // match nothing, like a pattern that is not modified UTF-7.
-    if (!imap::IsValidUtf8(wire)) {
-      if (use != NameUse::kPattern) {
-        Bad("the mailbox name is not valid UTF-8 (RFC 6855 §3)");
-      }
-      return std::nullopt;
-    }
-    return NormalizeInbox(std::string(wire));
-  }
-  auto decoded = imap::DecodeModifiedUtf7(wire);
-  if (!decoded.ok()) {
-    // RFC 3501 §5.1.3: names are modified UTF-7, so no mailbox has this one. The
-    // command is well formed, so it is a NO (a LIST pattern matches nothing).
-    const std::string why =
-        absl::StrCat("the name is not valid modified UTF-7 (", decoded.error().message, ")");
-    if (use == NameUse::kExisting) {
-      No(absl::StrCat("No such mailbox: ", why), imap::code::kNonExistent);
-    } else if (use == NameUse::kNew) {
-      No(absl::StrCat("Cannot create that mailbox: ", why), imap::code::kCannot);
-    }
-    return std::nullopt;
-  }
-  return NormalizeInbox(std::move(decoded).value());
-}
-
-std::vector<imap::Interval> Session::ResolveSet(const imap::SequenceSet& set, bool uid) const {
-  std::vector<imap::Interval> out;
-  if (selected_ == nullptr) {
-    return out;
-  }
-  const UidMap& map = selected_->map;
-  if (set.saved()) {
-    // RFC 5182 §2.1: the saved messages still in the view, by UID either way.
-    for (const imap::Interval& range : selected_->saved_result) {
-      for (const auto& [first, last] : map.PresentUidRanges(range.first, range.last)) {
-        out.push_back({first, last});
-      }
-    }
-  } else if (uid) {
-    for (const imap::Interval& range : set.Resolve(map.max_uid())) {
-      for (const auto& [first, last] : map.PresentUidRanges(range.first, range.last)) {
-        out.push_back({first, last});
-      }
-    }
-  } else {
-    for (const imap::Interval& range : set.Resolve(map.size())) {
-      for (const auto& [first, last] : map.UidRangesForSeqs(range.first, range.last)) {
-        out.push_back({first, last});
-      }
-    }
-  }
-  return imap::MergeIntervals(std::move(out));
-}
-
-v1::UidSet Session::ToUidSet(const std::vector<imap::Interval>& intervals) {
-  v1::UidSet set;
-  for (const imap::Interval& interval : intervals) {
-    auto* range = set.add_ranges();
-    range->set_first(interval.first);
-    range->set_last(interval.last);
-  }
-  return set;
-}
-
-std::vector<imap::Interval> Session::ToIntervals(const v1::UidSet& set) {
-  std::vector<imap::Interval> intervals;
-  intervals.reserve(set.ranges_size());
-  for (const v1::UidRange& range : set.ranges()) {
-    intervals.push_back({range.first(), range.last()});
-  }
-  return imap::MergeIntervals(std::move(intervals));
 }
 
 void Session::Logout() {
@@ -557,7 +289,7 @@ asio::awaitable<void> Session::ClaimRecent() {
   request.set_uidvalidity(selected_->uidvalidity);
   request.set_up_to_uid(selected_->claim_up_to);
   selected_->claim_up_to = 0;
-  auto reply = co_await store().ClaimRecent(credential_, request);
+  auto reply = co_await store().ClaimRecent(request);
   if (selected_ == nullptr || selected_->mailbox_id != request.mailbox_id()) {
     co_return;  // the selection changed meanwhile
   }
@@ -1035,7 +767,7 @@ asio::awaitable<void> Session::Run() {
     } else if (auto* command = std::get_if<imap::Command>(&event)) {
       co_await Dispatch(std::move(*command));
     } else if (auto* begin = std::get_if<imap::AppendMessageBegin>(&event)) {
-      co_await HandleAppend(std::move(*begin));
+      co_await RunAppend(std::move(*begin));
     } else if (auto* literal = std::get_if<imap::NeedContinuation>(&event)) {
       (void)literal;
       Send(imap::ContinuationResponse("Ready for literal data"));
@@ -1067,14 +799,39 @@ asio::awaitable<void> Session::Run() {
   co_await stream_.Shutdown();
 }
 
-asio::awaitable<void> Session::Dispatch(imap::Command command) {
-  tag_ = command.tag;
+void Session::BeginCommand(std::string tag) {
+  tag_ = std::move(tag);
   tagged_.clear();
   answered_ = false;
   in_command_ = true;
   last_activity_ = Clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
   store_.Take();
+}
+
+asio::awaitable<void> Session::EndCommand(std::string_view family, bool allow_expunge) {
+  // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5);
+  // none after LOGOUT or a BYE.
+  if (state_ != SessionState::kLogout && !broken_) {
+    ApplyPendingChanges(allow_expunge);
+    co_await ClaimRecent();
+  }
+  // The \Recent claim counts with the command that announced the messages.
+  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(family), store_.Take());
+  in_command_ = false;
+  CheckChangeQueue();
+  if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
+    Bad("internal error: the command produced no response");
+  }
+  if (!broken_) {
+    Send(tagged_);
+  }
+  tagged_.clear();
+  co_await Flush();
+}
+
+asio::awaitable<void> Session::Dispatch(imap::Command command) {
+  BeginCommand(command.tag);
   if (command.spec == nullptr) {
     Bad("internal error: the command has no table entry");
     co_return;
@@ -1108,9 +865,13 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             [this](const imap::CheckCommand&) { return commands::Noop(*this, "CHECK"); },
             [this](const imap::LogoutCommand&) { return commands::Logout(*this); },
             [this](const imap::IdCommand& c) { return commands::Id(*this, c); },
-            [this](const imap::StartTlsCommand&) { return HandleStartTls(); },
-            [this](const imap::AuthenticateCommand& c) { return HandleAuthenticate(c); },
-            [this](const imap::LoginCommand& c) { return HandleLogin(c.userid, c.password); },
+            [this](const imap::StartTlsCommand&) { return commands::StartTls(*this); },
+            [this](const imap::AuthenticateCommand& c) {
+              return commands::Authenticate(*this, c);
+            },
+            [this](const imap::LoginCommand& c) {
+              return commands::Login(*this, c.userid, c.password);
+            },
             [this](const imap::SelectCommand& c) {
               return commands::Select(*this, c.mailbox, /*read_only=*/false, c.condstore,
                                       c.qresync);
@@ -1147,204 +908,63 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             },
             [this](const imap::CloseCommand&) { return commands::Close(*this, true); },
             [this](const imap::UnselectCommand&) { return commands::Close(*this, false); },
-            [this](const imap::IdleCommand&) { return HandleIdle(); },
-            // The receiver streams APPEND (HandleAppend); a whole AppendCommand
+            [this](const imap::IdleCommand&) { return commands::Idle(*this); },
+            // The receiver streams APPEND (RunAppend); a whole AppendCommand
             // never reaches here.
             [this](const imap::AppendCommand&) { return commands::Unparsed(*this, "APPEND"); },
         },
         command.body);
   }
   co_await StopReadAhead();
-  // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5);
-  // none after LOGOUT (above).
-  if (state_ != SessionState::kLogout) {
-    ApplyPendingChanges(/*allow_expunge=*/!info.uses_sequence_numbers);
-    co_await ClaimRecent();
-  }
-  // The \Recent claim counts with the command that announced the messages.
-  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(info.name), store_.Take());
-  in_command_ = false;
-  CheckChangeQueue();
-  if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
-    Bad("internal error: the command produced no response");
-  }
-  if (!broken_) {
-    Send(tagged_);
-  }
-  tagged_.clear();
-  co_await Flush();
+  co_await EndCommand(info.name, /*allow_expunge=*/!info.uses_sequence_numbers);
 }
 
-asio::awaitable<void> Session::HandleStartTls() {
-  if (stream_.is_tls()) {
-    Bad("TLS is already active");
-    co_return;
-  }
+asio::awaitable<bool> Session::UpgradeToTls(std::string_view ok_response) {
   // RFC 3501 §6.2.1 / RFC 3207 §6: nothing pipelined before the handshake survives.
   receiver_.Reset();
   stream_.DiscardReadable();
-  Send(imap::StatusResponse(tag_, imap::Status::kOk, "", "Begin TLS negotiation now"));
-  const bool ok3 = co_await Flush();
-  if (!ok3) {
-    co_return;
+  Send(ok_response);
+  const bool flushed = co_await Flush();
+  if (!flushed) {
+    co_return false;
   }
   auto error = co_await stream_.Handshake(worker_->tls->Current(),
                                           options().tls_handshake_timeout);
   if (error) {
     ops::GlobalMetrics().tls_handshake_failures.fetch_add(1);
     broken_ = true;
+    co_return false;
   }
-  // The tagged OK was already sent; Dispatch must not send another.
-  tagged_.clear();
-  answered_ = true;
+  co_return true;
 }
 
-asio::awaitable<void> Session::FinishLogin(const v1::AuthenticateRequest& request) {
-  auto response = co_await store().Authenticate(request);
-  if (!response.ok()) {
-    v1::ErrorDetail detail = v1::DetailOf(response.status());
-    if (detail.code() == v1::UNAVAILABLE ||
-        (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
-         (absl::IsUnavailable(response.status()) || absl::IsDeadlineExceeded(response.status())))) {
-      Fail(response.status(), "Authentication");
-      co_return;
-    }
-    if (detail.code() == v1::BAD_REQUEST) {
-      // E.g. a user name over the service's 255-octet limit: say so, nothing was
-      // checked.
-      Bad(absl::StrCat("Authentication: ", std::string(response.status().message())));
-      co_return;
-    }
-    ops::GlobalMetrics().auth_failures.fetch_add(1);
-    ++auth_failures_;
-    LogConnection(absl::StrCat("authentication failed for ", request.username()));
-    std::string text = detail.code() == v1::THROTTLED
-                           ? std::string(response.status().message())
-                           : "Authentication failed: wrong user name or password";
-    No(text, "AUTHENTICATIONFAILED");
-    if (auth_failures_ >= options().max_auth_failures) {
-      Send(tagged_);
-      tagged_.clear();
-      answered_ = true;
-      Send(imap::StatusResponse("*", imap::Status::kBye, "",
-                                "Too many failed authentication attempts"));
-      state_ = SessionState::kLogout;
-    }
-    co_return;
-  }
-  credential_ = mailbox::client::Session(response->session_token());
-  username_ = response->principal().username();
+std::string Session::client_address() const { return info_.client.address().to_string(); }
+
+void Session::LoggedIn(mailbox::client::Session credential, std::string username) {
+  credential_ = std::move(credential);
+  username_ = std::move(username);
   state_ = SessionState::kAuthenticated;
   receiver_.SetUnauthenticated(false);
   ops::GlobalMetrics().sessions_authenticated.fetch_add(1);
   LogConnection(absl::StrCat("logged in as ", username_));
-  Ok(absl::StrCat("Logged in as ", username_), imap::code::Capability(Capabilities()));
 }
 
-v1::AuthenticateRequest Session::PasswordRequest(std::string user, std::string password,
-                                                 std::string authzid) const {
-  v1::AuthenticateRequest request;
-  request.set_mechanism(v1::PASSWORD);
-  request.set_username(std::move(user));
-  request.set_password(std::move(password));
-  request.set_authzid(std::move(authzid));
-  // The client's address, from the PROXY header when a trusted proxy sent one
-  // (net/listener.h): the service throttles failed logins per client_ip.
-  request.set_client_ip(info_.client.address().to_string());
-  request.set_gateway_id(options().gateway_id);
-  return request;
-}
-
-bool Session::PlaintextAuthRefused() {
-  if (stream_.is_tls() || options().allow_plaintext_auth) {
-    return false;
-  }
-  No("Plaintext authentication is disabled: use STARTTLS or the IMAPS port first",
-     "PRIVACYREQUIRED");
-  return true;
-}
-
-asio::awaitable<void> Session::HandleLogin(std::string user, std::string password) {
-  if (PlaintextAuthRefused()) {
-    co_return;
-  }
-  v1::AuthenticateRequest request = PasswordRequest(std::move(user), std::move(password), "");
-  co_await FinishLogin(request);
-}
-
-asio::awaitable<void> Session::HandleAuthenticate(const imap::AuthenticateCommand& command) {
-  if (command.mechanism != "PLAIN") {
-    No(absl::StrCat("Unsupported authentication mechanism ", command.mechanism,
-                    "; this server offers PLAIN"),
-       "CANNOT");
-    co_return;
-  }
-  if (PlaintextAuthRefused()) {
-    co_return;
-  }
-  std::string response;
-  if (command.initial_response.has_value()) {
-    response = *command.initial_response == "=" ? "" : *command.initial_response;
-  } else {
-    // RFC 3501 §6.2.2: an empty challenge, then one line of base64.
-    Send("+ \r\n");
-    const bool ok4 = co_await Flush();
-    if (!ok4) {
-      co_return;
+asio::awaitable<std::optional<imap::Event>> Session::NextInput(Clock::time_point deadline,
+                                                               std::string_view timeout_text) {
+  while (true) {
+    imap::Event event = receiver_.Next();
+    if (!std::holds_alternative<imap::NeedMore>(event)) {
+      co_return event;
     }
-    receiver_.SetMode(imap::Receiver::Mode::kLine);
-    while (true) {
-      imap::Event event = receiver_.Next();
-      if (std::holds_alternative<imap::NeedMore>(event)) {
-        const bool ok5 = co_await ReadMore(InputDeadline());
-        if (!ok5) {
-          broken_ = true;
-          co_return;
-        }
-        continue;
-      }
-      if (auto* line = std::get_if<imap::Line>(&event)) {
-        response = line->text;
-        break;
-      }
-      if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
-        receiver_.SetMode(imap::Receiver::Mode::kCommand);
-        Bad(error->message);
-        co_return;
-      }
-    }
-    receiver_.SetMode(imap::Receiver::Mode::kCommand);
-    if (response == "*") {
-      Bad("AUTHENTICATE cancelled by the client");
-      co_return;
+    const bool more = co_await ReadMore(deadline, timeout_text);
+    if (!more) {
+      broken_ = true;
+      co_return std::nullopt;
     }
   }
-  auto decoded = DecodeBase64(response);
-  if (!decoded.has_value()) {
-    Bad("The SASL response is not valid base64");
-    co_return;
-  }
-  // RFC 4616: [authzid] NUL authcid NUL passwd
-  size_t first = decoded->find('\0');
-  size_t second = first == std::string::npos ? first : decoded->find('\0', first + 1);
-  if (second == std::string::npos) {
-    Bad("A PLAIN response is authzid NUL user NUL password");
-    co_return;
-  }
-  std::string authzid = decoded->substr(0, first);
-  std::string user = decoded->substr(first + 1, second - first - 1);
-  std::string password = decoded->substr(second + 1);
-  v1::AuthenticateRequest request =
-      PasswordRequest(std::move(user), std::move(password), std::move(authzid));
-  co_await FinishLogin(request);
 }
 
-asio::awaitable<void> Session::HandleIdle() {
-  Send(imap::ContinuationResponse("idling"));
-  const bool ok6 = co_await Flush();
-  if (!ok6) {
-    co_return;
-  }
+asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
   receiver_.SetMode(imap::Receiver::Mode::kIdle);
   idling_ = true;
   in_command_ = false;  // waiting for input: the change queue's bound applies at once
@@ -1359,8 +979,8 @@ asio::awaitable<void> Session::HandleIdle() {
     }
     ApplyPendingChanges(/*allow_expunge=*/true);
     co_await ClaimRecent();
-    const bool ok7 = co_await Flush();
-    if (!ok7 || state_ == SessionState::kLogout) {
+    const bool flushed = co_await Flush();
+    if (!flushed || state_ == SessionState::kLogout) {
       break;  // a change ended the session (BYE sent): close now, not at keepalive
     }
     if (!pending_.empty() || change_overflow_) {
@@ -1386,9 +1006,8 @@ asio::awaitable<void> Session::HandleIdle() {
     }
     if (error == asio::error::timed_out) {
       if (Clock::now() >= autologout) {
-        Send(imap::StatusResponse("*", imap::Status::kBye, "", "Autologout: idle for too long"));
+        EndWithBye("Autologout: idle for too long");
         co_await Flush();
-        state_ = SessionState::kLogout;
         break;
       }
       // Keeps NAT boxes from dropping a quiet connection.
@@ -1416,249 +1035,15 @@ asio::awaitable<void> Session::HandleIdle() {
   }
   if (done) {
     last_activity_ = Clock::now();
-    Ok("IDLE terminated");
-  } else if (state_ == SessionState::kLogout) {
-    tagged_.clear();
+    co_return IdleEnd::kDone;
   }
+  co_return state_ == SessionState::kLogout ? IdleEnd::kLoggedOut : IdleEnd::kBroken;
 }
 
-asio::awaitable<void> Session::HandleAppend(imap::AppendMessageBegin begin) {
-  tag_ = begin.tag;
-  tagged_.clear();
-  in_command_ = true;
-  last_activity_ = Clock::now();
-  ops::GlobalMetrics().commands_total.fetch_add(1);
-  store_.Take();
-  // Counted however the command ends (there are many early returns below).
-  struct CountOnExit {
-    CountingStore& store;
-    bool counted = false;
-    void Count() {
-      if (!counted) {
-        counted = true;
-        ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex("APPEND"), store.Take());
-      }
-    }
-    ~CountOnExit() { Count(); }
-  } count_on_exit{store_};
-  // Answers and drops the rest of the command; the client may still be sending.
-  auto refuse = [this](bool synchronizing) {
-    if (synchronizing) {
-      receiver_.RejectLiteral();
-    } else {
-      receiver_.AbortCommand();
-    }
-  };
-  std::optional<std::string> name;
-  if (state_ == SessionState::kNotAuthenticated) {
-    Bad("APPEND is not allowed before LOGIN or AUTHENTICATE");
-  } else {
-    name = DecodeMailboxName(begin.message.mailbox);
-  }
-  if (!name.has_value()) {
-    refuse(begin.message.synchronizing);
-    Send(tagged_);
-    tagged_.clear();
-    co_await Flush();
-    co_return;
-  }
-  std::unique_ptr<mailbox::client::AppendStream> upload = store().Append(credential_);
-  absl::Status status = absl::OkStatus();
-  {
-    v1::AppendRequest item;
-    item.set_mailbox(*name);
-    status = co_await upload->Write(std::move(item));
-  }
-  imap::AppendHead head = begin.message;
-  bool command_done = false;
-  // The content of small messages, kept to seed the FETCH cache once the
-  // service has given them UIDs: a message is often fetched soon after it was
-  // added. Bounded by kMaxCachedSection per message and kMaxAppendSeed in all;
-  // an empty optional is a message not kept.
-  constexpr size_t kMaxAppendSeed = 1 << 20;
-  std::vector<std::optional<std::string>> seeds;
-  size_t seed_bytes = 0;
-  while (status.ok() && !command_done) {
-    // One message: its head, then its literal streamed in chunks.
-    v1::AppendRequest start;
-    for (const std::string& flag : head.flags) {
-      start.mutable_message()->add_flags(flag);
-    }
-    if (head.date.has_value()) {
-      start.mutable_message()->set_has_internal_date(true);
-      start.mutable_message()->set_internal_date_unix(head.date->ToUnixSeconds());
-      start.mutable_message()->set_internal_date_tz_minutes(head.date->zone_minutes);
-    }
-    start.mutable_message()->set_size(head.size);
-    if (fetch_cache() != nullptr && head.size <= kMaxCachedSection &&
-        seed_bytes + head.size <= kMaxAppendSeed) {
-      seed_bytes += head.size;
-      seeds.emplace_back(std::string());
-      seeds.back()->reserve(head.size);
-    } else {
-      seeds.emplace_back(std::nullopt);
-    }
-    status = co_await upload->Write(std::move(start));
-    if (!status.ok()) {
-      break;
-    }
-    if (EndIfChangesOverflowed()) {
-      // BYE rather than "+": the session ends (OverflowChanges).
-      upload->Cancel();
-      co_await Flush();
-      co_return;
-    }
-    if (head.synchronizing) {
-      Send(imap::ContinuationResponse("Ready for literal data"));
-      const bool ok8 = co_await Flush();
-      if (!ok8) {
-        upload->Cancel();
-        co_return;
-      }
-    }
-    // The whole literal must arrive within read_timeout plus its size at
-    // min_append_rate (docs/security.md), not only each read within read_timeout.
-    auto literal_deadline = Clock::time_point::max();
-    std::string too_slow;
-    if (options().min_append_rate > 0) {
-      literal_deadline = Clock::now() + options().read_timeout +
-                         std::chrono::seconds(head.size / options().min_append_rate);
-      too_slow = absl::StrCat("APPEND message data arrived too slowly: ", head.size,
-                              " octets must arrive at ", options().min_append_rate,
-                              " octets per second or faster; closing the connection");
-    }
-    bool message_done = false;
-    std::string forward;  // literal octets not yet handed to the store
-    while (status.ok() && !message_done) {
-      imap::Event event = receiver_.Next();
-      if (std::holds_alternative<imap::NeedMore>(event)) {
-        const auto now = Clock::now();
-        if (now >= literal_deadline) {
-          // Checked here too: a client that keeps trickling is always readable.
-          ops::GlobalMetrics().append_too_slow.fetch_add(1);
-          upload->Cancel();
-          Send(imap::StatusResponse("*", imap::Status::kBye, "", too_slow));
-          state_ = SessionState::kLogout;
-          co_await Flush();
-          co_return;
-        }
-        const auto read_deadline = now + options().read_timeout;
-        const bool rate_bound = literal_deadline <= read_deadline;
-        const bool ok9 = co_await ReadMore(std::min(read_deadline, literal_deadline),
-                                           rate_bound ? too_slow : std::string_view());
-        if (!ok9) {
-          if (rate_bound && Clock::now() >= literal_deadline) {
-            ops::GlobalMetrics().append_too_slow.fetch_add(1);
-          }
-          upload->Cancel();
-          broken_ = true;
-          co_return;
-        }
-      } else if (auto* chunk = std::get_if<imap::AppendChunk>(&event)) {
-        if (!chunk->data.empty() && seeds.back().has_value()) {
-          seeds.back()->append(chunk->data);
-        }
-        // The literal goes to the store in pieces of up to append_chunk_octets:
-        // one gRPC message (and one wait for its write) per network read would
-        // make a large APPEND as slow as thousands of round trips.
-        forward.append(chunk->data);
-        message_done = chunk->last;
-        if (!forward.empty() &&
-            (message_done || forward.size() >= options().append_chunk_octets)) {
-          v1::AppendRequest item;
-          item.set_chunk(std::move(forward));
-          forward = std::string();
-          status = co_await upload->Write(std::move(item));
-        }
-      } else if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
-        upload->Cancel();
-        Send(imap::StatusResponse(tag_, error->refused ? imap::Status::kNo : imap::Status::kBad,
-                                  error->code, error->message));
-        if (error->fatal) {
-          Send(imap::StatusResponse("*", imap::Status::kBye, "", "Closing the connection"));
-          state_ = SessionState::kLogout;
-        }
-        co_await Flush();
-        co_return;
-      }
-    }
-    if (!status.ok()) {
-      break;
-    }
-    // After the literal: another message (MULTIAPPEND) or the end of the command.
-    while (true) {
-      imap::Event event = receiver_.Next();
-      if (std::holds_alternative<imap::NeedMore>(event)) {
-        const bool ok10 = co_await ReadMore(Clock::now() + options().read_timeout);
-        if (!ok10) {
-          upload->Cancel();
-          broken_ = true;
-          co_return;
-        }
-        continue;
-      }
-      if (auto* next = std::get_if<imap::AppendMessageBegin>(&event)) {
-        head = next->message;
-        break;
-      }
-      if (std::holds_alternative<imap::AppendEnd>(event)) {
-        command_done = true;
-        break;
-      }
-      if (auto* error = std::get_if<imap::ProtocolError>(&event)) {
-        upload->Cancel();
-        Send(imap::StatusResponse(tag_, error->refused ? imap::Status::kNo : imap::Status::kBad,
-                                  error->code, error->message));
-        co_await Flush();
-        co_return;
-      }
-    }
-  }
-  if (!status.ok()) {
-    // The store refused (TRYCREATE, TOOBIG, ...): drop what the client still sends.
-    receiver_.AbortCommand();
-    upload->Cancel();
-    Fail(status, "APPEND");
-  } else {
-    auto reply = co_await upload->Finish();
-    if (!reply.ok()) {
-      Fail(reply.status(), "APPEND");
-    } else {
-      std::vector<imap::Interval> uids;
-      for (uint32_t uid : reply->uids()) {
-        uids.push_back({uid, uid});
-      }
-      if (fetch_cache() != nullptr && static_cast<size_t>(reply->uids_size()) == seeds.size()) {
-        // BODY[] (the empty section) is the message as appended, and
-        // RFC822.SIZE its length (RFC 3501 §6.4.5).
-        const std::string whole = v1::Section().SerializeAsString();
-        for (size_t i = 0; i < seeds.size(); ++i) {
-          if (!seeds[i].has_value()) {
-            continue;
-          }
-          CachedMessage message;
-          message.has_size = true;
-          message.size = seeds[i]->size();
-          message.sections.emplace_back(whole, std::move(*seeds[i]));
-          fetch_cache()->Add({reply->mailbox_id(), reply->uidvalidity(), reply->uids(i)},
-                             message);
-        }
-      }
-      if (reply->uids_size() > 0) {
-        co_await CatchUp(reply->mailbox_id(), reply->uids(reply->uids_size() - 1));
-      }
-      Ok("APPEND completed",
-         imap::code::AppendUid(reply->uidvalidity(), imap::MergeIntervals(uids)));
-    }
-  }
-  ApplyPendingChanges(/*allow_expunge=*/true);
-  co_await ClaimRecent();  // counted with the APPEND that brought the messages
-  count_on_exit.Count();
-  in_command_ = false;
-  CheckChangeQueue();
-  Send(tagged_);
-  tagged_.clear();
-  co_await Flush();
+asio::awaitable<void> Session::RunAppend(imap::AppendMessageBegin begin) {
+  BeginCommand(begin.tag);
+  co_await commands::Append(*this, std::move(begin));
+  co_await EndCommand("APPEND", /*allow_expunge=*/true);
 }
 
 }  // namespace gateway

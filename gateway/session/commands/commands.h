@@ -2,10 +2,11 @@
 // command table (gateway/imap/parser.cc) says which states allow each command;
 // Session::Dispatch calls the handler of its body type.
 //
-// Contract for every handler: it runs on the session's worker thread, uses only the
-// public part of Session, queues its untagged responses with Session::Send and exactly
-// one tagged completion with Session::Ok/No/Bad/Fail, and co_awaits Session::Flush
-// when it has queued a lot (e.g. every ~256 KiB of FETCH data). Arguments are
+// Contract for every handler: it runs on the session's worker thread, sees the
+// session only as a CommandContext (command_context.h), queues its untagged
+// responses with Send and exactly one tagged completion with Ok/No/Bad/Fail (or
+// writes it itself and says so with MarkAnswered), and co_awaits Flush when it
+// has queued a lot (e.g. every ~256 KiB of FETCH data). Arguments are
 // references into the command the dispatcher keeps alive until the handler returns.
 // Never co_await a call with a brace-initialised aggregate temporary argument: g++ 12
 // destroys such temporaries twice inside coroutines.
@@ -19,51 +20,63 @@
 #include "absl/status/status.h"
 #include "boost/asio/awaitable.hpp"
 #include "gateway/imap/command.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 
 namespace gateway::commands {
 
 using boost::asio::awaitable;
 
+// auth.cc: RFC 3501 §6.2 STARTTLS, LOGIN and AUTHENTICATE (SASL PLAIN, RFC 4616,
+// with SASL-IR, RFC 4959).
+awaitable<void> StartTls(CommandContext& session);
+awaitable<void> Login(CommandContext& session, const std::string& user,
+                      const std::string& password);
+awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command);
+// idle.cc: RFC 2177 IDLE.
+awaitable<void> Idle(CommandContext& session);
+// append.cc: RFC 3501 §6.3.11 APPEND, streamed from its first message head on
+// (the receiver's AppendMessageBegin), with RFC 3502 MULTIAPPEND.
+awaitable<void> Append(CommandContext& session, imap::AppendMessageBegin begin);
+
 // mailboxes.cc: RFC 3501 §6.3.3-6.3.10, RFC 5258/5819 basics, RFC 2342 NAMESPACE.
-awaitable<void> List(Session& session, const imap::ListCommand& command);
-awaitable<void> Status(Session& session, const imap::StatusCommand& command);
-awaitable<void> Create(Session& session, const imap::CreateCommand& command);
-awaitable<void> Delete(Session& session, const imap::DeleteCommand& command);
-awaitable<void> Rename(Session& session, const imap::RenameCommand& command);
-awaitable<void> Subscribe(Session& session, const std::string& mailbox, bool subscribe);
-awaitable<void> Namespace(Session& session);
+awaitable<void> List(CommandContext& session, const imap::ListCommand& command);
+awaitable<void> Status(CommandContext& session, const imap::StatusCommand& command);
+awaitable<void> Create(CommandContext& session, const imap::CreateCommand& command);
+awaitable<void> Delete(CommandContext& session, const imap::DeleteCommand& command);
+awaitable<void> Rename(CommandContext& session, const imap::RenameCommand& command);
+awaitable<void> Subscribe(CommandContext& session, const std::string& mailbox, bool subscribe);
+awaitable<void> Namespace(CommandContext& session);
 // RFC 9051 §6.3.2: the untagged LIST that SELECT and EXAMINE send an IMAP4rev2
 // session for the mailbox they opened (`name`, UTF-8), with its attributes.
-awaitable<void> SendListOfSelected(Session& session, const std::string& name);
+awaitable<void> SendListOfSelected(CommandContext& session, const std::string& name);
 // misc.cc: RFC 3501 §6.1 CAPABILITY, NOOP, LOGOUT and §6.4.1 CHECK; RFC 5161
 // ENABLE (CONDSTORE, QRESYNC), RFC 2971 ID.
-awaitable<void> Capability(Session& session);
+awaitable<void> Capability(CommandContext& session);
 // NOOP, and CHECK, which has nothing to do here (`name` says which).
-awaitable<void> Noop(Session& session, std::string_view name);
-awaitable<void> Logout(Session& session);
+awaitable<void> Noop(CommandContext& session, std::string_view name);
+awaitable<void> Logout(CommandContext& session);
 // A command whose body only a streaming path produces (APPEND).
-awaitable<void> Unparsed(Session& session, std::string_view name);
-awaitable<void> Enable(Session& session, const imap::EnableCommand& command);
-awaitable<void> Id(Session& session, const imap::IdCommand& command);
+awaitable<void> Unparsed(CommandContext& session, std::string_view name);
+awaitable<void> Enable(CommandContext& session, const imap::EnableCommand& command);
+awaitable<void> Id(CommandContext& session, const imap::IdCommand& command);
 
 // select.cc: RFC 3501 §6.3.1-2 SELECT and EXAMINE, with CONDSTORE and QRESYNC
 // parameters.
-awaitable<void> Select(Session& session, const std::string& wire_name, bool read_only,
+awaitable<void> Select(CommandContext& session, const std::string& wire_name, bool read_only,
                        bool condstore, const std::optional<imap::QresyncParameter>& qresync);
 // qresync.cc: RFC 7162 §3.2.5 SELECT/EXAMINE (QRESYNC ...) after the mailbox
 // was selected: VANISHED (EARLIER) and the flags changed since the client's MODSEQ.
-awaitable<absl::Status> Resync(Session& session, const imap::QresyncParameter& parameter);
+awaitable<absl::Status> Resync(CommandContext& session, const imap::QresyncParameter& parameter);
 // RFC 7162 §3.2.6: "* VANISHED (EARLIER)" for the UIDs among `uids` expunged
 // after `since`, leaving out those the view still shows (reported later).
-awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
+awaitable<absl::Status> ReportVanishedEarlier(CommandContext& session, uint64_t since,
                                               const std::vector<imap::Interval>& uids);
 // The [HIGHESTMODSEQ] code for the tagged OK of a command that expunged messages
 // with QRESYNC enabled (RFC 7162 §3.2.7, §3.2.9; RFC 6851 §4.4): `modseq`, the
 // mailbox's after the command, once every change up to it has been reported;
 // if the feed has not caught up (or an expunge must wait), the highest MODSEQ up
 // to which the view is complete, which §3.2 allows (lower, never higher).
-awaitable<std::string> ReportedHighestModseq(Session& session, uint64_t modseq,
+awaitable<std::string> ReportedHighestModseq(CommandContext& session, uint64_t modseq,
                                              bool allow_expunge);
 // "* n FETCH (FLAGS (...) [UID u] [MODSEQ (m)])" for a message of the view, with
 // \Recent if this session holds it; "" if the view does not show the message.
@@ -72,16 +85,16 @@ std::string FlagsFetchResponse(const SelectedMailbox& mailbox,
                                bool with_modseq);
 
 // fetch.cc: RFC 3501 §6.4.5 / §6.4.8, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE.
-awaitable<void> Fetch(Session& session, const imap::FetchCommand& command);
+awaitable<void> Fetch(CommandContext& session, const imap::FetchCommand& command);
 // store.cc: RFC 3501 §6.4.6, RFC 7162 UNCHANGEDSINCE.
-awaitable<void> Store(Session& session, const imap::StoreCommand& command);
+awaitable<void> Store(CommandContext& session, const imap::StoreCommand& command);
 // search.cc: RFC 3501 §6.4.4, RFC 4731 ESEARCH, RFC 7162 MODSEQ.
-awaitable<void> Search(Session& session, const imap::SearchCommand& command);
+awaitable<void> Search(CommandContext& session, const imap::SearchCommand& command);
 // copy.cc: RFC 3501 §6.4.7, RFC 4315 COPYUID, RFC 6851 MOVE.
-awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
+awaitable<void> Copy(CommandContext& session, const imap::SequenceSet& set, bool uid,
                      const std::string& mailbox, bool move);
 // expunge.cc: RFC 3501 §6.4.3 and §6.4.2 (CLOSE), RFC 4315 UID EXPUNGE, UNSELECT.
-awaitable<void> Expunge(Session& session, const imap::SequenceSet* uids);
-awaitable<void> Close(Session& session, bool expunge);
+awaitable<void> Expunge(CommandContext& session, const imap::SequenceSet* uids);
+awaitable<void> Close(CommandContext& session, bool expunge);
 
 }  // namespace gateway::commands

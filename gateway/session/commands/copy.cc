@@ -12,7 +12,7 @@
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
 #include "gateway/session/commands/search_mapping.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
 namespace gateway::commands {
@@ -49,7 +49,7 @@ std::string CopyUidCode(uint32_t destination_uidvalidity,
 
 }  // namespace
 
-awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
+awaitable<void> Copy(CommandContext& session, const imap::SequenceSet& set, bool uid,
                      const std::string& mailbox_name, bool move) {
   const std::string verb = move ? "MOVE" : "COPY";
   SelectedMailbox* mailbox = session.selected();
@@ -81,10 +81,10 @@ awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
     v1::CopyRequest request;
     request.set_mailbox_id(mailbox->mailbox_id);
     request.set_uidvalidity(mailbox->uidvalidity);
-    *request.mutable_uids() = Session::ToUidSet(uids);
+    *request.mutable_uids() = CommandContext::ToUidSet(uids);
     request.set_destination(*destination);
     absl::StatusOr<v1::CopyResponse> response =
-        co_await session.store().Copy(session.credential(), request);
+        co_await session.store().Copy(request);
     if (!response.ok()) {
       // A missing destination carries TRYCREATE (RFC 3501 §6.4.7), which
       // Session::Fail turns into "NO [TRYCREATE]".
@@ -106,10 +106,10 @@ awaitable<void> Copy(Session& session, const imap::SequenceSet& set, bool uid,
   v1::MoveRequest request;
   request.set_mailbox_id(mailbox->mailbox_id);
   request.set_uidvalidity(mailbox->uidvalidity);
-  *request.mutable_uids() = Session::ToUidSet(uids);
+  *request.mutable_uids() = CommandContext::ToUidSet(uids);
   request.set_destination(*destination);
   absl::StatusOr<v1::MoveResponse> response =
-      co_await session.store().Move(session.credential(), request);
+      co_await session.store().Move(request);
   if (!response.ok()) {
     session.Fail(response.status(), "MOVE");
     co_return;

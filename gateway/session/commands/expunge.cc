@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
 namespace gateway::commands {
@@ -25,13 +25,13 @@ namespace v1 = mailbox::v1;
 // because the session would then skip the feed event of its own expunge
 // (own_modseqs) and keep announcing a message that no longer exists.
 awaitable<absl::StatusOr<v1::ExpungeResponse>> ExpungeUids(
-    Session& session, const SelectedMailbox& mailbox, std::vector<imap::Interval> uids) {
+    CommandContext& session, const SelectedMailbox& mailbox, std::vector<imap::Interval> uids) {
   v1::ExpungeRequest request;
   request.set_mailbox_id(mailbox.mailbox_id);
   request.set_uidvalidity(mailbox.uidvalidity);
-  *request.mutable_uids() = Session::ToUidSet(uids);
+  *request.mutable_uids() = CommandContext::ToUidSet(uids);
   request.set_uids_only(true);
-  co_return co_await session.store().Expunge(session.credential(), request);
+  co_return co_await session.store().Expunge(request);
 }
 
 // Every UID of the view, as ranges.
@@ -55,7 +55,7 @@ std::vector<uint32_t> Expunged(const v1::ExpungeResponse& response) {
 
 }  // namespace
 
-awaitable<void> Expunge(Session& session, const imap::SequenceSet* uid_set) {
+awaitable<void> Expunge(CommandContext& session, const imap::SequenceSet* uid_set) {
   const char* verb = uid_set == nullptr ? "EXPUNGE" : "UID EXPUNGE";
   SelectedMailbox* mailbox = session.selected();
   if (mailbox == nullptr) {
@@ -96,7 +96,7 @@ awaitable<void> Expunge(Session& session, const imap::SequenceSet* uid_set) {
   session.Ok(absl::StrCat(verb, " completed"));
 }
 
-awaitable<void> Close(Session& session, bool expunge) {
+awaitable<void> Close(CommandContext& session, bool expunge) {
   SelectedMailbox* mailbox = session.selected();
   if (mailbox == nullptr) {
     session.Bad(expunge ? "CLOSE needs a selected mailbox" : "UNSELECT needs a selected mailbox");

@@ -27,7 +27,7 @@
 #include "gateway/session/commands/commands.h"
 #include "gateway/session/commands/search_mapping.h"
 #include "gateway/session/fetch_cache.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 #include "storage-client/mailbox_store.h"
 
@@ -221,7 +221,7 @@ FetchPlan MakePlan(const imap::FetchCommand& command, bool read_only) {
 // Synchronous: the handler feeds it items and does the I/O.
 class FetchResponseWriter {
  public:
-  FetchResponseWriter(Session& session, SelectedMailbox& mailbox, const FetchPlan& plan,
+  FetchResponseWriter(CommandContext& session, SelectedMailbox& mailbox, const FetchPlan& plan,
                       bool condstore)
       : session_(session), mailbox_(mailbox), plan_(plan), condstore_(condstore) {}
 
@@ -481,7 +481,7 @@ class FetchResponseWriter {
     session_.Send(bytes);
   }
 
-  Session& session_;
+  CommandContext& session_;
   SelectedMailbox& mailbox_;
   const FetchPlan& plan_;
   const bool condstore_;
@@ -507,7 +507,7 @@ class FetchResponseWriter {
 // a tagged response) as message data and then wait for the rest forever.
 // Closing is the only way to keep corrupt data out of the client's cache.
 //
-awaitable<void> AbandonLiteral(Session& session, uint64_t /*remaining*/, std::string reason) {
+awaitable<void> AbandonLiteral(CommandContext& session, uint64_t /*remaining*/, std::string reason) {
   session.Abort(reason);
   co_return;
 }
@@ -517,7 +517,7 @@ awaitable<void> AbandonLiteral(Session& session, uint64_t /*remaining*/, std::st
 // being read, and none was. UNCHANGEDSINCE the MODSEQ of that change (RFC 7162
 // §3.1.3) leaves the flag alone if anyone changed the message since, e.g.
 // another session that really read it. The new flags are reported like a STORE's.
-awaitable<void> RevertSeen(Session& session, SelectedMailbox& mailbox,
+awaitable<void> RevertSeen(CommandContext& session, SelectedMailbox& mailbox,
                            const std::vector<std::pair<uint32_t, uint64_t>>& reverts,
                            bool condstore) {
   for (const auto& [uid, modseq] : reverts) {
@@ -532,7 +532,7 @@ awaitable<void> RevertSeen(Session& session, SelectedMailbox& mailbox,
     request.set_has_unchanged_since(true);
     request.set_unchanged_since(modseq);
     absl::StatusOr<v1::StoreResponse> response =
-        co_await session.store().Store(session.credential(), request);
+        co_await session.store().Store(request);
     if (!response.ok()) {
       continue;  // the flag stays set; the FETCH itself is still answered
     }
@@ -722,7 +722,7 @@ class CacheFiller {
 // the cached messages `hits` in UID order among them; cached messages found
 // evicted when their turn came are added to `evicted`. Sets `client_gone` if a
 // write to the client failed (the stream is then cancelled).
-awaitable<absl::Status> Pump(Session& session, SelectedMailbox& mailbox,
+awaitable<absl::Status> Pump(CommandContext& session, SelectedMailbox& mailbox,
                              v1::FetchRequest request,
                              const std::vector<std::string>& section_keys, FetchCache* cache,
                              std::vector<imap::Interval> uids, std::vector<uint32_t> hits,
@@ -730,8 +730,8 @@ awaitable<absl::Status> Pump(Session& session, SelectedMailbox& mailbox,
                              std::vector<uint32_t>& evicted, bool& client_gone) {
   std::unique_ptr<mailbox::client::FetchStream> stream;
   if (!uids.empty()) {
-    *request.mutable_uids() = Session::ToUidSet(uids);
-    stream = session.store().Fetch(session.credential(), request);
+    *request.mutable_uids() = CommandContext::ToUidSet(uids);
+    stream = session.store().Fetch(request);
   }
   size_t next_hit = 0;
   bool stream_done = stream == nullptr;
@@ -803,7 +803,7 @@ awaitable<absl::Status> Pump(Session& session, SelectedMailbox& mailbox,
 
 }  // namespace
 
-awaitable<void> Fetch(Session& session, const imap::FetchCommand& command) {
+awaitable<void> Fetch(CommandContext& session, const imap::FetchCommand& command) {
   SelectedMailbox* mailbox = session.selected();
   if (mailbox == nullptr) {
     session.Bad("FETCH needs a selected mailbox");

@@ -25,7 +25,7 @@
 #include "gateway/imap/command.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/errors.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
@@ -194,7 +194,7 @@ std::string StatusLine(const std::string& name, const std::vector<imap::StatusIt
 // RFC 7162 §3.1: STATUS with HIGHESTMODSEQ is a CONDSTORE enabling command. If a
 // mailbox is selected, its view starts reporting MODSEQs now, so the client learns
 // the point it starts from.
-void EnableCondstoreForStatus(Session& session,
+void EnableCondstoreForStatus(CommandContext& session,
                               const std::vector<imap::StatusItem>& items) {
   if (std::find(items.begin(), items.end(), imap::StatusItem::kHighestModSeq) ==
       items.end()) {
@@ -218,7 +218,7 @@ std::string StripTrailingDelimiter(std::string name) {
 
 }  // namespace
 
-awaitable<void> List(Session& session, const imap::ListCommand& command) {
+awaitable<void> List(CommandContext& session, const imap::ListCommand& command) {
   const bool lsub = command.lsub;
   const std::string_view verb = lsub ? "LSUB" : "LIST";
   ListOptions options;
@@ -228,7 +228,7 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
   }
   // A reference or pattern that is not valid modified UTF-7 matches no mailbox.
   std::optional<std::string> reference =
-      session.DecodeMailboxName(command.reference, Session::NameUse::kPattern);
+      session.DecodeMailboxName(command.reference, CommandContext::NameUse::kPattern);
   const bool reference_valid = reference.has_value();
   bool root_requested = false;
   std::vector<std::string> patterns;
@@ -236,7 +236,7 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
     // "*" and "%" are printable ASCII, which modified UTF-7 leaves alone, so a
     // pattern decodes like a name.
     std::optional<std::string> pattern =
-        session.DecodeMailboxName(wire_pattern, Session::NameUse::kPattern);
+        session.DecodeMailboxName(wire_pattern, CommandContext::NameUse::kPattern);
     if (!pattern.has_value() || !reference_valid) {
       continue;
     }
@@ -284,7 +284,7 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
     }
   }
   absl::StatusOr<v1::ListMailboxesResponse> listed =
-      co_await session.store().ListMailboxes(session.credential(), std::move(request));
+      co_await session.store().ListMailboxes(std::move(request));
   if (!listed.ok()) {
     session.Fail(listed.status(), verb);
     co_return;
@@ -348,8 +348,7 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
       parents_request.add_patterns(name);
     }
     absl::StatusOr<v1::ListMailboxesResponse> parents =
-        co_await session.store().ListMailboxes(session.credential(),
-                                               std::move(parents_request));
+        co_await session.store().ListMailboxes(std::move(parents_request));
     if (!parents.ok()) {
       session.Fail(parents.status(), verb);
       co_return;
@@ -395,7 +394,7 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
       v1::StatusRequest status_request;
       status_request.set_name(entry.name);
       absl::StatusOr<v1::StatusResponse> status =
-          co_await session.store().Status(session.credential(), std::move(status_request));
+          co_await session.store().Status(std::move(status_request));
       if (status.ok()) {
         std::string status_line =
             StatusLine(entry.name, command.return_status, *status, utf8,
@@ -424,11 +423,11 @@ awaitable<void> List(Session& session, const imap::ListCommand& command) {
   session.Ok(std::string(verb) + " completed");
 }
 
-awaitable<void> SendListOfSelected(Session& session, const std::string& name) {
+awaitable<void> SendListOfSelected(CommandContext& session, const std::string& name) {
   v1::ListMailboxesRequest request;
   request.add_patterns(name);
   absl::StatusOr<v1::ListMailboxesResponse> listed =
-      co_await session.store().ListMailboxes(session.credential(), std::move(request));
+      co_await session.store().ListMailboxes(std::move(request));
   ListEntry entry;
   entry.name = name;
   if (listed.ok()) {
@@ -446,7 +445,7 @@ awaitable<void> SendListOfSelected(Session& session, const std::string& name) {
                                   entry.name, session.utf8_accept()));
 }
 
-awaitable<void> Status(Session& session, const imap::StatusCommand& command) {
+awaitable<void> Status(CommandContext& session, const imap::StatusCommand& command) {
   std::optional<std::string> name = session.DecodeMailboxName(command.mailbox);
   if (!name.has_value()) {
     co_return;
@@ -456,7 +455,7 @@ awaitable<void> Status(Session& session, const imap::StatusCommand& command) {
   v1::StatusRequest request;
   request.set_name(*name);
   absl::StatusOr<v1::StatusResponse> status =
-      co_await session.store().Status(session.credential(), std::move(request));
+      co_await session.store().Status(std::move(request));
   if (!status.ok()) {
     session.Fail(status.status(), "STATUS");
     co_return;
@@ -474,9 +473,9 @@ awaitable<void> Status(Session& session, const imap::StatusCommand& command) {
   session.Ok("STATUS completed");
 }
 
-awaitable<void> Create(Session& session, const imap::CreateCommand& command) {
+awaitable<void> Create(CommandContext& session, const imap::CreateCommand& command) {
   std::optional<std::string> decoded =
-      session.DecodeMailboxName(command.mailbox, Session::NameUse::kNew);
+      session.DecodeMailboxName(command.mailbox, CommandContext::NameUse::kNew);
   if (!decoded.has_value()) {
     co_return;
   }
@@ -503,7 +502,7 @@ awaitable<void> Create(Session& session, const imap::CreateCommand& command) {
     request.add_special_use(use);
   }
   absl::StatusOr<v1::CreateMailboxResponse> created =
-      co_await session.store().CreateMailbox(session.credential(), std::move(request));
+      co_await session.store().CreateMailbox(std::move(request));
   if (!created.ok()) {
     session.Fail(created.status(), "CREATE");
     co_return;
@@ -515,7 +514,7 @@ awaitable<void> Create(Session& session, const imap::CreateCommand& command) {
                           ")"));
 }
 
-awaitable<void> Delete(Session& session, const imap::DeleteCommand& command) {
+awaitable<void> Delete(CommandContext& session, const imap::DeleteCommand& command) {
   std::optional<std::string> name = session.DecodeMailboxName(command.mailbox);
   if (!name.has_value()) {
     co_return;
@@ -530,7 +529,7 @@ awaitable<void> Delete(Session& session, const imap::DeleteCommand& command) {
   v1::DeleteMailboxRequest request;
   request.set_name(*name);
   absl::StatusOr<v1::DeleteMailboxResponse> deleted =
-      co_await session.store().DeleteMailbox(session.credential(), std::move(request));
+      co_await session.store().DeleteMailbox(std::move(request));
   if (!deleted.ok()) {
     session.Fail(deleted.status(), "DELETE");
     co_return;
@@ -543,12 +542,12 @@ awaitable<void> Delete(Session& session, const imap::DeleteCommand& command) {
   session.Ok("DELETE completed");
 }
 
-awaitable<void> Rename(Session& session, const imap::RenameCommand& command) {
+awaitable<void> Rename(CommandContext& session, const imap::RenameCommand& command) {
   std::optional<std::string> from = session.DecodeMailboxName(command.from);
   if (!from.has_value()) {
     co_return;
   }
-  std::optional<std::string> to = session.DecodeMailboxName(command.to, Session::NameUse::kNew);
+  std::optional<std::string> to = session.DecodeMailboxName(command.to, CommandContext::NameUse::kNew);
   if (!to.has_value()) {
     co_return;
   }
@@ -558,7 +557,7 @@ awaitable<void> Rename(Session& session, const imap::RenameCommand& command) {
   request.set_from(*from);
   request.set_to(*to);
   absl::StatusOr<v1::RenameMailboxResponse> renamed =
-      co_await session.store().RenameMailbox(session.credential(), std::move(request));
+      co_await session.store().RenameMailbox(std::move(request));
   if (!renamed.ok()) {
     session.Fail(renamed.status(), "RENAME");
     co_return;
@@ -566,7 +565,7 @@ awaitable<void> Rename(Session& session, const imap::RenameCommand& command) {
   session.Ok("RENAME completed");
 }
 
-awaitable<void> Subscribe(Session& session, const std::string& mailbox, bool subscribe) {
+awaitable<void> Subscribe(CommandContext& session, const std::string& mailbox, bool subscribe) {
   const std::string_view verb = subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE";
   std::optional<std::string> name = session.DecodeMailboxName(mailbox);
   if (!name.has_value()) {
@@ -576,7 +575,7 @@ awaitable<void> Subscribe(Session& session, const std::string& mailbox, bool sub
   request.set_name(*name);
   request.set_subscribed(subscribe);
   absl::StatusOr<v1::SetSubscriptionResponse> result =
-      co_await session.store().SetSubscription(session.credential(), std::move(request));
+      co_await session.store().SetSubscription(std::move(request));
   if (!result.ok()) {
     session.Fail(result.status(), verb);
     co_return;
@@ -584,7 +583,7 @@ awaitable<void> Subscribe(Session& session, const std::string& mailbox, bool sub
   session.Ok(std::string(verb) + " completed");
 }
 
-awaitable<void> Namespace(Session& session) {
+awaitable<void> Namespace(CommandContext& session) {
   // RFC 2342 §5: one personal namespace with an empty prefix; no other users' or
   // shared namespaces.
   const imap::Namespaces personal = {{"", kHierarchyDelimiter}};

@@ -8,33 +8,33 @@
 #include "gateway/imap/command.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 
 namespace gateway::commands {
 
-awaitable<void> Capability(Session& session) {
+awaitable<void> Capability(CommandContext& session) {
   session.Send(imap::CapabilityResponse(session.Capabilities()));
   session.Ok("CAPABILITY completed");
   co_return;
 }
 
-awaitable<void> Noop(Session& session, std::string_view name) {
+awaitable<void> Noop(CommandContext& session, std::string_view name) {
   // Pending updates go out before the tagged OK, as after every command.
   session.Ok(std::string(name) + " completed");
   co_return;
 }
 
-awaitable<void> Logout(Session& session) {
+awaitable<void> Logout(CommandContext& session) {
   session.Logout();
   co_return;
 }
 
-awaitable<void> Unparsed(Session& session, std::string_view name) {
+awaitable<void> Unparsed(CommandContext& session, std::string_view name) {
   session.Bad(std::string(name) + " could not be parsed");
   co_return;
 }
 
-awaitable<void> Enable(Session& session, const imap::EnableCommand& command) {
+awaitable<void> Enable(CommandContext& session, const imap::EnableCommand& command) {
   // RFC 5161 §3.1 (and RFC 6855 §3, RFC 9051 §6.3.1): ENABLE belongs before
   // any mailbox is selected; enabling UTF8=ACCEPT, IMAP4rev2 or CONDSTORE under
   // a selection would change the syntax of a view the client already has.
@@ -77,7 +77,7 @@ awaitable<void> Enable(Session& session, const imap::EnableCommand& command) {
   session.Ok("ENABLE completed");
 }
 
-awaitable<void> Id(Session& session, const imap::IdCommand& command) {
+awaitable<void> Id(CommandContext& session, const imap::IdCommand& command) {
   // RFC 2971 §3.1: the client's fields may be logged; they are not, as they can
   // identify a person's device. The answer names the software, not the host or
   // operating system (§3.3 leaves that to the server's discretion).

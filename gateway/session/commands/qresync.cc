@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
 namespace gateway::commands {
@@ -93,7 +93,7 @@ uint64_t FirstUnconfirmedUid(const SelectedMailbox& mailbox,
 
 }  // namespace
 
-awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
+awaitable<absl::Status> ReportVanishedEarlier(CommandContext& session, uint64_t since,
                                               const Intervals& uids) {
   SelectedMailbox* mailbox = session.selected();
   if (mailbox == nullptr || uids.empty()) {
@@ -115,22 +115,22 @@ awaitable<absl::Status> ReportVanishedEarlier(Session& session, uint64_t since,
   request.set_mailbox_id(mailbox->mailbox_id);
   request.set_uidvalidity(mailbox->uidvalidity);
   request.set_since_modseq(since);
-  *request.mutable_uids() = Session::ToUidSet(asked);
+  *request.mutable_uids() = CommandContext::ToUidSet(asked);
   absl::StatusOr<v1::VanishedResponse> reply =
-      co_await session.store().Vanished(session.credential(), request);
+      co_await session.store().Vanished(request);
   if (!reply.ok()) {
     co_return reply.status();
   }
   // The view may have changed while the service answered.
   const Intervals vanished =
-      Partition(*mailbox, Session::ToIntervals(reply->uids()), /*present=*/false);
+      Partition(*mailbox, CommandContext::ToIntervals(reply->uids()), /*present=*/false);
   if (!vanished.empty()) {
     session.Send(imap::VanishedResponse(vanished, /*earlier=*/true));
   }
   co_return absl::OkStatus();
 }
 
-awaitable<std::string> ReportedHighestModseq(Session& session, uint64_t modseq,
+awaitable<std::string> ReportedHighestModseq(CommandContext& session, uint64_t modseq,
                                              bool allow_expunge) {
   if (co_await session.CatchUpTo(modseq, allow_expunge)) {
     co_return imap::code::HighestModSeq(modseq);
@@ -140,7 +140,7 @@ awaitable<std::string> ReportedHighestModseq(Session& session, uint64_t modseq,
                                : imap::code::HighestModSeq(mailbox->applied_modseq);
 }
 
-awaitable<absl::Status> Resync(Session& session, const imap::QresyncParameter& parameter) {
+awaitable<absl::Status> Resync(CommandContext& session, const imap::QresyncParameter& parameter) {
   SelectedMailbox* mailbox = session.selected();
   if (mailbox == nullptr) {
     co_return absl::OkStatus();
@@ -170,12 +170,12 @@ awaitable<absl::Status> Resync(Session& session, const imap::QresyncParameter& p
   v1::FetchRequest request;
   request.set_mailbox_id(mailbox->mailbox_id);
   request.set_uidvalidity(mailbox->uidvalidity);
-  *request.mutable_uids() = Session::ToUidSet(present);
+  *request.mutable_uids() = CommandContext::ToUidSet(present);
   request.set_flags(true);
   request.set_modseq(true);
   request.set_changed_since(parameter.modseq);
   std::unique_ptr<mailbox::client::FetchStream> stream =
-      session.store().Fetch(session.credential(), request);
+      session.store().Fetch(request);
   constexpr int kFlushEvery = 256;  // messages between writes, bounding the output held
   int since_flush = 0;
   while (true) {

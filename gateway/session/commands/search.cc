@@ -18,12 +18,12 @@
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
 #include "gateway/session/commands/search_mapping.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
 namespace gateway::commands {
 
-awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
+awaitable<void> Search(CommandContext& session, const imap::SearchCommand& command) {
   namespace v1 = mailbox::v1;
   SelectedMailbox* mailbox = session.selected();
   if (mailbox == nullptr) {
@@ -72,7 +72,7 @@ awaitable<void> Search(Session& session, const imap::SearchCommand& command) {
   // Matches above it were not announced (no EXISTS yet) and are left out below.
   request.set_view_last_uid(mailbox->map.max_uid());
   absl::StatusOr<v1::SearchResponse> response =
-      co_await session.store().Search(session.credential(), request);
+      co_await session.store().Search(request);
   if (!response.ok()) {
     session.Fail(response.status(), "SEARCH");
     co_return;

@@ -12,14 +12,14 @@
 #include "common/mailbox/object_ids.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
 namespace gateway::commands {
 
 namespace v1 = mailbox::v1;
 
-awaitable<void> Select(Session& session, const std::string& wire_name, bool read_only,
+awaitable<void> Select(CommandContext& session, const std::string& wire_name, bool read_only,
                        bool condstore, const std::optional<imap::QresyncParameter>& qresync) {
   // RFC 7162 §3.2.5: the QRESYNC parameter is BAD unless QRESYNC was enabled; a
   // BAD changes nothing, so the selected mailbox stays selected.
@@ -49,7 +49,7 @@ awaitable<void> Select(Session& session, const std::string& wire_name, bool read
   request.set_name(*name);
   request.set_read_only(read_only);
   request.set_keep_recent(session.imap4rev2());
-  auto open = co_await session.store().Open(session.credential(), request);
+  auto open = co_await session.store().Open(request);
   if (!open.ok()) {
     session.Deselect();
     session.Fail(open.status(), absl::StrCat(read_only ? "EXAMINE " : "SELECT ", *name));

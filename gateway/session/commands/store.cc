@@ -12,7 +12,7 @@
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
 #include "gateway/session/commands/search_mapping.h"
-#include "gateway/session/session.h"
+#include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
 namespace gateway::commands {
@@ -53,7 +53,7 @@ std::string FlagsFetchResponse(const SelectedMailbox& mailbox, const v1::Message
   return fetch.Finish();
 }
 
-awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
+awaitable<void> Store(CommandContext& session, const imap::StoreCommand& command) {
   SelectedMailbox* mailbox = session.selected();
   if (mailbox == nullptr) {
     session.Bad("STORE needs a selected mailbox");
@@ -90,7 +90,7 @@ awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
   v1::StoreRequest request;
   request.set_mailbox_id(mailbox->mailbox_id);
   request.set_uidvalidity(mailbox->uidvalidity);
-  *request.mutable_uids() = Session::ToUidSet(uids);
+  *request.mutable_uids() = CommandContext::ToUidSet(uids);
   request.set_mode(ToProtoMode(command.mode));
   for (const std::string& flag : command.flags) {
     request.add_flags(flag);
@@ -100,7 +100,7 @@ awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
     request.set_unchanged_since(*command.unchanged_since);
   }
   absl::StatusOr<v1::StoreResponse> response =
-      co_await session.store().Store(session.credential(), request);
+      co_await session.store().Store(request);
   if (!response.ok()) {
     session.Fail(response.status(), "STORE");
     co_return;
@@ -132,7 +132,7 @@ awaitable<void> Store(Session& session, const imap::StoreCommand& command) {
   // STORE and as sequence numbers otherwise.
   if (response->modified().ranges_size() > 0) {
     const std::vector<imap::Interval> modified =
-        command.uid ? Session::ToIntervals(response->modified())
+        command.uid ? CommandContext::ToIntervals(response->modified())
                     : UidsToSequenceIntervals(response->modified(), mailbox->map);
     if (!modified.empty()) {
       session.Ok("Conditional STORE failed for some messages", imap::code::Modified(modified));
