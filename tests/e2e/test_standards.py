@@ -1043,7 +1043,7 @@ class SaveDateTest(Base):
         after = datetime.datetime.now(datetime.timezone.utc)
         for saved in appended:
             self.assertTrue(before <= saved <= after, (before, saved, after))
-        self.assertIn(b'INTERNALDATE "01-Jan-2020 00:00:00 +0000"', lines[0])
+        self.assertIn(b'INTERNALDATE " 1-Jan-2020 00:00:00 +0000"', lines[0])
         # The copy is saved when it is made, not when the original was.
         time.sleep(1.1)
         client.ok("COPY 1 Saved")
@@ -1054,7 +1054,7 @@ class SaveDateTest(Base):
         copies = [savedate_of(line) for line in lines]
         self.assertGreater(copies[0], appended[0])
         self.assertGreater(copies[1], appended[1])
-        self.assertIn(b'INTERNALDATE "01-Jan-2020 00:00:00 +0000"', lines[0])
+        self.assertIn(b'INTERNALDATE " 1-Jan-2020 00:00:00 +0000"', lines[0])
         client.ok("SELECT INBOX")
         self.assertEqual([savedate_of(line) for line in client.ok("FETCH 1 (SAVEDATE)")],
                          appended[:1])
@@ -1139,7 +1139,9 @@ class PreviewTest(Base):
         # Alone after the sequence set, and beside other items and modifiers.
         lines = client.ok("FETCH 1 PREVIEW (LAZY)")
         self.assertEqual(preview_of(lines[0]), b"Body of the standards test.")
+        # CHANGEDSINCE enables CONDSTORE: an untagged OK [HIGHESTMODSEQ] comes first.
         lines = client.ok("UID FETCH 1 (UID PREVIEW (lazy) FLAGS) (CHANGEDSINCE 0)")
+        lines = [line for line in lines if b" FETCH " in line]
         self.assertRegex(lines[0], rb"^\* 1 FETCH \(UID 1 PREVIEW \"Body of the standards test.\" "
                                    rb"FLAGS \(\\Recent\) MODSEQ \(\d+\)\)$")
 
