@@ -1,6 +1,7 @@
 #include "storage-client/fake_mailbox_store.h"
 
 #include <algorithm>
+#include <ctime>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +11,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "common/mailbox/flags.h"
+#include "mailbox-service/mime/mime.h"
 #include "common/mailbox/list.h"
 #include "common/mailbox/names.h"
 #include "common/mailbox/object_ids.h"
@@ -293,6 +295,7 @@ void FakeMailboxStore::Publish(Mailbox& mailbox, v1::ChangeEvent event) {
 uint32_t FakeMailboxStore::AddMessage(Mailbox& mailbox, Message message, uint64_t modseq) {
   const uint32_t uid = mailbox.uidnext++;
   message.modseq = modseq;
+  message.save_date_unix = static_cast<int64_t>(std::time(nullptr));
   mailbox.messages[uid] = std::move(message);
   return uid;
 }
@@ -678,6 +681,25 @@ std::unique_ptr<FetchStream> FakeMailboxStore::Fetch(Session session, v1::FetchR
         }
       }
     }
+    if (request.save_date() || request.preview()) {
+      for (v1::FetchResponse& item : items) {
+        if (!item.has_metadata()) {
+          continue;
+        }
+        const Message& message = (*mailbox)->messages[item.metadata().uid()];
+        if (request.save_date()) {
+          item.mutable_metadata()->set_has_save_date(true);
+          item.mutable_metadata()->set_save_date_unix(message.save_date_unix);
+        }
+        if (request.preview()) {
+          // The store makes it at ingest; the fake when asked, the same way.
+          absl::StatusOr<mime::ParsedMessage> parsed = mime::Parse(message.content);
+          item.mutable_metadata()->set_has_preview(true);
+          item.mutable_metadata()->set_preview(
+              parsed.ok() ? mime::Preview(*parsed, message.content) : "");
+        }
+      }
+    }
     if (request.email_id()) {
       for (v1::FetchResponse& item : items) {
         if (item.has_metadata()) {
@@ -933,7 +955,7 @@ absl::StatusOr<bool> FakeMailboxStore::Matches(const Mailbox& mailbox, uint32_t 
     case v1::SearchKey::KEY_NOT_SET:
       return v1::BadRequest("empty search key");
     default:
-      return FakeUnsupported("date and \\Recent search keys");
+      return FakeUnsupported("date (SAVED* included) and \\Recent search keys");
   }
 }
 

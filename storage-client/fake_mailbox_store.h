@@ -104,6 +104,7 @@ class FakeMailboxStore final : public MailboxStore {
     uint64_t modseq = 0;
     int64_t internal_date_unix = 0;
     int32_t internal_date_tz_minutes = 0;
+    int64_t save_date_unix = 0;  // RFC 8514: set when added to a mailbox
   };
   struct Mailbox {
     uint64_t id = 0;

@@ -67,6 +67,8 @@ std::string FetchResponseName(const FetchAttribute& att) {
     case Kind::kModSeq: return "MODSEQ";
     case Kind::kEmailId: return "EMAILID";
     case Kind::kThreadId: return "THREADID";
+    case Kind::kSaveDate: return "SAVEDATE";
+    case Kind::kPreview: return "PREVIEW";  // the modifiers are not echoed (RFC 8970 §3.1)
     case Kind::kBodySection:
     case Kind::kBinary:
     case Kind::kBinarySize: {

@@ -178,6 +178,8 @@ struct FetchAttribute {
     kEnvelope, kFlags, kInternalDate, kRfc822, kRfc822Header, kRfc822Size,
     kRfc822Text, kBody, kBodyStructure, kUid, kModSeq,
     kEmailId, kThreadId,  // RFC 8474 §5
+    kSaveDate,            // RFC 8514 §3
+    kPreview,             // RFC 8970 §3.1, with `lazy`
     kBodySection,  // BODY[...] / BODY.PEEK[...]
     kBinary,       // BINARY[...] / BINARY.PEEK[...]
     kBinarySize,   // BINARY.SIZE[...]
@@ -191,6 +193,7 @@ struct FetchAttribute {
   Kind kind = Kind::kFlags;
   Section section;                 // kBodySection, kBinary, kBinarySize
   bool peek = false;               // .PEEK: do not set \Seen
+  bool lazy = false;               // PREVIEW (LAZY) (RFC 8970 §3.1)
   std::optional<Partial> partial;  // <offset.length>
   bool operator==(const FetchAttribute&) const = default;
 };

@@ -462,7 +462,38 @@ bool SectionSpec(Lexer& lex, Section* section, bool binary) {
   return lex.Expect(']', "']' closing the section");
 }
 
-bool FetchAtt(Lexer& lex, std::vector<FetchAttribute>* out) {
+// RFC 8970 §3.1: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], and LAZY
+// the only preview-mod. Alone after the sequence set (`in_list` false) a
+// parenthesised list may instead be the FETCH modifiers (RFC 4466), so it is
+// taken as preview modifiers only when it starts with LAZY.
+bool PreviewModifiers(Lexer& lex, bool in_list, FetchAttribute* att) {
+  const std::string_view rest = lex.rest();
+  if (rest.size() < 2 || rest[0] != ' ' || rest[1] != '(') return true;
+  if (!in_list) {
+    const std::string_view first = rest.substr(2, 5);
+    const bool lazy = first.size() == 5 &&
+                      std::toupper(static_cast<unsigned char>(first[0])) == 'L' &&
+                      std::toupper(static_cast<unsigned char>(first[1])) == 'A' &&
+                      std::toupper(static_cast<unsigned char>(first[2])) == 'Z' &&
+                      std::toupper(static_cast<unsigned char>(first[3])) == 'Y' &&
+                      (first[4] == ' ' || first[4] == ')');
+    if (!lazy) return true;
+  }
+  lex.Sp();
+  lex.Accept('(');
+  while (true) {
+    if (lex.AcceptWord("LAZY")) {
+      if (att->lazy) return lex.Fail("PREVIEW modifier LAZY given twice");
+      att->lazy = true;
+    } else {
+      return lex.Fail("unknown PREVIEW modifier; LAZY is the only one (RFC 8970 §3.1)");
+    }
+    if (lex.Accept(')')) return true;
+    if (!lex.Sp()) return false;
+  }
+}
+
+bool FetchAtt(Lexer& lex, std::vector<FetchAttribute>* out, bool in_list) {
   using Kind = FetchAttribute::Kind;
   std::string name;
   auto is_name = [](char c) {
@@ -480,12 +511,14 @@ bool FetchAtt(Lexer& lex, std::vector<FetchAttribute>* out) {
         {"RFC822.TEXT", Kind::kRfc822Text}, {"BODY", Kind::kBody},
         {"BODYSTRUCTURE", Kind::kBodyStructure}, {"UID", Kind::kUid},
         {"MODSEQ", Kind::kModSeq}, {"EMAILID", Kind::kEmailId},
-        {"THREADID", Kind::kThreadId}};
+        {"THREADID", Kind::kThreadId}, {"SAVEDATE", Kind::kSaveDate},
+        {"PREVIEW", Kind::kPreview}};
     // ALL, FAST, FULL are macros (RFC 3501 §6.4.5); only valid alone, which the
     // caller checks.
     for (const auto& [n, kind] : kSimple) {
       if (n == name) {
         att.kind = kind;
+        if (kind == Kind::kPreview && !PreviewModifiers(lex, in_list, &att)) return false;
         out->push_back(att);
         return true;
       }
@@ -532,7 +565,7 @@ bool ParseFetch(Lexer& lex, Command::Body* body, bool uid) {
   if (!lex.Sp() || !lex.SequenceSetToken(&cmd.set) || !lex.Sp()) return false;
   if (lex.Accept('(')) {
     while (true) {
-      if (!FetchAtt(lex, &cmd.attributes)) return false;
+      if (!FetchAtt(lex, &cmd.attributes, /*in_list=*/true)) return false;
       if (lex.Accept(')')) break;
       if (!lex.Sp()) return false;
     }
@@ -542,7 +575,7 @@ bool ParseFetch(Lexer& lex, Command::Body* body, bool uid) {
     ExpandMacro("FAST", &cmd.attributes);
   } else if (lex.AcceptWord("FULL")) {
     ExpandMacro("FULL", &cmd.attributes);
-  } else if (!FetchAtt(lex, &cmd.attributes)) {
+  } else if (!FetchAtt(lex, &cmd.attributes, /*in_list=*/false)) {
     return false;
   }
   if (lex.Accept(' ')) {

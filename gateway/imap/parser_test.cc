@@ -59,6 +59,48 @@ TEST(ParserTest, CreateSpecialUse) {
   ParseError("c CREATE x USE (\\Sent)\r\n");
 }
 
+TEST(ParserTest, SaveDateAndPreview) {
+  using Kind = FetchAttribute::Kind;
+  // RFC 8514 §3, RFC 8970 §3.1.
+  auto fetch = std::get<FetchCommand>(
+      MustParse("t FETCH 1 (SAVEDATE PREVIEW (lazy) PREVIEW UID)\r\n").body);
+  ASSERT_EQ(fetch.attributes.size(), 4u);
+  EXPECT_EQ(fetch.attributes[0].kind, Kind::kSaveDate);
+  EXPECT_EQ(fetch.attributes[1].kind, Kind::kPreview);
+  EXPECT_TRUE(fetch.attributes[1].lazy);
+  EXPECT_FALSE(fetch.attributes[2].lazy);
+  EXPECT_EQ(FetchResponseName(fetch.attributes[1]), "PREVIEW");
+  // Alone: (LAZY) is the item's modifier; another list is the FETCH modifiers.
+  auto alone = std::get<FetchCommand>(MustParse("t FETCH 1 PREVIEW (LAZY)\r\n").body);
+  EXPECT_TRUE(alone.attributes[0].lazy);
+  EXPECT_FALSE(alone.changed_since.has_value());
+  auto both = std::get<FetchCommand>(
+      MustParse("t UID FETCH 1 PREVIEW (LAZY) (CHANGEDSINCE 4)\r\n").body);
+  EXPECT_TRUE(both.attributes[0].lazy);
+  EXPECT_EQ(both.changed_since, 4u);
+  auto modifiers = std::get<FetchCommand>(MustParse("t FETCH 1 PREVIEW (CHANGEDSINCE 4)\r\n").body);
+  EXPECT_FALSE(modifiers.attributes[0].lazy);
+  EXPECT_EQ(modifiers.changed_since, 4u);
+  EXPECT_NE(ParseError("t FETCH 1 (PREVIEW (FOO))\r\n").find("LAZY is the only one"),
+            std::string::npos);
+  ParseError("t FETCH 1 (PREVIEW (LAZY LAZY))\r\n");
+  ParseError("t FETCH 1 (PREVIEW ())\r\n");
+  ParseError("t FETCH 1 (PREVIEW (LAZY)\r\n");
+  ParseError("t FETCH 1 (SAVEDATE (LAZY))\r\n");
+
+  auto search = std::get<SearchCommand>(
+      MustParse("t SEARCH SAVEDBEFORE 1-Feb-2024 SAVEDON 2-Feb-2024 SAVEDSINCE 3-Feb-2024 "
+                "SAVEDATESUPPORTED\r\n")
+          .body);
+  ASSERT_EQ(search.criteria.children.size(), 4u);
+  EXPECT_EQ(search.criteria.children[0].kind, SearchKey::Kind::kSavedBefore);
+  EXPECT_EQ(search.criteria.children[1].date, (Date{2024, 2, 2}));
+  EXPECT_EQ(search.criteria.children[2].kind, SearchKey::Kind::kSavedSince);
+  EXPECT_EQ(search.criteria.children[3].kind, SearchKey::Kind::kSaveDateSupported);
+  ParseError("t SEARCH SAVEDON\r\n");
+  ParseError("t SEARCH SAVEDSINCE 2024-02-03\r\n");
+}
+
 TEST(ParserTest, TypedFields) {
   Command login = MustParse("a9 LOGIN \"al ice\" {6+}\r\nse\"cr\\\r\n");
   EXPECT_EQ(login.tag, "a9");

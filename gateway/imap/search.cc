@@ -18,7 +18,7 @@ struct KeyName {
 };
 
 // RFC 3501 §6.4.4 and RFC 7162 §3.1.5. Order matters only for lookups.
-constexpr std::array<KeyName, 41> kKeyNames = {{
+constexpr std::array<KeyName, 45> kKeyNames = {{
     {Kind::kAll, "ALL"}, {Kind::kAnswered, "ANSWERED"}, {Kind::kDeleted, "DELETED"},
     {Kind::kDraft, "DRAFT"}, {Kind::kFlagged, "FLAGGED"}, {Kind::kNew, "NEW"},
     {Kind::kOld, "OLD"}, {Kind::kRecent, "RECENT"}, {Kind::kSeen, "SEEN"},
@@ -33,6 +33,8 @@ constexpr std::array<KeyName, 41> kKeyNames = {{
     {Kind::kSentSince, "SENTSINCE"}, {Kind::kLarger, "LARGER"},
     {Kind::kSmaller, "SMALLER"}, {Kind::kOlder, "OLDER"}, {Kind::kYounger, "YOUNGER"},
     {Kind::kEmailId, "EMAILID"}, {Kind::kThreadId, "THREADID"},
+    {Kind::kSavedBefore, "SAVEDBEFORE"}, {Kind::kSavedOn, "SAVEDON"},
+    {Kind::kSavedSince, "SAVEDSINCE"}, {Kind::kSaveDateSupported, "SAVEDATESUPPORTED"},
     {Kind::kUid, "UID"}, {Kind::kModSeq, "MODSEQ"},
     {Kind::kNot, "NOT"}, {Kind::kOr, "OR"}, {Kind::kSequenceSet, ""},
 }};
@@ -87,6 +89,7 @@ bool ParseKey(internal::Lexer& lex, SearchKey* key) {
         return lex.Sp() && lex.Atom(&key->text, "keyword");
       case Kind::kBefore: case Kind::kOn: case Kind::kSince:
       case Kind::kSentBefore: case Kind::kSentOn: case Kind::kSentSince:
+      case Kind::kSavedBefore: case Kind::kSavedOn: case Kind::kSavedSince:
         return lex.Sp() && lex.SearchDate(&key->date);
       case Kind::kLarger: case Kind::kSmaller:
         return lex.Sp() && lex.Number64(&key->number, "size");

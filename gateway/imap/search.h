@@ -21,6 +21,7 @@ struct SearchKey {
     // No argument.
     kAll, kAnswered, kDeleted, kDraft, kFlagged, kNew, kOld, kRecent, kSeen,
     kUnanswered, kUndeleted, kUndraft, kUnflagged, kUnseen,
+    kSaveDateSupported,  // RFC 8514 §4
     // `text` is the string to look for (case-insensitive substring).
     kBcc, kBody, kCc, kFrom, kSubject, kText, kTo,
     // `text` is the header field name, `value` the string.
@@ -29,6 +30,7 @@ struct SearchKey {
     kKeyword, kUnkeyword,
     // `date`.
     kBefore, kOn, kSince, kSentBefore, kSentOn, kSentSince,
+    kSavedBefore, kSavedOn, kSavedSince,  // RFC 8514 §4
     // `number` (octets).
     kLarger, kSmaller,
     // `number` (seconds before now): RFC 5032 WITHIN.

@@ -96,6 +96,7 @@ void WriteKey(Writer& w, const SearchKey& key) {
       break;
     case Kind::kBefore: case Kind::kOn: case Kind::kSince:
     case Kind::kSentBefore: case Kind::kSentOn: case Kind::kSentSince:
+    case Kind::kSavedBefore: case Kind::kSavedOn: case Kind::kSavedSince:
       w.Sp().Raw(key.date.ToString());
       break;
     case Kind::kLarger: case Kind::kSmaller: case Kind::kOlder: case Kind::kYounger:
@@ -322,6 +323,7 @@ std::string SerializeFetchAttribute(const FetchAttribute& att) {
             std::to_string(att.partial->length) + ">";
   }
   if (att.peek) name.insert(name.find('['), ".PEEK");
+  if (att.lazy) name += " (LAZY)";
   return name;
 }
 

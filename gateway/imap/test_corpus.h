@@ -64,6 +64,10 @@ inline std::vector<std::string> ValidCommands() {
       "BODY[1.HEADER.FIELDS.NOT (Received)] BINARY[1]<5.10> BINARY.PEEK[] "
       "BINARY.SIZE[2])\r\n",
       "e8 FETCH 5:3 body[header]\r\n",
+      "p1 UID FETCH 1:* (SAVEDATE PREVIEW (LAZY) PREVIEW) (CHANGEDSINCE 7)\r\n",
+      "p2 FETCH 2 PREVIEW (LAZY)\r\n",
+      "p3 SEARCH SAVEDBEFORE 1-Feb-2024 NOT SAVEDON 2-Feb-2024 OR SAVEDSINCE 3-Feb-2024 "
+      "SAVEDATESUPPORTED\r\n",
       "e9 STORE 1:3 +FLAGS (\\Deleted)\r\n",
       "f1 STORE 1 FLAGS.SILENT ()\r\n",
       "f2 UID STORE 7 (UNCHANGEDSINCE 320162338) -FLAGS.SILENT (\\Seen $Work)\r\n",

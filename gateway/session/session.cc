@@ -118,6 +118,8 @@ std::vector<std::string> Session::Capabilities() const {
   caps.push_back("SEARCHRES");  // RFC 5182
   caps.push_back("OBJECTID");   // RFC 8474
   caps.push_back("UTF8=ACCEPT");  // RFC 6855
+  caps.push_back("SAVEDATE");     // RFC 8514
+  caps.push_back("PREVIEW");      // RFC 8970
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   return caps;
 }

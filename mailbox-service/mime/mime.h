@@ -33,6 +33,7 @@
 //    want canonical CRLF must convert before Parse().
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -241,6 +242,32 @@ std::string DecodeEncodedWords(std::string_view value);
 // outside it are skipped.
 void ForEachTextBody(const ParsedMessage& message, std::string_view raw,
                      const std::function<void(std::string_view)>& sink);
+
+// --- Previews (RFC 8970 §2) ---
+// At most this many characters (code points), whitespace normalised.
+inline constexpr size_t kPreviewMaxChars = 256;
+// A preview reads at most this many octets of its part's body as stored
+// (before the content-transfer-decoding): enough for 256 characters of text
+// behind the markup a typical HTML message starts with, and a bound on the
+// work whatever the message.
+inline constexpr uint64_t kPreviewMaxInputOctets = 64 << 10;
+
+// The part a preview is made from: the first TEXT/PLAIN or TEXT/HTML leaf
+// that is no attachment, TEXT/PLAIN preferred among the alternatives of a
+// MULTIPART/ALTERNATIVE, never inside an encapsulated message. nullptr when
+// there is none (the preview is then "").
+const Part* PreviewPart(const ParsedMessage& message);
+
+// The preview of `part` from `body`, the first octets (at most
+// kPreviewMaxInputOctets) of its body as stored; `complete` says whether that
+// is the whole body. Content-transfer-decoded, converted to UTF-8 where the
+// charset is known (invalid UTF-8 dropped otherwise), HTML markup removed,
+// whitespace runs made single spaces and trimmed, cut to kPreviewMaxChars
+// characters.
+std::string PreviewFromBody(const Part& part, std::string_view body, bool complete);
+
+// PreviewPart and PreviewFromBody for a message held whole.
+std::string Preview(const ParsedMessage& message, std::string_view raw);
 
 // Civil day YYYYMMDD of an RFC 5322 date-time (obsolete forms included:
 // two- and three-digit years, no weekday, named and military zones,

@@ -663,6 +663,89 @@ TEST(HelperTest, ForEachTextBody) {
   EXPECT_THAT(texts, ElementsAre("Caf\xc3\xa9 cr\xc3\xa8me\r\n"));
 }
 
+TEST(PreviewTest, PlainTextWhitespaceNormalised) {
+  const std::string raw =
+      "Subject: x\r\n\r\n  Hello,\r\n\r\n\tthis  is\r\nthe   body.  \r\n";
+  EXPECT_EQ(Preview(MustParse(raw), raw), "Hello, this is the body.");
+}
+
+TEST(PreviewTest, AlternativePrefersPlainText) {
+  const std::string raw =
+      "Content-Type: multipart/alternative; boundary=b\r\n\r\n"
+      "--b\r\nContent-Type: text/html\r\n\r\n<p>HTML version</p>\r\n"
+      "--b\r\nContent-Type: text/plain\r\n\r\nPlain version\r\n"
+      "--b--\r\n";
+  EXPECT_EQ(Preview(MustParse(raw), raw), "Plain version");
+}
+
+TEST(PreviewTest, HtmlMarkupRemoved) {
+  const std::string raw =
+      "Content-Type: text/html; charset=utf-8\r\n"
+      "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+      "<html><head><title>T</title><style>p {color: red}</style></head>"
+      "<body><!-- note --><p>Caf=C3=A9 &amp; <b>bo</b>ld</p><p>next&nbsp;line"
+      "&#x2713;</p><script>var x = '<p>';</script></body></html>\r\n";
+  EXPECT_EQ(Preview(MustParse(raw), raw), "Caf\xc3\xa9 & bold next line\xe2\x9c\x93");
+}
+
+TEST(PreviewTest, NoTextGivesEmpty) {
+  const std::string raw =
+      "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+      "--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+      "iVBORw0KGgo=\r\n"
+      "--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\n"
+      "an attached file\r\n"
+      "--b--\r\n";
+  EXPECT_EQ(Preview(MustParse(raw), raw), "");
+  const std::string forwarded =
+      "Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner text\r\n";
+  EXPECT_EQ(Preview(MustParse(forwarded), forwarded), "");
+}
+
+TEST(PreviewTest, CutAtCharactersNeverInsideOne) {
+  std::string body;
+  for (int i = 0; i < 300; ++i) body += "\xc3\xa9";  // 'é', two octets each
+  const std::string raw = "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + "\r\n";
+  const std::string preview = Preview(MustParse(raw), raw);
+  EXPECT_EQ(preview.size(), 2 * kPreviewMaxChars);
+  EXPECT_EQ(preview, body.substr(0, 2 * kPreviewMaxChars));
+
+  // Words: never a trailing space where the cut falls.
+  std::string words;
+  for (int i = 0; i < 200; ++i) words += "ab ";
+  const std::string raw2 = "Subject: x\r\n\r\n" + words;
+  const std::string preview2 = Preview(MustParse(raw2), raw2);
+  EXPECT_LE(preview2.size(), kPreviewMaxChars);
+  EXPECT_NE(preview2.back(), ' ');
+}
+
+TEST(PreviewTest, CharsetsAndInvalidUtf8) {
+  const std::string latin =
+      "Content-Type: text/plain; charset=iso-8859-1\r\n\r\nCaf\xe9\r\n";
+  EXPECT_EQ(Preview(MustParse(latin), latin), "Caf\xc3\xa9");
+  // Invalid UTF-8 (a lone continuation octet, a truncated sequence) is dropped.
+  const std::string broken =
+      "Content-Type: text/plain; charset=utf-8\r\n\r\nA\x80 B\xe2\x9c\r\n";
+  EXPECT_EQ(Preview(MustParse(broken), broken), "A B");
+}
+
+TEST(PreviewTest, ReadsABoundedPrefix) {
+  // The text starts after more markup than a preview reads: nothing is found,
+  // and the work stays bounded whatever the size.
+  std::string html = "Content-Type: text/html\r\n\r\n<div>";
+  html += std::string(kPreviewMaxInputOctets, ' ');
+  html += "late text</div>\r\n";
+  EXPECT_EQ(Preview(MustParse(html), html), "");
+  // Base64 cut mid-quantum decodes what is whole.
+  const std::string b64 =
+      "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+      "SGVsbG8gd29ybGQ=\r\n";
+  const ParsedMessage parsed = MustParse(b64);
+  const Part* part = PreviewPart(parsed);
+  ASSERT_NE(part, nullptr);
+  EXPECT_EQ(PreviewFromBody(*part, "SGVsbG8gd29y", /*complete=*/false), "Hello wor");
+}
+
 TEST(DateTest, ModernAndObsoleteForms) {
   EXPECT_EQ(ParseDateDay("Mon, 3 Jul 2023 10:00:00 +0000"), 20230703);
   EXPECT_EQ(ParseDateDay("3 Jul 2023 10:00 -0700"), 20230703);

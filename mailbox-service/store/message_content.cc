@@ -138,8 +138,31 @@ absl::Status ParseContent(PreparedContent& content) {
   content.bodystructure = std::move(parsed->bodystructure);
   content.sent_date = parsed->sent_date;
   content.header_size = parsed->root.header_end;
+  // RFC 8970 §2: made once here, from a bounded prefix of one part.
+  content.preview = mime::Preview(*parsed, raw);
   content.parsed = true;
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PreviewOfStored(
+    std::string_view parsed_blob,
+    const std::function<absl::Status(uint64_t, uint64_t, std::string*)>& read) {
+  absl::StatusOr<mime::ParsedMessage> parsed = mime::Deserialize(parsed_blob);
+  if (!parsed.ok()) {
+    return v1::MakeError(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
+                         absl::StrCat("store: stored message structure is unreadable: ",
+                                      parsed.status().message()));
+  }
+  const mime::Part* part = mime::PreviewPart(*parsed);
+  if (part == nullptr || part->body_begin > part->body_end) {
+    return std::string();
+  }
+  const uint64_t length = part->body_end - part->body_begin;
+  const bool complete = length <= mime::kPreviewMaxInputOctets;
+  std::string body;
+  RETURN_IF_ERROR(
+      read(part->body_begin, complete ? length : mime::kPreviewMaxInputOctets, &body));
+  return mime::PreviewFromBody(*part, body, complete);
 }
 
 absl::Status ValidateContentSize(uint64_t size, const StoreLimits& limits) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +32,7 @@ struct PreparedContent {
   std::string parsed_blob, envelope, body, bodystructure;
   std::optional<int32_t> sent_date;
   uint64_t header_size = 0;
+  std::string preview;  // RFC 8970 §2 (mime::Preview), made at ingest
 
   uint64_t size() const { return file.has_value() ? file->size : raw.size(); }
 };
@@ -65,7 +67,7 @@ std::string Sha256(std::string_view data);
 absl::StatusOr<std::string> ContentSha256(const PreparedContent& content);
 
 // Parses the content (mapped from its file when it has one) and fills the parsed
-// fields. BAD_REQUEST if it cannot be parsed.
+// fields, the preview included. BAD_REQUEST if it cannot be parsed.
 absl::Status ParseContent(PreparedContent& content);
 
 // BAD_REQUEST for an empty message, TOOBIG beyond limits.max_message_octets.
@@ -80,6 +82,14 @@ absl::Status ValidateInternalDate(const NewMessage& message);
 // every MODSEQ.
 inline constexpr uint64_t kMaxModseq = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
+
+// RFC 8970 PREVIEW of stored content whose preview was not made at ingest (it
+// was stored before the store kept previews): made from its stored structure
+// and at most mime::kPreviewMaxInputOctets of one part, read through `read`
+// (offset, length, out).
+absl::StatusOr<std::string> PreviewOfStored(
+    std::string_view parsed_blob,
+    const std::function<absl::Status(uint64_t, uint64_t, std::string*)>& read);
 
 // Cuts one section's bytes into SectionChunks of at most `chunk` octets, after
 // skipping `skip` octets (<partial> offset) and stopping at `total`.

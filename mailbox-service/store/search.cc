@@ -277,6 +277,9 @@ class Validator {
       case SearchKey::kModseq:
       case SearchKey::kInternalBeforeUnix:
       case SearchKey::kInternalSinceUnix:
+      case SearchKey::kSavedBefore:
+      case SearchKey::kSavedOn:
+      case SearchKey::kSavedSince:
         return absl::OkStatus();
       case SearchKey::kEmailId:
         return String(key.email_id());
@@ -609,6 +612,17 @@ int CostOf(const SearchKey& key) {
   }
 }
 
+// RFC 8514 §4 SAVED*: the civil day of the save date in UTC (save dates carry
+// no zone of their own). A message stored before save dates were kept has
+// none, and is compared by its internal date, in its own zone, instead.
+int32_t SavedDay(const SearchMessage& message) {
+  if (const std::optional<int64_t> saved = message.save_date_unix(); saved.has_value()) {
+    return search_internal::CivilDay(*saved, 0);
+  }
+  return search_internal::CivilDay(message.internal_date_unix(),
+                                   message.internal_date_tz_minutes());
+}
+
 bool SentMatches(const SearchKey& key, SearchMessage& message) {
   // RFC 3501 §6.4.4 SENT*: the Date: header, disregarding time and zone. A
   // message without one has no sent date and so satisfies no comparison.
@@ -708,6 +722,12 @@ bool Matches(const SearchKey& key, SearchMessage& message, WorkBudget& budget) {
       return message.internal_date_unix() < key.internal_before_unix();
     case SearchKey::kInternalSinceUnix:
       return message.internal_date_unix() >= key.internal_since_unix();
+    case SearchKey::kSavedBefore:
+      return SavedDay(message) < key.saved_before();
+    case SearchKey::kSavedOn:
+      return SavedDay(message) == key.saved_on();
+    case SearchKey::kSavedSince:
+      return SavedDay(message) >= key.saved_since();
     case SearchKey::kLarger:
       return message.size() > key.larger();
     case SearchKey::kSmaller:

@@ -16,7 +16,9 @@
 //    inconsistently ("$Junk" / "$junk") and the major servers fold them too.
 //  * BEFORE/ON/SINCE use the civil day of the INTERNALDATE in the zone it was
 //    given in; SENTBEFORE/SENTON/SENTSINCE the day of the Date: header in its
-//    own zone. Time of day is disregarded (RFC 3501 §6.4.4). A message without
+//    own zone. SAVEDBEFORE/SAVEDON/SAVEDSINCE (RFC 8514 §4) the day of the save
+//    date in UTC, or for a message stored before save dates were kept that of
+//    its INTERNALDATE. Time of day is disregarded (RFC 3501 §6.4.4). A message without
 //    a parseable Date: matches no SENT* key.
 //  * String keys (HEADER, BODY, TEXT) are substring matches after case folding:
 //    ASCII letters plus Unicode simple case folding (CaseFolding.txt status C
@@ -78,6 +80,9 @@ class SearchMessage {
   virtual std::string_view content() = 0;
   // The SHA-256 of content(), which names the content (and its EMAILID).
   virtual std::string_view content_sha256() = 0;
+  // When the message was saved into its mailbox (RFC 8514), unix seconds;
+  // nullopt for a message stored before the store kept save dates.
+  virtual std::optional<int64_t> save_date_unix() const = 0;
 };
 
 // The shape one search request may have. A request is at most a few MiB on the

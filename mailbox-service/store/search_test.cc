@@ -40,9 +40,14 @@ class FakeSearchMessage : public SearchMessage {
     internal_tz_ = tz;
     return *this;
   }
+  FakeSearchMessage& Saved(std::optional<int64_t> unix) {
+    save_date_ = unix;
+    return *this;
+  }
 
   uint32_t uid() const override { return uid_; }
   std::string_view content_sha256() override { return "fake-sha256-of-the-content"; }
+  std::optional<int64_t> save_date_unix() const override { return save_date_; }
   uint64_t modseq() const override { return modseq_; }
   const std::vector<std::string>& flags() const override { return flags_; }
   int64_t internal_date_unix() const override { return internal_unix_; }
@@ -79,6 +84,7 @@ class FakeSearchMessage : public SearchMessage {
   std::vector<std::string> flags_;
   int64_t internal_unix_ = 0;
   int32_t internal_tz_ = 0;
+  std::optional<int64_t> save_date_;
 };
 
 // ---- key builders ----
@@ -309,6 +315,30 @@ TEST(MatchesTest, InternalDateUsesItsOwnZone) {
   EXPECT_TRUE(Matches(date_key(1, 20240302), midnight));
   midnight.Internal(1709334000 - 1, 60);
   EXPECT_TRUE(Matches(date_key(1, 20240301), midnight));
+}
+
+TEST(MatchesTest, SaveDatesInUtcOrTheInternalDate) {
+  auto saved_key = [](int which, int32_t day) {
+    SearchKey k;
+    if (which == 0) k.set_saved_before(day);
+    if (which == 1) k.set_saved_on(day);
+    if (which == 2) k.set_saved_since(day);
+    return k;
+  };
+  FakeSearchMessage m(kSimple);
+  // Internal date 2020-01-01 (+0200); saved 2024-03-01T23:30:00Z, read in UTC.
+  m.Internal(1577829600, 120).Saved(1709335800);
+  EXPECT_TRUE(Matches(saved_key(1, 20240301), m));
+  EXPECT_FALSE(Matches(saved_key(1, 20240302), m));
+  EXPECT_TRUE(Matches(saved_key(0, 20240302), m));
+  EXPECT_FALSE(Matches(saved_key(0, 20240301), m));  // strict
+  EXPECT_TRUE(Matches(saved_key(2, 20240301), m));
+  EXPECT_FALSE(Matches(saved_key(2, 20240302), m));
+  // No save date (stored before they were kept): the internal date's day.
+  m.Saved(std::nullopt);
+  EXPECT_TRUE(Matches(saved_key(1, 20200101), m));
+  EXPECT_TRUE(Matches(saved_key(0, 20240301), m));
+  EXPECT_FALSE(Matches(saved_key(2, 20240301), m));
 }
 
 TEST(MatchesTest, SentDatesUseTheHeaderZone) {

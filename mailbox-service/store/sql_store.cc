@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -383,14 +384,16 @@ absl::StatusOr<std::vector<MessageRow>> LoadMessages(Connection& conn, uint64_t 
   return out;
 }
 
+// `save_date`: when the message is saved into this mailbox (RFC 8514), unix
+// seconds: the time of the APPEND, COPY, MOVE or revision storing it.
 absl::Status InsertMessage(Connection& conn, uint64_t mailbox_id, uint32_t uid,
                            int64_t content_id, uint64_t modseq, uint32_t system,
                            std::string_view keywords, int64_t internal_date,
-                           int32_t internal_tz) {
+                           int32_t internal_tz, int64_t save_date) {
   ASSIGN_OR_RETURN(Statement s,
                    conn.Prepare("INSERT INTO messages (mailbox_id, uid, content_id, modseq, "
-                                "system_flags, keywords, internal_date, internal_tz) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+                                "system_flags, keywords, internal_date, internal_tz, save_date) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   s.Bind(1, mailbox_id)
       .Bind(2, uid)
       .Bind(3, content_id)
@@ -398,7 +401,8 @@ absl::Status InsertMessage(Connection& conn, uint64_t mailbox_id, uint32_t uid,
       .Bind(5, system)
       .BindText(6, keywords)
       .Bind(7, internal_date)
-      .Bind(8, internal_tz);
+      .Bind(8, internal_tz)
+      .Bind(9, save_date);
   return s.Run();
 }
 
@@ -409,10 +413,10 @@ absl::Status RetainMessages(Connection& conn, uint64_t mailbox_id, uint32_t firs
   ASSIGN_OR_RETURN(Statement s,
                    conn.Prepare("INSERT INTO expunged_messages (mailbox_id, uid, content_id, "
                                 "modseq, system_flags, keywords, internal_date, internal_tz, "
-                                "expunged_at_ms) "
+                                "save_date, expunged_at_ms) "
                                 "SELECT mailbox_id, uid, content_id, modseq, system_flags, "
-                                "keywords, internal_date, internal_tz, ? FROM messages "
-                                "WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"));
+                                "keywords, internal_date, internal_tz, save_date, ? "
+                                "FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"));
   s.Bind(1, now_ms).Bind(2, mailbox_id).Bind(3, first).Bind(4, last);
   return s.Run();
 }
@@ -467,6 +471,9 @@ class StoredSearchMessage final : public SearchMessage {
     }
     header_size_ = row.Int(9);
     sha256_ = std::string(row.Blob(10));
+    if (!row.IsNull(11)) {
+      save_date_ = row.Int(11);
+    }
   }
 
   uint32_t uid() const override { return uid_; }
@@ -477,6 +484,7 @@ class StoredSearchMessage final : public SearchMessage {
   uint64_t size() const override { return size_; }
   std::optional<int32_t> sent_date() override { return sent_date_; }
   std::string_view content_sha256() override { return sha256_; }
+  std::optional<int64_t> save_date_unix() const override { return save_date_; }
 
   std::string_view header_block() override {
     if (!header_.has_value()) {
@@ -557,6 +565,7 @@ class StoredSearchMessage final : public SearchMessage {
   std::optional<int32_t> sent_date_;
   uint64_t header_size_;
   std::string sha256_;
+  std::optional<int64_t> save_date_;
   std::optional<std::string> header_;
   std::optional<mime::ParsedMessage> parsed_;
   OctetGate::Hold memory_hold_;  // declared first, so released after content_ is freed
@@ -599,6 +608,9 @@ class SqlStore::WriteTx {
       : conn_(conn), retention_(retention), now_ms_(now_ms), retain_expunged_(retain_expunged) {}
 
   Connection& conn() { return conn_; }
+  // The transaction's clock (StoreOptions::clock), unix seconds: the save date
+  // (RFC 8514) of the messages it stores.
+  int64_t now_unix() const { return now_ms_ / 1000 - (now_ms_ % 1000 < 0 ? 1 : 0); }
 
   // Expunges one message. It stays fetchable (FetchRequest.include_expunged) for
   // the retention window, for sessions not yet told (RFC 3501 §7.4.1).
@@ -768,15 +780,16 @@ absl::StatusOr<int64_t> SqlStore::EnsureContent(Connection& conn, PreparedConten
   }
   ASSIGN_OR_RETURN(Statement insert,
                    conn.Prepare("INSERT INTO contents (sha256, size, parsed, envelope, body, "
-                                "bodystructure, sent_date, header_size) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"));
+                                "bodystructure, sent_date, header_size, preview) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"));
   insert.BindBlob(1, content.sha256)
       .Bind(2, content.size())
       .BindBlob(3, content.parsed_blob)
       .BindText(4, content.envelope)
       .BindText(5, content.body)
       .BindText(6, content.bodystructure)
-      .Bind(8, content.header_size);
+      .Bind(8, content.header_size)
+      .BindText(9, content.preview);
   if (content.sent_date.has_value()) {
     insert.Bind(7, static_cast<int64_t>(*content.sent_date));
   } else {
@@ -1373,9 +1386,10 @@ absl::Status SqlStore::RenameMailbox(uint64_t user_id,
       // INBOX sessions see these UIDs expunged and may fetch them until told.
       RETURN_IF_ERROR(tx.RetainAllMessages(source->id));
       {
-        ASSIGN_OR_RETURN(Statement s, conn.Prepare("UPDATE messages SET mailbox_id = ? "
-                                                   "WHERE mailbox_id = ?"));
-        s.Bind(1, created.id).Bind(2, source->id);
+        // Saved into the new mailbox now (RFC 8514 §3).
+        ASSIGN_OR_RETURN(Statement s, conn.Prepare("UPDATE messages SET mailbox_id = ?, "
+                                                   "save_date = ? WHERE mailbox_id = ?"));
+        s.Bind(1, created.id).Bind(2, tx.now_unix()).Bind(3, source->id);
         RETURN_IF_ERROR(s.Run());
       }
       {
@@ -1707,69 +1721,23 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
     }));
   }
 
-  ASSIGN_OR_RETURN(ReaderLease conn, Reader());
-  ReadSnapshot snapshot(*conn);
-  RETURN_IF_ERROR(snapshot.Begin());
-  ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(*conn, user_id, request.mailbox_id(),
-                                                       request.uidvalidity()));
-  const size_t chunk_octets = limits_.fetch_chunk_octets;
-  const bool include_expunged =
-      request.include_expunged() && options_.expunged_retention.count() > 0;
-  // Pruning is opportunistic, so rows older than the window may linger; they are
-  // not returned, which keeps the window the contract.
-  const int64_t retained_since_ms = NowMs() - options_.expunged_retention.count();
+  // Previews made during the fetch for content that had none, by content id.
+  std::map<int64_t, std::string> made_previews;
+  {
+    ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+    ReadSnapshot snapshot(*conn);
+    RETURN_IF_ERROR(snapshot.Begin());
+    ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(*conn, user_id, request.mailbox_id(),
+                                                         request.uidvalidity()));
+    const size_t chunk_octets = limits_.fetch_chunk_octets;
+    const bool include_expunged =
+        request.include_expunged() && options_.expunged_retention.count() > 0;
+    // Pruning is opportunistic, so rows older than the window may linger; they are
+    // not returned, which keeps the window the contract.
+    const int64_t retained_since_ms = NowMs() - options_.expunged_retention.count();
 
-  // Sends the metadata and the requested sections of the message at the current
-  // row of `s`; live and retained rows have the same columns.
-  auto send_message = [&](const Statement& s, bool expunged) -> absl::Status {
-    const uint32_t uid = static_cast<uint32_t>(s.Int(0));
-    // mark_seen never touches a retained message (it is not in `messages`).
-    const bool seen_now = !expunged && seen_changed.count(uid) > 0;
-    const int64_t content_id = s.Int(10);
-    {
-      v1::FetchResponse response;
-      v1::FetchedMetadata* meta = response.mutable_metadata();
-      meta->set_uid(uid);
-      if (request.flags() || seen_now) {
-        for (std::string& flag :
-             FlagList(static_cast<uint32_t>(s.Int(2)), s.Text(3))) {
-          meta->add_flags(std::move(flag));
-        }
-      }
-      if (request.internal_date()) {
-        meta->set_internal_date_unix(s.Int(4));
-        meta->set_internal_date_tz_minutes(static_cast<int32_t>(s.Int(5)));
-      }
-      if (request.size()) {
-        meta->set_size(s.Int(6));
-      }
-      if (request.envelope()) {
-        meta->set_envelope(std::string(s.Text(7)));
-      }
-      if (request.body()) {
-        meta->set_body(std::string(s.Text(8)));
-      }
-      if (request.bodystructure()) {
-        meta->set_bodystructure(std::string(s.Text(9)));
-      }
-      if (request.modseq() || seen_now) {
-        meta->set_modseq(s.Int(1));
-      }
-      if (request.email_id()) {
-        meta->set_email_id(rules::EmailObjectId(s.Blob(11)));
-      }
-      meta->set_seen_changed(seen_now);
-      meta->set_expunged(expunged);
-      if (!sink.Send(response)) {
-        return FetchCancelled();
-      }
-    }
-    if (request.sections().empty()) {
-      return absl::OkStatus();
-    }
-
-    mime::ParsedMessage parsed;
-    {
+    // The preview of content that has none stored (RFC 8970 §2).
+    auto make_preview = [&](int64_t content_id) -> absl::StatusOr<std::string> {
       ASSIGN_OR_RETURN(Statement p, conn->Prepare("SELECT parsed FROM contents WHERE id = ?"));
       p.Bind(1, content_id);
       ASSIGN_OR_RETURN(bool found, p.Step());
@@ -1777,165 +1745,275 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
         return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
                      "store: message content row is missing");
       }
-      absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(p.Blob(0));
-      if (!message.ok()) {
-        return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
-                     absl::StrCat("store: stored structure of UID ", uid,
-                                  " is unreadable: ", message.status().message()));
-      }
-      parsed = *std::move(message);
-    }
-    ASSIGN_OR_RETURN(std::unique_ptr<ContentReader> blob, OpenContent(*conn, content_id));
+      ASSIGN_OR_RETURN(std::unique_ptr<ContentReader> blob, OpenContent(*conn, content_id));
+      return PreviewOfStored(
+          p.Blob(0), [&](uint64_t offset, uint64_t length, std::string* out) -> absl::Status {
+            if (offset >= blob->size()) {
+              return absl::OkStatus();
+            }
+            return blob->Read(offset, std::min<uint64_t>(length, blob->size() - offset), out);
+          });
+    };
 
-    for (int index = 0; index < request.sections_size(); ++index) {
-      const v1::Section& section = request.sections(index);
-      mime::SectionSpec spec = ToSpec(section);
-      std::string header_bytes;
-      if (std::optional<std::pair<uint64_t, uint64_t>> range =
-              mime::RequiredHeaderRange(parsed, spec);
-          range.has_value() && range->first <= range->second &&
-          range->second <= blob->size()) {
-        RETURN_IF_ERROR(blob->Read(range->first, range->second - range->first, &header_bytes));
-      }
-      absl::StatusOr<mime::ResolvedSection> resolved =
-          mime::ResolveSection(parsed, header_bytes, spec);
-      v1::FetchResponse response;
-      v1::SectionChunk* chunk = response.mutable_chunk();
-      chunk->set_uid(uid);
-      chunk->set_section_index(index);
-      chunk->set_last(true);
-      if (!resolved.ok()) {
-        if (resolved.status().code() == absl::StatusCode::kFailedPrecondition) {
-          // RFC 3516 §4.3: BINARY of an encoding we cannot decode.
-          chunk->set_error_unknown_cte(true);
+    // Sends the metadata and the requested sections of the message at the current
+    // row of `s`; live and retained rows have the same columns.
+    auto send_message = [&](const Statement& s, bool expunged) -> absl::Status {
+      const uint32_t uid = static_cast<uint32_t>(s.Int(0));
+      // mark_seen never touches a retained message (it is not in `messages`).
+      const bool seen_now = !expunged && seen_changed.count(uid) > 0;
+      const int64_t content_id = s.Int(10);
+      {
+        v1::FetchResponse response;
+        v1::FetchedMetadata* meta = response.mutable_metadata();
+        meta->set_uid(uid);
+        if (request.flags() || seen_now) {
+          for (std::string& flag :
+               FlagList(static_cast<uint32_t>(s.Int(2)), s.Text(3))) {
+            meta->add_flags(std::move(flag));
+          }
         }
-        // Otherwise the spec does not apply to this message's structure (e.g.
-        // HEADER of a part that is no message): an empty section, as for a
-        // nonexistent part.
+        if (request.internal_date()) {
+          meta->set_internal_date_unix(s.Int(4));
+          meta->set_internal_date_tz_minutes(static_cast<int32_t>(s.Int(5)));
+        }
+        if (request.size()) {
+          meta->set_size(s.Int(6));
+        }
+        if (request.envelope()) {
+          meta->set_envelope(std::string(s.Text(7)));
+        }
+        if (request.body()) {
+          meta->set_body(std::string(s.Text(8)));
+        }
+        if (request.bodystructure()) {
+          meta->set_bodystructure(std::string(s.Text(9)));
+        }
+        if (request.modseq() || seen_now) {
+          meta->set_modseq(s.Int(1));
+        }
+        if (request.email_id()) {
+          meta->set_email_id(rules::EmailObjectId(s.Blob(11)));
+        }
+        // RFC 8514 §3: none for a message stored before save dates were kept.
+        if (request.save_date() && !s.IsNull(12)) {
+          meta->set_has_save_date(true);
+          meta->set_save_date_unix(s.Int(12));
+        }
+        if (request.preview()) {
+          std::optional<std::string> preview;
+          if (!s.IsNull(13)) {
+            preview = std::string(s.Text(13));
+          } else if (auto made = made_previews.find(content_id); made != made_previews.end()) {
+            preview = made->second;
+          } else if (!request.preview_lazy()) {
+            // Content stored before previews were kept: made now and kept after
+            // the fetch. With LAZY (RFC 8970 §3.1) the answer is NIL instead.
+            ASSIGN_OR_RETURN(std::string made_now, make_preview(content_id));
+            preview = made_previews.emplace(content_id, std::move(made_now)).first->second;
+          }
+          if (preview.has_value()) {
+            meta->set_has_preview(true);
+            meta->set_preview(*std::move(preview));
+          }
+        }
+        meta->set_seen_changed(seen_now);
+        meta->set_expunged(expunged);
         if (!sink.Send(response)) {
           return FetchCancelled();
         }
-        continue;
       }
-      if (section.size_only()) {
-        chunk->set_total_size(resolved->size);
-        if (!sink.Send(response)) {
-          return FetchCancelled();
+      if (request.sections().empty()) {
+        return absl::OkStatus();
+      }
+
+      mime::ParsedMessage parsed;
+      {
+        ASSIGN_OR_RETURN(Statement p, conn->Prepare("SELECT parsed FROM contents WHERE id = ?"));
+        p.Bind(1, content_id);
+        ASSIGN_OR_RETURN(bool found, p.Step());
+        if (!found) {
+          return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
+                       "store: message content row is missing");
         }
-        continue;
+        absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(p.Blob(0));
+        if (!message.ok()) {
+          return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
+                       absl::StrCat("store: stored structure of UID ", uid,
+                                    " is unreadable: ", message.status().message()));
+        }
+        parsed = *std::move(message);
       }
-      std::unique_ptr<mime::Decoder> decoder;
-      if (!resolved->binary_encoding.empty()) {
-        decoder = mime::Decoder::For(resolved->binary_encoding);
-        if (decoder == nullptr) {
-          chunk->set_error_unknown_cte(true);
+      ASSIGN_OR_RETURN(std::unique_ptr<ContentReader> blob, OpenContent(*conn, content_id));
+
+      for (int index = 0; index < request.sections_size(); ++index) {
+        const v1::Section& section = request.sections(index);
+        mime::SectionSpec spec = ToSpec(section);
+        std::string header_bytes;
+        if (std::optional<std::pair<uint64_t, uint64_t>> range =
+                mime::RequiredHeaderRange(parsed, spec);
+            range.has_value() && range->first <= range->second &&
+            range->second <= blob->size()) {
+          RETURN_IF_ERROR(blob->Read(range->first, range->second - range->first, &header_bytes));
+        }
+        absl::StatusOr<mime::ResolvedSection> resolved =
+            mime::ResolveSection(parsed, header_bytes, spec);
+        v1::FetchResponse response;
+        v1::SectionChunk* chunk = response.mutable_chunk();
+        chunk->set_uid(uid);
+        chunk->set_section_index(index);
+        chunk->set_last(true);
+        if (!resolved.ok()) {
+          if (resolved.status().code() == absl::StatusCode::kFailedPrecondition) {
+            // RFC 3516 §4.3: BINARY of an encoding we cannot decode.
+            chunk->set_error_unknown_cte(true);
+          }
+          // Otherwise the spec does not apply to this message's structure (e.g.
+          // HEADER of a part that is no message): an empty section, as for a
+          // nonexistent part.
           if (!sink.Send(response)) {
             return FetchCancelled();
           }
           continue;
         }
-      }
-      // RFC 3501 §6.4.5 <partial>: an origin beyond the end gives an empty string.
-      uint64_t size = resolved->size;
-      uint64_t skip = 0, total = size;
-      if (section.has_partial()) {
-        skip = std::min(section.partial_offset(), size);
-        total = std::min(section.partial_count(), size - skip);
-      }
-      SectionStreamer streamer(sink, uid, index, skip, total, chunk_octets);
-      std::string block, decoded;
-      for (const mime::Piece& piece : resolved->pieces) {
-        if (streamer.done()) {
-          break;
-        }
-        if (piece.is_generated) {
-          if (!streamer.Feed(piece.generated)) {
+        if (section.size_only()) {
+          chunk->set_total_size(resolved->size);
+          if (!sink.Send(response)) {
             return FetchCancelled();
           }
           continue;
         }
-        uint64_t pos = piece.begin;
-        uint64_t end = std::min<uint64_t>(piece.end, blob->size());
-        if (decoder == nullptr && pos < end) {
-          // Raw bytes before the <partial> origin are skipped without reading.
-          uint64_t jump = std::min(streamer.skip_remaining(), end - pos);
-          streamer.Skip(jump);
-          pos += jump;
-        }
-        while (pos < end && !streamer.done()) {
-          uint64_t n = std::min<uint64_t>(chunk_octets, end - pos);
-          block.clear();
-          RETURN_IF_ERROR(blob->Read(pos, n, &block));
-          pos += n;
-          bool ok;
-          if (decoder != nullptr) {
-            decoded.clear();
-            decoder->Feed(block, &decoded);
-            ok = streamer.Feed(decoded);
-          } else {
-            ok = streamer.Feed(block);
+        std::unique_ptr<mime::Decoder> decoder;
+        if (!resolved->binary_encoding.empty()) {
+          decoder = mime::Decoder::For(resolved->binary_encoding);
+          if (decoder == nullptr) {
+            chunk->set_error_unknown_cte(true);
+            if (!sink.Send(response)) {
+              return FetchCancelled();
+            }
+            continue;
           }
-          if (!ok) {
+        }
+        // RFC 3501 §6.4.5 <partial>: an origin beyond the end gives an empty string.
+        uint64_t size = resolved->size;
+        uint64_t skip = 0, total = size;
+        if (section.has_partial()) {
+          skip = std::min(section.partial_offset(), size);
+          total = std::min(section.partial_count(), size - skip);
+        }
+        SectionStreamer streamer(sink, uid, index, skip, total, chunk_octets);
+        std::string block, decoded;
+        for (const mime::Piece& piece : resolved->pieces) {
+          if (streamer.done()) {
+            break;
+          }
+          if (piece.is_generated) {
+            if (!streamer.Feed(piece.generated)) {
+              return FetchCancelled();
+            }
+            continue;
+          }
+          uint64_t pos = piece.begin;
+          uint64_t end = std::min<uint64_t>(piece.end, blob->size());
+          if (decoder == nullptr && pos < end) {
+            // Raw bytes before the <partial> origin are skipped without reading.
+            uint64_t jump = std::min(streamer.skip_remaining(), end - pos);
+            streamer.Skip(jump);
+            pos += jump;
+          }
+          while (pos < end && !streamer.done()) {
+            uint64_t n = std::min<uint64_t>(chunk_octets, end - pos);
+            block.clear();
+            RETURN_IF_ERROR(blob->Read(pos, n, &block));
+            pos += n;
+            bool ok;
+            if (decoder != nullptr) {
+              decoded.clear();
+              decoder->Feed(block, &decoded);
+              ok = streamer.Feed(decoded);
+            } else {
+              ok = streamer.Feed(block);
+            }
+            if (!ok) {
+              return FetchCancelled();
+            }
+          }
+        }
+        if (decoder != nullptr && !streamer.done()) {
+          decoded.clear();
+          decoder->Finish(&decoded);
+          if (!streamer.Feed(decoded)) {
             return FetchCancelled();
           }
         }
-      }
-      if (decoder != nullptr && !streamer.done()) {
-        decoded.clear();
-        decoder->Finish(&decoded);
-        if (!streamer.Feed(decoded)) {
+        if (!streamer.Finish()) {
           return FetchCancelled();
         }
       }
-      if (!streamer.Finish()) {
-        return FetchCancelled();
+      return absl::OkStatus();
+    };
+
+    for (const auto& [first, last] : ranges) {
+      ASSIGN_OR_RETURN(Statement live,
+                       conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
+                                     "m.internal_date, m.internal_tz, c.size, c.envelope, c.body, "
+                                     "c.bodystructure, c.id, c.sha256, m.save_date, c.preview "
+                                     "FROM messages m JOIN contents c ON c.id = m.content_id "
+                                     "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? "
+                                     "AND m.modseq > ? ORDER BY m.uid"));
+      live.Bind(1, mailbox.id).Bind(2, first).Bind(3, last).Bind(4, changed_since);
+      Statement gone;
+      bool gone_row = false;
+      if (include_expunged) {
+        // RFC 3501 §7.4.1: a session not yet told of an expunge may still fetch the
+        // message. A UID is either live or retained; the NOT EXISTS only guards
+        // against reporting one twice.
+        ASSIGN_OR_RETURN(gone,
+                         conn->Prepare("SELECT e.uid, e.modseq, e.system_flags, e.keywords, "
+                                       "e.internal_date, e.internal_tz, c.size, c.envelope, "
+                                       "c.body, c.bodystructure, c.id, c.sha256, e.save_date, "
+                                       "c.preview FROM expunged_messages e "
+                                       "JOIN contents c ON c.id = e.content_id "
+                                       "WHERE e.mailbox_id = ? AND e.uid BETWEEN ? AND ? "
+                                       "AND e.modseq > ? AND e.expunged_at_ms >= ? "
+                                       "AND NOT EXISTS (SELECT 1 FROM messages m "
+                                       "WHERE m.mailbox_id = e.mailbox_id AND m.uid = e.uid) "
+                                       "ORDER BY e.uid"));
+        gone.Bind(1, mailbox.id)
+            .Bind(2, first)
+            .Bind(3, last)
+            .Bind(4, changed_since)
+            .Bind(5, retained_since_ms);
+        ASSIGN_OR_RETURN(gone_row, gone.Step());
+      }
+      ASSIGN_OR_RETURN(bool live_row, live.Step());
+      // Both cursors ascend by UID: merge them so the sink sees one UID order.
+      while (live_row || gone_row) {
+        const bool take_gone = gone_row && (!live_row || gone.Int(0) < live.Int(0));
+        Statement& s = take_gone ? gone : live;
+        RETURN_IF_ERROR(send_message(s, take_gone));
+        ASSIGN_OR_RETURN(bool more, s.Step());
+        (take_gone ? gone_row : live_row) = more;
       }
     }
-    return absl::OkStatus();
-  };
-
-  for (const auto& [first, last] : ranges) {
-    ASSIGN_OR_RETURN(Statement live,
-                     conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
-                                   "m.internal_date, m.internal_tz, c.size, c.envelope, c.body, "
-                                   "c.bodystructure, c.id, c.sha256 FROM messages m "
-                                   "JOIN contents c ON c.id = m.content_id "
-                                   "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? "
-                                   "AND m.modseq > ? ORDER BY m.uid"));
-    live.Bind(1, mailbox.id).Bind(2, first).Bind(3, last).Bind(4, changed_since);
-    Statement gone;
-    bool gone_row = false;
-    if (include_expunged) {
-      // RFC 3501 §7.4.1: a session not yet told of an expunge may still fetch the
-      // message. A UID is either live or retained; the NOT EXISTS only guards
-      // against reporting one twice.
-      ASSIGN_OR_RETURN(gone,
-                       conn->Prepare("SELECT e.uid, e.modseq, e.system_flags, e.keywords, "
-                                     "e.internal_date, e.internal_tz, c.size, c.envelope, "
-                                     "c.body, c.bodystructure, c.id, c.sha256 "
-                                     "FROM expunged_messages e "
-                                     "JOIN contents c ON c.id = e.content_id "
-                                     "WHERE e.mailbox_id = ? AND e.uid BETWEEN ? AND ? "
-                                     "AND e.modseq > ? AND e.expunged_at_ms >= ? "
-                                     "AND NOT EXISTS (SELECT 1 FROM messages m "
-                                     "WHERE m.mailbox_id = e.mailbox_id AND m.uid = e.uid) "
-                                     "ORDER BY e.uid"));
-      gone.Bind(1, mailbox.id)
-          .Bind(2, first)
-          .Bind(3, last)
-          .Bind(4, changed_since)
-          .Bind(5, retained_since_ms);
-      ASSIGN_OR_RETURN(gone_row, gone.Step());
+  }
+  // Kept for the next fetch, a bounded batch per transaction. The fetch has
+  // been answered already: a failure here only means they are made again.
+  for (auto it = made_previews.begin(); it != made_previews.end();) {
+    auto batch_end = it;
+    for (int n = 0; n < 500 && batch_end != made_previews.end(); ++n) {
+      ++batch_end;
     }
-    ASSIGN_OR_RETURN(bool live_row, live.Step());
-    // Both cursors ascend by UID: merge them so the sink sees one UID order.
-    while (live_row || gone_row) {
-      const bool take_gone = gone_row && (!live_row || gone.Int(0) < live.Int(0));
-      Statement& s = take_gone ? gone : live;
-      RETURN_IF_ERROR(send_message(s, take_gone));
-      ASSIGN_OR_RETURN(bool more, s.Step());
-      (take_gone ? gone_row : live_row) = more;
-    }
+    Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
+      for (auto made = it; made != batch_end; ++made) {
+        ASSIGN_OR_RETURN(Statement s,
+                         tx.conn().Prepare("UPDATE contents SET preview = ? "
+                                           "WHERE id = ? AND preview IS NULL"));
+        s.BindText(1, made->second).Bind(2, made->first);
+        RETURN_IF_ERROR(s.Run());
+      }
+      return absl::OkStatus();
+    }).IgnoreError();
+    it = batch_end;
   }
   return absl::OkStatus();
 }
@@ -2110,8 +2188,9 @@ static absl::StatusOr<CopyResult> CopyInTx(SqlStore::WriteTx& tx, uint64_t user_
   uint32_t uid = dest->uidnext;
   std::vector<std::string> keywords;
   for (const MessageRow& m : messages) {
+    // RFC 8514 §3: the copy is saved now; the internal date stays the original's.
     RETURN_IF_ERROR(InsertMessage(conn, dest->id, uid, m.content_id, dest_modseq, m.system,
-                                  m.keywords, m.internal_date, m.internal_tz));
+                                  m.keywords, m.internal_date, m.internal_tz, tx.now_unix()));
     *added.mutable_added()->add_messages() = MakeMessageFlags(uid, m.system, m.keywords,
                                                               dest_modseq);
     for (std::string& k : SplitKeywords(m.keywords)) {
@@ -2246,7 +2325,7 @@ absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
       int64_t date = messages[i].has_internal_date ? messages[i].internal_date_unix : now;
       int32_t tz = messages[i].has_internal_date ? messages[i].internal_date_tz_minutes : 0;
       RETURN_IF_ERROR(InsertMessage(conn, mailbox->id, uid, content_id, modseq,
-                                    flags[i].system, joined, date, tz));
+                                    flags[i].system, joined, date, tz, tx.now_unix()));
       *event.mutable_added()->add_messages() =
           MakeMessageFlags(uid, flags[i].system, joined, modseq);
       keywords.insert(keywords.end(), flags[i].keywords.begin(), flags[i].keywords.end());
@@ -2329,7 +2408,7 @@ absl::StatusOr<v1::ReviseResponse> SqlStore::Revise(uint64_t user_id,
     // missing.
     ASSIGN_OR_RETURN(uint64_t added_modseq, tx.NextModseq(mailbox.id));
     RETURN_IF_ERROR(InsertMessage(conn, mailbox.id, new_uid, content_id, added_modseq, system,
-                                  keywords, now, 0));
+                                  keywords, now, 0, tx.now_unix()));
     RETURN_IF_ERROR(SetUidNext(conn, mailbox.id, new_uid + 1));
     v1::ChangeEvent added;
     added.set_mailbox_id(mailbox.id);
@@ -2378,8 +2457,8 @@ absl::StatusOr<v1::SearchResponse> SqlStore::Search(uint64_t user_id,
     ASSIGN_OR_RETURN(Statement s,
                      conn->Prepare("SELECT m.uid, m.modseq, m.system_flags, m.keywords, "
                                    "m.content_id, m.internal_date, m.internal_tz, c.size, "
-                                   "c.sent_date, c.header_size, c.sha256 FROM messages m "
-                                   "JOIN contents c ON c.id = m.content_id "
+                                   "c.sent_date, c.header_size, c.sha256, m.save_date "
+                                   "FROM messages m JOIN contents c ON c.id = m.content_id "
                                    "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? "
                                    "ORDER BY m.uid"));
     s.Bind(1, mailbox.id).Bind(2, first).Bind(3, last);

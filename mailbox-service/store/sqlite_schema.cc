@@ -200,6 +200,19 @@ CREATE INDEX auth_failures_by_key ON auth_failures (key, at_ms);
 CREATE INDEX auth_failures_by_age ON auth_failures (at_ms);
 CREATE INDEX auth_failures_by_address ON auth_failures (address, at_ms);
 )sql",
+      // Version 7: save dates (RFC 8514) and previews (RFC 8970). A message row
+      // (live or retained) gets the time it was saved into its mailbox, unix
+      // seconds; rows from before this version have none (NULL): nobody knows
+      // when they were saved, so FETCH SAVEDATE is NIL for them and the SAVED*
+      // search keys compare their internal date instead. The preview belongs
+      // to the content, shared by its copies; NULL for content stored before,
+      // computed and kept on the first FETCH PREVIEW without LAZY. Only
+      // columns are added, so the upgrade does not rewrite any row.
+      R"sql(
+ALTER TABLE messages ADD COLUMN save_date INTEGER;
+ALTER TABLE expunged_messages ADD COLUMN save_date INTEGER;
+ALTER TABLE contents ADD COLUMN preview TEXT;
+)sql",
   };
   return *steps;
 }

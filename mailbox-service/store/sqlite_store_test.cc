@@ -151,5 +151,73 @@ TEST(SqliteSchemaTest, UpgradeKeepsMessagesAndAddsRetention) {
   EXPECT_EQ(*sqlite::SchemaVersion(**conn), sqlite::LatestSchemaVersion());
 }
 
+TEST(SqliteSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
+  std::string path = TempPath("migrate6.db");
+  {
+    auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto user = (*store)->CreateUser("u", "h");
+    ASSERT_TRUE(user.ok());
+    NewMessage dated = Message(kSimple);
+    dated.has_internal_date = true;
+    dated.internal_date_unix = 1577880000;  // 2020-01-01T12:00:00Z
+    std::vector<NewMessage> messages;
+    messages.push_back(std::move(dated));
+    ASSERT_TRUE((*store)->Append(*user, "INBOX", std::move(messages)).ok());
+  }
+  {
+    // Back to the shape of version 6, rows and all.
+    auto conn = sqlite::Connection::Open(path, false);
+    ASSERT_TRUE(conn.ok());
+    ASSERT_TRUE((*conn)
+                    ->Exec("ALTER TABLE messages DROP COLUMN save_date;"
+                           "ALTER TABLE expunged_messages DROP COLUMN save_date;"
+                           "ALTER TABLE contents DROP COLUMN preview;"
+                           "PRAGMA user_version = 6")
+                    .ok());
+  }
+  auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const uint64_t user = (*store)->FindUser("u")->id;
+  v1::OpenRequest open;
+  open.set_name("INBOX");
+  auto box = (*store)->Open(user, open);
+  ASSERT_TRUE(box.ok());
+  v1::FetchRequest fetch;
+  fetch.set_mailbox_id(box->mailbox_id());
+  fetch.set_uidvalidity(box->uidvalidity());
+  *fetch.mutable_uids() = Uids({{1, 1}});
+  fetch.set_save_date(true);
+  fetch.set_preview(true);
+  fetch.set_preview_lazy(true);
+  CollectingSink lazy;
+  ASSERT_TRUE((*store)->Fetch(user, fetch, lazy).ok());
+  ASSERT_EQ(lazy.Metadata().size(), 1u);
+  EXPECT_FALSE(lazy.Metadata()[0].has_save_date());  // never recorded: NIL
+  EXPECT_FALSE(lazy.Metadata()[0].has_preview());    // LAZY: not made now
+  fetch.set_preview_lazy(false);
+  CollectingSink eager;
+  ASSERT_TRUE((*store)->Fetch(user, fetch, eager).ok());
+  ASSERT_EQ(eager.Metadata().size(), 1u);
+  EXPECT_TRUE(eager.Metadata()[0].has_preview());
+  EXPECT_EQ(eager.Metadata()[0].preview(), "Hello world");
+  // Kept: LAZY now has it too.
+  CollectingSink kept;
+  fetch.set_preview_lazy(true);
+  ASSERT_TRUE((*store)->Fetch(user, fetch, kept).ok());
+  EXPECT_EQ(kept.Metadata()[0].preview(), "Hello world");
+  // SAVEDON falls back to the internal date's day.
+  v1::SearchRequest search;
+  search.set_mailbox_id(box->mailbox_id());
+  search.set_uidvalidity(box->uidvalidity());
+  search.mutable_key()->set_saved_on(20200101);
+  auto found = (*store)->Search(user, search);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_THAT(Expand(found->uids()), ElementsAre(1));
+  auto conn = sqlite::Connection::Open(path, false);
+  ASSERT_TRUE(conn.ok());
+  EXPECT_EQ(*sqlite::SchemaVersion(**conn), sqlite::LatestSchemaVersion());
+}
+
 }  // namespace
 }  // namespace mailbox::store

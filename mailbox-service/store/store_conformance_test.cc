@@ -63,6 +63,13 @@ class SqliteBackend {
     return stmt->Int(0);
   }
 
+  // Runs a statement that returns no rows (tests that make rows look older).
+  void Exec(const std::string& sql) {
+    auto conn = sqlite::Connection::Open(path_, false);
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    ASSERT_TRUE((*conn)->Exec(sql.c_str()).ok()) << sql;
+  }
+
   absl::Status FlushEvents(Store&) { return absl::OkStatus(); }  // delivered at commit
 
  private:
@@ -140,6 +147,12 @@ class PgBackend {
     return result->Int(0, 0);
   }
 
+  void Exec(const std::string& sql) {
+    auto conn = pg::Connection::Open(server_->conninfo(dbname_), absl::Now() + absl::Seconds(10));
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    ASSERT_TRUE((*conn)->Exec(sql, absl::Now() + absl::Seconds(10)).ok()) << sql;
+  }
+
   absl::Status FlushEvents(Store& store) {
     return static_cast<pg::PgStore&>(store).FlushEvents(absl::Seconds(10));
   }
@@ -177,6 +190,37 @@ class StoreConformanceTest : public ::testing::Test {
   }
 
   int64_t CountRows(const std::string& sql) { return backend_.CountRows(sql); }
+  void Exec(const std::string& sql) { backend_.Exec(sql); }
+
+  // The metadata FETCH returns for `uids` of `box` with SAVEDATE, INTERNALDATE
+  // and PREVIEW (LAZY if `lazy`).
+  std::vector<v1::FetchedMetadata> FetchDates(const v1::OpenResponse& box,
+                                              std::vector<std::pair<uint32_t, uint32_t>> uids,
+                                              bool lazy = false, bool include_expunged = false) {
+    v1::FetchRequest request;
+    request.set_mailbox_id(box.mailbox_id());
+    request.set_uidvalidity(box.uidvalidity());
+    *request.mutable_uids() = Uids(std::move(uids));
+    request.set_internal_date(true);
+    request.set_save_date(true);
+    request.set_preview(true);
+    request.set_preview_lazy(lazy);
+    request.set_include_expunged(include_expunged);
+    CollectingSink sink;
+    absl::Status fetched = store_->Fetch(user_, request, sink);
+    EXPECT_TRUE(fetched.ok()) << fetched;
+    return sink.Metadata();
+  }
+
+  std::vector<uint32_t> SearchUids(const v1::OpenResponse& box, const v1::SearchKey& key) {
+    v1::SearchRequest request;
+    request.set_mailbox_id(box.mailbox_id());
+    request.set_uidvalidity(box.uidvalidity());
+    *request.mutable_key() = key;
+    absl::StatusOr<v1::SearchResponse> response = store_->Search(user_, request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? Expand(response->uids()) : std::vector<uint32_t>{};
+  }
 
   // The events the sink received for every change committed so far (a backend that
   // delivers them from another thread is waited for).
@@ -1211,6 +1255,178 @@ TYPED_TEST(StoreConformanceTest, ReviseIssuesNewUidAndExpungesOld) {
   header.set_uidvalidity(box.uidvalidity() + 7);
   EXPECT_EQ(CodeOf(this->store_->Revise(this->user_, header, std::string(kSimple)).status()),
             v1::MAILBOX_CHANGED);
+}
+
+// --- SAVEDATE (RFC 8514) and PREVIEW (RFC 8970) ------------------------------------
+
+TYPED_TEST(StoreConformanceTest, SaveDatesAreWhenEachCopyWasSaved) {
+  this->Reopen(this->ClockedOptions());
+  using std::chrono::seconds;
+  constexpr int64_t kAppended = 1709294400;  // 2024-03-01T12:00:00Z
+  this->now_ = std::chrono::system_clock::time_point(seconds(kAppended));
+  NewMessage old_date = Message(kSimple);
+  old_date.has_internal_date = true;
+  old_date.internal_date_unix = 1577880000;  // 2020-01-01T12:00:00Z
+  std::vector<NewMessage> messages;
+  messages.push_back(std::move(old_date));
+  messages.push_back(Message(kMultipart));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  ASSERT_TRUE(this->Create("Dest").ok());
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  auto appended = this->FetchDates(inbox, {{1, 2}});
+  ASSERT_EQ(appended.size(), 2u);
+  for (const v1::FetchedMetadata& m : appended) {
+    EXPECT_TRUE(m.has_save_date());
+    EXPECT_EQ(m.save_date_unix(), kAppended);
+  }
+  EXPECT_EQ(appended[0].internal_date_unix(), 1577880000);
+
+  // COPY two days later: the copy's save date is the time of the copy, its
+  // internal date the original's; the original keeps its own.
+  constexpr int64_t kCopied = kAppended + 2 * 86400;  // 2024-03-03
+  this->now_ = std::chrono::system_clock::time_point(seconds(kCopied));
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(inbox.mailbox_id());
+  copy.set_uidvalidity(inbox.uidvalidity());
+  *copy.mutable_uids() = Uids({{1, 1}});
+  copy.set_destination("Dest");
+  ASSERT_TRUE(this->store_->Copy(this->user_, copy).ok());
+  // MOVE a day after that.
+  constexpr int64_t kMoved = kCopied + 86400;  // 2024-03-04
+  this->now_ = std::chrono::system_clock::time_point(seconds(kMoved));
+  v1::MoveRequest move;
+  move.set_mailbox_id(inbox.mailbox_id());
+  move.set_uidvalidity(inbox.uidvalidity());
+  *move.mutable_uids() = Uids({{2, 2}});
+  move.set_destination("Dest");
+  ASSERT_TRUE(this->store_->Move(this->user_, move).ok());
+
+  v1::OpenResponse dest = this->OpenBox("Dest");
+  auto copies = this->FetchDates(dest, {{1, 2}});
+  ASSERT_EQ(copies.size(), 2u);
+  EXPECT_EQ(copies[0].save_date_unix(), kCopied);
+  EXPECT_EQ(copies[0].internal_date_unix(), 1577880000);
+  EXPECT_EQ(copies[1].save_date_unix(), kMoved);
+  auto originals = this->FetchDates(inbox, {{1, 2}}, false, /*include_expunged=*/true);
+  ASSERT_EQ(originals.size(), 2u);
+  EXPECT_EQ(originals[0].save_date_unix(), kAppended);
+  EXPECT_TRUE(originals[1].expunged());  // retained by the move, with its save date
+  EXPECT_EQ(originals[1].save_date_unix(), kAppended);
+
+  // A revision is saved when it is made.
+  constexpr int64_t kRevised = kMoved + 86400;
+  this->now_ = std::chrono::system_clock::time_point(seconds(kRevised));
+  v1::ReviseHeader header;
+  header.set_mailbox_id(dest.mailbox_id());
+  header.set_uidvalidity(dest.uidvalidity());
+  header.set_uid(1);
+  auto revised = this->store_->Revise(this->user_, header, std::string(kSimple));
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  auto revision = this->FetchDates(dest, {{revised->new_uid(), revised->new_uid()}});
+  ASSERT_EQ(revision.size(), 1u);
+  EXPECT_EQ(revision[0].save_date_unix(), kRevised);
+
+  // SAVEDBEFORE / SAVEDON / SAVEDSINCE compare the save date's day (UTC).
+  v1::SearchKey key;
+  key.set_saved_on(20240304);
+  EXPECT_THAT(this->SearchUids(dest, key), ElementsAre(2));
+  key.set_saved_before(20240305);
+  EXPECT_THAT(this->SearchUids(dest, key), ElementsAre(2));
+  key.set_saved_since(20240305);
+  EXPECT_THAT(this->SearchUids(dest, key), ElementsAre(revised->new_uid()));
+  key.set_saved_on(20240301);
+  EXPECT_THAT(this->SearchUids(inbox, key), ElementsAre(1));
+  key.set_on(20200101);  // the internal date is not the save date
+  EXPECT_THAT(this->SearchUids(inbox, key), ElementsAre(1));
+  key.set_saved_on(20200101);
+  EXPECT_THAT(this->SearchUids(inbox, key), IsEmpty());
+}
+
+TYPED_TEST(StoreConformanceTest, RowsWithoutASaveDateAnswerNilAndSearchByInternalDate) {
+  NewMessage m = Message(kSimple);
+  m.has_internal_date = true;
+  m.internal_date_unix = 1577880000;  // 2020-01-01T12:00:00Z
+  std::vector<NewMessage> messages;
+  messages.push_back(std::move(m));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  // As a row stored before save dates were kept.
+  this->Exec("UPDATE messages SET save_date = NULL");
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  auto fetched = this->FetchDates(inbox, {{1, 1}});
+  ASSERT_EQ(fetched.size(), 1u);
+  EXPECT_FALSE(fetched[0].has_save_date());
+  v1::SearchKey key;
+  key.set_saved_on(20200101);
+  EXPECT_THAT(this->SearchUids(inbox, key), ElementsAre(1));
+  key.set_saved_since(20200102);
+  EXPECT_THAT(this->SearchUids(inbox, key), IsEmpty());
+}
+
+TYPED_TEST(StoreConformanceTest, PreviewsAreMadeAtIngestAndSharedByCopies) {
+  const std::string html =
+      "Subject: h\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+      "<html><head><style>b {}</style></head><body><p>Hello&nbsp;<b>there</b></p>"
+      "<p>second</p></body></html>\r\n";
+  const std::string no_text =
+      "Subject: n\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+      "iVBORw0KGgo=\r\n";
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(html));
+  messages.push_back(Message(no_text));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents WHERE preview IS NULL"), 0);
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  for (bool lazy : {false, true}) {
+    auto fetched = this->FetchDates(inbox, {{1, 3}}, lazy);
+    ASSERT_EQ(fetched.size(), 3u);
+    for (const v1::FetchedMetadata& m : fetched) {
+      EXPECT_TRUE(m.has_preview());
+    }
+    EXPECT_EQ(fetched[0].preview(), "Hello world");
+    EXPECT_EQ(fetched[1].preview(), "Hello there second");
+    EXPECT_EQ(fetched[2].preview(), "");
+  }
+  ASSERT_TRUE(this->Create("Dest").ok());
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(inbox.mailbox_id());
+  copy.set_uidvalidity(inbox.uidvalidity());
+  *copy.mutable_uids() = Uids({{2, 2}});
+  copy.set_destination("Dest");
+  ASSERT_TRUE(this->store_->Copy(this->user_, copy).ok());
+  auto copied = this->FetchDates(this->OpenBox("Dest"), {{1, 1}});
+  ASSERT_EQ(copied.size(), 1u);
+  EXPECT_EQ(copied[0].preview(), "Hello there second");
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents"), 3);
+}
+
+TYPED_TEST(StoreConformanceTest, PreviewsOfOlderContentAreMadeOnFirstRequestAndKept) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(kMultipart));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  const auto made_at_ingest = this->FetchDates(inbox, {{1, 2}});
+  ASSERT_EQ(made_at_ingest.size(), 2u);
+  // As content stored before previews were kept.
+  this->Exec("UPDATE contents SET preview = NULL");
+  // LAZY (RFC 8970 §3.1): NIL rather than the work now.
+  auto lazy = this->FetchDates(inbox, {{1, 2}}, /*lazy=*/true);
+  ASSERT_EQ(lazy.size(), 2u);
+  EXPECT_FALSE(lazy[0].has_preview());
+  EXPECT_FALSE(lazy[1].has_preview());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents WHERE preview IS NULL"), 2);
+  // Without LAZY: made from the stored structure, the same as at ingest, and kept.
+  auto made = this->FetchDates(inbox, {{1, 2}});
+  ASSERT_EQ(made.size(), 2u);
+  for (size_t i = 0; i < made.size(); ++i) {
+    EXPECT_TRUE(made[i].has_preview());
+    EXPECT_EQ(made[i].preview(), made_at_ingest[i].preview());
+  }
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents WHERE preview IS NULL"), 0);
+  lazy = this->FetchDates(inbox, {{1, 2}}, /*lazy=*/true);
+  ASSERT_EQ(lazy.size(), 2u);
+  EXPECT_EQ(lazy[1].preview(), made_at_ingest[1].preview());
 }
 
 // --- Change log and events ----------------------------------------------------------

@@ -19,7 +19,7 @@ namespace {
 
 // One table copied row by row: the SQLite query, the PostgreSQL insert with the
 // same columns, and each column's kind: 'i' integer, 'n' integer or NULL, 't' text,
-// 'b' bytes.
+// 'T' text or NULL, 'b' bytes.
 struct Table {
   const char* name;
   const char* select;
@@ -49,23 +49,23 @@ constexpr Table kTables[] = {
      "INSERT INTO mailbox_keywords (mailbox_id, keyword) VALUES ($1, $2)", "it"},
     {"contents",
      "SELECT id, sha256, size, parsed, envelope, body, bodystructure, sent_date, "
-     "header_size FROM contents",
+     "header_size, preview FROM contents",
      "INSERT INTO contents (id, sha256, size, parsed, envelope, body, bodystructure, "
-     "sent_date, header_size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-     "ibibtttni"},
+     "sent_date, header_size, preview) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+     "ibibtttniT"},
     {"messages",
      "SELECT mailbox_id, uid, content_id, modseq, system_flags, keywords, internal_date, "
-     "internal_tz FROM messages",
+     "internal_tz, save_date FROM messages",
      "INSERT INTO messages (mailbox_id, uid, content_id, modseq, system_flags, keywords, "
-     "internal_date, internal_tz) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-     "iiiiitii"},
+     "internal_date, internal_tz, save_date) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+     "iiiiitiin"},
     {"expunged_messages",
      "SELECT mailbox_id, uid, content_id, modseq, system_flags, keywords, internal_date, "
-     "internal_tz, expunged_at_ms FROM expunged_messages",
+     "internal_tz, expunged_at_ms, save_date FROM expunged_messages",
      "INSERT INTO expunged_messages (mailbox_id, uid, content_id, modseq, system_flags, "
-     "keywords, internal_date, internal_tz, expunged_at_ms) "
-     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-     "iiiiitiii"},
+     "keywords, internal_date, internal_tz, expunged_at_ms, save_date) "
+     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+     "iiiiitiiin"},
     {"changes", "SELECT mailbox_id, modseq, event FROM changes",
      "INSERT INTO changes (mailbox_id, modseq, event) VALUES ($1, $2, $3)", "iib"},
     {"subscriptions", "SELECT user_id, name FROM subscriptions",
@@ -97,6 +97,12 @@ absl::StatusOr<int64_t> CopyRows(sqlite::Connection& from, pg::Connection& to, c
         case 'i':
           params.Int(rows.Int(column));
           break;
+        case 'T':
+          if (rows.IsNull(column)) {
+            params.Null();
+            break;
+          }
+          [[fallthrough]];
         case 't':
           params.Text(rows.Text(column));
           break;

@@ -7,6 +7,7 @@ statement, the statement cites that test and nothing is repeated here.
 """
 
 import base64
+import datetime
 import os
 import re
 import ssl
@@ -996,6 +997,164 @@ class SmallExtensionsTest(Base):
         line = client.command("SEARCH OLDER 0", tag="w1")
         self.assertTagged(line[-1], "w1", "BAD")
 
+
+
+def preview_of(line):
+    """The PREVIEW value of a FETCH line: bytes, or None for NIL."""
+    match = re.search(rb"PREVIEW (NIL|\{(\d+)\}\r\n|\"((?:[^\"\\\\]|\\\\.)*)\")", line)
+    assert match, "no PREVIEW in %r" % line
+    if match.group(1) == b"NIL":
+        return None
+    if match.group(2) is not None:
+        start = match.end()
+        return line[start:start + int(match.group(2))]
+    return re.sub(rb"\\\\(.)", rb"\1", match.group(3))
+
+
+def savedate_of(line):
+    """The SAVEDATE of a FETCH line as a UTC datetime, or None for NIL."""
+    match = re.search(rb'SAVEDATE (NIL|"([^"]+)")', line)
+    assert match, "no SAVEDATE in %r" % line
+    if match.group(1) == b"NIL":
+        return None
+    return datetime.datetime.strptime(match.group(2).decode().strip(), "%d-%b-%Y %H:%M:%S %z")
+
+
+class SaveDateTest(Base):
+    """RFC 8514: the time each copy was saved into its mailbox."""
+
+    def append_dated(self, client, mailbox, message, date):
+        tag = client.tag()
+        client.send(b'%s APPEND %s "%s" {%d+}\r\n%s\r\n'
+                    % (tag.encode(), mailbox.encode(), date.encode(), len(message), message))
+        _, tagged = client.read_tagged(tag)
+        self.assertTrue(tagged.startswith(tag.encode() + b" OK"), tagged)
+
+    def test_fetch_savedate_after_append_copy_and_move(self):
+        client = self.connect()
+        self.assertIn(b"SAVEDATE", client.ok("CAPABILITY")[0].split())
+        before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        self.append_dated(client, "INBOX", MESSAGE, "01-Jan-2020 00:00:00 +0000")
+        append_raw(client, "INBOX", MESSAGE.replace(b"standards", b"moved one"))
+        client.ok("CREATE Saved")
+        client.ok("SELECT INBOX")
+        lines = client.ok("FETCH 1:2 (SAVEDATE INTERNALDATE)")
+        appended = [savedate_of(line) for line in lines]
+        after = datetime.datetime.now(datetime.timezone.utc)
+        for saved in appended:
+            self.assertTrue(before <= saved <= after, (before, saved, after))
+        self.assertIn(b'INTERNALDATE " 1-Jan-2020 00:00:00 +0000"', lines[0])
+        # The copy is saved when it is made, not when the original was.
+        time.sleep(1.1)
+        client.ok("COPY 1 Saved")
+        client.ok("MOVE 2 Saved")
+        client.ok("SELECT Saved")
+        lines = client.ok("UID FETCH 1:* (SAVEDATE INTERNALDATE)")
+        self.assertEqual(len(lines), 2)
+        copies = [savedate_of(line) for line in lines]
+        self.assertGreater(copies[0], appended[0])
+        self.assertGreater(copies[1], appended[1])
+        self.assertIn(b'INTERNALDATE " 1-Jan-2020 00:00:00 +0000"', lines[0])
+        client.ok("SELECT INBOX")
+        self.assertEqual([savedate_of(line) for line in client.ok("FETCH 1 (SAVEDATE)")],
+                         appended[:1])
+
+    def test_search_saved_keys(self):
+        client = self.connect()
+        self.append_dated(client, "INBOX", MESSAGE, "01-Jan-2020 00:00:00 +0000")
+        append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        today = datetime.datetime.now(datetime.timezone.utc).date()
+        day = lambda d: "%d-%s-%d" % (d.day, d.strftime("%b"), d.year)  # noqa: E731
+        tomorrow = today + datetime.timedelta(days=1)
+        self.assertEqual(client.ok("SEARCH SAVEDATESUPPORTED"), [b"* SEARCH 1 2"])
+        self.assertEqual(client.ok("SEARCH SAVEDON %s" % day(today)), [b"* SEARCH 1 2"])
+        self.assertEqual(client.ok("SEARCH SAVEDSINCE %s" % day(today)), [b"* SEARCH 1 2"])
+        self.assertEqual(client.ok("SEARCH SAVEDSINCE %s" % day(tomorrow)), [b"* SEARCH"])
+        self.assertEqual(client.ok("SEARCH SAVEDBEFORE %s" % day(today)), [b"* SEARCH"])
+        self.assertEqual(client.ok("SEARCH SAVEDBEFORE %s" % day(tomorrow)), [b"* SEARCH 1 2"])
+        # The save date, not the internal date.
+        self.assertEqual(client.ok("SEARCH ON 1-Jan-2020"), [b"* SEARCH 1"])
+        self.assertEqual(client.ok("SEARCH SAVEDON 1-Jan-2020"), [b"* SEARCH"])
+        self.assertEqual(client.ok("UID SEARCH NOT SAVEDBEFORE %s" % day(today)),
+                         [b"* SEARCH 1 2"])
+        for tag, bad in (("s1", "SEARCH SAVEDON"), ("s2", "SEARCH SAVEDSINCE 2024-01-01"),
+                         ("s3", "SEARCH SAVEDBEFORE 32-Jan-2024"),
+                         ("s4", "SEARCH SAVEDATESUPPORTED 1-Jan-2024"),
+                         ("s5", "FETCH 1 (SAVEDATE (LAZY))")):
+            line = client.command(bad, tag=tag)
+            self.assertTagged(line[-1], tag, "BAD")
+
+
+class PreviewTest(Base):
+    """RFC 8970: previews made by the mailbox service when a message is stored."""
+
+    def fetch_preview(self, client, message, item="PREVIEW"):
+        append_raw(client, "INBOX", message)
+        client.ok("SELECT INBOX")
+        lines = client.ok("FETCH * (%s)" % item)
+        self.assertEqual(len(lines), 1, lines)
+        return preview_of(lines[0])
+
+    def test_plain_text(self):
+        client = self.connect()
+        self.assertIn(b"PREVIEW", client.ok("CAPABILITY")[0].split())
+        self.assertEqual(self.fetch_preview(client, MESSAGE), b"Body of the standards test.")
+
+    def test_multipart_alternative_prefers_the_plain_part(self):
+        message = (b"Subject: alt\r\nMIME-Version: 1.0\r\n"
+                   b"Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n"
+                   b"--b\r\nContent-Type: text/html\r\n\r\n<p>The <i>HTML</i> one</p>\r\n"
+                   b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+                   b"The   plain\r\n  one\r\n--b--\r\n")
+        self.assertEqual(self.fetch_preview(self.connect(), message), b"The plain one")
+
+    def test_html_only_loses_its_markup(self):
+        message = (b"Subject: html\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n"
+                   b"<html><head><title>Title</title><style>p {}</style></head><body>"
+                   b"<p>Dear <b>reader</b>,</p><p>fish &amp; chips</p><!-- hidden -->"
+                   b"</body></html>\r\n")
+        self.assertEqual(self.fetch_preview(self.connect(), message),
+                         b"Dear reader, fish & chips")
+
+    def test_no_text_gives_an_empty_preview(self):
+        message = (b"Subject: picture\r\nContent-Type: image/png\r\n"
+                   b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n")
+        self.assertEqual(self.fetch_preview(self.connect(), message), b"")
+
+    def test_long_text_is_cut_at_256_characters_of_intact_utf8(self):
+        body = ("\u00e9t\u00e9 " * 200).encode("utf-8")  # 3 characters and a space, 200 times
+        message = (b"Subject: long\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n")
+        preview = self.fetch_preview(self.connect(), message).decode("utf-8")  # intact
+        self.assertLessEqual(len(preview), 256)
+        self.assertGreater(len(preview), 250)
+        self.assertTrue(("\u00e9t\u00e9 " * 200).startswith(preview))
+        self.assertFalse(preview.endswith(" "))
+
+    def test_lazy_modifier(self):
+        client = self.connect()
+        self.assertEqual(self.fetch_preview(client, MESSAGE, "PREVIEW (LAZY)"),
+                         b"Body of the standards test.")
+        # Alone after the sequence set, and beside other items and modifiers.
+        lines = client.ok("FETCH 1 PREVIEW (LAZY)")
+        self.assertEqual(preview_of(lines[0]), b"Body of the standards test.")
+        # CHANGEDSINCE enables CONDSTORE: an untagged OK [HIGHESTMODSEQ] comes first.
+        lines = client.ok("UID FETCH 1 (UID PREVIEW (lazy) FLAGS) (CHANGEDSINCE 0)")
+        lines = [line for line in lines if b" FETCH " in line]
+        self.assertRegex(lines[0], rb"^\* 1 FETCH \(UID 1 PREVIEW \"Body of the standards test.\" "
+                                   rb"FLAGS \(\\Recent\) MODSEQ \(\d+\)\)$")
+
+    def test_bad_syntax(self):
+        client = self.connect()
+        append_raw(client, "INBOX", MESSAGE)
+        client.ok("SELECT INBOX")
+        for tag, bad in (("p1", "FETCH 1 (PREVIEW (FOO))"), ("p2", "FETCH 1 (PREVIEW ())"),
+                         ("p3", "FETCH 1 (PREVIEW (LAZY LAZY))"),
+                         ("p4", "FETCH 1 (PREVIEW (LAZY)"), ("p5", "FETCH 1 PREVIEW (FOO)"),
+                         ("p6", "FETCH 1 (PREVIEW.PEEK)"), ("p7", "FETCH 1 (PREVIEW[1])")):
+            line = client.command(bad, tag=tag)
+            self.assertTagged(line[-1], tag, "BAD")
 
 class DefaultMailboxesTest(unittest.TestCase):
     # RFC 6154: a new user has the special-use mailboxes clients look for, made

@@ -1,5 +1,5 @@
 // FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; RFC 3516 BINARY; RFC 7162
-// CHANGEDSINCE and MODSEQ).
+// CHANGEDSINCE and MODSEQ; RFC 8514 SAVEDATE; RFC 8970 PREVIEW).
 //
 // One FetchRequest goes to the store, which streams per message a
 // FetchedMetadata followed by the chunks of each requested section. The
@@ -120,6 +120,7 @@ FetchPlan MakePlan(const imap::FetchCommand& command, bool read_only) {
   v1::FetchRequest& request = plan.request;
   std::set<std::string> names;
   bool sets_seen = false;
+  bool preview_now = false;  // some PREVIEW without LAZY
   for (const imap::FetchAttribute& attribute : command.attributes) {
     PlannedItem item;
     item.kind = attribute.kind;
@@ -160,6 +161,15 @@ FetchPlan MakePlan(const imap::FetchCommand& command, bool read_only) {
         break;
       case Kind::kThreadId:
         break;  // always NIL: no threads are computed (RFC 8474 §5.2 allows it)
+      case Kind::kSaveDate:
+        request.set_save_date(true);
+        break;
+      case Kind::kPreview:
+        // PREVIEW and PREVIEW (LAZY) are one response item; without LAZY
+        // anywhere, the preview is made if it is not stored yet.
+        request.set_preview(true);
+        preview_now = preview_now || !attribute.lazy;
+        break;
       case Kind::kRfc822:
       case Kind::kRfc822Header:
       case Kind::kRfc822Text:
@@ -211,6 +221,7 @@ FetchPlan MakePlan(const imap::FetchCommand& command, bool read_only) {
     }
   }
   request.set_mark_seen(sets_seen && !read_only);
+  request.set_preview_lazy(request.preview() && !preview_now);
   // A message expunged elsewhere stays fetchable until this session has reported
   // the EXPUNGE (RFC 3501 §7.4.1); the service keeps such messages for a while.
   request.set_include_expunged(true);
@@ -462,6 +473,26 @@ class FetchResponseWriter {
       case Kind::kThreadId:
         builder_->Raw(item.name, "NIL");
         break;
+      case Kind::kSaveDate:
+        // RFC 8514 §3: NIL where the store does not know it.
+        builder_->Raw(item.name, metadata_.has_save_date()
+                                     ? imap::DateTime::FromUnixSeconds(
+                                           metadata_.save_date_unix(), 0)
+                                           .ToQuoted()
+                                     : std::string("NIL"));
+        break;
+      case Kind::kPreview: {
+        // RFC 8970 §3.1: nstring; NIL only for LAZY and a preview not made yet.
+        // UTF-8 text goes as a literal unless UTF8=ACCEPT allows it quoted.
+        std::string value;
+        imap::AppendNString(value,
+                            metadata_.has_preview()
+                                ? std::optional<std::string>(metadata_.preview())
+                                : std::nullopt,
+                            session_.utf8_accept());
+        builder_->Raw(item.name, value);
+        break;
+      }
       default:
         break;  // section items are handled by TakeChunk
     }
@@ -576,8 +607,9 @@ std::vector<std::string> SectionKeys(const v1::FetchRequest& request) {
 // `request` for one message.
 bool Answers(const v1::FetchRequest& request, const std::vector<std::string>& section_keys,
              const CachedMessage* cached, const SelectedMailbox::KnownFlags* known) {
+  // EMAILID, SAVEDATE and PREVIEW are not cached: always a miss.
   if (cached == nullptr || ((request.flags() || request.modseq()) && known == nullptr) ||
-      request.email_id()) {
+      request.email_id() || request.save_date() || request.preview()) {
     return false;
   }
   if ((request.internal_date() && !cached->has_internal_date) ||

@@ -136,6 +136,20 @@ class Mapper {
       case Kind::kSentSince:
         out.set_sent_since(CivilDay(in.date));
         return out;
+      // RFC 8514 §4: the store keeps a save date in every mailbox, so
+      // SAVEDATESUPPORTED is every message.
+      case Kind::kSavedBefore:
+        out.set_saved_before(CivilDay(in.date));
+        return out;
+      case Kind::kSavedOn:
+        out.set_saved_on(CivilDay(in.date));
+        return out;
+      case Kind::kSavedSince:
+        out.set_saved_since(CivilDay(in.date));
+        return out;
+      case Kind::kSaveDateSupported:
+        out.set_all(true);
+        return out;
       case Kind::kLarger:
         out.set_larger(in.number);
         return out;

@@ -162,6 +162,15 @@ CREATE TABLE secrets (
   value bytea NOT NULL
 );
 )sql",
+      // Version 2: save dates (RFC 8514) and previews (RFC 8970), as in the
+      // SQLite schema's version 7: NULL in rows from before (no save date known;
+      // preview computed on first request). Adding a nullable column without a
+      // default rewrites no row.
+      R"sql(
+ALTER TABLE messages ADD COLUMN save_date bigint;
+ALTER TABLE expunged_messages ADD COLUMN save_date bigint;
+ALTER TABLE contents ADD COLUMN preview text;
+)sql",
   };
   return *steps;
 }
