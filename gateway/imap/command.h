@@ -290,6 +290,10 @@ struct CommandSpec {
   // Takes over the input itself (STARTTLS, AUTHENTICATE, IDLE) or ends it
   // (LOGOUT): pipelined commands are not read ahead while it runs.
   bool owns_input;
+  // Its handler calls the mailbox service. One that does not is answered by the
+  // gateway alone, also while the service is unreachable; the session checks
+  // the declaration after each command (Session::EndCommand).
+  bool needs_store;
 };
 
 struct Command {

@@ -718,44 +718,45 @@ constexpr uint8_t kAuth = kAuthenticated | kSelected;
 // Every command the gateway accepts (see CommandSpec). States are RFC 3501 §3's;
 // UID forms name messages by UID, so EXPUNGE responses may be sent while they
 // run (RFC 3501 §7.4.1).
-//   name, grammar, allowed states, sequence numbers, may expunge, owns input
+//   name, grammar, allowed states, sequence numbers, may expunge, owns input,
+//   needs the store
 constexpr CommandSpec kCommandTable[] = {
-    {"CAPABILITY", ParseNoArgs<CapabilityCommand>, kAnyState, false, false, false},
-    {"NOOP", ParseNoArgs<NoopCommand>, kAnyState, false, false, false},
-    {"LOGOUT", ParseNoArgs<LogoutCommand>, kAnyState, false, false, true},
-    {"ID", ParseId, kAnyState, false, false, false},
-    {"STARTTLS", ParseNoArgs<StartTlsCommand>, kNotAuthenticated, false, false, true},
-    {"AUTHENTICATE", ParseAuthenticate, kNotAuthenticated, false, false, true},
-    {"LOGIN", ParseLogin, kNotAuthenticated, false, false, false},
-    {"SELECT", ParseSelect<SelectCommand>, kAuth, false, false, false},
-    {"EXAMINE", ParseSelect<ExamineCommand>, kAuth, false, false, false},
-    {"CREATE", ParseCreate, kAuth, false, false, false},
-    {"DELETE", ParseMailboxOnly<DeleteCommand>, kAuth, false, false, false},
-    {"RENAME", ParseRename, kAuth, false, false, false},
-    {"SUBSCRIBE", ParseMailboxOnly<SubscribeCommand>, kAuth, false, false, false},
-    {"UNSUBSCRIBE", ParseMailboxOnly<UnsubscribeCommand>, kAuth, false, false, false},
-    {"LIST", ParseList<false>, kAuth, false, false, false},
-    {"LSUB", ParseList<true>, kAuth, false, false, false},
-    {"STATUS", ParseStatus, kAuth, false, false, false},
-    {"APPEND", ParseAppend, kAuth, false, false, false},
-    {"IDLE", ParseNoArgs<IdleCommand>, kAuth, false, false, true},
-    {"ENABLE", ParseEnable, kAuth, false, false, false},
-    {"NAMESPACE", ParseNoArgs<NamespaceCommand>, kAuth, false, false, false},
-    {"CHECK", ParseNoArgs<CheckCommand>, kSelected, false, false, false},
-    {"CLOSE", ParseNoArgs<CloseCommand>, kSelected, false, true, false},
-    {"UNSELECT", ParseNoArgs<UnselectCommand>, kSelected, false, false, false},
-    {"EXPUNGE", ParseNoArgs<ExpungeCommand>, kSelected, false, true, false},
-    {"UID EXPUNGE", ParseUidExpunge, kSelected, false, true, false},
-    {"SEARCH", Plain<ParseSearch>, kSelected, true, false, false},
-    {"UID SEARCH", WithUid<ParseSearch>, kSelected, false, false, false},
-    {"FETCH", Plain<ParseFetch>, kSelected, true, false, false},
-    {"UID FETCH", WithUid<ParseFetch>, kSelected, false, false, false},
-    {"STORE", Plain<ParseStore>, kSelected, true, false, false},
-    {"UID STORE", WithUid<ParseStore>, kSelected, false, false, false},
-    {"COPY", Plain<ParseCopyLike<CopyCommand>>, kSelected, true, false, false},
-    {"UID COPY", WithUid<ParseCopyLike<CopyCommand>>, kSelected, false, false, false},
-    {"MOVE", Plain<ParseCopyLike<MoveCommand>>, kSelected, true, true, false},
-    {"UID MOVE", WithUid<ParseCopyLike<MoveCommand>>, kSelected, false, true, false},
+    {"CAPABILITY", ParseNoArgs<CapabilityCommand>, kAnyState, false, false, false, false},
+    {"NOOP", ParseNoArgs<NoopCommand>, kAnyState, false, false, false, false},
+    {"LOGOUT", ParseNoArgs<LogoutCommand>, kAnyState, false, false, true, false},
+    {"ID", ParseId, kAnyState, false, false, false, false},
+    {"STARTTLS", ParseNoArgs<StartTlsCommand>, kNotAuthenticated, false, false, true, false},
+    {"AUTHENTICATE", ParseAuthenticate, kNotAuthenticated, false, false, true, true},
+    {"LOGIN", ParseLogin, kNotAuthenticated, false, false, false, true},
+    {"SELECT", ParseSelect<SelectCommand>, kAuth, false, false, false, true},
+    {"EXAMINE", ParseSelect<ExamineCommand>, kAuth, false, false, false, true},
+    {"CREATE", ParseCreate, kAuth, false, false, false, true},
+    {"DELETE", ParseMailboxOnly<DeleteCommand>, kAuth, false, false, false, true},
+    {"RENAME", ParseRename, kAuth, false, false, false, true},
+    {"SUBSCRIBE", ParseMailboxOnly<SubscribeCommand>, kAuth, false, false, false, true},
+    {"UNSUBSCRIBE", ParseMailboxOnly<UnsubscribeCommand>, kAuth, false, false, false, true},
+    {"LIST", ParseList<false>, kAuth, false, false, false, true},
+    {"LSUB", ParseList<true>, kAuth, false, false, false, true},
+    {"STATUS", ParseStatus, kAuth, false, false, false, true},
+    {"APPEND", ParseAppend, kAuth, false, false, false, true},
+    {"IDLE", ParseNoArgs<IdleCommand>, kAuth, false, false, true, false},
+    {"ENABLE", ParseEnable, kAuth, false, false, false, false},
+    {"NAMESPACE", ParseNoArgs<NamespaceCommand>, kAuth, false, false, false, false},
+    {"CHECK", ParseNoArgs<CheckCommand>, kSelected, false, false, false, false},
+    {"CLOSE", ParseNoArgs<CloseCommand>, kSelected, false, true, false, true},
+    {"UNSELECT", ParseNoArgs<UnselectCommand>, kSelected, false, false, false, false},
+    {"EXPUNGE", ParseNoArgs<ExpungeCommand>, kSelected, false, true, false, true},
+    {"UID EXPUNGE", ParseUidExpunge, kSelected, false, true, false, true},
+    {"SEARCH", Plain<ParseSearch>, kSelected, true, false, false, true},
+    {"UID SEARCH", WithUid<ParseSearch>, kSelected, false, false, false, true},
+    {"FETCH", Plain<ParseFetch>, kSelected, true, false, false, true},
+    {"UID FETCH", WithUid<ParseFetch>, kSelected, false, false, false, true},
+    {"STORE", Plain<ParseStore>, kSelected, true, false, false, true},
+    {"UID STORE", WithUid<ParseStore>, kSelected, false, false, false, true},
+    {"COPY", Plain<ParseCopyLike<CopyCommand>>, kSelected, true, false, false, true},
+    {"UID COPY", WithUid<ParseCopyLike<CopyCommand>>, kSelected, false, false, false, true},
+    {"MOVE", Plain<ParseCopyLike<MoveCommand>>, kSelected, true, true, false, true},
+    {"UID MOVE", WithUid<ParseCopyLike<MoveCommand>>, kSelected, false, true, false, true},
 };
 
 bool Tag(Lexer& lex, std::string* tag) {
@@ -826,6 +827,8 @@ const CommandSpec* FindCommand(std::string_view name) {
 }
 
 bool IsKnownCommandName(std::string_view name) { return FindCommand(name) != nullptr; }
+
+std::span<const CommandSpec> CommandTable() { return kCommandTable; }
 
 Result<std::optional<AppendHead>> ParseAppendHead(std::string_view text,
                                                   const Limits& limits) {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,8 @@ std::string ExtractCommandName(std::string_view line);
 // The table entry of an upper-cased command name ("FETCH", "UID FETCH", ...),
 // or null.
 const CommandSpec* FindCommand(std::string_view upper_case_name);
+// Every entry of the command table.
+std::span<const CommandSpec> CommandTable();
 
 // True for the names ParseCommand knows, so the Receiver can refuse a literal
 // of a command that will fail anyway.

@@ -9,6 +9,7 @@
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "gateway/imap/parser.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
 #include "proto/mailbox/v1/errors.h"
@@ -811,7 +812,13 @@ void Session::BeginCommand(std::string tag) {
   store_.Take();
 }
 
-asio::awaitable<void> Session::EndCommand(std::string_view family, bool allow_expunge) {
+asio::awaitable<void> Session::EndCommand(const imap::CommandSpec& spec, bool allow_expunge) {
+  uint64_t calls = store_.Take();
+  if (calls > 0 && !spec.needs_store) {
+    // The command table says this command is answered without the service.
+    std::cerr << "imap-gateway: internal error: " << spec.name << " called the mailbox service "
+              << calls << " times but is declared without it\n";
+  }
   // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5);
   // none after LOGOUT or a BYE.
   if (state_ != SessionState::kLogout && !broken_) {
@@ -819,7 +826,8 @@ asio::awaitable<void> Session::EndCommand(std::string_view family, bool allow_ex
     co_await ClaimRecent();
   }
   // The \Recent claim counts with the command that announced the messages.
-  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(family), store_.Take());
+  calls += store_.Take();
+  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(spec.name), calls);
   in_command_ = false;
   CheckChangeQueue();
   if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
@@ -918,7 +926,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
         command.body);
   }
   co_await StopReadAhead();
-  co_await EndCommand(info.name, /*allow_expunge=*/!info.uses_sequence_numbers);
+  co_await EndCommand(info, /*allow_expunge=*/!info.uses_sequence_numbers);
 }
 
 asio::awaitable<bool> Session::UpgradeToTls(std::string_view ok_response) {
@@ -1045,7 +1053,7 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
 asio::awaitable<void> Session::RunAppend(imap::AppendMessageBegin begin) {
   BeginCommand(begin.tag);
   co_await commands::Append(*this, std::move(begin));
-  co_await EndCommand("APPEND", /*allow_expunge=*/true);
+  co_await EndCommand(*imap::FindCommand("APPEND"), /*allow_expunge=*/true);
 }
 
 }  // namespace gateway

@@ -89,7 +89,7 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // ends it with the pending updates its kind allows, the \Recent claim, the
   // tagged completion and the count of its store calls for `family`.
   void BeginCommand(std::string tag);
-  boost::asio::awaitable<void> EndCommand(std::string_view family, bool allow_expunge);
+  boost::asio::awaitable<void> EndCommand(const imap::CommandSpec& spec, bool allow_expunge);
   // Removes the messages of `ranges` (UID ranges) the view still shows and tells
   // the client: "* n EXPUNGE" for each, or one "* VANISHED" once QRESYNC is enabled
   // (RFC 7162 §3.2.10).

@@ -3,6 +3,7 @@
 // the worker's cache and the session's flags, kept correct by the change feed.
 #include "gateway/session/session.h"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -18,6 +19,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
+#include "gateway/imap/parser.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/feed_router.h"
 #include "gateway/session/fetch_cache.h"
@@ -202,6 +204,43 @@ TEST_F(SessionTest, CallsPerCommand) {
         fetched, absl::StrCat("(UID 3 RFC822.SIZE ", third.size(), " BODY[] {", third.size(),
                               "}\r\n", third, ")")))
         << fetched;
+    client->Close();
+  });
+}
+
+// The command table's needs_store column against what each such command does:
+// every command declared without the mailbox service is run here, and none of
+// them calls it. A new row without the service must be added to this list.
+TEST_F(SessionTest, CommandsDeclaredWithoutTheStoreDoNotCallIt) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> client = co_await Connect();
+    co_await Append(*client, "Subject: one\r\n\r\nbody\r\n");
+    // STARTTLS needs a TLS listener (it is tested end to end); the rest run here,
+    // in an order that keeps each valid (ENABLE before SELECT, UNSELECT in it).
+    const std::vector<std::pair<std::string, std::string>> runs = {
+        {"CAPABILITY", "CAPABILITY"}, {"NOOP", "NOOP"},         {"ID", "ID NIL"},
+        {"ENABLE", "ENABLE CONDSTORE"}, {"NAMESPACE", "NAMESPACE"}, {"IDLE", "IDLE\r\nDONE"},
+        {"SELECT", "SELECT INBOX"},   {"CHECK", "CHECK"},       {"UNSELECT", "UNSELECT"},
+        {"LOGOUT", "LOGOUT"},
+    };
+    std::vector<std::string> exercised = {"STARTTLS"};
+    for (const auto& [name, text] : runs) {
+      const imap::CommandSpec* spec = imap::FindCommand(name);
+      EXPECT_NE(spec, nullptr) << name;
+      const uint64_t before = Calls(name);
+      std::string reply = co_await client->Run("t", text);
+      EXPECT_TRUE(absl::StrContains(reply, "t OK")) << text << ": " << reply;
+      if (spec != nullptr && !spec->needs_store) {
+        EXPECT_EQ(Calls(name) - before, 0u) << text << ": " << reply;
+        exercised.push_back(name);
+      }
+    }
+    for (const imap::CommandSpec& spec : imap::CommandTable()) {
+      if (!spec.needs_store) {
+        EXPECT_NE(std::find(exercised.begin(), exercised.end(), spec.name), exercised.end())
+            << spec.name << " is declared without the store but not exercised here";
+      }
+    }
     client->Close();
   });
 }
