@@ -1736,8 +1736,8 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
     // not returned, which keeps the window the contract.
     const int64_t retained_since_ms = NowMs() - options_.expunged_retention.count();
 
-    // The preview of content that has none stored (RFC 8970 §2).
-    auto make_preview = [&](int64_t content_id) -> absl::StatusOr<std::string> {
+    // The stored MIME structure of a content row (mime::Serialize's form).
+    auto parsed_of = [&](int64_t content_id) -> absl::StatusOr<std::string> {
       ASSIGN_OR_RETURN(Statement p, conn->Prepare("SELECT parsed FROM contents WHERE id = ?"));
       p.Bind(1, content_id);
       ASSIGN_OR_RETURN(bool found, p.Step());
@@ -1745,9 +1745,15 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
         return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
                      "store: message content row is missing");
       }
+      return std::string(p.Blob(0));
+    };
+
+    // The preview of content that has none stored (RFC 8970 §2).
+    auto make_preview = [&](int64_t content_id) -> absl::StatusOr<std::string> {
+      ASSIGN_OR_RETURN(std::string stored, parsed_of(content_id));
       ASSIGN_OR_RETURN(std::unique_ptr<ContentReader> blob, OpenContent(*conn, content_id));
       return PreviewOfStored(
-          p.Blob(0), [&](uint64_t offset, uint64_t length, std::string* out) -> absl::Status {
+          stored, [&](uint64_t offset, uint64_t length, std::string* out) -> absl::Status {
             if (offset >= blob->size()) {
               return absl::OkStatus();
             }
@@ -1828,14 +1834,8 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
 
       mime::ParsedMessage parsed;
       {
-        ASSIGN_OR_RETURN(Statement p, conn->Prepare("SELECT parsed FROM contents WHERE id = ?"));
-        p.Bind(1, content_id);
-        ASSIGN_OR_RETURN(bool found, p.Step());
-        if (!found) {
-          return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
-                       "store: message content row is missing");
-        }
-        absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(p.Blob(0));
+        ASSIGN_OR_RETURN(std::string stored, parsed_of(content_id));
+        absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(stored);
         if (!message.ok()) {
           return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
                        absl::StrCat("store: stored structure of UID ", uid,
