@@ -178,6 +178,9 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
 
 Session::~Session() {
   Deselect();
+  if (holds_compress_slot_) {
+    ops::GlobalMetrics().sessions_compressed.fetch_sub(1);
+  }
   if (state_ == SessionState::kAuthenticated || state_ == SessionState::kSelected ||
       !credential_.token.empty()) {
     ops::GlobalMetrics().sessions_authenticated.fetch_sub(1);
@@ -211,6 +214,11 @@ std::vector<std::string> Session::Capabilities() const {
   caps.push_back("SEARCHRES");  // RFC 5182
   caps.push_back("OBJECTID");   // RFC 8474
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
+  // RFC 4978: while it can be started here (not once it is on; refused at the
+  // process's bound with NO [LIMIT], which is not known in advance).
+  if (options().max_compressed_connections > 0 && !stream_.is_compressed()) {
+    caps.push_back("COMPRESS=DEFLATE");
+  }
   return caps;
 }
 
@@ -881,11 +889,13 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline,
     co_return false;
   }
   if (error) {
+    NoteReadError(error);
     co_return false;
   }
   std::string buffer(kReadChunk, '\0');
   auto [read_error, size] = co_await stream_.ReadSome(buffer, options().read_timeout);
   if (read_error || size == 0) {
+    NoteReadError(read_error);
     co_return false;
   }
   ops::GlobalMetrics().bytes_in.fetch_add(size);
@@ -931,6 +941,7 @@ asio::awaitable<void> Session::ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ti
       if (error == asio::error::operation_aborted) {
         continue;  // paused or stopped
       }
+      NoteReadError(error);
       break;  // the main path meets the same condition on its next read
     }
     buffer.resize(kReadChunk);
@@ -943,6 +954,7 @@ asio::awaitable<void> Session::ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ti
       continue;
     }
     if (read_error || size == 0) {
+      NoteReadError(read_error);
       break;  // end of stream or an error: left for the main path to report
     }
     ops::GlobalMetrics().bytes_in.fetch_add(size);
@@ -1125,6 +1137,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             [this](const imap::CloseCommand&) { return commands::Close(*this, true); },
             [this](const imap::UnselectCommand&) { return commands::Close(*this, false); },
             [this](const imap::IdleCommand&) { return HandleIdle(); },
+            [this](const imap::CompressCommand& c) { return HandleCompress(c); },
             // The receiver streams APPEND (HandleAppend); a whole AppendCommand
             // never reaches here.
             [this](const imap::AppendCommand&) { return commands::Unparsed(*this, "APPEND"); },
@@ -1174,6 +1187,71 @@ asio::awaitable<void> Session::HandleStartTls() {
   // The tagged OK was already sent; Dispatch must not send another.
   tagged_.clear();
   answered_ = true;
+}
+
+asio::awaitable<void> Session::HandleCompress(const imap::CompressCommand& command) {
+  // RFC 4978 §3: OK and compression from the octet after its CRLF, or NO / BAD and
+  // no compression.
+  if (command.algorithm != "DEFLATE") {
+    Bad(absl::StrCat("Unknown compression algorithm ", command.algorithm.substr(0, 40),
+                     ": this server offers COMPRESS DEFLATE"));
+    co_return;
+  }
+  if (stream_.is_compressed()) {
+    No("DEFLATE compression is already active on this connection", "COMPRESSIONACTIVE");
+    co_return;
+  }
+  const size_t limit = options().max_compressed_connections;
+  if (limit == 0) {
+    No("COMPRESS is disabled on this server; continue without compression", "CANNOT");
+    co_return;
+  }
+  if (receiver_.buffered() > 0) {
+    // §3: the client sends nothing after COMPRESS until it has the response, so
+    // whether these octets were meant compressed or not cannot be known; they are
+    // read as they came, uncompressed, and compression stays off.
+    Bad(absl::StrCat("COMPRESS must be the last thing sent before its response (RFC 4978 "
+                     "§3), but ",
+                     receiver_.buffered(),
+                     " octets followed it; compression stays off, send COMPRESS alone"));
+    co_return;
+  }
+  auto& metrics = ops::GlobalMetrics();
+  if (metrics.sessions_compressed.fetch_add(1) >= static_cast<int64_t>(limit)) {
+    metrics.sessions_compressed.fetch_sub(1);
+    metrics.compress_refused_limit.fetch_add(1);
+    No(absl::StrCat("Too many compressed connections on this server (", limit,
+                    "); continue without compression"),
+       "LIMIT");
+    co_return;
+  }
+  holds_compress_slot_ = true;
+  Send(imap::StatusResponse(tag_, imap::Status::kOk, "", "DEFLATE active"));
+  // The tagged OK was sent here; Dispatch must not send another.
+  tagged_.clear();
+  answered_ = true;
+  const bool ok = co_await Flush();
+  if (!ok) {
+    co_return;
+  }
+  if (auto error = stream_.StartCompression(); error) {
+    // The client compresses from now on, and this side cannot: nothing more can
+    // be understood on this connection.
+    Abort(absl::StrCat("COMPRESS could not start: ", error.message()));
+    co_return;
+  }
+  LogConnection("DEFLATE compression started");
+}
+
+void Session::NoteReadError(const boost::system::error_code& error) {
+  if (error == net::MakeErrorCode(net::NetErrc::kCompressedDataInvalid) ||
+      error == net::MakeErrorCode(net::NetErrc::kCompressedDataTooLarge)) {
+    // The client's compressed stream cannot be followed any further, so neither
+    // can its commands; a BYE would reach a client whose own compressor went
+    // wrong, so the connection simply ends (docs/standards-support.md).
+    ops::GlobalMetrics().compress_input_errors.fetch_add(1);
+    LogConnection(absl::StrCat("closing: ", error.message(), ": ", stream_.compression_error()));
+  }
 }
 
 asio::awaitable<void> Session::FinishLogin(const v1::AuthenticateRequest& request) {
@@ -1374,12 +1452,14 @@ asio::awaitable<void> Session::HandleIdle() {
       continue;
     }
     if (error) {
+      NoteReadError(error);
       broken_ = true;
       break;
     }
     std::string buffer(kReadChunk, '\0');
     auto [read_error, size] = co_await stream_.ReadSome(buffer, options().read_timeout);
     if (read_error || size == 0) {
+      NoteReadError(read_error);
       broken_ = true;
       break;
     }

@@ -49,6 +49,9 @@ namespace gateway {
 
 // The default of SessionOptions::max_known_flags.
 inline constexpr size_t kDefaultMaxKnownFlags = 10000;
+// The default of SessionOptions::max_compressed_connections: about 80 MiB of
+// compression state at most (docs/security.md, "COMPRESS=DEFLATE").
+inline constexpr size_t kDefaultMaxCompressedConnections = 1000;
 
 struct SessionOptions {
   imap::Limits limits;
@@ -81,6 +84,11 @@ struct SessionOptions {
   // FETCH, STORE and the change feed) to answer FETCH FLAGS without the
   // service; past it, further messages are not kept. 0: none.
   size_t max_known_flags = kDefaultMaxKnownFlags;
+  // Sessions of this process that may have COMPRESS=DEFLATE (RFC 4978) active at
+  // once; each holds about 80 KiB of compressor and inflater state
+  // (gateway/net/deflate.h). Past it, COMPRESS gets NO [LIMIT]. 0: COMPRESS is
+  // neither advertised nor accepted.
+  size_t max_compressed_connections = kDefaultMaxCompressedConnections;
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
   std::string server_name = "imapd";
   std::string gateway_id;                // sent to the service for its logs
@@ -318,6 +326,10 @@ class Session final : public FeedRouter::Listener {
                                         std::string_view timeout_text = {});
   boost::asio::awaitable<void> Dispatch(imap::Command command);
   boost::asio::awaitable<void> HandleStartTls();
+  boost::asio::awaitable<void> HandleCompress(const imap::CompressCommand& command);
+  // Logs why a read failed when the reason is the client's compressed data (the
+  // connection then ends without a BYE: see HandleCompress).
+  void NoteReadError(const boost::system::error_code& error);
   boost::asio::awaitable<void> HandleIdle();
   boost::asio::awaitable<void> HandleAuthenticate(const imap::AuthenticateCommand& command);
   boost::asio::awaitable<void> HandleLogin(std::string user, std::string password);
@@ -394,6 +406,9 @@ class Session final : public FeedRouter::Listener {
   bool utf8_accept_ = false;
   bool condstore_enabled_ = false;
   bool qresync_enabled_ = false;
+  // This session holds one of max_compressed_connections (ops::Metrics::
+  // sessions_compressed), given back when it ends.
+  bool holds_compress_slot_ = false;
   int auth_failures_ = 0;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
