@@ -145,6 +145,11 @@ struct internal::StreamState : std::enable_shared_from_this<internal::StreamStat
   // of the plaintext it was made from (the next Write() skips them).
   std::string unsent;
   std::size_t taken_ahead = 0;
+  // A compressed WaitReadable() is running, and CancelWait() asked it to end: it
+  // also reads the transport between waits, when a cancellation of the socket's
+  // wait would find nothing to cancel, so the request is remembered.
+  bool compressed_waiting = false;
+  bool wait_cancelled = false;
 };
 
 namespace {
@@ -439,24 +444,37 @@ asio::awaitable<error_code> FillCodec(std::shared_ptr<Impl> s, Stream::Clock::ti
 // little (Probe) before the wait is over.
 asio::awaitable<error_code> DoCompressedWait(std::shared_ptr<Impl> s,
                                              Stream::Clock::time_point deadline) {
+  s->compressed_waiting = true;
+  s->wait_cancelled = false;
+  error_code result;
   for (;;) {
     if (s->broken || !s->socket.is_open()) {
-      co_return MakeErrorCode(NetErrc::kStreamBroken);
+      result = MakeErrorCode(NetErrc::kStreamBroken);
+      break;
     }
     DeflateCodec::Result probe = s->codec->Probe();
     if (probe.status == DeflateCodec::Status::kOk) {
-      co_return error_code();
+      break;
     }
     if (probe.status != DeflateCodec::Status::kNeedInput) {
-      co_return CodecFailure(*s, probe.status);
+      result = CodecFailure(*s, probe.status);
+      break;
     }
-    if (error_code ec = co_await DoTransportWait(s, deadline); ec) {
-      co_return ec;
+    if (s->wait_cancelled) {
+      result = asio::error::operation_aborted;
+      break;
     }
-    if (error_code ec = co_await FillCodec(s, deadline); ec) {
-      co_return ec;
+    result = co_await DoTransportWait(s, deadline);
+    if (!result) {
+      result = co_await FillCodec(s, deadline);
+    }
+    if (result) {
+      break;
     }
   }
+  s->compressed_waiting = false;
+  s->wait_cancelled = false;
+  co_return result;
 }
 
 asio::awaitable<std::pair<error_code, std::size_t>> DoCompressedRead(
@@ -851,6 +869,9 @@ std::string Stream::compression_error() const {
 }
 
 void Stream::CancelWait() {
+  if (impl_ != nullptr && impl_->compressed_waiting) {
+    impl_->wait_cancelled = true;
+  }
   if (impl_ != nullptr && impl_->waiting_readable) {
     error_code ignored;
     impl_->socket.cancel(ignored);
