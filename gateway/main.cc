@@ -97,6 +97,9 @@ std::vector<mailbox::config::Setting> Settings() {
        "KiB of an APPEND literal a session gathers before sending them to the store; "
        "0 sends each network read"},
       {"max-tag-length", "IMAPD_MAX_TAG_LENGTH", "64", "octets in a command tag"},
+      {"max-compressed-connections", "IMAPD_MAX_COMPRESSED_CONNECTIONS", "1000",
+       "sessions that may have COMPRESS=DEFLATE active at once (about 80 KiB each); "
+       "0 disables COMPRESS"},
       {"literal-minus", "IMAPD_LITERAL_MINUS", "false",
        "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+"},
   };
@@ -169,6 +172,7 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "read-timeout", &read_timeout) ||
       !ReadInt(*config, "min-append-rate", &options.min_append_rate) ||
       !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length) ||
+      !ReadInt(*config, "max-compressed-connections", &options.max_compressed_connections) ||
       !ReadInt(*config, "append-chunk-kib", &append_chunk_kib)) {
     return 2;
   }

@@ -9,6 +9,8 @@ packages=(
   openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libboost1.81-dev libssl-dev libsqlite3-dev libargon2-dev
+  # IMAP COMPRESS=DEFLATE (gateway/net/deflate.h).
+  zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   android-libboringssl-dev
   clang-14 libfuzzer-14-dev

@@ -245,6 +245,13 @@ struct EnableCommand {
   bool operator==(const EnableCommand&) const = default;
 };
 
+// RFC 4978 §3: COMPRESS SP algorithm. The name arrives upper-cased; the session
+// answers an algorithm other than DEFLATE (§5).
+struct CompressCommand {
+  std::string algorithm;
+  bool operator==(const CompressCommand&) const = default;
+};
+
 // RFC 2971: NIL or a list of field/value pairs (value may be NIL).
 struct IdCommand {
   using Params = std::vector<std::pair<std::string, std::optional<std::string>>>;
@@ -271,7 +278,7 @@ using CommandBody = std::variant<
     SubscribeCommand, UnsubscribeCommand, ListCommand, StatusCommand, AppendCommand,
     CheckCommand, CloseCommand, UnselectCommand, ExpungeCommand, UidExpungeCommand,
     SearchCommand, FetchCommand, StoreCommand, CopyCommand, MoveCommand, IdleCommand,
-    EnableCommand, NamespaceCommand, IdCommand>;
+    EnableCommand, NamespaceCommand, IdCommand, CompressCommand>;
 
 // One command the gateway accepts, declared once, in the table of parser.cc
 // (FindCommand): its name on the wire, its grammar, and what the session needs
@@ -287,8 +294,8 @@ struct CommandSpec {
   bool uses_sequence_numbers;
   // May remove messages from the selected mailbox.
   bool may_expunge;
-  // Takes over the input itself (STARTTLS, AUTHENTICATE, IDLE) or ends it
-  // (LOGOUT): pipelined commands are not read ahead while it runs.
+  // Takes over the input itself (STARTTLS, AUTHENTICATE, IDLE, COMPRESS) or ends
+  // it (LOGOUT): pipelined commands are not read ahead while it runs.
   bool owns_input;
   // Its handler calls the mailbox service. One that does not is answered by the
   // gateway alone, also while the service is unreachable; the session checks

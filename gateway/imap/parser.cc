@@ -701,6 +701,17 @@ bool ParseId(Lexer& lex, Command::Body* body) {
   return true;
 }
 
+// RFC 4978 §5: "COMPRESS" SP algorithm, algorithm = "DEFLATE" (an atom; other
+// names are the session's to refuse, with a message saying what is offered).
+bool ParseCompress(Lexer& lex, Command::Body* body) {
+  CompressCommand cmd;
+  if (!lex.Sp() || !lex.Keyword(&cmd.algorithm, "a compression algorithm (DEFLATE)")) {
+    return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
 using UidParseFn = bool (*)(Lexer&, Command::Body*, bool);
 
 // The grammar of a command that has a UID form, as the plain or the UID form.
@@ -742,6 +753,9 @@ constexpr CommandSpec kCommandTable[] = {
     {"IDLE", ParseNoArgs<IdleCommand>, kAuth, false, false, true, false},
     {"ENABLE", ParseEnable, kAuth, false, false, false, false},
     {"NAMESPACE", ParseNoArgs<NamespaceCommand>, kAuth, false, false, false, false},
+    // RFC 4978 §3: valid once authenticated; compression starts after the OK, so
+    // nothing after the command may be read ahead in the clear.
+    {"COMPRESS", ParseCompress, kAuth, false, false, true, false},
     {"CHECK", ParseNoArgs<CheckCommand>, kSelected, false, false, false, false},
     {"CLOSE", ParseNoArgs<CloseCommand>, kSelected, false, true, false, true},
     {"UNSELECT", ParseNoArgs<UnselectCommand>, kSelected, false, false, false, false},

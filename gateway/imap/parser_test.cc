@@ -180,6 +180,10 @@ TEST(ParserTest, TypedFields) {
   ASSERT_TRUE(id.params.has_value());
   EXPECT_FALSE((*id.params)[0].second.has_value());
 
+  // RFC 4978 §5: the algorithm is an atom, compared without case.
+  auto compress = std::get<CompressCommand>(MustParse("t compress deflate\r\n").body);
+  EXPECT_EQ(compress.algorithm, "DEFLATE");
+
   auto list = std::get<ListCommand>(MustParse("t LIST \"\" %\r\n").body);
   EXPECT_EQ(list.patterns, std::vector<std::string>{"%"});
 
@@ -290,7 +294,8 @@ TEST(ParserTest, RejectsBadInput) {
            "a1 SELECT INBOX (QRESYNC (1 2 3 (1)))\r\n"s,
            "a1 SELECT INBOX (QRESYNC (1 2) QRESYNC (1 2))\r\n"s,
            "a1 SELECT INBOX (QRESYNC (1 2 $))\r\n"s, "a1 FETCH $1 (FLAGS)\r\n"s,
-           "a1 FETCH 1,$ (FLAGS)\r\n"s,
+           "a1 FETCH 1,$ (FLAGS)\r\n"s, "a1 COMPRESS\r\n"s, "a1 COMPRESS \"DEFLATE\"\r\n"s,
+           "a1 COMPRESS DEFLATE DEFLATE\r\n"s,
            "a1 STORE 1 (UNCHANGEDSINCE 9223372036854775808) FLAGS ()\r\n"s,
        }) {
     ParseError(bad);

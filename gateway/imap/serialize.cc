@@ -297,6 +297,7 @@ struct BodyWriter {
     w.Raw("ENABLE");
     for (const std::string& capability : c.capabilities) w.Sp().Raw(capability);
   }
+  void operator()(const CompressCommand& c) { w.Raw("COMPRESS ").Raw(c.algorithm); }
   void operator()(const IdCommand& c) {
     w.Raw("ID ");
     if (!c.params.has_value()) {

@@ -83,6 +83,7 @@ inline std::vector<std::string> ValidCommands() {
       "g3 ID (\"name\" \"Thunderbird\" \"version\" NIL)\r\n",
       "g4 ID ()\r\n",
       "g5 UID SEARCH UID 1:10 MODSEQ 5\r\n",
+      "g6 COMPRESS DEFLATE\r\n",
   };
 }
 

@@ -22,6 +22,12 @@ class NetCategoryImpl final : public boost::system::error_category {
         return "TLS is already active on this connection";
       case NetErrc::kStreamBroken:
         return "the stream was shut down or failed earlier";
+      case NetErrc::kCompressionActive:
+        return "compression is already active on this connection";
+      case NetErrc::kCompressedDataInvalid:
+        return "the peer sent invalid compressed data";
+      case NetErrc::kCompressedDataTooLarge:
+        return "the peer's compressed data expands beyond the allowed ratio";
     }
     return "unknown gateway.net error";
   }

@@ -20,6 +20,15 @@ enum class NetErrc {
   kAlreadyTls,
   // An earlier fatal error or Shutdown() left the stream unusable.
   kStreamBroken,
+  // StartCompression() on a stream that already compresses (RFC 4978 §3), or
+  // Handshake() under compression (TLS must not start inside it).
+  kCompressionActive,
+  // The peer's compressed data is not valid DEFLATE (Stream::compression_error()
+  // says why); the stream is broken.
+  kCompressedDataInvalid,
+  // The peer's compressed data expands beyond the codec's bound (deflate.h); the
+  // stream is broken.
+  kCompressedDataTooLarge,
 };
 
 // Category of NetErrc values, named "gateway.net".

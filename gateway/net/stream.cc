@@ -17,6 +17,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
+#include "gateway/net/deflate.h"
 
 namespace gateway::net {
 
@@ -138,6 +139,17 @@ struct internal::StreamState : std::enable_shared_from_this<internal::StreamStat
   bool waiting_readable = false;
   bool broken = false;         // a fatal error or Shutdown() happened
   bool peer_eof = false;       // the BIO saw recv() return 0
+  // COMPRESS=DEFLATE (RFC 4978), once StartCompression() succeeded.
+  std::unique_ptr<DeflateCodec> codec;
+  // Compressed output a TryWrite() could not send, and how many leading octets
+  // of the plaintext it was made from (the next Write() skips them).
+  std::string unsent;
+  std::size_t taken_ahead = 0;
+  // A compressed WaitReadable() is running, and CancelWait() asked it to end: it
+  // also reads the transport between waits, when a cancellation of the socket's
+  // wait would find nothing to cancel, so the request is remembered.
+  bool compressed_waiting = false;
+  bool wait_cancelled = false;
 };
 
 namespace {
@@ -278,8 +290,8 @@ PeekResult PeekTls(Impl& s, error_code& error) {
 
 // The idle path: this frame is what a parked connection pays for, so it has a single
 // suspension point and few locals.
-asio::awaitable<error_code> DoWaitReadable(std::shared_ptr<Impl> s,
-                                           Stream::Clock::time_point deadline) {
+asio::awaitable<error_code> DoTransportWait(std::shared_ptr<Impl> s,
+                                            Stream::Clock::time_point deadline) {
   if (s->broken || !s->socket.is_open()) {
     co_return MakeErrorCode(NetErrc::kStreamBroken);
   }
@@ -312,9 +324,8 @@ asio::awaitable<error_code> DoWaitReadable(std::shared_ptr<Impl> s,
   co_return result;
 }
 
-asio::awaitable<std::pair<error_code, std::size_t>> DoReadSome(std::shared_ptr<Impl> s,
-                                                               std::span<char> out,
-                                                               Stream::Clock::duration timeout) {
+asio::awaitable<std::pair<error_code, std::size_t>> DoTransportRead(
+    std::shared_ptr<Impl> s, std::span<char> out, Stream::Clock::duration timeout) {
   if (s->broken || !s->socket.is_open()) {
     co_return std::make_pair(MakeErrorCode(NetErrc::kStreamBroken), std::size_t{0});
   }
@@ -349,8 +360,8 @@ asio::awaitable<std::pair<error_code, std::size_t>> DoReadSome(std::shared_ptr<I
   co_return std::make_pair(result, got);
 }
 
-asio::awaitable<error_code> DoWrite(std::shared_ptr<Impl> s, std::string_view data,
-                                    Stream::Clock::duration timeout) {
+asio::awaitable<error_code> DoTransportWrite(std::shared_ptr<Impl> s, std::string_view data,
+                                             Stream::Clock::duration timeout) {
   if (s->broken || !s->socket.is_open()) {
     co_return MakeErrorCode(NetErrc::kStreamBroken);
   }
@@ -390,10 +401,177 @@ asio::awaitable<error_code> DoWrite(std::shared_ptr<Impl> s, std::string_view da
   co_return result;
 }
 
+// --- COMPRESS=DEFLATE (RFC 4978): the codec sits between the session and the
+// transport above; nothing here holds plaintext beyond the codec's own bounds.
+
+// The time left until `deadline`, as a timeout for a transport operation (at least
+// a millisecond; at most a day, so that a far deadline cannot overflow).
+Stream::Clock::duration Remaining(Stream::Clock::time_point deadline) {
+  const auto now = Stream::Clock::now();
+  if (deadline - now > std::chrono::hours(24)) {
+    return std::chrono::hours(24);
+  }
+  return std::max<Stream::Clock::duration>(deadline - now, std::chrono::milliseconds(1));
+}
+
+// Breaks the stream for a codec failure and says which.
+error_code CodecFailure(Impl& s, DeflateCodec::Status status) {
+  s.broken = true;
+  return MakeErrorCode(status == DeflateCodec::Status::kTooLarge
+                           ? NetErrc::kCompressedDataTooLarge
+                           : NetErrc::kCompressedDataInvalid);
+}
+
+// Reads compressed octets from the transport into the codec.
+asio::awaitable<error_code> FillCodec(std::shared_ptr<Impl> s, Stream::Clock::time_point deadline) {
+  std::span<char> space = s->codec->InputSpace();
+  if (space.empty()) {
+    // Input left that inflates to nothing: cannot happen with a working inflater.
+    co_return CodecFailure(*s, DeflateCodec::Status::kCorrupt);
+  }
+  auto [ec, n] = co_await DoTransportRead(s, space, Remaining(deadline));
+  if (!ec && n == 0) {
+    ec = asio::error::eof;
+  }
+  if (!ec) {
+    s->codec->InputAdded(n);
+  }
+  co_return ec;
+}
+
+// WaitReadable under compression: input that arrives may carry no plaintext (a
+// sync flush alone, or the first part of a block), so each arrival is inflated a
+// little (Probe) before the wait is over.
+asio::awaitable<error_code> DoCompressedWait(std::shared_ptr<Impl> s,
+                                             Stream::Clock::time_point deadline) {
+  s->compressed_waiting = true;
+  s->wait_cancelled = false;
+  error_code result;
+  for (;;) {
+    if (s->broken || !s->socket.is_open()) {
+      result = MakeErrorCode(NetErrc::kStreamBroken);
+      break;
+    }
+    DeflateCodec::Result probe = s->codec->Probe();
+    if (probe.status == DeflateCodec::Status::kOk) {
+      break;
+    }
+    if (probe.status != DeflateCodec::Status::kNeedInput) {
+      result = CodecFailure(*s, probe.status);
+      break;
+    }
+    if (s->wait_cancelled) {
+      result = asio::error::operation_aborted;
+      break;
+    }
+    result = co_await DoTransportWait(s, deadline);
+    if (!result) {
+      result = co_await FillCodec(s, deadline);
+    }
+    if (result) {
+      break;
+    }
+  }
+  s->compressed_waiting = false;
+  s->wait_cancelled = false;
+  co_return result;
+}
+
+asio::awaitable<std::pair<error_code, std::size_t>> DoCompressedRead(
+    std::shared_ptr<Impl> s, std::span<char> out, Stream::Clock::duration timeout) {
+  if (out.empty()) {
+    co_return std::make_pair(make_error_code(asio::error::invalid_argument), std::size_t{0});
+  }
+  const auto deadline = Stream::Clock::now() + timeout;
+  for (;;) {
+    if (s->broken || !s->socket.is_open()) {
+      co_return std::make_pair(MakeErrorCode(NetErrc::kStreamBroken), std::size_t{0});
+    }
+    DeflateCodec::Result result = s->codec->Inflate(out);
+    if (result.status == DeflateCodec::Status::kOk) {
+      co_return std::make_pair(error_code(), result.produced);
+    }
+    if (result.status != DeflateCodec::Status::kNeedInput) {
+      co_return std::make_pair(CodecFailure(*s, result.status), std::size_t{0});
+    }
+    if (error_code ec = co_await FillCodec(s, deadline); ec) {
+      co_return std::make_pair(ec, std::size_t{0});
+    }
+  }
+}
+
+// Input slice compressed per transport write, so a large batch never needs its
+// whole compressed form in memory.
+constexpr std::size_t kCompressSlice = 16 * 1024;
+
+asio::awaitable<error_code> DoCompressedWrite(std::shared_ptr<Impl> s, std::string_view data,
+                                              Stream::Clock::duration timeout) {
+  if (s->broken || !s->socket.is_open()) {
+    co_return MakeErrorCode(NetErrc::kStreamBroken);
+  }
+  const auto deadline = Stream::Clock::now() + timeout;
+  if (!s->unsent.empty()) {
+    // The rest of a TryWrite(): its plaintext is already compressed.
+    std::string unsent = std::move(s->unsent);
+    s->unsent.clear();
+    if (error_code ec = co_await DoTransportWrite(s, unsent, Remaining(deadline)); ec) {
+      co_return ec;
+    }
+  }
+  data.remove_prefix(std::min(s->taken_ahead, data.size()));
+  s->taken_ahead = 0;
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < data.size()) {
+    std::string_view slice = data.substr(pos, kCompressSlice);
+    pos += slice.size();
+    out.clear();
+    // RFC 4978 §4: flushed at the end of each batch, so no response waits in
+    // the compressor.
+    if (!s->codec->Compress(slice, /*flush=*/pos == data.size(), out)) {
+      s->broken = true;
+      co_return MakeErrorCode(NetErrc::kStreamBroken);
+    }
+    if (error_code ec = co_await DoTransportWrite(s, out, Remaining(deadline)); ec) {
+      co_return ec;
+    }
+  }
+  co_return error_code();
+}
+
+asio::awaitable<error_code> DoWaitReadable(std::shared_ptr<Impl> s,
+                                           Stream::Clock::time_point deadline) {
+  if (s->codec != nullptr) {
+    return DoCompressedWait(std::move(s), deadline);
+  }
+  return DoTransportWait(std::move(s), deadline);
+}
+
+asio::awaitable<std::pair<error_code, std::size_t>> DoReadSome(std::shared_ptr<Impl> s,
+                                                               std::span<char> out,
+                                                               Stream::Clock::duration timeout) {
+  if (s->codec != nullptr) {
+    return DoCompressedRead(std::move(s), out, timeout);
+  }
+  return DoTransportRead(std::move(s), out, timeout);
+}
+
+asio::awaitable<error_code> DoWrite(std::shared_ptr<Impl> s, std::string_view data,
+                                    Stream::Clock::duration timeout) {
+  if (s->codec != nullptr) {
+    return DoCompressedWrite(std::move(s), data, timeout);
+  }
+  return DoTransportWrite(std::move(s), data, timeout);
+}
+
 asio::awaitable<error_code> DoHandshake(std::shared_ptr<Impl> s, std::shared_ptr<SSL_CTX> ctx,
                                         Stream::Clock::duration timeout) {
   if (s->ssl != nullptr) {
     co_return MakeErrorCode(NetErrc::kAlreadyTls);
+  }
+  if (s->codec != nullptr) {
+    // RFC 4978 §3: compression runs inside TLS, never the other way round.
+    co_return MakeErrorCode(NetErrc::kCompressionActive);
   }
   if (s->broken || !s->socket.is_open()) {
     co_return MakeErrorCode(NetErrc::kStreamBroken);
@@ -578,7 +756,8 @@ bool Stream::Consume(std::size_t n) {
 }
 
 std::size_t Stream::DiscardReadable() {
-  if (impl_ == nullptr || impl_->ssl != nullptr || !impl_->socket.is_open()) {
+  if (impl_ == nullptr || impl_->ssl != nullptr || impl_->codec != nullptr ||
+      !impl_->socket.is_open()) {
     return 0;
   }
   std::size_t dropped = 0;
@@ -596,11 +775,9 @@ std::size_t Stream::DiscardReadable() {
   }
 }
 
-std::pair<error_code, std::size_t> Stream::TryWrite(std::string_view data) {
-  Impl* s = impl_.get();
-  if (s == nullptr || s->broken || !s->socket.is_open()) {
-    return {MakeErrorCode(NetErrc::kStreamBroken), 0};
-  }
+namespace {
+
+std::pair<error_code, std::size_t> TransportTryWrite(Impl* s, std::string_view data) {
   std::size_t done = 0;
   error_code result;
   if (s->ssl == nullptr) {
@@ -640,7 +817,61 @@ std::pair<error_code, std::size_t> Stream::TryWrite(std::string_view data) {
   return {result, done};
 }
 
+}  // namespace
+
+std::pair<error_code, std::size_t> Stream::TryWrite(std::string_view data) {
+  Impl* s = impl_.get();
+  if (s == nullptr || s->broken || !s->socket.is_open()) {
+    return {MakeErrorCode(NetErrc::kStreamBroken), 0};
+  }
+  if (s->codec == nullptr) {
+    return TransportTryWrite(s, data);
+  }
+  if (!s->unsent.empty() || data.empty()) {
+    return {error_code(), 0};  // the rest of an earlier TryWrite goes first (Write)
+  }
+  std::string out;
+  if (!s->codec->Compress(data, /*flush=*/true, out)) {
+    s->broken = true;
+    return {MakeErrorCode(NetErrc::kStreamBroken), 0};
+  }
+  auto [ec, sent] = TransportTryWrite(s, out);
+  if (ec || sent == out.size()) {
+    return {ec, ec ? 0 : data.size()};
+  }
+  // All of `data` is in the compressor already: the stream keeps the compressed
+  // rest, and the Write() of data.substr(0) that must follow sends it instead of
+  // compressing `data` again.
+  s->unsent = out.substr(sent);
+  s->taken_ahead = data.size();
+  return {error_code(), 0};
+}
+
+error_code Stream::StartCompression() {
+  Impl* s = impl_.get();
+  if (s == nullptr || s->broken || !s->socket.is_open()) {
+    return MakeErrorCode(NetErrc::kStreamBroken);
+  }
+  if (s->codec != nullptr) {
+    return MakeErrorCode(NetErrc::kCompressionActive);
+  }
+  s->codec = DeflateCodec::Create();
+  if (s->codec == nullptr) {
+    return make_error_code(boost::system::errc::not_enough_memory);
+  }
+  return error_code();
+}
+
+bool Stream::is_compressed() const { return impl_ != nullptr && impl_->codec != nullptr; }
+
+std::string Stream::compression_error() const {
+  return impl_ != nullptr && impl_->codec != nullptr ? impl_->codec->error() : std::string();
+}
+
 void Stream::CancelWait() {
+  if (impl_ != nullptr && impl_->compressed_waiting) {
+    impl_->wait_cancelled = true;
+  }
   if (impl_ != nullptr && impl_->waiting_readable) {
     error_code ignored;
     impl_->socket.cancel(ignored);
@@ -697,6 +928,9 @@ std::size_t Stream::ApproximateMemory() const {
     return 0;
   }
   std::size_t total = sizeof(Impl) + kReactorStateEstimate;
+  if (impl_->codec != nullptr) {
+    total += impl_->codec->ApproximateMemory() + impl_->unsent.capacity();
+  }
   if (impl_->ssl != nullptr) {
     total += kIdleSslEstimate;
     if (SSL_has_pending(impl_->ssl)) {

@@ -41,6 +41,7 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -104,12 +105,37 @@ class Stream {
   // an error the stream is broken, as for Write().
   std::pair<error_code, std::size_t> TryWrite(std::string_view data);
 
+  // COMPRESS=DEFLATE (RFC 4978): from now on everything written is compressed with
+  // raw DEFLATE, flushed at the end of each Write() and TryWrite() (§4), and
+  // everything read is inflated; the layer sits above TLS (compressed data is
+  // encrypted, §3) and its bounds are in gateway/net/deflate.h. Call it right after
+  // writing the tagged OK, with nothing of the peer's read beyond the COMPRESS
+  // command. Then:
+  //  * WaitReadable() completes only once the received data inflates to at least
+  //    one octet (a sync flush alone does not count).
+  //  * ReadSome() delivers at most out.size() inflated octets per call, however
+  //    well the peer's data compresses.
+  //  * Invalid DEFLATE data, or data that expands beyond the codec's ratio, fails
+  //    a read with NetErrc::kCompressedDataInvalid / kCompressedDataTooLarge and
+  //    breaks the stream (nothing more can be said to a peer whose stream cannot be
+  //    decoded); compression_error() says what was wrong.
+  //  * TryWrite() compresses all of `data`; when the socket does not take all of
+  //    the result, it returns 0 and keeps the compressed rest, which the following
+  //    Write() of `data` (as the contract below requires) sends in its place.
+  // Fails with NetErrc::kCompressionActive if compression is already on, and with
+  // not_enough_memory if zlib cannot allocate its state.
+  error_code StartCompression();
+  bool is_compressed() const;
+  // Why the peer's compressed data was refused; "" if it was not.
+  std::string compression_error() const;
+
   // Runs the server side of a TLS handshake with `ctx` (from
   // TlsContextProvider::Current()); used right after accept for implicit TLS
   // (RFC 8314 §3.3) and in place for STARTTLS. On success is_tls() becomes true; on
   // failure (timeout, garbage instead of a ClientHello, no shared version or cipher)
   // the stream is broken and the error says why (TlsCategory() carries the library's
-  // reason). Fails with NetErrc::kAlreadyTls if TLS is already active.
+  // reason). Fails with NetErrc::kAlreadyTls if TLS is already active, and with
+  // kCompressionActive under compression.
   awaitable<error_code> Handshake(std::shared_ptr<SSL_CTX> ctx, Clock::duration timeout);
 
   // Plain mode only; for a header that precedes the protocol, such as the PROXY
@@ -125,7 +151,7 @@ class Stream {
   bool Consume(std::size_t n);
 
   // Drops the bytes already received in plain mode and returns how many; never waits.
-  // See the STARTTLS recipe above. Returns 0 in TLS mode.
+  // See the STARTTLS recipe above. Returns 0 in TLS mode and under compression.
   std::size_t DiscardReadable();
 
   // Polite close: sends a TLS close_notify (without waiting for the peer's, as
@@ -159,7 +185,8 @@ class Stream {
 
   // Estimate of the memory this connection holds in user space, for diagnostics:
   // this object, the reactor's per-socket state, the SSL object and, when the TLS
-  // library still buffers a record, that buffer. Not an exact count.
+  // library still buffers a record, that buffer; under compression, the codec's
+  // states and buffers. Not an exact count.
   std::size_t ApproximateMemory() const;
 
   boost::asio::any_io_executor get_executor() const;

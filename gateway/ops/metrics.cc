@@ -93,6 +93,15 @@ std::string Metrics::Render() const {
   Write(out, "imap_append_too_slow_total", "counter",
         "APPEND connections ended because message data arrived below the minimum rate.",
         static_cast<int64_t>(append_too_slow.load()));
+  Write(out, "imap_sessions_compressed", "gauge",
+        "Sessions with COMPRESS=DEFLATE active (bounded by --max-compressed-connections).",
+        sessions_compressed.load());
+  Write(out, "imap_compress_refused_limit_total", "counter",
+        "COMPRESS commands answered NO [LIMIT] at --max-compressed-connections.",
+        static_cast<int64_t>(compress_refused_limit.load()));
+  Write(out, "imap_compress_input_errors_total", "counter",
+        "Connections closed for invalid or over-expanding compressed input.",
+        static_cast<int64_t>(compress_input_errors.load()));
   out << "# HELP imap_family_commands_total IMAP commands run, per command family (UID "
          "FETCH counts as FETCH).\n# TYPE imap_family_commands_total counter\n";
   for (size_t i = 0; i < kCommandFamilies.size(); ++i) {

@@ -14,12 +14,12 @@ namespace gateway::ops {
 
 // IMAP command families counted per family: "UID FETCH" counts as FETCH. Names
 // not in the list count as "OTHER" (the last index).
-inline constexpr std::array<std::string_view, 31> kCommandFamilies = {
+inline constexpr std::array<std::string_view, 32> kCommandFamilies = {
     "CAPABILITY", "NOOP",     "LOGOUT",    "STARTTLS", "AUTHENTICATE", "LOGIN",   "SELECT",
     "EXAMINE",    "CREATE",   "DELETE",    "RENAME",   "SUBSCRIBE",    "UNSUBSCRIBE",
     "LIST",       "LSUB",     "STATUS",    "APPEND",   "CHECK",        "CLOSE",   "UNSELECT",
     "EXPUNGE",    "SEARCH",   "FETCH",     "STORE",    "COPY",         "MOVE",    "IDLE",
-    "ENABLE",     "NAMESPACE", "ID",       "OTHER"};
+    "ENABLE",     "NAMESPACE", "ID",       "COMPRESS", "OTHER"};
 
 // The index in kCommandFamilies of a command name as the command table spells it
 // (imap::CommandSpec::name).
@@ -55,6 +55,12 @@ struct Metrics {
   std::atomic<uint64_t> refused_proxy_header{0};
   // APPEND connections ended because a message literal arrived too slowly.
   std::atomic<uint64_t> append_too_slow{0};
+  // COMPRESS=DEFLATE (RFC 4978): sessions compressing now, which
+  // --max-compressed-connections bounds; COMPRESS commands refused at that bound;
+  // connections ended for invalid or over-expanding compressed input.
+  std::atomic<int64_t> sessions_compressed{0};
+  std::atomic<uint64_t> compress_refused_limit{0};
+  std::atomic<uint64_t> compress_input_errors{0};
   // Per command family (kCommandFamilies): commands run, and the calls they made
   // to the mailbox service (unary RPCs and streams, each counted once).
   std::array<std::atomic<uint64_t>, kCommandFamilies.size()> family_commands{};

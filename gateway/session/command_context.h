@@ -40,6 +40,9 @@ namespace gateway {
 
 // The default of SessionOptions::max_known_flags.
 inline constexpr size_t kDefaultMaxKnownFlags = 10000;
+// The default of SessionOptions::max_compressed_connections: about 80 MiB of
+// compression state at most (docs/security.md, "COMPRESS=DEFLATE").
+inline constexpr size_t kDefaultMaxCompressedConnections = 1000;
 
 struct SessionOptions {
   imap::Limits limits;
@@ -72,6 +75,11 @@ struct SessionOptions {
   // FETCH, STORE and the change feed) to answer FETCH FLAGS without the
   // service; past it, further messages are not kept. 0: none.
   size_t max_known_flags = kDefaultMaxKnownFlags;
+  // Sessions of this process that may have COMPRESS=DEFLATE (RFC 4978) active at
+  // once; each holds about 80 KiB of compressor and inflater state
+  // (gateway/net/deflate.h). Past it, COMPRESS gets NO [LIMIT]. 0: COMPRESS is
+  // neither advertised nor accepted.
+  size_t max_compressed_connections = kDefaultMaxCompressedConnections;
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
   std::string server_name = "imapd";
   std::string gateway_id;                // sent to the service for its logs
@@ -340,6 +348,14 @@ class CommandContext {
   // (kLoggedOut), or the connection breaks (kBroken).
   enum class IdleEnd { kDone, kLoggedOut, kBroken };
   virtual boost::asio::awaitable<IdleEnd> WaitIdle() = 0;
+  // COMPRESS=DEFLATE (RFC 4978) is on for this connection.
+  virtual bool compression_active() const = 0;
+  // Takes one of the process's max_compressed_connections for this session
+  // (kept until it ends); false at the limit.
+  virtual bool TakeCompressionSlot() = 0;
+  // COMPRESS (RFC 4978 §3): writes `ok_response` (the tagged OK) uncompressed,
+  // then compresses both directions from the next octet on.
+  virtual boost::asio::awaitable<void> StartCompression(std::string_view ok_response) = 0;
   // A login succeeded: the session is authenticated as `username`.
   virtual void LoggedIn(mailbox::client::Session credential, std::string username) = 0;
   // A login failed: true once the session has had too many (it then ends).

@@ -85,6 +85,9 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
 
 Session::~Session() {
   Deselect();
+  if (holds_compress_slot_) {
+    ops::GlobalMetrics().sessions_compressed.fetch_sub(1);
+  }
   if (state_ == SessionState::kAuthenticated || state_ == SessionState::kSelected ||
       !credential_.token.empty()) {
     ops::GlobalMetrics().sessions_authenticated.fetch_sub(1);
@@ -122,6 +125,11 @@ std::vector<std::string> Session::Capabilities() const {
   caps.push_back("SAVEDATE");     // RFC 8514
   caps.push_back("PREVIEW");      // RFC 8970
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
+  // RFC 4978: while it can be started here (not once it is on; refused at the
+  // process's bound with NO [LIMIT], which is not known in advance).
+  if (options().max_compressed_connections > 0 && !stream_.is_compressed()) {
+    caps.push_back("COMPRESS=DEFLATE");
+  }
   return caps;
 }
 
@@ -639,11 +647,13 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline,
     co_return false;
   }
   if (error) {
+    NoteReadError(error);
     co_return false;
   }
   std::string buffer(kReadChunk, '\0');
   auto [read_error, size] = co_await stream_.ReadSome(buffer, options().read_timeout);
   if (read_error || size == 0) {
+    NoteReadError(read_error);
     co_return false;
   }
   ops::GlobalMetrics().bytes_in.fetch_add(size);
@@ -689,6 +699,7 @@ asio::awaitable<void> Session::ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ti
       if (error == asio::error::operation_aborted) {
         continue;  // paused or stopped
       }
+      NoteReadError(error);
       break;  // the main path meets the same condition on its next read
     }
     buffer.resize(kReadChunk);
@@ -701,6 +712,7 @@ asio::awaitable<void> Session::ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ti
       continue;
     }
     if (read_error || size == 0) {
+      NoteReadError(read_error);
       break;  // end of stream or an error: left for the main path to report
     }
     ops::GlobalMetrics().bytes_in.fetch_add(size);
@@ -919,6 +931,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             [this](const imap::CloseCommand&) { return commands::Close(*this, true); },
             [this](const imap::UnselectCommand&) { return commands::Close(*this, false); },
             [this](const imap::IdleCommand&) { return commands::Idle(*this); },
+            [this](const imap::CompressCommand& c) { return commands::Compress(*this, c); },
             // The receiver streams APPEND (RunAppend); a whole AppendCommand
             // never reaches here.
             [this](const imap::AppendCommand&) { return commands::Unparsed(*this, "APPEND"); },
@@ -946,6 +959,44 @@ asio::awaitable<bool> Session::UpgradeToTls(std::string_view ok_response) {
     co_return false;
   }
   co_return true;
+}
+
+bool Session::TakeCompressionSlot() {
+  auto& metrics = ops::GlobalMetrics();
+  if (metrics.sessions_compressed.fetch_add(1) >=
+      static_cast<int64_t>(options().max_compressed_connections)) {
+    metrics.sessions_compressed.fetch_sub(1);
+    metrics.compress_refused_limit.fetch_add(1);
+    return false;
+  }
+  holds_compress_slot_ = true;
+  return true;
+}
+
+asio::awaitable<void> Session::StartCompression(std::string_view ok_response) {
+  Send(ok_response);
+  const bool flushed = co_await Flush();
+  if (!flushed) {
+    co_return;
+  }
+  if (auto error = stream_.StartCompression(); error) {
+    // The client compresses from now on, and this side cannot: nothing more can
+    // be understood on this connection.
+    Abort(absl::StrCat("COMPRESS could not start: ", error.message()));
+    co_return;
+  }
+  LogConnection("DEFLATE compression started");
+}
+
+void Session::NoteReadError(const boost::system::error_code& error) {
+  if (error == net::MakeErrorCode(net::NetErrc::kCompressedDataInvalid) ||
+      error == net::MakeErrorCode(net::NetErrc::kCompressedDataTooLarge)) {
+    // The client's compressed stream cannot be followed any further, so neither
+    // can its commands; a BYE would reach a client whose own compressor went
+    // wrong, so the connection simply ends (docs/standards-support.md).
+    ops::GlobalMetrics().compress_input_errors.fetch_add(1);
+    LogConnection(absl::StrCat("closing: ", error.message(), ": ", stream_.compression_error()));
+  }
 }
 
 std::string Session::client_address() const { return info_.client.address().to_string(); }
@@ -1026,12 +1077,14 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
       continue;
     }
     if (error) {
+      NoteReadError(error);
       broken_ = true;
       break;
     }
     std::string buffer(kReadChunk, '\0');
     auto [read_error, size] = co_await stream_.ReadSome(buffer, options().read_timeout);
     if (read_error || size == 0) {
+      NoteReadError(read_error);
       broken_ = true;
       break;
     }

@@ -70,6 +70,9 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   boost::asio::awaitable<bool> UpgradeToTls(std::string_view ok_response) override;
   boost::asio::awaitable<IdleEnd> WaitIdle() override;
   void LoggedIn(mailbox::client::Session credential, std::string username) override;
+  bool compression_active() const override { return stream_.is_compressed(); }
+  bool TakeCompressionSlot() override;
+  boost::asio::awaitable<void> StartCompression(std::string_view ok_response) override;
 
   // Claims \Recent for the messages announced since the last claim and sends
   // RECENT (RFC 3501 §2.3.2, §7.3.2).
@@ -90,6 +93,9 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // tagged completion and the count of its store calls for `family`.
   void BeginCommand(std::string tag);
   boost::asio::awaitable<void> EndCommand(const imap::CommandSpec& spec, bool allow_expunge);
+  // Logs why a read failed when the reason is the client's compressed data (the
+  // connection then ends without a BYE: see commands::Compress).
+  void NoteReadError(const boost::system::error_code& error);
   // Removes the messages of `ranges` (UID ranges) the view still shows and tells
   // the client: "* n EXPUNGE" for each, or one "* VANISHED" once QRESYNC is enabled
   // (RFC 7162 §3.2.10).
@@ -145,6 +151,9 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // IDLE is suspended in its wait for input: OnChangesDelivered() writes the
   // updates itself and leaves that wait (and its deadline) in place.
   bool idle_waiting_ = false;
+  // This session holds one of max_compressed_connections (ops::Metrics::
+  // sessions_compressed), given back when it ends.
+  bool holds_compress_slot_ = false;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   bool broken_ = false;

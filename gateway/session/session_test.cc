@@ -4,6 +4,8 @@
 #include "gateway/session/session.h"
 
 #include <algorithm>
+#include <zlib.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -11,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "boost/asio/as_tuple.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/detached.hpp"
 #include "boost/asio/io_context.hpp"
@@ -38,24 +41,95 @@ uint64_t Calls(std::string_view family) {
   return ops::GlobalMetrics().family_store_calls[ops::CommandFamilyIndex(family)].load();
 }
 
-// An IMAP client on one connection; each call returns the response lines.
+// An IMAP client on one connection; each call returns the response lines. After
+// StartCompression() it speaks COMPRESS=DEFLATE (RFC 4978) as a client would:
+// raw deflate with a 32 KiB window, a sync flush after each command.
 class Client {
  public:
   explicit Client(tcp::socket socket) : socket_(std::move(socket)) {}
+  ~Client() {
+    if (compressed_) {
+      deflateEnd(&deflate_);
+      inflateEnd(&inflate_);
+    }
+  }
 
   awaitable<std::string> ReadLine() {
-    size_t n = co_await asio::async_read_until(socket_, asio::dynamic_buffer(buffer_), "\r\n",
-                                               asio::use_awaitable);
-    std::string line = buffer_.substr(0, n);
-    buffer_.erase(0, n);
+    size_t n = buffer_.find("\r\n");
+    while (n == std::string::npos) {
+      char raw[4096];
+      size_t got = co_await socket_.async_read_some(asio::buffer(raw), asio::use_awaitable);
+      Received(std::string_view(raw, got));
+      n = buffer_.find("\r\n");
+    }
+    std::string line = buffer_.substr(0, n + 2);
+    buffer_.erase(0, n + 2);
     co_return line;
+  }
+
+  // Sends octets as they are, or compressed once compression is on.
+  awaitable<void> Send(std::string_view text) {
+    std::string wire = compressed_ ? Compress(text, Z_SYNC_FLUSH) : std::string(text);
+    co_await asio::async_write(socket_, asio::buffer(wire), asio::use_awaitable);
+  }
+  // Sends octets on the socket, never compressed (corrupt input for the server).
+  awaitable<void> SendRaw(std::string_view wire) {
+    co_await asio::async_write(socket_, asio::buffer(wire.data(), wire.size()),
+                               asio::use_awaitable);
+  }
+
+  // After the tagged OK of COMPRESS: both directions are compressed from here.
+  void StartCompression() {
+    ASSERT_EQ(deflateInit2(&deflate_, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8,
+                           Z_DEFAULT_STRATEGY),
+              Z_OK);
+    ASSERT_EQ(inflateInit2(&inflate_, -15), Z_OK);
+    compressed_ = true;
+    std::string rest = std::move(buffer_);  // what came after the OK is compressed
+    buffer_.clear();
+    Received(rest);
+  }
+
+  // Compresses `text` with `flush` (as deflate() takes it).
+  std::string Compress(std::string_view text, int flush) {
+    std::string wire;
+    deflate_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+    deflate_.avail_in = static_cast<uInt>(text.size());
+    do {
+      char out[16384];
+      deflate_.next_out = reinterpret_cast<Bytef*>(out);
+      deflate_.avail_out = sizeof(out);
+      deflate(&deflate_, flush);
+      wire.append(out, sizeof(out) - deflate_.avail_out);
+    } while (deflate_.avail_out == 0);
+    return wire;
+  }
+
+  // Reads until the server closes the connection; true if it did within a few
+  // seconds (the octets read are dropped).
+  awaitable<bool> WaitClosed() {
+    asio::steady_timer limit(socket_.get_executor(), std::chrono::seconds(10));
+    limit.async_wait([this](boost::system::error_code ec) {
+      if (!ec) {
+        socket_.close();
+      }
+    });
+    for (;;) {
+      char raw[4096];
+      auto [ec, n] = co_await socket_.async_read_some(
+          asio::buffer(raw), asio::as_tuple(asio::use_awaitable));
+      if (ec) {
+        const bool closed = ec != asio::error::operation_aborted;
+        limit.cancel();
+        co_return closed;
+      }
+    }
   }
 
   // Sends `text` (a whole command, literals included) and reads up to the
   // tagged response of `tag`.
   awaitable<std::string> Run(std::string tag, std::string text) {
-    co_await asio::async_write(socket_, asio::buffer(absl::StrCat(tag, " ", text, "\r\n")),
-                               asio::use_awaitable);
+    co_await Send(absl::StrCat(tag, " ", text, "\r\n"));
     std::string all;
     while (true) {
       std::string line = co_await ReadLine();
@@ -70,8 +144,28 @@ class Client {
   void Close() { socket_.close(); }
 
  private:
+  void Received(std::string_view raw) {
+    if (!compressed_) {
+      buffer_.append(raw);
+      return;
+    }
+    inflate_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
+    inflate_.avail_in = static_cast<uInt>(raw.size());
+    do {
+      char out[16384];
+      inflate_.next_out = reinterpret_cast<Bytef*>(out);
+      inflate_.avail_out = sizeof(out);
+      int r = inflate(&inflate_, Z_SYNC_FLUSH);
+      EXPECT_TRUE(r == Z_OK || r == Z_BUF_ERROR) << r;
+      buffer_.append(out, sizeof(out) - inflate_.avail_out);
+    } while (inflate_.avail_out == 0 || inflate_.avail_in > 0);
+  }
+
   tcp::socket socket_;
   std::string buffer_;
+  bool compressed_ = false;
+  z_stream deflate_{};
+  z_stream inflate_{};
 };
 
 class SessionTest : public ::testing::Test {
@@ -221,7 +315,7 @@ TEST_F(SessionTest, CommandsDeclaredWithoutTheStoreDoNotCallIt) {
         {"CAPABILITY", "CAPABILITY"}, {"NOOP", "NOOP"},         {"ID", "ID NIL"},
         {"ENABLE", "ENABLE CONDSTORE"}, {"NAMESPACE", "NAMESPACE"}, {"IDLE", "IDLE\r\nDONE"},
         {"SELECT", "SELECT INBOX"},   {"CHECK", "CHECK"},       {"UNSELECT", "UNSELECT"},
-        {"LOGOUT", "LOGOUT"},
+        {"COMPRESS", "COMPRESS DEFLATE"}, {"LOGOUT", "LOGOUT"},
     };
     std::vector<std::string> exercised = {"STARTTLS"};
     for (const auto& [name, text] : runs) {
@@ -230,6 +324,9 @@ TEST_F(SessionTest, CommandsDeclaredWithoutTheStoreDoNotCallIt) {
       const uint64_t before = Calls(name);
       std::string reply = co_await client->Run("t", text);
       EXPECT_TRUE(absl::StrContains(reply, "t OK")) << text << ": " << reply;
+      if (name == "COMPRESS") {
+        client->StartCompression();  // the rest runs compressed
+      }
       if (spec != nullptr && !spec->needs_store) {
         EXPECT_EQ(Calls(name) - before, 0u) << text << ": " << reply;
         exercised.push_back(name);
@@ -446,6 +543,179 @@ TEST_F(SessionTest, QresyncSelectReportsVanishedThenChangedFlags) {
     EXPECT_FALSE(absl::StrContains(told, " EXPUNGE")) << told;
     client->Close();
     writer->Close();
+  });
+}
+
+// RFC 4978: COMPRESS DEFLATE, then every command and response compressed:
+// APPEND with both kinds of literal, SELECT, FETCH, IDLE with an update written
+// while the session waits for DONE, a second COMPRESS, CAPABILITY.
+TEST_F(SessionTest, CompressDeflateCarriesTheWholeProtocol) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> client = co_await Connect();
+    std::unique_ptr<Client> other = co_await Connect();
+    std::string caps = co_await client->Run("c", "CAPABILITY");
+    EXPECT_TRUE(absl::StrContains(caps, " COMPRESS=DEFLATE")) << caps;
+    const int64_t compressed_before = ops::GlobalMetrics().sessions_compressed.load();
+    std::string ok = co_await client->Run("z", "COMPRESS DEFLATE");
+    EXPECT_EQ(ok, "z OK DEFLATE active\r\n");
+    client->StartCompression();
+    EXPECT_EQ(ops::GlobalMetrics().sessions_compressed.load(), compressed_before + 1);
+
+    std::string body(20000, 'x');
+    for (size_t i = 0; i < body.size(); i += 100) {
+      body.replace(i, 2, "\r\n");
+    }
+    const std::string message = "Subject: compressed\r\n\r\n" + body;
+    std::string appended = co_await client->Run(
+        "a", absl::StrCat("APPEND INBOX {", message.size(), "+}\r\n", message));
+    EXPECT_TRUE(absl::StrContains(appended, "a OK")) << appended;
+    std::string sync = co_await client->Run(
+        "b", absl::StrCat("APPEND INBOX (\\Seen) {", message.size(), "}\r\n", message));
+    EXPECT_TRUE(absl::StrContains(sync, "+ Ready for literal data")) << sync;
+    EXPECT_TRUE(absl::StrContains(sync, "b OK")) << sync;
+    std::string selected = co_await client->Run("s", "SELECT INBOX");
+    EXPECT_TRUE(absl::StrContains(selected, "* 2 EXISTS")) << selected;
+    std::string fetched = co_await client->Run("f", "FETCH 2 (FLAGS BODY.PEEK[])");
+    EXPECT_TRUE(absl::StrContains(fetched, absl::StrCat("{", message.size(), "}\r\n", message)))
+        << fetched.substr(0, 300);
+    EXPECT_TRUE(absl::StrContains(fetched, "f OK")) << fetched.substr(0, 300);
+
+    std::string again = co_await client->Run("z2", "COMPRESS DEFLATE");
+    EXPECT_TRUE(absl::StartsWith(again, "z2 NO [COMPRESSIONACTIVE]")) << again;
+    caps = co_await client->Run("c", "CAPABILITY");
+    EXPECT_FALSE(absl::StrContains(caps, "COMPRESS=DEFLATE")) << caps;
+    EXPECT_TRUE(absl::StrContains(caps, "c OK")) << caps;
+
+    co_await client->Send("i IDLE\r\n");
+    std::string idling = co_await client->ReadLine();
+    EXPECT_EQ(idling, "+ idling\r\n");
+    co_await Append(*other, "Subject: while idle\r\n\r\nhello\r\n");
+    std::string update = co_await client->ReadLine();
+    EXPECT_EQ(update, "* 3 EXISTS\r\n");
+    co_await client->Send("DONE\r\n");
+    std::string done;
+    while (!absl::StrContains(done, "i OK")) {
+      done += co_await client->ReadLine();
+    }
+    std::string noop = co_await client->Run("n", "NOOP");
+    EXPECT_TRUE(absl::StrContains(noop, "n OK")) << noop;
+    std::string logout = co_await client->Run("o", "LOGOUT");
+    EXPECT_TRUE(absl::StrContains(logout, "* BYE")) << logout;
+    EXPECT_TRUE(absl::StrContains(logout, "o OK")) << logout;
+    EXPECT_TRUE(co_await client->WaitClosed());
+    other->Close();
+  });
+}
+
+TEST_F(SessionTest, CompressIsRefusedWhereItCannotRun) {
+  RunTest([&]() -> awaitable<void> {
+    // Before authentication (RFC 4978 §3: authenticated and selected states).
+    tcp::socket socket(io_);
+    co_await socket.async_connect(acceptor_.local_endpoint(), asio::use_awaitable);
+    tcp::socket server = co_await acceptor_.async_accept(asio::use_awaitable);
+    net::ConnectionInfo info;
+    info.kind = net::ListenerKind::kStartTls;
+    info.client = server.remote_endpoint();
+    info.peer = info.client;
+    asio::co_spawn(io_, ServeConnection(net::Stream(std::move(server)), info, &worker_),
+                   asio::detached);
+    Client anonymous(std::move(socket));
+    co_await anonymous.ReadLine();
+    std::string early = co_await anonymous.Run("z", "COMPRESS DEFLATE");
+    EXPECT_EQ(early, "z BAD COMPRESS is not allowed before LOGIN or AUTHENTICATE\r\n");
+    anonymous.Close();
+
+    std::unique_ptr<Client> client = co_await Connect();
+    std::string unknown = co_await client->Run("z", "COMPRESS GZIP");
+    EXPECT_EQ(unknown,
+              "z BAD Unknown compression algorithm GZIP: this server offers COMPRESS DEFLATE\r\n");
+    std::string missing = co_await client->Run("z", "COMPRESS");
+    EXPECT_TRUE(absl::StartsWith(missing, "z BAD")) << missing;
+    // Pipelined after COMPRESS: refused, and what followed is read as it came.
+    std::string pipelined = co_await client->Run("z", "COMPRESS DEFLATE\r\nn NOOP");
+    EXPECT_TRUE(absl::StrContains(pipelined, "z BAD COMPRESS must be the last")) << pipelined;
+    std::string after = co_await client->ReadLine();
+    EXPECT_EQ(after, "n OK NOOP completed\r\n");
+
+    options_.max_compressed_connections = 0;
+    std::string caps = co_await client->Run("c", "CAPABILITY");
+    EXPECT_FALSE(absl::StrContains(caps, "COMPRESS")) << caps;
+    std::string disabled = co_await client->Run("z", "COMPRESS DEFLATE");
+    EXPECT_TRUE(absl::StartsWith(disabled, "z NO [CANNOT]")) << disabled;
+    client->Close();
+  });
+}
+
+// --max-compressed-connections: at the bound COMPRESS gets NO [LIMIT] and the
+// session goes on uncompressed; a slot comes back when its session ends.
+TEST_F(SessionTest, CompressedConnectionsAreBounded) {
+  RunTest([&]() -> awaitable<void> {
+    const int64_t base = ops::GlobalMetrics().sessions_compressed.load();
+    options_.max_compressed_connections = static_cast<size_t>(base) + 2;
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 2; ++i) {
+      clients.push_back(co_await Connect());
+      std::string ok = co_await clients.back()->Run("z", "COMPRESS DEFLATE");
+      EXPECT_EQ(ok, "z OK DEFLATE active\r\n");
+      clients.back()->StartCompression();
+    }
+    std::unique_ptr<Client> third = co_await Connect();
+    const uint64_t refused = ops::GlobalMetrics().compress_refused_limit.load();
+    std::string no = co_await third->Run("z", "COMPRESS DEFLATE");
+    EXPECT_TRUE(absl::StartsWith(no, "z NO [LIMIT] Too many compressed connections")) << no;
+    EXPECT_EQ(ops::GlobalMetrics().compress_refused_limit.load(), refused + 1);
+    std::string plain = co_await third->Run("n", "NOOP");  // still uncompressed
+    EXPECT_EQ(plain, "n OK NOOP completed\r\n");
+
+    std::string bye = co_await clients[0]->Run("o", "LOGOUT");
+    EXPECT_TRUE(absl::StrContains(bye, "o OK")) << bye;
+    EXPECT_TRUE(co_await clients[0]->WaitClosed());
+    for (int i = 0; i < 200 && ops::GlobalMetrics().sessions_compressed.load() > base + 1; ++i) {
+      co_await Sleep();
+    }
+    std::string ok = co_await third->Run("z", "COMPRESS DEFLATE");
+    EXPECT_EQ(ok, "z OK DEFLATE active\r\n");
+    third->StartCompression();
+    std::string noop = co_await third->Run("n", "NOOP");
+    EXPECT_EQ(noop, "n OK NOOP completed\r\n");
+    clients[1]->Close();
+    third->Close();
+  });
+}
+
+// Invalid DEFLATE from the client ends its connection (logged, no BYE); a flood
+// that expands too far is cut off the same way; other sessions go on.
+TEST_F(SessionTest, CorruptOrExplodingCompressedInputEndsTheConnection) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> bystander = co_await Connect();
+    const uint64_t errors = ops::GlobalMetrics().compress_input_errors.load();
+
+    std::unique_ptr<Client> corrupt = co_await Connect();
+    co_await corrupt->Run("z", "COMPRESS DEFLATE");
+    corrupt->StartCompression();
+    std::string noop = co_await corrupt->Run("n", "NOOP");
+    EXPECT_EQ(noop, "n OK NOOP completed\r\n");
+    co_await corrupt->SendRaw(std::string("\x07garbage\r\n", 10));  // reserved block type
+    EXPECT_TRUE(co_await corrupt->WaitClosed());
+
+    std::unique_ptr<Client> bomb = co_await Connect();
+    co_await bomb->Run("z", "COMPRESS DEFLATE");
+    bomb->StartCompression();
+    // One endless command line: 64 MiB of it compress to about 64 KiB.
+    std::string flood = bomb->Compress("x FLOOD ", Z_NO_FLUSH);
+    const std::string chunk(1 << 20, 'a');
+    for (int i = 0; i < 64; ++i) {
+      flood += bomb->Compress(chunk, Z_NO_FLUSH);
+    }
+    flood += bomb->Compress("", Z_SYNC_FLUSH);
+    EXPECT_LT(flood.size(), 256u << 10);
+    co_await bomb->SendRaw(flood);
+    EXPECT_TRUE(co_await bomb->WaitClosed());
+    EXPECT_EQ(ops::GlobalMetrics().compress_input_errors.load(), errors + 2);
+
+    std::string alive = co_await bystander->Run("n", "NOOP");
+    EXPECT_EQ(alive, "n OK NOOP completed\r\n");
+    bystander->Close();
   });
 }
 

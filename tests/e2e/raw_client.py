@@ -12,6 +12,7 @@ import re
 import socket
 import ssl
 import time
+import zlib
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -50,14 +51,25 @@ class RawClient:
             self.sock = tls_context(cafile).wrap_socket(raw, server_hostname=host)
         else:
             self.sock = raw
+        self._deflate = None  # after compress(): zlib objects of COMPRESS=DEFLATE
+        self._inflate = None
         self.greeting = self.read_line() if read_greeting else None
         self._next_tag = 0
 
     # --- sending -----------------------------------------------------------------
     def send(self, data):
+        """Sends `data`; once compress() succeeded, compressed and flushed (RFC 4978
+        §4: the peer can decompress each command as soon as it arrives)."""
         if isinstance(data, str):
             data = data.encode()
         self.transcript.append(("C", data))
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.sock.sendall(data)
+
+    def send_raw(self, data):
+        """Sends octets on the connection as they are, even under compression."""
+        self.transcript.append(("C raw", data))
         self.sock.sendall(data)
 
     def send_tolerant(self, data):
@@ -90,6 +102,8 @@ class RawClient:
             raise ConnectionClosed("connection reset: %s" % error)
         if not data:
             raise ConnectionClosed("server closed the connection; buffered %r" % self.buffer)
+        if self._inflate is not None:
+            data = self._inflate.decompress(data)
         self.transcript.append(("S", data))
         self.buffer += data
 
@@ -189,6 +203,20 @@ class RawClient:
             raise AssertionError("bytes after STARTTLS OK before the handshake: %r" % self.buffer)
         self.sock.settimeout(self.timeout)
         self.sock = tls_context(self.cafile).wrap_socket(self.sock, server_hostname=self.host)
+
+    # --- COMPRESS ----------------------------------------------------------------
+    def compress(self, tag=None):
+        """COMPRESS DEFLATE (RFC 4978); on OK both directions are raw deflate from the
+        octet after the OK's CRLF. Returns the tagged line (compression stays off
+        unless it is OK)."""
+        tag = tag or self.tag()
+        _, tagged = self.command("COMPRESS DEFLATE", tag=tag)
+        if tagged.startswith(tag.encode() + b" OK"):
+            self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+            self._inflate = zlib.decompressobj(-15)
+            rest, self.buffer = self.buffer, b""
+            self.buffer = self._inflate.decompress(rest)
+        return tagged
 
     # --- misc --------------------------------------------------------------------
     def alive(self):

@@ -14,10 +14,11 @@ import ssl
 import sys
 import time
 import unittest
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from raw_client import RawClient  # noqa: E402
+from raw_client import ConnectionClosed, RawClient  # noqa: E402
 
 SYSTEM = None
 GATEWAY = None            # defaults
@@ -1155,6 +1156,140 @@ class PreviewTest(Base):
                          ("p6", "FETCH 1 (PREVIEW.PEEK)"), ("p7", "FETCH 1 (PREVIEW[1])")):
             line = client.command(bad, tag=tag)
             self.assertTagged(line[-1], tag, "BAD")
+class CompressTest(Base):
+    """RFC 4978 COMPRESS=DEFLATE over implicit TLS: the whole protocol through raw
+    deflate in both directions (Python's zlib as the client's side)."""
+
+    def test_compressed_session_carries_append_select_fetch_and_idle(self):
+        client = self.connect()
+        self.assertIn(b"COMPRESS=DEFLATE", client.ok("CAPABILITY")[0].split())
+        tagged = client.compress(tag="z1")
+        self.assertEqual(tagged, b"z1 OK DEFLATE active")
+        # A synchronizing literal: the continuation request comes compressed.
+        body = b"".join(b"line %d of a compressed message\r\n" % i for i in range(400))
+        message = MESSAGE + body
+        client.send(b"a1 APPEND INBOX (\\Seen) {%d}\r\n" % len(message))
+        client.expect_continuation()
+        client.send(message + b"\r\n")
+        _, tagged = client.read_tagged("a1")
+        self.assertTagged(tagged, "a1", "OK", b"APPENDUID")
+        append_raw(client, "INBOX", MESSAGE)  # LITERAL+
+        untagged = client.ok("SELECT INBOX")
+        self.assertIn(b"* 2 EXISTS", untagged)
+        fetched = client.ok("FETCH 1 (FLAGS BODY.PEEK[])")
+        self.assertEqual(fetched[0], b"* 1 FETCH (FLAGS (\\Seen \\Recent) BODY[] {%d}\r\n%s)"
+                         % (len(message), message))
+        # A second COMPRESS (§3), and the capability is no longer offered.
+        _, again = client.command("COMPRESS DEFLATE", tag="z2")
+        self.assertTagged(again, "z2", "NO", b"COMPRESSIONACTIVE")
+        self.assertNotIn(b"COMPRESS=DEFLATE", client.ok("CAPABILITY")[0].split())
+        # IDLE: the update another session causes is written, compressed, while the
+        # gateway waits for DONE.
+        client.send(b"i1 IDLE\r\n")
+        client.expect_continuation()
+        other = self.connect()
+        append_raw(other, "INBOX", MESSAGE)
+        self.assertEqual(client.read_line(), b"* 3 EXISTS")
+        client.send(b"DONE\r\n")
+        _, tagged = client.read_tagged("i1")
+        self.assertTagged(tagged, "i1", "OK")
+        untagged, tagged = client.command("LOGOUT", tag="o1")
+        self.assertTrue(untagged[0].startswith(b"* BYE"), untagged)
+        self.assertTagged(tagged, "o1", "OK")
+
+    def test_plaintext_connection_compresses_too(self):
+        client = self.connect(gateway=PLAINTEXT_GATEWAY, mode="plain")
+        self.assertEqual(client.compress(tag="z1"), b"z1 OK DEFLATE active")
+        self.assertEqual(client.ok("LIST \"\" INBOX"), [b'* LIST (\\HasNoChildren) "/" INBOX'])
+
+    def test_refusals_say_what_to_do(self):
+        client = self.connect(login=False)
+        _, tagged = client.command("COMPRESS DEFLATE", tag="z1")
+        self.assertEqual(tagged, b"z1 BAD COMPRESS is not allowed before LOGIN or AUTHENTICATE")
+        client.login(self.user, self.password)
+        _, tagged = client.command("COMPRESS LZ4", tag="z2")
+        self.assertEqual(tagged,
+                         b"z2 BAD Unknown compression algorithm LZ4: this server offers "
+                         b"COMPRESS DEFLATE")
+        _, tagged = client.command("COMPRESS", tag="z3")
+        self.assertTagged(tagged, "z3", "BAD")
+        self.assertTrue(client.alive())
+
+    def test_corrupt_stream_ends_only_that_connection(self):
+        bystander = self.connect()
+        client = self.connect(select="INBOX")
+        self.assertEqual(client.compress(tag="z1"), b"z1 OK DEFLATE active")
+        self.assertEqual(client.ok("NOOP"), [])
+        # Block type 3 is reserved (RFC 1951 §3.2.3): the stream cannot be read on.
+        client.send_raw(b"\x07 not deflate\r\n")
+        with self.assertRaises(ConnectionClosed):
+            client.read_line()
+        self.assertTrue(bystander.alive())
+        deadline = time.monotonic() + 5
+        while b"invalid compressed data" not in GATEWAY.log().encode():
+            self.assertLess(time.monotonic(), deadline, GATEWAY.log()[-2000:])
+            time.sleep(0.05)
+
+    def test_a_flood_is_cut_off(self):
+        # 64 MiB of one command line compress to about 64 KiB; the gateway stops
+        # inflating past its ratio and closes the connection.
+        client = self.connect()
+        self.assertEqual(client.compress(tag="z1"), b"z1 OK DEFLATE active")
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+        flood = deflater.compress(b"f1 FLOOD ")
+        chunk = b"a" * (1 << 20)
+        for _ in range(64):
+            flood += deflater.compress(chunk)
+        flood += deflater.flush(zlib.Z_SYNC_FLUSH)
+        self.assertLess(len(flood), 256 << 10)
+        try:
+            client.send_raw(flood)
+        except OSError:
+            pass  # closed while the flood was still on its way
+        with self.assertRaises(ConnectionClosed):
+            client.read_lines_until(lambda line: False)
+        self.assertIn("expands beyond the allowed ratio", GATEWAY.log())
+
+
+class CompressLimitTest(unittest.TestCase):
+    # --max-compressed-connections: at the bound, NO [LIMIT] and the session goes on
+    # uncompressed; 0 turns COMPRESS off, and it is not advertised.
+    def test_bound_and_disabled(self):
+        system = harness.System("std-compress")
+        try:
+            system.start_service()
+            bounded = system.start_gateway("--max-compressed-connections=1")
+            disabled = system.start_gateway("--max-compressed-connections=0")
+            user, password = system.new_user("z")
+            first = RawClient(bounded.imaps_port, "tls", cafile=system.cert)
+            first.login(user, password)
+            self.assertTrue(first.compress(tag="z1").startswith(b"z1 OK"))
+            second = RawClient(bounded.imaps_port, "tls", cafile=system.cert)
+            second.login(user, password)
+            tagged = second.compress(tag="z2")
+            self.assertTrue(tagged.startswith(b"z2 NO [LIMIT] Too many compressed connections"),
+                            tagged)
+            self.assertEqual(second.ok("NOOP"), [])
+            first.close()
+            deadline = time.monotonic() + 5
+            while True:  # the slot comes back when the first session has ended
+                tagged = second.compress()
+                if b"OK" in tagged or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertIn(b"OK DEFLATE active", tagged)
+            self.assertEqual(second.ok("NOOP"), [])
+            off = RawClient(disabled.imaps_port, "tls", cafile=system.cert)
+            off.login(user, password)
+            self.assertNotIn(b"COMPRESS=DEFLATE", off.ok("CAPABILITY")[0].split())
+            _, tagged = off.command("COMPRESS DEFLATE", tag="z3")
+            self.assertTrue(tagged.startswith(b"z3 NO [CANNOT]"), tagged)
+            for client in (second, off):
+                client.close()
+            self.assertTrue(bounded.alive() and disabled.alive())
+        finally:
+            system.stop()
+
 
 class DefaultMailboxesTest(unittest.TestCase):
     # RFC 6154: a new user has the special-use mailboxes clients look for, made

@@ -32,6 +32,8 @@ awaitable<void> StartTls(CommandContext& session);
 awaitable<void> Login(CommandContext& session, const std::string& user,
                       const std::string& password);
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command);
+// compress.cc: RFC 4978 COMPRESS=DEFLATE.
+awaitable<void> Compress(CommandContext& session, const imap::CompressCommand& command);
 // idle.cc: RFC 2177 IDLE.
 awaitable<void> Idle(CommandContext& session);
 // append.cc: RFC 3501 §6.3.11 APPEND, streamed from its first message head on
