@@ -292,7 +292,8 @@ struct CommandSpec {
   // Addresses messages by sequence number, so RFC 3501 §7.4.1 forbids sending
   // EXPUNGE responses while it runs.
   bool uses_sequence_numbers;
-  // May remove messages from the selected mailbox.
+  // May remove messages from the selected mailbox; the session logs one that
+  // removes messages without being declared so (Session::ReportOwnExpunge).
   bool may_expunge;
   // Takes over the input itself (STARTTLS, AUTHENTICATE, IDLE, COMPRESS) or ends
   // it (LOGOUT): pipelined commands are not read ahead while it runs.

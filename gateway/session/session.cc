@@ -240,6 +240,11 @@ void Session::Deselect() {
 }
 
 void Session::ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modseq) {
+  if (current_ != nullptr && !current_->may_expunge) {
+    // The command table says this command never removes messages.
+    std::cerr << "imap-gateway: internal error: " << current_->name
+              << " expunged messages but is declared not to\n";
+  }
   if (selected_ == nullptr) {
     return;
   }
@@ -814,7 +819,8 @@ asio::awaitable<void> Session::Run() {
   co_await stream_.Shutdown();
 }
 
-void Session::BeginCommand(std::string tag) {
+void Session::BeginCommand(const imap::CommandSpec* spec, std::string tag) {
+  current_ = spec;
   tag_ = std::move(tag);
   tagged_.clear();
   answered_ = false;
@@ -840,6 +846,7 @@ asio::awaitable<void> Session::EndCommand(const imap::CommandSpec& spec, bool al
   // The \Recent claim counts with the command that announced the messages.
   calls += store_.Take();
   ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(spec.name), calls);
+  current_ = nullptr;
   in_command_ = false;
   CheckChangeQueue();
   if (tagged_.empty() && !answered_ && state_ != SessionState::kLogout) {
@@ -853,7 +860,7 @@ asio::awaitable<void> Session::EndCommand(const imap::CommandSpec& spec, bool al
 }
 
 asio::awaitable<void> Session::Dispatch(imap::Command command) {
-  BeginCommand(command.tag);
+  BeginCommand(command.spec, command.tag);
   if (command.spec == nullptr) {
     Bad("internal error: the command has no table entry");
     co_return;
@@ -1104,9 +1111,10 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
 }
 
 asio::awaitable<void> Session::RunAppend(imap::AppendMessageBegin begin) {
-  BeginCommand(begin.tag);
+  const imap::CommandSpec& spec = *imap::FindCommand("APPEND");
+  BeginCommand(&spec, begin.tag);
   co_await commands::Append(*this, std::move(begin));
-  co_await EndCommand(*imap::FindCommand("APPEND"), /*allow_expunge=*/true);
+  co_await EndCommand(spec, /*allow_expunge=*/true);
 }
 
 }  // namespace gateway

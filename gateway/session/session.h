@@ -91,7 +91,7 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // Around every command (Dispatch, RunAppend): starts it as the current one;
   // ends it with the pending updates its kind allows, the \Recent claim, the
   // tagged completion and the count of its store calls for `family`.
-  void BeginCommand(std::string tag);
+  void BeginCommand(const imap::CommandSpec* spec, std::string tag);
   boost::asio::awaitable<void> EndCommand(const imap::CommandSpec& spec, bool allow_expunge);
   // Logs why a read failed when the reason is the client's compressed data (the
   // connection then ends without a BYE: see commands::Compress).
@@ -146,6 +146,9 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // own changes (a STORE or EXPUNGE of many messages) arrive meanwhile and are
   // applied then. Between commands and in IDLE it applies at once.
   bool in_command_ = false;
+  // The table entry of the running command (null between commands): its flags
+  // are checked against what the command does (EndCommand, ReportOwnExpunge).
+  const imap::CommandSpec* current_ = nullptr;
   bool writing_ = false;  // Flush() is inside a Write
   bool idling_ = false;
   // IDLE is suspended in its wait for input: OnChangesDelivered() writes the
