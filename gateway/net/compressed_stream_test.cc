@@ -24,6 +24,7 @@
 #include "gateway/net/stream.h"
 #include "gateway/net/testing/test_tls.h"
 #include "gateway/net/tls_context.h"
+#include "gateway/net/testing/deflate_peer.h"
 #include "gtest/gtest.h"
 
 namespace gateway::net {
@@ -37,51 +38,7 @@ using std::chrono::seconds;
 
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 
-// The client's side of the compression: raw deflate, 32 KiB window.
-class Peer {
- public:
-  Peer() {
-    EXPECT_EQ(deflateInit2(&out_, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8,
-                           Z_DEFAULT_STRATEGY),
-              Z_OK);
-    EXPECT_EQ(inflateInit2(&in_, -15), Z_OK);
-  }
-  ~Peer() {
-    deflateEnd(&out_);
-    inflateEnd(&in_);
-  }
-  std::string Compress(std::string_view data) {
-    std::string result;
-    out_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    out_.avail_in = static_cast<uInt>(data.size());
-    do {
-      char buffer[16384];
-      out_.next_out = reinterpret_cast<Bytef*>(buffer);
-      out_.avail_out = sizeof(buffer);
-      deflate(&out_, Z_SYNC_FLUSH);
-      result.append(buffer, sizeof(buffer) - out_.avail_out);
-    } while (out_.avail_out == 0);
-    return result;
-  }
-  std::string Inflate(std::string_view data) {
-    std::string result;
-    in_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    in_.avail_in = static_cast<uInt>(data.size());
-    do {
-      char buffer[16384];
-      in_.next_out = reinterpret_cast<Bytef*>(buffer);
-      in_.avail_out = sizeof(buffer);
-      int r = inflate(&in_, Z_SYNC_FLUSH);
-      EXPECT_TRUE(r == Z_OK || r == Z_BUF_ERROR) << r;
-      result.append(buffer, sizeof(buffer) - in_.avail_out);
-    } while (in_.avail_out == 0 || in_.avail_in > 0);
-    return result;
-  }
-
- private:
-  z_stream out_{};
-  z_stream in_{};
-};
+using Peer = testing::DeflatePeer;
 
 template <typename T>
 T RunToCompletion(asio::io_context& context, asio::awaitable<T> task) {
