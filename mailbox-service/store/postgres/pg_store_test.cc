@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "mailbox-service/store/postgres/pg_db.h"
+#include "mailbox-service/store/postgres/pg_schema.h"
 #include "mailbox-service/store/postgres/pg_test_server.h"
 #include "mailbox-service/store/store_test_util.h"
 
@@ -133,6 +134,81 @@ TEST_F(PgStoreReplicasTest, ConcurrentWritersOfSharedContentStayGapFreeAndCounte
             0);
   EXPECT_EQ(Count("SELECT count(*) FROM contents"), 1);
   EXPECT_EQ(Count("SELECT count(*) FROM expunged_messages"), 0);
+}
+
+// A database of schema version 1 with messages in it, brought to the latest
+// version when a store opens it: the messages stay, their save dates are NIL
+// (never recorded), and a preview is made on the first request that is not LAZY
+// and kept.
+TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
+  absl::StatusOr<TestServer> started = TestServer::Start();
+  ASSERT_TRUE(started.ok()) << started.status();
+  TestServer server = *std::move(started);
+  ASSERT_TRUE(server.CreateDatabase("upgrade").ok());
+  PgStore::Options options;
+  options.conninfo = server.conninfo("upgrade");
+  {
+    absl::StatusOr<std::unique_ptr<PgStore>> store = PgStore::Open(StoreLimits{}, nullptr, options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<uint64_t> user = (*store)->CreateUser("u", "h");
+    ASSERT_TRUE(user.ok()) << user.status();
+    NewMessage dated = Message(kSimple);
+    dated.has_internal_date = true;
+    dated.internal_date_unix = 1577880000;  // 2020-01-01T12:00:00Z
+    std::vector<NewMessage> messages;
+    messages.push_back(std::move(dated));
+    ASSERT_TRUE((*store)->Append(*user, "INBOX", std::move(messages)).ok());
+  }
+  {
+    // Back to the shape of version 1, rows and all.
+    absl::StatusOr<std::unique_ptr<Connection>> conn =
+        Connection::Open(server.conninfo("upgrade"), Soon());
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    absl::Status status = (*conn)->Exec(
+        "ALTER TABLE messages DROP COLUMN save_date;"
+        "ALTER TABLE expunged_messages DROP COLUMN save_date;"
+        "ALTER TABLE contents DROP COLUMN preview;"
+        "UPDATE schema_version SET version = 1",
+        Soon());
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  absl::StatusOr<std::unique_ptr<PgStore>> store = PgStore::Open(StoreLimits{}, nullptr, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<UserRecord> user = (*store)->FindUser("u");
+  ASSERT_TRUE(user.ok()) << user.status();
+  v1::OpenRequest open;
+  open.set_name("INBOX");
+  absl::StatusOr<v1::OpenResponse> box = (*store)->Open(user->id, open);
+  ASSERT_TRUE(box.ok()) << box.status();
+  EXPECT_EQ(box->messages(), 1u);
+  v1::FetchRequest fetch;
+  fetch.set_mailbox_id(box->mailbox_id());
+  fetch.set_uidvalidity(box->uidvalidity());
+  *fetch.mutable_uids() = Uids({{1, 1}});
+  fetch.set_save_date(true);
+  fetch.set_preview(true);
+  fetch.set_preview_lazy(true);
+  CollectingSink lazy;
+  ASSERT_TRUE((*store)->Fetch(user->id, fetch, lazy).ok());
+  ASSERT_EQ(lazy.Metadata().size(), 1u);
+  EXPECT_FALSE(lazy.Metadata()[0].has_save_date());  // never recorded: NIL
+  EXPECT_FALSE(lazy.Metadata()[0].has_preview());    // LAZY: not made now
+  fetch.set_preview_lazy(false);
+  CollectingSink eager;
+  ASSERT_TRUE((*store)->Fetch(user->id, fetch, eager).ok());
+  ASSERT_EQ(eager.Metadata().size(), 1u);
+  EXPECT_EQ(eager.Metadata()[0].preview(), "Hello world");
+  CollectingSink kept;
+  fetch.set_preview_lazy(true);
+  ASSERT_TRUE((*store)->Fetch(user->id, fetch, kept).ok());
+  ASSERT_EQ(kept.Metadata().size(), 1u);
+  EXPECT_EQ(kept.Metadata()[0].preview(), "Hello world");
+  absl::StatusOr<std::unique_ptr<Connection>> conn =
+      Connection::Open(server.conninfo("upgrade"), Soon());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  absl::StatusOr<int> version = SchemaVersion(**conn, Soon());
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(*version, LatestSchemaVersion());
 }
 
 }  // namespace
