@@ -1800,10 +1800,12 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
         if (request.email_id()) {
           meta->set_email_id(rules::EmailObjectId(s.Blob(11)));
         }
-        // RFC 8514 §3: none for a message stored before save dates were kept.
-        if (request.save_date() && !s.IsNull(12)) {
+        // RFC 8514 §4.2: NIL only from a mailbox that keeps no save dates, and
+        // every mailbox here keeps them. A message stored before they were kept
+        // answers its internal date, the date SAVED* search compares for it too.
+        if (request.save_date()) {
           meta->set_has_save_date(true);
-          meta->set_save_date_unix(s.Int(12));
+          meta->set_save_date_unix(s.IsNull(12) ? s.Int(4) : s.Int(12));
         }
         if (request.preview()) {
           std::optional<std::string> preview;

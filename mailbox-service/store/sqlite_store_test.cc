@@ -193,7 +193,7 @@ TEST(SqliteSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   CollectingSink lazy;
   ASSERT_TRUE((*store)->Fetch(user, fetch, lazy).ok());
   ASSERT_EQ(lazy.Metadata().size(), 1u);
-  EXPECT_FALSE(lazy.Metadata()[0].has_save_date());  // never recorded: NIL
+  EXPECT_EQ(lazy.Metadata()[0].save_date_unix(), 1577880000);  // the internal date
   EXPECT_FALSE(lazy.Metadata()[0].has_preview());    // LAZY: not made now
   fetch.set_preview_lazy(false);
   CollectingSink eager;

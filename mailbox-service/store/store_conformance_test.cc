@@ -1342,7 +1342,7 @@ TYPED_TEST(StoreConformanceTest, SaveDatesAreWhenEachCopyWasSaved) {
   EXPECT_THAT(this->SearchUids(inbox, key), IsEmpty());
 }
 
-TYPED_TEST(StoreConformanceTest, RowsWithoutASaveDateAnswerNilAndSearchByInternalDate) {
+TYPED_TEST(StoreConformanceTest, RowsWithoutASaveDateAnswerAndSearchByTheInternalDate) {
   NewMessage m = Message(kSimple);
   m.has_internal_date = true;
   m.internal_date_unix = 1577880000;  // 2020-01-01T12:00:00Z
@@ -1354,7 +1354,8 @@ TYPED_TEST(StoreConformanceTest, RowsWithoutASaveDateAnswerNilAndSearchByInterna
   v1::OpenResponse inbox = this->OpenBox("INBOX");
   auto fetched = this->FetchDates(inbox, {{1, 1}});
   ASSERT_EQ(fetched.size(), 1u);
-  EXPECT_FALSE(fetched[0].has_save_date());
+  EXPECT_TRUE(fetched[0].has_save_date());
+  EXPECT_EQ(fetched[0].save_date_unix(), 1577880000);
   v1::SearchKey key;
   key.set_saved_on(20200101);
   EXPECT_THAT(this->SearchUids(inbox, key), ElementsAre(1));

@@ -137,9 +137,9 @@ TEST_F(PgStoreReplicasTest, ConcurrentWritersOfSharedContentStayGapFreeAndCounte
 }
 
 // A database of schema version 1 with messages in it, brought to the latest
-// version when a store opens it: the messages stay, their save dates are NIL
-// (never recorded), and a preview is made on the first request that is not LAZY
-// and kept.
+// version when a store opens it: the messages stay, their save dates are their
+// internal dates (none was recorded), and a preview is made on the first
+// request that is not LAZY and kept.
 TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   absl::StatusOr<TestServer> started = TestServer::Start();
   ASSERT_TRUE(started.ok()) << started.status();
@@ -191,7 +191,7 @@ TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   CollectingSink lazy;
   ASSERT_TRUE((*store)->Fetch(user->id, fetch, lazy).ok());
   ASSERT_EQ(lazy.Metadata().size(), 1u);
-  EXPECT_FALSE(lazy.Metadata()[0].has_save_date());  // never recorded: NIL
+  EXPECT_EQ(lazy.Metadata()[0].save_date_unix(), 1577880000);  // the internal date
   EXPECT_FALSE(lazy.Metadata()[0].has_preview());    // LAZY: not made now
   fetch.set_preview_lazy(false);
   CollectingSink eager;
