@@ -18,6 +18,7 @@
 #include "mailbox-service/store/sqlite_db.h"
 #include "mailbox-service/store/sqlite_schema.h"
 #include "mailbox-service/store/store_test_util.h"
+#include "mailbox-service/store/upgrade_test_util.h"
 #include "mailbox-service/store/work_budget.h"
 #include "proto/mailbox/v1/errors.h"
 
@@ -156,14 +157,7 @@ TEST(SqliteSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   {
     auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
     ASSERT_TRUE(store.ok()) << store.status();
-    auto user = (*store)->CreateUser("u", "h");
-    ASSERT_TRUE(user.ok());
-    NewMessage dated = Message(kSimple);
-    dated.has_internal_date = true;
-    dated.internal_date_unix = 1577880000;  // 2020-01-01T12:00:00Z
-    std::vector<NewMessage> messages;
-    messages.push_back(std::move(dated));
-    ASSERT_TRUE((*store)->Append(*user, "INBOX", std::move(messages)).ok());
+    SeedOlderMessage(**store);
   }
   {
     // Back to the shape of version 6, rows and all.
@@ -179,37 +173,12 @@ TEST(SqliteSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
   ASSERT_TRUE(store.ok()) << store.status();
   const uint64_t user = (*store)->FindUser("u")->id;
-  v1::OpenRequest open;
-  open.set_name("INBOX");
-  auto box = (*store)->Open(user, open);
-  ASSERT_TRUE(box.ok());
-  v1::FetchRequest fetch;
-  fetch.set_mailbox_id(box->mailbox_id());
-  fetch.set_uidvalidity(box->uidvalidity());
-  *fetch.mutable_uids() = Uids({{1, 1}});
-  fetch.set_save_date(true);
-  fetch.set_preview(true);
-  fetch.set_preview_lazy(true);
-  CollectingSink lazy;
-  ASSERT_TRUE((*store)->Fetch(user, fetch, lazy).ok());
-  ASSERT_EQ(lazy.Metadata().size(), 1u);
-  EXPECT_EQ(lazy.Metadata()[0].save_date_unix(), 1577880000);  // the internal date
-  EXPECT_FALSE(lazy.Metadata()[0].has_preview());    // LAZY: not made now
-  fetch.set_preview_lazy(false);
-  CollectingSink eager;
-  ASSERT_TRUE((*store)->Fetch(user, fetch, eager).ok());
-  ASSERT_EQ(eager.Metadata().size(), 1u);
-  EXPECT_TRUE(eager.Metadata()[0].has_preview());
-  EXPECT_EQ(eager.Metadata()[0].preview(), "Hello world");
-  // Kept: LAZY now has it too.
-  CollectingSink kept;
-  fetch.set_preview_lazy(true);
-  ASSERT_TRUE((*store)->Fetch(user, fetch, kept).ok());
-  EXPECT_EQ(kept.Metadata()[0].preview(), "Hello world");
+  v1::OpenResponse box;
+  ExpectOlderMessageUpgraded(**store, user, &box);
   // SAVEDON falls back to the internal date's day.
   v1::SearchRequest search;
-  search.set_mailbox_id(box->mailbox_id());
-  search.set_uidvalidity(box->uidvalidity());
+  search.set_mailbox_id(box.mailbox_id());
+  search.set_uidvalidity(box.uidvalidity());
   search.mutable_key()->set_saved_on(20200101);
   auto found = (*store)->Search(user, search);
   ASSERT_TRUE(found.ok()) << found.status();

@@ -18,6 +18,7 @@
 #include "mailbox-service/store/postgres/pg_schema.h"
 #include "mailbox-service/store/postgres/pg_test_server.h"
 #include "mailbox-service/store/store_test_util.h"
+#include "mailbox-service/store/upgrade_test_util.h"
 
 namespace mailbox::store::pg {
 namespace {
@@ -150,14 +151,7 @@ TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   {
     absl::StatusOr<std::unique_ptr<PgStore>> store = PgStore::Open(StoreLimits{}, nullptr, options);
     ASSERT_TRUE(store.ok()) << store.status();
-    absl::StatusOr<uint64_t> user = (*store)->CreateUser("u", "h");
-    ASSERT_TRUE(user.ok()) << user.status();
-    NewMessage dated = Message(kSimple);
-    dated.has_internal_date = true;
-    dated.internal_date_unix = 1577880000;  // 2020-01-01T12:00:00Z
-    std::vector<NewMessage> messages;
-    messages.push_back(std::move(dated));
-    ASSERT_TRUE((*store)->Append(*user, "INBOX", std::move(messages)).ok());
+    SeedOlderMessage(**store);
   }
   {
     // Back to the shape of version 1, rows and all.
@@ -176,33 +170,9 @@ TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   ASSERT_TRUE(store.ok()) << store.status();
   absl::StatusOr<UserRecord> user = (*store)->FindUser("u");
   ASSERT_TRUE(user.ok()) << user.status();
-  v1::OpenRequest open;
-  open.set_name("INBOX");
-  absl::StatusOr<v1::OpenResponse> box = (*store)->Open(user->id, open);
-  ASSERT_TRUE(box.ok()) << box.status();
-  EXPECT_EQ(box->messages(), 1u);
-  v1::FetchRequest fetch;
-  fetch.set_mailbox_id(box->mailbox_id());
-  fetch.set_uidvalidity(box->uidvalidity());
-  *fetch.mutable_uids() = Uids({{1, 1}});
-  fetch.set_save_date(true);
-  fetch.set_preview(true);
-  fetch.set_preview_lazy(true);
-  CollectingSink lazy;
-  ASSERT_TRUE((*store)->Fetch(user->id, fetch, lazy).ok());
-  ASSERT_EQ(lazy.Metadata().size(), 1u);
-  EXPECT_EQ(lazy.Metadata()[0].save_date_unix(), 1577880000);  // the internal date
-  EXPECT_FALSE(lazy.Metadata()[0].has_preview());    // LAZY: not made now
-  fetch.set_preview_lazy(false);
-  CollectingSink eager;
-  ASSERT_TRUE((*store)->Fetch(user->id, fetch, eager).ok());
-  ASSERT_EQ(eager.Metadata().size(), 1u);
-  EXPECT_EQ(eager.Metadata()[0].preview(), "Hello world");
-  CollectingSink kept;
-  fetch.set_preview_lazy(true);
-  ASSERT_TRUE((*store)->Fetch(user->id, fetch, kept).ok());
-  ASSERT_EQ(kept.Metadata().size(), 1u);
-  EXPECT_EQ(kept.Metadata()[0].preview(), "Hello world");
+  v1::OpenResponse box;
+  ExpectOlderMessageUpgraded(**store, user->id, &box);
+  EXPECT_EQ(box.messages(), 1u);
   absl::StatusOr<std::unique_ptr<Connection>> conn =
       Connection::Open(server.conninfo("upgrade"), Soon());
   ASSERT_TRUE(conn.ok()) << conn.status();

@@ -1,0 +1,65 @@
+// The check both backends' schema-upgrade tests make for the upgrade that added
+// save dates (RFC 8514) and previews (RFC 8970): a message stored before it.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mailbox-service/store/store.h"
+#include "mailbox-service/store/store_test_util.h"
+
+namespace mailbox::store {
+
+// The internal date of the message SeedOlderMessage stores: 2020-01-01T12:00:00Z.
+inline constexpr int64_t kOlderMessageDate = 1577880000;
+
+// User "u" with one dated message in INBOX, before the schema is taken back.
+inline void SeedOlderMessage(Store& store) {
+  auto user = store.CreateUser("u", "h");
+  ASSERT_TRUE(user.ok()) << user.status();
+  NewMessage dated = Message(kSimple);
+  dated.has_internal_date = true;
+  dated.internal_date_unix = kOlderMessageDate;
+  std::vector<NewMessage> messages;
+  messages.push_back(std::move(dated));
+  ASSERT_TRUE(store.Append(*user, "INBOX", std::move(messages)).ok());
+}
+
+// After the upgrade: the message is there, answers its internal date as its save
+// date (none was recorded), and gets a preview on the first request that is not
+// LAZY, which is kept. Returns the opened INBOX in `box`.
+inline void ExpectOlderMessageUpgraded(Store& store, uint64_t user, v1::OpenResponse* box) {
+  v1::OpenRequest open;
+  open.set_name("INBOX");
+  auto opened = store.Open(user, open);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  *box = *opened;
+  v1::FetchRequest fetch;
+  fetch.set_mailbox_id(box->mailbox_id());
+  fetch.set_uidvalidity(box->uidvalidity());
+  *fetch.mutable_uids() = Uids({{1, 1}});
+  fetch.set_save_date(true);
+  fetch.set_preview(true);
+  fetch.set_preview_lazy(true);
+  CollectingSink lazy;
+  ASSERT_TRUE(store.Fetch(user, fetch, lazy).ok());
+  ASSERT_EQ(lazy.Metadata().size(), 1u);
+  EXPECT_EQ(lazy.Metadata()[0].save_date_unix(), kOlderMessageDate);  // the internal date
+  EXPECT_FALSE(lazy.Metadata()[0].has_preview());                    // LAZY: not made now
+  fetch.set_preview_lazy(false);
+  CollectingSink eager;
+  ASSERT_TRUE(store.Fetch(user, fetch, eager).ok());
+  ASSERT_EQ(eager.Metadata().size(), 1u);
+  EXPECT_TRUE(eager.Metadata()[0].has_preview());
+  EXPECT_EQ(eager.Metadata()[0].preview(), "Hello world");
+  // Kept: LAZY now has it too.
+  CollectingSink kept;
+  fetch.set_preview_lazy(true);
+  ASSERT_TRUE(store.Fetch(user, fetch, kept).ok());
+  ASSERT_EQ(kept.Metadata().size(), 1u);
+  EXPECT_EQ(kept.Metadata()[0].preview(), "Hello world");
+}
+
+}  // namespace mailbox::store
