@@ -1736,8 +1736,9 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
     // not returned, which keeps the window the contract.
     const int64_t retained_since_ms = NowMs() - options_.expunged_retention.count();
 
-    // The stored MIME structure of a content row (mime::Serialize's form).
-    auto parsed_of = [&](int64_t content_id) -> absl::StatusOr<std::string> {
+    // The row of a content's stored MIME structure (mime::Serialize's form, in
+    // column 0), read where it lies while the statement lives.
+    auto parsed_of = [&](int64_t content_id) -> absl::StatusOr<Statement> {
       ASSIGN_OR_RETURN(Statement p, conn->Prepare("SELECT parsed FROM contents WHERE id = ?"));
       p.Bind(1, content_id);
       ASSIGN_OR_RETURN(bool found, p.Step());
@@ -1745,15 +1746,15 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
         return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
                      "store: message content row is missing");
       }
-      return std::string(p.Blob(0));
+      return p;
     };
 
     // The preview of content that has none stored (RFC 8970 §2).
     auto make_preview = [&](int64_t content_id) -> absl::StatusOr<std::string> {
-      ASSIGN_OR_RETURN(std::string stored, parsed_of(content_id));
+      ASSIGN_OR_RETURN(Statement stored, parsed_of(content_id));
       ASSIGN_OR_RETURN(std::unique_ptr<ContentReader> blob, OpenContent(*conn, content_id));
       return PreviewOfStored(
-          stored, [&](uint64_t offset, uint64_t length, std::string* out) -> absl::Status {
+          stored.Blob(0), [&](uint64_t offset, uint64_t length, std::string* out) -> absl::Status {
             if (offset >= blob->size()) {
               return absl::OkStatus();
             }
@@ -1836,8 +1837,8 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
 
       mime::ParsedMessage parsed;
       {
-        ASSIGN_OR_RETURN(std::string stored, parsed_of(content_id));
-        absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(stored);
+        ASSIGN_OR_RETURN(Statement stored, parsed_of(content_id));
+        absl::StatusOr<mime::ParsedMessage> message = mime::Deserialize(stored.Blob(0));
         if (!message.ok()) {
           return Error(absl::StatusCode::kDataLoss, v1::SERVER_BUG,
                        absl::StrCat("store: stored structure of UID ", uid,

@@ -431,7 +431,8 @@ awaitable<void> SendListOfSelected(CommandContext& session, const std::string& n
   ListEntry entry;
   entry.name = name;
   if (listed.ok()) {
-    // A name with "*" or "%" is a pattern that may match others too.
+    // The pattern is the name itself (names hold no wildcards, V0010), which
+    // matches only it; the name is compared all the same.
     for (const v1::MailboxInfo& info : listed->mailboxes()) {
       if (info.name() == name) {
         entry = EntryFor(info, /*lsub=*/false, ListOptions());
