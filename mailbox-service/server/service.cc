@@ -276,6 +276,13 @@ grpc::ServerUnaryReactor* MailboxService::Status(grpc::CallbackServerContext* co
                      [this, request](uint64_t user) { return store_->Status(user, *request); });
 }
 
+grpc::ServerUnaryReactor* MailboxService::GetQuota(grpc::CallbackServerContext* context,
+                                                   const v1::GetQuotaRequest* request,
+                                                   v1::GetQuotaResponse* response) {
+  return OffloadCall(context, response,
+                     [this, request](uint64_t user) { return store_->GetQuota(user, *request); });
+}
+
 grpc::ServerUnaryReactor* MailboxService::Open(grpc::CallbackServerContext* context,
                                                const v1::OpenRequest* request,
                                                v1::OpenResponse* response) {
@@ -1005,6 +1012,37 @@ grpc::ServerUnaryReactor* AdminService::ListUsers(grpc::CallbackServerContext* c
       principal->set_user_id(user.id);
       principal->set_username(user.username);
     }
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::SetQuota(grpc::CallbackServerContext* context,
+                                                 const v1::SetQuotaRequest* request,
+                                                 v1::SetQuotaResponse*) {
+  return mailbox_->Offload(context, [this, context, request]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    return v1::ToGrpcStatus(store_->SetQuota(request->username(), request->limits()));
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetUserQuota(grpc::CallbackServerContext* context,
+                                                     const v1::GetUserQuotaRequest* request,
+                                                     v1::GetUserQuotaResponse* response) {
+  return mailbox_->Offload(context, [this, context, request, response]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    auto user = store_->FindUser(request->username());
+    if (!user.ok()) {
+      return v1::ToGrpcStatus(user.status());
+    }
+    auto quota = store_->GetUserQuota(user->id);
+    if (!quota.ok()) {
+      return v1::ToGrpcStatus(quota.status());
+    }
+    *response = *std::move(quota);
     return grpc::Status::OK;
   });
 }

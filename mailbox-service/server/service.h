@@ -129,6 +129,9 @@ class MailboxService final : public v1::Mailbox::CallbackService {
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
                                    const v1::StatusRequest* request,
                                    v1::StatusResponse* response) override;
+  grpc::ServerUnaryReactor* GetQuota(grpc::CallbackServerContext* context,
+                                     const v1::GetQuotaRequest* request,
+                                     v1::GetQuotaResponse* response) override;
   grpc::ServerUnaryReactor* Open(grpc::CallbackServerContext* context,
                                  const v1::OpenRequest* request,
                                  v1::OpenResponse* response) override;
@@ -228,6 +231,12 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* ListUsers(grpc::CallbackServerContext* context,
                                       const v1::ListUsersRequest* request,
                                       v1::ListUsersResponse* response) override;
+  grpc::ServerUnaryReactor* SetQuota(grpc::CallbackServerContext* context,
+                                     const v1::SetQuotaRequest* request,
+                                     v1::SetQuotaResponse* response) override;
+  grpc::ServerUnaryReactor* GetUserQuota(grpc::CallbackServerContext* context,
+                                         const v1::GetUserQuotaRequest* request,
+                                         v1::GetUserQuotaResponse* response) override;
 
  private:
   grpc::Status RequireAdmin(const grpc::ServerContextBase& context) const;

@@ -595,6 +595,126 @@ class ReadSnapshot {
   bool open_ = false;
 };
 
+// ---------------------------------------------------------------------------
+// Quotas (RFC 9208)
+
+constexpr uint64_t kKib = 1024;
+
+// RFC 9208 §5.1: STORAGE counts units of 1024 octets; a part of one counts whole.
+uint64_t OctetsToKib(uint64_t octets) { return octets / kKib + (octets % kKib != 0 ? 1 : 0); }
+
+struct QuotaLimitsRow {
+  std::optional<uint64_t> storage_kib;
+  std::optional<uint64_t> messages;
+  bool limited() const { return storage_kib.has_value() || messages.has_value(); }
+};
+
+// The user's limits; NotFound for an unknown user.
+absl::StatusOr<QuotaLimitsRow> ReadQuotaLimits(Connection& conn, uint64_t user_id) {
+  ASSIGN_OR_RETURN(Statement s, conn.Prepare("SELECT quota_storage_kib, quota_messages "
+                                             "FROM users WHERE id = ?"));
+  s.Bind(1, user_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat("user id ", user_id, " does not exist"));
+  }
+  QuotaLimitsRow limits;
+  if (!s.IsNull(0)) {
+    limits.storage_kib = static_cast<uint64_t>(s.Int(0));
+  }
+  if (!s.IsNull(1)) {
+    limits.messages = static_cast<uint64_t>(s.Int(1));
+  }
+  return limits;
+}
+
+struct QuotaUsage {
+  uint64_t octets = 0;
+  uint64_t messages = 0;
+};
+
+// The user's live messages and their octets, over all of their mailboxes: a sum of
+// the per-mailbox counts the message triggers keep.
+absl::StatusOr<QuotaUsage> ReadQuotaUsage(Connection& conn, uint64_t user_id) {
+  ASSIGN_OR_RETURN(Statement s,
+                   conn.Prepare("SELECT CAST(coalesce(sum(message_octets), 0) AS BIGINT), "
+                                "CAST(coalesce(sum(message_count), 0) AS BIGINT) "
+                                "FROM mailboxes WHERE user_id = ?"));
+  s.Bind(1, user_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  QuotaUsage usage;
+  if (row) {
+    usage.octets = static_cast<uint64_t>(s.Int(0));
+    usage.messages = static_cast<uint64_t>(s.Int(1));
+  }
+  return usage;
+}
+
+// Holds one write of a user's scope to the user's quota: Begin before the write's
+// first change, Check after its last. Writes of one user's scope run one at a
+// time, so the usage read here is exactly what the write changes. A write may
+// leave a resource above its limit only if it does not raise it (a MOVE, a
+// revision that shrinks a message, after an administrator lowered the limit).
+class QuotaGuard {
+ public:
+  static absl::StatusOr<QuotaGuard> Begin(Connection& conn, uint64_t user_id) {
+    QuotaGuard guard;
+    guard.user_id_ = user_id;
+    ASSIGN_OR_RETURN(guard.limits_, ReadQuotaLimits(conn, user_id));
+    if (guard.limits_.limited()) {
+      ASSIGN_OR_RETURN(guard.before_, ReadQuotaUsage(conn, user_id));
+    }
+    return guard;
+  }
+
+  absl::Status Check(Connection& conn) const {
+    if (!limits_.limited()) {
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(QuotaUsage after, ReadQuotaUsage(conn, user_id_));
+    if (limits_.storage_kib.has_value() && after.octets > before_.octets &&
+        after.octets > *limits_.storage_kib * kKib) {
+      return Error(absl::StatusCode::kResourceExhausted, v1::OVERQUOTA,
+                   absl::StrCat("over quota: this needs ",
+                                OctetsToKib(after.octets - before_.octets),
+                                " KiB, and the account uses ", OctetsToKib(before_.octets),
+                                " KiB of its ", *limits_.storage_kib,
+                                " KiB; delete and expunge messages to make room"));
+    }
+    if (limits_.messages.has_value() && after.messages > before_.messages &&
+        after.messages > *limits_.messages) {
+      return Error(absl::StatusCode::kResourceExhausted, v1::OVERQUOTA,
+                   absl::StrCat("over quota: this adds ", after.messages - before_.messages,
+                                " messages, and the account holds ", before_.messages,
+                                " of its ", *limits_.messages,
+                                "; delete and expunge messages to make room"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  uint64_t user_id_ = 0;
+  QuotaLimitsRow limits_;
+  QuotaUsage before_;
+};
+
+void AddQuotaResources(const QuotaLimitsRow& limits, const QuotaUsage& usage,
+                       v1::GetQuotaResponse& response) {
+  // RFC 9208 §5: STORAGE, then MESSAGE; only the resources that have a limit.
+  if (limits.storage_kib.has_value()) {
+    v1::QuotaResource* r = response.add_resources();
+    r->set_name("STORAGE");
+    r->set_usage(OctetsToKib(usage.octets));
+    r->set_limit(*limits.storage_kib);
+  }
+  if (limits.messages.has_value()) {
+    v1::QuotaResource* r = response.add_resources();
+    r->set_name("MESSAGE");
+    r->set_usage(usage.messages);
+    r->set_limit(*limits.messages);
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -1471,7 +1591,9 @@ absl::StatusOr<v1::StatusResponse> SqlStore::Status(uint64_t user_id,
                        "CAST(coalesce(sum(CASE WHEN (m.system_flags & 4) != 0 THEN 1 ELSE 0 END), "
                        "0) AS BIGINT), "
                        "CAST(coalesce(sum(c.size), 0) AS BIGINT), "
-                       "CAST(coalesce(sum(CASE WHEN m.uid >= ? THEN 1 ELSE 0 END), 0) AS BIGINT) "
+                       "CAST(coalesce(sum(CASE WHEN m.uid >= ? THEN 1 ELSE 0 END), 0) AS BIGINT), "
+                       "CAST(coalesce(sum(CASE WHEN (m.system_flags & 4) != 0 THEN c.size "
+                       "ELSE 0 END), 0) AS BIGINT) "
                                  "FROM messages m JOIN contents c ON c.id = m.content_id "
                                  "WHERE m.mailbox_id = ?"));
   s.Bind(1, mailbox.recent_floor).Bind(2, mailbox.id);
@@ -1487,7 +1609,98 @@ absl::StatusOr<v1::StatusResponse> SqlStore::Status(uint64_t user_id,
     response.set_deleted(static_cast<uint32_t>(s.Int(2)));
     response.set_size(static_cast<uint64_t>(s.Int(3)));
     response.set_recent(static_cast<uint32_t>(s.Int(4)));
+    response.set_deleted_storage(static_cast<uint64_t>(s.Int(5)));
   }
+  return response;
+}
+
+absl::Status SqlStore::SetQuota(std::string_view username, const v1::QuotaLimits& limits) {
+  // Limits are stored as signed 64-bit integers, and STORAGE is compared in octets.
+  constexpr uint64_t kMaxLimit = std::numeric_limits<int64_t>::max() / kKib;
+  if ((limits.has_storage_kib() && limits.storage_kib() > kMaxLimit) ||
+      (limits.has_messages() && limits.messages() > kMaxLimit)) {
+    return BadRequest(absl::StrCat("a quota limit must be at most ", kMaxLimit));
+  }
+  ASSIGN_OR_RETURN(UserRecord user, FindUser(username));
+  return Write(WriteScope::User(user.id), [&](WriteTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare("UPDATE users SET quota_storage_kib = ?, "
+                                                    "quota_messages = ? WHERE id = ?"));
+    if (limits.has_storage_kib()) {
+      s.Bind(1, limits.storage_kib());
+    } else {
+      s.BindNull(1);
+    }
+    if (limits.has_messages()) {
+      s.Bind(2, limits.messages());
+    } else {
+      s.BindNull(2);
+    }
+    s.Bind(3, user.id);
+    RETURN_IF_ERROR(s.Run());
+    if (tx.conn().Changes() == 0) {
+      return absl::NotFoundError(absl::StrCat("user \"", AV(username), "\" does not exist"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<v1::GetUserQuotaResponse> SqlStore::GetUserQuota(uint64_t user_id) {
+  ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+  ReadSnapshot snapshot(*conn);
+  RETURN_IF_ERROR(snapshot.Begin());
+  ASSIGN_OR_RETURN(QuotaLimitsRow limits, ReadQuotaLimits(*conn, user_id));
+  ASSIGN_OR_RETURN(QuotaUsage usage, ReadQuotaUsage(*conn, user_id));
+  v1::GetUserQuotaResponse response;
+  if (limits.storage_kib.has_value()) {
+    response.mutable_limits()->set_storage_kib(*limits.storage_kib);
+  }
+  if (limits.messages.has_value()) {
+    response.mutable_limits()->set_messages(*limits.messages);
+  }
+  response.set_storage_octets(usage.octets);
+  response.set_messages(usage.messages);
+  return response;
+}
+
+absl::StatusOr<v1::GetQuotaResponse> SqlStore::GetQuota(uint64_t user_id,
+                                                           const v1::GetQuotaRequest& request) {
+  std::string name;
+  switch (request.target_case()) {
+    case v1::GetQuotaRequest::kRoot:
+      // RFC 9208 §4.2: each user has one root, named "".
+      if (!request.root().empty()) {
+        return v1::Nonexistent(absl::StrCat("there is no quota root \"",
+                                            AV(request.root()).substr(0, 100),
+                                            "\"; this account's quota root is \"\""));
+      }
+      break;
+    case v1::GetQuotaRequest::kMailbox: {
+      ASSIGN_OR_RETURN(name, NormalizeMailboxName(request.mailbox(), limits_));
+      break;
+    }
+    case v1::GetQuotaRequest::TARGET_NOT_SET:
+      return BadRequest("GetQuota needs a quota root or a mailbox");
+  }
+  ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+  ReadSnapshot snapshot(*conn);
+  RETURN_IF_ERROR(snapshot.Begin());
+  if (request.target_case() == v1::GetQuotaRequest::kMailbox) {
+    ASSIGN_OR_RETURN(std::optional<MailboxRow> mailbox, MailboxByName(*conn, user_id, name));
+    if (!mailbox.has_value()) {
+      return v1::Nonexistent(absl::StrCat("mailbox \"", AV(name), "\" does not exist"));
+    }
+  }
+  ASSIGN_OR_RETURN(QuotaLimitsRow limits, ReadQuotaLimits(*conn, user_id));
+  v1::GetQuotaResponse response;
+  if (!limits.limited()) {
+    if (request.target_case() == v1::GetQuotaRequest::kRoot) {
+      return v1::Nonexistent("this account has no quota");
+    }
+    return response;  // GETQUOTAROOT: the mailbox is under no quota root
+  }
+  ASSIGN_OR_RETURN(QuotaUsage usage, ReadQuotaUsage(*conn, user_id));
+  response.add_roots("");
+  AddQuotaResources(limits, usage, response);
   return response;
 }
 
@@ -2184,6 +2397,7 @@ static absl::StatusOr<CopyResult> CopyInTx(SqlStore::WriteTx& tx, uint64_t user_
     return result;
   }
   RETURN_IF_ERROR(CheckUidSpace(*dest, messages.size()));
+  ASSIGN_OR_RETURN(QuotaGuard quota, QuotaGuard::Begin(conn, user_id));
   ASSIGN_OR_RETURN(uint64_t dest_modseq, tx.NextModseq(dest->id));
   v1::ChangeEvent added;
   added.set_mailbox_id(dest->id);
@@ -2217,6 +2431,8 @@ static absl::StatusOr<CopyResult> CopyInTx(SqlStore::WriteTx& tx, uint64_t user_
     ASSIGN_OR_RETURN(result.source_highest_modseq,
                      tx.LogExpunged(source.id, result.source_uids));
   }
+  // After the move's expunges: a MOVE among the user's mailboxes adds nothing.
+  RETURN_IF_ERROR(quota.Check(conn));
   return result;
 }
 
@@ -2316,6 +2532,7 @@ absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
                    absl::StrCat("mailbox \"", name, "\" does not exist"));
     }
     RETURN_IF_ERROR(CheckUidSpace(*mailbox, messages.size()));
+    ASSIGN_OR_RETURN(QuotaGuard quota, QuotaGuard::Begin(conn, user_id));
     ASSIGN_OR_RETURN(uint64_t modseq, tx.NextModseq(mailbox->id));
     v1::ChangeEvent event;
     event.set_mailbox_id(mailbox->id);
@@ -2335,6 +2552,7 @@ absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
       response.add_uids(uid);
       ++uid;
     }
+    RETURN_IF_ERROR(quota.Check(conn));
     RETURN_IF_ERROR(SetUidNext(conn, mailbox->id, uid));
     RETURN_IF_ERROR(RememberKeywords(conn, mailbox->id, keywords));
     event.mutable_added()->set_uidnext(uid);
@@ -2404,6 +2622,7 @@ absl::StatusOr<v1::ReviseResponse> SqlStore::Revise(uint64_t user_id,
       keywords = JoinKeywords(new_flags->keywords);
       RETURN_IF_ERROR(RememberKeywords(conn, mailbox.id, new_flags->keywords));
     }
+    ASSIGN_OR_RETURN(QuotaGuard quota, QuotaGuard::Begin(conn, user_id));
     ASSIGN_OR_RETURN(int64_t content_id, EnsureContent(conn, prepared));
     const uint32_t new_uid = mailbox.uidnext;
     // The new UID is logged first (MODSEQ M) and the old one expunged after
@@ -2423,6 +2642,8 @@ absl::StatusOr<v1::ReviseResponse> SqlStore::Revise(uint64_t user_id,
     RETURN_IF_ERROR(tx.Log(std::move(added)));
     RETURN_IF_ERROR(tx.ExpungeMessage(mailbox.id, header.uid()));
     ASSIGN_OR_RETURN(uint64_t modseq, tx.LogExpunged(mailbox.id, {header.uid()}));
+    // After the old message's expunge: only a revision that grows it can be refused.
+    RETURN_IF_ERROR(quota.Check(conn));
     response.set_uidvalidity(mailbox.uidvalidity);
     response.set_old_uid(header.uid());
     response.set_new_uid(new_uid);

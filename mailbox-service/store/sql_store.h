@@ -88,6 +88,10 @@ class SqlStore : public Store {
                                const v1::SetSubscriptionRequest& request) override;
   absl::StatusOr<v1::StatusResponse> Status(uint64_t user_id,
                                             const v1::StatusRequest& request) override;
+  absl::Status SetQuota(std::string_view username, const v1::QuotaLimits& limits) override;
+  absl::StatusOr<v1::GetUserQuotaResponse> GetUserQuota(uint64_t user_id) override;
+  absl::StatusOr<v1::GetQuotaResponse> GetQuota(uint64_t user_id,
+                                                const v1::GetQuotaRequest& request) override;
 
   absl::StatusOr<v1::OpenResponse> Open(uint64_t user_id,
                                         const v1::OpenRequest& request) override;

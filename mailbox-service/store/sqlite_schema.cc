@@ -213,6 +213,32 @@ ALTER TABLE messages ADD COLUMN save_date INTEGER;
 ALTER TABLE expunged_messages ADD COLUMN save_date INTEGER;
 ALTER TABLE contents ADD COLUMN preview TEXT;
 )sql",
+      // Version 8: quotas (RFC 9208). A user's limits are NULL when unset. Each
+      // mailbox counts its live messages and their octets, kept by triggers on
+      // every insert and delete of a message row, so a user's usage is a sum over
+      // their mailboxes rather than over their messages; the counts of existing
+      // mailboxes are filled in once here. Retained expunged rows count for no
+      // one: they are already gone for the user.
+      R"sql(
+ALTER TABLE users ADD COLUMN quota_storage_kib INTEGER;
+ALTER TABLE users ADD COLUMN quota_messages INTEGER;
+ALTER TABLE mailboxes ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN message_octets INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET
+  message_count = (SELECT count(*) FROM messages m WHERE m.mailbox_id = mailboxes.id),
+  message_octets = (SELECT coalesce(sum(c.size), 0) FROM messages m
+                    JOIN contents c ON c.id = m.content_id WHERE m.mailbox_id = mailboxes.id);
+CREATE TRIGGER messages_count AFTER INSERT ON messages BEGIN
+  UPDATE mailboxes SET message_count = message_count + 1,
+    message_octets = message_octets + (SELECT size FROM contents WHERE id = NEW.content_id)
+  WHERE id = NEW.mailbox_id;
+END;
+CREATE TRIGGER messages_uncount AFTER DELETE ON messages BEGIN
+  UPDATE mailboxes SET message_count = message_count - 1,
+    message_octets = message_octets - (SELECT size FROM contents WHERE id = OLD.content_id)
+  WHERE id = OLD.mailbox_id;
+END;
+)sql",
   };
   return *steps;
 }

@@ -152,7 +152,7 @@ TEST(SqliteSchemaTest, UpgradeKeepsMessagesAndAddsRetention) {
   EXPECT_EQ(*sqlite::SchemaVersion(**conn), sqlite::LatestSchemaVersion());
 }
 
-TEST(SqliteSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
+TEST(SqliteSchemaTest, UpgradeFromVersion6KeepsOlderMessages) {
   std::string path = TempPath("migrate6.db");
   {
     auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
@@ -164,7 +164,13 @@ TEST(SqliteSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
     auto conn = sqlite::Connection::Open(path, false);
     ASSERT_TRUE(conn.ok());
     ASSERT_TRUE((*conn)
-                    ->Exec("ALTER TABLE messages DROP COLUMN save_date;"
+                    ->Exec("DROP TRIGGER messages_count;"
+                           "DROP TRIGGER messages_uncount;"
+                           "ALTER TABLE mailboxes DROP COLUMN message_count;"
+                           "ALTER TABLE mailboxes DROP COLUMN message_octets;"
+                           "ALTER TABLE users DROP COLUMN quota_storage_kib;"
+                           "ALTER TABLE users DROP COLUMN quota_messages;"
+                           "ALTER TABLE messages DROP COLUMN save_date;"
                            "ALTER TABLE expunged_messages DROP COLUMN save_date;"
                            "ALTER TABLE contents DROP COLUMN preview;"
                            "PRAGMA user_version = 6")
@@ -175,6 +181,7 @@ TEST(SqliteSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   const uint64_t user = (*store)->FindUser("u")->id;
   v1::OpenResponse box;
   ExpectOlderMessageUpgraded(**store, user, &box);
+  ExpectOlderMessageCounted(**store, user);
   // SAVEDON falls back to the internal date's day.
   v1::SearchRequest search;
   search.set_mailbox_id(box.mailbox_id());

@@ -222,6 +222,22 @@ class Store {
   virtual absl::StatusOr<v1::StatusResponse> Status(uint64_t user_id,
                                                     const v1::StatusRequest& request) = 0;
 
+  // --- Quotas (RFC 9208) -------------------------------------------------------
+  // One quota root per user, over all of their mailboxes. A write that would leave
+  // the user's usage of a limited resource above its limit, and higher than
+  // before the write, fails with OVERQUOTA and stores nothing: APPEND, COPY and a
+  // revision that grows a message are refused, a MOVE among the user's own
+  // mailboxes never is. Limits are checked inside the write's transaction, so
+  // parallel writes cannot together pass a limit each one alone respects.
+  // Replaces the user's limits (NotFound for an unknown user).
+  virtual absl::Status SetQuota(std::string_view username, const v1::QuotaLimits& limits) = 0;
+  // The user's limits and usage.
+  virtual absl::StatusOr<v1::GetUserQuotaResponse> GetUserQuota(uint64_t user_id) = 0;
+  // GETQUOTA / GETQUOTAROOT: the root "" when the user has a limit, with the
+  // limited resources. NONEXISTENT for another root name or an unknown mailbox.
+  virtual absl::StatusOr<v1::GetQuotaResponse> GetQuota(uint64_t user_id,
+                                                        const v1::GetQuotaRequest& request) = 0;
+
   // --- Selected-mailbox operations ---------------------------------------------
   virtual absl::StatusOr<v1::OpenResponse> Open(uint64_t user_id,
                                                 const v1::OpenRequest& request) = 0;

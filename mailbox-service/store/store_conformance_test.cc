@@ -4,6 +4,7 @@
 // again after a reopen) and counts rows with SQL; every backend keeps the logical
 // tables the counts name (users, mailboxes, messages, contents, content_data,
 // expunged_messages, changes, auth_failures).
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -1657,6 +1658,220 @@ TYPED_TEST(StoreConformanceTest, ConcurrentWritesThatFailLeaveTheOthersCommitted
     EXPECT_GT(event.modseq(), last_modseq[event.mailbox_id()]);
     last_modseq[event.mailbox_id()] = event.modseq();
   }
+}
+
+// --- Quotas (RFC 9208) ---------------------------------------------------------------
+
+// A message of exactly `octets` octets (at least a header and a blank line).
+std::string MessageOfSize(size_t octets, int serial) {
+  std::string message = absl::StrCat("Subject: ", serial, "\r\n\r\n");
+  EXPECT_LE(message.size(), octets);
+  message.append(octets - message.size(), 'x');
+  return message;
+}
+
+TYPED_TEST(StoreConformanceTest, QuotaUsageFollowsEveryWriteAndRootsAppearWithALimit) {
+  v1::GetQuotaRequest root;
+  root.set_root("");
+  EXPECT_EQ(CodeOf(this->store_->GetQuota(this->user_, root).status()), v1::NONEXISTENT);
+  v1::GetQuotaRequest of_inbox;
+  of_inbox.set_mailbox("INBOX");
+  auto none = this->store_->GetQuota(this->user_, of_inbox);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->roots_size(), 0);  // no limit, no root
+
+  auto usage = [this] {
+    auto quota = this->store_->GetUserQuota(this->user_);
+    EXPECT_TRUE(quota.ok()) << quota.status();
+    return quota.ok() ? std::make_pair(quota->storage_octets(), quota->messages())
+                      : std::make_pair(uint64_t{0}, uint64_t{0});
+  };
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(MessageOfSize(1000, 1)));
+  messages.push_back(Message(MessageOfSize(2000, 2)));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  EXPECT_EQ(usage(), std::make_pair(uint64_t{3000}, uint64_t{2}));
+  ASSERT_TRUE(this->Create("Other").ok());
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(inbox.mailbox_id());
+  copy.set_uidvalidity(inbox.uidvalidity());
+  *copy.mutable_uids() = Uids({{1, 2}});
+  copy.set_destination("Other");
+  ASSERT_TRUE(this->store_->Copy(this->user_, copy).ok());
+  // A copy counts again, although its content is stored once.
+  EXPECT_EQ(usage(), std::make_pair(uint64_t{6000}, uint64_t{4}));
+  v1::MoveRequest move;
+  move.set_mailbox_id(inbox.mailbox_id());
+  move.set_uidvalidity(inbox.uidvalidity());
+  *move.mutable_uids() = Uids({{2, 2}});
+  move.set_destination("Other");
+  ASSERT_TRUE(this->store_->Move(this->user_, move).ok());
+  EXPECT_EQ(usage(), std::make_pair(uint64_t{6000}, uint64_t{4}));
+  this->DeleteAndExpunge(inbox, Uids({{1, 1}}));
+  EXPECT_EQ(usage(), std::make_pair(uint64_t{5000}, uint64_t{3}));
+  v1::DeleteMailboxRequest remove;
+  remove.set_name("Other");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, remove).ok());
+  EXPECT_EQ(usage(), std::make_pair(uint64_t{0}, uint64_t{0}));
+  this->AppendSome("INBOX", 1);
+  const uint64_t appended_octets = absl::StrCat(kSimple, "message 0 to INBOX\r\n").size();
+  EXPECT_EQ(usage(), std::make_pair(appended_octets, uint64_t{1}));
+
+  v1::QuotaLimits limits;
+  limits.set_storage_kib(10);
+  ASSERT_TRUE(this->store_->SetQuota("alice", limits).ok());
+  auto of_root = this->store_->GetQuota(this->user_, root);
+  ASSERT_TRUE(of_root.ok()) << of_root.status();
+  EXPECT_THAT(of_root->roots(), ElementsAre(""));
+  ASSERT_EQ(of_root->resources_size(), 1);  // only the limited resource
+  EXPECT_EQ(of_root->resources(0).name(), "STORAGE");
+  EXPECT_EQ(of_root->resources(0).usage(), 1u);  // a part of 1024 octets counts whole
+  EXPECT_EQ(of_root->resources(0).limit(), 10u);
+  limits.set_messages(50);
+  ASSERT_TRUE(this->store_->SetQuota("alice", limits).ok());
+  auto inbox_roots = this->store_->GetQuota(this->user_, of_inbox);
+  ASSERT_TRUE(inbox_roots.ok()) << inbox_roots.status();
+  EXPECT_THAT(inbox_roots->roots(), ElementsAre(""));
+  ASSERT_EQ(inbox_roots->resources_size(), 2);
+  EXPECT_EQ(inbox_roots->resources(1).name(), "MESSAGE");
+  EXPECT_EQ(inbox_roots->resources(1).usage(), 1u);
+  EXPECT_EQ(inbox_roots->resources(1).limit(), 50u);
+  auto user_quota = this->store_->GetUserQuota(this->user_);
+  ASSERT_TRUE(user_quota.ok());
+  EXPECT_EQ(user_quota->limits().storage_kib(), 10u);
+  EXPECT_EQ(user_quota->limits().messages(), 50u);
+
+  root.set_root("user.alice");
+  EXPECT_EQ(CodeOf(this->store_->GetQuota(this->user_, root).status()), v1::NONEXISTENT);
+  of_inbox.set_mailbox("Missing");
+  EXPECT_EQ(CodeOf(this->store_->GetQuota(this->user_, of_inbox).status()), v1::NONEXISTENT);
+  EXPECT_EQ(this->store_->SetQuota("nobody", limits).code(), absl::StatusCode::kNotFound);
+  // Clearing the limits removes the root.
+  ASSERT_TRUE(this->store_->SetQuota("alice", v1::QuotaLimits()).ok());
+  root.set_root("");
+  EXPECT_EQ(CodeOf(this->store_->GetQuota(this->user_, root).status()), v1::NONEXISTENT);
+}
+
+TYPED_TEST(StoreConformanceTest, WritesThatWouldPassAQuotaStoreNothing) {
+  v1::QuotaLimits limits;
+  limits.set_messages(3);
+  ASSERT_TRUE(this->store_->SetQuota("alice", limits).ok());
+  this->AppendSome("INBOX", 2);
+  // Two more would make four: refused whole, nothing stored, no UID used.
+  std::vector<NewMessage> two;
+  two.push_back(Message(MessageOfSize(100, 1)));
+  two.push_back(Message(MessageOfSize(100, 2)));
+  absl::Status refused = this->store_->Append(this->user_, "INBOX", std::move(two)).status();
+  EXPECT_EQ(CodeOf(refused), v1::OVERQUOTA);
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr("over quota"));
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  EXPECT_EQ(inbox.messages(), 2u);
+  EXPECT_EQ(inbox.uidnext(), 3u);
+  this->AppendSome("INBOX", 1);  // exactly at the limit is allowed
+  ASSERT_TRUE(this->Create("Archive").ok());
+  inbox = this->OpenBox("INBOX");
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(inbox.mailbox_id());
+  copy.set_uidvalidity(inbox.uidvalidity());
+  *copy.mutable_uids() = Uids({{1, 1}});
+  copy.set_destination("Archive");
+  EXPECT_EQ(CodeOf(this->store_->Copy(this->user_, copy).status()), v1::OVERQUOTA);
+  EXPECT_EQ(this->OpenBox("Archive").messages(), 0u);
+  // Lowered below the usage: moving and expunging still work, adding does not.
+  limits.set_messages(1);
+  ASSERT_TRUE(this->store_->SetQuota("alice", limits).ok());
+  v1::MoveRequest move;
+  move.set_mailbox_id(inbox.mailbox_id());
+  move.set_uidvalidity(inbox.uidvalidity());
+  *move.mutable_uids() = Uids({{1, 2}});
+  move.set_destination("Archive");
+  ASSERT_TRUE(this->store_->Move(this->user_, move).ok());
+  EXPECT_EQ(this->OpenBox("Archive").messages(), 2u);
+  this->DeleteAndExpunge(inbox, Uids({{3, 3}}));
+  std::vector<NewMessage> one;
+  one.push_back(Message(MessageOfSize(100, 3)));
+  EXPECT_EQ(CodeOf(this->store_->Append(this->user_, "INBOX", std::move(one)).status()),
+            v1::OVERQUOTA);
+
+  // STORAGE: a revision may shrink a message past a lowered limit, not grow it.
+  limits.clear_messages();
+  limits.set_storage_kib(4);
+  ASSERT_TRUE(this->store_->SetQuota("alice", limits).ok());
+  v1::OpenResponse archive = this->OpenBox("Archive");
+  this->DeleteAndExpunge(archive, Uids({{1, 2}}));
+  std::vector<NewMessage> three_kib;
+  three_kib.push_back(Message(MessageOfSize(3072, 4)));
+  auto appended = this->store_->Append(this->user_, "INBOX", std::move(three_kib));
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  const uint32_t uid = appended->uids(0);
+  std::vector<NewMessage> two_kib;
+  two_kib.push_back(Message(MessageOfSize(2048, 5)));
+  EXPECT_EQ(CodeOf(this->store_->Append(this->user_, "INBOX", std::move(two_kib)).status()),
+            v1::OVERQUOTA);
+  v1::ReviseHeader header;
+  header.set_mailbox("INBOX");
+  header.set_uid(uid);
+  EXPECT_EQ(CodeOf(this->store_->Revise(this->user_, header, MessageOfSize(5000, 6)).status()),
+            v1::OVERQUOTA);
+  auto shrunk = this->store_->Revise(this->user_, header, MessageOfSize(3000, 7));
+  ASSERT_TRUE(shrunk.ok()) << shrunk.status();
+  auto quota = this->store_->GetUserQuota(this->user_);
+  ASSERT_TRUE(quota.ok());
+  EXPECT_EQ(quota->storage_octets(), 3000u);
+  EXPECT_EQ(quota->messages(), 1u);
+}
+
+TYPED_TEST(StoreConformanceTest, ParallelAppendsRacingForTheLastBytesStopAtTheLimit) {
+  // Room for exactly kFit messages of 1 KiB; more threads than that each try
+  // several. Exactly kFit succeed, whatever the interleaving.
+  constexpr int kFit = 7;
+  constexpr int kThreads = 6;
+  constexpr int kTries = 4;
+  v1::QuotaLimits limits;
+  limits.set_storage_kib(kFit);
+  ASSERT_TRUE(this->store_->SetQuota("alice", limits).ok());
+  std::atomic<int> stored{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &stored, &refused] {
+      for (int i = 0; i < kTries; ++i) {
+        std::vector<NewMessage> one;
+        one.push_back(Message(MessageOfSize(1024, t * 100 + i)));
+        absl::Status status =
+            this->store_->Append(this->user_, "INBOX", std::move(one)).status();
+        if (status.ok()) {
+          ++stored;
+        } else {
+          EXPECT_EQ(CodeOf(status), v1::OVERQUOTA) << status;
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(stored.load(), kFit);
+  EXPECT_EQ(refused.load(), kThreads * kTries - kFit);
+  this->Reopen();
+  EXPECT_EQ(this->OpenBox("INBOX").messages(), static_cast<uint32_t>(kFit));
+  auto quota = this->store_->GetUserQuota(this->user_);
+  ASSERT_TRUE(quota.ok());
+  EXPECT_EQ(quota->storage_octets(), kFit * 1024u);
+}
+
+TYPED_TEST(StoreConformanceTest, StatusCountsTheStorageAnExpungeWouldFree) {
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(MessageOfSize(1000, 1)));
+  messages.push_back(Message(MessageOfSize(300, 2), {"\\Deleted"}));
+  messages.push_back(Message(MessageOfSize(200, 3), {"\\Deleted"}));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::StatusResponse status = this->StatusOf("INBOX");
+  EXPECT_EQ(status.deleted(), 2u);
+  EXPECT_EQ(status.deleted_storage(), 500u);
+  EXPECT_EQ(status.size(), 1500u);
 }
 
 // --- Search ---------------------------------------------------------------------------

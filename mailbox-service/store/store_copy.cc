@@ -27,17 +27,20 @@ struct Table {
   const char* kinds;
 };
 
-// In the order foreign keys need. Content references are counted again by the
-// PostgreSQL triggers as messages arrive, so contents start at 0.
+// In the order foreign keys need. Content references, and each mailbox's count of
+// messages and octets, are counted again by the PostgreSQL triggers as messages
+// arrive, so contents and mailboxes start at 0.
 constexpr Table kTables[] = {
     {"meta", "SELECT name, value FROM meta",
      "INSERT INTO meta (name, value) VALUES ($1, $2) "
      "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
      "ti"},
-    {"users", "SELECT id, username, password_hash, credential_generation FROM users",
-     "INSERT INTO users (id, username, password_hash, credential_generation) "
-     "VALUES ($1, $2, $3, $4)",
-     "itti"},
+    {"users",
+     "SELECT id, username, password_hash, credential_generation, quota_storage_kib, "
+     "quota_messages FROM users",
+     "INSERT INTO users (id, username, password_hash, credential_generation, "
+     "quota_storage_kib, quota_messages) VALUES ($1, $2, $3, $4, $5, $6)",
+     "ittinn"},
     {"mailboxes",
      "SELECT id, user_id, name, uidvalidity, uidnext, highest_modseq, recent_floor, "
      "log_floor, noselect, special_use FROM mailboxes",

@@ -1,5 +1,6 @@
-// The check both backends' schema-upgrade tests make for the upgrade that added
-// save dates (RFC 8514) and previews (RFC 8970): a message stored before it.
+// The checks both backends' schema-upgrade tests make for a message stored before
+// the upgrades that added save dates (RFC 8514), previews (RFC 8970) and quota
+// usage counts (RFC 9208).
 #pragma once
 
 #include <cstdint>
@@ -60,6 +61,17 @@ inline void ExpectOlderMessageUpgraded(Store& store, uint64_t user, v1::OpenResp
   ASSERT_TRUE(store.Fetch(user, fetch, kept).ok());
   ASSERT_EQ(kept.Metadata().size(), 1u);
   EXPECT_EQ(kept.Metadata()[0].preview(), "Hello world");
+}
+
+// After the upgrade the message counts toward the user's quota usage: the
+// per-mailbox counts are filled in for rows stored before they were kept.
+inline void ExpectOlderMessageCounted(Store& store, uint64_t user) {
+  absl::StatusOr<v1::GetUserQuotaResponse> quota = store.GetUserQuota(user);
+  ASSERT_TRUE(quota.ok()) << quota.status();
+  EXPECT_EQ(quota->messages(), 1u);
+  EXPECT_EQ(quota->storage_octets(), sizeof(kSimple) - 1);
+  EXPECT_FALSE(quota->limits().has_storage_kib());
+  EXPECT_FALSE(quota->limits().has_messages());
 }
 
 }  // namespace mailbox::store

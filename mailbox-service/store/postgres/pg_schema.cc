@@ -171,6 +171,37 @@ ALTER TABLE messages ADD COLUMN save_date bigint;
 ALTER TABLE expunged_messages ADD COLUMN save_date bigint;
 ALTER TABLE contents ADD COLUMN preview text;
 )sql",
+      // Version 3: quotas (RFC 9208), as in the SQLite schema's version 8: NULL
+      // limits when unset, and per-mailbox counts of live messages and their
+      // octets kept by triggers and filled in once here.
+      R"sql(
+ALTER TABLE users ADD COLUMN quota_storage_kib bigint;
+ALTER TABLE users ADD COLUMN quota_messages bigint;
+ALTER TABLE mailboxes ADD COLUMN message_count bigint NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN message_octets bigint NOT NULL DEFAULT 0;
+UPDATE mailboxes SET
+  message_count = (SELECT count(*) FROM messages m WHERE m.mailbox_id = mailboxes.id),
+  message_octets = (SELECT coalesce(sum(c.size), 0) FROM messages m
+                    JOIN contents c ON c.id = m.content_id WHERE m.mailbox_id = mailboxes.id);
+CREATE FUNCTION message_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE mailboxes SET message_count = message_count + 1,
+    message_octets = message_octets + (SELECT size FROM contents WHERE id = NEW.content_id)
+  WHERE id = NEW.mailbox_id;
+  RETURN NULL;
+END $$;
+CREATE FUNCTION message_uncount() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE mailboxes SET message_count = message_count - 1,
+    message_octets = message_octets - (SELECT size FROM contents WHERE id = OLD.content_id)
+  WHERE id = OLD.mailbox_id;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER messages_count AFTER INSERT ON messages
+  FOR EACH ROW EXECUTE FUNCTION message_count();
+CREATE TRIGGER messages_uncount AFTER DELETE ON messages
+  FOR EACH ROW EXECUTE FUNCTION message_uncount();
+)sql",
   };
   return *steps;
 }

@@ -141,7 +141,7 @@ TEST_F(PgStoreReplicasTest, ConcurrentWritersOfSharedContentStayGapFreeAndCounte
 // version when a store opens it: the messages stay, their save dates are their
 // internal dates (none was recorded), and a preview is made on the first
 // request that is not LAZY and kept.
-TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
+TEST(PgSchemaTest, UpgradeFromVersion1KeepsOlderMessages) {
   absl::StatusOr<TestServer> started = TestServer::Start();
   ASSERT_TRUE(started.ok()) << started.status();
   TestServer server = *std::move(started);
@@ -159,6 +159,14 @@ TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
         Connection::Open(server.conninfo("upgrade"), Soon());
     ASSERT_TRUE(conn.ok()) << conn.status();
     absl::Status status = (*conn)->Exec(
+        "DROP TRIGGER messages_count ON messages;"
+        "DROP TRIGGER messages_uncount ON messages;"
+        "DROP FUNCTION message_count();"
+        "DROP FUNCTION message_uncount();"
+        "ALTER TABLE mailboxes DROP COLUMN message_count;"
+        "ALTER TABLE mailboxes DROP COLUMN message_octets;"
+        "ALTER TABLE users DROP COLUMN quota_storage_kib;"
+        "ALTER TABLE users DROP COLUMN quota_messages;"
         "ALTER TABLE messages DROP COLUMN save_date;"
         "ALTER TABLE expunged_messages DROP COLUMN save_date;"
         "ALTER TABLE contents DROP COLUMN preview;"
@@ -172,6 +180,7 @@ TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
   ASSERT_TRUE(user.ok()) << user.status();
   v1::OpenResponse box;
   ExpectOlderMessageUpgraded(**store, user->id, &box);
+  ExpectOlderMessageCounted(**store, user->id);
   EXPECT_EQ(box.messages(), 1u);
   absl::StatusOr<std::unique_ptr<Connection>> conn =
       Connection::Open(server.conninfo("upgrade"), Soon());
