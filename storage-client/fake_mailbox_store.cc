@@ -475,6 +475,62 @@ awaitable<absl::StatusOr<v1::StatusResponse>> FakeMailboxStore::Status(
   co_return response;
 }
 
+void FakeMailboxStore::SetQuota(const std::string& username, v1::QuotaLimits limits) {
+  auto it = users_.find(username);
+  if (it != users_.end()) {
+    it->second.quota = std::move(limits);
+  }
+}
+
+awaitable<absl::StatusOr<v1::GetQuotaResponse>> FakeMailboxStore::GetQuota(
+    Session session, v1::GetQuotaRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  if (request.has_root() && !request.root().empty()) {
+    co_return v1::Nonexistent("no such quota root");
+  }
+  if (request.has_mailbox() && FindByName((*user)->id, request.mailbox()) == nullptr) {
+    co_return v1::Nonexistent("no such mailbox");
+  }
+  const v1::QuotaLimits& limits = (*user)->quota;
+  v1::GetQuotaResponse response;
+  if (!limits.has_storage_kib() && !limits.has_messages()) {
+    if (request.has_root()) {
+      co_return v1::Nonexistent("this account has no quota");
+    }
+    co_return response;
+  }
+  uint64_t octets = 0;
+  uint64_t messages = 0;
+  for (const auto& [id, mailbox] : mailboxes_) {
+    if (mailbox->owner == (*user)->id) {
+      for (const auto& [uid, message] : mailbox->messages) {
+        octets += message.content.size();
+        ++messages;
+      }
+    }
+  }
+  response.add_roots("");
+  if (limits.has_storage_kib()) {
+    v1::QuotaResource* r = response.add_resources();
+    r->set_name("STORAGE");
+    r->set_usage((octets + 1023) / 1024);
+    r->set_limit(limits.storage_kib());
+  }
+  if (limits.has_messages()) {
+    v1::QuotaResource* r = response.add_resources();
+    r->set_name("MESSAGE");
+    r->set_usage(messages);
+    r->set_limit(limits.messages());
+  }
+  co_return response;
+}
+
 // --- Selected mailbox ------------------------------------------------------------
 
 awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session session,

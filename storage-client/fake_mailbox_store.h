@@ -49,6 +49,9 @@ class FakeMailboxStore final : public MailboxStore {
   Session SessionFor(const std::string& username);
   // The next `count` calls (of any kind) fail with `status` before doing anything.
   void FailNextCalls(absl::Status status, int count = 1);
+  // The user's quota limits (RFC 9208), which GetQuota reports with the usage;
+  // the fake does not refuse writes past them.
+  void SetQuota(const std::string& username, v1::QuotaLimits limits);
   // How many calls were made (including failed ones).
   int calls() const { return calls_; }
 
@@ -65,6 +68,8 @@ class FakeMailboxStore final : public MailboxStore {
       Session session, v1::RenameMailboxRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::SetSubscriptionResponse>> SetSubscription(
       Session session, v1::SetSubscriptionRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::GetQuotaResponse>> GetQuota(
+      Session session, v1::GetQuotaRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::StatusResponse>> Status(
       Session session, v1::StatusRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(
@@ -123,6 +128,7 @@ class FakeMailboxStore final : public MailboxStore {
     std::string username;
     std::string password;
     std::set<std::string> subscriptions;
+    v1::QuotaLimits quota;
   };
 
   absl::Status Enter();  // counts the call; applies FailNextCalls

@@ -718,6 +718,13 @@ awaitable<absl::StatusOr<v1::StatusResponse>> GrpcMailboxStore::Status(
       MAILBOX_UNARY_INVOKER(Status, StatusRequest, StatusResponse));
 }
 
+awaitable<absl::StatusOr<v1::GetQuotaResponse>> GrpcMailboxStore::GetQuota(
+    Session session, v1::GetQuotaRequest request) {
+  co_return co_await CallUnary<v1::GetQuotaResponse>(
+      pool_, std::move(session.token), std::move(request), /*idempotent=*/true,
+      MAILBOX_UNARY_INVOKER(GetQuota, GetQuotaRequest, GetQuotaResponse));
+}
+
 awaitable<absl::StatusOr<v1::OpenResponse>> GrpcMailboxStore::Open(Session session,
                                                                    v1::OpenRequest request) {
   // Retried although Open claims \Recent messages: if a reply was lost, the

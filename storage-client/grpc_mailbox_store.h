@@ -108,6 +108,8 @@ class GrpcMailboxStore final : public MailboxStore {
       Session session, v1::RenameMailboxRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::SetSubscriptionResponse>> SetSubscription(
       Session session, v1::SetSubscriptionRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::GetQuotaResponse>> GetQuota(
+      Session session, v1::GetQuotaRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::StatusResponse>> Status(
       Session session, v1::StatusRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(

@@ -143,6 +143,8 @@ class MailboxStore {
       Session session, v1::SetSubscriptionRequest request) = 0;
   virtual boost::asio::awaitable<absl::StatusOr<v1::StatusResponse>> Status(
       Session session, v1::StatusRequest request) = 0;
+  virtual boost::asio::awaitable<absl::StatusOr<v1::GetQuotaResponse>> GetQuota(
+      Session session, v1::GetQuotaRequest request) = 0;
 
   virtual boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(
       Session session, v1::OpenRequest request) = 0;

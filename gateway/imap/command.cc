@@ -17,6 +17,7 @@ std::string_view StatusItemName(StatusItem item) {
     case StatusItem::kHighestModSeq: return "HIGHESTMODSEQ";
     case StatusItem::kAppendLimit: return "APPENDLIMIT";
     case StatusItem::kMailboxId: return "MAILBOXID";
+    case StatusItem::kDeletedStorage: return "DELETED-STORAGE";
   }
   return "";
 }

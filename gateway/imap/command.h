@@ -98,6 +98,7 @@ enum class StatusItem {
   kHighestModSeq,
   kAppendLimit,  // RFC 7889 §3.2
   kMailboxId,    // RFC 8474 §4.3
+  kDeletedStorage,  // RFC 9208 §4.2: KiB an EXPUNGE would free
 };
 std::string_view StatusItemName(StatusItem item);
 
@@ -252,6 +253,27 @@ struct CompressCommand {
   bool operator==(const CompressCommand&) const = default;
 };
 
+// RFC 9208 §4.1.1: GETQUOTA quota-root-name.
+struct GetQuotaCommand {
+  std::string root;
+  bool operator==(const GetQuotaCommand&) const = default;
+};
+
+// RFC 9208 §4.1.2: GETQUOTAROOT mailbox.
+struct GetQuotaRootCommand {
+  std::string mailbox;
+  bool operator==(const GetQuotaRootCommand&) const = default;
+};
+
+// RFC 9208 §4.1.3: SETQUOTA quota-root-name "(" [resource limit *(SP ...)] ")".
+// Resource names arrive upper-cased. Limits are set by the operator, not over
+// IMAP (no QUOTASET); it is parsed so that the answer can say so.
+struct SetQuotaCommand {
+  std::string root;
+  std::vector<std::pair<std::string, uint64_t>> limits;
+  bool operator==(const SetQuotaCommand&) const = default;
+};
+
 // RFC 2971: NIL or a list of field/value pairs (value may be NIL).
 struct IdCommand {
   using Params = std::vector<std::pair<std::string, std::optional<std::string>>>;
@@ -278,7 +300,8 @@ using CommandBody = std::variant<
     SubscribeCommand, UnsubscribeCommand, ListCommand, StatusCommand, AppendCommand,
     CheckCommand, CloseCommand, UnselectCommand, ExpungeCommand, UidExpungeCommand,
     SearchCommand, FetchCommand, StoreCommand, CopyCommand, MoveCommand, IdleCommand,
-    EnableCommand, NamespaceCommand, IdCommand, CompressCommand>;
+    EnableCommand, NamespaceCommand, IdCommand, CompressCommand, GetQuotaCommand,
+    GetQuotaRootCommand, SetQuotaCommand>;
 
 // One command the gateway accepts, declared once, in the table of parser.cc
 // (FindCommand): its name on the wire, its grammar, and what the session needs

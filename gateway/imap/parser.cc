@@ -173,7 +173,7 @@ bool StatusItemFromName(std::string_view name, StatusItem* item) {
       StatusItem::kMessages, StatusItem::kRecent, StatusItem::kUidNext,
       StatusItem::kUidValidity, StatusItem::kUnseen, StatusItem::kDeleted,
       StatusItem::kSize, StatusItem::kHighestModSeq, StatusItem::kAppendLimit,
-      StatusItem::kMailboxId};
+      StatusItem::kMailboxId, StatusItem::kDeletedStorage};
   for (StatusItem candidate : kAll) {
     if (StatusItemName(candidate) == name) {
       *item = candidate;
@@ -712,6 +712,47 @@ bool ParseCompress(Lexer& lex, Command::Body* body) {
   return true;
 }
 
+// RFC 9208 §4.1.1: "GETQUOTA" SP quota-root-name (an astring).
+bool ParseGetQuota(Lexer& lex, Command::Body* body) {
+  GetQuotaCommand cmd;
+  if (!lex.Sp() || !lex.AString(&cmd.root, "quota root name")) return false;
+  *body = std::move(cmd);
+  return true;
+}
+
+// RFC 9208 §4.1.2: "GETQUOTAROOT" SP mailbox.
+bool ParseGetQuotaRoot(Lexer& lex, Command::Body* body) {
+  GetQuotaRootCommand cmd;
+  if (!Mailbox(lex, &cmd.mailbox)) return false;
+  *body = std::move(cmd);
+  return true;
+}
+
+// RFC 9208 §4.1.3: "SETQUOTA" SP quota-root-name SP "(" [setquota-resource
+// *(SP setquota-resource)] ")", setquota-resource = resource-name SP number64.
+bool ParseSetQuota(Lexer& lex, Command::Body* body) {
+  SetQuotaCommand cmd;
+  if (!lex.Sp() || !lex.AString(&cmd.root, "quota root name") || !lex.Sp() ||
+      !lex.Expect('(', "'(' starting the resource limits")) {
+    return false;
+  }
+  if (!lex.Accept(')')) {
+    while (true) {
+      std::string resource;
+      uint64_t limit = 0;
+      if (!lex.Keyword(&resource, "a resource name") || !lex.Sp() ||
+          !lex.Number64(&limit, "resource limit")) {
+        return false;
+      }
+      cmd.limits.emplace_back(std::move(resource), limit);
+      if (lex.Accept(')')) break;
+      if (!lex.Sp()) return false;
+    }
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
 using UidParseFn = bool (*)(Lexer&, Command::Body*, bool);
 
 // The grammar of a command that has a UID form, as the plain or the UID form.
@@ -756,6 +797,11 @@ constexpr CommandSpec kCommandTable[] = {
     // RFC 4978 §3: valid once authenticated; compression starts after the OK, so
     // nothing after the command may be read ahead in the clear.
     {"COMPRESS", ParseCompress, kAuth, false, false, true, false},
+    // RFC 9208 §4.1. SETQUOTA is answered without the store: limits are the
+    // operator's.
+    {"GETQUOTA", ParseGetQuota, kAuth, false, false, false, true},
+    {"GETQUOTAROOT", ParseGetQuotaRoot, kAuth, false, false, false, true},
+    {"SETQUOTA", ParseSetQuota, kAuth, false, false, false, false},
     {"CHECK", ParseNoArgs<CheckCommand>, kSelected, false, false, false, false},
     {"CLOSE", ParseNoArgs<CloseCommand>, kSelected, false, true, false, true},
     {"UNSELECT", ParseNoArgs<UnselectCommand>, kSelected, false, false, false, false},

@@ -191,6 +191,35 @@ TEST(ParserTest, TypedFields) {
   EXPECT_EQ(uid_expunge.uids.Resolve(10), (std::vector<Interval>{{1, 3}}));
 }
 
+TEST(ParserTest, Quota) {
+  // RFC 9208 §4.1: the root is an astring ("" is the usual one).
+  EXPECT_EQ(std::get<GetQuotaCommand>(MustParse("t GETQUOTA \"\"\r\n").body).root, "");
+  EXPECT_EQ(std::get<GetQuotaCommand>(MustParse("t getquota user.alice\r\n").body).root,
+            "user.alice");
+  EXPECT_EQ(std::get<GetQuotaRootCommand>(MustParse("t GETQUOTAROOT INBOX\r\n").body).mailbox,
+            "INBOX");
+  auto set = std::get<SetQuotaCommand>(
+      MustParse("t SETQUOTA \"\" (storage 512 MESSAGE 18446744073709551615)\r\n").body);
+  EXPECT_EQ(set.root, "");
+  ASSERT_EQ(set.limits.size(), 2u);
+  EXPECT_EQ(set.limits[0], std::make_pair(std::string("STORAGE"), uint64_t{512}));
+  EXPECT_EQ(set.limits[1].second, UINT64_MAX);
+  EXPECT_TRUE(std::get<SetQuotaCommand>(MustParse("t SETQUOTA x ()\r\n").body).limits.empty());
+  auto status = std::get<StatusCommand>(
+      MustParse("t STATUS INBOX (DELETED DELETED-STORAGE)\r\n").body);
+  EXPECT_EQ(status.items,
+            (std::vector<StatusItem>{StatusItem::kDeleted, StatusItem::kDeletedStorage}));
+
+  // A missing argument is BAD with the parser's message (what it expected).
+  EXPECT_FALSE(ParseError("t GETQUOTA\r\n").empty());
+  EXPECT_FALSE(ParseError("t GETQUOTAROOT\r\n").empty());
+  EXPECT_NE(ParseError("t SETQUOTA \"\" STORAGE 5\r\n").find("resource limits"),
+            std::string::npos);
+  EXPECT_FALSE(ParseError("t SETQUOTA \"\" (STORAGE)\r\n").empty());
+  EXPECT_NE(ParseError("t SETQUOTA \"\" (STORAGE -1)\r\n").find("resource limit"),
+            std::string::npos);
+}
+
 TEST(ParserTest, Search) {
   auto search = std::get<SearchCommand>(
       MustParse("t SEARCH CHARSET UTF-8 OR NOT SEEN (FROM \"a b\" 1:3) UNKEYWORD $x\r\n")

@@ -243,6 +243,33 @@ std::string StatusDataResponse(std::string_view utf8_name,
   return out + ")\r\n";
 }
 
+std::string QuotaResponse(std::string_view root,
+                          const std::vector<QuotaResourceValue>& resources) {
+  std::string out = "* QUOTA ";
+  AppendAString(out, root);
+  out += " (";
+  for (size_t i = 0; i < resources.size(); ++i) {
+    if (i > 0) out += ' ';
+    out += resources[i].name;
+    out += ' ';
+    out += std::to_string(resources[i].usage);
+    out += ' ';
+    out += std::to_string(resources[i].limit);
+  }
+  return out + ")\r\n";
+}
+
+std::string QuotaRootResponse(std::string_view utf8_mailbox, const std::vector<std::string>& roots,
+                              bool utf8_accept) {
+  std::string out = "* QUOTAROOT ";
+  if (!AppendMailbox(out, utf8_mailbox, utf8_accept)) return "";
+  for (const std::string& root : roots) {
+    out += ' ';
+    AppendAString(out, root);
+  }
+  return out + "\r\n";
+}
+
 std::string SearchResponse(const std::vector<uint32_t>& numbers,
                            std::optional<uint64_t> highest_modseq) {
   std::string out = "* SEARCH";

@@ -143,6 +143,17 @@ std::string EsearchResponse(std::string_view tag, bool uid, const EsearchData& d
 using Namespaces = std::vector<std::pair<std::string, char>>;
 std::string NamespaceResponse(const Namespaces& personal, const Namespaces& other,
                               const Namespaces& shared);
+// RFC 9208 §5.1: "* QUOTA root (name usage limit ...)".
+struct QuotaResourceValue {
+  std::string name;  // e.g. "STORAGE", "MESSAGE"
+  uint64_t usage = 0;
+  uint64_t limit = 0;
+};
+std::string QuotaResponse(std::string_view root, const std::vector<QuotaResourceValue>& resources);
+// RFC 9208 §5.2: "* QUOTAROOT mailbox root...". Returns "" if the name is not
+// valid UTF-8.
+std::string QuotaRootResponse(std::string_view utf8_mailbox, const std::vector<std::string>& roots,
+                              bool utf8_accept = false);
 // ID (RFC 2971); nullopt is NIL.
 std::string IdResponse(const std::optional<IdCommand::Params>& params);
 

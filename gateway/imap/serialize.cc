@@ -298,6 +298,16 @@ struct BodyWriter {
     for (const std::string& capability : c.capabilities) w.Sp().Raw(capability);
   }
   void operator()(const CompressCommand& c) { w.Raw("COMPRESS ").Raw(c.algorithm); }
+  void operator()(const GetQuotaCommand& c) { w.Raw("GETQUOTA ").AString(c.root); }
+  void operator()(const GetQuotaRootCommand& c) { w.Raw("GETQUOTAROOT ").AString(c.mailbox); }
+  void operator()(const SetQuotaCommand& c) {
+    w.Raw("SETQUOTA ").AString(c.root).Raw(" (");
+    for (size_t i = 0; i < c.limits.size(); ++i) {
+      if (i > 0) w.Sp();
+      w.Raw(c.limits[i].first).Sp().Number(c.limits[i].second);
+    }
+    w.Raw(")");
+  }
   void operator()(const IdCommand& c) {
     w.Raw("ID ");
     if (!c.params.has_value()) {

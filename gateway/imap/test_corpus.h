@@ -84,6 +84,11 @@ inline std::vector<std::string> ValidCommands() {
       "g4 ID ()\r\n",
       "g5 UID SEARCH UID 1:10 MODSEQ 5\r\n",
       "g6 COMPRESS DEFLATE\r\n",
+      "q1 GETQUOTA \"\"\r\n",
+      "q2 GETQUOTAROOT INBOX\r\n",
+      "q3 SETQUOTA \"\" (STORAGE 512 MESSAGE 1000)\r\n",
+      "q4 SETQUOTA root ()\r\n",
+      "q5 STATUS INBOX (DELETED DELETED-STORAGE)\r\n",
   };
 }
 

@@ -63,6 +63,10 @@ class BoundStore {
     ++calls_;
     return inner_->Status(*credential_, std::move(request));
   }
+  Awaitable<mailbox::v1::GetQuotaResponse> GetQuota(mailbox::v1::GetQuotaRequest request) {
+    ++calls_;
+    return inner_->GetQuota(*credential_, std::move(request));
+  }
   Awaitable<mailbox::v1::OpenResponse> Open(mailbox::v1::OpenRequest request) {
     ++calls_;
     return inner_->Open(*credential_, std::move(request));

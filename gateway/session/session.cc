@@ -124,6 +124,11 @@ std::vector<std::string> Session::Capabilities() const {
   caps.push_back("UTF8=ACCEPT");  // RFC 6855
   caps.push_back("SAVEDATE");     // RFC 8514
   caps.push_back("PREVIEW");      // RFC 8970
+  // RFC 9208: limits are set by the operator (mailbox-admin quota set), so no
+  // QUOTASET; DELETED-STORAGE comes with RES-STORAGE (§4.2).
+  caps.push_back("QUOTA");
+  caps.push_back("QUOTA=RES-STORAGE");
+  caps.push_back("QUOTA=RES-MESSAGE");
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   // RFC 4978: while it can be started here (not once it is on; refused at the
   // process's bound with NO [LIMIT], which is not known in advance).
@@ -939,6 +944,11 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             [this](const imap::UnselectCommand&) { return commands::Close(*this, false); },
             [this](const imap::IdleCommand&) { return commands::Idle(*this); },
             [this](const imap::CompressCommand& c) { return commands::Compress(*this, c); },
+            [this](const imap::GetQuotaCommand& c) { return commands::GetQuota(*this, c); },
+            [this](const imap::GetQuotaRootCommand& c) {
+              return commands::GetQuotaRoot(*this, c);
+            },
+            [this](const imap::SetQuotaCommand& c) { return commands::SetQuota(*this, c); },
             // The receiver streams APPEND (RunAppend); a whole AppendCommand
             // never reaches here.
             [this](const imap::AppendCommand&) { return commands::Unparsed(*this, "APPEND"); },

@@ -188,6 +188,28 @@ absl::StatusOr<std::vector<v1::Principal>> AdminClient::ListUsers() {
   return std::vector<v1::Principal>(response.users().begin(), response.users().end());
 }
 
+absl::Status AdminClient::SetQuota(const std::string& username, const v1::QuotaLimits& limits) {
+  grpc::ClientContext context;
+  Prepare(&context, nullptr, false);
+  v1::SetQuotaRequest request;
+  request.set_username(username);
+  *request.mutable_limits() = limits;
+  v1::SetQuotaResponse response;
+  return RpcError(admin_->SetQuota(&context, request, &response));
+}
+
+absl::StatusOr<v1::GetUserQuotaResponse> AdminClient::GetUserQuota(const std::string& username) {
+  grpc::ClientContext context;
+  Prepare(&context, nullptr, false);
+  v1::GetUserQuotaRequest request;
+  request.set_username(username);
+  v1::GetUserQuotaResponse response;
+  if (grpc::Status status = admin_->GetUserQuota(&context, request, &response); !status.ok()) {
+    return RpcError(status);
+  }
+  return response;
+}
+
 absl::StatusOr<v1::ListMailboxesResponse> AdminClient::ListMailboxes(const std::string& user) {
   grpc::ClientContext context;
   Prepare(&context, &user, false);

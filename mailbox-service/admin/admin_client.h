@@ -79,6 +79,8 @@ class AdminClient {
   absl::Status DeleteUser(const std::string& username);
   absl::Status SetPassword(const std::string& username, const std::string& password);
   absl::StatusOr<std::vector<mailbox::v1::Principal>> ListUsers();
+  absl::Status SetQuota(const std::string& username, const mailbox::v1::QuotaLimits& limits);
+  absl::StatusOr<mailbox::v1::GetUserQuotaResponse> GetUserQuota(const std::string& username);
 
   // Mailbox service, acting as `user`.
   absl::StatusOr<mailbox::v1::ListMailboxesResponse> ListMailboxes(const std::string& user);

@@ -84,6 +84,35 @@ absl::StatusOr<uint64_t> ParsePositive(std::string_view what, const std::string&
   return value;
 }
 
+// A STORAGE limit in KiB (the unit IMAP reports, RFC 9208 §5.1): a number of KiB,
+// or a number with K, M, G or T (binary multiples; "500M" is 512000 KiB).
+absl::StatusOr<uint64_t> ParseStorageKib(const std::string& text) {
+  constexpr uint64_t kMax = uint64_t{1} << 50;  // 1 EiB: far past any mailbox
+  uint64_t multiplier = 1;
+  std::string digits = text;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'K': case 'k': multiplier = 1; break;
+      case 'M': case 'm': multiplier = uint64_t{1} << 10; break;
+      case 'G': case 'g': multiplier = uint64_t{1} << 20; break;
+      case 'T': case 't': multiplier = uint64_t{1} << 30; break;
+      default: multiplier = 0; break;
+    }
+    if (multiplier != 0) {
+      digits.pop_back();
+    } else {
+      multiplier = 1;
+    }
+  }
+  uint64_t value = 0;
+  if (digits.empty() || digits[0] == '+' || !absl::SimpleAtoi(digits, &value) ||
+      value > kMax / multiplier) {
+    return Usage(absl::StrCat("--storage must be a size in KiB, or with a K, M, G or T suffix "
+                              "(e.g. 512000 or 500M), at most 1 EiB, not \"", text, "\""));
+  }
+  return value * multiplier;
+}
+
 std::string CommandName(const std::vector<std::string>& words, size_t count) {
   std::string name;
   for (size_t i = 0; i < count && i < words.size(); ++i) {
@@ -146,6 +175,8 @@ const std::vector<CommandSpec>& Specs() {
        {"--replace-flags"}},
       {"store", "copy", CommandKind::kStoreCopy, {"SQLITE_FILE", "POSTGRES"}, {}},
       {"store", "migrate", CommandKind::kStoreMigrate, {"POSTGRES"}, {}},
+      {"quota", "set", CommandKind::kQuotaSet, {"USER"}, {"--storage", "--messages"}},
+      {"quota", "get", CommandKind::kQuotaGet, {"USER"}, {}},
   };
   return *specs;
 }
@@ -304,7 +335,8 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
       continue;
     }
     bool known = false;
-    for (const char* name : {"--password", "--format", "--batch-bytes", "--batch"}) {
+    for (const char* name :
+         {"--password", "--format", "--batch-bytes", "--batch", "--storage", "--messages"}) {
       OptionMatch match = MatchOption(arg.text, name);
       if (!match.matched) {
         continue;
@@ -413,7 +445,27 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
       break;
     case CommandKind::kUserRemove:
     case CommandKind::kMailboxList:
+    case CommandKind::kQuotaGet:
       command.user = positionals[0];
+      break;
+    case CommandKind::kQuotaSet:
+      command.user = positionals[0];
+      if (auto it = options.find("--storage"); it != options.end()) {
+        auto value = ParseStorageKib(*it->second);
+        if (!value.ok()) {
+          return value.status();
+        }
+        command.storage_kib = *value;
+      }
+      if (auto it = options.find("--messages"); it != options.end()) {
+        uint64_t value = 0;
+        if (it->second->empty() || (*it->second)[0] == '+' ||
+            !absl::SimpleAtoi(*it->second, &value) || value > (uint64_t{1} << 50)) {
+          return Usage(absl::StrCat("--messages must be a number of messages, not \"",
+                                    *it->second, "\""));
+        }
+        command.messages = value;
+      }
       break;
     case CommandKind::kMailboxCreate:
       command.user = positionals[0];
@@ -515,6 +567,14 @@ Commands:
       build's schema version, as a replica does when it starts; for upgrades that
       migrate before any new replica runs. Refuses a database of a newer version.
       Needs no service, token or --server. Prints: schema version OLD -> NEW
+  quota set USER [--storage=SIZE] [--messages=N]
+      Set the user's quota (RFC 9208): STORAGE in KiB, or with a K, M, G or T
+      suffix (500M, 2G), and MESSAGE as a count. A limit not given is removed, so
+      "quota set USER" alone removes the user's quota. Writes that would take the
+      user past a limit fail with NO [OVERQUOTA]. Prints: set quota of user USER
+  quota get USER
+      Tab-separated table with a header line: RESOURCE USAGE LIMIT (STORAGE in
+      KiB; "-" for no limit)
   help
       This text.
 

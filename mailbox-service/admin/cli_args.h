@@ -52,6 +52,8 @@ enum class CommandKind {
   kRevise,
   kStoreCopy,
   kStoreMigrate,
+  kQuotaSet,
+  kQuotaGet,
 };
 
 struct Command {
@@ -73,6 +75,10 @@ struct Command {
   // store copy: `path` is the SQLite file, `target` the PostgreSQL connection string.
   // store migrate: `target` is the PostgreSQL connection string.
   std::string target;
+
+  // quota set: the new limits; an absent one is no limit.
+  std::optional<uint64_t> storage_kib;
+  std::optional<uint64_t> messages;
 
   // revise
   bool replace_flags = false;

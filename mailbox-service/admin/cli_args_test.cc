@@ -223,5 +223,35 @@ TEST(CliArgsTest, StoreCommandsTakeTheirDatabases) {
   EXPECT_THAT(ErrorOf({"store", "migrate"}), HasSubstr("POSTGRES"));
 }
 
+TEST(CliArgsTest, QuotaCommandsTakeSizesAndCounts) {
+  auto set = Parse({"quota", "set", "alice", "--storage=500M", "--messages", "10000"});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->command.kind, CommandKind::kQuotaSet);
+  EXPECT_EQ(set->command.user, "alice");
+  EXPECT_EQ(set->command.storage_kib, uint64_t{500} * 1024);
+  EXPECT_EQ(set->command.messages, uint64_t{10000});
+  auto kib = Parse({"quota", "set", "alice", "--storage=2048"});
+  ASSERT_TRUE(kib.ok()) << kib.status();
+  EXPECT_EQ(kib->command.storage_kib, uint64_t{2048});
+  EXPECT_FALSE(kib->command.messages.has_value());
+  auto giga = Parse({"quota", "set", "alice", "--storage=2G"});
+  ASSERT_TRUE(giga.ok()) << giga.status();
+  EXPECT_EQ(giga->command.storage_kib, uint64_t{2} << 20);
+  auto none = Parse({"quota", "set", "alice"});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->command.storage_kib.has_value());
+  EXPECT_FALSE(none->command.messages.has_value());
+  auto get = Parse({"quota", "get", "alice"});
+  ASSERT_TRUE(get.ok()) << get.status();
+  EXPECT_EQ(get->command.kind, CommandKind::kQuotaGet);
+  EXPECT_THAT(ErrorOf({"quota", "set", "alice", "--storage=lots"}), HasSubstr("500M"));
+  EXPECT_THAT(ErrorOf({"quota", "set", "alice", "--storage=M"}), HasSubstr("--storage"));
+  EXPECT_THAT(ErrorOf({"quota", "set", "alice", "--storage=-5"}), HasSubstr("--storage"));
+  EXPECT_THAT(ErrorOf({"quota", "set", "alice", "--storage=99999999T"}), HasSubstr("1 EiB"));
+  EXPECT_THAT(ErrorOf({"quota", "set", "alice", "--messages=many"}), HasSubstr("--messages"));
+  EXPECT_THAT(ErrorOf({"quota", "get", "alice", "--storage=1"}), HasSubstr("does not apply"));
+  EXPECT_THAT(ErrorOf({"quota"}), HasSubstr("set, get"));
+}
+
 }  // namespace
 }  // namespace mailbox::admin

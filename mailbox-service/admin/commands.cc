@@ -437,6 +437,42 @@ absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* 
       return absl::OkStatus();
     }
 
+    case CommandKind::kQuotaSet: {
+      v1::QuotaLimits limits;
+      if (command.storage_kib.has_value()) {
+        limits.set_storage_kib(*command.storage_kib);
+      }
+      if (command.messages.has_value()) {
+        limits.set_messages(*command.messages);
+      }
+      if (absl::Status status = client.SetQuota(command.user, limits); !status.ok()) {
+        return status;
+      }
+      io.out << "set quota of user " << command.user << "\n";
+      return absl::OkStatus();
+    }
+
+    case CommandKind::kQuotaGet: {
+      auto quota = client.GetUserQuota(command.user);
+      if (!quota.ok()) {
+        return quota.status();
+      }
+      // STORAGE in KiB as IMAP reports it: a part of 1024 octets counts whole.
+      const uint64_t used_kib = quota->storage_octets() / 1024 +
+                                (quota->storage_octets() % 1024 != 0 ? 1 : 0);
+      io.out << "RESOURCE\tUSAGE\tLIMIT\n";
+      io.out << "STORAGE\t" << used_kib << "\t"
+             << (quota->limits().has_storage_kib()
+                     ? std::to_string(quota->limits().storage_kib())
+                     : std::string("-"))
+             << "\n";
+      io.out << "MESSAGE\t" << quota->messages() << "\t"
+             << (quota->limits().has_messages() ? std::to_string(quota->limits().messages())
+                                                : std::string("-"))
+             << "\n";
+      return absl::OkStatus();
+    }
+
     case CommandKind::kMailboxList: {
       auto list = client.ListMailboxes(command.user);
       if (!list.ok()) {

@@ -12,6 +12,7 @@ import os
 import re
 import ssl
 import sys
+import threading
 import time
 import unittest
 import zlib
@@ -1594,3 +1595,116 @@ class Utf8AcceptTest(Base):
         client.ok("SELECT INBOX")
         _, tagged = client.command("ENABLE UTF8=ACCEPT", tag="b4")
         self.assertTagged(tagged, "b4", "BAD")
+
+
+def sized_message(octets, serial):
+    """A message of exactly `octets` octets."""
+    head = b"Subject: sized %d\r\n\r\n" % serial
+    return head + b"x" * (octets - len(head))
+
+
+class QuotaTest(Base):
+    """RFC 9208: one quota root ("") per user, limits set with mailbox-admin, writes
+    past a limit refused whole with NO [OVERQUOTA]."""
+
+    def append_tagged(self, client, mailbox, message, flags=b""):
+        tag = client.tag()
+        client.send(b"%s APPEND %s %s{%d+}\r\n%s\r\n"
+                    % (tag.encode(), mailbox.encode(), flags, len(message), message))
+        return tag, client.read_tagged(tag)[1]
+
+    def test_capabilities_and_an_account_without_a_quota(self):
+        client = self.connect()
+        caps = client.ok("CAPABILITY")[0].split()
+        for cap in (b"QUOTA", b"QUOTA=RES-STORAGE", b"QUOTA=RES-MESSAGE"):
+            self.assertIn(cap, caps)
+        self.assertNotIn(b"QUOTASET", caps)
+        self.assertEqual(client.ok("GETQUOTAROOT INBOX"), [b"* QUOTAROOT INBOX"])
+        _, tagged = self.command(client, 'GETQUOTA ""', "q1")
+        self.assertTagged(tagged, "q1", "NO", b"NONEXISTENT")
+
+    def test_limits_set_by_the_administrator_are_reported(self):
+        SYSTEM.admin("quota", "set", self.user, "--storage=10", "--messages=5")
+        client = self.connect()
+        self.assertEqual(client.ok("GETQUOTAROOT inbox"),
+                         [b'* QUOTAROOT INBOX ""', b'* QUOTA "" (STORAGE 0 10 MESSAGE 0 5)'])
+        append_raw(client, "INBOX", sized_message(1500, 1))
+        self.assertEqual(client.ok('GETQUOTA ""'), [b'* QUOTA "" (STORAGE 2 10 MESSAGE 1 5)'])
+        self.assertEqual(SYSTEM.admin("quota", "get", self.user),
+                         "RESOURCE\tUSAGE\tLIMIT\nSTORAGE\t2\t10\nMESSAGE\t1\t5\n")
+        _, tagged = self.command(client, 'SETQUOTA "" (STORAGE 100)', "q2")
+        self.assertTagged(tagged, "q2", "NO", b"NOPERM")
+        _, tagged = self.command(client, "GETQUOTAROOT Missing", "q3")
+        self.assertTagged(tagged, "q3", "NO", b"NONEXISTENT")
+        _, tagged = self.command(client, "GETQUOTA user.other", "q4")
+        self.assertTagged(tagged, "q4", "NO", b"NONEXISTENT")
+        _, tagged = self.command(client, "GETQUOTA", "q5")
+        self.assertTagged(tagged, "q5", "BAD")
+        # Only the limited resources are listed; no limit at all, no root.
+        SYSTEM.admin("quota", "set", self.user, "--messages=7")
+        self.assertEqual(client.ok('GETQUOTA ""'), [b'* QUOTA "" (MESSAGE 1 7)'])
+        SYSTEM.admin("quota", "set", self.user)
+        self.assertEqual(client.ok("GETQUOTAROOT INBOX"), [b"* QUOTAROOT INBOX"])
+
+    def test_writes_past_a_limit_store_nothing(self):
+        SYSTEM.admin("quota", "set", self.user, "--storage=2", "--messages=3")
+        client = self.connect()
+        client.ok("CREATE Archive")
+        append_raw(client, "INBOX", sized_message(1500, 1))
+        tag, tagged = self.append_tagged(client, "INBOX", sized_message(1500, 2))
+        self.assertTagged(tagged, tag, "NO", b"OVERQUOTA")
+        self.assertEqual(client.ok("STATUS INBOX (MESSAGES UIDNEXT)"),
+                         [b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2)"])
+        client.ok("SELECT INBOX")
+        _, tagged = self.command(client, "COPY 1 Archive", "c1")
+        self.assertTagged(tagged, "c1", "NO", b"OVERQUOTA")
+        # A move adds nothing to the account: allowed even at the limit.
+        client.ok("MOVE 1 Archive")
+        self.assertEqual(client.ok("STATUS Archive (MESSAGES)"),
+                         [b"* STATUS Archive (MESSAGES 1)"])
+        # MULTIAPPEND past the MESSAGE limit: refused whole.
+        SYSTEM.admin("quota", "set", self.user, "--messages=2")
+        tag = client.tag()
+        one, two = sized_message(100, 3), sized_message(100, 4)
+        client.send(b"%s APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n"
+                    % (tag.encode(), len(one), one, len(two), two))
+        _, tagged = client.read_tagged(tag)
+        self.assertTagged(tagged, tag, "NO", b"OVERQUOTA")
+        self.assertEqual(client.ok("STATUS INBOX (MESSAGES)"), [b"* STATUS INBOX (MESSAGES 0)"])
+
+    def test_parallel_appends_racing_for_the_last_bytes(self):
+        # Room for exactly 8 messages of 1 KiB; six connections try 3 each at once.
+        SYSTEM.admin("quota", "set", self.user, "--storage=8")
+        clients = [self.connect() for _ in range(6)]
+        results = []
+        lock = threading.Lock()
+
+        def run(index, client):
+            for i in range(3):
+                tag, tagged = self.append_tagged(client, "INBOX",
+                                                 sized_message(1024, index * 10 + i))
+                with lock:
+                    results.append((tag, tagged))
+
+        threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        self.assertEqual(len(results), 18)
+        stored = [t for tag, t in results if t.startswith(tag.encode() + b" OK")]
+        refused = [t for tag, t in results if t.startswith(tag.encode() + b" NO [OVERQUOTA]")]
+        self.assertEqual((len(stored), len(refused)), (8, 10), results)
+        client = self.connect()
+        self.assertEqual(client.ok("STATUS INBOX (MESSAGES SIZE)"),
+                         [b"* STATUS INBOX (MESSAGES 8 SIZE 8192)"])
+        self.assertEqual(client.ok('GETQUOTA ""'), [b'* QUOTA "" (STORAGE 8 8)'])
+
+    def test_status_deleted_storage(self):
+        client = self.connect()
+        append_raw(client, "INBOX", sized_message(3000, 1), flags=b"(\\Deleted) ")
+        append_raw(client, "INBOX", sized_message(2000, 2))
+        append_raw(client, "INBOX", sized_message(100, 3), flags=b"(\\Deleted) ")
+        # RFC 9208 §4.2: in units of 1024 octets (3100 octets: 4).
+        self.assertEqual(client.ok("STATUS INBOX (DELETED DELETED-STORAGE)"),
+                         [b"* STATUS INBOX (DELETED 2 DELETED-STORAGE 4)"])

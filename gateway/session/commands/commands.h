@@ -34,6 +34,11 @@ awaitable<void> Login(CommandContext& session, const std::string& user,
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command);
 // compress.cc: RFC 4978 COMPRESS=DEFLATE.
 awaitable<void> Compress(CommandContext& session, const imap::CompressCommand& command);
+
+// quota.cc: RFC 9208 GETQUOTA, GETQUOTAROOT and SETQUOTA.
+awaitable<void> GetQuota(CommandContext& session, const imap::GetQuotaCommand& command);
+awaitable<void> GetQuotaRoot(CommandContext& session, const imap::GetQuotaRootCommand& command);
+awaitable<void> SetQuota(CommandContext& session, const imap::SetQuotaCommand& command);
 // idle.cc: RFC 2177 IDLE.
 awaitable<void> Idle(CommandContext& session);
 // append.cc: RFC 3501 §6.3.11 APPEND, streamed from its first message head on

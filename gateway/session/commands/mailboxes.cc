@@ -176,6 +176,9 @@ imap::StatusValue StatusValue(const v1::StatusResponse& status, imap::StatusItem
       return append_limit;
     case imap::StatusItem::kMailboxId:
       return ::mailbox::rules::MailboxObjectId(status.mailbox_id(), status.uidvalidity());
+    case imap::StatusItem::kDeletedStorage:
+      // RFC 9208 §4.2: in the STORAGE resource's unit of 1024 octets.
+      return status.deleted_storage() / 1024 + (status.deleted_storage() % 1024 != 0 ? 1 : 0);
   }
   return uint64_t{0};
 }
