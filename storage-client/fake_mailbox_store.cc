@@ -531,6 +531,69 @@ awaitable<absl::StatusOr<v1::GetQuotaResponse>> FakeMailboxStore::GetQuota(
   co_return response;
 }
 
+// The fake keeps annotations without the service's name rules or limits.
+awaitable<absl::StatusOr<v1::GetMetadataResponse>> FakeMailboxStore::GetMetadata(
+    Session session, v1::GetMetadataRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  uint64_t mailbox_id = 0;
+  if (!request.mailbox().empty()) {
+    const Mailbox* mailbox = FindByName((*user)->id, request.mailbox());
+    if (mailbox == nullptr) {
+      co_return v1::Nonexistent("no such mailbox");
+    }
+    mailbox_id = mailbox->id;
+  }
+  v1::GetMetadataResponse response;
+  for (const auto& [key, value] : (*user)->metadata) {
+    if (key.first != mailbox_id) {
+      continue;
+    }
+    for (const std::string& name : request.entries()) {
+      const bool below = request.depth() != 0 && key.second.rfind(name + "/", 0) == 0;
+      if (key.second == name || below) {
+        v1::MetadataEntry* entry = response.add_entries();
+        entry->set_name(key.second);
+        entry->set_value(value);
+        break;
+      }
+    }
+  }
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::SetMetadataResponse>> FakeMailboxStore::SetMetadata(
+    Session session, v1::SetMetadataRequest request) {
+  if (absl::Status status = Enter(); !status.ok()) {
+    co_return status;
+  }
+  absl::StatusOr<User*> user = UserOf(session);
+  if (!user.ok()) {
+    co_return user.status();
+  }
+  uint64_t mailbox_id = 0;
+  if (!request.mailbox().empty()) {
+    const Mailbox* mailbox = FindByName((*user)->id, request.mailbox());
+    if (mailbox == nullptr) {
+      co_return v1::Nonexistent("no such mailbox");
+    }
+    mailbox_id = mailbox->id;
+  }
+  for (const v1::MetadataEntry& entry : request.entries()) {
+    if (entry.has_value()) {
+      (*user)->metadata[{mailbox_id, entry.name()}] = entry.value();
+    } else {
+      (*user)->metadata.erase({mailbox_id, entry.name()});
+    }
+  }
+  co_return v1::SetMetadataResponse();
+}
+
 // --- Selected mailbox ------------------------------------------------------------
 
 awaitable<absl::StatusOr<v1::OpenResponse>> FakeMailboxStore::Open(Session session,

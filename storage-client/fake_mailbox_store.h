@@ -70,6 +70,10 @@ class FakeMailboxStore final : public MailboxStore {
       Session session, v1::SetSubscriptionRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::GetQuotaResponse>> GetQuota(
       Session session, v1::GetQuotaRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::GetMetadataResponse>> GetMetadata(
+      Session session, v1::GetMetadataRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::SetMetadataResponse>> SetMetadata(
+      Session session, v1::SetMetadataRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::StatusResponse>> Status(
       Session session, v1::StatusRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(
@@ -129,6 +133,8 @@ class FakeMailboxStore final : public MailboxStore {
     std::string password;
     std::set<std::string> subscriptions;
     v1::QuotaLimits quota;
+    // Annotations by (mailbox id, 0 for the server; entry name).
+    std::map<std::pair<uint64_t, std::string>, std::string> metadata;
   };
 
   absl::Status Enter();  // counts the call; applies FailNextCalls

@@ -725,6 +725,21 @@ awaitable<absl::StatusOr<v1::GetQuotaResponse>> GrpcMailboxStore::GetQuota(
       MAILBOX_UNARY_INVOKER(GetQuota, GetQuotaRequest, GetQuotaResponse));
 }
 
+awaitable<absl::StatusOr<v1::GetMetadataResponse>> GrpcMailboxStore::GetMetadata(
+    Session session, v1::GetMetadataRequest request) {
+  co_return co_await CallUnary<v1::GetMetadataResponse>(
+      pool_, std::move(session.token), std::move(request), /*idempotent=*/true,
+      MAILBOX_UNARY_INVOKER(GetMetadata, GetMetadataRequest, GetMetadataResponse));
+}
+
+awaitable<absl::StatusOr<v1::SetMetadataResponse>> GrpcMailboxStore::SetMetadata(
+    Session session, v1::SetMetadataRequest request) {
+  // Setting the same values again changes nothing: safe to retry.
+  co_return co_await CallUnary<v1::SetMetadataResponse>(
+      pool_, std::move(session.token), std::move(request), /*idempotent=*/true,
+      MAILBOX_UNARY_INVOKER(SetMetadata, SetMetadataRequest, SetMetadataResponse));
+}
+
 awaitable<absl::StatusOr<v1::OpenResponse>> GrpcMailboxStore::Open(Session session,
                                                                    v1::OpenRequest request) {
   // Retried although Open claims \Recent messages: if a reply was lost, the

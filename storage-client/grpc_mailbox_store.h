@@ -110,6 +110,10 @@ class GrpcMailboxStore final : public MailboxStore {
       Session session, v1::SetSubscriptionRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::GetQuotaResponse>> GetQuota(
       Session session, v1::GetQuotaRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::GetMetadataResponse>> GetMetadata(
+      Session session, v1::GetMetadataRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::SetMetadataResponse>> SetMetadata(
+      Session session, v1::SetMetadataRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::StatusResponse>> Status(
       Session session, v1::StatusRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(

@@ -145,6 +145,10 @@ class MailboxStore {
       Session session, v1::StatusRequest request) = 0;
   virtual boost::asio::awaitable<absl::StatusOr<v1::GetQuotaResponse>> GetQuota(
       Session session, v1::GetQuotaRequest request) = 0;
+  virtual boost::asio::awaitable<absl::StatusOr<v1::GetMetadataResponse>> GetMetadata(
+      Session session, v1::GetMetadataRequest request) = 0;
+  virtual boost::asio::awaitable<absl::StatusOr<v1::SetMetadataResponse>> SetMetadata(
+      Session session, v1::SetMetadataRequest request) = 0;
 
   virtual boost::asio::awaitable<absl::StatusOr<v1::OpenResponse>> Open(
       Session session, v1::OpenRequest request) = 0;

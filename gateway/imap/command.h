@@ -274,6 +274,23 @@ struct SetQuotaCommand {
   bool operator==(const SetQuotaCommand&) const = default;
 };
 
+// RFC 5464 §4.2: GETMETADATA [(options)] mailbox entries. An empty mailbox
+// names the server's entries.
+struct GetMetadataCommand {
+  std::optional<uint64_t> max_size;  // MAXSIZE
+  int depth = 0;                     // DEPTH 0, 1 or infinity (-1)
+  std::string mailbox;
+  std::vector<std::string> entries;
+  bool operator==(const GetMetadataCommand&) const = default;
+};
+
+// RFC 5464 §4.3: SETMETADATA mailbox (entry value ...); a NIL value removes.
+struct SetMetadataCommand {
+  std::string mailbox;
+  std::vector<std::pair<std::string, std::optional<std::string>>> entries;
+  bool operator==(const SetMetadataCommand&) const = default;
+};
+
 // RFC 2971: NIL or a list of field/value pairs (value may be NIL).
 struct IdCommand {
   using Params = std::vector<std::pair<std::string, std::optional<std::string>>>;
@@ -301,7 +318,7 @@ using CommandBody = std::variant<
     CheckCommand, CloseCommand, UnselectCommand, ExpungeCommand, UidExpungeCommand,
     SearchCommand, FetchCommand, StoreCommand, CopyCommand, MoveCommand, IdleCommand,
     EnableCommand, NamespaceCommand, IdCommand, CompressCommand, GetQuotaCommand,
-    GetQuotaRootCommand, SetQuotaCommand>;
+    GetQuotaRootCommand, SetQuotaCommand, GetMetadataCommand, SetMetadataCommand>;
 
 // One command the gateway accepts, declared once, in the table of parser.cc
 // (FindCommand): its name on the wire, its grammar, and what the session needs

@@ -753,6 +753,107 @@ bool ParseSetQuota(Lexer& lex, Command::Body* body) {
   return true;
 }
 
+bool EqualsNoCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// RFC 5464 §5: entry = astring (the service checks the name itself).
+bool MetadataEntry(Lexer& lex, std::string* out) {
+  return lex.AString(out, "annotation entry name");
+}
+
+// RFC 5464 §5: "GETMETADATA" [SP "(" option *(SP option) ")"] SP mailbox SP
+// entries; options MAXSIZE number and DEPTH ("0" / "1" / "infinity");
+// entries = entry / "(" entry *(SP entry) ")".
+bool ParseGetMetadata(Lexer& lex, Command::Body* body) {
+  GetMetadataCommand cmd;
+  if (!lex.Sp()) return false;
+  if (lex.Accept('(')) {
+    bool seen_maxsize = false, seen_depth = false;
+    while (true) {
+      std::string option;
+      if (!lex.Keyword(&option, "a GETMETADATA option (MAXSIZE or DEPTH)") || !lex.Sp()) {
+        return false;
+      }
+      if (option == "MAXSIZE" && !seen_maxsize) {
+        uint64_t size = 0;
+        if (!lex.Number64(&size, "MAXSIZE octets")) return false;
+        cmd.max_size = size;
+        seen_maxsize = true;
+      } else if (option == "DEPTH" && !seen_depth) {
+        std::string depth;
+        if (!lex.Atom(&depth, "DEPTH 0, 1 or infinity")) return false;
+        if (depth == "0") {
+          cmd.depth = 0;
+        } else if (depth == "1") {
+          cmd.depth = 1;
+        } else if (EqualsNoCase(depth, "infinity")) {
+          cmd.depth = -1;
+        } else {
+          return lex.Fail("DEPTH is 0, 1 or infinity (RFC 5464 §4.2.2)");
+        }
+        seen_depth = true;
+      } else {
+        return lex.Fail("unknown or repeated GETMETADATA option " + option.substr(0, 40) +
+                        " (MAXSIZE and DEPTH are known, once each)");
+      }
+      if (lex.Accept(')')) break;
+      if (!lex.Sp()) return false;
+    }
+    if (!lex.Sp()) return false;
+  }
+  if (!lex.AString(&cmd.mailbox, "mailbox name") || !lex.Sp()) return false;
+  if (lex.Accept('(')) {
+    while (true) {
+      std::string entry;
+      if (!MetadataEntry(lex, &entry)) return false;
+      cmd.entries.push_back(std::move(entry));
+      if (lex.Accept(')')) break;
+      if (!lex.Sp()) return false;
+    }
+  } else {
+    std::string entry;
+    if (!MetadataEntry(lex, &entry)) return false;
+    cmd.entries.push_back(std::move(entry));
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+// RFC 5464 §5: "SETMETADATA" SP mailbox SP "(" entry SP value *(SP entry SP
+// value) ")", value = nstring / literal8.
+bool ParseSetMetadata(Lexer& lex, Command::Body* body) {
+  SetMetadataCommand cmd;
+  if (!Mailbox(lex, &cmd.mailbox) || !lex.Sp() ||
+      !lex.Expect('(', "'(' starting the entries and values")) {
+    return false;
+  }
+  while (true) {
+    std::string entry;
+    if (!MetadataEntry(lex, &entry) || !lex.Sp()) return false;
+    std::optional<std::string> value;
+    if (lex.AtLiteral8()) {
+      std::string data;
+      if (!lex.Literal(&data, /*allow_literal8=*/true)) return false;
+      value = std::move(data);
+    } else if (!lex.NString(&value, "annotation value")) {
+      return false;
+    }
+    cmd.entries.emplace_back(std::move(entry), std::move(value));
+    if (lex.Accept(')')) break;
+    if (!lex.Sp()) return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
 using UidParseFn = bool (*)(Lexer&, Command::Body*, bool);
 
 // The grammar of a command that has a UID form, as the plain or the UID form.
@@ -802,6 +903,9 @@ constexpr CommandSpec kCommandTable[] = {
     {"GETQUOTA", ParseGetQuota, kAuth, false, false, false, true},
     {"GETQUOTAROOT", ParseGetQuotaRoot, kAuth, false, false, false, true},
     {"SETQUOTA", ParseSetQuota, kAuth, false, false, false, false},
+    // RFC 5464 §4.2, §4.3.
+    {"GETMETADATA", ParseGetMetadata, kAuth, false, false, false, true},
+    {"SETMETADATA", ParseSetMetadata, kAuth, false, false, false, true},
     {"CHECK", ParseNoArgs<CheckCommand>, kSelected, false, false, false, false},
     {"CLOSE", ParseNoArgs<CloseCommand>, kSelected, false, true, false, true},
     {"UNSELECT", ParseNoArgs<UnselectCommand>, kSelected, false, false, false, false},

@@ -220,6 +220,40 @@ TEST(ParserTest, Quota) {
             std::string::npos);
 }
 
+TEST(ParserTest, Metadata) {
+  // RFC 5464 §5.
+  auto get = std::get<GetMetadataCommand>(
+      MustParse("t GETMETADATA (depth INFINITY maxsize 10) \"\" /shared/comment\r\n").body);
+  EXPECT_EQ(get.depth, -1);
+  EXPECT_EQ(get.max_size, uint64_t{10});
+  EXPECT_EQ(get.mailbox, "");
+  EXPECT_EQ(get.entries, std::vector<std::string>{"/shared/comment"});
+  get = std::get<GetMetadataCommand>(
+      MustParse("t GETMETADATA INBOX (/private/a \"/shared/b c\")\r\n").body);
+  EXPECT_EQ(get.depth, 0);
+  EXPECT_FALSE(get.max_size.has_value());
+  EXPECT_EQ(get.entries, (std::vector<std::string>{"/private/a", "/shared/b c"}));
+  auto set = std::get<SetMetadataCommand>(
+      MustParse("t SETMETADATA INBOX (/private/comment {5}\r\nhe\r\ny /shared/x NIL "
+                "/private/bin ~{3}\r\na\0b)\r\n"s)
+          .body);
+  EXPECT_EQ(set.mailbox, "INBOX");
+  ASSERT_EQ(set.entries.size(), 3u);
+  EXPECT_EQ(set.entries[0].second, std::optional<std::string>("he\r\ny"));
+  EXPECT_FALSE(set.entries[1].second.has_value());
+  EXPECT_EQ(set.entries[2].second, std::optional<std::string>(std::string("a\0b", 3)));
+
+  EXPECT_NE(ParseError("t GETMETADATA (DEPTH 2) INBOX /private/a\r\n").find("infinity"),
+            std::string::npos);
+  EXPECT_NE(ParseError("t GETMETADATA (DEPTH 1 DEPTH 0) INBOX /a\r\n").find("repeated"),
+            std::string::npos);
+  EXPECT_NE(ParseError("t GETMETADATA (COLOR 1) INBOX /a\r\n").find("MAXSIZE"),
+            std::string::npos);
+  EXPECT_FALSE(ParseError("t GETMETADATA INBOX\r\n").empty());
+  EXPECT_FALSE(ParseError("t SETMETADATA INBOX /private/a \"x\"\r\n").empty());
+  EXPECT_FALSE(ParseError("t SETMETADATA INBOX (/private/a)\r\n").empty());
+}
+
 TEST(ParserTest, Search) {
   auto search = std::get<SearchCommand>(
       MustParse("t SEARCH CHARSET UTF-8 OR NOT SEEN (FROM \"a b\" 1:3) UNKEYWORD $x\r\n")

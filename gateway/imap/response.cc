@@ -270,6 +270,31 @@ std::string QuotaRootResponse(std::string_view utf8_mailbox, const std::vector<s
   return out + "\r\n";
 }
 
+std::string MetadataResponse(std::string_view utf8_mailbox,
+                             const std::vector<std::pair<std::string, std::string>>& entries,
+                             bool utf8_accept) {
+  std::string out = "* METADATA ";
+  if (utf8_mailbox.empty()) {
+    out += "\"\"";
+  } else if (!AppendMailbox(out, utf8_mailbox, utf8_accept)) {
+    return "";
+  }
+  out += " (";
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i > 0) out += ' ';
+    AppendAString(out, entries[i].first);
+    out += ' ';
+    const std::string& value = entries[i].second;
+    if (value.find('\0') != std::string::npos) {
+      out += "~{" + std::to_string(value.size()) + "}\r\n";
+      out += value;
+    } else {
+      AppendString(out, value);
+    }
+  }
+  return out + ")\r\n";
+}
+
 std::string SearchResponse(const std::vector<uint32_t>& numbers,
                            std::optional<uint64_t> highest_modseq) {
   std::string out = "* SEARCH";

@@ -154,6 +154,12 @@ std::string QuotaResponse(std::string_view root, const std::vector<QuotaResource
 // valid UTF-8.
 std::string QuotaRootResponse(std::string_view utf8_mailbox, const std::vector<std::string>& roots,
                               bool utf8_accept = false);
+// RFC 5464 §4.4.1: "* METADATA mailbox (entry value ...)"; "" names the
+// server. A value holding NUL goes as a literal8. Returns "" if the name is not
+// valid UTF-8.
+std::string MetadataResponse(std::string_view utf8_mailbox,
+                             const std::vector<std::pair<std::string, std::string>>& entries,
+                             bool utf8_accept = false);
 // ID (RFC 2971); nullopt is NIL.
 std::string IdResponse(const std::optional<IdCommand::Params>& params);
 

@@ -300,6 +300,32 @@ struct BodyWriter {
   void operator()(const CompressCommand& c) { w.Raw("COMPRESS ").Raw(c.algorithm); }
   void operator()(const GetQuotaCommand& c) { w.Raw("GETQUOTA ").AString(c.root); }
   void operator()(const GetQuotaRootCommand& c) { w.Raw("GETQUOTAROOT ").AString(c.mailbox); }
+  void operator()(const GetMetadataCommand& c) {
+    w.Raw("GETMETADATA ");
+    if (c.max_size.has_value() || c.depth != 0) {
+      w.Raw("(");
+      if (c.max_size.has_value()) {
+        w.Raw("MAXSIZE ").Number(*c.max_size);
+        if (c.depth != 0) w.Sp();
+      }
+      if (c.depth != 0) w.Raw(c.depth < 0 ? "DEPTH infinity" : "DEPTH 1");
+      w.Raw(") ");
+    }
+    w.AString(c.mailbox).Raw(" (");
+    for (size_t i = 0; i < c.entries.size(); ++i) {
+      if (i > 0) w.Sp();
+      w.AString(c.entries[i]);
+    }
+    w.Raw(")");
+  }
+  void operator()(const SetMetadataCommand& c) {
+    w.Raw("SETMETADATA ").AString(c.mailbox).Raw(" (");
+    for (size_t i = 0; i < c.entries.size(); ++i) {
+      if (i > 0) w.Sp();
+      w.AString(c.entries[i].first).Sp().NString(c.entries[i].second);
+    }
+    w.Raw(")");
+  }
   void operator()(const SetQuotaCommand& c) {
     w.Raw("SETQUOTA ").AString(c.root).Raw(" (");
     for (size_t i = 0; i < c.limits.size(); ++i) {

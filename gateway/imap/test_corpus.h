@@ -89,6 +89,9 @@ inline std::vector<std::string> ValidCommands() {
       "q3 SETQUOTA \"\" (STORAGE 512 MESSAGE 1000)\r\n",
       "q4 SETQUOTA root ()\r\n",
       "q5 STATUS INBOX (DELETED DELETED-STORAGE)\r\n",
+      "m1 GETMETADATA \"\" (/shared/comment)\r\n",
+      "m2 GETMETADATA (MAXSIZE 1024 DEPTH infinity) INBOX (/private/comment /shared/vendor)\r\n",
+      "m3 SETMETADATA INBOX (/private/comment \"hello\" /shared/comment NIL)\r\n",
   };
 }
 

@@ -67,6 +67,16 @@ class BoundStore {
     ++calls_;
     return inner_->GetQuota(*credential_, std::move(request));
   }
+  Awaitable<mailbox::v1::GetMetadataResponse> GetMetadata(
+      mailbox::v1::GetMetadataRequest request) {
+    ++calls_;
+    return inner_->GetMetadata(*credential_, std::move(request));
+  }
+  Awaitable<mailbox::v1::SetMetadataResponse> SetMetadata(
+      mailbox::v1::SetMetadataRequest request) {
+    ++calls_;
+    return inner_->SetMetadata(*credential_, std::move(request));
+  }
   Awaitable<mailbox::v1::OpenResponse> Open(mailbox::v1::OpenRequest request) {
     ++calls_;
     return inner_->Open(*credential_, std::move(request));

@@ -19,9 +19,11 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
                     [](char x, char y) { return std::tolower(x) == std::tolower(y); });
 }
 
-// The RFC 5530 response code for a store error.
-std::string ResponseCodeFor(v1::ErrorCode code) {
-  switch (code) {
+// The RFC 5530 (or extension's) response code for a store error.
+std::string ResponseCodeFor(const v1::ErrorDetail& detail) {
+  switch (detail.code()) {
+    case v1::METADATA_MAXSIZE: return absl::StrCat("METADATA MAXSIZE ", detail.limit());
+    case v1::METADATA_TOOMANY: return "METADATA TOOMANY";
     case v1::NONEXISTENT: return "NONEXISTENT";
     case v1::ALREADYEXISTS: return "ALREADYEXISTS";
     case v1::TRYCREATE: return "TRYCREATE";
@@ -124,7 +126,7 @@ void CommandContext::Fail(const absl::Status& status, std::string_view what) {
     state_ = SessionState::kLogout;
   }
   No(absl::StrCat(std::string(what), ": ", std::string(status.message())),
-     ResponseCodeFor(detail.code()));
+     ResponseCodeFor(detail));
 }
 
 void CommandContext::EnableCondstore() {

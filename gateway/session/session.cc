@@ -129,6 +129,9 @@ std::vector<std::string> Session::Capabilities() const {
   caps.push_back("QUOTA");
   caps.push_back("QUOTA=RES-STORAGE");
   caps.push_back("QUOTA=RES-MESSAGE");
+  // RFC 5464: server and mailbox annotations, private and shared; no
+  // unsolicited METADATA responses, so nothing to ENABLE.
+  caps.push_back("METADATA");
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   // RFC 4978: while it can be started here (not once it is on; refused at the
   // process's bound with NO [LIMIT], which is not known in advance).
@@ -949,6 +952,12 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
               return commands::GetQuotaRoot(*this, c);
             },
             [this](const imap::SetQuotaCommand& c) { return commands::SetQuota(*this, c); },
+            [this](const imap::GetMetadataCommand& c) {
+              return commands::GetMetadata(*this, c);
+            },
+            [this](const imap::SetMetadataCommand& c) {
+              return commands::SetMetadata(*this, c);
+            },
             // The receiver streams APPEND (RunAppend); a whole AppendCommand
             // never reaches here.
             [this](const imap::AppendCommand&) { return commands::Unparsed(*this, "APPEND"); },

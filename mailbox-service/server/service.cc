@@ -283,6 +283,22 @@ grpc::ServerUnaryReactor* MailboxService::GetQuota(grpc::CallbackServerContext* 
                      [this, request](uint64_t user) { return store_->GetQuota(user, *request); });
 }
 
+grpc::ServerUnaryReactor* MailboxService::GetMetadata(grpc::CallbackServerContext* context,
+                                                      const v1::GetMetadataRequest* request,
+                                                      v1::GetMetadataResponse* response) {
+  return OffloadCall(context, response, [this, request](uint64_t user) {
+    return store_->GetMetadata(user, *request);
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::SetMetadata(grpc::CallbackServerContext* context,
+                                                      const v1::SetMetadataRequest* request,
+                                                      v1::SetMetadataResponse* response) {
+  return OffloadCall(context, response, [this, request](uint64_t user) {
+    return store_->SetMetadata(user, *request);
+  });
+}
+
 grpc::ServerUnaryReactor* MailboxService::Open(grpc::CallbackServerContext* context,
                                                const v1::OpenRequest* request,
                                                v1::OpenResponse* response) {

@@ -132,6 +132,12 @@ class MailboxService final : public v1::Mailbox::CallbackService {
   grpc::ServerUnaryReactor* GetQuota(grpc::CallbackServerContext* context,
                                      const v1::GetQuotaRequest* request,
                                      v1::GetQuotaResponse* response) override;
+  grpc::ServerUnaryReactor* GetMetadata(grpc::CallbackServerContext* context,
+                                        const v1::GetMetadataRequest* request,
+                                        v1::GetMetadataResponse* response) override;
+  grpc::ServerUnaryReactor* SetMetadata(grpc::CallbackServerContext* context,
+                                        const v1::SetMetadataRequest* request,
+                                        v1::SetMetadataResponse* response) override;
   grpc::ServerUnaryReactor* Open(grpc::CallbackServerContext* context,
                                  const v1::OpenRequest* request,
                                  v1::OpenResponse* response) override;

@@ -698,6 +698,53 @@ class QuotaGuard {
   QuotaUsage before_;
 };
 
+// ---------------------------------------------------------------------------
+// Annotations (RFC 5464)
+
+constexpr size_t kMaxEntryNameOctets = 512;
+
+// RFC 5464 §3.2, §5: an entry is "/private/..." or "/shared/...", slash-separated
+// without empty components (no "//", no trailing "/"), without "*" or "%", and
+// compares without case; printable ASCII here. Returns it in lower case.
+absl::StatusOr<std::string> CanonicalEntryName(std::string_view name) {
+  if (name.size() > kMaxEntryNameOctets) {
+    return BadRequest(absl::StrCat("an annotation entry name is at most ", kMaxEntryNameOctets,
+                                   " octets"));
+  }
+  std::string lower = absl::AsciiStrToLower(AV(name));
+  if (!absl::StartsWith(lower, "/private/") && !absl::StartsWith(lower, "/shared/")) {
+    return BadRequest(absl::StrCat("annotation entry \"", lower.substr(0, 100),
+                                   "\" must start with /private/ or /shared/ (RFC 5464 §3.2)"));
+  }
+  for (char c : lower) {
+    if (c < 0x20 || c > 0x7e || c == '*' || c == '%') {
+      return BadRequest(
+          "annotation entry names hold printable ASCII other than \"*\" and \"%\"");
+    }
+  }
+  if (absl::StrContains(lower, "//") || lower.back() == '/') {
+    return BadRequest(absl::StrCat("annotation entry \"", lower.substr(0, 100),
+                                   "\" has an empty component"));
+  }
+  return lower;
+}
+
+// The mailbox an annotation request names: 0 for the server (""), else the
+// user's mailbox (\Noselect ones too, §4.1), NONEXISTENT if there is none.
+absl::StatusOr<uint64_t> MetadataMailbox(Connection& conn, uint64_t user_id,
+                                         const std::string& mailbox,
+                                         const StoreLimits& limits) {
+  if (mailbox.empty()) {
+    return 0;
+  }
+  ASSIGN_OR_RETURN(std::string name, NormalizeMailboxName(mailbox, limits));
+  ASSIGN_OR_RETURN(std::optional<MailboxRow> row, MailboxByName(conn, user_id, name));
+  if (!row.has_value()) {
+    return v1::Nonexistent(absl::StrCat("mailbox \"", AV(name), "\" does not exist"));
+  }
+  return row->id;
+}
+
 void AddQuotaResources(const QuotaLimitsRow& limits, const QuotaUsage& usage,
                        v1::GetQuotaResponse& response) {
   // RFC 9208 §5: STORAGE, then MESSAGE; only the resources that have a limit.
@@ -1612,6 +1659,127 @@ absl::StatusOr<v1::StatusResponse> SqlStore::Status(uint64_t user_id,
     response.set_deleted_storage(static_cast<uint64_t>(s.Int(5)));
   }
   return response;
+}
+
+absl::StatusOr<v1::GetMetadataResponse> SqlStore::GetMetadata(
+    uint64_t user_id, const v1::GetMetadataRequest& request) {
+  if (request.depth() < -1 || request.depth() > 1) {
+    return BadRequest("DEPTH is 0, 1 or infinity (RFC 5464 §4.2.2)");
+  }
+  std::vector<std::string> names;
+  for (const std::string& entry : request.entries()) {
+    ASSIGN_OR_RETURN(std::string name, CanonicalEntryName(entry));
+    names.push_back(std::move(name));
+  }
+  ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+  ReadSnapshot snapshot(*conn);
+  RETURN_IF_ERROR(snapshot.Begin());
+  ASSIGN_OR_RETURN(uint64_t mailbox_id,
+                   MetadataMailbox(*conn, user_id, request.mailbox(), limits_));
+  std::map<std::string, std::string> found;
+  for (const std::string& name : names) {
+    // The entry itself, and with a depth the names below it: those starting with
+    // name + "/", i.e. in [name + "/", name + "0") ('0' follows '/' in ASCII).
+    const bool below = request.depth() != 0;
+    ASSIGN_OR_RETURN(Statement s,
+                     conn->Prepare(below ? "SELECT name, value FROM metadata WHERE user_id = ? "
+                                           "AND mailbox_id = ? AND (name = ? OR (name >= ? "
+                                           "AND name < ?)) ORDER BY name"
+                                         : "SELECT name, value FROM metadata WHERE user_id = ? "
+                                           "AND mailbox_id = ? AND name = ?"));
+    // Bound text is read when the statement runs: the bounds must outlive it.
+    const std::string first_below = name + "/";
+    const std::string past_below = name + "0";
+    s.Bind(1, user_id).Bind(2, mailbox_id).BindText(3, name);
+    if (below) {
+      s.BindText(4, first_below).BindText(5, past_below);
+    }
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) {
+        break;
+      }
+      std::string found_name(s.Text(0));
+      if (request.depth() == 1 && found_name.size() > name.size() &&
+          found_name.find('/', name.size() + 1) != std::string::npos) {
+        continue;  // a grandchild: DEPTH 1 stops at children
+      }
+      found.emplace(std::move(found_name), std::string(s.Blob(1)));
+    }
+  }
+  v1::GetMetadataResponse response;
+  for (auto& [name, value] : found) {
+    if (request.max_size() > 0 && value.size() > request.max_size()) {
+      response.set_longest_left_out(std::max<uint64_t>(response.longest_left_out(), value.size()));
+      continue;
+    }
+    v1::MetadataEntry* entry = response.add_entries();
+    entry->set_name(name);
+    entry->set_value(std::move(value));
+  }
+  return response;
+}
+
+absl::Status SqlStore::SetMetadata(uint64_t user_id, const v1::SetMetadataRequest& request) {
+  std::vector<std::pair<std::string, const v1::MetadataEntry*>> entries;
+  bool adds = false;
+  for (const v1::MetadataEntry& entry : request.entries()) {
+    ASSIGN_OR_RETURN(std::string name, CanonicalEntryName(entry.name()));
+    if (request.mailbox().empty() && absl::StartsWith(name, "/shared/")) {
+      // §3.3: servers may restrict server annotations; shared ones are the
+      // operator's, a user may only keep private ones.
+      return Error(absl::StatusCode::kPermissionDenied, v1::NOPERM,
+                   "the server's /shared annotations are set by the administrator");
+    }
+    if (entry.has_value() && entry.value().size() > limits_.max_metadata_value_octets) {
+      v1::ErrorDetail detail;
+      detail.set_code(v1::METADATA_MAXSIZE);
+      detail.set_limit(limits_.max_metadata_value_octets);
+      detail.set_message(absl::StrCat("the value of ", name, " is ", entry.value().size(),
+                                      " octets; at most ", limits_.max_metadata_value_octets,
+                                      " are kept"));
+      return v1::MakeError(absl::StatusCode::kResourceExhausted, detail);
+    }
+    adds = adds || entry.has_value();
+    entries.emplace_back(std::move(name), &entry);
+  }
+  return Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
+    Connection& conn = tx.conn();
+    ASSIGN_OR_RETURN(uint64_t mailbox_id,
+                     MetadataMailbox(conn, user_id, request.mailbox(), limits_));
+    for (const auto& [name, entry] : entries) {
+      if (entry->has_value()) {
+        ASSIGN_OR_RETURN(Statement s,
+                         conn.Prepare("INSERT INTO metadata (user_id, mailbox_id, name, value) "
+                                      "VALUES (?, ?, ?, ?) ON CONFLICT (user_id, mailbox_id, "
+                                      "name) DO UPDATE SET value = excluded.value"));
+        s.Bind(1, user_id).Bind(2, mailbox_id).BindText(3, name).BindBlob(4, entry->value());
+        RETURN_IF_ERROR(s.Run());
+      } else {
+        ASSIGN_OR_RETURN(Statement s,
+                         conn.Prepare("DELETE FROM metadata WHERE user_id = ? AND "
+                                      "mailbox_id = ? AND name = ?"));
+        s.Bind(1, user_id).Bind(2, mailbox_id).BindText(3, name);
+        RETURN_IF_ERROR(s.Run());
+      }
+    }
+    if (!adds) {
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(Statement total,
+                     conn.Prepare("SELECT count(*), CAST(coalesce(sum(length(name) + "
+                                  "length(value)), 0) AS BIGINT) FROM metadata WHERE user_id = ?"));
+    total.Bind(1, user_id);
+    ASSIGN_OR_RETURN(bool row, total.Step());
+    if (row && (total.Int(0) > limits_.max_metadata_entries ||
+                static_cast<uint64_t>(total.Int(1)) > limits_.max_metadata_octets)) {
+      return Error(absl::StatusCode::kResourceExhausted, v1::METADATA_TOOMANY,
+                   absl::StrCat("an account keeps at most ", limits_.max_metadata_entries,
+                                " annotations and ", limits_.max_metadata_octets,
+                                " octets of them; remove some first"));
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::Status SqlStore::SetQuota(std::string_view username, const v1::QuotaLimits& limits) {

@@ -92,6 +92,9 @@ class SqlStore : public Store {
   absl::StatusOr<v1::GetUserQuotaResponse> GetUserQuota(uint64_t user_id) override;
   absl::StatusOr<v1::GetQuotaResponse> GetQuota(uint64_t user_id,
                                                 const v1::GetQuotaRequest& request) override;
+  absl::StatusOr<v1::GetMetadataResponse> GetMetadata(
+      uint64_t user_id, const v1::GetMetadataRequest& request) override;
+  absl::Status SetMetadata(uint64_t user_id, const v1::SetMetadataRequest& request) override;
 
   absl::StatusOr<v1::OpenResponse> Open(uint64_t user_id,
                                         const v1::OpenRequest& request) override;

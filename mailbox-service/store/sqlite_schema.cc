@@ -239,6 +239,21 @@ CREATE TRIGGER messages_uncount AFTER DELETE ON messages BEGIN
   WHERE id = OLD.mailbox_id;
 END;
 )sql",
+      // Version 9: annotations (RFC 5464 METADATA). Entries of a mailbox carry its
+      // id, server entries 0; a mailbox's entries leave with it, so one created
+      // again under the same name starts with none (§4.1).
+      R"sql(
+CREATE TABLE metadata (
+  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  mailbox_id INTEGER NOT NULL,  -- 0: the server's entries
+  name TEXT NOT NULL,           -- lower case, "/private/..." or "/shared/..."
+  value BLOB NOT NULL,
+  PRIMARY KEY (user_id, mailbox_id, name)
+) WITHOUT ROWID;
+CREATE TRIGGER mailboxes_metadata AFTER DELETE ON mailboxes BEGIN
+  DELETE FROM metadata WHERE user_id = OLD.user_id AND mailbox_id = OLD.id;
+END;
+)sql",
   };
   return *steps;
 }

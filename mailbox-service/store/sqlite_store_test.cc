@@ -164,7 +164,9 @@ TEST(SqliteSchemaTest, UpgradeFromVersion6KeepsOlderMessages) {
     auto conn = sqlite::Connection::Open(path, false);
     ASSERT_TRUE(conn.ok());
     ASSERT_TRUE((*conn)
-                    ->Exec("DROP TRIGGER messages_count;"
+                    ->Exec("DROP TRIGGER mailboxes_metadata;"
+                           "DROP TABLE metadata;"
+                           "DROP TRIGGER messages_count;"
                            "DROP TRIGGER messages_uncount;"
                            "ALTER TABLE mailboxes DROP COLUMN message_count;"
                            "ALTER TABLE mailboxes DROP COLUMN message_octets;"

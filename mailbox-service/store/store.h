@@ -103,6 +103,14 @@ struct StoreLimits {
   // A message being scanned is held whole, and its decoded text beside it, so
   // each counts twice its size. A search waits for room up to its deadline.
   uint64_t max_search_memory_octets = 256ull << 20;
+  // Annotations (RFC 5464): the largest value (§4.3 MAXSIZE; at least 1024 by
+  // §4.1; below the gateway's literal limit, so that a client hears MAXSIZE
+  // rather than a refused literal), and a user's entries over the server and all
+  // of their mailboxes, by count and by octets of names and values together
+  // (TOOMANY beyond).
+  uint64_t max_metadata_value_octets = 16 << 10;
+  int64_t max_metadata_entries = 1000;
+  uint64_t max_metadata_octets = 1 << 20;
   // Page cache of each reader connection (SQLite's default is 2000 KiB). A fetch
   // streams its message through it, so a reader that stalls holds this much.
   int reader_cache_kib = 256;
@@ -237,6 +245,17 @@ class Store {
   // limited resources. NONEXISTENT for another root name or an unknown mailbox.
   virtual absl::StatusOr<v1::GetQuotaResponse> GetQuota(uint64_t user_id,
                                                         const v1::GetQuotaRequest& request) = 0;
+
+  // --- Annotations (RFC 5464) ------------------------------------------------------
+  // The entries named, and those below them to request.depth, that exist.
+  // NONEXISTENT for a mailbox that does not exist; BAD_REQUEST for an entry name
+  // that is not "/private/..." or "/shared/..." (§3.2).
+  virtual absl::StatusOr<v1::GetMetadataResponse> GetMetadata(
+      uint64_t user_id, const v1::GetMetadataRequest& request) = 0;
+  // Sets or removes every entry, or none: METADATA_MAXSIZE for a value over
+  // limits.max_metadata_value_octets, METADATA_TOOMANY past the user's count or
+  // octets, NOPERM for the server's /shared entries (only the operator's).
+  virtual absl::Status SetMetadata(uint64_t user_id, const v1::SetMetadataRequest& request) = 0;
 
   // --- Selected-mailbox operations ---------------------------------------------
   virtual absl::StatusOr<v1::OpenResponse> Open(uint64_t user_id,

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1872,6 +1873,123 @@ TYPED_TEST(StoreConformanceTest, StatusCountsTheStorageAnExpungeWouldFree) {
   EXPECT_EQ(status.deleted(), 2u);
   EXPECT_EQ(status.deleted_storage(), 500u);
   EXPECT_EQ(status.size(), 1500u);
+}
+
+// --- Annotations (RFC 5464) ----------------------------------------------------------
+
+TYPED_TEST(StoreConformanceTest, AnnotationsAreSetReadByDepthAndLeaveWithTheirMailbox) {
+  ASSERT_TRUE(this->Create("Projects").ok());
+  v1::SetMetadataRequest set;
+  set.set_mailbox("Projects");
+  auto add = [&set](const std::string& name, std::optional<std::string> value) {
+    v1::MetadataEntry* entry = set.add_entries();
+    entry->set_name(name);
+    if (value.has_value()) {
+      entry->set_value(*value);
+    }
+  };
+  add("/private/Comment", "mine");
+  add("/shared/comment", "ours");
+  add("/private/filters/values/small", "SMALLER 5000");
+  add("/private/filters/values/boss", std::string(2000, 'b'));
+  add("/private/filters/values/deep/er", "x");
+  ASSERT_TRUE(this->store_->SetMetadata(this->user_, set).ok());
+  auto get = [this](const std::string& mailbox, std::vector<std::string> names, int depth,
+                    uint64_t max_size) {
+    v1::GetMetadataRequest request;
+    request.set_mailbox(mailbox);
+    for (auto& n : names) request.add_entries(n);
+    request.set_depth(depth);
+    request.set_max_size(max_size);
+    auto response = this->store_->GetMetadata(this->user_, request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    std::vector<std::string> out;
+    if (response.ok()) {
+      for (const auto& e : response->entries()) out.push_back(e.name() + "=" + e.value());
+      if (response->longest_left_out() > 0) {
+        out.push_back(absl::StrCat("longest=", response->longest_left_out()));
+      }
+    }
+    return out;
+  };
+  // Names compare without case and come back in lower case.
+  EXPECT_THAT(get("Projects", {"/PRIVATE/comment", "/shared/comment", "/private/none"}, 0, 0),
+              ElementsAre("/private/comment=mine", "/shared/comment=ours"));
+  EXPECT_THAT(get("Projects", {"/private/filters/values"}, 1, 100),
+              ElementsAre("/private/filters/values/small=SMALLER 5000", "longest=2000"));
+  EXPECT_EQ(get("Projects", {"/private/filters"}, -1, 0).size(), 3u);
+  EXPECT_TRUE(get("INBOX", {"/private/comment"}, 0, 0).empty());  // per mailbox
+  // Server entries: private ones are the user's; shared ones are the operator's.
+  v1::SetMetadataRequest server;
+  v1::MetadataEntry* note = server.add_entries();
+  note->set_name("/private/vendor/x/note");
+  note->set_value("server-wide, mine");
+  ASSERT_TRUE(this->store_->SetMetadata(this->user_, server).ok());
+  EXPECT_THAT(get("", {"/private/vendor/x/note"}, 0, 0),
+              ElementsAre("/private/vendor/x/note=server-wide, mine"));
+  note->set_name("/shared/comment");
+  EXPECT_EQ(CodeOf(this->store_->SetMetadata(this->user_, server)), v1::NOPERM);
+  // NIL removes; a failing request changes nothing.
+  v1::SetMetadataRequest mixed;
+  mixed.set_mailbox("Projects");
+  v1::MetadataEntry* removed = mixed.add_entries();
+  removed->set_name("/private/comment");
+  v1::MetadataEntry* bad = mixed.add_entries();
+  bad->set_name("/public/comment");
+  bad->set_value("x");
+  EXPECT_EQ(CodeOf(this->store_->SetMetadata(this->user_, mixed)), v1::BAD_REQUEST);
+  EXPECT_EQ(get("Projects", {"/private/comment"}, 0, 0).size(), 1u);
+  mixed.mutable_entries()->RemoveLast();
+  ASSERT_TRUE(this->store_->SetMetadata(this->user_, mixed).ok());
+  EXPECT_TRUE(get("Projects", {"/private/comment"}, 0, 0).empty());
+  // Entries go with their mailbox: one created again under the name has none.
+  v1::DeleteMailboxRequest remove;
+  remove.set_name("Projects");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, remove).ok());
+  ASSERT_TRUE(this->Create("Projects").ok());
+  EXPECT_TRUE(get("Projects", {"/private/filters"}, -1, 0).empty());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM metadata"), 1);  // the server note
+  for (const char* invalid : {"/private", "/private/", "/private//a", "/shared/a*", "comment"}) {
+    v1::GetMetadataRequest request;
+    request.add_entries(invalid);
+    EXPECT_EQ(CodeOf(this->store_->GetMetadata(this->user_, request).status()),
+              v1::BAD_REQUEST)
+        << invalid;
+  }
+  v1::GetMetadataRequest missing;
+  missing.set_mailbox("Nowhere");
+  missing.add_entries("/private/comment");
+  EXPECT_EQ(CodeOf(this->store_->GetMetadata(this->user_, missing).status()), v1::NONEXISTENT);
+}
+
+TYPED_TEST(StoreConformanceTest, AnnotationLimitsAreExact) {
+  this->limits_.max_metadata_value_octets = 1024;
+  this->limits_.max_metadata_entries = 10;
+  this->limits_.max_metadata_octets = 1 << 20;
+  this->Reopen();
+  v1::SetMetadataRequest set;
+  set.set_mailbox("INBOX");
+  v1::MetadataEntry* entry = set.add_entries();
+  entry->set_name("/private/big");
+  entry->set_value(std::string(1024, 'v'));  // exactly the limit
+  ASSERT_TRUE(this->store_->SetMetadata(this->user_, set).ok());
+  entry->set_value(std::string(1025, 'v'));
+  absl::Status too_big = this->store_->SetMetadata(this->user_, set);
+  EXPECT_EQ(CodeOf(too_big), v1::METADATA_MAXSIZE);
+  EXPECT_EQ(v1::DetailOf(too_big).limit(), 1024u);
+  // Ten entries in all fit; the eleventh is TOOMANY, and nothing of it is kept.
+  for (int i = 1; i < 10; ++i) {
+    entry->set_name(absl::StrCat("/private/n", i));
+    entry->set_value("v");
+    ASSERT_TRUE(this->store_->SetMetadata(this->user_, set).ok()) << i;
+  }
+  entry->set_name("/private/eleventh");
+  EXPECT_EQ(CodeOf(this->store_->SetMetadata(this->user_, set)), v1::METADATA_TOOMANY);
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM metadata"), 10);
+  // Replacing a value is no new entry.
+  entry->set_name("/private/n1");
+  entry->set_value("w");
+  EXPECT_TRUE(this->store_->SetMetadata(this->user_, set).ok());
 }
 
 // --- Search ---------------------------------------------------------------------------

@@ -1708,3 +1708,72 @@ class QuotaTest(Base):
         # RFC 9208 §4.2: in units of 1024 octets (3100 octets: 4).
         self.assertEqual(client.ok("STATUS INBOX (DELETED DELETED-STORAGE)"),
                          [b"* STATUS INBOX (DELETED 2 DELETED-STORAGE 4)"])
+
+
+class MetadataTest(Base):
+    """RFC 5464: server and mailbox annotations, kept by the mailbox service."""
+
+    def test_set_get_depth_maxsize_and_remove(self):
+        client = self.connect()
+        self.assertIn(b"METADATA", client.ok("CAPABILITY")[0].split())
+        client.ok("CREATE Projects")
+        # A literal value across lines, as in §4.3's example.
+        tag = client.tag()
+        value = b"My new comment across\r\ntwo lines."
+        client.send(b"%s SETMETADATA Projects (/private/comment {%d}\r\n"
+                    % (tag.encode(), len(value)))
+        client.expect_continuation()
+        client.send(value + b" /shared/comment \"shared one\")\r\n")
+        _, tagged = client.read_tagged(tag)
+        self.assertTrue(tagged.startswith(tag.encode() + b" OK"), tagged)
+        lines = client.ok("GETMETADATA Projects (/shared/comment /PRIVATE/Comment /private/x)")
+        self.assertEqual(b"".join(lines),
+                         b'* METADATA Projects (/private/comment {%d}\r\n%s'
+                         b' /shared/comment "shared one")' % (len(value), value))
+        client.ok('SETMETADATA Projects (/private/filters/values/small "SMALLER 5000" '
+                  '/private/filters/values/boss "FROM boss" /private/filters/values/a/b "deep")')
+        self.assertEqual(client.ok("GETMETADATA (DEPTH 1) Projects /private/filters/values"),
+                         [b'* METADATA Projects (/private/filters/values/boss "FROM boss" '
+                          b'/private/filters/values/small "SMALLER 5000")'])
+        lines = client.ok("GETMETADATA (DEPTH infinity) Projects /private/filters")
+        self.assertIn(b"/private/filters/values/a/b", lines[0])
+        # MAXSIZE leaves out longer values and says how long the longest was.
+        untagged, tagged = self.command(
+            client, "GETMETADATA (MAXSIZE 5) Projects (/private/comment /shared/comment)", "g1")
+        self.assertEqual(untagged, [])
+        self.assertTagged(tagged, "g1", "OK", b"METADATA LONGENTRIES %d" % len(value))
+        client.ok("SETMETADATA Projects (/private/comment NIL)")
+        self.assertEqual(client.ok("GETMETADATA Projects /private/comment"), [])
+        # Server annotations: private ones are the user's, shared ones the operator's.
+        client.ok('SETMETADATA "" (/private/vendor/example/theme "dark")')
+        self.assertEqual(client.ok('GETMETADATA "" /private/vendor/example/theme'),
+                         [b'* METADATA "" (/private/vendor/example/theme "dark")'])
+        _, tagged = self.command(client, 'SETMETADATA "" (/shared/comment "hi all")', "s1")
+        self.assertTagged(tagged, "s1", "NO", b"NOPERM")
+        # Deleted with the mailbox (§4.1).
+        client.ok("DELETE Projects")
+        client.ok("CREATE Projects")
+        self.assertEqual(client.ok("GETMETADATA Projects /shared/comment"), [])
+
+    def test_errors(self):
+        client = self.connect()
+        cases = [
+            ("GETMETADATA Nowhere /private/comment", "NO", b"NONEXISTENT"),
+            ("GETMETADATA INBOX /public/comment", "BAD", None),
+            ("GETMETADATA INBOX /private//x", "BAD", None),
+            ("SETMETADATA INBOX (/private/a* \"x\")", "BAD", None),
+            ("GETMETADATA (DEPTH 2) INBOX /private/comment", "BAD", None),
+            ("SETMETADATA INBOX /private/comment \"x\"", "BAD", None),
+        ]
+        for i, (command, status, code) in enumerate(cases):
+            _, tagged = self.command(client, command, "e%d" % i)
+            self.assertTagged(tagged, "e%d" % i, status, code)
+        # §4.3: the largest value accepted is named; nothing of the command is set.
+        big = b"v" * (16 * 1024 + 1)
+        tag = client.tag()
+        client.send(b'%s SETMETADATA INBOX (/private/small "x" /private/big {%d+}\r\n%s)\r\n'
+                    % (tag.encode(), len(big), big))
+        _, tagged = client.read_tagged(tag)
+        self.assertTagged(tagged, tag, "NO", b"METADATA MAXSIZE 16384")
+        self.assertEqual(client.ok("GETMETADATA INBOX /private/small"), [])
+        self.assertTrue(client.alive())

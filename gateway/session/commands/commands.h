@@ -39,6 +39,10 @@ awaitable<void> Compress(CommandContext& session, const imap::CompressCommand& c
 awaitable<void> GetQuota(CommandContext& session, const imap::GetQuotaCommand& command);
 awaitable<void> GetQuotaRoot(CommandContext& session, const imap::GetQuotaRootCommand& command);
 awaitable<void> SetQuota(CommandContext& session, const imap::SetQuotaCommand& command);
+
+// metadata.cc: RFC 5464 GETMETADATA and SETMETADATA.
+awaitable<void> GetMetadata(CommandContext& session, const imap::GetMetadataCommand& command);
+awaitable<void> SetMetadata(CommandContext& session, const imap::SetMetadataCommand& command);
 // idle.cc: RFC 2177 IDLE.
 awaitable<void> Idle(CommandContext& session);
 // append.cc: RFC 3501 §6.3.11 APPEND, streamed from its first message head on

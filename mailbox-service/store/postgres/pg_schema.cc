@@ -202,6 +202,24 @@ CREATE TRIGGER messages_count AFTER INSERT ON messages
 CREATE TRIGGER messages_uncount AFTER DELETE ON messages
   FOR EACH ROW EXECUTE FUNCTION message_uncount();
 )sql",
+      // Version 4: annotations (RFC 5464 METADATA), as in the SQLite schema's
+      // version 9.
+      R"sql(
+CREATE TABLE metadata (
+  user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  mailbox_id bigint NOT NULL,
+  name text COLLATE "C" NOT NULL,
+  value bytea NOT NULL,
+  PRIMARY KEY (user_id, mailbox_id, name)
+);
+CREATE FUNCTION mailbox_metadata_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM metadata WHERE user_id = OLD.user_id AND mailbox_id = OLD.id;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER mailboxes_metadata AFTER DELETE ON mailboxes
+  FOR EACH ROW EXECUTE FUNCTION mailbox_metadata_gone();
+)sql",
   };
   return *steps;
 }

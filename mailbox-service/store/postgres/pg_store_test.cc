@@ -159,6 +159,9 @@ TEST(PgSchemaTest, UpgradeFromVersion1KeepsOlderMessages) {
         Connection::Open(server.conninfo("upgrade"), Soon());
     ASSERT_TRUE(conn.ok()) << conn.status();
     absl::Status status = (*conn)->Exec(
+        "DROP TRIGGER mailboxes_metadata ON mailboxes;"
+        "DROP FUNCTION mailbox_metadata_gone();"
+        "DROP TABLE metadata;"
         "DROP TRIGGER messages_count ON messages;"
         "DROP TRIGGER messages_uncount ON messages;"
         "DROP FUNCTION message_count();"

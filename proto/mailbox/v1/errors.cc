@@ -8,11 +8,15 @@ namespace mailbox::v1 {
 
 absl::Status MakeError(absl::StatusCode code, ErrorCode detail_code, std::string_view message,
                        int64_t retry_after_ms) {
-  absl::Status status(code, absl::string_view(message.data(), message.size()));
   ErrorDetail detail;
   detail.set_code(detail_code);
   detail.set_message(std::string(message));
   detail.set_retry_after_ms(retry_after_ms);
+  return MakeError(code, detail);
+}
+
+absl::Status MakeError(absl::StatusCode code, const ErrorDetail& detail) {
+  absl::Status status(code, detail.message());
   status.SetPayload(absl::string_view(kErrorDetailPayload.data(), kErrorDetailPayload.size()), absl::Cord(detail.SerializeAsString()));
   return status;
 }

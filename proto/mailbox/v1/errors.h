@@ -22,6 +22,9 @@ inline constexpr std::string_view kErrorDetailPayload =
 absl::Status MakeError(absl::StatusCode code, ErrorCode detail_code, std::string_view message,
                        int64_t retry_after_ms = 0);
 
+// An error status carrying `detail` whole (its message is the status's).
+absl::Status MakeError(absl::StatusCode code, const ErrorDetail& detail);
+
 // The detail of `status`; code ERROR_CODE_UNSPECIFIED if it has none.
 ErrorDetail DetailOf(const absl::Status& status);
 
