@@ -81,6 +81,9 @@ struct SessionOptions {
   // neither advertised nor accepted.
   size_t max_compressed_connections = kDefaultMaxCompressedConnections;
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
+  // AUTHENTICATE LOGIN (draft-murchison-sasl-login), for old clients: offered
+  // (AUTH=LOGIN) where PLAIN is, when true.
+  bool allow_auth_login = false;
   std::string server_name = "imapd";
   std::string gateway_id;                // sent to the service for its logs
 };

@@ -104,6 +104,9 @@ std::vector<std::string> Session::Capabilities() const {
     }
     if (stream_.is_tls() || options().allow_plaintext_auth) {
       caps.push_back("AUTH=PLAIN");
+      if (options().allow_auth_login) {
+        caps.push_back("AUTH=LOGIN");
+      }
     } else {
       caps.push_back("LOGINDISABLED");
     }
