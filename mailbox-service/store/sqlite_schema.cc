@@ -213,6 +213,13 @@ ALTER TABLE messages ADD COLUMN save_date INTEGER;
 ALTER TABLE expunged_messages ADD COLUMN save_date INTEGER;
 ALTER TABLE contents ADD COLUMN preview TEXT;
 )sql",
+      // SCRAM-SHA-256 keys (RFC 5802 §3, RFC 7677) beside the argon2id hash,
+      // encoded as mailbox-service/server/scram.h writes them. NULL for users
+      // from before: their keys are computed at their next password login or
+      // password change.
+      R"sql(
+ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
+)sql",
   };
   return *steps;
 }

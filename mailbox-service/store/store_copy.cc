@@ -34,10 +34,11 @@ constexpr Table kTables[] = {
      "INSERT INTO meta (name, value) VALUES ($1, $2) "
      "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
      "ti"},
-    {"users", "SELECT id, username, password_hash, credential_generation FROM users",
-     "INSERT INTO users (id, username, password_hash, credential_generation) "
-     "VALUES ($1, $2, $3, $4)",
-     "itti"},
+    {"users",
+     "SELECT id, username, password_hash, credential_generation, scram_sha256 FROM users",
+     "INSERT INTO users (id, username, password_hash, credential_generation, scram_sha256) "
+     "VALUES ($1, $2, $3, $4, $5)",
+     "ittiT"},
     {"mailboxes",
      "SELECT id, user_id, name, uidvalidity, uidnext, highest_modseq, recent_floor, "
      "log_floor, noselect, special_use FROM mailboxes",

@@ -6,7 +6,7 @@
 #
 # Under Bazel: bazel test //tests/e2e:e2e_test. By hand, after
 # `bazel build //gateway:imap-gateway //mailbox-service/server:mailbox-service
-#  //mailbox-service/admin:mailbox-admin`: bash tests/e2e/run_e2e.sh [SUITE...]
+#  //mailbox-service/admin:mailbox-admin //tests/e2e:scram_plus_client`: bash tests/e2e/run_e2e.sh [SUITE...]
 # where SUITE is imaplib, protocol, resilience, standards, sasl, interimap, curl or imapflow
 # (default: all).
 set -uo pipefail

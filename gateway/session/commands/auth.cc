@@ -1,6 +1,7 @@
 // The commands of the Not Authenticated state (RFC 3501 §6.2): STARTTLS, LOGIN,
 // and AUTHENTICATE with SASL PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login,
-// when the operator turns it on) and SASL-IR (RFC 4959).
+// when the operator turns it on), SCRAM-SHA-256(-PLUS) (scram.cc) and SASL-IR
+// (RFC 4959).
 
 #include <optional>
 #include <string>
@@ -55,6 +56,12 @@ std::string OfferedMechanisms(const CommandContext& session) {
   std::string offered = "PLAIN";
   if (session.options().allow_auth_login) {
     absl::StrAppend(&offered, ", LOGIN");
+  }
+  if (session.options().allow_scram) {
+    absl::StrAppend(&offered, ", SCRAM-SHA-256");
+    if (!session.channel_binding().type.empty()) {
+      absl::StrAppend(&offered, ", SCRAM-SHA-256-PLUS");
+    }
   }
   return offered;
 }
@@ -129,7 +136,13 @@ awaitable<void> Login(CommandContext& session, const std::string& user,
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command) {
   const bool plain = command.mechanism == "PLAIN";
   const bool login = command.mechanism == "LOGIN" && session.options().allow_auth_login;
-  if (!plain && !login) {
+  const bool scram = command.mechanism == "SCRAM-SHA-256" && session.options().allow_scram;
+  // RFC 5802 §6: -PLUS only where the channel can be bound (TLS 1.3, or 1.2 with
+  // Extended Master Secret).
+  const bool scram_plus = command.mechanism == "SCRAM-SHA-256-PLUS" &&
+                          session.options().allow_scram &&
+                          !session.channel_binding().type.empty();
+  if (!plain && !login && !scram && !scram_plus) {
     session.No(absl::StrCat("Unsupported authentication mechanism ", command.mechanism,
                             "; this server offers ", OfferedMechanisms(session)),
                "CANNOT");
@@ -138,7 +151,9 @@ awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCo
   if (PlaintextAuthRefused(session)) {
     co_return;
   }
-  if (login) {
+  if (scram || scram_plus) {
+    co_await AuthenticateScram(session, command, scram_plus);
+  } else if (login) {
     co_await AuthenticateLogin(session, command);
   } else {
     co_await AuthenticatePlain(session, command);

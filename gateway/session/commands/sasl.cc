@@ -137,9 +137,14 @@ void AnswerFailure(CommandContext& session, const absl::Status& status,
   ops::GlobalMetrics().auth_failures.fetch_add(1);
   session.LogConnection(
       absl::StrCat("authentication failed for ", absl::string_view(username.data(), username.size())));
-  std::string text = detail.code() == v1::THROTTLED
-                         ? std::string(status.message())
-                         : "Authentication failed: wrong user name or password";
+  // The service's own words where they are meant for the client: the wait of the
+  // throttle, or why a SCRAM exchange failed (e.g. a channel binding this
+  // connection does not have).
+  const bool own_words =
+      (detail.code() == v1::THROTTLED || detail.code() == v1::AUTHENTICATIONFAILED) &&
+      !status.message().empty();
+  std::string text = own_words ? std::string(status.message())
+                               : "Authentication failed: wrong user name or password";
   session.No(text, "AUTHENTICATIONFAILED");
   if (session.CountAuthFailure()) {
     session.SendTaggedNow();

@@ -171,6 +171,11 @@ ALTER TABLE messages ADD COLUMN save_date bigint;
 ALTER TABLE expunged_messages ADD COLUMN save_date bigint;
 ALTER TABLE contents ADD COLUMN preview text;
 )sql",
+      // SCRAM-SHA-256 keys beside the argon2id hash, as in the SQLite schema's
+      // step of the same name: NULL until computed.
+      R"sql(
+ALTER TABLE users ADD COLUMN scram_sha256 text;
+)sql",
   };
   return *steps;
 }
