@@ -614,5 +614,17 @@ TEST_F(AuthTest, ScramPlusChecksTheChannelBinding) {
             v1::BAD_REQUEST);
 }
 
+TEST_F(AuthTest, ScramOverlongNamesAndForeignAuthzidAreRefusedBeforeAnyWork) {
+  v1::AuthenticateRequest request;
+  request.set_mechanism(v1::SCRAM_SHA_256);
+  request.set_client_ip("192.0.2.1");
+  request.set_sasl_step(absl::StrCat("n,,n=", std::string(kMaxUsernameOctets + 1, 'a'), ",r=x"));
+  EXPECT_EQ(CodeOf(auth_->Authenticate(request)), v1::BAD_REQUEST);
+  request.set_sasl_step(absl::StrCat("n,,n=", std::string(kMaxUsernameOctets, 'a'), ",r=x"));
+  EXPECT_TRUE(auth_->Authenticate(request).ok());
+  request.set_sasl_step("n,a=bob,n=alice,r=x");
+  EXPECT_EQ(CodeOf(auth_->Authenticate(request)), v1::AUTHORIZATIONFAILED);
+}
+
 }  // namespace
 }  // namespace mailbox::server
