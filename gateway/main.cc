@@ -62,6 +62,11 @@ std::vector<mailbox::config::Setting> Settings() {
       {"gateway-id", "IMAPD_GATEWAY_ID", "", "this replica's name in the service's logs"},
       {"allow-plaintext-auth", "IMAPD_ALLOW_PLAINTEXT_AUTH", "false",
        "allow LOGIN/AUTHENTICATE without TLS (otherwise LOGINDISABLED)"},
+      {"auth-login", "IMAPD_AUTH_LOGIN", "false",
+       "offer the SASL LOGIN mechanism (AUTH=LOGIN) for old clients, where PLAIN is offered"},
+      {"auth-scram", "IMAPD_AUTH_SCRAM", "true",
+       "offer SCRAM-SHA-256 where PLAIN is offered, and SCRAM-SHA-256-PLUS where TLS gives "
+       "a channel binding (off while the mailbox service is older than this gateway)"},
       {"unauthenticated-timeout", "IMAPD_UNAUTHENTICATED_TIMEOUT", "60",
        "seconds a connection may stay unauthenticated (not reset by commands)"},
       {"autologout", "IMAPD_AUTOLOGOUT", "1800", "seconds of inactivity before autologout"},
@@ -187,6 +192,8 @@ int Run(int argc, char** argv) {
   options.read_timeout = std::chrono::seconds(std::max<int64_t>(read_timeout, 1));
   options.idle_keepalive = std::chrono::seconds(std::max<int64_t>(keepalive, 1));
   options.allow_plaintext_auth = config->GetBool("allow-plaintext-auth");
+  options.allow_auth_login = config->GetBool("auth-login");
+  options.allow_scram = config->GetBool("auth-scram");
   options.limits.literal_minus = config->GetBool("literal-minus");
   options.tls_handshake_timeout =
       std::chrono::duration_cast<std::chrono::seconds>(net_config.tls_handshake_timeout);

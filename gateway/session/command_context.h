@@ -26,6 +26,7 @@
 #include "gateway/imap/limits.h"
 #include "gateway/imap/receiver.h"
 #include "gateway/imap/response.h"
+#include "gateway/net/channel_binding.h"
 #include "gateway/net/tls_context.h"
 #include "gateway/session/bound_store.h"
 #include "gateway/session/commands/search_mapping.h"
@@ -81,6 +82,12 @@ struct SessionOptions {
   // neither advertised nor accepted.
   size_t max_compressed_connections = kDefaultMaxCompressedConnections;
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
+  // AUTHENTICATE LOGIN (draft-murchison-sasl-login), for old clients: offered
+  // (AUTH=LOGIN) where PLAIN is, when true.
+  bool allow_auth_login = false;
+  // SCRAM-SHA-256 (RFC 7677), offered where PLAIN is, and SCRAM-SHA-256-PLUS where
+  // the TLS connection has a channel binding (net/channel_binding.h).
+  bool allow_scram = true;
   std::string server_name = "imapd";
   std::string gateway_id;                // sent to the service for its logs
 };
@@ -340,6 +347,9 @@ class CommandContext {
   virtual bool tls_active() const = 0;
   // The client's address (from the PROXY header when a trusted proxy sent one).
   virtual std::string client_address() const = 0;
+  // The TLS channel binding of the connection (SCRAM-SHA-256-PLUS): empty type
+  // without TLS or where none is offered (net/channel_binding.h).
+  virtual net::ChannelBinding channel_binding() const = 0;
   // STARTTLS (RFC 3501 §6.2.1): drops what was pipelined, writes `ok_response`
   // (the tagged OK), runs the handshake. False if it failed (the session ends).
   virtual boost::asio::awaitable<bool> UpgradeToTls(std::string_view ok_response) = 0;

@@ -104,6 +104,16 @@ std::vector<std::string> Session::Capabilities() const {
     }
     if (stream_.is_tls() || options().allow_plaintext_auth) {
       caps.push_back("AUTH=PLAIN");
+      if (options().allow_auth_login) {
+        caps.push_back("AUTH=LOGIN");
+      }
+      if (options().allow_scram) {
+        caps.push_back("AUTH=SCRAM-SHA-256");
+        // RFC 5802 §6: only where the channel can be bound.
+        if (!channel_binding().type.empty()) {
+          caps.push_back("AUTH=SCRAM-SHA-256-PLUS");
+        }
+      }
     } else {
       caps.push_back("LOGINDISABLED");
     }
@@ -1026,6 +1036,10 @@ void Session::NoteReadError(const boost::system::error_code& error) {
 }
 
 std::string Session::client_address() const { return info_.client.address().to_string(); }
+
+net::ChannelBinding Session::channel_binding() const {
+  return net::ServerChannelBinding(stream_.native_ssl());
+}
 
 void Session::LoggedIn(mailbox::client::Session credential, std::string username) {
   credential_ = std::move(credential);

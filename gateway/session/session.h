@@ -67,6 +67,7 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   bool EndIfChangesOverflowed() override;
   bool tls_active() const override { return stream_.is_tls(); }
   std::string client_address() const override;
+  net::ChannelBinding channel_binding() const override;
   boost::asio::awaitable<bool> UpgradeToTls(std::string_view ok_response) override;
   boost::asio::awaitable<IdleEnd> WaitIdle() override;
   void LoggedIn(mailbox::client::Session credential, std::string username) override;

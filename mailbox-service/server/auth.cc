@@ -269,30 +269,18 @@ absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token
   return user_id;
 }
 
-absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
-    const v1::AuthenticateRequest& request, absl::Time deadline) {
-  if (request.mechanism() != v1::PASSWORD) {
-    return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
-                         "only password authentication is offered by this service");
-  }
-  if (request.username().size() > kMaxUsernameOctets) {
-    return v1::BadRequest(absl::StrCat("user name is longer than ", kMaxUsernameOctets, " octets"));
-  }
-  if (!request.authzid().empty() && request.authzid() != request.username()) {
-    return v1::MakeError(absl::StatusCode::kPermissionDenied, v1::AUTHORIZATIONFAILED,
-                         "acting as another user is not permitted");
-  }
-  const int64_t now_ms = NowMs();
-  const bool ip_known = !request.client_ip().empty();
+absl::StatusOr<Authenticator::Attempt> Authenticator::ReserveAttempt(
+    std::string_view username, std::string_view client_ip, int64_t now_ms) {
+  const bool ip_known = !client_ip.empty();
   const ThrottleOptions& throttle = options_.throttle;
   // Clients are counted by address group (an IPv6 /64, an IPv4 address however
   // written), so neither a fresh address from the same prefix nor another
   // spelling of one gives a new allowance.
   const std::string address =
-      ip_known ? ThrottleAddress(request.client_ip(), throttle.ipv6_prefix_bits) : "";
+      ip_known ? ThrottleAddress(client_ip, throttle.ipv6_prefix_bits) : "";
   // Length-prefixed, so no user name can make one pair's key equal another's.
-  const std::string pair_key =
-      absl::StrCat("pair:", address.size(), ":", address, ":", request.username());
+  const std::string pair_key = absl::StrCat("pair:", address.size(), ":", address, ":",
+                                            absl::string_view(username.data(), username.size()));
   std::vector<std::string> keys = {pair_key};
   if (ip_known) {
     keys.push_back(absl::StrCat("ip:", address));
@@ -305,7 +293,7 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
   const std::string login_key = absl::StrCat("login:", pair_key);
   limits.read_only_keys = {login_key};
   // The check and the record are one transaction: the attempt counts as a
-  // failure before its password is checked, so parallel attempts see each
+  // failure before its credential is checked, so parallel attempts see each
   // other.
   auto reservation = store_->ReserveAuthAttempt(
       keys, address, now_ms, limits, [&](const std::vector<store::AuthAttemptState>& states) {
@@ -321,6 +309,81 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
         absl::StatusCode::kResourceExhausted, v1::THROTTLED,
         absl::StrCat("Too many failed logins; try again in ", (delay + 999) / 1000, " s"), delay);
   }
+  Attempt attempt;
+  attempt.rows = std::move(reservation->rows);
+  if (ip_known) {
+    attempt.login_key = login_key;
+  }
+  return attempt;
+}
+
+absl::Status Authenticator::AttemptSucceeded(const Attempt& attempt, int64_t now_ms) {
+  // Only this attempt's own rows go. Earlier failures of the pair stay until they
+  // leave the window: behind a shared address the pair may be an attacker's as
+  // well as the user's, and a user's login must not hand the attacker a new
+  // allowance (nor delete rows other attempts in flight reserved).
+  if (auto released = store_->ReleaseAuthAttempt(attempt.rows); !released.ok()) {
+    return released;
+  }
+  // Remember the login for a window (one row per pair): this client is exempt
+  // from its address's wait (see ThrottleDelayMs).
+  if (!attempt.login_key.empty()) {
+    if (auto cleared = store_->ClearAuthFailures(attempt.login_key); !cleared.ok()) {
+      return cleared;
+    }
+    if (auto noted =
+            store_->RecordAuthFailure(attempt.login_key, now_ms, options_.throttle.window_ms);
+        !noted.ok()) {
+      return noted.status();
+    }
+  }
+  return absl::OkStatus();
+}
+
+v1::AuthenticateResponse Authenticator::LoggedIn(const store::UserRecord& user,
+                                                 int64_t now_ms) const {
+  v1::AuthenticateResponse response;
+  response.mutable_principal()->set_user_id(user.id);
+  response.mutable_principal()->set_username(user.username);
+  int64_t expires = now_ms / 1000 + options_.session_lifetime_s;
+  response.set_session_token(IssueSessionToken(user.id, user.credential_generation, expires));
+  response.set_expires_unix(expires);
+  return response;
+}
+
+void Authenticator::AddScramKeys(const store::UserRecord& user, std::string_view password) {
+  if (!user.scram_sha256.empty()) {
+    return;
+  }
+  auto keys = ScramKeysFor(password, options_.hash);
+  if (keys.ok()) {
+    // Stored only if the password is still the one just checked.
+    store_->SetScramKeys(user.username, user.password_hash, *keys).IgnoreError();
+  }
+}
+
+absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
+    const v1::AuthenticateRequest& request, absl::Time deadline) {
+  if (request.mechanism() == v1::SCRAM_SHA_256) {
+    return ScramStep(request);
+  }
+  if (request.mechanism() != v1::PASSWORD) {
+    return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
+                         "only password and SCRAM-SHA-256 authentication are offered by this "
+                         "service");
+  }
+  if (request.username().size() > kMaxUsernameOctets) {
+    return v1::BadRequest(absl::StrCat("user name is longer than ", kMaxUsernameOctets, " octets"));
+  }
+  if (!request.authzid().empty() && request.authzid() != request.username()) {
+    return v1::MakeError(absl::StatusCode::kPermissionDenied, v1::AUTHORIZATIONFAILED,
+                         "acting as another user is not permitted");
+  }
+  const int64_t now_ms = NowMs();
+  auto attempt = ReserveAttempt(request.username(), request.client_ip(), now_ms);
+  if (!attempt.ok()) {
+    return attempt.status();
+  }
 
   auto user = store_->FindUser(request.username());
   std::optional<bool> verified;
@@ -333,12 +396,12 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
       verified = false;
     }
   } else {
-    store_->ReleaseAuthAttempt(reservation->rows).IgnoreError();
+    store_->ReleaseAuthAttempt(attempt->rows).IgnoreError();
     return user.status();
   }
   if (!verified.has_value()) {
     // Not a failure of the client's: nothing is held against it.
-    if (auto released = store_->ReleaseAuthAttempt(reservation->rows); !released.ok()) {
+    if (auto released = store_->ReleaseAuthAttempt(attempt->rows); !released.ok()) {
       return released;
     }
     return v1::MakeError(absl::StatusCode::kDeadlineExceeded, v1::UNAVAILABLE,
@@ -349,31 +412,11 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
     // The reserved rows stay: they are the recorded failure.
     return AuthFailed();
   }
-  // Only this attempt's own rows go. Earlier failures of the pair stay until they
-  // leave the window: behind a shared address the pair may be an attacker's as
-  // well as the user's, and a user's login must not hand the attacker a new
-  // allowance (nor delete rows other attempts in flight reserved).
-  if (auto released = store_->ReleaseAuthAttempt(reservation->rows); !released.ok()) {
-    return released;
+  if (auto succeeded = AttemptSucceeded(*attempt, now_ms); !succeeded.ok()) {
+    return succeeded;
   }
-  // Remember the login for a window (one row per pair): this client is exempt
-  // from its address's wait (see ThrottleDelayMs).
-  if (ip_known) {
-    if (auto cleared = store_->ClearAuthFailures(login_key); !cleared.ok()) {
-      return cleared;
-    }
-    if (auto noted = store_->RecordAuthFailure(login_key, now_ms, throttle.window_ms);
-        !noted.ok()) {
-      return noted.status();
-    }
-  }
-  v1::AuthenticateResponse response;
-  response.mutable_principal()->set_user_id(user->id);
-  response.mutable_principal()->set_username(user->username);
-  int64_t expires = now_ms / 1000 + options_.session_lifetime_s;
-  response.set_session_token(IssueSessionToken(user->id, user->credential_generation, expires));
-  response.set_expires_unix(expires);
-  return response;
+  AddScramKeys(*user, request.password());
+  return LoggedIn(*user, now_ms);
 }
 
 }  // namespace mailbox::server

@@ -5,11 +5,15 @@
 #include <openssl/hmac.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "mailbox-service/server/scram.h"
 #include "mailbox-service/store/sqlite_store.h"
 #include "proto/mailbox/v1/errors.h"
 
@@ -21,6 +25,7 @@ AuthOptions FastOptions() {
   AuthOptions options;
   options.hash.memory_kib = 64;
   options.hash.time_cost = 1;
+  options.hash.scram_iterations = scram::kMinIterations;
   options.throttle.user_free_failures = 3;
   options.throttle.ip_free_failures = 100;
   return options;
@@ -391,6 +396,234 @@ TEST_F(AuthTest, RotatedKeysCheckOldTokensUntilTheOldKeyIsRemoved) {
   Restart(FastOptions(), {kKeyB});
   EXPECT_FALSE(auth_->CheckSessionToken(signed_by_a).ok());
   EXPECT_TRUE(auth_->CheckSessionToken(fresh->session_token()).ok());
+}
+
+// A SCRAM-SHA-256 client (RFC 5802 §3) against Authenticator, as the gateway relays it.
+struct ScramOptions {
+  std::string gs2 = "n,,";
+  bool plus = false;
+  std::string binding_type;  // what the gateway's connection offers
+  std::string binding_data;  // the gateway's binding data
+  std::string client_binding;  // what the client binds to (c= after the gs2 header)
+  bool tamper_proof = false;
+  std::function<void(std::string&)> alter_state;
+};
+
+struct ScramRun {
+  absl::StatusOr<v1::AuthenticateResponse> first = absl::UnknownError("not run");
+  absl::StatusOr<v1::AuthenticateResponse> final_step = absl::UnknownError("not run");
+  std::string expected_server_final;
+  std::string salt;
+  uint32_t iterations = 0;
+};
+
+std::string HmacSha256(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &size);
+  return std::string(reinterpret_cast<const char*>(out), size);
+}
+
+// `auth` is looked up at each step: a test may replace the Authenticator between
+// them (another replica).
+ScramRun RunScram(std::unique_ptr<Authenticator>& auth, const std::string& user,
+                  const std::string& password, const ScramOptions& options = {}) {
+  ScramRun run;
+  v1::AuthenticateRequest request;
+  request.set_mechanism(v1::SCRAM_SHA_256);
+  request.set_client_ip("192.0.2.1");
+  request.mutable_scram()->set_plus(options.plus);
+  request.mutable_scram()->set_channel_binding_type(options.binding_type);
+  request.mutable_scram()->set_channel_binding(options.binding_data);
+  const std::string bare = absl::StrCat("n=", user, ",r=clientnonce");
+  request.set_sasl_step(options.gs2 + bare);
+  run.first = auth->Authenticate(request);
+  if (!run.first.ok()) {
+    return run;
+  }
+  const std::string server_first = run.first->sasl_step();
+  std::string nonce;
+  std::string salt;
+  for (absl::string_view part : absl::StrSplit(server_first, ',')) {
+    if (absl::ConsumePrefix(&part, "r=")) nonce = std::string(part);
+    if (absl::ConsumePrefix(&part, "s=")) absl::Base64Unescape(part, &salt);
+    if (absl::ConsumePrefix(&part, "i=")) EXPECT_TRUE(absl::SimpleAtoi(part, &run.iterations));
+  }
+  run.salt = salt;
+  scram::Keys keys = scram::Derive(password, salt, run.iterations);
+  unsigned char salted[32];
+  PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                    reinterpret_cast<const unsigned char*>(salt.data()),
+                    static_cast<int>(salt.size()), static_cast<int>(run.iterations),
+                    EVP_sha256(), sizeof(salted), salted);
+  const std::string client_key =
+      HmacSha256(std::string_view(reinterpret_cast<const char*>(salted), 32), "Client Key");
+  const std::string without_proof =
+      absl::StrCat("c=", absl::Base64Escape(options.gs2 + options.client_binding), ",r=", nonce);
+  const std::string auth_message = absl::StrCat(bare, ",", server_first, ",", without_proof);
+  std::string proof = HmacSha256(keys.stored_key, auth_message);
+  for (size_t i = 0; i < proof.size(); ++i) {
+    proof[i] = static_cast<char>(proof[i] ^ client_key[i]);
+  }
+  if (options.tamper_proof) {
+    proof[5] = static_cast<char>(proof[5] ^ 0x10);
+  }
+  run.expected_server_final = scram::ServerFinal(keys, auth_message);
+  request.set_sasl_step(absl::StrCat(without_proof, ",p=", absl::Base64Escape(proof)));
+  std::string state = run.first->scram_state();
+  if (options.alter_state) {
+    options.alter_state(state);
+  }
+  request.mutable_scram()->set_state(state);
+  run.final_step = auth->Authenticate(request);
+  return run;
+}
+
+v1::ErrorCode CodeOf(const absl::StatusOr<v1::AuthenticateResponse>& response) {
+  return response.ok() ? v1::ERROR_CODE_UNSPECIFIED : v1::DetailOf(response.status()).code();
+}
+
+TEST_F(AuthTest, UsersFromBeforeScramGetKeysAtTheirNextPasswordLogin) {
+  // alice was made by the store alone, without keys: SCRAM fails as a wrong
+  // password does.
+  ScramRun before = RunScram(auth_, "alice", "correct horse");
+  ASSERT_TRUE(before.first.ok()) << before.first.status();
+  EXPECT_EQ(CodeOf(before.final_step), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(before.final_step.status().message(),
+            "Authentication failed: wrong user name or password");
+  ASSERT_EQ(Outcome(Login("alice", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
+  auto alice = store_->FindUser("alice");
+  ASSERT_TRUE(alice.ok());
+  auto keys = scram::Parse(alice->scram_sha256);
+  ASSERT_TRUE(keys.has_value()) << alice->scram_sha256;
+  EXPECT_EQ(keys->iterations, scram::kMinIterations);
+  ScramRun after = RunScram(auth_, "alice", "correct horse");
+  ASSERT_TRUE(after.final_step.ok()) << after.final_step.status();
+  EXPECT_EQ(after.final_step->principal().username(), "alice");
+  EXPECT_EQ(after.final_step->sasl_step(), after.expected_server_final);
+  EXPECT_TRUE(auth_->CheckSessionToken(after.final_step->session_token()).ok());
+  // A wrong login does not touch them; a password change drops them.
+  EXPECT_EQ(Outcome(Login("alice", "wrong")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(store_->FindUser("alice")->scram_sha256, alice->scram_sha256);
+  ASSERT_TRUE(store_->SetPasswordHash("alice", alice->password_hash).ok());
+  EXPECT_EQ(store_->FindUser("alice")->scram_sha256, "");
+}
+
+TEST_F(AuthTest, KeysAreStoredOnlyBesideTheHashTheyWereMadeWith) {
+  auto alice = store_->FindUser("alice");
+  ASSERT_TRUE(alice.ok());
+  ASSERT_TRUE(store_->SetScramKeys("alice", "another hash", "SCRAM-SHA-256$x").ok());
+  EXPECT_EQ(store_->FindUser("alice")->scram_sha256, "");
+  ASSERT_TRUE(store_->SetScramKeys("alice", alice->password_hash, "SCRAM-SHA-256$x").ok());
+  EXPECT_EQ(store_->FindUser("alice")->scram_sha256, "SCRAM-SHA-256$x");
+}
+
+TEST_F(AuthTest, ScramWrongPasswordTamperedProofAndUnknownUserFailAlike) {
+  ASSERT_EQ(Outcome(Login("alice", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
+  ScramOptions tampered;
+  tampered.tamper_proof = true;
+  for (ScramRun run : {RunScram(auth_, "alice", "wrong"),
+                       RunScram(auth_, "alice", "correct horse", tampered),
+                       RunScram(auth_, "nobody", "correct horse")}) {
+    ASSERT_TRUE(run.first.ok()) << run.first.status();
+    EXPECT_EQ(CodeOf(run.final_step), v1::AUTHENTICATIONFAILED);
+    EXPECT_EQ(run.final_step.status().message(),
+              "Authentication failed: wrong user name or password");
+  }
+  // Unknown: the same salt every time, and the configured count.
+  ScramRun again = RunScram(auth_, "nobody", "x");
+  EXPECT_EQ(again.salt, RunScram(auth_, "nobody", "y").salt);
+  EXPECT_EQ(again.salt.size(), scram::kSaltBytes);
+  EXPECT_EQ(again.iterations, scram::kMinIterations);
+}
+
+TEST_F(AuthTest, ScramFailuresAreThrottledWithPasswordLogins) {
+  Restart(FixedClock(FastOptions()), {kKeyA});
+  ASSERT_EQ(Outcome(Login("bob", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
+  EXPECT_EQ(Outcome(Login("bob", "wrong")), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(CodeOf(RunScram(auth_, "bob", "wrong").final_step), v1::AUTHENTICATIONFAILED);
+  EXPECT_EQ(CodeOf(RunScram(auth_, "bob", "wrong").final_step), v1::AUTHENTICATIONFAILED);
+  // Three failures of the pair, by either mechanism: both now wait.
+  EXPECT_EQ(CodeOf(RunScram(auth_, "bob", "correct horse").final_step), v1::THROTTLED);
+  EXPECT_EQ(Outcome(Login("bob", "correct horse")), v1::THROTTLED);
+}
+
+TEST_F(AuthTest, ScramStateIsSealedAndExpires) {
+  ASSERT_EQ(Outcome(Login("alice", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
+  ScramOptions altered;
+  altered.alter_state = [](std::string& state) { state[3] = state[3] == 'x' ? 'y' : 'x'; };
+  ScramRun run = RunScram(auth_, "alice", "correct horse", altered);
+  EXPECT_EQ(CodeOf(run.final_step), v1::AUTHENTICATIONFAILED);
+  EXPECT_NE(run.final_step.status().message().find("conversation state"), absl::string_view::npos);
+  // A state from an earlier conversation, past its lifetime.
+  int64_t now = 1'800'000'000'000;
+  AuthOptions options = FastOptions();
+  options.clock_ms = [&now] { return now; };
+  Restart(options, {kKeyA});
+  ScramOptions late;
+  late.alter_state = [&now](std::string&) { now += 5 * 60 * 1000 + 1; };
+  run = RunScram(auth_, "alice", "correct horse", late);
+  EXPECT_NE(run.final_step.status().message().find("conversation state"), absl::string_view::npos);
+  // Sealed with the key ring: a replica with the same keys continues it.
+  ScramOptions elsewhere;
+  elsewhere.alter_state = [this](std::string&) { Restart(FastOptions(), {kKeyB, kKeyA}); };
+  run = RunScram(auth_, "alice", "correct horse", elsewhere);
+  EXPECT_TRUE(run.final_step.ok()) << run.final_step.status();
+}
+
+TEST_F(AuthTest, ScramPlusChecksTheChannelBinding) {
+  ASSERT_EQ(Outcome(Login("alice", "correct horse")), v1::ERROR_CODE_UNSPECIFIED);
+  ScramOptions bound;
+  bound.gs2 = "p=tls-exporter,,";
+  bound.plus = true;
+  bound.binding_type = "tls-exporter";
+  bound.binding_data = std::string(32, '\x42');
+  bound.client_binding = bound.binding_data;
+  ScramRun run = RunScram(auth_, "alice", "correct horse", bound);
+  ASSERT_TRUE(run.final_step.ok()) << run.final_step.status();
+  EXPECT_EQ(run.final_step->sasl_step(), run.expected_server_final);
+  // The client bound to another channel (a man in the middle's).
+  ScramOptions other = bound;
+  other.client_binding = std::string(32, '\x43');
+  EXPECT_EQ(CodeOf(RunScram(auth_, "alice", "correct horse", other).final_step),
+            v1::AUTHENTICATIONFAILED);
+  // A type the connection does not have.
+  ScramOptions wrong_type = bound;
+  wrong_type.gs2 = "p=tls-unique,,";
+  EXPECT_EQ(CodeOf(RunScram(auth_, "alice", "correct horse", wrong_type).first),
+            v1::AUTHENTICATIONFAILED);
+  // "y" where -PLUS was offered is a downgrade; where none was, it is fine.
+  ScramOptions downgraded;
+  downgraded.gs2 = "y,,";
+  downgraded.binding_type = "tls-unique";
+  downgraded.binding_data = std::string(12, '\x44');
+  EXPECT_EQ(CodeOf(RunScram(auth_, "alice", "correct horse", downgraded).first),
+            v1::AUTHENTICATIONFAILED);
+  ScramOptions no_binding;
+  no_binding.gs2 = "y,,";
+  EXPECT_TRUE(RunScram(auth_, "alice", "correct horse", no_binding).final_step.ok());
+  // -PLUS without p=, and p= without -PLUS, are malformed.
+  ScramOptions plus_without_p = bound;
+  plus_without_p.gs2 = "n,,";
+  EXPECT_EQ(CodeOf(RunScram(auth_, "alice", "correct horse", plus_without_p).first),
+            v1::BAD_REQUEST);
+  ScramOptions p_without_plus = bound;
+  p_without_plus.plus = false;
+  EXPECT_EQ(CodeOf(RunScram(auth_, "alice", "correct horse", p_without_plus).first),
+            v1::BAD_REQUEST);
+}
+
+TEST_F(AuthTest, ScramOverlongNamesAndForeignAuthzidAreRefusedBeforeAnyWork) {
+  v1::AuthenticateRequest request;
+  request.set_mechanism(v1::SCRAM_SHA_256);
+  request.set_client_ip("192.0.2.1");
+  request.set_sasl_step(absl::StrCat("n,,n=", std::string(kMaxUsernameOctets + 1, 'a'), ",r=x"));
+  EXPECT_EQ(CodeOf(auth_->Authenticate(request)), v1::BAD_REQUEST);
+  request.set_sasl_step(absl::StrCat("n,,n=", std::string(kMaxUsernameOctets, 'a'), ",r=x"));
+  EXPECT_TRUE(auth_->Authenticate(request).ok());
+  request.set_sasl_step("n,a=bob,n=alice,r=x");
+  EXPECT_EQ(CodeOf(auth_->Authenticate(request)), v1::AUTHORIZATIONFAILED);
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "common/config.h"
 #include "mailbox-service/server/auth.h"
+#include "mailbox-service/server/scram.h"
 #include "mailbox-service/server/change_hub.h"
 #include "mailbox-service/server/data_dir.h"
 #include "mailbox-service/server/grpc_log_limit.h"
@@ -61,6 +62,9 @@ std::vector<config::Setting> Settings() {
       {"argon2-memory-kib", "MAILBOX_ARGON2_MEMORY_KIB", "19456",
        "argon2id memory cost for new password hashes"},
       {"argon2-time-cost", "MAILBOX_ARGON2_TIME_COST", "2", "argon2id passes"},
+      {"scram-iterations", "MAILBOX_SCRAM_ITERATIONS", "8192",
+       "PBKDF2 iterations of the SCRAM-SHA-256 keys made when a password is set (4096 to "
+       "10000000)"},
       {"max-message-bytes", "MAILBOX_MAX_MESSAGE_BYTES", "67108864",
        "largest message accepted by Append/Revise"},
       {"default-mailboxes", "MAILBOX_DEFAULT_MAILBOXES",
@@ -163,6 +167,7 @@ int Run(int argc, char** argv) {
   auto max_message = config->GetInt("max-message-bytes");
   auto memory = config->GetInt("argon2-memory-kib");
   auto passes = config->GetInt("argon2-time-cost");
+  auto scram_iterations = config->GetInt("scram-iterations");
   auto user_free = config->GetInt("auth-user-free-failures");
   auto ip_free = config->GetInt("auth-ip-free-failures");
   auto max_records = config->GetInt("auth-max-failure-records");
@@ -173,7 +178,8 @@ int Run(int argc, char** argv) {
   auto lifetime = config->GetInt("session-lifetime-seconds");
   auto drain = config->GetInt("drain-seconds");
   for (const auto* value : {&max_message, &memory, &passes, &user_free, &ip_free, &max_records,
-                            &window, &max_delay, &lifetime, &drain, &per_address, &ipv6_prefix}) {
+                            &window, &max_delay, &lifetime, &drain, &per_address, &ipv6_prefix,
+                            &scram_iterations}) {
     if (!value->ok()) {
       std::cerr << "mailbox-service: " << value->status().message() << "\n";
       return 2;
@@ -217,6 +223,12 @@ int Run(int argc, char** argv) {
   AuthOptions auth_options;
   auth_options.hash.memory_kib = static_cast<uint32_t>(*memory);
   auth_options.hash.time_cost = static_cast<uint32_t>(*passes);
+  if (*scram_iterations < scram::kMinIterations || *scram_iterations > scram::kMaxIterations) {
+    std::cerr << "mailbox-service: --scram-iterations must be from " << scram::kMinIterations
+              << " to " << scram::kMaxIterations << " (RFC 7677 asks for at least 4096)\n";
+    return 2;
+  }
+  auth_options.hash.scram_iterations = static_cast<uint32_t>(*scram_iterations);
   auth_options.throttle.user_free_failures = static_cast<int>(*user_free);
   auth_options.throttle.ip_free_failures = static_cast<int>(*ip_free);
   // The upper bound only keeps the millisecond arithmetic far from overflow.

@@ -974,9 +974,19 @@ grpc::ServerUnaryReactor* AdminService::CreateUser(grpc::CallbackServerContext* 
     if (!hash.ok()) {
       return v1::ToGrpcStatus(hash.status());
     }
+    auto scram_keys = ScramKeysFor(request->password(), hash_);
+    if (!scram_keys.ok()) {
+      return v1::ToGrpcStatus(scram_keys.status());
+    }
     auto id = store_->CreateUser(request->username(), *hash);
     if (!id.ok()) {
       return v1::ToGrpcStatus(id.status());
+    }
+    // Beside the hash, for SCRAM-SHA-256 (scram.h); stored only while the hash is
+    // still this one.
+    if (auto stored = store_->SetScramKeys(request->username(), *hash, *scram_keys);
+        !stored.ok()) {
+      return v1::ToGrpcStatus(stored);
     }
     response->set_user_id(*id);
     return grpc::Status::OK;
@@ -1008,7 +1018,15 @@ grpc::ServerUnaryReactor* AdminService::SetPassword(grpc::CallbackServerContext*
     if (!hash.ok()) {
       return v1::ToGrpcStatus(hash.status());
     }
-    return v1::ToGrpcStatus(store_->SetPasswordHash(request->username(), *hash));
+    auto scram_keys = ScramKeysFor(request->password(), hash_);
+    if (!scram_keys.ok()) {
+      return v1::ToGrpcStatus(scram_keys.status());
+    }
+    // The new hash drops the old password's SCRAM keys; the new keys follow.
+    if (auto set = store_->SetPasswordHash(request->username(), *hash); !set.ok()) {
+      return v1::ToGrpcStatus(set);
+    }
+    return v1::ToGrpcStatus(store_->SetScramKeys(request->username(), *hash, *scram_keys));
   });
 }
 

@@ -1036,7 +1036,7 @@ absl::Status SqlStore::SetPasswordHash(std::string_view username,
                                           std::string_view password_hash) {
   return Write(WriteScope::Accounts(), [&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Statement s,
-                     tx.conn().Prepare("UPDATE users SET password_hash = ?, "
+                     tx.conn().Prepare("UPDATE users SET password_hash = ?, scram_sha256 = NULL, "
                                        "credential_generation = credential_generation + 1 "
                                        "WHERE username = ?"));
     s.BindText(1, password_hash).BindText(2, username);
@@ -1071,38 +1071,62 @@ absl::Status SqlStore::SetPasswordHash(std::string_view username,
   });
 }
 
+absl::Status SqlStore::SetScramKeys(std::string_view username, std::string_view password_hash,
+                                    std::string_view scram_sha256) {
+  return Write(WriteScope::Accounts(), [&](WriteTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(Statement s,
+                     tx.conn().Prepare("UPDATE users SET scram_sha256 = ? "
+                                       "WHERE username = ? AND password_hash = ?"));
+    s.BindText(1, scram_sha256).BindText(2, username).BindText(3, password_hash);
+    return s.Run();
+  });
+}
+
+namespace {
+
+// A row of "SELECT id, username, password_hash, credential_generation,
+// scram_sha256 FROM users".
+UserRecord UserOfRow(Statement& s) {
+  UserRecord user{static_cast<uint64_t>(s.Int(0)), std::string(s.Text(1)),
+                  std::string(s.Text(2)), static_cast<uint64_t>(s.Int(3))};
+  if (!s.IsNull(4)) {
+    user.scram_sha256 = std::string(s.Text(4));
+  }
+  return user;
+}
+
+}  // namespace
+
 absl::StatusOr<UserRecord> SqlStore::FindUser(std::string_view username) {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
   ASSIGN_OR_RETURN(Statement s,
-                   conn->Prepare("SELECT id, username, password_hash, credential_generation "
+                   conn->Prepare("SELECT id, username, password_hash, credential_generation, scram_sha256 "
                                  "FROM users WHERE username = ?"));
   s.BindText(1, username);
   ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) {
     return absl::NotFoundError(absl::StrCat("user \"", AV(username), "\" does not exist"));
   }
-  return UserRecord{static_cast<uint64_t>(s.Int(0)), std::string(s.Text(1)),
-                    std::string(s.Text(2)), static_cast<uint64_t>(s.Int(3))};
+  return UserOfRow(s);
 }
 
 absl::StatusOr<UserRecord> SqlStore::FindUserById(uint64_t user_id) {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
   ASSIGN_OR_RETURN(Statement s,
-                   conn->Prepare("SELECT id, username, password_hash, credential_generation "
+                   conn->Prepare("SELECT id, username, password_hash, credential_generation, scram_sha256 "
                                  "FROM users WHERE id = ?"));
   s.Bind(1, user_id);
   ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) {
     return absl::NotFoundError(absl::StrCat("user id ", user_id, " does not exist"));
   }
-  return UserRecord{static_cast<uint64_t>(s.Int(0)), std::string(s.Text(1)),
-                    std::string(s.Text(2)), static_cast<uint64_t>(s.Int(3))};
+  return UserOfRow(s);
 }
 
 absl::StatusOr<std::vector<UserRecord>> SqlStore::ListUsers() {
   ASSIGN_OR_RETURN(ReaderLease conn, Reader());
   ASSIGN_OR_RETURN(Statement s,
-                   conn->Prepare("SELECT id, username, password_hash, credential_generation "
+                   conn->Prepare("SELECT id, username, password_hash, credential_generation, scram_sha256 "
                                  "FROM users ORDER BY username"));
   std::vector<UserRecord> out;
   while (true) {
@@ -1110,8 +1134,7 @@ absl::StatusOr<std::vector<UserRecord>> SqlStore::ListUsers() {
     if (!row) {
       return out;
     }
-    out.push_back(UserRecord{static_cast<uint64_t>(s.Int(0)), std::string(s.Text(1)),
-                             std::string(s.Text(2)), static_cast<uint64_t>(s.Int(3))});
+    out.push_back(UserOfRow(s));
   }
 }
 

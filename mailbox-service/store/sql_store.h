@@ -57,6 +57,8 @@ class SqlStore : public Store {
   absl::Status DeleteUser(std::string_view username) override;
   absl::Status SetPasswordHash(std::string_view username,
                                std::string_view password_hash) override;
+  absl::Status SetScramKeys(std::string_view username, std::string_view password_hash,
+                            std::string_view scram_sha256) override;
   absl::StatusOr<UserRecord> FindUser(std::string_view username) override;
   absl::StatusOr<UserRecord> FindUserById(uint64_t user_id) override;
   absl::StatusOr<std::vector<UserRecord>> ListUsers() override;

@@ -254,6 +254,13 @@ CREATE TRIGGER mailboxes_metadata AFTER DELETE ON mailboxes BEGIN
   DELETE FROM metadata WHERE user_id = OLD.user_id AND mailbox_id = OLD.id;
 END;
 )sql",
+      // Version 10: SCRAM-SHA-256 keys (RFC 5802 §3, RFC 7677) beside the argon2id
+      // hash, encoded as mailbox-service/server/scram.h writes them. NULL for users
+      // from before: their keys are computed at their next password login or
+      // password change.
+      R"sql(
+ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
+)sql",
   };
   return *steps;
 }

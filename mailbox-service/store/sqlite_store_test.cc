@@ -175,6 +175,7 @@ TEST(SqliteSchemaTest, UpgradeFromVersion6KeepsOlderMessages) {
                            "ALTER TABLE messages DROP COLUMN save_date;"
                            "ALTER TABLE expunged_messages DROP COLUMN save_date;"
                            "ALTER TABLE contents DROP COLUMN preview;"
+                           "ALTER TABLE users DROP COLUMN scram_sha256;"
                            "PRAGMA user_version = 6")
                     .ok());
   }
@@ -195,6 +196,33 @@ TEST(SqliteSchemaTest, UpgradeFromVersion6KeepsOlderMessages) {
   auto conn = sqlite::Connection::Open(path, false);
   ASSERT_TRUE(conn.ok());
   EXPECT_EQ(*sqlite::SchemaVersion(**conn), sqlite::LatestSchemaVersion());
+}
+
+// The step that adds SCRAM keys, from the version before it: users keep their
+// password hash and have no keys (NULL) until the service stores some.
+TEST(SqliteSchemaTest, UpgradeToScramKeysLeavesUsersWithoutKeys) {
+  std::string path = TempPath("migrate-scram.db");
+  {
+    auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->CreateUser("u", "hash").ok());
+  }
+  {
+    auto conn = sqlite::Connection::Open(path, false);
+    ASSERT_TRUE(conn.ok());
+    const std::string back = absl::StrCat("ALTER TABLE users DROP COLUMN scram_sha256;"
+                                          "PRAGMA user_version = ",
+                                          sqlite::LatestSchemaVersion() - 1);
+    ASSERT_TRUE((*conn)->Exec(back.c_str()).ok());
+  }
+  auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto user = (*store)->FindUser("u");
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_EQ(user->password_hash, "hash");
+  EXPECT_EQ(user->scram_sha256, "");
+  ASSERT_TRUE((*store)->SetScramKeys("u", "hash", "SCRAM-SHA-256$keys").ok());
+  EXPECT_EQ((*store)->FindUser("u")->scram_sha256, "SCRAM-SHA-256$keys");
 }
 
 }  // namespace

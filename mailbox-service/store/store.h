@@ -38,6 +38,11 @@ struct UserRecord {
   // carries the generation it was issued under, so a password change ends every
   // session made with the old password.
   uint64_t credential_generation = 0;
+  // SCRAM-SHA-256 keys (RFC 5802 §3: salt, iteration count, StoredKey, ServerKey)
+  // derived from the password that `password_hash` checks, encoded by
+  // mailbox-service/server/scram.h; empty until they were computed (when the password
+  // was set, or at the first password login after the upgrade that added them).
+  std::string scram_sha256;
 };
 
 // Recent authentication attempts recorded under one throttle key.
@@ -158,8 +163,14 @@ class Store {
                                               std::string_view password_hash) = 0;
   // Removes the user and all of their mailboxes and messages.
   virtual absl::Status DeleteUser(std::string_view username) = 0;
+  // Also forgets the user's SCRAM keys: they belong to the old password.
   virtual absl::Status SetPasswordHash(std::string_view username,
                                        std::string_view password_hash) = 0;
+  // Stores SCRAM keys for the user if their password hash is still `password_hash`
+  // (the one the keys were derived beside): a password changed meanwhile keeps no
+  // keys of the old one. OK (nothing stored) when the hash changed or the user is gone.
+  virtual absl::Status SetScramKeys(std::string_view username, std::string_view password_hash,
+                                    std::string_view scram_sha256) = 0;
   // Usernames are matched exactly. NotFound if absent.
   virtual absl::StatusOr<UserRecord> FindUser(std::string_view username) = 0;
   virtual absl::StatusOr<UserRecord> FindUserById(uint64_t user_id) = 0;

@@ -332,6 +332,27 @@ TYPED_TEST_SUITE(StoreConformanceTest, StoreBackends);
 
 // --- Users -----------------------------------------------------------------------
 
+// SCRAM keys live beside the hash they were made with: stored only while the hash
+// is that one, dropped when it changes.
+TYPED_TEST(StoreConformanceTest, ScramKeysFollowThePasswordHash) {
+  const std::string hash = this->store_->FindUser("alice")->password_hash;
+  EXPECT_EQ(this->store_->FindUser("alice")->scram_sha256, "");
+  ASSERT_TRUE(this->store_->SetScramKeys("alice", "not the hash", "keys-0").ok());
+  EXPECT_EQ(this->store_->FindUser("alice")->scram_sha256, "");
+  ASSERT_TRUE(this->store_->SetScramKeys("alice", hash, "keys-1").ok());
+  EXPECT_EQ(this->store_->FindUser("alice")->scram_sha256, "keys-1");
+  EXPECT_EQ(this->store_->FindUserById(this->user_)->scram_sha256, "keys-1");
+  EXPECT_EQ(this->store_->ListUsers()->front().scram_sha256, "keys-1");
+  ASSERT_TRUE(this->store_->SetPasswordHash("alice", "new").ok());
+  EXPECT_EQ(this->store_->FindUser("alice")->scram_sha256, "");
+  ASSERT_TRUE(this->store_->SetScramKeys("alice", hash, "keys-old").ok());
+  EXPECT_EQ(this->store_->FindUser("alice")->scram_sha256, "");
+  ASSERT_TRUE(this->store_->SetScramKeys("alice", "new", "keys-2").ok());
+  EXPECT_EQ(this->store_->FindUser("alice")->scram_sha256, "keys-2");
+  // Nobody to store them for is not an error.
+  EXPECT_TRUE(this->store_->SetScramKeys("nobody", "new", "keys").ok());
+}
+
 TYPED_TEST(StoreConformanceTest, Users) {
   EXPECT_EQ(CodeOf(this->store_->CreateUser("alice", "x").status()), v1::ALREADYEXISTS);
   EXPECT_EQ(CodeOf(this->store_->CreateUser("", "x").status()), v1::BAD_REQUEST);

@@ -37,10 +37,10 @@ constexpr Table kTables[] = {
      "ti"},
     {"users",
      "SELECT id, username, password_hash, credential_generation, quota_storage_kib, "
-     "quota_messages FROM users",
+     "quota_messages, scram_sha256 FROM users",
      "INSERT INTO users (id, username, password_hash, credential_generation, "
-     "quota_storage_kib, quota_messages) VALUES ($1, $2, $3, $4, $5, $6)",
-     "ittinn"},
+     "quota_storage_kib, quota_messages, scram_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+     "ittinnT"},
     {"mailboxes",
      "SELECT id, user_id, name, uidvalidity, uidnext, highest_modseq, recent_floor, "
      "log_floor, noselect, special_use FROM mailboxes",

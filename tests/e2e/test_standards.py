@@ -516,12 +516,14 @@ class AuthenticationTest(Base):
         _, tagged = client.command("SELECT INBOX", tag="a3")
         self.assertTagged(tagged, "a3", "BAD")
 
-    def test_only_plain_and_no_security_layer(self):
-        # E0003 / V0021: PLAIN only; success carries a CAPABILITY code (V0023).
+    def test_mechanisms_and_no_security_layer(self):
+        # E0003 / V0021: PLAIN and SCRAM-SHA-256(-PLUS: TLS 1.3 here) by default, LOGIN
+        # only when turned on; success carries a CAPABILITY code (V0023).
         client = self.connect(login=False)
         caps = caps_of(client.greeting)
-        self.assertEqual([c for c in caps if c.startswith(b"AUTH=")], [b"AUTH=PLAIN"])
-        for mechanism in ("GSSAPI", "NTLM", "CRAM-MD5", "SCRAM-SHA-256"):
+        self.assertEqual([c for c in caps if c.startswith(b"AUTH=")],
+                         [b"AUTH=PLAIN", b"AUTH=SCRAM-SHA-256", b"AUTH=SCRAM-SHA-256-PLUS"])
+        for mechanism in ("GSSAPI", "NTLM", "CRAM-MD5", "SCRAM-SHA-1", "LOGIN"):
             _, tagged = client.command("AUTHENTICATE " + mechanism, tag="m1")
             self.assertTagged(tagged, "m1", "NO", b"CANNOT")
         client.send(b"m2 AUTHENTICATE PLAIN\r\n")

@@ -1,5 +1,7 @@
 // The commands of the Not Authenticated state (RFC 3501 §6.2): STARTTLS, LOGIN,
-// and AUTHENTICATE with SASL PLAIN (RFC 4616) and SASL-IR (RFC 4959).
+// and AUTHENTICATE with SASL PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login,
+// when the operator turns it on), SCRAM-SHA-256(-PLUS) (scram.cc) and SASL-IR
+// (RFC 4959).
 
 #include <optional>
 #include <string>
@@ -9,43 +11,13 @@
 #include "gateway/imap/response.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
+#include "gateway/session/commands/sasl.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace gateway::commands {
 namespace {
 
 namespace v1 = mailbox::v1;
-
-// RFC 4648 base64 (SASL responses). nullopt on any invalid character.
-std::optional<std::string> DecodeBase64(std::string_view text) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  while (!text.empty() && text.back() == '=') {
-    text.remove_suffix(1);
-  }
-  std::string out;
-  uint32_t bits = 0;
-  int count = 0;
-  for (char c : text) {
-    int v = value(c);
-    if (v < 0) {
-      return std::nullopt;
-    }
-    bits = (bits << 6) | static_cast<uint32_t>(v);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out.push_back(static_cast<char>((bits >> count) & 0xff));
-    }
-  }
-  return out;
-}
 
 // Answers NO [PRIVACYREQUIRED] and returns true if plaintext auth is not allowed here.
 bool PlaintextAuthRefused(CommandContext& session) {
@@ -64,10 +36,7 @@ v1::AuthenticateRequest PasswordRequest(const CommandContext& session, std::stri
   request.set_username(std::move(user));
   request.set_password(std::move(password));
   request.set_authzid(std::move(authzid));
-  // The client's address, from the PROXY header when a trusted proxy sent one
-  // (net/listener.h): the service throttles failed logins per client_ip.
-  request.set_client_ip(session.client_address());
-  request.set_gateway_id(session.options().gateway_id);
+  sasl::SetClient(session, request);
   return request;
 }
 
@@ -75,35 +44,71 @@ v1::AuthenticateRequest PasswordRequest(const CommandContext& session, std::stri
 awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateRequest& request) {
   auto response = co_await session.store().Authenticate(request);
   if (!response.ok()) {
-    v1::ErrorDetail detail = v1::DetailOf(response.status());
-    if (detail.code() == v1::UNAVAILABLE ||
-        (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
-         (absl::IsUnavailable(response.status()) || absl::IsDeadlineExceeded(response.status())))) {
-      session.Fail(response.status(), "Authentication");
-      co_return;
-    }
-    if (detail.code() == v1::BAD_REQUEST) {
-      // E.g. a user name over the service's 255-octet limit: say so, nothing was
-      // checked.
-      session.Bad(absl::StrCat("Authentication: ", std::string(response.status().message())));
-      co_return;
-    }
-    ops::GlobalMetrics().auth_failures.fetch_add(1);
-    session.LogConnection(absl::StrCat("authentication failed for ", request.username()));
-    std::string text = detail.code() == v1::THROTTLED
-                           ? std::string(response.status().message())
-                           : "Authentication failed: wrong user name or password";
-    session.No(text, "AUTHENTICATIONFAILED");
-    if (session.CountAuthFailure()) {
-      session.SendTaggedNow();
-      session.EndWithBye("Too many failed authentication attempts");
-    }
+    sasl::AnswerFailure(session, response.status(), request.username());
     co_return;
   }
-  std::string username = response->principal().username();
-  session.LoggedIn(mailbox::client::Session(response->session_token()), username);
-  session.Ok(absl::StrCat("Logged in as ", username),
-             imap::code::Capability(session.Capabilities()));
+  sasl::AnswerSuccess(session, *response);
+}
+
+// The mechanisms AUTHENTICATE takes on this connection, as named in the refusal
+// of any other.
+std::string OfferedMechanisms(const CommandContext& session) {
+  std::string offered = "PLAIN";
+  if (session.options().allow_auth_login) {
+    absl::StrAppend(&offered, ", LOGIN");
+  }
+  if (session.options().allow_scram) {
+    absl::StrAppend(&offered, ", SCRAM-SHA-256");
+    if (!session.channel_binding().type.empty()) {
+      absl::StrAppend(&offered, ", SCRAM-SHA-256-PLUS");
+    }
+  }
+  return offered;
+}
+
+// RFC 4616: [authzid] NUL authcid NUL passwd
+awaitable<void> AuthenticatePlain(CommandContext& session,
+                                  const imap::AuthenticateCommand& command) {
+  std::optional<std::string> decoded = co_await sasl::FirstResponse(session, command);
+  if (!decoded.has_value()) {
+    co_return;
+  }
+  size_t first = decoded->find('\0');
+  size_t second = first == std::string::npos ? first : decoded->find('\0', first + 1);
+  if (second == std::string::npos) {
+    session.Bad("A PLAIN response is authzid NUL user NUL password");
+    co_return;
+  }
+  std::string authzid = decoded->substr(0, first);
+  std::string user = decoded->substr(first + 1, second - first - 1);
+  std::string password = decoded->substr(second + 1);
+  v1::AuthenticateRequest request =
+      PasswordRequest(session, std::move(user), std::move(password), std::move(authzid));
+  co_await FinishLogin(session, request);
+}
+
+// The LOGIN mechanism (draft-murchison-sasl-login): the server asks "Username:",
+// then "Password:", each answered with the value alone. A SASL-IR initial
+// response, if any, is the user name (the draft's §2 allows it). Checked as
+// LOGIN and PLAIN are, through the same throttle.
+awaitable<void> AuthenticateLogin(CommandContext& session,
+                                  const imap::AuthenticateCommand& command) {
+  std::optional<std::string> user;
+  if (command.initial_response.has_value()) {
+    user = co_await sasl::FirstResponse(session, command);
+  } else {
+    user = co_await sasl::Round(session, "Username:");
+  }
+  if (!user.has_value()) {
+    co_return;
+  }
+  std::optional<std::string> password = co_await sasl::Round(session, "Password:");
+  if (!password.has_value()) {
+    co_return;
+  }
+  v1::AuthenticateRequest request =
+      PasswordRequest(session, *std::move(user), *std::move(password), "");
+  co_await FinishLogin(session, request);
 }
 
 }  // namespace
@@ -129,66 +134,30 @@ awaitable<void> Login(CommandContext& session, const std::string& user,
 }
 
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command) {
-  if (command.mechanism != "PLAIN") {
+  const bool plain = command.mechanism == "PLAIN";
+  const bool login = command.mechanism == "LOGIN" && session.options().allow_auth_login;
+  const bool scram = command.mechanism == "SCRAM-SHA-256" && session.options().allow_scram;
+  // RFC 5802 §6: -PLUS only where the channel can be bound (TLS 1.3, or 1.2 with
+  // Extended Master Secret).
+  const bool scram_plus = command.mechanism == "SCRAM-SHA-256-PLUS" &&
+                          session.options().allow_scram &&
+                          !session.channel_binding().type.empty();
+  if (!plain && !login && !scram && !scram_plus) {
     session.No(absl::StrCat("Unsupported authentication mechanism ", command.mechanism,
-                            "; this server offers PLAIN"),
+                            "; this server offers ", OfferedMechanisms(session)),
                "CANNOT");
     co_return;
   }
   if (PlaintextAuthRefused(session)) {
     co_return;
   }
-  std::string response;
-  if (command.initial_response.has_value()) {
-    response = *command.initial_response == "=" ? "" : *command.initial_response;
+  if (scram || scram_plus) {
+    co_await AuthenticateScram(session, command, scram_plus);
+  } else if (login) {
+    co_await AuthenticateLogin(session, command);
   } else {
-    // RFC 3501 §6.2.2: an empty challenge, then one line of base64.
-    session.Send("+ \r\n");
-    const bool flushed = co_await session.Flush();
-    if (!flushed) {
-      co_return;
-    }
-    session.input().SetMode(imap::Receiver::Mode::kLine);
-    std::optional<imap::Event> event;
-    while (true) {
-      event = co_await session.NextInput(session.InputDeadline());
-      if (!event.has_value()) {
-        co_return;  // the connection ended
-      }
-      if (auto* line = std::get_if<imap::Line>(&*event)) {
-        response = line->text;
-        break;
-      }
-      if (auto* error = std::get_if<imap::ProtocolError>(&*event)) {
-        session.input().SetMode(imap::Receiver::Mode::kCommand);
-        session.Bad(error->message);
-        co_return;
-      }
-    }
-    session.input().SetMode(imap::Receiver::Mode::kCommand);
-    if (response == "*") {
-      session.Bad("AUTHENTICATE cancelled by the client");
-      co_return;
-    }
+    co_await AuthenticatePlain(session, command);
   }
-  auto decoded = DecodeBase64(response);
-  if (!decoded.has_value()) {
-    session.Bad("The SASL response is not valid base64");
-    co_return;
-  }
-  // RFC 4616: [authzid] NUL authcid NUL passwd
-  size_t first = decoded->find('\0');
-  size_t second = first == std::string::npos ? first : decoded->find('\0', first + 1);
-  if (second == std::string::npos) {
-    session.Bad("A PLAIN response is authzid NUL user NUL password");
-    co_return;
-  }
-  std::string authzid = decoded->substr(0, first);
-  std::string user = decoded->substr(first + 1, second - first - 1);
-  std::string password = decoded->substr(second + 1);
-  v1::AuthenticateRequest request =
-      PasswordRequest(session, std::move(user), std::move(password), std::move(authzid));
-  co_await FinishLogin(session, request);
 }
 
 }  // namespace gateway::commands

@@ -32,6 +32,10 @@ awaitable<void> StartTls(CommandContext& session);
 awaitable<void> Login(CommandContext& session, const std::string& user,
                       const std::string& password);
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command);
+// scram.cc: AUTHENTICATE SCRAM-SHA-256 and, with `plus`, SCRAM-SHA-256-PLUS
+// (RFC 5802, RFC 7677), checked by the mailbox service.
+awaitable<void> AuthenticateScram(CommandContext& session,
+                                  const imap::AuthenticateCommand& command, bool plus);
 // compress.cc: RFC 4978 COMPRESS=DEFLATE.
 awaitable<void> Compress(CommandContext& session, const imap::CompressCommand& command);
 

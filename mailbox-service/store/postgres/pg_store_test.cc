@@ -173,6 +173,7 @@ TEST(PgSchemaTest, UpgradeFromVersion1KeepsOlderMessages) {
         "ALTER TABLE messages DROP COLUMN save_date;"
         "ALTER TABLE expunged_messages DROP COLUMN save_date;"
         "ALTER TABLE contents DROP COLUMN preview;"
+        "ALTER TABLE users DROP COLUMN scram_sha256;"
         "UPDATE schema_version SET version = 1",
         Soon());
     ASSERT_TRUE(status.ok()) << status;
@@ -191,6 +192,41 @@ TEST(PgSchemaTest, UpgradeFromVersion1KeepsOlderMessages) {
   absl::StatusOr<int> version = SchemaVersion(**conn, Soon());
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(*version, LatestSchemaVersion());
+}
+
+// The step that adds SCRAM keys, from the version before it: users keep their
+// password hash and have no keys (NULL) until the service stores some.
+TEST(PgSchemaTest, UpgradeToScramKeysLeavesUsersWithoutKeys) {
+  absl::StatusOr<TestServer> started = TestServer::Start();
+  ASSERT_TRUE(started.ok()) << started.status();
+  TestServer server = *std::move(started);
+  ASSERT_TRUE(server.CreateDatabase("scram").ok());
+  PgStore::Options options;
+  options.conninfo = server.conninfo("scram");
+  {
+    absl::StatusOr<std::unique_ptr<PgStore>> store = PgStore::Open(StoreLimits{}, nullptr, options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->CreateUser("u", "hash").ok());
+  }
+  {
+    absl::StatusOr<std::unique_ptr<Connection>> conn =
+        Connection::Open(server.conninfo("scram"), Soon());
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    absl::Status status = (*conn)->Exec(
+        absl::StrCat("ALTER TABLE users DROP COLUMN scram_sha256;"
+                     "UPDATE schema_version SET version = ",
+                     LatestSchemaVersion() - 1),
+        Soon());
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  absl::StatusOr<std::unique_ptr<PgStore>> store = PgStore::Open(StoreLimits{}, nullptr, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<UserRecord> user = (*store)->FindUser("u");
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_EQ(user->password_hash, "hash");
+  EXPECT_EQ(user->scram_sha256, "");
+  ASSERT_TRUE((*store)->SetScramKeys("u", "hash", "SCRAM-SHA-256$keys").ok());
+  EXPECT_EQ((*store)->FindUser("u")->scram_sha256, "SCRAM-SHA-256$keys");
 }
 
 }  // namespace
