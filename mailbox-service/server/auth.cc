@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <chrono>
+#include <iostream>
 #include <optional>
 #include <vector>
 
@@ -48,6 +49,12 @@ std::string Hex(const unsigned char* data, size_t size) {
 absl::Status AuthFailed() {
   return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
                        "Authentication failed: wrong user name or password");
+}
+
+// The same answer for every bad token: why it was refused goes to the log only.
+absl::Status BearerFailed() {
+  return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                       "Authentication failed: the token is not valid here");
 }
 
 }  // namespace
@@ -271,9 +278,15 @@ absl::StatusOr<uint64_t> Authenticator::CheckSessionToken(std::string_view token
 
 absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
     const v1::AuthenticateRequest& request, absl::Time deadline) {
-  if (request.mechanism() != v1::PASSWORD) {
+  const bool bearer = request.mechanism() == v1::BEARER;
+  if (bearer && options_.bearer == nullptr) {
     return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
-                         "only password authentication is offered by this service");
+                         "OAuth bearer tokens are not configured on this service");
+  }
+  if (request.mechanism() != v1::PASSWORD && !bearer) {
+    return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
+                         "only password and bearer token authentication are offered by this "
+                         "service");
   }
   if (request.username().size() > kMaxUsernameOctets) {
     return v1::BadRequest(absl::StrCat("user name is longer than ", kMaxUsernameOctets, " octets"));
@@ -322,9 +335,38 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
         absl::StrCat("Too many failed logins; try again in ", (delay + 999) / 1000, " s"), delay);
   }
 
-  auto user = store_->FindUser(request.username());
+  absl::StatusOr<store::UserRecord> user = absl::NotFoundError("");
+  if (!bearer) {
+    user = store_->FindUser(request.username());
+  }
   std::optional<bool> verified;
-  if (user.ok()) {
+  if (bearer) {
+    // A token counts against the throttle like a password: the pair is the
+    // client's address and the user it named (empty if it named none).
+    auto name = options_.bearer->Validate(request.token(), now_ms / 1000);
+    if (!name.ok()) {
+      std::cerr << "mailbox-service: bearer token refused (client " << address
+                << "): " << name.status().message() << std::endl;
+      return BearerFailed();
+    }
+    if (!request.username().empty() && request.username() != *name) {
+      std::cerr << "mailbox-service: bearer token refused (client " << address
+                << "): the client named another user than the token" << std::endl;
+      return BearerFailed();
+    }
+    user = store_->FindUser(*name);
+    if (absl::IsNotFound(user.status())) {
+      // No account is made from a token: an unknown user fails like a bad token.
+      std::cerr << "mailbox-service: bearer token refused (client " << address
+                << "): no user named by its claim" << std::endl;
+      return BearerFailed();
+    }
+    if (!user.ok()) {
+      store_->ReleaseAuthAttempt(reservation->rows).IgnoreError();
+      return user.status();
+    }
+    verified = true;
+  } else if (user.ok()) {
     verified = verifier_.VerifyBy(user->password_hash, request.password(), deadline);
   } else if (absl::IsNotFound(user.status())) {
     // Same work as for a real user, so timing does not tell which names exist.

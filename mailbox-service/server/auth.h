@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "mailbox-service/server/bearer_token.h"
 #include "mailbox-service/server/password_verifier.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
@@ -99,6 +100,9 @@ struct AuthOptions {
   int64_t session_lifetime_s = 24 * 3600;
   // Unix milliseconds now; empty means the system clock. Tests fix the time here.
   std::function<int64_t()> clock_ms;
+  // Checks OAuth 2.0 bearer tokens (mechanism BEARER); null: BEARER is not
+  // offered. Must outlive the Authenticator.
+  BearerValidator* bearer = nullptr;
 };
 
 // Keys that sign and check session tokens: `keys[0]` signs, every key checks (so a
@@ -114,8 +118,11 @@ class Authenticator {
                                                                AuthOptions options,
                                                                SessionKeyRing keys);
 
-  // Checks a password login. Errors: UNAUTHENTICATED/AUTHENTICATIONFAILED (wrong user
-  // or password, indistinguishable), RESOURCE_EXHAUSTED/THROTTLED with retry_after_ms,
+  // Checks a password login, or a bearer token (mechanism BEARER: `token`, and
+  // `username` if the client named one, which must then be the token's user).
+  // Errors: UNAUTHENTICATED/AUTHENTICATIONFAILED (wrong user or password, or a
+  // token that is invalid, expired, for another user or for a user that does not
+  // exist, indistinguishable), RESOURCE_EXHAUSTED/THROTTLED with retry_after_ms,
   // UNIMPLEMENTED for mechanisms not offered yet, DEADLINE_EXCEEDED/UNAVAILABLE when
   // the password could not be checked by `deadline` (the caller's own deadline: too
   // many logins were waiting for the hash; no failure is recorded).

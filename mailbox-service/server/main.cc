@@ -90,7 +90,58 @@ std::vector<config::Setting> Settings() {
       {"session-key-file", "MAILBOX_SESSION_KEY_FILE", "",
        "file of the keys that sign session tokens (default <data-dir>/session.key, made "
        "if missing); first line signs, every line checks"},
+      {"oauth-jwks", "MAILBOX_OAUTH_JWKS", "",
+       "JWK Set file of the identity provider's token signing keys (RS256, ES256, EdDSA); "
+       "set, it turns on OAuth 2.0 bearer tokens (OAUTHBEARER, XOAUTH2). Re-read when it "
+       "changes; a bad file keeps the keys read before"},
+      {"oauth-issuer", "MAILBOX_OAUTH_ISSUER", "",
+       "with --oauth-jwks: the \"iss\" every token must carry (exactly)"},
+      {"oauth-audience", "MAILBOX_OAUTH_AUDIENCE", "",
+       "with --oauth-jwks: the value the token's \"aud\" must be or contain"},
+      {"oauth-user-claim", "MAILBOX_OAUTH_USER_CLAIM", "email",
+       "with --oauth-jwks: the claim holding the user name (an existing user; e.g. email, "
+       "sub, preferred_username)"},
+      {"oauth-clock-skew-seconds", "MAILBOX_OAUTH_CLOCK_SKEW_SECONDS", "60",
+       "allowance for clock differences when checking exp, nbf and iat"},
+      {"oauth-max-token-bytes", "MAILBOX_OAUTH_MAX_TOKEN_BYTES", "8192",
+       "longest bearer token accepted"},
+      {"oauth-max-jwks-bytes", "MAILBOX_OAUTH_MAX_JWKS_BYTES", "65536",
+       "largest --oauth-jwks file read"},
+      {"oauth-max-jwks-keys", "MAILBOX_OAUTH_MAX_JWKS_KEYS", "32",
+       "most keys a --oauth-jwks file may hold"},
   };
+}
+
+// The bearer token checks from the --oauth-* flags.
+absl::StatusOr<std::unique_ptr<BearerValidator>> MakeBearerValidator(const config::Config& config) {
+  BearerOptions options;
+  options.jwks_path = config.Get("oauth-jwks");
+  options.issuer = config.Get("oauth-issuer");
+  options.audience = config.Get("oauth-audience");
+  options.user_claim = config.Get("oauth-user-claim");
+  auto skew = config.GetInt("oauth-clock-skew-seconds");
+  auto token_bytes = config.GetInt("oauth-max-token-bytes");
+  auto jwks_bytes = config.GetInt("oauth-max-jwks-bytes");
+  auto jwks_keys = config.GetInt("oauth-max-jwks-keys");
+  for (const auto* value : {&skew, &token_bytes, &jwks_bytes, &jwks_keys}) {
+    if (!value->ok()) {
+      return value->status();
+    }
+  }
+  if (*skew < 0 || *skew > 3600) {
+    return absl::InvalidArgumentError("--oauth-clock-skew-seconds must be between 0 and 3600");
+  }
+  if (*token_bytes < 256 || *token_bytes > 65536 || *jwks_bytes < 256 ||
+      *jwks_bytes > 16 << 20 || *jwks_keys < 1 || *jwks_keys > 1000) {
+    return absl::InvalidArgumentError(
+        "--oauth-max-token-bytes must be between 256 and 65536, --oauth-max-jwks-bytes "
+        "between 256 and 16777216, --oauth-max-jwks-keys between 1 and 1000");
+  }
+  options.clock_skew_s = *skew;
+  options.max_token_octets = static_cast<size_t>(*token_bytes);
+  options.max_jwks_octets = static_cast<size_t>(*jwks_bytes);
+  options.jwks.max_keys = static_cast<size_t>(*jwks_keys);
+  return BearerValidator::Create(std::move(options));
 }
 
 int Run(int argc, char** argv) {
@@ -256,6 +307,21 @@ int Run(int argc, char** argv) {
   if (!session_keys.ok()) {
     std::cerr << "mailbox-service: session keys: " << session_keys.status().message() << "\n";
     return 1;
+  }
+  std::unique_ptr<BearerValidator> bearer;
+  if (const std::string& jwks = config->Get("oauth-jwks"); !jwks.empty()) {
+    auto validator = MakeBearerValidator(*config);
+    if (!validator.ok()) {
+      std::cerr << "mailbox-service: OAuth: " << validator.status().message() << "\n";
+      return 2;
+    }
+    bearer = *std::move(validator);
+    auth_options.bearer = bearer.get();
+    std::cout << "mailbox-service: OAuth bearer tokens from " << bearer->options().issuer
+              << " for " << bearer->options().audience << ", keys in " << jwks << std::endl;
+  } else if (!config->Get("oauth-issuer").empty() || !config->Get("oauth-audience").empty()) {
+    std::cerr << "mailbox-service: --oauth-issuer and --oauth-audience need --oauth-jwks\n";
+    return 2;
   }
   auto auth = Authenticator::Create(store->get(), auth_options, *std::move(session_keys));
   if (!auth.ok()) {
