@@ -62,6 +62,13 @@ std::vector<mailbox::config::Setting> Settings() {
       {"gateway-id", "IMAPD_GATEWAY_ID", "", "this replica's name in the service's logs"},
       {"allow-plaintext-auth", "IMAPD_ALLOW_PLAINTEXT_AUTH", "false",
        "allow LOGIN/AUTHENTICATE without TLS (otherwise LOGINDISABLED)"},
+      {"oauth", "IMAPD_OAUTH", "false",
+       "offer AUTHENTICATE OAUTHBEARER and XOAUTH2 over TLS; the mailbox service checks the "
+       "tokens (start it with --oauth-jwks)"},
+      {"oauth-scope", "IMAPD_OAUTH_SCOPE", "",
+       "with --oauth: the scope named in the error a refused token gets (RFC 7628 §3.2.2)"},
+      {"oauth-openid-configuration", "IMAPD_OAUTH_OPENID_CONFIGURATION", "",
+       "with --oauth: the identity provider's OpenID configuration URL, named in that error"},
       {"unauthenticated-timeout", "IMAPD_UNAUTHENTICATED_TIMEOUT", "60",
        "seconds a connection may stay unauthenticated (not reset by commands)"},
       {"autologout", "IMAPD_AUTOLOGOUT", "1800", "seconds of inactivity before autologout"},
@@ -187,6 +194,9 @@ int Run(int argc, char** argv) {
   options.read_timeout = std::chrono::seconds(std::max<int64_t>(read_timeout, 1));
   options.idle_keepalive = std::chrono::seconds(std::max<int64_t>(keepalive, 1));
   options.allow_plaintext_auth = config->GetBool("allow-plaintext-auth");
+  options.oauth = config->GetBool("oauth");
+  options.oauth_scope = config->Get("oauth-scope");
+  options.oauth_openid_configuration = config->Get("oauth-openid-configuration");
   options.limits.literal_minus = config->GetBool("literal-minus");
   options.tls_handshake_timeout =
       std::chrono::duration_cast<std::chrono::seconds>(net_config.tls_handshake_timeout);

@@ -81,6 +81,13 @@ struct SessionOptions {
   // neither advertised nor accepted.
   size_t max_compressed_connections = kDefaultMaxCompressedConnections;
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
+  // AUTH=OAUTHBEARER and AUTH=XOAUTH2 over TLS: the mailbox service checks the
+  // tokens (it must be started with --oauth-jwks). The scope and OpenID
+  // configuration URL go into the error a refused token gets (RFC 7628 §3.2.2)
+  // when not empty.
+  bool oauth = false;
+  std::string oauth_scope;
+  std::string oauth_openid_configuration;
   std::string server_name = "imapd";
   std::string gateway_id;                // sent to the service for its logs
 };

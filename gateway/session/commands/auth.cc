@@ -1,5 +1,6 @@
 // The commands of the Not Authenticated state (RFC 3501 §6.2): STARTTLS, LOGIN,
-// and AUTHENTICATE with SASL PLAIN (RFC 4616) and SASL-IR (RFC 4959).
+// and AUTHENTICATE with SASL PLAIN (RFC 4616), OAUTHBEARER (RFC 7628) and XOAUTH2,
+// and SASL-IR (RFC 4959).
 
 #include <optional>
 #include <string>
@@ -9,6 +10,7 @@
 #include "gateway/imap/response.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
+#include "gateway/session/commands/sasl_bearer.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace gateway::commands {
@@ -71,8 +73,57 @@ v1::AuthenticateRequest PasswordRequest(const CommandContext& session, std::stri
   return request;
 }
 
-// Checks the credentials with the mailbox service and answers the command.
-awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateRequest& request) {
+// Sends a continuation carrying `challenge` (base64, may be empty) and reads the
+// client's one-line response (RFC 3501 §6.2.2). nullopt if the connection ended
+// or the command was answered (a protocol error, or "*": the client cancelled).
+awaitable<std::optional<std::string>> Challenge(CommandContext& session,
+                                                std::string_view challenge) {
+  session.Send(absl::StrCat("+ ", std::string(challenge), "\r\n"));
+  const bool flushed = co_await session.Flush();
+  if (!flushed) {
+    co_return std::nullopt;
+  }
+  session.input().SetMode(imap::Receiver::Mode::kLine);
+  std::optional<std::string> response;
+  while (true) {
+    std::optional<imap::Event> event = co_await session.NextInput(session.InputDeadline());
+    if (!event.has_value()) {
+      break;  // the connection ended
+    }
+    if (auto* line = std::get_if<imap::Line>(&*event)) {
+      response = line->text;
+      break;
+    }
+    if (auto* error = std::get_if<imap::ProtocolError>(&*event)) {
+      session.input().SetMode(imap::Receiver::Mode::kCommand);
+      session.Bad(error->message);
+      co_return std::nullopt;
+    }
+  }
+  session.input().SetMode(imap::Receiver::Mode::kCommand);
+  if (response == "*") {
+    session.Bad("AUTHENTICATE cancelled by the client");
+    co_return std::nullopt;
+  }
+  co_return response;
+}
+
+// The client's response: the initial one (SASL-IR, RFC 4959 §3: "=" is empty) or
+// one read after an empty challenge.
+awaitable<std::optional<std::string>> FirstResponse(CommandContext& session,
+                                                    const imap::AuthenticateCommand& command) {
+  if (command.initial_response.has_value()) {
+    co_return *command.initial_response == "=" ? std::string() : *command.initial_response;
+  }
+  std::optional<std::string> response = co_await Challenge(session, "");
+  co_return response;
+}
+
+// Checks the credentials with the mailbox service and answers the command. For
+// a refused token, `failure_challenge` (not empty) is first sent as a challenge
+// and the client's answer awaited (RFC 7628 §3.2.2) before the NO.
+awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateRequest& request,
+                            std::string failure_challenge = "") {
   auto response = co_await session.store().Authenticate(request);
   if (!response.ok()) {
     v1::ErrorDetail detail = v1::DetailOf(response.status());
@@ -89,10 +140,27 @@ awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateReque
       co_return;
     }
     ops::GlobalMetrics().auth_failures.fetch_add(1);
-    session.LogConnection(absl::StrCat("authentication failed for ", request.username()));
-    std::string text = detail.code() == v1::THROTTLED
-                           ? std::string(response.status().message())
-                           : "Authentication failed: wrong user name or password";
+    const bool bearer = request.mechanism() == v1::BEARER;
+    session.LogConnection(absl::StrCat("authentication failed for ", request.username(),
+                                       bearer ? " (bearer token)" : ""));
+    std::string text = detail.code() == v1::THROTTLED ? std::string(response.status().message())
+                       : bearer ? "Authentication failed: the token is invalid or expired"
+                                : "Authentication failed: wrong user name or password";
+    if (detail.code() != v1::THROTTLED && !failure_challenge.empty()) {
+      // RFC 7628 §3.2.2: the error as a challenge; the client answers with a
+      // single %x01 (whatever it sends, the exchange fails).
+      const bool counted_out = session.CountAuthFailure();
+      std::optional<std::string> answer = co_await Challenge(session, failure_challenge);
+      if (!answer.has_value()) {
+        co_return;
+      }
+      session.No(text, "AUTHENTICATIONFAILED");
+      if (counted_out) {
+        session.SendTaggedNow();
+        session.EndWithBye("Too many failed authentication attempts");
+      }
+      co_return;
+    }
     session.No(text, "AUTHENTICATIONFAILED");
     if (session.CountAuthFailure()) {
       session.SendTaggedNow();
@@ -128,50 +196,75 @@ awaitable<void> Login(CommandContext& session, const std::string& user,
   co_await FinishLogin(session, request);
 }
 
+namespace {
+
+// AUTHENTICATE OAUTHBEARER (RFC 7628) and XOAUTH2: the token goes to the mailbox
+// service, which checks it.
+awaitable<void> AuthenticateBearer(CommandContext& session,
+                                   const imap::AuthenticateCommand& command, bool xoauth2) {
+  std::optional<std::string> response = co_await FirstResponse(session, command);
+  if (!response.has_value()) {
+    co_return;
+  }
+  auto decoded = DecodeBase64(*response);
+  if (!decoded.has_value()) {
+    session.Bad("The SASL response is not valid base64");
+    co_return;
+  }
+  absl::StatusOr<BearerCredentials> credentials =
+      xoauth2 ? ParseXoauth2(*decoded) : ParseOauthBearer(*decoded);
+  if (!credentials.ok()) {
+    session.Bad(std::string(credentials.status().message()));
+    co_return;
+  }
+  v1::AuthenticateRequest request;
+  request.set_mechanism(v1::BEARER);
+  request.set_username(std::move(credentials->user));
+  request.set_token(std::move(credentials->token));
+  request.set_client_ip(session.client_address());
+  request.set_gateway_id(session.options().gateway_id);
+  // RFC 7628 §3.2.2 for OAUTHBEARER; XOAUTH2 clients get the same exchange, with
+  // the HTTP status Google's servers put in "status".
+  const SessionOptions& options = session.options();
+  std::string challenge = BearerErrorChallenge(xoauth2 ? "401" : "invalid_token",
+                                               options.oauth_scope,
+                                               options.oauth_openid_configuration);
+  co_await FinishLogin(session, request, std::move(challenge));
+}
+
+}  // namespace
+
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command) {
+  const bool bearer = command.mechanism == "OAUTHBEARER" || command.mechanism == "XOAUTH2";
+  if (bearer && session.options().oauth) {
+    if (!session.tls_active()) {
+      // A bearer token is a replayable secret: never over plaintext, whatever
+      // --allow-plaintext-auth says.
+      session.No("OAuth bearer tokens are accepted only over TLS: use STARTTLS or the IMAPS "
+                 "port first",
+                 "PRIVACYREQUIRED");
+      co_return;
+    }
+    co_await AuthenticateBearer(session, command, command.mechanism == "XOAUTH2");
+    co_return;
+  }
   if (command.mechanism != "PLAIN") {
     session.No(absl::StrCat("Unsupported authentication mechanism ", command.mechanism,
-                            "; this server offers PLAIN"),
+                            "; this server offers PLAIN",
+                            session.options().oauth && session.tls_active()
+                                ? ", OAUTHBEARER and XOAUTH2"
+                                : ""),
                "CANNOT");
     co_return;
   }
   if (PlaintextAuthRefused(session)) {
     co_return;
   }
-  std::string response;
-  if (command.initial_response.has_value()) {
-    response = *command.initial_response == "=" ? "" : *command.initial_response;
-  } else {
-    // RFC 3501 §6.2.2: an empty challenge, then one line of base64.
-    session.Send("+ \r\n");
-    const bool flushed = co_await session.Flush();
-    if (!flushed) {
-      co_return;
-    }
-    session.input().SetMode(imap::Receiver::Mode::kLine);
-    std::optional<imap::Event> event;
-    while (true) {
-      event = co_await session.NextInput(session.InputDeadline());
-      if (!event.has_value()) {
-        co_return;  // the connection ended
-      }
-      if (auto* line = std::get_if<imap::Line>(&*event)) {
-        response = line->text;
-        break;
-      }
-      if (auto* error = std::get_if<imap::ProtocolError>(&*event)) {
-        session.input().SetMode(imap::Receiver::Mode::kCommand);
-        session.Bad(error->message);
-        co_return;
-      }
-    }
-    session.input().SetMode(imap::Receiver::Mode::kCommand);
-    if (response == "*") {
-      session.Bad("AUTHENTICATE cancelled by the client");
-      co_return;
-    }
+  std::optional<std::string> response = co_await FirstResponse(session, command);
+  if (!response.has_value()) {
+    co_return;
   }
-  auto decoded = DecodeBase64(response);
+  auto decoded = DecodeBase64(*response);
   if (!decoded.has_value()) {
     session.Bad("The SASL response is not valid base64");
     co_return;
