@@ -8,6 +8,8 @@ statement, the statement cites that test and nothing is repeated here.
 
 import base64
 import datetime
+import imaplib
+import json
 import os
 import re
 import ssl
@@ -1289,6 +1291,163 @@ class CompressLimitTest(unittest.TestCase):
             self.assertTrue(bounded.alive() and disabled.alive())
         finally:
             system.stop()
+
+
+class OAuthBearerTest(unittest.TestCase):
+    # RFC 7628 (OAUTHBEARER) and XOAUTH2 from Python's imaplib with an authobject:
+    # the mailbox service checks the tokens against a JWK Set (--oauth-jwks), the
+    # gateway offers the mechanisms over TLS with --oauth.
+    @classmethod
+    def setUpClass(cls):
+        cls.system = harness.System("std-oauth")
+        try:
+            cls.issuer = harness.OAuthIssuer(cls.system.dir)
+            cls.system.start_service(*cls.issuer.service_flags())
+            cls.gateway = cls.system.start_gateway("--oauth=true", "--oauth-scope=imap",
+                                                   "--allow-plaintext-auth=true")
+            cls.plain_gateway = cls.system.start_gateway()
+            cls.user, _ = cls.system.new_user("oauth")
+            cls.other, _ = cls.system.new_user("oauth")
+        except Exception:
+            cls.system.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.system.stop()
+
+    def tearDown(self):
+        for gateway in (self.gateway, self.plain_gateway):
+            self.assertTrue(gateway.alive(), "gateway died:\n" + gateway.log()[-3000:])
+
+    def imap(self, gateway=None):
+        context = ssl.create_default_context(cafile=self.system.cert)
+        client = imaplib.IMAP4_SSL("127.0.0.1", (gateway or self.gateway).imaps_port,
+                                   ssl_context=context, timeout=15)
+        self.addCleanup(client.shutdown)
+        return client
+
+    @staticmethod
+    def oauthbearer(token, authzid=""):
+        # RFC 7628 §3.1: GS2 header, then kvpairs; a single %x01 answers an error
+        # challenge (§3.2.3).
+        challenges = []
+
+        def respond(challenge):
+            challenges.append(challenge)
+            if challenge:
+                return b"\x01"
+            return ("n,%s,\x01auth=Bearer %s\x01\x01"
+                    % ("a=" + authzid if authzid else "", token)).encode()
+        return respond, challenges
+
+    @staticmethod
+    def xoauth2(user, token):
+        challenges = []
+
+        def respond(challenge):
+            challenges.append(challenge)
+            if challenge:
+                return b"\x01"
+            return ("user=%s\x01auth=Bearer %s\x01\x01" % (user, token)).encode()
+        return respond, challenges
+
+    def test_advertised_over_tls_only_and_only_with_oauth(self):
+        client = self.imap()
+        self.assertIn("AUTH=OAUTHBEARER", client.capabilities)
+        self.assertIn("AUTH=XOAUTH2", client.capabilities)
+        plain = imaplib.IMAP4("127.0.0.1", self.gateway.imap_port, timeout=15)
+        self.addCleanup(plain.shutdown)
+        self.assertIn("AUTH=PLAIN", plain.capabilities)  # --allow-plaintext-auth
+        self.assertNotIn("AUTH=OAUTHBEARER", plain.capabilities)
+        self.assertNotIn("AUTH=XOAUTH2", plain.capabilities)
+        typ, data = plain._simple_command("AUTHENTICATE", "OAUTHBEARER")
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"[PRIVACYREQUIRED]", data[0])
+        without = self.imap(self.plain_gateway)
+        self.assertNotIn("AUTH=OAUTHBEARER", without.capabilities)
+        self.assertNotIn("AUTH=XOAUTH2", without.capabilities)
+
+    def test_oauthbearer_logs_in(self):
+        client = self.imap()
+        respond, challenges = self.oauthbearer(self.issuer.token(self.user))
+        typ, data = client.authenticate("OAUTHBEARER", respond)
+        self.assertEqual(typ, "OK", data)
+        self.assertEqual(challenges, [b""])
+        self.assertEqual(client.select("INBOX")[0], "OK")
+        # With the authorization identity in the GS2 header, equal to the token's user.
+        client = self.imap()
+        respond, _ = self.oauthbearer(self.issuer.token(self.user), authzid=self.user)
+        self.assertEqual(client.authenticate("OAUTHBEARER", respond)[0], "OK")
+
+    def test_xoauth2_logs_in(self):
+        client = self.imap()
+        respond, challenges = self.xoauth2(self.user, self.issuer.token(self.user))
+        typ, data = client.authenticate("XOAUTH2", respond)
+        self.assertEqual(typ, "OK", data)
+        self.assertEqual(challenges, [b""])
+        self.assertEqual(client.select("INBOX")[0], "OK")
+
+    def assertRefusedWithErrorChallenge(self, client, mechanism, respond, challenges, status):
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            client.authenticate(mechanism, respond)
+        self.assertIn("[AUTHENTICATIONFAILED]", str(refused.exception))
+        # RFC 7628 §3.2.2: the error came as a challenge, which the client answered
+        # with %x01 before the NO.
+        self.assertEqual(len(challenges), 2, challenges)
+        error = json.loads(challenges[1])
+        self.assertEqual(error, {"status": status, "schemes": "bearer", "scope": "imap"})
+        # The connection goes on: a good token works on it.
+        good, _ = self.oauthbearer(self.issuer.token(self.user))
+        self.assertEqual(client.authenticate("OAUTHBEARER", good)[0], "OK")
+
+    def test_expired_token_gets_the_error_exchange(self):
+        expired = self.issuer.token(self.user, lifetime=-3600)
+        respond, challenges = self.oauthbearer(expired)
+        self.assertRefusedWithErrorChallenge(self.imap(), "OAUTHBEARER", respond, challenges,
+                                             "invalid_token")
+        respond, challenges = self.xoauth2(self.user, expired)
+        self.assertRefusedWithErrorChallenge(self.imap(), "XOAUTH2", respond, challenges, "401")
+
+    def test_token_of_another_user_is_refused(self):
+        token = self.issuer.token(self.other)
+        respond, challenges = self.oauthbearer(token, authzid=self.user)
+        self.assertRefusedWithErrorChallenge(self.imap(), "OAUTHBEARER", respond, challenges,
+                                             "invalid_token")
+        respond, challenges = self.xoauth2(self.user, token)
+        self.assertRefusedWithErrorChallenge(self.imap(), "XOAUTH2", respond, challenges, "401")
+        # A token for a user the service does not have: no account is made.
+        respond, challenges = self.oauthbearer(self.issuer.token("nobody@example.org"))
+        self.assertRefusedWithErrorChallenge(self.imap(), "OAUTHBEARER", respond, challenges,
+                                             "invalid_token")
+        self.assertNotIn("nobody@example.org", self.system.admin("user", "list"))
+
+    def test_sasl_ir_and_malformed_responses(self):
+        client = RawClient(self.gateway.imaps_port, "tls", cafile=self.system.cert)
+        self.addCleanup(client.close)
+        # RFC 4959: the response on the command line.
+        initial = base64.b64encode(("n,,\x01auth=Bearer %s\x01\x01"
+                                    % self.issuer.token(self.user)).encode())
+        _, tagged = client.command(b"AUTHENTICATE OAUTHBEARER " + initial, tag="i1")
+        self.assertTrue(tagged.startswith(b"i1 OK [CAPABILITY "), tagged)
+        client = RawClient(self.gateway.imaps_port, "tls", cafile=self.system.cert)
+        self.addCleanup(client.close)
+        for tag, response in (("b1", b"n,,auth=Bearer x\x01\x01"),
+                              ("b2", b"p=tls-unique,,\x01auth=Bearer x\x01\x01"),
+                              ("b3", b"n,,\x01host=x\x01\x01")):
+            _, tagged = client.command(b"AUTHENTICATE OAUTHBEARER " + base64.b64encode(response),
+                                       tag=tag)
+            self.assertTrue(tagged.startswith(tag.encode() + b" BAD OAUTHBEARER: "), tagged)
+        # The error exchange by hand: the challenge, %x01, then the NO.
+        expired = base64.b64encode(("n,,\x01auth=Bearer %s\x01\x01"
+                                    % self.issuer.token(self.user, lifetime=-600)).encode())
+        client.send(b"e1 AUTHENTICATE OAUTHBEARER " + expired + b"\r\n")
+        line = client.read_line()
+        self.assertTrue(line.startswith(b"+ "), line)
+        self.assertEqual(json.loads(base64.b64decode(line[2:]))["status"], "invalid_token")
+        client.send(base64.b64encode(b"\x01") + b"\r\n")
+        _, tagged = client.read_tagged("e1")
+        self.assertTrue(tagged.startswith(b"e1 NO [AUTHENTICATIONFAILED]"), tagged)
 
 
 class DefaultMailboxesTest(unittest.TestCase):
