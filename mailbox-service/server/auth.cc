@@ -344,6 +344,17 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
     // A token counts against the throttle like a password: the pair is the
     // client's address and the user it named (empty if it named none).
     auto name = options_.bearer->Validate(request.token(), now_ms / 1000);
+    if (absl::IsUnavailable(name.status())) {
+      // The introspection endpoint could not be asked: not the client's failure.
+      std::cerr << "mailbox-service: bearer token not checked: " << name.status().message()
+                << std::endl;
+      if (auto released = store_->ReleaseAuthAttempt(reservation->rows); !released.ok()) {
+        return released;
+      }
+      return v1::MakeError(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
+                           "The identity provider could not be asked about the token; try "
+                           "again");
+    }
     if (!name.ok()) {
       std::cerr << "mailbox-service: bearer token refused (client " << address
                 << "): " << name.status().message() << std::endl;

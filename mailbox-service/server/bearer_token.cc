@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 
@@ -161,17 +162,41 @@ std::shared_ptr<const std::vector<jose::Jwk>> JwksFile::Current() {
   return keys_;
 }
 
-absl::StatusOr<std::unique_ptr<BearerValidator>> BearerValidator::Create(BearerOptions options) {
+absl::StatusOr<std::unique_ptr<BearerValidator>> BearerValidator::Create(
+    BearerOptions options, IntrospectionPost post) {
   if (options.issuer.empty() || options.audience.empty() || options.user_claim.empty()) {
     return absl::InvalidArgumentError(
         "OAuth tokens need an issuer, an audience and a user claim to check");
   }
-  auto keys = JwksFile::Open(options);
-  if (!keys.ok()) {
-    return keys.status();
+  if (options.jwks_path.empty() && options.introspection.url.empty()) {
+    return absl::InvalidArgumentError(
+        "OAuth tokens need a JWK Set file or an introspection endpoint");
+  }
+  std::unique_ptr<JwksFile> keys;
+  if (!options.jwks_path.empty()) {
+    auto opened = JwksFile::Open(options);
+    if (!opened.ok()) {
+      return opened.status();
+    }
+    keys = *std::move(opened);
+  }
+  std::unique_ptr<TokenIntrospector> introspector;
+  if (!options.introspection.url.empty()) {
+    if (post == nullptr) {
+      auto https = MakeHttpsIntrospectionPost(options.introspection);
+      if (!https.ok()) {
+        return https.status();
+      }
+      post = *std::move(https);
+    }
+    introspector = std::make_unique<TokenIntrospector>(
+        options.introspection,
+        IntrospectionClaims{options.issuer, options.audience, options.user_claim,
+                            options.clock_skew_s},
+        std::move(post));
   }
   return std::unique_ptr<BearerValidator>(
-      new BearerValidator(std::move(options), *std::move(keys)));
+      new BearerValidator(std::move(options), std::move(keys), std::move(introspector)));
 }
 
 absl::StatusOr<std::string> BearerValidator::Validate(std::string_view token, int64_t now_unix) {
@@ -180,6 +205,18 @@ absl::StatusOr<std::string> BearerValidator::Validate(std::string_view token, in
                                 " octets"));
   }
   // RFC 7515 §7.1: header "." payload "." signature, each base64url.
+  const size_t dots = static_cast<size_t>(std::count(token.begin(), token.end(), '.'));
+  if (keys_ != nullptr && (dots == 2 || introspector_ == nullptr)) {
+    return ValidateJws(token, now_unix);
+  }
+  if (introspector_ == nullptr || token.empty()) {
+    return Invalid("the token is empty");
+  }
+  return introspector_->Introspect(token, now_unix);
+}
+
+absl::StatusOr<std::string> BearerValidator::ValidateJws(std::string_view token,
+                                                         int64_t now_unix) {
   const size_t first = token.find('.');
   const size_t second = first == std::string_view::npos ? first : token.find('.', first + 1);
   if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos) {

@@ -1,8 +1,9 @@
 // OAuth 2.0 bearer tokens (RFC 6750) presented with SASL OAUTHBEARER (RFC 7628)
 // or XOAUTH2: the service checks them offline as signed JWTs (RFC 7519) against
 // the keys of a JWK Set file the operator keeps (--oauth-jwks), re-read when it
-// changes. A token names its user in a configured claim; that user must exist
-// (tokens never create users).
+// changes, and, if an introspection endpoint is configured, asks it about the
+// tokens that are not JWTs (RFC 7662, introspection.h). A token names its user in
+// a configured claim; that user must exist (tokens never create users).
 #pragma once
 
 #include <sys/types.h>
@@ -17,13 +18,18 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "mailbox-service/server/introspection.h"
 #include "mailbox-service/server/jose.h"
 
 namespace mailbox::server {
 
 struct BearerOptions {
-  // The JWK Set file (RFC 7517 §5) of the identity provider's signing keys.
+  // The JWK Set file (RFC 7517 §5) of the identity provider's signing keys;
+  // empty: no JWT is checked offline (introspection must then be on).
   std::string jwks_path;
+  // RFC 7662 introspection of opaque tokens (and of every token when there is no
+  // JWK Set); off when its url is empty.
+  IntrospectionOptions introspection;
   // Required "iss" (RFC 7519 §4.1.1), compared exactly.
   std::string issuer;
   // Required in "aud" (RFC 7519 §4.1.3), a string or an array of strings.
@@ -80,22 +86,31 @@ class JwksFile {
 
 class BearerValidator {
  public:
-  static absl::StatusOr<std::unique_ptr<BearerValidator>> Create(BearerOptions options);
+  // `post` replaces the HTTPS client of the introspection endpoint (tests).
+  static absl::StatusOr<std::unique_ptr<BearerValidator>> Create(
+      BearerOptions options, IntrospectionPost post = nullptr);
 
   // The user name the token stands for, if it is a JWS-signed JWT (compact form)
   // signed by a key of the set with the algorithm that key is for, whose iss, aud,
-  // exp, nbf and iat hold at `now_unix`. Every failure is InvalidArgument with a
-  // reason for the service's log (never shown to the client).
+  // exp, nbf and iat hold at `now_unix`; or, for a token that is not a JWS (or
+  // every token, without a JWK Set), what the introspection endpoint says. Every
+  // failure of the token is InvalidArgument with a reason for the service's log
+  // (never shown to the client); Unavailable if the endpoint could not be asked.
   absl::StatusOr<std::string> Validate(std::string_view token, int64_t now_unix);
 
   const BearerOptions& options() const { return options_; }
 
  private:
-  BearerValidator(BearerOptions options, std::unique_ptr<JwksFile> keys)
-      : options_(std::move(options)), keys_(std::move(keys)) {}
+  BearerValidator(BearerOptions options, std::unique_ptr<JwksFile> keys,
+                  std::unique_ptr<TokenIntrospector> introspector)
+      : options_(std::move(options)),
+        keys_(std::move(keys)),
+        introspector_(std::move(introspector)) {}
+  absl::StatusOr<std::string> ValidateJws(std::string_view token, int64_t now_unix);
 
   const BearerOptions options_;
-  std::unique_ptr<JwksFile> keys_;
+  std::unique_ptr<JwksFile> keys_;                 // null without a JWK Set
+  std::unique_ptr<TokenIntrospector> introspector_;  // null without introspection
 };
 
 }  // namespace mailbox::server

@@ -34,6 +34,7 @@
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/backend.h"
 #include "storage-client/link_token.h"
+#include "storage-client/posix_file.h"
 
 namespace mailbox::server {
 namespace {
@@ -109,6 +110,25 @@ std::vector<config::Setting> Settings() {
        "largest --oauth-jwks file read"},
       {"oauth-max-jwks-keys", "MAILBOX_OAUTH_MAX_JWKS_KEYS", "32",
        "most keys a --oauth-jwks file may hold"},
+      {"oauth-introspection-url", "MAILBOX_OAUTH_INTROSPECTION_URL", "",
+       "https URL of the identity provider's token introspection endpoint (RFC 7662), asked "
+       "about tokens that are not JWTs (every token without --oauth-jwks); turns on OAuth "
+       "bearer tokens like --oauth-jwks"},
+      {"oauth-introspection-client-id", "MAILBOX_OAUTH_INTROSPECTION_CLIENT_ID", "",
+       "the service's client id at the introspection endpoint (HTTP Basic)"},
+      {"oauth-introspection-secret-file", "MAILBOX_OAUTH_INTROSPECTION_SECRET_FILE", "",
+       "file whose first line is the service's client secret at the introspection endpoint"},
+      {"oauth-introspection-ca-file", "MAILBOX_OAUTH_INTROSPECTION_CA_FILE", "",
+       "CA certificates the endpoint's certificate must chain to (default: the system's)"},
+      {"oauth-introspection-timeout-ms", "MAILBOX_OAUTH_INTROSPECTION_TIMEOUT_MS", "5000",
+       "longest an introspection request may take (then the login gets NO [UNAVAILABLE])"},
+      {"oauth-introspection-max-response-bytes",
+       "MAILBOX_OAUTH_INTROSPECTION_MAX_RESPONSE_BYTES", "65536",
+       "largest introspection response body read"},
+      {"oauth-introspection-cache-entries", "MAILBOX_OAUTH_INTROSPECTION_CACHE_ENTRIES",
+       "10000", "active tokens whose introspection answer is remembered (0: none)"},
+      {"oauth-introspection-cache-seconds", "MAILBOX_OAUTH_INTROSPECTION_CACHE_SECONDS", "60",
+       "how long an answer is remembered at most (never past the token's exp)"},
   };
 }
 
@@ -141,6 +161,45 @@ absl::StatusOr<std::unique_ptr<BearerValidator>> MakeBearerValidator(const confi
   options.max_token_octets = static_cast<size_t>(*token_bytes);
   options.max_jwks_octets = static_cast<size_t>(*jwks_bytes);
   options.jwks.max_keys = static_cast<size_t>(*jwks_keys);
+  IntrospectionOptions& introspection = options.introspection;
+  introspection.url = config.Get("oauth-introspection-url");
+  if (!introspection.url.empty()) {
+    introspection.client_id = config.Get("oauth-introspection-client-id");
+    introspection.ca_file = config.Get("oauth-introspection-ca-file");
+    if (const std::string& path = config.Get("oauth-introspection-secret-file"); !path.empty()) {
+      auto file = posix::OpenRegularFile(path, "give the file itself");
+      if (!file.ok()) {
+        return file.status();
+      }
+      auto text = posix::ReadAll(file->fd.get(), 4096, path);
+      if (!text.ok()) {
+        return text.status();
+      }
+      introspection.client_secret = text->substr(0, text->find_first_of("\r\n"));
+    }
+    auto timeout = config.GetInt("oauth-introspection-timeout-ms");
+    auto response_bytes = config.GetInt("oauth-introspection-max-response-bytes");
+    auto entries = config.GetInt("oauth-introspection-cache-entries");
+    auto seconds = config.GetInt("oauth-introspection-cache-seconds");
+    for (const auto* value : {&timeout, &response_bytes, &entries, &seconds}) {
+      if (!value->ok()) {
+        return value->status();
+      }
+    }
+    if (*timeout < 1 || *timeout > 60000 || *response_bytes < 256 ||
+        *response_bytes > 1 << 20 || *entries < 0 || *entries > 10'000'000 || *seconds < 0 ||
+        *seconds > 86400) {
+      return absl::InvalidArgumentError(
+          "--oauth-introspection-timeout-ms must be between 1 and 60000, "
+          "--oauth-introspection-max-response-bytes between 256 and 1048576, "
+          "--oauth-introspection-cache-entries between 0 and 10000000, "
+          "--oauth-introspection-cache-seconds between 0 and 86400");
+    }
+    introspection.timeout = std::chrono::milliseconds(*timeout);
+    introspection.max_response_octets = static_cast<size_t>(*response_bytes);
+    introspection.max_cache_entries = static_cast<size_t>(*entries);
+    introspection.max_cache_seconds = *seconds;
+  }
   return BearerValidator::Create(std::move(options));
 }
 
@@ -309,7 +368,8 @@ int Run(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<BearerValidator> bearer;
-  if (const std::string& jwks = config->Get("oauth-jwks"); !jwks.empty()) {
+  if (const std::string& jwks = config->Get("oauth-jwks");
+      !jwks.empty() || !config->Get("oauth-introspection-url").empty()) {
     auto validator = MakeBearerValidator(*config);
     if (!validator.ok()) {
       std::cerr << "mailbox-service: OAuth: " << validator.status().message() << "\n";
@@ -318,9 +378,15 @@ int Run(int argc, char** argv) {
     bearer = *std::move(validator);
     auth_options.bearer = bearer.get();
     std::cout << "mailbox-service: OAuth bearer tokens from " << bearer->options().issuer
-              << " for " << bearer->options().audience << ", keys in " << jwks << std::endl;
+              << " for " << bearer->options().audience
+              << (jwks.empty() ? "" : ", keys in " + jwks)
+              << (bearer->options().introspection.url.empty()
+                      ? ""
+                      : ", introspection at " + bearer->options().introspection.url)
+              << std::endl;
   } else if (!config->Get("oauth-issuer").empty() || !config->Get("oauth-audience").empty()) {
-    std::cerr << "mailbox-service: --oauth-issuer and --oauth-audience need --oauth-jwks\n";
+    std::cerr << "mailbox-service: --oauth-issuer and --oauth-audience need --oauth-jwks or "
+                 "--oauth-introspection-url\n";
     return 2;
   }
   auto auth = Authenticator::Create(store->get(), auth_options, *std::move(session_keys));

@@ -1450,6 +1450,145 @@ class OAuthBearerTest(unittest.TestCase):
         self.assertTrue(tagged.startswith(b"e1 NO [AUTHENTICATIONFAILED]"), tagged)
 
 
+class IntrospectionEndpoint:
+    """A small RFC 7662 introspection endpoint over HTTPS (the harness's certificate)
+    for the service to ask about opaque tokens: answers from `answers` (token ->
+    dict), requires the service's client credentials, counts the requests."""
+
+    CLIENT = ("imap-service", "s3cret:+/")
+
+    def __init__(self, cert, key):
+        import http.server
+        import threading
+        import urllib.parse
+        endpoint = self
+        self.answers = {}
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                endpoint.requests += 1
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                form = urllib.parse.parse_qs(body)
+                expected = "Basic " + base64.b64encode(
+                    ("%s:%s" % tuple(urllib.parse.quote_plus(part)
+                                     for part in endpoint.CLIENT)).encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                answer = endpoint.answers.get(form["token"][0], {"active": False})
+                if answer == "slow":
+                    time.sleep(3)
+                    answer = {"active": False}
+                data = json.dumps(answer).encode() if isinstance(answer, dict) else answer
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (OSError, ssl.SSLError):
+                    pass  # the service gave up on a slow or oversized answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d/introspect" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class OAuthIntrospectionTest(unittest.TestCase):
+    # RFC 7662: opaque tokens are sent to the identity provider's introspection
+    # endpoint (a local HTTPS one here); JWTs are still checked offline.
+    @classmethod
+    def setUpClass(cls):
+        cls.system = harness.System("std-introspection")
+        cls.endpoint = IntrospectionEndpoint(cls.system.cert, cls.system.key)
+        try:
+            secret = os.path.join(cls.system.dir, "introspection.secret")
+            with open(secret, "w") as f:
+                f.write(IntrospectionEndpoint.CLIENT[1] + "\n")
+            os.chmod(secret, 0o600)
+            cls.issuer = harness.OAuthIssuer(cls.system.dir)
+            cls.system.start_service(
+                *cls.issuer.service_flags(),
+                "--oauth-introspection-url=" + cls.endpoint.url,
+                "--oauth-introspection-client-id=" + IntrospectionEndpoint.CLIENT[0],
+                "--oauth-introspection-secret-file=" + secret,
+                "--oauth-introspection-ca-file=" + cls.system.cert,
+                "--oauth-introspection-timeout-ms=1000",
+                "--oauth-introspection-max-response-bytes=4096")
+            cls.gateway = cls.system.start_gateway("--oauth=true")
+            cls.user, _ = cls.system.new_user("intro")
+        except Exception:
+            cls.system.stop()
+            cls.endpoint.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.system.stop()
+        cls.endpoint.stop()
+
+    def authenticate(self, token):
+        """imaplib's AUTHENTICATE OAUTHBEARER with `token`: (result or the error's
+        text, the challenges the client saw)."""
+        context = ssl.create_default_context(cafile=self.system.cert)
+        client = imaplib.IMAP4_SSL("127.0.0.1", self.gateway.imaps_port, ssl_context=context,
+                                   timeout=15)
+        self.addCleanup(client.shutdown)
+        respond, challenges = OAuthBearerTest.oauthbearer(token)
+        try:
+            return client.authenticate("OAUTHBEARER", respond)[0], challenges
+        except imaplib.IMAP4.error as e:
+            return str(e), challenges
+
+    def test_opaque_token_is_introspected_once_then_cached(self):
+        now = int(time.time())
+        self.endpoint.answers["opaque-good"] = {
+            "active": True, "email": self.user, "exp": now + 600,
+            "iss": harness.OAuthIssuer.ISSUER, "aud": harness.OAuthIssuer.AUDIENCE}
+        before = self.endpoint.requests
+        self.assertEqual(self.authenticate("opaque-good")[0], "OK")
+        self.assertEqual(self.authenticate("opaque-good")[0], "OK")
+        self.assertEqual(self.endpoint.requests, before + 1)
+        # A JWT is checked with the key set, without asking the endpoint.
+        self.assertEqual(self.authenticate(self.issuer.token(self.user))[0], "OK")
+        self.assertEqual(self.endpoint.requests, before + 1)
+
+    def test_inactive_or_mismatching_answers_fail_with_the_error_exchange(self):
+        now = int(time.time())
+        self.endpoint.answers["opaque-other-audience"] = {
+            "active": True, "email": self.user, "exp": now + 600, "aud": "somewhere-else"}
+        for token in ("opaque-revoked", "opaque-other-audience"):
+            result, challenges = self.authenticate(token)
+            self.assertIn("[AUTHENTICATIONFAILED]", result)
+            self.assertEqual(len(challenges), 2, challenges)
+            self.assertEqual(json.loads(challenges[1])["status"], "invalid_token")
+
+    def test_an_endpoint_that_cannot_answer_is_unavailable_not_a_failure(self):
+        # Too slow (past --oauth-introspection-timeout-ms), or an answer over
+        # --oauth-introspection-max-response-bytes.
+        self.endpoint.answers["opaque-slow"] = "slow"
+        self.endpoint.answers["opaque-huge"] = json.dumps(
+            {"active": True, "email": self.user, "pad": "x" * 5000}).encode()
+        for token in ("opaque-slow", "opaque-huge"):
+            result, challenges = self.authenticate(token)
+            self.assertIn("[UNAVAILABLE]", result)
+            self.assertEqual(challenges, [b""])
+        self.assertTrue(self.gateway.alive())
+
+
 class DefaultMailboxesTest(unittest.TestCase):
     # RFC 6154: a new user has the special-use mailboxes clients look for, made
     # and subscribed by the mailbox service (--default-mailboxes, on by default).
