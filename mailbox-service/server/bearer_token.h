@@ -72,7 +72,7 @@ class JwksFile {
     int64_t mtime_ns = 0;
     bool operator==(const FileId&) const = default;
   };
-  JwksFile(const BearerOptions& options) : options_(options) {}
+  explicit JwksFile(const BearerOptions& options) : options_(options) {}
   // The keys in the file, or why it cannot be used; `id` receives what the file
   // was when it was read.
   absl::StatusOr<std::vector<jose::Jwk>> Read(FileId* id) const;

@@ -52,8 +52,8 @@ class IntrospectionTest : public ::testing::Test {
 
 TEST_F(IntrospectionTest, ActiveTokensNameTheirUser) {
   endpoint_.answers["opaque-1"] = Active("alice");
-  endpoint_.answers["opaque-2"] = Active("bob", kNow + 600,
-                                         ",\"iss\":\"https://id.example\",\"aud\":[\"x\",\"imap\"]");
+  endpoint_.answers["opaque-2"] =
+      Active("bob", kNow + 600, ",\"iss\":\"https://id.example\",\"aud\":[\"x\",\"imap\"]");
   TokenIntrospector introspector = Make();
   EXPECT_EQ(*introspector.Introspect("opaque-1", kNow), "alice");
   EXPECT_EQ(*introspector.Introspect("opaque-2", kNow), "bob");

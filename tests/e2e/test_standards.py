@@ -1320,8 +1320,8 @@ class OAuthBearerTest(unittest.TestCase):
         for gateway in (self.gateway, self.plain_gateway):
             self.assertTrue(gateway.alive(), "gateway died:\n" + gateway.log()[-3000:])
 
-    def imap(self, gateway=None):
-        context = ssl.create_default_context(cafile=self.system.cert)
+    def imap(self, gateway=None, system=None):
+        context = ssl.create_default_context(cafile=(system or self.system).cert)
         client = imaplib.IMAP4_SSL("127.0.0.1", (gateway or self.gateway).imaps_port,
                                    ssl_context=context, timeout=15)
         self.addCleanup(client.shutdown)
@@ -1367,6 +1367,17 @@ class OAuthBearerTest(unittest.TestCase):
         without = self.imap(self.plain_gateway)
         self.assertNotIn("AUTH=OAUTHBEARER", without.capabilities)
         self.assertNotIn("AUTH=XOAUTH2", without.capabilities)
+
+    def test_gateway_with_oauth_before_a_service_without(self):
+        # The module's service checks no tokens: a gateway told otherwise answers
+        # NO [CANNOT] (the operator's mistake), without the error exchange.
+        gateway = SYSTEM.start_gateway("--oauth=true")
+        client = self.imap(gateway, SYSTEM)
+        respond, challenges = self.oauthbearer(self.issuer.token(self.user))
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            client.authenticate("OAUTHBEARER", respond)
+        self.assertIn("[CANNOT]", str(refused.exception))
+        self.assertEqual(challenges, [b""])
 
     def test_oauthbearer_logs_in(self):
         client = self.imap()

@@ -133,6 +133,13 @@ awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateReque
       session.Fail(response.status(), "Authentication");
       co_return;
     }
+    if (detail.code() == v1::CANNOT) {
+      // E.g. bearer tokens offered by this gateway (--oauth) while the service
+      // checks none: the operator's mistake, not the client's failure.
+      session.No(absl::StrCat("Authentication: ", std::string(response.status().message())),
+                 "CANNOT");
+      co_return;
+    }
     if (detail.code() == v1::BAD_REQUEST) {
       // E.g. a user name over the service's 255-octet limit: say so, nothing was
       // checked.
