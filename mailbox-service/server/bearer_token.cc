@@ -183,11 +183,7 @@ absl::StatusOr<std::unique_ptr<BearerValidator>> BearerValidator::Create(
   std::unique_ptr<TokenIntrospector> introspector;
   if (!options.introspection.url.empty()) {
     if (post == nullptr) {
-      auto https = MakeHttpsIntrospectionPost(options.introspection);
-      if (!https.ok()) {
-        return https.status();
-      }
-      post = *std::move(https);
+      return absl::InvalidArgumentError("no client for the introspection endpoint");
     }
     introspector = std::make_unique<TokenIntrospector>(
         options.introspection,

@@ -86,7 +86,8 @@ class JwksFile {
 
 class BearerValidator {
  public:
-  // `post` replaces the HTTPS client of the introspection endpoint (tests).
+  // `post` sends requests to the introspection endpoint (introspection_client.h),
+  // needed when options.introspection.url is set.
   static absl::StatusOr<std::unique_ptr<BearerValidator>> Create(
       BearerOptions options, IntrospectionPost post = nullptr);
 

@@ -39,14 +39,14 @@ struct IntrospectionOptions {
   int max_json_depth = 8;
 };
 
-// Sends an application/x-www-form-urlencoded body to the endpoint; the response
-// body, or Unavailable (unreachable, timed out, TLS refused, an HTTP status other
+// Sends an application/x-www-form-urlencoded body to the endpoint (the HTTPS
+// client is introspection_client.h); the response body, or Unavailable (unreachable, timed out, TLS refused, an HTTP status other
 // than 200, a body over the limit).
 using IntrospectionPost = std::function<absl::StatusOr<std::string>(const std::string& body)>;
 
-// The HTTPS client for `options.url` (Boost.Beast over OpenSSL, blocking the
-// caller's thread up to options.timeout). InvalidArgument if the URL is not https.
-absl::StatusOr<IntrospectionPost> MakeHttpsIntrospectionPost(const IntrospectionOptions& options);
+// application/x-www-form-urlencoded (as RFC 6749 Appendix B uses for client
+// credentials and RFC 7662 §2.1 for the request body).
+std::string FormEncode(std::string_view text);
 
 // What an active token's answer must hold (the JWT checks' settings).
 struct IntrospectionClaims {

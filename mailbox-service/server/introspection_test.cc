@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "mailbox-service/server/bearer_token.h"
+#include "mailbox-service/server/introspection_client.h"
 
 namespace mailbox::server {
 namespace {
@@ -138,10 +139,24 @@ TEST(BearerIntrospectionTest, OpaqueTokensGoToTheEndpointJwtsDoNot) {
   // Over the size limit: refused before any request.
   EXPECT_FALSE((*validator)->Validate(std::string(9000, 'x'), kNow).ok());
   EXPECT_EQ(endpoint.requests, 2);
-  options.introspection.url = "http://127.0.0.1/introspect";
-  EXPECT_FALSE(BearerValidator::Create(options).ok());  // https only
+  EXPECT_FALSE(BearerValidator::Create(options).ok());  // no client for the endpoint
   options.introspection.url = "";
   EXPECT_FALSE(BearerValidator::Create(options).ok());  // neither keys nor endpoint
+}
+
+TEST(IntrospectionClientTest, OnlyHttpsUrls) {
+  IntrospectionOptions options;
+  for (const char* url : {"https://id.example/introspect", "https://id.example:8443/x",
+                          "https://[::1]:8443/x", "https://id.example"}) {
+    options.url = url;
+    EXPECT_TRUE(MakeHttpsIntrospectionPost(options).ok()) << url;
+  }
+  for (const char* url : {"http://id.example/introspect", "https:///x", "https://h:0/x",
+                          "https://h:99999/x", "https://[::1/x", "id.example"}) {
+    options.url = url;
+    EXPECT_FALSE(MakeHttpsIntrospectionPost(options).ok()) << url;
+  }
+  EXPECT_EQ(FormEncode("a b+c/d:é"), "a+b%2Bc%2Fd%3A%C3%A9");
 }
 
 }  // namespace

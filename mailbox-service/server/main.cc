@@ -29,6 +29,7 @@
 #include "mailbox-service/server/change_hub.h"
 #include "mailbox-service/server/data_dir.h"
 #include "mailbox-service/server/grpc_log_limit.h"
+#include "mailbox-service/server/introspection_client.h"
 #include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/limits.h"
 #include "mailbox-service/server/service.h"
@@ -200,7 +201,15 @@ absl::StatusOr<std::unique_ptr<BearerValidator>> MakeBearerValidator(const confi
     introspection.max_cache_entries = static_cast<size_t>(*entries);
     introspection.max_cache_seconds = *seconds;
   }
-  return BearerValidator::Create(std::move(options));
+  IntrospectionPost post;
+  if (!introspection.url.empty()) {
+    auto https = MakeHttpsIntrospectionPost(introspection);
+    if (!https.ok()) {
+      return https.status();
+    }
+    post = *std::move(https);
+  }
+  return BearerValidator::Create(std::move(options), std::move(post));
 }
 
 int Run(int argc, char** argv) {
