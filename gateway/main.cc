@@ -67,6 +67,13 @@ std::vector<mailbox::config::Setting> Settings() {
       {"auth-scram", "IMAPD_AUTH_SCRAM", "true",
        "offer SCRAM-SHA-256 where PLAIN is offered, and SCRAM-SHA-256-PLUS where TLS gives "
        "a channel binding (off while the mailbox service is older than this gateway)"},
+      {"oauth", "IMAPD_OAUTH", "false",
+       "offer AUTHENTICATE OAUTHBEARER and XOAUTH2 over TLS; the mailbox service checks the "
+       "tokens (start it with --oauth-jwks)"},
+      {"oauth-scope", "IMAPD_OAUTH_SCOPE", "",
+       "with --oauth: the scope named in the error a refused token gets (RFC 7628 §3.2.2)"},
+      {"oauth-openid-configuration", "IMAPD_OAUTH_OPENID_CONFIGURATION", "",
+       "with --oauth: the identity provider's OpenID configuration URL, named in that error"},
       {"unauthenticated-timeout", "IMAPD_UNAUTHENTICATED_TIMEOUT", "60",
        "seconds a connection may stay unauthenticated (not reset by commands)"},
       {"autologout", "IMAPD_AUTOLOGOUT", "1800", "seconds of inactivity before autologout"},
@@ -194,6 +201,9 @@ int Run(int argc, char** argv) {
   options.allow_plaintext_auth = config->GetBool("allow-plaintext-auth");
   options.allow_auth_login = config->GetBool("auth-login");
   options.allow_scram = config->GetBool("auth-scram");
+  options.oauth = config->GetBool("oauth");
+  options.oauth_scope = config->Get("oauth-scope");
+  options.oauth_openid_configuration = config->Get("oauth-openid-configuration");
   options.limits.literal_minus = config->GetBool("literal-minus");
   options.tls_handshake_timeout =
       std::chrono::duration_cast<std::chrono::seconds>(net_config.tls_handshake_timeout);

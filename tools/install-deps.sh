@@ -7,6 +7,8 @@ packages=(
   bazel-bootstrap g++ pkg-config git python3 procps
   # The tests make their TLS certificates with the openssl command.
   openssl
+  # The end-to-end tests sign OAuth 2.0 bearer tokens (tests/e2e/harness.py).
+  python3-cryptography
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libboost1.81-dev libssl-dev libsqlite3-dev libargon2-dev
   # IMAP COMPRESS=DEFLATE (gateway/net/deflate.h).

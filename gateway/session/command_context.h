@@ -88,6 +88,13 @@ struct SessionOptions {
   // SCRAM-SHA-256 (RFC 7677), offered where PLAIN is, and SCRAM-SHA-256-PLUS where
   // the TLS connection has a channel binding (net/channel_binding.h).
   bool allow_scram = true;
+  // AUTH=OAUTHBEARER and AUTH=XOAUTH2 over TLS: the mailbox service checks the
+  // tokens (it must be started with --oauth-jwks). The scope and OpenID
+  // configuration URL go into the error a refused token gets (RFC 7628 §3.2.2)
+  // when not empty.
+  bool oauth = false;
+  std::string oauth_scope;
+  std::string oauth_openid_configuration;
   std::string server_name = "imapd";
   std::string gateway_id;                // sent to the service for its logs
 };

@@ -117,6 +117,12 @@ std::vector<std::string> Session::Capabilities() const {
     } else {
       caps.push_back("LOGINDISABLED");
     }
+    // Bearer tokens (RFC 7628; XOAUTH2) only over TLS and only when the
+    // operator says the mailbox service checks them.
+    if (stream_.is_tls() && options().oauth) {
+      caps.push_back("AUTH=OAUTHBEARER");
+      caps.push_back("AUTH=XOAUTH2");
+    }
   }
   for (const char* cap :
        {"SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN",

@@ -649,6 +649,40 @@ TEST_F(SessionTest, CompressIsRefusedWhereItCannotRun) {
   });
 }
 
+// Bearer tokens only over TLS: even with --oauth and --allow-plaintext-auth, a
+// plaintext connection is not offered them and is refused them before sending one.
+TEST_F(SessionTest, BearerMechanismsNeedTls) {
+  RunTest([&]() -> awaitable<void> {
+    options_.oauth = true;
+    tcp::socket socket(io_);
+    co_await socket.async_connect(acceptor_.local_endpoint(), asio::use_awaitable);
+    tcp::socket server = co_await acceptor_.async_accept(asio::use_awaitable);
+    net::ConnectionInfo info;
+    info.kind = net::ListenerKind::kStartTls;
+    info.client = server.remote_endpoint();
+    info.peer = info.client;
+    asio::co_spawn(io_, ServeConnection(net::Stream(std::move(server)), info, &worker_),
+                   asio::detached);
+    Client client(std::move(socket));
+    co_await client.ReadLine();
+    std::string caps = co_await client.Run("c", "CAPABILITY");
+    EXPECT_TRUE(absl::StrContains(caps, "AUTH=PLAIN")) << caps;
+    EXPECT_FALSE(absl::StrContains(caps, "OAUTHBEARER")) << caps;
+    EXPECT_FALSE(absl::StrContains(caps, "XOAUTH2")) << caps;
+    for (const char* mechanism : {"OAUTHBEARER", "XOAUTH2"}) {
+      std::string refused = co_await client.Run("a", absl::StrCat("AUTHENTICATE ", mechanism));
+      EXPECT_TRUE(absl::StartsWith(refused, "a NO [PRIVACYREQUIRED]")) << refused;
+    }
+    // Without --oauth the mechanisms are unknown.
+    options_.oauth = false;
+    std::string unknown = co_await client.Run("a", "AUTHENTICATE OAUTHBEARER");
+    EXPECT_EQ(unknown,
+              "a NO [CANNOT] Unsupported authentication mechanism OAUTHBEARER; this server "
+              "offers PLAIN, SCRAM-SHA-256\r\n");
+    client.Close();
+  });
+}
+
 // --max-compressed-connections: at the bound COMPRESS gets NO [LIMIT] and the
 // session goes on uncompressed; a slot comes back when its session ends.
 TEST_F(SessionTest, CompressedConnectionsAreBounded) {

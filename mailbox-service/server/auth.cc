@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <chrono>
+#include <iostream>
 #include <optional>
 #include <vector>
 
@@ -48,6 +49,12 @@ std::string Hex(const unsigned char* data, size_t size) {
 absl::Status AuthFailed() {
   return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
                        "Authentication failed: wrong user name or password");
+}
+
+// The same answer for every bad token: why it was refused goes to the log only.
+absl::Status BearerFailed() {
+  return v1::MakeError(absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
+                       "Authentication failed: the token is invalid or expired");
 }
 
 }  // namespace
@@ -367,10 +374,13 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
   if (request.mechanism() == v1::SCRAM_SHA_256) {
     return ScramStep(request);
   }
+  if (request.mechanism() == v1::BEARER) {
+    return BearerLogin(request);
+  }
   if (request.mechanism() != v1::PASSWORD) {
     return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
-                         "only password and SCRAM-SHA-256 authentication are offered by this "
-                         "service");
+                         "only password, SCRAM-SHA-256 and bearer token authentication are "
+                         "offered by this service");
   }
   if (request.username().size() > kMaxUsernameOctets) {
     return v1::BadRequest(absl::StrCat("user name is longer than ", kMaxUsernameOctets, " octets"));
@@ -416,6 +426,65 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
     return succeeded;
   }
   AddScramKeys(*user, request.password());
+  return LoggedIn(*user, now_ms);
+}
+
+absl::StatusOr<v1::AuthenticateResponse> Authenticator::BearerLogin(
+    const v1::AuthenticateRequest& request) {
+  if (options_.bearer == nullptr) {
+    return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
+                         "OAuth bearer tokens are not configured on this service");
+  }
+  if (request.username().size() > kMaxUsernameOctets) {
+    return v1::BadRequest(absl::StrCat("user name is longer than ", kMaxUsernameOctets, " octets"));
+  }
+  if (!request.authzid().empty() && request.authzid() != request.username()) {
+    return v1::MakeError(absl::StatusCode::kPermissionDenied, v1::AUTHORIZATIONFAILED,
+                         "acting as another user is not permitted");
+  }
+  const int64_t now_ms = NowMs();
+  // A token counts against the throttle like a password: the pair is the
+  // client's address and the user it named (empty if it named none).
+  auto attempt = ReserveAttempt(request.username(), request.client_ip(), now_ms);
+  if (!attempt.ok()) {
+    return attempt.status();
+  }
+  const std::string& client = request.client_ip();
+  auto name = options_.bearer->Validate(request.token(), now_ms / 1000);
+  if (absl::IsUnavailable(name.status())) {
+    // The introspection endpoint could not be asked: not the client's failure.
+    std::cerr << "mailbox-service: bearer token not checked: " << name.status().message()
+              << std::endl;
+    if (auto released = store_->ReleaseAuthAttempt(attempt->rows); !released.ok()) {
+      return released;
+    }
+    return v1::MakeError(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
+                         "The identity provider could not be asked about the token; try again");
+  }
+  if (!name.ok()) {
+    std::cerr << "mailbox-service: bearer token refused (client " << client
+              << "): " << name.status().message() << std::endl;
+    return BearerFailed();  // the reserved rows stay: they are the recorded failure
+  }
+  if (!request.username().empty() && request.username() != *name) {
+    std::cerr << "mailbox-service: bearer token refused (client " << client
+              << "): the client named another user than the token" << std::endl;
+    return BearerFailed();
+  }
+  auto user = store_->FindUser(*name);
+  if (absl::IsNotFound(user.status())) {
+    // No account is made from a token: an unknown user fails like a bad token.
+    std::cerr << "mailbox-service: bearer token refused (client " << client
+              << "): no user named by its claim" << std::endl;
+    return BearerFailed();
+  }
+  if (!user.ok()) {
+    store_->ReleaseAuthAttempt(attempt->rows).IgnoreError();
+    return user.status();
+  }
+  if (auto succeeded = AttemptSucceeded(*attempt, now_ms); !succeeded.ok()) {
+    return succeeded;
+  }
   return LoggedIn(*user, now_ms);
 }
 

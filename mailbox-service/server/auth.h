@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "mailbox-service/server/bearer_token.h"
 #include "mailbox-service/server/password_verifier.h"
 #include "mailbox-service/store/store.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
@@ -108,6 +109,9 @@ struct AuthOptions {
   int64_t session_lifetime_s = 24 * 3600;
   // Unix milliseconds now; empty means the system clock. Tests fix the time here.
   std::function<int64_t()> clock_ms;
+  // Checks OAuth 2.0 bearer tokens (mechanism BEARER); null: BEARER is not
+  // offered. Must outlive the Authenticator.
+  BearerValidator* bearer = nullptr;
 };
 
 // Keys that sign and check session tokens: `keys[0]` signs, every key checks (so a
@@ -123,10 +127,14 @@ class Authenticator {
                                                                AuthOptions options,
                                                                SessionKeyRing keys);
 
-  // Checks a password login (mechanism PASSWORD), or runs one step of a SCRAM
+  // Checks a password login (mechanism PASSWORD), runs one step of a SCRAM
   // conversation (SCRAM_SHA_256: a response without a session token carries the
-  // server's next message and the sealed state for the next step). Errors: UNAUTHENTICATED/AUTHENTICATIONFAILED (wrong user
-  // or password, indistinguishable), RESOURCE_EXHAUSTED/THROTTLED with retry_after_ms,
+  // server's next message and the sealed state for the next step), or checks a
+  // bearer token (mechanism BEARER: `token`, and `username` if the client named
+  // one, which must then be the token's user). Errors:
+  // UNAUTHENTICATED/AUTHENTICATIONFAILED (wrong user or password, or a token that
+  // is invalid, expired, for another user or for a user that does not exist,
+  // indistinguishable), RESOURCE_EXHAUSTED/THROTTLED with retry_after_ms,
   // UNIMPLEMENTED for mechanisms not offered yet, DEADLINE_EXCEEDED/UNAVAILABLE when
   // the password could not be checked by `deadline` (the caller's own deadline: too
   // many logins were waiting for the hash; no failure is recorded).
@@ -160,6 +168,9 @@ class Authenticator {
                                          int64_t now_ms);
   // The credential was right: releases the attempt's records and remembers the login.
   absl::Status AttemptSucceeded(const Attempt& attempt, int64_t now_ms);
+  // AUTHENTICATE OAUTHBEARER / XOAUTH2: checks request.token() with
+  // options_.bearer, through the same throttle as a password.
+  absl::StatusOr<v1::AuthenticateResponse> BearerLogin(const v1::AuthenticateRequest& request);
   // The response of a successful authentication of `user`.
   v1::AuthenticateResponse LoggedIn(const store::UserRecord& user, int64_t now_ms) const;
   // Gives a user who logged in with a password their SCRAM keys if they have none

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <functional>
+#include <fstream>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "mailbox-service/server/scram.h"
+#include "mailbox-service/server/jwt_test_util.h"
 #include "mailbox-service/store/sqlite_store.h"
 #include "proto/mailbox/v1/errors.h"
 
@@ -624,6 +626,98 @@ TEST_F(AuthTest, ScramOverlongNamesAndForeignAuthzidAreRefusedBeforeAnyWork) {
   EXPECT_TRUE(auth_->Authenticate(request).ok());
   request.set_sasl_step("n,a=bob,n=alice,r=x");
   EXPECT_EQ(CodeOf(auth_->Authenticate(request)), v1::AUTHORIZATIONFAILED);
+}
+
+// OAuth bearer tokens go through the same checks and the same throttle as
+// passwords.
+class BearerAuthTest : public AuthTest {
+ protected:
+  static constexpr int64_t kNowS = 1'800'000'000;
+
+  void SetUp() override {
+    AuthTest::SetUp();
+    key_ = testing::MakeKey("EdDSA", "k1");
+    BearerOptions options;
+    options.jwks_path = std::string(getenv("TEST_TMPDIR")) + "/" +
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+                        ".jwks";
+    std::ofstream(options.jwks_path) << testing::Jwks({testing::PublicJwk(key_)});
+    options.issuer = "https://id.example";
+    options.audience = "imap";
+    options.user_claim = "preferred_username";
+    auto validator = BearerValidator::Create(options);
+    ASSERT_TRUE(validator.ok()) << validator.status();
+    validator_ = *std::move(validator);
+    AuthOptions auth = FixedClock(FastOptions());
+    auth.bearer = validator_.get();
+    Restart(auth, {kKeyA});
+  }
+
+  std::string TokenFor(const std::string& user, int64_t exp = kNowS + 600) {
+    return testing::SignedToken(
+        key_, testing::Header(key_),
+        absl::StrCat("{\"iss\":\"https://id.example\",\"aud\":\"imap\",",
+                     "\"preferred_username\":\"", user, "\",\"exp\":", exp, "}"));
+  }
+
+  static v1::AuthenticateRequest Bearer(std::string token, std::string user = "") {
+    v1::AuthenticateRequest request;
+    request.set_mechanism(v1::BEARER);
+    request.set_token(std::move(token));
+    request.set_username(std::move(user));
+    request.set_client_ip("192.0.2.1");
+    return request;
+  }
+
+  testing::SigningKey key_;
+  std::unique_ptr<BearerValidator> validator_;
+};
+
+TEST_F(BearerAuthTest, AValidTokenLogsItsUserIn) {
+  auto response = auth_->Authenticate(Bearer(TokenFor("alice")));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->principal().username(), "alice");
+  EXPECT_TRUE(auth_->CheckSessionToken(response->session_token()).ok());
+  // The user the client named (the GS2 authzid, XOAUTH2's user=) agrees.
+  response = auth_->Authenticate(Bearer(TokenFor("bob"), "bob"));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->principal().username(), "bob");
+}
+
+TEST_F(BearerAuthTest, BadTokensWrongUserAndUnknownUserFailAlike) {
+  const std::vector<v1::AuthenticateRequest> failures = {
+      Bearer(TokenFor("alice", kNowS - 3600)),  // expired
+      Bearer(TokenFor("alice"), "bob"),         // the client named another user
+      Bearer(TokenFor("mallory")),              // no such user: none is made
+      Bearer("garbage"),
+  };
+  std::string message;
+  for (const auto& request : failures) {
+    auto response = auth_->Authenticate(request);
+    ASSERT_FALSE(response.ok());
+    EXPECT_EQ(v1::DetailOf(response.status()).code(), v1::AUTHENTICATIONFAILED);
+    if (message.empty()) message = std::string(response.status().message());
+    EXPECT_EQ(response.status().message(), message);
+  }
+  EXPECT_FALSE(store_->FindUser("mallory").ok());
+}
+
+TEST_F(BearerAuthTest, FailedTokensAreThrottledLikePasswords) {
+  // Three free failures for the pair (FastOptions), then a wait, even for a good
+  // token; a password login of the same pair waits as well.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Outcome(Bearer(TokenFor("alice", kNowS - 3600), "alice")),
+              v1::AUTHENTICATIONFAILED);
+  }
+  EXPECT_EQ(Outcome(Bearer(TokenFor("alice"), "alice")), v1::THROTTLED);
+  EXPECT_EQ(Outcome(Login("alice", "correct horse")), v1::THROTTLED);
+}
+
+TEST_F(AuthTest, BearerIsRefusedWhenNotConfigured) {
+  v1::AuthenticateRequest request;
+  request.set_mechanism(v1::BEARER);
+  request.set_token("a.b.c");
+  EXPECT_EQ(Outcome(request), v1::CANNOT);
 }
 
 }  // namespace

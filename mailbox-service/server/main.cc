@@ -30,11 +30,13 @@
 #include "mailbox-service/server/change_hub.h"
 #include "mailbox-service/server/data_dir.h"
 #include "mailbox-service/server/grpc_log_limit.h"
+#include "mailbox-service/server/introspection_client.h"
 #include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/limits.h"
 #include "mailbox-service/server/service.h"
 #include "mailbox-service/store/backend.h"
 #include "storage-client/link_token.h"
+#include "storage-client/posix_file.h"
 
 namespace mailbox::server {
 namespace {
@@ -94,7 +96,124 @@ std::vector<config::Setting> Settings() {
       {"session-key-file", "MAILBOX_SESSION_KEY_FILE", "",
        "file of the keys that sign session tokens (default <data-dir>/session.key, made "
        "if missing); first line signs, every line checks"},
+      {"oauth-jwks", "MAILBOX_OAUTH_JWKS", "",
+       "JWK Set file of the identity provider's token signing keys (RS256, ES256, EdDSA); "
+       "set, it turns on OAuth 2.0 bearer tokens (OAUTHBEARER, XOAUTH2). Re-read when it "
+       "changes; a bad file keeps the keys read before"},
+      {"oauth-issuer", "MAILBOX_OAUTH_ISSUER", "",
+       "with --oauth-jwks: the \"iss\" every token must carry (exactly)"},
+      {"oauth-audience", "MAILBOX_OAUTH_AUDIENCE", "",
+       "with --oauth-jwks: the value the token's \"aud\" must be or contain"},
+      {"oauth-user-claim", "MAILBOX_OAUTH_USER_CLAIM", "email",
+       "with --oauth-jwks: the claim holding the user name (an existing user; e.g. email, "
+       "sub, preferred_username)"},
+      {"oauth-clock-skew-seconds", "MAILBOX_OAUTH_CLOCK_SKEW_SECONDS", "60",
+       "allowance for clock differences when checking exp, nbf and iat"},
+      {"oauth-max-token-bytes", "MAILBOX_OAUTH_MAX_TOKEN_BYTES", "8192",
+       "longest bearer token accepted"},
+      {"oauth-max-jwks-bytes", "MAILBOX_OAUTH_MAX_JWKS_BYTES", "65536",
+       "largest --oauth-jwks file read"},
+      {"oauth-max-jwks-keys", "MAILBOX_OAUTH_MAX_JWKS_KEYS", "32",
+       "most keys a --oauth-jwks file may hold"},
+      {"oauth-introspection-url", "MAILBOX_OAUTH_INTROSPECTION_URL", "",
+       "https URL of the identity provider's token introspection endpoint (RFC 7662), asked "
+       "about tokens that are not JWTs (every token without --oauth-jwks); turns on OAuth "
+       "bearer tokens like --oauth-jwks"},
+      {"oauth-introspection-client-id", "MAILBOX_OAUTH_INTROSPECTION_CLIENT_ID", "",
+       "the service's client id at the introspection endpoint (HTTP Basic)"},
+      {"oauth-introspection-secret-file", "MAILBOX_OAUTH_INTROSPECTION_SECRET_FILE", "",
+       "file whose first line is the service's client secret at the introspection endpoint"},
+      {"oauth-introspection-ca-file", "MAILBOX_OAUTH_INTROSPECTION_CA_FILE", "",
+       "CA certificates the endpoint's certificate must chain to (default: the system's)"},
+      {"oauth-introspection-timeout-ms", "MAILBOX_OAUTH_INTROSPECTION_TIMEOUT_MS", "5000",
+       "longest an introspection request may take (then the login gets NO [UNAVAILABLE])"},
+      {"oauth-introspection-max-response-bytes",
+       "MAILBOX_OAUTH_INTROSPECTION_MAX_RESPONSE_BYTES", "65536",
+       "largest introspection response body read"},
+      {"oauth-introspection-cache-entries", "MAILBOX_OAUTH_INTROSPECTION_CACHE_ENTRIES",
+       "10000", "active tokens whose introspection answer is remembered (0: none)"},
+      {"oauth-introspection-cache-seconds", "MAILBOX_OAUTH_INTROSPECTION_CACHE_SECONDS", "60",
+       "how long an answer is remembered at most (never past the token's exp)"},
   };
+}
+
+// The bearer token checks from the --oauth-* flags.
+absl::StatusOr<std::unique_ptr<BearerValidator>> MakeBearerValidator(const config::Config& config) {
+  BearerOptions options;
+  options.jwks_path = config.Get("oauth-jwks");
+  options.issuer = config.Get("oauth-issuer");
+  options.audience = config.Get("oauth-audience");
+  options.user_claim = config.Get("oauth-user-claim");
+  auto skew = config.GetInt("oauth-clock-skew-seconds");
+  auto token_bytes = config.GetInt("oauth-max-token-bytes");
+  auto jwks_bytes = config.GetInt("oauth-max-jwks-bytes");
+  auto jwks_keys = config.GetInt("oauth-max-jwks-keys");
+  for (const auto* value : {&skew, &token_bytes, &jwks_bytes, &jwks_keys}) {
+    if (!value->ok()) {
+      return value->status();
+    }
+  }
+  if (*skew < 0 || *skew > 3600) {
+    return absl::InvalidArgumentError("--oauth-clock-skew-seconds must be between 0 and 3600");
+  }
+  if (*token_bytes < 256 || *token_bytes > 65536 || *jwks_bytes < 256 ||
+      *jwks_bytes > 16 << 20 || *jwks_keys < 1 || *jwks_keys > 1000) {
+    return absl::InvalidArgumentError(
+        "--oauth-max-token-bytes must be between 256 and 65536, --oauth-max-jwks-bytes "
+        "between 256 and 16777216, --oauth-max-jwks-keys between 1 and 1000");
+  }
+  options.clock_skew_s = *skew;
+  options.max_token_octets = static_cast<size_t>(*token_bytes);
+  options.max_jwks_octets = static_cast<size_t>(*jwks_bytes);
+  options.jwks.max_keys = static_cast<size_t>(*jwks_keys);
+  IntrospectionOptions& introspection = options.introspection;
+  introspection.url = config.Get("oauth-introspection-url");
+  if (!introspection.url.empty()) {
+    introspection.client_id = config.Get("oauth-introspection-client-id");
+    introspection.ca_file = config.Get("oauth-introspection-ca-file");
+    if (const std::string& path = config.Get("oauth-introspection-secret-file"); !path.empty()) {
+      auto file = posix::OpenRegularFile(path, "give the file itself");
+      if (!file.ok()) {
+        return file.status();
+      }
+      auto text = posix::ReadAll(file->fd.get(), 4096, path);
+      if (!text.ok()) {
+        return text.status();
+      }
+      introspection.client_secret = text->substr(0, text->find_first_of("\r\n"));
+    }
+    auto timeout = config.GetInt("oauth-introspection-timeout-ms");
+    auto response_bytes = config.GetInt("oauth-introspection-max-response-bytes");
+    auto entries = config.GetInt("oauth-introspection-cache-entries");
+    auto seconds = config.GetInt("oauth-introspection-cache-seconds");
+    for (const auto* value : {&timeout, &response_bytes, &entries, &seconds}) {
+      if (!value->ok()) {
+        return value->status();
+      }
+    }
+    if (*timeout < 1 || *timeout > 60000 || *response_bytes < 256 ||
+        *response_bytes > 1 << 20 || *entries < 0 || *entries > 10'000'000 || *seconds < 0 ||
+        *seconds > 86400) {
+      return absl::InvalidArgumentError(
+          "--oauth-introspection-timeout-ms must be between 1 and 60000, "
+          "--oauth-introspection-max-response-bytes between 256 and 1048576, "
+          "--oauth-introspection-cache-entries between 0 and 10000000, "
+          "--oauth-introspection-cache-seconds between 0 and 86400");
+    }
+    introspection.timeout = std::chrono::milliseconds(*timeout);
+    introspection.max_response_octets = static_cast<size_t>(*response_bytes);
+    introspection.max_cache_entries = static_cast<size_t>(*entries);
+    introspection.max_cache_seconds = *seconds;
+  }
+  IntrospectionPost post;
+  if (!introspection.url.empty()) {
+    auto https = MakeHttpsIntrospectionPost(introspection);
+    if (!https.ok()) {
+      return https.status();
+    }
+    post = *std::move(https);
+  }
+  return BearerValidator::Create(std::move(options), std::move(post));
 }
 
 int Run(int argc, char** argv) {
@@ -268,6 +387,28 @@ int Run(int argc, char** argv) {
   if (!session_keys.ok()) {
     std::cerr << "mailbox-service: session keys: " << session_keys.status().message() << "\n";
     return 1;
+  }
+  std::unique_ptr<BearerValidator> bearer;
+  if (const std::string& jwks = config->Get("oauth-jwks");
+      !jwks.empty() || !config->Get("oauth-introspection-url").empty()) {
+    auto validator = MakeBearerValidator(*config);
+    if (!validator.ok()) {
+      std::cerr << "mailbox-service: OAuth: " << validator.status().message() << "\n";
+      return 2;
+    }
+    bearer = *std::move(validator);
+    auth_options.bearer = bearer.get();
+    std::cout << "mailbox-service: OAuth bearer tokens from " << bearer->options().issuer
+              << " for " << bearer->options().audience
+              << (jwks.empty() ? "" : ", keys in " + jwks)
+              << (bearer->options().introspection.url.empty()
+                      ? ""
+                      : ", introspection at " + bearer->options().introspection.url)
+              << std::endl;
+  } else if (!config->Get("oauth-issuer").empty() || !config->Get("oauth-audience").empty()) {
+    std::cerr << "mailbox-service: --oauth-issuer and --oauth-audience need --oauth-jwks or "
+                 "--oauth-introspection-url\n";
+    return 2;
   }
   auto auth = Authenticator::Create(store->get(), auth_options, *std::move(session_keys));
   if (!auth.ok()) {

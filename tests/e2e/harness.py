@@ -3,6 +3,7 @@ directory, users created with mailbox-admin, and one or more IMAP gateways with 
 self-signed certificate. Everything listens on 127.0.0.1 with ports chosen by the
 kernel, and everything is stopped by stop()."""
 
+import base64
 import json
 import os
 import shutil
@@ -57,6 +58,47 @@ def _wait_for_file(path, process, what, timeout=30.0):
             raise RuntimeError("%s exited with %s during start" % (what, process.returncode))
         time.sleep(0.02)
     raise RuntimeError("%s did not start in %.0f s" % (what, timeout))
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class OAuthIssuer:
+    """The identity provider's side for tests of OAuth 2.0 bearer tokens: an Ed25519
+    signing key whose JWK Set the mailbox service reads (service_flags()), and JWT
+    access tokens signed with it (python3-cryptography)."""
+
+    ISSUER = "https://id.test.example"
+    AUDIENCE = "imap.test.example"
+
+    def __init__(self, directory, kid="test-key-1"):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        self.key = Ed25519PrivateKey.generate()
+        self.kid = kid
+        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                 serialization.PublicFormat.Raw)
+        self.jwks_path = os.path.join(directory, "jwks.json")
+        with open(self.jwks_path, "w") as f:
+            json.dump({"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": kid,
+                                 "x": _b64url(raw)}]}, f)
+
+    def service_flags(self):
+        return ("--oauth-jwks=" + self.jwks_path, "--oauth-issuer=" + self.ISSUER,
+                "--oauth-audience=" + self.AUDIENCE)
+
+    def token(self, user, lifetime=600, **claims):
+        """A token naming `user` in "email" (the service's default user claim) that
+        expires `lifetime` seconds from now (negative: already expired)."""
+        now = int(time.time())
+        body = {"iss": self.ISSUER, "aud": self.AUDIENCE, "email": user, "iat": now,
+                "exp": now + lifetime}
+        body.update(claims)
+        header = {"alg": "EdDSA", "typ": "JWT", "kid": self.kid}
+        signing_input = "%s.%s" % (_b64url(json.dumps(header).encode()),
+                                   _b64url(json.dumps(body).encode()))
+        return "%s.%s" % (signing_input, _b64url(self.key.sign(signing_input.encode())))
 
 
 class Gateway:

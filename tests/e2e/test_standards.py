@@ -8,6 +8,8 @@ statement, the statement cites that test and nothing is repeated here.
 
 import base64
 import datetime
+import imaplib
+import json
 import os
 import re
 import ssl
@@ -1292,6 +1294,313 @@ class CompressLimitTest(unittest.TestCase):
             self.assertTrue(bounded.alive() and disabled.alive())
         finally:
             system.stop()
+
+
+class OAuthBearerTest(unittest.TestCase):
+    # RFC 7628 (OAUTHBEARER) and XOAUTH2 from Python's imaplib with an authobject:
+    # the mailbox service checks the tokens against a JWK Set (--oauth-jwks), the
+    # gateway offers the mechanisms over TLS with --oauth.
+    @classmethod
+    def setUpClass(cls):
+        cls.system = harness.System("std-oauth")
+        try:
+            cls.issuer = harness.OAuthIssuer(cls.system.dir)
+            cls.system.start_service(*cls.issuer.service_flags())
+            cls.gateway = cls.system.start_gateway("--oauth=true", "--oauth-scope=imap",
+                                                   "--allow-plaintext-auth=true")
+            cls.plain_gateway = cls.system.start_gateway()
+            cls.user, _ = cls.system.new_user("oauth")
+            cls.other, _ = cls.system.new_user("oauth")
+        except Exception:
+            cls.system.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.system.stop()
+
+    def tearDown(self):
+        for gateway in (self.gateway, self.plain_gateway):
+            self.assertTrue(gateway.alive(), "gateway died:\n" + gateway.log()[-3000:])
+
+    def imap(self, gateway=None, system=None):
+        context = ssl.create_default_context(cafile=(system or self.system).cert)
+        client = imaplib.IMAP4_SSL("127.0.0.1", (gateway or self.gateway).imaps_port,
+                                   ssl_context=context, timeout=15)
+        self.addCleanup(client.shutdown)
+        return client
+
+    @staticmethod
+    def oauthbearer(token, authzid=""):
+        # RFC 7628 §3.1: GS2 header, then kvpairs; a single %x01 answers an error
+        # challenge (§3.2.3).
+        challenges = []
+
+        def respond(challenge):
+            challenges.append(challenge)
+            if challenge:
+                return b"\x01"
+            return ("n,%s,\x01auth=Bearer %s\x01\x01"
+                    % ("a=" + authzid if authzid else "", token)).encode()
+        return respond, challenges
+
+    @staticmethod
+    def xoauth2(user, token):
+        challenges = []
+
+        def respond(challenge):
+            challenges.append(challenge)
+            if challenge:
+                return b"\x01"
+            return ("user=%s\x01auth=Bearer %s\x01\x01" % (user, token)).encode()
+        return respond, challenges
+
+    def test_advertised_over_tls_only_and_only_with_oauth(self):
+        client = self.imap()
+        self.assertIn("AUTH=OAUTHBEARER", client.capabilities)
+        self.assertIn("AUTH=XOAUTH2", client.capabilities)
+        plain = imaplib.IMAP4("127.0.0.1", self.gateway.imap_port, timeout=15)
+        self.addCleanup(plain.shutdown)
+        self.assertIn("AUTH=PLAIN", plain.capabilities)  # --allow-plaintext-auth
+        self.assertNotIn("AUTH=OAUTHBEARER", plain.capabilities)
+        self.assertNotIn("AUTH=XOAUTH2", plain.capabilities)
+        typ, data = plain._simple_command("AUTHENTICATE", "OAUTHBEARER")
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"[PRIVACYREQUIRED]", data[0])
+        without = self.imap(self.plain_gateway)
+        self.assertNotIn("AUTH=OAUTHBEARER", without.capabilities)
+        self.assertNotIn("AUTH=XOAUTH2", without.capabilities)
+
+    def test_gateway_with_oauth_before_a_service_without(self):
+        # The module's service checks no tokens: a gateway told otherwise answers
+        # NO [CANNOT] (the operator's mistake), without the error exchange.
+        gateway = SYSTEM.start_gateway("--oauth=true")
+        client = self.imap(gateway, SYSTEM)
+        respond, challenges = self.oauthbearer(self.issuer.token(self.user))
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            client.authenticate("OAUTHBEARER", respond)
+        self.assertIn("[CANNOT]", str(refused.exception))
+        self.assertEqual(challenges, [b""])
+
+    def test_oauthbearer_logs_in(self):
+        client = self.imap()
+        respond, challenges = self.oauthbearer(self.issuer.token(self.user))
+        typ, data = client.authenticate("OAUTHBEARER", respond)
+        self.assertEqual(typ, "OK", data)
+        self.assertEqual(challenges, [b""])
+        self.assertEqual(client.select("INBOX")[0], "OK")
+        # With the authorization identity in the GS2 header, equal to the token's user.
+        client = self.imap()
+        respond, _ = self.oauthbearer(self.issuer.token(self.user), authzid=self.user)
+        self.assertEqual(client.authenticate("OAUTHBEARER", respond)[0], "OK")
+
+    def test_xoauth2_logs_in(self):
+        client = self.imap()
+        respond, challenges = self.xoauth2(self.user, self.issuer.token(self.user))
+        typ, data = client.authenticate("XOAUTH2", respond)
+        self.assertEqual(typ, "OK", data)
+        self.assertEqual(challenges, [b""])
+        self.assertEqual(client.select("INBOX")[0], "OK")
+
+    def assertRefusedWithErrorChallenge(self, client, mechanism, respond, challenges, status):
+        with self.assertRaises(imaplib.IMAP4.error) as refused:
+            client.authenticate(mechanism, respond)
+        self.assertIn("[AUTHENTICATIONFAILED]", str(refused.exception))
+        # RFC 7628 §3.2.2: the error came as a challenge, which the client answered
+        # with %x01 before the NO.
+        self.assertEqual(len(challenges), 2, challenges)
+        error = json.loads(challenges[1])
+        self.assertEqual(error, {"status": status, "schemes": "bearer", "scope": "imap"})
+        # The connection goes on: a good token works on it.
+        good, _ = self.oauthbearer(self.issuer.token(self.user))
+        self.assertEqual(client.authenticate("OAUTHBEARER", good)[0], "OK")
+
+    def test_expired_token_gets_the_error_exchange(self):
+        expired = self.issuer.token(self.user, lifetime=-3600)
+        respond, challenges = self.oauthbearer(expired)
+        self.assertRefusedWithErrorChallenge(self.imap(), "OAUTHBEARER", respond, challenges,
+                                             "invalid_token")
+        respond, challenges = self.xoauth2(self.user, expired)
+        self.assertRefusedWithErrorChallenge(self.imap(), "XOAUTH2", respond, challenges, "401")
+
+    def test_token_of_another_user_is_refused(self):
+        token = self.issuer.token(self.other)
+        respond, challenges = self.oauthbearer(token, authzid=self.user)
+        self.assertRefusedWithErrorChallenge(self.imap(), "OAUTHBEARER", respond, challenges,
+                                             "invalid_token")
+        respond, challenges = self.xoauth2(self.user, token)
+        self.assertRefusedWithErrorChallenge(self.imap(), "XOAUTH2", respond, challenges, "401")
+        # A token for a user the service does not have: no account is made.
+        respond, challenges = self.oauthbearer(self.issuer.token("nobody@example.org"))
+        self.assertRefusedWithErrorChallenge(self.imap(), "OAUTHBEARER", respond, challenges,
+                                             "invalid_token")
+        self.assertNotIn("nobody@example.org", self.system.admin("user", "list"))
+
+    def test_sasl_ir_and_malformed_responses(self):
+        client = RawClient(self.gateway.imaps_port, "tls", cafile=self.system.cert)
+        self.addCleanup(client.close)
+        # RFC 4959: the response on the command line.
+        initial = base64.b64encode(("n,,\x01auth=Bearer %s\x01\x01"
+                                    % self.issuer.token(self.user)).encode())
+        _, tagged = client.command(b"AUTHENTICATE OAUTHBEARER " + initial, tag="i1")
+        self.assertTrue(tagged.startswith(b"i1 OK [CAPABILITY "), tagged)
+        client = RawClient(self.gateway.imaps_port, "tls", cafile=self.system.cert)
+        self.addCleanup(client.close)
+        for tag, response in (("b1", b"n,,auth=Bearer x\x01\x01"),
+                              ("b2", b"p=tls-unique,,\x01auth=Bearer x\x01\x01"),
+                              ("b3", b"n,,\x01host=x\x01\x01")):
+            _, tagged = client.command(b"AUTHENTICATE OAUTHBEARER " + base64.b64encode(response),
+                                       tag=tag)
+            self.assertTrue(tagged.startswith(tag.encode() + b" BAD OAUTHBEARER: "), tagged)
+        # The error exchange by hand: the challenge, %x01, then the NO.
+        expired = base64.b64encode(("n,,\x01auth=Bearer %s\x01\x01"
+                                    % self.issuer.token(self.user, lifetime=-600)).encode())
+        client.send(b"e1 AUTHENTICATE OAUTHBEARER " + expired + b"\r\n")
+        line = client.read_line()
+        self.assertTrue(line.startswith(b"+ "), line)
+        self.assertEqual(json.loads(base64.b64decode(line[2:]))["status"], "invalid_token")
+        client.send(base64.b64encode(b"\x01") + b"\r\n")
+        _, tagged = client.read_tagged("e1")
+        self.assertTrue(tagged.startswith(b"e1 NO [AUTHENTICATIONFAILED]"), tagged)
+
+
+class IntrospectionEndpoint:
+    """A small RFC 7662 introspection endpoint over HTTPS (the harness's certificate)
+    for the service to ask about opaque tokens: answers from `answers` (token ->
+    dict), requires the service's client credentials, counts the requests."""
+
+    CLIENT = ("imap-service", "s3cret:+/")
+
+    def __init__(self, cert, key):
+        import http.server
+        import threading
+        import urllib.parse
+        endpoint = self
+        self.answers = {}
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                endpoint.requests += 1
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                form = urllib.parse.parse_qs(body)
+                expected = "Basic " + base64.b64encode(
+                    ("%s:%s" % tuple(urllib.parse.quote_plus(part)
+                                     for part in endpoint.CLIENT)).encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                answer = endpoint.answers.get(form["token"][0], {"active": False})
+                if answer == "slow":
+                    time.sleep(3)
+                    answer = {"active": False}
+                data = json.dumps(answer).encode() if isinstance(answer, dict) else answer
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (OSError, ssl.SSLError):
+                    pass  # the service gave up on a slow or oversized answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d/introspect" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class OAuthIntrospectionTest(unittest.TestCase):
+    # RFC 7662: opaque tokens are sent to the identity provider's introspection
+    # endpoint (a local HTTPS one here); JWTs are still checked offline.
+    @classmethod
+    def setUpClass(cls):
+        cls.system = harness.System("std-introspection")
+        cls.endpoint = IntrospectionEndpoint(cls.system.cert, cls.system.key)
+        try:
+            secret = os.path.join(cls.system.dir, "introspection.secret")
+            with open(secret, "w") as f:
+                f.write(IntrospectionEndpoint.CLIENT[1] + "\n")
+            os.chmod(secret, 0o600)
+            cls.issuer = harness.OAuthIssuer(cls.system.dir)
+            cls.system.start_service(
+                *cls.issuer.service_flags(),
+                "--oauth-introspection-url=" + cls.endpoint.url,
+                "--oauth-introspection-client-id=" + IntrospectionEndpoint.CLIENT[0],
+                "--oauth-introspection-secret-file=" + secret,
+                "--oauth-introspection-ca-file=" + cls.system.cert,
+                "--oauth-introspection-timeout-ms=1000",
+                "--oauth-introspection-max-response-bytes=4096")
+            cls.gateway = cls.system.start_gateway("--oauth=true")
+            cls.user, _ = cls.system.new_user("intro")
+        except Exception:
+            cls.system.stop()
+            cls.endpoint.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.system.stop()
+        cls.endpoint.stop()
+
+    def authenticate(self, token):
+        """imaplib's AUTHENTICATE OAUTHBEARER with `token`: (result or the error's
+        text, the challenges the client saw)."""
+        context = ssl.create_default_context(cafile=self.system.cert)
+        client = imaplib.IMAP4_SSL("127.0.0.1", self.gateway.imaps_port, ssl_context=context,
+                                   timeout=15)
+        self.addCleanup(client.shutdown)
+        respond, challenges = OAuthBearerTest.oauthbearer(token)
+        try:
+            return client.authenticate("OAUTHBEARER", respond)[0], challenges
+        except imaplib.IMAP4.error as e:
+            return str(e), challenges
+
+    def test_opaque_token_is_introspected_once_then_cached(self):
+        now = int(time.time())
+        self.endpoint.answers["opaque-good"] = {
+            "active": True, "email": self.user, "exp": now + 600,
+            "iss": harness.OAuthIssuer.ISSUER, "aud": harness.OAuthIssuer.AUDIENCE}
+        before = self.endpoint.requests
+        self.assertEqual(self.authenticate("opaque-good")[0], "OK")
+        self.assertEqual(self.authenticate("opaque-good")[0], "OK")
+        self.assertEqual(self.endpoint.requests, before + 1)
+        # A JWT is checked with the key set, without asking the endpoint.
+        self.assertEqual(self.authenticate(self.issuer.token(self.user))[0], "OK")
+        self.assertEqual(self.endpoint.requests, before + 1)
+
+    def test_inactive_or_mismatching_answers_fail_with_the_error_exchange(self):
+        now = int(time.time())
+        self.endpoint.answers["opaque-other-audience"] = {
+            "active": True, "email": self.user, "exp": now + 600, "aud": "somewhere-else"}
+        for token in ("opaque-revoked", "opaque-other-audience"):
+            result, challenges = self.authenticate(token)
+            self.assertIn("[AUTHENTICATIONFAILED]", result)
+            self.assertEqual(len(challenges), 2, challenges)
+            self.assertEqual(json.loads(challenges[1])["status"], "invalid_token")
+
+    def test_an_endpoint_that_cannot_answer_is_unavailable_not_a_failure(self):
+        # Too slow (past --oauth-introspection-timeout-ms), or an answer over
+        # --oauth-introspection-max-response-bytes.
+        self.endpoint.answers["opaque-slow"] = "slow"
+        self.endpoint.answers["opaque-huge"] = json.dumps(
+            {"active": True, "email": self.user, "pad": "x" * 5000}).encode()
+        for token in ("opaque-slow", "opaque-huge"):
+            result, challenges = self.authenticate(token)
+            self.assertIn("[UNAVAILABLE]", result)
+            self.assertEqual(challenges, [b""])
+        self.assertTrue(self.gateway.alive())
 
 
 class DefaultMailboxesTest(unittest.TestCase):

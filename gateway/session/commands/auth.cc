@@ -1,7 +1,7 @@
 // The commands of the Not Authenticated state (RFC 3501 §6.2): STARTTLS, LOGIN,
 // and AUTHENTICATE with SASL PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login,
-// when the operator turns it on), SCRAM-SHA-256(-PLUS) (scram.cc) and SASL-IR
-// (RFC 4959).
+// when the operator turns it on), SCRAM-SHA-256(-PLUS) (scram.cc), OAUTHBEARER
+// (RFC 7628) and XOAUTH2 (when the operator turns them on), and SASL-IR (RFC 4959).
 
 #include <optional>
 #include <string>
@@ -12,6 +12,7 @@
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
 #include "gateway/session/commands/sasl.h"
+#include "gateway/session/commands/sasl_bearer.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace gateway::commands {
@@ -63,6 +64,9 @@ std::string OfferedMechanisms(const CommandContext& session) {
       absl::StrAppend(&offered, ", SCRAM-SHA-256-PLUS");
     }
   }
+  if (session.options().oauth && session.tls_active()) {
+    absl::StrAppend(&offered, ", OAUTHBEARER, XOAUTH2");
+  }
   return offered;
 }
 
@@ -111,6 +115,51 @@ awaitable<void> AuthenticateLogin(CommandContext& session,
   co_await FinishLogin(session, request);
 }
 
+// AUTHENTICATE OAUTHBEARER (RFC 7628) and XOAUTH2: the token goes to the mailbox
+// service, which checks it, through the same throttle as a password.
+awaitable<void> AuthenticateBearer(CommandContext& session,
+                                   const imap::AuthenticateCommand& command, bool xoauth2) {
+  std::optional<std::string> decoded = co_await sasl::FirstResponse(session, command);
+  if (!decoded.has_value()) {
+    co_return;
+  }
+  absl::StatusOr<BearerCredentials> credentials =
+      xoauth2 ? ParseXoauth2(*decoded) : ParseOauthBearer(*decoded);
+  if (!credentials.ok()) {
+    session.Bad(std::string(credentials.status().message()));
+    co_return;
+  }
+  v1::AuthenticateRequest request;
+  request.set_mechanism(v1::BEARER);
+  request.set_username(std::move(credentials->user));
+  request.set_token(std::move(credentials->token));
+  sasl::SetClient(session, request);
+  auto response = co_await session.store().Authenticate(request);
+  if (response.ok()) {
+    sasl::AnswerSuccess(session, *response);
+    co_return;
+  }
+  if (v1::DetailOf(response.status()).code() == v1::AUTHENTICATIONFAILED) {
+    // RFC 7628 §3.2.2: the error goes as a challenge, which the client answers
+    // with a single %x01; the exchange fails whatever it sends. XOAUTH2 clients
+    // get the same exchange, with the HTTP status Google's servers put in
+    // "status".
+    const SessionOptions& options = session.options();
+    std::optional<std::string> answer = co_await sasl::Round(
+        session, BearerErrorChallenge(xoauth2 ? "401" : "invalid_token", options.oauth_scope,
+                                      options.oauth_openid_configuration));
+    if (!answer.has_value()) {
+      // Cancelled or broken off (already answered): the failure still counts.
+      if (session.CountAuthFailure()) {
+        session.SendTaggedNow();
+        session.EndWithBye("Too many failed authentication attempts");
+      }
+      co_return;
+    }
+  }
+  sasl::AnswerFailure(session, response.status(), request.username());
+}
+
 }  // namespace
 
 awaitable<void> StartTls(CommandContext& session) {
@@ -134,6 +183,19 @@ awaitable<void> Login(CommandContext& session, const std::string& user,
 }
 
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command) {
+  const bool bearer = command.mechanism == "OAUTHBEARER" || command.mechanism == "XOAUTH2";
+  if (bearer && session.options().oauth) {
+    if (!session.tls_active()) {
+      // A bearer token is a replayable secret: never over plaintext, whatever
+      // --allow-plaintext-auth says.
+      session.No("OAuth bearer tokens are accepted only over TLS: use STARTTLS or the IMAPS "
+                 "port first",
+                 "PRIVACYREQUIRED");
+      co_return;
+    }
+    co_await AuthenticateBearer(session, command, command.mechanism == "XOAUTH2");
+    co_return;
+  }
   const bool plain = command.mechanism == "PLAIN";
   const bool login = command.mechanism == "LOGIN" && session.options().allow_auth_login;
   const bool scram = command.mechanism == "SCRAM-SHA-256" && session.options().allow_scram;

@@ -134,6 +134,12 @@ void AnswerFailure(CommandContext& session, const absl::Status& status,
     session.Bad(absl::StrCat("Authentication: ", std::string(status.message())));
     return;
   }
+  if (detail.code() == v1::CANNOT) {
+    // E.g. bearer tokens offered by this gateway (--oauth) while the service
+    // checks none: the operator's mistake, not the client's failure.
+    session.No(absl::StrCat("Authentication: ", std::string(status.message())), "CANNOT");
+    return;
+  }
   ops::GlobalMetrics().auth_failures.fetch_add(1);
   session.LogConnection(
       absl::StrCat("authentication failed for ", absl::string_view(username.data(), username.size())));

@@ -210,3 +210,29 @@ test('wrong password is refused', async () => {
   });
   bad.close();
 });
+
+// OAuth 2.0: imapflow's accessToken picks OAUTHBEARER (RFC 7628) when offered.
+// The tokens come from run_imapflow.py, signed by a key the mailbox service trusts.
+test('an access token logs in with OAUTHBEARER', async () => {
+  const oauth = client({ auth: { user, accessToken: env('OAUTH_TOKEN') } });
+  try {
+    await oauth.connect();
+    assert.ok(oauth.authenticated);
+    assert.equal(oauth.authCapabilities.get('AUTH=OAUTHBEARER'), true);
+    const mailbox = await oauth.mailboxOpen('INBOX');
+    assert.equal(mailbox.path, 'INBOX');
+  } finally {
+    await oauth.logout().catch(() => {});
+  }
+});
+
+test('an expired access token is refused with the RFC 7628 error', async () => {
+  const expired = client({ auth: { user, accessToken: env('OAUTH_EXPIRED_TOKEN') } });
+  await assert.rejects(expired.connect(), (error) => {
+    assert.equal(error.authenticationFailed, true, String(error));
+    assert.equal(error.serverResponseCode, 'AUTHENTICATIONFAILED');
+    assert.deepEqual(error.oauthError, { status: 'invalid_token', schemes: 'bearer' });
+    return true;
+  });
+  expired.close();
+});
