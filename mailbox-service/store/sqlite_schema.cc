@@ -213,6 +213,12 @@ ALTER TABLE messages ADD COLUMN save_date INTEGER;
 ALTER TABLE expunged_messages ADD COLUMN save_date INTEGER;
 ALTER TABLE contents ADD COLUMN preview TEXT;
 )sql",
+      // Version 8: what SORT and THREAD compare (RFC 5256, RFC 5957), taken from
+      // the header once at ingest: sort_keys.h's encoding. NULL for content
+      // stored before, made and kept the first time a sort or thread reads it.
+      R"sql(
+ALTER TABLE contents ADD COLUMN sort_keys BLOB;
+)sql",
   };
   return *steps;
 }

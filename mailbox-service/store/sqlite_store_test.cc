@@ -167,6 +167,7 @@ TEST(SqliteSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
                     ->Exec("ALTER TABLE messages DROP COLUMN save_date;"
                            "ALTER TABLE expunged_messages DROP COLUMN save_date;"
                            "ALTER TABLE contents DROP COLUMN preview;"
+                           "ALTER TABLE contents DROP COLUMN sort_keys;"
                            "PRAGMA user_version = 6")
                     .ok());
   }

@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/mailbox/names.h"
+#include "mailbox-service/store/sort.h"
 #include "mailbox-service/store/work_budget.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
@@ -258,6 +259,11 @@ class Store {
     WorkBudget unlimited;
     return Search(user_id, request, unlimited);
   }
+  // The messages of the mailbox whose UIDs are in `uids` (which may be empty), in
+  // UID order, with what SORT and THREAD compare (sort.h). Keys of content stored
+  // before the store kept them are made from its header now and kept.
+  virtual absl::StatusOr<std::vector<SortableMessage>> SortableMessages(
+      uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity, const v1::UidSet& uids) = 0;
   // Stores `content` as a new UID (flags kept unless header.replace_flags) and
   // expunges header.uid, in one transaction.
   virtual absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,

@@ -171,6 +171,10 @@ ALTER TABLE messages ADD COLUMN save_date bigint;
 ALTER TABLE expunged_messages ADD COLUMN save_date bigint;
 ALTER TABLE contents ADD COLUMN preview text;
 )sql",
+      // Version 3: SORT and THREAD keys, as in the SQLite schema's version 8.
+      R"sql(
+ALTER TABLE contents ADD COLUMN sort_keys bytea;
+)sql",
   };
   return *steps;
 }

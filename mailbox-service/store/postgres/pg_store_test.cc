@@ -162,6 +162,7 @@ TEST(PgSchemaTest, UpgradeToSaveDatesAndPreviewsKeepsOlderMessages) {
         "ALTER TABLE messages DROP COLUMN save_date;"
         "ALTER TABLE expunged_messages DROP COLUMN save_date;"
         "ALTER TABLE contents DROP COLUMN preview;"
+        "ALTER TABLE contents DROP COLUMN sort_keys;"
         "UPDATE schema_version SET version = 1",
         Soon());
     ASSERT_TRUE(status.ok()) << status;
