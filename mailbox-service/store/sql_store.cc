@@ -2521,6 +2521,12 @@ absl::StatusOr<std::vector<SortableMessage>> SqlStore::SortableMessages(
         if (!row) {
           break;
         }
+        if (messages.size() >= limits_.max_sort_messages) {
+          return Error(absl::StatusCode::kResourceExhausted, v1::LIMIT,
+                       absl::StrCat("a sort or thread orders at most ",
+                                    limits_.max_sort_messages,
+                                    " messages; narrow the search criteria"));
+        }
         SortableMessage& message = messages.emplace_back();
         message.uid = static_cast<uint32_t>(s.Int(0));
         message.internal_date = s.Int(1);

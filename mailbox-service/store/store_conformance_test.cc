@@ -1486,6 +1486,25 @@ TYPED_TEST(StoreConformanceTest, SortKeysAreKeptAtIngestAndMadeForOlderContent) 
                    .ok());
 }
 
+TYPED_TEST(StoreConformanceTest, SortableMessagesStopAtTheirLimit) {
+  this->limits_.max_sort_messages = 2;
+  this->Reopen();
+  std::vector<NewMessage> messages;
+  for (int i = 0; i < 3; ++i) {
+    messages.push_back(Message(absl::StrCat("Subject: ", i, "\r\n\r\nbody\r\n")));
+  }
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  auto two = this->store_->SortableMessages(this->user_, inbox.mailbox_id(),
+                                            inbox.uidvalidity(), Uids({{1, 2}}));
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->size(), 2u);
+  auto three = this->store_->SortableMessages(this->user_, inbox.mailbox_id(),
+                                              inbox.uidvalidity(), Uids({{1, 3}}));
+  EXPECT_TRUE(absl::IsResourceExhausted(three.status())) << three.status();
+  EXPECT_EQ(v1::DetailOf(three.status()).code(), v1::LIMIT);
+}
+
 // --- Change log and events ----------------------------------------------------------
 
 TYPED_TEST(StoreConformanceTest, ChangeLogMatchesEventsInModseqOrder) {
