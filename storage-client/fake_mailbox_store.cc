@@ -1103,6 +1103,58 @@ awaitable<absl::StatusOr<v1::SearchResponse>> FakeMailboxStore::Search(
   co_return matches.Take();
 }
 
+// SORT by the keys a test double can answer without parsing headers (ARRIVAL,
+// SIZE); ties in UID order (RFC 5256 §2.2). The mailbox service sorts by every key.
+awaitable<absl::StatusOr<v1::SortResponse>> FakeMailboxStore::Sort(Session session,
+                                                                  v1::SortRequest request) {
+  for (const v1::SortCriterion& criterion : request.criteria()) {
+    if (criterion.key() != v1::SortCriterion::ARRIVAL &&
+        criterion.key() != v1::SortCriterion::SIZE) {
+      co_return absl::UnimplementedError("the fake store sorts by ARRIVAL and SIZE only");
+    }
+  }
+  if (request.criteria().empty()) {
+    co_return v1::BadRequest("a sort needs at least one criterion");
+  }
+  absl::StatusOr<v1::SearchResponse> found = co_await Search(session, request.search());
+  if (!found.ok()) {
+    co_return found.status();
+  }
+  absl::StatusOr<Mailbox*> mailbox = EnterSelected(session, request.search().mailbox_id(),
+                                                   request.search().uidvalidity());
+  if (!mailbox.ok()) {
+    co_return mailbox.status();
+  }
+  std::vector<uint32_t> uids;
+  for (const v1::UidRange& range : found->uids().ranges()) {
+    for (uint64_t uid = range.first(); uid <= range.last(); ++uid) {
+      uids.push_back(static_cast<uint32_t>(uid));
+    }
+  }
+  auto key_of = [&](uint32_t uid, v1::SortCriterion::Key key) -> int64_t {
+    const Message& message = (*mailbox)->messages.at(uid);
+    return key == v1::SortCriterion::SIZE ? static_cast<int64_t>(message.content.size())
+                                          : message.internal_date_unix;
+  };
+  std::sort(uids.begin(), uids.end(), [&](uint32_t a, uint32_t b) {
+    for (const v1::SortCriterion& criterion : request.criteria()) {
+      const int64_t ka = key_of(a, criterion.key());
+      const int64_t kb = key_of(b, criterion.key());
+      if (ka != kb) return criterion.reverse() ? ka > kb : ka < kb;
+    }
+    return a < b;
+  });
+  v1::SortResponse response;
+  for (const uint32_t uid : uids) response.add_uids(uid);
+  response.set_highest_modseq(found->highest_modseq());
+  co_return response;
+}
+
+awaitable<absl::StatusOr<v1::ThreadResponse>> FakeMailboxStore::Thread(Session,
+                                                                      v1::ThreadRequest) {
+  co_return absl::UnimplementedError("the fake store does not thread");
+}
+
 // --- Append, Revise -------------------------------------------------------------
 
 std::unique_ptr<AppendStream> FakeMailboxStore::Append(Session session) {

@@ -92,6 +92,10 @@ class FakeMailboxStore final : public MailboxStore {
       Session session, v1::ExpungeRequest request) override;
   boost::asio::awaitable<absl::StatusOr<v1::SearchResponse>> Search(
       Session session, v1::SearchRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::SortResponse>> Sort(
+      Session session, v1::SortRequest request) override;
+  boost::asio::awaitable<absl::StatusOr<v1::ThreadResponse>> Thread(
+      Session session, v1::ThreadRequest request) override;
   std::unique_ptr<FetchStream> Fetch(Session session, v1::FetchRequest request) override;
   std::unique_ptr<AppendStream> Append(Session session) override;
   std::unique_ptr<ReviseStream> Revise(Session session) override;

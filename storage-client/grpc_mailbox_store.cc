@@ -802,6 +802,20 @@ awaitable<absl::StatusOr<v1::SearchResponse>> GrpcMailboxStore::Search(
       MAILBOX_UNARY_INVOKER(Search, SearchRequest, SearchResponse));
 }
 
+awaitable<absl::StatusOr<v1::SortResponse>> GrpcMailboxStore::Sort(Session session,
+                                                                   v1::SortRequest request) {
+  co_return co_await CallUnary<v1::SortResponse>(
+      pool_, std::move(session.token), std::move(request), /*idempotent=*/true,
+      MAILBOX_UNARY_INVOKER(Sort, SortRequest, SortResponse));
+}
+
+awaitable<absl::StatusOr<v1::ThreadResponse>> GrpcMailboxStore::Thread(
+    Session session, v1::ThreadRequest request) {
+  co_return co_await CallUnary<v1::ThreadResponse>(
+      pool_, std::move(session.token), std::move(request), /*idempotent=*/true,
+      MAILBOX_UNARY_INVOKER(Thread, ThreadRequest, ThreadResponse));
+}
+
 std::unique_ptr<FetchStream> GrpcMailboxStore::Fetch(Session session, v1::FetchRequest request) {
   return std::make_unique<GrpcFetchStream>(pool_, std::move(session.token), std::move(request));
 }

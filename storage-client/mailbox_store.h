@@ -166,6 +166,10 @@ class MailboxStore {
       Session session, v1::ExpungeRequest request) = 0;
   virtual boost::asio::awaitable<absl::StatusOr<v1::SearchResponse>> Search(
       Session session, v1::SearchRequest request) = 0;
+  virtual boost::asio::awaitable<absl::StatusOr<v1::SortResponse>> Sort(
+      Session session, v1::SortRequest request) = 0;
+  virtual boost::asio::awaitable<absl::StatusOr<v1::ThreadResponse>> Thread(
+      Session session, v1::ThreadRequest request) = 0;
 
   // Streams: the call starts at once; its errors surface from Next/Write/Finish.
   virtual std::unique_ptr<FetchStream> Fetch(Session session, v1::FetchRequest request) = 0;

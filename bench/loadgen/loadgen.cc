@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -179,15 +180,21 @@ std::string Password(const Options& options, int64_t number) {
   return out;
 }
 
-// A synthetic RFC 5322 message of exactly `size` octets (at least its headers).
+// A synthetic RFC 5322 message of exactly `size` octets (at least its headers). Its
+// subject, sender and date vary with `serial` so that SORT and THREAD have work to
+// do: one of a thousand topics, half of them replies ("Re:"), dated within a year.
 std::string MakeMessage(int64_t size, uint64_t serial) {
+  const time_t sent = 1764000000 - static_cast<time_t>(serial % (365 * 86400));
+  struct tm tm;
+  gmtime_r(&sent, &tm);
+  char date[64];
+  strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
   std::string message = absl::StrCat(
-      "From: Load Generator <loadgen@example.test>\r\n"
+      "From: Load Generator ", serial % 97, " <loadgen", serial % 97, "@example.test>\r\n"
       "To: user@example.test\r\n"
-      "Subject: bench message ",
-      serial,
+      "Subject: ", (serial & 1) != 0 ? "Re: " : "", "bench topic ", serial % 1000,
       "\r\n"
-      "Date: Wed, 25 Nov 2026 12:00:00 +0000\r\n"
+      "Date: ", date, "\r\n"
       "Message-ID: <",
       serial,
       "@loadgen.example.test>\r\n"
@@ -658,6 +665,14 @@ awaitable<std::optional<Outcome>> ExecuteStep(Session& s, const Step& step,
     case StepKind::kSearch:
       command = absl::StrCat(step.uid ? "UID " : "", "SEARCH ", step.criteria);
       break;
+    case StepKind::kSort:  // RFC 5256 §3: the charset is not optional
+      command = absl::StrCat(step.uid ? "UID " : "", "SORT ", step.program, " UTF-8 ",
+                             step.criteria);
+      break;
+    case StepKind::kThread:
+      command = absl::StrCat(step.uid ? "UID " : "", "THREAD ", step.program, " UTF-8 ",
+                             step.criteria);
+      break;
     case StepKind::kNoop:
       command = "NOOP";
       break;
@@ -697,6 +712,8 @@ bool NeedsSelected(StepKind kind) {
     case StepKind::kDelete:
     case StepKind::kExpunge:
     case StepKind::kSearch:
+    case StepKind::kSort:
+    case StepKind::kThread:
       return true;
     default:
       return false;

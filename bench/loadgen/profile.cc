@@ -16,7 +16,7 @@ namespace {
 
 constexpr std::array<std::string_view, kStepKindCount> kNames = {
     "login", "list",   "status", "select", "fetch", "fetch2", "store",
-    "delete", "expunge", "append", "search", "idle",  "noop",   "logout"};
+    "delete", "expunge", "append", "search", "sort",  "thread", "idle",  "noop",   "logout"};
 
 std::optional<StepKind> KindFromName(std::string_view name) {
   for (int i = 0; i < kStepKindCount; ++i) {
@@ -161,6 +161,10 @@ bool Accepts(StepKind kind, std::string_view key) {
       return key == "mailbox" || key == "size";
     case StepKind::kSearch:
       return key == "criteria" || key == "uid";
+    case StepKind::kSort:
+      return key == "program" || key == "criteria" || key == "uid";
+    case StepKind::kThread:
+      return key == "algorithm" || key == "criteria" || key == "uid";
     case StepKind::kIdle:
       return key == "duration";
     default:
@@ -187,7 +191,7 @@ absl::StatusOr<Step> ParseStep(const std::vector<std::string>& words, size_t beg
   if (!kind) {
     return LineError(line_no, absl::StrCat("unknown step ", Quote(words[begin]),
                                            " (known: login list status select fetch fetch2 "
-                                           "store delete expunge append search idle noop "
+                                           "store delete expunge append search sort thread idle noop "
                                            "logout)"));
   }
   Step step;
@@ -216,6 +220,14 @@ absl::StatusOr<Step> ParseStep(const std::vector<std::string>& words, size_t beg
       break;
     case StepKind::kSearch:
       step.criteria = "UNSEEN";
+      break;
+    case StepKind::kSort:
+      step.program = "(REVERSE ARRIVAL)";
+      step.criteria = "ALL";
+      break;
+    case StepKind::kThread:
+      step.program = "REFERENCES";
+      step.criteria = "ALL";
       break;
     default:
       break;
@@ -247,6 +259,11 @@ absl::StatusOr<Step> ParseStep(const std::vector<std::string>& words, size_t beg
       step.flags = std::string(value);
     } else if (key == "criteria") {
       step.criteria = std::string(value);
+    } else if (key == "program" || key == "algorithm") {
+      if (value.empty()) {
+        return LineError(line_no, absl::StrCat(std::string(key), " must not be empty"));
+      }
+      step.program = std::string(value);
     } else if (key == "pattern") {
       step.pattern = std::string(value);
     } else if (key == "set") {

@@ -28,6 +28,8 @@ enum class StepKind {
   kExpunge,
   kAppend,
   kSearch,
+  kSort,
+  kThread,
   kIdle,
   kNoop,
   kLogout,
@@ -50,7 +52,8 @@ struct Step {
   std::string mailbox;   // select, status, append; defaults to the profile's mailbox
   std::string items;     // fetch/fetch2/status data items, with parentheses
   std::string flags;     // store: e.g. "+FLAGS (\Seen)"
-  std::string criteria;  // search
+  std::string criteria;  // search, sort, thread
+  std::string program;   // sort: the sort criteria, with parentheses; thread: the algorithm
   std::string pattern;   // list
   MessageSet set;
   bool uid = false;                   // fetch/store/search as UID commands

@@ -149,10 +149,34 @@ TEST(ProfileTest, Durations) {
   EXPECT_FALSE(ParseDuration("99999999999999m").ok());
 }
 
+TEST(ProfileTest, SortAndThreadSteps) {
+  absl::StatusOr<Profile> profile = ParseProfile(
+      "[client]\nname=x\n[mix]\n1 sort\n1 thread\n"
+      "1 sort program=\"(REVERSE DATE)\" criteria=UNSEEN uid=yes\n"
+      "1 thread algorithm=ORDEREDSUBJECT\n");
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  EXPECT_EQ(profile->mix[0].steps[0].kind, StepKind::kSort);
+  EXPECT_EQ(profile->mix[0].steps[0].program, "(REVERSE ARRIVAL)");
+  EXPECT_EQ(profile->mix[0].steps[0].criteria, "ALL");
+  EXPECT_EQ(profile->mix[1].steps[0].kind, StepKind::kThread);
+  EXPECT_EQ(profile->mix[1].steps[0].program, "REFERENCES");
+  EXPECT_EQ(profile->mix[2].steps[0].program, "(REVERSE DATE)");
+  EXPECT_EQ(profile->mix[2].steps[0].criteria, "UNSEEN");
+  EXPECT_TRUE(profile->mix[2].steps[0].uid);
+  EXPECT_EQ(profile->mix[3].steps[0].program, "ORDEREDSUBJECT");
+  EXPECT_EQ(StepKindName(StepKind::kSort), "sort");
+  EXPECT_EQ(StepKindName(StepKind::kThread), "thread");
+  EXPECT_THAT(ErrorOf("[client]\nname=x\n[mix]\n1 sort algorithm=REFERENCES\n"),
+              HasSubstr("sort takes no option \"algorithm\""));
+  EXPECT_THAT(ErrorOf("[client]\nname=x\n[mix]\n1 thread algorithm=\n"),
+              HasSubstr("algorithm must not be empty"));
+}
+
 TEST(ProfileTest, ShippedProfilesParse) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   ASSERT_NE(srcdir, nullptr);
-  for (const char* name : {"desktop", "webmail", "mobile", "ingest", "imaptest-default"}) {
+  for (const char* name :
+       {"desktop", "webmail", "webmail-sort", "mobile", "ingest", "imaptest-default"}) {
     const std::string path =
         std::string(srcdir) + "/imapd/bench/loadgen/profiles/" + name + ".profile";
     absl::StatusOr<Profile> profile = LoadProfile(path);

@@ -25,8 +25,8 @@ SYSTEM_COLOURS = {"imapd": "#0072B2", "imapd-baseline": "#56B4E9", "dovecot": "#
                   "imapd-pg1": "#009E73", "imapd-pg2": "#CC79A7", "imapd-pg3": "#E69F00"}
 # Okabe-Ito colours (readable for colour-blind readers), for lines told apart by client count.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#555555"]
-PROFILE_ORDER = ["imaptest-persistent", "imaptest-default", "desktop", "webmail", "mobile",
-                 "ingest"]
+PROFILE_ORDER = ["imaptest-persistent", "imaptest-default", "desktop", "webmail", "webmail-sort",
+                 "mobile", "ingest"]
 TRANSPORT_NAMES = {"tls": "IMAPS", "plain": "plain IMAP"}
 # Profiles with no think time: their command rate is whatever the load generator drives,
 # not what a user does, so capacity is given per core rather than per user. (summary.json

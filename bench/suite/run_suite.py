@@ -51,7 +51,8 @@ PASSWORD = "secret-pw"
 SCENARIOS = ("profiles", "flame", "idle", "push", "transfer", "login")
 FLAME_PROFILE, FLAME_CLIENTS = "imaptest-persistent", 10
 BASELINE = "imapd-baseline"
-PROFILES = ("imaptest-persistent", "imaptest-default", "desktop", "webmail", "mobile", "ingest")
+PROFILES = ("imaptest-persistent", "imaptest-default", "desktop", "webmail", "webmail-sort",
+            "mobile", "ingest")
 TRANSPORTS = ("tls", "plain")
 
 

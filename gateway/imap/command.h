@@ -165,6 +165,31 @@ struct SearchCommand {
   bool operator==(const SearchCommand&) const = default;
 };
 
+// SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO).
+struct SortCriterion {
+  enum class Key { kArrival, kCc, kDate, kFrom, kSize, kSubject, kTo, kDisplayFrom, kDisplayTo };
+  Key key = Key::kArrival;
+  bool reverse = false;
+  bool operator==(const SortCriterion&) const = default;
+};
+
+struct SortCommand {
+  bool uid = false;
+  std::vector<SortCriterion> program;  // at least one
+  std::string charset;                 // as sent
+  SearchKey criteria;                  // as SearchCommand's
+  bool operator==(const SortCommand&) const = default;
+};
+
+// THREAD and UID THREAD (RFC 5256 §4).
+struct ThreadCommand {
+  bool uid = false;
+  std::string algorithm;  // upper-cased, e.g. "REFERENCES"
+  std::string charset;    // as sent
+  SearchKey criteria;
+  bool operator==(const ThreadCommand&) const = default;
+};
+
 // section-spec of BODY[...] / BINARY[...] (RFC 3501 §9, RFC 3516).
 struct Section {
   enum class Text { kNone, kHeader, kHeaderFields, kHeaderFieldsNot, kText, kMime };
@@ -318,7 +343,8 @@ using CommandBody = std::variant<
     CheckCommand, CloseCommand, UnselectCommand, ExpungeCommand, UidExpungeCommand,
     SearchCommand, FetchCommand, StoreCommand, CopyCommand, MoveCommand, IdleCommand,
     EnableCommand, NamespaceCommand, IdCommand, CompressCommand, GetQuotaCommand,
-    GetQuotaRootCommand, SetQuotaCommand, GetMetadataCommand, SetMetadataCommand>;
+    GetQuotaRootCommand, SetQuotaCommand, GetMetadataCommand, SetMetadataCommand, SortCommand,
+    ThreadCommand>;
 
 // One command the gateway accepts, declared once, in the table of parser.cc
 // (FindCommand): its name on the wire, its grammar, and what the session needs

@@ -398,6 +398,83 @@ bool ParseSearch(Lexer& lex, Command::Body* body, bool uid) {
   return true;
 }
 
+// RFC 5256 §5: sort-criteria = "(" sort-criterion *(SP sort-criterion) ")",
+// sort-criterion = ["REVERSE" SP] sort-key; RFC 5957 §4 adds DISPLAYFROM and
+// DISPLAYTO.
+bool SortProgram(Lexer& lex, std::vector<SortCriterion>* program) {
+  using Key = SortCriterion::Key;
+  static constexpr std::pair<std::string_view, Key> kKeys[] = {
+      {"ARRIVAL", Key::kArrival}, {"CC", Key::kCc},           {"DATE", Key::kDate},
+      {"FROM", Key::kFrom},       {"SIZE", Key::kSize},       {"SUBJECT", Key::kSubject},
+      {"TO", Key::kTo},           {"DISPLAYFROM", Key::kDisplayFrom},
+      {"DISPLAYTO", Key::kDisplayTo}};
+  if (!lex.Expect('(', "'(' starting the sort criteria") || !lex.Enter()) return false;
+  if (lex.PeekIs(')')) {
+    return lex.Fail("the sort criteria are empty (RFC 5256 §3 needs at least one key)");
+  }
+  while (true) {
+    SortCriterion criterion;
+    std::string word;
+    if (!lex.Keyword(&word, "sort key")) return false;
+    if (word == "REVERSE") {
+      criterion.reverse = true;
+      if (!lex.Accept(' ')) {
+        return lex.Fail("REVERSE must be followed by a sort key (RFC 5256 §3)");
+      }
+      if (!lex.Keyword(&word, "sort key after REVERSE")) return false;
+    }
+    bool known = false;
+    for (const auto& [name, key] : kKeys) {
+      if (word == name) {
+        criterion.key = key;
+        known = true;
+      }
+    }
+    if (!known) {
+      return lex.Fail("unknown sort key " + word.substr(0, 40) +
+                      " (ARRIVAL, CC, DATE, FROM, SIZE, SUBJECT, TO, DISPLAYFROM, DISPLAYTO, "
+                      "each after an optional REVERSE)");
+    }
+    program->push_back(criterion);
+    if (lex.Accept(')')) break;
+    if (!lex.Sp()) return false;
+  }
+  lex.Leave();
+  return true;
+}
+
+// RFC 5256 §5: sort = ["UID" SP] "SORT" SP sort-criteria SP search-criteria,
+// search-criteria = charset 1*(SP search-key).
+bool ParseSort(Lexer& lex, Command::Body* body, bool uid) {
+  SortCommand cmd;
+  cmd.uid = uid;
+  if (!lex.Sp() || !SortProgram(lex, &cmd.program) || !lex.Sp() ||
+      !lex.AString(&cmd.charset, "charset (SORT names one before its search keys)") ||
+      !internal::ParseSearchCriteria(lex, &cmd.criteria)) {
+    return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+// RFC 5256 §5: thread = ["UID" SP] "THREAD" SP thread-alg SP search-criteria.
+bool ParseThread(Lexer& lex, Command::Body* body, bool uid) {
+  ThreadCommand cmd;
+  cmd.uid = uid;
+  if (!lex.Sp() || !lex.Keyword(&cmd.algorithm, "threading algorithm")) return false;
+  if (cmd.algorithm != "ORDEREDSUBJECT" && cmd.algorithm != "REFERENCES") {
+    return lex.Fail("unknown threading algorithm " + cmd.algorithm.substr(0, 40) +
+                    " (ORDEREDSUBJECT and REFERENCES are supported)");
+  }
+  if (!lex.Sp() ||
+      !lex.AString(&cmd.charset, "charset (THREAD names one before its search keys)") ||
+      !internal::ParseSearchCriteria(lex, &cmd.criteria)) {
+    return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
 bool Partial(Lexer& lex, std::optional<FetchAttribute::Partial>* out) {
   if (!lex.Accept('<')) return true;
   FetchAttribute::Partial partial;
@@ -913,6 +990,10 @@ constexpr CommandSpec kCommandTable[] = {
     {"UID EXPUNGE", ParseUidExpunge, kSelected, false, true, false, true},
     {"SEARCH", Plain<ParseSearch>, kSelected, true, false, false, true},
     {"UID SEARCH", WithUid<ParseSearch>, kSelected, false, false, false, true},
+    {"SORT", Plain<ParseSort>, kSelected, true, false, false, true},
+    {"UID SORT", WithUid<ParseSort>, kSelected, false, false, false, true},
+    {"THREAD", Plain<ParseThread>, kSelected, true, false, false, true},
+    {"UID THREAD", WithUid<ParseThread>, kSelected, false, false, false, true},
     {"FETCH", Plain<ParseFetch>, kSelected, true, false, false, true},
     {"UID FETCH", WithUid<ParseFetch>, kSelected, false, false, false, true},
     {"STORE", Plain<ParseStore>, kSelected, true, false, false, true},

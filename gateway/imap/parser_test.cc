@@ -289,6 +289,39 @@ TEST(ParserTest, Search) {
   }
 }
 
+TEST(ParserTest, SortAndThread) {
+  auto sort = std::get<SortCommand>(
+      MustParse("t UID SORT (REVERSE DATE subject DISPLAYFROM) utf-8 UNSEEN FROM x\r\n").body);
+  EXPECT_TRUE(sort.uid);
+  ASSERT_EQ(sort.program.size(), 3u);
+  EXPECT_EQ(sort.program[0], (SortCriterion{SortCriterion::Key::kDate, true}));
+  EXPECT_EQ(sort.program[1], (SortCriterion{SortCriterion::Key::kSubject, false}));
+  EXPECT_EQ(sort.program[2], (SortCriterion{SortCriterion::Key::kDisplayFrom, false}));
+  EXPECT_EQ(sort.charset, "utf-8");
+  EXPECT_EQ(sort.criteria.children.size(), 2u);
+
+  auto thread = std::get<ThreadCommand>(MustParse("t THREAD references US-ASCII ALL\r\n").body);
+  EXPECT_FALSE(thread.uid);
+  EXPECT_EQ(thread.algorithm, "REFERENCES");
+  EXPECT_EQ(thread.charset, "US-ASCII");
+
+  EXPECT_NE(ParseError("t SORT () UTF-8 ALL\r\n").find("empty"), std::string::npos);
+  EXPECT_NE(ParseError("t SORT (REVERSE) UTF-8 ALL\r\n").find("REVERSE"), std::string::npos);
+  EXPECT_NE(ParseError("t SORT (SENDER) UTF-8 ALL\r\n").find("unknown sort key SENDER"),
+            std::string::npos);
+  EXPECT_NE(ParseError("t THREAD X-FAST UTF-8 ALL\r\n").find("unknown threading algorithm"),
+            std::string::npos);
+  for (const char* bad : {
+           "t SORT\r\n", "t SORT (DATE)\r\n", "t SORT (DATE) UTF-8\r\n",
+           "t SORT DATE UTF-8 ALL\r\n", "t SORT (DATE UTF-8 ALL\r\n",
+           "t SORT (REVERSE REVERSE DATE) UTF-8 ALL\r\n", "t SORT (DATE  SIZE) UTF-8 ALL\r\n",
+           "t SORT (DATE) UTF-8 BOGUS\r\n", "t THREAD\r\n", "t THREAD REFERENCES\r\n",
+           "t THREAD REFERENCES UTF-8\r\n", "t UID THREAD (REFERENCES) UTF-8 ALL\r\n",
+       }) {
+    ParseError(bad);
+  }
+}
+
 TEST(ParserTest, NestingLimitIsExact) {
   Limits limits;
   limits.max_nesting_depth = 5;

@@ -1,5 +1,7 @@
 #include "gateway/imap/response.h"
 
+#include <algorithm>
+
 #include "gateway/imap/lexer.h"
 #include "gateway/imap/mutf7.h"
 
@@ -301,6 +303,69 @@ std::string SearchResponse(const std::vector<uint32_t>& numbers,
   for (uint32_t n : numbers) out += " " + std::to_string(n);
   if (highest_modseq.has_value()) {
     out += " (MODSEQ " + std::to_string(*highest_modseq) + ")";
+  }
+  return out + "\r\n";
+}
+
+std::string SortResponse(const std::vector<uint32_t>& numbers,
+                         std::optional<uint64_t> highest_modseq) {
+  std::string out = "* SORT";
+  for (uint32_t n : numbers) out += " " + std::to_string(n);
+  if (highest_modseq.has_value()) {
+    out += " (MODSEQ " + std::to_string(*highest_modseq) + ")";
+  }
+  return out + "\r\n";
+}
+
+std::string ThreadResponse(const std::vector<ThreadNode>& nodes) {
+  // Children of each node, from the depths (a node's parent is the closest
+  // node before it one level up).
+  const int count = static_cast<int>(nodes.size());
+  std::vector<std::vector<int>> children(count);
+  std::vector<int> roots;
+  std::vector<int> path;  // the open ancestors, by depth
+  for (int i = 0; i < count; ++i) {
+    const size_t depth = std::min<size_t>(nodes[i].depth, path.size());
+    path.resize(depth);
+    (depth == 0 ? roots : children[path.back()]).push_back(i);
+    path.push_back(i);
+  }
+  // Written with an explicit stack: a thread may be as deep as the mailbox is large.
+  std::string out = "* THREAD";
+  if (!roots.empty()) out += ' ';
+  struct Step {
+    int node;             // -1: write `text`
+    std::string_view text;
+  };
+  std::vector<Step> stack;
+  for (auto it = roots.rbegin(); it != roots.rend(); ++it) {
+    stack.push_back({-1, ")"});
+    stack.push_back({*it, {}});
+    stack.push_back({-1, "("});
+  }
+  std::vector<Step> steps;
+  while (!stack.empty()) {
+    const Step step = stack.back();
+    stack.pop_back();
+    if (step.node < 0) {
+      out += step.text;
+      continue;
+    }
+    const bool dummy = nodes[step.node].number == 0;
+    if (!dummy) out += std::to_string(nodes[step.node].number);
+    const std::vector<int>& kids = children[step.node];
+    steps.clear();
+    if (!kids.empty() && !dummy) steps.push_back({-1, " "});
+    if (kids.size() == 1) {
+      steps.push_back({kids[0], {}});
+    } else {
+      for (const int kid : kids) {
+        steps.push_back({-1, "("});
+        steps.push_back({kid, {}});
+        steps.push_back({-1, ")"});
+      }
+    }
+    stack.insert(stack.end(), steps.rbegin(), steps.rend());
   }
   return out + "\r\n";
 }

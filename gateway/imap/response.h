@@ -129,6 +129,19 @@ std::string StatusDataResponse(std::string_view utf8_name,
 // SEARCH (RFC 3501 §7.2.5) with RFC 7162 "(MODSEQ n)".
 std::string SearchResponse(const std::vector<uint32_t>& numbers,
                            std::optional<uint64_t> highest_modseq = std::nullopt);
+// SORT (RFC 5256 §4 sort-data): the numbers in sort order; "(MODSEQ n)" as
+// SEARCH's (RFC 7162 §3.1.5).
+std::string SortResponse(const std::vector<uint32_t>& numbers,
+                         std::optional<uint64_t> highest_modseq = std::nullopt);
+// One message of a thread tree in depth-first order: its number (0 for a
+// dummy, a parent that is not in the mailbox) and its depth (0 for a thread).
+struct ThreadNode {
+  uint32_t number = 0;
+  uint32_t depth = 0;
+};
+// THREAD (RFC 5256 §4 thread-data): "(1 2 (3)(4 5))" per thread; a chain of
+// only children is written without parentheses, siblings each in their own.
+std::string ThreadResponse(const std::vector<ThreadNode>& nodes);
 // ESEARCH (RFC 4731 §3.2).
 struct EsearchData {
   std::optional<uint32_t> min;

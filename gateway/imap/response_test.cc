@@ -78,6 +78,9 @@ TEST(ResponseTest, DataResponses) {
             "* STATUS INBOX (MESSAGES 3 UIDNEXT 9)\r\n");
   EXPECT_EQ(SearchResponse({1, 5}, 99), "* SEARCH 1 5 (MODSEQ 99)\r\n");
   EXPECT_EQ(SearchResponse({}), "* SEARCH\r\n");
+  EXPECT_EQ(SortResponse({5, 1, 3}), "* SORT 5 1 3\r\n");
+  EXPECT_EQ(SortResponse({2}, 7), "* SORT 2 (MODSEQ 7)\r\n");
+  EXPECT_EQ(SortResponse({}), "* SORT\r\n");
   EsearchData data;
   data.min = 1;
   data.count = 3;
@@ -94,6 +97,27 @@ TEST(ResponseTest, DataResponses) {
   EXPECT_EQ(IdResponse(IdCommand::Params{{"name", "imapd"}, {"os", std::nullopt}}),
             "* ID (\"name\" \"imapd\" \"os\" NIL)\r\n");
   EXPECT_EQ(CapabilityResponse({"IMAP4rev1", "IDLE"}), "* CAPABILITY IMAP4rev1 IDLE\r\n");
+}
+
+// RFC 5256 §4: a chain of only children is written flat, siblings each in their
+// own parentheses, a dummy as a list without a number.
+TEST(ResponseTest, ThreadResponse) {
+  EXPECT_EQ(ThreadResponse({}), "* THREAD\r\n");
+  EXPECT_EQ(ThreadResponse({{2, 0}, {3, 0}}), "* THREAD (2)(3)\r\n");
+  // (3 6 (4 23)(44 7 96)) of §4's example.
+  EXPECT_EQ(ThreadResponse({{3, 0}, {6, 1}, {4, 2}, {23, 3}, {44, 2}, {7, 3}, {96, 4}}),
+            "* THREAD (3 6 (4 23)(44 7 96))\r\n");
+  EXPECT_EQ(ThreadResponse({{0, 0}, {3, 1}, {5, 1}}), "* THREAD ((3)(5))\r\n");
+  EXPECT_EQ(ThreadResponse({{1, 0}, {0, 1}, {2, 2}, {3, 2}, {4, 1}}),
+            "* THREAD (1 ((2)(3))(4))\r\n");
+  // Deep chains are written without recursion.
+  std::vector<ThreadNode> chain;
+  std::string expected = "* THREAD (";
+  for (uint32_t i = 0; i < 100000; ++i) {
+    chain.push_back({i + 1, i});
+    expected += (i == 0 ? "" : " ") + std::to_string(i + 1);
+  }
+  EXPECT_EQ(ThreadResponse(chain), expected + ")\r\n");
 }
 
 TEST(ResponseTest, Fetch) {

@@ -131,6 +131,21 @@ void WriteKey(Writer& w, const SearchKey& key) {
   }
 }
 
+std::string_view SortKeyName(SortCriterion::Key key) {
+  switch (key) {
+    case SortCriterion::Key::kArrival: return "ARRIVAL";
+    case SortCriterion::Key::kCc: return "CC";
+    case SortCriterion::Key::kDate: return "DATE";
+    case SortCriterion::Key::kFrom: return "FROM";
+    case SortCriterion::Key::kSize: return "SIZE";
+    case SortCriterion::Key::kSubject: return "SUBJECT";
+    case SortCriterion::Key::kTo: return "TO";
+    case SortCriterion::Key::kDisplayFrom: return "DISPLAYFROM";
+    case SortCriterion::Key::kDisplayTo: return "DISPLAYTO";
+  }
+  return "ARRIVAL";
+}
+
 void WriteCriteria(Writer& w, const SearchKey& criteria) {
   if (criteria.kind == SearchKey::Kind::kAnd) {
     for (const SearchKey& child : criteria.children) {
@@ -265,6 +280,20 @@ struct BodyWriter {
       WriteOptionList(w, options);
     }
     if (c.charset.has_value()) w.Raw(" CHARSET ").AString(*c.charset);
+    WriteCriteria(w, c.criteria);
+  }
+  void operator()(const SortCommand& c) {
+    w.Raw(UidPrefix(c.uid)).Raw("SORT (");
+    for (size_t i = 0; i < c.program.size(); ++i) {
+      if (i > 0) w.Sp();
+      if (c.program[i].reverse) w.Raw("REVERSE ");
+      w.Raw(SortKeyName(c.program[i].key));
+    }
+    w.Raw(") ").AString(c.charset);
+    WriteCriteria(w, c.criteria);
+  }
+  void operator()(const ThreadCommand& c) {
+    w.Raw(UidPrefix(c.uid)).Raw("THREAD ").Raw(c.algorithm).Sp().AString(c.charset);
     WriteCriteria(w, c.criteria);
   }
   void operator()(const FetchCommand& c) {

@@ -66,6 +66,11 @@ inline std::vector<std::string> ValidCommands() {
       "e8 FETCH 5:3 body[header]\r\n",
       "p1 UID FETCH 1:* (SAVEDATE PREVIEW (LAZY) PREVIEW) (CHANGEDSINCE 7)\r\n",
       "p2 FETCH 2 PREVIEW (LAZY)\r\n",
+      "s1 UID SORT (REVERSE ARRIVAL) UTF-8 ALL\r\n",
+      "s2 SORT (SUBJECT REVERSE DATE cc FROM SIZE TO DISPLAYFROM REVERSE DISPLAYTO) "
+      "US-ASCII SEEN 1:5 FROM \"a b\"\r\n",
+      "s3 UID THREAD REFERENCES UTF-8 ALL\r\n",
+      "s4 THREAD orderedsubject \"UTF-8\" NOT DELETED\r\n",
       "p3 SEARCH SAVEDBEFORE 1-Feb-2024 NOT SAVEDON 2-Feb-2024 OR SAVEDSINCE 3-Feb-2024 "
       "SAVEDATESUPPORTED\r\n",
       "e9 STORE 1:3 +FLAGS (\\Deleted)\r\n",

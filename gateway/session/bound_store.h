@@ -106,6 +106,14 @@ class BoundStore {
     ++calls_;
     return inner_->Expunge(*credential_, std::move(request));
   }
+  Awaitable<mailbox::v1::SortResponse> Sort(mailbox::v1::SortRequest request) {
+    ++calls_;
+    return inner_->Sort(*credential_, std::move(request));
+  }
+  Awaitable<mailbox::v1::ThreadResponse> Thread(mailbox::v1::ThreadRequest request) {
+    ++calls_;
+    return inner_->Thread(*credential_, std::move(request));
+  }
   Awaitable<mailbox::v1::SearchResponse> Search(mailbox::v1::SearchRequest request) {
     ++calls_;
     return inner_->Search(*credential_, std::move(request));

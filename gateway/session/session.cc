@@ -148,6 +148,11 @@ std::vector<std::string> Session::Capabilities() const {
   // RFC 5464: server and mailbox annotations, private and shared; no
   // unsolicited METADATA responses, so nothing to ENABLE.
   caps.push_back("METADATA");
+  // RFC 5256, RFC 5957: sorted and threaded by the mailbox service.
+  caps.push_back("SORT");
+  caps.push_back("SORT=DISPLAY");
+  caps.push_back("THREAD=ORDEREDSUBJECT");
+  caps.push_back("THREAD=REFERENCES");
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   // RFC 4978: while it can be started here (not once it is on; refused at the
   // process's bound with NO [LIMIT], which is not known in advance).
@@ -949,6 +954,8 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             [this](const imap::FetchCommand& c) { return commands::Fetch(*this, c); },
             [this](const imap::StoreCommand& c) { return commands::Store(*this, c); },
             [this](const imap::SearchCommand& c) { return commands::Search(*this, c); },
+            [this](const imap::SortCommand& c) { return commands::Sort(*this, c); },
+            [this](const imap::ThreadCommand& c) { return commands::Thread(*this, c); },
             [this](const imap::CopyCommand& c) {
               return commands::Copy(*this, c.set, c.uid, c.mailbox, /*move=*/false);
             },

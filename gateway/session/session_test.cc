@@ -506,6 +506,33 @@ TEST_F(SessionTest, Imap4rev2SessionFollowsRfc9051) {
   });
 }
 
+// RFC 5256: SORT answers in the store's order, as sequence numbers of the
+// session's view or as UIDs; a store that cannot answer is a tagged NO, never a
+// broken session.
+TEST_F(SessionTest, SortAnswersInTheStoresOrderAndThreadFailuresAreTagged) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> client = co_await Connect();
+    co_await Append(*client, "Subject: a\r\n\r\nthe longest of the three\r\n");
+    co_await Append(*client, "Subject: b\r\n\r\nshort\r\n");
+    co_await Append(*client, "Subject: c\r\n\r\nmiddle one\r\n");
+    co_await client->Run("s", "SELECT INBOX");
+    std::string sorted = co_await client->Run("a", "UID SORT (REVERSE SIZE) UTF-8 ALL");
+    EXPECT_TRUE(absl::StrContains(sorted, "* SORT 1 3 2\r\na OK")) << sorted;
+    co_await client->Run("d", "UID STORE 1 +FLAGS.SILENT (\\Deleted)");
+    co_await client->Run("e", "EXPUNGE");
+    sorted = co_await client->Run("b", "SORT (SIZE) UTF-8 ALL");
+    EXPECT_TRUE(absl::StrContains(sorted, "* SORT 1 2\r\nb OK")) << sorted;
+    sorted = co_await client->Run("c", "UID SORT (SIZE) UTF-8 NOT ALL");
+    EXPECT_TRUE(absl::StrContains(sorted, "* SORT\r\nc OK")) << sorted;
+    std::string refused = co_await client->Run("t", "THREAD REFERENCES UTF-8 ALL");
+    EXPECT_TRUE(absl::StrContains(refused, "t NO ")) << refused;
+    EXPECT_FALSE(absl::StrContains(refused, "* THREAD")) << refused;
+    std::string alive = co_await client->Run("n", "NOOP");
+    EXPECT_TRUE(absl::StrContains(alive, "n OK")) << alive;
+    client->Close();
+  });
+}
+
 // RFC 7162 §3.2.5.1: a QRESYNC select reports what was expunged since the
 // client's MODSEQ, then the flags changed since, with UID and MODSEQ; once
 // enabled, expunges come as VANISHED.

@@ -158,14 +158,25 @@ std::optional<std::string> NonEmpty(std::string s) {
   return s;
 }
 
-class ListWriter {
+// Receives the addresses of a list as it is parsed.
+class AddressVisitor {
+ public:
+  virtual ~AddressVisitor() = default;
+  // True once no more addresses are wanted: parsing stops.
+  virtual bool full() const = 0;
+  // Returns whether the address was taken.
+  virtual bool Add(const Address& a) = 0;
+  virtual void AddGroupEnd() = 0;
+};
+
+class ListWriter : public AddressVisitor {
  public:
   ListWriter(size_t* budget, std::string* out) : budget_(budget), out_(out) {}
 
-  bool full() const { return *budget_ == 0; }
+  bool full() const override { return *budget_ == 0; }
   bool any() const { return any_; }
 
-  bool Add(const Address& a) {
+  bool Add(const Address& a) override {
     if (full()) return false;
     if (!any_) out_->push_back('(');
     any_ = true;
@@ -176,7 +187,7 @@ class ListWriter {
 
   // A group end is written even when the budget is exhausted, so that the
   // list stays balanced for clients.
-  void AddGroupEnd() {
+  void AddGroupEnd() override {
     if (!any_) return;
     AppendAddress(Address(), out_);
   }
@@ -185,6 +196,23 @@ class ListWriter {
   size_t* budget_;
   std::string* out_;
   bool any_ = false;
+};
+
+// Keeps the first mailbox (group markers skipped).
+class FirstMailbox : public AddressVisitor {
+ public:
+  bool full() const override { return first_.has_value(); }
+  bool Add(const Address& a) override {
+    if (a.host.has_value() && !first_.has_value()) {
+      first_ = a;
+    }
+    return true;
+  }
+  void AddGroupEnd() override {}
+  const std::optional<Address>& first() const { return first_; }
+
+ private:
+  std::optional<Address> first_;
 };
 
 // A mailbox given as addr-spec tokens: local part up to the last '@',
@@ -206,12 +234,9 @@ Address AddrSpec(const std::vector<const Token*>& tokens) {
   return a;
 }
 
-}  // namespace
 
-bool AppendAddressList(std::string_view value, size_t* budget,
-                       std::string* out) {
+void VisitAddressList(std::string_view value, AddressVisitor& writer) {
   const std::vector<Token> tokens = Tokenize(value);
-  ListWriter writer(budget, out);
   bool in_group = false;
   size_t i = 0;
   const size_t n = tokens.size();
@@ -351,6 +376,14 @@ bool AppendAddressList(std::string_view value, size_t* budget,
     }
   }
   if (in_group) writer.AddGroupEnd();  // "Team: a@b" without ';'
+}
+
+}  // namespace
+
+bool AppendAddressList(std::string_view value, size_t* budget,
+                       std::string* out) {
+  ListWriter writer(budget, out);
+  VisitAddressList(value, writer);
   if (writer.any()) {
     out->push_back(')');
     return true;
@@ -362,6 +395,18 @@ bool AppendAddressList(std::string_view value, size_t* budget,
 }  // namespace mailbox::mime::internal
 
 namespace mailbox::mime {
+
+std::optional<MailboxAddress> FirstMailboxAddress(std::string_view value) {
+  internal::FirstMailbox first;
+  internal::VisitAddressList(value, first);
+  if (!first.first().has_value()) {
+    return std::nullopt;
+  }
+  const internal::Address& a = *first.first();
+  return MailboxAddress{.name = a.name.value_or(""),
+                        .mailbox = a.mailbox.value_or(""),
+                        .host = a.host.value_or("")};
+}
 
 std::string AddressesWithoutComments(std::string_view value) {
   std::string out;

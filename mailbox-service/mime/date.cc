@@ -1,4 +1,5 @@
-// RFC 5322 §3.3 date-time, reduced to the civil day for SEARCH SENT*.
+// RFC 5322 §3.3 date-time, reduced to the civil day for SEARCH SENT*, or to
+// an instant for SORT DATE.
 //
 // RFC 3501 §6.4.4 compares SENTBEFORE/SENTON/SENTSINCE "disregarding time
 // and timezone", so only day, month and year matter; time and zone are
@@ -10,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -117,12 +119,15 @@ std::vector<std::string_view> Tokens(std::string_view value,
   return tokens;
 }
 
-}  // namespace
+// The date and what follows it in the tokens.
+struct DateTokens {
+  int year = 0, month = 0, day = 0;
+  std::vector<std::string_view> rest;  // the tokens after the date's own
+};
 
-std::optional<int32_t> ParseDateDay(std::string_view value) {
+std::optional<DateTokens> ParseDate(std::string_view value, std::string* storage) {
   if (value.size() > 1000) value = value.substr(0, 1000);
-  std::string storage;
-  const std::vector<std::string_view> t = Tokens(value, &storage);
+  const std::vector<std::string_view> t = Tokens(value, storage);
   size_t i = 0;
   // Optional day-of-week (any alphabetic token that is not a month).
   if (i < t.size() && !t[i].empty() &&
@@ -130,26 +135,125 @@ std::optional<int32_t> ParseDateDay(std::string_view value) {
       MonthIndex(t[i]) == 0) {
     ++i;
   }
-  int day = 0, month = 0;
+  DateTokens date;
   std::optional<int> year;
   if (i + 2 < t.size() && AllDigits(t[i]) && MonthIndex(t[i + 1]) != 0) {
     if (t[i].size() > 2) return std::nullopt;
-    day = ToInt(t[i]);
-    month = MonthIndex(t[i + 1]);
+    date.day = ToInt(t[i]);
+    date.month = MonthIndex(t[i + 1]);
     year = Year(t[i + 2]);
+    date.rest.assign(t.begin() + i + 3, t.end());
   } else if (i + 2 < t.size() && MonthIndex(t[i]) != 0 && AllDigits(t[i + 1])) {
-    // asctime order: Mon dd [hh:mm:ss] yyyy
+    // asctime order: Mon dd [hh:mm:ss] yyyy [zone]
     if (t[i + 1].size() > 2) return std::nullopt;
-    month = MonthIndex(t[i]);
-    day = ToInt(t[i + 1]);
+    date.month = MonthIndex(t[i]);
+    date.day = ToInt(t[i + 1]);
     year = Year(t[i + 2]);
-    if (!year.has_value() && i + 3 < t.size()) year = Year(t[i + 3]);
+    if (year.has_value()) {
+      date.rest.assign(t.begin() + i + 3, t.end());
+    } else if (i + 3 < t.size()) {
+      year = Year(t[i + 3]);
+      date.rest.push_back(t[i + 2]);
+      date.rest.insert(date.rest.end(), t.begin() + i + 4, t.end());
+    }
   }
-  if (!year.has_value() || month == 0 || day < 1 ||
-      day > DaysInMonth(*year, month)) {
+  if (!year.has_value() || date.month == 0 || date.day < 1 ||
+      date.day > DaysInMonth(*year, date.month)) {
     return std::nullopt;
   }
-  return *year * 10000 + month * 100 + day;
+  date.year = *year;
+  return date;
+}
+
+// hh:mm or hh:mm:ss, in seconds of the day.
+std::optional<int> TimeOfDay(std::string_view token) {
+  std::vector<int> parts;
+  size_t k = 0;
+  while (k <= token.size()) {
+    size_t colon = token.find(':', k);
+    if (colon == std::string_view::npos) colon = token.size();
+    const std::string_view part = token.substr(k, colon - k);
+    if (!AllDigits(part) || part.size() > 2) return std::nullopt;
+    parts.push_back(ToInt(part));
+    k = colon + 1;
+  }
+  if (parts.size() < 2 || parts.size() > 3 || parts[0] > 23 || parts[1] > 59 ||
+      (parts.size() == 3 && parts[2] > 60)) {
+    return std::nullopt;
+  }
+  return parts[0] * 3600 + parts[1] * 60 + (parts.size() == 3 ? parts[2] : 0);
+}
+
+// RFC 5322 §3.3 zone (+hhmm / -hhmm) or §4.3 obs-zone, in minutes east of UTC.
+// Military zones and unknown names are "-0000" by §4.3: UTC.
+std::optional<int> ZoneMinutes(std::string_view token) {
+  if ((token[0] == '+' || token[0] == '-') && token.size() == 5 &&
+      AllDigits(token.substr(1))) {
+    const int hours = ToInt(token.substr(1, 2));
+    const int minutes = ToInt(token.substr(3, 2));
+    if (minutes > 59) return std::nullopt;
+    return (token[0] == '-' ? -1 : 1) * (hours * 60 + minutes);
+  }
+  static constexpr std::pair<std::string_view, int> kNamed[] = {
+      {"ut", 0},         {"gmt", 0},        {"utc", 0},        {"est", -5 * 60},
+      {"edt", -4 * 60},  {"cst", -6 * 60},  {"cdt", -5 * 60},  {"mst", -7 * 60},
+      {"mdt", -6 * 60},  {"pst", -8 * 60},  {"pdt", -7 * 60}};
+  for (const auto& [name, minutes] : kNamed) {
+    if (internal::EqualsIgnoreCase(token, name)) return minutes;
+  }
+  if (absl::ascii_isalpha(static_cast<unsigned char>(token[0]))) return 0;
+  return std::nullopt;
+}
+
+// Days from 1970-01-01 to the civil date (proleptic Gregorian).
+int64_t DaysFromCivil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+}  // namespace
+
+std::optional<int32_t> ParseDateDay(std::string_view value) {
+  std::string storage;
+  const std::optional<DateTokens> date = ParseDate(value, &storage);
+  if (!date.has_value()) {
+    return std::nullopt;
+  }
+  return date->year * 10000 + date->month * 100 + date->day;
+}
+
+std::optional<int64_t> ParseDateTime(std::string_view value) {
+  std::string storage;
+  const std::optional<DateTokens> date = ParseDate(value, &storage);
+  if (!date.has_value()) {
+    return std::nullopt;
+  }
+  int seconds = 0;
+  int zone = 0;
+  size_t i = 0;
+  if (i < date->rest.size()) {
+    const std::optional<int> time = TimeOfDay(date->rest[i]);
+    if (!time.has_value()) {
+      return std::nullopt;
+    }
+    seconds = *time;
+    ++i;
+  }
+  // asctime puts the year after the time; a zone may follow either form.
+  while (i < date->rest.size() && AllDigits(date->rest[i])) ++i;
+  if (i < date->rest.size()) {
+    const std::optional<int> minutes = ZoneMinutes(date->rest[i]);
+    if (!minutes.has_value()) {
+      return std::nullopt;
+    }
+    zone = *minutes;
+  }
+  return DaysFromCivil(date->year, date->month, date->day) * 86400 + seconds -
+         int64_t{zone} * 60;
 }
 
 }  // namespace mailbox::mime

@@ -274,4 +274,19 @@ std::string Preview(const ParsedMessage& message, std::string_view raw);
 // comments), or nullopt.
 std::optional<int32_t> ParseDateDay(std::string_view value);
 
+// The instant of an RFC 5322 date-time, unix seconds (the forms ParseDateDay
+// accepts; a missing time is midnight, a missing zone, a military zone or an
+// unknown zone name UTC, as RFC 5322 §4.3 reads them), or nullopt.
+std::optional<int64_t> ParseDateTime(std::string_view value);
+
+// The first mailbox of an address field (group markers skipped): display name
+// as sent (RFC 2047 words not decoded; empty if none), local part and domain
+// as written. nullopt when the field holds none.
+struct MailboxAddress {
+  std::string name;
+  std::string mailbox;
+  std::string host;
+};
+std::optional<MailboxAddress> FirstMailboxAddress(std::string_view value);
+
 }  // namespace mailbox::mime

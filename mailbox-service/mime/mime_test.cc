@@ -767,6 +767,22 @@ TEST(DateTest, ModernAndObsoleteForms) {
   EXPECT_EQ(ParseDateDay("1 Foo 2020"), std::nullopt);
 }
 
+// SORT DATE (RFC 5256 §2.2) compares instants in UTC.
+TEST(DateTest, InstantsInUtc) {
+  EXPECT_EQ(ParseDateTime("Mon, 3 Jul 2023 10:00:00 +0000"), 1688378400);
+  EXPECT_EQ(ParseDateTime("3 Jul 2023 12:30 +0230"), 1688378400);
+  EXPECT_EQ(ParseDateTime("Mon, 3 Jul 2023 03:00:00 PDT"), 1688378400);
+  EXPECT_EQ(ParseDateTime("Mon Jul  3 10:00:00 2023"), 1688378400);  // asctime: UTC
+  EXPECT_EQ(ParseDateTime("3 Jul 2023 10:00:00 Z"), 1688378400);     // military: UTC
+  EXPECT_EQ(ParseDateTime("3 Jul 2023"), 1688342400);                // no time: midnight
+  EXPECT_EQ(ParseDateTime("Thu,\r\n 1\r\n Jan\r\n 1970 00:00 (UT)"), 0);
+  EXPECT_EQ(ParseDateTime("31 Dec 1969 23:59:59 +0000"), -1);
+  EXPECT_EQ(ParseDateTime("3 Jul 2023 25:00 +0000"), std::nullopt);
+  EXPECT_EQ(ParseDateTime("3 Jul 2023 10:00 +0099"), std::nullopt);
+  EXPECT_EQ(ParseDateTime("3 Jul 2023 ten o'clock"), std::nullopt);
+  EXPECT_EQ(ParseDateTime("yesterday"), std::nullopt);
+}
+
 // ---------------------------------------------------------------------------
 // Serialization.
 

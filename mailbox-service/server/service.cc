@@ -13,7 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/status_macros.h"
 #include "mailbox-service/server/link_trust.h"
+#include "mailbox-service/store/sort.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::server {
@@ -449,6 +451,49 @@ grpc::ServerUnaryReactor* MailboxService::Search(grpc::CallbackServerContext* co
                              absl::FromChrono(context->deadline()),
                              [context] { return context->IsCancelled(); });
     return store_->Search(user, *request, budget);
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Sort(grpc::CallbackServerContext* context,
+                                               const v1::SortRequest* request,
+                                               v1::SortResponse* response) {
+  return OffloadCall(context, response,
+                     [this, context, request](uint64_t user) -> absl::StatusOr<v1::SortResponse> {
+    RETURN_IF_ERROR(store::ValidateSortCriteria(request->criteria()));
+    store::WorkBudget budget(limits_.max_search_scan_octets,
+                             absl::FromChrono(context->deadline()),
+                             [context] { return context->IsCancelled(); });
+    ASSIGN_OR_RETURN(v1::SearchResponse found, store_->Search(user, request->search(), budget));
+    ASSIGN_OR_RETURN(std::vector<store::SortableMessage> messages,
+                     store_->SortableMessages(user, request->search().mailbox_id(),
+                                              request->search().uidvalidity(), found.uids()));
+    v1::SortResponse sorted;
+    for (const uint32_t uid : store::SortMessages(std::move(messages), request->criteria())) {
+      sorted.add_uids(uid);
+    }
+    sorted.set_highest_modseq(found.highest_modseq());
+    return sorted;
+  });
+}
+
+grpc::ServerUnaryReactor* MailboxService::Thread(grpc::CallbackServerContext* context,
+                                                 const v1::ThreadRequest* request,
+                                                 v1::ThreadResponse* response) {
+  return OffloadCall(context, response,
+                     [this, context, request](uint64_t user) -> absl::StatusOr<v1::ThreadResponse> {
+    RETURN_IF_ERROR(store::ValidateThreadAlgorithm(request->algorithm()));
+    store::WorkBudget budget(limits_.max_search_scan_octets,
+                             absl::FromChrono(context->deadline()),
+                             [context] { return context->IsCancelled(); });
+    ASSIGN_OR_RETURN(v1::SearchResponse found, store_->Search(user, request->search(), budget));
+    ASSIGN_OR_RETURN(std::vector<store::SortableMessage> messages,
+                     store_->SortableMessages(user, request->search().mailbox_id(),
+                                              request->search().uidvalidity(), found.uids()));
+    v1::ThreadResponse threads;
+    for (v1::ThreadNode& node : store::ThreadMessages(messages, request->algorithm())) {
+      *threads.add_nodes() = std::move(node);
+    }
+    return threads;
   });
 }
 

@@ -166,6 +166,12 @@ class MailboxService final : public v1::Mailbox::CallbackService {
   grpc::ServerUnaryReactor* Search(grpc::CallbackServerContext* context,
                                    const v1::SearchRequest* request,
                                    v1::SearchResponse* response) override;
+  grpc::ServerUnaryReactor* Sort(grpc::CallbackServerContext* context,
+                                 const v1::SortRequest* request,
+                                 v1::SortResponse* response) override;
+  grpc::ServerUnaryReactor* Thread(grpc::CallbackServerContext* context,
+                                   const v1::ThreadRequest* request,
+                                   v1::ThreadResponse* response) override;
   grpc::ServerReadReactor<v1::ReviseRequest>* Revise(grpc::CallbackServerContext* context,
                                                      v1::ReviseResponse* response) override;
   grpc::ServerBidiReactor<v1::ChangeFeedRequest, v1::ChangeEvent>* Changes(

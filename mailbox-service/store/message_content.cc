@@ -5,12 +5,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "mailbox-service/store/sort_keys.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::store {
@@ -140,6 +142,9 @@ absl::Status ParseContent(PreparedContent& content) {
   content.header_size = parsed->root.header_end;
   // RFC 8970 §2: made once here, from a bounded prefix of one part.
   content.preview = mime::Preview(*parsed, raw);
+  // RFC 5256 / RFC 5957 sort and thread keys, from the top-level header.
+  content.sort_keys = EncodeSortKeys(
+      ExtractSortKeys(raw.substr(0, std::min<uint64_t>(parsed->root.header_end, raw.size()))));
   content.parsed = true;
   return absl::OkStatus();
 }

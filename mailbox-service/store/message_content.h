@@ -33,6 +33,7 @@ struct PreparedContent {
   std::optional<int32_t> sent_date;
   uint64_t header_size = 0;
   std::string preview;  // RFC 8970 §2 (mime::Preview), made at ingest
+  std::string sort_keys;  // EncodeSortKeys of the header's SORT/THREAD keys
 
   uint64_t size() const { return file.has_value() ? file->size : raw.size(); }
 };

@@ -947,8 +947,8 @@ absl::StatusOr<int64_t> SqlStore::EnsureContent(Connection& conn, PreparedConten
   }
   ASSIGN_OR_RETURN(Statement insert,
                    conn.Prepare("INSERT INTO contents (sha256, size, parsed, envelope, body, "
-                                "bodystructure, sent_date, header_size, preview) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"));
+                                "bodystructure, sent_date, header_size, preview, sort_keys) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"));
   insert.BindBlob(1, content.sha256)
       .Bind(2, content.size())
       .BindBlob(3, content.parsed_blob)
@@ -956,7 +956,8 @@ absl::StatusOr<int64_t> SqlStore::EnsureContent(Connection& conn, PreparedConten
       .BindText(5, content.body)
       .BindText(6, content.bodystructure)
       .Bind(8, content.header_size)
-      .BindText(9, content.preview);
+      .BindText(9, content.preview)
+      .BindBlob(10, content.sort_keys);
   if (content.sent_date.has_value()) {
     insert.Bind(7, static_cast<int64_t>(*content.sent_date));
   } else {
@@ -2899,6 +2900,88 @@ absl::StatusOr<v1::SearchResponse> SqlStore::Search(uint64_t user_id,
     }
   }
   return matches.Take();
+}
+
+// ---------------------------------------------------------------------------
+// Sort and thread keys
+
+absl::StatusOr<std::vector<SortableMessage>> SqlStore::SortableMessages(
+    uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity, const v1::UidSet& uids) {
+  // An empty set (a search that matched nothing) is no messages, not an error.
+  rules::UidRanges ranges;
+  if (uids.ranges_size() > 0) {
+    ASSIGN_OR_RETURN(ranges, rules::NormalizeUidSet(uids));
+  }
+  std::vector<SortableMessage> messages;
+  // Keys made now for content stored before they were kept, by content id.
+  std::map<int64_t, std::string> made;
+  {
+    ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+    ReadSnapshot snapshot(*conn);
+    RETURN_IF_ERROR(snapshot.Begin());
+    ASSIGN_OR_RETURN(MailboxRow mailbox, SelectedMailbox(*conn, user_id, mailbox_id, uidvalidity));
+    for (const auto& [first, last] : ranges) {
+      ASSIGN_OR_RETURN(Statement s,
+                       conn->Prepare("SELECT m.uid, m.internal_date, c.size, c.id, "
+                                     "c.header_size, c.sort_keys "
+                                     "FROM messages m JOIN contents c ON c.id = m.content_id "
+                                     "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? "
+                                     "ORDER BY m.uid"));
+      s.Bind(1, mailbox.id).Bind(2, first).Bind(3, last);
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) {
+          break;
+        }
+        if (messages.size() >= limits_.max_sort_messages) {
+          return Error(absl::StatusCode::kResourceExhausted, v1::LIMIT,
+                       absl::StrCat("a sort or thread orders at most ",
+                                    limits_.max_sort_messages,
+                                    " messages; narrow the search criteria"));
+        }
+        SortableMessage& message = messages.emplace_back();
+        message.uid = static_cast<uint32_t>(s.Int(0));
+        message.internal_date = s.Int(1);
+        message.size = static_cast<uint64_t>(s.Int(2));
+        const int64_t content_id = s.Int(3);
+        std::string_view encoded;
+        if (!s.IsNull(5)) {
+          encoded = s.Blob(5);
+        } else if (auto it = made.find(content_id); it != made.end()) {
+          encoded = it->second;
+        } else {
+          ASSIGN_OR_RETURN(std::unique_ptr<ContentReader> blob, OpenContent(*conn, content_id));
+          std::string header;
+          RETURN_IF_ERROR(
+              blob->Read(0, std::min<uint64_t>(static_cast<uint64_t>(s.Int(4)), blob->size()),
+                         &header));
+          encoded = made.emplace(content_id, EncodeSortKeys(ExtractSortKeys(header)))
+                        .first->second;
+        }
+        ASSIGN_OR_RETURN(message.keys, DecodeSortKeys(encoded));
+      }
+    }
+  }
+  // Kept for the next sort, a bounded batch per transaction. A failure here only
+  // means they are made again.
+  for (auto it = made.begin(); it != made.end();) {
+    auto batch_end = it;
+    for (int n = 0; n < 500 && batch_end != made.end(); ++n) {
+      ++batch_end;
+    }
+    Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
+      for (auto keys = it; keys != batch_end; ++keys) {
+        ASSIGN_OR_RETURN(Statement s,
+                         tx.conn().Prepare("UPDATE contents SET sort_keys = ? "
+                                           "WHERE id = ? AND sort_keys IS NULL"));
+        s.BindBlob(1, keys->second).Bind(2, keys->first);
+        RETURN_IF_ERROR(s.Run());
+      }
+      return absl::OkStatus();
+    }).IgnoreError();
+    it = batch_end;
+  }
+  return messages;
 }
 
 // ---------------------------------------------------------------------------

@@ -119,6 +119,9 @@ class SqlStore : public Store {
   using Store::Search;
   absl::StatusOr<v1::SearchResponse> Search(uint64_t user_id, const v1::SearchRequest& request,
                                             WorkBudget& budget) override;
+  absl::StatusOr<std::vector<SortableMessage>> SortableMessages(
+      uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity,
+      const v1::UidSet& uids) override;
   absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,
                                             const v1::ReviseHeader& header,
                                             std::string content) override;

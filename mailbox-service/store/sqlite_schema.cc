@@ -254,7 +254,13 @@ CREATE TRIGGER mailboxes_metadata AFTER DELETE ON mailboxes BEGIN
   DELETE FROM metadata WHERE user_id = OLD.user_id AND mailbox_id = OLD.id;
 END;
 )sql",
-      // Version 10: SCRAM-SHA-256 keys (RFC 5802 §3, RFC 7677) beside the argon2id
+      // Version 10: what SORT and THREAD compare (RFC 5256, RFC 5957), taken from
+      // the header once at ingest: sort_keys.h's encoding. NULL for content
+      // stored before, made and kept the first time a sort or thread reads it.
+      R"sql(
+ALTER TABLE contents ADD COLUMN sort_keys BLOB;
+)sql",
+      // Version 11: SCRAM-SHA-256 keys (RFC 5802 §3, RFC 7677) beside the argon2id
       // hash, encoded as mailbox-service/server/scram.h writes them. NULL for users
       // from before: their keys are computed at their next password login or
       // password change.

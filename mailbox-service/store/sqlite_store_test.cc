@@ -176,6 +176,7 @@ TEST(SqliteSchemaTest, UpgradeFromVersion6KeepsOlderMessages) {
                            "ALTER TABLE expunged_messages DROP COLUMN save_date;"
                            "ALTER TABLE contents DROP COLUMN preview;"
                            "ALTER TABLE users DROP COLUMN scram_sha256;"
+                           "ALTER TABLE contents DROP COLUMN sort_keys;"
                            "PRAGMA user_version = 6")
                     .ok());
   }

@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/mailbox/names.h"
+#include "mailbox-service/store/sort.h"
 #include "mailbox-service/store/work_budget.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
@@ -116,6 +117,10 @@ struct StoreLimits {
   uint64_t max_metadata_value_octets = 16 << 10;
   int64_t max_metadata_entries = 1000;
   uint64_t max_metadata_octets = 1 << 20;
+  // Messages one Sort or Thread orders (LIMIT beyond): their keys are held in
+  // memory at once (a few hundred octets each), and the answer must fit the
+  // gateway's 4 MiB gRPC message (at most 12 octets per message of a thread).
+  size_t max_sort_messages = 300000;
   // Page cache of each reader connection (SQLite's default is 2000 KiB). A fetch
   // streams its message through it, so a reader that stalls holds this much.
   int reader_cache_kib = 256;
@@ -304,6 +309,12 @@ class Store {
     WorkBudget unlimited;
     return Search(user_id, request, unlimited);
   }
+  // The messages of the mailbox whose UIDs are in `uids` (which may be empty), in
+  // UID order, with what SORT and THREAD compare (sort.h). Keys of content stored
+  // before the store kept them are made from its header now and kept. More than
+  // limits.max_sort_messages messages is RESOURCE_EXHAUSTED (LIMIT).
+  virtual absl::StatusOr<std::vector<SortableMessage>> SortableMessages(
+      uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity, const v1::UidSet& uids) = 0;
   // Stores `content` as a new UID (flags kept unless header.replace_flags) and
   // expunges header.uid, in one transaction.
   virtual absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,

@@ -1453,6 +1453,81 @@ TYPED_TEST(StoreConformanceTest, PreviewsOfOlderContentAreMadeOnFirstRequestAndK
   EXPECT_EQ(lazy[1].preview(), made_at_ingest[1].preview());
 }
 
+TYPED_TEST(StoreConformanceTest, SortKeysAreKeptAtIngestAndMadeForOlderContent) {
+  const std::string reply =
+      "From: \"Zed\" <Zed@Example.com>\r\nTo: amy@example.com\r\nCc: cat@example.com\r\n"
+      "Subject: =?utf-8?q?Re=3A_=5Blist=5D_hello?=\r\n"
+      "Date: Tue, 8 Feb 1994 00:00:00 +0000\r\n"
+      "Message-ID: <r@x>\r\nIn-Reply-To: <o@x>\r\n\r\nbody\r\n";
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple));
+  messages.push_back(Message(reply));
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents WHERE sort_keys IS NULL"), 0);
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  auto check = [&] {
+    auto sortable = this->store_->SortableMessages(this->user_, inbox.mailbox_id(),
+                                                   inbox.uidvalidity(), Uids({{1, 5}}));
+    ASSERT_TRUE(sortable.ok()) << sortable.status();
+    ASSERT_EQ(sortable->size(), 2u);
+    const SortableMessage& first = (*sortable)[0];
+    const SortableMessage& second = (*sortable)[1];
+    EXPECT_EQ(first.uid, 1u);
+    EXPECT_EQ(first.size, std::string(kSimple).size());
+    EXPECT_EQ(first.keys.subject, "hello");
+    EXPECT_FALSE(first.keys.reply_or_forward);
+    EXPECT_EQ(first.keys.display_from, "alice");
+    EXPECT_EQ(second.uid, 2u);
+    EXPECT_EQ(second.keys.subject, "hello");
+    EXPECT_TRUE(second.keys.reply_or_forward);
+    EXPECT_EQ(second.keys.from, "zed");
+    EXPECT_EQ(second.keys.to, "amy");
+    EXPECT_EQ(second.keys.cc, "cat");
+    EXPECT_EQ(second.keys.sent_at, 760665600);
+    EXPECT_EQ(second.keys.message_id, "r@x");
+    EXPECT_THAT(second.keys.references, ElementsAre("o@x"));
+  };
+  check();
+  // As content stored before sort keys were kept: made on the first sort, kept.
+  this->Exec("UPDATE contents SET sort_keys = NULL");
+  check();
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM contents WHERE sort_keys IS NULL"), 0);
+  check();
+  // Only the UIDs asked for; a mailbox that changed is MAILBOX_CHANGED.
+  auto one = this->store_->SortableMessages(this->user_, inbox.mailbox_id(),
+                                            inbox.uidvalidity(), Uids({{2, 2}}));
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].uid, 2u);
+  auto none = this->store_->SortableMessages(this->user_, inbox.mailbox_id(),
+                                             inbox.uidvalidity(), v1::UidSet());
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  EXPECT_FALSE(this->store_
+                   ->SortableMessages(this->user_, inbox.mailbox_id(), inbox.uidvalidity() + 1,
+                                      Uids({{1, 5}}))
+                   .ok());
+}
+
+TYPED_TEST(StoreConformanceTest, SortableMessagesStopAtTheirLimit) {
+  this->limits_.max_sort_messages = 2;
+  this->Reopen();
+  std::vector<NewMessage> messages;
+  for (int i = 0; i < 3; ++i) {
+    messages.push_back(Message(absl::StrCat("Subject: ", i, "\r\n\r\nbody\r\n")));
+  }
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  auto two = this->store_->SortableMessages(this->user_, inbox.mailbox_id(),
+                                            inbox.uidvalidity(), Uids({{1, 2}}));
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->size(), 2u);
+  auto three = this->store_->SortableMessages(this->user_, inbox.mailbox_id(),
+                                              inbox.uidvalidity(), Uids({{1, 3}}));
+  EXPECT_TRUE(absl::IsResourceExhausted(three.status())) << three.status();
+  EXPECT_EQ(v1::DetailOf(three.status()).code(), v1::LIMIT);
+}
+
 // --- Change log and events ----------------------------------------------------------
 
 TYPED_TEST(StoreConformanceTest, ChangeLogMatchesEventsInModseqOrder) {

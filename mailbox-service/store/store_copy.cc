@@ -52,10 +52,11 @@ constexpr Table kTables[] = {
      "INSERT INTO mailbox_keywords (mailbox_id, keyword) VALUES ($1, $2)", "it"},
     {"contents",
      "SELECT id, sha256, size, parsed, envelope, body, bodystructure, sent_date, "
-     "header_size, preview FROM contents",
+     "header_size, preview, sort_keys FROM contents",
      "INSERT INTO contents (id, sha256, size, parsed, envelope, body, bodystructure, "
-     "sent_date, header_size, preview) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-     "ibibtttniT"},
+     "sent_date, header_size, preview, sort_keys) "
+     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+     "ibibtttniTB"},
     {"messages",
      "SELECT mailbox_id, uid, content_id, modseq, system_flags, keywords, internal_date, "
      "internal_tz, save_date FROM messages",
@@ -109,6 +110,12 @@ absl::StatusOr<int64_t> CopyRows(sqlite::Connection& from, pg::Connection& to, c
         case 't':
           params.Text(rows.Text(column));
           break;
+        case 'B':
+          if (rows.IsNull(column)) {
+            params.Null();
+            break;
+          }
+          [[fallthrough]];
         default:
           params.Bytes(rows.Blob(column));
       }

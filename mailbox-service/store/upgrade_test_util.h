@@ -1,6 +1,6 @@
 // The checks both backends' schema-upgrade tests make for a message stored before
-// the upgrades that added save dates (RFC 8514), previews (RFC 8970) and quota
-// usage counts (RFC 9208).
+// the upgrades that added save dates (RFC 8514), previews (RFC 8970), quota usage
+// counts (RFC 9208) and sort keys (RFC 5256).
 #pragma once
 
 #include <cstdint>
@@ -61,6 +61,18 @@ inline void ExpectOlderMessageUpgraded(Store& store, uint64_t user, v1::OpenResp
   ASSERT_TRUE(store.Fetch(user, fetch, kept).ok());
   ASSERT_EQ(kept.Metadata().size(), 1u);
   EXPECT_EQ(kept.Metadata()[0].preview(), "Hello world");
+  // Its sort keys are made from its header on the first sort, and kept.
+  for (int pass = 0; pass < 2; ++pass) {
+    auto sortable = store.SortableMessages(user, box->mailbox_id(), box->uidvalidity(),
+                                           Uids({{1, 10}}));
+    ASSERT_TRUE(sortable.ok()) << sortable.status();
+    ASSERT_EQ(sortable->size(), 1u);
+    EXPECT_EQ((*sortable)[0].uid, 1u);
+    EXPECT_EQ((*sortable)[0].internal_date, kOlderMessageDate);
+    EXPECT_EQ((*sortable)[0].keys.subject, "hello");
+    EXPECT_EQ((*sortable)[0].keys.from, "alice");
+    EXPECT_EQ((*sortable)[0].keys.sent_at, 760686745);  // Mon, 7 Feb 1994 21:52:25 -0800
+  }
 }
 
 // After the upgrade the message counts toward the user's quota usage: the

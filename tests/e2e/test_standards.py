@@ -2088,3 +2088,169 @@ class MetadataTest(Base):
         self.assertTagged(tagged, tag, "NO", b"METADATA MAXSIZE 16384")
         self.assertEqual(client.ok("GETMETADATA INBOX /private/small"), [])
         self.assertTrue(client.alive())
+
+
+def sort_message(uid_hint, subject, date, sender, to, cc=b"", extra=b""):
+    """A message for the SORT/THREAD tests (uid_hint only makes it distinct)."""
+    return (b"From: %s\r\nTo: %s\r\n%sSubject: %s\r\n%sDate: %s\r\n"
+            b"X-Hint: %d\r\n\r\nbody\r\n"
+            % (sender, to, (b"Cc: " + cc + b"\r\n") if cc else b"", subject, extra, date,
+               uid_hint))
+
+
+class SortTest(Base):
+    """RFC 5256 SORT and RFC 5957 SORT=DISPLAY, ordered by the mailbox service."""
+
+    def fill(self, client):
+        messages = [
+            # subject, Date:, From, To, Cc; appended in this order (UIDs 1..5)
+            (b"Re: [list] beta", b"Tue, 6 Jan 2026 10:00:00 +0000",
+             b"Zed <zed@example.org>", b"amy@example.org", b"bob@example.org"),
+            (b"=?utf-8?q?=C3=A4lpha?=", b"Mon, 5 Jan 2026 23:00:00 -0300",
+             b"\"Anna\" <YVES@example.org>", b"Carl <carl@example.org>", b""),
+            (b"Gamma", b"not a date", b"bea@example.org", b"dan@example.org",
+             b"ann@example.org"),
+            (b"Fwd: beta (fwd)", b"Mon, 5 Jan 2026 09:00:00 +0000",
+             b"mia@example.org", b"Zoe <eve@example.org>", b""),
+            (b"alpha", b"Wed, 7 Jan 2026 08:00:00 +0100",
+             b"adam@example.org", b"fay@example.org", b""),
+        ]
+        for i, (subject, date, sender, to, cc) in enumerate(messages):
+            append_raw(client, "INBOX", sort_message(i, subject, date, sender, to, cc))
+        client.ok("SELECT INBOX")
+
+    def sort(self, client, command):
+        lines = client.ok(command)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith(b"* SORT"), lines)
+        return [int(n) for n in lines[0].split()[2:]]
+
+    def test_capabilities(self):
+        client = self.connect()
+        caps = client.ok("CAPABILITY")[0].split()
+        for cap in (b"SORT", b"SORT=DISPLAY", b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES"):
+            self.assertIn(cap, caps)
+
+    def test_every_key(self):
+        client = self.connect()
+        self.fill(client)
+        # Base subjects: beta, älpha, gamma, beta, alpha (folded, compared as UTF-8
+        # octets: "älpha" after the ASCII ones).
+        self.assertEqual(self.sort(client, "UID SORT (SUBJECT) UTF-8 ALL"), [5, 1, 4, 3, 2])
+        # Sent dates: 1 = 6 Jan 10:00Z, 2 = 6 Jan 02:00Z, 3 = none (its internal
+        # date, the time of the APPEND: the latest), 4 = 5 Jan 09:00Z, 5 = 7 Jan 07:00Z.
+        self.assertEqual(self.sort(client, "UID SORT (DATE) UTF-8 ALL"), [4, 2, 1, 5, 3])
+        self.assertEqual(self.sort(client, "UID SORT (REVERSE DATE) UTF-8 ALL"), [3, 5, 1, 2, 4])
+        self.assertEqual(self.sort(client, "UID SORT (ARRIVAL) US-ASCII ALL"), [1, 2, 3, 4, 5])
+        self.assertEqual(self.sort(client, "UID SORT (FROM) UTF-8 ALL"), [5, 3, 4, 2, 1])
+        self.assertEqual(self.sort(client, "UID SORT (TO) UTF-8 ALL"), [1, 2, 3, 4, 5])
+        # No Cc sorts as the empty string, first; ties in mailbox order.
+        self.assertEqual(self.sort(client, "UID SORT (CC) UTF-8 ALL"), [2, 4, 5, 3, 1])
+        # RFC 5957: display name, else the address.
+        self.assertEqual(self.sort(client, "UID SORT (DISPLAYFROM) UTF-8 ALL"), [5, 2, 3, 4, 1])
+        self.assertEqual(self.sort(client, "UID SORT (DISPLAYTO) UTF-8 ALL"), [1, 2, 3, 5, 4])
+        sizes = self.sort(client, "UID SORT (SIZE REVERSE ARRIVAL) UTF-8 ALL")
+        self.assertEqual(sorted(sizes), [1, 2, 3, 4, 5])
+
+    def test_search_criteria_sequence_numbers_and_ties(self):
+        client = self.connect()
+        self.fill(client)
+        client.ok("UID STORE 2,4 +FLAGS (\\Seen)")
+        self.assertEqual(self.sort(client, "UID SORT (SUBJECT) UTF-8 UNSEEN"), [5, 1, 3])
+        self.assertEqual(self.sort(client, "UID SORT (REVERSE SUBJECT) UTF-8 SEEN"), [2, 4])
+        # Equal keys (1 and 4 are both "beta") keep mailbox order, also under
+        # REVERSE (RFC 5256 §2.2).
+        self.assertEqual(self.sort(client, "UID SORT (REVERSE SUBJECT) UTF-8 ALL"),
+                         [2, 3, 1, 4, 5])
+        client.ok("UID STORE 1 +FLAGS (\\Deleted)")
+        client.ok("EXPUNGE")
+        # Sequence numbers are the view's: UID 2 is now message 1.
+        self.assertEqual(self.sort(client, "SORT (DATE) UTF-8 ALL"), [3, 1, 4, 2])
+        self.assertEqual(self.sort(client, "UID SORT (DATE) UTF-8 ALL"), [4, 2, 5, 3])
+        self.assertEqual(self.sort(client, "UID SORT (SUBJECT) UTF-8 SUBJECT gamma"), [3])
+        self.assertEqual(self.sort(client, "UID SORT (SUBJECT) UTF-8 NOT ALL"), [])
+
+    def test_malformed_and_refused(self):
+        client = self.connect()
+        self.fill(client)
+        for tag, command in (("b1", "SORT () UTF-8 ALL"), ("b2", "SORT (REVERSE) UTF-8 ALL"),
+                             ("b3", "SORT (SENDER) UTF-8 ALL"), ("b4", "SORT (DATE) ALL"),
+                             ("b5", "UID SORT (DATE) UTF-8"), ("b6", "SORT DATE UTF-8 ALL")):
+            _, tagged = client.command(command, tag=tag)
+            self.assertTagged(tagged, tag, "BAD")
+        _, tagged = client.command("SORT (DATE) KOI8-R ALL", tag="n1")
+        self.assertTagged(tagged, "n1", "NO", b"BADCHARSET")
+        client.ok("UNSELECT")
+        _, tagged = client.command("SORT (DATE) UTF-8 ALL", tag="b7")
+        self.assertTagged(tagged, "b7", "BAD")
+
+
+class ThreadTest(Base):
+    """RFC 5256 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES."""
+
+    def thread(self, client, command):
+        lines = client.ok(command)
+        self.assertEqual(len(lines), 1, lines)
+        return lines[0]
+
+    def test_references(self):
+        client = self.connect()
+        messages = [
+            # UID 1: a thread's start; 2 replies to it; 3 replies to 2 naming
+            # only its parent in In-Reply-To; 4 and 5 reply to a message that is
+            # not in the mailbox; 6 has the subject of 1 but no references.
+            (b"Topic", b"Mon, 5 Jan 2026 10:00:00 +0000", b"Message-ID: <m1@x>\r\n"),
+            (b"Re: Topic", b"Mon, 5 Jan 2026 11:00:00 +0000",
+             b"Message-ID: <m2@x>\r\nReferences: <m1@x>\r\n"),
+            (b"Re: Topic", b"Mon, 5 Jan 2026 12:00:00 +0000",
+             b"Message-ID: <m3@x>\r\nIn-Reply-To: <m2@x>\r\n"),
+            (b"Re: Lost", b"Tue, 6 Jan 2026 12:00:00 +0000",
+             b"Message-ID: <m4@x>\r\nReferences: <gone@x>\r\n"),
+            (b"Re: Lost", b"Tue, 6 Jan 2026 11:00:00 +0000",
+             b"Message-ID: <m5@x>\r\nReferences: <gone@x>\r\n"),
+            (b"Re: Topic", b"Sun, 4 Jan 2026 09:00:00 +0000", b"Message-ID: <m6@x>\r\n"),
+        ]
+        for i, (subject, date, extra) in enumerate(messages):
+            append_raw(client, "INBOX", sort_message(i, subject, date, b"a@x", b"b@x",
+                                                     extra=extra))
+        client.ok("SELECT INBOX")
+        # 6 is a reply by its subject, so it goes under 1 (step 5.C), a sibling
+        # of 2, before it by date. 4 and 5 hang from a dummy, by date.
+        self.assertEqual(self.thread(client, "UID THREAD REFERENCES UTF-8 ALL"),
+                         b"* THREAD (1 (6)(2 3))((5)(4))")
+        self.assertEqual(self.thread(client, "THREAD REFERENCES US-ASCII ALL"),
+                         b"* THREAD (1 (6)(2 3))((5)(4))")
+        # Only the matches are threaded: without 2, 3 has no parent here.
+        self.assertEqual(self.thread(client, "UID THREAD REFERENCES UTF-8 NOT UID 2"),
+                         b"* THREAD (1 (6)(3))((5)(4))")
+        # Sequence numbers of the view after an expunge.
+        client.ok("UID STORE 1 +FLAGS (\\Deleted)")
+        client.ok("EXPUNGE")
+        self.assertEqual(self.thread(client, "THREAD REFERENCES UTF-8 ALL"),
+                         b"* THREAD ((5)(1 2))((4)(3))")
+        self.assertEqual(self.thread(client, "UID THREAD REFERENCES UTF-8 ALL"),
+                         b"* THREAD ((6)(2 3))((5)(4))")
+
+    def test_orderedsubject(self):
+        client = self.connect()
+        for i, (subject, date) in enumerate([
+                (b"b", b"Mon, 5 Jan 2026 10:00:00 +0000"),
+                (b"Re: a", b"Mon, 5 Jan 2026 09:00:00 +0000"),
+                (b"RE: B", b"Tue, 6 Jan 2026 10:00:00 +0000"),
+                (b"Fwd: b", b"Mon, 5 Jan 2026 11:00:00 +0000"),
+                (b"c", b"Wed, 7 Jan 2026 10:00:00 +0000")]):
+            append_raw(client, "INBOX", sort_message(i, subject, date, b"a@x", b"b@x"))
+        client.ok("SELECT INBOX")
+        self.assertEqual(self.thread(client, "UID THREAD ORDEREDSUBJECT UTF-8 ALL"),
+                         b"* THREAD (2)(1 (4)(3))(5)")
+        self.assertEqual(self.thread(client, "UID THREAD ORDEREDSUBJECT UTF-8 NOT ALL"),
+                         b"* THREAD")
+
+    def test_malformed(self):
+        client = self.connect(select="INBOX")
+        for tag, command in (("b1", "THREAD X-SMART UTF-8 ALL"), ("b2", "THREAD REFERENCES ALL"),
+                             ("b3", "THREAD REFERENCES UTF-8"), ("b4", "THREAD")):
+            _, tagged = client.command(command, tag=tag)
+            self.assertTagged(tagged, tag, "BAD")
+        _, tagged = client.command("UID THREAD REFERENCES ISO-2022-JP ALL", tag="n1")
+        self.assertTagged(tagged, "n1", "NO", b"BADCHARSET")

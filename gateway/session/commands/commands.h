@@ -105,6 +105,9 @@ awaitable<void> Fetch(CommandContext& session, const imap::FetchCommand& command
 awaitable<void> Store(CommandContext& session, const imap::StoreCommand& command);
 // search.cc: RFC 3501 §6.4.4, RFC 4731 ESEARCH, RFC 7162 MODSEQ.
 awaitable<void> Search(CommandContext& session, const imap::SearchCommand& command);
+// sort.cc: RFC 5256 SORT and THREAD, RFC 5957 SORT=DISPLAY.
+awaitable<void> Sort(CommandContext& session, const imap::SortCommand& command);
+awaitable<void> Thread(CommandContext& session, const imap::ThreadCommand& command);
 // copy.cc: RFC 3501 §6.4.7, RFC 4315 COPYUID, RFC 6851 MOVE.
 awaitable<void> Copy(CommandContext& session, const imap::SequenceSet& set, bool uid,
                      const std::string& mailbox, bool move);

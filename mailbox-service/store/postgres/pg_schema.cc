@@ -220,8 +220,12 @@ END $$;
 CREATE TRIGGER mailboxes_metadata AFTER DELETE ON mailboxes
   FOR EACH ROW EXECUTE FUNCTION mailbox_metadata_gone();
 )sql",
-      // Version 5: SCRAM-SHA-256 keys beside the argon2id hash, as in the SQLite
-      // schema's version 10: NULL until computed.
+      // Version 5: SORT and THREAD keys, as in the SQLite schema's version 10.
+      R"sql(
+ALTER TABLE contents ADD COLUMN sort_keys bytea;
+)sql",
+      // Version 6: SCRAM-SHA-256 keys beside the argon2id hash, as in the SQLite
+      // schema's version 11: NULL until computed.
       R"sql(
 ALTER TABLE users ADD COLUMN scram_sha256 text;
 )sql",

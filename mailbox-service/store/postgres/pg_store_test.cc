@@ -174,6 +174,7 @@ TEST(PgSchemaTest, UpgradeFromVersion1KeepsOlderMessages) {
         "ALTER TABLE expunged_messages DROP COLUMN save_date;"
         "ALTER TABLE contents DROP COLUMN preview;"
         "ALTER TABLE users DROP COLUMN scram_sha256;"
+        "ALTER TABLE contents DROP COLUMN sort_keys;"
         "UPDATE schema_version SET version = 1",
         Soon());
     ASSERT_TRUE(status.ok()) << status;
