@@ -374,10 +374,7 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
   if (request.mechanism() == v1::SCRAM_SHA_256) {
     return ScramStep(request);
   }
-  if (request.mechanism() == v1::BEARER) {
-    return BearerLogin(request);
-  }
-  if (request.mechanism() != v1::PASSWORD) {
+  if (request.mechanism() != v1::PASSWORD && request.mechanism() != v1::BEARER) {
     return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
                          "only password, SCRAM-SHA-256 and bearer token authentication are "
                          "offered by this service");
@@ -388,6 +385,9 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::Authenticate(
   if (!request.authzid().empty() && request.authzid() != request.username()) {
     return v1::MakeError(absl::StatusCode::kPermissionDenied, v1::AUTHORIZATIONFAILED,
                          "acting as another user is not permitted");
+  }
+  if (request.mechanism() == v1::BEARER) {
+    return BearerLogin(request);
   }
   const int64_t now_ms = NowMs();
   auto attempt = ReserveAttempt(request.username(), request.client_ip(), now_ms);
@@ -434,13 +434,6 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::BearerLogin(
   if (options_.bearer == nullptr) {
     return v1::MakeError(absl::StatusCode::kUnimplemented, v1::CANNOT,
                          "OAuth bearer tokens are not configured on this service");
-  }
-  if (request.username().size() > kMaxUsernameOctets) {
-    return v1::BadRequest(absl::StrCat("user name is longer than ", kMaxUsernameOctets, " octets"));
-  }
-  if (!request.authzid().empty() && request.authzid() != request.username()) {
-    return v1::MakeError(absl::StatusCode::kPermissionDenied, v1::AUTHORIZATIONFAILED,
-                         "acting as another user is not permitted");
   }
   const int64_t now_ms = NowMs();
   // A token counts against the throttle like a password: the pair is the

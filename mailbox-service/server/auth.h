@@ -168,8 +168,9 @@ class Authenticator {
                                          int64_t now_ms);
   // The credential was right: releases the attempt's records and remembers the login.
   absl::Status AttemptSucceeded(const Attempt& attempt, int64_t now_ms);
-  // AUTHENTICATE OAUTHBEARER / XOAUTH2: checks request.token() with
-  // options_.bearer, through the same throttle as a password.
+  // AUTHENTICATE OAUTHBEARER / XOAUTH2, after Authenticate checked the names:
+  // checks request.token() with options_.bearer, through the same throttle as a
+  // password.
   absl::StatusOr<v1::AuthenticateResponse> BearerLogin(const v1::AuthenticateRequest& request);
   // The response of a successful authentication of `user`.
   v1::AuthenticateResponse LoggedIn(const store::UserRecord& user, int64_t now_ms) const;

@@ -933,6 +933,30 @@ absl::Status SqlStore::CollectUnreferencedContent(Connection& conn) {
 
 absl::Status SqlStore::ContentReleased(Connection& conn) { return CollectGarbage(conn); }
 
+void SqlStore::KeepMadeContentValues(uint64_t user_id, const char* update_sql, bool blob,
+                                     const std::map<int64_t, std::string>& made) {
+  for (auto it = made.begin(); it != made.end();) {
+    auto batch_end = it;
+    for (int n = 0; n < 500 && batch_end != made.end(); ++n) {
+      ++batch_end;
+    }
+    Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
+      for (auto value = it; value != batch_end; ++value) {
+        ASSIGN_OR_RETURN(Statement s, tx.conn().Prepare(update_sql));
+        if (blob) {
+          s.BindBlob(1, value->second);
+        } else {
+          s.BindText(1, value->second);
+        }
+        s.Bind(2, value->first);
+        RETURN_IF_ERROR(s.Run());
+      }
+      return absl::OkStatus();
+    }).IgnoreError();
+    it = batch_end;
+  }
+}
+
 absl::StatusOr<int64_t> SqlStore::EnsureContent(Connection& conn, PreparedContent& content) {
   {
     ASSIGN_OR_RETURN(Statement find, conn.Prepare("SELECT id FROM contents WHERE sha256 = ?"));
@@ -2404,25 +2428,10 @@ absl::Status SqlStore::Fetch(uint64_t user_id, const v1::FetchRequest& request,
       }
     }
   }
-  // Kept for the next fetch, a bounded batch per transaction. The fetch has
-  // been answered already: a failure here only means they are made again.
-  for (auto it = made_previews.begin(); it != made_previews.end();) {
-    auto batch_end = it;
-    for (int n = 0; n < 500 && batch_end != made_previews.end(); ++n) {
-      ++batch_end;
-    }
-    Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
-      for (auto made = it; made != batch_end; ++made) {
-        ASSIGN_OR_RETURN(Statement s,
-                         tx.conn().Prepare("UPDATE contents SET preview = ? "
-                                           "WHERE id = ? AND preview IS NULL"));
-        s.BindText(1, made->second).Bind(2, made->first);
-        RETURN_IF_ERROR(s.Run());
-      }
-      return absl::OkStatus();
-    }).IgnoreError();
-    it = batch_end;
-  }
+  // Kept for the next fetch. The fetch has been answered already: a failure here
+  // only means they are made again.
+  KeepMadeContentValues(user_id, "UPDATE contents SET preview = ? WHERE id = ? AND preview IS NULL",
+                        /*blob=*/false, made_previews);
   return absl::OkStatus();
 }
 
@@ -2962,25 +2971,10 @@ absl::StatusOr<std::vector<SortableMessage>> SqlStore::SortableMessages(
       }
     }
   }
-  // Kept for the next sort, a bounded batch per transaction. A failure here only
-  // means they are made again.
-  for (auto it = made.begin(); it != made.end();) {
-    auto batch_end = it;
-    for (int n = 0; n < 500 && batch_end != made.end(); ++n) {
-      ++batch_end;
-    }
-    Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
-      for (auto keys = it; keys != batch_end; ++keys) {
-        ASSIGN_OR_RETURN(Statement s,
-                         tx.conn().Prepare("UPDATE contents SET sort_keys = ? "
-                                           "WHERE id = ? AND sort_keys IS NULL"));
-        s.BindBlob(1, keys->second).Bind(2, keys->first);
-        RETURN_IF_ERROR(s.Run());
-      }
-      return absl::OkStatus();
-    }).IgnoreError();
-    it = batch_end;
-  }
+  // Kept for the next sort. A failure here only means they are made again.
+  KeepMadeContentValues(
+      user_id, "UPDATE contents SET sort_keys = ? WHERE id = ? AND sort_keys IS NULL",
+      /*blob=*/true, made);
   return messages;
 }
 

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <type_traits>
 #include <string>
@@ -214,6 +215,12 @@ class SqlStore : public Store {
   // Finds the content row with this hash, or stores it (parsing now if the caller
   // did not, e.g. because the content was garbage-collected after it looked).
   absl::StatusOr<int64_t> EnsureContent(sql::Connection& conn, PreparedContent& content);
+  // Stores values of content rows made on a read (previews, sort keys of content
+  // from before they were kept), `update_sql` binding the value (as a blob or as
+  // text) and the content id, in bounded batches of writes; a failure only means
+  // they are made again.
+  void KeepMadeContentValues(uint64_t user_id, const char* update_sql, bool blob,
+                             const std::map<int64_t, std::string>& made);
 
   const StoreLimits limits_;
   const EventSink events_;
