@@ -969,7 +969,9 @@ constexpr CommandSpec kCommandTable[] = {
     {"LSUB", ParseList<true>, kAuth, false, false, false, true},
     {"STATUS", ParseStatus, kAuth, false, false, false, true},
     {"APPEND", ParseAppend, kAuth, false, false, false, true},
-    {"IDLE", ParseNoArgs<IdleCommand>, kAuth, false, false, true, false},
+    // An arrival while idling in the selected mailbox may be claimed as \Recent
+    // (RFC 3501 §2.3.2), a call to the store.
+    {"IDLE", ParseNoArgs<IdleCommand>, kAuth, false, false, true, true},
     {"ENABLE", ParseEnable, kAuth, false, false, false, false},
     {"NAMESPACE", ParseNoArgs<NamespaceCommand>, kAuth, false, false, false, false},
     // RFC 4978 §3: valid once authenticated; compression starts after the OK, so
