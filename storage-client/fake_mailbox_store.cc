@@ -15,6 +15,7 @@
 #include "common/mailbox/list.h"
 #include "common/mailbox/names.h"
 #include "common/mailbox/object_ids.h"
+#include "common/mailbox/quota.h"
 #include "common/mailbox/uid_sets.h"
 #include "proto/mailbox/v1/errors.h"
 
@@ -519,7 +520,7 @@ awaitable<absl::StatusOr<v1::GetQuotaResponse>> FakeMailboxStore::GetQuota(
   if (limits.has_storage_kib()) {
     v1::QuotaResource* r = response.add_resources();
     r->set_name("STORAGE");
-    r->set_usage((octets + 1023) / 1024);
+    r->set_usage(rules::StorageUnits(octets));
     r->set_limit(limits.storage_kib());
   }
   if (limits.has_messages()) {
@@ -529,6 +530,18 @@ awaitable<absl::StatusOr<v1::GetQuotaResponse>> FakeMailboxStore::GetQuota(
     r->set_limit(limits.messages());
   }
   co_return response;
+}
+
+absl::StatusOr<uint64_t> FakeMailboxStore::AnnotatedMailboxId(const User& user,
+                                                               const std::string& mailbox) {
+  if (mailbox.empty()) {
+    return 0;  // the server's entries
+  }
+  const Mailbox* found = FindByName(user.id, mailbox);
+  if (found == nullptr) {
+    return v1::Nonexistent("no such mailbox");
+  }
+  return found->id;
 }
 
 // The fake keeps annotations without the service's name rules or limits.
@@ -541,17 +554,13 @@ awaitable<absl::StatusOr<v1::GetMetadataResponse>> FakeMailboxStore::GetMetadata
   if (!user.ok()) {
     co_return user.status();
   }
-  uint64_t mailbox_id = 0;
-  if (!request.mailbox().empty()) {
-    const Mailbox* mailbox = FindByName((*user)->id, request.mailbox());
-    if (mailbox == nullptr) {
-      co_return v1::Nonexistent("no such mailbox");
-    }
-    mailbox_id = mailbox->id;
+  absl::StatusOr<uint64_t> mailbox_id = AnnotatedMailboxId(**user, request.mailbox());
+  if (!mailbox_id.ok()) {
+    co_return mailbox_id.status();
   }
   v1::GetMetadataResponse response;
   for (const auto& [key, value] : (*user)->metadata) {
-    if (key.first != mailbox_id) {
+    if (key.first != *mailbox_id) {
       continue;
     }
     for (const std::string& name : request.entries()) {
@@ -576,19 +585,15 @@ awaitable<absl::StatusOr<v1::SetMetadataResponse>> FakeMailboxStore::SetMetadata
   if (!user.ok()) {
     co_return user.status();
   }
-  uint64_t mailbox_id = 0;
-  if (!request.mailbox().empty()) {
-    const Mailbox* mailbox = FindByName((*user)->id, request.mailbox());
-    if (mailbox == nullptr) {
-      co_return v1::Nonexistent("no such mailbox");
-    }
-    mailbox_id = mailbox->id;
+  absl::StatusOr<uint64_t> mailbox_id = AnnotatedMailboxId(**user, request.mailbox());
+  if (!mailbox_id.ok()) {
+    co_return mailbox_id.status();
   }
   for (const v1::MetadataEntry& entry : request.entries()) {
     if (entry.has_value()) {
-      (*user)->metadata[{mailbox_id, entry.name()}] = entry.value();
+      (*user)->metadata[{*mailbox_id, entry.name()}] = entry.value();
     } else {
-      (*user)->metadata.erase({mailbox_id, entry.name()});
+      (*user)->metadata.erase({*mailbox_id, entry.name()});
     }
   }
   co_return v1::SetMetadataResponse();

@@ -144,6 +144,9 @@ class FakeMailboxStore final : public MailboxStore {
   absl::Status Enter();  // counts the call; applies FailNextCalls
   absl::StatusOr<User*> UserOf(const Session& session);
   Mailbox* FindByName(uint64_t owner, const std::string& name);
+  // The mailbox an annotation request names: 0 for the server (""), NONEXISTENT
+  // for a name the user has no mailbox of.
+  absl::StatusOr<uint64_t> AnnotatedMailboxId(const User& user, const std::string& mailbox);
   absl::StatusOr<Mailbox*> Selected(const User& user, uint64_t mailbox_id, uint32_t uidvalidity);
   // Enter, then the caller's selected mailbox.
   absl::StatusOr<Mailbox*> EnterSelected(const Session& session, uint64_t mailbox_id,

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/mailbox/quota.h"
 #include "mailbox-service/admin/admin_client.h"
 #include "mailbox-service/admin/importers.h"
 #include "mailbox-service/admin/message_spool.h"
@@ -458,8 +459,7 @@ absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* 
         return quota.status();
       }
       // STORAGE in KiB as IMAP reports it: a part of 1024 octets counts whole.
-      const uint64_t used_kib = quota->storage_octets() / 1024 +
-                                (quota->storage_octets() % 1024 != 0 ? 1 : 0);
+      const uint64_t used_kib = ::mailbox::rules::StorageUnits(quota->storage_octets());
       io.out << "RESOURCE\tUSAGE\tLIMIT\n";
       io.out << "STORAGE\t" << used_kib << "\t"
              << (quota->limits().has_storage_kib()

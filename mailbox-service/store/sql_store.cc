@@ -25,6 +25,7 @@
 #include "common/mailbox/list.h"
 #include "common/mailbox/names.h"
 #include "common/mailbox/object_ids.h"
+#include "common/mailbox/quota.h"
 #include "common/mailbox/uid_sets.h"
 #include "common/status_macros.h"
 #include "mailbox-service/mime/mime.h"
@@ -600,9 +601,6 @@ class ReadSnapshot {
 
 constexpr uint64_t kKib = 1024;
 
-// RFC 9208 §5.1: STORAGE counts units of 1024 octets; a part of one counts whole.
-uint64_t OctetsToKib(uint64_t octets) { return octets / kKib + (octets % kKib != 0 ? 1 : 0); }
-
 struct QuotaLimitsRow {
   std::optional<uint64_t> storage_kib;
   std::optional<uint64_t> messages;
@@ -676,8 +674,8 @@ class QuotaGuard {
         after.octets > *limits_.storage_kib * kKib) {
       return Error(absl::StatusCode::kResourceExhausted, v1::OVERQUOTA,
                    absl::StrCat("over quota: this needs ",
-                                OctetsToKib(after.octets - before_.octets),
-                                " KiB, and the account uses ", OctetsToKib(before_.octets),
+                                rules::StorageUnits(after.octets - before_.octets),
+                                " KiB, and the account uses ", rules::StorageUnits(before_.octets),
                                 " KiB of its ", *limits_.storage_kib,
                                 " KiB; delete and expunge messages to make room"));
     }
@@ -751,7 +749,7 @@ void AddQuotaResources(const QuotaLimitsRow& limits, const QuotaUsage& usage,
   if (limits.storage_kib.has_value()) {
     v1::QuotaResource* r = response.add_resources();
     r->set_name("STORAGE");
-    r->set_usage(OctetsToKib(usage.octets));
+    r->set_usage(rules::StorageUnits(usage.octets));
     r->set_limit(*limits.storage_kib);
   }
   if (limits.messages.has_value()) {

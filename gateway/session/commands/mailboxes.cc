@@ -22,6 +22,7 @@
 #include "boost/asio/awaitable.hpp"
 #include "common/mailbox/names.h"
 #include "common/mailbox/object_ids.h"
+#include "common/mailbox/quota.h"
 #include "gateway/imap/command.h"
 #include "gateway/imap/response.h"
 #include "gateway/session/commands/commands.h"
@@ -178,7 +179,7 @@ imap::StatusValue StatusValue(const v1::StatusResponse& status, imap::StatusItem
       return ::mailbox::rules::MailboxObjectId(status.mailbox_id(), status.uidvalidity());
     case imap::StatusItem::kDeletedStorage:
       // RFC 9208 §4.2: in the STORAGE resource's unit of 1024 octets.
-      return status.deleted_storage() / 1024 + (status.deleted_storage() % 1024 != 0 ? 1 : 0);
+      return ::mailbox::rules::StorageUnits(status.deleted_storage());
   }
   return uint64_t{0};
 }
