@@ -66,4 +66,12 @@ absl::StatusOr<Statement> Connection::Prepare(const char* sql) {
   return Statement(cached.cursor.get(), &cached.in_use);
 }
 
+absl::StatusOr<Statement> Connection::PrepareUncached(const char* sql) {
+  absl::StatusOr<std::unique_ptr<Cursor>> cursor = NewCursor(sql, /*cached=*/false);
+  if (!cursor.ok()) {
+    return cursor.status();
+  }
+  return Statement(*std::move(cursor));
+}
+
 }  // namespace mailbox::store::sql

@@ -95,6 +95,9 @@ class Connection {
   // address is the cache key). While a cached statement is lent out, preparing the
   // same SQL gives a private copy, so two handles never share bindings or a cursor.
   absl::StatusOr<Statement> Prepare(const char* sql);
+  // Prepares SQL built at run time, without caching it; `sql` must outlive the
+  // statement.
+  absl::StatusOr<Statement> PrepareUncached(const char* sql);
   // Runs one or more statements without parameters or results.
   virtual absl::Status Exec(const char* sql) = 0;
   // Opens a read-only transaction that sees one consistent snapshot; COMMIT ends it.

@@ -385,16 +385,59 @@ absl::StatusOr<std::vector<MessageRow>> LoadMessages(Connection& conn, uint64_t 
   return out;
 }
 
+// Binds a message row's sort columns (schema: sort_date, sort_subject, sort_from,
+// sort_to, sort_cc, sort_display_from, sort_display_to) from `first` on. `keys`
+// must outlive the statement's run.
+void BindSortColumns(Statement& s, int first, const SortKeys& keys, int64_t internal_date) {
+  // RFC 5256 §2.2: the sent date, or the internal date without a valid Date:.
+  s.Bind(first, keys.sent_at.value_or(internal_date))
+      .BindBlob(first + 1, keys.subject)
+      .BindBlob(first + 2, keys.from)
+      .BindBlob(first + 3, keys.to)
+      .BindBlob(first + 4, keys.cc)
+      .BindBlob(first + 5, keys.display_from)
+      .BindBlob(first + 6, keys.display_to);
+}
+
+// The column a SORT key reads, as sort.cc's CompareBy compares it: integers, and
+// folded strings octet by octet (BLOB in SQLite, bytea in PostgreSQL).
+const char* SortColumn(v1::SortCriterion::Key key) {
+  switch (key) {
+    case v1::SortCriterion::ARRIVAL:
+      return "m.internal_date";
+    case v1::SortCriterion::CC:
+      return "m.sort_cc";
+    case v1::SortCriterion::DATE:
+      return "m.sort_date";
+    case v1::SortCriterion::FROM:
+      return "m.sort_from";
+    case v1::SortCriterion::SIZE:
+      return "c.size";
+    case v1::SortCriterion::SUBJECT:
+      return "m.sort_subject";
+    case v1::SortCriterion::TO:
+      return "m.sort_to";
+    case v1::SortCriterion::DISPLAYFROM:
+      return "m.sort_display_from";
+    case v1::SortCriterion::DISPLAYTO:
+      return "m.sort_display_to";
+    default:
+      return "m.uid";  // ValidateSortCriteria refuses these first
+  }
+}
+
 // `save_date`: when the message is saved into this mailbox (RFC 8514), unix
 // seconds: the time of the APPEND, COPY, MOVE or revision storing it.
 absl::Status InsertMessage(Connection& conn, uint64_t mailbox_id, uint32_t uid,
                            int64_t content_id, uint64_t modseq, uint32_t system,
                            std::string_view keywords, int64_t internal_date,
-                           int32_t internal_tz, int64_t save_date) {
+                           int32_t internal_tz, int64_t save_date, const SortKeys& keys) {
   ASSIGN_OR_RETURN(Statement s,
                    conn.Prepare("INSERT INTO messages (mailbox_id, uid, content_id, modseq, "
-                                "system_flags, keywords, internal_date, internal_tz, save_date) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                "system_flags, keywords, internal_date, internal_tz, save_date, "
+                                "sort_date, sort_subject, sort_from, sort_to, sort_cc, "
+                                "sort_display_from, sort_display_to) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   s.Bind(1, mailbox_id)
       .Bind(2, uid)
       .Bind(3, content_id)
@@ -404,6 +447,7 @@ absl::Status InsertMessage(Connection& conn, uint64_t mailbox_id, uint32_t uid,
       .Bind(7, internal_date)
       .Bind(8, internal_tz)
       .Bind(9, save_date);
+  BindSortColumns(s, 10, keys, internal_date);
   return s.Run();
 }
 
@@ -2532,19 +2576,24 @@ struct CopyResult {
 
 }  // namespace
 
-// Copies (and for MOVE, expunges) in the caller's transaction.
+using ContentSortKeysFn = std::function<absl::StatusOr<SortKeys>(Connection&, int64_t)>;
+
+// Copies (and for MOVE, expunges) in the caller's transaction; the copies'
+// sort keys come from `content_sort_keys`.
 static absl::StatusOr<CopyResult> CopyInTx(SqlStore::WriteTx& tx, uint64_t user_id,
                                            uint64_t mailbox_id, uint32_t uidvalidity,
                                            const v1::UidSet& uid_set,
                                            const std::string& destination, bool move,
-                                           const StoreLimits& limits);
+                                           const StoreLimits& limits,
+                                           ContentSortKeysFn content_sort_keys);
 
 absl::StatusOr<v1::CopyResponse> SqlStore::Copy(uint64_t user_id,
                                                    const v1::CopyRequest& request) {
   CopyResult result;
   RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(result, CopyInTx(tx, user_id, request.mailbox_id(), request.uidvalidity(),
-                                      request.uids(), request.destination(), false, limits_));
+                                      request.uids(), request.destination(), false, limits_,
+                                      SortKeysOfContent()));
     return absl::OkStatus();
   }));
   v1::CopyResponse response;
@@ -2560,7 +2609,8 @@ absl::StatusOr<v1::MoveResponse> SqlStore::Move(uint64_t user_id,
   CopyResult result;
   RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     ASSIGN_OR_RETURN(result, CopyInTx(tx, user_id, request.mailbox_id(), request.uidvalidity(),
-                                      request.uids(), request.destination(), true, limits_));
+                                      request.uids(), request.destination(), true, limits_,
+                                      SortKeysOfContent()));
     return absl::OkStatus();
   }));
   v1::MoveResponse response;
@@ -2576,7 +2626,8 @@ static absl::StatusOr<CopyResult> CopyInTx(SqlStore::WriteTx& tx, uint64_t user_
                                            uint64_t mailbox_id, uint32_t uidvalidity,
                                            const v1::UidSet& uid_set,
                                            const std::string& destination, bool move,
-                                           const StoreLimits& limits) {
+                                           const StoreLimits& limits,
+                                           ContentSortKeysFn content_sort_keys) {
   ASSIGN_OR_RETURN(Ranges ranges, NormalizeUidSet(uid_set));
   ASSIGN_OR_RETURN(std::string dest_name, NormalizeMailboxName(destination, limits));
   Connection& conn = tx.conn();
@@ -2605,8 +2656,10 @@ static absl::StatusOr<CopyResult> CopyInTx(SqlStore::WriteTx& tx, uint64_t user_
   std::vector<std::string> keywords;
   for (const MessageRow& m : messages) {
     // RFC 8514 §3: the copy is saved now; the internal date stays the original's.
+    ASSIGN_OR_RETURN(SortKeys sort_keys, content_sort_keys(conn, m.content_id));
     RETURN_IF_ERROR(InsertMessage(conn, dest->id, uid, m.content_id, dest_modseq, m.system,
-                                  m.keywords, m.internal_date, m.internal_tz, tx.now_unix()));
+                                  m.keywords, m.internal_date, m.internal_tz, tx.now_unix(),
+                                  sort_keys));
     *added.mutable_added()->add_messages() = MakeMessageFlags(uid, m.system, m.keywords,
                                                               dest_modseq);
     for (std::string& k : SplitKeywords(m.keywords)) {
@@ -2743,8 +2796,10 @@ absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
       std::string joined = JoinKeywords(flags[i].keywords);
       int64_t date = messages[i].has_internal_date ? messages[i].internal_date_unix : now;
       int32_t tz = messages[i].has_internal_date ? messages[i].internal_date_tz_minutes : 0;
+      ASSIGN_OR_RETURN(SortKeys sort_keys, ContentSortKeys(conn, content_id));
       RETURN_IF_ERROR(InsertMessage(conn, mailbox->id, uid, content_id, modseq,
-                                    flags[i].system, joined, date, tz, tx.now_unix()));
+                                    flags[i].system, joined, date, tz, tx.now_unix(),
+                                    sort_keys));
       *event.mutable_added()->add_messages() =
           MakeMessageFlags(uid, flags[i].system, joined, modseq);
       keywords.insert(keywords.end(), flags[i].keywords.begin(), flags[i].keywords.end());
@@ -2828,8 +2883,9 @@ absl::StatusOr<v1::ReviseResponse> SqlStore::Revise(uint64_t user_id,
     // (M + 1), so a session applying events in order never sees the message
     // missing.
     ASSIGN_OR_RETURN(uint64_t added_modseq, tx.NextModseq(mailbox.id));
+    ASSIGN_OR_RETURN(SortKeys sort_keys, ContentSortKeys(conn, content_id));
     RETURN_IF_ERROR(InsertMessage(conn, mailbox.id, new_uid, content_id, added_modseq, system,
-                                  keywords, now, 0, tx.now_unix()));
+                                  keywords, now, 0, tx.now_unix(), sort_keys));
     RETURN_IF_ERROR(SetUidNext(conn, mailbox.id, new_uid + 1));
     v1::ChangeEvent added;
     added.set_mailbox_id(mailbox.id);
@@ -2957,13 +3013,9 @@ absl::StatusOr<std::vector<SortableMessage>> SqlStore::SortableMessages(
         } else if (auto it = made.find(content_id); it != made.end()) {
           encoded = it->second;
         } else {
-          ASSIGN_OR_RETURN(std::unique_ptr<ContentReader> blob, OpenContent(*conn, content_id));
-          std::string header;
-          RETURN_IF_ERROR(
-              blob->Read(0, std::min<uint64_t>(static_cast<uint64_t>(s.Int(4)), blob->size()),
-                         &header));
-          encoded = made.emplace(content_id, EncodeSortKeys(ExtractSortKeys(header)))
-                        .first->second;
+          ASSIGN_OR_RETURN(std::string keys,
+                           MakeSortKeys(*conn, content_id, static_cast<uint64_t>(s.Int(4))));
+          encoded = made.emplace(content_id, std::move(keys)).first->second;
         }
         ASSIGN_OR_RETURN(message.keys, DecodeSortKeys(encoded));
       }
@@ -2974,6 +3026,159 @@ absl::StatusOr<std::vector<SortableMessage>> SqlStore::SortableMessages(
       user_id, "UPDATE contents SET sort_keys = ? WHERE id = ? AND sort_keys IS NULL",
       /*blob=*/true, made);
   return messages;
+}
+
+absl::StatusOr<std::string> SqlStore::MakeSortKeys(Connection& conn, int64_t content_id,
+                                                    uint64_t header_size) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ContentReader> blob, OpenContent(conn, content_id));
+  std::string header;
+  RETURN_IF_ERROR(blob->Read(0, std::min<uint64_t>(header_size, blob->size()), &header));
+  return EncodeSortKeys(ExtractSortKeys(header));
+}
+
+absl::StatusOr<SortKeys> SqlStore::ContentSortKeys(Connection& conn, int64_t content_id) {
+  ASSIGN_OR_RETURN(Statement s,
+                   conn.Prepare("SELECT sort_keys, header_size FROM contents WHERE id = ?"));
+  s.Bind(1, content_id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) {
+    return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
+                 absl::StrCat("content ", content_id, " of a message row is missing"));
+  }
+  if (!s.IsNull(0)) {
+    return DecodeSortKeys(s.Blob(0));
+  }
+  ASSIGN_OR_RETURN(std::string made,
+                   MakeSortKeys(conn, content_id, static_cast<uint64_t>(s.Int(1))));
+  return DecodeSortKeys(made);
+}
+
+absl::Status SqlStore::FillSortColumns(uint64_t user_id, uint64_t mailbox_id) {
+  // Batches, so that the rows of a large mailbox do not hold the user's writes in
+  // one long transaction; each batch ends with fewer rows left to fill.
+  constexpr int kBatch = 500;
+  int filled = kBatch;
+  while (filled == kBatch) {
+    RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
+      Connection& conn = tx.conn();
+      struct Unfilled {
+        uint32_t uid;
+        int64_t content_id;
+        int64_t internal_date;
+      };
+      std::vector<Unfilled> rows;
+      {
+        ASSIGN_OR_RETURN(Statement s,
+                         conn.Prepare("SELECT uid, content_id, internal_date FROM messages "
+                                      "WHERE mailbox_id = ? AND sort_date IS NULL LIMIT ?"));
+        s.Bind(1, mailbox_id).Bind(2, kBatch);
+        while (true) {
+          ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) {
+            break;
+          }
+          rows.push_back({static_cast<uint32_t>(s.Int(0)), s.Int(1), s.Int(2)});
+        }
+      }
+      filled = static_cast<int>(rows.size());
+      for (const Unfilled& row : rows) {
+        ASSIGN_OR_RETURN(SortKeys keys, ContentSortKeys(conn, row.content_id));
+        ASSIGN_OR_RETURN(Statement s,
+                         conn.Prepare("UPDATE messages SET sort_date = ?, sort_subject = ?, "
+                                      "sort_from = ?, sort_to = ?, sort_cc = ?, "
+                                      "sort_display_from = ?, sort_display_to = ? "
+                                      "WHERE mailbox_id = ? AND uid = ?"));
+        BindSortColumns(s, 1, keys, row.internal_date);
+        s.Bind(8, mailbox_id).Bind(9, row.uid);
+        RETURN_IF_ERROR(s.Run());
+      }
+      return absl::OkStatus();
+    }));
+  }
+  return absl::OkStatus();
+}
+
+std::string SortedUidsQuery(
+    const google::protobuf::RepeatedPtrField<v1::SortCriterion>& criteria) {
+  // ORDER BY the keys' columns, each ascending unless REVERSE, then the UID
+  // (RFC 5256 §2.2: REVERSE applies to its own key only; ties in sequence order).
+  // A first key with an index (schema: DATE, ARRIVAL, SUBJECT, FROM) is read in
+  // index order; the database orders what follows within it.
+  std::string order_by;
+  bool needs_size = false;
+  for (const v1::SortCriterion& criterion : criteria) {
+    needs_size |= criterion.key() == v1::SortCriterion::SIZE;
+    absl::StrAppend(&order_by, SortColumn(criterion.key()),
+                    criterion.reverse() ? " DESC, " : ", ");
+  }
+  absl::StrAppend(&order_by, "m.uid");
+  return absl::StrCat("SELECT m.uid FROM messages m ",
+                      needs_size ? "JOIN contents c ON c.id = m.content_id " : "",
+                      "WHERE m.mailbox_id = ? ORDER BY ", order_by);
+}
+
+absl::StatusOr<std::vector<uint32_t>> SqlStore::SortedUids(
+    uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity, const v1::UidSet& uids,
+    const google::protobuf::RepeatedPtrField<v1::SortCriterion>& criteria) {
+  RETURN_IF_ERROR(ValidateSortCriteria(criteria));
+  std::vector<uint32_t> sorted;
+  if (uids.ranges_size() == 0) {
+    return sorted;  // a search that matched nothing
+  }
+  ASSIGN_OR_RETURN(rules::UidRanges ranges, rules::NormalizeUidSet(uids));
+  const std::string sql = SortedUidsQuery(criteria);
+  for (bool filled = false;; filled = true) {
+    uint64_t unfilled_mailbox = 0;
+    {
+      ASSIGN_OR_RETURN(ReaderLease conn, Reader());
+      ReadSnapshot snapshot(*conn);
+      RETURN_IF_ERROR(snapshot.Begin());
+      ASSIGN_OR_RETURN(MailboxRow mailbox,
+                       SelectedMailbox(*conn, user_id, mailbox_id, uidvalidity));
+      ASSIGN_OR_RETURN(Statement unfilled,
+                       conn->Prepare("SELECT 1 FROM messages WHERE mailbox_id = ? "
+                                     "AND sort_date IS NULL LIMIT 1"));
+      unfilled.Bind(1, mailbox.id);
+      ASSIGN_OR_RETURN(bool found, unfilled.Step());
+      if (found) {
+        // Rows from before the keys were kept in them, filled once; every row
+        // written since carries its keys, so a second look finds none.
+        if (filled) {
+          return Error(absl::StatusCode::kInternal, v1::SERVER_BUG,
+                       "message rows without sort keys remain after filling them");
+        }
+        unfilled_mailbox = mailbox.id;
+      } else {
+        ASSIGN_OR_RETURN(Statement s, conn->PrepareUncached(sql.c_str()));
+        s.Bind(1, mailbox.id);
+        while (true) {
+          ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) {
+            break;
+          }
+          const uint32_t uid = static_cast<uint32_t>(s.Int(0));
+          // The ranges are sorted and disjoint: the first ending at or after `uid`.
+          auto it = std::lower_bound(
+              ranges.begin(), ranges.end(), uid,
+              [](const std::pair<uint32_t, uint32_t>& range, uint32_t u) {
+                return range.second < u;
+              });
+          if (it == ranges.end() || it->first > uid) {
+            continue;
+          }
+          if (sorted.size() >= limits_.max_sort_messages) {
+            return Error(absl::StatusCode::kResourceExhausted, v1::LIMIT,
+                         absl::StrCat("a sort or thread orders at most ",
+                                      limits_.max_sort_messages,
+                                      " messages; narrow the search criteria"));
+          }
+          sorted.push_back(uid);
+        }
+        return sorted;
+      }
+    }
+    RETURN_IF_ERROR(FillSortColumns(user_id, unfilled_mailbox));
+  }
 }
 
 // ---------------------------------------------------------------------------

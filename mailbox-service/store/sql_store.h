@@ -49,6 +49,12 @@ class ContentReader {
   virtual absl::Status Read(uint64_t offset, uint64_t length, std::string* out) = 0;
 };
 
+// The query SqlStore::SortedUids runs: the UIDs of one mailbox (bound first) in
+// the order of `criteria`. Exposed so that tests can check how the database
+// plans it.
+std::string SortedUidsQuery(
+    const google::protobuf::RepeatedPtrField<v1::SortCriterion>& criteria);
+
 class SqlStore : public Store {
  public:
   ~SqlStore() override;
@@ -123,6 +129,9 @@ class SqlStore : public Store {
   absl::StatusOr<std::vector<SortableMessage>> SortableMessages(
       uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity,
       const v1::UidSet& uids) override;
+  absl::StatusOr<std::vector<uint32_t>> SortedUids(
+      uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity, const v1::UidSet& uids,
+      const google::protobuf::RepeatedPtrField<v1::SortCriterion>& criteria) override;
   absl::StatusOr<v1::ReviseResponse> Revise(uint64_t user_id,
                                             const v1::ReviseHeader& header,
                                             std::string content) override;
@@ -221,6 +230,21 @@ class SqlStore : public Store {
   // they are made again.
   void KeepMadeContentValues(uint64_t user_id, const char* update_sql, bool blob,
                              const std::map<int64_t, std::string>& made);
+  // The SORT/THREAD keys of the content row `content_id`: the kept ones, or made
+  // from its header for content stored before they were kept.
+  absl::StatusOr<SortKeys> ContentSortKeys(sql::Connection& conn, int64_t content_id);
+  // ContentSortKeys for code outside the class (the copy of messages).
+  std::function<absl::StatusOr<SortKeys>(sql::Connection&, int64_t)> SortKeysOfContent() {
+    return [this](sql::Connection& conn, int64_t content_id) {
+      return ContentSortKeys(conn, content_id);
+    };
+  }
+  // The keys of that content made from the first `header_size` octets, encoded.
+  absl::StatusOr<std::string> MakeSortKeys(sql::Connection& conn, int64_t content_id,
+                                           uint64_t header_size);
+  // Gives the message rows of the mailbox written before rows carried their sort
+  // keys (sort_date NULL) their keys, in bounded batches of writes.
+  absl::Status FillSortColumns(uint64_t user_id, uint64_t mailbox_id);
 
   const StoreLimits limits_;
   const EventSink events_;

@@ -267,6 +267,27 @@ ALTER TABLE contents ADD COLUMN sort_keys BLOB;
       R"sql(
 ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
 )sql",
+      // Version 12: each message row carries the keys SORT orders by (RFC 5256
+      // §3, RFC 5957), copied from its content's sort_keys when the row is
+      // written, so that a sort reads an index in order instead of decoding every
+      // message's keys. Strings are stored folded as BLOBs and compare octet by
+      // octet; sort_date is the sent date (RFC 5256 §2.2: the internal date
+      // without a valid Date:). The most used first keys have an index each; the
+      // others are ordered by the database from the row's columns. NULL for rows
+      // from before, filled in the first time their mailbox is sorted.
+      R"sql(
+ALTER TABLE messages ADD COLUMN sort_date INTEGER;
+ALTER TABLE messages ADD COLUMN sort_subject BLOB;
+ALTER TABLE messages ADD COLUMN sort_from BLOB;
+ALTER TABLE messages ADD COLUMN sort_to BLOB;
+ALTER TABLE messages ADD COLUMN sort_cc BLOB;
+ALTER TABLE messages ADD COLUMN sort_display_from BLOB;
+ALTER TABLE messages ADD COLUMN sort_display_to BLOB;
+CREATE INDEX messages_by_sent_date ON messages (mailbox_id, sort_date);
+CREATE INDEX messages_by_arrival ON messages (mailbox_id, internal_date);
+CREATE INDEX messages_by_subject ON messages (mailbox_id, sort_subject);
+CREATE INDEX messages_by_from ON messages (mailbox_id, sort_from);
+)sql",
   };
   return *steps;
 }

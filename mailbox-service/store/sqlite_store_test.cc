@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "mailbox-service/store/sqlite_db.h"
 #include "mailbox-service/store/sqlite_schema.h"
+#include "mailbox-service/store/sql_store.h"
 #include "mailbox-service/store/store_test_util.h"
 #include "mailbox-service/store/upgrade_test_util.h"
 #include "mailbox-service/store/work_budget.h"
@@ -164,7 +166,8 @@ TEST(SqliteSchemaTest, UpgradeFromVersion6KeepsOlderMessages) {
     auto conn = sqlite::Connection::Open(path, false);
     ASSERT_TRUE(conn.ok());
     ASSERT_TRUE((*conn)
-                    ->Exec("DROP TRIGGER mailboxes_metadata;"
+                    ->Exec(absl::StrCat(kUndoMessageSortColumns,
+                                        "DROP TRIGGER mailboxes_metadata;"
                            "DROP TABLE metadata;"
                            "DROP TRIGGER messages_count;"
                            "DROP TRIGGER messages_uncount;"
@@ -178,6 +181,7 @@ TEST(SqliteSchemaTest, UpgradeFromVersion6KeepsOlderMessages) {
                            "ALTER TABLE users DROP COLUMN scram_sha256;"
                            "ALTER TABLE contents DROP COLUMN sort_keys;"
                            "PRAGMA user_version = 6")
+                               .c_str())
                     .ok());
   }
   auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
@@ -211,9 +215,10 @@ TEST(SqliteSchemaTest, UpgradeToScramKeysLeavesUsersWithoutKeys) {
   {
     auto conn = sqlite::Connection::Open(path, false);
     ASSERT_TRUE(conn.ok());
-    const std::string back = absl::StrCat("ALTER TABLE users DROP COLUMN scram_sha256;"
+    const std::string back = absl::StrCat(kUndoMessageSortColumns,
+                                          "ALTER TABLE users DROP COLUMN scram_sha256;"
                                           "PRAGMA user_version = ",
-                                          sqlite::LatestSchemaVersion() - 1);
+                                          sqlite::LatestSchemaVersion() - 2);
     ASSERT_TRUE((*conn)->Exec(back.c_str()).ok());
   }
   auto store = SqliteStore::Open(path, StoreLimits(), nullptr);
@@ -224,6 +229,38 @@ TEST(SqliteSchemaTest, UpgradeToScramKeysLeavesUsersWithoutKeys) {
   EXPECT_EQ(user->scram_sha256, "");
   ASSERT_TRUE((*store)->SetScramKeys("u", "hash", "SCRAM-SHA-256$keys").ok());
   EXPECT_EQ((*store)->FindUser("u")->scram_sha256, "SCRAM-SHA-256$keys");
+}
+
+// SORT by a key with an index reads the index in order (no sort of the whole
+// mailbox): what SortedUids runs, as SQLite plans it.
+TEST(SqliteSchemaTest, SortByAnIndexedFirstKeyIsAnIndexScan) {
+  std::string path = TempPath("sort-plan.db");
+  ASSERT_TRUE(SqliteStore::Open(path, StoreLimits(), nullptr).ok());
+  auto conn = sqlite::Connection::Open(path, false);
+  ASSERT_TRUE(conn.ok());
+  ASSERT_TRUE((*conn)->Exec("ANALYZE").ok());
+  using K = v1::SortCriterion;
+  const std::vector<std::tuple<K::Key, bool, std::string>> indexed = {
+      {K::DATE, false, "messages_by_sent_date"},   {K::DATE, true, "messages_by_sent_date"},
+      {K::ARRIVAL, false, "messages_by_arrival"},  {K::ARRIVAL, true, "messages_by_arrival"},
+      {K::SUBJECT, false, "messages_by_subject"},  {K::FROM, true, "messages_by_from"},
+  };
+  for (const auto& [key, reverse, index] : indexed) {
+    google::protobuf::RepeatedPtrField<K> criteria;
+    criteria.Add()->set_key(key);
+    criteria.Mutable(0)->set_reverse(reverse);
+    const std::string sql = absl::StrCat("EXPLAIN QUERY PLAN ", SortedUidsQuery(criteria));
+    auto plan = (*conn)->PrepareUncached(sql.c_str());
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    std::string details;
+    while (*plan->Step()) {
+      details.append(plan->Text(3)).append("\n");
+    }
+    EXPECT_THAT(details, ::testing::HasSubstr(absl::StrCat("INDEX ", index, " "))) << sql;
+    // At most ties of the first key are ordered apart (by UID).
+    EXPECT_THAT(details, ::testing::Not(::testing::HasSubstr("TEMP B-TREE FOR ORDER BY")))
+        << sql;
+  }
 }
 
 }  // namespace

@@ -1453,6 +1453,18 @@ TYPED_TEST(StoreConformanceTest, PreviewsOfOlderContentAreMadeOnFirstRequestAndK
   EXPECT_EQ(lazy[1].preview(), made_at_ingest[1].preview());
 }
 
+// Criteria for SortedUids: (key, reverse) pairs.
+google::protobuf::RepeatedPtrField<v1::SortCriterion> Criteria(
+    std::initializer_list<std::pair<v1::SortCriterion::Key, bool>> keys) {
+  google::protobuf::RepeatedPtrField<v1::SortCriterion> criteria;
+  for (const auto& [key, reverse] : keys) {
+    v1::SortCriterion* criterion = criteria.Add();
+    criterion->set_key(key);
+    criterion->set_reverse(reverse);
+  }
+  return criteria;
+}
+
 TYPED_TEST(StoreConformanceTest, SortKeysAreKeptAtIngestAndMadeForOlderContent) {
   const std::string reply =
       "From: \"Zed\" <Zed@Example.com>\r\nTo: amy@example.com\r\nCc: cat@example.com\r\n"
@@ -1526,6 +1538,107 @@ TYPED_TEST(StoreConformanceTest, SortableMessagesStopAtTheirLimit) {
                                               inbox.uidvalidity(), Uids({{1, 3}}));
   EXPECT_TRUE(absl::IsResourceExhausted(three.status())) << three.status();
   EXPECT_EQ(v1::DetailOf(three.status()).code(), v1::LIMIT);
+  const auto by_subject = Criteria({{v1::SortCriterion::SUBJECT, false}});
+  auto two_sorted = this->store_->SortedUids(this->user_, inbox.mailbox_id(),
+                                             inbox.uidvalidity(), Uids({{1, 2}}), by_subject);
+  ASSERT_TRUE(two_sorted.ok()) << two_sorted.status();
+  EXPECT_EQ(two_sorted->size(), 2u);
+  auto three_sorted = this->store_->SortedUids(this->user_, inbox.mailbox_id(),
+                                               inbox.uidvalidity(), Uids({{1, 3}}), by_subject);
+  EXPECT_TRUE(absl::IsResourceExhausted(three_sorted.status())) << three_sorted.status();
+  EXPECT_EQ(v1::DetailOf(three_sorted.status()).code(), v1::LIMIT);
+}
+
+TYPED_TEST(StoreConformanceTest, SortedUidsReadTheOrderThatTheKeysGive) {
+  // Varied keys with many ties: some without a Date: (the internal date counts),
+  // display names and bare addresses, missing fields, sizes that repeat.
+  std::vector<NewMessage> messages;
+  for (int i = 0; i < 40; ++i) {
+    std::string header;
+    if (i % 3 != 0) {
+      absl::StrAppend(&header, "From: ", i % 4 == 0 ? "\"Name " : "",
+                      i % 4 == 0 ? absl::StrCat(i % 5, "\" ") : "", "<u", i % 6,
+                      "@example.com>\r\n");
+    }
+    if (i % 5 != 0) {
+      absl::StrAppend(&header, "To: t", i % 7, "@example.org\r\n");
+    }
+    if (i % 2 == 0) {
+      absl::StrAppend(&header, "Cc: c", i % 3, "@example.net\r\n");
+    }
+    absl::StrAppend(&header, "Subject: ", i % 4 == 1 ? "Re: " : "", "topic ", i % 5, "\r\n");
+    if (i % 7 != 3) {
+      absl::StrAppend(&header, "Date: ", 1 + i % 9, " Feb 1994 0", i % 10,
+                      ":00:00 +0000\r\n");
+    }
+    NewMessage message =
+        Message(absl::StrCat(header, "\r\n", std::string(10 * (i % 4), 'x'), "\r\n"));
+    message.has_internal_date = true;
+    message.internal_date_unix = 760000000 + 86400 * (i % 11);
+    messages.push_back(std::move(message));
+  }
+  ASSERT_TRUE(this->store_->Append(this->user_, "INBOX", std::move(messages)).ok());
+  ASSERT_TRUE(this->Create("Copies").ok());
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  v1::CopyRequest copy;
+  copy.set_mailbox_id(inbox.mailbox_id());
+  copy.set_uidvalidity(inbox.uidvalidity());
+  *copy.mutable_uids() = Uids({{1, 40}});
+  copy.set_destination("Copies");
+  ASSERT_TRUE(this->store_->Copy(this->user_, copy).ok());
+  using K = v1::SortCriterion;
+  const std::vector<google::protobuf::RepeatedPtrField<v1::SortCriterion>> orders = {
+      Criteria({{K::ARRIVAL, false}}),      Criteria({{K::DATE, true}}),
+      Criteria({{K::DATE, false}}),         Criteria({{K::SUBJECT, false}}),
+      Criteria({{K::FROM, true}}),          Criteria({{K::TO, false}}),
+      Criteria({{K::CC, false}}),           Criteria({{K::SIZE, true}}),
+      Criteria({{K::DISPLAYFROM, false}}),  Criteria({{K::DISPLAYTO, true}}),
+      Criteria({{K::SUBJECT, false}, {K::DATE, true}}),
+      Criteria({{K::FROM, false}, {K::SIZE, false}, {K::ARRIVAL, true}}),
+  };
+  auto check = [&](const v1::OpenResponse& box, const v1::UidSet& uids) {
+    for (const auto& criteria : orders) {
+      auto sortable =
+          this->store_->SortableMessages(this->user_, box.mailbox_id(), box.uidvalidity(), uids);
+      ASSERT_TRUE(sortable.ok()) << sortable.status();
+      auto sorted = this->store_->SortedUids(this->user_, box.mailbox_id(), box.uidvalidity(),
+                                             uids, criteria);
+      ASSERT_TRUE(sorted.ok()) << sorted.status();
+      EXPECT_EQ(*sorted, SortMessages(*std::move(sortable), criteria))
+          << criteria[0].ShortDebugString();
+    }
+  };
+  v1::OpenResponse copies = this->OpenBox("Copies");
+  check(inbox, Uids({{1, 40}}));
+  check(inbox, Uids({{3, 9}, {20, 24}, {38, 99}}));
+  check(copies, Uids({{1, 40}}));
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM messages WHERE sort_date IS NULL"), 0);
+  // Rows from before they carried their keys get them on the first sort.
+  this->Exec(
+      "UPDATE messages SET sort_date = NULL, sort_subject = NULL, sort_from = NULL, "
+      "sort_to = NULL, sort_cc = NULL, sort_display_from = NULL, sort_display_to = NULL");
+  this->Exec("UPDATE contents SET sort_keys = NULL");
+  check(inbox, Uids({{2, 30}}));
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM messages m JOIN mailboxes b ON "
+                            "b.id = m.mailbox_id WHERE b.name = 'INBOX' AND sort_date IS NULL"),
+            0);
+  check(copies, Uids({{1, 40}}));
+  // None matched, a changed mailbox, no criteria.
+  auto none = this->store_->SortedUids(this->user_, inbox.mailbox_id(), inbox.uidvalidity(),
+                                       v1::UidSet(), orders[0]);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(this->store_
+                ->SortedUids(this->user_, inbox.mailbox_id(), inbox.uidvalidity() + 1,
+                             Uids({{1, 5}}), orders[0])
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      this->store_
+          ->SortedUids(this->user_, inbox.mailbox_id(), inbox.uidvalidity(), Uids({{1, 5}}),
+                       google::protobuf::RepeatedPtrField<v1::SortCriterion>())
+          .status()));
 }
 
 // --- Change log and events ----------------------------------------------------------

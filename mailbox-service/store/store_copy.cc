@@ -59,10 +59,13 @@ constexpr Table kTables[] = {
      "ibibtttniTB"},
     {"messages",
      "SELECT mailbox_id, uid, content_id, modseq, system_flags, keywords, internal_date, "
-     "internal_tz, save_date FROM messages",
+     "internal_tz, save_date, sort_date, sort_subject, sort_from, sort_to, sort_cc, "
+     "sort_display_from, sort_display_to FROM messages",
      "INSERT INTO messages (mailbox_id, uid, content_id, modseq, system_flags, keywords, "
-     "internal_date, internal_tz, save_date) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-     "iiiiitiin"},
+     "internal_date, internal_tz, save_date, sort_date, sort_subject, sort_from, sort_to, "
+     "sort_cc, sort_display_from, sort_display_to) "
+     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+     "iiiiitiinnBBBBBB"},
     {"expunged_messages",
      "SELECT mailbox_id, uid, content_id, modseq, system_flags, keywords, internal_date, "
      "internal_tz, expunged_at_ms, save_date FROM expunged_messages",

@@ -73,7 +73,33 @@ inline void ExpectOlderMessageUpgraded(Store& store, uint64_t user, v1::OpenResp
     EXPECT_EQ((*sortable)[0].keys.from, "alice");
     EXPECT_EQ((*sortable)[0].keys.sent_at, 760686745);  // Mon, 7 Feb 1994 21:52:25 -0800
   }
+  // Its row gets its sort keys on the first sort that reads the rows.
+  v1::SortCriterion by_date;
+  by_date.set_key(v1::SortCriterion::DATE);
+  google::protobuf::RepeatedPtrField<v1::SortCriterion> criteria;
+  *criteria.Add() = by_date;
+  for (int pass = 0; pass < 2; ++pass) {
+    auto sorted = store.SortedUids(user, box->mailbox_id(), box->uidvalidity(),
+                                   Uids({{1, 10}}), criteria);
+    ASSERT_TRUE(sorted.ok()) << sorted.status();
+    EXPECT_EQ(*sorted, std::vector<uint32_t>{1});
+  }
 }
+
+// Undoes the newest schema step (both dialects): the sort keys of message rows
+// and their indexes.
+inline constexpr char kUndoMessageSortColumns[] =
+    "DROP INDEX messages_by_sent_date;"
+    "DROP INDEX messages_by_arrival;"
+    "DROP INDEX messages_by_subject;"
+    "DROP INDEX messages_by_from;"
+    "ALTER TABLE messages DROP COLUMN sort_date;"
+    "ALTER TABLE messages DROP COLUMN sort_subject;"
+    "ALTER TABLE messages DROP COLUMN sort_from;"
+    "ALTER TABLE messages DROP COLUMN sort_to;"
+    "ALTER TABLE messages DROP COLUMN sort_cc;"
+    "ALTER TABLE messages DROP COLUMN sort_display_from;"
+    "ALTER TABLE messages DROP COLUMN sort_display_to;";
 
 // After the upgrade the message counts toward the user's quota usage: the
 // per-mailbox counts are filled in for rows stored before they were kept.

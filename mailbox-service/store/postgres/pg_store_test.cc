@@ -159,6 +159,7 @@ TEST(PgSchemaTest, UpgradeFromVersion1KeepsOlderMessages) {
         Connection::Open(server.conninfo("upgrade"), Soon());
     ASSERT_TRUE(conn.ok()) << conn.status();
     absl::Status status = (*conn)->Exec(
+        absl::StrCat(kUndoMessageSortColumns,
         "DROP TRIGGER mailboxes_metadata ON mailboxes;"
         "DROP FUNCTION mailbox_metadata_gone();"
         "DROP TABLE metadata;"
@@ -175,7 +176,7 @@ TEST(PgSchemaTest, UpgradeFromVersion1KeepsOlderMessages) {
         "ALTER TABLE contents DROP COLUMN preview;"
         "ALTER TABLE users DROP COLUMN scram_sha256;"
         "ALTER TABLE contents DROP COLUMN sort_keys;"
-        "UPDATE schema_version SET version = 1",
+        "UPDATE schema_version SET version = 1"),
         Soon());
     ASSERT_TRUE(status.ok()) << status;
   }
@@ -214,9 +215,10 @@ TEST(PgSchemaTest, UpgradeToScramKeysLeavesUsersWithoutKeys) {
         Connection::Open(server.conninfo("scram"), Soon());
     ASSERT_TRUE(conn.ok()) << conn.status();
     absl::Status status = (*conn)->Exec(
-        absl::StrCat("ALTER TABLE users DROP COLUMN scram_sha256;"
+        absl::StrCat(kUndoMessageSortColumns,
+                     "ALTER TABLE users DROP COLUMN scram_sha256;"
                      "UPDATE schema_version SET version = ",
-                     LatestSchemaVersion() - 1),
+                     LatestSchemaVersion() - 2),
         Soon());
     ASSERT_TRUE(status.ok()) << status;
   }
