@@ -249,8 +249,14 @@ awaitable<void> ReportWatchedMailboxes(CommandContext& session, bool now) {
     absl::StatusOr<v1::StatusResponse> status =
         co_await session.store().Status(std::move(request));
     if (!status.ok()) {
-      if (v1::DetailOf(status.status()).code() == v1::NONEXISTENT) {
+      const v1::ErrorDetail detail = v1::DetailOf(status.status());
+      if (detail.code() == v1::NONEXISTENT) {
         watch.Forget(session.feed_router(), item.mailbox_id);
+      } else if (detail.code() == v1::AUTHENTICATIONFAILED) {
+        // The credential was revoked or expired (the feed's Resync says so
+        // too): as for the selected mailbox, the session ends.
+        session.EndWithBye(absl::StrCat("Session ended: ", detail.message()));
+        co_return;
       } else {
         watch.Retry(item.mailbox_id);
       }
