@@ -2387,6 +2387,21 @@ class NotifyTest(Base):
         # Without STATUS, nothing is sent until something changes.
         self.assertEqual(client.ok("NOTIFY SET (PERSONAL (MessageNew MessageExpunge))"), [])
 
+    def test_condstore_adds_highestmodseq(self):
+        client = self.connect()
+        client.ok("CREATE Other")
+        self.assertNotIn(b"HIGHESTMODSEQ",
+                         client.ok("NOTIFY SET STATUS (MAILBOXES Other (MessageNew "
+                                   "MessageExpunge))")[0])
+        client.ok("ENABLE CONDSTORE")
+        line = client.ok("NOTIFY SET STATUS (MAILBOXES Other (MessageNew MessageExpunge))")[0]
+        self.assertRegex(line, rb"^\* STATUS Other \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY \d+ "
+                               rb"UNSEEN 0 HIGHESTMODSEQ \d+\)$")
+        writer = self.connect()
+        append_raw(writer, "Other", MESSAGE)
+        lines = poll_until(client, "NOOP", lambda line: line.startswith(b"* STATUS Other "))
+        self.assertRegex(lines[-1], rb"MESSAGES 1 UIDNEXT 2 .* HIGHESTMODSEQ \d+\)$")
+
     def test_unsupported_events_and_malformed_commands(self):
         client = self.connect()
         client.ok("CREATE Other")
