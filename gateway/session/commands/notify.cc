@@ -137,11 +137,11 @@ awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& comma
     absl::Status listed = absl::OkStatus();
     switch (group.filter) {
       case Filter::kInboxes:
-        // §6.2: the mailboxes mail is delivered to; here only INBOX.
+        // §6.3: the mailboxes mail is delivered to; here only INBOX.
         names.push_back("INBOX");
         break;
       case Filter::kPersonal: {
-        // §6.3: the user's own mailboxes (all there are here).
+        // §6.2: the user's own mailboxes (all there are here).
         if (!personal_listed) {
           v1::ListMailboxesRequest request;
           listed = co_await ListNames(session, std::move(request), &personal);
