@@ -97,6 +97,9 @@ std::vector<mailbox::config::Setting> Settings() {
        "MiB of static message data (ENVELOPE, BODYSTRUCTURE, sizes, dates, sections up "
        "to 64 KiB) each worker keeps to answer FETCH without the mailbox service; 0 "
        "disables"},
+      {"max-notify-mailboxes", "IMAPD_MAX_NOTIFY_MAILBOXES", "1000",
+       "mailboxes one session may watch with NOTIFY besides the selected one; 0 turns "
+       "NOTIFY off"},
       {"max-known-flags", "IMAPD_MAX_KNOWN_FLAGS", "10000",
        "messages of the selected mailbox whose flags a session keeps to answer FETCH "
        "FLAGS without the mailbox service"},
@@ -180,6 +183,7 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "max-search-ranges", &options.max_search_uid_ranges) ||
       !ReadInt(*config, "max-pending-changes", &options.max_pending_changes) ||
       !ReadInt(*config, "max-known-flags", &options.max_known_flags) ||
+      !ReadInt(*config, "max-notify-mailboxes", &options.max_notify_mailboxes) ||
       !ReadInt(*config, "fetch-cache-mib", &fetch_cache_mib) ||
       !ReadInt(*config, "read-timeout", &read_timeout) ||
       !ReadInt(*config, "min-append-rate", &options.min_append_rate) ||

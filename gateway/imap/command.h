@@ -316,6 +316,29 @@ struct SetMetadataCommand {
   bool operator==(const SetMetadataCommand&) const = default;
 };
 
+// RFC 5465 §3.1, §8: NOTIFY NONE, or NOTIFY SET [STATUS] event-group
+// *(SP event-group). The grammar is checked here; which events the server
+// offers is the session's to say (NO [BADEVENT], §5).
+struct NotifyEventGroup {
+  enum class Filter {
+    kSelected, kSelectedDelayed, kInboxes, kPersonal, kSubscribed, kSubtree, kMailboxes
+  };
+  Filter filter = Filter::kSelected;
+  std::vector<std::string> mailboxes;  // SUBTREE and MAILBOXES, as sent
+  // Event names in RFC 5465's spelling for the known ones, upper-cased for
+  // others (event-ext); empty for NONE.
+  std::vector<std::string> events;
+  std::vector<FetchAttribute> message_new_attributes;  // MessageNew (fetch-att ...)
+  bool operator==(const NotifyEventGroup&) const = default;
+};
+
+struct NotifyCommand {
+  bool none = false;    // NOTIFY NONE
+  bool status = false;  // SET STATUS: the initial STATUS of each mailbox
+  std::vector<NotifyEventGroup> groups;
+  bool operator==(const NotifyCommand&) const = default;
+};
+
 // RFC 2971: NIL or a list of field/value pairs (value may be NIL).
 struct IdCommand {
   using Params = std::vector<std::pair<std::string, std::optional<std::string>>>;
@@ -344,7 +367,7 @@ using CommandBody = std::variant<
     SearchCommand, FetchCommand, StoreCommand, CopyCommand, MoveCommand, IdleCommand,
     EnableCommand, NamespaceCommand, IdCommand, CompressCommand, GetQuotaCommand,
     GetQuotaRootCommand, SetQuotaCommand, GetMetadataCommand, SetMetadataCommand, SortCommand,
-    ThreadCommand>;
+    ThreadCommand, NotifyCommand>;
 
 // One command the gateway accepts, declared once, in the table of parser.cc
 // (FindCommand): its name on the wire, its grammar, and what the session needs

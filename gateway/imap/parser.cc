@@ -1,5 +1,6 @@
 #include "gateway/imap/parser.h"
 
+#include <algorithm>
 #include <cctype>
 #include <utility>
 
@@ -931,6 +932,156 @@ bool ParseSetMetadata(Lexer& lex, Command::Body* body) {
   return true;
 }
 
+// At most this many event groups in one NOTIFY (each names a filter once).
+constexpr size_t kMaxNotifyGroups = 64;
+
+// RFC 5465 §8: one-or-more-mailbox = mailbox / "(" mailbox *(SP mailbox) ")".
+bool NotifyMailboxes(Lexer& lex, std::vector<std::string>* out) {
+  if (!lex.Sp()) return false;
+  if (!lex.Accept('(')) {
+    std::string name;
+    if (!lex.AString(&name, "mailbox name")) return false;
+    out->push_back(std::move(name));
+    return true;
+  }
+  while (true) {
+    std::string name;
+    if (!lex.AString(&name, "mailbox name")) return false;
+    out->push_back(std::move(name));
+    if (lex.Accept(')')) return true;
+    if (!lex.Sp()) return false;
+  }
+}
+
+// RFC 5465 §8: events = "(" event *(SP event) ")" / "NONE".
+bool NotifyEvents(Lexer& lex, NotifyEventGroup* group) {
+  using Filter = NotifyEventGroup::Filter;
+  if (lex.AcceptWord("NONE")) return true;
+  if (!lex.Expect('(', "'(' starting the events, or NONE")) return false;
+  static constexpr std::string_view kKnown[] = {
+      "MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange", "MailboxName",
+      "SubscriptionChange", "MailboxMetadataChange", "ServerMetadataChange"};
+  while (true) {
+    std::string name;
+    if (!lex.Keyword(&name, "an event name (e.g. MessageNew)")) return false;
+    for (std::string_view known : kKnown) {
+      if (EqualsNoCase(known, name)) {
+        name = std::string(known);
+        break;
+      }
+    }
+    if (std::find(group->events.begin(), group->events.end(), name) != group->events.end()) {
+      return lex.Fail("event " + name.substr(0, 40) + " given twice in one event group");
+    }
+    if (name == "MessageNew" && lex.PeekIs(' ') && lex.rest().size() > 1 &&
+        lex.rest()[1] == '(') {
+      // §5.2: the attributes of new messages, sent with their EXISTS; only the
+      // selected mailbox has message numbers to send them with.
+      if (group->filter != Filter::kSelected && group->filter != Filter::kSelectedDelayed) {
+        return lex.Fail(
+            "MessageNew takes fetch attributes only for SELECTED or SELECTED-DELAYED "
+            "(RFC 5465 §5.2)");
+      }
+      lex.Sp();
+      lex.Accept('(');
+      while (true) {
+        if (!FetchAtt(lex, &group->message_new_attributes, /*in_list=*/true)) return false;
+        if (lex.Accept(')')) break;
+        if (!lex.Sp()) return false;
+      }
+    }
+    group->events.push_back(std::move(name));
+    if (lex.Accept(')')) break;
+    if (!lex.Sp()) return false;
+  }
+  auto has = [group](std::string_view event) {
+    return std::find(group->events.begin(), group->events.end(), event) != group->events.end();
+  };
+  // §5: MessageNew and MessageExpunge come together, and FlagChange or
+  // AnnotationChange only with both (a client cannot follow flags of messages
+  // it does not know about).
+  if (has("MessageNew") != has("MessageExpunge")) {
+    return lex.Fail("MessageNew and MessageExpunge must be given together (RFC 5465 §5)");
+  }
+  if ((has("FlagChange") || has("AnnotationChange")) && !has("MessageNew")) {
+    return lex.Fail(
+        "FlagChange and AnnotationChange need MessageNew and MessageExpunge in the same "
+        "event group (RFC 5465 §5)");
+  }
+  return true;
+}
+
+// RFC 5465 §8: event-group = "(" filter-mailboxes SP events ")".
+bool NotifyEventGroupToken(Lexer& lex, NotifyEventGroup* group) {
+  using Filter = NotifyEventGroup::Filter;
+  if (!lex.Expect('(', "'(' starting an event group")) return false;
+  std::string filter;
+  if (!lex.Keyword(&filter,
+                   "a mailbox filter (SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, "
+                   "SUBSCRIBED, SUBTREE or MAILBOXES)")) {
+    return false;
+  }
+  if (filter == "SELECTED") {
+    group->filter = Filter::kSelected;
+  } else if (filter == "SELECTED-DELAYED") {
+    group->filter = Filter::kSelectedDelayed;
+  } else if (filter == "INBOXES") {
+    group->filter = Filter::kInboxes;
+  } else if (filter == "PERSONAL") {
+    group->filter = Filter::kPersonal;
+  } else if (filter == "SUBSCRIBED") {
+    group->filter = Filter::kSubscribed;
+  } else if (filter == "SUBTREE" || filter == "MAILBOXES") {
+    group->filter = filter == "SUBTREE" ? Filter::kSubtree : Filter::kMailboxes;
+    if (!NotifyMailboxes(lex, &group->mailboxes)) return false;
+  } else {
+    return lex.Fail("unknown mailbox filter " + filter.substr(0, 40) +
+                    " (RFC 5465 §6: SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, "
+                    "SUBSCRIBED, SUBTREE, MAILBOXES)");
+  }
+  return lex.Sp() && NotifyEvents(lex, group) &&
+         lex.Expect(')', "')' ending the event group");
+}
+
+// RFC 5465 §8: "NOTIFY" SP ("NONE" / "SET" [SP "STATUS"] SP event-group
+// *(SP event-group)).
+bool ParseNotify(Lexer& lex, Command::Body* body) {
+  using Filter = NotifyEventGroup::Filter;
+  NotifyCommand cmd;
+  if (!lex.Sp()) return false;
+  if (lex.AcceptWord("NONE")) {
+    cmd.none = true;
+    *body = std::move(cmd);
+    return true;
+  }
+  if (!lex.AcceptWord("SET")) return lex.Fail("expected NOTIFY SET or NOTIFY NONE");
+  if (!lex.Sp()) return false;
+  if (lex.AcceptWord("STATUS")) {
+    cmd.status = true;
+    if (!lex.Sp()) return false;
+  }
+  bool selected_seen = false;
+  while (true) {
+    if (cmd.groups.size() == kMaxNotifyGroups) {
+      return lex.Fail("more than " + std::to_string(kMaxNotifyGroups) +
+                      " event groups in one NOTIFY");
+    }
+    NotifyEventGroup group;
+    if (!NotifyEventGroupToken(lex, &group)) return false;
+    if (group.filter == Filter::kSelected || group.filter == Filter::kSelectedDelayed) {
+      // §6.1: one way of following the selected mailbox.
+      if (selected_seen) {
+        return lex.Fail("SELECTED or SELECTED-DELAYED given more than once");
+      }
+      selected_seen = true;
+    }
+    cmd.groups.push_back(std::move(group));
+    if (!lex.Accept(' ')) break;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
 using UidParseFn = bool (*)(Lexer&, Command::Body*, bool);
 
 // The grammar of a command that has a UID form, as the plain or the UID form.
@@ -985,6 +1136,8 @@ constexpr CommandSpec kCommandTable[] = {
     // RFC 5464 §4.2, §4.3.
     {"GETMETADATA", ParseGetMetadata, kAuth, false, false, false, true},
     {"SETMETADATA", ParseSetMetadata, kAuth, false, false, false, true},
+    // RFC 5465 §3.1: the mailboxes to watch are looked up in the service.
+    {"NOTIFY", ParseNotify, kAuth, false, false, false, true},
     {"CHECK", ParseNoArgs<CheckCommand>, kSelected, false, false, false, false},
     {"CLOSE", ParseNoArgs<CloseCommand>, kSelected, false, true, false, true},
     {"UNSELECT", ParseNoArgs<UnselectCommand>, kSelected, false, false, false, false},

@@ -220,6 +220,71 @@ TEST(ParserTest, Quota) {
             std::string::npos);
 }
 
+TEST(ParserTest, Notify) {
+  using Filter = NotifyEventGroup::Filter;
+  EXPECT_TRUE(std::get<NotifyCommand>(MustParse("n NOTIFY none\r\n").body).none);
+  auto set = std::get<NotifyCommand>(
+      MustParse("n NOTIFY SET STATUS (selected-delayed (MessageNew (UID BODY.PEEK[HEADER]) "
+                "MessageExpunge)) (subtree (Lists \"A B\") (flagchange messagenew "
+                "messageexpunge)) (INBOXES NONE) (mailboxes x (x-custom))\r\n")
+          .body);
+  EXPECT_FALSE(set.none);
+  EXPECT_TRUE(set.status);
+  ASSERT_EQ(set.groups.size(), 4u);
+  EXPECT_EQ(set.groups[0].filter, Filter::kSelectedDelayed);
+  EXPECT_EQ(set.groups[0].events, (std::vector<std::string>{"MessageNew", "MessageExpunge"}));
+  EXPECT_EQ(set.groups[0].message_new_attributes.size(), 2u);
+  EXPECT_EQ(set.groups[1].filter, Filter::kSubtree);
+  EXPECT_EQ(set.groups[1].mailboxes, (std::vector<std::string>{"Lists", "A B"}));
+  EXPECT_EQ(set.groups[1].events,
+            (std::vector<std::string>{"FlagChange", "MessageNew", "MessageExpunge"}));
+  EXPECT_EQ(set.groups[2].filter, Filter::kInboxes);
+  EXPECT_TRUE(set.groups[2].events.empty());
+  EXPECT_EQ(set.groups[3].filter, Filter::kMailboxes);
+  EXPECT_EQ(set.groups[3].mailboxes, std::vector<std::string>{"x"});
+  // An unknown event is grammatical (event-ext); the session answers BADEVENT.
+  EXPECT_EQ(set.groups[3].events, std::vector<std::string>{"X-CUSTOM"});
+  EXPECT_FALSE(
+      std::get<NotifyCommand>(MustParse("n NOTIFY SET (PERSONAL (MailboxName))\r\n").body)
+          .status);
+
+  // Malformed: each error says what was expected.
+  EXPECT_FALSE(ParseError("n NOTIFY\r\n").empty());
+  EXPECT_NE(ParseError("n NOTIFY ON\r\n").find("NOTIFY SET or NOTIFY NONE"), std::string::npos);
+  EXPECT_FALSE(ParseError("n NOTIFY SET\r\n").empty());
+  EXPECT_NE(ParseError("n NOTIFY SET (ALL (MessageNew MessageExpunge))\r\n")
+                .find("unknown mailbox filter ALL"),
+            std::string::npos);
+  EXPECT_NE(ParseError("n NOTIFY SET (SELECTED MessageNew)\r\n").find("or NONE"),
+            std::string::npos);
+  EXPECT_NE(ParseError("n NOTIFY SET (SELECTED (MessageNew))\r\n").find("together"),
+            std::string::npos);
+  EXPECT_NE(ParseError("n NOTIFY SET (PERSONAL (FlagChange MessageExpunge))\r\n")
+                .find("together"),
+            std::string::npos);
+  EXPECT_NE(ParseError("n NOTIFY SET (PERSONAL (FlagChange))\r\n").find("FlagChange"),
+            std::string::npos);
+  EXPECT_NE(ParseError("n NOTIFY SET (INBOXES (MessageNew (UID) MessageExpunge))\r\n")
+                .find("only for SELECTED"),
+            std::string::npos);
+  EXPECT_NE(ParseError("n NOTIFY SET (SELECTED (MessageNew (NOSUCH) MessageExpunge))\r\n")
+                .find("unknown fetch attribute"),
+            std::string::npos);
+  EXPECT_NE(ParseError("n NOTIFY SET (SELECTED (MessageNew MessageExpunge MessageNew))\r\n")
+                .find("twice"),
+            std::string::npos);
+  EXPECT_NE(ParseError("n NOTIFY SET (SELECTED NONE) (SELECTED-DELAYED NONE)\r\n")
+                .find("more than once"),
+            std::string::npos);
+  EXPECT_FALSE(ParseError("n NOTIFY SET (SUBTREE (MessageNew MessageExpunge))\r\n").empty());
+  EXPECT_FALSE(ParseError("n NOTIFY SET (MAILBOXES () NONE)\r\n").empty());
+  EXPECT_FALSE(ParseError("n NOTIFY SET (PERSONAL NONE\r\n").empty());
+  EXPECT_FALSE(ParseError("n NOTIFY SET (PERSONAL NONE) extra\r\n").empty());
+  std::string many = "n NOTIFY SET";
+  for (int i = 0; i < 65; ++i) many += " (MAILBOXES x NONE)";
+  EXPECT_NE(ParseError(many + "\r\n").find("more than 64 event groups"), std::string::npos);
+}
+
 TEST(ParserTest, Metadata) {
   // RFC 5464 §5.
   auto get = std::get<GetMetadataCommand>(

@@ -355,6 +355,46 @@ struct BodyWriter {
     }
     w.Raw(")");
   }
+  void operator()(const NotifyCommand& c) {
+    if (c.none) {
+      w.Raw("NOTIFY NONE");
+      return;
+    }
+    w.Raw(c.status ? "NOTIFY SET STATUS" : "NOTIFY SET");
+    using Filter = NotifyEventGroup::Filter;
+    for (const NotifyEventGroup& group : c.groups) {
+      static constexpr std::string_view kFilters[] = {
+          "SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE",
+          "MAILBOXES"};
+      w.Raw(" (").Raw(kFilters[static_cast<int>(group.filter)]);
+      if (group.filter == Filter::kSubtree || group.filter == Filter::kMailboxes) {
+        w.Raw(" (");
+        for (size_t i = 0; i < group.mailboxes.size(); ++i) {
+          if (i > 0) w.Sp();
+          w.AString(group.mailboxes[i]);
+        }
+        w.Raw(")");
+      }
+      if (group.events.empty()) {
+        w.Raw(" NONE)");
+        continue;
+      }
+      w.Raw(" (");
+      for (size_t i = 0; i < group.events.size(); ++i) {
+        if (i > 0) w.Sp();
+        w.Raw(group.events[i]);
+        if (group.events[i] == "MessageNew" && !group.message_new_attributes.empty()) {
+          w.Raw(" (");
+          for (size_t j = 0; j < group.message_new_attributes.size(); ++j) {
+            if (j > 0) w.Sp();
+            w.Raw(SerializeFetchAttribute(group.message_new_attributes[j]));
+          }
+          w.Raw(")");
+        }
+      }
+      w.Raw("))");
+    }
+  }
   void operator()(const SetQuotaCommand& c) {
     w.Raw("SETQUOTA ").AString(c.root).Raw(" (");
     for (size_t i = 0; i < c.limits.size(); ++i) {

@@ -97,6 +97,11 @@ inline std::vector<std::string> ValidCommands() {
       "m1 GETMETADATA \"\" (/shared/comment)\r\n",
       "m2 GETMETADATA (MAXSIZE 1024 DEPTH infinity) INBOX (/private/comment /shared/vendor)\r\n",
       "m3 SETMETADATA INBOX (/private/comment \"hello\" /shared/comment NIL)\r\n",
+      "n1 NOTIFY NONE\r\n",
+      "n2 NOTIFY SET STATUS (SELECTED (MessageNew (UID FLAGS) MessageExpunge FlagChange)) "
+      "(MAILBOXES (INBOX \"Sent Items\") (MessageNew MessageExpunge))\r\n",
+      "n3 notify set (subtree Lists (messagenew messageexpunge flagchange)) (personal NONE) "
+      "(inboxes (MailboxName))\r\n",
   };
 }
 

@@ -33,6 +33,7 @@
 #include "gateway/session/change_queue.h"
 #include "gateway/session/feed_router.h"
 #include "gateway/session/fetch_cache.h"
+#include "gateway/session/notify_watch.h"
 #include "gateway/session/uid_map.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 #include "storage-client/mailbox_store.h"
@@ -81,6 +82,13 @@ struct SessionOptions {
   // (gateway/net/deflate.h). Past it, COMPRESS gets NO [LIMIT]. 0: COMPRESS is
   // neither advertised nor accepted.
   size_t max_compressed_connections = kDefaultMaxCompressedConnections;
+  // Mailboxes one session may watch with NOTIFY (RFC 5465) besides the
+  // selected one, each a listener of the worker's change feed; a NOTIFY naming
+  // more gets NO [LIMIT]. 0: NOTIFY is neither advertised nor accepted.
+  size_t max_notify_mailboxes = kDefaultMaxNotifyMailboxes;
+  // While a session waits (IDLE), the unsolicited STATUS responses of watched
+  // mailboxes go out at most this often: a burst of changes is one STATUS.
+  std::chrono::milliseconds notify_interval{500};
   bool allow_plaintext_auth = false;     // LOGINDISABLED without TLS unless true
   // AUTHENTICATE LOGIN (draft-murchison-sasl-login), for old clients: offered
   // (AUTH=LOGIN) where PLAIN is, when true.
@@ -330,6 +338,15 @@ class CommandContext {
   // tagged OK may carry [HIGHESTMODSEQ modseq] (RFC 7162 §3.2.7).
   virtual boost::asio::awaitable<bool> CatchUpTo(uint64_t modseq, bool allow_expunge) = 0;
 
+  // --- NOTIFY (RFC 5465) ---------------------------------------------------------
+  // The mailboxes the session watches besides the selected one.
+  NotifyWatch& notify_watch() { return *notify_; }
+  FeedRouter* feed_router() const { return worker_->router; }
+  const std::string& session_token() const { return credential_.token; }
+  uint64_t selected_mailbox_id() const {
+    return selected_ != nullptr ? selected_->mailbox_id : 0;
+  }
+
   // --- Connection-level steps -------------------------------------------------
   // LOGOUT (RFC 3501 §6.1.3): BYE and the tagged OK, then the session ends.
   // Changes not yet reported stay unreported: after LOGOUT the client no longer
@@ -388,6 +405,8 @@ class CommandContext {
   bool answered_ = false;     // the handler already wrote its completion itself
   SessionState state_ = SessionState::kNotAuthenticated;
   std::unique_ptr<SelectedMailbox> selected_;
+  // Made by the session (its wake-up is the session's); never null.
+  std::unique_ptr<NotifyWatch> notify_;
   bool utf8_accept_ = false;
   bool imap4rev2_ = false;
   bool condstore_enabled_ = false;

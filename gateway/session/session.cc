@@ -80,10 +80,12 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
   // A connection that has not logged in gets only a small literal budget
   // (docs/security.md, "Bounds per command and per session in the gateway").
   receiver_.SetUnauthenticated(true);
+  notify_ = std::make_unique<NotifyWatch>(options().notify_interval, [this] { OnNotifyNews(); });
   ops::GlobalMetrics().ConnectionOpened();
 }
 
 Session::~Session() {
+  notify_->Clear(worker_->router);
   Deselect();
   if (holds_compress_slot_) {
     ops::GlobalMetrics().sessions_compressed.fetch_sub(1);
@@ -153,6 +155,10 @@ std::vector<std::string> Session::Capabilities() const {
   caps.push_back("SORT=DISPLAY");
   caps.push_back("THREAD=ORDEREDSUBJECT");
   caps.push_back("THREAD=REFERENCES");
+  // RFC 5465: message events of other mailboxes as unsolicited STATUS.
+  if (options().max_notify_mailboxes > 0) {
+    caps.push_back("NOTIFY");
+  }
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));
   // RFC 4978: while it can be started here (not once it is on; refused at the
   // process's bound with NO [LIMIT], which is not known in advance).
@@ -459,6 +465,14 @@ void Session::OnChangesDelivered() {
     }
   }
   stream_.CancelWait();
+}
+
+void Session::OnNotifyNews() {
+  // A mailbox NOTIFY watches changed: an idling session wakes to report it
+  // (its STATUS needs a call to the service, which the IDLE loop makes).
+  if (idling_ && idle_waiting_ && !broken_) {
+    stream_.CancelWait();
+  }
 }
 
 void Session::OverflowChanges() {
@@ -871,6 +885,7 @@ asio::awaitable<void> Session::EndCommand(const imap::CommandSpec& spec, bool al
   if (state_ != SessionState::kLogout && !broken_) {
     ApplyPendingChanges(allow_expunge);
     co_await ClaimRecent();
+    co_await commands::ReportWatchedMailboxes(*this, /*now=*/true);  // NOTIFY
   }
   // The \Recent claim counts with the command that announced the messages.
   calls += store_.Take();
@@ -981,6 +996,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             [this](const imap::SetMetadataCommand& c) {
               return commands::SetMetadata(*this, c);
             },
+            [this](const imap::NotifyCommand& c) { return commands::Notify(*this, c); },
             // The receiver streams APPEND (RunAppend); a whole AppendCommand
             // never reaches here.
             [this](const imap::AppendCommand&) { return commands::Unparsed(*this, "APPEND"); },
@@ -1093,6 +1109,9 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
     }
     ApplyPendingChanges(/*allow_expunge=*/true);
     co_await ClaimRecent();
+    if (state_ != SessionState::kLogout) {
+      co_await commands::ReportWatchedMailboxes(*this, /*now=*/false);  // NOTIFY
+    }
     const bool flushed = co_await Flush();
     if (!flushed || state_ == SessionState::kLogout) {
       break;  // a change ended the session (BYE sent): close now, not at keepalive
@@ -1112,8 +1131,12 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
       continue;
     }
     const auto autologout = last_activity_ + options().autologout;
+    auto wake_at = std::min(keepalive_due, autologout);
+    if (notify_->has_news()) {
+      wake_at = std::min(wake_at, notify_->next_round());  // NOTIFY's next STATUS round
+    }
     idle_waiting_ = true;
-    auto error = co_await stream_.WaitReadable(std::min(keepalive_due, autologout));
+    auto error = co_await stream_.WaitReadable(wake_at);
     idle_waiting_ = false;
     if (error == asio::error::operation_aborted && !broken_) {
       continue;  // woken by a change
@@ -1123,6 +1146,9 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
         EndWithBye("Autologout: idle for too long");
         co_await Flush();
         break;
+      }
+      if (Clock::now() < keepalive_due) {
+        continue;  // NOTIFY's round is due
       }
       // Keeps NAT boxes from dropping a quiet connection.
       Send(imap::StatusResponse("*", imap::Status::kOk, "", "Still here"));

@@ -108,6 +108,8 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // Sends pending changes of the selected mailbox that the rules allow now
   // (RFC 3501 §7.4.1: no EXPUNGE while a sequence-number command runs).
   void ApplyPendingChanges(bool allow_expunge);
+  // A mailbox NOTIFY watches has news (NotifyWatch's wake-up).
+  void OnNotifyNews();
   // Empties the change queue and marks the session to end with BYE.
   void OverflowChanges();
   // Applies the change queue's bound (after a command, its own changes gone).

@@ -1,7 +1,8 @@
 """Bounds per command and per session in the gateway (docs/security.md): SEARCH
 amplification over a mailbox with many holes, literals held by connections that have
-not logged in, the queue of unreported changes of idle sessions, BODY[] of message
-data that holds NUL, and LOGIN after login. Each attack runs at a size that takes
+not logged in, the queue of unreported changes of idle sessions, sessions watching
+many mailboxes with NOTIFY, BODY[] of message data that holds NUL, and LOGIN after
+login. Each attack runs at a size that takes
 seconds, gets a clear answer, keeps the gateway's memory growth bounded and leaves the
 canary session working."""
 
@@ -360,6 +361,62 @@ class ChangeQueueTest(unittest.TestCase):
             fresh.close()
         finally:
             for c in idle:
+                c.close()
+            writer.close()
+        SYSTEM.assert_canary_alive()
+
+
+class NotifyWatchTest(unittest.TestCase):
+    """NOTIFY (RFC 5465) lets a session watch every mailbox of the user. Sessions
+    watching many mailboxes while another session floods them must cost a listener
+    per mailbox, not a queue entry per change: a mailbox's changes coalesce into one
+    STATUS per round."""
+
+    MAILBOXES = 20
+    PER_MAILBOX = 100
+
+    def test_watchers_of_a_flood_get_a_few_status_lines(self):
+        writer = SYSTEM.client(login=True, timeout=60)
+        names = ["watched%d" % i for i in range(self.MAILBOXES)]
+        for name in names:
+            writer.ok("CREATE " + name)
+        watchers = []
+        try:
+            for _ in range(10):
+                c = SYSTEM.client(login=True, timeout=60)
+                c.ok("NOTIFY SET (SUBTREE (%s) (MessageNew MessageExpunge FlagChange))"
+                     % " ".join(names))
+                tag = c.tag()
+                c.send(b"%s IDLE\r\n" % tag.encode())
+                c.expect_continuation()
+                watchers.append((c, tag))
+            with SYSTEM.measure("10 sessions watching 20 mailboxes, 2,000 appends") as m, \
+                    Sampler(m):
+                for name in names:
+                    multiappend(writer, name, self.PER_MAILBOX, per_command=self.PER_MAILBOX)
+                final = re.compile(rb"^\* STATUS (watched\d+) \(MESSAGES %d " % self.PER_MAILBOX)
+                for c, _ in watchers:
+                    done = set()
+
+                    def all_final(line, done=done):
+                        match = final.match(line)
+                        if match:
+                            done.add(match.group(1))
+                        return len(done) == self.MAILBOXES
+
+                    lines = c.read_lines_until(all_final, timeout=60)
+                    statuses = [line for line in lines if line.startswith(b"* STATUS ")]
+                    # One per mailbox per round at most: far fewer than the 2,000
+                    # changes, whatever the speed of the appends.
+                    self.assertLess(len(statuses), self.MAILBOXES * self.PER_MAILBOX // 4,
+                                    statuses[:5])
+                m.check(gateway_kib=16 * 1024, service_kib=64 * 1024)
+            for c, tag in watchers:
+                c.send(b"DONE\r\n")
+                _, tagged = c.read_tagged(tag, timeout=30)
+                assert_tagged(self, tagged, tag, "OK")
+        finally:
+            for c, _ in watchers:
                 c.close()
             writer.close()
         SYSTEM.assert_canary_alive()

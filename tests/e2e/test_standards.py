@@ -2254,3 +2254,231 @@ class ThreadTest(Base):
             self.assertTagged(tagged, tag, "BAD")
         _, tagged = client.command("UID THREAD REFERENCES ISO-2022-JP ALL", tag="n1")
         self.assertTagged(tagged, "n1", "NO", b"BADCHARSET")
+
+
+STATUS_LINE = re.compile(rb"^\* STATUS (\S+) \(MESSAGES (\d+) UIDNEXT (\d+) UIDVALIDITY (\d+) "
+                         rb"UNSEEN (\d+)( HIGHESTMODSEQ \d+)?\)$")
+
+
+def statuses(lines):
+    """{mailbox: (messages, uidnext, unseen)} of the unsolicited STATUS lines."""
+    found = {}
+    for line in lines:
+        match = STATUS_LINE.match(line)
+        if match:
+            found[match.group(1).decode()] = (int(match.group(2)), int(match.group(3)),
+                                              int(match.group(5)))
+    return found
+
+
+class NotifyTest(Base):
+    """RFC 5465: other mailboxes' message events as unsolicited STATUS."""
+
+    WATCH = ("NOTIFY SET STATUS (SELECTED (MessageNew MessageExpunge FlagChange)) "
+             "(MAILBOXES (INBOX Other) (MessageNew MessageExpunge FlagChange))")
+
+    def poll_status(self, client, mailbox, wanted):
+        """NOOPs until a STATUS of `mailbox` says `wanted`; each NOOP carries at
+        most one STATUS of it (changes coalesce). Returns every line seen."""
+        seen = []
+
+        def predicate(line):
+            seen.append(line)
+            return statuses([line]).get(mailbox) == wanted
+
+        deadline = time.monotonic() + 10
+        while True:
+            lines = client.ok("NOOP")
+            self.assertLessEqual(
+                sum(1 for line in lines if line.startswith(b"* STATUS %s " % mailbox.encode())),
+                1, lines)
+            if any(predicate(line) for line in lines):
+                return seen
+            self.assertLess(time.monotonic(), deadline, "no STATUS %s %r: %r"
+                            % (mailbox, wanted, seen[-10:]))
+            time.sleep(0.05)
+
+    def test_watched_mailboxes_report_status_during_idle_and_after_commands(self):
+        writer = self.connect()
+        writer.ok("CREATE Other")
+        writer.ok("CREATE Selected")
+        watcher = self.connect(select="Selected")
+        self.assertIn(b"NOTIFY", watcher.ok("CAPABILITY")[0].split())
+        # SET STATUS: where each watched mailbox stands now (not the selected one).
+        initial = watcher.ok(self.WATCH)
+        self.assertEqual(statuses(initial), {"INBOX": (0, 1, 0), "Other": (0, 1, 0)})
+        self.assertEqual(len(initial), 2, initial)
+        # During IDLE: the STATUS comes without any command.
+        tag = watcher.tag()
+        watcher.send(b"%s IDLE\r\n" % tag.encode())
+        watcher.expect_continuation()
+        append_raw(writer, "Other", MESSAGE)
+        self.assertEqual(statuses([watcher.read_line()]), {"Other": (1, 2, 1)})
+        watcher.send(b"DONE\r\n")
+        _, tagged = watcher.read_tagged(tag)
+        self.assertTagged(tagged, tag, "OK")
+        # After a command: INBOX's new message.
+        append_raw(writer, "INBOX", MESSAGE)
+        self.poll_status(watcher, "INBOX", (1, 2, 1))
+        # FlagChange: \Seen set in Other changes its UNSEEN.
+        writer.ok("SELECT Other")
+        writer.ok("STORE 1 +FLAGS (\\Seen)")
+        self.poll_status(watcher, "Other", (1, 2, 0))
+        # MessageExpunge.
+        writer.ok("STORE 1 +FLAGS (\\Deleted)")
+        writer.ok("EXPUNGE")
+        self.poll_status(watcher, "Other", (0, 2, 0))
+        # The selected mailbox: RFC 3501's EXISTS, never a STATUS.
+        append_raw(writer, "Selected", MESSAGE)
+        lines = poll_until(watcher, "NOOP", lambda line: line == b"* 1 EXISTS")
+        self.assertNotIn("Selected", statuses(lines))
+        # NOTIFY NONE: no more STATUS. The later change of the selected mailbox
+        # is reported, so the earlier one of Other was delivered too.
+        watcher.ok("NOTIFY NONE")
+        append_raw(writer, "Other", MESSAGE)
+        append_raw(writer, "Selected", MESSAGE)
+        lines = poll_until(watcher, "NOOP", lambda line: line == b"* 2 EXISTS")
+        lines += watcher.ok("NOOP")
+        self.assertEqual(statuses(lines), {}, lines)
+
+    def test_a_burst_of_changes_is_one_status_per_round(self):
+        writer = self.connect()
+        writer.ok("CREATE Other")
+        watcher = self.connect()
+        self.assertEqual(watcher.ok("NOTIFY SET (MAILBOXES Other (MessageNew MessageExpunge))"),
+                         [])
+        for _ in range(30):
+            append_raw(writer, "Other", MESSAGE)
+        # However the feed spreads 30 appends over the NOOPs, each NOOP carries at
+        # most one STATUS of Other, the last one says 30.
+        self.poll_status(watcher, "Other", (30, 31, 30))
+        # During IDLE the 30 appends of a burst come as a few STATUS lines, the
+        # last with every message counted.
+        tag = watcher.tag()
+        watcher.send(b"%s IDLE\r\n" % tag.encode())
+        watcher.expect_continuation()
+        for _ in range(30):
+            append_raw(writer, "Other", MESSAGE)
+        lines = watcher.read_lines_until(lambda line: statuses([line]).get("Other") ==
+                                         (60, 61, 60))
+        self.assertLess(len(lines), 30, lines)
+        watcher.send(b"DONE\r\n")
+        _, tagged = watcher.read_tagged(tag)
+        self.assertTagged(tagged, tag, "OK")
+
+    def test_filters_personal_subtree_inboxes(self):
+        client = self.connect()
+        for name in ("Lists", "Lists/a", "Lists/b", "Work"):
+            client.ok("CREATE " + name)
+        lines = client.ok("NOTIFY SET STATUS (SUBTREE Lists (MessageNew MessageExpunge))")
+        self.assertEqual(sorted(statuses(lines)), ["Lists", "Lists/a", "Lists/b"])
+        lines = client.ok("NOTIFY SET STATUS (INBOXES (MessageNew MessageExpunge))")
+        self.assertEqual(sorted(statuses(lines)), ["INBOX"])
+        # The first group naming a mailbox decides: Work is left out by its
+        # NONE group, the rest of PERSONAL is watched.
+        lines = client.ok("NOTIFY SET STATUS (MAILBOXES Work NONE) "
+                          "(PERSONAL (MessageNew MessageExpunge FlagChange))")
+        self.assertEqual(sorted(statuses(lines)), ["INBOX", "Lists", "Lists/a", "Lists/b"])
+        # A mailbox that does not exist is simply not watched.
+        self.assertEqual(client.ok("NOTIFY SET STATUS (MAILBOXES (Nope INBOX) "
+                                   "(MessageNew MessageExpunge))"),
+                         [b"* STATUS INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY %s UNSEEN 0)"
+                          % statuses_uidvalidity(client, "INBOX")])
+        # Without STATUS, nothing is sent until something changes.
+        self.assertEqual(client.ok("NOTIFY SET (PERSONAL (MessageNew MessageExpunge))"), [])
+
+    def test_condstore_adds_highestmodseq(self):
+        client = self.connect()
+        client.ok("CREATE Other")
+        self.assertNotIn(b"HIGHESTMODSEQ",
+                         client.ok("NOTIFY SET STATUS (MAILBOXES Other (MessageNew "
+                                   "MessageExpunge))")[0])
+        client.ok("ENABLE CONDSTORE")
+        line = client.ok("NOTIFY SET STATUS (MAILBOXES Other (MessageNew MessageExpunge))")[0]
+        self.assertRegex(line, rb"^\* STATUS Other \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY \d+ "
+                               rb"UNSEEN 0 HIGHESTMODSEQ \d+\)$")
+        writer = self.connect()
+        append_raw(writer, "Other", MESSAGE)
+        lines = poll_until(client, "NOOP", lambda line: line.startswith(b"* STATUS Other "))
+        self.assertRegex(lines[-1], rb"MESSAGES 1 UIDNEXT 2 .* HIGHESTMODSEQ \d+\)$")
+
+    def test_unsupported_events_and_malformed_commands(self):
+        client = self.connect()
+        client.ok("CREATE Other")
+        for events in ("MessageNew MessageExpunge MailboxName", "SubscriptionChange",
+                       "MessageNew MessageExpunge FlagChange AnnotationChange",
+                       "MailboxMetadataChange", "ServerMetadataChange", "X-Whatever"):
+            untagged, tagged = self.command(
+                client, "NOTIFY SET (PERSONAL (%s))" % events, "b1")
+            self.assertEqual(untagged, [])
+            self.assertTagged(tagged, "b1", "NO",
+                              b"BADEVENT (MessageNew MessageExpunge FlagChange)")
+        _, tagged = self.command(
+            client, "NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge))", "b2")
+        self.assertTagged(tagged, "b2", "NO", b"CANNOT")
+        # A refused NOTIFY leaves the previous one in force.
+        client.ok("NOTIFY SET (MAILBOXES Other (MessageNew MessageExpunge))")
+        self.command(client, "NOTIFY SET (PERSONAL (MailboxName))", "b3")
+        writer = self.connect()
+        append_raw(writer, "Other", MESSAGE)
+        self.poll_status(client, "Other", (1, 2, 1))
+        for text, wanted in (
+                ("NOTIFY", b"BAD"), ("NOTIFY ON", b"NOTIFY SET or NOTIFY NONE"),
+                ("NOTIFY SET (EVERYWHERE (MessageNew MessageExpunge))",
+                 b"unknown mailbox filter EVERYWHERE"),
+                ("NOTIFY SET (PERSONAL (MessageNew))", b"together"),
+                ("NOTIFY SET (PERSONAL (FlagChange))", b"FlagChange"),
+                ("NOTIFY SET (INBOXES (MessageNew (UID) MessageExpunge))", b"only for SELECTED"),
+                ("NOTIFY SET (SELECTED NONE) (SELECTED NONE)", b"more than once")):
+            _, tagged = self.command(client, text, "m1")
+            self.assertTagged(tagged, "m1", "BAD")
+            self.assertIn(wanted, tagged)
+        self.assertEqual(client.ok("NOTIFY NONE"), [])
+        client2 = self.connect(login=False)
+        _, tagged = client2.command("NOTIFY NONE", tag="a2")
+        self.assertTagged(tagged, "a2", "BAD")
+
+
+def statuses_uidvalidity(client, mailbox):
+    line = client.ok("STATUS %s (UIDVALIDITY)" % mailbox)[0]
+    return re.search(rb"UIDVALIDITY (\d+)", line).group(1)
+
+
+class NotifyLimitTest(unittest.TestCase):
+    # --max-notify-mailboxes: at the bound NOTIFY is accepted, over it NO [LIMIT]
+    # and the previous NOTIFY stays; 0 turns NOTIFY off, and it is not advertised.
+    def test_bound_and_disabled(self):
+        system = harness.System("std-notify")
+        try:
+            system.start_service()
+            bounded = system.start_gateway("--max-notify-mailboxes=2")
+            disabled = system.start_gateway("--max-notify-mailboxes=0")
+            user, password = system.new_user("n")
+            client = RawClient(bounded.imaps_port, "tls", cafile=system.cert)
+            client.login(user, password)
+            client.ok("CREATE A")
+            client.ok("CREATE B")
+            lines = client.ok("NOTIFY SET STATUS (MAILBOXES (INBOX A) (MessageNew MessageExpunge))")
+            self.assertEqual(sorted(statuses(lines)), ["A", "INBOX"])
+            _, tagged = client.command(
+                "NOTIFY SET STATUS (PERSONAL (MessageNew MessageExpunge))", tag="l1")
+            self.assertTrue(tagged.startswith(
+                b"l1 NO [LIMIT] NOTIFY would watch more than 2 mailboxes"), tagged)
+            # A NONE group counts nothing: two mailboxes watched again.
+            lines = client.ok("NOTIFY SET STATUS (MAILBOXES A NONE) "
+                              "(PERSONAL (MessageNew MessageExpunge))")
+            self.assertEqual(sorted(statuses(lines)), ["B", "INBOX"])
+            writer = RawClient(bounded.imaps_port, "tls", cafile=system.cert)
+            writer.login(user, password)
+            append_raw(writer, "B", MESSAGE)
+            poll_until(client, "NOOP", lambda line: statuses([line]).get("B") == (1, 2, 1))
+            off = RawClient(disabled.imaps_port, "tls", cafile=system.cert)
+            off.login(user, password)
+            self.assertNotIn(b"NOTIFY", off.ok("CAPABILITY")[0].split())
+            _, tagged = off.command("NOTIFY NONE", tag="l2")
+            self.assertEqual(tagged, b"l2 BAD NOTIFY is not enabled on this server")
+            for c in (client, writer, off):
+                c.close()
+            self.assertTrue(bounded.alive() and disabled.alive())
+        finally:
+            system.stop()

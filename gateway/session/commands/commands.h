@@ -47,6 +47,12 @@ awaitable<void> SetQuota(CommandContext& session, const imap::SetQuotaCommand& c
 // metadata.cc: RFC 5464 GETMETADATA and SETMETADATA.
 awaitable<void> GetMetadata(CommandContext& session, const imap::GetMetadataCommand& command);
 awaitable<void> SetMetadata(CommandContext& session, const imap::SetMetadataCommand& command);
+// notify.cc: RFC 5465 NOTIFY SET and NOTIFY NONE.
+awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& command);
+// The unsolicited STATUS of each mailbox NOTIFY watches that changed (not the
+// selected one): at once when `now`, otherwise once SessionOptions::
+// notify_interval has passed since the last ones.
+awaitable<void> ReportWatchedMailboxes(CommandContext& session, bool now);
 // idle.cc: RFC 2177 IDLE.
 awaitable<void> Idle(CommandContext& session);
 // append.cc: RFC 3501 §6.3.11 APPEND, streamed from its first message head on
