@@ -314,7 +314,9 @@ TEST_F(SessionTest, CommandsDeclaredWithoutTheStoreDoNotCallIt) {
     const std::vector<std::pair<std::string, std::string>> runs = {
         {"CAPABILITY", "CAPABILITY"}, {"NOOP", "NOOP"},         {"ID", "ID NIL"},
         {"ENABLE", "ENABLE CONDSTORE"}, {"NAMESPACE", "NAMESPACE"}, {"IDLE", "IDLE\r\nDONE"},
-        {"SELECT", "SELECT INBOX"},   {"CHECK", "CHECK"},       {"UNSELECT", "UNSELECT"},
+        {"SELECT", "SELECT INBOX"},   {"CHECK", "CHECK"},
+        {"SEARCH", "SEARCH RETURN (UPDATE) ALL"}, {"CANCELUPDATE", "CANCELUPDATE \"t\""},
+        {"UNSELECT", "UNSELECT"},
         {"COMPRESS", "COMPRESS DEFLATE"}, {"SETQUOTA", "SETQUOTA \"\" (STORAGE 10)"},
         {"LOGOUT", "LOGOUT"},
     };
