@@ -389,6 +389,11 @@ asio::awaitable<void> Session::RefreshLiveResults(bool own_changes) {
     co_return;
   }
   co_await commands::RefreshLiveResults(*this);
+  // Changes still queued (held back behind an EXPUNGE that must wait) are not
+  // in the view yet: look again once they are applied.
+  if (selected_ != nullptr && !pending_.empty()) {
+    selected_->live_dirty = true;
+  }
 }
 
 asio::awaitable<void> Session::CatchUp(uint64_t mailbox_id, uint32_t uid) {
