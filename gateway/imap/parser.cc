@@ -415,12 +415,13 @@ bool ReturnOptions(Lexer& lex, std::optional<SearchReturnOptions>* out, std::str
     }
   }
   lex.Leave();
-  // RFC 5267 §4.4: ALL and PARTIAL both ask for the result; one of them.
+  // PARTIAL asks for a part of what ALL returns; RFC 9394, which updates RFC
+  // 5267, makes the two exclusive.
   if (ret.all && ret.partial.has_value()) {
     return lex.Fail("ALL and PARTIAL cannot be combined: PARTIAL returns part of what ALL does");
   }
-  // RFC 5267 §4.3: a live result cannot also replace "$" (RFC 5182), which
-  // would then change without a command.
+  // A live result (RFC 5267 §4.3) cannot also be "$" (RFC 5182), which
+  // changes only with a command that saves it.
   if (ret.update && ret.save) {
     return lex.Fail("UPDATE and SAVE cannot be combined");
   }

@@ -151,10 +151,13 @@ std::vector<std::string> Session::Capabilities() const {
   // RFC 5256, RFC 5957: sorted and threaded by the mailbox service.
   caps.push_back("SORT");
   caps.push_back("SORT=DISPLAY");
-  // RFC 5267: SORT RETURN, PARTIAL, and live results (RETURN (UPDATE)).
+  // RFC 5267: SORT RETURN, PARTIAL, and live results (RETURN (UPDATE)),
+  // unless the operator allows none.
   caps.push_back("ESORT");
-  caps.push_back("CONTEXT=SEARCH");
-  caps.push_back("CONTEXT=SORT");
+  if (options().max_live_results > 0) {
+    caps.push_back("CONTEXT=SEARCH");
+    caps.push_back("CONTEXT=SORT");
+  }
   caps.push_back("THREAD=ORDEREDSUBJECT");
   caps.push_back("THREAD=REFERENCES");
   caps.push_back(absl::StrCat("APPENDLIMIT=", options().limits.max_append_literal_size));

@@ -2432,6 +2432,25 @@ class ContextTest(Base):
         self.assertTagged(tagged, "z5", "OK")
         self.assertTrue(gateway.alive())
 
+    def test_no_live_results_allowed(self):
+        # --max-live-results=0: CONTEXT is not advertised and UPDATE is refused;
+        # ESORT and PARTIAL stay.
+        gateway = SYSTEM.start_gateway("--gateway-id=std-ctx0", "--max-live-results=0")
+        client = self.connect(gateway=gateway)
+        append_raw(client, "INBOX", MESSAGE)
+        caps = client.ok("CAPABILITY")[0].split()
+        self.assertIn(b"ESORT", caps)
+        self.assertNotIn(b"CONTEXT=SEARCH", caps)
+        self.assertNotIn(b"CONTEXT=SORT", caps)
+        client.ok("SELECT INBOX")
+        untagged, tagged = client.command("UID SEARCH RETURN (UPDATE) ALL", tag="y1")
+        self.assertTagged(tagged, "y1", "NO", b"LIMIT")
+        self.assertEqual(untagged, [])
+        untagged, tagged = client.command("UID SORT RETURN (PARTIAL 1:1) (DATE) UTF-8 ALL",
+                                          tag="y2")
+        self.assertTagged(tagged, "y2", "OK")
+        self.assertEqual(untagged, [b'* ESEARCH (TAG "y2") UID PARTIAL (1:1 1)'])
+
 
 class ThreadTest(Base):
     """RFC 5256 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES."""
