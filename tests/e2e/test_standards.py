@@ -2222,6 +2222,11 @@ class EsortTest(Base):
         self.assertEqual(client.ok("UID SEARCH UID $"), [b"* SEARCH 4"])
         # A plain SORT still answers SORT.
         self.assertEqual(client.ok("UID SORT (DATE) UTF-8 ALL"), [b"* SORT 4 2 1 5 3"])
+        # With a MODSEQ criterion (RFC 7162 §3.1.5) the answer carries MODSEQ.
+        untagged, tagged = client.command("UID SORT RETURN (COUNT) (DATE) UTF-8 MODSEQ 1",
+                                          tag="e7")
+        self.assertTagged(tagged, "e7", "OK")
+        self.assertRegex(untagged[-1], rb'^\* ESEARCH \(TAG "e7"\) UID COUNT 5 MODSEQ [1-9]\d*$')
 
     def test_partial(self):
         client = self.connect()
