@@ -11,6 +11,7 @@
 // been told of, and compares. The number of live results and the size of each
 // are bounded (SessionOptions::max_live_results, max_live_result_size).
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
