@@ -103,6 +103,10 @@ std::vector<mailbox::config::Setting> Settings() {
       {"max-known-flags", "IMAPD_MAX_KNOWN_FLAGS", "10000",
        "messages of the selected mailbox whose flags a session keeps to answer FETCH "
        "FLAGS without the mailbox service"},
+      {"max-live-results", "IMAPD_MAX_LIVE_RESULTS", "8",
+       "searches and sorts one session may keep live with RETURN (UPDATE) (RFC 5267)"},
+      {"max-live-result-size", "IMAPD_MAX_LIVE_RESULT_SIZE", "100000",
+       "messages one live search or sort may hold"},
       {"read-timeout", "IMAPD_READ_TIMEOUT", "60",
        "seconds to wait for the next octets of a literal the client announced"},
       {"min-append-rate", "IMAPD_MIN_APPEND_RATE", "1024",
@@ -184,6 +188,8 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "max-pending-changes", &options.max_pending_changes) ||
       !ReadInt(*config, "max-known-flags", &options.max_known_flags) ||
       !ReadInt(*config, "max-notify-mailboxes", &options.max_notify_mailboxes) ||
+      !ReadInt(*config, "max-live-results", &options.max_live_results) ||
+      !ReadInt(*config, "max-live-result-size", &options.max_live_result_size) ||
       !ReadInt(*config, "fetch-cache-mib", &fetch_cache_mib) ||
       !ReadInt(*config, "read-timeout", &read_timeout) ||
       !ReadInt(*config, "min-append-rate", &options.min_append_rate) ||

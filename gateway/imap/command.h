@@ -154,6 +154,19 @@ struct SearchReturnOptions {
   bool all = false;
   bool count = false;
   bool save = false;  // RFC 5182; parsed so the session can refuse it clearly
+  // RFC 5267 §4.3: keep the result live (CONTEXT=SEARCH / CONTEXT=SORT).
+  bool update = false;
+  // RFC 5267 §4.2: a hint that the client may come back with PARTIAL; accepted
+  // and needs nothing.
+  bool context = false;
+  // RFC 5267 §4.4: PARTIAL first:last, 1-based positions in the result, first
+  // <= last (the parser orders them).
+  struct Range {
+    uint32_t first = 0;
+    uint32_t last = 0;
+    bool operator==(const Range&) const = default;
+  };
+  std::optional<Range> partial;
   bool operator==(const SearchReturnOptions&) const = default;
 };
 
@@ -163,6 +176,12 @@ struct SearchCommand {
   std::optional<std::string> charset;  // as sent
   SearchKey criteria;                  // kind kAnd, one child per top-level key
   bool operator==(const SearchCommand&) const = default;
+};
+
+// CANCELUPDATE (RFC 5267 §4.3): stops the live results of the commands tagged so.
+struct CancelUpdateCommand {
+  std::vector<std::string> tags;  // at least one
+  bool operator==(const CancelUpdateCommand&) const = default;
 };
 
 // SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO).
@@ -175,6 +194,8 @@ struct SortCriterion {
 
 struct SortCommand {
   bool uid = false;
+  // RFC 5267 §3 (ESORT): results as ESEARCH, in sort order.
+  std::optional<SearchReturnOptions> return_options;
   std::vector<SortCriterion> program;  // at least one
   std::string charset;                 // as sent
   SearchKey criteria;                  // as SearchCommand's
@@ -367,7 +388,7 @@ using CommandBody = std::variant<
     SearchCommand, FetchCommand, StoreCommand, CopyCommand, MoveCommand, IdleCommand,
     EnableCommand, NamespaceCommand, IdCommand, CompressCommand, GetQuotaCommand,
     GetQuotaRootCommand, SetQuotaCommand, GetMetadataCommand, SetMetadataCommand, SortCommand,
-    ThreadCommand, NotifyCommand>;
+    ThreadCommand, NotifyCommand, CancelUpdateCommand>;
 
 // One command the gateway accepts, declared once, in the table of parser.cc
 // (FindCommand): its name on the wire, its grammar, and what the session needs

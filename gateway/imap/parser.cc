@@ -361,32 +361,79 @@ bool ParseUidExpunge(Lexer& lex, Command::Body* body) {
   return true;
 }
 
+// RFC 4731 §3.1 search-return-opts, with RFC 5267 §4 PARTIAL, UPDATE and
+// CONTEXT: " RETURN (" [option *(SP option)] ")", if present. `command` names
+// the command in messages.
+bool ReturnOptions(Lexer& lex, std::optional<SearchReturnOptions>* out, std::string_view command) {
+  if (!NextIsSpWord(lex, "RETURN")) return true;
+  lex.Sp();
+  lex.AcceptWord("RETURN");
+  if (!lex.Sp() || !lex.Expect('(', "'(' starting the return options") || !lex.Enter()) {
+    return false;
+  }
+  SearchReturnOptions ret;
+  const std::string what = std::string(command) + " return option";
+  while (!lex.Accept(')')) {
+    if (ret.min || ret.max || ret.all || ret.count || ret.save || ret.update || ret.context ||
+        ret.partial.has_value()) {
+      if (!lex.Sp()) return false;
+    }
+    std::string option;
+    if (!lex.Keyword(&option, what)) return false;
+    if (option == "MIN") {
+      ret.min = true;
+    } else if (option == "MAX") {
+      ret.max = true;
+    } else if (option == "ALL") {
+      ret.all = true;
+    } else if (option == "COUNT") {
+      ret.count = true;
+    } else if (option == "SAVE") {
+      ret.save = true;
+    } else if (option == "UPDATE") {
+      ret.update = true;
+    } else if (option == "CONTEXT") {
+      ret.context = true;
+    } else if (option == "PARTIAL") {
+      // RFC 5267 §5: partial-range = nz-number ":" nz-number. The negative
+      // ranges of RFC 9394 are not offered.
+      if (!lex.Sp()) return false;
+      if (lex.PeekIs('-')) {
+        return lex.Fail("PARTIAL takes positions from 1 (first:last); counting from the end "
+                        "(RFC 9394) is not supported");
+      }
+      SearchReturnOptions::Range range;
+      if (!lex.NzNumber(&range.first, "first position of PARTIAL") ||
+          !lex.Expect(':', "':' in the PARTIAL range") ||
+          !lex.NzNumber(&range.last, "last position of PARTIAL")) {
+        return false;
+      }
+      if (range.first > range.last) std::swap(range.first, range.last);
+      if (ret.partial.has_value()) return lex.Fail("PARTIAL is given twice");
+      ret.partial = range;
+    } else {
+      return lex.Fail("unknown " + what + " " + option.substr(0, 40));
+    }
+  }
+  lex.Leave();
+  // PARTIAL asks for a part of what ALL returns; RFC 9394, which updates RFC
+  // 5267, makes the two exclusive.
+  if (ret.all && ret.partial.has_value()) {
+    return lex.Fail("ALL and PARTIAL cannot be combined: PARTIAL returns part of what ALL does");
+  }
+  // A live result (RFC 5267 §4.3) cannot also be "$" (RFC 5182), which
+  // changes only with a command that saves it.
+  if (ret.update && ret.save) {
+    return lex.Fail("UPDATE and SAVE cannot be combined");
+  }
+  *out = ret;
+  return true;
+}
+
 bool ParseSearch(Lexer& lex, Command::Body* body, bool uid) {
   SearchCommand cmd;
   cmd.uid = uid;
-  if (NextIsSpWord(lex, "RETURN")) {  // RFC 4731
-    lex.Sp();
-    lex.AcceptWord("RETURN");
-    std::vector<std::string> options;
-    if (!lex.Sp() || !OptionList(lex, &options, "SEARCH return option")) return false;
-    SearchReturnOptions ret;
-    for (const std::string& option : options) {
-      if (option == "MIN") {
-        ret.min = true;
-      } else if (option == "MAX") {
-        ret.max = true;
-      } else if (option == "ALL") {
-        ret.all = true;
-      } else if (option == "COUNT") {
-        ret.count = true;
-      } else if (option == "SAVE") {
-        ret.save = true;
-      } else {
-        return lex.Fail("unknown SEARCH return option " + option.substr(0, 40));
-      }
-    }
-    cmd.return_options = ret;
-  }
+  if (!ReturnOptions(lex, &cmd.return_options, "SEARCH")) return false;
   if (NextIsSpWord(lex, "CHARSET")) {
     lex.Sp();
     lex.AcceptWord("CHARSET");
@@ -449,10 +496,27 @@ bool SortProgram(Lexer& lex, std::vector<SortCriterion>* program) {
 bool ParseSort(Lexer& lex, Command::Body* body, bool uid) {
   SortCommand cmd;
   cmd.uid = uid;
+  // RFC 5267 §3: sort = ["UID" SP] "SORT" [search-return-opts] SP sort-criteria ...
+  if (!ReturnOptions(lex, &cmd.return_options, "SORT")) return false;
   if (!lex.Sp() || !SortProgram(lex, &cmd.program) || !lex.Sp() ||
       !lex.AString(&cmd.charset, "charset (SORT names one before its search keys)") ||
       !internal::ParseSearchCriteria(lex, &cmd.criteria)) {
     return false;
+  }
+  *body = std::move(cmd);
+  return true;
+}
+
+// RFC 5267 §5: "CANCELUPDATE" 1*(SP quoted).
+bool ParseCancelUpdate(Lexer& lex, Command::Body* body) {
+  CancelUpdateCommand cmd;
+  while (lex.PeekIs(' ')) {
+    std::string tag;
+    if (!lex.Sp() || !lex.Quoted(&tag)) return false;
+    cmd.tags.push_back(std::move(tag));
+  }
+  if (cmd.tags.empty()) {
+    return lex.Fail("CANCELUPDATE names the tags of the searches to stop, each quoted");
   }
   *body = std::move(cmd);
   return true;
@@ -1148,6 +1212,8 @@ constexpr CommandSpec kCommandTable[] = {
     {"SORT", Plain<ParseSort>, kSelected, true, false, false, true},
     {"UID SORT", WithUid<ParseSort>, kSelected, false, false, false, true},
     {"THREAD", Plain<ParseThread>, kSelected, true, false, false, true},
+    // RFC 5267 §4.3: answered from the session's live results alone.
+    {"CANCELUPDATE", ParseCancelUpdate, kSelected, false, false, false, false},
     {"UID THREAD", WithUid<ParseThread>, kSelected, false, false, false, true},
     {"FETCH", Plain<ParseFetch>, kSelected, true, false, false, true},
     {"UID FETCH", WithUid<ParseFetch>, kSelected, false, false, false, true},

@@ -387,6 +387,55 @@ TEST(ParserTest, SortAndThread) {
   }
 }
 
+TEST(ParserTest, EsortAndContextReturnOptions) {
+  // RFC 5267 §3: SORT takes search return options before its sort criteria.
+  auto sort = std::get<SortCommand>(
+      MustParse("t UID SORT RETURN (MIN max COUNT ALL) (DATE) UTF-8 ALL\r\n").body);
+  ASSERT_TRUE(sort.return_options.has_value());
+  EXPECT_TRUE(sort.return_options->min && sort.return_options->max &&
+              sort.return_options->count && sort.return_options->all);
+  EXPECT_FALSE(sort.return_options->partial.has_value());
+  EXPECT_FALSE(std::get<SortCommand>(MustParse("t SORT (DATE) UTF-8 ALL\r\n").body)
+                   .return_options.has_value());
+  auto empty = std::get<SortCommand>(MustParse("t SORT RETURN () (DATE) UTF-8 ALL\r\n").body);
+  EXPECT_EQ(empty.return_options, SearchReturnOptions());
+
+  // RFC 5267 §4.4: PARTIAL m:n; a reversed range is the same range.
+  auto partial = std::get<SearchCommand>(
+      MustParse("t SEARCH RETURN (PARTIAL 1:100 COUNT UPDATE CONTEXT) ALL\r\n").body);
+  ASSERT_TRUE(partial.return_options->partial.has_value());
+  EXPECT_EQ(*partial.return_options->partial, (SearchReturnOptions::Range{1, 100}));
+  EXPECT_TRUE(partial.return_options->count);
+  EXPECT_TRUE(partial.return_options->update);
+  EXPECT_TRUE(partial.return_options->context);
+  auto reversed = std::get<SortCommand>(
+      MustParse("t SORT RETURN (PARTIAL 30:21) (ARRIVAL) UTF-8 ALL\r\n").body);
+  EXPECT_EQ(*reversed.return_options->partial, (SearchReturnOptions::Range{21, 30}));
+
+  auto cancel = std::get<CancelUpdateCommand>(MustParse("t CANCELUPDATE \"a1\" \"b 2\"\r\n").body);
+  EXPECT_EQ(cancel.tags, (std::vector<std::string>{"a1", "b 2"}));
+
+  EXPECT_NE(ParseError("t SEARCH RETURN (ALL PARTIAL 1:10) ALL\r\n").find("ALL and PARTIAL"),
+            std::string::npos);
+  EXPECT_NE(ParseError("t SEARCH RETURN (SAVE UPDATE) ALL\r\n").find("UPDATE and SAVE"),
+            std::string::npos);
+  EXPECT_NE(ParseError("t SEARCH RETURN (PARTIAL -1:-10) ALL\r\n").find("RFC 9394"),
+            std::string::npos);
+  EXPECT_NE(ParseError("t SORT RETURN (BOGUS) (DATE) UTF-8 ALL\r\n")
+                .find("unknown SORT return option BOGUS"),
+            std::string::npos);
+  for (const char* bad : {
+           "t SEARCH RETURN (PARTIAL) ALL\r\n", "t SEARCH RETURN (PARTIAL 0:5) ALL\r\n",
+           "t SEARCH RETURN (PARTIAL 1) ALL\r\n", "t SEARCH RETURN (PARTIAL 1:*) ALL\r\n",
+           "t SEARCH RETURN (PARTIAL 1:2 PARTIAL 3:4) ALL\r\n",
+           "t SEARCH RETURN (MIN  MAX) ALL\r\n", "t SEARCH RETURN (MIN ALL\r\n",
+           "t SORT RETURN (MIN) UTF-8 ALL\r\n", "t SORT RETURN MIN (DATE) UTF-8 ALL\r\n",
+           "t CANCELUPDATE\r\n", "t CANCELUPDATE a1\r\n", "t CANCELUPDATE \"a1\" \r\n",
+       }) {
+    ParseError(bad);
+  }
+}
+
 TEST(ParserTest, NestingLimitIsExact) {
   Limits limits;
   limits.max_nesting_depth = 5;

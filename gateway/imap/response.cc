@@ -380,6 +380,23 @@ std::string EsearchResponse(std::string_view tag, bool uid, const EsearchData& d
   if (data.all && !data.all->empty()) out += " ALL " + FormatIntervals(*data.all);
   if (data.count) out += " COUNT " + std::to_string(*data.count);
   if (data.modseq) out += " MODSEQ " + std::to_string(*data.modseq);
+  if (data.partial) {
+    out += " PARTIAL (" + std::to_string(data.partial->first) + ':' +
+           std::to_string(data.partial->last) + ' ';
+    out += data.partial->numbers.empty() ? "NIL" : FormatIntervals(data.partial->numbers);
+    out += ')';
+  }
+  return out + "\r\n";
+}
+
+std::string ContextUpdateResponse(std::string_view tag, const std::vector<ContextChange>& changes) {
+  std::string out = "* ESEARCH (TAG ";
+  AppendQuoted(out, tag);
+  out += ") UID";
+  for (const ContextChange& change : changes) {
+    out += change.add ? " ADDTO (" : " REMOVEFROM (";
+    out += std::to_string(change.position) + ' ' + FormatIntervals(change.uids) + ')';
+  }
   return out + "\r\n";
 }
 

@@ -149,8 +149,23 @@ struct EsearchData {
   std::optional<uint32_t> count;
   std::optional<std::vector<Interval>> all;  // omitted when empty per RFC 4731
   std::optional<uint64_t> modseq;
+  // RFC 5267 §4.4: "PARTIAL (first:last set)", the set "NIL" when empty.
+  struct Partial {
+    uint32_t first = 0;
+    uint32_t last = 0;
+    std::vector<Interval> numbers;  // in result order
+  };
+  std::optional<Partial> partial;
 };
 std::string EsearchResponse(std::string_view tag, bool uid, const EsearchData& data);
+// RFC 5267 §4.3: one change to a live result, at a 1-based position of it.
+struct ContextChange {
+  bool add = false;  // ADDTO, else REMOVEFROM
+  uint32_t position = 0;
+  std::vector<Interval> uids;  // in result order
+};
+// "* ESEARCH (TAG "t") UID ADDTO (p uids) REMOVEFROM (p uids) ...".
+std::string ContextUpdateResponse(std::string_view tag, const std::vector<ContextChange>& changes);
 // NAMESPACE (RFC 2342): each namespace is (prefix, delimiter); an empty
 // vector is NIL.
 using Namespaces = std::vector<std::pair<std::string, char>>;

@@ -267,23 +267,40 @@ struct BodyWriter {
   void operator()(const UidExpungeCommand& c) {
     w.Raw("UID EXPUNGE ").Raw(c.uids.ToString());
   }
+  void WriteReturnOptions(const std::optional<SearchReturnOptions>& ret) {
+    if (!ret.has_value()) return;
+    std::vector<std::string> options;
+    if (ret->min) options.push_back("MIN");
+    if (ret->max) options.push_back("MAX");
+    if (ret->all) options.push_back("ALL");
+    if (ret->count) options.push_back("COUNT");
+    if (ret->save) options.push_back("SAVE");
+    if (ret->update) options.push_back("UPDATE");
+    if (ret->context) options.push_back("CONTEXT");
+    if (ret->partial.has_value()) {
+      options.push_back("PARTIAL " + std::to_string(ret->partial->first) + ":" +
+                        std::to_string(ret->partial->last));
+    }
+    w.Raw(" RETURN ");
+    WriteOptionList(w, options);
+  }
+  void operator()(const CancelUpdateCommand& c) {
+    w.Raw("CANCELUPDATE");
+    for (const std::string& tag : c.tags) {
+      w.Sp();
+      AppendQuoted(w.out(), tag);
+    }
+  }
   void operator()(const SearchCommand& c) {
     w.Raw(UidPrefix(c.uid)).Raw("SEARCH");
-    if (c.return_options.has_value()) {
-      std::vector<std::string> options;
-      if (c.return_options->min) options.push_back("MIN");
-      if (c.return_options->max) options.push_back("MAX");
-      if (c.return_options->all) options.push_back("ALL");
-      if (c.return_options->count) options.push_back("COUNT");
-      if (c.return_options->save) options.push_back("SAVE");
-      w.Raw(" RETURN ");
-      WriteOptionList(w, options);
-    }
+    WriteReturnOptions(c.return_options);
     if (c.charset.has_value()) w.Raw(" CHARSET ").AString(*c.charset);
     WriteCriteria(w, c.criteria);
   }
   void operator()(const SortCommand& c) {
-    w.Raw(UidPrefix(c.uid)).Raw("SORT (");
+    w.Raw(UidPrefix(c.uid)).Raw("SORT");
+    WriteReturnOptions(c.return_options);
+    w.Raw(" (");
     for (size_t i = 0; i < c.program.size(); ++i) {
       if (i > 0) w.Sp();
       if (c.program[i].reverse) w.Raw("REVERSE ");

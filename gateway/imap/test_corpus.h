@@ -71,6 +71,9 @@ inline std::vector<std::string> ValidCommands() {
       "US-ASCII SEEN 1:5 FROM \"a b\"\r\n",
       "s3 UID THREAD REFERENCES UTF-8 ALL\r\n",
       "s4 THREAD orderedsubject \"UTF-8\" NOT DELETED\r\n",
+      "s5 UID SORT RETURN (MIN MAX COUNT PARTIAL 1:50 UPDATE CONTEXT) (DATE) UTF-8 ALL\r\n",
+      "s6 SEARCH RETURN (partial 9:3 SAVE) UNSEEN\r\n",
+      "s7 CANCELUPDATE \"s5\" \"x y\"\r\n",
       "p3 SEARCH SAVEDBEFORE 1-Feb-2024 NOT SAVEDON 2-Feb-2024 OR SAVEDSINCE 3-Feb-2024 "
       "SAVEDATESUPPORTED\r\n",
       "e9 STORE 1:3 +FLAGS (\\Deleted)\r\n",

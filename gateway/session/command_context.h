@@ -40,6 +40,11 @@
 
 namespace gateway {
 
+// The defaults of SessionOptions::max_live_results and max_live_result_size:
+// at most 8 x 100,000 UIDs (about 3 MiB) of live results per session.
+inline constexpr size_t kDefaultMaxLiveResults = 8;
+inline constexpr size_t kDefaultMaxLiveResultSize = 100000;
+
 // The default of SessionOptions::max_known_flags.
 inline constexpr size_t kDefaultMaxKnownFlags = 10000;
 // The default of SessionOptions::max_compressed_connections: about 80 MiB of
@@ -77,6 +82,12 @@ struct SessionOptions {
   // FETCH, STORE and the change feed) to answer FETCH FLAGS without the
   // service; past it, further messages are not kept. 0: none.
   size_t max_known_flags = kDefaultMaxKnownFlags;
+  // Searches and sorts one session may keep live with RETURN (UPDATE) (RFC
+  // 5267 §4.3), and the messages each may hold; past the first the command gets
+  // NO [LIMIT], past the second NO [LIMIT] at first and "* NO [NOUPDATE "tag"]"
+  // when a live result grows over it (the result then stops being updated).
+  size_t max_live_results = kDefaultMaxLiveResults;
+  size_t max_live_result_size = kDefaultMaxLiveResultSize;
   // Sessions of this process that may have COMPRESS=DEFLATE (RFC 4978) active at
   // once; each holds about 80 KiB of compressor and inflater state
   // (gateway/net/deflate.h). Past it, COMPRESS gets NO [LIMIT]. 0: COMPRESS is
@@ -133,6 +144,20 @@ struct SelectedMailbox {
   // RFC 5182: the UIDs the last SEARCH RETURN (SAVE) saved, which "$" names;
   // empty until then, and for each new selection.
   std::vector<imap::Interval> saved_result;
+  // RFC 5267 §4.3: the searches and sorts kept live by RETURN (UPDATE), each
+  // with the store request that re-evaluates it and the UIDs last reported, in
+  // result order (commands/context.cc). They end with the selection.
+  struct LiveResult {
+    std::string tag;
+    bool sorted = false;
+    // The search (and for SORT, the sort program); a SORT's key is the AND of
+    // the criteria and the view's UID range (second), widened as the view grows.
+    mailbox::v1::SortRequest request;
+    std::vector<uint32_t> uids;
+  };
+  std::vector<LiveResult> live_results;
+  // A change may have moved a message into or out of a live result.
+  bool live_dirty = false;
   // Messages up to this UID were announced with EXISTS and are not yet claimed
   // for \Recent (Session::ClaimRecent); 0 if none.
   uint32_t claim_up_to = 0;

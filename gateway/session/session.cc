@@ -153,6 +153,13 @@ std::vector<std::string> Session::Capabilities() const {
   // RFC 5256, RFC 5957: sorted and threaded by the mailbox service.
   caps.push_back("SORT");
   caps.push_back("SORT=DISPLAY");
+  // RFC 5267: SORT RETURN, PARTIAL, and live results (RETURN (UPDATE)),
+  // unless the operator allows none.
+  caps.push_back("ESORT");
+  if (options().max_live_results > 0) {
+    caps.push_back("CONTEXT=SEARCH");
+    caps.push_back("CONTEXT=SORT");
+  }
   caps.push_back("THREAD=ORDEREDSUBJECT");
   caps.push_back("THREAD=REFERENCES");
   // RFC 5465: message events of other mailboxes as unsolicited STATUS.
@@ -385,6 +392,19 @@ asio::awaitable<bool> Session::CatchUpTo(uint64_t modseq, bool allow_expunge) {
       selected_->applied_modseq >= modseq;
 }
 
+asio::awaitable<void> Session::RefreshLiveResults(bool own_changes) {
+  if (selected_ == nullptr || selected_->live_results.empty() || state_ == SessionState::kLogout ||
+      !(selected_->live_dirty || own_changes)) {
+    co_return;
+  }
+  co_await commands::RefreshLiveResults(*this);
+  // Changes still queued (held back behind an EXPUNGE that must wait) are not
+  // in the view yet: look again once they are applied.
+  if (selected_ != nullptr && !pending_.empty()) {
+    selected_->live_dirty = true;
+  }
+}
+
 asio::awaitable<void> Session::CatchUp(uint64_t mailbox_id, uint32_t uid) {
   // The feed normally delivers within a millisecond; give up after two seconds
   // (the EXISTS then follows with a later command).
@@ -406,6 +426,9 @@ void Session::OnChange(const v1::ChangeEvent& event) {
     return;
   }
   selected_->ObserveChange(event, options().max_known_flags);
+  if (!selected_->live_results.empty()) {
+    selected_->live_dirty = true;  // RFC 5267 §4.3: looked at with the next updates
+  }
   // The session's own changes usually come back after the command that made
   // them ended, when they would count against the bound of an idle session
   // (a STORE of more messages than that would end its own session).
@@ -450,7 +473,9 @@ void Session::OnChangesDelivered() {
     }
     // New messages to claim for \Recent need a call to the service, which the
     // loop makes.
-    const bool claim = selected_ != nullptr && selected_->claim_up_to != 0;
+    // So do live results to evaluate again (RFC 5267 §4.3).
+    const bool claim = selected_ != nullptr &&
+                       (selected_->claim_up_to != 0 || selected_->live_dirty);
     if (state_ != SessionState::kLogout) {
       auto [error, written] = stream_.TryWrite(out_);
       ops::GlobalMetrics().bytes_out.fetch_add(written);
@@ -885,6 +910,9 @@ asio::awaitable<void> Session::EndCommand(const imap::CommandSpec& spec, bool al
   if (state_ != SessionState::kLogout && !broken_) {
     ApplyPendingChanges(allow_expunge);
     co_await ClaimRecent();
+    // The session's own changes (STORE, EXPUNGE, ...) may move messages in or
+    // out of a live result before their feed events come back.
+    co_await RefreshLiveResults(selected_ != nullptr && !selected_->own_modseqs.empty());
     co_await commands::ReportWatchedMailboxes(*this, /*now=*/true);  // NOTIFY
   }
   // The \Recent claim counts with the command that announced the messages.
@@ -971,6 +999,9 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
             [this](const imap::SearchCommand& c) { return commands::Search(*this, c); },
             [this](const imap::SortCommand& c) { return commands::Sort(*this, c); },
             [this](const imap::ThreadCommand& c) { return commands::Thread(*this, c); },
+            [this](const imap::CancelUpdateCommand& c) {
+              return commands::CancelUpdate(*this, c);
+            },
             [this](const imap::CopyCommand& c) {
               return commands::Copy(*this, c.set, c.uid, c.mailbox, /*move=*/false);
             },
@@ -1109,6 +1140,7 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
     }
     ApplyPendingChanges(/*allow_expunge=*/true);
     co_await ClaimRecent();
+    co_await RefreshLiveResults(/*own_changes=*/false);
     if (state_ != SessionState::kLogout) {
       co_await commands::ReportWatchedMailboxes(*this, /*now=*/false);  // NOTIFY
     }

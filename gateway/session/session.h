@@ -78,6 +78,9 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // Claims \Recent for the messages announced since the last claim and sends
   // RECENT (RFC 3501 §2.3.2, §7.3.2).
   boost::asio::awaitable<void> ClaimRecent();
+  // RFC 5267 §4.3: evaluates the live results again after changes (or after
+  // the session's own, `own_changes`) and sends ADDTO/REMOVEFROM.
+  boost::asio::awaitable<void> RefreshLiveResults(bool own_changes);
 
   // FeedRouter::Listener.
   void OnChange(const mailbox::v1::ChangeEvent& event) override;

@@ -314,7 +314,9 @@ TEST_F(SessionTest, CommandsDeclaredWithoutTheStoreDoNotCallIt) {
     const std::vector<std::pair<std::string, std::string>> runs = {
         {"CAPABILITY", "CAPABILITY"}, {"NOOP", "NOOP"},         {"ID", "ID NIL"},
         {"ENABLE", "ENABLE CONDSTORE"}, {"NAMESPACE", "NAMESPACE"}, {"IDLE", "IDLE\r\nDONE"},
-        {"SELECT", "SELECT INBOX"},   {"CHECK", "CHECK"},       {"UNSELECT", "UNSELECT"},
+        {"SELECT", "SELECT INBOX"},   {"CHECK", "CHECK"},
+        {"SEARCH", "SEARCH RETURN (UPDATE) ALL"}, {"CANCELUPDATE", "CANCELUPDATE \"t\""},
+        {"UNSELECT", "UNSELECT"},
         {"COMPRESS", "COMPRESS DEFLATE"}, {"SETQUOTA", "SETQUOTA \"\" (STORAGE 10)"},
         {"LOGOUT", "LOGOUT"},
     };
@@ -530,6 +532,40 @@ TEST_F(SessionTest, SortAnswersInTheStoresOrderAndThreadFailuresAreTagged) {
     std::string alive = co_await client->Run("n", "NOOP");
     EXPECT_TRUE(absl::StrContains(alive, "n OK")) << alive;
     client->Close();
+  });
+}
+
+// RFC 5267 §3, §4.3: ESORT answers in the store's order; a live result follows
+// another session's expunge and arrival, also when a command by sequence number
+// (FETCH) holds the EXPUNGE and the arrival behind it back.
+TEST_F(SessionTest, LiveResultFollowsChangesHeldBehindAnExpunge) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> client = co_await Connect();
+    std::unique_ptr<Client> writer = co_await Connect();
+    co_await Append(*writer, "Subject: a\r\n\r\nthe longest of them\r\n");
+    co_await Append(*writer, "Subject: b\r\n\r\nshort\r\n");
+    co_await client->Run("s", "SELECT INBOX");
+    co_await writer->Run("s", "SELECT INBOX");
+    std::string sorted =
+        co_await client->Run("l", "UID SORT RETURN (UPDATE MIN COUNT) (SIZE) UTF-8 ALL");
+    EXPECT_TRUE(absl::StrContains(sorted, "* ESEARCH (TAG \"l\") UID MIN 2 COUNT 2\r\nl OK"))
+        << sorted;
+    co_await writer->Run("d", "UID STORE 1 +FLAGS.SILENT (\\Deleted)");
+    co_await writer->Run("e", "EXPUNGE");
+    co_await Append(*writer, "Subject: c\r\n\r\nmiddle size\r\n");
+    for (int i = 0; i < 10; ++i) {
+      co_await Sleep();  // lets the feed deliver the changes
+    }
+    std::string all = co_await client->Run("f", "FETCH 1 (UID)");
+    EXPECT_FALSE(absl::StrContains(all, "EXPUNGE")) << all;
+    all += co_await NoopUntil(*client, "ADDTO");
+    EXPECT_TRUE(absl::StrContains(all, "* 1 EXPUNGE")) << all;
+    EXPECT_TRUE(absl::StrContains(all, "* ESEARCH (TAG \"l\") UID REMOVEFROM (2 1)")) << all;
+    EXPECT_TRUE(absl::StrContains(all, "* ESEARCH (TAG \"l\") UID ADDTO (2 3)")) << all;
+    std::string cancelled = co_await client->Run("c", "CANCELUPDATE \"l\"");
+    EXPECT_TRUE(absl::StrContains(cancelled, "c OK")) << cancelled;
+    client->Close();
+    writer->Close();
   });
 }
 

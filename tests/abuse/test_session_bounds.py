@@ -1,8 +1,9 @@
 """Bounds per command and per session in the gateway (docs/security.md): SEARCH
-amplification over a mailbox with many holes, literals held by connections that have
-not logged in, the queue of unreported changes of idle sessions, sessions watching
-many mailboxes with NOTIFY, BODY[] of message data that holds NUL, and LOGIN after
-login. Each attack runs at a size that takes
+amplification over a mailbox with many holes, live search and sort results (RFC 5267)
+under an append flood, literals held by connections that have not logged in, the queue
+of unreported changes of idle sessions, sessions watching many mailboxes with NOTIFY,
+BODY[] of message data that holds NUL, and LOGIN after login. Each attack runs at a
+size that takes
 seconds, gets a clear answer, keeps the gateway's memory growth bounded and leaves the
 canary session working."""
 
@@ -183,6 +184,62 @@ class SearchAmplificationTest(unittest.TestCase):
         self.assertGreaterEqual(metric("imap_search_limit_refusals_total"), refusals + 2)
         # The session is still usable.
         self.client.ok("NOOP")
+        SYSTEM.assert_canary_alive()
+
+
+class LiveResultsTest(unittest.TestCase):
+    """RFC 5267 live results: every SEARCH/SORT with RETURN (UPDATE) keeps its result
+    in the session and costs a search by the service per change batch. A session
+    takes the default 8 (the ninth is NO [LIMIT]) over 2,000 messages while another
+    appends 1,000 more: the gateway's growth stays bounded, the live session is told
+    of every arrival, and the canary keeps working."""
+
+    def test_eight_live_sorts_under_an_append_flood(self):
+        watcher = SYSTEM.client(login=True, timeout=60)
+        writer = SYSTEM.client(login=True, timeout=60)
+        try:
+            watcher.ok("CREATE live")
+            multiappend(writer, "live", 2000)
+            watcher.ok("SELECT live")
+            with SYSTEM.measure("8 live SORTs of 2,000 messages, 1,000 arrivals") as m, \
+                    Sampler(m):
+                for i in range(8):
+                    tag = "live%d" % i
+                    untagged, tagged = watcher.command(
+                        "UID SORT RETURN (UPDATE COUNT) (REVERSE SIZE) UTF-8 ALL", tag=tag,
+                        timeout=30)
+                    assert_tagged(self, tagged, tag, "OK")
+                    self.assertEqual(untagged, [b'* ESEARCH (TAG "%s") UID COUNT 2000'
+                                                % tag.encode()])
+                untagged, tagged = watcher.command(
+                    "UID SEARCH RETURN (UPDATE) ALL", tag="over", timeout=30)
+                assert_tagged(self, tagged, "over", "NO")
+                self.assertIn(b"[LIMIT]", tagged)
+                self.assertEqual(untagged, [])
+                multiappend(writer, "live", 1000, first=2000, per_command=250)
+                added = {}
+                deadline = time.monotonic() + 30
+                while (len(added) < 8 or min(added.values()) < 1000) and \
+                        time.monotonic() < deadline:
+                    for line in watcher.ok("NOOP", timeout=30):
+                        live = re.match(rb'\* ESEARCH \(TAG "(live\d)"\) UID ', line)
+                        if live is None:
+                            continue
+                        for step in re.finditer(rb"ADDTO \(\d+ ([\d:,]+)\)", line):
+                            count = 0
+                            for part in step.group(1).split(b","):
+                                first, _, last = part.partition(b":")
+                                count += abs(int(last or first) - int(first)) + 1
+                            added[live.group(1)] = added.get(live.group(1), 0) + count
+                    time.sleep(0.05)
+                m.check(gateway_kib=32 * 1024)
+            self.assertEqual(len(added), 8, added)
+            self.assertEqual(set(added.values()), {1000}, added)
+            _, tagged = watcher.command('CANCELUPDATE "live0" "live1"', tag="c1")
+            assert_tagged(self, tagged, "c1", "OK")
+        finally:
+            watcher.close()
+            writer.close()
         SYSTEM.assert_canary_alive()
 
 

@@ -2185,6 +2185,278 @@ class SortTest(Base):
         self.assertTagged(tagged, "b7", "BAD")
 
 
+class EsortTest(Base):
+    """RFC 5267 §3 ESORT (SORT RETURN) and §4.4 PARTIAL for SEARCH and SORT."""
+
+    def esearch(self, client, command, tag):
+        untagged, tagged = client.command(command, tag=tag)
+        self.assertTagged(tagged, tag, "OK")
+        self.assertEqual(len(untagged), 1, untagged)
+        return untagged[0]
+
+    def test_capabilities(self):
+        caps = self.connect().ok("CAPABILITY")[0].split()
+        for cap in (b"ESORT", b"CONTEXT=SEARCH", b"CONTEXT=SORT"):
+            self.assertIn(cap, caps)
+
+    def test_min_max_count_all_in_sort_order(self):
+        client = self.connect()
+        SortTest.fill(self, client)  # UID SORT (DATE) is 4 2 1 5 3
+        self.assertEqual(self.esearch(client, "UID SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL",
+                                      "e1"),
+                         b'* ESEARCH (TAG "e1") UID MIN 4 MAX 3 COUNT 5')
+        self.assertEqual(self.esearch(client, "UID SORT RETURN (ALL) (DATE) UTF-8 ALL", "e2"),
+                         b'* ESEARCH (TAG "e2") UID ALL 4,2,1,5,3')
+        # RETURN () means ALL; sequence numbers without UID.
+        self.assertEqual(self.esearch(client, "SORT RETURN () (SUBJECT) UTF-8 ALL", "e3"),
+                         b'* ESEARCH (TAG "e3") ALL 5,1,4,3,2')
+        self.assertEqual(self.esearch(client, "SORT RETURN (MIN) (REVERSE DATE) UTF-8 2:4", "e4"),
+                         b'* ESEARCH (TAG "e4") MIN 3')
+        # Nothing matched: MIN, MAX and ALL are left out, COUNT is 0.
+        self.assertEqual(self.esearch(client, "UID SORT RETURN (MIN MAX ALL COUNT) (DATE) UTF-8 "
+                                      "SUBJECT nomatch", "e5"),
+                         b'* ESEARCH (TAG "e5") UID COUNT 0')
+        # SAVE: "$" holds the first in sort order when only MIN was asked.
+        self.assertEqual(self.esearch(client, "UID SORT RETURN (SAVE MIN) (DATE) UTF-8 ALL", "e6"),
+                         b'* ESEARCH (TAG "e6") UID MIN 4')
+        self.assertEqual(client.ok("UID SEARCH UID $"), [b"* SEARCH 4"])
+        # A plain SORT still answers SORT.
+        self.assertEqual(client.ok("UID SORT (DATE) UTF-8 ALL"), [b"* SORT 4 2 1 5 3"])
+        # With a MODSEQ criterion (RFC 7162 §3.1.5) the answer carries MODSEQ.
+        untagged, tagged = client.command("UID SORT RETURN (COUNT) (DATE) UTF-8 MODSEQ 1",
+                                          tag="e7")
+        self.assertTagged(tagged, "e7", "OK")
+        self.assertRegex(untagged[-1], rb'^\* ESEARCH \(TAG "e7"\) UID COUNT 5 MODSEQ [1-9]\d*$')
+
+    def test_partial(self):
+        client = self.connect()
+        SortTest.fill(self, client)
+        self.assertEqual(self.esearch(client, "UID SORT RETURN (PARTIAL 2:3) (DATE) UTF-8 ALL",
+                                      "p1"),
+                         b'* ESEARCH (TAG "p1") UID PARTIAL (2:3 2,1)')
+        # Past the end: what there is, or NIL.
+        self.assertEqual(self.esearch(client, "UID SORT RETURN (PARTIAL 4:100 COUNT) (DATE) "
+                                      "UTF-8 ALL", "p2"),
+                         b'* ESEARCH (TAG "p2") UID COUNT 5 PARTIAL (4:100 5,3)')
+        self.assertEqual(self.esearch(client, "UID SORT RETURN (PARTIAL 6:9) (DATE) UTF-8 ALL",
+                                      "p3"),
+                         b'* ESEARCH (TAG "p3") UID PARTIAL (6:9 NIL)')
+        # A reversed range is the same range.
+        self.assertEqual(self.esearch(client, "SORT RETURN (PARTIAL 3:1) (SUBJECT) UTF-8 ALL",
+                                      "p4"),
+                         b'* ESEARCH (TAG "p4") PARTIAL (1:3 5,1,4)')
+        # SEARCH: positions in ascending order.
+        self.assertEqual(self.esearch(client, "UID SEARCH RETURN (PARTIAL 2:4 MIN) ALL", "p5"),
+                         b'* ESEARCH (TAG "p5") UID MIN 1 PARTIAL (2:4 2:4)')
+        self.assertEqual(self.esearch(client, "SEARCH RETURN (PARTIAL 1:5) SUBJECT nomatch",
+                                      "p6"),
+                         b'* ESEARCH (TAG "p6") PARTIAL (1:5 NIL)')
+
+    def test_malformed(self):
+        client = self.connect()
+        SortTest.fill(self, client)
+        for tag, command in (
+                ("b1", "SORT RETURN (ALL PARTIAL 1:2) (DATE) UTF-8 ALL"),
+                ("b2", "SEARCH RETURN (PARTIAL -1:-5) ALL"),
+                ("b3", "SEARCH RETURN (PARTIAL 0:5) ALL"),
+                ("b4", "SORT RETURN (BOGUS) (DATE) UTF-8 ALL"),
+                ("b5", "SORT RETURN (MIN) UTF-8 ALL"),
+                ("b6", "UID SORT RETURN (PARTIAL 1:2 PARTIAL 3:4) (DATE) UTF-8 ALL"),
+                ("b7", "SEARCH RETURN (UPDATE SAVE) ALL")):
+            _, tagged = client.command(command, tag=tag)
+            self.assertTagged(tagged, tag, "BAD")
+
+
+def dated_message(serial, date):
+    return sort_message(serial, b"ctx %d" % serial, date, b"a@example.org", b"b@example.org")
+
+
+def poll_all_until(client, predicate, timeout=10):
+    """NOOPs until one untagged line satisfies predicate; returns every untagged
+    line of those NOOPs (the changes may come in more than one)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while True:
+        lines = client.ok("NOOP")
+        seen.extend(lines)
+        if any(predicate(line) for line in lines):
+            return seen
+        if time.monotonic() > deadline:
+            raise AssertionError("NOOP never reported the change; saw %r" % seen)
+        time.sleep(0.1)
+
+
+class ContextTest(Base):
+    """RFC 5267 §4.3 CONTEXT=SEARCH and CONTEXT=SORT: RETURN (UPDATE) keeps a
+    result live; ADDTO and REMOVEFROM follow the changes; CANCELUPDATE."""
+
+    def open(self, count):
+        writer = self.connect()
+        for i in range(count):
+            append_raw(writer, "INBOX", MESSAGE)
+        writer.ok("SELECT INBOX")
+        watcher = self.connect(select="INBOX")
+        return writer, watcher
+
+    def live(self, client, command, tag):
+        untagged, tagged = client.command(command, tag=tag)
+        self.assertTagged(tagged, tag, "OK")
+        return untagged
+
+    def test_search_follows_arrivals_flags_and_expunges(self):
+        writer, watcher = self.open(2)
+        self.assertEqual(self.live(watcher, "UID SEARCH RETURN (UPDATE) UNSEEN", "s1"),
+                         [b'* ESEARCH (TAG "s1") UID ALL 1:2'])
+        # Another session's APPEND: after the EXISTS, ADDTO at its place.
+        append_raw(writer, "INBOX", MESSAGE)
+        lines = poll_all_until(watcher, lambda l: l.startswith(b'* ESEARCH (TAG "s1")'))
+        self.assertIn(b"* 3 EXISTS", lines)
+        self.assertEqual(lines[-1], b'* ESEARCH (TAG "s1") UID ADDTO (3 3)')
+        # A flag change that takes a message out of the result.
+        writer.ok("UID STORE 1 +FLAGS.SILENT (\\Seen)")
+        lines = poll_all_until(watcher, lambda l: l.startswith(b'* ESEARCH (TAG "s1")'))
+        self.assertEqual(lines[-1], b'* ESEARCH (TAG "s1") UID REMOVEFROM (1 1)')
+        # ... and one that brings it back.
+        writer.ok("UID STORE 1 -FLAGS.SILENT (\\Seen)")
+        lines = poll_all_until(watcher, lambda l: l.startswith(b'* ESEARCH (TAG "s1")'))
+        self.assertEqual(lines[-1], b'* ESEARCH (TAG "s1") UID ADDTO (1 1)')
+        # An expunge.
+        writer.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+        writer.ok("EXPUNGE")
+        lines = poll_all_until(watcher, lambda l: l.startswith(b'* ESEARCH (TAG "s1")'))
+        self.assertIn(b"* 2 EXPUNGE", lines)
+        self.assertEqual(lines[-1], b'* ESEARCH (TAG "s1") UID REMOVEFROM (2 2)')
+        # The session's own change is reported before its tagged OK.
+        lines = watcher.ok("UID STORE 3 +FLAGS.SILENT (\\Seen)")
+        self.assertIn(b'* ESEARCH (TAG "s1") UID REMOVEFROM (2 3)', lines)
+        # Nothing changed: nothing said.
+        self.assertEqual(watcher.ok("NOOP"), [])
+
+    def test_sort_positions_are_in_sort_order(self):
+        writer = self.connect()
+        append_raw(writer, "INBOX", dated_message(1, b"Mon, 5 Jan 2026 10:00:00 +0000"))
+        append_raw(writer, "INBOX", dated_message(2, b"Wed, 7 Jan 2026 10:00:00 +0000"))
+        writer.ok("SELECT INBOX")
+        watcher = self.connect(select="INBOX")
+        self.assertEqual(self.live(watcher, "UID SORT RETURN (UPDATE) (DATE) UTF-8 ALL", "o1"),
+                         [b'* ESEARCH (TAG "o1") UID ALL 1:2'])
+        self.assertEqual(self.live(watcher, "UID SORT RETURN (UPDATE COUNT) (REVERSE DATE) "
+                                   "UTF-8 ALL", "o2"),
+                         [b'* ESEARCH (TAG "o2") UID COUNT 2'])
+        # Dated between the two: second by DATE, second by REVERSE DATE too.
+        append_raw(writer, "INBOX", dated_message(3, b"Tue, 6 Jan 2026 10:00:00 +0000"))
+        lines = poll_all_until(watcher, lambda l: l.startswith(b'* ESEARCH (TAG "o2")'))
+        self.assertIn(b'* ESEARCH (TAG "o1") UID ADDTO (2 3)', lines)
+        self.assertIn(b'* ESEARCH (TAG "o2") UID ADDTO (2 3)', lines)
+        # The newest first under REVERSE DATE, last under DATE.
+        append_raw(writer, "INBOX", dated_message(4, b"Thu, 8 Jan 2026 10:00:00 +0000"))
+        lines = poll_all_until(watcher, lambda l: l.startswith(b'* ESEARCH (TAG "o2")'))
+        self.assertIn(b'* ESEARCH (TAG "o1") UID ADDTO (4 4)', lines)
+        self.assertIn(b'* ESEARCH (TAG "o2") UID ADDTO (1 4)', lines)
+        # Sort order 1 3 2 4: removing UID 2 empties position 3.
+        writer.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+        writer.ok("EXPUNGE")
+        lines = poll_all_until(watcher, lambda l: l.startswith(b'* ESEARCH (TAG "o1")'))
+        self.assertIn(b'* ESEARCH (TAG "o1") UID REMOVEFROM (3 2)', lines)
+        self.assertIn(b'* ESEARCH (TAG "o2") UID REMOVEFROM (2 2)', lines)
+
+    def test_updates_during_idle(self):
+        writer, watcher = self.open(1)
+        self.live(watcher, "UID SEARCH RETURN (UPDATE) ALL", "i0")
+        watcher.send(b"i1 IDLE\r\n")
+        watcher.expect_continuation()
+        append_raw(writer, "INBOX", MESSAGE)
+        lines = watcher.read_lines_until(lambda l: l.startswith(b'* ESEARCH'), timeout=10)
+        self.assertIn(b"* 2 EXISTS", lines)
+        self.assertEqual(lines[-1], b'* ESEARCH (TAG "i0") UID ADDTO (2 2)')
+        watcher.send(b"DONE\r\n")
+        _, tagged = watcher.read_tagged("i1")
+        self.assertTagged(tagged, "i1", "OK")
+
+    def test_cancelupdate(self):
+        writer, watcher = self.open(1)
+        self.live(watcher, "UID SEARCH RETURN (UPDATE) ALL", "c1")
+        self.live(watcher, "SEARCH RETURN (UPDATE MIN) ALL", "c2")
+        _, tagged = watcher.command('CANCELUPDATE "c1"', tag="c3")
+        self.assertTagged(tagged, "c3", "OK")
+        append_raw(writer, "INBOX", MESSAGE)
+        lines = poll_all_until(watcher, lambda l: l.startswith(b"* ESEARCH"))
+        self.assertEqual([l for l in lines if l.startswith(b"* ESEARCH")],
+                         [b'* ESEARCH (TAG "c2") UID ADDTO (2 2)'])
+        # Unknown tags (or one cancelled already) are BAD, and nothing is cancelled.
+        for tag, command in (("c4", 'CANCELUPDATE "c1"'), ("c5", 'CANCELUPDATE "c2" "zz"'),
+                             ("c6", "CANCELUPDATE c2"), ("c7", "CANCELUPDATE")):
+            _, tagged = watcher.command(command, tag=tag)
+            self.assertTagged(tagged, tag, "BAD")
+        _, tagged = watcher.command('CANCELUPDATE "c2"', tag="c8")
+        self.assertTagged(tagged, "c8", "OK")
+        # Live results end with the selection.
+        self.live(watcher, "UID SEARCH RETURN (UPDATE) ALL", "c9")
+        watcher.ok("UNSELECT")
+        watcher.ok("SELECT INBOX")
+        _, tagged = watcher.command('CANCELUPDATE "c9"', tag="c10")
+        self.assertTagged(tagged, "c10", "BAD")
+
+    def test_live_results_per_session_limit(self):
+        # --max-live-results defaults to 8: the eighth is kept, the ninth is NO [LIMIT].
+        _, watcher = self.open(1)
+        for i in range(8):
+            self.live(watcher, "UID SEARCH RETURN (UPDATE) ALL", "l%d" % i)
+        untagged, tagged = watcher.command("UID SORT RETURN (UPDATE) (DATE) UTF-8 ALL", tag="l8")
+        self.assertTagged(tagged, "l8", "NO", b"LIMIT")
+        self.assertEqual(untagged, [])
+        # The same tag again replaces its live result, which counts once.
+        self.live(watcher, "UID SEARCH RETURN (UPDATE) ALL", "l0")
+        # Without UPDATE the search is answered as usual.
+        self.live(watcher, "UID SEARCH RETURN (COUNT) ALL", "l9")
+        _, tagged = watcher.command('CANCELUPDATE "l3"', tag="l10")
+        self.assertTagged(tagged, "l10", "OK")
+        self.live(watcher, "UID SORT RETURN (UPDATE) (DATE) UTF-8 ALL", "l11")
+
+    def test_live_result_size_limit(self):
+        gateway = SYSTEM.start_gateway("--gateway-id=std-ctx", "--max-live-result-size=2")
+        writer = self.connect(gateway=gateway)
+        for _ in range(2):
+            append_raw(writer, "INBOX", MESSAGE)
+        watcher = self.connect(gateway=gateway, select="INBOX")
+        # At the limit: kept.
+        self.live(watcher, "UID SEARCH RETURN (UPDATE) ALL", "z1")
+        self.live(watcher, "UID SEARCH RETURN (UPDATE) UID 1", "z2")
+        append_raw(writer, "INBOX", MESSAGE)
+        # z1 would hold 3: it stops being updated, and says so.
+        lines = poll_all_until(watcher, lambda l: b"NOUPDATE" in l)
+        self.assertIn(b'* NO [NOUPDATE "z1"]', b"\n".join(lines))
+        self.assertFalse(any(l.startswith(b'* ESEARCH (TAG "z1")') for l in lines), lines)
+        _, tagged = watcher.command('CANCELUPDATE "z1"', tag="z3")
+        self.assertTagged(tagged, "z3", "BAD")
+        # Over it from the start: NO [LIMIT], no result.
+        untagged, tagged = watcher.command("UID SEARCH RETURN (UPDATE) ALL", tag="z4")
+        self.assertTagged(tagged, "z4", "NO", b"LIMIT")
+        self.assertEqual(untagged, [])
+        _, tagged = watcher.command('CANCELUPDATE "z2"', tag="z5")
+        self.assertTagged(tagged, "z5", "OK")
+        self.assertTrue(gateway.alive())
+
+    def test_no_live_results_allowed(self):
+        # --max-live-results=0: CONTEXT is not advertised and UPDATE is refused;
+        # ESORT and PARTIAL stay.
+        gateway = SYSTEM.start_gateway("--gateway-id=std-ctx0", "--max-live-results=0")
+        client = self.connect(gateway=gateway)
+        append_raw(client, "INBOX", MESSAGE)
+        caps = client.ok("CAPABILITY")[0].split()
+        self.assertIn(b"ESORT", caps)
+        self.assertNotIn(b"CONTEXT=SEARCH", caps)
+        self.assertNotIn(b"CONTEXT=SORT", caps)
+        client.ok("SELECT INBOX")
+        untagged, tagged = client.command("UID SEARCH RETURN (UPDATE) ALL", tag="y1")
+        self.assertTagged(tagged, "y1", "NO", b"LIMIT")
+        self.assertEqual(untagged, [])
+        untagged, tagged = client.command("UID SORT RETURN (PARTIAL 1:1) (DATE) UTF-8 ALL",
+                                          tag="y2")
+        self.assertTagged(tagged, "y2", "OK")
+        self.assertEqual(untagged, [b'* ESEARCH (TAG "y2") UID PARTIAL (1:1 1)'])
+
+
 class ThreadTest(Base):
     """RFC 5256 THREAD=ORDEREDSUBJECT and THREAD=REFERENCES."""
 

@@ -114,6 +114,20 @@ awaitable<void> Search(CommandContext& session, const imap::SearchCommand& comma
 // sort.cc: RFC 5256 SORT and THREAD, RFC 5957 SORT=DISPLAY.
 awaitable<void> Sort(CommandContext& session, const imap::SortCommand& command);
 awaitable<void> Thread(CommandContext& session, const imap::ThreadCommand& command);
+// context.cc: RFC 5267 §4.3 live results (CONTEXT=SEARCH, CONTEXT=SORT).
+// Whether one more live result fits (SessionOptions::max_live_results); answers
+// NO [LIMIT] when not. `name` names the command.
+bool HasLiveResultRoom(CommandContext& session, std::string_view name);
+// Keeps `uids` (in result order, all in the view) live under the command's tag,
+// replacing a live result of the same tag; answers NO [LIMIT] and returns false
+// when they exceed SessionOptions::max_live_result_size.
+bool KeepLive(CommandContext& session, bool sorted, mailbox::v1::SortRequest request,
+              std::vector<uint32_t> uids, std::string_view name);
+// Evaluates the live results of the selected mailbox again and sends ADDTO and
+// REMOVEFROM for what changed. Called by the session where unsolicited
+// responses may go, after the changes it reports there.
+awaitable<void> RefreshLiveResults(CommandContext& session);
+awaitable<void> CancelUpdate(CommandContext& session, const imap::CancelUpdateCommand& command);
 // copy.cc: RFC 3501 §6.4.7, RFC 4315 COPYUID, RFC 6851 MOVE.
 awaitable<void> Copy(CommandContext& session, const imap::SequenceSet& set, bool uid,
                      const std::string& mailbox, bool move);

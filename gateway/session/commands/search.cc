@@ -30,6 +30,10 @@ awaitable<void> Search(CommandContext& session, const imap::SearchCommand& comma
     session.Bad("SEARCH needs a selected mailbox");
     co_return;
   }
+  const bool update = command.return_options.has_value() && command.return_options->update;
+  if (update && !HasLiveResultRoom(session, command.uid ? "UID SEARCH" : "SEARCH")) {
+    co_return;
+  }
   // RFC 5182 §2.1: a SAVE search replaces "$"; if it fails, "$" is empty.
   const bool save = command.return_options.has_value() && command.return_options->save;
   std::vector<imap::Interval> previous;
@@ -69,6 +73,11 @@ awaitable<void> Search(CommandContext& session, const imap::SearchCommand& comma
     request.set_charset(session.utf8_accept() ? "UTF-8" : "US-ASCII");
   }
   *request.mutable_key() = std::move(mapped->key);
+  // RFC 5267 §4.3: a live result is searched again with the same key.
+  std::optional<v1::SearchRequest> live_request;
+  if (update) {
+    live_request = request;
+  }
   // Matches above it were not announced (no EXISTS yet) and are left out below.
   request.set_view_last_uid(mailbox->map.max_uid());
   absl::StatusOr<v1::SearchResponse> response =
@@ -91,17 +100,30 @@ awaitable<void> Search(CommandContext& session, const imap::SearchCommand& comma
     const imap::SearchReturnOptions& options = *command.return_options;
     std::vector<uint32_t> uids =
         command.uid ? numbers : ResultNumbers(response->uids(), mailbox->map, /*uid=*/true);
-    if ((options.min || options.max) && !options.all && !options.count && !uids.empty()) {
+    if ((options.min || options.max) && !options.all && !options.count &&
+        !options.partial.has_value() && !uids.empty()) {
       std::vector<uint32_t> ends;
       if (options.min) ends.push_back(uids.front());
       if (options.max && (!options.min || uids.back() != uids.front())) ends.push_back(uids.back());
       uids = std::move(ends);
     }
     mailbox->saved_result = ToRuns(uids);  // ascending, so runs are sorted ranges
-    if (!options.min && !options.max && !options.all && !options.count) {
+    if (!options.min && !options.max && !options.all && !options.count &&
+        !options.partial.has_value()) {
       // SAVE alone: the result goes to "$" only, no response (§2.4).
       session.Ok(command.uid ? "UID SEARCH completed, result saved"
                              : "SEARCH completed, result saved");
+      co_return;
+    }
+  }
+  if (update) {
+    // Kept before anything is sent: over the size bound the command is refused.
+    v1::SortRequest live;
+    *live.mutable_search() = *std::move(live_request);
+    std::vector<uint32_t> uids =
+        command.uid ? numbers : ResultNumbers(response->uids(), mailbox->map, /*uid=*/true);
+    if (!KeepLive(session, /*sorted=*/false, std::move(live), std::move(uids),
+                  command.uid ? "UID SEARCH" : "SEARCH")) {
       co_return;
     }
   }
@@ -113,7 +135,7 @@ awaitable<void> Search(CommandContext& session, const imap::SearchCommand& comma
     const imap::SearchReturnOptions options =
         command.return_options.value_or(imap::SearchReturnOptions());
     if (modseq.has_value() && (options.min || options.max) && !options.all &&
-        !options.count) {
+        !options.count && !options.partial.has_value()) {
       modseq = std::max(options.min ? response->first_match_modseq() : 0,
                         options.max ? response->last_match_modseq() : 0);
     }

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -335,7 +336,8 @@ std::vector<uint32_t> ResultNumbers(const v1::UidSet& uids, const UidMap& map, b
 
 imap::EsearchData MakeEsearchData(const std::vector<uint32_t>& numbers,
                                   const imap::SearchReturnOptions& options) {
-  const bool all = options.all || !(options.min || options.max || options.count);
+  const bool all = options.all || !(options.min || options.max || options.count ||
+                                    options.partial.has_value());
   imap::EsearchData data;
   // RFC 4731 §3.1: MIN and MAX are omitted when nothing matched; COUNT is not.
   if (options.min && !numbers.empty()) {
@@ -350,7 +352,76 @@ imap::EsearchData MakeEsearchData(const std::vector<uint32_t>& numbers,
   if (all) {
     data.all = ToRuns(numbers);
   }
+  if (options.partial.has_value()) {
+    // RFC 5267 §4.4: the messages at positions first..last of the result; the
+    // part beyond its end is left out, and a range wholly beyond it is NIL.
+    imap::EsearchData::Partial partial;
+    partial.first = options.partial->first;
+    partial.last = options.partial->last;
+    if (partial.first <= numbers.size()) {
+      const size_t end = std::min<size_t>(partial.last, numbers.size());
+      std::vector<uint32_t> part(numbers.begin() + (partial.first - 1), numbers.begin() + end);
+      partial.numbers = ToRuns(part);
+    }
+    data.partial = std::move(partial);
+  }
   return data;
+}
+
+std::vector<imap::ContextChange> DiffResults(const std::vector<uint32_t>& before,
+                                             const std::vector<uint32_t>& after) {
+  std::unordered_set<uint32_t> in_after(after.begin(), after.end());
+  std::unordered_set<uint32_t> in_before(before.begin(), before.end());
+  // The messages in both, in `after`'s order; one whose place among them moved
+  // is treated as removed and added again.
+  std::vector<uint32_t> kept_before;
+  for (uint32_t uid : before) {
+    if (in_after.count(uid) > 0) kept_before.push_back(uid);
+  }
+  std::vector<uint32_t> kept_after;
+  for (uint32_t uid : after) {
+    if (in_before.count(uid) > 0) kept_after.push_back(uid);
+  }
+  if (kept_before != kept_after) {
+    // Keep the longest run of `kept_before` that is in order in `kept_after`
+    // would be the minimal edit; moving all of them is simpler and still right.
+    in_after.clear();
+    in_before.clear();
+  }
+  std::vector<imap::ContextChange> changes;
+  auto add_step = [&changes](bool add, uint32_t position, uint32_t uid) {
+    if (!changes.empty()) {
+      imap::ContextChange& last = changes.back();
+      // Only consecutive additions extend a step (the next one lands right
+      // after); consecutive removals at the same position do too.
+      uint32_t count = 0;
+      for (const imap::Interval& run : last.uids) count += run.last - run.first + 1;
+      const bool follows = last.add == add &&
+                           (add ? position == last.position + count : position == last.position);
+      if (follows) {
+        if (last.uids.back().last != UINT32_MAX && last.uids.back().last + 1 == uid) {
+          last.uids.back().last = uid;
+        } else {
+          last.uids.push_back({uid, uid});
+        }
+        return;
+      }
+    }
+    changes.push_back({add, position, {{uid, uid}}});
+  };
+  uint32_t removed = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    if (in_after.count(before[i]) == 0) {
+      add_step(false, static_cast<uint32_t>(i - removed + 1), before[i]);
+      ++removed;
+    }
+  }
+  for (size_t j = 0; j < after.size(); ++j) {
+    if (in_before.count(after[j]) == 0) {
+      add_step(true, static_cast<uint32_t>(j + 1), after[j]);
+    }
+  }
+  return changes;
 }
 
 std::vector<imap::Interval> ToRuns(const std::vector<uint32_t>& numbers) {

@@ -64,10 +64,22 @@ int32_t CivilDay(const imap::Date& date);
 std::vector<uint32_t> ResultNumbers(const mailbox::v1::UidSet& uids, const UidMap& map,
                                     bool uid);
 
-// ESEARCH data (RFC 4731 §3.1) for ascending `numbers`. With no option set,
-// ALL is meant. MODSEQ is left to the caller.
+// ESEARCH data (RFC 4731 §3.1) for `numbers` in result order: ascending for
+// SEARCH, sort order for SORT (RFC 5267 §3.1: MIN and MAX are the first and
+// last in that order), with PARTIAL (RFC 5267 §4.4) when asked. With no
+// result option set (none of MIN, MAX, COUNT, ALL, PARTIAL), ALL is meant.
+// MODSEQ is left to the caller.
 imap::EsearchData MakeEsearchData(const std::vector<uint32_t>& numbers,
                                   const imap::SearchReturnOptions& options);
+
+// RFC 5267 §4.3: the ADDTO and REMOVEFROM steps that turn the live result
+// `before` into `after` (UIDs in result order), applied in the order given:
+// removals first, each at its 1-based position in the list as it then stands,
+// then additions at the position each takes in `after`. Neighbours in one
+// step share it. Messages whose order among the others changed (sort keys do
+// not change, so this does not happen in practice) are removed and re-added.
+std::vector<imap::ContextChange> DiffResults(const std::vector<uint32_t>& before,
+                                             const std::vector<uint32_t>& after);
 
 // Compresses `numbers` into runs, keeping their order: {3,4,5,9,1} gives
 // 3:5,9,1. Used for COPYUID, whose two sets must pair up element by element

@@ -353,6 +353,63 @@ TEST(MakeEsearchDataTest, NothingMatched) {
   EXPECT_EQ(imap::EsearchResponse("A1", false, data), "* ESEARCH (TAG \"A1\") COUNT 0\r\n");
 }
 
+TEST(MakeEsearchDataTest, SortOrderMinMaxAndAll) {
+  // RFC 5267 §3.1: in a sorted result MIN and MAX are its first and last.
+  imap::SearchReturnOptions options;
+  options.min = options.max = options.all = true;
+  imap::EsearchData data = MakeEsearchData({9, 2, 3, 4, 1}, options);
+  EXPECT_EQ(imap::EsearchResponse("A1", false, data),
+            "* ESEARCH (TAG \"A1\") MIN 9 MAX 1 ALL 9,2:4,1\r\n");
+}
+
+TEST(MakeEsearchDataTest, PartialRanges) {
+  // RFC 5267 §4.4: positions in result order, clipped to its end; a range past
+  // the end is NIL; PARTIAL alone does not mean ALL.
+  const std::vector<uint32_t> result = {8, 3, 4, 5, 1};
+  auto partial = [&result](uint32_t first, uint32_t last, bool count = false) {
+    imap::SearchReturnOptions options;
+    options.partial = imap::SearchReturnOptions::Range{first, last};
+    options.count = count;
+    return imap::EsearchResponse("t", true, MakeEsearchData(result, options));
+  };
+  EXPECT_EQ(partial(2, 4), "* ESEARCH (TAG \"t\") UID PARTIAL (2:4 3:5)\r\n");
+  EXPECT_EQ(partial(1, 1), "* ESEARCH (TAG \"t\") UID PARTIAL (1:1 8)\r\n");
+  EXPECT_EQ(partial(4, 100, true), "* ESEARCH (TAG \"t\") UID COUNT 5 PARTIAL (4:100 5,1)\r\n");
+  EXPECT_EQ(partial(5, 5), "* ESEARCH (TAG \"t\") UID PARTIAL (5:5 1)\r\n");
+  EXPECT_EQ(partial(6, 10), "* ESEARCH (TAG \"t\") UID PARTIAL (6:10 NIL)\r\n");
+  EXPECT_EQ(partial(4294967295u, 4294967295u),
+            "* ESEARCH (TAG \"t\") UID PARTIAL (4294967295:4294967295 NIL)\r\n");
+  imap::SearchReturnOptions options;
+  options.partial = imap::SearchReturnOptions::Range{1, 10};
+  EXPECT_EQ(imap::EsearchResponse("t", false, MakeEsearchData({}, options)),
+            "* ESEARCH (TAG \"t\") PARTIAL (1:10 NIL)\r\n");
+}
+
+std::string Changes(const std::vector<uint32_t>& before, const std::vector<uint32_t>& after) {
+  return imap::ContextUpdateResponse("t", DiffResults(before, after));
+}
+
+TEST(DiffResultsTest, AdditionsAndRemovalsAtTheirPositions) {
+  EXPECT_THAT(DiffResults({1, 2, 3}, {1, 2, 3}), IsEmpty());
+  EXPECT_EQ(Changes({1, 2, 3}, {1, 2, 3, 7}), "* ESEARCH (TAG \"t\") UID ADDTO (4 7)\r\n");
+  EXPECT_EQ(Changes({}, {5, 6, 9}), "* ESEARCH (TAG \"t\") UID ADDTO (1 5:6,9)\r\n");
+  EXPECT_EQ(Changes({1, 2, 3}, {1, 3}), "* ESEARCH (TAG \"t\") UID REMOVEFROM (2 2)\r\n");
+  // Neighbours removed together share a step; the positions are those of the
+  // list as each step leaves it.
+  EXPECT_EQ(Changes({1, 2, 3, 4, 5}, {1, 4}),
+            "* ESEARCH (TAG \"t\") UID REMOVEFROM (2 2:3) REMOVEFROM (3 5)\r\n");
+  // Sort order: a new message sorting first goes to position 1.
+  EXPECT_EQ(Changes({30, 10, 20}, {40, 30, 20}),
+            "* ESEARCH (TAG \"t\") UID REMOVEFROM (2 10) ADDTO (1 40)\r\n");
+  EXPECT_EQ(Changes({30, 20}, {30, 41, 40, 20}),
+            "* ESEARCH (TAG \"t\") UID ADDTO (2 41,40)\r\n");
+}
+
+TEST(DiffResultsTest, ReorderedMessagesAreRemovedAndAddedAgain) {
+  EXPECT_EQ(Changes({1, 2}, {2, 1}),
+            "* ESEARCH (TAG \"t\") UID REMOVEFROM (1 1:2) ADDTO (1 2,1)\r\n");
+}
+
 TEST(ToRunsTest, KeepsOrder) {
   EXPECT_THAT(ToRuns({3, 4, 5, 9, 1}), ElementsAre(imap::Interval{3, 5}, imap::Interval{9, 9},
                                                    imap::Interval{1, 1}));

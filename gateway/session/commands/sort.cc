@@ -32,11 +32,12 @@ namespace v1 = mailbox::v1;
 std::optional<v1::SearchRequest> MapCriteria(CommandContext& session,
                                              const imap::SearchKey& criteria,
                                              const std::string& charset, std::string_view name,
-                                             bool* uses_modseq) {
+                                             bool* uses_modseq,
+                                             const std::vector<imap::Interval>* saved) {
   SelectedMailbox* mailbox = session.selected();
   absl::StatusOr<MappedSearch> mapped =
       MapSearchKey(criteria, mailbox->map, mailbox->recent, mailbox->map.max_uid(),
-                   session.options().max_search_uid_ranges, &mailbox->saved_result);
+                   session.options().max_search_uid_ranges, saved);
   if (absl::IsResourceExhausted(mapped.status())) {
     ops::GlobalMetrics().search_limit_refusals.fetch_add(1);
     session.No(absl::StrCat(std::string(name), " refused: ", mapped.status().message()), "LIMIT");
@@ -57,7 +58,8 @@ std::optional<v1::SearchRequest> MapCriteria(CommandContext& session,
   // as BADCHARSET, answered "NO [BADCHARSET (US-ASCII UTF-8)]" by Session::Fail.
   request.set_charset(charset);
   // Messages above the view were not announced (no EXISTS yet): a thread must not
-  // name them, so they are not searched at all.
+  // name them, so they are not searched at all. A live result (RFC 5267 §4.3)
+  // widens this second key as the view grows (context.cc, WidenView).
   v1::SearchKey* both = request.mutable_key();
   *both->mutable_and_()->add_keys() = std::move(mapped->key);
   v1::UidRange* view = both->mutable_and_()->add_keys()->mutable_uid()->add_ranges();
@@ -100,9 +102,23 @@ awaitable<void> Sort(CommandContext& session, const imap::SortCommand& command) 
     session.Bad("SORT needs a selected mailbox");
     co_return;
   }
+  const std::string_view name = command.uid ? "UID SORT" : "SORT";
+  const bool update = command.return_options.has_value() && command.return_options->update;
+  if (update && !HasLiveResultRoom(session, name)) {
+    co_return;
+  }
+  const bool save = command.return_options.has_value() && command.return_options->save;
+  std::vector<imap::Interval> previous;
+  if (save) {
+    // RFC 5182 §2.1 (ESORT takes the search return options, RFC 5267 §3): a
+    // SAVE replaces "$", which is empty if the command fails.
+    previous = std::move(mailbox->saved_result);
+    mailbox->saved_result.clear();
+  }
   bool uses_modseq = false;
   std::optional<v1::SearchRequest> search =
-      MapCriteria(session, command.criteria, command.charset, "SORT", &uses_modseq);
+      MapCriteria(session, command.criteria, command.charset, "SORT", &uses_modseq,
+                  save ? &previous : &mailbox->saved_result);
   if (!search.has_value()) {
     co_return;
   }
@@ -129,7 +145,51 @@ awaitable<void> Sort(CommandContext& session, const imap::SortCommand& command) 
   if (uses_modseq && !numbers.empty()) {
     modseq = response->highest_modseq();
   }
-  session.Send(imap::SortResponse(numbers, modseq));
+  if (!command.return_options.has_value()) {
+    session.Send(imap::SortResponse(numbers, modseq));
+    session.Ok(command.uid ? "UID SORT completed" : "SORT completed");
+    co_return;
+  }
+  // RFC 5267 §3: ESORT answers with ESEARCH, in sort order.
+  const imap::SearchReturnOptions& options = *command.return_options;
+  std::vector<uint32_t> uids;
+  if (save || update) {
+    uids.reserve(numbers.size());
+    for (const uint32_t uid : response->uids()) {
+      if (mailbox->map.SeqOf(uid).has_value()) uids.push_back(uid);
+    }
+  }
+  if (update && !KeepLive(session, /*sorted=*/true, request, uids, name)) {
+    co_return;
+  }
+  if (save) {
+    // RFC 5182 §2.4: with only MIN and/or MAX, "$" holds those messages; else
+    // all of them ("$" is a set: the sort order is not kept).
+    std::vector<uint32_t> saved = uids;
+    if ((options.min || options.max) && !options.all && !options.count &&
+        !options.partial.has_value() && !saved.empty()) {
+      std::vector<uint32_t> ends;
+      if (options.min) ends.push_back(saved.front());
+      if (options.max && (!options.min || saved.back() != saved.front())) {
+        ends.push_back(saved.back());
+      }
+      saved = std::move(ends);
+    }
+    std::sort(saved.begin(), saved.end());
+    mailbox->saved_result = ToRuns(saved);
+    if (!options.min && !options.max && !options.all && !options.count &&
+        !options.partial.has_value()) {
+      session.Ok(command.uid ? "UID SORT completed, result saved" : "SORT completed, result saved");
+      co_return;
+    }
+  }
+  imap::EsearchData data = MakeEsearchData(numbers, options);
+  // RFC 7162 §3.1.5: MODSEQ when the criteria used it. The store gives the
+  // highest MODSEQ of all matches, also when only MIN, MAX or PARTIAL are
+  // returned (RFC 7162 §3.1.10 asks for those messages' highest; this one is
+  // never lower).
+  data.modseq = modseq;
+  session.Send(imap::EsearchResponse(session.tag(), command.uid, data));
   session.Ok(command.uid ? "UID SORT completed" : "SORT completed");
 }
 
@@ -141,7 +201,8 @@ awaitable<void> Thread(CommandContext& session, const imap::ThreadCommand& comma
   }
   bool uses_modseq = false;
   std::optional<v1::SearchRequest> search =
-      MapCriteria(session, command.criteria, command.charset, "THREAD", &uses_modseq);
+      MapCriteria(session, command.criteria, command.charset, "THREAD", &uses_modseq,
+                  &session.selected()->saved_result);
   if (!search.has_value()) {
     co_return;
   }
