@@ -1204,4 +1204,13 @@ Result<AppendSegment> ParseAppendSegment(std::string_view text, AppendAt at,
   return segment;
 }
 
+Result<Section> ParseSectionText(std::string_view text, const Limits& limits) {
+  const std::string bracketed = "[" + std::string(text) + "]";
+  Lexer lex(bracketed, limits);
+  Section section;
+  if (!SectionSpec(lex, &section, /*binary=*/false)) return lex.error();
+  if (!lex.AtEnd()) return Error{"unexpected data after the section"};
+  return section;
+}
+
 }  // namespace imap

@@ -107,4 +107,8 @@ Result<AppendSegment> ParseAppendSegment(std::string_view text, AppendAt at,
                                          bool literal_at_end, const Limits& limits,
                                          size_t* catenate_parts);
 
+// A section-spec as inside BODY[...] (RFC 3501 §9), e.g. "1.2.MIME" or
+// "HEADER.FIELDS (FROM TO)"; "" is the whole message.
+Result<Section> ParseSectionText(std::string_view text, const Limits& limits = {});
+
 }  // namespace imap
