@@ -2440,12 +2440,15 @@ class CatenateTest(Base):
 
 class CatenateLimitTest(unittest.TestCase):
     """The assembled message stays within APPENDLIMIT (--max-append-size), and a message
-    has at most --max-catenate-parts parts; each checked at the limit."""
+    has at most --max-catenate-parts parts; each checked at the limit. Absolute URLs
+    name one of --catenate-url-hosts and the logged-in user."""
 
     @classmethod
     def setUpClass(cls):
         cls.gateway = SYSTEM.start_gateway("--gateway-id=std-catenate", "--max-append-size=300",
-                                           "--max-catenate-parts=3")
+                                           "--max-catenate-parts=3",
+                                           "--catenate-url-hosts=imap.example.test, "
+                                           "Mail.Example.TEST")
 
     def setUp(self):
         self.user, self.password = SYSTEM.new_user("std")
@@ -2479,3 +2482,22 @@ class CatenateLimitTest(unittest.TestCase):
             self.assertTrue(tagged.startswith(tag.encode() + b" NO [TOOBIG]"), tagged)
         client.ok("NOOP")
         self.assertEqual(client.ok("STATUS Drafts (MESSAGES)"), [b"* STATUS Drafts (MESSAGES 1)"])
+
+    def test_absolute_urls_of_a_configured_host(self):
+        client = self.client
+        _, tagged = append_raw(client, "INBOX", sized_message(100, 1))
+        validity, uid = re.search(rb"\[APPENDUID (\d+) (\d+)\]", tagged).groups()
+        path = "/INBOX;UIDVALIDITY=%s/;UID=%s" % (validity.decode(), uid.decode())
+        for host in ("mail.example.test", "MAIL.example.test:993", "imap.example.test"):
+            url = "imap://%s;AUTH=*@%s%s" % (self.user, host, path)
+            tag = client.tag()
+            tagged = catenate(client, "Drafts", [("URL", url)], tag=tag)
+            self.assertTrue(tagged.startswith(tag.encode() + b" OK [APPENDUID"), tagged)
+        for url in ("imap://%s@other.example.test%s" % (self.user, path),
+                    "imap://someone-else@mail.example.test%s" % path,
+                    "imap://mail.example.test%s" % path):  # anonymous
+            tag = client.tag()
+            tagged = catenate(client, "Drafts", [("URL", url)], tag=tag)
+            self.assertTrue(tagged.startswith(b"%s NO [BADURL %s]" % (tag.encode(), url.encode())),
+                            tagged)
+        self.assertEqual(client.ok("STATUS Drafts (MESSAGES)"), [b"* STATUS Drafts (MESSAGES 3)"])
