@@ -14,7 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/detached.hpp"
@@ -86,6 +89,12 @@ std::vector<mailbox::config::Setting> Settings() {
        "largest literal outside APPEND message data"},
       {"max-append-size", "IMAPD_MAX_APPEND_SIZE", "67108864", "largest APPEND message"},
       {"max-literals", "IMAPD_MAX_LITERALS", "1000", "literals per command"},
+      {"max-catenate-parts", "IMAPD_MAX_CATENATE_PARTS", "256",
+       "TEXT and URL parts of one CATENATE message (RFC 4469)"},
+      {"catenate-url-hosts", "IMAPD_CATENATE_URL_HOSTS", "",
+       "comma-separated host names clients reach this gateway by: an absolute imap:// URL "
+       "in CATENATE must name one of them and the logged-in user (empty: only relative "
+       "URLs)"},
       {"max-unauthenticated-literal", "IMAPD_MAX_UNAUTHENTICATED_LITERAL", "8192",
        "literal octets per command before LOGIN/AUTHENTICATE"},
       {"max-nesting", "IMAPD_MAX_NESTING", "32", "parenthesis nesting depth"},
@@ -181,6 +190,7 @@ int Run(int argc, char** argv) {
       !ReadInt(*config, "max-literal-size", &options.limits.max_literal_size) ||
       !ReadInt(*config, "max-append-size", &options.limits.max_append_literal_size) ||
       !ReadInt(*config, "max-literals", &options.limits.max_literals_per_command) ||
+      !ReadInt(*config, "max-catenate-parts", &options.limits.max_catenate_parts) ||
       !ReadInt(*config, "max-unauthenticated-literal",
                &options.limits.max_unauthenticated_literal_octets) ||
       !ReadInt(*config, "max-nesting", &options.limits.max_nesting_depth) ||
@@ -213,6 +223,11 @@ int Run(int argc, char** argv) {
   options.allow_scram = config->GetBool("auth-scram");
   options.oauth = config->GetBool("oauth");
   options.oauth_scope = config->Get("oauth-scope");
+  for (absl::string_view host : absl::StrSplit(config->Get("catenate-url-hosts"), ',',
+                                              absl::SkipWhitespace())) {
+    options.catenate_url_hosts.push_back(
+        absl::AsciiStrToLower(absl::StripAsciiWhitespace(host)));
+  }
   options.oauth_openid_configuration = config->Get("oauth-openid-configuration");
   options.limits.literal_minus = config->GetBool("literal-minus");
   options.tls_handshake_timeout =

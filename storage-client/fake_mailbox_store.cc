@@ -1200,6 +1200,10 @@ absl::StatusOr<v1::AppendResponse> FakeMailboxStore::CommitAppend(
       pending.push_back({items[i].message(), ""});
     } else if (items[i].has_chunk() && !pending.empty()) {
       pending.back().content += items[i].chunk();
+    } else if (items[i].item_case() == v1::AppendRequest::kMore && !pending.empty() &&
+               pending.back().content.size() == pending.back().header.size()) {
+      // RFC 4469 CATENATE: the message grows by another part.
+      pending.back().header.set_size(pending.back().header.size() + items[i].more());
     } else {
       return v1::BadRequest("unexpected item in append stream");
     }

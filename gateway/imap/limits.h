@@ -20,6 +20,9 @@ struct Limits {
   uint32_t max_append_literal_size = 64 * 1024 * 1024;
   // Literals in one command, APPEND message literals included.
   size_t max_literals_per_command = 1000;
+  // Parts (TEXT and URL) of one RFC 4469 CATENATE message. The assembled
+  // message is bounded by max_append_literal_size as a whole.
+  size_t max_catenate_parts = 256;
   // Total octets of buffered (non-APPEND-message) literal data in a command.
   size_t max_command_literal_octets = 1024 * 1024;
   // The same total before authentication (Receiver::SetUnauthenticated): a

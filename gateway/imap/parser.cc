@@ -1296,39 +1296,140 @@ bool IsKnownCommandName(std::string_view name) { return FindCommand(name) != nul
 
 std::span<const CommandSpec> CommandTable() { return kCommandTable; }
 
-Result<std::optional<AppendHead>> ParseAppendHead(std::string_view text,
-                                                  const Limits& limits) {
-  Lexer lex(text, limits);
-  std::string tag;
-  AppendHead head;
-  if (!Tag(lex, &tag) || !lex.Sp() || !lex.AcceptWord("APPEND") || !lex.Sp()) {
-    return lex.failed() ? lex.error() : Error{"expected APPEND"};
+namespace {
+
+// One cat-part (RFC 4469 §5); a TEXT part must end the text (its literal
+// follows). Sets *text_literal for it.
+bool CatenatePart(Lexer& lex, size_t* parts, AppendSegment* segment, bool* text_literal) {
+  if (++*parts > lex.limits().max_catenate_parts) {
+    return lex.Fail("more than " + std::to_string(lex.limits().max_catenate_parts) +
+                        " parts in one CATENATE message",
+                    "LIMIT");
   }
-  if (IsLiteralMarker(lex.rest())) return std::optional<AppendHead>();
-  if (!lex.AString(&head.mailbox, "mailbox name") || !lex.Sp() ||
-      !AppendOptions(lex, &head.flags, &head.date) ||
-      !TrailingLiteralMarker(lex, &head)) {
-    return lex.error();
+  if (lex.AcceptWord("TEXT")) {
+    CatenateTextPart part;
+    if (!lex.Sp()) return false;
+    part.binary = lex.Accept('~');
+    uint64_t size;
+    if (!lex.Expect('{', "the TEXT literal") || !lex.Number64(&size, "literal size")) {
+      return false;
+    }
+    if (size > UINT32_MAX) return lex.Fail("literal size exceeds 4294967295");
+    part.size = static_cast<uint32_t>(size);
+    part.synchronizing = !lex.Accept('+');
+    if (!lex.Expect('}', "'}'")) return false;
+    if (!lex.AtEnd()) return lex.Fail("unexpected data after the literal size");
+    segment->steps.emplace_back(part);
+    *text_literal = true;
+    return true;
   }
-  return std::optional<AppendHead>(std::move(head));
+  if (lex.AcceptWord("URL")) {
+    CatenateUrlPart part;
+    if (!lex.Sp()) return false;
+    if (lex.PeekIs('{') || lex.AtLiteral8()) {
+      return lex.Fail("send the CATENATE URL as a quoted string, not a literal");
+    }
+    if (!lex.AString(&part.url, "URL")) return false;
+    segment->steps.emplace_back(std::move(part));
+    return true;
+  }
+  return lex.Fail("expected TEXT or URL in the CATENATE list (RFC 4469 §5)");
 }
 
-Result<std::optional<AppendHead>> ParseAppendNext(std::string_view text,
-                                                  const Limits& limits, bool after_utf8) {
-  if (after_utf8) {
-    if (text.empty() || text[0] != ')') {
-      return Error{"expected ')' after the UTF8 message data (RFC 6855 §4)"};
-    }
-    text.remove_prefix(1);
-  }
-  if (text.empty()) return std::optional<AppendHead>();
+}  // namespace
+
+Result<AppendSegment> ParseAppendSegment(std::string_view text, AppendAt at,
+                                         bool literal_at_end, const Limits& limits,
+                                         size_t* catenate_parts) {
   Lexer lex(text, limits);
-  AppendHead head;
-  if (!lex.Sp() || !AppendOptions(lex, &head.flags, &head.date) ||
-      !TrailingLiteralMarker(lex, &head)) {
-    return lex.error();
+  AppendSegment segment;
+  bool in_list = at == AppendAt::kInCatenate;  // after a part of an open list
+  bool need_message = false;
+  if (at == AppendAt::kCommand) {
+    std::string tag;
+    if (!Tag(lex, &tag) || !lex.Sp() || !lex.AcceptWord("APPEND") || !lex.Sp()) {
+      if (lex.failed()) return lex.error();
+      return Error{"expected APPEND"};
+    }
+    if (literal_at_end && IsLiteralMarker(lex.rest())) {
+      segment.mailbox_literal = true;
+      return segment;
+    }
+    std::string mailbox;
+    if (!lex.AString(&mailbox, "mailbox name")) return lex.error();
+    AppendHead head;
+    head.mailbox = std::move(mailbox);
+    segment.steps.emplace_back(std::move(head));  // replaced by the first message
+    need_message = true;
+  } else if (at == AppendAt::kAfterUtf8 && !lex.Accept(')')) {
+    return Error{"expected ')' after the UTF8 message data (RFC 6855 §4)"};
   }
-  return std::optional<AppendHead>(std::move(head));
+  while (true) {
+    if (in_list) {
+      if (lex.Accept(')')) {
+        in_list = false;
+        *catenate_parts = 0;
+        continue;
+      }
+      if (lex.AtEnd()) {
+        return Error{"expected ')' closing the CATENATE list (RFC 4469 §5)"};
+      }
+      if (!lex.Sp()) return lex.error();
+      bool text_literal = false;
+      if (!CatenatePart(lex, catenate_parts, &segment, &text_literal)) return lex.error();
+      if (text_literal) break;
+      continue;
+    }
+    // Between messages (RFC 3502: 1*append-message).
+    if (lex.AtEnd() && !need_message) break;
+    if (lex.AtEnd() || !lex.Sp()) {
+      if (!lex.failed()) lex.Fail("APPEND requires the message as a literal or a CATENATE list");
+      return lex.error();
+    }
+    AppendHead head;
+    if (need_message) {
+      head.mailbox = std::get<AppendHead>(segment.steps.front()).mailbox;
+      segment.steps.clear();
+      need_message = false;
+    }
+    if (!AppendOptions(lex, &head.flags, &head.date)) return lex.error();
+    if (lex.AcceptWord("CATENATE")) {
+      // RFC 4469 §5: append-data =/ "CATENATE" SP "(" cat-part *(SP cat-part) ")".
+      head.catenate = true;
+      if (!lex.Sp() || !lex.Expect('(', "'(' after CATENATE")) return lex.error();
+      segment.steps.emplace_back(std::move(head));
+      *catenate_parts = 0;
+      bool text_literal = false;
+      if (!CatenatePart(lex, catenate_parts, &segment, &text_literal)) return lex.error();
+      in_list = true;
+      if (text_literal) break;
+      continue;
+    }
+    if (!lex.PeekIs('{') && !lex.AtLiteral8() && !lex.PeekWord("UTF8")) {
+      lex.Fail("APPEND requires the message as a literal or a CATENATE list");
+      return lex.error();
+    }
+    if (!TrailingLiteralMarker(lex, &head)) return lex.error();
+    segment.steps.emplace_back(std::move(head));
+    break;
+  }
+  segment.literal = !segment.steps.empty() && lex.AtEnd() && literal_at_end &&
+                    (std::holds_alternative<CatenateTextPart>(segment.steps.back()) ||
+                     !std::get<AppendHead>(segment.steps.back()).catenate);
+  if (literal_at_end != segment.literal || !lex.AtEnd()) {
+    return Error{literal_at_end ? "unexpected literal in APPEND"
+                                : "unexpected data at the end of APPEND"};
+  }
+  return segment;
+}
+
+Result<Section> ParseSectionText(std::string_view text, const Limits& limits) {
+  const std::string bracketed = "[" + std::string(text) + "]";
+  Lexer lex(bracketed, limits);
+  Section section;
+  if (!SectionSpec(lex, &section, /*binary=*/false)) return lex.error();
+  if (!lex.AtEnd()) return Error{"unexpected data after the section"};
+  return section;
 }
 
 }  // namespace imap

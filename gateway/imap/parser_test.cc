@@ -512,5 +512,84 @@ TEST(ParserTest, RejectsBadInput) {
   }
 }
 
+// RFC 4469 §5 in the streamed APPEND: steps in order, and malformed input
+// refused with a message that says what was expected.
+TEST(ParserTest, CatenateSegments) {
+  size_t parts = 0;
+  Result<AppendSegment> segment = ParseAppendSegment(
+      "a APPEND Sent (\\Seen) CATENATE (URL \"/INBOX/;UID=1\" URL /x TEXT {5+}",
+      AppendAt::kCommand, true, Limits(), &parts);
+  ASSERT_TRUE(segment.ok()) << segment.error().message;
+  ASSERT_EQ(segment->steps.size(), 4u);
+  const auto& head = std::get<AppendHead>(segment->steps[0]);
+  EXPECT_TRUE(head.catenate);
+  EXPECT_EQ(head.mailbox, "Sent");
+  EXPECT_EQ(head.flags, (std::vector<std::string>{"\\Seen"}));
+  EXPECT_EQ(std::get<CatenateUrlPart>(segment->steps[1]).url, "/INBOX/;UID=1");
+  EXPECT_EQ(std::get<CatenateUrlPart>(segment->steps[2]).url, "/x");
+  EXPECT_EQ(std::get<CatenateTextPart>(segment->steps[3]),
+            (CatenateTextPart{5, /*synchronizing=*/false, /*binary=*/false}));
+  EXPECT_TRUE(segment->literal);
+  EXPECT_EQ(parts, 3u);
+  // After the TEXT data: the list closes, and an ordinary message follows.
+  segment = ParseAppendSegment(") {3}", AppendAt::kInCatenate, true, Limits(), &parts);
+  ASSERT_TRUE(segment.ok()) << segment.error().message;
+  ASSERT_EQ(segment->steps.size(), 1u);
+  EXPECT_FALSE(std::get<AppendHead>(segment->steps[0]).catenate);
+  EXPECT_EQ(std::get<AppendHead>(segment->steps[0]).size, 3u);
+  EXPECT_EQ(parts, 0u);
+
+  struct Bad {
+    std::string_view text;
+    AppendAt at;
+    std::string_view says;
+  };
+  for (const Bad& bad : {
+           Bad{"a APPEND S CATENATE ()", AppendAt::kCommand, "expected TEXT or URL"},
+           Bad{"a APPEND S CATENATE (URL /x", AppendAt::kCommand, "expected ')' closing"},
+           Bad{"a APPEND S CATENATE URL /x)", AppendAt::kCommand, "'(' after CATENATE"},
+           Bad{"a APPEND S CATENATE (URL \"/x\") junk", AppendAt::kCommand,
+               "a literal or a CATENATE list"},
+           Bad{"a APPEND S", AppendAt::kCommand, "a literal or a CATENATE list"},
+           Bad{" URL", AppendAt::kInCatenate, "missing arguments"},
+           Bad{" BODY /x)", AppendAt::kInCatenate, "expected TEXT or URL"},
+           Bad{" TEXT \"abc\")", AppendAt::kInCatenate, "the TEXT literal"},
+       }) {
+    parts = 0;
+    Result<AppendSegment> result = ParseAppendSegment(bad.text, bad.at, false, Limits(), &parts);
+    ASSERT_FALSE(result.ok()) << bad.text;
+    EXPECT_NE(result.error().message.find(bad.says), std::string::npos)
+        << bad.text << " -> " << result.error().message;
+  }
+  // A URL sent as a literal is refused before its "+".
+  parts = 0;
+  segment = ParseAppendSegment("a APPEND S CATENATE (URL {5}", AppendAt::kCommand, true,
+                               Limits(), &parts);
+  ASSERT_FALSE(segment.ok());
+  EXPECT_NE(segment.error().message.find("quoted string"), std::string::npos);
+  // The part limit, exactly.
+  Limits limits;
+  limits.max_catenate_parts = 2;
+  parts = 0;
+  EXPECT_TRUE(ParseAppendSegment("a APPEND S CATENATE (URL /1 URL /2)", AppendAt::kCommand,
+                                 false, limits, &parts)
+                  .ok());
+  parts = 0;
+  segment = ParseAppendSegment("a APPEND S CATENATE (URL /1 URL /2 URL /3)", AppendAt::kCommand,
+                               false, limits, &parts);
+  ASSERT_FALSE(segment.ok());
+  EXPECT_EQ(segment.error().code, "LIMIT");
+}
+
+TEST(ParserTest, SectionText) {
+  Result<Section> section = ParseSectionText("2.HEADER.FIELDS (FROM)");
+  ASSERT_TRUE(section.ok()) << section.error().message;
+  EXPECT_EQ(section->part, (std::vector<uint32_t>{2}));
+  EXPECT_EQ(section->text, Section::Text::kHeaderFields);
+  EXPECT_TRUE(ParseSectionText("").ok());
+  EXPECT_FALSE(ParseSectionText("1]").ok());
+  EXPECT_FALSE(ParseSectionText("BODY").ok());
+}
+
 }  // namespace
 }  // namespace imap

@@ -93,6 +93,7 @@ void Receiver::Feed(std::string_view data) {
 void Receiver::SetMode(Mode mode) { mode_ = mode; }
 
 void Receiver::Reset() {
+  pending_.clear();
   buffer_.clear();
   pos_ = 0;
   mode_ = Mode::kCommand;
@@ -109,12 +110,14 @@ void Receiver::StartCommand() {
   remaining_ = 0;
   literal_started_ = false;
   in_append_ = false;
-  append_utf8_ = false;
+  append_at_ = AppendAt::kAfterData;
+  catenate_parts_ = 0;
   append_tag_.clear();
   append_mailbox_.clear();
 }
 
 void Receiver::RejectLiteral() {
+  pending_.clear();
   if ((state_ == State::kLiteral || state_ == State::kAppendData) &&
       literal_synchronizing_ && !literal_started_) {
     StartCommand();
@@ -125,6 +128,7 @@ void Receiver::RejectLiteral() {
 }
 
 void Receiver::AbortCommand() {
+  pending_.clear();
   switch (state_) {
     case State::kLiteral:
     case State::kAppendData: {
@@ -196,6 +200,11 @@ Event Receiver::LiteralError(std::string message, std::string code,
 }
 
 Event Receiver::Next() {
+  if (!pending_.empty()) {
+    Event event = std::move(pending_.front());
+    pending_.pop_front();
+    return event;
+  }
   while (true) {
     size_t avail = buffer_.size() - pos_;
     const char* data = buffer_.data() + pos_;
@@ -356,15 +365,22 @@ std::optional<Event> Receiver::OnCommandLine() {
   Marker m = FindLiteralMarker(body);
 
   if (!m.found) {
-    if (in_append_) {
-      Result<std::optional<AppendHead>> next = ParseAppendNext(body, limits_, append_utf8_);
-      std::string tag = append_tag_;
-      StartCommand();
-      if (next.ok() && !next->has_value()) return AppendEnd{std::move(tag)};
-      return ProtocolError{std::move(tag), next.ok() ? "" : next.error().code,
-                           next.ok() ? "APPEND message data must be a literal"
-                                     : next.error().message,
-                           false};
+    if (in_append_ || ExtractCommandName(command_) == "APPEND") {
+      // The end of an APPEND command (RFC 4469: a CATENATE message may have
+      // no literal at all).
+      Result<AppendSegment> segment =
+          in_append_ ? ParseAppendSegment(body, append_at_, false, limits_, &catenate_parts_)
+                     : ParseAppendSegment(std::string_view(command_).substr(
+                                              0, command_.size() - 2),
+                                          AppendAt::kCommand, false, limits_,
+                                          &catenate_parts_);
+      if (!segment.ok()) {
+        std::string tag = CurrentTag();
+        StartCommand();
+        return ProtocolError{std::move(tag), segment.error().code, segment.error().message,
+                             false};
+      }
+      return OnAppendSegment(*std::move(segment), /*command_end=*/true);
     }
     Result<Command> command = ParseCommand(command_, limits_);
     std::string tag = ExtractTag(command_, limits_.max_tag_length);
@@ -395,12 +411,13 @@ std::optional<Event> Receiver::OnCommandLine() {
   }
 
   if (in_append_) {
-    Result<std::optional<AppendHead>> next = ParseAppendNext(body, limits_, append_utf8_);
-    if (!next.ok()) {
-      return LiteralError(next.error().message, next.error().code, size,
+    Result<AppendSegment> segment =
+        ParseAppendSegment(body, append_at_, true, limits_, &catenate_parts_);
+    if (!segment.ok()) {
+      return LiteralError(segment.error().message, segment.error().code, size,
                           m.synchronizing, true);
     }
-    return BeginAppendMessage(std::move(**next));
+    return OnAppendSegment(*std::move(segment), /*command_end=*/false);
   }
 
   std::string name = ExtractCommandName(command_);
@@ -413,12 +430,15 @@ std::optional<Event> Receiver::OnCommandLine() {
   }
   if (name == "APPEND") {
     std::string_view text(command_.data(), command_.size() - 2);
-    Result<std::optional<AppendHead>> head = ParseAppendHead(text, limits_);
-    if (!head.ok()) {
-      return LiteralError(head.error().message, head.error().code, size,
+    Result<AppendSegment> segment =
+        ParseAppendSegment(text, AppendAt::kCommand, true, limits_, &catenate_parts_);
+    if (!segment.ok()) {
+      return LiteralError(segment.error().message, segment.error().code, size,
                           m.synchronizing, true);
     }
-    if (head->has_value()) return BeginAppendMessage(std::move(**head));
+    if (!segment->mailbox_literal) {
+      return OnAppendSegment(*std::move(segment), /*command_end=*/false);
+    }
     // Otherwise this literal is the mailbox name: an ordinary literal.
   }
   if (m.binary) {
@@ -480,23 +500,94 @@ std::optional<Event> Receiver::BeginAppendMessage(AppendHead head) {
     return event;
   }
   AppendMessageBegin begin;
-  begin.first = !in_append_;
-  if (!in_append_) {
-    append_tag_ = CurrentTag();
-    append_mailbox_ = head.mailbox;
-    in_append_ = true;
-  } else {
-    head.mailbox = append_mailbox_;
-  }
-  begin.tag = append_tag_;
+  StartAppendMessage(&head, &begin);
   remaining_ = head.size;
   literal_synchronizing_ = head.synchronizing;
   literal_binary_ = head.binary;
-  append_utf8_ = head.utf8;
+  append_at_ = head.utf8 ? AppendAt::kAfterUtf8 : AppendAt::kAfterData;
   literal_started_ = false;
   begin.message = std::move(head);
   state_ = State::kAppendData;
   return begin;
+}
+
+void Receiver::StartAppendMessage(AppendHead* head, AppendMessageBegin* begin) {
+  begin->first = !in_append_;
+  if (!in_append_) {
+    append_tag_ = CurrentTag();
+    append_mailbox_ = head->mailbox;
+    in_append_ = true;
+  } else {
+    head->mailbox = append_mailbox_;
+  }
+  begin->tag = append_tag_;
+}
+
+std::optional<Event> Receiver::BeginCatenateText(const CatenateTextPart& part) {
+  // The same bounds as a message literal (BeginAppendMessage); the session
+  // bounds the assembled message.
+  if (unauthenticated_) {
+    if (literal_octets_ + part.size > limits_.max_unauthenticated_literal_octets) {
+      return LiteralError("literals before authentication may total at most " +
+                              std::to_string(limits_.max_unauthenticated_literal_octets) +
+                              " octets per command; log in first",
+                          "TOOBIG", part.size, part.synchronizing, /*append=*/false);
+    }
+    literal_octets_ += part.size;
+  }
+  if (part.size > limits_.max_append_literal_size) {
+    Event event = LiteralError("CATENATE text of " + std::to_string(part.size) +
+                                   " octets exceeds the " +
+                                   std::to_string(limits_.max_append_literal_size) +
+                                   "-octet limit (APPENDLIMIT)",
+                               "TOOBIG", part.size, part.synchronizing, true);
+    if (auto* error = std::get_if<ProtocolError>(&event); error != nullptr && !error->fatal) {
+      error->refused = true;
+    }
+    return event;
+  }
+  remaining_ = part.size;
+  literal_synchronizing_ = part.synchronizing;
+  literal_binary_ = part.binary;
+  append_at_ = AppendAt::kInCatenate;
+  literal_started_ = false;
+  state_ = State::kAppendData;
+  return CatenateText{part.size, part.synchronizing, part.binary};
+}
+
+std::optional<Event> Receiver::OnAppendSegment(AppendSegment segment, bool command_end) {
+  std::deque<Event> events;
+  for (AppendStep& step : segment.steps) {
+    std::optional<Event> event;
+    if (auto* head = std::get_if<AppendHead>(&step)) {
+      if (head->catenate) {
+        AppendMessageBegin begin;
+        StartAppendMessage(head, &begin);
+        begin.message = std::move(*head);
+        event = std::move(begin);
+      } else {
+        event = BeginAppendMessage(std::move(*head));  // the literal at the end
+      }
+    } else if (auto* url = std::get_if<CatenateUrlPart>(&step)) {
+      event = CatenateUrl{std::move(url->url)};
+    } else {
+      event = BeginCatenateText(std::get<CatenateTextPart>(step));
+    }
+    if (std::holds_alternative<ProtocolError>(*event)) {
+      // Refused before anything of this piece was reported: the error alone.
+      return std::move(*event);
+    }
+    events.push_back(std::move(*event));
+  }
+  if (command_end) {
+    std::string tag = CurrentTag();
+    StartCommand();
+    events.push_back(AppendEnd{std::move(tag)});
+  }
+  pending_ = std::move(events);
+  Event first = std::move(pending_.front());
+  pending_.pop_front();
+  return first;
 }
 
 }  // namespace imap

@@ -9,7 +9,10 @@
 // APPEND is streamed: message literals are never buffered. The receiver
 // reports AppendMessageBegin (mailbox, flags, date, size), then the message
 // data as AppendChunk views into the bytes already fed, then either another
-// AppendMessageBegin (MULTIAPPEND, RFC 3502) or AppendEnd. Memory stays
+// AppendMessageBegin (MULTIAPPEND, RFC 3502) or AppendEnd. A CATENATE message
+// (RFC 4469) has no literal of its own: its AppendMessageBegin is followed by
+// its parts, CatenateUrl, or CatenateText and the text's AppendChunks, in the
+// order sent; the next AppendMessageBegin or AppendEnd ends it. Memory stays
 // bounded by Limits plus the size of one Feed() call.
 //
 // Error handling (each case tested):
@@ -36,6 +39,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -80,6 +84,23 @@ struct AppendChunk {
   bool last = false;
 };
 
+// RFC 4469 CATENATE: a URL part of the message begun by the last
+// AppendMessageBegin (with message.catenate), as sent.
+struct CatenateUrl {
+  std::string url;
+  bool operator==(const CatenateUrl&) const = default;
+};
+
+// RFC 4469 CATENATE: a TEXT part of that message; its `size` octets follow as
+// AppendChunk events. If `synchronizing`, the client waits for "+" (or the
+// session calls RejectLiteral()).
+struct CatenateText {
+  uint32_t size = 0;
+  bool synchronizing = true;
+  bool binary = false;
+  bool operator==(const CatenateText&) const = default;
+};
+
 // The CRLF ending an APPEND command: the session may now commit the
 // message(s) and answer.
 struct AppendEnd {
@@ -115,7 +136,8 @@ struct ProtocolError {
 };
 
 using Event = std::variant<NeedMore, NeedContinuation, Command, AppendMessageBegin,
-                           AppendChunk, AppendEnd, Line, IdleDone, ProtocolError>;
+                           AppendChunk, AppendEnd, Line, IdleDone, ProtocolError, CatenateUrl,
+                           CatenateText>;
 
 class Receiver {
  public:
@@ -182,6 +204,10 @@ class Receiver {
   std::optional<Event> OnCommandLine();
   std::optional<Event> OnModeLine(std::string_view body);
   std::optional<Event> BeginAppendMessage(AppendHead head);
+  // Queues the events of one piece of APPEND text and returns the first.
+  std::optional<Event> OnAppendSegment(AppendSegment segment, bool command_end);
+  std::optional<Event> BeginCatenateText(const CatenateTextPart& part);
+  void StartAppendMessage(AppendHead* head, AppendMessageBegin* begin);
   Event LiteralError(std::string message, std::string code, std::optional<uint64_t> size,
                      bool synchronizing, bool append);
   Event LineError(std::string message);
@@ -209,7 +235,12 @@ class Receiver {
   bool literal_synchronizing_ = false;
   bool literal_started_ = false;  // some of its octets have arrived
   bool literal_binary_ = false;
-  bool append_utf8_ = false;  // the message being read is RFC 6855 UTF8 data
+  // Where the APPEND text after the current literal starts: after RFC 6855
+  // UTF8 data, or inside a CATENATE list.
+  AppendAt append_at_ = AppendAt::kAfterData;
+  size_t catenate_parts_ = 0;  // parts of the open CATENATE list
+  // Events of one piece of APPEND text not yet returned by Next().
+  std::deque<Event> pending_;
 
   // APPEND in progress (after its first message literal was announced).
   bool in_append_ = false;

@@ -40,7 +40,7 @@ std::vector<std::string> Drive(std::string_view input, size_t chunk,
         for (const std::string& f : b->message.flags) flags += f + ",";
         out.push_back("BEGIN " + b->tag + " " + b->message.mailbox + " " + flags + " " +
                       (b->message.date ? b->message.date->ToQuoted() : "-") + " " +
-                      std::to_string(b->message.size) +
+                      (b->message.catenate ? "catenate" : std::to_string(b->message.size)) +
                       (b->message.synchronizing ? " sync" : " nonsync") +
                       (b->message.binary ? " binary" : "") + (b->first ? " first" : ""));
       } else if (auto* d = std::get_if<AppendChunk>(&event)) {
@@ -53,6 +53,11 @@ std::vector<std::string> Drive(std::string_view input, size_t chunk,
         if (d->last) out.back() += "<last>";
       } else if (auto* e = std::get_if<AppendEnd>(&event)) {
         out.push_back("END " + e->tag);
+      } else if (auto* u = std::get_if<CatenateUrl>(&event)) {
+        out.push_back("URL " + u->url);
+      } else if (auto* t = std::get_if<CatenateText>(&event)) {
+        out.push_back("TEXT " + std::to_string(t->size) +
+                      (t->synchronizing ? " sync" : " nonsync") + (t->binary ? " binary" : ""));
       } else if (auto* l = std::get_if<Line>(&event)) {
         out.push_back("LINE " + l->text);
         if (l->text == "*") receiver.SetMode(Receiver::Mode::kCommand);
@@ -159,6 +164,111 @@ TEST(ReceiverTest, StreamsUtf8AppendData) {
                     "CMD b NOOP\r\n"}));
   EXPECT_EQ(DriveAllWays("a APPEND INBOX UTF8 ({2}\r\nb NOOP\r\n"),
             (Events{"ERR a []", "CMD b NOOP\r\n"}));
+}
+
+TEST(ReceiverTest, StreamsCatenate) {
+  // RFC 4469 §5: URL and TEXT parts in order; the parts after a TEXT literal
+  // continue on the line after its data.
+  EXPECT_EQ(DriveAllWays("a APPEND Sent (\\Seen) CATENATE (URL \"/INBOX;UIDVALIDITY=7/;UID=3\" "
+                         "TEXT {4}\r\nhead URL \"/INBOX/;UID=4/;SECTION=1\" TEXT {3+}\r\nend)"
+                         "\r\nb NOOP\r\n"),
+            (Events{"BEGIN a Sent \\Seen, - catenate sync first",
+                    "URL /INBOX;UIDVALIDITY=7/;UID=3", "TEXT 4 sync", "DATA head<last>",
+                    "URL /INBOX/;UID=4/;SECTION=1", "TEXT 3 nonsync", "DATA end<last>", "END a",
+                    "CMD b NOOP\r\n"}));
+  // Only URLs: no literal at all; the mailbox may be a literal.
+  EXPECT_EQ(DriveAllWays("a APPEND {4}\r\nSent CATENATE (URL /x URL \"/y\")\r\n"),
+            (Events{"CONT a 4", "BEGIN a Sent  - catenate sync first", "URL /x", "URL /y",
+                    "END a"}));
+  // MULTIAPPEND (RFC 4469 §5): CATENATE, an ordinary literal, CATENATE.
+  EXPECT_EQ(DriveAllWays("a APPEND Sent CATENATE (TEXT ~{2}\r\nhi) {1+}\r\nx "
+                         "\" 5-Feb-2024 13:01:02 +0100\" CATENATE (URL \"/z\")\r\n"),
+            (Events{"BEGIN a Sent  - catenate sync first", "TEXT 2 sync binary", "DATA hi<last>",
+                    "BEGIN a Sent  - 1 nonsync", "DATA x<last>",
+                    "BEGIN a Sent  \" 5-Feb-2024 13:01:02 +0100\" catenate sync",
+                    "URL /z", "END a"}));
+}
+
+TEST(ReceiverTest, MalformedCatenateIsBad) {
+  // Each is a tagged BAD; the next command is read.
+  for (const char* bad : {
+           "a APPEND Sent CATENATE ()\r\n",
+           "a APPEND Sent CATENATE (URL \"/x\"\r\n",           // no ")"
+           "a APPEND Sent CATENATE (FOO \"/x\")\r\n",          // not TEXT or URL
+           "a APPEND Sent CATENATE URL \"/x\"\r\n",            // no "("
+           "a APPEND Sent CATENATE (URL \"/x\") garbage\r\n",  // after the list
+           "a APPEND Sent CATENATE (TEXT \"x\")\r\n",          // TEXT is a literal
+           "a APPEND Sent\r\n",                                  // no message
+       }) {
+    EXPECT_EQ(DriveAllWays(std::string(bad) + "b NOOP\r\n"),
+              (Events{"ERR a []", "CMD b NOOP\r\n"}))
+        << bad;
+  }
+  // A URL sent as a literal is refused before its "+".
+  EXPECT_EQ(DriveAllWays("a APPEND Sent CATENATE (URL {5}\r\nb NOOP\r\n"),
+            (Events{"ERR a []", "CMD b NOOP\r\n"}));
+  // After a TEXT literal: a bad part ends the command.
+  EXPECT_EQ(DriveAllWays("a APPEND Sent CATENATE (TEXT {1+}\r\nx NOPE)\r\nb NOOP\r\n"),
+            (Events{"BEGIN a Sent  - catenate sync first", "TEXT 1 nonsync", "DATA x<last>",
+                    "ERR a []", "CMD b NOOP\r\n"}));
+}
+
+TEST(ReceiverTest, CatenatePartLimit) {
+  Limits limits;
+  limits.max_catenate_parts = 3;
+  EXPECT_EQ(DriveAllWays("a APPEND S CATENATE (URL /1 URL /2 TEXT {1+}\r\nx)\r\n", limits),
+            (Events{"BEGIN a S  - catenate sync first", "URL /1", "URL /2", "TEXT 1 nonsync",
+                    "DATA x<last>", "END a"}));
+  // One more part: BAD [LIMIT], counted across the lines of the list.
+  EXPECT_EQ(DriveAllWays("a APPEND S CATENATE (URL /1 URL /2 URL /3 URL /4)\r\nb NOOP\r\n",
+                         limits),
+            (Events{"ERR a [LIMIT]", "CMD b NOOP\r\n"}));
+  EXPECT_EQ(DriveAllWays("a APPEND S CATENATE (URL /1 TEXT {1+}\r\nx URL /2 URL /3)\r\n"
+                         "b NOOP\r\n",
+                         limits),
+            (Events{"BEGIN a S  - catenate sync first", "URL /1", "TEXT 1 nonsync",
+                    "DATA x<last>", "ERR a [LIMIT]", "CMD b NOOP\r\n"}));
+  // The count is per message of a MULTIAPPEND.
+  EXPECT_EQ(DriveAllWays("a APPEND S CATENATE (URL /1 URL /2 URL /3) CATENATE (URL /4 URL /5 "
+                         "URL /6)\r\n",
+                         limits)
+                .back(),
+            "END a");
+  // A TEXT literal over the APPEND limit is declined like a message literal.
+  limits.max_append_literal_size = 10;
+  EXPECT_EQ(DriveAllWays("a APPEND S CATENATE (TEXT {10+}\r\n0123456789)\r\n", limits).back(),
+            "END a");
+  EXPECT_EQ(DriveAllWays("a APPEND S CATENATE (TEXT {11}\r\nb NOOP\r\n", limits),
+            (Events{"ERR a [TOOBIG] NO", "CMD b NOOP\r\n"}));
+}
+
+TEST(ReceiverTest, RejectDuringCatenate) {
+  // The session refuses a URL (BADURL) before the TEXT literal's "+": the
+  // client does not send the literal, the next line is a new command.
+  Receiver receiver;
+  receiver.Feed("a APPEND S CATENATE (URL /bad TEXT {5}\r\nb NOOP\r\n");
+  ASSERT_TRUE(std::holds_alternative<AppendMessageBegin>(receiver.Next()));
+  ASSERT_TRUE(std::holds_alternative<CatenateUrl>(receiver.Next()));
+  receiver.RejectLiteral();
+  Event next = receiver.Next();
+  ASSERT_TRUE(std::holds_alternative<Command>(next));
+  EXPECT_EQ(std::get<Command>(next).tag, "b");
+  // Non-synchronizing: the literal and the rest of the command are skipped.
+  receiver.Feed("c APPEND S CATENATE (URL /bad TEXT {5+}\r\nhello URL /x)\r\nd NOOP\r\n");
+  ASSERT_TRUE(std::holds_alternative<AppendMessageBegin>(receiver.Next()));
+  ASSERT_TRUE(std::holds_alternative<CatenateUrl>(receiver.Next()));
+  receiver.AbortCommand();
+  next = receiver.Next();
+  ASSERT_TRUE(std::holds_alternative<Command>(next));
+  EXPECT_EQ(std::get<Command>(next).tag, "d");
+  // The whole command on one line: nothing is left to skip.
+  receiver.Feed("e APPEND S CATENATE (URL /bad URL /x)\r\nf NOOP\r\n");
+  ASSERT_TRUE(std::holds_alternative<AppendMessageBegin>(receiver.Next()));
+  ASSERT_TRUE(std::holds_alternative<CatenateUrl>(receiver.Next()));
+  receiver.AbortCommand();
+  next = receiver.Next();
+  ASSERT_TRUE(std::holds_alternative<Command>(next));
+  EXPECT_EQ(std::get<Command>(next).tag, "f");
 }
 
 TEST(ReceiverTest, AppendDataIsNotBuffered) {

@@ -115,6 +115,9 @@ struct SessionOptions {
   std::string oauth_scope;
   std::string oauth_openid_configuration;
   std::string server_name = "imapd";
+  // RFC 4469 CATENATE: the host names (lower case) an absolute imap:// URL may
+  // name; empty: only relative URLs ("/mailbox;UIDVALIDITY=n/;UID=n...").
+  std::vector<std::string> catenate_url_hosts;
   std::string gateway_id;                // sent to the service for its logs
 };
 
@@ -417,6 +420,8 @@ class CommandContext {
   virtual boost::asio::awaitable<void> StartCompression(std::string_view ok_response) = 0;
   // A login succeeded: the session is authenticated as `username`.
   virtual void LoggedIn(mailbox::client::Session credential, std::string username) = 0;
+  // The logged-in user's name ("" before a login).
+  virtual std::string_view username() const = 0;
   // A login failed: true once the session has had too many (it then ends).
   bool CountAuthFailure() { return ++auth_failures_ >= options().max_auth_failures; }
 

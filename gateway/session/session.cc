@@ -129,7 +129,7 @@ std::vector<std::string> Session::Capabilities() const {
   for (const char* cap :
        {"SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN",
         "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE",
-        "QRESYNC", "ESEARCH", "BINARY", "MULTIAPPEND"}) {
+        "QRESYNC", "ESEARCH", "BINARY", "MULTIAPPEND", "CATENATE"}) {
     caps.push_back(cap);
   }
   caps.push_back(options().limits.literal_minus ? "LITERAL-" : "LITERAL+");

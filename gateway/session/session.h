@@ -71,6 +71,7 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   boost::asio::awaitable<bool> UpgradeToTls(std::string_view ok_response) override;
   boost::asio::awaitable<IdleEnd> WaitIdle() override;
   void LoggedIn(mailbox::client::Session credential, std::string username) override;
+  std::string_view username() const override { return username_; }
   bool compression_active() const override { return stream_.is_compressed(); }
   bool TakeCompressionSlot() override;
   boost::asio::awaitable<void> StartCompression(std::string_view ok_response) override;

@@ -508,6 +508,28 @@ TEST_F(SessionTest, Imap4rev2SessionFollowsRfc9051) {
   });
 }
 
+// RFC 4469: a CATENATE message is assembled from TEXT literals and URLs of the
+// user's messages, read without setting \Seen; a bad URL stores nothing.
+TEST_F(SessionTest, CatenateAssemblesTextAndUrlParts) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> client = co_await Connect();
+    co_await Append(*client, "Subject: a\r\n\r\nbody\r\n");
+    std::string built = co_await client->Run(
+        "c", "APPEND INBOX (\\Draft) CATENATE (TEXT {6+}\r\nX: 1\r\n URL \"/INBOX/;UID=1\")");
+    EXPECT_TRUE(absl::StrContains(built, "c OK [APPENDUID ")) << built;
+    std::string bad = co_await client->Run(
+        "d", "APPEND INBOX CATENATE (URL \"/INBOX/;UID=1\" URL \"/INBOX/;UID=9\")");
+    EXPECT_TRUE(absl::StrContains(bad, "d NO [BADURL /INBOX/;UID=9] ")) << bad;
+    co_await client->Run("s", "SELECT INBOX");
+    std::string fetched = co_await client->Run("f", "UID FETCH 1:* (FLAGS BODY.PEEK[])");
+    EXPECT_TRUE(absl::StrContains(fetched, "X: 1\r\nSubject: a\r\n\r\nbody\r\n")) << fetched;
+    EXPECT_FALSE(absl::StrContains(fetched, "\\Seen")) << fetched;
+    EXPECT_TRUE(absl::StrContains(fetched, "* 2 FETCH")) << fetched;
+    EXPECT_FALSE(absl::StrContains(fetched, "* 3 FETCH")) << fetched;
+    client->Close();
+  });
+}
+
 // RFC 5256: SORT answers in the store's order, as sequence numbers of the
 // session's view or as UIDs; a store that cannot answer is a tagged NO, never a
 // broken session.

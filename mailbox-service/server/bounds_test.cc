@@ -88,6 +88,32 @@ TEST(MessageSpoolTest, KeepsSmallCallsInMemoryAndSpoolsTheRest) {
   EXPECT_EQ(out, "ghijk");
 }
 
+TEST(MessageSpoolTest, AMessageGrowsByParts) {
+  // RFC 4469 CATENATE: a message's size is learnt part by part.
+  std::filesystem::remove_all(TempDir());
+  MessageSpool spool(TempDir(), 10);
+  ASSERT_TRUE(spool.Begin(0).ok());
+  ASSERT_TRUE(spool.Extend(4).ok());
+  ASSERT_TRUE(spool.Add("abcd").ok());
+  ASSERT_TRUE(spool.Extend(6).ok());  // 10: still in memory
+  ASSERT_TRUE(spool.Add("efghij").ok());
+  EXPECT_EQ(spool.spooled_octets(), 0u);
+  EXPECT_EQ(spool.memory_octets(), 10u);
+  ASSERT_TRUE(spool.Extend(3).ok());  // 13: the whole message moves to the file
+  ASSERT_TRUE(spool.Add("klm").ok());
+  EXPECT_EQ(spool.spooled_octets(), 13u);
+  EXPECT_EQ(spool.memory_octets(), 0u);
+  // The next one starts in memory again, and an in-file message grows in place.
+  ASSERT_TRUE(spool.Begin(2).ok());
+  ASSERT_TRUE(spool.Add("no").ok());
+  EXPECT_EQ(spool.total_octets(), 15u);
+  std::string out;
+  ASSERT_TRUE(spool.Take(0, &out).ok());
+  EXPECT_EQ(out, "abcdefghijklm");
+  ASSERT_TRUE(spool.Take(1, &out).ok());
+  EXPECT_EQ(out, "no");
+}
+
 TEST(MessageSpoolTest, AnUnusableDirectoryIsUnavailable) {
   MessageSpool spool("/proc/no-such-dir/spool", 0);
   absl::Status status = spool.Begin(1);

@@ -588,6 +588,13 @@ class MailboxService::UploadCall : public grpc::ServerReadReactor<Request> {
     return spool_.Begin(size);
   }
 
+  // The message begun last, complete so far, grows by `more` octets (RFC 4469
+  // CATENATE, AppendRequest.more).
+  absl::Status ExtendBody(uint64_t more) {
+    body_size_ += more;
+    return spool_.Extend(more);
+  }
+
   absl::Status Truncated() const {
     return v1::BadRequest(absl::StrCat("stream ended after ", body_read_, " of ", body_size_,
                                        " declared message octets"));
@@ -653,14 +660,36 @@ class MailboxService::AppendCall final
         expect_ = Expect::kMessage;
         return absl::OkStatus();
       case Expect::kMessage: {
+        const uint64_t max_message = service_->limits_.max_message_octets;
+        if (item.item_case() == v1::AppendRequest::kMore) {
+          // RFC 4469 CATENATE: the next part of the message begun last.
+          if (messages_.empty()) {
+            return v1::BadRequest("more octets before any message (AppendMessage)");
+          }
+          if (item.more() > max_message - message_size_) {
+            return TooBig(max_message);
+          }
+          message_size_ += item.more();
+          total_ += item.more();
+          if (total_ > service_->options_.max_append_call_octets) {
+            return TooBig(service_->options_.max_append_call_octets);
+          }
+          if (absl::Status extended = ExtendBody(item.more()); !extended.ok()) {
+            return extended;
+          }
+          if (item.more() > 0) {
+            expect_ = Expect::kChunk;
+          }
+          return absl::OkStatus();
+        }
         if (!item.has_message()) {
           return v1::BadRequest("expected the start of a message (AppendMessage)");
         }
         const v1::AppendMessage& start = item.message();
-        const uint64_t max_message = service_->limits_.max_message_octets;
         if (start.size() > max_message) {
           return TooBig(max_message);
         }
+        message_size_ = start.size();
         total_ += start.size();
         if (total_ > service_->options_.max_append_call_octets) {
           return TooBig(service_->options_.max_append_call_octets);
@@ -728,6 +757,7 @@ class MailboxService::AppendCall final
   Expect expect_ = Expect::kMailbox;
   std::string mailbox_;
   std::vector<store::NewMessage> messages_;
+  uint64_t message_size_ = 0;  // of the message begun last
   uint64_t total_ = 0;
 };
 

@@ -69,6 +69,35 @@ absl::Status MessageSpool::Begin(uint64_t size) {
   return absl::OkStatus();
 }
 
+absl::Status MessageSpool::Extend(uint64_t more) {
+  Entry& entry = entries_.back();
+  total_ += more;
+  if (!entry.in_file && in_memory_ + more <= memory_octets_) {
+    in_memory_ += more;
+    entry.size += more;
+    entry.data.reserve(entry.size);
+    return absl::OkStatus();
+  }
+  if (!entry.in_file) {
+    // The last message, so its octets go at the end of the file.
+    if (fd_ < 0) {
+      if (absl::Status opened = OpenFile(); !opened.ok()) {
+        return opened;
+      }
+    }
+    std::string data = std::move(entry.data);
+    entry.data = std::string();
+    in_memory_ -= entry.size;
+    entry.in_file = true;
+    entry.offset = file_size_;
+    if (absl::Status written = Add(data); !written.ok()) {
+      return written;
+    }
+  }
+  entry.size += more;
+  return absl::OkStatus();
+}
+
 absl::Status MessageSpool::Add(std::string_view chunk) {
   Entry& entry = entries_.back();
   if (!entry.in_file) {

@@ -34,6 +34,9 @@ class MessageSpool {
 
   // Starts the next message, of exactly `size` octets (checked by the caller).
   absl::Status Begin(uint64_t size);
+  // The current message, complete so far, grows by `more` octets (RFC 4469
+  // CATENATE parts); it moves to the file if memory no longer holds it.
+  absl::Status Extend(uint64_t more);
   // Appends content to the current message.
   absl::Status Add(std::string_view chunk);
   size_t count() const { return entries_.size(); }

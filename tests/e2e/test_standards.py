@@ -2754,3 +2754,248 @@ class NotifyLimitTest(unittest.TestCase):
             self.assertTrue(bounded.alive() and disabled.alive())
         finally:
             system.stop()
+FORWARDED = (b"From: Alice <alice@example.org>\r\n"
+             b"To: Bob <bob@example.org>\r\n"
+             b"Subject: the report\r\n"
+             b"MIME-Version: 1.0\r\n"
+             b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n"
+             b"\r\n"
+             b"--b1\r\n"
+             b"Content-Type: text/plain\r\n"
+             b"\r\n"
+             b"Here it is.\r\n"
+             b"--b1\r\n"
+             b"Content-Type: application/octet-stream; name=\"r.bin\"\r\n"
+             b"Content-Transfer-Encoding: base64\r\n"
+             b"\r\n"
+             b"AAECAwQFBgcICQ==\r\n"
+             b"--b1--\r\n")
+
+
+def literal_of(line):
+    """The data of the (first) literal in a response line."""
+    match = re.search(rb"\{(\d+)\}\r\n", line)
+    assert match, line
+    return line[match.end():match.end() + int(match.group(1))]
+
+
+def catenate(client, mailbox, parts, tag=None):
+    """Sends APPEND mailbox CATENATE (parts) with LITERAL+ TEXT literals; parts are
+    ("TEXT", bytes) or ("URL", str). Returns the tagged line."""
+    tag = tag or client.tag()
+    wire = []
+    for kind, value in parts:
+        if kind == "TEXT":
+            wire.append(b"TEXT {%d+}\r\n%s" % (len(value), value))
+        else:
+            wire.append(b'URL "%s"' % value.encode())
+    client.send(b"%s APPEND %s CATENATE (%s)\r\n"
+                % (tag.encode(), mailbox.encode(), b" ".join(wire)))
+    return client.read_tagged(tag)[1]
+
+
+class CatenateTest(Base):
+    """RFC 4469: APPEND ... CATENATE (TEXT literal / URL "imap-url" ...), assembled by
+    the gateway from TEXT literals and sections of the user's own messages."""
+
+    def source(self, client, mailbox="INBOX"):
+        """Appends FORWARDED to `mailbox`; returns (uidvalidity, uid)."""
+        _, tagged = append_raw(client, mailbox, FORWARDED)
+        match = re.search(rb"\[APPENDUID (\d+) (\d+)\]", tagged)
+        return int(match.group(1)), int(match.group(2))
+
+    def fetch(self, client, mailbox, uid, item):
+        client.ok("EXAMINE " + mailbox)
+        lines = client.ok("UID FETCH %d (%s)" % (uid, item))
+        client.ok("UNSELECT")
+        return lines
+
+    def catenate(self, client, mailbox, parts, tag=None):
+        return catenate(client, mailbox, parts, tag)
+
+    def test_forward_a_part_without_downloading_it(self):
+        client = self.connect()
+        self.assertIn(b"CATENATE", client.ok("CAPABILITY")[0].split())
+        client.ok("CREATE Drafts")
+        uidvalidity, uid = self.source(client)
+        base = "/INBOX;UIDVALIDITY=%d/;UID=%d" % (uidvalidity, uid)
+        head = (b"From: Bob <bob@example.org>\r\nSubject: Fwd: the report\r\n"
+                b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"fw\"\r\n"
+                b"\r\n--fw\r\n")
+        tail = b"\r\n--fw--\r\n"
+        # A synchronizing TEXT literal first, then URLs and a LITERAL+ one.
+        tag = client.tag()
+        client.send(b"%s APPEND Drafts (\\Draft) CATENATE (TEXT {%d}\r\n"
+                    % (tag.encode(), len(head)))
+        client.expect_continuation()
+        client.send(head + b' URL "%s/;SECTION=2.MIME" URL "%s/;section=2" TEXT {%d+}\r\n%s)\r\n'
+                    % (base.encode(), base.encode(), len(tail), tail))
+        _, tagged = client.read_tagged(tag)
+        self.assertTagged(tagged, tag, "OK", b"APPENDUID")
+        new_uid = int(re.search(rb"\[APPENDUID \d+ (\d+)\]", tagged).group(1))
+        lines = self.fetch(client, "INBOX", uid, "FLAGS BODY.PEEK[2.MIME] BODY.PEEK[2]")
+        mime = literal_of(lines[0].split(b"BODY[2.MIME]", 1)[1])
+        part = literal_of(lines[0].split(b"BODY[2]", 1)[1])
+        self.assertEqual(part, b"AAECAwQFBgcICQ==")
+        built = self.fetch(client, "Drafts", new_uid, "BODY.PEEK[] FLAGS")
+        self.assertEqual(literal_of(built[0]), head + mime + part + tail)
+        self.assertIn(b"\\Draft", built[0])
+        # The source was read as BODY.PEEK: not \Seen.
+        self.assertNotIn(b"\\Seen", self.fetch(client, "INBOX", uid, "FLAGS")[0])
+        # A whole message, a header, a text and a byte range.
+        tagged = self.catenate(client, "Drafts", [
+            ("URL", base), ("URL", base + "/;SECTION=HEADER"),
+            ("URL", base + "/;SECTION=TEXT/;PARTIAL=2.5"), ("URL", base + "/;SECTION=1")])
+        self.assertIn(b"OK [APPENDUID", tagged)
+        new_uid = int(re.search(rb"\[APPENDUID \d+ (\d+)\]", tagged).group(1))
+        header, text = FORWARDED.split(b"\r\n\r\n", 1)
+        self.assertEqual(literal_of(self.fetch(client, "Drafts", new_uid, "BODY.PEEK[]")[0]),
+                         FORWARDED + header + b"\r\n\r\n" + text[2:7] + b"Here it is.")
+
+    def test_bad_urls_store_nothing(self):
+        client = self.connect()
+        client.ok("CREATE Drafts")
+        uidvalidity, uid = self.source(client)
+        other, other_password = SYSTEM.new_user("std")
+        with RawClient(GATEWAY.imaps_port, "tls", cafile=SYSTEM.cert) as theirs:
+            theirs.login(other, other_password)
+            their_validity, their_uid = self.source(theirs)
+        client.ok("SELECT INBOX")
+        client.ok("UID STORE %d +FLAGS.SILENT (\\Deleted)" % uid)
+        uidvalidity2, uid2 = self.source(client)
+        client.ok("UID EXPUNGE %d" % uid)
+        good = "/INBOX;UIDVALIDITY=%d/;UID=%d" % (uidvalidity2, uid2)
+        for url, why in (
+                ("/INBOX;UIDVALIDITY=%d/;UID=%d" % (uidvalidity + 1, uid2), b"UIDVALIDITY"),
+                ("/INBOX;UIDVALIDITY=%d/;UID=%d" % (uidvalidity, uid), b"no message"),
+                ("/INBOX/;UID=%d/;SECTION=7" % uid2, b"no such section"),
+                ("/Nowhere/;UID=1", b"no such mailbox"),
+                (good + ";URLAUTH=anonymous", b"URLAUTH"),
+                ("imap://%s@localhost/INBOX;UIDVALIDITY=%d/;UID=%d"
+                 % (other, their_validity, their_uid), b"absolute URL"),
+                ("imap://%s@localhost/INBOX/;UID=%d" % (self.user, uid2), b"absolute URL"),
+                ("/INBOX/;UID=x", b"not an IMAP URL")):
+            tag = client.tag()
+            tagged = self.catenate(client, "Drafts", [("TEXT", b"X: 1\r\n"), ("URL", url),
+                                                      ("URL", good)], tag=tag)
+            self.assertTagged(tagged, tag, "NO", b"BADURL " + url.encode())
+            self.assertIn(why, tagged)
+        self.assertEqual(client.ok("STATUS Drafts (MESSAGES)"), [b"* STATUS Drafts (MESSAGES 0)"])
+        # RFC 4469 §3: refused instead of the "+" of a later synchronizing literal.
+        tag = client.tag()
+        client.send(b'%s APPEND Drafts CATENATE (URL "/Nowhere/;UID=1" TEXT {5}\r\n'
+                    % tag.encode())
+        _, tagged = client.read_tagged(tag)
+        self.assertTagged(tagged, tag, "NO", b"BADURL /Nowhere/;UID=1")
+        client.ok("NOOP")
+        # And in a MULTIAPPEND the whole command stores nothing.
+        tag = client.tag()
+        client.send(b'%s APPEND Drafts {3+}\r\nabc CATENATE (URL "%s" URL "/INBOX/;UID=999")\r\n'
+                    % (tag.encode(), good.encode()))
+        self.assertTagged(client.read_tagged(tag)[1], tag, "NO", b"BADURL")
+        self.assertEqual(client.ok("STATUS Drafts (MESSAGES)"), [b"* STATUS Drafts (MESSAGES 0)"])
+
+    def test_malformed_catenate_is_bad(self):
+        client = self.connect()
+        client.ok("CREATE Drafts")
+        for text in ("APPEND Drafts CATENATE ()", "APPEND Drafts CATENATE (URL)",
+                     'APPEND Drafts CATENATE (BODY "/INBOX/;UID=1")',
+                     'APPEND Drafts CATENATE (URL "/INBOX/;UID=1"'):
+            tag = client.tag()
+            _, tagged = self.command(client, text, tag)
+            self.assertTagged(tagged, tag, "BAD")
+        client.ok("NOOP")
+
+    def test_multiappend_with_catenate(self):
+        client = self.connect()
+        client.ok("CREATE Drafts")
+        uidvalidity, uid = self.source(client)
+        url = "/INBOX;UIDVALIDITY=%d/;UID=%d/;SECTION=1" % (uidvalidity, uid)
+        tag = client.tag()
+        client.send(b'%s APPEND Drafts CATENATE (TEXT {4+}\r\nA: 1 URL "%s") (\\Seen) {5+}\r\n'
+                    b'plain CATENATE (URL "%s" TEXT {2+}\r\n!!)\r\n'
+                    % (tag.encode(), url.encode(), url.encode()))
+        _, tagged = client.read_tagged(tag)
+        self.assertTagged(tagged, tag, "OK", b"APPENDUID")
+        uids = re.search(rb"\[APPENDUID \d+ (\S+)\]", tagged).group(1)
+        self.assertEqual(uids, b"1:3")
+        bodies = [literal_of(self.fetch(client, "Drafts", n, "BODY.PEEK[]")[0])
+                  for n in (1, 2, 3)]
+        self.assertEqual(bodies, [b"A: 1Here it is.", b"plain", b"Here it is.!!"])
+
+    def test_quota_applies_to_the_assembled_message(self):
+        client = self.connect()
+        client.ok("CREATE Drafts")
+        uidvalidity, uid = self.source(client)
+        SYSTEM.admin("quota", "set", self.user, "--storage=1")
+        url = "/INBOX;UIDVALIDITY=%d/;UID=%d" % (uidvalidity, uid)
+        tag = client.tag()
+        tagged = self.catenate(client, "Drafts", [("URL", url), ("URL", url), ("URL", url)],
+                               tag=tag)
+        self.assertTagged(tagged, tag, "NO", b"OVERQUOTA")
+        self.assertEqual(client.ok("STATUS Drafts (MESSAGES)"), [b"* STATUS Drafts (MESSAGES 0)"])
+
+
+class CatenateLimitTest(unittest.TestCase):
+    """The assembled message stays within APPENDLIMIT (--max-append-size), and a message
+    has at most --max-catenate-parts parts; each checked at the limit. Absolute URLs
+    name one of --catenate-url-hosts and the logged-in user."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gateway = SYSTEM.start_gateway("--gateway-id=std-catenate", "--max-append-size=300",
+                                           "--max-catenate-parts=3",
+                                           "--catenate-url-hosts=imap.example.test, "
+                                           "Mail.Example.TEST")
+
+    def setUp(self):
+        self.user, self.password = SYSTEM.new_user("std")
+        self.client = RawClient(self.gateway.imaps_port, "tls", cafile=SYSTEM.cert)
+        self.client.login(self.user, self.password)
+        self.client.ok("CREATE Drafts")
+
+    def tearDown(self):
+        self.client.close()
+        self.assertTrue(self.gateway.alive(), self.gateway.log()[-3000:])
+
+    def test_parts_and_size_at_the_limit(self):
+        client = self.client
+        _, tagged = append_raw(client, "INBOX", sized_message(200, 1))
+        url = "/INBOX/;UID=%s" % re.search(rb"\[APPENDUID \d+ (\d+)\]", tagged).group(1).decode()
+        # 3 parts, 300 octets: at both limits.
+        tag = client.tag()
+        tagged = catenate(client, "Drafts", [("TEXT", b"a" * 50), ("URL", url),
+                                                  ("TEXT", b"b" * 50)], tag=tag)
+        self.assertTrue(tagged.startswith(tag.encode() + b" OK [APPENDUID"), tagged)
+        # One part more: BAD [LIMIT] before anything is read from the store.
+        tag = client.tag()
+        tagged = catenate(client, "Drafts", [("TEXT", b"a"), ("TEXT", b"b"),
+                                                  ("TEXT", b"c"), ("TEXT", b"d")], tag=tag)
+        self.assertTrue(tagged.startswith(tag.encode() + b" BAD [LIMIT]"), tagged)
+        # One octet more: NO [TOOBIG], whether the TEXT or the URL part crosses it.
+        for parts in ([("TEXT", b"a" * 51), ("URL", url), ("TEXT", b"b" * 50)],
+                      [("TEXT", b"a" * 101), ("URL", url)]):
+            tag = client.tag()
+            tagged = catenate(client, "Drafts", parts, tag=tag)
+            self.assertTrue(tagged.startswith(tag.encode() + b" NO [TOOBIG]"), tagged)
+        client.ok("NOOP")
+        self.assertEqual(client.ok("STATUS Drafts (MESSAGES)"), [b"* STATUS Drafts (MESSAGES 1)"])
+
+    def test_absolute_urls_of_a_configured_host(self):
+        client = self.client
+        _, tagged = append_raw(client, "INBOX", sized_message(100, 1))
+        validity, uid = re.search(rb"\[APPENDUID (\d+) (\d+)\]", tagged).groups()
+        path = "/INBOX;UIDVALIDITY=%s/;UID=%s" % (validity.decode(), uid.decode())
+        for host in ("mail.example.test", "MAIL.example.test:993", "imap.example.test"):
+            url = "imap://%s;AUTH=*@%s%s" % (self.user, host, path)
+            tag = client.tag()
+            tagged = catenate(client, "Drafts", [("URL", url)], tag=tag)
+            self.assertTrue(tagged.startswith(tag.encode() + b" OK [APPENDUID"), tagged)
+        for url in ("imap://%s@other.example.test%s" % (self.user, path),
+                    "imap://someone-else@mail.example.test%s" % path,
+                    "imap://mail.example.test%s" % path):  # anonymous
+            tag = client.tag()
+            tagged = catenate(client, "Drafts", [("URL", url)], tag=tag)
+            self.assertTrue(tagged.startswith(b"%s NO [BADURL %s]" % (tag.encode(), url.encode())),
+                            tagged)
+        self.assertEqual(client.ok("STATUS Drafts (MESSAGES)"), [b"* STATUS Drafts (MESSAGES 3)"])

@@ -115,6 +115,38 @@ TEST_F(ApiTest, EveryAcknowledgedAppendSurvivesSigkill) {
   }
 }
 
+TEST_F(ApiTest, AnAppendedMessageGrowsPartByPart) {
+  // RFC 4469 CATENATE: the gateway learns each part's size as it comes.
+  auto context = client_->Context();
+  v1::AppendResponse response;
+  auto writer = client_->stub().Append(context.get(), &response);
+  v1::AppendRequest item;
+  item.set_mailbox("INBOX");
+  ASSERT_TRUE(writer->Write(item));
+  item.mutable_message()->set_size(0);
+  ASSERT_TRUE(writer->Write(item));
+  const std::string parts[] = {"Subject: parts\r\n\r\n", "", "first, ", "second\r\n"};
+  std::string whole;
+  for (const std::string& part : parts) {
+    item.set_more(part.size());
+    ASSERT_TRUE(writer->Write(item));
+    if (!part.empty()) {
+      item.set_chunk(part);
+      ASSERT_TRUE(writer->Write(item));
+    }
+    whole += part;
+  }
+  ASSERT_TRUE(writer->WritesDone());
+  ASSERT_TRUE(writer->Finish().ok());
+  ASSERT_EQ(response.uids_size(), 1);
+  auto open = client_->Open("INBOX");
+  ASSERT_TRUE(open.ok()) << open.status();
+  auto bodies = client_->FetchBodies(*open, response.uids(0), response.uids(0));
+  ASSERT_TRUE(bodies.ok()) << bodies.status();
+  ASSERT_EQ(bodies->size(), 1u);
+  EXPECT_EQ(bodies->front().second, whole);
+}
+
 // Reads change events until `predicate` returns true or the stream ends.
 template <typename Stream, typename Predicate>
 std::vector<v1::ChangeEvent> ReadUntil(Stream& stream, Predicate predicate) {
@@ -296,6 +328,20 @@ TEST_F(ApiTest, BadInputGetsAClearErrorAndTheServiceStaysUp) {
     item.mutable_message()->set_size(3);
     writer->Write(item);
     item.set_chunk("four");
+    writer->Write(item);
+    writer->WritesDone();
+    ExpectError(v1::FromGrpcStatus(writer->Finish()), absl::StatusCode::kInvalidArgument,
+                v1::BAD_REQUEST);
+  }
+  // More octets for a message before any message was begun.
+  {
+    auto context = client_->Context();
+    v1::AppendResponse response;
+    auto writer = client_->stub().Append(context.get(), &response);
+    v1::AppendRequest item;
+    item.set_mailbox("INBOX");
+    writer->Write(item);
+    item.set_more(3);
     writer->Write(item);
     writer->WritesDone();
     ExpectError(v1::FromGrpcStatus(writer->Finish()), absl::StatusCode::kInvalidArgument,
