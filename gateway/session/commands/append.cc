@@ -53,18 +53,6 @@ void AnswerInputError(CommandContext& session, const imap::ProtocolError& error)
   }
 }
 
-v1::Section::Text ToProtoSectionText(imap::Section::Text text) {
-  switch (text) {
-    case imap::Section::Text::kNone: return v1::Section::TEXT_NONE;
-    case imap::Section::Text::kHeader: return v1::Section::HEADER;
-    case imap::Section::Text::kHeaderFields: return v1::Section::HEADER_FIELDS;
-    case imap::Section::Text::kHeaderFieldsNot: return v1::Section::HEADER_FIELDS_NOT;
-    case imap::Section::Text::kText: return v1::Section::TEXT;
-    case imap::Section::Text::kMime: return v1::Section::MIME;
-  }
-  return v1::Section::TEXT_NONE;
-}
-
 // Answers NO [BADURL url] (RFC 4469 §5; the URL bare, as its errata has it).
 void BadUrl(CommandContext& session, std::string_view url, std::string_view why) {
   session.No(absl::StrCat("CATENATE refused ", url.size() > 200 ? "a URL" : "the URL", ": ",

@@ -135,4 +135,8 @@ awaitable<void> Copy(CommandContext& session, const imap::SequenceSet& set, bool
 awaitable<void> Expunge(CommandContext& session, const imap::SequenceSet* uids);
 awaitable<void> Close(CommandContext& session, bool expunge);
 
+// The service's name for the text part of a section (FETCH BODY[...], CATENATE
+// URLs).
+mailbox::v1::Section::Text ToProtoSectionText(imap::Section::Text text);
+
 }  // namespace gateway::commands

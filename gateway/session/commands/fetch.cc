@@ -62,24 +62,12 @@ struct FetchPlan {
   bool has_modseq = false;
 };
 
-v1::Section::Text ToProtoText(imap::Section::Text text) {
-  switch (text) {
-    case imap::Section::Text::kNone: return v1::Section::TEXT_NONE;
-    case imap::Section::Text::kHeader: return v1::Section::HEADER;
-    case imap::Section::Text::kHeaderFields: return v1::Section::HEADER_FIELDS;
-    case imap::Section::Text::kHeaderFieldsNot: return v1::Section::HEADER_FIELDS_NOT;
-    case imap::Section::Text::kText: return v1::Section::TEXT;
-    case imap::Section::Text::kMime: return v1::Section::MIME;
-  }
-  return v1::Section::TEXT_NONE;
-}
-
 v1::Section ToProtoSection(const imap::FetchAttribute& attribute) {
   v1::Section section;
   for (uint32_t part : attribute.section.part) {
     section.add_part(part);
   }
-  section.set_text(ToProtoText(attribute.section.text));
+  section.set_text(ToProtoSectionText(attribute.section.text));
   for (const std::string& field : attribute.section.fields) {
     section.add_fields(field);
   }
@@ -964,6 +952,19 @@ awaitable<void> Fetch(CommandContext& session, const imap::FetchCommand& command
     co_return;
   }
   session.Ok("FETCH completed");
+}
+
+mailbox::v1::Section::Text ToProtoSectionText(imap::Section::Text text) {
+  namespace v1 = mailbox::v1;
+  switch (text) {
+    case imap::Section::Text::kNone: return v1::Section::TEXT_NONE;
+    case imap::Section::Text::kHeader: return v1::Section::HEADER;
+    case imap::Section::Text::kHeaderFields: return v1::Section::HEADER_FIELDS;
+    case imap::Section::Text::kHeaderFieldsNot: return v1::Section::HEADER_FIELDS_NOT;
+    case imap::Section::Text::kText: return v1::Section::TEXT;
+    case imap::Section::Text::kMime: return v1::Section::MIME;
+  }
+  return v1::Section::TEXT_NONE;
 }
 
 }  // namespace gateway::commands
