@@ -3102,8 +3102,8 @@ std::string SortedUidsQuery(
     const google::protobuf::RepeatedPtrField<v1::SortCriterion>& criteria) {
   // ORDER BY the keys' columns, each ascending unless REVERSE, then the UID
   // (RFC 5256 §2.2: REVERSE applies to its own key only; ties in sequence order).
-  // A first key with an index (schema: DATE, ARRIVAL, SUBJECT, FROM) is read in
-  // index order; the database orders what follows within it.
+  // A first key with an index (schema: DATE, ARRIVAL) is read in index order and
+  // the database orders only ties; other keys it orders from the rows' columns.
   std::string order_by;
   bool needs_size = false;
   for (const v1::SortCriterion& criterion : criteria) {

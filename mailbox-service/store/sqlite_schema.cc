@@ -272,9 +272,13 @@ ALTER TABLE users ADD COLUMN scram_sha256 TEXT;
       // written, so that a sort reads an index in order instead of decoding every
       // message's keys. Strings are stored folded as BLOBs and compare octet by
       // octet; sort_date is the sent date (RFC 5256 §2.2: the internal date
-      // without a valid Date:). The most used first keys have an index each; the
-      // others are ordered by the database from the row's columns. NULL for rows
-      // from before, filled in the first time their mailbox is sorted.
+      // without a valid Date:). DATE and ARRIVAL, webmail's usual first keys,
+      // have an index each: in real mail both grow with the UID, so the indexes
+      // are cheap to keep. The string keys are ordered by the database from the
+      // rows' columns: an index each would double the cost of a bulk import with
+      // random subjects and senders for a few tenths of a second on a 100,000
+      // message sort. NULL for rows from before, filled in the first time their
+      // mailbox is sorted.
       R"sql(
 ALTER TABLE messages ADD COLUMN sort_date INTEGER;
 ALTER TABLE messages ADD COLUMN sort_subject BLOB;
@@ -285,8 +289,6 @@ ALTER TABLE messages ADD COLUMN sort_display_from BLOB;
 ALTER TABLE messages ADD COLUMN sort_display_to BLOB;
 CREATE INDEX messages_by_sent_date ON messages (mailbox_id, sort_date);
 CREATE INDEX messages_by_arrival ON messages (mailbox_id, internal_date);
-CREATE INDEX messages_by_subject ON messages (mailbox_id, sort_subject);
-CREATE INDEX messages_by_from ON messages (mailbox_id, sort_from);
 )sql",
   };
   return *steps;

@@ -243,7 +243,6 @@ TEST(SqliteSchemaTest, SortByAnIndexedFirstKeyIsAnIndexScan) {
   const std::vector<std::tuple<K::Key, bool, std::string>> indexed = {
       {K::DATE, false, "messages_by_sent_date"},   {K::DATE, true, "messages_by_sent_date"},
       {K::ARRIVAL, false, "messages_by_arrival"},  {K::ARRIVAL, true, "messages_by_arrival"},
-      {K::SUBJECT, false, "messages_by_subject"},  {K::FROM, true, "messages_by_from"},
   };
   for (const auto& [key, reverse, index] : indexed) {
     google::protobuf::RepeatedPtrField<K> criteria;

@@ -317,8 +317,8 @@ class Store {
       uint64_t user_id, uint64_t mailbox_id, uint32_t uidvalidity, const v1::UidSet& uids) = 0;
   // The UIDs of the mailbox that are in `uids` (which may be empty), in the order
   // of `criteria` (validated: sort.h), ties in UID order: SortMessages' order,
-  // read from the sort keys each message row carries, through an index for the
-  // most used first keys. Rows written before the rows carried them get theirs
+  // read from the sort keys each message row carries, through an index when the
+  // first key is DATE or ARRIVAL. Rows written before the rows carried them get theirs
   // first. More than limits.max_sort_messages messages is RESOURCE_EXHAUSTED
   // (LIMIT).
   virtual absl::StatusOr<std::vector<uint32_t>> SortedUids(

@@ -91,8 +91,6 @@ inline void ExpectOlderMessageUpgraded(Store& store, uint64_t user, v1::OpenResp
 inline constexpr char kUndoMessageSortColumns[] =
     "DROP INDEX messages_by_sent_date;"
     "DROP INDEX messages_by_arrival;"
-    "DROP INDEX messages_by_subject;"
-    "DROP INDEX messages_by_from;"
     "ALTER TABLE messages DROP COLUMN sort_date;"
     "ALTER TABLE messages DROP COLUMN sort_subject;"
     "ALTER TABLE messages DROP COLUMN sort_from;"

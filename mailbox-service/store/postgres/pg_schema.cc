@@ -229,8 +229,8 @@ ALTER TABLE contents ADD COLUMN sort_keys bytea;
       R"sql(
 ALTER TABLE users ADD COLUMN scram_sha256 text;
 )sql",
-      // Version 7: the sort keys of each message row and the indexes of the most
-      // used first keys, as in the SQLite schema's version 12. bytea compares
+      // Version 7: the sort keys of each message row and the indexes for DATE and
+      // ARRIVAL, as in the SQLite schema's version 12. bytea compares
       // octet by octet, whatever the database's collation.
       R"sql(
 ALTER TABLE messages ADD COLUMN sort_date bigint;
@@ -242,8 +242,6 @@ ALTER TABLE messages ADD COLUMN sort_display_from bytea;
 ALTER TABLE messages ADD COLUMN sort_display_to bytea;
 CREATE INDEX messages_by_sent_date ON messages (mailbox_id, sort_date);
 CREATE INDEX messages_by_arrival ON messages (mailbox_id, internal_date);
-CREATE INDEX messages_by_subject ON messages (mailbox_id, sort_subject);
-CREATE INDEX messages_by_from ON messages (mailbox_id, sort_from);
 )sql",
   };
   return *steps;
