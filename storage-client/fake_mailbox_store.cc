@@ -1377,4 +1377,10 @@ absl::Status FakeMailboxStore::SubscribeFeed(FakeChangeFeed* feed, uint64_t mail
 
 void FakeMailboxStore::RemoveFeed(FakeChangeFeed* feed) { feeds_.erase(feed); }
 
+void FakeMailboxStore::AnnounceListChange(const v1::ChangeEvent& event) {
+  for (FakeChangeFeed* feed : feeds_) {
+    feed->Deliver(event);
+  }
+}
+
 }  // namespace mailbox::client

@@ -371,6 +371,8 @@ class CommandContext {
   NotifyWatch& notify_watch() { return *notify_; }
   FeedRouter* feed_router() const { return worker_->router; }
   const std::string& session_token() const { return credential_.token; }
+  // The logged-in user's id at the mailbox service (0 before a login).
+  uint64_t user_id() const { return credential_.user_id; }
   uint64_t selected_mailbox_id() const {
     return selected_ != nullptr ? selected_->mailbox_id : 0;
   }
