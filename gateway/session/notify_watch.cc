@@ -84,7 +84,7 @@ class NotifyWatch::ListListener final : public FeedRouter::Listener {
     if (event.has_resync()) {
       // The router dropped the listener. An overflow at the service: the next
       // round listens again (changes meanwhile are not heard of). A revoked
-      // or expired credential: the session ends.
+      // or expired credential: the round checks the session's own first.
       owner_->list_registered_ = false;
       owner_->list_live_ = false;
       if (event.resync().reason().code() == v1::AUTHENTICATIONFAILED) {
@@ -288,9 +288,10 @@ void NotifyWatch::SetRules(FeedRouter* router, uint64_t user_id,
   list_revoked_ = false;
   // Any rule with events may be concerned by a change of the list: a name it
   // reports, or a mailbox appearing in its filter.
+  // (Not without a router: the worker is shutting down.)
   const bool listen =
-      user_id != 0 && std::any_of(rules_.begin(), rules_.end(),
-                                  [](const Rule& rule) { return rule.events != 0; });
+      router != nullptr && user_id != 0 &&
+      std::any_of(rules_.begin(), rules_.end(), [](const Rule& rule) { return rule.events != 0; });
   if (list_user_ != 0 && (!listen || list_user_ != user_id)) {
     if (router != nullptr && list_registered_) {
       router->RemoveList(list_user_, list_listener_.get());
@@ -306,7 +307,7 @@ void NotifyWatch::SetRules(FeedRouter* router, uint64_t user_id,
     list_listener_ = std::make_unique<ListListener>(this);
   }
   list_user_ = user_id;
-  if (router != nullptr && !list_registered_) {
+  if (!list_registered_) {
     list_live_ = router->AddList(user_id, session_token, list_listener_.get());
     list_registered_ = true;
   }

@@ -120,9 +120,12 @@ class NotifyWatch {
   // More LIST lines were queued than the limit (§5.8): the caller reports
   // NOTIFICATIONOVERFLOW and clears the watch.
   bool overflowed() const { return overflowed_; }
-  // The service ended the list subscription because the session's credential
-  // expired or was revoked: the caller ends the session.
+  // The service ended the list subscription because the credential it was
+  // made with (the first session's of the worker) expired or was revoked: the
+  // caller checks its own, and ends the session or calls ListCredentialHolds
+  // (the next round listens again with it).
   bool list_revoked() const { return list_revoked_; }
+  void ListCredentialHolds() { list_revoked_ = false; }
   // The LIST lines to send, in the order the changes were committed. Listens
   // to the list again if the service had ended the subscription.
   std::vector<ListNews> TakeListNews(FeedRouter* router, const std::string& session_token);

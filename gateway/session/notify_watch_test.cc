@@ -345,6 +345,11 @@ TEST_F(NotifyWatchTest, AnEndedListSubscriptionIsTakenUpAgainOrEndsTheSession) {
   store_.AnnounceListChange(resync);
   RunUntil([&] { return watch.list_revoked(); });
   EXPECT_TRUE(watch.list_revoked());
+  EXPECT_TRUE(watch.TakeListNews(router_.get(), session_.token).empty());
+  EXPECT_EQ(router_->subscribed_lists(), 0u);  // not with the credential that ended
+  watch.ListCredentialHolds();  // the session's own holds: listens with it
+  EXPECT_TRUE(watch.TakeListNews(router_.get(), session_.token).empty());
+  EXPECT_EQ(router_->subscribed_lists(), 1u);
   watch.Clear(router_.get());
 }
 

@@ -313,8 +313,19 @@ awaitable<void> ReportWatchedMailboxes(CommandContext& session, bool now) {
     co_return;
   }
   if (watch.list_revoked()) {
-    session.EndWithBye("Session ended: the credential expired or was revoked; log in again");
-    co_return;
+    // The list subscription's credential (maybe another session's) ended: this
+    // session's own decides, as for the mailboxes it watches.
+    v1::StatusRequest request;
+    request.set_name("INBOX");
+    absl::StatusOr<v1::StatusResponse> status =
+        co_await session.store().Status(std::move(request));
+    const v1::ErrorDetail detail =
+        status.ok() ? v1::ErrorDetail() : v1::DetailOf(status.status());
+    if (detail.code() == v1::AUTHENTICATIONFAILED) {
+      session.EndWithBye(absl::StrCat("Session ended: ", detail.message()));
+      co_return;
+    }
+    watch.ListCredentialHolds();
   }
   if (watch.overflowed()) {
     // §5.8: more mailbox-list changes than the session may hold; notifications
