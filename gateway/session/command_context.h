@@ -95,7 +95,9 @@ struct SessionOptions {
   size_t max_compressed_connections = kDefaultMaxCompressedConnections;
   // Mailboxes one session may watch with NOTIFY (RFC 5465) besides the
   // selected one, each a listener of the worker's change feed; a NOTIFY naming
-  // more gets NO [LIMIT]. 0: NOTIFY is neither advertised nor accepted.
+  // more gets NO [LIMIT]; also the mailboxes created later it starts watching,
+  // and the MailboxName / SubscriptionChange LIST lines it holds unread (one
+  // more: NOTIFICATIONOVERFLOW). 0: NOTIFY is neither advertised nor accepted.
   size_t max_notify_mailboxes = kDefaultMaxNotifyMailboxes;
   // While a session waits (IDLE), the unsolicited STATUS responses of watched
   // mailboxes go out at most this often: a burst of changes is one STATUS.
