@@ -410,7 +410,11 @@ bool NotifyWatch::OnListChange(const v1::ChangeEvent& event) {
     case Change::UNSUBSCRIBED: {
       const bool subscribed = change.kind() == Change::SUBSCRIBED;
       const uint8_t before = EventsFor(name);
-      if (subscribed) {
+      // Kept only for a SUBSCRIBED filter (as many names as the user's LSUB).
+      const bool tracked = std::any_of(rules_.begin(), rules_.end(), [](const Rule& rule) {
+        return rule.scope == Rule::kSubscribed;
+      });
+      if (subscribed && tracked) {
         subscribed_.insert(name);
       } else {
         subscribed_.erase(name);
