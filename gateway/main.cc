@@ -107,8 +107,8 @@ std::vector<mailbox::config::Setting> Settings() {
        "to 64 KiB) each worker keeps to answer FETCH without the mailbox service; 0 "
        "disables"},
       {"max-notify-mailboxes", "IMAPD_MAX_NOTIFY_MAILBOXES", "1000",
-       "mailboxes one session may watch with NOTIFY besides the selected one; 0 turns "
-       "NOTIFY off"},
+       "mailboxes one session may watch with NOTIFY besides the selected one (and "
+       "mailbox-list changes it may hold unread); 0 turns NOTIFY off"},
       {"max-known-flags", "IMAPD_MAX_KNOWN_FLAGS", "10000",
        "messages of the selected mailbox whose flags a session keeps to answer FETCH "
        "FLAGS without the mailbox service"},

@@ -152,6 +152,23 @@ class FakeChangeFeed final : public ChangeFeed {
     });
   }
 
+  // The fake announces no mailbox-list changes: a subscription only gets its
+  // marker (the service's behaviour is pinned by its own tests).
+  void SubscribeList(uint64_t user_id, std::string session_token) override {
+    lists_.insert(user_id);
+    v1::ChangeEvent marker;
+    marker.set_user_id(user_id);
+    marker.mutable_subscribed();
+    Deliver(std::move(marker));
+  }
+
+  void UnsubscribeList(uint64_t user_id) override {
+    lists_.erase(user_id);
+    std::erase_if(events_, [user_id](const v1::ChangeEvent& event) {
+      return event.mailbox_id() == 0 && event.user_id() == user_id;
+    });
+  }
+
   awaitable<absl::StatusOr<v1::ChangeEvent>> Next() override {
     for (;;) {
       if (closed_) {
@@ -175,6 +192,14 @@ class FakeChangeFeed final : public ChangeFeed {
   bool IsSubscribed(uint64_t mailbox_id) const { return subscribed_.contains(mailbox_id); }
 
   void Deliver(v1::ChangeEvent event) {
+    if (event.mailbox_id() == 0 && event.user_id() != 0) {
+      if (!lists_.contains(event.user_id()) || closed_) {
+        return;
+      }
+      events_.push_back(std::move(event));
+      signal_.cancel();
+      return;
+    }
     if (!subscribed_.contains(event.mailbox_id()) || closed_) {
       return;
     }
@@ -190,6 +215,7 @@ class FakeChangeFeed final : public ChangeFeed {
   boost::asio::steady_timer signal_;
   std::deque<v1::ChangeEvent> events_;
   std::set<uint64_t> subscribed_;
+  std::set<uint64_t> lists_;  // users whose mailbox list is subscribed
   bool closed_ = false;
 };
 
@@ -1350,5 +1376,11 @@ absl::Status FakeMailboxStore::SubscribeFeed(FakeChangeFeed* feed, uint64_t mail
 }
 
 void FakeMailboxStore::RemoveFeed(FakeChangeFeed* feed) { feeds_.erase(feed); }
+
+void FakeMailboxStore::AnnounceListChange(const v1::ChangeEvent& event) {
+  for (FakeChangeFeed* feed : feeds_) {
+    feed->Deliver(event);
+  }
+}
 
 }  // namespace mailbox::client

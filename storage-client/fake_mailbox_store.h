@@ -47,6 +47,10 @@ class FakeMailboxStore final : public MailboxStore {
   uint64_t AddUser(std::string username, std::string password);
   // A session for `username` without going through Authenticate.
   Session SessionFor(const std::string& username);
+  // Hands a mailbox-list event (mailbox_id 0, user_id set) to the feeds
+  // subscribed to that list, as the service announces one after a commit; the
+  // fake's own mailbox calls announce none.
+  void AnnounceListChange(const v1::ChangeEvent& event);
   // The next `count` calls (of any kind) fail with `status` before doing anything.
   void FailNextCalls(absl::Status status, int count = 1);
   // The user's quota limits (RFC 9208), which GetQuota reports with the usage;

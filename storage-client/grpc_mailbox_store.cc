@@ -409,6 +409,15 @@ struct FeedState {
     return request;
   }
 
+  static v1::ChangeFeedRequest SubscribeListRequest(uint64_t user_id, const std::string& token) {
+    v1::ChangeFeedRequest request;
+    v1::FeedSubscribe* subscribe = request.mutable_subscribe();
+    subscribe->set_mailbox_list(true);
+    subscribe->set_user_id(user_id);
+    subscribe->set_session_token(token);
+    return request;
+  }
+
   void Send(v1::ChangeFeedRequest request) {
     if (stream == nullptr) {
       return;  // the next connection subscribes from `subscriptions`
@@ -419,6 +428,20 @@ struct FeedState {
 
   // Applies the per-mailbox order and no-duplicate rules, then queues for Next.
   void Deliver(v1::ChangeEvent event) {
+    if (event.mailbox_id() == 0 && event.user_id() != 0) {
+      // A mailbox list's: no MODSEQ to order by; the service sends them in
+      // commit order.
+      auto list = lists.find(event.user_id());
+      if (list == lists.end()) {
+        return;
+      }
+      if (event.has_resync()) {
+        lists.erase(list);
+      }
+      events.push_back(std::move(event));
+      consumer_signal.cancel();
+      return;
+    }
     auto it = subscriptions.find(event.mailbox_id());
     if (it == subscriptions.end()) {
       return;  // unsubscribed while the event was in flight
@@ -447,6 +470,7 @@ struct FeedState {
   std::shared_ptr<Pool> pool;
   boost::asio::any_io_executor executor;
   std::map<uint64_t, Subscription> subscriptions;
+  std::map<uint64_t, std::string> lists;  // mailbox lists: user id -> session token
   std::deque<v1::ChangeEvent> events;
   boost::asio::steady_timer consumer_signal;  // cancelled to wake Next
   std::deque<v1::ChangeFeedRequest> outbox;   // for the current stream only
@@ -493,6 +517,9 @@ awaitable<void> RunFeed(std::shared_ptr<FeedState> state) {
     state->outbox.clear();
     for (const auto& [mailbox_id, sub] : state->subscriptions) {
       state->outbox.push_back(state->SubscribeRequest(mailbox_id, sub));
+    }
+    for (const auto& [user_id, token] : state->lists) {
+      state->outbox.push_back(FeedState::SubscribeListRequest(user_id, token));
     }
     boost::asio::co_spawn(state->executor, RunFeedWriter(state, call, generation),
                           LogCompletion{"change feed writer"});
@@ -542,6 +569,24 @@ class GrpcChangeFeed final : public ChangeFeed {
     });
     v1::ChangeFeedRequest request;
     request.mutable_unsubscribe()->set_mailbox_id(mailbox_id);
+    state_->Send(std::move(request));
+  }
+
+  void SubscribeList(uint64_t user_id, std::string session_token) override {
+    state_->lists[user_id] = session_token;
+    state_->Send(FeedState::SubscribeListRequest(user_id, session_token));
+  }
+
+  void UnsubscribeList(uint64_t user_id) override {
+    if (state_->lists.erase(user_id) == 0) {
+      return;
+    }
+    std::erase_if(state_->events, [user_id](const v1::ChangeEvent& event) {
+      return event.mailbox_id() == 0 && event.user_id() == user_id;
+    });
+    v1::ChangeFeedRequest request;
+    request.mutable_unsubscribe()->set_mailbox_list(true);
+    request.mutable_unsubscribe()->set_user_id(user_id);
     state_->Send(std::move(request));
   }
 

@@ -46,6 +46,9 @@ class Session {
   explicit Session(std::string session_token) : token(std::move(session_token)) {}
 
   std::string token;
+  // The user the token is for (AuthenticateResponse.principal.user_id), for
+  // the change feed's mailbox-list subscriptions.
+  uint64_t user_id = 0;
 };
 
 // The reading side of a server stream (Fetch).
@@ -114,6 +117,16 @@ class ChangeFeed {
 
   // Stops delivering the mailbox's events, including any not yet taken by Next.
   virtual void Unsubscribe(uint64_t mailbox_id) = 0;
+
+  // Starts delivering the changes of the mailbox list of `user_id` (the user of
+  // `session_token`): MailboxListChanged events with mailbox_id 0 and user_id
+  // set, live only (none is replayed: what was committed while the feed was not
+  // subscribed, e.g. during a reconnect, is not seen). A `subscribed` event with
+  // that user_id comes once the service delivers them; a refusal or an overflow
+  // comes as a resync with that user_id, after which the list is unsubscribed.
+  virtual void SubscribeList(uint64_t user_id, std::string session_token) = 0;
+  // Stops delivering the list's events, including any not yet taken by Next.
+  virtual void UnsubscribeList(uint64_t user_id) = 0;
 
   // The next event of any subscribed mailbox; waits as long as needed. CANCELLED
   // after Close. Only one coroutine may wait in Next at a time.

@@ -226,6 +226,17 @@ std::string ListResponse(bool lsub, const std::vector<std::string>& attributes,
   return out + "\r\n";
 }
 
+std::string RenamedListResponse(const std::vector<std::string>& attributes, char delimiter,
+                                std::string_view utf8_name, std::string_view utf8_old_name,
+                                bool utf8_accept) {
+  std::string out = ListResponse(false, attributes, delimiter, utf8_name, utf8_accept);
+  if (out.empty()) return "";
+  out.resize(out.size() - 2);  // the CRLF
+  out += " (\"OLDNAME\" (";
+  if (!AppendMailbox(out, utf8_old_name, utf8_accept)) return "";
+  return out + "))\r\n";
+}
+
 std::string StatusDataResponse(std::string_view utf8_name,
                                const std::vector<std::pair<StatusItem, StatusValue>>& items,
                                bool utf8_accept) {

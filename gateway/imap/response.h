@@ -119,6 +119,12 @@ std::string VanishedResponse(const std::vector<Interval>& uids, bool earlier);
 std::string ListResponse(bool lsub, const std::vector<std::string>& attributes,
                          char delimiter, std::string_view utf8_name,
                          bool utf8_accept = false);
+// RFC 5465 §5.4: the LIST of a renamed mailbox, with the OLDNAME extended data
+// item (RFC 5258 §3.3's mbox-list-extended): `* LIST () "/" "new" ("OLDNAME"
+// ("old"))`. Returns "" if a name is not valid UTF-8.
+std::string RenamedListResponse(const std::vector<std::string>& attributes, char delimiter,
+                                std::string_view utf8_name, std::string_view utf8_old_name,
+                                bool utf8_accept = false);
 // STATUS (RFC 3501 §7.2.4); returns "" if the name is not valid UTF-8. Values
 // are numbers, except MAILBOXID's object id (RFC 8474 §4.3), which is written
 // in parentheses.

@@ -53,6 +53,16 @@ TEST(ResponseTest, MailboxNames) {
   EXPECT_TRUE(out.empty());
 }
 
+TEST(ResponseTest, RenamedListCarriesOldName) {
+  EXPECT_EQ(RenamedListResponse({}, '/', "New", "Old"),
+            "* LIST () \"/\" New (\"OLDNAME\" (Old))\r\n");
+  EXPECT_EQ(RenamedListResponse({"\\Subscribed"}, '/', "a b", "Entw\xc3\xbc" "rfe"),
+            "* LIST (\\Subscribed) \"/\" \"a b\" (\"OLDNAME\" (Entw&APw-rfe))\r\n");
+  EXPECT_EQ(RenamedListResponse({}, '/', "x", "Entw\xc3\xbc" "rfe", /*utf8_accept=*/true),
+            "* LIST () \"/\" x (\"OLDNAME\" (\"Entw\xc3\xbc" "rfe\"))\r\n");
+  EXPECT_EQ(RenamedListResponse({}, '/', "x", "\xff"), "");
+}
+
 TEST(ResponseTest, StatusResponses) {
   EXPECT_EQ(StatusResponse("a1", Status::kOk, "", "done"), "a1 OK done\r\n");
   EXPECT_EQ(StatusResponse("*", Status::kOk, code::UidValidity(42), "UIDs valid"),

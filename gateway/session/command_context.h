@@ -95,7 +95,9 @@ struct SessionOptions {
   size_t max_compressed_connections = kDefaultMaxCompressedConnections;
   // Mailboxes one session may watch with NOTIFY (RFC 5465) besides the
   // selected one, each a listener of the worker's change feed; a NOTIFY naming
-  // more gets NO [LIMIT]. 0: NOTIFY is neither advertised nor accepted.
+  // more gets NO [LIMIT]; also the mailboxes created later it starts watching,
+  // and the MailboxName / SubscriptionChange LIST lines it holds unread (one
+  // more: NOTIFICATIONOVERFLOW). 0: NOTIFY is neither advertised nor accepted.
   size_t max_notify_mailboxes = kDefaultMaxNotifyMailboxes;
   // While a session waits (IDLE), the unsolicited STATUS responses of watched
   // mailboxes go out at most this often: a burst of changes is one STATUS.
@@ -371,6 +373,8 @@ class CommandContext {
   NotifyWatch& notify_watch() { return *notify_; }
   FeedRouter* feed_router() const { return worker_->router; }
   const std::string& session_token() const { return credential_.token; }
+  // The logged-in user's id at the mailbox service (0 before a login).
+  uint64_t user_id() const { return credential_.user_id; }
   uint64_t selected_mailbox_id() const {
     return selected_ != nullptr ? selected_->mailbox_id : 0;
   }

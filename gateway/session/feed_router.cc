@@ -1,5 +1,6 @@
 #include "gateway/session/feed_router.h"
 
+#include <algorithm>
 #include <iostream>
 #include <utility>
 
@@ -26,6 +27,7 @@ void FeedRouter::Close() {
   if (!core_->closed) {
     core_->closed = true;
     core_->mailboxes.clear();
+    core_->lists.clear();
     core_->feed->Close();
   }
 }
@@ -74,6 +76,56 @@ void FeedRouter::Remove(uint64_t mailbox_id, Listener* listener) {
   }
 }
 
+bool FeedRouter::AddList(uint64_t user_id, const std::string& session_token,
+                         Listener* listener) {
+  if (core_->closed) {
+    return false;
+  }
+  auto [it, inserted] = core_->lists.try_emplace(user_id);
+  if (inserted) {
+    core_->feed->SubscribeList(user_id, session_token);
+  }
+  std::vector<Listener*>& listeners = it->second.listeners;
+  if (std::find(listeners.begin(), listeners.end(), listener) == listeners.end()) {
+    listeners.push_back(listener);
+  }
+  return it->second.live;
+}
+
+void FeedRouter::RemoveList(uint64_t user_id, Listener* listener) {
+  auto it = core_->lists.find(user_id);
+  if (it == core_->lists.end()) {
+    return;
+  }
+  std::erase(it->second.listeners, listener);
+  if (it->second.listeners.empty()) {
+    core_->lists.erase(it);
+    if (!core_->closed) {
+      core_->feed->UnsubscribeList(user_id);
+    }
+  }
+}
+
+void FeedRouter::Core::DispatchList(const v1::ChangeEvent& event) {
+  auto it = lists.find(event.user_id());
+  if (it == lists.end()) {
+    return;
+  }
+  scratch = it->second.listeners;
+  if (event.has_subscribed()) {
+    it->second.live = true;
+  }
+  if (event.has_resync()) {
+    lists.erase(it);
+  }
+  for (Listener* listener : scratch) {
+    listener->OnChange(event);
+  }
+  for (Listener* listener : scratch) {
+    listener->OnChangesDelivered();
+  }
+}
+
 void FeedRouter::Core::Release(uint64_t mailbox_id) {
   auto it = mailboxes.find(mailbox_id);
   if (it == mailboxes.end()) {
@@ -90,6 +142,10 @@ void FeedRouter::Core::Dispatch(const v1::ChangeEvent& event) {
     // The rest of that commit did not follow (it cannot, but a session must
     // never wait on it): its listeners hear of what they have.
     Release(*std::exchange(held, std::nullopt));
+  }
+  if (event.mailbox_id() == 0 && event.user_id() != 0) {
+    DispatchList(event);  // a mailbox list's: no MODSEQ, never part of a held commit
+    return;
   }
   auto it = mailboxes.find(event.mailbox_id());
   if (it == mailboxes.end()) {

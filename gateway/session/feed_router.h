@@ -49,10 +49,21 @@ class FeedRouter {
            const std::string& session_token, Listener* listener);
   void Remove(uint64_t mailbox_id, Listener* listener);
 
+  // Registers `listener` for the changes of the mailbox list of `user_id`
+  // (NOTIFY's MailboxName and SubscriptionChange, RFC 5465 §5.4, §5.5): one
+  // feed subscription per user for all its listeners of the worker. Events
+  // are live only; a Resync (the service ended the subscription) removes the
+  // user's listeners, which may add themselves again. Returns true if the
+  // service already delivers the list's changes; otherwise the listener gets
+  // a Subscribed event (mailbox_id 0, user_id set) once it does.
+  bool AddList(uint64_t user_id, const std::string& session_token, Listener* listener);
+  void RemoveList(uint64_t user_id, Listener* listener);
+
   // Ends the feed loop (worker shutdown).
   void Close();
 
   size_t subscribed_mailboxes() const { return core_->mailboxes.size(); }
+  size_t subscribed_lists() const { return core_->lists.size(); }
 
  private:
   struct MailboxState {
@@ -68,6 +79,12 @@ class FeedRouter {
   struct Core {
     std::unique_ptr<mailbox::client::ChangeFeed> feed;
     std::map<uint64_t, MailboxState> mailboxes;
+    // Mailbox-list listeners by user id.
+    struct ListState {
+      std::vector<Listener*> listeners;
+      bool live = false;  // the service's Subscribed marker came
+    };
+    std::map<uint64_t, ListState> lists;
     bool closed = false;
     // The listeners an event is handed to (reused: Dispatch is not reentrant).
     std::vector<Listener*> scratch;
@@ -75,6 +92,7 @@ class FeedRouter {
     // and await OnChangesDelivered.
     std::optional<uint64_t> held;
     void Dispatch(const mailbox::v1::ChangeEvent& event);
+    void DispatchList(const mailbox::v1::ChangeEvent& event);
     void Release(uint64_t mailbox_id);
   };
   static boost::asio::awaitable<void> Loop(std::shared_ptr<Core> core);

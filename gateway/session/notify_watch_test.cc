@@ -189,6 +189,170 @@ TEST_F(NotifyWatchTest, RefreshForgetsAMailboxWhoseNameNowNamesAnother) {
   EXPECT_EQ(router_->subscribed_mailboxes(), 0u);
 }
 
+v1::ChangeEvent ListEvent(uint64_t user, v1::ChangeEvent::MailboxListChanged::Kind kind,
+                          const std::string& name, const std::string& old_name = "") {
+  v1::ChangeEvent event;
+  event.set_user_id(user);
+  event.mutable_mailbox_list()->set_kind(kind);
+  event.mutable_mailbox_list()->set_name(name);
+  event.mutable_mailbox_list()->set_old_name(old_name);
+  return event;
+}
+
+using Change = v1::ChangeEvent::MailboxListChanged;
+constexpr uint64_t kUser = 1;
+
+std::vector<std::string> Lines(const std::vector<NotifyWatch::ListNews>& news) {
+  std::vector<std::string> out;
+  for (const NotifyWatch::ListNews& item : news) {
+    std::string line = "(";
+    for (const std::string& attribute : item.attributes) {
+      line += attribute;
+    }
+    line += ") " + item.name;
+    if (!item.old_name.empty()) {
+      line += " OLDNAME " + item.old_name;
+    }
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
+TEST_F(NotifyWatchTest, ListChangesInTheFiltersBecomeListLinesAndNewMailboxesAreWatched) {
+  NotifyWatch watch(std::chrono::milliseconds(0), [] {});
+  NotifyWatch other_session(std::chrono::milliseconds(0), [] {});
+  NotifyWatch::Rule subtree;
+  subtree.scope = NotifyWatch::Rule::kSubtree;
+  subtree.names = {"Lists"};
+  subtree.events = NotifyWatch::kMailboxName | NotifyWatch::kSubscriptionChange | kAll;
+  NotifyWatch::Rule subscribed;
+  subscribed.scope = NotifyWatch::Rule::kSubscribed;
+  subscribed.events = NotifyWatch::kMessageNew | NotifyWatch::kMessageExpunge;
+  watch.SetRules(router_.get(), kUser, session_.token, {subtree, subscribed}, {}, 10);
+  other_session.SetRules(router_.get(), kUser, session_.token, {subtree}, {}, 10);
+  EXPECT_EQ(router_->subscribed_lists(), 1u);  // one per user, however many sessions
+  RunUntil([&] { return watch.list_live(); });
+  ASSERT_TRUE(watch.list_live());
+
+  // Lists/new is created (the fake store for its id; the event as announced).
+  v1::CreateMailboxRequest create;
+  create.set_name("Lists/new");
+  auto created = RunTask(io_, store_.CreateMailbox(session_, create));
+  ASSERT_TRUE(created.ok());
+  v1::ChangeEvent event = ListEvent(kUser, Change::CREATED, "Lists/new");
+  event.mutable_mailbox_list()->set_mailbox_id(created->mailbox_id());
+  event.mutable_mailbox_list()->set_uidvalidity(created->uidvalidity());
+  event.mutable_mailbox_list()->set_highest_modseq(0);
+  store_.AnnounceListChange(event);
+  store_.AnnounceListChange(ListEvent(kUser, Change::CREATED, "Elsewhere"));  // no filter
+  store_.AnnounceListChange(ListEvent(kUser + 1, Change::CREATED, "Lists/bobs"));  // not ours
+  store_.AnnounceListChange(ListEvent(kUser, Change::SUBSCRIBED, "Lists/new"));
+  store_.AnnounceListChange(ListEvent(kUser, Change::RENAMED, "Lists/x", "Elsewhere"));
+  store_.AnnounceListChange(ListEvent(kUser, Change::DELETED, "Lists/x"));
+  store_.AnnounceListChange(ListEvent(kUser, Change::NOSELECT, "Lists"));
+  RunUntil([&] { return false; });
+  EXPECT_EQ(Lines(watch.TakeListNews(router_.get(), session_.token)),
+            (std::vector<std::string>{"() Lists/new", "(\\Subscribed) Lists/new",
+                                      "() Lists/x OLDNAME Elsewhere", "(\\NonExistent) Lists/x",
+                                      "(\\Noselect) Lists"}));
+  EXPECT_EQ(other_session.TakeListNews(router_.get(), session_.token).size(), 5u);
+  // The new mailbox is watched from its first MODSEQ: its first message is news.
+  EXPECT_TRUE(watch.watches(created->mailbox_id()));
+  Append("Lists/new");
+  RunUntil([&] { return watch.has_news(); });
+  auto news = watch.TakeNews(0, NotifyWatch::Clock::now());
+  ASSERT_EQ(news.size(), 1u);
+  EXPECT_EQ(news[0].name, "Lists/new");
+  // Subscribed into the SUBSCRIBED filter: looked up, then watched.
+  store_.AnnounceListChange(ListEvent(kUser, Change::SUBSCRIBED, "Other"));
+  RunUntil([&] { return false; });
+  EXPECT_TRUE(watch.TakeListNews(router_.get(), session_.token).empty());  // no SubscriptionChange
+  EXPECT_EQ(watch.TakeLookups(), (std::vector<std::string>{"Other"}));
+  watch.Watch(router_.get(), session_.token, TargetOf("Other", 0));
+  EXPECT_EQ(watch.size(), 2u);
+  // Unsubscribed out of it: no longer watched.
+  store_.AnnounceListChange(ListEvent(kUser, Change::UNSUBSCRIBED, "Other"));
+  RunUntil([&] { return false; });
+  EXPECT_EQ(watch.size(), 1u);
+
+  watch.Clear(router_.get());
+  EXPECT_FALSE(watch.listens_to_list());
+  EXPECT_EQ(router_->subscribed_lists(), 1u);
+  other_session.Clear(router_.get());
+  EXPECT_EQ(router_->subscribed_lists(), 0u);
+}
+
+TEST_F(NotifyWatchTest, ListLinesAndNewMailboxesStopAtTheLimit) {
+  NotifyWatch watch(std::chrono::milliseconds(0), [] {});
+  NotifyWatch::Rule personal;
+  personal.scope = NotifyWatch::Rule::kPersonal;
+  personal.events = NotifyWatch::kMailboxName | kAll;
+  constexpr size_t kLimit = 2;
+  watch.Replace(router_.get(), session_.token, {TargetOf("INBOX", kAll)});
+  watch.SetRules(router_.get(), kUser, session_.token, {personal}, {}, kLimit);
+  RunUntil([&] { return watch.list_live(); });
+  // At the limit: two lines queued; the second new mailbox is one too many to
+  // watch (INBOX and the first make two).
+  std::vector<uint64_t> ids;
+  for (const char* name : {"n1", "n2"}) {
+    v1::CreateMailboxRequest create;
+    create.set_name(name);
+    auto created = RunTask(io_, store_.CreateMailbox(session_, create));
+    ASSERT_TRUE(created.ok());
+    ids.push_back(created->mailbox_id());
+    v1::ChangeEvent event = ListEvent(kUser, Change::CREATED, name);
+    event.mutable_mailbox_list()->set_mailbox_id(created->mailbox_id());
+    event.mutable_mailbox_list()->set_uidvalidity(created->uidvalidity());
+    store_.AnnounceListChange(event);
+  }
+  RunUntil([&] { return false; });
+  EXPECT_FALSE(watch.overflowed());
+  EXPECT_TRUE(watch.watches(ids[0]));
+  EXPECT_FALSE(watch.watches(ids[1]));
+  EXPECT_EQ(watch.size(), kLimit);
+  EXPECT_EQ(watch.TakeListNews(router_.get(), session_.token).size(), kLimit);
+  // One line more than the limit before the client reads: overflow (§5.8).
+  for (const char* name : {"a", "b", "c"}) {
+    store_.AnnounceListChange(ListEvent(kUser, Change::DELETED, name));
+  }
+  RunUntil([&] { return false; });
+  EXPECT_TRUE(watch.overflowed());
+  EXPECT_TRUE(watch.has_news());
+  watch.Clear(router_.get());
+  EXPECT_FALSE(watch.overflowed());
+  EXPECT_FALSE(watch.has_news());
+}
+
+TEST_F(NotifyWatchTest, AnEndedListSubscriptionIsTakenUpAgainOrEndsTheSession) {
+  NotifyWatch watch(std::chrono::milliseconds(0), [] {});
+  NotifyWatch::Rule personal;
+  personal.scope = NotifyWatch::Rule::kPersonal;
+  personal.events = NotifyWatch::kMailboxName;
+  watch.SetRules(router_.get(), kUser, session_.token, {personal}, {}, 10);
+  RunUntil([&] { return watch.list_live(); });
+  v1::ChangeEvent resync;
+  resync.set_user_id(kUser);
+  resync.mutable_resync()->mutable_reason()->set_code(v1::RESYNC);
+  store_.AnnounceListChange(resync);
+  RunUntil([&] { return !watch.list_live(); });
+  EXPECT_EQ(router_->subscribed_lists(), 0u);
+  EXPECT_TRUE(watch.has_news());  // the next round listens again
+  EXPECT_TRUE(watch.TakeListNews(router_.get(), session_.token).empty());
+  EXPECT_EQ(router_->subscribed_lists(), 1u);
+  RunUntil([&] { return watch.list_live(); });
+  EXPECT_FALSE(watch.list_revoked());
+  resync.mutable_resync()->mutable_reason()->set_code(v1::AUTHENTICATIONFAILED);
+  store_.AnnounceListChange(resync);
+  RunUntil([&] { return watch.list_revoked(); });
+  EXPECT_TRUE(watch.list_revoked());
+  EXPECT_TRUE(watch.TakeListNews(router_.get(), session_.token).empty());
+  EXPECT_EQ(router_->subscribed_lists(), 0u);  // not with the credential that ended
+  watch.ListCredentialHolds();  // the session's own holds: listens with it
+  EXPECT_TRUE(watch.TakeListNews(router_.get(), session_.token).empty());
+  EXPECT_EQ(router_->subscribed_lists(), 1u);
+  watch.Clear(router_.get());
+}
+
 TEST(NotifyWatchRoundTest, NewsWaitsForTheNextRound) {
   NotifyWatch watch(std::chrono::hours(1), [] {});
   const auto start = NotifyWatch::Clock::now();

@@ -4,8 +4,26 @@
 
 namespace mailbox::server {
 
+namespace {
+
+// An event of a user's mailbox list rather than of one mailbox.
+bool IsListEvent(const v1::ChangeEvent& event) {
+  return event.mailbox_id() == 0 && event.user_id() != 0;
+}
+
+}  // namespace
+
 void ChangeHub::Publish(const v1::ChangeEvent& event) {
   std::lock_guard lock(mutex_);
+  if (IsListEvent(event)) {
+    auto it = list_subscribers_.find(event.user_id());
+    if (it != list_subscribers_.end()) {
+      for (FeedQueue* queue : it->second) {
+        queue->Deliver(event);
+      }
+    }
+    return;
+  }
   if (event.mailbox_id() == 0 && event.has_resync()) {
     // The store may have missed changes: every feed ends, and its gateway
     // subscribes again from its last MODSEQ, which the change log replays.
@@ -46,7 +64,28 @@ void ChangeHub::RemoveAll(FeedQueue* queue) {
     it->second.erase(queue);
     it = it->second.empty() ? subscribers_.erase(it) : std::next(it);
   }
+  for (auto it = list_subscribers_.begin(); it != list_subscribers_.end();) {
+    it->second.erase(queue);
+    it = it->second.empty() ? list_subscribers_.erase(it) : std::next(it);
+  }
   queues_.erase(queue);
+}
+
+void ChangeHub::AddList(uint64_t user_id, FeedQueue* queue) {
+  std::lock_guard lock(mutex_);
+  list_subscribers_[user_id].insert(queue);
+  queues_.insert(queue);
+}
+
+void ChangeHub::RemoveList(uint64_t user_id, FeedQueue* queue) {
+  std::lock_guard lock(mutex_);
+  auto it = list_subscribers_.find(user_id);
+  if (it != list_subscribers_.end()) {
+    it->second.erase(queue);
+    if (it->second.empty()) {
+      list_subscribers_.erase(it);
+    }
+  }
 }
 
 void ChangeHub::CloseAll() {
@@ -120,8 +159,54 @@ void FeedQueue::Forget(uint64_t mailbox_id) {
   mailboxes_.erase(mailbox_id);
 }
 
+void FeedQueue::BeginList(uint64_t user_id, std::chrono::system_clock::time_point expires) {
+  std::lock_guard lock(mutex_);
+  lists_[user_id] = expires;
+  if (expires < next_expiry_) {
+    next_expiry_ = expires;
+    ready_.notify_one();  // Pop has to wake at this expiry
+  }
+}
+
+void FeedQueue::ListSubscribed(uint64_t user_id) {
+  std::lock_guard lock(mutex_);
+  if (lists_.count(user_id) == 0) {
+    return;  // ended meanwhile (a Resync went out)
+  }
+  v1::ChangeEvent marker;
+  marker.set_user_id(user_id);
+  marker.mutable_subscribed();
+  PushLocked(std::move(marker));
+}
+
+void FeedQueue::FailList(uint64_t user_id, const v1::ErrorDetail& reason) {
+  std::lock_guard lock(mutex_);
+  lists_.erase(user_id);
+  v1::ChangeEvent event;
+  event.set_user_id(user_id);
+  *event.mutable_resync()->mutable_reason() = reason;
+  PushLocked(std::move(event));
+}
+
+void FeedQueue::ForgetList(uint64_t user_id) {
+  std::lock_guard lock(mutex_);
+  lists_.erase(user_id);
+}
+
 void FeedQueue::Deliver(const v1::ChangeEvent& event) {
   std::lock_guard lock(mutex_);
+  if (IsListEvent(event)) {
+    // No MODSEQ and no replay: delivered in publication order while subscribed.
+    auto list = lists_.find(event.user_id());
+    if (list == lists_.end()) {
+      return;
+    }
+    if (event.has_resync()) {
+      lists_.erase(list);
+    }
+    PushLocked(event);
+    return;
+  }
   auto it = mailboxes_.find(event.mailbox_id());
   if (it == mailboxes_.end()) {
     return;
@@ -141,7 +226,21 @@ void FeedQueue::Deliver(const v1::ChangeEvent& event) {
 }
 
 void FeedQueue::PushLocked(v1::ChangeEvent event) {
-  if (pending_.size() >= max_pending_) {
+  if (pending_.size() >= max_pending_ && IsListEvent(event)) {
+    // The reader stalled: the user's list events queued go, the subscription
+    // ends with a Resync, and the gateway subscribes again.
+    const uint64_t user_id = event.user_id();
+    std::erase_if(pending_, [&](const v1::ChangeEvent& e) {
+      return IsListEvent(e) && e.user_id() == user_id;
+    });
+    lists_.erase(user_id);
+    v1::ChangeEvent resync;
+    resync.set_user_id(user_id);
+    resync.mutable_resync()->mutable_reason()->set_code(v1::RESYNC);
+    resync.mutable_resync()->mutable_reason()->set_message(
+        "change feed fell too far behind; subscribe to the mailbox list again");
+    pending_.push_back(std::move(resync));
+  } else if (pending_.size() >= max_pending_) {
     // The reader stalled: drop what is queued for this mailbox and ask for a resync.
     uint64_t mailbox_id = event.mailbox_id();
     std::erase_if(pending_,
@@ -182,6 +281,20 @@ std::chrono::system_clock::time_point FeedQueue::ExpireLocked(
     reason->set_code(v1::AUTHENTICATIONFAILED);
     reason->set_message("the session expired; log in again");
     it = mailboxes_.erase(it);
+    PushLocked(std::move(event));
+  }
+  for (auto it = lists_.begin(); it != lists_.end();) {
+    if (it->second > now) {
+      earliest = std::min(earliest, it->second);
+      ++it;
+      continue;
+    }
+    v1::ChangeEvent event;
+    event.set_user_id(it->first);
+    v1::ErrorDetail* reason = event.mutable_resync()->mutable_reason();
+    reason->set_code(v1::AUTHENTICATIONFAILED);
+    reason->set_message("the session expired; log in again");
+    it = lists_.erase(it);
     PushLocked(std::move(event));
   }
   return earliest;

@@ -32,8 +32,13 @@ class ChangeHub {
 
   void Add(uint64_t mailbox_id, FeedQueue* queue);
   void Remove(uint64_t mailbox_id, FeedQueue* queue);
-  // Removes `queue` from every mailbox.
+  // Removes `queue` from every mailbox and mailbox list.
   void RemoveAll(FeedQueue* queue);
+
+  // The mailbox list of one user (MailboxListChanged events, and the Resync
+  // that ends such a subscription: mailbox_id 0, user_id set).
+  void AddList(uint64_t user_id, FeedQueue* queue);
+  void RemoveList(uint64_t user_id, FeedQueue* queue);
 
   // Ends every feed (graceful shutdown): their Pop returns nullopt.
   void CloseAll();
@@ -41,6 +46,7 @@ class ChangeHub {
  private:
   std::mutex mutex_;
   std::map<uint64_t, std::set<FeedQueue*>> subscribers_;
+  std::map<uint64_t, std::set<FeedQueue*>> list_subscribers_;  // by user id
   std::set<FeedQueue*> queues_;
 };
 
@@ -64,6 +70,17 @@ class FeedQueue {
   // Queues a Resync for the mailbox and forgets it.
   void Fail(uint64_t mailbox_id, const v1::ErrorDetail& reason);
   void Forget(uint64_t mailbox_id);
+
+  // Starts a subscription to the user's mailbox list: live events only (they
+  // have no MODSEQ and no log), from now until `expires` (as BeginReplay).
+  void BeginList(uint64_t user_id, std::chrono::system_clock::time_point expires =
+                                       std::chrono::system_clock::time_point::max());
+  // Queues a Subscribed marker (mailbox_id 0, user_id set) once the hub
+  // delivers the list's events: every change after it reaches the subscriber.
+  void ListSubscribed(uint64_t user_id);
+  // Queues a Resync for the user's mailbox list and forgets it.
+  void FailList(uint64_t user_id, const v1::ErrorDetail& reason);
+  void ForgetList(uint64_t user_id);
 
   // From the hub. A Resync (the store announces one when the credential behind
   // the mailbox's subscriptions is revoked) ends the subscription.
@@ -92,6 +109,8 @@ class FeedQueue {
   std::condition_variable ready_;
   std::deque<v1::ChangeEvent> pending_;
   std::map<uint64_t, MailboxState> mailboxes_;
+  // The mailbox lists subscribed to, by user id: when each subscription expires.
+  std::map<uint64_t, std::chrono::system_clock::time_point> lists_;
   bool closed_ = false;
   // No subscription expires before this.
   std::chrono::system_clock::time_point next_expiry_ =

@@ -1,6 +1,7 @@
 #include "mailbox-service/server/change_hub.h"
 
 #include <chrono>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -139,6 +140,116 @@ TEST(ChangeHubTest, ARevokedCredentialEndsTheSubscriptionAtOnce) {
   auto next = queue.Pop();  // not mailbox 7's change
   ASSERT_TRUE(next.has_value());
   EXPECT_EQ(next->mailbox_id(), 9u);
+}
+
+v1::ChangeEvent ListChange(uint64_t user, const std::string& name) {
+  v1::ChangeEvent event;
+  event.set_user_id(user);
+  event.mutable_mailbox_list()->set_kind(v1::ChangeEvent::MailboxListChanged::CREATED);
+  event.mutable_mailbox_list()->set_name(name);
+  return event;
+}
+
+void Subscribe(ChangeHub& hub, FeedQueue& queue, uint64_t user) {
+  queue.BeginList(user);
+  hub.AddList(user, &queue);
+  queue.ListSubscribed(user);
+}
+
+TEST(ChangeHubTest, MailboxListEventsGoToTheFeedsOfTheirUserOnly) {
+  ChangeHub hub;
+  FeedQueue alice_feed;
+  FeedQueue bob_feed;
+  Subscribe(hub, alice_feed, 1);
+  Subscribe(hub, bob_feed, 2);
+  // A mailbox subscription with MODSEQs above anything: list events pass it by.
+  alice_feed.BeginReplay(7, 100);
+  hub.Add(7, &alice_feed);
+  alice_feed.FinishReplay(7, {});
+  hub.Publish(ListChange(1, "a"));
+  hub.Publish(Added(7, 101, 1));
+  hub.Publish(ListChange(1, "b"));
+  hub.Publish(ListChange(2, "bobs"));
+  hub.Publish(ListChange(3, "nobody's"));
+
+  std::vector<std::string> seen;
+  for (int i = 0; i < 5; ++i) {
+    auto event = alice_feed.Pop();
+    ASSERT_TRUE(event.has_value());
+    if (event->has_mailbox_list()) {
+      EXPECT_EQ(event->user_id(), 1u);
+      seen.push_back(event->mailbox_list().name());
+    } else if (event->has_subscribed()) {
+      seen.push_back(event->mailbox_id() == 0 ? "list subscribed" : "7 subscribed");
+    } else {
+      seen.push_back(std::to_string(event->modseq()));
+    }
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"list subscribed", "7 subscribed", "a", "101", "b"}));
+  auto bobs = bob_feed.Pop();
+  ASSERT_TRUE(bobs.has_value());
+  EXPECT_TRUE(bobs->has_subscribed());
+  EXPECT_EQ(bobs->user_id(), 2u);
+  bobs = bob_feed.Pop();
+  ASSERT_TRUE(bobs.has_value());
+  EXPECT_EQ(bobs->mailbox_list().name(), "bobs");
+
+  // Unsubscribed: nothing more of that list.
+  hub.RemoveList(1, &alice_feed);
+  alice_feed.ForgetList(1);
+  hub.Publish(ListChange(1, "c"));
+  hub.Publish(Added(7, 102, 2));
+  auto next = alice_feed.Pop();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->modseq(), 102u);
+}
+
+TEST(ChangeHubTest, AStalledReaderOfAMailboxListIsToldToResubscribe) {
+  ChangeHub hub;
+  FeedQueue queue(/*max_pending=*/3);
+  Subscribe(hub, queue, 1);  // the marker is the first pending event
+  hub.Publish(ListChange(1, "a"));
+  hub.Publish(ListChange(1, "b"));
+  hub.Publish(ListChange(1, "c"));  // the fourth: the list's events go, a Resync instead
+  hub.Publish(ListChange(1, "d"));  // ended: not queued
+  auto event = queue.Pop();
+  ASSERT_TRUE(event.has_value());
+  ASSERT_TRUE(event->has_resync());
+  EXPECT_EQ(event->user_id(), 1u);
+  EXPECT_EQ(event->mailbox_id(), 0u);
+  EXPECT_EQ(event->resync().reason().code(), v1::RESYNC);
+  queue.Close();
+  EXPECT_FALSE(queue.Pop().has_value());
+}
+
+TEST(ChangeHubTest, AMailboxListSubscriptionEndsWithItsTokenOrItsCredential) {
+  ChangeHub hub;
+  FeedQueue queue;
+  const auto start = std::chrono::system_clock::now();
+  queue.BeginList(1, start + std::chrono::milliseconds(100));
+  hub.AddList(1, &queue);
+  queue.ListSubscribed(1);
+  Subscribe(hub, queue, 2);
+  EXPECT_TRUE(queue.Pop()->has_subscribed());
+  EXPECT_TRUE(queue.Pop()->has_subscribed());
+  auto ended = queue.Pop();  // the expiry alone wakes the reader
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->user_id(), 1u);
+  ASSERT_TRUE(ended->has_resync());
+  EXPECT_EQ(ended->resync().reason().code(), v1::AUTHENTICATIONFAILED);
+  hub.Publish(ListChange(1, "late"));  // not delivered any more
+  // A password change (the store announces a Resync for the user's list).
+  v1::ChangeEvent revoked;
+  revoked.set_user_id(2);
+  revoked.mutable_resync()->mutable_reason()->set_code(v1::AUTHENTICATIONFAILED);
+  hub.Publish(revoked);
+  hub.Publish(ListChange(2, "after"));
+  auto event = queue.Pop();
+  ASSERT_TRUE(event.has_value());
+  EXPECT_EQ(event->user_id(), 2u);
+  EXPECT_TRUE(event->has_resync());
+  queue.Close();
+  EXPECT_FALSE(queue.Pop().has_value());
 }
 
 }  // namespace

@@ -905,7 +905,10 @@ class MailboxService::FeedCall final
       }
       return;
     }
-    if (request_.has_unsubscribe()) {
+    if (request_.has_unsubscribe() && request_.unsubscribe().mailbox_list()) {
+      service_->hub_->RemoveList(request_.unsubscribe().user_id(), &queue_);
+      queue_.ForgetList(request_.unsubscribe().user_id());
+    } else if (request_.has_unsubscribe()) {
       service_->hub_->Remove(request_.unsubscribe().mailbox_id(), &queue_);
       queue_.Forget(request_.unsubscribe().mailbox_id());
     }
@@ -939,6 +942,10 @@ class MailboxService::FeedCall final
                       : absl::StatusOr<uint64_t>(v1::MakeError(
                             absl::StatusCode::kUnauthenticated, v1::AUTHENTICATIONFAILED,
                             "subscribe needs a session token")));
+    if (subscribe.mailbox_list()) {
+      SubscribeList(subscribe, user, expires_unix);
+      return;
+    }
     if (!user.ok()) {
       if (absl::IsUnavailable(user.status())) {
         EndForResubscribe();
@@ -974,6 +981,34 @@ class MailboxService::FeedCall final
       return;
     }
     queue_.FinishReplay(subscribe.mailbox_id(), replay);
+  }
+
+  // A subscription to the mailbox list of the token's user: only a session's own
+  // list (an admin without a token has no user to follow). Live from now on:
+  // registered with the hub before the Subscribed marker is queued, so every
+  // change committed after the marker reaches the gateway.
+  void SubscribeList(const v1::FeedSubscribe& subscribe, const absl::StatusOr<uint64_t>& user,
+                     int64_t expires_unix) {
+    if (!user.ok() && absl::IsUnavailable(user.status())) {
+      EndForResubscribe();
+      return;
+    }
+    if (!user.ok() || subscribe.session_token().empty() || *user != subscribe.user_id()) {
+      v1::ErrorDetail detail;
+      if (!user.ok()) {
+        detail = v1::DetailOf(user.status());
+      } else {
+        detail.set_code(v1::AUTHENTICATIONFAILED);
+        detail.set_message(
+            "a mailbox-list subscription needs the session token of the list's user");
+      }
+      queue_.FailList(subscribe.user_id(), detail);
+      return;
+    }
+    queue_.BeginList(*user,
+                     std::chrono::system_clock::time_point(std::chrono::seconds(expires_unix + 1)));
+    service_->hub_->AddList(*user, &queue_);
+    queue_.ListSubscribed(*user);
   }
 
   // The store could not serve a subscription for now (its database is away):

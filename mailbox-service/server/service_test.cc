@@ -153,6 +153,39 @@ TEST_F(ServiceTest, AFullWorkPoolRefusesAtOnceAndACancelledFetchFreesItsThread) 
   EXPECT_EQ(finished.error_code(), grpc::StatusCode::CANCELLED) << finished.error_message();
 }
 
+TEST_F(ServiceTest, AMailboxListSubscriptionNeedsTheSessionTokenOfItsUser) {
+  Start(ServiceOptions());
+  auto alice = store_->FindUser("alice");
+  ASSERT_TRUE(alice.ok());
+  auto context = Context();
+  auto feed = stub_->Changes(context.get());
+  // The admin credential acts as alice, but a list is followed only with the
+  // session token of its user: refused, naming the user asked for.
+  v1::ChangeFeedRequest subscribe;
+  subscribe.mutable_subscribe()->set_mailbox_list(true);
+  subscribe.mutable_subscribe()->set_user_id(alice->id);
+  ASSERT_TRUE(feed->Write(subscribe));
+  v1::ChangeEvent event;
+  ASSERT_TRUE(feed->Read(&event));
+  ASSERT_TRUE(event.has_resync()) << event.ShortDebugString();
+  EXPECT_EQ(event.mailbox_id(), 0u);
+  EXPECT_EQ(event.user_id(), alice->id);
+  EXPECT_EQ(event.resync().reason().code(), v1::AUTHENTICATIONFAILED);
+  // Nothing of alice's list reaches this feed.
+  v1::CreateMailboxRequest create;
+  create.set_name("Unheard");
+  ASSERT_TRUE(store_->CreateMailbox(alice->id, create).ok());
+  subscribe.mutable_subscribe()->set_mailbox_list(false);
+  subscribe.mutable_subscribe()->set_mailbox_id(12345);  // a Resync, after anything queued
+  ASSERT_TRUE(feed->Write(subscribe));
+  ASSERT_TRUE(feed->Read(&event));
+  EXPECT_EQ(event.mailbox_id(), 12345u) << event.ShortDebugString();
+  feed->WritesDone();
+  while (feed->Read(&event)) {
+  }
+  EXPECT_TRUE(feed->Finish().ok());
+}
+
 TEST_F(ServiceTest, AChangeFeedOverTheLimitIsRefused) {
   ServiceOptions options;
   options.max_feeds = 1;

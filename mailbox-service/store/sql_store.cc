@@ -914,6 +914,39 @@ class SqlStore::WriteTx {
   // and no row in the change log (so no replay sees it), only the live feeds.
   void Announce(v1::ChangeEvent event) { events_.push_back(std::move(event)); }
 
+  // Announces a change of the user's mailbox list (RFC 5465 §5.4, §5.5: NOTIFY's
+  // MailboxName and SubscriptionChange), live only like any announcement.
+  void AnnounceList(uint64_t user_id, v1::ChangeEvent::MailboxListChanged::Kind kind,
+                    std::string_view name, uint64_t mailbox_id = 0,
+                    std::string_view old_name = {}) {
+    AnnounceListEvent(user_id, kind, name, mailbox_id, old_name);
+  }
+  // A mailbox created (or made selectable again): its feed starts at `modseq`.
+  void AnnounceCreated(uint64_t user_id, std::string_view name, uint64_t mailbox_id,
+                       uint32_t uidvalidity, uint64_t modseq) {
+    v1::ChangeEvent::MailboxListChanged* change = AnnounceListEvent(
+        user_id, v1::ChangeEvent::MailboxListChanged::CREATED, name, mailbox_id, {});
+    change->set_uidvalidity(uidvalidity);
+    change->set_highest_modseq(modseq);
+  }
+
+ private:
+  v1::ChangeEvent::MailboxListChanged* AnnounceListEvent(
+      uint64_t user_id, v1::ChangeEvent::MailboxListChanged::Kind kind, std::string_view name,
+      uint64_t mailbox_id, std::string_view old_name) {
+    v1::ChangeEvent event;
+    event.set_user_id(user_id);
+    v1::ChangeEvent::MailboxListChanged* change = event.mutable_mailbox_list();
+    change->set_kind(kind);
+    change->set_name(std::string(name));
+    change->set_old_name(std::string(old_name));
+    change->set_mailbox_id(mailbox_id);
+    Announce(std::move(event));
+    return events_.back().mutable_mailbox_list();
+  }
+
+ public:
+
   std::vector<v1::ChangeEvent>& events() { return events_; }
 
  private:
@@ -1134,6 +1167,14 @@ absl::Status SqlStore::SetPasswordHash(std::string_view username,
           "again");
       tx.Announce(std::move(event));
     }
+    // And its mailbox-list subscriptions (NOTIFY's MailboxName, SubscriptionChange).
+    v1::ChangeEvent list;
+    list.set_user_id(static_cast<uint64_t>(find.Int(0)));
+    v1::ErrorDetail* reason = list.mutable_resync()->mutable_reason();
+    reason->set_code(v1::AUTHENTICATIONFAILED);
+    reason->set_message(
+        "the password of this account was changed after this session logged in; log in again");
+    tx.Announce(std::move(list));
     return absl::OkStatus();
   });
 }
@@ -1505,7 +1546,9 @@ absl::StatusOr<v1::CreateMailboxResponse> SqlStore::CreateMailbox(
     for (const std::string& superior : rules::Superiors(name)) {
       ASSIGN_OR_RETURN(std::optional<MailboxRow> row, MailboxByName(conn, user_id, superior));
       if (!row.has_value()) {
-        RETURN_IF_ERROR(InsertMailbox(conn, user_id, superior, "").status());
+        ASSIGN_OR_RETURN(MailboxRow created, InsertMailbox(conn, user_id, superior, ""));
+        tx.AnnounceCreated(user_id, superior, created.id, created.uidvalidity,
+                           created.highest_modseq);
       }
     }
     if (existing.has_value()) {
@@ -1523,9 +1566,11 @@ absl::StatusOr<v1::CreateMailboxResponse> SqlStore::CreateMailbox(
       RETURN_IF_ERROR(clear.Run());
       response.set_mailbox_id(existing->id);
       response.set_uidvalidity(uidvalidity);
+      tx.AnnounceCreated(user_id, name, existing->id, uidvalidity, existing->highest_modseq);
       return absl::OkStatus();
     }
     ASSIGN_OR_RETURN(MailboxRow row, InsertMailbox(conn, user_id, name, special_use));
+    tx.AnnounceCreated(user_id, name, row.id, row.uidvalidity, row.highest_modseq);
     response.set_mailbox_id(row.id);
     response.set_uidvalidity(row.uidvalidity);
     return absl::OkStatus();
@@ -1581,10 +1626,12 @@ absl::Status SqlStore::DeleteMailbox(uint64_t user_id,
                        conn.Prepare("DELETE FROM mailbox_keywords WHERE mailbox_id = ?"));
       keywords.Bind(1, mailbox->id);
       RETURN_IF_ERROR(keywords.Run());
+      tx.AnnounceList(user_id, v1::ChangeEvent::MailboxListChanged::NOSELECT, name, mailbox->id);
     } else {
       ASSIGN_OR_RETURN(Statement s, conn.Prepare("DELETE FROM mailboxes WHERE id = ?"));
       s.Bind(1, mailbox->id);
       RETURN_IF_ERROR(s.Run());
+      tx.AnnounceList(user_id, v1::ChangeEvent::MailboxListChanged::DELETED, name, mailbox->id);
     }
     return ContentReleased(conn);
   });
@@ -1619,7 +1666,9 @@ absl::Status SqlStore::RenameMailbox(uint64_t user_id,
     for (const std::string& superior : rules::Superiors(to)) {
       ASSIGN_OR_RETURN(std::optional<MailboxRow> row, MailboxByName(conn, user_id, superior));
       if (!row.has_value()) {
-        RETURN_IF_ERROR(InsertMailbox(conn, user_id, superior, "").status());
+        ASSIGN_OR_RETURN(MailboxRow created, InsertMailbox(conn, user_id, superior, ""));
+        tx.AnnounceCreated(user_id, superior, created.id, created.uidvalidity,
+                           created.highest_modseq);
       }
     }
 
@@ -1628,6 +1677,8 @@ absl::Status SqlStore::RenameMailbox(uint64_t user_id,
       // and its inferiors are not renamed. The UIDs are kept: the new mailbox has its
       // own UIDVALIDITY, so (name, UIDVALIDITY, UID) still names one message.
       ASSIGN_OR_RETURN(MailboxRow created, InsertMailbox(conn, user_id, to, ""));
+      // INBOX stays where it is: to its watchers a new mailbox appeared.
+      tx.AnnounceCreated(user_id, to, created.id, created.uidvalidity, source->highest_modseq);
       {
         ASSIGN_OR_RETURN(Statement s,
                          conn.Prepare("UPDATE mailboxes SET uidnext = ?, highest_modseq = ?, "
@@ -1684,6 +1735,8 @@ absl::Status SqlStore::RenameMailbox(uint64_t user_id,
       ASSIGN_OR_RETURN(Statement s, conn.Prepare("UPDATE mailboxes SET name = ? WHERE id = ?"));
       s.BindText(1, new_name).Bind(2, mailbox.id);
       RETURN_IF_ERROR(s.Run());
+      // RFC 5465 §5.4: one event for each mailbox renamed, inferiors included.
+      tx.AnnounceList(user_id, v1::ChangeEvent::MailboxListChanged::RENAMED, new_name, mailbox.id, mailbox.name);
       if (!mailbox.noselect) {
         RETURN_IF_ERROR(tx.LogChange(mailbox.id, [&](v1::ChangeEvent& event, uint64_t) {
                             event.mutable_renamed()->set_new_name(new_name);
@@ -1704,12 +1757,20 @@ absl::Status SqlStore::SetSubscription(uint64_t user_id,
       return absl::NotFoundError(absl::StrCat("user id ", user_id, " does not exist"));
     }
     if (request.subscribed()) {
-      return AddSubscription(conn, user_id, name);
+      RETURN_IF_ERROR(AddSubscription(conn, user_id, name));
+    } else {
+      ASSIGN_OR_RETURN(Statement s,
+                       conn.Prepare("DELETE FROM subscriptions WHERE user_id = ? AND name = ?"));
+      s.Bind(1, user_id).BindText(2, name);
+      RETURN_IF_ERROR(s.Run());
     }
-    ASSIGN_OR_RETURN(Statement s,
-                     conn.Prepare("DELETE FROM subscriptions WHERE user_id = ? AND name = ?"));
-    s.Bind(1, user_id).BindText(2, name);
-    return s.Run();
+    // RFC 5465 §5.5: a change of the subscriptions, not a repeated request.
+    if (conn.Changes() > 0) {
+      tx.AnnounceList(user_id,
+                      request.subscribed() ? v1::ChangeEvent::MailboxListChanged::SUBSCRIBED : v1::ChangeEvent::MailboxListChanged::UNSUBSCRIBED,
+                      name);
+    }
+    return absl::OkStatus();
   });
 }
 

@@ -407,12 +407,15 @@ TYPED_TEST(StoreConformanceTest, APasswordChangeTellsTheFeedsOfEveryMailboxOfThe
   ASSERT_GE(mailboxes, 2);
   this->ClearEvents();
   ASSERT_TRUE(this->store_->SetPasswordHash("alice", "new").ok());
-  ASSERT_EQ(static_cast<int64_t>(this->Events().size()), mailboxes);
+  // One per mailbox, and one for the user's mailbox list (NOTIFY's MailboxName).
+  ASSERT_EQ(static_cast<int64_t>(this->Events().size()), mailboxes + 1);
   for (const v1::ChangeEvent& event : this->Events()) {
     ASSERT_TRUE(event.has_resync());
     EXPECT_EQ(event.resync().reason().code(), v1::AUTHENTICATIONFAILED);
     EXPECT_EQ(event.modseq(), 0u);  // not a change of the mailbox
   }
+  EXPECT_EQ(this->Events().back().mailbox_id(), 0u);
+  EXPECT_EQ(this->Events().back().user_id(), this->user_);
 }
 
 Store::AuthAttemptLimits AuthLimits(int64_t window_ms, int64_t max_rows,
@@ -710,8 +713,14 @@ TYPED_TEST(StoreConformanceTest, DeleteWithChildrenBecomesNoselect) {
   EXPECT_EQ(CodeOf(this->store_->ReadChanges(this->user_, opened.mailbox_id(), opened.uidvalidity(),
                                              0, &changes)),
             v1::MAILBOX_CHANGED);
-  ASSERT_FALSE(this->Events().empty());
-  EXPECT_TRUE(this->Events().back().has_deleted());
+  std::vector<v1::ChangeEvent> events = this->Events();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_TRUE(events[events.size() - 2].has_deleted());
+  // The mailbox list keeps the name, as \Noselect (RFC 5465 §5.4).
+  ASSERT_TRUE(events.back().has_mailbox_list());
+  EXPECT_EQ(events.back().mailbox_list().kind(),
+            v1::ChangeEvent::MailboxListChanged::NOSELECT);
+  EXPECT_EQ(events.back().mailbox_list().name(), "p");
   EXPECT_EQ(CodeOf(this->store_->DeleteMailbox(this->user_, request)), v1::CANNOT);
   v1::OpenRequest open;
   open.set_name("p");
@@ -1642,6 +1651,80 @@ TYPED_TEST(StoreConformanceTest, SortedUidsReadTheOrderThatTheKeysGive) {
 }
 
 // --- Change log and events ----------------------------------------------------------
+
+// The mailbox-list events of `events`, as "KIND name[<old]" strings, each checked
+// to be an announcement for `user` (no mailbox, no MODSEQ).
+std::vector<std::string> ListEvents(const std::vector<v1::ChangeEvent>& events, uint64_t user) {
+  std::vector<std::string> out;
+  for (const v1::ChangeEvent& event : events) {
+    if (!event.has_mailbox_list()) {
+      continue;
+    }
+    EXPECT_EQ(event.user_id(), user);
+    EXPECT_EQ(event.mailbox_id(), 0u);
+    EXPECT_EQ(event.modseq(), 0u);
+    const v1::ChangeEvent::MailboxListChanged& change = event.mailbox_list();
+    std::string line = absl::StrCat(v1::ChangeEvent::MailboxListChanged::Kind_Name(change.kind()),
+                                     " ", change.name());
+    if (!change.old_name().empty()) {
+      absl::StrAppend(&line, "<", change.old_name());
+    }
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
+TYPED_TEST(StoreConformanceTest, MailboxListChangesArePublishedButNotLogged) {
+  this->ClearEvents();
+  ASSERT_TRUE(this->Create("a/b").ok());  // the superior too (RFC 3501 §6.3.3)
+  ASSERT_TRUE(this->Create("a/b/c").ok());
+  v1::SetSubscriptionRequest subscribe;
+  subscribe.set_name("a/b");
+  subscribe.set_subscribed(true);
+  ASSERT_TRUE(this->store_->SetSubscription(this->user_, subscribe).ok());
+  ASSERT_TRUE(this->store_->SetSubscription(this->user_, subscribe).ok());  // no change
+  v1::RenameMailboxRequest rename;
+  rename.set_from("a/b");
+  rename.set_to("x/y");
+  ASSERT_TRUE(this->store_->RenameMailbox(this->user_, rename).ok());
+  v1::DeleteMailboxRequest remove;
+  remove.set_name("x/y/c");
+  ASSERT_TRUE(this->store_->DeleteMailbox(this->user_, remove).ok());
+  subscribe.set_subscribed(false);
+  ASSERT_TRUE(this->store_->SetSubscription(this->user_, subscribe).ok());
+  rename.set_from("INBOX");
+  rename.set_to("Old");
+  ASSERT_TRUE(this->store_->RenameMailbox(this->user_, rename).ok());
+  EXPECT_THAT(ListEvents(this->Events(), this->user_),
+              ElementsAre("CREATED a", "CREATED a/b", "CREATED a/b/c", "SUBSCRIBED a/b",
+                          "CREATED x", "RENAMED x/y<a/b", "RENAMED x/y/c<a/b/c",
+                          "DELETED x/y/c", "UNSUBSCRIBED a/b", "CREATED Old"));
+  for (const v1::ChangeEvent& event : this->Events()) {
+    if (event.has_mailbox_list() &&
+        event.mailbox_list().kind() != v1::ChangeEvent::MailboxListChanged::SUBSCRIBED &&
+        event.mailbox_list().kind() != v1::ChangeEvent::MailboxListChanged::UNSUBSCRIBED) {
+      EXPECT_NE(event.mailbox_list().mailbox_id(), 0u) << event.ShortDebugString();
+    }
+  }
+  // Nothing of it is in a mailbox's change log: a feed never replays it.
+  v1::OpenResponse renamed = this->OpenBox("x/y");
+  std::vector<v1::ChangeEvent> changes;
+  ASSERT_TRUE(this->store_->ReadChanges(this->user_, renamed.mailbox_id(), renamed.uidvalidity(),
+                                        0, &changes)
+                  .ok());
+  for (const v1::ChangeEvent& change : changes) {
+    EXPECT_FALSE(change.has_mailbox_list());
+  }
+  EXPECT_EQ(this->CountRows("SELECT count(*) FROM changes WHERE mailbox_id = 0"), 0);
+  // Another user's list is not announced as this one's.
+  absl::StatusOr<uint64_t> bob = this->store_->CreateUser("bob", "hash");
+  ASSERT_TRUE(bob.ok());
+  this->ClearEvents();
+  v1::CreateMailboxRequest create;
+  create.set_name("Bobs");
+  ASSERT_TRUE(this->store_->CreateMailbox(*bob, create).ok());
+  EXPECT_THAT(ListEvents(this->Events(), *bob), ElementsAre("CREATED Bobs"));
+}
 
 TYPED_TEST(StoreConformanceTest, ChangeLogMatchesEventsInModseqOrder) {
   v1::OpenResponse box = this->OpenBox("INBOX");

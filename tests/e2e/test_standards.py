@@ -2674,23 +2674,110 @@ class NotifyTest(Base):
         lines = poll_until(client, "NOOP", lambda line: line.startswith(b"* STATUS Other "))
         self.assertRegex(lines[-1], rb"MESSAGES 1 UIDNEXT 2 .* HIGHESTMODSEQ \d+\)$")
 
+    def poll_lines(self, client, wanted):
+        """NOOPs until the untagged line `wanted` comes; returns every line seen."""
+        seen = []
+        deadline = time.monotonic() + 10
+        while True:
+            lines = client.ok("NOOP")
+            seen += lines
+            if wanted in lines:
+                return seen
+            self.assertLess(time.monotonic(), deadline, "no %r: %r" % (wanted, seen[-10:]))
+            time.sleep(0.05)
+
+    def test_mailbox_name_and_subscription_change_of_another_session(self):
+        # RFC 5465 §5.4, §5.5: LIST lines for the mailbox list's changes.
+        writer = self.connect()
+        watcher = self.connect()
+        self.assertEqual(watcher.ok("NOTIFY SET (PERSONAL (MessageNew MessageExpunge "
+                                    "MailboxName SubscriptionChange))"), [])
+        # During IDLE, as they happen.
+        tag = watcher.tag()
+        watcher.send(b"%s IDLE\r\n" % tag.encode())
+        watcher.expect_continuation()
+        writer.ok("CREATE Fresh")
+        self.assertEqual(watcher.read_line(), b'* LIST () "/" Fresh')
+        writer.ok("SUBSCRIBE Fresh")
+        self.assertEqual(watcher.read_line(), b'* LIST (\\Subscribed) "/" Fresh')
+        watcher.send(b"DONE\r\n")
+        _, tagged = watcher.read_tagged(tag)
+        self.assertTagged(tagged, tag, "OK")
+        # After a command: a rename names the old name (OLDNAME), for each
+        # mailbox of the hierarchy renamed.
+        writer.ok("CREATE Fresh/leaf")
+        self.poll_lines(watcher, b'* LIST () "/" Fresh/leaf')
+        writer.ok("RENAME Fresh Renamed")
+        seen = self.poll_lines(watcher, b'* LIST () "/" Renamed/leaf ("OLDNAME" (Fresh/leaf))')
+        self.assertIn(b'* LIST () "/" Renamed ("OLDNAME" (Fresh))', seen)
+        # Subscriptions stay with the name (RFC 3501 §6.3.6).
+        writer.ok("UNSUBSCRIBE Fresh")
+        self.poll_lines(watcher, b'* LIST () "/" Fresh')
+        writer.ok("DELETE Renamed/leaf")
+        self.poll_lines(watcher, b'* LIST (\\NonExistent) "/" Renamed/leaf')
+        # A deleted mailbox with inferiors stays as \Noselect.
+        writer.ok("CREATE Renamed/again")
+        writer.ok("DELETE Renamed")
+        self.poll_lines(watcher, b'* LIST (\\Noselect) "/" Renamed')
+        # Names in modified UTF-7 (RFC 3501 §5.1.3), as LIST gives them.
+        writer.ok("CREATE Entw&APw-rfe")
+        self.poll_lines(watcher, b'* LIST () "/" Entw&APw-rfe')
+
+    def test_a_mailbox_created_later_is_watched(self):
+        writer = self.connect()
+        watcher = self.connect()
+        self.assertEqual(watcher.ok("NOTIFY SET (PERSONAL (MessageNew MessageExpunge "
+                                    "MailboxName))"), [])
+        writer.ok("CREATE Later")
+        append_raw(writer, "Later", MESSAGE)
+        # Watched from its creation: its first message is reported however soon
+        # it came.
+        seen = self.poll_lines(watcher, b'* LIST () "/" Later')
+        if not any(statuses([line]).get("Later") == (1, 2, 1) for line in seen):
+            self.poll_status(watcher, "Later", (1, 2, 1))
+        # Subscribed into a SUBSCRIBED filter: watched from then on.
+        self.assertEqual(watcher.ok("NOTIFY SET (SUBSCRIBED (MessageNew MessageExpunge "
+                                    "SubscriptionChange))"), [])
+        writer.ok("CREATE Sub")
+        writer.ok("SUBSCRIBE Sub")
+        self.poll_lines(watcher, b'* LIST (\\Subscribed) "/" Sub')
+        append_raw(writer, "Sub", MESSAGE)
+        self.poll_status(watcher, "Sub", (1, 2, 1))
+        # A mailbox outside every filter is neither listed nor watched.
+        writer.ok("CREATE Outside")
+        append_raw(writer, "Outside", MESSAGE)
+        append_raw(writer, "Sub", MESSAGE)
+        seen = self.poll_lines(watcher, b"* STATUS Sub (MESSAGES 2 UIDNEXT 3 UIDVALIDITY %s "
+                               b"UNSEEN 2)" % statuses_uidvalidity(writer, "Sub"))
+        self.assertFalse([line for line in seen if b"Outside" in line], seen)
+
+    def test_the_sessions_own_changes_are_reported_too(self):
+        client = self.connect()
+        client.ok("NOTIFY SET (PERSONAL (MailboxName SubscriptionChange))")
+        seen = client.ok("CREATE Own")
+        if b'* LIST () "/" Own' not in seen:
+            self.poll_lines(client, b'* LIST () "/" Own')
+        seen = client.ok("SUBSCRIBE Own")
+        if b'* LIST (\\Subscribed) "/" Own' not in seen:
+            self.poll_lines(client, b'* LIST (\\Subscribed) "/" Own')
+
     def test_unsupported_events_and_malformed_commands(self):
         client = self.connect()
         client.ok("CREATE Other")
-        for events in ("MessageNew MessageExpunge MailboxName", "SubscriptionChange",
-                       "MessageNew MessageExpunge FlagChange AnnotationChange",
+        for events in ("MessageNew MessageExpunge FlagChange AnnotationChange",
                        "MailboxMetadataChange", "ServerMetadataChange", "X-Whatever"):
             untagged, tagged = self.command(
                 client, "NOTIFY SET (PERSONAL (%s))" % events, "b1")
             self.assertEqual(untagged, [])
             self.assertTagged(tagged, "b1", "NO",
-                              b"BADEVENT (MessageNew MessageExpunge FlagChange)")
+                              b"BADEVENT (MessageNew MessageExpunge FlagChange MailboxName "
+                              b"SubscriptionChange)")
         _, tagged = self.command(
             client, "NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge))", "b2")
         self.assertTagged(tagged, "b2", "NO", b"CANNOT")
         # A refused NOTIFY leaves the previous one in force.
         client.ok("NOTIFY SET (MAILBOXES Other (MessageNew MessageExpunge))")
-        self.command(client, "NOTIFY SET (PERSONAL (MailboxName))", "b3")
+        self.command(client, "NOTIFY SET (PERSONAL (MailboxMetadataChange))", "b3")
         writer = self.connect()
         append_raw(writer, "Other", MESSAGE)
         self.poll_status(client, "Other", (1, 2, 1))

@@ -101,6 +101,30 @@ class AcrossReplicasTest(unittest.TestCase):
         writer.close()
         watcher.close()
 
+    def test_mailbox_list_changes_through_one_replica_reach_notify_on_the_other(self):
+        # RFC 5465 §5.4, §5.5: the list events cross replicas with the pg_notify
+        # payloads of the other events.
+        user = new_user("list")
+        watcher = connect(self.gateway_b, user)
+        watcher.ok("NOTIFY SET (PERSONAL (MessageNew MessageExpunge MailboxName "
+                   "SubscriptionChange))")
+        watcher.send(b"i1 IDLE\r\n")
+        watcher.expect_continuation()
+        writer = connect(self.gateway_a, user)
+        writer.ok("CREATE Across")
+        writer.ok("SUBSCRIBE Across")
+        writer.ok("RENAME Across Moved")
+        self.assertIn(b" OK ", append(writer, "Moved", message("moved")))
+        wanted = [b'* LIST () "/" Across', b'* LIST (\\Subscribed) "/" Across',
+                  b'* LIST () "/" Moved ("OLDNAME" (Across))']
+        lines = watcher.read_lines_until(lambda line: line.startswith(b"* STATUS Moved "),
+                                         timeout=10)
+        self.assertEqual([line for line in lines if line.startswith(b"* LIST ")], wanted)
+        watcher.send(b"DONE\r\n")
+        watcher.read_tagged("i1")
+        writer.close()
+        watcher.close()
+
     def test_revise_through_the_other_replica_reaches_every_session(self):
         user = new_user("revise")
         writer = connect(self.gateway_a, user)

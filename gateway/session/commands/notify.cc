@@ -1,26 +1,32 @@
 // NOTIFY (RFC 5465): which mailboxes besides the selected one the session
-// watches, and the unsolicited STATUS responses that report their changes.
+// watches, and the unsolicited STATUS and LIST responses that report their
+// changes.
 //
-// Supported: the message events MessageNew, MessageExpunge and FlagChange for
-// every mailbox filter (SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL,
-// SUBSCRIBED, SUBTREE, MAILBOXES). The change feed carries message changes
-// per mailbox, and the rename or deletion of a mailbox already watched, but
-// not the creation of mailboxes or subscription changes, so MailboxName and
-// SubscriptionChange (and the metadata and annotation events) are answered
-// NO [BADEVENT] listing what is supported (§3.1, §5).
+// Supported: the message events MessageNew, MessageExpunge and FlagChange, and
+// the mailbox-list events MailboxName and SubscriptionChange (§5.4, §5.5,
+// required of a server with LIST-EXTENDED), for every mailbox filter
+// (SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED, SUBTREE,
+// MAILBOXES). The metadata and annotation events are answered NO [BADEVENT]
+// listing what is supported (§3.1, §5).
 //
 // The selected mailbox always gets RFC 3501's responses (EXISTS, EXPUNGE,
 // FETCH FLAGS) with EXPUNGE held while a command that uses message numbers
 // runs (§7.4.1), which is SELECTED-DELAYED's behaviour (RFC 5465 §6.1) and
-// allowed for SELECTED. Other mailboxes are resolved when NOTIFY runs: one
-// created later is not watched until the next NOTIFY.
+// allowed for SELECTED. Other mailboxes are resolved when NOTIFY runs, and
+// then follow the mailbox list: one created, renamed or subscribed into a
+// filter later is watched from then on (NotifyWatch).
 
+#include <chrono>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/this_coro.hpp"
+#include "boost/asio/use_awaitable.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/mailbox/names.h"
 #include "gateway/imap/response.h"
@@ -36,12 +42,20 @@ namespace v1 = ::mailbox::v1;
 using Filter = imap::NotifyEventGroup::Filter;
 
 // §5: the events this server reports, in the BADEVENT list.
-constexpr absl::string_view kSupportedEvents = "MessageNew MessageExpunge FlagChange";
+constexpr absl::string_view kSupportedEvents =
+    "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
+
+// How long NOTIFY waits for its mailbox-list subscription to be live before it
+// answers OK anyway (a service that does not answer: changes of the list are
+// then reported from when it does).
+constexpr std::chrono::seconds kListSubscribeWait(5);
 
 uint8_t EventMask(const std::string& event) {
   if (event == "MessageNew") return NotifyWatch::kMessageNew;
   if (event == "MessageExpunge") return NotifyWatch::kMessageExpunge;
   if (event == "FlagChange") return NotifyWatch::kFlagChange;
+  if (event == "MailboxName") return NotifyWatch::kMailboxName;
+  if (event == "SubscriptionChange") return NotifyWatch::kSubscriptionChange;
   return 0;
 }
 
@@ -85,6 +99,36 @@ awaitable<absl::Status> ListNames(CommandContext& session, v1::ListMailboxesRequ
   co_return absl::OkStatus();
 }
 
+// As ListNames for the subscribed mailboxes, and every subscribed name (those
+// of no mailbox too) into `subscribed`.
+awaitable<absl::Status> ListSubscribed(CommandContext& session, v1::ListMailboxesRequest request,
+                                       std::vector<std::string>* names,
+                                       std::set<std::string>* subscribed) {
+  absl::StatusOr<v1::ListMailboxesResponse> listed =
+      co_await session.store().ListMailboxes(std::move(request));
+  if (!listed.ok()) {
+    co_return listed.status();
+  }
+  for (const v1::MailboxInfo& info : listed->mailboxes()) {
+    subscribed->insert(info.name());
+    if (Selectable(info)) {
+      names->push_back(info.name());
+    }
+  }
+  co_return absl::OkStatus();
+}
+
+// §5.4, §5.5: a change of the mailbox list as a LIST line (names in modified
+// UTF-7 unless UTF8=ACCEPT is enabled, as LIST answers).
+std::string NotifyListLine(CommandContext& session, const NotifyWatch::ListNews& news) {
+  if (news.old_name.empty()) {
+    return imap::ListResponse(false, news.attributes, ::mailbox::rules::kHierarchyDelimiter,
+                              news.name, session.utf8_accept());
+  }
+  return imap::RenamedListResponse(news.attributes, ::mailbox::rules::kHierarchyDelimiter,
+                                   news.name, news.old_name, session.utf8_accept());
+}
+
 }  // namespace
 
 awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& command) {
@@ -125,23 +169,32 @@ awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& comma
   std::set<std::string> seen;
   std::vector<std::string> personal;
   bool personal_listed = false;
+  // What the watch follows the mailbox list with (NotifyWatch::SetRules).
+  std::vector<NotifyWatch::Rule> rules;
+  std::set<std::string> subscribed;
   for (const imap::NotifyEventGroup& group : command.groups) {
     if (group.filter == Filter::kSelected || group.filter == Filter::kSelectedDelayed) {
       continue;  // the selected mailbox gets RFC 3501's responses (file comment)
     }
-    uint8_t events = 0;
+    uint8_t all_events = 0;
     for (const std::string& event : group.events) {
-      events |= EventMask(event);
+      all_events |= EventMask(event);
     }
+    // The mailboxes watched now are for the message events.
+    const uint8_t events = all_events & NotifyWatch::kMessageEvents;
+    NotifyWatch::Rule& rule = rules.emplace_back();
+    rule.events = all_events;
     std::vector<std::string> names;
     absl::Status listed = absl::OkStatus();
     switch (group.filter) {
       case Filter::kInboxes:
         // §6.3: the mailboxes mail is delivered to; here only INBOX.
+        rule.scope = NotifyWatch::Rule::kInboxes;
         names.push_back("INBOX");
         break;
       case Filter::kPersonal: {
         // §6.2: the user's own mailboxes (all there are here).
+        rule.scope = NotifyWatch::Rule::kPersonal;
         if (!personal_listed) {
           v1::ListMailboxesRequest request;
           listed = co_await ListNames(session, std::move(request), &personal);
@@ -151,13 +204,16 @@ awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& comma
         break;
       }
       case Filter::kSubscribed: {
+        rule.scope = NotifyWatch::Rule::kSubscribed;
         v1::ListMailboxesRequest request;
         request.set_subscribed_only(true);
-        listed = co_await ListNames(session, std::move(request), &names);
+        listed = co_await ListSubscribed(session, std::move(request), &names, &subscribed);
         break;
       }
       case Filter::kSubtree:
       case Filter::kMailboxes:
+        rule.scope = group.filter == Filter::kSubtree ? NotifyWatch::Rule::kSubtree
+                                                      : NotifyWatch::Rule::kMailboxes;
         for (const std::string& wire : group.mailboxes) {
           // A name that is not valid modified UTF-7 names no mailbox.
           std::optional<std::string> name =
@@ -165,6 +221,7 @@ awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& comma
           if (!name.has_value()) {
             continue;
           }
+          rule.names.push_back(::mailbox::rules::CanonicalMailboxName(*name));
           if (group.filter == Filter::kMailboxes) {
             names.push_back(std::move(*name));
             continue;
@@ -233,6 +290,19 @@ awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& comma
     targets.push_back(std::move(target));
   }
   session.notify_watch().Replace(session.feed_router(), session.session_token(), targets);
+  session.notify_watch().SetRules(session.feed_router(), session.user_id(),
+                                  session.session_token(), std::move(rules),
+                                  std::move(subscribed), limit);
+  // The OK promises the changes of the mailbox list committed after it: wait
+  // (a round trip to the service) until the feed delivers them, a bounded time.
+  if (!session.notify_watch().list_live()) {
+    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+    const auto give_up = std::chrono::steady_clock::now() + kListSubscribeWait;
+    while (!session.notify_watch().list_live() && std::chrono::steady_clock::now() < give_up) {
+      timer.expires_after(std::chrono::milliseconds(5));
+      co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+  }
   session.Ok("NOTIFY completed");
 }
 
@@ -241,6 +311,53 @@ awaitable<void> ReportWatchedMailboxes(CommandContext& session, bool now) {
   const auto time = NotifyWatch::Clock::now();
   if (!watch.has_news() || (!now && time < watch.next_round())) {
     co_return;
+  }
+  if (watch.list_revoked()) {
+    // The list subscription's credential (maybe another session's) ended: this
+    // session's own decides, as for the mailboxes it watches.
+    v1::StatusRequest request;
+    request.set_name("INBOX");
+    absl::StatusOr<v1::StatusResponse> status =
+        co_await session.store().Status(std::move(request));
+    const v1::ErrorDetail detail =
+        status.ok() ? v1::ErrorDetail() : v1::DetailOf(status.status());
+    if (detail.code() == v1::AUTHENTICATIONFAILED) {
+      session.EndWithBye(absl::StrCat("Session ended: ", detail.message()));
+      co_return;
+    }
+    watch.ListCredentialHolds();
+  }
+  if (watch.overflowed()) {
+    // §5.8: more mailbox-list changes than the session may hold; notifications
+    // end as if NOTIFY NONE had been issued.
+    session.Send(
+        "* OK [NOTIFICATIONOVERFLOW] Too many mailbox changes to report; NOTIFY is off, "
+        "issue NOTIFY SET again\r\n");
+    watch.Clear(session.feed_router());
+    co_return;
+  }
+  for (const NotifyWatch::ListNews& item :
+       watch.TakeListNews(session.feed_router(), session.session_token())) {
+    std::string line = NotifyListLine(session, item);
+    if (!line.empty()) {
+      session.Send(line);
+    }
+  }
+  // Mailboxes that came into a filter: watched from where they stand now.
+  for (const std::string& name : watch.TakeLookups()) {
+    v1::StatusRequest request;
+    request.set_name(name);
+    absl::StatusOr<v1::StatusResponse> status =
+        co_await session.store().Status(std::move(request));
+    if (!status.ok()) {
+      continue;  // gone again (or not selectable): nothing to watch
+    }
+    NotifyWatch::Target target;
+    target.mailbox_id = status->mailbox_id();
+    target.uidvalidity = status->uidvalidity();
+    target.modseq = status->highest_modseq();
+    target.name = name;
+    watch.Watch(session.feed_router(), session.session_token(), std::move(target));
   }
   std::vector<NotifyWatch::News> news = watch.TakeNews(session.selected_mailbox_id(), time);
   for (const NotifyWatch::News& item : news) {

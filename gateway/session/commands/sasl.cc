@@ -160,7 +160,9 @@ void AnswerFailure(CommandContext& session, const absl::Status& status,
 
 void AnswerSuccess(CommandContext& session, const v1::AuthenticateResponse& response) {
   std::string username = response.principal().username();
-  session.LoggedIn(mailbox::client::Session(response.session_token()), username);
+  mailbox::client::Session credential(response.session_token());
+  credential.user_id = response.principal().user_id();
+  session.LoggedIn(std::move(credential), username);
   session.Ok(absl::StrCat("Logged in as ", username),
              imap::code::Capability(session.Capabilities()));
 }
