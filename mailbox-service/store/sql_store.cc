@@ -930,7 +930,7 @@ class SqlStore::WriteTx {
     change->set_highest_modseq(modseq);
   }
 
- private:
+  // Announces `kind` and returns the event's change to complete.
   v1::ChangeEvent::MailboxListChanged* AnnounceListEvent(
       uint64_t user_id, v1::ChangeEvent::MailboxListChanged::Kind kind, std::string_view name,
       uint64_t mailbox_id, std::string_view old_name) {
@@ -944,8 +944,6 @@ class SqlStore::WriteTx {
     Announce(std::move(event));
     return events_.back().mutable_mailbox_list();
   }
-
- public:
 
   std::vector<v1::ChangeEvent>& events() { return events_; }
 
@@ -1898,6 +1896,10 @@ absl::Status SqlStore::SetMetadata(uint64_t user_id, const v1::SetMetadataReques
     Connection& conn = tx.conn();
     ASSIGN_OR_RETURN(uint64_t mailbox_id,
                      MetadataMailbox(conn, user_id, request.mailbox(), limits_));
+    // RFC 5465 §5.7, §5.8 (NOTIFY's MailboxMetadataChange and
+    // ServerMetadataChange): the entries that changed, named up to a bound.
+    std::vector<std::string> changed;
+    bool too_many = false;
     for (const auto& [name, entry] : entries) {
       if (entry->has_value()) {
         ASSIGN_OR_RETURN(Statement s,
@@ -1912,6 +1914,26 @@ absl::Status SqlStore::SetMetadata(uint64_t user_id, const v1::SetMetadataReques
                                       "mailbox_id = ? AND name = ?"));
         s.Bind(1, user_id).Bind(2, mailbox_id).BindText(3, name);
         RETURN_IF_ERROR(s.Run());
+      }
+      if (conn.Changes() > 0 && !too_many) {
+        if (changed.size() < kMaxMetadataEventEntries) {
+          changed.push_back(name);
+        } else {
+          too_many = true;
+          changed.clear();
+        }
+      }
+    }
+    if (!changed.empty() || too_many) {
+      std::string mailbox_name;
+      if (mailbox_id != 0) {
+        ASSIGN_OR_RETURN(mailbox_name, NormalizeMailboxName(request.mailbox(), limits_));
+      }
+      v1::ChangeEvent::MailboxListChanged* change = tx.AnnounceListEvent(
+          user_id, v1::ChangeEvent::MailboxListChanged::METADATA_CHANGED, mailbox_name,
+          mailbox_id, {});
+      for (std::string& name : changed) {
+        change->add_entries(std::move(name));
       }
     }
     if (!adds) {

@@ -91,6 +91,11 @@ using EventSink = std::function<void(const v1::ChangeEvent&)>;
 
 // Limits an implementation enforces; violations return errors with the ErrorDetail
 // codes noted (see ErrorFor in errors.h).
+// The entry names one METADATA_CHANGED announcement carries (SetMetadata):
+// with more changed, it carries none, meaning "entries changed" (a NOTIFY
+// watcher then hears of the mailbox with no names, RFC 5465 §5.7).
+inline constexpr size_t kMaxMetadataEventEntries = 100;
+
 struct StoreLimits {
   size_t max_mailbox_name_octets = 250;  // LIMIT
   int max_mailbox_depth = 31;            // LIMIT

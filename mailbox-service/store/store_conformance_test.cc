@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -1724,6 +1725,77 @@ TYPED_TEST(StoreConformanceTest, MailboxListChangesArePublishedButNotLogged) {
   create.set_name("Bobs");
   ASSERT_TRUE(this->store_->CreateMailbox(*bob, create).ok());
   EXPECT_THAT(ListEvents(this->Events(), *bob), ElementsAre("CREATED Bobs"));
+}
+
+// RFC 5465 §5.7, §5.8: SetMetadata announces the entries it changed on the
+// user's list feed (a mailbox's, or the server's as ""), after the commit.
+TYPED_TEST(StoreConformanceTest, MetadataChangesArePublishedOnTheListFeed) {
+  using Change = v1::ChangeEvent::MailboxListChanged;
+  auto metadata_events = [this]() {
+    std::vector<std::string> out;
+    for (const std::string& line : ListEvents(this->Events(), this->user_)) {
+      out.push_back(line);
+    }
+    for (const v1::ChangeEvent& event : this->Events()) {
+      if (event.has_mailbox_list() && event.mailbox_list().kind() == Change::METADATA_CHANGED) {
+        out.push_back(absl::StrCat(event.mailbox_list().mailbox_id() != 0 ? "id " : "no id ",
+                                   absl::StrJoin(event.mailbox_list().entries(), ",")));
+      }
+    }
+    return out;
+  };
+  v1::OpenResponse inbox = this->OpenBox("INBOX");
+  this->ClearEvents();
+  v1::SetMetadataRequest set;
+  set.set_mailbox("inbox");
+  v1::MetadataEntry* comment = set.add_entries();
+  comment->set_name("/Private/Comment");
+  comment->set_value("hello");
+  v1::MetadataEntry* gone = set.add_entries();
+  gone->set_name("/shared/none");  // removing what is not there changes nothing
+  ASSERT_TRUE(this->store_->SetMetadata(this->user_, set).ok());
+  v1::SetMetadataRequest server;
+  server.set_mailbox("");
+  server.add_entries()->set_name("/private/vendor/x");
+  server.mutable_entries(0)->set_value("1");
+  ASSERT_TRUE(this->store_->SetMetadata(this->user_, server).ok());
+  server.mutable_entries(0)->clear_value();
+  ASSERT_TRUE(this->store_->SetMetadata(this->user_, server).ok());
+  ASSERT_TRUE(this->store_->SetMetadata(this->user_, server).ok());  // nothing left to remove
+  EXPECT_THAT(metadata_events(),
+              ElementsAre("METADATA_CHANGED INBOX", "METADATA_CHANGED ",
+                          "METADATA_CHANGED ", "id /private/comment", "no id /private/vendor/x",
+                          "no id /private/vendor/x"));
+  for (const v1::ChangeEvent& event : this->Events()) {
+    if (event.has_mailbox_list() && !event.mailbox_list().name().empty()) {
+      EXPECT_EQ(event.mailbox_list().mailbox_id(), inbox.mailbox_id());
+    }
+  }
+  // A refused SETMETADATA announces nothing.
+  this->ClearEvents();
+  server.mutable_entries(0)->set_name("/shared/vendor/x");
+  server.mutable_entries(0)->set_value("1");
+  EXPECT_EQ(CodeOf(this->store_->SetMetadata(this->user_, server)), v1::NOPERM);
+  EXPECT_THAT(metadata_events(), IsEmpty());
+  // At the bound the names are carried; past it none (something changed).
+  for (size_t count : {kMaxMetadataEventEntries, kMaxMetadataEventEntries + 1}) {
+    this->ClearEvents();
+    v1::SetMetadataRequest many;
+    many.set_mailbox("INBOX");
+    for (size_t i = 0; i < count; ++i) {
+      v1::MetadataEntry* entry = many.add_entries();
+      entry->set_name(absl::StrCat("/private/n", count, "/", i));
+      entry->set_value("v");
+    }
+    ASSERT_TRUE(this->store_->SetMetadata(this->user_, many).ok());
+    ASSERT_THAT(ListEvents(this->Events(), this->user_), ElementsAre("METADATA_CHANGED INBOX"));
+    for (const v1::ChangeEvent& event : this->Events()) {
+      if (event.has_mailbox_list()) {
+        EXPECT_EQ(static_cast<size_t>(event.mailbox_list().entries_size()),
+                  count == kMaxMetadataEventEntries ? count : 0u);
+      }
+    }
+  }
 }
 
 TYPED_TEST(StoreConformanceTest, ChangeLogMatchesEventsInModseqOrder) {
