@@ -283,13 +283,39 @@ std::string QuotaRootResponse(std::string_view utf8_mailbox, const std::vector<s
   return out + "\r\n";
 }
 
+namespace {
+
+// "* METADATA mailbox", "" for the server; false if the name is not UTF-8.
+bool AppendMetadataMailbox(std::string& out, std::string_view utf8_mailbox, bool utf8_accept) {
+  out = "* METADATA ";
+  if (utf8_mailbox.empty()) {
+    out += "\"\"";
+    return true;
+  }
+  return AppendMailbox(out, utf8_mailbox, utf8_accept);
+}
+
+}  // namespace
+
+std::string MetadataChangedResponse(std::string_view utf8_mailbox,
+                                    const std::vector<std::string>& entries,
+                                    bool utf8_accept) {
+  std::string out;
+  if (entries.empty() || !AppendMetadataMailbox(out, utf8_mailbox, utf8_accept)) {
+    return "";
+  }
+  for (const std::string& entry : entries) {
+    out += ' ';
+    AppendAString(out, entry);
+  }
+  return out + "\r\n";
+}
+
 std::string MetadataResponse(std::string_view utf8_mailbox,
                              const std::vector<std::pair<std::string, std::string>>& entries,
                              bool utf8_accept) {
-  std::string out = "* METADATA ";
-  if (utf8_mailbox.empty()) {
-    out += "\"\"";
-  } else if (!AppendMailbox(out, utf8_mailbox, utf8_accept)) {
+  std::string out;
+  if (!AppendMetadataMailbox(out, utf8_mailbox, utf8_accept)) {
     return "";
   }
   out += " (";

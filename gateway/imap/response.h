@@ -194,6 +194,12 @@ std::string QuotaRootResponse(std::string_view utf8_mailbox, const std::vector<s
 std::string MetadataResponse(std::string_view utf8_mailbox,
                              const std::vector<std::pair<std::string, std::string>>& entries,
                              bool utf8_accept = false);
+// RFC 5464 §4.4.2: the unsolicited "* METADATA mailbox entry ..." naming the
+// entries that changed, without values (entry-list: no parentheses); "" names
+// the server. Returns "" if the name is not valid UTF-8 or there is no entry.
+std::string MetadataChangedResponse(std::string_view utf8_mailbox,
+                                    const std::vector<std::string>& entries,
+                                    bool utf8_accept = false);
 // ID (RFC 2971); nullopt is NIL.
 std::string IdResponse(const std::optional<IdCommand::Params>& params);
 

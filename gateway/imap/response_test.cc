@@ -63,6 +63,16 @@ TEST(ResponseTest, RenamedListCarriesOldName) {
   EXPECT_EQ(RenamedListResponse({}, '/', "x", "\xff"), "");
 }
 
+// RFC 5464 §4.4.2: entry names only, no parentheses; "" is the server.
+TEST(ResponseTest, MetadataChangedNamesEntries) {
+  EXPECT_EQ(MetadataChangedResponse("INBOX", {"/private/comment", "/shared/comment"}),
+            "* METADATA INBOX /private/comment /shared/comment\r\n");
+  EXPECT_EQ(MetadataChangedResponse("", {"/private/vendor/x"}),
+            "* METADATA \"\" /private/vendor/x\r\n");
+  EXPECT_EQ(MetadataChangedResponse("a b", {"/private/x"}), "* METADATA \"a b\" /private/x\r\n");
+  EXPECT_EQ(MetadataChangedResponse("INBOX", {}), "");
+}
+
 TEST(ResponseTest, StatusResponses) {
   EXPECT_EQ(StatusResponse("a1", Status::kOk, "", "done"), "a1 OK done\r\n");
   EXPECT_EQ(StatusResponse("*", Status::kOk, code::UidValidity(42), "UIDs valid"),

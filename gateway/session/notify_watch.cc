@@ -372,7 +372,7 @@ bool NotifyWatch::OnListChange(const v1::ChangeEvent& event) {
     case Change::CREATED: {
       const uint8_t events = EventsFor(name);
       if ((events & kMailboxName) != 0) {
-        QueueList(ListNews{{}, name, ""});
+        QueueList(ListNews{{}, name, "", false, {}});
       }
       if ((events & kMessageEvents) != 0) {
         // Subscribed from its first MODSEQ: nothing appended to it is missed.
@@ -390,19 +390,19 @@ bool NotifyWatch::OnListChange(const v1::ChangeEvent& event) {
       // A watched mailbox hears of it on its own feed, and stops being watched.
       lookups_.erase(std::remove(lookups_.begin(), lookups_.end(), name), lookups_.end());
       if ((EventsFor(name) & kMailboxName) != 0) {
-        QueueList(ListNews{{"\\NonExistent"}, name, ""});
+        QueueList(ListNews{{"\\NonExistent"}, name, "", false, {}});
       }
       break;
     case Change::NOSELECT:
       if ((EventsFor(name) & kMailboxName) != 0) {
-        QueueList(ListNews{{"\\Noselect"}, name, ""});
+        QueueList(ListNews{{"\\Noselect"}, name, "", false, {}});
       }
       break;
     case Change::RENAMED:
       // §5.4: a LIST with OLDNAME for each mailbox renamed, if a filter names
       // it before or after.
       if (((EventsFor(name) | EventsFor(change.old_name())) & kMailboxName) != 0) {
-        QueueList(ListNews{{}, name, change.old_name()});
+        QueueList(ListNews{{}, name, change.old_name(), false, {}});
       }
       Reconsider(name, change.mailbox_id());
       break;
@@ -423,9 +423,29 @@ bool NotifyWatch::OnListChange(const v1::ChangeEvent& event) {
       if (((before | EventsFor(name)) & kSubscriptionChange) != 0) {
         QueueList(ListNews{subscribed ? std::vector<std::string>{"\\Subscribed"}
                                        : std::vector<std::string>{},
-                           name, ""});
+                           name, "", false, {}});
       }
       Reconsider(name, 0);
+      break;
+    }
+    case Change::METADATA_CHANGED: {
+      // §5.7: a mailbox's annotations, for a filter naming it; §5.8: the
+      // server's, for any event group asking for them (they name no mailbox).
+      const bool server = name.empty();
+      const bool wanted =
+          server ? std::any_of(rules_.begin(), rules_.end(),
+                               [](const Rule& rule) {
+                                 return (rule.events & kServerMetadataChange) != 0;
+                               })
+                 : (EventsFor(name) & kMailboxMetadataChange) != 0;
+      if (!wanted) {
+        return false;
+      }
+      ListNews news;
+      news.name = name;
+      news.metadata = true;
+      news.entries.assign(change.entries().begin(), change.entries().end());
+      QueueList(std::move(news));
       break;
     }
     default:

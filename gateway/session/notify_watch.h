@@ -15,7 +15,9 @@
 // its watcher a few.
 //
 // The mailbox list (§5.4 MailboxName, §5.5 SubscriptionChange) is one more
-// FeedRouter listener, of the user's list: its changes become LIST lines
+// FeedRouter listener, of the user's list: its changes become LIST lines (and
+// changes of annotations, §5.7 MailboxMetadataChange and §5.8
+// ServerMetadataChange, METADATA lines)
 // (queued up to the same bound; beyond it the watch overflows, §5.8), and a
 // mailbox created, renamed or subscribed into a filter of the NOTIFY starts
 // being watched for the filter's message events (one renamed or unsubscribed
@@ -51,6 +53,8 @@ class NotifyWatch {
     kFlagChange = 4,
     kMailboxName = 8,
     kSubscriptionChange = 16,
+    kMailboxMetadataChange = 32,
+    kServerMetadataChange = 64,
   };
   static constexpr uint8_t kMessageEvents = kMessageNew | kMessageExpunge | kFlagChange;
 
@@ -63,11 +67,15 @@ class NotifyWatch {
     std::vector<std::string> names;  // kSubtree, kMailboxes: UTF-8 names
     uint8_t events = 0;
   };
-  // What a mailbox-list change is to the watch: a LIST line to send.
+  // What a mailbox-list change is to the watch: a LIST line to send, or with
+  // `metadata` an unsolicited METADATA naming `entries` of mailbox `name` (""
+  // the server; no entries: too many changed to name, RFC 5465 §5.7, §5.8).
   struct ListNews {
     std::vector<std::string> attributes;
     std::string name;      // UTF-8
     std::string old_name;  // a rename's (OLDNAME); "" otherwise
+    bool metadata = false;
+    std::vector<std::string> entries;
   };
 
   struct Target {

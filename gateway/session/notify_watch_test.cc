@@ -323,6 +323,60 @@ TEST_F(NotifyWatchTest, ListLinesAndNewMailboxesStopAtTheLimit) {
   EXPECT_FALSE(watch.has_news());
 }
 
+// RFC 5465 §5.7: a mailbox's annotation changes for a filter naming it with
+// MailboxMetadataChange; §5.8: the server's for any rule with
+// ServerMetadataChange (one naming no mailbox too, as for SELECTED).
+TEST_F(NotifyWatchTest, MetadataChangesBecomeNewsForTheirEvents) {
+  NotifyWatch watch(std::chrono::milliseconds(0), [] {});
+  NotifyWatch::Rule inboxes;
+  inboxes.scope = NotifyWatch::Rule::kInboxes;
+  inboxes.events = NotifyWatch::kMailboxMetadataChange;
+  NotifyWatch::Rule server;
+  server.scope = NotifyWatch::Rule::kMailboxes;  // no names: SELECTED's rule
+  server.events = NotifyWatch::kServerMetadataChange;
+  watch.SetRules(router_.get(), kUser, session_.token, {inboxes, server}, {}, 10);
+  RunUntil([&] { return watch.list_live(); });
+  ASSERT_TRUE(watch.list_live());
+  v1::ChangeEvent inbox = ListEvent(kUser, Change::METADATA_CHANGED, "INBOX");
+  inbox.mutable_mailbox_list()->add_entries("/private/comment");
+  inbox.mutable_mailbox_list()->add_entries("/shared/comment");
+  store_.AnnounceListChange(inbox);
+  v1::ChangeEvent other = ListEvent(kUser, Change::METADATA_CHANGED, "Other");  // no filter
+  other.mutable_mailbox_list()->add_entries("/private/comment");
+  store_.AnnounceListChange(other);
+  v1::ChangeEvent bobs = ListEvent(kUser + 1, Change::METADATA_CHANGED, "INBOX");  // not ours
+  bobs.mutable_mailbox_list()->add_entries("/private/bob");
+  store_.AnnounceListChange(bobs);
+  v1::ChangeEvent vendor = ListEvent(kUser, Change::METADATA_CHANGED, "");
+  vendor.mutable_mailbox_list()->add_entries("/private/vendor/x");
+  store_.AnnounceListChange(vendor);
+  store_.AnnounceListChange(ListEvent(kUser, Change::METADATA_CHANGED, ""));  // too many
+  RunUntil([&] { return false; });
+  std::vector<NotifyWatch::ListNews> news = watch.TakeListNews(router_.get(), session_.token);
+  ASSERT_EQ(news.size(), 3u);
+  EXPECT_TRUE(news[0].metadata);
+  EXPECT_EQ(news[0].name, "INBOX");
+  EXPECT_EQ(news[0].entries,
+            (std::vector<std::string>{"/private/comment", "/shared/comment"}));
+  EXPECT_TRUE(news[1].metadata);
+  EXPECT_EQ(news[1].name, "");
+  EXPECT_EQ(news[1].entries, (std::vector<std::string>{"/private/vendor/x"}));
+  EXPECT_TRUE(news[2].metadata);
+  EXPECT_TRUE(news[2].entries.empty());
+
+  // Without the metadata events, none of it is news.
+  NotifyWatch::Rule names;
+  names.scope = NotifyWatch::Rule::kPersonal;
+  names.events = NotifyWatch::kMailboxName;
+  watch.SetRules(router_.get(), kUser, session_.token, {names}, {}, 10);
+  RunUntil([&] { return watch.list_live(); });
+  store_.AnnounceListChange(inbox);
+  store_.AnnounceListChange(vendor);
+  RunUntil([&] { return false; });
+  EXPECT_TRUE(watch.TakeListNews(router_.get(), session_.token).empty());
+  watch.Clear(router_.get());
+}
+
 TEST_F(NotifyWatchTest, AnEndedListSubscriptionIsTakenUpAgainOrEndsTheSession) {
   NotifyWatch watch(std::chrono::milliseconds(0), [] {});
   NotifyWatch::Rule personal;

@@ -2723,6 +2723,40 @@ class NotifyTest(Base):
         writer.ok("CREATE Entw&APw-rfe")
         self.poll_lines(watcher, b'* LIST () "/" Entw&APw-rfe')
 
+    def test_metadata_changes_of_another_session(self):
+        # RFC 5465 §5.7, §5.8: RFC 5464 §4.4.2's unsolicited METADATA, naming
+        # the entries that changed.
+        writer = self.connect()
+        watcher = self.connect()
+        self.assertEqual(watcher.ok("NOTIFY SET (PERSONAL (MessageNew MessageExpunge "
+                                    "MailboxMetadataChange ServerMetadataChange))"), [])
+        tag = watcher.tag()
+        watcher.send(b"%s IDLE\r\n" % tag.encode())
+        watcher.expect_continuation()
+        writer.ok('SETMETADATA INBOX (/private/comment "hello")')
+        self.assertEqual(watcher.read_line(), b"* METADATA INBOX /private/comment")
+        writer.ok('SETMETADATA "" (/private/vendor/x "1")')
+        self.assertEqual(watcher.read_line(), b'* METADATA "" /private/vendor/x')
+        watcher.send(b"DONE\r\n")
+        _, tagged = watcher.read_tagged(tag)
+        self.assertTagged(tagged, tag, "OK")
+        # After a command; removing an entry is a change too, removing none is not.
+        writer.ok("SETMETADATA INBOX (/private/comment NIL /shared/none NIL)")
+        writer.ok("SETMETADATA INBOX (/private/none NIL)")
+        writer.ok('SETMETADATA INBOX (/shared/comment "s")')
+        seen = self.poll_lines(watcher, b"* METADATA INBOX /shared/comment")
+        self.assertIn(b"* METADATA INBOX /private/comment", seen)
+        self.assertFalse([line for line in seen if b"none" in line], seen)
+        # Only the events asked for: with MailboxMetadataChange for INBOX alone,
+        # neither another mailbox's entries nor the server's are reported.
+        writer.ok("CREATE Other")
+        self.assertEqual(watcher.ok("NOTIFY SET (INBOXES (MailboxMetadataChange))"), [])
+        writer.ok('SETMETADATA Other (/private/comment "o")')
+        writer.ok('SETMETADATA "" (/private/vendor/y "2")')
+        writer.ok('SETMETADATA INBOX (/private/last "l")')
+        seen = self.poll_lines(watcher, b"* METADATA INBOX /private/last")
+        self.assertFalse([line for line in seen if b"Other" in line or b'""' in line], seen)
+
     def test_a_mailbox_created_later_is_watched(self):
         writer = self.connect()
         watcher = self.connect()
@@ -2765,19 +2799,21 @@ class NotifyTest(Base):
         client = self.connect()
         client.ok("CREATE Other")
         for events in ("MessageNew MessageExpunge FlagChange AnnotationChange",
-                       "MailboxMetadataChange", "ServerMetadataChange", "X-Whatever"):
+                       "X-Whatever"):
             untagged, tagged = self.command(
                 client, "NOTIFY SET (PERSONAL (%s))" % events, "b1")
             self.assertEqual(untagged, [])
             self.assertTagged(tagged, "b1", "NO",
                               b"BADEVENT (MessageNew MessageExpunge FlagChange MailboxName "
-                              b"SubscriptionChange)")
+                              b"SubscriptionChange MailboxMetadataChange ServerMetadataChange)")
         _, tagged = self.command(
             client, "NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge))", "b2")
         self.assertTagged(tagged, "b2", "NO", b"CANNOT")
         # A refused NOTIFY leaves the previous one in force.
         client.ok("NOTIFY SET (MAILBOXES Other (MessageNew MessageExpunge))")
-        self.command(client, "NOTIFY SET (PERSONAL (MailboxMetadataChange))", "b3")
+        _, tagged = self.command(
+            client, "NOTIFY SET (PERSONAL (MessageNew MessageExpunge AnnotationChange))", "b3")
+        self.assertTagged(tagged, "b3", "NO", b"BADEVENT")
         writer = self.connect()
         append_raw(writer, "Other", MESSAGE)
         self.poll_status(client, "Other", (1, 2, 1))

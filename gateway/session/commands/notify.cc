@@ -4,10 +4,12 @@
 //
 // Supported: the message events MessageNew, MessageExpunge and FlagChange, and
 // the mailbox-list events MailboxName and SubscriptionChange (§5.4, §5.5,
-// required of a server with LIST-EXTENDED), for every mailbox filter
-// (SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED, SUBTREE,
-// MAILBOXES). The metadata and annotation events are answered NO [BADEVENT]
-// listing what is supported (§3.1, §5).
+// required of a server with LIST-EXTENDED), and the metadata events
+// MailboxMetadataChange and ServerMetadataChange (§5.7, §5.8, required of a
+// server with METADATA; an unsolicited METADATA naming the entries), for every
+// mailbox filter (SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED,
+// SUBTREE, MAILBOXES). AnnotationChange (ANNOTATE, RFC 5257, not offered) is
+// answered NO [BADEVENT] listing what is supported (§3.1, §5).
 //
 // The selected mailbox always gets RFC 3501's responses (EXISTS, EXPUNGE,
 // FETCH FLAGS) with EXPUNGE held while a command that uses message numbers
@@ -16,6 +18,7 @@
 // then follow the mailbox list: one created, renamed or subscribed into a
 // filter later is watched from then on (NotifyWatch).
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <string>
@@ -43,7 +46,8 @@ using Filter = imap::NotifyEventGroup::Filter;
 
 // §5: the events this server reports, in the BADEVENT list.
 constexpr absl::string_view kSupportedEvents =
-    "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
+    "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange "
+    "MailboxMetadataChange ServerMetadataChange";
 
 // How long NOTIFY waits for its mailbox-list subscription to be live before it
 // answers OK anyway (a service that does not answer: changes of the list are
@@ -56,6 +60,8 @@ uint8_t EventMask(const std::string& event) {
   if (event == "FlagChange") return NotifyWatch::kFlagChange;
   if (event == "MailboxName") return NotifyWatch::kMailboxName;
   if (event == "SubscriptionChange") return NotifyWatch::kSubscriptionChange;
+  if (event == "MailboxMetadataChange") return NotifyWatch::kMailboxMetadataChange;
+  if (event == "ServerMetadataChange") return NotifyWatch::kServerMetadataChange;
   return 0;
 }
 
@@ -121,6 +127,14 @@ awaitable<absl::Status> ListSubscribed(CommandContext& session, v1::ListMailboxe
 // §5.4, §5.5: a change of the mailbox list as a LIST line (names in modified
 // UTF-7 unless UTF8=ACCEPT is enabled, as LIST answers).
 std::string NotifyListLine(CommandContext& session, const NotifyWatch::ListNews& news) {
+  if (news.metadata) {
+    // §5.7, §5.8: RFC 5464 §4.4.2's METADATA with the entries' names; when
+    // too many changed to name, both hierarchies, for the client to read again.
+    return imap::MetadataChangedResponse(
+        news.name,
+        news.entries.empty() ? std::vector<std::string>{"/private", "/shared"} : news.entries,
+        session.utf8_accept());
+  }
   if (news.old_name.empty()) {
     return imap::ListResponse(false, news.attributes, ::mailbox::rules::kHierarchyDelimiter,
                               news.name, session.utf8_accept());
@@ -174,7 +188,17 @@ awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& comma
   std::set<std::string> subscribed;
   for (const imap::NotifyEventGroup& group : command.groups) {
     if (group.filter == Filter::kSelected || group.filter == Filter::kSelectedDelayed) {
-      continue;  // the selected mailbox gets RFC 3501's responses (file comment)
+      // The selected mailbox gets RFC 3501's responses (file comment); the
+      // server's annotations (§5.8) belong to no mailbox, whatever the filter.
+      const bool server_metadata =
+          std::find(group.events.begin(), group.events.end(), "ServerMetadataChange") !=
+          group.events.end();
+      if (server_metadata) {
+        NotifyWatch::Rule& rule = rules.emplace_back();
+        rule.scope = NotifyWatch::Rule::kMailboxes;  // naming no mailbox
+        rule.events = NotifyWatch::kServerMetadataChange;
+      }
+      continue;
     }
     uint8_t all_events = 0;
     for (const std::string& event : group.events) {
