@@ -429,7 +429,7 @@ bool NotifyWatch::OnListChange(const v1::ChangeEvent& event) {
       break;
     }
     case Change::METADATA_CHANGED: {
-      // §5.7: a mailbox's annotations, for a filter naming it; §5.8: the
+      // §5.6: a mailbox's annotations, for a filter naming it; §5.7: the
       // server's, for any event group asking for them (they name no mailbox).
       const bool server = name.empty();
       const bool wanted =

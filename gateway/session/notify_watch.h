@@ -16,7 +16,7 @@
 //
 // The mailbox list (§5.4 MailboxName, §5.5 SubscriptionChange) is one more
 // FeedRouter listener, of the user's list: its changes become LIST lines (and
-// changes of annotations, §5.7 MailboxMetadataChange and §5.8
+// changes of annotations, §5.6 MailboxMetadataChange and §5.7
 // ServerMetadataChange, METADATA lines)
 // (queued up to the same bound; beyond it the watch overflows, §5.8), and a
 // mailbox created, renamed or subscribed into a filter of the NOTIFY starts
@@ -69,7 +69,7 @@ class NotifyWatch {
   };
   // What a mailbox-list change is to the watch: a LIST line to send, or with
   // `metadata` an unsolicited METADATA naming `entries` of mailbox `name` (""
-  // the server; no entries: too many changed to name, RFC 5465 §5.7, §5.8).
+  // the server; no entries: too many changed to name, RFC 5465 §5.6, §5.7).
   struct ListNews {
     std::vector<std::string> attributes;
     std::string name;      // UTF-8

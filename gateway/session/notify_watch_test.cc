@@ -323,8 +323,8 @@ TEST_F(NotifyWatchTest, ListLinesAndNewMailboxesStopAtTheLimit) {
   EXPECT_FALSE(watch.has_news());
 }
 
-// RFC 5465 §5.7: a mailbox's annotation changes for a filter naming it with
-// MailboxMetadataChange; §5.8: the server's for any rule with
+// RFC 5465 §5.6: a mailbox's annotation changes for a filter naming it with
+// MailboxMetadataChange; §5.7: the server's for any rule with
 // ServerMetadataChange (one naming no mailbox too, as for SELECTED).
 TEST_F(NotifyWatchTest, MetadataChangesBecomeNewsForTheirEvents) {
   NotifyWatch watch(std::chrono::milliseconds(0), [] {});

@@ -1896,7 +1896,7 @@ absl::Status SqlStore::SetMetadata(uint64_t user_id, const v1::SetMetadataReques
     Connection& conn = tx.conn();
     ASSIGN_OR_RETURN(uint64_t mailbox_id,
                      MetadataMailbox(conn, user_id, request.mailbox(), limits_));
-    // RFC 5465 §5.7, §5.8 (NOTIFY's MailboxMetadataChange and
+    // RFC 5465 §5.6, §5.7 (NOTIFY's MailboxMetadataChange and
     // ServerMetadataChange): the entries that changed, named up to a bound.
     std::vector<std::string> changed;
     bool too_many = false;

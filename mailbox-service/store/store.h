@@ -93,7 +93,7 @@ using EventSink = std::function<void(const v1::ChangeEvent&)>;
 // codes noted (see ErrorFor in errors.h).
 // The entry names one METADATA_CHANGED announcement carries (SetMetadata):
 // with more changed, it carries none, meaning "entries changed" (a NOTIFY
-// watcher then hears of the mailbox with no names, RFC 5465 §5.7).
+// watcher then hears of the mailbox with no names, RFC 5465 §5.6).
 inline constexpr size_t kMaxMetadataEventEntries = 100;
 
 struct StoreLimits {

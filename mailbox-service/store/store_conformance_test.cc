@@ -1727,7 +1727,7 @@ TYPED_TEST(StoreConformanceTest, MailboxListChangesArePublishedButNotLogged) {
   EXPECT_THAT(ListEvents(this->Events(), *bob), ElementsAre("CREATED Bobs"));
 }
 
-// RFC 5465 §5.7, §5.8: SetMetadata announces the entries it changed on the
+// RFC 5465 §5.6, §5.7: SetMetadata announces the entries it changed on the
 // user's list feed (a mailbox's, or the server's as ""), after the commit.
 TYPED_TEST(StoreConformanceTest, MetadataChangesArePublishedOnTheListFeed) {
   using Change = v1::ChangeEvent::MailboxListChanged;

@@ -2724,7 +2724,7 @@ class NotifyTest(Base):
         self.poll_lines(watcher, b'* LIST () "/" Entw&APw-rfe')
 
     def test_metadata_changes_of_another_session(self):
-        # RFC 5465 §5.7, §5.8: RFC 5464 §4.4.2's unsolicited METADATA, naming
+        # RFC 5465 §5.6, §5.7: RFC 5464 §4.4.2's unsolicited METADATA, naming
         # the entries that changed.
         writer = self.connect()
         watcher = self.connect()

@@ -5,7 +5,7 @@
 // Supported: the message events MessageNew, MessageExpunge and FlagChange, and
 // the mailbox-list events MailboxName and SubscriptionChange (§5.4, §5.5,
 // required of a server with LIST-EXTENDED), and the metadata events
-// MailboxMetadataChange and ServerMetadataChange (§5.7, §5.8, required of a
+// MailboxMetadataChange and ServerMetadataChange (§5.6, §5.7, required of a
 // server with METADATA; an unsolicited METADATA naming the entries), for every
 // mailbox filter (SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED,
 // SUBTREE, MAILBOXES). AnnotationChange (ANNOTATE, RFC 5257, not offered) is
@@ -128,7 +128,7 @@ awaitable<absl::Status> ListSubscribed(CommandContext& session, v1::ListMailboxe
 // UTF-7 unless UTF8=ACCEPT is enabled, as LIST answers).
 std::string NotifyListLine(CommandContext& session, const NotifyWatch::ListNews& news) {
   if (news.metadata) {
-    // §5.7, §5.8: RFC 5464 §4.4.2's METADATA with the entries' names; when
+    // §5.6, §5.7: RFC 5464 §4.4.2's METADATA with the entries' names; when
     // too many changed to name, both hierarchies, for the client to read again.
     return imap::MetadataChangedResponse(
         news.name,
@@ -189,7 +189,7 @@ awaitable<void> Notify(CommandContext& session, const imap::NotifyCommand& comma
   for (const imap::NotifyEventGroup& group : command.groups) {
     if (group.filter == Filter::kSelected || group.filter == Filter::kSelectedDelayed) {
       // The selected mailbox gets RFC 3501's responses (file comment); the
-      // server's annotations (§5.8) belong to no mailbox, whatever the filter.
+      // server's annotations (§5.7) belong to no mailbox, whatever the filter.
       const bool server_metadata =
           std::find(group.events.begin(), group.events.end(), "ServerMetadataChange") !=
           group.events.end();
