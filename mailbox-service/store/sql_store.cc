@@ -2879,7 +2879,8 @@ absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
       std::string joined = JoinKeywords(flags[i].keywords);
       int64_t date = messages[i].has_internal_date ? messages[i].internal_date_unix : now;
       int32_t tz = messages[i].has_internal_date ? messages[i].internal_date_tz_minutes : 0;
-      ASSIGN_OR_RETURN(SortKeys sort_keys, ContentSortKeys(conn, content_id));
+      ASSIGN_OR_RETURN(SortKeys sort_keys,
+                       ContentSortKeys(conn, content_id, contents[i].sort_keys));
       RETURN_IF_ERROR(InsertMessage(conn, mailbox->id, uid, content_id, modseq,
                                     flags[i].system, joined, date, tz, tx.now_unix(),
                                     sort_keys));
@@ -2966,7 +2967,7 @@ absl::StatusOr<v1::ReviseResponse> SqlStore::Revise(uint64_t user_id,
     // (M + 1), so a session applying events in order never sees the message
     // missing.
     ASSIGN_OR_RETURN(uint64_t added_modseq, tx.NextModseq(mailbox.id));
-    ASSIGN_OR_RETURN(SortKeys sort_keys, ContentSortKeys(conn, content_id));
+    ASSIGN_OR_RETURN(SortKeys sort_keys, ContentSortKeys(conn, content_id, prepared.sort_keys));
     RETURN_IF_ERROR(InsertMessage(conn, mailbox.id, new_uid, content_id, added_modseq, system,
                                   keywords, now, 0, tx.now_unix(), sort_keys));
     RETURN_IF_ERROR(SetUidNext(conn, mailbox.id, new_uid + 1));
@@ -3119,7 +3120,11 @@ absl::StatusOr<std::string> SqlStore::MakeSortKeys(Connection& conn, int64_t con
   return EncodeSortKeys(ExtractSortKeys(header));
 }
 
-absl::StatusOr<SortKeys> SqlStore::ContentSortKeys(Connection& conn, int64_t content_id) {
+absl::StatusOr<SortKeys> SqlStore::ContentSortKeys(Connection& conn, int64_t content_id,
+                                                    std::string_view made_at_ingest) {
+  if (!made_at_ingest.empty()) {
+    return DecodeSortKeys(made_at_ingest);
+  }
   ASSIGN_OR_RETURN(Statement s,
                    conn.Prepare("SELECT sort_keys, header_size FROM contents WHERE id = ?"));
   s.Bind(1, content_id);

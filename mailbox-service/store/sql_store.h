@@ -230,9 +230,11 @@ class SqlStore : public Store {
   // they are made again.
   void KeepMadeContentValues(uint64_t user_id, const char* update_sql, bool blob,
                              const std::map<int64_t, std::string>& made);
-  // The SORT/THREAD keys of the content row `content_id`: the kept ones, or made
-  // from its header for content stored before they were kept.
-  absl::StatusOr<SortKeys> ContentSortKeys(sql::Connection& conn, int64_t content_id);
+  // The SORT/THREAD keys of the content row `content_id`: `made_at_ingest` (the
+  // encoded keys of content this write parsed) when given, else the kept ones,
+  // or made from its header for content stored before they were kept.
+  absl::StatusOr<SortKeys> ContentSortKeys(sql::Connection& conn, int64_t content_id,
+                                           std::string_view made_at_ingest = {});
   // ContentSortKeys for code outside the class (the copy of messages).
   std::function<absl::StatusOr<SortKeys>(sql::Connection&, int64_t)> SortKeysOfContent() {
     return [this](sql::Connection& conn, int64_t content_id) {
