@@ -129,7 +129,7 @@ def main():
         mbox = os.path.join(system.dir, "bench.mbox")
         generate_mbox(mbox, opts.messages)
         started = time.monotonic()
-        system.admin("import", "mbox", user, "INBOX", mbox, "--timeout=3600")
+        system.admin("import", "mbox", user, "INBOX", mbox, "--timeout=1h")
         import_seconds = time.monotonic() - started
         os.remove(mbox)
         pid = system.service.pid

@@ -40,12 +40,18 @@ namespace {
 
 namespace asio = boost::asio;
 
-std::vector<mailbox::config::Setting> Settings() {
-  return {
+namespace config = mailbox::config;
+
+// The settings of imap-gateway besides the network ones (net::NetSettings()): one row
+// each, {flag name, environment variable, default, help, type} (common/config.h).
+std::vector<config::Setting> Settings() {
+  std::vector<config::Setting> settings = net::NetSettings();
+  std::vector<config::Setting> rows = {
       {"store", "IMAPD_STORE", "127.0.0.1:50051",
        "mailbox service address (host:port, unix:/path, a DNS name resolving to every "
        "replica, or a comma-separated list of numeric host:port of replicas)"},
-      {"store-channels", "IMAPD_STORE_CHANNELS", "2", "gRPC channels to the mailbox service"},
+      {"store-channels", "IMAPD_STORE_CHANNELS", "2", "gRPC channels to the mailbox service",
+       config::Int(1, 64)},
       {"store-ca-file", "IMAPD_STORE_CA_FILE", "",
        "PEM CA of the mailbox service's certificate; turns TLS on for the link"},
       {"store-cert-file", "IMAPD_STORE_CERT_FILE", "",
@@ -53,171 +59,190 @@ std::vector<mailbox::config::Setting> Settings() {
       {"store-key-file", "IMAPD_STORE_KEY_FILE", "", "PEM key of --store-cert-file"},
       {"store-tls-server-name", "IMAPD_STORE_TLS_SERVER_NAME", "",
        "name the service's certificate must carry, if not the host in --store"},
-      {"store-tls-reload-seconds", "IMAPD_STORE_TLS_RELOAD_SECONDS", "60",
-       "how often the link's CA, certificate and key files are re-read"},
+      {"store-tls-reload-interval", "IMAPD_STORE_TLS_RELOAD_INTERVAL", "1m",
+       "how often the link's CA, certificate and key files are re-read",
+       config::Duration(absl::Seconds(1), absl::Hours(24))},
       {"store-token-file", "IMAPD_STORE_TOKEN_FILE", "",
        "the mailbox service's gateway token file (its <data-dir>/gateway.token): with it "
        "the service throttles logins by the IMAP client's IP, not this gateway's "
        "(re-read when it changes)"},
       {"http-listen", "IMAPD_HTTP_LISTEN", "127.0.0.1:8143",
-       "operator endpoint (/healthz /readyz /metrics); empty disables"},
+       "operator endpoint (/healthz /readyz /metrics); empty disables",
+       config::String([](std::string_view value) {
+         return value.empty() ? absl::OkStatus()
+                              : net::ParseListenAddress(value, 8143).status();
+       })},
       {"ports-file", "IMAPD_PORTS_FILE", "", "write the bound ports here as JSON once listening"},
       {"gateway-id", "IMAPD_GATEWAY_ID", "", "this replica's name in the service's logs"},
       {"allow-plaintext-auth", "IMAPD_ALLOW_PLAINTEXT_AUTH", "false",
-       "allow LOGIN/AUTHENTICATE without TLS (otherwise LOGINDISABLED)"},
+       "allow LOGIN/AUTHENTICATE without TLS (otherwise LOGINDISABLED)", config::Bool()},
       {"auth-login", "IMAPD_AUTH_LOGIN", "false",
-       "offer the SASL LOGIN mechanism (AUTH=LOGIN) for old clients, where PLAIN is offered"},
+       "offer the SASL LOGIN mechanism (AUTH=LOGIN) for old clients, where PLAIN is offered",
+       config::Bool()},
       {"auth-scram", "IMAPD_AUTH_SCRAM", "true",
        "offer SCRAM-SHA-256 where PLAIN is offered, and SCRAM-SHA-256-PLUS where TLS gives "
-       "a channel binding (off while the mailbox service is older than this gateway)"},
+       "a channel binding (off while the mailbox service is older than this gateway)",
+       config::Bool()},
       {"oauth", "IMAPD_OAUTH", "false",
        "offer AUTHENTICATE OAUTHBEARER and XOAUTH2 over TLS; the mailbox service checks the "
-       "tokens (start it with --oauth-jwks)"},
+       "tokens (start it with --oauth-jwks)",
+       config::Bool()},
       {"oauth-scope", "IMAPD_OAUTH_SCOPE", "",
        "with --oauth: the scope named in the error a refused token gets (RFC 7628 §3.2.2)"},
       {"oauth-openid-configuration", "IMAPD_OAUTH_OPENID_CONFIGURATION", "",
        "with --oauth: the identity provider's OpenID configuration URL, named in that error"},
-      {"unauthenticated-timeout", "IMAPD_UNAUTHENTICATED_TIMEOUT", "60",
-       "seconds a connection may stay unauthenticated (not reset by commands)"},
-      {"autologout", "IMAPD_AUTOLOGOUT", "1800", "seconds of inactivity before autologout"},
-      {"idle-keepalive", "IMAPD_IDLE_KEEPALIVE", "120",
-       "seconds between \"* OK Still here\" during IDLE"},
+      // Whole seconds: the session's timers count seconds.
+      {"unauthenticated-timeout", "IMAPD_UNAUTHENTICATED_TIMEOUT", "1m",
+       "how long a connection may stay unauthenticated (not reset by commands)",
+       config::Duration(absl::Seconds(1), absl::Hours(24))},
+      {"autologout", "IMAPD_AUTOLOGOUT", "30m", "inactivity before autologout",
+       config::Duration(absl::Seconds(1), absl::Hours(24 * 7))},
+      {"idle-keepalive", "IMAPD_IDLE_KEEPALIVE", "2m",
+       "time between \"* OK Still here\" during IDLE",
+       config::Duration(absl::Seconds(1), absl::Hours(24))},
       {"max-auth-failures", "IMAPD_MAX_AUTH_FAILURES", "4",
-       "failed LOGIN/AUTHENTICATE per connection before BYE"},
-      {"max-line-length", "IMAPD_MAX_LINE_LENGTH", "65536", "command text octets per command"},
-      {"max-literal-size", "IMAPD_MAX_LITERAL_SIZE", "65536",
-       "largest literal outside APPEND message data"},
-      {"max-append-size", "IMAPD_MAX_APPEND_SIZE", "67108864", "largest APPEND message"},
-      {"max-literals", "IMAPD_MAX_LITERALS", "1000", "literals per command"},
+       "failed LOGIN/AUTHENTICATE per connection before BYE", config::Int(1, 1000)},
+      {"max-line-length", "IMAPD_MAX_LINE_LENGTH", "64KiB", "command text octets per command",
+       config::Size(1024, 64 << 20)},
+      {"max-literal-size", "IMAPD_MAX_LITERAL_SIZE", "64KiB",
+       "largest literal outside APPEND message data", config::Size(0, 1 << 30)},
+      {"max-append-size", "IMAPD_MAX_APPEND_SIZE", "64MiB", "largest APPEND message",
+       config::Size(0, int64_t{1} << 40)},
+      {"max-literals", "IMAPD_MAX_LITERALS", "1000", "literals per command",
+       config::Int(0, 1 << 30)},
       {"max-catenate-parts", "IMAPD_MAX_CATENATE_PARTS", "256",
-       "TEXT and URL parts of one CATENATE message (RFC 4469)"},
+       "TEXT and URL parts of one CATENATE message (RFC 4469)", config::Int(0, 1 << 30)},
       {"catenate-url-hosts", "IMAPD_CATENATE_URL_HOSTS", "",
        "comma-separated host names clients reach this gateway by: an absolute imap:// URL "
        "in CATENATE must name one of them and the logged-in user (empty: only relative "
        "URLs)"},
-      {"max-unauthenticated-literal", "IMAPD_MAX_UNAUTHENTICATED_LITERAL", "8192",
-       "literal octets per command before LOGIN/AUTHENTICATE"},
-      {"max-nesting", "IMAPD_MAX_NESTING", "32", "parenthesis nesting depth"},
+      {"max-unauthenticated-literal", "IMAPD_MAX_UNAUTHENTICATED_LITERAL", "8KiB",
+       "literal octets per command before LOGIN/AUTHENTICATE", config::Size(0, 1 << 30)},
+      {"max-nesting", "IMAPD_MAX_NESTING", "32", "parenthesis nesting depth",
+       config::Int(1, 10000)},
       {"max-search-ranges", "IMAPD_MAX_SEARCH_RANGES", "100000",
-       "UID ranges one SEARCH may send to the mailbox service, over all its keys"},
+       "UID ranges one SEARCH may send to the mailbox service, over all its keys",
+       config::Int(1, 1 << 30)},
       {"max-pending-changes", "IMAPD_MAX_PENDING_CHANGES", "20000",
-       "unreported changes of the selected mailbox a session may hold before BYE"},
-      {"fetch-cache-mib", "IMAPD_FETCH_CACHE_MIB", "64",
-       "MiB of static message data (ENVELOPE, BODYSTRUCTURE, sizes, dates, sections up "
-       "to 64 KiB) each worker keeps to answer FETCH without the mailbox service; 0 "
-       "disables"},
+       "unreported changes of the selected mailbox a session may hold before BYE",
+       config::Int(1, 1 << 30)},
+      {"fetch-cache-size", "IMAPD_FETCH_CACHE_SIZE", "64MiB",
+       "static message data (ENVELOPE, BODYSTRUCTURE, sizes, dates, sections up to 64 KiB) "
+       "each worker keeps to answer FETCH without the mailbox service; 0 disables",
+       config::Size(0, int64_t{1} << 40)},
       {"max-notify-mailboxes", "IMAPD_MAX_NOTIFY_MAILBOXES", "1000",
        "mailboxes one session may watch with NOTIFY besides the selected one (and "
-       "mailbox-list changes it may hold unread); 0 turns NOTIFY off"},
+       "mailbox-list changes it may hold unread); 0 turns NOTIFY off",
+       config::Int(0, 1 << 30)},
       {"max-known-flags", "IMAPD_MAX_KNOWN_FLAGS", "10000",
        "messages of the selected mailbox whose flags a session keeps to answer FETCH "
-       "FLAGS without the mailbox service"},
+       "FLAGS without the mailbox service",
+       config::Int(0, 1 << 30)},
       {"max-live-results", "IMAPD_MAX_LIVE_RESULTS", "8",
-       "searches and sorts one session may keep live with RETURN (UPDATE) (RFC 5267)"},
+       "searches and sorts one session may keep live with RETURN (UPDATE) (RFC 5267)",
+       config::Int(0, 1 << 20)},
       {"max-live-result-size", "IMAPD_MAX_LIVE_RESULT_SIZE", "100000",
-       "messages one live search or sort may hold"},
-      {"read-timeout", "IMAPD_READ_TIMEOUT", "60",
-       "seconds to wait for the next octets of a literal the client announced"},
+       "messages one live search or sort may hold", config::Int(0, 1 << 30)},
+      {"read-timeout", "IMAPD_READ_TIMEOUT", "1m",
+       "time to wait for the next octets of a literal the client announced",
+       config::Duration(absl::Seconds(1), absl::Hours(24))},
       {"min-append-rate", "IMAPD_MIN_APPEND_RATE", "1024",
        "octets per second an APPEND message literal must average (plus --read-timeout "
-       "seconds of grace); 0 disables"},
-      {"append-chunk-kib", "IMAPD_APPEND_CHUNK_KIB", "256",
-       "KiB of an APPEND literal a session gathers before sending them to the store; "
-       "0 sends each network read"},
-      {"max-tag-length", "IMAPD_MAX_TAG_LENGTH", "64", "octets in a command tag"},
+       "of grace); 0 disables",
+       config::Int(0, int64_t{1} << 40)},
+      // A gRPC message carries at most 4 MiB by default; a chunk stays well below.
+      {"append-chunk-size", "IMAPD_APPEND_CHUNK_SIZE", "256KiB",
+       "part of an APPEND literal a session gathers before sending it to the store; "
+       "0 sends each network read",
+       config::Size(0, 1 << 20)},
+      {"max-tag-length", "IMAPD_MAX_TAG_LENGTH", "64", "octets in a command tag",
+       config::Int(1, 1 << 20)},
       {"max-compressed-connections", "IMAPD_MAX_COMPRESSED_CONNECTIONS", "1000",
        "sessions that may have COMPRESS=DEFLATE active at once (about 80 KiB each); "
-       "0 disables COMPRESS"},
+       "0 disables COMPRESS",
+       config::Int(0, 100'000'000)},
       {"literal-minus", "IMAPD_LITERAL_MINUS", "false",
-       "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+"},
+       "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+",
+       config::Bool()},
+
+      // Former names, refused with the new one.
+      {"store-tls-reload-seconds", "IMAPD_STORE_TLS_RELOAD_SECONDS", "", "",
+       config::RenamedTo("store-tls-reload-interval")},
+      {"fetch-cache-mib", "IMAPD_FETCH_CACHE_MIB", "", "", config::RenamedTo("fetch-cache-size")},
+      {"append-chunk-kib", "IMAPD_APPEND_CHUNK_KIB", "", "",
+       config::RenamedTo("append-chunk-size")},
   };
+  settings.insert(settings.end(), rows.begin(), rows.end());
+  return settings;
 }
 
-// Reads an integer setting into `out`; prints the error and returns false.
+// An integer setting (checked against its range at start) into `out`.
 template <typename T>
-bool ReadInt(const mailbox::config::Config& config, const char* name, T* out) {
-  auto value = config.GetInt(name);
-  if (!value.ok() || *value < 0) {
-    std::cerr << "imap-gateway: --" << name << " needs a non-negative integer\n";
-    return false;
-  }
-  *out = static_cast<T>(*value);
-  return true;
+void ReadInt(const config::Config& config, const char* name, T* out) {
+  *out = static_cast<T>(config.GetInt(name).value_or(0));
+}
+
+std::chrono::seconds Seconds(const config::Config& config, const char* name) {
+  return std::chrono::seconds(absl::ToInt64Seconds(config.GetDuration(name)));
 }
 
 int Run(int argc, char** argv) {
-  net::NetConfig net_config;
-  if (auto status = net::ApplyNetEnvironment(net_config); !status.ok()) {
-    std::cerr << "imap-gateway: " << status.message() << "\n";
-    return 2;
-  }
-  // ApplyNetFlags takes the whole argv (program name first) and returns the rest
-  // in the same form.
-  std::vector<std::string> args(argv, argv + argc);
-  auto rest = net::ApplyNetFlags(net_config, args);
-  if (!rest.ok()) {
-    std::cerr << "imap-gateway: " << rest.status().message() << "\n";
-    return 2;
-  }
-  std::vector<char*> rest_argv;
-  for (auto& arg : *rest) {
-    rest_argv.push_back(arg.data());
-  }
-  auto config = mailbox::config::Config::Parse(static_cast<int>(rest_argv.size()),
-                                               rest_argv.data(), Settings());
+  config::Program program;
+  program.name = "imap-gateway";
+  program.env_prefix = "IMAPD_";
+  program.config_env = "IMAPD_CONFIG";
+  // tools/run-cluster.sh's own variables, in the environment it starts gateways in.
+  program.foreign_env = {"IMAPD_BIN_DIR", "IMAPD_CLUSTER_DIR", "IMAPD_CLUSTER_PORT_OFFSET"};
+  auto config = config::Config::Parse(program, Settings(),
+                                      std::vector<std::string>(argv + 1, argv + argc),
+                                      config::ProcessEnvironment());
   if (!config.ok()) {
     std::cerr << "imap-gateway: " << config.status().message() << "\n";
     return 2;
   }
   if (config->help_requested()) {
-    std::cout << config->Usage("imap-gateway") << "\nNetwork and TLS:\n"
-              << net::NetFlagsHelp();
+    std::cout << config->Usage("imap-gateway");
     return 0;
   }
-  if (auto status = net::ValidateNetConfig(net_config); !status.ok()) {
+  if (config->print_config_requested()) {
+    std::cout << config->PrintConfig();
+    return 0;
+  }
+  auto net_config = net::NetConfigFrom(*config);
+  if (!net_config.ok()) {
+    std::cerr << "imap-gateway: " << net_config.status().message() << "\n";
+    return 2;
+  }
+  if (auto status = net::ValidateNetConfig(*net_config); !status.ok()) {
     std::cerr << "imap-gateway: " << status.message() << "\n";
     return 2;
   }
 
   SessionOptions options;
-  int64_t unauth = 0, autologout = 0, keepalive = 0, read_timeout = 0, append_chunk_kib = 0;
-  size_t fetch_cache_mib = kDefaultFetchCacheMib;
-  if (!ReadInt(*config, "unauthenticated-timeout", &unauth) ||
-      !ReadInt(*config, "autologout", &autologout) ||
-      !ReadInt(*config, "idle-keepalive", &keepalive) ||
-      !ReadInt(*config, "max-auth-failures", &options.max_auth_failures) ||
-      !ReadInt(*config, "max-line-length", &options.limits.max_line_length) ||
-      !ReadInt(*config, "max-literal-size", &options.limits.max_literal_size) ||
-      !ReadInt(*config, "max-append-size", &options.limits.max_append_literal_size) ||
-      !ReadInt(*config, "max-literals", &options.limits.max_literals_per_command) ||
-      !ReadInt(*config, "max-catenate-parts", &options.limits.max_catenate_parts) ||
-      !ReadInt(*config, "max-unauthenticated-literal",
-               &options.limits.max_unauthenticated_literal_octets) ||
-      !ReadInt(*config, "max-nesting", &options.limits.max_nesting_depth) ||
-      !ReadInt(*config, "max-search-ranges", &options.max_search_uid_ranges) ||
-      !ReadInt(*config, "max-pending-changes", &options.max_pending_changes) ||
-      !ReadInt(*config, "max-known-flags", &options.max_known_flags) ||
-      !ReadInt(*config, "max-notify-mailboxes", &options.max_notify_mailboxes) ||
-      !ReadInt(*config, "max-live-results", &options.max_live_results) ||
-      !ReadInt(*config, "max-live-result-size", &options.max_live_result_size) ||
-      !ReadInt(*config, "fetch-cache-mib", &fetch_cache_mib) ||
-      !ReadInt(*config, "read-timeout", &read_timeout) ||
-      !ReadInt(*config, "min-append-rate", &options.min_append_rate) ||
-      !ReadInt(*config, "max-tag-length", &options.limits.max_tag_length) ||
-      !ReadInt(*config, "max-compressed-connections", &options.max_compressed_connections) ||
-      !ReadInt(*config, "append-chunk-kib", &append_chunk_kib)) {
-    return 2;
-  }
-  if (append_chunk_kib > 1024) {
-    // A gRPC message carries at most 4 MiB by default; a chunk stays well below.
-    std::cerr << "imap-gateway: --append-chunk-kib is at most 1024\n";
-    return 2;
-  }
-  options.append_chunk_octets = static_cast<size_t>(append_chunk_kib) << 10;
-  options.unauthenticated_timeout = std::chrono::seconds(unauth);
-  options.autologout = std::chrono::seconds(autologout);
-  options.read_timeout = std::chrono::seconds(std::max<int64_t>(read_timeout, 1));
-  options.idle_keepalive = std::chrono::seconds(std::max<int64_t>(keepalive, 1));
+  ReadInt(*config, "max-auth-failures", &options.max_auth_failures);
+  ReadInt(*config, "max-line-length", &options.limits.max_line_length);
+  ReadInt(*config, "max-literal-size", &options.limits.max_literal_size);
+  ReadInt(*config, "max-append-size", &options.limits.max_append_literal_size);
+  ReadInt(*config, "max-literals", &options.limits.max_literals_per_command);
+  ReadInt(*config, "max-catenate-parts", &options.limits.max_catenate_parts);
+  ReadInt(*config, "max-unauthenticated-literal",
+          &options.limits.max_unauthenticated_literal_octets);
+  ReadInt(*config, "max-nesting", &options.limits.max_nesting_depth);
+  ReadInt(*config, "max-search-ranges", &options.max_search_uid_ranges);
+  ReadInt(*config, "max-pending-changes", &options.max_pending_changes);
+  ReadInt(*config, "max-known-flags", &options.max_known_flags);
+  ReadInt(*config, "max-notify-mailboxes", &options.max_notify_mailboxes);
+  ReadInt(*config, "max-live-results", &options.max_live_results);
+  ReadInt(*config, "max-live-result-size", &options.max_live_result_size);
+  ReadInt(*config, "min-append-rate", &options.min_append_rate);
+  ReadInt(*config, "max-tag-length", &options.limits.max_tag_length);
+  ReadInt(*config, "max-compressed-connections", &options.max_compressed_connections);
+  ReadInt(*config, "append-chunk-size", &options.append_chunk_octets);
+  const size_t fetch_cache_octets = static_cast<size_t>(config->GetSize("fetch-cache-size"));
+  options.unauthenticated_timeout = Seconds(*config, "unauthenticated-timeout");
+  options.autologout = Seconds(*config, "autologout");
+  options.read_timeout = Seconds(*config, "read-timeout");
+  options.idle_keepalive = Seconds(*config, "idle-keepalive");
   options.allow_plaintext_auth = config->GetBool("allow-plaintext-auth");
   options.allow_auth_login = config->GetBool("auth-login");
   options.allow_scram = config->GetBool("auth-scram");
@@ -231,7 +256,7 @@ int Run(int argc, char** argv) {
   options.oauth_openid_configuration = config->Get("oauth-openid-configuration");
   options.limits.literal_minus = config->GetBool("literal-minus");
   options.tls_handshake_timeout =
-      std::chrono::duration_cast<std::chrono::seconds>(net_config.tls_handshake_timeout);
+      std::chrono::duration_cast<std::chrono::seconds>(net_config->tls_handshake_timeout);
   options.gateway_id = config->Get("gateway-id");
 
   // Signals are taken by sigwait below, never by a worker thread.
@@ -243,19 +268,15 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto tls = net::TlsContextProvider::Create(net::TlsFilesOf(net_config), {},
-                                             net_config.tls_ticket_key_rotation);
+  auto tls = net::TlsContextProvider::Create(net::TlsFilesOf(*net_config), {},
+                                             net_config->tls_ticket_key_rotation);
   if (!tls.ok()) {
     std::cerr << "imap-gateway: " << tls.status().message() << "\n";
     return 1;
   }
   mailbox::client::GrpcMailboxStoreOptions store_options;
   store_options.target = config->Get("store");
-  int channels = 2;
-  if (!ReadInt(*config, "store-channels", &channels)) {
-    return 2;
-  }
-  store_options.channels = std::max(channels, 1);
+  ReadInt(*config, "store-channels", &store_options.channels);
   if (!options.gateway_id.empty()) {
     store_options.metadata.emplace_back("x-gateway-id", options.gateway_id);
   }
@@ -264,9 +285,8 @@ int Run(int argc, char** argv) {
   link.cert_file = config->Get("store-cert-file");
   link.key_file = config->Get("store-key-file");
   link.server_name = config->Get("store-tls-server-name");
-  if (!ReadInt(*config, "store-tls-reload-seconds", &link.reload_seconds)) {
-    return 2;
-  }
+  link.reload_seconds =
+      static_cast<int>(absl::ToInt64Seconds(config->GetDuration("store-tls-reload-interval")));
   auto credentials = mailbox::client::MakeChannelCredentials(link);
   if (!credentials.ok()) {
     std::cerr << "imap-gateway: the mailbox service link: " << credentials.status().message()
@@ -305,7 +325,7 @@ int Run(int argc, char** argv) {
   }
 
   // Per-worker context: routers are created on their worker's executor below.
-  auto pool_options = net::WorkerPoolOptionsOf(net_config);
+  auto pool_options = net::WorkerPoolOptionsOf(*net_config);
   pool_options.on_refused = [](net::Refusal reason) {
     auto& m = ops::GlobalMetrics();
     (reason == net::Refusal::kMaxConnections ? m.refused_max_connections
@@ -335,8 +355,8 @@ int Run(int argc, char** argv) {
     contexts[i]->router = routers[i].get();
     contexts[i]->tls = tls->get();
     contexts[i]->options = &options;
-    if (fetch_cache_mib > 0) {
-      fetch_caches[i] = std::make_unique<FetchCache>(fetch_cache_mib << 20);
+    if (fetch_cache_octets > 0) {
+      fetch_caches[i] = std::make_unique<FetchCache>(fetch_cache_octets);
       contexts[i]->fetch_cache = fetch_caches[i].get();
     }
   }
@@ -382,8 +402,8 @@ int Run(int argc, char** argv) {
   std::thread http_thread([&http_io] { http_io.run(); });
 
   (*tls)->StartWatching((*pool)->worker_executor(0),
-                        net_config.tls_reload_interval.count() > 0
-                            ? std::chrono::steady_clock::duration(net_config.tls_reload_interval)
+                        net_config->tls_reload_interval.count() > 0
+                            ? std::chrono::steady_clock::duration(net_config->tls_reload_interval)
                             : std::chrono::hours(24 * 365));
   (*pool)->Start();
   metrics.ready = true;
@@ -391,10 +411,10 @@ int Run(int argc, char** argv) {
   // Listener order follows NetConfig: IMAPS addresses first, then IMAP.
   uint16_t imaps_port = 0, imap_port = 0;
   size_t listener = 0;
-  for (size_t i = 0; i < net_config.imaps_listen.size(); ++i, ++listener) {
+  for (size_t i = 0; i < net_config->imaps_listen.size(); ++i, ++listener) {
     if (i == 0) imaps_port = (*pool)->bound_endpoint(listener).port();
   }
-  for (size_t i = 0; i < net_config.imap_listen.size(); ++i, ++listener) {
+  for (size_t i = 0; i < net_config->imap_listen.size(); ++i, ++listener) {
     if (i == 0) imap_port = (*pool)->bound_endpoint(listener).port();
   }
   std::string ports = absl::StrCat("{\"imaps\": ", imaps_port, ", \"imap\": ", imap_port,
@@ -429,7 +449,7 @@ int Run(int argc, char** argv) {
   metrics.draining = true;
   (*tls)->StopWatching();
   (*pool)->Stop(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      net_config.drain_timeout));
+      net_config->drain_timeout));
   // The routers' feeds run on the workers' executors, so they go while the pool's
   // io_contexts still exist; a session frame the pool destroys later sees no router.
   for (size_t i = 0; i < workers; ++i) {

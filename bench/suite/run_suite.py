@@ -112,7 +112,8 @@ class Imapd:
         (--baseline-bin), run side by side under the same conditions."""
         self.name = name
         self.system = harness.System(name, base=work, bin_dir=bin_dir)
-        self.system.start_service("--argon2-memory-kib=%d" % argon2_memory_kib,
+        self.system.start_service(harness.argon2_memory_flag(self.system.service_bin,
+                                                             argon2_memory_kib),
                                   "--argon2-time-cost=%d" % argon2_time_cost)
         self.gateway = self.system.start_gateway(*GATEWAY_FLAGS)
         self.port = self.gateway.imaps_port
@@ -195,7 +196,8 @@ class ImapdCluster(Imapd):
         os.environ.setdefault("TEST_TMPDIR", work)
         self.cluster = cluster.Cluster(self.name)
         for _ in range(replicas):
-            self.cluster.start_replica("--argon2-memory-kib=%d" % argon2_memory_kib,
+            self.cluster.start_replica(harness.argon2_memory_flag(self.cluster.system.service_bin,
+                                                                    argon2_memory_kib),
                                        "--argon2-time-cost=%d" % argon2_time_cost)
         self.system = self.cluster.system
         self.gateways = [self.cluster.start_gateway(*GATEWAY_FLAGS) for _ in range(gateways)]

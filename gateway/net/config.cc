@@ -17,49 +17,6 @@ namespace {
 
 absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-struct OptionInfo {
-  const char* flag;
-  const char* env;
-  const char* default_text;
-  const char* help;
-};
-
-constexpr OptionInfo kOptions[] = {
-    {"imaps-listen", "IMAPD_IMAPS_LISTEN", "0.0.0.0:993",
-     "implicit-TLS (IMAPS) listen addresses, comma-separated; empty disables"},
-    {"imap-listen", "IMAPD_IMAP_LISTEN", "0.0.0.0:143",
-     "plain IMAP + STARTTLS listen addresses, comma-separated; empty disables"},
-    {"tls-cert-file", "IMAPD_TLS_CERT_FILE", "(required)",
-     "PEM certificate chain, leaf first; reloaded when it changes"},
-    {"tls-key-file", "IMAPD_TLS_KEY_FILE", "(required)",
-     "PEM private key; reloaded when it changes"},
-    {"workers", "IMAPD_WORKERS", "0", "worker threads (0 = one per CPU)"},
-    {"max-connections", "IMAPD_MAX_CONNECTIONS", "10000",
-     "open connections across all workers; more are refused (0 = unlimited)"},
-    {"max-connections-per-ip", "IMAPD_MAX_CONNECTIONS_PER_IP", "100",
-     "open connections from one client address (the PROXY header's when one is "
-     "accepted); more are refused (0 = unlimited)"},
-    {"trusted-proxies", "IMAPD_TRUSTED_PROXIES", "(none)",
-     "comma-separated address ranges (10.0.0.0/8, 192.0.2.7, fd00::/8) whose connections "
-     "must start with a PROXY protocol v1/v2 header naming the client"},
-    {"proxy-protocol-timeout", "IMAPD_PROXY_PROTOCOL_TIMEOUT", "5s",
-     "time a trusted proxy has to send the PROXY header"},
-    {"proxy-protocol-max-header", "IMAPD_PROXY_PROTOCOL_MAX_HEADER", "1024",
-     "largest PROXY protocol v2 header accepted, in bytes (v1 is at most 107)"},
-    {"listen-backlog", "IMAPD_LISTEN_BACKLOG", "1024", "listen(2) backlog per acceptor"},
-    {"tls-handshake-timeout", "IMAPD_TLS_HANDSHAKE_TIMEOUT", "30s",
-     "time allowed for a TLS handshake, including the wait for the ClientHello"},
-    {"tls-reload-interval", "IMAPD_TLS_RELOAD_INTERVAL", "60s",
-     "how often to check the certificate files for changes (0 = only on SIGHUP)"},
-    {"tls-ticket-key-rotation", "IMAPD_TLS_TICKET_KEY_ROTATION", "1h",
-     "how often the session-ticket key is replaced; the previous one is still accepted "
-     "(0 = no session tickets)"},
-    {"accept-backoff", "IMAPD_ACCEPT_BACKOFF", "100ms",
-     "pause of an acceptor after running out of descriptors"},
-    {"drain-timeout", "IMAPD_DRAIN_TIMEOUT", "30s",
-     "on shutdown, how long sessions may take to finish before they are closed"},
-};
-
 absl::Status Invalid(std::string_view name, std::string_view value, std::string_view want) {
   return absl::InvalidArgumentError(absl::StrCat("--", Absl(name), "=", Absl(value),
                                                  ": expected ", Absl(want)));
@@ -81,11 +38,13 @@ absl::Status ParseNumber(std::string_view name, std::string_view value, T min, T
 
 absl::Status ParseMillis(std::string_view name, std::string_view value, bool allow_zero,
                          std::chrono::milliseconds& out) {
-  absl::Duration duration;
-  if (!absl::ParseDuration(Absl(value), &duration) || duration < absl::ZeroDuration() ||
+  // One duration syntax for every binary (common/config.h): a bare number is refused.
+  absl::StatusOr<absl::Duration> parsed = mailbox::config::ParseDuration(value);
+  absl::Duration duration = parsed.ok() ? *parsed : absl::ZeroDuration();
+  if (!parsed.ok() || duration < absl::ZeroDuration() ||
       (!allow_zero && duration == absl::ZeroDuration()) || duration > absl::Hours(24 * 365)) {
     return Invalid(name, value,
-                   allow_zero ? "a duration such as 250ms, 30s or 2m (0 allowed)"
+                   allow_zero ? "a duration such as 250ms, 30s or 2m (0s allowed)"
                               : "a positive duration such as 250ms, 30s or 2m");
   }
   out = absl::ToChronoMilliseconds(duration);
@@ -227,65 +186,84 @@ absl::Status SetNetOption(NetConfig& config, std::string_view name, std::string_
   return absl::NotFoundError(absl::StrCat("unknown network option --", Absl(name)));
 }
 
-absl::Status ApplyNetEnvironment(NetConfig& config,
-                                 const std::function<const char*(const char*)>& getenv) {
-  for (const OptionInfo& option : kOptions) {
-    const char* value = getenv(option.env);
-    if (value == nullptr) {
-      continue;
-    }
-    if (absl::Status status = SetNetOption(config, option.flag, value); !status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("environment ", option.env, ": ", status.message()));
-    }
-  }
-  return absl::OkStatus();
+std::vector<mailbox::config::Setting> NetSettings() {
+  namespace config = mailbox::config;
+  // Values whose syntax only SetNetOption knows are checked by it.
+  auto check = [](const char* name) {
+    return config::String([name](std::string_view value) {
+      NetConfig scratch;
+      absl::Status status = SetNetOption(scratch, name, value);
+      // SetNetOption's message starts with the flag; the caller names it already.
+      absl::string_view message = status.message();
+      if (size_t colon = message.find(": "); colon != absl::string_view::npos) {
+        message.remove_prefix(colon + 2);
+      }
+      return status.ok() ? status : absl::InvalidArgumentError(message);
+    });
+  };
+  const absl::Duration ms = absl::Milliseconds(1);
+  const absl::Duration year = absl::Hours(24 * 365);
+  return {
+      {"imaps-listen", "IMAPD_IMAPS_LISTEN", "0.0.0.0:993",
+       "implicit-TLS (IMAPS) listen addresses, comma-separated; empty disables",
+       check("imaps-listen")},
+      {"imap-listen", "IMAPD_IMAP_LISTEN", "0.0.0.0:143",
+       "plain IMAP + STARTTLS listen addresses, comma-separated; empty disables",
+       check("imap-listen")},
+      {"tls-cert-file", "IMAPD_TLS_CERT_FILE", "",
+       "PEM certificate chain, leaf first; reloaded when it changes (required)"},
+      {"tls-key-file", "IMAPD_TLS_KEY_FILE", "",
+       "PEM private key; reloaded when it changes (required)"},
+      {"workers", "IMAPD_WORKERS", "0", "worker threads (0 = one per CPU)",
+       config::Int(0, 1024)},
+      {"max-connections", "IMAPD_MAX_CONNECTIONS", "10000",
+       "open connections across all workers; more are refused (0 = unlimited)",
+       config::Int(0, 100'000'000)},
+      {"max-connections-per-ip", "IMAPD_MAX_CONNECTIONS_PER_IP", "100",
+       "open connections from one client address (the PROXY header's when one is "
+       "accepted); more are refused (0 = unlimited)",
+       config::Int(0, 100'000'000)},
+      {"trusted-proxies", "IMAPD_TRUSTED_PROXIES", "",
+       "comma-separated address ranges (10.0.0.0/8, 192.0.2.7, fd00::/8) whose connections "
+       "must start with a PROXY protocol v1/v2 header naming the client",
+       check("trusted-proxies")},
+      {"proxy-protocol-timeout", "IMAPD_PROXY_PROTOCOL_TIMEOUT", "5s",
+       "time a trusted proxy has to send the PROXY header", config::Duration(ms, year)},
+      // 232: the fixed part and the largest address block (AF_UNIX, PROXY §2.2);
+      // 65551: the most the 16-bit length field can announce.
+      {"proxy-protocol-max-header", "IMAPD_PROXY_PROTOCOL_MAX_HEADER", "1024",
+       "largest PROXY protocol v2 header accepted, in octets (v1 is at most 107)",
+       config::Size(232, 65'551)},
+      {"listen-backlog", "IMAPD_LISTEN_BACKLOG", "1024", "listen(2) backlog per acceptor",
+       config::Int(1, 1 << 20)},
+      {"tls-handshake-timeout", "IMAPD_TLS_HANDSHAKE_TIMEOUT", "30s",
+       "time allowed for a TLS handshake, including the wait for the ClientHello",
+       config::Duration(ms, year)},
+      {"tls-reload-interval", "IMAPD_TLS_RELOAD_INTERVAL", "1m",
+       "how often to check the certificate files for changes (0s = only on SIGHUP)",
+       config::Duration()},
+      {"tls-ticket-key-rotation", "IMAPD_TLS_TICKET_KEY_ROTATION", "1h",
+       "how often the session-ticket key is replaced; the previous one is still accepted "
+       "(0s = no session tickets)",
+       config::Duration()},
+      {"accept-backoff", "IMAPD_ACCEPT_BACKOFF", "100ms",
+       "pause of an acceptor after running out of descriptors", config::Duration(ms, year)},
+      {"drain-timeout", "IMAPD_DRAIN_TIMEOUT", "30s",
+       "on shutdown, how long sessions may take to finish before they are closed",
+       config::Duration()},
+  };
 }
 
-absl::StatusOr<std::vector<std::string>> ApplyNetFlags(NetConfig& config,
-                                                       const std::vector<std::string>& args) {
-  std::vector<std::string> rest;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (i == 0 || arg.substr(0, 2) != "--") {
-      rest.push_back(args[i]);
-      continue;
+absl::StatusOr<NetConfig> NetConfigFrom(const mailbox::config::Config& config) {
+  NetConfig out;
+  for (const mailbox::config::Setting& setting : NetSettings()) {
+    std::string value = config.Get(setting.name);
+    if (setting.kind.type == mailbox::config::Type::kSize) {
+      value = absl::StrCat(config.GetSize(setting.name));  // SetNetOption takes octets
     }
-    std::string_view body = arg.substr(2);
-    std::string_view name = body;
-    std::string_view value;
-    bool has_value = false;
-    if (size_t eq = body.find('='); eq != std::string_view::npos) {
-      name = body.substr(0, eq);
-      value = body.substr(eq + 1);
-      has_value = true;
-    }
-    bool known = false;
-    for (const OptionInfo& option : kOptions) {
-      known = known || name == option.flag;
-    }
-    if (!known) {
-      rest.push_back(args[i]);
-      continue;
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("--", Absl(name), " needs a value"));
-      }
-      value = args[++i];
-    }
-    if (absl::Status status = SetNetOption(config, name, value); !status.ok()) {
+    if (absl::Status status = SetNetOption(out, setting.name, value); !status.ok()) {
       return status;
     }
-  }
-  return rest;
-}
-
-std::string NetFlagsHelp() {
-  std::string out = "Network options (flag / environment variable, default):\n";
-  for (const OptionInfo& option : kOptions) {
-    absl::StrAppend(&out, "  --", option.flag, " / ", option.env, " (default ",
-                    option.default_text, ")\n      ", option.help, "\n");
   }
   return out;
 }

@@ -1,6 +1,6 @@
 // Network settings of the gateway and how operators set them: every setting has a
-// command-line flag and an environment variable (flags win), each with a documented
-// default. The gateway's main() applies these, then builds the TlsContextProvider and
+// command-line flag, an environment variable and a config-file key (common/config.h),
+// each with a documented default. The gateway's main() applies these, then builds the TlsContextProvider and
 // the WorkerPool from the result.
 //
 //   flag                      environment                    default
@@ -16,14 +16,14 @@
 //   --proxy-protocol-max-header IMAPD_PROXY_PROTOCOL_MAX_HEADER 1024
 //   --listen-backlog          IMAPD_LISTEN_BACKLOG           1024
 //   --tls-handshake-timeout   IMAPD_TLS_HANDSHAKE_TIMEOUT    30s
-//   --tls-reload-interval     IMAPD_TLS_RELOAD_INTERVAL      60s (0 = only on SIGHUP)
-//   --tls-ticket-key-rotation IMAPD_TLS_TICKET_KEY_ROTATION  1h (0 = no session tickets)
+//   --tls-reload-interval     IMAPD_TLS_RELOAD_INTERVAL      1m (0s = only on SIGHUP)
+//   --tls-ticket-key-rotation IMAPD_TLS_TICKET_KEY_ROTATION  1h (0s = no session tickets)
 //   --accept-backoff          IMAPD_ACCEPT_BACKOFF           100ms
 //   --drain-timeout           IMAPD_DRAIN_TIMEOUT            30s
 //
 // Listen values are comma-separated "host:port" items, IPv6 in brackets
-// ("0.0.0.0:993,[::]:993"); an empty value disables that listener. Durations use
-// units ("250ms", "30s", "2m").
+// ("0.0.0.0:993,[::]:993"); an empty value disables that listener. Durations take
+// a unit ("250ms", "30s", "2m"); a bare number is refused.
 #pragma once
 
 #include <chrono>
@@ -37,6 +37,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/config.h"
 #include "gateway/net/listener.h"
 #include "gateway/net/log.h"
 #include "gateway/net/tls_context.h"
@@ -69,17 +70,12 @@ struct NetConfig {
 // what was expected.
 absl::Status SetNetOption(NetConfig& config, std::string_view name, std::string_view value);
 
-// Applies every IMAPD_* variable above that is set. `getenv` is injectable for tests.
-absl::Status ApplyNetEnvironment(
-    NetConfig& config, const std::function<const char*(const char*)>& getenv = ::getenv);
+// The rows above for the settings table of imap-gateway (common/config.h): checked
+// there at start, with the same messages as SetNetOption.
+std::vector<mailbox::config::Setting> NetSettings();
 
-// Consumes the flags above ("--name=value" or "--name value") from `args` and
-// returns the remaining arguments in order, for the other components' parsers.
-absl::StatusOr<std::vector<std::string>> ApplyNetFlags(NetConfig& config,
-                                                       const std::vector<std::string>& args);
-
-// The table above, for --help.
-std::string NetFlagsHelp();
+// The NetConfig of parsed settings (the rows of NetSettings()).
+absl::StatusOr<NetConfig> NetConfigFrom(const mailbox::config::Config& config);
 
 // Parses "host:port", "[v6]:port", or a bare host (then `default_port`).
 absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text,

@@ -127,10 +127,10 @@ std::string Metrics::Render() const {
         "Messages a FETCH had to ask the mailbox service for.",
         static_cast<int64_t>(fetch_cache_misses.load()));
   Write(out, "imap_fetch_cache_evictions_total", "counter",
-        "Messages dropped from the FETCH cache to stay within --fetch-cache-mib.",
+        "Messages dropped from the FETCH cache to stay within --fetch-cache-size.",
         static_cast<int64_t>(fetch_cache_evictions.load()));
   Write(out, "imap_fetch_cache_bytes", "gauge",
-        "Bytes held by the FETCH caches of all workers (bounded by --fetch-cache-mib each).",
+        "Bytes held by the FETCH caches of all workers (bounded by --fetch-cache-size each).",
         fetch_cache_bytes.load());
   Write(out, "imap_fetch_cache_entries", "gauge", "Messages held by the FETCH caches.",
         fetch_cache_entries.load());

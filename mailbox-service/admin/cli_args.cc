@@ -1,5 +1,6 @@
 #include "mailbox-service/admin/cli_args.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -8,12 +9,15 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace mailbox::admin {
 namespace {
 
 constexpr char kDefaultServer[] = "127.0.0.1:50051";
 constexpr char kDefaultDataDir[] = "./.data";
+// Not MAILBOX_CONFIG: that names the service's config file, in the same environment.
+constexpr char kConfigEnv[] = "MAILBOX_ADMIN_CONFIG";
 
 absl::Status Usage(std::string_view message) {
   return absl::InvalidArgumentError(absl::string_view(message.data(), message.size()));
@@ -121,26 +125,6 @@ std::string CommandName(const std::vector<std::string>& words, size_t count) {
   return name;
 }
 
-// One of the options of the link to the service (TLS files, server name) into *out;
-// nullopt if `arg` is none of them.
-std::optional<absl::Status> LinkOption(const std::string& arg,
-                                       const std::vector<std::string>& args, size_t* i,
-                                       std::map<std::string, std::string>* out) {
-  for (const char* name : {"--ca-file", "--cert-file", "--key-file", "--tls-server-name"}) {
-    OptionMatch match = MatchOption(arg, name);
-    if (!match.matched) {
-      continue;
-    }
-    auto value = OptionValue(match, name, args, i);
-    if (!value.ok()) {
-      return value.status();
-    }
-    (*out)[name] = *value;
-    return absl::OkStatus();
-  }
-  return std::nullopt;
-}
-
 struct CommandSpec {
   const char* group;
   const char* verb;  // nullptr for one-word commands
@@ -183,6 +167,27 @@ const std::vector<CommandSpec>& Specs() {
 
 }  // namespace
 
+std::vector<config::Setting> GlobalSettings() {
+  return {
+      {"server", "MAILBOX_SERVER", kDefaultServer, "service address (host:port)"},
+      {"token", "MAILBOX_ADMIN_TOKEN", "", "admin token (beats --token-file)"},
+      {"token-file", "MAILBOX_ADMIN_TOKEN_FILE", "",
+       "file holding the admin token (empty: $MAILBOX_DATA_DIR/admin.token, "
+       "$MAILBOX_DATA_DIR being ./.data if unset)"},
+      {"timeout", "MAILBOX_ADMIN_TIMEOUT", "30s",
+       "deadline of each call (streamed imports get at least 10m per batch)",
+       config::Duration(absl::Seconds(1), absl::Hours(24))},
+      {"ca-file", "MAILBOX_CA_FILE", "",
+       "connect over TLS, trusting this CA for the service's certificate (empty: "
+       "plaintext, for a service on loopback)"},
+      {"cert-file", "MAILBOX_CERT_FILE", "",
+       "client certificate to present (with --key-file), for a service that requires one"},
+      {"key-file", "MAILBOX_KEY_FILE", "", "key of --cert-file"},
+      {"tls-server-name", "MAILBOX_TLS_SERVER_NAME", "",
+       "name the service's certificate must carry, if not the host in --server"},
+  };
+}
+
 EnvLookup ProcessEnv() {
   return [](const char* name) -> std::optional<std::string> {
     const char* value = std::getenv(name);
@@ -197,12 +202,11 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
                                             const EnvLookup& env) {
   Invocation result;
   GlobalOptions& global = result.global;
-  std::optional<std::string> server_flag;
-  std::optional<std::string> token_flag;
-  std::optional<std::string> token_file_flag;
-  // --ca-file, --cert-file, --key-file, --tls-server-name as given.
-  std::map<std::string, std::string> link_flags;
+  // The global options, as (name, value) for the settings layer.
+  std::vector<std::pair<std::string, std::string>> flags;
+  const std::vector<config::Setting> settings = GlobalSettings();
   bool help = false;
+  bool print_config = false;
 
   // Pass 1: global options may appear anywhere before "--" or --replace-flags.
   std::vector<Arg> rest;
@@ -225,63 +229,76 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
       help = true;
       continue;
     }
-    OptionMatch match;
-    if (match = MatchOption(arg, "--server"); match.matched) {
-      auto value = OptionValue(match, "--server", args, &i);
-      if (!value.ok()) {
-        return value.status();
-      }
-      server_flag = *value;
-    } else if (match = MatchOption(arg, "--token-file"); match.matched) {
-      auto value = OptionValue(match, "--token-file", args, &i);
-      if (!value.ok()) {
-        return value.status();
-      }
-      token_file_flag = *value;
-    } else if (match = MatchOption(arg, "--token"); match.matched) {
-      auto value = OptionValue(match, "--token", args, &i);
-      if (!value.ok()) {
-        return value.status();
-      }
-      token_flag = *value;
-    } else if (auto link = LinkOption(arg, args, &i, &link_flags); link.has_value()) {
-      if (!link->ok()) {
-        return *link;
-      }
-    } else if (match = MatchOption(arg, "--timeout"); match.matched) {
-      auto value = OptionValue(match, "--timeout", args, &i);
-      if (!value.ok()) {
-        return value.status();
-      }
-      auto seconds = ParsePositive("--timeout", *value, 86400);
-      if (!seconds.ok()) {
-        return seconds.status();
-      }
-      global.timeout_seconds = static_cast<int>(*seconds);
-    } else {
-      rest.push_back({arg, false});
+    if (arg == "--print-config") {
+      print_config = true;
+      continue;
     }
+    if (arg.compare(0, 2, "--") != 0) {
+      rest.push_back({arg, false});
+      continue;
+    }
+    const std::string name = arg.substr(2, arg.find('=') == std::string::npos
+                                               ? std::string::npos
+                                               : arg.find('=') - 2);
+    bool global_option = name == "config";
+    for (const config::Setting& setting : settings) {
+      global_option = global_option || setting.name == name;
+    }
+    if (!global_option) {
+      rest.push_back({arg, false});
+      continue;
+    }
+    const std::string flag = "--" + name;
+    auto value = OptionValue(MatchOption(arg, flag), flag, args, &i);
+    if (!value.ok()) {
+      return value.status();
+    }
+    if (value->empty() && name != "token-file") {
+      return Usage(name == "server" ? "--server needs an address (host:port)"
+                                    : absl::StrCat(flag, " needs a value"));
+    }
+    if (value->empty()) {
+      return Usage("--token-file needs a path");
+    }
+    flags.emplace_back(name, *std::move(value));
   }
 
-  if (server_flag.has_value() && server_flag->empty()) {
-    return Usage("--server needs an address (host:port)");
-  }
-  global.server = server_flag.value_or(Lookup(env, "MAILBOX_SERVER").value_or(kDefaultServer));
-  // The link to the service (TLS when a CA file is given): flag, then environment.
-  for (auto [flag, variable, field] :
-       {std::tuple{"--ca-file", "MAILBOX_CA_FILE", &global.ca_file},
-        std::tuple{"--cert-file", "MAILBOX_CERT_FILE", &global.cert_file},
-        std::tuple{"--key-file", "MAILBOX_KEY_FILE", &global.key_file},
-        std::tuple{"--tls-server-name", "MAILBOX_TLS_SERVER_NAME", &global.tls_server_name}}) {
-    if (auto it = link_flags.find(flag); it != link_flags.end()) {
-      if (it->second.empty()) {
-        return Usage(absl::StrCat(flag, " needs a value"));
-      }
-      *field = it->second;
-    } else {
-      *field = Lookup(env, variable).value_or("");
+  // The environment of the settings; an empty variable is an unset one.
+  config::Environment environment;
+  for (const config::Setting& setting : settings) {
+    if (auto value = Lookup(env, setting.env.c_str()); value.has_value()) {
+      environment[setting.env] = *value;
     }
   }
+  if (auto value = Lookup(env, kConfigEnv); value.has_value()) {
+    environment[kConfigEnv] = *value;
+  }
+  config::Program program;
+  program.name = "mailbox-admin";
+  program.env_prefix = "MAILBOX_";
+  program.config_env = kConfigEnv;
+  // The admin tool runs in the service's environment (its container): the service's
+  // MAILBOX_* variables are not its business.
+  program.refuse_unknown_env = false;
+  auto settings_config = config::Config::Resolve(program, settings, flags, environment);
+  if (!settings_config.ok()) {
+    return Usage(settings_config.status().message());
+  }
+  const config::Config& cfg = *settings_config;
+  auto given = [&flags](std::string_view name) {
+    return std::any_of(flags.begin(), flags.end(),
+                       [name](const auto& flag) { return flag.first == name; });
+  };
+  global.server = cfg.Get("server");
+  if (global.server.empty()) {
+    return Usage("--server needs an address (host:port)");
+  }
+  global.ca_file = cfg.Get("ca-file");
+  global.cert_file = cfg.Get("cert-file");
+  global.key_file = cfg.Get("key-file");
+  global.tls_server_name = cfg.Get("tls-server-name");
+  global.timeout_seconds =
+      static_cast<int>(absl::ToInt64Seconds(cfg.GetDuration("timeout")));
   if (global.cert_file.empty() != global.key_file.empty()) {
     return Usage("--cert-file and --key-file go together");
   }
@@ -289,28 +306,20 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     return Usage(
         "--cert-file and --tls-server-name need --ca-file (the CA of the service's certificate)");
   }
-  if (token_flag.has_value() && token_file_flag.has_value()) {
+  if (given("token") && given("token-file")) {
     return Usage("give --token or --token-file, not both");
   }
-  if (token_flag.has_value() && token_flag->empty()) {
-    return Usage("--token needs a value");
-  }
-  if (token_file_flag.has_value() && token_file_flag->empty()) {
-    return Usage("--token-file needs a path");
-  }
   // The command line beats the environment; an explicit token beats a token file.
-  if (token_flag.has_value()) {
-    global.token = *token_flag;
-  } else if (!token_file_flag.has_value()) {
-    global.token = Lookup(env, "MAILBOX_ADMIN_TOKEN").value_or("");
-  }
-  if (token_file_flag.has_value()) {
-    global.token_file = *token_file_flag;
-  } else if (auto file = Lookup(env, "MAILBOX_ADMIN_TOKEN_FILE"); file.has_value()) {
-    global.token_file = *file;
-  } else {
+  global.token = given("token-file") ? "" : cfg.Get("token");
+  global.token_file = cfg.Get("token-file");
+  if (global.token_file.empty()) {
     global.token_file =
         absl::StrCat(Lookup(env, "MAILBOX_DATA_DIR").value_or(kDefaultDataDir), "/admin.token");
+  }
+  if (print_config) {
+    result.command.kind = CommandKind::kPrintConfig;
+    result.config_text = cfg.PrintConfig();
+    return result;
   }
 
   // Pass 2: the command words, its positional arguments and its options.
@@ -425,6 +434,7 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
 
   switch (spec->kind) {
     case CommandKind::kHelp:
+    case CommandKind::kPrintConfig:
     case CommandKind::kUserList:
       break;
     case CommandKind::kUserAdd:
@@ -492,11 +502,13 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
         command.batch_messages = static_cast<uint32_t>(*value);
       }
       if (auto it = options.find("--batch-bytes"); it != options.end()) {
-        auto value = ParsePositive("--batch-bytes", *it->second, 1ull << 40);
-        if (!value.ok()) {
-          return value.status();
+        auto value = config::ParseSize(*it->second);
+        if (!value.ok() || *value < 1 || *value > (int64_t{1} << 40)) {
+          return Usage(absl::StrCat("--batch-bytes must be a size from 1 to 1TiB (octets, or "
+                                    "with B, KiB, MiB, GiB, TiB such as 32MiB), not \"",
+                                    *it->second, "\""));
         }
-        command.batch_bytes = *value;
+        command.batch_bytes = static_cast<uint64_t>(*value);
       }
       break;
     case CommandKind::kRevise: {
@@ -542,12 +554,12 @@ Commands:
       UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE ("-" where a value does not apply)
   mailbox create USER NAME
       Prints: created mailbox NAME (id N, uidvalidity V)
-  import mbox USER MAILBOX FILE [--format=mboxrd|mboxo] [--batch=N] [--batch-bytes=N]
+  import mbox USER MAILBOX FILE [--format=mboxrd|mboxo] [--batch=N] [--batch-bytes=SIZE]
       Append every message of an mbox file ("-": standard input). Flags come from
       Status:/X-Status: headers, the internal date from the "From " line. The
       mailbox is created if it does not exist.
       Prints: imported N messages into MAILBOX (uidvalidity V, uids SET)
-  import maildir USER MAILBOX DIR [--batch=N] [--batch-bytes=N]
+  import maildir USER MAILBOX DIR [--batch=N] [--batch-bytes=SIZE]
       Append the messages of DIR/cur and DIR/new in delivery order. Flags come from
       the ":2," suffix, the internal date from the file's mtime.
       Prints the same line as import mbox.
@@ -578,24 +590,29 @@ Commands:
   help
       This text.
 
-Global options (anywhere before "--" or --replace-flags):
-  --server=ADDR       service address; default $MAILBOX_SERVER or 127.0.0.1:50051
-  --token=TOKEN       admin token; default $MAILBOX_ADMIN_TOKEN
-  --token-file=PATH   file holding the admin token; default $MAILBOX_ADMIN_TOKEN_FILE
-                      or $MAILBOX_DATA_DIR/admin.token ($MAILBOX_DATA_DIR: ./.data)
-  --timeout=SECONDS   deadline of each call (default 30; streamed imports get at
-                      least 600 per batch)
+Global options (anywhere before "--" or --replace-flags); each is also an
+environment variable or a line `name = value` of a config file (--config=FILE or
+$MAILBOX_ADMIN_CONFIG); a flag beats the environment, which beats the file:
+  --server=ADDR       service address; $MAILBOX_SERVER, default 127.0.0.1:50051
+  --token=TOKEN       admin token; $MAILBOX_ADMIN_TOKEN
+  --token-file=PATH   file holding the admin token; $MAILBOX_ADMIN_TOKEN_FILE,
+                      default $MAILBOX_DATA_DIR/admin.token ($MAILBOX_DATA_DIR: ./.data)
+  --timeout=DURATION  deadline of each call, such as 30s or 2m; $MAILBOX_ADMIN_TIMEOUT,
+                      default 30s (streamed imports get at least 10m per batch)
   --ca-file=PATH      connect over TLS, trusting this CA for the service's
-                      certificate; default $MAILBOX_CA_FILE (none: plaintext, for a
+                      certificate; $MAILBOX_CA_FILE (none: plaintext, for a
                       service on loopback)
   --cert-file=PATH    client certificate to present (with --key-file), for a
-  --key-file=PATH     service that requires one; default $MAILBOX_CERT_FILE and
+  --key-file=PATH     service that requires one; $MAILBOX_CERT_FILE and
                       $MAILBOX_KEY_FILE
   --tls-server-name=NAME  name the service's certificate must carry, if not the
-                      host in --server; default $MAILBOX_TLS_SERVER_NAME
+                      host in --server; $MAILBOX_TLS_SERVER_NAME
+  --print-config      print these settings as a config file, each with its source
+                      (default, file, env or flag), and exit
 
 Import batches: at most --batch messages (default 100) and about --batch-bytes
-octets (default 33554432) per Append call; each batch is committed on its own.
+(default 32MiB; octets, or a size such as 8MiB) per Append call; each batch is
+committed on its own.
 
 Exit status: 0 success, 1 the service or a file reported an error
 ("error: MESSAGE (CODE)"), 2 usage error.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/config.h"
 
 namespace mailbox::admin {
 
@@ -24,7 +25,7 @@ struct GlobalOptions {
   std::string token;       // --token, $MAILBOX_ADMIN_TOKEN; empty: read token_file
   std::string token_file;  // --token-file, $MAILBOX_ADMIN_TOKEN_FILE,
                            // $MAILBOX_DATA_DIR/admin.token, ./.data/admin.token
-  int timeout_seconds = 30;  // --timeout: deadline of each call
+  int timeout_seconds = 30;  // --timeout (a duration, whole seconds): deadline of each call
   // The link: TLS when ca_file is set (the admin token must not cross a network in
   // clear); cert_file/key_file for a service that requires client certificates.
   std::string ca_file;          // --ca-file, $MAILBOX_CA_FILE
@@ -41,6 +42,7 @@ enum class PasswordSource {
 
 enum class CommandKind {
   kHelp,
+  kPrintConfig,  // --print-config: Invocation::config_text
   kUserAdd,
   kUserRemove,
   kUserPasswd,
@@ -88,7 +90,12 @@ struct Command {
 struct Invocation {
   GlobalOptions global;
   Command command;
+  std::string config_text;  // for kPrintConfig
 };
+
+// The global options as settings (common/config.h): flags, MAILBOX_* variables and
+// the config file named by --config or $MAILBOX_ADMIN_CONFIG.
+std::vector<config::Setting> GlobalSettings();
 
 // Parses the arguments after the program name. Errors are usage errors
 // (InvalidArgument) whose message says what is wrong; the caller prints it and the

@@ -1,5 +1,6 @@
 #include "mailbox-service/admin/cli_args.h"
 
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -70,7 +71,7 @@ TEST(CliArgsTest, FlagsBeatEnvironment) {
   EXPECT_EQ(parsed->global.token_file, "/f");
   EXPECT_EQ(parsed->global.token, "");  // --token-file beats $MAILBOX_ADMIN_TOKEN
 
-  parsed = Parse({"--token", "t1", "--timeout=5", "user", "list"});
+  parsed = Parse({"--token", "t1", "--timeout=5s", "user", "list"});
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(parsed->global.token, "t1");
   EXPECT_EQ(parsed->global.timeout_seconds, 5);
@@ -206,6 +207,9 @@ TEST(CliArgsTest, UsageErrors) {
   EXPECT_THAT(ErrorOf({"import", "mbox", "a", "b", "c", "--batch=0"}), HasSubstr("--batch"));
   EXPECT_THAT(ErrorOf({"--token=a", "--token-file=b", "user", "list"}), HasSubstr("not both"));
   EXPECT_THAT(ErrorOf({"--timeout=-1", "user", "list"}), HasSubstr("--timeout"));
+  // A bare number has no unit: it is refused with what to write.
+  EXPECT_THAT(ErrorOf({"--timeout=30", "user", "list"}), HasSubstr("write 30s"));
+  EXPECT_THAT(ErrorOf({"--timout=30s", "user", "list"}), HasSubstr("unknown option --timout"));
   EXPECT_THAT(ErrorOf({"--server"}), HasSubstr("--server needs a value"));
   EXPECT_THAT(ErrorOf({"mailbox", "create", "alice", ""}), HasSubstr("NAME"));
 }
@@ -251,6 +255,37 @@ TEST(CliArgsTest, QuotaCommandsTakeSizesAndCounts) {
   EXPECT_THAT(ErrorOf({"quota", "set", "alice", "--messages=many"}), HasSubstr("--messages"));
   EXPECT_THAT(ErrorOf({"quota", "get", "alice", "--storage=1"}), HasSubstr("does not apply"));
   EXPECT_THAT(ErrorOf({"quota"}), HasSubstr("set, get"));
+}
+
+TEST(CliArgsTest, ConfigFileAndPrintConfig) {
+  const std::string path = ::testing::TempDir() + "/admin.conf";
+  {
+    std::ofstream file(path);
+    file << "# the service on the next host\nserver = \"db:7\"\ntimeout = 2m\n";
+  }
+  auto parsed = Parse({"user", "list"}, {{"MAILBOX_ADMIN_CONFIG", path}});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->global.server, "db:7");
+  EXPECT_EQ(parsed->global.timeout_seconds, 120);
+  // Flag beats environment beats file.
+  parsed = Parse({"--config", path, "--timeout=3s", "user", "list"},
+                 {{"MAILBOX_SERVER", "env:1"}});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->global.server, "env:1");
+  EXPECT_EQ(parsed->global.timeout_seconds, 3);
+
+  parsed = Parse({"--config=" + path, "--print-config"}, {{"MAILBOX_SERVER", "env:1"}});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->command.kind, CommandKind::kPrintConfig);
+  EXPECT_THAT(parsed->config_text, HasSubstr("server = \"env:1\"  # env MAILBOX_SERVER\n"));
+  EXPECT_THAT(parsed->config_text, HasSubstr("timeout = 2m  # file\n"));
+
+  {
+    std::ofstream file(path);
+    file << "server = db:7\nlisten = 0.0.0.0:1\n";
+  }
+  EXPECT_THAT(ErrorOf({"--config", path, "user", "list"}),
+              HasSubstr(path + ":2: unknown setting \"listen\""));
 }
 
 }  // namespace

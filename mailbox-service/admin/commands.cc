@@ -394,6 +394,10 @@ absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* 
       io.out << UsageText();
       return absl::OkStatus();
 
+    case CommandKind::kPrintConfig:
+      io.out << invocation.config_text;
+      return absl::OkStatus();
+
     case CommandKind::kUserAdd:
     case CommandKind::kUserPasswd: {
       std::string usage;
@@ -608,6 +612,10 @@ int RunCommand(const Invocation& invocation,
                const std::shared_ptr<grpc::ChannelInterface>& channel, Io io) {
   if (invocation.command.kind == CommandKind::kHelp) {
     io.out << UsageText();
+    return kExitOk;
+  }
+  if (invocation.command.kind == CommandKind::kPrintConfig) {
+    io.out << invocation.config_text;
     return kExitOk;
   }
   auto token = ReadToken(invocation.global);

@@ -46,7 +46,7 @@ TEST(ServerLimitsTest, DefaultsMatchTheStructAndReachEveryPart) {
 TEST(ServerLimitsTest, FlagsAreReadAndCheckedAtTheirBounds) {
   auto limits = Parse({"--max-threads=4", "--work-queue=0", "--max-feeds=1",
                        "--max-calls-per-user=0",
-                       "--search-max-scan-mib=0", "--append-memory-kib=0"});
+                       "--search-max-scan=0", "--append-memory=0"});
   ASSERT_TRUE(limits.ok()) << limits.status();
   EXPECT_EQ(limits->max_threads, 4);
   EXPECT_EQ(limits->work_queue, 0);
@@ -68,6 +68,24 @@ TEST(ServerLimitsTest, FlagsAreReadAndCheckedAtTheirBounds) {
   auto typo = Parse({"--search-max-keys=ten"});
   ASSERT_FALSE(typo.ok());
   EXPECT_NE(typo.status().message().find("search-max-keys"), absl::string_view::npos);
+}
+
+TEST(ServerLimitsTest, SizesAndDurationsTakeUnitsAndOldNamesAreRefused) {
+  auto limits = Parse({"--grpc-memory=16MiB", "--append-memory=64KiB",
+                       "--reader-cache-size=1MiB", "--fetch-stall-timeout=1m30s"});
+  ASSERT_TRUE(limits.ok()) << limits.status();
+  EXPECT_EQ(limits->grpc_memory_bytes, 16 << 20);
+  EXPECT_EQ(limits->append_memory_octets, 64 << 10);
+  EXPECT_EQ(limits->reader_cache_kib, 1024);
+  EXPECT_EQ(limits->fetch_stall_seconds, 90);
+  EXPECT_FALSE(Parse({"--grpc-memory=16777215"}).ok());  // one octet below the bound
+  auto bare = Parse({"--fetch-stall-timeout=120"});
+  ASSERT_FALSE(bare.ok());
+  EXPECT_NE(bare.status().message().find("write 120s"), absl::string_view::npos);
+  auto renamed = Parse({"--grpc-memory-mib=64"});
+  ASSERT_FALSE(renamed.ok());
+  EXPECT_EQ(renamed.status().message(),
+            "--grpc-memory-mib was renamed to --grpc-memory (a size such as 64MiB)");
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // Starts on the embedded SQLite store in --data-dir (0700, locked against a second
 // service: data_dir.h), writes the admin token to <data-dir>/admin.token (mode 0600)
 // for mailbox-admin, and drains gracefully on SIGTERM/SIGINT: feeds end, in-flight
-// calls finish (up to --drain-seconds), then exit.
+// calls finish (up to --drain-timeout), then exit.
 #include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -41,58 +41,82 @@
 namespace mailbox::server {
 namespace {
 
+// The settings of mailbox-service besides the TLS ones (server_credentials.h) and the
+// limits (limits.h): one row each, {flag name, environment variable, default, help,
+// type} (common/config.h).
 std::vector<config::Setting> Settings() {
+  const absl::Duration kYear = absl::Hours(24 * 365);
   return {
       {"listen", "MAILBOX_LISTEN", "127.0.0.1:50051",
        "gRPC listen address (host:port, port 0 picks one; or unix:/path)"},
       {"data-dir", "MAILBOX_DATA_DIR", "./.data", "directory of the embedded store"},
       {"backend", "MAILBOX_BACKEND", "sqlite",
-       "store backend: sqlite (embedded, in --data-dir) or postgres (--postgres)"},
+       "store backend: sqlite (embedded, in --data-dir) or postgres (--postgres)",
+       config::String([](std::string_view value) {
+         const std::vector<std::string> backends = store::Backends();
+         return std::find(backends.begin(), backends.end(), value) != backends.end()
+                    ? absl::OkStatus()
+                    : absl::InvalidArgumentError(absl::StrCat(
+                          "unknown backend; this build has: ", absl::StrJoin(backends, ", ")));
+       })},
       {"postgres", "MAILBOX_POSTGRES", "",
        "with --backend=postgres: libpq connection string or URI of the shared database, e.g. "
        "\"host=/run/postgresql dbname=mail\""},
       {"postgres-max-connections", "MAILBOX_POSTGRES_MAX_CONNECTIONS", "16",
-       "with --backend=postgres: most connections this replica opens to the database"},
+       "with --backend=postgres: most connections this replica opens to the database",
+       config::Int(2, 10000)},
       {"demo-user", "MAILBOX_DEMO_USER", "",
        "create this user at start if missing, as name:password (for local use)"},
       {"port-file", "MAILBOX_PORT_FILE", "", "write the bound port here once listening"},
       {"gateway-token-file", "MAILBOX_GATEWAY_TOKEN_FILE", "",
        "file of the token that lets a gateway report its clients' IPs (default "
        "<data-dir>/gateway.token, made with mode 0600 if missing; re-read when it changes)"},
-      {"drain-seconds", "MAILBOX_DRAIN_SECONDS", "20",
-       "on SIGTERM, how long in-flight calls may take before they are cancelled"},
-      {"argon2-memory-kib", "MAILBOX_ARGON2_MEMORY_KIB", "19456",
-       "argon2id memory cost for new password hashes"},
-      {"argon2-time-cost", "MAILBOX_ARGON2_TIME_COST", "2", "argon2id passes"},
+      {"drain-timeout", "MAILBOX_DRAIN_TIMEOUT", "20s",
+       "on SIGTERM, how long in-flight calls may take before they are cancelled",
+       config::Duration(absl::ZeroDuration(), absl::Hours(24))},
+      {"argon2-memory", "MAILBOX_ARGON2_MEMORY", "19MiB",
+       "argon2id memory cost for new password hashes (whole KiB)",
+       config::Size(8 << 10, int64_t{4} << 30)},
+      {"argon2-time-cost", "MAILBOX_ARGON2_TIME_COST", "2", "argon2id passes",
+       config::Int(1, 1000)},
       {"scram-iterations", "MAILBOX_SCRAM_ITERATIONS", "8192",
        "PBKDF2 iterations of the SCRAM-SHA-256 keys made when a password is set (4096 to "
-       "10000000)"},
-      {"max-message-bytes", "MAILBOX_MAX_MESSAGE_BYTES", "67108864",
-       "largest message accepted by Append/Revise"},
+       "10000000)",
+       config::Int(scram::kMinIterations, scram::kMaxIterations)},
+      {"max-message-bytes", "MAILBOX_MAX_MESSAGE_BYTES", "64MiB",
+       "largest message accepted by Append/Revise", config::Size(1, int64_t{1} << 40)},
       {"default-mailboxes", "MAILBOX_DEFAULT_MAILBOXES",
        "Sent:\\Sent,Drafts:\\Drafts,Trash:\\Trash,Junk:\\Junk,Archive:\\Archive",
        "mailboxes every new user gets besides INBOX, subscribed, as Name:\\SpecialUse "
        "pairs (RFC 6154); empty for none"},
       {"auth-user-free-failures", "MAILBOX_AUTH_USER_FREE_FAILURES", "5",
        "failed logins of one user from one client IP (15 min window) before that client "
-       "waits"},
+       "waits",
+       config::Int(0, 1 << 30)},
       {"auth-ip-free-failures", "MAILBOX_AUTH_IP_FREE_FAILURES", "20",
        "failed logins from one client address (15 min window) past which the address is "
-       "slowed (doubling delays) and its clients get one failure per user before they wait"},
-      {"auth-failure-window-seconds", "MAILBOX_AUTH_FAILURE_WINDOW_SECONDS", "900",
-       "how long a failed login counts against its client and address"},
-      {"auth-max-delay-seconds", "MAILBOX_AUTH_MAX_DELAY_SECONDS", "900",
-       "longest wait the login throttle imposes (delays double from 1 s up to this)"},
+       "slowed (doubling delays) and its clients get one failure per user before they wait",
+       config::Int(0, 1 << 30)},
+      {"auth-failure-window", "MAILBOX_AUTH_FAILURE_WINDOW", "15m",
+       "how long a failed login counts against its client and address",
+       config::Duration(absl::Seconds(1), kYear)},
+      {"auth-max-delay", "MAILBOX_AUTH_MAX_DELAY", "15m",
+       "longest wait the login throttle imposes (delays double from 1 s up to this)",
+       config::Duration(absl::Seconds(1), kYear)},
       {"auth-max-failure-records", "MAILBOX_AUTH_MAX_FAILURE_RECORDS", "100000",
        "failed-login records kept for throttling, in all (when full, the address holding "
-       "the most is refused)"},
+       "the most is refused)",
+       config::Int(1, 1'000'000'000)},
       {"auth-max-records-per-address", "MAILBOX_AUTH_MAX_RECORDS_PER_ADDRESS", "0",
        "failed-login records one client address may hold in the window (0: as many as "
-       "the throttle lets an address make, plus room for two attempts)"},
+       "the throttle lets an address make, plus room for two attempts)",
+       config::Int(0, 1'000'000'000)},
       {"auth-ipv6-prefix", "MAILBOX_AUTH_IPV6_PREFIX", "64",
-       "IPv6 clients are throttled by this prefix length of their address (32 to 128)"},
-      {"session-lifetime-seconds", "MAILBOX_SESSION_LIFETIME_SECONDS", "86400",
-       "how long a session token from a login stays valid"},
+       "IPv6 clients are throttled by this prefix length of their address (32 to 128)",
+       config::Int(32, 128)},
+      {"session-lifetime", "MAILBOX_SESSION_LIFETIME", "24h",
+       "how long a session token from a login stays valid (whole seconds)",
+       config::Duration(absl::Seconds(1), 10 * kYear)},
       {"session-key-file", "MAILBOX_SESSION_KEY_FILE", "",
        "file of the keys that sign session tokens (default <data-dir>/session.key, made "
        "if missing); first line signs, every line checks"},
@@ -107,14 +131,15 @@ std::vector<config::Setting> Settings() {
       {"oauth-user-claim", "MAILBOX_OAUTH_USER_CLAIM", "email",
        "with --oauth-jwks: the claim holding the user name (an existing user; e.g. email, "
        "sub, preferred_username)"},
-      {"oauth-clock-skew-seconds", "MAILBOX_OAUTH_CLOCK_SKEW_SECONDS", "60",
-       "allowance for clock differences when checking exp, nbf and iat"},
-      {"oauth-max-token-bytes", "MAILBOX_OAUTH_MAX_TOKEN_BYTES", "8192",
-       "longest bearer token accepted"},
-      {"oauth-max-jwks-bytes", "MAILBOX_OAUTH_MAX_JWKS_BYTES", "65536",
-       "largest --oauth-jwks file read"},
+      {"oauth-clock-skew", "MAILBOX_OAUTH_CLOCK_SKEW", "1m",
+       "allowance for clock differences when checking exp, nbf and iat (whole seconds)",
+       config::Duration(absl::ZeroDuration(), absl::Hours(1))},
+      {"oauth-max-token-bytes", "MAILBOX_OAUTH_MAX_TOKEN_BYTES", "8KiB",
+       "longest bearer token accepted", config::Size(256, 64 << 10)},
+      {"oauth-max-jwks-bytes", "MAILBOX_OAUTH_MAX_JWKS_BYTES", "64KiB",
+       "largest --oauth-jwks file read", config::Size(256, 16 << 20)},
       {"oauth-max-jwks-keys", "MAILBOX_OAUTH_MAX_JWKS_KEYS", "32",
-       "most keys a --oauth-jwks file may hold"},
+       "most keys a --oauth-jwks file may hold", config::Int(1, 1000)},
       {"oauth-introspection-url", "MAILBOX_OAUTH_INTROSPECTION_URL", "",
        "https URL of the identity provider's token introspection endpoint (RFC 7662), asked "
        "about tokens that are not JWTs (every token without --oauth-jwks); turns on OAuth "
@@ -125,15 +150,36 @@ std::vector<config::Setting> Settings() {
        "file whose first line is the service's client secret at the introspection endpoint"},
       {"oauth-introspection-ca-file", "MAILBOX_OAUTH_INTROSPECTION_CA_FILE", "",
        "CA certificates the endpoint's certificate must chain to (default: the system's)"},
-      {"oauth-introspection-timeout-ms", "MAILBOX_OAUTH_INTROSPECTION_TIMEOUT_MS", "5000",
-       "longest an introspection request may take (then the login gets NO [UNAVAILABLE])"},
+      {"oauth-introspection-timeout", "MAILBOX_OAUTH_INTROSPECTION_TIMEOUT", "5s",
+       "longest an introspection request may take (then the login gets NO [UNAVAILABLE])",
+       config::Duration(absl::Milliseconds(1), absl::Minutes(1))},
       {"oauth-introspection-max-response-bytes",
-       "MAILBOX_OAUTH_INTROSPECTION_MAX_RESPONSE_BYTES", "65536",
-       "largest introspection response body read"},
+       "MAILBOX_OAUTH_INTROSPECTION_MAX_RESPONSE_BYTES", "64KiB",
+       "largest introspection response body read", config::Size(256, 1 << 20)},
       {"oauth-introspection-cache-entries", "MAILBOX_OAUTH_INTROSPECTION_CACHE_ENTRIES",
-       "10000", "active tokens whose introspection answer is remembered (0: none)"},
-      {"oauth-introspection-cache-seconds", "MAILBOX_OAUTH_INTROSPECTION_CACHE_SECONDS", "60",
-       "how long an answer is remembered at most (never past the token's exp)"},
+       "10000", "active tokens whose introspection answer is remembered (0: none)",
+       config::Int(0, 10'000'000)},
+      {"oauth-introspection-cache-ttl", "MAILBOX_OAUTH_INTROSPECTION_CACHE_TTL", "1m",
+       "how long an answer is remembered at most (never past the token's exp; whole "
+       "seconds)",
+       config::Duration(absl::ZeroDuration(), absl::Hours(24))},
+
+      // Former names, refused with the new one.
+      {"drain-seconds", "MAILBOX_DRAIN_SECONDS", "", "", config::RenamedTo("drain-timeout")},
+      {"argon2-memory-kib", "MAILBOX_ARGON2_MEMORY_KIB", "", "",
+       config::RenamedTo("argon2-memory")},
+      {"auth-failure-window-seconds", "MAILBOX_AUTH_FAILURE_WINDOW_SECONDS", "", "",
+       config::RenamedTo("auth-failure-window")},
+      {"auth-max-delay-seconds", "MAILBOX_AUTH_MAX_DELAY_SECONDS", "", "",
+       config::RenamedTo("auth-max-delay")},
+      {"session-lifetime-seconds", "MAILBOX_SESSION_LIFETIME_SECONDS", "", "",
+       config::RenamedTo("session-lifetime")},
+      {"oauth-clock-skew-seconds", "MAILBOX_OAUTH_CLOCK_SKEW_SECONDS", "", "",
+       config::RenamedTo("oauth-clock-skew")},
+      {"oauth-introspection-timeout-ms", "MAILBOX_OAUTH_INTROSPECTION_TIMEOUT_MS", "", "",
+       config::RenamedTo("oauth-introspection-timeout")},
+      {"oauth-introspection-cache-seconds", "MAILBOX_OAUTH_INTROSPECTION_CACHE_SECONDS", "",
+       "", config::RenamedTo("oauth-introspection-cache-ttl")},
   };
 }
 
@@ -144,28 +190,11 @@ absl::StatusOr<std::unique_ptr<BearerValidator>> MakeBearerValidator(const confi
   options.issuer = config.Get("oauth-issuer");
   options.audience = config.Get("oauth-audience");
   options.user_claim = config.Get("oauth-user-claim");
-  auto skew = config.GetInt("oauth-clock-skew-seconds");
-  auto token_bytes = config.GetInt("oauth-max-token-bytes");
-  auto jwks_bytes = config.GetInt("oauth-max-jwks-bytes");
-  auto jwks_keys = config.GetInt("oauth-max-jwks-keys");
-  for (const auto* value : {&skew, &token_bytes, &jwks_bytes, &jwks_keys}) {
-    if (!value->ok()) {
-      return value->status();
-    }
-  }
-  if (*skew < 0 || *skew > 3600) {
-    return absl::InvalidArgumentError("--oauth-clock-skew-seconds must be between 0 and 3600");
-  }
-  if (*token_bytes < 256 || *token_bytes > 65536 || *jwks_bytes < 256 ||
-      *jwks_bytes > 16 << 20 || *jwks_keys < 1 || *jwks_keys > 1000) {
-    return absl::InvalidArgumentError(
-        "--oauth-max-token-bytes must be between 256 and 65536, --oauth-max-jwks-bytes "
-        "between 256 and 16777216, --oauth-max-jwks-keys between 1 and 1000");
-  }
-  options.clock_skew_s = *skew;
-  options.max_token_octets = static_cast<size_t>(*token_bytes);
-  options.max_jwks_octets = static_cast<size_t>(*jwks_bytes);
-  options.jwks.max_keys = static_cast<size_t>(*jwks_keys);
+  // The values were checked against the table's ranges when the settings were parsed.
+  options.clock_skew_s = absl::ToInt64Seconds(config.GetDuration("oauth-clock-skew"));
+  options.max_token_octets = static_cast<size_t>(config.GetSize("oauth-max-token-bytes"));
+  options.max_jwks_octets = static_cast<size_t>(config.GetSize("oauth-max-jwks-bytes"));
+  options.jwks.max_keys = static_cast<size_t>(config.GetInt("oauth-max-jwks-keys").value_or(1));
   IntrospectionOptions& introspection = options.introspection;
   introspection.url = config.Get("oauth-introspection-url");
   if (!introspection.url.empty()) {
@@ -182,28 +211,14 @@ absl::StatusOr<std::unique_ptr<BearerValidator>> MakeBearerValidator(const confi
       }
       introspection.client_secret = text->substr(0, text->find_first_of("\r\n"));
     }
-    auto timeout = config.GetInt("oauth-introspection-timeout-ms");
-    auto response_bytes = config.GetInt("oauth-introspection-max-response-bytes");
-    auto entries = config.GetInt("oauth-introspection-cache-entries");
-    auto seconds = config.GetInt("oauth-introspection-cache-seconds");
-    for (const auto* value : {&timeout, &response_bytes, &entries, &seconds}) {
-      if (!value->ok()) {
-        return value->status();
-      }
-    }
-    if (*timeout < 1 || *timeout > 60000 || *response_bytes < 256 ||
-        *response_bytes > 1 << 20 || *entries < 0 || *entries > 10'000'000 || *seconds < 0 ||
-        *seconds > 86400) {
-      return absl::InvalidArgumentError(
-          "--oauth-introspection-timeout-ms must be between 1 and 60000, "
-          "--oauth-introspection-max-response-bytes between 256 and 1048576, "
-          "--oauth-introspection-cache-entries between 0 and 10000000, "
-          "--oauth-introspection-cache-seconds between 0 and 86400");
-    }
-    introspection.timeout = std::chrono::milliseconds(*timeout);
-    introspection.max_response_octets = static_cast<size_t>(*response_bytes);
-    introspection.max_cache_entries = static_cast<size_t>(*entries);
-    introspection.max_cache_seconds = *seconds;
+    introspection.timeout = absl::ToChronoMilliseconds(
+        config.GetDuration("oauth-introspection-timeout"));
+    introspection.max_response_octets =
+        static_cast<size_t>(config.GetSize("oauth-introspection-max-response-bytes"));
+    introspection.max_cache_entries = static_cast<size_t>(
+        config.GetInt("oauth-introspection-cache-entries").value_or(0));
+    introspection.max_cache_seconds =
+        absl::ToInt64Seconds(config.GetDuration("oauth-introspection-cache-ttl"));
   }
   IntrospectionPost post;
   if (!introspection.url.empty()) {
@@ -221,13 +236,28 @@ int Run(int argc, char** argv) {
   for (config::Setting& setting : LimitSettings()) {
     settings.push_back(std::move(setting));
   }
-  auto config = config::Config::Parse(argc, argv, std::move(settings));
+  config::Program program;
+  program.name = "mailbox-service";
+  program.env_prefix = "MAILBOX_";
+  program.config_env = "MAILBOX_CONFIG";
+  // mailbox-admin's variables: an operator's shell or the service's container sets
+  // them for the admin tool run next to the service.
+  program.foreign_env = {"MAILBOX_SERVER",    "MAILBOX_ADMIN_TOKEN", "MAILBOX_ADMIN_TOKEN_FILE",
+                         "MAILBOX_CA_FILE",   "MAILBOX_CERT_FILE",   "MAILBOX_KEY_FILE",
+                         "MAILBOX_TLS_SERVER_NAME", "MAILBOX_ADMIN_CONFIG"};
+  auto config = config::Config::Parse(program, std::move(settings),
+                                      std::vector<std::string>(argv + 1, argv + argc),
+                                      config::ProcessEnvironment());
   if (!config.ok()) {
     std::cerr << "mailbox-service: " << config.status().message() << "\n";
     return 2;
   }
   if (config->help_requested()) {
     std::cout << config->Usage("mailbox-service");
+    return 0;
+  }
+  if (config->print_config_requested()) {
+    std::cout << config->PrintConfig();
     return 0;
   }
   ServerTlsOptions link;
@@ -239,12 +269,6 @@ int Run(int argc, char** argv) {
   InstallGrpcLogRateLimit(link.grpc_log_lines_per_second);
   if (std::string warning = link.Warning(config->Get("listen")); !warning.empty()) {
     std::cerr << "mailbox-service: " << warning << std::endl;
-  }
-  if (const std::vector<std::string> backends = store::Backends();
-      std::find(backends.begin(), backends.end(), config->Get("backend")) == backends.end()) {
-    std::cerr << "mailbox-service: unknown --backend \"" << config->Get("backend")
-              << "\"; this build has: " << absl::StrJoin(backends, ", ") << "\n";
-    return 2;
   }
   // Block the shutdown signals before any thread starts, so only sigwait sees them.
   sigset_t signals;
@@ -283,28 +307,9 @@ int Run(int argc, char** argv) {
   }
 
   store::StoreLimits limits;
-  auto max_message = config->GetInt("max-message-bytes");
-  auto memory = config->GetInt("argon2-memory-kib");
-  auto passes = config->GetInt("argon2-time-cost");
-  auto scram_iterations = config->GetInt("scram-iterations");
-  auto user_free = config->GetInt("auth-user-free-failures");
-  auto ip_free = config->GetInt("auth-ip-free-failures");
-  auto max_records = config->GetInt("auth-max-failure-records");
-  auto window = config->GetInt("auth-failure-window-seconds");
-  auto max_delay = config->GetInt("auth-max-delay-seconds");
-  auto per_address = config->GetInt("auth-max-records-per-address");
-  auto ipv6_prefix = config->GetInt("auth-ipv6-prefix");
-  auto lifetime = config->GetInt("session-lifetime-seconds");
-  auto drain = config->GetInt("drain-seconds");
-  for (const auto* value : {&max_message, &memory, &passes, &user_free, &ip_free, &max_records,
-                            &window, &max_delay, &lifetime, &drain, &per_address, &ipv6_prefix,
-                            &scram_iterations}) {
-    if (!value->ok()) {
-      std::cerr << "mailbox-service: " << value->status().message() << "\n";
-      return 2;
-    }
-  }
-  limits.max_message_octets = static_cast<uint64_t>(*max_message);
+  // Every value was checked against its row's type and range when parsed.
+  auto integer = [&config](const char* name) { return config->GetInt(name).value_or(0); };
+  limits.max_message_octets = static_cast<uint64_t>(config->GetSize("max-message-bytes"));
   auto server_limits = ReadServerLimits(*config);
   if (!server_limits.ok()) {
     std::cerr << "mailbox-service: " << server_limits.status().message() << "\n";
@@ -326,13 +331,7 @@ int Run(int argc, char** argv) {
     return 2;
   }
   backend.options.default_mailboxes = *std::move(default_mailboxes);
-  if (auto pg_connections = config->GetInt("postgres-max-connections");
-      !pg_connections.ok() || *pg_connections < 2 || *pg_connections > 10000) {
-    std::cerr << "mailbox-service: --postgres-max-connections must be between 2 and 10000\n";
-    return 2;
-  } else {
-    backend.postgres_max_connections = static_cast<int>(*pg_connections);
-  }
+  backend.postgres_max_connections = static_cast<int>(integer("postgres-max-connections"));
   auto store = store::OpenBackend(backend, limits,
                                   [&hub](const v1::ChangeEvent& e) { hub.Publish(e); });
   if (!store.ok()) {
@@ -340,43 +339,19 @@ int Run(int argc, char** argv) {
     return 1;
   }
   AuthOptions auth_options;
-  auth_options.hash.memory_kib = static_cast<uint32_t>(*memory);
-  auth_options.hash.time_cost = static_cast<uint32_t>(*passes);
-  if (*scram_iterations < scram::kMinIterations || *scram_iterations > scram::kMaxIterations) {
-    std::cerr << "mailbox-service: --scram-iterations must be from " << scram::kMinIterations
-              << " to " << scram::kMaxIterations << " (RFC 7677 asks for at least 4096)\n";
-    return 2;
-  }
-  auth_options.hash.scram_iterations = static_cast<uint32_t>(*scram_iterations);
-  auth_options.throttle.user_free_failures = static_cast<int>(*user_free);
-  auth_options.throttle.ip_free_failures = static_cast<int>(*ip_free);
-  // The upper bound only keeps the millisecond arithmetic far from overflow.
-  constexpr int64_t kLargest = 1'000'000'000;
-  for (int64_t value : {*max_records, *window, *max_delay, *lifetime}) {
-    if (value < 1 || value > kLargest) {
-      std::cerr << "mailbox-service: --auth-max-failure-records, --auth-failure-window-seconds, "
-                   "--auth-max-delay-seconds and --session-lifetime-seconds must be at least 1 "
-                   "and at most "
-                << kLargest << "\n";
-      return 2;
-    }
-  }
-  if (*ipv6_prefix < 32 || *ipv6_prefix > 128) {
-    std::cerr << "mailbox-service: --auth-ipv6-prefix must be between 32 and 128\n";
-    return 2;
-  }
-  if (*per_address < 0 || *per_address > kLargest) {
-    std::cerr << "mailbox-service: --auth-max-records-per-address must be between 0 (derived) "
-                 "and "
-              << kLargest << "\n";
-    return 2;
-  }
-  auth_options.throttle.ipv6_prefix_bits = static_cast<int>(*ipv6_prefix);
-  auth_options.throttle.max_records_per_address = *per_address;
-  auth_options.throttle.max_records = *max_records;
-  auth_options.throttle.window_ms = *window * 1000;
-  auth_options.throttle.max_delay_ms = *max_delay * 1000;
-  auth_options.session_lifetime_s = *lifetime;
+  auth_options.hash.memory_kib = static_cast<uint32_t>(config->GetSize("argon2-memory") >> 10);
+  auth_options.hash.time_cost = static_cast<uint32_t>(integer("argon2-time-cost"));
+  auth_options.hash.scram_iterations = static_cast<uint32_t>(integer("scram-iterations"));
+  auth_options.throttle.user_free_failures = static_cast<int>(integer("auth-user-free-failures"));
+  auth_options.throttle.ip_free_failures = static_cast<int>(integer("auth-ip-free-failures"));
+  auth_options.throttle.ipv6_prefix_bits = static_cast<int>(integer("auth-ipv6-prefix"));
+  auth_options.throttle.max_records_per_address = integer("auth-max-records-per-address");
+  auth_options.throttle.max_records = integer("auth-max-failure-records");
+  auth_options.throttle.window_ms =
+      absl::ToInt64Milliseconds(config->GetDuration("auth-failure-window"));
+  auth_options.throttle.max_delay_ms =
+      absl::ToInt64Milliseconds(config->GetDuration("auth-max-delay"));
+  auth_options.session_lifetime_s = absl::ToInt64Seconds(config->GetDuration("session-lifetime"));
   std::vector<std::string> key_log;
   auto session_keys = LoadOrCreateSessionKeys(
       session_key_file, store->get(),
@@ -506,7 +481,8 @@ int Run(int argc, char** argv) {
   // Gateways stop choosing this replica for new calls while it drains.
   health->SetServingStatus(false);
   mailbox_service.BeginShutdown();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(*drain));
+  server->Shutdown(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(config->GetDuration("drain-timeout")));
   server->Wait();
   std::cout << "mailbox-service: stopped" << std::endl;
   return 0;

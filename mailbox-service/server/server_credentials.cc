@@ -20,15 +20,21 @@ std::vector<config::Setting> ServerTlsSettings() {
       {"tls-client-ca-file", "MAILBOX_TLS_CLIENT_CA_FILE", "",
        "PEM CA bundle that signs the gateways' client certificates"},
       {"tls-require-client-cert", "MAILBOX_TLS_REQUIRE_CLIENT_CERT", "true",
-       "refuse TLS handshakes without a client certificate signed by --tls-client-ca-file"},
-      {"tls-reload-seconds", "MAILBOX_TLS_RELOAD_SECONDS", "60",
-       "how often the certificate, key and client CA files are re-read"},
+       "refuse TLS handshakes without a client certificate signed by --tls-client-ca-file",
+       config::Bool()},
+      {"tls-reload-interval", "MAILBOX_TLS_RELOAD_INTERVAL", "1m",
+       "how often the certificate, key and client CA files are re-read (whole seconds)",
+       config::Duration(absl::Seconds(1), absl::Hours(24))},
       {"insecure-listen", "MAILBOX_INSECURE_LISTEN", "false",
        "allow a plaintext listener on a non-loopback address (passwords and tokens "
-       "cross the network in clear)"},
+       "cross the network in clear)",
+       config::Bool()},
       {"grpc-log-lines-per-second", "MAILBOX_GRPC_LOG_LINES_PER_SECOND", "20",
        "at most this many gRPC log lines a second (one per refused handshake), the rest "
-       "counted; 0: no bound"},
+       "counted; 0: no bound",
+       config::Int(0, 1'000'000)},
+      {"tls-reload-seconds", "MAILBOX_TLS_RELOAD_SECONDS", "", "",
+       config::RenamedTo("tls-reload-interval")},
   };
 }
 
@@ -46,15 +52,13 @@ absl::StatusOr<ServerTlsOptions> ServerTlsFromConfig(const config::Config& confi
   options.client_ca_file = config.Get("tls-client-ca-file");
   options.require_client_cert = config.GetBool("tls-require-client-cert");
   options.insecure_listen = config.GetBool("insecure-listen");
-  auto reload = config.GetInt("tls-reload-seconds");
-  if (!reload.ok()) {
-    return reload.status();
-  }
-  if (*reload < 1 || *reload > 86400) {
+  const int64_t reload = absl::ToInt64Seconds(config.GetDuration("tls-reload-interval"));
+  if (reload < 1 || reload > 86400) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--tls-reload-seconds must be 1..86400, got ", *reload));
+        absl::StrCat("--tls-reload-interval must be 1s..24h, got ",
+                     config.Get("tls-reload-interval")));
   }
-  options.reload_seconds = static_cast<int>(*reload);
+  options.reload_seconds = static_cast<int>(reload);
   auto log_rate = config.GetInt("grpc-log-lines-per-second");
   if (!log_rate.ok()) {
     return log_rate.status();

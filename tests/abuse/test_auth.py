@@ -257,7 +257,7 @@ class SecondInstanceTest(unittest.TestCase):
     def start_second(self, data, listen):
         return subprocess.run(
             [harness.SERVICE, "--listen=" + listen, "--data-dir=" + data,
-             "--argon2-memory-kib=64", "--argon2-time-cost=1"],
+             "--argon2-memory=64KiB", "--argon2-time-cost=1"],
             capture_output=True, text=True, timeout=60)
 
     def test_a_second_service_on_the_same_data_directory_refuses_to_start(self):
@@ -269,20 +269,21 @@ class SecondInstanceTest(unittest.TestCase):
 
     def test_throttle_and_session_settings_below_one_are_refused(self):
         other = harness.System("auth-flags")
-        for flag in ("--auth-max-failure-records=0", "--auth-failure-window-seconds=0",
-                     "--auth-max-delay-seconds=0", "--session-lifetime-seconds=0"):
+        for flag in ("--auth-max-failure-records=0", "--auth-failure-window=0s",
+                     "--auth-max-delay=0s", "--session-lifetime=0s"):
             result = subprocess.run(
                 [harness.SERVICE, "--listen=127.0.0.1:0",
                  "--data-dir=" + os.path.join(other.dir, "data"), flag],
                 capture_output=True, text=True, timeout=60)
             self.assertEqual(result.returncode, 2, (flag, result.stderr))
-            self.assertIn("must be at least 1", result.stderr)
+            self.assertIn(flag + ": expected", result.stderr)
+            self.assertIn(" from 1", result.stderr)
 
     def test_address_grouping_and_per_address_settings_out_of_range_are_refused(self):
         other = harness.System("auth-flags-range")
-        cases = (("--auth-ipv6-prefix=31", "between 32 and 128"),
-                 ("--auth-ipv6-prefix=129", "between 32 and 128"),
-                 ("--auth-max-records-per-address=-1", "between 0 (derived)"))
+        cases = (("--auth-ipv6-prefix=31", "from 32 to 128"),
+                 ("--auth-ipv6-prefix=129", "from 32 to 128"),
+                 ("--auth-max-records-per-address=-1", "from 0 to 1000000000"))
         for flag, message in cases:
             result = subprocess.run(
                 [harness.SERVICE, "--listen=127.0.0.1:0",

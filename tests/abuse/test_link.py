@@ -83,7 +83,7 @@ class LinkSystem(abuse_util.AbuseSystem):
         self.system.admin_tls = {"ca": self.ca["cert"], "cert": self.admin_cert["cert"],
                                  "key": self.admin_cert["key"]}
         self.system.start_service(
-            "--tls-reload-seconds=1",
+            "--tls-reload-interval=1s",
             tls={"cert": self.server_cert_file, "key": self.server_key_file,
                  "client_ca": self.client_ca_file})
         self.service = self.system.service
@@ -221,7 +221,7 @@ class MutualTlsLinkTest(unittest.TestCase):
                           ({"ca": SYSTEM.other_ca["cert"], "cert": SYSTEM.admin_cert["cert"],
                             "key": SYSTEM.admin_cert["key"]}, "--ca-file signed its certificate")):
             with self.assertRaises(RuntimeError) as raised:
-                SYSTEM.system.admin("--timeout=5", "user", "list", tls=tls)
+                SYSTEM.system.admin("--timeout=5s", "user", "list", tls=tls)
             self.assertIn("UNAVAILABLE", str(raised.exception))
             self.assertIn(hint, str(raised.exception))
         self.assertIn(SYSTEM.canary_user, SYSTEM.system.admin("user", "list"))
@@ -246,7 +246,7 @@ class MutualTlsLinkTest(unittest.TestCase):
         renewed = make_leaf(SYSTEM.pki_dir, "service-renewed", SYSTEM.ca, 2001)
         try:
             install(renewed, SYSTEM.server_cert_file, SYSTEM.server_key_file)
-            # --tls-reload-seconds=1: within a few seconds new handshakes see it.
+            # --tls-reload-interval=1s: within a few seconds new handshakes see it.
             with open(renewed["cert"]) as f:
                 renewed_der = ssl.PEM_cert_to_DER_cert(f.read())
             self.assertNotEqual(before, renewed_der)
@@ -279,7 +279,7 @@ class MutualTlsLinkTest(unittest.TestCase):
         key = os.path.join(SYSTEM.pki_dir, "live-gateway.key")
         install(SYSTEM.rogue, cert, key)
         gateway = SYSTEM.system.start_gateway(
-            "--store-tls-reload-seconds=1",
+            "--store-tls-reload-interval=1s",
             store_tls={"ca": SYSTEM.ca["cert"], "cert": cert, "key": key})
 
         def login():
@@ -541,7 +541,7 @@ class PlaintextListenTest(unittest.TestCase):
             os.remove(port_file)
         process = subprocess.Popen(
             [harness.SERVICE, "--data-dir=" + data, "--port-file=" + port_file,
-             "--argon2-memory-kib=64", "--argon2-time-cost=1"] + list(flags),
+             "--argon2-memory=64KiB", "--argon2-time-cost=1"] + list(flags),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if not wait_for_port:
             out, _ = process.communicate(timeout=30)

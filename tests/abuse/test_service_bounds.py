@@ -35,7 +35,7 @@ def setUpModule():
         "svcbounds",
         service_flags=("--max-threads=%d" % MAX_THREADS,
                        "--max-calls-per-user=%d" % MAX_CALLS_PER_USER,
-                       "--search-max-scan-mib=%d" % SCAN_MIB,
+                       "--search-max-scan=%dMiB" % SCAN_MIB,
                        "--search-max-keys=%d" % MAX_KEYS))
     unittest.addModuleCleanup(SYSTEM.stop)
 
@@ -128,7 +128,7 @@ class AbandonedSearchTest(unittest.TestCase):
 
     def test_service_stops_a_search_its_caller_gave_up_on(self):
         system = abuse_util.AbuseSystem("svcbounds-abandoned",
-                                        service_flags=("--search-max-scan-mib=0",))
+                                        service_flags=("--search-max-scan=0",))
         try:
             c = system.client(login=True, timeout=60)
             # 4 x 32 MiB, 40 NOT TEXT keys: 5.4 GB of scanning, far beyond 10 s here.
@@ -295,7 +295,7 @@ class ThreadQuotaTest(unittest.TestCase):
 
 class FetchStallTimeoutTest(unittest.TestCase):
     """A reader that never reads gives its thread and its user's call slot back
-    after --fetch-stall-seconds, while its connection stays open."""
+    after --fetch-stall-timeout, while its connection stays open."""
 
     SLOTS = 4
     STALL_SECONDS = 2
@@ -304,7 +304,7 @@ class FetchStallTimeoutTest(unittest.TestCase):
         system = abuse_util.AbuseSystem(
             "svcbounds-stall",
             service_flags=("--max-calls-per-user=%d" % self.SLOTS,
-                           "--fetch-stall-seconds=%d" % self.STALL_SECONDS))
+                           "--fetch-stall-timeout=%ds" % self.STALL_SECONDS))
         try:
             c = system.client(login=True, timeout=60)
             fill_mailbox(c, "Stall", 1, 8 << 20)
@@ -327,7 +327,7 @@ class FetchStallTimeoutTest(unittest.TestCase):
                 self.assertIn(b" NO [LIMIT] ", tagged)
                 # Within 1.25 timeouts (plus a margin) the stalled calls are ended and
                 # give their slots back, although their IMAP connections are still
-                # open and not reading. (With --fetch-stall-seconds=0 they are still
+                # open and not reading. (With --fetch-stall-timeout=0s they are still
                 # there at this point.)
                 def status_ok():
                     _, tagged = c.command("STATUS Stall (MESSAGES)")
@@ -443,7 +443,7 @@ def fetch_whole(client, uid, timeout=120):
 
 class LargeAppendTest(unittest.TestCase):
     # Far over the 1 MiB of a call's bodies the service keeps in memory
-    # (--append-memory-kib): the rest waits in its spool file.
+    # (--append-memory): the rest waits in its spool file.
     SIZE = 48 << 20
 
     def test_large_append_is_streamed_to_the_store_and_round_trips(self):

@@ -33,7 +33,7 @@ def setUpModule():
     global SYSTEM
     SYSTEM = abuse_util.AbuseSystem(
         "session", gateway_flags=("--max-pending-changes=%d" % MAX_PENDING_CHANGES,
-                                  "--read-timeout=%d" % READ_TIMEOUT,
+                                  "--read-timeout=%ds" % READ_TIMEOUT,
                                   "--min-append-rate=%d" % MIN_APPEND_RATE,
                                   # 100 unauthenticated connections come from one
                                   # address here; the per-IP cap has its own tests.

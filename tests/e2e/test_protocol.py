@@ -368,8 +368,8 @@ class TimerTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.gateway = SYSTEM.start_gateway("--unauthenticated-timeout=2", "--autologout=3",
-                                           "--idle-keepalive=1")
+        cls.gateway = SYSTEM.start_gateway("--unauthenticated-timeout=2s", "--autologout=3s",
+                                           "--idle-keepalive=1s")
 
     def setUp(self):
         self.user, self.password = SYSTEM.new_user("timer")

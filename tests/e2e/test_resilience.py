@@ -201,7 +201,7 @@ class CertificateReloadTest(unittest.TestCase):
         shutil.copy(SYSTEM.cert, cert)
         shutil.copy(SYSTEM.key, key)
         gateway = SYSTEM.start_gateway("--tls-cert-file=" + cert, "--tls-key-file=" + key,
-                                       "--tls-reload-interval=0")
+                                       "--tls-reload-interval=0s")
         self.assertIn("CN = localhost", peer_certificate_subject(gateway.imaps_port))
         # An operator rotates the secret: new files, then SIGHUP.
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",

@@ -1540,7 +1540,7 @@ class OAuthIntrospectionTest(unittest.TestCase):
                 "--oauth-introspection-client-id=" + IntrospectionEndpoint.CLIENT[0],
                 "--oauth-introspection-secret-file=" + secret,
                 "--oauth-introspection-ca-file=" + cls.system.cert,
-                "--oauth-introspection-timeout-ms=1000",
+                "--oauth-introspection-timeout=1s",
                 "--oauth-introspection-max-response-bytes=4096")
             cls.gateway = cls.system.start_gateway("--oauth=true")
             cls.user, _ = cls.system.new_user("intro")
@@ -1591,7 +1591,7 @@ class OAuthIntrospectionTest(unittest.TestCase):
             self.assertEqual(json.loads(challenges[1])["status"], "invalid_token")
 
     def test_an_endpoint_that_cannot_answer_is_unavailable_not_a_failure(self):
-        # Too slow (past --oauth-introspection-timeout-ms), or an answer over
+        # Too slow (past --oauth-introspection-timeout), or an answer over
         # --oauth-introspection-max-response-bytes.
         self.endpoint.answers["opaque-slow"] = "slow"
         self.endpoint.answers["opaque-huge"] = json.dumps(

@@ -11,7 +11,7 @@ rm -rf "$work"
 mkdir -p "$work/data"
 
 "$service" --listen=127.0.0.1:0 --data-dir="$work/data" --port-file="$work/data/port" \
-  --argon2-memory-kib=64 --argon2-time-cost=1 >"$work/service.log" 2>&1 &
+  --argon2-memory=64KiB --argon2-time-cost=1 >"$work/service.log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do [[ -s "$work/data/port" ]] && break; sleep 0.1; done

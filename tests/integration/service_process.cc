@@ -50,7 +50,7 @@ absl::Status ServiceProcess::Start() {
       absl::StrCat("--data-dir=", data_dir_),
       absl::StrCat("--port-file=", port_file),
       // Cheap password hashes: tests check behaviour, not hashing cost.
-      "--argon2-memory-kib=64",
+      "--argon2-memory=64KiB",
       "--argon2-time-cost=1",
       // Users start with INBOX alone, so that tests see only the mailboxes they
       // make (a later --default-mailboxes among the extra flags wins).

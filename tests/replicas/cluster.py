@@ -154,7 +154,7 @@ class Cluster:
                 [self.system.service_bin, "--listen=127.0.0.1:0", "--data-dir=" + data,
                  "--port-file=" + port_file, "--backend=postgres",
                  "--postgres=" + (conninfo or self.conninfo), "--postgres-max-connections=16",
-                 "--argon2-memory-kib=64", "--argon2-time-cost=1",
+                 harness.argon2_memory_flag(self.system.service_bin, 64), "--argon2-time-cost=1",
                  "--auth-user-free-failures=100000", "--auth-ip-free-failures=100000"]
                 + list(flags), stdout=log, stderr=subprocess.STDOUT)
         harness._wait_for_file(port_file, process, "mailbox-service replica %d" % index)
