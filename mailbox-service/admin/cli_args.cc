@@ -282,7 +282,7 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
   program.refuse_unknown_env = false;
   auto settings_config = config::Config::Resolve(program, settings, flags, environment);
   if (!settings_config.ok()) {
-    return Usage(settings_config.status().message());
+    return Usage(std::string(settings_config.status().message()));
   }
   const config::Config& cfg = *settings_config;
   auto given = [&flags](std::string_view name) {
