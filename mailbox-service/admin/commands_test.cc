@@ -567,7 +567,7 @@ TEST_F(CommandsTest, Revise) {
 }
 
 TEST_F(CommandsTest, UnreachableServer) {
-  auto invocation = ParseCommandLine({"--timeout=2", "user", "list"}, [](const char* name) {
+  auto invocation = ParseCommandLine({"--timeout=2s", "user", "list"}, [](const char* name) {
     return std::string(name) == "MAILBOX_ADMIN_TOKEN" ? std::optional<std::string>("t")
                                                       : std::nullopt;
   });
