@@ -523,6 +523,11 @@ absl::StatusOr<Config> Config::Parse(const Program& program, std::vector<Setting
         }
       } else if (i + 1 < args.size() && args[i + 1].substr(0, 2) != "--") {
         value = args[++i];
+      } else if (setting != nullptr && setting->kind.type == Type::kString &&
+                 !setting->kind.check) {
+        // A row without a type (bench tools' tables) keeps the old reading of a
+        // flag alone: "true".
+        value = "true";
       } else {
         return absl::InvalidArgumentError(absl::StrCat(
             "--", name, " needs a value: --", name, "=VALUE",

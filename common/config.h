@@ -19,6 +19,9 @@
 // list of words. A row of type RenamedTo("new-name") keeps an old name only to refuse
 // it with the new name.
 //
+// A boolean flag alone (`--oauth`) is true; so is an untyped (String) flag alone, as
+// the bench tools' tables expect; any other flag alone needs its value.
+//
 // Every value is checked at start: an unknown flag, file key or environment variable
 // with the program's prefix, or a malformed value, is an error naming the setting,
 // the value, where it came from and what is expected. The binaries print it and exit

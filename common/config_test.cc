@@ -99,6 +99,10 @@ TEST(ConfigTest, FlagForms) {
   EXPECT_EQ(config->Get("motto"), "");
   EXPECT_THAT(ErrorOf({"--verbose", "maybe"}), HasSubstr("unexpected argument \"maybe\""));
   EXPECT_THAT(ErrorOf({"--workers"}), HasSubstr("--workers needs a value"));
+  // An untyped row alone reads "true", as before types (the bench tools' --tls).
+  config = ParseArgs({"--motto", "--workers=3"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->Get("motto"), "true");
   EXPECT_THAT(ErrorOf({"-w", "3"}), HasSubstr("unknown flag -w"));
 }
 
