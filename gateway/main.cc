@@ -3,14 +3,22 @@
 // on the mailbox service through storage-client. Each worker has one change-feed
 // stream shared by its sessions.
 //
-// Signals: SIGHUP reloads the TLS certificate and key; SIGTERM/SIGINT drain (stop
-// accepting, let sessions end up to --drain-timeout, then close them) and exit 0.
+// Signals: SIGHUP reloads the TLS certificate and key; SIGTERM drains and exits 0:
+// /readyz fails at once while the listeners still accept for --shutdown-grace, then
+// the listeners close and sessions end with BYE [UNAVAILABLE] at their next safe
+// point; those still open after --drain-timeout are closed (ops/drain.h). SIGINT
+// does the same without the grace period.
+//
+// `imap-gateway drain` asks the gateway running with the same settings, through its
+// operator endpoint on loopback, to start that drain, and returns when the grace
+// period is over: a preStop hook for orchestrators that send SIGTERM after it.
 #include <signal.h>
 
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -25,6 +33,7 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "gateway/net/config.h"
 #include "gateway/net/listener.h"
+#include "gateway/ops/drain.h"
 #include "gateway/ops/http_server.h"
 #include "gateway/ops/memory_return.h"
 #include "gateway/ops/metrics.h"
@@ -186,7 +195,45 @@ std::chrono::seconds Seconds(const config::Config& config, const char* name) {
   return std::chrono::seconds(absl::ToInt64Seconds(config.GetDuration(name)));
 }
 
+// `imap-gateway drain`: POST /drain to this configuration's operator endpoint.
+int RunDrainRequest(const net::NetConfig& net_config, const config::Config& config) {
+  const std::string& http = config.Get("http-listen");
+  if (http.empty()) {
+    std::cerr << "imap-gateway drain: --http-listen is empty, so there is no operator "
+                 "endpoint to ask\n";
+    return 2;
+  }
+  auto address = net::ParseListenAddress(http, 8143);
+  if (!address.ok()) {
+    std::cerr << "imap-gateway drain: --http-listen: " << address.status().message() << "\n";
+    return 2;
+  }
+  // The endpoint answers drain requests from loopback only; a wildcard listen address
+  // is reached on loopback.
+  std::string host = address->host;
+  if (host == "0.0.0.0" || host.empty()) {
+    host = "127.0.0.1";
+  } else if (host == "::") {
+    host = "::1";
+  }
+  const auto timeout = net_config.shutdown_grace + std::chrono::seconds(30);
+  auto status = ops::RequestDrain(host, address->port, timeout);
+  if (!status.ok()) {
+    std::cerr << "imap-gateway drain: " << status.message() << "\n";
+    return 1;
+  }
+  std::cout << "imap-gateway drain: the gateway on " << host << ":" << address->port
+            << " is draining; its grace period is over" << std::endl;
+  return 0;
+}
+
 int Run(int argc, char** argv) {
+  const bool drain_request = argc > 1 && std::string_view(argv[1]) == "drain";
+  if (drain_request) {
+    // The rest of the arguments are the gateway's own settings.
+    --argc;
+    ++argv;
+  }
   config::Program program;
   program.name = "imap-gateway";
   program.env_prefix = "IMAPD_";
@@ -212,6 +259,9 @@ int Run(int argc, char** argv) {
   if (!net_config.ok()) {
     std::cerr << "imap-gateway: " << net_config.status().message() << "\n";
     return 2;
+  }
+  if (drain_request) {
+    return RunDrainRequest(*net_config, *config);
   }
   if (auto status = net::ValidateNetConfig(*net_config); !status.ok()) {
     std::cerr << "imap-gateway: " << status.message() << "\n";
@@ -363,6 +413,25 @@ int Run(int argc, char** argv) {
 
   // Operator endpoint on its own small thread.
   auto& metrics = ops::GlobalMetrics();
+  ops::Drain drain(net_config->shutdown_grace, metrics);
+  ops::HttpHooks http_hooks;
+  http_hooks.drain = &drain;
+  // Readiness asks the channels at most once a second (a probe may wait up to a
+  // second for a connection), on the endpoint's thread only.
+  struct StoreProbe {
+    std::chrono::steady_clock::time_point checked;
+    bool reachable = false;
+  };
+  auto probe = std::make_shared<StoreProbe>();
+  http_hooks.store_ready = [probe, grpc_store = store->get()] {
+    const auto now = std::chrono::steady_clock::now();
+    if (probe->checked == std::chrono::steady_clock::time_point() ||
+        now - probe->checked >= std::chrono::seconds(1)) {
+      probe->reachable = grpc_store->Reachable(std::chrono::milliseconds(1000));
+      probe->checked = std::chrono::steady_clock::now();
+    }
+    return probe->reachable;
+  };
   asio::io_context http_io;
   std::unique_ptr<asio::ip::tcp::acceptor> http_acceptor;
   uint16_t http_port = 0;
@@ -390,7 +459,8 @@ int Run(int argc, char** argv) {
       return 1;
     }
     http_port = http_acceptor->local_endpoint().port();
-    asio::co_spawn(http_io, ops::ServeHttp(*http_acceptor, metrics), [](std::exception_ptr e) {
+    asio::co_spawn(http_io, ops::ServeHttp(*http_acceptor, metrics, http_hooks),
+                   [](std::exception_ptr e) {
       if (e) {
         std::cerr << "imap-gateway: http endpoint stopped by an exception\n";
       }
@@ -431,8 +501,8 @@ int Run(int argc, char** argv) {
                                          : " (mutual TLS)")
             << std::endl;
 
+  int signal_number = 0;
   while (true) {
-    int signal_number = 0;
     sigwait(&signals, &signal_number);
     if (signal_number == SIGHUP) {
       auto reloaded = (*tls)->Reload();
@@ -443,10 +513,28 @@ int Run(int argc, char** argv) {
                 << (reloaded.ok() ? "done" : std::string(reloaded.message())) << std::endl;
       continue;
     }
-    std::cout << "imap-gateway: " << strsignal(signal_number) << ", draining" << std::endl;
     break;
   }
+  const bool requested = drain.started();
+  // SIGINT is a person at a terminal: no balancer to wait for.
+  const auto grace_end = signal_number == SIGINT ? std::chrono::steady_clock::now() : drain.Begin();
   metrics.draining = true;
+  const auto grace_left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::max(grace_end - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration()));
+  std::cout << "imap-gateway: " << strsignal(signal_number) << ", draining: readiness fails"
+            << (requested ? " (since a drain request)" : "") << "; accepting for "
+            << grace_left.count() << " ms more" << std::endl;
+  std::this_thread::sleep_until(grace_end);
+  (*pool)->StopAccepting();
+  std::cout << "imap-gateway: listeners closed; " << (*pool)->active_connections()
+            << " sessions end at their next safe point (at most "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(net_config->drain_timeout).count()
+            << " ms)" << std::endl;
+  for (size_t i = 0; i < workers; ++i) {
+    asio::post((*pool)->worker_executor(i), [context = contexts[i].get()] {
+      DrainSessions(*context);
+    });
+  }
   (*tls)->StopWatching();
   (*pool)->Stop(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       net_config->drain_timeout));

@@ -713,6 +713,30 @@ absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
 GrpcMailboxStore::GrpcMailboxStore(std::shared_ptr<Pool> pool) : pool_(std::move(pool)) {}
 GrpcMailboxStore::~GrpcMailboxStore() = default;
 
+bool GrpcMailboxStore::Reachable(std::chrono::milliseconds wait) {
+  // With the health check configured (healthCheckConfig below), round_robin counts
+  // a replica that says NOT_SERVING as failed, so a channel is READY only while one
+  // of its replicas is connected and serving.
+  for (const auto& channel : pool_->channels) {
+    if (channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY) {
+      return true;
+    }
+  }
+  const auto deadline = std::chrono::system_clock::now() + wait;
+  for (const auto& channel : pool_->channels) {
+    grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
+    while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_TRANSIENT_FAILURE &&
+           state != GRPC_CHANNEL_SHUTDOWN &&
+           channel->WaitForStateChange(state, deadline)) {
+      state = channel->GetState(/*try_to_connect=*/true);
+    }
+    if (state == GRPC_CHANNEL_READY) {
+      return true;
+    }
+  }
+  return false;
+}
+
 awaitable<absl::StatusOr<v1::AuthenticateResponse>> GrpcMailboxStore::Authenticate(
     v1::AuthenticateRequest request) {
   co_return co_await CallUnary<v1::AuthenticateResponse>(

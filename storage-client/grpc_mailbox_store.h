@@ -142,6 +142,12 @@ class GrpcMailboxStore final : public MailboxStore {
   std::unique_ptr<ReviseStream> Revise(Session session) override;
   std::unique_ptr<ChangeFeed> OpenChangeFeed(boost::asio::any_io_executor executor) override;
 
+  // Whether some replica of the mailbox service can take calls now: a channel is
+  // connected to a replica whose health service says SERVING (round_robin leaves
+  // the others out). A channel not yet connected, or idle, is asked to connect and
+  // given up to `wait` to do so. Blocks; for readiness probes, off the workers.
+  bool Reachable(std::chrono::milliseconds wait);
+
   // Shared with stream and feed objects; defined in the .cc.
   struct Pool;
 

@@ -180,6 +180,9 @@ absl::Status SetNetOption(NetConfig& config, std::string_view name, std::string_
   if (name == "accept-backoff") {
     return ParseMillis(name, value, false, config.accept_backoff);
   }
+  if (name == "shutdown-grace") {
+    return ParseMillis(name, value, true, config.shutdown_grace);
+  }
   if (name == "drain-timeout") {
     return ParseMillis(name, value, true, config.drain_timeout);
   }
@@ -248,8 +251,13 @@ std::vector<mailbox::config::Setting> NetSettings() {
        config::Duration()},
       {"accept-backoff", "IMAPD_ACCEPT_BACKOFF", "100ms",
        "pause of an acceptor after running out of descriptors", config::Duration(ms, year)},
+      {"shutdown-grace", "IMAPD_SHUTDOWN_GRACE", "5s",
+       "on SIGTERM or a drain request, how long /readyz fails while the listeners still "
+       "accept, so a load balancer stops sending clients before sessions are ended",
+       config::Duration()},
       {"drain-timeout", "IMAPD_DRAIN_TIMEOUT", "30s",
-       "on shutdown, how long sessions may take to finish before they are closed",
+       "after the grace period, how long sessions may take to reach a safe point and end "
+       "(BYE [UNAVAILABLE]) before they are closed",
        config::Duration()},
   };
 }

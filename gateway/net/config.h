@@ -19,6 +19,7 @@
 //   --tls-reload-interval     IMAPD_TLS_RELOAD_INTERVAL      1m (0s = only on SIGHUP)
 //   --tls-ticket-key-rotation IMAPD_TLS_TICKET_KEY_ROTATION  1h (0s = no session tickets)
 //   --accept-backoff          IMAPD_ACCEPT_BACKOFF           100ms
+//   --shutdown-grace          IMAPD_SHUTDOWN_GRACE           5s
 //   --drain-timeout           IMAPD_DRAIN_TIMEOUT            30s
 //
 // Listen values are comma-separated "host:port" items, IPv6 in brackets
@@ -63,6 +64,7 @@ struct NetConfig {
   std::chrono::milliseconds tls_reload_interval{60'000};
   std::chrono::milliseconds tls_ticket_key_rotation{kDefaultTicketKeyRotation};
   std::chrono::milliseconds accept_backoff{100};
+  std::chrono::milliseconds shutdown_grace{5'000};
   std::chrono::milliseconds drain_timeout{30'000};
 };
 

@@ -522,14 +522,7 @@ void WorkerPool::SessionEnded() {
   }
 }
 
-void WorkerPool::Stop(std::chrono::steady_clock::duration drain_timeout) {
-  if (stopped_) {
-    return;
-  }
-  stopped_ = true;
-  if (!started_) {
-    return;  // nothing runs; the acceptors close with the workers
-  }
+void WorkerPool::StopAccepting() {
   for (auto& worker_ptr : workers_) {
     Worker* worker = worker_ptr.get();
     asio::post(worker->context, [worker] {
@@ -540,6 +533,17 @@ void WorkerPool::Stop(std::chrono::steady_clock::duration drain_timeout) {
       }
     });
   }
+}
+
+void WorkerPool::Stop(std::chrono::steady_clock::duration drain_timeout) {
+  if (stopped_) {
+    return;
+  }
+  stopped_ = true;
+  if (!started_) {
+    return;  // nothing runs; the acceptors close with the workers
+  }
+  StopAccepting();
   auto wait_drained = [this](std::chrono::steady_clock::duration timeout) {
     std::unique_lock<std::mutex> lock(mutex_);
     return drained_.wait_for(lock, timeout, [this] { return active_.load() == 0; });

@@ -136,6 +136,10 @@ class WorkerPool {
   // Starts the worker threads; connections are accepted from now on. Call once.
   void Start();
 
+  // Closes every listener (connections already accepted go on); callable from any
+  // thread. Stop() does it too.
+  void StopAccepting();
+
   // Graceful stop, callable from any thread except a worker: stops accepting, waits up
   // to `drain_timeout` for sessions to end by themselves, then closes the sockets of
   // the remaining sessions (their pending operations fail with operation_aborted),

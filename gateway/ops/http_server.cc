@@ -19,22 +19,29 @@ namespace http = beast::http;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 http::response<http::string_body> Respond(const http::request<http::string_body>& request,
-                                          const Metrics& metrics) {
+                                          const Metrics& metrics, const HttpHooks& hooks) {
   http::response<http::string_body> response;
   response.version(request.version());
   response.keep_alive(false);
   response.set(http::field::content_type, "text/plain; charset=utf-8");
   const std::string target(request.target());
-  if (request.method() != http::verb::get) {
+  if (target == "/drain" && hooks.drain != nullptr) {
+    // Only a POST from loopback reaches DrainRequest.
+    response.result(http::status::method_not_allowed);
+    response.body() = "a drain is asked for with POST, from a loopback address\n";
+  } else if (request.method() != http::verb::get) {
     response.result(http::status::method_not_allowed);
     response.body() = "only GET\n";
   } else if (target == "/healthz") {
     response.result(http::status::ok);
     response.body() = "ok\n";
   } else if (target == "/readyz") {
-    bool ready = metrics.ready.load() && !metrics.draining.load();
-    response.result(ready ? http::status::ok : http::status::service_unavailable);
-    response.body() = ready ? "ready\n" : (metrics.draining.load() ? "draining\n" : "starting\n");
+    const char* why = !metrics.ready.load()                         ? "starting\n"
+                      : metrics.draining.load()                     ? "draining\n"
+                      : hooks.store_ready && !hooks.store_ready() ? "mailbox service unreachable\n"
+                                                                    : nullptr;
+    response.result(why == nullptr ? http::status::ok : http::status::service_unavailable);
+    response.body() = why == nullptr ? "ready\n" : why;
   } else if (target == "/metrics") {
     response.result(http::status::ok);
     response.set(http::field::content_type, "text/plain; version=0.0.4");
@@ -47,7 +54,37 @@ http::response<http::string_body> Respond(const http::request<http::string_body>
   return response;
 }
 
-asio::awaitable<void> ServeOne(beast::tcp_stream stream, const Metrics* metrics) {
+// POST /drain: starts the drain and answers once its grace period is over, so that
+// a preStop hook waiting for the answer holds SIGTERM back until the balancer had
+// the time to notice the failing readiness.
+asio::awaitable<http::response<http::string_body>> DrainRequest(
+    const http::request<http::string_body>& request, beast::tcp_stream& stream, Drain& drain) {
+  http::response<http::string_body> response;
+  response.version(request.version());
+  response.keep_alive(false);
+  response.set(http::field::content_type, "text/plain; charset=utf-8");
+  beast::error_code ec;
+  const auto peer = stream.socket().remote_endpoint(ec);
+  if (ec || !peer.address().is_loopback()) {
+    // The endpoint may listen on every address (for probes); a drain is asked
+    // for only from inside the gateway's own host or pod.
+    response.result(http::status::forbidden);
+    response.body() = "POST /drain only from a loopback address\n";
+    response.prepare_payload();
+    co_return response;
+  }
+  const auto grace_end = drain.Begin();
+  stream.expires_never();
+  asio::steady_timer wait(stream.get_executor(), grace_end);
+  co_await wait.async_wait(kNoThrow);
+  response.result(http::status::ok);
+  response.body() = "draining: readiness fails and the grace period is over\n";
+  response.prepare_payload();
+  co_return response;
+}
+
+asio::awaitable<void> ServeOne(beast::tcp_stream stream, const Metrics* metrics,
+                               const HttpHooks* hooks) {
   beast::flat_buffer buffer(8192);
   stream.expires_after(std::chrono::seconds(10));
   http::request_parser<http::string_body> parser;
@@ -57,7 +94,14 @@ asio::awaitable<void> ServeOne(beast::tcp_stream stream, const Metrics* metrics)
   if (read_error) {
     co_return;
   }
-  auto response = Respond(parser.get(), *metrics);
+  const auto& request = parser.get();
+  http::response<http::string_body> response;
+  if (request.method() == http::verb::post && request.target() == "/drain" &&
+      hooks->drain != nullptr) {
+    response = co_await DrainRequest(request, stream, *hooks->drain);
+  } else {
+    response = Respond(request, *metrics, *hooks);
+  }
   stream.expires_after(std::chrono::seconds(10));
   co_await http::async_write(stream, response, kNoThrow);
   beast::error_code ignored;
@@ -66,7 +110,8 @@ asio::awaitable<void> ServeOne(beast::tcp_stream stream, const Metrics* metrics)
 
 }  // namespace
 
-asio::awaitable<void> ServeHttp(asio::ip::tcp::acceptor& acceptor, const Metrics& metrics) {
+asio::awaitable<void> ServeHttp(asio::ip::tcp::acceptor& acceptor, const Metrics& metrics,
+                                HttpHooks hooks) {
   while (acceptor.is_open()) {
     auto [error, socket] = co_await acceptor.async_accept(kNoThrow);
     if (error) {
@@ -78,13 +123,59 @@ asio::awaitable<void> ServeHttp(asio::ip::tcp::acceptor& acceptor, const Metrics
       co_await pause.async_wait(kNoThrow);
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), ServeOne(beast::tcp_stream(std::move(socket)), &metrics),
+    asio::co_spawn(acceptor.get_executor(),
+                   ServeOne(beast::tcp_stream(std::move(socket)), &metrics, &hooks),
                    [](std::exception_ptr e) {
                      if (e) {
                        std::cerr << "gateway: http request handler failed\n";
                      }
                    });
   }
+}
+
+absl::Status RequestDrain(const std::string& host, uint16_t port,
+                          std::chrono::milliseconds timeout) {
+  asio::io_context io;
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError("not an IP address: " + host);
+  }
+  beast::tcp_stream stream(io);
+  stream.expires_after(timeout);
+  http::request<http::empty_body> request(http::verb::post, "/drain", 11);
+  request.set(http::field::host, host);
+  http::response<http::string_body> response;
+  beast::flat_buffer buffer;
+  auto exchange = [&]() -> asio::awaitable<beast::error_code> {
+    auto [connect_error] =
+        co_await stream.async_connect(asio::ip::tcp::endpoint(address, port), kNoThrow);
+    if (connect_error) {
+      co_return connect_error;
+    }
+    auto [write_error, written] = co_await http::async_write(stream, request, kNoThrow);
+    if (write_error) {
+      co_return write_error;
+    }
+    auto [read_error, read] = co_await http::async_read(stream, buffer, response, kNoThrow);
+    co_return read_error;
+  };
+  beast::error_code result;
+  asio::co_spawn(io, exchange(), [&](std::exception_ptr, beast::error_code error) {
+    result = error;
+  });
+  io.run();
+  const std::string where = host + ":" + std::to_string(port);
+  if (result) {
+    return absl::UnavailableError("no answer from the operator endpoint at " + where + ": " +
+                                  result.message());
+  }
+  if (response.result() != http::status::ok) {
+    return absl::FailedPreconditionError("the operator endpoint at " + where + " answered " +
+                                         std::to_string(response.result_int()) + ": " +
+                                         response.body());
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace gateway::ops

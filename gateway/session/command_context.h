@@ -18,6 +18,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -124,12 +125,19 @@ struct SessionOptions {
 };
 
 // What all sessions of one worker thread share.
+class Session;
+
 struct WorkerContext {
   mailbox::client::MailboxStore* store = nullptr;
   FeedRouter* router = nullptr;  // null once the gateway is shutting down
   net::TlsContextProvider* tls = nullptr;
   const SessionOptions* options = nullptr;
   FetchCache* fetch_cache = nullptr;  // null: FETCH always asks the service
+  // The sessions alive on this worker, so that a drain reaches each (DrainSessions).
+  // Touched only on the worker's thread.
+  std::unordered_set<Session*> sessions;
+  // Set by DrainSessions: a session that starts later ends at its first safe point.
+  bool draining = false;
 };
 
 

@@ -82,9 +82,12 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
   receiver_.SetUnauthenticated(true);
   notify_ = std::make_unique<NotifyWatch>(options().notify_interval, [this] { OnNotifyNews(); });
   ops::GlobalMetrics().ConnectionOpened();
+  worker_->sessions.insert(this);
+  draining_ = worker_->draining;
 }
 
 Session::~Session() {
+  worker_->sessions.erase(this);
   notify_->Clear(worker_->router);
   Deselect();
   if (holds_compress_slot_) {
@@ -571,6 +574,41 @@ void Session::CheckChangeQueue() {
   }
 }
 
+void DrainSessions(WorkerContext& worker) {
+  worker.draining = true;
+  // RequestDrain may end nothing synchronously, but copy anyway: a session
+  // erases itself from the set when its frame goes.
+  std::vector<Session*> sessions(worker.sessions.begin(), worker.sessions.end());
+  for (Session* session : sessions) {
+    session->RequestDrain();
+  }
+}
+
+void Session::RequestDrain() {
+  if (draining_) {
+    return;
+  }
+  draining_ = true;
+  // Waiting for a command or in IDLE: nothing is in progress, so the wait is
+  // woken and the session ends now. A running command finishes first; Run()
+  // ends the session when it is back at its loop.
+  if (awaiting_command_ || idle_waiting_) {
+    stream_.CancelWait();
+  }
+}
+
+bool Session::EndIfDraining() {
+  if (!draining_ || state_ == SessionState::kLogout) {
+    return false;
+  }
+  // RFC 5530 §3: UNAVAILABLE says the failure is temporary; the client connects
+  // again, and the load balancer sends it to another gateway.
+  Send(imap::StatusResponse("*", imap::Status::kBye, imap::code::kUnavailable,
+                            "This gateway is shutting down; please reconnect"));
+  state_ = SessionState::kLogout;
+  return true;
+}
+
 bool Session::EndIfChangesOverflowed() {
   if (!change_overflow_ || state_ == SessionState::kLogout) {
     return change_overflow_;
@@ -710,6 +748,9 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline,
     co_await Flush();
     co_return false;
   }
+  if (error == asio::error::operation_aborted && draining_ && awaiting_command_) {
+    co_return true;  // RequestDrain woke the wait for a command: Run() ends the session
+  }
   if (error == asio::error::timed_out) {
     Send(imap::StatusResponse("*", imap::Status::kBye, "",
                               !timeout_text.empty() ? timeout_text
@@ -846,9 +887,18 @@ asio::awaitable<void> Session::Run() {
     co_return;
   }
   while (state_ != SessionState::kLogout && !broken_) {
+    // A safe point: no command runs, so a drain ends the session here. Commands
+    // the client pipelined behind the last one are not run (nor answered), so
+    // the client may send them again elsewhere.
+    if (EndIfDraining()) {
+      co_await Flush();
+      break;
+    }
     imap::Event event = receiver_.Next();
     if (std::holds_alternative<imap::NeedMore>(event)) {
+      awaiting_command_ = true;
       const bool ok2 = co_await ReadMore(InputDeadline());
+      awaiting_command_ = false;
       if (!ok2) {
         break;
       }
@@ -1134,7 +1184,7 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
   auto keepalive_due = Clock::now() + options().idle_keepalive;
   bool done = false;
   while (!done && !broken_ && state_ != SessionState::kLogout) {
-    if (EndIfChangesOverflowed()) {
+    if (EndIfChangesOverflowed() || EndIfDraining()) {
       co_await Flush();
       break;
     }

@@ -38,6 +38,11 @@
 
 namespace gateway {
 
+// Tells every session of `worker` to end with "* BYE [UNAVAILABLE]" at its next safe
+// point: a session waiting for a command or in IDLE ends at once, one running a
+// command ends after the command's tagged response. Run on the worker's thread.
+void DrainSessions(WorkerContext& worker);
+
 // Serves one accepted connection until it ends.
 boost::asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
                                              WorkerContext* worker);
@@ -83,6 +88,9 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // the session's own, `own_changes`) and sends ADDTO/REMOVEFROM.
   boost::asio::awaitable<void> RefreshLiveResults(bool own_changes);
 
+  // The gateway is shutting down: see DrainSessions.
+  void RequestDrain();
+
   // FeedRouter::Listener.
   void OnChange(const mailbox::v1::ChangeEvent& event) override;
   void OnChangesDelivered() override;
@@ -116,6 +124,9 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   void OnNotifyNews();
   // Empties the change queue and marks the session to end with BYE.
   void OverflowChanges();
+  // After RequestDrain: queues the BYE and ends the session (true), unless it
+  // already ends.
+  bool EndIfDraining();
   // Applies the change queue's bound (after a command, its own changes gone).
   void CheckChangeQueue();
   // The bound while a command runs: max_pending_changes for other sessions'
@@ -149,6 +160,12 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // The change queue went over SessionOptions::max_pending_changes: the
   // session ends with BYE at the next point where it may write.
   bool change_overflow_ = false;
+  // The gateway drains (RequestDrain): the session ends with BYE [UNAVAILABLE] at
+  // its next safe point.
+  bool draining_ = false;
+  // Run() waits for the next command: nothing is in progress, so a drain may
+  // interrupt the wait.
+  bool awaiting_command_ = false;
   // A command is running: the queue's bound is checked when it ends, since its
   // own changes (a STORE or EXPUNGE of many messages) arrive meanwhile and are
   // applied then. Between commands and in IDLE it applies at once.

@@ -695,6 +695,68 @@ TEST_F(SessionTest, CompressDeflateCarriesTheWholeProtocol) {
   });
 }
 
+// The drain (ops/drain.h): sessions waiting for a command or in IDLE end at once
+// with BYE [UNAVAILABLE]; one in the middle of an APPEND finishes it (the message
+// is stored and acknowledged) and then ends; one that starts afterwards ends right
+// after its greeting.
+TEST_F(SessionTest, ADrainEndsSessionsAtTheirNextSafePoint) {
+  RunTest([&]() -> awaitable<void> {
+    std::unique_ptr<Client> waiting = co_await Connect();
+    std::unique_ptr<Client> idle = co_await Connect();
+    std::string selected = co_await idle->Run("s", "SELECT INBOX");
+    EXPECT_TRUE(absl::StrContains(selected, "s OK")) << selected;
+    co_await idle->Send("i IDLE\r\n");
+    EXPECT_EQ(co_await idle->ReadLine(), "+ idling\r\n");
+    std::unique_ptr<Client> appender = co_await Connect();
+    const std::string message = "Subject: in flight\r\n\r\nhello\r\n";
+    co_await appender->Send(absl::StrCat("a APPEND INBOX {", message.size(), "+}\r\n",
+                                         message.substr(0, 10)));
+    co_await Sleep();
+
+    DrainSessions(worker_);
+    std::string bye = co_await waiting->ReadLine();
+    EXPECT_EQ(bye, "* BYE [UNAVAILABLE] This gateway is shutting down; please reconnect\r\n");
+    EXPECT_TRUE(co_await waiting->WaitClosed());
+    std::string idle_bye = co_await idle->ReadLine();
+    EXPECT_TRUE(absl::StartsWith(idle_bye, "* BYE [UNAVAILABLE]")) << idle_bye;
+    EXPECT_TRUE(co_await idle->WaitClosed());
+
+    // The APPEND goes on: its literal arrives after the drain started.
+    co_await appender->Send(absl::StrCat(message.substr(10), "\r\n"));
+    std::string appended;
+    while (!absl::StrContains(appended, "a ")) {
+      appended += co_await appender->ReadLine();
+    }
+    EXPECT_TRUE(absl::StrContains(appended, "a OK [APPENDUID")) << appended;
+    std::string after = co_await appender->ReadLine();
+    EXPECT_TRUE(absl::StartsWith(after, "* BYE [UNAVAILABLE]")) << after;
+    EXPECT_TRUE(co_await appender->WaitClosed());
+
+    // A session that starts on the drained worker ends after its greeting.
+    tcp::socket late(io_);
+    co_await late.async_connect(acceptor_.local_endpoint(), asio::use_awaitable);
+    tcp::socket server = co_await acceptor_.async_accept(asio::use_awaitable);
+    net::ConnectionInfo info;
+    info.kind = net::ListenerKind::kStartTls;
+    info.client = server.remote_endpoint();
+    info.peer = info.client;
+    asio::co_spawn(io_, ServeConnection(net::Stream(std::move(server)), info, &worker_),
+                   asio::detached);
+    Client late_client(std::move(late));
+    std::string greeting = co_await late_client.ReadLine();
+    EXPECT_TRUE(absl::StartsWith(greeting, "* OK")) << greeting;
+    std::string late_bye = co_await late_client.ReadLine();
+    EXPECT_TRUE(absl::StartsWith(late_bye, "* BYE [UNAVAILABLE]")) << late_bye;
+    EXPECT_TRUE(co_await late_client.WaitClosed());
+    // The APPEND was stored (seen from a session that is not drained).
+    worker_.draining = false;
+    std::unique_ptr<Client> reader = co_await Connect();
+    std::string fetched = co_await reader->Run("s", "SELECT INBOX");
+    EXPECT_TRUE(absl::StrContains(fetched, "* 1 EXISTS")) << fetched;
+    reader->Close();
+  });
+}
+
 TEST_F(SessionTest, CompressIsRefusedWhereItCannotRun) {
   RunTest([&]() -> awaitable<void> {
     // Before authentication (RFC 4978 §3: authenticated and selected states).

@@ -236,6 +236,9 @@ class System:
                  "--imap-listen=127.0.0.1:0", "--imaps-listen=127.0.0.1:0",
                  "--http-listen=127.0.0.1:0",
                  "--tls-cert-file=" + self.cert, "--tls-key-file=" + self.key, "--workers=2",
+                 # No balancer to wait for when a test stops the gateway (a test of
+                 # the drain gives its own grace period, which comes later and wins).
+                 "--shutdown-grace=0s",
                  "--ports-file=" + ports_file] + list(flags),
                 stdout=log, stderr=subprocess.STDOUT)
         _wait_for_file(ports_file, process, "imap-gateway")
