@@ -63,6 +63,11 @@ def copy_tree():
     return dest
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def admin_job():
     return render.load_yaml_file(os.path.join(KUBE, "examples", "admin-job.yaml"))
 
@@ -357,12 +362,11 @@ class ManifestsTest(Fixture):
             values.add(value)
         self.assertEqual(len(values), 3)
         # Run again: every file is kept.
-        before = {n: open(os.path.join(tokens, n)).read() for n in os.listdir(tokens)}
+        before = {n: read(os.path.join(tokens, n)) for n in os.listdir(tokens)}
         out = subprocess.run(["bash", os.path.join(self.tree, "make-secrets.sh"), "--dir",
                               self.tree], stdout=subprocess.PIPE, check=True)
         self.assertIn(b"every file was there already", out.stdout)
-        self.assertEqual(before, {n: open(os.path.join(tokens, n)).read()
-                                  for n in os.listdir(tokens)})
+        self.assertEqual(before, {n: read(os.path.join(tokens, n)) for n in os.listdir(tokens)})
 
 
 def normalise(objects):
@@ -516,6 +520,10 @@ class NegativeTest(Fixture):
         objects = self.objects("sqlite")
         del container(self.gateway(objects), "imap-gateway")["lifecycle"]
         self.assert_rejected(objects, r"preStop hook must be exec")
+        objects = self.objects("sqlite")
+        container(self.gateway(objects), "imap-gateway")["env"].append(
+            {"name": "IMAPD_WORKERS", "value": "8"})
+        self.assert_rejected(objects, r"env IMAPD_WORKERS is set twice")
 
     def test_unknown_setting(self):
         if Fixture.env_names is None:

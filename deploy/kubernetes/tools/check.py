@@ -531,13 +531,15 @@ def check_pod_rules(where, owner, spec, checker):
                     res.get("requests") or {}).get("memory") or not (
                     res.get("limits") or {}).get("memory"):
                 checker.error(cwhere, "needs cpu and memory requests and a memory limit")
+            names = [e.get("name") for e in c.get("env") or []]
+            for name in sorted({n for n in names if names.count(n) > 1}):
+                checker.error(cwhere, f"env {name} is set twice (the last one would win)")
             env = {e.get("name"): e.get("value") for e in c.get("env") or []}
             for name, value in env.items():
                 if name in DRAIN_DEFAULTS and value is not None and seconds(value) is None:
                     checker.error(cwhere, f"{name}={value!r} is not a duration such as 30s")
-            image = c.get("image", "")
             needed = None
-            if "imapd-gateway" in image:
+            if c.get("name") == "imap-gateway":
                 needed = (seconds(env.get("IMAPD_SHUTDOWN_GRACE")) or DRAIN_DEFAULTS[
                     "IMAPD_SHUTDOWN_GRACE"]) + (seconds(env.get("IMAPD_DRAIN_TIMEOUT")) or
                                                 DRAIN_DEFAULTS["IMAPD_DRAIN_TIMEOUT"])
@@ -549,7 +551,7 @@ def check_pod_rules(where, owner, spec, checker):
                 for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
                     if ((c.get(probe) or {}).get("httpGet") or {}).get("path") != path:
                         checker.error(cwhere, f"{probe} must GET {path}")
-            elif "imapd-mailbox-service" in image:
+            elif c.get("name") == "mailbox-service":
                 needed = seconds(env.get("MAILBOX_DRAIN_TIMEOUT")) or DRAIN_DEFAULTS[
                     "MAILBOX_DRAIN_TIMEOUT"]
                 for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
