@@ -13,9 +13,11 @@ import copy
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import yaml
@@ -367,6 +369,105 @@ class ManifestsTest(Fixture):
                               self.tree], stdout=subprocess.PIPE, check=True)
         self.assertIn(b"every file was there already", out.stdout)
         self.assertEqual(before, {n: read(os.path.join(tokens, n)) for n in os.listdir(tokens)})
+
+
+def secret_volume(directory, files):
+    """A directory laid out as the kubelet lays out a Secret volume: the files in a
+    timestamped directory, `..data` linking to it, and one symbolic link per key."""
+    stamp = os.path.join(directory, "..2026_01_01_00_00_00.000000001")
+    os.makedirs(stamp)
+    for name, content in files.items():
+        with open(os.path.join(stamp, name), "w") as f:
+            f.write(content)
+        os.chmod(os.path.join(stamp, name), 0o440)
+    os.symlink(os.path.basename(stamp), os.path.join(directory, "..data"))
+    for name in files:
+        os.symlink(os.path.join("..data", name), os.path.join(directory, name))
+
+
+def service_binary():
+    parts = BINARIES["mailbox-service"]
+    return os.path.join(ROOT, *parts) if SRCDIR else os.path.join(ROOT, "bazel-bin", *parts)
+
+
+def start_service(data_dir, extra=()):
+    """Runs the real mailbox-service on data_dir (SQLite, loopback, any port) until it
+    listens; returns (process, None) or (None, its output) if it exits first."""
+    parent = os.path.dirname(data_dir)
+    os.makedirs(parent, exist_ok=True)
+    port_file = os.path.join(parent, "port")
+    if os.path.exists(port_file):
+        os.remove(port_file)
+    log_path = os.path.join(parent, "service.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([service_binary(), f"--data-dir={data_dir}",
+                                 "--listen=127.0.0.1:0", f"--port-file={port_file}", *extra],
+                                stdout=log, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin"})
+    for _ in range(1200):
+        if os.path.exists(port_file) and os.path.getsize(port_file) > 0:
+            return proc, None
+        if proc.poll() is not None:
+            return None, read(log_path)
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("mailbox-service neither listened nor exited within 60 s")
+
+
+class InitContainerTest(Fixture):
+    """The init container's script, as shipped in the ConfigMap, against the real
+    service's file checks."""
+
+    def test_service_accepts_the_copied_tokens_and_refuses_the_secret_volume(self):
+        script = find(self.rendered["sqlite"], "ConfigMap", "mailbox-service-init")["data"][
+            "install-tokens.sh"]
+        work = tmpdir()
+        tokens = {name: os.urandom(32).hex() + "\n"
+                  for name in ("admin.token", "gateway.token", "session.key")}
+        secret = os.path.join(work, "tokens")
+        os.makedirs(secret)
+        secret_volume(secret, tokens)
+
+        # Straight from the Secret volume, the service refuses to start.
+        proc, output = start_service(os.path.join(work, "direct", "data"),
+                                     [f"--session-key-file={secret}/session.key"])
+        self.assertIsNone(proc)
+        self.assertIn("is a symbolic link", output)
+        print(f"    the service refuses the Secret volume: {output.strip().splitlines()[-1]}")
+
+        # After the script (run with the system's POSIX sh, as busybox's sh runs it in
+        # the pod), the service starts and uses exactly the Secret's tokens.
+        data = os.path.join(work, "pod", "data")
+        env = {"PATH": "/usr/bin:/bin", "MAILBOX_DATA_DIR": data, "TOKENS_DIR": secret}
+        for rotation in range(2):
+            out = subprocess.run(["/bin/sh", "-c", script], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT)
+            self.assertEqual(out.returncode, 0, out.stdout.decode())
+            self.assertEqual(os.stat(data).st_mode & 0o777, 0o700)
+            for name, content in tokens.items():
+                path = os.path.join(data, name)
+                info = os.lstat(path)
+                self.assertTrue(stat.S_ISREG(info.st_mode), name)
+                self.assertEqual(info.st_mode & 0o777, 0o600, name)
+                self.assertEqual(read(path), content)
+            if rotation == 0:
+                self.assertEqual(sorted(os.listdir(data)),
+                                 ["admin.token", "gateway.token", "session.key"])
+            self.assertFalse([n for n in os.listdir(data) if n.endswith(".new")])
+            proc, output = start_service(data)
+            self.assertIsNotNone(proc, output)
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=60), 0)
+            for name, content in tokens.items():
+                self.assertEqual(read(os.path.join(data, name)), content,
+                                 f"the service changed {name}")
+            # A rotation: the kubelet swaps ..data to a new directory; the next start
+            # of the pod copies the new tokens over the old ones.
+            tokens = {name: os.urandom(32).hex() + "\n" for name in tokens}
+            secret = os.path.join(work, f"tokens{rotation + 1}")
+            os.makedirs(secret)
+            secret_volume(secret, tokens)
+            env["TOKENS_DIR"] = secret
+        print("    the service starts on the copied tokens, before and after a rotation")
 
 
 def normalise(objects):
