@@ -281,6 +281,19 @@ class ManifestsTest(Fixture):
             hpa = find(objs, "HorizontalPodAutoscaler", "imap-gateway")
             self.assertEqual(hpa["apiVersion"], "autoscaling/v2")
 
+    def test_images_carry_the_overlay_tags(self):
+        for overlay in OVERLAYS:
+            images = set()
+            for obj in self.rendered[overlay]:
+                if obj["kind"] in ("Deployment", "StatefulSet"):
+                    spec = obj["spec"]["template"]["spec"]
+                    for c in spec["containers"] + spec.get("initContainers", []):
+                        images.add(c["image"])
+            images = sorted(images)
+            self.assertEqual(images, ["docker.io/library/busybox:1.36.1",
+                                      "localhost/imapd-gateway:dev",
+                                      "localhost/imapd-mailbox-service:dev"])
+
     def test_service_per_overlay(self):
         sqlite = find(self.rendered["sqlite"], "StatefulSet", "mailbox-service")
         self.assertEqual(sqlite["spec"]["replicas"], 1)
@@ -625,6 +638,10 @@ class NegativeTest(Fixture):
         container(self.gateway(objects), "imap-gateway")["env"].append(
             {"name": "IMAPD_WORKERS", "value": "8"})
         self.assert_rejected(objects, r"env IMAPD_WORKERS is set twice")
+        objects = self.objects("postgres")
+        container(find(objects, "Deployment", "mailbox-service"), "mailbox-service")[
+            "image"] = "localhost/imapd-mailbox-service"
+        self.assert_rejected(objects, r"image 'localhost/imapd-mailbox-service' needs a version")
 
     def test_unknown_setting(self):
         if Fixture.env_names is None:

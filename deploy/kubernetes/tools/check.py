@@ -14,7 +14,7 @@
    selectors of Services, workloads, PodDisruptionBudgets, HorizontalPodAutoscalers,
    NetworkPolicies and ServiceMonitors must point at what exists in the same set.
 3. Rules of this project: non-root uid 10001, read-only root file system, no
-   capabilities, seccomp RuntimeDefault, no service links (the binaries refuse unknown
+   capabilities, seccomp RuntimeDefault, images with a version, no service links (the binaries refuse unknown
    IMAPD_*/MAILBOX_* variables), resources, and terminationGracePeriodSeconds at
    least the drain the environment asks for plus a margin.
 
@@ -526,6 +526,10 @@ def check_pod_rules(where, owner, spec, checker):
                 checker.error(cwhere, "capabilities.drop must contain ALL")
             if sc.get("runAsUser", psc.get("runAsUser")) != 10001:
                 checker.error(cwhere, "must run as uid 10001")
+            _, tag, digest = render._split_image(c.get("image", ""))
+            if not digest and (not tag or tag == "latest"):
+                checker.error(cwhere, f"image {c.get('image')!r} needs a version tag or a digest "
+                              "(none, or latest, is whatever the registry has today)")
             res = c.get("resources") or {}
             if not (res.get("requests") or {}).get("cpu") or not (
                     res.get("requests") or {}).get("memory") or not (
