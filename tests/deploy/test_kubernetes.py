@@ -74,6 +74,14 @@ def admin_job():
     return render.load_yaml_file(os.path.join(KUBE, "examples", "admin-job.yaml"))
 
 
+def examples(overlay):
+    """The example Jobs that go with an overlay."""
+    jobs = admin_job()
+    if overlay == "postgres":
+        jobs += render.load_yaml_file(os.path.join(KUBE, "examples", "migrate-job.yaml"))
+    return jobs
+
+
 def known_env():
     """Every IMAPD_*/MAILBOX_* name the three binaries' --help mentions."""
     names = set(SETTINGS_ADDED_ALONGSIDE)
@@ -124,7 +132,7 @@ class Fixture(unittest.TestCase):
                     os.path.join(Fixture.tree, "overlays", overlay))
 
     def objects(self, overlay):
-        return copy.deepcopy(self.rendered[overlay]) + admin_job()
+        return copy.deepcopy(self.rendered[overlay]) + examples(overlay)
 
     def assert_clean(self, objects, **kwargs):
         errors = check.check_all(objects, external_secrets={"alice-password"}, **kwargs)
@@ -321,7 +329,7 @@ class ManifestsTest(Fixture):
                         f.write(f"resources: [../../overlays/{overlay}]\n"
                                 f"components: [../../components/cloud-{cloud}]\n")
                     objects = render.render(d)
-                    self.assert_clean(objects + admin_job())
+                    self.assert_clean(objects + examples(overlay))
                     svc = find(objects, "Service", "imap-gateway")
                     annotations = svc["metadata"].get("annotations") or {}
                     self.assertTrue(annotations)
@@ -528,6 +536,13 @@ class NegativeTest(Fixture):
         find(objects, "ServiceMonitor", "mailbox-service")["spec"]["endpoints"][0][
             "interval"] = "30"
         self.assert_rejected(objects, r"expected a duration such as 30s, got '30'")
+
+    def test_migrate_job_needs_the_postgres_secret(self):
+        objects = self.objects("postgres")
+        secret = find(objects, "Secret", "mailbox-postgres")
+        objects.remove(secret)
+        self.assert_rejected(objects, r"Job/mailbox-migrate- container mailbox-admin: "
+                                      r"Secret 'mailbox-postgres' is not defined")
 
     def test_missing_required_field(self):
         objects = self.objects("sqlite")
