@@ -434,9 +434,9 @@ def start_service(data_dir, extra=()):
     raise AssertionError("mailbox-service neither listened nor exited within 60 s")
 
 
-class InitContainerTest(Fixture):
-    """The init container's script, as shipped in the ConfigMap, against the real
-    service's file checks."""
+class TokenFilesTest(Fixture):
+    """How the token files reach the binaries, against their real file checks: the
+    init container's script as shipped in the ConfigMap, and the gateway's subPath."""
 
     def test_service_accepts_the_copied_tokens_and_refuses_the_secret_volume(self):
         script = find(self.rendered["sqlite"], "ConfigMap", "mailbox-service-init")["data"][
@@ -489,6 +489,65 @@ class InitContainerTest(Fixture):
             secret_volume(secret, tokens)
             env["TOKENS_DIR"] = secret
         print("    the service starts on the copied tokens, before and after a rotation")
+
+    def test_gateway_takes_the_subpath_token_and_refuses_the_link(self):
+        """The gateway mounts gateway.token with subPath: a regular file of root, group
+        10001 (fsGroup), mode 0440. Its Secret volume path would be a link."""
+        gw = find(self.rendered["sqlite"], "Deployment", "imap-gateway")
+        c = container(gw, "imap-gateway")
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "tokens")
+        self.assertEqual(mount["subPath"], "gateway.token")
+        self.assertEqual(env_of(c)["IMAPD_STORE_TOKEN_FILE"]["value"], mount["mountPath"])
+        volume = next(v for v in gw["spec"]["template"]["spec"]["volumes"]
+                      if v["name"] == "tokens")
+        self.assertEqual(volume["secret"]["defaultMode"], 0o440)
+        self.assertEqual(gw["spec"]["template"]["spec"]["securityContext"]["fsGroup"], 10001)
+
+        work = tmpdir()
+        secret = os.path.join(work, "tokens")
+        os.makedirs(secret)
+        secret_volume(secret, {"gateway.token": os.urandom(32).hex() + "\n"})
+        # What the subPath mount shows: the file itself. Owned by another user here
+        # (the kubelet's files are root's; this test may run as root itself).
+        sub_path = os.path.join(work, "gateway.token")
+        shutil.copyfile(os.path.join(secret, "..data", "gateway.token"), sub_path)
+        os.chown(sub_path, 65534, 10001)
+        os.chmod(sub_path, 0o440)
+        imaps = os.path.join(self.tree, "base", "secrets", "imaps")
+
+        def gateway(token_file):
+            ports = os.path.join(work, "ports")
+            if os.path.exists(ports):
+                os.remove(ports)
+            binary = os.path.join(ROOT, *BINARIES["imap-gateway"]) if SRCDIR else os.path.join(
+                ROOT, "bazel-bin", *BINARIES["imap-gateway"])
+            log_path = os.path.join(work, "gateway.log")
+            with open(log_path, "w") as log:
+                proc = subprocess.Popen(
+                    [binary, f"--tls-cert-file={imaps}/tls.crt", f"--tls-key-file={imaps}/tls.key",
+                     "--imaps-listen=127.0.0.1:0", "--imap-listen=127.0.0.1:0",
+                     "--http-listen=127.0.0.1:0", f"--ports-file={ports}",
+                     "--store=127.0.0.1:1", f"--store-token-file={token_file}"],
+                    stdout=log, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin"})
+            for _ in range(1200):
+                if os.path.exists(ports) and os.path.getsize(ports) > 0:
+                    proc.terminate()
+                    self.assertEqual(proc.wait(timeout=60), 0)
+                    return 0, read(log_path)
+                if proc.poll() is not None:
+                    return proc.returncode, read(log_path)
+                time.sleep(0.05)
+            proc.kill()
+            raise AssertionError("imap-gateway neither listened nor exited within 60 s")
+
+        status, output = gateway(os.path.join(secret, "gateway.token"))
+        self.assertEqual(status, 2, output)
+        self.assertIn("is a symbolic link", output)
+        print(f"    the gateway refuses the Secret volume's link: {output.strip().splitlines()[-1]}")
+        status, output = gateway(sub_path)
+        self.assertEqual(status, 0, output)
+        self.assertNotIn("--store-token-file", output)
+        print("    the gateway starts on the subPath file (uid 65534, group 10001, 0440)")
 
 
 def normalise(objects):
