@@ -4,8 +4,9 @@ Renders both overlays, alone and with each cloud component, with the project's
 renderer (tools/render.py) and, when a kubectl is installed, compares that with
 `kubectl kustomize`; runs yamllint strictly; checks every object against the
 Kubernetes API models and the references between them (tools/check.py); checks that
-make-secrets.sh makes what the manifests expect; and proves that the checker rejects
-a misspelled field, a wrong type, a missing required field and a duplicate key, and
+make-secrets.sh makes what the manifests expect; runs the real service and gateway
+on the token files as the pods get them; and proves that the checker rejects a
+misspelled field, a wrong type, a missing required field and a duplicate key, and
 each kind of broken reference.
 """
 import base64
@@ -131,6 +132,15 @@ class Fixture(unittest.TestCase):
                 Fixture.rendered[overlay] = render.render(
                     os.path.join(Fixture.tree, "overlays", overlay))
 
+    def combined(self, overlay, cloud):
+        """A kustomization of an overlay with a cloud component, as an operator writes."""
+        d = os.path.join(self.tree, "combined", f"{overlay}-{cloud}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "kustomization.yaml"), "w") as f:
+            f.write(f"resources: [../../overlays/{overlay}]\n"
+                    f"components: [../../components/cloud-{cloud}]\n")
+        return d
+
     def objects(self, overlay):
         return copy.deepcopy(self.rendered[overlay]) + examples(overlay)
 
@@ -168,12 +178,13 @@ class RendererTest(unittest.TestCase):
              "args": ["--two"], "ports": [{"containerPort": 2, "name": "q"}]},
             {"name": "c", "image": "z"}]}}
         out = render.strategic_merge(base, patch)
-        a = out["spec"]["containers"][0]
-        self.assertEqual(a["env"], [{"name": "A", "value": "1"}, {"name": "B", "value": "3"},
-                                    {"name": "C", "value": "4"}])
+        a = next(c for c in out["spec"]["containers"] if c["name"] == "a")
+        # Merged in place; items only the patch has first (kustomize's order).
+        self.assertEqual(a["env"], [{"name": "C", "value": "4"}, {"name": "A", "value": "1"},
+                                    {"name": "B", "value": "3"}])
         self.assertEqual(a["args"], ["--two"])  # no merge key: replaced
-        self.assertEqual([p["containerPort"] for p in a["ports"]], [1, 2])
-        self.assertEqual([c["name"] for c in out["spec"]["containers"]], ["a", "b", "c"])
+        self.assertEqual([p["containerPort"] for p in a["ports"]], [2, 1])
+        self.assertEqual([c["name"] for c in out["spec"]["containers"]], ["c", "a", "b"])
         self.assertEqual(base["spec"]["containers"][0]["args"], ["--one"])  # not mutated
 
     def test_strategic_merge_null_removes_and_service_ports_by_port(self):
@@ -323,12 +334,7 @@ class ManifestsTest(Fixture):
         for overlay in OVERLAYS:
             for cloud in COMPONENTS:
                 with self.subTest(overlay=overlay, cloud=cloud):
-                    d = os.path.join(self.tree, "combined", f"{overlay}-{cloud}")
-                    os.makedirs(d, exist_ok=True)
-                    with open(os.path.join(d, "kustomization.yaml"), "w") as f:
-                        f.write(f"resources: [../../overlays/{overlay}]\n"
-                                f"components: [../../components/cloud-{cloud}]\n")
-                    objects = render.render(d)
+                    objects = render.render(self.combined(overlay, cloud))
                     self.assert_clean(objects + examples(overlay))
                     svc = find(objects, "Service", "imap-gateway")
                     annotations = svc["metadata"].get("annotations") or {}
@@ -349,18 +355,23 @@ class ManifestsTest(Fixture):
             # too old for these files): only the project's renderer is used then.
             print("    kubectl not installed: the comparison with kustomize did not run")
             return
-        for overlay in OVERLAYS:
-            with self.subTest(overlay=overlay):
-                out = subprocess.run([kubectl, "kustomize", os.path.join(self.tree, "overlays",
-                                                                          overlay)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        version = subprocess.run([kubectl, "version", "--client"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, timeout=60).stdout.decode()
+        print("    " + " / ".join(version.strip().splitlines()))
+        targets = [os.path.join(self.tree, "overlays", o) for o in OVERLAYS]
+        targets += [self.combined(o, c) for o in OVERLAYS for c in COMPONENTS]
+        for target in targets:
+            with self.subTest(target=target):
+                out = subprocess.run([kubectl, "kustomize", target], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, timeout=120)
                 self.assertEqual(out.returncode, 0, out.stderr.decode())
                 theirs = normalise(yaml.safe_load_all(out.stdout))
-                ours = normalise(self.rendered[overlay])
+                ours = normalise(render.render(target))
                 self.assertEqual(sorted(theirs), sorted(ours))
                 for key in ours:
                     self.assertEqual(ours[key], theirs[key], key)
-                print(f"    {overlay}: {len(ours)} objects identical to kubectl kustomize")
+                print(f"    {os.path.relpath(target, self.tree)}: {len(ours)} objects "
+                      "identical to kubectl kustomize")
 
     def test_make_secrets(self):
         link = os.path.join(self.tree, "base", "secrets", "link")

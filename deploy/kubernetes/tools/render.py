@@ -13,8 +13,8 @@ manifests cannot drift out of what is tested):
   * patches: `path:` or `patch:` strategic merge patches, the target named by the
     patch's own apiVersion, kind and metadata.name; lists merge on the keys
     Kubernetes declares for them (containers and env by name, ports by containerPort
-    or port, volumeMounts by mountPath, ...), other lists are replaced, a null
-    removes a field;
+    or port, volumeMounts by mountPath, ...), items only the patch has going first
+    as kustomize puts them; other lists are replaced; a null removes a field;
   * images: name, newName, newTag, digest;
   * secretGenerator and configMapGenerator from `files` (`key=path` or `path`) and
     `literals`, with generatorOptions.labels and disableNameSuffixHash: true (name
@@ -146,6 +146,7 @@ def strategic_merge(base, patch, field=None):
         if key is None:
             return copy.deepcopy(patch)
         out = [copy.deepcopy(item) for item in base]
+        new = []
         for item in patch:
             if not isinstance(item, dict) or key not in item:
                 raise RenderError(f"an item of {field} in a patch has no {key}")
@@ -154,8 +155,9 @@ def strategic_merge(base, patch, field=None):
                     out[i] = strategic_merge(existing, item, None)
                     break
             else:
-                out.append(copy.deepcopy(item))
-        return out
+                new.append(copy.deepcopy(item))
+        # Items only the patch has go first, as kustomize puts them.
+        return new + out
     return copy.deepcopy(patch)
 
 
