@@ -277,6 +277,7 @@ class ManifestsTest(Fixture):
         for overlay in OVERLAYS:
             objs = self.rendered[overlay]
             gw = find(objs, "Deployment", "imap-gateway")
+            self.assertNotIn("replicas", gw["spec"])  # the autoscaler's
             self.assertEqual(gw["metadata"]["namespace"], "imapd")
             spec = gw["spec"]["template"]["spec"]
             c = container(gw, "imap-gateway")
@@ -628,18 +629,20 @@ class NegativeTest(Fixture):
         path = os.path.join(d, "base", "gateway-deployment.yaml")
         with open(path) as f:
             text = f.read()
-        # A second `replicas` in the Deployment's spec: a plain YAML parser keeps the
-        # last one without a word.
-        text = text.replace("  replicas: 2\n", "  replicas: 2\n  replicas: 20\n", 1)
+        # A second `revisionHistoryLimit` in the Deployment's spec: a plain YAML
+        # parser keeps the last one without a word.
+        self.assertIn("  revisionHistoryLimit: 5\n", text)
+        text = text.replace("  revisionHistoryLimit: 5\n",
+                            "  revisionHistoryLimit: 5\n  revisionHistoryLimit: 50\n", 1)
         with open(path, "w") as f:
             f.write(text)
-        with self.assertRaisesRegex(render.RenderError, r"duplicate key 'replicas'"):
+        with self.assertRaisesRegex(render.RenderError, r"duplicate key 'revisionHistoryLimit'"):
             render.render(os.path.join(d, "overlays", "sqlite"))
         out = subprocess.run(["yamllint", "-s", "-c", os.path.join(d, ".yamllint"), path],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.assertNotEqual(out.returncode, 0)
-        self.assertIn('duplication of key "replicas"', out.stdout.decode())
-        print("    rejected as expected: duplicate key 'replicas' (renderer and yamllint)")
+        self.assertIn('duplication of key "revisionHistoryLimit"', out.stdout.decode())
+        print("    rejected as expected: a duplicate key (renderer and yamllint)")
 
     def test_unknown_kind_or_version(self):
         objects = self.objects("sqlite")
@@ -689,6 +692,9 @@ class NegativeTest(Fixture):
         find(objects, "HorizontalPodAutoscaler", "imap-gateway")["spec"]["scaleTargetRef"][
             "name"] = "gateway"
         self.assert_rejected(objects, r"scaleTargetRef Deployment/gateway not found")
+        objects = self.objects("sqlite")
+        self.gateway(objects)["spec"]["replicas"] = 2
+        self.assert_rejected(objects, r"Deployment/imap-gateway sets replicas")
         objects = self.objects("sqlite")
         find(objects, "ServiceMonitor", "mailbox-service")["spec"]["endpoints"][0][
             "port"] = "metrics"

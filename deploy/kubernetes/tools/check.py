@@ -465,6 +465,9 @@ def check_references(objects, checker, external_secrets=()):
         if target is None:
             checker.error(where, f"scaleTargetRef {ref.get('kind')}/{ref.get('name')} not found")
             continue
+        if "replicas" in (target.get("spec") or {}):
+            checker.error(where, f"{ref.get('kind')}/{ref.get('name')} sets replicas, which "
+                          "every apply would reset under the autoscaler: leave it out")
         spec, _ = pod_template(target)
         for metric in (hpa.get("spec") or {}).get("metrics") or []:
             resource = (metric.get("resource") or {}).get("name")
