@@ -594,6 +594,34 @@ class NegativeTest(Fixture):
         self.assert_rejected(objects, r"unknown field 'imagePullPolcy' in V1Container "
                                       r"\(did you mean imagePullPolicy\?\)")
 
+    def test_command_line_tools(self):
+        """render.py and check.py as an operator runs them, on files."""
+        tools = os.path.join(self.tree, "tools")
+        out = subprocess.run([sys.executable, os.path.join(tools, "render.py"),
+                              os.path.join(self.tree, "overlays", "postgres")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+        rendered = os.path.join(tmpdir(), "all.yaml")
+        with open(rendered, "wb") as f:
+            f.write(out.stdout)
+        jobs = [os.path.join(self.tree, "examples", n) for n in ("admin-job.yaml",
+                                                                 "migrate-job.yaml")]
+        command = [sys.executable, os.path.join(tools, "check.py"), "--external-secret",
+                   "alice-password", rendered, *jobs]
+        out = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertEqual(out.returncode, 0, out.stdout.decode())
+        self.assertIn(b"21 objects, 0 problems", out.stdout)
+        with open(rendered) as f:
+            text = f.read()
+        self.assertIn("    terminationGracePeriodSeconds: 45\n", text)
+        with open(rendered, "w") as f:
+            f.write(text.replace("    terminationGracePeriodSeconds: 45\n",
+                                 "    terminationGracePeriodSecond: 45\n", 1))
+        out = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn(b"unknown field 'terminationGracePeriodSecond' in V1PodSpec (did you mean "
+                      b"terminationGracePeriodSeconds?)", out.stdout)
+        print("    " + out.stdout.decode().splitlines()[0])
+
     def test_misspelled_field_in_service_monitor(self):
         objects = self.objects("sqlite")
         monitor = find(objects, "ServiceMonitor", "imap-gateway")
