@@ -25,6 +25,9 @@ packages=(
   interimap
   # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.
   dovecot-imapd dovecot-sqlite argon2 linux-perf
+  # The Kubernetes manifests' test (tests/deploy): the API models that check every
+  # object's fields and types, and a strict YAML linter (duplicate keys).
+  python3-kubernetes python3-yaml yamllint
 )
 
 missing=()
