@@ -25,6 +25,11 @@ packages=(
   interimap
   # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.
   dovecot-imapd dovecot-sqlite argon2 linux-perf
+  # Container images (deploy/container): image trees from Debian packages (mmdebstrap),
+  # images without a base image (buildah) written as OCI archives (skopeo); the
+  # container test runs them with podman under runc, catatonit as --init, and enters
+  # their network namespace with nsenter (util-linux).
+  mmdebstrap buildah skopeo podman runc catatonit util-linux
 )
 
 missing=()
