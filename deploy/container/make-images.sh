@@ -108,11 +108,12 @@ for image in gateway mailbox-service mailbox-admin; do
   fi
 done
 ((failed == 0)) || exit 1
+echo "make-images.sh: image trees made in ${SECONDS}s"
 
 # busybox for the debug variants: one static binary and a link per command.
 if ((debug)); then
   mkdir -p "$work/busybox/archives" "$work/busybox/tree/bin" "$work/busybox/tree/var/lib/dpkg/status.d"
-  (cd "$work/busybox/archives" && apt-get -q=2 download busybox-static)
+  (cd "$work/busybox/archives" && apt-get -q=2 -o APT::Sandbox::User=root download busybox-static)
   deb=$(echo "$work"/busybox/archives/busybox-static_*.deb)
   dpkg-deb --extract "$deb" "$work/busybox/tree"
   dpkg-deb --field "$deb" >"$work/busybox/tree/var/lib/dpkg/status.d/busybox-static"
@@ -204,7 +205,7 @@ for image in gateway mailbox-service mailbox-admin; do
   fi
 done
 
-echo "make-images.sh: images in $out:"
+echo "make-images.sh: images in $out (${SECONDS}s in all):"
 while read -r name archive; do
   printf '  %-48s %s (%s)\n' "$name" "$archive" "$(du -h "$archive" | cut -f1)"
 done <"$out/images.txt"

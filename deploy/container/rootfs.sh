@@ -97,25 +97,34 @@ include=$(IFS=,; echo "${packages[*]}")
 mmdebstrap --quiet --variant=extract --include="$include" --skip=chroot/mount \
   --extract-hook="$record_packages" "$suite" "$out" ${mirror:+"$mirror"}
 
-# The data packages: downloaded alone (no dependencies) with the same apt sources.
+# The data packages: downloaded alone (no dependencies). With the machine's own apt
+# lists when it runs the same Debian release and no mirror is given (no index to
+# fetch), else with lists fetched for the suite and mirror.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-printf 'deb [signed-by=%s] %s %s main\n' "$keyring" "${mirror:-http://deb.debian.org/debian}" \
-  "$suite" >"$scratch/sources.list"
-if [[ -z "$mirror" ]]; then
-  printf 'deb [signed-by=%s] http://deb.debian.org/debian %s-updates main\n' "$keyring" "$suite" \
-    >>"$scratch/sources.list"
-  printf 'deb [signed-by=%s] http://deb.debian.org/debian-security %s-security main\n' \
-    "$keyring" "$suite" >>"$scratch/sources.list"
+mkdir -p "$scratch/archives/partial"
+host_codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+if [[ -n "$mirror" || "$host_codename" != "$suite" ]] \
+   || ! (cd "$scratch/archives" \
+         && apt-get -q=2 -o APT::Sandbox::User=root download "${data_packages[@]}") 2>/dev/null; then
+  rm -f "$scratch"/archives/*.deb
+  keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  printf 'deb [signed-by=%s] %s %s main\n' "$keyring" "${mirror:-http://deb.debian.org/debian}" \
+    "$suite" >"$scratch/sources.list"
+  if [[ -z "$mirror" ]]; then
+    printf 'deb [signed-by=%s] http://deb.debian.org/debian %s-updates main\n' "$keyring" "$suite" \
+      >>"$scratch/sources.list"
+    printf 'deb [signed-by=%s] http://deb.debian.org/debian-security %s-security main\n' \
+      "$keyring" "$suite" >>"$scratch/sources.list"
+  fi
+  mkdir -p "$scratch/lists/partial"
+  : >"$scratch/status"
+  apt_options=(-o "Dir::Etc::SourceList=$scratch/sources.list" -o "Dir::Etc::SourceParts=-"
+    -o "Dir::State::Lists=$scratch/lists" -o "Dir::State::Status=$scratch/status"
+    -o "Dir::Cache=$scratch" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+  apt-get -q=2 "${apt_options[@]}" update
+  (cd "$scratch/archives" && apt-get -q=2 "${apt_options[@]}" download "${data_packages[@]}")
 fi
-mkdir -p "$scratch/lists/partial" "$scratch/archives/partial"
-: >"$scratch/status"
-apt_options=(-o "Dir::Etc::SourceList=$scratch/sources.list" -o "Dir::Etc::SourceParts=-"
-  -o "Dir::State::Lists=$scratch/lists" -o "Dir::State::Status=$scratch/status"
-  -o "Dir::Cache=$scratch" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-apt-get -q=2 "${apt_options[@]}" update
-(cd "$scratch/archives" && apt-get -q=2 "${apt_options[@]}" download "${data_packages[@]}")
 for deb in "$scratch"/archives/*.deb; do
   dpkg-deb --extract "$deb" "$out"
   package=$(dpkg-deb --field "$deb" Package)

@@ -40,7 +40,7 @@ fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
 check() {
   local name=$1
   shift
-  if "$@"; then pass "$name"; else fail "$name"; fi
+  if "$@"; then pass "$name"; else fail "$name"; return 1; fi
 }
 finish() {
   echo "$passed passed, $failed failed"
@@ -70,11 +70,14 @@ work=$(mktemp -d /tmp/imapd-container-test.XXXXXX)
 tag="test-$$"
 pod="imapd-test-$$"
 limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+# As in production: nothing written outside the data volume, no capabilities at all.
+hardened=(--read-only --cap-drop=all --security-opt=no-new-privileges)
 # The pod's infra container takes its limits from here (podman's default, 1048576 open
 # files, is above this machine's hard limit); runc, since crun cannot set up cgroups here.
 cat >"$work/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+log_driver = "k8s-file"
 
 [engine]
 runtime = "runc"
@@ -172,45 +175,78 @@ check "debug variant has a shell, runs as 10001, has the program (got: $debug_ui
 mkdir -p "$work/data" "$work/tls"
 chown 10001:10001 "$work/data"
 chmod 0700 "$work/data"
-# A CA made here, and the gateway's certificate for 127.0.0.1 and imap.test.
+# A CA made here; from it the gateway's IMAPS certificate (for 127.0.0.1 and imap.test)
+# and the link's: the service's server certificate and the client certificates of the
+# gateway and mailbox-admin (mutual TLS, as between pods or machines).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj "/CN=imapd container test CA" -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=imap.test" \
-  -keyout "$work/tls/tls.key" -out "$work/tls.csr" 2>/dev/null
-printf 'subjectAltName=DNS:imap.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$work/ext.cnf"
-openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
-  -days 2 -extfile "$work/ext.cnf" -out "$work/tls/tls.crt" 2>/dev/null
-# The key is readable by the gateway's user alone, as a mounted secret would be.
-chown -R 10001:10001 "$work/tls"
-chmod 0600 "$work/tls/tls.key"
+issue() {  # issue DIR NAME SUBJECT-ALT-NAMES EXTENDED-KEY-USAGE
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+    -keyout "$1/$2.key" -out "$work/$2.csr" 2>/dev/null
+  printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$3" "$4" >"$work/$2.ext"
+  openssl x509 -req -in "$work/$2.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
+    -CAcreateserial -days 2 -extfile "$work/$2.ext" -out "$1/$2.crt" 2>/dev/null
+}
+mkdir -p "$work/link"
+issue "$work/tls" tls "DNS:imap.test,IP:127.0.0.1" serverAuth
+issue "$work/link" service "DNS:mailbox-service,IP:127.0.0.1" serverAuth
+issue "$work/link" gateway "DNS:imap-gateway" clientAuth
+issue "$work/link" admin "DNS:mailbox-admin" clientAuth
+cp "$work/ca.crt" "$work/link/ca.crt"
+# Keys readable by the containers' user alone, as a mounted secret would be.
+chown -R 10001:10001 "$work/tls" "$work/link"
+chmod 0600 "$work/tls"/*.key "$work/link"/*.key
+link_service=(--volume "$work/link:/etc/imapd/link:ro"
+  --env MAILBOX_TLS_CERT_FILE=/etc/imapd/link/service.crt
+  --env MAILBOX_TLS_KEY_FILE=/etc/imapd/link/service.key
+  --env MAILBOX_TLS_CLIENT_CA_FILE=/etc/imapd/link/ca.crt)
+link_admin=(--volume "$work/link:/etc/imapd/link:ro"
+  --env MAILBOX_CA_FILE=/etc/imapd/link/ca.crt
+  --env MAILBOX_CERT_FILE=/etc/imapd/link/admin.crt
+  --env MAILBOX_KEY_FILE=/etc/imapd/link/admin.key)
+link_gateway=(--volume "$work/link:/etc/imapd/link:ro"
+  --env IMAPD_STORE_CA_FILE=/etc/imapd/link/ca.crt
+  --env IMAPD_STORE_CERT_FILE=/etc/imapd/link/gateway.crt
+  --env IMAPD_STORE_KEY_FILE=/etc/imapd/link/gateway.key)
+logs_and_finish() {
+  for name in "$pod-service" "$pod-gateway"; do
+    echo "--- logs of $name"
+    pm logs "$name" 2>&1 | tail -40
+  done
+  finish
+}
 
 check "pod created (--network=none)" pm pod create --name "$pod" --network=none
-# Fast password hashing: the test is about the containers, not Argon2's cost.
+# The image's default listener (0.0.0.0:50051) with mutual TLS. Fast password hashing:
+# the test is about the containers, not Argon2's cost.
 check "service container started" pm run --detach --pod "$pod" --name "$pod-service" --init \
-  "${limits[@]}" --volume "$work/data:/var/lib/mailbox" "$service_image" \
+  "${limits[@]}" "${hardened[@]}" "${link_service[@]}" --volume "$work/data:/var/lib/mailbox" \
+  "$service_image" \
   --argon2-memory-kib=64 --argon2-time-cost=1
 netns_pid=$(pm inspect --format '{{.State.Pid}}' "$pod-service")
 in_pod() { timeout 90 nsenter --target "$netns_pid" --net -- "$@"; }
-check "service listens on 50051 in the pod" in_pod python3 "$check_py" wait 50051
+check "service listens on 50051 in the pod" in_pod python3 "$check_py" wait 50051 \
+  || logs_and_finish
 check "service made its tokens in the volume" test -s "$work/data/gateway.token" -a -s "$work/data/admin.token"
 token_owner=$(stat -c '%u' "$work/data/admin.token" 2>/dev/null)
 check "the service wrote as uid 10001 (admin.token owner $token_owner)" test "$token_owner" = 10001
 
-admin_out=$(pm run --rm --pod "$pod" --init "${limits[@]}" \
+admin_out=$(pm run --rm --pod "$pod" --init "${limits[@]}" "${hardened[@]}" "${link_admin[@]}" \
   --volume "$work/data:/var/lib/mailbox:ro" "$admin_image" user add alice --password s3cret-pw 2>&1)
 check "mailbox-admin created a user (got: $admin_out)" grep -Eq '^created user alice \(id [0-9]+\)$' <<<"$admin_out"
 
 check "gateway container started" pm run --detach --pod "$pod" --name "$pod-gateway" --init \
-  "${limits[@]}" --volume "$work/tls:/etc/imapd/tls:ro" \
+  "${limits[@]}" "${hardened[@]}" "${link_gateway[@]}" --volume "$work/tls:/etc/imapd/tls:ro" \
   --volume "$work/data/gateway.token:/etc/imapd/gateway.token:ro" \
   --env IMAPD_STORE_TOKEN_FILE=/etc/imapd/gateway.token "$gateway_image"
-check "gateway listens on 9993, 9143 and 8143 in the pod" in_pod python3 "$check_py" wait 9993 9143 8143
+check "gateway listens on 9993, 9143 and 8143 in the pod" \
+  in_pod python3 "$check_py" wait 9993 9143 8143 || logs_and_finish
 status=$(in_pod python3 "$check_py" http 8143 /healthz)
 check "gateway /healthz is 200 (got $status)" test "$status" = 200
 imap_out=$(in_pod python3 "$check_py" imap 9993 "$work/ca.crt" alice s3cret-pw 2>&1)
 echo "$imap_out"
 check "IMAPS login, APPEND and FETCH through the gateway container" grep -q '^imap ok ' <<<"$imap_out"
-listing=$(pm run --rm --pod "$pod" --init "${limits[@]}" \
+listing=$(pm run --rm --pod "$pod" --init "${limits[@]}" "${link_admin[@]}" \
   --volume "$work/data:/var/lib/mailbox:ro" "$admin_image" mailbox list alice 2>&1)
 check "mailbox-admin sees the appended message (INBOX: 1 message)" \
   grep -Eq $'^INBOX\t[^\t]*\t1\t' <<<"$listing"
@@ -227,11 +263,5 @@ for name in "$pod-gateway" "$pod-service"; do
   code=$(pm inspect --format '{{.State.ExitCode}}' "$name")
   check "$name exits 0 on SIGTERM (got $code)" test "$code" = 0
 done
-if ((failed)); then
-  for name in "$pod-service" "$pod-gateway"; do
-    echo "--- logs of $name"
-    pm logs "$name" 2>&1 | tail -40
-  done
-fi
-
+((failed == 0)) || logs_and_finish
 finish
