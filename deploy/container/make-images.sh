@@ -91,22 +91,32 @@ declare -A description=(
   [mailbox-service]="imapd mailbox service: gRPC on 50051, operator HTTP on 8151; SQLite data in /var/lib/mailbox or PostgreSQL"
   [mailbox-admin]="imapd mailbox-admin: users, mailboxes, imports and quotas over the mailbox service's gRPC API")
 
-# The three trees at once: most of the time goes to downloading packages.
+# The trees. Most of the time goes to apt: the service's tree (whose packages include
+# the others') fetches the package lists and files into a cache, then the other two
+# are made from it at once.
+cache="$work/apt-cache"
 declare -A pid=()
-for image in gateway mailbox-service mailbox-admin; do
-  mkdir -p "$work/$image"
-  "$here/rootfs.sh" "$image" "${binary[$image]}" "$work/$image/rootfs" \
-    >"$work/$image/rootfs.log" 2>&1 &
-  pid[$image]=$!
-done
 failed=0
-for image in gateway mailbox-service mailbox-admin; do
-  if ! wait "${pid[$image]}"; then
-    echo "make-images.sh: the tree of $image failed:" >&2
-    cat "$work/$image/rootfs.log" >&2
+make_tree() {  # make_tree IMAGE fill|use (in the background; pid[IMAGE])
+  mkdir -p "$work/$1"
+  ROOTFS_APT_CACHE=$cache ROOTFS_APT_CACHE_MODE=$2 \
+    "$here/rootfs.sh" "$1" "${binary[$1]}" "$work/$1/rootfs" >"$work/$1/rootfs.log" 2>&1 &
+  pid[$1]=$!
+}
+wait_tree() {
+  if ! wait "${pid[$1]}"; then
+    echo "make-images.sh: the tree of $1 failed:" >&2
+    cat "$work/$1/rootfs.log" >&2
     failed=1
   fi
-done
+}
+make_tree mailbox-service fill
+wait_tree mailbox-service
+((failed == 0)) || exit 1
+make_tree gateway use
+make_tree mailbox-admin use
+wait_tree gateway
+wait_tree mailbox-admin
 ((failed == 0)) || exit 1
 echo "make-images.sh: image trees made in ${SECONDS}s"
 

@@ -87,15 +87,42 @@ done
 # files are still there: it records each package's control fields in
 # /var/lib/dpkg/status.d/, where scanners find the package list of a distroless image.
 # Nothing runs inside the tree, so no /proc, /sys or /dev is mounted.
+# (With a cache the directory may hold other packages' files too: a package is in the
+# tree when its /usr/share/doc/PACKAGE is, which Debian policy requires of every one.)
 record_packages='mkdir -p "$1/var/lib/dpkg/status.d"
 for deb in "$1"/var/cache/apt/archives/*.deb; do
   package=$(dpkg-deb --field "$deb" Package)
-  dpkg-deb --field "$deb" > "$1/var/lib/dpkg/status.d/$package"
+  if [ -e "$1/usr/share/doc/$package" ] || [ -L "$1/usr/share/doc/$package" ]; then
+    dpkg-deb --field "$deb" > "$1/var/lib/dpkg/status.d/$package"
+  fi
 done'
+# ROOTFS_APT_CACHE=DIR keeps apt's package lists and the .deb files in DIR, so that
+# several trees cost one download: the first run (ROOTFS_APT_CACHE_MODE=fill) fetches
+# and saves them, later ones (=use) start from them and fetch no index.
+cache_options=()
+if [[ -n "${ROOTFS_APT_CACHE:-}" ]]; then
+  mkdir -p "$ROOTFS_APT_CACHE/lists" "$ROOTFS_APT_CACHE/archives"
+  cache_options+=(--skip=download/empty
+    --setup-hook='mkdir -p "$1/var/cache/apt/archives" "$1/var/lib/apt/lists"'
+    --setup-hook="sync-in $ROOTFS_APT_CACHE/archives /var/cache/apt/archives")
+  case "${ROOTFS_APT_CACHE_MODE:-fill}" in
+    fill)
+      cache_options+=(--extract-hook="sync-out /var/cache/apt/archives $ROOTFS_APT_CACHE/archives"
+        --extract-hook="sync-out /var/lib/apt/lists $ROOTFS_APT_CACHE/lists")
+      ;;
+    use)
+      cache_options+=(--skip=update --setup-hook="sync-in $ROOTFS_APT_CACHE/lists /var/lib/apt/lists")
+      ;;
+    *)
+      echo "rootfs.sh: ROOTFS_APT_CACHE_MODE is fill or use" >&2
+      exit 2
+      ;;
+  esac
+fi
 mkdir -p "$(dirname "$out")"
 include=$(IFS=,; echo "${packages[*]}")
 mmdebstrap --quiet --variant=extract --include="$include" --skip=chroot/mount \
-  --extract-hook="$record_packages" "$suite" "$out" ${mirror:+"$mirror"}
+  --extract-hook="$record_packages" "${cache_options[@]}" "$suite" "$out" ${mirror:+"$mirror"}
 
 # The data packages: downloaded alone (no dependencies). With the machine's own apt
 # lists when it runs the same Debian release and no mirror is given (no index to
