@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The container images, built and run: deploy/container/make-images.sh makes the images
 # from the Bazel-built binaries, podman loads their OCI archives into a private store
-# and runs the mailbox service and the gateway in one pod. mailbox-admin (its own
-# image) creates a user; Python's imaplib logs in over IMAPS to the gateway, which
-# talks gRPC to the service, and appends and fetches a message. Also checked: the
-# images' user (10001), labels and contents (no shell, no compiler, one program), the
-# processes' uid, the debug variant's shell, and a clean exit 0 on SIGTERM.
+# and runs the mailbox service and the gateway in one pod, read-only and without
+# capabilities. mailbox-admin (its own image) creates a user; Python's imaplib logs in
+# over IMAPS to the gateway, which talks gRPC over mutual TLS to the service, and
+# appends and fetches a message. Also checked: the images' user (10001), labels and
+# contents (no shell, no compiler, one program), the processes' uid, the debug
+# variant's shell, and a clean exit 0 on SIGTERM.
 #
 # Everything runs without a network: the pod has only a loopback (--network=none), and
 # the client runs in the pod's network namespace (nsenter). Podman keeps its images,
