@@ -28,6 +28,11 @@ packages=(
   # The Kubernetes manifests' test (tests/deploy): the API models that check every
   # object's fields and types, and a strict YAML linter (duplicate keys).
   python3-kubernetes python3-yaml yamllint
+  # Container images (deploy/container): image trees from Debian packages (mmdebstrap),
+  # images without a base image (buildah) written as OCI archives (skopeo); the
+  # container test runs them with podman under runc, catatonit as --init, and enters
+  # their network namespace with nsenter (util-linux).
+  mmdebstrap buildah skopeo podman runc catatonit util-linux
 )
 
 missing=()
