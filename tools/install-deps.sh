@@ -25,6 +25,10 @@ packages=(
   interimap
   # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.
   dovecot-imapd dovecot-sqlite argon2 linux-perf
+  # The Dovecot migration test (tests/e2e/test_dovecot_migration.py): mbsync caches an
+  # account from Dovecot, then must find nothing to fetch from the gateway; dates are
+  # compared in a zone with summer time (Europe/Berlin).
+  isync tzdata
 )
 
 missing=()

@@ -588,6 +588,9 @@ absl::Status ImportDovecot(AdminClient& client, const Command& command, Io io) {
       return id.status();
     }
     io.out << "created user " << command.user << " (id " << *id << ")\n";
+  } else if (absl::StatusOr<v1::ListMailboxesResponse> list = client.ListMailboxes(command.user);
+             !list.ok()) {
+    return list.status();  // "no such user": without a password option it must exist
   }
   // A second run, or a mailbox in use, is refused before anything changes.
   std::vector<std::string> in_use;

@@ -76,7 +76,7 @@ def mailbox_view(imap, mailbox):
 
 
 def subscribed(imap):
-    typ, data = imap.lsub("", "*")
+    typ, data = imap.lsub('""', "*")
     assert typ == "OK", data
     names = set()
     for item in data:
