@@ -67,7 +67,9 @@ def mailbox_view(imap, mailbox):
         line = item.decode() if isinstance(item, bytes) else item[0].decode()
         uid = int(re.search(r"UID (\d+)", line).group(1))
         flags = set(re.search(r"FLAGS \(([^)]*)\)", line).group(1).split()) - {"\\Recent"}
-        date = re.search(r'INTERNALDATE "([^"]+)"', line).group(1)
+        # RFC 3501 date-day-fixed is " 2" or "02": Dovecot writes the one, the
+        # gateway the other. The instant and the zone offset must be the same.
+        date = re.search(r'INTERNALDATE "([^"]+)"', line).group(1).strip().rjust(26, "0")
         size = int(re.search(r"RFC822.SIZE (\d+)", line).group(1))
         messages[uid] = (frozenset(flags), date, size)
     imap.close()
@@ -188,7 +190,7 @@ class DovecotMigrationTest(unittest.TestCase):
         for name in ("Work/Projects", "Sent", "Entw&APw-rfe"):
             imap.subscribe(name)
         # INBOX: dates in winter and in summer, so the zone's offset differs.
-        dates = ['"15-Jan-2024 10:00:00 +0000"', '"15-Jul-2024 10:00:00 +0000"', None,
+        dates = ['"15-Jan-2024 10:00:00 +0000"', None, '"15-Jul-2024 10:00:00 +0000"',
                  '"01-Mar-2024 23:30:00 -0500"', None, None, None]
         flags = [None, r"(\Seen)", r"(\Seen \Flagged $Work)", r"(Custom \Draft)", None,
                  r"(\Answered $Work)", None]
@@ -205,7 +207,7 @@ class DovecotMigrationTest(unittest.TestCase):
         imap.uid("STORE", "2,7", "+FLAGS", r"(\Deleted)")
         imap.expunge()
         imap.uid("STORE", "1", "+FLAGS", r"(\Deleted)")  # stays, marked
-        imap.close()
+        imap.unselect()  # CLOSE would expunge it
         imap.select("Work/Projects")
         imap.uid("STORE", "2", "+FLAGS", r"(\Deleted)")
         imap.expunge()
@@ -229,7 +231,7 @@ class DovecotMigrationTest(unittest.TestCase):
         self.assertTrue(any(d.endswith("+0200") for d in dates.values()), dates)
 
         # mbsync caches the account from Dovecot.
-        transcript = self.mbsync("Tunnel %s" % shlex.quote(self.tunnel))
+        transcript = self.mbsync("Tunnel \"%s\"" % self.tunnel)
         cached = tree_digest(self.near)
         inbox_files = [p for p in cached if p.startswith("INBOX/cur/")
                        or p.startswith("INBOX/new/")]
@@ -273,7 +275,8 @@ class DovecotMigrationTest(unittest.TestCase):
 
         # mbsync, now at the gateway: nothing to download, no UIDVALIDITY change,
         # its Maildir and state untouched.
-        account = ("Host 127.0.0.1\nPort %d\nUser %s\nPass %s\nSSLType IMAPS\n"
+        # "localhost": mbsync 1.4 matches the certificate's DNS names, not its IP.
+        account = ("Host localhost\nPort %d\nUser %s\nPass %s\nSSLType IMAPS\n"
                    "CertificateFile %s\nAuthMechs LOGIN"
                    % (self.gateway.imaps_port, USER, PASSWORD, self.system.cert))
         transcript = self.mbsync(account)
