@@ -341,7 +341,8 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     }
     bool known = false;
     for (const char* name :
-         {"--password", "--format", "--batch-bytes", "--batch", "--storage", "--messages"}) {
+         {"--password", "--format", "--batch-bytes", "--batch", "--storage", "--messages",
+          "--modseq-floor"}) {
       OptionMatch match = MatchOption(arg.text, name);
       if (!match.matched) {
         continue;
