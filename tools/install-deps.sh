@@ -33,6 +33,10 @@ packages=(
   # container test runs them with podman under runc, catatonit as --init, and enters
   # their network namespace with nsenter (util-linux).
   mmdebstrap buildah skopeo podman runc catatonit util-linux
+  # The Dovecot migration test (tests/e2e/test_dovecot_migration.py): mbsync caches an
+  # account from Dovecot, then must find nothing to fetch from the gateway; dates are
+  # compared in a zone with summer time (Europe/Berlin).
+  isync tzdata
 )
 
 missing=()

@@ -82,9 +82,10 @@ absl::Status AppendStream::Write(const v1::AppendRequest& request) {
 
 absl::Status AppendStream::Add(const std::vector<std::string>& flags,
                                const std::optional<InternalDate>& internal_date,
-                               MessageSpool& content) {
+                               MessageSpool& content, uint32_t uid) {
   v1::AppendRequest start;
   v1::AppendMessage* message = start.mutable_message();
+  message->set_uid(uid);
   for (const std::string& flag : flags) {
     message->add_flags(flag);
   }
@@ -244,6 +245,43 @@ absl::StatusOr<v1::CreateMailboxResponse> AdminClient::CreateMailbox(const std::
   v1::CreateMailboxResponse response;
   if (grpc::Status status = mailbox_->CreateMailbox(&context, request, &response);
       !status.ok()) {
+    return RpcError(status);
+  }
+  return response;
+}
+
+absl::Status AdminClient::SetSubscription(const std::string& user, const std::string& mailbox,
+                                          bool subscribed) {
+  grpc::ClientContext context;
+  Prepare(&context, &user, false);
+  v1::SetSubscriptionRequest request;
+  request.set_name(mailbox);
+  request.set_subscribed(subscribed);
+  v1::SetSubscriptionResponse response;
+  if (grpc::Status status = mailbox_->SetSubscription(&context, request, &response);
+      !status.ok()) {
+    return RpcError(status);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::PrepareImportResponse> AdminClient::PrepareImport(
+    const v1::PrepareImportRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context, nullptr, false);
+  v1::PrepareImportResponse response;
+  if (grpc::Status status = admin_->PrepareImport(&context, request, &response); !status.ok()) {
+    return RpcError(status);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::FinishImportResponse> AdminClient::FinishImport(
+    const v1::FinishImportRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context, nullptr, false);
+  v1::FinishImportResponse response;
+  if (grpc::Status status = admin_->FinishImport(&context, request, &response); !status.ok()) {
     return RpcError(status);
   }
   return response;

@@ -44,8 +44,11 @@ class AppendStream {
 
   // Sends one message: AppendMessage{flags, internal date, size}, then its content in
   // kStreamChunk pieces. If the service already ended the call, returns its error.
+  // `uid` 0: the mailbox's next UID; otherwise that UID (an import,
+  // AppendMessage.uid).
   absl::Status Add(const std::vector<std::string>& flags,
-                   const std::optional<InternalDate>& internal_date, MessageSpool& content);
+                   const std::optional<InternalDate>& internal_date, MessageSpool& content,
+                   uint32_t uid = 0);
   // Ends the stream and waits for the commit.
   absl::StatusOr<mailbox::v1::AppendResponse> Finish();
 
@@ -81,6 +84,10 @@ class AdminClient {
   absl::StatusOr<std::vector<mailbox::v1::Principal>> ListUsers();
   absl::Status SetQuota(const std::string& username, const mailbox::v1::QuotaLimits& limits);
   absl::StatusOr<mailbox::v1::GetUserQuotaResponse> GetUserQuota(const std::string& username);
+  absl::StatusOr<mailbox::v1::PrepareImportResponse> PrepareImport(
+      const mailbox::v1::PrepareImportRequest& request);
+  absl::StatusOr<mailbox::v1::FinishImportResponse> FinishImport(
+      const mailbox::v1::FinishImportRequest& request);
 
   // Mailbox service, acting as `user`.
   absl::StatusOr<mailbox::v1::ListMailboxesResponse> ListMailboxes(const std::string& user);
@@ -88,6 +95,8 @@ class AdminClient {
                                                      const std::string& mailbox);
   absl::StatusOr<mailbox::v1::CreateMailboxResponse> CreateMailbox(const std::string& user,
                                                                    const std::string& mailbox);
+  absl::Status SetSubscription(const std::string& user, const std::string& mailbox,
+                               bool subscribed);
   // Sends `header` (its size set from `content`) and the content.
   absl::StatusOr<mailbox::v1::ReviseResponse> Revise(const std::string& user,
                                                      mailbox::v1::ReviseHeader header,

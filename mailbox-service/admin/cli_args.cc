@@ -152,6 +152,11 @@ const std::vector<CommandSpec>& Specs() {
        CommandKind::kImportMaildir,
        {"USER", "MAILBOX", "DIR"},
        {"--batch", "--batch-bytes"}},
+      {"import",
+       "dovecot",
+       CommandKind::kImportDovecot,
+       {"USER", "MAILDIR"},
+       {"--password", "--password-stdin", "--batch", "--batch-bytes", "--modseq-floor"}},
       {"revise",
        nullptr,
        CommandKind::kRevise,
@@ -345,7 +350,8 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     }
     bool known = false;
     for (const char* name :
-         {"--password", "--format", "--batch-bytes", "--batch", "--storage", "--messages"}) {
+         {"--password", "--format", "--batch-bytes", "--batch", "--storage", "--messages",
+          "--modseq-floor"}) {
       OptionMatch match = MatchOption(arg.text, name);
       if (!match.matched) {
         continue;
@@ -483,9 +489,37 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
       break;
     case CommandKind::kImportMbox:
     case CommandKind::kImportMaildir:
+    case CommandKind::kImportDovecot:
       command.user = positionals[0];
-      command.mailbox = positionals[1];
-      command.path = positionals[2];
+      if (spec->kind == CommandKind::kImportDovecot) {
+        command.path = positionals[1];
+        if (options.count("--password") && options.count("--password-stdin")) {
+          return Usage("give --password or --password-stdin, not both");
+        }
+        if (options.count("--password")) {
+          command.create_user = true;
+          command.password_source = PasswordSource::kArgument;
+          command.password = *options["--password"];
+          if (command.password.empty()) {
+            return Usage("--password needs a non-empty value");
+          }
+        } else if (options.count("--password-stdin")) {
+          command.create_user = true;
+          command.password_source = PasswordSource::kStdin;
+        }
+        if (auto it = options.find("--modseq-floor"); it != options.end()) {
+          uint64_t value = 0;
+          if (it->second->empty() || (*it->second)[0] == '+' ||
+              !absl::SimpleAtoi(*it->second, &value) || value > (uint64_t{1} << 62)) {
+            return Usage(absl::StrCat("--modseq-floor must be a number from 0 to 2^62, not \"",
+                                      *it->second, "\""));
+          }
+          command.modseq_floor = value;
+        }
+      } else {
+        command.mailbox = positionals[1];
+        command.path = positionals[2];
+      }
       if (auto it = options.find("--format"); it != options.end()) {
         if (*it->second == "mboxo") {
           command.mboxo = true;
@@ -563,6 +597,20 @@ Commands:
       Append the messages of DIR/cur and DIR/new in delivery order. Flags come from
       the ":2," suffix, the internal date from the file's mtime.
       Prints the same line as import mbox.
+  import dovecot USER MAILDIR [--password-stdin | --password P] [--modseq-floor=N]
+                 [--batch=N] [--batch-bytes=N]
+      Move a whole account from Dovecot's Maildir++ (MAILDIR is INBOX, ".Sent" and
+      ".Work.Projects" its folders) keeping what clients cached: every folder's
+      UIDVALIDITY, every message's UID (dovecot-uidlist), UIDNEXT, flags and
+      keywords (dovecot-keywords), and the subscriptions. Messages missing from
+      dovecot-uidlist get UIDs from its next UID on. Internal dates come from the
+      files' mtimes. With a password option the user is created; otherwise it must
+      exist. Refuses, before changing anything, when a folder's mailbox already
+      holds or held messages (a second run). Every mailbox's HIGHESTMODSEQ starts
+      above --modseq-floor (default 4294967296, above any Dovecot counter).
+      Prints a line per folder:
+        imported FOLDER: N messages (uidvalidity V, uidnext U)
+      and a summary: imported F folders, N messages, S subscriptions for USER
   revise USER MAILBOX UID FILE [--replace-flags FLAG...]
       Replace a message's content with FILE ("-": standard input); the service gives
       it a new UID. --replace-flags (last on the line) sets these flags instead of

@@ -51,6 +51,7 @@ enum class CommandKind {
   kMailboxCreate,
   kImportMbox,
   kImportMaildir,
+  kImportDovecot,
   kRevise,
   kStoreCopy,
   kStoreMigrate,
@@ -73,6 +74,11 @@ struct Command {
   // import: messages and octets per Append call.
   uint32_t batch_messages = 100;
   uint64_t batch_bytes = 32ull << 20;
+
+  // import dovecot: create the user first (with the password options), and the
+  // floor of every imported mailbox's HIGHESTMODSEQ.
+  bool create_user = false;
+  uint64_t modseq_floor = uint64_t{1} << 32;
 
   // store copy: `path` is the SQLite file, `target` the PostgreSQL connection string.
   // store migrate: `target` is the PostgreSQL connection string.

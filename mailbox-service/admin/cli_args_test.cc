@@ -150,6 +150,27 @@ TEST(CliArgsTest, ImportAndMailboxCommands) {
   EXPECT_EQ(parsed->command.kind, CommandKind::kImportMaildir);
   EXPECT_EQ(parsed->command.batch_messages, 100u);
 
+  parsed = Parse({"import", "dovecot", "alice", "/home/alice/Maildir"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->command.kind, CommandKind::kImportDovecot);
+  EXPECT_EQ(parsed->command.user, "alice");
+  EXPECT_EQ(parsed->command.path, "/home/alice/Maildir");
+  EXPECT_FALSE(parsed->command.create_user);
+  EXPECT_EQ(parsed->command.modseq_floor, uint64_t{1} << 32);
+  parsed = Parse({"import", "dovecot", "alice", "/m", "--password-stdin", "--modseq-floor=0",
+                  "--batch=5"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->command.create_user);
+  EXPECT_EQ(parsed->command.password_source, PasswordSource::kStdin);
+  EXPECT_EQ(parsed->command.modseq_floor, 0u);
+  EXPECT_EQ(parsed->command.batch_messages, 5u);
+  // At the limit (2^62) and past it.
+  EXPECT_TRUE(Parse({"import", "dovecot", "a", "/m", "--modseq-floor=4611686018427387904"}).ok());
+  EXPECT_FALSE(Parse({"import", "dovecot", "a", "/m", "--modseq-floor=4611686018427387905"}).ok());
+  EXPECT_FALSE(Parse({"import", "dovecot", "a", "/m", "--modseq-floor=x"}).ok());
+  EXPECT_FALSE(Parse({"import", "dovecot", "a", "/m", "--password=p", "--password-stdin"}).ok());
+  EXPECT_FALSE(Parse({"import", "dovecot", "a", "INBOX", "/m"}).ok());
+
   parsed = Parse({"mailbox", "create", "alice", "Sent Items"});
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(parsed->command.kind, CommandKind::kMailboxCreate);

@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <limits>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -19,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "common/mailbox/quota.h"
 #include "mailbox-service/admin/admin_client.h"
+#include "mailbox-service/admin/dovecot.h"
 #include "mailbox-service/admin/importers.h"
 #include "mailbox-service/admin/message_spool.h"
 #include "proto/mailbox/v1/errors.h"
@@ -386,6 +390,360 @@ absl::Status ImportMaildir(Importer& importer, const Command& command, Io io) {
 }
 
 // ---------------------------------------------------------------------------
+// import dovecot: a whole account from Dovecot's Maildir++, keeping what clients
+// cached (UIDVALIDITY, UIDs, UIDNEXT, flags, keywords, subscriptions).
+
+// The local zone's offset at `when`, in minutes east of UTC. Dovecot keeps a
+// Maildir message's INTERNALDATE as its file's mtime and shows it in the zone it
+// runs in; the import, run on the same host or in the same zone, shows the same.
+int32_t LocalOffsetMinutes(int64_t when) {
+  const time_t t = static_cast<time_t>(when);
+  struct tm local {};
+  if (::localtime_r(&t, &local) == nullptr) {
+    return 0;
+  }
+  return static_cast<int32_t>(local.tm_gmtoff / 60);
+}
+
+// Reads one Maildir message into `spool` with LF → CRLF (Dovecot stores LF;
+// RFC822.SIZE it reports is that of the CRLF form). FailedPrecondition: the file
+// was swapped for a link or device since it was listed (the caller skips it).
+absl::Status SpoolMaildirMessage(const std::string& root, const MaildirEntry& entry,
+                                 MessageSpool& spool, std::string& buffer, int64_t* mtime) {
+  absl::StatusOr<MaildirFile> file = OpenMaildirMessage(root, entry);
+  if (!file.ok()) {
+    return file.status();
+  }
+  *mtime = file->mtime_unix();
+  spool.Clear();
+  CrlfConverter converter;
+  std::string converted;
+  while (true) {
+    absl::StatusOr<size_t> got = file->Read(buffer.data(), buffer.size());
+    if (!got.ok()) {
+      return LocalError(absl::StrCat(root, "/", entry.subdir, "/", entry.name, ": ",
+                                     got.status().message()));
+    }
+    if (*got == 0) {
+      return absl::OkStatus();
+    }
+    converted.clear();
+    converter.Convert(std::string_view(buffer.data(), *got), &converted);
+    if (absl::Status status = spool.Append(converted); !status.ok()) {
+      return status;
+    }
+  }
+}
+
+// What one folder will become, worked out before anything is sent.
+struct DovecotFolderPlan {
+  DovecotFolder folder;
+  uint32_t uidvalidity = 0;
+  uint32_t uidnext = 1;
+  bool has_uidlist = false;
+  KeywordLetters keywords;
+  std::vector<std::pair<MaildirEntry, uint32_t>> messages;  // ascending UIDs
+  uint64_t listed_missing = 0;  // in dovecot-uidlist, but the file is gone (expunged)
+  uint64_t fresh = 0;           // files dovecot-uidlist does not know: new UIDs
+  std::vector<std::string> skipped;
+};
+
+absl::StatusOr<DovecotFolderPlan> PlanDovecotFolder(const DovecotFolder& folder) {
+  const DovecotLimits limits;
+  DovecotFolderPlan plan;
+  plan.folder = folder;
+  auto in_folder = [&](const absl::Status& status) {
+    return LocalError(absl::StrCat(folder.directory, "/", status.message()));
+  };
+  absl::StatusOr<std::optional<std::string>> uidlist_text =
+      ReadDovecotFile(folder.directory + "/dovecot-uidlist", limits.max_uidlist_octets);
+  if (!uidlist_text.ok()) {
+    return LocalError(std::string(uidlist_text.status().message()));
+  }
+  std::optional<Uidlist> uidlist;
+  if (uidlist_text->has_value()) {
+    absl::StatusOr<Uidlist> parsed = ParseUidlist(**uidlist_text, limits);
+    if (!parsed.ok()) {
+      return in_folder(parsed.status());
+    }
+    uidlist = *std::move(parsed);
+  }
+  absl::StatusOr<std::optional<std::string>> keywords_text =
+      ReadDovecotFile(folder.directory + "/dovecot-keywords", limits.max_keywords_octets);
+  if (!keywords_text.ok()) {
+    return LocalError(std::string(keywords_text.status().message()));
+  }
+  if (keywords_text->has_value()) {
+    absl::StatusOr<KeywordLetters> parsed = ParseDovecotKeywords(**keywords_text, limits);
+    if (!parsed.ok()) {
+      return in_folder(parsed.status());
+    }
+    plan.keywords = *std::move(parsed);
+  }
+  absl::StatusOr<MaildirListing> listing = ListMaildir(folder.directory);
+  if (!listing.ok()) {
+    return LocalError(std::string(listing.status().message()));
+  }
+  plan.skipped = listing->skipped;
+  // Dovecot finds a message by its base name, wherever its flags moved it.
+  std::map<std::string, MaildirEntry, std::less<>> by_base;
+  std::vector<std::string> order;
+  for (const MaildirEntry& entry : listing->entries) {
+    std::string base(MaildirBaseName(entry.name));
+    if (by_base.count(base) != 0) {
+      plan.skipped.push_back(absl::StrCat(entry.subdir, "/", entry.name,
+                                          ": a second file of message ", base));
+      continue;
+    }
+    by_base.emplace(base, entry);
+    order.push_back(std::move(base));
+  }
+  uint32_t next = 1;
+  if (uidlist.has_value()) {
+    plan.has_uidlist = true;
+    plan.uidvalidity = uidlist->uidvalidity;
+    next = uidlist->EffectiveNextUid();
+    for (const UidlistEntry& listed : uidlist->entries) {
+      auto it = by_base.find(listed.base_name);
+      if (it == by_base.end()) {
+        ++plan.listed_missing;
+        continue;
+      }
+      plan.messages.emplace_back(it->second, listed.uid);
+      by_base.erase(it);
+    }
+  } else {
+    // No UIDs to keep: Dovecot would start the folder afresh too.
+    plan.uidvalidity = static_cast<uint32_t>(std::max<int64_t>(std::time(nullptr), 1));
+  }
+  // Messages delivered since Dovecot last looked get UIDs from its next one on, in
+  // delivery order, as Dovecot would give them.
+  std::vector<MaildirEntry> fresh;
+  for (const std::string& base : order) {
+    if (auto it = by_base.find(base); it != by_base.end()) {
+      fresh.push_back(it->second);
+    }
+  }
+  std::stable_sort(fresh.begin(), fresh.end(), [](const MaildirEntry& a, const MaildirEntry& b) {
+    return MaildirNameLess(a.name, b.name);
+  });
+  for (const MaildirEntry& entry : fresh) {
+    if (next >= std::numeric_limits<uint32_t>::max()) {
+      return LocalError(absl::StrCat(folder.directory, ": no UIDs left for new messages"));
+    }
+    plan.messages.emplace_back(entry, next++);
+    ++plan.fresh;
+  }
+  plan.uidnext = next;
+  return plan;
+}
+
+absl::Status ImportDovecot(AdminClient& client, const Command& command, Io io) {
+  absl::StatusOr<DovecotFolders> folders = ListDovecotFolders(command.path);
+  if (!folders.ok()) {
+    return LocalError(std::string(folders.status().message()));
+  }
+  // Everything is read and checked before the service is asked to change anything:
+  // a malformed uidlist stops the import with nothing done.
+  std::vector<DovecotFolderPlan> plans;
+  uint64_t total = 0;
+  for (const DovecotFolder& folder : folders->folders) {
+    absl::StatusOr<DovecotFolderPlan> plan = PlanDovecotFolder(folder);
+    if (!plan.ok()) {
+      return plan.status();
+    }
+    total += plan->messages.size();
+    plans.push_back(*std::move(plan));
+  }
+  std::vector<std::string> subscriptions;
+  {
+    const DovecotLimits limits;
+    const std::string path = command.path + "/subscriptions";
+    absl::StatusOr<std::optional<std::string>> text =
+        ReadDovecotFile(path, limits.max_subscriptions_octets);
+    if (!text.ok()) {
+      return LocalError(std::string(text.status().message()));
+    }
+    if (text->has_value()) {
+      absl::StatusOr<std::vector<std::string>> parsed =
+          ParseDovecotSubscriptions(**text, '.', limits);
+      if (!parsed.ok()) {
+        return LocalError(absl::StrCat(command.path, "/", parsed.status().message()));
+      }
+      subscriptions = *std::move(parsed);
+    }
+  }
+  for (const std::string& item : folders->skipped) {
+    io.err << "warning: skipped folder " << item << "\n";
+  }
+
+  if (command.create_user) {
+    std::string usage;
+    absl::StatusOr<std::string> password = ReadPassword(command, io, &usage);
+    if (!password.ok()) {
+      return password.status();
+    }
+    absl::StatusOr<uint64_t> id = client.CreateUser(command.user, *password);
+    if (!id.ok()) {
+      return id.status();
+    }
+    io.out << "created user " << command.user << " (id " << *id << ")\n";
+  } else if (absl::StatusOr<v1::ListMailboxesResponse> list = client.ListMailboxes(command.user);
+             !list.ok()) {
+    return list.status();  // "no such user": without a password option it must exist
+  }
+  // A second run, or a mailbox in use, is refused before anything changes.
+  std::vector<std::string> in_use;
+  for (const DovecotFolderPlan& plan : plans) {
+    absl::StatusOr<v1::StatusResponse> status = client.Status(command.user, plan.folder.name);
+    if (status.ok()) {
+      if (status->uidnext() > 1) {
+        in_use.push_back(absl::StrCat(plan.folder.name, " (UIDNEXT ", status->uidnext(), ")"));
+      }
+      continue;
+    }
+    const v1::ErrorCode code = v1::DetailOf(status.status()).code();
+    if (code != v1::NONEXISTENT && code != v1::TRYCREATE && code != v1::CANNOT) {
+      return status.status();
+    }
+  }
+  if (!in_use.empty()) {
+    return LocalError(absl::StrCat(
+        "user ", command.user, " already has messages in ", absl::StrJoin(in_use, ", "),
+        "; an import keeps Dovecot's UIDs only in mailboxes that never held a message, so it "
+        "does not run twice. Nothing was changed. To start over: mailbox-admin user remove ",
+        command.user, ", then import again with --password-stdin"));
+  }
+  io.err << "importing " << plans.size() << " folder" << (plans.size() == 1 ? "" : "s") << ", "
+         << total << " message" << (total == 1 ? "" : "s") << " for " << command.user << "\n";
+
+  uint64_t imported_total = 0;
+  MessageSpool spool;
+  std::string buffer(kReadChunk, '\0');
+  for (const DovecotFolderPlan& plan : plans) {
+    const std::string& name = plan.folder.name;
+    v1::PrepareImportRequest prepare;
+    prepare.set_username(command.user);
+    prepare.set_mailbox(name);
+    prepare.set_uidvalidity(plan.uidvalidity);
+    prepare.set_highest_modseq(command.modseq_floor);
+    absl::StatusOr<v1::PrepareImportResponse> prepared = client.PrepareImport(prepare);
+    if (!prepared.ok()) {
+      return prepared.status();
+    }
+    if (!plan.has_uidlist) {
+      io.err << "warning: " << plan.folder.directory
+             << " has no dovecot-uidlist: its messages get new UIDs (uidvalidity "
+             << plan.uidvalidity << ")\n";
+    }
+    std::vector<std::string> skipped = plan.skipped;
+    std::string ignored_letters;
+    uint64_t imported = 0;
+    std::unique_ptr<AppendStream> batch;
+    auto flush = [&]() -> absl::Status {
+      if (batch == nullptr) {
+        return absl::OkStatus();
+      }
+      absl::StatusOr<v1::AppendResponse> response = batch->Finish();
+      batch.reset();
+      if (!response.ok()) {
+        return response.status();
+      }
+      if (response->uidvalidity() != plan.uidvalidity) {
+        return LocalError(absl::StrCat("the UIDVALIDITY of ", name, " changed to ",
+                                       response->uidvalidity(),
+                                       " during the import (was it deleted and created "
+                                       "again?)"));
+      }
+      imported += static_cast<uint64_t>(response->uids_size());
+      io.err << "progress: " << name << " " << imported << "/" << plan.messages.size() << "\n";
+      return absl::OkStatus();
+    };
+    for (const auto& [entry, uid] : plan.messages) {
+      int64_t mtime = 0;
+      absl::Status read =
+          SpoolMaildirMessage(plan.folder.directory, entry, spool, buffer, &mtime);
+      if (absl::IsFailedPrecondition(read) && !IsRpcError(read)) {
+        skipped.push_back(std::string(read.message()));
+        continue;
+      }
+      if (!read.ok()) {
+        return read;
+      }
+      if (spool.size() == 0) {
+        skipped.push_back(absl::StrCat(entry.subdir, "/", entry.name, ": empty"));
+        continue;
+      }
+      DovecotFileFlags flags = ParseDovecotFileFlags(entry.name, plan.keywords);
+      for (char c : flags.ignored) {
+        if (ignored_letters.find(c) == std::string::npos) {
+          ignored_letters.push_back(c);
+        }
+      }
+      InternalDate date;
+      date.unix_seconds = mtime;
+      date.tz_minutes = LocalOffsetMinutes(mtime);
+      if (batch == nullptr) {
+        batch = client.StartAppend(command.user, name);
+      }
+      if (absl::Status status = batch->Add(flags.flags, date, spool, uid); !status.ok()) {
+        batch.reset();
+        return status;
+      }
+      if (batch->messages() >= command.batch_messages ||
+          batch->octets() >= command.batch_bytes) {
+        if (absl::Status status = flush(); !status.ok()) {
+          return status;
+        }
+      }
+    }
+    if (absl::Status status = flush(); !status.ok()) {
+      return status;
+    }
+    v1::FinishImportRequest finish;
+    finish.set_username(command.user);
+    finish.set_mailbox(name);
+    finish.set_uidvalidity(plan.uidvalidity);
+    finish.set_uidnext(plan.uidnext);
+    absl::StatusOr<v1::FinishImportResponse> finished = client.FinishImport(finish);
+    if (!finished.ok()) {
+      return finished.status();
+    }
+    if (!ignored_letters.empty()) {
+      std::sort(ignored_letters.begin(), ignored_letters.end());
+      io.err << "warning: " << name << ": flag letters \"" << ignored_letters
+             << "\" are no IMAP flag in Dovecot either (P, or a keyword letter "
+                "dovecot-keywords does not name) and were left out\n";
+    }
+    for (const std::string& item : skipped) {
+      io.err << "warning: " << name << ": skipped " << item << "\n";
+    }
+    if (plan.listed_missing > 0) {
+      io.err << "note: " << name << ": " << plan.listed_missing
+             << " UID(s) of dovecot-uidlist have no file (expunged); they stay unused\n";
+    }
+    if (plan.fresh > 0 && plan.has_uidlist) {
+      io.err << "note: " << name << ": " << plan.fresh
+             << " message(s) not in dovecot-uidlist got new UIDs\n";
+    }
+    io.out << "imported " << name << ": " << imported << " message" << (imported == 1 ? "" : "s")
+           << " (uidvalidity " << plan.uidvalidity << ", uidnext " << finished->uidnext()
+           << ")\n";
+    imported_total += imported;
+  }
+  for (const std::string& name : subscriptions) {
+    if (absl::Status status = client.SetSubscription(command.user, name, true); !status.ok()) {
+      return status;
+    }
+  }
+  io.out << "imported " << plans.size() << " folder" << (plans.size() == 1 ? "" : "s") << ", "
+         << imported_total << " message" << (imported_total == 1 ? "" : "s") << ", "
+         << subscriptions.size() << " subscription" << (subscriptions.size() == 1 ? "" : "s")
+         << " for " << command.user << "\n";
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
 
 absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* exit_code) {
   const Command& command = invocation.command;
@@ -536,6 +894,10 @@ absl::Status Run(const Invocation& invocation, AdminClient& client, Io io, int* 
       importer.PrintSummary(/*partial=*/false);
       return absl::OkStatus();
     }
+
+    case CommandKind::kImportDovecot:
+      client.StartConnecting();
+      return ImportDovecot(client, command, io);
 
     case CommandKind::kRevise: {
       // The connection is made while the message is read (from a pipe, that can be

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -252,6 +253,7 @@ class FakeService final : public v1::Mailbox::Service, public v1::Admin::Service
       m.has_date = item.message().has_internal_date();
       m.date = item.message().internal_date_unix();
       m.tz = item.message().internal_date_tz_minutes();
+      m.uid = item.message().uid();
       if (auto status = ReadContent<grpc::ServerReader<v1::AppendRequest>, v1::AppendRequest>(
               reader, item.message().size(), &m.content);
           !status.ok()) {
@@ -264,12 +266,76 @@ class FakeService final : public v1::Mailbox::Service, public v1::Admin::Service
     }
     FakeMailbox& box = it->second;
     for (StoredMessage& m : batch) {
+      if (m.uid != 0) {  // an import's UID (AppendMessage.uid)
+        if (m.uid < box.uidnext) {
+          return Error(absl::StatusCode::kFailedPrecondition, v1::CANNOT, "UID below UIDNEXT");
+        }
+        box.uidnext = m.uid;
+      }
       m.uid = box.uidnext++;
       response->add_uids(m.uid);
       box.messages.push_back(std::move(m));
     }
     response->set_mailbox_id(box.id);
     response->set_uidvalidity(box.uidvalidity);
+    return grpc::Status::OK;
+  }
+
+  // Import (import dovecot)
+  std::map<std::string, std::set<std::string>> subscriptions;
+  std::map<std::string, uint64_t> prepared_modseq;
+  grpc::Status PrepareImport(grpc::ServerContext* context, const v1::PrepareImportRequest* request,
+                             v1::PrepareImportResponse* response) override {
+    std::lock_guard lock(mu);
+    if (auto status = CheckAdmin(context); !status.ok()) {
+      return status;
+    }
+    if (users.count(request->username()) == 0) {
+      return Error(absl::StatusCode::kNotFound, v1::NONEXISTENT, "no such user");
+    }
+    auto& boxes = mailboxes[request->username()];
+    auto it = boxes.find(request->mailbox());
+    if (it != boxes.end() && it->second.uidnext > 1) {
+      return Error(absl::StatusCode::kAlreadyExists, v1::ALREADYEXISTS, "mailbox held messages");
+    }
+    response->set_created(it == boxes.end());
+    FakeMailbox& box = boxes[request->mailbox()];
+    if (box.id == 0) {
+      box.id = next_id++;
+    }
+    box.uidvalidity = request->uidvalidity();
+    prepared_modseq[request->mailbox()] = request->highest_modseq();
+    response->set_mailbox_id(box.id);
+    response->set_uidvalidity(box.uidvalidity);
+    return grpc::Status::OK;
+  }
+  grpc::Status FinishImport(grpc::ServerContext* context, const v1::FinishImportRequest* request,
+                            v1::FinishImportResponse* response) override {
+    std::lock_guard lock(mu);
+    if (auto status = CheckAdmin(context); !status.ok()) {
+      return status;
+    }
+    FakeMailbox& box = mailboxes[request->username()][request->mailbox()];
+    if (box.uidvalidity != request->uidvalidity()) {
+      return Error(absl::StatusCode::kNotFound, v1::MAILBOX_CHANGED, "changed");
+    }
+    box.uidnext = std::max(box.uidnext, request->uidnext());
+    response->set_uidnext(box.uidnext);
+    return grpc::Status::OK;
+  }
+  grpc::Status SetSubscription(grpc::ServerContext* context,
+                               const v1::SetSubscriptionRequest* request,
+                               v1::SetSubscriptionResponse*) override {
+    std::lock_guard lock(mu);
+    std::string user;
+    if (auto status = Caller(context, &user); !status.ok()) {
+      return status;
+    }
+    if (request->subscribed()) {
+      subscriptions[user].insert(request->name());
+    } else {
+      subscriptions[user].erase(request->name());
+    }
     return grpc::Status::OK;
   }
 
@@ -540,6 +606,101 @@ TEST_F(CommandsTest, ImportMaildir) {
   r = Run({"import", "maildir", "alice", "INBOX", dir_.string() + "/nothing"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("is not a Maildir: it has no cur/ or new/ directory"));
+}
+
+TEST_F(CommandsTest, ImportDovecotKeepsUidsFlagsKeywordsAndSubscriptions) {
+  auto write = [&](const std::string& name, const std::string& content, time_t mtime = 0) {
+    std::string path = WriteFile("Maildir/" + name, content);
+    if (mtime != 0) {
+      struct timeval times[2] = {{mtime, 0}, {mtime, 0}};
+      ::utimes(path.c_str(), times);
+    }
+  };
+  // INBOX: UIDs 1, 3 and 4 listed (4's file is gone: expunged), N9 (8 was the last
+  // UID given); one message delivered since Dovecot last looked.
+  write("dovecot-uidlist", "3 V1234 N9 Gabc\n1 :100.a.host,S=12\n3 S14 :300.c.host\n"
+                           "4 :400.d.host\n");
+  write("dovecot-keywords", "0 $Work\n1 Custom\n");
+  write("cur/100.a.host,S=12:2,Sa", "Subject: a\n\na\n", 1000);
+  write("cur/300.c.host:2,FPb", "Subject: c\n\nc\n", 3000);
+  write("new/500.e.host", "Subject: e\n\ne\n", 5000);
+  write(".Sent/dovecot-uidlist", "3 V77 N3\n1 :1.s.host\n2 :2.s.host\n");
+  write(".Sent/cur/1.s.host:2,S", "Subject: s1\n\ns\n", 100);
+  write(".Sent/cur/2.s.host:2,RS", "Subject: s2\n\ns\n", 200);
+  write("subscriptions", "V\t2\n\nSent\nWork\tGone\n");
+  Result r = Run({"import", "dovecot", "alice", (dir_ / "Maildir").string(), "--password", "pw",
+                  "--batch=1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "created user alice (id 1)\n"
+            "imported INBOX: 3 messages (uidvalidity 1234, uidnext 10)\n"
+            "imported Sent: 2 messages (uidvalidity 77, uidnext 3)\n"
+            "imported 2 folders, 5 messages, 2 subscriptions for alice\n");
+  EXPECT_THAT(r.err, HasSubstr("importing 2 folders, 5 messages for alice\n"));
+  EXPECT_THAT(r.err, HasSubstr("progress: INBOX 2/3\n"));
+  EXPECT_THAT(r.err, HasSubstr("warning: INBOX: flag letters \"P\" are no IMAP flag"));
+  EXPECT_THAT(r.err, HasSubstr("note: INBOX: 1 UID(s) of dovecot-uidlist have no file"));
+  EXPECT_THAT(r.err, HasSubstr("note: INBOX: 1 message(s) not in dovecot-uidlist got new UIDs"));
+  EXPECT_EQ(service_.passwords["alice"], "pw");
+  const FakeMailbox& inbox = service_.mailboxes["alice"]["INBOX"];
+  EXPECT_EQ(inbox.uidvalidity, 1234u);
+  EXPECT_EQ(inbox.uidnext, 10u);
+  ASSERT_EQ(inbox.messages.size(), 3u);
+  EXPECT_EQ(inbox.messages[0].uid, 1u);
+  EXPECT_EQ(inbox.messages[0].content, "Subject: a\r\n\r\na\r\n");
+  EXPECT_THAT(inbox.messages[0].flags, ElementsAre("\\Seen", "$Work"));
+  EXPECT_EQ(inbox.messages[0].date, 1000);
+  EXPECT_EQ(inbox.messages[1].uid, 3u);
+  EXPECT_THAT(inbox.messages[1].flags, ElementsAre("\\Flagged", "Custom"));
+  EXPECT_EQ(inbox.messages[2].uid, 9u);
+  EXPECT_EQ(inbox.messages[2].date, 5000);
+  const FakeMailbox& sent = service_.mailboxes["alice"]["Sent"];
+  EXPECT_EQ(sent.uidvalidity, 77u);
+  ASSERT_EQ(sent.messages.size(), 2u);
+  EXPECT_EQ(sent.messages[1].uid, 2u);
+  EXPECT_THAT(sent.messages[1].flags, ElementsAre("\\Answered", "\\Seen"));
+  EXPECT_EQ(service_.prepared_modseq["INBOX"], uint64_t{1} << 32);
+  EXPECT_THAT(service_.subscriptions["alice"], ElementsAre("Sent", "Work/Gone"));
+
+  // A second run is refused before it changes anything.
+  r = Run({"import", "dovecot", "alice", (dir_ / "Maildir").string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("user alice already has messages in INBOX (UIDNEXT 10), "
+                               "Sent (UIDNEXT 3)"));
+  EXPECT_THAT(r.err, HasSubstr("Nothing was changed"));
+  EXPECT_EQ(service_.mailboxes["alice"]["INBOX"].messages.size(), 3u);
+}
+
+TEST_F(CommandsTest, ImportDovecotRefusesMalformedFilesBeforeChangingAnything) {
+  WriteFile("Maildir/cur/1.a.host:2,S", "Subject: a\n\na\n");
+  WriteFile("Maildir/.Work/cur/1.b.host", "Subject: b\n\nb\n");
+  WriteFile("Maildir/.Work/dovecot-uidlist", "3 V5 N3\n2 :1.b.host\n1 :2.b.host\n");
+  Result r = Run({"import", "dovecot", "bob", (dir_ / "Maildir").string(), "--password", "pw"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("/Maildir/.Work/dovecot-uidlist line 3: UID 1 is not above the "
+                               "UID before it (2)"));
+  EXPECT_EQ(service_.users.count("bob"), 0u);  // not even the user was created
+
+  WriteFile("Maildir/.Work/dovecot-uidlist", "3 V5 N3\n1 :1.b.host\n");
+  WriteFile("Maildir/dovecot-keywords", "0 $Work\n26 Z\n");
+  r = Run({"import", "dovecot", "bob", (dir_ / "Maildir").string(), "--password", "pw"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("dovecot-keywords line 2: index 26 has no letter"));
+  EXPECT_EQ(service_.users.count("bob"), 0u);
+
+  // Without a password option the user must exist.
+  std::filesystem::remove(dir_ / "Maildir" / "dovecot-keywords");
+  r = Run({"import", "dovecot", "bob", (dir_ / "Maildir").string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no such user: bob"));
+
+  // A folder without dovecot-uidlist gets new UIDs, and says so.
+  r = Run({"import", "dovecot", "bob", (dir_ / "Maildir").string(), "--password", "pw"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("/Maildir has no dovecot-uidlist: its messages get new UIDs"));
+  EXPECT_EQ(service_.mailboxes["bob"]["INBOX"].messages.size(), 1u);
+  EXPECT_EQ(service_.mailboxes["bob"]["Work"].uidvalidity, 5u);
+  EXPECT_EQ(service_.mailboxes["bob"]["Work"].uidnext, 3u);
 }
 
 TEST_F(CommandsTest, Revise) {

@@ -605,6 +605,9 @@ class MailboxService::UploadCall : public grpc::ServerReadReactor<Request> {
     return service_->commit_gate_.Acquire(octets, absl::FromChrono(context_->deadline()));
   }
 
+  // Whether the call carries the service's admin token (not a user's session).
+  bool CallerIsAdmin() const { return service_->IsAdmin(*context_); }
+
   MailboxService* const service_;
   MessageSpool spool_;
 
@@ -695,6 +698,15 @@ class MailboxService::AppendCall final
           return TooBig(service_->options_.max_append_call_octets);
         }
         store::NewMessage message;
+        if (start.uid() != 0) {
+          // Only an import keeps another server's UIDs; a user's client never
+          // chooses one (RFC 3501 §2.3.1.1: the server assigns them).
+          if (!CallerIsAdmin()) {
+            return v1::MakeError(absl::StatusCode::kPermissionDenied, v1::NOPERM,
+                                 "only an admin import may choose a message's UID");
+          }
+          message.uid = start.uid();
+        }
         message.flags.assign(start.flags().begin(), start.flags().end());
         message.has_internal_date = start.has_internal_date();
         message.internal_date_unix = start.internal_date_unix();
@@ -1202,6 +1214,46 @@ grpc::ServerUnaryReactor* AdminService::GetUserQuota(grpc::CallbackServerContext
       return v1::ToGrpcStatus(quota.status());
     }
     *response = *std::move(quota);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::PrepareImport(grpc::CallbackServerContext* context,
+                                                      const v1::PrepareImportRequest* request,
+                                                      v1::PrepareImportResponse* response) {
+  return mailbox_->Offload(context, [this, context, request, response]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    auto user = store_->FindUser(request->username());
+    if (!user.ok()) {
+      return v1::ToGrpcStatus(user.status());
+    }
+    auto prepared = store_->PrepareImport(user->id, *request);
+    if (!prepared.ok()) {
+      return v1::ToGrpcStatus(prepared.status());
+    }
+    *response = *std::move(prepared);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::FinishImport(grpc::CallbackServerContext* context,
+                                                     const v1::FinishImportRequest* request,
+                                                     v1::FinishImportResponse* response) {
+  return mailbox_->Offload(context, [this, context, request, response]() -> grpc::Status {
+    if (auto denied = RequireAdmin(*context); !denied.ok()) {
+      return denied;
+    }
+    auto user = store_->FindUser(request->username());
+    if (!user.ok()) {
+      return v1::ToGrpcStatus(user.status());
+    }
+    auto finished = store_->FinishImport(user->id, *request);
+    if (!finished.ok()) {
+      return v1::ToGrpcStatus(finished.status());
+    }
+    *response = *std::move(finished);
     return grpc::Status::OK;
   });
 }

@@ -249,6 +249,12 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* GetUserQuota(grpc::CallbackServerContext* context,
                                          const v1::GetUserQuotaRequest* request,
                                          v1::GetUserQuotaResponse* response) override;
+  grpc::ServerUnaryReactor* PrepareImport(grpc::CallbackServerContext* context,
+                                          const v1::PrepareImportRequest* request,
+                                          v1::PrepareImportResponse* response) override;
+  grpc::ServerUnaryReactor* FinishImport(grpc::CallbackServerContext* context,
+                                         const v1::FinishImportRequest* request,
+                                         v1::FinishImportResponse* response) override;
 
  private:
   grpc::Status RequireAdmin(const grpc::ServerContextBase& context) const;

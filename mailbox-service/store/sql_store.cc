@@ -2807,6 +2807,137 @@ absl::StatusOr<v1::ExpungeResponse> SqlStore::Expunge(uint64_t user_id,
   return response;
 }
 
+// ---------------------------------------------------------------------------
+// Import from another server
+
+absl::StatusOr<v1::PrepareImportResponse> SqlStore::PrepareImport(
+    uint64_t user_id, const v1::PrepareImportRequest& request) {
+  if (request.uidvalidity() == 0) {
+    return BadRequest("an imported mailbox needs a non-zero UIDVALIDITY (RFC 3501 §2.3.1.1)");
+  }
+  // MODSEQs are 63-bit (RFC 7162 §3.1.1); leave room for the import's own changes.
+  constexpr uint64_t kMaxImportedModseq = uint64_t{1} << 62;
+  if (request.highest_modseq() > kMaxImportedModseq) {
+    return BadRequest(absl::StrCat("HIGHESTMODSEQ ", request.highest_modseq(),
+                                   " is beyond the largest an import takes (2^62)"));
+  }
+  ASSIGN_OR_RETURN(std::string name, NormalizeMailboxName(request.mailbox(), limits_));
+  std::vector<std::string> uses;
+  for (const std::string& use : request.special_use()) {
+    if (!rules::IsKnownSpecialUse(use)) {
+      return BadRequest(absl::StrCat("unknown special-use attribute ", use,
+                                     " (RFC 6154 §2 lists the known ones)"));
+    }
+    if (std::find(uses.begin(), uses.end(), use) == uses.end()) {
+      uses.push_back(use);
+    }
+  }
+  const std::string special_use = absl::StrJoin(uses, " ");
+  const uint32_t uidvalidity = request.uidvalidity();
+  v1::PrepareImportResponse response;
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
+    Connection& conn = tx.conn();
+    response = v1::PrepareImportResponse();
+    ASSIGN_OR_RETURN(bool user_exists, UserExists(conn, user_id));
+    if (!user_exists) {
+      return absl::NotFoundError(absl::StrCat("user id ", user_id, " does not exist"));
+    }
+    ASSIGN_OR_RETURN(std::optional<MailboxRow> existing, MailboxByName(conn, user_id, name));
+    if (existing.has_value() && existing->uidnext > 1) {
+      return Error(absl::StatusCode::kAlreadyExists, v1::ALREADYEXISTS,
+                   absl::StrCat("mailbox \"", name, "\" already holds or held messages (UIDNEXT ",
+                                existing->uidnext,
+                                "); an import only fills a mailbox that never held one"));
+    }
+    // A superior the old server did not have as a folder (a Maildir++ tree may
+    // hold ".Work.Projects" without ".Work") only holds other mailboxes, as it
+    // showed it: \Noselect, so that a sync client finds no new folder to copy.
+    // The import of the superior itself, if it comes later, takes it over.
+    for (const std::string& superior : rules::Superiors(name)) {
+      ASSIGN_OR_RETURN(std::optional<MailboxRow> row, MailboxByName(conn, user_id, superior));
+      if (!row.has_value()) {
+        ASSIGN_OR_RETURN(MailboxRow created, InsertMailbox(conn, user_id, superior, ""));
+        ASSIGN_OR_RETURN(Statement s,
+                         conn.Prepare("UPDATE mailboxes SET noselect = 1 WHERE id = ?"));
+        s.Bind(1, created.id);
+        RETURN_IF_ERROR(s.Run());
+      }
+    }
+    uint64_t mailbox_id = 0;
+    uint64_t highest_modseq = std::max<uint64_t>(request.highest_modseq(), 1);
+    if (existing.has_value()) {
+      // Never lower HIGHESTMODSEQ, and start the log afresh: the old
+      // UIDVALIDITY's changes mean nothing under the new one.
+      highest_modseq = std::max(highest_modseq, existing->highest_modseq);
+      ASSIGN_OR_RETURN(Statement s,
+                       conn.Prepare("UPDATE mailboxes SET noselect = 0, uidvalidity = ?, "
+                                    "highest_modseq = ?, log_floor = ?, special_use = ? "
+                                    "WHERE id = ?"));
+      // A selectable mailbox keeps its special use unless the import names one.
+      s.Bind(1, uidvalidity)
+          .Bind(2, highest_modseq)
+          .Bind(3, highest_modseq)
+          .BindText(4, special_use.empty() && !existing->noselect ? existing->special_use
+                                                                   : special_use)
+          .Bind(5, existing->id);
+      RETURN_IF_ERROR(s.Run());
+      ASSIGN_OR_RETURN(Statement clear, conn.Prepare("DELETE FROM changes WHERE mailbox_id = ?"));
+      clear.Bind(1, existing->id);
+      RETURN_IF_ERROR(clear.Run());
+      mailbox_id = existing->id;
+    } else {
+      ASSIGN_OR_RETURN(mailbox_id, NextMailboxId(conn));
+      ASSIGN_OR_RETURN(Statement s,
+                       conn.Prepare("INSERT INTO mailboxes (id, user_id, name, uidvalidity, "
+                                    "highest_modseq, log_floor, special_use) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?)"));
+      s.Bind(1, mailbox_id)
+          .Bind(2, user_id)
+          .BindText(3, name)
+          .Bind(4, uidvalidity)
+          .Bind(5, highest_modseq)
+          .Bind(6, highest_modseq)
+          .BindText(7, special_use);
+      RETURN_IF_ERROR(s.Run());
+      response.set_created(true);
+    }
+    // A mailbox deleted and made again later must not reuse this UIDVALIDITY
+    // (RFC 3501 §2.3.1.1): the counter that hands them out moves past it.
+    ASSIGN_OR_RETURN(Statement counter,
+                     conn.Prepare("UPDATE meta SET value = ? "
+                                  "WHERE name = 'uidvalidity_counter' AND value < ?"));
+    counter.Bind(1, uidvalidity).Bind(2, uidvalidity);
+    RETURN_IF_ERROR(counter.Run());
+    tx.AnnounceCreated(user_id, name, mailbox_id, uidvalidity, highest_modseq);
+    response.set_mailbox_id(mailbox_id);
+    response.set_uidvalidity(uidvalidity);
+    response.set_highest_modseq(highest_modseq);
+    return absl::OkStatus();
+  }));
+  return response;
+}
+
+absl::StatusOr<v1::FinishImportResponse> SqlStore::FinishImport(
+    uint64_t user_id, const v1::FinishImportRequest& request) {
+  ASSIGN_OR_RETURN(std::string name, NormalizeMailboxName(request.mailbox(), limits_));
+  v1::FinishImportResponse response;
+  RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
+    Connection& conn = tx.conn();
+    ASSIGN_OR_RETURN(MailboxRow mailbox, SelectableByName(conn, user_id, name));
+    if (mailbox.uidvalidity != request.uidvalidity()) {
+      return MailboxChanged();
+    }
+    uint32_t uidnext = mailbox.uidnext;
+    if (request.uidnext() > uidnext) {
+      uidnext = request.uidnext();
+      RETURN_IF_ERROR(SetUidNext(conn, mailbox.id, uidnext));
+    }
+    response.set_uidnext(uidnext);
+    return absl::OkStatus();
+  }));
+  return response;
+}
+
 absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
                                                        std::string_view mailbox_name,
                                                        std::vector<NewMessage> messages) {
@@ -2867,6 +2998,33 @@ absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
                    absl::StrCat("mailbox \"", name, "\" does not exist"));
     }
     RETURN_IF_ERROR(CheckUidSpace(*mailbox, messages.size()));
+    // UIDs given by an import (NewMessage::uid) must keep UIDs strictly ascending:
+    // at least UIDNEXT, each above the one before, and leaving a UIDNEXT.
+    {
+      uint32_t next = mailbox->uidnext;
+      for (size_t i = 0; i < messages.size(); ++i) {
+        const uint32_t given = messages[i].uid;
+        if (given == 0) {
+          if (next == std::numeric_limits<uint32_t>::max()) {
+            return CheckUidSpace(*mailbox, messages.size() + (next - mailbox->uidnext));
+          }
+          ++next;
+          continue;
+        }
+        if (given < next) {
+          return Error(absl::StatusCode::kFailedPrecondition, v1::CANNOT,
+                       absl::StrCat("message ", i + 1, " of ", messages.size(), ": UID ",
+                                    given, " is below ", next, ", the lowest UID mailbox \"",
+                                    name, "\" can still give; nothing was appended"));
+        }
+        if (given == std::numeric_limits<uint32_t>::max()) {
+          return Error(absl::StatusCode::kResourceExhausted, v1::LIMIT,
+                       absl::StrCat("UID ", given, " leaves no UIDNEXT (RFC 3501 §2.3.1.1: "
+                                    "UIDs are 32-bit)"));
+        }
+        next = given + 1;
+      }
+    }
     ASSIGN_OR_RETURN(QuotaGuard quota, QuotaGuard::Begin(conn, user_id));
     ASSIGN_OR_RETURN(uint64_t modseq, tx.NextModseq(mailbox->id));
     v1::ChangeEvent event;
@@ -2875,6 +3033,9 @@ absl::StatusOr<v1::AppendResponse> SqlStore::Append(uint64_t user_id,
     uint32_t uid = mailbox->uidnext;
     std::vector<std::string> keywords;
     for (size_t i = 0; i < messages.size(); ++i) {
+      if (messages[i].uid != 0) {
+        uid = messages[i].uid;
+      }
       ASSIGN_OR_RETURN(int64_t content_id, EnsureContent(conn, contents[i]));
       std::string joined = JoinKeywords(flags[i].keywords);
       int64_t date = messages[i].has_internal_date ? messages[i].internal_date_unix : now;

@@ -121,6 +121,10 @@ class SqlStore : public Store {
                                         const v1::MoveRequest& request) override;
   absl::StatusOr<v1::ExpungeResponse> Expunge(uint64_t user_id,
                                               const v1::ExpungeRequest& request) override;
+  absl::StatusOr<v1::PrepareImportResponse> PrepareImport(
+      uint64_t user_id, const v1::PrepareImportRequest& request) override;
+  absl::StatusOr<v1::FinishImportResponse> FinishImport(
+      uint64_t user_id, const v1::FinishImportRequest& request) override;
   absl::StatusOr<v1::AppendResponse> Append(uint64_t user_id, std::string_view mailbox,
                                             std::vector<NewMessage> messages) override;
   using Store::Search;

@@ -78,6 +78,10 @@ struct NewMessage {
   bool has_internal_date = false;  // false: now
   int64_t internal_date_unix = 0;
   int32_t internal_date_tz_minutes = 0;
+  // 0: the mailbox's next UID. Otherwise the UID to give it (an import keeping
+  // another server's UIDs): refused (CANNOT) unless it is at least the mailbox's
+  // UIDNEXT and above the UID of the message before it in the same Append.
+  uint32_t uid = 0;
 };
 
 // Receives a fetch as it is read. Returning false cancels the fetch (client gone).
@@ -250,6 +254,20 @@ class Store {
                                        const v1::SetSubscriptionRequest& request) = 0;
   virtual absl::StatusOr<v1::StatusResponse> Status(uint64_t user_id,
                                                     const v1::StatusRequest& request) = 0;
+
+  // --- Import from another server (mailbox-admin import dovecot) ---------------
+  // Gives the named mailbox request.uidvalidity and a HIGHESTMODSEQ of at least
+  // request.highest_modseq, its change log starting there: creates it (and its
+  // missing superiors), or takes an existing one that never held a message
+  // (UIDNEXT 1). ALREADYEXISTS for one that did; BAD_REQUEST for UIDVALIDITY 0.
+  // Raises the UIDVALIDITY counter to at least the value, so that a mailbox made
+  // later under a reused name gets a higher one. request.username is ignored.
+  virtual absl::StatusOr<v1::PrepareImportResponse> PrepareImport(
+      uint64_t user_id, const v1::PrepareImportRequest& request) = 0;
+  // Raises the mailbox's UIDNEXT to request.uidnext (never lowers it); returns the
+  // UIDNEXT it has. MAILBOX_CHANGED if its UIDVALIDITY is not request.uidvalidity.
+  virtual absl::StatusOr<v1::FinishImportResponse> FinishImport(
+      uint64_t user_id, const v1::FinishImportRequest& request) = 0;
 
   // --- Quotas (RFC 9208) -------------------------------------------------------
   // One quota root per user, over all of their mailboxes. A write that would leave

@@ -812,6 +812,132 @@ TYPED_TEST(StoreConformanceTest, AppendIsAtomic) {
   EXPECT_THAT(inbox.permanent_flags(), ::testing::Contains("\\*"));
 }
 
+// --- Import with another server's UIDVALIDITY and UIDs ------------------------------
+
+TYPED_TEST(StoreConformanceTest, ImportKeepsUidValidityUidsAndRaisesUidNext) {
+  // The INBOX every user starts with never held a message: the import takes it.
+  v1::PrepareImportRequest prepare;
+  prepare.set_mailbox("INBOX");
+  prepare.set_uidvalidity(4000000000u);
+  prepare.set_highest_modseq(500);
+  auto inbox = this->store_->PrepareImport(this->user_, prepare);
+  ASSERT_TRUE(inbox.ok()) << inbox.status();
+  EXPECT_FALSE(inbox->created());
+  EXPECT_EQ(inbox->uidvalidity(), 4000000000u);
+  EXPECT_EQ(inbox->highest_modseq(), 500u);
+
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(absl::StrCat(kSimple, "one\r\n"), {"\\Seen", "$Work"}));
+  messages.back().uid = 3;
+  messages.push_back(Message(absl::StrCat(kSimple, "two\r\n")));
+  messages.back().uid = 7;
+  messages.push_back(Message(absl::StrCat(kSimple, "three\r\n")));  // no UID: the next
+  auto appended = this->store_->Append(this->user_, "INBOX", std::move(messages));
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  EXPECT_THAT(appended->uids(), ElementsAre(3, 7, 8));
+  EXPECT_EQ(appended->uidvalidity(), 4000000000u);
+
+  // UIDs never go back: below UIDNEXT, or not ascending within a call.
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  messages.back().uid = 8;
+  auto below = this->store_->Append(this->user_, "INBOX", std::move(messages));
+  EXPECT_EQ(CodeOf(below.status()), v1::CANNOT);
+  EXPECT_THAT(std::string(below.status().message()), ::testing::HasSubstr("UID 8 is below 9"));
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  messages.back().uid = 20;
+  messages.push_back(Message(kSimple));
+  messages.back().uid = 20;
+  EXPECT_EQ(CodeOf(this->store_->Append(this->user_, "INBOX", std::move(messages)).status()),
+            v1::CANNOT);
+  // At the limit: UID 2^32-1 would leave no UIDNEXT.
+  messages.clear();
+  messages.push_back(Message(kSimple));
+  messages.back().uid = 4294967295u;
+  EXPECT_EQ(CodeOf(this->store_->Append(this->user_, "INBOX", std::move(messages)).status()),
+            v1::LIMIT);
+
+  v1::StatusResponse status = this->StatusOf("INBOX");
+  EXPECT_EQ(status.messages(), 3u);
+  EXPECT_EQ(status.uidnext(), 9u);
+  EXPECT_GT(status.highest_modseq(), 500u);  // above the old server's
+
+  // UIDNEXT rises past UIDs the old server gave to messages expunged since; never falls.
+  v1::FinishImportRequest finish;
+  finish.set_mailbox("INBOX");
+  finish.set_uidvalidity(4000000000u);
+  finish.set_uidnext(12);
+  auto finished = this->store_->FinishImport(this->user_, finish);
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_EQ(finished->uidnext(), 12u);
+  finish.set_uidnext(5);
+  EXPECT_EQ(this->store_->FinishImport(this->user_, finish)->uidnext(), 12u);
+  EXPECT_EQ(this->StatusOf("INBOX").uidnext(), 12u);
+  finish.set_uidvalidity(1);
+  EXPECT_EQ(CodeOf(this->store_->FinishImport(this->user_, finish).status()),
+            v1::MAILBOX_CHANGED);
+
+  // A second import into the filled mailbox is refused: a mailbox in use is never
+  // disturbed.
+  EXPECT_EQ(CodeOf(this->store_->PrepareImport(this->user_, prepare).status()),
+            v1::ALREADYEXISTS);
+  prepare.set_uidvalidity(0);
+  EXPECT_EQ(CodeOf(this->store_->PrepareImport(this->user_, prepare).status()),
+            v1::BAD_REQUEST);
+
+  // A new mailbox (with its superior) gets the UIDVALIDITY given, and mailboxes
+  // created later get higher ones.
+  prepare.set_mailbox("Work/Projects");
+  prepare.set_uidvalidity(4100000000u);
+  prepare.set_highest_modseq(0);
+  auto created = this->store_->PrepareImport(this->user_, prepare);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(created->created());
+  EXPECT_EQ(this->StatusOf("Work/Projects").uidvalidity(), 4100000000u);
+  EXPECT_EQ(this->StatusOf("Work/Projects").uidnext(), 1u);
+  ASSERT_TRUE(this->Create("Later").ok());
+  EXPECT_GT(this->StatusOf("Later").uidvalidity(), 4100000000u);
+  // The superior the import made only holds other mailboxes, as on the old
+  // server; importing it later takes it over.
+  EXPECT_THAT(this->List({"Work"})["Work"], ::testing::Contains("\\Noselect"));
+  prepare.set_mailbox("Work");
+  prepare.set_uidvalidity(4200000000u);
+  auto superior = this->store_->PrepareImport(this->user_, prepare);
+  ASSERT_TRUE(superior.ok()) << superior.status();
+  EXPECT_FALSE(superior->created());
+  EXPECT_EQ(this->StatusOf("Work").uidvalidity(), 4200000000u);
+}
+
+TYPED_TEST(StoreConformanceTest, ImportedUidsAreVisibleThroughOpenAndVanished) {
+  v1::PrepareImportRequest prepare;
+  prepare.set_mailbox("Archive");
+  prepare.set_uidvalidity(1234);
+  prepare.set_highest_modseq(40);
+  ASSERT_TRUE(this->store_->PrepareImport(this->user_, prepare).ok());
+  std::vector<NewMessage> messages;
+  messages.push_back(Message(kSimple, {"\\Flagged"}));
+  messages.back().uid = 2;
+  messages.push_back(Message(kMultipart, {"\\Answered", "$Forwarded"}));
+  messages.back().uid = 5;
+  ASSERT_TRUE(this->store_->Append(this->user_, "Archive", std::move(messages)).ok());
+  v1::OpenResponse box = this->OpenBox("Archive", /*read_only=*/true);
+  EXPECT_EQ(box.uidvalidity(), 1234u);
+  EXPECT_EQ(box.messages(), 2u);
+  EXPECT_EQ(box.uidnext(), 6u);
+  EXPECT_THAT(box.flags(), ::testing::Contains("$Forwarded"));
+  // A client that cached the old server's HIGHESTMODSEQ (40) asks what vanished
+  // since: nothing, and the answer is exact (the log starts there).
+  v1::VanishedRequest vanished;
+  vanished.set_mailbox_id(box.mailbox_id());
+  vanished.set_uidvalidity(1234);
+  vanished.set_since_modseq(40);
+  auto since = this->store_->Vanished(this->user_, vanished);
+  ASSERT_TRUE(since.ok()) << since.status();
+  EXPECT_TRUE(since->exact());
+  EXPECT_TRUE(since->uids().ranges().empty());
+}
+
 TYPED_TEST(StoreConformanceTest, ContentIsStoredOnce) {
   this->AppendSome("INBOX", 1);
   std::vector<NewMessage> messages;
