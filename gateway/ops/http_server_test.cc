@@ -2,61 +2,67 @@
 
 #include <gtest/gtest.h>
 
-#include "boost/asio/co_spawn.hpp"
-#include "boost/asio/io_context.hpp"
-#include "boost/asio/read.hpp"
-#include "boost/asio/write.hpp"
-
 namespace gateway::ops {
 namespace {
 
-namespace asio = boost::asio;
-
-std::string Get(asio::io_context& io, uint16_t port, const std::string& path) {
-  asio::ip::tcp::socket socket(io);
-  socket.connect({asio::ip::make_address("127.0.0.1"), port});
-  std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-  asio::write(socket, asio::buffer(request));
-  std::string response;
-  boost::system::error_code ec;
-  char buffer[4096];
-  while (true) {
-    size_t n = socket.read_some(asio::buffer(buffer), ec);
-    if (ec) {
-      break;
+mailbox::ops::HttpResponse Get(const std::vector<mailbox::ops::HttpRoute>& routes,
+                               const std::string& path) {
+  for (const auto& route : routes) {
+    if (route.path == path && route.method == "GET") {
+      return route.handler();
     }
-    response.append(buffer, n);
   }
-  return response;
+  return {404, "", ""};
 }
 
-TEST(HttpServerTest, HealthReadinessAndMetrics) {
-  asio::io_context io;
+TEST(GatewayRoutesTest, HealthReadinessAndMetrics) {
   Metrics metrics;
-  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-  uint16_t port = acceptor.local_endpoint().port();
-  asio::co_spawn(io, ServeHttp(acceptor, metrics), [](std::exception_ptr) {});
-  std::thread runner([&] { io.run(); });
-
-  EXPECT_NE(Get(io, port, "/healthz").find("200 OK"), std::string::npos);
-  EXPECT_NE(Get(io, port, "/readyz").find("503"), std::string::npos);
+  const auto routes = GatewayRoutes(metrics);
+  EXPECT_EQ(Get(routes, "/healthz").status, 200);
+  EXPECT_EQ(Get(routes, "/readyz").status, 503);
+  EXPECT_EQ(Get(routes, "/readyz").body, "starting\n");
   metrics.ready = true;
-  EXPECT_NE(Get(io, port, "/readyz").find("200 OK"), std::string::npos);
+  EXPECT_EQ(Get(routes, "/readyz").status, 200);
   metrics.draining = true;
-  EXPECT_NE(Get(io, port, "/readyz").find("draining"), std::string::npos);
-  metrics.connections_open = 7;
-  metrics.refused_per_ip = 3;
-  std::string text = Get(io, port, "/metrics");
-  EXPECT_NE(text.find("imap_connections_refused_total{reason=\"max_connections_per_ip\"} 3"),
-            std::string::npos);
-  EXPECT_NE(text.find("imap_connections_refused_total{reason=\"proxy_header\"} 0"),
-            std::string::npos);
-  EXPECT_NE(text.find("imap_connections_open 7"), std::string::npos);
-  EXPECT_NE(text.find("process_resident_memory_bytes"), std::string::npos);
-  EXPECT_NE(Get(io, port, "/nope").find("404"), std::string::npos);
+  EXPECT_EQ(Get(routes, "/readyz").body, "draining\n");
 
-  asio::post(io, [&] { acceptor.close(); });
-  runner.join();
+  metrics.ConnectionOpened(kImapsListener);
+  metrics.ConnectionOpened(kImapsListener);
+  metrics.ConnectionOpened(kStartTlsListener);
+  metrics.ConnectionClosed(kImapsListener);
+  metrics.Refused(1, kStartTlsListener);
+  metrics.TlsHandshake(kImapsListener, false, std::chrono::milliseconds(3));
+  metrics.Login(LoginMechanism::kScramPlus, LoginOutcome::kThrottled);
+  metrics.CommandDone(CommandFamilyIndex("UID FETCH"), 2, std::chrono::milliseconds(20));
+  metrics.bytes_in = 42;
+  const mailbox::ops::HttpResponse response = Get(routes, "/metrics");
+  EXPECT_EQ(response.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = response.body;
+  for (const char* line : {
+           "imapd_gateway_connections_open{listener=\"imaps\"} 1\n",
+           "imapd_gateway_connections_open{listener=\"starttls\"} 1\n",
+           "imapd_gateway_connections_refused_total{listener=\"starttls\",reason=\"max_"
+           "connections_per_ip\"} 1\n",
+           "imapd_gateway_connections_refused_total{listener=\"imaps\",reason=\"proxy_header\"} "
+           "0\n",
+           "imapd_gateway_tls_handshakes_total{listener=\"imaps\",outcome=\"failure\"} 1\n",
+           "imapd_gateway_tls_handshake_duration_seconds_count{listener=\"imaps\",outcome="
+           "\"failure\"} 1\n",
+           "imapd_gateway_logins_total{mechanism=\"SCRAM-SHA-256-PLUS\",outcome=\"throttled\"} "
+           "1\n",
+           "imapd_gateway_commands_total{command=\"FETCH\"} 1\n",
+           "imapd_gateway_store_calls_total{command=\"FETCH\"} 2\n",
+           "imapd_gateway_command_duration_seconds_bucket{command=\"FETCH\",le=\"0.025\"} 1\n",
+           "imapd_gateway_command_duration_seconds_bucket{command=\"FETCH\",le=\"0.01\"} 0\n",
+           "imapd_gateway_received_bytes_total 42\n",
+           "imapd_gateway_ready 0\n",
+           "# TYPE process_resident_memory_bytes gauge\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+  // Command families not used have no histogram series.
+  EXPECT_EQ(text.find("imapd_gateway_command_duration_seconds_count{command=\"NOOP\"}"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -7,8 +7,8 @@
 # Under Bazel: bazel test //tests/e2e:e2e_test. By hand, after
 # `bazel build //gateway:imap-gateway //mailbox-service/server:mailbox-service
 #  //mailbox-service/admin:mailbox-admin //tests/e2e:scram_plus_client`: bash tests/e2e/run_e2e.sh [SUITE...]
-# where SUITE is imaplib, protocol, resilience, standards, sasl, interimap, curl or imapflow
-# (default: all).
+# where SUITE is imaplib, protocol, resilience, standards, sasl, interimap, curl, imapflow
+# or metrics (default: all but metrics, which //tests/e2e:metrics_test runs).
 set -uo pipefail
 
 if [[ -n "${TEST_SRCDIR:-}" ]]; then
@@ -55,7 +55,7 @@ for suite in "${suites[@]}"; do
   echo "=== e2e suite: $suite"
   log="$tmp/$suite.log"
   case "$suite" in
-    imaplib|protocol|resilience|standards|sasl|interimap|curl)
+    imaplib|protocol|resilience|standards|sasl|interimap|curl|metrics)
       (cd "$here" && "$python" -m unittest -v "test_$suite") 2>&1 | tee "$log"
       count_unittest "$suite" "$log" "${PIPESTATUS[0]}"
       ;;
