@@ -36,6 +36,7 @@
 #include "gateway/ops/drain.h"
 #include "gateway/ops/http_server.h"
 #include "gateway/ops/memory_return.h"
+#include "common/metrics/grpc_metrics.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/feed_router.h"
 #include "gateway/session/session.h"
@@ -368,6 +369,12 @@ int Run(int argc, char** argv) {
                  "client (its address)"
               << std::endl;
   }
+  // Every call to the service is timed per method (imapd_gateway_store_rpc_*).
+  store_options.interceptors = [] {
+    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> out;
+    out.push_back(ops::GlobalMetrics().StoreRpcs().ClientFactory());
+    return out;
+  };
   auto store = mailbox::client::GrpcMailboxStore::Create(store_options);
   if (!store.ok()) {
     std::cerr << "imap-gateway: " << store.status().message() << "\n";
@@ -376,12 +383,10 @@ int Run(int argc, char** argv) {
 
   // Per-worker context: routers are created on their worker's executor below.
   auto pool_options = net::WorkerPoolOptionsOf(*net_config);
-  pool_options.on_refused = [](net::Refusal reason) {
-    auto& m = ops::GlobalMetrics();
-    (reason == net::Refusal::kMaxConnections ? m.refused_max_connections
-     : reason == net::Refusal::kPerIpLimit   ? m.refused_per_ip
-                                             : m.refused_proxy_header)
-        .fetch_add(1);
+  pool_options.on_refused = [](net::Refusal reason, net::ListenerKind kind) {
+    ops::GlobalMetrics().Refused(
+        reason == net::Refusal::kMaxConnections ? 0 : reason == net::Refusal::kPerIpLimit ? 1 : 2,
+        kind == net::ListenerKind::kImplicitTls ? ops::kImapsListener : ops::kStartTlsListener);
   };
   size_t workers = pool_options.workers == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                              : pool_options.workers;
@@ -398,8 +403,23 @@ int Run(int argc, char** argv) {
     std::cerr << "imap-gateway: " << pool.status().message() << "\n";
     return 1;
   }
+  // Per worker: the mailboxes and mailbox lists its change feed subscribes to.
+  std::vector<std::vector<std::string>> worker_labels;
+  for (size_t i = 0; i < workers; ++i) {
+    worker_labels.push_back({std::to_string(i)});
+  }
+  auto& feed_mailboxes = ops::GlobalMetrics().registry.AddGaugeFamily(
+      "imapd_gateway_feed_subscribed_mailboxes",
+      "Mailboxes the change feed of each worker subscribes to (one per mailbox that "
+      "sessions of the worker have selected or watch with NOTIFY).",
+      {"worker"}, worker_labels);
+  auto& feed_lists = ops::GlobalMetrics().registry.AddGaugeFamily(
+      "imapd_gateway_feed_subscribed_lists",
+      "Users whose mailbox list the change feed of each worker subscribes to (NOTIFY).",
+      {"worker"}, worker_labels);
   for (size_t i = 0; i < workers; ++i) {
     routers[i] = std::make_unique<FeedRouter>(**store, (*pool)->worker_executor(i));
+    routers[i]->set_gauges(&feed_mailboxes.At(i), &feed_lists.At(i));
     contexts[i] = std::make_unique<WorkerContext>();
     contexts[i]->store = store->get();
     contexts[i]->router = routers[i].get();

@@ -703,7 +703,10 @@ absl::StatusOr<std::unique_ptr<GrpcMailboxStore>> GrpcMailboxStore::Create(
       args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
       args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, pool->options.stream_window_bytes);
     }
-    auto channel = grpc::CreateCustomChannel(pool->options.target, credentials, args);
+    auto channel = pool->options.interceptors
+                       ? grpc::experimental::CreateCustomChannelWithInterceptors(
+                             pool->options.target, credentials, args, pool->options.interceptors())
+                       : grpc::CreateCustomChannel(pool->options.target, credentials, args);
     pool->stubs.push_back(v1::Mailbox::NewStub(channel));
     pool->channels.push_back(std::move(channel));
   }

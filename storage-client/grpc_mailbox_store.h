@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -27,6 +28,7 @@
 #include "boost/asio/awaitable.hpp"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "grpcpp/support/client_interceptor.h"
 #include "storage-client/link_token.h"
 #include "storage-client/mailbox_store.h"
 
@@ -88,6 +90,11 @@ struct GrpcMailboxStoreOptions {
 
   // Extra channel arguments (keepalive, reconnect backoff, message size...).
   grpc::ChannelArguments channel_args;
+
+  // Interceptors every call passes through (e.g. metrics), made afresh for each
+  // channel; unset: none.
+  std::function<std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>()>
+      interceptors;
 };
 
 class GrpcMailboxStore final : public MailboxStore {

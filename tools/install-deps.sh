@@ -21,6 +21,9 @@ packages=(
   libpq-dev postgresql-15
   # The PROXY protocol test puts a real HAProxy in front of two gateways.
   haproxy
+  # promtool (check metrics, check rules) for //tests/e2e:metrics_test; the
+  # Prometheus server it also installs is not started (see below).
+  prometheus
   # A QRESYNC sync client for the end-to-end tests (its local side is Dovecot's imap).
   interimap
   # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.
@@ -83,5 +86,10 @@ fi
 if [[ " ${missing[*]} " == *" haproxy "* ]] && command -v systemctl >/dev/null \
     && [[ -d /run/systemd/system ]]; then
   $sudo systemctl disable --now haproxy.service 2>/dev/null || true
+fi
+# Only promtool is used; no Prometheus server (it would take port 9090).
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null \
+    && [[ -d /run/systemd/system ]]; then
+  $sudo systemctl disable --now prometheus.service 2>/dev/null || true
 fi
 exit $status

@@ -69,7 +69,8 @@ for i in 1 2; do
   extra=()
   [[ $i == 1 ]] && extra=(--demo-user=demo:demo)
   "$bin/mailbox-service/server/mailbox-service" --listen="$listen" --data-dir="$data" \
-    --backend=postgres --postgres="$conninfo" --port-file="$data/port" "${extra[@]}" &
+    --backend=postgres --postgres="$conninfo" --port-file="$data/port" \
+    --http-listen=127.0.0.1:$((8160 + offset + i)) "${extra[@]}" &
   pids+=($!)
   for _ in $(seq 1 300); do [[ -s "$data/port" ]] && break; sleep 0.1; done
   rm -f "$data/port"

@@ -98,7 +98,7 @@ struct WorkerPoolAccess {
                            tcp::socket socket);
   // PROXY header (from trusted proxies), per-IP limit, then the handler.
   static asio::awaitable<void> Admit(WorkerPool* pool, Stream stream, ConnectionInfo info);
-  static void Refuse(WorkerPool* pool, Refusal reason);
+  static void Refuse(WorkerPool* pool, Refusal reason, ListenerKind kind);
   class PerIpSlot;
 };
 
@@ -281,9 +281,9 @@ class WorkerPoolAccess::PerIpSlot {
   std::string key_;
 };
 
-void WorkerPoolAccess::Refuse(WorkerPool* pool, Refusal reason) {
+void WorkerPoolAccess::Refuse(WorkerPool* pool, Refusal reason, ListenerKind kind) {
   if (pool->options_.on_refused) {
-    pool->options_.on_refused(reason);
+    pool->options_.on_refused(reason, kind);
   }
 }
 
@@ -303,7 +303,7 @@ void WorkerPoolAccess::StartSession(WorkerPool* pool, WorkerPool::Worker* worker
     }
     error_code ignored;
     socket.close(ignored);
-    Refuse(pool, Refusal::kMaxConnections);
+    Refuse(pool, Refusal::kMaxConnections, kind);
     return;
   }
   worker->over_limit_logged = false;
@@ -350,7 +350,7 @@ asio::awaitable<void> WorkerPoolAccess::Admit(WorkerPool* pool, Stream stream,
       // not the proxy; nothing is sent, so the bytes cannot be read as a response.
       pool->log_(absl::StrCat("net: connection ", info.id, " from trusted proxy ",
                               Describe(info.peer), " closed: ", why));
-      Refuse(pool, Refusal::kProxyHeader);
+      Refuse(pool, Refusal::kProxyHeader, info.kind);
       co_return;
     }
     // LOCAL (health checks) and UNKNOWN carry no client: the proxy itself is served.
@@ -365,7 +365,7 @@ asio::awaitable<void> WorkerPoolAccess::Admit(WorkerPool* pool, Stream stream,
       (void)co_await stream.Write(ByeLine(Refusal::kPerIpLimit, options.max_connections_per_ip),
                                   std::chrono::seconds(1));
     }
-    Refuse(pool, Refusal::kPerIpLimit);
+    Refuse(pool, Refusal::kPerIpLimit, info.kind);
     co_return;
   }
   asio::awaitable<void> session;

@@ -116,8 +116,9 @@ struct WorkerPoolOptions {
   // header; v1 is at most 107 bytes by definition).
   std::chrono::milliseconds proxy_header_timeout{5000};
   std::size_t proxy_header_max_length = 1024;
-  // Called on the worker's thread for each refused connection (e.g. for metrics).
-  std::function<void(Refusal)> on_refused;
+  // Called on the worker's thread for each refused connection, with the kind of
+  // listener that accepted it (e.g. for metrics).
+  std::function<void(Refusal, ListenerKind)> on_refused;
   LogSink log;  // default: stderr
 };
 

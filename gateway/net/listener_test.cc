@@ -89,8 +89,10 @@ ConnectionHandler Greeter(Observations* seen, Stream::Clock::duration wait = sec
   };
 }
 
-std::function<void(Refusal)> Counter(Observations* seen) {
-  return [seen](Refusal reason) { seen->refused[static_cast<int>(reason)].fetch_add(1); };
+std::function<void(Refusal, ListenerKind)> Counter(Observations* seen) {
+  return [seen](Refusal reason, ListenerKind) {
+    seen->refused[static_cast<int>(reason)].fetch_add(1);
+  };
 }
 
 LogSink Capture(Observations* seen) {

@@ -1,17 +1,19 @@
-// The gateway's operator endpoint (Boost.Beast): GET /healthz (the process runs),
-// /readyz (accepting IMAP, not draining, and the mailbox service reachable),
-// /metrics (Prometheus text), and POST /drain from a loopback address (starts the
-// drain; answered when its grace period is over: see drain.h).
+// The gateway's operator endpoint (common/ops/http_server.h): GET /healthz (the
+// process runs), /readyz (accepting IMAP, not draining, and the mailbox service
+// reachable), /metrics (Prometheus text), and POST /drain from a loopback address
+// (starts the drain; answered when its grace period is over: see drain.h).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "common/ops/http_server.h"
 #include "gateway/ops/drain.h"
 #include "gateway/ops/metrics.h"
 
@@ -25,9 +27,10 @@ struct HttpHooks {
   Drain* drain = nullptr;
 };
 
-// Serves until the acceptor is closed. Each request has a 10 s timer (besides the
-// wait of a drain request); only small requests are read. `metrics` and the hooks'
-// targets must outlive the server.
+// The gateway's routes; `metrics` and the hooks' targets must outlive them.
+std::vector<mailbox::ops::HttpRoute> GatewayRoutes(const Metrics& metrics, HttpHooks hooks = {});
+
+// Serves GatewayRoutes until the acceptor is closed.
 boost::asio::awaitable<void> ServeHttp(boost::asio::ip::tcp::acceptor& acceptor,
                                        const Metrics& metrics, HttpHooks hooks = {});
 

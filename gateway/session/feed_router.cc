@@ -28,6 +28,7 @@ void FeedRouter::Close() {
     core_->closed = true;
     core_->mailboxes.clear();
     core_->lists.clear();
+    core_->Publish();
     core_->feed->Close();
   }
 }
@@ -49,6 +50,22 @@ void FeedRouter::Add(uint64_t mailbox_id, uint32_t uidvalidity, uint64_t modseq,
   }
   if (state.index.try_emplace(listener, state.listeners.size()).second) {
     state.listeners.push_back(listener);
+  }
+  core_->Publish();
+}
+
+void FeedRouter::set_gauges(mailbox::metrics::Gauge* mailboxes, mailbox::metrics::Gauge* lists) {
+  core_->mailboxes_gauge = mailboxes;
+  core_->lists_gauge = lists;
+  core_->Publish();
+}
+
+void FeedRouter::Core::Publish() {
+  if (mailboxes_gauge != nullptr) {
+    mailboxes_gauge->Set(static_cast<int64_t>(mailboxes.size()));
+  }
+  if (lists_gauge != nullptr) {
+    lists_gauge->Set(static_cast<int64_t>(lists.size()));
   }
 }
 
@@ -74,6 +91,7 @@ void FeedRouter::Remove(uint64_t mailbox_id, Listener* listener) {
       core_->feed->Unsubscribe(mailbox_id);
     }
   }
+  core_->Publish();
 }
 
 bool FeedRouter::AddList(uint64_t user_id, const std::string& session_token,
@@ -89,6 +107,7 @@ bool FeedRouter::AddList(uint64_t user_id, const std::string& session_token,
   if (std::find(listeners.begin(), listeners.end(), listener) == listeners.end()) {
     listeners.push_back(listener);
   }
+  core_->Publish();
   return it->second.live;
 }
 
@@ -104,6 +123,7 @@ void FeedRouter::RemoveList(uint64_t user_id, Listener* listener) {
       core_->feed->UnsubscribeList(user_id);
     }
   }
+  core_->Publish();
 }
 
 void FeedRouter::Core::DispatchList(const v1::ChangeEvent& event) {
@@ -117,6 +137,7 @@ void FeedRouter::Core::DispatchList(const v1::ChangeEvent& event) {
   }
   if (event.has_resync()) {
     lists.erase(it);
+    Publish();
   }
   for (Listener* listener : scratch) {
     listener->OnChange(event);
@@ -160,6 +181,7 @@ void FeedRouter::Core::Dispatch(const v1::ChangeEvent& event) {
   scratch = state.listeners;
   if (event.has_resync()) {
     mailboxes.erase(it);
+    Publish();
   }
   for (Listener* listener : scratch) {
     listener->OnChange(event);

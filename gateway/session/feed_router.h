@@ -20,6 +20,7 @@
 
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/awaitable.hpp"
+#include "common/metrics/metrics.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 #include "storage-client/mailbox_store.h"
 
@@ -65,6 +66,11 @@ class FeedRouter {
   size_t subscribed_mailboxes() const { return core_->mailboxes.size(); }
   size_t subscribed_lists() const { return core_->lists.size(); }
 
+  // Gauges (owned by the caller, outliving the router) kept equal to the
+  // mailboxes and mailbox lists this router's feed subscribes to, for metrics
+  // read from another thread; null: none.
+  void set_gauges(mailbox::metrics::Gauge* mailboxes, mailbox::metrics::Gauge* lists);
+
  private:
   struct MailboxState {
     uint32_t uidvalidity = 0;
@@ -88,6 +94,10 @@ class FeedRouter {
     bool closed = false;
     // The listeners an event is handed to (reused: Dispatch is not reentrant).
     std::vector<Listener*> scratch;
+    mailbox::metrics::Gauge* mailboxes_gauge = nullptr;
+    mailbox::metrics::Gauge* lists_gauge = nullptr;
+    // Sets the gauges to the subscriptions now.
+    void Publish();
     // A mailbox whose listeners have an event of an unfinished commit (`more`)
     // and await OnChangesDelivered.
     std::optional<uint64_t> held;

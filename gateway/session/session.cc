@@ -56,12 +56,16 @@ std::string WrongStateText(const imap::CommandSpec& info, SessionState state) {
 asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
                                       WorkerContext* worker) {
   auto& metrics = ops::GlobalMetrics();
-  metrics.connections_total.fetch_add(1);
+  metrics.connections_accepted
+      .At(info.kind == net::ListenerKind::kImplicitTls ? ops::kImapsListener
+                                                       : ops::kStartTlsListener)
+      .Inc();
   if (info.kind == net::ListenerKind::kImplicitTls) {
+    const auto started = std::chrono::steady_clock::now();
     auto error = co_await stream.Handshake(worker->tls->Current(),
                                            worker->options->tls_handshake_timeout);
+    metrics.TlsHandshake(ops::kImapsListener, !error, std::chrono::steady_clock::now() - started);
     if (error) {
-      metrics.tls_handshake_failures.fetch_add(1);
       co_return;
     }
   }
@@ -81,9 +85,14 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
   // (docs/security.md, "Bounds per command and per session in the gateway").
   receiver_.SetUnauthenticated(true);
   notify_ = std::make_unique<NotifyWatch>(options().notify_interval, [this] { OnNotifyNews(); });
-  ops::GlobalMetrics().ConnectionOpened();
+  ops::GlobalMetrics().ConnectionOpened(ListenerLabel());
   worker_->sessions.insert(this);
   draining_ = worker_->draining;
+}
+
+size_t Session::ListenerLabel() const {
+  return info_.kind == net::ListenerKind::kImplicitTls ? ops::kImapsListener
+                                                       : ops::kStartTlsListener;
 }
 
 Session::~Session() {
@@ -97,7 +106,7 @@ Session::~Session() {
       !credential_.token.empty()) {
     ops::GlobalMetrics().sessions_authenticated.fetch_sub(1);
   }
-  ops::GlobalMetrics().connections_open.fetch_sub(1);
+  ops::GlobalMetrics().ConnectionClosed(ListenerLabel());
 }
 
 std::vector<std::string> Session::Capabilities() const {
@@ -944,6 +953,7 @@ void Session::BeginCommand(const imap::CommandSpec* spec, std::string tag) {
   answered_ = false;
   in_command_ = true;
   last_activity_ = Clock::now();
+  command_started_ = std::chrono::steady_clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
   store_.Take();
 }
@@ -967,7 +977,8 @@ asio::awaitable<void> Session::EndCommand(const imap::CommandSpec& spec, bool al
   }
   // The \Recent claim counts with the command that announced the messages.
   calls += store_.Take();
-  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(spec.name), calls);
+  ops::GlobalMetrics().CommandDone(ops::CommandFamilyIndex(spec.name), calls,
+                                   std::chrono::steady_clock::now() - command_started_);
   current_ = nullptr;
   in_command_ = false;
   CheckChangeQueue();
@@ -1097,10 +1108,12 @@ asio::awaitable<bool> Session::UpgradeToTls(std::string_view ok_response) {
   if (!flushed) {
     co_return false;
   }
+  const auto started = std::chrono::steady_clock::now();
   auto error = co_await stream_.Handshake(worker_->tls->Current(),
                                           options().tls_handshake_timeout);
+  ops::GlobalMetrics().TlsHandshake(ops::kStartTlsListener, !error,
+                                    std::chrono::steady_clock::now() - started);
   if (error) {
-    ops::GlobalMetrics().tls_handshake_failures.fetch_add(1);
     broken_ = true;
     co_return false;
   }

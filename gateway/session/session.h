@@ -151,6 +151,8 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // Waits until the loop leaves its I/O or ends (SignalReadAhead).
   boost::asio::awaitable<void> WaitForReadAhead();
   void SignalReadAhead();
+  // The listener label of this connection (ops::kListeners).
+  size_t ListenerLabel() const;
 
   net::Stream stream_;
   net::ConnectionInfo info_;
@@ -183,6 +185,7 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   bool holds_compress_slot_ = false;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
+  std::chrono::steady_clock::time_point command_started_;  // for the latency histogram
   bool broken_ = false;
   bool read_ahead_running_ = false;  // the loop coroutine exists
   bool read_ahead_paused_ = false;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -18,10 +19,18 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "boost/asio/co_spawn.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/post.hpp"
+#include "common/metrics/grpc_metrics.h"
+#include "common/metrics/metrics.h"
+#include "common/ops/http_server.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "common/config.h"
@@ -34,7 +43,10 @@
 #include "mailbox-service/server/server_credentials.h"
 #include "mailbox-service/server/limits.h"
 #include "mailbox-service/server/service.h"
+#include "mailbox-service/server/service_metrics.h"
 #include "mailbox-service/store/backend.h"
+#include "mailbox-service/store/store_metrics.h"
+#include "mailbox-service/store/timed_store.h"
 #include "storage-client/link_token.h"
 #include "storage-client/posix_file.h"
 
@@ -68,6 +80,12 @@ std::vector<config::Setting> Settings() {
       {"demo-user", "MAILBOX_DEMO_USER", "",
        "create this user at start if missing, as name:password (for local use)"},
       {"port-file", "MAILBOX_PORT_FILE", "", "write the bound port here once listening"},
+      {"http-listen", "MAILBOX_HTTP_LISTEN", "127.0.0.1:8151",
+       "operator HTTP endpoint (host:port, port 0 picks one): GET /healthz, /readyz (fails "
+       "while the store is unhealthy or the service drains) and /metrics (Prometheus); empty "
+       "disables"},
+      {"http-port-file", "MAILBOX_HTTP_PORT_FILE", "",
+       "write the bound port of --http-listen here once listening"},
       {"gateway-token-file", "MAILBOX_GATEWAY_TOKEN_FILE", "",
        "file of the token that lets a gateway report its clients' IPs (default "
        "<data-dir>/gateway.token, made with mode 0600 if missing; re-read when it changes)"},
@@ -181,6 +199,95 @@ std::vector<config::Setting> Settings() {
       {"oauth-introspection-cache-seconds", "MAILBOX_OAUTH_INTROSPECTION_CACHE_SECONDS", "",
        "", config::RenamedTo("oauth-introspection-cache-ttl")},
   };
+}
+
+// The listening socket of --http-listen: host:port ([v6]:port), port 0 picks one.
+absl::StatusOr<std::unique_ptr<boost::asio::ip::tcp::acceptor>> ListenHttp(
+    boost::asio::io_context& io, const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", address, "\" is not host:port (e.g. 127.0.0.1:8151)"));
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port in \"", address, "\""));
+  }
+  boost::system::error_code ec;
+  const boost::asio::ip::address ip = boost::asio::ip::make_address(host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", host, "\" is not an IP address (give an address, not a name)"));
+  }
+  auto acceptor = std::make_unique<boost::asio::ip::tcp::acceptor>(io);
+  const boost::asio::ip::tcp::endpoint endpoint(ip, static_cast<uint16_t>(port));
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) {
+    acceptor->set_option(boost::asio::socket_base::reuse_address(true), ec);
+    acceptor->bind(endpoint, ec);
+  }
+  if (!ec) {
+    acceptor->listen(boost::asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address, ": ", ec.message(),
+                     " (is another process using that address?)"));
+  }
+  return acceptor;
+}
+
+// The service's gauges read at scrape time. `service` and `serving` must outlive
+// every scrape (the operator endpoint stops before they go).
+void RegisterServiceGauges(metrics::Registry& registry, const MailboxService& service,
+                           const std::atomic<bool>& serving) {
+  using Type = metrics::Registry::Type;
+  registry.AddCallback("imapd_mailbox_work_pool_queued_calls",
+                       "Calls waiting for a work-pool thread now (bounded by --work-queue).",
+                       Type::kGauge,
+                       [&service] { return static_cast<double>(service.queued_work()); });
+  registry.AddCallback("imapd_mailbox_work_pool_busy_threads",
+                       "Work-pool threads running a call now (of --workers).", Type::kGauge,
+                       [&service] { return static_cast<double>(service.busy_workers()); });
+  registry.AddCallback("imapd_mailbox_work_pool_refused_total",
+                       "Calls refused (RESOURCE_EXHAUSTED, busy) because every work-pool thread "
+                       "was busy and the queue full.",
+                       Type::kCounter,
+                       [&service] { return static_cast<double>(service.refused_work()); });
+  registry.AddCallback("imapd_mailbox_feed_subscribers",
+                       "Change-feed streams open now (gateway workers subscribed; bounded by "
+                       "--max-feeds).",
+                       Type::kGauge,
+                       [&service] { return static_cast<double>(service.open_feeds()); });
+  registry.AddCallback("imapd_mailbox_ready",
+                       "1 while /readyz answers 200 (the store is healthy and the service is "
+                       "not draining), else 0.",
+                       Type::kGauge, [&serving] { return serving.load() ? 1.0 : 0.0; });
+}
+
+// GET /healthz (the process runs), /readyz (the same answer as the gRPC health
+// service: the store is healthy and the service not draining), /metrics.
+std::shared_ptr<const std::vector<ops::HttpRoute>> ServiceRoutes(
+    const metrics::Registry& registry, const std::atomic<bool>& serving) {
+  return std::make_shared<const std::vector<ops::HttpRoute>>(std::vector<ops::HttpRoute>{
+      {"GET", "/healthz",
+       [] { return ops::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"}; }},
+      {"GET", "/readyz",
+       [&serving] {
+         const bool ready = serving.load();
+         return ops::HttpResponse{ready ? 200 : 503, "text/plain; charset=utf-8",
+                                  ready ? "ready\n" : "not ready: the store is out of reach or "
+                                                      "the service is draining\n"};
+       }},
+      {"GET", "/metrics",
+       [&registry] {
+         return ops::HttpResponse{200, ops::kPrometheusContentType, registry.Render()};
+       }},
+  });
 }
 
 // The bearer token checks from the --oauth-* flags.
@@ -332,12 +439,19 @@ int Run(int argc, char** argv) {
   }
   backend.options.default_mailboxes = *std::move(default_mailboxes);
   backend.postgres_max_connections = static_cast<int>(integer("postgres-max-connections"));
+  // Metrics (docs/operations.md, "Metrics"): registered before the store opens, so
+  // the store's counters count from its first transaction.
+  metrics::Registry& registry = metrics::ProcessRegistry();
+  store::StoreMetrics& store_metrics = store::GlobalStoreMetrics();
+  GlobalServiceMetrics();
   auto store = store::OpenBackend(backend, limits,
                                   [&hub](const v1::ChangeEvent& e) { hub.Publish(e); });
   if (!store.ok()) {
     std::cerr << "mailbox-service: cannot open the store: " << store.status().message() << "\n";
     return 1;
   }
+  // Every Store call the service makes is timed per operation.
+  store::TimedStore timed_store(store->get(), &store_metrics);
   AuthOptions auth_options;
   auth_options.hash.memory_kib = static_cast<uint32_t>(config->GetSize("argon2-memory") >> 10);
   auth_options.hash.time_cost = static_cast<uint32_t>(integer("argon2-time-cost"));
@@ -385,7 +499,7 @@ int Run(int argc, char** argv) {
                  "--oauth-introspection-url\n";
     return 2;
   }
-  auto auth = Authenticator::Create(store->get(), auth_options, *std::move(session_keys));
+  auto auth = Authenticator::Create(&timed_store, auth_options, *std::move(session_keys));
   if (!auth.ok()) {
     std::cerr << "mailbox-service: " << auth.status().message() << "\n";
     return 1;
@@ -424,9 +538,17 @@ int Run(int argc, char** argv) {
                                            {.must_be_own = true});
   service_options.gateway_token = &gateway_token_file;
 
-  MailboxService mailbox_service(store->get(), auth->get(), &hub, *admin_token, limits,
+  MailboxService mailbox_service(&timed_store, auth->get(), &hub, *admin_token, limits,
                                  service_options);
-  AdminService admin_service(store->get(), &mailbox_service, auth_options.hash);
+  AdminService admin_service(&timed_store, &mailbox_service, auth_options.hash);
+  metrics::RpcMetrics rpc_metrics(registry, "imapd_mailbox_rpc_duration_seconds",
+                                  "imapd_mailbox_rpcs_total", "Server side:",
+                                  {"mailbox.v1.Mailbox", "mailbox.v1.Admin"});
+  // Serving while the store can serve and the service is not draining: the gRPC
+  // health service and GET /readyz both say this one value.
+  std::atomic<bool> serving{true};
+  RegisterServiceGauges(registry, mailbox_service, serving);
+  metrics::AddProcessMetrics(registry);
   // grpc.health.v1.Health, unauthenticated (it tells only whether this replica
   // serves): gateways check it and leave out a replica that reports NOT_SERVING.
   grpc::EnableDefaultHealthCheckService(true);
@@ -441,11 +563,47 @@ int Run(int argc, char** argv) {
   // port silently and take half the connections (and change feeds) of the first.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   ApplyLimits(*server_limits, &builder);
+  {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(rpc_metrics.ServerFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     std::cerr << "mailbox-service: cannot listen on " << config->Get("listen")
               << " (is another process using that address?)\n";
     return 1;
+  }
+  // The operator endpoint, on its own thread.
+  boost::asio::io_context http_io;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> http_acceptor;
+  std::thread http_thread;
+  if (const std::string& http = config->Get("http-listen"); !http.empty()) {
+    auto acceptor = ListenHttp(http_io, http);
+    if (!acceptor.ok()) {
+      std::cerr << "mailbox-service: --http-listen: " << acceptor.status().message() << "\n";
+      server->Shutdown();
+      return 1;
+    }
+    http_acceptor = *std::move(acceptor);
+    const uint16_t http_port = http_acceptor->local_endpoint().port();
+    if (const std::string& http_port_file = config->Get("http-port-file");
+        !http_port_file.empty()) {
+      std::ofstream(http_port_file + ".tmp") << http_port << "\n";
+      std::filesystem::rename(http_port_file + ".tmp", http_port_file);
+    }
+    boost::asio::co_spawn(http_io,
+                          ops::ServeHttp(*http_acceptor, ServiceRoutes(registry, serving),
+                                         "mailbox-service"),
+                          [](std::exception_ptr e) {
+                            if (e) {
+                              std::cerr << "mailbox-service: http endpoint stopped by an "
+                                           "exception\n";
+                            }
+                          });
+    http_thread = std::thread([&http_io] { http_io.run(); });
+    std::cout << "mailbox-service: operator endpoint on " << http << " (port " << http_port
+              << ")" << std::endl;
   }
   if (const std::string& port_file = config->Get("port-file"); !port_file.empty()) {
     std::ofstream(port_file + ".tmp") << port << "\n";
@@ -459,14 +617,13 @@ int Run(int argc, char** argv) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   absl::Notification stop_health;
   std::thread health_watch([&] {
-    bool serving = true;
     while (!stop_health.WaitForNotificationWithTimeout(absl::Milliseconds(250))) {
       const bool healthy = (*store)->Healthy();
-      if (healthy != serving) {
+      if (healthy != serving.load()) {
         serving = healthy;
-        health->SetServingStatus(serving);
+        health->SetServingStatus(healthy);
         std::cout << "mailbox-service: "
-                  << (serving ? "the store is back; serving"
+                  << (healthy ? "the store is back; serving"
                               : "the store is out of reach; health checks say NOT_SERVING")
                   << std::endl;
       }
@@ -478,12 +635,19 @@ int Run(int argc, char** argv) {
   std::cout << "mailbox-service: " << strsignal(signal_number) << ", draining" << std::endl;
   stop_health.Notify();
   health_watch.join();
-  // Gateways stop choosing this replica for new calls while it drains.
+  // Gateways stop choosing this replica for new calls while it drains, and /readyz
+  // says so to a balancer.
+  serving = false;
   health->SetServingStatus(false);
   mailbox_service.BeginShutdown();
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(config->GetDuration("drain-timeout")));
   server->Wait();
+  if (http_acceptor != nullptr) {
+    boost::asio::post(http_io, [&] { http_acceptor->close(); });
+    http_io.stop();
+    http_thread.join();
+  }
   std::cout << "mailbox-service: stopped" << std::endl;
   return 0;
 }

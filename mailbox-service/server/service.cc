@@ -1,4 +1,5 @@
 #include "mailbox-service/server/service.h"
+#include "mailbox-service/server/service_metrics.h"
 
 #include <malloc.h>
 #include <openssl/crypto.h>
@@ -233,6 +234,8 @@ grpc::ServerUnaryReactor* MailboxService::Authenticate(grpc::CallbackServerConte
     // The caller's deadline (the gateway sets one on every call): a login still
     // queued for the password hash when it passes is given up, not hashed for nobody.
     auto result = auth_->Authenticate(checked, absl::FromChrono(context->deadline()));
+    GlobalServiceMetrics().Login(request->mechanism(), result.status(),
+                                 result.ok() && !result->session_token().empty());
     if (!result.ok()) {
       return v1::ToGrpcStatus(result.status());
     }

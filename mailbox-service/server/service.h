@@ -188,6 +188,14 @@ class MailboxService final : public v1::Mailbox::CallbackService {
   // Graceful shutdown: ends every change feed so the server can drain.
   void BeginShutdown();
 
+  // For metrics: calls waiting for a pool thread, threads running one, calls the
+  // full pool refused, change-feed streams open.
+  size_t queued_work() const { return pool_.queued(); }
+  size_t busy_workers() const { return pool_.busy(); }
+  uint64_t refused_work() const { return pool_.refused(); }
+  int open_feeds() const { return feeds_.load(); }
+  int max_feeds() const { return options_.max_feeds; }
+
  private:
   class FetchCall;
   template <typename Request, typename Response>

@@ -29,6 +29,7 @@ bool WorkPool::TrySubmit(absl::AnyInvocable<void() &&> work) {
     // idle thread woken for an earlier item counts as idle until it takes it, but
     // that item is in the queue too, so no thread is counted twice.)
     if (queue_.size() >= max_queued_ + idle_) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
     queue_.push_back(std::move(work));
@@ -42,6 +43,11 @@ bool WorkPool::TrySubmit(absl::AnyInvocable<void() &&> work) {
 size_t WorkPool::queued() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return queue_.size();
+}
+
+size_t WorkPool::busy() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return threads_.size() - idle_;
 }
 
 void WorkPool::Run() {

@@ -10,6 +10,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -32,8 +34,12 @@ class WorkPool {
   // and the caller answers for it.
   bool TrySubmit(absl::AnyInvocable<void() &&> work);
 
-  // Items waiting for a thread now (for tests).
+  // Items waiting for a thread now (for tests and metrics).
   size_t queued() const;
+  // Threads running an item now (for metrics).
+  size_t busy() const;
+  // Items TrySubmit refused since the start (for metrics).
+  uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
 
   int threads() const { return static_cast<int>(threads_.size()); }
 
@@ -46,6 +52,7 @@ class WorkPool {
   std::deque<absl::AnyInvocable<void() &&>> queue_;  // guarded by mutex_
   size_t idle_;  // threads not running an item; guarded by mutex_
   bool stopping_ = false;  // guarded by mutex_
+  std::atomic<uint64_t> refused_{0};
   std::vector<std::thread> threads_;
 };
 

@@ -1,4 +1,5 @@
 #include "mailbox-service/store/sqlite_store.h"
+#include "mailbox-service/store/store_metrics.h"
 
 #include <sqlite3.h>
 
@@ -155,7 +156,9 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
       pending->status = status;
     }
   };
+  StoreMetrics& metrics = GlobalStoreMetrics();
   if (absl::Status begun = conn.Exec("BEGIN IMMEDIATE"); !begun.ok()) {
+    metrics.Transaction(TxnOutcome::kRolledBack);
     fail_all(begun);
     return;
   }
@@ -168,6 +171,7 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     if (grouped) {
       if (absl::Status saved = conn.Exec("SAVEPOINT one_write"); !saved.ok()) {
         conn.Exec("ROLLBACK").IgnoreError();
+        metrics.Transaction(TxnOutcome::kRolledBack);
         fail_all(saved);
         return;
       }
@@ -176,6 +180,7 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     if (!conn.InTransaction()) {
       // SQLite rolled the whole transaction back itself (an I/O error, a full
       // disk): the writes before this one are lost with it, the rest not tried.
+      metrics.Transaction(TxnOutcome::kRolledBack);
       fail_all(write.status.ok() ? Error(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
                                          "store: the transaction was rolled back")
                                  : write.status);
@@ -187,6 +192,7 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
                                : conn.Exec("ROLLBACK TO one_write; RELEASE one_write");
       if (!ended.ok()) {
         conn.Exec("ROLLBACK").IgnoreError();
+        metrics.Transaction(TxnOutcome::kRolledBack);
         fail_all(ended);
         return;
       }
@@ -210,12 +216,19 @@ void SqliteStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
   }
   if (!status.ok()) {
     conn.Exec("ROLLBACK").IgnoreError();
+    metrics.Transaction(TxnOutcome::kRolledBack);
     for (PendingWrite* pending : batch) {
       if (pending->status.ok()) {
         pending->status = status;
       }
     }
     return;
+  }
+  if (any_ok) {
+    metrics.Transaction(TxnOutcome::kCommitted);
+    metrics.sqlite_durable_commits.Inc();
+  } else {
+    metrics.Transaction(TxnOutcome::kRolledBack);
   }
   // After COMMIT (the changes are durable) and still under the write mutex, so the
   // sink receives each mailbox's events in MODSEQ order (store.h).

@@ -295,7 +295,7 @@ class SecondInstanceTest(unittest.TestCase):
         for flag in ("--auth-ipv6-prefix=32", "--auth-ipv6-prefix=128",
                      "--auth-max-records-per-address=0"):
             proc = subprocess.Popen(
-                [harness.SERVICE, "--listen=127.0.0.1:0",
+                [harness.SERVICE, "--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0",
                  "--data-dir=" + os.path.join(other.dir, "data"), flag],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:

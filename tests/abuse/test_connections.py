@@ -35,11 +35,13 @@ def metrics(gateway):
 
 
 def refused(gateway, reason):
-    line = 'imap_connections_refused_total{reason="%s"} ' % reason
-    for row in metrics(gateway).splitlines():
-        if row.startswith(line):
-            return int(row[len(line):])
-    raise AssertionError("no %s in /metrics" % line)
+    """Connections refused for `reason`, summed over the listeners."""
+    label = 'reason="%s"' % reason
+    rows = [row for row in metrics(gateway).splitlines()
+            if row.startswith("imapd_gateway_connections_refused_total{") and label in row]
+    if not rows:
+        raise AssertionError("no refusals for %s in /metrics" % label)
+    return sum(int(row.split()[-1]) for row in rows)
 
 
 def silent_connection(port, source):

@@ -541,6 +541,7 @@ class PlaintextListenTest(unittest.TestCase):
             os.remove(port_file)
         process = subprocess.Popen(
             [harness.SERVICE, "--data-dir=" + data, "--port-file=" + port_file,
+             "--http-listen=127.0.0.1:0",
              "--argon2-memory=64KiB", "--argon2-time-cost=1"] + list(flags),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if not wait_for_port:

@@ -122,12 +122,23 @@ def logs():
 
 
 def metric(gateway, line):
+    """The value of `line` (a name, or a name with some of its labels:
+    'name{reason="x"}'), summed over the series that match (e.g. every listener)."""
+    name, _, labels = line.partition("{")
+    wanted = [label for label in labels.rstrip("}").split(",") if label]
+    total = None
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % gateway.http_port,
                                 timeout=10) as response:
         for row in response.read().decode().splitlines():
-            if row.startswith(line + " "):
-                return int(row.split()[-1])
-    raise AssertionError("no %s in /metrics" % line)
+            series, _, value = row.rpartition(" ")
+            row_name, _, row_labels = series.partition("{")
+            if row_name == name and all(label in row_labels.split(",") or
+                                        label + "}" in row_labels.split(",")
+                                        for label in wanted):
+                total = (total or 0) + int(value)
+    if total is None:
+        raise AssertionError("no %s in /metrics" % line)
+    return total
 
 
 class BehindProxyMemory:
@@ -170,7 +181,7 @@ class ThroughHaProxyTest(unittest.TestCase):
 
     def test_the_per_address_cap_counts_each_client_behind_the_proxy(self):
         held = []
-        before = metric(GATEWAYS[0], 'imap_connections_refused_total{reason="max_connections_per_ip"}')
+        before = metric(GATEWAYS[0], 'imapd_gateway_connections_refused_total{reason="max_connections_per_ip"}')
         behind = BehindProxyMemory()
         with SYSTEM.measure("per-address cap behind HAProxy") as m:
             try:
@@ -187,7 +198,7 @@ class ThroughHaProxyTest(unittest.TestCase):
                 other = via_proxy("127.0.0.3", mode="plain")
                 self.assertTrue(other.greeting.startswith(b"* OK"), other.greeting)
                 held.append(other)
-                self.assertEqual(metric(GATEWAYS[0], 'imap_connections_refused_total'
+                self.assertEqual(metric(GATEWAYS[0], 'imapd_gateway_connections_refused_total'
                                         '{reason="max_connections_per_ip"}'), before + 1)
                 self.assertIn("net: 127.0.0.2 has %d connections open" % PER_IP,
                               GATEWAYS[0].log())
@@ -227,13 +238,13 @@ class ThroughHaProxyTest(unittest.TestCase):
 
     def test_health_checks_are_served_not_refused(self):
         # HAProxy's check-send-proxy health checks arrive as v2 LOCAL every 500 ms.
-        key = 'imap_connections_refused_total{reason="proxy_header"}'
+        key = 'imapd_gateway_connections_refused_total{reason="proxy_header"}'
         before = [metric(gateway, key) for gateway in GATEWAYS]
-        checks_before = metric(GATEWAYS[0], "imap_connections_total")
+        checks_before = metric(GATEWAYS[0], "imapd_gateway_connections_accepted_total")
         time.sleep(1.5)
         for gateway, count in zip(GATEWAYS, before):
             self.assertEqual(metric(gateway, key), count, gateway.log()[-2000:])
-        self.assertGreater(metric(GATEWAYS[0], "imap_connections_total"), checks_before)
+        self.assertGreater(metric(GATEWAYS[0], "imapd_gateway_connections_accepted_total"), checks_before)
         SYSTEM.assert_canary_alive()
 
 
@@ -261,7 +272,7 @@ class HandWrittenHeaderTest(unittest.TestCase):
 
     def test_trusted_peer_without_a_header_is_closed_with_nothing_sent(self):
         gateway = GATEWAYS[1]
-        key = 'imap_connections_refused_total{reason="proxy_header"}'
+        key = 'imapd_gateway_connections_refused_total{reason="proxy_header"}'
         before = metric(gateway, key)
         # Straight IMAP from the trusted address: not a header.
         c = RawClient(gateway.imap_port, "plain", timeout=10, read_greeting=False)

@@ -165,7 +165,7 @@ class SearchAmplificationTest(unittest.TestCase):
     def test_range_bound_is_exact_and_answered_no_limit(self):
         # \Recent is 1,000 separate UIDs here: each RECENT key is 1,000 ranges, so
         # 100 keys are exactly the default bound of 100,000 and 101 are over it.
-        refusals = metric("imap_search_limit_refusals_total")
+        refusals = metric("imapd_gateway_search_limit_refusals_total")
         with SYSTEM.measure("SEARCH RECENT x 2,000 (over the range bound)") as m, Sampler(m):
             tag, _, tagged, seconds = self.timed("SEARCH" + " RECENT" * 2000)
             m.check(gateway_kib=32 * 1024, service_kib=64 * 1024)
@@ -181,7 +181,7 @@ class SearchAmplificationTest(unittest.TestCase):
             # Within the gateway's bound; only the service's own bound may refuse it.
             self.assertRegex(tagged, rb"^\S+ NO \[LIMIT\] \S")
             self.assertNotIn(b"SEARCH refused: the search criteria", tagged)
-        self.assertGreaterEqual(metric("imap_search_limit_refusals_total"), refusals + 2)
+        self.assertGreaterEqual(metric("imapd_gateway_search_limit_refusals_total"), refusals + 2)
         # The session is still usable.
         self.client.ok("NOOP")
         SYSTEM.assert_canary_alive()
@@ -335,7 +335,7 @@ class ChangeQueueTest(unittest.TestCase):
         multiappend(writer, "storm", 500)
         writer.ok("SELECT storm")
         idle = self.idle_sessions("storm", 10)
-        coalesced = metric("imap_changes_coalesced_total")
+        coalesced = metric("imapd_gateway_changes_coalesced_total")
         try:
             with SYSTEM.measure("10 idle sessions, 40 STOREs of 500 messages") as m, Sampler(m):
                 for i in range(40):
@@ -344,7 +344,7 @@ class ChangeQueueTest(unittest.TestCase):
                 time.sleep(1.0)
                 # Without coalescing this grew the gateway by about 21 MiB.
                 m.check(gateway_kib=10 * 1024, service_kib=64 * 1024)
-            self.assertGreater(metric("imap_changes_coalesced_total"), coalesced)
+            self.assertGreater(metric("imapd_gateway_changes_coalesced_total"), coalesced)
             for c in idle:
                 # One FETCH per message with its latest flags, not one per change.
                 untagged = c.ok("NOOP", timeout=30)
@@ -397,7 +397,7 @@ class ChangeQueueTest(unittest.TestCase):
         writer = SYSTEM.client(login=True, timeout=60)
         writer.ok("CREATE flood")
         idle = self.idle_sessions("flood", 3)
-        overflows = metric("imap_change_queue_overflows_total")
+        overflows = metric("imapd_gateway_change_queue_overflows_total")
         try:
             with SYSTEM.measure("3 idle sessions, 1,200 messages added") as m, Sampler(m):
                 multiappend(writer, "flood", MAX_PENDING_CHANGES + 200)
@@ -408,7 +408,7 @@ class ChangeQueueTest(unittest.TestCase):
                     with self.assertRaises(ConnectionClosed):
                         c.read_line(timeout=10)
                 m.check(gateway_kib=32 * 1024, service_kib=64 * 1024)
-            self.assertGreaterEqual(metric("imap_change_queue_overflows_total"), overflows + 3)
+            self.assertGreaterEqual(metric("imapd_gateway_change_queue_overflows_total"), overflows + 3)
             # The writer's own session was reading: it is fine, and a reconnecting
             # client sees everything.
             writer.ok("NOOP")
@@ -507,7 +507,7 @@ class LongCommandTest(unittest.TestCase):
         stalled.send(b"%s APPEND INBOX {100000}\r\n" % tag.encode())
         stalled.expect_continuation()
         stalled.send(b"Subject: never finished\r\n")
-        overflows = metric("imap_change_queue_overflows_total")
+        overflows = metric("imapd_gateway_change_queue_overflows_total")
         try:
             with SYSTEM.measure("session stalled in APPEND, 6 x (400 APPEND + STORE)") as m, \
                     Sampler(m):
@@ -519,7 +519,7 @@ class LongCommandTest(unittest.TestCase):
                 with self.assertRaises(ConnectionClosed):
                     stalled.read_line(timeout=10)
                 m.check(gateway_kib=16 * 1024, service_kib=64 * 1024)
-            self.assertGreater(metric("imap_change_queue_overflows_total"), overflows)
+            self.assertGreater(metric("imapd_gateway_change_queue_overflows_total"), overflows)
             writer.ok("NOOP")
         finally:
             stalled.close()
@@ -561,7 +561,7 @@ class LongCommandTest(unittest.TestCase):
     def test_append_literal_trickled_below_the_minimum_rate(self):
         c = SYSTEM.client(login=True, timeout=30)
         size = 4000  # may take READ_TIMEOUT + 2 s at MIN_APPEND_RATE
-        too_slow = metric("imap_append_too_slow_total")
+        too_slow = metric("imapd_gateway_append_too_slow_total")
         try:
             tag = c.tag()
             c.send(b"%s APPEND INBOX {%d}\r\n" % (tag.encode(), size))
@@ -590,7 +590,7 @@ class LongCommandTest(unittest.TestCase):
             self.assertLess(elapsed, READ_TIMEOUT + size / MIN_APPEND_RATE + 3)
             with self.assertRaises(ConnectionClosed):
                 c.read_line(timeout=10)
-            self.assertEqual(metric("imap_append_too_slow_total"), too_slow + 1)
+            self.assertEqual(metric("imapd_gateway_append_too_slow_total"), too_slow + 1)
         finally:
             c.close()
         SYSTEM.assert_canary_alive()

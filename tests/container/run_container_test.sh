@@ -223,7 +223,7 @@ check "pod created (--network=none)" pm pod create --name "$pod" --network=none
 check "service container started" pm run --detach --pod "$pod" --name "$pod-service" --init \
   "${limits[@]}" "${hardened[@]}" "${link_service[@]}" --volume "$work/data:/var/lib/mailbox" \
   "$service_image" \
-  --argon2-memory-kib=64 --argon2-time-cost=1
+  --argon2-memory=64KiB --argon2-time-cost=1
 netns_pid=$(pm inspect --format '{{.State.Pid}}' "$pod-service")
 in_pod() { timeout 90 nsenter --target "$netns_pid" --net -- "$@"; }
 check "service listens on 50051 in the pod" in_pod python3 "$check_py" wait 50051 \

@@ -171,6 +171,15 @@ class System:
         # predate the flag; they make INBOX alone anyway.)
         if default_mailboxes is not None and _has_flag(self.service_bin, "--default-mailboxes"):
             flags = ("--default-mailboxes=" + default_mailboxes,) + tuple(flags)
+        # The operator endpoint on a free port (tests and benches run side by side);
+        # its port is in data/http-port.
+        self.service_http_port = 0
+        http_port_file = os.path.join(data, "http-port")
+        if os.path.exists(http_port_file):
+            os.remove(http_port_file)
+        if _has_flag(self.service_bin, "--http-port-file"):
+            flags = ("--http-listen=127.0.0.1:0",
+                     "--http-port-file=" + http_port_file) + tuple(flags)
         with open(os.path.join(self.dir, "service.log"), "a") as log:
             self.service = subprocess.Popen(
                 [self.service_bin, "--listen=" + listen, "--data-dir=" + data, "--port-file=" + port_file,
@@ -183,6 +192,9 @@ class System:
         _wait_for_file(port_file, self.service, "mailbox-service")
         with open(port_file) as f:
             self.service_port = int(f.read())
+        if os.path.exists(http_port_file):
+            with open(http_port_file) as f:
+                self.service_http_port = int(f.read())
         self.service_target = "127.0.0.1:%d" % self.service_port
         return self
 

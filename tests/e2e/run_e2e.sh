@@ -8,7 +8,8 @@
 # `bazel build //gateway:imap-gateway //mailbox-service/server:mailbox-service
 #  //mailbox-service/admin:mailbox-admin //tests/e2e:scram_plus_client`: bash tests/e2e/run_e2e.sh [SUITE...]
 # where SUITE is imaplib, protocol, resilience, standards, sasl, interimap, curl or imapflow
-# (default: all), or dovecot_migration (run by //tests/e2e:dovecot_migration_test).
+# (default: all), or dovecot_migration or metrics (run by //tests/e2e:dovecot_migration_test
+# and //tests/e2e:metrics_test).
 set -uo pipefail
 
 if [[ -n "${TEST_SRCDIR:-}" ]]; then
@@ -55,7 +56,7 @@ for suite in "${suites[@]}"; do
   echo "=== e2e suite: $suite"
   log="$tmp/$suite.log"
   case "$suite" in
-    imaplib|protocol|resilience|standards|sasl|interimap|curl|dovecot_migration)
+    imaplib|protocol|resilience|standards|sasl|interimap|curl|dovecot_migration|metrics)
       (cd "$here" && "$python" -m unittest -v "test_$suite") 2>&1 | tee "$log"
       count_unittest "$suite" "$log" "${PIPESTATUS[0]}"
       ;;

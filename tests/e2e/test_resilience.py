@@ -158,7 +158,7 @@ def bytes_received(gateway):
     import urllib.request
     text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % gateway.http_port,
                                   timeout=10).read().decode()
-    return int(re.search(r"^imap_bytes_received_total (\d+)$", text, re.M).group(1))
+    return int(re.search(r"^imapd_gateway_received_bytes_total (\d+)$", text, re.M).group(1))
 
 
 class PipeliningTest(unittest.TestCase):

@@ -10,7 +10,8 @@ work="$TEST_TMPDIR/admin"
 rm -rf "$work"
 mkdir -p "$work/data"
 
-"$service" --listen=127.0.0.1:0 --data-dir="$work/data" --port-file="$work/data/port" \
+"$service" --listen=127.0.0.1:0 --http-listen=127.0.0.1:0 --data-dir="$work/data" \
+  --port-file="$work/data/port" \
   --argon2-memory=64KiB --argon2-time-cost=1 >"$work/service.log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT

@@ -49,6 +49,8 @@ absl::Status ServiceProcess::Start() {
       absl::StrCat("--listen=127.0.0.1:", port_),
       absl::StrCat("--data-dir=", data_dir_),
       absl::StrCat("--port-file=", port_file),
+      // The operator endpoint on a free port: tests run side by side.
+      "--http-listen=127.0.0.1:0",
       // Cheap password hashes: tests check behaviour, not hashing cost.
       "--argon2-memory=64KiB",
       "--argon2-time-cost=1",

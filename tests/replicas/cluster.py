@@ -152,7 +152,7 @@ class Cluster:
         with open(os.path.join(self.dir, "replica%d.log" % index), "a") as log:
             process = subprocess.Popen(
                 [self.system.service_bin, "--listen=127.0.0.1:0", "--data-dir=" + data,
-                 "--port-file=" + port_file, "--backend=postgres",
+                 "--port-file=" + port_file, "--http-listen=127.0.0.1:0", "--backend=postgres",
                  "--postgres=" + (conninfo or self.conninfo), "--postgres-max-connections=16",
                  harness.argon2_memory_flag(self.system.service_bin, 64), "--argon2-time-cost=1",
                  "--auth-user-free-failures=100000", "--auth-ip-free-failures=100000"]

@@ -42,13 +42,14 @@ v1::AuthenticateRequest PasswordRequest(const CommandContext& session, std::stri
 }
 
 // Checks the credentials with the mailbox service and answers the command.
-awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateRequest& request) {
+awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateRequest& request,
+                            ops::LoginMechanism mechanism) {
   auto response = co_await session.store().Authenticate(request);
   if (!response.ok()) {
-    sasl::AnswerFailure(session, response.status(), request.username());
+    sasl::AnswerFailure(session, response.status(), request.username(), mechanism);
     co_return;
   }
-  sasl::AnswerSuccess(session, *response);
+  sasl::AnswerSuccess(session, *response, mechanism);
 }
 
 // The mechanisms AUTHENTICATE takes on this connection, as named in the refusal
@@ -88,7 +89,7 @@ awaitable<void> AuthenticatePlain(CommandContext& session,
   std::string password = decoded->substr(second + 1);
   v1::AuthenticateRequest request =
       PasswordRequest(session, std::move(user), std::move(password), std::move(authzid));
-  co_await FinishLogin(session, request);
+  co_await FinishLogin(session, request, ops::LoginMechanism::kPlain);
 }
 
 // The LOGIN mechanism (draft-murchison-sasl-login): the server asks "Username:",
@@ -112,7 +113,7 @@ awaitable<void> AuthenticateLogin(CommandContext& session,
   }
   v1::AuthenticateRequest request =
       PasswordRequest(session, *std::move(user), *std::move(password), "");
-  co_await FinishLogin(session, request);
+  co_await FinishLogin(session, request, ops::LoginMechanism::kLoginSasl);
 }
 
 // AUTHENTICATE OAUTHBEARER (RFC 7628) and XOAUTH2: the token goes to the mailbox
@@ -134,9 +135,11 @@ awaitable<void> AuthenticateBearer(CommandContext& session,
   request.set_username(std::move(credentials->user));
   request.set_token(std::move(credentials->token));
   sasl::SetClient(session, request);
+  const ops::LoginMechanism mechanism =
+      xoauth2 ? ops::LoginMechanism::kXoauth2 : ops::LoginMechanism::kOauthBearer;
   auto response = co_await session.store().Authenticate(request);
   if (response.ok()) {
-    sasl::AnswerSuccess(session, *response);
+    sasl::AnswerSuccess(session, *response, mechanism);
     co_return;
   }
   if (v1::DetailOf(response.status()).code() == v1::AUTHENTICATIONFAILED) {
@@ -150,14 +153,16 @@ awaitable<void> AuthenticateBearer(CommandContext& session,
                                       options.oauth_openid_configuration));
     if (!answer.has_value()) {
       // Cancelled or broken off (already answered): the failure still counts.
+      ops::GlobalMetrics().Login(mechanism, ops::LoginOutcome::kFailure);
       if (session.CountAuthFailure()) {
+        ops::GlobalMetrics().auth_disconnects.fetch_add(1);
         session.SendTaggedNow();
         session.EndWithBye("Too many failed authentication attempts");
       }
       co_return;
     }
   }
-  sasl::AnswerFailure(session, response.status(), request.username());
+  sasl::AnswerFailure(session, response.status(), request.username(), mechanism);
 }
 
 }  // namespace
@@ -179,7 +184,7 @@ awaitable<void> Login(CommandContext& session, const std::string& user,
     co_return;
   }
   v1::AuthenticateRequest request = PasswordRequest(session, user, password, "");
-  co_await FinishLogin(session, request);
+  co_await FinishLogin(session, request, ops::LoginMechanism::kLogin);
 }
 
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command) {

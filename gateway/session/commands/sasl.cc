@@ -120,14 +120,18 @@ void SetClient(const CommandContext& session, v1::AuthenticateRequest& request) 
 }
 
 void AnswerFailure(CommandContext& session, const absl::Status& status,
-                   std::string_view username) {
+                   std::string_view username, ops::LoginMechanism mechanism) {
   v1::ErrorDetail detail = v1::DetailOf(status);
+  auto& metrics = ops::GlobalMetrics();
   if (detail.code() == v1::UNAVAILABLE ||
       (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
        (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)))) {
+    metrics.Login(mechanism, ops::LoginOutcome::kUnavailable);
     session.Fail(status, "Authentication");
     return;
   }
+  metrics.Login(mechanism, detail.code() == v1::THROTTLED ? ops::LoginOutcome::kThrottled
+                                                         : ops::LoginOutcome::kFailure);
   if (detail.code() == v1::BAD_REQUEST) {
     // E.g. a user name over the service's 255-octet limit: say so, nothing was
     // checked.
@@ -140,7 +144,6 @@ void AnswerFailure(CommandContext& session, const absl::Status& status,
     session.No(absl::StrCat("Authentication: ", std::string(status.message())), "CANNOT");
     return;
   }
-  ops::GlobalMetrics().auth_failures.fetch_add(1);
   session.LogConnection(
       absl::StrCat("authentication failed for ", absl::string_view(username.data(), username.size())));
   // The service's own words where they are meant for the client: the wait of the
@@ -153,12 +156,15 @@ void AnswerFailure(CommandContext& session, const absl::Status& status,
                                : "Authentication failed: wrong user name or password";
   session.No(text, "AUTHENTICATIONFAILED");
   if (session.CountAuthFailure()) {
+    metrics.auth_disconnects.fetch_add(1);
     session.SendTaggedNow();
     session.EndWithBye("Too many failed authentication attempts");
   }
 }
 
-void AnswerSuccess(CommandContext& session, const v1::AuthenticateResponse& response) {
+void AnswerSuccess(CommandContext& session, const v1::AuthenticateResponse& response,
+                   ops::LoginMechanism mechanism) {
+  ops::GlobalMetrics().Login(mechanism, ops::LoginOutcome::kSuccess);
   std::string username = response.principal().username();
   mailbox::client::Session credential(response.session_token());
   credential.user_id = response.principal().user_id();

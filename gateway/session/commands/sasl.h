@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
 #include "gateway/imap/command.h"
+#include "gateway/ops/metrics.h"
 #include "gateway/session/command_context.h"
 #include "proto/mailbox/v1/mailbox.pb.h"
 
@@ -39,11 +40,13 @@ void SetClient(const CommandContext& session, mailbox::v1::AuthenticateRequest& 
 // Answers an Authenticate call that failed: a tagged NO [AUTHENTICATIONFAILED] (or
 // the service's THROTTLED text) counted by CountAuthFailure, BAD for a request the
 // service refused as malformed, or the service's unavailability.
+// Counts the attempt in ops::Metrics::logins under `mechanism`.
 void AnswerFailure(CommandContext& session, const absl::Status& status,
-                   std::string_view username);
+                   std::string_view username, ops::LoginMechanism mechanism);
 
 // Logs the session in with the credential the service returned and answers OK with
 // the new capabilities.
-void AnswerSuccess(CommandContext& session, const mailbox::v1::AuthenticateResponse& response);
+void AnswerSuccess(CommandContext& session, const mailbox::v1::AuthenticateResponse& response,
+                   ops::LoginMechanism mechanism);
 
 }  // namespace gateway::commands::sasl

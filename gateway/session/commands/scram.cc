@@ -44,6 +44,8 @@ std::string UserForLog(std::string_view client_first) {
 
 awaitable<void> AuthenticateScram(CommandContext& session,
                                   const imap::AuthenticateCommand& command, bool plus) {
+  const ops::LoginMechanism mechanism =
+      plus ? ops::LoginMechanism::kScramPlus : ops::LoginMechanism::kScram;
   std::optional<std::string> client_first = co_await sasl::FirstResponse(session, command);
   if (!client_first.has_value()) {
     co_return;
@@ -63,7 +65,7 @@ awaitable<void> AuthenticateScram(CommandContext& session,
 
   auto first = co_await session.store().Authenticate(request);
   if (!first.ok()) {
-    sasl::AnswerFailure(session, first.status(), user);
+    sasl::AnswerFailure(session, first.status(), user, mechanism);
     co_return;
   }
   std::optional<std::string> client_final = co_await sasl::Round(session, first->sasl_step());
@@ -74,7 +76,7 @@ awaitable<void> AuthenticateScram(CommandContext& session,
   request.mutable_scram()->set_state(first->scram_state());
   auto final_step = co_await session.store().Authenticate(request);
   if (!final_step.ok()) {
-    sasl::AnswerFailure(session, final_step.status(), user);
+    sasl::AnswerFailure(session, final_step.status(), user, mechanism);
     co_return;
   }
   if (final_step->session_token().empty()) {
@@ -89,7 +91,7 @@ awaitable<void> AuthenticateScram(CommandContext& session,
     session.Bad("SCRAM: the response to the server-final message is empty");
     co_return;
   }
-  sasl::AnswerSuccess(session, *final_step);
+  sasl::AnswerSuccess(session, *final_step, mechanism);
 }
 
 }  // namespace gateway::commands

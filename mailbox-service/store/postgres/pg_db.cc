@@ -11,6 +11,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "mailbox-service/store/store_metrics.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::store::pg {
@@ -442,8 +443,14 @@ Pool::Pool(std::string conninfo, int max_connections)
 
 Pool::~Pool() = default;
 
+Pool::Lease::Lease(Pool* pool, std::unique_ptr<Connection> conn)
+    : pool_(pool), conn_(std::move(conn)) {
+  GlobalStoreMetrics().postgres_pool_in_use.Add();
+}
+
 Pool::Lease::~Lease() {
   if (conn_ != nullptr) {
+    GlobalStoreMetrics().postgres_pool_in_use.Sub();
     pool_->Return(std::move(conn_));
   }
 }
@@ -459,7 +466,16 @@ absl::StatusOr<Pool::Lease> Pool::Acquire(absl::Time deadline) {
     auto available = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return !idle_.empty() || open_ < max_connections_;
     };
-    if (!mu_.AwaitWithDeadline(absl::Condition(&available), deadline)) {
+    StoreMetrics& metrics = GlobalStoreMetrics();
+    const bool must_wait = !available();
+    if (must_wait) {
+      metrics.postgres_pool_waiting.Add();
+    }
+    const bool got = mu_.AwaitWithDeadline(absl::Condition(&available), deadline);
+    if (must_wait) {
+      metrics.postgres_pool_waiting.Sub();
+    }
+    if (!got) {
       return v1::MakeError(
           absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
           absl::StrCat("store: all ", max_connections_,
@@ -475,11 +491,13 @@ absl::StatusOr<Pool::Lease> Pool::Acquire(absl::Time deadline) {
       --open_;  // closed by the server while idle (a restart): dropped
     }
     ++open_;  // reserved while connecting, outside the lock
+    metrics.postgres_pool_open.Set(open_);
   }
   absl::StatusOr<std::unique_ptr<Connection>> conn = Connection::Open(conninfo_, deadline);
   if (!conn.ok()) {
     absl::MutexLock lock(&mu_);
     --open_;
+    GlobalStoreMetrics().postgres_pool_open.Set(open_);
     return conn.status();
   }
   return Lease(this, *std::move(conn));
@@ -496,6 +514,7 @@ void Pool::Return(std::unique_ptr<Connection> conn) {
   absl::MutexLock lock(&mu_);
   if (conn == nullptr || conn->broken()) {
     --open_;
+    GlobalStoreMetrics().postgres_pool_open.Set(open_);
     return;
   }
   idle_.push_back(std::move(conn));

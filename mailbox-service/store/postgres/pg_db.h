@@ -160,7 +160,7 @@ class Pool {
 
    private:
     friend class Pool;
-    Lease(Pool* pool, std::unique_ptr<Connection> conn) : pool_(pool), conn_(std::move(conn)) {}
+    Lease(Pool* pool, std::unique_ptr<Connection> conn);
     Pool* pool_;
     std::unique_ptr<Connection> conn_;
   };

@@ -1,4 +1,5 @@
 #include "mailbox-service/store/postgres/pg_store.h"
+#include "mailbox-service/store/store_metrics.h"
 
 #include <algorithm>
 #include <random>
@@ -163,6 +164,9 @@ absl::Status PgStore::Write(WriteScope scope, WriteBody body) {
     if (absl::Now() + pause >= deadline) {
       break;
     }
+    if (attempt < pg_options_.max_write_attempts) {
+      GlobalStoreMetrics().Transaction(TxnOutcome::kRetried);
+    }
     absl::SleepFor(pause);
   }
   return v1::MakeError(absl::StatusCode::kUnavailable, v1::UNAVAILABLE,
@@ -215,6 +219,8 @@ absl::Status PgStore::WriteOnce(WriteScope scope, WriteBody body, absl::Time dea
   // again on another. Lost during COMMIT, the outcome is unknown: the caller is
   // told it failed.
   *lost_before_commit = !status.ok() && conn.raw().broken() && !commit_sent;
+  GlobalStoreMetrics().Transaction(status.ok() ? TxnOutcome::kCommitted
+                                               : TxnOutcome::kRolledBack);
   if (status.ok()) {
     Tidy(conn, now_ms);
   }
