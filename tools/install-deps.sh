@@ -25,6 +25,8 @@ packages=(
   interimap
   # The bench suite: Dovecot side by side (bench/suite/dovecot.py) and CPU profiles.
   dovecot-imapd dovecot-sqlite argon2 linux-perf
+  # The logs test runs fail2ban-regex with the example filter of deploy/fail2ban/.
+  fail2ban
 )
 
 missing=()
@@ -71,5 +73,10 @@ fi
 if [[ " ${missing[*]} " == *" haproxy "* ]] && command -v systemctl >/dev/null \
     && [[ -d /run/systemd/system ]]; then
   $sudo systemctl disable --now haproxy.service 2>/dev/null || true
+fi
+# Only fail2ban-regex is used; no fail2ban server banning addresses of this host.
+if [[ " ${missing[*]} " == *" fail2ban "* ]] && command -v systemctl >/dev/null \
+    && [[ -d /run/systemd/system ]]; then
+  $sudo systemctl disable --now fail2ban.service 2>/dev/null || true
 fi
 exit $status

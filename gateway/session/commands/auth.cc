@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/log/events.h"
 #include "gateway/imap/response.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
@@ -42,13 +43,15 @@ v1::AuthenticateRequest PasswordRequest(const CommandContext& session, std::stri
 }
 
 // Checks the credentials with the mailbox service and answers the command.
-awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateRequest& request) {
+// `mechanism` as logs name it (LOGIN for the LOGIN command).
+awaitable<void> FinishLogin(CommandContext& session, const v1::AuthenticateRequest& request,
+                            std::string_view mechanism) {
   auto response = co_await session.store().Authenticate(request);
   if (!response.ok()) {
-    sasl::AnswerFailure(session, response.status(), request.username());
+    sasl::AnswerFailure(session, response.status(), request.username(), mechanism);
     co_return;
   }
-  sasl::AnswerSuccess(session, *response);
+  sasl::AnswerSuccess(session, *response, mechanism);
 }
 
 // The mechanisms AUTHENTICATE takes on this connection, as named in the refusal
@@ -88,7 +91,7 @@ awaitable<void> AuthenticatePlain(CommandContext& session,
   std::string password = decoded->substr(second + 1);
   v1::AuthenticateRequest request =
       PasswordRequest(session, std::move(user), std::move(password), std::move(authzid));
-  co_await FinishLogin(session, request);
+  co_await FinishLogin(session, request, "PLAIN");
 }
 
 // The LOGIN mechanism (draft-murchison-sasl-login): the server asks "Username:",
@@ -112,7 +115,7 @@ awaitable<void> AuthenticateLogin(CommandContext& session,
   }
   v1::AuthenticateRequest request =
       PasswordRequest(session, *std::move(user), *std::move(password), "");
-  co_await FinishLogin(session, request);
+  co_await FinishLogin(session, request, "AUTH=LOGIN");
 }
 
 // AUTHENTICATE OAUTHBEARER (RFC 7628) and XOAUTH2: the token goes to the mailbox
@@ -135,8 +138,9 @@ awaitable<void> AuthenticateBearer(CommandContext& session,
   request.set_token(std::move(credentials->token));
   sasl::SetClient(session, request);
   auto response = co_await session.store().Authenticate(request);
+  const std::string_view mechanism = xoauth2 ? "XOAUTH2" : "OAUTHBEARER";
   if (response.ok()) {
-    sasl::AnswerSuccess(session, *response);
+    sasl::AnswerSuccess(session, *response, mechanism);
     co_return;
   }
   if (v1::DetailOf(response.status()).code() == v1::AUTHENTICATIONFAILED) {
@@ -150,6 +154,10 @@ awaitable<void> AuthenticateBearer(CommandContext& session,
                                       options.oauth_openid_configuration));
     if (!answer.has_value()) {
       // Cancelled or broken off (already answered): the failure still counts.
+      session.LogEvent(mailbox::log::Level::kWarning, mailbox::log::event::kLoginFailed,
+                       {{"user", request.username()},
+                        {"mechanism", mechanism},
+                        {"reason", "bad_credentials"}});
       if (session.CountAuthFailure()) {
         session.SendTaggedNow();
         session.EndWithBye("Too many failed authentication attempts");
@@ -157,7 +165,7 @@ awaitable<void> AuthenticateBearer(CommandContext& session,
       co_return;
     }
   }
-  sasl::AnswerFailure(session, response.status(), request.username());
+  sasl::AnswerFailure(session, response.status(), request.username(), mechanism);
 }
 
 }  // namespace
@@ -179,7 +187,7 @@ awaitable<void> Login(CommandContext& session, const std::string& user,
     co_return;
   }
   v1::AuthenticateRequest request = PasswordRequest(session, user, password, "");
-  co_await FinishLogin(session, request);
+  co_await FinishLogin(session, request, "LOGIN");
 }
 
 awaitable<void> Authenticate(CommandContext& session, const imap::AuthenticateCommand& command) {

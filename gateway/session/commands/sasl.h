@@ -38,12 +38,15 @@ void SetClient(const CommandContext& session, mailbox::v1::AuthenticateRequest& 
 
 // Answers an Authenticate call that failed: a tagged NO [AUTHENTICATIONFAILED] (or
 // the service's THROTTLED text) counted by CountAuthFailure, BAD for a request the
-// service refused as malformed, or the service's unavailability.
+// service refused as malformed, or the service's unavailability. Logs login_failed
+// with `mechanism` (as the log names it: LOGIN for the LOGIN command, else the SASL
+// mechanism) and the reason.
 void AnswerFailure(CommandContext& session, const absl::Status& status,
-                   std::string_view username);
+                   std::string_view username, std::string_view mechanism);
 
 // Logs the session in with the credential the service returned and answers OK with
-// the new capabilities.
-void AnswerSuccess(CommandContext& session, const mailbox::v1::AuthenticateResponse& response);
+// the new capabilities; logs login_succeeded.
+void AnswerSuccess(CommandContext& session, const mailbox::v1::AuthenticateResponse& response,
+                   std::string_view mechanism);
 
 }  // namespace gateway::commands::sasl

@@ -40,6 +40,10 @@ std::string UserForLog(std::string_view client_first) {
   return std::string(rest.substr(0, std::min<size_t>(rest.find(','), 255)));
 }
 
+std::string_view Mechanism(bool plus) {
+  return plus ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
+}
+
 }  // namespace
 
 awaitable<void> AuthenticateScram(CommandContext& session,
@@ -63,7 +67,7 @@ awaitable<void> AuthenticateScram(CommandContext& session,
 
   auto first = co_await session.store().Authenticate(request);
   if (!first.ok()) {
-    sasl::AnswerFailure(session, first.status(), user);
+    sasl::AnswerFailure(session, first.status(), user, Mechanism(plus));
     co_return;
   }
   std::optional<std::string> client_final = co_await sasl::Round(session, first->sasl_step());
@@ -74,7 +78,7 @@ awaitable<void> AuthenticateScram(CommandContext& session,
   request.mutable_scram()->set_state(first->scram_state());
   auto final_step = co_await session.store().Authenticate(request);
   if (!final_step.ok()) {
-    sasl::AnswerFailure(session, final_step.status(), user);
+    sasl::AnswerFailure(session, final_step.status(), user, Mechanism(plus));
     co_return;
   }
   if (final_step->session_token().empty()) {
@@ -89,7 +93,7 @@ awaitable<void> AuthenticateScram(CommandContext& session,
     session.Bad("SCRAM: the response to the server-final message is empty");
     co_return;
   }
-  sasl::AnswerSuccess(session, *final_step);
+  sasl::AnswerSuccess(session, *final_step, Mechanism(plus));
 }
 
 }  // namespace gateway::commands
