@@ -57,7 +57,7 @@ TEST(LogTest, JsonLineHasTheCommonFieldsInOrder) {
             "\"login_failed\",\"gateway_id\":\"gw-1\",\"session\":17,\"client\":"
             "\"192.0.2.7:51234\",\"user\":\"bob\",\"ok\":false,\"delay\":-3}\n");
   json::object object = Parse(c.lines[0]);
-  EXPECT_EQ(object.at("session").as_uint64(), 17u);
+  EXPECT_EQ(object.at("session").to_number<uint64_t>(), 17u);
 }
 
 TEST(LogTest, TimestampIsRfc3339UtcWithMilliseconds) {
@@ -150,7 +150,7 @@ TEST(LogTest, RateLimitWritesTheBoundThenOneSuppressedLine) {
   EXPECT_EQ(summary.at("event").as_string(), "log_suppressed");
   EXPECT_EQ(summary.at("level").as_string(), "warning");
   EXPECT_EQ(summary.at("suppressed_event").as_string(), "connection_refused");
-  EXPECT_EQ(summary.at("suppressed").as_uint64(), 7u);
+  EXPECT_EQ(summary.at("suppressed").to_number<uint64_t>(), 7u);
   EXPECT_EQ(summary.at("limit_per_second").as_int64(), kLimit);
   logger.FlushSuppressed();  // reported once
   EXPECT_EQ(c.lines.size(), static_cast<size_t>(kLimit + 2));
@@ -171,7 +171,7 @@ TEST(LogTest, SuppressedCountIsReportedByTheNextLineToo) {
   c.now += std::chrono::seconds(2);
   logger.Log(Level::kWarning, event::kTlsHandshakeFailed, {});
   ASSERT_EQ(c.lines.size(), 3u);
-  EXPECT_EQ(Parse(c.lines[1]).at("suppressed").as_uint64(), 2u);
+  EXPECT_EQ(Parse(c.lines[1]).at("suppressed").to_number<uint64_t>(), 2u);
   EXPECT_EQ(Parse(c.lines[2]).at("event").as_string(), "tls_handshake_failed");
 }
 
