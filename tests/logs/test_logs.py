@@ -36,7 +36,6 @@ USER = PASSWORD = None  # never fails a login: the service throttles after 2 fai
 THROTTLED_USER = None
 FAILING_USER = None     # test_failed_login_...
 BANNED_USER = None      # the fail2ban test's failures
-STARTED_AT = 0.0
 ISSUER = None           # the identity provider of OAuth bearer tokens
 
 
@@ -83,9 +82,8 @@ def named(name, **fields):
 
 def setUpModule():
     global SYSTEM, SERVICE_ERR, DIRECT, DIRECT_ERR, PROXIED, PROXIED_ERR, FLOOD, FLOOD_ERR
-    global USER, PASSWORD, THROTTLED_USER, FAILING_USER, BANNED_USER, FILTER, STARTED_AT
+    global USER, PASSWORD, THROTTLED_USER, FAILING_USER, BANNED_USER, FILTER
     global ISSUER
-    STARTED_AT = time.time()
     FILTER = runfile("deploy/fail2ban/imapd.conf")
     SYSTEM = harness.System("logs")
     SERVICE_ERR = os.path.join(SYSTEM.dir, "service.err")
@@ -229,7 +227,6 @@ class GatewayEventsTest(unittest.TestCase):
     def test_throttled_login_on_both_sides(self):
         c = RawClient(DIRECT.imaps_port, "tls", cafile=SYSTEM.cert)
         port = c.sock.getsockname()[1]
-        reasons = []
         for _ in range(3):
             _, tagged = c.command('LOGIN %s "wrong"' % THROTTLED_USER)
             self.assertIn(b"NO", tagged)
@@ -243,7 +240,6 @@ class GatewayEventsTest(unittest.TestCase):
         self.assertEqual(service["client"], "127.0.0.1")
         self.assertGreater(service["retry_after_ms"], 0)
         self.assertEqual(service["replica"], socket.gethostname())
-        del reasons
 
     def test_hostile_user_name_stays_in_its_field(self):
         c = RawClient(DIRECT.imaps_port, "tls", cafile=SYSTEM.cert)
