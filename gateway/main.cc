@@ -12,7 +12,11 @@
 // `imap-gateway drain` asks the gateway running with the same settings, through its
 // operator endpoint on loopback, to start that drain, and returns when the grace
 // period is over: a preStop hook for orchestrators that send SIGTERM after it.
+//
+// Logs: one event per line on stderr, JSON or text (--log-format; common/log/log.h).
+// stdout carries only the start-up line that tools read ("IMAPS port N").
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -31,6 +35,9 @@
 #include "boost/asio/detached.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/json.hpp"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "gateway/net/config.h"
 #include "gateway/net/listener.h"
 #include "gateway/ops/drain.h"
@@ -174,6 +181,14 @@ std::vector<config::Setting> Settings() {
       {"literal-minus", "IMAPD_LITERAL_MINUS", "false",
        "advertise LITERAL- (non-synchronising literals up to 4096 octets) instead of LITERAL+",
        config::Bool()},
+      {"log-format", "IMAPD_LOG_FORMAT", "auto",
+       "logs on stderr: json (one object per line), text, or auto (text on a terminal, "
+       "else JSON)",
+       config::OneOf({"auto", "json", "text"})},
+      {"log-rate-limit", "IMAPD_LOG_RATE_LIMIT", "100",
+       "lines a second each log event may write; the rest are counted in a "
+       "log_suppressed line (0: no limit)",
+       config::Int(0, 1'000'000)},
 
       // Former names, refused with the new one.
       {"store-tls-reload-seconds", "IMAPD_STORE_TLS_RELOAD_SECONDS", "", "",
@@ -268,6 +283,22 @@ int Run(int argc, char** argv) {
     std::cerr << "imap-gateway: " << status.message() << "\n";
     return 2;
   }
+  {
+    auto format = mailbox::log::ParseFormat(config->Get("log-format"), STDERR_FILENO);
+    int rate_limit = 0;
+    if (!format.ok()) {
+      std::cerr << "imap-gateway: " << format.status().message() << "\n";
+      return 2;
+    }
+    ReadInt(*config, "log-rate-limit", &rate_limit);
+    mailbox::log::LoggerOptions log_options;
+    log_options.format = *format;
+    log_options.common_fields = {{"gateway_id", config->Get("gateway-id")}};
+    log_options.max_lines_per_second = rate_limit;
+    mailbox::log::Configure(std::move(log_options));
+    mailbox::log::Global().StartFlushing();
+  }
+  namespace log = mailbox::log;
 
   SessionOptions options;
   ReadInt(*config, "max-auth-failures", &options.max_auth_failures);
@@ -355,19 +386,20 @@ int Run(int argc, char** argv) {
       return 2;
     }
     if (!token.ok()) {
-      std::cerr << "imap-gateway: warning: " << token_path
-                << " does not exist yet; until the service makes it, logins are throttled "
-                   "by this gateway's address"
-                << std::endl;
+      log::Warning(log::event::kWarning,
+                   {{"message", absl::StrCat(token_path,
+                                             " does not exist yet; until the service makes "
+                                             "it, logins are throttled by this gateway's "
+                                             "address")}});
     }
     store_options.gateway_token = std::make_shared<mailbox::client::LinkTokenFile>(
         token_path, token.ok() ? *std::move(token) : std::string(),
         mailbox::client::LinkTokenFileOptions{});
   } else if (link.cert_file.empty()) {
-    std::cerr << "imap-gateway: warning: neither --store-token-file nor --store-cert-file: "
-                 "the mailbox service will throttle all logins through this gateway as one "
-                 "client (its address)"
-              << std::endl;
+    log::Warning(log::event::kWarning,
+                 {{"message",
+                   "neither --store-token-file nor --store-cert-file: the mailbox service will "
+                   "throttle all logins through this gateway as one client (its address)"}});
   }
   // Every call to the service is timed per method (imapd_gateway_store_rpc_*).
   store_options.interceptors = [] {
@@ -482,7 +514,8 @@ int Run(int argc, char** argv) {
     asio::co_spawn(http_io, ops::ServeHttp(*http_acceptor, metrics, http_hooks),
                    [](std::exception_ptr e) {
       if (e) {
-        std::cerr << "imap-gateway: http endpoint stopped by an exception\n";
+        log::Error(log::event::kInternalError,
+                   {{"detail", "http endpoint stopped by an exception"}});
       }
     });
   }
@@ -507,10 +540,10 @@ int Run(int argc, char** argv) {
   for (size_t i = 0; i < net_config->imap_listen.size(); ++i, ++listener) {
     if (i == 0) imap_port = (*pool)->bound_endpoint(listener).port();
   }
-  std::string ports = absl::StrCat("{\"imaps\": ", imaps_port, ", \"imap\": ", imap_port,
-                                   ", \"http\": ", http_port, "}");
+  const boost::json::object ports = {
+      {"imaps", imaps_port}, {"imap", imap_port}, {"http", http_port}};
   if (const std::string& file = config->Get("ports-file"); !file.empty()) {
-    std::ofstream(file + ".tmp") << ports << "\n";
+    std::ofstream(file + ".tmp") << boost::json::serialize(ports) << "\n";
     std::rename((file + ".tmp").c_str(), file.c_str());
   }
   std::cout << "imap-gateway: " << workers << " workers, IMAPS port " << imaps_port
@@ -520,17 +553,25 @@ int Run(int argc, char** argv) {
                 : link.cert_file.empty() ? " (TLS)"
                                          : " (mutual TLS)")
             << std::endl;
+  log::Info(log::event::kStarted,
+            {{"workers", workers},
+             {"imaps_port", imaps_port},
+             {"imap_port", imap_port},
+             {"http_port", http_port},
+             {"store", store_options.target},
+             {"store_link", !link.tls()                ? "plaintext"
+                            : link.cert_file.empty() ? "tls"
+                                                     : "mutual_tls"}});
 
   int signal_number = 0;
   while (true) {
     sigwait(&signals, &signal_number);
     if (signal_number == SIGHUP) {
+      // Reload() logs cert_reload, ok or failed.
       auto reloaded = (*tls)->Reload();
       if (reloaded.ok()) {
         metrics.cert_reloads.fetch_add(1);
       }
-      std::cout << "imap-gateway: SIGHUP: certificate reload "
-                << (reloaded.ok() ? "done" : std::string(reloaded.message())) << std::endl;
       continue;
     }
     break;
@@ -541,15 +582,19 @@ int Run(int argc, char** argv) {
   metrics.draining = true;
   const auto grace_left = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::max(grace_end - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration()));
-  std::cout << "imap-gateway: " << strsignal(signal_number) << ", draining: readiness fails"
-            << (requested ? " (since a drain request)" : "") << "; accepting for "
-            << grace_left.count() << " ms more" << std::endl;
+  // Readiness fails from now on; the listeners accept for the rest of the grace
+  // period (all of it, unless a drain request started it earlier).
+  log::Info(log::event::kDraining,
+            {{"signal", strsignal(signal_number)},
+             {"since_drain_request", requested},
+             {"accepting_for_ms", grace_left.count()},
+             {"drain_timeout_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      net_config->drain_timeout)
+                                      .count()},
+             {"sessions", (*pool)->active_connections()}});
   std::this_thread::sleep_until(grace_end);
   (*pool)->StopAccepting();
-  std::cout << "imap-gateway: listeners closed; " << (*pool)->active_connections()
-            << " sessions end at their next safe point (at most "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(net_config->drain_timeout).count()
-            << " ms)" << std::endl;
+  log::Info(log::event::kListenersClosed, {{"sessions", (*pool)->active_connections()}});
   for (size_t i = 0; i < workers; ++i) {
     asio::post((*pool)->worker_executor(i), [context = contexts[i].get()] {
       DrainSessions(*context);
@@ -569,7 +614,8 @@ int Run(int argc, char** argv) {
   }
   http_io.stop();
   http_thread.join();
-  std::cout << "imap-gateway: stopped" << std::endl;
+  log::Info(log::event::kStopped, {});
+  log::Global().FlushSuppressed();
   return 0;
 }
 

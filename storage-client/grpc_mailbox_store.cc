@@ -16,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/steady_timer.hpp"
@@ -38,7 +40,7 @@ using Stub = v1::Mailbox::Stub;
 constexpr char kSessionHeader[] = "x-mailbox-session";
 
 void LogError(std::string_view what) {
-  std::fprintf(stderr, "storage-client: %.*s\n", static_cast<int>(what.size()), what.data());
+  mailbox::log::Error(mailbox::log::event::kInternalError, {{"detail", what}});
 }
 
 // co_spawn completion for background coroutines: nothing may fail silently.
@@ -535,8 +537,10 @@ awaitable<void> RunFeed(std::shared_ptr<FeedState> state) {
     if (state->closed) {
       break;
     }
-    LogError(absl::StrCat("change feed stream ended (", status.ToString(),
-                          "); reconnecting in about ", backoff.count(), " ms"));
+    mailbox::log::Error(mailbox::log::event::kStoreUnavailable,
+                        {{"command", "change feed"},
+                         {"error", status.ToString()},
+                         {"retry_in_ms", backoff.count()}});
     state->backoff_timer.expires_after(state->pool->Jittered(backoff, options.retry.jitter));
     co_await state->backoff_timer.async_wait(boost::asio::as_tuple(use_awaitable));
     backoff = std::min(backoff * 2, options.feed_max_backoff);

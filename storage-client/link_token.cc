@@ -11,6 +11,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "storage-client/posix_file.h"
 
 namespace mailbox::client {
@@ -122,7 +124,9 @@ std::string LinkTokenFile::Current() {
     token_ = *std::move(token);
     last_error_.clear();
   } else if (std::string error(token.status().message()); error != last_error_) {
-    std::cerr << "gateway token: " << error << "; keeping the token read before" << std::endl;
+    mailbox::log::Warning(mailbox::log::event::kWarning,
+                          {{"message", absl::StrCat("gateway token: ", error,
+                                                    "; keeping the token read before")}});
     last_error_ = std::move(error);
   }
   return token_;

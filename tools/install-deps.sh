@@ -40,6 +40,8 @@ packages=(
   # account from Dovecot, then must find nothing to fetch from the gateway; dates are
   # compared in a zone with summer time (Europe/Berlin).
   isync tzdata
+  # The logs test runs fail2ban-regex with the example filter of deploy/fail2ban/.
+  fail2ban
 )
 
 missing=()
@@ -91,5 +93,9 @@ fi
 if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null \
     && [[ -d /run/systemd/system ]]; then
   $sudo systemctl disable --now prometheus.service 2>/dev/null || true
+# Only fail2ban-regex is used; no fail2ban server banning addresses of this host.
+if [[ " ${missing[*]} " == *" fail2ban "* ]] && command -v systemctl >/dev/null \
+    && [[ -d /run/systemd/system ]]; then
+  $sudo systemctl disable --now fail2ban.service 2>/dev/null || true
 fi
 exit $status

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/detail/socket_option.hpp"
@@ -98,7 +100,9 @@ struct WorkerPoolAccess {
                            tcp::socket socket);
   // PROXY header (from trusted proxies), per-IP limit, then the handler.
   static asio::awaitable<void> Admit(WorkerPool* pool, Stream stream, ConnectionInfo info);
-  static void Refuse(WorkerPool* pool, Refusal reason, ListenerKind kind);
+  // Counts (on_refused) and logs a refused connection of `client` on `listener`.
+  static void Refuse(WorkerPool* pool, Refusal reason, const tcp::endpoint& client,
+                     std::size_t listener, std::string_view detail = {});
   class PerIpSlot;
 };
 
@@ -281,10 +285,29 @@ class WorkerPoolAccess::PerIpSlot {
   std::string key_;
 };
 
-void WorkerPoolAccess::Refuse(WorkerPool* pool, Refusal reason, ListenerKind kind) {
+void WorkerPoolAccess::Refuse(WorkerPool* pool, Refusal reason, const tcp::endpoint& client,
+                              std::size_t listener, std::string_view detail) {
   if (pool->options_.on_refused) {
-    pool->options_.on_refused(reason, kind);
+    pool->options_.on_refused(reason, pool->options_.listeners[listener].kind);
   }
+  // One line per refusal, which the logger's rate limit bounds in a flood.
+  const std::size_t limit = reason == Refusal::kMaxConnections ? pool->options_.max_connections
+                            : reason == Refusal::kPerIpLimit
+                                ? pool->options_.max_connections_per_ip
+                                : 0;
+  mailbox::log::Fields fields = {
+      {"client", EndpointText(client)},
+      {"listener", ListenerName(pool->options_.listeners[listener].kind)},
+      {"reason", reason == Refusal::kMaxConnections ? "max_connections"
+                 : reason == Refusal::kPerIpLimit   ? "per_ip"
+                                                    : "proxy_header"}};
+  if (limit != 0) {
+    fields.push_back({"limit", limit});
+  }
+  if (!detail.empty()) {
+    fields.push_back({"detail", detail});
+  }
+  mailbox::log::Warning(mailbox::log::event::kConnectionRefused, fields);
 }
 
 void WorkerPoolAccess::StartSession(WorkerPool* pool, WorkerPool::Worker* worker,
@@ -302,8 +325,9 @@ void WorkerPoolAccess::StartSession(WorkerPool* pool, WorkerPool::Worker* worker
       SendByeNow(socket, ByeLine(Refusal::kMaxConnections, limit));
     }
     error_code ignored;
+    const tcp::endpoint peer = socket.remote_endpoint(ignored);
     socket.close(ignored);
-    Refuse(pool, Refusal::kMaxConnections, kind);
+    Refuse(pool, Refusal::kMaxConnections, peer, listener);
     return;
   }
   worker->over_limit_logged = false;
@@ -350,7 +374,7 @@ asio::awaitable<void> WorkerPoolAccess::Admit(WorkerPool* pool, Stream stream,
       // not the proxy; nothing is sent, so the bytes cannot be read as a response.
       pool->log_(absl::StrCat("net: connection ", info.id, " from trusted proxy ",
                               Describe(info.peer), " closed: ", why));
-      Refuse(pool, Refusal::kProxyHeader, info.kind);
+      Refuse(pool, Refusal::kProxyHeader, info.peer, info.listener, why);
       co_return;
     }
     // LOCAL (health checks) and UNKNOWN carry no client: the proxy itself is served.
@@ -365,7 +389,7 @@ asio::awaitable<void> WorkerPoolAccess::Admit(WorkerPool* pool, Stream stream,
       (void)co_await stream.Write(ByeLine(Refusal::kPerIpLimit, options.max_connections_per_ip),
                                   std::chrono::seconds(1));
     }
-    Refuse(pool, Refusal::kPerIpLimit, info.kind);
+    Refuse(pool, Refusal::kPerIpLimit, info.client, info.listener);
     co_return;
   }
   asio::awaitable<void> session;

@@ -81,6 +81,11 @@ struct ConnectionInfo {
   bool proxied = false;  // a PROXY header named the client
 };
 
+// "imaps" or "imap": how logs name a listener of this kind.
+inline std::string_view ListenerName(ListenerKind kind) {
+  return kind == ListenerKind::kImplicitTls ? "imaps" : "imap";
+}
+
 // Why the pool turned a connection away (WorkerPoolOptions::on_refused).
 enum class Refusal {
   kMaxConnections,  // max_connections reached

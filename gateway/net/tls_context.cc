@@ -20,6 +20,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/co_spawn.hpp"
@@ -442,8 +444,11 @@ absl::StatusOr<bool> TlsContextProvider::DoReload(bool only_if_changed) {
   seen_ = std::make_unique<FileIdentity>(now);
   absl::StatusOr<std::shared_ptr<SSL_CTX>> ctx = NewServerTlsContext(files_, tickets_);
   if (!ctx.ok()) {
-    log_(absl::StrCat("tls: reload failed, keeping the current certificate: ",
-                      ctx.status().ToString()));
+    mailbox::log::Error(mailbox::log::event::kCertReload,
+                        {{"result", "failed"},
+                         {"cert_file", files_.cert_chain_file},
+                         {"error", std::string(ctx.status().message())},
+                         {"detail", "keeping the current certificate"}});
     return ctx.status();
   }
   uint64_t generation;
@@ -452,8 +457,9 @@ absl::StatusOr<bool> TlsContextProvider::DoReload(bool only_if_changed) {
     current_ = *std::move(ctx);
     generation = ++generation_;
   }
-  log_(absl::StrCat("tls: loaded certificate ", files_.cert_chain_file, " (generation ",
-                    generation, ")"));
+  mailbox::log::Info(mailbox::log::event::kCertReload, {{"result", "ok"},
+                                                       {"cert_file", files_.cert_chain_file},
+                                                       {"generation", generation}});
   return true;
 }
 

@@ -61,6 +61,10 @@ enum class LoginMechanism {
 inline constexpr std::array<std::string_view, 7> kLoginMechanisms = {
     "LOGIN",       "PLAIN",   "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS",
     "OAUTHBEARER", "XOAUTH2", "LOGIN-SASL"};
+// The label (and log) name of a mechanism.
+inline std::string_view LoginMechanismName(LoginMechanism mechanism) {
+  return kLoginMechanisms[static_cast<size_t>(mechanism)];
+}
 // success; failure (wrong credentials, a refused token, a malformed request);
 // throttled (the service's login throttle said wait); unavailable (the service
 // could not be asked).

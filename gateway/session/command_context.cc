@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/log/events.h"
 #include "gateway/imap/mutf7.h"
 #include "gateway/ops/metrics.h"
 #include "proto/mailbox/v1/errors.h"
@@ -107,6 +108,8 @@ void CommandContext::Fail(const absl::Status& status, std::string_view what) {
   }
   if (detail.code() == v1::UNAVAILABLE) {
     ops::GlobalMetrics().store_unavailable.fetch_add(1);
+    LogEvent(mailbox::log::Level::kError, mailbox::log::event::kStoreUnavailable,
+             {{"command", what}, {"error", std::string(status.message())}});
     No(absl::StrCat(std::string(what), ": the mailbox service is unavailable, try again"),
        "UNAVAILABLE");
     return;
@@ -252,6 +255,10 @@ std::vector<imap::Interval> CommandContext::ToIntervals(const v1::UidSet& set) {
 }
 
 void CommandContext::EndWithBye(std::string_view text) {
+  SetEndReason("bye");
+  if (end_detail_.empty()) {
+    end_detail_ = std::string(text);
+  }
   Send(imap::StatusResponse("*", imap::Status::kBye, "", text));
   state_ = SessionState::kLogout;
 }

@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "boost/asio/awaitable.hpp"
+#include "common/log/log.h"
 #include "gateway/imap/command.h"
 #include "gateway/imap/limits.h"
 #include "gateway/imap/receiver.h"
@@ -276,9 +277,18 @@ class CommandContext {
   // Ends the connection without another byte: for when a response cannot be
   // completed (e.g. a literal whose data stopped arriving from the store).
   virtual void Abort(std::string_view reason) = 0;
-  // Writes "imap-gateway: connection N from CLIENT[ (via proxy P)]: EVENT" to the log;
-  // CLIENT is the PROXY header's address when one was accepted.
-  virtual void LogConnection(std::string_view event) const = 0;
+  // Logs `event` (common/log/events.h) with the connection's fields first: session,
+  // client (the PROXY header's address when one was accepted), listener, proxy, user;
+  // then `fields`. Never pass a password, a token or message data.
+  virtual void LogEvent(mailbox::log::Level level, std::string_view event,
+                        mailbox::log::Fields fields) const = 0;
+  // Why the session ends, for its connection_closed line: the first reason given
+  // wins (a BYE that follows an error does not hide it).
+  void SetEndReason(std::string_view reason) {
+    if (end_reason_.empty()) {
+      end_reason_ = reason;
+    }
+  }
   const std::string& tag() const { return tag_; }
 
   // --- The mailbox service, with this session's credential ---------------------
@@ -454,6 +464,9 @@ class CommandContext {
   bool condstore_enabled_ = false;
   bool qresync_enabled_ = false;
   int auth_failures_ = 0;
+  // SetEndReason's; empty until the session knows (the client closed it).
+  std::string_view end_reason_;
+  std::string end_detail_;  // what ended it (the BYE text, the error), for connection_closed
 };
 
 }  // namespace gateway

@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "boost/asio/co_spawn.hpp"
+#include "common/log/events.h"
+#include "common/log/log.h"
 
 namespace gateway {
 
@@ -16,7 +18,8 @@ FeedRouter::FeedRouter(mailbox::client::MailboxStore& store, asio::any_io_execut
   core_->feed = store.OpenChangeFeed(executor);
   asio::co_spawn(executor, Loop(core_), [](std::exception_ptr error) {
     if (error) {
-      std::cerr << "gateway: change feed loop ended by an exception\n";
+      mailbox::log::Error(mailbox::log::event::kInternalError,
+                          {{"detail", "change feed loop ended by an exception"}});
     }
   });
 }
@@ -204,7 +207,9 @@ asio::awaitable<void> FeedRouter::Loop(std::shared_ptr<Core> core) {
         core->Release(*std::exchange(core->held, std::nullopt));
       }
       if (!core->closed) {
-        std::cerr << "gateway: change feed ended: " << event.status() << "\n";
+        mailbox::log::Error(mailbox::log::event::kStoreUnavailable,
+                            {{"command", "change feed"},
+                             {"error", std::string(event.status().message())}});
       }
       co_return;
     }

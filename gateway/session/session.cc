@@ -9,7 +9,10 @@
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "gateway/imap/parser.h"
+#include "gateway/net/log.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
 #include "proto/mailbox/v1/errors.h"
@@ -20,6 +23,7 @@ namespace {
 
 namespace asio = boost::asio;
 namespace v1 = mailbox::v1;
+namespace log = mailbox::log;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kReadChunk = 16 * 1024;
@@ -51,6 +55,17 @@ std::string WrongStateText(const imap::CommandSpec& info, SessionState state) {
   return absl::StrCat(name, " is not allowed now");
 }
 
+// The fields that name a connection in every line about it.
+log::Fields ConnectionFields(const net::ConnectionInfo& info) {
+  log::Fields fields = {{"session", info.id},
+                        {"client", net::EndpointText(info.client)},
+                        {"listener", net::ListenerName(info.kind)}};
+  if (info.proxied) {
+    fields.push_back({"proxy", net::EndpointText(info.peer)});
+  }
+  return fields;
+}
+
 }  // namespace
 
 asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
@@ -60,12 +75,16 @@ asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo in
       .At(info.kind == net::ListenerKind::kImplicitTls ? ops::kImapsListener
                                                        : ops::kStartTlsListener)
       .Inc();
+  log::Info(log::event::kConnectionOpened, ConnectionFields(info));
   if (info.kind == net::ListenerKind::kImplicitTls) {
     const auto started = std::chrono::steady_clock::now();
     auto error = co_await stream.Handshake(worker->tls->Current(),
                                            worker->options->tls_handshake_timeout);
     metrics.TlsHandshake(ops::kImapsListener, !error, std::chrono::steady_clock::now() - started);
     if (error) {
+      log::Fields fields = ConnectionFields(info);
+      fields.push_back({"reason", error.message()});
+      log::Warning(log::event::kTlsHandshakeFailed, fields);
       co_return;
     }
   }
@@ -97,6 +116,24 @@ size_t Session::ListenerLabel() const {
 
 Session::~Session() {
   worker_->sessions.erase(this);
+  // How it ended: a drain overrides what the session saw of it (its socket closed,
+  // or a BYE at the drain's deadline).
+  std::string_view end = end_reason_.empty() ? std::string_view("client_closed") : end_reason_;
+  if (ops::GlobalMetrics().draining.load() && end != "logout") {
+    end = "drain";
+  }
+  log::Fields fields = {
+      {"end", end},
+      {"duration_ms",
+       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count()},
+      {"bytes_in", bytes_in_},
+      {"bytes_out", bytes_out_},
+      {"commands", commands_}};
+  if (!end_detail_.empty()) {
+    fields.push_back({"detail", end_detail_});
+  }
+  LogEvent(end == "error" ? log::Level::kWarning : log::Level::kInfo,
+           log::event::kConnectionClosed, std::move(fields));
   notify_->Clear(worker_->router);
   Deselect();
   if (holds_compress_slot_) {
@@ -218,29 +255,27 @@ asio::awaitable<bool> Session::Flush() {
     co_return false;
   }
   ops::GlobalMetrics().bytes_out.fetch_add(data.size());
+  bytes_out_ += data.size();
   co_return true;
 }
 
-void Session::LogConnection(std::string_view event) const {
-  // One write per line: std::cerr flushes after every insertion.
-  std::string line = absl::StrCat("imap-gateway: connection ", info_.id, " from ",
-                                  info_.client.address().to_string(), ":", info_.client.port());
-  if (info_.proxied) {
-    absl::StrAppend(&line, " (via proxy ", info_.peer.address().to_string(), ")");
+void Session::LogEvent(log::Level level, std::string_view event, log::Fields fields) const {
+  // The logger makes client-supplied text (user names) safe: log/log.h.
+  log::Fields all = ConnectionFields(info_);
+  if (!username_.empty()) {
+    all.push_back({"user", username_});
   }
-  // User names come from the client: no control characters (log injection), bounded.
-  std::string safe(event.substr(0, 200));
-  for (char& c : safe) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      c = '?';
-    }
+  for (log::Field& field : fields) {
+    all.push_back(std::move(field));
   }
-  absl::StrAppend(&line, ": ", safe, "\n");
-  std::cerr << line;
+  log::Global().Log(level, event, all);
 }
 
 void Session::Abort(std::string_view reason) {
-  std::cerr << "imap-gateway: connection " << info_.id << " aborted: " << reason << "\n";
+  SetEndReason("error");
+  if (end_detail_.empty()) {
+    end_detail_ = std::string(reason);
+  }
   out_.clear();
   tagged_.clear();
   answered_ = true;
@@ -249,6 +284,7 @@ void Session::Abort(std::string_view reason) {
 }
 
 void Session::Logout() {
+  SetEndReason("logout");
   pending_.clear();
   Send(imap::StatusResponse("*", imap::Status::kBye, "", "Logging out"));
   Ok("LOGOUT completed");
@@ -296,8 +332,9 @@ void Session::Deselect() {
 void Session::ReportOwnExpunge(const std::vector<uint32_t>& uids, uint64_t modseq) {
   if (current_ != nullptr && !current_->may_expunge) {
     // The command table says this command never removes messages.
-    std::cerr << "imap-gateway: internal error: " << current_->name
-              << " expunged messages but is declared not to\n";
+    LogEvent(log::Level::kError, log::event::kInternalError,
+             {{"command", current_->name},
+              {"detail", "expunged messages but is declared not to"}});
   }
   if (selected_ == nullptr) {
     return;
@@ -491,6 +528,7 @@ void Session::OnChangesDelivered() {
     if (state_ != SessionState::kLogout) {
       auto [error, written] = stream_.TryWrite(out_);
       ops::GlobalMetrics().bytes_out.fetch_add(written);
+      bytes_out_ += written;
       if (!error && written == out_.size() && !claim) {
         out_.clear();
         return;
@@ -614,6 +652,7 @@ bool Session::EndIfDraining() {
   // again, and the load balancer sends it to another gateway.
   Send(imap::StatusResponse("*", imap::Status::kBye, imap::code::kUnavailable,
                             "This gateway is shutting down; please reconnect"));
+  SetEndReason("drain");
   state_ = SessionState::kLogout;
   return true;
 }
@@ -627,6 +666,10 @@ bool Session::EndIfChangesOverflowed() {
       absl::StrCat("Too many changes to the selected mailbox (over ", options().max_pending_changes,
                    ") waited to be reported to this session; please reconnect")));
   state_ = SessionState::kLogout;
+  SetEndReason("bye");
+  if (end_detail_.empty()) {
+    end_detail_ = "too many changes waited to be reported";
+  }
   return true;
 }
 
@@ -717,6 +760,12 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
                       "follow; please reconnect"));
       pending_.clear();
       state_ = SessionState::kLogout;
+      SetEndReason("bye");
+      if (end_detail_.empty()) {
+        end_detail_ = event.has_deleted() ? "the selected mailbox was deleted"
+                      : revoked           ? "the credential was revoked"
+                                          : "the selected mailbox changed";
+      }
       return;
     }
     box.applied_modseq = std::max(box.applied_modseq, event.modseq());
@@ -761,6 +810,9 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline,
     co_return true;  // RequestDrain woke the wait for a command: Run() ends the session
   }
   if (error == asio::error::timed_out) {
+    SetEndReason(!timeout_text.empty()                          ? "timeout"
+                 : state_ == SessionState::kNotAuthenticated ? "login_timeout"
+                                                             : "autologout");
     Send(imap::StatusResponse("*", imap::Status::kBye, "",
                               !timeout_text.empty() ? timeout_text
                               : state_ == SessionState::kNotAuthenticated
@@ -780,6 +832,7 @@ asio::awaitable<bool> Session::ReadMore(Clock::time_point deadline,
     co_return false;
   }
   ops::GlobalMetrics().bytes_in.fetch_add(size);
+  bytes_in_ += size;
   receiver_.Feed(std::string_view(buffer.data(), size));
   co_return true;
 }
@@ -839,6 +892,7 @@ asio::awaitable<void> Session::ReadAheadLoop(std::shared_ptr<ReadAheadTicket> ti
       break;  // end of stream or an error: left for the main path to report
     }
     ops::GlobalMetrics().bytes_in.fetch_add(size);
+    bytes_in_ += size;
     receiver_.Feed(std::string_view(buffer.data(), size));
   }
   read_ahead_wake_ = nullptr;
@@ -926,6 +980,10 @@ asio::awaitable<void> Session::Run() {
                                 error->refused ? imap::Status::kNo : imap::Status::kBad,
                                 error->code, error->message));
       if (error->fatal) {
+        SetEndReason("error");
+        if (end_detail_.empty()) {
+          end_detail_ = error->message;
+        }
         Send(imap::StatusResponse("*", imap::Status::kBye, "",
                                   "Closing the connection after that error"));
         co_await Flush();
@@ -955,6 +1013,7 @@ void Session::BeginCommand(const imap::CommandSpec* spec, std::string tag) {
   last_activity_ = Clock::now();
   command_started_ = std::chrono::steady_clock::now();
   ops::GlobalMetrics().commands_total.fetch_add(1);
+  ++commands_;
   store_.Take();
 }
 
@@ -962,8 +1021,10 @@ asio::awaitable<void> Session::EndCommand(const imap::CommandSpec& spec, bool al
   uint64_t calls = store_.Take();
   if (calls > 0 && !spec.needs_store) {
     // The command table says this command is answered without the service.
-    std::cerr << "imap-gateway: internal error: " << spec.name << " called the mailbox service "
-              << calls << " times but is declared without it\n";
+    LogEvent(log::Level::kError, log::event::kInternalError,
+             {{"command", spec.name},
+              {"detail", absl::StrCat("called the mailbox service ", calls,
+                                      " times but is declared without it")}});
   }
   // Untagged updates go before the tagged completion (RFC 3501 §7.4.1, §5.5);
   // none after LOGOUT or a BYE.
@@ -1010,7 +1071,7 @@ asio::awaitable<void> Session::Dispatch(imap::Command command) {
     asio::co_spawn(stream_.get_executor(), ReadAheadLoop(read_ahead_ticket_),
                    [](std::exception_ptr error) {
       if (error) {
-        std::cerr << "imap-gateway: read-ahead ended by an exception\n";
+        log::Error(log::event::kInternalError, {{"detail", "read-ahead ended by an exception"}});
       }
     });
   }
@@ -1114,6 +1175,12 @@ asio::awaitable<bool> Session::UpgradeToTls(std::string_view ok_response) {
   ops::GlobalMetrics().TlsHandshake(ops::kStartTlsListener, !error,
                                     std::chrono::steady_clock::now() - started);
   if (error) {
+    LogEvent(log::Level::kWarning, log::event::kTlsHandshakeFailed,
+             {{"reason", error.message()}, {"starttls", true}});
+    SetEndReason("error");
+    if (end_detail_.empty()) {
+      end_detail_ = "STARTTLS handshake failed";
+    }
     broken_ = true;
     co_return false;
   }
@@ -1144,7 +1211,6 @@ asio::awaitable<void> Session::StartCompression(std::string_view ok_response) {
     Abort(absl::StrCat("COMPRESS could not start: ", error.message()));
     co_return;
   }
-  LogConnection("DEFLATE compression started");
 }
 
 void Session::NoteReadError(const boost::system::error_code& error) {
@@ -1154,7 +1220,12 @@ void Session::NoteReadError(const boost::system::error_code& error) {
     // can its commands; a BYE would reach a client whose own compressor went
     // wrong, so the connection simply ends (docs/standards-support.md).
     ops::GlobalMetrics().compress_input_errors.fetch_add(1);
-    LogConnection(absl::StrCat("closing: ", error.message(), ": ", stream_.compression_error()));
+    SetEndReason("error");
+    if (end_detail_.empty()) {
+      end_detail_ = absl::StrCat(error.message(), ": ", stream_.compression_error());
+    }
+    LogEvent(log::Level::kWarning, log::event::kCompressionError,
+             {{"error", error.message()}, {"detail", stream_.compression_error()}});
   }
 }
 
@@ -1170,7 +1241,6 @@ void Session::LoggedIn(mailbox::client::Session credential, std::string username
   state_ = SessionState::kAuthenticated;
   receiver_.SetUnauthenticated(false);
   ops::GlobalMetrics().sessions_authenticated.fetch_add(1);
-  LogConnection(absl::StrCat("logged in as ", username_));
 }
 
 asio::awaitable<std::optional<imap::Event>> Session::NextInput(Clock::time_point deadline,
@@ -1238,6 +1308,7 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
     }
     if (error == asio::error::timed_out) {
       if (Clock::now() >= autologout) {
+        SetEndReason("idle_timeout");
         EndWithBye("Autologout: idle for too long");
         co_await Flush();
         break;
@@ -1262,6 +1333,7 @@ asio::awaitable<CommandContext::IdleEnd> Session::WaitIdle() {
       broken_ = true;
       break;
     }
+    bytes_in_ += size;
     receiver_.Feed(std::string_view(buffer.data(), size));
   }
   idling_ = false;

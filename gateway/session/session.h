@@ -57,7 +57,8 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // CommandContext.
   boost::asio::awaitable<bool> Flush() override;
   void Abort(std::string_view reason) override;
-  void LogConnection(std::string_view event) const override;
+  void LogEvent(mailbox::log::Level level, std::string_view event,
+                mailbox::log::Fields fields) const override;
   std::vector<std::string> Capabilities() const override;
   void Select(std::unique_ptr<SelectedMailbox> mailbox) override;
   void Deselect() override;
@@ -184,6 +185,10 @@ class Session final : public CommandContext, public FeedRouter::Listener {
   // sessions_compressed), given back when it ends.
   bool holds_compress_slot_ = false;
   std::chrono::steady_clock::time_point started_;
+  // For the connection_closed line: octets read and written, commands begun.
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+  uint64_t commands_ = 0;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point command_started_;  // for the latency histogram
   bool broken_ = false;

@@ -18,6 +18,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "proto/mailbox/v1/errors.h"
 
 namespace mailbox::server {
@@ -312,6 +314,10 @@ absl::StatusOr<Authenticator::Attempt> Authenticator::ReserveAttempt(
   }
   if (reservation->retry_after_ms > 0) {
     const int64_t delay = reservation->retry_after_ms;
+    mailbox::log::Warning(mailbox::log::event::kLoginThrottled,
+                          {{"client", ip_known ? client_ip : std::string_view("unknown")},
+                           {"user", username},
+                           {"retry_after_ms", delay}});
     return v1::MakeError(
         absl::StatusCode::kResourceExhausted, v1::THROTTLED,
         absl::StrCat("Too many failed logins; try again in ", (delay + 999) / 1000, " s"), delay);
@@ -446,8 +452,10 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::BearerLogin(
   auto name = options_.bearer->Validate(request.token(), now_ms / 1000);
   if (absl::IsUnavailable(name.status())) {
     // The introspection endpoint could not be asked: not the client's failure.
-    std::cerr << "mailbox-service: bearer token not checked: " << name.status().message()
-              << std::endl;
+    mailbox::log::Error(mailbox::log::event::kBearerRefused,
+                        {{"client", client},
+                         {"reason", "introspection_unavailable"},
+                         {"error", std::string(name.status().message())}});
     if (auto released = store_->ReleaseAuthAttempt(attempt->rows); !released.ok()) {
       return released;
     }
@@ -455,20 +463,24 @@ absl::StatusOr<v1::AuthenticateResponse> Authenticator::BearerLogin(
                          "The identity provider could not be asked about the token; try again");
   }
   if (!name.ok()) {
-    std::cerr << "mailbox-service: bearer token refused (client " << client
-              << "): " << name.status().message() << std::endl;
+    mailbox::log::Warning(mailbox::log::event::kBearerRefused,
+                          {{"client", client},
+                           {"reason", "invalid_token"},
+                           {"error", std::string(name.status().message())}});
     return BearerFailed();  // the reserved rows stay: they are the recorded failure
   }
   if (!request.username().empty() && request.username() != *name) {
-    std::cerr << "mailbox-service: bearer token refused (client " << client
-              << "): the client named another user than the token" << std::endl;
+    mailbox::log::Warning(mailbox::log::event::kBearerRefused,
+                          {{"client", client},
+                           {"user", request.username()},
+                           {"reason", "other_user"}});
     return BearerFailed();
   }
   auto user = store_->FindUser(*name);
   if (absl::IsNotFound(user.status())) {
     // No account is made from a token: an unknown user fails like a bad token.
-    std::cerr << "mailbox-service: bearer token refused (client " << client
-              << "): no user named by its claim" << std::endl;
+    mailbox::log::Warning(mailbox::log::event::kBearerRefused,
+                          {{"client", client}, {"user", *name}, {"reason", "unknown_user"}});
     return BearerFailed();
   }
   if (!user.ok()) {

@@ -10,6 +10,8 @@
 #include <boost/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "storage-client/posix_file.h"
 
 namespace mailbox::server {
@@ -153,11 +155,16 @@ std::shared_ptr<const std::vector<jose::Jwk>> JwksFile::Current() {
   seen_ = keys.ok() ? read_id : id;
   if (keys.ok()) {
     keys_ = std::make_shared<const std::vector<jose::Jwk>>(*std::move(keys));
-    std::cerr << "mailbox-service: OAuth key set reloaded from " << options_.jwks_path << " ("
-              << keys_->size() << " keys)" << std::endl;
+    mailbox::log::Info(mailbox::log::event::kKeysReload, {{"result", "ok"},
+                                                          {"file", options_.jwks_path},
+                                                          {"keys", keys_->size()}});
   } else {
-    std::cerr << "mailbox-service: OAuth key set not reloaded: " << keys.status().message()
-              << "; keeping the " << keys_->size() << " keys read before" << std::endl;
+    mailbox::log::Error(mailbox::log::event::kKeysReload,
+                        {{"result", "failed"},
+                         {"file", options_.jwks_path},
+                         {"error", std::string(keys.status().message())},
+                         {"keys", keys_->size()},
+                         {"detail", "keeping the keys read before"}});
   }
   return keys_;
 }

@@ -6,6 +6,8 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "grpc/support/log.h"
 
 namespace mailbox::server {
@@ -48,16 +50,23 @@ void WriteLimited(gpr_log_func_args* args) {
   if (dropped < 0) {
     return;
   }
-  // The layout of gRPC's own logger: severity letter, time, file:line, message.
-  std::string time = absl::FormatTime("%m%d %H:%M:%E6S", now, absl::LocalTimeZone());
-  const char* severity = gpr_log_severity_string(args->severity);
+  // As "grpc" events of the process's logger (common/log/log.h), in its format.
+  namespace log = mailbox::log;
   if (dropped > 0) {
-    std::fprintf(stderr, "W%s grpc_log_limit] %lld gRPC log lines dropped (over %d a second)\n",
-                 time.c_str(), static_cast<long long>(dropped), g_log->lines_per_second);
+    log::Warning(log::event::kLogSuppressed, {{"suppressed_event", log::event::kGrpc},
+                                              {"suppressed", dropped},
+                                              {"limit_per_second", g_log->lines_per_second}});
   }
   const char* file = std::strrchr(args->file, '/');
-  std::fprintf(stderr, "%c%s %s:%d] %s\n", severity[0], time.c_str(),
-               file != nullptr ? file + 1 : args->file, args->line, args->message);
+  const log::Level level = args->severity == GPR_LOG_SEVERITY_ERROR     ? log::Level::kError
+                           : args->severity == GPR_LOG_SEVERITY_INFO ||
+                                   args->severity == GPR_LOG_SEVERITY_DEBUG
+                               ? log::Level::kInfo
+                               : log::Level::kWarning;
+  log::Global().Log(level, log::event::kGrpc,
+                    {{"file", file != nullptr ? file + 1 : args->file},
+                     {"line", args->line},
+                     {"message", args->message}});
 }
 
 }  // namespace

@@ -8,9 +8,8 @@
 
 #include <set>
 
-// Boost.JSON is used header-only (Debian ships no libboost_json); this is the one
-// translation unit that compiles its sources.
-#include <boost/json/src.hpp>
+// Boost.JSON, header-only: //third_party:boost_json compiles its sources.
+#include <boost/json.hpp>
 
 #include "absl/strings/str_cat.h"
 

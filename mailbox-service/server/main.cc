@@ -4,9 +4,13 @@
 // service: data_dir.h), writes the admin token to <data-dir>/admin.token (mode 0600)
 // for mailbox-admin, and drains gracefully on SIGTERM/SIGINT: feeds end, in-flight
 // calls finish (up to --drain-timeout), then exit.
+//
+// Logs: one event per line on stderr, JSON or text (--log-format; common/log/log.h).
+// stdout carries only the start-up line that tools read ("listening on ... (port N").
 #include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -34,6 +38,8 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "common/config.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "mailbox-service/server/auth.h"
 #include "mailbox-service/server/scram.h"
 #include "mailbox-service/server/change_hub.h"
@@ -181,6 +187,14 @@ std::vector<config::Setting> Settings() {
        "how long an answer is remembered at most (never past the token's exp; whole "
        "seconds)",
        config::Duration(absl::ZeroDuration(), absl::Hours(24))},
+      {"log-format", "MAILBOX_LOG_FORMAT", "auto",
+       "logs on stderr: json (one object per line), text, or auto (text on a terminal, "
+       "else JSON)",
+       config::OneOf({"auto", "json", "text"})},
+      {"log-rate-limit", "MAILBOX_LOG_RATE_LIMIT", "100",
+       "lines a second each log event may write; the rest are counted in a "
+       "log_suppressed line (0: no limit)",
+       config::Int(0, 1'000'000)},
 
       // Former names, refused with the new one.
       {"drain-seconds", "MAILBOX_DRAIN_SECONDS", "", "", config::RenamedTo("drain-timeout")},
@@ -367,6 +381,23 @@ int Run(int argc, char** argv) {
     std::cout << config->PrintConfig();
     return 0;
   }
+  {
+    auto format = log::ParseFormat(config->Get("log-format"), STDERR_FILENO);
+    if (!format.ok()) {
+      std::cerr << "mailbox-service: " << format.status().message() << "\n";
+      return 2;
+    }
+    const int64_t rate_limit = config->GetInt("log-rate-limit").value_or(100);
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    log::LoggerOptions log_options;
+    log_options.format = *format;
+    // The replica's name in every line: the host name (a Kubernetes pod's name).
+    log_options.common_fields = {{"replica", host}};
+    log_options.max_lines_per_second = static_cast<int>(rate_limit);
+    log::Configure(std::move(log_options));
+    log::Global().StartFlushing();
+  }
   ServerTlsOptions link;
   auto credentials = ListenerCredentials(*config, &link);
   if (!credentials.ok()) {
@@ -375,7 +406,7 @@ int Run(int argc, char** argv) {
   }
   InstallGrpcLogRateLimit(link.grpc_log_lines_per_second);
   if (std::string warning = link.Warning(config->Get("listen")); !warning.empty()) {
-    std::cerr << "mailbox-service: " << warning << std::endl;
+    log::Warning(log::event::kWarning, {{"message", warning}});
   }
   // Block the shutdown signals before any thread starts, so only sigwait sees them.
   sigset_t signals;
@@ -405,7 +436,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   for (const std::string& change : *tightened) {
-    std::cerr << "mailbox-service: warning: others could read " << change << "\n";
+    log::Warning(log::event::kWarning, {{"message", absl::StrCat("others could read ", change)}});
   }
   auto data_dir_lock = DataDirLock::Acquire(data_dir);
   if (!data_dir_lock.ok()) {
@@ -471,7 +502,7 @@ int Run(int argc, char** argv) {
       session_key_file, store->get(),
       DatabaseWasExposed(data_dir / "mailbox.db", tightened_paths), &key_log);
   for (const std::string& line : key_log) {
-    std::cerr << "mailbox-service: warning: " << line << "\n";
+    log::Warning(log::event::kWarning, {{"message", line}});
   }
   if (!session_keys.ok()) {
     std::cerr << "mailbox-service: session keys: " << session_keys.status().message() << "\n";
@@ -612,6 +643,11 @@ int Run(int argc, char** argv) {
   std::cout << "mailbox-service listening on " << config->Get("listen") << " (port " << port
             << (link.tls() ? ", TLS" : ", plaintext") << "), data in "
             << std::filesystem::absolute(data_dir).string() << std::endl;
+  log::Info(log::event::kStarted, {{"backend", backend.backend},
+                                   {"listen", config->Get("listen")},
+                                   {"port", port},
+                                   {"tls", link.tls()},
+                                   {"data_dir", std::filesystem::absolute(data_dir).string()}});
 
   // Serving while the store can serve; checked four times a second.
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
@@ -622,17 +658,22 @@ int Run(int argc, char** argv) {
       if (healthy != serving.load()) {
         serving = healthy;
         health->SetServingStatus(healthy);
-        std::cout << "mailbox-service: "
-                  << (healthy ? "the store is back; serving"
-                              : "the store is out of reach; health checks say NOT_SERVING")
-                  << std::endl;
+        if (healthy) {
+          log::Info(log::event::kStoreHealthy, {{"backend", backend.backend}});
+        } else {
+          log::Error(log::event::kStoreUnavailable,
+                     {{"backend", backend.backend},
+                      {"detail", "health checks say NOT_SERVING"}});
+        }
       }
     }
   });
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  std::cout << "mailbox-service: " << strsignal(signal_number) << ", draining" << std::endl;
+  log::Info(log::event::kDraining,
+            {{"signal", strsignal(signal_number)},
+             {"drain_timeout_ms", absl::ToInt64Milliseconds(config->GetDuration("drain-timeout"))}});
   stop_health.Notify();
   health_watch.join();
   // Gateways stop choosing this replica for new calls while it drains, and /readyz
@@ -648,7 +689,7 @@ int Run(int argc, char** argv) {
     http_io.stop();
     http_thread.join();
   }
-  std::cout << "mailbox-service: stopped" << std::endl;
+  log::Info(log::event::kStopped, {});
   return 0;
 }
 

@@ -15,6 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/log/events.h"
+#include "common/log/log.h"
 #include "common/status_macros.h"
 #include "mailbox-service/server/link_trust.h"
 #include "mailbox-service/store/sort.h"
@@ -222,14 +224,16 @@ grpc::ServerUnaryReactor* MailboxService::Authenticate(grpc::CallbackServerConte
     // address; say so once, where the operator looks.
     if (checked.client_ip() != request->client_ip() && !request->client_ip().empty() &&
         !ignored_client_ip_logged_.exchange(true)) {
-      std::cerr << "mailbox-service: ignoring the client IP reported by " << context->peer()
-                << " (no valid gateway token"
-                << (options_.gateway_token != nullptr
-                        ? absl::StrCat(" from ", options_.gateway_token->path())
-                        : std::string())
-                << ", no verified client certificate): its logins are throttled by its own "
-                   "address. Give the gateway --store-token-file. Logged once."
-                << std::endl;
+      mailbox::log::Warning(
+          mailbox::log::event::kWarning,
+          {{"message",
+            absl::StrCat("ignoring the client IP reported by ", context->peer(),
+                         " (no valid gateway token",
+                         options_.gateway_token != nullptr
+                             ? absl::StrCat(" from ", options_.gateway_token->path())
+                             : std::string(),
+                         ", no verified client certificate): its logins are throttled by its "
+                         "own address. Give the gateway --store-token-file. Logged once.")}});
     }
     // The caller's deadline (the gateway sets one on every call): a login still
     // queued for the password hash when it passes is given up, not hashed for nobody.

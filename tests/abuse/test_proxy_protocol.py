@@ -172,8 +172,11 @@ class ThroughHaProxyTest(unittest.TestCase):
                 c.ok("NOOP")
                 c.close()
             self.assertTrue(abuse_util.wait_until(
-                lambda: all("from 127.0.0.2:" in g.log() and "(via proxy 127.0.0.1)" in g.log()
-                            and "logged in as %s" % SYSTEM.user in g.log()
+                lambda: all(any('"event":"login_succeeded"' in line
+                                and '"client":"127.0.0.2:' in line
+                                and '"proxy":"127.0.0.1:' in line
+                                and '"user":"%s"' % SYSTEM.user in line
+                                for line in g.log().splitlines())
                             for g in GATEWAYS)), logs()[-2000:])
             m.check(gateway_kib=8 * 1024, service_kib=8 * 1024)
             behind.check(gateway_kib=8 * 1024)
@@ -228,8 +231,9 @@ class ThroughHaProxyTest(unittest.TestCase):
             c = via_proxy("127.0.0.5")
             c.login(SYSTEM.user, SYSTEM.password)
             c.close()
-            self.assertIn("from 127.0.0.4:", logs())
-            self.assertIn("authentication failed for %s" % SYSTEM.user, logs())
+            self.assertIn('"client":"127.0.0.4:', logs())
+            self.assertIn('"event":"login_failed"', logs())
+            self.assertIn('"user":"%s"' % SYSTEM.user, logs())
             m.check(gateway_kib=8 * 1024, service_kib=8 * 1024)
             behind.check(gateway_kib=8 * 1024)
         # The canary logs in from 127.0.0.1, HAProxy's own address: had the service
@@ -259,15 +263,17 @@ class HandWrittenHeaderTest(unittest.TestCase):
         self.assertIn(b"NO", tagged)
         c.close()
         self.assertTrue(abuse_util.wait_until(
-            lambda: "from 192.0.2.77:5555 (via proxy 127.0.0.1): authentication failed"
-            in gateway.log()))
+            lambda: '"client":"192.0.2.77:5555","listener":"imap","proxy":"127.0.0.1:'
+            in gateway.log() and '"event":"login_failed"' in gateway.log()))
         # The same header over implicit TLS: written before the handshake.
         c = RawClient(gateway.imaps_port, "tls", cafile=SYSTEM.cert, timeout=10,
                       preamble=b"PROXY TCP4 192.0.2.78 127.0.0.1 5556 993\r\n")
         c.login(SYSTEM.user, SYSTEM.password)
         c.close()
         self.assertTrue(abuse_util.wait_until(
-            lambda: "from 192.0.2.78:5556 (via proxy 127.0.0.1): logged in" in gateway.log()))
+            lambda: any('"event":"login_succeeded"' in line
+                        and '"client":"192.0.2.78:5556","listener":"imaps","proxy":"127.0.0.1:'
+                        in line for line in gateway.log().splitlines())))
         SYSTEM.assert_canary_alive()
 
     def test_trusted_peer_without_a_header_is_closed_with_nothing_sent(self):
@@ -310,7 +316,7 @@ class HandWrittenHeaderTest(unittest.TestCase):
         self.assertIn(b"NO", tagged)
         c.close()
         self.assertTrue(abuse_util.wait_until(
-            lambda: "from 127.0.0.9:" in GATEWAYS[1].log()))
+            lambda: '"client":"127.0.0.9:' in GATEWAYS[1].log()))
         self.assertNotIn("192.0.2.99", logs())
         SYSTEM.assert_canary_alive()
 

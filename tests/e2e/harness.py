@@ -149,12 +149,13 @@ class System:
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
             check=True, capture_output=True)
 
-    def start_service(self, *flags, tls=None, default_mailboxes=""):
+    def start_service(self, *flags, tls=None, default_mailboxes="", stderr_path=None):
         """tls: None (plaintext on loopback) or a dict with "cert", "key" and optionally
         "client_ca" and "require_client_cert" (default True) for the gRPC listener.
         default_mailboxes: --default-mailboxes; "" (users start with INBOX alone, so
         that tests see only the mailboxes they make) or None for the service's own
-        default."""
+        default. stderr_path: where the service's logs (stderr) go, apart from its
+        stdout (default: both in service.log)."""
         if tls:
             require = tls.get("require_client_cert", True)
             link = ["--tls-cert-file=" + tls["cert"], "--tls-key-file=" + tls["key"],
@@ -180,7 +181,8 @@ class System:
         if _has_flag(self.service_bin, "--http-port-file"):
             flags = ("--http-listen=127.0.0.1:0",
                      "--http-port-file=" + http_port_file) + tuple(flags)
-        with open(os.path.join(self.dir, "service.log"), "a") as log:
+        with open(os.path.join(self.dir, "service.log"), "a") as log, \
+                open(stderr_path or os.devnull, "a") as err:
             self.service = subprocess.Popen(
                 [self.service_bin, "--listen=" + listen, "--data-dir=" + data, "--port-file=" + port_file,
                  argon2_memory_flag(self.service_bin, 64), "--argon2-time-cost=1",
@@ -188,7 +190,7 @@ class System:
                  # the gateway is what they check, not the service's throttling.
                  "--auth-user-free-failures=100000", "--auth-ip-free-failures=100000"]
                 + list(flags),
-                stdout=log, stderr=subprocess.STDOUT)
+                stdout=log, stderr=err if stderr_path else subprocess.STDOUT)
         _wait_for_file(port_file, self.service, "mailbox-service")
         with open(port_file) as f:
             self.service_port = int(f.read())
@@ -224,10 +226,12 @@ class System:
         self.add_user(name, password)
         return name, password
 
-    def start_gateway(self, *flags, store_tls=None, store_token_file=None):
+    def start_gateway(self, *flags, store_tls=None, store_token_file=None, stderr_path=None):
         """store_tls: the link to the service, a dict with "ca" and optionally "cert",
         "key" and "server_name" (None: plaintext). store_token_file: the gateway token
-        the gateway sends (None: the service's, data/gateway.token; "": none)."""
+        the gateway sends (None: the service's, data/gateway.token; "": none).
+        stderr_path: where the gateway's logs (stderr) go, apart from its stdout
+        (default: both in gatewayN.log)."""
         if store_token_file is None:
             store_token_file = os.path.join(self.dir, "data", "gateway.token")
         if store_token_file:
@@ -242,7 +246,7 @@ class System:
         log_path = os.path.join(self.dir, "gateway%d.log" % index)
         if os.path.exists(ports_file):  # left by a gateway stopped before this one
             os.remove(ports_file)
-        with open(log_path, "a") as log:
+        with open(log_path, "a") as log, open(stderr_path or os.devnull, "a") as err:
             process = subprocess.Popen(
                 [self.gateway_bin, "--store=" + self.service_target,
                  "--imap-listen=127.0.0.1:0", "--imaps-listen=127.0.0.1:0",
@@ -252,7 +256,7 @@ class System:
                  # the drain gives its own grace period, which comes later and wins).
                  "--shutdown-grace=0s",
                  "--ports-file=" + ports_file] + list(flags),
-                stdout=log, stderr=subprocess.STDOUT)
+                stdout=log, stderr=err if stderr_path else subprocess.STDOUT)
         _wait_for_file(ports_file, process, "imap-gateway")
         with open(ports_file) as f:
             gateway = Gateway(process, json.load(f), log_path)

@@ -315,7 +315,8 @@ class DrainBehindHaproxyTest(unittest.TestCase):
         outcome, took, log = self.drain_under_load(nothing)
         # The grace period came first: readiness failed while the listeners accepted.
         self.assertGreaterEqual(took, GRACE_SECONDS)
-        self.assertIn("accepting for", log)
+        self.assertIn('"accepting_for_ms":', log)
+        self.assertIn('"listeners_closed"', log)
 
     def test_prestop_drain_request_then_sigterm(self):
         def prestop(victim):
@@ -334,7 +335,7 @@ class DrainBehindHaproxyTest(unittest.TestCase):
         outcome, took, log = self.drain_under_load(prestop)
         # SIGTERM after the request does not wait for a second grace period.
         self.assertLess(took, GRACE_SECONDS + DRAIN_TIMEOUT_SECONDS - 1)
-        self.assertIn("since a drain request", log)
+        self.assertIn('"since_drain_request":true', log)
 
 
 if __name__ == "__main__":

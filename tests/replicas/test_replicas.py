@@ -349,7 +349,7 @@ class HealthTest(unittest.TestCase):
                 self.assertIn(b" OK ", append(client, "INBOX", message("before %d" % i)))
             mark = self.log_size(index)
             partition.cut()
-            self.wait_for_log(index, "NOT_SERVING", mark)
+            self.wait_for_log(index, '"event":"store_unavailable"', mark)
             time.sleep(0.5)  # the gateway's health watch hears it
             # Without health checks about half of these would reach the cut-off
             # replica and fail (writes are not retried).
@@ -361,7 +361,7 @@ class HealthTest(unittest.TestCase):
             other.close()
             mark = self.log_size(index)
             partition.heal()
-            self.wait_for_log(index, "the store is back; serving", mark)
+            self.wait_for_log(index, '"event":"store_healthy"', mark)
             for i in range(10):
                 self.assertIn(b" OK ", append(client, "INBOX", message("after %d" % i)))
             client.close()

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/log/events.h"
 #include "gateway/imap/response.h"
 #include "gateway/ops/metrics.h"
 #include "gateway/session/commands/commands.h"
@@ -154,6 +155,10 @@ awaitable<void> AuthenticateBearer(CommandContext& session,
     if (!answer.has_value()) {
       // Cancelled or broken off (already answered): the failure still counts.
       ops::GlobalMetrics().Login(mechanism, ops::LoginOutcome::kFailure);
+      session.LogEvent(mailbox::log::Level::kWarning, mailbox::log::event::kLoginFailed,
+                       {{"user", request.username()},
+                        {"mechanism", ops::LoginMechanismName(mechanism)},
+                        {"reason", "bad_credentials"}});
       if (session.CountAuthFailure()) {
         ops::GlobalMetrics().auth_disconnects.fetch_add(1);
         session.SendTaggedNow();

@@ -5,6 +5,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/log/events.h"
 #include "gateway/imap/response.h"
 #include "gateway/ops/metrics.h"
 #include "proto/mailbox/v1/errors.h"
@@ -121,11 +122,28 @@ void SetClient(const CommandContext& session, v1::AuthenticateRequest& request) 
 
 void AnswerFailure(CommandContext& session, const absl::Status& status,
                    std::string_view username, ops::LoginMechanism mechanism) {
+  namespace log = mailbox::log;
   v1::ErrorDetail detail = v1::DetailOf(status);
+  // The reason names the service's verdict; its own words stay out of the line
+  // unless they are about the throttle (they never hold the credential).
+  const std::string_view reason =
+      detail.code() == v1::AUTHENTICATIONFAILED ? "bad_credentials"
+      : detail.code() == v1::THROTTLED          ? "throttled"
+      : detail.code() == v1::UNAVAILABLE ||
+              (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
+               (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)))
+          ? "unavailable"
+      : detail.code() == v1::BAD_REQUEST ? "bad_request"
+      : detail.code() == v1::CANNOT      ? "not_offered"
+                                         : "error";
+  log::Fields fields = {{"user", username}, {"mechanism", ops::LoginMechanismName(mechanism)}, {"reason", reason}};
+  if (detail.code() == v1::THROTTLED && detail.retry_after_ms() > 0) {
+    fields.push_back({"retry_after_ms", detail.retry_after_ms()});
+  }
+  session.LogEvent(reason == "unavailable" ? log::Level::kError : log::Level::kWarning,
+                   log::event::kLoginFailed, std::move(fields));
   auto& metrics = ops::GlobalMetrics();
-  if (detail.code() == v1::UNAVAILABLE ||
-      (detail.code() == v1::ERROR_CODE_UNSPECIFIED &&
-       (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)))) {
+  if (reason == "unavailable") {
     metrics.Login(mechanism, ops::LoginOutcome::kUnavailable);
     session.Fail(status, "Authentication");
     return;
@@ -144,8 +162,6 @@ void AnswerFailure(CommandContext& session, const absl::Status& status,
     session.No(absl::StrCat("Authentication: ", std::string(status.message())), "CANNOT");
     return;
   }
-  session.LogConnection(
-      absl::StrCat("authentication failed for ", absl::string_view(username.data(), username.size())));
   // The service's own words where they are meant for the client: the wait of the
   // throttle, or why a SCRAM exchange failed (e.g. a channel binding this
   // connection does not have).
@@ -169,6 +185,8 @@ void AnswerSuccess(CommandContext& session, const v1::AuthenticateResponse& resp
   mailbox::client::Session credential(response.session_token());
   credential.user_id = response.principal().user_id();
   session.LoggedIn(std::move(credential), username);
+  session.LogEvent(mailbox::log::Level::kInfo, mailbox::log::event::kLoginSucceeded,
+                   {{"mechanism", ops::LoginMechanismName(mechanism)}});
   session.Ok(absl::StrCat("Logged in as ", username),
              imap::code::Capability(session.Capabilities()));
 }

@@ -39,13 +39,13 @@ void SetClient(const CommandContext& session, mailbox::v1::AuthenticateRequest& 
 
 // Answers an Authenticate call that failed: a tagged NO [AUTHENTICATIONFAILED] (or
 // the service's THROTTLED text) counted by CountAuthFailure, BAD for a request the
-// service refused as malformed, or the service's unavailability.
-// Counts the attempt in ops::Metrics::logins under `mechanism`.
+// service refused as malformed, or the service's unavailability. Logs login_failed
+// with `mechanism` (LOGIN: the LOGIN command; LOGIN-SASL: AUTHENTICATE LOGIN) and the reason, and counts the attempt in ops::Metrics::logins.
 void AnswerFailure(CommandContext& session, const absl::Status& status,
                    std::string_view username, ops::LoginMechanism mechanism);
 
 // Logs the session in with the credential the service returned and answers OK with
-// the new capabilities.
+// the new capabilities; logs login_succeeded and counts it.
 void AnswerSuccess(CommandContext& session, const mailbox::v1::AuthenticateResponse& response,
                    ops::LoginMechanism mechanism);
 

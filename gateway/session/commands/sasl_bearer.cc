@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "boost/json.hpp"
 
 namespace gateway::commands {
 namespace {
@@ -167,41 +168,17 @@ absl::StatusOr<BearerCredentials> ParseXoauth2(std::string_view message) {
   return credentials;
 }
 
-namespace {
-
-// A JSON string literal of `text` (RFC 8259 §7).
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\u00";
-      out.push_back(kHex[(c >> 4) & 0xf]);
-      out.push_back(kHex[c & 0xf]);
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
-
-}  // namespace
-
 std::string BearerErrorChallenge(std::string_view status, std::string_view scope,
                                  std::string_view openid_configuration) {
-  std::string json = absl::StrCat("{\"status\":", JsonString(status), ",\"schemes\":\"bearer\"");
+  // RFC 7628 §3.2.2's members, in its order.
+  boost::json::object json = {{"status", status}, {"schemes", "bearer"}};
   if (!scope.empty()) {
-    absl::StrAppend(&json, ",\"scope\":", JsonString(scope));
+    json["scope"] = scope;
   }
   if (!openid_configuration.empty()) {
-    absl::StrAppend(&json, ",\"openid-configuration\":", JsonString(openid_configuration));
+    json["openid-configuration"] = openid_configuration;
   }
-  json.push_back('}');
-  return json;
+  return boost::json::serialize(json);
 }
 
 }  // namespace gateway::commands
