@@ -244,6 +244,15 @@ int RunDrainRequest(const net::NetConfig& net_config, const config::Config& conf
 }
 
 int Run(int argc, char** argv) {
+  // Signals are taken by sigwait below, never by another thread: blocked before
+  // any thread starts (the logger's, gRPC's, the workers), which inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
   const bool drain_request = argc > 1 && std::string_view(argv[1]) == "drain";
   if (drain_request) {
     // The rest of the arguments are the gateway's own settings.
@@ -341,14 +350,6 @@ int Run(int argc, char** argv) {
       std::chrono::duration_cast<std::chrono::seconds>(net_config->tls_handshake_timeout);
   options.gateway_id = config->Get("gateway-id");
 
-  // Signals are taken by sigwait below, never by a worker thread.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   auto tls = net::TlsContextProvider::Create(net::TlsFilesOf(*net_config), {},
                                              net_config->tls_ticket_key_rotation);

@@ -353,6 +353,13 @@ absl::StatusOr<std::unique_ptr<BearerValidator>> MakeBearerValidator(const confi
 }
 
 int Run(int argc, char** argv) {
+  // Block the shutdown signals before any thread starts (the logger's, gRPC's), so
+  // only sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::vector<config::Setting> settings = WithServerTlsSettings(Settings());
   for (config::Setting& setting : LimitSettings()) {
     settings.push_back(std::move(setting));
@@ -408,12 +415,6 @@ int Run(int argc, char** argv) {
   if (std::string warning = link.Warning(config->Get("listen")); !warning.empty()) {
     log::Warning(log::event::kWarning, {{"message", warning}});
   }
-  // Block the shutdown signals before any thread starts, so only sigwait sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const std::filesystem::path data_dir = config->Get("data-dir");
   const std::filesystem::path admin_token_file = data_dir / "admin.token";

@@ -103,7 +103,7 @@ def setUpModule():
     PROXIED = SYSTEM.start_gateway(
         "--gateway-id=gw-proxied", "--trusted-proxies=127.0.0.1/32",
         "--max-connections-per-ip=1", "--proxy-protocol-timeout=1s",
-        "--unauthenticated-timeout=2", stderr_path=PROXIED_ERR)
+        "--unauthenticated-timeout=2s", stderr_path=PROXIED_ERR)
     FLOOD_ERR = os.path.join(SYSTEM.dir, "flood.err")
     FLOOD = SYSTEM.start_gateway("--gateway-id=gw-flood", "--trusted-proxies=127.0.0.1/32",
                                  "--log-rate-limit=3", stderr_path=FLOOD_ERR)
