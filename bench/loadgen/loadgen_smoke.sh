@@ -47,7 +47,7 @@ wait_for() {
 }
 
 # Cheap password hashing: the smoke measures nothing, and logins are frequent.
-"$bin_service" --listen=127.0.0.1:0 --data-dir="$data/store" --port-file="$data/store/port" \
+"$bin_service" --listen=127.0.0.1:0 --http-listen=127.0.0.1:0 --data-dir="$data/store" --port-file="$data/store/port" \
   --argon2-memory=64KiB --argon2-time-cost=1 \
   --auth-user-free-failures=100000 --auth-ip-free-failures=100000 \
   >"$data/service.log" 2>&1 &

@@ -30,7 +30,7 @@ fi
 data="$work/store-bench-data"
 rm -rf "$data"
 mkdir -p "$data"
-"$bin_service" --listen=127.0.0.1:0 --data-dir="$data" --port-file="$data/port" \
+"$bin_service" --listen=127.0.0.1:0 --http-listen=127.0.0.1:0 --data-dir="$data" --port-file="$data/port" \
   >"$work/service.log" 2>&1 &
 service_pid=$!
 trap 'kill -TERM $service_pid 2>/dev/null; wait $service_pid 2>/dev/null || true' EXIT

@@ -1,4 +1,5 @@
 #include "common/ops/http_server.h"
+#include "common/ops/http_test_client.h"
 
 #include <gtest/gtest.h>
 
@@ -16,21 +17,7 @@ namespace asio = boost::asio;
 
 std::string Request(asio::io_context& io, uint16_t port, const std::string& method,
                     const std::string& path) {
-  asio::ip::tcp::socket socket(io);
-  socket.connect({asio::ip::make_address("127.0.0.1"), port});
-  std::string request = method + " " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-  asio::write(socket, asio::buffer(request));
-  std::string response;
-  boost::system::error_code ec;
-  char buffer[4096];
-  while (true) {
-    size_t n = socket.read_some(asio::buffer(buffer), ec);
-    if (ec) {
-      break;
-    }
-    response.append(buffer, n);
-  }
-  return response;
+  return testing::HttpExchange(io, port, method, path);
 }
 
 TEST(HttpServerTest, RoutesByPathAndMethod) {

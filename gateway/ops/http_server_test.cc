@@ -9,6 +9,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/read.hpp"
 #include "boost/asio/write.hpp"
+#include "common/ops/http_test_client.h"
 
 namespace gateway::ops {
 namespace {
@@ -76,39 +77,11 @@ TEST(GatewayRoutesTest, HealthReadinessAndMetrics) {
 namespace asio = boost::asio;
 
 std::string HttpGet(asio::io_context& io, uint16_t port, const std::string& path) {
-  asio::ip::tcp::socket socket(io);
-  socket.connect({asio::ip::make_address("127.0.0.1"), port});
-  std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-  asio::write(socket, asio::buffer(request));
-  std::string response;
-  boost::system::error_code ec;
-  char buffer[4096];
-  while (true) {
-    size_t n = socket.read_some(asio::buffer(buffer), ec);
-    if (ec) {
-      break;
-    }
-    response.append(buffer, n);
-  }
-  return response;
+  return mailbox::ops::testing::HttpExchange(io, port, "GET", path);
 }
 
 std::string Post(asio::io_context& io, uint16_t port, const std::string& path) {
-  asio::ip::tcp::socket socket(io);
-  socket.connect({asio::ip::make_address("127.0.0.1"), port});
-  std::string request = "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
-  asio::write(socket, asio::buffer(request));
-  std::string response;
-  boost::system::error_code ec;
-  char buffer[4096];
-  while (true) {
-    size_t n = socket.read_some(asio::buffer(buffer), ec);
-    if (ec) {
-      break;
-    }
-    response.append(buffer, n);
-  }
-  return response;
+  return mailbox::ops::testing::HttpExchange(io, port, "POST", path);
 }
 
 TEST(HttpServerTest, ReadinessFailsWhileTheStoreIsUnreachable) {

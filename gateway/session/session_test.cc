@@ -184,8 +184,8 @@ class SessionTest : public ::testing::Test {
     acceptor_.listen();
   }
 
-  // A logged-in client whose session runs on this worker.
-  awaitable<std::unique_ptr<Client>> Connect() {
+  // A client whose session runs on this worker, before its greeting is read.
+  awaitable<std::unique_ptr<Client>> Open() {
     tcp::socket client(io_);
     co_await client.async_connect(acceptor_.local_endpoint(), asio::use_awaitable);
     tcp::socket server = co_await acceptor_.async_accept(asio::use_awaitable);
@@ -195,7 +195,12 @@ class SessionTest : public ::testing::Test {
     info.peer = info.client;
     asio::co_spawn(io_, ServeConnection(net::Stream(std::move(server)), info, &worker_),
                    asio::detached);
-    auto result = std::make_unique<Client>(std::move(client));
+    co_return std::make_unique<Client>(std::move(client));
+  }
+
+  // A logged-in client whose session runs on this worker.
+  awaitable<std::unique_ptr<Client>> Connect() {
+    auto result = co_await Open();
     co_await result->ReadLine();  // greeting
     std::string login = co_await result->Run("l", "LOGIN alice secret");
     EXPECT_TRUE(absl::StrContains(login, "l OK")) << login;
@@ -733,21 +738,12 @@ TEST_F(SessionTest, ADrainEndsSessionsAtTheirNextSafePoint) {
     EXPECT_TRUE(co_await appender->WaitClosed());
 
     // A session that starts on the drained worker ends after its greeting.
-    tcp::socket late(io_);
-    co_await late.async_connect(acceptor_.local_endpoint(), asio::use_awaitable);
-    tcp::socket server = co_await acceptor_.async_accept(asio::use_awaitable);
-    net::ConnectionInfo info;
-    info.kind = net::ListenerKind::kStartTls;
-    info.client = server.remote_endpoint();
-    info.peer = info.client;
-    asio::co_spawn(io_, ServeConnection(net::Stream(std::move(server)), info, &worker_),
-                   asio::detached);
-    Client late_client(std::move(late));
-    std::string greeting = co_await late_client.ReadLine();
+    std::unique_ptr<Client> late = co_await Open();
+    std::string greeting = co_await late->ReadLine();
     EXPECT_TRUE(absl::StartsWith(greeting, "* OK")) << greeting;
-    std::string late_bye = co_await late_client.ReadLine();
+    std::string late_bye = co_await late->ReadLine();
     EXPECT_TRUE(absl::StartsWith(late_bye, "* BYE [UNAVAILABLE]")) << late_bye;
-    EXPECT_TRUE(co_await late_client.WaitClosed());
+    EXPECT_TRUE(co_await late->WaitClosed());
     // The APPEND was stored (seen from a session that is not drained).
     worker_.draining = false;
     std::unique_ptr<Client> reader = co_await Connect();
