@@ -368,8 +368,11 @@ class HeldMultiappendTest(unittest.TestCase):
                 held.append((c, tag))
             time.sleep(1.0)
             m.sample()
-            # 48 MiB of literals are waiting; the service holds them on disk.
-            m.check(service_kib=16 * 1024)
+            # 48 MiB of literals are waiting; the service holds them on disk. What it
+            # holds in memory besides is gRPC's receive buffers of the two streams, which
+            # vary with timing (6 to 21 MiB measured over runs of the whole suite), so
+            # the bound is half of what holding the literals would take.
+            m.check(service_kib=24 * 1024)
             for c, tag in held:
                 c.send(b"\r\n")
                 _, tagged = c.read_tagged(tag, timeout=60)
