@@ -90,6 +90,10 @@ Metrics::Metrics()
          Type::kGauge, &sessions_authenticated);
   Expose(registry, "imapd_gateway_sessions_idling", "Sessions in IDLE.", Type::kGauge,
          &sessions_idling);
+  Expose(registry, "imapd_gateway_pending_changes",
+         "Changes of selected mailboxes waiting to be reported to their sessions, summed "
+         "over sessions (each session's queue is bounded by --max-pending-changes).",
+         Type::kGauge, &pending_changes);
   Expose(registry, "imapd_gateway_commands_received_total",
          "IMAP commands received (complete command lines, including those answered BAD).",
          Type::kCounter, &commands_total);

@@ -85,6 +85,9 @@ struct Metrics {
   std::atomic<int64_t> connections_high_water{0};
   std::atomic<int64_t> sessions_authenticated{0};
   std::atomic<int64_t> sessions_idling{0};
+  // Changes of selected mailboxes queued for their sessions and not yet reported,
+  // summed over sessions (each queue bounded by --max-pending-changes).
+  std::atomic<int64_t> pending_changes{0};
   std::atomic<uint64_t> commands_total{0};
   std::atomic<uint64_t> commands_bad{0};
   std::atomic<uint64_t> commands_no{0};

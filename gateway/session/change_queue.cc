@@ -23,7 +23,7 @@ void ChangeQueue::ForgetTail() {
   tail_index_.clear();
 }
 
-bool ChangeQueue::Push(const v1::ChangeEvent& event) {
+bool ChangeQueue::PushEvent(const v1::ChangeEvent& event) {
   if (!event.has_flags_changed()) {
     ForgetTail();
     items_ += Weight(event);
@@ -63,7 +63,7 @@ bool ChangeQueue::Push(const v1::ChangeEvent& event) {
   return items_ <= max_items_;
 }
 
-void ChangeQueue::pop_front() {
+void ChangeQueue::PopFront() {
   if (events_.empty()) {
     return;
   }
@@ -85,7 +85,7 @@ bool ChangeQueue::HasAdded(uint32_t uid) const {
   return false;
 }
 
-void ChangeQueue::clear() {
+void ChangeQueue::Clear() {
   events_.clear();
   items_ = 0;
   ForgetTail();

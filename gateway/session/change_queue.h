@@ -17,6 +17,7 @@
 // Not thread-safe: a session and its FeedRouter run on one worker thread.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -32,11 +33,22 @@ inline constexpr size_t kDefaultMaxPendingChanges = 20000;
 
 class ChangeQueue {
  public:
-  explicit ChangeQueue(size_t max_items = kDefaultMaxPendingChanges) : max_items_(max_items) {}
+  // `depth`, if given, follows items() (added to and taken from as it changes), so
+  // that the queues of many sessions add up in one gauge; it must outlive the queue.
+  explicit ChangeQueue(size_t max_items = kDefaultMaxPendingChanges,
+                       std::atomic<int64_t>* depth = nullptr)
+      : max_items_(max_items), depth_(depth) {}
+  ~ChangeQueue() { Report(0); }
+  ChangeQueue(const ChangeQueue&) = delete;
+  ChangeQueue& operator=(const ChangeQueue&) = delete;
 
   // Queues `event`. Returns false if the queue now holds more than max_items
   // entries; the caller is expected to clear() it and end the session.
-  bool Push(const mailbox::v1::ChangeEvent& event);
+  bool Push(const mailbox::v1::ChangeEvent& event) {
+    const bool fits = PushEvent(event);
+    Report(items_);
+    return fits;
+  }
 
   bool empty() const { return events_.empty(); }
   const mailbox::v1::ChangeEvent& front() const { return events_.front().event; }
@@ -51,8 +63,14 @@ class ChangeQueue {
   bool TailHasFlags(uint32_t uid) const {
     return tail_is_flags_ && tail_index_.count(uid) > 0;
   }
-  void pop_front();
-  void clear();
+  void pop_front() {
+    PopFront();
+    Report(items_);
+  }
+  void clear() {
+    Clear();
+    Report(items_);
+  }
 
   // Entries held, as counted against max_items.
   size_t items() const { return items_; }
@@ -67,8 +85,21 @@ class ChangeQueue {
 
   static size_t Weight(const mailbox::v1::ChangeEvent& event);
   void ForgetTail();
+  bool PushEvent(const mailbox::v1::ChangeEvent& event);
+  void PopFront();
+  void Clear();
+  // Moves depth_ by the change of the reported count to `items`.
+  void Report(size_t items) {
+    if (depth_ != nullptr && items != reported_) {
+      depth_->fetch_add(static_cast<int64_t>(items) - static_cast<int64_t>(reported_),
+                        std::memory_order_relaxed);
+      reported_ = items;
+    }
+  }
 
   size_t max_items_;
+  std::atomic<int64_t>* depth_;
+  size_t reported_ = 0;
   std::deque<Entry> events_;
   size_t items_ = 0;
   uint64_t coalesced_ = 0;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,26 @@ TEST(ChangeQueueTest, FlagChangesDoNotMergeAcrossOtherEvents) {
   ASSERT_TRUE(queue.Push(Flags(7, {1}, "\\Seen")));
   EXPECT_EQ(queue.items(), 1u);
   EXPECT_EQ(queue.front().modseq(), 7u);
+}
+
+// Queues given one depth gauge add up in it, and each takes its part away as it
+// is emptied or destroyed.
+TEST(ChangeQueueTest, TheDepthGaugeFollowsTheQueues) {
+  std::atomic<int64_t> depth{0};
+  {
+    ChangeQueue a(100, &depth);
+    ChangeQueue b(100, &depth);
+    ASSERT_TRUE(a.Push(Added(2, {1, 2, 3})));
+    ASSERT_TRUE(b.Push(Added(2, {1, 2})));
+    EXPECT_EQ(depth.load(), 5);
+    ASSERT_TRUE(a.Push(Flags(3, {1}, "\\Seen")));
+    EXPECT_EQ(depth.load(), static_cast<int64_t>(a.items() + b.items()));
+    a.pop_front();
+    EXPECT_EQ(depth.load(), static_cast<int64_t>(a.items() + b.items()));
+    b.clear();
+    EXPECT_EQ(depth.load(), static_cast<int64_t>(a.items()));
+  }
+  EXPECT_EQ(depth.load(), 0);
 }
 
 TEST(ChangeQueueTest, CapIsExact) {

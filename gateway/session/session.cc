@@ -97,7 +97,7 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
       stream_(std::move(stream)),
       info_(info),
       receiver_(worker->options->limits),
-      pending_(worker->options->max_pending_changes),
+      pending_(worker->options->max_pending_changes, &ops::GlobalMetrics().pending_changes),
       started_(Clock::now()),
       last_activity_(started_) {
   // A connection that has not logged in gets only a small literal budget
