@@ -17,22 +17,37 @@ constexpr size_t kCodes = sizeof(kCodeNames) / sizeof(kCodeNames[0]);
 
 using grpc::experimental::InterceptionHookPoints;
 
-class ClientInterceptor final : public grpc::experimental::Interceptor {
+// Times one call, from its creation to its status, on the client side (the status
+// received) or the server side (the status sent). The method's series is resolved
+// once, when the call starts.
+template <bool kServer>
+class CallTimer final : public grpc::experimental::Interceptor {
  public:
-  ClientInterceptor(RpcMetrics* metrics, std::string method)
-      : metrics_(metrics), method_(std::move(method)), start_(std::chrono::steady_clock::now()) {}
+  CallTimer(RpcMetrics* metrics, const char* method)
+      : metrics_(metrics),
+        series_(metrics->SeriesOf(method != nullptr ? method : "")),
+        start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_STATUS)) {
-      metrics_->Record(method_, methods->GetRecvStatus()->error_code(),
-                       std::chrono::steady_clock::now() - start_);
+    if constexpr (kServer) {
+      if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+        Done(methods->GetSendStatus().error_code());
+      }
+    } else {
+      if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_STATUS)) {
+        Done(methods->GetRecvStatus()->error_code());
+      }
     }
     methods->Proceed();
   }
 
  private:
+  void Done(int code) {
+    metrics_->Record(series_, code, std::chrono::steady_clock::now() - start_);
+  }
+
   RpcMetrics* metrics_;
-  std::string method_;
+  size_t series_;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -41,30 +56,11 @@ class ClientFactory final : public grpc::experimental::ClientInterceptorFactoryI
   explicit ClientFactory(RpcMetrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo* info) override {
-    return new ClientInterceptor(metrics_, info->method() != nullptr ? info->method() : "");
+    return new CallTimer<false>(metrics_, info->method());
   }
 
  private:
   RpcMetrics* metrics_;
-};
-
-class ServerInterceptor final : public grpc::experimental::Interceptor {
- public:
-  ServerInterceptor(RpcMetrics* metrics, std::string method)
-      : metrics_(metrics), method_(std::move(method)), start_(std::chrono::steady_clock::now()) {}
-
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      metrics_->Record(method_, methods->GetSendStatus().error_code(),
-                       std::chrono::steady_clock::now() - start_);
-    }
-    methods->Proceed();
-  }
-
- private:
-  RpcMetrics* metrics_;
-  std::string method_;
-  std::chrono::steady_clock::time_point start_;
 };
 
 class ServerFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
@@ -72,7 +68,7 @@ class ServerFactory final : public grpc::experimental::ServerInterceptorFactoryI
   explicit ServerFactory(RpcMetrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new ServerInterceptor(metrics_, info->method() != nullptr ? info->method() : "");
+    return new CallTimer<true>(metrics_, info->method());
   }
 
  private:
@@ -116,11 +112,13 @@ RpcMetrics::RpcMetrics(Registry& registry, const std::string& latency_name,
       {"service", "method", "code"}, std::move(with_codes), {.omit_zero = true});
 }
 
-void RpcMetrics::Record(std::string_view method_path, int code,
-                        std::chrono::steady_clock::duration elapsed) {
+size_t RpcMetrics::SeriesOf(std::string_view method_path) const {
   // (Debian's Abseil has its own string_view.)
   auto it = index_.find(absl::string_view(method_path.data(), method_path.size()));
-  const size_t series = it == index_.end() ? other_ : it->second;
+  return it == index_.end() ? other_ : it->second;
+}
+
+void RpcMetrics::Record(size_t series, int code, std::chrono::steady_clock::duration elapsed) {
   latency_->At(series).ObserveDuration(elapsed);
   const size_t code_index = code >= 0 && static_cast<size_t>(code) < kCodes ? code : 2;  // UNKNOWN
   calls_->At(series * kCodes + code_index).Inc();

@@ -26,8 +26,10 @@ class RpcMetrics {
   RpcMetrics(Registry& registry, const std::string& latency_name, const std::string& count_name,
              const std::string& help_side, const std::vector<std::string>& services);
 
-  // Records one finished call of `method_path` ("/package.Service/Method").
-  void Record(std::string_view method_path, int code, std::chrono::steady_clock::duration elapsed);
+  // The series of `method_path` ("/package.Service/Method"; "other" if unknown).
+  size_t SeriesOf(std::string_view method_path) const;
+  // Records one finished call of the method of `series` (SeriesOf).
+  void Record(size_t series, int code, std::chrono::steady_clock::duration elapsed);
 
   // A factory to give grpc::experimental::CreateCustomChannelWithInterceptors.
   std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> ClientFactory();

@@ -87,6 +87,23 @@ grpc::Status Cancelled() {
   return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call");
 }
 
+// The body of an admin call about one user named in the request: finds the user,
+// runs `call(user_id)` on the store, and answers with what it returns.
+template <typename Response, typename Call>
+grpc::Status AnswerForUser(store::Store& store, const std::string& username, Response* response,
+                           Call call) {
+  auto user = store.FindUser(username);
+  if (!user.ok()) {
+    return v1::ToGrpcStatus(user.status());
+  }
+  auto result = call(user->id);
+  if (!result.ok()) {
+    return v1::ToGrpcStatus(result.status());
+  }
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 absl::StatusOr<CallLimiter::Slot> CallLimiter::Acquire(uint64_t user) {
@@ -1212,16 +1229,9 @@ grpc::ServerUnaryReactor* AdminService::GetUserQuota(grpc::CallbackServerContext
     if (auto denied = RequireAdmin(*context); !denied.ok()) {
       return denied;
     }
-    auto user = store_->FindUser(request->username());
-    if (!user.ok()) {
-      return v1::ToGrpcStatus(user.status());
-    }
-    auto quota = store_->GetUserQuota(user->id);
-    if (!quota.ok()) {
-      return v1::ToGrpcStatus(quota.status());
-    }
-    *response = *std::move(quota);
-    return grpc::Status::OK;
+    return AnswerForUser(*store_, request->username(), response, [&](uint64_t user_id) {
+      return store_->GetUserQuota(user_id);
+    });
   });
 }
 
@@ -1232,16 +1242,9 @@ grpc::ServerUnaryReactor* AdminService::PrepareImport(grpc::CallbackServerContex
     if (auto denied = RequireAdmin(*context); !denied.ok()) {
       return denied;
     }
-    auto user = store_->FindUser(request->username());
-    if (!user.ok()) {
-      return v1::ToGrpcStatus(user.status());
-    }
-    auto prepared = store_->PrepareImport(user->id, *request);
-    if (!prepared.ok()) {
-      return v1::ToGrpcStatus(prepared.status());
-    }
-    *response = *std::move(prepared);
-    return grpc::Status::OK;
+    return AnswerForUser(*store_, request->username(), response, [&](uint64_t user_id) {
+      return store_->PrepareImport(user_id, *request);
+    });
   });
 }
 
@@ -1252,16 +1255,9 @@ grpc::ServerUnaryReactor* AdminService::FinishImport(grpc::CallbackServerContext
     if (auto denied = RequireAdmin(*context); !denied.ok()) {
       return denied;
     }
-    auto user = store_->FindUser(request->username());
-    if (!user.ok()) {
-      return v1::ToGrpcStatus(user.status());
-    }
-    auto finished = store_->FinishImport(user->id, *request);
-    if (!finished.ok()) {
-      return v1::ToGrpcStatus(finished.status());
-    }
-    *response = *std::move(finished);
-    return grpc::Status::OK;
+    return AnswerForUser(*store_, request->username(), response, [&](uint64_t user_id) {
+      return store_->FinishImport(user_id, *request);
+    });
   });
 }
 
