@@ -3,11 +3,13 @@
 #include "gateway/net/listener.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <functional>
@@ -256,19 +258,33 @@ TEST(WorkerPoolTest, BacksOffWhenOutOfFileDescriptors) {
   BlockingClient client;
   rlimit saved;
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
-  // Make the client's socket first, then forbid any new descriptor: the server's
-  // accept(2) fails with EMFILE while the connection waits in the backlog.
-  int lowest_free = ::dup(0);
-  ::close(lowest_free);
-  int client_fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(client_fd, 0);
-  ::close(client_fd);
+  // Lower the limit a little above the descriptors in use, fill every free slot under
+  // it (holes included), then free exactly one for the client's socket: the server's
+  // accept(2) then fails with EMFILE while the connection waits in the backlog.
+  int source = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(source, 0);
   rlimit tight = saved;
-  tight.rlim_cur = static_cast<rlim_t>(lowest_free + 1);  // room for the client only
+  tight.rlim_cur = std::min<rlim_t>(saved.rlim_cur, static_cast<rlim_t>(source + 64));
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  std::vector<int> fillers;
+  for (int fd = ::dup(source); fd >= 0; fd = ::dup(source)) {
+    fillers.push_back(fd);
+  }
+  ASSERT_FALSE(fillers.empty());
+  ::close(fillers.back());
+  fillers.pop_back();
   bool connected = client.Connect((*pool)->bound_endpoint(0).port());
+  int spare = ::dup(source);  // -1 if the table is full, as the test needs
   std::this_thread::sleep_for(milliseconds(300));  // several back-off rounds
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  for (int fd : fillers) {
+    ::close(fd);
+  }
+  ::close(source);
+  if (spare >= 0) {
+    ::close(spare);
+  }
+  ASSERT_EQ(spare, -1) << "a descriptor slot was free under the lowered limit";
   ASSERT_TRUE(connected);
   EXPECT_EQ(client.ReadLine().substr(0, 10), "* OK plain");
   client.Close();
