@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <ctime>
 #include <exception>
@@ -42,6 +43,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
+#include "boost/json.hpp"
 #include "common/config.h"
 
 namespace bench::loadgen {
@@ -953,36 +955,28 @@ awaitable<void> PopulateWorker(Run* run, PopulateState* state) {
 
 // ---- Output -------------------------------------------------------------------------
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", static_cast<int>(c));
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
+namespace json = boost::json;
+
+// A rate or a mean kept to `digits` decimals, so reports stay short and diffable.
+double Rounded(double value, int digits) {
+  const double scale = std::pow(10.0, digits);
+  return std::round(value * scale) / scale;
 }
 
-std::string ErrorsJson(const ErrorCounts& e) {
-  return absl::StrCat("{\"protocol\":", e.protocol, ",\"no\":", e.no, ",\"io\":", e.io,
-                      ",\"timeout\":", e.timeout, ",\"total\":", e.Total(), "}");
+json::object ErrorsJson(const ErrorCounts& e) {
+  return {{"protocol", e.protocol}, {"no", e.no},       {"io", e.io},
+          {"timeout", e.timeout},   {"total", e.Total()}};
 }
 
-std::string ErrorExamplesJson(const Stats& stats) {
-  std::string out = "{";
+json::object ErrorExamplesJson(const Stats& stats) {
+  json::object out;
   for (const auto& [text, count] : stats.error_examples) {
-    absl::StrAppend(&out, out.size() > 1 ? "," : "", JsonString(text), ":", count);
+    out[text] = count;
   }
   if (stats.other_errors > 0) {
-    absl::StrAppend(&out, out.size() > 1 ? "," : "", "\"(other)\":", stats.other_errors);
+    out["(other)"] = stats.other_errors;
   }
-  return out + "}";
+  return out;
 }
 
 struct Ticker {
@@ -995,22 +989,25 @@ void Tick(Run& run, Ticker& ticker) {
   Stats& stats = run.stats;
   ++ticker.second;
   int64_t commands = 0;
-  std::string by_kind;
+  json::object by_kind;
   for (int k = 0; k < kKinds; ++k) {
     if (stats.this_second[k] == 0) {
       continue;
     }
     commands += k == kConnectKind ? 0 : stats.this_second[k];
-    absl::StrAppend(&by_kind, by_kind.empty() ? "" : ",", JsonString(KindName(k)), ":",
-                    stats.this_second[k]);
+    by_kind[KindName(k)] = stats.this_second[k];
   }
-  ticker.samples << "{\"t\":" << ticker.second << ",\"open_connections\":"
-                 << stats.open_connections << ",\"commands\":" << commands
-                 << ",\"by_kind\":{" << by_kind << "},\"errors\":"
-                 << ErrorsJson(stats.errors_this_second)
-                 << ",\"p50_us\":" << stats.second_latency.ValueAtPercentile(50)
-                 << ",\"p99_us\":" << stats.second_latency.ValueAtPercentile(99)
-                 << ",\"max_us\":" << stats.second_latency.max() << "}\n";
+  const json::object sample = {
+      {"t", ticker.second},
+      {"open_connections", stats.open_connections},
+      {"commands", commands},
+      {"by_kind", std::move(by_kind)},
+      {"errors", ErrorsJson(stats.errors_this_second)},
+      {"p50_us", stats.second_latency.ValueAtPercentile(50)},
+      {"p99_us", stats.second_latency.ValueAtPercentile(99)},
+      {"max_us", stats.second_latency.max()},
+  };
+  ticker.samples << json::serialize(sample) << "\n";
   ticker.samples.flush();
   const int64_t total_seconds =
       std::chrono::duration_cast<std::chrono::seconds>(run.end - run.start).count();
@@ -1050,7 +1047,7 @@ awaitable<void> RunTicker(Run* run, Ticker* ticker) {
 
 // The latency distribution as [[upper_us, cumulative_fraction], ...] at 21
 // percentiles from 1 to 100, for the report's CDF plot.
-std::string CdfJson(const Histogram& h) {
+json::array CdfJson(const Histogram& h) {
   // Several percentiles can share a bucket; the point keeps the highest fraction.
   std::vector<std::pair<int64_t, double>> points;
   if (h.count() > 0) {
@@ -1064,18 +1061,16 @@ std::string CdfJson(const Histogram& h) {
       }
     }
   }
-  std::string out = "[";
+  json::array out;
   for (const auto& [value, fraction] : points) {
-    absl::StrAppend(&out, out.size() > 1 ? "," : "", "[", value, ",",
-                    absl::StrFormat("%.4f", fraction), "]");
+    out.push_back(json::array{value, Rounded(fraction, 4)});
   }
-  out += "]";
   return out;
 }
 
 std::string SummaryJson(const Run& run, double seconds) {
   const Stats& stats = run.stats;
-  std::string kinds;
+  json::object kinds;
   int64_t commands = 0;
   Histogram all;
   for (int k = 0; k < kKinds; ++k) {
@@ -1087,29 +1082,43 @@ std::string SummaryJson(const Run& run, double seconds) {
       commands += h.count();
       all.Merge(h);
     }
-    absl::StrAppend(
-        &kinds, kinds.empty() ? "" : ",", JsonString(KindName(k)), ":{\"count\":", h.count(),
-        ",\"per_s\":", absl::StrFormat("%.2f", h.count() / seconds),
-        ",\"mean_us\":", absl::StrFormat("%.1f", h.mean()), ",\"p50_us\":",
-        h.ValueAtPercentile(50), ",\"p90_us\":", h.ValueAtPercentile(90),
-        ",\"p99_us\":", h.ValueAtPercentile(99), ",\"p999_us\":", h.ValueAtPercentile(99.9),
-        ",\"max_us\":", h.max(), "}");
+    kinds[KindName(k)] = json::object{
+        {"count", h.count()},
+        {"per_s", Rounded(h.count() / seconds, 2)},
+        {"mean_us", Rounded(h.mean(), 1)},
+        {"p50_us", h.ValueAtPercentile(50)},
+        {"p90_us", h.ValueAtPercentile(90)},
+        {"p99_us", h.ValueAtPercentile(99)},
+        {"p999_us", h.ValueAtPercentile(99.9)},
+        {"max_us", h.max()},
+    };
   }
   const Options& o = run.options;
-  return absl::StrCat(
-      "{\"profile\":", JsonString(run.profile.name), ",\"host\":", JsonString(o.host),
-      ",\"port\":", o.ports.front(), ",\"tls\":", o.tls ? "true" : "false", ",\"clients\":", o.clients,
-      ",\"users\":", o.users, ",\"open_loop_rate\":", absl::StrFormat("%.3f", o.open_loop_rate),
-      ",\"duration_s\":", absl::StrFormat("%.3f", seconds), ",\"commands\":", commands,
-      ",\"commands_per_s\":", absl::StrFormat("%.2f", commands / seconds),
-      ",\"latency_us\":{\"p50\":", all.ValueAtPercentile(50), ",\"p90\":",
-      all.ValueAtPercentile(90), ",\"p99\":", all.ValueAtPercentile(99),
-      ",\"p999\":", all.ValueAtPercentile(99.9), ",\"max\":", all.max(),
-      "},\"bytes_appended\":", stats.bytes_appended, ",\"errors\":", ErrorsJson(stats.errors),
-      ",\"error_examples\":", ErrorExamplesJson(stats), ",\"kinds\":{", kinds,
-      "},\"latency_cdf\":", CdfJson(all), "}");
+  const json::object summary = {
+      {"profile", run.profile.name},
+      {"host", o.host},
+      {"port", o.ports.front()},
+      {"tls", o.tls},
+      {"clients", o.clients},
+      {"users", o.users},
+      {"open_loop_rate", Rounded(o.open_loop_rate, 3)},
+      {"duration_s", Rounded(seconds, 3)},
+      {"commands", commands},
+      {"commands_per_s", Rounded(commands / seconds, 2)},
+      {"latency_us",
+       {{"p50", all.ValueAtPercentile(50)},
+        {"p90", all.ValueAtPercentile(90)},
+        {"p99", all.ValueAtPercentile(99)},
+        {"p999", all.ValueAtPercentile(99.9)},
+        {"max", all.max()}}},
+      {"bytes_appended", stats.bytes_appended},
+      {"errors", ErrorsJson(stats.errors)},
+      {"error_examples", ErrorExamplesJson(stats)},
+      {"kinds", std::move(kinds)},
+      {"latency_cdf", CdfJson(all)},
+  };
+  return json::serialize(summary);
 }
-
 
 void LogSpawnFailure(std::exception_ptr e) {
   if (!e) {
@@ -1191,9 +1200,11 @@ void WriteReady(const Run& run, const IdleState& state) {
   const double setup_s =
       std::chrono::duration<double>(Clock::now() - state.setup_start).count();
   std::ofstream ready(run.options.out_dir + "/ready.json.tmp", std::ios::trunc);
-  ready << "{\"idling\":" << state.idling << ",\"failed\":" << state.failed
-        << ",\"setup_s\":" << absl::StrFormat("%.3f", setup_s)
-        << ",\"unix_us\":" << UnixMicros() << "}\n";
+  ready << json::serialize(json::object{{"idling", state.idling},
+                                        {"failed", state.failed},
+                                        {"setup_s", Rounded(setup_s, 3)},
+                                        {"unix_us", UnixMicros()}})
+        << "\n";
   ready.close();
   // Renamed into place so a poller never reads half a file.
   std::filesystem::rename(run.options.out_dir + "/ready.json.tmp",
@@ -1272,17 +1283,15 @@ awaitable<void> LaunchIdleClients(Run* run, IdleState* state) {
 
 void WriteIdleArrivals(const Run& run, const IdleState& state) {
   std::ofstream out(run.options.out_dir + "/arrivals.json", std::ios::trunc);
-  out << "{\"clients\":" << run.options.clients << ",\"idling\":" << state.idling
-      << ",\"failed\":" << state.failed << ",\"arrivals_unix_us\":[";
-  for (size_t i = 0; i < state.arrivals_unix_us.size(); ++i) {
-    out << (i == 0 ? "[" : ",[");
-    const std::vector<int64_t>& times = state.arrivals_unix_us[i];
-    for (size_t j = 0; j < times.size(); ++j) {
-      out << (j == 0 ? "" : ",") << times[j];
-    }
-    out << "]";
+  json::array arrivals;
+  for (const std::vector<int64_t>& times : state.arrivals_unix_us) {
+    arrivals.push_back(json::array(times.begin(), times.end()));
   }
-  out << "]}\n";
+  out << json::serialize(json::object{{"clients", run.options.clients},
+                                      {"idling", state.idling},
+                                      {"failed", state.failed},
+                                      {"arrivals_unix_us", std::move(arrivals)}})
+      << "\n";
 }
 
 // ---- Setup --------------------------------------------------------------------------

@@ -10,12 +10,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/io_context.hpp"
+#include "boost/json.hpp"
 #include "common/config.h"
 #include "storage-client/grpc_mailbox_store.h"
 
@@ -270,16 +271,27 @@ int Run(int argc, char** argv) {
   };
 
   auto rate = [](double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; };
-  std::cout << absl::StrFormat(
-      "{\"messages\": %d, \"size\": %d, \"concurrency\": %d, "
-      "\"append\": {\"seconds\": %.3f, \"messages_per_s\": %.1f, \"mb_per_s\": %.2f}, "
-      "\"fetch\": {\"seconds\": %.3f, \"messages_per_s\": %.1f, \"mb_per_s\": %.2f}, "
-      "\"fetch20_latency_ms\": {\"samples\": %d, \"p50\": %.3f, \"p99\": %.3f}, "
-      "\"errors\": %d}\n",
-      *messages, *size, *concurrency, append_seconds, rate(*messages, append_seconds),
-      rate(appended_octets / 1e6, append_seconds), fetch_seconds,
-      rate(shared.uids.size(), fetch_seconds), rate(fetched_octets / 1e6, fetch_seconds),
-      static_cast<int>(latencies.size()), percentile(0.5), percentile(0.99), shared.errors.load());
+  namespace json = boost::json;
+  auto rounded = [](double value, double scale) { return std::round(value * scale) / scale; };
+  const json::object report = {
+      {"messages", *messages},
+      {"size", *size},
+      {"concurrency", *concurrency},
+      {"append",
+       {{"seconds", rounded(append_seconds, 1e3)},
+        {"messages_per_s", rounded(rate(*messages, append_seconds), 10)},
+        {"mb_per_s", rounded(rate(appended_octets / 1e6, append_seconds), 100)}}},
+      {"fetch",
+       {{"seconds", rounded(fetch_seconds, 1e3)},
+        {"messages_per_s", rounded(rate(shared.uids.size(), fetch_seconds), 10)},
+        {"mb_per_s", rounded(rate(fetched_octets / 1e6, fetch_seconds), 100)}}},
+      {"fetch20_latency_ms",
+       {{"samples", latencies.size()},
+        {"p50", rounded(percentile(0.5), 1e3)},
+        {"p99", rounded(percentile(0.99), 1e3)}}},
+      {"errors", shared.errors.load()},
+  };
+  std::cout << json::serialize(report) << "\n";
   return shared.errors.load() == 0 ? 0 : 1;
 }
 
