@@ -11,6 +11,8 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 
 def runfile(path, bin_dir=None):
@@ -67,6 +69,29 @@ def _wait_for_file(path, process, what, timeout=30.0):
             raise RuntimeError("%s exited with %s during start" % (what, process.returncode))
         time.sleep(0.02)
     raise RuntimeError("%s did not start in %.0f s" % (what, timeout))
+
+
+def http_get(port, path):
+    """(status, content type, body) of GET http://127.0.0.1:port/path; error statuses
+    are answers too."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Content-Type"), error.read().decode()
+
+
+def scrape_metrics(port):
+    """The samples of GET /metrics as {'name{labels}': value}, and the raw text."""
+    status, content_type, text = http_get(port, "/metrics")
+    assert status == 200, (status, text)
+    assert content_type.startswith("text/plain; version=0.0.4"), content_type
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples, text
 
 
 def _b64url(data):

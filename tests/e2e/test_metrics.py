@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -34,26 +35,8 @@ def setUpModule():
     GATEWAY = SYSTEM.start_gateway()
 
 
-def get(port, path):
-    """(status, content type, body) of GET http://127.0.0.1:port/path."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
-            return r.status, r.headers.get("Content-Type"), r.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Content-Type"), error.read().decode()
-
-
-def scrape(port):
-    """The samples of /metrics: {'name{labels}': value}, and the raw text."""
-    status, content_type, text = get(port, "/metrics")
-    assert status == 200, (status, text)
-    assert content_type.startswith("text/plain; version=0.0.4"), content_type
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            samples[key] = float(value)
-    return samples, text
+get = harness.http_get
+scrape = harness.scrape_metrics
 
 
 def promtool(*args, stdin=None):
@@ -212,6 +195,36 @@ class MetricsTest(unittest.TestCase):
         self.assertGreaterEqual(
             self.delta(svc_before, svc_after, 'imapd_mailbox_rpc_duration_seconds_count'
                        '{service="mailbox.v1.Admin",method="CreateUser"}'), 1)
+
+    def test_pending_changes_wait_for_the_quiet_session_and_go_with_its_next_command(self):
+        user, password = SYSTEM.new_user("pending")
+        before, _ = scrape(gateway_port())
+        quiet = RawClient(GATEWAY.imaps_port, "tls", cafile=SYSTEM.cert)
+        quiet.login(user, password)
+        quiet.ok("SELECT INBOX")
+        writer = RawClient(GATEWAY.imaps_port, "tls", cafile=SYSTEM.cert)
+        writer.login(user, password)
+        for i in range(3):
+            writer.send(b"a%d APPEND INBOX {%d+}\r\n%s\r\n" % (i, len(MESSAGE), MESSAGE))
+            _, tagged = writer.read_tagged("a%d" % i)
+            self.assertIn(b" OK", tagged)
+        # The quiet session has not asked for anything: the three new messages wait in
+        # its queue (the feed delivers them asynchronously, hence the poll).
+        key = "imapd_gateway_pending_changes"
+        deadline = time.monotonic() + 10
+        while True:
+            waiting, _ = scrape(gateway_port())
+            if waiting[key] - before[key] >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(waiting[key] - before[key], 3, "%s -> %s" % (before[key],
+                                                                             waiting[key]))
+        untagged, _ = quiet.command("NOOP")
+        self.assertIn(b"* 3 EXISTS", untagged)
+        after, _ = scrape(gateway_port())
+        self.assertEqual(after[key], before[key])
+        quiet.ok("LOGOUT")
+        writer.ok("LOGOUT")
 
     def test_service_health_and_readiness(self):
         self.assertEqual(get(service_port(), "/healthz")[0], 200)

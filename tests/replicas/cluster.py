@@ -97,10 +97,19 @@ class Postgres:
 
 
 class Replica:
-    def __init__(self, process, target, data):
+    def __init__(self, process, target, data, http_port):
         self.process = process
         self.target = target
         self.data = data
+        self.http_port = http_port  # GET /healthz, /readyz, /metrics
+
+    def metrics(self):
+        """{'name{labels}': value} of the replica's /metrics."""
+        return harness.scrape_metrics(self.http_port)[0]
+
+    def readiness(self):
+        """The HTTP status of the replica's /readyz."""
+        return harness.http_get(self.http_port, "/readyz")[0]
 
     def alive(self):
         return self.process.poll() is None
@@ -147,12 +156,15 @@ class Cluster:
             for token in ("admin.token", "gateway.token", "session.key"):
                 shutil.copy(os.path.join(self.replicas[0].data, token), os.path.join(data, token))
         port_file = os.path.join(data, "port")
-        if os.path.exists(port_file):
-            os.remove(port_file)
+        http_port_file = os.path.join(data, "http-port")
+        for stale in (port_file, http_port_file):
+            if os.path.exists(stale):
+                os.remove(stale)
         with open(os.path.join(self.dir, "replica%d.log" % index), "a") as log:
             process = subprocess.Popen(
                 [self.system.service_bin, "--listen=127.0.0.1:0", "--data-dir=" + data,
-                 "--port-file=" + port_file, "--http-listen=127.0.0.1:0", "--backend=postgres",
+                 "--port-file=" + port_file, "--http-listen=127.0.0.1:0",
+                 "--http-port-file=" + http_port_file, "--backend=postgres",
                  "--postgres=" + (conninfo or self.conninfo), "--postgres-max-connections=16",
                  harness.argon2_memory_flag(self.system.service_bin, 64), "--argon2-time-cost=1",
                  "--auth-user-free-failures=100000", "--auth-ip-free-failures=100000"]
@@ -160,7 +172,10 @@ class Cluster:
         harness._wait_for_file(port_file, process, "mailbox-service replica %d" % index)
         with open(port_file) as f:
             target = "127.0.0.1:%d" % int(f.read())
-        replica = Replica(process, target, data)
+        harness._wait_for_file(http_port_file, process, "mailbox-service replica %d" % index)
+        with open(http_port_file) as f:
+            http_port = int(f.read())
+        replica = Replica(process, target, data, http_port)
         self.replicas.append(replica)
         return replica
 

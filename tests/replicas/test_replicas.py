@@ -313,10 +313,35 @@ class OutageTest(AppendsUnderOutage, unittest.TestCase):
     def test_database_restart_under_appends(self):
         user = new_user("restart")
         gateway = CLUSTER.start_gateway(replicas=[0, 1])
+        replicas = CLUSTER.replicas[:2]
+        before = [replica.metrics() for replica in replicas]
         acknowledged = self.run_load(user, gateway, CLUSTER.postgres.restart)
         stored = self.check(user, gateway, acknowledged)
+        after = [replica.metrics() for replica in replicas]
         print("PostgreSQL restart: %d APPENDs acknowledged, %d stored, none lost or doubled"
               % (len(acknowledged), stored))
+
+        # What the replicas' metrics say about it.
+        def moved(key):
+            return sum(a.get(key, 0) - b.get(key, 0) for a, b in zip(after, before))
+
+        committed = moved('imapd_mailbox_store_transactions_total{outcome="committed"}')
+        retried = moved('imapd_mailbox_store_transactions_total{outcome="retried"}')
+        print("replicas' metrics: %d transactions committed, %d retried" % (committed, retried))
+        # Every acknowledged APPEND is a committed write transaction (logins and
+        # mailbox creation add more).
+        self.assertGreaterEqual(committed, len(acknowledged))
+        # The appends in flight while the database was away were run again.
+        self.assertGreater(retried, 0)
+        self.assertGreater(moved("imapd_mailbox_store_operation_duration_seconds_count"
+                                 '{operation="Append"}'), 0)
+        for replica in after:
+            # At rest: nothing lent or waited for; the pool reopened after the restart
+            # and stays within --postgres-max-connections.
+            self.assertEqual(replica["imapd_mailbox_postgres_pool_in_use_connections"], 0)
+            self.assertEqual(replica["imapd_mailbox_postgres_pool_waiting_calls"], 0)
+            self.assertGreaterEqual(replica["imapd_mailbox_postgres_pool_open_connections"], 1)
+            self.assertLessEqual(replica["imapd_mailbox_postgres_pool_open_connections"], 16)
 
 
 class HealthTest(unittest.TestCase):
@@ -348,8 +373,15 @@ class HealthTest(unittest.TestCase):
             for i in range(10):
                 self.assertIn(b" OK ", append(client, "INBOX", message("before %d" % i)))
             mark = self.log_size(index)
+            self.assertEqual(cut.readiness(), 200)
+            self.assertEqual(cut.metrics()["imapd_mailbox_ready"], 1)
             partition.cut()
             self.wait_for_log(index, '"event":"store_unavailable"', mark)
+            # What a load balancer or Kubernetes probe sees: the cut-off replica is not
+            # ready, the other one is.
+            self.assertEqual(cut.readiness(), 503)
+            self.assertEqual(cut.metrics()["imapd_mailbox_ready"], 0)
+            self.assertEqual(CLUSTER.replicas[0].readiness(), 200)
             time.sleep(0.5)  # the gateway's health watch hears it
             # Without health checks about half of these would reach the cut-off
             # replica and fail (writes are not retried).
@@ -362,6 +394,8 @@ class HealthTest(unittest.TestCase):
             mark = self.log_size(index)
             partition.heal()
             self.wait_for_log(index, '"event":"store_healthy"', mark)
+            self.assertEqual(cut.readiness(), 200)
+            self.assertEqual(cut.metrics()["imapd_mailbox_ready"], 1)
             for i in range(10):
                 self.assertIn(b" OK ", append(client, "INBOX", message("after %d" % i)))
             client.close()
