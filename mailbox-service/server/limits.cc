@@ -3,14 +3,21 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/grpc.h"
 #include "grpcpp/resource_quota.h"
 
 namespace mailbox::server {
+
+namespace {
+constexpr int64_t kKiB = 1 << 10;
+constexpr int64_t kMiB = 1 << 20;
+constexpr int64_t kGiB = 1 << 30;
+constexpr int64_t kTiB = int64_t{1} << 40;
+}  // namespace
+
 std::vector<config::Setting> LimitSettings() {
   const ServerLimits d;
   constexpr int64_t kIntMax = 1 << 30;
-  constexpr int64_t kMiB = 1 << 20;
-  constexpr int64_t kTiB = int64_t{1} << 40;
   return {
       {"max-threads", "MAILBOX_MAX_THREADS", std::to_string(d.max_threads),
        "threads that run calls (SQLite, password hashes, a Fetch's writes), all started "
@@ -27,6 +34,12 @@ std::vector<config::Setting> LimitSettings() {
       {"grpc-memory", "MAILBOX_GRPC_MEMORY", config::FormatSize(d.grpc_memory_bytes),
        "memory gRPC may use for connection and call buffers (resource quota)",
        config::Size(16 * kMiB, kTiB)},
+      {"grpc-stream-window", "MAILBOX_GRPC_STREAM_WINDOW",
+       config::FormatSize(d.grpc_stream_window_bytes),
+       "receive window of each gRPC stream: octets a gateway may send ahead of what the "
+       "service has read (an APPEND's message waits there); 0 lets gRPC size it from its "
+       "bandwidth-delay probe, up to --grpc-memory",
+       config::Size(0, kGiB)},
       {"max-calls-per-user", "MAILBOX_MAX_CALLS_PER_USER", std::to_string(d.max_calls_per_user),
        "calls one user may have in flight (streams included, not the change feed); 0: no "
        "limit",
@@ -97,6 +110,11 @@ absl::StatusOr<ServerLimits> ReadServerLimits(const config::Config& config) {
   limits.work_queue = static_cast<int>(integer("work-queue"));
   limits.max_feeds = static_cast<int>(integer("max-feeds"));
   limits.grpc_memory_bytes = config.GetSize("grpc-memory");
+  limits.grpc_stream_window_bytes = config.GetSize("grpc-stream-window");
+  if (limits.grpc_stream_window_bytes != 0 && limits.grpc_stream_window_bytes < 64 * kKiB) {
+    return absl::InvalidArgumentError(
+        "--grpc-stream-window must be 0 (sized by gRPC) or at least 64KiB");
+  }
   limits.max_calls_per_user = static_cast<int>(integer("max-calls-per-user"));
   limits.max_search_depth = static_cast<int>(integer("search-max-depth"));
   limits.max_search_keys = static_cast<int>(integer("search-max-keys"));
@@ -143,6 +161,13 @@ void ApplyLimits(const ServerLimits& limits, grpc::ServerBuilder* builder) {
   grpc::ResourceQuota quota("mailbox-service");
   quota.Resize(static_cast<size_t>(limits.grpc_memory_bytes));
   builder->SetResourceQuota(quota);
+  if (limits.grpc_stream_window_bytes > 0) {
+    // A fixed window: the bandwidth-delay probe would otherwise grow it (to several
+    // MiB per stream) whenever the service reads slower than a gateway sends.
+    builder->AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    builder->AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                                static_cast<int>(limits.grpc_stream_window_bytes));
+  }
 }
 
 }  // namespace mailbox::server

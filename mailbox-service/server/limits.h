@@ -27,6 +27,10 @@ struct ServerLimits {
   int max_feeds = 64;
   // gRPC resource quota: the memory gRPC may use for its buffers.
   int64_t grpc_memory_bytes = 256ll << 20;
+  // Receive window of each gRPC stream: what a client (a gateway streaming an APPEND)
+  // may send ahead of what the service has read. 0 lets gRPC grow it from its
+  // bandwidth-delay probe, bounded only by the resource quota.
+  int64_t grpc_stream_window_bytes = 1 << 20;
   int max_calls_per_user = 16;
   int max_search_depth = 64;
   int max_search_keys = 1000;

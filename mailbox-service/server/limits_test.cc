@@ -88,5 +88,21 @@ TEST(ServerLimitsTest, SizesAndDurationsTakeUnitsAndOldNamesAreRefused) {
             "--grpc-memory-mib was renamed to --grpc-memory (a size such as 64MiB)");
 }
 
+TEST(ServerLimitsTest, StreamWindowIsFixedByDefaultAndZeroLeavesItToGrpc) {
+  auto defaults = Parse({});
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->grpc_stream_window_bytes, 1 << 20);
+  auto adaptive = Parse({"--grpc-stream-window=0"});
+  ASSERT_TRUE(adaptive.ok()) << adaptive.status();
+  EXPECT_EQ(adaptive->grpc_stream_window_bytes, 0);
+  auto smallest = Parse({"--grpc-stream-window=64KiB"});
+  ASSERT_TRUE(smallest.ok()) << smallest.status();
+  EXPECT_EQ(smallest->grpc_stream_window_bytes, 64 << 10);
+  auto too_small = Parse({"--grpc-stream-window=65535"});
+  ASSERT_FALSE(too_small.ok());
+  EXPECT_NE(too_small.status().message().find("at least 64KiB"), absl::string_view::npos);
+  EXPECT_FALSE(Parse({"--grpc-stream-window=2GiB"}).ok());
+}
+
 }  // namespace
 }  // namespace mailbox::server

@@ -223,8 +223,9 @@ class MetricsTest(unittest.TestCase):
         self.assertIn(b"* 3 EXISTS", untagged)
         after, _ = scrape(gateway_port())
         self.assertEqual(after[key], before[key])
-        quiet.ok("LOGOUT")
-        writer.ok("LOGOUT")
+        for client in (quiet, writer):
+            client.ok("LOGOUT")
+            client.close()
 
     def test_service_health_and_readiness(self):
         self.assertEqual(get(service_port(), "/healthz")[0], 200)
