@@ -272,7 +272,7 @@ TEST_F(TlsTest, HandshakeTimesOutOnSilentPeer) {
 }
 
 // A client that connects and never sends a ClientHello must not cost a TLS state
-// (the hardening issue: 3,000 such connections held ~40 KiB each): the SSL object is
+// (3,000 such connections once held ~40 KiB each): the SSL object is
 // made only when the first bytes arrive.
 asio::awaitable<std::pair<error_code, bool>> SilentHandshake(tcp::acceptor& acceptor,
                                                               std::shared_ptr<SSL_CTX> ctx) {

@@ -118,6 +118,7 @@ class AbuseSystem:
         self.system.start_service(*service_flags)
         self.service = self.system.service
         self.gateway = self.system.start_gateway(*gateway_flags)
+        self.gateway.wait_ready()
         self.canary_user, self.canary_password = self.system.new_user("canary")
         self.user, self.password = self.system.new_user("attacker")
         self.canary = self.client()

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import abuse_util  # noqa: E402
+from abuse_util import harness  # noqa: E402
 from abuse_util import ConnectionClosed, RawClient  # noqa: E402
 
 SYSTEM = None
@@ -121,24 +121,8 @@ def logs():
     return "".join(g.log() for g in GATEWAYS)
 
 
-def metric(gateway, line):
-    """The value of `line` (a name, or a name with some of its labels:
-    'name{reason="x"}'), summed over the series that match (e.g. every listener)."""
-    name, _, labels = line.partition("{")
-    wanted = [label for label in labels.rstrip("}").split(",") if label]
-    total = None
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % gateway.http_port,
-                                timeout=10) as response:
-        for row in response.read().decode().splitlines():
-            series, _, value = row.rpartition(" ")
-            row_name, _, row_labels = series.partition("{")
-            if row_name == name and all(label in row_labels.split(",") or
-                                        label + "}" in row_labels.split(",")
-                                        for label in wanted):
-                total = (total or 0) + int(value)
-    if total is None:
-        raise AssertionError("no %s in /metrics" % line)
-    return total
+def metric(gateway, selector):
+    return harness.metric_total(gateway.http_port, selector)
 
 
 class BehindProxyMemory:

@@ -13,10 +13,10 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import abuse_util  # noqa: E402
+from abuse_util import harness  # noqa: E402
 from abuse_util import ConnectionClosed  # noqa: E402
 
 SYSTEM = None
@@ -65,12 +65,7 @@ class Sampler:
 
 
 def metric(name):
-    text = urllib.request.urlopen(
-        "http://127.0.0.1:%d/metrics" % SYSTEM.gateway.http_port, timeout=10).read().decode()
-    match = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
-    if match is None:
-        raise AssertionError("metric %s missing" % name)
-    return int(match.group(1))
+    return harness.metric_total(SYSTEM.gateway.http_port, name)
 
 
 def message(i, size=0):

@@ -6,6 +6,7 @@ kernel, and everything is stopped by stop()."""
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,22 @@ def scrape_metrics(port):
     return samples, text
 
 
+def metric_total(port, selector):
+    """The value of `selector` in GET /metrics: a metric name, or a name with some of
+    its labels ('name{reason="x"}'), summed over every series that matches (e.g. over
+    the listeners). Fails if no series matches."""
+    name, _, labels = selector.partition("{")
+    wanted = set(re.findall(r'(\w+)="([^"]*)"', labels))
+    total = None
+    for key, value in scrape_metrics(port)[0].items():
+        key_name, _, key_labels = key.partition("{")
+        if key_name == name and wanted <= set(re.findall(r'(\w+)="([^"]*)"', key_labels)):
+            total = (total or 0) + value
+    if total is None:
+        raise AssertionError("no %s in /metrics" % selector)
+    return int(total) if total.is_integer() else total
+
+
 def _b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -149,6 +166,18 @@ class Gateway:
 
     def alive(self):
         return self.process.poll() is None
+
+    def wait_ready(self, timeout=30.0):
+        """Waits until GET /readyz answers 200: listening, and a mailbox service is
+        connected and serving. A load balancer sends no client before that."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _, body = http_get(self.http_port, "/readyz")
+            if status == 200:
+                return
+            if not self.alive() or time.monotonic() > deadline:
+                raise RuntimeError("imap-gateway not ready: /readyz said %d %r" % (status, body))
+            time.sleep(0.05)
 
 
 class System:
