@@ -8,9 +8,11 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 extern char** environ;
 
@@ -133,6 +135,105 @@ Kind RenamedTo(std::string new_name) {
   kind.type = Type::kRenamed;
   kind.renamed_to = std::move(new_name);
   return kind;
+}
+
+Kind Secret() {
+  return Redacted([](std::string_view) { return std::string("(set, not shown)"); });
+}
+
+Kind Redacted(std::function<std::string(std::string_view)> redact) {
+  Kind kind;
+  kind.redact = std::move(redact);
+  return kind;
+}
+
+namespace {
+
+constexpr std::string_view kHidden = "(not shown)";
+
+// The URI form (libpq's "Connection URIs"): the password after "user:" in the
+// authority, and any password=... among the query parameters.
+std::string RedactConnUri(std::string_view uri, std::size_t scheme_end) {
+  std::string out(uri.substr(0, scheme_end));
+  std::string_view rest = uri.substr(scheme_end);
+  const std::size_t authority_end = std::min(rest.find('/'), rest.find('?'));
+  std::string_view authority = rest.substr(0, authority_end);
+  rest = authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
+  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    std::string_view user_info = authority.substr(0, at);
+    if (const std::size_t colon = user_info.find(':'); colon != std::string_view::npos) {
+      absl::StrAppend(&out, user_info.substr(0, colon + 1), kHidden);
+      authority.remove_prefix(at);
+    }
+  }
+  out.append(authority);
+  const std::size_t query = rest.find('?');
+  out.append(rest.substr(0, query));
+  if (query == std::string_view::npos) {
+    return out;
+  }
+  out.push_back('?');
+  bool first = true;
+  for (std::string_view param : absl::StrSplit(rest.substr(query + 1), '&')) {
+    absl::StrAppend(&out, first ? "" : "&",
+                    absl::StartsWith(param, "password=") ? absl::StrCat("password=", kHidden)
+                                                         : std::string(param));
+    first = false;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RedactConnInfo(std::string_view conninfo) {
+  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
+    if (absl::StartsWith(conninfo, scheme)) {
+      return RedactConnUri(conninfo, scheme.size());
+    }
+  }
+  // keyword = value pairs; a value is a word or single-quoted with \' and \\ escapes.
+  std::string out;
+  std::size_t i = 0;
+  auto skip_spaces = [&] {
+    while (i < conninfo.size() && absl::ascii_isspace(static_cast<unsigned char>(conninfo[i]))) {
+      out.push_back(conninfo[i++]);
+    }
+  };
+  while (i < conninfo.size()) {
+    skip_spaces();
+    const std::size_t key_start = i;
+    while (i < conninfo.size() && conninfo[i] != '=' &&
+           !absl::ascii_isspace(static_cast<unsigned char>(conninfo[i]))) {
+      ++i;
+    }
+    const std::string_view key = conninfo.substr(key_start, i - key_start);
+    out.append(key);
+    skip_spaces();
+    if (i >= conninfo.size() || conninfo[i] != '=') {
+      continue;  // malformed: libpq will say so; nothing more to hide
+    }
+    out.push_back(conninfo[i++]);
+    skip_spaces();
+    const std::size_t value_start = i;
+    if (i < conninfo.size() && conninfo[i] == '\'') {
+      for (++i; i < conninfo.size() && conninfo[i] != '\''; ++i) {
+        if (conninfo[i] == '\\') {
+          ++i;
+        }
+      }
+      i = std::min(i + 1, conninfo.size());
+    } else {
+      while (i < conninfo.size() && !absl::ascii_isspace(static_cast<unsigned char>(conninfo[i]))) {
+        ++i;
+      }
+    }
+    if (key == "password") {
+      out.append(kHidden);
+    } else {
+      out.append(conninfo.substr(value_start, i - value_start));
+    }
+  }
+  return out;
 }
 
 std::string_view SourceName(Source source) {
@@ -770,8 +871,17 @@ std::string Config::PrintConfig() const {
     const bool quote = setting.kind.type == Type::kString;
     std::string origin(SourceName(value.source));
     if (value.source == Source::kEnv) absl::StrAppend(&origin, " ", setting.env);
-    absl::StrAppend(&out, setting.name, " = ", quote ? Quote(value.text) : value.text, "  # ",
-                    origin, "\n");
+    std::string text = value.text;
+    bool hidden = false;
+    if (setting.kind.redact && !text.empty()) {
+      std::string shown = setting.kind.redact(text);
+      hidden = shown != text;
+      text = std::move(shown);
+    }
+    // A line that does not hold the real value is a comment, so the output stays a
+    // config file that means what it says.
+    absl::StrAppend(&out, hidden ? "# " : "", setting.name, " = ", quote ? Quote(text) : text,
+                    "  # ", origin, hidden ? ", secret not shown" : "", "\n");
   }
   return out;
 }

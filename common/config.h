@@ -62,6 +62,9 @@ struct Kind {
   std::string renamed_to;            // kRenamed
   // kString: an extra check of the value; its message says what is expected.
   std::function<absl::Status(std::string_view value)> check;
+  // kString: what --print-config shows of the value, without its secret part. A line
+  // whose value this changed is printed as a comment. Empty: the value as it is.
+  std::function<std::string(std::string_view value)> redact;
 };
 
 Kind String(std::function<absl::Status(std::string_view)> check = nullptr);
@@ -72,6 +75,15 @@ Kind Duration(absl::Duration min = absl::ZeroDuration(),
               absl::Duration max = absl::Hours(24 * 365));
 Kind OneOf(std::vector<std::string> choices);
 Kind RenamedTo(std::string new_name);
+// A string --print-config does not show (a token): only that it is set.
+Kind Secret();
+// A string --print-config shows through `redact`, which hides its secret part.
+Kind Redacted(std::function<std::string(std::string_view)> redact);
+
+// A libpq connection string, keyword/value ("host=db password=x") or URI
+// ("postgresql://user:x@db/mail?password=x"), with each password replaced by
+// "(not shown)"; the rest as written.
+std::string RedactConnInfo(std::string_view conninfo);
 
 struct Setting {
   std::string name;  // flag name without "--"; also the config-file key

@@ -22,6 +22,8 @@ std::vector<Setting> Settings() {
       {"drain-timeout", "TEST_DRAIN_TIMEOUT", "20s", "drain", Duration()},
       {"format", "TEST_FORMAT", "auto", "log format", OneOf({"auto", "json", "text"})},
       {"motto", "TEST_MOTTO", "", "free text"},
+      {"token", "TEST_TOKEN", "", "a secret", Secret()},
+      {"database", "TEST_DATABASE", "", "connection string", Redacted(RedactConnInfo)},
       {"drain-seconds", "TEST_DRAIN_SECONDS", "", "", RenamedTo("drain-timeout")},
   };
 }
@@ -297,6 +299,41 @@ TEST(ConfigTest, PrintConfigRoundTrips) {
     EXPECT_EQ(again->Get(setting.name), config->Get(setting.name)) << setting.name;
     EXPECT_EQ(again->source(setting.name), Source::kFile) << setting.name;
   }
+}
+
+TEST(ConfigTest, PrintConfigHidesSecretsInCommentedLines) {
+  auto config = ParseArgs({"--print-config", "--token=s3cret", "--workers=3",
+                           "--database=host=db user=mail password='p w\\'d' dbname=mail"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->Get("token"), "s3cret");  // the program itself sees the value
+  const std::string printed = config->PrintConfig();
+  EXPECT_EQ(printed.find("s3cret"), std::string::npos) << printed;
+  EXPECT_EQ(printed.find("p w"), std::string::npos) << printed;
+  EXPECT_THAT(printed, HasSubstr("# token = \"(set, not shown)\"  # flag, secret not shown\n"));
+  EXPECT_THAT(printed, HasSubstr("# database = \"host=db user=mail password=(not shown) "
+                                 "dbname=mail\"  # flag, secret not shown\n"));
+  // Fed back, the commented lines set nothing; the rest is as it was.
+  auto again = ParseArgs({"--config", WriteFile("redacted.conf", printed)});
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << printed;
+  EXPECT_EQ(again->Get("token"), "");
+  EXPECT_EQ(again->Get("database"), "");
+  EXPECT_EQ(again->Get("workers"), "3");
+}
+
+TEST(ConfigTest, RedactConnInfoHidesEveryPasswordForm) {
+  EXPECT_EQ(RedactConnInfo("host=db password=x dbname=mail"),
+            "host=db password=(not shown) dbname=mail");
+  EXPECT_EQ(RedactConnInfo("password = 'a b\\' c' host=db"), "password = (not shown) host=db");
+  EXPECT_EQ(RedactConnInfo("host=/run/postgresql dbname=mail"), "host=/run/postgresql dbname=mail");
+  EXPECT_EQ(RedactConnInfo("postgresql://mail:x@db.example.org:5432/mail?sslmode=require"),
+            "postgresql://mail:(not shown)@db.example.org:5432/mail?sslmode=require");
+  EXPECT_EQ(RedactConnInfo("postgres://db/mail?user=mail&password=x&sslmode=require"),
+            "postgres://db/mail?user=mail&password=(not shown)&sslmode=require");
+  EXPECT_EQ(RedactConnInfo("postgresql://mail@db/mail"), "postgresql://mail@db/mail");
+  EXPECT_EQ(RedactConnInfo("postgresql://"), "postgresql://");
+  EXPECT_EQ(RedactConnInfo("password="), "password=(not shown)");
+  EXPECT_EQ(RedactConnInfo("host"), "host");
+  EXPECT_EQ(RedactConnInfo("password='unterminated"), "password=(not shown)");
 }
 
 TEST(ConfigTest, HelpListsEverySettingAndWorksWithBadValues) {

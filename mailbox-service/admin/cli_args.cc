@@ -175,7 +175,7 @@ const std::vector<CommandSpec>& Specs() {
 std::vector<config::Setting> GlobalSettings() {
   return {
       {"server", "MAILBOX_SERVER", kDefaultServer, "service address (host:port)"},
-      {"token", "MAILBOX_ADMIN_TOKEN", "", "admin token (beats --token-file)"},
+      {"token", "MAILBOX_ADMIN_TOKEN", "", "admin token (beats --token-file)", config::Secret()},
       {"token-file", "MAILBOX_ADMIN_TOKEN_FILE", "",
        "file holding the admin token (empty: $MAILBOX_DATA_DIR/admin.token, "
        "$MAILBOX_DATA_DIR being ./.data if unset)"},

@@ -79,12 +79,16 @@ std::vector<config::Setting> Settings() {
        })},
       {"postgres", "MAILBOX_POSTGRES", "",
        "with --backend=postgres: libpq connection string or URI of the shared database, e.g. "
-       "\"host=/run/postgresql dbname=mail\""},
+       "\"host=/run/postgresql dbname=mail\"",
+       config::Redacted(config::RedactConnInfo)},
       {"postgres-max-connections", "MAILBOX_POSTGRES_MAX_CONNECTIONS", "16",
        "with --backend=postgres: most connections this replica opens to the database",
        config::Int(2, 10000)},
       {"demo-user", "MAILBOX_DEMO_USER", "",
-       "create this user at start if missing, as name:password (for local use)"},
+       "create this user at start if missing, as name:password (for local use)",
+       config::Redacted([](std::string_view value) {
+         return absl::StrCat(value.substr(0, value.find(':')), ":(not shown)");
+       })},
       {"port-file", "MAILBOX_PORT_FILE", "", "write the bound port here once listening"},
       {"http-listen", "MAILBOX_HTTP_LISTEN", "127.0.0.1:8151",
        "operator HTTP endpoint (host:port, port 0 picks one): GET /healthz, /readyz (fails "
