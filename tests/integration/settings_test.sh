@@ -119,6 +119,30 @@ expect "service: --print-config" 0 \
   env MAILBOX_SERVER=127.0.0.1:1 MAILBOX_FETCH_STALL_TIMEOUT=90s "$service" \
   --max-message-bytes=1048576 --print-config
 
+# expect_hidden NAME SECRET COMMAND...: --print-config output names the setting as a
+# secret not shown and never holds SECRET.
+expect_hidden() {
+  local name=$1 secret=$2
+  shift 2
+  local output
+  output=$("$@" 2>&1)
+  if [[ "$output" == *"$secret"* || "$output" != *"secret not shown"* ]]; then
+    echo "FAIL: $name: the secret is printed, or not marked as hidden:"
+    echo "$output"
+    failures=$((failures + 1))
+  else
+    passes=$((passes + 1))
+  fi
+}
+expect_hidden "service: --print-config hides the database password" hunter2 \
+  env MAILBOX_POSTGRES="host=db.internal user=mail password=hunter2 dbname=mail" \
+  "$service" --demo-user=alice:wonderland --print-config
+expect_hidden "service: --print-config hides the demo user's password" wonderland \
+  "$service" --demo-user=alice:wonderland --print-config
+expect "service: --print-config keeps the rest of a connection string" 0 \
+  "# postgres = \"postgresql://mail:\(not shown\)@db.internal/mail\"  # flag, secret not shown" \
+  "$service" --postgres=postgresql://mail:hunter2@db.internal/mail --print-config
+
 # --- mailbox-admin -------------------------------------------------------------------
 expect "admin: bare-number timeout" 2 "mailbox-admin: --timeout=30: a bare number has no unit" \
   "$admin" --timeout=30 user list
@@ -127,6 +151,8 @@ expect "admin: --print-config" 0 \
   "server = \"db.internal:50051\"  # file.*timeout = 5s  # flag" \
   env MAILBOX_ADMIN_CONFIG="$work/admin.conf" MAILBOX_LISTEN=0.0.0.0:1 "$admin" \
   --timeout=5s --print-config
+expect_hidden "admin: --print-config hides the token" tok3n-value \
+  "$admin" --token=tok3n-value --print-config
 printf 'listen = 0.0.0.0:1\n' >"$work/service-only.conf"
 expect "admin: a service key in its file" 2 \
   "$work/service-only.conf:1: unknown setting \"listen\"" \
