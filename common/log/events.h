@@ -39,5 +39,7 @@ inline constexpr std::string_view kLoginThrottled = "login_throttled";
 inline constexpr std::string_view kBearerRefused = "bearer_token_refused";
 inline constexpr std::string_view kStoreHealthy = "store_healthy";
 inline constexpr std::string_view kKeysReload = "oauth_keys_reload";
+// A token or key file copied from --secrets-dir at start, with "file".
+inline constexpr std::string_view kSecretInstalled = "secret_installed";
 
 }  // namespace mailbox::log::event

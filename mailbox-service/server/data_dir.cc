@@ -65,6 +65,50 @@ absl::StatusOr<std::string> ReadWholeSecret(const fs::path& path) {
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::string>> InstallProvidedSecrets(
+    const fs::path& dir, const std::vector<ProvidedSecret>& secrets) {
+  std::vector<std::string> installed;
+  for (const ProvidedSecret& secret : secrets) {
+    const fs::path source = dir / secret.name;
+    std::error_code ec;
+    // A Secret volume's file is a link (name -> ..data/name -> ..<timestamp>/name).
+    const fs::path target = fs::canonical(source, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--secrets-dir: ", source.string(), ": ", ec.message()));
+    }
+    absl::StatusOr<posix::OpenFile> file =
+        posix::OpenRegularFile(target.string(), "not a file the service can copy");
+    if (!file.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--secrets-dir: ", source.string(), ": ", file.status().message()));
+    }
+    if (file->info.st_size == 0 || file->info.st_size > kMaxSecretFileBytes) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--secrets-dir: ", source.string(), " is ", file->info.st_size,
+          " bytes; a token or key file is one line, at most ", kMaxSecretFileBytes, " bytes"));
+    }
+    absl::StatusOr<std::string> content =
+        posix::ReadAll(file->fd.get(), static_cast<size_t>(file->info.st_size), source.string());
+    if (!content.ok()) {
+      return content.status();
+    }
+    if (absl::StatusOr<std::string> current = ReadWholeSecret(secret.path);
+        current.ok() && *current == *content) {
+      continue;
+    }
+    // Replaced at start, before anything reads it (the data directory is locked).
+    if (::unlink(secret.path.c_str()) != 0 && errno != ENOENT) {
+      return PosixError("cannot remove", secret.path, errno);
+    }
+    if (absl::Status written = WriteSecretFile(secret.path, *content); !written.ok()) {
+      return written;
+    }
+    installed.push_back(absl::StrCat(secret.path.string(), " from ", source.string()));
+  }
+  return installed;
+}
+
 bool DatabaseWasExposed(const fs::path& db, const std::vector<fs::path>& tightened) {
   for (const fs::path& path : tightened) {
     if (path.filename() == db.filename() ||

@@ -68,6 +68,24 @@ absl::StatusOr<std::vector<std::string>> ReadSecretLines(const std::filesystem::
 // file and directory). Fails if `path` exists. See posix::WriteNewPrivateFile.
 absl::Status WriteSecretFile(const std::filesystem::path& path, std::string_view content);
 
+// One secret an orchestrator provides: `name` in the secrets directory, installed
+// at `path`.
+struct ProvidedSecret {
+  std::string name;  // "admin.token"
+  std::filesystem::path path;
+};
+
+// Copies each of `secrets` from `dir` (a directory an orchestrator mounts read-only,
+// such as a Kubernetes Secret volume, whose files are symbolic links to files of
+// root readable by the pod's group) to its path, as a file of the service's user with
+// mode 0600, replacing what is there. The directory is the operator's choice, so its
+// files' links, owner and mode are not held against them; each must be a non-empty
+// regular file of at most 64 KiB. Returns one line per file replaced, for the log (a
+// file that already holds the same bytes is left alone). FailedPrecondition names a
+// missing or unusable file; nothing after it is copied.
+absl::StatusOr<std::vector<std::string>> InstallProvidedSecrets(
+    const std::filesystem::path& dir, const std::vector<ProvidedSecret>& secrets);
+
 // The admin token in `path`, made (32 random bytes, hex) if the file does not
 // exist.
 absl::StatusOr<std::string> LoadOrCreateAdminToken(const std::filesystem::path& path);

@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "mailbox-service/store/sqlite_store.h"
 
@@ -78,6 +81,84 @@ TEST_F(DataDirTest, TightensWhatAnOlderVersionLeftOpenButNotTheSecrets) {
   ASSERT_FALSE(token.ok());
   EXPECT_EQ(token.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(std::string(token.status().message()).find("0644"), std::string::npos);
+}
+
+// The layout kubelet gives a Secret volume: name -> ..data/name, ..data -> ..<stamp>/,
+// files readable by the group.
+fs::path MakeSecretVolume(const fs::path& dir, const std::string& stamp,
+                          const std::vector<std::pair<std::string, std::string>>& files) {
+  fs::create_directories(dir / stamp);
+  for (const auto& [name, content] : files) {
+    { std::ofstream(dir / stamp / name) << content; }
+    fs::permissions(dir / stamp / name, fs::perms::owner_read | fs::perms::group_read);
+  }
+  fs::remove(dir / "..data.tmp");
+  fs::create_directory_symlink(stamp, dir / "..data.tmp");
+  fs::rename(dir / "..data.tmp", dir / "..data");
+  for (const auto& [name, content] : files) {
+    if (!fs::is_symlink(dir / name)) {
+      fs::create_symlink(fs::path("..data") / name, dir / name);
+    }
+  }
+  return dir;
+}
+
+TEST_F(DataDirTest, ProvidedSecretsAreCopiedFromASecretVolumeAsPrivateFiles) {
+  ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
+  const fs::path volume =
+      MakeSecretVolume(dir_.string() + "-secrets", "..2026_12_06_10_00_00.1",
+                       {{"admin.token", "admin-1\n"}, {"session.key", "key-1\n"}});
+  const std::vector<ProvidedSecret> wanted = {{"admin.token", dir_ / "admin.token"},
+                                              {"session.key", dir_ / "keys" / "session.key"}};
+  fs::create_directories(dir_ / "keys");
+  auto installed = InstallProvidedSecrets(volume, wanted);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->size(), 2u);
+  EXPECT_EQ(Mode(dir_ / "admin.token"), 0600);
+  EXPECT_FALSE(fs::is_symlink(dir_ / "admin.token"));
+  // What the service then reads passes its own checks.
+  auto token = LoadOrCreateAdminToken(dir_ / "admin.token");
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(*token, "admin-1");
+  ASSERT_TRUE(ReadSecretLines(dir_ / "keys" / "session.key").ok());
+
+  // The same bytes: nothing to do.
+  installed = InstallProvidedSecrets(volume, wanted);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_TRUE(installed->empty());
+
+  // The Secret changed (kubelet swaps ..data): the next start replaces the file.
+  MakeSecretVolume(volume, "..2026_12_06_11_00_00.2",
+                   {{"admin.token", "admin-2\n"}, {"session.key", "key-1\n"}});
+  installed = InstallProvidedSecrets(volume, wanted);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  ASSERT_EQ(installed->size(), 1u);
+  EXPECT_NE((*installed)[0].find("admin.token"), std::string::npos);
+  EXPECT_EQ(*LoadOrCreateAdminToken(dir_ / "admin.token"), "admin-2");
+  EXPECT_EQ(Mode(dir_ / "admin.token"), 0600);
+}
+
+TEST_F(DataDirTest, AMissingOrUnusableProvidedSecretStopsTheStartNamingIt) {
+  ASSERT_TRUE(PrepareDataDir(dir_, {}).ok());
+  const fs::path volume = MakeSecretVolume(dir_.string() + "-secrets", "..1",
+                                           {{"admin.token", "a\n"}, {"gateway.token", ""}});
+  auto missing = InstallProvidedSecrets(volume, {{"session.key", dir_ / "session.key"}});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(missing.status().message()).find("session.key"), std::string::npos)
+      << missing.status();
+  auto empty = InstallProvidedSecrets(volume, {{"gateway.token", dir_ / "gateway.token"}});
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(std::string(empty.status().message()).find("is 0 bytes"), std::string::npos)
+      << empty.status();
+  fs::create_directories(volume / "key.d");
+  auto directory = InstallProvidedSecrets(volume, {{"key.d", dir_ / "session.key"}});
+  ASSERT_FALSE(directory.ok());
+  EXPECT_NE(std::string(directory.status().message()).find("not a regular file"),
+            std::string::npos)
+      << directory.status();
+  EXPECT_FALSE(fs::exists(dir_ / "session.key"));
+  EXPECT_FALSE(fs::exists(dir_ / "gateway.token"));
 }
 
 TEST_F(DataDirTest, AdminTokenIsMadeOnceWithMode0600) {

@@ -96,6 +96,10 @@ std::vector<config::Setting> Settings() {
        "disables"},
       {"http-port-file", "MAILBOX_HTTP_PORT_FILE", "",
        "write the bound port of --http-listen here once listening"},
+      {"secrets-dir", "MAILBOX_SECRETS_DIR", "",
+       "a read-only directory (a Kubernetes Secret volume) holding admin.token, gateway.token "
+       "and session.key: copied at start, mode 0600, to where the service reads them, "
+       "replacing what is there; its files may be links to files of another user"},
       {"gateway-token-file", "MAILBOX_GATEWAY_TOKEN_FILE", "",
        "file of the token that lets a gateway report its clients' IPs (default "
        "<data-dir>/gateway.token, made with mode 0600 if missing; re-read when it changes)"},
@@ -447,6 +451,19 @@ int Run(int argc, char** argv) {
   if (!data_dir_lock.ok()) {
     std::cerr << "mailbox-service: " << data_dir_lock.status().message() << "\n";
     return 1;
+  }
+  if (const std::string& secrets_dir = config->Get("secrets-dir"); !secrets_dir.empty()) {
+    auto installed = InstallProvidedSecrets(
+        secrets_dir, {{"admin.token", admin_token_file},
+                      {"gateway.token", gateway_token_path},
+                      {"session.key", session_key_file}});
+    if (!installed.ok()) {
+      std::cerr << "mailbox-service: " << installed.status().message() << "\n";
+      return 1;
+    }
+    for (const std::string& line : *installed) {
+      log::Info(log::event::kSecretInstalled, {{"file", line}});
+    }
   }
 
   store::StoreLimits limits;

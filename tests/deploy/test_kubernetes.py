@@ -310,8 +310,7 @@ class ManifestsTest(Fixture):
                     for c in spec["containers"] + spec.get("initContainers", []):
                         images.add(c["image"])
             images = sorted(images)
-            self.assertEqual(images, ["docker.io/library/busybox:1.36.1",
-                                      "localhost/imapd-gateway:dev",
+            self.assertEqual(images, ["localhost/imapd-gateway:dev",
                                       "localhost/imapd-mailbox-service:dev"])
 
     def test_service_per_overlay(self):
@@ -448,11 +447,21 @@ def start_service(data_dir, extra=()):
 
 class TokenFilesTest(Fixture):
     """How the token files reach the binaries, against their real file checks: the
-    init container's script as shipped in the ConfigMap, and the gateway's subPath."""
+    service's --secrets-dir as the manifests set it, and the gateway's subPath."""
 
-    def test_service_accepts_the_copied_tokens_and_refuses_the_secret_volume(self):
-        script = find(self.rendered["sqlite"], "ConfigMap", "mailbox-service-init")["data"][
-            "install-tokens.sh"]
+    def test_service_copies_the_secret_volume_it_would_refuse_to_read_in_place(self):
+        for overlay, kind in (("sqlite", "StatefulSet"), ("postgres", "Deployment")):
+            spec = find(self.rendered[overlay], kind, "mailbox-service")["spec"]["template"]["spec"]
+            self.assertNotIn("initContainers", spec, overlay)
+            c = container({"spec": {"template": {"spec": spec}}}, "mailbox-service")
+            mount = next(m for m in c["volumeMounts"] if m["name"] == "tokens")
+            self.assertTrue(mount.get("readOnly"), overlay)
+            self.assertEqual(env_of(c)["MAILBOX_SECRETS_DIR"]["value"], mount["mountPath"],
+                             overlay)
+            volume = next(v for v in spec["volumes"] if v["name"] == "tokens")
+            self.assertEqual(volume["secret"]["secretName"], "imapd-tokens", overlay)
+            self.assertEqual(volume["secret"]["defaultMode"], 0o440, overlay)
+
         work = tmpdir()
         tokens = {name: os.urandom(32).hex() + "\n"
                   for name in ("admin.token", "gateway.token", "session.key")}
@@ -467,14 +476,12 @@ class TokenFilesTest(Fixture):
         self.assertIn("is a symbolic link", output)
         print(f"    the service refuses the Secret volume: {output.strip().splitlines()[-1]}")
 
-        # After the script (run with the system's POSIX sh, as busybox's sh runs it in
-        # the pod), the service starts and uses exactly the Secret's tokens.
+        # With --secrets-dir (MAILBOX_SECRETS_DIR in the pods), it copies the files and
+        # starts on exactly the Secret's tokens, before and after a rotation.
         data = os.path.join(work, "pod", "data")
-        env = {"PATH": "/usr/bin:/bin", "MAILBOX_DATA_DIR": data, "TOKENS_DIR": secret}
         for rotation in range(2):
-            out = subprocess.run(["/bin/sh", "-c", script], env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT)
-            self.assertEqual(out.returncode, 0, out.stdout.decode())
+            proc, output = start_service(data, [f"--secrets-dir={secret}"])
+            self.assertIsNotNone(proc, output)
             self.assertEqual(os.stat(data).st_mode & 0o777, 0o700)
             for name, content in tokens.items():
                 path = os.path.join(data, name)
@@ -482,12 +489,7 @@ class TokenFilesTest(Fixture):
                 self.assertTrue(stat.S_ISREG(info.st_mode), name)
                 self.assertEqual(info.st_mode & 0o777, 0o600, name)
                 self.assertEqual(read(path), content)
-            if rotation == 0:
-                self.assertEqual(sorted(os.listdir(data)),
-                                 ["admin.token", "gateway.token", "session.key"])
             self.assertFalse([n for n in os.listdir(data) if n.endswith(".new")])
-            proc, output = start_service(data)
-            self.assertIsNotNone(proc, output)
             # A SIGTERM in the first moments after the port file appears can end the
             # service by the signal's default action (3 times in 20 here): a thread
             # that gRPC starts before the service blocks the signal takes it. Past
@@ -495,16 +497,14 @@ class TokenFilesTest(Fixture):
             time.sleep(1)
             proc.terminate()
             self.assertEqual(proc.wait(timeout=60), 0)
-            for name, content in tokens.items():
-                self.assertEqual(read(os.path.join(data, name)), content,
-                                 f"the service changed {name}")
+            log = read(os.path.join(os.path.dirname(data), "service.log"))
+            self.assertEqual(log.count("secret_installed"), 3, log)
             # A rotation: the kubelet swaps ..data to a new directory; the next start
             # of the pod copies the new tokens over the old ones.
             tokens = {name: os.urandom(32).hex() + "\n" for name in tokens}
             secret = os.path.join(work, f"tokens{rotation + 1}")
             os.makedirs(secret)
             secret_volume(secret, tokens)
-            env["TOKENS_DIR"] = secret
         print("    the service starts on the copied tokens, before and after a rotation")
 
     def test_gateway_takes_the_subpath_token_and_refuses_the_link(self):
@@ -753,9 +753,9 @@ class NegativeTest(Fixture):
         del self.gateway(objects)["spec"]["template"]["spec"]["enableServiceLinks"]
         self.assert_rejected(objects, r"enableServiceLinks must be false")
         objects = self.objects("sqlite")
-        c = container(find(objects, "StatefulSet", "mailbox-service"), "install-tokens")
+        c = container(find(objects, "StatefulSet", "mailbox-service"), "mailbox-service")
         c["securityContext"]["readOnlyRootFilesystem"] = False
-        self.assert_rejected(objects, r"container install-tokens: readOnlyRootFilesystem")
+        self.assert_rejected(objects, r"container mailbox-service: readOnlyRootFilesystem")
         objects = self.objects("sqlite")
         del container(self.gateway(objects), "imap-gateway")["lifecycle"]
         self.assert_rejected(objects, r"preStop hook must be exec")
