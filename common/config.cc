@@ -8,11 +8,9 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 
 extern char** environ;
 
@@ -162,7 +160,8 @@ std::string RedactConnUri(std::string_view uri, std::size_t scheme_end) {
   if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
     std::string_view user_info = authority.substr(0, at);
     if (const std::size_t colon = user_info.find(':'); colon != std::string_view::npos) {
-      absl::StrAppend(&out, user_info.substr(0, colon + 1), kHidden);
+      out.append(user_info.substr(0, colon + 1));
+      out.append(kHidden);
       authority.remove_prefix(at);
     }
   }
@@ -174,11 +173,22 @@ std::string RedactConnUri(std::string_view uri, std::size_t scheme_end) {
   }
   out.push_back('?');
   bool first = true;
-  for (std::string_view param : absl::StrSplit(rest.substr(query + 1), '&')) {
-    absl::StrAppend(&out, first ? "" : "&",
-                    absl::StartsWith(param, "password=") ? absl::StrCat("password=", kHidden)
-                                                         : std::string(param));
+  std::string_view params = rest.substr(query + 1);
+  for (;;) {
+    const std::size_t end = params.find('&');
+    const std::string_view param = params.substr(0, end);
+    out.append(first ? "" : "&");
+    if (param.starts_with("password=")) {
+      out.append("password=");
+      out.append(kHidden);
+    } else {
+      out.append(param);
+    }
     first = false;
+    if (end == std::string_view::npos) {
+      break;
+    }
+    params.remove_prefix(end + 1);
   }
   return out;
 }
@@ -187,7 +197,7 @@ std::string RedactConnUri(std::string_view uri, std::size_t scheme_end) {
 
 std::string RedactConnInfo(std::string_view conninfo) {
   for (std::string_view scheme : {"postgresql://", "postgres://"}) {
-    if (absl::StartsWith(conninfo, scheme)) {
+    if (conninfo.starts_with(scheme)) {
       return RedactConnUri(conninfo, scheme.size());
     }
   }

@@ -87,7 +87,7 @@ std::vector<config::Setting> Settings() {
       {"demo-user", "MAILBOX_DEMO_USER", "",
        "create this user at start if missing, as name:password (for local use)",
        config::Redacted([](std::string_view value) {
-         return absl::StrCat(value.substr(0, value.find(':')), ":(not shown)");
+         return std::string(value.substr(0, value.find(':'))) + ":(not shown)";
        })},
       {"port-file", "MAILBOX_PORT_FILE", "", "write the bound port here once listening"},
       {"http-listen", "MAILBOX_HTTP_LISTEN", "127.0.0.1:8151",

@@ -609,7 +609,7 @@ class NegativeTest(Fixture):
                    "alice-password", rendered, *jobs]
         out = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.assertEqual(out.returncode, 0, out.stdout.decode())
-        self.assertIn(b"21 objects, 0 problems", out.stdout)
+        self.assertIn(b"20 objects, 0 problems", out.stdout)
         with open(rendered) as f:
             text = f.read()
         self.assertIn("    terminationGracePeriodSeconds: 45\n", text)
