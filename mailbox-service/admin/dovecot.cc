@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/imap/mutf7.h"
 #include "storage-client/posix_file.h"
 
 namespace mailbox::admin {
@@ -329,97 +330,14 @@ DovecotFileFlags ParseDovecotFileFlags(std::string_view filename, const KeywordL
 // Mailbox names
 
 absl::StatusOr<std::string> DecodeModifiedUtf7(std::string_view text) {
-  auto bad = [&](std::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", Excerpt(text), "\" is not modified UTF-7 (RFC 3501 §5.1.3): ", AV(why)));
-  };
-  auto value_of = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == ',') return 63;
-    return -1;
-  };
-  auto put_utf8 = [](uint32_t cp, std::string* out) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  };
-  std::string out;
-  size_t i = 0;
-  while (i < text.size()) {
-    const char c = text[i];
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u > 0x7e) {
-      return bad("an octet outside printable US-ASCII");
-    }
-    if (c != '&') {
-      out.push_back(c);
-      ++i;
-      continue;
-    }
-    const size_t end = text.find('-', i + 1);
-    if (end == std::string_view::npos) {
-      return bad("a shift \"&\" without its closing \"-\"");
-    }
-    if (end == i + 1) {
-      out.push_back('&');
-      i = end + 1;
-      continue;
-    }
-    uint32_t bits = 0;
-    int nbits = 0;
-    uint32_t high_surrogate = 0;
-    for (size_t k = i + 1; k < end; ++k) {
-      const int v = value_of(text[k]);
-      if (v < 0) {
-        return bad("a character outside the modified base64 alphabet");
-      }
-      bits = (bits << 6) | static_cast<uint32_t>(v);
-      nbits += 6;
-      if (nbits >= 16) {
-        nbits -= 16;
-        const uint32_t unit = (bits >> nbits) & 0xFFFF;
-        bits &= (1u << nbits) - 1;
-        if (high_surrogate != 0) {
-          if (unit < 0xDC00 || unit > 0xDFFF) {
-            return bad("an unpaired UTF-16 surrogate");
-          }
-          put_utf8(0x10000 + ((high_surrogate - 0xD800) << 10) + (unit - 0xDC00), &out);
-          high_surrogate = 0;
-        } else if (unit >= 0xD800 && unit <= 0xDBFF) {
-          high_surrogate = unit;
-        } else if (unit >= 0xDC00 && unit <= 0xDFFF) {
-          return bad("an unpaired UTF-16 surrogate");
-        } else if (unit == 0) {
-          return bad("U+0000");
-        } else {
-          put_utf8(unit, &out);
-        }
-      }
-    }
-    if (high_surrogate != 0) {
-      return bad("an unpaired UTF-16 surrogate");
-    }
-    if (nbits >= 6 || bits != 0) {
-      return bad("leftover bits at the end of a shift");
-    }
-    i = end + 1;
+  // The gateway's strict decoder, which IMAP clients' names go through too.
+  imap::Result<std::string> decoded = imap::DecodeModifiedUtf7(text);
+  if (!decoded.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", Excerpt(text),
+                                                   "\" is not modified UTF-7 (RFC 3501 §5.1.3): ",
+                                                   decoded.error().message));
   }
-  return out;
+  return std::move(decoded).value();
 }
 
 absl::StatusOr<std::string> MaildirPlusPlusName(std::string_view directory) {
