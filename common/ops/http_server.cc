@@ -18,45 +18,53 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
-http::response<http::string_body> Respond(const http::request<http::string_body>& request,
-                                          const std::vector<HttpRoute>& routes) {
+// The route for the request's path (the query string does not choose it, e.g.
+// /metrics?x=1) and method; `same_path` is a route with the path and another method.
+const HttpRoute* FindRoute(const http::request<http::string_body>& request,
+                           const std::vector<HttpRoute>& routes, const HttpRoute** same_path) {
+  std::string_view target(request.target().data(), request.target().size());
+  target = target.substr(0, target.find('?'));
+  *same_path = nullptr;
+  for (const HttpRoute& candidate : routes) {
+    if (candidate.path == target) {
+      *same_path = &candidate;
+      if (candidate.method == std::string_view(request.method_string())) {
+        return &candidate;
+      }
+    }
+  }
+  return nullptr;
+}
+
+http::response<http::string_body> Blank(const http::request<http::string_body>& request) {
   http::response<http::string_body> response;
   response.version(request.version());
   response.keep_alive(false);
   response.set(http::field::content_type, "text/plain; charset=utf-8");
-  std::string target(request.target());
-  // The query string does not choose the route (e.g. /metrics?x=1).
-  target = target.substr(0, target.find('?'));
-  const HttpRoute* same_path = nullptr;
-  const HttpRoute* route = nullptr;
-  for (const HttpRoute& candidate : routes) {
-    if (candidate.path == target) {
-      same_path = &candidate;
-      if (candidate.method == std::string_view(request.method_string())) {
-        route = &candidate;
-        break;
-      }
-    }
-  }
-  if (route != nullptr) {
-    HttpResponse made = route->handler();
-    response.result(static_cast<http::status>(made.status));
-    response.set(http::field::content_type, made.content_type);
-    response.body() = std::move(made.body);
-  } else if (same_path != nullptr) {
-    response.result(http::status::method_not_allowed);
-    response.set(http::field::allow, same_path->method);
-    response.body() = "only " + same_path->method + "\n";
-  } else {
-    std::string paths;
-    for (const HttpRoute& candidate : routes) {
-      paths += (paths.empty() ? "" : ", ") + candidate.path;
-    }
-    response.result(http::status::not_found);
-    response.body() = "not found: try " + paths + "\n";
-  }
-  response.prepare_payload();
   return response;
+}
+
+void Fill(HttpResponse made, http::response<http::string_body>* response) {
+  response->result(static_cast<http::status>(made.status));
+  response->set(http::field::content_type, made.content_type);
+  response->body() = std::move(made.body);
+}
+
+// 405 for a known path asked with another method, 404 naming the paths otherwise.
+void Refuse(const HttpRoute* same_path, const std::vector<HttpRoute>& routes,
+            http::response<http::string_body>* response) {
+  if (same_path != nullptr) {
+    response->result(http::status::method_not_allowed);
+    response->set(http::field::allow, same_path->method);
+    response->body() = "only " + same_path->method + "\n";
+    return;
+  }
+  std::string paths;
+  for (const HttpRoute& candidate : routes) {
+    paths += (paths.empty() ? "" : ", ") + candidate.path;
+  }
+  response->result(http::status::not_found);
+  response->body() = "not found: try " + paths + "\n";
 }
 
 asio::awaitable<void> ServeOne(beast::tcp_stream stream,
@@ -71,28 +79,20 @@ asio::awaitable<void> ServeOne(beast::tcp_stream stream,
     co_return;
   }
   const auto& request = parser.get();
-  const HttpRoute* waiting = nullptr;
-  for (const HttpRoute& route : *routes) {
-    if (route.wait_handler && route.path == std::string_view(request.target()) &&
-        route.method == std::string_view(request.method_string())) {
-      waiting = &route;
-    }
-  }
-  http::response<http::string_body> response;
-  if (waiting != nullptr) {
+  const HttpRoute* same_path = nullptr;
+  const HttpRoute* route = FindRoute(request, *routes, &same_path);
+  http::response<http::string_body> response = Blank(request);
+  if (route == nullptr) {
+    Refuse(same_path, *routes, &response);
+  } else if (route->wait_handler) {
     beast::error_code ec;
     const auto peer = stream.socket().remote_endpoint(ec);
     stream.expires_never();
-    HttpResponse made = co_await waiting->wait_handler(peer);
-    response.version(request.version());
-    response.keep_alive(false);
-    response.result(static_cast<http::status>(made.status));
-    response.set(http::field::content_type, made.content_type);
-    response.body() = std::move(made.body);
-    response.prepare_payload();
+    Fill(co_await route->wait_handler(peer), &response);
   } else {
-    response = Respond(request, *routes);
+    Fill(route->handler(), &response);
   }
+  response.prepare_payload();
   stream.expires_after(std::chrono::seconds(10));
   co_await http::async_write(stream, response, kNoThrow);
   beast::error_code ignored;

@@ -136,6 +136,8 @@ TEST(HttpServerTest, ADrainRequestFailsReadinessAndIsAnsweredWhenTheGraceIsOver)
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
   // A second request joins the same drain: its grace period does not start again.
   EXPECT_NE(Post(io, port, "/drain").find("200 OK"), std::string::npos);
+  // A query string does not change the route (it once reached the empty handler).
+  EXPECT_NE(Post(io, port, "/drain?from=prestop").find("200 OK"), std::string::npos);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 
   asio::post(io, [&] { acceptor.close(); });

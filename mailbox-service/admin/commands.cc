@@ -318,6 +318,44 @@ absl::Status SpoolFile(const std::string& path, std::istream* in_override, Messa
   return absl::OkStatus();
 }
 
+// One Maildir message read into `spool` with LF → CRLF (Maildir files hold LF;
+// Dovecot's RFC822.SIZE is that of the CRLF form), for both imports.
+struct SpooledMessage {
+  // Set when the file was swapped for a link or a device since it was listed: the
+  // import skips it and says why. Any other failure is an error that stops it.
+  std::optional<std::string> skipped;
+  int64_t mtime_unix = 0;
+};
+
+absl::StatusOr<SpooledMessage> SpoolMaildirMessage(const std::string& root,
+                                                   const MaildirEntry& entry, MessageSpool& spool,
+                                                   std::string& buffer, std::string& converted) {
+  absl::StatusOr<MaildirFile> file = OpenMaildirMessage(root, entry);
+  if (absl::IsFailedPrecondition(file.status())) {
+    return SpooledMessage{std::string(file.status().message())};
+  }
+  if (!file.ok()) {
+    return LocalError(std::string(file.status().message()));
+  }
+  spool.Clear();
+  CrlfConverter converter;
+  while (true) {
+    absl::StatusOr<size_t> got = file->Read(buffer.data(), buffer.size());
+    if (!got.ok()) {
+      return LocalError(absl::StrCat(root, "/", entry.subdir, "/", entry.name, ": ",
+                                     got.status().message()));
+    }
+    if (*got == 0) {
+      return SpooledMessage{std::nullopt, file->mtime_unix()};
+    }
+    converted.clear();
+    converter.Convert(std::string_view(buffer.data(), *got), &converted);
+    if (absl::Status status = spool.Append(converted); !status.ok()) {
+      return status;
+    }
+  }
+}
+
 absl::Status ImportMaildir(Importer& importer, const Command& command, Io io) {
   absl::StatusOr<MaildirListing> listing = ListMaildir(command.path);
   if (!listing.ok()) {
@@ -334,34 +372,18 @@ absl::Status ImportMaildir(Importer& importer, const Command& command, Io io) {
   std::string buffer(kReadChunk, '\0');
   std::string converted;
   for (const MaildirEntry& entry : listing->entries) {
-    const std::string path = absl::StrCat(command.path, "/", entry.subdir, "/", entry.name);
-    absl::StatusOr<MaildirFile> file = OpenMaildirMessage(command.path, entry);
-    if (absl::IsFailedPrecondition(file.status())) {
-      // Swapped for a link or a device since it was listed.
-      skipped.push_back(std::string(file.status().message()));
+    absl::StatusOr<SpooledMessage> read =
+        SpoolMaildirMessage(command.path, entry, spool, buffer, converted);
+    if (!read.ok()) {
+      return read.status();
+    }
+    if (read->skipped.has_value()) {
+      skipped.push_back(*std::move(read->skipped));
       continue;
     }
-    if (!file.ok()) {
-      return LocalError(std::string(file.status().message()));
-    }
-    spool.Clear();
-    CrlfConverter converter;
-    while (true) {
-      absl::StatusOr<size_t> got = file->Read(buffer.data(), buffer.size());
-      if (!got.ok()) {
-        return LocalError(absl::StrCat(path, ": ", got.status().message()));
-      }
-      if (*got == 0) {
-        break;
-      }
-      converted.clear();
-      converter.Convert(std::string_view(buffer.data(), *got), &converted);
-      if (absl::Status status = spool.Append(converted); !status.ok()) {
-        return status;
-      }
-    }
     if (spool.size() == 0) {
-      io.err << "warning: " << path << " is empty; skipped\n";
+      io.err << "warning: " << command.path << "/" << entry.subdir << "/" << entry.name
+             << " is empty; skipped\n";
       continue;
     }
     MaildirInfo flags = ParseMaildirFlags(entry.name);
@@ -373,7 +395,7 @@ absl::Status ImportMaildir(Importer& importer, const Command& command, Io io) {
     // The delivery time is the file's mtime (the Maildir spec leaves it to the
     // delivery agent; Dovecot and mbsync keep it as the received date).
     InternalDate date;
-    date.unix_seconds = file->mtime_unix();
+    date.unix_seconds = read->mtime_unix;
     if (absl::Status status = importer.Add(flags.flags, date, spool); !status.ok()) {
       return status;
     }
@@ -403,36 +425,6 @@ int32_t LocalOffsetMinutes(int64_t when) {
     return 0;
   }
   return static_cast<int32_t>(local.tm_gmtoff / 60);
-}
-
-// Reads one Maildir message into `spool` with LF → CRLF (Dovecot stores LF;
-// RFC822.SIZE it reports is that of the CRLF form). FailedPrecondition: the file
-// was swapped for a link or device since it was listed (the caller skips it).
-absl::Status SpoolMaildirMessage(const std::string& root, const MaildirEntry& entry,
-                                 MessageSpool& spool, std::string& buffer, int64_t* mtime) {
-  absl::StatusOr<MaildirFile> file = OpenMaildirMessage(root, entry);
-  if (!file.ok()) {
-    return file.status();
-  }
-  *mtime = file->mtime_unix();
-  spool.Clear();
-  CrlfConverter converter;
-  std::string converted;
-  while (true) {
-    absl::StatusOr<size_t> got = file->Read(buffer.data(), buffer.size());
-    if (!got.ok()) {
-      return LocalError(absl::StrCat(root, "/", entry.subdir, "/", entry.name, ": ",
-                                     got.status().message()));
-    }
-    if (*got == 0) {
-      return absl::OkStatus();
-    }
-    converted.clear();
-    converter.Convert(std::string_view(buffer.data(), *got), &converted);
-    if (absl::Status status = spool.Append(converted); !status.ok()) {
-      return status;
-    }
-  }
 }
 
 // What one folder will become, worked out before anything is sent.
@@ -620,6 +612,7 @@ absl::Status ImportDovecot(AdminClient& client, const Command& command, Io io) {
   uint64_t imported_total = 0;
   MessageSpool spool;
   std::string buffer(kReadChunk, '\0');
+  std::string converted;
   for (const DovecotFolderPlan& plan : plans) {
     const std::string& name = plan.folder.name;
     v1::PrepareImportRequest prepare;
@@ -660,16 +653,16 @@ absl::Status ImportDovecot(AdminClient& client, const Command& command, Io io) {
       return absl::OkStatus();
     };
     for (const auto& [entry, uid] : plan.messages) {
-      int64_t mtime = 0;
-      absl::Status read =
-          SpoolMaildirMessage(plan.folder.directory, entry, spool, buffer, &mtime);
-      if (absl::IsFailedPrecondition(read) && !IsRpcError(read)) {
-        skipped.push_back(std::string(read.message()));
+      absl::StatusOr<SpooledMessage> read =
+          SpoolMaildirMessage(plan.folder.directory, entry, spool, buffer, converted);
+      if (!read.ok()) {
+        return read.status();
+      }
+      if (read->skipped.has_value()) {
+        skipped.push_back(*std::move(read->skipped));
         continue;
       }
-      if (!read.ok()) {
-        return read;
-      }
+      const int64_t mtime = read->mtime_unix;
       if (spool.size() == 0) {
         skipped.push_back(absl::StrCat(entry.subdir, "/", entry.name, ": empty"));
         continue;

@@ -921,6 +921,30 @@ class SqlStore::WriteTx {
                     std::string_view old_name = {}) {
     AnnounceListEvent(user_id, kind, name, mailbox_id, old_name);
   }
+  // RFC 3501 §6.3.3: creates the superiors of `name` that do not exist and announces
+  // them. Selectable ones for CREATE and RENAME; \Noselect ones for an import, whose
+  // old server (a Maildir++ tree holding ".Work.Projects" without ".Work") showed
+  // them as only holding other mailboxes.
+  absl::Status CreateMissingSuperiors(uint64_t user_id, std::string_view name, bool noselect) {
+    for (const std::string& superior : rules::Superiors(name)) {
+      ASSIGN_OR_RETURN(std::optional<MailboxRow> row, MailboxByName(conn(), user_id, superior));
+      if (row.has_value()) {
+        continue;
+      }
+      ASSIGN_OR_RETURN(MailboxRow created, InsertMailbox(conn(), user_id, superior, ""));
+      if (!noselect) {
+        AnnounceCreated(user_id, superior, created.id, created.uidvalidity,
+                        created.highest_modseq);
+        continue;
+      }
+      ASSIGN_OR_RETURN(Statement s, conn().Prepare("UPDATE mailboxes SET noselect = 1 WHERE id = ?"));
+      s.Bind(1, created.id);
+      RETURN_IF_ERROR(s.Run());
+      AnnounceList(user_id, v1::ChangeEvent::MailboxListChanged::NOSELECT, superior, created.id);
+    }
+    return absl::OkStatus();
+  }
+
   // A mailbox created (or made selectable again): its feed starts at `modseq`.
   void AnnounceCreated(uint64_t user_id, std::string_view name, uint64_t mailbox_id,
                        uint32_t uidvalidity, uint64_t modseq) {
@@ -1540,15 +1564,7 @@ absl::StatusOr<v1::CreateMailboxResponse> SqlStore::CreateMailbox(
       return Error(absl::StatusCode::kAlreadyExists, v1::ALREADYEXISTS,
                    absl::StrCat("mailbox \"", name, "\" already exists"));
     }
-    // RFC 3501 §6.3.3: create missing superiors.
-    for (const std::string& superior : rules::Superiors(name)) {
-      ASSIGN_OR_RETURN(std::optional<MailboxRow> row, MailboxByName(conn, user_id, superior));
-      if (!row.has_value()) {
-        ASSIGN_OR_RETURN(MailboxRow created, InsertMailbox(conn, user_id, superior, ""));
-        tx.AnnounceCreated(user_id, superior, created.id, created.uidvalidity,
-                           created.highest_modseq);
-      }
-    }
+    RETURN_IF_ERROR(tx.CreateMissingSuperiors(user_id, name, /*noselect=*/false));
     if (existing.has_value()) {
       // A \Noselect name becomes selectable again, as a new mailbox: a new
       // UIDVALIDITY, and a log that starts now.
@@ -1661,14 +1677,7 @@ absl::Status SqlStore::RenameMailbox(uint64_t user_id,
       return Error(absl::StatusCode::kAlreadyExists, v1::ALREADYEXISTS,
                    absl::StrCat("mailbox \"", to, "\" already exists"));
     }
-    for (const std::string& superior : rules::Superiors(to)) {
-      ASSIGN_OR_RETURN(std::optional<MailboxRow> row, MailboxByName(conn, user_id, superior));
-      if (!row.has_value()) {
-        ASSIGN_OR_RETURN(MailboxRow created, InsertMailbox(conn, user_id, superior, ""));
-        tx.AnnounceCreated(user_id, superior, created.id, created.uidvalidity,
-                           created.highest_modseq);
-      }
-    }
+    RETURN_IF_ERROR(tx.CreateMissingSuperiors(user_id, to, /*noselect=*/false));
 
     if (from == kInbox) {
       // RFC 3501 §6.3.5: INBOX's messages move to a new mailbox; INBOX stays, empty,
@@ -2849,20 +2858,10 @@ absl::StatusOr<v1::PrepareImportResponse> SqlStore::PrepareImport(
                                 existing->uidnext,
                                 "); an import only fills a mailbox that never held one"));
     }
-    // A superior the old server did not have as a folder (a Maildir++ tree may
-    // hold ".Work.Projects" without ".Work") only holds other mailboxes, as it
-    // showed it: \Noselect, so that a sync client finds no new folder to copy.
-    // The import of the superior itself, if it comes later, takes it over.
-    for (const std::string& superior : rules::Superiors(name)) {
-      ASSIGN_OR_RETURN(std::optional<MailboxRow> row, MailboxByName(conn, user_id, superior));
-      if (!row.has_value()) {
-        ASSIGN_OR_RETURN(MailboxRow created, InsertMailbox(conn, user_id, superior, ""));
-        ASSIGN_OR_RETURN(Statement s,
-                         conn.Prepare("UPDATE mailboxes SET noselect = 1 WHERE id = ?"));
-        s.Bind(1, created.id);
-        RETURN_IF_ERROR(s.Run());
-      }
-    }
+    // A superior the old server did not have as a folder is \Noselect, so that a
+    // sync client finds no new folder to copy. The import of the superior itself,
+    // if it comes later, takes it over.
+    RETURN_IF_ERROR(tx.CreateMissingSuperiors(user_id, name, /*noselect=*/true));
     uint64_t mailbox_id = 0;
     uint64_t highest_modseq = std::max<uint64_t>(request.highest_modseq(), 1);
     if (existing.has_value()) {

@@ -891,9 +891,21 @@ TYPED_TEST(StoreConformanceTest, ImportKeepsUidValidityUidsAndRaisesUidNext) {
   prepare.set_mailbox("Work/Projects");
   prepare.set_uidvalidity(4100000000u);
   prepare.set_highest_modseq(0);
+  this->ClearEvents();
   auto created = this->store_->PrepareImport(this->user_, prepare);
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_TRUE(created->created());
+  // Both are announced, so that sessions' LIST caches and NOTIFY hear of them: the
+  // superior as \Noselect (RFC 5465 §5.4).
+  auto announced = [&](v1::ChangeEvent::MailboxListChanged::Kind kind, const std::string& name) {
+    std::vector<v1::ChangeEvent> events = this->Events();
+    return std::any_of(events.begin(), events.end(), [&](const v1::ChangeEvent& event) {
+      return event.has_mailbox_list() && event.mailbox_list().kind() == kind &&
+             event.mailbox_list().name() == name;
+    });
+  };
+  EXPECT_TRUE(announced(v1::ChangeEvent::MailboxListChanged::NOSELECT, "Work"));
+  EXPECT_TRUE(announced(v1::ChangeEvent::MailboxListChanged::CREATED, "Work/Projects"));
   EXPECT_EQ(this->StatusOf("Work/Projects").uidvalidity(), 4100000000u);
   EXPECT_EQ(this->StatusOf("Work/Projects").uidnext(), 1u);
   ASSERT_TRUE(this->Create("Later").ok());
