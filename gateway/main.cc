@@ -469,21 +469,11 @@ int Run(int argc, char** argv) {
   ops::Drain drain(net_config->shutdown_grace, metrics);
   ops::HttpHooks http_hooks;
   http_hooks.drain = &drain;
-  // Readiness asks the channels at most once a second (a probe may wait up to a
-  // second for a connection), on the endpoint's thread only.
-  struct StoreProbe {
-    std::chrono::steady_clock::time_point checked;
-    bool reachable = false;
-  };
-  auto probe = std::make_shared<StoreProbe>();
-  http_hooks.store_ready = [probe, grpc_store = store->get()] {
-    const auto now = std::chrono::steady_clock::now();
-    if (probe->checked == std::chrono::steady_clock::time_point() ||
-        now - probe->checked >= std::chrono::seconds(1)) {
-      probe->reachable = grpc_store->Reachable(std::chrono::milliseconds(1000));
-      probe->checked = std::chrono::steady_clock::now();
-    }
-    return probe->reachable;
+  // Readiness reads the channels' state without waiting (the endpoint has one
+  // thread): asking also starts a connection on an idle channel, so the next probe
+  // sees it up.
+  http_hooks.store_ready = [grpc_store = store->get()] {
+    return grpc_store->Reachable(std::chrono::milliseconds(0));
   };
   asio::io_context http_io;
   std::unique_ptr<asio::ip::tcp::acceptor> http_acceptor;

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <iostream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"

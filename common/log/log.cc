@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/json.hpp"
+#include "common/log/events.h"
 
 namespace mailbox::log {
 namespace {
@@ -218,12 +219,13 @@ void Logger::TakeDueSummaries(std::chrono::system_clock::time_point now,
   for (auto& [event, window] : windows_) {
     if (window.suppressed > 0 && now - window.start >= std::chrono::seconds(1)) {
       lines->push_back(FormatLine(
-          Level::kWarning, "log_suppressed",
+          Level::kWarning, ::mailbox::log::event::kLogSuppressed,
           {{"suppressed_event", event},
            {"suppressed", window.suppressed},
            {"limit_per_second", options_.max_lines_per_second}},
           now));
       window.suppressed = 0;
+      --suppressing_;
     }
   }
 }
@@ -234,7 +236,9 @@ void Logger::Log(Level level, std::string_view event, const Fields& fields) {
   bool write = true;
   if (options_.max_lines_per_second > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
-    TakeDueSummaries(now, &summaries);
+    if (suppressing_ > 0) {
+      TakeDueSummaries(now, &summaries);
+    }
     auto it = windows_.find(event);
     if (it == windows_.end()) {
       it = windows_.emplace(std::string(event), Window{now, 0, 0}).first;
@@ -245,7 +249,9 @@ void Logger::Log(Level level, std::string_view event, const Fields& fields) {
       window.written = 0;
     }
     if (window.written >= options_.max_lines_per_second) {
-      ++window.suppressed;
+      if (window.suppressed++ == 0) {
+        ++suppressing_;
+      }
       write = false;
     } else {
       ++window.written;

@@ -148,6 +148,8 @@ class Logger {
   const LoggerOptions options_;
   std::mutex mutex_;
   std::map<std::string, Window, std::less<>> windows_;
+  // Windows with suppressed > 0: while none, a line need not look for summaries.
+  size_t suppressing_ = 0;
   bool flushing_ = false;
 };
 

@@ -39,14 +39,6 @@ namespace {
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-std::string Describe(const tcp::endpoint& endpoint) {
-  std::string host = endpoint.address().to_string();
-  if (endpoint.address().is_v6()) {
-    host = absl::StrCat("[", host, "]");
-  }
-  return absl::StrCat(host, ":", endpoint.port());
-}
-
 std::string ErrorText(const std::exception_ptr& error) {
   try {
     std::rethrow_exception(error);
@@ -122,7 +114,7 @@ asio::awaitable<void> WorkerPoolAccess::AcceptLoop(WorkerPool* pool, WorkerPool:
       }
       if (!in_backoff) {
         pool->log_(absl::StrCat(
-            "net: accept on ", Describe(pool->bound_[listener]), " (worker ", worker->index,
+            "net: accept on ", EndpointText(pool->bound_[listener]), " (worker ", worker->index,
             ") failed: ", ec.message(), IsResourceExhaustion(ec) ? " (descriptor or memory limit)" : "",
             "; pausing accepts for ", pool->options_.accept_backoff.count(), " ms"));
       }
@@ -132,7 +124,7 @@ asio::awaitable<void> WorkerPoolAccess::AcceptLoop(WorkerPool* pool, WorkerPool:
       continue;
     }
     if (in_backoff) {
-      pool->log_(absl::StrCat("net: accepting again on ", Describe(pool->bound_[listener]),
+      pool->log_(absl::StrCat("net: accepting again on ", EndpointText(pool->bound_[listener]),
                               " (worker ", worker->index, ")"));
       in_backoff = false;
     }
@@ -373,7 +365,7 @@ asio::awaitable<void> WorkerPoolAccess::Admit(WorkerPool* pool, Stream stream,
       // PROXY §2: a trusted proxy that sends no valid header is misconfigured or is
       // not the proxy; nothing is sent, so the bytes cannot be read as a response.
       pool->log_(absl::StrCat("net: connection ", info.id, " from trusted proxy ",
-                              Describe(info.peer), " closed: ", why));
+                              EndpointText(info.peer), " closed: ", why));
       Refuse(pool, Refusal::kProxyHeader, info.peer, info.listener, why);
       co_return;
     }
@@ -477,7 +469,7 @@ absl::Status WorkerPool::Bind() {
         acceptor.listen(options_.backlog, ec);
       }
       if (ec) {
-        return absl::UnavailableError(absl::StrCat("cannot listen on ", Describe(endpoint),
+        return absl::UnavailableError(absl::StrCat("cannot listen on ", EndpointText(endpoint),
                                                    ": ", ec.message()));
       }
       if (endpoint.port() == 0) {
@@ -504,7 +496,7 @@ void WorkerPool::Start() {
       asio::co_spawn(worker->context, WorkerPoolAccess::AcceptLoop(this, worker, l),
                      [this, worker, l](std::exception_ptr error) {
                        if (error != nullptr) {
-                         log_(absl::StrCat("net: accept loop for ", Describe(bound_[l]),
+                         log_(absl::StrCat("net: accept loop for ", EndpointText(bound_[l]),
                                            " (worker ", worker->index,
                                            ") failed: ", ErrorText(error)));
                        }

@@ -1,7 +1,6 @@
 #include "gateway/session/feed_router.h"
 
 #include <algorithm>
-#include <iostream>
 #include <utility>
 
 #include "boost/asio/co_spawn.hpp"

@@ -27,8 +27,6 @@ namespace gateway {
 
 // Sections larger than this are always fetched from the service.
 inline constexpr size_t kMaxCachedSection = 64 * 1024;
-// The default of --fetch-cache-size.
-inline constexpr size_t kDefaultFetchCacheMib = 64;
 
 // What is known of one message. A field is known only when its has_ flag is
 // set: a FETCH that did not ask for ENVELOPE leaves it unknown.

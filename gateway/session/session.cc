@@ -1,7 +1,6 @@
 #include "gateway/session/session.h"
 
 #include <algorithm>
-#include <iostream>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
@@ -117,9 +116,10 @@ size_t Session::ListenerLabel() const {
 Session::~Session() {
   worker_->sessions.erase(this);
   // How it ended: a drain overrides what the session saw of it (its socket closed,
-  // or a BYE at the drain's deadline).
+  // or a BYE at the drain's deadline). Only a session the drain reached: one that
+  // ends by itself during the grace period keeps its own reason.
   std::string_view end = end_reason_.empty() ? std::string_view("client_closed") : end_reason_;
-  if (ops::GlobalMetrics().draining.load() && end != "logout") {
+  if (draining_ && end != "logout") {
     end = "drain";
   }
   log::Fields fields = {
@@ -1011,7 +1011,7 @@ void Session::BeginCommand(const imap::CommandSpec* spec, std::string tag) {
   answered_ = false;
   in_command_ = true;
   last_activity_ = Clock::now();
-  command_started_ = std::chrono::steady_clock::now();
+  command_started_ = last_activity_;
   ops::GlobalMetrics().commands_total.fetch_add(1);
   ++commands_;
   store_.Take();

@@ -458,48 +458,28 @@ absl::StatusOr<std::vector<std::string>> ParseDovecotSubscriptions(std::string_v
 
 absl::StatusOr<std::optional<std::string>> ReadDovecotFile(const std::string& path,
                                                            size_t max_octets) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
-  if (fd.get() < 0) {
-    if (errno == ENOENT) {
-      return std::optional<std::string>();
-    }
-    if (errno == ELOOP) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, " is a symbolic link; links are not followed"));
-    }
-    return ErrnoError("cannot open", path, errno);
+  absl::StatusOr<posix::OpenFile> file = posix::OpenRegularFile(path, "links are not followed");
+  if (absl::IsNotFound(file.status())) {
+    return std::optional<std::string>();
   }
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) {
-    return ErrnoError("cannot stat", path, errno);
+  if (!file.ok()) {
+    return file.status();
   }
-  if (!S_ISREG(info.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
+  if (static_cast<uint64_t>(file->info.st_size) > max_octets) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is ", file->info.st_size,
+                                                      " octets, more than the ", max_octets,
+                                                      " this import reads"));
   }
-  if (static_cast<uint64_t>(info.st_size) > max_octets) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " is ", info.st_size, " octets, more than the ", max_octets, " this import reads"));
+  // One octet more than allowed: a file that grew while it was read is refused.
+  absl::StatusOr<std::string> text = posix::ReadAll(file->fd.get(), max_octets + 1, path);
+  if (!text.ok()) {
+    return text.status();
   }
-  std::string text;
-  char buffer[65536];
-  while (true) {
-    const ssize_t got = ::read(fd.get(), buffer, sizeof buffer);
-    if (got < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return ErrnoError("cannot read", path, errno);
-    }
-    if (got == 0) {
-      break;
-    }
-    text.append(buffer, static_cast<size_t>(got));
-    if (text.size() > max_octets) {  // it grew while read
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, " is more than the ", max_octets, " octets this import reads"));
-    }
+  if (text->size() > max_octets) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is more than the ", max_octets, " octets this import reads"));
   }
-  return std::optional<std::string>(std::move(text));
+  return std::optional<std::string>(*std::move(text));
 }
 
 absl::StatusOr<DovecotFolders> ListDovecotFolders(const std::string& root) {

@@ -194,7 +194,6 @@ class MailboxService final : public v1::Mailbox::CallbackService {
   size_t busy_workers() const { return pool_.busy(); }
   uint64_t refused_work() const { return pool_.refused(); }
   int open_feeds() const { return feeds_.load(); }
-  int max_feeds() const { return options_.max_feeds; }
 
  private:
   class FetchCall;

@@ -40,10 +40,6 @@ std::string UserForLog(std::string_view client_first) {
   return std::string(rest.substr(0, std::min<size_t>(rest.find(','), 255)));
 }
 
-std::string_view Mechanism(bool plus) {
-  return plus ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
-}
-
 }  // namespace
 
 awaitable<void> AuthenticateScram(CommandContext& session,
