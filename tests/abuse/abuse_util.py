@@ -118,6 +118,11 @@ class AbuseSystem:
         self.system.start_service(*service_flags)
         self.service = self.system.service
         self.gateway = self.system.start_gateway(*gateway_flags)
+        self._start_canary()
+
+    def _start_canary(self):
+        """Once the gateway is ready: the canary and attacker users, and the canary's
+        session with INBOX selected."""
         self.gateway.wait_ready()
         self.canary_user, self.canary_password = self.system.new_user("canary")
         self.user, self.password = self.system.new_user("attacker")

@@ -88,14 +88,10 @@ class LinkSystem(abuse_util.AbuseSystem):
                  "client_ca": self.client_ca_file})
         self.service = self.system.service
         self.gateway = self.system.start_gateway(store_tls=self.store_tls(self.gateway_cert))
-        # The canary's LOGIN below is the first call over the mutual-TLS link: sent
-        # before the gateway's channel is up, it may fail fast with NO [UNAVAILABLE].
-        self.gateway.wait_ready()
-        self.canary_user, self.canary_password = self.system.new_user("canary")
-        self.user, self.password = self.system.new_user("attacker")
-        self.canary = self.client()
-        self.canary.login(self.canary_user, self.canary_password)
-        self.canary.ok("SELECT INBOX")
+        # The canary's LOGIN is the first call over the mutual-TLS link: sent before
+        # the gateway's channel is up, it may fail fast with NO [UNAVAILABLE], hence
+        # the wait for readiness that comes first.
+        self._start_canary()
 
     def store_tls(self, identity):
         tls = {"ca": self.ca["cert"]}

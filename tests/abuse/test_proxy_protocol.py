@@ -8,10 +8,6 @@ a trusted peer that sends no header, and a header from an untrusted peer (just b
 so BAD). See docs/security.md, "Connections, TLS and the PROXY protocol"."""
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import unittest
@@ -28,34 +24,13 @@ PER_IP = 3        # --max-connections-per-ip of the gateways behind HAProxy
 IP_FAILURES = 3   # the service's --auth-ip-free-failures in this module
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, process, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("haproxy exited with %s" % process.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("haproxy did not listen on %d" % port)
-
-
-class HaProxy:
-    """An haproxy process of our own on loopback ports, stopped by stop()."""
+class HaProxy(harness.HaProxy):
+    """HAProxy on two loopback ports in front of the gateways: implicit TLS to both,
+    round robin, and plain IMAP to the first one."""
 
     def __init__(self, directory, gateways):
-        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        if not os.path.exists(binary):
-            raise RuntimeError("haproxy not found: install it (tools/install-deps.sh)")
-        self.imaps_port = free_port()
-        self.imap_port = free_port()
+        self.imaps_port = harness.free_port()
+        self.imap_port = harness.free_port()
         servers_tls = "\n".join(
             "  server g%d 127.0.0.1:%d send-proxy-v2 check check-send-proxy inter 500ms"
             % (i, g.imaps_port) for i, g in enumerate(gateways))
@@ -83,25 +58,7 @@ class HaProxy:
             % gateways[0].imap_port,
             "",
         ])
-        self.config_path = os.path.join(directory, "haproxy.cfg")
-        with open(self.config_path, "w") as f:
-            f.write(config)
-        self.log_path = os.path.join(directory, "haproxy.log")
-        with open(self.log_path, "a") as log:
-            # -db: stay in the foreground, no daemon; -W is not used (no master).
-            self.process = subprocess.Popen([binary, "-db", "-f", self.config_path],
-                                            stdout=log, stderr=subprocess.STDOUT)
-        wait_listening(self.imaps_port, self.process)
-        wait_listening(self.imap_port, self.process)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        super().__init__(config, directory, [self.imaps_port, self.imap_port])
 
 
 def setUpModule():

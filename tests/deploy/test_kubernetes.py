@@ -51,6 +51,13 @@ BINARIES = {
 }
 
 
+def binary(name):
+    """The path of one of BINARIES: in the runfiles under Bazel, else in bazel-bin (by
+    hand, after bazel build)."""
+    parts = BINARIES[name]
+    return os.path.join(ROOT, *parts) if SRCDIR else os.path.join(ROOT, "bazel-bin", *parts)
+
+
 def tmpdir():
     base = os.environ.get("TEST_TMPDIR") or tempfile.gettempdir()
     return tempfile.mkdtemp(dir=base)
@@ -86,16 +93,14 @@ def examples(overlay):
 def known_env():
     """Every IMAPD_*/MAILBOX_* name the three binaries' --help mentions."""
     names = set(SETTINGS_ADDED_ALONGSIDE)
-    for parts in BINARIES.values():
-        binary = os.path.join(ROOT, *parts)
-        if not SRCDIR:  # by hand, after bazel build
-            binary = os.path.join(ROOT, "bazel-bin", *parts)
-        out = subprocess.run([binary, "--help"], stdout=subprocess.PIPE,
+    for name in BINARIES:
+        path = binary(name)
+        out = subprocess.run([path, "--help"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, timeout=30, env={"PATH": "/usr/bin"})
         text = out.stdout.decode(errors="replace")
         found = set(re.findall(r"\b(?:IMAPD|MAILBOX)_[A-Z0-9_]+\b", text))
         if len(found) < 5:
-            raise AssertionError(f"{binary} --help names only {sorted(found)}:\n{text[:2000]}")
+            raise AssertionError(f"{path} --help names only {sorted(found)}:\n{text[:2000]}")
         names |= found
     return names
 
@@ -122,6 +127,7 @@ def env_of(c):
 class Fixture(unittest.TestCase):
     tree = None
     rendered = {}
+    rendered_combined = {}
     env_names = None
 
     @classmethod
@@ -140,6 +146,13 @@ class Fixture(unittest.TestCase):
             f.write(f"resources: [../../overlays/{overlay}]\n"
                     f"components: [../../components/cloud-{cloud}]\n")
         return d
+
+    def render_combined(self, overlay, cloud):
+        """The objects of combined(overlay, cloud), rendered once for every test."""
+        key = (overlay, cloud)
+        if key not in Fixture.rendered_combined:
+            Fixture.rendered_combined[key] = render.render(self.combined(overlay, cloud))
+        return copy.deepcopy(Fixture.rendered_combined[key])
 
     def objects(self, overlay):
         return copy.deepcopy(self.rendered[overlay]) + examples(overlay)
@@ -334,7 +347,7 @@ class ManifestsTest(Fixture):
         for overlay in OVERLAYS:
             for cloud in COMPONENTS:
                 with self.subTest(overlay=overlay, cloud=cloud):
-                    objects = render.render(self.combined(overlay, cloud))
+                    objects = self.render_combined(overlay, cloud)
                     self.assert_clean(objects + examples(overlay))
                     svc = find(objects, "Service", "imap-gateway")
                     annotations = svc["metadata"].get("annotations") or {}
@@ -358,15 +371,16 @@ class ManifestsTest(Fixture):
         version = subprocess.run([kubectl, "version", "--client"], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, timeout=60).stdout.decode()
         print("    " + " / ".join(version.strip().splitlines()))
-        targets = [os.path.join(self.tree, "overlays", o) for o in OVERLAYS]
-        targets += [self.combined(o, c) for o in OVERLAYS for c in COMPONENTS]
-        for target in targets:
+        targets = [(os.path.join(self.tree, "overlays", o), self.rendered[o]) for o in OVERLAYS]
+        targets += [(self.combined(o, c), self.render_combined(o, c))
+                    for o in OVERLAYS for c in COMPONENTS]
+        for target, rendered in targets:
             with self.subTest(target=target):
                 out = subprocess.run([kubectl, "kustomize", target], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, timeout=120)
                 self.assertEqual(out.returncode, 0, out.stderr.decode())
                 theirs = normalise(yaml.safe_load_all(out.stdout))
-                ours = normalise(render.render(target))
+                ours = normalise(rendered)
                 self.assertEqual(sorted(theirs), sorted(ours))
                 for key in ours:
                     self.assertEqual(ours[key], theirs[key], key)
@@ -417,11 +431,6 @@ def secret_volume(directory, files):
         os.symlink(os.path.join("..data", name), os.path.join(directory, name))
 
 
-def service_binary():
-    parts = BINARIES["mailbox-service"]
-    return os.path.join(ROOT, *parts) if SRCDIR else os.path.join(ROOT, "bazel-bin", *parts)
-
-
 def start_service(data_dir, extra=()):
     """Runs the real mailbox-service on data_dir (SQLite, loopback, any port) until it
     listens; returns (process, None) or (None, its output) if it exits first."""
@@ -432,7 +441,7 @@ def start_service(data_dir, extra=()):
         os.remove(port_file)
     log_path = os.path.join(parent, "service.log")
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([service_binary(), f"--data-dir={data_dir}",
+        proc = subprocess.Popen([binary("mailbox-service"), f"--data-dir={data_dir}",
                                  "--listen=127.0.0.1:0", f"--port-file={port_file}", *extra],
                                 stdout=log, stderr=subprocess.STDOUT, env={"PATH": "/usr/bin"})
     for _ in range(1200):
@@ -451,9 +460,10 @@ class TokenFilesTest(Fixture):
 
     def test_service_copies_the_secret_volume_it_would_refuse_to_read_in_place(self):
         for overlay, kind in (("sqlite", "StatefulSet"), ("postgres", "Deployment")):
-            spec = find(self.rendered[overlay], kind, "mailbox-service")["spec"]["template"]["spec"]
+            service = find(self.rendered[overlay], kind, "mailbox-service")
+            spec = service["spec"]["template"]["spec"]
             self.assertNotIn("initContainers", spec, overlay)
-            c = container({"spec": {"template": {"spec": spec}}}, "mailbox-service")
+            c = container(service, "mailbox-service")
             mount = next(m for m in c["volumeMounts"] if m["name"] == "tokens")
             self.assertTrue(mount.get("readOnly"), overlay)
             self.assertEqual(env_of(c)["MAILBOX_SECRETS_DIR"]["value"], mount["mountPath"],
@@ -536,12 +546,11 @@ class TokenFilesTest(Fixture):
             ports = os.path.join(work, "ports")
             if os.path.exists(ports):
                 os.remove(ports)
-            binary = os.path.join(ROOT, *BINARIES["imap-gateway"]) if SRCDIR else os.path.join(
-                ROOT, "bazel-bin", *BINARIES["imap-gateway"])
             log_path = os.path.join(work, "gateway.log")
             with open(log_path, "w") as log:
                 proc = subprocess.Popen(
-                    [binary, f"--tls-cert-file={imaps}/tls.crt", f"--tls-key-file={imaps}/tls.key",
+                    [binary("imap-gateway"), f"--tls-cert-file={imaps}/tls.crt",
+                     f"--tls-key-file={imaps}/tls.key",
                      "--imaps-listen=127.0.0.1:0", "--imap-listen=127.0.0.1:0",
                      "--http-listen=127.0.0.1:0", f"--ports-file={ports}",
                      "--store=127.0.0.1:1", f"--store-token-file={token_file}"],

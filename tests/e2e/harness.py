@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -109,6 +110,66 @@ def metric_total(port, selector):
     if total is None:
         raise AssertionError("no %s in /metrics" % selector)
     return int(total) if total.is_integer() else total
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, process, timeout=10, what="haproxy"):
+    """Waits until 127.0.0.1:port accepts connections; fails if `process` exits first
+    or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (what, process.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("%s did not listen on %d" % (what, port))
+
+
+class HaProxy:
+    """An haproxy process of our own on `config` (a configuration text, written to
+    directory/NAME.cfg; its output goes to directory/NAME.log), in the foreground,
+    started once it listens on each of `ports` and stopped by stop()."""
+
+    def __init__(self, config, directory, ports, name="haproxy"):
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not os.path.exists(binary):
+            raise RuntimeError("haproxy not found: install it (tools/install-deps.sh)")
+        self.config_path = os.path.join(directory, name + ".cfg")
+        with open(self.config_path, "w") as f:
+            f.write(config)
+        self.log_path = os.path.join(directory, name + ".log")
+        with open(self.log_path, "w") as log:
+            # -db: stay in the foreground, no daemon; -W is not used (no master).
+            self.process = subprocess.Popen([binary, "-db", "-f", self.config_path],
+                                            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for port in ports:
+                wait_listening(port, self.process)
+        except RuntimeError as error:
+            self.stop()
+            raise RuntimeError("%s; see %s" % (error, self.log_path)) from None
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def _b64url(data):

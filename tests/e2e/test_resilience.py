@@ -155,10 +155,7 @@ def peer_certificate_subject(port):
 
 
 def bytes_received(gateway):
-    import urllib.request
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % gateway.http_port,
-                                  timeout=10).read().decode()
-    return int(re.search(r"^imapd_gateway_received_bytes_total (\d+)$", text, re.M).group(1))
+    return harness.metric_total(gateway.http_port, "imapd_gateway_received_bytes_total")
 
 
 class PipeliningTest(unittest.TestCase):

@@ -380,10 +380,11 @@ class Fail2banTest(unittest.TestCase):
         for path in (DIRECT_ERR, PROXIED_ERR):
             with open(path) as f:
                 lines += [line for line in f if line.strip()]
-        expected = [json.loads(line)["client"].rsplit(":", 1)[0].strip("[]")
-                    for line in lines
-                    if json.loads(line)["event"] == "login_failed"
-                    and json.loads(line)["reason"] in ("bad_credentials", "throttled")]
+        records = [json.loads(line) for line in lines]
+        expected = [record["client"].rsplit(":", 1)[0].strip("[]")
+                    for record in records
+                    if record["event"] == "login_failed"
+                    and record["reason"] in ("bad_credentials", "throttled")]
         self.assertIn("198.51.100.7", expected)
         self.assertIn("2001:db8::77", expected)
         self.assertGreaterEqual(expected.count("127.0.0.1"), 2)

@@ -8,19 +8,16 @@ acknowledged APPEND is stored exactly once."""
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import harness  # noqa: E402
 from cluster import Cluster  # noqa: E402
 from raw_client import ConnectionClosed, RawClient  # noqa: E402
 
@@ -42,28 +39,16 @@ def tearDownModule():
         CLUSTER.stop()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def readyz(gateway):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % gateway.http_port,
-                                    timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
+    return harness.http_get(gateway.http_port, "/readyz")[0]
 
 
-class Balancer:
+class Balancer(harness.HaProxy):
     """HAProxy as a cloud load balancer would be set up: PROXY protocol v2 to every
     gateway, and a health check of each gateway's /readyz every 250 ms."""
 
     def __init__(self, directory, gateways):
-        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        self.port = free_port()
+        self.port = harness.free_port()
         servers = "\n".join(
             "  server g%d 127.0.0.1:%d send-proxy-v2 check port %d inter 250ms fall 1 rise 2"
             % (i, g.imaps_port, g.http_port) for i, g in enumerate(gateways))
@@ -87,26 +72,7 @@ class Balancer:
             servers,
             "",
         ])
-        path = os.path.join(directory, "haproxy-drain.cfg")
-        with open(path, "w") as f:
-            f.write(config)
-        self.log_path = os.path.join(directory, "haproxy-drain.log")
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen([binary, "-db", "-f", path], stdout=log,
-                                            stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("haproxy did not start; see " + self.log_path)
-                time.sleep(0.1)
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        super().__init__(config, directory, [self.port], name="haproxy-drain")
 
     def wait_up(self, count):
         """Waits until `count` servers passed their health checks."""
@@ -117,15 +83,6 @@ class Balancer:
             if "DOWN" not in self.log() or self.log().count(" is UP") >= count:
                 return
         raise AssertionError("haproxy did not see %d servers up:\n%s" % (count, self.log()))
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def message(subject):
@@ -161,10 +118,7 @@ class DrainBehindHaproxyTest(unittest.TestCase):
         self.gateways = [CLUSTER.start_gateway(*flags, replicas=[0, 1]),
                          CLUSTER.start_gateway(*flags, replicas=[1, 0])]
         for gateway in self.gateways:
-            deadline = time.monotonic() + 20
-            while readyz(gateway) != 200:
-                self.assertLess(time.monotonic(), deadline, "a gateway never became ready")
-                time.sleep(0.2)
+            gateway.wait_ready(timeout=20)
         self.balancer = Balancer(CLUSTER.dir, self.gateways)
         self.balancer.wait_up(2)
 
