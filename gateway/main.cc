@@ -417,9 +417,8 @@ int Run(int argc, char** argv) {
   // Per-worker context: routers are created on their worker's executor below.
   auto pool_options = net::WorkerPoolOptionsOf(*net_config);
   pool_options.on_refused = [](net::Refusal reason, net::ListenerKind kind) {
-    ops::GlobalMetrics().Refused(
-        reason == net::Refusal::kMaxConnections ? 0 : reason == net::Refusal::kPerIpLimit ? 1 : 2,
-        kind == net::ListenerKind::kImplicitTls ? ops::kImapsListener : ops::kStartTlsListener);
+    // ops::kRefusalReasons lists the reasons in net::Refusal's order.
+    ops::GlobalMetrics().Refused(static_cast<size_t>(reason), MetricsListener(kind));
   };
   size_t workers = pool_options.workers == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                              : pool_options.workers;
@@ -490,17 +489,12 @@ int Run(int argc, char** argv) {
       std::cerr << "imap-gateway: --http-listen: bad address " << address->host << "\n";
       return 2;
     }
-    http_acceptor = std::make_unique<asio::ip::tcp::acceptor>(http_io);
-    http_acceptor->open(endpoint.protocol(), ec);
-    http_acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-    http_acceptor->bind(endpoint, ec);
-    if (!ec) {
-      http_acceptor->listen(asio::socket_base::max_listen_connections, ec);
-    }
-    if (ec) {
-      std::cerr << "imap-gateway: cannot listen on " << http << ": " << ec.message() << "\n";
+    auto acceptor = mailbox::ops::ListenOn(http_io, endpoint, http);
+    if (!acceptor.ok()) {
+      std::cerr << "imap-gateway: " << acceptor.status().message() << "\n";
       return 1;
     }
+    http_acceptor = *std::move(acceptor);
     http_port = http_acceptor->local_endpoint().port();
     asio::co_spawn(http_io, ops::ServeHttp(*http_acceptor, metrics, http_hooks),
                    [](std::exception_ptr e) {

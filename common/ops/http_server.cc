@@ -101,6 +101,27 @@ asio::awaitable<void> ServeOne(beast::tcp_stream stream,
 
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<asio::ip::tcp::acceptor>> ListenOn(
+    asio::io_context& io, const asio::ip::tcp::endpoint& endpoint, const std::string& shown) {
+  auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io);
+  boost::system::error_code ec;
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) {
+    acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) {
+    acceptor->bind(endpoint, ec);
+  }
+  if (!ec) {
+    acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    return absl::UnavailableError("cannot listen on " + shown + ": " + ec.message() +
+                                  " (is another process using that address?)");
+  }
+  return acceptor;
+}
+
 asio::awaitable<void> ServeHttp(asio::ip::tcp::acceptor& acceptor,
                                 std::shared_ptr<const std::vector<HttpRoute>> routes,
                                 std::string name) {

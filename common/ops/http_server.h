@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
+#include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
 
 namespace mailbox::ops {
@@ -38,6 +40,13 @@ struct HttpRoute {
 // requests are read. A path with no route is 404; a known path asked with another
 // method is 405. Requests still being answered when the acceptor closes keep the
 // routes alive. `name` prefixes log lines.
+// An acceptor on `io` listening on `endpoint` (SO_REUSEADDR), for an operator
+// endpoint; or Unavailable "cannot listen on <shown>: <why> (is another process
+// using that address?)".
+absl::StatusOr<std::unique_ptr<boost::asio::ip::tcp::acceptor>> ListenOn(
+    boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
+    const std::string& shown);
+
 boost::asio::awaitable<void> ServeHttp(boost::asio::ip::tcp::acceptor& acceptor,
                                        std::shared_ptr<const std::vector<HttpRoute>> routes,
                                        std::string name);

@@ -255,10 +255,7 @@ std::vector<imap::Interval> CommandContext::ToIntervals(const v1::UidSet& set) {
 }
 
 void CommandContext::EndWithBye(std::string_view text) {
-  SetEndReason("bye");
-  if (end_detail_.empty()) {
-    end_detail_ = std::string(text);
-  }
+  SetEnd("bye", text);
   Send(imap::StatusResponse("*", imap::Status::kBye, "", text));
   state_ = SessionState::kLogout;
 }

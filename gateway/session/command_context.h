@@ -289,6 +289,13 @@ class CommandContext {
       end_reason_ = reason;
     }
   }
+  // The same with what ended it (the BYE text, the error); the first detail wins.
+  void SetEnd(std::string_view reason, std::string_view detail) {
+    SetEndReason(reason);
+    if (end_detail_.empty()) {
+      end_detail_ = detail;
+    }
+  }
   const std::string& tag() const { return tag_; }
 
   // --- The mailbox service, with this session's credential ---------------------

@@ -70,10 +70,7 @@ log::Fields ConnectionFields(const net::ConnectionInfo& info) {
 asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
                                       WorkerContext* worker) {
   auto& metrics = ops::GlobalMetrics();
-  metrics.connections_accepted
-      .At(info.kind == net::ListenerKind::kImplicitTls ? ops::kImapsListener
-                                                       : ops::kStartTlsListener)
-      .Inc();
+  metrics.connections_accepted.At(MetricsListener(info.kind)).Inc();
   log::Info(log::event::kConnectionOpened, ConnectionFields(info));
   if (info.kind == net::ListenerKind::kImplicitTls) {
     const auto started = std::chrono::steady_clock::now();
@@ -108,10 +105,11 @@ Session::Session(net::Stream stream, net::ConnectionInfo info, WorkerContext* wo
   draining_ = worker_->draining;
 }
 
-size_t Session::ListenerLabel() const {
-  return info_.kind == net::ListenerKind::kImplicitTls ? ops::kImapsListener
-                                                       : ops::kStartTlsListener;
+size_t MetricsListener(net::ListenerKind kind) {
+  return kind == net::ListenerKind::kImplicitTls ? ops::kImapsListener : ops::kStartTlsListener;
 }
+
+size_t Session::ListenerLabel() const { return MetricsListener(info_.kind); }
 
 Session::~Session() {
   worker_->sessions.erase(this);
@@ -272,10 +270,7 @@ void Session::LogEvent(log::Level level, std::string_view event, log::Fields fie
 }
 
 void Session::Abort(std::string_view reason) {
-  SetEndReason("error");
-  if (end_detail_.empty()) {
-    end_detail_ = std::string(reason);
-  }
+  SetEnd("error", reason);
   out_.clear();
   tagged_.clear();
   answered_ = true;
@@ -666,10 +661,7 @@ bool Session::EndIfChangesOverflowed() {
       absl::StrCat("Too many changes to the selected mailbox (over ", options().max_pending_changes,
                    ") waited to be reported to this session; please reconnect")));
   state_ = SessionState::kLogout;
-  SetEndReason("bye");
-  if (end_detail_.empty()) {
-    end_detail_ = "too many changes waited to be reported";
-  }
+  SetEnd("bye", "too many changes waited to be reported");
   return true;
 }
 
@@ -760,12 +752,9 @@ void Session::ApplyPendingChanges(bool allow_expunge) {
                       "follow; please reconnect"));
       pending_.clear();
       state_ = SessionState::kLogout;
-      SetEndReason("bye");
-      if (end_detail_.empty()) {
-        end_detail_ = event.has_deleted() ? "the selected mailbox was deleted"
-                      : revoked           ? "the credential was revoked"
-                                          : "the selected mailbox changed";
-      }
+      SetEnd("bye", event.has_deleted() ? "the selected mailbox was deleted"
+                    : revoked           ? "the credential was revoked"
+                                        : "the selected mailbox changed");
       return;
     }
     box.applied_modseq = std::max(box.applied_modseq, event.modseq());
@@ -980,10 +969,7 @@ asio::awaitable<void> Session::Run() {
                                 error->refused ? imap::Status::kNo : imap::Status::kBad,
                                 error->code, error->message));
       if (error->fatal) {
-        SetEndReason("error");
-        if (end_detail_.empty()) {
-          end_detail_ = error->message;
-        }
+        SetEnd("error", error->message);
         Send(imap::StatusResponse("*", imap::Status::kBye, "",
                                   "Closing the connection after that error"));
         co_await Flush();
@@ -1177,10 +1163,7 @@ asio::awaitable<bool> Session::UpgradeToTls(std::string_view ok_response) {
   if (error) {
     LogEvent(log::Level::kWarning, log::event::kTlsHandshakeFailed,
              {{"reason", error.message()}, {"starttls", true}});
-    SetEndReason("error");
-    if (end_detail_.empty()) {
-      end_detail_ = "STARTTLS handshake failed";
-    }
+    SetEnd("error", "STARTTLS handshake failed");
     broken_ = true;
     co_return false;
   }
@@ -1220,10 +1203,7 @@ void Session::NoteReadError(const boost::system::error_code& error) {
     // can its commands; a BYE would reach a client whose own compressor went
     // wrong, so the connection simply ends (docs/standards-support.md).
     ops::GlobalMetrics().compress_input_errors.fetch_add(1);
-    SetEndReason("error");
-    if (end_detail_.empty()) {
-      end_detail_ = absl::StrCat(error.message(), ": ", stream_.compression_error());
-    }
+    SetEnd("error", absl::StrCat(error.message(), ": ", stream_.compression_error()));
     LogEvent(log::Level::kWarning, log::event::kCompressionError,
              {{"error", error.message()}, {"detail", stream_.compression_error()}});
   }

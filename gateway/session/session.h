@@ -44,6 +44,9 @@ namespace gateway {
 void DrainSessions(WorkerContext& worker);
 
 // Serves one accepted connection until it ends.
+// The listener's index in the gateway's metrics (ops::kListeners).
+size_t MetricsListener(net::ListenerKind kind);
+
 boost::asio::awaitable<void> ServeConnection(net::Stream stream, net::ConnectionInfo info,
                                              WorkerContext* worker);
 

@@ -509,16 +509,14 @@ absl::StatusOr<DovecotFolderPlan> PlanDovecotFolder(const DovecotFolder& folder)
     plan.uidvalidity = static_cast<uint32_t>(std::max<int64_t>(std::time(nullptr), 1));
   }
   // Messages delivered since Dovecot last looked get UIDs from its next one on, in
-  // delivery order, as Dovecot would give them.
+  // delivery order, as Dovecot would give them (`order` has ListMaildir's order,
+  // which is that one).
   std::vector<MaildirEntry> fresh;
   for (const std::string& base : order) {
     if (auto it = by_base.find(base); it != by_base.end()) {
       fresh.push_back(it->second);
     }
   }
-  std::stable_sort(fresh.begin(), fresh.end(), [](const MaildirEntry& a, const MaildirEntry& b) {
-    return MaildirNameLess(a.name, b.name);
-  });
   for (const MaildirEntry& entry : fresh) {
     if (next >= std::numeric_limits<uint32_t>::max()) {
       return LocalError(absl::StrCat(folder.directory, ": no UIDs left for new messages"));

@@ -245,22 +245,23 @@ absl::StatusOr<std::unique_ptr<boost::asio::ip::tcp::acceptor>> ListenHttp(
     return absl::InvalidArgumentError(
         absl::StrCat("\"", host, "\" is not an IP address (give an address, not a name)"));
   }
-  auto acceptor = std::make_unique<boost::asio::ip::tcp::acceptor>(io);
-  const boost::asio::ip::tcp::endpoint endpoint(ip, static_cast<uint16_t>(port));
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) {
-    acceptor->set_option(boost::asio::socket_base::reuse_address(true), ec);
-    acceptor->bind(endpoint, ec);
+  return ops::ListenOn(io, boost::asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(port)),
+                       address);
+}
+
+// Writes `port` to `path` (if set) under a temporary name renamed into place, so a
+// script polling for it never reads half a file.
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) {
+    return;
   }
-  if (!ec) {
-    acceptor->listen(boost::asio::socket_base::max_listen_connections, ec);
-  }
+  std::ofstream(path + ".tmp") << port << "\n";
+  std::error_code ec;
+  std::filesystem::rename(path + ".tmp", path, ec);
   if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", address, ": ", ec.message(),
-                     " (is another process using that address?)"));
+    log::Warning(log::event::kWarning,
+                 {{"message", absl::StrCat("cannot write ", path, ": ", ec.message())}});
   }
-  return acceptor;
 }
 
 // The service's gauges read at scrape time. `service` and `serving` must outlive
@@ -640,11 +641,7 @@ int Run(int argc, char** argv) {
     }
     http_acceptor = *std::move(acceptor);
     const uint16_t http_port = http_acceptor->local_endpoint().port();
-    if (const std::string& http_port_file = config->Get("http-port-file");
-        !http_port_file.empty()) {
-      std::ofstream(http_port_file + ".tmp") << http_port << "\n";
-      std::filesystem::rename(http_port_file + ".tmp", http_port_file);
-    }
+    WritePortFile(config->Get("http-port-file"), http_port);
     boost::asio::co_spawn(http_io,
                           ops::ServeHttp(*http_acceptor, ServiceRoutes(registry, serving),
                                          "mailbox-service"),
@@ -658,10 +655,7 @@ int Run(int argc, char** argv) {
     std::cout << "mailbox-service: operator endpoint on " << http << " (port " << http_port
               << ")" << std::endl;
   }
-  if (const std::string& port_file = config->Get("port-file"); !port_file.empty()) {
-    std::ofstream(port_file + ".tmp") << port << "\n";
-    std::filesystem::rename(port_file + ".tmp", port_file);
-  }
+  WritePortFile(config->Get("port-file"), port);
   std::cout << "mailbox-service listening on " << config->Get("listen") << " (port " << port
             << (link.tls() ? ", TLS" : ", plaintext") << "), data in "
             << std::filesystem::absolute(data_dir).string() << std::endl;

@@ -629,13 +629,21 @@ class MailboxService::UploadCall : public grpc::ServerReadReactor<Request> {
     return service_->commit_gate_.Acquire(octets, absl::FromChrono(context_->deadline()));
   }
 
-  // Whether the call carries the service's admin token (not a user's session).
-  bool CallerIsAdmin() const { return service_->IsAdmin(*context_); }
+  // Whether the call carries the service's admin token (not a user's session):
+  // asked once per call, when a message first needs it.
+  bool CallerIsAdmin() {
+    if (!caller_is_admin_.has_value()) {
+      caller_is_admin_ = service_->IsAdmin(*context_);
+    }
+    return *caller_is_admin_;
+  }
 
   MailboxService* const service_;
   MessageSpool spool_;
 
  private:
+  std::optional<bool> caller_is_admin_;
+
   void Admit() {
     absl::StatusOr<std::pair<uint64_t, CallLimiter::Slot>> admitted =
         service_->Admit(*context_);
