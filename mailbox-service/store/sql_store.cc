@@ -64,6 +64,23 @@ absl::Status Error(absl::StatusCode code, v1::ErrorCode detail, std::string_view
   return v1::MakeError(code, detail, message);
 }
 absl::Status BadRequest(std::string_view message) { return v1::BadRequest(message); }
+
+// The special-use attributes a request gives (RFC 6154), each known, once, as the
+// mailboxes table keeps them: space-separated in the order given.
+absl::StatusOr<std::string> SpecialUseColumn(
+    const google::protobuf::RepeatedPtrField<std::string>& requested) {
+  std::vector<std::string> uses;
+  for (const std::string& use : requested) {
+    if (!rules::IsKnownSpecialUse(use)) {
+      return BadRequest(absl::StrCat("unknown special-use attribute ", use,
+                                     " (RFC 6154 §2 lists the known ones)"));
+    }
+    if (std::find(uses.begin(), uses.end(), use) == uses.end()) {
+      uses.push_back(use);
+    }
+  }
+  return absl::StrJoin(uses, " ");
+}
 absl::Status MailboxChanged() {
   return Error(absl::StatusCode::kNotFound, v1::MAILBOX_CHANGED,
                "the selected mailbox was deleted, renamed away or recreated; select it again");
@@ -1541,17 +1558,7 @@ absl::StatusOr<v1::CreateMailboxResponse> SqlStore::CreateMailbox(
     requested.remove_suffix(1);
   }
   ASSIGN_OR_RETURN(std::string name, NormalizeMailboxName(requested, limits_));
-  std::vector<std::string> uses;
-  for (const std::string& use : request.special_use()) {
-    if (!rules::IsKnownSpecialUse(use)) {
-      return BadRequest(absl::StrCat("unknown special-use attribute ", use,
-                                     " (RFC 6154 §2 lists the known ones)"));
-    }
-    if (std::find(uses.begin(), uses.end(), use) == uses.end()) {
-      uses.push_back(use);
-    }
-  }
-  std::string special_use = absl::StrJoin(uses, " ");
+  ASSIGN_OR_RETURN(const std::string special_use, SpecialUseColumn(request.special_use()));
   v1::CreateMailboxResponse response;
   RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
     Connection& conn = tx.conn();
@@ -2831,17 +2838,7 @@ absl::StatusOr<v1::PrepareImportResponse> SqlStore::PrepareImport(
                                    " is beyond the largest an import takes (2^62)"));
   }
   ASSIGN_OR_RETURN(std::string name, NormalizeMailboxName(request.mailbox(), limits_));
-  std::vector<std::string> uses;
-  for (const std::string& use : request.special_use()) {
-    if (!rules::IsKnownSpecialUse(use)) {
-      return BadRequest(absl::StrCat("unknown special-use attribute ", use,
-                                     " (RFC 6154 §2 lists the known ones)"));
-    }
-    if (std::find(uses.begin(), uses.end(), use) == uses.end()) {
-      uses.push_back(use);
-    }
-  }
-  const std::string special_use = absl::StrJoin(uses, " ");
+  ASSIGN_OR_RETURN(const std::string special_use, SpecialUseColumn(request.special_use()));
   const uint32_t uidvalidity = request.uidvalidity();
   v1::PrepareImportResponse response;
   RETURN_IF_ERROR(Write(WriteScope::User(user_id), [&](WriteTx& tx) -> absl::Status {
